@@ -1,0 +1,87 @@
+// Package grpcapi serves the ledger.v1 gRPC services and is the one place where
+// errors become gRPC statuses and result codes.
+package grpcapi
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/commands"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/queries"
+)
+
+// resultCodes maps each domain outcome to its result code.
+var resultCodes = []struct {
+	err  error
+	code ledgerv1.ResultCode
+}{
+	{domain.ErrExists, ledgerv1.ResultCode_RESULT_CODE_EXISTS},
+	{domain.ErrExistsWithDifferentFields, ledgerv1.ResultCode_RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS},
+	{domain.ErrAccountNotFound, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_NOT_FOUND},
+	{domain.ErrAccountClosed, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_CLOSED},
+	{domain.ErrAssetNotFound, ledgerv1.ResultCode_RESULT_CODE_ASSET_NOT_FOUND},
+	{domain.ErrAssetMismatch, ledgerv1.ResultCode_RESULT_CODE_ASSET_MISMATCH},
+	{domain.ErrSameAccount, ledgerv1.ResultCode_RESULT_CODE_SAME_ACCOUNT},
+	{domain.ErrInvalidAmount, ledgerv1.ResultCode_RESULT_CODE_INVALID_AMOUNT},
+	{domain.ErrBelowMinBalance, ledgerv1.ResultCode_RESULT_CODE_BELOW_MIN_BALANCE},
+	{domain.ErrAboveMaxBalance, ledgerv1.ResultCode_RESULT_CODE_ABOVE_MAX_BALANCE},
+	{domain.ErrBalanceOverflow, ledgerv1.ResultCode_RESULT_CODE_BALANCE_OVERFLOW},
+	{domain.ErrInvalidField, ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD},
+}
+
+// itemResult turns one command's outcome into its result.
+func itemResult(i int, id string, r commands.Result) *ledgerv1.ItemResult {
+	out := &ledgerv1.ItemResult{Index: uint32(i), Id: id, Position: r.Position}
+	if r.Err == nil {
+		out.Code = ledgerv1.ResultCode_RESULT_CODE_CREATED
+		return out
+	}
+	out.Field, out.Detail = domain.FieldOf(r.Err), r.Err.Error()
+	for _, rc := range resultCodes {
+		if errors.Is(r.Err, rc.err) {
+			out.Code = rc.code
+			return out
+		}
+	}
+	// Every outcome the domain can produce is in the table: anything else is a
+	// bug, and saying INVALID_FIELD would hide it.
+	panic("grpcapi: no result code for " + r.Err.Error())
+}
+
+// invalidArgument is a request-level refusal naming the field.
+func invalidArgument(field, reason string) error {
+	st := status.New(codes.InvalidArgument, field+": "+reason)
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+		{Field: field, Description: reason},
+	}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// statusOf translates a request-level error.
+func statusOf(err error) error {
+	switch {
+	case errors.Is(err, commands.ErrInvalidLedger):
+		return invalidArgument("ledger", "must match [a-z0-9][a-z0-9-]{0,62}")
+	case errors.Is(err, commands.ErrTooManyItems), errors.Is(err, queries.ErrTooManyAccounts):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, commands.ErrTooManyLedgers):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, commands.ErrClosed), errors.Is(err, commands.ErrUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, queries.ErrNotReached):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, "internal error")
+}

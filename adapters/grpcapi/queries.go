@@ -1,0 +1,44 @@
+package grpcapi
+
+import (
+	"context"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/queries"
+)
+
+// QueryServer serves ledger.v1.QueryService.
+type QueryServer struct {
+	ledgerv1.UnimplementedQueryServiceServer
+	q *queries.Service
+}
+
+// NewQueryServer returns a QueryServer over q.
+func NewQueryServer(q *queries.Service) *QueryServer { return &QueryServer{q: q} }
+
+// GetBalances returns balances with the position they reflect.
+func (s *QueryServer) GetBalances(ctx context.Context, req *ledgerv1.GetBalancesRequest) (*ledgerv1.GetBalancesResponse, error) {
+	if !domain.ValidLedgerName(req.GetLedger()) {
+		return nil, invalidArgument("ledger", "must match [a-z0-9][a-z0-9-]{0,62}")
+	}
+	if n := len(req.GetAccounts()); n == 0 || n > queries.AccountsPerRequestMax {
+		return nil, invalidArgument("accounts", "want 1..1000 account ids")
+	}
+	for _, id := range req.GetAccounts() {
+		if !domain.ValidID(id) {
+			return nil, invalidArgument("accounts", "account ids must match [A-Za-z0-9:_.@-]{1,128}")
+		}
+	}
+	got, err := s.q.GetBalances(ctx, req.GetLedger(), req.GetAccounts(), req.GetMinPosition())
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	resp := &ledgerv1.GetBalancesResponse{Position: got.Position, Balances: make([]*ledgerv1.Balance, len(got.Balances))}
+	for i, b := range got.Balances {
+		resp.Balances[i] = &ledgerv1.Balance{Account: b.Account, Asset: b.Asset, NormalBalance: normalBalance(b.Normal),
+			DebitsPosted: b.DebitsPosted, CreditsPosted: b.CreditsPosted, DebitsPending: b.DebitsPending,
+			CreditsPending: b.CreditsPending, Balance: b.Balance, Available: b.Available, Position: b.Position}
+	}
+	return resp, nil
+}

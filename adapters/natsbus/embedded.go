@@ -1,0 +1,188 @@
+package natsbus
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Errors returned by StartEmbedded.
+var (
+	// ErrEmbeddedOptions means EmbeddedOptions failed validation.
+	ErrEmbeddedOptions = errors.New("invalid embedded nats options")
+	// ErrEmbeddedNotReady means the embedded server did not accept
+	// connections, or did not enable JetStream, within embeddedReadyTimeout.
+	ErrEmbeddedNotReady = errors.New("embedded nats server not ready")
+)
+
+const (
+	// embeddedReadyTimeout bounds the wait for the server to listen.
+	embeddedReadyTimeout = 10 * time.Second
+	// EmbeddedMaxMemoryDefault bounds JetStream's memory storage when
+	// EmbeddedOptions.MaxMemoryBytes is 0; the ledger's streams are on disk.
+	EmbeddedMaxMemoryDefault = 256 << 20
+)
+
+// EmbeddedOptions configures StartEmbedded.
+type EmbeddedOptions struct {
+	// StoreDir holds JetStream's file store; required, so that two servers
+	// never share the server's default temp location. Data in it survives
+	// a restart on the same StoreDir.
+	StoreDir string
+	// Host to listen on; "" means 127.0.0.1.
+	Host string
+	// Port to listen on; 0 or -1 means a random free port (ClientURL tells
+	// which), so tests never collide with a server on 4222.
+	Port int
+	// MaxMemoryBytes bounds JetStream memory storage; 0 means
+	// EmbeddedMaxMemoryDefault.
+	MaxMemoryBytes int64
+	// MaxStoreBytes bounds JetStream file storage; 0 means the server's
+	// default, a share of the free disk.
+	MaxStoreBytes int64
+	// Logf, if set, receives the server's notices, warnings and errors.
+	Logf func(format string, args ...any)
+}
+
+// Embedded is a nats-server with JetStream running in this process.
+type Embedded struct {
+	srv *server.Server
+}
+
+// StartEmbedded starts an in-process nats-server with JetStream on disk
+// and waits until it accepts connections.
+//
+// Errors: ErrEmbeddedOptions, ErrEmbeddedNotReady (with the server's last
+// error when it logged one), or a wrapped server configuration error.
+func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
+	if opts.StoreDir == "" {
+		return nil, fmt.Errorf("store dir is empty: %w", ErrEmbeddedOptions)
+	}
+	if opts.Port < -1 || opts.Port > 65535 {
+		return nil, fmt.Errorf("port %d out of range -1..65535: %w", opts.Port, ErrEmbeddedOptions)
+	}
+	if opts.MaxMemoryBytes < 0 || opts.MaxStoreBytes < 0 {
+		return nil, fmt.Errorf("negative jetstream limit: %w", ErrEmbeddedOptions)
+	}
+	sopts := &server.Options{
+		Host:               opts.Host,
+		Port:               opts.Port,
+		JetStream:          true,
+		StoreDir:           opts.StoreDir,
+		JetStreamMaxMemory: opts.MaxMemoryBytes,
+		JetStreamMaxStore:  opts.MaxStoreBytes,
+		// The host process owns signals; the server must not exit it.
+		NoSigs: true,
+		NoLog:  opts.Logf == nil,
+	}
+	if sopts.Host == "" {
+		sopts.Host = "127.0.0.1"
+	}
+	if sopts.Port == 0 {
+		sopts.Port = server.RANDOM_PORT // The server reads 0 as 4222.
+	}
+	if sopts.JetStreamMaxMemory == 0 {
+		sopts.JetStreamMaxMemory = EmbeddedMaxMemoryDefault
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("new embedded nats server: %w", err)
+	}
+	// Always install a logger: the server's default one exits the process
+	// on Fatalf (e.g. JetStream failing to start), and we want the error.
+	logger := &serverLogger{logf: opts.Logf}
+	srv.SetLogger(logger, false, false)
+	// Start returns once JetStream is up or has failed; a failure is only
+	// visible as a Fatalf (JetStreamEnabled may still say true) and leaves
+	// the server without a listener, so check it before waiting for one.
+	srv.Start()
+	if fatal := logger.fatal(); fatal != "" {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("start embedded nats in %s: %s: %w", opts.StoreDir, fatal, ErrEmbeddedNotReady)
+	}
+	if !srv.ReadyForConnections(embeddedReadyTimeout) || !srv.JetStreamEnabled() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("start embedded nats in %s: not ready after %v (last error: %q): %w",
+			opts.StoreDir, embeddedReadyTimeout, logger.lastError(), ErrEmbeddedNotReady)
+	}
+	return &Embedded{srv: srv}, nil
+}
+
+// ClientURL returns the nats:// URL clients connect to.
+func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Shutdown stops the server and waits until it has stopped, so that its
+// store can be reopened or removed. Calling it again does nothing.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// serverLogger adapts Logf to the server's Logger and remembers the first
+// fatal and the last error, which StartEmbedded reports when the server
+// fails to come up.
+type serverLogger struct {
+	logf func(format string, args ...any)
+
+	mu         sync.Mutex
+	firstFatal string
+	last       string
+}
+
+func (l *serverLogger) Noticef(format string, v ...any) { l.log("nats: "+format, v...) }
+func (l *serverLogger) Warnf(format string, v ...any)   { l.log("nats: warning: "+format, v...) }
+func (l *serverLogger) Debugf(string, ...any)           {}
+func (l *serverLogger) Tracef(string, ...any)           {}
+
+func (l *serverLogger) Errorf(format string, v ...any) {
+	l.remember(format, v...)
+	l.log("nats: error: "+format, v...)
+}
+
+// Fatalf must not exit: the server is a guest in this process.
+func (l *serverLogger) Fatalf(format string, v ...any) {
+	msg := l.remember(format, v...)
+	l.mu.Lock()
+	if l.firstFatal == "" {
+		l.firstFatal = msg
+	}
+	l.mu.Unlock()
+	l.log("nats: fatal: "+format, v...)
+}
+
+func (l *serverLogger) log(format string, v ...any) {
+	if l.logf != nil {
+		l.logf(format, v...)
+	}
+}
+
+// lastErrorBytesMax bounds the remembered error message.
+const lastErrorBytesMax = 1 << 10
+
+func (l *serverLogger) remember(format string, v ...any) string {
+	msg := fmt.Sprintf(format, v...)
+	if len(msg) > lastErrorBytesMax {
+		msg = msg[:lastErrorBytesMax]
+	}
+	l.mu.Lock()
+	l.last = msg
+	l.mu.Unlock()
+	return msg
+}
+
+func (l *serverLogger) fatal() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.firstFatal
+}
+
+func (l *serverLogger) lastError() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}

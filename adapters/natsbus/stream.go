@@ -1,0 +1,69 @@
+// Package natsbus carries the log on NATS JetStream: one stream per ledger whose
+// sequence equals the ledger position, the relay that fills it from the Postgres
+// log, the source projectors read it through, and an embedded server.
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamOptions configure each ledger's stream. The stream is a delivery
+// buffer, not the record: Postgres holds every event forever, and readers fall
+// back to it for what the stream no longer holds.
+type StreamOptions struct {
+	// MaxAge drops messages older than this; 0 keeps them.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream's size; 0 or less is unbounded.
+	MaxBytes int64
+	// Replicas is 1 on one server, 3 on a cluster.
+	Replicas int
+}
+
+// StreamName is the JetStream stream of a ledger.
+func StreamName(ledger string) string { return "LEDGER_" + ledger }
+
+// Subject is the subject a ledger's events are published on.
+func Subject(ledger string) string { return "ledger." + ledger + ".events" }
+
+// msgID is the de-duplication id of a ledger's event.
+func msgID(ledger string, position uint64) string {
+	return fmt.Sprintf("%s:%d", ledger, position)
+}
+
+// EnsureStream creates the ledger's stream if it does not exist, and returns it.
+//
+// Errors: the JetStream error.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, ledger string, opts StreamOptions) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, StreamName(ledger))
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("stream of %s: %w", ledger, err)
+	}
+	cfg := jetstream.StreamConfig{
+		Name:       StreamName(ledger),
+		Subjects:   []string{Subject(ledger)},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardOld,
+		MaxAge:     opts.MaxAge,
+		MaxBytes:   max(opts.MaxBytes, -1),
+		MaxMsgs:    -1,
+		Replicas:   max(opts.Replicas, 1),
+		Duplicates: 2 * time.Minute,
+	}
+	if opts.MaxBytes == 0 {
+		cfg.MaxBytes = -1
+	}
+	s, err = js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create stream of %s: %w", ledger, err)
+	}
+	return s, nil
+}

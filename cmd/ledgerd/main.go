@@ -1,0 +1,44 @@
+// Command ledgerd serves the ledger: gRPC commands and queries over an event
+// store in PostgreSQL and JetStream. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ledgerd/ledger/internal/daemon"
+)
+
+func main() {
+	cfg, err := daemon.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ledgerd:", err)
+		os.Exit(2)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "ledgerd: log level:", err)
+		os.Exit(2)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := &daemon.Main{Config: cfg, Logger: logger, Out: os.Stdout}
+	if err := m.Run(ctx); err != nil {
+		logger.Error("ledgerd could not start", "err", err)
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	logger.Info("shutting down: draining writers and relays")
+	m.Close()
+	logger.Info("stopped")
+}

@@ -1,0 +1,307 @@
+// Package commands is the write side: one writer per ledger, which decides
+// commands against the ledger's state in memory and appends them in batches,
+// one transaction per batch, replying only after the commit.
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// Store is what a writer needs of the event log.
+type Store interface {
+	Head(ctx context.Context, ledger string) (uint64, eventstore.Hash, error)
+	Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error)
+	Append(ctx context.Context, ledger string, expected uint64, prev eventstore.Hash, recs []eventstore.Record) error
+}
+
+// Limits and defaults of a writer.
+const (
+	// ItemsPerRequestMax is the most commands one Submit takes.
+	ItemsPerRequestMax = 8192
+	// BatchMaxDefault is the most commands decided into one append.
+	BatchMaxDefault = 16384
+	// QueueMaxDefault is the most requests waiting for the writer.
+	QueueMaxDefault = 4096
+	// appendTimeout bounds one append, so a hung database fails a batch instead
+	// of holding the writer forever.
+	appendTimeout = 30 * time.Second
+	// restartDelayMax bounds the back-off between reloads after a failure.
+	restartDelayMax = 5 * time.Second
+)
+
+var (
+	// ErrClosed means the writer is shutting down; the request was not applied.
+	ErrClosed = errors.New("writer closed")
+	// ErrUnavailable means the batch could not be committed, or its outcome is
+	// unknown. Retrying with the same ids is safe: idempotency answers EXISTS
+	// for what did commit.
+	ErrUnavailable = errors.New("ledger unavailable")
+	// ErrTooManyItems means a request is over ItemsPerRequestMax.
+	ErrTooManyItems = errors.New("too many items")
+)
+
+// Options configure a Writer.
+type Options struct {
+	Ledger string
+	Store  Store
+	// Clock gives the recorded time; time.Now when nil.
+	Clock func() time.Time
+	// OnCommit is called, on the committer's goroutine, after each commit with
+	// the ledger's new head position. It must not block.
+	OnCommit func(ledger string, position uint64)
+	Logger   *slog.Logger
+	BatchMax int
+	QueueMax int
+}
+
+// Result is the outcome of one command: Err is nil for CREATED, an
+// *domain.ExistsError for EXISTS, or another domain error.
+type Result struct {
+	Position uint64
+	Err      error
+}
+
+// Writer owns one ledger's state. Submit queues commands; Run decides and
+// appends them.
+type Writer struct {
+	opts   Options
+	reqs   chan *request
+	closed chan struct{}
+}
+
+type request struct {
+	ctx     context.Context
+	cmds    []domain.Command
+	index   []int // index[i] is cmds[i]'s slot in results
+	results []Result
+	err     error
+	done    chan struct{}
+}
+
+func (r *request) finish(err error) {
+	r.err = err
+	close(r.done)
+}
+
+// NewWriter returns a writer for opts.Ledger; call Run to start it.
+func NewWriter(opts Options) *Writer {
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.BatchMax <= 0 || opts.BatchMax > eventstore.AppendMax {
+		opts.BatchMax = BatchMaxDefault
+	}
+	if opts.QueueMax <= 0 {
+		opts.QueueMax = QueueMaxDefault
+	}
+	opts.Logger = opts.Logger.With("ledger", opts.Ledger)
+	return &Writer{opts: opts, reqs: make(chan *request, opts.QueueMax), closed: make(chan struct{})}
+}
+
+// Submit validates cmds on the caller's goroutine, queues the valid ones and
+// waits until they are decided and, for those that produce events, committed.
+// Results are in cmds' order.
+//
+// Errors: ErrTooManyItems; ErrClosed; ErrUnavailable (wrapping the cause) when
+// the batch failed to commit; ctx's error when it ends first, in which case the
+// commands may or may not have been applied.
+func (w *Writer) Submit(ctx context.Context, cmds []domain.Command) ([]Result, error) {
+	if len(cmds) > ItemsPerRequestMax {
+		return nil, fmt.Errorf("%d commands, at most %d: %w", len(cmds), ItemsPerRequestMax, ErrTooManyItems)
+	}
+	results := make([]Result, len(cmds))
+	r := &request{ctx: ctx, results: results, done: make(chan struct{}), cmds: make([]domain.Command, 0, len(cmds))}
+	for i, c := range cmds {
+		if err := c.Validate(); err != nil {
+			results[i].Err = err
+			continue
+		}
+		r.cmds = append(r.cmds, c)
+		r.index = append(r.index, i)
+	}
+	if len(r.cmds) == 0 {
+		return results, nil
+	}
+	select {
+	case <-w.closed:
+		return nil, ErrClosed
+	default:
+	}
+	select {
+	case w.reqs <- r:
+	case <-w.closed:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-r.done:
+	case <-w.closed:
+		// Closed after the last commit: a request not done by now never will be.
+		select {
+		case <-r.done:
+		default:
+			return nil, ErrClosed
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return results, nil
+}
+
+// Run loads the ledger's state and serves requests until ctx ends, reloading
+// from the log after any failed append. On return, queued requests are failed
+// with ErrClosed; a batch being committed is committed first.
+func (w *Writer) Run(ctx context.Context) error {
+	defer w.drainClosed()
+	delay := 10 * time.Millisecond
+	for {
+		err := w.serve(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.opts.Logger.Error("writer stopped; reloading from the log", "err", err, "retry_in", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil
+		}
+		delay = min(2*delay, restartDelayMax)
+	}
+}
+
+func (w *Writer) drainClosed() {
+	close(w.closed)
+	for {
+		select {
+		case r := <-w.reqs:
+			r.finish(ErrClosed)
+		default:
+			return
+		}
+	}
+}
+
+// job is a decided batch on its way to the store.
+type job struct {
+	expected uint64
+	prev     eventstore.Hash
+	recs     []eventstore.Record
+	reqs     []*request
+}
+
+// serve runs one life of the writer: load, then decide and pipeline batches to
+// the committer until ctx ends or an append fails.
+func (w *Writer) serve(ctx context.Context) error {
+	st, err := w.load(ctx)
+	if err != nil {
+		return err
+	}
+	jobs := make(chan *job, 1)
+	failed := make(chan error, 1)
+	done := make(chan struct{})
+	go w.commit(jobs, failed, done)
+	defer func() { close(jobs); <-done }()
+
+	var carry *request
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-w.reqs:
+			case err := <-failed:
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		var reqs []*request
+		reqs, carry = w.collect(first)
+		// Even a batch with no events goes through the committer: its EXISTS
+		// answers may point at a batch still being committed.
+		j := st.decide(w, reqs)
+		select {
+		case jobs <- j:
+		case err := <-failed:
+			failJob(j, err)
+			if carry != nil {
+				jobs <- &job{reqs: []*request{carry}} // the committer fails it with the rest
+			}
+			return err
+		}
+	}
+}
+
+// collect takes first and whatever else is queued, up to BatchMax commands. A
+// request that does not fit is returned as carry for the next batch.
+func (w *Writer) collect(first *request) (reqs []*request, carry *request) {
+	reqs = append(reqs, first)
+	n := len(first.cmds)
+	for n < w.opts.BatchMax {
+		select {
+		case r := <-w.reqs:
+			if n+len(r.cmds) > w.opts.BatchMax {
+				return reqs, r
+			}
+			reqs = append(reqs, r)
+			n += len(r.cmds)
+		default:
+			return reqs, nil
+		}
+	}
+	return reqs, nil
+}
+
+// commit appends jobs in order. After a failure every later job fails too: each
+// was decided on a state that included the failed one.
+func (w *Writer) commit(jobs <-chan *job, failed chan<- error, done chan<- struct{}) {
+	defer close(done)
+	var broken error
+	for j := range jobs {
+		if broken != nil {
+			failJob(j, broken)
+			continue
+		}
+		if len(j.recs) == 0 {
+			for _, r := range j.reqs {
+				r.finish(nil)
+			}
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+		err := w.opts.Store.Append(ctx, w.opts.Ledger, j.expected, j.prev, j.recs)
+		cancel()
+		if err != nil {
+			broken = fmt.Errorf("append at %d: %w: %w", j.expected, ErrUnavailable, err)
+			failJob(j, broken)
+			failed <- broken
+			continue
+		}
+		for _, r := range j.reqs {
+			r.finish(nil)
+		}
+		if w.opts.OnCommit != nil {
+			w.opts.OnCommit(w.opts.Ledger, j.recs[len(j.recs)-1].Position)
+		}
+	}
+}
+
+func failJob(j *job, err error) {
+	for _, r := range j.reqs {
+		r.finish(err)
+	}
+}

@@ -1,0 +1,57 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors: each is one outcome a command can have. Adapters branch on them
+// with errors.Is and translate them to result codes in one place.
+var (
+	ErrInvalidField              = errors.New("invalid field")
+	ErrInvalidAmount             = errors.New("invalid amount")
+	ErrExists                    = errors.New("exists")
+	ErrExistsWithDifferentFields = errors.New("exists with different fields")
+	ErrAccountNotFound           = errors.New("account not found")
+	ErrAccountClosed             = errors.New("account closed")
+	ErrAssetNotFound             = errors.New("asset not found")
+	ErrAssetMismatch             = errors.New("asset mismatch")
+	ErrSameAccount               = errors.New("same account on both sides")
+	ErrBelowMinBalance           = errors.New("below min balance")
+	ErrAboveMaxBalance           = errors.New("above max balance")
+	ErrBalanceOverflow           = errors.New("balance overflow")
+)
+
+// FieldError ties an outcome to the field that caused it, named as a client
+// wrote it: "postings[2].amount".
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// fieldErr wraps err (a sentinel or an error wrapping one) with the field.
+func fieldErr(field string, err error) error { return &FieldError{Field: field, Err: err} }
+
+// fieldErrf is fieldErr with a formatted reason in front of the sentinel.
+func fieldErrf(field string, sentinel error, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format+": %w", append(args, sentinel)...)}
+}
+
+// ExistsError says a command's id was applied before with identical fields, at
+// Position. It wraps ErrExists.
+type ExistsError struct{ Position uint64 }
+
+func (e *ExistsError) Error() string { return fmt.Sprintf("exists at position %d", e.Position) }
+func (e *ExistsError) Unwrap() error { return ErrExists }
+
+// FieldOf returns the field an error names, or "".
+func FieldOf(err error) string {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.Field
+	}
+	return ""
+}

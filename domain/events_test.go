@@ -1,0 +1,177 @@
+package domain_test
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ledgerd/ledger/domain"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/ with the current output")
+
+func usd(units int64) domain.Amount {
+	return domain.Amount{Units: domain.UnitsFromInt64(units), Scale: 2}
+}
+
+func amountPtr(a domain.Amount) *domain.Amount { return &a }
+
+// goldenEvents are the event contract: one golden file each, under
+// testdata/events/<name>.json. Changing one is changing the public contract.
+var goldenEvents = []struct {
+	name  string
+	event domain.Event
+}{
+	{"asset_defined", domain.AssetDefined{Code: "USD", Scale: 2}},
+	{"asset_defined_scale_18", domain.AssetDefined{Code: "ETH", Scale: 18}},
+	{"account_opened", domain.AccountOpened{ID: "users:42:wallet", Asset: "USD", Normal: domain.SideCredit}},
+	{"account_opened_bounds_metadata", domain.AccountOpened{
+		ID:         "merchants:7:settlement",
+		Asset:      "USD",
+		Normal:     domain.SideDebit,
+		MinBalance: amountPtr(usd(-10_000)),
+		MaxBalance: amountPtr(usd(500_000)),
+		Metadata:   map[string]string{"owner": "merchant 7", "kind": "settlement", "tier": "gold"},
+	}},
+	{"account_opened_min_zero", domain.AccountOpened{
+		ID: "users:43:wallet", Asset: "USD", Normal: domain.SideCredit, MinBalance: amountPtr(usd(0)),
+	}},
+	{"transfer_committed", domain.TransferCommitted{
+		ID: "fx-2026-0001",
+		Postings: []domain.Posting{
+			{Debit: "users:42:wallet", Credit: "fx:usd", Asset: "USD", Amount: usd(10_050)},
+			{Debit: "fx:btc", Credit: "users:42:btc", Asset: "BTC", Amount: domain.Amount{Units: domain.UnitsFromInt64(12_345), Scale: 8}},
+		},
+		Reference:   "quote 9f2c",
+		Metadata:    map[string]string{"rate": "81400.00", "channel": "app", "b": "\"quoted\" <&>"},
+		EffectiveAt: time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC),
+	}},
+	{"transfer_committed_minimal", domain.TransferCommitted{
+		ID:          "t1",
+		Postings:    []domain.Posting{{Debit: "world", Credit: "users:42:wallet", Asset: "JPY", Amount: domain.Amount{Units: domain.UnitsFromInt64(500), Scale: 0}}},
+		EffectiveAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+	}},
+	{"transfer_committed_38_digits", domain.TransferCommitted{
+		ID: "big",
+		Postings: []domain.Posting{{Debit: "a", Credit: "b", Asset: "ETH",
+			Amount: domain.Amount{Units: unitsFromBig(unitsMaxBig), Scale: 18}}},
+		EffectiveAt: time.Date(2026, 12, 31, 23, 59, 59, 999999000, time.UTC),
+	}},
+}
+
+func TestEventGolden(t *testing.T) {
+	for _, tc := range goldenEvents {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join("testdata", "events", tc.name+".json")
+			got, err := domain.MarshalEvent(tc.event)
+			if err != nil {
+				t.Fatalf("MarshalEvent: %v", err)
+			}
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("read golden file (run with -update to create it): %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("MarshalEvent differs from %s (run with -update if the change is intended)\ngot:  %s\nwant: %s", path, got, want)
+			}
+
+			decoded, err := domain.UnmarshalEvent(tc.event.EventType(), domain.SchemaVersion, want)
+			if err != nil {
+				t.Fatalf("UnmarshalEvent of %s: %v", path, err)
+			}
+			// cmp compares time.Time with its Equal method, Units by value.
+			if diff := cmp.Diff(tc.event, decoded, unitsEqual); diff != "" {
+				t.Errorf("decoded %s differs (-want +got):\n%s", path, diff)
+			}
+			again, err := domain.MarshalEvent(decoded)
+			if err != nil {
+				t.Fatalf("MarshalEvent of decoded: %v", err)
+			}
+			if !bytes.Equal(again, want) {
+				t.Errorf("re-encoded %s differs\ngot:  %s\nwant: %s", path, again, want)
+			}
+		})
+	}
+}
+
+func TestUnmarshalEventRefuses(t *testing.T) {
+	valid := []byte(`{"code":"USD","scale":2}`)
+	for _, tc := range []struct {
+		name    string
+		typ     string
+		version int
+		data    []byte
+		unknown bool // want ErrUnknownEvent; otherwise any decode error
+	}{
+		{"unknown type", "AssetDeleted", domain.SchemaVersion, valid, true},
+		{"empty type", "", domain.SchemaVersion, valid, true},
+		{"future version", domain.TypeAssetDefined, domain.SchemaVersion + 1, valid, true},
+		{"version zero", domain.TypeAssetDefined, 0, valid, true},
+		{"malformed json", domain.TypeAssetDefined, domain.SchemaVersion, []byte(`{"code":`), false},
+		{"scale not a number", domain.TypeAssetDefined, domain.SchemaVersion, []byte(`{"code":"USD","scale":"2"}`), false},
+		{"unknown side", domain.TypeAccountOpened, domain.SchemaVersion, []byte(`{"id":"a","asset":"USD","normal_balance":"both"}`), false},
+		{"amount as number", domain.TypeTransferCommitted, domain.SchemaVersion,
+			[]byte(`{"id":"t","postings":[{"debit":"a","credit":"b","asset":"USD","amount":10.5}],"effective_at":"2026-01-02T03:04:05Z"}`), false},
+		{"amount with exponent", domain.TypeTransferCommitted, domain.SchemaVersion,
+			[]byte(`{"id":"t","postings":[{"debit":"a","credit":"b","asset":"USD","amount":"1e3"}],"effective_at":"2026-01-02T03:04:05Z"}`), false},
+		{"bad time", domain.TypeTransferCommitted, domain.SchemaVersion, []byte(`{"id":"t","postings":[],"effective_at":"yesterday"}`), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := domain.UnmarshalEvent(tc.typ, tc.version, tc.data)
+			if err == nil {
+				t.Fatalf("UnmarshalEvent = %+v, want an error", e)
+			}
+			if got := errors.Is(err, domain.ErrUnknownEvent); got != tc.unknown {
+				t.Errorf("errors.Is(%v, ErrUnknownEvent) = %v, want %v", err, got, tc.unknown)
+			}
+		})
+	}
+}
+
+func TestMarshalEventRefusesBadSide(t *testing.T) {
+	_, err := domain.MarshalEvent(domain.AccountOpened{ID: "a", Asset: "USD"})
+	if !errors.Is(err, domain.ErrInvalidField) {
+		t.Errorf("MarshalEvent with no normal_balance: got %v, want ErrInvalidField", err)
+	}
+}
+
+func TestAmountJSON(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   domain.Amount
+		want string
+	}{
+		{"cents", usd(1050), `"10.50"`},
+		{"zero at scale 2", usd(0), `"0.00"`},
+		{"negative", usd(-5), `"-0.05"`},
+		{"scale 0", domain.Amount{Units: domain.UnitsFromInt64(7), Scale: 0}, `"7"`},
+		{"one wei", domain.Amount{Units: domain.UnitsFromInt64(1), Scale: 18}, `"0.000000000000000001"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := tc.in.MarshalJSON()
+			if err != nil || string(b) != tc.want {
+				t.Fatalf("MarshalJSON = %s, %v; want %s", b, err, tc.want)
+			}
+			var back domain.Amount
+			if err := back.UnmarshalJSON(b); err != nil {
+				t.Fatalf("UnmarshalJSON(%s): %v", b, err)
+			}
+			if back != tc.in {
+				t.Errorf("UnmarshalJSON(%s) = %+v, want %+v", b, back, tc.in)
+			}
+		})
+	}
+}

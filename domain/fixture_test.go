@@ -1,0 +1,103 @@
+package domain_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ledgerd/ledger/domain"
+)
+
+// now is the writer's clock in these tests: UTC, whole microseconds.
+var now = time.Date(2026, 3, 4, 5, 6, 7, 891011000, time.UTC)
+
+// unitsEqual lets go-cmp compare Units (unexported fields) by value.
+var unitsEqual = cmp.Comparer(func(a, b domain.Units) bool { return a.Cmp(b) == 0 })
+
+// decide validates c and, when valid, decides it against s.
+func decide(s *domain.State, c domain.Command) (domain.Event, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return domain.Decide(s, c, now)
+}
+
+// apply decides c and applies its event at the next position, failing the test
+// when c is refused. It returns the position.
+func apply(t testing.TB, s *domain.State, c domain.Command) uint64 {
+	t.Helper()
+	e, err := decide(s, c)
+	if err != nil {
+		t.Fatalf("apply %T %s: %v", c, c.CommandID(), err)
+	}
+	pos := s.Position() + 1
+	s.Evolve(pos, e)
+	return pos
+}
+
+func asset(code string, scale uint32) *domain.DefineAsset {
+	return &domain.DefineAsset{Code: code, Scale: scale}
+}
+
+func account(id, asset string, normal domain.Side, min, max string) *domain.OpenAccount {
+	return &domain.OpenAccount{ID: id, Asset: asset, Normal: normal, MinBalance: min, MaxBalance: max}
+}
+
+func posting(debit, credit, asset, amount string) domain.PostingInput {
+	return domain.PostingInput{Debit: debit, Credit: credit, Asset: asset, Amount: amount}
+}
+
+func transfer(id string, ps ...domain.PostingInput) *domain.CreateTransfer {
+	return &domain.CreateTransfer{ID: id, Postings: ps}
+}
+
+// snapshot copies the accounts with the given ids, so that a later state can be
+// compared with this one.
+func snapshot(s *domain.State, ids []string) map[string]domain.Account {
+	out := make(map[string]domain.Account, len(ids))
+	for _, id := range ids {
+		if a, ok := s.Account(id); ok {
+			c := *a
+			if a.Min != nil {
+				m := *a.Min
+				c.Min = &m
+			}
+			if a.Max != nil {
+				m := *a.Max
+				c.Max = &m
+			}
+			out[id] = c
+		}
+	}
+	return out
+}
+
+// checkErr checks err against a wanted sentinel (nil for success) and field.
+func checkErr(t testing.TB, err, want error, field string) {
+	t.Helper()
+	if want == nil {
+		if err != nil {
+			t.Fatalf("got error %v, want success", err)
+		}
+		return
+	}
+	if !errors.Is(err, want) {
+		t.Fatalf("got error %v, want %v", err, want)
+	}
+	if got := domain.FieldOf(err); got != field {
+		t.Errorf("got field %q, want %q (error %v)", got, field, err)
+	}
+}
+
+// checkExists checks that err is an *ExistsError at pos.
+func checkExists(t testing.TB, err error, pos uint64) {
+	t.Helper()
+	var ee *domain.ExistsError
+	if !errors.As(err, &ee) || !errors.Is(err, domain.ErrExists) {
+		t.Fatalf("got error %v, want EXISTS at %d", err, pos)
+	}
+	if ee.Position != pos {
+		t.Errorf("got EXISTS at %d, want at %d", ee.Position, pos)
+	}
+}

@@ -1,0 +1,102 @@
+package domain
+
+import "fmt"
+
+// Limits on names and labels. Every one is a wire contract: documented in the
+// proto and checked here, once.
+const (
+	LedgerNameLenMax    = 63
+	AssetCodeLenMax     = 16
+	IDLenMax            = 128
+	ScaleMax            = 18
+	ReferenceLenMax     = 256
+	MetadataKeysMax     = 32
+	MetadataBytesMax    = 4096
+	MetadataKeyLenMax   = 64
+	PostingsPerTransfer = 64
+)
+
+// ValidLedgerName reports whether s matches [a-z0-9][a-z0-9-]{0,62}.
+func ValidLedgerName(s string) bool {
+	if len(s) == 0 || len(s) > LedgerNameLenMax || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidAssetCode reports whether s matches [A-Z][A-Z0-9_]{0,15}.
+func ValidAssetCode(s string) bool {
+	if len(s) == 0 || len(s) > AssetCodeLenMax || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidID reports whether s matches [A-Za-z0-9:_.@-]{1,128}: account and
+// transfer ids.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > IDLenMax {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == ':' || c == '_' || c == '.' || c == '@' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkID(field, s string) error {
+	if !ValidID(s) {
+		return fieldErrf(field, ErrInvalidField, "%q must match [A-Za-z0-9:_.@-]{1,%d}", truncate(s), IDLenMax)
+	}
+	return nil
+}
+
+func checkAssetCode(field, s string) error {
+	if !ValidAssetCode(s) {
+		return fieldErrf(field, ErrInvalidField, "%q must match [A-Z][A-Z0-9_]{0,%d}", truncate(s), AssetCodeLenMax-1)
+	}
+	return nil
+}
+
+// checkMetadata bounds a label map: keys, key length and total bytes.
+func checkMetadata(field string, m map[string]string) error {
+	if len(m) > MetadataKeysMax {
+		return fieldErrf(field, ErrInvalidField, "%d keys, at most %d", len(m), MetadataKeysMax)
+	}
+	total := 0
+	for k, v := range m {
+		if len(k) == 0 || len(k) > MetadataKeyLenMax {
+			return fieldErrf(field, ErrInvalidField, "key %q must have 1..%d bytes", truncate(k), MetadataKeyLenMax)
+		}
+		total += len(k) + len(v)
+	}
+	if total > MetadataBytesMax {
+		return fieldErrf(field, ErrInvalidField, "%d bytes, at most %d", total, MetadataBytesMax)
+	}
+	return nil
+}
+
+// truncate keeps error messages bounded when the input is not.
+func truncate(s string) string {
+	const n = 40
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + fmt.Sprintf("…(%d bytes)", len(s))
+}

@@ -1,0 +1,186 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Limits of the store's calls.
+const (
+	// AppendMax is the most records one Append takes: one transaction, one fsync.
+	AppendMax = 65536
+	// ReadMax is the most records one Read returns.
+	ReadMax = 10000
+)
+
+var (
+	// ErrFenced means the ledger's head is not where the appender expected:
+	// another writer appended. The appender must step down and reload.
+	ErrFenced = errors.New("ledger head moved: another writer appended")
+	// ErrBadBatch means an Append's records are not a gapless, chained sequence
+	// following the expected position: a bug in the caller.
+	ErrBadBatch = errors.New("records do not follow the head")
+)
+
+// Store is the event log in Postgres.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Store on pool. Run Migrate first.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Head returns the position and hash of a ledger's last event; 0 and the zero
+// hash for a ledger with no events.
+//
+// Errors: the database error.
+func (s *Store) Head(ctx context.Context, ledger string) (uint64, Hash, error) {
+	var (
+		pos  int64
+		hash []byte
+	)
+	err := s.pool.QueryRow(ctx, `SELECT position, hash FROM ledger_heads WHERE ledger = $1`, ledger).Scan(&pos, &hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, Hash{}, nil
+	}
+	if err != nil {
+		return 0, Hash{}, fmt.Errorf("head of %s: %w", ledger, err)
+	}
+	var h Hash
+	copy(h[:], hash)
+	return uint64(pos), h, nil
+}
+
+// Ledgers lists the ledgers that have a head, in name order.
+//
+// Errors: the database error.
+func (s *Store) Ledgers(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT ledger FROM ledger_heads ORDER BY ledger`)
+	if err != nil {
+		return nil, fmt.Errorf("list ledgers: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list ledgers: %w", err)
+	}
+	return names, nil
+}
+
+// Append writes recs, which must be sealed and follow position expected of
+// ledger gaplessly, in one transaction: the head moves from expected to the last
+// record's position, or nothing is written. Listeners on channel NotifyChannel
+// hear the ledger's name after the commit.
+//
+// Errors: ErrFenced when the head is not at expected; ErrBadBatch for records
+// that do not follow it; the database error otherwise. After a database error
+// on COMMIT the outcome is unknown: read the head to learn it.
+func (s *Store) Append(ctx context.Context, ledger string, expected uint64, prevHash Hash, recs []Record) error {
+	if err := checkBatch(ledger, expected, prevHash, recs); err != nil {
+		return err
+	}
+	last := recs[len(recs)-1]
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if expected == 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, 0, $2)
+				ON CONFLICT (ledger) DO NOTHING`, ledger, make([]byte, HashSize)); err != nil {
+				return fmt.Errorf("append to %s: create head: %w", ledger, err)
+			}
+		}
+		tag, err := tx.Exec(ctx, `UPDATE ledger_heads SET position = $3, hash = $4 WHERE ledger = $1 AND position = $2`,
+			ledger, int64(expected), int64(last.Position), last.Hash[:])
+		if err != nil {
+			return fmt.Errorf("append to %s at %d: move head: %w", ledger, expected, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrFenced)
+		}
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, &recordSource{recs: recs, i: -1})
+		if err != nil {
+			return fmt.Errorf("append to %s at %d: copy: %w", ledger, expected, err)
+		}
+		if int(n) != len(recs) {
+			return fmt.Errorf("append to %s at %d: copied %d of %d rows", ledger, expected, n, len(recs))
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, ledger); err != nil {
+			return fmt.Errorf("append to %s at %d: notify: %w", ledger, expected, err)
+		}
+		return nil
+	})
+}
+
+// NotifyChannel is the LISTEN/NOTIFY channel on which appends announce their
+// ledger, so that relays in other processes wake up.
+const NotifyChannel = "ledger_appended"
+
+func checkBatch(ledger string, expected uint64, prev Hash, recs []Record) error {
+	if len(recs) == 0 || len(recs) > AppendMax {
+		return fmt.Errorf("append %d records (1..%d): %w", len(recs), AppendMax, ErrBadBatch)
+	}
+	for i := range recs {
+		r := &recs[i]
+		if r.Ledger != ledger || r.Position != expected+uint64(i)+1 || r.PrevHash != prev {
+			return fmt.Errorf("record %d (%s@%d) after %s@%d: %w", i, r.Ledger, r.Position, ledger, expected+uint64(i), ErrBadBatch)
+		}
+		prev = r.Hash
+	}
+	return nil
+}
+
+var eventColumns = []string{"ledger", "position", "type", "schema_version", "recorded_at", "command_id", "payload", "prev_hash", "hash"}
+
+// recordSource feeds records to COPY without building a [][]any per batch.
+type recordSource struct {
+	recs []Record
+	i    int
+	row  [9]any
+}
+
+func (s *recordSource) Next() bool { s.i++; return s.i < len(s.recs) }
+func (s *recordSource) Err() error { return nil }
+
+func (s *recordSource) Values() ([]any, error) {
+	r := &s.recs[s.i]
+	s.row = [9]any{r.Ledger, int64(r.Position), r.Type, int16(r.SchemaVersion), r.RecordedAt,
+		r.CommandID, r.Payload, r.PrevHash[:], r.Hash[:]}
+	return s.row[:], nil
+}
+
+// Read returns up to limit (at most ReadMax) records of ledger from position
+// from on, in position order.
+//
+// Errors: the database error.
+func (s *Store) Read(ctx context.Context, ledger string, from uint64, limit int) ([]Record, error) {
+	limit = min(max(limit, 1), ReadMax)
+	rows, err := s.pool.Query(ctx, `SELECT position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash
+		FROM events WHERE ledger = $1 AND position >= $2 ORDER BY position LIMIT $3`, ledger, int64(from), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %d: %w", ledger, from, err)
+	}
+	defer rows.Close()
+	recs := make([]Record, 0, min(limit, 1024))
+	for rows.Next() {
+		r := Record{Ledger: ledger}
+		var (
+			pos        int64
+			version    int16
+			at         time.Time
+			prev, hash []byte
+		)
+		if err := rows.Scan(&pos, &r.Type, &version, &at, &r.CommandID, &r.Payload, &prev, &hash); err != nil {
+			return nil, fmt.Errorf("read %s from %d: %w", ledger, from, err)
+		}
+		r.Position, r.SchemaVersion, r.RecordedAt = uint64(pos), int(version), at.UTC()
+		copy(r.PrevHash[:], prev)
+		copy(r.Hash[:], hash)
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s from %d: %w", ledger, from, err)
+	}
+	return recs, nil
+}

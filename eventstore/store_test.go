@@ -1,0 +1,265 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func newStore(t *testing.T) (*eventstore.Store, *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testenv.PostgresURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(pool.Close)
+	testenv.NoError(t, eventstore.Migrate(ctx, pool))
+	return eventstore.New(pool), pool
+}
+
+// records builds n sealed records following (head, prev).
+func records(ledger string, head uint64, prev eventstore.Hash, n int) []eventstore.Record {
+	at := time.Date(2026, 11, 22, 10, 0, 0, 123456000, time.UTC)
+	recs := make([]eventstore.Record, n)
+	for i := range recs {
+		recs[i] = eventstore.Record{Ledger: ledger, Position: head + uint64(i) + 1, Type: "AssetDefined", SchemaVersion: 1,
+			RecordedAt: at, CommandID: fmt.Sprintf("C%d", head+uint64(i)+1),
+			Payload: []byte(fmt.Sprintf(`{"code":"C%d","scale":2}`, head+uint64(i)+1))}
+		recs[i].Seal(prev)
+		prev = recs[i].Hash
+	}
+	return recs
+}
+
+// readAll reads the whole log of ledger.
+func readAll(t *testing.T, s *eventstore.Store, ledger string) []eventstore.Record {
+	t.Helper()
+	var all []eventstore.Record
+	for {
+		recs, err := s.Read(context.Background(), ledger, uint64(len(all))+1, eventstore.ReadMax)
+		testenv.NoError(t, err)
+		if len(recs) == 0 {
+			return all
+		}
+		all = append(all, recs...)
+	}
+}
+
+// checkChain asserts positions 1..n, each hash verifying and linking.
+func checkChain(t *testing.T, recs []eventstore.Record) {
+	t.Helper()
+	var prev eventstore.Hash
+	for i, r := range recs {
+		if r.Position != uint64(i)+1 {
+			t.Fatalf("record %d has position %d: not gapless", i, r.Position)
+		}
+		if r.PrevHash != prev {
+			t.Fatalf("position %d: prev_hash %x, want %x", r.Position, r.PrevHash[:4], prev[:4])
+		}
+		if !r.VerifyHash() {
+			t.Fatalf("position %d: hash does not verify", r.Position)
+		}
+		prev = r.Hash
+	}
+}
+
+func TestAppendConcurrentCallersStayGapless(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	const (
+		callers = 8
+		appends = 15
+	)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		fenced int
+	)
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for done := 0; done < appends; {
+				head, hash, err := s.Head(ctx, ledger)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				err = s.Append(ctx, ledger, head, hash, records(ledger, head, hash, 1+done%3))
+				switch {
+				case errors.Is(err, eventstore.ErrFenced):
+					mu.Lock()
+					fenced++
+					mu.Unlock()
+				case err != nil:
+					t.Error(err)
+					return
+				default:
+					done++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	all := readAll(t, s, ledger)
+	want := 0
+	for d := 0; d < appends; d++ {
+		want += callers * (1 + d%3)
+	}
+	if len(all) != want {
+		t.Fatalf("log holds %d records, want %d", len(all), want)
+	}
+	checkChain(t, all)
+	head, hash, err := s.Head(ctx, ledger)
+	testenv.NoError(t, err)
+	if head != uint64(want) || hash != all[len(all)-1].Hash {
+		t.Errorf("head = %d %x, want %d %x", head, hash[:4], want, all[len(all)-1].Hash[:4])
+	}
+	t.Logf("%d appends fenced off and retried", fenced)
+}
+
+func TestAppendStaleWriterIsFenced(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	first := records(ledger, 0, eventstore.Hash{}, 3)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, first))
+
+	// Two writers believe the head is 3; the second to append is refused.
+	a := records(ledger, 3, first[2].Hash, 2)
+	b := records(ledger, 3, first[2].Hash, 5)
+	testenv.NoError(t, s.Append(ctx, ledger, 3, first[2].Hash, a))
+	err := s.Append(ctx, ledger, 3, first[2].Hash, b)
+	if !errors.Is(err, eventstore.ErrFenced) {
+		t.Fatalf("stale append: err = %v, want ErrFenced", err)
+	}
+	// A writer that believes the ledger is new is refused too.
+	if err := s.Append(ctx, ledger, 0, eventstore.Hash{}, records(ledger, 0, eventstore.Hash{}, 1)); !errors.Is(err, eventstore.ErrFenced) {
+		t.Fatalf("append at 0 on a ledger at 5: err = %v, want ErrFenced", err)
+	}
+	all := readAll(t, s, ledger)
+	if len(all) != 5 {
+		t.Fatalf("log holds %d records, want 5: the fenced batch must leave nothing", len(all))
+	}
+	checkChain(t, all)
+}
+
+func TestAppendRefusesBadBatches(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	good := records(ledger, 0, eventstore.Hash{}, 3)
+	gap := append([]eventstore.Record{}, good...)
+	gap[1].Position = 7
+	unchained := records(ledger, 0, eventstore.Hash{}, 3)
+	unchained[2].PrevHash = eventstore.Hash{1}
+	other := records("other", 0, eventstore.Hash{}, 1)
+	for name, recs := range map[string][]eventstore.Record{
+		"empty": nil, "gap": gap, "unchained": unchained, "other ledger": other,
+		"too many": make([]eventstore.Record, eventstore.AppendMax+1),
+	} {
+		if err := s.Append(ctx, ledger, 0, eventstore.Hash{}, recs); !errors.Is(err, eventstore.ErrBadBatch) {
+			t.Errorf("%s: err = %v, want ErrBadBatch", name, err)
+		}
+	}
+	if head, _, err := s.Head(ctx, ledger); err != nil || head != 0 {
+		t.Errorf("head = %d, %v after refused batches, want 0", head, err)
+	}
+}
+
+func TestEventsAreAppendOnly(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, records(ledger, 0, eventstore.Hash{}, 2)))
+	for _, sql := range []string{
+		`UPDATE events SET payload = '{"code":"X","scale":0}' WHERE ledger = $1`,
+		`UPDATE events SET position = position + 100 WHERE ledger = $1`,
+		`DELETE FROM events WHERE ledger = $1`,
+		`TRUNCATE events`,
+	} {
+		var err error
+		if sql == `TRUNCATE events` {
+			_, err = pool.Exec(ctx, sql)
+		} else {
+			_, err = pool.Exec(ctx, sql, ledger)
+		}
+		if err == nil {
+			t.Errorf("%s: succeeded, want refused", sql)
+		}
+	}
+	all := readAll(t, s, ledger)
+	if len(all) != 2 {
+		t.Fatalf("log holds %d records, want 2", len(all))
+	}
+	checkChain(t, all)
+}
+
+func TestReadRoundTripsEveryField(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	want := records(ledger, 0, eventstore.Hash{}, 4)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, want))
+	got, err := s.Read(ctx, ledger, 2, 2)
+	testenv.NoError(t, err)
+	if len(got) != 2 {
+		t.Fatalf("Read(2, limit 2) returned %d records", len(got))
+	}
+	for i, r := range got {
+		w := want[i+1]
+		if r.Position != w.Position || r.Type != w.Type || r.CommandID != w.CommandID || !r.RecordedAt.Equal(w.RecordedAt) ||
+			string(r.Payload) != string(w.Payload) || r.Hash != w.Hash || r.PrevHash != w.PrevHash || r.SchemaVersion != w.SchemaVersion {
+			t.Errorf("record %d read back as %+v, want %+v", w.Position, r, w)
+		}
+		if !r.VerifyHash() {
+			t.Errorf("record %d: hash does not verify after the round trip", r.Position)
+		}
+	}
+	names, err := s.Ledgers(ctx)
+	testenv.NoError(t, err)
+	if len(names) != 1 || names[0] != ledger {
+		t.Errorf("Ledgers() = %v, want [%s]", names, ledger)
+	}
+}
+
+// TestHashPinned pins the hash of one record: the canonical bytes are the
+// auditors' contract, and any change to them must be deliberate.
+func TestHashPinned(t *testing.T) {
+	r := eventstore.Record{Ledger: "demo", Position: 1, Type: "AssetDefined", SchemaVersion: 1,
+		RecordedAt: time.Date(2026, 11, 22, 10, 0, 0, 123456000, time.UTC), CommandID: "USD",
+		Payload: []byte(`{"code":"USD","scale":2}`)}
+	wantCanonical := `{"ledger":"demo","position":1,"type":"AssetDefined","schema_version":1,` +
+		`"recorded_at":"2026-11-22T10:00:00.123456Z","command_id":"USD","payload":{"code":"USD","scale":2}}`
+	if got := string(r.Canonical()); got != wantCanonical {
+		t.Fatalf("canonical bytes:\n got %s\nwant %s", got, wantCanonical)
+	}
+	r.Seal(eventstore.Hash{})
+	// Computed independently: sha256(32 zero bytes ‖ wantCanonical).
+	const wantHash = "1e0a2bdcc82ad4ed1b8c7aa586520b7e126dabbfe6db8937ad73dd316bcb9c52"
+	if got := hex.EncodeToString(r.Hash[:]); got != wantHash {
+		t.Errorf("hash = %s, want %s", got, wantHash)
+	}
+	// The JSON form carries the same record.
+	back, err := eventstore.ParseRecordJSON(r.AppendJSON(nil))
+	testenv.NoError(t, err)
+	if back.Hash != r.Hash || !back.VerifyHash() {
+		t.Errorf("JSON round trip: hash %x verifies=%v", back.Hash[:4], back.VerifyHash())
+	}
+}

@@ -1,0 +1,141 @@
+// Package bench is ledgerbench: a load generator that drives a running ledgerd
+// over gRPC, measures the latency of its commands, and then verifies from the
+// projections that every acknowledged transfer is present exactly once.
+package bench
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ledgerd/ledger/domain"
+)
+
+// Limits of a run. Each bounds memory or a request: latencies are kept one
+// per call, and the server refuses more items per request.
+const (
+	// TransfersMax bounds -transfers and -warmup; at -batch 1 the latencies
+	// alone take 8 bytes per transfer.
+	TransfersMax = 100_000_000
+	// AccountsMin is two: a transfer needs two distinct accounts.
+	AccountsMin = 2
+	// AccountsMax bounds -accounts; verification reads them all back.
+	AccountsMax = 10_000_000
+	// ConcurrencyMax bounds -concurrency (one goroutine each).
+	ConcurrencyMax = 4096
+	// BatchMax is the server's limit of items per command request.
+	BatchMax = 8192
+)
+
+// ErrInvalidConfig means a flag is out of its range.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// Config is one run of the bench.
+type Config struct {
+	Addr   string `json:"addr"`
+	Ledger string `json:"ledger"`
+	// Transfers is how many transfers the measured phase sends.
+	Transfers int `json:"transfers"`
+	Accounts  int `json:"accounts"`
+	// Concurrency is the number of workers, each with one call in flight.
+	Concurrency int `json:"concurrency"`
+	// Batch is the number of transfers per CreateTransfers call.
+	Batch int `json:"batch"`
+	// Hot makes every transfer touch acc-0, the hot-account workload.
+	Hot  bool   `json:"hot"`
+	Seed uint64 `json:"seed"`
+	// Warmup is how many transfers are sent, unmeasured, before the measured
+	// phase. They are verified like the others.
+	Warmup int  `json:"warmup"`
+	JSON   bool `json:"-"`
+
+	// CommandLine is how the bench was started, quoted for a shell.
+	CommandLine string `json:"-"`
+	// Progress receives progress lines while the bench runs; nil discards them.
+	Progress io.Writer `json:"-"`
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time `json:"-"`
+}
+
+// ParseFlags reads args (without the program name) over the environment
+// (getenv, e.g. os.Getenv). now names the default ledger, so that every run
+// writes a fresh one.
+//
+// Errors: flag.ErrHelp; a flag error (usage is written to out); ErrInvalidConfig.
+func ParseFlags(args []string, getenv func(string) string, now time.Time, out io.Writer) (Config, error) {
+	addr := getenv("LEDGER_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:7070"
+	}
+	var c Config
+	fs := flag.NewFlagSet("ledgerbench", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.Addr, "addr", addr, "ledgerd gRPC address (env LEDGER_ADDR)")
+	fs.StringVar(&c.Ledger, "ledger", "bench-"+strconv.FormatInt(now.Unix(), 10), "ledger to write; the default is fresh per run")
+	fs.IntVar(&c.Transfers, "transfers", 100_000, "transfers in the measured phase")
+	fs.IntVar(&c.Accounts, "accounts", 10_000, "accounts to open and pick from")
+	fs.IntVar(&c.Concurrency, "concurrency", 64, "workers, each with one call in flight")
+	fs.IntVar(&c.Batch, "batch", 1, fmt.Sprintf("transfers per CreateTransfers call, 1..%d", BatchMax))
+	fs.BoolVar(&c.Hot, "hot", false, "every transfer debits or credits acc-0 (hot account)")
+	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the random accounts and amounts")
+	fs.IntVar(&c.Warmup, "warmup", 0, "transfers sent before measuring")
+	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(out, "ledgerbench: unexpected arguments %q\n", fs.Args())
+		return Config{}, fmt.Errorf("arguments %q: %w", fs.Args(), ErrInvalidConfig)
+	}
+	c.CommandLine = commandLine("ledgerbench", args)
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate checks every field against its bound.
+//
+// Errors: ErrInvalidConfig naming the first bad field.
+func (c Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf(format+": %w", append(a, ErrInvalidConfig)...)
+	}
+	switch {
+	case c.Addr == "":
+		return bad("-addr is empty")
+	case !domain.ValidLedgerName(c.Ledger):
+		return bad("-ledger %q must match [a-z0-9][a-z0-9-]{0,62}", c.Ledger)
+	case c.Transfers < 1 || c.Transfers > TransfersMax:
+		return bad("-transfers %d, want 1..%d", c.Transfers, TransfersMax)
+	case c.Warmup < 0 || c.Warmup > TransfersMax:
+		return bad("-warmup %d, want 0..%d", c.Warmup, TransfersMax)
+	case c.Accounts < AccountsMin || c.Accounts > AccountsMax:
+		return bad("-accounts %d, want %d..%d", c.Accounts, AccountsMin, AccountsMax)
+	case c.Concurrency < 1 || c.Concurrency > ConcurrencyMax:
+		return bad("-concurrency %d, want 1..%d", c.Concurrency, ConcurrencyMax)
+	case c.Batch < 1 || c.Batch > BatchMax:
+		return bad("-batch %d, want 1..%d", c.Batch, BatchMax)
+	}
+	return nil
+}
+
+// commandLine quotes args so that the line can be pasted into a shell.
+func commandLine(name string, args []string) string {
+	parts := []string{name}
+	for _, a := range args {
+		parts = append(parts, shellQuote(a))
+	}
+	return strings.Join(parts, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/=@,+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,67 @@
+// Package daemon is ledgerd: it wires the event store, the writers, the relays,
+// the projections and the APIs, on external servers or on its embedded default.
+// End-to-end tests start it exactly as users do.
+package daemon
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Config is ledgerd's configuration: flags, with LEDGER_* environment variables
+// as defaults.
+type Config struct {
+	// PostgresURL of the event store and read models; "" runs a private
+	// cluster under DataDir with the machine's PostgreSQL binaries.
+	PostgresURL string
+	// NATSURL of JetStream; "" runs an embedded nats-server under DataDir.
+	NATSURL  string
+	GRPCAddr string
+	HTTPAddr string
+	DataDir  string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// StreamMaxAge bounds how long JetStream keeps a ledger's events; readers
+	// fall back to Postgres for older ones.
+	StreamMaxAge time.Duration
+	// PostgresConnsMax bounds the connection pool.
+	PostgresConnsMax int
+}
+
+// ParseFlags reads args over the environment (getenv, e.g. os.Getenv).
+//
+// Errors: a flag error (usage is written to out).
+func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	var c Config
+	fs := flag.NewFlagSet("ledgerd", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.PostgresURL, "postgres-url", env("LEDGER_POSTGRES_URL", ""), "PostgreSQL URL (env LEDGER_POSTGRES_URL); empty: a private cluster under -data-dir")
+	fs.StringVar(&c.NATSURL, "nats-url", env("LEDGER_NATS_URL", ""), "NATS URL with JetStream (env LEDGER_NATS_URL); empty: an embedded server under -data-dir")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", env("LEDGER_GRPC_ADDR", ":7070"), "gRPC listen address (env LEDGER_GRPC_ADDR)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", env("LEDGER_HTTP_ADDR", ":8080"), "HTTP listen address: health, metrics (env LEDGER_HTTP_ADDR)")
+	fs.StringVar(&c.DataDir, "data-dir", env("LEDGER_DATA_DIR", "./var"), "data directory of the embedded servers (env LEDGER_DATA_DIR)")
+	fs.StringVar(&c.LogLevel, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env LEDGER_LOG_LEVEL)")
+	maxAge := env("LEDGER_STREAM_MAX_AGE", "168h")
+	fs.Func("stream-max-age", "how long JetStream keeps events, e.g. 168h; 0 keeps them (env LEDGER_STREAM_MAX_AGE, default 168h)", func(s string) error {
+		maxAge = s
+		return nil
+	})
+	fs.IntVar(&c.PostgresConnsMax, "postgres-conns-max", 32, "PostgreSQL connection pool size")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	d, err := time.ParseDuration(maxAge)
+	if err != nil {
+		return Config{}, fmt.Errorf("stream max age %q: %w", maxAge, err)
+	}
+	c.StreamMaxAge = d
+	return c, nil
+}

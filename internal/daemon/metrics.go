@@ -1,0 +1,37 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// metrics are ledgerd's own Prometheus metrics.
+type metrics struct {
+	commits *prometheus.CounterVec
+	calls   *prometheus.HistogramVec
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	m := &metrics{
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ledger_commits_total", Help: "Batches committed to the event store, per ledger.",
+		}, []string{"ledger"}),
+		calls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ledger_grpc_request_duration_seconds", Help: "gRPC call latency by method and status code.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"method", "code"}),
+	}
+	r.MustRegister(m.commits, m.calls)
+	return m
+}
+
+func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+	return resp, err
+}

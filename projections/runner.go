@@ -1,0 +1,185 @@
+// Package projections builds the read models from the log: each projector
+// applies a batch of records and moves its checkpoint in one transaction.
+package projections
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate applies the read models' schema migrations.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return eventstore.ApplyMigrations(ctx, pool, "projections", migrations, "migrations")
+}
+
+// Projector turns records into a read model.
+type Projector interface {
+	// Name and Version identify the projector's checkpoint and tables.
+	Name() string
+	Version() int
+	// Apply applies recs, gapless and in order, within tx.
+	Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error
+}
+
+// Source yields a ledger's records from a position on.
+type Source interface {
+	// Next returns 1..max records starting exactly at from, waiting for one.
+	Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error)
+}
+
+// Limits of a runner.
+const (
+	// BatchMaxDefault is the most records applied in one transaction.
+	BatchMaxDefault = 8192
+	retryDelayMax   = 5 * time.Second
+)
+
+// ErrCheckpointMoved means another runner applied the same projection: this
+// one's batch was rolled back and it reloads the checkpoint.
+var ErrCheckpointMoved = errors.New("checkpoint moved under the runner")
+
+// Runner feeds one ledger's records to one projector.
+type Runner struct {
+	pool     *pgxpool.Pool
+	ledger   string
+	proj     Projector
+	src      Source
+	logger   *slog.Logger
+	batchMax int
+
+	mu       sync.Mutex
+	position uint64
+	changed  chan struct{} // closed and replaced when position moves
+}
+
+// NewRunner returns a runner; call Run.
+func NewRunner(pool *pgxpool.Pool, ledger string, proj Projector, src Source, logger *slog.Logger) *Runner {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Runner{pool: pool, ledger: ledger, proj: proj, src: src, batchMax: BatchMaxDefault, changed: make(chan struct{}),
+		logger: logger.With("ledger", ledger, "projection", proj.Name())}
+}
+
+// Position is the checkpoint this runner last committed or loaded.
+func (r *Runner) Position() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.position
+}
+
+// WaitFor blocks until the runner has committed position pos or ctx ends.
+//
+// Errors: ctx's error.
+func (r *Runner) WaitFor(ctx context.Context, pos uint64) error {
+	for {
+		r.mu.Lock()
+		at, changed := r.position, r.changed
+		r.mu.Unlock()
+		if at >= pos {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (r *Runner) setPosition(pos uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.position = pos
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// Run applies records until ctx ends, retrying with back-off after errors.
+func (r *Runner) Run(ctx context.Context) error {
+	delay := 20 * time.Millisecond
+	for ctx.Err() == nil {
+		err := r.serve(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		r.logger.Warn("projection interrupted; resuming from its checkpoint", "err", err, "retry_in", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+		}
+		delay = min(2*delay, retryDelayMax)
+	}
+	return nil
+}
+
+func (r *Runner) serve(ctx context.Context) error {
+	pos, err := r.loadCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	r.setPosition(pos)
+	for {
+		recs, err := r.src.Next(ctx, pos+1, r.batchMax)
+		if err != nil {
+			return err
+		}
+		if err := r.apply(ctx, pos, recs); err != nil {
+			return err
+		}
+		pos = recs[len(recs)-1].Position
+		r.setPosition(pos)
+	}
+}
+
+func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, error) {
+	if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (ledger, projection, version, position)
+		VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`, r.ledger, r.proj.Name(), r.proj.Version()); err != nil {
+		return 0, fmt.Errorf("checkpoint of %s: %w", r.proj.Name(), err)
+	}
+	var pos int64
+	if err := r.pool.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
+		r.ledger, r.proj.Name()).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("checkpoint of %s: %w", r.proj.Name(), err)
+	}
+	return uint64(pos), nil
+}
+
+// apply applies recs, which must start right after from, and moves the
+// checkpoint from `from` to the last record in the same transaction.
+func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Record) error {
+	for i := range recs {
+		if recs[i].Position != from+uint64(i)+1 {
+			return fmt.Errorf("apply %s: record %d after %d: a gap or a repeat", r.proj.Name(), recs[i].Position, from+uint64(i))
+		}
+	}
+	last := &recs[len(recs)-1]
+	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $4, event_at = $5, updated_at = now()
+			WHERE ledger = $1 AND projection = $2 AND position = $3`,
+			r.ledger, r.proj.Name(), int64(from), int64(last.Position), last.RecordedAt)
+		if err != nil {
+			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, ErrCheckpointMoved)
+		}
+		if err := r.proj.Apply(ctx, tx, r.ledger, recs); err != nil {
+			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,148 @@
+// Package queries is the read side: answers from the projections, each with the
+// ledger position it reflects.
+package queries
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Limits of queries.
+const (
+	// AccountsPerRequestMax bounds GetBalances.
+	AccountsPerRequestMax = 1000
+	// WaitMax bounds how long a query waits for min_position.
+	WaitMax = 10 * time.Second
+	// pollMax bounds the interval at which a waiting query re-reads the
+	// checkpoint when no in-process notifier is at hand.
+	pollMax = 20 * time.Millisecond
+)
+
+var (
+	// ErrTooManyAccounts means a request names more than AccountsPerRequestMax.
+	ErrTooManyAccounts = errors.New("too many accounts")
+	// ErrNotReached means the projection did not reach min_position in time.
+	ErrNotReached = errors.New("projection has not reached the position")
+)
+
+// Waiter is an in-process notifier of a projection's progress, if there is one.
+type Waiter interface {
+	WaitFor(ctx context.Context, position uint64) error
+}
+
+// Service answers queries from the read models in pool.
+type Service struct {
+	pool *pgxpool.Pool
+	// waiter returns the notifier of a ledger's projection, or nil.
+	waiter func(ledger, projection string) Waiter
+}
+
+// New returns a Service. waiter may be nil: waits then poll the checkpoint.
+func New(pool *pgxpool.Pool, waiter func(ledger, projection string) Waiter) *Service {
+	return &Service{pool: pool, waiter: waiter}
+}
+
+// Balance is one account's balances as decimal strings in its asset's scale.
+type Balance struct {
+	Account, Asset, Normal                                     string
+	DebitsPosted, CreditsPosted, DebitsPending, CreditsPending string
+	Balance, Available                                         string
+	Position                                                   uint64
+}
+
+// Balances is GetBalances' answer.
+type Balances struct {
+	Balances []Balance
+	Position uint64
+}
+
+// GetBalances returns the balances of accounts (those that exist, in request
+// order) once the projection has reached minPosition.
+//
+// Errors: ErrTooManyAccounts; ErrNotReached when minPosition is not reached
+// within WaitMax or ctx; database errors.
+func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []string, minPosition uint64) (Balances, error) {
+	if len(accounts) > AccountsPerRequestMax {
+		return Balances{}, fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
+	}
+	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+		return Balances{}, err
+	}
+	// One statement, one snapshot: the rows and the checkpoint agree.
+	rows, err := s.pool.Query(ctx, `SELECT b.account, b.asset, b.normal_balance,
+			b.debits_posted::text, b.credits_posted::text, b.debits_pending::text, b.credits_pending::text,
+			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted
+				ELSE b.debits_posted - b.credits_posted END::text,
+			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted - b.debits_pending
+				ELSE b.debits_posted - b.credits_posted - b.credits_pending END::text,
+			b.position, c.position
+		FROM (SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = 'balances') c
+		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(account, n) ON true
+		LEFT JOIN balances b ON b.ledger = $1 AND b.account = q.account
+		ORDER BY q.n`, ledger, accounts)
+	if err != nil {
+		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
+	}
+	defer rows.Close()
+	var out Balances
+	for rows.Next() {
+		var (
+			b               Balance
+			account         *string
+			pos, checkpoint *int64
+		)
+		var asset, normal, dp, cp, dq, cq, bal, avail *string
+		if err := rows.Scan(&account, &asset, &normal, &dp, &cp, &dq, &cq, &bal, &avail, &pos, &checkpoint); err != nil {
+			return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
+		}
+		if checkpoint != nil {
+			out.Position = uint64(*checkpoint)
+		}
+		if account == nil {
+			continue
+		}
+		b = Balance{Account: *account, Asset: *asset, Normal: *normal, DebitsPosted: *dp, CreditsPosted: *cp,
+			DebitsPending: *dq, CreditsPending: *cq, Balance: *bal, Available: *avail, Position: uint64(*pos)}
+		out.Balances = append(out.Balances, b)
+	}
+	if err := rows.Err(); err != nil {
+		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
+	}
+	return out, nil
+}
+
+// waitFor returns once the projection's checkpoint is at least pos.
+func (s *Service) waitFor(ctx context.Context, ledger, projection string, pos uint64) error {
+	if pos == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, WaitMax)
+	defer cancel()
+	if s.waiter != nil {
+		if w := s.waiter(ledger, projection); w != nil {
+			if err := w.WaitFor(ctx, pos); err != nil {
+				return fmt.Errorf("%s of %s at %d: %w", projection, ledger, pos, ErrNotReached)
+			}
+			return nil
+		}
+	}
+	delay := time.Millisecond
+	for {
+		var at int64
+		err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(position), 0) FROM projection_checkpoints
+			WHERE ledger = $1 AND projection = $2`, ledger, projection).Scan(&at)
+		if err == nil && uint64(at) >= pos {
+			return nil
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return fmt.Errorf("%s of %s at %d: %w", projection, ledger, pos, ErrNotReached)
+		}
+		delay = min(2*delay, pollMax)
+	}
+}
