@@ -69,6 +69,11 @@ func (st *ledgerState) decide(w *Writer, reqs []*request) *job {
 			r.finish(err)
 			continue
 		}
+		if r.read != nil {
+			r.read(st.domain)
+			j.reqs = append(j.reqs, r)
+			continue
+		}
 		for i, c := range r.cmds {
 			res := &r.results[r.index[i]]
 			e, err := domain.Decide(st.domain, c, now)

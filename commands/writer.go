@@ -77,7 +77,9 @@ type Writer struct {
 }
 
 type request struct {
-	ctx     context.Context
+	ctx context.Context
+	// read, when set, makes this a read of the state instead of commands.
+	read    func(*domain.State)
 	cmds    []domain.Command
 	index   []int // index[i] is cmds[i]'s slot in results
 	results []Result
@@ -132,17 +134,36 @@ func (w *Writer) Submit(ctx context.Context, cmds []domain.Command) ([]Result, e
 	if len(r.cmds) == 0 {
 		return results, nil
 	}
+	if err := w.await(ctx, r); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// Read runs fn on the writer's goroutine with the ledger's state, between
+// batches, and returns once every batch fn saw has committed: a linearizable
+// read (consistency STRONG). fn must not keep s or block.
+//
+// Errors: ErrClosed; ErrUnavailable when a batch fn saw failed to commit (what
+// fn observed must then be discarded); ctx's error.
+func (w *Writer) Read(ctx context.Context, fn func(s *domain.State)) error {
+	r := &request{ctx: ctx, read: fn, done: make(chan struct{})}
+	return w.await(ctx, r)
+}
+
+// await queues r and waits for it to finish.
+func (w *Writer) await(ctx context.Context, r *request) error {
 	select {
 	case <-w.closed:
-		return nil, ErrClosed
+		return ErrClosed
 	default:
 	}
 	select {
 	case w.reqs <- r:
 	case <-w.closed:
-		return nil, ErrClosed
+		return ErrClosed
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	select {
 	case <-r.done:
@@ -151,15 +172,12 @@ func (w *Writer) Submit(ctx context.Context, cmds []domain.Command) ([]Result, e
 		select {
 		case <-r.done:
 		default:
-			return nil, ErrClosed
+			return ErrClosed
 		}
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	return results, nil
+	return r.err
 }
 
 // Run loads the ledger's state and serves requests until ctx ends, reloading

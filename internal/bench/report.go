@@ -80,7 +80,11 @@ func (r Report) WriteText(out io.Writer) error {
 		fmt.Fprintf(&b, "call errors: %s (%d transfers unknown)\n", counts(r.CallErrors), r.Unknown)
 	}
 	for _, f := range r.Failures {
-		fmt.Fprintf(&b, "  failure:   %s %s field=%q %s\n", f.ID, f.Code, f.Field, f.Detail)
+		what := strings.TrimSpace(f.ID + " " + f.Code)
+		if f.Field != "" {
+			what += " field=" + f.Field
+		}
+		fmt.Fprintf(&b, "  failure:   %s: %s\n", what, f.Detail)
 	}
 	fmt.Fprintf(&b, "position:    %d (max acknowledged)\n", r.PositionMax)
 	fmt.Fprintf(&b, "catch-up:    %.1f ms after the last ack\n", r.CatchUpMs)

@@ -64,6 +64,8 @@ type Main struct {
 	readersCtx    context.Context
 	wg            sync.WaitGroup
 
+	closeOnce sync.Once
+
 	mu      sync.Mutex
 	relays  map[string]*natsbus.Relay
 	runners map[string]*projections.Runner
@@ -285,8 +287,11 @@ Try it:
 }
 
 // Close stops ledgerd: it stops taking calls, lets the writers commit their
-// batches in flight, stops the relays and projections, then the servers.
-func (m *Main) Close() {
+// batches in flight, stops the relays and projections, then the servers. It may
+// be called more than once.
+func (m *Main) Close() { m.closeOnce.Do(m.close) }
+
+func (m *Main) close() {
 	if m.grpcSrv != nil {
 		done := make(chan struct{})
 		go func() { m.grpcSrv.GracefulStop(); close(done) }()
