@@ -5,6 +5,7 @@ GO       ?= go
 TEST_FLAGS ?= -count=1 -timeout 15m
 STATICCHECK_VERSION ?= v0.8.2
 FUZZ_TIME ?= 5s
+FUZZ_PKGS ?= ./domain ./eventstore
 
 include make/proto.mk
 
@@ -25,9 +26,11 @@ test:
 
 ## fuzz: a short run of every fuzz target (FUZZ_TIME each)
 fuzz:
-	@for target in $$($(GO) test -list '^Fuzz' ./domain | grep '^Fuzz'); do \
-		echo "fuzz $$target"; \
-		$(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZ_TIME) ./domain || exit 1; \
+	@for pkg in $(FUZZ_PKGS); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZ_TIME) $$pkg || exit 1; \
+		done; \
 	done
 
 test-race:

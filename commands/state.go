@@ -64,6 +64,9 @@ func (st *ledgerState) apply(r *eventstore.Record) error {
 func (st *ledgerState) decide(w *Writer, reqs []*request) *job {
 	now := w.opts.Clock().UTC().Truncate(time.Microsecond)
 	j := &job{expected: st.head, prev: st.hash}
+	// One arena holds every payload of the batch: one allocation, not one per
+	// event. Slices into an outgrown arena stay valid.
+	var arena []byte
 	for _, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			r.finish(err)
@@ -84,10 +87,12 @@ func (st *ledgerState) decide(w *Writer, reqs []*request) *job {
 				}
 				continue
 			}
-			payload, err := domain.MarshalEvent(e)
-			if err != nil {
-				panic(fmt.Sprintf("commands: decided event does not encode: %v", err))
+			if arena == nil {
+				arena = make([]byte, 0, 256*len(r.cmds))
 			}
+			start := len(arena)
+			arena = domain.AppendEvent(arena, e)
+			payload := arena[start:len(arena):len(arena)]
 			rec := eventstore.Record{
 				Ledger: w.opts.Ledger, Position: st.head + 1, Type: e.EventType(),
 				SchemaVersion: domain.SchemaVersion, RecordedAt: now, CommandID: c.CommandID(), Payload: payload,

@@ -34,6 +34,8 @@ const (
 	appendTimeout = 30 * time.Second
 	// restartDelayMax bounds the back-off between reloads after a failure.
 	restartDelayMax = 5 * time.Second
+	// healthyRun is how long a life must last for the back-off to start over.
+	healthyRun = 10 * time.Second
 )
 
 var (
@@ -54,8 +56,9 @@ type Options struct {
 	// Clock gives the recorded time; time.Now when nil.
 	Clock func() time.Time
 	// OnCommit is called, on the committer's goroutine, after each commit with
-	// the ledger's new head position. It must not block.
-	OnCommit func(ledger string, position uint64)
+	// the records committed, in position order. It must not block. The records
+	// are never written again: the callee may keep them, read-only.
+	OnCommit func(ledger string, recs []eventstore.Record)
 	Logger   *slog.Logger
 	BatchMax int
 	QueueMax int
@@ -187,7 +190,11 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer w.drainClosed()
 	delay := 10 * time.Millisecond
 	for {
+		began := time.Now()
 		err := w.serve(ctx)
+		if time.Since(began) > healthyRun {
+			delay = 10 * time.Millisecond // it had recovered: start the back-off over
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -313,7 +320,7 @@ func (w *Writer) commit(jobs <-chan *job, failed chan<- error, done chan<- struc
 			r.finish(nil)
 		}
 		if w.opts.OnCommit != nil {
-			w.opts.OnCommit(w.opts.Ledger, j.recs[len(j.recs)-1].Position)
+			w.opts.OnCommit(w.opts.Ledger, j.recs)
 		}
 	}
 }

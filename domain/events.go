@@ -61,7 +61,8 @@ func (AssetDefined) EventType() string      { return TypeAssetDefined }
 func (AccountOpened) EventType() string     { return TypeAccountOpened }
 func (TransferCommitted) EventType() string { return TypeTransferCommitted }
 
-// MarshalEvent returns the canonical JSON of e.
+// MarshalEvent returns the canonical JSON of e through encoding/json: the
+// reference that AppendEvent, the fast path, is tested against.
 //
 // Errors: only for a malformed event, which is a bug upstream.
 func MarshalEvent(e Event) ([]byte, error) {

@@ -25,8 +25,12 @@ func (a Amount) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads a decimal string; its fractional digits give the scale.
 func (a *Amount) UnmarshalJSON(b []byte) error {
+	// A decimal string has no escapes: take it between its quotes, and leave
+	// anything else to encoding/json to refuse or decode.
 	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
+	if n := len(b); n >= 2 && b[0] == '"' && b[n-1] == '"' && !bytesContain(b[1:n-1], '\\') {
+		s = string(b[1 : n-1])
+	} else if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("amount: %w", err)
 	}
 	d, err := ParseDecimal(s)
@@ -39,4 +43,13 @@ func (a *Amount) UnmarshalJSON(b []byte) error {
 	}
 	*a = Amount{Units: u, Scale: d.frac}
 	return nil
+}
+
+func bytesContain(b []byte, c byte) bool {
+	for _, x := range b {
+		if x == c {
+			return true
+		}
+	}
+	return false
 }

@@ -1,8 +1,10 @@
 package eventstore
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -57,4 +59,110 @@ func decodeHash(h *Hash, s string) error {
 	}
 	_, err := hex.Decode(h[:], []byte(s))
 	return err
+}
+
+// binaryMagic starts a record in binary form; its last byte is the version.
+const binaryMagic = "LGR\x01"
+
+// ErrMalformed means a record's binary form cannot be read.
+var ErrMalformed = errors.New("malformed record")
+
+// AppendBinary appends r in the compact binary form that travels on NATS: the
+// magic, then uvarint position, length-prefixed ledger, type and command id,
+// uvarint schema version, varint recorded_at in Unix microseconds, the two
+// hashes, and the payload to the end. It carries exactly what Canonical hashes.
+func (r *Record) AppendBinary(b []byte) []byte {
+	b = append(b, binaryMagic...)
+	b = binary.AppendUvarint(b, r.Position)
+	b = appendBytes(b, r.Ledger)
+	b = appendBytes(b, r.Type)
+	b = appendBytes(b, r.CommandID)
+	b = binary.AppendUvarint(b, uint64(r.SchemaVersion))
+	b = binary.AppendVarint(b, r.RecordedAt.UnixMicro())
+	b = append(b, r.PrevHash[:]...)
+	b = append(b, r.Hash[:]...)
+	return append(b, r.Payload...)
+}
+
+func appendBytes(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// ParseRecordBinary reads a record written by AppendBinary. The payload shares
+// b's memory. It does not verify the hash: call VerifyHash.
+//
+// Errors: ErrMalformed.
+func ParseRecordBinary(b []byte) (Record, error) {
+	if len(b) < len(binaryMagic) || string(b[:len(binaryMagic)]) != binaryMagic {
+		return Record{}, fmt.Errorf("bad magic: %w", ErrMalformed)
+	}
+	d := decoder{b: b[len(binaryMagic):]}
+	var r Record
+	r.Position = d.uvarint()
+	r.Ledger = d.str()
+	r.Type = d.str()
+	r.CommandID = d.str()
+	r.SchemaVersion = int(d.uvarint())
+	r.RecordedAt = time.UnixMicro(d.varint()).UTC()
+	d.hash(&r.PrevHash)
+	d.hash(&r.Hash)
+	if d.err != nil {
+		return Record{}, d.err
+	}
+	r.Payload = d.b
+	return r, nil
+}
+
+// decoder reads the binary form, remembering the first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%s: %w", what, ErrMalformed)
+	}
+	d.b = nil
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("string length")
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) hash(h *Hash) {
+	if len(d.b) < HashSize {
+		d.fail("hash")
+		return
+	}
+	copy(h[:], d.b[:HashSize])
+	d.b = d.b[HashSize:]
 }

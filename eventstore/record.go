@@ -37,8 +37,10 @@ const recordedAtLayout = "2006-01-02T15:04:05.000000Z"
 
 // Canonical returns the bytes the hash covers: the envelope, less the hashes, as
 // JSON with a fixed key order. An auditor can recompute it from a stored row.
-func (r *Record) Canonical() []byte {
-	b := make([]byte, 0, 160+len(r.Payload))
+func (r *Record) Canonical() []byte { return r.AppendCanonical(make([]byte, 0, 160+len(r.Payload))) }
+
+// AppendCanonical appends the canonical bytes to b.
+func (r *Record) AppendCanonical(b []byte) []byte {
 	b = append(b, `{"ledger":`...)
 	b = strconv.AppendQuote(b, r.Ledger)
 	b = append(b, `,"position":`...)
@@ -63,12 +65,11 @@ func (r *Record) Seal(prev Hash) {
 }
 
 func (r *Record) computeHash() Hash {
-	h := sha256.New()
-	h.Write(r.PrevHash[:])
-	h.Write(r.Canonical())
-	var out Hash
-	h.Sum(out[:0])
-	return out
+	// On the stack for the usual event; one hash call, no digest allocation.
+	var buf [768]byte
+	b := append(buf[:0], r.PrevHash[:]...)
+	b = r.AppendCanonical(b)
+	return sha256.Sum256(b)
 }
 
 // VerifyHash reports whether r's Hash matches its content and PrevHash.

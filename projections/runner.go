@@ -45,6 +45,8 @@ const (
 	// BatchMaxDefault is the most records applied in one transaction.
 	BatchMaxDefault = 8192
 	retryDelayMax   = 5 * time.Second
+	// healthyRun is how long a run must last for the back-off to start over.
+	healthyRun = 10 * time.Second
 )
 
 // ErrCheckpointMoved means another runner applied the same projection: this
@@ -112,7 +114,11 @@ func (r *Runner) setPosition(pos uint64) {
 func (r *Runner) Run(ctx context.Context) error {
 	delay := 20 * time.Millisecond
 	for ctx.Err() == nil {
+		began := time.Now()
 		err := r.serve(ctx)
+		if time.Since(began) > healthyRun {
+			delay = 20 * time.Millisecond // it had recovered: start the back-off over
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -161,6 +167,9 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, error) {
 // apply applies recs, which must start right after from, and moves the
 // checkpoint from `from` to the last record in the same transaction.
 func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Record) error {
+	if len(recs) == 0 {
+		return fmt.Errorf("apply %s at %d: the source returned no records", r.proj.Name(), from)
+	}
 	for i := range recs {
 		if recs[i].Position != from+uint64(i)+1 {
 			return fmt.Errorf("apply %s: record %d after %d: a gap or a repeat", r.proj.Name(), recs[i].Position, from+uint64(i))

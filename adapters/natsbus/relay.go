@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,6 +30,11 @@ const (
 	// relayAckTimeout bounds the wait for a batch's acknowledgements.
 	relayAckTimeout = 10 * time.Second
 	relayRetryMax   = 5 * time.Second
+	// healthyRun is how long a run must last for the back-off to start over.
+	healthyRun = 10 * time.Second
+	// relayOfferedMax bounds the committed records held in memory for the
+	// relay; past it, offers are dropped and the relay reads the log instead.
+	relayOfferedMax = 65536
 )
 
 // Relay publishes one ledger's log on its stream, in position order, so that
@@ -43,6 +49,12 @@ type Relay struct {
 	opts   StreamOptions
 	logger *slog.Logger
 	wake   chan struct{}
+
+	// offered holds records the writer committed in this process, so that the
+	// relay need not read them back from Postgres. The log stays the truth: any
+	// gap is read from it.
+	mu      sync.Mutex
+	offered []eventstore.Record
 }
 
 // NewRelay returns a relay for ledger; call Run.
@@ -62,12 +74,51 @@ func (r *Relay) Wake() {
 	}
 }
 
+// Offer hands the relay records just committed, in position order, and wakes
+// it. It never blocks; records that do not fit are dropped (and read from the
+// log later).
+func (r *Relay) Offer(recs []eventstore.Record) {
+	r.mu.Lock()
+	if len(r.offered)+len(recs) <= relayOfferedMax {
+		r.offered = append(r.offered, recs...)
+	}
+	r.mu.Unlock()
+	r.Wake()
+}
+
+// takeOffered returns up to max offered records starting exactly at from, and
+// forgets those before from. It returns none when the next offered record is
+// not from (a gap to read from the log).
+func (r *Relay) takeOffered(from uint64, max int) []eventstore.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := 0
+	for i < len(r.offered) && r.offered[i].Position < from {
+		i++
+	}
+	r.offered = r.offered[i:]
+	if len(r.offered) == 0 || r.offered[0].Position != from {
+		return nil
+	}
+	n := min(max, len(r.offered))
+	out := r.offered[:n:n]
+	r.offered = r.offered[n:]
+	if len(r.offered) == 0 {
+		r.offered = nil // let the drained backing array go
+	}
+	return out
+}
+
 // Run publishes until ctx ends. NATS being down is not fatal: the relay retries
 // with back-off and catches up when it returns, while commands go on.
 func (r *Relay) Run(ctx context.Context) error {
 	delay := 50 * time.Millisecond
 	for ctx.Err() == nil {
+		began := time.Now()
 		err := r.serve(ctx)
+		if time.Since(began) > healthyRun {
+			delay = 50 * time.Millisecond // it had recovered: start the back-off over
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -93,9 +144,11 @@ func (r *Relay) serve(ctx context.Context) error {
 	}
 	last := info.State.LastSeq
 	for {
-		recs, err := r.log.Read(ctx, r.ledger, last+1, relayReadMax)
-		if err != nil {
-			return err
+		recs := r.takeOffered(last+1, relayReadMax)
+		if recs == nil {
+			if recs, err = r.log.Read(ctx, r.ledger, last+1, relayReadMax); err != nil {
+				return err
+			}
 		}
 		if len(recs) == 0 {
 			select {
@@ -116,14 +169,12 @@ func (r *Relay) serve(ctx context.Context) error {
 // acknowledgement; it returns the last sequence acknowledged in order.
 func (r *Relay) publish(ctx context.Context, last uint64, recs []eventstore.Record) (uint64, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(recs))
-	buf := make([]byte, 0, 512)
 	for i := range recs {
 		rec := &recs[i]
 		if rec.Position != last+uint64(i)+1 {
 			return last, fmt.Errorf("log read returned %d after %d", rec.Position, last+uint64(i))
 		}
-		buf = rec.AppendJSON(buf[:0])
-		msg := &nats.Msg{Subject: Subject(r.ledger), Data: append([]byte(nil), buf...)}
+		msg := &nats.Msg{Subject: Subject(r.ledger), Data: rec.AppendBinary(make([]byte, 0, 128+len(rec.Payload)))}
 		f, err := r.js.PublishMsgAsync(msg,
 			jetstream.WithMsgID(msgID(r.ledger, rec.Position)),
 			jetstream.WithExpectLastSequence(rec.Position-1))

@@ -84,7 +84,7 @@ func (s *Source) decode(msg jetstream.Msg) (eventstore.Record, error) {
 	if meta.Sequence.Stream != s.next {
 		return eventstore.Record{}, fmt.Errorf("source %s: got sequence %d, want %d", s.ledger, meta.Sequence.Stream, s.next)
 	}
-	rec, err := eventstore.ParseRecordJSON(msg.Data())
+	rec, err := eventstore.ParseRecordBinary(msg.Data())
 	if err != nil {
 		return eventstore.Record{}, fmt.Errorf("source %s at %d: %w", s.ledger, s.next, err)
 	}

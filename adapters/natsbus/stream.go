@@ -24,6 +24,9 @@ type StreamOptions struct {
 	Replicas int
 }
 
+// DuplicateWindow is how long the stream remembers message ids.
+const DuplicateWindow = 5 * time.Second
+
 // StreamName is the JetStream stream of a ledger.
 func StreamName(ledger string) string { return "LEDGER_" + ledger }
 
@@ -47,16 +50,19 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, ledger string, op
 		return nil, fmt.Errorf("stream of %s: %w", ledger, err)
 	}
 	cfg := jetstream.StreamConfig{
-		Name:       StreamName(ledger),
-		Subjects:   []string{Subject(ledger)},
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.LimitsPolicy,
-		Discard:    jetstream.DiscardOld,
-		MaxAge:     opts.MaxAge,
-		MaxBytes:   max(opts.MaxBytes, -1),
-		MaxMsgs:    -1,
-		Replicas:   max(opts.Replicas, 1),
-		Duplicates: 2 * time.Minute,
+		Name:      StreamName(ledger),
+		Subjects:  []string{Subject(ledger)},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+		Discard:   jetstream.DiscardOld,
+		MaxAge:    opts.MaxAge,
+		MaxBytes:  max(opts.MaxBytes, -1),
+		MaxMsgs:   -1,
+		Replicas:  max(opts.Replicas, 1),
+		// Order and uniqueness come from Nats-Expected-Last-Sequence; the
+		// message-id window only catches a republish within seconds, and a
+		// long one would hold every id of a busy ledger in memory.
+		Duplicates: DuplicateWindow,
 	}
 	if opts.MaxBytes == 0 {
 		cfg.MaxBytes = -1

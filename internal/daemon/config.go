@@ -28,6 +28,8 @@ type Config struct {
 	StreamMaxAge time.Duration
 	// PostgresConnsMax bounds the connection pool.
 	PostgresConnsMax int
+	// Pprof serves /debug/pprof/ on the HTTP port, for profiling.
+	Pprof bool
 }
 
 // ParseFlags reads args over the environment (getenv, e.g. os.Getenv).
@@ -55,6 +57,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		return nil
 	})
 	fs.IntVar(&c.PostgresConnsMax, "postgres-conns-max", 32, "PostgreSQL connection pool size")
+	fs.BoolVar(&c.Pprof, "pprof", getenv("LEDGER_PPROF") == "true", "serve /debug/pprof/ on the HTTP port (env LEDGER_PPROF=true)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -193,13 +194,14 @@ func (m *Main) startReaders(ledger string) {
 	go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(m.readersCtx) }()
 }
 
-func (m *Main) onCommit(ledger string, position uint64) {
+func (m *Main) onCommit(ledger string, recs []eventstore.Record) {
 	m.metrics.commits.WithLabelValues(ledger).Inc()
+	m.metrics.committed.WithLabelValues(ledger).Add(float64(len(recs)))
 	m.mu.Lock()
 	relay := m.relays[ledger]
 	m.mu.Unlock()
 	if relay != nil {
-		relay.Wake()
+		relay.Offer(recs)
 	}
 }
 
@@ -234,6 +236,12 @@ func (m *Main) serve() error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", m.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	if m.Config.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	}
 	m.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	m.wg.Add(2)

@@ -11,8 +11,9 @@ import (
 
 // metrics are ledgerd's own Prometheus metrics.
 type metrics struct {
-	commits *prometheus.CounterVec
-	calls   *prometheus.HistogramVec
+	commits   *prometheus.CounterVec
+	committed *prometheus.CounterVec
+	calls     *prometheus.HistogramVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -20,12 +21,15 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ledger_commits_total", Help: "Batches committed to the event store, per ledger.",
 		}, []string{"ledger"}),
+		committed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ledger_events_committed_total", Help: "Events committed to the event store, per ledger.",
+		}, []string{"ledger"}),
 		calls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "ledger_grpc_request_duration_seconds", Help: "gRPC call latency by method and status code.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"method", "code"}),
 	}
-	r.MustRegister(m.commits, m.calls)
+	r.MustRegister(m.commits, m.committed, m.calls)
 	return m
 }
 

@@ -1,0 +1,328 @@
+package natsbus_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ledgerd/ledger/adapters/natsbus"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// relayWaitMax bounds every wait for the relay to catch up with the log.
+const relayWaitMax = 15 * time.Second
+
+// openStore returns the event store on a fresh database, migrated.
+func openStore(t *testing.T) *eventstore.Store {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(pool.Close)
+	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))
+	return eventstore.New(pool)
+}
+
+// jetStream returns a new connection to the package's NATS server: one per
+// relay or source, as if each ran in its own process.
+func jetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	testenv.NoError(t, err)
+	return js
+}
+
+// testLogger writes to the test's output, which is shown on failure or -v.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// testLog appends hand-built, sealed, valid records to one ledger's log, as
+// a writer would: an asset, two accounts, then one transfer per record.
+type testLog struct {
+	t      *testing.T
+	store  *eventstore.Store
+	ledger string
+	head   uint64
+	hash   eventstore.Hash
+}
+
+func newTestLog(t *testing.T, store *eventstore.Store, ledger string) *testLog {
+	return &testLog{t: t, store: store, ledger: ledger}
+}
+
+// testLogAppendMax bounds one append of the test log, as the writer's batch does.
+const testLogAppendMax = 2000
+
+// append appends n records in appends of at most testLogAppendMax.
+func (l *testLog) append(n int) {
+	l.t.Helper()
+	for n > 0 {
+		size := min(n, testLogAppendMax)
+		l.appendOnce(size)
+		n -= size
+	}
+}
+
+func (l *testLog) appendOnce(n int) {
+	l.t.Helper()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	recs := make([]eventstore.Record, n)
+	prev := l.hash
+	for i := range recs {
+		pos := l.head + uint64(i) + 1
+		e, id := testEvent(pos, now)
+		payload, err := domain.MarshalEvent(e)
+		testenv.NoError(l.t, err)
+		recs[i] = eventstore.Record{Ledger: l.ledger, Position: pos, Type: e.EventType(),
+			SchemaVersion: domain.SchemaVersion, RecordedAt: now, CommandID: id, Payload: payload}
+		recs[i].Seal(prev)
+		prev = recs[i].Hash
+	}
+	testenv.NoError(l.t, l.store.Append(l.t.Context(), l.ledger, l.head, l.hash, recs))
+	l.head, l.hash = recs[n-1].Position, recs[n-1].Hash
+}
+
+func testEvent(pos uint64, now time.Time) (domain.Event, string) {
+	switch pos {
+	case 1:
+		return domain.AssetDefined{Code: "USD", Scale: 2}, "USD"
+	case 2:
+		return domain.AccountOpened{ID: "cash", Asset: "USD", Normal: domain.SideDebit}, "cash"
+	case 3:
+		return domain.AccountOpened{ID: "revenue", Asset: "USD", Normal: domain.SideCredit}, "revenue"
+	}
+	id := fmt.Sprintf("t-%d", pos)
+	return domain.TransferCommitted{ID: id, EffectiveAt: now, Postings: []domain.Posting{{
+		Debit: "cash", Credit: "revenue", Asset: "USD",
+		Amount: domain.Amount{Units: domain.UnitsFromInt64(int64(pos)), Scale: 2},
+	}}}, id
+}
+
+// readLog returns every record of ledger's log.
+func readLog(t *testing.T, store *eventstore.Store, ledger string) []eventstore.Record {
+	t.Helper()
+	var all []eventstore.Record
+	for {
+		recs, err := store.Read(t.Context(), ledger, uint64(len(all))+1, eventstore.ReadMax)
+		testenv.NoError(t, err)
+		if len(recs) == 0 {
+			return all
+		}
+		all = append(all, recs...)
+	}
+}
+
+// runningRelay is a relay running in its own goroutine until stop.
+type runningRelay struct {
+	*natsbus.Relay
+	stop func()
+}
+
+// startRelay runs a relay for ledger until stop or the end of the test.
+func startRelay(t *testing.T, ledger string, js jetstream.JetStream, log natsbus.Log) *runningRelay {
+	t.Helper()
+	r := natsbus.NewRelay(ledger, js, log, natsbus.StreamOptions{}, testLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("relay run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &runningRelay{Relay: r, stop: stop}
+}
+
+// streamState returns the state of ledger's stream; an error before a relay
+// has created it.
+func streamState(ctx context.Context, js jetstream.JetStream, ledger string) (jetstream.StreamState, error) {
+	s, err := js.Stream(ctx, natsbus.StreamName(ledger))
+	if err != nil {
+		return jetstream.StreamState{}, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return jetstream.StreamState{}, err
+	}
+	return info.State, nil
+}
+
+// waitStreamAt waits until ledger's stream ends at head.
+func waitStreamAt(t *testing.T, js jetstream.JetStream, ledger string, head uint64) {
+	t.Helper()
+	testenv.Eventually(t, relayWaitMax, func() error {
+		st, err := streamState(t.Context(), js, ledger)
+		if err != nil {
+			return err
+		}
+		if st.LastSeq != head {
+			return fmt.Errorf("stream last sequence %d (%d messages), want %d", st.LastSeq, st.Msgs, head)
+		}
+		return nil
+	})
+}
+
+// checkStream checks that ledger's stream holds exactly the log, message i
+// being the record at position i with its de-duplication id.
+func checkStream(t *testing.T, js jetstream.JetStream, store *eventstore.Store, ledger string) {
+	t.Helper()
+	want := readLog(t, store, ledger)
+	st, err := streamState(t.Context(), js, ledger)
+	testenv.NoError(t, err)
+	if n := uint64(len(want)); st.Msgs != n || st.FirstSeq != 1 || st.LastSeq != n {
+		t.Fatalf("stream has %d messages, sequences %d..%d; want %d, 1..%d", st.Msgs, st.FirstSeq, st.LastSeq, n, n)
+	}
+	stream, err := js.Stream(t.Context(), natsbus.StreamName(ledger))
+	testenv.NoError(t, err)
+	cons, err := stream.OrderedConsumer(t.Context(), jetstream.OrderedConsumerConfig{})
+	testenv.NoError(t, err)
+	seq := uint64(0)
+	for seq < uint64(len(want)) {
+		// Never ask for more than remains: Fetch waits for a full batch.
+		batch, err := cons.Fetch(min(1000, len(want)-int(seq)), jetstream.FetchMaxWait(5*time.Second))
+		testenv.NoError(t, err)
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			seq++
+			checkMessage(t, msg, ledger, seq, &want[seq-1])
+		}
+		if err := batch.Error(); err != nil {
+			t.Fatalf("fetch after sequence %d: %v", seq, err)
+		}
+		if got == 0 {
+			t.Fatalf("fetch after sequence %d returned nothing, want %d messages", seq, len(want))
+		}
+	}
+}
+
+func checkMessage(t *testing.T, msg jetstream.Msg, ledger string, seq uint64, want *eventstore.Record) {
+	t.Helper()
+	meta, err := msg.Metadata()
+	testenv.NoError(t, err)
+	if meta.Sequence.Stream != seq {
+		t.Fatalf("message %d has stream sequence %d", seq, meta.Sequence.Stream)
+	}
+	if got, wantID := msg.Headers().Get(jetstream.MsgIDHeader), fmt.Sprintf("%s:%d", ledger, seq); got != wantID {
+		t.Fatalf("message %d: %s = %q, want %q", seq, jetstream.MsgIDHeader, got, wantID)
+	}
+	rec, err := eventstore.ParseRecordBinary(msg.Data())
+	testenv.NoError(t, err)
+	if rec.Position != seq {
+		t.Fatalf("stream sequence %d carries position %d", seq, rec.Position)
+	}
+	if !rec.VerifyHash() {
+		t.Fatalf("message %d: hash does not match its content", seq)
+	}
+	if !sameRecord(want, &rec) {
+		t.Fatalf("message %d differs from the log (-log +message):\n%s", seq, cmp.Diff(*want, rec))
+	}
+}
+
+// sameRecord is cmp.Equal for records, at a fraction of its cost on
+// thousands of them under -race.
+func sameRecord(a, b *eventstore.Record) bool {
+	return a.Ledger == b.Ledger && a.Position == b.Position && a.Type == b.Type &&
+		a.SchemaVersion == b.SchemaVersion && a.RecordedAt.Equal(b.RecordedAt) && a.CommandID == b.CommandID &&
+		bytes.Equal(a.Payload, b.Payload) && a.PrevHash == b.PrevHash && a.Hash == b.Hash
+}
+
+func TestRelayStreamSequenceEqualsPosition(t *testing.T) {
+	t.Parallel()
+	store, ledger := openStore(t), testenv.Name(t)
+	log := newTestLog(t, store, ledger)
+	log.append(100) // the relay starts on a log that already has records
+	relay := startRelay(t, ledger, jetStream(t), store)
+	for range 8 {
+		log.append(50)
+		relay.Wake()
+	}
+	js := jetStream(t)
+	waitStreamAt(t, js, ledger, log.head)
+	checkStream(t, js, store, ledger)
+}
+
+// pagedLog reads at most pageMax records a call, so that the relay publishes
+// a long log in many batches and a test can stop it while it is under way.
+type pagedLog struct {
+	log     natsbus.Log
+	pageMax int
+}
+
+func (p pagedLog) Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error) {
+	return p.log.Read(ctx, ledger, from, min(limit, p.pageMax))
+}
+
+func TestRelayStoppedMidwayAndRestarted(t *testing.T) {
+	t.Parallel()
+	const (
+		total   = 5000
+		pageMax = 250
+	)
+	store, ledger, js := openStore(t), testenv.Name(t), jetStream(t)
+	log := newTestLog(t, store, ledger)
+	log.append(total)
+
+	first := startRelay(t, ledger, jetStream(t), pagedLog{log: store, pageMax: pageMax})
+	testenv.Eventually(t, relayWaitMax, func() error {
+		st, err := streamState(t.Context(), js, ledger)
+		if err != nil {
+			return err
+		}
+		if st.Msgs == 0 || st.Msgs >= total/2 {
+			return fmt.Errorf("stream has %d messages, want 1..%d", st.Msgs, total/2-1)
+		}
+		return nil
+	})
+	first.stop()
+	st, err := streamState(t.Context(), js, ledger)
+	testenv.NoError(t, err)
+	// At most the page being published when stopped lands after the check.
+	if st.LastSeq >= total/2+pageMax {
+		t.Fatalf("stopped relay left the stream at %d, want below %d", st.LastSeq, total/2+pageMax)
+	}
+	t.Logf("relay stopped with the stream at %d of %d", st.LastSeq, total)
+
+	log.append(500)
+	second := startRelay(t, ledger, jetStream(t), store)
+	second.Wake()
+	waitStreamAt(t, js, ledger, log.head)
+	checkStream(t, js, store, ledger)
+}
+
+func TestTwoRelaysNeverDuplicate(t *testing.T) {
+	t.Parallel()
+	store, ledger, js := openStore(t), testenv.Name(t), jetStream(t)
+	log := newTestLog(t, store, ledger)
+	// Both start on an empty log: both create the stream.
+	a := startRelay(t, ledger, jetStream(t), store)
+	b := startRelay(t, ledger, jetStream(t), store)
+	for range 30 {
+		log.append(100)
+		a.Wake()
+		b.Wake()
+	}
+	waitStreamAt(t, js, ledger, log.head)
+	a.stop()
+	b.stop()
+	checkStream(t, js, store, ledger)
+}

@@ -1,0 +1,143 @@
+package natsbus_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ledgerd/ledger/adapters/natsbus"
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// newSource returns a source for ledger on its own connection, closed at the
+// end of the test.
+func newSource(t *testing.T, store *eventstore.Store, ledger string) *natsbus.Source {
+	t.Helper()
+	src := natsbus.NewSource(ledger, jetStream(t), store, natsbus.StreamOptions{}, testLogger(t))
+	t.Cleanup(src.Close)
+	return src
+}
+
+// readRange reads positions from..to with Next, max at a time, checking that
+// each call returns 1..max records starting exactly where asked.
+func readRange(t *testing.T, src *natsbus.Source, from, to uint64, max int) []eventstore.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), relayWaitMax)
+	defer cancel()
+	var got []eventstore.Record
+	for next := from; next <= to; {
+		recs, err := src.Next(ctx, next, max)
+		testenv.NoError(t, err)
+		if len(recs) == 0 || len(recs) > max {
+			t.Fatalf("Next(%d, %d) returned %d records, want 1..%d", next, max, len(recs), max)
+		}
+		for i := range recs {
+			if got, want := recs[i].Position, next+uint64(i); got != want {
+				t.Fatalf("Next(%d, %d): record %d at position %d, want %d", next, max, i, got, want)
+			}
+		}
+		got = append(got, recs...)
+		next += uint64(len(recs))
+	}
+	if n := uint64(len(got)); n != to-from+1 {
+		t.Fatalf("read %d records from %d, want %d (to %d)", n, from, to-from+1, to)
+	}
+	return got
+}
+
+// checkRecords compares records read from a source with the log's.
+func checkRecords(t *testing.T, got, want []eventstore.Record) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d records, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !sameRecord(&want[i], &got[i]) {
+			t.Fatalf("record %d differs from the log (-log +source):\n%s", i, cmp.Diff(want[i], got[i]))
+		}
+	}
+}
+
+// publishedLog appends n records to a new ledger and waits until its
+// stream holds them all.
+func publishedLog(t *testing.T, n int) (*eventstore.Store, string, *testLog, *runningRelay) {
+	t.Helper()
+	store, ledger := openStore(t), testenv.Name(t)
+	log := newTestLog(t, store, ledger)
+	log.append(n)
+	relay := startRelay(t, ledger, jetStream(t), store)
+	waitStreamAt(t, jetStream(t), ledger, log.head)
+	return store, ledger, log, relay
+}
+
+func TestSourceNextInOrder(t *testing.T) {
+	t.Parallel()
+	store, ledger, log, _ := publishedLog(t, 300)
+	want := readLog(t, store, ledger)
+	src := newSource(t, store, ledger)
+
+	t.Log("from the start, 64 at a time")
+	checkRecords(t, readRange(t, src, 1, log.head, 64), want)
+	t.Log("from the middle, on a new source")
+	checkRecords(t, readRange(t, newSource(t, store, ledger), 150, log.head, 1000), want[149:])
+	t.Log("back to an earlier position on the same source")
+	checkRecords(t, readRange(t, src, 10, 20, 1), want[9:20])
+	t.Log("one record")
+	checkRecords(t, readRange(t, src, log.head, log.head, 10), want[log.head-1:])
+}
+
+func TestSourceNextWaitsForRecords(t *testing.T) {
+	t.Parallel()
+	store, ledger, log, relay := publishedLog(t, 50)
+	src := newSource(t, store, ledger)
+	readRange(t, src, 1, log.head, 100)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	recs, err := src.Next(ctx, log.head+1, 100)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || len(recs) != 0 {
+		t.Fatalf("Next past the head: got %d records, error %v; want none, %v", len(recs), err, context.DeadlineExceeded)
+	}
+
+	from := log.head + 1
+	log.append(10)
+	relay.Wake()
+	got := readRange(t, src, from, log.head, 100)
+	checkRecords(t, got, readLog(t, store, ledger)[from-1:])
+}
+
+func TestSourceFallsBackToLogAfterPurge(t *testing.T) {
+	t.Parallel()
+	store, ledger, log, relay := publishedLog(t, 300)
+	want := readLog(t, store, ledger)
+	stream, err := jetStream(t).Stream(t.Context(), natsbus.StreamName(ledger))
+	testenv.NoError(t, err)
+
+	t.Log("the stream lost positions 1..100")
+	testenv.NoError(t, stream.Purge(t.Context(), jetstream.WithPurgeSequence(101)))
+	src := newSource(t, store, ledger)
+	ctx, cancel := context.WithTimeout(t.Context(), relayWaitMax)
+	defer cancel()
+	recs, err := src.Next(ctx, 1, 500)
+	testenv.NoError(t, err)
+	// From the log, and only what the stream does not hold.
+	checkRecords(t, recs, want[:100])
+	checkRecords(t, readRange(t, src, 101, log.head, 500), want[100:])
+	t.Log("again from 1 on the same source, a few at a time")
+	checkRecords(t, readRange(t, src, 1, log.head, 7), want)
+
+	t.Log("the stream lost everything")
+	testenv.NoError(t, stream.Purge(t.Context()))
+	src = newSource(t, store, ledger)
+	checkRecords(t, readRange(t, src, 1, log.head, 64), want)
+	t.Log("new records come from the stream")
+	from := log.head + 1
+	log.append(20)
+	relay.Wake()
+	checkRecords(t, readRange(t, src, from, log.head, 64), readLog(t, store, ledger)[from-1:])
+}

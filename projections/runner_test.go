@@ -1,0 +1,597 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ledgerd/ledger/adapters/natsbus"
+	"github.com/ledgerd/ledger/commands"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/projections"
+)
+
+// waitMax bounds every wait for a runner or a relay to catch up.
+const waitMax = 15 * time.Second
+
+// env is one ledger with its writer and relay running, on a fresh database.
+type env struct {
+	t      *testing.T
+	pool   *pgxpool.Pool
+	store  *eventstore.Store
+	ledger string
+	writer *commands.Writer
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(pool.Close)
+	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))
+	testenv.NoError(t, projections.Migrate(t.Context(), pool))
+	e := &env{t: t, pool: pool, store: eventstore.New(pool), ledger: testenv.Name(t)}
+
+	relay := natsbus.NewRelay(e.ledger, jetStream(t), e.store, natsbus.StreamOptions{}, testLogger(t))
+	runUntilCleanup(t, "relay", relay.Run)
+	e.writer = commands.NewWriter(commands.Options{Ledger: e.ledger, Store: e.store, Logger: testLogger(t),
+		OnCommit: func(_ string, recs []eventstore.Record) { relay.Offer(recs) }})
+	runUntilCleanup(t, "writer", e.writer.Run)
+	return e
+}
+
+// runUntilCleanup runs run in its own goroutine until the end of the test.
+func runUntilCleanup(t *testing.T, what string, run func(context.Context) error) {
+	stop := start(t, context.Background(), what, run)
+	t.Cleanup(stop)
+}
+
+// start runs run in its own goroutine until stop, which cancels its context
+// and waits for it to return; stop may be called more than once.
+func start(t *testing.T, parent context.Context, what string, run func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+		})
+	}
+}
+
+// jetStream returns a new connection to the package's NATS server: one per
+// relay or source, as if each ran in its own process.
+func jetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	testenv.NoError(t, err)
+	return js
+}
+
+// testLogger writes warnings to the test's output, shown on failure or -v.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// Workload shape.
+const (
+	accountsPerAsset = 6
+	postingsMax      = 4
+	// commandsPerSubmit and submitters make the writer batch several
+	// requests into one append.
+	commandsPerSubmit = 25
+	submitters        = 4
+)
+
+var workloadAssets = []domain.DefineAsset{{Code: "USD", Scale: 2}, {Code: "JPY", Scale: 0}, {Code: "BTC", Scale: 8}}
+
+// runWorkload defines the assets, opens their accounts and commits transfers
+// random transfers of 1..postingsMax postings, through the writer. It returns
+// the ledger's head.
+func (e *env) runWorkload(transfers int, seed uint64) uint64 {
+	t := e.t
+	t.Helper()
+	var setup []domain.Command
+	for _, a := range workloadAssets {
+		setup = append(setup, &domain.DefineAsset{Code: a.Code, Scale: a.Scale})
+	}
+	for _, a := range workloadAssets {
+		for i := range accountsPerAsset {
+			normal := domain.SideDebit
+			if i%2 == 1 {
+				normal = domain.SideCredit
+			}
+			setup = append(setup, &domain.OpenAccount{ID: accountID(a.Code, i), Asset: a.Code, Normal: normal})
+		}
+	}
+	e.submit(setup)
+
+	rng := rand.New(rand.NewPCG(seed, seed))
+	cmds := make([]domain.Command, transfers)
+	for i := range cmds {
+		c := &domain.CreateTransfer{ID: fmt.Sprintf("t-%d", i), Reference: fmt.Sprintf("ref-%d", i%7)}
+		for range 1 + rng.IntN(postingsMax) {
+			a := workloadAssets[rng.IntN(len(workloadAssets))]
+			from := rng.IntN(accountsPerAsset)
+			to := (from + 1 + rng.IntN(accountsPerAsset-1)) % accountsPerAsset
+			amount := domain.UnitsFromInt64(1 + rng.Int64N(1_000_000)).Format(uint8(a.Scale))
+			c.Postings = append(c.Postings, domain.PostingInput{Debit: accountID(a.Code, from),
+				Credit: accountID(a.Code, to), Asset: a.Code, Amount: amount})
+		}
+		cmds[i] = c
+	}
+	chunks := make(chan []domain.Command, len(cmds)/commandsPerSubmit+1)
+	for c := range slices.Chunk(cmds, commandsPerSubmit) {
+		chunks <- c
+	}
+	close(chunks)
+	var wg sync.WaitGroup
+	for range submitters {
+		wg.Go(func() {
+			for c := range chunks {
+				e.submit(c)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	head, _, err := e.store.Head(t.Context(), e.ledger)
+	testenv.NoError(t, err)
+	if want := uint64(len(setup) + transfers); head != want {
+		t.Fatalf("head %d after the workload, want %d", head, want)
+	}
+	return head
+}
+
+func accountID(asset string, i int) string { return fmt.Sprintf("%s-%d", asset, i) }
+
+// submit submits cmds and fails the test, from any goroutine, unless each
+// was committed.
+func (e *env) submit(cmds []domain.Command) {
+	results, err := e.writer.Submit(e.t.Context(), cmds)
+	if err != nil {
+		e.t.Errorf("submit %d commands: %v", len(cmds), err)
+		return
+	}
+	for i, r := range results {
+		if r.Err != nil {
+			e.t.Errorf("command %s: %v", cmds[i].CommandID(), r.Err)
+		}
+	}
+}
+
+// balance is one account's row of the balances read model.
+type balance struct {
+	Asset           string
+	Debits, Credits string
+	Position        uint64
+}
+
+// replay folds the log up to position upTo into a fresh domain state and
+// returns what the balances read model must hold at that checkpoint.
+func (e *env) replay(upTo uint64) map[string]balance {
+	t := e.t
+	t.Helper()
+	st := domain.NewState()
+	var ids []string
+	last := map[string]uint64{} // position of the last event that changed each account
+	for st.Position() < upTo {
+		recs, err := e.store.Read(t.Context(), e.ledger, st.Position()+1, int(upTo-st.Position()))
+		testenv.NoError(t, err)
+		if len(recs) == 0 {
+			t.Fatalf("log ends at %d, want %d", st.Position(), upTo)
+		}
+		for _, rec := range recs {
+			ev, err := domain.UnmarshalEvent(rec.Type, rec.SchemaVersion, rec.Payload)
+			testenv.NoError(t, err)
+			st.Evolve(rec.Position, ev)
+			switch ev := ev.(type) {
+			case domain.AccountOpened:
+				ids = append(ids, ev.ID)
+				last[ev.ID] = rec.Position
+			case domain.TransferCommitted:
+				for _, p := range ev.Postings {
+					last[p.Debit], last[p.Credit] = rec.Position, rec.Position
+				}
+			}
+		}
+	}
+	want := make(map[string]balance, len(ids))
+	for _, id := range ids {
+		a, _ := st.Account(id)
+		want[id] = balance{Asset: a.Asset, Debits: a.DebitsPosted.Format(a.Scale),
+			Credits: a.CreditsPosted.Format(a.Scale), Position: last[id]}
+	}
+	return want
+}
+
+// balances reads the ledger's balances read model.
+func (e *env) balances() map[string]balance {
+	t := e.t
+	t.Helper()
+	rows, err := e.pool.Query(t.Context(), `SELECT account, asset, debits_posted::text, credits_posted::text, position
+		FROM balances WHERE ledger = $1`, e.ledger)
+	testenv.NoError(t, err)
+	got := map[string]balance{}
+	var (
+		id  string
+		b   balance
+		pos int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &b.Asset, &b.Debits, &b.Credits, &pos}, func() error {
+		b.Position = uint64(pos)
+		got[id] = b
+		return nil
+	})
+	testenv.NoError(t, err)
+	return got
+}
+
+// checkpoint returns the balances projection's checkpoint; 0 before any.
+func (e *env) checkpoint() uint64 {
+	e.t.Helper()
+	var pos int64
+	err := e.pool.QueryRow(e.t.Context(), `SELECT position FROM projection_checkpoints
+		WHERE ledger = $1 AND projection = $2`, e.ledger, projections.Balances{}.Name()).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0
+	}
+	testenv.NoError(e.t, err)
+	return uint64(pos)
+}
+
+// checkAt checks that the checkpoint is at pos and the read model equals a
+// replay of the log up to pos: nothing applied twice, nothing skipped.
+func (e *env) checkAt(pos uint64) {
+	e.t.Helper()
+	if got := e.checkpoint(); got != pos {
+		e.t.Fatalf("checkpoint %d, want %d", got, pos)
+	}
+	if diff := cmp.Diff(e.replay(pos), e.balances()); diff != "" {
+		e.t.Fatalf("balances at checkpoint %d differ from the replay (-replay +read model):\n%s", pos, diff)
+	}
+}
+
+// natsSource returns a source on the ledger's stream over its own connection.
+func (e *env) natsSource() *natsbus.Source {
+	src := natsbus.NewSource(e.ledger, jetStream(e.t), e.store, natsbus.StreamOptions{}, testLogger(e.t))
+	e.t.Cleanup(src.Close)
+	return src
+}
+
+// runningRunner is a runner running in its own goroutine until stop.
+type runningRunner struct {
+	*projections.Runner
+	stop func()
+}
+
+// startRunner runs a balances runner on src until stop, the end of parent
+// or the end of the test.
+func (e *env) startRunner(parent context.Context, proj projections.Projector, src projections.Source) *runningRunner {
+	r := projections.NewRunner(e.pool, e.ledger, proj, src, testLogger(e.t))
+	stop := start(e.t, parent, "runner", r.Run)
+	e.t.Cleanup(stop)
+	return &runningRunner{Runner: r, stop: stop}
+}
+
+// waitFor waits until r has committed pos.
+func waitFor(t *testing.T, r *runningRunner, pos uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitMax)
+	defer cancel()
+	if err := r.WaitFor(ctx, pos); err != nil {
+		t.Fatalf("runner at %d, waiting for %d: %v", r.Position(), pos, err)
+	}
+}
+
+// batches cuts a source's batches to size records. With end set (the last
+// position there is), every batch but the last has exactly size records,
+// so that batch boundaries are known; with end 0 a batch has 1..size.
+type batches struct {
+	src  projections.Source
+	size int
+	end  uint64
+}
+
+func (b batches) Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
+	n := min(max, b.size)
+	if b.end == 0 {
+		return b.src.Next(ctx, from, n)
+	}
+	var out []eventstore.Record
+	for len(out) < n {
+		next := from + uint64(len(out))
+		if len(out) > 0 && next > b.end {
+			break
+		}
+		recs, err := b.src.Next(ctx, next, n-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+func TestBalancesMatchReplay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// Running from the empty ledger on, beside the writer and the relay.
+	runner := e.startRunner(t.Context(), projections.Balances{}, e.natsSource())
+	head := e.runWorkload(400, 1)
+	waitFor(t, runner, head)
+	if got := runner.Position(); got != head {
+		t.Fatalf("runner position %d, want %d", got, head)
+	}
+	e.checkAt(head)
+
+	rows, err := e.pool.Query(t.Context(), `SELECT code, scale FROM assets WHERE ledger = $1`, e.ledger)
+	testenv.NoError(t, err)
+	scales, err := collectScales(rows)
+	testenv.NoError(t, err)
+	want := map[string]int16{}
+	for _, a := range workloadAssets {
+		want[a.Code] = int16(a.Scale)
+	}
+	if diff := cmp.Diff(want, scales); diff != "" {
+		t.Fatalf("assets (-want +got):\n%s", diff)
+	}
+}
+
+func collectScales(rows pgx.Rows) (map[string]int16, error) {
+	scales := map[string]int16{}
+	var (
+		code  string
+		scale int16
+	)
+	_, err := pgx.ForEachRow(rows, []any{&code, &scale}, func() error {
+		scales[code] = scale
+		return nil
+	})
+	return scales, err
+}
+
+// killingProjector applies like its projector, then, on its killAt-th call,
+// ends the runner's context before the transaction commits: a process killed
+// in the middle of a batch.
+type killingProjector struct {
+	projections.Projector
+	killAt int
+	kill   context.CancelFunc
+	calls  int // the runner calls Apply from one goroutine
+}
+
+func (k *killingProjector) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	if err := k.Projector.Apply(ctx, tx, ledger, recs); err != nil {
+		return err
+	}
+	k.calls++
+	if k.calls == k.killAt {
+		k.kill()
+	}
+	return nil
+}
+
+func TestRunnerKilledBetweenBatchesRestarts(t *testing.T) {
+	t.Parallel()
+	const batchSize = 7
+	e := newEnv(t)
+	head := e.runWorkload(200, 2)
+
+	t.Log("the first runner is killed between batches")
+	first := e.startRunner(t.Context(), projections.Balances{}, batches{src: e.natsSource(), size: batchSize, end: head})
+	waitFor(t, first, head/3)
+	first.stop()
+	at := e.checkpoint()
+	// The batch under way when stopped may have committed without the runner
+	// hearing of it.
+	if at < first.Position() || at >= head {
+		t.Fatalf("stopped at checkpoint %d (runner said %d), want %d..%d", at, first.Position(), first.Position(), head-1)
+	}
+	e.checkAt(at)
+
+	t.Log("the second runner is killed in the middle of its third batch")
+	ctx, kill := context.WithCancel(t.Context())
+	killer := &killingProjector{Projector: projections.Balances{}, killAt: 3, kill: kill}
+	second := e.startRunner(ctx, killer, batches{src: e.natsSource(), size: batchSize, end: head})
+	select {
+	case <-ctx.Done():
+	case <-time.After(waitMax):
+		t.Fatalf("second runner not killed after %v: it applied %d batches", waitMax, second.Position()-at)
+	}
+	second.stop()
+	if killer.calls != 3 {
+		t.Fatalf("killed runner applied %d batches, want 3", killer.calls)
+	}
+	// Two batches committed; the third was rolled back with its checkpoint.
+	want := min(at+2*batchSize, head)
+	if got := second.Position(); got != want {
+		t.Fatalf("killed runner at %d, want %d", got, want)
+	}
+	e.checkAt(want)
+
+	t.Log("the third runner finishes")
+	third := e.startRunner(t.Context(), projections.Balances{}, batches{src: e.natsSource(), size: batchSize, end: head})
+	waitFor(t, third, head)
+	e.checkAt(head)
+}
+
+// fault is how faultySource corrupts the batch holding its position.
+type fault int
+
+const (
+	gapFirst     fault = iota // Next(at) starts at at+1
+	repeatFirst               // Next(at) starts at at-1, already applied
+	gapInside                 // the batch holding at, not first, lacks it
+	repeatInside              // the batch holding at, not first, has at-1 twice
+)
+
+// faultySource corrupts every batch that holds position at while active.
+type faultySource struct {
+	src    projections.Source
+	fault  fault
+	at     uint64
+	active atomic.Bool
+	served atomic.Int32 // corrupted batches served
+}
+
+func (f *faultySource) Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
+	if !f.active.Load() {
+		return f.src.Next(ctx, from, max)
+	}
+	switch {
+	case f.fault == gapFirst && from == f.at:
+		f.served.Add(1)
+		return f.src.Next(ctx, from+1, max)
+	case f.fault == repeatFirst && from == f.at:
+		f.served.Add(1)
+		return f.src.Next(ctx, from-1, max)
+	}
+	recs, err := f.src.Next(ctx, from, max)
+	if err != nil || f.at <= from || f.at >= from+uint64(len(recs)) {
+		return recs, err
+	}
+	i := int(f.at - from)
+	switch f.fault {
+	case gapInside:
+		f.served.Add(1)
+		return slices.Delete(recs, i, i+1), nil
+	case repeatInside:
+		f.served.Add(1)
+		return append(recs[:i:i], recs[i-1:len(recs)-1]...), nil
+	}
+	return recs, nil
+}
+
+func TestRunnerRefusesGapOrRepeat(t *testing.T) {
+	t.Parallel()
+	const batchSize = 5
+	for _, tc := range []struct {
+		name  string
+		fault fault
+		at    uint64
+		stuck uint64 // the checkpoint the runner cannot pass
+	}{
+		{"gap first in batch", gapFirst, 36, 35},
+		{"repeat first in batch", repeatFirst, 36, 35},
+		{"gap inside batch", gapInside, 33, 30},
+		{"repeat inside batch", repeatInside, 33, 30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			head := e.runWorkload(40, 3)
+			src := &faultySource{src: batches{src: e.natsSource(), size: batchSize, end: head}, fault: tc.fault, at: tc.at}
+			src.active.Store(true)
+			runner := e.startRunner(t.Context(), projections.Balances{}, src)
+			// Refused, retried, refused again.
+			testenv.Eventually(t, waitMax, func() error {
+				if n := src.served.Load(); n < 3 {
+					return fmt.Errorf("corrupted batch served %d times, want 3", n)
+				}
+				return nil
+			})
+			if got := runner.Position(); got != tc.stuck {
+				t.Fatalf("runner at %d after refusing, want %d", got, tc.stuck)
+			}
+			e.checkAt(tc.stuck)
+
+			src.active.Store(false)
+			waitFor(t, runner, head)
+			e.checkAt(head)
+		})
+	}
+}
+
+// contendingProjector counts the batches its runner applies. The first batch
+// of all the runners sharing started waits, inside its transaction, until
+// another transaction of the database waits for a lock: the other runner's
+// checkpoint update for the same batch. So the two runners do contend, and
+// the loser's update finds the checkpoint moved once the winner commits.
+type contendingProjector struct {
+	projections.Projector
+	t       *testing.T
+	pool    *pgxpool.Pool
+	started *atomic.Bool
+	calls   atomic.Int32
+}
+
+func (c *contendingProjector) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	if c.started.CompareAndSwap(false, true) {
+		if err := waitForLockWaiter(ctx, c.pool); err != nil {
+			c.t.Errorf("first batch: %v", err)
+		}
+	}
+	c.calls.Add(1)
+	return c.Projector.Apply(ctx, tx, ledger, recs)
+}
+
+// waitForLockWaiter polls until a session of pool's database waits for a
+// lock. It runs in a runner's goroutine, where Eventually cannot fail a test.
+func waitForLockWaiter(ctx context.Context, pool *pgxpool.Pool) error {
+	ctx, cancel := context.WithTimeout(ctx, waitMax)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var waiting int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		if err != nil {
+			return fmt.Errorf("no session waited for a lock: %w", err)
+		}
+		if waiting > 0 {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("no session waited for a lock: %w", ctx.Err())
+		}
+	}
+}
+
+func TestTwoRunnersExactlyOnce(t *testing.T) {
+	t.Parallel()
+	const batchSize = 7
+	e := newEnv(t)
+	var started atomic.Bool
+	a := &contendingProjector{Projector: projections.Balances{}, t: t, pool: e.pool, started: &started}
+	b := &contendingProjector{Projector: projections.Balances{}, t: t, pool: e.pool, started: &started}
+	// Small batches on both, from the empty ledger on, beside the writer.
+	e.startRunner(t.Context(), a, batches{src: e.natsSource(), size: batchSize})
+	e.startRunner(t.Context(), b, batches{src: e.natsSource(), size: batchSize})
+	head := e.runWorkload(300, 4)
+	testenv.Eventually(t, waitMax, func() error {
+		if got := e.checkpoint(); got != head {
+			return fmt.Errorf("checkpoint %d, want %d", got, head)
+		}
+		return nil
+	})
+	e.checkAt(head)
+	t.Logf("runners applied %d and %d batches", a.calls.Load(), b.calls.Load())
+}
