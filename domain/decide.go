@@ -150,27 +150,36 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 }
 
 func decidePosting(s *State, i int, in *PostingInput) (Posting, error) {
-	prefix := fmt.Sprintf("postings[%d].", i)
+	// Field names are built only on failure: this runs for every posting.
+	field := func(name string) string { return fmt.Sprintf("postings[%d].%s", i, name) }
 	asset, ok := s.assets[in.Asset]
 	if !ok {
-		return Posting{}, fieldErr(prefix+"asset", ErrAssetNotFound)
+		return Posting{}, fieldErr(field("asset"), ErrAssetNotFound)
 	}
-	for _, side := range [2]struct{ field, id string }{{"debit_account", in.Debit}, {"credit_account", in.Credit}} {
-		acc, ok := s.accounts[side.id]
-		switch {
-		case !ok:
-			return Posting{}, fieldErr(prefix+side.field, ErrAccountNotFound)
-		case acc.Closed:
-			return Posting{}, fieldErr(prefix+side.field, ErrAccountClosed)
-		case acc.Asset != in.Asset:
-			return Posting{}, fieldErrf(prefix+side.field, ErrAssetMismatch, "account is in %s, posting in %s", acc.Asset, in.Asset)
-		}
+	if err := checkPostingAccount(s, in.Debit, in.Asset); err != nil {
+		return Posting{}, fieldErr(field("debit_account"), err)
+	}
+	if err := checkPostingAccount(s, in.Credit, in.Asset); err != nil {
+		return Posting{}, fieldErr(field("credit_account"), err)
 	}
 	u, err := in.amount.Units(asset.Scale)
 	if err != nil {
-		return Posting{}, fieldErr(prefix+"amount", err)
+		return Posting{}, fieldErr(field("amount"), err)
 	}
 	return Posting{Debit: in.Debit, Credit: in.Credit, Asset: in.Asset, Amount: Amount{Units: u, Scale: asset.Scale}}, nil
+}
+
+func checkPostingAccount(s *State, id, asset string) error {
+	acc, ok := s.accounts[id]
+	switch {
+	case !ok:
+		return ErrAccountNotFound
+	case acc.Closed:
+		return ErrAccountClosed
+	case acc.Asset != asset:
+		return fmt.Errorf("account is in %s, posting in %s: %w", acc.Asset, asset, ErrAssetMismatch)
+	}
+	return nil
 }
 
 // addEffect adds a posting's movement to its account's effect. It reports

@@ -143,9 +143,11 @@ func (r *Runner) serve(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		began := time.Now()
 		if err := r.apply(ctx, pos, recs); err != nil {
 			return err
 		}
+		r.logger.Debug("applied", "from", pos+1, "records", len(recs), "took", time.Since(began))
 		pos = recs[len(recs)-1].Position
 		r.setPosition(pos)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -44,7 +45,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("ledgerctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	g.register(fs)
-	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "ledgerctl: %v\n\n%s", err, usage)
+		return 2
+	case fs.NArg() == 0:
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
@@ -63,21 +72,21 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if len(rest) < len(cmd.words) || strings.Join(rest[:len(cmd.words)], " ") != strings.Join(cmd.words, " ") {
 			continue
 		}
-		conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			fmt.Fprintln(stderr, "ledgerctl:", err)
-			return 1
+		c := &client{globals: g, out: stdout}
+		err := cmd.run(ctx, c, rest[len(cmd.words):])
+		if c.conn != nil {
+			_ = c.conn.Close() // Nothing is left to flush: every call has returned.
 		}
-		defer conn.Close()
-		c := &client{globals: g, out: stdout, cmd: ledgerv1.NewCommandServiceClient(conn), query: ledgerv1.NewQueryServiceClient(conn)}
-		err = cmd.run(ctx, c, rest[len(cmd.words):])
 		var ue usageError
 		switch {
+		case errors.Is(err, flag.ErrHelp):
+			fmt.Fprint(stdout, usage)
+			return 0
 		case errors.As(err, &ue):
 			fmt.Fprintf(stderr, "ledgerctl: %s\n\n%s", ue.msg, usage)
 			return 2
 		case err != nil:
-			fmt.Fprintln(stderr, "ledgerctl:", describe(err))
+			fmt.Fprintln(stderr, "ledgerctl:", c.describe(err))
 			return 1
 		}
 		return 0
@@ -97,8 +106,24 @@ func (g *globals) register(fs *flag.FlagSet) {
 type client struct {
 	globals
 	out   io.Writer
+	conn  *grpc.ClientConn // nil until connect
 	cmd   ledgerv1.CommandServiceClient
 	query ledgerv1.QueryServiceClient
+}
+
+// connect makes the client of c.addr. Commands call it after parsing their
+// flags, because --addr may follow the command words. It does no I/O: the
+// first call dials.
+//
+// Errors: a malformed address.
+func (c *client) connect() error {
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("address %q: %w", c.addr, err)
+	}
+	c.conn = conn
+	c.cmd, c.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
+	return nil
 }
 
 type usageError struct{ msg string }
@@ -115,12 +140,18 @@ func or(v, def string) string {
 	return v
 }
 
-// describe prints a gRPC status as code and message.
-func describe(err error) string {
-	if st, ok := status.FromError(err); ok {
-		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
+// describe prints a gRPC status as code and message, saying which ledgerd
+// could not be reached when that is the trouble.
+func (c *client) describe(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
 	}
-	return err.Error()
+	msg := fmt.Sprintf("%s: %s", st.Code(), st.Message())
+	if st.Code() == codes.Unavailable {
+		msg = fmt.Sprintf("ledgerd at %s is unavailable (is it running? see --addr): %s", c.addr, msg)
+	}
+	return msg
 }
 
 // parse parses a subcommand's flags, which may be mixed with its arguments.
@@ -129,7 +160,11 @@ func (c *client) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	c.register(fs)
 	var positional []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		if err != nil {
 			return nil, usageError{err.Error()}
 		}
 		if fs.NArg() == 0 {
@@ -151,6 +186,9 @@ func assetDefine(ctx context.Context, c *client, args []string) error {
 	scale, err := strconv.ParseUint(args[1], 10, 32)
 	if err != nil {
 		return usageError{"SCALE must be a whole number 0..18"}
+	}
+	if err := c.connect(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -193,6 +231,9 @@ func accountOpen(ctx context.Context, c *client, args []string) error {
 		}
 		req.Accounts = append(req.Accounts, a)
 	}
+	if err := c.connect(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	resp, err := c.cmd.OpenAccounts(ctx, req)
@@ -217,6 +258,9 @@ func transfer(ctx context.Context, c *client, args []string) error {
 	if len(rest) != 0 || *id == "" || *from == "" || *to == "" || *amount == "" || *asset == "" {
 		return usageError{"transfer takes --id, --from, --to, --amount and --asset"}
 	}
+	if err := c.connect(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	resp, err := c.cmd.CreateTransfers(ctx, &ledgerv1.CreateTransfersRequest{Ledger: c.ledger, Transfers: []*ledgerv1.Transfer{{
@@ -238,6 +282,9 @@ func balance(ctx context.Context, c *client, args []string) error {
 	}
 	if len(ids) == 0 {
 		return usageError{"balance takes at least one ACCOUNT"}
+	}
+	if err := c.connect(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()

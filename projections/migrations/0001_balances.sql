@@ -35,4 +35,4 @@ CREATE TABLE balances (
     -- Position of the last event that changed the account.
     position        bigint  NOT NULL,
     PRIMARY KEY (ledger, account)
-);
+) WITH (fillfactor = 70); -- room on each page for HOT updates: a balance row changes on every batch
