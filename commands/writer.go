@@ -19,6 +19,7 @@ type Store interface {
 	Head(ctx context.Context, ledger string) (uint64, eventstore.Hash, error)
 	Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error)
 	Append(ctx context.Context, ledger string, expected uint64, prev eventstore.Hash, recs []eventstore.Record) error
+	ReadPositions(ctx context.Context, ledger string, positions []uint64) ([]eventstore.Record, error)
 }
 
 // Limits and defaults of a writer.
@@ -62,6 +63,10 @@ type Options struct {
 	Logger   *slog.Logger
 	BatchMax int
 	QueueMax int
+
+	// recentMax is how many recent transfers the writer keeps in memory; at
+	// least the transfers of two batches (those in flight).
+	recentMax int
 }
 
 // Result is the outcome of one command: Err is nil for CREATED, an
@@ -108,6 +113,9 @@ func NewWriter(opts Options) *Writer {
 	}
 	if opts.QueueMax <= 0 {
 		opts.QueueMax = QueueMaxDefault
+	}
+	if opts.recentMax <= 2*opts.BatchMax {
+		opts.recentMax = max(recentMaxDefault, 2*opts.BatchMax+1)
 	}
 	opts.Logger = opts.Logger.With("ledger", opts.Ledger)
 	return &Writer{opts: opts, reqs: make(chan *request, opts.QueueMax), closed: make(chan struct{})}
@@ -258,7 +266,13 @@ func (w *Writer) serve(ctx context.Context) error {
 		reqs, carry = w.collect(first)
 		// Even a batch with no events goes through the committer: its EXISTS
 		// answers may point at a batch still being committed.
-		j := st.decide(w, reqs)
+		j, err := st.decide(ctx, w, reqs)
+		if err != nil {
+			if carry != nil {
+				carry.finish(err)
+			}
+			return err
+		}
 		select {
 		case jobs <- j:
 		case err := <-failed:

@@ -324,3 +324,51 @@ func TestWriterAppendFailureLosesAndDuplicatesNothing(t *testing.T) {
 	live, _ := liveSnapshot(t, w, accounts)
 	equalSnapshots(t, live, replayed)
 }
+
+// TestWriterRetryOfOldTransferReadsTheLog: transfers long out of the writer's
+// memory are still recognised, forever: their ids are indexed, and the
+// original is read back from the log to answer EXISTS, or to name the field
+// that differs.
+func TestWriterRetryOfOldTransferReadsTheLog(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ledger := testenv.Name(t)
+	opts := commands.Options{Ledger: ledger, Store: store, BatchMax: 8}
+	commands.SetRecentMax(&opts, 17)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := commands.NewWriter(opts)
+	go func() { _ = w.Run(ctx) }()
+	setup(t, w, 4)
+	var firstPos []uint64
+	for i := 0; i < 60; i++ { // far more than the 17 kept in memory
+		res := submit(t, w, transferCmd(fmt.Sprintf("old-%d", i), i%4, (i+1)%4, "1.00"))
+		mustCreate(t, res)
+		firstPos = append(firstPos, res[0].Position)
+	}
+	cmds := []domain.Command{
+		transferCmd("old-0", 0, 1, "1.00"),  // identical: EXISTS
+		transferCmd("old-1", 1, 2, "9.99"),  // changed: EXISTS_WITH_DIFFERENT_FIELDS
+		transferCmd("new-1", 0, 3, "1.00"),  // new
+		transferCmd("new-1", 0, 3, "1.00"),  // repeated within the batch: EXISTS
+		transferCmd("old-59", 3, 0, "1.00"), // recent: EXISTS from memory
+	}
+	res := submit(t, w, cmds...)
+	var exists *domain.ExistsError
+	if !errors.As(res[0].Err, &exists) || res[0].Position != firstPos[0] {
+		t.Errorf("old-0: %v at %d, want EXISTS at %d", res[0].Err, res[0].Position, firstPos[0])
+	}
+	if !errors.Is(res[1].Err, domain.ErrExistsWithDifferentFields) || domain.FieldOf(res[1].Err) != "postings[0].amount" {
+		t.Errorf("old-1 changed: %v, want EXISTS_WITH_DIFFERENT_FIELDS on postings[0].amount", res[1].Err)
+	}
+	if res[2].Err != nil || !errors.As(res[3].Err, &exists) || res[3].Position != res[2].Position {
+		t.Errorf("new-1 twice in a batch: %v / %v, want created then EXISTS at the same position", res[2], res[3])
+	}
+	if !errors.As(res[4].Err, &exists) || res[4].Position != firstPos[59] {
+		t.Errorf("old-59: %v, want EXISTS at %d", res[4].Err, firstPos[59])
+	}
+	_, pos := replaySnapshot(t, store, ledger, 4)
+	if want := uint64(1 + 4 + 60 + 1); pos != want {
+		t.Errorf("log ends at %d, want %d: retries must append nothing", pos, want)
+	}
+}

@@ -139,6 +139,16 @@ type CreateTransfer struct {
 	EffectiveAt time.Time
 
 	validated bool
+	// prior is the committed transfer at priorPos, attached in answer to a
+	// NeedPriorError.
+	prior    *TransferCommitted
+	priorPos uint64
+}
+
+// SetPrior attaches the transfer committed at pos, as asked by a
+// NeedPriorError.
+func (c *CreateTransfer) SetPrior(pos uint64, prior *TransferCommitted) {
+	c.prior, c.priorPos = prior, pos
 }
 
 // PostingInput is one leg of a transfer as a client wrote it.

@@ -111,11 +111,17 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 	if !c.validated {
 		panic("domain: Decide on an unvalidated CreateTransfer")
 	}
-	if prior, ok := s.transfers[c.ID]; ok {
-		if field := transferDiff(s, prior.event, c); field != "" {
-			return nil, fieldErr(field, ErrExistsWithDifferentFields)
+	if pos, ok := s.TransferCandidate(c.ID); ok {
+		if c.prior == nil || c.priorPos != pos {
+			return nil, &NeedPriorError{Position: pos}
 		}
-		return nil, &ExistsError{Position: prior.position}
+		if c.prior.ID == c.ID {
+			if field := transferDiff(c.prior, c); field != "" {
+				return nil, fieldErr(field, ErrExistsWithDifferentFields)
+			}
+			return nil, &ExistsError{Position: pos}
+		}
+		// Another id with the same hash: this transfer is new.
 	}
 	e := TransferCommitted{
 		ID:          c.ID,
@@ -223,7 +229,7 @@ func checkEffect(ef effect) error {
 
 // transferDiff names the first field in which a retried transfer differs from
 // the committed one, or "". An omitted effective_at matches any.
-func transferDiff(s *State, prior *TransferCommitted, c *CreateTransfer) string {
+func transferDiff(prior *TransferCommitted, c *CreateTransfer) string {
 	if len(prior.Postings) != len(c.Postings) {
 		return "postings"
 	}

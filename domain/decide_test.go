@@ -461,6 +461,7 @@ func TestDecideTransferDefaultEffectiveAtIsCanonical(t *testing.T) {
 		t.Errorf("effective_at = %v, want %v", got, want)
 	}
 	// A retry with the effective_at as stored (µs) must answer EXISTS.
+	remember(s, s.Position()+1, e.(domain.TransferCommitted))
 	s.Evolve(s.Position()+1, e)
 	retry := transfer("t1", usdOne())
 	retry.EffectiveAt = clock.Truncate(time.Microsecond)

@@ -47,6 +47,21 @@ type ExistsError struct{ Position uint64 }
 func (e *ExistsError) Error() string { return fmt.Sprintf("exists at position %d", e.Position) }
 func (e *ExistsError) Unwrap() error { return ErrExists }
 
+// ErrNeedPrior means Decide needs the committed transfer at a position, which
+// the state does not hold in memory; see NeedPriorError.
+var ErrNeedPrior = errors.New("needs the committed transfer at a position")
+
+// NeedPriorError asks the caller of Decide for the transfer committed at
+// Position: attach it with CreateTransfer.SetPrior and decide again. It is how
+// a retry (or an id-hash collision) is told apart from a new transfer without
+// keeping every transfer in memory.
+type NeedPriorError struct{ Position uint64 }
+
+func (e *NeedPriorError) Error() string {
+	return fmt.Sprintf("needs the transfer at position %d", e.Position)
+}
+func (e *NeedPriorError) Unwrap() error { return ErrNeedPrior }
+
 // FieldOf returns the field an error names, or "".
 func FieldOf(err error) string {
 	var fe *FieldError

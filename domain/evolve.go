@@ -53,8 +53,8 @@ func (s *State) evolveAccount(pos uint64, e AccountOpened) {
 }
 
 func (s *State) evolveTransfer(pos uint64, e *TransferCommitted) {
-	if _, ok := s.transfers[e.ID]; ok {
-		panic(fmt.Sprintf("domain: transfer %s applied twice (position %d)", e.ID, pos))
+	if p, ok := s.collided[e.ID]; ok {
+		panic(fmt.Sprintf("domain: transfer %s applied twice (positions %d and %d)", e.ID, p, pos))
 	}
 	for _, p := range e.Postings {
 		debit, credit := s.accounts[p.Debit], s.accounts[p.Credit]
@@ -77,5 +77,5 @@ func (s *State) evolveTransfer(pos uint64, e *TransferCommitted) {
 			panic(fmt.Sprintf("domain: transfer %s overflows a balance (position %d)", e.ID, pos))
 		}
 	}
-	s.transfers[e.ID] = transferRecord{event: e, position: pos}
+	s.indexTransfer(e.ID, pos)
 }

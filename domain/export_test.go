@@ -1,5 +1,7 @@
 package domain
 
+import "hash/maphash"
+
 // Test-only access to unexported fields, so that the external test package can
 // build Units across the full 128-bit range and check a Decimal's parts.
 
@@ -11,3 +13,9 @@ func (u Units) HiLo() (hi int64, lo uint64) { return u.hi, u.lo }
 
 // Parts returns d's coefficient and count of fractional digits.
 func (d Decimal) Parts() (coef Units, frac uint8) { return d.coef, d.frac }
+
+// CollideTransferID makes id's hash point at the transfer at pos, as if id
+// and that transfer's id had the same 64-bit hash: a collision, forced.
+func CollideTransferID(s *State, id string, pos uint64) {
+	s.transfers[maphash.String(s.seed, id)] = pos
+}

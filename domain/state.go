@@ -1,12 +1,22 @@
 package domain
 
+import "hash/maphash"
+
 // State is one ledger as its writer knows it: assets, accounts with balances,
 // and the idempotency index. It is owned by one goroutine; nothing here locks.
 type State struct {
-	position  uint64
-	assets    map[string]Asset
-	accounts  map[string]*Account
-	transfers map[string]transferRecord
+	position uint64
+	assets   map[string]Asset
+	accounts map[string]*Account
+	// transfers indexes every committed transfer by a 64-bit hash of its id:
+	// about 20-30 bytes a transfer, and no pointers for the garbage collector
+	// to scan. The transfer itself stays in the log; a retry, or a collision,
+	// is resolved by reading it back (see NeedPriorError).
+	transfers map[uint64]uint64
+	// collided holds, by exact id, the rare transfers whose id hash was
+	// already taken by another id.
+	collided map[string]uint64
+	seed     maphash.Seed
 }
 
 // Asset is a declared asset.
@@ -31,19 +41,41 @@ type Account struct {
 	DebitsPosted, CreditsPosted, DebitsPending, CreditsPending Units
 }
 
-// transferRecord is what idempotency needs of a committed transfer.
-type transferRecord struct {
-	event    *TransferCommitted
-	position uint64
-}
-
 // NewState returns the state of an empty ledger.
 func NewState() *State {
 	return &State{
 		assets:    make(map[string]Asset),
 		accounts:  make(map[string]*Account),
-		transfers: make(map[string]transferRecord),
+		transfers: make(map[uint64]uint64),
+		collided:  make(map[string]uint64),
+		// A seed per process: the index is rebuilt at every start, and ids
+		// cannot be crafted to collide.
+		seed: maphash.MakeSeed(),
 	}
+}
+
+// TransferCandidate returns the position of the committed transfer that may
+// have this id: certain for an id that collided, otherwise the holder of the
+// id's hash, to be confirmed against the event at that position.
+func (s *State) TransferCandidate(id string) (uint64, bool) {
+	if pos, ok := s.collided[id]; ok {
+		return pos, true
+	}
+	pos, ok := s.transfers[maphash.String(s.seed, id)]
+	return pos, ok
+}
+
+// TransferCount is the number of transfers committed.
+func (s *State) TransferCount() int { return len(s.transfers) + len(s.collided) }
+
+// indexTransfer records a committed transfer's id.
+func (s *State) indexTransfer(id string, pos uint64) {
+	h := maphash.String(s.seed, id)
+	if _, taken := s.transfers[h]; taken {
+		s.collided[id] = pos
+		return
+	}
+	s.transfers[h] = pos
 }
 
 // Position is the position of the last event applied.

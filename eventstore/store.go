@@ -161,8 +161,12 @@ func (s *Store) Read(ctx context.Context, ledger string, from uint64, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("read %s from %d: %w", ledger, from, err)
 	}
+	return collectRecords(rows, ledger, limit)
+}
+
+func collectRecords(rows pgx.Rows, ledger string, capacity int) ([]Record, error) {
 	defer rows.Close()
-	recs := make([]Record, 0, min(limit, 1024))
+	recs := make([]Record, 0, min(capacity, 1024))
 	for rows.Next() {
 		r := Record{Ledger: ledger}
 		var (
@@ -172,7 +176,7 @@ func (s *Store) Read(ctx context.Context, ledger string, from uint64, limit int)
 			prev, hash []byte
 		)
 		if err := rows.Scan(&pos, &r.Type, &version, &at, &r.CommandID, &r.Payload, &prev, &hash); err != nil {
-			return nil, fmt.Errorf("read %s from %d: %w", ledger, from, err)
+			return nil, fmt.Errorf("read %s: %w", ledger, err)
 		}
 		r.Position, r.SchemaVersion, r.RecordedAt = uint64(pos), int(version), at.UTC()
 		copy(r.PrevHash[:], prev)
@@ -180,7 +184,30 @@ func (s *Store) Read(ctx context.Context, ledger string, from uint64, limit int)
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read %s from %d: %w", ledger, from, err)
+		return nil, fmt.Errorf("read %s: %w", ledger, err)
 	}
 	return recs, nil
+}
+
+// PositionsMax bounds one ReadPositions.
+const PositionsMax = ReadMax
+
+// ReadPositions returns the records of ledger at the given positions, in
+// position order; positions the log does not hold are absent.
+//
+// Errors: ErrBadBatch for more than PositionsMax positions; the database error.
+func (s *Store) ReadPositions(ctx context.Context, ledger string, positions []uint64) ([]Record, error) {
+	if len(positions) > PositionsMax {
+		return nil, fmt.Errorf("read %d positions (at most %d): %w", len(positions), PositionsMax, ErrBadBatch)
+	}
+	ps := make([]int64, len(positions))
+	for i, p := range positions {
+		ps[i] = int64(p)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash
+		FROM events WHERE ledger = $1 AND position = ANY($2) ORDER BY position`, ledger, ps)
+	if err != nil {
+		return nil, fmt.Errorf("read %s at %d positions: %w", ledger, len(positions), err)
+	}
+	return collectRecords(rows, ledger, len(positions))
 }
