@@ -291,7 +291,20 @@ Try it:
   go run ./cmd/ledgerctl transfer --ledger demo --id t1 --from alice --to bob --amount 10.00 --asset USD
   go run ./cmd/ledgerctl balance --ledger demo alice bob
 
-`, m.GRPCAddr(), m.GRPCAddr(), m.HTTPAddr())
+`, dialable(m.GRPCAddr()), dialable(m.GRPCAddr()), dialable(m.HTTPAddr()))
+}
+
+// dialable turns a wildcard listen address (":7070", "[::]:7070") into one a
+// client can dial.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // Close stops ledgerd: it stops taking calls, lets the writers commit their
