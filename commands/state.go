@@ -24,18 +24,31 @@ type ledgerState struct {
 // the transfers in flight (two batches), which are not yet in the log.
 const recentMaxDefault = 4 * BatchMaxDefault
 
-// recentTransfers is a bounded FIFO of transfers by position.
+// recentTransfers is a bounded FIFO of the transfer id space's events
+// (transfers, holds, posts, voids, reversals) by position.
 type recentTransfers struct {
-	byPos map[uint64]*domain.TransferCommitted
+	byPos map[uint64]domain.Event
 	ring  []uint64
 	next  int
 }
 
 func newRecentTransfers(n int) *recentTransfers {
-	return &recentTransfers{byPos: make(map[uint64]*domain.TransferCommitted, n), ring: make([]uint64, 0, n)}
+	return &recentTransfers{byPos: make(map[uint64]domain.Event, n), ring: make([]uint64, 0, n)}
 }
 
-func (r *recentTransfers) put(pos uint64, t *domain.TransferCommitted) {
+// forget drops an entry: a position undone by an all-or-nothing batch.
+func (r *recentTransfers) forget(pos uint64) { delete(r.byPos, pos) }
+
+// takesID reports whether e takes an id in the transfer id space.
+func takesID(e domain.Event) bool {
+	switch e.(type) {
+	case domain.TransferCommitted, domain.TransferPending, domain.PendingPosted, domain.PendingVoided, domain.TransferReversed:
+		return true
+	}
+	return false
+}
+
+func (r *recentTransfers) put(pos uint64, t domain.Event) {
 	if len(r.ring) < cap(r.ring) {
 		r.ring = append(r.ring, pos)
 	} else {
@@ -46,7 +59,7 @@ func (r *recentTransfers) put(pos uint64, t *domain.TransferCommitted) {
 	r.byPos[pos] = t
 }
 
-func (r *recentTransfers) get(pos uint64) *domain.TransferCommitted { return r.byPos[pos] }
+func (r *recentTransfers) get(pos uint64) domain.Event { return r.byPos[pos] }
 
 // load folds the ledger's whole log into a fresh state, checking that the chain
 // links (the full hash check is the auditor's: ledgerctl audit verify).
@@ -56,6 +69,7 @@ func (w *Writer) load(ctx context.Context) (*ledgerState, error) {
 		return nil, err
 	}
 	st := &ledgerState{domain: domain.NewState(), recent: newRecentTransfers(w.opts.recentMax)}
+	st.domain.SetPolicy(w.opts.Policy)
 	for st.head < head {
 		recs, err := w.opts.Store.Read(ctx, w.opts.Ledger, st.head+1, eventstore.ReadMax)
 		if err != nil {
@@ -87,39 +101,34 @@ func (st *ledgerState) apply(r *eventstore.Record) error {
 	}
 	st.domain.Evolve(r.Position, e)
 	st.head, st.hash = r.Position, r.Hash
-	if t, ok := e.(domain.TransferCommitted); ok {
-		st.recent.put(r.Position, &t)
+	if takesID(e) {
+		st.recent.put(r.Position, e)
 	}
 	return nil
 }
 
-// prefetch resolves, before a batch is decided, every committed transfer that
-// the batch's transfer ids may repeat: from the recent ones, else with one read
-// of the log. Ids that repeat one decided within the batch are found in recent.
-func (st *ledgerState) prefetch(ctx context.Context, w *Writer, reqs []*request) (map[uint64]*domain.TransferCommitted, error) {
+// prefetch resolves, before a batch is decided, every event that the batch's
+// commands may ask for (a repeated id, a hold, a transfer to reverse): from
+// the recent ones, else with one read of the log. Events decided within the
+// batch are found in recent.
+func (st *ledgerState) prefetch(ctx context.Context, w *Writer, reqs []*request) (map[uint64]domain.Event, error) {
 	var (
-		found map[uint64]*domain.TransferCommitted
+		found map[uint64]domain.Event
 		need  []uint64
 	)
 	for _, r := range reqs {
 		for _, c := range r.cmds {
-			ct, ok := c.(*domain.CreateTransfer)
-			if !ok {
-				continue
-			}
-			pos, hit := st.domain.TransferCandidate(ct.ID)
-			if !hit {
-				continue
-			}
-			if found == nil {
-				found = make(map[uint64]*domain.TransferCommitted)
-			}
-			if _, done := found[pos]; done {
-				continue
-			}
-			found[pos] = st.recent.get(pos) // kept here: recent may evict it mid-batch
-			if found[pos] == nil {
-				need = append(need, pos)
+			for _, pos := range domain.PriorCandidates(st.domain, c) {
+				if found == nil {
+					found = make(map[uint64]domain.Event)
+				}
+				if _, done := found[pos]; done {
+					continue
+				}
+				found[pos] = st.recent.get(pos) // kept here: recent may evict it mid-batch
+				if found[pos] == nil {
+					need = append(need, pos)
+				}
 			}
 		}
 	}
@@ -128,18 +137,14 @@ func (st *ledgerState) prefetch(ctx context.Context, w *Writer, reqs []*request)
 		need = need[len(chunk):]
 		recs, err := w.opts.Store.ReadPositions(ctx, w.opts.Ledger, chunk)
 		if err != nil {
-			return nil, fmt.Errorf("read prior transfers: %w", err)
+			return nil, fmt.Errorf("read prior events: %w", err)
 		}
 		for i := range recs {
 			e, err := domain.UnmarshalEvent(recs[i].Type, recs[i].SchemaVersion, recs[i].Payload)
 			if err != nil {
-				return nil, fmt.Errorf("read prior transfer at %d: %w", recs[i].Position, err)
+				return nil, fmt.Errorf("read prior event at %d: %w", recs[i].Position, err)
 			}
-			t, ok := e.(domain.TransferCommitted)
-			if !ok {
-				return nil, fmt.Errorf("position %d holds a %s, not a transfer: the index is corrupt", recs[i].Position, recs[i].Type)
-			}
-			found[recs[i].Position] = &t
+			found[recs[i].Position] = e
 		}
 	}
 	return found, nil
@@ -147,9 +152,10 @@ func (st *ledgerState) prefetch(ctx context.Context, w *Writer, reqs []*request)
 
 // decide decides every command of reqs in order, each against the state left
 // by those before it, and returns the batch to append. Requests whose caller
-// has gone are skipped: nothing of theirs was applied.
+// has gone are skipped: nothing of theirs was applied. An atomic request
+// applies all its commands or none.
 //
-// Errors: a failure to read prior transfers from the log; every request of the
+// Errors: a failure to read prior events from the log; every request of the
 // batch has then been answered with ErrUnavailable and nothing was decided.
 func (st *ledgerState) decide(ctx context.Context, w *Writer, reqs []*request) (*job, error) {
 	now := w.opts.Clock().UTC().Truncate(time.Microsecond)
@@ -162,56 +168,107 @@ func (st *ledgerState) decide(ctx context.Context, w *Writer, reqs []*request) (
 		}
 		return nil, err
 	}
-	// One arena holds every payload of the batch: one allocation, not one per
-	// event. Slices into an outgrown arena stay valid.
-	var arena []byte
+	b := batchBuilder{st: st, w: w, j: j, now: now, priors: priors}
 	for _, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			r.finish(err)
 			continue
 		}
-		if r.read != nil {
+		switch {
+		case r.read != nil:
 			r.read(st.domain)
-			j.reqs = append(j.reqs, r)
-			continue
-		}
-		for i, c := range r.cmds {
-			res := &r.results[r.index[i]]
-			e, err := st.decideOne(c, now, priors)
-			if err != nil {
-				res.Err = err
-				if x, ok := err.(*domain.ExistsError); ok {
-					res.Position = x.Position
-				}
-				continue
+		case r.opts.Atomic:
+			b.decideAtomic(r)
+		default:
+			for i, c := range r.cmds {
+				b.decideItem(r, i, c)
 			}
-			if arena == nil {
-				arena = make([]byte, 0, 256*len(r.cmds))
-			}
-			start := len(arena)
-			arena = domain.AppendEvent(arena, e)
-			payload := arena[start:len(arena):len(arena)]
-			rec := eventstore.Record{
-				Ledger: w.opts.Ledger, Position: st.head + 1, Type: e.EventType(),
-				SchemaVersion: domain.SchemaVersion, RecordedAt: now, CommandID: c.CommandID(), Payload: payload,
-			}
-			rec.Seal(st.hash)
-			st.domain.Evolve(rec.Position, e)
-			st.head, st.hash = rec.Position, rec.Hash
-			if t, ok := e.(domain.TransferCommitted); ok {
-				st.recent.put(rec.Position, &t)
-			}
-			res.Position = rec.Position
-			j.recs = append(j.recs, rec)
 		}
 		j.reqs = append(j.reqs, r)
 	}
 	return j, nil
 }
 
-// decideOne decides c, answering the domain's requests for prior transfers
-// from what prefetch resolved or what this batch decided.
-func (st *ledgerState) decideOne(c domain.Command, now time.Time, priors map[uint64]*domain.TransferCommitted) (domain.Event, error) {
+// batchBuilder decides commands into a job.
+type batchBuilder struct {
+	st     *ledgerState
+	w      *Writer
+	j      *job
+	now    time.Time
+	priors map[uint64]domain.Event
+	// One arena holds every payload of the batch: one allocation, not one per
+	// event. Slices into an outgrown arena stay valid.
+	arena []byte
+}
+
+// decideItem decides r's i-th command, and applies and seals its event. It
+// reports whether the command was applied (or had been: EXISTS).
+func (b *batchBuilder) decideItem(r *request, i int, c domain.Command) bool {
+	st := b.st
+	res := &r.results[r.index[i]]
+	e, err := st.decideOne(c, b.now, b.priors)
+	if err != nil {
+		res.Err = err
+		var exists *domain.ExistsError
+		if errors.As(err, &exists) {
+			res.Position = exists.Position
+			return true
+		}
+		return false
+	}
+	touched := touchedAccounts(e)
+	if b.arena == nil {
+		b.arena = make([]byte, 0, 256*len(r.cmds))
+	}
+	start := len(b.arena)
+	b.arena = domain.AppendEvent(b.arena, e)
+	rec := eventstore.Record{
+		Ledger: b.w.opts.Ledger, Position: st.head + 1, Type: e.EventType(), SchemaVersion: domain.SchemaVersion,
+		RecordedAt: b.now, CommandID: c.CommandID(), Payload: b.arena[start:len(b.arena):len(b.arena)],
+	}
+	rec.Seal(st.hash)
+	st.domain.Evolve(rec.Position, e)
+	st.head, st.hash = rec.Position, rec.Hash
+	if takesID(e) {
+		st.recent.put(rec.Position, e)
+	}
+	res.Position = rec.Position
+	if r.opts.ReturnBalances {
+		res.Balances = balancesOf(st.domain, touched)
+	}
+	b.j.recs = append(b.j.recs, rec)
+	return true
+}
+
+// decideAtomic decides r's commands all or nothing: at the first refusal,
+// everything r applied is undone, that command says why and the others say
+// ErrLinkedItemFailed.
+func (b *batchBuilder) decideAtomic(r *request) {
+	st := b.st
+	head, hash, recs := st.head, st.hash, len(b.j.recs)
+	st.domain.Begin()
+	for i, c := range r.cmds {
+		if b.decideItem(r, i, c) {
+			continue
+		}
+		st.domain.Rollback()
+		for p := head + 1; p <= st.head; p++ {
+			st.recent.forget(p)
+		}
+		st.head, st.hash, b.j.recs = head, hash, b.j.recs[:recs]
+		for k := range r.results {
+			if k != r.index[i] && (r.results[k].Err == nil || errors.Is(r.results[k].Err, domain.ErrExists)) {
+				r.results[k] = Result{Err: ErrLinkedItemFailed}
+			}
+		}
+		return
+	}
+	st.domain.Commit()
+}
+
+// decideOne decides c, answering the domain's requests for prior events from
+// what prefetch resolved or what this batch decided.
+func (st *ledgerState) decideOne(c domain.Command, now time.Time, priors map[uint64]domain.Event) (domain.Event, error) {
 	for {
 		e, err := domain.Decide(st.domain, c, now)
 		var need *domain.NeedPriorError
@@ -223,8 +280,58 @@ func (st *ledgerState) decideOne(c domain.Command, now time.Time, priors map[uin
 			prior = st.recent.get(need.Position)
 		}
 		if prior == nil {
-			panic(fmt.Sprintf("commands: transfer at %d neither prefetched nor recent", need.Position))
+			panic(fmt.Sprintf("commands: event at %d neither prefetched nor recent", need.Position))
 		}
-		c.(*domain.CreateTransfer).SetPrior(need.Position, prior)
+		c.(domain.PriorSetter).SetPrior(need.Position, prior)
 	}
+}
+
+// touchedAccounts lists the accounts an event (not yet applied) moves.
+func touchedAccounts(e domain.Event) []string {
+	var postings []domain.Posting
+	switch e := e.(type) {
+	case domain.TransferCommitted:
+		postings = e.Postings
+	case domain.TransferPending:
+		postings = e.Postings
+	case domain.PendingPosted:
+		for _, hp := range e.Postings {
+			postings = append(postings, domain.Posting{Debit: hp.Debit, Credit: hp.Credit})
+		}
+	case domain.TransferReversed:
+		postings = e.Postings
+	case domain.PendingVoided:
+		postings = e.Postings
+	case domain.PendingExpired:
+		postings = e.Postings
+	case domain.AccountOpened:
+		return []string{e.ID}
+	}
+	out := make([]string, 0, 2*len(postings))
+	for _, p := range postings {
+		out = appendNew(out, p.Debit)
+		out = appendNew(out, p.Credit)
+	}
+	return out
+}
+
+func appendNew(ids []string, id string) []string {
+	for _, x := range ids {
+		if x == id {
+			return ids
+		}
+	}
+	return append(ids, id)
+}
+
+// balancesOf copies the balances of accounts.
+func balancesOf(s *domain.State, ids []string) []Balance {
+	out := make([]Balance, 0, len(ids))
+	for _, id := range ids {
+		if a, ok := s.Account(id); ok {
+			out = append(out, Balance{Account: a.ID, Asset: a.Asset, Scale: a.Scale, Normal: a.Normal,
+				DebitsPosted: a.DebitsPosted, CreditsPosted: a.CreditsPosted, DebitsPending: a.DebitsPending, CreditsPending: a.CreditsPending})
+		}
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/ledgerd/ledger/domain"
@@ -63,6 +64,9 @@ type Options struct {
 	Logger   *slog.Logger
 	BatchMax int
 	QueueMax int
+	// Policy is the ledger's rules (effective-time bounds); zero means
+	// domain.DefaultPolicy.
+	Policy domain.Policy
 
 	// recentMax is how many recent transfers the writer keeps in memory; at
 	// least the transfers of two batches (those in flight).
@@ -70,11 +74,35 @@ type Options struct {
 }
 
 // Result is the outcome of one command: Err is nil for CREATED, an
-// *domain.ExistsError for EXISTS, or another domain error.
+// *domain.ExistsError for EXISTS, ErrLinkedItemFailed in an atomic request
+// another item of which failed, or another domain error.
 type Result struct {
 	Position uint64
 	Err      error
+	// Balances are the accounts the command moved, just after it, when asked.
+	Balances []Balance
 }
+
+// Balance is an account's balances at a position.
+type Balance struct {
+	Account, Asset                                             string
+	Scale                                                      uint8
+	Normal                                                     domain.Side
+	DebitsPosted, CreditsPosted, DebitsPending, CreditsPending domain.Units
+}
+
+// SubmitOptions shape a request.
+type SubmitOptions struct {
+	// Atomic applies every command or none.
+	Atomic bool
+	// ReturnBalances returns, with each applied command, the balances of the
+	// accounts it moved.
+	ReturnBalances bool
+}
+
+// ErrLinkedItemFailed is the outcome of the other items of an atomic request
+// in which one item failed: nothing of the request was applied.
+var ErrLinkedItemFailed = errors.New("linked item failed")
 
 // Writer owns one ledger's state. Submit queues commands; Run decides and
 // appends them.
@@ -85,7 +113,8 @@ type Writer struct {
 }
 
 type request struct {
-	ctx context.Context
+	ctx  context.Context
+	opts SubmitOptions
 	// read, when set, makes this a read of the state instead of commands.
 	read    func(*domain.State)
 	cmds    []domain.Command
@@ -114,6 +143,9 @@ func NewWriter(opts Options) *Writer {
 	if opts.QueueMax <= 0 {
 		opts.QueueMax = QueueMaxDefault
 	}
+	if opts.Policy == (domain.Policy{}) {
+		opts.Policy = domain.DefaultPolicy
+	}
 	if opts.recentMax <= 2*opts.BatchMax {
 		opts.recentMax = max(recentMaxDefault, 2*opts.BatchMax+1)
 	}
@@ -121,26 +153,46 @@ func NewWriter(opts Options) *Writer {
 	return &Writer{opts: opts, reqs: make(chan *request, opts.QueueMax), closed: make(chan struct{})}
 }
 
-// Submit validates cmds on the caller's goroutine, queues the valid ones and
-// waits until they are decided and, for those that produce events, committed.
-// Results are in cmds' order.
+// Submit is SubmitWith with no options.
+func (w *Writer) Submit(ctx context.Context, cmds []domain.Command) ([]Result, error) {
+	return w.SubmitWith(ctx, cmds, SubmitOptions{})
+}
+
+// SubmitWith validates cmds on the caller's goroutine, queues the valid ones
+// and waits until they are decided and, for those that produce events,
+// committed. Results are in cmds' order.
 //
 // Errors: ErrTooManyItems; ErrClosed; ErrUnavailable (wrapping the cause) when
 // the batch failed to commit; ctx's error when it ends first, in which case the
 // commands may or may not have been applied.
-func (w *Writer) Submit(ctx context.Context, cmds []domain.Command) ([]Result, error) {
+func (w *Writer) SubmitWith(ctx context.Context, cmds []domain.Command, opts SubmitOptions) ([]Result, error) {
 	if len(cmds) > ItemsPerRequestMax {
 		return nil, fmt.Errorf("%d commands, at most %d: %w", len(cmds), ItemsPerRequestMax, ErrTooManyItems)
 	}
 	results := make([]Result, len(cmds))
-	r := &request{ctx: ctx, results: results, done: make(chan struct{}), cmds: make([]domain.Command, 0, len(cmds))}
+	r := &request{ctx: ctx, opts: opts, results: results, done: make(chan struct{}), cmds: make([]domain.Command, 0, len(cmds))}
+	invalid := false
 	for i, c := range cmds {
+		if _, internal := c.(*domain.ExpirePending); internal {
+			results[i].Err = fmt.Errorf("expiry is the writer's own command: %w", domain.ErrInvalidField)
+			invalid = true
+			continue
+		}
 		if err := c.Validate(); err != nil {
 			results[i].Err = err
+			invalid = true
 			continue
 		}
 		r.cmds = append(r.cmds, c)
 		r.index = append(r.index, i)
+	}
+	if invalid && opts.Atomic {
+		for i := range results {
+			if results[i].Err == nil {
+				results[i].Err = ErrLinkedItemFailed
+			}
+		}
+		return results, nil
 	}
 	if len(r.cmds) == 0 {
 		return results, nil
@@ -250,12 +302,24 @@ func (w *Writer) serve(ctx context.Context) error {
 	defer func() { close(jobs); <-done }()
 
 	var carry *request
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		first := carry
 		carry = nil
 		if first == nil {
+			first = w.dueExpiries(st)
+		}
+		if first == nil {
+			wait := time.Duration(math.MaxInt64)
+			if at, ok := st.domain.NextExpiry(); ok {
+				wait = max(at.Sub(w.opts.Clock()), time.Millisecond)
+			}
+			timer.Reset(min(wait, expiryPollMax))
 			select {
 			case first = <-w.reqs:
+			case <-timer.C:
+				continue
 			case err := <-failed:
 				return err
 			case <-ctx.Done():
@@ -283,6 +347,29 @@ func (w *Writer) serve(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// expiryPollMax bounds how long the writer sleeps between checks for holds due
+// to expire, so that a clock that jumps (or a hold due far off) is noticed.
+const expiryPollMax = time.Second
+
+// expiriesPerBatchMax bounds the expiries decided in one batch.
+const expiriesPerBatchMax = 4096
+
+// dueExpiries returns the writer's own request to expire the holds due now,
+// or nil. Nobody waits for it; a hold resolved meanwhile is skipped
+// (ErrNotDue).
+func (w *Writer) dueExpiries(st *ledgerState) *request {
+	due := st.domain.DueHolds(w.opts.Clock(), expiriesPerBatchMax)
+	if len(due) == 0 {
+		return nil
+	}
+	r := &request{ctx: context.Background(), done: make(chan struct{}), results: make([]Result, len(due))}
+	for i, id := range due {
+		r.cmds = append(r.cmds, &domain.ExpirePending{PendingID: id})
+		r.index = append(r.index, i)
+	}
+	return r
 }
 
 // collect takes first and whatever else is queued, up to BatchMax commands. A

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -23,7 +24,12 @@ func AppendEvent(b []byte, e Event) []byte {
 		b = strconv.AppendUint(b, uint64(e.Scale), 10)
 		return append(b, '}')
 	}
-	panic("domain: AppendEvent of an unknown event")
+	// The rarer events take the reflective path: the same bytes, by definition.
+	out, err := MarshalEvent(e)
+	if err != nil {
+		panic(fmt.Sprintf("domain: event does not encode: %v", err))
+	}
+	return append(b, out...)
 }
 
 func appendTransferCommitted(b []byte, e *TransferCommitted) []byte {

@@ -130,25 +130,40 @@ func optionalDecimal(field, s string) (*Decimal, error) {
 }
 
 // CreateTransfer moves money along one or more postings, all or nothing.
-// A zero EffectiveAt means "when recorded".
+// A zero EffectiveAt means "when recorded". A Pending transfer holds the
+// amounts until posted, voided, or TimeoutSeconds pass (0: no timeout).
 type CreateTransfer struct {
-	ID          string
-	Postings    []PostingInput
-	Reference   string
-	Metadata    map[string]string
-	EffectiveAt time.Time
+	ID             string
+	Postings       []PostingInput
+	Reference      string
+	Metadata       map[string]string
+	EffectiveAt    time.Time
+	Pending        bool
+	TimeoutSeconds uint32
 
 	validated bool
-	// prior is the committed transfer at priorPos, attached in answer to a
-	// NeedPriorError.
-	prior    *TransferCommitted
-	priorPos uint64
+	priors
 }
 
-// SetPrior attaches the transfer committed at pos, as asked by a
-// NeedPriorError.
-func (c *CreateTransfer) SetPrior(pos uint64, prior *TransferCommitted) {
-	c.prior, c.priorPos = prior, pos
+// priors are the events at positions a command's Decide asked for.
+type priors struct{ byPos map[uint64]Event }
+
+// SetPrior attaches the event at pos, as asked by a NeedPriorError.
+func (p *priors) SetPrior(pos uint64, e Event) {
+	if p.byPos == nil {
+		p.byPos = make(map[uint64]Event, 2)
+	}
+	p.byPos[pos] = e
+}
+
+func (p *priors) prior(pos uint64) (Event, bool) {
+	e, ok := p.byPos[pos]
+	return e, ok
+}
+
+// PriorSetter is a command that may need prior events to be decided.
+type PriorSetter interface {
+	SetPrior(pos uint64, e Event)
 }
 
 // PostingInput is one leg of a transfer as a client wrote it.
@@ -172,18 +187,53 @@ func (c *CreateTransfer) Validate() error {
 			return err
 		}
 	}
-	if len(c.Reference) > ReferenceLenMax {
-		return fieldErrf("reference", ErrInvalidField, "%d bytes, at most %d", len(c.Reference), ReferenceLenMax)
-	}
-	if err := checkMetadata("metadata", c.Metadata); err != nil {
+	if err := checkLabels(c.Reference, c.Metadata); err != nil {
 		return err
 	}
-	// The log and the read models keep microseconds (Postgres timestamptz).
-	if !c.EffectiveAt.IsZero() {
-		c.EffectiveAt = c.EffectiveAt.Truncate(time.Microsecond).UTC()
+	if !c.Pending && c.TimeoutSeconds != 0 {
+		return fieldErrf("timeout", ErrInvalidField, "only a pending transfer has a timeout")
 	}
+	if time.Duration(c.TimeoutSeconds)*time.Second > TimeoutMax {
+		return fieldErrf("timeout", ErrInvalidField, "%ds is over %s", c.TimeoutSeconds, TimeoutMax)
+	}
+	c.EffectiveAt = canonicalTime(c.EffectiveAt)
 	c.validated = true
 	return nil
+}
+
+// canonicalTime keeps microseconds in UTC, as the log and the read models do
+// (Postgres timestamptz); the zero time stays zero.
+func canonicalTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Truncate(time.Microsecond).UTC()
+}
+
+func checkLabels(reference string, metadata map[string]string) error {
+	if len(reference) > ReferenceLenMax {
+		return fieldErrf("reference", ErrInvalidField, "%d bytes, at most %d", len(reference), ReferenceLenMax)
+	}
+	return checkMetadata("metadata", metadata)
+}
+
+// parseAmounts parses optional per-posting amounts: zero allowed, negative not.
+func parseAmounts(in []string) ([]Decimal, error) {
+	if len(in) > PostingsPerTransfer {
+		return nil, fieldErrf("amounts", ErrInvalidField, "%d amounts, at most %d", len(in), PostingsPerTransfer)
+	}
+	out := make([]Decimal, len(in))
+	for i, a := range in {
+		d, err := ParseDecimal(a)
+		if err != nil {
+			return nil, fieldErr(fmt.Sprintf("amounts[%d]", i), err)
+		}
+		if d.Sign() < 0 {
+			return nil, fieldErrf(fmt.Sprintf("amounts[%d]", i), ErrInvalidAmount, "%s is negative", d)
+		}
+		out[i] = d
+	}
+	return out, nil
 }
 
 func (p *PostingInput) validate(i int) error {
@@ -208,5 +258,178 @@ func (p *PostingInput) validate(i int) error {
 		return fieldErrf(prefix+"amount", ErrInvalidAmount, "%s is not positive", d)
 	}
 	p.amount = d
+	return nil
+}
+
+// PostPending posts a pending transfer: in full, or per posting the Amounts
+// given (each at most what is held; the rest is released).
+type PostPending struct {
+	ID        string
+	PendingID string
+	Amounts   []string
+	Reference string
+	Metadata  map[string]string
+
+	amounts   []Decimal
+	validated bool
+	priors
+}
+
+func (c *PostPending) CommandID() string { return c.ID }
+
+func (c *PostPending) Validate() error {
+	if err := checkID("id", c.ID); err != nil {
+		return err
+	}
+	if err := checkID("pending_id", c.PendingID); err != nil {
+		return err
+	}
+	var err error
+	if c.amounts, err = parseAmounts(c.Amounts); err != nil {
+		return err
+	}
+	if err := checkLabels(c.Reference, c.Metadata); err != nil {
+		return err
+	}
+	c.validated = true
+	return nil
+}
+
+// VoidPending releases a pending transfer in full.
+type VoidPending struct {
+	ID        string
+	PendingID string
+	Reference string
+
+	validated bool
+	priors
+}
+
+func (c *VoidPending) CommandID() string { return c.ID }
+
+func (c *VoidPending) Validate() error {
+	if err := checkID("id", c.ID); err != nil {
+		return err
+	}
+	if err := checkID("pending_id", c.PendingID); err != nil {
+		return err
+	}
+	if err := checkLabels(c.Reference, nil); err != nil {
+		return err
+	}
+	c.validated = true
+	return nil
+}
+
+// ExpirePending expires a pending transfer whose timeout has passed. Only the
+// writer issues it, from its clock.
+type ExpirePending struct {
+	PendingID string
+}
+
+func (c *ExpirePending) CommandID() string { return c.PendingID }
+func (c *ExpirePending) Validate() error   { return nil }
+
+// ReverseTransfer undoes a posted transfer (TransferID) with a new one (ID):
+// in full (what is not reversed yet), or per posting the Amounts given.
+type ReverseTransfer struct {
+	ID          string
+	TransferID  string
+	Amounts     []string
+	Reference   string
+	Metadata    map[string]string
+	EffectiveAt time.Time
+
+	amounts   []Decimal
+	validated bool
+	priors
+}
+
+func (c *ReverseTransfer) CommandID() string { return c.ID }
+
+func (c *ReverseTransfer) Validate() error {
+	if err := checkID("id", c.ID); err != nil {
+		return err
+	}
+	if err := checkID("transfer_id", c.TransferID); err != nil {
+		return err
+	}
+	if c.ID == c.TransferID {
+		return fieldErrf("id", ErrInvalidField, "a reversal needs an id of its own")
+	}
+	var err error
+	if c.amounts, err = parseAmounts(c.Amounts); err != nil {
+		return err
+	}
+	if err := checkLabels(c.Reference, c.Metadata); err != nil {
+		return err
+	}
+	c.EffectiveAt = canonicalTime(c.EffectiveAt)
+	c.validated = true
+	return nil
+}
+
+// SetAccountBounds replaces an account's bounds from now on; "" is no bound.
+type SetAccountBounds struct {
+	AccountID  string
+	MinBalance string
+	MaxBalance string
+
+	min, max  *Decimal
+	validated bool
+}
+
+func (c *SetAccountBounds) CommandID() string { return c.AccountID }
+
+func (c *SetAccountBounds) Validate() error {
+	if err := checkID("account_id", c.AccountID); err != nil {
+		return err
+	}
+	var err error
+	if c.min, err = optionalDecimal("min_balance", c.MinBalance); err != nil {
+		return err
+	}
+	if c.max, err = optionalDecimal("max_balance", c.MaxBalance); err != nil {
+		return err
+	}
+	c.validated = true
+	return nil
+}
+
+// SetAccountMetadata replaces an account's metadata.
+type SetAccountMetadata struct {
+	AccountID string
+	Metadata  map[string]string
+
+	validated bool
+}
+
+func (c *SetAccountMetadata) CommandID() string { return c.AccountID }
+
+func (c *SetAccountMetadata) Validate() error {
+	if err := checkID("account_id", c.AccountID); err != nil {
+		return err
+	}
+	if err := checkMetadata("metadata", c.Metadata); err != nil {
+		return err
+	}
+	c.validated = true
+	return nil
+}
+
+// CloseAccount closes an account that holds no pending amounts.
+type CloseAccount struct {
+	AccountID string
+
+	validated bool
+}
+
+func (c *CloseAccount) CommandID() string { return c.AccountID }
+
+func (c *CloseAccount) Validate() error {
+	if err := checkID("account_id", c.AccountID); err != nil {
+		return err
+	}
+	c.validated = true
 	return nil
 }

@@ -400,7 +400,7 @@ func usdOne() domain.PostingInput { return posting("world", "carol", "USD", "1")
 
 func TestDecideTransferEvent(t *testing.T) {
 	s := newWorld(t)
-	effective := time.Date(2025, 1, 2, 3, 4, 5, 6789, time.FixedZone("X", -7200))
+	effective := time.Date(2026, 1, 2, 3, 4, 5, 6789, time.FixedZone("X", -7200))
 	c := &domain.CreateTransfer{
 		ID: "t1",
 		Postings: []domain.PostingInput{
@@ -424,7 +424,7 @@ func TestDecideTransferEvent(t *testing.T) {
 		Reference: "ref",
 		Metadata:  map[string]string{"k": "v"},
 		// Validate keeps microseconds, in UTC.
-		EffectiveAt: time.Date(2025, 1, 2, 5, 4, 5, 6000, time.UTC),
+		EffectiveAt: time.Date(2026, 1, 2, 5, 4, 5, 6000, time.UTC),
 	}
 	if diff := cmp.Diff(domain.Event(want), e, unitsEqual); diff != "" {
 		t.Fatalf("event (-want +got):\n%s", diff)

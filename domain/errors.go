@@ -20,6 +20,18 @@ var (
 	ErrBelowMinBalance           = errors.New("below min balance")
 	ErrAboveMaxBalance           = errors.New("above max balance")
 	ErrBalanceOverflow           = errors.New("balance overflow")
+	ErrPendingNotFound           = errors.New("pending transfer not found")
+	ErrPendingAlreadyResolved    = errors.New("pending transfer already resolved")
+	ErrPendingExpired            = errors.New("pending transfer expired")
+	ErrAmountExceedsPending      = errors.New("amount exceeds pending")
+	ErrTransferNotFound          = errors.New("transfer not found")
+	ErrNotReversible             = errors.New("transfer not reversible")
+	ErrAlreadyReversed           = errors.New("already reversed")
+	ErrAccountHasPending         = errors.New("account has pending amounts")
+	ErrTooManyHolds              = errors.New("too many pending transfers open")
+	// ErrNotDue refuses an ExpirePending before its time, or for a hold no
+	// longer open: the writer's own command, never a client's.
+	ErrNotDue = errors.New("pending transfer not due to expire")
 )
 
 // FieldError ties an outcome to the field that caused it, named as a client
@@ -51,10 +63,11 @@ func (e *ExistsError) Unwrap() error { return ErrExists }
 // the state does not hold in memory; see NeedPriorError.
 var ErrNeedPrior = errors.New("needs the committed transfer at a position")
 
-// NeedPriorError asks the caller of Decide for the transfer committed at
-// Position: attach it with CreateTransfer.SetPrior and decide again. It is how
-// a retry (or an id-hash collision) is told apart from a new transfer without
-// keeping every transfer in memory.
+// NeedPriorError asks the caller of Decide for the event at Position (one that
+// took an id of the transfer id space): attach it with the command's SetPrior
+// and decide again. It is how a retry (or an id-hash collision) is told apart
+// from a new command, and how a reversal learns the original's postings,
+// without keeping every transfer in memory.
 type NeedPriorError struct{ Position uint64 }
 
 func (e *NeedPriorError) Error() string {

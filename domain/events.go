@@ -19,9 +19,17 @@ const SchemaVersion = 1
 
 // Event type names, as stored in the log.
 const (
-	TypeAssetDefined      = "AssetDefined"
-	TypeAccountOpened     = "AccountOpened"
-	TypeTransferCommitted = "TransferCommitted"
+	TypeAssetDefined         = "AssetDefined"
+	TypeAccountOpened        = "AccountOpened"
+	TypeAccountBoundsChanged = "AccountBoundsChanged"
+	TypeAccountMetadataSet   = "AccountMetadataSet"
+	TypeAccountClosed        = "AccountClosed"
+	TypeTransferCommitted    = "TransferCommitted"
+	TypeTransferPending      = "TransferPending"
+	TypePendingPosted        = "PendingPosted"
+	TypePendingVoided        = "PendingVoided"
+	TypePendingExpired       = "PendingExpired"
+	TypeTransferReversed     = "TransferReversed"
 )
 
 // AssetDefined declares an asset and its scale.
@@ -57,9 +65,107 @@ type Posting struct {
 	Amount Amount `json:"amount"`
 }
 
-func (AssetDefined) EventType() string      { return TypeAssetDefined }
-func (AccountOpened) EventType() string     { return TypeAccountOpened }
-func (TransferCommitted) EventType() string { return TypeTransferCommitted }
+// AccountBoundsChanged sets an account's bounds from now on; absent is none.
+// It never rewrites the past: earlier transfers were checked against the
+// bounds of their time.
+type AccountBoundsChanged struct {
+	ID         string  `json:"id"`
+	MinBalance *Amount `json:"min_balance,omitempty"`
+	MaxBalance *Amount `json:"max_balance,omitempty"`
+}
+
+// AccountMetadataSet replaces an account's metadata.
+type AccountMetadataSet struct {
+	ID       string            `json:"id"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// AccountClosed closes an account: no transfer may touch it again.
+type AccountClosed struct {
+	ID string `json:"id"`
+}
+
+// TransferPending holds its postings' amounts in the pending fields until it
+// is posted, voided or expires (at ExpiresAt, when set).
+type TransferPending struct {
+	ID          string            `json:"id"`
+	Postings    []Posting         `json:"postings"`
+	Reference   string            `json:"reference,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	EffectiveAt time.Time         `json:"effective_at"`
+	// TimeoutSeconds as requested; ExpiresAt is the recorded time plus it.
+	TimeoutSeconds uint32     `json:"timeout_seconds,omitempty"`
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+}
+
+// PendingPosted posts a pending transfer: one posting per original posting,
+// with the amount posted (at most what was held, zero allowed) and the amount
+// held, all of which leaves the pending fields. Self-contained: a projection
+// needs no state to apply it.
+type PendingPosted struct {
+	ID          string            `json:"id"`
+	PendingID   string            `json:"pending_id"`
+	Postings    []HeldPosting     `json:"postings"`
+	Reference   string            `json:"reference,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	EffectiveAt time.Time         `json:"effective_at"`
+}
+
+// HeldPosting is a posting of a pending transfer as posted: Amount posted out
+// of Held.
+type HeldPosting struct {
+	Debit  string `json:"debit"`
+	Credit string `json:"credit"`
+	Asset  string `json:"asset"`
+	Amount Amount `json:"amount"`
+	Held   Amount `json:"held"`
+}
+
+// posting is the posted part.
+func (h HeldPosting) posting() Posting {
+	return Posting{Debit: h.Debit, Credit: h.Credit, Asset: h.Asset, Amount: h.Amount}
+}
+
+// PendingVoided releases a pending transfer in full: Postings are what it held.
+type PendingVoided struct {
+	ID        string    `json:"id"`
+	PendingID string    `json:"pending_id"`
+	Postings  []Posting `json:"postings"`
+	Reference string    `json:"reference,omitempty"`
+}
+
+// PendingExpired releases a pending transfer whose timeout passed: Postings
+// are what it held. The writer decides it itself.
+type PendingExpired struct {
+	PendingID string    `json:"pending_id"`
+	Postings  []Posting `json:"postings"`
+}
+
+// TransferReversed undoes all or part of a posted transfer (TransferID): its
+// Postings move the amounts back, credit to debit.
+type TransferReversed struct {
+	ID         string `json:"id"`
+	TransferID string `json:"transfer_id"`
+	// TransferPosition is where the original was committed: replay finds it
+	// exactly, whatever the id index holds.
+	TransferPosition uint64            `json:"transfer_position"`
+	Postings         []Posting         `json:"postings"`
+	Reference        string            `json:"reference,omitempty"`
+	Metadata         map[string]string `json:"metadata,omitempty"`
+	EffectiveAt      time.Time         `json:"effective_at"`
+}
+
+func (AssetDefined) EventType() string         { return TypeAssetDefined }
+func (AccountOpened) EventType() string        { return TypeAccountOpened }
+func (AccountBoundsChanged) EventType() string { return TypeAccountBoundsChanged }
+func (AccountMetadataSet) EventType() string   { return TypeAccountMetadataSet }
+func (AccountClosed) EventType() string        { return TypeAccountClosed }
+func (TransferCommitted) EventType() string    { return TypeTransferCommitted }
+func (TransferPending) EventType() string      { return TypeTransferPending }
+func (PendingPosted) EventType() string        { return TypePendingPosted }
+func (PendingVoided) EventType() string        { return TypePendingVoided }
+func (PendingExpired) EventType() string       { return TypePendingExpired }
+func (TransferReversed) EventType() string     { return TypeTransferReversed }
 
 // MarshalEvent returns the canonical JSON of e through encoding/json: the
 // reference that AppendEvent, the fast path, is tested against.
@@ -89,20 +195,32 @@ func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
 	)
 	switch typ {
 	case TypeAssetDefined:
-		var v AssetDefined
-		err = json.Unmarshal(data, &v)
-		e = v
+		e, err = decodeAs[AssetDefined](data)
 	case TypeAccountOpened:
 		var v AccountOpened
-		err = json.Unmarshal(data, &v)
+		v, err = decodeAs[AccountOpened](data)
 		if err == nil && v.Normal != SideCredit && v.Normal != SideDebit {
 			err = fmt.Errorf("normal_balance missing: %w", ErrInvalidField)
 		}
 		e = v
+	case TypeAccountBoundsChanged:
+		e, err = decodeAs[AccountBoundsChanged](data)
+	case TypeAccountMetadataSet:
+		e, err = decodeAs[AccountMetadataSet](data)
+	case TypeAccountClosed:
+		e, err = decodeAs[AccountClosed](data)
 	case TypeTransferCommitted:
-		var v TransferCommitted
-		err = json.Unmarshal(data, &v)
-		e = v
+		e, err = decodeAs[TransferCommitted](data)
+	case TypeTransferPending:
+		e, err = decodeAs[TransferPending](data)
+	case TypePendingPosted:
+		e, err = decodeAs[PendingPosted](data)
+	case TypePendingVoided:
+		e, err = decodeAs[PendingVoided](data)
+	case TypePendingExpired:
+		e, err = decodeAs[PendingExpired](data)
+	case TypeTransferReversed:
+		e, err = decodeAs[TransferReversed](data)
 	default:
 		return nil, fmt.Errorf("%s v%d: %w", typ, version, ErrUnknownEvent)
 	}
@@ -110,4 +228,10 @@ func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
 		return nil, fmt.Errorf("decode %s: %w", typ, err)
 	}
 	return e, nil
+}
+
+func decodeAs[T any](data []byte) (T, error) {
+	var v T
+	err := json.Unmarshal(data, &v)
+	return v, err
 }

@@ -1,10 +1,14 @@
 package domain
 
-import "fmt"
+import (
+	"container/heap"
+	"fmt"
+)
 
 // Evolve applies the event at position pos. It never fails: events were decided
 // against this state, or read from a log that was. A broken invariant is a bug
 // or a corrupt log, and it panics rather than carry on with wrong balances.
+// While the state records (Begin), every change can be undone.
 func (s *State) Evolve(pos uint64, e Event) {
 	if pos != s.position+1 {
 		panic(fmt.Sprintf("domain: event at position %d after %d: positions must be gapless", pos, s.position))
@@ -14,12 +18,43 @@ func (s *State) Evolve(pos uint64, e Event) {
 		s.evolveAsset(pos, e)
 	case AccountOpened:
 		s.evolveAccount(pos, e)
+	case AccountBoundsChanged:
+		a := s.mustAccount(e.ID, pos)
+		s.saveAccount(a)
+		a.Min, a.Max = unitsOf(e.MinBalance), unitsOf(e.MaxBalance)
+	case AccountMetadataSet:
+		a := s.mustAccount(e.ID, pos)
+		s.saveAccount(a)
+		a.Metadata = e.Metadata
+	case AccountClosed:
+		a := s.mustAccount(e.ID, pos)
+		if a.Closed || !a.DebitsPending.IsZero() || !a.CreditsPending.IsZero() {
+			panic(fmt.Sprintf("domain: account %s closed while closed or with pending amounts (position %d)", e.ID, pos))
+		}
+		s.saveAccount(a)
+		a.Closed, a.ClosedAt = true, pos
 	case TransferCommitted:
-		s.evolveTransfer(pos, &e)
+		s.evolvePostings(pos, e.ID, e.Postings, false)
+		s.indexID(e.ID, pos, idDone)
+	case TransferPending:
+		s.evolvePending(pos, &e)
+	case PendingPosted:
+		s.evolvePost(pos, &e)
+	case PendingVoided:
+		s.checkReleased(pos, e.PendingID, e.Postings)
+		s.release(pos, e.PendingID, idPendingResolved)
+		s.indexID(e.ID, pos, idDone)
+	case PendingExpired:
+		s.checkReleased(pos, e.PendingID, e.Postings)
+		s.release(pos, e.PendingID, idPendingExpired)
+	case TransferReversed:
+		s.evolveReversal(pos, &e)
 	default:
 		panic(fmt.Sprintf("domain: cannot apply %T", e))
 	}
+	prev := s.position
 	s.position = pos
+	s.undo(func() { s.position = prev })
 }
 
 func (s *State) evolveAsset(pos uint64, e AssetDefined) {
@@ -30,6 +65,7 @@ func (s *State) evolveAsset(pos uint64, e AssetDefined) {
 		panic(fmt.Sprintf("domain: asset %s scale %d (position %d)", e.Code, e.Scale, pos))
 	}
 	s.assets[e.Code] = Asset{Code: e.Code, Scale: e.Scale, Position: pos}
+	s.undo(func() { delete(s.assets, e.Code) })
 }
 
 func (s *State) evolveAccount(pos uint64, e AccountOpened) {
@@ -40,42 +76,150 @@ func (s *State) evolveAccount(pos uint64, e AccountOpened) {
 	if _, ok := s.accounts[e.ID]; ok {
 		panic(fmt.Sprintf("domain: account %s opened twice (position %d)", e.ID, pos))
 	}
-	a := &Account{ID: e.ID, Asset: asset.Code, Scale: asset.Scale, Normal: e.Normal, Metadata: e.Metadata, Position: pos}
-	if e.MinBalance != nil {
-		u := e.MinBalance.Units
-		a.Min = &u
-	}
-	if e.MaxBalance != nil {
-		u := e.MaxBalance.Units
-		a.Max = &u
-	}
-	s.accounts[e.ID] = a
+	s.accounts[e.ID] = &Account{ID: e.ID, Asset: asset.Code, Scale: asset.Scale, Normal: e.Normal, Metadata: e.Metadata,
+		Position: pos, Min: unitsOf(e.MinBalance), Max: unitsOf(e.MaxBalance)}
+	s.undo(func() { delete(s.accounts, e.ID) })
 }
 
-func (s *State) evolveTransfer(pos uint64, e *TransferCommitted) {
-	if p, ok := s.collided[e.ID]; ok {
-		panic(fmt.Sprintf("domain: transfer %s applied twice (positions %d and %d)", e.ID, p, pos))
+func unitsOf(a *Amount) *Units {
+	if a == nil {
+		return nil
 	}
-	for _, p := range e.Postings {
-		debit, credit := s.accounts[p.Debit], s.accounts[p.Credit]
+	u := a.Units
+	return &u
+}
+
+func (s *State) mustAccount(id string, pos uint64) *Account {
+	a, ok := s.accounts[id]
+	if !ok {
+		panic(fmt.Sprintf("domain: event at %d names missing account %s", pos, id))
+	}
+	return a
+}
+
+// saveAccount records the undo of changes about to be made to a.
+func (s *State) saveAccount(a *Account) {
+	if s.recording {
+		old := *a
+		s.undo(func() { *a = old })
+	}
+}
+
+// move changes an account's balances by signed deltas, asserting that every
+// field stays non-negative and within DigitsMax digits.
+func (s *State) move(a *Account, dp, cp, dq, cq Units, pos uint64) {
+	next, ok := applied(a, dp, cp, dq, cq)
+	if !ok {
+		panic(fmt.Sprintf("domain: event at %d takes account %s out of range", pos, a.ID))
+	}
+	s.saveAccount(a)
+	*a = next
+}
+
+// evolvePostings applies postings as posted (or pending) movements. Both sides
+// move by the same amount: Σ debits = Σ credits per asset holds by
+// construction, posting by posting.
+func (s *State) evolvePostings(pos uint64, id string, postings []Posting, pending bool) {
+	for _, p := range postings {
+		debit, credit := s.mustAccount(p.Debit, pos), s.mustAccount(p.Credit, pos)
 		switch {
-		case debit == nil || credit == nil:
-			panic(fmt.Sprintf("domain: transfer %s posts to a missing account (position %d)", e.ID, pos))
 		case debit == credit:
-			panic(fmt.Sprintf("domain: transfer %s posts %s to itself (position %d)", e.ID, p.Debit, pos))
+			panic(fmt.Sprintf("domain: %s posts %s to itself (position %d)", id, p.Debit, pos))
 		case debit.Asset != p.Asset || credit.Asset != p.Asset || p.Amount.Scale != debit.Scale:
-			panic(fmt.Sprintf("domain: transfer %s mixes assets (position %d)", e.ID, pos))
-		case p.Amount.Units.Sign() <= 0:
-			panic(fmt.Sprintf("domain: transfer %s has a non-positive amount (position %d)", e.ID, pos))
+			panic(fmt.Sprintf("domain: %s mixes assets (position %d)", id, pos))
+		case p.Amount.Units.Sign() < 0:
+			panic(fmt.Sprintf("domain: %s has a negative amount (position %d)", id, pos))
 		}
-		// Both sides move by the same amount: Σ debits = Σ credits per asset holds
-		// by construction, posting by posting.
-		var okD, okC bool
-		debit.DebitsPosted, okD = debit.DebitsPosted.CheckedAdd(p.Amount.Units)
-		credit.CreditsPosted, okC = credit.CreditsPosted.CheckedAdd(p.Amount.Units)
-		if !okD || !okC || !sideInRange(debit) || !sideInRange(credit) {
-			panic(fmt.Sprintf("domain: transfer %s overflows a balance (position %d)", e.ID, pos))
+		var zero Units
+		if pending {
+			s.move(debit, zero, zero, p.Amount.Units, zero, pos)
+			s.move(credit, zero, zero, zero, p.Amount.Units, pos)
+		} else {
+			s.move(debit, p.Amount.Units, zero, zero, zero, pos)
+			s.move(credit, zero, p.Amount.Units, zero, zero, pos)
 		}
 	}
-	s.indexTransfer(e.ID, pos)
+}
+
+func (s *State) evolvePending(pos uint64, e *TransferPending) {
+	if _, ok := s.holds[e.ID]; ok {
+		panic(fmt.Sprintf("domain: hold %s opened twice (position %d)", e.ID, pos))
+	}
+	s.evolvePostings(pos, e.ID, e.Postings, true)
+	h := &Hold{ID: e.ID, Postings: e.Postings, Position: pos}
+	if e.ExpiresAt != nil {
+		h.ExpiresAt = *e.ExpiresAt
+		// Not undone: an entry whose hold is gone is skipped when popped.
+		heap.Push(&s.expiries, expiry{at: h.ExpiresAt, id: h.ID, position: pos})
+	}
+	s.holds[e.ID] = h
+	s.undo(func() { delete(s.holds, e.ID) })
+	s.indexID(e.ID, pos, idPending)
+}
+
+// release takes a hold's amounts out of the pending fields and closes it.
+func (s *State) release(pos uint64, id string, status uint8) *Hold {
+	h, ok := s.holds[id]
+	if !ok {
+		panic(fmt.Sprintf("domain: hold %s resolved but not open (position %d)", id, pos))
+	}
+	var zero Units
+	for _, p := range h.Postings {
+		s.move(s.mustAccount(p.Debit, pos), zero, zero, p.Amount.Units.Neg(), zero, pos)
+		s.move(s.mustAccount(p.Credit, pos), zero, zero, zero, p.Amount.Units.Neg(), pos)
+	}
+	delete(s.holds, id)
+	s.undo(func() { s.holds[id] = h })
+	s.setIDStatus(id, status)
+	return h
+}
+
+// checkReleased asserts that an event releases exactly what the hold holds.
+func (s *State) checkReleased(pos uint64, id string, released []Posting) {
+	h, ok := s.holds[id]
+	if !ok || len(released) != len(h.Postings) {
+		panic(fmt.Sprintf("domain: event at %d releases hold %s, which is not open as recorded", pos, id))
+	}
+	for i, p := range released {
+		if p != h.Postings[i] {
+			panic(fmt.Sprintf("domain: event at %d releases %v from hold %s, which holds %v", pos, p, id, h.Postings[i]))
+		}
+	}
+}
+
+func (s *State) evolvePost(pos uint64, e *PendingPosted) {
+	held := make([]Posting, len(e.Postings))
+	posted := make([]Posting, len(e.Postings))
+	for i, hp := range e.Postings {
+		if hp.Amount.Units.Cmp(hp.Held.Units) > 0 {
+			panic(fmt.Sprintf("domain: post %s posts more than held (position %d)", e.ID, pos))
+		}
+		held[i] = Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Held}
+		posted[i] = hp.posting()
+	}
+	s.checkReleased(pos, e.PendingID, held)
+	s.release(pos, e.PendingID, idPendingResolved)
+	s.evolvePostings(pos, e.ID, posted, false)
+	s.indexID(e.ID, pos, idDone)
+}
+
+func (s *State) evolveReversal(pos uint64, e *TransferReversed) {
+	s.evolvePostings(pos, e.ID, e.Postings, false)
+	done, had := s.reversed[e.TransferPosition]
+	next := make([]Units, len(e.Postings))
+	for i, p := range e.Postings {
+		if had {
+			next[i] = done[i]
+		}
+		next[i] = next[i].Add(p.Amount.Units)
+	}
+	s.reversed[e.TransferPosition] = next
+	s.undo(func() {
+		if had {
+			s.reversed[e.TransferPosition] = done
+		} else {
+			delete(s.reversed, e.TransferPosition)
+		}
+	})
+	s.indexID(e.ID, pos, idDone)
 }

@@ -17,5 +17,5 @@ func (d Decimal) Parts() (coef Units, frac uint8) { return d.coef, d.frac }
 // CollideTransferID makes id's hash point at the transfer at pos, as if id
 // and that transfer's id had the same 64-bit hash: a collision, forced.
 func CollideTransferID(s *State, id string, pos uint64) {
-	s.transfers[maphash.String(s.seed, id)] = pos
+	s.ids[maphash.String(s.seed, id)] = pos
 }

@@ -17,13 +17,13 @@ var now = time.Date(2026, 3, 4, 5, 6, 7, 891011000, time.UTC)
 // unitsEqual lets go-cmp compare Units (unexported fields) by value.
 var unitsEqual = cmp.Comparer(func(a, b domain.Units) bool { return a.Cmp(b) == 0 })
 
-// decided remembers, per state, the transfers decide returned, by the position
-// they take when applied next: the log the tests would otherwise need, to answer
-// a NeedPriorError as the writer does.
+// decided remembers, per state, the events decide returned, by the position
+// they take when applied next: the log the tests would otherwise need, to
+// answer a NeedPriorError as the writer does.
 var decided = struct {
 	sync.Mutex
-	m map[*domain.State]map[uint64]domain.TransferCommitted
-}{m: map[*domain.State]map[uint64]domain.TransferCommitted{}}
+	m map[*domain.State]map[uint64]domain.Event
+}{m: map[*domain.State]map[uint64]domain.Event{}}
 
 // decide validates c and, when valid, decides it against s, answering any
 // NeedPriorError from what decide returned before.
@@ -39,27 +39,27 @@ func decide(s *domain.State, c domain.Command) (domain.Event, error) {
 			prior, ok := decided.m[s][need.Position]
 			decided.Unlock()
 			if !ok || need.Position > s.Position() {
-				panic(fmt.Sprintf("test fixture: no transfer recorded at position %d", need.Position))
+				panic(fmt.Sprintf("test fixture: no event recorded at position %d", need.Position))
 			}
-			c.(*domain.CreateTransfer).SetPrior(need.Position, &prior)
+			c.(domain.PriorSetter).SetPrior(need.Position, prior)
 			continue
 		}
-		if t, ok := e.(domain.TransferCommitted); ok {
-			remember(s, s.Position()+1, t)
+		if err == nil {
+			remember(s, s.Position()+1, e)
 		}
 		return e, err
 	}
 }
 
-// remember records t as the transfer at pos of s, for decide's NeedPriorError
+// remember records e as the event at pos of s, for decide's NeedPriorError
 // answers; for tests that call domain.Decide themselves.
-func remember(s *domain.State, pos uint64, t domain.TransferCommitted) {
+func remember(s *domain.State, pos uint64, e domain.Event) {
 	decided.Lock()
 	defer decided.Unlock()
 	if decided.m[s] == nil {
-		decided.m[s] = map[uint64]domain.TransferCommitted{}
+		decided.m[s] = map[uint64]domain.Event{}
 	}
-	decided.m[s][pos] = t
+	decided.m[s][pos] = e
 }
 
 // apply decides c and applies its event at the next position, failing the test

@@ -1,23 +1,76 @@
 package domain
 
-import "hash/maphash"
+import (
+	"container/heap"
+	"hash/maphash"
+	"time"
+)
+
+// Limits of a ledger's state.
+const (
+	// HoldsMax bounds the pending transfers open at once in a ledger: each is
+	// held in memory until it resolves.
+	HoldsMax = 1 << 20
+	// TimeoutMax bounds a pending transfer's timeout.
+	TimeoutMax = 366 * 24 * time.Hour
+)
+
+// Policy holds a ledger's configurable rules.
+type Policy struct {
+	// EffectivePastMax bounds how far in the past a transfer's effective_at
+	// may be; 0 means any past.
+	EffectivePastMax time.Duration
+	// EffectiveFutureMax bounds how far in the future it may be (clock skew).
+	EffectiveFutureMax time.Duration
+}
+
+// DefaultPolicy accepts effective times up to 90 days back and 5 minutes ahead.
+var DefaultPolicy = Policy{EffectivePastMax: 90 * 24 * time.Hour, EffectiveFutureMax: 5 * time.Minute}
 
 // State is one ledger as its writer knows it: assets, accounts with balances,
-// and the idempotency index. It is owned by one goroutine; nothing here locks.
+// open holds, and the idempotency index. It is owned by one goroutine; nothing
+// here locks.
 type State struct {
 	position uint64
+	policy   Policy
 	assets   map[string]Asset
 	accounts map[string]*Account
-	// transfers indexes every committed transfer by a 64-bit hash of its id:
-	// about 20-30 bytes a transfer, and no pointers for the garbage collector
-	// to scan. The transfer itself stays in the log; a retry, or a collision,
-	// is resolved by reading it back (see NeedPriorError).
-	transfers map[uint64]uint64
-	// collided holds, by exact id, the rare transfers whose id hash was
-	// already taken by another id.
+	// ids indexes every id of the transfer id space (transfers, holds, posts,
+	// voids, reversals) by a 64-bit hash: the value is the position of the
+	// event that took the id, with its status in the top byte. About 20-40
+	// bytes an id, and no pointers for the garbage collector to scan. The
+	// events themselves stay in the log; a retry, or a hash collision, is
+	// resolved by reading one back (see NeedPriorError).
+	ids map[uint64]uint64
+	// collided holds, by exact id, the rare ids whose hash another id had.
 	collided map[string]uint64
 	seed     maphash.Seed
+	// holds are the open pending transfers, by id, and expiries orders them
+	// by expiry (entries for holds since resolved are skipped when popped).
+	holds    map[string]*Hold
+	expiries expiryHeap
+	// reversed is, per reversed transfer (by position), how much of each of
+	// its postings has been reversed so far. Only reversed transfers appear.
+	reversed map[uint64][]Units
+	// journal, while recording, holds the undo of every mutation since
+	// Begin, for all-or-nothing batches.
+	journal   []func()
+	recording bool
 }
+
+// An id's status, kept in the top byte of its index entry.
+const (
+	// idDone is a transfer, a post, a void or a reversal.
+	idDone uint8 = iota
+	// idPending is a pending transfer still open.
+	idPending
+	// idPendingResolved is a pending transfer posted or voided.
+	idPendingResolved
+	// idPendingExpired is a pending transfer that expired.
+	idPendingExpired
+)
+
+const posMask = 1<<56 - 1
 
 // Asset is a declared asset.
 type Asset struct {
@@ -35,48 +88,38 @@ type Account struct {
 	Min, Max *Units
 	Metadata map[string]string
 	Closed   bool
-	// Position is where the account was opened; it is the EXISTS answer.
-	Position uint64
+	// Position is where the account was opened; ClosedAt where it was closed.
+	Position, ClosedAt uint64
 
 	DebitsPosted, CreditsPosted, DebitsPending, CreditsPending Units
 }
 
-// NewState returns the state of an empty ledger.
+// Hold is an open pending transfer.
+type Hold struct {
+	ID        string
+	Postings  []Posting
+	ExpiresAt time.Time // zero: never
+	Position  uint64
+}
+
+// NewState returns the state of an empty ledger under DefaultPolicy.
 func NewState() *State {
 	return &State{
-		assets:    make(map[string]Asset),
-		accounts:  make(map[string]*Account),
-		transfers: make(map[uint64]uint64),
-		collided:  make(map[string]uint64),
+		policy:   DefaultPolicy,
+		assets:   make(map[string]Asset),
+		accounts: make(map[string]*Account),
+		ids:      make(map[uint64]uint64),
+		collided: make(map[string]uint64),
 		// A seed per process: the index is rebuilt at every start, and ids
 		// cannot be crafted to collide.
-		seed: maphash.MakeSeed(),
+		seed:     maphash.MakeSeed(),
+		holds:    make(map[string]*Hold),
+		reversed: make(map[uint64][]Units),
 	}
 }
 
-// TransferCandidate returns the position of the committed transfer that may
-// have this id: certain for an id that collided, otherwise the holder of the
-// id's hash, to be confirmed against the event at that position.
-func (s *State) TransferCandidate(id string) (uint64, bool) {
-	if pos, ok := s.collided[id]; ok {
-		return pos, true
-	}
-	pos, ok := s.transfers[maphash.String(s.seed, id)]
-	return pos, ok
-}
-
-// TransferCount is the number of transfers committed.
-func (s *State) TransferCount() int { return len(s.transfers) + len(s.collided) }
-
-// indexTransfer records a committed transfer's id.
-func (s *State) indexTransfer(id string, pos uint64) {
-	h := maphash.String(s.seed, id)
-	if _, taken := s.transfers[h]; taken {
-		s.collided[id] = pos
-		return
-	}
-	s.transfers[h] = pos
-}
+// SetPolicy sets the ledger's rules for the commands decided from now on.
+func (s *State) SetPolicy(p Policy) { s.policy = p }
 
 // Position is the position of the last event applied.
 func (s *State) Position() uint64 { return s.position }
@@ -93,8 +136,130 @@ func (s *State) Asset(code string) (Asset, bool) {
 	return a, ok
 }
 
+// Hold returns the open pending transfer with that id.
+func (s *State) Hold(id string) (*Hold, bool) {
+	h, ok := s.holds[id]
+	return h, ok
+}
+
 // AccountCount is the number of accounts opened.
 func (s *State) AccountCount() int { return len(s.accounts) }
+
+// HoldCount is the number of pending transfers open.
+func (s *State) HoldCount() int { return len(s.holds) }
+
+// TransferCount is the number of ids taken in the transfer id space.
+func (s *State) TransferCount() int { return len(s.ids) + len(s.collided) }
+
+// TransferCandidate returns the position of the event that may have taken id:
+// certain for an id that collided, otherwise the holder of the id's hash, to
+// be confirmed against the event at that position.
+func (s *State) TransferCandidate(id string) (uint64, bool) {
+	pos, _, _, ok := s.lookupID(id)
+	return pos, ok
+}
+
+// lookupID returns the position and status of the entry for id, and whether
+// it is certainly id's (exact) rather than its hash's.
+func (s *State) lookupID(id string) (pos uint64, status uint8, exact, ok bool) {
+	if v, ok := s.collided[id]; ok {
+		return v & posMask, uint8(v >> 56), true, true
+	}
+	v, ok := s.ids[maphash.String(s.seed, id)]
+	return v & posMask, uint8(v >> 56), false, ok
+}
+
+// indexID records an id taken at pos with a status.
+func (s *State) indexID(id string, pos uint64, status uint8) {
+	v := pos | uint64(status)<<56
+	h := maphash.String(s.seed, id)
+	if _, taken := s.ids[h]; taken {
+		s.collided[id] = v
+		s.undo(func() { delete(s.collided, id) })
+		return
+	}
+	s.ids[h] = v
+	s.undo(func() { delete(s.ids, h) })
+}
+
+// setIDStatus changes the status of an id known to be indexed (exactly: only
+// holds change status, and an open hold's id is known).
+func (s *State) setIDStatus(id string, status uint8) {
+	if v, ok := s.collided[id]; ok {
+		s.collided[id] = v&posMask | uint64(status)<<56
+		s.undo(func() { s.collided[id] = v })
+		return
+	}
+	h := maphash.String(s.seed, id)
+	v := s.ids[h]
+	s.ids[h] = v&posMask | uint64(status)<<56
+	s.undo(func() { s.ids[h] = v })
+}
+
+// NextExpiry returns when the earliest open hold expires.
+func (s *State) NextExpiry() (time.Time, bool) {
+	for len(s.expiries) > 0 {
+		top := s.expiries[0]
+		if h, ok := s.holds[top.id]; ok && h.Position == top.position {
+			return top.at, true
+		}
+		heap.Pop(&s.expiries) // resolved since: forget it
+	}
+	return time.Time{}, false
+}
+
+// DueHolds returns up to max ids of open holds whose expiry is at or before now.
+func (s *State) DueHolds(now time.Time, max int) []string {
+	var due []string
+	// Pop in order; push back what is not due (at most one entry).
+	var keep []expiry
+	for len(s.expiries) > 0 && len(due) < max {
+		top := heap.Pop(&s.expiries).(expiry)
+		h, ok := s.holds[top.id]
+		if !ok || h.Position != top.position {
+			continue
+		}
+		keep = append(keep, top)
+		if top.at.After(now) {
+			break
+		}
+		due = append(due, top.id)
+	}
+	for _, e := range keep {
+		heap.Push(&s.expiries, e)
+	}
+	return due
+}
+
+// Begin starts recording the undo of every mutation, for an all-or-nothing
+// batch; Rollback undoes them, Commit forgets them.
+func (s *State) Begin() {
+	if s.recording {
+		panic("domain: Begin while recording")
+	}
+	s.recording, s.journal = true, s.journal[:0]
+}
+
+// Rollback undoes every mutation since Begin, newest first.
+func (s *State) Rollback() {
+	for i := len(s.journal) - 1; i >= 0; i-- {
+		s.journal[i]()
+	}
+	s.Commit()
+}
+
+// Commit stops recording and keeps every mutation since Begin.
+func (s *State) Commit() {
+	clear(s.journal)
+	s.recording, s.journal = false, s.journal[:0]
+}
+
+// undo records fn as the undo of a mutation, when recording.
+func (s *State) undo(fn func()) {
+	if s.recording {
+		s.journal = append(s.journal, fn)
+	}
+}
 
 // Balance is the posted balance on the account's normal side.
 func (a *Account) Balance() Units {
@@ -121,10 +286,39 @@ func (a *Account) Ceiling() Units {
 }
 
 // sideInRange reports whether each side's posted plus pending total has at most
-// DigitsMax digits. That bound keeps Balance, Available and Ceiling, each a sum
-// or difference of two such totals, within a signed 128-bit integer.
+// DigitsMax digits, and no field is negative. That bound keeps Balance,
+// Available and Ceiling, each a sum or difference of two such totals, within
+// a signed 128-bit integer.
 func sideInRange(a *Account) bool {
+	if a.DebitsPosted.Sign() < 0 || a.CreditsPosted.Sign() < 0 || a.DebitsPending.Sign() < 0 || a.CreditsPending.Sign() < 0 {
+		return false
+	}
 	_, okD := a.DebitsPosted.CheckedAdd(a.DebitsPending)
 	_, okC := a.CreditsPosted.CheckedAdd(a.CreditsPending)
 	return okD && okC
+}
+
+// expiry is a hold's place in the expiry heap.
+type expiry struct {
+	at       time.Time
+	id       string
+	position uint64
+}
+
+type expiryHeap []expiry
+
+func (h expiryHeap) Len() int { return len(h) }
+func (h expiryHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].position < h[j].position
+}
+func (h expiryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)   { *h = append(*h, x.(expiry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
