@@ -17,11 +17,11 @@ type Balances struct{}
 func (Balances) Name() string { return "balances" }
 func (Balances) Version() int { return 1 }
 
-// balanceDelta is one account's net movement within a batch.
+// balanceDelta is one account's net movement within a batch: signed deltas.
 type balanceDelta struct {
-	scale         uint8
-	debit, credit domain.Units
-	position      uint64
+	scale                                                      uint8
+	debitsPosted, creditsPosted, debitsPending, creditsPending domain.Units
+	position                                                   uint64
 }
 
 // Apply inserts the batch's new accounts, then adds each touched account's net
@@ -58,10 +58,29 @@ func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []even
 			at = append(at, rec.Position)
 		case domain.TransferCommitted:
 			for _, p := range e.Postings {
-				d := touch(p.Debit, p.Amount.Scale, rec.Position)
-				d.debit = d.debit.Add(p.Amount.Units)
-				c := touch(p.Credit, p.Amount.Scale, rec.Position)
-				c.credit = c.credit.Add(p.Amount.Units)
+				posted(touch, p, rec.Position)
+			}
+		case domain.TransferReversed:
+			for _, p := range e.Postings {
+				posted(touch, p, rec.Position)
+			}
+		case domain.TransferPending:
+			for _, p := range e.Postings {
+				pending(touch, p, p.Amount.Units, rec.Position)
+			}
+		case domain.PendingPosted:
+			for _, hp := range e.Postings {
+				p := domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+				pending(touch, p, hp.Held.Units.Neg(), rec.Position)
+				posted(touch, p, rec.Position)
+			}
+		case domain.PendingVoided:
+			for _, p := range e.Postings {
+				pending(touch, p, p.Amount.Units.Neg(), rec.Position)
+			}
+		case domain.PendingExpired:
+			for _, p := range e.Postings {
+				pending(touch, p, p.Amount.Units.Neg(), rec.Position)
 			}
 		}
 	}
@@ -69,6 +88,22 @@ func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []even
 		return err
 	}
 	return applyDeltas(ctx, tx, ledger, deltas)
+}
+
+// posted adds a posting's amount to its accounts' posted totals.
+func posted(touch func(string, uint8, uint64) *balanceDelta, p domain.Posting, pos uint64) {
+	d := touch(p.Debit, p.Amount.Scale, pos)
+	d.debitsPosted = d.debitsPosted.Add(p.Amount.Units)
+	c := touch(p.Credit, p.Amount.Scale, pos)
+	c.creditsPosted = c.creditsPosted.Add(p.Amount.Units)
+}
+
+// pending adds a signed amount to a posting's accounts' pending totals.
+func pending(touch func(string, uint8, uint64) *balanceDelta, p domain.Posting, amount domain.Units, pos uint64) {
+	d := touch(p.Debit, p.Amount.Scale, pos)
+	d.debitsPending = d.debitsPending.Add(amount)
+	c := touch(p.Credit, p.Amount.Scale, pos)
+	c.creditsPending = c.creditsPending.Add(amount)
 }
 
 func insertAsset(ctx context.Context, tx pgx.Tx, ledger string, e domain.AssetDefined, pos uint64) error {
@@ -121,18 +156,23 @@ func applyDeltas(ctx context.Context, tx pgx.Tx, ledger string, deltas map[strin
 		}
 	})
 	n := len(accounts)
-	debits, credits := make([]string, n), make([]string, n)
+	dp, cp, dq, cq := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	positions := make([]int64, n)
 	for i, a := range accounts {
 		d := deltas[a]
-		debits[i], credits[i], positions[i] = d.debit.Format(d.scale), d.credit.Format(d.scale), int64(d.position)
+		dp[i], cp[i] = d.debitsPosted.Format(d.scale), d.creditsPosted.Format(d.scale)
+		dq[i], cq[i] = d.debitsPending.Format(d.scale), d.creditsPending.Format(d.scale)
+		positions[i] = int64(d.position)
 	}
 	tag, err := tx.Exec(ctx, `UPDATE balances b SET
-			debits_posted = b.debits_posted + d.debit,
-			credits_posted = b.credits_posted + d.credit,
+			debits_posted = b.debits_posted + d.dp,
+			credits_posted = b.credits_posted + d.cp,
+			debits_pending = b.debits_pending + d.dq,
+			credits_pending = b.credits_pending + d.cq,
 			position = d.position
-		FROM unnest($2::text[], $3::text[]::numeric[], $4::text[]::numeric[], $5::bigint[]) AS d(account, debit, credit, position)
-		WHERE b.ledger = $1 AND b.account = d.account`, ledger, accounts, debits, credits, positions)
+		FROM unnest($2::text[], $3::text[]::numeric[], $4::text[]::numeric[], $5::text[]::numeric[],
+			$6::text[]::numeric[], $7::bigint[]) AS d(account, dp, cp, dq, cq, position)
+		WHERE b.ledger = $1 AND b.account = d.account`, ledger, accounts, dp, cp, dq, cq, positions)
 	if err != nil {
 		return fmt.Errorf("update %d balances: %w", n, err)
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
@@ -27,12 +30,12 @@ func NewCommandServer(writers Writers, logger *slog.Logger) *CommandServer {
 	return &CommandServer{writers: writers, logger: logger}
 }
 
-func (s *CommandServer) submit(ctx context.Context, ledger string, cmds []domain.Command) ([]*ledgerv1.ItemResult, error) {
+func (s *CommandServer) submit(ctx context.Context, ledger string, cmds []domain.Command, opts commands.SubmitOptions) ([]*ledgerv1.ItemResult, error) {
 	w, err := s.writers.Writer(ledger)
 	if err != nil {
 		return nil, statusOf(err)
 	}
-	results, err := w.Submit(ctx, cmds)
+	results, err := w.SubmitWith(ctx, cmds, opts)
 	if err != nil {
 		if s.logger != nil {
 			s.logger.Warn("command failed", "ledger", ledger, "err", err)
@@ -48,7 +51,7 @@ func (s *CommandServer) submit(ctx context.Context, ledger string, cmds []domain
 
 // DefineAsset declares an asset.
 func (s *CommandServer) DefineAsset(ctx context.Context, req *ledgerv1.DefineAssetRequest) (*ledgerv1.DefineAssetResponse, error) {
-	results, err := s.submit(ctx, req.GetLedger(), []domain.Command{&domain.DefineAsset{Code: req.GetCode(), Scale: req.GetScale()}})
+	results, err := s.submit(ctx, req.GetLedger(), []domain.Command{&domain.DefineAsset{Code: req.GetCode(), Scale: req.GetScale()}}, commands.SubmitOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +68,7 @@ func (s *CommandServer) OpenAccounts(ctx context.Context, req *ledgerv1.OpenAcco
 		cmds[i] = &domain.OpenAccount{ID: a.GetId(), Asset: a.GetAsset(), Normal: side(a.GetNormalBalance()),
 			MinBalance: a.GetMinBalance(), MaxBalance: a.GetMaxBalance(), Metadata: a.GetMetadata()}
 	}
-	results, err := s.submit(ctx, req.GetLedger(), cmds)
+	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic()})
 	if err != nil {
 		return nil, err
 	}
@@ -80,24 +83,136 @@ func (s *CommandServer) CreateTransfers(ctx context.Context, req *ledgerv1.Creat
 	cmds := make([]domain.Command, len(req.GetTransfers()))
 	for i, t := range req.GetTransfers() {
 		c := &domain.CreateTransfer{ID: t.GetId(), Reference: t.GetReference(), Metadata: t.GetMetadata(),
+			Pending: t.GetPending(), TimeoutSeconds: t.GetTimeoutSeconds(),
 			Postings: make([]domain.PostingInput, len(t.GetPostings()))}
 		for j, p := range t.GetPostings() {
 			c.Postings[j] = domain.PostingInput{Debit: p.GetDebitAccount(), Credit: p.GetCreditAccount(),
 				Asset: p.GetAsset(), Amount: p.GetAmount()}
 		}
-		if ts := t.GetEffectiveAt(); ts != nil {
-			if err := ts.CheckValid(); err != nil {
-				return nil, invalidArgument(fmt.Sprintf("transfers[%d].effective_at", i), err.Error())
-			}
-			c.EffectiveAt = ts.AsTime()
+		var err error
+		if c.EffectiveAt, err = timeOf(fmt.Sprintf("transfers[%d].effective_at", i), t.GetEffectiveAt()); err != nil {
+			return nil, err
 		}
 		cmds[i] = c
 	}
-	results, err := s.submit(ctx, req.GetLedger(), cmds)
+	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic(), ReturnBalances: req.GetReturnBalances()})
 	if err != nil {
 		return nil, err
 	}
 	return &ledgerv1.CreateTransfersResponse{Results: results}, nil
+}
+
+// timeOf converts an optional timestamp; nil is the zero time.
+func timeOf(field string, ts *timestamppb.Timestamp) (time.Time, error) {
+	if ts == nil {
+		return time.Time{}, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return time.Time{}, invalidArgument(field, err.Error())
+	}
+	return ts.AsTime(), nil
+}
+
+// PostPendingTransfers posts pending transfers.
+func (s *CommandServer) PostPendingTransfers(ctx context.Context, req *ledgerv1.PostPendingTransfersRequest) (*ledgerv1.PostPendingTransfersResponse, error) {
+	if err := checkItems("posts", len(req.GetPosts())); err != nil {
+		return nil, err
+	}
+	cmds := make([]domain.Command, len(req.GetPosts()))
+	for i, p := range req.GetPosts() {
+		cmds[i] = &domain.PostPending{ID: p.GetId(), PendingID: p.GetPendingId(), Amounts: p.GetAmounts(),
+			Reference: p.GetReference(), Metadata: p.GetMetadata()}
+	}
+	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic(), ReturnBalances: req.GetReturnBalances()})
+	if err != nil {
+		return nil, err
+	}
+	return &ledgerv1.PostPendingTransfersResponse{Results: results}, nil
+}
+
+// VoidPendingTransfers voids pending transfers.
+func (s *CommandServer) VoidPendingTransfers(ctx context.Context, req *ledgerv1.VoidPendingTransfersRequest) (*ledgerv1.VoidPendingTransfersResponse, error) {
+	if err := checkItems("voids", len(req.GetVoids())); err != nil {
+		return nil, err
+	}
+	cmds := make([]domain.Command, len(req.GetVoids()))
+	for i, v := range req.GetVoids() {
+		cmds[i] = &domain.VoidPending{ID: v.GetId(), PendingID: v.GetPendingId(), Reference: v.GetReference()}
+	}
+	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic(), ReturnBalances: req.GetReturnBalances()})
+	if err != nil {
+		return nil, err
+	}
+	return &ledgerv1.VoidPendingTransfersResponse{Results: results}, nil
+}
+
+// ReverseTransfers reverses posted transfers.
+func (s *CommandServer) ReverseTransfers(ctx context.Context, req *ledgerv1.ReverseTransfersRequest) (*ledgerv1.ReverseTransfersResponse, error) {
+	if err := checkItems("reversals", len(req.GetReversals())); err != nil {
+		return nil, err
+	}
+	cmds := make([]domain.Command, len(req.GetReversals()))
+	for i, r := range req.GetReversals() {
+		at, err := timeOf(fmt.Sprintf("reversals[%d].effective_at", i), r.GetEffectiveAt())
+		if err != nil {
+			return nil, err
+		}
+		cmds[i] = &domain.ReverseTransfer{ID: r.GetId(), TransferID: r.GetTransferId(), Amounts: r.GetAmounts(),
+			Reference: r.GetReference(), Metadata: r.GetMetadata(), EffectiveAt: at}
+	}
+	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic(), ReturnBalances: req.GetReturnBalances()})
+	if err != nil {
+		return nil, err
+	}
+	return &ledgerv1.ReverseTransfersResponse{Results: results}, nil
+}
+
+// SetAccountBounds changes accounts' bounds.
+func (s *CommandServer) SetAccountBounds(ctx context.Context, req *ledgerv1.SetAccountBoundsRequest) (*ledgerv1.SetAccountBoundsResponse, error) {
+	if err := checkItems("bounds", len(req.GetBounds())); err != nil {
+		return nil, err
+	}
+	cmds := make([]domain.Command, len(req.GetBounds()))
+	for i, b := range req.GetBounds() {
+		cmds[i] = &domain.SetAccountBounds{AccountID: b.GetAccountId(), MinBalance: b.GetMinBalance(), MaxBalance: b.GetMaxBalance()}
+	}
+	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic()})
+	if err != nil {
+		return nil, err
+	}
+	return &ledgerv1.SetAccountBoundsResponse{Results: results}, nil
+}
+
+// SetAccountMetadata replaces accounts' metadata.
+func (s *CommandServer) SetAccountMetadata(ctx context.Context, req *ledgerv1.SetAccountMetadataRequest) (*ledgerv1.SetAccountMetadataResponse, error) {
+	if err := checkItems("accounts", len(req.GetAccounts())); err != nil {
+		return nil, err
+	}
+	cmds := make([]domain.Command, len(req.GetAccounts()))
+	for i, a := range req.GetAccounts() {
+		cmds[i] = &domain.SetAccountMetadata{AccountID: a.GetAccountId(), Metadata: a.GetMetadata()}
+	}
+	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic()})
+	if err != nil {
+		return nil, err
+	}
+	return &ledgerv1.SetAccountMetadataResponse{Results: results}, nil
+}
+
+// CloseAccounts closes accounts.
+func (s *CommandServer) CloseAccounts(ctx context.Context, req *ledgerv1.CloseAccountsRequest) (*ledgerv1.CloseAccountsResponse, error) {
+	if err := checkItems("account_ids", len(req.GetAccountIds())); err != nil {
+		return nil, err
+	}
+	cmds := make([]domain.Command, len(req.GetAccountIds()))
+	for i, id := range req.GetAccountIds() {
+		cmds[i] = &domain.CloseAccount{AccountID: id}
+	}
+	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic()})
+	if err != nil {
+		return nil, err
+	}
+	return &ledgerv1.CloseAccountsResponse{Results: results}, nil
 }
 
 func checkItems(field string, n int) error {

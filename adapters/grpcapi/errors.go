@@ -32,6 +32,16 @@ var resultCodes = []struct {
 	{domain.ErrBelowMinBalance, ledgerv1.ResultCode_RESULT_CODE_BELOW_MIN_BALANCE},
 	{domain.ErrAboveMaxBalance, ledgerv1.ResultCode_RESULT_CODE_ABOVE_MAX_BALANCE},
 	{domain.ErrBalanceOverflow, ledgerv1.ResultCode_RESULT_CODE_BALANCE_OVERFLOW},
+	{domain.ErrPendingNotFound, ledgerv1.ResultCode_RESULT_CODE_PENDING_NOT_FOUND},
+	{domain.ErrPendingAlreadyResolved, ledgerv1.ResultCode_RESULT_CODE_PENDING_ALREADY_RESOLVED},
+	{domain.ErrPendingExpired, ledgerv1.ResultCode_RESULT_CODE_PENDING_EXPIRED},
+	{domain.ErrAmountExceedsPending, ledgerv1.ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_PENDING},
+	{domain.ErrTransferNotFound, ledgerv1.ResultCode_RESULT_CODE_TRANSFER_NOT_FOUND},
+	{domain.ErrNotReversible, ledgerv1.ResultCode_RESULT_CODE_NOT_REVERSIBLE},
+	{domain.ErrAlreadyReversed, ledgerv1.ResultCode_RESULT_CODE_ALREADY_REVERSED},
+	{domain.ErrAccountHasPending, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_HAS_PENDING},
+	{domain.ErrTooManyHolds, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING},
+	{commands.ErrLinkedItemFailed, ledgerv1.ResultCode_RESULT_CODE_LINKED_ITEM_FAILED},
 	{domain.ErrInvalidField, ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD},
 }
 
@@ -40,6 +50,9 @@ func itemResult(i int, id string, r commands.Result) *ledgerv1.ItemResult {
 	out := &ledgerv1.ItemResult{Index: uint32(i), Id: id, Position: r.Position}
 	if r.Err == nil {
 		out.Code = ledgerv1.ResultCode_RESULT_CODE_CREATED
+		for _, b := range r.Balances {
+			out.Balances = append(out.Balances, balanceOf(b))
+		}
 		return out
 	}
 	out.Field, out.Detail = domain.FieldOf(r.Err), r.Err.Error()
@@ -84,4 +97,14 @@ func statusOf(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	}
 	return status.Error(codes.Internal, "internal error")
+}
+
+// balanceOf converts a writer's balance to its wire form.
+func balanceOf(b commands.Balance) *ledgerv1.Balance {
+	a := domain.Account{Normal: b.Normal, DebitsPosted: b.DebitsPosted, CreditsPosted: b.CreditsPosted,
+		DebitsPending: b.DebitsPending, CreditsPending: b.CreditsPending}
+	return &ledgerv1.Balance{Account: b.Account, Asset: b.Asset, NormalBalance: normalBalance(b.Normal.String()),
+		DebitsPosted: b.DebitsPosted.Format(b.Scale), CreditsPosted: b.CreditsPosted.Format(b.Scale),
+		DebitsPending: b.DebitsPending.Format(b.Scale), CreditsPending: b.CreditsPending.Format(b.Scale),
+		Balance: a.Balance().Format(b.Scale), Available: a.Available().Format(b.Scale)}
 }

@@ -53,8 +53,28 @@ const (
 	// A balance would exceed 38 digits.
 	ResultCode_RESULT_CODE_BALANCE_OVERFLOW ResultCode = 12
 	// A malformed field (an id or code that does not match its pattern, a bad
-	// scale or bound); `field` names it.
+	// scale or bound, an effective_at out of the ledger's window); `field` names it.
 	ResultCode_RESULT_CODE_INVALID_FIELD ResultCode = 13
+	// No pending transfer has that id.
+	ResultCode_RESULT_CODE_PENDING_NOT_FOUND ResultCode = 14
+	// The pending transfer was posted or voided before.
+	ResultCode_RESULT_CODE_PENDING_ALREADY_RESOLVED ResultCode = 15
+	// The pending transfer's timeout passed.
+	ResultCode_RESULT_CODE_PENDING_EXPIRED ResultCode = 16
+	// A posted amount is more than the pending posting holds.
+	ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_PENDING ResultCode = 17
+	// No transfer has that id.
+	ResultCode_RESULT_CODE_TRANSFER_NOT_FOUND ResultCode = 18
+	// Only a posted transfer (or the post of a pending one) can be reversed.
+	ResultCode_RESULT_CODE_NOT_REVERSIBLE ResultCode = 19
+	// The reversal would exceed what is left to reverse of the original.
+	ResultCode_RESULT_CODE_ALREADY_REVERSED ResultCode = 20
+	// The account still has pending amounts and cannot close.
+	ResultCode_RESULT_CODE_ACCOUNT_HAS_PENDING ResultCode = 21
+	// The ledger has the most pending transfers open that it may (1,048,576).
+	ResultCode_RESULT_CODE_TOO_MANY_PENDING ResultCode = 22
+	// In an atomic request, another item failed: nothing was applied.
+	ResultCode_RESULT_CODE_LINKED_ITEM_FAILED ResultCode = 23
 )
 
 // Enum value maps for ResultCode.
@@ -74,6 +94,16 @@ var (
 		11: "RESULT_CODE_ABOVE_MAX_BALANCE",
 		12: "RESULT_CODE_BALANCE_OVERFLOW",
 		13: "RESULT_CODE_INVALID_FIELD",
+		14: "RESULT_CODE_PENDING_NOT_FOUND",
+		15: "RESULT_CODE_PENDING_ALREADY_RESOLVED",
+		16: "RESULT_CODE_PENDING_EXPIRED",
+		17: "RESULT_CODE_AMOUNT_EXCEEDS_PENDING",
+		18: "RESULT_CODE_TRANSFER_NOT_FOUND",
+		19: "RESULT_CODE_NOT_REVERSIBLE",
+		20: "RESULT_CODE_ALREADY_REVERSED",
+		21: "RESULT_CODE_ACCOUNT_HAS_PENDING",
+		22: "RESULT_CODE_TOO_MANY_PENDING",
+		23: "RESULT_CODE_LINKED_ITEM_FAILED",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":                  0,
@@ -90,6 +120,16 @@ var (
 		"RESULT_CODE_ABOVE_MAX_BALANCE":            11,
 		"RESULT_CODE_BALANCE_OVERFLOW":             12,
 		"RESULT_CODE_INVALID_FIELD":                13,
+		"RESULT_CODE_PENDING_NOT_FOUND":            14,
+		"RESULT_CODE_PENDING_ALREADY_RESOLVED":     15,
+		"RESULT_CODE_PENDING_EXPIRED":              16,
+		"RESULT_CODE_AMOUNT_EXCEEDS_PENDING":       17,
+		"RESULT_CODE_TRANSFER_NOT_FOUND":           18,
+		"RESULT_CODE_NOT_REVERSIBLE":               19,
+		"RESULT_CODE_ALREADY_REVERSED":             20,
+		"RESULT_CODE_ACCOUNT_HAS_PENDING":          21,
+		"RESULT_CODE_TOO_MANY_PENDING":             22,
+		"RESULT_CODE_LINKED_ITEM_FAILED":           23,
 	}
 )
 
@@ -280,9 +320,12 @@ func (x *DefineAssetResponse) GetResult() *ItemResult {
 }
 
 type OpenAccountsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
-	Accounts      []*Account             `protobuf:"bytes,2,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Ledger   string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Accounts []*Account             `protobuf:"bytes,2,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	// All items apply, or none: the failing item says why, the others
+	// LINKED_ITEM_FAILED.
+	Atomic        bool `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,6 +372,13 @@ func (x *OpenAccountsRequest) GetAccounts() []*Account {
 		return x.Accounts
 	}
 	return nil
+}
+
+func (x *OpenAccountsRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
 }
 
 type Account struct {
@@ -464,11 +514,17 @@ func (x *OpenAccountsResponse) GetResults() []*ItemResult {
 }
 
 type CreateTransfersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
-	Transfers     []*Transfer            `protobuf:"bytes,2,rep,name=transfers,proto3" json:"transfers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Ledger    string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Transfers []*Transfer            `protobuf:"bytes,2,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	// All items apply, or none: the failing item says why, the others
+	// LINKED_ITEM_FAILED. Later items always see the effects of earlier ones.
+	Atomic bool `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	// Return, with each applied item, the balances of the accounts it moved
+	// just after it.
+	ReturnBalances bool `protobuf:"varint,4,opt,name=return_balances,json=returnBalances,proto3" json:"return_balances,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateTransfersRequest) Reset() {
@@ -515,6 +571,20 @@ func (x *CreateTransfersRequest) GetTransfers() []*Transfer {
 	return nil
 }
 
+func (x *CreateTransfersRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
+func (x *CreateTransfersRequest) GetReturnBalances() bool {
+	if x != nil {
+		return x.ReturnBalances
+	}
+	return false
+}
+
 type Transfer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Transfer id, the idempotency key: [A-Za-z0-9:_.@-]{1,128}.
@@ -525,10 +595,16 @@ type Transfer struct {
 	Reference string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
 	// At most 32 keys, 4 KiB in all.
 	Metadata map[string]string `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Business time; defaults to the recorded time.
-	EffectiveAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Business time; defaults to the recorded time. At most 90 days in the past
+	// and 5 minutes in the future (the ledger's policy).
+	EffectiveAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	// Hold the amounts in the pending fields until posted, voided or expired.
+	Pending bool `protobuf:"varint,6,opt,name=pending,proto3" json:"pending,omitempty"`
+	// A pending transfer expires this many seconds after it is recorded;
+	// 0: never. At most 366 days.
+	TimeoutSeconds uint32 `protobuf:"varint,7,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Transfer) Reset() {
@@ -596,6 +672,1011 @@ func (x *Transfer) GetEffectiveAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Transfer) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *Transfer) GetTimeoutSeconds() uint32 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
+type PostPendingTransfersRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Ledger         string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Posts          []*PostPending         `protobuf:"bytes,2,rep,name=posts,proto3" json:"posts,omitempty"`
+	Atomic         bool                   `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	ReturnBalances bool                   `protobuf:"varint,4,opt,name=return_balances,json=returnBalances,proto3" json:"return_balances,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PostPendingTransfersRequest) Reset() {
+	*x = PostPendingTransfersRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostPendingTransfersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostPendingTransfersRequest) ProtoMessage() {}
+
+func (x *PostPendingTransfersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostPendingTransfersRequest.ProtoReflect.Descriptor instead.
+func (*PostPendingTransfersRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PostPendingTransfersRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *PostPendingTransfersRequest) GetPosts() []*PostPending {
+	if x != nil {
+		return x.Posts
+	}
+	return nil
+}
+
+func (x *PostPendingTransfersRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
+func (x *PostPendingTransfersRequest) GetReturnBalances() bool {
+	if x != nil {
+		return x.ReturnBalances
+	}
+	return false
+}
+
+type PostPending struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The post's own id (idempotency key), in the transfers' id space.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The pending transfer to post.
+	PendingId string `protobuf:"bytes,2,opt,name=pending_id,json=pendingId,proto3" json:"pending_id,omitempty"`
+	// Per posting of the pending transfer, in order, the amount to post (at most
+	// what it holds; "0" allowed); empty: post everything. The rest is released.
+	Amounts       []string          `protobuf:"bytes,3,rep,name=amounts,proto3" json:"amounts,omitempty"`
+	Reference     string            `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
+	Metadata      map[string]string `protobuf:"bytes,5,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostPending) Reset() {
+	*x = PostPending{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostPending) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostPending) ProtoMessage() {}
+
+func (x *PostPending) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostPending.ProtoReflect.Descriptor instead.
+func (*PostPending) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PostPending) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PostPending) GetPendingId() string {
+	if x != nil {
+		return x.PendingId
+	}
+	return ""
+}
+
+func (x *PostPending) GetAmounts() []string {
+	if x != nil {
+		return x.Amounts
+	}
+	return nil
+}
+
+func (x *PostPending) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *PostPending) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+type PostPendingTransfersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ItemResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostPendingTransfersResponse) Reset() {
+	*x = PostPendingTransfersResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostPendingTransfersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostPendingTransfersResponse) ProtoMessage() {}
+
+func (x *PostPendingTransfersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostPendingTransfersResponse.ProtoReflect.Descriptor instead.
+func (*PostPendingTransfersResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PostPendingTransfersResponse) GetResults() []*ItemResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type VoidPendingTransfersRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Ledger         string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Voids          []*VoidPending         `protobuf:"bytes,2,rep,name=voids,proto3" json:"voids,omitempty"`
+	Atomic         bool                   `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	ReturnBalances bool                   `protobuf:"varint,4,opt,name=return_balances,json=returnBalances,proto3" json:"return_balances,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *VoidPendingTransfersRequest) Reset() {
+	*x = VoidPendingTransfersRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VoidPendingTransfersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VoidPendingTransfersRequest) ProtoMessage() {}
+
+func (x *VoidPendingTransfersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VoidPendingTransfersRequest.ProtoReflect.Descriptor instead.
+func (*VoidPendingTransfersRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *VoidPendingTransfersRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *VoidPendingTransfersRequest) GetVoids() []*VoidPending {
+	if x != nil {
+		return x.Voids
+	}
+	return nil
+}
+
+func (x *VoidPendingTransfersRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
+func (x *VoidPendingTransfersRequest) GetReturnBalances() bool {
+	if x != nil {
+		return x.ReturnBalances
+	}
+	return false
+}
+
+type VoidPending struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PendingId     string                 `protobuf:"bytes,2,opt,name=pending_id,json=pendingId,proto3" json:"pending_id,omitempty"`
+	Reference     string                 `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VoidPending) Reset() {
+	*x = VoidPending{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VoidPending) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VoidPending) ProtoMessage() {}
+
+func (x *VoidPending) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VoidPending.ProtoReflect.Descriptor instead.
+func (*VoidPending) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *VoidPending) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *VoidPending) GetPendingId() string {
+	if x != nil {
+		return x.PendingId
+	}
+	return ""
+}
+
+func (x *VoidPending) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+type VoidPendingTransfersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ItemResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VoidPendingTransfersResponse) Reset() {
+	*x = VoidPendingTransfersResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VoidPendingTransfersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VoidPendingTransfersResponse) ProtoMessage() {}
+
+func (x *VoidPendingTransfersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VoidPendingTransfersResponse.ProtoReflect.Descriptor instead.
+func (*VoidPendingTransfersResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *VoidPendingTransfersResponse) GetResults() []*ItemResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type ReverseTransfersRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Ledger         string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Reversals      []*Reversal            `protobuf:"bytes,2,rep,name=reversals,proto3" json:"reversals,omitempty"`
+	Atomic         bool                   `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	ReturnBalances bool                   `protobuf:"varint,4,opt,name=return_balances,json=returnBalances,proto3" json:"return_balances,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReverseTransfersRequest) Reset() {
+	*x = ReverseTransfersRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReverseTransfersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReverseTransfersRequest) ProtoMessage() {}
+
+func (x *ReverseTransfersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReverseTransfersRequest.ProtoReflect.Descriptor instead.
+func (*ReverseTransfersRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReverseTransfersRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ReverseTransfersRequest) GetReversals() []*Reversal {
+	if x != nil {
+		return x.Reversals
+	}
+	return nil
+}
+
+func (x *ReverseTransfersRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
+func (x *ReverseTransfersRequest) GetReturnBalances() bool {
+	if x != nil {
+		return x.ReturnBalances
+	}
+	return false
+}
+
+type Reversal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reversal's own id, in the transfers' id space.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The posted transfer (or post of a pending one) to reverse.
+	TransferId string `protobuf:"bytes,2,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
+	// Per posting of the original, in order, the amount to reverse; empty: all
+	// that is not reversed yet. Reversals of one transfer never exceed it.
+	Amounts       []string               `protobuf:"bytes,3,rep,name=amounts,proto3" json:"amounts,omitempty"`
+	Reference     string                 `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
+	Metadata      map[string]string      `protobuf:"bytes,5,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	EffectiveAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reversal) Reset() {
+	*x = Reversal{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reversal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reversal) ProtoMessage() {}
+
+func (x *Reversal) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reversal.ProtoReflect.Descriptor instead.
+func (*Reversal) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Reversal) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Reversal) GetTransferId() string {
+	if x != nil {
+		return x.TransferId
+	}
+	return ""
+}
+
+func (x *Reversal) GetAmounts() []string {
+	if x != nil {
+		return x.Amounts
+	}
+	return nil
+}
+
+func (x *Reversal) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *Reversal) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *Reversal) GetEffectiveAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveAt
+	}
+	return nil
+}
+
+type ReverseTransfersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ItemResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReverseTransfersResponse) Reset() {
+	*x = ReverseTransfersResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReverseTransfersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReverseTransfersResponse) ProtoMessage() {}
+
+func (x *ReverseTransfersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReverseTransfersResponse.ProtoReflect.Descriptor instead.
+func (*ReverseTransfersResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReverseTransfersResponse) GetResults() []*ItemResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type SetAccountBoundsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Bounds        []*AccountBounds       `protobuf:"bytes,2,rep,name=bounds,proto3" json:"bounds,omitempty"`
+	Atomic        bool                   `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAccountBoundsRequest) Reset() {
+	*x = SetAccountBoundsRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAccountBoundsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAccountBoundsRequest) ProtoMessage() {}
+
+func (x *SetAccountBoundsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAccountBoundsRequest.ProtoReflect.Descriptor instead.
+func (*SetAccountBoundsRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SetAccountBoundsRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *SetAccountBoundsRequest) GetBounds() []*AccountBounds {
+	if x != nil {
+		return x.Bounds
+	}
+	return nil
+}
+
+func (x *SetAccountBoundsRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
+type AccountBounds struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Absent: no bound. A new bound applies from now on and never rewrites the
+	// past; an account outside it can still move back toward it.
+	MinBalance    *string `protobuf:"bytes,2,opt,name=min_balance,json=minBalance,proto3,oneof" json:"min_balance,omitempty"`
+	MaxBalance    *string `protobuf:"bytes,3,opt,name=max_balance,json=maxBalance,proto3,oneof" json:"max_balance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountBounds) Reset() {
+	*x = AccountBounds{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountBounds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountBounds) ProtoMessage() {}
+
+func (x *AccountBounds) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountBounds.ProtoReflect.Descriptor instead.
+func (*AccountBounds) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AccountBounds) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *AccountBounds) GetMinBalance() string {
+	if x != nil && x.MinBalance != nil {
+		return *x.MinBalance
+	}
+	return ""
+}
+
+func (x *AccountBounds) GetMaxBalance() string {
+	if x != nil && x.MaxBalance != nil {
+		return *x.MaxBalance
+	}
+	return ""
+}
+
+type SetAccountBoundsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ItemResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAccountBoundsResponse) Reset() {
+	*x = SetAccountBoundsResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAccountBoundsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAccountBoundsResponse) ProtoMessage() {}
+
+func (x *SetAccountBoundsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAccountBoundsResponse.ProtoReflect.Descriptor instead.
+func (*SetAccountBoundsResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetAccountBoundsResponse) GetResults() []*ItemResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type SetAccountMetadataRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Accounts      []*AccountMetadata     `protobuf:"bytes,2,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	Atomic        bool                   `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAccountMetadataRequest) Reset() {
+	*x = SetAccountMetadataRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAccountMetadataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAccountMetadataRequest) ProtoMessage() {}
+
+func (x *SetAccountMetadataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAccountMetadataRequest.ProtoReflect.Descriptor instead.
+func (*SetAccountMetadataRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetAccountMetadataRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *SetAccountMetadataRequest) GetAccounts() []*AccountMetadata {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *SetAccountMetadataRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
+type AccountMetadata struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Replaces the account's metadata: at most 32 keys, 4 KiB in all.
+	Metadata      map[string]string `protobuf:"bytes,2,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountMetadata) Reset() {
+	*x = AccountMetadata{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountMetadata) ProtoMessage() {}
+
+func (x *AccountMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountMetadata.ProtoReflect.Descriptor instead.
+func (*AccountMetadata) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AccountMetadata) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *AccountMetadata) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+type SetAccountMetadataResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ItemResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAccountMetadataResponse) Reset() {
+	*x = SetAccountMetadataResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAccountMetadataResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAccountMetadataResponse) ProtoMessage() {}
+
+func (x *SetAccountMetadataResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAccountMetadataResponse.ProtoReflect.Descriptor instead.
+func (*SetAccountMetadataResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SetAccountMetadataResponse) GetResults() []*ItemResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type CloseAccountsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	AccountIds    []string               `protobuf:"bytes,2,rep,name=account_ids,json=accountIds,proto3" json:"account_ids,omitempty"`
+	Atomic        bool                   `protobuf:"varint,3,opt,name=atomic,proto3" json:"atomic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseAccountsRequest) Reset() {
+	*x = CloseAccountsRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseAccountsRequest) ProtoMessage() {}
+
+func (x *CloseAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseAccountsRequest.ProtoReflect.Descriptor instead.
+func (*CloseAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CloseAccountsRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *CloseAccountsRequest) GetAccountIds() []string {
+	if x != nil {
+		return x.AccountIds
+	}
+	return nil
+}
+
+func (x *CloseAccountsRequest) GetAtomic() bool {
+	if x != nil {
+		return x.Atomic
+	}
+	return false
+}
+
+type CloseAccountsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ItemResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseAccountsResponse) Reset() {
+	*x = CloseAccountsResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseAccountsResponse) ProtoMessage() {}
+
+func (x *CloseAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseAccountsResponse.ProtoReflect.Descriptor instead.
+func (*CloseAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CloseAccountsResponse) GetResults() []*ItemResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type Posting struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DebitAccount  string                 `protobuf:"bytes,1,opt,name=debit_account,json=debitAccount,proto3" json:"debit_account,omitempty"`
@@ -609,7 +1690,7 @@ type Posting struct {
 
 func (x *Posting) Reset() {
 	*x = Posting{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[7]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +1702,7 @@ func (x *Posting) String() string {
 func (*Posting) ProtoMessage() {}
 
 func (x *Posting) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[7]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +1715,7 @@ func (x *Posting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Posting.ProtoReflect.Descriptor instead.
 func (*Posting) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{7}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Posting) GetDebitAccount() string {
@@ -674,7 +1755,7 @@ type CreateTransfersResponse struct {
 
 func (x *CreateTransfersResponse) Reset() {
 	*x = CreateTransfersResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[8]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +1767,7 @@ func (x *CreateTransfersResponse) String() string {
 func (*CreateTransfersResponse) ProtoMessage() {}
 
 func (x *CreateTransfersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[8]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +1780,7 @@ func (x *CreateTransfersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTransfersResponse.ProtoReflect.Descriptor instead.
 func (*CreateTransfersResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{8}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateTransfersResponse) GetResults() []*ItemResult {
@@ -721,14 +1802,16 @@ type ItemResult struct {
 	// The offending field, when the code names one.
 	Field string `protobuf:"bytes,5,opt,name=field,proto3" json:"field,omitempty"`
 	// Human-readable reason.
-	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// With return_balances: the accounts the item moved, just after it.
+	Balances      []*Balance `protobuf:"bytes,7,rep,name=balances,proto3" json:"balances,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ItemResult) Reset() {
 	*x = ItemResult{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[9]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +1823,7 @@ func (x *ItemResult) String() string {
 func (*ItemResult) ProtoMessage() {}
 
 func (x *ItemResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[9]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +1836,7 @@ func (x *ItemResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemResult.ProtoReflect.Descriptor instead.
 func (*ItemResult) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{9}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ItemResult) GetIndex() uint32 {
@@ -798,6 +1881,13 @@ func (x *ItemResult) GetDetail() string {
 	return ""
 }
 
+func (x *ItemResult) GetBalances() []*Balance {
+	if x != nil {
+		return x.Balances
+	}
+	return nil
+}
+
 type GetBalancesRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
@@ -812,7 +1902,7 @@ type GetBalancesRequest struct {
 
 func (x *GetBalancesRequest) Reset() {
 	*x = GetBalancesRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[10]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1914,7 @@ func (x *GetBalancesRequest) String() string {
 func (*GetBalancesRequest) ProtoMessage() {}
 
 func (x *GetBalancesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[10]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1927,7 @@ func (x *GetBalancesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBalancesRequest.ProtoReflect.Descriptor instead.
 func (*GetBalancesRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{10}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetBalancesRequest) GetLedger() string {
@@ -882,7 +1972,7 @@ type Balance struct {
 
 func (x *Balance) Reset() {
 	*x = Balance{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[11]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1984,7 @@ func (x *Balance) String() string {
 func (*Balance) ProtoMessage() {}
 
 func (x *Balance) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[11]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1997,7 @@ func (x *Balance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Balance.ProtoReflect.Descriptor instead.
 func (*Balance) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{11}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Balance) GetAccount() string {
@@ -992,7 +2082,7 @@ type GetBalancesResponse struct {
 
 func (x *GetBalancesResponse) Reset() {
 	*x = GetBalancesResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[12]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +2094,7 @@ func (x *GetBalancesResponse) String() string {
 func (*GetBalancesResponse) ProtoMessage() {}
 
 func (x *GetBalancesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[12]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +2107,7 @@ func (x *GetBalancesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBalancesResponse.ProtoReflect.Descriptor instead.
 func (*GetBalancesResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{12}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetBalancesResponse) GetBalances() []*Balance {
@@ -1044,10 +2134,11 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x14\n" +
 	"\x05scale\x18\x03 \x01(\rR\x05scale\"D\n" +
 	"\x13DefineAssetResponse\x12-\n" +
-	"\x06result\x18\x01 \x01(\v2\x15.ledger.v1.ItemResultR\x06result\"]\n" +
+	"\x06result\x18\x01 \x01(\v2\x15.ledger.v1.ItemResultR\x06result\"u\n" +
 	"\x13OpenAccountsRequest\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12.\n" +
-	"\baccounts\x18\x02 \x03(\v2\x12.ledger.v1.AccountR\baccounts\"\xd7\x02\n" +
+	"\baccounts\x18\x02 \x03(\v2\x12.ledger.v1.AccountR\baccounts\x12\x16\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\"\xd7\x02\n" +
 	"\aAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05asset\x18\x02 \x01(\tR\x05asset\x12?\n" +
@@ -1063,26 +2154,112 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\f_min_balanceB\x0e\n" +
 	"\f_max_balance\"G\n" +
 	"\x14OpenAccountsResponse\x12/\n" +
-	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"c\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"\xa4\x01\n" +
 	"\x16CreateTransfersRequest\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x121\n" +
-	"\ttransfers\x18\x02 \x03(\v2\x13.ledger.v1.TransferR\ttransfers\"\xa3\x02\n" +
+	"\ttransfers\x18\x02 \x03(\v2\x13.ledger.v1.TransferR\ttransfers\x12\x16\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\x12'\n" +
+	"\x0freturn_balances\x18\x04 \x01(\bR\x0ereturnBalances\"\xe6\x02\n" +
 	"\bTransfer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\bpostings\x18\x02 \x03(\v2\x12.ledger.v1.PostingR\bpostings\x12\x1c\n" +
 	"\treference\x18\x03 \x01(\tR\treference\x12=\n" +
 	"\bmetadata\x18\x04 \x03(\v2!.ledger.v1.Transfer.MetadataEntryR\bmetadata\x12=\n" +
-	"\feffective_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x1a;\n" +
+	"\feffective_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12\x18\n" +
+	"\apending\x18\x06 \x01(\bR\apending\x12'\n" +
+	"\x0ftimeout_seconds\x18\a \x01(\rR\x0etimeoutSeconds\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x01\n" +
+	"\x1bPostPendingTransfersRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12,\n" +
+	"\x05posts\x18\x02 \x03(\v2\x16.ledger.v1.PostPendingR\x05posts\x12\x16\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\x12'\n" +
+	"\x0freturn_balances\x18\x04 \x01(\bR\x0ereturnBalances\"\xf3\x01\n" +
+	"\vPostPending\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"pending_id\x18\x02 \x01(\tR\tpendingId\x12\x18\n" +
+	"\aamounts\x18\x03 \x03(\tR\aamounts\x12\x1c\n" +
+	"\treference\x18\x04 \x01(\tR\treference\x12@\n" +
+	"\bmetadata\x18\x05 \x03(\v2$.ledger.v1.PostPending.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +
+	"\x1cPostPendingTransfersResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"\xa4\x01\n" +
+	"\x1bVoidPendingTransfersRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12,\n" +
+	"\x05voids\x18\x02 \x03(\v2\x16.ledger.v1.VoidPendingR\x05voids\x12\x16\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\x12'\n" +
+	"\x0freturn_balances\x18\x04 \x01(\bR\x0ereturnBalances\"Z\n" +
+	"\vVoidPending\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"pending_id\x18\x02 \x01(\tR\tpendingId\x12\x1c\n" +
+	"\treference\x18\x03 \x01(\tR\treference\"O\n" +
+	"\x1cVoidPendingTransfersResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"\xa5\x01\n" +
+	"\x17ReverseTransfersRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x121\n" +
+	"\treversals\x18\x02 \x03(\v2\x13.ledger.v1.ReversalR\treversals\x12\x16\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\x12'\n" +
+	"\x0freturn_balances\x18\x04 \x01(\bR\x0ereturnBalances\"\xae\x02\n" +
+	"\bReversal\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vtransfer_id\x18\x02 \x01(\tR\n" +
+	"transferId\x12\x18\n" +
+	"\aamounts\x18\x03 \x03(\tR\aamounts\x12\x1c\n" +
+	"\treference\x18\x04 \x01(\tR\treference\x12=\n" +
+	"\bmetadata\x18\x05 \x03(\v2!.ledger.v1.Reversal.MetadataEntryR\bmetadata\x12=\n" +
+	"\feffective_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
+	"\x18ReverseTransfersResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"{\n" +
+	"\x17SetAccountBoundsRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x120\n" +
+	"\x06bounds\x18\x02 \x03(\v2\x18.ledger.v1.AccountBoundsR\x06bounds\x12\x16\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\"\x9a\x01\n" +
+	"\rAccountBounds\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12$\n" +
+	"\vmin_balance\x18\x02 \x01(\tH\x00R\n" +
+	"minBalance\x88\x01\x01\x12$\n" +
+	"\vmax_balance\x18\x03 \x01(\tH\x01R\n" +
+	"maxBalance\x88\x01\x01B\x0e\n" +
+	"\f_min_balanceB\x0e\n" +
+	"\f_max_balance\"K\n" +
+	"\x18SetAccountBoundsResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"\x83\x01\n" +
+	"\x19SetAccountMetadataRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x126\n" +
+	"\baccounts\x18\x02 \x03(\v2\x1a.ledger.v1.AccountMetadataR\baccounts\x12\x16\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\"\xb3\x01\n" +
+	"\x0fAccountMetadata\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12D\n" +
+	"\bmetadata\x18\x02 \x03(\v2(.ledger.v1.AccountMetadata.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
+	"\x1aSetAccountMetadataResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"g\n" +
+	"\x14CloseAccountsRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x1f\n" +
+	"\vaccount_ids\x18\x02 \x03(\tR\n" +
+	"accountIds\x12\x16\n" +
+	"\x06atomic\x18\x03 \x01(\bR\x06atomic\"H\n" +
+	"\x15CloseAccountsResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"\x83\x01\n" +
 	"\aPosting\x12#\n" +
 	"\rdebit_account\x18\x01 \x01(\tR\fdebitAccount\x12%\n" +
 	"\x0ecredit_account\x18\x02 \x01(\tR\rcreditAccount\x12\x16\n" +
 	"\x06amount\x18\x03 \x01(\tR\x06amount\x12\x14\n" +
 	"\x05asset\x18\x04 \x01(\tR\x05asset\"J\n" +
 	"\x17CreateTransfersResponse\x12/\n" +
-	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"\xa7\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"\xd7\x01\n" +
 	"\n" +
 	"ItemResult\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x0e\n" +
@@ -1090,7 +2267,8 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x04code\x18\x03 \x01(\x0e2\x15.ledger.v1.ResultCodeR\x04code\x12\x1a\n" +
 	"\bposition\x18\x04 \x01(\x04R\bposition\x12\x14\n" +
 	"\x05field\x18\x05 \x01(\tR\x05field\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"k\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12.\n" +
+	"\bbalances\x18\a \x03(\v2\x12.ledger.v1.BalanceR\bbalances\"k\n" +
 	"\x12GetBalancesRequest\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x1a\n" +
 	"\baccounts\x18\x02 \x03(\tR\baccounts\x12!\n" +
@@ -1109,7 +2287,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	" \x01(\x04R\bposition\"a\n" +
 	"\x13GetBalancesResponse\x12.\n" +
 	"\bbalances\x18\x01 \x03(\v2\x12.ledger.v1.BalanceR\bbalances\x12\x1a\n" +
-	"\bposition\x18\x02 \x01(\x04R\bposition*\xd1\x03\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition*\xb8\x06\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1126,15 +2304,31 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x12!\n" +
 	"\x1dRESULT_CODE_ABOVE_MAX_BALANCE\x10\v\x12 \n" +
 	"\x1cRESULT_CODE_BALANCE_OVERFLOW\x10\f\x12\x1d\n" +
-	"\x19RESULT_CODE_INVALID_FIELD\x10\r*d\n" +
+	"\x19RESULT_CODE_INVALID_FIELD\x10\r\x12!\n" +
+	"\x1dRESULT_CODE_PENDING_NOT_FOUND\x10\x0e\x12(\n" +
+	"$RESULT_CODE_PENDING_ALREADY_RESOLVED\x10\x0f\x12\x1f\n" +
+	"\x1bRESULT_CODE_PENDING_EXPIRED\x10\x10\x12&\n" +
+	"\"RESULT_CODE_AMOUNT_EXCEEDS_PENDING\x10\x11\x12\"\n" +
+	"\x1eRESULT_CODE_TRANSFER_NOT_FOUND\x10\x12\x12\x1e\n" +
+	"\x1aRESULT_CODE_NOT_REVERSIBLE\x10\x13\x12 \n" +
+	"\x1cRESULT_CODE_ALREADY_REVERSED\x10\x14\x12#\n" +
+	"\x1fRESULT_CODE_ACCOUNT_HAS_PENDING\x10\x15\x12 \n" +
+	"\x1cRESULT_CODE_TOO_MANY_PENDING\x10\x16\x12\"\n" +
+	"\x1eRESULT_CODE_LINKED_ITEM_FAILED\x10\x17*d\n" +
 	"\rNormalBalance\x12\x1e\n" +
 	"\x1aNORMAL_BALANCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15NORMAL_BALANCE_CREDIT\x10\x01\x12\x18\n" +
-	"\x14NORMAL_BALANCE_DEBIT\x10\x022\x89\x02\n" +
+	"\x14NORMAL_BALANCE_DEBIT\x10\x022\xcc\x06\n" +
 	"\x0eCommandService\x12L\n" +
 	"\vDefineAsset\x12\x1d.ledger.v1.DefineAssetRequest\x1a\x1e.ledger.v1.DefineAssetResponse\x12O\n" +
 	"\fOpenAccounts\x12\x1e.ledger.v1.OpenAccountsRequest\x1a\x1f.ledger.v1.OpenAccountsResponse\x12X\n" +
-	"\x0fCreateTransfers\x12!.ledger.v1.CreateTransfersRequest\x1a\".ledger.v1.CreateTransfersResponse2\\\n" +
+	"\x0fCreateTransfers\x12!.ledger.v1.CreateTransfersRequest\x1a\".ledger.v1.CreateTransfersResponse\x12g\n" +
+	"\x14PostPendingTransfers\x12&.ledger.v1.PostPendingTransfersRequest\x1a'.ledger.v1.PostPendingTransfersResponse\x12g\n" +
+	"\x14VoidPendingTransfers\x12&.ledger.v1.VoidPendingTransfersRequest\x1a'.ledger.v1.VoidPendingTransfersResponse\x12[\n" +
+	"\x10ReverseTransfers\x12\".ledger.v1.ReverseTransfersRequest\x1a#.ledger.v1.ReverseTransfersResponse\x12[\n" +
+	"\x10SetAccountBounds\x12\".ledger.v1.SetAccountBoundsRequest\x1a#.ledger.v1.SetAccountBoundsResponse\x12a\n" +
+	"\x12SetAccountMetadata\x12$.ledger.v1.SetAccountMetadataRequest\x1a%.ledger.v1.SetAccountMetadataResponse\x12R\n" +
+	"\rCloseAccounts\x12\x1f.ledger.v1.CloseAccountsRequest\x1a .ledger.v1.CloseAccountsResponse2\\\n" +
 	"\fQueryService\x12L\n" +
 	"\vGetBalances\x12\x1d.ledger.v1.GetBalancesRequest\x1a\x1e.ledger.v1.GetBalancesResponseB2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
 
@@ -1151,54 +2345,102 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_ledger_v1_ledger_proto_goTypes = []any{
-	(ResultCode)(0),                 // 0: ledger.v1.ResultCode
-	(NormalBalance)(0),              // 1: ledger.v1.NormalBalance
-	(*DefineAssetRequest)(nil),      // 2: ledger.v1.DefineAssetRequest
-	(*DefineAssetResponse)(nil),     // 3: ledger.v1.DefineAssetResponse
-	(*OpenAccountsRequest)(nil),     // 4: ledger.v1.OpenAccountsRequest
-	(*Account)(nil),                 // 5: ledger.v1.Account
-	(*OpenAccountsResponse)(nil),    // 6: ledger.v1.OpenAccountsResponse
-	(*CreateTransfersRequest)(nil),  // 7: ledger.v1.CreateTransfersRequest
-	(*Transfer)(nil),                // 8: ledger.v1.Transfer
-	(*Posting)(nil),                 // 9: ledger.v1.Posting
-	(*CreateTransfersResponse)(nil), // 10: ledger.v1.CreateTransfersResponse
-	(*ItemResult)(nil),              // 11: ledger.v1.ItemResult
-	(*GetBalancesRequest)(nil),      // 12: ledger.v1.GetBalancesRequest
-	(*Balance)(nil),                 // 13: ledger.v1.Balance
-	(*GetBalancesResponse)(nil),     // 14: ledger.v1.GetBalancesResponse
-	nil,                             // 15: ledger.v1.Account.MetadataEntry
-	nil,                             // 16: ledger.v1.Transfer.MetadataEntry
-	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
+	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
+	(*DefineAssetRequest)(nil),           // 2: ledger.v1.DefineAssetRequest
+	(*DefineAssetResponse)(nil),          // 3: ledger.v1.DefineAssetResponse
+	(*OpenAccountsRequest)(nil),          // 4: ledger.v1.OpenAccountsRequest
+	(*Account)(nil),                      // 5: ledger.v1.Account
+	(*OpenAccountsResponse)(nil),         // 6: ledger.v1.OpenAccountsResponse
+	(*CreateTransfersRequest)(nil),       // 7: ledger.v1.CreateTransfersRequest
+	(*Transfer)(nil),                     // 8: ledger.v1.Transfer
+	(*PostPendingTransfersRequest)(nil),  // 9: ledger.v1.PostPendingTransfersRequest
+	(*PostPending)(nil),                  // 10: ledger.v1.PostPending
+	(*PostPendingTransfersResponse)(nil), // 11: ledger.v1.PostPendingTransfersResponse
+	(*VoidPendingTransfersRequest)(nil),  // 12: ledger.v1.VoidPendingTransfersRequest
+	(*VoidPending)(nil),                  // 13: ledger.v1.VoidPending
+	(*VoidPendingTransfersResponse)(nil), // 14: ledger.v1.VoidPendingTransfersResponse
+	(*ReverseTransfersRequest)(nil),      // 15: ledger.v1.ReverseTransfersRequest
+	(*Reversal)(nil),                     // 16: ledger.v1.Reversal
+	(*ReverseTransfersResponse)(nil),     // 17: ledger.v1.ReverseTransfersResponse
+	(*SetAccountBoundsRequest)(nil),      // 18: ledger.v1.SetAccountBoundsRequest
+	(*AccountBounds)(nil),                // 19: ledger.v1.AccountBounds
+	(*SetAccountBoundsResponse)(nil),     // 20: ledger.v1.SetAccountBoundsResponse
+	(*SetAccountMetadataRequest)(nil),    // 21: ledger.v1.SetAccountMetadataRequest
+	(*AccountMetadata)(nil),              // 22: ledger.v1.AccountMetadata
+	(*SetAccountMetadataResponse)(nil),   // 23: ledger.v1.SetAccountMetadataResponse
+	(*CloseAccountsRequest)(nil),         // 24: ledger.v1.CloseAccountsRequest
+	(*CloseAccountsResponse)(nil),        // 25: ledger.v1.CloseAccountsResponse
+	(*Posting)(nil),                      // 26: ledger.v1.Posting
+	(*CreateTransfersResponse)(nil),      // 27: ledger.v1.CreateTransfersResponse
+	(*ItemResult)(nil),                   // 28: ledger.v1.ItemResult
+	(*GetBalancesRequest)(nil),           // 29: ledger.v1.GetBalancesRequest
+	(*Balance)(nil),                      // 30: ledger.v1.Balance
+	(*GetBalancesResponse)(nil),          // 31: ledger.v1.GetBalancesResponse
+	nil,                                  // 32: ledger.v1.Account.MetadataEntry
+	nil,                                  // 33: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 34: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 35: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 36: ledger.v1.AccountMetadata.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 37: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
-	11, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
+	28, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
 	5,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,  // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	15, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
-	11, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	32, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	28, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	8,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
-	9,  // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	16, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	17, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
-	11, // 9: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	0,  // 10: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
-	1,  // 11: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
-	13, // 12: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	2,  // 13: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	4,  // 14: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	7,  // 15: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	12, // 16: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	3,  // 17: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	6,  // 18: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	10, // 19: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	14, // 20: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	26, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
+	33, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	37, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	10, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
+	34, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	28, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	13, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
+	28, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	16, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
+	35, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	37, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	28, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	19, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
+	28, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
+	22, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
+	36, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	28, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
+	28, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	28, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	0,  // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
+	30, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
+	1,  // 27: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
+	30, // 28: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
+	2,  // 29: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	4,  // 30: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	7,  // 31: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	9,  // 32: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	12, // 33: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	15, // 34: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	18, // 35: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	21, // 36: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	24, // 37: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	29, // 38: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	3,  // 39: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	6,  // 40: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	27, // 41: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	11, // 42: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	14, // 43: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	17, // 44: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	20, // 45: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	23, // 46: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	25, // 47: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	31, // 48: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	39, // [39:49] is the sub-list for method output_type
+	29, // [29:39] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -1207,13 +2449,14 @@ func file_ledger_v1_ledger_proto_init() {
 		return
 	}
 	file_ledger_v1_ledger_proto_msgTypes[3].OneofWrappers = []any{}
+	file_ledger_v1_ledger_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

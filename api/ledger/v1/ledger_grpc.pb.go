@@ -22,9 +22,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CommandService_DefineAsset_FullMethodName     = "/ledger.v1.CommandService/DefineAsset"
-	CommandService_OpenAccounts_FullMethodName    = "/ledger.v1.CommandService/OpenAccounts"
-	CommandService_CreateTransfers_FullMethodName = "/ledger.v1.CommandService/CreateTransfers"
+	CommandService_DefineAsset_FullMethodName          = "/ledger.v1.CommandService/DefineAsset"
+	CommandService_OpenAccounts_FullMethodName         = "/ledger.v1.CommandService/OpenAccounts"
+	CommandService_CreateTransfers_FullMethodName      = "/ledger.v1.CommandService/CreateTransfers"
+	CommandService_PostPendingTransfers_FullMethodName = "/ledger.v1.CommandService/PostPendingTransfers"
+	CommandService_VoidPendingTransfers_FullMethodName = "/ledger.v1.CommandService/VoidPendingTransfers"
+	CommandService_ReverseTransfers_FullMethodName     = "/ledger.v1.CommandService/ReverseTransfers"
+	CommandService_SetAccountBounds_FullMethodName     = "/ledger.v1.CommandService/SetAccountBounds"
+	CommandService_SetAccountMetadata_FullMethodName   = "/ledger.v1.CommandService/SetAccountMetadata"
+	CommandService_CloseAccounts_FullMethodName        = "/ledger.v1.CommandService/CloseAccounts"
 )
 
 // CommandServiceClient is the client API for CommandService service.
@@ -38,8 +44,21 @@ type CommandServiceClient interface {
 	DefineAsset(ctx context.Context, in *DefineAssetRequest, opts ...grpc.CallOption) (*DefineAssetResponse, error)
 	// OpenAccounts opens up to 8,192 accounts, one result per item, in order.
 	OpenAccounts(ctx context.Context, in *OpenAccountsRequest, opts ...grpc.CallOption) (*OpenAccountsResponse, error)
-	// CreateTransfers records up to 8,192 transfers, one result per item, in order.
+	// CreateTransfers records up to 8,192 transfers, posted or pending, one result
+	// per item, in order.
 	CreateTransfers(ctx context.Context, in *CreateTransfersRequest, opts ...grpc.CallOption) (*CreateTransfersResponse, error)
+	// PostPendingTransfers posts pending transfers, in full or in part.
+	PostPendingTransfers(ctx context.Context, in *PostPendingTransfersRequest, opts ...grpc.CallOption) (*PostPendingTransfersResponse, error)
+	// VoidPendingTransfers releases pending transfers in full.
+	VoidPendingTransfers(ctx context.Context, in *VoidPendingTransfersRequest, opts ...grpc.CallOption) (*VoidPendingTransfersResponse, error)
+	// ReverseTransfers undoes posted transfers, in full or in part, with new ones.
+	ReverseTransfers(ctx context.Context, in *ReverseTransfersRequest, opts ...grpc.CallOption) (*ReverseTransfersResponse, error)
+	// SetAccountBounds replaces accounts' min and max balances from now on.
+	SetAccountBounds(ctx context.Context, in *SetAccountBoundsRequest, opts ...grpc.CallOption) (*SetAccountBoundsResponse, error)
+	// SetAccountMetadata replaces accounts' metadata.
+	SetAccountMetadata(ctx context.Context, in *SetAccountMetadataRequest, opts ...grpc.CallOption) (*SetAccountMetadataResponse, error)
+	// CloseAccounts closes accounts; no transfer may touch them again.
+	CloseAccounts(ctx context.Context, in *CloseAccountsRequest, opts ...grpc.CallOption) (*CloseAccountsResponse, error)
 }
 
 type commandServiceClient struct {
@@ -80,6 +99,66 @@ func (c *commandServiceClient) CreateTransfers(ctx context.Context, in *CreateTr
 	return out, nil
 }
 
+func (c *commandServiceClient) PostPendingTransfers(ctx context.Context, in *PostPendingTransfersRequest, opts ...grpc.CallOption) (*PostPendingTransfersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PostPendingTransfersResponse)
+	err := c.cc.Invoke(ctx, CommandService_PostPendingTransfers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) VoidPendingTransfers(ctx context.Context, in *VoidPendingTransfersRequest, opts ...grpc.CallOption) (*VoidPendingTransfersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VoidPendingTransfersResponse)
+	err := c.cc.Invoke(ctx, CommandService_VoidPendingTransfers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) ReverseTransfers(ctx context.Context, in *ReverseTransfersRequest, opts ...grpc.CallOption) (*ReverseTransfersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReverseTransfersResponse)
+	err := c.cc.Invoke(ctx, CommandService_ReverseTransfers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) SetAccountBounds(ctx context.Context, in *SetAccountBoundsRequest, opts ...grpc.CallOption) (*SetAccountBoundsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetAccountBoundsResponse)
+	err := c.cc.Invoke(ctx, CommandService_SetAccountBounds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) SetAccountMetadata(ctx context.Context, in *SetAccountMetadataRequest, opts ...grpc.CallOption) (*SetAccountMetadataResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetAccountMetadataResponse)
+	err := c.cc.Invoke(ctx, CommandService_SetAccountMetadata_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commandServiceClient) CloseAccounts(ctx context.Context, in *CloseAccountsRequest, opts ...grpc.CallOption) (*CloseAccountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseAccountsResponse)
+	err := c.cc.Invoke(ctx, CommandService_CloseAccounts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommandServiceServer is the server API for CommandService service.
 // All implementations must embed UnimplementedCommandServiceServer
 // for forward compatibility.
@@ -91,8 +170,21 @@ type CommandServiceServer interface {
 	DefineAsset(context.Context, *DefineAssetRequest) (*DefineAssetResponse, error)
 	// OpenAccounts opens up to 8,192 accounts, one result per item, in order.
 	OpenAccounts(context.Context, *OpenAccountsRequest) (*OpenAccountsResponse, error)
-	// CreateTransfers records up to 8,192 transfers, one result per item, in order.
+	// CreateTransfers records up to 8,192 transfers, posted or pending, one result
+	// per item, in order.
 	CreateTransfers(context.Context, *CreateTransfersRequest) (*CreateTransfersResponse, error)
+	// PostPendingTransfers posts pending transfers, in full or in part.
+	PostPendingTransfers(context.Context, *PostPendingTransfersRequest) (*PostPendingTransfersResponse, error)
+	// VoidPendingTransfers releases pending transfers in full.
+	VoidPendingTransfers(context.Context, *VoidPendingTransfersRequest) (*VoidPendingTransfersResponse, error)
+	// ReverseTransfers undoes posted transfers, in full or in part, with new ones.
+	ReverseTransfers(context.Context, *ReverseTransfersRequest) (*ReverseTransfersResponse, error)
+	// SetAccountBounds replaces accounts' min and max balances from now on.
+	SetAccountBounds(context.Context, *SetAccountBoundsRequest) (*SetAccountBoundsResponse, error)
+	// SetAccountMetadata replaces accounts' metadata.
+	SetAccountMetadata(context.Context, *SetAccountMetadataRequest) (*SetAccountMetadataResponse, error)
+	// CloseAccounts closes accounts; no transfer may touch them again.
+	CloseAccounts(context.Context, *CloseAccountsRequest) (*CloseAccountsResponse, error)
 	mustEmbedUnimplementedCommandServiceServer()
 }
 
@@ -111,6 +203,24 @@ func (UnimplementedCommandServiceServer) OpenAccounts(context.Context, *OpenAcco
 }
 func (UnimplementedCommandServiceServer) CreateTransfers(context.Context, *CreateTransfersRequest) (*CreateTransfersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateTransfers not implemented")
+}
+func (UnimplementedCommandServiceServer) PostPendingTransfers(context.Context, *PostPendingTransfersRequest) (*PostPendingTransfersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PostPendingTransfers not implemented")
+}
+func (UnimplementedCommandServiceServer) VoidPendingTransfers(context.Context, *VoidPendingTransfersRequest) (*VoidPendingTransfersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VoidPendingTransfers not implemented")
+}
+func (UnimplementedCommandServiceServer) ReverseTransfers(context.Context, *ReverseTransfersRequest) (*ReverseTransfersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReverseTransfers not implemented")
+}
+func (UnimplementedCommandServiceServer) SetAccountBounds(context.Context, *SetAccountBoundsRequest) (*SetAccountBoundsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetAccountBounds not implemented")
+}
+func (UnimplementedCommandServiceServer) SetAccountMetadata(context.Context, *SetAccountMetadataRequest) (*SetAccountMetadataResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetAccountMetadata not implemented")
+}
+func (UnimplementedCommandServiceServer) CloseAccounts(context.Context, *CloseAccountsRequest) (*CloseAccountsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseAccounts not implemented")
 }
 func (UnimplementedCommandServiceServer) mustEmbedUnimplementedCommandServiceServer() {}
 func (UnimplementedCommandServiceServer) testEmbeddedByValue()                        {}
@@ -187,6 +297,114 @@ func _CommandService_CreateTransfers_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommandService_PostPendingTransfers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PostPendingTransfersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).PostPendingTransfers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_PostPendingTransfers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).PostPendingTransfers(ctx, req.(*PostPendingTransfersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_VoidPendingTransfers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VoidPendingTransfersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).VoidPendingTransfers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_VoidPendingTransfers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).VoidPendingTransfers(ctx, req.(*VoidPendingTransfersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_ReverseTransfers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReverseTransfersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).ReverseTransfers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_ReverseTransfers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).ReverseTransfers(ctx, req.(*ReverseTransfersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_SetAccountBounds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetAccountBoundsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).SetAccountBounds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_SetAccountBounds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).SetAccountBounds(ctx, req.(*SetAccountBoundsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_SetAccountMetadata_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetAccountMetadataRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).SetAccountMetadata(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_SetAccountMetadata_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).SetAccountMetadata(ctx, req.(*SetAccountMetadataRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommandService_CloseAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).CloseAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_CloseAccounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).CloseAccounts(ctx, req.(*CloseAccountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommandService_ServiceDesc is the grpc.ServiceDesc for CommandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -205,6 +423,30 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateTransfers",
 			Handler:    _CommandService_CreateTransfers_Handler,
+		},
+		{
+			MethodName: "PostPendingTransfers",
+			Handler:    _CommandService_PostPendingTransfers_Handler,
+		},
+		{
+			MethodName: "VoidPendingTransfers",
+			Handler:    _CommandService_VoidPendingTransfers_Handler,
+		},
+		{
+			MethodName: "ReverseTransfers",
+			Handler:    _CommandService_ReverseTransfers_Handler,
+		},
+		{
+			MethodName: "SetAccountBounds",
+			Handler:    _CommandService_SetAccountBounds_Handler,
+		},
+		{
+			MethodName: "SetAccountMetadata",
+			Handler:    _CommandService_SetAccountMetadata_Handler,
+		},
+		{
+			MethodName: "CloseAccounts",
+			Handler:    _CommandService_CloseAccounts_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
