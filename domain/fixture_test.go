@@ -28,11 +28,17 @@ var decided = struct {
 // decide validates c and, when valid, decides it against s, answering any
 // NeedPriorError from what decide returned before.
 func decide(s *domain.State, c domain.Command) (domain.Event, error) {
+	return decideAt(s, c, now)
+}
+
+// decideAt is decide with the writer's clock at at: for holds that expire and
+// effective times checked against the clock.
+func decideAt(s *domain.State, c domain.Command, at time.Time) (domain.Event, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	for {
-		e, err := domain.Decide(s, c, now)
+		e, err := domain.Decide(s, c, at)
 		var need *domain.NeedPriorError
 		if errors.As(err, &need) {
 			decided.Lock()
@@ -66,7 +72,13 @@ func remember(s *domain.State, pos uint64, e domain.Event) {
 // when c is refused. It returns the position.
 func apply(t testing.TB, s *domain.State, c domain.Command) uint64 {
 	t.Helper()
-	e, err := decide(s, c)
+	return applyAt(t, s, c, now)
+}
+
+// applyAt is apply with the writer's clock at at.
+func applyAt(t testing.TB, s *domain.State, c domain.Command, at time.Time) uint64 {
+	t.Helper()
+	e, err := decideAt(s, c, at)
 	if err != nil {
 		t.Fatalf("apply %T %s: %v", c, c.CommandID(), err)
 	}

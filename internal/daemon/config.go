@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/ledgerd/ledger/domain"
 )
 
 // Config is ledgerd's configuration: flags, with LEDGER_* environment variables
@@ -30,6 +32,9 @@ type Config struct {
 	PostgresConnsMax int
 	// Pprof serves /debug/pprof/ on the HTTP port, for profiling.
 	Pprof bool
+	// EffectivePastMax and EffectiveFutureMax bound a transfer's effective_at
+	// around the time it is recorded.
+	EffectivePastMax, EffectiveFutureMax time.Duration
 }
 
 // ParseFlags reads args over the environment (getenv, e.g. os.Getenv).
@@ -58,6 +63,10 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	})
 	fs.IntVar(&c.PostgresConnsMax, "postgres-conns-max", 32, "PostgreSQL connection pool size")
 	fs.BoolVar(&c.Pprof, "pprof", getenv("LEDGER_PPROF") == "true", "serve /debug/pprof/ on the HTTP port (env LEDGER_PPROF=true)")
+	fs.DurationVar(&c.EffectivePastMax, "effective-past-max", envDuration(getenv, "LEDGER_EFFECTIVE_PAST_MAX", domain.DefaultPolicy.EffectivePastMax),
+		"how far in the past a transfer's effective_at may be (env LEDGER_EFFECTIVE_PAST_MAX)")
+	fs.DurationVar(&c.EffectiveFutureMax, "effective-future-max", envDuration(getenv, "LEDGER_EFFECTIVE_FUTURE_MAX", domain.DefaultPolicy.EffectiveFutureMax),
+		"how far in the future a transfer's effective_at may be (env LEDGER_EFFECTIVE_FUTURE_MAX)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -67,4 +76,13 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	c.StreamMaxAge = d
 	return c, nil
+}
+
+// envDuration reads a duration from the environment, or def when unset or
+// malformed (a malformed one is then reported by the flag's own parse if given).
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(key)); err == nil {
+		return d
+	}
+	return def
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 	"github.com/ledgerd/ledger/queries"
@@ -104,6 +105,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Store:    m.store,
 		Logger:   m.Logger,
 		OnCommit: m.onCommit,
+		Policy:   domain.Policy{EffectivePastMax: m.Config.EffectivePastMax, EffectiveFutureMax: m.Config.EffectiveFutureMax},
 	}, 0, m.startReaders)
 	names, err := m.store.Ledgers(ctx)
 	if err != nil {
