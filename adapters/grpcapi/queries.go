@@ -12,10 +12,14 @@ import (
 type QueryServer struct {
 	ledgerv1.UnimplementedQueryServiceServer
 	q *queries.Service
+	// writers answer consistency STRONG.
+	writers Writers
 }
 
-// NewQueryServer returns a QueryServer over q.
-func NewQueryServer(q *queries.Service) *QueryServer { return &QueryServer{q: q} }
+// NewQueryServer returns a QueryServer over q, with writers for STRONG reads.
+func NewQueryServer(q *queries.Service, writers Writers) *QueryServer {
+	return &QueryServer{q: q, writers: writers}
+}
 
 // GetBalances returns balances with the position they reflect.
 func (s *QueryServer) GetBalances(ctx context.Context, req *ledgerv1.GetBalancesRequest) (*ledgerv1.GetBalancesResponse, error) {

@@ -68,9 +68,10 @@ type Main struct {
 
 	closeOnce sync.Once
 
-	mu      sync.Mutex
-	relays  map[string]*natsbus.Relay
-	runners map[string]*projections.Runner
+	mu     sync.Mutex
+	relays map[string]*natsbus.Relay
+	// runners holds each ledger's projection runners by projection name.
+	runners map[string]map[string]*projections.Runner
 }
 
 // Run starts everything and returns once ledgerd serves; Close stops it.
@@ -86,7 +87,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Close()
 		}
 	}()
-	m.relays, m.runners = map[string]*natsbus.Relay{}, map[string]*projections.Runner{}
+	m.relays, m.runners = map[string]*natsbus.Relay{}, map[string]map[string]*projections.Runner{}
 	if err := m.openPostgres(ctx); err != nil {
 		return err
 	}
@@ -186,14 +187,21 @@ func (m *Main) openNATS() error {
 func (m *Main) startReaders(ledger string) {
 	streamOpts := natsbus.StreamOptions{MaxAge: m.Config.StreamMaxAge}
 	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger)
-	src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
-	runner := projections.NewRunner(m.pool, ledger, projections.Balances{}, src, m.Logger)
+	runners := map[string]*projections.Runner{}
 	m.mu.Lock()
-	m.relays[ledger], m.runners[ledger] = relay, runner
+	m.relays[ledger], m.runners[ledger] = relay, runners
 	m.mu.Unlock()
-	m.wg.Add(2)
+	m.wg.Add(1)
 	go func() { defer m.wg.Done(); _ = relay.Run(m.readersCtx) }()
-	go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(m.readersCtx) }()
+	for _, proj := range projections.All() {
+		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
+		runner := projections.NewRunner(m.pool, ledger, proj, src, m.Logger)
+		m.mu.Lock()
+		runners[proj.Name()] = runner
+		m.mu.Unlock()
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(m.readersCtx) }()
+	}
 }
 
 func (m *Main) onCommit(ledger string, recs []eventstore.Record) {
@@ -209,12 +217,9 @@ func (m *Main) onCommit(ledger string, recs []eventstore.Record) {
 
 // waiter gives queries the in-process notifier of a ledger's projection.
 func (m *Main) waiter(ledger, projection string) queries.Waiter {
-	if projection != "balances" {
-		return nil
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if r, ok := m.runners[ledger]; ok {
+	if r, ok := m.runners[ledger][projection]; ok {
 		return r
 	}
 	return nil
@@ -231,7 +236,7 @@ func (m *Main) serve() error {
 	m.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(grpcMsgMax), grpc.MaxSendMsgSize(grpcMsgMax),
 		grpc.ChainUnaryInterceptor(m.metrics.unaryInterceptor))
 	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, grpcapi.NewCommandServer(m.ledgers, m.Logger))
-	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.pool, m.waiter)))
+	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.pool, m.waiter), m.ledgers))
 	reflection.Register(m.grpcSrv)
 
 	mux := http.NewServeMux()

@@ -212,6 +212,282 @@ func (NormalBalance) EnumDescriptor() ([]byte, []int) {
 	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{1}
 }
 
+// Consistency says where an answer comes from.
+type Consistency int32
+
+const (
+	// The projection (the default).
+	Consistency_CONSISTENCY_UNSPECIFIED Consistency = 0
+	// The ledger's writer: every acknowledged command included.
+	Consistency_CONSISTENCY_STRONG Consistency = 1
+)
+
+// Enum value maps for Consistency.
+var (
+	Consistency_name = map[int32]string{
+		0: "CONSISTENCY_UNSPECIFIED",
+		1: "CONSISTENCY_STRONG",
+	}
+	Consistency_value = map[string]int32{
+		"CONSISTENCY_UNSPECIFIED": 0,
+		"CONSISTENCY_STRONG":      1,
+	}
+)
+
+func (x Consistency) Enum() *Consistency {
+	p := new(Consistency)
+	*p = x
+	return p
+}
+
+func (x Consistency) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Consistency) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_ledger_proto_enumTypes[2].Descriptor()
+}
+
+func (Consistency) Type() protoreflect.EnumType {
+	return &file_ledger_v1_ledger_proto_enumTypes[2]
+}
+
+func (x Consistency) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Consistency.Descriptor instead.
+func (Consistency) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{2}
+}
+
+// TimeBasis says which time a time bound or as_of_time refers to.
+type TimeBasis int32
+
+const (
+	// When the event was recorded (the default); monotonic with position.
+	TimeBasis_TIME_BASIS_UNSPECIFIED TimeBasis = 0
+	// The business time (effective_at) of the movement.
+	TimeBasis_TIME_BASIS_EFFECTIVE TimeBasis = 1
+)
+
+// Enum value maps for TimeBasis.
+var (
+	TimeBasis_name = map[int32]string{
+		0: "TIME_BASIS_UNSPECIFIED",
+		1: "TIME_BASIS_EFFECTIVE",
+	}
+	TimeBasis_value = map[string]int32{
+		"TIME_BASIS_UNSPECIFIED": 0,
+		"TIME_BASIS_EFFECTIVE":   1,
+	}
+)
+
+func (x TimeBasis) Enum() *TimeBasis {
+	p := new(TimeBasis)
+	*p = x
+	return p
+}
+
+func (x TimeBasis) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TimeBasis) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_ledger_proto_enumTypes[3].Descriptor()
+}
+
+func (TimeBasis) Type() protoreflect.EnumType {
+	return &file_ledger_v1_ledger_proto_enumTypes[3]
+}
+
+func (x TimeBasis) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TimeBasis.Descriptor instead.
+func (TimeBasis) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{3}
+}
+
+// Direction is the side of an account a movement is on.
+type Direction int32
+
+const (
+	Direction_DIRECTION_UNSPECIFIED Direction = 0
+	Direction_DIRECTION_DEBIT       Direction = 1
+	Direction_DIRECTION_CREDIT      Direction = 2
+)
+
+// Enum value maps for Direction.
+var (
+	Direction_name = map[int32]string{
+		0: "DIRECTION_UNSPECIFIED",
+		1: "DIRECTION_DEBIT",
+		2: "DIRECTION_CREDIT",
+	}
+	Direction_value = map[string]int32{
+		"DIRECTION_UNSPECIFIED": 0,
+		"DIRECTION_DEBIT":       1,
+		"DIRECTION_CREDIT":      2,
+	}
+)
+
+func (x Direction) Enum() *Direction {
+	p := new(Direction)
+	*p = x
+	return p
+}
+
+func (x Direction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Direction) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_ledger_proto_enumTypes[4].Descriptor()
+}
+
+func (Direction) Type() protoreflect.EnumType {
+	return &file_ledger_v1_ledger_proto_enumTypes[4]
+}
+
+func (x Direction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Direction.Descriptor instead.
+func (Direction) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{4}
+}
+
+// TransferKind is what created a transfer record.
+type TransferKind int32
+
+const (
+	TransferKind_TRANSFER_KIND_UNSPECIFIED TransferKind = 0
+	TransferKind_TRANSFER_KIND_TRANSFER    TransferKind = 1
+	TransferKind_TRANSFER_KIND_PENDING     TransferKind = 2
+	TransferKind_TRANSFER_KIND_POST        TransferKind = 3
+	TransferKind_TRANSFER_KIND_VOID        TransferKind = 4
+	TransferKind_TRANSFER_KIND_REVERSAL    TransferKind = 5
+)
+
+// Enum value maps for TransferKind.
+var (
+	TransferKind_name = map[int32]string{
+		0: "TRANSFER_KIND_UNSPECIFIED",
+		1: "TRANSFER_KIND_TRANSFER",
+		2: "TRANSFER_KIND_PENDING",
+		3: "TRANSFER_KIND_POST",
+		4: "TRANSFER_KIND_VOID",
+		5: "TRANSFER_KIND_REVERSAL",
+	}
+	TransferKind_value = map[string]int32{
+		"TRANSFER_KIND_UNSPECIFIED": 0,
+		"TRANSFER_KIND_TRANSFER":    1,
+		"TRANSFER_KIND_PENDING":     2,
+		"TRANSFER_KIND_POST":        3,
+		"TRANSFER_KIND_VOID":        4,
+		"TRANSFER_KIND_REVERSAL":    5,
+	}
+)
+
+func (x TransferKind) Enum() *TransferKind {
+	p := new(TransferKind)
+	*p = x
+	return p
+}
+
+func (x TransferKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TransferKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_ledger_proto_enumTypes[5].Descriptor()
+}
+
+func (TransferKind) Type() protoreflect.EnumType {
+	return &file_ledger_v1_ledger_proto_enumTypes[5]
+}
+
+func (x TransferKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TransferKind.Descriptor instead.
+func (TransferKind) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{5}
+}
+
+// TransferStatus is where a transfer stands now.
+type TransferStatus int32
+
+const (
+	TransferStatus_TRANSFER_STATUS_UNSPECIFIED TransferStatus = 0
+	// Posted (a transfer, a post, a reversal, a void's record).
+	TransferStatus_TRANSFER_STATUS_POSTED TransferStatus = 1
+	// A hold still open.
+	TransferStatus_TRANSFER_STATUS_PENDING TransferStatus = 2
+	// A hold posted (in full or in part).
+	TransferStatus_TRANSFER_STATUS_PENDING_POSTED TransferStatus = 3
+	TransferStatus_TRANSFER_STATUS_VOIDED         TransferStatus = 4
+	TransferStatus_TRANSFER_STATUS_EXPIRED        TransferStatus = 5
+	// Reversed in full; PARTIALLY_REVERSED when some is left.
+	TransferStatus_TRANSFER_STATUS_REVERSED           TransferStatus = 6
+	TransferStatus_TRANSFER_STATUS_PARTIALLY_REVERSED TransferStatus = 7
+)
+
+// Enum value maps for TransferStatus.
+var (
+	TransferStatus_name = map[int32]string{
+		0: "TRANSFER_STATUS_UNSPECIFIED",
+		1: "TRANSFER_STATUS_POSTED",
+		2: "TRANSFER_STATUS_PENDING",
+		3: "TRANSFER_STATUS_PENDING_POSTED",
+		4: "TRANSFER_STATUS_VOIDED",
+		5: "TRANSFER_STATUS_EXPIRED",
+		6: "TRANSFER_STATUS_REVERSED",
+		7: "TRANSFER_STATUS_PARTIALLY_REVERSED",
+	}
+	TransferStatus_value = map[string]int32{
+		"TRANSFER_STATUS_UNSPECIFIED":        0,
+		"TRANSFER_STATUS_POSTED":             1,
+		"TRANSFER_STATUS_PENDING":            2,
+		"TRANSFER_STATUS_PENDING_POSTED":     3,
+		"TRANSFER_STATUS_VOIDED":             4,
+		"TRANSFER_STATUS_EXPIRED":            5,
+		"TRANSFER_STATUS_REVERSED":           6,
+		"TRANSFER_STATUS_PARTIALLY_REVERSED": 7,
+	}
+)
+
+func (x TransferStatus) Enum() *TransferStatus {
+	p := new(TransferStatus)
+	*p = x
+	return p
+}
+
+func (x TransferStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TransferStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_ledger_proto_enumTypes[6].Descriptor()
+}
+
+func (TransferStatus) Type() protoreflect.EnumType {
+	return &file_ledger_v1_ledger_proto_enumTypes[6]
+}
+
+func (x TransferStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TransferStatus.Descriptor instead.
+func (TransferStatus) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{6}
+}
+
 type DefineAssetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ledger name: [a-z0-9][a-z0-9-]{0,62}.
@@ -1895,7 +2171,13 @@ type GetBalancesRequest struct {
 	Accounts []string `protobuf:"bytes,2,rep,name=accounts,proto3" json:"accounts,omitempty"`
 	// Wait (bounded by the request deadline, at most 10 s) until the projection
 	// has applied this position: read-your-writes with a command's position.
-	MinPosition   uint64 `protobuf:"varint,3,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	MinPosition uint64      `protobuf:"varint,3,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	Consistency Consistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=ledger.v1.Consistency" json:"consistency,omitempty"`
+	// Balances just after this position; 0: now. Not with STRONG.
+	AsOfPosition uint64 `protobuf:"varint,5,opt,name=as_of_position,json=asOfPosition,proto3" json:"as_of_position,omitempty"`
+	// Balances at this time (inclusive), on time_basis. Not with as_of_position.
+	AsOfTime      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	TimeBasis     TimeBasis              `protobuf:"varint,7,opt,name=time_basis,json=timeBasis,proto3,enum=ledger.v1.TimeBasis" json:"time_basis,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1949,6 +2231,34 @@ func (x *GetBalancesRequest) GetMinPosition() uint64 {
 		return x.MinPosition
 	}
 	return 0
+}
+
+func (x *GetBalancesRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *GetBalancesRequest) GetAsOfPosition() uint64 {
+	if x != nil {
+		return x.AsOfPosition
+	}
+	return 0
+}
+
+func (x *GetBalancesRequest) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *GetBalancesRequest) GetTimeBasis() TimeBasis {
+	if x != nil {
+		return x.TimeBasis
+	}
+	return TimeBasis_TIME_BASIS_UNSPECIFIED
 }
 
 type Balance struct {
@@ -2124,6 +2434,1330 @@ func (x *GetBalancesResponse) GetPosition() uint64 {
 	return 0
 }
 
+type ListStatementRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ledger  string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Account string                 `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
+	// Position range, inclusive; 0: open.
+	FromPosition uint64 `protobuf:"varint,3,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	ToPosition   uint64 `protobuf:"varint,4,opt,name=to_position,json=toPosition,proto3" json:"to_position,omitempty"`
+	// Time range, inclusive, on time_basis; unset: open.
+	FromTime  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
+	ToTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=to_time,json=toTime,proto3" json:"to_time,omitempty"`
+	TimeBasis TimeBasis              `protobuf:"varint,7,opt,name=time_basis,json=timeBasis,proto3,enum=ledger.v1.TimeBasis" json:"time_basis,omitempty"`
+	// From a previous page's next_cursor; empty: the first page.
+	Cursor string `protobuf:"bytes,8,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// 1..1,000; 0: 100.
+	Limit       uint32 `protobuf:"varint,9,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinPosition uint64 `protobuf:"varint,10,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	// Also list pending movements (holds placed and released).
+	IncludePending bool `protobuf:"varint,11,opt,name=include_pending,json=includePending,proto3" json:"include_pending,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListStatementRequest) Reset() {
+	*x = ListStatementRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStatementRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStatementRequest) ProtoMessage() {}
+
+func (x *ListStatementRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStatementRequest.ProtoReflect.Descriptor instead.
+func (*ListStatementRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListStatementRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ListStatementRequest) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *ListStatementRequest) GetFromPosition() uint64 {
+	if x != nil {
+		return x.FromPosition
+	}
+	return 0
+}
+
+func (x *ListStatementRequest) GetToPosition() uint64 {
+	if x != nil {
+		return x.ToPosition
+	}
+	return 0
+}
+
+func (x *ListStatementRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FromTime
+	}
+	return nil
+}
+
+func (x *ListStatementRequest) GetToTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ToTime
+	}
+	return nil
+}
+
+func (x *ListStatementRequest) GetTimeBasis() TimeBasis {
+	if x != nil {
+		return x.TimeBasis
+	}
+	return TimeBasis_TIME_BASIS_UNSPECIFIED
+}
+
+func (x *ListStatementRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ListStatementRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListStatementRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+func (x *ListStatementRequest) GetIncludePending() bool {
+	if x != nil {
+		return x.IncludePending
+	}
+	return false
+}
+
+// StatementLine is one movement of an account.
+type StatementLine struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Position uint64                 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// The transfer, post, void, reversal or hold the movement belongs to.
+	TransferId string `protobuf:"bytes,2,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
+	// The event type: TransferCommitted, TransferPending, PendingPosted, ...
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The other side(s) of the movement.
+	CounterAccounts []string  `protobuf:"bytes,4,rep,name=counter_accounts,json=counterAccounts,proto3" json:"counter_accounts,omitempty"`
+	Direction       Direction `protobuf:"varint,5,opt,name=direction,proto3,enum=ledger.v1.Direction" json:"direction,omitempty"`
+	Amount          string    `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Posted balance after this line, on the account's normal side.
+	RunningBalance string `protobuf:"bytes,7,opt,name=running_balance,json=runningBalance,proto3" json:"running_balance,omitempty"`
+	// A movement of the pending fields (a hold, or its release).
+	Pending     bool                   `protobuf:"varint,8,opt,name=pending,proto3" json:"pending,omitempty"`
+	EffectiveAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	RecordedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	Reference   string                 `protobuf:"bytes,11,opt,name=reference,proto3" json:"reference,omitempty"`
+	Metadata    map[string]string      `protobuf:"bytes,12,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The posting of the transfer this line comes from.
+	PostingIndex uint32 `protobuf:"varint,13,opt,name=posting_index,json=postingIndex,proto3" json:"posting_index,omitempty"`
+	// Available balance after this line.
+	RunningAvailable string `protobuf:"bytes,14,opt,name=running_available,json=runningAvailable,proto3" json:"running_available,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *StatementLine) Reset() {
+	*x = StatementLine{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatementLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatementLine) ProtoMessage() {}
+
+func (x *StatementLine) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatementLine.ProtoReflect.Descriptor instead.
+func (*StatementLine) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *StatementLine) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *StatementLine) GetTransferId() string {
+	if x != nil {
+		return x.TransferId
+	}
+	return ""
+}
+
+func (x *StatementLine) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *StatementLine) GetCounterAccounts() []string {
+	if x != nil {
+		return x.CounterAccounts
+	}
+	return nil
+}
+
+func (x *StatementLine) GetDirection() Direction {
+	if x != nil {
+		return x.Direction
+	}
+	return Direction_DIRECTION_UNSPECIFIED
+}
+
+func (x *StatementLine) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *StatementLine) GetRunningBalance() string {
+	if x != nil {
+		return x.RunningBalance
+	}
+	return ""
+}
+
+func (x *StatementLine) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *StatementLine) GetEffectiveAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveAt
+	}
+	return nil
+}
+
+func (x *StatementLine) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+func (x *StatementLine) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *StatementLine) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *StatementLine) GetPostingIndex() uint32 {
+	if x != nil {
+		return x.PostingIndex
+	}
+	return 0
+}
+
+func (x *StatementLine) GetRunningAvailable() string {
+	if x != nil {
+		return x.RunningAvailable
+	}
+	return ""
+}
+
+type ListStatementResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Account string                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	Asset   string                 `protobuf:"bytes,2,opt,name=asset,proto3" json:"asset,omitempty"`
+	Lines   []*StatementLine       `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	// Posted balance just before the range and at its end.
+	OpeningBalance string `protobuf:"bytes,4,opt,name=opening_balance,json=openingBalance,proto3" json:"opening_balance,omitempty"`
+	ClosingBalance string `protobuf:"bytes,5,opt,name=closing_balance,json=closingBalance,proto3" json:"closing_balance,omitempty"`
+	// Empty on the last page. Stable while new movements arrive.
+	NextCursor    string `protobuf:"bytes,6,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	Position      uint64 `protobuf:"varint,7,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStatementResponse) Reset() {
+	*x = ListStatementResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStatementResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStatementResponse) ProtoMessage() {}
+
+func (x *ListStatementResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStatementResponse.ProtoReflect.Descriptor instead.
+func (*ListStatementResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListStatementResponse) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *ListStatementResponse) GetAsset() string {
+	if x != nil {
+		return x.Asset
+	}
+	return ""
+}
+
+func (x *ListStatementResponse) GetLines() []*StatementLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *ListStatementResponse) GetOpeningBalance() string {
+	if x != nil {
+		return x.OpeningBalance
+	}
+	return ""
+}
+
+func (x *ListStatementResponse) GetClosingBalance() string {
+	if x != nil {
+		return x.ClosingBalance
+	}
+	return ""
+}
+
+func (x *ListStatementResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+func (x *ListStatementResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type TransferPosting struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DebitAccount  string                 `protobuf:"bytes,1,opt,name=debit_account,json=debitAccount,proto3" json:"debit_account,omitempty"`
+	CreditAccount string                 `protobuf:"bytes,2,opt,name=credit_account,json=creditAccount,proto3" json:"credit_account,omitempty"`
+	Asset         string                 `protobuf:"bytes,3,opt,name=asset,proto3" json:"asset,omitempty"`
+	Amount        string                 `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	// For a hold: what it still holds (0 once resolved).
+	Remaining string `protobuf:"bytes,5,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// For a posted transfer: how much has been reversed so far.
+	Reversed      string `protobuf:"bytes,6,opt,name=reversed,proto3" json:"reversed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferPosting) Reset() {
+	*x = TransferPosting{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferPosting) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferPosting) ProtoMessage() {}
+
+func (x *TransferPosting) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferPosting.ProtoReflect.Descriptor instead.
+func (*TransferPosting) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *TransferPosting) GetDebitAccount() string {
+	if x != nil {
+		return x.DebitAccount
+	}
+	return ""
+}
+
+func (x *TransferPosting) GetCreditAccount() string {
+	if x != nil {
+		return x.CreditAccount
+	}
+	return ""
+}
+
+func (x *TransferPosting) GetAsset() string {
+	if x != nil {
+		return x.Asset
+	}
+	return ""
+}
+
+func (x *TransferPosting) GetAmount() string {
+	if x != nil {
+		return x.Amount
+	}
+	return ""
+}
+
+func (x *TransferPosting) GetRemaining() string {
+	if x != nil {
+		return x.Remaining
+	}
+	return ""
+}
+
+func (x *TransferPosting) GetReversed() string {
+	if x != nil {
+		return x.Reversed
+	}
+	return ""
+}
+
+// TransferView is a transfer as the transfers projection knows it.
+type TransferView struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind        TransferKind           `protobuf:"varint,2,opt,name=kind,proto3,enum=ledger.v1.TransferKind" json:"kind,omitempty"`
+	Status      TransferStatus         `protobuf:"varint,3,opt,name=status,proto3,enum=ledger.v1.TransferStatus" json:"status,omitempty"`
+	Postings    []*TransferPosting     `protobuf:"bytes,4,rep,name=postings,proto3" json:"postings,omitempty"`
+	Reference   string                 `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	Metadata    map[string]string      `protobuf:"bytes,6,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	EffectiveAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	RecordedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	Position    uint64                 `protobuf:"varint,9,opt,name=position,proto3" json:"position,omitempty"`
+	// A post or void: the hold it resolves. A hold: the post or void that
+	// resolved it.
+	PendingId  string `protobuf:"bytes,10,opt,name=pending_id,json=pendingId,proto3" json:"pending_id,omitempty"`
+	ResolvedBy string `protobuf:"bytes,11,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
+	// A reversal: the transfer it reverses. A transfer: its reversals.
+	Reverses   string   `protobuf:"bytes,12,opt,name=reverses,proto3" json:"reverses,omitempty"`
+	ReversedBy []string `protobuf:"bytes,13,rep,name=reversed_by,json=reversedBy,proto3" json:"reversed_by,omitempty"`
+	// A hold's expiry, if it has one.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferView) Reset() {
+	*x = TransferView{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferView) ProtoMessage() {}
+
+func (x *TransferView) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferView.ProtoReflect.Descriptor instead.
+func (*TransferView) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *TransferView) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TransferView) GetKind() TransferKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TransferKind_TRANSFER_KIND_UNSPECIFIED
+}
+
+func (x *TransferView) GetStatus() TransferStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TransferStatus_TRANSFER_STATUS_UNSPECIFIED
+}
+
+func (x *TransferView) GetPostings() []*TransferPosting {
+	if x != nil {
+		return x.Postings
+	}
+	return nil
+}
+
+func (x *TransferView) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *TransferView) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *TransferView) GetEffectiveAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveAt
+	}
+	return nil
+}
+
+func (x *TransferView) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+func (x *TransferView) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *TransferView) GetPendingId() string {
+	if x != nil {
+		return x.PendingId
+	}
+	return ""
+}
+
+func (x *TransferView) GetResolvedBy() string {
+	if x != nil {
+		return x.ResolvedBy
+	}
+	return ""
+}
+
+func (x *TransferView) GetReverses() string {
+	if x != nil {
+		return x.Reverses
+	}
+	return ""
+}
+
+func (x *TransferView) GetReversedBy() []string {
+	if x != nil {
+		return x.ReversedBy
+	}
+	return nil
+}
+
+func (x *TransferView) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type GetTransfersRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// 1..1,000 ids.
+	Ids           []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	MinPosition   uint64   `protobuf:"varint,3,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTransfersRequest) Reset() {
+	*x = GetTransfersRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTransfersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTransfersRequest) ProtoMessage() {}
+
+func (x *GetTransfersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTransfersRequest.ProtoReflect.Descriptor instead.
+func (*GetTransfersRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetTransfersRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *GetTransfersRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *GetTransfersRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+type GetTransfersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In request order; unknown ids are absent.
+	Transfers     []*TransferView `protobuf:"bytes,1,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	Position      uint64          `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTransfersResponse) Reset() {
+	*x = GetTransfersResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTransfersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTransfersResponse) ProtoMessage() {}
+
+func (x *GetTransfersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTransfersResponse.ProtoReflect.Descriptor instead.
+func (*GetTransfersResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetTransfersResponse) GetTransfers() []*TransferView {
+	if x != nil {
+		return x.Transfers
+	}
+	return nil
+}
+
+func (x *GetTransfersResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type ListTransfersRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// Transfers with a posting on this account.
+	Account   string `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
+	Reference string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Transfers whose metadata has this key (and value, when given).
+	MetadataKey   string                 `protobuf:"bytes,4,opt,name=metadata_key,json=metadataKey,proto3" json:"metadata_key,omitempty"`
+	MetadataValue string                 `protobuf:"bytes,5,opt,name=metadata_value,json=metadataValue,proto3" json:"metadata_value,omitempty"`
+	Status        TransferStatus         `protobuf:"varint,6,opt,name=status,proto3,enum=ledger.v1.TransferStatus" json:"status,omitempty"`
+	FromTime      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
+	ToTime        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=to_time,json=toTime,proto3" json:"to_time,omitempty"`
+	TimeBasis     TimeBasis              `protobuf:"varint,9,opt,name=time_basis,json=timeBasis,proto3,enum=ledger.v1.TimeBasis" json:"time_basis,omitempty"`
+	Cursor        string                 `protobuf:"bytes,10,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// 1..1,000; 0: 100.
+	Limit         uint32 `protobuf:"varint,11,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinPosition   uint64 `protobuf:"varint,12,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTransfersRequest) Reset() {
+	*x = ListTransfersRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTransfersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTransfersRequest) ProtoMessage() {}
+
+func (x *ListTransfersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTransfersRequest.ProtoReflect.Descriptor instead.
+func (*ListTransfersRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListTransfersRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ListTransfersRequest) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *ListTransfersRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *ListTransfersRequest) GetMetadataKey() string {
+	if x != nil {
+		return x.MetadataKey
+	}
+	return ""
+}
+
+func (x *ListTransfersRequest) GetMetadataValue() string {
+	if x != nil {
+		return x.MetadataValue
+	}
+	return ""
+}
+
+func (x *ListTransfersRequest) GetStatus() TransferStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TransferStatus_TRANSFER_STATUS_UNSPECIFIED
+}
+
+func (x *ListTransfersRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FromTime
+	}
+	return nil
+}
+
+func (x *ListTransfersRequest) GetToTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ToTime
+	}
+	return nil
+}
+
+func (x *ListTransfersRequest) GetTimeBasis() TimeBasis {
+	if x != nil {
+		return x.TimeBasis
+	}
+	return TimeBasis_TIME_BASIS_UNSPECIFIED
+}
+
+func (x *ListTransfersRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ListTransfersRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListTransfersRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+type ListTransfersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Transfers     []*TransferView        `protobuf:"bytes,1,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	NextCursor    string                 `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	Position      uint64                 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTransfersResponse) Reset() {
+	*x = ListTransfersResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTransfersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTransfersResponse) ProtoMessage() {}
+
+func (x *ListTransfersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTransfersResponse.ProtoReflect.Descriptor instead.
+func (*ListTransfersResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListTransfersResponse) GetTransfers() []*TransferView {
+	if x != nil {
+		return x.Transfers
+	}
+	return nil
+}
+
+func (x *ListTransfersResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+func (x *ListTransfersResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type GetTrialBalanceRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// Just after this position; 0: now.
+	AsOfPosition  uint64 `protobuf:"varint,2,opt,name=as_of_position,json=asOfPosition,proto3" json:"as_of_position,omitempty"`
+	MinPosition   uint64 `protobuf:"varint,3,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrialBalanceRequest) Reset() {
+	*x = GetTrialBalanceRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrialBalanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrialBalanceRequest) ProtoMessage() {}
+
+func (x *GetTrialBalanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrialBalanceRequest.ProtoReflect.Descriptor instead.
+func (*GetTrialBalanceRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetTrialBalanceRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *GetTrialBalanceRequest) GetAsOfPosition() uint64 {
+	if x != nil {
+		return x.AsOfPosition
+	}
+	return 0
+}
+
+func (x *GetTrialBalanceRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+type TrialBalanceLine struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Asset          string                 `protobuf:"bytes,1,opt,name=asset,proto3" json:"asset,omitempty"`
+	DebitsPosted   string                 `protobuf:"bytes,2,opt,name=debits_posted,json=debitsPosted,proto3" json:"debits_posted,omitempty"`
+	CreditsPosted  string                 `protobuf:"bytes,3,opt,name=credits_posted,json=creditsPosted,proto3" json:"credits_posted,omitempty"`
+	DebitsPending  string                 `protobuf:"bytes,4,opt,name=debits_pending,json=debitsPending,proto3" json:"debits_pending,omitempty"`
+	CreditsPending string                 `protobuf:"bytes,5,opt,name=credits_pending,json=creditsPending,proto3" json:"credits_pending,omitempty"`
+	// Accounts open in the asset, and closed.
+	Accounts       uint64 `protobuf:"varint,6,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	AccountsClosed uint64 `protobuf:"varint,7,opt,name=accounts_closed,json=accountsClosed,proto3" json:"accounts_closed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TrialBalanceLine) Reset() {
+	*x = TrialBalanceLine{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrialBalanceLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrialBalanceLine) ProtoMessage() {}
+
+func (x *TrialBalanceLine) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrialBalanceLine.ProtoReflect.Descriptor instead.
+func (*TrialBalanceLine) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TrialBalanceLine) GetAsset() string {
+	if x != nil {
+		return x.Asset
+	}
+	return ""
+}
+
+func (x *TrialBalanceLine) GetDebitsPosted() string {
+	if x != nil {
+		return x.DebitsPosted
+	}
+	return ""
+}
+
+func (x *TrialBalanceLine) GetCreditsPosted() string {
+	if x != nil {
+		return x.CreditsPosted
+	}
+	return ""
+}
+
+func (x *TrialBalanceLine) GetDebitsPending() string {
+	if x != nil {
+		return x.DebitsPending
+	}
+	return ""
+}
+
+func (x *TrialBalanceLine) GetCreditsPending() string {
+	if x != nil {
+		return x.CreditsPending
+	}
+	return ""
+}
+
+func (x *TrialBalanceLine) GetAccounts() uint64 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
+func (x *TrialBalanceLine) GetAccountsClosed() uint64 {
+	if x != nil {
+		return x.AccountsClosed
+	}
+	return 0
+}
+
+type GetTrialBalanceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lines         []*TrialBalanceLine    `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	Position      uint64                 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrialBalanceResponse) Reset() {
+	*x = GetTrialBalanceResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrialBalanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrialBalanceResponse) ProtoMessage() {}
+
+func (x *GetTrialBalanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrialBalanceResponse.ProtoReflect.Descriptor instead.
+func (*GetTrialBalanceResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetTrialBalanceResponse) GetLines() []*TrialBalanceLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *GetTrialBalanceResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type GetProjectionStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: every ledger.
+	Ledger        string `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectionStatusRequest) Reset() {
+	*x = GetProjectionStatusRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectionStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectionStatusRequest) ProtoMessage() {}
+
+func (x *GetProjectionStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectionStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetProjectionStatusRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetProjectionStatusRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+type ProjectionStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Ledger   string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Name     string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Version  int32                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Position uint64                 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
+	// The ledger's head in the log.
+	Head         uint64 `protobuf:"varint,5,opt,name=head,proto3" json:"head,omitempty"`
+	LagPositions uint64 `protobuf:"varint,6,opt,name=lag_positions,json=lagPositions,proto3" json:"lag_positions,omitempty"`
+	// Seconds between the head's and the checkpoint's recorded times.
+	LagSeconds    float64                `protobuf:"fixed64,7,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProjectionStatus) Reset() {
+	*x = ProjectionStatus{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProjectionStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProjectionStatus) ProtoMessage() {}
+
+func (x *ProjectionStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProjectionStatus.ProtoReflect.Descriptor instead.
+func (*ProjectionStatus) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ProjectionStatus) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ProjectionStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ProjectionStatus) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ProjectionStatus) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ProjectionStatus) GetHead() uint64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *ProjectionStatus) GetLagPositions() uint64 {
+	if x != nil {
+		return x.LagPositions
+	}
+	return 0
+}
+
+func (x *ProjectionStatus) GetLagSeconds() float64 {
+	if x != nil {
+		return x.LagSeconds
+	}
+	return 0
+}
+
+func (x *ProjectionStatus) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type GetProjectionStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Projections   []*ProjectionStatus    `protobuf:"bytes,1,rep,name=projections,proto3" json:"projections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectionStatusResponse) Reset() {
+	*x = GetProjectionStatusResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectionStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectionStatusResponse) ProtoMessage() {}
+
+func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectionStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetProjectionStatusResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetProjectionStatusResponse) GetProjections() []*ProjectionStatus {
+	if x != nil {
+		return x.Projections
+	}
+	return nil
+}
+
 var File_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_ledger_v1_ledger_proto_rawDesc = "" +
@@ -2268,11 +3902,17 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\bposition\x18\x04 \x01(\x04R\bposition\x12\x14\n" +
 	"\x05field\x18\x05 \x01(\tR\x05field\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12.\n" +
-	"\bbalances\x18\a \x03(\v2\x12.ledger.v1.BalanceR\bbalances\"k\n" +
+	"\bbalances\x18\a \x03(\v2\x12.ledger.v1.BalanceR\bbalances\"\xba\x02\n" +
 	"\x12GetBalancesRequest\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x1a\n" +
 	"\baccounts\x18\x02 \x03(\tR\baccounts\x12!\n" +
-	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\"\xea\x02\n" +
+	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\x128\n" +
+	"\vconsistency\x18\x04 \x01(\x0e2\x16.ledger.v1.ConsistencyR\vconsistency\x12$\n" +
+	"\x0eas_of_position\x18\x05 \x01(\x04R\fasOfPosition\x128\n" +
+	"\n" +
+	"as_of_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x123\n" +
+	"\n" +
+	"time_basis\x18\a \x01(\x0e2\x14.ledger.v1.TimeBasisR\ttimeBasis\"\xea\x02\n" +
 	"\aBalance\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x14\n" +
 	"\x05asset\x18\x02 \x01(\tR\x05asset\x12?\n" +
@@ -2287,7 +3927,140 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	" \x01(\x04R\bposition\"a\n" +
 	"\x13GetBalancesResponse\x12.\n" +
 	"\bbalances\x18\x01 \x03(\v2\x12.ledger.v1.BalanceR\bbalances\x12\x1a\n" +
-	"\bposition\x18\x02 \x01(\x04R\bposition*\xb8\x06\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\"\xab\x03\n" +
+	"\x14ListStatementRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x18\n" +
+	"\aaccount\x18\x02 \x01(\tR\aaccount\x12#\n" +
+	"\rfrom_position\x18\x03 \x01(\x04R\ffromPosition\x12\x1f\n" +
+	"\vto_position\x18\x04 \x01(\x04R\n" +
+	"toPosition\x127\n" +
+	"\tfrom_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\x123\n" +
+	"\ato_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06toTime\x123\n" +
+	"\n" +
+	"time_basis\x18\a \x01(\x0e2\x14.ledger.v1.TimeBasisR\ttimeBasis\x12\x16\n" +
+	"\x06cursor\x18\b \x01(\tR\x06cursor\x12\x14\n" +
+	"\x05limit\x18\t \x01(\rR\x05limit\x12!\n" +
+	"\fmin_position\x18\n" +
+	" \x01(\x04R\vminPosition\x12'\n" +
+	"\x0finclude_pending\x18\v \x01(\bR\x0eincludePending\"\x87\x05\n" +
+	"\rStatementLine\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x1f\n" +
+	"\vtransfer_id\x18\x02 \x01(\tR\n" +
+	"transferId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12)\n" +
+	"\x10counter_accounts\x18\x04 \x03(\tR\x0fcounterAccounts\x122\n" +
+	"\tdirection\x18\x05 \x01(\x0e2\x14.ledger.v1.DirectionR\tdirection\x12\x16\n" +
+	"\x06amount\x18\x06 \x01(\tR\x06amount\x12'\n" +
+	"\x0frunning_balance\x18\a \x01(\tR\x0erunningBalance\x12\x18\n" +
+	"\apending\x18\b \x01(\bR\apending\x12=\n" +
+	"\feffective_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12;\n" +
+	"\vrecorded_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\x12\x1c\n" +
+	"\treference\x18\v \x01(\tR\treference\x12B\n" +
+	"\bmetadata\x18\f \x03(\v2&.ledger.v1.StatementLine.MetadataEntryR\bmetadata\x12#\n" +
+	"\rposting_index\x18\r \x01(\rR\fpostingIndex\x12+\n" +
+	"\x11running_available\x18\x0e \x01(\tR\x10runningAvailable\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x02\n" +
+	"\x15ListStatementResponse\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x14\n" +
+	"\x05asset\x18\x02 \x01(\tR\x05asset\x12.\n" +
+	"\x05lines\x18\x03 \x03(\v2\x18.ledger.v1.StatementLineR\x05lines\x12'\n" +
+	"\x0fopening_balance\x18\x04 \x01(\tR\x0eopeningBalance\x12'\n" +
+	"\x0fclosing_balance\x18\x05 \x01(\tR\x0eclosingBalance\x12\x1f\n" +
+	"\vnext_cursor\x18\x06 \x01(\tR\n" +
+	"nextCursor\x12\x1a\n" +
+	"\bposition\x18\a \x01(\x04R\bposition\"\xc5\x01\n" +
+	"\x0fTransferPosting\x12#\n" +
+	"\rdebit_account\x18\x01 \x01(\tR\fdebitAccount\x12%\n" +
+	"\x0ecredit_account\x18\x02 \x01(\tR\rcreditAccount\x12\x14\n" +
+	"\x05asset\x18\x03 \x01(\tR\x05asset\x12\x16\n" +
+	"\x06amount\x18\x04 \x01(\tR\x06amount\x12\x1c\n" +
+	"\tremaining\x18\x05 \x01(\tR\tremaining\x12\x1a\n" +
+	"\breversed\x18\x06 \x01(\tR\breversed\"\xa4\x05\n" +
+	"\fTransferView\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x17.ledger.v1.TransferKindR\x04kind\x121\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x19.ledger.v1.TransferStatusR\x06status\x126\n" +
+	"\bpostings\x18\x04 \x03(\v2\x1a.ledger.v1.TransferPostingR\bpostings\x12\x1c\n" +
+	"\treference\x18\x05 \x01(\tR\treference\x12A\n" +
+	"\bmetadata\x18\x06 \x03(\v2%.ledger.v1.TransferView.MetadataEntryR\bmetadata\x12=\n" +
+	"\feffective_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12;\n" +
+	"\vrecorded_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\x12\x1a\n" +
+	"\bposition\x18\t \x01(\x04R\bposition\x12\x1d\n" +
+	"\n" +
+	"pending_id\x18\n" +
+	" \x01(\tR\tpendingId\x12\x1f\n" +
+	"\vresolved_by\x18\v \x01(\tR\n" +
+	"resolvedBy\x12\x1a\n" +
+	"\breverses\x18\f \x01(\tR\breverses\x12\x1f\n" +
+	"\vreversed_by\x18\r \x03(\tR\n" +
+	"reversedBy\x129\n" +
+	"\n" +
+	"expires_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
+	"\x13GetTransfersRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\x12!\n" +
+	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\"i\n" +
+	"\x14GetTransfersResponse\x125\n" +
+	"\ttransfers\x18\x01 \x03(\v2\x17.ledger.v1.TransferViewR\ttransfers\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\"\xd7\x03\n" +
+	"\x14ListTransfersRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x18\n" +
+	"\aaccount\x18\x02 \x01(\tR\aaccount\x12\x1c\n" +
+	"\treference\x18\x03 \x01(\tR\treference\x12!\n" +
+	"\fmetadata_key\x18\x04 \x01(\tR\vmetadataKey\x12%\n" +
+	"\x0emetadata_value\x18\x05 \x01(\tR\rmetadataValue\x121\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x19.ledger.v1.TransferStatusR\x06status\x127\n" +
+	"\tfrom_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\x123\n" +
+	"\ato_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06toTime\x123\n" +
+	"\n" +
+	"time_basis\x18\t \x01(\x0e2\x14.ledger.v1.TimeBasisR\ttimeBasis\x12\x16\n" +
+	"\x06cursor\x18\n" +
+	" \x01(\tR\x06cursor\x12\x14\n" +
+	"\x05limit\x18\v \x01(\rR\x05limit\x12!\n" +
+	"\fmin_position\x18\f \x01(\x04R\vminPosition\"\x8b\x01\n" +
+	"\x15ListTransfersResponse\x125\n" +
+	"\ttransfers\x18\x01 \x03(\v2\x17.ledger.v1.TransferViewR\ttransfers\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"y\n" +
+	"\x16GetTrialBalanceRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12$\n" +
+	"\x0eas_of_position\x18\x02 \x01(\x04R\fasOfPosition\x12!\n" +
+	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\"\x89\x02\n" +
+	"\x10TrialBalanceLine\x12\x14\n" +
+	"\x05asset\x18\x01 \x01(\tR\x05asset\x12#\n" +
+	"\rdebits_posted\x18\x02 \x01(\tR\fdebitsPosted\x12%\n" +
+	"\x0ecredits_posted\x18\x03 \x01(\tR\rcreditsPosted\x12%\n" +
+	"\x0edebits_pending\x18\x04 \x01(\tR\rdebitsPending\x12'\n" +
+	"\x0fcredits_pending\x18\x05 \x01(\tR\x0ecreditsPending\x12\x1a\n" +
+	"\baccounts\x18\x06 \x01(\x04R\baccounts\x12'\n" +
+	"\x0faccounts_closed\x18\a \x01(\x04R\x0eaccountsClosed\"h\n" +
+	"\x17GetTrialBalanceResponse\x121\n" +
+	"\x05lines\x18\x01 \x03(\v2\x1b.ledger.v1.TrialBalanceLineR\x05lines\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\"4\n" +
+	"\x1aGetProjectionStatusRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"\x89\x02\n" +
+	"\x10ProjectionStatus\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x05R\aversion\x12\x1a\n" +
+	"\bposition\x18\x04 \x01(\x04R\bposition\x12\x12\n" +
+	"\x04head\x18\x05 \x01(\x04R\x04head\x12#\n" +
+	"\rlag_positions\x18\x06 \x01(\x04R\flagPositions\x12\x1f\n" +
+	"\vlag_seconds\x18\a \x01(\x01R\n" +
+	"lagSeconds\x129\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\\\n" +
+	"\x1bGetProjectionStatusResponse\x12=\n" +
+	"\vprojections\x18\x01 \x03(\v2\x1b.ledger.v1.ProjectionStatusR\vprojections*\xb8\x06\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2318,7 +4091,33 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\rNormalBalance\x12\x1e\n" +
 	"\x1aNORMAL_BALANCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15NORMAL_BALANCE_CREDIT\x10\x01\x12\x18\n" +
-	"\x14NORMAL_BALANCE_DEBIT\x10\x022\xcc\x06\n" +
+	"\x14NORMAL_BALANCE_DEBIT\x10\x02*B\n" +
+	"\vConsistency\x12\x1b\n" +
+	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12CONSISTENCY_STRONG\x10\x01*A\n" +
+	"\tTimeBasis\x12\x1a\n" +
+	"\x16TIME_BASIS_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14TIME_BASIS_EFFECTIVE\x10\x01*Q\n" +
+	"\tDirection\x12\x19\n" +
+	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fDIRECTION_DEBIT\x10\x01\x12\x14\n" +
+	"\x10DIRECTION_CREDIT\x10\x02*\xb0\x01\n" +
+	"\fTransferKind\x12\x1d\n" +
+	"\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16TRANSFER_KIND_TRANSFER\x10\x01\x12\x19\n" +
+	"\x15TRANSFER_KIND_PENDING\x10\x02\x12\x16\n" +
+	"\x12TRANSFER_KIND_POST\x10\x03\x12\x16\n" +
+	"\x12TRANSFER_KIND_VOID\x10\x04\x12\x1a\n" +
+	"\x16TRANSFER_KIND_REVERSAL\x10\x05*\x8d\x02\n" +
+	"\x0eTransferStatus\x12\x1f\n" +
+	"\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16TRANSFER_STATUS_POSTED\x10\x01\x12\x1b\n" +
+	"\x17TRANSFER_STATUS_PENDING\x10\x02\x12\"\n" +
+	"\x1eTRANSFER_STATUS_PENDING_POSTED\x10\x03\x12\x1a\n" +
+	"\x16TRANSFER_STATUS_VOIDED\x10\x04\x12\x1b\n" +
+	"\x17TRANSFER_STATUS_EXPIRED\x10\x05\x12\x1c\n" +
+	"\x18TRANSFER_STATUS_REVERSED\x10\x06\x12&\n" +
+	"\"TRANSFER_STATUS_PARTIALLY_REVERSED\x10\a2\xcc\x06\n" +
 	"\x0eCommandService\x12L\n" +
 	"\vDefineAsset\x12\x1d.ledger.v1.DefineAssetRequest\x1a\x1e.ledger.v1.DefineAssetResponse\x12O\n" +
 	"\fOpenAccounts\x12\x1e.ledger.v1.OpenAccountsRequest\x1a\x1f.ledger.v1.OpenAccountsResponse\x12X\n" +
@@ -2328,9 +4127,14 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x10ReverseTransfers\x12\".ledger.v1.ReverseTransfersRequest\x1a#.ledger.v1.ReverseTransfersResponse\x12[\n" +
 	"\x10SetAccountBounds\x12\".ledger.v1.SetAccountBoundsRequest\x1a#.ledger.v1.SetAccountBoundsResponse\x12a\n" +
 	"\x12SetAccountMetadata\x12$.ledger.v1.SetAccountMetadataRequest\x1a%.ledger.v1.SetAccountMetadataResponse\x12R\n" +
-	"\rCloseAccounts\x12\x1f.ledger.v1.CloseAccountsRequest\x1a .ledger.v1.CloseAccountsResponse2\\\n" +
+	"\rCloseAccounts\x12\x1f.ledger.v1.CloseAccountsRequest\x1a .ledger.v1.CloseAccountsResponse2\x95\x04\n" +
 	"\fQueryService\x12L\n" +
-	"\vGetBalances\x12\x1d.ledger.v1.GetBalancesRequest\x1a\x1e.ledger.v1.GetBalancesResponseB2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
+	"\vGetBalances\x12\x1d.ledger.v1.GetBalancesRequest\x1a\x1e.ledger.v1.GetBalancesResponse\x12R\n" +
+	"\rListStatement\x12\x1f.ledger.v1.ListStatementRequest\x1a .ledger.v1.ListStatementResponse\x12O\n" +
+	"\fGetTransfers\x12\x1e.ledger.v1.GetTransfersRequest\x1a\x1f.ledger.v1.GetTransfersResponse\x12R\n" +
+	"\rListTransfers\x12\x1f.ledger.v1.ListTransfersRequest\x1a .ledger.v1.ListTransfersResponse\x12X\n" +
+	"\x0fGetTrialBalance\x12!.ledger.v1.GetTrialBalanceRequest\x1a\".ledger.v1.GetTrialBalanceResponse\x12d\n" +
+	"\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponseB2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -2344,103 +4148,162 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_ledger_proto_rawDescData
 }
 
-var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
-	(*DefineAssetRequest)(nil),           // 2: ledger.v1.DefineAssetRequest
-	(*DefineAssetResponse)(nil),          // 3: ledger.v1.DefineAssetResponse
-	(*OpenAccountsRequest)(nil),          // 4: ledger.v1.OpenAccountsRequest
-	(*Account)(nil),                      // 5: ledger.v1.Account
-	(*OpenAccountsResponse)(nil),         // 6: ledger.v1.OpenAccountsResponse
-	(*CreateTransfersRequest)(nil),       // 7: ledger.v1.CreateTransfersRequest
-	(*Transfer)(nil),                     // 8: ledger.v1.Transfer
-	(*PostPendingTransfersRequest)(nil),  // 9: ledger.v1.PostPendingTransfersRequest
-	(*PostPending)(nil),                  // 10: ledger.v1.PostPending
-	(*PostPendingTransfersResponse)(nil), // 11: ledger.v1.PostPendingTransfersResponse
-	(*VoidPendingTransfersRequest)(nil),  // 12: ledger.v1.VoidPendingTransfersRequest
-	(*VoidPending)(nil),                  // 13: ledger.v1.VoidPending
-	(*VoidPendingTransfersResponse)(nil), // 14: ledger.v1.VoidPendingTransfersResponse
-	(*ReverseTransfersRequest)(nil),      // 15: ledger.v1.ReverseTransfersRequest
-	(*Reversal)(nil),                     // 16: ledger.v1.Reversal
-	(*ReverseTransfersResponse)(nil),     // 17: ledger.v1.ReverseTransfersResponse
-	(*SetAccountBoundsRequest)(nil),      // 18: ledger.v1.SetAccountBoundsRequest
-	(*AccountBounds)(nil),                // 19: ledger.v1.AccountBounds
-	(*SetAccountBoundsResponse)(nil),     // 20: ledger.v1.SetAccountBoundsResponse
-	(*SetAccountMetadataRequest)(nil),    // 21: ledger.v1.SetAccountMetadataRequest
-	(*AccountMetadata)(nil),              // 22: ledger.v1.AccountMetadata
-	(*SetAccountMetadataResponse)(nil),   // 23: ledger.v1.SetAccountMetadataResponse
-	(*CloseAccountsRequest)(nil),         // 24: ledger.v1.CloseAccountsRequest
-	(*CloseAccountsResponse)(nil),        // 25: ledger.v1.CloseAccountsResponse
-	(*Posting)(nil),                      // 26: ledger.v1.Posting
-	(*CreateTransfersResponse)(nil),      // 27: ledger.v1.CreateTransfersResponse
-	(*ItemResult)(nil),                   // 28: ledger.v1.ItemResult
-	(*GetBalancesRequest)(nil),           // 29: ledger.v1.GetBalancesRequest
-	(*Balance)(nil),                      // 30: ledger.v1.Balance
-	(*GetBalancesResponse)(nil),          // 31: ledger.v1.GetBalancesResponse
-	nil,                                  // 32: ledger.v1.Account.MetadataEntry
-	nil,                                  // 33: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 34: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 35: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 36: ledger.v1.AccountMetadata.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 37: google.protobuf.Timestamp
+	(Consistency)(0),                     // 2: ledger.v1.Consistency
+	(TimeBasis)(0),                       // 3: ledger.v1.TimeBasis
+	(Direction)(0),                       // 4: ledger.v1.Direction
+	(TransferKind)(0),                    // 5: ledger.v1.TransferKind
+	(TransferStatus)(0),                  // 6: ledger.v1.TransferStatus
+	(*DefineAssetRequest)(nil),           // 7: ledger.v1.DefineAssetRequest
+	(*DefineAssetResponse)(nil),          // 8: ledger.v1.DefineAssetResponse
+	(*OpenAccountsRequest)(nil),          // 9: ledger.v1.OpenAccountsRequest
+	(*Account)(nil),                      // 10: ledger.v1.Account
+	(*OpenAccountsResponse)(nil),         // 11: ledger.v1.OpenAccountsResponse
+	(*CreateTransfersRequest)(nil),       // 12: ledger.v1.CreateTransfersRequest
+	(*Transfer)(nil),                     // 13: ledger.v1.Transfer
+	(*PostPendingTransfersRequest)(nil),  // 14: ledger.v1.PostPendingTransfersRequest
+	(*PostPending)(nil),                  // 15: ledger.v1.PostPending
+	(*PostPendingTransfersResponse)(nil), // 16: ledger.v1.PostPendingTransfersResponse
+	(*VoidPendingTransfersRequest)(nil),  // 17: ledger.v1.VoidPendingTransfersRequest
+	(*VoidPending)(nil),                  // 18: ledger.v1.VoidPending
+	(*VoidPendingTransfersResponse)(nil), // 19: ledger.v1.VoidPendingTransfersResponse
+	(*ReverseTransfersRequest)(nil),      // 20: ledger.v1.ReverseTransfersRequest
+	(*Reversal)(nil),                     // 21: ledger.v1.Reversal
+	(*ReverseTransfersResponse)(nil),     // 22: ledger.v1.ReverseTransfersResponse
+	(*SetAccountBoundsRequest)(nil),      // 23: ledger.v1.SetAccountBoundsRequest
+	(*AccountBounds)(nil),                // 24: ledger.v1.AccountBounds
+	(*SetAccountBoundsResponse)(nil),     // 25: ledger.v1.SetAccountBoundsResponse
+	(*SetAccountMetadataRequest)(nil),    // 26: ledger.v1.SetAccountMetadataRequest
+	(*AccountMetadata)(nil),              // 27: ledger.v1.AccountMetadata
+	(*SetAccountMetadataResponse)(nil),   // 28: ledger.v1.SetAccountMetadataResponse
+	(*CloseAccountsRequest)(nil),         // 29: ledger.v1.CloseAccountsRequest
+	(*CloseAccountsResponse)(nil),        // 30: ledger.v1.CloseAccountsResponse
+	(*Posting)(nil),                      // 31: ledger.v1.Posting
+	(*CreateTransfersResponse)(nil),      // 32: ledger.v1.CreateTransfersResponse
+	(*ItemResult)(nil),                   // 33: ledger.v1.ItemResult
+	(*GetBalancesRequest)(nil),           // 34: ledger.v1.GetBalancesRequest
+	(*Balance)(nil),                      // 35: ledger.v1.Balance
+	(*GetBalancesResponse)(nil),          // 36: ledger.v1.GetBalancesResponse
+	(*ListStatementRequest)(nil),         // 37: ledger.v1.ListStatementRequest
+	(*StatementLine)(nil),                // 38: ledger.v1.StatementLine
+	(*ListStatementResponse)(nil),        // 39: ledger.v1.ListStatementResponse
+	(*TransferPosting)(nil),              // 40: ledger.v1.TransferPosting
+	(*TransferView)(nil),                 // 41: ledger.v1.TransferView
+	(*GetTransfersRequest)(nil),          // 42: ledger.v1.GetTransfersRequest
+	(*GetTransfersResponse)(nil),         // 43: ledger.v1.GetTransfersResponse
+	(*ListTransfersRequest)(nil),         // 44: ledger.v1.ListTransfersRequest
+	(*ListTransfersResponse)(nil),        // 45: ledger.v1.ListTransfersResponse
+	(*GetTrialBalanceRequest)(nil),       // 46: ledger.v1.GetTrialBalanceRequest
+	(*TrialBalanceLine)(nil),             // 47: ledger.v1.TrialBalanceLine
+	(*GetTrialBalanceResponse)(nil),      // 48: ledger.v1.GetTrialBalanceResponse
+	(*GetProjectionStatusRequest)(nil),   // 49: ledger.v1.GetProjectionStatusRequest
+	(*ProjectionStatus)(nil),             // 50: ledger.v1.ProjectionStatus
+	(*GetProjectionStatusResponse)(nil),  // 51: ledger.v1.GetProjectionStatusResponse
+	nil,                                  // 52: ledger.v1.Account.MetadataEntry
+	nil,                                  // 53: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 54: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 55: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 56: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 57: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 58: ledger.v1.TransferView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 59: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
-	28, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
-	5,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
+	33, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
+	10, // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,  // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	32, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
-	28, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	8,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
-	26, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	33, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	37, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
-	10, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	34, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
-	28, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	13, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
-	28, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	16, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	35, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	37, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
-	28, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	19, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
-	28, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
-	22, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	36, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
-	28, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
-	28, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	28, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	52, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	33, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	13, // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
+	31, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
+	53, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	59, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	15, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
+	54, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	33, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	18, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
+	33, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	21, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
+	55, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	59, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	33, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	24, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
+	33, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
+	27, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
+	56, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	33, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
+	33, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	33, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	0,  // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
-	30, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
-	1,  // 27: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
-	30, // 28: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	2,  // 29: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	4,  // 30: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	7,  // 31: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	9,  // 32: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	12, // 33: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	15, // 34: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	18, // 35: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	21, // 36: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	24, // 37: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	29, // 38: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	3,  // 39: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	6,  // 40: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	27, // 41: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	11, // 42: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	14, // 43: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	17, // 44: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	20, // 45: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	23, // 46: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	25, // 47: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	31, // 48: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	39, // [39:49] is the sub-list for method output_type
-	29, // [29:39] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	35, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
+	2,  // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
+	59, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	3,  // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	1,  // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
+	35, // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
+	59, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	59, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	3,  // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	4,  // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
+	59, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	59, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	57, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	38, // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
+	5,  // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
+	6,  // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
+	40, // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
+	58, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	59, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	59, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	59, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	6,  // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
+	59, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	59, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	3,  // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	41, // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	47, // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
+	59, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	50, // 55: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
+	7,  // 56: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	9,  // 57: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	12, // 58: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	14, // 59: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	17, // 60: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	20, // 61: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	23, // 62: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	26, // 63: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	29, // 64: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	34, // 65: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	37, // 66: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	42, // 67: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	44, // 68: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	46, // 69: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	49, // 70: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	8,  // 71: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	11, // 72: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	32, // 73: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	16, // 74: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	19, // 75: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	22, // 76: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	25, // 77: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	28, // 78: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	30, // 79: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	36, // 80: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	39, // 81: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	43, // 82: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	45, // 83: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	48, // 84: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	51, // 85: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	71, // [71:86] is the sub-list for method output_type
+	56, // [56:71] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -2455,8 +4318,8 @@ func file_ledger_v1_ledger_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   35,
+			NumEnums:      7,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

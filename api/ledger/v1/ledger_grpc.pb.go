@@ -454,7 +454,12 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	QueryService_GetBalances_FullMethodName = "/ledger.v1.QueryService/GetBalances"
+	QueryService_GetBalances_FullMethodName         = "/ledger.v1.QueryService/GetBalances"
+	QueryService_ListStatement_FullMethodName       = "/ledger.v1.QueryService/ListStatement"
+	QueryService_GetTransfers_FullMethodName        = "/ledger.v1.QueryService/GetTransfers"
+	QueryService_ListTransfers_FullMethodName       = "/ledger.v1.QueryService/ListTransfers"
+	QueryService_GetTrialBalance_FullMethodName     = "/ledger.v1.QueryService/GetTrialBalance"
+	QueryService_GetProjectionStatus_FullMethodName = "/ledger.v1.QueryService/GetProjectionStatus"
 )
 
 // QueryServiceClient is the client API for QueryService service.
@@ -462,10 +467,23 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // QueryService reads the projections. Every answer carries the ledger position
-// it reflects.
+// it reflects. Every request may give min_position (read-your-writes: a
+// command's reply carries its position) and then waits, at most 10 s or the
+// call's deadline, until the projection has reached it.
 type QueryServiceClient interface {
-	// GetBalances returns the balances of up to 1,000 accounts.
+	// GetBalances returns the balances of up to 1,000 accounts: now, as of a
+	// position or a time, or (consistency STRONG) from the writer itself.
 	GetBalances(ctx context.Context, in *GetBalancesRequest, opts ...grpc.CallOption) (*GetBalancesResponse, error)
+	// ListStatement returns an account's movements with running balances.
+	ListStatement(ctx context.Context, in *ListStatementRequest, opts ...grpc.CallOption) (*ListStatementResponse, error)
+	// GetTransfers returns up to 1,000 transfers by id.
+	GetTransfers(ctx context.Context, in *GetTransfersRequest, opts ...grpc.CallOption) (*GetTransfersResponse, error)
+	// ListTransfers returns transfers matching filters, newest last, by pages.
+	ListTransfers(ctx context.Context, in *ListTransfersRequest, opts ...grpc.CallOption) (*ListTransfersResponse, error)
+	// GetTrialBalance returns Σ debits and Σ credits per asset.
+	GetTrialBalance(ctx context.Context, in *GetTrialBalanceRequest, opts ...grpc.CallOption) (*GetTrialBalanceResponse, error)
+	// GetProjectionStatus returns each projection's checkpoint and lag.
+	GetProjectionStatus(ctx context.Context, in *GetProjectionStatusRequest, opts ...grpc.CallOption) (*GetProjectionStatusResponse, error)
 }
 
 type queryServiceClient struct {
@@ -486,15 +504,78 @@ func (c *queryServiceClient) GetBalances(ctx context.Context, in *GetBalancesReq
 	return out, nil
 }
 
+func (c *queryServiceClient) ListStatement(ctx context.Context, in *ListStatementRequest, opts ...grpc.CallOption) (*ListStatementResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListStatementResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListStatement_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetTransfers(ctx context.Context, in *GetTransfersRequest, opts ...grpc.CallOption) (*GetTransfersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTransfersResponse)
+	err := c.cc.Invoke(ctx, QueryService_GetTransfers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListTransfers(ctx context.Context, in *ListTransfersRequest, opts ...grpc.CallOption) (*ListTransfersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTransfersResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListTransfers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetTrialBalance(ctx context.Context, in *GetTrialBalanceRequest, opts ...grpc.CallOption) (*GetTrialBalanceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTrialBalanceResponse)
+	err := c.cc.Invoke(ctx, QueryService_GetTrialBalance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetProjectionStatus(ctx context.Context, in *GetProjectionStatusRequest, opts ...grpc.CallOption) (*GetProjectionStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetProjectionStatusResponse)
+	err := c.cc.Invoke(ctx, QueryService_GetProjectionStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServiceServer is the server API for QueryService service.
 // All implementations must embed UnimplementedQueryServiceServer
 // for forward compatibility.
 //
 // QueryService reads the projections. Every answer carries the ledger position
-// it reflects.
+// it reflects. Every request may give min_position (read-your-writes: a
+// command's reply carries its position) and then waits, at most 10 s or the
+// call's deadline, until the projection has reached it.
 type QueryServiceServer interface {
-	// GetBalances returns the balances of up to 1,000 accounts.
+	// GetBalances returns the balances of up to 1,000 accounts: now, as of a
+	// position or a time, or (consistency STRONG) from the writer itself.
 	GetBalances(context.Context, *GetBalancesRequest) (*GetBalancesResponse, error)
+	// ListStatement returns an account's movements with running balances.
+	ListStatement(context.Context, *ListStatementRequest) (*ListStatementResponse, error)
+	// GetTransfers returns up to 1,000 transfers by id.
+	GetTransfers(context.Context, *GetTransfersRequest) (*GetTransfersResponse, error)
+	// ListTransfers returns transfers matching filters, newest last, by pages.
+	ListTransfers(context.Context, *ListTransfersRequest) (*ListTransfersResponse, error)
+	// GetTrialBalance returns Σ debits and Σ credits per asset.
+	GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error)
+	// GetProjectionStatus returns each projection's checkpoint and lag.
+	GetProjectionStatus(context.Context, *GetProjectionStatusRequest) (*GetProjectionStatusResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
 
@@ -507,6 +588,21 @@ type UnimplementedQueryServiceServer struct{}
 
 func (UnimplementedQueryServiceServer) GetBalances(context.Context, *GetBalancesRequest) (*GetBalancesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBalances not implemented")
+}
+func (UnimplementedQueryServiceServer) ListStatement(context.Context, *ListStatementRequest) (*ListStatementResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListStatement not implemented")
+}
+func (UnimplementedQueryServiceServer) GetTransfers(context.Context, *GetTransfersRequest) (*GetTransfersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTransfers not implemented")
+}
+func (UnimplementedQueryServiceServer) ListTransfers(context.Context, *ListTransfersRequest) (*ListTransfersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTransfers not implemented")
+}
+func (UnimplementedQueryServiceServer) GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTrialBalance not implemented")
+}
+func (UnimplementedQueryServiceServer) GetProjectionStatus(context.Context, *GetProjectionStatusRequest) (*GetProjectionStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetProjectionStatus not implemented")
 }
 func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
 func (UnimplementedQueryServiceServer) testEmbeddedByValue()                      {}
@@ -547,6 +643,96 @@ func _QueryService_GetBalances_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_ListStatement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListStatementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListStatement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListStatement_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListStatement(ctx, req.(*ListStatementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetTransfers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTransfersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetTransfers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetTransfers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetTransfers(ctx, req.(*GetTransfersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListTransfers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTransfersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListTransfers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListTransfers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListTransfers(ctx, req.(*ListTransfersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetTrialBalance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTrialBalanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetTrialBalance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetTrialBalance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetTrialBalance(ctx, req.(*GetTrialBalanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetProjectionStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetProjectionStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetProjectionStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetProjectionStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetProjectionStatus(ctx, req.(*GetProjectionStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QueryService_ServiceDesc is the grpc.ServiceDesc for QueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -557,6 +743,26 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBalances",
 			Handler:    _QueryService_GetBalances_Handler,
+		},
+		{
+			MethodName: "ListStatement",
+			Handler:    _QueryService_ListStatement_Handler,
+		},
+		{
+			MethodName: "GetTransfers",
+			Handler:    _QueryService_GetTransfers_Handler,
+		},
+		{
+			MethodName: "ListTransfers",
+			Handler:    _QueryService_ListTransfers_Handler,
+		},
+		{
+			MethodName: "GetTrialBalance",
+			Handler:    _QueryService_GetTrialBalance_Handler,
+		},
+		{
+			MethodName: "GetProjectionStatus",
+			Handler:    _QueryService_GetProjectionStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
