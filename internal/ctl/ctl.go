@@ -7,15 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
@@ -26,14 +26,26 @@ const callTimeout = 30 * time.Second
 const usage = `ledgerctl: a client of ledgerd
 
 Usage:
-  ledgerctl [global flags] asset define CODE SCALE
-  ledgerctl [global flags] account open --asset CODE [--normal credit|debit] [--min X] [--max X] ID...
-  ledgerctl [global flags] transfer --id ID --from ACCOUNT --to ACCOUNT --amount X --asset CODE [--reference R]
-  ledgerctl [global flags] balance [--min-position P] ACCOUNT...
+  ledgerctl asset define CODE SCALE
+  ledgerctl account open --asset CODE [--normal credit|debit] [--min X] [--max X] ID...
+  ledgerctl account bounds [--min X] [--max X] ID...      (an omitted bound is removed)
+  ledgerctl account close ID...
+  ledgerctl transfer --id ID --from ACCOUNT --to ACCOUNT --amount X --asset CODE
+                     [--reference R] [--effective-at RFC3339] [--pending [--timeout SECONDS]]
+  ledgerctl post --id ID --pending-id ID [--amount X]...  (one --amount per posting; none: all)
+  ledgerctl void --id ID --pending-id ID
+  ledgerctl reverse --id ID --transfer-id ID [--amount X]...
+  ledgerctl balance [--min-position P] [--as-of P] [--strong] ACCOUNT...
+  ledgerctl statement [--from P] [--to P] [--limit N] [--pending] [--all] ACCOUNT
+  ledgerctl transfers get ID...
+  ledgerctl transfers list [--account A] [--reference R] [--status S] [--limit N] [--all]
+  ledgerctl trial-balance [--as-of P]
+  ledgerctl projections status
 
 Global flags (before the command, or after it):
   --addr    ledgerd gRPC address (env LEDGER_ADDR, default 127.0.0.1:7070)
   --ledger  ledger name (env LEDGER_LEDGER, default "default")
+  -o        output: table (default) or json
 
 Exit codes: 0 every item CREATED or EXISTS; 1 an item was refused or a call
 failed; 2 a usage error.
@@ -65,8 +77,18 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cmds := []command{
 		{[]string{"asset", "define"}, assetDefine},
 		{[]string{"account", "open"}, accountOpen},
+		{[]string{"account", "bounds"}, accountBounds},
+		{[]string{"account", "close"}, accountClose},
+		{[]string{"transfers", "get"}, transfersGet},
+		{[]string{"transfers", "list"}, transfersList},
 		{[]string{"transfer"}, transfer},
+		{[]string{"post"}, post},
+		{[]string{"void"}, void},
+		{[]string{"reverse"}, reverse},
 		{[]string{"balance"}, balance},
+		{[]string{"statement"}, statement},
+		{[]string{"trial-balance"}, trialBalance},
+		{[]string{"projections", "status"}, projectionsStatus},
 	}
 	for _, cmd := range cmds {
 		if len(rest) < len(cmd.words) || strings.Join(rest[:len(cmd.words)], " ") != strings.Join(cmd.words, " ") {
@@ -95,12 +117,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 2
 }
 
-type globals struct{ addr, ledger string }
+type globals struct{ addr, ledger, output string }
 
 // register lets global flags also follow the command words.
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "addr", g.addr, "ledgerd gRPC address")
 	fs.StringVar(&g.ledger, "ledger", g.ledger, "ledger name")
+	fs.StringVar(&g.output, "o", or(g.output, "table"), "output: table or json")
 }
 
 type client struct {
@@ -175,145 +198,27 @@ func (c *client) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func assetDefine(ctx context.Context, c *client, args []string) error {
-	args, err := c.parse(flag.NewFlagSet("asset define", flag.ContinueOnError), args)
-	if err != nil {
-		return err
-	}
-	if len(args) != 2 {
-		return usageError{"asset define takes CODE SCALE"}
-	}
-	scale, err := strconv.ParseUint(args[1], 10, 32)
-	if err != nil {
-		return usageError{"SCALE must be a whole number 0..18"}
+// call connects and runs fn with a bounded context.
+func (c *client) call(ctx context.Context, fn func(ctx context.Context) error) error {
+	if c.output != "table" && c.output != "json" {
+		return usageError{"-o is table or json"}
 	}
 	if err := c.connect(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	resp, err := c.cmd.DefineAsset(ctx, &ledgerv1.DefineAssetRequest{Ledger: c.ledger, Code: args[0], Scale: uint32(scale)})
-	if err != nil {
-		return err
-	}
-	return c.printResults([]*ledgerv1.ItemResult{resp.GetResult()})
+	return fn(ctx)
 }
 
-func accountOpen(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("account open", flag.ContinueOnError)
-	asset := fs.String("asset", "", "asset code")
-	normal := fs.String("normal", "credit", "normal balance: credit or debit")
-	minBal := fs.String("min", "", "minimum available balance (\"0\" forbids overdraft)")
-	maxBal := fs.String("max", "", "maximum balance")
-	ids, err := c.parse(fs, args)
+// printJSON prints a response as protojson, for -o json.
+func (c *client) printJSON(m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, UseProtoNames: true}.Marshal(m)
 	if err != nil {
 		return err
 	}
-	if len(ids) == 0 || *asset == "" {
-		return usageError{"account open takes --asset and at least one ID"}
-	}
-	side := ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT
-	switch *normal {
-	case "credit":
-	case "debit":
-		side = ledgerv1.NormalBalance_NORMAL_BALANCE_DEBIT
-	default:
-		return usageError{"--normal is credit or debit"}
-	}
-	req := &ledgerv1.OpenAccountsRequest{Ledger: c.ledger}
-	for _, id := range ids {
-		a := &ledgerv1.Account{Id: id, Asset: *asset, NormalBalance: side}
-		if *minBal != "" {
-			a.MinBalance = minBal
-		}
-		if *maxBal != "" {
-			a.MaxBalance = maxBal
-		}
-		req.Accounts = append(req.Accounts, a)
-	}
-	if err := c.connect(); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.cmd.OpenAccounts(ctx, req)
-	if err != nil {
-		return err
-	}
-	return c.printResults(resp.GetResults())
-}
-
-func transfer(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("transfer", flag.ContinueOnError)
-	id := fs.String("id", "", "transfer id (the idempotency key)")
-	from := fs.String("from", "", "account debited")
-	to := fs.String("to", "", "account credited")
-	amount := fs.String("amount", "", "decimal amount, e.g. 10.00")
-	asset := fs.String("asset", "", "asset code")
-	reference := fs.String("reference", "", "free text")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) != 0 || *id == "" || *from == "" || *to == "" || *amount == "" || *asset == "" {
-		return usageError{"transfer takes --id, --from, --to, --amount and --asset"}
-	}
-	if err := c.connect(); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.cmd.CreateTransfers(ctx, &ledgerv1.CreateTransfersRequest{Ledger: c.ledger, Transfers: []*ledgerv1.Transfer{{
-		Id: *id, Reference: *reference,
-		Postings: []*ledgerv1.Posting{{DebitAccount: *from, CreditAccount: *to, Amount: *amount, Asset: *asset}},
-	}}})
-	if err != nil {
-		return err
-	}
-	return c.printResults(resp.GetResults())
-}
-
-func balance(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("balance", flag.ContinueOnError)
-	minPos := fs.Uint64("min-position", 0, "wait until the projection has reached this position")
-	ids, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(ids) == 0 {
-		return usageError{"balance takes at least one ACCOUNT"}
-	}
-	if err := c.connect(); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.query.GetBalances(ctx, &ledgerv1.GetBalancesRequest{Ledger: c.ledger, Accounts: ids, MinPosition: *minPos})
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ACCOUNT\tASSET\tBALANCE\tAVAILABLE\tDEBITS\tCREDITS\tPENDING DR\tPENDING CR\tPOSITION\t")
-	found := map[string]bool{}
-	for _, b := range resp.GetBalances() {
-		found[b.GetAccount()] = true
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", b.GetAccount(), b.GetAsset(), b.GetBalance(), b.GetAvailable(),
-			b.GetDebitsPosted(), b.GetCreditsPosted(), b.GetDebitsPending(), b.GetCreditsPending(), b.GetPosition())
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.out, "as of position %d\n", resp.GetPosition())
-	var missing []string
-	for _, id := range ids {
-		if !found[id] {
-			missing = append(missing, id)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("no such account: %s", strings.Join(missing, ", "))
-	}
-	return nil
+	_, err = fmt.Fprintln(c.out, string(b))
+	return err
 }
 
 // printResults prints one line per item and fails if any was refused.

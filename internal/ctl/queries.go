@@ -1,0 +1,311 @@
+package ctl
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+)
+
+// pagesMax bounds how many pages --all follows.
+const pagesMax = 10000
+
+func (c *client) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(c.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+}
+
+func balance(ctx context.Context, c *client, args []string) error {
+	fs := flag.NewFlagSet("balance", flag.ContinueOnError)
+	minPos := fs.Uint64("min-position", 0, "wait until the projection has reached this position")
+	asOf := fs.Uint64("as-of", 0, "balances just after this position")
+	strong := fs.Bool("strong", false, "ask the writer: every acknowledged command included")
+	ids, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return usageError{"balance takes at least one ACCOUNT"}
+	}
+	req := &ledgerv1.GetBalancesRequest{Ledger: c.ledger, Accounts: ids, MinPosition: *minPos, AsOfPosition: *asOf}
+	if *strong {
+		req.Consistency = ledgerv1.Consistency_CONSISTENCY_STRONG
+	}
+	return c.call(ctx, func(ctx context.Context) error {
+		resp, err := c.query.GetBalances(ctx, req)
+		if err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return c.printJSON(resp)
+		}
+		tw := c.table()
+		fmt.Fprintln(tw, "ACCOUNT\tASSET\tBALANCE\tAVAILABLE\tDEBITS\tCREDITS\tPENDING DR\tPENDING CR\tPOSITION\t")
+		found := map[string]bool{}
+		for _, b := range resp.GetBalances() {
+			found[b.GetAccount()] = true
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", b.GetAccount(), b.GetAsset(), b.GetBalance(), b.GetAvailable(),
+				b.GetDebitsPosted(), b.GetCreditsPosted(), b.GetDebitsPending(), b.GetCreditsPending(), b.GetPosition())
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "as of position %d\n", resp.GetPosition())
+		var missing []string
+		for _, id := range ids {
+			if !found[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("no such account: %s", strings.Join(missing, ", "))
+		}
+		return nil
+	})
+}
+
+func statement(ctx context.Context, c *client, args []string) error {
+	fs := flag.NewFlagSet("statement", flag.ContinueOnError)
+	from := fs.Uint64("from", 0, "first position")
+	to := fs.Uint64("to", 0, "last position")
+	limit := fs.Uint("limit", 100, "lines per page, at most 1000")
+	pending := fs.Bool("pending", false, "include pending movements")
+	all := fs.Bool("all", false, "follow every page")
+	minPos := fs.Uint64("min-position", 0, "wait until the projection has reached this position")
+	rest, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageError{"statement takes one ACCOUNT"}
+	}
+	req := &ledgerv1.ListStatementRequest{Ledger: c.ledger, Account: rest[0], FromPosition: *from, ToPosition: *to,
+		Limit: uint32(*limit), IncludePending: *pending, MinPosition: *minPos}
+	return c.call(ctx, func(ctx context.Context) error {
+		var pages []*ledgerv1.ListStatementResponse
+		for range pagesMax {
+			resp, err := c.query.ListStatement(ctx, req)
+			if err != nil {
+				return err
+			}
+			pages = append(pages, resp)
+			if !*all || resp.GetNextCursor() == "" {
+				break
+			}
+			req.Cursor = resp.GetNextCursor()
+		}
+		if c.output == "json" {
+			for _, p := range pages {
+				if err := c.printJSON(p); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		first, last := pages[0], pages[len(pages)-1]
+		fmt.Fprintf(c.out, "%s (%s)  opening balance %s\n", first.GetAccount(), first.GetAsset(), first.GetOpeningBalance())
+		tw := c.table()
+		fmt.Fprintln(tw, "POSITION\tRECORDED\tEFFECTIVE\tTRANSFER\tKIND\tCOUNTER\tDEBIT\tCREDIT\tBALANCE\tREFERENCE\t")
+		for _, p := range pages {
+			for _, l := range p.GetLines() {
+				debit, credit := "", ""
+				amount := l.GetAmount()
+				if l.GetPending() {
+					amount += " (pending)"
+				}
+				if l.GetDirection() == ledgerv1.Direction_DIRECTION_DEBIT {
+					debit = amount
+				} else {
+					credit = amount
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", l.GetPosition(), stamp(l.GetRecordedAt()), stamp(l.GetEffectiveAt()),
+					l.GetTransferId(), l.GetKind(), strings.Join(l.GetCounterAccounts(), ","), debit, credit, l.GetRunningBalance(), l.GetReference())
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "closing balance %s, as of position %d", last.GetClosingBalance(), last.GetPosition())
+		if last.GetNextCursor() != "" {
+			fmt.Fprint(c.out, "  (more: --all)")
+		}
+		fmt.Fprintln(c.out)
+		return nil
+	})
+}
+
+func stamp(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return ""
+	}
+	return ts.AsTime().UTC().Format(time.RFC3339)
+}
+
+func transfersGet(ctx context.Context, c *client, args []string) error {
+	ids, err := c.parse(flag.NewFlagSet("transfers get", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return usageError{"transfers get takes at least one ID"}
+	}
+	return c.call(ctx, func(ctx context.Context) error {
+		resp, err := c.query.GetTransfers(ctx, &ledgerv1.GetTransfersRequest{Ledger: c.ledger, Ids: ids})
+		if err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return c.printJSON(resp)
+		}
+		return c.printTransfers(resp.GetTransfers(), resp.GetPosition())
+	})
+}
+
+func transfersList(ctx context.Context, c *client, args []string) error {
+	fs := flag.NewFlagSet("transfers list", flag.ContinueOnError)
+	account := fs.String("account", "", "transfers with a posting on this account")
+	reference := fs.String("reference", "", "by reference")
+	statusName := fs.String("status", "", "posted, pending, pending_posted, voided, expired, reversed, partially_reversed")
+	limit := fs.Uint("limit", 100, "transfers per page, at most 1000")
+	all := fs.Bool("all", false, "follow every page")
+	rest, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return usageError{"transfers list takes only flags"}
+	}
+	req := &ledgerv1.ListTransfersRequest{Ledger: c.ledger, Account: *account, Reference: *reference, Limit: uint32(*limit)}
+	if *statusName != "" {
+		v, ok := ledgerv1.TransferStatus_value["TRANSFER_STATUS_"+strings.ToUpper(*statusName)]
+		if !ok {
+			return usageError{"unknown --status " + *statusName}
+		}
+		req.Status = ledgerv1.TransferStatus(v)
+	}
+	return c.call(ctx, func(ctx context.Context) error {
+		var (
+			views []*ledgerv1.TransferView
+			pos   uint64
+		)
+		for range pagesMax {
+			resp, err := c.query.ListTransfers(ctx, req)
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				if err := c.printJSON(resp); err != nil {
+					return err
+				}
+			}
+			views, pos = append(views, resp.GetTransfers()...), resp.GetPosition()
+			if !*all || resp.GetNextCursor() == "" {
+				break
+			}
+			req.Cursor = resp.GetNextCursor()
+		}
+		if c.output == "json" {
+			return nil
+		}
+		return c.printTransfers(views, pos)
+	})
+}
+
+func (c *client) printTransfers(views []*ledgerv1.TransferView, position uint64) error {
+	tw := c.table()
+	fmt.Fprintln(tw, "POSITION\tID\tKIND\tSTATUS\tDEBIT\tCREDIT\tAMOUNT\tREMAINING\tREVERSED\tLINKS\t")
+	for _, v := range views {
+		links := []string{}
+		if v.GetPendingId() != "" {
+			links = append(links, "pending "+v.GetPendingId())
+		}
+		if v.GetResolvedBy() != "" {
+			links = append(links, "resolved by "+v.GetResolvedBy())
+		}
+		if v.GetReverses() != "" {
+			links = append(links, "reverses "+v.GetReverses())
+		}
+		if len(v.GetReversedBy()) > 0 {
+			links = append(links, "reversed by "+strings.Join(v.GetReversedBy(), ","))
+		}
+		kind := strings.ToLower(strings.TrimPrefix(v.GetKind().String(), "TRANSFER_KIND_"))
+		st := strings.ToLower(strings.TrimPrefix(v.GetStatus().String(), "TRANSFER_STATUS_"))
+		for i, p := range v.GetPostings() {
+			id, k, s, l := "", "", "", ""
+			if i == 0 {
+				id, k, s, l = v.GetId(), kind, st, strings.Join(links, "; ")
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t\n", v.GetPosition(), id, k, s, p.GetDebitAccount(), p.GetCreditAccount(),
+				p.GetAmount(), p.GetAsset(), p.GetRemaining(), p.GetReversed(), l)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(c.out, "as of position %d\n", position)
+	return err
+}
+
+func trialBalance(ctx context.Context, c *client, args []string) error {
+	fs := flag.NewFlagSet("trial-balance", flag.ContinueOnError)
+	asOf := fs.Uint64("as-of", 0, "just after this position")
+	rest, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return usageError{"trial-balance takes only flags"}
+	}
+	return c.call(ctx, func(ctx context.Context) error {
+		resp, err := c.query.GetTrialBalance(ctx, &ledgerv1.GetTrialBalanceRequest{Ledger: c.ledger, AsOfPosition: *asOf})
+		if err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return c.printJSON(resp)
+		}
+		tw := c.table()
+		fmt.Fprintln(tw, "ASSET\tDEBITS\tCREDITS\tPENDING DR\tPENDING CR\tACCOUNTS\tCLOSED\tBALANCED\t")
+		for _, l := range resp.GetLines() {
+			balanced := l.GetDebitsPosted() == l.GetCreditsPosted() && l.GetDebitsPending() == l.GetCreditsPending()
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%v\t\n", l.GetAsset(), l.GetDebitsPosted(), l.GetCreditsPosted(),
+				l.GetDebitsPending(), l.GetCreditsPending(), l.GetAccounts(), l.GetAccountsClosed(), balanced)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.out, "as of position %d\n", resp.GetPosition())
+		return err
+	})
+}
+
+func projectionsStatus(ctx context.Context, c *client, args []string) error {
+	rest, err := c.parse(flag.NewFlagSet("projections status", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return usageError{"projections status takes only flags"}
+	}
+	return c.call(ctx, func(ctx context.Context) error {
+		resp, err := c.query.GetProjectionStatus(ctx, &ledgerv1.GetProjectionStatusRequest{Ledger: c.ledger})
+		if err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return c.printJSON(resp)
+		}
+		tw := c.table()
+		fmt.Fprintln(tw, "LEDGER\tPROJECTION\tVERSION\tPOSITION\tHEAD\tLAG\tLAG SECONDS\tUPDATED\t")
+		for _, p := range resp.GetProjections() {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%s\t\n", p.GetLedger(), p.GetName(), p.GetVersion(), p.GetPosition(),
+				p.GetHead(), p.GetLagPositions(), p.GetLagSeconds(), stamp(p.GetUpdatedAt()))
+		}
+		return tw.Flush()
+	})
+}
