@@ -210,6 +210,9 @@ func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
 	case TypeAccountClosed:
 		e, err = decodeAs[AccountClosed](data)
 	case TypeTransferCommitted:
+		if t, fast := decodeTransferCommitted(data); fast == nil {
+			return t, nil
+		}
 		e, err = decodeAs[TransferCommitted](data)
 	case TypeTransferPending:
 		e, err = decodeAs[TransferPending](data)
