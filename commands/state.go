@@ -234,7 +234,7 @@ func (b *batchBuilder) decideItem(r *request, i int, c domain.Command) bool {
 	}
 	res.Position = rec.Position
 	if r.opts.ReturnBalances {
-		res.Balances = balancesOf(st.domain, touched)
+		res.Balances = balancesOf(st.domain, touched, rec.Position)
 	}
 	b.j.recs = append(b.j.recs, rec)
 	return true
@@ -324,12 +324,12 @@ func appendNew(ids []string, id string) []string {
 	return append(ids, id)
 }
 
-// balancesOf copies the balances of accounts.
-func balancesOf(s *domain.State, ids []string) []Balance {
+// balancesOf copies the balances of accounts just moved at pos.
+func balancesOf(s *domain.State, ids []string, pos uint64) []Balance {
 	out := make([]Balance, 0, len(ids))
 	for _, id := range ids {
 		if a, ok := s.Account(id); ok {
-			out = append(out, Balance{Account: a.ID, Asset: a.Asset, Scale: a.Scale, Normal: a.Normal,
+			out = append(out, Balance{Position: pos, Account: a.ID, Asset: a.Asset, Scale: a.Scale, Normal: a.Normal,
 				DebitsPosted: a.DebitsPosted, CreditsPosted: a.CreditsPosted, DebitsPending: a.DebitsPending, CreditsPending: a.CreditsPending})
 		}
 	}

@@ -85,6 +85,8 @@ type Result struct {
 
 // Balance is an account's balances at a position.
 type Balance struct {
+	// Position is the position of the command that moved the account last.
+	Position                                                   uint64
 	Account, Asset                                             string
 	Scale                                                      uint8
 	Normal                                                     domain.Side

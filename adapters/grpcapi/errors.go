@@ -106,5 +106,5 @@ func balanceOf(b commands.Balance) *ledgerv1.Balance {
 	return &ledgerv1.Balance{Account: b.Account, Asset: b.Asset, NormalBalance: normalBalance(b.Normal.String()),
 		DebitsPosted: b.DebitsPosted.Format(b.Scale), CreditsPosted: b.CreditsPosted.Format(b.Scale),
 		DebitsPending: b.DebitsPending.Format(b.Scale), CreditsPending: b.CreditsPending.Format(b.Scale),
-		Balance: a.Balance().Format(b.Scale), Available: a.Available().Format(b.Scale)}
+		Balance: a.Balance().Format(b.Scale), Available: a.Available().Format(b.Scale), Position: b.Position}
 }

@@ -279,6 +279,26 @@ func TestSetAccountBounds(t *testing.T) {
 			transfer("out2", "capped", "bob", "1.00", "USD")),
 			want{codeAboveMax, "postings"}, want{code: codeCreated})
 	})
+
+	// A debit-normal account grows with debits: its outflows are credits.
+	t.Run("debit-normal account", func(t *testing.T) {
+		t.Parallel()
+		ledger := testenv.Name(t)
+		h.setup(t, ledger)
+		mustCreated(t, h.open(t, ledger, &ledgerv1.Account{Id: "cash", Asset: "USD",
+			NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_DEBIT, MinBalance: ptr("0"), MaxBalance: ptr("10.00")})...)
+		checkResults(t, "moves", h.transfers(t, ledger,
+			transfer("in1", "cash", "alice", "10.00", "USD"),
+			transfer("in2", "cash", "alice", "0.01", "USD"),
+			pendingTransfer("out1", "bob", "cash", "10.00", "USD", 0),
+			pendingTransfer("out2", "bob", "cash", "0.01", "USD", 0),
+		),
+			want{code: codeCreated}, want{codeAboveMax, "postings"},
+			want{code: codeCreated}, want{codeBelowMin, "postings"})
+		h.checkBalances(t, "cash", ledger, h.head(t, ledger), map[string]string{
+			"cash": "10.00 0.00 | 10.00/0.00 | 0.00/10.00",
+		})
+	})
 }
 
 func TestCloseAccountsAndMetadata(t *testing.T) {
