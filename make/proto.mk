@@ -9,6 +9,10 @@
 BUF_VERSION              ?= v1.75.0
 PROTOC_GEN_GO_VERSION    ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
+# protoc-gen-grpc-gateway and protoc-gen-openapiv2 come from one module; keep
+# this in step with github.com/grpc-ecosystem/grpc-gateway/v2 in go.mod (the
+# generated code calls that runtime).
+GRPC_GATEWAY_VERSION     ?= v2.32.0
 
 PROTO_BIN ?= $(CURDIR)/bin
 BUF       := $(PROTO_BIN)/buf
@@ -17,11 +21,14 @@ BUF       := $(PROTO_BIN)/buf
 PROTO_TOOL_STAMPS := \
 	$(PROTO_BIN)/.buf-$(BUF_VERSION).stamp \
 	$(PROTO_BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION).stamp \
-	$(PROTO_BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION).stamp
+	$(PROTO_BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION).stamp \
+	$(PROTO_BIN)/.protoc-gen-grpc-gateway-$(GRPC_GATEWAY_VERSION).stamp \
+	$(PROTO_BIN)/.protoc-gen-openapiv2-$(GRPC_GATEWAY_VERSION).stamp
 
 .PHONY: proto proto-tools proto-lint
 
-## proto: install the pinned tools, lint and generate Go code from api/
+## proto: install the pinned tools, lint and generate Go code, the REST gateway
+## and its OpenAPI file from api/ (HTTP rules: api/ledger/v1/ledger.gateway.yaml)
 proto: proto-tools
 	$(BUF) lint
 	$(BUF) generate
@@ -30,7 +37,7 @@ proto: proto-tools
 proto-lint: proto-tools
 	$(BUF) lint
 
-## proto-tools: install buf, protoc-gen-go and protoc-gen-go-grpc into ./bin
+## proto-tools: install buf and the protoc plugins into ./bin
 proto-tools: $(PROTO_TOOL_STAMPS)
 
 $(PROTO_BIN)/.buf-$(BUF_VERSION).stamp:
@@ -44,3 +51,11 @@ $(PROTO_BIN)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION).stamp:
 $(PROTO_BIN)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION).stamp:
 	GOBIN=$(PROTO_BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	@rm -f $(PROTO_BIN)/.protoc-gen-go-grpc-*.stamp && touch $@
+
+$(PROTO_BIN)/.protoc-gen-grpc-gateway-$(GRPC_GATEWAY_VERSION).stamp:
+	GOBIN=$(PROTO_BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
+	@rm -f $(PROTO_BIN)/.protoc-gen-grpc-gateway-*.stamp && touch $@
+
+$(PROTO_BIN)/.protoc-gen-openapiv2-$(GRPC_GATEWAY_VERSION).stamp:
+	GOBIN=$(PROTO_BIN) go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+	@rm -f $(PROTO_BIN)/.protoc-gen-openapiv2-*.stamp && touch $@

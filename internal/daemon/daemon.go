@@ -25,6 +25,7 @@ import (
 
 	"github.com/ledgerd/ledger/adapters/devpg"
 	"github.com/ledgerd/ledger/adapters/grpcapi"
+	"github.com/ledgerd/ledger/adapters/httpapi"
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
@@ -56,6 +57,7 @@ type Main struct {
 	ledgers  *commands.Ledgers
 	grpcSrv  *grpc.Server
 	httpSrv  *http.Server
+	gateway  *httpapi.Gateway
 	grpcLis  net.Listener
 	httpLis  net.Listener
 	registry *prometheus.Registry
@@ -98,6 +100,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.metrics = newMetrics(m.registry)
+	m.registry.MustRegister(newLagCollector(queries.New(m.pool, nil), m.Logger))
 
 	m.readersCtx, m.cancelReaders = context.WithCancel(context.Background())
 	writersCtx, cancelWriters := context.WithCancel(context.Background())
@@ -243,6 +246,11 @@ func (m *Main) serve() error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", m.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	// REST/JSON: grpc-gateway calling our own gRPC listener (see adapters/httpapi).
+	if m.gateway, err = httpapi.NewGateway(dialable(m.GRPCAddr()), httpapi.Options{}); err != nil {
+		return err
+	}
+	mux.Handle("/v1/", m.gateway)
 	if m.Config.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -290,7 +298,7 @@ func (m *Main) banner() {
 	fmt.Fprintf(m.Out, `
 ledgerd is ready.
   gRPC  %s   (reflection on: grpcurl -plaintext %s list)
-  HTTP  http://%s  (/healthz /readyz /metrics)
+  HTTP  http://%s  (REST/JSON under /v1/, /healthz /readyz /metrics)
 
 Try it:
   go run ./cmd/ledgerctl asset define --ledger demo USD 2
@@ -320,6 +328,15 @@ func dialable(addr string) string {
 func (m *Main) Close() { m.closeOnce.Do(m.close) }
 
 func (m *Main) close() {
+	// HTTP first: REST calls in flight go through the gRPC server.
+	if m.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		_ = m.httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	if m.gateway != nil {
+		_ = m.gateway.Close()
+	}
 	if m.grpcSrv != nil {
 		done := make(chan struct{})
 		go func() { m.grpcSrv.GracefulStop(); close(done) }()
@@ -328,11 +345,6 @@ func (m *Main) close() {
 		case <-time.After(shutdownGrace):
 			m.grpcSrv.Stop()
 		}
-	}
-	if m.httpSrv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		_ = m.httpSrv.Shutdown(ctx)
-		cancel()
 	}
 	if m.cancelWriters != nil {
 		m.cancelWriters()

@@ -1,0 +1,139 @@
+// Package httpapi serves ledger.v1 as REST/JSON: a grpc-gateway reverse proxy,
+// with the routes of api/ledger/v1/ledger.gateway.yaml, in front of ledgerd's
+// own gRPC server.
+//
+// The gateway dials the gRPC listener (on loopback) instead of calling the
+// servers in process (RegisterXServiceHandlerServer): a REST call then runs
+// exactly what a gRPC call runs (interceptors for metrics and, later, auth,
+// message bounds, the gRPC status of adapters/grpcapi), at the cost of one
+// loopback hop. The Authorization header is forwarded as gRPC metadata.
+//
+// Errors are not translated here: grpc-gateway maps the gRPC status to an
+// HTTP status (InvalidArgument 400, NotFound 404, Unimplemented 501,
+// Unavailable 503, DeadlineExceeded 504, ...) and writes the google.rpc.Status
+// as JSON: {"code": 3, "message": "...", "details": [{"@type":
+// "type.googleapis.com/google.rpc.BadRequest", "field_violations": [...]}]}.
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	// Error details (google.rpc.BadRequest) are google.protobuf.Any: their
+	// types must be linked in for the JSON error body to carry them.
+	_ "google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+)
+
+// BodyMaxDefault bounds a request body: 64 MiB, as a gRPC message. JSON is
+// bigger than protobuf, so the very largest batches fit only over gRPC.
+const BodyMaxDefault = 64 << 20
+
+// messageMax bounds a gRPC message between the gateway and the server, as the
+// server does (internal/daemon's grpcMsgMax): the default 4 MiB receive limit
+// would refuse the replies of large batches.
+const messageMax = 64 << 20
+
+// Options configures a Gateway. The zero value is ready to use.
+type Options struct {
+	// BodyMax bounds a request body in bytes; 0: BodyMaxDefault.
+	BodyMax int64
+	// DialOptions are applied after the defaults (plaintext, 64 MiB
+	// messages), e.g. transport credentials when gRPC serves TLS.
+	DialOptions []grpc.DialOption
+}
+
+// Gateway is an http.Handler serving ledger.v1's CommandService and
+// QueryService as REST/JSON by calling a gRPC server.
+type Gateway struct {
+	conn    *grpc.ClientConn
+	mux     *runtime.ServeMux
+	bodyMax int64
+}
+
+// NewGateway returns a Gateway calling the gRPC server at grpcAddr
+// (host:port). It connects lazily: a server not yet serving is no error.
+// Close releases the connection.
+//
+// Errors: an address or option grpc.NewClient refuses.
+func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
+	dial := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(messageMax), grpc.MaxCallSendMsgSize(messageMax)),
+	}, opts.DialOptions...)
+	conn, err := grpc.NewClient(grpcAddr, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("gateway client for %s: %w", grpcAddr, err)
+	}
+	g := &Gateway{conn: conn, mux: newServeMux(), bodyMax: opts.BodyMax}
+	if g.bodyMax <= 0 {
+		g.bodyMax = BodyMaxDefault
+	}
+	// The context is only the registration's: each call runs on its request's.
+	ctx := context.Background()
+	if err := ledgerv1.RegisterCommandServiceHandler(ctx, g.mux, conn); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("register CommandService: %w", err)
+	}
+	if err := ledgerv1.RegisterQueryServiceHandler(ctx, g.mux, conn); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("register QueryService: %w", err)
+	}
+	return g, nil
+}
+
+// newServeMux is grpc-gateway's mux speaking the proto's JSON: snake_case
+// field names as in ledger.proto, enums by name, unset fields left out, and
+// unknown fields refused (a misspelt "atomic" must not be dropped silently).
+func newServeMux() *runtime.ServeMux {
+	marshaler := &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false, UseEnumNumbers: false},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}
+	return runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
+		runtime.WithRoutingErrorHandler(routingError),
+	)
+}
+
+// routingError answers a path no rule matches with 404 and a known path
+// with the wrong method with 405: grpc-gateway's default says 501 for the
+// latter, which would read as "method not implemented by the server".
+func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus == http.StatusMethodNotAllowed {
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
+			HTTPStatus: http.StatusMethodNotAllowed,
+			Err:        status.Errorf(codes.Unimplemented, "method %s not allowed on %s", r.Method, r.URL.Path),
+		})
+		return
+	}
+	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+}
+
+// ServeHTTP serves one REST call. A body over the bound is refused with 413
+// when its length is declared, 400 when it is found out while reading.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > g.bodyMax {
+		_, out := runtime.MarshalerForRequest(g.mux, r)
+		runtime.DefaultHTTPErrorHandler(r.Context(), g.mux, out, w, r, &runtime.HTTPStatusError{
+			HTTPStatus: http.StatusRequestEntityTooLarge,
+			Err:        status.Errorf(codes.InvalidArgument, "request body of %d bytes, at most %d", r.ContentLength, g.bodyMax),
+		})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, g.bodyMax)
+	g.mux.ServeHTTP(w, r)
+}
+
+// Close releases the gRPC connection; calls in flight fail with Canceled.
+//
+// Errors: those of grpc.ClientConn.Close (closing twice).
+func (g *Gateway) Close() error { return g.conn.Close() }
