@@ -39,10 +39,13 @@ func newRecentTransfers(n int) *recentTransfers {
 // forget drops an entry: a position undone by an all-or-nothing batch.
 func (r *recentTransfers) forget(pos uint64) { delete(r.byPos, pos) }
 
-// takesID reports whether e takes an id in the transfer id space.
+// takesID reports whether e is an event Decide may ask for again: one that
+// takes an id in the transfer id space, or opens an account (a retried open of
+// an account amended since is compared with it).
 func takesID(e domain.Event) bool {
 	switch e.(type) {
-	case domain.TransferCommitted, domain.TransferPending, domain.PendingPosted, domain.PendingVoided, domain.TransferReversed:
+	case domain.TransferCommitted, domain.TransferPending, domain.PendingPosted, domain.PendingVoided, domain.TransferReversed,
+		domain.AccountOpened:
 		return true
 	}
 	return false

@@ -90,6 +90,7 @@ type OpenAccount struct {
 
 	min, max  *Decimal
 	validated bool
+	priors
 }
 
 func (c *OpenAccount) CommandID() string { return c.ID }

@@ -44,6 +44,10 @@ func Decide(s *State, c Command, now time.Time) (Event, error) {
 func PriorCandidates(s *State, c Command) []uint64 {
 	var ids []string
 	switch c := c.(type) {
+	case *OpenAccount:
+		if a, ok := s.accounts[c.ID]; ok && a.Amended {
+			return []uint64{a.Position}
+		}
 	case *CreateTransfer:
 		ids = []string{c.ID}
 	case *PostPending:

@@ -28,13 +28,37 @@ func decideAccount(s *State, c *OpenAccount) (Event, error) {
 		return nil, err
 	}
 	e := AccountOpened{ID: c.ID, Asset: c.Asset, Normal: c.Normal, MinBalance: min, MaxBalance: max, Metadata: c.Metadata}
-	if prior, ok := s.accounts[c.ID]; ok {
-		if field := accountDiff(prior, &e); field != "" {
+	if a, ok := s.accounts[c.ID]; ok {
+		opened := accountAsOpened(a)
+		if a.Amended {
+			// Bounds or metadata changed since: compare with the request
+			// that opened it, which only the log still holds.
+			prior, have := c.prior(a.Position)
+			if !have {
+				return nil, &NeedPriorError{Position: a.Position}
+			}
+			if p, ok := prior.(AccountOpened); ok && p.ID == c.ID {
+				opened = p
+			}
+		}
+		if field := accountDiff(&opened, &e); field != "" {
 			return nil, fieldErr(field, ErrExistsWithDifferentFields)
 		}
-		return nil, &ExistsError{Position: prior.Position}
+		return nil, &ExistsError{Position: a.Position}
 	}
 	return e, nil
+}
+
+// accountAsOpened is the AccountOpened of an account never amended.
+func accountAsOpened(a *Account) AccountOpened {
+	o := AccountOpened{ID: a.ID, Asset: a.Asset, Normal: a.Normal, Metadata: a.Metadata}
+	if a.Min != nil {
+		o.MinBalance = &Amount{Units: *a.Min, Scale: a.Scale}
+	}
+	if a.Max != nil {
+		o.MaxBalance = &Amount{Units: *a.Max, Scale: a.Scale}
+	}
+	return o
 }
 
 // bounds turns optional decimal bounds into amounts at scale, min <= max.
@@ -65,29 +89,28 @@ func boundAmount(field string, d *Decimal, scale uint8) (*Amount, error) {
 }
 
 // accountDiff names the first field in which an open request differs from the
-// account already opened under that id, or "". Bounds and metadata are
-// compared with the account as it is now.
-func accountDiff(a *Account, e *AccountOpened) string {
+// one that opened the account, or "".
+func accountDiff(opened, e *AccountOpened) string {
 	switch {
-	case a.Asset != e.Asset:
+	case opened.Asset != e.Asset:
 		return "asset"
-	case a.Normal != e.Normal:
+	case opened.Normal != e.Normal:
 		return "normal_balance"
-	case !sameBound(a.Min, e.MinBalance):
+	case !sameBound(opened.MinBalance, e.MinBalance):
 		return "min_balance"
-	case !sameBound(a.Max, e.MaxBalance):
+	case !sameBound(opened.MaxBalance, e.MaxBalance):
 		return "max_balance"
-	case !maps.Equal(a.Metadata, e.Metadata):
+	case !maps.Equal(opened.Metadata, e.Metadata):
 		return "metadata"
 	}
 	return ""
 }
 
-func sameBound(u *Units, a *Amount) bool {
-	if u == nil || a == nil {
-		return u == nil && a == nil
+func sameBound(a, b *Amount) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
 	}
-	return u.Cmp(a.Units) == 0
+	return a.Units.Cmp(b.Units) == 0
 }
 
 // openAccount returns the account, refusing a missing or closed one.

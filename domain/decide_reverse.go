@@ -42,12 +42,11 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 	if len(c.amounts) != 0 && len(c.amounts) != len(original) {
 		return nil, fieldErrf("amounts", ErrInvalidField, "%d amounts for %d postings", len(c.amounts), len(original))
 	}
+	// Amounts first: a transfer with nothing left to reverse answers
+	// ALREADY_REVERSED whatever has become of its accounts since.
 	done := s.reversed[pos]
 	back := make([]Posting, len(original))
-	var (
-		fx    effects
-		total Units
-	)
+	var total Units
 	for i, p := range original {
 		left := p.Amount.Units
 		if done != nil {
@@ -67,19 +66,22 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 		}
 		total = total.Add(amount) // each <= 10^38-1 and at most 64: the sum fits
 		back[i] = Posting{Debit: p.Credit, Credit: p.Debit, Asset: p.Asset, Amount: Amount{Units: amount, Scale: p.Amount.Scale}}
-		debit, credit, err := postingAccounts(s, i, back[i].Debit, back[i].Credit, p.Asset)
-		if err != nil {
-			return nil, err
-		}
-		if !fx.add(debit, amount, Units{}, Units{}, Units{}) || !fx.add(credit, Units{}, amount, Units{}, Units{}) {
-			return nil, fieldErrf("amounts", ErrBalanceOverflow, "posting %d", i)
-		}
 	}
 	if total.IsZero() {
 		if len(c.amounts) != 0 {
 			return nil, fieldErrf("amounts", ErrInvalidAmount, "nothing to reverse")
 		}
 		return nil, fieldErr("transfer_id", ErrAlreadyReversed)
+	}
+	var fx effects
+	for i, p := range back {
+		debit, credit, err := postingAccounts(s, i, p.Debit, p.Credit, p.Asset)
+		if err != nil {
+			return nil, err
+		}
+		if !fx.add(debit, p.Amount.Units, Units{}, Units{}, Units{}) || !fx.add(credit, Units{}, p.Amount.Units, Units{}, Units{}) {
+			return nil, fieldErrf("amounts", ErrBalanceOverflow, "posting %d", i)
+		}
 	}
 	if err := fx.check(); err != nil {
 		return nil, err

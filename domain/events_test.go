@@ -62,7 +62,68 @@ var goldenEvents = []struct {
 			Amount: domain.Amount{Units: unitsFromBig(unitsMaxBig), Scale: 18}}},
 		EffectiveAt: time.Date(2026, 12, 31, 23, 59, 59, 999999000, time.UTC),
 	}},
+	{"transfer_pending", domain.TransferPending{
+		ID:          "auth-2026-0001",
+		Postings:    []domain.Posting{{Debit: "users:42:wallet", Credit: "merchants:7:settlement", Asset: "USD", Amount: usd(10_000)}},
+		Reference:   "card auth 55a1",
+		Metadata:    map[string]string{"mcc": "5411"},
+		EffectiveAt: time.Date(2026, 1, 2, 3, 4, 5, 678901000, time.UTC),
+	}},
+	{"transfer_pending_expiry", domain.TransferPending{
+		ID: "auth-2026-0002",
+		Postings: []domain.Posting{
+			{Debit: "users:42:wallet", Credit: "fx:usd", Asset: "USD", Amount: usd(10_050)},
+			{Debit: "fx:btc", Credit: "users:42:btc", Asset: "BTC", Amount: btc(12_345)},
+		},
+		EffectiveAt:    time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		TimeoutSeconds: 3600,
+		ExpiresAt:      timePtr(time.Date(2026, 1, 2, 4, 4, 5, 678901000, time.UTC)),
+	}},
+	{"pending_posted_partial", domain.PendingPosted{
+		ID:        "capture-2026-0001",
+		PendingID: "auth-2026-0002",
+		Postings: []domain.HeldPosting{
+			{Debit: "users:42:wallet", Credit: "fx:usd", Asset: "USD", Amount: usd(4_250), Held: usd(10_050)},
+			{Debit: "fx:btc", Credit: "users:42:btc", Asset: "BTC", Amount: btc(0), Held: btc(12_345)},
+		},
+		Reference:   "partial capture",
+		Metadata:    map[string]string{"order": "7"},
+		EffectiveAt: time.Date(2026, 1, 2, 3, 30, 0, 1000, time.UTC),
+	}},
+	{"pending_voided", domain.PendingVoided{
+		ID:        "void-2026-0001",
+		PendingID: "auth-2026-0001",
+		Postings:  []domain.Posting{{Debit: "users:42:wallet", Credit: "merchants:7:settlement", Asset: "USD", Amount: usd(10_000)}},
+		Reference: "customer cancelled",
+	}},
+	{"pending_expired", domain.PendingExpired{
+		PendingID: "auth-2026-0003",
+		Postings:  []domain.Posting{{Debit: "users:43:wallet", Credit: "merchants:7:settlement", Asset: "JPY", Amount: domain.Amount{Units: domain.UnitsFromInt64(500), Scale: 0}}},
+	}},
+	{"transfer_reversed", domain.TransferReversed{
+		ID:               "refund-2026-0001",
+		TransferID:       "fx-2026-0001",
+		TransferPosition: 1234,
+		Postings: []domain.Posting{
+			{Debit: "fx:usd", Credit: "users:42:wallet", Asset: "USD", Amount: usd(5_025)},
+			{Debit: "users:42:btc", Credit: "fx:btc", Asset: "BTC", Amount: btc(0)},
+		},
+		Reference:   "partial refund",
+		Metadata:    map[string]string{"ticket": "T-9"},
+		EffectiveAt: time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC),
+	}},
+	{"account_bounds_changed", domain.AccountBoundsChanged{
+		ID: "users:42:wallet", MinBalance: amountPtr(usd(-5_000)), MaxBalance: amountPtr(usd(100_000)),
+	}},
+	{"account_bounds_changed_none", domain.AccountBoundsChanged{ID: "users:42:wallet"}},
+	{"account_metadata_set", domain.AccountMetadataSet{
+		ID: "users:42:wallet", Metadata: map[string]string{"tier": "gold", "kyc": "verified <2026>"},
+	}},
+	{"account_metadata_set_cleared", domain.AccountMetadataSet{ID: "users:42:wallet"}},
+	{"account_closed", domain.AccountClosed{ID: "users:42:wallet"}},
 }
+
+func timePtr(t time.Time) *time.Time { return &t }
 
 func TestEventGolden(t *testing.T) {
 	for _, tc := range goldenEvents {
@@ -173,5 +234,21 @@ func TestAmountJSON(t *testing.T) {
 				t.Errorf("UnmarshalJSON(%s) = %+v, want %+v", b, back, tc.in)
 			}
 		})
+	}
+}
+
+// TestEventGoldenCoversEveryType: every event type of the contract has a
+// golden file, and decodes by its name.
+func TestEventGoldenCoversEveryType(t *testing.T) {
+	have := map[string]bool{}
+	for _, tc := range goldenEvents {
+		have[tc.event.EventType()] = true
+	}
+	for _, typ := range []string{domain.TypeAssetDefined, domain.TypeAccountOpened, domain.TypeAccountBoundsChanged,
+		domain.TypeAccountMetadataSet, domain.TypeAccountClosed, domain.TypeTransferCommitted, domain.TypeTransferPending,
+		domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed} {
+		if !have[typ] {
+			t.Errorf("no golden file for %s", typ)
+		}
 	}
 }

@@ -21,11 +21,11 @@ func (s *State) Evolve(pos uint64, e Event) {
 	case AccountBoundsChanged:
 		a := s.mustAccount(e.ID, pos)
 		s.saveAccount(a)
-		a.Min, a.Max = unitsOf(e.MinBalance), unitsOf(e.MaxBalance)
+		a.Min, a.Max, a.Amended = unitsOf(e.MinBalance), unitsOf(e.MaxBalance), true
 	case AccountMetadataSet:
 		a := s.mustAccount(e.ID, pos)
 		s.saveAccount(a)
-		a.Metadata = e.Metadata
+		a.Metadata, a.Amended = e.Metadata, true
 	case AccountClosed:
 		a := s.mustAccount(e.ID, pos)
 		if a.Closed || !a.DebitsPending.IsZero() || !a.CreditsPending.IsZero() {
@@ -148,9 +148,11 @@ func (s *State) evolvePending(pos uint64, e *TransferPending) {
 	s.evolvePostings(pos, e.ID, e.Postings, true)
 	h := &Hold{ID: e.ID, Postings: e.Postings, Position: pos}
 	if e.ExpiresAt != nil {
-		h.ExpiresAt = *e.ExpiresAt
-		// Not undone: an entry whose hold is gone is skipped when popped.
-		heap.Push(&s.expiries, expiry{at: h.ExpiresAt, id: h.ID, position: pos})
+		s.expirySeq++
+		h.ExpiresAt, h.expirySeq = *e.ExpiresAt, s.expirySeq
+		// Not undone: once the hold is undone, the entry is stale (no hold
+		// carries its number) and is dropped when it reaches the top.
+		heap.Push(&s.expiries, expiry{at: h.ExpiresAt, id: h.ID, seq: h.expirySeq})
 	}
 	s.holds[e.ID] = h
 	s.undo(func() { delete(s.holds, e.ID) })

@@ -8,14 +8,19 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/ledgerd/ledger/domain"
 )
 
 // now is the writer's clock in these tests: UTC, whole microseconds.
 var now = time.Date(2026, 3, 4, 5, 6, 7, 891011000, time.UTC)
 
-// unitsEqual lets go-cmp compare Units (unexported fields) by value.
-var unitsEqual = cmp.Comparer(func(a, b domain.Units) bool { return a.Cmp(b) == 0 })
+// unitsEqual lets go-cmp compare Units (unexported fields) by value, and
+// ignores a Hold's bookkeeping (its expiry-heap number).
+var unitsEqual = cmp.Options{
+	cmp.Comparer(func(a, b domain.Units) bool { return a.Cmp(b) == 0 }),
+	cmpopts.IgnoreUnexported(domain.Hold{}),
+}
 
 // decided remembers, per state, the events decide returned, by the position
 // they take when applied next: the log the tests would otherwise need, to

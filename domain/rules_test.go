@@ -102,6 +102,14 @@ type stateView struct {
 // viewOf copies s: the accounts and holds with the given ids, and the assets
 // with the given codes.
 func viewOf(s *domain.State, accounts, holds, assets []string) stateView {
+	v := viewNoExpiry(s, accounts, holds, assets)
+	v.NextExpiry, v.HasNextExpiry = s.NextExpiry()
+	return v
+}
+
+// viewNoExpiry is viewOf without NextExpiry, which is not to be called while
+// the state records (see TestNextExpiryDuringBatch).
+func viewNoExpiry(s *domain.State, accounts, holds, assets []string) stateView {
 	v := stateView{
 		Position: s.Position(), AccountCount: s.AccountCount(), HoldCount: s.HoldCount(), TransferCount: s.TransferCount(),
 		Accounts: snapshot(s, accounts), Holds: map[string]domain.Hold{}, Assets: map[string]domain.Asset{},
@@ -122,7 +130,6 @@ func viewOf(s *domain.State, accounts, holds, assets []string) stateView {
 			v.Assets[code] = a
 		}
 	}
-	v.NextExpiry, v.HasNextExpiry = s.NextExpiry()
 	return v
 }
 

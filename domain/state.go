@@ -49,6 +49,10 @@ type State struct {
 	// by expiry (entries for holds since resolved are skipped when popped).
 	holds    map[string]*Hold
 	expiries expiryHeap
+	// expirySeq numbers heap entries: an entry is live only while its hold
+	// carries the same number, so a hold undone and placed again is never
+	// matched by the entry of its first life.
+	expirySeq uint64
 	// reversed is, per reversed transfer (by position), how much of each of
 	// its postings has been reversed so far. Only reversed transfers appear.
 	reversed map[uint64][]Units
@@ -90,6 +94,9 @@ type Account struct {
 	Closed   bool
 	// Position is where the account was opened; ClosedAt where it was closed.
 	Position, ClosedAt uint64
+	// Amended says its bounds or metadata changed since it was opened: a
+	// retried open is then compared with the AccountOpened event itself.
+	Amended bool
 
 	DebitsPosted, CreditsPosted, DebitsPending, CreditsPending Units
 }
@@ -100,6 +107,7 @@ type Hold struct {
 	Postings  []Posting
 	ExpiresAt time.Time // zero: never
 	Position  uint64
+	expirySeq uint64
 }
 
 // NewState returns the state of an empty ledger under DefaultPolicy.
@@ -200,35 +208,51 @@ func (s *State) setIDStatus(id string, status uint8) {
 func (s *State) NextExpiry() (time.Time, bool) {
 	for len(s.expiries) > 0 {
 		top := s.expiries[0]
-		if h, ok := s.holds[top.id]; ok && h.Position == top.position {
+		if s.live(top) {
 			return top.at, true
 		}
-		heap.Pop(&s.expiries) // resolved since: forget it
+		s.popStale()
 	}
 	return time.Time{}, false
 }
 
 // DueHolds returns up to max ids of open holds whose expiry is at or before now.
+// Their entries stay in the heap until the holds resolve.
 func (s *State) DueHolds(now time.Time, max int) []string {
-	var due []string
-	// Pop in order; push back what is not due (at most one entry).
-	var keep []expiry
+	var (
+		due  []string
+		keep []expiry
+	)
 	for len(s.expiries) > 0 && len(due) < max {
-		top := heap.Pop(&s.expiries).(expiry)
-		h, ok := s.holds[top.id]
-		if !ok || h.Position != top.position {
+		top := s.expiries[0]
+		if !s.live(top) {
+			s.popStale()
 			continue
 		}
-		keep = append(keep, top)
 		if top.at.After(now) {
 			break
 		}
+		heap.Pop(&s.expiries)
+		keep = append(keep, top)
 		due = append(due, top.id)
 	}
 	for _, e := range keep {
 		heap.Push(&s.expiries, e)
 	}
 	return due
+}
+
+// live reports whether a heap entry belongs to an open hold's current life.
+func (s *State) live(e expiry) bool {
+	h, ok := s.holds[e.id]
+	return ok && h.expirySeq == e.seq
+}
+
+// popStale drops the top entry, whose hold has resolved; a rollback puts it
+// back, since the hold then comes back too.
+func (s *State) popStale() {
+	e := heap.Pop(&s.expiries).(expiry)
+	s.undo(func() { heap.Push(&s.expiries, e) })
 }
 
 // Begin starts recording the undo of every mutation, for an all-or-nothing
@@ -300,9 +324,9 @@ func sideInRange(a *Account) bool {
 
 // expiry is a hold's place in the expiry heap.
 type expiry struct {
-	at       time.Time
-	id       string
-	position uint64
+	at  time.Time
+	id  string
+	seq uint64
 }
 
 type expiryHeap []expiry
@@ -312,7 +336,7 @@ func (h expiryHeap) Less(i, j int) bool {
 	if !h[i].at.Equal(h[j].at) {
 		return h[i].at.Before(h[j].at)
 	}
-	return h[i].position < h[j].position
+	return h[i].seq < h[j].seq
 }
 func (h expiryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *expiryHeap) Push(x any)   { *h = append(*h, x.(expiry)) }
