@@ -117,6 +117,8 @@ type Writer struct {
 type request struct {
 	ctx  context.Context
 	opts SubmitOptions
+	// internal marks the writer's own request (expiries): nobody waits on it.
+	internal bool
 	// read, when set, makes this a read of the state instead of commands.
 	read    func(*domain.State)
 	cmds    []domain.Command
@@ -330,6 +332,13 @@ func (w *Writer) serve(ctx context.Context) error {
 		}
 		var reqs []*request
 		reqs, carry = w.collect(first)
+		if !first.internal {
+			// Holds come due while the writer sleeps: expire them before
+			// deciding anything that could see their amounts still held.
+			if exp := w.dueExpiries(st); exp != nil {
+				reqs = append([]*request{exp}, reqs...)
+			}
+		}
 		// Even a batch with no events goes through the committer: its EXISTS
 		// answers may point at a batch still being committed.
 		j, err := st.decide(ctx, w, reqs)
@@ -366,7 +375,7 @@ func (w *Writer) dueExpiries(st *ledgerState) *request {
 	if len(due) == 0 {
 		return nil
 	}
-	r := &request{ctx: context.Background(), done: make(chan struct{}), results: make([]Result, len(due))}
+	r := &request{ctx: context.Background(), internal: true, done: make(chan struct{}), results: make([]Result, len(due))}
 	for i, id := range due {
 		r.cmds = append(r.cmds, &domain.ExpirePending{PendingID: id})
 		r.index = append(r.index, i)
