@@ -215,6 +215,9 @@ func checkLabels(reference string, metadata map[string]string) error {
 	if len(reference) > ReferenceLenMax {
 		return fieldErrf("reference", ErrInvalidField, "%d bytes, at most %d", len(reference), ReferenceLenMax)
 	}
+	if !validText(reference) {
+		return fieldErrf("reference", ErrInvalidField, "must be UTF-8 without NUL")
+	}
 	return checkMetadata("metadata", metadata)
 }
 

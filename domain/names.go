@@ -1,6 +1,10 @@
 package domain
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
 // Limits on names and labels. Every one is a wire contract: documented in the
 // proto and checked here, once.
@@ -74,6 +78,13 @@ func checkAssetCode(field, s string) error {
 	return nil
 }
 
+// validText reports whether s is valid UTF-8 without NUL: what PostgreSQL's
+// text and jsonb can hold, and what JSON encoding keeps byte for byte (invalid
+// UTF-8 would be replaced, and a retry of the same bytes would then differ).
+func validText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
 // checkMetadata bounds a label map: keys, key length and total bytes.
 func checkMetadata(field string, m map[string]string) error {
 	if len(m) > MetadataKeysMax {
@@ -83,6 +94,9 @@ func checkMetadata(field string, m map[string]string) error {
 	for k, v := range m {
 		if len(k) == 0 || len(k) > MetadataKeyLenMax {
 			return fieldErrf(field, ErrInvalidField, "key %q must have 1..%d bytes", truncate(k), MetadataKeyLenMax)
+		}
+		if !validText(k) || !validText(v) {
+			return fieldErrf(field, ErrInvalidField, "key %q: keys and values must be UTF-8 without NUL", truncate(k))
 		}
 		total += len(k) + len(v)
 	}
