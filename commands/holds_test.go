@@ -596,3 +596,27 @@ func TestWriterRetryStormReadsPriorsOnce(t *testing.T) {
 		t.Errorf("head moved from %d to %d: retries must append nothing", pos, got)
 	}
 }
+
+// TestWriterRecordedTimeNeverGoesBack: a clock that steps back does not make
+// recorded_at go back; it holds at the last recorded time.
+func TestWriterRecordedTimeNeverGoesBack(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ledger := testenv.Name(t)
+	clock := newTestClock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := commands.NewWriter(commands.Options{Ledger: ledger, Store: store, Clock: clock.Now})
+	go func() { _ = w.Run(ctx) }()
+	setup(t, w, 2)
+	mustCreate(t, submit(t, w, transferCmd("t1", 0, 1, "1.00")))
+	clock.Advance(-time.Hour)
+	mustCreate(t, submit(t, w, transferCmd("t2", 0, 1, "1.00")))
+	recs, err := store.Read(context.Background(), ledger, 1, 100)
+	testenv.NoError(t, err)
+	for i := 1; i < len(recs); i++ {
+		if recs[i].RecordedAt.Before(recs[i-1].RecordedAt) {
+			t.Fatalf("recorded_at went back at position %d: %v after %v", recs[i].Position, recs[i].RecordedAt, recs[i-1].RecordedAt)
+		}
+	}
+}

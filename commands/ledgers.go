@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ledgerd/ledger/domain"
 )
@@ -17,7 +18,13 @@ var (
 	ErrInvalidLedger = errors.New("invalid ledger name")
 	// ErrTooManyLedgers means the process already runs LedgersMax writers.
 	ErrTooManyLedgers = errors.New("too many ledgers")
+	// ErrUnknownLedger means the ledger has no events yet: only DefineAsset
+	// may create it.
+	ErrUnknownLedger = errors.New("unknown ledger")
 )
+
+// headTimeout bounds the look-up of an unknown ledger's head.
+const headTimeout = 5 * time.Second
 
 // Ledgers starts and holds one Writer per ledger, on first use.
 type Ledgers struct {
@@ -41,10 +48,20 @@ func NewLedgers(ctx context.Context, opts Options, max int, onStart func(ledger 
 	return &Ledgers{ctx: ctx, opts: opts, max: max, onStart: onStart, writers: make(map[string]*Writer)}
 }
 
-// Writer returns the ledger's writer, starting it if needed.
+// Writer returns the writer of an existing ledger (one with events in the
+// log), starting it if needed.
 //
-// Errors: ErrInvalidLedger, ErrTooManyLedgers, ErrClosed after ctx ended.
-func (l *Ledgers) Writer(ledger string) (*Writer, error) {
+// Errors: ErrInvalidLedger, ErrUnknownLedger, ErrTooManyLedgers, ErrClosed
+// after ctx ended, or the error of reading the ledger's head.
+func (l *Ledgers) Writer(ledger string) (*Writer, error) { return l.writer(ledger, false) }
+
+// Create returns the ledger's writer, starting it, and so creating the ledger,
+// if needed: for the command that begins a ledger (DefineAsset).
+//
+// Errors: as Writer, but never ErrUnknownLedger.
+func (l *Ledgers) Create(ledger string) (*Writer, error) { return l.writer(ledger, true) }
+
+func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	if !domain.ValidLedgerName(ledger) {
 		return nil, fmt.Errorf("%q: %w", ledger, ErrInvalidLedger)
 	}
@@ -55,6 +72,17 @@ func (l *Ledgers) Writer(ledger string) (*Writer, error) {
 	}
 	if l.ctx.Err() != nil {
 		return nil, ErrClosed
+	}
+	if !create {
+		ctx, cancel := context.WithTimeout(l.ctx, headTimeout)
+		head, _, err := l.opts.Store.Head(ctx, ledger)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if head == 0 {
+			return nil, fmt.Errorf("%q: %w", ledger, ErrUnknownLedger)
+		}
 	}
 	if len(l.writers) >= l.max {
 		return nil, fmt.Errorf("%d ledgers: %w", len(l.writers), ErrTooManyLedgers)

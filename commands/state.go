@@ -15,6 +15,9 @@ type ledgerState struct {
 	domain *domain.State
 	head   uint64
 	hash   eventstore.Hash
+	// recordedAt is the last recorded time: recorded times never go back,
+	// whatever the clock does (a step back, a takeover by another node).
+	recordedAt time.Time
 	// recent holds the latest transfers, so that a quick retry, or an id
 	// repeated within a batch, is answered without reading the log.
 	recent *recentTransfers
@@ -104,6 +107,9 @@ func (st *ledgerState) apply(r *eventstore.Record) error {
 	}
 	st.domain.Evolve(r.Position, e)
 	st.head, st.hash = r.Position, r.Hash
+	if r.RecordedAt.After(st.recordedAt) {
+		st.recordedAt = r.RecordedAt
+	}
 	if takesID(e) {
 		st.recent.put(r.Position, e)
 	}
@@ -162,6 +168,10 @@ func (st *ledgerState) prefetch(ctx context.Context, w *Writer, reqs []*request)
 // batch has then been answered with ErrUnavailable and nothing was decided.
 func (st *ledgerState) decide(ctx context.Context, w *Writer, reqs []*request) (*job, error) {
 	now := w.opts.Clock().UTC().Truncate(time.Microsecond)
+	if now.Before(st.recordedAt) {
+		now = st.recordedAt
+	}
+	st.recordedAt = now
 	j := &job{expected: st.head, prev: st.hash}
 	priors, err := st.prefetch(ctx, w, reqs)
 	if err != nil {

@@ -5,5 +5,7 @@ package projections
 func All() []Projector {
 	return []Projector{
 		Balances{},
+		Movements{},
+		Transfers{},
 	}
 }

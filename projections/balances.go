@@ -2,7 +2,9 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -11,11 +13,18 @@ import (
 	"github.com/ledgerd/ledger/eventstore"
 )
 
-// Balances projects every account's posted and pending totals.
+// Balances projects every account's posted and pending totals, and the trial
+// balance: their sums per asset, with a row of history per batch and asset.
 type Balances struct{}
 
 func (Balances) Name() string { return "balances" }
-func (Balances) Version() int { return 1 }
+
+// Version 2 adds closed accounts and the trial balance (migration 0004).
+func (Balances) Version() int { return 2 }
+
+// ErrUnbalanced means that, after a batch, an asset's debits and credits
+// differ: the read model (or the log) is corrupt, and the batch is refused.
+var ErrUnbalanced = errors.New("the books do not balance")
 
 // balanceDelta is one account's net movement within a batch: signed deltas.
 type balanceDelta struct {
@@ -24,92 +33,161 @@ type balanceDelta struct {
 	position                                                   uint64
 }
 
-// Apply inserts the batch's new accounts, then adds each touched account's net
-// movement in one statement: one row update per account per batch, however
-// many transfers touched it (a hot account costs one update).
-func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
-	var (
-		opened []domain.AccountOpened
-		at     []uint64 // position of each opened account
-	)
-	deltas := map[string]*balanceDelta{}
-	touch := func(account string, scale uint8, pos uint64) *balanceDelta {
-		d, ok := deltas[account]
-		if !ok {
-			d = &balanceDelta{scale: scale}
-			deltas[account] = d
-		}
-		d.position = pos
-		return d
+// batchChanges is what a batch changes, gathered before anything is written.
+type batchChanges struct {
+	assets   []domain.AssetDefined
+	assetsAt []uint64
+	opened   []domain.AccountOpened
+	openedAt []uint64 // position of each opened account
+	closed   []string
+	closedAt []int64
+	deltas   map[string]*balanceDelta
+}
+
+func (c *batchChanges) touch(account string, scale uint8, pos uint64) *balanceDelta {
+	d, ok := c.deltas[account]
+	if !ok {
+		d = &balanceDelta{scale: scale}
+		c.deltas[account] = d
 	}
+	d.position = pos
+	return d
+}
+
+// Apply inserts the batch's new assets and accounts, marks its closed accounts,
+// then adds each touched account's net movement and each touched asset's to
+// the trial balance in one statement: one row update per account and asset per
+// batch, however many transfers touched it (a hot account costs one update).
+// It then checks, on the rows as updated, that every touched asset balances.
+//
+// Errors: ErrUnbalanced naming the asset; a record that does not decode; a
+// read model missing an asset or account that an event names; database errors.
+func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	c := batchChanges{deltas: map[string]*balanceDelta{}}
 	for i := range recs {
 		rec := &recs[i]
 		e, err := domain.UnmarshalEvent(rec.Type, rec.SchemaVersion, rec.Payload)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", rec.Position, err)
 		}
-		switch e := e.(type) {
-		case domain.AssetDefined:
-			if err := insertAsset(ctx, tx, ledger, e, rec.Position); err != nil {
-				return err
-			}
-		case domain.AccountOpened:
-			opened = append(opened, e)
-			at = append(at, rec.Position)
-		case domain.TransferCommitted:
-			for _, p := range e.Postings {
-				posted(touch, p, rec.Position)
-			}
-		case domain.TransferReversed:
-			for _, p := range e.Postings {
-				posted(touch, p, rec.Position)
-			}
-		case domain.TransferPending:
-			for _, p := range e.Postings {
-				pending(touch, p, p.Amount.Units, rec.Position)
-			}
-		case domain.PendingPosted:
-			for _, hp := range e.Postings {
-				p := domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
-				pending(touch, p, hp.Held.Units.Neg(), rec.Position)
-				posted(touch, p, rec.Position)
-			}
-		case domain.PendingVoided:
-			for _, p := range e.Postings {
-				pending(touch, p, p.Amount.Units.Neg(), rec.Position)
-			}
-		case domain.PendingExpired:
-			for _, p := range e.Postings {
-				pending(touch, p, p.Amount.Units.Neg(), rec.Position)
-			}
-		}
+		c.add(e, rec.Position)
 	}
-	if err := insertAccounts(ctx, tx, ledger, opened, at); err != nil {
+	if err := insertAssets(ctx, tx, ledger, c.assets, c.assetsAt); err != nil {
 		return err
 	}
-	return applyDeltas(ctx, tx, ledger, deltas)
+	if err := insertAccounts(ctx, tx, ledger, c.opened, c.openedAt); err != nil {
+		return err
+	}
+	closedPerAsset, err := closeAccounts(ctx, tx, ledger, c.closed, c.closedAt)
+	if err != nil {
+		return err
+	}
+	counts := c.countsPerAsset(closedPerAsset)
+	if len(c.deltas) == 0 && len(counts) == 0 {
+		return nil // nothing a balance or the trial balance shows (bounds, metadata)
+	}
+	return applyDeltas(ctx, tx, ledger, c.deltas, counts, recs[0].Position, recs[len(recs)-1].Position)
+}
+
+// add gathers one event's changes.
+func (c *batchChanges) add(e domain.Event, pos uint64) {
+	switch e := e.(type) {
+	case domain.AssetDefined:
+		c.assets, c.assetsAt = append(c.assets, e), append(c.assetsAt, pos)
+	case domain.AccountOpened:
+		c.opened, c.openedAt = append(c.opened, e), append(c.openedAt, pos)
+	case domain.AccountClosed:
+		c.closed, c.closedAt = append(c.closed, e.ID), append(c.closedAt, int64(pos))
+	case domain.TransferCommitted:
+		for _, p := range e.Postings {
+			c.posted(p, pos)
+		}
+	case domain.TransferReversed:
+		for _, p := range e.Postings {
+			c.posted(p, pos)
+		}
+	case domain.TransferPending:
+		for _, p := range e.Postings {
+			c.pending(p, p.Amount.Units, pos)
+		}
+	case domain.PendingPosted:
+		for _, hp := range e.Postings {
+			p := domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+			c.pending(p, hp.Held.Units.Neg(), pos)
+			c.posted(p, pos)
+		}
+	case domain.PendingVoided:
+		for _, p := range e.Postings {
+			c.pending(p, p.Amount.Units.Neg(), pos)
+		}
+	case domain.PendingExpired:
+		for _, p := range e.Postings {
+			c.pending(p, p.Amount.Units.Neg(), pos)
+		}
+	}
 }
 
 // posted adds a posting's amount to its accounts' posted totals.
-func posted(touch func(string, uint8, uint64) *balanceDelta, p domain.Posting, pos uint64) {
-	d := touch(p.Debit, p.Amount.Scale, pos)
+func (c *batchChanges) posted(p domain.Posting, pos uint64) {
+	d := c.touch(p.Debit, p.Amount.Scale, pos)
 	d.debitsPosted = d.debitsPosted.Add(p.Amount.Units)
-	c := touch(p.Credit, p.Amount.Scale, pos)
-	c.creditsPosted = c.creditsPosted.Add(p.Amount.Units)
+	cr := c.touch(p.Credit, p.Amount.Scale, pos)
+	cr.creditsPosted = cr.creditsPosted.Add(p.Amount.Units)
 }
 
 // pending adds a signed amount to a posting's accounts' pending totals.
-func pending(touch func(string, uint8, uint64) *balanceDelta, p domain.Posting, amount domain.Units, pos uint64) {
-	d := touch(p.Debit, p.Amount.Scale, pos)
+func (c *batchChanges) pending(p domain.Posting, amount domain.Units, pos uint64) {
+	d := c.touch(p.Debit, p.Amount.Scale, pos)
 	d.debitsPending = d.debitsPending.Add(amount)
-	c := touch(p.Credit, p.Amount.Scale, pos)
-	c.creditsPending = c.creditsPending.Add(amount)
+	cr := c.touch(p.Credit, p.Amount.Scale, pos)
+	cr.creditsPending = cr.creditsPending.Add(amount)
 }
 
-func insertAsset(ctx context.Context, tx pgx.Tx, ledger string, e domain.AssetDefined, pos uint64) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO assets (ledger, code, scale, position) VALUES ($1, $2, $3, $4)`,
-		ledger, e.Code, int16(e.Scale), int64(pos)); err != nil {
-		return fmt.Errorf("insert asset %s: %w", e.Code, err)
+// assetCounts is how a batch changes an asset's account counts.
+type assetCounts struct{ opened, closed int64 }
+
+// countsPerAsset returns the account counts per asset the batch changes, with
+// an entry (maybe zero) for every asset it defines, opens or closes accounts in.
+func (c *batchChanges) countsPerAsset(closed map[string]int64) map[string]assetCounts {
+	counts := make(map[string]assetCounts, len(c.assets)+len(closed))
+	for _, a := range c.assets {
+		counts[a.Code] = assetCounts{}
+	}
+	for _, o := range c.opened {
+		n := counts[o.Asset]
+		n.opened++
+		counts[o.Asset] = n
+	}
+	for asset, k := range closed {
+		n := counts[asset]
+		n.closed += k
+		counts[asset] = n
+	}
+	return counts
+}
+
+// insertAssets inserts assets and their zero trial balance lines.
+func insertAssets(ctx context.Context, tx pgx.Tx, ledger string, assets []domain.AssetDefined, at []uint64) error {
+	if len(assets) == 0 {
+		return nil
+	}
+	codes, scales, positions := make([]string, len(assets)), make([]int16, len(assets)), make([]int64, len(assets))
+	for i, a := range assets {
+		codes[i], scales[i], positions[i] = a.Code, int16(a.Scale), int64(at[i])
+	}
+	_, err := tx.Exec(ctx, `WITH a AS (
+			INSERT INTO assets (ledger, code, scale, position)
+			SELECT $1, * FROM unnest($2::text[], $3::smallint[], $4::bigint[])
+			RETURNING code, scale, position)
+		INSERT INTO trial_balances (ledger, asset, debits_posted, credits_posted, debits_pending, credits_pending,
+			accounts, accounts_closed, position)
+		SELECT $1, a.code, z.v, z.v, z.v, z.v, 0, 0, a.position
+		FROM a CROSS JOIN LATERAL (SELECT round(0::numeric, a.scale) AS v) z`, ledger, codes, scales, positions)
+	if err != nil {
+		return fmt.Errorf("insert assets %v: %w", codes, err)
 	}
 	return nil
 }
@@ -142,19 +220,43 @@ func insertAccounts(ctx context.Context, tx pgx.Tx, ledger string, opened []doma
 	return nil
 }
 
-func applyDeltas(ctx context.Context, tx pgx.Tx, ledger string, deltas map[string]*balanceDelta) error {
-	if len(deltas) == 0 {
-		return nil
+// closeAccounts marks accounts closed and returns how many closed per asset.
+func closeAccounts(ctx context.Context, tx pgx.Tx, ledger string, ids []string, at []int64) (map[string]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
 	}
+	rows, err := tx.Query(ctx, `UPDATE balances b SET closed = true, position = c.position
+		FROM unnest($2::text[], $3::bigint[]) AS c(account, position)
+		WHERE b.ledger = $1 AND b.account = c.account AND NOT b.closed
+		RETURNING b.asset`, ledger, ids, at)
+	if err != nil {
+		return nil, fmt.Errorf("close %d accounts: %w", len(ids), err)
+	}
+	perAsset := map[string]int64{}
+	var (
+		asset string
+		n     int
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&asset}, func() error { perAsset[asset]++; n++; return nil }); err != nil {
+		return nil, fmt.Errorf("close %d accounts: %w", len(ids), err)
+	}
+	if n != len(ids) {
+		// The log closes an account once, after opening it.
+		return nil, fmt.Errorf("closed %d of %d accounts: the read model is missing open accounts", n, len(ids))
+	}
+	return perAsset, nil
+}
+
+// applyDeltas adds the accounts' deltas to their balances, their sums per
+// asset (by each account row's asset) and the account counts to the trial
+// balance, and writes the touched assets' history at the batch's end, all in
+// one statement. It returns ErrUnbalanced unless every touched asset's line,
+// as updated, has debits = credits, posted and pending.
+func applyDeltas(ctx context.Context, tx pgx.Tx, ledger string, deltas map[string]*balanceDelta,
+	counts map[string]assetCounts, from, to uint64) error {
 	// Sorted, so that concurrent writers of one ledger's rows (a rebuild beside
 	// the live projector) lock them in one order.
-	accounts := slices.Sorted(func(yield func(string) bool) {
-		for k := range deltas {
-			if !yield(k) {
-				return
-			}
-		}
-	})
+	accounts := slices.Sorted(maps.Keys(deltas))
 	n := len(accounts)
 	dp, cp, dq, cq := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	positions := make([]int64, n)
@@ -164,22 +266,93 @@ func applyDeltas(ctx context.Context, tx pgx.Tx, ledger string, deltas map[strin
 		dq[i], cq[i] = d.debitsPending.Format(d.scale), d.creditsPending.Format(d.scale)
 		positions[i] = int64(d.position)
 	}
-	tag, err := tx.Exec(ctx, `UPDATE balances b SET
-			debits_posted = b.debits_posted + d.dp,
-			credits_posted = b.credits_posted + d.cp,
-			debits_pending = b.debits_pending + d.dq,
-			credits_pending = b.credits_pending + d.cq,
-			position = d.position
-		FROM unnest($2::text[], $3::text[]::numeric[], $4::text[]::numeric[], $5::text[]::numeric[],
-			$6::text[]::numeric[], $7::bigint[]) AS d(account, dp, cp, dq, cq, position)
-		WHERE b.ledger = $1 AND b.account = d.account`, ledger, accounts, dp, cp, dq, cq, positions)
-	if err != nil {
-		return fmt.Errorf("update %d balances: %w", n, err)
+	assets := slices.Sorted(maps.Keys(counts))
+	opened, closed := make([]int64, len(assets)), make([]int64, len(assets))
+	for i, a := range assets {
+		opened[i], closed[i] = counts[a].opened, counts[a].closed
 	}
-	if int(tag.RowsAffected()) != n {
+	// Data-modifying CTEs run once each, on one snapshot; RETURNING gives the
+	// rows as this statement leaves them, which is what the check reads.
+	rows, err := tx.Query(ctx, `WITH d AS (
+			SELECT * FROM unnest($2::text[], $3::text[]::numeric[], $4::text[]::numeric[], $5::text[]::numeric[],
+				$6::text[]::numeric[], $7::bigint[]) AS d(account, dp, cp, dq, cq, position)
+		), moved AS (
+			UPDATE balances b SET
+				debits_posted = b.debits_posted + d.dp,
+				credits_posted = b.credits_posted + d.cp,
+				debits_pending = b.debits_pending + d.dq,
+				credits_pending = b.credits_pending + d.cq,
+				position = greatest(b.position, d.position)
+			FROM d WHERE b.ledger = $1 AND b.account = d.account
+			RETURNING b.asset, d.dp, d.cp, d.dq, d.cq
+		), changes AS (
+			SELECT asset, sum(dp) AS dp, sum(cp) AS cp, sum(dq) AS dq, sum(cq) AS cq,
+				sum(opened) AS opened, sum(closed) AS closed, sum(moved) AS moved
+			FROM (
+				SELECT asset, dp, cp, dq, cq, 0 AS opened, 0 AS closed, 1 AS moved FROM moved
+				UNION ALL
+				SELECT asset, 0, 0, 0, 0, opened, closed, 0
+				FROM unnest($8::text[], $9::bigint[], $10::bigint[]) AS c(asset, opened, closed)
+			) x GROUP BY asset
+		), line AS (
+			UPDATE trial_balances t SET
+				debits_posted = t.debits_posted + c.dp,
+				credits_posted = t.credits_posted + c.cp,
+				debits_pending = t.debits_pending + c.dq,
+				credits_pending = t.credits_pending + c.cq,
+				accounts = t.accounts + c.opened - c.closed,
+				accounts_closed = t.accounts_closed + c.closed,
+				position = $12
+			FROM changes c WHERE t.ledger = $1 AND t.asset = c.asset
+			RETURNING t.*
+		), history AS (
+			INSERT INTO trial_balance_history (ledger, asset, position, batch_from, debits_posted, credits_posted,
+				debits_pending, credits_pending, accounts, accounts_closed)
+			SELECT ledger, asset, position, $11, debits_posted, credits_posted, debits_pending, credits_pending,
+				accounts, accounts_closed
+			FROM line
+		)
+		SELECT c.asset, c.moved, l.asset IS NOT NULL,
+			l.debits_posted = l.credits_posted AND l.debits_pending = l.credits_pending,
+			l.debits_posted::text, l.credits_posted::text, l.debits_pending::text, l.credits_pending::text
+		FROM changes c LEFT JOIN line l ON l.asset = c.asset
+		ORDER BY c.asset`,
+		ledger, accounts, dp, cp, dq, cq, positions, assets, opened, closed, int64(from), int64(to))
+	if err != nil {
+		return fmt.Errorf("update %d balances and the trial balance: %w", n, err)
+	}
+	return checkLines(rows, n, to)
+}
+
+// checkLines reads applyDeltas' answer: one row per touched asset.
+func checkLines(rows pgx.Rows, accounts int, at uint64) error {
+	var (
+		asset          string
+		moved          int64
+		found          bool
+		balanced       *bool
+		dp, cp, dq, cq *string
+		updated        int64
+		errs           []error
+	)
+	_, err := pgx.ForEachRow(rows, []any{&asset, &moved, &found, &balanced, &dp, &cp, &dq, &cq}, func() error {
+		updated += moved
+		switch {
+		case !found:
+			errs = append(errs, fmt.Errorf("asset %s has no trial balance line: the read model is missing it", asset))
+		case !*balanced:
+			errs = append(errs, fmt.Errorf("asset %s at %d: debits posted %s, credits posted %s, debits pending %s, credits pending %s: %w",
+				asset, at, *dp, *cp, *dq, *cq, ErrUnbalanced))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("update balances and the trial balance: %w", err)
+	}
+	if int(updated) != accounts {
 		// Every account a transfer names was opened by an earlier event: a
 		// missing row means this read model is corrupt.
-		return fmt.Errorf("updated %d of %d balances: the read model is missing accounts", tag.RowsAffected(), n)
+		errs = append(errs, fmt.Errorf("updated %d of %d balances: the read model is missing accounts", updated, accounts))
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -13,9 +13,11 @@ import (
 	"github.com/ledgerd/ledger/domain"
 )
 
-// Writers gives the writer of a ledger.
+// Writers gives the writer of a ledger: Writer of an existing one, Create
+// also of a new one.
 type Writers interface {
 	Writer(ledger string) (*commands.Writer, error)
+	Create(ledger string) (*commands.Writer, error)
 }
 
 // CommandServer serves ledger.v1.CommandService.
@@ -35,6 +37,10 @@ func (s *CommandServer) submit(ctx context.Context, ledger string, cmds []domain
 	if err != nil {
 		return nil, statusOf(err)
 	}
+	return s.submitTo(ctx, w, ledger, cmds, opts)
+}
+
+func (s *CommandServer) submitTo(ctx context.Context, w *commands.Writer, ledger string, cmds []domain.Command, opts commands.SubmitOptions) ([]*ledgerv1.ItemResult, error) {
 	results, err := w.SubmitWith(ctx, cmds, opts)
 	if err != nil {
 		if s.logger != nil {
@@ -51,7 +57,16 @@ func (s *CommandServer) submit(ctx context.Context, ledger string, cmds []domain
 
 // DefineAsset declares an asset.
 func (s *CommandServer) DefineAsset(ctx context.Context, req *ledgerv1.DefineAssetRequest) (*ledgerv1.DefineAssetResponse, error) {
-	results, err := s.submit(ctx, req.GetLedger(), []domain.Command{&domain.DefineAsset{Code: req.GetCode(), Scale: req.GetScale()}}, commands.SubmitOptions{})
+	cmd := &domain.DefineAsset{Code: req.GetCode(), Scale: req.GetScale()}
+	if err := cmd.Validate(); err != nil {
+		// Refused before any ledger is created for it.
+		return &ledgerv1.DefineAssetResponse{Result: itemResult(0, cmd.CommandID(), commands.Result{Err: err})}, nil
+	}
+	w, err := s.writers.Create(req.GetLedger())
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	results, err := s.submitTo(ctx, w, req.GetLedger(), []domain.Command{cmd}, commands.SubmitOptions{})
 	if err != nil {
 		return nil, err
 	}

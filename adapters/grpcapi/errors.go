@@ -83,6 +83,8 @@ func statusOf(err error) error {
 	switch {
 	case errors.Is(err, commands.ErrInvalidLedger):
 		return invalidArgument("ledger", "must match [a-z0-9][a-z0-9-]{0,62}")
+	case errors.Is(err, commands.ErrUnknownLedger):
+		return invalidArgument("ledger", "unknown ledger: DefineAsset creates a ledger")
 	case errors.Is(err, commands.ErrTooManyItems), errors.Is(err, queries.ErrTooManyAccounts):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, commands.ErrTooManyLedgers):

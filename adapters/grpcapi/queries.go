@@ -21,7 +21,9 @@ func NewQueryServer(q *queries.Service, writers Writers) *QueryServer {
 	return &QueryServer{q: q, writers: writers}
 }
 
-// GetBalances returns balances with the position they reflect.
+// GetBalances returns balances with the position they reflect: from the
+// balances projection (the default), as of a position or a time (from the
+// movements projection), or from the writer (consistency STRONG).
 func (s *QueryServer) GetBalances(ctx context.Context, req *ledgerv1.GetBalancesRequest) (*ledgerv1.GetBalancesResponse, error) {
 	if !domain.ValidLedgerName(req.GetLedger()) {
 		return nil, invalidArgument("ledger", "must match [a-z0-9][a-z0-9-]{0,62}")
@@ -34,9 +36,24 @@ func (s *QueryServer) GetBalances(ctx context.Context, req *ledgerv1.GetBalances
 			return nil, invalidArgument("accounts", "account ids must match [A-Za-z0-9:_.@-]{1,128}")
 		}
 	}
-	got, err := s.q.GetBalances(ctx, req.GetLedger(), req.GetAccounts(), req.GetMinPosition())
+	asOfTime, effective, err := asOfOf(req)
 	if err != nil {
-		return nil, statusOf(err)
+		return nil, err
+	}
+	ledger, accounts := req.GetLedger(), req.GetAccounts()
+	var got queries.Balances
+	switch {
+	case req.GetConsistency() == ledgerv1.Consistency_CONSISTENCY_STRONG:
+		return s.strongBalances(ctx, ledger, accounts)
+	case req.GetAsOfPosition() != 0:
+		got, err = s.q.BalancesAsOfPosition(ctx, ledger, accounts, req.GetAsOfPosition(), req.GetMinPosition())
+	case req.GetAsOfTime() != nil:
+		got, err = s.q.BalancesAsOfTime(ctx, ledger, accounts, asOfTime, effective, req.GetMinPosition())
+	default:
+		got, err = s.currentBalances(ctx, ledger, accounts, req.GetMinPosition())
+	}
+	if err != nil {
+		return nil, statementStatus(err)
 	}
 	resp := &ledgerv1.GetBalancesResponse{Position: got.Position, Balances: make([]*ledgerv1.Balance, len(got.Balances))}
 	for i, b := range got.Balances {

@@ -100,6 +100,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.metrics = newMetrics(m.registry)
+	m.registry.MustRegister(newLagCollector(queries.New(m.pool, nil), m.Logger))
 
 	m.readersCtx, m.cancelReaders = context.WithCancel(context.Background())
 	writersCtx, cancelWriters := context.WithCancel(context.Background())
@@ -115,7 +116,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("list ledgers: %w", err)
 	}
 	for _, name := range names {
-		if _, err := m.ledgers.Writer(name); err != nil {
+		if _, err := m.ledgers.Create(name); err != nil {
 			return fmt.Errorf("start ledger %s: %w", name, err)
 		}
 	}

@@ -1,0 +1,69 @@
+package grpcapi
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/queries"
+)
+
+const ledgerNameReason = "must match [a-z0-9][a-z0-9-]{0,62}"
+
+// GetTrialBalance returns Σ debits and Σ credits per asset, now or as of a
+// position, with the position it reflects.
+func (s *QueryServer) GetTrialBalance(ctx context.Context, req *ledgerv1.GetTrialBalanceRequest) (*ledgerv1.GetTrialBalanceResponse, error) {
+	if !domain.ValidLedgerName(req.GetLedger()) {
+		return nil, invalidArgument("ledger", ledgerNameReason)
+	}
+	got, err := s.q.GetTrialBalance(ctx, req.GetLedger(), req.GetAsOfPosition(), req.GetMinPosition())
+	if err != nil {
+		return nil, readStatusOf(err)
+	}
+	resp := &ledgerv1.GetTrialBalanceResponse{Position: got.Position, Lines: make([]*ledgerv1.TrialBalanceLine, len(got.Lines))}
+	for i, l := range got.Lines {
+		resp.Lines[i] = &ledgerv1.TrialBalanceLine{Asset: l.Asset, DebitsPosted: l.DebitsPosted, CreditsPosted: l.CreditsPosted,
+			DebitsPending: l.DebitsPending, CreditsPending: l.CreditsPending, Accounts: l.Accounts, AccountsClosed: l.AccountsClosed}
+	}
+	return resp, nil
+}
+
+// GetProjectionStatus returns each projection's checkpoint and lag, for one
+// ledger or (ledger empty) all.
+func (s *QueryServer) GetProjectionStatus(ctx context.Context, req *ledgerv1.GetProjectionStatusRequest) (*ledgerv1.GetProjectionStatusResponse, error) {
+	if req.GetLedger() != "" && !domain.ValidLedgerName(req.GetLedger()) {
+		return nil, invalidArgument("ledger", ledgerNameReason+", or be empty for every ledger")
+	}
+	got, err := s.q.GetProjectionStatus(ctx, req.GetLedger())
+	if err != nil {
+		return nil, readStatusOf(err)
+	}
+	resp := &ledgerv1.GetProjectionStatusResponse{Projections: make([]*ledgerv1.ProjectionStatus, len(got))}
+	for i, p := range got {
+		resp.Projections[i] = &ledgerv1.ProjectionStatus{Ledger: p.Ledger, Name: p.Name, Version: int32(p.Version),
+			Position: p.Position, Head: p.Head, LagPositions: p.LagPositions, LagSeconds: p.LagSeconds,
+			UpdatedAt: timestamppb.New(p.UpdatedAt)}
+	}
+	return resp, nil
+}
+
+// readStatusOf translates the errors of the trial balance and status queries,
+// then anything else as statusOf does.
+func readStatusOf(err error) error {
+	switch {
+	case errors.Is(err, queries.ErrLedgerNotFound):
+		return invalidArgument("ledger", "unknown ledger")
+	case errors.Is(err, queries.ErrBeyondHead):
+		return invalidArgument("as_of_position", err.Error())
+	case errors.Is(err, queries.ErrHistoryUnavailable):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, queries.ErrTooManyAssets), errors.Is(err, queries.ErrTooManyProjections):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
+	return statusOf(err)
+}

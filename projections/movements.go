@@ -1,0 +1,491 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// Movements projects one line per movement of an account, each with the
+// account's four totals just after it: statements with running balances, and
+// balances as of any position or time, without replaying the log. Schema and
+// sign conventions: migrations/0002_movements.sql.
+type Movements struct{}
+
+func (Movements) Name() string { return "movements" }
+func (Movements) Version() int { return 1 }
+
+// movementHead is an account's running totals, continued from its
+// movement_heads row across the batch.
+type movementHead struct {
+	asset          string
+	scale          uint8
+	normal         domain.Side
+	dp, cp, dq, cq domain.Units
+	// position is the account's last movement (its opening before any);
+	// seq the next line number at that position.
+	position, opened uint64
+	seq              int
+}
+
+// movementLine is one row of movements.
+type movementLine struct {
+	account        string
+	position       uint64
+	seq            int
+	postingIndex   int
+	debit, pending bool
+	counter        string
+	amount         domain.Units
+	scale          uint8
+	dp, cp, dq, cq domain.Units
+	event          *movementEvent
+}
+
+// movementEvent is what the lines of one event share.
+type movementEvent struct {
+	kind, transferID, reference string
+	metadata                    map[string]string
+	effectiveAt, recordedAt     time.Time
+}
+
+// movementTick is a point of the ledger's clock: position is the last one
+// recorded at or before at (a running maximum).
+type movementTick struct {
+	at       time.Time
+	position uint64
+}
+
+// movementFold folds a batch into lines, heads, assets and clock ticks.
+type movementFold struct {
+	heads  map[string]*movementHead
+	scales map[string]uint8
+	assets []domain.AssetDefined
+	lines  []movementLine
+	// clockAt is the running maximum of recorded times before the batch.
+	clockAt time.Time
+	ticks   []movementTick
+}
+
+// Apply appends the batch's lines with COPY and moves each touched account's
+// head once, in the runner's transaction. It reads, in one round trip, the
+// heads of the accounts the batch moves, the scales of the assets of the
+// accounts it opens, and the ledger's clock.
+//
+// Errors: a malformed record; a movement of an account this read model does
+// not know, or totals out of range (the read model is corrupt); database errors.
+func (Movements) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	events := make([]domain.Event, len(recs))
+	for i := range recs {
+		e, err := domain.UnmarshalEvent(recs[i].Type, recs[i].SchemaVersion, recs[i].Payload)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", recs[i].Position, err)
+		}
+		events[i] = e
+	}
+	f := &movementFold{heads: map[string]*movementHead{}, scales: map[string]uint8{}}
+	if err := f.load(ctx, tx, ledger, events); err != nil {
+		return err
+	}
+	for i := range recs {
+		if err := f.apply(&recs[i], events[i]); err != nil {
+			return fmt.Errorf("record %d: %w", recs[i].Position, err)
+		}
+	}
+	return f.write(ctx, tx, ledger)
+}
+
+// load reads what the batch continues from.
+func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, events []domain.Event) error {
+	opened, defined := map[string]bool{}, map[string]bool{}
+	moved, needAssets := map[string]bool{}, map[string]bool{}
+	for _, e := range events {
+		switch e := e.(type) {
+		case domain.AssetDefined:
+			defined[e.Code] = true
+		case domain.AccountOpened:
+			opened[e.ID] = true
+			if !defined[e.Asset] {
+				needAssets[e.Asset] = true
+			}
+		default:
+			movementAccounts(e, func(account string) {
+				if !opened[account] {
+					moved[account] = true
+				}
+			})
+		}
+	}
+	accounts := slices.Sorted(maps.Keys(moved))
+	b := &pgx.Batch{}
+	if len(accounts) > 0 {
+		b.Queue(`SELECT account, asset, scale, normal_balance, debits_posted::text, credits_posted::text,
+				debits_pending::text, credits_pending::text, position, opened_position
+			FROM movement_heads WHERE ledger = $1 AND account = ANY($2)`, ledger, accounts).Query(f.scanHeads)
+	}
+	if len(needAssets) > 0 {
+		b.Queue(`SELECT code, scale FROM movement_assets WHERE ledger = $1 AND code = ANY($2)`,
+			ledger, slices.Collect(maps.Keys(needAssets))).Query(f.scanScales)
+	}
+	b.Queue(`SELECT max(recorded_at) FROM movement_clock WHERE ledger = $1`, ledger).QueryRow(func(row pgx.Row) error {
+		var at *time.Time
+		if err := row.Scan(&at); err != nil {
+			return err
+		}
+		if at != nil {
+			f.clockAt = at.UTC()
+		}
+		return nil
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("load %d movement heads: %w", len(accounts), err)
+	}
+	if len(f.heads) != len(accounts) {
+		// Every account a transfer names was opened by an earlier event.
+		return fmt.Errorf("loaded %d of %d movement heads: the read model is missing accounts", len(f.heads), len(accounts))
+	}
+	return nil
+}
+
+func (f *movementFold) scanHeads(rows pgx.Rows) error {
+	var (
+		account, asset, normal string
+		scale                  int16
+		totals                 [4]string
+		position, opened       int64
+	)
+	_, err := pgx.ForEachRow(rows, []any{&account, &asset, &scale, &normal, &totals[0], &totals[1], &totals[2], &totals[3],
+		&position, &opened}, func() error {
+		h := &movementHead{asset: asset, scale: uint8(scale), position: uint64(position), opened: uint64(opened)}
+		if err := h.normal.UnmarshalText([]byte(normal)); err != nil {
+			return fmt.Errorf("head of %s: %w", account, err)
+		}
+		for i, dst := range []*domain.Units{&h.dp, &h.cp, &h.dq, &h.cq} {
+			u, err := unitsAt(totals[i], h.scale)
+			if err != nil {
+				return fmt.Errorf("head of %s: %w", account, err)
+			}
+			*dst = u
+		}
+		// The next movement is at a later position: its lines start at 0.
+		f.heads[account] = h
+		return nil
+	})
+	return err
+}
+
+func (f *movementFold) scanScales(rows pgx.Rows) error {
+	var (
+		code  string
+		scale int16
+	)
+	_, err := pgx.ForEachRow(rows, []any{&code, &scale}, func() error {
+		f.scales[code] = uint8(scale)
+		return nil
+	})
+	return err
+}
+
+// unitsAt parses a NUMERIC's text in minor units of scale.
+func unitsAt(s string, scale uint8) (domain.Units, error) {
+	d, err := domain.ParseDecimal(s)
+	if err != nil {
+		return domain.Units{}, err
+	}
+	return d.Units(scale)
+}
+
+// movementAccounts calls fn with every account an event moves.
+func movementAccounts(e domain.Event, fn func(string)) {
+	each := func(ps []domain.Posting) {
+		for _, p := range ps {
+			fn(p.Debit)
+			fn(p.Credit)
+		}
+	}
+	switch e := e.(type) {
+	case domain.TransferCommitted:
+		each(e.Postings)
+	case domain.TransferReversed:
+		each(e.Postings)
+	case domain.TransferPending:
+		each(e.Postings)
+	case domain.PendingVoided:
+		each(e.Postings)
+	case domain.PendingExpired:
+		each(e.Postings)
+	case domain.PendingPosted:
+		for _, hp := range e.Postings {
+			fn(hp.Debit)
+			fn(hp.Credit)
+		}
+	}
+}
+
+// apply folds one event.
+func (f *movementFold) apply(rec *eventstore.Record, e domain.Event) error {
+	f.tick(rec)
+	ev := &movementEvent{kind: rec.Type, recordedAt: rec.RecordedAt, effectiveAt: rec.RecordedAt}
+	switch e := e.(type) {
+	case domain.AssetDefined:
+		f.scales[e.Code] = e.Scale
+		f.assets = append(f.assets, e)
+	case domain.AccountOpened:
+		scale, ok := f.scales[e.Asset]
+		if !ok {
+			return fmt.Errorf("account %s of undefined asset %s", e.ID, e.Asset)
+		}
+		f.heads[e.ID] = &movementHead{asset: e.Asset, scale: scale, normal: e.Normal, position: rec.Position, opened: rec.Position}
+	case domain.TransferCommitted:
+		ev.transferID, ev.reference, ev.metadata, ev.effectiveAt = e.ID, e.Reference, e.Metadata, effectiveOr(e.EffectiveAt, rec.RecordedAt)
+		for i, p := range e.Postings {
+			if err := f.posting(rec.Position, ev, i, p, false, p.Amount.Units); err != nil {
+				return err
+			}
+		}
+	case domain.TransferReversed:
+		ev.transferID, ev.reference, ev.metadata, ev.effectiveAt = e.ID, e.Reference, e.Metadata, effectiveOr(e.EffectiveAt, rec.RecordedAt)
+		for i, p := range e.Postings {
+			if err := f.posting(rec.Position, ev, i, p, false, p.Amount.Units); err != nil {
+				return err
+			}
+		}
+	case domain.TransferPending:
+		ev.transferID, ev.reference, ev.metadata, ev.effectiveAt = e.ID, e.Reference, e.Metadata, effectiveOr(e.EffectiveAt, rec.RecordedAt)
+		for i, p := range e.Postings {
+			if err := f.posting(rec.Position, ev, i, p, true, p.Amount.Units); err != nil {
+				return err
+			}
+		}
+	case domain.PendingPosted:
+		ev.transferID, ev.reference, ev.metadata, ev.effectiveAt = e.ID, e.Reference, e.Metadata, effectiveOr(e.EffectiveAt, rec.RecordedAt)
+		for i, hp := range e.Postings {
+			p := domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+			// The release first: the posted line then shows the available
+			// balance after the whole posting.
+			if err := f.posting(rec.Position, ev, i, p, true, hp.Held.Units.Neg()); err != nil {
+				return err
+			}
+			if hp.Amount.Units.IsZero() {
+				continue // posted nothing of this posting: only the release is a movement
+			}
+			if err := f.posting(rec.Position, ev, i, p, false, p.Amount.Units); err != nil {
+				return err
+			}
+		}
+	case domain.PendingVoided:
+		ev.transferID, ev.reference = e.ID, e.Reference
+		for i, p := range e.Postings {
+			if err := f.posting(rec.Position, ev, i, p, true, p.Amount.Units.Neg()); err != nil {
+				return err
+			}
+		}
+	case domain.PendingExpired:
+		ev.transferID = e.PendingID
+		for i, p := range e.Postings {
+			if err := f.posting(rec.Position, ev, i, p, true, p.Amount.Units.Neg()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// effectiveOr is t, or the recorded time when t is unset.
+func effectiveOr(t, recorded time.Time) time.Time {
+	if t.IsZero() {
+		return recorded
+	}
+	return t
+}
+
+// tick advances the ledger's clock to rec.
+func (f *movementFold) tick(rec *eventstore.Record) {
+	if rec.RecordedAt.After(f.clockAt) {
+		f.clockAt = rec.RecordedAt.UTC()
+	}
+	if n := len(f.ticks); n > 0 && f.ticks[n-1].at.Equal(f.clockAt) {
+		f.ticks[n-1].position = rec.Position
+		return
+	}
+	f.ticks = append(f.ticks, movementTick{at: f.clockAt, position: rec.Position})
+}
+
+// posting adds the lines of one posting, debit then credit, moving the
+// posted (or, pending, the pending) totals by a signed amount.
+func (f *movementFold) posting(pos uint64, ev *movementEvent, i int, p domain.Posting, pending bool, amount domain.Units) error {
+	if err := f.line(p.Debit, p.Credit, true, pos, ev, i, p.Amount.Scale, pending, amount); err != nil {
+		return err
+	}
+	return f.line(p.Credit, p.Debit, false, pos, ev, i, p.Amount.Scale, pending, amount)
+}
+
+func (f *movementFold) line(account, counter string, debit bool, pos uint64, ev *movementEvent, i int, scale uint8,
+	pending bool, amount domain.Units) error {
+	h, ok := f.heads[account]
+	if !ok {
+		return fmt.Errorf("movement of unknown account %s: the read model is missing accounts", account)
+	}
+	if h.scale != scale {
+		return fmt.Errorf("amount at scale %d on account %s of scale %d", scale, account, h.scale)
+	}
+	var field *domain.Units
+	switch {
+	case debit && !pending:
+		field = &h.dp
+	case !debit && !pending:
+		field = &h.cp
+	case debit:
+		field = &h.dq
+	default:
+		field = &h.cq
+	}
+	next, ok := field.CheckedAdd(amount)
+	if !ok || next.Sign() < 0 {
+		return fmt.Errorf("account %s: a total goes out of range: the read model is corrupt", account)
+	}
+	*field = next
+	if h.position != pos {
+		h.position, h.seq = pos, 0
+	}
+	f.lines = append(f.lines, movementLine{account: account, position: pos, seq: h.seq, postingIndex: i, debit: debit,
+		pending: pending, counter: counter, amount: amount, scale: scale, dp: h.dp, cp: h.cp, dq: h.dq, cq: h.cq, event: ev})
+	h.seq++
+	return nil
+}
+
+// movementColumns are the columns of movements, in movementSource's order.
+var movementColumns = []string{"ledger", "account", "position", "seq", "posting_index", "side", "pending", "kind",
+	"transfer_id", "counter_accounts", "amount", "debits_posted", "credits_posted", "debits_pending", "credits_pending",
+	"effective_at", "recorded_at", "reference", "metadata"}
+
+// movementSource feeds lines to COPY, building each row as it is read.
+type movementSource struct {
+	ledger string
+	lines  []movementLine
+	i      int
+	row    [19]any
+}
+
+func (s *movementSource) Next() bool {
+	s.i++
+	return s.i < len(s.lines)
+}
+
+func (s *movementSource) Values() ([]any, error) {
+	l := &s.lines[s.i]
+	side := "credit"
+	if l.debit {
+		side = "debit"
+	}
+	var reference, metadata any
+	if l.event.reference != "" {
+		reference = l.event.reference
+	}
+	if len(l.event.metadata) > 0 {
+		metadata = l.event.metadata
+	}
+	s.row = [19]any{s.ledger, l.account, int64(l.position), int16(l.seq), int32(l.postingIndex), side, l.pending,
+		l.event.kind, l.event.transferID, []string{l.counter}, numericOf(l.amount, l.scale), numericOf(l.dp, l.scale),
+		numericOf(l.cp, l.scale), numericOf(l.dq, l.scale), numericOf(l.cq, l.scale), l.event.effectiveAt,
+		l.event.recordedAt, reference, metadata}
+	return s.row[:], nil
+}
+
+func (s *movementSource) Err() error { return nil }
+
+// numericOf is u minor units at scale as a NUMERIC that prints with exactly
+// scale fractional digits ("0.00", not "0").
+func numericOf(u domain.Units, scale uint8) pgtype.Numeric {
+	n, ok := new(big.Int).SetString(u.String(), 10)
+	if !ok {
+		panic("projections: units print as a non-integer: " + u.String())
+	}
+	return pgtype.Numeric{Int: n, Exp: -int32(scale), Valid: true}
+}
+
+// write stores the batch: lines, heads, assets, clock.
+func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) error {
+	if len(f.lines) > 0 {
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"movements"}, movementColumns, &movementSource{ledger: ledger, lines: f.lines, i: -1})
+		if err != nil {
+			return fmt.Errorf("copy %d movements: %w", len(f.lines), err)
+		}
+		if int(n) != len(f.lines) {
+			return fmt.Errorf("copied %d of %d movements", n, len(f.lines))
+		}
+	}
+	if err := f.writeHeads(ctx, tx, ledger); err != nil {
+		return err
+	}
+	if len(f.assets) > 0 {
+		codes, scales := make([]string, len(f.assets)), make([]int16, len(f.assets))
+		for i, a := range f.assets {
+			codes[i], scales[i] = a.Code, int16(a.Scale)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO movement_assets (ledger, code, scale)
+			SELECT $1, a.code, a.scale FROM unnest($2::text[], $3::smallint[]) AS a(code, scale)`, ledger, codes, scales); err != nil {
+			return fmt.Errorf("insert %d movement assets: %w", len(f.assets), err)
+		}
+	}
+	if len(f.ticks) > 0 {
+		ats, positions := make([]time.Time, len(f.ticks)), make([]int64, len(f.ticks))
+		for i, t := range f.ticks {
+			ats[i], positions[i] = t.at, int64(t.position)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO movement_clock (ledger, recorded_at, position)
+			SELECT $1, c.at, c.position FROM unnest($2::timestamptz[], $3::bigint[]) AS c(at, position)
+			ON CONFLICT (ledger, recorded_at) DO UPDATE SET position = GREATEST(movement_clock.position, excluded.position)`,
+			ledger, ats, positions); err != nil {
+			return fmt.Errorf("move the movement clock: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeHeads upserts every head the batch opened or moved: one row each.
+func (f *movementFold) writeHeads(ctx context.Context, tx pgx.Tx, ledger string) error {
+	if len(f.heads) == 0 {
+		return nil
+	}
+	// Sorted: concurrent writers of one ledger's rows lock them in one order.
+	accounts := slices.Sorted(maps.Keys(f.heads))
+	n := len(accounts)
+	assets, normals := make([]string, n), make([]string, n)
+	scales := make([]int16, n)
+	dp, cp, dq, cq := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	positions, opened := make([]int64, n), make([]int64, n)
+	for i, a := range accounts {
+		h := f.heads[a]
+		assets[i], normals[i], scales[i] = h.asset, h.normal.String(), int16(h.scale)
+		dp[i], cp[i], dq[i], cq[i] = h.dp.Format(h.scale), h.cp.Format(h.scale), h.dq.Format(h.scale), h.cq.Format(h.scale)
+		positions[i], opened[i] = int64(h.position), int64(h.opened)
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO movement_heads (ledger, account, asset, scale, normal_balance,
+			debits_posted, credits_posted, debits_pending, credits_pending, position, opened_position)
+		SELECT $1, h.account, h.asset, h.scale, h.normal, h.dp, h.cp, h.dq, h.cq, h.position, h.opened
+		FROM unnest($2::text[], $3::text[], $4::smallint[], $5::text[], $6::text[]::numeric[], $7::text[]::numeric[],
+			$8::text[]::numeric[], $9::text[]::numeric[], $10::bigint[], $11::bigint[])
+			AS h(account, asset, scale, normal, dp, cp, dq, cq, position, opened)
+		ON CONFLICT (ledger, account) DO UPDATE SET
+			debits_posted = excluded.debits_posted, credits_posted = excluded.credits_posted,
+			debits_pending = excluded.debits_pending, credits_pending = excluded.credits_pending,
+			position = excluded.position`,
+		ledger, accounts, assets, scales, normals, dp, cp, dq, cq, positions, opened)
+	if err != nil {
+		return fmt.Errorf("write %d movement heads: %w", n, err)
+	}
+	if int(tag.RowsAffected()) != n {
+		return fmt.Errorf("wrote %d of %d movement heads", tag.RowsAffected(), n)
+	}
+	return nil
+}

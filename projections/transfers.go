@@ -1,0 +1,429 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// Transfers projects every transfer, hold, post, void and reversal into the
+// transfers table (one row each, with its current status) and the accounts
+// each has a posting on into transfer_accounts.
+type Transfers struct{}
+
+func (Transfers) Name() string { return "transfers" }
+func (Transfers) Version() int { return 1 }
+
+// Kinds and statuses of transfers rows, as stored (see 0003_transfers.sql).
+const (
+	transferKindTransfer = "transfer"
+	transferKindPending  = "pending"
+	transferKindPost     = "post"
+	transferKindVoid     = "void"
+	transferKindReversal = "reversal"
+
+	transferStatusPosted            = "posted"
+	transferStatusPending           = "pending"
+	transferStatusPendingPosted     = "pending_posted"
+	transferStatusVoided            = "voided"
+	transferStatusExpired           = "expired"
+	transferStatusReversed          = "reversed"
+	transferStatusPartiallyReversed = "partially_reversed"
+)
+
+// transferPosting is one element of the postings column. Remaining is set on
+// holds, Reversed on transfers and posts; both at the amount's scale.
+type transferPosting struct {
+	Debit     string         `json:"debit"`
+	Credit    string         `json:"credit"`
+	Asset     string         `json:"asset"`
+	Amount    domain.Amount  `json:"amount"`
+	Remaining *domain.Amount `json:"remaining,omitempty"`
+	Reversed  *domain.Amount `json:"reversed,omitempty"`
+}
+
+// transferRow is a transfers row while a batch is folded. loaded rows come
+// from earlier batches: only their mutable columns are written back.
+type transferRow struct {
+	id, kind, status                string
+	position, updatedPosition       uint64
+	postings                        []transferPosting
+	reference                       string
+	metadata                        map[string]string
+	effectiveAt, recordedAt         time.Time
+	pendingID, resolvedBy, reverses string
+	reversedBy                      []string
+	expiresAt                       *time.Time
+
+	loaded, changed bool
+}
+
+// transferFold is a batch applied in memory: the rows it creates, in
+// position order, and the earlier rows it changes.
+type transferFold struct {
+	rows    map[string]*transferRow
+	created []*transferRow
+}
+
+// Apply folds the batch in memory, over the earlier rows it resolves or
+// reverses (read with one SELECT), then writes it: new rows and their
+// accounts by COPY, changed earlier rows with one UPDATE. A row created and
+// resolved within the batch is inserted in its final state.
+func (Transfers) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	events := make([]domain.Event, len(recs))
+	created := map[string]bool{}
+	var refs []string // ids of earlier batches' rows the batch changes
+	for i := range recs {
+		e, err := domain.UnmarshalEvent(recs[i].Type, recs[i].SchemaVersion, recs[i].Payload)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", recs[i].Position, err)
+		}
+		events[i] = e
+		if id, ok := createdID(e); ok {
+			created[id] = true
+		}
+		if ref, ok := referencedID(e); ok && !created[ref] {
+			refs = append(refs, ref)
+		}
+	}
+	f := &transferFold{rows: make(map[string]*transferRow, len(recs))}
+	if err := f.load(ctx, tx, ledger, refs); err != nil {
+		return err
+	}
+	for i := range recs {
+		if err := f.apply(&recs[i], events[i]); err != nil {
+			return fmt.Errorf("record %d: %w", recs[i].Position, err)
+		}
+	}
+	if err := f.insert(ctx, tx, ledger); err != nil {
+		return err
+	}
+	return f.update(ctx, tx, ledger)
+}
+
+// createdID is the id of the row an event creates.
+func createdID(e domain.Event) (string, bool) {
+	switch e := e.(type) {
+	case domain.TransferCommitted:
+		return e.ID, true
+	case domain.TransferPending:
+		return e.ID, true
+	case domain.PendingPosted:
+		return e.ID, true
+	case domain.PendingVoided:
+		return e.ID, true
+	case domain.TransferReversed:
+		return e.ID, true
+	}
+	return "", false
+}
+
+// referencedID is the id of the earlier row an event changes.
+func referencedID(e domain.Event) (string, bool) {
+	switch e := e.(type) {
+	case domain.PendingPosted:
+		return e.PendingID, true
+	case domain.PendingVoided:
+		return e.PendingID, true
+	case domain.PendingExpired:
+		return e.PendingID, true
+	case domain.TransferReversed:
+		return e.TransferID, true
+	}
+	return "", false
+}
+
+// load reads the rows of earlier batches that this one changes.
+func (f *transferFold) load(ctx context.Context, tx pgx.Tx, ledger string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT id, kind, status, position, updated_position, postings, resolved_by, reversed_by
+		FROM transfers WHERE ledger = $1 AND id = ANY($2)`, ledger, ids)
+	if err != nil {
+		return fmt.Errorf("load %d transfers: %w", len(ids), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			r                   transferRow
+			position, updatedAt int64
+			postings            []byte
+			resolvedBy          *string
+		)
+		if err := rows.Scan(&r.id, &r.kind, &r.status, &position, &updatedAt, &postings, &resolvedBy, &r.reversedBy); err != nil {
+			return fmt.Errorf("load %d transfers: %w", len(ids), err)
+		}
+		r.position, r.updatedPosition, r.loaded = uint64(position), uint64(updatedAt), true
+		if resolvedBy != nil {
+			r.resolvedBy = *resolvedBy
+		}
+		if err := json.Unmarshal(postings, &r.postings); err != nil {
+			return fmt.Errorf("transfer %s: postings: %w", r.id, err)
+		}
+		f.rows[r.id] = &r
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load %d transfers: %w", len(ids), err)
+	}
+	return nil
+}
+
+// apply folds one event into the batch. An event that contradicts the rows
+// (a hold already resolved, a reversal beyond the original) means the read
+// model is corrupt: an error, so the batch is rolled back.
+func (f *transferFold) apply(rec *eventstore.Record, e domain.Event) error {
+	switch e := e.(type) {
+	case domain.TransferCommitted:
+		f.create(rec, e.ID, transferKindTransfer, reversible(e.Postings), e.Reference, e.Metadata, e.EffectiveAt)
+	case domain.TransferPending:
+		ps := make([]transferPosting, len(e.Postings))
+		for i, p := range e.Postings {
+			ps[i] = transferPosting{Debit: p.Debit, Credit: p.Credit, Asset: p.Asset, Amount: p.Amount, Remaining: ptrTo(p.Amount)}
+		}
+		r := f.create(rec, e.ID, transferKindPending, ps, e.Reference, e.Metadata, e.EffectiveAt)
+		r.status, r.expiresAt = transferStatusPending, e.ExpiresAt
+	case domain.PendingPosted:
+		if err := f.resolve(rec, e.PendingID, e.ID, transferStatusPendingPosted); err != nil {
+			return err
+		}
+		posted := make([]domain.Posting, len(e.Postings))
+		for i, hp := range e.Postings {
+			posted[i] = domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+		}
+		r := f.create(rec, e.ID, transferKindPost, reversible(posted), e.Reference, e.Metadata, e.EffectiveAt)
+		r.pendingID = e.PendingID
+	case domain.PendingVoided:
+		if err := f.resolve(rec, e.PendingID, e.ID, transferStatusVoided); err != nil {
+			return err
+		}
+		// A void has no business time of its own: it takes effect when recorded.
+		r := f.create(rec, e.ID, transferKindVoid, plain(e.Postings), e.Reference, nil, rec.RecordedAt)
+		r.pendingID = e.PendingID
+	case domain.PendingExpired:
+		return f.resolve(rec, e.PendingID, "", transferStatusExpired)
+	case domain.TransferReversed:
+		if err := f.reverse(rec, e); err != nil {
+			return err
+		}
+		r := f.create(rec, e.ID, transferKindReversal, plain(e.Postings), e.Reference, e.Metadata, e.EffectiveAt)
+		r.reverses = e.TransferID
+	}
+	return nil
+}
+
+// create adds a new row, posted unless the caller says otherwise.
+func (f *transferFold) create(rec *eventstore.Record, id, kind string, ps []transferPosting, reference string,
+	metadata map[string]string, effectiveAt time.Time) *transferRow {
+	r := &transferRow{id: id, kind: kind, status: transferStatusPosted, position: rec.Position,
+		updatedPosition: rec.Position, postings: ps, reference: reference, metadata: metadata,
+		effectiveAt: effectiveAt, recordedAt: rec.RecordedAt}
+	f.rows[id] = r
+	f.created = append(f.created, r)
+	return r
+}
+
+// resolve moves a hold from pending to status: it holds nothing any more.
+func (f *transferFold) resolve(rec *eventstore.Record, holdID, by, status string) error {
+	h, ok := f.rows[holdID]
+	if !ok {
+		return fmt.Errorf("hold %s: the read model is missing it", holdID)
+	}
+	if h.kind != transferKindPending || h.status != transferStatusPending {
+		return fmt.Errorf("hold %s is a %s %s, not a pending hold: the read model is corrupt", holdID, h.status, h.kind)
+	}
+	for i := range h.postings {
+		p := &h.postings[i]
+		p.Remaining = &domain.Amount{Scale: p.Amount.Scale}
+	}
+	h.status, h.resolvedBy = status, by
+	h.touch(rec.Position)
+	return nil
+}
+
+// reverse adds a reversal's amounts to its original, posting by posting.
+func (f *transferFold) reverse(rec *eventstore.Record, e domain.TransferReversed) error {
+	o, ok := f.rows[e.TransferID]
+	if !ok {
+		return fmt.Errorf("reversed transfer %s: the read model is missing it", e.TransferID)
+	}
+	if (o.kind != transferKindTransfer && o.kind != transferKindPost) || o.position != e.TransferPosition ||
+		len(o.postings) != len(e.Postings) {
+		return fmt.Errorf("reversal %s of %s at %d: the read model has a %s at %d with %d postings: it is corrupt",
+			e.ID, e.TransferID, e.TransferPosition, o.kind, o.position, len(o.postings))
+	}
+	full := true
+	for i := range o.postings {
+		p := &o.postings[i]
+		if p.Reversed == nil {
+			return fmt.Errorf("reversed transfer %s: posting %d has no reversed amount: the read model is corrupt", e.TransferID, i)
+		}
+		done := p.Reversed.Units.Add(e.Postings[i].Amount.Units)
+		if done.Cmp(p.Amount.Units) > 0 {
+			return fmt.Errorf("reversal %s reverses %s of %s's posting %d, which has %s: the read model is corrupt",
+				e.ID, done.Format(p.Amount.Scale), e.TransferID, i, p.Amount)
+		}
+		p.Reversed = &domain.Amount{Units: done, Scale: p.Amount.Scale}
+		full = full && done.Cmp(p.Amount.Units) == 0
+	}
+	o.status = transferStatusPartiallyReversed
+	if full {
+		o.status = transferStatusReversed
+	}
+	o.reversedBy = append(o.reversedBy, e.ID)
+	o.touch(rec.Position)
+	return nil
+}
+
+func (r *transferRow) touch(pos uint64) {
+	r.updatedPosition, r.changed = pos, true
+}
+
+// reversible is postings as a transfer or post records them: nothing reversed yet.
+func reversible(in []domain.Posting) []transferPosting {
+	out := plain(in)
+	for i := range out {
+		out[i].Reversed = &domain.Amount{Scale: out[i].Amount.Scale}
+	}
+	return out
+}
+
+func plain(in []domain.Posting) []transferPosting {
+	out := make([]transferPosting, len(in))
+	for i, p := range in {
+		out[i] = transferPosting{Debit: p.Debit, Credit: p.Credit, Asset: p.Asset, Amount: p.Amount}
+	}
+	return out
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// transferColumns are the columns COPY fills, in order.
+var transferColumns = []string{"ledger", "id", "kind", "status", "position", "postings", "reference", "metadata",
+	"effective_at", "recorded_at", "pending_id", "resolved_by", "reverses", "reversed_by", "expires_at", "updated_position"}
+
+// insert copies the batch's new rows and their accounts.
+func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) error {
+	if len(f.created) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(f.created))
+	var accounts [][]any
+	for i, r := range f.created {
+		postings, err := json.Marshal(r.postings)
+		if err != nil {
+			return fmt.Errorf("transfer %s: postings: %w", r.id, err)
+		}
+		metadata := []byte("{}")
+		if len(r.metadata) > 0 {
+			if metadata, err = json.Marshal(r.metadata); err != nil {
+				return fmt.Errorf("transfer %s: metadata: %w", r.id, err)
+			}
+		}
+		rows[i] = []any{ledger, r.id, r.kind, r.status, int64(r.position), postings, nullable(r.reference), metadata,
+			r.effectiveAt, r.recordedAt, nullable(r.pendingID), nullable(r.resolvedBy), nullable(r.reverses),
+			nonNil(r.reversedBy), r.expiresAt, int64(r.updatedPosition)}
+		for _, a := range r.accounts() {
+			accounts = append(accounts, []any{ledger, a, int64(r.position), r.id})
+		}
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"transfers"}, transferColumns, pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("insert %d transfers: %w", len(rows), err)
+	}
+	if int(n) != len(rows) {
+		return fmt.Errorf("inserted %d of %d transfers", n, len(rows))
+	}
+	n, err = tx.CopyFrom(ctx, pgx.Identifier{"transfer_accounts"}, []string{"ledger", "account", "position", "id"},
+		pgx.CopyFromRows(accounts))
+	if err != nil {
+		return fmt.Errorf("insert %d transfer accounts: %w", len(accounts), err)
+	}
+	if int(n) != len(accounts) {
+		return fmt.Errorf("inserted %d of %d transfer accounts", n, len(accounts))
+	}
+	return nil
+}
+
+// accounts are the distinct accounts the row's postings name, in order of
+// appearance.
+func (r *transferRow) accounts() []string {
+	out := make([]string, 0, 2*len(r.postings))
+	for _, p := range r.postings {
+		for _, a := range [2]string{p.Debit, p.Credit} {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// update writes back the earlier rows the batch changed, in id order so that
+// concurrent writers of one ledger's rows lock them in one order.
+func (f *transferFold) update(ctx context.Context, tx pgx.Tx, ledger string) error {
+	var changed []*transferRow
+	for _, r := range f.rows {
+		if r.loaded && r.changed {
+			changed = append(changed, r)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	slices.SortFunc(changed, func(a, b *transferRow) int { return strings.Compare(a.id, b.id) })
+	n := len(changed)
+	ids, statuses, postings, resolvedBy, reversedBy := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	updated := make([]int64, n)
+	for i, r := range changed {
+		p, err := json.Marshal(r.postings)
+		if err != nil {
+			return fmt.Errorf("transfer %s: postings: %w", r.id, err)
+		}
+		rb, err := json.Marshal(nonNil(r.reversedBy))
+		if err != nil {
+			return fmt.Errorf("transfer %s: reversed_by: %w", r.id, err)
+		}
+		ids[i], statuses[i], postings[i], resolvedBy[i], reversedBy[i] = r.id, r.status, string(p), r.resolvedBy, string(rb)
+		updated[i] = int64(r.updatedPosition)
+	}
+	tag, err := tx.Exec(ctx, `UPDATE transfers t SET status = u.status, postings = u.postings::jsonb,
+			resolved_by = NULLIF(u.resolved_by, ''),
+			reversed_by = ARRAY(SELECT r.id FROM jsonb_array_elements_text(u.reversed_by::jsonb)
+				WITH ORDINALITY AS r(id, n) ORDER BY r.n),
+			updated_position = u.updated_position
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+			AS u(id, status, postings, resolved_by, reversed_by, updated_position)
+		WHERE t.ledger = $1 AND t.id = u.id`, ledger, ids, statuses, postings, resolvedBy, reversedBy, updated)
+	if err != nil {
+		return fmt.Errorf("update %d transfers: %w", n, err)
+	}
+	if int(tag.RowsAffected()) != n {
+		return fmt.Errorf("updated %d of %d transfers: the read model is missing some", tag.RowsAffected(), n)
+	}
+	return nil
+}
+
+// nullable stores an absent string as NULL.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// nonNil stores an absent list as an empty one, not NULL.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,779 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/projections"
+	"github.com/ledgerd/ledger/queries"
+)
+
+// Tests of the trial balance the balances projector keeps: against a replay
+// of the log, at its head, at every history row and as of random positions;
+// its refusal of a batch that unbalances the books; and the backfill of
+// migration 0004 on a read model projected before it.
+
+// line is one asset's trial balance line.
+type line struct {
+	DebitsPosted, CreditsPosted, DebitsPending, CreditsPending string
+	Accounts, AccountsClosed                                   uint64
+}
+
+// replayer folds a ledger's log into a domain state, forward only, and sums
+// its accounts per asset: what the trial balance must say.
+type replayer struct {
+	e        *env
+	st       *domain.State
+	scales   map[string]uint8
+	accounts []string
+}
+
+func newReplayer(e *env) *replayer {
+	return &replayer{e: e, st: domain.NewState(), scales: map[string]uint8{}}
+}
+
+// advance applies the log up to position to.
+func (r *replayer) advance(to uint64) {
+	t := r.e.t
+	t.Helper()
+	for r.st.Position() < to {
+		recs, err := r.e.store.Read(t.Context(), r.e.ledger, r.st.Position()+1, int(to-r.st.Position()))
+		testenv.NoError(t, err)
+		if len(recs) == 0 {
+			t.Fatalf("log ends at %d, want %d", r.st.Position(), to)
+		}
+		for _, rec := range recs {
+			if rec.Position > to {
+				break
+			}
+			ev, err := domain.UnmarshalEvent(rec.Type, rec.SchemaVersion, rec.Payload)
+			testenv.NoError(t, err)
+			r.st.Evolve(rec.Position, ev)
+			switch ev := ev.(type) {
+			case domain.AssetDefined:
+				r.scales[ev.Code] = ev.Scale
+			case domain.AccountOpened:
+				r.accounts = append(r.accounts, ev.ID)
+			}
+		}
+	}
+}
+
+// lines sums the accounts per asset: every defined asset has a line.
+func (r *replayer) lines() map[string]line {
+	type sums struct {
+		dp, cp, dq, cq domain.Units
+		open, closed   uint64
+	}
+	by := map[string]*sums{}
+	for code := range r.scales {
+		by[code] = &sums{}
+	}
+	for _, id := range r.accounts {
+		a, _ := r.st.Account(id)
+		s := by[a.Asset]
+		s.dp, s.cp = s.dp.Add(a.DebitsPosted), s.cp.Add(a.CreditsPosted)
+		s.dq, s.cq = s.dq.Add(a.DebitsPending), s.cq.Add(a.CreditsPending)
+		if a.Closed {
+			s.closed++
+		} else {
+			s.open++
+		}
+	}
+	out := make(map[string]line, len(by))
+	for code, s := range by {
+		scale := r.scales[code]
+		out[code] = line{DebitsPosted: s.dp.Format(scale), CreditsPosted: s.cp.Format(scale),
+			DebitsPending: s.dq.Format(scale), CreditsPending: s.cq.Format(scale), Accounts: s.open, AccountsClosed: s.closed}
+	}
+	return out
+}
+
+// trialBalances reads the trial_balances table of the ledger.
+func (e *env) trialBalances() map[string]line {
+	e.t.Helper()
+	return e.linesOf(`SELECT asset, debits_posted::text, credits_posted::text, debits_pending::text,
+		credits_pending::text, accounts, accounts_closed FROM trial_balances WHERE ledger = $1`)
+}
+
+// balanceSums sums the balances table per asset.
+func (e *env) balanceSums() map[string]line {
+	e.t.Helper()
+	return e.linesOf(`SELECT a.code, round(coalesce(sum(b.debits_posted), 0), a.scale)::text,
+			round(coalesce(sum(b.credits_posted), 0), a.scale)::text,
+			round(coalesce(sum(b.debits_pending), 0), a.scale)::text,
+			round(coalesce(sum(b.credits_pending), 0), a.scale)::text,
+			count(b.account) FILTER (WHERE NOT b.closed), count(b.account) FILTER (WHERE b.closed)
+		FROM assets a LEFT JOIN balances b ON b.ledger = a.ledger AND b.asset = a.code
+		WHERE a.ledger = $1 GROUP BY a.code, a.scale`)
+}
+
+func (e *env) linesOf(sql string) map[string]line {
+	t := e.t
+	t.Helper()
+	rows, err := e.pool.Query(t.Context(), sql, e.ledger)
+	testenv.NoError(t, err)
+	out := map[string]line{}
+	var (
+		asset      string
+		l          line
+		open, shut int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&asset, &l.DebitsPosted, &l.CreditsPosted, &l.DebitsPending, &l.CreditsPending,
+		&open, &shut}, func() error {
+		l.Accounts, l.AccountsClosed = uint64(open), uint64(shut)
+		out[asset] = l
+		return nil
+	})
+	testenv.NoError(t, err)
+	return out
+}
+
+// linesOfAnswer turns a query's answer into lines by asset.
+func linesOfAnswer(tb queries.TrialBalance) map[string]line {
+	out := make(map[string]line, len(tb.Lines))
+	for _, l := range tb.Lines {
+		out[l.Asset] = line{DebitsPosted: l.DebitsPosted, CreditsPosted: l.CreditsPosted, DebitsPending: l.DebitsPending,
+			CreditsPending: l.CreditsPending, Accounts: l.Accounts, AccountsClosed: l.AccountsClosed}
+	}
+	return out
+}
+
+// checkBooksBalance checks that each line has debits = credits, posted and pending.
+func checkBooksBalance(t *testing.T, what string, lines map[string]line) {
+	t.Helper()
+	for asset, l := range lines {
+		if l.DebitsPosted != l.CreditsPosted || l.DebitsPending != l.CreditsPending {
+			t.Errorf("%s: %s does not balance: %+v", what, asset, l)
+		}
+	}
+}
+
+// mixedWorkload generates commands of every kind that moves money or changes
+// an account, tracking what it expects to exist. Items the writer refuses
+// (a post of a hold that expired, a close with holds open, a transfer to a
+// closed account) are part of the mix: the log holds whatever was accepted.
+type mixedWorkload struct {
+	rng        *rand.Rand
+	n          int
+	accounts   map[string][]string // by asset; a closed account leaves
+	closable   [][2]string         // account and asset
+	holds      []trackedTransfer
+	reversible []trackedTransfer
+}
+
+// trackedTransfer is a hold or a posted transfer: its postings and, per
+// posting, the minor units still held or still reversible.
+type trackedTransfer struct {
+	id       string
+	postings []domain.PostingInput
+	scale    []uint8
+	left     []int64
+}
+
+const (
+	mixedAccountsPerAsset = 5
+	mixedSparesPerAsset   = 2
+)
+
+func newMixedWorkload(seed uint64) *mixedWorkload {
+	return &mixedWorkload{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), accounts: map[string][]string{}}
+}
+
+// setup defines workloadAssets and opens their accounts, spares among them.
+func (w *mixedWorkload) setup() []domain.Command {
+	var cmds []domain.Command
+	for _, a := range workloadAssets {
+		cmds = append(cmds, &domain.DefineAsset{Code: a.Code, Scale: a.Scale})
+	}
+	for _, a := range workloadAssets {
+		for i := range mixedAccountsPerAsset + mixedSparesPerAsset {
+			id := accountID(a.Code, i)
+			if i >= mixedAccountsPerAsset {
+				id = fmt.Sprintf("%s-spare-%d", a.Code, i)
+				w.closable = append(w.closable, [2]string{id, a.Code})
+			}
+			w.accounts[a.Code] = append(w.accounts[a.Code], id)
+			cmds = append(cmds, &domain.OpenAccount{ID: id, Asset: a.Code, Normal: domain.Side(1 + i%2)})
+		}
+	}
+	return cmds
+}
+
+func (w *mixedWorkload) nextID(kind string) string {
+	w.n++
+	return fmt.Sprintf("%s-%d", kind, w.n)
+}
+
+// postings returns 1..max postings of random assets between distinct accounts.
+func (w *mixedWorkload) postings(max int) ([]domain.PostingInput, []uint8, []int64) {
+	n := 1 + w.rng.IntN(max)
+	ps, scales, units := make([]domain.PostingInput, n), make([]uint8, n), make([]int64, n)
+	for i := range ps {
+		a := workloadAssets[w.rng.IntN(len(workloadAssets))]
+		ids := w.accounts[a.Code]
+		from := w.rng.IntN(len(ids))
+		to := (from + 1 + w.rng.IntN(len(ids)-1)) % len(ids)
+		units[i], scales[i] = 1+w.rng.Int64N(1_000_000), uint8(a.Scale)
+		ps[i] = domain.PostingInput{Debit: ids[from], Credit: ids[to], Asset: a.Code,
+			Amount: domain.UnitsFromInt64(units[i]).Format(scales[i])}
+	}
+	return ps, scales, units
+}
+
+// amounts picks, per posting, a part of what is left (all of it when full),
+// at least one unit in all; it returns the amounts and the units taken.
+func (w *mixedWorkload) amounts(t *trackedTransfer, full bool) ([]string, []int64) {
+	out, took := make([]string, len(t.left)), make([]int64, len(t.left))
+	some := false
+	for i, left := range t.left {
+		if full {
+			took[i] = left
+		} else if left > 0 {
+			took[i] = w.rng.Int64N(left + 1)
+		}
+		some = some || took[i] > 0
+		out[i] = domain.UnitsFromInt64(took[i]).Format(t.scale[i])
+	}
+	if !some {
+		for i, left := range t.left {
+			if left > 0 {
+				took[i], out[i] = left, domain.UnitsFromInt64(left).Format(t.scale[i])
+				break
+			}
+		}
+	}
+	return out, took
+}
+
+// take removes and returns a random element of *list.
+func take(rng *rand.Rand, list *[]trackedTransfer) (trackedTransfer, bool) {
+	if len(*list) == 0 {
+		return trackedTransfer{}, false
+	}
+	i := rng.IntN(len(*list))
+	t := (*list)[i]
+	*list = slices.Delete(*list, i, i+1)
+	return t, true
+}
+
+// next returns one random command.
+func (w *mixedWorkload) next() domain.Command {
+	for {
+		switch r := w.rng.IntN(100); {
+		case r < 32:
+			ps, scales, units := w.postings(3)
+			id := w.nextID("t")
+			w.reversible = append(w.reversible, trackedTransfer{id: id, postings: ps, scale: scales, left: units})
+			return &domain.CreateTransfer{ID: id, Postings: ps}
+		case r < 52:
+			ps, scales, units := w.postings(2)
+			id := w.nextID("hold")
+			timeout := uint32(0)
+			if w.rng.IntN(4) == 0 {
+				timeout = 1 // some expire while the workload runs
+			}
+			w.holds = append(w.holds, trackedTransfer{id: id, postings: ps, scale: scales, left: units})
+			return &domain.CreateTransfer{ID: id, Postings: ps, Pending: true, TimeoutSeconds: timeout}
+		case r < 64:
+			h, ok := take(w.rng, &w.holds)
+			if !ok {
+				continue
+			}
+			c := &domain.PostPending{ID: w.nextID("post"), PendingID: h.id}
+			posted := h
+			if w.rng.IntN(2) == 0 {
+				c.Amounts, posted.left = w.amounts(&h, false)
+			}
+			posted.id = c.ID
+			w.reversible = append(w.reversible, posted)
+			return c
+		case r < 72:
+			h, ok := take(w.rng, &w.holds)
+			if !ok {
+				continue
+			}
+			return &domain.VoidPending{ID: w.nextID("void"), PendingID: h.id}
+		case r < 84:
+			tr, ok := take(w.rng, &w.reversible)
+			if !ok {
+				continue
+			}
+			full := w.rng.IntN(3) == 0
+			amounts, took := w.amounts(&tr, full)
+			for i := range tr.left {
+				tr.left[i] -= took[i]
+			}
+			if !full && slices.ContainsFunc(tr.left, func(v int64) bool { return v > 0 }) {
+				w.reversible = append(w.reversible, tr)
+			}
+			return &domain.ReverseTransfer{ID: w.nextID("rev"), TransferID: tr.id, Amounts: amounts}
+		case r < 88:
+			if len(w.closable) == 0 {
+				continue
+			}
+			// Refused while the account has holds; used no more either way.
+			i := w.rng.IntN(len(w.closable))
+			id, asset := w.closable[i][0], w.closable[i][1]
+			w.closable = slices.Delete(w.closable, i, i+1)
+			w.accounts[asset] = slices.DeleteFunc(w.accounts[asset], func(a string) bool { return a == id })
+			return &domain.CloseAccount{AccountID: id}
+		case r < 93:
+			a := workloadAssets[w.rng.IntN(len(workloadAssets))]
+			id := w.nextID("acc-" + a.Code)
+			w.accounts[a.Code] = append(w.accounts[a.Code], id)
+			if w.rng.IntN(2) == 0 {
+				w.closable = append(w.closable, [2]string{id, a.Code})
+			}
+			return &domain.OpenAccount{ID: id, Asset: a.Code, Normal: domain.SideCredit}
+		case r < 97:
+			ids := w.accounts[workloadAssets[w.rng.IntN(len(workloadAssets))].Code]
+			return &domain.SetAccountMetadata{AccountID: ids[w.rng.IntN(len(ids))],
+				Metadata: map[string]string{"n": fmt.Sprint(w.n)}}
+		default:
+			ids := w.accounts[workloadAssets[w.rng.IntN(len(workloadAssets))].Code]
+			return &domain.SetAccountBounds{AccountID: ids[w.rng.IntN(len(ids))]}
+		}
+	}
+}
+
+// submitAny submits cmds and fails the test only if the request fails: items
+// may be refused.
+func (e *env) submitAny(cmds []domain.Command) {
+	e.t.Helper()
+	_, err := e.writer.Submit(e.t.Context(), cmds)
+	testenv.NoError(e.t, err)
+}
+
+// runMixedWorkload runs setup and commands commands in requests of 1..20,
+// then waits for a hold to expire, and returns the head. It checks that the
+// log holds every event type that moves money or counts accounts.
+func (e *env) runMixedWorkload(w *mixedWorkload, setup bool, commands int) uint64 {
+	t := e.t
+	t.Helper()
+	if setup {
+		e.submit(w.setup())
+	}
+	for commands > 0 {
+		n := min(commands, 1+w.rng.IntN(20))
+		cmds := make([]domain.Command, n)
+		for i := range cmds {
+			cmds[i] = w.next()
+		}
+		e.submitAny(cmds)
+		commands -= n
+	}
+	// One expiry at least, decided by the writer on its own, between accounts
+	// never closed.
+	id := w.nextID("expiring")
+	e.submit([]domain.Command{&domain.CreateTransfer{ID: id, Pending: true, TimeoutSeconds: 1,
+		Postings: []domain.PostingInput{{Debit: accountID("USD", 0), Credit: accountID("USD", 1), Asset: "USD", Amount: "1.00"}}}})
+	testenv.Eventually(t, waitMax, func() error {
+		if n := e.countEvents(domain.TypePendingExpired, id); n != 1 {
+			return fmt.Errorf("%d PendingExpired events for %s, want 1", n, id)
+		}
+		return nil
+	})
+	head, _, err := e.store.Head(t.Context(), e.ledger)
+	testenv.NoError(t, err)
+	for _, typ := range []string{domain.TypeAssetDefined, domain.TypeAccountOpened, domain.TypeAccountClosed,
+		domain.TypeTransferCommitted, domain.TypeTransferPending, domain.TypePendingPosted, domain.TypePendingVoided,
+		domain.TypePendingExpired, domain.TypeTransferReversed, domain.TypeAccountMetadataSet} {
+		if e.countEvents(typ, "") == 0 && setup {
+			t.Errorf("the workload wrote no %s event", typ)
+		}
+	}
+	return head
+}
+
+// countEvents counts the ledger's events of a type (with a command id, if given).
+func (e *env) countEvents(typ, commandID string) int {
+	e.t.Helper()
+	var n int
+	testenv.NoError(e.t, e.pool.QueryRow(e.t.Context(), `SELECT count(*) FROM events
+		WHERE ledger = $1 AND type = $2 AND ($3 = '' OR command_id = $3)`, e.ledger, typ, commandID).Scan(&n))
+	return n
+}
+
+// randomBatches cuts a source's batches to a random size of 1..sizeMax.
+type randomBatches struct {
+	src     projections.Source
+	sizeMax int
+	mu      sync.Mutex
+	rng     *rand.Rand
+}
+
+func (b *randomBatches) Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
+	b.mu.Lock()
+	n := min(max, 1+b.rng.IntN(b.sizeMax))
+	b.mu.Unlock()
+	return b.src.Next(ctx, from, n)
+}
+
+// historyPositions returns the positions of the ledger's history rows.
+func (e *env) historyPositions() []uint64 {
+	e.t.Helper()
+	rows, err := e.pool.Query(e.t.Context(), `SELECT DISTINCT position FROM trial_balance_history
+		WHERE ledger = $1 ORDER BY position`, e.ledger)
+	testenv.NoError(e.t, err)
+	ps, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	testenv.NoError(e.t, err)
+	out := make([]uint64, len(ps))
+	for i, p := range ps {
+		out[i] = uint64(p)
+	}
+	return out
+}
+
+// historyAt reads the ledger's history rows at position pos.
+func (e *env) historyAt(pos uint64) map[string]line {
+	e.t.Helper()
+	rows, err := e.pool.Query(e.t.Context(), `SELECT asset, debits_posted::text, credits_posted::text,
+			debits_pending::text, credits_pending::text, accounts, accounts_closed
+		FROM trial_balance_history WHERE ledger = $1 AND position = $2`, e.ledger, int64(pos))
+	testenv.NoError(e.t, err)
+	out := map[string]line{}
+	var (
+		asset      string
+		l          line
+		open, shut int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&asset, &l.DebitsPosted, &l.CreditsPosted, &l.DebitsPending,
+		&l.CreditsPending, &open, &shut}, func() error {
+		l.Accounts, l.AccountsClosed = uint64(open), uint64(shut)
+		out[asset] = l
+		return nil
+	})
+	testenv.NoError(e.t, err)
+	return out
+}
+
+// checkAsOf checks GetTrialBalance as of each position (ascending) against a
+// replay of the log to it.
+func (e *env) checkAsOf(positions []uint64) {
+	t := e.t
+	t.Helper()
+	q := queries.New(e.pool, nil)
+	r := newReplayer(e)
+	for _, p := range positions {
+		r.advance(p)
+		got, err := q.GetTrialBalance(t.Context(), e.ledger, p, 0)
+		testenv.NoError(t, err)
+		if got.Position != p {
+			t.Errorf("as of %d: answer at position %d", p, got.Position)
+		}
+		if diff := cmp.Diff(r.lines(), linesOfAnswer(got)); diff != "" {
+			t.Fatalf("trial balance as of %d differs from the replay (-replay +answer):\n%s", p, diff)
+		}
+	}
+}
+
+// asOfPositions returns, ascending and distinct: 1, head, each batch end and
+// its neighbours, and n random positions in 1..head.
+func asOfPositions(rng *rand.Rand, head uint64, ends []uint64, n int) []uint64 {
+	ps := []uint64{1, head}
+	for _, end := range ends {
+		ps = append(ps, end-1, end, end+1)
+	}
+	for range n {
+		ps = append(ps, 1+rng.Uint64N(head))
+	}
+	ps = slices.DeleteFunc(ps, func(p uint64) bool { return p < 1 || p > head })
+	slices.Sort(ps)
+	return slices.Compact(ps)
+}
+
+func TestTrialBalanceMatchesReplay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newMixedWorkload(5)
+	head := e.runMixedWorkload(w, true, 700)
+	// Started on the whole log, so that batches have the random sizes asked
+	// (and many ends for the as-of checks), whatever the timing.
+	src := &randomBatches{src: e.natsSource(), sizeMax: 25, rng: rand.New(rand.NewPCG(5, 5))}
+	runner := e.startRunner(t.Context(), projections.Balances{}, src)
+	waitFor(t, runner, head)
+
+	tb := e.trialBalances()
+	checkBooksBalance(t, "trial_balances", tb)
+	if diff := cmp.Diff(e.balanceSums(), tb); diff != "" {
+		t.Errorf("trial_balances differ from Σ balances per asset (-Σ balances +trial_balances):\n%s", diff)
+	}
+	r := newReplayer(e)
+	r.advance(head)
+	if diff := cmp.Diff(r.lines(), tb); diff != "" {
+		t.Errorf("trial_balances differ from the replay (-replay +trial_balances):\n%s", diff)
+	}
+	now, err := queries.New(e.pool, nil).GetTrialBalance(t.Context(), e.ledger, 0, head)
+	testenv.NoError(t, err)
+	if diff := cmp.Diff(tb, linesOfAnswer(now)); diff != "" || now.Position != head {
+		t.Errorf("GetTrialBalance now at %d, want %d; (-table +answer):\n%s", now.Position, head, diff)
+	}
+
+	// Every history row is the replay at its batch's end.
+	ends := e.historyPositions()
+	r = newReplayer(e)
+	for _, end := range ends {
+		r.advance(end)
+		want := r.lines()
+		for asset, got := range e.historyAt(end) {
+			if diff := cmp.Diff(want[asset], got); diff != "" {
+				t.Fatalf("history of %s at %d differs from the replay (-replay +history):\n%s", asset, end, diff)
+			}
+		}
+	}
+	t.Logf("%d events, %d batches with history", head, len(ends))
+	if len(ends) < 20 {
+		t.Errorf("%d batches wrote history, want many: the as-of checks below need batch boundaries", len(ends))
+	}
+	e.checkAsOf(asOfPositions(rand.New(rand.NewPCG(6, 6)), head, ends, 100))
+}
+
+// records makes a batch of records from position from on.
+func records(ledger string, from uint64, events ...domain.Event) []eventstore.Record {
+	recs := make([]eventstore.Record, len(events))
+	for i, e := range events {
+		recs[i] = eventstore.Record{Ledger: ledger, Position: from + uint64(i), Type: e.EventType(),
+			SchemaVersion: domain.SchemaVersion, RecordedAt: time.Now().UTC(), Payload: domain.AppendEvent(nil, e)}
+	}
+	return recs
+}
+
+func usd(units int64) domain.Amount {
+	return domain.Amount{Units: domain.UnitsFromInt64(units), Scale: 2}
+}
+
+// bookSetup is a ledger of two assets with two accounts each, as records.
+func bookSetup(ledger string) []eventstore.Record {
+	return records(ledger, 1,
+		domain.AssetDefined{Code: "USD", Scale: 2}, domain.AssetDefined{Code: "EUR", Scale: 2},
+		domain.AccountOpened{ID: "a", Asset: "USD", Normal: domain.SideDebit},
+		domain.AccountOpened{ID: "b", Asset: "USD", Normal: domain.SideCredit},
+		domain.AccountOpened{ID: "c", Asset: "EUR", Normal: domain.SideDebit},
+		domain.AccountOpened{ID: "d", Asset: "EUR", Normal: domain.SideCredit})
+}
+
+func migratedPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(pool.Close)
+	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))
+	testenv.NoError(t, projections.Migrate(t.Context(), pool))
+	return pool
+}
+
+// applyBatch applies recs through Balances.Apply in one transaction.
+func applyBatch(ctx context.Context, pool *pgxpool.Pool, ledger string, recs []eventstore.Record) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return projections.Balances{}.Apply(ctx, tx, ledger, recs) })
+}
+
+func TestBalancesRefusesUnbalancedBatch(t *testing.T) {
+	t.Parallel()
+	transfer := func(id, from, to, asset string, units int64) domain.TransferCommitted {
+		return domain.TransferCommitted{ID: id, EffectiveAt: time.Now().UTC(),
+			Postings: []domain.Posting{{Debit: from, Credit: to, Asset: asset, Amount: usd(units)}}}
+	}
+	for _, tc := range []struct {
+		name    string
+		corrupt string // SQL run on the ledger ($1) before the batch
+		batch   domain.Event
+		bad     []string // assets the error must name
+		good    []string // assets it must not
+	}{
+		{"trial balance off by a cent", `UPDATE trial_balances SET debits_posted = debits_posted + 0.01
+			WHERE ledger = $1 AND asset = 'USD'`, transfer("t", "a", "b", "USD", 100), []string{"USD"}, []string{"EUR"}},
+		{"pending off", `UPDATE trial_balances SET credits_pending = credits_pending + 1
+			WHERE ledger = $1 AND asset = 'EUR'`, domain.TransferPending{ID: "h", EffectiveAt: time.Now().UTC(),
+			Postings: []domain.Posting{{Debit: "c", Credit: "d", Asset: "EUR", Amount: usd(5)}}}, []string{"EUR"}, []string{"USD"}},
+		{"a posting across assets in the log", "", transfer("t", "a", "d", "USD", 100), []string{"USD", "EUR"}, nil},
+		{"control: a close", "", domain.AccountClosed{ID: "a"}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool := migratedPool(t)
+			ledger := testenv.Name(t)
+			testenv.NoError(t, applyBatch(t.Context(), pool, ledger, bookSetup(ledger)))
+			if tc.corrupt != "" {
+				_, err := pool.Exec(t.Context(), tc.corrupt, ledger)
+				testenv.NoError(t, err)
+			}
+			err := applyBatch(t.Context(), pool, ledger, records(ledger, 7, tc.batch))
+			if tc.bad == nil {
+				testenv.NoError(t, err) // a control: a balanced batch passes
+				return
+			}
+			if !errors.Is(err, projections.ErrUnbalanced) {
+				t.Fatalf("Apply: %v, want ErrUnbalanced", err)
+			}
+			for _, asset := range tc.bad {
+				if !strings.Contains(err.Error(), "asset "+asset) {
+					t.Errorf("error %q does not name asset %s", err, asset)
+				}
+			}
+			for _, asset := range tc.good {
+				if strings.Contains(err.Error(), "asset "+asset) {
+					t.Errorf("error %q names asset %s, which balances", err, asset)
+				}
+			}
+			// Nothing of the batch stayed.
+			var n int
+			testenv.NoError(t, pool.QueryRow(t.Context(), `SELECT count(*) FROM trial_balance_history
+				WHERE ledger = $1 AND position = 7`, ledger).Scan(&n))
+			if n != 0 {
+				t.Errorf("%d history rows of the refused batch", n)
+			}
+		})
+	}
+}
+
+// logSource serves records held in memory, waiting for more at the end.
+type logSource struct {
+	mu     sync.Mutex
+	recs   []eventstore.Record
+	more   chan struct{}
+	served map[uint64]int // batches served from each position
+}
+
+func newLogSource(recs []eventstore.Record) *logSource {
+	return &logSource{recs: recs, more: make(chan struct{}), served: map[uint64]int{}}
+}
+
+func (s *logSource) append(recs ...eventstore.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs = append(s.recs, recs...)
+	close(s.more)
+	s.more = make(chan struct{})
+}
+
+func (s *logSource) servedFrom(pos uint64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.served[pos]
+}
+
+func (s *logSource) Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
+	for {
+		s.mu.Lock()
+		more := s.more
+		if int(from) <= len(s.recs) {
+			s.served[from]++
+			out := slices.Clone(s.recs[from-1 : min(int(from)-1+max, len(s.recs))])
+			s.mu.Unlock()
+			return out, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-more:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func TestUnbalancedBatchHoldsTheCheckpoint(t *testing.T) {
+	t.Parallel()
+	pool := migratedPool(t)
+	e := &env{t: t, pool: pool, ledger: testenv.Name(t)}
+	src := newLogSource(bookSetup(e.ledger))
+	runner := e.startRunner(t.Context(), projections.Balances{}, src)
+	waitFor(t, runner, 6)
+
+	_, err := pool.Exec(t.Context(), `UPDATE trial_balances SET credits_posted = credits_posted - 0.01
+		WHERE ledger = $1 AND asset = 'USD'`, e.ledger)
+	testenv.NoError(t, err)
+	src.append(records(e.ledger, 7, domain.TransferCommitted{ID: "t", EffectiveAt: time.Now().UTC(),
+		Postings: []domain.Posting{{Debit: "a", Credit: "b", Asset: "USD", Amount: usd(100)}}})...)
+	testenv.Eventually(t, waitMax, func() error {
+		if n := src.servedFrom(7); n < 2 {
+			return fmt.Errorf("batch at 7 served %d times, want 2: refused and retried", n)
+		}
+		return nil
+	})
+	if got := e.checkpoint(); got != 6 {
+		t.Fatalf("checkpoint %d after a refused batch, want 6", got)
+	}
+
+	_, err = pool.Exec(t.Context(), `UPDATE trial_balances SET credits_posted = credits_posted + 0.01
+		WHERE ledger = $1 AND asset = 'USD'`, e.ledger)
+	testenv.NoError(t, err)
+	waitFor(t, runner, 7)
+	checkBooksBalance(t, "after the repair", e.trialBalances())
+}
+
+func TestTrialBalanceMigrationBackfills(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newMixedWorkload(7)
+	head := e.runMixedWorkload(w, true, 300)
+	first := e.startRunner(t.Context(), projections.Balances{}, e.natsSource())
+	waitFor(t, first, head)
+	first.stop()
+	want := e.trialBalances()
+	closedBefore := e.closedAccounts()
+
+	t.Log("back to the read model as projected before migration 0004")
+	for _, sql := range []string{
+		`DROP TABLE trial_balance_history`, `DROP TABLE trial_balances`, `ALTER TABLE balances DROP COLUMN closed`,
+		`UPDATE projection_checkpoints SET version = 1`,
+		`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0004_trial_balance.sql'`,
+	} {
+		_, err := e.pool.Exec(t.Context(), sql)
+		testenv.NoError(t, err)
+	}
+	testenv.NoError(t, projections.Migrate(t.Context(), e.pool))
+	if diff := cmp.Diff(want, e.trialBalances()); diff != "" {
+		t.Errorf("backfilled trial balance (-projected +backfilled):\n%s", diff)
+	}
+	if diff := cmp.Diff(closedBefore, e.closedAccounts()); diff != "" {
+		t.Errorf("backfilled closed accounts (-projected +backfilled):\n%s", diff)
+	}
+	var version int
+	testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT version FROM projection_checkpoints
+		WHERE ledger = $1 AND projection = 'balances'`, e.ledger).Scan(&version))
+	if version != (projections.Balances{}).Version() {
+		t.Errorf("checkpoint version %d after the migration, want %d", version, (projections.Balances{}).Version())
+	}
+	if ends := e.historyPositions(); !slices.Equal(ends, []uint64{head}) {
+		t.Errorf("history at %v after the backfill, want at %d only", ends, head)
+	}
+
+	t.Log("the projector goes on from the backfill; as-of answers hold on both sides of it")
+	second := e.startRunner(t.Context(), projections.Balances{}, &randomBatches{src: e.natsSource(), sizeMax: 30,
+		rng: rand.New(rand.NewPCG(8, 8))})
+	head2 := e.runMixedWorkload(w, false, 200)
+	waitFor(t, second, head2)
+	tb := e.trialBalances()
+	checkBooksBalance(t, "after the backfill", tb)
+	if diff := cmp.Diff(e.balanceSums(), tb); diff != "" {
+		t.Errorf("trial_balances differ from Σ balances per asset (-Σ balances +trial_balances):\n%s", diff)
+	}
+	// Before the backfill point, history is one batch 1..head: within
+	// FoldMax here, so answered by folding the log from 1.
+	e.checkAsOf(asOfPositions(rand.New(rand.NewPCG(9, 9)), head2, e.historyPositions(), 60))
+}
+
+// closedAccounts lists the ledger's closed accounts in the balances.
+func (e *env) closedAccounts() []string {
+	e.t.Helper()
+	rows, err := e.pool.Query(e.t.Context(), `SELECT account FROM balances WHERE ledger = $1 AND closed ORDER BY account`, e.ledger)
+	testenv.NoError(e.t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	testenv.NoError(e.t, err)
+	return ids
+}

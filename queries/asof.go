@@ -1,0 +1,294 @@
+package queries
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ledgerd/ledger/domain"
+)
+
+// movementsProjection is the projection statements and point-in-time
+// balances are read from (its tables: movements, movement_heads,
+// movement_clock; see projections/migrations/0002_movements.sql).
+const movementsProjection = "movements"
+
+var (
+	// ErrLedgerNotFound means no ledger has that name: it has no event in the
+	// log and no projection.
+	ErrLedgerNotFound = errors.New("unknown ledger")
+	// ErrAccountNotFound means the account does not exist at the position the
+	// answer reflects.
+	ErrAccountNotFound = errors.New("account not found")
+)
+
+// movementSnapshot is a read-only transaction that sees one committed state of every
+// read model: the checkpoint it reads and the rows agree.
+var movementSnapshot = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+
+// LedgerExists reports whether the ledger has a head in the log or a
+// projection checkpoint.
+//
+// Errors: database errors.
+func (s *Service) LedgerExists(ctx context.Context, ledger string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_heads WHERE ledger = $1)
+		OR EXISTS (SELECT 1 FROM projection_checkpoints WHERE ledger = $1)`, ledger).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("ledger %s: %w", ledger, err)
+	}
+	return ok, nil
+}
+
+// mustExistLedger is LedgerExists as an error.
+func (s *Service) mustExistLedger(ctx context.Context, ledger string) error {
+	ok, err := s.LedgerExists(ctx, ledger)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%q: %w", ledger, ErrLedgerNotFound)
+	}
+	return nil
+}
+
+// checkAccountCount bounds a balances request.
+func checkAccountCount(accounts []string) error {
+	if len(accounts) > AccountsPerRequestMax {
+		return fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
+	}
+	return nil
+}
+
+// BalancesAsOfPosition returns the balances of accounts just after position
+// pos: for each, the totals after its last movement at or before pos. An
+// account opened after pos is absent; one opened at or before it with no
+// movement yet has zero totals. It waits (like minPosition) until the
+// movements projection has reached pos. The answer's Position is pos; each
+// balance's Position is the account's last movement up to pos (or its
+// opening).
+//
+// Errors: ErrTooManyAccounts; ErrLedgerNotFound; ErrNotReached when pos or
+// minPosition is not reached within WaitMax or ctx; database errors.
+func (s *Service) BalancesAsOfPosition(ctx context.Context, ledger string, accounts []string, pos, minPosition uint64) (Balances, error) {
+	if err := checkAccountCount(accounts); err != nil {
+		return Balances{}, err
+	}
+	if err := s.mustExistLedger(ctx, ledger); err != nil {
+		return Balances{}, err
+	}
+	if err := s.waitFor(ctx, ledger, movementsProjection, max(pos, minPosition)); err != nil {
+		return Balances{}, err
+	}
+	var out Balances
+	err := pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
+		var err error
+		out, err = balancesAtPosition(ctx, tx, ledger, accounts, pos)
+		return err
+	})
+	if err != nil {
+		return Balances{}, fmt.Errorf("balances of %s as of %d: %w", ledger, pos, err)
+	}
+	return out, nil
+}
+
+// BalancesAsOfTime returns the balances of accounts at time at (inclusive).
+//
+// On recorded time (effective false) it is BalancesAsOfPosition at the last
+// position recorded at or before at, which the answer's Position gives (0:
+// nothing was recorded by then). Recorded time is read as the running
+// maximum of the log's recorded times, so it never goes back with position
+// even if a writer's clock did: the log's order stays the truth.
+//
+// On effective time, each account's totals are the sums of its movements
+// whose effective_at is at or before at, among those the projection has
+// applied; the answer's Position is the projection's checkpoint, and every
+// account existing there is present. This sums an account's movements up to
+// at (an index range, no replay): its cost grows with the account's history.
+//
+// Errors: ErrTooManyAccounts; ErrLedgerNotFound; ErrNotReached when
+// minPosition is not reached within WaitMax or ctx; database errors.
+func (s *Service) BalancesAsOfTime(ctx context.Context, ledger string, accounts []string, at time.Time, effective bool, minPosition uint64) (Balances, error) {
+	if err := checkAccountCount(accounts); err != nil {
+		return Balances{}, err
+	}
+	if err := s.mustExistLedger(ctx, ledger); err != nil {
+		return Balances{}, err
+	}
+	if err := s.waitFor(ctx, ledger, movementsProjection, minPosition); err != nil {
+		return Balances{}, err
+	}
+	var out Balances
+	err := pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
+		if effective {
+			var err error
+			out, err = balancesAtEffectiveTime(ctx, tx, ledger, accounts, at)
+			return err
+		}
+		pos, err := clockPosition(ctx, tx, ledger, at, true)
+		if err != nil {
+			return err
+		}
+		out, err = balancesAtPosition(ctx, tx, ledger, accounts, pos)
+		return err
+	})
+	if err != nil {
+		return Balances{}, fmt.Errorf("balances of %s as of %s: %w", ledger, at.Format(time.RFC3339Nano), err)
+	}
+	return out, nil
+}
+
+// clockPosition returns the last position whose (running) recorded time is
+// at or before at (inclusive) or strictly before it; 0 when there is none.
+func clockPosition(ctx context.Context, q pgx.Tx, ledger string, at time.Time, inclusive bool) (uint64, error) {
+	sql := `SELECT position FROM movement_clock WHERE ledger = $1 AND recorded_at < $2 ORDER BY recorded_at DESC LIMIT 1`
+	if inclusive {
+		sql = `SELECT position FROM movement_clock WHERE ledger = $1 AND recorded_at <= $2 ORDER BY recorded_at DESC LIMIT 1`
+	}
+	var pos int64
+	err := q.QueryRow(ctx, sql, ledger, at).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("clock of %s: %w", ledger, err)
+	}
+	return uint64(pos), nil
+}
+
+func balancesAtPosition(ctx context.Context, tx pgx.Tx, ledger string, accounts []string, pos uint64) (Balances, error) {
+	rows, err := tx.Query(ctx, `SELECT q.account, h.asset, h.scale, h.normal_balance,
+			l.debits_posted::text, l.credits_posted::text, l.debits_pending::text, l.credits_pending::text,
+			COALESCE(l.position, h.opened_position)
+		FROM unnest($2::text[]) WITH ORDINALITY AS q(account, n)
+		JOIN movement_heads h ON h.ledger = $1 AND h.account = q.account AND h.opened_position <= $3
+		LEFT JOIN LATERAL (
+			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
+			FROM movements m
+			WHERE m.ledger = $1 AND m.account = q.account AND m.position <= $3
+			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
+		ORDER BY q.n`, ledger, accounts, int64(pos))
+	if err != nil {
+		return Balances{}, err
+	}
+	out := Balances{Position: pos}
+	out.Balances, err = collectMovementBalances(rows)
+	return out, err
+}
+
+func balancesAtEffectiveTime(ctx context.Context, tx pgx.Tx, ledger string, accounts []string, at time.Time) (Balances, error) {
+	checkpoint, err := movementsCheckpoint(ctx, tx, ledger)
+	if err != nil {
+		return Balances{}, err
+	}
+	rows, err := tx.Query(ctx, `SELECT q.account, h.asset, h.scale, h.normal_balance,
+			s.dp::text, s.cp::text, s.dq::text, s.cq::text, COALESCE(s.position, h.opened_position)
+		FROM unnest($2::text[]) WITH ORDINALITY AS q(account, n)
+		JOIN movement_heads h ON h.ledger = $1 AND h.account = q.account
+		LEFT JOIN LATERAL (
+			SELECT sum(m.amount) FILTER (WHERE m.side = 'debit' AND NOT m.pending) AS dp,
+				sum(m.amount) FILTER (WHERE m.side = 'credit' AND NOT m.pending) AS cp,
+				sum(m.amount) FILTER (WHERE m.side = 'debit' AND m.pending) AS dq,
+				sum(m.amount) FILTER (WHERE m.side = 'credit' AND m.pending) AS cq,
+				max(m.position) AS position
+			FROM movements m
+			WHERE m.ledger = $1 AND m.account = q.account AND m.effective_at <= $3) s ON true
+		ORDER BY q.n`, ledger, accounts, at)
+	if err != nil {
+		return Balances{}, err
+	}
+	out := Balances{Position: checkpoint}
+	out.Balances, err = collectMovementBalances(rows)
+	return out, err
+}
+
+// movementsCheckpoint is the movements projection's position; 0 before any.
+func movementsCheckpoint(ctx context.Context, tx pgx.Tx, ledger string) (uint64, error) {
+	var pos int64
+	err := tx.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
+		ledger, movementsProjection).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint of %s: %w", movementsProjection, err)
+	}
+	return uint64(pos), nil
+}
+
+// collectMovementBalances reads rows of (account, asset, scale, normal, four nullable
+// totals, position) into balances; a null total is zero.
+func collectMovementBalances(rows pgx.Rows) ([]Balance, error) {
+	var (
+		out                    []Balance
+		account, asset, normal string
+		scale                  int16
+		totals                 [4]*string
+		pos                    int64
+	)
+	_, err := pgx.ForEachRow(rows, []any{&account, &asset, &scale, &normal, &totals[0], &totals[1], &totals[2], &totals[3], &pos},
+		func() error {
+			t, err := parseMovementTotals(totals, uint8(scale), normal)
+			if err != nil {
+				return fmt.Errorf("account %s: %w", account, err)
+			}
+			out = append(out, t.balance(account, asset, normal, uint64(pos)))
+			return nil
+		})
+	return out, err
+}
+
+// movementTotals is an account's four totals in minor units.
+type movementTotals struct {
+	scale uint8
+	a     domain.Account // Normal and the four fields only
+}
+
+// parseMovementTotals reads NUMERIC texts (nil: zero) at scale.
+func parseMovementTotals(texts [4]*string, scale uint8, normal string) (movementTotals, error) {
+	t := movementTotals{scale: scale}
+	if err := t.a.Normal.UnmarshalText([]byte(normal)); err != nil {
+		return movementTotals{}, err
+	}
+	for i, dst := range []*domain.Units{&t.a.DebitsPosted, &t.a.CreditsPosted, &t.a.DebitsPending, &t.a.CreditsPending} {
+		if texts[i] == nil {
+			continue
+		}
+		u, err := movementUnits(*texts[i], scale)
+		if err != nil {
+			return movementTotals{}, err
+		}
+		*dst = u
+	}
+	return t, nil
+}
+
+// add adds another set of totals (deltas) of the same scale.
+func (t *movementTotals) add(d movementTotals) {
+	t.a.DebitsPosted = t.a.DebitsPosted.Add(d.a.DebitsPosted)
+	t.a.CreditsPosted = t.a.CreditsPosted.Add(d.a.CreditsPosted)
+	t.a.DebitsPending = t.a.DebitsPending.Add(d.a.DebitsPending)
+	t.a.CreditsPending = t.a.CreditsPending.Add(d.a.CreditsPending)
+}
+
+func (t *movementTotals) balanceText() string   { return t.a.Balance().Format(t.scale) }
+func (t *movementTotals) availableText() string { return t.a.Available().Format(t.scale) }
+
+func (t *movementTotals) balance(account, asset, normal string, pos uint64) Balance {
+	return Balance{Account: account, Asset: asset, Normal: normal,
+		DebitsPosted: t.a.DebitsPosted.Format(t.scale), CreditsPosted: t.a.CreditsPosted.Format(t.scale),
+		DebitsPending: t.a.DebitsPending.Format(t.scale), CreditsPending: t.a.CreditsPending.Format(t.scale),
+		Balance: t.balanceText(), Available: t.availableText(), Position: pos}
+}
+
+// movementUnits parses a NUMERIC's text in minor units of scale.
+func movementUnits(s string, scale uint8) (domain.Units, error) {
+	d, err := domain.ParseDecimal(s)
+	if err != nil {
+		return domain.Units{}, err
+	}
+	return d.Units(scale)
+}

@@ -1,0 +1,100 @@
+package queries
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ProjectionStatusMax bounds GetProjectionStatus: 1,024 ledgers (what one
+// process writes) with up to 16 projections each.
+const ProjectionStatusMax = 16384
+
+// ErrTooManyProjections means more than ProjectionStatusMax projections match:
+// ask per ledger.
+var ErrTooManyProjections = errors.New("too many projections")
+
+// ProjectionStatus is where one projection of one ledger stands.
+type ProjectionStatus struct {
+	Ledger, Name string
+	Version      int
+	// Position is the projection's checkpoint; Head the ledger's last position.
+	Position, Head, LagPositions uint64
+	// LagSeconds is the recorded time of the head's event less that of the
+	// checkpoint's (of the ledger's first event when nothing is applied yet):
+	// how much of the log's time the projection has still to apply. Zero when
+	// caught up, never negative.
+	LagSeconds float64
+	// UpdatedAt is when the checkpoint last moved (or was created).
+	UpdatedAt time.Time
+}
+
+// GetProjectionStatus returns every projection checkpoint of ledger, or of all
+// ledgers when ledger is "", by ledger and name, in one statement.
+//
+// Errors: ErrLedgerNotFound; ErrTooManyProjections; database errors.
+func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]ProjectionStatus, error) {
+	if ledger != "" {
+		if _, err := s.head(ctx, ledger); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT c.ledger, c.projection, c.version, c.position, coalesce(h.position, 0),
+			CASE WHEN h.position > c.position THEN
+				greatest(extract(epoch FROM he.recorded_at - coalesce(c.event_at, fe.recorded_at)), 0)::float8
+			ELSE 0 END,
+			c.updated_at
+		FROM projection_checkpoints c
+		LEFT JOIN ledger_heads h ON h.ledger = c.ledger
+		LEFT JOIN events he ON he.ledger = c.ledger AND he.position = h.position
+		LEFT JOIN events fe ON c.event_at IS NULL AND fe.ledger = c.ledger AND fe.position = 1
+		WHERE $1 = '' OR c.ledger = $1
+		ORDER BY c.ledger, c.projection
+		LIMIT $2`, ledger, ProjectionStatusMax+1)
+	if err != nil {
+		return nil, fmt.Errorf("projection status: %w", err)
+	}
+	var (
+		out        []ProjectionStatus
+		st         ProjectionStatus
+		version    int32
+		pos, head  int64
+		lagSeconds *float64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&st.Ledger, &st.Name, &version, &pos, &head, &lagSeconds, &st.UpdatedAt}, func() error {
+		st.Version, st.Position, st.Head = int(version), uint64(pos), uint64(head)
+		st.LagPositions = uint64(max(head-pos, 0))
+		st.LagSeconds = 0
+		if lagSeconds != nil {
+			st.LagSeconds = *lagSeconds
+		}
+		out = append(out, st)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("projection status: %w", err)
+	}
+	if len(out) > ProjectionStatusMax {
+		return nil, fmt.Errorf("%d+ projection checkpoints, at most %d: %w", len(out), ProjectionStatusMax, ErrTooManyProjections)
+	}
+	return out, nil
+}
+
+// head returns the ledger's head position: a ledger exists once it has an
+// event (ErrLedgerNotFound is declared with the other point-in-time reads).
+//
+// Errors: ErrLedgerNotFound; database errors.
+func (s *Service) head(ctx context.Context, ledger string) (uint64, error) {
+	var pos int64
+	err := s.pool.QueryRow(ctx, `SELECT position FROM ledger_heads WHERE ledger = $1`, ledger).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("ledger %q: %w", ledger, ErrLedgerNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("head of %s: %w", ledger, err)
+	}
+	return uint64(pos), nil
+}

@@ -1,0 +1,367 @@
+package queries
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Limits of transfer queries.
+const (
+	// TransferIDsPerRequestMax bounds GetTransfers.
+	TransferIDsPerRequestMax = 1000
+	// TransfersPageMax bounds a ListTransfers page; TransfersPageDefault is
+	// the page of a request that gives no limit.
+	TransfersPageMax     = 1000
+	TransfersPageDefault = 100
+)
+
+var (
+	// ErrTooManyTransferIDs means a GetTransfers request names more than
+	// TransferIDsPerRequestMax ids.
+	ErrTooManyTransferIDs = errors.New("too many transfer ids")
+	// ErrTransfersPageTooLarge means a limit over TransfersPageMax.
+	ErrTransfersPageTooLarge = errors.New("page limit too large")
+	// ErrBadTransfersCursor means a cursor ListTransfers did not write for
+	// the same ledger and filters.
+	ErrBadTransfersCursor = errors.New("malformed cursor")
+	// ErrTransfersTimeRange means a time range that ends before it starts.
+	ErrTransfersTimeRange = errors.New("time range ends before it starts")
+	// ErrTransfersLedgerUnknown means the ledger has no event at all.
+	ErrTransfersLedgerUnknown = errors.New("unknown ledger")
+)
+
+// TransferPosting is one posting of a transfer, amounts as decimal strings
+// at the asset's scale. Remaining is set on holds (what they still hold),
+// Reversed on transfers and posts (how much has been reversed).
+type TransferPosting struct {
+	Debit     string `json:"debit"`
+	Credit    string `json:"credit"`
+	Asset     string `json:"asset"`
+	Amount    string `json:"amount"`
+	Remaining string `json:"remaining"`
+	Reversed  string `json:"reversed"`
+}
+
+// Transfer is a row of the transfers read model: a transfer, hold, post,
+// void or reversal, as it stands now.
+type Transfer struct {
+	ID string
+	// Kind is transfer, pending, post, void or reversal.
+	Kind string
+	// Status is posted, pending, pending_posted, voided, expired, reversed
+	// or partially_reversed.
+	Status                  string
+	Postings                []TransferPosting
+	Reference               string
+	Metadata                map[string]string
+	EffectiveAt, RecordedAt time.Time
+	// Position created the row; UpdatedPosition last changed it.
+	Position, UpdatedPosition uint64
+	// PendingID is the hold a post or void resolves; ResolvedBy the post or
+	// void that resolved a hold.
+	PendingID, ResolvedBy string
+	// Reverses is the transfer a reversal reverses; ReversedBy a transfer's
+	// reversals, in position order.
+	Reverses   string
+	ReversedBy []string
+	// ExpiresAt is a hold's expiry; zero when it has none.
+	ExpiresAt time.Time
+}
+
+// Transfers is GetTransfers' answer.
+type Transfers struct {
+	Transfers []Transfer
+	// Position is the transfers projection's checkpoint the answer reflects.
+	Position uint64
+}
+
+// TransferFilter selects transfers; zero fields select all.
+type TransferFilter struct {
+	// Account: transfers with a posting on it.
+	Account   string
+	Reference string
+	// MetadataKey: transfers whose metadata has the key, and MetadataValue
+	// for it when that is not empty.
+	MetadataKey, MetadataValue string
+	// Status as stored (posted, pending, ...); "" for any.
+	Status string
+	// From and To bound the time, inclusive; zero is open. The time is
+	// effective_at when Effective, else recorded_at.
+	From, To  time.Time
+	Effective bool
+}
+
+// TransferPage is ListTransfers' answer.
+type TransferPage struct {
+	Transfers []Transfer
+	// NextCursor continues the listing; empty when this page is the last one
+	// at Position. Later pages see transfers recorded since, never one twice.
+	NextCursor string
+	Position   uint64
+}
+
+// transferCols are the columns scanTransfer reads, from the alias t.
+const transferCols = `t.id, t.kind, t.status, t.postings, t.reference, t.metadata, t.effective_at, t.recorded_at,
+	t.position, t.updated_position, t.pending_id, t.resolved_by, t.reverses, t.reversed_by, t.expires_at`
+
+// transfersCheckpoint selects the transfers projection's checkpoint as c,
+// 0 before its first batch: a row in any case.
+const transfersCheckpoint = `(SELECT COALESCE(max(position), 0) AS position FROM projection_checkpoints
+	WHERE ledger = $1 AND projection = 'transfers') c`
+
+// GetTransfers returns the transfers with ids (those that exist, in request
+// order) once the projection has reached minPosition.
+//
+// Errors: ErrTooManyTransferIDs; ErrTransfersLedgerUnknown; ErrNotReached
+// when minPosition is not reached within WaitMax or ctx; database errors.
+func (s *Service) GetTransfers(ctx context.Context, ledger string, ids []string, minPosition uint64) (Transfers, error) {
+	if len(ids) > TransferIDsPerRequestMax {
+		return Transfers{}, fmt.Errorf("%d ids, at most %d: %w", len(ids), TransferIDsPerRequestMax, ErrTooManyTransferIDs)
+	}
+	if err := s.transfersLedger(ctx, ledger, minPosition); err != nil {
+		return Transfers{}, err
+	}
+	// One statement, one snapshot: the rows and the checkpoint agree.
+	rows, err := s.pool.Query(ctx, `SELECT c.position, `+transferCols+` FROM `+transfersCheckpoint+`
+		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(id, n) ON true
+		LEFT JOIN transfers t ON t.ledger = $1 AND t.id = q.id
+		ORDER BY q.n`, ledger, ids)
+	if err != nil {
+		return Transfers{}, fmt.Errorf("transfers of %s: %w", ledger, err)
+	}
+	out := Transfers{Transfers: make([]Transfer, 0, len(ids))}
+	out.Position, err = collectTransfers(rows, &out.Transfers)
+	if err != nil {
+		return Transfers{}, fmt.Errorf("transfers of %s: %w", ledger, err)
+	}
+	return out, nil
+}
+
+// ListTransfers returns up to limit (0: TransfersPageDefault) transfers that
+// match f, in position order, after cursor (empty: from the start), once the
+// projection has reached minPosition. The status filter sees each page's
+// state: a hold resolved between two pages leaves a "pending" listing.
+//
+// Errors: ErrTransfersPageTooLarge; ErrBadTransfersCursor;
+// ErrTransfersTimeRange; ErrTransfersLedgerUnknown; ErrNotReached when
+// minPosition is not reached within WaitMax or ctx; database errors.
+func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFilter, cursor string, limit int,
+	minPosition uint64) (TransferPage, error) {
+	switch {
+	case limit < 0 || limit > TransfersPageMax:
+		return TransferPage{}, fmt.Errorf("limit %d, at most %d: %w", limit, TransfersPageMax, ErrTransfersPageTooLarge)
+	case limit == 0:
+		limit = TransfersPageDefault
+	}
+	fingerprint := transfersFingerprint(ledger, f)
+	after, err := decodeTransfersCursor(cursor, fingerprint)
+	if err != nil {
+		return TransferPage{}, err
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && f.From.After(f.To) {
+		return TransferPage{}, fmt.Errorf("from %s to %s: %w", f.From.Format(time.RFC3339Nano), f.To.Format(time.RFC3339Nano),
+			ErrTransfersTimeRange)
+	}
+	if err := s.transfersLedger(ctx, ledger, minPosition); err != nil {
+		return TransferPage{}, err
+	}
+	sql, args, err := listTransfersSQL(ledger, f, after, limit+1)
+	if err != nil {
+		return TransferPage{}, err
+	}
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return TransferPage{}, fmt.Errorf("list transfers of %s: %w", ledger, err)
+	}
+	out := TransferPage{Transfers: make([]Transfer, 0, limit+1)}
+	out.Position, err = collectTransfers(rows, &out.Transfers)
+	if err != nil {
+		return TransferPage{}, fmt.Errorf("list transfers of %s: %w", ledger, err)
+	}
+	if len(out.Transfers) > limit {
+		out.Transfers = out.Transfers[:limit]
+		out.NextCursor = encodeTransfersCursor(out.Transfers[limit-1].Position, fingerprint)
+	}
+	return out, nil
+}
+
+// transfersLedger checks that the ledger exists, then waits for the
+// projection to reach minPosition.
+func (s *Service) transfersLedger(ctx context.Context, ledger string, minPosition uint64) error {
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_heads WHERE ledger = $1)`, ledger).Scan(&exists); err != nil {
+		return fmt.Errorf("ledger %s: %w", ledger, err)
+	}
+	if !exists {
+		return fmt.Errorf("ledger %s: %w", ledger, ErrTransfersLedgerUnknown)
+	}
+	return s.waitFor(ctx, ledger, "transfers", minPosition)
+}
+
+// listTransfersSQL builds ListTransfers' one statement: the checkpoint and,
+// in one snapshot, up to limit matching rows after position after. With an
+// account, the scan runs along transfer_accounts in position order.
+func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit int) (string, []any, error) {
+	args := []any{ledger, int64(after), limit}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	from, order := "transfers t", "t.position"
+	where := []string{"t.ledger = $1", "t.position > $2"}
+	if f.Account != "" {
+		from, order = "transfer_accounts a JOIN transfers t ON t.ledger = a.ledger AND t.id = a.id", "a.position"
+		where = []string{"a.ledger = $1", "a.account = " + arg(f.Account), "a.position > $2"}
+	}
+	if f.Reference != "" {
+		where = append(where, "t.reference = "+arg(f.Reference))
+	}
+	switch {
+	case f.MetadataKey != "" && f.MetadataValue != "":
+		kv, err := json.Marshal(map[string]string{f.MetadataKey: f.MetadataValue})
+		if err != nil {
+			return "", nil, fmt.Errorf("metadata filter: %w", err)
+		}
+		where = append(where, "t.metadata @> "+arg(string(kv))+"::jsonb")
+	case f.MetadataKey != "":
+		where = append(where, "t.metadata ? "+arg(f.MetadataKey))
+	}
+	if f.Status != "" {
+		where = append(where, "t.status = "+arg(f.Status))
+	}
+	column := "t.recorded_at"
+	if f.Effective {
+		column = "t.effective_at"
+	}
+	if !f.From.IsZero() {
+		where = append(where, column+" >= "+arg(f.From))
+	}
+	if !f.To.IsZero() {
+		where = append(where, column+" <= "+arg(f.To))
+	}
+	sql := `SELECT c.position, ` + transferCols + ` FROM ` + transfersCheckpoint + `
+		LEFT JOIN LATERAL (SELECT t.*, ` + order + ` AS k FROM ` + from + `
+			WHERE ` + strings.Join(where, " AND ") + `
+			ORDER BY ` + order + ` LIMIT $3) t ON true
+		ORDER BY t.k`
+	return sql, args, nil
+}
+
+// collectTransfers appends the rows' transfers to out and returns the
+// checkpoint, which every row carries; a row without a transfer is skipped.
+func collectTransfers(rows pgx.Rows, out *[]Transfer) (uint64, error) {
+	defer rows.Close()
+	var checkpoint int64
+	for rows.Next() {
+		var (
+			id, kind, status                      *string
+			reference, pendingID, resolved, revID *string
+			postings, metadata                    []byte
+			effectiveAt, recordedAt, expiresAt    *time.Time
+			position, updated                     *int64
+			reversedBy                            []string
+		)
+		if err := rows.Scan(&checkpoint, &id, &kind, &status, &postings, &reference, &metadata, &effectiveAt, &recordedAt,
+			&position, &updated, &pendingID, &resolved, &revID, &reversedBy, &expiresAt); err != nil {
+			return 0, err
+		}
+		if id == nil {
+			continue
+		}
+		t := Transfer{ID: *id, Kind: *kind, Status: *status, EffectiveAt: effectiveAt.UTC(), RecordedAt: recordedAt.UTC(),
+			Position: uint64(*position), UpdatedPosition: uint64(*updated), Reference: transferString(reference),
+			PendingID: transferString(pendingID), ResolvedBy: transferString(resolved), Reverses: transferString(revID), ReversedBy: reversedBy}
+		if expiresAt != nil {
+			t.ExpiresAt = expiresAt.UTC()
+		}
+		if err := json.Unmarshal(postings, &t.Postings); err != nil {
+			return 0, fmt.Errorf("transfer %s: postings: %w", t.ID, err)
+		}
+		if err := json.Unmarshal(metadata, &t.Metadata); err != nil {
+			return 0, fmt.Errorf("transfer %s: metadata: %w", t.ID, err)
+		}
+		if len(t.Metadata) == 0 {
+			t.Metadata = nil
+		}
+		*out = append(*out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	return uint64(checkpoint), nil
+}
+
+func transferString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// transfersCursorVersion is the first byte of every cursor: a later format
+// can tell its own cursors from these.
+const transfersCursorVersion = 1
+
+// transfersCursorLen is a cursor's bytes: version, position, fingerprint.
+const transfersCursorLen = 1 + 8 + 4
+
+// encodeTransfersCursor writes the position of a page's last transfer (the
+// next page starts after it, whatever was recorded in between) and the
+// fingerprint of the listing it belongs to.
+func encodeTransfersCursor(position uint64, fingerprint uint32) string {
+	var b [transfersCursorLen]byte
+	b[0] = transfersCursorVersion
+	binary.BigEndian.PutUint64(b[1:], position)
+	binary.BigEndian.PutUint32(b[9:], fingerprint)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// decodeTransfersCursor reads a cursor of the listing with fingerprint; ""
+// is the start.
+//
+// Errors: ErrBadTransfersCursor, also for another listing's cursor.
+func decodeTransfersCursor(cursor string, fingerprint uint32) (uint64, error) {
+	if cursor == "" {
+		return 0, nil
+	}
+	// The length first: the decoder skips newlines, and a cursor has one
+	// spelling only.
+	if len(cursor) != base64.RawURLEncoding.EncodedLen(transfersCursorLen) {
+		return 0, fmt.Errorf("cursor %.40q: %w", cursor, ErrBadTransfersCursor)
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
+	if err != nil || len(b) != transfersCursorLen || b[0] != transfersCursorVersion {
+		return 0, fmt.Errorf("cursor %.40q: %w", cursor, ErrBadTransfersCursor)
+	}
+	pos := binary.BigEndian.Uint64(b[1:])
+	if pos > math.MaxInt64 {
+		return 0, fmt.Errorf("cursor %.40q: position out of range: %w", cursor, ErrBadTransfersCursor)
+	}
+	if binary.BigEndian.Uint32(b[9:]) != fingerprint {
+		return 0, fmt.Errorf("cursor %.40q: from another listing: %w", cursor, ErrBadTransfersCursor)
+	}
+	return pos, nil
+}
+
+// transfersFingerprint identifies a listing (ledger and filters), so that a
+// cursor is refused by any other: it would silently skip or repeat rows.
+func transfersFingerprint(ledger string, f TransferFilter) uint32 {
+	h := fnv.New32a()
+	for _, s := range []string{ledger, f.Account, f.Reference, f.MetadataKey, f.MetadataValue, f.Status,
+		f.From.UTC().Format(time.RFC3339Nano), f.To.UTC().Format(time.RFC3339Nano), strconv.FormatBool(f.Effective)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0}) // no field holds a NUL: the fields cannot run into each other
+	}
+	return h.Sum32()
+}

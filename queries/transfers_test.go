@@ -1,0 +1,128 @@
+package queries
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTransfersCursorRoundTrip(t *testing.T) {
+	f := TransferFilter{Account: "alice", Status: "posted"}
+	fp := transfersFingerprint("main", f)
+	for _, pos := range []uint64{0, 1, 255, 1 << 40, 1<<63 - 1} {
+		c := encodeTransfersCursor(pos, fp)
+		got, err := decodeTransfersCursor(c, fp)
+		if err != nil || got != pos {
+			t.Errorf("cursor of %d (%q): %d, %v", pos, c, got, err)
+		}
+	}
+	if got, err := decodeTransfersCursor("", fp); got != 0 || err != nil {
+		t.Errorf("empty cursor: %d, %v, want the start", got, err)
+	}
+}
+
+func TestTransfersCursorRefused(t *testing.T) {
+	f := TransferFilter{Account: "alice"}
+	fp := transfersFingerprint("main", f)
+	good := encodeTransfersCursor(42, fp)
+	raw, _ := base64.RawURLEncoding.DecodeString(good)
+	version2 := append([]byte{2}, raw[1:]...)
+	huge := append([]byte{transfersCursorVersion}, 0x80, 0, 0, 0, 0, 0, 0, 0)
+	huge = append(huge, raw[9:]...)
+	for _, c := range []struct{ name, cursor string }{
+		{"not base64", "!!!!"},
+		{"padded", good + "=="},
+		{"with a newline", good[:9] + "\n" + good[9:]},
+		{"too short", good[:len(good)-2]},
+		{"too long", good + "AA"},
+		{"other version", base64.RawURLEncoding.EncodeToString(version2)},
+		{"position over int64", base64.RawURLEncoding.EncodeToString(huge)},
+		{"non-canonical padding bits", good[:len(good)-1] + string(rune(good[len(good)-1]+1))},
+		{"other ledger", encodeTransfersCursor(42, transfersFingerprint("other", f))},
+		{"other account", encodeTransfersCursor(42, transfersFingerprint("main", TransferFilter{Account: "bob"}))},
+		{"other basis", encodeTransfersCursor(42, transfersFingerprint("main", TransferFilter{Account: "alice", Effective: true}))},
+		{"other range", encodeTransfersCursor(42, transfersFingerprint("main", TransferFilter{Account: "alice", From: time.Unix(1, 0)}))},
+	} {
+		if _, err := decodeTransfersCursor(c.cursor, fp); !errors.Is(err, ErrBadTransfersCursor) {
+			t.Errorf("%s (%q): %v, want ErrBadTransfersCursor", c.name, c.cursor, err)
+		}
+	}
+}
+
+// The fingerprint's fields cannot run into each other.
+func TestTransfersFingerprintSeparatesFields(t *testing.T) {
+	a := transfersFingerprint("main", TransferFilter{Account: "ab", Reference: "c"})
+	b := transfersFingerprint("main", TransferFilter{Account: "a", Reference: "bc"})
+	if a == b {
+		t.Errorf("account ab + reference c and account a + reference bc share fingerprint %x", a)
+	}
+}
+
+// Requests over a bound are refused before any database access: the
+// service has no pool here.
+func TestTransfersBounds(t *testing.T) {
+	s := &Service{}
+	ctx := context.Background()
+	ids := make([]string, TransferIDsPerRequestMax+1)
+	if _, err := s.GetTransfers(ctx, "main", ids, 0); !errors.Is(err, ErrTooManyTransferIDs) {
+		t.Errorf("GetTransfers of %d ids: %v, want ErrTooManyTransferIDs", len(ids), err)
+	}
+	for _, limit := range []int{-1, TransfersPageMax + 1} {
+		if _, err := s.ListTransfers(ctx, "main", TransferFilter{}, "", limit, 0); !errors.Is(err, ErrTransfersPageTooLarge) {
+			t.Errorf("limit %d: %v, want ErrTransfersPageTooLarge", limit, err)
+		}
+	}
+	if _, err := s.ListTransfers(ctx, "main", TransferFilter{}, "x", 10, 0); !errors.Is(err, ErrBadTransfersCursor) {
+		t.Errorf("bad cursor: %v, want ErrBadTransfersCursor", err)
+	}
+	now := time.Now()
+	f := TransferFilter{From: now, To: now.Add(-time.Microsecond)}
+	if _, err := s.ListTransfers(ctx, "main", f, "", 10, 0); !errors.Is(err, ErrTransfersTimeRange) {
+		t.Errorf("from after to: %v, want ErrTransfersTimeRange", err)
+	}
+}
+
+func TestListTransfersSQL(t *testing.T) {
+	f := TransferFilter{Account: "alice", Reference: "r", MetadataKey: "k", MetadataValue: `v"`, Status: "posted",
+		From: time.Unix(10, 0), To: time.Unix(20, 0), Effective: true}
+	sql, args, err := listTransfersSQL("main", f, 7, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"a.account = $4", "a.position > $2", "t.reference = $5", "t.metadata @> $6::jsonb",
+		"t.status = $7", "t.effective_at >= $8", "t.effective_at <= $9", "ORDER BY a.position LIMIT $3"} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("SQL lacks %q:\n%s", want, sql)
+		}
+	}
+	if len(args) != 9 || args[5] != `{"k":"v\""}` {
+		t.Errorf("args %q", args)
+	}
+	sql, _, _ = listTransfersSQL("main", TransferFilter{MetadataKey: "k"}, 0, 11)
+	if !strings.Contains(sql, "t.metadata ? $4") || !strings.Contains(sql, "ORDER BY t.position LIMIT $3") ||
+		strings.Contains(sql, "transfer_accounts") {
+		t.Errorf("key-only SQL:\n%s", sql)
+	}
+}
+
+func FuzzDecodeTransfersCursor(f *testing.F) {
+	fp := transfersFingerprint("main", TransferFilter{})
+	f.Add(encodeTransfersCursor(1, fp))
+	f.Add("")
+	f.Add("AQ")
+	f.Fuzz(func(t *testing.T, cursor string) {
+		pos, err := decodeTransfersCursor(cursor, fp)
+		if err != nil {
+			if !errors.Is(err, ErrBadTransfersCursor) {
+				t.Fatalf("%q: %v, want ErrBadTransfersCursor", cursor, err)
+			}
+			return
+		}
+		if cursor != "" && encodeTransfersCursor(pos, fp) != cursor {
+			t.Fatalf("%q decodes to %d, which encodes to %q", cursor, pos, encodeTransfersCursor(pos, fp))
+		}
+	})
+}
