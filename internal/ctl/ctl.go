@@ -41,6 +41,10 @@ Usage:
   ledgerctl transfers list [--account A] [--reference R] [--status S] [--limit N] [--all]
   ledgerctl trial-balance [--as-of P]
   ledgerctl projections status
+  ledgerctl audit verify [--from P] [--to P]              (exit 0: the log and the projections agree)
+  ledgerctl audit replay --at POSITION|TIME               (balances and trial balance from the log alone)
+  ledgerctl log export [--from P] [--to P] [--out FILE]   (JSON Lines, one event with its hashes per line)
+  ledgerctl log import --in FILE                          (into a new, empty ledger: --ledger)
 
 Global flags (before the command, or after it):
   --addr    ledgerd gRPC address (env LEDGER_ADDR, default 127.0.0.1:7070)
@@ -89,6 +93,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{[]string{"statement"}, statement},
 		{[]string{"trial-balance"}, trialBalance},
 		{[]string{"projections", "status"}, projectionsStatus},
+		{[]string{"audit", "verify"}, auditVerify},
+		{[]string{"audit", "replay"}, auditReplay},
+		{[]string{"log", "export"}, logExport},
+		{[]string{"log", "import"}, logImport},
 	}
 	for _, cmd := range cmds {
 		if len(rest) < len(cmd.words) || strings.Join(rest[:len(cmd.words)], " ") != strings.Join(cmd.words, " ") {
@@ -132,6 +140,7 @@ type client struct {
 	conn  *grpc.ClientConn // nil until connect
 	cmd   ledgerv1.CommandServiceClient
 	query ledgerv1.QueryServiceClient
+	audit ledgerv1.AuditServiceClient
 }
 
 // connect makes the client of c.addr. Commands call it after parsing their
@@ -146,6 +155,7 @@ func (c *client) connect() error {
 	}
 	c.conn = conn
 	c.cmd, c.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
+	c.audit = ledgerv1.NewAuditServiceClient(conn)
 	return nil
 }
 

@@ -3758,6 +3758,349 @@ func (x *GetProjectionStatusResponse) GetProjections() []*ProjectionStatus {
 	return nil
 }
 
+type ReadEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	FromPosition  uint64                 `protobuf:"varint,2,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	ToPosition    uint64                 `protobuf:"varint,3,opt,name=to_position,json=toPosition,proto3" json:"to_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadEventsRequest) Reset() {
+	*x = ReadEventsRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadEventsRequest) ProtoMessage() {}
+
+func (x *ReadEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadEventsRequest.ProtoReflect.Descriptor instead.
+func (*ReadEventsRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ReadEventsRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ReadEventsRequest) GetFromPosition() uint64 {
+	if x != nil {
+		return x.FromPosition
+	}
+	return 0
+}
+
+func (x *ReadEventsRequest) GetToPosition() uint64 {
+	if x != nil {
+		return x.ToPosition
+	}
+	return 0
+}
+
+// ReadEventsResponse is one batch of the stream: up to 1,000 events.
+type ReadEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*LogEvent            `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadEventsResponse) Reset() {
+	*x = ReadEventsResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadEventsResponse) ProtoMessage() {}
+
+func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadEventsResponse.ProtoReflect.Descriptor instead.
+func (*ReadEventsResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ReadEventsResponse) GetEvents() []*LogEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// LogEvent is one event of the log with its envelope and hashes: exactly what
+// the hash chain covers, so that anyone can recompute it.
+type LogEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Position      uint64                 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	SchemaVersion uint32                 `protobuf:"varint,4,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
+	// Recorded time, microseconds, UTC.
+	RecordedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	CommandId  string                 `protobuf:"bytes,6,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// The event's canonical JSON, byte for byte as hashed.
+	Payload string `protobuf:"bytes,7,opt,name=payload,proto3" json:"payload,omitempty"`
+	// SHA-256 in hex: hash = sha256(prev_hash ‖ canonical envelope).
+	PrevHash      string `protobuf:"bytes,8,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	Hash          string `protobuf:"bytes,9,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogEvent) Reset() {
+	*x = LogEvent{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogEvent) ProtoMessage() {}
+
+func (x *LogEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogEvent.ProtoReflect.Descriptor instead.
+func (*LogEvent) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *LogEvent) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *LogEvent) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *LogEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *LogEvent) GetSchemaVersion() uint32 {
+	if x != nil {
+		return x.SchemaVersion
+	}
+	return 0
+}
+
+func (x *LogEvent) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+func (x *LogEvent) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *LogEvent) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+func (x *LogEvent) GetPrevHash() string {
+	if x != nil {
+		return x.PrevHash
+	}
+	return ""
+}
+
+func (x *LogEvent) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+type ImportEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new ledger's name (first message only). When it differs from the
+	// events' own, every event is verified under its own name and then sealed
+	// anew under this one.
+	Ledger string `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// Up to 8,192 events per message, in position order from 1.
+	Events        []*LogEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEventsRequest) Reset() {
+	*x = ImportEventsRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEventsRequest) ProtoMessage() {}
+
+func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEventsRequest.ProtoReflect.Descriptor instead.
+func (*ImportEventsRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ImportEventsRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ImportEventsRequest) GetEvents() []*LogEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type ImportEventsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Events uint64                 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
+	// The imported ledger's head and its hash (hex).
+	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	Hash          string `protobuf:"bytes,4,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportEventsResponse) Reset() {
+	*x = ImportEventsResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportEventsResponse) ProtoMessage() {}
+
+func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportEventsResponse.ProtoReflect.Descriptor instead.
+func (*ImportEventsResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ImportEventsResponse) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ImportEventsResponse) GetEvents() uint64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *ImportEventsResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ImportEventsResponse) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
 var File_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_ledger_v1_ledger_proto_rawDesc = "" +
@@ -4060,7 +4403,34 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\\\n" +
 	"\x1bGetProjectionStatusResponse\x12=\n" +
-	"\vprojections\x18\x01 \x03(\v2\x1b.ledger.v1.ProjectionStatusR\vprojections*\xb8\x06\n" +
+	"\vprojections\x18\x01 \x03(\v2\x1b.ledger.v1.ProjectionStatusR\vprojections\"q\n" +
+	"\x11ReadEventsRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12#\n" +
+	"\rfrom_position\x18\x02 \x01(\x04R\ffromPosition\x12\x1f\n" +
+	"\vto_position\x18\x03 \x01(\x04R\n" +
+	"toPosition\"A\n" +
+	"\x12ReadEventsResponse\x12+\n" +
+	"\x06events\x18\x01 \x03(\v2\x13.ledger.v1.LogEventR\x06events\"\xa0\x02\n" +
+	"\bLogEvent\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12%\n" +
+	"\x0eschema_version\x18\x04 \x01(\rR\rschemaVersion\x12;\n" +
+	"\vrecorded_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x06 \x01(\tR\tcommandId\x12\x18\n" +
+	"\apayload\x18\a \x01(\tR\apayload\x12\x1b\n" +
+	"\tprev_hash\x18\b \x01(\tR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\t \x01(\tR\x04hash\"Z\n" +
+	"\x13ImportEventsRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12+\n" +
+	"\x06events\x18\x02 \x03(\v2\x13.ledger.v1.LogEventR\x06events\"v\n" +
+	"\x14ImportEventsResponse\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x16\n" +
+	"\x06events\x18\x02 \x01(\x04R\x06events\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\x12\x12\n" +
+	"\x04hash\x18\x04 \x01(\tR\x04hash*\xb8\x06\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -4134,7 +4504,11 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fGetTransfers\x12\x1e.ledger.v1.GetTransfersRequest\x1a\x1f.ledger.v1.GetTransfersResponse\x12R\n" +
 	"\rListTransfers\x12\x1f.ledger.v1.ListTransfersRequest\x1a .ledger.v1.ListTransfersResponse\x12X\n" +
 	"\x0fGetTrialBalance\x12!.ledger.v1.GetTrialBalanceRequest\x1a\".ledger.v1.GetTrialBalanceResponse\x12d\n" +
-	"\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponseB2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
+	"\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponse2\xae\x01\n" +
+	"\fAuditService\x12K\n" +
+	"\n" +
+	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
+	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x01B2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -4149,7 +4523,7 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -4203,107 +4577,119 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(*GetProjectionStatusRequest)(nil),   // 49: ledger.v1.GetProjectionStatusRequest
 	(*ProjectionStatus)(nil),             // 50: ledger.v1.ProjectionStatus
 	(*GetProjectionStatusResponse)(nil),  // 51: ledger.v1.GetProjectionStatusResponse
-	nil,                                  // 52: ledger.v1.Account.MetadataEntry
-	nil,                                  // 53: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 54: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 55: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 56: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 57: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 58: ledger.v1.TransferView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 59: google.protobuf.Timestamp
+	(*ReadEventsRequest)(nil),            // 52: ledger.v1.ReadEventsRequest
+	(*ReadEventsResponse)(nil),           // 53: ledger.v1.ReadEventsResponse
+	(*LogEvent)(nil),                     // 54: ledger.v1.LogEvent
+	(*ImportEventsRequest)(nil),          // 55: ledger.v1.ImportEventsRequest
+	(*ImportEventsResponse)(nil),         // 56: ledger.v1.ImportEventsResponse
+	nil,                                  // 57: ledger.v1.Account.MetadataEntry
+	nil,                                  // 58: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 59: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 60: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 61: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 62: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 63: ledger.v1.TransferView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 64: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
 	33, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
 	10, // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,  // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	52, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	57, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
 	33, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	13, // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
 	31, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	53, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	59, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	58, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	64, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
 	15, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	54, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	59, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
 	33, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	18, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
 	33, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	21, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	55, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	59, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	60, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	64, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
 	33, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	24, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
 	33, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
 	27, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	56, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	61, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
 	33, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
 	33, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	33, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	0,  // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
 	35, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
 	2,  // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	59, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	64, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	3,  // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	1,  // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
 	35, // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	59, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	59, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	64, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	64, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,  // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	4,  // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	59, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	59, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	57, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	64, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	64, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	62, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
 	38, // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
 	5,  // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
 	6,  // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
 	40, // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	58, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	59, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	59, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	59, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	64, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	64, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	64, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
 	41, // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	6,  // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	59, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	59, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	64, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	64, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,  // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	41, // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	47, // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	59, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	64, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
 	50, // 55: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
-	7,  // 56: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	9,  // 57: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	12, // 58: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	14, // 59: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	17, // 60: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	20, // 61: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	23, // 62: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	26, // 63: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	29, // 64: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	34, // 65: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	37, // 66: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
-	42, // 67: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
-	44, // 68: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
-	46, // 69: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	49, // 70: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	8,  // 71: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	11, // 72: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	32, // 73: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	16, // 74: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	19, // 75: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	22, // 76: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	25, // 77: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	28, // 78: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	30, // 79: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	36, // 80: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	39, // 81: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	43, // 82: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	45, // 83: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	48, // 84: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	51, // 85: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	71, // [71:86] is the sub-list for method output_type
-	56, // [56:71] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	54, // 56: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
+	64, // 57: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	54, // 58: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
+	7,  // 59: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	9,  // 60: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	12, // 61: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	14, // 62: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	17, // 63: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	20, // 64: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	23, // 65: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	26, // 66: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	29, // 67: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	34, // 68: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	37, // 69: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	42, // 70: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	44, // 71: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	46, // 72: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	49, // 73: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	52, // 74: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
+	55, // 75: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
+	8,  // 76: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	11, // 77: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	32, // 78: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	16, // 79: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	19, // 80: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	22, // 81: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	25, // 82: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	28, // 83: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	30, // 84: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	36, // 85: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	39, // 86: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	43, // 87: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	45, // 88: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	48, // 89: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	51, // 90: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	53, // 91: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	56, // 92: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	76, // [76:93] is the sub-list for method output_type
+	59, // [59:76] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -4319,9 +4705,9 @@ func file_ledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   52,
+			NumMessages:   57,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_ledger_v1_ledger_proto_goTypes,
 		DependencyIndexes: file_ledger_v1_ledger_proto_depIdxs,

@@ -768,3 +768,157 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "ledger/v1/ledger.proto",
 }
+
+const (
+	AuditService_ReadEvents_FullMethodName   = "/ledger.v1.AuditService/ReadEvents"
+	AuditService_ImportEvents_FullMethodName = "/ledger.v1.AuditService/ImportEvents"
+)
+
+// AuditServiceClient is the client API for AuditService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AuditService gives auditors the log itself: every event with its hashes, to
+// verify and replay on their own machines, and the way to load an exported log
+// into a new ledger.
+type AuditServiceClient interface {
+	// ReadEvents streams a ledger's events in position order, from from_position
+	// (1 if 0) to to_position (the head if 0).
+	ReadEvents(ctx context.Context, in *ReadEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadEventsResponse], error)
+	// ImportEvents loads an exported log into a new, empty ledger, verifying
+	// every hash and every invariant on the way; the first bad event refuses the
+	// import and nothing of it stays.
+	ImportEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportEventsRequest, ImportEventsResponse], error)
+}
+
+type auditServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAuditServiceClient(cc grpc.ClientConnInterface) AuditServiceClient {
+	return &auditServiceClient{cc}
+}
+
+func (c *auditServiceClient) ReadEvents(ctx context.Context, in *ReadEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AuditService_ServiceDesc.Streams[0], AuditService_ReadEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReadEventsRequest, ReadEventsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ReadEventsClient = grpc.ServerStreamingClient[ReadEventsResponse]
+
+func (c *auditServiceClient) ImportEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportEventsRequest, ImportEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AuditService_ServiceDesc.Streams[1], AuditService_ImportEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportEventsRequest, ImportEventsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ImportEventsClient = grpc.ClientStreamingClient[ImportEventsRequest, ImportEventsResponse]
+
+// AuditServiceServer is the server API for AuditService service.
+// All implementations must embed UnimplementedAuditServiceServer
+// for forward compatibility.
+//
+// AuditService gives auditors the log itself: every event with its hashes, to
+// verify and replay on their own machines, and the way to load an exported log
+// into a new ledger.
+type AuditServiceServer interface {
+	// ReadEvents streams a ledger's events in position order, from from_position
+	// (1 if 0) to to_position (the head if 0).
+	ReadEvents(*ReadEventsRequest, grpc.ServerStreamingServer[ReadEventsResponse]) error
+	// ImportEvents loads an exported log into a new, empty ledger, verifying
+	// every hash and every invariant on the way; the first bad event refuses the
+	// import and nothing of it stays.
+	ImportEvents(grpc.ClientStreamingServer[ImportEventsRequest, ImportEventsResponse]) error
+	mustEmbedUnimplementedAuditServiceServer()
+}
+
+// UnimplementedAuditServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAuditServiceServer struct{}
+
+func (UnimplementedAuditServiceServer) ReadEvents(*ReadEventsRequest, grpc.ServerStreamingServer[ReadEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ReadEvents not implemented")
+}
+func (UnimplementedAuditServiceServer) ImportEvents(grpc.ClientStreamingServer[ImportEventsRequest, ImportEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportEvents not implemented")
+}
+func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
+func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeAuditServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AuditServiceServer will
+// result in compilation errors.
+type UnsafeAuditServiceServer interface {
+	mustEmbedUnimplementedAuditServiceServer()
+}
+
+func RegisterAuditServiceServer(s grpc.ServiceRegistrar, srv AuditServiceServer) {
+	// If the following call panics, it indicates UnimplementedAuditServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AuditService_ServiceDesc, srv)
+}
+
+func _AuditService_ReadEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReadEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuditServiceServer).ReadEvents(m, &grpc.GenericServerStream[ReadEventsRequest, ReadEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ReadEventsServer = grpc.ServerStreamingServer[ReadEventsResponse]
+
+func _AuditService_ImportEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AuditServiceServer).ImportEvents(&grpc.GenericServerStream[ImportEventsRequest, ImportEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ImportEventsServer = grpc.ClientStreamingServer[ImportEventsRequest, ImportEventsResponse]
+
+// AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AuditService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "ledger.v1.AuditService",
+	HandlerType: (*AuditServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ReadEvents",
+			Handler:       _AuditService_ReadEvents_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImportEvents",
+			Handler:       _AuditService_ImportEvents_Handler,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "ledger/v1/ledger.proto",
+}

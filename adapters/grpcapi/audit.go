@@ -1,0 +1,24 @@
+package grpcapi
+
+import (
+	"log/slog"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// AuditServer serves ledger.v1.AuditService: the log itself, for auditors
+// (ReadEvents, audit_read.go), and the import of an exported log into a new
+// ledger (ImportEvents, audit_import.go).
+type AuditServer struct {
+	ledgerv1.UnimplementedAuditServiceServer
+	store   *eventstore.Store
+	writers Writers
+	logger  *slog.Logger
+}
+
+// NewAuditServer returns an AuditServer over the event store; writers start a
+// ledger's writer once an import has loaded its log.
+func NewAuditServer(store *eventstore.Store, writers Writers, logger *slog.Logger) *AuditServer {
+	return &AuditServer{store: store, writers: writers, logger: logger}
+}
