@@ -184,13 +184,3 @@ func runRules(t *testing.T, cases []ruleCase) {
 		})
 	}
 }
-
-// mustDecideAt decides c at the clock and fails the test when it is refused.
-func mustDecideAt(t testing.TB, s *domain.State, c domain.Command, at time.Time) domain.Event {
-	t.Helper()
-	e, err := decideAt(s, c, at)
-	if err != nil {
-		t.Fatalf("decide %T %s: %v", c, c.CommandID(), err)
-	}
-	return e
-}
