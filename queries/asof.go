@@ -80,11 +80,19 @@ func (s *Service) BalancesAsOfPosition(ctx context.Context, ledger string, accou
 	if err := s.mustExistLedger(ctx, ledger); err != nil {
 		return Balances{}, err
 	}
+	// A position the log has not reached is refused at once, not waited for.
+	head, err := s.head(ctx, ledger)
+	if err != nil {
+		return Balances{}, err
+	}
+	if pos > head {
+		return Balances{}, fmt.Errorf("as of position %d, head %d: %w", pos, head, ErrBeyondHead)
+	}
 	if err := s.waitFor(ctx, ledger, movementsProjection, max(pos, minPosition)); err != nil {
 		return Balances{}, err
 	}
 	var out Balances
-	err := pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
 		var err error
 		out, err = balancesAtPosition(ctx, tx, ledger, accounts, pos)
 		return err

@@ -100,6 +100,7 @@ var statementFields = []struct {
 	{queries.ErrStatementCursor, "cursor", "not a cursor of this statement"},
 	{queries.ErrStatementPositionRange, "from_position", "after to_position"},
 	{queries.ErrStatementTimeRange, "from_time", "after to_time"},
+	{queries.ErrBeyondHead, "as_of_position", "beyond the ledger's head"},
 }
 
 // statementStatus translates the errors of statements and point-in-time

@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"flag"
+	"math"
 	"strconv"
 	"time"
 
@@ -139,6 +140,14 @@ func transfer(ctx context.Context, c *client, args []string) error {
 	}
 	if len(rest) != 0 || *id == "" || *from == "" || *to == "" || *amount == "" || *asset == "" {
 		return usageError{"transfer takes --id, --from, --to, --amount and --asset"}
+	}
+	// Checked here, not left to ledgerd: a value past the wire's uint32
+	// would wrap to another timeout (2^32 to 0: never) without a word.
+	switch {
+	case *timeout > math.MaxUint32:
+		return usageError{"--timeout is at most " + strconv.FormatUint(math.MaxUint32, 10) + " seconds"}
+	case *timeout != 0 && !*pending:
+		return usageError{"--timeout goes with --pending"}
 	}
 	t := &ledgerv1.Transfer{Id: *id, Reference: *reference, Pending: *pending, TimeoutSeconds: uint32(*timeout),
 		Postings: []*ledgerv1.Posting{{DebitAccount: *from, CreditAccount: *to, Amount: *amount, Asset: *asset}}}

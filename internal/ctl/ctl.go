@@ -36,7 +36,7 @@ Usage:
   ledgerctl void --id ID --pending-id ID
   ledgerctl reverse --id ID --transfer-id ID [--amount X]...
   ledgerctl balance [--min-position P] [--as-of P] [--strong] ACCOUNT...
-  ledgerctl statement [--from P] [--to P] [--limit N] [--pending] [--all] ACCOUNT
+  ledgerctl statement [--from P] [--to P] [--limit N] [--pending] [--all] [--min-position P] ACCOUNT
   ledgerctl transfers get ID...
   ledgerctl transfers list [--account A] [--reference R] [--status S] [--limit N] [--all]
   ledgerctl trial-balance [--as-of P]
@@ -49,7 +49,7 @@ Usage:
 Global flags (before the command, or after it):
   --addr    ledgerd gRPC address (env LEDGER_ADDR, default 127.0.0.1:7070)
   --ledger  ledger name (env LEDGER_LEDGER, default "default")
-  -o        output: table (default) or json
+  -o        output: table (default) or json (read commands)
 
 Exit codes: 0 every item CREATED or EXISTS; 1 an item was refused or a call
 failed; 2 a usage error.

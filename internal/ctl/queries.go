@@ -16,6 +16,33 @@ import (
 // pagesMax bounds how many pages --all follows.
 const pagesMax = 10000
 
+// pageLimitMax is the largest page ledgerd serves (statements and transfer
+// lists). A larger --limit is a usage error here rather than a value that
+// wraps in the wire's uint32 (2^32+1 to 1) and asks for another page size.
+const pageLimitMax = 1000
+
+// checkLimit refuses a --limit over pageLimitMax.
+func checkLimit(limit uint) error {
+	if limit > pageLimitMax {
+		return usageError{fmt.Sprintf("--limit is at most %d", pageLimitMax)}
+	}
+	return nil
+}
+
+// missing returns the ids that are not in found, in order, as an error, or nil.
+func missing(what string, ids []string, found map[string]bool) error {
+	var absent []string
+	for _, id := range ids {
+		if !found[id] {
+			absent = append(absent, id)
+		}
+	}
+	if len(absent) > 0 {
+		return fmt.Errorf("no such %s: %s", what, strings.Join(absent, ", "))
+	}
+	return nil
+}
+
 func (c *client) table() *tabwriter.Writer {
 	return tabwriter.NewWriter(c.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 }
@@ -32,6 +59,9 @@ func balance(ctx context.Context, c *client, args []string) error {
 	if len(ids) == 0 {
 		return usageError{"balance takes at least one ACCOUNT"}
 	}
+	if *strong && *asOf != 0 {
+		return usageError{"--strong reads the balances now: not with --as-of"}
+	}
 	req := &ledgerv1.GetBalancesRequest{Ledger: c.ledger, Accounts: ids, MinPosition: *minPos, AsOfPosition: *asOf}
 	if *strong {
 		req.Consistency = ledgerv1.Consistency_CONSISTENCY_STRONG
@@ -41,14 +71,20 @@ func balance(ctx context.Context, c *client, args []string) error {
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
-			return c.printJSON(resp)
-		}
-		tw := c.table()
-		fmt.Fprintln(tw, "ACCOUNT\tASSET\tBALANCE\tAVAILABLE\tDEBITS\tCREDITS\tPENDING DR\tPENDING CR\tPOSITION\t")
 		found := map[string]bool{}
 		for _, b := range resp.GetBalances() {
 			found[b.GetAccount()] = true
+		}
+		// An account that does not exist fails the command in either output.
+		if c.output == "json" {
+			if err := c.printJSON(resp); err != nil {
+				return err
+			}
+			return missing("account", ids, found)
+		}
+		tw := c.table()
+		fmt.Fprintln(tw, "ACCOUNT\tASSET\tBALANCE\tAVAILABLE\tDEBITS\tCREDITS\tPENDING DR\tPENDING CR\tPOSITION\t")
+		for _, b := range resp.GetBalances() {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", b.GetAccount(), b.GetAsset(), b.GetBalance(), b.GetAvailable(),
 				b.GetDebitsPosted(), b.GetCreditsPosted(), b.GetDebitsPending(), b.GetCreditsPending(), b.GetPosition())
 		}
@@ -56,16 +92,7 @@ func balance(ctx context.Context, c *client, args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.out, "as of position %d\n", resp.GetPosition())
-		var missing []string
-		for _, id := range ids {
-			if !found[id] {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("no such account: %s", strings.Join(missing, ", "))
-		}
-		return nil
+		return missing("account", ids, found)
 	})
 }
 
@@ -83,6 +110,9 @@ func statement(ctx context.Context, c *client, args []string) error {
 	}
 	if len(rest) != 1 {
 		return usageError{"statement takes one ACCOUNT"}
+	}
+	if err := checkLimit(*limit); err != nil {
+		return err
 	}
 	req := &ledgerv1.ListStatementRequest{Ledger: c.ledger, Account: rest[0], FromPosition: *from, ToPosition: *to,
 		Limit: uint32(*limit), IncludePending: *pending, MinPosition: *minPos}
@@ -159,10 +189,21 @@ func transfersGet(ctx context.Context, c *client, args []string) error {
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
-			return c.printJSON(resp)
+		found := map[string]bool{}
+		for _, v := range resp.GetTransfers() {
+			found[v.GetId()] = true
 		}
-		return c.printTransfers(resp.GetTransfers(), resp.GetPosition())
+		if c.output == "json" {
+			err = c.printJSON(resp)
+		} else {
+			err = c.printTransfers(resp.GetTransfers(), resp.GetPosition())
+		}
+		if err != nil {
+			return err
+		}
+		// Like balance: an id the transfers projection does not know fails
+		// the command, instead of vanishing from an answer that exits 0.
+		return missing("transfer", ids, found)
 	})
 }
 
@@ -180,10 +221,14 @@ func transfersList(ctx context.Context, c *client, args []string) error {
 	if len(rest) != 0 {
 		return usageError{"transfers list takes only flags"}
 	}
+	if err := checkLimit(*limit); err != nil {
+		return err
+	}
 	req := &ledgerv1.ListTransfersRequest{Ledger: c.ledger, Account: *account, Reference: *reference, Limit: uint32(*limit)}
 	if *statusName != "" {
 		v, ok := ledgerv1.TransferStatus_value["TRANSFER_STATUS_"+strings.ToUpper(*statusName)]
-		if !ok {
+		// UNSPECIFIED is no filter at all, not a status a transfer can have.
+		if !ok || v == int32(ledgerv1.TransferStatus_TRANSFER_STATUS_UNSPECIFIED) {
 			return usageError{"unknown --status " + *statusName}
 		}
 		req.Status = ledgerv1.TransferStatus(v)
