@@ -179,6 +179,12 @@ func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Recor
 	}
 	last := &recs[len(recs)-1]
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		// A read model is derived data: a crash that loses this commit loses
+		// the checkpoint's move with it, and the batch is applied again. So
+		// it need not wait for its WAL flush, which the writer's commits need.
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
+		}
 		tag, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $4, event_at = $5, updated_at = now()
 			WHERE ledger = $1 AND projection = $2 AND position = $3`,
 			r.ledger, r.proj.Name(), int64(from), int64(last.Position), last.RecordedAt)

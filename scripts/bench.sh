@@ -9,6 +9,9 @@
 #   BENCH_HTTP_ADDR         ledgerd HTTP address   (default 127.0.0.1:18080)
 #   BENCH_TRANSFERS_BATCH   transfers of the batch-1000 scenario (default 300000)
 #   BENCH_TRANSFERS_SINGLE  transfers of each batch-1 scenario   (default 60000)
+#   BENCH_TRANSFERS_READ    transfers of the read-under-write scenario, sized
+#                           for 15-20 s of writes (~9.5k/s here) (default 175000)
+#   BENCH_READERS           readers of the read-under-write scenario (default 8)
 #   BENCH_ACCOUNTS          accounts per scenario                (default 10000)
 #   BENCH_READY_TIMEOUT     seconds to wait for /readyz          (default 60)
 #   BENCH_STOP_TIMEOUT      seconds to wait for ledgerd to stop  (default 150)
@@ -26,6 +29,8 @@ grpc_addr=${BENCH_GRPC_ADDR:-127.0.0.1:17070}
 http_addr=${BENCH_HTTP_ADDR:-127.0.0.1:18080}
 transfers_batch=${BENCH_TRANSFERS_BATCH:-300000}
 transfers_single=${BENCH_TRANSFERS_SINGLE:-60000}
+transfers_read=${BENCH_TRANSFERS_READ:-175000}
+readers=${BENCH_READERS:-8}
 accounts=${BENCH_ACCOUNTS:-10000}
 ready_timeout=${BENCH_READY_TIMEOUT:-60}
 # devpg gives pg_ctl stop 120 s; ledgerd drains its writers first.
@@ -38,7 +43,8 @@ die() {
 }
 
 for setting in BENCH_TRANSFERS_BATCH="$transfers_batch" BENCH_TRANSFERS_SINGLE="$transfers_single" \
-	BENCH_ACCOUNTS="$accounts" BENCH_READY_TIMEOUT="$ready_timeout" BENCH_STOP_TIMEOUT="$stop_timeout"; do
+	BENCH_TRANSFERS_READ="$transfers_read" BENCH_READERS="$readers" BENCH_ACCOUNTS="$accounts" \
+	BENCH_READY_TIMEOUT="$ready_timeout" BENCH_STOP_TIMEOUT="$stop_timeout"; do
 	[[ ${setting#*=} =~ ^[1-9][0-9]{0,8}$ ]] || die "$setting: want a whole number from 1"
 done
 for addr in "$grpc_addr" "$http_addr"; do
@@ -245,6 +251,10 @@ scenario batch-c64 -batch 1000 -concurrency 64 -transfers "$transfers_batch"
 scenario single-c64 -batch 1 -concurrency 64 -transfers "$transfers_single"
 scenario single-c256 -batch 1 -concurrency 256 -transfers "$transfers_single"
 scenario hot-c256 -batch 1 -concurrency 256 -transfers "$transfers_single" -hot
+# GetBalances and ListStatement latency and rate, and the projections' lag
+# sampled every 100 ms, while batches of 100 are written.
+scenario read-under-write -batch 100 -concurrency 32 -transfers "$transfers_read" \
+	-readers "$readers" -read-kind both -lag-every 100ms
 
 echo
 echo "== stopping ledgerd"

@@ -1,7 +1,8 @@
 // Command ledgerbench drives a running ledgerd with transfers, reports
-// throughput and latency, and verifies every acknowledged transfer. It exits
-// 0 when every check passes, 1 when one fails or the run breaks, 2 on bad
-// flags.
+// throughput and latency (and, with -readers, that of queries sent while it
+// writes, with the projections' lag), and verifies every acknowledged
+// transfer. It exits 0 when every check passes, 1 when one fails or the run
+// breaks, 2 on bad flags.
 package main
 
 import (

@@ -35,8 +35,9 @@ const (
 // was refused.
 var ErrSetup = errors.New("setup refused")
 
-// Run prepares the ledger, sends cfg.Warmup and then cfg.Transfers transfers,
-// verifies them, and writes the report to out (as JSON with cfg.JSON).
+// Run prepares the ledger, sends cfg.Warmup and then cfg.Transfers transfers
+// (while cfg.Readers query and the projections' lag is sampled), verifies
+// them, and writes the report to out (as JSON with cfg.JSON).
 // Failed items and failed checks do not make an error: they make
 // Report.Pass false.
 //
@@ -63,7 +64,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 	}()
 	r := Report{CommandLine: cfg.CommandLine, Config: cfg, Conns: len(conns)}
 	setupStart := cfg.Now()
-	if err := setup(ctx, ledgerv1.NewCommandServiceClient(conns[0]), &cfg); err != nil {
+	if err := prepare(ctx, conns[0], &cfg); err != nil {
 		return Report{}, err
 	}
 	r.SetupSeconds = cfg.Now().Sub(setupStart).Seconds()
@@ -76,12 +77,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 		fmt.Fprintf(cfg.Progress, "warmup: %d transfers\n", cfg.Warmup)
 		runPhase(ctx, workers, "warmup", cfg.Warmup, false)
 	}
-	fmt.Fprintf(cfg.Progress, "measuring: %d transfers, %d workers, batch %d\n", cfg.Transfers, cfg.Concurrency, cfg.Batch)
-	start, end := runPhase(ctx, workers, "measure", cfg.Transfers, true)
-	if err := ctx.Err(); err != nil {
-		return Report{}, fmt.Errorf("sending transfers: %w", err)
+	end, err := r.measure(ctx, &cfg, workers)
+	if err != nil {
+		return Report{}, err
 	}
-	r.addLoad(workers, end.Sub(start))
 
 	fmt.Fprintln(cfg.Progress, "verifying")
 	r.verify(ctx, ledgerv1.NewQueryServiceClient(conns[0]), &cfg, lastAck(workers, end))
@@ -89,6 +88,45 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 		return r, r.WriteJSON(out)
 	}
 	return r, r.WriteText(out)
+}
+
+// prepare sets the ledger up and waits until every projection has applied
+// the setup: reads of an account a projection has not opened yet would fail,
+// and its backlog would count in the measured lag.
+//
+// Errors: setup's; waitCaughtUp's.
+func prepare(ctx context.Context, cc *grpc.ClientConn, cfg *Config) error {
+	position, err := setup(ctx, ledgerv1.NewCommandServiceClient(cc), cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := waitCaughtUp(ctx, ledgerv1.NewQueryServiceClient(cc), cfg, position, cfg.Now()); err != nil {
+		return fmt.Errorf("projections after setup: %w", err)
+	}
+	return nil
+}
+
+// measure runs the measured phase with the readers and the lag sampler
+// alongside, puts its numbers into r and returns when it ended.
+//
+// Errors: dial's for the readers' connections; ctx's error if it ended.
+func (r *Report) measure(ctx context.Context, cfg *Config, workers []*worker) (end time.Time, err error) {
+	reads, err := newReadLoad(ctx, cfg)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer reads.close()
+	fmt.Fprintf(cfg.Progress, "measuring: %d transfers, %d workers, batch %d, %d readers\n",
+		cfg.Transfers, cfg.Concurrency, cfg.Batch, cfg.Readers)
+	stopReads := reads.start(ctx)
+	start, end := runPhase(ctx, workers, "measure", cfg.Transfers, true)
+	stopReads()
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, fmt.Errorf("sending transfers: %w", err)
+	}
+	r.addLoad(workers, end.Sub(start))
+	reads.addTo(r, end.Sub(start))
+	return end, nil
 }
 
 // dial opens n client connections to addr and waits until they are ready.
@@ -126,21 +164,23 @@ func dial(ctx context.Context, addr string, n int) ([]*grpc.ClientConn, error) {
 }
 
 // setup defines the asset and opens the accounts, in requests of
-// accountsPerOpenMax. An asset or account that exists with the same fields
-// is fine: the ledger may have been prepared by an earlier run.
+// accountsPerOpenMax, and returns the highest position of their events. An
+// asset or account that exists with the same fields is fine: the ledger may
+// have been prepared by an earlier run.
 //
 // Errors: ErrSetup; a call's error.
-func setup(ctx context.Context, c ledgerv1.CommandServiceClient, cfg *Config) error {
+func setup(ctx context.Context, c ledgerv1.CommandServiceClient, cfg *Config) (uint64, error) {
 	fmt.Fprintf(cfg.Progress, "setup: ledger %s, asset %s/%d, %d accounts\n", cfg.Ledger, assetCode, assetScale, cfg.Accounts)
 	cctx, cancel := context.WithTimeout(ctx, setupCallTimeout)
 	resp, err := c.DefineAsset(cctx, &ledgerv1.DefineAssetRequest{Ledger: cfg.Ledger, Code: assetCode, Scale: assetScale})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("define asset %s: %w", assetCode, err)
+		return 0, fmt.Errorf("define asset %s: %w", assetCode, err)
 	}
 	if err := setupResult(resp.GetResult()); err != nil {
-		return fmt.Errorf("define asset %s: %w", assetCode, err)
+		return 0, fmt.Errorf("define asset %s: %w", assetCode, err)
 	}
+	position := resp.GetResult().GetPosition()
 	for from := 0; from < cfg.Accounts; from += accountsPerOpenMax {
 		req := &ledgerv1.OpenAccountsRequest{Ledger: cfg.Ledger}
 		for i := from; i < min(from+accountsPerOpenMax, cfg.Accounts); i++ {
@@ -151,18 +191,19 @@ func setup(ctx context.Context, c ledgerv1.CommandServiceClient, cfg *Config) er
 		resp, err := c.OpenAccounts(cctx, req)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("open accounts from %d: %w", from, err)
+			return 0, fmt.Errorf("open accounts from %d: %w", from, err)
 		}
 		if len(resp.GetResults()) != len(req.Accounts) {
-			return fmt.Errorf("open accounts from %d: %d results for %d accounts: %w", from, len(resp.GetResults()), len(req.Accounts), ErrSetup)
+			return 0, fmt.Errorf("open accounts from %d: %d results for %d accounts: %w", from, len(resp.GetResults()), len(req.Accounts), ErrSetup)
 		}
 		for _, r := range resp.GetResults() {
 			if err := setupResult(r); err != nil {
-				return fmt.Errorf("open account %s: %w", r.GetId(), err)
+				return 0, fmt.Errorf("open account %s: %w", r.GetId(), err)
 			}
+			position = max(position, r.GetPosition())
 		}
 	}
-	return nil
+	return position, nil
 }
 
 func setupResult(r *ledgerv1.ItemResult) error {
@@ -231,14 +272,21 @@ func (r *Report) verify(ctx context.Context, q ledgerv1.QueryServiceClient, cfg 
 	}
 	r.check("every transfer CREATED", notCreated == 0 && r.Unknown == 0,
 		fmt.Sprintf("%d not created, %d in failed calls", notCreated, r.Unknown))
+	if len(r.Reads) > 0 || r.Lag != nil {
+		ok, detail := readsAnswered(r.Reads, r.Lag)
+		r.check("reads answered", ok, detail)
+	}
 
-	lag, err := waitCaughtUp(ctx, q, cfg, r.PositionMax, lastAck)
+	caughtUp, err := waitCaughtUp(ctx, q, cfg, r.PositionMax, lastAck)
 	if err != nil {
-		r.check("projection caught up", false, err.Error())
+		r.check("projections caught up", false, err.Error())
 		return
 	}
-	r.CatchUpMs = ms(lag)
-	r.check("projection caught up", true, fmt.Sprintf("position %d, %.1f ms after the last ack", r.PositionMax, r.CatchUpMs))
+	r.CatchUp = caughtUp
+	for _, c := range caughtUp {
+		r.CatchUpMs = max(r.CatchUpMs, c.CatchUpMs)
+	}
+	r.check("projections caught up", true, fmt.Sprintf("position %d: %s after the last ack", r.PositionMax, catchUpText(caughtUp)))
 
 	t, err := readTotals(ctx, q, cfg, r.PositionMax)
 	if err != nil {

@@ -1,5 +1,6 @@
 // Package bench is ledgerbench: a load generator that drives a running ledgerd
-// over gRPC, measures the latency of its commands, and then verifies from the
+// over gRPC, measures the latency of its commands (and of queries sent while
+// it writes, and the projections' lag meanwhile), and then verifies from the
 // projections that every acknowledged transfer is present exactly once.
 package bench
 
@@ -29,6 +30,20 @@ const (
 	ConcurrencyMax = 4096
 	// BatchMax is the server's limit of items per command request.
 	BatchMax = 8192
+	// ReadersMax bounds -readers (one goroutine each, eight to a connection).
+	ReadersMax = 512
+	// LagEveryMin and LagEveryMax bound -lag-every when it is not 0: each
+	// sample is one query, and a sample a minute says little about a run.
+	LagEveryMin = time.Millisecond
+	LagEveryMax = time.Minute
+)
+
+// The values of -read-kind.
+const (
+	ReadKindBalances  = "balances"
+	ReadKindStatement = "statement"
+	// ReadKindBoth gives half the readers each kind, GetBalances the odd one.
+	ReadKindBoth = "both"
 )
 
 // ErrInvalidConfig means a flag is out of its range.
@@ -50,8 +65,17 @@ type Config struct {
 	Seed uint64 `json:"seed"`
 	// Warmup is how many transfers are sent, unmeasured, before the measured
 	// phase. They are verified like the others.
-	Warmup int  `json:"warmup"`
-	JSON   bool `json:"-"`
+	Warmup int `json:"warmup"`
+	// Readers query the ledger in a tight loop while the measured phase
+	// writes, each on one of its own connections; 0: no reads.
+	Readers int `json:"readers"`
+	// ReadKind is what the readers ask: ReadKindBalances, ReadKindStatement
+	// or ReadKindBoth.
+	ReadKind string `json:"read_kind"`
+	// LagEvery is how often the projections' lag is sampled while the
+	// measured phase writes; 0: never.
+	LagEvery time.Duration `json:"lag_every_ns"`
+	JSON     bool          `json:"-"`
 
 	// CommandLine is how the bench was started, quoted for a shell.
 	CommandLine string `json:"-"`
@@ -83,6 +107,11 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 	fs.BoolVar(&c.Hot, "hot", false, "every transfer debits or credits acc-0 (hot account)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the random accounts and amounts")
 	fs.IntVar(&c.Warmup, "warmup", 0, "transfers sent before measuring")
+	fs.IntVar(&c.Readers, "readers", 0, fmt.Sprintf("readers querying while the measured phase writes, 0..%d", ReadersMax))
+	fs.StringVar(&c.ReadKind, "read-kind", ReadKindBoth, "what readers ask: balances (GetBalances of 10 random accounts), "+
+		"statement (ListStatement of a random account, first 100 lines) or both (half the readers each)")
+	fs.DurationVar(&c.LagEvery, "lag-every", 100*time.Millisecond,
+		fmt.Sprintf("sample projection lag this often while the measured phase writes, %s..%s; 0: never", LagEveryMin, LagEveryMax))
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -120,6 +149,12 @@ func (c Config) Validate() error {
 		return bad("-concurrency %d, want 1..%d", c.Concurrency, ConcurrencyMax)
 	case c.Batch < 1 || c.Batch > BatchMax:
 		return bad("-batch %d, want 1..%d", c.Batch, BatchMax)
+	case c.Readers < 0 || c.Readers > ReadersMax:
+		return bad("-readers %d, want 0..%d", c.Readers, ReadersMax)
+	case c.Readers > 0 && c.ReadKind != ReadKindBalances && c.ReadKind != ReadKindStatement && c.ReadKind != ReadKindBoth:
+		return bad("-read-kind %q, want %s, %s or %s", c.ReadKind, ReadKindBalances, ReadKindStatement, ReadKindBoth)
+	case c.LagEvery != 0 && (c.LagEvery < LagEveryMin || c.LagEvery > LagEveryMax):
+		return bad("-lag-every %s, want 0 or %s..%s", c.LagEvery, LagEveryMin, LagEveryMax)
 	}
 	return nil
 }

@@ -21,6 +21,26 @@ func TestParseFlags(t *testing.T) {
 			c.Concurrency != want.Concurrency || c.Batch != want.Batch || c.Seed != want.Seed || c.CommandLine != want.CommandLine {
 			t.Errorf("ParseFlags() = %+v, want %+v", c, want)
 		}
+		if c.Readers != 0 || c.ReadKind != ReadKindBoth || c.LagEvery != 100*time.Millisecond {
+			t.Errorf("ParseFlags() readers=%d read-kind=%q lag-every=%s, want 0, both, 100ms", c.Readers, c.ReadKind, c.LagEvery)
+		}
+	})
+	t.Run("reads", func(t *testing.T) {
+		args := []string{"-readers", "512", "-read-kind", "statement", "-lag-every", "0"}
+		c, err := ParseFlags(args, env(nil), now, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Readers != ReadersMax || c.ReadKind != ReadKindStatement || c.LagEvery != 0 {
+			t.Errorf("ParseFlags(%q) = %+v", args, c)
+		}
+	})
+	t.Run("lag every at its bounds", func(t *testing.T) {
+		for _, every := range []string{"1ms", "1m"} {
+			if _, err := ParseFlags([]string{"-lag-every", every}, env(nil), now, io.Discard); err != nil {
+				t.Errorf("ParseFlags(-lag-every %s): %v", every, err)
+			}
+		}
 	})
 	t.Run("env and flags", func(t *testing.T) {
 		args := []string{"-batch", "8192", "-hot", "-ledger", "x-1"}
@@ -47,6 +67,12 @@ func TestParseFlags(t *testing.T) {
 		{"concurrency over max", []string{"-concurrency", "4097"}},
 		{"bad ledger", []string{"-ledger", "Bench"}},
 		{"extra argument", []string{"now"}},
+		{"negative readers", []string{"-readers", "-1"}},
+		{"readers over max", []string{"-readers", "513"}},
+		{"unknown read kind", []string{"-readers", "2", "-read-kind", "transfers"}},
+		{"lag every under min", []string{"-lag-every", "999us"}},
+		{"lag every over max", []string{"-lag-every", "61s"}},
+		{"negative lag every", []string{"-lag-every", "-1ms"}},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,9 +33,16 @@ type Report struct {
 	Unknown  int64     `json:"unknown"`
 	Failures []Failure `json:"failures,omitempty"`
 
+	// Reads are the queries sent while the measured phase wrote, by kind;
+	// Lag the projections' lag sampled meanwhile (nil when not sampled).
+	Reads []ReadSummary `json:"reads,omitempty"`
+	Lag   *LagReport    `json:"lag,omitempty"`
+
 	PositionMax uint64 `json:"position_max"`
-	// CatchUpMs is how long after the last ack the projection reached PositionMax.
-	CatchUpMs float64 `json:"catch_up_ms"`
+	// CatchUpMs is how long after the last ack the slowest projection was
+	// seen at PositionMax; CatchUp has each projection's time.
+	CatchUpMs float64             `json:"catch_up_ms"`
+	CatchUp   []ProjectionCatchUp `json:"catch_up,omitempty"`
 	// SentAmount sums the CREATED transfers; UnknownAmount the unknown ones.
 	SentAmount    string `json:"sent_amount"`
 	UnknownAmount string `json:"unknown_amount"`
@@ -68,8 +75,10 @@ func (r Report) WriteText(out io.Writer) error {
 	c := r.Config
 	l := r.LatencyMs
 	fmt.Fprintf(&b, "command:     %s\n", r.CommandLine)
-	fmt.Fprintf(&b, "config:      addr=%s ledger=%s transfers=%d warmup=%d accounts=%d concurrency=%d batch=%d hot=%t seed=%d conns=%d\n",
-		c.Addr, c.Ledger, c.Transfers, c.Warmup, c.Accounts, c.Concurrency, c.Batch, c.Hot, c.Seed, r.Conns)
+	fmt.Fprintf(&b, "config:      addr=%s ledger=%s transfers=%d warmup=%d accounts=%d concurrency=%d batch=%d hot=%t seed=%d conns=%d"+
+		" readers=%d read-kind=%s lag-every=%s\n",
+		c.Addr, c.Ledger, c.Transfers, c.Warmup, c.Accounts, c.Concurrency, c.Batch, c.Hot, c.Seed, r.Conns,
+		c.Readers, c.ReadKind, c.LagEvery)
 	fmt.Fprintf(&b, "setup:       %.2f s\n", r.SetupSeconds)
 	fmt.Fprintf(&b, "measured:    %d transfers in %d calls over %.3f s\n", r.Transfers, r.Calls, r.DurationSeconds)
 	fmt.Fprintf(&b, "throughput:  %.0f transfers/s, %.0f calls/s\n", r.TransfersPerSecond, r.CallsPerSecond)
@@ -86,8 +95,13 @@ func (r Report) WriteText(out io.Writer) error {
 		}
 		fmt.Fprintf(&b, "  failure:   %s: %s\n", what, f.Detail)
 	}
+	writeReads(&b, r.Reads)
+	writeLag(&b, r.Lag)
 	fmt.Fprintf(&b, "position:    %d (max acknowledged)\n", r.PositionMax)
-	fmt.Fprintf(&b, "catch-up:    %.1f ms after the last ack\n", r.CatchUpMs)
+	fmt.Fprintf(&b, "catch-up:    %.1f ms after the last ack (slowest projection)\n", r.CatchUpMs)
+	if len(r.CatchUp) > 0 {
+		fmt.Fprintf(&b, "  each:      %s\n", catchUpText(r.CatchUp))
+	}
 	fmt.Fprintf(&b, "sent:        %s %s acknowledged\n", r.SentAmount, assetCode)
 	for _, ch := range r.Checks {
 		verdict := "FAIL"
@@ -107,16 +121,84 @@ func (r Report) WriteText(out io.Writer) error {
 	return nil
 }
 
+// writeReads writes a line per kind of read.
+func writeReads(b *strings.Builder, reads []ReadSummary) {
+	for _, s := range reads {
+		l := s.LatencyMs
+		fmt.Fprintf(b, "reads:       %s: %d readers, %d calls, %.0f qps, ms p50 %.3f  p99 %.3f  p999 %.3f  max %.3f, %d errors",
+			s.Kind, s.Readers, s.Calls, s.QueriesPerSecond, l.P50, l.P99, l.P999, l.Max, s.Errors)
+		if s.Errors > 0 {
+			fmt.Fprintf(b, " (%s; %s)", counts(s.ErrorCodes), s.ErrorSample)
+		}
+		b.WriteString("\n")
+	}
+}
+
+// writeLag writes the sampled lag, a line per projection, and what it means.
+func writeLag(b *strings.Builder, lag *LagReport) {
+	if lag == nil {
+		return
+	}
+	fmt.Fprintf(b, "lag:         GetProjectionStatus every %.0f ms while writing: %d samples, %d errors", lag.EveryMs, lag.Samples, lag.Errors)
+	if lag.Errors > 0 {
+		fmt.Fprintf(b, " (%s)", lag.ErrorSample)
+	}
+	if lag.Dropped > 0 {
+		fmt.Fprintf(b, ", %d projection samples over the bounds left out", lag.Dropped)
+	}
+	b.WriteString("\n")
+	for _, p := range lag.Projections {
+		fmt.Fprintf(b, "  %-10s lag ms p50 %.1f  p99 %.1f  max %.1f; lag positions p50 %d  p99 %d  max %d (%d samples)\n",
+			p.Projection+":", p.LagMsP50, p.LagMsP99, p.LagMsMax, p.LagPositionsP50, p.LagPositionsP99, p.LagPositionsMax, p.Samples)
+	}
+	fmt.Fprintf(b, "  meaning:   %s\n", lagMeaningShort)
+}
+
+// lagMeaningShort is LagMeaning in a line.
+const lagMeaningShort = "lag ms = recorded time of the head event - that of the checkpoint event (writer's clock): " +
+	"log time still to apply, not wall-clock staleness; lag positions = head - checkpoint"
+
+// catchUpText lists the projections' catch-up times.
+func catchUpText(caughtUp []ProjectionCatchUp) string {
+	parts := make([]string, len(caughtUp))
+	for i, c := range caughtUp {
+		parts[i] = fmt.Sprintf("%s %.1f ms", c.Projection, c.CatchUpMs)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// readsAnswered says whether no read and no lag sample failed, and how many
+// were answered.
+func readsAnswered(reads []ReadSummary, lag *LagReport) (bool, string) {
+	ok := true
+	var parts []string
+	for _, s := range reads {
+		ok = ok && s.Errors == 0
+		parts = append(parts, fmt.Sprintf("%s %d calls, %d errors", s.Kind, s.Calls, s.Errors))
+	}
+	if lag != nil {
+		ok = ok && lag.Errors == 0
+		parts = append(parts, fmt.Sprintf("GetProjectionStatus %d samples, %d errors", lag.Samples, lag.Errors))
+	}
+	return ok, strings.Join(parts, "; ")
+}
+
 // counts writes a map of counts in key order.
 func counts(m map[string]int64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := sortedKeys(m)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
 	}
 	return strings.Join(parts, " ")
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

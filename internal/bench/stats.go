@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -39,10 +40,11 @@ func summarize(latencies []time.Duration) LatencySummary {
 // percentile returns the nearest-rank percentile of sorted: the smallest
 // value with at least perMille/1000 of the values at or below it. Per mille
 // in integers keeps p99.9 exact (0.999 has no exact float). Empty gives 0.
-func percentile(sorted []time.Duration, perMille int) time.Duration {
+func percentile[T cmp.Ordered](sorted []T, perMille int) T {
 	n := len(sorted)
 	if n == 0 {
-		return 0
+		var zero T
+		return zero
 	}
 	rank := (perMille*n + 999) / 1000 // ceil(perMille*n/1000)
 	return sorted[min(max(rank, 1), n)-1]

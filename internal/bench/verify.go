@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -14,19 +15,20 @@ import (
 )
 
 const (
-	// catchUpWaitMax bounds the wait for the projection to reach the last
+	// catchUpWaitMax bounds the wait for the projections to reach the last
 	// acknowledged position.
-	catchUpWaitMax = 60 * time.Second
-	// queryTimeout bounds one GetBalances; the server waits at most 10 s
-	// for min_position.
+	catchUpWaitMax = 120 * time.Second
+	// catchUpPollEvery spaces the status polls of that wait: a catch-up time
+	// is known to within it and one call.
+	catchUpPollEvery = time.Millisecond
+	// queryTimeout bounds one GetBalances or GetProjectionStatus of the
+	// verification; the server waits at most 10 s for min_position.
 	queryTimeout = 15 * time.Second
-	// queryRetryDelay spaces retries of a query refused as unavailable.
-	queryRetryDelay = 100 * time.Millisecond
 	// accountsPerQueryMax is the server's limit of accounts per GetBalances.
 	accountsPerQueryMax = 1000
 )
 
-// errNotCaughtUp means the projection did not reach the position in catchUpWaitMax.
+// errNotCaughtUp means a projection did not reach the position in catchUpWaitMax.
 var errNotCaughtUp = errors.New("projection did not catch up")
 
 // Check is one verification and its outcome.
@@ -36,39 +38,94 @@ type Check struct {
 	Detail string `json:"detail"`
 }
 
-// waitCaughtUp asks for one balance at position until the projection has
-// reached it, and returns how long after lastAck that was.
+// ProjectionCatchUp is when one projection was seen at or past the last
+// acknowledged position.
+type ProjectionCatchUp struct {
+	Projection string `json:"projection"`
+	// Position is the projection's checkpoint in the answer that saw it.
+	Position uint64 `json:"position"`
+	// CatchUpMs is how long after the last ack that answer arrived.
+	CatchUpMs float64 `json:"catch_up_ms"`
+}
+
+// waitCaughtUp polls the ledger's projection status until every projection
+// has reached position, and returns for each how long after lastAck the
+// first answer saying so arrived.
 //
-// Errors: errNotCaughtUp after catchUpWaitMax; a query's error other than
-// its deadline or unavailability; ctx's error.
-func waitCaughtUp(ctx context.Context, q ledgerv1.QueryServiceClient, cfg *Config, position uint64, lastAck time.Time) (time.Duration, error) {
+// Errors: errNotCaughtUp after catchUpWaitMax; a status call's error other
+// than its deadline or unavailability.
+func waitCaughtUp(ctx context.Context, q ledgerv1.QueryServiceClient, cfg *Config, position uint64, lastAck time.Time) ([]ProjectionCatchUp, error) {
 	ctx, cancel := context.WithTimeout(ctx, catchUpWaitMax)
 	defer cancel()
-	req := &ledgerv1.GetBalancesRequest{Ledger: cfg.Ledger, Accounts: []string{accountID(0)}, MinPosition: position}
+	c := newCatchUp(position)
+	req := &ledgerv1.GetProjectionStatusRequest{Ledger: cfg.Ledger}
 	for {
 		qctx, qcancel := context.WithTimeout(ctx, queryTimeout)
-		resp, err := q.GetBalances(qctx, req)
+		resp, err := q.GetProjectionStatus(qctx, req)
 		qcancel()
-		if err == nil && resp.GetPosition() >= position {
-			return cfg.Now().Sub(lastAck), nil
-		}
-		if err == nil {
-			return 0, fmt.Errorf("answer at position %d, asked for %d", resp.GetPosition(), position)
+		if err == nil && c.observe(resp.GetProjections(), cfg.Now().Sub(lastAck)) {
+			return c.reachedByName(), nil
 		}
 		if ctx.Err() != nil {
-			return 0, fmt.Errorf("position %d in %s: %w", position, catchUpWaitMax, errNotCaughtUp)
+			return nil, fmt.Errorf("position %d in %s (%s): %w", position, catchUpWaitMax, c.behind, errNotCaughtUp)
 		}
 		switch status.Code(err) {
-		case codes.DeadlineExceeded:
-		case codes.Unavailable:
-			select {
-			case <-time.After(queryRetryDelay):
-			case <-ctx.Done():
-			}
+		case codes.OK, codes.DeadlineExceeded, codes.Unavailable:
 		default:
-			return 0, fmt.Errorf("balances at position %d: %w", position, err)
+			return nil, fmt.Errorf("projection status waiting for position %d: %w", position, err)
+		}
+		select {
+		case <-time.After(catchUpPollEvery):
+		case <-ctx.Done():
 		}
 	}
+}
+
+// catchUp follows the projections of one ledger up to a position.
+type catchUp struct {
+	position uint64
+	reached  map[string]ProjectionCatchUp
+	// behind says which projections the last answer had short of position.
+	behind string
+}
+
+func newCatchUp(position uint64) *catchUp {
+	return &catchUp{position: position, reached: map[string]ProjectionCatchUp{}, behind: "no answer yet"}
+}
+
+// observe records the projections of one status answer that reached the
+// position, after the given time since the last ack (a projection keeps its
+// first time). It reports whether the answer lists projections and every
+// one has reached it.
+func (c *catchUp) observe(projections []*ledgerv1.ProjectionStatus, after time.Duration) bool {
+	var behind []string
+	for _, p := range projections {
+		if p.GetPosition() < c.position {
+			behind = append(behind, fmt.Sprintf("%s at %d", p.GetName(), p.GetPosition()))
+			continue
+		}
+		if _, ok := c.reached[p.GetName()]; !ok {
+			c.reached[p.GetName()] = ProjectionCatchUp{Projection: p.GetName(), Position: p.GetPosition(), CatchUpMs: ms(after)}
+		}
+	}
+	switch {
+	case len(projections) == 0:
+		c.behind = "no projections listed"
+	case len(behind) > 0:
+		c.behind = strings.Join(behind, ", ")
+	default:
+		c.behind = ""
+	}
+	return len(projections) > 0 && len(behind) == 0
+}
+
+// reachedByName returns the projections that reached the position, by name.
+func (c *catchUp) reachedByName() []ProjectionCatchUp {
+	out := make([]ProjectionCatchUp, 0, len(c.reached))
+	for _, name := range sortedKeys(c.reached) {
+		out = append(out, c.reached[name])
+	}
+	return out
 }
 
 // totals are the sums over all accounts of their posted amounts, in minor units.
