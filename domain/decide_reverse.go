@@ -46,7 +46,7 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 	// ALREADY_REVERSED whatever has become of its accounts since.
 	done := s.reversed[pos]
 	back := make([]Posting, len(original))
-	var total Units
+	anything := false
 	for i, p := range original {
 		left := p.Amount.Units
 		if done != nil {
@@ -64,10 +64,11 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 			}
 			amount = u
 		}
-		total = total.Add(amount) // each <= 10^38-1 and at most 64: the sum fits
+		// Not a sum: 64 amounts of 38 digits do not fit 128 bits.
+		anything = anything || amount.Sign() > 0
 		back[i] = Posting{Debit: p.Credit, Credit: p.Debit, Asset: p.Asset, Amount: Amount{Units: amount, Scale: p.Amount.Scale}}
 	}
-	if total.IsZero() {
+	if !anything {
 		if len(c.amounts) != 0 {
 			return nil, fieldErrf("amounts", ErrInvalidAmount, "nothing to reverse")
 		}
