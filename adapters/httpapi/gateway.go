@@ -87,6 +87,10 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("register QueryService: %w", err)
 	}
+	if err := ledgerv1.RegisterAuditServiceHandler(ctx, g.mux, conn); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("register AuditService: %w", err)
+	}
 	return g, nil
 }
 

@@ -41,8 +41,8 @@ Usage:
   ledgerctl transfers list [--account A] [--reference R] [--status S] [--limit N] [--all]
   ledgerctl trial-balance [--as-of P]
   ledgerctl projections status
-  ledgerctl audit verify [--from P] [--to P]              (exit 0: the log and the projections agree)
-  ledgerctl audit replay --at POSITION|TIME               (balances and trial balance from the log alone)
+  ledgerctl audit verify [--from P] [--to P] [--in FILE]  (exit 0: the log and the projections agree)
+  ledgerctl audit replay --at POSITION|TIME [--in FILE]   (balances and trial balance from the log alone)
   ledgerctl log export [--from P] [--to P] [--out FILE]   (JSON Lines, one event with its hashes per line)
   ledgerctl log import --in FILE                          (into a new, empty ledger: --ledger)
 
@@ -149,7 +149,10 @@ type client struct {
 //
 // Errors: a malformed address.
 func (c *client) connect() error {
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A page of 1,000 statement lines with full metadata passes gRPC's
+		// default 4 MiB.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return fmt.Errorf("address %q: %w", c.addr, err)
 	}

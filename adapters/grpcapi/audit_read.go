@@ -1,0 +1,131 @@
+package grpcapi
+
+import (
+	"encoding/hex"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// Bounds of one ReadEventsResponse.
+const (
+	readEventsBatchMax = 1000
+	// readEventsBytesMax bounds a message's events in bytes (payloads plus an
+	// envelope's worth each), under gRPC's default 4 MiB receive limit: a
+	// client with default options reads any ledger, whatever its events.
+	readEventsBytesMax = 3 << 20
+	// logEventOverhead is an event's bytes besides its payload: ids, type,
+	// two hashes in hex, a timestamp.
+	logEventOverhead = 512
+)
+
+// ReadEvents streams a ledger's events in position order, from from_position
+// (1 if 0) to to_position or, if that is 0 or past it, the head as of the
+// call's start: events appended meanwhile are not sent, so the stream ends.
+// Each event carries its payload byte for byte as hashed and both hashes in
+// hex: what an auditor needs to recompute the chain. The stream sends what the
+// log holds: a missing row is not skipped over silently by the auditor, who
+// sees the gap in the positions.
+//
+// Errors: InvalidArgument on ledger (malformed or unknown) and on
+// from_position (after to_position); DataLoss for a stored payload that is
+// not UTF-8 (a proto string cannot carry it); Canceled or DeadlineExceeded
+// with the call; Internal for a database error.
+func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]) error {
+	ctx := stream.Context()
+	ledger, from, to := req.GetLedger(), max(req.GetFromPosition(), 1), req.GetToPosition()
+	if !domain.ValidLedgerName(ledger) {
+		return invalidArgument("ledger", ledgerNameReason)
+	}
+	if to != 0 && from > to {
+		return invalidArgument("from_position", fmt.Sprintf("%d is after to_position %d", from, to))
+	}
+	head, _, err := s.store.Head(ctx, ledger)
+	if err != nil {
+		return s.readError(ledger, from, err)
+	}
+	if head == 0 {
+		return invalidArgument("ledger", "unknown ledger")
+	}
+	if to == 0 || to > head {
+		to = head
+	}
+	out := &eventSender{stream: stream}
+	for from <= to {
+		recs, err := s.store.Read(ctx, ledger, from, int(min(to-from+1, eventstore.ReadMax)))
+		if err != nil {
+			return s.readError(ledger, from, err)
+		}
+		if len(recs) == 0 {
+			break // rows missing up to the head: the auditor sees where
+		}
+		for i := range recs {
+			r := &recs[i]
+			if r.Position > to {
+				break // past a gap: a page is at most to-from+1 long
+			}
+			if !utf8.Valid(r.Payload) {
+				return status.Errorf(codes.DataLoss, "event %d of %s: stored payload is not UTF-8", r.Position, ledger)
+			}
+			if err := out.add(r); err != nil {
+				return err
+			}
+		}
+		from = recs[len(recs)-1].Position + 1
+	}
+	return out.flush()
+}
+
+// eventSender batches events into messages within the bounds.
+type eventSender struct {
+	stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]
+	batch  []*ledgerv1.LogEvent
+	size   int
+}
+
+func (o *eventSender) add(r *eventstore.Record) error {
+	n := len(r.Payload) + logEventOverhead
+	if len(o.batch) == readEventsBatchMax || len(o.batch) > 0 && o.size+n > readEventsBytesMax {
+		if err := o.flush(); err != nil {
+			return err
+		}
+	}
+	o.batch = append(o.batch, logEventOf(r))
+	o.size += n
+	return nil
+}
+
+// flush sends what is batched. A sent message is never reused: gRPC may
+// still read it after Send returns.
+func (o *eventSender) flush() error {
+	if len(o.batch) == 0 {
+		return nil
+	}
+	err := o.stream.Send(&ledgerv1.ReadEventsResponse{Events: o.batch})
+	o.batch, o.size = nil, 0
+	return err
+}
+
+// readError logs a database error and translates it.
+func (s *AuditServer) readError(ledger string, from uint64, err error) error {
+	st := statusOf(err)
+	if status.Code(st) == codes.Internal {
+		s.logger.Error("read events", "ledger", ledger, "from", from, "err", err)
+	}
+	return st
+}
+
+// logEventOf is a record in its wire form.
+func logEventOf(r *eventstore.Record) *ledgerv1.LogEvent {
+	return &ledgerv1.LogEvent{Ledger: r.Ledger, Position: r.Position, Type: r.Type, SchemaVersion: uint32(r.SchemaVersion),
+		RecordedAt: timestamppb.New(r.RecordedAt), CommandId: r.CommandID, Payload: string(r.Payload),
+		PrevHash: hex.EncodeToString(r.PrevHash[:]), Hash: hex.EncodeToString(r.Hash[:])}
+}

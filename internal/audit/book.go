@@ -1,0 +1,362 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// book is a ledger folded from its log: the domain's own state, whose Evolve
+// asserts every invariant, and beside it what the projections show and the
+// state does not keep: the accounts in order, each one's last movement, and
+// each account's statement lines as the movements projection writes them
+// (one per side of a posting; a post releases the hold before it posts).
+type book struct {
+	state    *domain.State
+	accounts map[string]*bookAccount
+	assets   map[string]*bookAsset
+	// lines receives every statement line; nil: none are followed.
+	lines func(a *bookAccount, l *line) error
+
+	// seed keys the statement digests: unknown outside this run, so no
+	// projection can be edited to match a digest it should not.
+	seed maphash.Seed
+
+	position   uint64
+	recordedAt time.Time
+	hash       eventstore.Hash
+}
+
+// bookAccount is an account with its running totals line by line: the
+// domain state holds them per event, a statement per line.
+type bookAccount struct {
+	id, asset string
+	scale     uint8
+	normal    domain.Side
+	// opened, moved (last movement; 0: none) and closed (0: open) are
+	// positions.
+	opened, moved, closed uint64
+	totals                domain.Account // the four fields and Normal only
+
+	// lines is how many statement lines the account has; digest chains
+	// them (statementDigest).
+	lines  uint64
+	digest uint64
+}
+
+// bookAsset is an asset and the last position that changed its line of the
+// trial balance.
+type bookAsset struct {
+	code    string
+	scale   uint8
+	changed uint64
+}
+
+// line is one statement line of an account, as expected.
+type line struct {
+	position     uint64
+	postingIndex uint32
+	kind         string
+	transferID   string
+	counter      string
+	side         string // debit or credit
+	pending      bool
+	amount       string
+	// runningBalance and runningAvailable are just after the line.
+	runningBalance, runningAvailable string
+}
+
+func newBook() *book {
+	return &book{state: domain.NewState(), accounts: map[string]*bookAccount{}, assets: map[string]*bookAsset{},
+		seed: maphash.MakeSeed()}
+}
+
+// errUnknownEvent is a record whose type or version this build cannot read:
+// not a divergence, a verifier too old.
+var errUnknownEvent = errors.New("this ledgerctl cannot read the event: a newer one is needed")
+
+// apply folds one record whose position, hash and link were checked. It
+// returns an invariant divergence for an event that does not decode or that
+// the domain refuses to apply.
+//
+// Errors: errUnknownEvent; an error of b.lines; an error for totals that
+// disagree with the domain's, which is a bug of this package.
+func (b *book) apply(r *eventstore.Record) (*Divergence, error) {
+	e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload)
+	if errors.Is(err, domain.ErrUnknownEvent) {
+		return nil, fmt.Errorf("event %d (%s v%d): %w", r.Position, r.Type, r.SchemaVersion, errUnknownEvent)
+	}
+	if err != nil {
+		return &Divergence{Kind: KindInvariant, Position: r.Position, Expected: "an event that decodes",
+			Found: err.Error(), Detail: r.Type}, nil
+	}
+	if d := b.evolve(r, e); d != nil {
+		return d, nil
+	}
+	b.position, b.recordedAt, b.hash = r.Position, r.RecordedAt, r.Hash
+	return nil, b.follow(r, e)
+}
+
+// evolve applies e to the domain's state, turning its panic on a broken
+// invariant into a divergence.
+func (b *book) evolve(r *eventstore.Record, e domain.Event) (d *Divergence) {
+	defer func() {
+		if p := recover(); p != nil {
+			d = &Divergence{Kind: KindInvariant, Position: r.Position, Expected: "an event the domain can apply",
+				Found: fmt.Sprint(p), Detail: r.Type}
+		}
+	}()
+	b.state.Evolve(r.Position, e)
+	return nil
+}
+
+// follow does the book's own bookkeeping for an event the state applied, so
+// every account and asset it names exists.
+func (b *book) follow(r *eventstore.Record, e domain.Event) error {
+	pos := r.Position
+	switch e := e.(type) {
+	case domain.AssetDefined:
+		b.assets[e.Code] = &bookAsset{code: e.Code, scale: e.Scale, changed: pos}
+		return nil
+	case domain.AccountOpened:
+		asset := b.assets[e.Asset]
+		b.accounts[e.ID] = &bookAccount{id: e.ID, asset: e.Asset, scale: asset.scale, normal: e.Normal, opened: pos,
+			totals: domain.Account{Normal: e.Normal}}
+		asset.changed = pos
+		return nil
+	case domain.AccountClosed:
+		a := b.accounts[e.ID]
+		a.closed = pos
+		b.assets[a.asset].changed = pos
+		return nil
+	case domain.TransferCommitted:
+		return b.postings(pos, r.Type, e.ID, e.Postings, false, false)
+	case domain.TransferReversed:
+		return b.postings(pos, r.Type, e.ID, e.Postings, false, false)
+	case domain.TransferPending:
+		return b.postings(pos, r.Type, e.ID, e.Postings, true, false)
+	case domain.PendingVoided:
+		return b.postings(pos, r.Type, e.ID, e.Postings, true, true)
+	case domain.PendingExpired:
+		return b.postings(pos, r.Type, e.PendingID, e.Postings, true, true)
+	case domain.PendingPosted:
+		for i, hp := range e.Postings {
+			p := domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Held}
+			if err := b.posting(pos, r.Type, e.ID, i, p, true, true); err != nil {
+				return err
+			}
+			if hp.Amount.Units.IsZero() {
+				continue // nothing posted: the release is the only movement
+			}
+			p.Amount = hp.Amount
+			if err := b.posting(pos, r.Type, e.ID, i, p, false, false); err != nil {
+				return err
+			}
+		}
+		return b.check(pos, e)
+	}
+	return nil // bounds and metadata move no balance
+}
+
+func (b *book) postings(pos uint64, kind, id string, ps []domain.Posting, pending, release bool) error {
+	for i, p := range ps {
+		if err := b.posting(pos, kind, id, i, p, pending, release); err != nil {
+			return err
+		}
+	}
+	return b.checkPostings(pos, ps)
+}
+
+// posting adds a posting's two lines, debit then credit.
+func (b *book) posting(pos uint64, kind, id string, i int, p domain.Posting, pending, release bool) error {
+	amount := p.Amount.Units
+	if release {
+		amount = amount.Neg()
+	}
+	b.assets[p.Asset].changed = pos
+	if err := b.line(b.accounts[p.Debit], p.Credit, true, pos, kind, id, i, pending, amount); err != nil {
+		return err
+	}
+	return b.line(b.accounts[p.Credit], p.Debit, false, pos, kind, id, i, pending, amount)
+}
+
+func (b *book) line(a *bookAccount, counter string, debit bool, pos uint64, kind, id string, i int, pending bool,
+	amount domain.Units) error {
+	t := &a.totals
+	switch {
+	case debit && !pending:
+		t.DebitsPosted = t.DebitsPosted.Add(amount)
+	case !debit && !pending:
+		t.CreditsPosted = t.CreditsPosted.Add(amount)
+	case debit:
+		t.DebitsPending = t.DebitsPending.Add(amount)
+	default:
+		t.CreditsPending = t.CreditsPending.Add(amount)
+	}
+	a.moved = pos
+	side := "credit"
+	if debit {
+		side = "debit"
+	}
+	l := line{position: pos, postingIndex: uint32(i), kind: kind, transferID: id, counter: counter, side: side,
+		pending: pending, amount: amount.Format(a.scale), runningBalance: t.Balance().Format(a.scale),
+		runningAvailable: t.Available().Format(a.scale)}
+	a.lines++
+	a.digest = statementDigest(b.seed, a.digest, &l)
+	if b.lines != nil {
+		return b.lines(a, &l)
+	}
+	return nil
+}
+
+// checkPostings holds the line totals of the accounts an event moved to the
+// domain's totals after it.
+func (b *book) checkPostings(pos uint64, ps []domain.Posting) error {
+	for _, p := range ps {
+		if err := b.checkAccount(pos, p.Debit); err != nil {
+			return err
+		}
+		if err := b.checkAccount(pos, p.Credit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *book) check(pos uint64, e domain.PendingPosted) error {
+	for _, hp := range e.Postings {
+		if err := b.checkAccount(pos, hp.Debit); err != nil {
+			return err
+		}
+		if err := b.checkAccount(pos, hp.Credit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *book) checkAccount(pos uint64, id string) error {
+	a, _ := b.state.Account(id)
+	t := &b.accounts[id].totals
+	if a.DebitsPosted != t.DebitsPosted || a.CreditsPosted != t.CreditsPosted ||
+		a.DebitsPending != t.DebitsPending || a.CreditsPending != t.CreditsPending {
+		return fmt.Errorf("audit: statement totals of %s differ from the domain's at %d: a bug of the auditor", id, pos)
+	}
+	return nil
+}
+
+// accountIDs returns every account's id, sorted.
+func (b *book) accountIDs() []string {
+	ids := make([]string, 0, len(b.accounts))
+	for id := range b.accounts {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Balance is one account's balances, as decimal strings in its asset's scale.
+type Balance struct {
+	Account        string `json:"account"`
+	Asset          string `json:"asset"`
+	NormalBalance  string `json:"normal_balance"`
+	DebitsPosted   string `json:"debits_posted"`
+	CreditsPosted  string `json:"credits_posted"`
+	DebitsPending  string `json:"debits_pending"`
+	CreditsPending string `json:"credits_pending"`
+	Balance        string `json:"balance"`
+	Available      string `json:"available"`
+	// Position is the account's last movement, or its opening.
+	Position uint64 `json:"position"`
+	Closed   bool   `json:"closed,omitempty"`
+}
+
+// balance is a's balances from the domain's state.
+func (b *book) balance(a *bookAccount) Balance {
+	s, _ := b.state.Account(a.id)
+	return Balance{Account: a.id, Asset: a.asset, NormalBalance: a.normal.String(),
+		DebitsPosted: s.DebitsPosted.Format(a.scale), CreditsPosted: s.CreditsPosted.Format(a.scale),
+		DebitsPending: s.DebitsPending.Format(a.scale), CreditsPending: s.CreditsPending.Format(a.scale),
+		Balance: s.Balance().Format(a.scale), Available: s.Available().Format(a.scale),
+		Position: max(a.opened, a.moved), Closed: s.Closed}
+}
+
+// TrialBalanceLine is one asset's sums over its accounts.
+type TrialBalanceLine struct {
+	Asset          string `json:"asset"`
+	DebitsPosted   string `json:"debits_posted"`
+	CreditsPosted  string `json:"credits_posted"`
+	DebitsPending  string `json:"debits_pending"`
+	CreditsPending string `json:"credits_pending"`
+	// Accounts open in the asset, and closed.
+	Accounts       uint64 `json:"accounts"`
+	AccountsClosed uint64 `json:"accounts_closed"`
+	// Position is the last event that changed the line.
+	Position uint64 `json:"position"`
+}
+
+// trialBalance sums every account per asset (in big.Int: a sum over many
+// accounts may pass 128 bits), by asset code.
+func (b *book) trialBalance() []TrialBalanceLine {
+	type sums struct {
+		dp, cp, dq, cq big.Int
+		open, closed   uint64
+	}
+	per := make(map[string]*sums, len(b.assets))
+	for code := range b.assets {
+		per[code] = &sums{}
+	}
+	var v big.Int
+	for _, a := range b.accounts {
+		s := per[a.asset]
+		st, _ := b.state.Account(a.id)
+		for _, f := range []struct {
+			dst *big.Int
+			u   domain.Units
+		}{{&s.dp, st.DebitsPosted}, {&s.cp, st.CreditsPosted}, {&s.dq, st.DebitsPending}, {&s.cq, st.CreditsPending}} {
+			v.SetString(f.u.String(), 10) // Units.String is a plain integer
+			f.dst.Add(f.dst, &v)
+		}
+		if st.Closed {
+			s.closed++
+		} else {
+			s.open++
+		}
+	}
+	codes := make([]string, 0, len(b.assets))
+	for code := range b.assets {
+		codes = append(codes, code)
+	}
+	slices.Sort(codes)
+	out := make([]TrialBalanceLine, len(codes))
+	for i, code := range codes {
+		s, scale := per[code], b.assets[code].scale
+		out[i] = TrialBalanceLine{Asset: code, DebitsPosted: formatBig(&s.dp, scale), CreditsPosted: formatBig(&s.cp, scale),
+			DebitsPending: formatBig(&s.dq, scale), CreditsPending: formatBig(&s.cq, scale),
+			Accounts: s.open, AccountsClosed: s.closed, Position: b.assets[code].changed}
+	}
+	return out
+}
+
+// formatBig writes v minor units with scale fractional digits, as
+// domain.Units.Format does.
+func formatBig(v *big.Int, scale uint8) string {
+	digits := new(big.Int).Abs(v).String()
+	if scale > 0 {
+		for len(digits) <= int(scale) {
+			digits = "0" + digits
+		}
+		cut := len(digits) - int(scale)
+		digits = digits[:cut] + "." + digits[cut:]
+	}
+	if v.Sign() < 0 {
+		return "-" + digits
+	}
+	return digits
+}

@@ -1,0 +1,352 @@
+package audit
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// Limits of the statements check.
+const (
+	// statementPageMax is the lines of one ListStatement page: the most
+	// ledgerd serves.
+	statementPageMax = 1000
+	// statementWorkers read statements at once: a ledger of a million
+	// accounts is a million calls.
+	statementWorkers = 8
+	// statementRecheckMax bounds the accounts whose diverging statement is
+	// read again line by line against a second read of the log, to find the
+	// line: each holds one page in memory.
+	statementRecheckMax = 64
+)
+
+// The statements check holds no statement in memory: the replay chains each
+// account's expected lines into a digest (line by line, in order, keyed by a
+// seed of this run), and each account's served statement, read page by page,
+// is chained the same way. Only the accounts whose count or digest differ are
+// then compared line by line, in a second read of the log: the first
+// differing line of each, and the lowest position of them all, is reported.
+
+// statementDigest chains one line onto the digest of those before it.
+func statementDigest(seed maphash.Seed, prev uint64, l *line) uint64 {
+	b := make([]byte, 0, 160)
+	b = binary.LittleEndian.AppendUint64(b, prev)
+	b = binary.AppendUvarint(b, l.position)
+	b = binary.AppendUvarint(b, uint64(l.postingIndex))
+	for _, s := range []string{l.side, strconv.FormatBool(l.pending), l.kind, l.transferID, l.counter, l.amount,
+		l.runningBalance, l.runningAvailable} {
+		b = append(b, s...)
+		b = append(b, 0) // no field holds a NUL
+	}
+	return maphash.Bytes(seed, b)
+}
+
+// lineOf is a served statement line in the form the replay's take.
+func lineOf(l *ledgerv1.StatementLine) line {
+	side := l.GetDirection().String()
+	switch l.GetDirection() {
+	case ledgerv1.Direction_DIRECTION_DEBIT:
+		side = "debit"
+	case ledgerv1.Direction_DIRECTION_CREDIT:
+		side = "credit"
+	}
+	return line{position: l.GetPosition(), postingIndex: l.GetPostingIndex(), kind: l.GetKind(), transferID: l.GetTransferId(),
+		counter: strings.Join(l.GetCounterAccounts(), ","), side: side, pending: l.GetPending(), amount: l.GetAmount(),
+		runningBalance: l.GetRunningBalance(), runningAvailable: l.GetRunningAvailable()}
+}
+
+// diffLine compares an expected line with a served one.
+func diffLine(want, got *line) *field {
+	return firstDiff([]field{
+		{"position", strconv.FormatUint(want.position, 10), strconv.FormatUint(got.position, 10)},
+		{"posting_index", strconv.FormatUint(uint64(want.postingIndex), 10), strconv.FormatUint(uint64(got.postingIndex), 10)},
+		{"direction", want.side, got.side},
+		{"pending", strconv.FormatBool(want.pending), strconv.FormatBool(got.pending)},
+		{"kind", want.kind, got.kind},
+		{"transfer_id", want.transferID, got.transferID},
+		{"counter_accounts", want.counter, got.counter},
+		{"amount", want.amount, got.amount},
+		{"running_balance", want.runningBalance, got.runningBalance},
+		{"running_available", want.runningAvailable, got.runningAvailable},
+	})
+}
+
+// statements compares every account's statement up to To, pending lines
+// included, with the replay's lines.
+func (v *verifier) statements(ctx context.Context) (*Divergence, error) {
+	ids := v.book.accountIDs()
+	suspects, best, err := v.digestStatements(ctx, ids)
+	if err != nil || len(suspects) == 0 {
+		return best, err
+	}
+	if len(suspects) > statementRecheckMax {
+		v.rep.Notes = append(v.rep.Notes, fmt.Sprintf("the statements of %d accounts differ; the first %d (by id) were "+
+			"compared line by line", len(suspects), statementRecheckMax))
+		suspects = suspects[:statementRecheckMax]
+	}
+	d, err := v.recheckStatements(ctx, suspects)
+	if err != nil {
+		return nil, err
+	}
+	if d != nil && d.Kind != KindStatement {
+		return d, nil // the log itself changed since it was verified: that first
+	}
+	if lower(d, best) {
+		best = d
+	}
+	return best, nil
+}
+
+// digestStatements reads every account's statement and returns, sorted, the
+// accounts whose lines differ from the replay's, and the divergence of an
+// account the projection does not have.
+func (v *verifier) digestStatements(ctx context.Context, ids []string) ([]string, *Divergence, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		suspects []string
+		best     *Divergence
+		firstErr error
+		done     uint64
+		wg       sync.WaitGroup
+	)
+	work := make(chan string)
+	for range statementWorkers {
+		wg.Go(func() {
+			for id := range work {
+				a := v.book.accounts[id]
+				n, digest, err := v.digestStatement(ctx, a)
+				mu.Lock()
+				switch {
+				case status.Code(err) == codes.NotFound:
+					d := &Divergence{Kind: KindStatement, Position: a.opened, Account: id, Asset: a.asset, Field: "account",
+						Expected: "a statement", Found: "no such account", Detail: err.Error()}
+					if lower(d, best) || (best != nil && d.Position == best.Position && id < best.Account) {
+						best = d
+					}
+				case err != nil:
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+				case n != a.lines || digest != a.digest:
+					suspects = append(suspects, id)
+				}
+				done++
+				v.progress("statements", done, uint64(len(ids)))
+				mu.Unlock()
+			}
+		})
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case work <- id:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, nil, firstErr
+	}
+	slices.Sort(suspects)
+	lines := uint64(0)
+	for _, a := range v.book.accounts {
+		lines += a.lines
+	}
+	v.rep.StatementLines = lines
+	return suspects, best, ctx.Err()
+}
+
+// digestStatement reads a's statement up to To and chains its lines. It
+// stops one page past the lines expected: by then they differ anyway.
+func (v *verifier) digestStatement(ctx context.Context, a *bookAccount) (n, digest uint64, err error) {
+	it := v.statementPages(a.id)
+	for n <= a.lines+statementPageMax {
+		l, err := it.next(ctx)
+		if err != nil || l == nil {
+			return n, digest, err
+		}
+		got := lineOf(l)
+		digest = statementDigest(v.book.seed, digest, &got)
+		n++
+	}
+	return n, digest, nil
+}
+
+// statementPages reads an account's statement up to To one page at a time.
+type statementPages struct {
+	v       *verifier
+	account string
+	page    []*ledgerv1.StatementLine
+	cursor  string
+	started bool
+}
+
+func (v *verifier) statementPages(account string) *statementPages {
+	return &statementPages{v: v, account: account}
+}
+
+// next returns the next line, nil after the last.
+func (p *statementPages) next(ctx context.Context) (*ledgerv1.StatementLine, error) {
+	for len(p.page) == 0 {
+		if p.started && p.cursor == "" {
+			return nil, nil
+		}
+		if err := p.fetch(ctx); err != nil {
+			return nil, err
+		}
+	}
+	l := p.page[0]
+	p.page = p.page[1:]
+	return l, nil
+}
+
+func (p *statementPages) fetch(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	at := p.v.rep.To
+	resp, err := p.v.proj.ListStatement(ctx, &ledgerv1.ListStatementRequest{Ledger: p.v.rep.Ledger, Account: p.account,
+		ToPosition: at, MinPosition: at, IncludePending: true, Limit: statementPageMax, Cursor: p.cursor},
+		grpc.MaxCallRecvMsgSize(callRecvMax))
+	if err != nil {
+		return callError(fmt.Sprintf("statement of %s up to %d", p.account, at), err)
+	}
+	p.page, p.cursor, p.started = resp.GetLines(), resp.GetNextCursor(), true
+	if len(p.page) == 0 {
+		p.cursor = "" // an empty page ends the statement, whatever its cursor says
+	}
+	return nil
+}
+
+// recheckStatements reads the log again, and each suspect's statement beside
+// it, and returns the divergence of the lowest position among them.
+func (v *verifier) recheckStatements(ctx context.Context, suspects []string) (*Divergence, error) {
+	pages := make(map[string]*statementPages, len(suspects))
+	found := make(map[string]*Divergence, len(suspects))
+	for _, id := range suspects {
+		pages[id] = v.statementPages(id)
+	}
+	b := newBook()
+	b.lines = func(a *bookAccount, want *line) error {
+		p, ok := pages[a.id]
+		if !ok || found[a.id] != nil {
+			return nil
+		}
+		l, err := p.next(ctx)
+		if err != nil {
+			return err
+		}
+		d := &Divergence{Kind: KindStatement, Position: want.position, Account: a.id, Asset: a.asset}
+		if l == nil {
+			d.Field, d.Expected, d.Found = "count", describeLine(want), "no more lines"
+			d.Detail = fmt.Sprintf("%d lines served, %d expected", a.lines-1, v.book.accounts[a.id].lines)
+			found[a.id] = d
+			return nil
+		}
+		got := lineOf(l)
+		if f := diffLine(want, &got); f != nil {
+			d.Position = min(want.position, got.position)
+			d.Field, d.Expected, d.Found = f.name, f.expected, f.found
+			d.Detail = fmt.Sprintf("line %d: expected %s, found %s", a.lines, describeLine(want), describeLine(&got))
+			found[a.id] = d
+		}
+		return nil
+	}
+	to := v.rep.To
+	read := uint64(0)
+	// The chain is checked again: the log read now must be the one verified.
+	c := chain{ledger: v.rep.Ledger, next: 1, anchored: true}
+	var changed *Divergence
+	err := v.log.Read(ctx, 1, to, func(recs []eventstore.Record) error {
+		for i := range recs {
+			if changed = c.check(&recs[i]); changed != nil {
+				return errStop
+			}
+			d, err := b.apply(&recs[i])
+			if err != nil {
+				return err
+			}
+			if changed = d; changed != nil {
+				return errStop
+			}
+		}
+		read += uint64(len(recs))
+		v.progress("statement lines", read, to)
+		return ctx.Err()
+	})
+	var malformed *MalformedError
+	switch {
+	case errors.As(err, &malformed):
+		changed = malformed.divergence(c.next)
+	case err != nil && !errors.Is(err, errStop):
+		return nil, err
+	}
+	if changed == nil && c.next <= to {
+		changed = &Divergence{Kind: KindGap, Position: c.next, Expected: fmt.Sprintf("position %d", c.next),
+			Found: "the end of the log"}
+	}
+	if changed != nil {
+		changed.Detail = strings.TrimPrefix(changed.Detail+"; ", "; ") + "the log changed while it was verified"
+		return changed, nil
+	}
+	var best *Divergence
+	for _, id := range suspects {
+		d := found[id]
+		if d == nil {
+			d, err = v.extraLine(ctx, b.accounts[id], pages[id])
+			if err != nil {
+				return nil, err
+			}
+		}
+		if lower(d, best) {
+			best = d
+		}
+	}
+	return best, nil
+}
+
+// extraLine is the divergence of a statement that has more lines than the
+// replay, or (a statement changed between the two reads) of one that now
+// agrees.
+func (v *verifier) extraLine(ctx context.Context, a *bookAccount, p *statementPages) (*Divergence, error) {
+	l, err := p.next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if l == nil {
+		return &Divergence{Kind: KindStatement, Position: max(a.opened, a.moved), Account: a.id, Asset: a.asset,
+			Field: "lines", Expected: "the lines of the first read", Found: "other lines",
+			Detail: "the statement changed while it was verified: verify again"}, nil
+	}
+	got := lineOf(l)
+	return &Divergence{Kind: KindStatement, Position: got.position, Account: a.id, Asset: a.asset, Field: "count",
+		Expected: fmt.Sprintf("%d lines", a.lines), Found: "more: " + describeLine(&got)}, nil
+}
+
+// describeLine is a line in a few words, for a divergence's detail.
+func describeLine(l *line) string {
+	kind := "posted"
+	if l.pending {
+		kind = "pending"
+	}
+	return fmt.Sprintf("%s %s %s %s at %d (posting %d), running balance %s, available %s", l.transferID, kind, l.side,
+		l.amount, l.position, l.postingIndex, l.runningBalance, l.runningAvailable)
+}

@@ -1,0 +1,257 @@
+package audit
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// callTimeout bounds one unary call to ledgerd (a query waits at most 10 s
+// for min_position on top of its own work).
+const callTimeout = 30 * time.Second
+
+// callRecvMax bounds an answer, as ledgerd bounds what it sends: a page of
+// 1,000 statement lines with their metadata may pass gRPC's default 4 MiB.
+const callRecvMax = 64 << 20
+
+// Projections is what Verify asks of ledgerd's QueryService: a
+// ledgerv1.QueryServiceClient is one.
+type Projections interface {
+	GetBalances(ctx context.Context, in *ledgerv1.GetBalancesRequest, opts ...grpc.CallOption) (*ledgerv1.GetBalancesResponse, error)
+	GetTrialBalance(ctx context.Context, in *ledgerv1.GetTrialBalanceRequest, opts ...grpc.CallOption) (*ledgerv1.GetTrialBalanceResponse, error)
+	ListStatement(ctx context.Context, in *ledgerv1.ListStatementRequest, opts ...grpc.CallOption) (*ledgerv1.ListStatementResponse, error)
+}
+
+// Options bound and watch a verification.
+type Options struct {
+	// From and To are the positions to verify; 0: 1 and the head. From
+	// after 1 checks the chain only, anchored on From's own stored
+	// prev_hash (which an earlier verification up to From-1 vouches for):
+	// balances need the whole log, so the replay and the comparison with the
+	// projections are skipped, and the report says so.
+	From, To uint64
+	// Progress, if set, is called as the work advances (from Verify's
+	// goroutine and, during the statements phase, from its workers, one at a
+	// time).
+	Progress func(Progress)
+}
+
+// Progress is how far a phase of Verify is.
+type Progress struct {
+	// Phase is "log", "balances", "trial balance", "statements" or
+	// "statement lines" (the second read of the log that finds the line).
+	Phase       string
+	Done, Total uint64
+}
+
+// ErrRange means From after To.
+var ErrRange = errors.New("from is after to")
+
+// errStop ends a Read early; it never leaves this package.
+var errStop = errors.New("stop reading")
+
+// Verify checks the log of l and, unless proj is nil, the projections
+// against it. It returns a Report whose Divergence is the first one found:
+// in the log by position (a gap, an altered event, a broken link, a broken
+// invariant), then in the projections at the verified head, kind by kind
+// (balances, trial balance, statements), each the lowest position of its
+// kind. A report without a divergence means the log is intact from From to
+// To and, from position 1, that every balance, the trial balance and every
+// statement line served as of To are what the log says.
+//
+// Errors: ErrBeyondHead; ErrRange; a call or read that failed (the
+// projections not reaching To in time among them); an event this build
+// cannot read. A divergence is not an error.
+func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report, error) {
+	began := time.Now()
+	head, err := l.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	from, to := max(opts.From, 1), opts.To
+	switch {
+	case head != 0 && to > head:
+		return nil, fmt.Errorf("to %d, head %d: %w", to, head, ErrBeyondHead)
+	case to == 0:
+		to = head
+	}
+	if to != 0 && from > to {
+		return nil, fmt.Errorf("from %d, to %d: %w", from, to, ErrRange)
+	}
+	rep := &Report{Ledger: l.Ledger(), From: from, Head: head}
+	v := &verifier{log: l, proj: proj, opts: opts, rep: rep, chain: chain{ledger: l.Ledger(), next: from, anchored: from == 1}}
+	if from == 1 {
+		v.book = newBook()
+	}
+	if err := v.readLog(ctx, from, to); err != nil {
+		return nil, err
+	}
+	rep.Ledger = l.Ledger() // a file names its ledger once read
+	defer func() { rep.Elapsed = time.Since(began) }()
+	switch {
+	case rep.Divergence != nil:
+		return rep, nil
+	case v.book == nil:
+		rep.Notes = append(rep.Notes, fmt.Sprintf("replay and projections skipped: balances need the log from position 1, "+
+			"and this check started at %d (its chain is anchored on that event's stored prev_hash)", from))
+		return rep, nil
+	case rep.Events == 0:
+		rep.Notes = append(rep.Notes, "the log is empty")
+		return rep, nil
+	}
+	rep.Replayed = true
+	rep.Accounts, rep.Assets = len(v.book.accounts), len(v.book.assets)
+	if proj == nil {
+		rep.Notes = append(rep.Notes, "projections not compared: the log alone was verified")
+		return rep, nil
+	}
+	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements} {
+		d, err := check(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if d != nil {
+			rep.Divergence = d
+			return rep, nil
+		}
+	}
+	return rep, nil
+}
+
+// verifier is one run of Verify.
+type verifier struct {
+	log   Log
+	proj  Projections
+	opts  Options
+	rep   *Report
+	chain chain
+	book  *book // nil when the replay is skipped
+}
+
+func (v *verifier) progress(phase string, done, total uint64) {
+	if v.opts.Progress != nil {
+		v.opts.Progress(Progress{Phase: phase, Done: done, Total: total})
+	}
+}
+
+// readLog reads from..to (to 0: to the end), checking the chain and folding
+// each event, and stops at the first divergence. On return rep.To is the
+// last position read.
+func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
+	total := uint64(0)
+	if to != 0 {
+		total = to - from + 1
+	}
+	rep := v.rep
+	err := v.log.Read(ctx, from, to, func(recs []eventstore.Record) error {
+		for i := range recs {
+			r := &recs[i]
+			if !v.chain.anchored && v.chain.next == r.Position {
+				rep.Anchor = hex.EncodeToString(r.PrevHash[:])
+			}
+			if d := v.chain.check(r); d != nil {
+				rep.Divergence = d
+				return errStop
+			}
+			if v.book != nil {
+				d, err := v.book.apply(r)
+				if err != nil {
+					return err
+				}
+				if d != nil {
+					rep.Divergence = d
+					return errStop
+				}
+			}
+			rep.Events++
+			rep.To, rep.LastHash = r.Position, hex.EncodeToString(r.Hash[:])
+		}
+		v.progress("log", rep.Events, total)
+		return ctx.Err()
+	})
+	var malformed *MalformedError
+	switch {
+	case errors.Is(err, errStop):
+		return nil
+	case errors.As(err, &malformed):
+		rep.Divergence = malformed.divergence(v.chain.next)
+		return nil
+	case err != nil:
+		return err
+	}
+	if to == 0 {
+		return nil // a file: its end is its head
+	}
+	if v.chain.next <= to && rep.Head == 0 {
+		return fmt.Errorf("to %d, the log ends at %d: %w", to, v.chain.next-1, ErrBeyondHead)
+	}
+	if v.chain.next <= to {
+		// Rows missing at the end: the head says they were written.
+		rep.Divergence = &Divergence{Kind: KindGap, Position: v.chain.next,
+			Expected: fmt.Sprintf("position %d (the log's head is %d)", v.chain.next, to), Found: "the end of the log"}
+	}
+	return nil
+}
+
+// chain checks positions, hashes and links, record by record.
+type chain struct {
+	ledger string
+	// next is the position expected next; prev the hash the next record's
+	// prev_hash must be, once anchored (from 1: the zero hash).
+	next     uint64
+	prev     eventstore.Hash
+	anchored bool
+}
+
+// check returns the divergence r shows, or nil and moves on.
+func (c *chain) check(r *eventstore.Record) *Divergence {
+	if r.Position != c.next {
+		d := &Divergence{Kind: KindGap, Position: c.next, Expected: fmt.Sprintf("position %d", c.next),
+			Found: fmt.Sprintf("position %d", r.Position)}
+		if r.Position < c.next {
+			d.Detail = "repeated or out of order"
+		} else {
+			d.Detail = fmt.Sprintf("%d missing", r.Position-c.next)
+		}
+		return d
+	}
+	if c.ledger == "" {
+		c.ledger = r.Ledger // a file's: named by its first event
+	}
+	if r.Ledger != c.ledger {
+		return &Divergence{Kind: KindHash, Position: r.Position, Field: "ledger", Expected: c.ledger, Found: r.Ledger,
+			Detail: "an event of another ledger"}
+	}
+	if !r.VerifyHash() {
+		sealed := *r
+		sealed.Seal(r.PrevHash)
+		return &Divergence{Kind: KindHash, Position: r.Position, Expected: hex.EncodeToString(sealed.Hash[:]),
+			Found: hex.EncodeToString(r.Hash[:]), Detail: "the stored hash is not that of the event's content: " + r.Type + " altered"}
+	}
+	if c.anchored && r.PrevHash != c.prev {
+		return &Divergence{Kind: KindLink, Position: r.Position, Field: "prev_hash", Expected: hex.EncodeToString(c.prev[:]),
+			Found: hex.EncodeToString(r.PrevHash[:]), Detail: "not the hash of the event before"}
+	}
+	c.prev, c.anchored = r.Hash, true
+	c.next++
+	return nil
+}
+
+// divergence is what a record that does not decode shows when next was
+// expected: a gap when it says it is further on, else a hash divergence (an
+// event whose hashes cannot even be read cannot be vouched for).
+func (e *MalformedError) divergence(next uint64) *Divergence {
+	if e.Position > next {
+		return &Divergence{Kind: KindGap, Position: next, Expected: fmt.Sprintf("position %d", next),
+			Found: fmt.Sprintf("position %d", e.Position), Detail: fmt.Sprintf("%d missing", e.Position-next)}
+	}
+	return &Divergence{Kind: KindHash, Position: next, Expected: "an event that parses, with hex hashes",
+		Found: e.Err.Error()}
+}
