@@ -100,7 +100,10 @@ func TestStatementPagesWhileWritesContinue(t *testing.T) {
 	stopWriting := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	t.Cleanup(stopWriting)
 
-	req := &ledgerv1.ListStatementRequest{Ledger: ledger, Account: "alice", Limit: 3, IncludePending: true}
+	// Read-your-writes: the first page waits for the transfers above (and the
+	// account's opening) to be projected.
+	req := &ledgerv1.ListStatementRequest{Ledger: ledger, Account: "alice", Limit: 3, IncludePending: true,
+		MinPosition: h.head(t, ledger)}
 	paged := h.stmtPages(t, req, func() {
 		// New movements arrive between every two pages.
 		n := written.Load()
