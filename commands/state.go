@@ -67,15 +67,19 @@ func (r *recentTransfers) put(pos uint64, t domain.Event) {
 
 func (r *recentTransfers) get(pos uint64) domain.Event { return r.byPos[pos] }
 
-// load folds the ledger's whole log into a fresh state, checking that the chain
-// links (the full hash check is the auditor's: ledgerctl audit verify).
+// load starts from the latest good snapshot, or a fresh state, and folds the
+// rest of the ledger's log into it, checking that the chain links (the full
+// hash check is the auditor's: ledgerctl audit verify).
 func (w *Writer) load(ctx context.Context) (*ledgerState, error) {
 	head, headHash, err := w.opts.Store.Head(ctx, w.opts.Ledger)
 	if err != nil {
 		return nil, err
 	}
-	st := &ledgerState{domain: domain.NewState(), recent: newRecentTransfers(w.opts.recentMax)}
-	st.domain.SetPolicy(w.opts.Policy)
+	st, err := w.loadSnapshot(ctx, head)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: snapshot: %w", w.opts.Ledger, err)
+	}
+	snapshot := st.head
 	for st.head < head {
 		recs, err := w.opts.Store.Read(ctx, w.opts.Ledger, st.head+1, eventstore.ReadMax)
 		if err != nil {
@@ -93,7 +97,7 @@ func (w *Writer) load(ctx context.Context) (*ledgerState, error) {
 	if st.hash != headHash {
 		return nil, fmt.Errorf("load %s: chain ends in %x, head says %x", w.opts.Ledger, st.hash[:8], headHash[:8])
 	}
-	w.opts.Logger.Info("writer loaded", "position", st.head, "accounts", st.domain.AccountCount())
+	w.opts.Logger.Info("writer loaded", "position", st.head, "accounts", st.domain.AccountCount(), "snapshot", snapshot)
 	return st, nil
 }
 

@@ -67,6 +67,10 @@ type Options struct {
 	// Policy is the ledger's rules (effective-time bounds); zero means
 	// domain.DefaultPolicy.
 	Policy domain.Policy
+	// SnapshotEvery, when positive and Store is a SnapshotStore, makes the
+	// writer start from its ledger's latest good snapshot and take one
+	// whenever that many events have committed since; 0 disables both.
+	SnapshotEvery int
 
 	// recentMax is how many recent transfers the writer keeps in memory; at
 	// least the transfers of two batches (those in flight).
@@ -112,6 +116,7 @@ type Writer struct {
 	opts   Options
 	reqs   chan *request
 	closed chan struct{}
+	snap   *snapshotter
 }
 
 type request struct {
@@ -154,7 +159,7 @@ func NewWriter(opts Options) *Writer {
 		opts.recentMax = max(recentMaxDefault, 2*opts.BatchMax+1)
 	}
 	opts.Logger = opts.Logger.With("ledger", opts.Ledger)
-	return &Writer{opts: opts, reqs: make(chan *request, opts.QueueMax), closed: make(chan struct{})}
+	return &Writer{opts: opts, reqs: make(chan *request, opts.QueueMax), closed: make(chan struct{}), snap: newSnapshotter(&opts)}
 }
 
 // Submit is SubmitWith with no options.
@@ -252,6 +257,8 @@ func (w *Writer) await(ctx context.Context, r *request) error {
 // with ErrClosed; a batch being committed is committed first.
 func (w *Writer) Run(ctx context.Context) error {
 	defer w.drainClosed()
+	w.snap.ctx = ctx // a snapshot being written ends with the writer
+	defer w.snap.writes.Wait()
 	delay := 10 * time.Millisecond
 	for {
 		began := time.Now()
@@ -290,6 +297,9 @@ type job struct {
 	prev     eventstore.Hash
 	recs     []eventstore.Record
 	reqs     []*request
+	// snapshot, in a job of its own, is written once the jobs before it
+	// have committed.
+	snapshot *pendingSnapshot
 }
 
 // serve runs one life of the writer: load, then decide and pipeline batches to
@@ -357,6 +367,9 @@ func (w *Writer) serve(ctx context.Context) error {
 			}
 			return err
 		}
+		if snap := w.snap.take(st); snap != nil {
+			jobs <- &job{snapshot: snap} // the committer always takes it, even after a failure
+		}
 	}
 }
 
@@ -409,6 +422,10 @@ func (w *Writer) commit(jobs <-chan *job, failed chan<- error, done chan<- struc
 	defer close(done)
 	var broken error
 	for j := range jobs {
+		if j.snapshot != nil {
+			w.snap.committed(j.snapshot, broken)
+			continue
+		}
 		if broken != nil {
 			failJob(j, broken)
 			continue

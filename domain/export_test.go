@@ -1,7 +1,5 @@
 package domain
 
-import "hash/maphash"
-
 // Test-only access to unexported fields, so that the external test package can
 // build Units across the full 128-bit range and check a Decimal's parts.
 
@@ -17,5 +15,9 @@ func (d Decimal) Parts() (coef Units, frac uint8) { return d.coef, d.frac }
 // CollideTransferID makes id's hash point at the transfer at pos, as if id
 // and that transfer's id had the same 64-bit hash: a collision, forced.
 func CollideTransferID(s *State, id string, pos uint64) {
-	s.ids[maphash.String(s.seed, id)] = pos
+	s.ids[s.key.hash(id)] = pos
 }
+
+// SipHash returns SipHash-c-d of s under the key (k0, k1): the index's hash,
+// checked against the published test vectors.
+func SipHash(k0, k1 uint64, s string, c, d int) uint64 { return siphash(idKey{k0, k1}, s, c, d) }

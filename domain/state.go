@@ -2,7 +2,6 @@ package domain
 
 import (
 	"container/heap"
-	"hash/maphash"
 	"time"
 )
 
@@ -44,7 +43,9 @@ type State struct {
 	ids map[uint64]uint64
 	// collided holds, by exact id, the rare ids whose hash another id had.
 	collided map[string]uint64
-	seed     maphash.Seed
+	// key keys the index's hash (idKey.hash). A snapshot carries it, so that
+	// the hashes it holds stay valid in the process that loads it.
+	key idKey
 	// holds are the open pending transfers, by id, and expiries orders them
 	// by expiry (entries for holds since resolved are skipped when popped).
 	holds    map[string]*Hold
@@ -118,9 +119,9 @@ func NewState() *State {
 		accounts: make(map[string]*Account),
 		ids:      make(map[uint64]uint64),
 		collided: make(map[string]uint64),
-		// A seed per process: the index is rebuilt at every start, and ids
-		// cannot be crafted to collide.
-		seed:     maphash.MakeSeed(),
+		// A random key per state, kept by its snapshots: ids cannot be
+		// crafted to collide by anyone who has not read a snapshot.
+		key:      newIDKey(),
 		holds:    make(map[string]*Hold),
 		reversed: make(map[uint64][]Units),
 	}
@@ -173,14 +174,14 @@ func (s *State) lookupID(id string) (pos uint64, status uint8, exact, ok bool) {
 	if v, ok := s.collided[id]; ok {
 		return v & posMask, uint8(v >> 56), true, true
 	}
-	v, ok := s.ids[maphash.String(s.seed, id)]
+	v, ok := s.ids[s.key.hash(id)]
 	return v & posMask, uint8(v >> 56), false, ok
 }
 
 // indexID records an id taken at pos with a status.
 func (s *State) indexID(id string, pos uint64, status uint8) {
 	v := pos | uint64(status)<<56
-	h := maphash.String(s.seed, id)
+	h := s.key.hash(id)
 	if _, taken := s.ids[h]; taken {
 		s.collided[id] = v
 		s.undo(func() { delete(s.collided, id) })
@@ -198,7 +199,7 @@ func (s *State) setIDStatus(id string, status uint8) {
 		s.undo(func() { s.collided[id] = v })
 		return
 	}
-	h := maphash.String(s.seed, id)
+	h := s.key.hash(id)
 	v := s.ids[h]
 	s.ids[h] = v&posMask | uint64(status)<<56
 	s.undo(func() { s.ids[h] = v })

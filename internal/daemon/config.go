@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/ledgerd/ledger/domain"
@@ -35,7 +36,16 @@ type Config struct {
 	// EffectivePastMax and EffectiveFutureMax bound a transfer's effective_at
 	// around the time it is recorded.
 	EffectivePastMax, EffectiveFutureMax time.Duration
+	// SnapshotEvery is how many events a writer commits between snapshots
+	// of its state, from which it starts instead of folding the whole log;
+	// 0 disables snapshots, taking and loading them.
+	SnapshotEvery int
 }
+
+// snapshotEveryDefault takes a snapshot every million events: a few seconds
+// of the writer's time (its encoding) per million, against a start-up that
+// folds at most a million events of log.
+const snapshotEveryDefault = 1_000_000
 
 // ParseFlags reads args over the environment (getenv, e.g. os.Getenv).
 //
@@ -67,8 +77,13 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how far in the past a transfer's effective_at may be (env LEDGER_EFFECTIVE_PAST_MAX)")
 	fs.DurationVar(&c.EffectiveFutureMax, "effective-future-max", envDuration(getenv, "LEDGER_EFFECTIVE_FUTURE_MAX", domain.DefaultPolicy.EffectiveFutureMax),
 		"how far in the future a transfer's effective_at may be (env LEDGER_EFFECTIVE_FUTURE_MAX)")
+	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt(getenv, "LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
+		"events between snapshots of a writer's state; 0 disables snapshots (env LEDGER_SNAPSHOT_EVERY)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	if c.SnapshotEvery < 0 {
+		return Config{}, fmt.Errorf("snapshot every %d events: want 0 (off) or more", c.SnapshotEvery)
 	}
 	d, err := time.ParseDuration(maxAge)
 	if err != nil {
@@ -83,6 +98,15 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(getenv(key)); err == nil {
 		return d
+	}
+	return def
+}
+
+// envInt reads an integer from the environment, or def when unset or
+// malformed (the flag, if given, is parsed on its own).
+func envInt(getenv func(string) string, key string, def int) int {
+	if n, err := strconv.Atoi(getenv(key)); err == nil {
+		return n
 	}
 	return def
 }

@@ -110,6 +110,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Logger:   m.Logger,
 		OnCommit: m.onCommit,
 		Policy:   domain.Policy{EffectivePastMax: m.Config.EffectivePastMax, EffectiveFutureMax: m.Config.EffectiveFutureMax},
+
+		SnapshotEvery: m.Config.SnapshotEvery,
 	}, 0, m.startReaders)
 	names, err := m.store.Ledgers(ctx)
 	if err != nil {

@@ -1,0 +1,192 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// SnapshotStore is what a writer needs to keep snapshots of its state. A
+// writer takes and loads snapshots when Options.SnapshotEvery is set and its
+// Store is one (eventstore.Store is).
+type SnapshotStore interface {
+	SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error
+	LatestSnapshot(ctx context.Context, ledger string, maxPosition uint64) (eventstore.Snapshot, bool, error)
+}
+
+const (
+	// snapshotTriesMax bounds the snapshots a load tries, newest first,
+	// before it folds the whole log: as many as the store keeps.
+	snapshotTriesMax = eventstore.SnapshotsKept
+	// snapshotSaveTimeout bounds one snapshot's write.
+	snapshotSaveTimeout = 5 * time.Minute
+	// snapshotDrainMax bounds how long a stopping writer waits for the
+	// snapshot being written: long enough for the usual one to land, rather
+	// than throw the work away.
+	snapshotDrainMax = 10 * time.Second
+)
+
+// errBadSnapshot marks a snapshot that must be ignored, as opposed to a
+// failure to read one.
+var errBadSnapshot = errors.New("bad snapshot")
+
+// snapshotter takes a writer's snapshots: the writer's goroutine encodes the
+// state between batches; the committer, once the batch before it has
+// committed, hands it to a goroutine of its own to write. At most one is
+// being written at a time: a snapshot due meanwhile waits for the next batch.
+type snapshotter struct {
+	store  SnapshotStore // nil: no snapshots
+	every  uint64
+	ledger string
+	logger *slog.Logger
+
+	// last is the position of the snapshot loaded or taken last; the
+	// writer's goroutine only.
+	last uint64
+	// sizeHint is the last snapshot's size, to encode the next without
+	// growing the buffer as it goes; the writer's goroutine only.
+	sizeHint int
+	// busy is set from taking a snapshot until its write has ended.
+	busy atomic.Bool
+	// ctx is the writer's (set by Run): once it ends, the write in flight
+	// has snapshotDrainMax more.
+	ctx    context.Context
+	writes sync.WaitGroup
+}
+
+// pendingSnapshot is a snapshot taken and not yet written.
+type pendingSnapshot struct {
+	position uint64
+	hash     eventstore.Hash
+	data     []byte
+	took     time.Duration
+}
+
+func newSnapshotter(opts *Options) *snapshotter {
+	s := &snapshotter{ledger: opts.Ledger, logger: opts.Logger, ctx: context.Background()}
+	if store, ok := opts.Store.(SnapshotStore); ok && opts.SnapshotEvery > 0 {
+		s.store, s.every = store, uint64(opts.SnapshotEvery)
+	}
+	return s
+}
+
+// take encodes the state when a snapshot is due and none is being written; it
+// returns nil otherwise. The state is the writer's: take runs on its
+// goroutine, between batches.
+func (s *snapshotter) take(st *ledgerState) *pendingSnapshot {
+	if s.store == nil || st.head < s.last+s.every || s.busy.Load() {
+		return nil
+	}
+	began := time.Now()
+	var b bytes.Buffer
+	b.Grow(s.sizeHint + s.sizeHint/8)
+	if err := st.domain.MarshalSnapshot(&b); err != nil {
+		// Only a state in the middle of an atomic batch refuses: a bug.
+		panic(fmt.Sprintf("commands: snapshot of %s at %d: %v", s.ledger, st.head, err))
+	}
+	s.last, s.sizeHint = st.head, b.Len()
+	s.busy.Store(true)
+	return &pendingSnapshot{position: st.head, hash: st.hash, data: b.Bytes(), took: time.Since(began)}
+}
+
+// committed writes p in the background, now that the batch it follows has
+// committed, or drops it when that batch failed (broken).
+func (s *snapshotter) committed(p *pendingSnapshot, broken error) {
+	if broken != nil {
+		s.busy.Store(false)
+		return
+	}
+	s.writes.Add(1)
+	go func() {
+		defer s.writes.Done()
+		defer s.busy.Store(false)
+		began := time.Now()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), snapshotSaveTimeout)
+		defer cancel()
+		defer context.AfterFunc(s.ctx, func() { time.AfterFunc(snapshotDrainMax, cancel) })()
+		err := s.store.SaveSnapshot(ctx, eventstore.Snapshot{Ledger: s.ledger, Position: p.position, Hash: p.hash,
+			FormatVersion: domain.SnapshotFormatVersion, Data: p.data})
+		if err != nil {
+			s.logger.Warn("snapshot not saved", "position", p.position, "bytes", len(p.data), "err", err)
+			return
+		}
+		s.logger.Info("snapshot saved", "position", p.position, "bytes", len(p.data),
+			"encode_ms", p.took.Milliseconds(), "write_ms", time.Since(began).Milliseconds())
+	}()
+}
+
+// loadSnapshot returns the state to fold the log's tail into: the newest
+// snapshot at or below head that passes every check (checksum, decoding, its
+// hash against the log's), or an empty state. A snapshot that fails is
+// logged and the next older one tried, up to snapshotTriesMax.
+//
+// Errors: a failure to read the store.
+func (w *Writer) loadSnapshot(ctx context.Context, head uint64) (*ledgerState, error) {
+	s := w.snap
+	below := head
+	for range snapshotTriesMax {
+		if s.store == nil || below == 0 {
+			break
+		}
+		snap, ok, err := s.store.LatestSnapshot(ctx, w.opts.Ledger, below)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		st, err := w.fromSnapshot(ctx, &snap)
+		if err == nil {
+			s.last = snap.Position
+			return st, nil
+		}
+		if !errors.Is(err, errBadSnapshot) {
+			return nil, err
+		}
+		w.opts.Logger.Warn("snapshot ignored: falling back to an older one or the log", "position", snap.Position, "err", err)
+		below = snap.Position - 1
+	}
+	s.last = 0
+	d := domain.NewState()
+	d.SetPolicy(w.opts.Policy)
+	return &ledgerState{domain: d, recent: newRecentTransfers(w.opts.recentMax)}, nil
+}
+
+// fromSnapshot checks snap against the log and decodes it.
+//
+// Errors: errBadSnapshot (wrapping why) for a snapshot to ignore; a failure
+// to read the log.
+func (w *Writer) fromSnapshot(ctx context.Context, snap *eventstore.Snapshot) (*ledgerState, error) {
+	if err := snap.Verify(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadSnapshot, err)
+	}
+	if snap.FormatVersion != domain.SnapshotFormatVersion {
+		return nil, fmt.Errorf("%w: format %d, this build reads %d", errBadSnapshot, snap.FormatVersion, domain.SnapshotFormatVersion)
+	}
+	recs, err := w.opts.Store.ReadPositions(ctx, w.opts.Ledger, []uint64{snap.Position})
+	if err != nil {
+		return nil, fmt.Errorf("read the event of the snapshot at %d: %w", snap.Position, err)
+	}
+	if len(recs) != 1 || recs[0].Hash != snap.Hash {
+		return nil, fmt.Errorf("%w: its hash at %d is not the log's", errBadSnapshot, snap.Position)
+	}
+	d, err := domain.UnmarshalSnapshot(bytes.NewReader(snap.Data))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadSnapshot, err)
+	}
+	if d.Position() != snap.Position {
+		return nil, fmt.Errorf("%w: the state is at %d, the snapshot says %d", errBadSnapshot, d.Position(), snap.Position)
+	}
+	d.SetPolicy(w.opts.Policy)
+	// Recorded times never go back, so the last event's is the latest.
+	return &ledgerState{domain: d, head: snap.Position, hash: snap.Hash, recordedAt: recs[0].RecordedAt,
+		recent: newRecentTransfers(w.opts.recentMax)}, nil
+}

@@ -1,0 +1,135 @@
+package eventstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// snapshotAt is a snapshot of ledger at recs' position pos, with made-up data.
+func snapshotAt(ledger string, recs []eventstore.Record, pos uint64) eventstore.Snapshot {
+	return eventstore.Snapshot{Ledger: ledger, Position: pos, Hash: recs[pos-1].Hash, FormatVersion: 1,
+		Data: []byte(fmt.Sprintf("state of %s at %d", ledger, pos))}
+}
+
+// TestSnapshotsKeepTheNewest: each save keeps the SnapshotsKept newest;
+// LatestSnapshot answers the newest at or below a position, with its data
+// and checksum as saved; ledgers do not see each other's.
+func TestSnapshotsKeepTheNewest(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger, other := testenv.Name(t), testenv.Name(t)+"-other"
+	recs := records(ledger, 0, eventstore.Hash{}, 10)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	otherRecs := records(other, 0, eventstore.Hash{}, 1)
+	testenv.NoError(t, s.Append(ctx, other, 0, eventstore.Hash{}, otherRecs))
+	testenv.NoError(t, s.SaveSnapshot(ctx, snapshotAt(other, otherRecs, 1)))
+	for _, pos := range []uint64{2, 4, 6, 8} {
+		testenv.NoError(t, s.SaveSnapshot(ctx, snapshotAt(ledger, recs, pos)))
+	}
+	list, err := s.ListSnapshots(ctx, ledger)
+	testenv.NoError(t, err)
+	var got []uint64
+	for _, snap := range list {
+		got = append(got, snap.Position)
+	}
+	if want := []uint64{8, 6, 4}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("snapshots kept at %v, want %v", got, want)
+	}
+	for _, tc := range []struct {
+		max  uint64
+		want uint64 // 0: none
+	}{{100, 8}, {8, 8}, {7, 6}, {5, 4}, {3, 0}, {0, 0}, {1<<64 - 1, 8}} {
+		snap, ok, err := s.LatestSnapshot(ctx, ledger, tc.max)
+		testenv.NoError(t, err)
+		if tc.want == 0 {
+			if ok {
+				t.Errorf("latest at or below %d: %d, want none", tc.max, snap.Position)
+			}
+			continue
+		}
+		want := snapshotAt(ledger, recs, tc.want)
+		if !ok || snap.Position != tc.want || snap.Hash != want.Hash || !bytes.Equal(snap.Data, want.Data) || snap.FormatVersion != 1 {
+			t.Errorf("latest at or below %d: %v at %d (%q), want %d (%q)", tc.max, ok, snap.Position, snap.Data, tc.want, want.Data)
+		}
+		if err := snap.Verify(); err != nil || snap.CreatedAt.IsZero() {
+			t.Errorf("snapshot at %d: Verify %v, created at %v", snap.Position, err, snap.CreatedAt)
+		}
+	}
+	if snap, ok, err := s.LatestSnapshot(ctx, other, 100); err != nil || !ok || snap.Position != 1 {
+		t.Errorf("the other ledger's snapshot: %v %v %d, want the one at 1", err, ok, snap.Position)
+	}
+}
+
+// TestSnapshotRefusedWhenTheLogDisagrees: a snapshot at a position the log
+// does not hold, or with another hash than the log's there, is not stored.
+func TestSnapshotRefusedWhenTheLogDisagrees(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	recs := records(ledger, 0, eventstore.Hash{}, 3)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	wrongHash := snapshotAt(ledger, recs, 2)
+	wrongHash.Hash = recs[0].Hash
+	beyond := snapshotAt(ledger, recs, 3)
+	beyond.Position = 4
+	for name, snap := range map[string]eventstore.Snapshot{"another hash": wrongHash, "beyond the head": beyond} {
+		if err := s.SaveSnapshot(ctx, snap); !errors.Is(err, eventstore.ErrSnapshotMismatch) {
+			t.Errorf("%s: %v, want ErrSnapshotMismatch", name, err)
+		}
+	}
+	empty := snapshotAt(ledger, recs, 1)
+	empty.Data = nil
+	if err := s.SaveSnapshot(ctx, empty); !errors.Is(err, eventstore.ErrSnapshotTooLarge) {
+		t.Errorf("no data: %v, want ErrSnapshotTooLarge", err)
+	}
+	if list, err := s.ListSnapshots(ctx, ledger); err != nil || len(list) != 0 {
+		t.Errorf("snapshots stored: %v %v, want none", list, err)
+	}
+}
+
+// TestSnapshotSavedTwiceKeepsTheFirst: a second snapshot at a position
+// (another writer's, after a restart) leaves the stored one as it was.
+func TestSnapshotSavedTwiceKeepsTheFirst(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	recs := records(ledger, 0, eventstore.Hash{}, 2)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	first := snapshotAt(ledger, recs, 2)
+	second := first
+	second.Data = []byte("the same state, encoded again")
+	testenv.NoError(t, s.SaveSnapshot(ctx, first))
+	testenv.NoError(t, s.SaveSnapshot(ctx, second))
+	snap, _, err := s.LatestSnapshot(ctx, ledger, 2)
+	testenv.NoError(t, err)
+	if !bytes.Equal(snap.Data, first.Data) || snap.Verify() != nil {
+		t.Errorf("stored %q (verify %v), want the first %q", snap.Data, snap.Verify(), first.Data)
+	}
+}
+
+// TestSnapshotVerifyFindsDamage: data changed in the table fails Verify.
+func TestSnapshotVerifyFindsDamage(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	recs := records(ledger, 0, eventstore.Hash{}, 1)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	testenv.NoError(t, s.SaveSnapshot(ctx, snapshotAt(ledger, recs, 1)))
+	_, err := pool.Exec(ctx, `UPDATE snapshots SET data = set_byte(data, 3, get_byte(data, 3) # 1) WHERE ledger = $1`, ledger)
+	testenv.NoError(t, err)
+	snap, ok, err := s.LatestSnapshot(ctx, ledger, 1)
+	testenv.NoError(t, err)
+	if err := snap.Verify(); !ok || !errors.Is(err, eventstore.ErrSnapshotChecksum) {
+		t.Errorf("damaged snapshot: found %v, Verify %v, want ErrSnapshotChecksum", ok, err)
+	}
+}
