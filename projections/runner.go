@@ -44,6 +44,13 @@ type Source interface {
 const (
 	// BatchMaxDefault is the most records applied in one transaction.
 	BatchMaxDefault = 8192
+	// lingerMax is how long a runner that received a small batch waits for
+	// more before applying it: a light, steady stream then costs a few
+	// transactions a second per projection instead of one per commit, for a
+	// few milliseconds of lag.
+	lingerMax = 5 * time.Millisecond
+	// lingerBelow is the batch size under which a runner lingers.
+	lingerBelow = 512
 	retryDelayMax   = 5 * time.Second
 	// healthyRun is how long a run must last for the back-off to start over.
 	healthyRun = 10 * time.Second
@@ -143,6 +150,7 @@ func (r *Runner) serve(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		recs = r.linger(ctx, recs)
 		began := time.Now()
 		if err := r.apply(ctx, pos, recs); err != nil {
 			return err
@@ -151,6 +159,23 @@ func (r *Runner) serve(ctx context.Context) error {
 		pos = recs[len(recs)-1].Position
 		r.setPosition(pos)
 	}
+}
+
+// linger adds to a small batch what arrives within lingerMax.
+func (r *Runner) linger(ctx context.Context, recs []eventstore.Record) []eventstore.Record {
+	if len(recs) >= lingerBelow {
+		return recs
+	}
+	wait, cancel := context.WithTimeout(ctx, lingerMax)
+	defer cancel()
+	for len(recs) < lingerBelow {
+		more, err := r.src.Next(wait, recs[len(recs)-1].Position+1, r.batchMax-len(recs))
+		if err != nil {
+			break // the wait is over (or the source failed: the next Next says so)
+		}
+		recs = append(recs, more...)
+	}
+	return recs
 }
 
 func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, error) {
