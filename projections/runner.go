@@ -50,8 +50,8 @@ const (
 	// few milliseconds of lag.
 	lingerMax = 5 * time.Millisecond
 	// lingerBelow is the batch size under which a runner lingers.
-	lingerBelow = 512
-	retryDelayMax   = 5 * time.Second
+	lingerBelow   = 512
+	retryDelayMax = 5 * time.Second
 	// healthyRun is how long a run must last for the back-off to start over.
 	healthyRun = 10 * time.Second
 )
