@@ -44,11 +44,11 @@ type Source interface {
 const (
 	// BatchMaxDefault is the most records applied in one transaction.
 	BatchMaxDefault = 8192
-	// lingerMax is how long a runner that received a small batch waits for
-	// more before applying it: a light, steady stream then costs a few
-	// transactions a second per projection instead of one per commit, for a
-	// few milliseconds of lag.
-	lingerMax = 5 * time.Millisecond
+	// LingerDefault is how long ledgerd's runners, having received a small
+	// batch, wait for more before applying it: a light, steady stream then
+	// costs a few transactions a second per projection instead of one per
+	// commit, for a few milliseconds of lag.
+	LingerDefault = 5 * time.Millisecond
 	// lingerBelow is the batch size under which a runner lingers.
 	lingerBelow   = 512
 	retryDelayMax = 5 * time.Second
@@ -69,6 +69,9 @@ type Runner struct {
 	logger   *slog.Logger
 	batchMax int
 
+	// lingerFor, when positive, lets a small batch wait for more (WithLinger).
+	lingerFor time.Duration
+
 	mu       sync.Mutex
 	position uint64
 	changed  chan struct{} // closed and replaced when position moves
@@ -81,6 +84,13 @@ func NewRunner(pool *pgxpool.Pool, ledger string, proj Projector, src Source, lo
 	}
 	return &Runner{pool: pool, ledger: ledger, proj: proj, src: src, batchMax: BatchMaxDefault, changed: make(chan struct{}),
 		logger: logger.With("ledger", ledger, "projection", proj.Name())}
+}
+
+// WithLinger makes r wait up to d for more records after receiving fewer than
+// a few hundred, before applying them. It returns r.
+func (r *Runner) WithLinger(d time.Duration) *Runner {
+	r.lingerFor = d
+	return r
 }
 
 // Position is the checkpoint this runner last committed or loaded.
@@ -161,12 +171,12 @@ func (r *Runner) serve(ctx context.Context) error {
 	}
 }
 
-// linger adds to a small batch what arrives within lingerMax.
+// linger adds to a small batch what arrives within r.lingerFor.
 func (r *Runner) linger(ctx context.Context, recs []eventstore.Record) []eventstore.Record {
-	if len(recs) >= lingerBelow {
+	if r.lingerFor <= 0 || len(recs) >= lingerBelow {
 		return recs
 	}
-	wait, cancel := context.WithTimeout(ctx, lingerMax)
+	wait, cancel := context.WithTimeout(ctx, r.lingerFor)
 	defer cancel()
 	for len(recs) < lingerBelow {
 		more, err := r.src.Next(wait, recs[len(recs)-1].Position+1, r.batchMax-len(recs))

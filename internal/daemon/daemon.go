@@ -54,6 +54,7 @@ type Main struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	store    *eventstore.Store
+	lease    *eventstore.Lease
 	ledgers  *commands.Ledgers
 	grpcSrv  *grpc.Server
 	httpSrv  *http.Server
@@ -97,6 +98,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.store = eventstore.New(m.pool)
+	// Every ledgerd runs a writer for every ledger; the lease lets one write
+	// each ledger at a time, the others stand by to take over.
+	m.lease = eventstore.NewLease(m.pool.Config().ConnConfig)
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.metrics = newMetrics(m.registry)
@@ -109,6 +113,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Store:    m.store,
 		Logger:   m.Logger,
 		OnCommit: m.onCommit,
+		Lease:    commands.PostgresLeases(m.lease),
 		Policy:   domain.Policy{EffectivePastMax: m.Config.EffectivePastMax, EffectiveFutureMax: m.Config.EffectiveFutureMax},
 
 		SnapshotEvery: m.Config.SnapshotEvery,
@@ -200,7 +205,7 @@ func (m *Main) startReaders(ledger string) {
 	go func() { defer m.wg.Done(); _ = relay.Run(m.readersCtx) }()
 	for _, proj := range projections.All() {
 		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
-		runner := projections.NewRunner(m.pool, ledger, proj, src, m.Logger)
+		runner := projections.NewRunner(m.pool, ledger, proj, src, m.Logger).WithLinger(projections.LingerDefault)
 		m.mu.Lock()
 		runners[proj.Name()] = runner
 		m.mu.Unlock()
@@ -352,6 +357,9 @@ func (m *Main) close() {
 	if m.cancelWriters != nil {
 		m.cancelWriters()
 		m.ledgers.Wait()
+	}
+	if m.lease != nil {
+		m.lease.Close()
 	}
 	if m.cancelReaders != nil {
 		m.cancelReaders()
