@@ -71,6 +71,10 @@ type Options struct {
 	// writer start from its ledger's latest good snapshot and take one
 	// whenever that many events have committed since; 0 disables both.
 	SnapshotEvery int
+	// Lease, when set, makes the writer write only while it holds the
+	// ledger's lease: it waits for it (answering requests with ErrNotLeader
+	// meanwhile), loads once it has it and stops writing when it is lost.
+	Lease Leases
 
 	// recentMax is how many recent transfers the writer keeps in memory; at
 	// least the transfers of two batches (those in flight).
@@ -305,6 +309,14 @@ type job struct {
 // serve runs one life of the writer: load, then decide and pipeline batches to
 // the committer until ctx ends or an append fails.
 func (w *Writer) serve(ctx context.Context) error {
+	lease, err := w.acquire(ctx)
+	if err != nil {
+		return err // acquire released the lease, if it had it
+	}
+	if lease != nil {
+		defer lease.Release() // after the committer is done (deferred below)
+	}
+	lost := leaseLost(lease)
 	st, err := w.load(ctx)
 	if err != nil {
 		return err
@@ -319,6 +331,16 @@ func (w *Writer) serve(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		select {
+		case <-lost:
+			// Another process may write the ledger by now: what is in flight
+			// commits or is fenced; what is queued waits for the next lease.
+			if carry != nil {
+				carry.finish(errLeaseLost)
+			}
+			return errLeaseLost
+		default:
+		}
 		first := carry
 		carry = nil
 		if first == nil {
@@ -336,6 +358,8 @@ func (w *Writer) serve(ctx context.Context) error {
 				continue
 			case err := <-failed:
 				return err
+			case <-lost:
+				return errLeaseLost
 			case <-ctx.Done():
 				return ctx.Err()
 			}

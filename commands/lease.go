@@ -1,0 +1,130 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// leaseRetryEvery is how often a standby writer tries to take its ledger's
+// lease: it bounds how long a ledger goes unserved after its holder died,
+// beyond the time Postgres takes to end the dead holder's session.
+const leaseRetryEvery = 250 * time.Millisecond
+
+// takeoverGrace is how long a standby that saw the lease held waits, once it
+// has it, before loading: the previous holder, if alive but cut off from its
+// lease session, notices within eventstore.LeasePingEvery plus a ping timeout
+// and stops appending. Fencing keeps a late append from forking the log
+// anyway; the grace keeps the new writer's first reads from missing it.
+const takeoverGrace = 4 * eventstore.LeasePingEvery
+
+// ErrNotLeader means another process holds the ledger's lease and writes it;
+// it comes wrapped in ErrUnavailable: retry, here later or on another node.
+var ErrNotLeader = errors.New("not the ledger's writer: another process holds its lease")
+
+// Leases hands out the per-ledger leases that make one process at a time the
+// writer of a ledger.
+type Leases interface {
+	// TryAcquire takes ledger's lease if nobody holds it; ok is false, with
+	// a nil error, when somebody does.
+	TryAcquire(ctx context.Context, ledger string) (l Lease, ok bool, err error)
+}
+
+// Lease is a held lease.
+type Lease interface {
+	// Lost is closed once the lease is no longer held.
+	Lost() <-chan struct{}
+	// Release gives the lease up.
+	Release()
+}
+
+// PostgresLeases adapts eventstore's advisory-lock leases to Leases.
+func PostgresLeases(l *eventstore.Lease) Leases { return pgLeases{l} }
+
+type pgLeases struct{ l *eventstore.Lease }
+
+func (p pgLeases) TryAcquire(ctx context.Context, ledger string) (Lease, bool, error) {
+	h, ok, err := p.l.TryAcquire(ctx, ledger)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	return h, true, nil
+}
+
+// errNotLeader answers the requests a writer without the lease receives.
+var errNotLeader = fmt.Errorf("%w: %w", ErrUnavailable, ErrNotLeader)
+
+// acquire takes the ledger's lease, retrying every leaseRetryEvery while
+// another process holds it, and meanwhile answers every request with
+// ErrUnavailable (wrapping ErrNotLeader) rather than keeping it queued. With
+// no Leases configured it returns a nil lease at once.
+//
+// Errors: ctx's error.
+func (w *Writer) acquire(ctx context.Context) (Lease, error) {
+	if w.opts.Lease == nil {
+		return nil, nil
+	}
+	t := time.NewTicker(leaseRetryEvery)
+	defer t.Stop()
+	failing, waited := false, false
+	for {
+		l, ok, err := w.opts.Lease.TryAcquire(ctx, w.opts.Ledger)
+		switch {
+		case ok && waited:
+			w.opts.Logger.Info("took the ledger's lease over", "grace", takeoverGrace)
+			return l, w.refuseFor(ctx, takeoverGrace, l)
+		case ok:
+			w.opts.Logger.Info("took the ledger's lease: writing")
+			return l, nil
+		case err != nil && ctx.Err() == nil && !failing:
+			w.opts.Logger.Error("cannot try the ledger's lease; retrying", "err", err)
+		}
+		failing, waited = err != nil, waited || err == nil
+		for waiting := true; waiting; {
+			select {
+			case r := <-w.reqs:
+				r.finish(errNotLeader)
+			case <-t.C:
+				waiting = false
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+}
+
+// leaseLost returns lost, which never fires when the writer runs without a
+// lease.
+func leaseLost(l Lease) <-chan struct{} {
+	if l == nil {
+		return nil
+	}
+	return l.Lost()
+}
+
+// errLeaseLost ends a writer's life when its lease is lost.
+var errLeaseLost = fmt.Errorf("lease lost: %w: %w", ErrUnavailable, ErrNotLeader)
+
+// refuseFor answers requests with ErrNotLeader for d, then returns nil. It
+// releases l and returns an error when ctx ends or l is lost first.
+func (w *Writer) refuseFor(ctx context.Context, d time.Duration, l Lease) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-w.reqs:
+			r.finish(errNotLeader)
+		case <-t.C:
+			return nil
+		case <-l.Lost():
+			l.Release()
+			return errLeaseLost
+		case <-ctx.Done():
+			l.Release()
+			return ctx.Err()
+		}
+	}
+}
