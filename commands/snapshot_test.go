@@ -488,7 +488,21 @@ func TestWriterSnapshotWritesDoNotBlock(t *testing.T) {
 			before, after, store.calls.Load())
 	}
 	close(store.release)
+	// The held write finishes on its own goroutine; until it has, the writer
+	// rightly takes no other snapshot.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := store.inFlight.Load(); n != 0 {
+			return fmt.Errorf("%d snapshot writes still in flight", n)
+		}
+		return nil
+	})
 	x.run(100)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := store.calls.Load(); n < 2 {
+			return fmt.Errorf("%d snapshot writes so far", n)
+		}
+		return nil
+	})
 	stop()
 	if n, m := store.calls.Load(), store.maxInFlight.Load(); n < 2 || m != 1 {
 		t.Errorf("%d snapshot writes, at most %d at once; want more than one, one at a time", n, m)
