@@ -1,0 +1,372 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/internal/ctl"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// takeoverMax bounds how long a ledger goes unserved once its writer's
+// process is killed: the standby sees the lease free as soon as PostgreSQL
+// ends the dead session, then waits its grace (2 s) before serving.
+const takeoverMax = 15 * time.Second
+
+// TestFailover runs two ledgerd processes on one database and NATS server,
+// kills (-9) the one holding the ledger's lease under load, and checks that
+// the other takes over within takeoverMax and that every acknowledged
+// transfer is in the log exactly once, on gapless positions, with balances
+// that sum to zero.
+func TestFailover(t *testing.T) {
+	t.Parallel()
+	bin := buildLedgerd(t)
+	first := newNode(t, bin)
+	second := *first // same database and NATS; its own data directory and log
+	second.dataDir = t.TempDir()
+	second.logPath = filepath.Join(second.dataDir, "ledgerd.log")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("second ledgerd's logs are in %s", second.logPath)
+		}
+	})
+	var (
+		procs [2]*process
+		hs    [2]*harness
+		addrs [2]string
+	)
+	for i, n := range []*node{first, &second} {
+		procs[i], hs[i] = n.start(t)
+		addrs[i] = grpcAddrOf(t, procs[i])
+	}
+	ledger := testenv.Name(t)
+
+	// Set up through whichever process writes the ledger.
+	onWriter(t, hs, func(h *harness) error {
+		resp, err := h.cmd.DefineAsset(ctx(t), &ledgerv1.DefineAssetRequest{Ledger: ledger, Code: "USD", Scale: 2})
+		if err == nil && resp.GetResult().GetCode() != codeCreated && resp.GetResult().GetCode() != codeExists {
+			t.Fatalf("define USD: %s %s", resp.GetResult().GetCode(), resp.GetResult().GetDetail())
+		}
+		return err
+	})
+	const clients = 8
+	accounts := []string{"src"}
+	opens := []*ledgerv1.Account{usdAccount("src", nil, nil)}
+	for i := range clients {
+		accounts = append(accounts, fmt.Sprintf("dst:%d", i))
+		opens = append(opens, usdAccount(accounts[i+1], nil, nil))
+	}
+	onWriter(t, hs, func(h *harness) error {
+		resp, err := h.cmd.OpenAccounts(ctx(t), &ledgerv1.OpenAccountsRequest{Ledger: ledger, Accounts: opens})
+		for _, r := range resp.GetResults() {
+			if r.GetCode() != codeCreated && r.GetCode() != codeExists {
+				t.Fatalf("open %s: %s %s", r.GetId(), r.GetCode(), r.GetDetail())
+			}
+		}
+		return err
+	})
+
+	// The load: each client sends one transfer at a time, retrying the same
+	// id on the other process while it gets Unavailable or DeadlineExceeded.
+	l := &failoverLoad{acked: map[string]failoverAck{}}
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	var wg sync.WaitGroup
+	for g := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.client(loadCtx, hs, ledger, g, accounts[1+g])
+		}()
+	}
+	waitAcks := func(what string, n int) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, func() error {
+			if err := l.failure(); err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if got := l.count(); got < n {
+				return fmt.Errorf("%s: %d transfers acknowledged, want %d", what, got, n)
+			}
+			return nil
+		})
+	}
+	waitAcks("before the kill", 200)
+
+	// The writer is the process that answers a transfer without Unavailable.
+	var leader int
+	testenv.Eventually(t, 10*time.Second, func() error {
+		var errs []error
+		for i, h := range hs {
+			id := fmt.Sprintf("probe:%d:%d", i, time.Now().UnixNano())
+			resp, err := h.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger,
+				Transfers: []*ledgerv1.Transfer{transfer(id, "src", "dst:0", "1.00", "USD")}})
+			if status.Code(err) == codes.Unavailable {
+				errs = append(errs, fmt.Errorf("process %d: %w", i, err))
+				continue
+			}
+			testenv.NoError(t, err)
+			r := resp.GetResults()[0]
+			mustCreated(t, r)
+			l.ack(id, i, r)
+			leader = i
+			return nil
+		}
+		return errors.Join(errs...)
+	})
+	standby := 1 - leader
+	before := l.count()
+	killedAt := time.Now()
+	procs[leader].kill(t)
+	t.Logf("killed the writer, process %d, with %d transfers acknowledged", leader, before)
+
+	// The standby serves within takeoverMax: the first CREATED through it.
+	var takeover time.Duration
+	testenv.Eventually(t, takeoverMax+10*time.Second, func() error {
+		if err := l.failure(); err != nil {
+			t.Fatalf("load: %v", err)
+		}
+		at, ok := l.firstCreatedVia(standby)
+		if !ok {
+			return fmt.Errorf("no transfer created through the standby, process %d, yet", standby)
+		}
+		takeover = at.Sub(killedAt)
+		return nil
+	})
+	t.Logf("the standby served its first CREATED %s after the kill", takeover)
+	if takeover < 0 {
+		t.Errorf("the standby created a transfer %s before the writer was killed: two writers", -takeover)
+	}
+	if takeover > takeoverMax {
+		t.Errorf("takeover took %s, want under %s", takeover, takeoverMax)
+	}
+	waitAcks("after the takeover", l.count()+200)
+	stopLoad()
+	wg.Wait()
+	if err := l.failure(); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	acked := l.snapshot()
+	byCode := map[ledgerv1.ResultCode]int{}
+	for _, a := range acked {
+		byCode[a.code]++
+	}
+	t.Logf("%d transfers acknowledged (%d CREATED, %d EXISTS), %d after the kill",
+		len(acked), byCode[codeCreated], byCode[codeExists], len(acked)-before)
+
+	h := hs[standby]
+	if dup := h.duplicateCommands(t, ledger); len(dup) != 0 {
+		t.Errorf("transfers committed more than once: %v", dup)
+	}
+	committed := h.committedTransfers(t, ledger)
+	var missing []string
+	for id, a := range acked {
+		pos, ok := committed[id]
+		switch {
+		case !ok:
+			missing = append(missing, id)
+		case pos != a.position:
+			t.Errorf("%s acknowledged (%s via process %d) at position %d, committed at %d", id, a.code, a.via, a.position, pos)
+		}
+	}
+	if len(missing) != 0 {
+		slices.Sort(missing)
+		t.Errorf("%d acknowledged transfers are not in the log: %v", len(missing), missing[:min(len(missing), 10)])
+	}
+
+	head := h.head(t, ledger)
+	if n, lo := eventPositions(t, h, ledger); n != head || (n > 0 && lo != 1) {
+		t.Errorf("%d events at positions %d..%d: not gapless", n, lo, head)
+	}
+
+	bals := h.balances(t, ledger, head, accounts...)
+	var sum, credits int64
+	for _, id := range accounts {
+		b, ok := bals[id]
+		if !ok {
+			t.Fatalf("no balance for %s", id)
+		}
+		sum += cents(t, b.GetBalance())
+		if id != "src" {
+			credits += cents(t, b.GetCreditsPosted())
+		}
+	}
+	if want := int64(len(committed)) * 100; sum != 0 || credits != want || cents(t, bals["src"].GetDebitsPosted()) != want {
+		t.Errorf("balances sum to %d cents, destinations credited %d cents, src debited %s; want 0, %d, %d cents (%d transfers committed)",
+			sum, credits, bals["src"].GetDebitsPosted(), want, want, len(committed))
+	}
+
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	env := map[string]string{"LEDGER_ADDR": addrs[standby], "LEDGER_LEDGER": ledger}
+	if code := ctl.Run(c, []string{"audit", "verify"}, func(k string) string { return env[k] }, &out, &errOut); code != 0 {
+		t.Errorf("ledgerctl audit verify through the survivor: exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+	}
+}
+
+// grpcAddrOf is the -grpc-addr a ledgerd process was started with.
+func grpcAddrOf(t *testing.T, p *process) string {
+	t.Helper()
+	args := p.cmd.Args
+	for i, a := range args[:len(args)-1] {
+		if a == "-grpc-addr" {
+			return args[i+1]
+		}
+	}
+	t.Fatalf("no -grpc-addr in %q", args)
+	return ""
+}
+
+// onWriter runs call through whichever process answers it without
+// Unavailable: the one writing the ledger.
+func onWriter(t *testing.T, hs [2]*harness, call func(*harness) error) {
+	t.Helper()
+	i := 0
+	testenv.Eventually(t, 10*time.Second, func() error {
+		h := hs[i%2]
+		i++
+		err := call(h)
+		if status.Code(err) == codes.Unavailable {
+			return err
+		}
+		testenv.NoError(t, err)
+		return nil
+	})
+}
+
+// eventPositions counts the ledger's events and returns their lowest
+// position.
+func eventPositions(t *testing.T, h *harness, ledger string) (n, lowest uint64) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer conn.Close(context.Background())
+	var count, lo int64
+	testenv.NoError(t, conn.QueryRow(ctx(t), `SELECT count(*), COALESCE(min(position), 0) FROM events WHERE ledger = $1`,
+		ledger).Scan(&count, &lo))
+	return uint64(count), uint64(lo)
+}
+
+// failoverAck is how a transfer was acknowledged.
+type failoverAck struct {
+	code     ledgerv1.ResultCode
+	position uint64
+	via      int // the process that answered
+	at       time.Time
+}
+
+// failoverLoad is what the load's clients share.
+type failoverLoad struct {
+	mu    sync.Mutex
+	acked map[string]failoverAck
+	err   error
+}
+
+// retryPause paces retries after Unavailable, so a standby refusing at once
+// is not hammered.
+const retryPause = 5 * time.Millisecond
+
+// client sends transfers g:000000, g:000001, ... from src to dst until ctx
+// ends, each until acknowledged, alternating between the processes while
+// they answer Unavailable or DeadlineExceeded.
+func (l *failoverLoad) client(ctx context.Context, hs [2]*harness, ledger string, g int, dst string) {
+	via := g % 2
+	for seq := 0; ; seq++ {
+		id := fmt.Sprintf("c%d:%06d", g, seq)
+		tr := transfer(id, "src", dst, "1.00", "USD")
+		for {
+			if ctx.Err() != nil {
+				return
+			}
+			c, cancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := hs[via].cmd.CreateTransfers(c, &ledgerv1.CreateTransfersRequest{Ledger: ledger, Transfers: []*ledgerv1.Transfer{tr}})
+			cancel()
+			if ctx.Err() != nil {
+				return // stopped: the outcome of this attempt is unknown
+			}
+			switch code := status.Code(err); code {
+			case codes.OK:
+			case codes.Unavailable, codes.DeadlineExceeded:
+				via = 1 - via
+				select {
+				case <-time.After(retryPause):
+				case <-ctx.Done():
+					return
+				}
+				continue
+			default:
+				l.fail(fmt.Errorf("%s via process %d: %w", id, via, err))
+				return
+			}
+			rs := resp.GetResults()
+			if len(rs) != 1 || rs[0].GetId() != id || (rs[0].GetCode() != codeCreated && rs[0].GetCode() != codeExists) {
+				l.fail(fmt.Errorf("%s via process %d: results %v", id, via, rs))
+				return
+			}
+			l.ack(id, via, rs[0])
+			break
+		}
+	}
+}
+
+func (l *failoverLoad) ack(id string, via int, r *ledgerv1.ItemResult) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.acked[id] = failoverAck{code: r.GetCode(), position: r.GetPosition(), via: via, at: time.Now()}
+}
+
+func (l *failoverLoad) fail(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil {
+		l.err = err
+	}
+}
+
+func (l *failoverLoad) failure() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+func (l *failoverLoad) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+// firstCreatedVia returns when process via first answered CREATED.
+func (l *failoverLoad) firstCreatedVia(via int) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var first time.Time
+	for _, a := range l.acked {
+		if a.via == via && a.code == codeCreated && (first.IsZero() || a.at.Before(first)) {
+			first = a.at
+		}
+	}
+	return first, !first.IsZero()
+}
+
+func (l *failoverLoad) snapshot() map[string]failoverAck {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]failoverAck, len(l.acked))
+	for id, a := range l.acked {
+		out[id] = a
+	}
+	return out
+}
