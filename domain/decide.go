@@ -66,21 +66,28 @@ func PriorCandidates(s *State, c Command) []uint64 {
 	return out
 }
 
-// eventID is the id an event took in the transfer id space.
-func eventID(e Event) string {
+// EventID returns the id an event takes in the transfer id space (transfers,
+// holds, posts, voids, reversals), and false for events that take none.
+func EventID(e Event) (string, bool) {
 	switch e := e.(type) {
 	case TransferCommitted:
-		return e.ID
+		return e.ID, true
 	case TransferPending:
-		return e.ID
+		return e.ID, true
 	case PendingPosted:
-		return e.ID
+		return e.ID, true
 	case PendingVoided:
-		return e.ID
+		return e.ID, true
 	case TransferReversed:
-		return e.ID
+		return e.ID, true
 	}
-	return ""
+	return "", false
+}
+
+// eventID is EventID's id alone ("" for events that take none).
+func eventID(e Event) string {
+	id, _ := EventID(e)
+	return id
 }
 
 // checkRetry answers for a command whose id may be taken: nil when the id is

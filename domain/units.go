@@ -147,8 +147,14 @@ func (u Units) String() string {
 
 // Format returns u as a decimal string with exactly scale fractional digits:
 // Units 1000 at scale 2 is "10.00".
-func (u Units) Format(scale uint8) string {
-	digits := u.String()
+func (u Units) Format(scale uint8) string { return formatDigits(u.String(), scale) }
+
+// FormatMinor writes v minor units as a decimal string with exactly scale
+// fractional digits, like Units.Format, for sums that may exceed 38 digits.
+func FormatMinor(v *big.Int, scale uint8) string { return formatDigits(v.String(), scale) }
+
+// formatDigits places the point in a plain integer's digits.
+func formatDigits(digits string, scale uint8) string {
 	neg := digits[0] == '-'
 	if neg {
 		digits = digits[1:]

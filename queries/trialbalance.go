@@ -259,23 +259,6 @@ func bigOf(u domain.Units) *big.Int {
 	return v
 }
 
-// formatScaled writes v minor units with scale fractional digits, as
-// domain.Units.Format does.
-func formatScaled(v *big.Int, scale uint8) string {
-	digits := new(big.Int).Abs(v).String()
-	if scale > 0 {
-		for len(digits) <= int(scale) {
-			digits = "0" + digits
-		}
-		cut := len(digits) - int(scale)
-		digits = digits[:cut] + "." + digits[cut:]
-	}
-	if v.Sign() < 0 {
-		return "-" + digits
-	}
-	return digits
-}
-
 // linesAt reads each asset defined at or before p: its last history line at or
 // before p, plus f.
 func (s *Service) linesAt(ctx context.Context, ledger string, p uint64, f fold) (TrialBalance, error) {
@@ -284,8 +267,8 @@ func (s *Service) linesAt(ctx context.Context, ledger string, p uint64, f fold) 
 	dp, cp, dq, cq, opened := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]int64, n)
 	for i, code := range assets {
 		a := f.sums[code]
-		dp[i], cp[i] = formatScaled(&a.debitsPosted, a.scale), formatScaled(&a.creditsPosted, a.scale)
-		dq[i], cq[i] = formatScaled(&a.debitsPending, a.scale), formatScaled(&a.creditsPending, a.scale)
+		dp[i], cp[i] = domain.FormatMinor(&a.debitsPosted, a.scale), domain.FormatMinor(&a.creditsPosted, a.scale)
+		dq[i], cq[i] = domain.FormatMinor(&a.debitsPending, a.scale), domain.FormatMinor(&a.creditsPending, a.scale)
 		opened[i] = a.opened
 	}
 	closed := f.closed

@@ -233,23 +233,6 @@ func TestProjectionStatusBound(t *testing.T) {
 	}
 }
 
-func TestFormatScaled(t *testing.T) {
-	t.Parallel()
-	for _, v := range []int64{0, 1, -1, 5, -5, 99, 100, 12345, -12345, 1<<63 - 1, -1 << 63} {
-		for _, scale := range []uint8{0, 1, 2, 8, domain.ScaleMax} {
-			want := domain.UnitsFromInt64(v).Format(scale)
-			if got := formatScaled(big.NewInt(v), scale); got != want {
-				t.Errorf("formatScaled(%d, %d) = %q, want %q", v, scale, got, want)
-			}
-		}
-	}
-	// Past 128 bits: a sum over many accounts.
-	huge, _ := new(big.Int).SetString("-1234567890123456789012345678901234567890123", 10)
-	if got, want := formatScaled(huge, 18), "-1234567890123456789012345.678901234567890123"; got != want {
-		t.Errorf("formatScaled(huge, 18) = %q, want %q", got, want)
-	}
-}
-
 // The fold applies each event as the balances projector does: a post
 // releases what was held and posts what was posted, a void or an expiry
 // releases, an account opened counts, a closed one is named.
@@ -277,8 +260,8 @@ func TestFoldEvents(t *testing.T) {
 	}
 	got := map[string][5]string{}
 	for code, a := range f.sums {
-		got[code] = [5]string{formatScaled(&a.debitsPosted, a.scale), formatScaled(&a.creditsPosted, a.scale),
-			formatScaled(&a.debitsPending, a.scale), formatScaled(&a.creditsPending, a.scale), big.NewInt(a.opened).String()}
+		got[code] = [5]string{domain.FormatMinor(&a.debitsPosted, a.scale), domain.FormatMinor(&a.creditsPosted, a.scale),
+			domain.FormatMinor(&a.debitsPending, a.scale), domain.FormatMinor(&a.creditsPending, a.scale), big.NewInt(a.opened).String()}
 	}
 	// Posted 4.00 + 10.00 + 2.50 each side; held 10.00 three times, less 10.00 posted, 10.00 voided.
 	want := map[string][5]string{"USD": {"16.50", "16.50", "10.00", "10.00", "2"}}

@@ -337,26 +337,9 @@ func (b *book) trialBalance() []TrialBalanceLine {
 	out := make([]TrialBalanceLine, len(codes))
 	for i, code := range codes {
 		s, scale := per[code], b.assets[code].scale
-		out[i] = TrialBalanceLine{Asset: code, DebitsPosted: formatBig(&s.dp, scale), CreditsPosted: formatBig(&s.cp, scale),
-			DebitsPending: formatBig(&s.dq, scale), CreditsPending: formatBig(&s.cq, scale),
+		out[i] = TrialBalanceLine{Asset: code, DebitsPosted: domain.FormatMinor(&s.dp, scale), CreditsPosted: domain.FormatMinor(&s.cp, scale),
+			DebitsPending: domain.FormatMinor(&s.dq, scale), CreditsPending: domain.FormatMinor(&s.cq, scale),
 			Accounts: s.open, AccountsClosed: s.closed, Position: b.assets[code].changed}
 	}
 	return out
-}
-
-// formatBig writes v minor units with scale fractional digits, as
-// domain.Units.Format does.
-func formatBig(v *big.Int, scale uint8) string {
-	digits := new(big.Int).Abs(v).String()
-	if scale > 0 {
-		for len(digits) <= int(scale) {
-			digits = "0" + digits
-		}
-		cut := len(digits) - int(scale)
-		digits = digits[:cut] + "." + digits[cut:]
-	}
-	if v.Sign() < 0 {
-		return "-" + digits
-	}
-	return digits
 }

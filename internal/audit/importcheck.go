@@ -250,28 +250,11 @@ func importHasNUL(payload []byte) bool {
 	}
 }
 
-// importCreatedID is the transfer id an event takes, if any.
-func importCreatedID(e domain.Event) (string, bool) {
-	switch e := e.(type) {
-	case domain.TransferCommitted:
-		return e.ID, true
-	case domain.TransferPending:
-		return e.ID, true
-	case domain.PendingPosted:
-		return e.ID, true
-	case domain.PendingVoided:
-		return e.ID, true
-	case domain.TransferReversed:
-		return e.ID, true
-	}
-	return "", false
-}
-
 // checkID refuses an event that takes a transfer id taken before: the
 // writer's index holds 64-bit hashes, so a hit is confirmed against the
 // event it points to.
 func (c *ImportChecker) checkID(pos uint64, e domain.Event) error {
-	id, ok := importCreatedID(e)
+	id, ok := domain.EventID(e)
 	if !ok {
 		return nil
 	}
@@ -283,7 +266,7 @@ func (c *ImportChecker) checkID(pos uint64, e domain.Event) error {
 	if err != nil {
 		return err
 	}
-	if other, _ := importCreatedID(prior); other == id {
+	if other, _ := domain.EventID(prior); other == id {
 		return refuse(pos, ErrImportDuplicateID, "%s was taken at position %d", id, at)
 	}
 	return nil
