@@ -22,6 +22,11 @@ func (Balances) Name() string { return "balances" }
 // Version 2 adds closed accounts and the trial balance (migration 0004).
 func (Balances) Version() int { return 2 }
 
+// Tables lists the read-model tables Balances writes, every one keyed by ledger.
+func (Balances) Tables() []string {
+	return []string{"assets", "balances", "trial_balances", "trial_balance_history"}
+}
+
 // ErrUnbalanced means that, after a batch, an asset's debits and credits
 // differ: the read model (or the log) is corrupt, and the batch is refused.
 var ErrUnbalanced = errors.New("the books do not balance")

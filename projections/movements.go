@@ -24,6 +24,11 @@ type Movements struct{}
 func (Movements) Name() string { return "movements" }
 func (Movements) Version() int { return 1 }
 
+// Tables lists the read-model tables Movements writes, every one keyed by ledger.
+func (Movements) Tables() []string {
+	return []string{"movements", "movement_heads", "movement_assets", "movement_clock"}
+}
+
 // movementHead is an account's running totals, continued from its
 // movement_heads row across the batch.
 type movementHead struct {

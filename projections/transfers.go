@@ -22,6 +22,11 @@ type Transfers struct{}
 func (Transfers) Name() string { return "transfers" }
 func (Transfers) Version() int { return 1 }
 
+// Tables lists the read-model tables Transfers writes, every one keyed by ledger.
+func (Transfers) Tables() []string {
+	return []string{"transfers", "transfer_accounts"}
+}
+
 // Kinds and statuses of transfers rows, as stored (see 0003_transfers.sql).
 const (
 	transferKindTransfer = "transfer"

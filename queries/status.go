@@ -51,7 +51,8 @@ func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]Pro
 		LEFT JOIN ledger_heads h ON h.ledger = c.ledger
 		LEFT JOIN events he ON he.ledger = c.ledger AND he.position = h.position
 		LEFT JOIN events fe ON c.event_at IS NULL AND fe.ledger = c.ledger AND fe.position = 1
-		WHERE $1 = '' OR c.ledger = $1
+		-- A rebuild's shadow (ledger~rebuild) is not a ledger: '~' is in no ledger name.
+		WHERE ($1 = '' OR c.ledger = $1) AND strpos(c.ledger, '~') = 0
 		ORDER BY c.ledger, c.projection
 		LIMIT $2`, ledger, ProjectionStatusMax+1)
 	if err != nil {

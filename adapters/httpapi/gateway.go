@@ -91,6 +91,10 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("register AuditService: %w", err)
 	}
+	if err := ledgerv1.RegisterAdminServiceHandler(ctx, g.mux, conn); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("register AdminService: %w", err)
+	}
 	return g, nil
 }
 

@@ -41,6 +41,7 @@ Usage:
   ledgerctl transfers list [--account A] [--reference R] [--status S] [--limit N] [--all]
   ledgerctl trial-balance [--as-of P]
   ledgerctl projections status
+  ledgerctl projections rebuild NAME                      (balances, movements or transfers; resumable)
   ledgerctl audit verify [--from P] [--to P] [--in FILE]  (exit 0: the log and the projections agree)
   ledgerctl audit replay --at POSITION|TIME [--in FILE]   (balances and trial balance from the log alone)
   ledgerctl log export [--from P] [--to P] [--out FILE]   (JSON Lines, one event with its hashes per line)
@@ -93,6 +94,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{[]string{"statement"}, statement},
 		{[]string{"trial-balance"}, trialBalance},
 		{[]string{"projections", "status"}, projectionsStatus},
+		{[]string{"projections", "rebuild"}, projectionsRebuild},
 		{[]string{"audit", "verify"}, auditVerify},
 		{[]string{"audit", "replay"}, auditReplay},
 		{[]string{"log", "export"}, logExport},

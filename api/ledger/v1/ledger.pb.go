@@ -4101,6 +4101,149 @@ func (x *ImportEventsResponse) GetHash() string {
 	return ""
 }
 
+type RebuildProjectionRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// The projection's name: balances, movements or transfers.
+	Projection    string `protobuf:"bytes,2,opt,name=projection,proto3" json:"projection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebuildProjectionRequest) Reset() {
+	*x = RebuildProjectionRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebuildProjectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebuildProjectionRequest) ProtoMessage() {}
+
+func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebuildProjectionRequest.ProtoReflect.Descriptor instead.
+func (*RebuildProjectionRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RebuildProjectionRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *RebuildProjectionRequest) GetProjection() string {
+	if x != nil {
+		return x.Projection
+	}
+	return ""
+}
+
+// RebuildProjectionResponse is the rebuild's progress, sent a few times a
+// second; the last message has done set.
+type RebuildProjectionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the rebuilt model stands in the log.
+	Position uint64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// The ledger's head in the log.
+	Head            uint64  `protobuf:"varint,2,opt,name=head,proto3" json:"head,omitempty"`
+	EventsPerSecond float64 `protobuf:"fixed64,3,opt,name=events_per_second,json=eventsPerSecond,proto3" json:"events_per_second,omitempty"`
+	// Estimated seconds left to reach the head; 0 when unknown or there.
+	EtaSeconds float64 `protobuf:"fixed64,4,opt,name=eta_seconds,json=etaSeconds,proto3" json:"eta_seconds,omitempty"`
+	Done       bool    `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	// The position at which the rebuilt model replaced the live one (done only).
+	SwappedAtPosition uint64 `protobuf:"varint,6,opt,name=swapped_at_position,json=swappedAtPosition,proto3" json:"swapped_at_position,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RebuildProjectionResponse) Reset() {
+	*x = RebuildProjectionResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebuildProjectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebuildProjectionResponse) ProtoMessage() {}
+
+func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebuildProjectionResponse.ProtoReflect.Descriptor instead.
+func (*RebuildProjectionResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *RebuildProjectionResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *RebuildProjectionResponse) GetHead() uint64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *RebuildProjectionResponse) GetEventsPerSecond() float64 {
+	if x != nil {
+		return x.EventsPerSecond
+	}
+	return 0
+}
+
+func (x *RebuildProjectionResponse) GetEtaSeconds() float64 {
+	if x != nil {
+		return x.EtaSeconds
+	}
+	return 0
+}
+
+func (x *RebuildProjectionResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *RebuildProjectionResponse) GetSwappedAtPosition() uint64 {
+	if x != nil {
+		return x.SwappedAtPosition
+	}
+	return 0
+}
+
 var File_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_ledger_v1_ledger_proto_rawDesc = "" +
@@ -4430,7 +4573,20 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\x04R\x06events\x12\x1a\n" +
 	"\bposition\x18\x03 \x01(\x04R\bposition\x12\x12\n" +
-	"\x04hash\x18\x04 \x01(\tR\x04hash*\xb8\x06\n" +
+	"\x04hash\x18\x04 \x01(\tR\x04hash\"R\n" +
+	"\x18RebuildProjectionRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x1e\n" +
+	"\n" +
+	"projection\x18\x02 \x01(\tR\n" +
+	"projection\"\xdc\x01\n" +
+	"\x19RebuildProjectionResponse\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x12\n" +
+	"\x04head\x18\x02 \x01(\x04R\x04head\x12*\n" +
+	"\x11events_per_second\x18\x03 \x01(\x01R\x0feventsPerSecond\x12\x1f\n" +
+	"\veta_seconds\x18\x04 \x01(\x01R\n" +
+	"etaSeconds\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\x12.\n" +
+	"\x13swapped_at_position\x18\x06 \x01(\x04R\x11swappedAtPosition*\xb8\x06\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -4508,7 +4664,9 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fAuditService\x12K\n" +
 	"\n" +
 	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
-	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x01B2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
+	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012p\n" +
+	"\fAdminService\x12`\n" +
+	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01B2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -4523,7 +4681,7 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -4582,74 +4740,76 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(*LogEvent)(nil),                     // 54: ledger.v1.LogEvent
 	(*ImportEventsRequest)(nil),          // 55: ledger.v1.ImportEventsRequest
 	(*ImportEventsResponse)(nil),         // 56: ledger.v1.ImportEventsResponse
-	nil,                                  // 57: ledger.v1.Account.MetadataEntry
-	nil,                                  // 58: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 59: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 60: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 61: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 62: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 63: ledger.v1.TransferView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 64: google.protobuf.Timestamp
+	(*RebuildProjectionRequest)(nil),     // 57: ledger.v1.RebuildProjectionRequest
+	(*RebuildProjectionResponse)(nil),    // 58: ledger.v1.RebuildProjectionResponse
+	nil,                                  // 59: ledger.v1.Account.MetadataEntry
+	nil,                                  // 60: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 61: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 62: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 63: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 64: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 65: ledger.v1.TransferView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 66: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
 	33, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
 	10, // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,  // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	57, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	59, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
 	33, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	13, // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
 	31, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	58, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	64, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	60, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	66, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
 	15, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	59, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	61, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
 	33, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	18, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
 	33, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	21, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	60, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	64, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	62, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	66, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
 	33, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	24, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
 	33, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
 	27, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	61, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	63, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
 	33, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
 	33, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	33, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	0,  // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
 	35, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
 	2,  // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	64, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	66, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	3,  // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	1,  // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
 	35, // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	64, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	64, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	66, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	66, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,  // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	4,  // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	64, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	64, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	62, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	66, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	66, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	64, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
 	38, // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
 	5,  // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
 	6,  // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
 	40, // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	63, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	64, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	64, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	64, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	66, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	66, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	66, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
 	41, // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	6,  // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	64, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	64, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	66, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	66, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,  // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	41, // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	47, // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	64, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	66, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
 	50, // 55: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
 	54, // 56: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
-	64, // 57: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	66, // 57: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
 	54, // 58: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
 	7,  // 59: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
 	9,  // 60: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
@@ -4668,25 +4828,27 @@ var file_ledger_v1_ledger_proto_depIdxs = []int32{
 	49, // 73: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
 	52, // 74: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
 	55, // 75: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
-	8,  // 76: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	11, // 77: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	32, // 78: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	16, // 79: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	19, // 80: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	22, // 81: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	25, // 82: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	28, // 83: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	30, // 84: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	36, // 85: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	39, // 86: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	43, // 87: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	45, // 88: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	48, // 89: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	51, // 90: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	53, // 91: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
-	56, // 92: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
-	76, // [76:93] is the sub-list for method output_type
-	59, // [59:76] is the sub-list for method input_type
+	57, // 76: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
+	8,  // 77: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	11, // 78: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	32, // 79: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	16, // 80: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	19, // 81: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	22, // 82: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	25, // 83: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	28, // 84: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	30, // 85: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	36, // 86: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	39, // 87: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	43, // 88: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	45, // 89: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	48, // 90: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	51, // 91: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	53, // 92: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	56, // 93: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	58, // 94: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
+	77, // [77:95] is the sub-list for method output_type
+	59, // [59:77] is the sub-list for method input_type
 	59, // [59:59] is the sub-list for extension type_name
 	59, // [59:59] is the sub-list for extension extendee
 	0,  // [0:59] is the sub-list for field type_name
@@ -4705,9 +4867,9 @@ func file_ledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   57,
+			NumMessages:   59,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_ledger_v1_ledger_proto_goTypes,
 		DependencyIndexes: file_ledger_v1_ledger_proto_depIdxs,

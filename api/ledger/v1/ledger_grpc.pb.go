@@ -922,3 +922,124 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "ledger/v1/ledger.proto",
 }
+
+const (
+	AdminService_RebuildProjection_FullMethodName = "/ledger.v1.AdminService/RebuildProjection"
+)
+
+// AdminServiceClient is the client API for AdminService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AdminService operates ledgerd itself: rebuilding a read model from the log
+// while the live one keeps serving queries.
+type AdminServiceClient interface {
+	// RebuildProjection rebuilds one projection of one ledger from the log into
+	// shadow rows, catches up with the live projection and swaps the shadow in,
+	// in one transaction: queries see the old model or the new, never a mix.
+	// Interrupted, it resumes where it stood. The stream reports progress and
+	// ends with done set.
+	RebuildProjection(ctx context.Context, in *RebuildProjectionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RebuildProjectionResponse], error)
+}
+
+type adminServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAdminServiceClient(cc grpc.ClientConnInterface) AdminServiceClient {
+	return &adminServiceClient{cc}
+}
+
+func (c *adminServiceClient) RebuildProjection(ctx context.Context, in *RebuildProjectionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RebuildProjectionResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_RebuildProjection_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RebuildProjectionRequest, RebuildProjectionResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_RebuildProjectionClient = grpc.ServerStreamingClient[RebuildProjectionResponse]
+
+// AdminServiceServer is the server API for AdminService service.
+// All implementations must embed UnimplementedAdminServiceServer
+// for forward compatibility.
+//
+// AdminService operates ledgerd itself: rebuilding a read model from the log
+// while the live one keeps serving queries.
+type AdminServiceServer interface {
+	// RebuildProjection rebuilds one projection of one ledger from the log into
+	// shadow rows, catches up with the live projection and swaps the shadow in,
+	// in one transaction: queries see the old model or the new, never a mix.
+	// Interrupted, it resumes where it stood. The stream reports progress and
+	// ends with done set.
+	RebuildProjection(*RebuildProjectionRequest, grpc.ServerStreamingServer[RebuildProjectionResponse]) error
+	mustEmbedUnimplementedAdminServiceServer()
+}
+
+// UnimplementedAdminServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAdminServiceServer struct{}
+
+func (UnimplementedAdminServiceServer) RebuildProjection(*RebuildProjectionRequest, grpc.ServerStreamingServer[RebuildProjectionResponse]) error {
+	return status.Error(codes.Unimplemented, "method RebuildProjection not implemented")
+}
+func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
+func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeAdminServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AdminServiceServer will
+// result in compilation errors.
+type UnsafeAdminServiceServer interface {
+	mustEmbedUnimplementedAdminServiceServer()
+}
+
+func RegisterAdminServiceServer(s grpc.ServiceRegistrar, srv AdminServiceServer) {
+	// If the following call panics, it indicates UnimplementedAdminServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AdminService_ServiceDesc, srv)
+}
+
+func _AdminService_RebuildProjection_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RebuildProjectionRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).RebuildProjection(m, &grpc.GenericServerStream[RebuildProjectionRequest, RebuildProjectionResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_RebuildProjectionServer = grpc.ServerStreamingServer[RebuildProjectionResponse]
+
+// AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AdminService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "ledger.v1.AdminService",
+	HandlerType: (*AdminServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "RebuildProjection",
+			Handler:       _AdminService_RebuildProjection_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "ledger/v1/ledger.proto",
+}

@@ -1,0 +1,142 @@
+package daemon_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// rebuildTransfersPerCall is how many transfers each background call sends.
+const rebuildTransfersPerCall = 5
+
+// TestRebuildWhileServing rebuilds every projection through AdminService
+// while transfers are written and GetBalances and ListStatement are called in
+// a loop: not one query fails, and afterwards the read models hold every
+// transfer exactly once.
+func TestRebuildWhileServing(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	for i := range 20 {
+		h.transferOK(t, ledger, transfer(fmt.Sprintf("pre-%d", i), "alice", "bob", "1.00", "USD"))
+	}
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	testenv.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	admin := ledgerv1.NewAdminServiceClient(conn)
+
+	stop := make(chan struct{})
+	var written, queries, failures atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var ts []*ledgerv1.Transfer
+			for i := range rebuildTransfersPerCall {
+				ts = append(ts, transfer(fmt.Sprintf("bg-%d-%d", n, i), "alice", "bob", "1.00", "USD"))
+			}
+			resp, err := h.cmd.CreateTransfers(context.Background(), &ledgerv1.CreateTransfersRequest{Ledger: ledger, Transfers: ts})
+			if err != nil {
+				t.Errorf("write during the rebuild: %v", err)
+				return
+			}
+			for _, r := range resp.GetResults() {
+				if r.GetCode() != ledgerv1.ResultCode_RESULT_CODE_CREATED {
+					t.Errorf("write during the rebuild: %s %s", r.GetCode(), r.GetDetail())
+				}
+			}
+			written.Add(rebuildTransfersPerCall)
+		}
+	})
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			queries.Add(2)
+			if _, err := h.query.GetBalances(context.Background(), &ledgerv1.GetBalancesRequest{Ledger: ledger,
+				Accounts: []string{"alice", "bob"}}); err != nil {
+				failures.Add(1)
+				t.Errorf("GetBalances during the rebuild: %v", err)
+			}
+			if _, err := h.query.ListStatement(context.Background(), &ledgerv1.ListStatementRequest{Ledger: ledger,
+				Account: "bob", Limit: 50}); err != nil {
+				failures.Add(1)
+				t.Errorf("ListStatement during the rebuild: %v", err)
+			}
+		}
+	})
+
+	for _, name := range []string{"balances", "movements", "transfers"} {
+		stream, err := admin.RebuildProjection(ctx(t), &ledgerv1.RebuildProjectionRequest{Ledger: ledger, Projection: name})
+		testenv.NoError(t, err)
+		var last *ledgerv1.RebuildProjectionResponse
+		for {
+			p, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			testenv.NoError(t, err)
+			last = p
+		}
+		if !last.GetDone() || last.GetSwappedAtPosition() == 0 {
+			t.Fatalf("rebuild of %s ended with %v, want done at a position", name, last)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 || queries.Load() == 0 {
+		t.Fatalf("%d of %d queries failed during the rebuilds", failures.Load(), queries.Load())
+	}
+
+	// Every transfer exactly once, in each rebuilt model.
+	last := h.transferOK(t, ledger, transfer("last", "alice", "bob", "1.00", "USD"))
+	n := 20 + written.Load() + 1
+	bob := h.balances(t, ledger, last, "bob")["bob"]
+	if got, want := bob.GetCreditsPosted(), fmt.Sprintf("%d.00", n); got != want {
+		t.Fatalf("bob's credits %s after the rebuilds, want %s", got, want)
+	}
+	lines := 0
+	for cursor := ""; ; {
+		resp, err := h.query.ListStatement(ctx(t), &ledgerv1.ListStatementRequest{Ledger: ledger, Account: "bob",
+			Limit: 1000, Cursor: cursor, MinPosition: last})
+		testenv.NoError(t, err)
+		lines += len(resp.GetLines())
+		if cursor = resp.GetNextCursor(); cursor == "" {
+			break
+		}
+	}
+	if int64(lines) != n {
+		t.Fatalf("bob's statement has %d lines after the rebuilds, want %d", lines, n)
+	}
+	tr, err := h.query.GetTransfers(ctx(t), &ledgerv1.GetTransfersRequest{Ledger: ledger, Ids: []string{"pre-0", "last"},
+		MinPosition: last})
+	testenv.NoError(t, err)
+	if len(tr.GetTransfers()) != 2 {
+		t.Fatalf("GetTransfers found %d of 2 after the rebuilds", len(tr.GetTransfers()))
+	}
+
+	// The REST route streams the same progress.
+	body := h.rest(t, "POST", "/v1/ledgers/"+ledger+"/projections/transfers:rebuild", "{}", 200, nil)
+	if !strings.Contains(string(body), `"done":true`) {
+		t.Fatalf("REST rebuild answered %s, want a last line with done", body)
+	}
+}
