@@ -92,7 +92,7 @@ func (Transfers) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eve
 			return fmt.Errorf("record %d: %w", recs[i].Position, err)
 		}
 		events[i] = e
-		if id, ok := createdID(e); ok {
+		if id, ok := domain.EventID(e); ok { // the id of the row it creates
 			created[id] = true
 		}
 		if ref, ok := referencedID(e); ok && !created[ref] {
@@ -112,23 +112,6 @@ func (Transfers) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eve
 		return err
 	}
 	return f.update(ctx, tx, ledger)
-}
-
-// createdID is the id of the row an event creates.
-func createdID(e domain.Event) (string, bool) {
-	switch e := e.(type) {
-	case domain.TransferCommitted:
-		return e.ID, true
-	case domain.TransferPending:
-		return e.ID, true
-	case domain.PendingPosted:
-		return e.ID, true
-	case domain.PendingVoided:
-		return e.ID, true
-	case domain.TransferReversed:
-		return e.ID, true
-	}
-	return "", false
 }
 
 // referencedID is the id of the earlier row an event changes.
