@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ledgerd/ledger/eventstore"
@@ -261,5 +262,56 @@ func TestHashPinned(t *testing.T) {
 	testenv.NoError(t, err)
 	if back.Hash != r.Hash || !back.VerifyHash() {
 		t.Errorf("JSON round trip: hash %x verifies=%v", back.Hash[:4], back.VerifyHash())
+	}
+}
+
+// TestAppRoleCannotEditEvents: as the application role, the database refuses
+// to edit, delete or truncate events (grants, on top of the triggers), and
+// lets the role append and read.
+func TestAppRoleCannotEditEvents(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	var exists bool
+	testenv.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app')`).Scan(&exists))
+	if !exists {
+		t.Skip("the test user may not create roles: no ledger_app role to check")
+	}
+	ledger := testenv.Name(t)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, records(ledger, 0, eventstore.Hash{}, 2)))
+	conn, err := pool.Acquire(ctx)
+	testenv.NoError(t, err)
+	defer conn.Release()
+	// Disable the triggers for this session so that only the grants stand in
+	// the way: what is refused below is refused by the privileges alone.
+	_, err = conn.Exec(ctx, `SET session_replication_role = replica`)
+	testenv.NoError(t, err)
+	_, err = conn.Exec(ctx, `SET ROLE ledger_app`)
+	testenv.NoError(t, err)
+	defer conn.Exec(context.Background(), `RESET ROLE; RESET session_replication_role`) //nolint:errcheck // the connection is released after
+	for _, sql := range []string{
+		`UPDATE events SET command_id = 'x' WHERE ledger = '` + ledger + `'`,
+		`DELETE FROM events WHERE ledger = '` + ledger + `'`,
+		`TRUNCATE events`,
+	} {
+		_, err := conn.Exec(ctx, sql)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("%s as ledger_app: %v, want insufficient_privilege (42501)", sql, err)
+		}
+	}
+	// What ledgerd needs is granted: append an event and move the head.
+	zero := make([]byte, eventstore.HashSize)
+	if _, err := conn.Exec(ctx, `INSERT INTO events (ledger, position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash)
+		VALUES ($1, 3, 'AssetDefined', 1, now(), 'X', '{}', $2, $2)`, ledger, zero); err != nil {
+		t.Errorf("INSERT into events as ledger_app: %v, want allowed", err)
+	}
+	if _, err := conn.Exec(ctx, `UPDATE ledger_heads SET position = 3 WHERE ledger = $1`, ledger); err != nil {
+		t.Errorf("UPDATE ledger_heads as ledger_app: %v, want allowed", err)
+	}
+	var n int
+	testenv.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM events WHERE ledger = $1`, ledger).Scan(&n))
+	if n != 3 {
+		t.Errorf("ledger_app reads %d events, want 3", n)
 	}
 }
