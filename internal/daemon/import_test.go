@@ -241,6 +241,16 @@ func TestImportEventsIntoANewLedger(t *testing.T) {
 	if pos != n+1 {
 		t.Errorf("first transfer after the import at %d, want %d", pos, n+1)
 	}
+	// And an auditor's verify of the copy is clean: its chain, a replay, and
+	// every projection built from it agree.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var out, errOut bytes.Buffer
+		env := map[string]string{"LEDGER_ADDR": h.m.GRPCAddr(), "LEDGER_LEDGER": target}
+		if code := ctl.Run(ctx(t), []string{"audit", "verify"}, func(k string) string { return env[k] }, &out, &errOut); code != 0 {
+			return fmt.Errorf("audit verify of the imported ledger: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+		return nil
+	})
 
 	// Into an existing ledger, the log's own or the copy: refused, unchanged.
 	for _, name := range []string{source, target} {
