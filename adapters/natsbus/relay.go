@@ -43,12 +43,13 @@ const (
 // order, whatever the duplicate window, and the relay resynchronises from the
 // stream's last sequence.
 type Relay struct {
-	ledger string
-	js     jetstream.JetStream
-	log    Log
-	opts   StreamOptions
-	logger *slog.Logger
-	wake   chan struct{}
+	ledger  string
+	subject string
+	js      jetstream.JetStream
+	log     Log
+	opts    StreamOptions
+	logger  *slog.Logger
+	wake    chan struct{}
 
 	// offered holds records the writer committed in this process, so that the
 	// relay need not read them back from Postgres. The log stays the truth: any
@@ -62,7 +63,7 @@ func NewRelay(ledger string, js jetstream.JetStream, log Log, opts StreamOptions
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Relay{ledger: ledger, js: js, log: log, opts: opts,
+	return &Relay{ledger: ledger, subject: Subject(ledger), js: js, log: log, opts: opts,
 		logger: logger.With("ledger", ledger, "component", "relay"), wake: make(chan struct{}, 1)}
 }
 
@@ -174,7 +175,7 @@ func (r *Relay) publish(ctx context.Context, last uint64, recs []eventstore.Reco
 		if rec.Position != last+uint64(i)+1 {
 			return last, fmt.Errorf("log read returned %d after %d", rec.Position, last+uint64(i))
 		}
-		msg := &nats.Msg{Subject: Subject(r.ledger), Data: rec.AppendBinary(make([]byte, 0, 128+len(rec.Payload)))}
+		msg := &nats.Msg{Subject: r.subject, Data: rec.AppendBinary(make([]byte, 0, 128+len(rec.Payload)))}
 		f, err := r.js.PublishMsgAsync(msg,
 			jetstream.WithMsgID(msgID(r.ledger, rec.Position)),
 			jetstream.WithExpectLastSequence(rec.Position-1))

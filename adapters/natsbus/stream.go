@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,7 +36,7 @@ func Subject(ledger string) string { return "ledger." + ledger + ".events" }
 
 // msgID is the de-duplication id of a ledger's event.
 func msgID(ledger string, position uint64) string {
-	return fmt.Sprintf("%s:%d", ledger, position)
+	return ledger + ":" + strconv.FormatUint(position, 10)
 }
 
 // EnsureStream creates the ledger's stream if it does not exist, and returns it.
