@@ -65,15 +65,12 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	if !domain.ValidLedgerName(ledger) {
 		return nil, fmt.Errorf("%q: %w", ledger, ErrInvalidLedger)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if w, ok := l.writers[ledger]; ok {
+	if w, ok := l.running(ledger); ok {
 		return w, nil
 	}
-	if l.ctx.Err() != nil {
-		return nil, ErrClosed
-	}
 	if !create {
+		// Read outside the registry's lock: a slow database must not stall
+		// the look-ups of ledgers already running.
 		ctx, cancel := context.WithTimeout(l.ctx, headTimeout)
 		head, _, err := l.opts.Store.Head(ctx, ledger)
 		cancel()
@@ -83,6 +80,14 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 		if head == 0 {
 			return nil, fmt.Errorf("%q: %w", ledger, ErrUnknownLedger)
 		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w, ok := l.writers[ledger]; ok { // started meanwhile
+		return w, nil
+	}
+	if l.ctx.Err() != nil {
+		return nil, ErrClosed
 	}
 	if len(l.writers) >= l.max {
 		return nil, fmt.Errorf("%d ledgers: %w", len(l.writers), ErrTooManyLedgers)
@@ -100,6 +105,14 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 		l.onStart(ledger)
 	}
 	return w, nil
+}
+
+// running returns the ledger's writer if it runs.
+func (l *Ledgers) running(ledger string) (*Writer, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.writers[ledger]
+	return w, ok
 }
 
 // Wait blocks until every writer has stopped (after ctx ended), each having

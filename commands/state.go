@@ -185,7 +185,12 @@ func (st *ledgerState) decide(ctx context.Context, w *Writer, reqs []*request) (
 		}
 		return nil, err
 	}
-	b := batchBuilder{st: st, w: w, j: j, now: now, priors: priors}
+	cmds := 0
+	for _, r := range reqs {
+		cmds += len(r.cmds)
+	}
+	// One arena holds every payload of the batch, sized once for it.
+	b := batchBuilder{st: st, w: w, j: j, now: now, priors: priors, arena: make([]byte, 0, 256*cmds)}
 	for _, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			r.finish(err)
@@ -233,9 +238,9 @@ func (b *batchBuilder) decideItem(r *request, i int, c domain.Command) bool {
 		}
 		return false
 	}
-	touched := touchedAccounts(e)
-	if b.arena == nil {
-		b.arena = make([]byte, 0, 256*len(r.cmds))
+	var touched []string
+	if r.opts.ReturnBalances {
+		touched = touchedAccounts(e)
 	}
 	start := len(b.arena)
 	b.arena = domain.AppendEvent(b.arena, e)

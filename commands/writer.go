@@ -150,7 +150,8 @@ func NewWriter(opts Options) *Writer {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.BatchMax <= 0 || opts.BatchMax > eventstore.AppendMax {
+	// A batch and the expiries decided before it must fit one append.
+	if opts.BatchMax <= 0 || opts.BatchMax > eventstore.AppendMax-expiriesPerBatchMax {
 		opts.BatchMax = BatchMaxDefault
 	}
 	if opts.QueueMax <= 0 {

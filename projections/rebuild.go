@@ -20,8 +20,13 @@ const (
 	// shadow never clashes with a ledger.
 	ShadowSuffix = "~rebuild"
 	// swapGapMax is how far the shadow may be behind the live checkpoint for
-	// the swap to apply the rest within the swap's transaction.
-	swapGapMax = eventstore.ReadMax
+	// the swap to apply the rest within the swap's transaction: at most one
+	// runner batch, so that the swap's batch is no larger than any other
+	// (the trial balance's history folds at most one batch).
+	swapGapMax = BatchMaxDefault
+	// swapAttemptsMax bounds the swaps tried while writes keep the shadow
+	// more than swapGapMax behind.
+	swapAttemptsMax = 100
 	// progressEvery is how often a rebuild reports and checks for the swap.
 	progressEvery = 100 * time.Millisecond
 )
@@ -87,7 +92,7 @@ func (rb *Rebuild) Run(ctx context.Context, report func(Progress)) (uint64, erro
 	}
 	began := time.Now()
 	var startPos uint64
-	first := true
+	first, attempts := true, 0
 	for {
 		runner := NewRunner(rb.pool, rb.shadow(), rb.proj, NewLogSource(rb.store, rb.ledger), rb.logger)
 		runCtx, stop := context.WithCancel(ctx)
@@ -101,6 +106,10 @@ func (rb *Rebuild) Run(ctx context.Context, report func(Progress)) (uint64, erro
 		}
 		at, err := rb.swap(ctx)
 		if errors.Is(err, errNotYet) {
+			if attempts++; attempts >= swapAttemptsMax {
+				return 0, fmt.Errorf("rebuild %s: the shadow stayed more than %d behind in %d swap attempts: %w",
+					rb.proj.Name(), swapGapMax, attempts, err)
+			}
 			continue
 		}
 		if err != nil {

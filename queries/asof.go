@@ -77,10 +77,8 @@ func (s *Service) BalancesAsOfPosition(ctx context.Context, ledger string, accou
 	if err := checkAccountCount(accounts); err != nil {
 		return Balances{}, err
 	}
-	if err := s.mustExistLedger(ctx, ledger); err != nil {
-		return Balances{}, err
-	}
-	// A position the log has not reached is refused at once, not waited for.
+	// One look-up answers both: an unknown ledger (ErrLedgerNotFound), and a
+	// position the log has not reached, refused at once rather than waited for.
 	head, err := s.head(ctx, ledger)
 	if err != nil {
 		return Balances{}, err

@@ -135,8 +135,12 @@ func (s *Service) waitFor(ctx context.Context, ledger, projection string, pos ui
 		var at int64
 		err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(position), 0) FROM projection_checkpoints
 			WHERE ledger = $1 AND projection = $2`, ledger, projection).Scan(&at)
-		if err == nil && uint64(at) >= pos {
+		switch {
+		case err == nil && uint64(at) >= pos:
 			return nil
+		case err != nil && ctx.Err() == nil:
+			// A database fault is said at once, not disguised as a timeout.
+			return fmt.Errorf("%s of %s at %d: %w", projection, ledger, pos, err)
 		}
 		select {
 		case <-time.After(delay):

@@ -5,6 +5,7 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -98,6 +99,9 @@ func statusOf(err error) error {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	}
+	// The cause stays in the server's log, not in the client's answer; it is
+	// logged here, the one place every request error passes.
+	slog.Error("request failed", "err", err)
 	return status.Error(codes.Internal, "internal error")
 }
 

@@ -170,6 +170,7 @@ func (r *Relay) serve(ctx context.Context) error {
 // acknowledgement; it returns the last sequence acknowledged in order.
 func (r *Relay) publish(ctx context.Context, last uint64, recs []eventstore.Record) (uint64, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(recs))
+	var refused error
 	for i := range recs {
 		rec := &recs[i]
 		if rec.Position != last+uint64(i)+1 {
@@ -180,7 +181,8 @@ func (r *Relay) publish(ctx context.Context, last uint64, recs []eventstore.Reco
 			jetstream.WithMsgID(msgID(r.ledger, rec.Position)),
 			jetstream.WithExpectLastSequence(rec.Position-1))
 		if err != nil {
-			break // wait for what was sent, then resume from the stream
+			refused = err // wait for what was sent, then resume from the stream
+			break
 		}
 		futures = append(futures, f)
 	}
@@ -201,8 +203,8 @@ func (r *Relay) publish(ctx context.Context, last uint64, recs []eventstore.Reco
 			return last, ctx.Err()
 		}
 	}
-	if len(futures) < len(recs) {
-		return last, errors.New("publish: client refused more messages")
+	if refused != nil {
+		return last, fmt.Errorf("publish after %d: %w", last, refused)
 	}
 	return last, nil
 }

@@ -43,6 +43,9 @@ func NewSource(ledger string, js jetstream.JetStream, log Log, opts StreamOption
 // Errors: ctx's error; JetStream or database errors; a gap or a malformed
 // message (the source restarts from `from` on the next call).
 func (s *Source) Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
+	if max < 1 {
+		max = 1
+	}
 	max = min(max, sourceBufferMax)
 	if s.msgs == nil || s.next != from {
 		recs, err := s.restart(ctx, from, max)

@@ -20,7 +20,7 @@ const (
 	catchUpWaitMax = 120 * time.Second
 	// catchUpPollEvery spaces the status polls of that wait: a catch-up time
 	// is known to within it and one call.
-	catchUpPollEvery = time.Millisecond
+	catchUpPollEvery = 10 * time.Millisecond
 	// queryTimeout bounds one GetBalances or GetProjectionStatus of the
 	// verification; the server waits at most 10 s for min_position.
 	queryTimeout = 15 * time.Second

@@ -73,14 +73,40 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	})
 	fs.IntVar(&c.PostgresConnsMax, "postgres-conns-max", 32, "PostgreSQL connection pool size")
 	fs.BoolVar(&c.Pprof, "pprof", getenv("LEDGER_PPROF") == "true", "serve /debug/pprof/ on the HTTP port (env LEDGER_PPROF=true)")
-	fs.DurationVar(&c.EffectivePastMax, "effective-past-max", envDuration(getenv, "LEDGER_EFFECTIVE_PAST_MAX", domain.DefaultPolicy.EffectivePastMax),
+	var envErr error
+	envDuration := func(key string, def time.Duration) time.Duration {
+		v := getenv(key)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil && envErr == nil {
+			envErr = fmt.Errorf("%s=%q: %w", key, v, err)
+		}
+		return d
+	}
+	envInt := func(key string, def int) int {
+		v := getenv(key)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil && envErr == nil {
+			envErr = fmt.Errorf("%s=%q: %w", key, v, err)
+		}
+		return n
+	}
+	fs.DurationVar(&c.EffectivePastMax, "effective-past-max", envDuration("LEDGER_EFFECTIVE_PAST_MAX", domain.DefaultPolicy.EffectivePastMax),
 		"how far in the past a transfer's effective_at may be (env LEDGER_EFFECTIVE_PAST_MAX)")
-	fs.DurationVar(&c.EffectiveFutureMax, "effective-future-max", envDuration(getenv, "LEDGER_EFFECTIVE_FUTURE_MAX", domain.DefaultPolicy.EffectiveFutureMax),
+	fs.DurationVar(&c.EffectiveFutureMax, "effective-future-max", envDuration("LEDGER_EFFECTIVE_FUTURE_MAX", domain.DefaultPolicy.EffectiveFutureMax),
 		"how far in the future a transfer's effective_at may be (env LEDGER_EFFECTIVE_FUTURE_MAX)")
-	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt(getenv, "LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
+	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt("LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
 		"events between snapshots of a writer's state; 0 disables snapshots (env LEDGER_SNAPSHOT_EVERY)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	if envErr != nil {
+		return Config{}, envErr
 	}
 	if c.SnapshotEvery < 0 {
 		return Config{}, fmt.Errorf("snapshot every %d events: want 0 (off) or more", c.SnapshotEvery)
@@ -91,22 +117,4 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	c.StreamMaxAge = d
 	return c, nil
-}
-
-// envDuration reads a duration from the environment, or def when unset or
-// malformed (a malformed one is then reported by the flag's own parse if given).
-func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(getenv(key)); err == nil {
-		return d
-	}
-	return def
-}
-
-// envInt reads an integer from the environment, or def when unset or
-// malformed (the flag, if given, is parsed on its own).
-func envInt(getenv func(string) string, key string, def int) int {
-	if n, err := strconv.Atoi(getenv(key)); err == nil {
-		return n
-	}
-	return def
 }
