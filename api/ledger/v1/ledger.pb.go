@@ -75,6 +75,10 @@ const (
 	ResultCode_RESULT_CODE_TOO_MANY_PENDING ResultCode = 22
 	// In an atomic request, another item failed: nothing was applied.
 	ResultCode_RESULT_CODE_LINKED_ITEM_FAILED ResultCode = 23
+	// No external line of the account has that source and external id.
+	ResultCode_RESULT_CODE_LINE_NOT_FOUND ResultCode = 24
+	// The transfer does not exist, or its posting does not move the account.
+	ResultCode_RESULT_CODE_MOVEMENT_NOT_FOUND ResultCode = 25
 )
 
 // Enum value maps for ResultCode.
@@ -104,6 +108,8 @@ var (
 		21: "RESULT_CODE_ACCOUNT_HAS_PENDING",
 		22: "RESULT_CODE_TOO_MANY_PENDING",
 		23: "RESULT_CODE_LINKED_ITEM_FAILED",
+		24: "RESULT_CODE_LINE_NOT_FOUND",
+		25: "RESULT_CODE_MOVEMENT_NOT_FOUND",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":                  0,
@@ -130,6 +136,8 @@ var (
 		"RESULT_CODE_ACCOUNT_HAS_PENDING":          21,
 		"RESULT_CODE_TOO_MANY_PENDING":             22,
 		"RESULT_CODE_LINKED_ITEM_FAILED":           23,
+		"RESULT_CODE_LINE_NOT_FOUND":               24,
+		"RESULT_CODE_MOVEMENT_NOT_FOUND":           25,
 	}
 )
 
@@ -4586,7 +4594,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\veta_seconds\x18\x04 \x01(\x01R\n" +
 	"etaSeconds\x12\x12\n" +
 	"\x04done\x18\x05 \x01(\bR\x04done\x12.\n" +
-	"\x13swapped_at_position\x18\x06 \x01(\x04R\x11swappedAtPosition*\xb8\x06\n" +
+	"\x13swapped_at_position\x18\x06 \x01(\x04R\x11swappedAtPosition*\xfc\x06\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -4613,7 +4621,9 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x1cRESULT_CODE_ALREADY_REVERSED\x10\x14\x12#\n" +
 	"\x1fRESULT_CODE_ACCOUNT_HAS_PENDING\x10\x15\x12 \n" +
 	"\x1cRESULT_CODE_TOO_MANY_PENDING\x10\x16\x12\"\n" +
-	"\x1eRESULT_CODE_LINKED_ITEM_FAILED\x10\x17*d\n" +
+	"\x1eRESULT_CODE_LINKED_ITEM_FAILED\x10\x17\x12\x1e\n" +
+	"\x1aRESULT_CODE_LINE_NOT_FOUND\x10\x18\x12\"\n" +
+	"\x1eRESULT_CODE_MOVEMENT_NOT_FOUND\x10\x19*d\n" +
 	"\rNormalBalance\x12\x1e\n" +
 	"\x1aNORMAL_BALANCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15NORMAL_BALANCE_CREDIT\x10\x01\x12\x18\n" +
