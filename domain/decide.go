@@ -35,6 +35,14 @@ func Decide(s *State, c Command, now time.Time) (Event, error) {
 		return decideExpire(s, c, now)
 	case *ReverseTransfer:
 		return decideReverse(s, c, now)
+	case *ImportStatementLine:
+		return decideLine(s, c)
+	case *SetMatchingRules:
+		return decideRules(s, c)
+	case *MatchManually:
+		return decideManualMatch(s, c)
+	case *Unmatch:
+		return decideUnmatch(s, c)
 	}
 	panic(fmt.Sprintf("domain: unknown command %T", c))
 }
@@ -56,6 +64,22 @@ func PriorCandidates(s *State, c Command) []uint64 {
 		ids = []string{c.ID, c.PendingID}
 	case *ReverseTransfer:
 		ids = []string{c.ID, c.TransferID}
+	case *ImportStatementLine:
+		ids = []string{lineKey(c.Account, c.Source, c.ExternalID)}
+	case *MatchManually:
+		ids = append(ids, matchKey(c.Account, c.ID))
+		for _, l := range c.Lines {
+			ids = append(ids, lineKey(c.Account, l.Source, l.ExternalID))
+		}
+		for _, m := range c.Movements {
+			ids = append(ids, m.TransferID)
+		}
+	case *Unmatch:
+		if c.Line != nil {
+			ids = []string{lineKey(c.Account, c.Line.Source, c.Line.ExternalID)}
+		} else {
+			ids = []string{c.Movement.TransferID}
+		}
 	}
 	var out []uint64
 	for _, id := range ids {
@@ -103,9 +127,9 @@ func checkRetry(s *State, id string, p *priors, diff func(prior Event) string) e
 	if !have {
 		return &NeedPriorError{Position: pos}
 	}
-	if eventID(prior) != id {
+	if indexKey(prior) != id {
 		if exact {
-			panic(fmt.Sprintf("domain: id %s indexed at %d, which holds %s", id, pos, eventID(prior)))
+			panic(fmt.Sprintf("domain: id %q indexed at %d, which holds %q", id, pos, indexKey(prior)))
 		}
 		return nil // another id with the same hash: this command is new
 	}

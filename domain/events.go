@@ -224,6 +224,14 @@ func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
 		e, err = decodeAs[PendingExpired](data)
 	case TypeTransferReversed:
 		e, err = decodeAs[TransferReversed](data)
+	case TypeStatementImported:
+		e, err = decodeAs[StatementImported](data)
+	case TypeMatchingRulesSet:
+		e, err = decodeAs[MatchingRulesSet](data)
+	case TypeMatchedManually:
+		e, err = decodeAs[MatchedManually](data)
+	case TypeUnmatched:
+		e, err = decodeAs[Unmatched](data)
 	default:
 		return nil, fmt.Errorf("%s v%d: %w", typ, version, ErrUnknownEvent)
 	}

@@ -121,6 +121,25 @@ var goldenEvents = []struct {
 	}},
 	{"account_metadata_set_cleared", domain.AccountMetadataSet{ID: "users:42:wallet"}},
 	{"account_closed", domain.AccountClosed{ID: "users:42:wallet"}},
+	{"statement_imported", domain.StatementImported{
+		Account: "bank:acme:usd", Source: "acme-bank", ExternalID: "2026-01-02/000123", Amount: usd(125_000),
+		Direction: domain.SideCredit, ValueDate: "2026-01-02", Reference: "INV-77", Description: "Wire from \"Globex\"",
+	}},
+	{"statement_imported_minimal", domain.StatementImported{
+		Account: "bank:acme:usd", Source: "acme-bank", ExternalID: "l1", Amount: usd(1), Direction: domain.SideDebit, ValueDate: "2026-01-03",
+	}},
+	{"matching_rules_set", domain.MatchingRulesSet{Account: "bank:acme:usd", Rules: []domain.MatchingRule{
+		{Kind: domain.RuleReference},
+		{Kind: domain.RuleAmountDate, DateWindowDays: 3, AmountTolerance: amountPtr(usd(5))},
+		{Kind: domain.RuleSplit, DateWindowDays: 2, GroupMax: 4},
+	}}},
+	{"matched_manually", domain.MatchedManually{ID: "m-1", Account: "bank:acme:usd",
+		Lines:     []domain.LineRef{{Source: "acme-bank", ExternalID: "2026-01-02/000123"}},
+		Movements: []domain.MovementRef{{TransferID: "t-9", PostingIndex: 0}, {TransferID: "t-10", PostingIndex: 1}},
+		Reason:    "customer paid two invoices at once",
+	}},
+	{"unmatched_line", domain.Unmatched{Account: "bank:acme:usd", Line: &domain.LineRef{Source: "acme-bank", ExternalID: "l1"}, Reason: "wrong invoice"}},
+	{"unmatched_movement", domain.Unmatched{Account: "bank:acme:usd", Movement: &domain.MovementRef{TransferID: "t-9", PostingIndex: 2}, Reason: "duplicate"}},
 }
 
 func timePtr(t time.Time) *time.Time { return &t }
@@ -246,7 +265,8 @@ func TestEventGoldenCoversEveryType(t *testing.T) {
 	}
 	for _, typ := range []string{domain.TypeAssetDefined, domain.TypeAccountOpened, domain.TypeAccountBoundsChanged,
 		domain.TypeAccountMetadataSet, domain.TypeAccountClosed, domain.TypeTransferCommitted, domain.TypeTransferPending,
-		domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed} {
+		domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed,
+		domain.TypeStatementImported, domain.TypeMatchingRulesSet, domain.TypeMatchedManually, domain.TypeUnmatched} {
 		if !have[typ] {
 			t.Errorf("no golden file for %s", typ)
 		}

@@ -49,6 +49,16 @@ func (s *State) Evolve(pos uint64, e Event) {
 		s.release(pos, e.PendingID, idPendingExpired)
 	case TransferReversed:
 		s.evolveReversal(pos, &e)
+	case StatementImported:
+		s.mustAccount(e.Account, pos)
+		s.indexID(lineKey(e.Account, e.Source, e.ExternalID), pos, idDone)
+	case MatchingRulesSet:
+		s.mustAccount(e.Account, pos)
+	case MatchedManually:
+		s.mustAccount(e.Account, pos)
+		s.indexID(matchKey(e.Account, e.ID), pos, idDone)
+	case Unmatched:
+		s.mustAccount(e.Account, pos)
 	default:
 		panic(fmt.Sprintf("domain: cannot apply %T", e))
 	}
