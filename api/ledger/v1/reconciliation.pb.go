@@ -1036,12 +1036,14 @@ type GetReconciliationResponse struct {
 	ExternalBalance string `protobuf:"bytes,10,opt,name=external_balance,json=externalBalance,proto3" json:"external_balance,omitempty"`
 	LedgerBalance   string `protobuf:"bytes,11,opt,name=ledger_balance,json=ledgerBalance,proto3" json:"ledger_balance,omitempty"`
 	Difference      string `protobuf:"bytes,12,opt,name=difference,proto3" json:"difference,omitempty"`
-	// What explains the difference: unmatched lines - unmatched movements +
-	// the differences within matches, all up to the period's end.
-	Explained string `protobuf:"bytes,13,opt,name=explained,proto3" json:"explained,omitempty"`
-	// difference - explained: zero when the statement and the ledger cover the
-	// same history.
-	Unexplained string `protobuf:"bytes,14,opt,name=unexplained,proto3" json:"unexplained,omitempty"`
+	// The difference explained, all up to the period's end: the unmatched
+	// lines' sum, minus the unmatched movements' sum, plus matched_difference
+	// (matched lines - matched movements: tolerances, manual matches, and
+	// matches whose other side falls after the period). The three always add
+	// up to difference.
+	UnmatchedLinesToEndSum     string `protobuf:"bytes,13,opt,name=unmatched_lines_to_end_sum,json=unmatchedLinesToEndSum,proto3" json:"unmatched_lines_to_end_sum,omitempty"`
+	UnmatchedMovementsToEndSum string `protobuf:"bytes,14,opt,name=unmatched_movements_to_end_sum,json=unmatchedMovementsToEndSum,proto3" json:"unmatched_movements_to_end_sum,omitempty"`
+	MatchedDifference          string `protobuf:"bytes,17,opt,name=matched_difference,json=matchedDifference,proto3" json:"matched_difference,omitempty"`
 	// Matches by rule in the period.
 	MatchesByRule map[string]uint64 `protobuf:"bytes,15,rep,name=matches_by_rule,json=matchesByRule,proto3" json:"matches_by_rule,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	Position      uint64            `protobuf:"varint,16,opt,name=position,proto3" json:"position,omitempty"`
@@ -1163,16 +1165,23 @@ func (x *GetReconciliationResponse) GetDifference() string {
 	return ""
 }
 
-func (x *GetReconciliationResponse) GetExplained() string {
+func (x *GetReconciliationResponse) GetUnmatchedLinesToEndSum() string {
 	if x != nil {
-		return x.Explained
+		return x.UnmatchedLinesToEndSum
 	}
 	return ""
 }
 
-func (x *GetReconciliationResponse) GetUnexplained() string {
+func (x *GetReconciliationResponse) GetUnmatchedMovementsToEndSum() string {
 	if x != nil {
-		return x.Unexplained
+		return x.UnmatchedMovementsToEndSum
+	}
+	return ""
+}
+
+func (x *GetReconciliationResponse) GetMatchedDifference() string {
+	if x != nil {
+		return x.MatchedDifference
 	}
 	return ""
 }
@@ -1846,7 +1855,7 @@ const file_ledger_v1_reconciliation_proto_rawDesc = "" +
 	"\aaccount\x18\x02 \x01(\tR\aaccount\x12\x1b\n" +
 	"\tfrom_date\x18\x03 \x01(\tR\bfromDate\x12\x17\n" +
 	"\ato_date\x18\x04 \x01(\tR\x06toDate\x12!\n" +
-	"\fmin_position\x18\x05 \x01(\x04R\vminPosition\"\xea\x05\n" +
+	"\fmin_position\x18\x05 \x01(\x04R\vminPosition\"\xd9\x06\n" +
 	"\x19GetReconciliationResponse\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x14\n" +
 	"\x05asset\x18\x02 \x01(\tR\x05asset\x12\x18\n" +
@@ -1862,9 +1871,10 @@ const file_ledger_v1_reconciliation_proto_rawDesc = "" +
 	"\x0eledger_balance\x18\v \x01(\tR\rledgerBalance\x12\x1e\n" +
 	"\n" +
 	"difference\x18\f \x01(\tR\n" +
-	"difference\x12\x1c\n" +
-	"\texplained\x18\r \x01(\tR\texplained\x12 \n" +
-	"\vunexplained\x18\x0e \x01(\tR\vunexplained\x12_\n" +
+	"difference\x12:\n" +
+	"\x1aunmatched_lines_to_end_sum\x18\r \x01(\tR\x16unmatchedLinesToEndSum\x12B\n" +
+	"\x1eunmatched_movements_to_end_sum\x18\x0e \x01(\tR\x1aunmatchedMovementsToEndSum\x12-\n" +
+	"\x12matched_difference\x18\x11 \x01(\tR\x11matchedDifference\x12_\n" +
 	"\x0fmatches_by_rule\x18\x0f \x03(\v27.ledger.v1.GetReconciliationResponse.MatchesByRuleEntryR\rmatchesByRule\x12\x1a\n" +
 	"\bposition\x18\x10 \x01(\x04R\bposition\x1a@\n" +
 	"\x12MatchesByRuleEntry\x12\x10\n" +
