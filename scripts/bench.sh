@@ -197,6 +197,9 @@ until curl -fsS --max-time 2 "http://$http_addr/readyz" >/dev/null 2>&1; do
 	sleep 0.2
 done
 echo "ledgerd ready after $((SECONDS - started)) s (pid $ledgerd_pid)"
+# The fresh ledgerd generated an admin key in its data dir (dev mode).
+LEDGER_API_KEY=$(cat "$dir/admin.key")
+export LEDGER_API_KEY
 
 # --- durability in force -----------------------------------------------------
 

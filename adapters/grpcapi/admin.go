@@ -11,7 +11,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
@@ -23,6 +25,7 @@ type AdminServer struct {
 	ledgerv1.UnimplementedAdminServiceServer
 	pool   *pgxpool.Pool
 	store  *eventstore.Store
+	keys   Keys
 	logger *slog.Logger
 
 	mu sync.Mutex
@@ -31,13 +34,20 @@ type AdminServer struct {
 	running map[string]bool
 }
 
-// NewAdminServer returns an AdminServer over the read models in pool and the
-// log in store.
-func NewAdminServer(pool *pgxpool.Pool, store *eventstore.Store, logger *slog.Logger) *AdminServer {
+// Keys manages API keys (apikeys.Store).
+type Keys interface {
+	Create(ctx context.Context, n apikeys.NewKey) (string, apikeys.Key, error)
+	List(ctx context.Context, includeRevoked bool) ([]apikeys.Key, bool, error)
+	Revoke(ctx context.Context, id string) (apikeys.Key, error)
+}
+
+// NewAdminServer returns an AdminServer over the read models in pool, the
+// log in store and the API keys in keys.
+func NewAdminServer(pool *pgxpool.Pool, store *eventstore.Store, keys Keys, logger *slog.Logger) *AdminServer {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &AdminServer{pool: pool, store: store, logger: logger, running: map[string]bool{}}
+	return &AdminServer{pool: pool, store: store, keys: keys, logger: logger, running: map[string]bool{}}
 }
 
 // RebuildProjection rebuilds a projection of a ledger and swaps it in,
@@ -96,4 +106,77 @@ func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 		return st
 	}
 	return nil
+}
+
+// CreateApiKey makes a key; its text is in the reply only.
+//
+// Errors: InvalidArgument on roles, ledgers or description;
+// ResourceExhausted at apikeys.KeysMax active keys; Internal otherwise.
+func (s *AdminServer) CreateApiKey(ctx context.Context, req *ledgerv1.CreateApiKeyRequest) (*ledgerv1.CreateApiKeyResponse, error) {
+	n := apikeys.NewKey{Ledgers: req.GetLedgers(), Description: req.GetDescription()}
+	for _, r := range req.GetRoles() {
+		n.Roles = append(n.Roles, apikeys.Role(r))
+	}
+	text, k, err := s.keys.Create(ctx, n)
+	if err != nil {
+		return nil, keyStatus(err)
+	}
+	if by, ok := KeyFrom(ctx); ok {
+		s.logger.Info("api key created", "id", k.ID, "roles", k.Roles, "ledgers", k.Ledgers, "by", by.ID)
+	}
+	return &ledgerv1.CreateApiKeyResponse{Key: text, ApiKey: apiKeyOf(k)}, nil
+}
+
+// ListApiKeys lists the keys, oldest first, without secrets or hashes.
+//
+// Errors: Internal.
+func (s *AdminServer) ListApiKeys(ctx context.Context, req *ledgerv1.ListApiKeysRequest) (*ledgerv1.ListApiKeysResponse, error) {
+	keys, truncated, err := s.keys.List(ctx, req.GetIncludeRevoked())
+	if err != nil {
+		return nil, keyStatus(err)
+	}
+	resp := &ledgerv1.ListApiKeysResponse{ApiKeys: make([]*ledgerv1.ApiKey, len(keys)), Truncated: truncated}
+	for i, k := range keys {
+		resp.ApiKeys[i] = apiKeyOf(k)
+	}
+	return resp, nil
+}
+
+// RevokeApiKey revokes a key; revoking it again answers it as it is.
+//
+// Errors: InvalidArgument on id; NotFound; Internal.
+func (s *AdminServer) RevokeApiKey(ctx context.Context, req *ledgerv1.RevokeApiKeyRequest) (*ledgerv1.RevokeApiKeyResponse, error) {
+	k, err := s.keys.Revoke(ctx, req.GetId())
+	if err != nil {
+		return nil, keyStatus(err)
+	}
+	if by, ok := KeyFrom(ctx); ok {
+		s.logger.Info("api key revoked", "id", k.ID, "by", by.ID)
+	}
+	return &ledgerv1.RevokeApiKeyResponse{ApiKey: apiKeyOf(k)}, nil
+}
+
+// keyStatus translates an error of the key store.
+func keyStatus(err error) error {
+	var fe *apikeys.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return invalidArgument(fe.Field, fe.Reason)
+	case errors.Is(err, apikeys.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, apikeys.ErrTooManyKeys):
+		return status.Errorf(codes.ResourceExhausted, "%v: at most %d; revoke some first", err, apikeys.KeysMax)
+	}
+	return statusOf(err)
+}
+
+func apiKeyOf(k apikeys.Key) *ledgerv1.ApiKey {
+	out := &ledgerv1.ApiKey{Id: k.ID, Ledgers: k.Ledgers, Description: k.Description, CreatedAt: timestamppb.New(k.CreatedAt)}
+	for _, r := range k.Roles {
+		out.Roles = append(out.Roles, string(r))
+	}
+	if !k.RevokedAt.IsZero() {
+		out.RevokedAt = timestamppb.New(k.RevokedAt)
+	}
+	return out
 }

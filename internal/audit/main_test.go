@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/audit"
@@ -37,14 +38,17 @@ type harness struct {
 func start(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{pgURL: testenv.PostgresURL(t)}
+	key, err := apikeys.Generate(nil)
+	testenv.NoError(t, err)
 	m := &daemon.Main{
 		Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
-			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8},
+			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: key},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	testenv.NoError(t, m.Run(context.Background()))
 	t.Cleanup(m.Close)
-	conn, err := grpc.NewClient(m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(m.GRPCAddr(), grpc.WithPerRPCCredentials(apikeys.Bearer(key)),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	h.cmd, h.query, h.audit = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn),

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
 
@@ -53,7 +54,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
-	conns, err := dial(ctx, cfg.Addr, min(connsMax, (cfg.Concurrency+workersPerConn-1)/workersPerConn))
+	conns, err := dial(ctx, cfg.Addr, cfg.APIKey, min(connsMax, (cfg.Concurrency+workersPerConn-1)/workersPerConn))
 	if err != nil {
 		return Report{}, err
 	}
@@ -132,7 +133,7 @@ func (r *Report) measure(ctx context.Context, cfg *Config, workers []*worker) (e
 // dial opens n client connections to addr and waits until they are ready.
 //
 // Errors: a dial error; a connection not ready within connectTimeout.
-func dial(ctx context.Context, addr string, n int) ([]*grpc.ClientConn, error) {
+func dial(ctx context.Context, addr, apiKey string, n int) ([]*grpc.ClientConn, error) {
 	conns := make([]*grpc.ClientConn, 0, n)
 	closeAll := func() {
 		for _, cc := range conns {
@@ -140,9 +141,12 @@ func dial(ctx context.Context, addr string, n int) ([]*grpc.ClientConn, error) {
 		}
 	}
 	for range n {
-		cc, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(messageBytesMax), grpc.MaxCallSendMsgSize(messageBytesMax)))
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(messageBytesMax), grpc.MaxCallSendMsgSize(messageBytesMax))}
+		if apiKey != "" {
+			opts = append(opts, grpc.WithPerRPCCredentials(apikeys.Bearer(apiKey)))
+		}
+		cc, err := grpc.NewClient(addr, opts...)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("dial %s: %w", addr, err)

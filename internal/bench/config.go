@@ -53,6 +53,8 @@ var ErrInvalidConfig = errors.New("invalid config")
 type Config struct {
 	Addr   string `json:"addr"`
 	Ledger string `json:"ledger"`
+	// APIKey is sent with every call; never in the report.
+	APIKey string `json:"-"`
 	// Transfers is how many transfers the measured phase sends.
 	Transfers int `json:"transfers"`
 	Accounts  int `json:"accounts"`
@@ -99,6 +101,7 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 	fs := flag.NewFlagSet("ledgerbench", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.Addr, "addr", addr, "ledgerd gRPC address (env LEDGER_ADDR)")
+	fs.StringVar(&c.APIKey, "api-key", getenv("LEDGER_API_KEY"), "API key with the writer and reader roles (env LEDGER_API_KEY)")
 	fs.StringVar(&c.Ledger, "ledger", "bench-"+strconv.FormatInt(now.Unix(), 10), "ledger to write; the default is fresh per run")
 	fs.IntVar(&c.Transfers, "transfers", 100_000, "transfers in the measured phase")
 	fs.IntVar(&c.Accounts, "accounts", 10_000, "accounts to open and pick from")

@@ -219,7 +219,7 @@ func newReadLoad(ctx context.Context, cfg *Config) (*readLoad, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	conns, err := dial(ctx, cfg.Addr, n)
+	conns, err := dial(ctx, cfg.Addr, cfg.APIKey, n)
 	if err != nil {
 		return nil, err
 	}

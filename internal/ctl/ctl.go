@@ -3,20 +3,27 @@ package ctl
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
 
@@ -46,10 +53,19 @@ Usage:
   ledgerctl audit replay --at POSITION|TIME [--in FILE]   (balances and trial balance from the log alone)
   ledgerctl log export [--from P] [--to P] [--out FILE]   (JSON Lines, one event with its hashes per line)
   ledgerctl log import --in FILE                          (into a new, empty ledger: --ledger)
+  ledgerctl keys create --role R [--role R]... [--ledger L]... [--description D]
+                                                          (roles: writer, reader, auditor, admin;
+                                                           no --ledger: every ledger; the key is shown once)
+  ledgerctl keys list [--all]                             (--all: revoked keys too)
+  ledgerctl keys revoke ID
 
 Global flags (before the command, or after it):
   --addr    ledgerd gRPC address (env LEDGER_ADDR, default 127.0.0.1:7070)
   --ledger  ledger name (env LEDGER_LEDGER, default "default")
+  --api-key API key (env LEDGER_API_KEY; default: the file $LEDGER_DATA_DIR/admin.key,
+            ./var/admin.key, that ledgerd writes in dev mode)
+  --tls     connect over TLS, trusting the system's CAs
+  --tls-ca  connect over TLS, trusting the CA (PEM) in this file
   -o        output: table (default) or json (read commands)
 
 Exit codes: 0 every item CREATED or EXISTS; 1 an item was refused or a call
@@ -58,7 +74,8 @@ failed; 2 a usage error.
 
 // Run runs ledgerctl with args (without the program name) and returns the exit code.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	g := globals{addr: or(getenv("LEDGER_ADDR"), "127.0.0.1:7070"), ledger: or(getenv("LEDGER_LEDGER"), "default")}
+	g := globals{addr: or(getenv("LEDGER_ADDR"), "127.0.0.1:7070"), ledger: or(getenv("LEDGER_LEDGER"), "default"),
+		apiKey: getenv("LEDGER_API_KEY"), keyFile: filepath.Join(or(getenv("LEDGER_DATA_DIR"), "var"), adminKeyFile)}
 	fs := flag.NewFlagSet("ledgerctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	g.register(fs)
@@ -99,6 +116,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{[]string{"audit", "replay"}, auditReplay},
 		{[]string{"log", "export"}, logExport},
 		{[]string{"log", "import"}, logImport},
+		{[]string{"keys", "create"}, keysCreate},
+		{[]string{"keys", "list"}, keysList},
+		{[]string{"keys", "revoke"}, keysRevoke},
 	}
 	for _, cmd := range cmds {
 		if len(rest) < len(cmd.words) || strings.Join(rest[:len(cmd.words)], " ") != strings.Join(cmd.words, " ") {
@@ -127,13 +147,35 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 2
 }
 
-type globals struct{ addr, ledger, output string }
+// adminKeyFile is the file ledgerd's dev mode writes its admin key to, in
+// its data dir (internal/daemon.AdminKeyFile).
+const adminKeyFile = "admin.key"
+
+type globals struct {
+	addr, ledger, output string
+	// apiKey is sent with every call; "" reads keyFile, if there is one.
+	apiKey, keyFile string
+	// tls connects over TLS with the system's CAs, tlsCA with that CA.
+	tls   bool
+	tlsCA string
+}
 
 // register lets global flags also follow the command words.
 func (g *globals) register(fs *flag.FlagSet) {
+	g.registerBut(fs, "")
+}
+
+// registerBut registers the global flags but one, which a command defines
+// for itself (keys create's --ledger scopes the key).
+func (g *globals) registerBut(fs *flag.FlagSet, own string) {
 	fs.StringVar(&g.addr, "addr", g.addr, "ledgerd gRPC address")
-	fs.StringVar(&g.ledger, "ledger", g.ledger, "ledger name")
+	if own != "ledger" {
+		fs.StringVar(&g.ledger, "ledger", g.ledger, "ledger name")
+	}
 	fs.StringVar(&g.output, "o", or(g.output, "table"), "output: table or json")
+	fs.StringVar(&g.apiKey, "api-key", g.apiKey, "API key")
+	fs.BoolVar(&g.tls, "tls", g.tls, "connect over TLS")
+	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "connect over TLS trusting this CA (PEM file)")
 }
 
 type client struct {
@@ -146,15 +188,27 @@ type client struct {
 }
 
 // connect makes the client of c.addr. Commands call it after parsing their
-// flags, because --addr may follow the command words. It does no I/O: the
-// first call dials.
+// flags, because --addr may follow the command words. It reads the key file
+// and the CA, but does no network I/O: the first call dials.
 //
-// Errors: a malformed address.
+// Errors: a malformed address; an unreadable key file or CA.
 func (c *client) connect() error {
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds, err := c.transport()
+	if err != nil {
+		return err
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		// A page of 1,000 statement lines with full metadata passes gRPC's
 		// default 4 MiB.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))}
+	key, err := c.key()
+	if err != nil {
+		return err
+	}
+	if key != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(apikeys.Bearer(key)))
+	}
+	conn, err := grpc.NewClient(c.addr, opts...)
 	if err != nil {
 		return fmt.Errorf("address %q: %w", c.addr, err)
 	}
@@ -163,6 +217,49 @@ func (c *client) connect() error {
 	c.audit = ledgerv1.NewAuditServiceClient(conn)
 	return nil
 }
+
+// key is the API key to send: --api-key or LEDGER_API_KEY, else the dev
+// mode's key file when it exists (so that the README's tour works as it is
+// after make run), else none.
+//
+// Errors: a key file that exists but cannot be read.
+func (c *client) key() (string, error) {
+	if c.apiKey != "" {
+		return c.apiKey, nil
+	}
+	b, err := os.ReadFile(c.keyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("api key file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// transport is TLS when --tls or --tls-ca says so, else plaintext.
+//
+// Errors: a CA file that cannot be read or holds no certificate.
+func (c *client) transport() (credentials.TransportCredentials, error) {
+	if !c.tls && c.tlsCA == "" {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.tlsCA != "" {
+		pem, err := os.ReadFile(c.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: %w", c.tlsCA, errNoCertificate)
+		}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// errNoCertificate means a --tls-ca file holds no PEM certificate.
+var errNoCertificate = errors.New("no PEM certificate in the file")
 
 type usageError struct{ msg string }
 
@@ -186,16 +283,24 @@ func (c *client) describe(err error) string {
 		return err.Error()
 	}
 	msg := fmt.Sprintf("%s: %s", st.Code(), st.Message())
-	if st.Code() == codes.Unavailable {
+	switch st.Code() {
+	case codes.Unavailable:
 		msg = fmt.Sprintf("ledgerd at %s is unavailable (is it running? see --addr): %s", c.addr, msg)
+	case codes.Unauthenticated:
+		msg += fmt.Sprintf(" (give a key with --api-key or LEDGER_API_KEY; in dev mode ledgerd writes one to %s)", c.keyFile)
 	}
 	return msg
 }
 
 // parse parses a subcommand's flags, which may be mixed with its arguments.
 func (c *client) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	return c.parseBut(fs, args, "")
+}
+
+// parseBut is parse for a command that defines the global flag own itself.
+func (c *client) parseBut(fs *flag.FlagSet, args []string, own string) ([]string, error) {
 	fs.SetOutput(io.Discard)
-	c.register(fs)
+	c.registerBut(fs, own)
 	var positional []string
 	for {
 		err := fs.Parse(args)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/internal/ctl"
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -22,18 +23,20 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // the package timing out.
 const runTimeout = 30 * time.Second
 
-// start runs ledgerd as users do, on the test's database and NATS server, and
-// returns its gRPC address.
-func start(t *testing.T) string {
+// start runs ledgerd as users do, on the test's database and NATS server,
+// with a fresh admin key, and returns its gRPC address and the key.
+func start(t *testing.T) (addr, key string) {
 	t.Helper()
+	key, err := apikeys.Generate(nil)
+	testenv.NoError(t, err)
 	m := &daemon.Main{
 		Config: daemon.Config{PostgresURL: testenv.PostgresURL(t), NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
-			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8},
+			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: key},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	testenv.NoError(t, m.Run(context.Background()))
 	t.Cleanup(m.Close)
-	return m.GRPCAddr()
+	return m.GRPCAddr(), key
 }
 
 // closedAddr returns a 127.0.0.1 address nothing listens on: a port the
@@ -76,11 +79,13 @@ func (e env) run(t *testing.T, args ...string) result {
 // in the README tour.
 type user struct {
 	addr, ledger string
+	// key is in the environment (LEDGER_API_KEY), as a user would export it.
+	key string
 }
 
 func (u user) run(t *testing.T, args ...string) result {
 	t.Helper()
-	return env{}.run(t, append([]string{"--addr", u.addr, "--ledger", u.ledger}, args...)...)
+	return env{"LEDGER_API_KEY": u.key}.run(t, append([]string{"--addr", u.addr, "--ledger", u.ledger}, args...)...)
 }
 
 // must runs ledgerctl and fails the test unless it exits 0.
@@ -163,7 +168,8 @@ func balances(t *testing.T, out string) (map[string][]string, uint64) {
 // TestTour follows the README's five-minute tour.
 func TestTour(t *testing.T) {
 	t.Parallel()
-	u := user{addr: start(t), ledger: testenv.Name(t)}
+	u := user{ledger: testenv.Name(t)}
+	u.addr, u.key = start(t)
 
 	if got := one(t, u.must(t, "asset", "define", "USD", "2").stdout); got.code != "CREATED" || got.id != "USD" || got.position == 0 {
 		t.Errorf("asset define: %q, want CREATED USD at a position", got.line)
@@ -230,9 +236,10 @@ func TestTour(t *testing.T) {
 // words and its arguments, and override the environment.
 func TestGlobalFlagsAfterCommandWords(t *testing.T) {
 	t.Parallel()
-	addr, ledger := start(t), testenv.Name(t)
+	addr, key := start(t)
+	ledger := testenv.Name(t)
 	// The environment points elsewhere: only the flags reach this ledgerd.
-	e := env{"LEDGER_ADDR": closedAddr(t), "LEDGER_LEDGER": "elsewhere"}
+	e := env{"LEDGER_ADDR": closedAddr(t), "LEDGER_LEDGER": "elsewhere", "LEDGER_API_KEY": key}
 	must := func(args ...string) result {
 		t.Helper()
 		r := e.run(t, args...)
@@ -252,7 +259,7 @@ func TestGlobalFlagsAfterCommandWords(t *testing.T) {
 	}
 
 	// The environment alone, no flags.
-	e = env{"LEDGER_ADDR": addr, "LEDGER_LEDGER": ledger}
+	e = env{"LEDGER_ADDR": addr, "LEDGER_LEDGER": ledger, "LEDGER_API_KEY": key}
 	if rows, _ := balances(t, must("balance", "alice").stdout); rows["alice"] == nil || rows["alice"][2] != "-2.50" {
 		t.Errorf("balance from the environment: rows %v, want alice -2.50", rows)
 	}

@@ -22,7 +22,8 @@ const settleTimeout = 20 * time.Second
 // the accounts in it, credit-normal and without bounds.
 func ledger(t *testing.T, accounts ...string) user {
 	t.Helper()
-	u := user{addr: start(t), ledger: testenv.Name(t)}
+	u := user{ledger: testenv.Name(t)}
+	u.addr, u.key = start(t)
 	u.must(t, "asset", "define", "USD", "2")
 	if len(accounts) > 0 {
 		u.must(t, append([]string{"account", "open", "--asset", "USD"}, accounts...)...)

@@ -313,7 +313,7 @@ func TestConcurrentDrainNeverOverdraws(t *testing.T) {
 				failures = append(failures, fmt.Sprintf("client %d: ", c)+fmt.Sprintf(format, args...))
 				mu.Unlock()
 			}
-			conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				fail("%v", err)
 				return

@@ -34,7 +34,7 @@ import (
 
 func (h *harness) eventsClient(t *testing.T) ledgerv1.AuditServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	return ledgerv1.NewAuditServiceClient(conn)
@@ -206,7 +206,7 @@ func (h *harness) runCtl(t *testing.T, ledger string, args ...string) (code int,
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	env := map[string]string{"LEDGER_ADDR": h.m.GRPCAddr(), "LEDGER_LEDGER": ledger}
+	env := map[string]string{"LEDGER_ADDR": h.m.GRPCAddr(), "LEDGER_LEDGER": ledger, "LEDGER_API_KEY": h.key}
 	code = ctl.Run(c, args, func(k string) string { return env[k] }, &out, &errOut)
 	return code, out.String(), errOut.String()
 }

@@ -4,14 +4,20 @@
 package daemon
 
 import (
+	"cmp"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/domain"
 )
+
+// errTLSPair means one of -tls-cert and -tls-key was given without the other.
+var errTLSPair = errors.New("give both or neither")
 
 // Config is ledgerd's configuration: flags, with LEDGER_* environment variables
 // as defaults.
@@ -40,6 +46,15 @@ type Config struct {
 	// of its state, from which it starts instead of folding the whole log;
 	// 0 disables snapshots, taking and loading them.
 	SnapshotEvery int
+	// AuthDisabled turns API keys off: every call is allowed, from anyone
+	// who reaches the ports. The zero value is auth on.
+	AuthDisabled bool
+	// AdminKey (lk_<id>_<secret>) is made an admin key of every ledger at
+	// start unless it is one already: the bootstrap key of a ledgerd on
+	// external servers. Stored hashed, like every key.
+	AdminKey string
+	// TLSCert and TLSKey are PEM files; given, gRPC and HTTP serve TLS.
+	TLSCert, TLSKey string
 }
 
 // snapshotEveryDefault takes a snapshot every million events: a few seconds
@@ -102,11 +117,33 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how far in the future a transfer's effective_at may be (env LEDGER_EFFECTIVE_FUTURE_MAX)")
 	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt("LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
 		"events between snapshots of a writer's state; 0 disables snapshots (env LEDGER_SNAPSHOT_EVERY)")
+	auth := true
+	switch v := getenv("LEDGER_AUTH"); v {
+	case "", "on", "true", "1":
+	case "off", "false", "0":
+		auth = false
+	default:
+		envErr = cmp.Or(envErr, fmt.Errorf("LEDGER_AUTH=%q: want on or off", v))
+	}
+	fs.BoolVar(&auth, "auth", auth, "require API keys; -auth=false lets anyone who reaches the ports do anything (env LEDGER_AUTH=off)")
+	fs.StringVar(&c.AdminKey, "admin-key", getenv("LEDGER_ADMIN_KEY"),
+		"bootstrap admin key lk_<12 hex>_<secret>, made an admin key at start if it is not one (env LEDGER_ADMIN_KEY)")
+	fs.StringVar(&c.TLSCert, "tls-cert", getenv("LEDGER_TLS_CERT"), "PEM certificate: serve TLS on the gRPC and HTTP ports (env LEDGER_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", getenv("LEDGER_TLS_KEY"), "PEM private key of -tls-cert (env LEDGER_TLS_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	if envErr != nil {
 		return Config{}, envErr
+	}
+	c.AuthDisabled = !auth
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return Config{}, fmt.Errorf("-tls-cert and -tls-key: %w", errTLSPair)
+	}
+	if c.AdminKey != "" {
+		if _, _, err := apikeys.Parse(c.AdminKey); err != nil {
+			return Config{}, fmt.Errorf("-admin-key (LEDGER_ADMIN_KEY): %w", err)
+		}
 	}
 	if c.SnapshotEvery < 0 {
 		return Config{}, fmt.Errorf("snapshot every %d events: want 0 (off) or more", c.SnapshotEvery)

@@ -272,13 +272,15 @@ func buildLedgerd(t *testing.T) string {
 // the package's NATS server, one data directory and log file.
 type node struct {
 	bin, pgURL, natsURL, dataDir, logPath string
+	// key is the -admin-key every process of the node is given.
+	key string
 }
 
 func newNode(t *testing.T, bin string) *node {
 	t.Helper()
 	dir := t.TempDir()
 	n := &node{bin: bin, pgURL: testenv.PostgresURL(t), natsURL: testenv.NATSURL(t), dataDir: dir,
-		logPath: filepath.Join(dir, "ledgerd.log")}
+		logPath: filepath.Join(dir, "ledgerd.log"), key: newKey(t)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			if logs, err := os.ReadFile(n.logPath); err == nil {
@@ -306,6 +308,7 @@ func (n *node) start(t *testing.T) (*process, *harness) {
 	defer logs.Close() // the child keeps its own descriptor
 	cmd := exec.Command(n.bin, "-postgres-url", n.pgURL, "-nats-url", n.natsURL, "-grpc-addr", grpcAddr,
 		"-http-addr", httpAddr, "-data-dir", n.dataDir, "-postgres-conns-max", "8", "-log-level", "debug")
+	cmd.Env = append(os.Environ(), "LEDGER_ADMIN_KEY="+n.key) // not a flag: flags show in ps
 	cmd.Stdout, cmd.Stderr = logs, logs
 	testenv.NoError(t, cmd.Start())
 	p := &process{cmd: cmd, exited: make(chan struct{})}
@@ -328,10 +331,12 @@ func (n *node) start(t *testing.T) (*process, *harness) {
 		}
 		return nil
 	})
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	h := &harness{pgURL: n.pgURL, key: n.key}
+	conn, err := grpc.NewClient(grpcAddr, h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	return p, &harness{pgURL: n.pgURL, cmd: ledgerv1.NewCommandServiceClient(conn), query: ledgerv1.NewQueryServiceClient(conn)}
+	h.cmd, h.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
+	return p, h
 }
 
 // kill ends the process with SIGKILL, as a crash would, and waits for it.

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/devpg"
 	"github.com/ledgerd/ledger/adapters/grpcapi"
 	"github.com/ledgerd/ledger/adapters/httpapi"
@@ -47,6 +48,8 @@ type Main struct {
 	Logger *slog.Logger
 	// Out receives the start-up banner; nil for none.
 	Out io.Writer
+	// Err receives the admin key that dev mode generates; nil: os.Stderr.
+	Err io.Writer
 
 	pg       *devpg.Cluster
 	nats     *natsbus.Embedded
@@ -54,6 +57,7 @@ type Main struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	store    *eventstore.Store
+	keys     *apikeys.Store
 	lease    *eventstore.Lease
 	ledgers  *commands.Ledgers
 	grpcSrv  *grpc.Server
@@ -63,6 +67,8 @@ type Main struct {
 	httpLis  net.Listener
 	registry *prometheus.Registry
 	metrics  *metrics
+	// adminKeyPath is the file dev mode wrote a new admin key to; "" if none.
+	adminKeyPath string
 
 	cancelWriters context.CancelFunc
 	cancelReaders context.CancelFunc
@@ -98,6 +104,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.store = eventstore.New(m.pool)
+	m.keys = apikeys.New(m.pool, apikeys.Options{})
+	if err := m.bootstrapKeys(ctx); err != nil {
+		return err
+	}
 	// Every ledgerd runs a writer for every ledger; the lease lets one write
 	// each ledger at a time, the others stand by to take over.
 	m.lease = eventstore.NewLease(m.pool.Config().ConnConfig)
@@ -107,6 +117,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.registry.MustRegister(newLagCollector(queries.New(m.pool, nil), m.Logger))
 
 	m.readersCtx, m.cancelReaders = context.WithCancel(context.Background())
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.keys.Run(m.readersCtx) }()
 	writersCtx, cancelWriters := context.WithCancel(context.Background())
 	m.cancelWriters = cancelWriters
 	m.ledgers = commands.NewLedgers(writersCtx, commands.Options{
@@ -164,6 +176,9 @@ func (m *Main) openPostgres(ctx context.Context) error {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	if err := eventstore.Migrate(ctx, m.pool); err != nil {
+		return err
+	}
+	if err := apikeys.Migrate(ctx, m.pool); err != nil {
 		return err
 	}
 	return projections.Migrate(ctx, m.pool)
@@ -236,19 +251,22 @@ func (m *Main) waiter(ledger, projection string) queries.Waiter {
 }
 
 func (m *Main) serve() error {
-	var err error
+	tlsCfg, err := m.serverTLS()
+	if err != nil {
+		return err
+	}
 	if m.grpcLis, err = net.Listen("tcp", m.Config.GRPCAddr); err != nil {
 		return fmt.Errorf("gRPC listen: %w", err)
 	}
 	if m.httpLis, err = net.Listen("tcp", m.Config.HTTPAddr); err != nil {
 		return fmt.Errorf("HTTP listen: %w", err)
 	}
-	m.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(grpcMsgMax), grpc.MaxSendMsgSize(grpcMsgMax),
-		grpc.ChainUnaryInterceptor(m.metrics.unaryInterceptor))
+	m.grpcSrv = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(grpcMsgMax), grpc.MaxSendMsgSize(grpcMsgMax)},
+		m.grpcOptions(tlsCfg)...)...)
 	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, grpcapi.NewCommandServer(m.ledgers, m.Logger))
 	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.pool, m.waiter), m.ledgers))
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
-	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.pool, m.store, m.Logger))
+	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.pool, m.store, m.keys, m.Logger))
 	reflection.Register(m.grpcSrv)
 
 	mux := http.NewServeMux()
@@ -256,7 +274,7 @@ func (m *Main) serve() error {
 	mux.HandleFunc("GET /readyz", m.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	// REST/JSON: grpc-gateway calling our own gRPC listener (see adapters/httpapi).
-	if m.gateway, err = httpapi.NewGateway(dialable(m.GRPCAddr()), httpapi.Options{}); err != nil {
+	if m.gateway, err = httpapi.NewGateway(dialable(m.GRPCAddr()), httpapi.Options{DialOptions: gatewayDialOptions(tlsCfg)}); err != nil {
 		return err
 	}
 	mux.Handle("/v1/", m.gateway)
@@ -266,13 +284,17 @@ func (m *Main) serve() error {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	}
-	m.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	m.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: tlsCfg}
 
 	m.wg.Add(2)
 	go func() { defer m.wg.Done(); _ = m.grpcSrv.Serve(m.grpcLis) }()
 	go func() {
 		defer m.wg.Done()
-		if err := m.httpSrv.Serve(m.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := m.httpSrv.Serve
+		if tlsCfg != nil {
+			serve = func(lis net.Listener) error { return m.httpSrv.ServeTLS(lis, "", "") }
+		}
+		if err := serve(m.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("HTTP server", "err", err)
 		}
 	}()
@@ -308,14 +330,14 @@ func (m *Main) banner() {
 ledgerd is ready.
   gRPC  %s   (reflection on: grpcurl -plaintext %s list)
   HTTP  http://%s  (REST/JSON under /v1/, /healthz /readyz /metrics)
-
+%s
 Try it:
   go run ./cmd/ledgerctl asset define --ledger demo USD 2
   go run ./cmd/ledgerctl account open --ledger demo --asset USD alice bob
   go run ./cmd/ledgerctl transfer --ledger demo --id t1 --from alice --to bob --amount 10.00 --asset USD
   go run ./cmd/ledgerctl balance --ledger demo alice bob
 
-`, dialable(m.GRPCAddr()), dialable(m.GRPCAddr()), dialable(m.HTTPAddr()))
+`, dialable(m.GRPCAddr()), dialable(m.GRPCAddr()), dialable(m.HTTPAddr()), m.authBanner())
 }
 
 // dialable turns a wildcard listen address (":7070", "[::]:7070") into one a

@@ -26,6 +26,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type harness struct {
 	m     *daemon.Main
 	pgURL string
+	// key is the admin key the ledgerd was given and its clients send.
+	key   string
 	cmd   ledgerv1.CommandServiceClient
 	query ledgerv1.QueryServiceClient
 }
@@ -33,15 +35,15 @@ type harness struct {
 // start runs ledgerd as users do, on the test's database and NATS server.
 func start(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{pgURL: testenv.PostgresURL(t)}
+	h := &harness{pgURL: testenv.PostgresURL(t), key: newKey(t)}
 	h.m = &daemon.Main{
 		Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
-			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8},
+			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	testenv.NoError(t, h.m.Run(context.Background()))
 	t.Cleanup(h.m.Close)
-	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	h.cmd, h.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
@@ -244,12 +246,12 @@ func TestRestartKeepsStateAndHealthEndpoints(t *testing.T) {
 	h.m.Close()
 
 	// A second ledgerd on the same data: the writer reloads from the log.
-	h2 := &harness{pgURL: h.pgURL}
+	h2 := &harness{pgURL: h.pgURL, key: h.key}
 	cfg := h.m.Config
 	h2.m = &daemon.Main{Config: cfg, Logger: h.m.Logger}
 	testenv.NoError(t, h2.m.Run(context.Background()))
 	t.Cleanup(h2.m.Close)
-	conn, err := grpc.NewClient(h2.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(h2.m.GRPCAddr(), h2.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	defer conn.Close()
 	cmd, query := ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)

@@ -211,7 +211,7 @@ func TestFailover(t *testing.T) {
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	env := map[string]string{"LEDGER_ADDR": addrs[standby], "LEDGER_LEDGER": ledger}
+	env := map[string]string{"LEDGER_ADDR": addrs[standby], "LEDGER_LEDGER": ledger, "LEDGER_API_KEY": hs[standby].key}
 	if code := ctl.Run(c, []string{"audit", "verify"}, func(k string) string { return env[k] }, &out, &errOut); code != 0 {
 		t.Errorf("ledgerctl audit verify through the survivor: exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
 	}

@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
@@ -210,3 +212,15 @@ func cents(t *testing.T, s string) int64 {
 	}
 	return n
 }
+
+// newKey is a fresh admin key: every test's ledgerd is given one
+// (-admin-key) and its clients send it, so that auth runs in every test.
+func newKey(t *testing.T) string {
+	t.Helper()
+	key, err := apikeys.Generate(nil)
+	testenv.NoError(t, err)
+	return key
+}
+
+// auth makes a client send the harness's admin key.
+func (h *harness) auth() grpc.DialOption { return grpc.WithPerRPCCredentials(apikeys.Bearer(h.key)) }

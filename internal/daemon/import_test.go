@@ -33,7 +33,7 @@ import (
 
 func (h *harness) importClient(t *testing.T) ledgerv1.AuditServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
@@ -245,7 +245,7 @@ func TestImportEventsIntoANewLedger(t *testing.T) {
 	// every projection built from it agree.
 	testenv.Eventually(t, 30*time.Second, func() error {
 		var out, errOut bytes.Buffer
-		env := map[string]string{"LEDGER_ADDR": h.m.GRPCAddr(), "LEDGER_LEDGER": target}
+		env := map[string]string{"LEDGER_ADDR": h.m.GRPCAddr(), "LEDGER_LEDGER": target, "LEDGER_API_KEY": h.key}
 		if code := ctl.Run(ctx(t), []string{"audit", "verify"}, func(k string) string { return env[k] }, &out, &errOut); code != 0 {
 			return fmt.Errorf("audit verify of the imported ledger: exit %d\n%s%s", code, out.String(), errOut.String())
 		}
@@ -550,7 +550,9 @@ func (h *harness) importCtl(t *testing.T, args ...string) (int, string, string) 
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := ctl.Run(c, append([]string{"--addr", h.m.GRPCAddr()}, args...), func(string) string { return "" }, &stdout, &stderr)
+	code := ctl.Run(c, append([]string{"--addr", h.m.GRPCAddr()}, args...), func(k string) string {
+		return map[string]string{"LEDGER_API_KEY": h.key}[k]
+	}, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 

@@ -32,7 +32,7 @@ func TestRebuildWhileServing(t *testing.T) {
 	for i := range 20 {
 		h.transferOK(t, ledger, transfer(fmt.Sprintf("pre-%d", i), "alice", "bob", "1.00", "USD"))
 	}
-	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	admin := ledgerv1.NewAdminServiceClient(conn)

@@ -4252,6 +4252,398 @@ func (x *RebuildProjectionResponse) GetSwappedAtPosition() uint64 {
 	return 0
 }
 
+type CreateApiKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One or more of writer, reader, auditor, admin.
+	Roles []string `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	// The ledgers the key may touch, at most 64; empty: every ledger.
+	Ledgers []string `protobuf:"bytes,2,rep,name=ledgers,proto3" json:"ledgers,omitempty"`
+	// What the key is for, at most 256 bytes.
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateApiKeyRequest) Reset() {
+	*x = CreateApiKeyRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiKeyRequest) ProtoMessage() {}
+
+func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *CreateApiKeyRequest) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *CreateApiKeyRequest) GetLedgers() []string {
+	if x != nil {
+		return x.Ledgers
+	}
+	return nil
+}
+
+func (x *CreateApiKeyRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type CreateApiKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key, to send as "authorization: Bearer <key>". It is shown only
+	// here: ledgerd keeps its SHA-256.
+	Key           string  `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	ApiKey        *ApiKey `protobuf:"bytes,2,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateApiKeyResponse) Reset() {
+	*x = CreateApiKeyResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiKeyResponse) ProtoMessage() {}
+
+func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *CreateApiKeyResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
+// ApiKey is a key as stored: never its secret or hash.
+type ApiKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id, also in the key's text (lk_<id>_<secret>).
+	Id    string   `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Roles []string `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	// Empty: every ledger.
+	Ledgers     []string               `protobuf:"bytes,3,rep,name=ledgers,proto3" json:"ledgers,omitempty"`
+	Description string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Unset while the key is active.
+	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiKey) Reset() {
+	*x = ApiKey{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiKey) ProtoMessage() {}
+
+func (x *ApiKey) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
+func (*ApiKey) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ApiKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ApiKey) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *ApiKey) GetLedgers() []string {
+	if x != nil {
+		return x.Ledgers
+	}
+	return nil
+}
+
+func (x *ApiKey) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ApiKey) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ApiKey) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+type ListApiKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Revoked keys too (they are kept, for the record).
+	IncludeRevoked bool `protobuf:"varint,1,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListApiKeysRequest) Reset() {
+	*x = ListApiKeysRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiKeysRequest) ProtoMessage() {}
+
+func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ListApiKeysRequest) GetIncludeRevoked() bool {
+	if x != nil {
+		return x.IncludeRevoked
+	}
+	return false
+}
+
+type ListApiKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first, at most 10,000.
+	ApiKeys []*ApiKey `protobuf:"bytes,1,rep,name=api_keys,json=apiKeys,proto3" json:"api_keys,omitempty"`
+	// More keys exist than were returned.
+	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApiKeysResponse) Reset() {
+	*x = ListApiKeysResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiKeysResponse) ProtoMessage() {}
+
+func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
+	if x != nil {
+		return x.ApiKeys
+	}
+	return nil
+}
+
+func (x *ListApiKeysResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+type RevokeApiKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeApiKeyRequest) Reset() {
+	*x = RevokeApiKeyRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeApiKeyRequest) ProtoMessage() {}
+
+func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *RevokeApiKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeApiKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiKey        *ApiKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeApiKeyResponse) Reset() {
+	*x = RevokeApiKeyResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeApiKeyResponse) ProtoMessage() {}
+
+func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
 var File_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_ledger_v1_ledger_proto_rawDesc = "" +
@@ -4594,7 +4986,32 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\veta_seconds\x18\x04 \x01(\x01R\n" +
 	"etaSeconds\x12\x12\n" +
 	"\x04done\x18\x05 \x01(\bR\x04done\x12.\n" +
-	"\x13swapped_at_position\x18\x06 \x01(\x04R\x11swappedAtPosition*\xfc\x06\n" +
+	"\x13swapped_at_position\x18\x06 \x01(\x04R\x11swappedAtPosition\"g\n" +
+	"\x13CreateApiKeyRequest\x12\x14\n" +
+	"\x05roles\x18\x01 \x03(\tR\x05roles\x12\x18\n" +
+	"\aledgers\x18\x02 \x03(\tR\aledgers\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"T\n" +
+	"\x14CreateApiKeyResponse\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
+	"\aapi_key\x18\x02 \x01(\v2\x11.ledger.v1.ApiKeyR\x06apiKey\"\xe0\x01\n" +
+	"\x06ApiKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x18\n" +
+	"\aledgers\x18\x03 \x03(\tR\aledgers\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"=\n" +
+	"\x12ListApiKeysRequest\x12'\n" +
+	"\x0finclude_revoked\x18\x01 \x01(\bR\x0eincludeRevoked\"a\n" +
+	"\x13ListApiKeysResponse\x12,\n" +
+	"\bapi_keys\x18\x01 \x03(\v2\x11.ledger.v1.ApiKeyR\aapiKeys\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"%\n" +
+	"\x13RevokeApiKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"B\n" +
+	"\x14RevokeApiKeyResponse\x12*\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x11.ledger.v1.ApiKeyR\x06apiKey*\xfc\x06\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -4674,9 +5091,12 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fAuditService\x12K\n" +
 	"\n" +
 	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
-	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012p\n" +
+	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xe0\x02\n" +
 	"\fAdminService\x12`\n" +
-	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01B2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
+	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01\x12O\n" +
+	"\fCreateApiKey\x12\x1e.ledger.v1.CreateApiKeyRequest\x1a\x1f.ledger.v1.CreateApiKeyResponse\x12L\n" +
+	"\vListApiKeys\x12\x1d.ledger.v1.ListApiKeysRequest\x1a\x1e.ledger.v1.ListApiKeysResponse\x12O\n" +
+	"\fRevokeApiKey\x12\x1e.ledger.v1.RevokeApiKeyRequest\x1a\x1f.ledger.v1.RevokeApiKeyResponseB2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -4691,7 +5111,7 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -4752,116 +5172,134 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(*ImportEventsResponse)(nil),         // 56: ledger.v1.ImportEventsResponse
 	(*RebuildProjectionRequest)(nil),     // 57: ledger.v1.RebuildProjectionRequest
 	(*RebuildProjectionResponse)(nil),    // 58: ledger.v1.RebuildProjectionResponse
-	nil,                                  // 59: ledger.v1.Account.MetadataEntry
-	nil,                                  // 60: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 61: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 62: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 63: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 64: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 65: ledger.v1.TransferView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 66: google.protobuf.Timestamp
+	(*CreateApiKeyRequest)(nil),          // 59: ledger.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),         // 60: ledger.v1.CreateApiKeyResponse
+	(*ApiKey)(nil),                       // 61: ledger.v1.ApiKey
+	(*ListApiKeysRequest)(nil),           // 62: ledger.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),          // 63: ledger.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),          // 64: ledger.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),         // 65: ledger.v1.RevokeApiKeyResponse
+	nil,                                  // 66: ledger.v1.Account.MetadataEntry
+	nil,                                  // 67: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 68: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 69: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 70: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 71: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 72: ledger.v1.TransferView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 73: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
 	33, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
 	10, // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,  // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	59, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	66, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
 	33, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	13, // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
 	31, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	60, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	66, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	67, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	73, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
 	15, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	61, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	68, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
 	33, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	18, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
 	33, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	21, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	62, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	66, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	69, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	73, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
 	33, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	24, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
 	33, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
 	27, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	63, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	70, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
 	33, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
 	33, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	33, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	0,  // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
 	35, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
 	2,  // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	66, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	73, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	3,  // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	1,  // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
 	35, // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	66, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	66, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	73, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	73, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,  // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	4,  // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	66, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	66, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	64, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	73, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	73, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	71, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
 	38, // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
 	5,  // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
 	6,  // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
 	40, // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	65, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	66, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	66, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	66, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	72, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	73, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	73, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	73, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
 	41, // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	6,  // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	66, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	66, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	73, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	73, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,  // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	41, // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	47, // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	66, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	73, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
 	50, // 55: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
 	54, // 56: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
-	66, // 57: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	73, // 57: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
 	54, // 58: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
-	7,  // 59: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	9,  // 60: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	12, // 61: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	14, // 62: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	17, // 63: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	20, // 64: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	23, // 65: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	26, // 66: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	29, // 67: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	34, // 68: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	37, // 69: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
-	42, // 70: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
-	44, // 71: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
-	46, // 72: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	49, // 73: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	52, // 74: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
-	55, // 75: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
-	57, // 76: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
-	8,  // 77: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	11, // 78: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	32, // 79: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	16, // 80: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	19, // 81: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	22, // 82: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	25, // 83: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	28, // 84: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	30, // 85: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	36, // 86: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	39, // 87: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	43, // 88: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	45, // 89: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	48, // 90: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	51, // 91: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	53, // 92: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
-	56, // 93: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
-	58, // 94: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
-	77, // [77:95] is the sub-list for method output_type
-	59, // [59:77] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	61, // 59: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	73, // 60: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	73, // 61: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	61, // 62: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
+	61, // 63: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	7,  // 64: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	9,  // 65: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	12, // 66: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	14, // 67: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	17, // 68: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	20, // 69: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	23, // 70: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	26, // 71: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	29, // 72: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	34, // 73: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	37, // 74: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	42, // 75: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	44, // 76: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	46, // 77: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	49, // 78: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	52, // 79: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
+	55, // 80: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
+	57, // 81: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
+	59, // 82: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
+	62, // 83: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
+	64, // 84: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
+	8,  // 85: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	11, // 86: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	32, // 87: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	16, // 88: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	19, // 89: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	22, // 90: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	25, // 91: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	28, // 92: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	30, // 93: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	36, // 94: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	39, // 95: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	43, // 96: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	45, // 97: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	48, // 98: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	51, // 99: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	53, // 100: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	56, // 101: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	58, // 102: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
+	60, // 103: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
+	63, // 104: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
+	65, // 105: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
+	85, // [85:106] is the sub-list for method output_type
+	64, // [64:85] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -4877,7 +5315,7 @@ func file_ledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   59,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
