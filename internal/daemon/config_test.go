@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/ledgerd/ledger/internal/daemon"
@@ -21,5 +22,36 @@ func TestParseFlagsRefusesMalformedEnvironment(t *testing.T) {
 	c, err := daemon.ParseFlags(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil || c.SnapshotEvery != 5 || c.EffectivePastMax.String() != "1h0m0s" {
 		t.Errorf("valid environment: %+v, %v", c, err)
+	}
+}
+
+// TestParseFlagsAuth: auth is on unless turned off explicitly; TLS needs
+// both files; a malformed -admin-key is refused before anything starts.
+func TestParseFlagsAuth(t *testing.T) {
+	t.Parallel()
+	key := "lk_0123456789ab_" + strings.Repeat("a", 52)
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr bool
+		check   func(daemon.Config) bool
+	}{
+		{"default on", nil, nil, false, func(c daemon.Config) bool { return !c.AuthDisabled }},
+		{"flag off", []string{"-auth=false"}, nil, false, func(c daemon.Config) bool { return c.AuthDisabled }},
+		{"env off", nil, map[string]string{"LEDGER_AUTH": "off"}, false, func(c daemon.Config) bool { return c.AuthDisabled }},
+		{"flag over env", []string{"-auth=true"}, map[string]string{"LEDGER_AUTH": "off"}, false, func(c daemon.Config) bool { return !c.AuthDisabled }},
+		{"env bogus", nil, map[string]string{"LEDGER_AUTH": "maybe"}, true, nil},
+		{"admin key from env", nil, map[string]string{"LEDGER_ADMIN_KEY": key}, false, func(c daemon.Config) bool { return c.AdminKey == key }},
+		{"admin key malformed", []string{"-admin-key", "secret"}, nil, true, nil},
+		{"tls pair", []string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, nil, false, func(c daemon.Config) bool { return c.TLSCert == "c.pem" && c.TLSKey == "k.pem" }},
+		{"tls cert alone", nil, map[string]string{"LEDGER_TLS_CERT": "c.pem"}, true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if (err != nil) != tc.wantErr || (err == nil && !tc.check(c)) {
+				t.Errorf("ParseFlags(%q, %v): %+v, %v", tc.args, tc.env, c, err)
+			}
+		})
 	}
 }
