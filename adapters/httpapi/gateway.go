@@ -4,7 +4,7 @@
 //
 // The gateway dials the gRPC listener (on loopback) instead of calling the
 // servers in process (RegisterXServiceHandlerServer): a REST call then runs
-// exactly what a gRPC call runs (interceptors for metrics and, later, auth,
+// exactly what a gRPC call runs (interceptors for metrics and API keys,
 // message bounds, the gRPC status of adapters/grpcapi), at the cost of one
 // loopback hop. The Authorization header is forwarded as gRPC metadata.
 //
