@@ -1,0 +1,836 @@
+package ctl
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"os"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/domain"
+)
+
+// Statement files: a bank's or a provider's statement of an account, as CSV
+// with a header row or as JSON Lines, read one line at a time. A file is
+// read twice: once to check all of it, so that nothing of a malformed file is
+// imported, and once to send it in chunks. Neither pass holds the file: the
+// first keeps a small digest per external id, the second one chunk.
+
+// Limits of a statement file. Each is checked before anything is sent.
+const (
+	// statementFileBytesMax bounds a file; a larger one is refused from its
+	// size, before it is read.
+	statementFileBytesMax = 256 << 20
+	// statementLinesMax bounds the statement lines of a file, and with them
+	// the first pass's index of external ids (about 50 bytes a line).
+	statementLinesMax = 1_000_000
+	// statementLineBytesMax bounds one physical line of the file, without its
+	// newline (a '\r' before it counts). A line with every field at its limit takes under 2 KiB; bank
+	// exports carry columns of their own besides.
+	statementLineBytesMax = 16 << 10
+	// statementChunkLines is the most lines one ImportStatement call takes:
+	// the server's bound.
+	statementChunkLines = 8192
+)
+
+// Why a statement file is refused; a *statementError wraps one of them.
+var (
+	errStatementAmount    = errors.New("bad amount")
+	errStatementDate      = errors.New("bad date")
+	errStatementDirection = errors.New("bad direction")
+	errStatementColumn    = errors.New("missing column")
+	errStatementField     = errors.New("bad field")
+	errStatementFieldLong = errors.New("field over its limit")
+	errStatementDuplicate = errors.New("external id repeated with other fields")
+	errStatementSyntax    = errors.New("malformed line")
+	errStatementLineLong  = errors.New("line too long")
+	errStatementTooMany   = errors.New("too many lines")
+	errStatementTooLarge  = errors.New("file too large")
+	errStatementEmpty     = errors.New("no statement lines")
+)
+
+// statementError is a refused statement file: where and why.
+type statementError struct {
+	// Line is the file's line, from 1; 0 is the file as a whole.
+	Line int
+	// Field is the statement field at fault ("amount"), if one is.
+	Field string
+	Err   error
+}
+
+func (e *statementError) Error() string {
+	var b strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *statementError) Unwrap() error { return e.Err }
+
+// Statement file formats.
+const (
+	statementCSV  = "csv"
+	statementJSON = "json"
+)
+
+// Statement fields, as the proto names them, and the two columns of banks
+// that split amounts into money in and money out.
+const (
+	fieldExternalID  = "external_id"
+	fieldAmount      = "amount"
+	fieldDirection   = "direction"
+	fieldValueDate   = "value_date"
+	fieldReference   = "reference"
+	fieldDescription = "description"
+	fieldCredit      = "credit"
+	fieldDebit       = "debit"
+)
+
+// statementFields are the fields --map may name.
+var statementFields = []string{fieldExternalID, fieldAmount, fieldDirection, fieldValueDate, fieldReference,
+	fieldDescription, fieldCredit, fieldDebit}
+
+// statementOptions say how to read a file.
+type statementOptions struct {
+	// Format is statementCSV or statementJSON.
+	Format string
+	// Columns maps a statement field to the CSV header's name for it; a
+	// field not in it is read from the column of its own name.
+	Columns map[string]string
+	// Delimiter separates CSV fields; 0 is a comma.
+	Delimiter rune
+	// DateLayout is the dates' layout (Go's reference time); "" is
+	// YYYY-MM-DD.
+	DateLayout string
+	// DecimalComma reads "12,50" as 12.50, and '.' as the thousands separator.
+	DecimalComma bool
+	// Thousands accepts thousands separators ("1,234.56"); without it they
+	// are refused, because a European "1,234" (1.234) would otherwise be
+	// read as 1234.
+	Thousands bool
+	// Scale is the account asset's: an amount with more decimals is
+	// refused. Below 0: not known, ledgerd checks.
+	Scale int
+}
+
+// validateColumns checks the --map mapping on its own.
+//
+// Errors: a field that is not a statement field; credit without debit or
+// beside amount or direction.
+func (o statementOptions) validateColumns() error {
+	for f, col := range o.Columns {
+		if !isStatementField(f) {
+			return fmt.Errorf("--map %s: not a field (%s)", f, strings.Join(statementFields, ", "))
+		}
+		if col == "" {
+			return fmt.Errorf("--map %s: empty column name", f)
+		}
+	}
+	_, credit := o.Columns[fieldCredit]
+	_, debit := o.Columns[fieldDebit]
+	_, amount := o.Columns[fieldAmount]
+	_, direction := o.Columns[fieldDirection]
+	switch {
+	case credit != debit:
+		return errors.New("--map credit and --map debit go together")
+	case credit && (amount || direction):
+		return errors.New("--map credit and debit replace amount and direction: map one or the other")
+	case o.Format == statementJSON && len(o.Columns) > 0:
+		return errors.New("--map is for CSV: JSON Lines use the proto's field names")
+	}
+	return nil
+}
+
+func isStatementField(f string) bool {
+	for _, s := range statementFields {
+		if s == f {
+			return true
+		}
+	}
+	return false
+}
+
+// openStatement opens a statement file, refusing one over
+// statementFileBytesMax before reading it.
+//
+// Errors: the file's own; errStatementTooLarge in a *statementError.
+func openStatement(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close() // read only: nothing to flush
+		return nil, nil, err
+	}
+	if st.Size() > statementFileBytesMax {
+		_ = f.Close()
+		return nil, nil, &statementError{Err: fmt.Errorf("%d bytes, at most %d: %w", st.Size(),
+			statementFileBytesMax, errStatementTooLarge)}
+	}
+	return f, st, nil
+}
+
+// lineLimiter counts a file's physical lines and bytes as they are read, and
+// fails the read at the first line over statementLineBytesMax or the first
+// byte over statementFileBytesMax: the parsers above it then never buffer
+// more than a line. A file that is not a regular file (a pipe) has no size
+// to check up front, hence the byte count.
+type lineLimiter struct {
+	r io.Reader
+	// line is the physical line being read, from 1; lineBytes its bytes so far.
+	line, lineBytes int
+	total           int64
+	// err is sticky: the first limit passed.
+	err *statementError
+}
+
+func newLineLimiter(r io.Reader) *lineLimiter { return &lineLimiter{r: r, line: 1} }
+
+func (l *lineLimiter) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	if room := statementFileBytesMax - l.total; int64(n) > room {
+		n = int(room)
+		l.err = &statementError{Line: l.line, Err: fmt.Errorf("more than %d bytes: %w", statementFileBytesMax, errStatementTooLarge)}
+	}
+	for i := 0; i < n; {
+		nl := bytes.IndexByte(p[i:n], '\n')
+		end := n
+		if nl >= 0 {
+			end = i + nl
+		}
+		if l.lineBytes+end-i > statementLineBytesMax {
+			l.err = &statementError{Line: l.line, Err: fmt.Errorf("more than %d bytes: %w", statementLineBytesMax, errStatementLineLong)}
+			n = i + statementLineBytesMax - l.lineBytes
+			break
+		}
+		if nl < 0 {
+			l.lineBytes += end - i
+			break
+		}
+		l.line, l.lineBytes = l.line+1, 0
+		i = end + 1
+	}
+	l.total += int64(n)
+	if l.err != nil {
+		return n, l.err
+	}
+	return n, err
+}
+
+// failedAt is the limiter's error if it is at line or before: a parser that
+// read ahead of the limit reports its own errors first.
+func (l *lineLimiter) failedAt(line int) error {
+	if l.err != nil && l.err.Line <= line {
+		return l.err
+	}
+	return nil
+}
+
+// statementReader reads a statement file one statement line at a time.
+type statementReader struct {
+	opts  statementOptions
+	lim   *lineLimiter
+	next  func() (int, *ledgerv1.ExternalLine, error)
+	lines int
+}
+
+// newStatementReader reads r as opts say; for CSV it reads the header.
+//
+// Errors: a *statementError (a header without a needed column, an empty
+// file, a limit passed); the reader's own.
+func newStatementReader(r io.Reader, opts statementOptions) (*statementReader, error) {
+	if opts.DateLayout == "" {
+		opts.DateLayout = domain.DateLayout
+	}
+	s := &statementReader{opts: opts, lim: newLineLimiter(r)}
+	switch opts.Format {
+	case statementCSV:
+		c, err := newCSVStatement(s.lim, opts)
+		if err != nil {
+			return nil, err
+		}
+		s.next = c.next
+	case statementJSON:
+		j := &jsonStatement{lim: s.lim, opts: opts, sc: bufio.NewScanner(s.lim)}
+		// The limiter bounds a line: the buffer holds the longest and its
+		// "\r\n".
+		j.sc.Buffer(make([]byte, 0, 64<<10), statementLineBytesMax+2)
+		s.next = j.next
+	default:
+		return nil, fmt.Errorf("format %q: want %s or %s", opts.Format, statementCSV, statementJSON)
+	}
+	return s, nil
+}
+
+// Next returns the next statement line and the file line it starts on.
+//
+// Errors: io.EOF at the end; a *statementError for a malformed line or a
+// limit passed; the reader's own.
+func (s *statementReader) Next() (int, *ledgerv1.ExternalLine, error) {
+	at, l, err := s.next()
+	if err != nil {
+		return at, nil, err
+	}
+	s.lines++
+	if s.lines > statementLinesMax {
+		return at, nil, &statementError{Line: at, Err: fmt.Errorf("more than %d statement lines: %w", statementLinesMax, errStatementTooMany)}
+	}
+	return at, l, nil
+}
+
+// Bytes is how much of the file was read.
+func (s *statementReader) Bytes() int64 { return s.lim.total }
+
+// csvStatement reads CSV with a header row.
+type csvStatement struct {
+	r    *csv.Reader
+	lim  *lineLimiter
+	opts statementOptions
+	// cols is the column of each field, -1 when the header has none.
+	cols    map[string]int
+	names   map[string]string // field to its column's name, for errors
+	width   int
+	signed  bool // one signed amount column, no direction
+	twoCols bool // credit and debit columns
+}
+
+func newCSVStatement(lim *lineLimiter, opts statementOptions) (*csvStatement, error) {
+	r := csv.NewReader(lim)
+	r.Comma = ','
+	if opts.Delimiter != 0 {
+		r.Comma = opts.Delimiter
+	}
+	r.FieldsPerRecord = -1 // checked here, with a better message
+	r.ReuseRecord = true
+	c := &csvStatement{r: r, lim: lim, opts: opts}
+	header, err := r.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, &statementError{Err: fmt.Errorf("no header row: %w", errStatementEmpty)}
+	}
+	if err != nil {
+		return nil, c.readError(err)
+	}
+	at, _ := r.FieldPos(0)
+	c.width = len(header)
+	index := make(map[string]int, len(header))
+	for i, h := range header {
+		if i == 0 {
+			h = strings.TrimPrefix(h, "\ufeff") // a byte order mark, as spreadsheets write
+		}
+		h = strings.TrimSpace(h)
+		if _, dup := index[h]; dup {
+			index[h] = -2 // ambiguous: refused if used
+			continue
+		}
+		index[h] = i
+	}
+	_, c.twoCols = opts.Columns[fieldCredit]
+	used := []string{fieldExternalID, fieldAmount, fieldDirection, fieldValueDate, fieldReference, fieldDescription}
+	if c.twoCols {
+		used = []string{fieldExternalID, fieldValueDate, fieldReference, fieldDescription, fieldCredit, fieldDebit}
+	}
+	c.cols, c.names = map[string]int{}, map[string]string{}
+	for _, f := range statementFields {
+		c.cols[f] = -1
+	}
+	for _, f := range used {
+		name, mapped := opts.Columns[f]
+		if !mapped {
+			name = f
+		}
+		i, ok := index[name]
+		switch {
+		case ok && i == -2:
+			return nil, &statementError{Line: at, Field: f, Err: fmt.Errorf("column %q is in the header twice: %w", name, errStatementColumn)}
+		case !ok && mapped:
+			return nil, &statementError{Line: at, Field: f, Err: fmt.Errorf("no column %q in the header: %w", name, errStatementColumn)}
+		case ok:
+			c.cols[f] = i
+		}
+		c.names[f] = name
+	}
+	c.signed = !c.twoCols && c.cols[fieldDirection] < 0
+	required := []string{fieldExternalID, fieldValueDate, fieldAmount}
+	if c.twoCols {
+		required = []string{fieldExternalID, fieldValueDate, fieldCredit, fieldDebit}
+	}
+	for _, f := range required {
+		if c.cols[f] < 0 {
+			return nil, &statementError{Line: at, Field: f, Err: fmt.Errorf("no column %q in the header (see --map): %w",
+				c.names[f], errStatementColumn)}
+		}
+	}
+	return c, nil
+}
+
+// readError is the error of a failed Read: the limiter's when the parser
+// failed on the line the limiter cut, else the parser's.
+func (c *csvStatement) readError(err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		if lerr := c.lim.failedAt(pe.StartLine); lerr != nil {
+			return lerr
+		}
+		return &statementError{Line: pe.StartLine, Err: fmt.Errorf("%w: %w", pe.Err, errStatementSyntax)}
+	}
+	if c.lim.err != nil {
+		return c.lim.err
+	}
+	return err
+}
+
+func (c *csvStatement) next() (int, *ledgerv1.ExternalLine, error) {
+	rec, err := c.r.Read()
+	if errors.Is(err, io.EOF) {
+		return 0, nil, io.EOF
+	}
+	if err != nil {
+		return 0, nil, c.readError(err)
+	}
+	at, _ := c.r.FieldPos(0)
+	if end, _ := c.r.FieldPos(len(rec) - 1); c.lim.failedAt(end) != nil {
+		return at, nil, c.lim.err
+	}
+	switch {
+	case len(rec) < c.width:
+		return at, nil, &statementError{Line: at, Err: fmt.Errorf("%d fields, the header has %d: %w", len(rec), c.width, errStatementColumn)}
+	case len(rec) > c.width:
+		return at, nil, &statementError{Line: at, Err: fmt.Errorf("%d fields, the header has %d (an unquoted delimiter?): %w",
+			len(rec), c.width, errStatementSyntax)}
+	}
+	cell := func(f string) string {
+		if i := c.cols[f]; i >= 0 {
+			return strings.TrimSpace(rec[i])
+		}
+		return ""
+	}
+	l := &ledgerv1.ExternalLine{ExternalId: cell(fieldExternalID), ValueDate: cell(fieldValueDate),
+		Reference: cell(fieldReference), Description: cell(fieldDescription)}
+	switch {
+	case c.twoCols:
+		err = c.opts.twoColumns(l, cell(fieldCredit), cell(fieldDebit))
+	case c.signed:
+		err = c.opts.signedAmount(l, cell(fieldAmount))
+	default:
+		err = c.opts.amountAndDirection(l, cell(fieldAmount), cell(fieldDirection))
+	}
+	if err == nil {
+		err = c.opts.finish(l)
+	}
+	if err != nil {
+		return at, nil, atLine(at, err)
+	}
+	return at, l, nil
+}
+
+// atLine places a field's error at a line.
+func atLine(line int, err error) error {
+	var se *statementError
+	if errors.As(err, &se) {
+		se.Line = line
+		return se
+	}
+	return &statementError{Line: line, Err: err}
+}
+
+func fieldError(field string, format string, args ...any) error {
+	return &statementError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// jsonStatement reads JSON Lines, one ExternalLine (proto field names) a
+// line; blank lines are skipped.
+type jsonStatement struct {
+	lim  *lineLimiter
+	opts statementOptions
+	sc   *bufio.Scanner
+	line int
+}
+
+// jsonLine is a JSON Lines statement line. The amount may be a string or a
+// number, whose text is taken as written, never through a float.
+type jsonLine struct {
+	ExternalID  *string         `json:"external_id"`
+	Amount      json.RawMessage `json:"amount"`
+	Direction   *string         `json:"direction"`
+	ValueDate   *string         `json:"value_date"`
+	Reference   string          `json:"reference"`
+	Description string          `json:"description"`
+}
+
+func (j *jsonStatement) next() (int, *ledgerv1.ExternalLine, error) {
+	for j.sc.Scan() {
+		j.line++
+		if err := j.lim.failedAt(j.line); err != nil {
+			return j.line, nil, err
+		}
+		b := bytes.TrimSpace(j.sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		l, err := j.parse(b)
+		if err != nil {
+			return j.line, nil, atLine(j.line, err)
+		}
+		return j.line, l, nil
+	}
+	if err := j.sc.Err(); err != nil {
+		if j.lim.err != nil {
+			return j.line + 1, nil, j.lim.err
+		}
+		return j.line + 1, nil, err
+	}
+	return 0, nil, io.EOF
+}
+
+func (j *jsonStatement) parse(b []byte) (*ledgerv1.ExternalLine, error) {
+	var v jsonLine
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, errStatementSyntax)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("more than one JSON value: %w", errStatementSyntax)
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{fieldExternalID, v.ExternalID}, {fieldDirection, v.Direction}, {fieldValueDate, v.ValueDate}} {
+		if f.v == nil {
+			return nil, fieldError(f.name, "missing: %w", errStatementColumn)
+		}
+	}
+	var amount string
+	switch {
+	case len(v.Amount) == 0 || string(v.Amount) == "null":
+		return nil, fieldError(fieldAmount, "missing: %w", errStatementColumn)
+	case v.Amount[0] == '"':
+		if err := json.Unmarshal(v.Amount, &amount); err != nil {
+			return nil, fieldError(fieldAmount, "%w: %w", err, errStatementAmount)
+		}
+	default:
+		amount = string(v.Amount) // a JSON number's text
+	}
+	l := &ledgerv1.ExternalLine{ExternalId: strings.TrimSpace(*v.ExternalID), ValueDate: strings.TrimSpace(*v.ValueDate),
+		Reference: strings.TrimSpace(v.Reference), Description: strings.TrimSpace(v.Description)}
+	if err := j.opts.amountAndDirection(l, strings.TrimSpace(amount), strings.TrimSpace(*v.Direction)); err != nil {
+		return nil, err
+	}
+	return l, j.opts.finish(l)
+}
+
+// amountAndDirection reads a positive amount and a direction column.
+func (o statementOptions) amountAndDirection(l *ledgerv1.ExternalLine, amount, direction string) error {
+	abs, neg, err := o.amount(amount)
+	if err != nil {
+		return fieldError(fieldAmount, "%w", err)
+	}
+	if neg {
+		return fieldError(fieldAmount, "%q is negative beside a direction column (the direction gives the sign): %w",
+			amount, errStatementAmount)
+	}
+	d, err := parseLineDirection(direction)
+	if err != nil {
+		return fieldError(fieldDirection, "%w", err)
+	}
+	l.Amount, l.Direction = abs, d
+	return nil
+}
+
+// signedAmount reads one signed amount: negative lowers the statement's
+// balance (DEBIT), positive raises it (CREDIT).
+func (o statementOptions) signedAmount(l *ledgerv1.ExternalLine, amount string) error {
+	abs, neg, err := o.amount(amount)
+	if err != nil {
+		return fieldError(fieldAmount, "%w", err)
+	}
+	l.Amount, l.Direction = abs, ledgerv1.LineDirection_LINE_DIRECTION_CREDIT
+	if neg {
+		l.Direction = ledgerv1.LineDirection_LINE_DIRECTION_DEBIT
+	}
+	return nil
+}
+
+// twoColumns reads a money-in and a money-out column: exactly one holds a
+// positive amount; the other is empty or zero.
+func (o statementOptions) twoColumns(l *ledgerv1.ExternalLine, credit, debit string) error {
+	in, err := o.cashColumn(fieldCredit, credit)
+	if err != nil {
+		return err
+	}
+	out, err := o.cashColumn(fieldDebit, debit)
+	if err != nil {
+		return err
+	}
+	switch {
+	case in != "" && out != "":
+		return fieldError(fieldAmount, "both credit %q and debit %q: %w", credit, debit, errStatementAmount)
+	case in != "":
+		l.Amount, l.Direction = in, ledgerv1.LineDirection_LINE_DIRECTION_CREDIT
+	case out != "":
+		l.Amount, l.Direction = out, ledgerv1.LineDirection_LINE_DIRECTION_DEBIT
+	default:
+		return fieldError(fieldAmount, "neither credit nor debit holds an amount: %w", errStatementAmount)
+	}
+	return nil
+}
+
+// cashColumn is a credit or debit column's positive amount, "" when it is
+// empty or zero.
+func (o statementOptions) cashColumn(field, s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	abs, neg, err := o.amount(s)
+	if errors.Is(err, errZeroAmount) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fieldError(field, "%w", err)
+	}
+	if neg {
+		return "", fieldError(field, "%q is negative: the column gives the direction: %w", s, errStatementAmount)
+	}
+	return abs, nil
+}
+
+// errZeroAmount is an amount of zero: no line moves nothing.
+var errZeroAmount = fmt.Errorf("zero: %w", errStatementAmount)
+
+// amount normalizes a statement's amount to a plain positive decimal string
+// and its sign.
+//
+// Errors: errStatementAmount (errZeroAmount for a zero).
+func (o statementOptions) amount(s string) (string, bool, error) {
+	if s == "" {
+		return "", false, fmt.Errorf("empty: %w", errStatementAmount)
+	}
+	point, sep := byte('.'), byte(',')
+	if o.DecimalComma {
+		point, sep = ',', '.'
+	}
+	body, neg := s, false
+	switch body[0] {
+	case '-':
+		body, neg = body[1:], true
+	case '+':
+		body = body[1:]
+	}
+	intPart, frac, hasPoint := strings.Cut(body, string(point))
+	if strings.IndexByte(intPart, sep) >= 0 {
+		if !o.Thousands {
+			hint := " (give --thousands to accept thousands separators, or --decimal-comma if ',' is the decimal point)"
+			if o.DecimalComma {
+				hint = " (give --thousands to accept thousands separators)"
+			}
+			return "", false, fmt.Errorf("%q has a thousands separator %q%s: %w", s, sep, hint, errStatementAmount)
+		}
+		groups := strings.Split(intPart, string(sep))
+		for i, g := range groups {
+			if i == 0 && (len(g) == 0 || len(g) > 3) || i > 0 && len(g) != 3 {
+				return "", false, fmt.Errorf("%q has a misplaced thousands separator %q: %w", s, sep, errStatementAmount)
+			}
+		}
+		intPart = strings.Join(groups, "")
+	}
+	plain := intPart
+	if hasPoint {
+		plain += "." + frac
+	}
+	d, err := domain.ParseDecimal(plain)
+	if err != nil || d.Sign() < 0 || strings.IndexByte(frac, sep) >= 0 {
+		return "", false, fmt.Errorf("%q is not a decimal amount: %w", s, errStatementAmount)
+	}
+	if d.Sign() == 0 {
+		return "", false, fmt.Errorf("%q: %w", s, errZeroAmount)
+	}
+	if o.Scale >= 0 && len(frac) > o.Scale {
+		return "", false, fmt.Errorf("%q has %d decimals, the account's asset %d: %w", s, len(frac), o.Scale, errStatementAmount)
+	}
+	return d.String(), neg, nil
+}
+
+// parseLineDirection reads a direction as banks and the proto write it.
+//
+// Errors: errStatementDirection.
+func parseLineDirection(s string) (ledgerv1.LineDirection, error) {
+	switch strings.ToLower(s) {
+	case "credit", "cr", "c", "line_direction_credit":
+		return ledgerv1.LineDirection_LINE_DIRECTION_CREDIT, nil
+	case "debit", "dr", "d", "line_direction_debit":
+		return ledgerv1.LineDirection_LINE_DIRECTION_DEBIT, nil
+	case "":
+		return 0, fmt.Errorf("empty (want credit or debit): %w", errStatementDirection)
+	}
+	return 0, fmt.Errorf("%q is not credit or debit (nor cr, dr, c, d): %w", truncateText(s), errStatementDirection)
+}
+
+// finish checks the fields every format shares and normalizes the date.
+func (o statementOptions) finish(l *ledgerv1.ExternalLine) error {
+	if l.ExternalId == "" {
+		return fieldError(fieldExternalID, "empty: %w", errStatementField)
+	}
+	if !domain.ValidExternalID(l.ExternalId) {
+		return fieldError(fieldExternalID, "%q must match [A-Za-z0-9:_.@/-]{1,%d}: %w", truncateText(l.ExternalId),
+			domain.ExternalIDLenMax, errStatementField)
+	}
+	t, err := time.Parse(o.DateLayout, l.ValueDate)
+	if err != nil {
+		return fieldError(fieldValueDate, "%q does not match --date-layout %s: %w", truncateText(l.ValueDate), o.DateLayout, errStatementDate)
+	}
+	l.ValueDate = t.Format(domain.DateLayout)
+	if _, err := domain.ParseValueDate(l.ValueDate); err != nil {
+		return fieldError(fieldValueDate, "%s: %w", l.ValueDate, errStatementDate)
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{fieldReference, l.Reference, domain.ReferenceLenMax}, {fieldDescription, l.Description, domain.DescriptionLenMax}} {
+		if len(f.v) > f.max {
+			return fieldError(f.name, "%d bytes, at most %d: %w", len(f.v), f.max, errStatementFieldLong)
+		}
+		if !utf8.ValidString(f.v) || strings.IndexByte(f.v, 0) >= 0 {
+			return fieldError(f.name, "not UTF-8 text (convert the file to UTF-8): %w", errStatementField)
+		}
+	}
+	return nil
+}
+
+// truncateText shortens what an error quotes.
+func truncateText(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
+
+// statementCheck is the first pass's result.
+type statementCheck struct {
+	// Lines counts the statement lines; Repeats those that repeat an
+	// earlier line of the file exactly (ledgerd answers them EXISTS).
+	Lines, Repeats int
+}
+
+// lineDigest stands for a line's fields, to find an external id repeated
+// with other fields without holding the file: one hash per field, so the
+// error can name the field.
+type lineDigest struct {
+	fields [5]uint64
+	line   int32
+}
+
+var digestFields = [5]string{fieldAmount, fieldDirection, fieldValueDate, fieldReference, fieldDescription}
+
+// checkStatement reads a whole statement file, as the first pass of an
+// import: every line parsed, every limit, and no external id twice with
+// other fields. progress, if not nil, is told the bytes read so far.
+//
+// Errors: the first malformed line as a *statementError; the reader's own.
+func checkStatement(r io.Reader, opts statementOptions, progress func(bytes int64)) (statementCheck, error) {
+	sr, err := newStatementReader(r, opts)
+	if err != nil {
+		return statementCheck{}, err
+	}
+	var (
+		res  statementCheck
+		seed = maphash.MakeSeed()
+		// Keyed by a 64-bit hash of the external id: two ids colliding
+		// (about 1 in 10^7 files at the line limit) would be refused as a
+		// repeat, never let through.
+		seen = map[uint64]lineDigest{}
+	)
+	for {
+		at, l, err := sr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return statementCheck{}, err
+		}
+		if progress != nil {
+			progress(sr.Bytes())
+		}
+		d := lineDigest{line: int32(at)}
+		for i, v := range [5]string{l.Amount, l.Direction.String(), l.ValueDate, l.Reference, l.Description} {
+			d.fields[i] = maphash.String(seed, v)
+		}
+		key := maphash.String(seed, l.ExternalId)
+		prev, ok := seen[key]
+		if !ok {
+			seen[key] = d
+			continue
+		}
+		if prev.fields == d.fields {
+			res.Repeats++
+			continue
+		}
+		for i := range d.fields {
+			if prev.fields[i] != d.fields[i] {
+				return statementCheck{}, &statementError{Line: at, Field: digestFields[i],
+					Err: fmt.Errorf("external id %q is also on line %d with another %s: %w", l.ExternalId, prev.line,
+						digestFields[i], errStatementDuplicate)}
+			}
+		}
+	}
+	res.Lines = sr.lines
+	if res.Lines == 0 {
+		return statementCheck{}, &statementError{Err: errStatementEmpty}
+	}
+	return res, nil
+}
+
+// readStatementChunks reads a statement file again, as the second pass of
+// an import, and gives send chunks of up to statementChunkLines lines with
+// the file line each starts on. The slices are reused: one chunk is held at
+// a time.
+//
+// Errors: the first malformed line (the file changed since it was
+// checked); send's.
+func readStatementChunks(r io.Reader, opts statementOptions, send func(lines []*ledgerv1.ExternalLine, at []int) error) error {
+	sr, err := newStatementReader(r, opts)
+	if err != nil {
+		return err
+	}
+	lines := make([]*ledgerv1.ExternalLine, 0, statementChunkLines)
+	at := make([]int, 0, statementChunkLines)
+	for {
+		n, l, err := sr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		lines, at = append(lines, l), append(at, n)
+		if len(lines) == statementChunkLines {
+			if err := send(lines, at); err != nil {
+				return err
+			}
+			clear(lines)
+			lines, at = lines[:0], at[:0]
+		}
+	}
+	if len(lines) > 0 {
+		return send(lines, at)
+	}
+	return nil
+}
