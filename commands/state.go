@@ -45,14 +45,7 @@ func (r *recentTransfers) forget(pos uint64) { delete(r.byPos, pos) }
 // takesID reports whether e is an event Decide may ask for again: one that
 // takes an id in the transfer id space, or opens an account (a retried open of
 // an account amended since is compared with it).
-func takesID(e domain.Event) bool {
-	switch e.(type) {
-	case domain.TransferCommitted, domain.TransferPending, domain.PendingPosted, domain.PendingVoided, domain.TransferReversed,
-		domain.AccountOpened:
-		return true
-	}
-	return false
-}
+func takesID(e domain.Event) bool { return domain.Referable(e) }
 
 func (r *recentTransfers) put(pos uint64, t domain.Event) {
 	if len(r.ring) < cap(r.ring) {

@@ -187,6 +187,16 @@ func MovementPosting(e Event, i int) (Posting, bool) {
 	return postings[i], true
 }
 
+// Referable reports whether a later command may ask for e as a prior (a
+// *NeedPriorError): the events that take a key in the id index, and account
+// openings (a retried open of an amended account).
+func Referable(e Event) bool {
+	if _, ok := e.(AccountOpened); ok {
+		return true
+	}
+	return indexKey(e) != ""
+}
+
 // indexKey is the key an event takes in the id index, or "".
 func indexKey(e Event) string {
 	switch e := e.(type) {

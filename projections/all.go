@@ -7,5 +7,6 @@ func All() []Projector {
 		Balances{},
 		Movements{},
 		Transfers{},
+		NewReconciliation(),
 	}
 }

@@ -1,0 +1,530 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// Limits of the reconciliation projector.
+const (
+	// reconCachedItemsMax bounds the open items a ledger's cache holds
+	// between batches; beyond it the books are reloaded batch by batch.
+	reconCachedItemsMax = 4 << 20
+	// upstreamWaitMax bounds how long a batch that enables an account waits
+	// for the movements projection to reach it.
+	upstreamWaitMax = 5 * time.Second
+)
+
+// errUpstreamBehind means the movements projection has not reached the
+// position where an account's reconciliation starts: the runner retries.
+var errUpstreamBehind = errors.New("the movements projection is behind")
+
+// Reconciliation matches reconciled accounts' external lines to their ledger
+// movements, and keeps the daily journal.
+//
+// An account is reconciled from its first statement line or rules on. Its
+// movements before that are read, once, from the movements projection (which
+// must have reached that position); later ones come from the events. Every
+// new item is tried, in position order, against the open items of the other
+// side by the account's rules: the matches are a function of the log alone.
+//
+// Between batches it keeps each ledger's open items in memory. The cache is
+// valid only for a batch that starts right after the last one it applied;
+// anything else (a rolled-back batch, another runner) reloads it.
+type Reconciliation struct {
+	mu     sync.Mutex
+	caches map[string]*reconCache
+}
+
+// NewReconciliation returns the projector.
+func NewReconciliation() *Reconciliation {
+	return &Reconciliation{caches: map[string]*reconCache{}}
+}
+
+type reconCache struct {
+	through  uint64          // the last position applied
+	accounts map[string]bool // every reconciled account of the ledger
+	books    map[string]*reconBook
+}
+
+func (*Reconciliation) Name() string { return "reconciliation" }
+func (*Reconciliation) Version() int { return 1 }
+
+// Tables lists the projection's tables.
+func (*Reconciliation) Tables() []string {
+	return []string{"recon_accounts", "recon_lines", "recon_movements", "recon_matches", "recon_journal"}
+}
+
+// take removes and returns the ledger's cache if it continues at from.
+func (p *Reconciliation) take(ledger string, from uint64) *reconCache {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.caches[ledger]
+	delete(p.caches, ledger)
+	if c == nil || c.through+1 != from {
+		return nil
+	}
+	return c
+}
+
+func (p *Reconciliation) keep(ledger string, c *reconCache) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.caches[ledger] = c
+}
+
+// Apply applies recs within tx.
+//
+// Errors: a malformed record; errUpstreamBehind; an item or match the read
+// model lacks (it is corrupt); database errors.
+func (p *Reconciliation) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	c := p.take(ledger, recs[0].Position)
+	if c == nil {
+		accounts, err := loadReconAccounts(ctx, tx, ledger)
+		if err != nil {
+			return err
+		}
+		c = &reconCache{accounts: accounts, books: map[string]*reconBook{}}
+	}
+	f := &reconFold{tx: tx, ledger: ledger, cache: c, journal: map[journalKey]*journalSum{}, touched: map[string]*reconBook{}}
+	for i := range recs {
+		e, err := domain.UnmarshalEvent(recs[i].Type, recs[i].SchemaVersion, recs[i].Payload)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", recs[i].Position, err)
+		}
+		if err := f.apply(ctx, recs[i].Position, e); err != nil {
+			return fmt.Errorf("record %d: %w", recs[i].Position, err)
+		}
+	}
+	if err := f.write(ctx); err != nil {
+		return err
+	}
+	cached := 0
+	for _, b := range c.books {
+		cached += len(b.items)
+	}
+	if cached > reconCachedItemsMax {
+		c.books = map[string]*reconBook{}
+	}
+	c.through = recs[len(recs)-1].Position
+	p.keep(ledger, c)
+	return nil
+}
+
+func loadReconAccounts(ctx context.Context, tx pgx.Tx, ledger string) (map[string]bool, error) {
+	rows, err := tx.Query(ctx, `SELECT account FROM recon_accounts WHERE ledger = $1`, ledger)
+	if err != nil {
+		return nil, fmt.Errorf("reconciled accounts: %w", err)
+	}
+	accounts := map[string]bool{}
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, fmt.Errorf("reconciled accounts: %w", err)
+		}
+		accounts[a] = true
+	}
+	return accounts, rows.Err()
+}
+
+// reconFold is one batch being applied.
+type reconFold struct {
+	tx      pgx.Tx
+	ledger  string
+	cache   *reconCache
+	journal map[journalKey]*journalSum
+	touched map[string]*reconBook
+}
+
+type journalKey struct {
+	asset string
+	day   int32
+}
+
+type journalSum struct {
+	postings int64
+	amount   domain.Units
+	scale    uint8
+}
+
+func (f *reconFold) apply(ctx context.Context, pos uint64, e domain.Event) error {
+	switch e := e.(type) {
+	case domain.TransferCommitted:
+		return f.movements(ctx, pos, e.ID, e.Postings, e.Reference, e.EffectiveAt)
+	case domain.TransferReversed:
+		return f.movements(ctx, pos, e.ID, e.Postings, e.Reference, e.EffectiveAt)
+	case domain.PendingPosted:
+		postings := make([]domain.Posting, len(e.Postings))
+		for i, hp := range e.Postings {
+			postings[i] = domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+		}
+		return f.movements(ctx, pos, e.ID, postings, e.Reference, e.EffectiveAt)
+	case domain.StatementImported:
+		b, err := f.enable(ctx, e.Account, pos)
+		if err != nil {
+			return err
+		}
+		amount := e.Amount.Units
+		if e.Direction == domain.SideDebit {
+			amount = amount.Neg()
+		}
+		day, err := dayOf(e.ValueDate)
+		if err != nil {
+			return err
+		}
+		b.arrive(&reconItem{side: sideLine, source: e.Source, externalID: e.ExternalID, position: pos, amount: amount,
+			day: day, reference: e.Reference, description: e.Description}, pos)
+	case domain.MatchingRulesSet:
+		b, err := f.enable(ctx, e.Account, pos)
+		if err != nil {
+			return err
+		}
+		b.rules, b.rulesChanged = e.Rules, true
+	case domain.MatchedManually:
+		return f.manualMatch(ctx, pos, e)
+	case domain.Unmatched:
+		return f.unmatch(ctx, e)
+	}
+	return nil
+}
+
+// movements adds a posted event's postings to the journal, and to the books
+// of the reconciled accounts they move.
+func (f *reconFold) movements(ctx context.Context, pos uint64, id string, postings []domain.Posting, reference string, effectiveAt time.Time) error {
+	day := int32(effectiveAt.UTC().Unix() / 86400)
+	for i, p := range postings {
+		if p.Amount.Units.IsZero() {
+			continue // a post of nothing: not a movement
+		}
+		k := journalKey{asset: p.Asset, day: day}
+		s := f.journal[k]
+		if s == nil {
+			s = &journalSum{scale: p.Amount.Scale}
+			f.journal[k] = s
+		}
+		s.postings++
+		s.amount = s.amount.Add(p.Amount.Units)
+		for _, acc := range [2]string{p.Debit, p.Credit} {
+			if !f.cache.accounts[acc] {
+				continue
+			}
+			b, err := f.book(ctx, acc)
+			if err != nil {
+				return err
+			}
+			amount := p.Amount.Units
+			if (acc == p.Debit) != (b.normal == domain.SideDebit) {
+				amount = amount.Neg()
+			}
+			b.arrive(&reconItem{side: sideMovement, transferID: id, postingIndex: i, position: pos, amount: amount,
+				day: day, reference: reference}, pos)
+		}
+	}
+	return nil
+}
+
+func (f *reconFold) manualMatch(ctx context.Context, pos uint64, e domain.MatchedManually) error {
+	b, err := f.book(ctx, e.Account)
+	if err != nil {
+		return err
+	}
+	items := make([]*reconItem, 0, len(e.Lines)+len(e.Movements))
+	for _, l := range e.Lines {
+		it, err := f.item(ctx, b, itemKey{side: sideLine, a: l.Source, b: l.ExternalID})
+		if err != nil {
+			return err
+		}
+		items = append(items, it)
+	}
+	for _, m := range e.Movements {
+		it, err := f.item(ctx, b, itemKey{side: sideMovement, a: m.TransferID, postingIx: int(m.PostingIndex)})
+		if err != nil {
+			return err
+		}
+		items = append(items, it)
+	}
+	for _, it := range items {
+		if it.matchID != "" {
+			m, err := f.match(ctx, b, it.matchID)
+			if err != nil {
+				return err
+			}
+			b.dissolve(m, false)
+		}
+	}
+	for _, it := range items {
+		it.manualOnly, it.changed = false, true
+	}
+	m := b.match(pos, domain.RuleManual, e.ID, items)
+	m.reason = e.Reason
+	return nil
+}
+
+func (f *reconFold) unmatch(ctx context.Context, e domain.Unmatched) error {
+	b, err := f.book(ctx, e.Account)
+	if err != nil {
+		return err
+	}
+	k := itemKey{side: sideMovement}
+	if e.Line != nil {
+		k = itemKey{side: sideLine, a: e.Line.Source, b: e.Line.ExternalID}
+	} else {
+		k.a, k.postingIx = e.Movement.TransferID, int(e.Movement.PostingIndex)
+	}
+	it, err := f.item(ctx, b, k)
+	if err != nil {
+		return err
+	}
+	if it.matchID == "" {
+		it.manualOnly, it.changed = true, true
+		return nil
+	}
+	m, err := f.match(ctx, b, it.matchID)
+	if err != nil {
+		return err
+	}
+	b.dissolve(m, true)
+	return nil
+}
+
+// book returns a reconciled account's book, loading it on first use.
+func (f *reconFold) book(ctx context.Context, account string) (*reconBook, error) {
+	if b := f.cache.books[account]; b != nil {
+		f.touched[account] = b
+		return b, nil
+	}
+	b := newReconBook(account)
+	var rules []byte
+	var normal string
+	var scale int16
+	var enabled int64
+	err := f.tx.QueryRow(ctx, `SELECT asset, scale, normal_balance, rules, enabled_position FROM recon_accounts
+		WHERE ledger = $1 AND account = $2`, f.ledger, account).Scan(&b.asset, &scale, &normal, &rules, &enabled)
+	if err != nil {
+		return nil, fmt.Errorf("reconciled account %s: %w", account, err)
+	}
+	b.scale, b.enabledAt, b.stored = uint8(scale), uint64(enabled), true
+	if err := b.normal.UnmarshalText([]byte(normal)); err != nil {
+		return nil, fmt.Errorf("reconciled account %s: %w", account, err)
+	}
+	if rules != nil {
+		if err := json.Unmarshal(rules, &b.rules); err != nil {
+			return nil, fmt.Errorf("reconciled account %s rules: %w", account, err)
+		}
+	}
+	for _, side := range []int{sideLine, sideMovement} {
+		items, err := f.loadItems(ctx, b, side, `match_id IS NULL AND NOT manual_only`, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			b.track(it)
+		}
+	}
+	f.cache.books[account] = b
+	f.touched[account] = b
+	return b, nil
+}
+
+// enable returns the book of account, reconciling it from pos on if it was
+// not: its earlier movements come from the movements projection.
+func (f *reconFold) enable(ctx context.Context, account string, pos uint64) (*reconBook, error) {
+	if f.cache.accounts[account] {
+		return f.book(ctx, account)
+	}
+	live := strings.TrimSuffix(f.ledger, ShadowSuffix)
+	if err := f.awaitMovements(ctx, live, pos-1); err != nil {
+		return nil, err
+	}
+	b := newReconBook(account)
+	var normal string
+	var scale int16
+	err := f.tx.QueryRow(ctx, `SELECT asset, scale, normal_balance FROM movement_heads WHERE ledger = $1 AND account = $2`,
+		live, account).Scan(&b.asset, &scale, &normal)
+	if err != nil {
+		return nil, fmt.Errorf("account %s in the movements projection: %w", account, err)
+	}
+	b.scale, b.enabledAt = uint8(scale), pos
+	if err := b.normal.UnmarshalText([]byte(normal)); err != nil {
+		return nil, fmt.Errorf("account %s: %w", account, err)
+	}
+	rows, err := f.tx.Query(ctx, `SELECT transfer_id, posting_index, position, side, amount::text,
+			(effective_at AT TIME ZONE 'UTC')::date, coalesce(reference, '')
+		FROM movements WHERE ledger = $1 AND account = $2 AND position < $3 AND NOT pending AND amount <> 0
+		ORDER BY position, seq`, live, account, int64(pos))
+	if err != nil {
+		return nil, fmt.Errorf("movements of %s before %d: %w", account, pos, err)
+	}
+	var earlier []*reconItem
+	for rows.Next() {
+		it := &reconItem{side: sideMovement}
+		var position int64
+		var side, amount string
+		var date time.Time
+		if err := rows.Scan(&it.transferID, &it.postingIndex, &position, &side, &amount, &date, &it.reference); err != nil {
+			return nil, fmt.Errorf("movements of %s: %w", account, err)
+		}
+		it.position, it.day = uint64(position), int32(date.Unix()/86400)
+		if it.amount, err = unitsAt(amount, b.scale); err != nil {
+			return nil, fmt.Errorf("movement %s of %s: %w", it.transferID, account, err)
+		}
+		if (side == "debit") != (b.normal == domain.SideDebit) {
+			it.amount = it.amount.Neg()
+		}
+		earlier = append(earlier, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("movements of %s: %w", account, err)
+	}
+	for _, it := range earlier {
+		b.arrive(it, it.position)
+	}
+	f.cache.accounts[account] = true
+	f.cache.books[account] = b
+	f.touched[account] = b
+	return b, nil
+}
+
+// awaitMovements waits, bounded, until the movements projection of ledger
+// has applied pos.
+func (f *reconFold) awaitMovements(ctx context.Context, ledger string, pos uint64) error {
+	deadline := time.Now().Add(upstreamWaitMax)
+	for {
+		var at int64
+		err := f.tx.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
+			ledger, Movements{}.Name()).Scan(&at)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("movements checkpoint: %w", err)
+		}
+		if uint64(at) >= pos {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("at %d of %d: %w", at, pos, errUpstreamBehind)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// item returns an item of b, loading it if the book does not hold it.
+func (f *reconFold) item(ctx context.Context, b *reconBook, k itemKey) (*reconItem, error) {
+	if it := b.items[k]; it != nil {
+		return it, nil
+	}
+	var where string
+	var args []any
+	if k.side == sideLine {
+		where, args = `source = $3 AND external_id = $4`, []any{k.a, k.b}
+	} else {
+		where, args = `transfer_id = $3 AND posting_index = $4`, []any{k.a, k.postingIx}
+	}
+	items, err := f.loadItems(ctx, b, k.side, where, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(items) != 1 {
+		return nil, fmt.Errorf("account %s has no item %v in the read model", b.account, k)
+	}
+	b.items[k] = items[0]
+	return items[0], nil
+}
+
+// match returns a match of b, loading it with its items if the book does not
+// hold it.
+func (f *reconFold) match(ctx context.Context, b *reconBook, id string) (*reconMatch, error) {
+	if m := b.matches[id]; m != nil {
+		return m, nil
+	}
+	m := &reconMatch{id: id, stored: true}
+	var position int64
+	err := f.tx.QueryRow(ctx, `SELECT rule, reason, position FROM recon_matches WHERE ledger = $1 AND account = $2 AND match_id = $3`,
+		f.ledger, b.account, id).Scan(&m.rule, &m.reason, &position)
+	if err != nil {
+		return nil, fmt.Errorf("match %s of %s: %w", id, b.account, err)
+	}
+	m.position = uint64(position)
+	for _, side := range []int{sideLine, sideMovement} {
+		items, err := f.loadItems(ctx, b, side, `match_id = $3`, []any{id})
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			if held := b.items[it.key()]; held != nil {
+				it = held
+			} else {
+				b.items[it.key()] = it
+			}
+			m.items = append(m.items, it)
+		}
+	}
+	b.matches[id] = m
+	return m, nil
+}
+
+// loadItems reads items of one side of b's account; where may use $3 and on.
+func (f *reconFold) loadItems(ctx context.Context, b *reconBook, side int, where string, args []any) ([]*reconItem, error) {
+	var q string
+	if side == sideLine {
+		q = `SELECT source, external_id, 0, position, amount::text, value_date, reference, description, coalesce(match_id, ''), manual_only
+			FROM recon_lines WHERE ledger = $1 AND account = $2 AND ` + where + ` ORDER BY position`
+	} else {
+		q = `SELECT '', transfer_id, posting_index, position, amount::text, effective_date, reference, '', coalesce(match_id, ''), manual_only
+			FROM recon_movements WHERE ledger = $1 AND account = $2 AND ` + where + ` ORDER BY position, posting_index`
+	}
+	rows, err := f.tx.Query(ctx, q, append([]any{f.ledger, b.account}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("items of %s: %w", b.account, err)
+	}
+	defer rows.Close()
+	var out []*reconItem
+	for rows.Next() {
+		it := &reconItem{side: side, stored: true}
+		var id, amount string
+		var position int64
+		var date time.Time
+		if err := rows.Scan(&it.source, &id, &it.postingIndex, &position, &amount, &date, &it.reference, &it.description,
+			&it.matchID, &it.manualOnly); err != nil {
+			return nil, fmt.Errorf("items of %s: %w", b.account, err)
+		}
+		if side == sideLine {
+			it.externalID = id
+		} else {
+			it.transferID = id
+		}
+		it.position, it.day = uint64(position), int32(date.Unix()/86400)
+		if it.amount, err = unitsAt(amount, b.scale); err != nil {
+			return nil, fmt.Errorf("item of %s: %w", b.account, err)
+		}
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// dayOf is a YYYY-MM-DD date as days since 1970-01-01.
+func dayOf(date string) (int32, error) {
+	t, err := domain.ParseValueDate(date)
+	if err != nil {
+		return 0, err
+	}
+	return int32(t.Unix() / 86400), nil
+}
+
+// dateOf is the inverse of dayOf, as a Postgres date.
+func dateOf(day int32) time.Time { return time.Unix(int64(day)*86400, 0).UTC() }
