@@ -95,6 +95,10 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("register AdminService: %w", err)
 	}
+	if err := ledgerv1.RegisterReconciliationServiceHandler(ctx, g.mux, conn); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("register ReconciliationService: %w", err)
+	}
 	return g, nil
 }
 
