@@ -127,9 +127,9 @@ func checkRetry(s *State, id string, p *priors, diff func(prior Event) string) e
 	if !have {
 		return &NeedPriorError{Position: pos}
 	}
-	if indexKey(prior) != id {
+	if IndexKey(prior) != id {
 		if exact {
-			panic(fmt.Sprintf("domain: id %q indexed at %d, which holds %q", id, pos, indexKey(prior)))
+			panic(fmt.Sprintf("domain: id %q indexed at %d, which holds %q", id, pos, IndexKey(prior)))
 		}
 		return nil // another id with the same hash: this command is new
 	}

@@ -135,7 +135,7 @@ func checkLine(s *State, account string, l LineRef, p *priors, field string) err
 	if !have {
 		return &NeedPriorError{Position: pos}
 	}
-	if indexKey(prior) != key {
+	if IndexKey(prior) != key {
 		if exact {
 			panic(fmt.Sprintf("domain: line %q indexed at %d, which holds another", key, pos))
 		}
@@ -194,11 +194,11 @@ func Referable(e Event) bool {
 	if _, ok := e.(AccountOpened); ok {
 		return true
 	}
-	return indexKey(e) != ""
+	return IndexKey(e) != ""
 }
 
 // indexKey is the key an event takes in the id index, or "".
-func indexKey(e Event) string {
+func IndexKey(e Event) string {
 	switch e := e.(type) {
 	case StatementImported:
 		return lineKey(e.Account, e.Source, e.ExternalID)

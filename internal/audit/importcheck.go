@@ -254,8 +254,8 @@ func importHasNUL(payload []byte) bool {
 // writer's index holds 64-bit hashes, so a hit is confirmed against the
 // event it points to.
 func (c *ImportChecker) checkID(pos uint64, e domain.Event) error {
-	id, ok := domain.EventID(e)
-	if !ok {
+	id := domain.IndexKey(e)
+	if id == "" {
 		return nil
 	}
 	at, ok := c.state.TransferCandidate(id)
@@ -266,8 +266,8 @@ func (c *ImportChecker) checkID(pos uint64, e domain.Event) error {
 	if err != nil {
 		return err
 	}
-	if other, _ := domain.EventID(prior); other == id {
-		return refuse(pos, ErrImportDuplicateID, "%s was taken at position %d", id, at)
+	if domain.IndexKey(prior) == id {
+		return refuse(pos, ErrImportDuplicateID, "%q was taken at position %d", id, at)
 	}
 	return nil
 }
