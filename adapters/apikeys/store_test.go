@@ -263,3 +263,30 @@ func TestEnsure(t *testing.T) {
 		t.Errorf("Count: %d, %v; want 0 active keys", n, err)
 	}
 }
+
+// TestParseBounds: a secret of 52 to 128 characters of [a-z0-9]; a
+// generated key is one.
+func TestParseBounds(t *testing.T) {
+	t.Parallel()
+	gen, err := apikeys.Generate(nil)
+	testenv.NoError(t, err)
+	for _, tc := range []struct {
+		text string
+		ok   bool
+	}{
+		{gen, true},
+		{"lk_0123456789ab_" + strings.Repeat("a", 52), true},
+		{"lk_0123456789ab_" + strings.Repeat("9", 128), true},
+		{"lk_0123456789ab_" + strings.Repeat("a", 51), false},
+		{"lk_0123456789ab_" + strings.Repeat("a", 129), false},
+		{"lk_0123456789a_" + strings.Repeat("a", 52), false},
+		{"lk_0123456789AB_" + strings.Repeat("a", 52), false},
+		{"lk_0123456789ab_" + strings.Repeat("a", 51) + "_", false},
+		{"xk_0123456789ab_" + strings.Repeat("a", 52), false},
+	} {
+		_, _, err := apikeys.Parse(tc.text)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, apikeys.ErrMalformed)) {
+			t.Errorf("Parse(%q): %v, want ok %v", tc.text, err, tc.ok)
+		}
+	}
+}
