@@ -53,6 +53,22 @@ Usage:
   ledgerctl audit replay --at POSITION|TIME [--in FILE]   (balances and trial balance from the log alone)
   ledgerctl log export [--from P] [--to P] [--out FILE]   (JSON Lines, one event with its hashes per line)
   ledgerctl log import --in FILE                          (into a new, empty ledger: --ledger)
+  ledgerctl reconcile import --account A --source S [--format csv|json] [--map FIELD=COLUMN]...
+                     [--delimiter ,] [--date-layout 2006-01-02] [--decimal-comma] [--thousands] FILE
+                                                          (the whole file is checked first: a fault refuses it,
+                                                           with its line, before anything is sent; then chunks of
+                                                           8,192 lines, each atomic; a refused chunk stops the
+                                                           import, the chunks before it stay in, and a re-run
+                                                           answers them EXISTS)
+  ledgerctl reconcile rules --account A RULE...           (reference, amount_date:window=2,tolerance=0.05,
+                                                           split:window=2,group=4; in order, first match wins)
+  ledgerctl reconcile match --account A --id ID --line SOURCE/EXTID... --movement TRANSFER_ID[#POSTING]...
+                     --reason R
+  ledgerctl reconcile unmatch --account A (--line SOURCE/EXTID | --movement TRANSFER_ID[#POSTING]) --reason R
+  ledgerctl reconcile report --account A [--from DATE] [--to DATE] [--all] [--matches] [--min-position P]
+  ledgerctl journal [--asset CODE] [--from DATE] [--to DATE] [--min-position P]
+                                                          (postings and sums per asset and day; totals tie to
+                                                           the trial balance)
   ledgerctl keys create --role R [--role R]... [--ledger L]... [--description D]
                                                           (roles: writer, reader, auditor, admin;
                                                            no --ledger: every ledger; the key is shown once)
@@ -116,6 +132,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{[]string{"audit", "replay"}, auditReplay},
 		{[]string{"log", "export"}, logExport},
 		{[]string{"log", "import"}, logImport},
+		{[]string{"reconcile", "import"}, reconcileImport},
+		{[]string{"reconcile", "rules"}, reconcileRules},
+		{[]string{"reconcile", "match"}, reconcileMatch},
+		{[]string{"reconcile", "unmatch"}, reconcileUnmatch},
+		{[]string{"reconcile", "report"}, reconcileReport},
+		{[]string{"journal"}, journal},
 		{[]string{"keys", "create"}, keysCreate},
 		{[]string{"keys", "list"}, keysList},
 		{[]string{"keys", "revoke"}, keysRevoke},
