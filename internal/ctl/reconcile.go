@@ -290,9 +290,9 @@ func (s *importRun) send(lines []*ledgerv1.ExternalLine, at []int) error {
 	if len(refusals) > 0 || created+existing != len(lines) {
 		s.sum.Refused, s.sum.Refusals = len(refusals), refusals
 		s.sum.NotImported = s.sum.Lines - s.sent
-		return fmt.Errorf("chunk %d of %d (file lines %d..%d): %d lines refused, none of the chunk imported; "+
-			"%d chunks (%d lines) went in before it: %w", chunk, s.sum.Chunks, at[0], at[len(at)-1], len(refusals),
-			s.sum.ChunksImported, s.sent, errRefused)
+		return fmt.Errorf("chunk %d of %d (file lines %d..%d): %s refused, none of the chunk imported; "+
+			"%s (%s) went in before it: %w", chunk, s.sum.Chunks, at[0], at[len(at)-1], plural(len(refusals), "line"),
+			plural(s.sum.ChunksImported, "chunk"), plural(s.sent, "line"), errRefused)
 	}
 	s.sent += len(lines)
 	s.sum.Created += created
