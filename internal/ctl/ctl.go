@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,8 +79,8 @@ Usage:
 Global flags (before the command, or after it):
   --addr    ledgerd gRPC address (env LEDGER_ADDR, default 127.0.0.1:7070)
   --ledger  ledger name (env LEDGER_LEDGER, default "default")
-  --api-key API key (env LEDGER_API_KEY; default: the file $LEDGER_DATA_DIR/admin.key,
-            ./var/admin.key, that ledgerd writes in dev mode)
+  --api-key API key (env LEDGER_API_KEY; default, for a ledgerd on this machine: the file
+            $LEDGER_DATA_DIR/admin.key, else ./var/admin.key, that ledgerd writes in dev mode)
   --tls     connect over TLS, trusting the system's CAs
   --tls-ca  connect over TLS, trusting the CA (PEM) in this file
   -o        output: table (default) or json (read commands)
@@ -242,12 +243,17 @@ func (c *client) connect() error {
 
 // key is the API key to send: --api-key or LEDGER_API_KEY, else the dev
 // mode's key file when it exists (so that the README's tour works as it is
-// after make run), else none.
+// after make run), else none. The file's key goes to a ledgerd on this
+// machine only: it is a local admin key, not one to hand to any server
+// --addr names.
 //
 // Errors: a key file that exists but cannot be read.
 func (c *client) key() (string, error) {
 	if c.apiKey != "" {
 		return c.apiKey, nil
+	}
+	if !loopback(c.addr) {
+		return "", nil
 	}
 	b, err := os.ReadFile(c.keyFile)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -257,6 +263,19 @@ func (c *client) key() (string, error) {
 		return "", fmt.Errorf("api key file: %w", err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// loopback says whether addr (host:port) is this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // transport is TLS when --tls or --tls-ca says so, else plaintext.
