@@ -242,7 +242,8 @@ func (b *reconBook) split(it *reconItem, window int32, max int, tol domain.Units
 	for _, a := range anchors {
 		mates := b.pool(own, a, window, splitPoolMax-1, func(c *reconItem) bool { return c != it && smaller(c.amount, a.amount) })
 		if g := subsetSum(mates, it, a.amount, tol, max); g != nil {
-			return append(g[:len(g):len(g)], a)
+			// subsetSum put it last; the caller adds it.
+			return append(g[:len(g)-1:len(g)-1], a)
 		}
 	}
 	return nil

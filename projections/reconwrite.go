@@ -15,15 +15,31 @@ import (
 // items, changed items and matches; then the journal. A stored book then
 // forgets its items that are no longer open.
 func (f *reconFold) write(ctx context.Context) error {
+	added := 0
 	for _, account := range slices.Sorted(maps.Keys(f.touched)) {
 		b := f.touched[account]
+		added += len(b.added)
 		if err := f.writeBook(ctx, b); err != nil {
 			return fmt.Errorf("reconciliation of %s: %w", account, err)
 		}
 		b.settle()
 	}
+	if added >= reconAnalyzeAfter {
+		// A bank account's items are most of their tables. Until statistics
+		// say so, the planner takes (ledger, account) for a selective prefix
+		// and may look an item up through any index that starts with it,
+		// scanning the whole account: statistics after a large batch keep
+		// the next batches' look-ups on the primary key.
+		if _, err := f.tx.Exec(ctx, `ANALYZE recon_lines, recon_movements, recon_matches`); err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+	}
 	return f.writeJournal(ctx)
 }
+
+// reconAnalyzeAfter is the number of new items in a batch after which the
+// projector refreshes its tables' statistics.
+const reconAnalyzeAfter = 4096
 
 func (f *reconFold) writeBook(ctx context.Context, b *reconBook) error {
 	if !b.stored || b.rulesChanged {
@@ -85,48 +101,39 @@ func (f *reconFold) copy(ctx context.Context, table string, columns []string, ro
 	return nil
 }
 
-// updateItems stores the match and manual flag of items already stored.
+// updateItems stores the match and manual flag of items already stored: one
+// primary-key update each, pipelined. (A join with unnest looks cheaper, but
+// without fresh statistics the planner loops over the account's rows for
+// every item: quadratic.)
 func (f *reconFold) updateItems(ctx context.Context, b *reconBook, changed [2][]*reconItem) error {
-	for side, items := range changed {
-		if len(items) == 0 {
-			continue
-		}
-		keysA, keysB := make([]string, len(items)), make([]string, len(items))
-		keysI := make([]int32, len(items))
-		matches, manual := make([]*string, len(items)), make([]bool, len(items))
-		for i, it := range items {
-			keysA[i], keysB[i], keysI[i] = it.source, it.externalID, int32(it.postingIndex)
-			if side == sideMovement {
-				keysA[i] = it.transferID
-			}
-			if it.matchID != "" {
-				id := it.matchID
-				matches[i] = &id
-			}
-			manual[i] = it.manualOnly
-		}
-		var q string
-		var args []any
-		if side == sideLine {
-			q = `UPDATE recon_lines l SET match_id = u.match_id, manual_only = u.manual_only
-				FROM unnest($3::text[], $4::text[], $5::text[], $6::bool[]) AS u(source, external_id, match_id, manual_only)
-				WHERE l.ledger = $1 AND l.account = $2 AND l.source = u.source AND l.external_id = u.external_id`
-			args = []any{f.ledger, b.account, keysA, keysB, matches, manual}
-		} else {
-			q = `UPDATE recon_movements m SET match_id = u.match_id, manual_only = u.manual_only
-				FROM unnest($3::text[], $4::int[], $5::text[], $6::bool[]) AS u(transfer_id, posting_index, match_id, manual_only)
-				WHERE m.ledger = $1 AND m.account = $2 AND m.transfer_id = u.transfer_id AND m.posting_index = u.posting_index`
-			args = []any{f.ledger, b.account, keysA, keysI, matches, manual}
-		}
-		tag, err := f.tx.Exec(ctx, q, args...)
+	n := len(changed[sideLine]) + len(changed[sideMovement])
+	if n == 0 {
+		return nil
+	}
+	var batch pgx.Batch
+	for _, it := range changed[sideLine] {
+		batch.Queue(`UPDATE recon_lines SET match_id = $5, manual_only = $6
+			WHERE ledger = $1 AND account = $2 AND source = $3 AND external_id = $4`,
+			f.ledger, b.account, it.source, it.externalID, nullable(it.matchID), it.manualOnly)
+	}
+	for _, it := range changed[sideMovement] {
+		batch.Queue(`UPDATE recon_movements SET match_id = $5, manual_only = $6
+			WHERE ledger = $1 AND account = $2 AND transfer_id = $3 AND posting_index = $4`,
+			f.ledger, b.account, it.transferID, int32(it.postingIndex), nullable(it.matchID), it.manualOnly)
+	}
+	results := f.tx.SendBatch(ctx, &batch)
+	for i := 0; i < n; i++ {
+		tag, err := results.Exec()
 		if err != nil {
-			return fmt.Errorf("update %d items: %w", len(items), err)
+			results.Close()
+			return fmt.Errorf("update %d items: %w", n, err)
 		}
-		if int(tag.RowsAffected()) != len(items) {
-			return fmt.Errorf("updated %d of %d items: the read model is missing some", tag.RowsAffected(), len(items))
+		if tag.RowsAffected() != 1 {
+			results.Close()
+			return fmt.Errorf("update of item %d of %d found no row: the read model is missing it", i, n)
 		}
 	}
-	return nil
+	return results.Close()
 }
 
 // writeMatches deletes the stored matches dissolved and stores the new ones

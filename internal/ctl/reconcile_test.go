@@ -392,8 +392,7 @@ func TestReconcileSplitDifference(t *testing.T) {
 		t.Errorf("matched difference %s, want 0.00", d)
 	}
 	if d := rep.Matches.Matches[0].Difference; d != "0.00" {
-		t.Skipf("BUG (reconciliation projection or ListUnmatched): the SPLIT match of lines 1500.00 + 1000.00 to a "+
-			"movement of 2500.00 lists difference %s, want 0.00 (GetReconciliation's matched_difference is 0.00)", d)
+		t.Errorf("the SPLIT match of lines 1500.00 + 1000.00 to a movement of 2500.00 lists difference %s, want 0.00", d)
 	}
 }
 

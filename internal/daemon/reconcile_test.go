@@ -285,6 +285,11 @@ func TestReconcileGeneratedStatement(t *testing.T) {
 	if diff := cmp.Diff(c.matches, matchesByRule(v)); diff != "" {
 		t.Errorf("matches by rule (-want +got):\n%s", diff)
 	}
+	for _, m := range v.Matches {
+		if m.GetDifference() != "0.00" {
+			t.Errorf("match %s (%s) has difference %s, want 0.00", m.GetId(), m.GetRule(), m.GetDifference())
+		}
+	}
 	if diff := cmp.Diff(c.extraLines, ids(v.Lines)); diff != "" {
 		t.Errorf("unmatched lines (-want +got):\n%s", diff)
 	}
