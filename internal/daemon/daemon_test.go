@@ -33,7 +33,7 @@ type harness struct {
 }
 
 // start runs ledgerd as users do, on the test's database and NATS server.
-func start(t *testing.T) *harness {
+func start(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{pgURL: testenv.PostgresURL(t), key: newKey(t)}
 	h.m = &daemon.Main{
@@ -50,7 +50,7 @@ func start(t *testing.T) *harness {
 	return h
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
@@ -75,7 +75,7 @@ func (h *harness) setup(t *testing.T, ledger string) {
 	mustCreated(t, o.GetResults()...)
 }
 
-func mustCreated(t *testing.T, results ...*ledgerv1.ItemResult) {
+func mustCreated(t testing.TB, results ...*ledgerv1.ItemResult) {
 	t.Helper()
 	for _, r := range results {
 		if r.GetCode() != ledgerv1.ResultCode_RESULT_CODE_CREATED {

@@ -215,7 +215,7 @@ func cents(t *testing.T, s string) int64 {
 
 // newKey is a fresh admin key: every test's ledgerd is given one
 // (-admin-key) and its clients send it, so that auth runs in every test.
-func newKey(t *testing.T) string {
+func newKey(t testing.TB) string {
 	t.Helper()
 	key, err := apikeys.Generate(nil)
 	testenv.NoError(t, err)
