@@ -29,9 +29,16 @@ func TestRebuildWhileServing(t *testing.T) {
 	h := start(t)
 	ledger := testenv.Name(t)
 	h.setup(t, ledger)
+	var pre uint64
 	for i := range 20 {
-		h.transferOK(t, ledger, transfer(fmt.Sprintf("pre-%d", i), "alice", "bob", "1.00", "USD"))
+		pre = h.transferOK(t, ledger, transfer(fmt.Sprintf("pre-%d", i), "alice", "bob", "1.00", "USD"))
 	}
+	// The queries below give no min_position: the read models must hold bob
+	// before they start, or a slow projector answers NotFound.
+	_, err := h.query.ListStatement(ctx(t), &ledgerv1.ListStatementRequest{Ledger: ledger, Account: "bob", Limit: 1, MinPosition: pre})
+	testenv.NoError(t, err)
+	_, err = h.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"bob"}, MinPosition: pre})
+	testenv.NoError(t, err)
 	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
