@@ -2,6 +2,8 @@ package projections
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,9 +54,12 @@ func NewReconciliation() *Reconciliation {
 }
 
 type reconCache struct {
-	through  uint64          // the last position applied
-	accounts map[string]bool // every reconciled account of the ledger
-	books    map[string]*reconBook
+	// generation is the read model's (recon_generations): a rebuild swaps
+	// in rows of another generation, which the cache does not describe.
+	generation string
+	through    uint64          // the last position applied
+	accounts   map[string]bool // every reconciled account of the ledger
+	books      map[string]*reconBook
 }
 
 func (*Reconciliation) Name() string { return "reconciliation" }
@@ -62,7 +67,7 @@ func (*Reconciliation) Version() int { return 1 }
 
 // Tables lists the projection's tables.
 func (*Reconciliation) Tables() []string {
-	return []string{"recon_accounts", "recon_lines", "recon_movements", "recon_matches", "recon_journal"}
+	return []string{"recon_accounts", "recon_lines", "recon_movements", "recon_matches", "recon_journal", "recon_generations"}
 }
 
 // take removes and returns the ledger's cache if it continues at from.
@@ -91,13 +96,17 @@ func (p *Reconciliation) Apply(ctx context.Context, tx pgx.Tx, ledger string, re
 	if len(recs) == 0 {
 		return nil
 	}
+	generation, err := reconGeneration(ctx, tx, ledger)
+	if err != nil {
+		return err
+	}
 	c := p.take(ledger, recs[0].Position)
-	if c == nil {
+	if c == nil || c.generation != generation {
 		accounts, err := loadReconAccounts(ctx, tx, ledger)
 		if err != nil {
 			return err
 		}
-		c = &reconCache{accounts: accounts, books: map[string]*reconBook{}}
+		c = &reconCache{generation: generation, accounts: accounts, books: map[string]*reconBook{}}
 	}
 	f := &reconFold{tx: tx, ledger: ledger, cache: c, journal: map[journalKey]*journalSum{}, touched: map[string]*reconBook{}}
 	for i := range recs {
@@ -122,6 +131,22 @@ func (p *Reconciliation) Apply(ctx context.Context, tx pgx.Tx, ledger string, re
 	c.through = recs[len(recs)-1].Position
 	p.keep(ledger, c)
 	return nil
+}
+
+// reconGeneration returns the generation of ledger's reconciliation rows,
+// starting one if there is none.
+func reconGeneration(ctx context.Context, tx pgx.Tx, ledger string) (string, error) {
+	var g [16]byte
+	_, _ = rand.Read(g[:]) // never fails (crypto/rand)
+	var generation string
+	err := tx.QueryRow(ctx, `WITH ins AS (INSERT INTO recon_generations (ledger, generation) VALUES ($1, $2)
+			ON CONFLICT (ledger) DO NOTHING RETURNING generation)
+		SELECT generation FROM ins UNION ALL SELECT generation FROM recon_generations WHERE ledger = $1`,
+		ledger, hex.EncodeToString(g[:])).Scan(&generation)
+	if err != nil {
+		return "", fmt.Errorf("reconciliation generation: %w", err)
+	}
+	return generation, nil
 }
 
 func loadReconAccounts(ctx context.Context, tx pgx.Tx, ledger string) (map[string]bool, error) {
@@ -196,7 +221,7 @@ func (f *reconFold) apply(ctx context.Context, pos uint64, e domain.Event) error
 	case domain.MatchedManually:
 		return f.manualMatch(ctx, pos, e)
 	case domain.Unmatched:
-		return f.unmatch(ctx, e)
+		return f.unmatch(ctx, pos, e)
 	}
 	return nil
 }
@@ -237,7 +262,7 @@ func (f *reconFold) movements(ctx context.Context, pos uint64, id string, postin
 }
 
 func (f *reconFold) manualMatch(ctx context.Context, pos uint64, e domain.MatchedManually) error {
-	b, err := f.book(ctx, e.Account)
+	b, err := f.enable(ctx, e.Account, pos)
 	if err != nil {
 		return err
 	}
@@ -273,8 +298,11 @@ func (f *reconFold) manualMatch(ctx context.Context, pos uint64, e domain.Matche
 	return nil
 }
 
-func (f *reconFold) unmatch(ctx context.Context, e domain.Unmatched) error {
-	b, err := f.book(ctx, e.Account)
+// unmatch dissolves an item's match. The writer accepts an unmatch of any
+// movement of the account, reconciled or not: one not yet reconciled is
+// reconciled from here on, like a first line would.
+func (f *reconFold) unmatch(ctx context.Context, pos uint64, e domain.Unmatched) error {
+	b, err := f.enable(ctx, e.Account, pos)
 	if err != nil {
 		return err
 	}

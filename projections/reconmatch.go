@@ -46,6 +46,25 @@ type reconItem struct {
 
 func (it *reconItem) open() bool { return it.matchID == "" && !it.manualOnly }
 
+// before is the items' canonical order: by position, then posting (two
+// postings of one transfer share a position).
+func before(x, y *reconItem) bool {
+	if x.position != y.position {
+		return x.position < y.position
+	}
+	return x.postingIndex < y.postingIndex
+}
+
+func cmpItems(x, y *reconItem) int {
+	switch {
+	case before(x, y):
+		return -1
+	case before(y, x):
+		return 1
+	}
+	return 0
+}
+
 // itemKey names an item within an account.
 type itemKey struct {
 	side      int
@@ -81,13 +100,30 @@ func newOpenSet() *openSet {
 	return &openSet{byRef: map[string][]*reconItem{}, byAmount: map[domain.Units][]*reconItem{}, byDay: map[int32][]*reconItem{}}
 }
 
-// add indexes it; items arrive in position order, so every list is sorted.
+// add indexes a new item; items arrive in order, so every list stays sorted.
 func (s *openSet) add(it *reconItem) {
 	if it.reference != "" {
 		s.byRef[it.reference] = appendLive(s.byRef[it.reference], it)
 	}
 	s.byAmount[it.amount] = appendLive(s.byAmount[it.amount], it)
 	s.byDay[it.day] = appendLive(s.byDay[it.day], it)
+}
+
+// reopen indexes an item open again (its match dissolved). Its entries from
+// before may still be in the lists, dead until now: an item is listed once.
+func (s *openSet) reopen(it *reconItem) {
+	if it.reference != "" {
+		s.byRef[it.reference] = appendOnce(s.byRef[it.reference], it)
+	}
+	s.byAmount[it.amount] = appendOnce(s.byAmount[it.amount], it)
+	s.byDay[it.day] = appendOnce(s.byDay[it.day], it)
+}
+
+func appendOnce(list []*reconItem, it *reconItem) []*reconItem {
+	if slices.Contains(list, it) {
+		return list
+	}
+	return appendLive(list, it)
 }
 
 // appendLive appends it, dropping the dead entries first when they are many,
@@ -105,7 +141,7 @@ func appendLive(list []*reconItem, it *reconItem) []*reconItem {
 		list = live
 	}
 	i := len(list)
-	for i > 0 && list[i-1].position > it.position {
+	for i > 0 && before(it, list[i-1]) {
 		i--
 	}
 	return slices.Insert(list, i, it)
@@ -174,9 +210,16 @@ func (b *reconBook) find(it *reconItem, r domain.MatchingRule) []*reconItem {
 		if it.reference == "" {
 			return nil
 		}
+		seen := 0
 		for _, c := range other.byRef[it.reference] {
-			if c.open() && within(c.amount, it.amount, tol) {
+			if !c.open() {
+				continue
+			}
+			if within(c.amount, it.amount, tol) {
 				return []*reconItem{c}
+			}
+			if seen++; seen == windowScanMax {
+				break
 			}
 		}
 	case domain.RuleAmountDate:
@@ -194,29 +237,36 @@ func (b *reconBook) find(it *reconItem, r domain.MatchingRule) []*reconItem {
 func (b *reconBook) closest(it *reconItem, set *openSet, window int32, tol domain.Units) *reconItem {
 	var best *reconItem
 	var bestGap int32
+	// Only open items count toward the scan's bound: how many dead entries
+	// a list still holds depends on the cache's history, the matches must not.
+	scanned := 0
 	consider := func(c *reconItem) {
-		if !c.open() || !within(c.amount, it.amount, tol) {
+		if !c.open() {
+			return
+		}
+		scanned++
+		if !within(c.amount, it.amount, tol) {
 			return
 		}
 		gap := abs32(c.day - it.day)
 		if gap > window {
 			return
 		}
-		if best == nil || gap < bestGap || gap == bestGap && c.position < best.position {
+		if best == nil || gap < bestGap || gap == bestGap && before(c, best) {
 			best, bestGap = c, gap
 		}
 	}
 	if tol.IsZero() {
 		for _, c := range set.byAmount[it.amount] {
-			consider(c)
+			if consider(c); scanned >= windowScanMax {
+				break
+			}
 		}
 		return best
 	}
-	scanned := 0
 	for d := it.day - window; d <= it.day+window && scanned < windowScanMax; d++ {
 		for _, c := range set.byDay[d] {
-			consider(c)
-			if scanned++; scanned >= windowScanMax {
+			if consider(c); scanned >= windowScanMax {
 				break
 			}
 		}
@@ -224,23 +274,33 @@ func (b *reconBook) closest(it *reconItem, set *openSet, window int32, tol domai
 	return best
 }
 
-// split finds a group for it: either it is the one and the group is 2..max
-// open items of the other side summing to its amount, or it completes a
-// group of its own side for an open item of the other side. Candidates share
-// its reference when it has one, else lie within window days; the first
-// group in (size, then position) order wins.
+// split finds a group for it. A group is one item and 2..max items of the
+// other side whose amounts sum to its amount (within tol): the parts share
+// the one's reference when it has one, else lie within window days of it.
+// Either it is the one, or it completes a group as a part; the first group
+// in (size, then item order) wins.
 func (b *reconBook) split(it *reconItem, window int32, max int, tol domain.Units) []*reconItem {
 	if max < 2 {
 		return nil
 	}
 	other, own := b.open[1-it.side], b.open[it.side]
-	pool := b.pool(other, it, window, splitPoolMax, func(c *reconItem) bool { return smaller(c.amount, it.amount) })
+	parts := func(c *reconItem) bool { return smaller(c.amount, it.amount) }
+	pool := b.pool(other, it, window, splitPoolMax, it.reference != "", parts)
 	if g := subsetSum(pool, nil, it.amount, tol, max); g != nil {
 		return g
 	}
-	anchors := b.pool(other, it, window, splitAnchorsMax, func(c *reconItem) bool { return smaller(it.amount, c.amount) })
+	// As a part: of a one with its reference, or of a one with none within
+	// the window.
+	whole := func(c *reconItem) bool { return smaller(it.amount, c.amount) }
+	var anchors []*reconItem
+	if it.reference != "" {
+		anchors = b.pool(other, it, window, splitAnchorsMax, true, whole)
+	}
+	anchors = append(anchors, b.pool(other, it, window, splitAnchorsMax, false,
+		func(c *reconItem) bool { return c.reference == "" && whole(c) })...)
 	for _, a := range anchors {
-		mates := b.pool(own, a, window, splitPoolMax-1, func(c *reconItem) bool { return c != it && smaller(c.amount, a.amount) })
+		mates := b.pool(own, a, window, splitPoolMax-1, a.reference != "",
+			func(c *reconItem) bool { return c != it && smaller(c.amount, a.amount) })
 		if g := subsetSum(mates, it, a.amount, tol, max); g != nil {
 			// subsetSum put it last; the caller adds it.
 			return append(g[:len(g)-1:len(g)-1], a)
@@ -249,12 +309,12 @@ func (b *reconBook) split(it *reconItem, window int32, max int, tol domain.Units
 	return nil
 }
 
-// pool lists up to n open items of set that may group with it: with its
-// reference if it has one, else within window days of it (nearest first),
-// oldest first among equals, keeping those ok accepts.
-func (b *reconBook) pool(set *openSet, it *reconItem, window int32, n int, ok func(*reconItem) bool) []*reconItem {
+// pool lists up to n open items of set that may group with it, in order:
+// byRef, those with its reference; else those within window days of it,
+// nearest first. It keeps those ok accepts.
+func (b *reconBook) pool(set *openSet, it *reconItem, window int32, n int, byRef bool, ok func(*reconItem) bool) []*reconItem {
 	var out []*reconItem
-	if it.reference != "" {
+	if byRef {
 		for _, c := range set.byRef[it.reference] {
 			if c.open() && ok(c) {
 				if out = append(out, c); len(out) == n {
@@ -277,7 +337,7 @@ func (b *reconBook) pool(set *openSet, it *reconItem, window int32, n int, ok fu
 				}
 			}
 		}
-		slices.SortFunc(ring, func(x, y *reconItem) int { return cmpU64(x.position, y.position) })
+		slices.SortFunc(ring, cmpItems)
 		out = append(out, ring[:min(len(ring), n-len(out))]...)
 	}
 	return out
@@ -365,10 +425,7 @@ func (b *reconBook) match(pos uint64, rule, id string, items []*reconItem) *reco
 		if x.side != y.side {
 			return x.side - y.side
 		}
-		if c := cmpU64(x.position, y.position); c != 0 {
-			return c
-		}
-		return x.postingIndex - y.postingIndex
+		return cmpItems(x, y)
 	})
 	for _, it := range items {
 		it.matchID, it.changed = id, true
@@ -385,7 +442,7 @@ func (b *reconBook) dissolve(m *reconMatch, manualOnly bool) {
 		it.matchID, it.changed = "", true
 		it.manualOnly = it.manualOnly || manualOnly
 		if it.open() {
-			b.open[it.side].add(it)
+			b.open[it.side].reopen(it)
 		}
 	}
 }
@@ -432,14 +489,4 @@ func abs32(x int32) int32 {
 		return -x
 	}
 	return x
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -198,12 +198,7 @@ func (b *reconBook) settle() {
 	if entries > 2*live+1024 {
 		b.open = [2]*openSet{newOpenSet(), newOpenSet()}
 		items := slices.Collect(maps.Values(b.items))
-		slices.SortFunc(items, func(x, y *reconItem) int {
-			if c := cmpU64(x.position, y.position); c != 0 {
-				return c
-			}
-			return x.postingIndex - y.postingIndex
-		})
+		slices.SortFunc(items, cmpItems)
 		for _, it := range items {
 			b.open[it.side].add(it)
 		}
