@@ -2,7 +2,10 @@ package domain_test
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,4 +43,65 @@ func BenchmarkStateMemory(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-mid.HeapAlloc)/transfers, "B/transfer")
 		runtime.KeepAlive(s)
 	}
+}
+
+// BenchmarkStateAtScale builds the writer's state of the memory target (1M
+// accounts, 10M transfers, one in a hundred a pending hold left open) and
+// reports the live heap and the process's resident set after a GC. The
+// state is what ledgerd holds per ledger; the RSS here is its floor.
+//
+//	go test -run '^$' -bench BenchmarkStateAtScale -benchtime 1x ./domain
+func BenchmarkStateAtScale(b *testing.B) {
+	const accounts, transfers = 1_000_000, 10_000_000
+	for b.Loop() {
+		s := domain.NewState()
+		pos := uint64(0)
+		apply := func(e domain.Event) { pos++; s.Evolve(pos, e) }
+		apply(domain.AssetDefined{Code: "USD", Scale: 2})
+		for i := range accounts {
+			apply(domain.AccountOpened{ID: fmt.Sprintf("users:%d:wallet", i), Asset: "USD", Normal: domain.SideCredit})
+		}
+		at := time.Unix(1_800_000_000, 0).UTC()
+		for i := range transfers {
+			postings := []domain.Posting{{Debit: fmt.Sprintf("users:%d:wallet", i%accounts),
+				Credit: fmt.Sprintf("users:%d:wallet", (i*7+1)%accounts), Asset: "USD",
+				Amount: domain.Amount{Units: domain.UnitsFromInt64(100), Scale: 2}}}
+			id := fmt.Sprintf("tr-2026-%010d", i)
+			if i%100 == 0 {
+				apply(domain.TransferPending{ID: id, EffectiveAt: at, Postings: postings})
+				continue
+			}
+			apply(domain.TransferCommitted{ID: id, EffectiveAt: at, Postings: postings})
+		}
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		b.ReportMetric(float64(m.HeapAlloc)/(1<<20), "MiB-heap")
+		b.ReportMetric(float64(m.Sys)/(1<<20), "MiB-sys")
+		if rss, ok := residentMiB(); ok {
+			b.ReportMetric(rss, "MiB-rss")
+		}
+		// What the growth left behind (the index's old tables) goes back to
+		// the system: ledgerd does this after loading a ledger.
+		debug.FreeOSMemory()
+		if rss, ok := residentMiB(); ok {
+			b.ReportMetric(rss, "MiB-rss-freed")
+		}
+		runtime.KeepAlive(s)
+	}
+}
+
+// residentMiB reads VmRSS from /proc/self/status (Linux).
+func residentMiB() (float64, bool) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var kb float64
+		if n, _ := fmt.Sscanf(line, "VmRSS: %f kB", &kb); n == 1 {
+			return kb / 1024, true
+		}
+	}
+	return 0, false
 }
