@@ -225,7 +225,12 @@ func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
 	case TypeTransferReversed:
 		e, err = decodeAs[TransferReversed](data)
 	case TypeStatementImported:
-		e, err = decodeAs[StatementImported](data)
+		var v StatementImported
+		v, err = decodeAs[StatementImported](data)
+		if err == nil && v.Direction != SideCredit && v.Direction != SideDebit {
+			err = fmt.Errorf("direction missing: %w", ErrInvalidField)
+		}
+		e = v
 	case TypeMatchingRulesSet:
 		e, err = decodeAs[MatchingRulesSet](data)
 	case TypeMatchedManually:
