@@ -14,10 +14,14 @@ import (
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // errTLSPair means one of -tls-cert and -tls-key was given without the other.
 var errTLSPair = errors.New("give both or neither")
+
+// projectionLingerMax bounds -projection-linger: the lag it adds.
+const projectionLingerMax = time.Second
 
 // Config is ledgerd's configuration: flags, with LEDGER_* environment variables
 // as defaults.
@@ -42,6 +46,11 @@ type Config struct {
 	// EffectivePastMax and EffectiveFutureMax bound a transfer's effective_at
 	// around the time it is recorded.
 	EffectivePastMax, EffectiveFutureMax time.Duration
+	// ProjectionLinger is how long a projector that received a small batch
+	// waits for more before applying it: fewer, larger transactions for a
+	// little lag. Zero is projections.LingerDefault; at most
+	// projectionLingerMax.
+	ProjectionLinger time.Duration
 	// SnapshotEvery is how many events a writer commits between snapshots
 	// of its state, from which it starts instead of folding the whole log;
 	// 0 disables snapshots, taking and loading them.
@@ -115,6 +124,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how far in the past a transfer's effective_at may be (env LEDGER_EFFECTIVE_PAST_MAX)")
 	fs.DurationVar(&c.EffectiveFutureMax, "effective-future-max", envDuration("LEDGER_EFFECTIVE_FUTURE_MAX", domain.DefaultPolicy.EffectiveFutureMax),
 		"how far in the future a transfer's effective_at may be (env LEDGER_EFFECTIVE_FUTURE_MAX)")
+	fs.DurationVar(&c.ProjectionLinger, "projection-linger", envDuration("LEDGER_PROJECTION_LINGER", projections.LingerDefault),
+		"how long a projector waits for more events after a small batch (env LEDGER_PROJECTION_LINGER)")
 	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt("LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
 		"events between snapshots of a writer's state; 0 disables snapshots (env LEDGER_SNAPSHOT_EVERY)")
 	auth := true
@@ -147,6 +158,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	if c.SnapshotEvery < 0 {
 		return Config{}, fmt.Errorf("snapshot every %d events: want 0 (off) or more", c.SnapshotEvery)
+	}
+	if c.ProjectionLinger < 0 || c.ProjectionLinger > projectionLingerMax {
+		return Config{}, fmt.Errorf("projection linger %s: want 0 to %s", c.ProjectionLinger, projectionLingerMax)
 	}
 	d, err := time.ParseDuration(maxAge)
 	if err != nil {

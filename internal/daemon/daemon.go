@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -220,7 +221,7 @@ func (m *Main) startReaders(ledger string) {
 	go func() { defer m.wg.Done(); _ = relay.Run(m.readersCtx) }()
 	for _, proj := range projections.All() {
 		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
-		runner := projections.NewRunner(m.pool, ledger, proj, src, m.Logger).WithLinger(projections.LingerDefault)
+		runner := projections.NewRunner(m.pool, ledger, proj, src, m.Logger).WithLinger(cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault))
 		m.mu.Lock()
 		runners[proj.Name()] = runner
 		m.mu.Unlock()
