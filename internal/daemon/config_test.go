@@ -4,8 +4,10 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ledgerd/ledger/internal/daemon"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // TestParseFlagsRefusesMalformedEnvironment: a set but malformed LEDGER_*
@@ -53,5 +55,29 @@ func TestParseFlagsAuth(t *testing.T) {
 				t.Errorf("ParseFlags(%q, %v): %+v, %v", tc.args, tc.env, c, err)
 			}
 		})
+	}
+}
+
+// TestParseFlagsProjectionLinger: the linger defaults to the projections'
+// default and is bounded at one second.
+func TestParseFlagsProjectionLinger(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args    []string
+		env     map[string]string
+		want    time.Duration
+		wantErr bool
+	}{
+		{nil, nil, projections.LingerDefault, false},
+		{[]string{"-projection-linger", "0s"}, nil, 0, false},
+		{nil, map[string]string{"LEDGER_PROJECTION_LINGER": "1s"}, time.Second, false},
+		{[]string{"-projection-linger", "1.001s"}, nil, 0, true},
+		{[]string{"-projection-linger", "-1ms"}, nil, 0, true},
+		{nil, map[string]string{"LEDGER_PROJECTION_LINGER": "soon"}, 0, true},
+	} {
+		c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if (err != nil) != tc.wantErr || err == nil && c.ProjectionLinger != tc.want {
+			t.Errorf("ParseFlags(%q, %v): linger %s, %v; want %s (error %v)", tc.args, tc.env, c.ProjectionLinger, err, tc.want, tc.wantErr)
+		}
 	}
 }
