@@ -49,7 +49,7 @@ Usage:
   ledgerctl transfers list [--account A] [--reference R] [--status S] [--limit N] [--all]
   ledgerctl trial-balance [--as-of P]
   ledgerctl projections status
-  ledgerctl projections rebuild NAME                      (balances, movements or transfers; resumable)
+  ledgerctl projections rebuild NAME                      (balances, movements, transfers, reconciliation)
   ledgerctl audit verify [--from P] [--to P] [--in FILE]  (exit 0: the log and the projections agree)
   ledgerctl audit replay --at POSITION|TIME [--in FILE]   (balances and trial balance from the log alone)
   ledgerctl log export [--from P] [--to P] [--out FILE]   (JSON Lines, one event with its hashes per line)

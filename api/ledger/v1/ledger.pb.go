@@ -4112,7 +4112,7 @@ func (x *ImportEventsResponse) GetHash() string {
 type RebuildProjectionRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
-	// The projection's name: balances, movements or transfers.
+	// The projection's name: balances, movements, transfers or reconciliation.
 	Projection    string `protobuf:"bytes,2,opt,name=projection,proto3" json:"projection,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
