@@ -1,6 +1,7 @@
 package grpcapi
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"unicode/utf8"
@@ -58,20 +59,19 @@ func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.Se
 	if to == 0 || to > head {
 		to = head
 	}
+	// The next page is read from PostgreSQL while this one is sent: the
+	// query's latency hides behind the stream instead of adding to it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan readPage, 1)
+	go s.readPages(ctx, ledger, from, to, pages)
 	out := &eventSender{stream: stream}
-	for from <= to {
-		recs, err := s.store.Read(ctx, ledger, from, int(min(to-from+1, eventstore.ReadMax)))
-		if err != nil {
-			return s.readError(ledger, from, err)
+	for page := range pages {
+		if page.err != nil {
+			return page.err
 		}
-		if len(recs) == 0 {
-			break // rows missing up to the head: the auditor sees where
-		}
-		for i := range recs {
-			r := &recs[i]
-			if r.Position > to {
-				break // past a gap: a page is at most to-from+1 long
-			}
+		for i := range page.recs {
+			r := &page.recs[i]
 			if !utf8.Valid(r.Payload) {
 				return status.Errorf(codes.DataLoss, "event %d of %s: stored payload is not UTF-8", r.Position, ledger)
 			}
@@ -79,9 +79,39 @@ func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.Se
 				return err
 			}
 		}
-		from = recs[len(recs)-1].Position + 1
 	}
 	return out.flush()
+}
+
+// readPage is a page of the log, or the error that ended the reading.
+type readPage struct {
+	recs []eventstore.Record
+	err  error
+}
+
+// readPages reads ledger's log from..to into pages, in order, and closes
+// pages at the end, after an error, or when ctx ends.
+func (s *AuditServer) readPages(ctx context.Context, ledger string, from, to uint64, pages chan<- readPage) {
+	defer close(pages)
+	for from <= to {
+		recs, err := s.store.Read(ctx, ledger, from, int(min(to-from+1, eventstore.ReadMax)))
+		if err != nil {
+			err = s.readError(ledger, from, err)
+		}
+		n := 0
+		for n < len(recs) && recs[n].Position <= to {
+			n++ // past a gap: a page is at most to-from+1 long
+		}
+		select {
+		case pages <- readPage{recs: recs[:n], err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil || len(recs) == 0 {
+			return // rows missing up to the head: the auditor sees where
+		}
+		from = recs[len(recs)-1].Position + 1
+	}
 }
 
 // eventSender batches events into messages within the bounds.

@@ -23,6 +23,9 @@ type book struct {
 	assets   map[string]*bookAsset
 	// lines receives every statement line; nil: none are followed.
 	lines func(a *bookAccount, l *line) error
+	// digests says whether statement lines are digested (verify compares
+	// them with the projection); a replay needs only the totals.
+	digests bool
 
 	// seed keys the statement digests: unknown outside this run, so no
 	// projection can be edited to match a digest it should not.
@@ -72,9 +75,11 @@ type line struct {
 	runningBalance, runningAvailable string
 }
 
-func newBook() *book {
+// newBook returns an empty book; with digests, it digests every statement
+// line.
+func newBook(digests bool) *book {
 	return &book{state: domain.NewState(), accounts: map[string]*bookAccount{}, assets: map[string]*bookAsset{},
-		seed: maphash.MakeSeed()}
+		seed: maphash.MakeSeed(), digests: digests}
 }
 
 // errUnknownEvent is a record whose type or version this build cannot read:
@@ -200,6 +205,10 @@ func (b *book) line(a *bookAccount, counter string, debit bool, pos uint64, kind
 		t.CreditsPending = t.CreditsPending.Add(amount)
 	}
 	a.moved = pos
+	a.lines++
+	if !b.digests && b.lines == nil {
+		return nil // the totals are all a replay needs: formatting lines is most of its cost
+	}
 	side := "credit"
 	if debit {
 		side = "debit"
@@ -207,7 +216,6 @@ func (b *book) line(a *bookAccount, counter string, debit bool, pos uint64, kind
 	l := line{position: pos, postingIndex: uint32(i), kind: kind, transferID: id, counter: counter, side: side,
 		pending: pending, amount: amount.Format(a.scale), runningBalance: t.Balance().Format(a.scale),
 		runningAvailable: t.Available().Format(a.scale)}
-	a.lines++
 	a.digest = statementDigest(b.seed, a.digest, &l)
 	if b.lines != nil {
 		return b.lines(a, &l)

@@ -27,7 +27,7 @@ type Log interface {
 	// Read calls fn with the records from..to (inclusive; to 0: the end) in
 	// position order, a page at a time, exactly as the log holds them: a
 	// missing position is simply absent. It stops at fn's first error and
-	// returns it.
+	// returns it. Each page is fn's to keep: Read never reuses one.
 	Read(ctx context.Context, from, to uint64, fn func([]eventstore.Record) error) error
 }
 

@@ -35,7 +35,7 @@ type harness struct {
 	audit ledgerv1.AuditServiceClient
 }
 
-func start(t *testing.T) *harness {
+func start(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{pgURL: testenv.PostgresURL(t)}
 	key, err := apikeys.Generate(nil)

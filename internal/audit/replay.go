@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/ledgerd/ledger/eventstore"
@@ -50,36 +51,45 @@ func Replay(ctx context.Context, l Log, at At) (*Snapshot, error) {
 	if at.Position != 0 {
 		to = at.Position
 	}
-	b := newBook()
+	b := newBook(false)
 	c := chain{ledger: l.Ledger(), next: 1, anchored: true}
+	// The fold runs beside the reading: receiving, decoding and hashing a
+	// page overlap with folding the one before.
+	f := startFold(b)
 	var broken *Divergence
+	stoppedAtTime := false
 	err = l.Read(ctx, 1, to, func(recs []eventstore.Record) error {
-		for i := range recs {
-			r := &recs[i]
+		n := 0
+		for n < len(recs) {
+			r := &recs[n]
 			if at.Position == 0 && !at.Time.IsZero() && r.RecordedAt.After(at.Time) {
-				return errStop
+				stoppedAtTime = true
+				break
 			}
 			if broken = c.check(r); broken != nil {
-				return errStop
+				break
 			}
-			d, err := b.apply(r)
-			if err != nil {
-				return err
-			}
-			if broken = d; broken != nil {
-				return errStop
-			}
+			n++
+		}
+		if !f.send(recs[:n]) || stoppedAtTime || broken != nil {
+			return errStop
 		}
 		return ctx.Err()
 	})
+	// What the fold found comes first: it is at an earlier position than
+	// anything the reading found after it.
+	d, ferr := f.wait()
 	var malformed *MalformedError
 	switch {
+	case ferr != nil:
+		return nil, ferr
+	case d != nil:
+		broken, stoppedAtTime = d, false
 	case errors.As(err, &malformed):
 		broken = malformed.divergence(c.next)
 	case err != nil && !errors.Is(err, errStop):
 		return nil, err
 	}
-	stoppedAtTime := broken == nil && errors.Is(err, errStop)
 	if broken == nil && !stoppedAtTime && to != 0 && b.position < to {
 		if head == 0 {
 			// A file ends where it ends: no head says rows are missing.
@@ -105,4 +115,51 @@ func (b *book) snapshot(ledger string) *Snapshot {
 		s.Balances = append(s.Balances, b.balance(b.accounts[id]))
 	}
 	return s
+}
+
+// fold applies pages of records to a book on a goroutine of its own, in
+// order, until the first divergence or error.
+type fold struct {
+	pages   chan []eventstore.Record
+	done    chan struct{}
+	stopped atomic.Bool
+	broken  *Divergence
+	err     error
+}
+
+// foldPagesMax bounds the pages read ahead of the fold.
+const foldPagesMax = 2
+
+func startFold(b *book) *fold {
+	f := &fold{pages: make(chan []eventstore.Record, foldPagesMax), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		for recs := range f.pages {
+			for i := 0; i < len(recs) && f.broken == nil && f.err == nil; i++ {
+				f.broken, f.err = b.apply(&recs[i])
+			}
+			if f.broken != nil || f.err != nil {
+				f.stopped.Store(true)
+			}
+		}
+	}()
+	return f
+}
+
+// send queues a page; false once the fold has stopped.
+func (f *fold) send(recs []eventstore.Record) bool {
+	if f.stopped.Load() {
+		return false
+	}
+	if len(recs) > 0 {
+		f.pages <- recs
+	}
+	return true
+}
+
+// wait ends the fold and returns what stopped it.
+func (f *fold) wait() (*Divergence, error) {
+	close(f.pages)
+	<-f.done
+	return f.broken, f.err
 }

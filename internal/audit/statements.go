@@ -244,7 +244,7 @@ func (v *verifier) recheckStatements(ctx context.Context, suspects []string) (*D
 	for _, id := range suspects {
 		pages[id] = v.statementPages(id)
 	}
-	b := newBook()
+	b := newBook(true)
 	b.lines = func(a *bookAccount, want *line) error {
 		p, ok := pages[a.id]
 		if !ok || found[a.id] != nil {

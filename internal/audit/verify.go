@@ -88,7 +88,7 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 	rep := &Report{Ledger: l.Ledger(), From: from, Head: head}
 	v := &verifier{log: l, proj: proj, opts: opts, rep: rep, chain: chain{ledger: l.Ledger(), next: from, anchored: from == 1}}
 	if from == 1 {
-		v.book = newBook()
+		v.book = newBook(true)
 	}
 	if err := v.readLog(ctx, from, to); err != nil {
 		return nil, err

@@ -1,0 +1,66 @@
+package audit_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/internal/audit"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// BenchmarkReplay replays, as `ledgerctl audit replay` does, a ledger of
+// 200,000 single-posting transfers over 1,000 accounts read back through
+// AuditService.ReadEvents: the hash chain checked and every event folded.
+func BenchmarkReplay(b *testing.B) {
+	const transfers, accounts = 200_000, 1000
+	h := start(b)
+	ledger := testenv.Name(b)
+	c := context.Background()
+	d, err := h.cmd.DefineAsset(c, &ledgerv1.DefineAssetRequest{Ledger: ledger, Code: "USD", Scale: 2})
+	testenv.NoError(b, err)
+	if d.GetResult().GetCode() != ledgerv1.ResultCode_RESULT_CODE_CREATED {
+		b.Fatal(d.GetResult())
+	}
+	var open []*ledgerv1.Account
+	for i := range accounts {
+		open = append(open, &ledgerv1.Account{Id: fmt.Sprintf("acc-%d", i), Asset: "USD", NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT})
+	}
+	_, err = h.cmd.OpenAccounts(c, &ledgerv1.OpenAccountsRequest{Ledger: ledger, Accounts: open})
+	testenv.NoError(b, err)
+	for i := 0; i < transfers; i += 1000 {
+		var ts []*ledgerv1.Transfer
+		for j := i; j < i+1000; j++ {
+			ts = append(ts, &ledgerv1.Transfer{Id: fmt.Sprintf("t-%d", j), Postings: []*ledgerv1.Posting{{
+				DebitAccount: fmt.Sprintf("acc-%d", j%accounts), CreditAccount: fmt.Sprintf("acc-%d", (j*7+1)%accounts),
+				Amount: fmt.Sprintf("%d.%02d", 1+j%500, j%100), Asset: "USD"}}})
+		}
+		_, err := h.cmd.CreateTransfers(c, &ledgerv1.CreateTransfersRequest{Ledger: ledger, Transfers: ts})
+		testenv.NoError(b, err)
+	}
+	events := transfers + accounts + 1
+	// The projectors catch up first: they would share the two cores.
+	testenv.Eventually(b, 5*time.Minute, func() error {
+		st, err := h.query.GetProjectionStatus(c, &ledgerv1.GetProjectionStatusRequest{Ledger: ledger})
+		if err != nil {
+			return err
+		}
+		for _, p := range st.GetProjections() {
+			if p.GetPosition() != uint64(events) {
+				return fmt.Errorf("%s at %d of %d", p.GetName(), p.GetPosition(), events)
+			}
+		}
+		return nil
+	})
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := audit.Replay(c, h.serviceLog(ledger), audit.At{})
+		testenv.NoError(b, err)
+		if s.Position != uint64(events) {
+			b.Fatalf("replayed to %d, want %d", s.Position, events)
+		}
+	}
+	b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
+}
