@@ -360,3 +360,25 @@ func TestBeginTwicePanics(t *testing.T) {
 	}()
 	s.Begin()
 }
+
+// TestLedgerLimits: a ledger holds at most AccountsMax accounts and AssetsMax
+// assets; at the limit a retry of an existing one is still EXISTS.
+func TestLedgerLimits(t *testing.T) {
+	s := domain.NewState()
+	s.SetPolicy(domain.Policy{EffectiveFutureMax: time.Minute, AccountsMax: 2, AssetsMax: 2})
+	apply(t, s, asset("USD", 2))
+	apply(t, s, asset("EUR", 2))
+	_, err := decide(s, asset("GBP", 2))
+	checkErr(t, err, domain.ErrTooManyAssets, "code")
+	_, err = decide(s, asset("USD", 2))
+	checkExists(t, err, 1)
+	pos := apply(t, s, account("a", "USD", domain.SideCredit, "", ""))
+	apply(t, s, account("b", "USD", domain.SideCredit, "", ""))
+	_, err = decide(s, account("c", "USD", domain.SideCredit, "", ""))
+	checkErr(t, err, domain.ErrTooManyAccounts, "id")
+	_, err = decide(s, account("a", "USD", domain.SideCredit, "", ""))
+	checkExists(t, err, pos)
+	if domain.AccountsMaxDefault != 1<<22 || domain.AssetsMaxDefault != 10_000 {
+		t.Errorf("defaults %d and %d: the proto documents 4,194,304 and 10,000", domain.AccountsMaxDefault, domain.AssetsMaxDefault)
+	}
+}

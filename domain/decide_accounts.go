@@ -12,6 +12,9 @@ func decideAsset(s *State, c *DefineAsset) (Event, error) {
 		}
 		return nil, &ExistsError{Position: prior.Position}
 	}
+	if n := len(s.assets); n >= s.policy.assetsMax() {
+		return nil, fieldErrf("code", ErrTooManyAssets, "%d defined", n)
+	}
 	return AssetDefined{Code: c.Code, Scale: uint8(c.Scale)}, nil
 }
 
@@ -45,6 +48,9 @@ func decideAccount(s *State, c *OpenAccount) (Event, error) {
 			return nil, fieldErr(field, ErrExistsWithDifferentFields)
 		}
 		return nil, &ExistsError{Position: a.Position}
+	}
+	if n := len(s.accounts); n >= s.policy.accountsMax() {
+		return nil, fieldErrf("id", ErrTooManyAccounts, "%d open or closed", n)
 	}
 	return e, nil
 }

@@ -29,6 +29,8 @@ var (
 	ErrAlreadyReversed           = errors.New("already reversed")
 	ErrAccountHasPending         = errors.New("account has pending amounts")
 	ErrTooManyHolds              = errors.New("too many pending transfers open")
+	ErrTooManyAccounts           = errors.New("too many accounts")
+	ErrTooManyAssets             = errors.New("too many assets")
 	// ErrNotDue refuses an ExpirePending before its time, or for a hold no
 	// longer open: the writer's own command, never a client's.
 	ErrNotDue = errors.New("pending transfer not due to expire")

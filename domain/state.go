@@ -12,6 +12,12 @@ const (
 	HoldsMax = 1 << 20
 	// TimeoutMax bounds a pending transfer's timeout.
 	TimeoutMax = 366 * 24 * time.Hour
+	// AccountsMaxDefault bounds a ledger's accounts (closed ones count: they
+	// stay in memory): about 220 bytes each in the writer.
+	AccountsMaxDefault = 1 << 22
+	// AssetsMaxDefault bounds a ledger's assets: a trial balance has a line
+	// for each.
+	AssetsMaxDefault = 10_000
 )
 
 // Policy holds a ledger's configurable rules.
@@ -21,6 +27,23 @@ type Policy struct {
 	EffectivePastMax time.Duration
 	// EffectiveFutureMax bounds how far in the future it may be (clock skew).
 	EffectiveFutureMax time.Duration
+	// AccountsMax and AssetsMax bound the ledger's accounts and assets; 0
+	// means AccountsMaxDefault and AssetsMaxDefault.
+	AccountsMax, AssetsMax int
+}
+
+func (p Policy) accountsMax() int {
+	if p.AccountsMax <= 0 {
+		return AccountsMaxDefault
+	}
+	return p.AccountsMax
+}
+
+func (p Policy) assetsMax() int {
+	if p.AssetsMax <= 0 {
+		return AssetsMaxDefault
+	}
+	return p.AssetsMax
 }
 
 // DefaultPolicy accepts effective times up to 90 days back and 5 minutes ahead.

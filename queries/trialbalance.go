@@ -17,7 +17,7 @@ import (
 // Limits of trial balance queries.
 const (
 	// TrialBalanceLinesMax bounds a trial balance: the assets of a ledger.
-	TrialBalanceLinesMax = 10000
+	TrialBalanceLinesMax = domain.AssetsMaxDefault
 	// FoldMax bounds the events an as-of answer folds from the log: one
 	// batch of the balances projector.
 	FoldMax = projections.BatchMaxDefault

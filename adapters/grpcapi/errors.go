@@ -42,6 +42,8 @@ var resultCodes = []struct {
 	{domain.ErrAlreadyReversed, ledgerv1.ResultCode_RESULT_CODE_ALREADY_REVERSED},
 	{domain.ErrAccountHasPending, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_HAS_PENDING},
 	{domain.ErrTooManyHolds, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING},
+	{domain.ErrTooManyAccounts, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_ACCOUNTS},
+	{domain.ErrTooManyAssets, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_ASSETS},
 	{domain.ErrLineNotFound, ledgerv1.ResultCode_RESULT_CODE_LINE_NOT_FOUND},
 	{domain.ErrMovementNotFound, ledgerv1.ResultCode_RESULT_CODE_MOVEMENT_NOT_FOUND},
 	{commands.ErrLinkedItemFailed, ledgerv1.ResultCode_RESULT_CODE_LINKED_ITEM_FAILED},

@@ -79,6 +79,10 @@ const (
 	ResultCode_RESULT_CODE_LINE_NOT_FOUND ResultCode = 24
 	// The transfer does not exist, or its posting does not move the account.
 	ResultCode_RESULT_CODE_MOVEMENT_NOT_FOUND ResultCode = 25
+	// The ledger has the most accounts it may (4,194,304; closed ones count).
+	ResultCode_RESULT_CODE_TOO_MANY_ACCOUNTS ResultCode = 26
+	// The ledger has the most assets it may (10,000).
+	ResultCode_RESULT_CODE_TOO_MANY_ASSETS ResultCode = 27
 )
 
 // Enum value maps for ResultCode.
@@ -110,6 +114,8 @@ var (
 		23: "RESULT_CODE_LINKED_ITEM_FAILED",
 		24: "RESULT_CODE_LINE_NOT_FOUND",
 		25: "RESULT_CODE_MOVEMENT_NOT_FOUND",
+		26: "RESULT_CODE_TOO_MANY_ACCOUNTS",
+		27: "RESULT_CODE_TOO_MANY_ASSETS",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":                  0,
@@ -138,6 +144,8 @@ var (
 		"RESULT_CODE_LINKED_ITEM_FAILED":           23,
 		"RESULT_CODE_LINE_NOT_FOUND":               24,
 		"RESULT_CODE_MOVEMENT_NOT_FOUND":           25,
+		"RESULT_CODE_TOO_MANY_ACCOUNTS":            26,
+		"RESULT_CODE_TOO_MANY_ASSETS":              27,
 	}
 )
 
@@ -5011,7 +5019,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x13RevokeApiKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"B\n" +
 	"\x14RevokeApiKeyResponse\x12*\n" +
-	"\aapi_key\x18\x01 \x01(\v2\x11.ledger.v1.ApiKeyR\x06apiKey*\xfc\x06\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x11.ledger.v1.ApiKeyR\x06apiKey*\xc0\a\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5040,7 +5048,9 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x1cRESULT_CODE_TOO_MANY_PENDING\x10\x16\x12\"\n" +
 	"\x1eRESULT_CODE_LINKED_ITEM_FAILED\x10\x17\x12\x1e\n" +
 	"\x1aRESULT_CODE_LINE_NOT_FOUND\x10\x18\x12\"\n" +
-	"\x1eRESULT_CODE_MOVEMENT_NOT_FOUND\x10\x19*d\n" +
+	"\x1eRESULT_CODE_MOVEMENT_NOT_FOUND\x10\x19\x12!\n" +
+	"\x1dRESULT_CODE_TOO_MANY_ACCOUNTS\x10\x1a\x12\x1f\n" +
+	"\x1bRESULT_CODE_TOO_MANY_ASSETS\x10\x1b*d\n" +
 	"\rNormalBalance\x12\x1e\n" +
 	"\x1aNORMAL_BALANCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15NORMAL_BALANCE_CREDIT\x10\x01\x12\x18\n" +
