@@ -92,21 +92,8 @@ func TestRebuildWhileServing(t *testing.T) {
 		}
 	})
 
-	for _, name := range []string{"balances", "movements", "transfers"} {
-		stream, err := admin.RebuildProjection(ctx(t), &ledgerv1.RebuildProjectionRequest{Ledger: ledger, Projection: name})
-		testenv.NoError(t, err)
-		var last *ledgerv1.RebuildProjectionResponse
-		for {
-			p, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			testenv.NoError(t, err)
-			last = p
-		}
-		if !last.GetDone() || last.GetSwappedAtPosition() == 0 {
-			t.Fatalf("rebuild of %s ended with %v, want done at a position", name, last)
-		}
+	for _, name := range []string{"balances", "movements", "transfers", "reconciliation"} {
+		rebuild(t, admin, ledger, name)
 	}
 	close(stop)
 	wg.Wait()
@@ -145,5 +132,25 @@ func TestRebuildWhileServing(t *testing.T) {
 	body := h.rest(t, "POST", "/v1/ledgers/"+ledger+"/projections/transfers:rebuild", "{}", 200, nil)
 	if !strings.Contains(string(body), `"done":true`) {
 		t.Fatalf("REST rebuild answered %s, want a last line with done", body)
+	}
+}
+
+// rebuild rebuilds a projection through AdminService and requires it to end
+// swapped in at a position.
+func rebuild(t *testing.T, admin ledgerv1.AdminServiceClient, ledger, name string) {
+	t.Helper()
+	stream, err := admin.RebuildProjection(ctx(t), &ledgerv1.RebuildProjectionRequest{Ledger: ledger, Projection: name})
+	testenv.NoError(t, err)
+	var last *ledgerv1.RebuildProjectionResponse
+	for {
+		p, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		testenv.NoError(t, err)
+		last = p
+	}
+	if !last.GetDone() || last.GetSwappedAtPosition() == 0 {
+		t.Fatalf("rebuild of %s ended with %v, want done at a position", name, last)
 	}
 }

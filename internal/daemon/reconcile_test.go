@@ -1,9 +1,7 @@
 package daemon_test
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -398,21 +396,7 @@ func TestReconcileGeneratedStatement(t *testing.T) {
 		conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		testenv.NoError(t, err)
 		defer conn.Close()
-		stream, err := ledgerv1.NewAdminServiceClient(conn).RebuildProjection(ctx(t),
-			&ledgerv1.RebuildProjectionRequest{Ledger: ledger, Projection: "reconciliation"})
-		testenv.NoError(t, err)
-		var last *ledgerv1.RebuildProjectionResponse
-		for {
-			p, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			testenv.NoError(t, err)
-			last = p
-		}
-		if !last.GetDone() {
-			t.Fatalf("rebuild ended with %v", last)
-		}
+		rebuild(t, ledgerv1.NewAdminServiceClient(conn), ledger, "reconciliation")
 		after := h.reconView(t, rc, ledger, "bank", pos)
 		if diff := cmp.Diff(v, after, protocmp.Transform()); diff != "" {
 			t.Fatalf("the reconciliation differs after a rebuild (-before +after):\n%s", diff)
