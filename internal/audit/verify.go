@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -133,12 +134,79 @@ type verifier struct {
 	rep   *Report
 	chain chain
 	book  *book // nil when the replay is skipped
+	// checker holds the log to what an import accepts besides the domain's
+	// invariants (ids taken once, reversals within their original,
+	// canonical payloads, recorded time that never goes back); with book.
+	checker *ImportChecker
+	// recent keeps the last records read, for the checker's look-backs.
+	recent *recentRecords
+}
+
+// recentRecords keeps the last recentRecordsMax records by position: most
+// of the checker's look-backs (a retried id, a reversal's original) are
+// near, and the others are read from the log again.
+type recentRecords struct {
+	byPos map[uint64]eventstore.Record
+	ring  []uint64
+	next  int
+}
+
+const recentRecordsMax = 1 << 16
+
+func (r *recentRecords) put(rec eventstore.Record) {
+	if len(r.ring) < recentRecordsMax {
+		r.ring = append(r.ring, rec.Position)
+	} else {
+		delete(r.byPos, r.ring[r.next])
+		r.ring[r.next] = rec.Position
+		r.next = (r.next + 1) % recentRecordsMax
+	}
+	r.byPos[rec.Position] = rec
+}
+
+// prior returns the record at pos: kept, or read from the log again.
+func (v *verifier) prior(ctx context.Context) ImportPrior {
+	return func(pos uint64) (eventstore.Record, error) {
+		if r, ok := v.recent.byPos[pos]; ok {
+			return r, nil
+		}
+		var found eventstore.Record
+		err := v.log.Read(ctx, pos, pos, func(recs []eventstore.Record) error {
+			if len(recs) > 0 {
+				found = recs[0]
+			}
+			return errStop
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return eventstore.Record{}, err
+		}
+		if found.Position != pos {
+			return eventstore.Record{}, fmt.Errorf("position %d: not in the log", pos)
+		}
+		return found, nil
+	}
 }
 
 func (v *verifier) progress(phase string, done, total uint64) {
 	if v.opts.Progress != nil {
 		v.opts.Progress(Progress{Phase: phase, Done: done, Total: total})
 	}
+}
+
+// check holds r to what an import would accept: a divergence, or the
+// error of a look-back that failed.
+func (v *verifier) check(r *eventstore.Record) (*Divergence, error) {
+	err := v.checker.Check(r)
+	var ie *ImportError
+	if errors.As(err, &ie) {
+		return &Divergence{Kind: KindInvariant, Position: ie.Position, Expected: "an event an import of the log would accept",
+			Found: ie.Error(), Detail: r.Type}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v.recent.put(*r)
+	return nil, nil
 }
 
 // readLog reads from..to (to 0: to the end), checking the chain and folding
@@ -150,6 +218,10 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 		total = to - from + 1
 	}
 	rep := v.rep
+	if v.book != nil {
+		v.recent = &recentRecords{byPos: map[uint64]eventstore.Record{}}
+		v.checker = NewImportChecker(v.prior(ctx))
+	}
 	err := v.log.Read(ctx, from, to, func(recs []eventstore.Record) error {
 		for i := range recs {
 			r := &recs[i]
@@ -168,6 +240,10 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 				if d != nil {
 					rep.Divergence = d
 					return errStop
+				}
+				if d, err := v.check(r); d != nil || err != nil {
+					rep.Divergence = d
+					return cmp.Or(err, errStop)
 				}
 			}
 			rep.Events++

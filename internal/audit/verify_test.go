@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/internal/audit"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -280,4 +281,51 @@ func TestVerifyCatchesEditedStatementLine(t *testing.T) {
 	if !strings.Contains(rep.Divergence.Detail, fmt.Sprint(gone)) {
 		t.Errorf("detail %q does not name position %d", rep.Divergence.Detail, gone)
 	}
+}
+
+// TestVerifyCatchesResealedDuplicateID: a forger with the database rewrites
+// the last transfer to take an id used before, and re-seals it: the chain
+// holds and the balances agree, but a transfer id is taken twice, which no
+// writer does. Verify refuses the log as an import would.
+func TestVerifyCatchesResealedDuplicateID(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	d, err := h.cmd.DefineAsset(ctx(t), &ledgerv1.DefineAssetRequest{Ledger: ledger, Code: "USD", Scale: 2})
+	testenv.NoError(t, err)
+	testenv.NoError(t, resultErr(d.GetResult()))
+	o, err := h.cmd.OpenAccounts(ctx(t), &ledgerv1.OpenAccountsRequest{Ledger: ledger, Accounts: []*ledgerv1.Account{
+		{Id: "a", Asset: "USD", NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT},
+		{Id: "b", Asset: "USD", NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT}}})
+	testenv.NoError(t, err)
+	for _, r := range o.GetResults() {
+		testenv.NoError(t, resultErr(r))
+	}
+	for _, id := range []string{"dup-1", "dup-2"} {
+		tr, err := h.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger, Transfers: []*ledgerv1.Transfer{{
+			Id: id, Postings: []*ledgerv1.Posting{{DebitAccount: "a", CreditAccount: "b", Amount: "1.00", Asset: "USD"}}}}})
+		testenv.NoError(t, err)
+		testenv.NoError(t, resultErr(tr.GetResults()[0]))
+	}
+	head := h.head(t, ledger)
+	mustClean(t, "before the forgery", h.verify(t, ledger, audit.Options{}))
+
+	recs, err := h.storeLog(ledger).Store.Read(ctx(t), ledger, head, 1)
+	testenv.NoError(t, err)
+	r := recs[0]
+	r.Payload = bytes.Replace(r.Payload, []byte(`"id":"dup-2"`), []byte(`"id":"dup-1"`), 1)
+	r.CommandID = "dup-1"
+	r.Seal(r.PrevHash)
+	h.tamperLog(t, `UPDATE events SET payload = $3::json, command_id = $4, hash = $5 WHERE ledger = $1 AND position = $2`,
+		ledger, int64(head), string(r.Payload), r.CommandID, r.Hash[:])
+	h.exec(t, `UPDATE ledger_heads SET hash = $2 WHERE ledger = $1`, ledger, r.Hash[:])
+	checkDivergence(t, h.verify(t, ledger, audit.Options{}), audit.Divergence{Kind: audit.KindInvariant, Position: head})
+}
+
+// resultErr is a command result that is not CREATED, as an error.
+func resultErr(r *ledgerv1.ItemResult) error {
+	if r.GetCode() != ledgerv1.ResultCode_RESULT_CODE_CREATED {
+		return fmt.Errorf("%s %s: %s", r.GetId(), r.GetCode(), r.GetDetail())
+	}
+	return nil
 }
