@@ -5,6 +5,7 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -83,25 +84,61 @@ func invalidArgument(field, reason string) error {
 	return st.Err()
 }
 
-// statusOf translates a request-level error.
+// requestErrors maps each request-level error to its status: a field and a
+// reason for InvalidArgument, or another code. The one table every query and
+// command error passes through (statusOf).
+var requestErrors = []struct {
+	err    error
+	code   codes.Code
+	field  string // InvalidArgument: the field it names
+	reason string // said before the error's own text
+}{
+	{commands.ErrInvalidLedger, codes.InvalidArgument, "ledger", "must match [a-z0-9][a-z0-9-]{0,62}"},
+	{commands.ErrUnknownLedger, codes.InvalidArgument, "ledger", "unknown ledger: DefineAsset creates a ledger"},
+	{queries.ErrLedgerNotFound, codes.InvalidArgument, "ledger", "unknown ledger"},
+	{queries.ErrTransfersLedgerUnknown, codes.InvalidArgument, "ledger", "unknown ledger"},
+	{commands.ErrTooManyItems, codes.InvalidArgument, "", ""},
+	{queries.ErrTooManyAccounts, codes.InvalidArgument, "accounts", fmt.Sprintf("at most %d", queries.AccountsPerRequestMax)},
+	{queries.ErrStatementLimit, codes.InvalidArgument, "limit", "at most 1000 lines"},
+	{queries.ErrStatementCursor, codes.InvalidArgument, "cursor", "not a cursor of this statement"},
+	{queries.ErrStatementPositionRange, codes.InvalidArgument, "from_position", "after to_position"},
+	{queries.ErrStatementTimeRange, codes.InvalidArgument, "from_time", "after to_time"},
+	{queries.ErrBeyondHead, codes.InvalidArgument, "as_of_position", "beyond the ledger's head"},
+	{queries.ErrTooManyTransferIDs, codes.InvalidArgument, "ids", fmt.Sprintf("want 1..%d transfer ids", queries.TransferIDsPerRequestMax)},
+	{queries.ErrTransfersPageTooLarge, codes.InvalidArgument, "limit", fmt.Sprintf("at most %d", queries.TransfersPageMax)},
+	{queries.ErrBadTransfersCursor, codes.InvalidArgument, "cursor", "not a cursor from ListTransfers"},
+	{queries.ErrTransfersTimeRange, codes.InvalidArgument, "from_time", "after to_time"},
+	{queries.ErrDateRange, codes.InvalidArgument, "from_date", "after to_date"},
+	{queries.ErrReconCursor, codes.InvalidArgument, "page_token", "not a page token of this listing"},
+	{queries.ErrTooManyJournalLines, codes.InvalidArgument, "to_date", "narrow the dates or name the asset"},
+	{queries.ErrAccountNotFound, codes.NotFound, "", ""},
+	{queries.ErrNotReconciled, codes.NotFound, "", "import a statement line or set matching rules first"},
+	{queries.ErrHistoryUnavailable, codes.FailedPrecondition, "", ""},
+	{queries.ErrTooManyAssets, codes.ResourceExhausted, "", ""},
+	{queries.ErrTooManyProjections, codes.ResourceExhausted, "", ""},
+	{commands.ErrTooManyLedgers, codes.ResourceExhausted, "", ""},
+	{commands.ErrClosed, codes.Unavailable, "", ""},
+	{commands.ErrUnavailable, codes.Unavailable, "", ""},
+	{queries.ErrNotReached, codes.DeadlineExceeded, "", ""},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, "", ""},
+	{context.Canceled, codes.Canceled, "", ""},
+}
+
+// statusOf translates a request-level error by requestErrors; anything else
+// is Internal.
 func statusOf(err error) error {
-	switch {
-	case errors.Is(err, commands.ErrInvalidLedger):
-		return invalidArgument("ledger", "must match [a-z0-9][a-z0-9-]{0,62}")
-	case errors.Is(err, commands.ErrUnknownLedger):
-		return invalidArgument("ledger", "unknown ledger: DefineAsset creates a ledger")
-	case errors.Is(err, commands.ErrTooManyItems), errors.Is(err, queries.ErrTooManyAccounts):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, commands.ErrTooManyLedgers):
-		return status.Error(codes.ResourceExhausted, err.Error())
-	case errors.Is(err, commands.ErrClosed), errors.Is(err, commands.ErrUnavailable):
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, queries.ErrNotReached):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+	for _, re := range requestErrors {
+		if !errors.Is(err, re.err) {
+			continue
+		}
+		msg := err.Error()
+		if re.reason != "" {
+			msg = re.reason + ": " + msg
+		}
+		if re.code == codes.InvalidArgument && re.field != "" {
+			return invalidArgument(re.field, msg)
+		}
+		return status.Error(re.code, msg)
 	}
 	// The cause stays in the server's log, not in the client's answer; it is
 	// logged here, the one place every request error passes.

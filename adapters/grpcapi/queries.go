@@ -53,7 +53,7 @@ func (s *QueryServer) GetBalances(ctx context.Context, req *ledgerv1.GetBalances
 		got, err = s.currentBalances(ctx, ledger, accounts, req.GetMinPosition())
 	}
 	if err != nil {
-		return nil, statementStatus(err)
+		return nil, statusOf(err)
 	}
 	resp := &ledgerv1.GetBalancesResponse{Position: got.Position, Balances: make([]*ledgerv1.Balance, len(got.Balances))}
 	for i, b := range got.Balances {

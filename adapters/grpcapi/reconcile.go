@@ -2,14 +2,10 @@ package grpcapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
@@ -142,7 +138,7 @@ func (s *ReconciliationServer) GetReconciliation(ctx context.Context, req *ledge
 	}
 	r, err := s.q.GetReconciliation(ctx, req.GetLedger(), req.GetAccount(), period, req.GetMinPosition())
 	if err != nil {
-		return nil, reconStatus(err)
+		return nil, statusOf(err)
 	}
 	return &ledgerv1.GetReconciliationResponse{Account: r.Account, Asset: r.Asset, Matches: r.Matches,
 		MatchedLines: r.MatchedLines, MatchedMovements: r.MatchedMovements,
@@ -180,7 +176,7 @@ func (s *ReconciliationServer) ListUnmatched(ctx context.Context, req *ledgerv1.
 	}
 	page, err := s.q.ListUnmatched(ctx, req.GetLedger(), req.GetAccount(), side, period, size, req.GetPageToken(), req.GetMinPosition())
 	if err != nil {
-		return nil, reconStatus(err)
+		return nil, statusOf(err)
 	}
 	out := &ledgerv1.ListUnmatchedResponse{NextPageToken: page.Next, Position: page.Position}
 	for _, it := range page.Items {
@@ -216,7 +212,7 @@ func (s *ReconciliationServer) GetDailyJournal(ctx context.Context, req *ledgerv
 	}
 	j, err := s.q.GetDailyJournal(ctx, req.GetLedger(), req.GetAsset(), period, req.GetMinPosition())
 	if err != nil {
-		return nil, reconStatus(err)
+		return nil, statusOf(err)
 	}
 	out := &ledgerv1.GetDailyJournalResponse{Position: j.Position}
 	for _, l := range j.Lines {
@@ -245,27 +241,4 @@ func periodOf(from, to string) (queries.Period, error) {
 		*d.into = t
 	}
 	return p, nil
-}
-
-// reconFields maps the reconciliation queries' request errors to the field
-// they name.
-var reconFields = []struct {
-	err          error
-	field, short string
-}{
-	{queries.ErrDateRange, "from_date", "after to_date"},
-	{queries.ErrReconCursor, "page_token", "not a page token of this listing"},
-	{queries.ErrTooManyJournalLines, "to_date", "narrow the dates or name the asset"},
-}
-
-func reconStatus(err error) error {
-	for _, f := range reconFields {
-		if errors.Is(err, f.err) {
-			return invalidArgument(f.field, f.short+": "+err.Error())
-		}
-	}
-	if errors.Is(err, queries.ErrNotReconciled) {
-		return status.Error(codes.NotFound, err.Error()+": import a statement line or set matching rules first")
-	}
-	return statementStatus(err)
 }

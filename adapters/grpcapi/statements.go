@@ -2,12 +2,9 @@ package grpcapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -25,7 +22,7 @@ func (s *QueryServer) ListStatement(ctx context.Context, req *ledgerv1.ListState
 	}
 	got, err := s.q.ListStatement(ctx, q)
 	if err != nil {
-		return nil, statementStatus(err)
+		return nil, statusOf(err)
 	}
 	resp := &ledgerv1.ListStatementResponse{Account: got.Account, Asset: got.Asset, OpeningBalance: got.OpeningBalance,
 		ClosingBalance: got.ClosingBalance, NextCursor: got.NextCursor, Position: got.Position,
@@ -89,34 +86,6 @@ func direction(side string) ledgerv1.Direction {
 	return ledgerv1.Direction_DIRECTION_UNSPECIFIED
 }
 
-// statementFields maps the statement and point-in-time queries' request
-// errors to the field they name.
-var statementFields = []struct {
-	err          error
-	field, short string
-}{
-	{queries.ErrLedgerNotFound, "ledger", "unknown ledger"},
-	{queries.ErrStatementLimit, "limit", "at most 1000 lines"},
-	{queries.ErrStatementCursor, "cursor", "not a cursor of this statement"},
-	{queries.ErrStatementPositionRange, "from_position", "after to_position"},
-	{queries.ErrStatementTimeRange, "from_time", "after to_time"},
-	{queries.ErrBeyondHead, "as_of_position", "beyond the ledger's head"},
-}
-
-// statementStatus translates the errors of statements and point-in-time
-// balances, and leaves the rest to statusOf.
-func statementStatus(err error) error {
-	for _, f := range statementFields {
-		if errors.Is(err, f.err) {
-			return invalidArgument(f.field, f.short+": "+err.Error())
-		}
-	}
-	if errors.Is(err, queries.ErrAccountNotFound) {
-		return status.Error(codes.NotFound, err.Error())
-	}
-	return statusOf(err)
-}
-
 // strongBalances answers from the ledger's writer: every acknowledged command
 // included, so min_position is moot. The answer's position is the writer's
 // (every batch it reflects has committed), and a balance's position is 0:
@@ -125,7 +94,7 @@ func (s *QueryServer) strongBalances(ctx context.Context, ledger string, account
 	// Checked first: asking for a writer starts one, which an unknown name
 	// must not do.
 	if err := s.mustKnow(ctx, ledger); err != nil {
-		return nil, statementStatus(err)
+		return nil, statusOf(err)
 	}
 	w, err := s.writers.Writer(ledger)
 	if err != nil {

@@ -2,15 +2,11 @@ package grpcapi
 
 import (
 	"context"
-	"errors"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
-	"github.com/ledgerd/ledger/queries"
 )
 
 const ledgerNameReason = "must match [a-z0-9][a-z0-9-]{0,62}"
@@ -23,7 +19,7 @@ func (s *QueryServer) GetTrialBalance(ctx context.Context, req *ledgerv1.GetTria
 	}
 	got, err := s.q.GetTrialBalance(ctx, req.GetLedger(), req.GetAsOfPosition(), req.GetMinPosition())
 	if err != nil {
-		return nil, readStatusOf(err)
+		return nil, statusOf(err)
 	}
 	resp := &ledgerv1.GetTrialBalanceResponse{Position: got.Position, Lines: make([]*ledgerv1.TrialBalanceLine, len(got.Lines))}
 	for i, l := range got.Lines {
@@ -41,7 +37,7 @@ func (s *QueryServer) GetProjectionStatus(ctx context.Context, req *ledgerv1.Get
 	}
 	got, err := s.q.GetProjectionStatus(ctx, req.GetLedger())
 	if err != nil {
-		return nil, readStatusOf(err)
+		return nil, statusOf(err)
 	}
 	resp := &ledgerv1.GetProjectionStatusResponse{Projections: make([]*ledgerv1.ProjectionStatus, len(got))}
 	for i, p := range got {
@@ -50,20 +46,4 @@ func (s *QueryServer) GetProjectionStatus(ctx context.Context, req *ledgerv1.Get
 			UpdatedAt: timestamppb.New(p.UpdatedAt)}
 	}
 	return resp, nil
-}
-
-// readStatusOf translates the errors of the trial balance and status queries,
-// then anything else as statusOf does.
-func readStatusOf(err error) error {
-	switch {
-	case errors.Is(err, queries.ErrLedgerNotFound):
-		return invalidArgument("ledger", "unknown ledger")
-	case errors.Is(err, queries.ErrBeyondHead):
-		return invalidArgument("as_of_position", err.Error())
-	case errors.Is(err, queries.ErrHistoryUnavailable):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, queries.ErrTooManyAssets), errors.Is(err, queries.ErrTooManyProjections):
-		return status.Error(codes.ResourceExhausted, err.Error())
-	}
-	return statusOf(err)
 }

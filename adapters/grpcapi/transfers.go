@@ -2,7 +2,6 @@ package grpcapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -59,7 +58,7 @@ func (s *QueryServer) GetTransfers(ctx context.Context, req *ledgerv1.GetTransfe
 	}
 	got, err := s.q.GetTransfers(ctx, req.GetLedger(), req.GetIds(), req.GetMinPosition())
 	if err != nil {
-		return nil, transfersStatusOf(err)
+		return nil, statusOf(err)
 	}
 	views, err := transferViews(got.Transfers)
 	if err != nil {
@@ -80,7 +79,7 @@ func (s *QueryServer) ListTransfers(ctx context.Context, req *ledgerv1.ListTrans
 	}
 	got, err := s.q.ListTransfers(ctx, req.GetLedger(), f, req.GetCursor(), int(req.GetLimit()), req.GetMinPosition())
 	if err != nil {
-		return nil, transfersStatusOf(err)
+		return nil, statusOf(err)
 	}
 	views, err := transferViews(got.Transfers)
 	if err != nil {
@@ -142,23 +141,6 @@ func transferFilter(req *ledgerv1.ListTransfersRequest) (queries.TransferFilter,
 	}
 	f.Account, f.Reference, f.MetadataKey, f.MetadataValue = req.GetAccount(), req.GetReference(), req.GetMetadataKey(), req.GetMetadataValue()
 	return f, nil
-}
-
-// transfersStatusOf translates the errors of transfer queries.
-func transfersStatusOf(err error) error {
-	switch {
-	case errors.Is(err, queries.ErrTransfersLedgerUnknown):
-		return invalidArgument("ledger", "no such ledger")
-	case errors.Is(err, queries.ErrTooManyTransferIDs):
-		return invalidArgument("ids", fmt.Sprintf("want 1..%d transfer ids", queries.TransferIDsPerRequestMax))
-	case errors.Is(err, queries.ErrTransfersPageTooLarge):
-		return invalidArgument("limit", fmt.Sprintf("at most %d", queries.TransfersPageMax))
-	case errors.Is(err, queries.ErrBadTransfersCursor):
-		return invalidArgument("cursor", "not a cursor from ListTransfers")
-	case errors.Is(err, queries.ErrTransfersTimeRange):
-		return invalidArgument("from_time", "after to_time")
-	}
-	return statusOf(err)
 }
 
 // transferView converts a transfers row to its wire form.
