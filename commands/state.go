@@ -322,7 +322,7 @@ func touchedAccounts(e domain.Event) []string {
 		postings = e.Postings
 	case domain.PendingPosted:
 		for _, hp := range e.Postings {
-			postings = append(postings, domain.Posting{Debit: hp.Debit, Credit: hp.Credit})
+			postings = append(postings, hp.Posted())
 		}
 	case domain.TransferReversed:
 		postings = e.Postings

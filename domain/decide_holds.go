@@ -57,7 +57,7 @@ func decidePost(s *State, c *PostPending, now time.Time) (Event, error) {
 		}
 		posted := make([]Posting, len(p.Postings))
 		for i, hp := range p.Postings {
-			posted[i] = hp.posting()
+			posted[i] = hp.Posted()
 		}
 		return amountsDiff(posted, c.amounts)
 	}); err != nil {

@@ -177,7 +177,7 @@ func MovementPosting(e Event, i int) (Posting, bool) {
 		postings = e.Postings
 	case PendingPosted:
 		if i >= 0 && i < len(e.Postings) && !e.Postings[i].Amount.Units.IsZero() {
-			return e.Postings[i].posting(), true
+			return e.Postings[i].Posted(), true
 		}
 		return Posting{}, false
 	}

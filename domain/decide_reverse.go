@@ -118,7 +118,7 @@ func findReversible(s *State, c *ReverseTransfer) (uint64, []Posting, error) {
 	case PendingPosted:
 		posted := make([]Posting, len(p.Postings))
 		for i, hp := range p.Postings {
-			posted[i] = hp.posting()
+			posted[i] = hp.Posted()
 		}
 		return pos, posted, nil
 	}

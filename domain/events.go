@@ -121,9 +121,14 @@ type HeldPosting struct {
 	Held   Amount `json:"held"`
 }
 
-// posting is the posted part.
-func (h HeldPosting) posting() Posting {
+// Posted is the posted part: Amount along the posting.
+func (h HeldPosting) Posted() Posting {
 	return Posting{Debit: h.Debit, Credit: h.Credit, Asset: h.Asset, Amount: h.Amount}
+}
+
+// Released is what was held: Held along the posting.
+func (h HeldPosting) Released() Posting {
+	return Posting{Debit: h.Debit, Credit: h.Credit, Asset: h.Asset, Amount: h.Held}
 }
 
 // PendingVoided releases a pending transfer in full: Postings are what it held.

@@ -206,8 +206,8 @@ func (s *State) evolvePost(pos uint64, e *PendingPosted) {
 		if hp.Amount.Units.Cmp(hp.Held.Units) > 0 {
 			panic(fmt.Sprintf("domain: post %s posts more than held (position %d)", e.ID, pos))
 		}
-		held[i] = Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Held}
-		posted[i] = hp.posting()
+		held[i] = hp.Released()
+		posted[i] = hp.Posted()
 	}
 	s.checkReleased(pos, e.PendingID, held)
 	s.release(pos, e.PendingID, idPendingResolved)

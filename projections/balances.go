@@ -120,7 +120,7 @@ func (c *batchChanges) add(e domain.Event, pos uint64) {
 		}
 	case domain.PendingPosted:
 		for _, hp := range e.Postings {
-			p := domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+			p := hp.Posted()
 			c.pending(p, hp.Held.Units.Neg(), pos)
 			c.posted(p, pos)
 		}

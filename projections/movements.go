@@ -289,7 +289,7 @@ func (f *movementFold) apply(rec *eventstore.Record, e domain.Event) error {
 	case domain.PendingPosted:
 		ev.transferID, ev.reference, ev.metadata, ev.effectiveAt = e.ID, e.Reference, e.Metadata, effectiveOr(e.EffectiveAt, rec.RecordedAt)
 		for i, hp := range e.Postings {
-			p := domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+			p := hp.Posted()
 			// The release first: the posted line then shows the available
 			// balance after the whole posting.
 			if err := f.posting(rec.Position, ev, i, p, true, hp.Held.Units.Neg()); err != nil {

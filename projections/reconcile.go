@@ -194,7 +194,7 @@ func (f *reconFold) apply(ctx context.Context, pos uint64, e domain.Event) error
 	case domain.PendingPosted:
 		postings := make([]domain.Posting, len(e.Postings))
 		for i, hp := range e.Postings {
-			postings[i] = domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+			postings[i] = hp.Posted()
 		}
 		return f.movements(ctx, pos, e.ID, postings, e.Reference, e.EffectiveAt)
 	case domain.StatementImported:

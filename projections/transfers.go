@@ -185,7 +185,7 @@ func (f *transferFold) apply(rec *eventstore.Record, e domain.Event) error {
 		}
 		posted := make([]domain.Posting, len(e.Postings))
 		for i, hp := range e.Postings {
-			posted[i] = domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+			posted[i] = hp.Posted()
 		}
 		r := f.create(rec, e.ID, transferKindPost, reversible(posted), e.Reference, e.Metadata, e.EffectiveAt)
 		r.pendingID = e.PendingID

@@ -152,7 +152,7 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 		return b.postings(pos, r.Type, e.PendingID, e.Postings, true, true)
 	case domain.PendingPosted:
 		for i, hp := range e.Postings {
-			p := domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Held}
+			p := hp.Released()
 			if err := b.posting(pos, r.Type, e.ID, i, p, true, true); err != nil {
 				return err
 			}

@@ -310,7 +310,7 @@ func (c *ImportChecker) checkReversal(pos uint64, e *domain.TransferReversed) ([
 		if p.ID == e.TransferID {
 			original = make([]domain.Posting, len(p.Postings))
 			for i, hp := range p.Postings {
-				original[i] = domain.Posting{Debit: hp.Debit, Credit: hp.Credit, Asset: hp.Asset, Amount: hp.Amount}
+				original[i] = hp.Posted()
 			}
 		}
 	}
