@@ -100,6 +100,7 @@ func reconcileImport(ctx context.Context, c *client, args []string) error {
 	}
 	s := &importRun{ctx: ctx, c: c, rc: rc, req: &ledgerv1.ImportStatementRequest{Ledger: c.ledger, Account: f.account,
 		Source: f.source, Atomic: true}, bar: newProgressBar(),
+		chunks: check.Chunks,
 		sum: importSummary{File: rest[0], Account: f.account, Asset: asset, Source: f.source, Lines: check.Lines,
 			Repeats: check.Repeats, Chunks: (check.Lines + statementChunkLines - 1) / statementChunkLines}}
 	if c.output == "table" {
@@ -135,6 +136,10 @@ func (f importFlags) options(path string) (statementOptions, error) {
 		return statementOptions{}, usageError{"reconcile import needs --account"}
 	case f.source == "":
 		return statementOptions{}, usageError{"reconcile import needs --source"}
+	case !domain.ValidID(f.account):
+		return statementOptions{}, usageError{fmt.Sprintf("--account %q must match [A-Za-z0-9:_.@-]{1,%d}", f.account, domain.IDLenMax)}
+	case len(f.source) > domain.SourceLenMax || !domain.ValidID(f.source):
+		return statementOptions{}, usageError{fmt.Sprintf("--source %q must match [A-Za-z0-9:_.@-]{1,%d}", f.source, domain.SourceLenMax)}
 	}
 	format := f.format
 	if format == "" {
@@ -251,6 +256,8 @@ type importRun struct {
 	sum importSummary
 	// sent counts the lines sent so far.
 	sent int
+	// chunks are the digests of the chunks as the first pass read them.
+	chunks [][32]byte
 }
 
 // send imports one chunk, atomically, and stops the import when a line of
@@ -258,6 +265,15 @@ type importRun struct {
 //
 // Errors: errRefused; the call's.
 func (s *importRun) send(lines []*ledgerv1.ExternalLine, at []int) error {
+	// The file is read twice: a chunk goes only as it was checked.
+	d := newChunkDigest()
+	for _, l := range lines {
+		d.add(l)
+	}
+	if i := s.sum.ChunksImported; i >= len(s.chunks) || d.sum() != s.chunks[i] {
+		s.sum.NotImported = s.sum.Lines - s.sent
+		return fmt.Errorf("chunk %d (file lines %d..%d) is not what was checked: %w", i+1, at[0], at[len(at)-1], errFileChanged)
+	}
 	s.req.Lines = lines
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 	defer cancel()

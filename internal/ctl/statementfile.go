@@ -3,10 +3,13 @@ package ctl
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/maphash"
 	"io"
 	"os"
@@ -252,6 +255,8 @@ type statementReader struct {
 	lines int
 }
 
+const utf8BOM = "\ufeff"
+
 // newStatementReader reads r as opts say; for CSV it reads the header.
 //
 // Errors: a *statementError (a header without a needed column, an empty
@@ -260,7 +265,13 @@ func newStatementReader(r io.Reader, opts statementOptions) (*statementReader, e
 	if opts.DateLayout == "" {
 		opts.DateLayout = domain.DateLayout
 	}
-	s := &statementReader{opts: opts, lim: newLineLimiter(r)}
+	// A byte order mark, as spreadsheets and some exports write, is no part
+	// of the first field or line.
+	br := bufio.NewReader(r)
+	if b, err := br.Peek(len(utf8BOM)); err == nil && string(b) == utf8BOM {
+		_, _ = br.Discard(len(utf8BOM))
+	}
+	s := &statementReader{opts: opts, lim: newLineLimiter(br)}
 	switch opts.Format {
 	case statementCSV:
 		c, err := newCSVStatement(s.lim, opts)
@@ -333,7 +344,7 @@ func newCSVStatement(lim *lineLimiter, opts statementOptions) (*csvStatement, er
 	index := make(map[string]int, len(header))
 	for i, h := range header {
 		if i == 0 {
-			h = strings.TrimPrefix(h, "\ufeff") // a byte order mark, as spreadsheets write
+			h = strings.TrimPrefix(h, utf8BOM) // one inside the quotes of a quoted first name
 		}
 		h = strings.TrimSpace(h)
 		if _, dup := index[h]; dup {
@@ -501,14 +512,18 @@ func (j *jsonStatement) next() (int, *ledgerv1.ExternalLine, error) {
 }
 
 func (j *jsonStatement) parse(b []byte) (*ledgerv1.ExternalLine, error) {
+	if !utf8.Valid(b) {
+		// encoding/json would replace the bad bytes and import altered text.
+		return nil, fmt.Errorf("not UTF-8: %w", errStatementSyntax)
+	}
 	var v jsonLine
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errStatementSyntax)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("more than one JSON value: %w", errStatementSyntax)
+	if dec.InputOffset() != int64(len(b)) {
+		return nil, fmt.Errorf("more after the JSON object: %w", errStatementSyntax)
 	}
 	for _, f := range []struct {
 		name string
@@ -662,10 +677,19 @@ func (o statementOptions) amount(s string) (string, bool, error) {
 	if d.Sign() == 0 {
 		return "", false, fmt.Errorf("%q: %w", s, errZeroAmount)
 	}
-	if o.Scale >= 0 && len(frac) > o.Scale {
+	if o.Scale < 0 {
+		return d.String(), neg, nil
+	}
+	if len(frac) > o.Scale {
 		return "", false, fmt.Errorf("%q has %d decimals, the account's asset %d: %w", s, len(frac), o.Scale, errStatementAmount)
 	}
-	return d.String(), neg, nil
+	// At the asset's scale: what ledgerd stores, so "12.5" and "12.50" are
+	// one amount, and one too long for it is refused here, not mid-import.
+	u, err := d.Units(uint8(o.Scale))
+	if err != nil {
+		return "", false, fmt.Errorf("%q has too many digits for the asset's %d decimals (%d in all at most): %w", s, o.Scale, domain.DigitsMax, errStatementAmount)
+	}
+	return u.Format(uint8(o.Scale)), neg, nil
 }
 
 // parseLineDirection reads a direction as banks and the proto write it.
@@ -728,6 +752,37 @@ type statementCheck struct {
 	// Lines counts the statement lines; Repeats those that repeat an
 	// earlier line of the file exactly (ledgerd answers them EXISTS).
 	Lines, Repeats int
+	// Chunks are the digests of the chunks the second pass sends: it sends
+	// a chunk only if it reads what was checked.
+	Chunks [][sha256.Size]byte
+}
+
+// chunkDigest accumulates the lines of a chunk as sent.
+type chunkDigest struct {
+	h     hash.Hash
+	lines int
+	buf   []byte
+}
+
+func newChunkDigest() *chunkDigest { return &chunkDigest{h: sha256.New()} }
+
+func (c *chunkDigest) add(l *ledgerv1.ExternalLine) {
+	c.buf = c.buf[:0]
+	for _, f := range [...]string{l.ExternalId, l.Amount, l.Direction.String(), l.ValueDate, l.Reference, l.Description} {
+		c.buf = binary.AppendUvarint(c.buf, uint64(len(f)))
+		c.buf = append(c.buf, f...)
+	}
+	c.h.Write(c.buf)
+	c.lines++
+}
+
+// sum returns the chunk's digest and starts the next chunk.
+func (c *chunkDigest) sum() [sha256.Size]byte {
+	var out [sha256.Size]byte
+	c.h.Sum(out[:0])
+	c.h.Reset()
+	c.lines = 0
+	return out
 }
 
 // lineDigest stands for a line's fields, to find an external id repeated
@@ -756,7 +811,8 @@ func checkStatement(r io.Reader, opts statementOptions, progress func(bytes int6
 		// Keyed by a 64-bit hash of the external id: two ids colliding
 		// (about 1 in 10^7 files at the line limit) would be refused as a
 		// repeat, never let through.
-		seen = map[uint64]lineDigest{}
+		seen  = map[uint64]lineDigest{}
+		chunk = newChunkDigest()
 	)
 	for {
 		at, l, err := sr.Next()
@@ -768,6 +824,9 @@ func checkStatement(r io.Reader, opts statementOptions, progress func(bytes int6
 		}
 		if progress != nil {
 			progress(sr.Bytes())
+		}
+		if chunk.add(l); chunk.lines == statementChunkLines {
+			res.Chunks = append(res.Chunks, chunk.sum())
 		}
 		d := lineDigest{line: int32(at)}
 		for i, v := range [5]string{l.Amount, l.Direction.String(), l.ValueDate, l.Reference, l.Description} {
@@ -790,6 +849,9 @@ func checkStatement(r io.Reader, opts statementOptions, progress func(bytes int6
 						digestFields[i], errStatementDuplicate)}
 			}
 		}
+	}
+	if chunk.lines > 0 {
+		res.Chunks = append(res.Chunks, chunk.sum())
 	}
 	res.Lines = sr.lines
 	if res.Lines == 0 {

@@ -160,8 +160,8 @@ func TestStatementAcceptsEdges(t *testing.T) {
 	if err != nil {
 		t.Fatalf("checkStatement: %v", err)
 	}
-	if res != (statementCheck{Lines: 3, Repeats: 1}) {
-		t.Errorf("checkStatement: %+v, want 3 lines, 1 repeat", res)
+	if res.Lines != 3 || res.Repeats != 1 || len(res.Chunks) != 1 {
+		t.Errorf("checkStatement: %+v, want 3 lines, 1 repeat, 1 chunk", res)
 	}
 	got := readAll(t, text, csvOpts())
 	want := []parsed{
@@ -277,7 +277,7 @@ func TestStatementJSONLines(t *testing.T) {
 	got := readAll(t, text, jsonOpts())
 	want := []parsed{
 		{1, "j1", "12.00", "credit", "2026-03-02", "R1", "d"},
-		{3, "j2", "3.5", "debit", "2026-03-03", "", ""},
+		{3, "j2", "3.50", "debit", "2026-03-03", "", ""},
 		{4, "j3", "0.10", "debit", "2026-03-04", "", ""},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -292,7 +292,7 @@ func TestStatementJSONLines(t *testing.T) {
 	}{
 		{"syntax", `{"external_id":"j9",`, "", errStatementSyntax, "unexpected EOF"},
 		{"unknown field", `{"external_id":"j9","amount":"1","direction":"credit","value_date":"2026-03-02","memo":"x"}`, "", errStatementSyntax, `"memo"`},
-		{"two values", `{"external_id":"j9","amount":"1","direction":"credit","value_date":"2026-03-02"} {}`, "", errStatementSyntax, "more than one"},
+		{"two values", `{"external_id":"j9","amount":"1","direction":"credit","value_date":"2026-03-02"} {}`, "", errStatementSyntax, "more after the JSON object"},
 		{"no amount", `{"external_id":"j9","direction":"credit","value_date":"2026-03-02"}`, "amount", errStatementColumn, "missing"},
 		{"no direction", `{"external_id":"j9","amount":"1","value_date":"2026-03-02"}`, "direction", errStatementColumn, "missing"},
 		{"no external id", `{"amount":"1","direction":"credit","value_date":"2026-03-02"}`, "external_id", errStatementColumn, "missing"},
