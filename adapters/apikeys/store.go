@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -61,6 +62,8 @@ type Options struct {
 	Now func() time.Time
 	// Random makes keys; nil: crypto/rand.Reader.
 	Random io.Reader
+	// Logger reports failed re-checks of the cache; nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // Store keeps API keys in PostgreSQL and verifies them from a cache. Run
@@ -72,6 +75,10 @@ type Store struct {
 	mu sync.RWMutex
 	// cache holds verified, active keys by id; at most KeysMax.
 	cache map[string]cached
+	// revocations counts this process's revocations: a look-up that
+	// overlapped one may have read the row just before it, and is not
+	// cached (it would put the revoked key back).
+	revocations uint64
 }
 
 type cached struct {
@@ -290,6 +297,7 @@ func (s *Store) Revoke(ctx context.Context, id string) (Key, error) {
 	}
 	s.mu.Lock()
 	delete(s.cache, id)
+	s.revocations++
 	s.mu.Unlock()
 	return k, nil
 }
@@ -308,6 +316,7 @@ func (s *Store) Verify(ctx context.Context, text string) (Key, error) {
 	now := s.opts.Now()
 	s.mu.RLock()
 	c, ok := s.cache[id]
+	revocations := s.revocations
 	s.mu.RUnlock()
 	if !ok || now.Sub(c.checked) > s.opts.StaleMax {
 		k, stored, err := s.lookup(ctx, id)
@@ -323,7 +332,7 @@ func (s *Store) Verify(ctx context.Context, text string) (Key, error) {
 		c = cached{key: k, hash: stored, checked: now}
 		if subtle.ConstantTimeCompare(hash[:], stored[:]) == 1 {
 			s.mu.Lock()
-			if _, present := s.cache[id]; present || len(s.cache) < KeysMax {
+			if _, present := s.cache[id]; s.revocations == revocations && (present || len(s.cache) < KeysMax) {
 				s.cache[id] = c
 			}
 			s.mu.Unlock()
@@ -342,12 +351,19 @@ func (s *Store) Verify(ctx context.Context, text string) (Key, error) {
 func (s *Store) Run(ctx context.Context) {
 	t := time.NewTicker(s.opts.RefreshEvery)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = s.refresh(ctx) // see above: staleness covers a failure
+			// Staleness covers a failure (see above); it is said, once a
+			// re-check fails after one that did not.
+			err := s.refresh(ctx)
+			if err != nil && !failing && ctx.Err() == nil {
+				s.logger().Warn("api keys: re-check failed; cached keys turn stale and are looked up again", "err", err)
+			}
+			failing = err != nil
 		}
 	}
 }
@@ -394,4 +410,11 @@ func (s *Store) refresh(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func (s *Store) logger() *slog.Logger {
+	if s.opts.Logger != nil {
+		return s.opts.Logger
+	}
+	return slog.Default()
 }

@@ -110,10 +110,24 @@ func writePrivate(path string, data []byte) error {
 		f.Close()
 		return err
 	}
+	// On disk before the key's hash is stored: after a crash the stored key
+	// must not be one nobody has.
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }
 
 // serverTLS loads -tls-cert and -tls-key; nil when TLS is off.

@@ -84,8 +84,11 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	var c Config
 	fs := flag.NewFlagSet("ledgerd", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.PostgresURL, "postgres-url", env("LEDGER_POSTGRES_URL", ""), "PostgreSQL URL (env LEDGER_POSTGRES_URL); empty: a private cluster under -data-dir")
-	fs.StringVar(&c.NATSURL, "nats-url", env("LEDGER_NATS_URL", ""), "NATS URL with JetStream (env LEDGER_NATS_URL); empty: an embedded server under -data-dir")
+	// Secrets (a URL's password, a key) are never flag defaults: the flag
+	// package prints defaults in its usage text, on -h and on any mistyped
+	// flag. They are taken from the environment after parsing.
+	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL URL (env LEDGER_POSTGRES_URL); empty: a private cluster under -data-dir")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS URL with JetStream (env LEDGER_NATS_URL); empty: an embedded server under -data-dir")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", env("LEDGER_GRPC_ADDR", ":7070"), "gRPC listen address (env LEDGER_GRPC_ADDR)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("LEDGER_HTTP_ADDR", ":8080"), "HTTP listen address: health, metrics (env LEDGER_HTTP_ADDR)")
 	fs.StringVar(&c.DataDir, "data-dir", env("LEDGER_DATA_DIR", "./var"), "data directory of the embedded servers (env LEDGER_DATA_DIR)")
@@ -137,12 +140,23 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		envErr = cmp.Or(envErr, fmt.Errorf("LEDGER_AUTH=%q: want on or off", v))
 	}
 	fs.BoolVar(&auth, "auth", auth, "require API keys; -auth=false lets anyone who reaches the ports do anything (env LEDGER_AUTH=off)")
-	fs.StringVar(&c.AdminKey, "admin-key", getenv("LEDGER_ADMIN_KEY"),
+	fs.StringVar(&c.AdminKey, "admin-key", "",
 		"bootstrap admin key lk_<12 hex>_<secret>, made an admin key at start if it is not one (env LEDGER_ADMIN_KEY)")
 	fs.StringVar(&c.TLSCert, "tls-cert", getenv("LEDGER_TLS_CERT"), "PEM certificate: serve TLS on the gRPC and HTTP ports (env LEDGER_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", getenv("LEDGER_TLS_KEY"), "PEM private key of -tls-cert (env LEDGER_TLS_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, secret := range []struct {
+		flag, env string
+		into      *string
+	}{{"postgres-url", "LEDGER_POSTGRES_URL", &c.PostgresURL}, {"nats-url", "LEDGER_NATS_URL", &c.NATSURL},
+		{"admin-key", "LEDGER_ADMIN_KEY", &c.AdminKey}} {
+		if !set[secret.flag] {
+			*secret.into = getenv(secret.env)
+		}
 	}
 	if envErr != nil {
 		return Config{}, envErr
