@@ -302,14 +302,6 @@ func TestReviewImportBadSource(t *testing.T) {
 	}
 }
 
-// bugSkip skips a test that shows a bug, unless REVIEW_BUGS=1 runs it.
-func bugSkip(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("REVIEW_BUGS") != "1" {
-		t.Skip(why)
-	}
-}
-
 // TestReviewJSONInvalidUTF8: a JSON line that is not UTF-8 is refused, as
 // CSV refuses it, rather than decoded with its bytes replaced by U+FFFD.
 func TestReviewJSONInvalidUTF8(t *testing.T) {
