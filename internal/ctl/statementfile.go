@@ -180,6 +180,10 @@ func openStatement(path string) (*os.File, os.FileInfo, error) {
 		_ = f.Close() // read only: nothing to flush
 		return nil, nil, err
 	}
+	if !st.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, nil, fmt.Errorf("%s is not a regular file: an import reads it twice (check, then send)", path)
+	}
 	if st.Size() > statementFileBytesMax {
 		_ = f.Close()
 		return nil, nil, &statementError{Err: fmt.Errorf("%d bytes, at most %d: %w", st.Size(),
