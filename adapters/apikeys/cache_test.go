@@ -3,9 +3,13 @@ package apikeys_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -147,4 +151,50 @@ func mustGenerate(t *testing.T) string {
 	k, err := apikeys.Generate(nil)
 	testenv.NoError(t, err)
 	return k
+}
+
+// TestLookupsBounded: keys not in the cache are looked up at most
+// LookupsMax at a time, however many arrive: a flood of unknown keys takes
+// no more of the shared pool.
+func TestLookupsBounded(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t) // the lock and the observer
+	cfg, err := pgxpool.ParseConfig(pool.Config().ConnString())
+	testenv.NoError(t, err)
+	cfg.MaxConns = 4 * apikeys.LookupsMax // room for more than the bound
+	storePool, err := pgxpool.NewWithConfig(ctx(t), cfg)
+	testenv.NoError(t, err)
+	t.Cleanup(storePool.Close)
+	s := apikeys.New(storePool, apikeys.Options{})
+	// Hold the table: every look-up waits in PostgreSQL, where it can be seen.
+	tx, err := pool.Begin(ctx(t))
+	testenv.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	_, err = tx.Exec(ctx(t), `LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE`)
+	testenv.NoError(t, err)
+	const callers = apikeys.LookupsMax + 3
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("lk_%012x_%s", i, strings.Repeat("a", 52))
+			_, _ = s.Verify(ctx(t), key)
+		}()
+	}
+	waiting := func() (int, error) {
+		var n int
+		err := pool.QueryRow(ctx(t), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM api_keys WHERE id = %'`).Scan(&n)
+		return n, err
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		n, err := waiting()
+		if err == nil && n != apikeys.LookupsMax {
+			err = fmt.Errorf("%d look-ups waiting in PostgreSQL, want %d", n, apikeys.LookupsMax)
+		}
+		return err
+	})
+	testenv.NoError(t, tx.Rollback(ctx(t)))
+	wg.Wait()
 }

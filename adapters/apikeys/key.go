@@ -39,6 +39,8 @@ const (
 	// LedgersPerKeyMax bounds the ledgers a key is scoped to; a key for more
 	// is better made for every ledger.
 	LedgersPerKeyMax = 64
+	// LookupsMax bounds the key look-ups in flight in a process; more wait.
+	LookupsMax = 4
 	// DescriptionBytesMax bounds a key's description.
 	DescriptionBytesMax = 256
 	// idBytes random bytes make an id (12 hex digits): unique among KeysMax

@@ -75,6 +75,10 @@ type Store struct {
 	mu sync.RWMutex
 	// cache holds verified, active keys by id; at most KeysMax.
 	cache map[string]cached
+	// lookups bounds the look-ups in flight: keys not in the cache (unknown
+	// ones included) cost a query each, and must not take the pool the
+	// writers and projectors share.
+	lookups chan struct{}
 	// revocations counts this process's revocations: a look-up that
 	// overlapped one may have read the row just before it, and is not
 	// cached (it would put the revoked key back).
@@ -99,7 +103,7 @@ func New(pool *pgxpool.Pool, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{pool: pool, opts: opts, cache: map[string]cached{}}
+	return &Store{pool: pool, opts: opts, cache: map[string]cached{}, lookups: make(chan struct{}, LookupsMax)}
 }
 
 const keyColumns = `id, roles, ledgers, description, created_at, revoked_at`
@@ -221,6 +225,12 @@ func (s *Store) Ensure(ctx context.Context, text, description string) (k Key, cr
 //
 // Errors: ErrUnknown; a database error, wrapped.
 func (s *Store) lookup(ctx context.Context, id string) (Key, [32]byte, error) {
+	select {
+	case s.lookups <- struct{}{}:
+		defer func() { <-s.lookups }()
+	case <-ctx.Done():
+		return Key{}, [32]byte{}, fmt.Errorf("look up api key %s: %w", id, ctx.Err())
+	}
 	var hash []byte
 	k, err := scanKey(s.pool.QueryRow(ctx, `SELECT `+keyColumns+`, secret_hash FROM api_keys WHERE id = $1`, id), &hash)
 	if errors.Is(err, pgx.ErrNoRows) {

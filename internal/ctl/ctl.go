@@ -147,7 +147,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if len(rest) < len(cmd.words) || strings.Join(rest[:len(cmd.words)], " ") != strings.Join(cmd.words, " ") {
 			continue
 		}
-		c := &client{globals: g, out: stdout}
+		c := &client{globals: g, out: stdout, errOut: stderr}
 		err := cmd.run(ctx, c, rest[len(cmd.words):])
 		if c.conn != nil {
 			_ = c.conn.Close() // Nothing is left to flush: every call has returned.
@@ -203,11 +203,13 @@ func (g *globals) registerBut(fs *flag.FlagSet, own string) {
 
 type client struct {
 	globals
-	out   io.Writer
-	conn  *grpc.ClientConn // nil until connect
-	cmd   ledgerv1.CommandServiceClient
-	query ledgerv1.QueryServiceClient
-	audit ledgerv1.AuditServiceClient
+	out io.Writer
+	// errOut takes warnings, which are no part of a command's output.
+	errOut io.Writer
+	conn   *grpc.ClientConn // nil until connect
+	cmd    ledgerv1.CommandServiceClient
+	query  ledgerv1.QueryServiceClient
+	audit  ledgerv1.AuditServiceClient
 }
 
 // connect makes the client of c.addr. Commands call it after parsing their
@@ -230,6 +232,9 @@ func (c *client) connect() error {
 	}
 	if key != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(apikeys.Bearer(key)))
+		if !c.tls && c.tlsCA == "" && !loopback(c.addr) && c.errOut != nil {
+			fmt.Fprintf(c.errOut, "ledgerctl: warning: sending the API key to %s without TLS: anyone on the way can read it (--tls or --tls-ca)\n", c.addr)
+		}
 	}
 	conn, err := grpc.NewClient(c.addr, opts...)
 	if err != nil {

@@ -336,3 +336,38 @@ func TestUnreachableAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnsOfAKeyInClear: a key sent to an address off this machine without
+// TLS is warned about; on loopback, or with TLS asked for, it is not.
+func TestWarnsOfAKeyInClear(t *testing.T) {
+	t.Parallel()
+	var remote string
+	addrs, err := net.InterfaceAddrs()
+	testenv.NoError(t, err)
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			remote = ipn.IP.String()
+			break
+		}
+	}
+	if remote == "" {
+		t.Skip("no non-loopback IPv4 address on this machine")
+	}
+	// A closed port of this machine's own address: refused at once.
+	_, port, err := net.SplitHostPort(closedAddr(t))
+	testenv.NoError(t, err)
+	const warning = "without TLS"
+	for _, tc := range []struct {
+		addr string
+		args []string
+		warn bool
+	}{
+		{net.JoinHostPort(remote, port), nil, true},
+		{closedAddr(t), nil, false},
+	} {
+		r := env{"LEDGER_ADDR": tc.addr, "LEDGER_API_KEY": "lk_0123456789ab_" + strings.Repeat("a", 52)}.run(t, append(tc.args, "trial-balance")...)
+		if got := strings.Contains(r.stderr, warning); got != tc.warn {
+			t.Errorf("%s: warned %v, want %v\n%s", tc.addr, got, tc.warn, r)
+		}
+	}
+}
