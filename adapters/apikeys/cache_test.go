@@ -195,6 +195,13 @@ func TestLookupsBounded(t *testing.T) {
 		}
 		return err
 	})
+	// The others must not follow. That something does not happen can only
+	// be watched for a while: 200 ms, polled.
+	for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); {
+		if n, err := waiting(); err != nil || n > apikeys.LookupsMax {
+			t.Fatalf("%d look-ups in PostgreSQL (%v), want at most %d", n, err, apikeys.LookupsMax)
+		}
+	}
 	testenv.NoError(t, tx.Rollback(ctx(t)))
 	wg.Wait()
 }
