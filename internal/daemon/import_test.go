@@ -157,6 +157,7 @@ func importAccountIDs(recs []eventstore.Record) []string {
 // balance, with the position it last moved, and the trial balance.
 func (h *harness) importView(t *testing.T, ledger string, pos uint64, accounts []string) map[string]string {
 	t.Helper()
+	h.waitProjections(t, ledger, pos)
 	out := map[string]string{}
 	for ids := range slices.Chunk(accounts, 1000) {
 		for id, b := range h.balances(t, ledger, pos, ids...) {
@@ -716,4 +717,23 @@ func TestImportEventsConcurrentlyIntoOneLedger(t *testing.T) {
 	if got := h.importCheckChain(t, target); len(got) != len(log) {
 		t.Errorf("%s holds %d events, want %d", target, len(got), len(log))
 	}
+}
+
+// waitProjections waits until every projection of ledger has reached pos: a
+// large import takes the projectors longer than one query's min_position
+// wait (10 s), more so under the race detector.
+func (h *harness) waitProjections(t *testing.T, ledger string, pos uint64) {
+	t.Helper()
+	testenv.Eventually(t, 3*time.Minute, func() error {
+		st, err := h.query.GetProjectionStatus(ctx(t), &ledgerv1.GetProjectionStatusRequest{Ledger: ledger})
+		if err != nil {
+			return err
+		}
+		for _, p := range st.GetProjections() {
+			if p.GetPosition() < pos {
+				return fmt.Errorf("%s at %d of %d", p.GetName(), p.GetPosition(), pos)
+			}
+		}
+		return nil
+	})
 }
