@@ -769,7 +769,7 @@ func TestProjectionsStatus(t *testing.T) {
 			return fmt.Errorf("projections status: %s", r)
 		}
 		rows = byKey(t, table(t, r.stdout, "LEDGER"), "PROJECTION")
-		for _, name := range []string{"balances", "movements", "transfers"} {
+		for _, name := range []string{"balances", "movements", "transfers", "reconciliation"} {
 			p := rows[name]
 			if p == nil || p["POSITION"] != last || p["HEAD"] != last || p["LAG"] != "0" {
 				return fmt.Errorf("projections status: %s is %v, want at the head %s with lag 0", name, p, last)
@@ -799,7 +799,7 @@ func TestProjectionsStatus(t *testing.T) {
 			t.Errorf("projections status -o json: %+v, want ledger %s at %s, lag 0", p, u.ledger, last)
 		}
 	}
-	for _, name := range []string{"balances", "movements", "transfers"} {
+	for _, name := range []string{"balances", "movements", "transfers", "reconciliation"} {
 		if !slices.Contains(names, name) {
 			t.Errorf("projections status -o json: %v, want %s among them", names, name)
 		}
