@@ -163,8 +163,8 @@ func (c *client) printRecon(r *reconReport, from, to string) error {
 	fmt.Fprintf(tw, "ledger balance\t%s\n", s.GetLedgerBalance())
 	fmt.Fprintf(tw, "difference\t%s = unmatched lines %s - unmatched movements %s + matched difference %s\n",
 		s.GetDifference(), s.GetUnmatchedLinesToEndSum(), s.GetUnmatchedMovementsToEndSum(), s.GetMatchedDifference())
-	fmt.Fprintf(tw, "matches\t%d (%d lines, %d movements)%s\n", s.GetMatches(), s.GetMatchedLines(),
-		s.GetMatchedMovements(), byRule(s.GetMatchesByRule()))
+	fmt.Fprintf(tw, "matches\t%d (%s, %s)%s\n", s.GetMatches(), plural(int(s.GetMatchedLines()), "line"),
+		plural(int(s.GetMatchedMovements()), "movement"), byRule(s.GetMatchesByRule()))
 	fmt.Fprintf(tw, "unmatched lines\t%d, sum %s\n", s.GetUnmatchedLines(), s.GetUnmatchedLinesSum())
 	fmt.Fprintf(tw, "unmatched movements\t%d, sum %s\n", s.GetUnmatchedMovements(), s.GetUnmatchedMovementsSum())
 	if err := tw.Flush(); err != nil {
