@@ -55,13 +55,17 @@ func ValidID(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == ':' || c == '_' || c == '.' || c == '@' || c == '-') {
+		if !idByte(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// idByte reports whether c may stand in an id: [A-Za-z0-9:_.@-].
+func idByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == ':' || c == '_' || c == '.' || c == '@' || c == '-'
 }
 
 func checkID(field, s string) error {

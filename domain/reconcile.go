@@ -207,9 +207,7 @@ func ValidExternalID(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == ':' || c == '_' || c == '.' || c == '@' || c == '-' || c == '/') {
+		if c := s[i]; c != '/' && !idByte(c) {
 			return false
 		}
 	}

@@ -134,15 +134,26 @@ func (p *Reconciliation) Apply(ctx context.Context, tx pgx.Tx, ledger string, re
 }
 
 // reconGeneration returns the generation of ledger's reconciliation rows,
-// starting one if there is none.
+// starting one if there is none: a read per batch, a write once.
 func reconGeneration(ctx context.Context, tx pgx.Tx, ledger string) (string, error) {
+	var generation string
+	err := tx.QueryRow(ctx, `SELECT generation FROM recon_generations WHERE ledger = $1`, ledger).Scan(&generation)
+	if err == nil {
+		return generation, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("reconciliation generation: %w", err)
+	}
 	var g [16]byte
 	_, _ = rand.Read(g[:]) // never fails (crypto/rand)
-	var generation string
-	err := tx.QueryRow(ctx, `WITH ins AS (INSERT INTO recon_generations (ledger, generation) VALUES ($1, $2)
+	generation = hex.EncodeToString(g[:])
+	// Another runner of the ledger (another ledgerd) may start it first;
+	// its batch or this one then fails on the checkpoint, and the rows
+	// carry the generation that committed.
+	err = tx.QueryRow(ctx, `WITH ins AS (INSERT INTO recon_generations (ledger, generation) VALUES ($1, $2)
 			ON CONFLICT (ledger) DO NOTHING RETURNING generation)
 		SELECT generation FROM ins UNION ALL SELECT generation FROM recon_generations WHERE ledger = $1`,
-		ledger, hex.EncodeToString(g[:])).Scan(&generation)
+		ledger, generation).Scan(&generation)
 	if err != nil {
 		return "", fmt.Errorf("reconciliation generation: %w", err)
 	}
