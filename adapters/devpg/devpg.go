@@ -152,10 +152,10 @@ type Cluster struct {
 	sockTemp bool
 	// oldSockDir is the temp socket dir of an earlier Start, if recorded.
 	oldSockDir string
-	logPath  string
-	port     int
-	cred     *syscall.Credential // nil: run the binaries as ourselves
-	logf     func(string, ...any)
+	logPath    string
+	port       int
+	cred       *syscall.Credential // nil: run the binaries as ourselves
+	logf       func(string, ...any)
 	// lock is Dir's lock file, flocked from Start to Stop; nil when stopped.
 	lock *os.File
 }
