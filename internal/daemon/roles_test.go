@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -318,8 +320,9 @@ func TestDevModeSecondServerRefused(t *testing.T) {
 	if err == nil {
 		second.Close()
 	}
-	if !errors.Is(err, devpg.ErrDirInUse) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "process ") {
-		t.Fatalf("second ledgerd on %s: %v, want ErrDirInUse naming the dir and the holder", dir, err)
+	if !errors.Is(err, daemon.ErrDataDirInUse) || !strings.Contains(err.Error(), dir) ||
+		!strings.Contains(err.Error(), "ledgerd pid "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second ledgerd on %s: %v, want ErrDataDirInUse naming the dir and the holder's pid", dir, err)
 	}
 	if code, out, errOut := runCtlEnv(t, env, "account", "open", "--asset", "USD", "alice", "bob"); code != 0 {
 		t.Fatalf("the first ledgerd after a refused second: exit %d\n%s%s", code, out, errOut)
@@ -327,4 +330,34 @@ func TestDevModeSecondServerRefused(t *testing.T) {
 	if code, out, errOut := runCtlEnv(t, env, "transfer", "--id", "t1", "--from", "alice", "--to", "bob", "--amount", "1.00", "--asset", "USD"); code != 0 {
 		t.Fatalf("the first ledgerd after a refused second: exit %d\n%s%s", code, out, errOut)
 	}
+}
+
+// TestSecondServerRefusedOnEmbeddedNATS: the data dir is locked whenever an
+// embedded server keeps its data there, here JetStream's store beside an
+// external PostgreSQL; a ledgerd with both servers external locks nothing.
+func TestSecondServerRefusedOnEmbeddedNATS(t *testing.T) {
+	t.Parallel()
+	dir, pgURL := t.TempDir(), testenv.PostgresURL(t)
+	run := func(natsURL string) (*daemon.Main, error) {
+		m := &daemon.Main{Config: daemon.Config{PostgresURL: pgURL, NATSURL: natsURL, GRPCAddr: "127.0.0.1:0",
+			HTTPAddr: "127.0.0.1:0", DataDir: dir, PostgresConnsMax: 4, AdminKey: newKey(t)}, Logger: discardLogger()}
+		return m, m.Run(context.Background())
+	}
+	first, err := run("")
+	testenv.NoError(t, err)
+	defer first.Close()
+	second, err := run("")
+	if err == nil {
+		second.Close()
+	}
+	if !errors.Is(err, daemon.ErrDataDirInUse) {
+		t.Fatalf("second ledgerd with an embedded NATS in %s: %v, want ErrDataDirInUse", dir, err)
+	}
+	external, err := run(testenv.NATSURL(t))
+	testenv.NoError(t, err)
+	external.Close()
+	first.Close()
+	again, err := run("") // Close released the dir.
+	testenv.NoError(t, err)
+	again.Close()
 }
