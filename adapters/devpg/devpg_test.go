@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -396,5 +397,36 @@ func TestStartVersionMismatch(t *testing.T) {
 	}
 	if !errors.Is(err, devpg.ErrVersionMismatch) {
 		t.Fatalf("got %v, want ErrVersionMismatch", err)
+	}
+}
+
+// TestTCPAsksForPassword: the optional TCP listener is reachable by every
+// local user, so unlike the private socket it does not trust: connecting
+// without a password is refused, the socket still works.
+func TestTCPAsksForPassword(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	testenv.NoError(t, err)
+	port := lis.Addr().(*net.TCPAddr).Port
+	testenv.NoError(t, lis.Close())
+	dir := filepath.Join(searchableTempDir(t), "pg")
+	c, err := devpg.Start(t.Context(), devpg.Options{Dir: dir, Port: port, Logf: t.Logf})
+	if errors.Is(err, devpg.ErrNoPostgres) {
+		t.Skip(err)
+	}
+	testenv.NoError(t, err)
+	t.Cleanup(func() {
+		if err := c.Stop(context.Background()); err != nil {
+			t.Errorf("cleanup stop: %v", err)
+		}
+	})
+	connect(t, c.URL())
+	conn, err := pgx.Connect(t.Context(), fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", port, devpg.Database))
+	if err == nil {
+		conn.Close(context.Background())
+		t.Fatalf("TCP 127.0.0.1:%d let the superuser in without a password", port)
+	}
+	if !strings.Contains(err.Error(), "password") {
+		t.Fatalf("TCP without a password: %v, want a password asked for", err)
 	}
 }
