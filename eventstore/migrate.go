@@ -20,6 +20,52 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return ApplyMigrations(ctx, pool, "eventstore", migrations, "migrations")
 }
 
+// Pending returns the event store's migrations not applied yet. See
+// PendingMigrations.
+func Pending(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	return PendingMigrations(ctx, pool, "eventstore", migrations, "migrations")
+}
+
+// PendingMigrations returns, in name order, the .sql files of dir in fsys
+// that component has not applied: every one when schema_migrations does not
+// exist yet. It only reads (SELECT on schema_migrations), so a ledgerd that
+// does not own the schema can tell whether it is up to date.
+//
+// Errors: a database error, wrapped.
+func PendingMigrations(ctx context.Context, pool *pgxpool.Pool, component string, fsys fs.FS, dir string) ([]string, error) {
+	names, err := fs.Glob(fsys, dir+"/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	sort.Strings(names)
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("migrations of %s: %w", component, err)
+	}
+	if !exists {
+		return names, nil
+	}
+	rows, err := pool.Query(ctx, `SELECT name FROM schema_migrations WHERE component = $1`, component)
+	if err != nil {
+		return nil, fmt.Errorf("migrations of %s: %w", component, err)
+	}
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("migrations of %s: %w", component, err)
+	}
+	done := make(map[string]bool, len(applied))
+	for _, n := range applied {
+		done[n] = true
+	}
+	var pending []string
+	for _, n := range names {
+		if !done[n] {
+			pending = append(pending, n)
+		}
+	}
+	return pending, nil
+}
+
 // migrateLockKey serialises migrators across processes (an advisory lock key).
 const migrateLockKey = 0x6c6564676572 // "ledger"
 

@@ -25,6 +25,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return eventstore.ApplyMigrations(ctx, pool, "projections", migrations, "migrations")
 }
 
+// Pending returns the read models' migrations not applied yet.
+//
+// Errors: a database error, wrapped.
+func Pending(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	return eventstore.PendingMigrations(ctx, pool, "projections", migrations, "migrations")
+}
+
 // Projector turns records into a read model.
 type Projector interface {
 	// Name and Version identify the projector's checkpoint and tables.

@@ -30,6 +30,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return eventstore.ApplyMigrations(ctx, pool, "apikeys", migrations, "migrations")
 }
 
+// Pending returns the migrations of api_keys not applied yet.
+//
+// Errors: a database error, wrapped.
+func Pending(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	return eventstore.PendingMigrations(ctx, pool, "apikeys", migrations, "migrations")
+}
+
 // Defaults of Options.
 const (
 	// RefreshEveryDefault is how often the cached keys are re-checked

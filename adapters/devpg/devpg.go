@@ -7,6 +7,14 @@
 // server on 5432 or with another private cluster. Options.Port adds a TCP listener on
 // 127.0.0.1 for people who want to point other tools at it.
 //
+// Authentication is trust, so whoever reaches the socket is any role, the
+// superuser included: the socket directory is therefore private (mode 0700,
+// owned by the user the server runs as, never a symlink), and when the data
+// dir's path is too long for a socket it is a fresh directory with an
+// unpredictable name, never one a local user could have made first. One
+// process at a time uses a Dir: Start locks it (flock on Dir/devpg.lock)
+// until Stop or the process's exit.
+//
 // initdb and postgres refuse to run as root, so when the process is root the
 // binaries run as the `postgres` system user, which then owns Options.Dir.
 package devpg
@@ -14,8 +22,6 @@ package devpg
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +64,13 @@ var (
 	// ErrNotRunning means a command needed the cluster's server and it was
 	// not running.
 	ErrNotRunning = errors.New("postgresql server not running")
+	// ErrDirInUse means another live process (or another Start of this one)
+	// holds Options.Dir: starting would stop the server it is using.
+	ErrDirInUse = errors.New("data dir in use by another process")
+	// ErrUnsafeSocketDir means the socket directory exists and is not
+	// private to the server's user (another owner, group or other access,
+	// a symlink): whoever can enter it could connect as the superuser.
+	ErrUnsafeSocketDir = errors.New("socket dir not private to the postgres user")
 )
 
 // Database is the database Start creates for the ledger.
@@ -81,6 +94,17 @@ const (
 	// defaultSocketPort names the socket file (.s.PGSQL.5432) when there is
 	// no TCP port; it only has to be unique inside the socket directory.
 	defaultSocketPort = 5432
+	// lockFile, in Options.Dir, is flocked by the process using the cluster
+	// and holds its pid, for the message that refuses a second one.
+	lockFile = "devpg.lock"
+	// lockPIDBytesMax bounds what is read of a lock file for the pid.
+	lockPIDBytesMax = 32
+	// tempSocketPattern names the private socket directory made in the temp
+	// dir when Options.Dir is too deep for a socket path.
+	tempSocketPattern = "devpg-*"
+	// tempSocketRecord, in Options.Dir, names the last such directory, so
+	// that the next Start removes it when a crash left it behind.
+	tempSocketRecord = "socket-dir"
 )
 
 // defaultSettings suit a 2-core development box; fsync stays on because
@@ -105,8 +129,10 @@ type Options struct {
 	// Dir holds the cluster: data/ (PGDATA), run/ (the socket) and
 	// postgres.log. Created if missing, reused if it already holds a cluster.
 	Dir string
-	// Port, when > 0, also listens on TCP 127.0.0.1:Port. 0 means unix
-	// socket only, which cannot collide with anything.
+	// Port, when > 0, also listens on TCP 127.0.0.1:Port, where a password
+	// is asked (scram-sha-256; set one over the socket first), because every
+	// local user reaches it. 0 means unix socket only, which cannot collide
+	// with anything.
 	Port int
 	// Logf, if set, receives progress messages (initdb, start, stop).
 	Logf func(format string, args ...any)
@@ -117,30 +143,53 @@ type Options struct {
 
 // Cluster is a running private PostgreSQL cluster.
 type Cluster struct {
+	dir     string
 	binDir  string
 	dataDir string
-	sockDir string
-	logPath string
-	port    int
-	cred    *syscall.Credential // nil: run the binaries as ourselves
-	logf    func(string, ...any)
+	// sockDir is dir/run, or a directory made by os.MkdirTemp when that
+	// path is too long for a socket (sockTemp).
+	sockDir  string
+	sockTemp bool
+	// oldSockDir is the temp socket dir of an earlier Start, if recorded.
+	oldSockDir string
+	logPath    string
+	port       int
+	cred       *syscall.Credential // nil: run the binaries as ourselves
+	logf       func(string, ...any)
+	// lock is Dir's lock file, flocked from Start to Stop; nil when stopped.
+	lock *os.File
 }
 
 // Start creates the cluster in opts.Dir if needed, starts its server and
-// creates the database "ledger". A server left running in opts.Dir by an
-// earlier process is stopped and started again, so the settings written now
-// are the ones in force; a stale postmaster.pid from a crash is handled by
-// pg_ctl. Two live processes must not Start the same Dir at once.
+// creates the database "ledger". A server left running in opts.Dir by a
+// process that died is stopped and started again, so the settings written
+// now are the ones in force; a stale postmaster.pid from a crash is handled
+// by pg_ctl. A Dir in use by a live process (its lock is held) is refused:
+// restarting its server would cut that process off.
 //
-// Errors: ErrInvalidOptions, ErrNoPostgres, ErrNoPostgresUser,
-// ErrNotTraversable, ErrVersionMismatch, or a wrapped initdb, pg_ctl or
-// connection error (with the tail of the server log).
-func Start(ctx context.Context, opts Options) (*Cluster, error) {
+// Errors: ErrInvalidOptions, ErrDirInUse, ErrUnsafeSocketDir, ErrNoPostgres,
+// ErrNoPostgresUser, ErrNotTraversable, ErrVersionMismatch, or a wrapped
+// initdb, pg_ctl or connection error (with the tail of the server log).
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	c, err := newCluster(opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.prepareDirs(filepath.Dir(c.dataDir)); err != nil {
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create dir: %w", err)
+	}
+	if err := c.lockDir(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && c.sockTemp && c.sockDir != "" {
+			_ = os.Remove(c.sockDir) // Ours and, with no server, empty.
+		}
+		if err != nil {
+			c.unlockDir()
+		}
+	}()
+	if err := c.prepareDirs(); err != nil {
 		return nil, err
 	}
 	if err := c.initdb(ctx); err != nil {
@@ -152,6 +201,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.start(ctx); err != nil {
 		return nil, err
 	}
+	c.removeOldTempSocketDir()
 	if err := c.createDatabase(ctx, Database); err != nil {
 		// Leave nothing running that the caller cannot stop.
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pgctlWaitSeconds*time.Second)
@@ -193,13 +243,18 @@ func newCluster(opts Options) (*Cluster, error) {
 		logf = func(string, ...any) {}
 	}
 	c := &Cluster{
+		dir:     dir,
 		binDir:  binDir,
 		dataDir: filepath.Join(dir, "data"),
-		sockDir: socketDir(dir, opts.Port),
 		logPath: filepath.Join(dir, "postgres.log"),
 		port:    opts.Port,
 		cred:    cred,
 		logf:    logf,
+	}
+	c.sockDir = filepath.Join(dir, "run")
+	c.sockTemp = len(c.sockDir)+len("/.s.PGSQL.")+len(strconv.Itoa(c.socketPort())) > socketPathBytesMax
+	if c.sockTemp {
+		c.sockDir = "" // Made by MkdirTemp in prepareDirs.
 	}
 	return c, nil
 }
@@ -208,8 +263,12 @@ func newCluster(opts Options) (*Cluster, error) {
 func (c *Cluster) URL() string { return c.URLFor(Database) }
 
 // URLFor returns a pgx connection URL for database db over the cluster's
-// unix socket.
-func (c *Cluster) URLFor(db string) string {
+// unix socket, as the superuser.
+func (c *Cluster) URLFor(db string) string { return c.URLAs(superuser, db) }
+
+// URLAs returns a pgx connection URL for database db over the cluster's
+// unix socket, as role; no password: the private socket is trusted.
+func (c *Cluster) URLAs(role, db string) string {
 	q := url.Values{}
 	q.Set("host", c.sockDir)
 	q.Set("port", strconv.Itoa(c.socketPort()))
@@ -217,26 +276,28 @@ func (c *Cluster) URLFor(db string) string {
 	// A slash needs no escaping in a query; keeping it makes the URL
 	// readable and copyable into psql.
 	raw := strings.ReplaceAll(q.Encode(), "%2F", "/")
-	u := url.URL{Scheme: "postgres", User: url.User(superuser), Path: "/" + db, RawQuery: raw}
+	u := url.URL{Scheme: "postgres", User: url.User(role), Path: "/" + db, RawQuery: raw}
 	return u.String()
 }
 
 // DataDir returns the cluster's data directory (PGDATA).
 func (c *Cluster) DataDir() string { return c.dataDir }
 
-// Stop shuts the server down (pg_ctl stop -m fast) and waits until it has
-// exited. Stopping a stopped cluster is not an error.
+// Stop shuts the server down (pg_ctl stop -m fast), waits until it has
+// exited and releases Dir. Stopping a stopped cluster is not an error.
 //
-// Errors: a wrapped pg_ctl error, or ctx's error.
+// Errors: a wrapped pg_ctl error, or ctx's error; Dir stays locked then,
+// since the server may still run.
 func (c *Cluster) Stop(ctx context.Context) error {
 	if err := c.stop(ctx); err != nil {
 		return err
 	}
-	if filepath.Dir(c.sockDir) != filepath.Dir(c.dataDir) {
-		// The short socket dir in the temp dir outlives Dir otherwise; a
-		// non-empty one (someone else's) is left alone by os.Remove.
+	if c.sockTemp {
+		// The socket dir in the temp dir outlives Dir otherwise. It is ours
+		// (made by MkdirTemp) and empty once the server is down.
 		_ = os.Remove(c.sockDir)
 	}
+	c.unlockDir()
 	return nil
 }
 
@@ -261,21 +322,6 @@ func (c *Cluster) socketPort() int {
 		return c.port
 	}
 	return defaultSocketPort
-}
-
-// socketDir is dir/run unless the socket path would pass the kernel's
-// limit; then it is a short directory in the temp dir named by a hash of
-// dir, so the same Dir always gets the same socket.
-func socketDir(dir string, port int) string {
-	if port == 0 {
-		port = defaultSocketPort
-	}
-	sock := filepath.Join(dir, "run")
-	if len(sock)+len("/.s.PGSQL.")+len(strconv.Itoa(port)) <= socketPathBytesMax {
-		return sock
-	}
-	sum := sha256.Sum256([]byte(dir))
-	return filepath.Join(os.TempDir(), "devpg-"+hex.EncodeToString(sum[:6]))
 }
 
 // findBinDir finds the directory holding initdb and pg_ctl: PATH first,
@@ -344,32 +390,120 @@ func credential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
 
-// prepareDirs creates dir and the socket directory and, as root, hands them
-// to the postgres user after checking that user can reach them.
-func (c *Cluster) prepareDirs(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create dir: %w", err)
-	}
+// prepareDirs makes the socket directory private to the server's user and,
+// as root, hands Dir to the postgres user after checking that user can
+// reach it and the socket directory.
+func (c *Cluster) prepareDirs() error {
 	if err := rotateLog(c.logPath); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.sockDir, 0o700); err != nil {
-		return fmt.Errorf("create socket dir: %w", err)
+	if err := c.makeSocketDir(); err != nil {
+		return err
 	}
 	if c.cred == nil {
 		return nil
 	}
 	// Only the top of the tree: data/ is created by initdb as postgres, and
 	// chowning a user's existing tree recursively would be a surprise.
-	for _, p := range []string{dir, c.sockDir, c.logPath} {
+	for _, p := range []string{c.dir, c.logPath} {
 		if err := os.Lchown(p, int(c.cred.Uid), int(c.cred.Gid)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("chown %s to %s: %w", p, superuser, err)
 		}
 	}
-	for _, d := range []string{dir, c.sockDir} {
+	for _, d := range []string{c.dir, c.sockDir} {
 		if err := checkTraversable(filepath.Dir(d), c.cred); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// makeSocketDir makes the socket directory: a fresh one from MkdirTemp when
+// Dir is too deep, else Dir/run, made now or checked private if it exists.
+// A directory we just made is handed to the server's user; one that existed
+// is never chowned, because chowning what someone else made first would
+// hand it over with whatever they put in it.
+func (c *Cluster) makeSocketDir() error {
+	if c.sockTemp {
+		d, err := os.MkdirTemp("", tempSocketPattern)
+		if err != nil {
+			return fmt.Errorf("create socket dir: %w", err)
+		}
+		c.sockDir = d
+		if err := c.chownNew(d); err != nil {
+			return err
+		}
+		c.oldSockDir = c.readTempSocketRecord()
+		if err := os.WriteFile(filepath.Join(c.dir, tempSocketRecord), []byte(d), 0o600); err != nil {
+			return fmt.Errorf("record socket dir: %w", err)
+		}
+		return nil
+	}
+	err := os.Mkdir(c.sockDir, 0o700)
+	if err == nil {
+		return c.chownNew(c.sockDir)
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create socket dir: %w", err)
+	}
+	return checkPrivate(c.sockDir, c.serverUID())
+}
+
+func (c *Cluster) chownNew(dir string) error {
+	if c.cred != nil {
+		if err := os.Lchown(dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+			return fmt.Errorf("chown %s to %s: %w", dir, superuser, err)
+		}
+	}
+	return checkPrivate(dir, c.serverUID())
+}
+
+// readTempSocketRecord returns the temp socket dir an earlier Start made,
+// or "" if none is recorded or the record does not name one of ours.
+func (c *Cluster) readTempSocketRecord() string {
+	b, err := os.ReadFile(filepath.Join(c.dir, tempSocketRecord))
+	if err != nil {
+		return ""
+	}
+	d := string(b)
+	if ok, _ := filepath.Match(tempSocketPattern, filepath.Base(d)); !ok || filepath.Dir(d) != filepath.Clean(os.TempDir()) {
+		return ""
+	}
+	return d
+}
+
+// removeOldTempSocketDir removes the temp socket dir a process that died
+// left behind, once its server is stopped: only if it is still a private
+// directory of the server's user, and only if empty (os.Remove).
+func (c *Cluster) removeOldTempSocketDir() {
+	if c.oldSockDir == "" || c.oldSockDir == c.sockDir || checkPrivate(c.oldSockDir, c.serverUID()) != nil {
+		return
+	}
+	_ = os.Remove(c.oldSockDir)
+}
+
+// serverUID is the user the server runs as.
+func (c *Cluster) serverUID() uint32 {
+	if c.cred != nil {
+		return c.cred.Uid
+	}
+	return uint32(os.Geteuid())
+}
+
+// checkPrivate reports ErrUnsafeSocketDir unless dir is a directory (not a
+// symlink to one) owned by uid that nobody else may enter or write.
+func checkPrivate(dir string, uid uint32) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("check socket dir: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("socket dir %s: no owner to check: %w", dir, ErrUnsafeSocketDir)
+	}
+	if !fi.IsDir() || st.Uid != uid || fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("socket dir %s is %v owned by uid %d, want a directory of uid %d with mode 0700 "+
+			"(remove it if it is not yours): %w", dir, fi.Mode(), st.Uid, uid, ErrUnsafeSocketDir)
 	}
 	return nil
 }
@@ -446,7 +580,9 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	c.logf("devpg: initdb %s", c.dataDir)
 	// Locale C: byte-order collation is deterministic, fast and the same on
 	// every machine, which matters more for a ledger than linguistic sorting.
-	if _, err := c.run(ctx, "initdb", "-D", c.dataDir, "-A", "trust", "-U", superuser,
+	// Trust only on the private socket: the TCP listener of Options.Port is
+	// reachable by every local user, so it asks for a password.
+	if _, err := c.run(ctx, "initdb", "-D", c.dataDir, "--auth-local=trust", "--auth-host=scram-sha-256", "-U", superuser,
 		"--encoding=UTF8", "--locale=C"); err != nil {
 		return fmt.Errorf("initdb %s: %w", c.dataDir, err)
 	}

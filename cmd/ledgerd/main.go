@@ -1,5 +1,8 @@
 // Command ledgerd serves the ledger: gRPC commands and queries over an event
 // store in PostgreSQL and JetStream. See README.md.
+//
+// `ledgerd migrate [flags]` applies the schema migrations and exits: run it as
+// the tables' owner, then ledgerd as a role in ledger_app.
 package main
 
 import (
@@ -16,7 +19,11 @@ import (
 )
 
 func main() {
-	cfg, err := daemon.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	args, migrate := os.Args[1:], false
+	if len(args) > 0 && args[0] == "migrate" {
+		args, migrate = args[1:], true
+	}
+	cfg, err := daemon.ParseFlags(args, os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
@@ -33,6 +40,13 @@ func main() {
 	slog.SetDefault(logger) // what packages log without a logger of their own goes here too
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if migrate {
+		if err := daemon.Migrate(ctx, cfg, logger, os.Stdout); err != nil {
+			logger.Error("ledgerd migrate failed", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
 	m := &daemon.Main{Config: cfg, Logger: logger, Out: os.Stdout}
 	if err := m.Run(ctx); err != nil {
 		logger.Error("ledgerd could not start", "err", err)

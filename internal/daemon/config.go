@@ -23,6 +23,19 @@ var errTLSPair = errors.New("give both or neither")
 // projectionLingerMax bounds -projection-linger: the lag it adds.
 const projectionLingerMax = time.Second
 
+// Listen addresses when no -grpc-addr/-http-addr flag or LEDGER_* variable
+// gives one. Dev mode (no PostgreSQL and no NATS URL) is one developer's
+// machine: its ports stay on the loopback, because the banner, the admin key
+// file and the trust between the embedded servers all assume nobody else
+// reaches them. With external servers ledgerd is a service and listens on
+// every interface.
+const (
+	grpcAddrDev     = "127.0.0.1:7070"
+	httpAddrDev     = "127.0.0.1:8080"
+	grpcAddrService = ":7070"
+	httpAddrService = ":8080"
+)
+
 // Config is ledgerd's configuration: flags, with LEDGER_* environment variables
 // as defaults.
 type Config struct {
@@ -89,8 +102,10 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	// flag. They are taken from the environment after parsing.
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL URL (env LEDGER_POSTGRES_URL); empty: a private cluster under -data-dir")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS URL with JetStream (env LEDGER_NATS_URL); empty: an embedded server under -data-dir")
-	fs.StringVar(&c.GRPCAddr, "grpc-addr", env("LEDGER_GRPC_ADDR", ":7070"), "gRPC listen address (env LEDGER_GRPC_ADDR)")
-	fs.StringVar(&c.HTTPAddr, "http-addr", env("LEDGER_HTTP_ADDR", ":8080"), "HTTP listen address: health, metrics (env LEDGER_HTTP_ADDR)")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", getenv("LEDGER_GRPC_ADDR"),
+		"gRPC listen address (env LEDGER_GRPC_ADDR); empty: "+grpcAddrDev+" in dev mode (no URLs), else "+grpcAddrService)
+	fs.StringVar(&c.HTTPAddr, "http-addr", getenv("LEDGER_HTTP_ADDR"),
+		"HTTP listen address: REST, health, metrics (env LEDGER_HTTP_ADDR); empty: "+httpAddrDev+" in dev mode, else "+httpAddrService)
 	fs.StringVar(&c.DataDir, "data-dir", env("LEDGER_DATA_DIR", "./var"), "data directory of the embedded servers (env LEDGER_DATA_DIR)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env LEDGER_LOG_LEVEL)")
 	maxAge := env("LEDGER_STREAM_MAX_AGE", "168h")
@@ -161,6 +176,11 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	if envErr != nil {
 		return Config{}, envErr
 	}
+	grpcAddr, httpAddr := grpcAddrService, httpAddrService
+	if c.PostgresURL == "" && c.NATSURL == "" {
+		grpcAddr, httpAddr = grpcAddrDev, httpAddrDev
+	}
+	c.GRPCAddr, c.HTTPAddr = cmp.Or(c.GRPCAddr, grpcAddr), cmp.Or(c.HTTPAddr, httpAddr)
 	c.AuthDisabled = !auth
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return Config{}, fmt.Errorf("-tls-cert and -tls-key: %w", errTLSPair)

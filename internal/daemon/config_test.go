@@ -81,3 +81,32 @@ func TestParseFlagsProjectionLinger(t *testing.T) {
 		}
 	}
 }
+
+// TestParseFlagsListenAddresses: dev mode (no PostgreSQL and no NATS URL)
+// listens on the loopback only; with an external server, or an address given
+// by flag or environment, ledgerd listens where it is told.
+func TestParseFlagsListenAddresses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name               string
+		args               []string
+		env                map[string]string
+		wantGRPC, wantHTTP string
+	}{
+		{"dev mode", nil, nil, "127.0.0.1:7070", "127.0.0.1:8080"},
+		{"dev mode, flags", []string{"-grpc-addr", ":9090", "-http-addr", "0.0.0.0:9091"}, nil, ":9090", "0.0.0.0:9091"},
+		{"dev mode, env", nil, map[string]string{"LEDGER_GRPC_ADDR": ":9090", "LEDGER_HTTP_ADDR": "[::]:9091"}, ":9090", "[::]:9091"},
+		{"dev mode, one flag", []string{"-http-addr", ":9091"}, nil, "127.0.0.1:7070", ":9091"},
+		{"external postgres", []string{"-postgres-url", "postgres://db/ledger"}, nil, ":7070", ":8080"},
+		{"external nats", nil, map[string]string{"LEDGER_NATS_URL": "nats://bus:4222"}, ":7070", ":8080"},
+		{"external, env address", nil, map[string]string{"LEDGER_POSTGRES_URL": "postgres://db/ledger", "LEDGER_GRPC_ADDR": "10.0.0.1:7070"}, "10.0.0.1:7070", ":8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if err != nil || c.GRPCAddr != tc.wantGRPC || c.HTTPAddr != tc.wantHTTP {
+				t.Errorf("ParseFlags(%q, %v): grpc %q http %q, %v; want grpc %q http %q",
+					tc.args, tc.env, c.GRPCAddr, c.HTTPAddr, err, tc.wantGRPC, tc.wantHTTP)
+			}
+		})
+	}
+}

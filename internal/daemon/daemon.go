@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -58,6 +59,9 @@ type Main struct {
 	metrics  *metrics
 	// adminKeyPath is the file dev mode wrote a new admin key to; "" if none.
 	adminKeyPath string
+	// dataDirLock is the data dir's flocked lock file while embedded
+	// servers run in it (datadir.go).
+	dataDirLock *os.File
 
 	cancelWriters context.CancelFunc
 	cancelReaders context.CancelFunc
@@ -86,6 +90,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	m.relays, m.runners = map[string]*natsbus.Relay{}, map[string]map[string]*projections.Runner{}
+	if err := m.lockDataDir(); err != nil {
+		return err
+	}
 	if err := m.openPostgres(ctx); err != nil {
 		return err
 	}
@@ -186,4 +193,5 @@ func (m *Main) close() {
 		}
 		cancel()
 	}
+	m.unlockDataDir()
 }
