@@ -41,6 +41,7 @@ var resultCodes = []struct {
 	{domain.ErrTransferNotFound, ledgerv1.ResultCode_RESULT_CODE_TRANSFER_NOT_FOUND},
 	{domain.ErrNotReversible, ledgerv1.ResultCode_RESULT_CODE_NOT_REVERSIBLE},
 	{domain.ErrAlreadyReversed, ledgerv1.ResultCode_RESULT_CODE_ALREADY_REVERSED},
+	{domain.ErrAmountExceedsRemaining, ledgerv1.ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_REMAINING},
 	{domain.ErrAccountHasPending, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_HAS_PENDING},
 	{domain.ErrTooManyHolds, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING},
 	{domain.ErrTooManyAccounts, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_ACCOUNTS},
