@@ -105,6 +105,7 @@ var requestErrors = []struct {
 	{queries.ErrStatementPositionRange, codes.InvalidArgument, "from_position", "after to_position"},
 	{queries.ErrStatementTimeRange, codes.InvalidArgument, "from_time", "after to_time"},
 	{queries.ErrBeyondHead, codes.InvalidArgument, "as_of_position", "beyond the ledger's head"},
+	{queries.ErrMinPositionBeyondHead, codes.InvalidArgument, "min_position", "beyond the ledger's head"},
 	{queries.ErrTooManyTransferIDs, codes.InvalidArgument, "ids", fmt.Sprintf("want 1..%d transfer ids", queries.TransferIDsPerRequestMax)},
 	{queries.ErrTransfersPageTooLarge, codes.InvalidArgument, "limit", fmt.Sprintf("at most %d", queries.TransfersPageMax)},
 	{queries.ErrBadTransfersCursor, codes.InvalidArgument, "cursor", "not a cursor from ListTransfers"},
