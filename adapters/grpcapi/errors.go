@@ -74,7 +74,13 @@ func itemResult(i int, id string, r commands.Result) *ledgerv1.ItemResult {
 	panic("grpcapi: no result code for " + r.Err.Error())
 }
 
-// invalidArgument is a request-level refusal naming the field.
+// InvalidArgument is a request-level refusal naming the field: the status
+// every bad field of a request answers with, InvalidArgument and a
+// google.rpc.BadRequest, its message "field: reason". The REST gateway
+// gives its own decoding faults the same shape through it.
+func InvalidArgument(field, reason string) error { return invalidArgument(field, reason) }
+
+// invalidArgument is InvalidArgument.
 func invalidArgument(field, reason string) error {
 	st := status.New(codes.InvalidArgument, field+": "+reason)
 	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
