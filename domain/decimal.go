@@ -2,8 +2,9 @@ package domain
 
 import "fmt"
 
-// decimalLenMax bounds the text of a decimal: 38 digits, a sign and a point fit.
-const decimalLenMax = 64
+// DecimalLenMax bounds the text of a decimal in bytes: 38 digits, a sign and a
+// point fit.
+const DecimalLenMax = 64
 
 // Decimal is a parsed decimal string before it meets an asset: its digits as an
 // integer coefficient and the count of fractional digits. Parsing needs no state,
@@ -31,8 +32,8 @@ func ParseDecimal(s string) (Decimal, error) {
 	if len(s) == 0 {
 		return Decimal{}, fmt.Errorf("empty string is not an amount: %w", ErrInvalidAmount)
 	}
-	if len(s) > decimalLenMax {
-		return Decimal{}, fmt.Errorf("%d bytes, at most %d: %w", len(s), decimalLenMax, ErrInvalidAmount)
+	if len(s) > DecimalLenMax {
+		return Decimal{}, fmt.Errorf("%d bytes, at most %d: %w", len(s), DecimalLenMax, ErrInvalidAmount)
 	}
 	neg := s[0] == '-'
 	body := s
@@ -73,7 +74,7 @@ func ParseDecimal(s string) (Decimal, error) {
 	if neg && d.coef.IsZero() {
 		return Decimal{}, fmt.Errorf("%q: zero has no sign: %w", s, ErrInvalidAmount)
 	}
-	// fracDigits < decimalLenMax: it fits.
+	// fracDigits < DecimalLenMax: it fits.
 	d.frac = uint8(fracDigits)
 	if neg {
 		d.coef = d.coef.Neg()
