@@ -103,7 +103,7 @@ func TestReversalCodes(t *testing.T) {
 	rev := func(id, of string, amounts ...string) *ledgerv1.Reversal {
 		return &ledgerv1.Reversal{Id: id, TransferId: of, Amounts: amounts}
 	}
-	exceeds := ledgerv1.ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_REMAINING
+	exceeds := codeExceedsRemaining
 
 	got := h.reverse(t, ledger, rev("r0", "t1", "10.01"))
 	checkResults(t, "more than the original", got, want{exceeds, "amounts[0]"})
