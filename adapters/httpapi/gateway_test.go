@@ -441,6 +441,7 @@ func TestGatewayDecodeFaultsNameTheField(t *testing.T) {
 		{"object for a list", "POST", "/v1/ledgers/demo/transfers", `{"transfers": {"id": "t1"}}`, "transfers"},
 		{"bad list element", "POST", "/v1/ledgers/demo/accounts:close", `{"account_ids": ["a", 7]}`, "account_ids[1]"},
 		{"unknown field", "POST", "/v1/ledgers/demo/transfers", `{"transfers": [], "atomc": true}`, "atomc"},
+		{"invalid UTF-8", "POST", "/v1/ledgers/demo/accounts", "{\"accounts\": [{\"id\": \"a\xff\"}]}", "accounts[0].id"},
 		{"unknown nested field", "POST", "/v1/ledgers/demo/transfers", `{"transfers": [{"id": "t1", "pendng": true}]}`, "transfers[0].pendng"},
 		{"malformed JSON", "POST", "/v1/ledgers/demo/transfers", `{"transfers":`, "CreateTransfersRequest"},
 		{"bad query number", "GET", "/v1/ledgers/demo/balances?accounts=a&min_position=minus-one", "", "min_position"},
