@@ -104,10 +104,10 @@ func newWriterWorkload(t *testing.T, w *commands.Writer, clock *testClock, accou
 	for i := range cmds {
 		open := &domain.OpenAccount{ID: fmt.Sprintf("a%d", i), Asset: "USD", Normal: domain.SideCredit}
 		if i%4 == 1 {
-			open.MinBalance = "-200.00"
+			open.MinBalance = ptr("-200.00")
 		}
 		if i%4 == 2 {
-			open.MaxBalance = "300.00"
+			open.MaxBalance = ptr("300.00")
 		}
 		cmds[i] = open
 	}
@@ -176,7 +176,7 @@ func (x *writerWorkload) command() domain.Command {
 	case n < 92:
 		c := &domain.SetAccountBounds{AccountID: fmt.Sprintf("a%d", from)}
 		if x.r.IntN(2) == 0 {
-			c.MinBalance = "-" + x.amount()
+			c.MinBalance = ptr("-" + x.amount())
 		}
 		return c
 	case n < 99:
@@ -636,3 +636,5 @@ func writeBenchLog(b *testing.B, store *eventstore.Store, ledger string, events 
 	}
 	return s, head
 }
+
+func ptr(s string) *string { return &s }

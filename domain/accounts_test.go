@@ -54,6 +54,19 @@ func TestDecideBounds(t *testing.T) {
 		{name: "max not a decimal", cmd: setBounds("carol", "", "1e3"), err: domain.ErrInvalidAmount, field: "max_balance"},
 		{name: "min not a decimal", cmd: setBounds("carol", "+1", ""), err: domain.ErrInvalidAmount, field: "min_balance"},
 		{name: "malformed account id", cmd: setBounds("ca rol", "", ""), err: domain.ErrInvalidField, field: "account_id"},
+		// An empty string is not "no bound": that is an absent field.
+		{name: "empty min", cmd: &domain.SetAccountBounds{AccountID: "carol", MinBalance: new(string)},
+			err: domain.ErrInvalidAmount, field: "min_balance"},
+		{name: "empty max", cmd: &domain.SetAccountBounds{AccountID: "carol", MinBalance: bound("0"), MaxBalance: new(string)},
+			err: domain.ErrInvalidAmount, field: "max_balance"},
+		{name: "open with an empty min", cmd: &domain.OpenAccount{ID: "dave", Asset: "USD", Normal: domain.SideCredit, MinBalance: new(string)},
+			err: domain.ErrInvalidAmount, field: "min_balance"},
+		{name: "open with an empty max", cmd: &domain.OpenAccount{ID: "dave", Asset: "USD", Normal: domain.SideCredit, MaxBalance: new(string)},
+			err: domain.ErrInvalidAmount, field: "max_balance"},
+		{name: "open with a leading zero", cmd: account("dave", "USD", domain.SideCredit, "00", ""),
+			err: domain.ErrInvalidAmount, field: "min_balance"},
+		{name: "open with minus zero", cmd: account("dave", "USD", domain.SideCredit, "", "-0.00"),
+			err: domain.ErrInvalidAmount, field: "max_balance"},
 	})
 }
 

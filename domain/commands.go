@@ -79,13 +79,15 @@ func (c *DefineAsset) Validate() error {
 }
 
 // OpenAccount opens an account in one asset. MinBalance and MaxBalance are
-// decimal strings, "" for no bound.
+// decimal strings, nil for no bound. A pointer, not "" for none: an empty
+// string sent by mistake must not silently open an account without its
+// overdraft protection.
 type OpenAccount struct {
 	ID         string
 	Asset      string
 	Normal     Side
-	MinBalance string
-	MaxBalance string
+	MinBalance *string
+	MaxBalance *string
 	Metadata   map[string]string
 
 	min, max  *Decimal
@@ -119,11 +121,15 @@ func (c *OpenAccount) Validate() error {
 	return nil
 }
 
-func optionalDecimal(field, s string) (*Decimal, error) {
-	if s == "" {
+// optionalDecimal parses an optional bound: nil is none, anything else
+// (the empty string included) must be a decimal.
+//
+// Errors: a FieldError wrapping ErrInvalidAmount.
+func optionalDecimal(field string, s *string) (*Decimal, error) {
+	if s == nil {
 		return nil, nil
 	}
-	d, err := ParseDecimal(s)
+	d, err := ParseDecimal(*s)
 	if err != nil {
 		return nil, fieldErr(field, err)
 	}
@@ -373,11 +379,12 @@ func (c *ReverseTransfer) Validate() error {
 	return nil
 }
 
-// SetAccountBounds replaces an account's bounds from now on; "" is no bound.
+// SetAccountBounds replaces an account's bounds from now on; nil is no bound
+// (how a bound is removed), and "" is refused like any malformed amount.
 type SetAccountBounds struct {
 	AccountID  string
-	MinBalance string
-	MaxBalance string
+	MinBalance *string
+	MaxBalance *string
 
 	min, max  *Decimal
 	validated bool

@@ -43,8 +43,12 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 		return nil, fieldErrf("amounts", ErrInvalidField, "%d amounts for %d postings", len(c.amounts), len(original))
 	}
 	// Amounts first: a transfer with nothing left to reverse answers
-	// ALREADY_REVERSED whatever has become of its accounts since.
+	// ALREADY_REVERSED whatever has become of its accounts since, and
+	// whatever amounts the reversal asks for.
 	done := s.reversed[pos]
+	if fullyReversed(original, done) {
+		return nil, fieldErr("transfer_id", ErrAlreadyReversed)
+	}
 	back := make([]Posting, len(original))
 	anything := false
 	for i, p := range original {
@@ -59,8 +63,8 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 				return nil, fieldErr(fmt.Sprintf("amounts[%d]", i), err)
 			}
 			if u.Cmp(left) > 0 {
-				return nil, fieldErrf(fmt.Sprintf("amounts[%d]", i), ErrAlreadyReversed, "%s left to reverse",
-					left.Format(p.Amount.Scale))
+				return nil, fieldErrf(fmt.Sprintf("amounts[%d]", i), ErrAmountExceedsRemaining, "%s asked, %s left to reverse",
+					u.Format(p.Amount.Scale), left.Format(p.Amount.Scale))
 			}
 			amount = u
 		}
@@ -93,6 +97,20 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 	}
 	return TransferReversed{ID: c.ID, TransferID: c.TransferID, TransferPosition: pos, Postings: back,
 		Reference: c.Reference, Metadata: c.Metadata, EffectiveAt: effectiveAt}, nil
+}
+
+// fullyReversed reports whether reversals before took back every posting of
+// the original in full (done holds what each posting had reversed).
+func fullyReversed(original []Posting, done []Units) bool {
+	if done == nil {
+		return false
+	}
+	for i, p := range original {
+		if done[i].Cmp(p.Amount.Units) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // findReversible returns the position and postings of the posted transfer a

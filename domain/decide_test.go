@@ -180,7 +180,7 @@ func TestDecideAccount(t *testing.T) {
 func TestDecideAccountEventAndExists(t *testing.T) {
 	s := newWorld(t)
 	open := &domain.OpenAccount{ID: "dave", Asset: "BTC", Normal: domain.SideDebit,
-		MinBalance: "-0.5", MaxBalance: "21", Metadata: map[string]string{"owner": "dave"}}
+		MinBalance: bound("-0.5"), MaxBalance: bound("21"), Metadata: map[string]string{"owner": "dave"}}
 	e, err := decide(s, open)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func TestDecideAccountEventAndExists(t *testing.T) {
 	apply(t, s, account("erin", "BTC", domain.SideDebit, "", ""))
 
 	retry := &domain.OpenAccount{ID: "dave", Asset: "BTC", Normal: domain.SideDebit,
-		MinBalance: "-0.50000000", MaxBalance: "21.0", Metadata: map[string]string{"owner": "dave"}}
+		MinBalance: bound("-0.50000000"), MaxBalance: bound("21.0"), Metadata: map[string]string{"owner": "dave"}}
 	_, err = decide(s, retry)
 	checkExists(t, err, pos)
 

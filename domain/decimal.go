@@ -2,8 +2,9 @@ package domain
 
 import "fmt"
 
-// decimalLenMax bounds the text of a decimal: 38 digits, a sign and a point fit.
-const decimalLenMax = 64
+// DecimalLenMax bounds the text of a decimal in bytes: 38 digits, a sign and a
+// point fit.
+const DecimalLenMax = 64
 
 // Decimal is a parsed decimal string before it meets an asset: its digits as an
 // integer coefficient and the count of fractional digits. Parsing needs no state,
@@ -13,18 +14,34 @@ type Decimal struct {
 	frac uint8
 }
 
-// ParseDecimal parses a plain decimal string such as "10", "-3.5" or "0.001".
-// No exponent, no '+', at least one digit before and after a point.
+// ParseDecimal parses a decimal string in the one grammar of amounts on the
+// wire (docs/api.md, "Amounts"):
 //
-// Errors: ErrInvalidAmount when the text is malformed or has more than DigitsMax digits.
+//	amount = [ "-" ] ( "0" | nonzero-digit { digit } ) [ "." digit { digit } ]
+//
+// No '+', no exponent, no spaces, no leading zeros (a single 0 before the
+// point), no "-0" in any spelling: every value has one spelling up to
+// trailing fractional zeros, which say the precision a client meant ("12.50"
+// is 12.5 written at scale 2) and are checked against the asset's scale by
+// Units. Whether a sign is allowed is the caller's rule: amounts are
+// positive, bounds may be negative.
+//
+// Errors: ErrInvalidAmount when the text is not of the grammar, or has more
+// than DigitsMax significant digits.
 func ParseDecimal(s string) (Decimal, error) {
-	if len(s) == 0 || len(s) > decimalLenMax {
-		return Decimal{}, fmt.Errorf("%q: %w", s, ErrInvalidAmount)
+	if len(s) == 0 {
+		return Decimal{}, fmt.Errorf("empty string is not an amount: %w", ErrInvalidAmount)
+	}
+	if len(s) > DecimalLenMax {
+		return Decimal{}, fmt.Errorf("%d bytes, at most %d: %w", len(s), DecimalLenMax, ErrInvalidAmount)
 	}
 	neg := s[0] == '-'
 	body := s
 	if neg {
 		body = s[1:]
+	}
+	if len(body) > 1 && body[0] == '0' && body[1] != '.' {
+		return Decimal{}, fmt.Errorf("%q has a leading zero: %w", s, ErrInvalidAmount)
 	}
 	var d Decimal
 	digits, seenPoint, fracDigits, intDigits := 0, false, 0, 0
@@ -51,9 +68,13 @@ func ParseDecimal(s string) (Decimal, error) {
 			return Decimal{}, fmt.Errorf("%q is not a plain decimal: %w", s, ErrInvalidAmount)
 		}
 	}
-	if intDigits == 0 || (seenPoint && fracDigits == 0) || fracDigits > 255 {
+	if intDigits == 0 || (seenPoint && fracDigits == 0) {
 		return Decimal{}, fmt.Errorf("%q is not a plain decimal: %w", s, ErrInvalidAmount)
 	}
+	if neg && d.coef.IsZero() {
+		return Decimal{}, fmt.Errorf("%q: zero has no sign: %w", s, ErrInvalidAmount)
+	}
+	// fracDigits < DecimalLenMax: it fits.
 	d.frac = uint8(fracDigits)
 	if neg {
 		d.coef = d.coef.Neg()

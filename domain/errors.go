@@ -26,11 +26,16 @@ var (
 	ErrAmountExceedsPending      = errors.New("amount exceeds pending")
 	ErrTransferNotFound          = errors.New("transfer not found")
 	ErrNotReversible             = errors.New("transfer not reversible")
-	ErrAlreadyReversed           = errors.New("already reversed")
-	ErrAccountHasPending         = errors.New("account has pending amounts")
-	ErrTooManyHolds              = errors.New("too many pending transfers open")
-	ErrTooManyAccounts           = errors.New("too many accounts")
-	ErrTooManyAssets             = errors.New("too many assets")
+	// ErrAlreadyReversed: the original was reversed in full before; nothing
+	// is left to reverse.
+	ErrAlreadyReversed = errors.New("already reversed")
+	// ErrAmountExceedsRemaining: a reversal asks more of a posting than is
+	// left of it (the original's amount less the reversals before).
+	ErrAmountExceedsRemaining = errors.New("amount exceeds what is left to reverse")
+	ErrAccountHasPending      = errors.New("account has pending amounts")
+	ErrTooManyHolds           = errors.New("too many pending transfers open")
+	ErrTooManyAccounts        = errors.New("too many accounts")
+	ErrTooManyAssets          = errors.New("too many assets")
 	// ErrNotDue refuses an ExpirePending before its time, or for a hold no
 	// longer open: the writer's own command, never a client's.
 	ErrNotDue = errors.New("pending transfer not due to expire")

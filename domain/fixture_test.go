@@ -96,8 +96,17 @@ func asset(code string, scale uint32) *domain.DefineAsset {
 	return &domain.DefineAsset{Code: code, Scale: scale}
 }
 
+// account opens an account; a bound of "" is none (absent).
 func account(id, asset string, normal domain.Side, min, max string) *domain.OpenAccount {
-	return &domain.OpenAccount{ID: id, Asset: asset, Normal: normal, MinBalance: min, MaxBalance: max}
+	return &domain.OpenAccount{ID: id, Asset: asset, Normal: normal, MinBalance: bound(min), MaxBalance: bound(max)}
+}
+
+// bound is an optional bound as a test writes it: nil for "", else the text.
+func bound(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func posting(debit, credit, asset, amount string) domain.PostingInput {

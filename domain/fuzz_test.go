@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -13,21 +14,50 @@ import (
 	"github.com/ledgerd/ledger/domain"
 )
 
+// amountPattern is the grammar of docs/api.md ("Amounts"), written
+// independently of the parser as the oracle of FuzzParseDecimal.
+var amountPattern = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?$`)
+
+// amountGrammar reports whether s is an amount ParseDecimal must accept: of
+// the pattern, not a signed zero, at most 64 bytes and 38 significant digits.
+func amountGrammar(s string) bool {
+	if len(s) > 64 || !amountPattern.MatchString(s) {
+		return false
+	}
+	digits := strings.TrimLeft(strings.ReplaceAll(strings.TrimPrefix(s, "-"), ".", ""), "0")
+	if digits == "" && strings.HasPrefix(s, "-") {
+		return false
+	}
+	return len(digits) <= domain.DigitsMax
+}
+
 func FuzzParseDecimal(f *testing.F) {
 	for _, s := range []string{
 		"0", "-0", "10", "10.50", "0.001", "-3", "007", "0.00",
 		strings.Repeat("9", 38), strings.Repeat("9", 39), "-" + strings.Repeat("9", 38) + ".0",
 		"1e3", "+1", ".5", "5.", "", "1.2.3", "--1", " 1", "-", "١",
+		"01.00", "-0.00", "12.500", "00", "0.0\xff",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		d, err := domain.ParseDecimal(s)
+		inGrammar := amountGrammar(s)
 		if err != nil {
 			if !errors.Is(err, domain.ErrInvalidAmount) {
 				t.Fatalf("ParseDecimal(%q): error %v is not ErrInvalidAmount", s, err)
 			}
+			if inGrammar {
+				t.Fatalf("ParseDecimal(%q) refused an amount of the grammar: %v", s, err)
+			}
 			return
+		}
+		if !inGrammar {
+			t.Fatalf("ParseDecimal(%q) accepted text outside the grammar", s)
+		}
+		// One spelling per value and precision: what is accepted prints as written.
+		if got := d.String(); got != s {
+			t.Fatalf("ParseDecimal(%q).String() = %q, want the text itself", s, got)
 		}
 		coef, frac := d.Parts()
 		if digits := strings.TrimPrefix(coef.String(), "-"); len(digits) > domain.DigitsMax || !coef.InRange() {

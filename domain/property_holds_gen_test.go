@@ -121,7 +121,8 @@ func (w *holdsWorkload) genAccount() (string, domain.Command, expectation) {
 	if w.r.IntN(2) == 0 {
 		c.Normal = domain.SideDebit
 	}
-	c.MinBalance, c.MaxBalance = w.bounds(a.scale)
+	min, max := w.bounds(a.scale)
+	c.MinBalance, c.MaxBalance = bound(min), bound(max)
 	return "account", c, nil
 }
 
@@ -412,7 +413,12 @@ func (w *holdsWorkload) genReverse() (string, domain.Command, expectation) {
 			c.Amounts = append(c.Amounts, u.Format(p.Amount.Scale))
 		}
 		if over {
-			want = "ALREADY_REVERSED"
+			// Nothing left at all is ALREADY_REVERSED; something left,
+			// asked more of, AMOUNT_EXCEEDS_REMAINING.
+			want = "AMOUNT_EXCEEDS_REMAINING"
+			if allZero {
+				want = "ALREADY_REVERSED"
+			}
 		}
 	}
 	if w.r.IntN(10) == 0 {

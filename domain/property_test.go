@@ -277,16 +277,16 @@ func (w *workload) genAccount(t *testing.T) (domain.Command, func(error)) {
 	}
 	switch w.r.IntN(6) {
 	case 0: // overdraft forbidden
-		c.MinBalance = "0"
+		c.MinBalance = bound("0")
 	case 1: // overdraft limit
-		c.MinBalance = "-" + w.genDecimal(a.scale, 300)
+		c.MinBalance = bound("-" + w.genDecimal(a.scale, 300))
 	case 2: // credit limit
-		c.MaxBalance = w.genDecimal(a.scale, 1000)
+		c.MaxBalance = bound(w.genDecimal(a.scale, 1000))
 	case 3: // both, possibly starting outside them
-		c.MinBalance = w.genDecimal(a.scale, 50)
-		c.MaxBalance = strconv.Itoa(50 + w.r.IntN(1000))
+		c.MinBalance = bound(w.genDecimal(a.scale, 50))
+		c.MaxBalance = bound(strconv.Itoa(50 + w.r.IntN(1000)))
 	case 4: // a max below zero: starts outside it
-		c.MaxBalance = "-" + w.genDecimal(a.scale, 20)
+		c.MaxBalance = bound("-" + w.genDecimal(a.scale, 20))
 	}
 	if w.r.IntN(4) == 0 {
 		c.Metadata = map[string]string{"owner": id}

@@ -35,8 +35,9 @@ func reverse(id, transfer string, amounts ...string) *domain.ReverseTransfer {
 	return &domain.ReverseTransfer{ID: id, TransferID: transfer, Amounts: amounts}
 }
 
+// setBounds sets an account's bounds; a bound of "" is none (absent).
 func setBounds(id, min, max string) *domain.SetAccountBounds {
-	return &domain.SetAccountBounds{AccountID: id, MinBalance: min, MaxBalance: max}
+	return &domain.SetAccountBounds{AccountID: id, MinBalance: bound(min), MaxBalance: bound(max)}
 }
 
 func setMeta(id string, m map[string]string) *domain.SetAccountMetadata {

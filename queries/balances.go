@@ -27,6 +27,10 @@ var (
 	ErrTooManyAccounts = errors.New("too many accounts")
 	// ErrNotReached means the projection did not reach min_position in time.
 	ErrNotReached = errors.New("projection has not reached the position")
+	// ErrMinPositionBeyondHead means a min_position the ledger's log has not
+	// reached: no projection can reach it before a write does, so it is
+	// refused at once instead of waited for (WaitMax) in vain.
+	ErrMinPositionBeyondHead = errors.New("min_position beyond the ledger's head")
 )
 
 // Waiter is an in-process notifier of a projection's progress, if there is one.
@@ -116,9 +120,21 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 }
 
 // waitFor returns once the projection's checkpoint is at least pos.
+//
+// Errors: ErrLedgerNotFound; ErrMinPositionBeyondHead when pos is past the
+// head of the ledger's log (read in the same database as the checkpoints, so
+// a position a command acknowledged is never past it); ErrNotReached after
+// WaitMax or ctx; database errors.
 func (s *Service) waitFor(ctx context.Context, ledger, projection string, pos uint64) error {
 	if pos == 0 {
 		return nil
+	}
+	head, err := s.head(ctx, ledger)
+	if err != nil {
+		return err
+	}
+	if pos > head {
+		return fmt.Errorf("min_position %d, head %d: %w", pos, head, ErrMinPositionBeyondHead)
 	}
 	ctx, cancel := context.WithTimeout(ctx, WaitMax)
 	defer cancel()

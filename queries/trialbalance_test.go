@@ -81,12 +81,24 @@ func TestGetTrialBalanceRefuses(t *testing.T) {
 		{"as of past the head", ledger, 11, 0, ErrBeyondHead},
 		{"as of past the checkpoint, not reached", ledger, 7, 0, ErrNotReached},
 		{"min position not reached", ledger, 0, 7, ErrNotReached},
-		{"min position past the head, not reached", ledger, 3, 1 << 40, ErrNotReached},
+		{"min position at the head, not reached", ledger, 0, 10, ErrNotReached},
+		{"min position past the head", ledger, 3, 1 << 40, ErrMinPositionBeyondHead},
+		{"min position one past the head", ledger, 0, 11, ErrMinPositionBeyondHead},
 	} {
 		_, err := q.GetTrialBalance(shortCtx(t), tc.ledger, tc.asOf, tc.minPosition)
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
+	}
+	// Past the head is refused at once: without the short deadline, a wait
+	// would last WaitMax and end in ErrNotReached.
+	_, err := q.GetTrialBalance(t.Context(), ledger, 0, 11)
+	if !errors.Is(err, ErrMinPositionBeyondHead) {
+		t.Errorf("GetTrialBalance at min position 11, head 10: %v, want ErrMinPositionBeyondHead", err)
+	}
+	_, err = q.GetBalances(t.Context(), ledger, []string{"a"}, 11)
+	if !errors.Is(err, ErrMinPositionBeyondHead) {
+		t.Errorf("GetBalances at min position 11, head 10: %v, want ErrMinPositionBeyondHead", err)
 	}
 	// At the checkpoint and the head: answered.
 	for _, asOf := range []uint64{0, 6} {

@@ -81,7 +81,7 @@ func (s *CommandServer) OpenAccounts(ctx context.Context, req *ledgerv1.OpenAcco
 	cmds := make([]domain.Command, len(req.GetAccounts()))
 	for i, a := range req.GetAccounts() {
 		cmds[i] = &domain.OpenAccount{ID: a.GetId(), Asset: a.GetAsset(), Normal: side(a.GetNormalBalance()),
-			MinBalance: a.GetMinBalance(), MaxBalance: a.GetMaxBalance(), Metadata: a.GetMetadata()}
+			MinBalance: a.MinBalance, MaxBalance: a.MaxBalance, Metadata: a.GetMetadata()}
 	}
 	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic()})
 	if err != nil {
@@ -189,7 +189,9 @@ func (s *CommandServer) SetAccountBounds(ctx context.Context, req *ledgerv1.SetA
 	}
 	cmds := make([]domain.Command, len(req.GetBounds()))
 	for i, b := range req.GetBounds() {
-		cmds[i] = &domain.SetAccountBounds{AccountID: b.GetAccountId(), MinBalance: b.GetMinBalance(), MaxBalance: b.GetMaxBalance()}
+		// The pointers, not the getters: absent (no bound) and "" (refused)
+		// must stay apart.
+		cmds[i] = &domain.SetAccountBounds{AccountID: b.GetAccountId(), MinBalance: b.MinBalance, MaxBalance: b.MaxBalance}
 	}
 	results, err := s.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic()})
 	if err != nil {

@@ -41,6 +41,7 @@ var resultCodes = []struct {
 	{domain.ErrTransferNotFound, ledgerv1.ResultCode_RESULT_CODE_TRANSFER_NOT_FOUND},
 	{domain.ErrNotReversible, ledgerv1.ResultCode_RESULT_CODE_NOT_REVERSIBLE},
 	{domain.ErrAlreadyReversed, ledgerv1.ResultCode_RESULT_CODE_ALREADY_REVERSED},
+	{domain.ErrAmountExceedsRemaining, ledgerv1.ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_REMAINING},
 	{domain.ErrAccountHasPending, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_HAS_PENDING},
 	{domain.ErrTooManyHolds, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING},
 	{domain.ErrTooManyAccounts, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_ACCOUNTS},
@@ -73,7 +74,13 @@ func itemResult(i int, id string, r commands.Result) *ledgerv1.ItemResult {
 	panic("grpcapi: no result code for " + r.Err.Error())
 }
 
-// invalidArgument is a request-level refusal naming the field.
+// InvalidArgument is a request-level refusal naming the field: the status
+// every bad field of a request answers with, InvalidArgument and a
+// google.rpc.BadRequest, its message "field: reason". The REST gateway
+// gives its own decoding faults the same shape through it.
+func InvalidArgument(field, reason string) error { return invalidArgument(field, reason) }
+
+// invalidArgument is InvalidArgument.
 func invalidArgument(field, reason string) error {
 	st := status.New(codes.InvalidArgument, field+": "+reason)
 	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
@@ -104,6 +111,7 @@ var requestErrors = []struct {
 	{queries.ErrStatementPositionRange, codes.InvalidArgument, "from_position", "after to_position"},
 	{queries.ErrStatementTimeRange, codes.InvalidArgument, "from_time", "after to_time"},
 	{queries.ErrBeyondHead, codes.InvalidArgument, "as_of_position", "beyond the ledger's head"},
+	{queries.ErrMinPositionBeyondHead, codes.InvalidArgument, "min_position", "beyond the ledger's head"},
 	{queries.ErrTooManyTransferIDs, codes.InvalidArgument, "ids", fmt.Sprintf("want 1..%d transfer ids", queries.TransferIDsPerRequestMax)},
 	{queries.ErrTransfersPageTooLarge, codes.InvalidArgument, "limit", fmt.Sprintf("at most %d", queries.TransfersPageMax)},
 	{queries.ErrBadTransfersCursor, codes.InvalidArgument, "cursor", "not a cursor from ListTransfers"},

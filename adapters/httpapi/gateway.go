@@ -8,7 +8,8 @@
 // message bounds, the gRPC status of adapters/grpcapi), at the cost of one
 // loopback hop. The Authorization header is forwarded as gRPC metadata.
 //
-// Errors are not translated here: grpc-gateway maps the gRPC status to an
+// Errors are not translated here (but for the gateway's own decoding faults,
+// given the shape of every other bad field: see decode.go): grpc-gateway maps the gRPC status to an
 // HTTP status (InvalidArgument 400, NotFound 404, Unimplemented 501,
 // Unavailable 503, DeadlineExceeded 504, ...) and writes the google.rpc.Status
 // as JSON: {"code": 3, "message": "...", "details": [{"@type":
@@ -104,15 +105,19 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 
 // newServeMux is grpc-gateway's mux speaking the proto's JSON: snake_case
 // field names as in ledger.proto, enums by name, unset fields left out, and
-// unknown fields refused (a misspelt "atomic" must not be dropped silently).
+// unknown fields refused (a misspelt "atomic" must not be dropped silently),
+// and a body or query that does not decode refused like any bad field: a
+// google.rpc.BadRequest naming it (see decode.go).
 func newServeMux() *runtime.ServeMux {
 	marshaler := &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false, UseEnumNumbers: false},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
 	return runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, fieldNamingJSON{marshaler}),
 		runtime.WithRoutingErrorHandler(routingError),
+		runtime.WithErrorHandler(errorHandler),
+		runtime.SetQueryParameterParser(fieldNamingQuery{}),
 	)
 }
 

@@ -415,3 +415,59 @@ func TestGatewayForwardsAuthorization(t *testing.T) {
 		t.Errorf("authorization metadata %q, want [Bearer k3y]", got)
 	}
 }
+
+// TestGatewayDecodeFaultsNameTheField: a body or query the gateway cannot
+// decode answers as every other bad field does (InvalidArgument, 400, a
+// google.rpc.BadRequest naming the proto field in snake_case, the message
+// "field: reason"), and reaches no server.
+func TestGatewayDecodeFaultsNameTheField(t *testing.T) {
+	f, hs := serve(t, httpapi.Options{})
+	for _, tc := range []struct {
+		name, method, path, body string
+		field                    string
+	}{
+		{"bad timestamp", "POST", "/v1/ledgers/demo/transfers", `{"transfers": [{"id": "t1", "effective_at": "yesterday"}]}`,
+			"transfers[0].effective_at"},
+		{"bad timestamp, second item", "POST", "/v1/ledgers/demo/transfers",
+			`{"transfers": [{"id": "t1"}, {"id": "t2", "effective_at": "2026-13-01T00:00:00Z"}]}`, "transfers[1].effective_at"},
+		{"bad enum", "POST", "/v1/ledgers/demo/accounts", `{"accounts": [{"id": "a", "normal_balance": "SIDEWAYS"}]}`,
+			"accounts[0].normal_balance"},
+		{"number for a string", "POST", "/v1/ledgers/demo/transfers",
+			`{"transfers": [{"id": "t1", "postings": [{"amount": "1.00"}, {"amount": 1.5}]}]}`, "transfers[0].postings[1].amount"},
+		{"string for a bool", "POST", "/v1/ledgers/demo/transfers", `{"atomic": "yes", "transfers": []}`, "atomic"},
+		{"string for a number", "POST", "/v1/ledgers/demo/assets", `{"code": "USD", "scale": "two"}`, "scale"},
+		{"camelCase name, snake_case answer", "POST", "/v1/ledgers/demo/transfers", `{"transfers": [{"effectiveAt": 5}]}`,
+			"transfers[0].effective_at"},
+		{"object for a list", "POST", "/v1/ledgers/demo/transfers", `{"transfers": {"id": "t1"}}`, "transfers"},
+		{"bad list element", "POST", "/v1/ledgers/demo/accounts:close", `{"account_ids": ["a", 7]}`, "account_ids[1]"},
+		{"unknown field", "POST", "/v1/ledgers/demo/transfers", `{"transfers": [], "atomc": true}`, "atomc"},
+		{"invalid UTF-8", "POST", "/v1/ledgers/demo/accounts", "{\"accounts\": [{\"id\": \"a\xff\"}]}", "accounts[0].id"},
+		{"unknown nested field", "POST", "/v1/ledgers/demo/transfers", `{"transfers": [{"id": "t1", "pendng": true}]}`, "transfers[0].pendng"},
+		{"malformed JSON", "POST", "/v1/ledgers/demo/transfers", `{"transfers":`, "CreateTransfersRequest"},
+		{"bad query number", "GET", "/v1/ledgers/demo/balances?accounts=a&min_position=minus-one", "", "min_position"},
+		{"bad query enum", "GET", "/v1/ledgers/demo/balances?accounts=a&consistency=NOPE", "", "consistency"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.count()
+			code, body := do(t, hs, tc.method, tc.path, tc.body)
+			if code != http.StatusBadRequest {
+				t.Errorf("status %d %s, want 400", code, body)
+			}
+			e := decodeError(t, body)
+			if e.Code != codes.InvalidArgument || len(e.Details) != 1 || e.Details[0].Type != "type.googleapis.com/google.rpc.BadRequest" ||
+				len(e.Details[0].FieldViolations) != 1 {
+				t.Fatalf("error %s, want InvalidArgument with one BadRequest violation", body)
+			}
+			v := e.Details[0].FieldViolations[0]
+			if v.Field != tc.field || v.Description == "" || e.Message != v.Field+": "+v.Description {
+				t.Errorf("error %s, want a violation of %q and the message %q", body, tc.field, tc.field+": <reason>")
+			}
+			if strings.Contains(body, "(line ") || strings.ContainsRune(e.Message, 0) {
+				t.Errorf("error %s carries the decoder's position or tag", body)
+			}
+			if n := f.count(); n != before {
+				t.Errorf("%d gRPC calls made, want none", n-before)
+			}
+		})
+	}
+}

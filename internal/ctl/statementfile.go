@@ -674,6 +674,15 @@ func (o statementOptions) amount(s string) (string, bool, error) {
 	if hasPoint {
 		plain += "." + frac
 	}
+	// Bank files pad amounts with zeros ("007.50"), which ledgerd's grammar
+	// refuses: they go here, the length bound still applying to the text as
+	// written.
+	if len(plain) > domain.DecimalLenMax {
+		return "", false, fmt.Errorf("%q is over %d bytes: %w", s, domain.DecimalLenMax, errStatementAmount)
+	}
+	for len(intPart) > 1 && intPart[0] == '0' {
+		intPart, plain = intPart[1:], plain[1:]
+	}
 	d, err := domain.ParseDecimal(plain)
 	if err != nil || d.Sign() < 0 || strings.IndexByte(frac, sep) >= 0 {
 		return "", false, fmt.Errorf("%q is not a decimal amount: %w", s, errStatementAmount)

@@ -173,6 +173,8 @@ func TestReviewAmounts(t *testing.T) {
 		{"+1.00", nil, "1.00", false, false},
 		{"-0.00", nil, "", false, true},
 		{"1e3", nil, "", false, true},
+		{"007.50", nil, "7.50", false, false}, // a bank's padding, gone before ledgerd sees it
+		{"0.50", nil, "0.50", false, false},
 		{"1.", nil, "", false, true},
 		{".5", nil, "", false, true},
 		{"- 5", nil, "", false, true},

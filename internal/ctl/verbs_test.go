@@ -383,7 +383,7 @@ func TestReverse(t *testing.T) {
 	rows := byKey(t, table(t, u.settled(t, r1.position, "transfers", "get", "t1").stdout, "POSITION"), "ID")
 	check(t, "t1 reversed in part", rows["t1"], row{"STATUS": "partially_reversed", "REVERSED": "3.00", "LINKS": "reversed by r1"})
 
-	u.refused(t, "ALREADY_REVERSED", "reverse", "--id", "r2", "--transfer-id", "t1", "--amount", "7.01")
+	u.refused(t, "AMOUNT_EXCEEDS_REMAINING", "reverse", "--id", "r2", "--transfer-id", "t1", "--amount", "7.01")
 	r2 := u.created(t, "reverse", "--id", "r2", "--transfer-id", "t1") // all that is left
 	rows2, _ := balances(t, u.must(t, "balance", "--min-position", at(r2.position), "alice", "bob").stdout)
 	if rows2["alice"] == nil || rows2["alice"][2] != "0.00" || rows2["bob"] == nil || rows2["bob"][2] != "0.00" {

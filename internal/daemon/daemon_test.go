@@ -19,6 +19,7 @@ import (
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/queries"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -213,16 +214,24 @@ func fieldOf(st *status.Status) string {
 	return ""
 }
 
-func TestMinPositionNeverReachedTimesOut(t *testing.T) {
+// TestMinPositionPastTheHeadIsRefused: a min_position no command has
+// reached is refused at once, naming the field, instead of waiting the
+// server's 10 s in vain. The deadline only guards: past the server's wait,
+// a wait would end in DeadlineExceeded, not InvalidArgument.
+func TestMinPositionPastTheHeadIsRefused(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	ledger := testenv.Name(t)
 	h.setup(t, ledger)
-	c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	c, cancel := context.WithTimeout(context.Background(), queries.WaitMax+5*time.Second)
 	defer cancel()
 	_, err := h.query.GetBalances(c, &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"alice"}, MinPosition: 1 << 40})
-	if code := status.Code(err); code != codes.DeadlineExceeded {
-		t.Errorf("GetBalances past the head: %v, want DeadlineExceeded", err)
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || fieldOf(st) != "min_position" {
+		t.Errorf("GetBalances past the head: %v, want InvalidArgument on min_position", err)
+	}
+	_, err = h.query.GetBalances(c, &ledgerv1.GetBalancesRequest{Ledger: "no-such-ledger", Accounts: []string{"alice"}, MinPosition: 1})
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || fieldOf(st) != "ledger" {
+		t.Errorf("GetBalances of an unknown ledger at min_position 1: %v, want InvalidArgument on ledger", err)
 	}
 }
 

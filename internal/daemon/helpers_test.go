@@ -33,6 +33,7 @@ const (
 	codeTransferNotFound = ledgerv1.ResultCode_RESULT_CODE_TRANSFER_NOT_FOUND
 	codeNotReversible    = ledgerv1.ResultCode_RESULT_CODE_NOT_REVERSIBLE
 	codeAlreadyReversed  = ledgerv1.ResultCode_RESULT_CODE_ALREADY_REVERSED
+	codeExceedsRemaining = ledgerv1.ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_REMAINING
 	codeHasPending       = ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_HAS_PENDING
 	codeLinkedFailed     = ledgerv1.ResultCode_RESULT_CODE_LINKED_ITEM_FAILED
 )

@@ -378,9 +378,9 @@ func TestReversals(t *testing.T) {
 		&ledgerv1.Reversal{Id: "t2:r5", TransferId: "t2"},
 	),
 		want{code: codeCreated},
-		want{codeAlreadyReversed, "amounts[0]"},
+		want{codeExceedsRemaining, "amounts[0]"},
 		want{code: codeCreated},
-		want{codeAlreadyReversed, "amounts[0]"},
+		want{codeAlreadyReversed, "transfer_id"}, // nothing left: whatever the amounts
 		want{codeAlreadyReversed, "transfer_id"})
 	h.checkBalances(t, "reversed in parts", ledger, h.head(t, ledger), map[string]string{
 		"alice": "0.00 0.00 | 24.00/24.00 | 0.00/0.00",
@@ -402,7 +402,7 @@ func TestReversals(t *testing.T) {
 		want{code: codeCreated})
 	checkResults(t, "reverse the post, over", h.reverse(t, ledger,
 		&ledgerv1.Reversal{Id: "p1:post:r1", TransferId: "p1:post", Amounts: []string{"4.01"}}),
-		want{codeAlreadyReversed, "amounts[0]"})
+		want{codeExceedsRemaining, "amounts[0]"})
 	rs := h.reverse(t, ledger, &ledgerv1.Reversal{Id: "p1:post:r2", TransferId: "p1:post"})
 	checkResults(t, "reverse the post", rs, want{code: codeCreated})
 	h.checkBalances(t, "post reversed", ledger, rs[0].GetPosition(), map[string]string{

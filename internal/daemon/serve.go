@@ -35,7 +35,7 @@ func (m *Main) serve() error {
 		return fmt.Errorf("HTTP listen: %w", err)
 	}
 	m.grpcSrv = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(grpcMsgMax), grpc.MaxSendMsgSize(grpcMsgMax)},
-		m.grpcOptions(tlsCfg)...)...)
+		append(m.grpcOptions(tlsCfg), grpcapi.DecodeOptions()...)...)...)
 	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, grpcapi.NewCommandServer(m.ledgers, m.Logger))
 	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.pool, m.waiter), m.ledgers))
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))

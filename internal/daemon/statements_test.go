@@ -16,6 +16,7 @@ import (
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/queries"
 )
 
 // stmtKey identifies a statement line.
@@ -184,17 +185,30 @@ func TestStatementMinPosition(t *testing.T) {
 		t.Errorf("bob's statement at min_position %d: %v", pos, resp)
 	}
 
-	// Never reached: the call's deadline, or the server's bound (10 s),
-	// whichever comes first.
-	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// A min_position past the log's head is refused at once, naming the
+	// field: no projection reaches it before a write does. The deadline is a
+	// guard past the server's 10 s wait, which would end in DeadlineExceeded.
+	long, cancel := context.WithTimeout(context.Background(), queries.WaitMax+20*time.Second)
 	defer cancel()
-	_, err = h.query.ListStatement(short, &ledgerv1.ListStatementRequest{Ledger: ledger, Account: "bob", MinPosition: 1 << 40})
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("ListStatement past the head: %v, want DeadlineExceeded", err)
+	head := pos // the last write
+	for _, p := range []uint64{head + 1, 1 << 40} {
+		_, err = h.query.ListStatement(long, &ledgerv1.ListStatementRequest{Ledger: ledger, Account: "bob", MinPosition: p})
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || fieldOf(st) != "min_position" {
+			t.Errorf("ListStatement at min_position %d, head %d: %v, want InvalidArgument on min_position", p, head, err)
+		}
+		_, err = h.query.GetBalances(long, &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"bob"}, MinPosition: p})
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || fieldOf(st) != "min_position" {
+			t.Errorf("GetBalances at min_position %d, head %d: %v, want InvalidArgument on min_position", p, head, err)
+		}
+		_, err = h.query.GetTrialBalance(long, &ledgerv1.GetTrialBalanceRequest{Ledger: ledger, MinPosition: p})
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || fieldOf(st) != "min_position" {
+			t.Errorf("GetTrialBalance at min_position %d, head %d: %v, want InvalidArgument on min_position", p, head, err)
+		}
 	}
-	// A position past the log's head is refused at once, naming the field.
-	long, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	// At the head itself: answered.
+	if _, err := h.query.GetBalances(long, &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"bob"}, MinPosition: head}); err != nil {
+		t.Errorf("GetBalances at min_position %d, the head: %v", head, err)
+	}
 	_, err = h.query.GetBalances(long, &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"bob"}, AsOfPosition: 1 << 40})
 	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || fieldOf(st) != "as_of_position" {
 		t.Errorf("GetBalances as of a position past the head: %v, want InvalidArgument on as_of_position", err)

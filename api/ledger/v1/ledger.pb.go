@@ -46,14 +46,19 @@ const (
 	ResultCode_RESULT_CODE_ASSET_MISMATCH ResultCode = 7
 	// A posting debits and credits the same account.
 	ResultCode_RESULT_CODE_SAME_ACCOUNT ResultCode = 8
-	// Zero, negative, more fractional digits than the asset's scale, or over 38 digits.
+	// Not an amount of the grammar in docs/api.md ("" included), zero or
+	// negative where a positive amount is due, more fractional digits than the
+	// asset's scale, or over 38 digits; also a malformed min_balance or
+	// max_balance. `field` names it.
 	ResultCode_RESULT_CODE_INVALID_AMOUNT    ResultCode = 9
 	ResultCode_RESULT_CODE_BELOW_MIN_BALANCE ResultCode = 10
 	ResultCode_RESULT_CODE_ABOVE_MAX_BALANCE ResultCode = 11
 	// A balance would exceed 38 digits.
 	ResultCode_RESULT_CODE_BALANCE_OVERFLOW ResultCode = 12
-	// A malformed field (an id or code that does not match its pattern, a bad
-	// scale or bound, an effective_at out of the ledger's window); `field` names it.
+	// A malformed field other than an amount (an id or code that does not match
+	// its pattern, a bad scale, metadata over its bounds, an effective_at out of
+	// the ledger's window, a reversal reusing its original's id, a count of
+	// amounts that is not the count of postings); `field` names it.
 	ResultCode_RESULT_CODE_INVALID_FIELD ResultCode = 13
 	// No pending transfer has that id.
 	ResultCode_RESULT_CODE_PENDING_NOT_FOUND ResultCode = 14
@@ -67,7 +72,7 @@ const (
 	ResultCode_RESULT_CODE_TRANSFER_NOT_FOUND ResultCode = 18
 	// Only a posted transfer (or the post of a pending one) can be reversed.
 	ResultCode_RESULT_CODE_NOT_REVERSIBLE ResultCode = 19
-	// The reversal would exceed what is left to reverse of the original.
+	// The original was reversed in full before: nothing is left to reverse.
 	ResultCode_RESULT_CODE_ALREADY_REVERSED ResultCode = 20
 	// The account still has pending amounts and cannot close.
 	ResultCode_RESULT_CODE_ACCOUNT_HAS_PENDING ResultCode = 21
@@ -83,6 +88,10 @@ const (
 	ResultCode_RESULT_CODE_TOO_MANY_ACCOUNTS ResultCode = 26
 	// The ledger has the most assets it may (10,000).
 	ResultCode_RESULT_CODE_TOO_MANY_ASSETS ResultCode = 27
+	// A reversal's amount is more than is left to reverse of the original's
+	// posting (some of it was reversed before); `field` names the amount and
+	// `detail` says what is left.
+	ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_REMAINING ResultCode = 28
 )
 
 // Enum value maps for ResultCode.
@@ -116,6 +125,7 @@ var (
 		25: "RESULT_CODE_MOVEMENT_NOT_FOUND",
 		26: "RESULT_CODE_TOO_MANY_ACCOUNTS",
 		27: "RESULT_CODE_TOO_MANY_ASSETS",
+		28: "RESULT_CODE_AMOUNT_EXCEEDS_REMAINING",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":                  0,
@@ -146,6 +156,7 @@ var (
 		"RESULT_CODE_MOVEMENT_NOT_FOUND":           25,
 		"RESULT_CODE_TOO_MANY_ACCOUNTS":            26,
 		"RESULT_CODE_TOO_MANY_ASSETS":              27,
+		"RESULT_CODE_AMOUNT_EXCEEDS_REMAINING":     28,
 	}
 )
 
@@ -680,8 +691,10 @@ type Account struct {
 	Asset         string        `protobuf:"bytes,2,opt,name=asset,proto3" json:"asset,omitempty"`
 	NormalBalance NormalBalance `protobuf:"varint,3,opt,name=normal_balance,json=normalBalance,proto3,enum=ledger.v1.NormalBalance" json:"normal_balance,omitempty"`
 	// Optional lower bound on the available balance; "0" forbids overdraft.
+	// Absent: no bound; "" is refused with INVALID_AMOUNT.
 	MinBalance *string `protobuf:"bytes,4,opt,name=min_balance,json=minBalance,proto3,oneof" json:"min_balance,omitempty"`
-	// Optional upper bound on the balance plus pending inflows.
+	// Optional upper bound on the balance plus pending inflows; absent: no
+	// bound, "" refused.
 	MaxBalance *string `protobuf:"bytes,5,opt,name=max_balance,json=maxBalance,proto3,oneof" json:"max_balance,omitempty"`
 	// Free-form labels: at most 32 keys, 4 KiB in all.
 	Metadata      map[string]string `protobuf:"bytes,6,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -1605,7 +1618,8 @@ func (x *SetAccountBoundsRequest) GetAtomic() bool {
 type AccountBounds struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// Absent: no bound. A new bound applies from now on and never rewrites the
+	// Absent: no bound (this is how a bound is removed); "" is refused with
+	// INVALID_AMOUNT. A new bound applies from now on and never rewrites the
 	// past; an account outside it can still move back toward it.
 	MinBalance    *string `protobuf:"bytes,2,opt,name=min_balance,json=minBalance,proto3,oneof" json:"min_balance,omitempty"`
 	MaxBalance    *string `protobuf:"bytes,3,opt,name=max_balance,json=maxBalance,proto3,oneof" json:"max_balance,omitempty"`
@@ -5019,7 +5033,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x13RevokeApiKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"B\n" +
 	"\x14RevokeApiKeyResponse\x12*\n" +
-	"\aapi_key\x18\x01 \x01(\v2\x11.ledger.v1.ApiKeyR\x06apiKey*\xc0\a\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x11.ledger.v1.ApiKeyR\x06apiKey*\xea\a\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5050,7 +5064,8 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x1aRESULT_CODE_LINE_NOT_FOUND\x10\x18\x12\"\n" +
 	"\x1eRESULT_CODE_MOVEMENT_NOT_FOUND\x10\x19\x12!\n" +
 	"\x1dRESULT_CODE_TOO_MANY_ACCOUNTS\x10\x1a\x12\x1f\n" +
-	"\x1bRESULT_CODE_TOO_MANY_ASSETS\x10\x1b*d\n" +
+	"\x1bRESULT_CODE_TOO_MANY_ASSETS\x10\x1b\x12(\n" +
+	"$RESULT_CODE_AMOUNT_EXCEEDS_REMAINING\x10\x1c*d\n" +
 	"\rNormalBalance\x12\x1e\n" +
 	"\x1aNORMAL_BALANCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15NORMAL_BALANCE_CREDIT\x10\x01\x12\x18\n" +

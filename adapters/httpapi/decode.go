@@ -1,0 +1,217 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/ledgerd/ledger/adapters/grpcapi"
+)
+
+// A body or query that does not decode (a malformed timestamp, an unknown
+// enum name, a string where a number is due) is refused by the gateway
+// itself, before any gRPC call, with an InvalidArgument that carries only
+// the decoder's text. To answer like every other bad field (a
+// google.rpc.BadRequest naming the proto field in snake_case), the decoder
+// and the query parser below find the field and say it in a decodeError;
+// the generated code turns it into a status message, which errorHandler
+// recognises and rebuilds through grpcapi.InvalidArgument.
+
+// decodeErrorTag starts the text of a decodeError: it never leaves the
+// process (errorHandler replaces it), and no status the server sends starts
+// with a NUL.
+const decodeErrorTag = "\x00httpapi-decode\x00"
+
+// decodeError is a request the gateway could not decode: the field (its
+// path as a client writes it, "transfers[0].effective_at") and why.
+type decodeError struct{ field, reason string }
+
+func (e *decodeError) Error() string { return decodeErrorTag + e.field + "\x00" + e.reason }
+
+// parseDecodeError reads a decodeError back from a status message.
+func parseDecodeError(msg string) (field, reason string, ok bool) {
+	rest, ok := strings.CutPrefix(msg, decodeErrorTag)
+	if !ok {
+		return "", "", false
+	}
+	field, reason, ok = strings.Cut(rest, "\x00")
+	return field, reason, ok
+}
+
+// errorHandler writes every error as grpc-gateway does, a decodeError first
+// made the InvalidArgument every other bad field is.
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		if field, reason, ok := parseDecodeError(st.Message()); ok {
+			err = grpcapi.InvalidArgument(field, reason)
+		}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// fieldNamingJSON is the gateway's JSON marshaler, whose decoder names the
+// field a body fails on.
+type fieldNamingJSON struct{ *runtime.JSONPb }
+
+func (j fieldNamingJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	return runtime.DecoderFunc(func(v any) error {
+		// Bounded: r is the request body behind http.MaxBytesReader.
+		body, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		err = j.JSONPb.NewDecoder(bytes.NewReader(body)).Decode(v)
+		if err == nil || errors.Is(err, io.EOF) {
+			return err
+		}
+		m, ok := v.(proto.Message)
+		if !ok {
+			return err
+		}
+		field, reason := jsonFault(j.UnmarshalOptions, m.ProtoReflect().Descriptor(), body, "")
+		if field == "" {
+			// Not found field by field (a syntax error, a duplicate key):
+			// the request is named, with the decoder's own reason.
+			field, reason = string(m.ProtoReflect().Descriptor().Name()), plainReason(err)
+		}
+		return &decodeError{field: field, reason: reason}
+	})
+}
+
+// jsonFault returns the path and reason of the first field of raw, a JSON
+// object of a message of md, that does not decode on its own; "" if each
+// does. A list of messages or a message is searched into, so that the path
+// ends at the field itself ("transfers[3].postings[0].amount"). Its depth is
+// bounded by the schema (ledger.v1 has no recursive message; well-known
+// types are leaves) and its work by the body.
+func jsonFault(opts protojson.UnmarshalOptions, md protoreflect.MessageDescriptor, raw []byte, prefix string) (string, string) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return "", ""
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	// In the body's order, so that the first fault named is the first met.
+	slices.SortFunc(keys, func(a, b string) int {
+		return bytes.Index(raw, []byte(`"`+a+`"`)) - bytes.Index(raw, []byte(`"`+b+`"`))
+	})
+	for _, key := range keys {
+		fd := md.Fields().ByJSONName(key)
+		if fd == nil {
+			fd = md.Fields().ByName(protoreflect.Name(key))
+		}
+		if fd == nil {
+			return join(prefix, key), "unknown field"
+		}
+		path := join(prefix, string(fd.Name()))
+		err := decodeOne(opts, md, key, obj[key])
+		if err == nil {
+			continue
+		}
+		if f, r := jsonFaultIn(opts, fd, key, obj[key], path); f != "" {
+			return f, r
+		}
+		return path, plainReason(err)
+	}
+	return "", ""
+}
+
+// jsonFaultIn searches a faulty field's value: the element of a list, the
+// field of a message.
+func jsonFaultIn(opts protojson.UnmarshalOptions, fd protoreflect.FieldDescriptor, key string, raw json.RawMessage, path string) (string, string) {
+	leafMessage := fd.Kind() != protoreflect.MessageKind || fd.IsMap() ||
+		strings.HasPrefix(string(fd.Message().FullName()), "google.protobuf.")
+	if fd.IsList() {
+		var elems []json.RawMessage
+		if json.Unmarshal(raw, &elems) != nil {
+			return "", ""
+		}
+		for i, e := range elems {
+			at := fmt.Sprintf("%s[%d]", path, i)
+			if !leafMessage {
+				if f, r := jsonFault(opts, fd.Message(), e, at); f != "" {
+					return f, r
+				}
+			}
+			if err := decodeOne(opts, fd.ContainingMessage(), key, json.RawMessage("["+string(e)+"]")); err != nil {
+				return at, plainReason(err)
+			}
+		}
+		return "", ""
+	}
+	if leafMessage {
+		return "", ""
+	}
+	return jsonFault(opts, fd.Message(), raw, path)
+}
+
+// decodeOne decodes {key: raw} as a message of md.
+func decodeOne(opts protojson.UnmarshalOptions, md protoreflect.MessageDescriptor, key string, raw json.RawMessage) error {
+	k, err := json.Marshal(key)
+	if err != nil {
+		return err
+	}
+	doc := make([]byte, 0, len(k)+len(raw)+3)
+	doc = append(append(append(append(doc, '{'), k...), ':'), raw...)
+	doc = append(doc, '}')
+	return opts.Unmarshal(doc, dynamicpb.NewMessage(md))
+}
+
+// decoderPosition is protojson's "proto: (line 1:27): " in front of a
+// reason: the position is in the text the field was decoded from, not in
+// the client's body, and the prefix says nothing to a REST client. (protojson
+// varies the space after "proto:" on purpose, a non-breaking one included.)
+var decoderPosition = regexp.MustCompile(`^proto:[\s\p{Zs}]*(syntax error[\s\p{Zs}]*)?(\(line \d+:\d+\):[\s\p{Zs}]*)?`)
+
+func plainReason(err error) string {
+	return decoderPosition.ReplaceAllString(err.Error(), "")
+}
+
+func join(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+// fieldNamingQuery is grpc-gateway's query parser, except that a parameter
+// that does not parse ("min_position=abc", "status=NOPE") is named.
+type fieldNamingQuery struct{ runtime.DefaultQueryParser }
+
+func (q fieldNamingQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	err := q.DefaultQueryParser.Parse(msg, values, filter)
+	if err == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		one := msg.ProtoReflect().New().Interface()
+		if e := q.DefaultQueryParser.Parse(one, url.Values{k: values[k]}, filter); e != nil {
+			return &decodeError{field: k, reason: e.Error()}
+		}
+	}
+	return &decodeError{field: string(msg.ProtoReflect().Descriptor().Name()), reason: err.Error()}
+}
