@@ -147,7 +147,7 @@ func (m *Main) serverTLS() (*tls.Config, error) {
 // grpcOptions are the gRPC server's auth and TLS options.
 func (m *Main) grpcOptions(tlsCfg *tls.Config) []grpc.ServerOption {
 	unary := []grpc.UnaryServerInterceptor{m.metrics.unaryInterceptor}
-	var stream []grpc.StreamServerInterceptor
+	stream := []grpc.StreamServerInterceptor{m.metrics.streamInterceptor}
 	if !m.Config.AuthDisabled {
 		auth := grpcapi.NewAuth(m.keys, m.Logger)
 		unary = append(unary, auth.UnaryInterceptor)

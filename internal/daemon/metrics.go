@@ -39,3 +39,12 @@ func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
 	return resp, err
 }
+
+// streamInterceptor counts a streaming call (ReadEvents, ImportEvents,
+// RebuildProjection) like a unary one, its duration from open to end.
+func (m *metrics) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := handler(srv, ss)
+	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+	return err
+}
