@@ -131,7 +131,9 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 	if a.OnAuthenticated != nil && remote != nil {
 		a.OnAuthenticated(remote)
 	}
-	return ctx, nil
+	// For RecvBudget's share per key; the interceptors put the key they
+	// verify again over it.
+	return context.WithValue(ctx, keyContext{}, key), nil
 }
 
 func addrString(a net.Addr) string {

@@ -32,6 +32,10 @@ const (
 	// ones, at once. More wait, their bytes unread (HTTP/2 flow control
 	// holds them at the client beyond a stream's window).
 	RecvBytesInFlightMax = 1 << 30
+	// RecvBytesPerKeyMax bounds what the calls of one API key hold of that
+	// budget (4 batch calls): a key whose calls stall (headers sent, body
+	// never) waits on its own share, not on everyone's.
+	RecvBytesPerKeyMax = 256 << 20
 )
 
 // largeRecvMethods take messages up to RecvMaxLarge: batches of up to 8,192
@@ -59,7 +63,8 @@ func RecvMax(method string) int {
 }
 
 // RecvBudget is a stats.Handler that admits a call only when its method's
-// RecvMax fits in a budget of bytes in flight. It runs (TagRPC) in the
+// RecvMax fits in a budget of bytes in flight, and in its key's share
+// (RecvBytesPerKeyMax; the key is the one TapHandle found). It runs (TagRPC) in the
 // call's own goroutine before gRPC reads the request message, and waits
 // there: the message stays unread, and beyond a stream's flow-control
 // window unsent. The reservation is returned when the call ends
@@ -68,6 +73,11 @@ func RecvMax(method string) int {
 // ends.
 type RecvBudget struct {
 	sem *semaphore.Weighted
+
+	mu sync.Mutex
+	// perKey holds a share per key id: at most apikeys.KeysMax active keys
+	// have one (a revoked key's stays, a few bytes).
+	perKey map[string]*semaphore.Weighted
 }
 
 // NewRecvBudget returns a budget of total bytes (RecvBytesInFlightMax when
@@ -76,11 +86,12 @@ func NewRecvBudget(total int64) *RecvBudget {
 	if total <= 0 {
 		total = RecvBytesInFlightMax
 	}
-	return &RecvBudget{sem: semaphore.NewWeighted(max(total, RecvMaxLarge))}
+	return &RecvBudget{sem: semaphore.NewWeighted(max(total, RecvMaxLarge)), perKey: map[string]*semaphore.Weighted{}}
 }
 
 type reservation struct {
 	n    int64
+	key  *semaphore.Weighted // nil without a key
 	once sync.Once
 }
 
@@ -93,10 +104,32 @@ func (b *RecvBudget) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context
 		return ctx
 	}
 	n := int64(RecvMax(info.FullMethodName))
+	r := &reservation{n: n}
+	if key, ok := KeyFrom(ctx); ok {
+		r.key = b.share(key.ID)
+		if err := r.key.Acquire(ctx, n); err != nil {
+			return ctx
+		}
+	}
 	if err := b.sem.Acquire(ctx, n); err != nil {
+		if r.key != nil {
+			r.key.Release(n)
+		}
 		return ctx
 	}
-	return context.WithValue(ctx, reservationKey{}, &reservation{n: n})
+	return context.WithValue(ctx, reservationKey{}, r)
+}
+
+// share is key's share of the budget.
+func (b *RecvBudget) share(key string) *semaphore.Weighted {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.perKey[key]
+	if !ok {
+		s = semaphore.NewWeighted(RecvBytesPerKeyMax)
+		b.perKey[key] = s
+	}
+	return s
 }
 
 // HandleRPC returns the reservation at the call's end.
@@ -105,7 +138,12 @@ func (b *RecvBudget) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		return
 	}
 	if r, ok := ctx.Value(reservationKey{}).(*reservation); ok {
-		r.once.Do(func() { b.sem.Release(r.n) })
+		r.once.Do(func() {
+			b.sem.Release(r.n)
+			if r.key != nil {
+				r.key.Release(r.n)
+			}
+		})
 	}
 }
 

@@ -112,37 +112,56 @@ func TestUnauthenticatedRequestIsNotRead(t *testing.T) {
 }
 
 // TestRecvBudget: calls in flight hold their method's receive bound from
-// before their message is read; once RecvBytesInFlightMax is held (16
-// open ImportEvents streams), another call waits, and goes on when one of
-// them ends.
+// before their message is read, within their key's share
+// (RecvBytesPerKeyMax: 4 open ImportEvents streams) and within
+// RecvBytesInFlightMax (16). A call beyond either waits, and goes on when
+// one of them ends; a key over its share does not hold up another key.
 func TestRecvBudget(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	admin := h.as(t, h.key)
-	const holders = grpcapi.RecvBytesInFlightMax / grpcapi.RecvMaxLarge
-	cancels := make([]context.CancelFunc, holders)
-	for i := range cancels {
-		c, cancel := context.WithCancel(ctx(t))
-		cancels[i] = cancel
-		defer cancel()
-		_, err := admin.audit.ImportEvents(c)
-		testenv.NoError(t, err)
+	const perKey = grpcapi.RecvBytesPerKeyMax / grpcapi.RecvMaxLarge
+	const keys = grpcapi.RecvBytesInFlightMax / grpcapi.RecvBytesPerKeyMax
+	// hold opens perKey batch streams as key; they hold until cancelled.
+	hold := func(key string) []context.CancelFunc {
+		c := h.as(t, key)
+		cancels := make([]context.CancelFunc, perKey)
+		for i := range cancels {
+			sc, cancel := context.WithCancel(ctx(t))
+			cancels[i] = cancel
+			t.Cleanup(cancel)
+			_, err := c.audit.ImportEvents(sc)
+			testenv.NoError(t, err)
+		}
+		return cancels
 	}
-	probe := func(timeout time.Duration) error {
-		c, cancel := context.WithTimeout(ctx(t), timeout)
+	probe := func(c *caller, timeout time.Duration) error {
+		pc, cancel := context.WithTimeout(ctx(t), timeout)
 		defer cancel()
-		_, err := admin.query.GetProjectionStatus(c, &ledgerv1.GetProjectionStatusRequest{})
+		_, err := c.query.GetProjectionStatus(pc, &ledgerv1.GetProjectionStatusRequest{})
 		return err
 	}
-	// The streams are open once a call can no longer get in.
-	testenv.Eventually(t, 20*time.Second, func() error {
-		if err := probe(300 * time.Millisecond); status.Code(err) != codes.DeadlineExceeded {
-			return fmt.Errorf("a call with %d batch streams open: %v, want it held (DeadlineExceeded)", holders, err)
-		}
-		return nil
-	})
+	held := func(c *caller, what string) {
+		t.Helper()
+		testenv.Eventually(t, 20*time.Second, func() error {
+			if err := probe(c, 300*time.Millisecond); status.Code(err) != codes.DeadlineExceeded {
+				return fmt.Errorf("%s: %v, want the call held (DeadlineExceeded)", what, err)
+			}
+			return nil
+		})
+	}
+	first, _ := admin.newKey(t, nil, "admin")
+	hold(first)
+	held(h.as(t, first), "a call of a key holding its share")
+	testenv.NoError(t, probe(admin, 20*time.Second))
+	var cancels []context.CancelFunc
+	for range keys - 1 {
+		key, _ := admin.newKey(t, nil, "admin")
+		cancels = append(cancels, hold(key)...)
+	}
+	held(admin, "a call with the whole budget held")
 	cancels[0]()
-	testenv.NoError(t, probe(20*time.Second))
+	testenv.NoError(t, probe(admin, 20*time.Second))
 }
 
 // TestRESTKeyCheckedBeforeBody: a REST request without a valid key is
