@@ -94,6 +94,9 @@ type Auth struct {
 	// authenticated by TapHandle (internal/daemon keeps such connections
 	// over idle ones without a key).
 	OnAuthenticated func(remote net.Addr)
+	// OnRefused, when set, is told the code of each call TapHandle refuses
+	// (such calls never reach the interceptors, metrics' included).
+	OnRefused func(code codes.Code)
 }
 
 // NewAuth returns an Auth verifying keys with keys.
@@ -122,10 +125,13 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 	vctx, cancel := context.WithTimeout(ctx, tapVerifyTimeout)
 	defer cancel()
 	key, err := a.Authenticate(vctx, addrString(remote), info.Header.Get("authorization"))
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = permit(key, info.FullMethodName)
 	}
-	if err := permit(key, info.FullMethodName); err != nil {
+	if err != nil {
+		if a.OnRefused != nil {
+			a.OnRefused(status.Code(err))
+		}
 		return nil, err
 	}
 	if a.OnAuthenticated != nil && remote != nil {

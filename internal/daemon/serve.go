@@ -19,6 +19,7 @@ import (
 	"github.com/ledgerd/ledger/queries"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 )
@@ -81,6 +82,7 @@ func (m *Main) serve() error {
 	if !m.Config.AuthDisabled {
 		m.auth = grpcapi.NewAuth(m.keys, m.Logger)
 		m.auth.OnAuthenticated = func(remote net.Addr) { grpcConns.authenticated(remote.String()) }
+		m.auth.OnRefused = func(code codes.Code) { m.metrics.refused.WithLabelValues(code.String()).Inc() }
 	}
 	m.grpcSrv = grpc.NewServer(m.grpcServerOptions(tlsCfg)...)
 	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, grpcapi.NewCommandServer(m.ledgers, m.Logger))
