@@ -162,10 +162,9 @@ const readyCheckTimeout = 2 * time.Second
 func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyCheckTimeout)
 	defer cancel()
-	detail := m.readyDetail(r)
 	if err := m.pool.Ping(ctx); err != nil {
 		msg := "postgres: unreachable"
-		if detail {
+		if m.readyDetail(r) {
 			msg = "postgres: " + err.Error()
 		}
 		http.Error(w, msg, http.StatusServiceUnavailable)
