@@ -26,11 +26,12 @@ const (
 	// (grpc-go has one receive limit per server), and counted at this size in
 	// the budget below.
 	RecvMaxSmall = 4 << 20
-	// RecvBytesInFlightMax bounds the request bytes that calls in flight may
-	// hold, counted at their method's bound (RecvMax) from before the
-	// message is read until the call ends: 16 batch calls, or 256 small
-	// ones, at once. More wait, their bytes unread (HTTP/2 flow control
-	// holds them at the client beyond a stream's window).
+	// RecvBytesInFlightMax bounds the request bytes being received, each
+	// call counted at its method's bound (RecvMax) from before its message
+	// is read until it is decoded (a unary call) or ends (a stream): 16
+	// batch messages, or 256 small ones, at once. More wait, their bytes
+	// unread (HTTP/2 flow control holds them at the client beyond a
+	// stream's window).
 	RecvBytesInFlightMax = 1 << 30
 	// RecvBytesPerKeyMax bounds what the calls of one API key hold of that
 	// budget (4 batch calls): a key whose calls stall (headers sent, body
@@ -64,7 +65,11 @@ func RecvMax(method string) int {
 
 // RecvBudget is a stats.Handler that admits a call only when its method's
 // RecvMax fits in a budget of bytes in flight, and in its key's share
-// (RecvBytesPerKeyMax; the key is the one TapHandle found). It runs (TagRPC) in the
+// (RecvBytesPerKeyMax; the key is the one TapHandle found). A unary call
+// gives its reservation back as soon as its message is decoded
+// (UnaryInterceptor, first in the chain): a batch of 200 bytes holds its
+// 64 MiB for microseconds, so the budget bounds messages being received,
+// not calls being served. It runs (TagRPC) in the
 // call's own goroutine before gRPC reads the request message, and waits
 // there: the message stays unread, and beyond a stream's flow-control
 // window unsent. The reservation is returned when the call ends
@@ -132,11 +137,23 @@ func (b *RecvBudget) share(key string) *semaphore.Weighted {
 	return s
 }
 
-// HandleRPC returns the reservation at the call's end.
+// HandleRPC returns the reservation at the call's end, if it was not
+// returned before.
 func (b *RecvBudget) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if _, ok := s.(*stats.End); !ok {
-		return
+	if _, ok := s.(*stats.End); ok {
+		b.release(ctx)
 	}
+}
+
+// UnaryInterceptor returns a unary call's reservation: its message is
+// received and decoded. It goes first in the chain.
+func (b *RecvBudget) UnaryInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	b.release(ctx)
+	return handler(ctx, req)
+}
+
+// release returns the reservation of the call of ctx, once.
+func (b *RecvBudget) release(ctx context.Context) {
 	if r, ok := ctx.Value(reservationKey{}).(*reservation); ok {
 		r.once.Do(func() {
 			b.sem.Release(r.n)

@@ -1,12 +1,15 @@
 package grpcapi
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -88,5 +91,39 @@ func TestSourceOf(t *testing.T) {
 		if got := sourceOf(addr); got != want {
 			t.Errorf("sourceOf(%s) = %s, want %s", addr, got, want)
 		}
+	}
+}
+
+// TestRecvBudgetReturnedOnDecode: a unary call's reservation comes back
+// when its handler starts, once: a budget of one batch message admits the
+// next while the first is being served, and the first's end returns
+// nothing more (a second release would panic).
+func TestRecvBudgetReturnedOnDecode(t *testing.T) {
+	b := NewRecvBudget(RecvMaxLarge)
+	info := &stats.RPCTagInfo{FullMethodName: "/ledger.v1.CommandService/CreateTransfers"}
+	reserved := func(ctx context.Context) bool { _, ok := ctx.Value(reservationKey{}).(*reservation); return ok }
+	try := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		t.Cleanup(cancel)
+		return b.TagRPC(ctx, info)
+	}
+	first := b.TagRPC(context.Background(), info)
+	if !reserved(first) {
+		t.Fatal("the first call got no reservation")
+	}
+	if reserved(try()) {
+		t.Fatal("a second batch call reserved beyond the budget")
+	}
+	_, _ = b.UnaryInterceptor(first, nil, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) {
+		second := try()
+		if !reserved(second) {
+			t.Error("the budget was not returned when the first call's handler started")
+		}
+		b.HandleRPC(second, &stats.End{})
+		return nil, nil
+	})
+	b.HandleRPC(first, &stats.End{})
+	if !reserved(try()) {
+		t.Error("the budget is not whole after both calls ended")
 	}
 }

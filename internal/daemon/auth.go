@@ -146,8 +146,8 @@ func (m *Main) serverTLS() (*tls.Config, error) {
 
 // grpcOptions are the gRPC server's interceptors (metrics, auth, bounds)
 // and TLS options.
-func (m *Main) grpcOptions(tlsCfg *tls.Config) []grpc.ServerOption {
-	unary := []grpc.UnaryServerInterceptor{m.metrics.unaryInterceptor}
+func (m *Main) grpcOptions(tlsCfg *tls.Config, budget *grpcapi.RecvBudget) []grpc.ServerOption {
+	unary := []grpc.UnaryServerInterceptor{budget.UnaryInterceptor, m.metrics.unaryInterceptor}
 	stream := []grpc.StreamServerInterceptor{m.metrics.streamInterceptor}
 	if m.auth != nil {
 		unary = append(unary, m.auth.UnaryInterceptor)

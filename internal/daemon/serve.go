@@ -137,10 +137,11 @@ func (m *Main) serve() error {
 
 // grpcServerOptions are all the gRPC server's options, in one place.
 func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
+	budget := grpcapi.NewRecvBudget(grpcapi.RecvBytesInFlightMax)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(grpcapi.RecvMaxLarge),
 		grpc.MaxSendMsgSize(grpcMsgMax),
-		grpc.StatsHandler(grpcapi.NewRecvBudget(grpcapi.RecvBytesInFlightMax)),
+		grpc.StatsHandler(budget),
 		grpc.MaxConcurrentStreams(grpcStreamsPerConnMax),
 		grpc.ConnectionTimeout(grpcHandshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcConnIdleMax,
@@ -150,7 +151,7 @@ func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
 	if m.auth != nil {
 		opts = append(opts, grpc.InTapHandle(m.auth.TapHandle))
 	}
-	return append(opts, m.grpcOptions(tlsCfg)...)
+	return append(opts, m.grpcOptions(tlsCfg, budget)...)
 }
 
 // readyCheckTimeout bounds /readyz's ping of PostgreSQL.
