@@ -484,3 +484,19 @@ func TestExportFileIsPrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestSilentConnectionClosed: a gRPC connection that never sends the
+// HTTP/2 preface is closed after the handshake timeout (10 s; gRPC's own
+// default was 120 s), below the connection cap too.
+func TestSilentConnectionClosed(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	c, err := net.Dial("tcp", h.m.GRPCAddr())
+	testenv.NoError(t, err)
+	defer c.Close()
+	testenv.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+	// The server's settings come first; then the end of the connection.
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Errorf("a silent connection: %v, want it closed by the server within 30 s", err)
+	}
+}
