@@ -65,6 +65,8 @@ type Options struct {
 	RefreshEvery time.Duration
 	// StaleMax: StaleMaxDefault when 0.
 	StaleMax time.Duration
+	// NegativeTTL: NegativeTTLDefault when 0.
+	NegativeTTL time.Duration
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 	// Random makes keys; nil: crypto/rand.Reader.
@@ -82,6 +84,8 @@ type Store struct {
 	mu sync.RWMutex
 	// cache holds verified, active keys by id; at most KeysMax.
 	cache map[string]cached
+	// negative holds keys that failed, at most NegativeMax (negative.go).
+	negative map[negativeKey]negativeEntry
 	// lookups bounds the look-ups in flight: keys not in the cache (unknown
 	// ones included) cost a query each, and must not take the pool the
 	// writers and projectors share.
@@ -107,10 +111,14 @@ func New(pool *pgxpool.Pool, opts Options) *Store {
 	if opts.StaleMax <= 0 {
 		opts.StaleMax = StaleMaxDefault
 	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = NegativeTTLDefault
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{pool: pool, opts: opts, cache: map[string]cached{}, lookups: make(chan struct{}, LookupsMax)}
+	return &Store{pool: pool, opts: opts, cache: map[string]cached{}, negative: map[negativeKey]negativeEntry{},
+		lookups: make(chan struct{}, LookupsMax)}
 }
 
 const keyColumns = `id, roles, ledgers, description, created_at, revoked_at`
@@ -189,6 +197,7 @@ func (s *Store) insert(ctx context.Context, id, secret string, n NewKey) (Key, e
 	if err != nil {
 		return Key{}, fmt.Errorf("create api key: %w", err)
 	}
+	s.forgetFailures(id)
 	return k, nil
 }
 
@@ -334,20 +343,31 @@ func (s *Store) Verify(ctx context.Context, text string) (Key, error) {
 	s.mu.RLock()
 	c, ok := s.cache[id]
 	revocations := s.revocations
+	failed := s.knownFailure(id, hash, now)
 	s.mu.RUnlock()
+	if failed != nil && (!ok || !equalHash(hash, c.hash)) {
+		return Key{}, failed
+	}
 	if !ok || now.Sub(c.checked) > s.opts.StaleMax {
 		k, stored, err := s.lookup(ctx, id)
+		if errors.Is(err, ErrUnknown) {
+			s.mu.Lock()
+			s.rememberFailure(id, hash, err, now)
+			s.mu.Unlock()
+		}
 		if err != nil {
 			return Key{}, err
 		}
 		if !k.RevokedAt.IsZero() {
+			err := fmt.Errorf("key %s: %w", id, ErrRevoked)
 			s.mu.Lock()
 			delete(s.cache, id)
+			s.rememberFailure(id, hash, err, now)
 			s.mu.Unlock()
-			return Key{}, fmt.Errorf("key %s: %w", id, ErrRevoked)
+			return Key{}, err
 		}
 		c = cached{key: k, hash: stored, checked: now}
-		if subtle.ConstantTimeCompare(hash[:], stored[:]) == 1 {
+		if equalHash(hash, stored) {
 			s.mu.Lock()
 			if _, present := s.cache[id]; s.revocations == revocations && (present || len(s.cache) < KeysMax) {
 				s.cache[id] = c
@@ -355,11 +375,18 @@ func (s *Store) Verify(ctx context.Context, text string) (Key, error) {
 			s.mu.Unlock()
 		}
 	}
-	if subtle.ConstantTimeCompare(hash[:], c.hash[:]) != 1 {
-		return Key{}, fmt.Errorf("key %s: %w", id, ErrUnknown)
+	if !equalHash(hash, c.hash) {
+		err := fmt.Errorf("key %s: %w", id, ErrUnknown)
+		s.mu.Lock()
+		s.rememberFailure(id, hash, err, now)
+		s.mu.Unlock()
+		return Key{}, err
 	}
 	return c.key, nil
 }
+
+// equalHash compares two secret hashes in constant time.
+func equalHash(a, b [32]byte) bool { return subtle.ConstantTimeCompare(a[:], b[:]) == 1 }
 
 // Run re-checks the cached keys every RefreshEvery until ctx ends: those
 // revoked (or gone) leave the cache, the others are marked fresh. A failed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
@@ -27,6 +28,76 @@ const (
 	// two hashes in hex, a timestamp.
 	logEventOverhead = 512
 )
+
+// Bounds of the ReadEvents streams open at once. Each holds up to two pages
+// of the log (eventstore.ReadMax events, one read ahead) and a message being
+// built: about 15 MiB at most.
+const (
+	// ReadEventsStreamsMax bounds them in all: about 240 MiB.
+	ReadEventsStreamsMax = 16
+	// ReadEventsStreamsPerKeyMax bounds them per API key, so that one
+	// auditor cannot take them all.
+	ReadEventsStreamsPerKeyMax = 4
+)
+
+// readEventsMethod is the method ReadEventsLimit bounds.
+const readEventsMethod = "/ledger.v1.AuditService/ReadEvents"
+
+// ReadEventsLimit bounds the ReadEvents streams open, in all and per key.
+// Its interceptor goes after Auth's, which tells the key (without auth,
+// only the bound in all holds).
+type ReadEventsLimit struct {
+	mu     sync.Mutex
+	total  int
+	perKey map[string]int
+}
+
+// NewReadEventsLimit returns an empty ReadEventsLimit.
+func NewReadEventsLimit() *ReadEventsLimit { return &ReadEventsLimit{perKey: map[string]int{}} }
+
+// StreamInterceptor refuses a ReadEvents stream beyond the bounds.
+//
+// Errors: ResourceExhausted.
+func (l *ReadEventsLimit) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod != readEventsMethod {
+		return handler(srv, ss)
+	}
+	key, keyed := KeyFrom(ss.Context())
+	if err := l.acquire(key.ID, keyed); err != nil {
+		return err
+	}
+	defer l.release(key.ID, keyed)
+	return handler(srv, ss)
+}
+
+func (l *ReadEventsLimit) acquire(key string, keyed bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= ReadEventsStreamsMax {
+		return status.Errorf(codes.ResourceExhausted, "%d ReadEvents streams are open, at most %d: retry when one ends",
+			l.total, ReadEventsStreamsMax)
+	}
+	if keyed && l.perKey[key] >= ReadEventsStreamsPerKeyMax {
+		return status.Errorf(codes.ResourceExhausted, "api key %s has %d ReadEvents streams open, at most %d: retry when one ends",
+			key, l.perKey[key], ReadEventsStreamsPerKeyMax)
+	}
+	l.total++
+	if keyed {
+		l.perKey[key]++
+	}
+	return nil
+}
+
+func (l *ReadEventsLimit) release(key string, keyed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if keyed {
+		if l.perKey[key]--; l.perKey[key] == 0 {
+			delete(l.perKey, key)
+		}
+	}
+}
 
 // ReadEvents streams a ledger's events in position order, from from_position
 // (1 if 0) to to_position or, if that is 0 or past it, the head as of the

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 )
@@ -62,17 +66,37 @@ var openMethodPrefixes = []string{
 	"/grpc.health.v1.Health/",
 }
 
-// KeyVerifier verifies a key's text (apikeys.Store).
+// KeyVerifier verifies a key's text (apikeys.Store): Verify may look it
+// up; Cached answers from memory only (apikeys.ErrNotCached otherwise).
 type KeyVerifier interface {
 	Verify(ctx context.Context, text string) (apikeys.Key, error)
+	Cached(text string) (apikeys.Key, error)
 }
 
+// tapVerifyTimeout bounds a key's look-up in TapHandle, which holds up the
+// reading of its connection meanwhile.
+const tapVerifyTimeout = 2 * time.Second
+
 // Auth authenticates every call by its API key and authorizes it by the
-// method's role and the ledger it names. Its interceptors go after the
-// metrics', so that refused calls are counted with their codes.
+// method's role and the ledger it names. TapHandle checks the key and the
+// role before gRPC reads the request; the interceptors check them again
+// (from the cache) with the ledger the request names. The interceptors go
+// after the metrics', so that refused calls are counted with their codes.
+//
+// Failed authentications are rate limited per source address
+// (FailedAuthBurst, FailedAuthEvery): a source over its limit is refused
+// (ResourceExhausted) any key that would cost a PostgreSQL look-up.
 type Auth struct {
-	keys   KeyVerifier
-	logger *slog.Logger
+	keys     KeyVerifier
+	logger   *slog.Logger
+	failures *failureLimiter
+	// OnAuthenticated, when set, is told the remote address of each call
+	// authenticated by TapHandle (internal/daemon keeps such connections
+	// over idle ones without a key).
+	OnAuthenticated func(remote net.Addr)
+	// OnRefused, when set, is told the code of each call TapHandle refuses
+	// (such calls never reach the interceptors, metrics' included).
+	OnRefused func(code codes.Code)
 }
 
 // NewAuth returns an Auth verifying keys with keys.
@@ -80,7 +104,49 @@ func NewAuth(keys KeyVerifier, logger *slog.Logger) *Auth {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Auth{keys: keys, logger: logger}
+	return &Auth{keys: keys, logger: logger, failures: newFailureLimiter(nil)}
+}
+
+// TapHandle authenticates a call and checks its method's role from its
+// headers alone, before gRPC reads its message: a call without a valid key
+// costs its headers, not its (up to RecvMaxLarge) body. The ledger scope
+// needs the message: the interceptors check it.
+//
+// Errors: those of Authenticate; PermissionDenied (see authorize).
+func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if open(info.FullMethodName) {
+		return ctx, nil
+	}
+	p, _ := peer.FromContext(ctx)
+	var remote net.Addr
+	if p != nil {
+		remote = p.Addr
+	}
+	vctx, cancel := context.WithTimeout(ctx, tapVerifyTimeout)
+	defer cancel()
+	key, err := a.Authenticate(vctx, addrString(remote), info.Header.Get("authorization"))
+	if err == nil {
+		err = permit(key, info.FullMethodName)
+	}
+	if err != nil {
+		if a.OnRefused != nil {
+			a.OnRefused(status.Code(err))
+		}
+		return nil, err
+	}
+	if a.OnAuthenticated != nil && remote != nil {
+		a.OnAuthenticated(remote)
+	}
+	// For RecvBudget's share per key; the interceptors put the key they
+	// verify again over it.
+	return context.WithValue(ctx, keyContext{}, key), nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // ledgered is every ledger.v1 request that names a ledger.
@@ -156,19 +222,54 @@ func open(method string) bool {
 
 // authorize authenticates the call's key and checks it has the method's role.
 //
-// Errors: Unauthenticated (no key, malformed, unknown or revoked);
-// Unavailable when the key could not be checked; PermissionDenied (a method
-// not in the table, or a role the key lacks).
+// Errors: those of Authenticate; PermissionDenied (a method not in the
+// table, or a role the key lacks).
 func (a *Auth) authorize(ctx context.Context, method string) (apikeys.Key, error) {
-	text, err := bearer(ctx)
+	md, _ := metadata.FromIncomingContext(ctx)
+	var remote string
+	if p, ok := peer.FromContext(ctx); ok {
+		remote = addrString(p.Addr)
+	}
+	key, err := a.Authenticate(ctx, remote, md.Get("authorization"))
 	if err != nil {
 		return apikeys.Key{}, err
 	}
-	key, err := a.keys.Verify(ctx, text)
+	if err := permit(key, method); err != nil {
+		return apikeys.Key{}, err
+	}
+	return key, nil
+}
+
+// Authenticate returns the key of an authorization header's values, sent
+// from the remote address (host:port) given. The gRPC server and the REST
+// gateway (before it reads a body) both call it.
+//
+// Errors: Unauthenticated (no key, malformed, unknown or revoked);
+// ResourceExhausted when the source made too many failed authentications
+// and the key is not in memory; Unavailable when the key could not be
+// checked; Canceled or DeadlineExceeded with ctx.
+func (a *Auth) Authenticate(ctx context.Context, remote string, authorization []string) (apikeys.Key, error) {
+	text, err := bearerOf(authorization)
+	if err != nil {
+		return apikeys.Key{}, err
+	}
+	source := sourceOf(remote)
+	var key apikeys.Key
+	if a.failures.blocked(source) {
+		key, err = a.keys.Cached(text)
+		if errors.Is(err, apikeys.ErrNotCached) {
+			return apikeys.Key{}, status.Errorf(codes.ResourceExhausted,
+				"too many failed authentications from %s: retry in a few seconds", source)
+		}
+	} else {
+		key, err = a.keys.Verify(ctx, text)
+	}
 	switch {
 	case errors.Is(err, apikeys.ErrMalformed):
+		a.failures.fail(source)
 		return apikeys.Key{}, status.Error(codes.Unauthenticated, "malformed api key: want lk_<id>_<secret>")
 	case errors.Is(err, apikeys.ErrUnknown), errors.Is(err, apikeys.ErrRevoked):
+		a.failures.fail(source)
 		// One answer for both: a caller learns nothing about which ids exist.
 		return apikeys.Key{}, status.Errorf(codes.Unauthenticated, "unknown or revoked api key %s", apikeys.ID(text))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -177,22 +278,28 @@ func (a *Auth) authorize(ctx context.Context, method string) (apikeys.Key, error
 		a.logger.Error("verify api key", "key", apikeys.ID(text), "err", err)
 		return apikeys.Key{}, status.Error(codes.Unavailable, "cannot verify the api key now: retry")
 	}
-	role, ok := methodRoles[method]
-	if !ok {
-		return apikeys.Key{}, status.Errorf(codes.PermissionDenied, "method %s is not open to api keys", method)
-	}
-	if !key.Has(role) {
-		return apikeys.Key{}, status.Errorf(codes.PermissionDenied, "api key %s lacks the %s role that %s needs", key.ID, role, method)
-	}
 	return key, nil
 }
 
-// bearer returns the key of "authorization: Bearer <key>".
+// permit checks that key has the role method needs.
+//
+// Errors: PermissionDenied.
+func permit(key apikeys.Key, method string) error {
+	role, ok := methodRoles[method]
+	if !ok {
+		return status.Errorf(codes.PermissionDenied, "method %s is not open to api keys", method)
+	}
+	if !key.Has(role) {
+		return status.Errorf(codes.PermissionDenied, "api key %s lacks the %s role that %s needs", key.ID, role, method)
+	}
+	return nil
+}
+
+// bearerOf returns the key of "authorization: Bearer <key>", given the
+// header's values.
 //
 // Errors: Unauthenticated when there is none, or more than one.
-func bearer(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+func bearerOf(vals []string) (string, error) {
 	if len(vals) == 0 {
 		return "", status.Error(codes.Unauthenticated, "missing api key: send the header authorization: Bearer <key>")
 	}

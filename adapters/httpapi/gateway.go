@@ -20,6 +20,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	// Error details (google.rpc.BadRequest) are google.protobuf.Any: their
@@ -34,9 +36,14 @@ import (
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
 
-// BodyMaxDefault bounds a request body: 64 MiB, as a gRPC message. JSON is
-// bigger than protobuf, so the very largest batches fit only over gRPC.
+// BodyMaxDefault bounds the request body of a batch route (largeBodyRoute):
+// 64 MiB, as a gRPC message. JSON is bigger than protobuf, so the very
+// largest batches fit only over gRPC.
 const BodyMaxDefault = 64 << 20
+
+// BodyMaxSmall bounds the request body of every other route (queries, key
+// management, one asset), as grpcapi.RecvMaxSmall bounds their messages.
+const BodyMaxSmall = 4 << 20
 
 // messageMax bounds a gRPC message between the gateway and the server, as the
 // server does (internal/daemon's grpcMsgMax): the default 4 MiB receive limit
@@ -50,14 +57,19 @@ type Options struct {
 	// DialOptions are applied after the defaults (plaintext, 64 MiB
 	// messages), e.g. transport credentials when gRPC serves TLS.
 	DialOptions []grpc.DialOption
+	// Authenticate, when set, checks a request's key before its body is
+	// read, and returns a gRPC status error to answer instead; the full
+	// authorization (role, ledger) is the gRPC server's.
+	Authenticate func(r *http.Request) error
 }
 
 // Gateway is an http.Handler serving ledger.v1's CommandService and
 // QueryService as REST/JSON by calling a gRPC server.
 type Gateway struct {
-	conn    *grpc.ClientConn
-	mux     *runtime.ServeMux
-	bodyMax int64
+	conn         *grpc.ClientConn
+	mux          *runtime.ServeMux
+	bodyMax      int64
+	authenticate func(r *http.Request) error
 }
 
 // NewGateway returns a Gateway calling the gRPC server at grpcAddr
@@ -74,7 +86,7 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway client for %s: %w", grpcAddr, err)
 	}
-	g := &Gateway{conn: conn, mux: newServeMux(), bodyMax: opts.BodyMax}
+	g := &Gateway{conn: conn, mux: newServeMux(), bodyMax: opts.BodyMax, authenticate: opts.Authenticate}
 	if g.bodyMax <= 0 {
 		g.bodyMax = BodyMaxDefault
 	}
@@ -135,19 +147,51 @@ func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 }
 
-// ServeHTTP serves one REST call. A body over the bound is refused with 413
-// when its length is declared, 400 when it is found out while reading.
+// ServeHTTP serves one REST call. Its key is checked before its body is
+// read (a request without a valid key costs its headers only). A body over
+// its route's bound is refused with 413 when its length is declared, 400
+// when it is found out while reading.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > g.bodyMax {
+	if g.authenticate != nil {
+		if err := g.authenticate(r); err != nil {
+			_, out := runtime.MarshalerForRequest(g.mux, r)
+			runtime.HTTPError(r.Context(), g.mux, out, w, r, err)
+			return
+		}
+	}
+	if r.Method == http.MethodPost && r.URL.Path == importRoute {
+		// A log import streams for as long as the log is: the server's
+		// read timeout is for requests of a bounded size.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	}
+	bodyMax := g.bodyMaxOf(r)
+	if r.ContentLength > bodyMax {
 		_, out := runtime.MarshalerForRequest(g.mux, r)
 		runtime.DefaultHTTPErrorHandler(r.Context(), g.mux, out, w, r, &runtime.HTTPStatusError{
 			HTTPStatus: http.StatusRequestEntityTooLarge,
-			Err:        status.Errorf(codes.InvalidArgument, "request body of %d bytes, at most %d", r.ContentLength, g.bodyMax),
+			Err:        status.Errorf(codes.InvalidArgument, "request body of %d bytes, at most %d", r.ContentLength, bodyMax),
 		})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, g.bodyMax)
+	r.Body = http.MaxBytesReader(w, r.Body, bodyMax)
 	g.mux.ServeHTTP(w, r)
+}
+
+// largeBodyRoute matches the routes of the methods that take batches (the
+// gateway.yaml paths of grpcapi's large methods): they take the gateway's
+// BodyMax; every other route BodyMaxSmall.
+var largeBodyRoute = regexp.MustCompile(`^/v1/(ledgers/[^/]+/(transfers(:post|:void|:reverse)?|accounts(:setBounds|:setMetadata|:close)?` +
+	`|accounts/[^/]+/(statement-lines|matching-rules))|events:import)$`)
+
+// importRoute is ImportEvents' route: a stream of any length.
+const importRoute = "/v1/events:import"
+
+// bodyMaxOf is the bound of r's body.
+func (g *Gateway) bodyMaxOf(r *http.Request) int64 {
+	if r.Method == http.MethodPost && largeBodyRoute.MatchString(r.URL.Path) {
+		return g.bodyMax
+	}
+	return min(g.bodyMax, BodyMaxSmall)
 }
 
 // Close releases the gRPC connection; calls in flight fail with Canceled.

@@ -310,8 +310,15 @@ func openExport(stdout io.Writer, path string, start uint64) (w *bufio.Writer, r
 			resume, flags = &h, os.O_WRONLY|os.O_APPEND
 		}
 	}
-	f, err := os.OpenFile(path, flags, 0o644)
+	// An export is the whole history of a ledger (accounts, amounts,
+	// metadata): readable by its owner only, like a key file. A file that
+	// existed with a looser mode is tightened too.
+	f, err := os.OpenFile(path, flags, exportFileMode)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := f.Chmod(exportFileMode); err != nil {
+		f.Close()
 		return nil, nil, nil, err
 	}
 	w = bufio.NewWriterSize(f, 1<<16)
@@ -323,6 +330,9 @@ func openExport(stdout io.Writer, path string, start uint64) (w *bufio.Writer, r
 		return errors.Join(err, f.Close())
 	}, nil
 }
+
+// exportFileMode is the mode of a file log export writes: owner only.
+const exportFileMode = 0o600
 
 // exportTailMax bounds how much of a file's end is read to find its last
 // complete line.

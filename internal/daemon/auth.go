@@ -144,15 +144,17 @@ func (m *Main) serverTLS() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// grpcOptions are the gRPC server's auth and TLS options.
-func (m *Main) grpcOptions(tlsCfg *tls.Config) []grpc.ServerOption {
-	unary := []grpc.UnaryServerInterceptor{m.metrics.unaryInterceptor}
-	var stream []grpc.StreamServerInterceptor
-	if !m.Config.AuthDisabled {
-		auth := grpcapi.NewAuth(m.keys, m.Logger)
-		unary = append(unary, auth.UnaryInterceptor)
-		stream = append(stream, auth.StreamInterceptor)
+// grpcOptions are the gRPC server's interceptors (metrics, auth, bounds)
+// and TLS options.
+func (m *Main) grpcOptions(tlsCfg *tls.Config, budget *grpcapi.RecvBudget) []grpc.ServerOption {
+	unary := []grpc.UnaryServerInterceptor{budget.UnaryInterceptor, m.metrics.unaryInterceptor}
+	stream := []grpc.StreamServerInterceptor{m.metrics.streamInterceptor}
+	if m.auth != nil {
+		unary = append(unary, m.auth.UnaryInterceptor)
+		stream = append(stream, m.auth.StreamInterceptor)
 	}
+	unary = append(unary, grpcapi.RecvSizeUnaryInterceptor)
+	stream = append(stream, grpcapi.RecvSizeStreamInterceptor, grpcapi.NewReadEventsLimit().StreamInterceptor)
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))

@@ -77,6 +77,9 @@ type Config struct {
 	AdminKey string
 	// TLSCert and TLSKey are PEM files; given, gRPC and HTTP serve TLS.
 	TLSCert, TLSKey string
+	// ConnsMax bounds the connections each of the gRPC and HTTP listeners
+	// holds; 0 is ConnsMaxDefault (see serve.go).
+	ConnsMax int
 }
 
 // snapshotEveryDefault takes a snapshot every million events: a few seconds
@@ -114,6 +117,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		return nil
 	})
 	fs.IntVar(&c.PostgresConnsMax, "postgres-conns-max", 32, "PostgreSQL connection pool size")
+	fs.IntVar(&c.ConnsMax, "conns-max", 0, "connections held per listener, gRPC and HTTP each; 0: 4096")
 	fs.BoolVar(&c.Pprof, "pprof", getenv("LEDGER_PPROF") == "true", "serve /debug/pprof/ on the HTTP port (env LEDGER_PPROF=true)")
 	var envErr error
 	envDuration := func(key string, def time.Duration) time.Duration {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/devpg"
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	"github.com/ledgerd/ledger/adapters/httpapi"
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	"github.com/ledgerd/ledger/commands"
@@ -48,6 +49,7 @@ type Main struct {
 	js       jetstream.JetStream
 	store    *eventstore.Store
 	keys     *apikeys.Store
+	auth     *grpcapi.Auth // nil with auth off
 	lease    *eventstore.Lease
 	ledgers  *commands.Ledgers
 	grpcSrv  *grpc.Server

@@ -14,6 +14,10 @@ type metrics struct {
 	commits   *prometheus.CounterVec
 	committed *prometheus.CounterVec
 	calls     *prometheus.HistogramVec
+	// refused counts the calls refused before their message was read (no
+	// valid key, or a role the key lacks), by code only: their method names
+	// come from unauthenticated callers and would make labels unbounded.
+	refused *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -28,8 +32,11 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "ledger_grpc_request_duration_seconds", Help: "gRPC call latency by method and status code.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"method", "code"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ledger_grpc_refused_before_read_total", Help: "gRPC calls refused from their headers (key or role), by status code.",
+		}, []string{"code"}),
 	}
-	r.MustRegister(m.commits, m.committed, m.calls)
+	r.MustRegister(m.commits, m.committed, m.calls, m.refused)
 	return m
 }
 
@@ -38,4 +45,13 @@ func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	resp, err := handler(ctx, req)
 	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
 	return resp, err
+}
+
+// streamInterceptor counts a streaming call (ReadEvents, ImportEvents,
+// RebuildProjection) like a unary one, its duration from open to end.
+func (m *metrics) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := handler(srv, ss)
+	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+	return err
 }

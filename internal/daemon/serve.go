@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,30 +13,78 @@ import (
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/grpcapi"
 	"github.com/ledgerd/ledger/adapters/httpapi"
 	"github.com/ledgerd/ledger/queries"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 )
 
-// grpcMsgMax bounds a gRPC message: 8,192 transfers of 64 postings fit.
+// grpcMsgMax bounds a gRPC message sent: 8,192 transfers of 64 postings
+// fit. Messages received are bounded per method (grpcapi.RecvMax).
 const grpcMsgMax = 64 << 20
+
+// Limits against hostile clients, besides those of grpcapi (key checked
+// before a message is read, receive bounds per method, bytes in flight,
+// failed authentications) and connLimitListener. docs/operations.md lists
+// them all.
+const (
+	// grpcStreamsPerConnMax bounds the calls open at once on one gRPC
+	// connection (HTTP/2 MaxConcurrentStreams); more wait at the client.
+	grpcStreamsPerConnMax = 256
+	// grpcHandshakeTimeout bounds a new gRPC connection's TLS handshake and
+	// HTTP/2 preface: a connection that sends nothing is closed after it.
+	grpcHandshakeTimeout = 10 * time.Second
+	// grpcConnIdleMax closes a gRPC connection without a call for this long
+	// (clients reconnect transparently).
+	grpcConnIdleMax = 5 * time.Minute
+	// grpcKeepaliveTime is how long a connection may be silent before the
+	// server pings it, and grpcKeepaliveTimeout how long the ping's answer
+	// may take before the connection is closed: a dead peer is found out.
+	grpcKeepaliveTime    = 2 * time.Minute
+	grpcKeepaliveTimeout = 20 * time.Second
+	// grpcClientPingMin is the shortest interval between a client's
+	// keepalive pings; a client pinging faster is disconnected (GOAWAY).
+	grpcClientPingMin = 10 * time.Second
+	// httpReadHeaderTimeout bounds reading a request's headers.
+	httpReadHeaderTimeout = 5 * time.Second
+	// httpReadTimeout bounds reading a whole request, body included: 64 MiB
+	// at 2 Mbit/s. An authenticated log import (a stream of any length) is
+	// exempt (adapters/httpapi).
+	httpReadTimeout = 5 * time.Minute
+	// httpIdleTimeout closes a keep-alive connection without a request for
+	// this long. There is no write timeout: ReadEvents and
+	// RebuildProjection stream their answers over REST for as long as they
+	// take, to callers that authenticated first.
+	httpIdleTimeout = 2 * time.Minute
+)
 
 func (m *Main) serve() error {
 	tlsCfg, err := m.serverTLS()
 	if err != nil {
 		return err
 	}
-	if m.grpcLis, err = net.Listen("tcp", m.Config.GRPCAddr); err != nil {
+	lis, err := net.Listen("tcp", m.Config.GRPCAddr)
+	if err != nil {
 		return fmt.Errorf("gRPC listen: %w", err)
 	}
-	if m.httpLis, err = net.Listen("tcp", m.Config.HTTPAddr); err != nil {
+	grpcConns := newConnLimitListener(lis, m.Config.ConnsMax)
+	m.grpcLis = grpcConns
+	if lis, err = net.Listen("tcp", m.Config.HTTPAddr); err != nil {
 		return fmt.Errorf("HTTP listen: %w", err)
 	}
-	m.grpcSrv = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(grpcMsgMax), grpc.MaxSendMsgSize(grpcMsgMax)},
-		append(m.grpcOptions(tlsCfg), grpcapi.DecodeOptions()...)...)...)
+	httpConns := newConnLimitListener(lis, m.Config.ConnsMax)
+	m.httpLis = httpConns
+	if !m.Config.AuthDisabled {
+		m.auth = grpcapi.NewAuth(m.keys, m.Logger)
+		m.auth.OnAuthenticated = func(remote net.Addr) { grpcConns.authenticated(remote.String()) }
+		m.auth.OnRefused = func(code codes.Code) { m.metrics.refused.WithLabelValues(code.String()).Inc() }
+	}
+	m.grpcSrv = grpc.NewServer(m.grpcServerOptions(tlsCfg)...)
 	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, grpcapi.NewCommandServer(m.ledgers, m.Logger))
 	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.pool, m.waiter), m.ledgers))
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
@@ -48,7 +97,17 @@ func (m *Main) serve() error {
 	mux.HandleFunc("GET /readyz", m.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	// REST/JSON: grpc-gateway calling our own gRPC listener (see adapters/httpapi).
-	if m.gateway, err = httpapi.NewGateway(dialable(m.GRPCAddr()), httpapi.Options{DialOptions: gatewayDialOptions(tlsCfg)}); err != nil {
+	gwOpts := httpapi.Options{DialOptions: gatewayDialOptions(tlsCfg)}
+	if m.auth != nil {
+		gwOpts.Authenticate = func(r *http.Request) error {
+			_, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
+			if err == nil {
+				httpConns.authenticated(r.RemoteAddr)
+			}
+			return err
+		}
+	}
+	if m.gateway, err = httpapi.NewGateway(dialable(m.GRPCAddr()), gwOpts); err != nil {
 		return err
 	}
 	mux.Handle("/v1/", m.gateway)
@@ -58,7 +117,8 @@ func (m *Main) serve() error {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	}
-	m.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: tlsCfg}
+	m.httpSrv = &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout: httpReadTimeout, IdleTimeout: httpIdleTimeout}
 
 	m.wg.Add(2)
 	go func() { defer m.wg.Done(); _ = m.grpcSrv.Serve(m.grpcLis) }()
@@ -75,12 +135,43 @@ func (m *Main) serve() error {
 	return nil
 }
 
-// ready answers 200 when PostgreSQL and NATS are reachable.
+// grpcServerOptions are all the gRPC server's options, in one place.
+func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
+	budget := grpcapi.NewRecvBudget(grpcapi.RecvBytesInFlightMax)
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(grpcapi.RecvMaxLarge),
+		grpc.MaxSendMsgSize(grpcMsgMax),
+		grpc.StatsHandler(budget),
+		grpc.MaxConcurrentStreams(grpcStreamsPerConnMax),
+		grpc.ConnectionTimeout(grpcHandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcConnIdleMax,
+			Time: grpcKeepaliveTime, Timeout: grpcKeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcClientPingMin, PermitWithoutStream: true}),
+	}
+	if m.auth != nil {
+		opts = append(opts, grpc.InTapHandle(m.auth.TapHandle))
+	}
+	opts = append(opts, m.grpcOptions(tlsCfg, budget)...)
+	// After the metrics and auth interceptors: an undecodable request is
+	// counted, and authenticated, before it is refused.
+	return append(opts, grpcapi.DecodeOptions()...)
+}
+
+// readyCheckTimeout bounds /readyz's ping of PostgreSQL.
+const readyCheckTimeout = 2 * time.Second
+
+// ready answers 200 when PostgreSQL and NATS are reachable. What is wrong
+// is told in detail (the driver's error: user, database, host or socket)
+// only to an admin key: anyone may ask /readyz.
 func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), readyCheckTimeout)
 	defer cancel()
 	if err := m.pool.Ping(ctx); err != nil {
-		http.Error(w, "postgres: "+err.Error(), http.StatusServiceUnavailable)
+		msg := "postgres: unreachable"
+		if m.readyDetail(r) {
+			msg = "postgres: " + err.Error()
+		}
+		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
 	if !m.nc.IsConnected() {
@@ -88,6 +179,18 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
+}
+
+// readyDetail says whether r carries an admin key (or auth is off).
+func (m *Main) readyDetail(r *http.Request) bool {
+	if m.auth == nil {
+		return true
+	}
+	if r.Header.Get("Authorization") == "" {
+		return false
+	}
+	k, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
+	return err == nil && k.Has(apikeys.RoleAdmin)
 }
 
 // GRPCAddr is the address gRPC listens on (useful with ":0").

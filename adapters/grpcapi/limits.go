@@ -1,0 +1,314 @@
+package grpcapi
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Bounds of a request message received.
+const (
+	// RecvMaxLarge bounds a request message of the methods that carry
+	// batches (largeRecvMethods): 8,192 transfers of 64 postings fit. It is
+	// the server's grpc.MaxRecvMsgSize: grpc-go refuses a longer message
+	// from its 5-byte header, before reading it.
+	RecvMaxLarge = 64 << 20
+	// RecvMaxSmall bounds a request message of every other method: queries,
+	// key management, one asset. It is checked once the message is received
+	// (grpc-go has one receive limit per server), and counted at this size in
+	// the budget below.
+	RecvMaxSmall = 4 << 20
+	// RecvBytesInFlightMax bounds the request bytes being received, each
+	// call counted at its method's bound (RecvMax) from before its message
+	// is read until it is decoded (a unary call) or ends (a stream): 16
+	// batch messages, or 256 small ones, at once. More wait, their bytes
+	// unread (HTTP/2 flow control holds them at the client beyond a
+	// stream's window).
+	RecvBytesInFlightMax = 1 << 30
+	// RecvBytesPerKeyMax bounds what the calls of one API key hold of that
+	// budget (4 batch calls): a key whose calls stall (headers sent, body
+	// never) waits on its own share, not on everyone's.
+	RecvBytesPerKeyMax = 256 << 20
+)
+
+// largeRecvMethods take messages up to RecvMaxLarge: batches of up to 8,192
+// items, statements and logs.
+var largeRecvMethods = map[string]bool{
+	"/ledger.v1.CommandService/OpenAccounts":            true,
+	"/ledger.v1.CommandService/CreateTransfers":         true,
+	"/ledger.v1.CommandService/PostPendingTransfers":    true,
+	"/ledger.v1.CommandService/VoidPendingTransfers":    true,
+	"/ledger.v1.CommandService/ReverseTransfers":        true,
+	"/ledger.v1.CommandService/SetAccountBounds":        true,
+	"/ledger.v1.CommandService/SetAccountMetadata":      true,
+	"/ledger.v1.CommandService/CloseAccounts":           true,
+	"/ledger.v1.ReconciliationService/ImportStatement":  true,
+	"/ledger.v1.ReconciliationService/SetMatchingRules": true,
+	"/ledger.v1.AuditService/ImportEvents":              true,
+}
+
+// RecvMax is the bound of a request message of method.
+func RecvMax(method string) int {
+	if largeRecvMethods[method] {
+		return RecvMaxLarge
+	}
+	return RecvMaxSmall
+}
+
+// RecvBudget is a stats.Handler that admits a call only when its method's
+// RecvMax fits in a budget of bytes in flight, and in its key's share
+// (RecvBytesPerKeyMax; the key is the one TapHandle found). A unary call
+// gives its reservation back as soon as its message is decoded
+// (UnaryInterceptor, first in the chain): a batch of 200 bytes holds its
+// 64 MiB for microseconds, so the budget bounds messages being received,
+// not calls being served. It runs (TagRPC) in the
+// call's own goroutine before gRPC reads the request message, and waits
+// there: the message stays unread, and beyond a stream's flow-control
+// window unsent. The reservation is returned when the call ends
+// (stats.End). Only ledger.v1 methods are counted (reflection and health
+// carry nothing large), which are all served: a call that is tagged always
+// ends.
+type RecvBudget struct {
+	sem *semaphore.Weighted
+
+	mu sync.Mutex
+	// perKey holds a share per key id: at most apikeys.KeysMax active keys
+	// have one (a revoked key's stays, a few bytes).
+	perKey map[string]*semaphore.Weighted
+}
+
+// NewRecvBudget returns a budget of total bytes (RecvBytesInFlightMax when
+// 0); total must be at least RecvMaxLarge.
+func NewRecvBudget(total int64) *RecvBudget {
+	if total <= 0 {
+		total = RecvBytesInFlightMax
+	}
+	return &RecvBudget{sem: semaphore.NewWeighted(max(total, RecvMaxLarge)), perKey: map[string]*semaphore.Weighted{}}
+}
+
+type reservation struct {
+	n    int64
+	key  *semaphore.Weighted // nil without a key
+	once sync.Once
+}
+
+type reservationKey struct{}
+
+// TagRPC reserves the call's bytes, waiting for them; a call whose context
+// ends first goes on unreserved, to fail on its ended context.
+func (b *RecvBudget) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if _, ok := methodRoles[info.FullMethodName]; !ok {
+		return ctx
+	}
+	n := int64(RecvMax(info.FullMethodName))
+	r := &reservation{n: n}
+	if key, ok := KeyFrom(ctx); ok {
+		r.key = b.share(key.ID)
+		if err := r.key.Acquire(ctx, n); err != nil {
+			return ctx
+		}
+	}
+	if err := b.sem.Acquire(ctx, n); err != nil {
+		if r.key != nil {
+			r.key.Release(n)
+		}
+		return ctx
+	}
+	return context.WithValue(ctx, reservationKey{}, r)
+}
+
+// share is key's share of the budget.
+func (b *RecvBudget) share(key string) *semaphore.Weighted {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.perKey[key]
+	if !ok {
+		s = semaphore.NewWeighted(RecvBytesPerKeyMax)
+		b.perKey[key] = s
+	}
+	return s
+}
+
+// HandleRPC returns the reservation at the call's end, if it was not
+// returned before.
+func (b *RecvBudget) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if _, ok := s.(*stats.End); ok {
+		b.release(ctx)
+	}
+}
+
+// UnaryInterceptor returns a unary call's reservation: its message is
+// received and decoded. It goes first in the chain.
+func (b *RecvBudget) UnaryInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	b.release(ctx)
+	return handler(ctx, req)
+}
+
+// release returns the reservation of the call of ctx, once.
+func (b *RecvBudget) release(ctx context.Context) {
+	if r, ok := ctx.Value(reservationKey{}).(*reservation); ok {
+		r.once.Do(func() {
+			b.sem.Release(r.n)
+			if r.key != nil {
+				r.key.Release(r.n)
+			}
+		})
+	}
+}
+
+// TagConn is part of stats.Handler.
+func (b *RecvBudget) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+// HandleConn is part of stats.Handler.
+func (b *RecvBudget) HandleConn(context.Context, stats.ConnStats) {}
+
+// Bounds of failed authentications per source address.
+const (
+	// FailedAuthBurst failed authentications a source may make at once.
+	FailedAuthBurst = 20
+	// FailedAuthEvery is how often a source earns one more, up to the
+	// burst: 5 a second.
+	FailedAuthEvery = 200 * time.Millisecond
+	// FailedAuthSourcesMax bounds the sources remembered. When it is full
+	// and none is back to a full burst, a new source is treated as over its
+	// limit: keys cached in memory still work for it, others wait.
+	FailedAuthSourcesMax = 10_000
+)
+
+// failureLimiter is a token bucket of failed authentications per source: an
+// IPv4 address, or an IPv6 /64 (one host's usual allocation). A source over
+// its limit is refused every key that would cost a look-up.
+type failureLimiter struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	sources map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newFailureLimiter(now func() time.Time) *failureLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &failureLimiter{now: now, sources: map[string]*bucket{}}
+}
+
+// tokensAt refills b to t. l.mu must be held.
+func (b *bucket) tokensAt(t time.Time) float64 {
+	return min(FailedAuthBurst, b.tokens+float64(t.Sub(b.at))/float64(FailedAuthEvery))
+}
+
+// blocked says whether source has no failure left to make.
+func (l *failureLimiter) blocked(source string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.sources[source]
+	if !ok {
+		return len(l.sources) >= FailedAuthSourcesMax && !l.sweep(l.now())
+	}
+	return b.tokensAt(l.now()) < 1
+}
+
+// fail takes one failure from source's bucket.
+func (l *failureLimiter) fail(source string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	b, ok := l.sources[source]
+	if !ok {
+		if len(l.sources) >= FailedAuthSourcesMax && !l.sweep(now) {
+			return // blocked already (see blocked)
+		}
+		b = &bucket{tokens: FailedAuthBurst, at: now}
+		l.sources[source] = b
+	}
+	b.tokens, b.at = max(b.tokensAt(now)-1, 0), now
+}
+
+// sweep forgets the sources back to a full burst (they are as new) and
+// says whether room was made. l.mu must be held.
+func (l *failureLimiter) sweep(now time.Time) bool {
+	for s, b := range l.sources {
+		if b.tokensAt(now) >= FailedAuthBurst {
+			delete(l.sources, s)
+		}
+	}
+	return len(l.sources) < FailedAuthSourcesMax
+}
+
+// sourceOf is the rate-limited source of a remote address (host:port or a
+// bare host): the IPv4 address, or the IPv6 /64.
+func sourceOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return host
+	case ip.To4() != nil:
+		return ip.To4().String()
+	default:
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+}
+
+// RecvSizeUnaryInterceptor refuses a request message over its method's
+// RecvMax (one of RecvMaxSmall: larger ones gRPC refused already).
+//
+// Errors: ResourceExhausted.
+func RecvSizeUnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := checkRecvSize(info.FullMethod, req); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// RecvSizeStreamInterceptor checks each message a stream receives, as
+// RecvSizeUnaryInterceptor.
+func RecvSizeStreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if RecvMax(info.FullMethod) >= RecvMaxLarge {
+		return handler(srv, ss)
+	}
+	return handler(srv, &sizedStream{ServerStream: ss, method: info.FullMethod})
+}
+
+type sizedStream struct {
+	grpc.ServerStream
+	method string
+}
+
+func (s *sizedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return checkRecvSize(s.method, m)
+}
+
+func checkRecvSize(method string, req any) error {
+	limit := RecvMax(method)
+	if limit >= RecvMaxLarge {
+		return nil
+	}
+	m, ok := req.(proto.Message)
+	if !ok {
+		return nil
+	}
+	if n := proto.Size(m); n > limit {
+		return status.Errorf(codes.ResourceExhausted, "request of %d bytes: %s takes at most %d", n, method, limit)
+	}
+	return nil
+}

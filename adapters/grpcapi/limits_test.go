@@ -1,0 +1,129 @@
+package grpcapi
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+)
+
+// TestLargeRecvMethodsExist: every method given RecvMaxLarge is a method
+// of the API (a misspelt one would silently take RecvMaxSmall).
+func TestLargeRecvMethodsExist(t *testing.T) {
+	for m := range largeRecvMethods {
+		if _, ok := methodRoles[m]; !ok {
+			t.Errorf("largeRecvMethods names %s, which is not in methodRoles", m)
+		}
+	}
+}
+
+// TestRecvSizeAtTheBound: a small method's message of RecvMaxSmall bytes
+// passes, one byte more is ResourceExhausted; a batch method's is not
+// checked here (gRPC's own bound is RecvMaxLarge).
+func TestRecvSizeAtTheBound(t *testing.T) {
+	const method = "/ledger.v1.QueryService/GetBalances"
+	// A string field: tag, 4-byte length, bytes.
+	at := &ledgerv1.GetBalancesRequest{Ledger: strings.Repeat("l", RecvMaxSmall-5)}
+	if err := checkRecvSize(method, at); err != nil {
+		t.Errorf("a message of RecvMaxSmall bytes: %v", err)
+	}
+	over := &ledgerv1.GetBalancesRequest{Ledger: strings.Repeat("l", RecvMaxSmall-4)}
+	if err := checkRecvSize(method, over); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a message of RecvMaxSmall+1 bytes: %v, want ResourceExhausted", err)
+	}
+	batch := &ledgerv1.CreateTransfersRequest{Ledger: strings.Repeat("l", RecvMaxSmall)}
+	if err := checkRecvSize("/ledger.v1.CommandService/CreateTransfers", batch); err != nil {
+		t.Errorf("a batch over RecvMaxSmall: %v", err)
+	}
+}
+
+// TestFailureLimiter: a source is blocked after FailedAuthBurst failures,
+// earns one back every FailedAuthEvery; at most FailedAuthSourcesMax
+// sources are remembered, sources back to a full burst making room.
+func TestFailureLimiter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newFailureLimiter(func() time.Time { return now })
+	for i := range FailedAuthBurst {
+		if l.blocked("a") {
+			t.Fatalf("blocked after %d failures, want %d allowed", i, FailedAuthBurst)
+		}
+		l.fail("a")
+	}
+	if !l.blocked("a") {
+		t.Fatalf("not blocked after %d failures", FailedAuthBurst)
+	}
+	now = now.Add(FailedAuthEvery)
+	if l.blocked("a") {
+		t.Fatalf("still blocked after %s", FailedAuthEvery)
+	}
+	for i := range FailedAuthSourcesMax - 1 {
+		l.fail(fmt.Sprintf("s%d", i))
+	}
+	if len(l.sources) != FailedAuthSourcesMax || !l.blocked("new") {
+		t.Fatalf("%d sources, new one blocked %v; want %d, blocked", len(l.sources), l.blocked("new"), FailedAuthSourcesMax)
+	}
+	now = now.Add(FailedAuthBurst * FailedAuthEvery) // every bucket full again
+	if l.blocked("new") {
+		t.Fatal("a new source blocked once the others refilled")
+	}
+	l.fail("new")
+	if len(l.sources) > FailedAuthSourcesMax {
+		t.Errorf("%d sources remembered, at most %d", len(l.sources), FailedAuthSourcesMax)
+	}
+}
+
+// TestSourceOf: IPv4 by address, IPv6 by /64.
+func TestSourceOf(t *testing.T) {
+	for addr, want := range map[string]string{
+		"10.1.2.3:4567":             "10.1.2.3",
+		"[2001:db8:1:2:3:4:5:6]:80": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ff::1]:81":   "2001:db8:1:2::/64",
+		"[::ffff:10.1.2.3]:80":      "10.1.2.3",
+	} {
+		if got := sourceOf(addr); got != want {
+			t.Errorf("sourceOf(%s) = %s, want %s", addr, got, want)
+		}
+	}
+}
+
+// TestRecvBudgetReturnedOnDecode: a unary call's reservation comes back
+// when its handler starts, once: a budget of one batch message admits the
+// next while the first is being served, and the first's end returns
+// nothing more (a second release would panic).
+func TestRecvBudgetReturnedOnDecode(t *testing.T) {
+	b := NewRecvBudget(RecvMaxLarge)
+	info := &stats.RPCTagInfo{FullMethodName: "/ledger.v1.CommandService/CreateTransfers"}
+	reserved := func(ctx context.Context) bool { _, ok := ctx.Value(reservationKey{}).(*reservation); return ok }
+	try := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		t.Cleanup(cancel)
+		return b.TagRPC(ctx, info)
+	}
+	first := b.TagRPC(context.Background(), info)
+	if !reserved(first) {
+		t.Fatal("the first call got no reservation")
+	}
+	if reserved(try()) {
+		t.Fatal("a second batch call reserved beyond the budget")
+	}
+	_, _ = b.UnaryInterceptor(first, nil, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) {
+		second := try()
+		if !reserved(second) {
+			t.Error("the budget was not returned when the first call's handler started")
+		}
+		b.HandleRPC(second, &stats.End{})
+		return nil, nil
+	})
+	b.HandleRPC(first, &stats.End{})
+	if !reserved(try()) {
+		t.Error("the budget is not whole after both calls ended")
+	}
+}
