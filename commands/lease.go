@@ -34,11 +34,20 @@ type Leases interface {
 }
 
 // Lease is a held lease.
+//
+// The writer appends through its lease, not through Store: the lease's
+// Append commits only while the lease is held, in the same transaction (the
+// fencing token is checked by the commit itself). Checking Lost before an
+// append would leave a window: a writer frozen between the check and the
+// commit would commit, and acknowledge, after another process took over.
 type Lease interface {
 	// Lost is closed once the lease is no longer held.
 	Lost() <-chan struct{}
 	// Release gives the lease up.
 	Release()
+	// Append is Store.Append fenced by the lease: it fails, with nothing
+	// written, when the lease is no longer held at commit.
+	Append(ctx context.Context, expected uint64, prev eventstore.Hash, recs []eventstore.Record) error
 }
 
 // PostgresLeases adapts eventstore's advisory-lock leases to Leases.
