@@ -56,6 +56,7 @@ type Main struct {
 	httpLis  net.Listener
 	registry *prometheus.Registry
 	metrics  *metrics
+	health   *healthWatch
 	// adminKeyPath is the file dev mode wrote a new admin key to; "" if none.
 	adminKeyPath string
 
@@ -141,6 +142,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 func (m *Main) Close() { m.closeOnce.Do(m.close) }
 
 func (m *Main) close() {
+	if m.health != nil {
+		m.health.shutdown() // first: balancers stop sending before calls are refused
+	}
 	// HTTP first: REST calls in flight go through the gRPC server.
 	if m.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)

@@ -42,6 +42,9 @@ func (m *Main) serve() error {
 	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.pool, m.waiter), m.Logger))
 	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.pool, m.store, m.keys, m.Logger))
 	reflection.Register(m.grpcSrv)
+	m.health = registerHealth(m.readersCtx, m.grpcSrv, m.pool.Ping)
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.health.run(m.readersCtx) }()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
