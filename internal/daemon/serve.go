@@ -78,7 +78,8 @@ func (m *Main) serve() error {
 	return nil
 }
 
-// ready answers 200 when PostgreSQL and NATS are reachable.
+// ready answers 200 when PostgreSQL is reachable, saying what waits if NATS
+// is not.
 func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -86,8 +87,9 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "postgres: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	if !m.nc.IsConnected() {
-		http.Error(w, "nats: "+m.nc.Status().String(), http.StatusServiceUnavailable)
+	// Commands and queries need only PostgreSQL: NATS down is a detail.
+	if waiting := m.natsWaiting(); waiting != "" {
+		_, _ = io.WriteString(w, "ready\n"+waiting+"\n")
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
