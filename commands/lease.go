@@ -15,10 +15,12 @@ import (
 const leaseRetryEvery = 250 * time.Millisecond
 
 // takeoverGrace is how long a standby that saw the lease held waits, once it
-// has it, before loading: the previous holder, if alive but cut off from its
-// lease session, notices within eventstore.LeasePingEvery plus a ping timeout
-// and stops appending. Fencing keeps a late append from forking the log
-// anyway; the grace keeps the new writer's first reads from missing it.
+// has it, before loading and writing: the previous holder, if alive but cut
+// off from its lease session, notices within eventstore.LeasePingEvery plus a
+// ping timeout and stops answering. Its appends cannot commit once its session
+// is gone (they run on that session), so the grace is not what keeps the log
+// right; it keeps the old holder's STRONG reads, answered from memory, from
+// contradicting writes the new holder has already acknowledged.
 const takeoverGrace = 4 * eventstore.LeasePingEvery
 
 // ErrNotLeader means another process holds the ledger's lease and writes it;
