@@ -9,7 +9,7 @@ FUZZ_PKGS ?= ./domain ./eventstore
 
 include make/proto.mk
 
-.PHONY: run build test test-race fuzz check fmt fmt-check vet lint bench clean
+.PHONY: run build test test-race fuzz check fmt fmt-check vet lint bench chaos clean
 
 ## run: ledgerd on its embedded default (in-process NATS, private PostgreSQL under ./var)
 run:
@@ -32,6 +32,13 @@ fuzz:
 			$(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZ_TIME) $$pkg || exit 1; \
 		done; \
 	done
+
+## chaos: the acceptance chaos test (build tag chaos, out of make test): two ledgerd
+## processes, CHAOS_ROUNDS rounds of kill -9, SIGSTOP with the lease session ended, and a
+## restart while NATS is down (about 20 s a round); see docs/operations.md
+CHAOS_ROUNDS ?= 3
+chaos:
+	LEDGER_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -tags chaos -count=1 -timeout 20m -run '^TestChaos$$' -v ./internal/daemon/
 
 test-race:
 	$(GO) test -race $(TEST_FLAGS) ./...

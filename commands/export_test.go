@@ -3,3 +3,8 @@ package commands
 // SetRecentMax sets how many recent transfers a writer keeps, so that tests
 // can push transfers out of memory and exercise the read of the log.
 func SetRecentMax(o *Options, n int) { o.recentMax = n }
+
+// SetBeforeAppend makes the writer's committer call fn before each append,
+// with the position the append expects: a test holds an append there to
+// change the world between deciding a batch and appending it.
+func SetBeforeAppend(o *Options, fn func(expected uint64)) { o.beforeAppend = fn }

@@ -15,10 +15,12 @@ import (
 const leaseRetryEvery = 250 * time.Millisecond
 
 // takeoverGrace is how long a standby that saw the lease held waits, once it
-// has it, before loading: the previous holder, if alive but cut off from its
-// lease session, notices within eventstore.LeasePingEvery plus a ping timeout
-// and stops appending. Fencing keeps a late append from forking the log
-// anyway; the grace keeps the new writer's first reads from missing it.
+// has it, before loading and writing: the previous holder, if alive but cut
+// off from its lease session, notices within eventstore.LeasePingEvery plus a
+// ping timeout and stops answering. Its appends cannot commit once its session
+// is gone (they run on that session), so the grace is not what keeps the log
+// right; it keeps the old holder's STRONG reads, answered from memory, from
+// contradicting writes the new holder has already acknowledged.
 const takeoverGrace = 4 * eventstore.LeasePingEvery
 
 // ErrNotLeader means another process holds the ledger's lease and writes it;
@@ -34,11 +36,20 @@ type Leases interface {
 }
 
 // Lease is a held lease.
+//
+// The writer appends through its lease, not through Store: the lease's
+// Append commits only while the lease is held, in the same transaction (the
+// fencing token is checked by the commit itself). Checking Lost before an
+// append would leave a window: a writer frozen between the check and the
+// commit would commit, and acknowledge, after another process took over.
 type Lease interface {
 	// Lost is closed once the lease is no longer held.
 	Lost() <-chan struct{}
 	// Release gives the lease up.
 	Release()
+	// Append is Store.Append fenced by the lease: it fails, with nothing
+	// written, when the lease is no longer held at commit.
+	Append(ctx context.Context, expected uint64, prev eventstore.Hash, recs []eventstore.Record) error
 }
 
 // PostgresLeases adapts eventstore's advisory-lock leases to Leases.

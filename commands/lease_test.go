@@ -206,3 +206,75 @@ func testLeaseFailover(t *testing.T, fail func(*testing.T, *pgxpool.Pool, *lease
 		equalSnapshots(t, live, replayed)
 	}
 }
+
+// TestLeaseLostBeforeAppendAcknowledgesNothing holds a writer's committer
+// between deciding a batch and appending it, ends the writer's lease session
+// meanwhile (another process then takes the ledger over), and lets the append
+// go: it must fail, with nothing written and nothing acknowledged, because the
+// lease is checked by the append's own commit. Before, the append went through
+// the pool, committed, and the transfer was acknowledged by a writer that no
+// longer held the lease.
+func TestLeaseLostBeforeAppendAcknowledgesNothing(t *testing.T) {
+	store, pool := newLeaseStore(t)
+	ledger := testenv.Name(t)
+	var (
+		armed   atomic.Bool
+		held    = make(chan struct{})
+		release = make(chan struct{})
+	)
+	lease := eventstore.NewLease(pool.Config().ConnConfig)
+	opts := commands.Options{Ledger: ledger, Store: store, Lease: commands.PostgresLeases(lease)}
+	commands.SetBeforeAppend(&opts, func(uint64) {
+		if armed.CompareAndSwap(true, false) {
+			close(held)
+			<-release
+		}
+	})
+	w := commands.NewWriter(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	var once sync.Once
+	thaw := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(func() { thaw(); cancel(); <-done; lease.Close() })
+	testenv.Eventually(t, 10*time.Second, func() error { return serving(w) })
+	setup(t, w, 2)
+
+	armed.Store(true)
+	type reply struct {
+		res []commands.Result
+		err error
+	}
+	replied := make(chan reply, 1)
+	go func() {
+		res, err := w.Submit(context.Background(), []domain.Command{transferCmd("late", 0, 1, "1.00")})
+		replied <- reply{res, err}
+	}()
+	<-held
+	var terminated bool
+	testenv.NoError(t, pool.QueryRow(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND (classid::bigint << 32 | objid::bigint) = $1
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, eventstore.LeaseKey(ledger)).Scan(&terminated))
+	if !terminated {
+		t.Fatal("lease session not terminated")
+	}
+	// Another process takes the ledger over before the held append goes on.
+	b := startLeased(t, ledger, store, pool)
+	testenv.Eventually(t, 15*time.Second, func() error { return serving(b.w) })
+	thaw()
+	r := <-replied
+	if r.err == nil {
+		t.Fatalf("transfer decided before the lease was lost was acknowledged: %+v", r.res)
+	}
+	if !errors.Is(r.err, commands.ErrUnavailable) {
+		t.Errorf("Submit: %v, want ErrUnavailable", r.err)
+	}
+	var n int
+	testenv.NoError(t, pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM events WHERE ledger = $1 AND command_id = 'late'`, ledger).Scan(&n))
+	if n != 0 {
+		t.Fatalf("transfer late is in the log %d times after a failed append, want 0", n)
+	}
+	// The client's retry goes to the new writer and is applied once.
+	mustCreate(t, submit(t, b.w, transferCmd("late", 0, 1, "1.00")))
+}

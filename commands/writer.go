@@ -79,6 +79,9 @@ type Options struct {
 	// recentMax is how many recent transfers the writer keeps in memory; at
 	// least the transfers of two batches (those in flight).
 	recentMax int
+	// beforeAppend, when set (by tests), is called by the committer before
+	// each append, with the position the append expects.
+	beforeAppend func(expected uint64)
 }
 
 // Result is the outcome of one command: Err is nil for CREATED, an
@@ -325,7 +328,7 @@ func (w *Writer) serve(ctx context.Context) error {
 	jobs := make(chan *job, 1)
 	failed := make(chan error, 1)
 	done := make(chan struct{})
-	go w.commit(jobs, failed, done)
+	go w.commit(w.appender(lease), jobs, failed, done)
 	defer func() { close(jobs); <-done }()
 
 	var carry *request
@@ -441,9 +444,23 @@ func (w *Writer) collect(first *request) (reqs []*request, carry *request) {
 	return reqs, nil
 }
 
-// commit appends jobs in order. After a failure every later job fails too: each
-// was decided on a state that included the failed one.
-func (w *Writer) commit(jobs <-chan *job, failed chan<- error, done chan<- struct{}) {
+// appendFunc appends a decided batch.
+type appendFunc func(ctx context.Context, expected uint64, prev eventstore.Hash, recs []eventstore.Record) error
+
+// appender is the lease's fenced append, or the store's when the writer runs
+// without a lease.
+func (w *Writer) appender(l Lease) appendFunc {
+	if l != nil {
+		return l.Append
+	}
+	return func(ctx context.Context, expected uint64, prev eventstore.Hash, recs []eventstore.Record) error {
+		return w.opts.Store.Append(ctx, w.opts.Ledger, expected, prev, recs)
+	}
+}
+
+// commit appends jobs in order with appendBatch. After a failure every later
+// job fails too: each was decided on a state that included the failed one.
+func (w *Writer) commit(appendBatch appendFunc, jobs <-chan *job, failed chan<- error, done chan<- struct{}) {
 	defer close(done)
 	var broken error
 	for j := range jobs {
@@ -461,8 +478,11 @@ func (w *Writer) commit(jobs <-chan *job, failed chan<- error, done chan<- struc
 			}
 			continue
 		}
+		if w.opts.beforeAppend != nil {
+			w.opts.beforeAppend(j.expected)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
-		err := w.opts.Store.Append(ctx, w.opts.Ledger, j.expected, j.prev, j.recs)
+		err := appendBatch(ctx, j.expected, j.prev, j.recs)
 		cancel()
 		if err != nil {
 			broken = fmt.Errorf("append at %d: %w: %w", j.expected, ErrUnavailable, err)

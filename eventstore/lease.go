@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -24,17 +25,40 @@ const (
 	leaseIdleMax = 4
 )
 
+// LeaseApplicationName is the application_name of lease sessions, so that an
+// operator (or a test) can find the session that holds a ledger's lease:
+// pg_stat_activity joined to pg_locks (locktype 'advisory', granted).
+const LeaseApplicationName = "ledgerd-lease"
+
+// ErrLeaseLost means an append was refused because its lease's session is
+// gone: the writer lost the lease, and another process may write the ledger.
+var ErrLeaseLost = errors.New("lease lost")
+
 // Lease hands out per-ledger writer leases: session-level PostgreSQL advisory
 // locks, each on a connection of its own (the lock lives and dies with the
 // session, so it cannot share a pool's connections).
+//
+// The holder appends on that same session (Held.Append): the fencing token is
+// the lock itself. A session that committed held the lock when it committed,
+// and a session that was ended (crash, pg_terminate_backend, an append timeout)
+// rolled back whatever it had not committed and gave the lock up in the same
+// instant, so a writer that lost its lease cannot commit afterwards, and its
+// successor never waits on the head-row lock of a dead session.
 type Lease struct {
 	cfg  *pgx.ConnConfig
 	idle chan *pgx.Conn // connections holding no lock, for the next attempt
+	// beforeCopy is Store.beforeCopy for the appends of this Lease's leases.
+	beforeCopy func()
 }
 
 // NewLease returns a Lease that connects with cfg (copied).
 func NewLease(cfg *pgx.ConnConfig) *Lease {
-	return &Lease{cfg: cfg.Copy(), idle: make(chan *pgx.Conn, leaseIdleMax)}
+	c := cfg.Copy()
+	if c.RuntimeParams == nil {
+		c.RuntimeParams = map[string]string{}
+	}
+	c.RuntimeParams["application_name"] = LeaseApplicationName
+	return &Lease{cfg: c, idle: make(chan *pgx.Conn, leaseIdleMax)}
 }
 
 // LeaseKey is the advisory-lock key of a ledger's lease.
@@ -61,7 +85,7 @@ func (l *Lease) TryAcquire(ctx context.Context, ledger string) (*Held, bool, err
 		l.putIdle(conn)
 		return nil, false, nil
 	}
-	h := &Held{ledger: ledger, conn: conn, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	h := &Held{ledger: ledger, conn: conn, beforeCopy: l.beforeCopy, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go h.watch()
 	return h, true, nil
 }
@@ -113,11 +137,15 @@ func closeConn(c *pgx.Conn) {
 // session dies (Lost).
 type Held struct {
 	ledger string
-	conn   *pgx.Conn // used by watch only, after TryAcquire returns
-	lost   chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
+	// mu serializes the uses of conn (a pgx.Conn is not safe for concurrent
+	// use): the appends and the watcher's pings.
+	mu         sync.Mutex
+	conn       *pgx.Conn
+	beforeCopy func()
+	lost       chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
+	once       sync.Once
 }
 
 // Lost is closed when the lease is gone: its session died (or stopped
@@ -133,12 +161,39 @@ func (h *Held) Release() {
 // Ledger is the ledger the lease is for.
 func (h *Held) Ledger() string { return h.ledger }
 
+// Append is Store.Append on the lease's own session: it commits only if this
+// session still holds the lease when it commits.
+//
+// Errors: ErrLeaseLost when the session is already gone (the lease is lost);
+// those of Store.Append otherwise; a connection error when the session ends
+// during the append, which rolls it back unless the COMMIT had been received,
+// so the outcome is unknown: read the head to learn it.
+func (h *Held) Append(ctx context.Context, expected uint64, prevHash Hash, recs []Record) error {
+	if err := checkBatch(h.ledger, expected, prevHash, recs); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.conn.IsClosed() {
+		return fmt.Errorf("append to %s at %d: %w", h.ledger, expected, ErrLeaseLost)
+	}
+	return pgx.BeginFunc(ctx, h.conn, func(tx pgx.Tx) error {
+		return appendIn(ctx, tx, h.ledger, expected, recs, h.beforeCopy)
+	})
+}
+
 // watch pings the session until it fails or Release; either way it closes the
-// connection (which frees the lock) and signals Lost.
+// connection (which frees the lock) and signals Lost. A tick that finds an
+// append running skips its ping: the append uses the session, and fails if
+// the session is gone.
 func (h *Held) watch() {
 	defer close(h.done)
 	defer close(h.lost)
-	defer closeConn(h.conn)
+	defer func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		closeConn(h.conn)
+	}()
 	t := time.NewTicker(LeasePingEvery)
 	defer t.Stop()
 	for {
@@ -147,9 +202,13 @@ func (h *Held) watch() {
 			return
 		case <-t.C:
 		}
+		if !h.mu.TryLock() {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), leasePingTimeout)
 		err := h.conn.Ping(ctx)
 		cancel()
+		h.mu.Unlock()
 		if err != nil {
 			return
 		}

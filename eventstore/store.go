@@ -30,6 +30,9 @@ var (
 // Store is the event log in Postgres.
 type Store struct {
 	pool *pgxpool.Pool
+	// beforeCopy, when set (by tests), runs in each append after the head
+	// moved and before the COPY: a writer frozen mid-append.
+	beforeCopy func()
 }
 
 // New returns a Store on pool. Run Migrate first.
@@ -71,47 +74,120 @@ func (s *Store) Ledgers(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
+// Limits of an append transaction, set on the transaction itself (SET LOCAL)
+// so that a writer that freezes in the middle of one (SIGSTOP, a VM pause, a
+// partition) cannot hold the ledger's head row, and with it every other
+// writer of the ledger, for longer than these. They are generous because a
+// healthy batch of AppendMax records under -race on a loaded 2-core machine
+// takes a few seconds, and a timeout fails that batch (the writer reloads and
+// retries its requests: nothing is lost, but nothing should fail that is
+// healthy).
+const (
+	// AppendLockTimeout bounds the wait for the head row's lock: a writer
+	// queued behind a frozen one fails its batch and reloads instead of
+	// blocking for as long as the freeze lasts.
+	AppendLockTimeout = 3 * time.Second
+	// AppendIdleTimeout bounds a pause between the statements of an append
+	// (idle_in_transaction_session_timeout): PostgreSQL ends the session of a
+	// writer frozen there, which rolls the append back and frees the row (and,
+	// on a lease's own session, the lease).
+	AppendIdleTimeout = 5 * time.Second
+	// AppendStatementTimeoutMax bounds one statement of an append, the COPY
+	// above all (a COPY whose client froze is not idle, it is a running
+	// statement waiting for data). The caller's deadline, when sooner, is used
+	// instead: the server then enforces it even if the caller cannot.
+	AppendStatementTimeoutMax = 30 * time.Second
+)
+
 // Append writes recs, which must be sealed and follow position expected of
-// ledger gaplessly, in one transaction: the head moves from expected to the last
-// record's position, or nothing is written. Listeners on channel NotifyChannel
-// hear the ledger's name after the commit.
+// ledger gaplessly, in one transaction on a connection of the pool: the head
+// moves from expected to the last record's position, or nothing is written.
+// Listeners on channel NotifyChannel hear the ledger's name after the commit.
+// A writer that holds a lease appends with Held.Append instead, which fences
+// the append with the lease.
 //
 // Errors: ErrFenced when the head is not at expected; ErrBadBatch for records
-// that do not follow it; the database error otherwise. After a database error
+// that do not follow it; the database error otherwise (a lock, idle or
+// statement timeout among them, see AppendLockTimeout). After a database error
 // on COMMIT the outcome is unknown: read the head to learn it.
 func (s *Store) Append(ctx context.Context, ledger string, expected uint64, prevHash Hash, recs []Record) error {
 	if err := checkBatch(ledger, expected, prevHash, recs); err != nil {
 		return err
 	}
-	last := recs[len(recs)-1]
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if expected == 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, 0, $2)
-				ON CONFLICT (ledger) DO NOTHING`, ledger, make([]byte, HashSize)); err != nil {
-				return fmt.Errorf("append to %s: create head: %w", ledger, err)
-			}
-		}
-		tag, err := tx.Exec(ctx, `UPDATE ledger_heads SET position = $3, hash = $4 WHERE ledger = $1 AND position = $2`,
-			ledger, int64(expected), int64(last.Position), last.Hash[:])
-		if err != nil {
-			return fmt.Errorf("append to %s at %d: move head: %w", ledger, expected, err)
-		}
-		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrFenced)
-		}
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, &recordSource{recs: recs, i: -1})
-		if err != nil {
-			return fmt.Errorf("append to %s at %d: copy: %w", ledger, expected, err)
-		}
-		if int(n) != len(recs) {
-			return fmt.Errorf("append to %s at %d: copied %d of %d rows", ledger, expected, n, len(recs))
-		}
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, ledger); err != nil {
-			return fmt.Errorf("append to %s at %d: notify: %w", ledger, expected, err)
-		}
-		return nil
+		return appendIn(ctx, tx, ledger, expected, recs, s.beforeCopy)
 	})
 }
+
+// appendIn runs an append in tx: its limits, the head's move, the notice and
+// the COPY of recs, in two round trips. beforeCopy, if not nil, runs between
+// them.
+func appendIn(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, recs []Record, beforeCopy func()) error {
+	last := recs[len(recs)-1]
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('lock_timeout', $1, true), set_config('idle_in_transaction_session_timeout', $2, true),
+		set_config('statement_timeout', $3, true)`,
+		millis(AppendLockTimeout), millis(AppendIdleTimeout), millis(statementTimeout(ctx)))
+	if expected == 0 {
+		b.Queue(`INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, 0, $2)
+			ON CONFLICT (ledger) DO NOTHING`, ledger, make([]byte, HashSize))
+	}
+	b.Queue(`UPDATE ledger_heads SET position = $3, hash = $4 WHERE ledger = $1 AND position = $2`,
+		ledger, int64(expected), int64(last.Position), last.Hash[:])
+	// A notice is delivered at commit only, so it may be queued first.
+	b.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, ledger)
+	br := tx.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return fmt.Errorf("append to %s at %d: set limits: %w", ledger, expected, err)
+	}
+	if expected == 0 {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return fmt.Errorf("append to %s: create head: %w", ledger, err)
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		br.Close()
+		return fmt.Errorf("append to %s at %d: move head: %w", ledger, expected, err)
+	}
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return fmt.Errorf("append to %s at %d: notify: %w", ledger, expected, err)
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("append to %s at %d: %w", ledger, expected, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrFenced)
+	}
+	if beforeCopy != nil {
+		beforeCopy()
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, &recordSource{recs: recs, i: -1})
+	if err != nil {
+		return fmt.Errorf("append to %s at %d: copy: %w", ledger, expected, err)
+	}
+	if int(n) != len(recs) {
+		return fmt.Errorf("append to %s at %d: copied %d of %d rows", ledger, expected, n, len(recs))
+	}
+	return nil
+}
+
+// statementTimeout is AppendStatementTimeoutMax, or the time left before
+// ctx's deadline when that is sooner (at least a millisecond: 0 would mean
+// no timeout at all).
+func statementTimeout(ctx context.Context) time.Duration {
+	d := AppendStatementTimeoutMax
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl))
+	}
+	return max(d, time.Millisecond)
+}
+
+// millis formats d for a PostgreSQL time setting.
+func millis(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 
 // NotifyChannel is the LISTEN/NOTIFY channel on which appends announce their
 // ledger, so that relays in other processes wake up.

@@ -132,9 +132,12 @@ var requestErrors = []struct {
 	{context.Canceled, codes.Canceled, "", ""},
 }
 
-// statusOf translates a request-level error by requestErrors; anything else
-// is Internal.
+// statusOf translates a request-level error by requestErrors; PostgreSQL
+// unreachable is Unavailable (databaseUnreachable); anything else is Internal.
 func statusOf(err error) error {
+	if databaseUnreachable(err) {
+		return unavailableStatus(err)
+	}
 	for _, re := range requestErrors {
 		if !errors.Is(err, re.err) {
 			continue

@@ -59,6 +59,7 @@ type Main struct {
 	httpLis  net.Listener
 	registry *prometheus.Registry
 	metrics  *metrics
+	health   *healthWatch
 	// adminKeyPath is the file dev mode wrote a new admin key to; "" if none.
 	adminKeyPath string
 	// dataDirLock is the data dir's flocked lock file while embedded
@@ -112,6 +113,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.metrics = newMetrics(m.registry)
+	m.registry.MustRegister(m.natsConnectedGauge())
 	m.registry.MustRegister(newLagCollector(queries.New(m.pool, nil), m.Logger))
 
 	m.readersCtx, m.cancelReaders = context.WithCancel(context.Background())
@@ -150,6 +152,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 func (m *Main) Close() { m.closeOnce.Do(m.close) }
 
 func (m *Main) close() {
+	if m.health != nil {
+		m.health.shutdown() // first: balancers stop sending before calls are refused
+	}
 	// HTTP first: REST calls in flight go through the gRPC server.
 	if m.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)

@@ -7,11 +7,24 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ledgerd/ledger/adapters/natsbus"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ledgerd/ledger/adapters/natsbus"
 )
 
+// natsReconnectWait is the pause between attempts to reach NATS, at start-up
+// (NATS may come after ledgerd) and after a disconnection. The relay and the
+// projections back off on their own (up to 5 s) while it is down.
+const natsReconnectWait = 250 * time.Millisecond
+
+// openNATS connects to NATS without waiting for it: commands and queries need
+// only PostgreSQL, so ledgerd starts and serves while NATS is down, and the
+// relay and the projections, which retry with back-off, catch up once the
+// connection is made (ledger_nats_connected and /readyz say which).
+//
+// Errors: a bad URL; the embedded server's failure to start.
 func (m *Main) openNATS() error {
 	url := m.Config.NATSURL
 	if url == "" {
@@ -24,11 +37,20 @@ func (m *Main) openNATS() error {
 		}
 		m.nats, url = e, e.ClientURL()
 	}
-	nc, err := nats.Connect(url, nats.Name("ledgerd"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := nats.Connect(url, nats.Name("ledgerd"), nats.MaxReconnects(-1), nats.ReconnectWait(natsReconnectWait),
+		nats.RetryOnFailedConnect(true),
+		nats.ConnectHandler(func(*nats.Conn) { m.Logger.Info("NATS connected: the relay and projections resume") }),
+		nats.ReconnectHandler(func(*nats.Conn) { m.Logger.Info("NATS reconnected") }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			m.Logger.Warn("NATS disconnected: commands go on, the relay and projections wait", "err", err)
+		}))
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", redactURLs(url), err)
 	}
 	m.nc = nc
+	if !nc.IsConnected() {
+		m.Logger.Warn("NATS unreachable at start: serving commands and queries; the relay and projections wait for it")
+	}
 	if m.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192)); err != nil {
 		return fmt.Errorf("JetStream: %w", err)
 	}
@@ -52,4 +74,27 @@ func redactURLs(list string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// natsConnectedGauge is ledger_nats_connected: 1 while the NATS connection
+// is up, 0 while the relay and the projections wait for it.
+func (m *Main) natsConnectedGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ledger_nats_connected",
+		Help: "1 while ledgerd is connected to NATS; 0 while the relay and projections wait for it (commands go on).",
+	}, func() float64 {
+		if m.nc.IsConnected() {
+			return 1
+		}
+		return 0
+	})
+}
+
+// natsWaiting describes, for /readyz, what waits while NATS is not
+// connected; "" when it is.
+func (m *Main) natsWaiting() string {
+	if m.nc.IsConnected() {
+		return ""
+	}
+	return "nats: " + m.nc.Status().String() + ": the relay and projections wait for it; commands and queries are served"
 }

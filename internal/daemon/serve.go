@@ -91,6 +91,9 @@ func (m *Main) serve() error {
 	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.pool, m.waiter), m.Logger))
 	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.pool, m.store, m.keys, m.Logger))
 	reflection.Register(m.grpcSrv)
+	m.health = registerHealth(m.readersCtx, m.grpcSrv, m.pool.Ping)
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.health.run(m.readersCtx) }()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
@@ -160,9 +163,10 @@ func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
 // readyCheckTimeout bounds /readyz's ping of PostgreSQL.
 const readyCheckTimeout = 2 * time.Second
 
-// ready answers 200 when PostgreSQL and NATS are reachable. What is wrong
-// is told in detail (the driver's error: user, database, host or socket)
-// only to an admin key: anyone may ask /readyz.
+// ready answers 200 when PostgreSQL is reachable, saying what waits if NATS
+// is not. What is wrong with PostgreSQL is told in detail (the driver's
+// error: user, database, host or socket) only to an admin key: anyone may
+// ask /readyz.
 func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyCheckTimeout)
 	defer cancel()
@@ -174,8 +178,9 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
-	if !m.nc.IsConnected() {
-		http.Error(w, "nats: "+m.nc.Status().String(), http.StatusServiceUnavailable)
+	// Commands and queries need only PostgreSQL: NATS down is a detail.
+	if waiting := m.natsWaiting(); waiting != "" {
+		_, _ = io.WriteString(w, "ready\n"+waiting+"\n")
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
