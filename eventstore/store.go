@@ -73,18 +73,37 @@ func (s *Store) Ledgers(ctx context.Context) ([]string, error) {
 
 // Append writes recs, which must be sealed and follow position expected of
 // ledger gaplessly, in one transaction: the head moves from expected to the last
-// record's position, or nothing is written. Listeners on channel NotifyChannel
-// hear the ledger's name after the commit.
+// record's position, or nothing is written. The ledger must be active (a first
+// append creates it so); the append holds its status row (FOR SHARE) until it
+// commits, so a status change (archive) waits for it. Listeners on channel
+// NotifyChannel hear the ledger's name after the commit.
 //
 // Errors: ErrFenced when the head is not at expected; ErrBadBatch for records
-// that do not follow it; the database error otherwise. After a database error
+// that do not follow it; ErrLedgerArchived or ErrLedgerImporting when the
+// ledger is not active; the database error otherwise. After a database error
 // on COMMIT the outcome is unknown: read the head to learn it.
 func (s *Store) Append(ctx context.Context, ledger string, expected uint64, prevHash Hash, recs []Record) error {
+	return s.append(ctx, ledger, expected, prevHash, recs, StatusActive, false)
+}
+
+// AppendImport is Append for a log import: the ledger must be importing
+// (BeginImport), and, when last is set, the same transaction makes it active.
+//
+// Errors: as Append, with ErrLedgerNotImportable when the ledger is active.
+func (s *Store) AppendImport(ctx context.Context, ledger string, expected uint64, prevHash Hash, recs []Record, last bool) error {
+	return s.append(ctx, ledger, expected, prevHash, recs, StatusImporting, last)
+}
+
+func (s *Store) append(ctx context.Context, ledger string, expected uint64, prevHash Hash, recs []Record,
+	want LedgerStatus, finish bool) error {
 	if err := checkBatch(ledger, expected, prevHash, recs); err != nil {
 		return err
 	}
 	last := recs[len(recs)-1]
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := lockStatus(ctx, tx, ledger, expected, want); err != nil {
+			return err
+		}
 		if expected == 0 {
 			if _, err := tx.Exec(ctx, `INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, 0, $2)
 				ON CONFLICT (ledger) DO NOTHING`, ledger, make([]byte, HashSize)); err != nil {
@@ -106,11 +125,43 @@ func (s *Store) Append(ctx context.Context, ledger string, expected uint64, prev
 		if int(n) != len(recs) {
 			return fmt.Errorf("append to %s at %d: copied %d of %d rows", ledger, expected, n, len(recs))
 		}
+		if finish {
+			if _, err := tx.Exec(ctx, `UPDATE ledgers SET status = 'active', status_changed_at = now() WHERE ledger = $1`, ledger); err != nil {
+				return fmt.Errorf("append to %s at %d: end the import: %w", ledger, expected, err)
+			}
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, ledger); err != nil {
 			return fmt.Errorf("append to %s at %d: notify: %w", ledger, expected, err)
 		}
 		return nil
 	})
+}
+
+// lockStatus holds the ledger's status row for the append's transaction and
+// checks it is want. A writer's first append (expected 0) creates the row,
+// active; an import's row is made by BeginImport. The writer shares the row
+// (appends of one ledger are serialised by its head row anyway); an import
+// takes it for update, since its last chunk changes it.
+func lockStatus(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, want LedgerStatus) error {
+	if expected == 0 && want == StatusActive {
+		if _, err := tx.Exec(ctx, `INSERT INTO ledgers (ledger, status) VALUES ($1, 'active') ON CONFLICT (ledger) DO NOTHING`,
+			ledger); err != nil {
+			return fmt.Errorf("append to %s: create ledger: %w", ledger, err)
+		}
+	}
+	lock := `SELECT status FROM ledgers WHERE ledger = $1 FOR SHARE`
+	if want != StatusActive {
+		lock = `SELECT status FROM ledgers WHERE ledger = $1 FOR UPDATE`
+	}
+	var st string
+	err := tx.QueryRow(ctx, lock, ledger).Scan(&st)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrLedgerNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("append to %s at %d: status: %w", ledger, expected, err)
+	}
+	return statusErr(ledger, LedgerStatus(st), want)
 }
 
 // NotifyChannel is the LISTEN/NOTIFY channel on which appends announce their

@@ -70,6 +70,8 @@ type Main struct {
 	relays map[string]*natsbus.Relay
 	// runners holds each ledger's projection runners by projection name.
 	runners map[string]map[string]*projections.Runner
+	// readers holds what stops each ledger's relay and runners.
+	readers map[string]*ledgerReaders
 }
 
 // Run starts everything and returns once ledgerd serves; Close stops it.
@@ -86,6 +88,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	m.relays, m.runners = map[string]*natsbus.Relay{}, map[string]map[string]*projections.Runner{}
+	m.readers = map[string]*ledgerReaders{}
 	if err := m.openPostgres(ctx); err != nil {
 		return err
 	}
@@ -110,7 +113,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	go func() { defer m.wg.Done(); m.keys.Run(m.readersCtx) }()
 	writersCtx, cancelWriters := context.WithCancel(context.Background())
 	m.cancelWriters = cancelWriters
-	m.ledgers = commands.NewLedgers(writersCtx, commands.Options{
+	m.ledgers = commands.NewLedgers(writersCtx, m.store, commands.Options{
 		Store:    m.store,
 		Logger:   m.Logger,
 		OnCommit: m.onCommit,
@@ -118,8 +121,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Policy:   domain.Policy{EffectivePastMax: m.Config.EffectivePastMax, EffectiveFutureMax: m.Config.EffectiveFutureMax},
 
 		SnapshotEvery: m.Config.SnapshotEvery,
-	}, 0, m.startReaders)
-	names, err := m.store.Ledgers(ctx)
+	}, 0, m.startReaders, m.stopReaders)
+	// Archived and importing ledgers are not started: they take no commands.
+	names, err := m.store.ActiveLedgers(ctx)
 	if err != nil {
 		return fmt.Errorf("list ledgers: %w", err)
 	}
