@@ -66,8 +66,10 @@ type running struct {
 // NewLedgers returns a registry whose writers run until ctx ends, each with
 // opts (Ledger is filled in per writer), over the ledgers of catalog. onStart,
 // if not nil, is called once for each ledger when its writer starts (to start
-// its relay and projectors); onStop when its writer stops because the ledger
-// was archived.
+// its relay and projectors); onStop when its writer stops, because the ledger
+// was archived or because it was idle (Options.IdleAfter): both are called
+// under the registry's lock, in the order the writers start and stop, and
+// must not call the registry.
 func NewLedgers(ctx context.Context, catalog Catalog, opts Options, max int, onStart, onStop func(ledger string)) *Ledgers {
 	if max <= 0 {
 		max = LedgersMaxDefault
@@ -126,9 +128,6 @@ func (l *Ledgers) Archive(ctx context.Context, ledger string) (eventstore.Ledger
 	// Once archived, no append commits: what the writer has queued fails
 	// with ErrLedgerArchived or ErrClosed, never half applied.
 	l.stop(ledger)
-	if l.onStop != nil {
-		l.onStop(ledger)
-	}
 	return lg, nil
 }
 
@@ -151,6 +150,9 @@ func (l *Ledgers) stop(ledger string) {
 	l.mu.Lock()
 	r, ok := l.writers[ledger]
 	delete(l.writers, ledger)
+	if l.onStop != nil {
+		l.onStop(ledger)
+	}
 	l.mu.Unlock()
 	if ok {
 		r.cancel()
@@ -199,6 +201,8 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	}
 	opts := l.opts
 	opts.Ledger = ledger
+	opts.Retire = func(w *Writer) bool { return l.retire(ledger, w) }
+	opts.Successor = func() (*Writer, error) { return l.Writer(ledger) }
 	w := NewWriter(opts)
 	wctx, wcancel := context.WithCancel(l.ctx)
 	r := &running{w: w, cancel: wcancel, done: make(chan struct{})}
@@ -213,6 +217,30 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 		l.onStart(ledger)
 	}
 	return w, nil
+}
+
+// retire forgets the ledger's writer w, which stops idle, unless a request
+// is on its way to it; onStop lets its relay and projectors stop once caught
+// up. Under the registry's lock: a writer started for the ledger meanwhile
+// (onStart) is ordered after it.
+func (l *Ledgers) retire(ledger string, w *Writer) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, ok := l.writers[ledger]; !ok || r.w != w || !w.TryRetire() {
+		return false
+	}
+	delete(l.writers, ledger)
+	if l.onStop != nil {
+		l.onStop(ledger)
+	}
+	return true
+}
+
+// Running is how many writers run.
+func (l *Ledgers) Running() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.writers)
 }
 
 // running returns the ledger's writer if it runs.

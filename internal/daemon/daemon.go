@@ -1,8 +1,8 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -72,6 +72,8 @@ type Main struct {
 	runners map[string]map[string]*projections.Runner
 	// readers holds what stops each ledger's relay and runners.
 	readers map[string]*ledgerReaders
+	// waking holds the ledgers a waiting query is starting the readers of.
+	waking map[string]bool
 }
 
 // Run starts everything and returns once ledgerd serves; Close stops it.
@@ -88,7 +90,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	m.relays, m.runners = map[string]*natsbus.Relay{}, map[string]map[string]*projections.Runner{}
-	m.readers = map[string]*ledgerReaders{}
+	m.readers, m.waking = map[string]*ledgerReaders{}, map[string]bool{}
 	if err := m.openPostgres(ctx); err != nil {
 		return err
 	}
@@ -100,8 +102,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.bootstrapKeys(ctx); err != nil {
 		return err
 	}
-	// Every ledgerd runs a writer for every ledger; the lease lets one write
-	// each ledger at a time, the others stand by to take over.
+	// A ledgerd starts a ledger's writer on demand; the lease lets one write
+	// each ledger at a time, the others stand by to take over (idle.go).
 	m.lease = eventstore.NewLease(m.pool.Config().ConnConfig)
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -121,17 +123,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Policy:   domain.Policy{EffectivePastMax: m.Config.EffectivePastMax, EffectiveFutureMax: m.Config.EffectiveFutureMax},
 
 		SnapshotEvery: m.Config.SnapshotEvery,
+		IdleAfter:     cmp.Or(m.Config.LedgerIdle, LedgerIdleDefault),
 	}, 0, m.startReaders, m.stopReaders)
-	// Archived and importing ledgers are not started: they take no commands.
-	names, err := m.store.ActiveLedgers(ctx)
-	if err != nil {
-		return fmt.Errorf("list ledgers: %w", err)
-	}
-	for _, name := range names {
-		if _, err := m.ledgers.Create(name); err != nil {
-			return fmt.Errorf("start ledger %s: %w", name, err)
-		}
-	}
+	// No ledger starts at boot but those with work: timed holds to expire
+	// (their writers), projections behind (their readers, until caught up).
+	// Archived and importing ledgers take no commands: no writer.
+	m.sweepLedgers(ctx)
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.runSweeps(m.readersCtx) }()
 	if err := m.serve(); err != nil {
 		return err
 	}

@@ -10,96 +10,115 @@ import (
 	"github.com/ledgerd/ledger/queries"
 )
 
-// ledgerReaders is what stops one ledger's relay and projections.
+// ledgerReaders is one ledger's running relay and projections.
 type ledgerReaders struct {
-	cancel context.CancelFunc
-	// stopping is set while they catch up before stopping (an archive); a
-	// start meanwhile clears it and they keep running.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	runners map[string]*projections.Runner
+	// writer is set while the ledger's writer runs here: they run as long.
+	writer bool
+	// stopping is set while they catch up before stopping; gen tells the
+	// latest stop apart from earlier ones still waiting.
 	stopping bool
+	gen      uint64
 }
 
-// startReaders starts a ledger's relay and projections; the registry calls it
-// when the ledger's writer starts. They run already when the ledger was
-// archived and made active again before they stopped: they keep running.
+// startReaders starts a ledger's relay and projections, or keeps them
+// running; the registry calls it when the ledger's writer starts.
 func (m *Main) startReaders(ledger string) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.ensureReaders(ledger)
+	r.writer, r.stopping = true, false
+}
+
+// stopReaders stops a ledger's relay and projections once every projection
+// has reached the ledger's head as it is then; the registry calls it when
+// the ledger's writer stops (archived, or idle). Queries keep reading the
+// read models they leave. A start meanwhile keeps them running.
+func (m *Main) stopReaders(ledger string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if r, ok := m.readers[ledger]; ok {
-		r.stopping = false
-		m.mu.Unlock()
+		r.writer = false
+		m.stopWhenCaughtUp(ledger, r)
+	}
+}
+
+// catchUpReaders starts the ledger's relay and projections, if they do not
+// run, until they reach the head.
+func (m *Main) catchUpReaders(ledger string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.readers[ledger]; ok {
 		return
 	}
+	m.stopWhenCaughtUp(ledger, m.ensureReaders(ledger))
+}
+
+// ensureReaders returns the ledger's readers, starting them if they do not
+// run. m.mu is held.
+func (m *Main) ensureReaders(ledger string) *ledgerReaders {
+	if r, ok := m.readers[ledger]; ok {
+		return r
+	}
 	ctx, cancel := context.WithCancel(m.readersCtx)
-	m.readers[ledger] = &ledgerReaders{cancel: cancel}
-	m.mu.Unlock()
+	r := &ledgerReaders{ctx: ctx, cancel: cancel, runners: map[string]*projections.Runner{}}
+	m.readers[ledger] = r
 	streamOpts := natsbus.StreamOptions{MaxAge: m.Config.StreamMaxAge}
 	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger)
-	runners := map[string]*projections.Runner{}
-	m.mu.Lock()
-	m.relays[ledger], m.runners[ledger] = relay, runners
-	m.mu.Unlock()
+	m.relays[ledger], m.runners[ledger] = relay, r.runners
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); _ = relay.Run(ctx) }()
 	for _, proj := range projections.All() {
 		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
 		runner := projections.NewRunner(m.pool, ledger, proj, src, m.Logger).WithLinger(cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault))
-		m.mu.Lock()
-		runners[proj.Name()] = runner
-		m.mu.Unlock()
+		r.runners[proj.Name()] = runner
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(ctx) }()
 	}
+	return r
 }
 
-// stopReaders stops a ledger's relay and projections once every projection
-// has reached the ledger's head: the registry calls it when the ledger was
-// archived, after its writer stopped, so the head moves no more. Queries keep
-// reading the read models they leave.
-func (m *Main) stopReaders(ledger string) {
-	m.mu.Lock()
-	r, ok := m.readers[ledger]
-	if !ok || r.stopping {
-		m.mu.Unlock()
-		return
-	}
+// stopWhenCaughtUp stops r once its projections reached the head, unless
+// the writer starts again or a later stop supersedes this one. m.mu is held.
+func (m *Main) stopWhenCaughtUp(ledger string, r *ledgerReaders) {
 	r.stopping = true
-	runners := m.runners[ledger]
-	m.mu.Unlock()
+	r.gen++
+	gen := r.gen
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := m.catchUp(ledger, runners); err != nil {
-			return // ledgerd is stopping: so are they
+		if err := m.catchUp(r.ctx, ledger, r.runners); err != nil {
+			return // stopped meanwhile, or ledgerd is stopping
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if cur, ok := m.readers[ledger]; !ok || cur != r || !r.stopping {
-			return // started again meanwhile
+		if cur, ok := m.readers[ledger]; !ok || cur != r || !r.stopping || r.writer || r.gen != gen {
+			return
 		}
 		r.cancel()
 		delete(m.readers, ledger)
 		delete(m.relays, ledger)
 		delete(m.runners, ledger)
-		m.Logger.Info("ledger archived: relay and projections stopped", "ledger", ledger)
+		m.Logger.Debug("relay and projections caught up: stopped", "ledger", ledger)
 	}()
 }
 
 // catchUp waits until every runner has applied the ledger's head.
 //
-// Errors: the readers' context's error, or the database error reading the head.
-func (m *Main) catchUp(ledger string, runners map[string]*projections.Runner) error {
-	head, _, err := m.store.Head(m.readersCtx, ledger)
+// Errors: ctx's error, or the database error reading the head.
+func (m *Main) catchUp(ctx context.Context, ledger string, runners map[string]*projections.Runner) error {
+	head, _, err := m.store.Head(ctx, ledger)
 	if err != nil {
-		m.Logger.Error("archive: head; the relay and projections keep running", "ledger", ledger, "err", err)
+		if ctx.Err() == nil {
+			m.Logger.Error("stop readers: head; the relay and projections keep running", "ledger", ledger, "err", err)
+		}
 		return err
 	}
-	m.mu.Lock()
-	list := make([]*projections.Runner, 0, len(runners))
+	// runners is not changed after ensureReaders made it.
 	for _, rn := range runners {
-		list = append(list, rn)
-	}
-	m.mu.Unlock()
-	for _, rn := range list {
-		if err := rn.WaitFor(m.readersCtx, head); err != nil {
+		if err := rn.WaitFor(ctx, head); err != nil {
 			return err
 		}
 	}
@@ -117,12 +136,16 @@ func (m *Main) onCommit(ledger string, recs []eventstore.Record) {
 	}
 }
 
-// waiter gives queries the in-process notifier of a ledger's projection.
+// waiter gives queries the in-process notifier of a ledger's projection. A
+// query waits on it only for a min_position; when the projection does not
+// run here, it is woken (the query polls the checkpoint meanwhile).
 func (m *Main) waiter(ledger, projection string) queries.Waiter {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r, ok := m.runners[ledger][projection]; ok {
+	r, ok := m.runners[ledger][projection]
+	m.mu.Unlock()
+	if ok {
 		return r
 	}
+	m.wakeReaders(ledger)
 	return nil
 }
