@@ -296,11 +296,9 @@ func (w *Writer) Read(ctx context.Context, fn func(s *domain.State)) error {
 
 // await queues r and waits for it to finish.
 func (w *Writer) await(ctx context.Context, r *request) error {
-	select {
-	case <-w.closed:
-		return ErrClosed
-	default:
-	}
+	// Retired is checked first, and sending counted under the same lock: a
+	// writer retires only with nothing being sent, so a closed writer seen
+	// below ended with its context, not idle.
 	w.mu.Lock()
 	if w.retired {
 		w.mu.Unlock()
@@ -309,6 +307,11 @@ func (w *Writer) await(ctx context.Context, r *request) error {
 	w.sending++
 	w.mu.Unlock()
 	defer func() { w.mu.Lock(); w.sending--; w.mu.Unlock() }()
+	select {
+	case <-w.closed:
+		return ErrClosed
+	default:
+	}
 	select {
 	case w.reqs <- r:
 	case <-w.closed:
