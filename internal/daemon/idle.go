@@ -91,22 +91,41 @@ func (m *Main) ledgersWithTimedHolds(ctx context.Context) ([]string, error) {
 	return collectNames(rows)
 }
 
-// ledgersBehind lists the ledgers (active or archived) one of whose
-// projections has not reached the head, at most commands.LedgersMaxDefault.
+// behindSQL selects the ledgers (active or archived, from $2 on) one of whose
+// projections ($1) has not reached the head, at most $3.
+const behindSQL = `SELECT h.ledger FROM ledger_heads h JOIN ledgers l USING (ledger)
+	WHERE l.status <> 'importing' AND h.position > 0 AND h.ledger >= $2
+	  AND (SELECT count(*) FROM projection_checkpoints c
+	       WHERE c.ledger = h.ledger AND c.projection = ANY($1) AND c.position >= h.position) < cardinality($1::text[])
+	ORDER BY h.ledger LIMIT $3`
+
+// ledgersBehind lists the ledgers whose projections are behind their head,
+// at most commands.LedgersMaxDefault.
 func (m *Main) ledgersBehind(ctx context.Context) ([]string, error) {
-	names := make([]string, 0, 8)
-	for _, p := range projections.All() {
-		names = append(names, p.Name())
-	}
-	rows, err := m.pool.Query(ctx, `SELECT h.ledger FROM ledger_heads h JOIN ledgers l USING (ledger)
-		WHERE l.status <> 'importing' AND h.position > 0
-		  AND (SELECT count(*) FROM projection_checkpoints c
-		       WHERE c.ledger = h.ledger AND c.projection = ANY($1) AND c.position >= h.position) < cardinality($1::text[])
-		ORDER BY h.ledger LIMIT $2`, names, commands.LedgersMaxDefault)
+	rows, err := m.pool.Query(ctx, behindSQL, projectionNames(), "", commands.LedgersMaxDefault)
 	if err != nil {
 		return nil, err
 	}
 	return collectNames(rows)
+}
+
+// behind reports whether the ledger exists and one of its projections has
+// not reached its head.
+func (m *Main) behind(ctx context.Context, ledger string) (bool, error) {
+	rows, err := m.pool.Query(ctx, behindSQL, projectionNames(), ledger, 1)
+	if err != nil {
+		return false, err
+	}
+	names, err := collectNames(rows)
+	return len(names) == 1 && names[0] == ledger, err
+}
+
+func projectionNames() []string {
+	names := make([]string, 0, 8)
+	for _, p := range projections.All() {
+		names = append(names, p.Name())
+	}
+	return names
 }
 
 type nameRows interface {
@@ -130,9 +149,9 @@ func collectNames(rows nameRows) ([]string, error) {
 }
 
 // wakeReaders is catchUpReaders for a query waiting on a ledger whose
-// projectors do not run here: once the ledger is known to exist (a query
-// may name any ledger), on a goroutine of its own, at most one per ledger
-// at a time.
+// projectors do not run here: if the ledger exists (a query may name any)
+// and its projections are behind, on a goroutine of its own, at most one per
+// ledger at a time.
 func (m *Main) wakeReaders(ledger string) {
 	m.mu.Lock()
 	if _, running := m.readers[ledger]; running || m.waking[ledger] || len(m.waking) >= commands.LedgersMaxDefault {
@@ -147,8 +166,8 @@ func (m *Main) wakeReaders(ledger string) {
 		defer func() { m.mu.Lock(); delete(m.waking, ledger); m.mu.Unlock() }()
 		ctx, cancel := context.WithTimeout(m.readersCtx, ledgerSweepTimeout)
 		defer cancel()
-		if _, err := m.store.Ledger(ctx, ledger); err != nil {
-			return // unknown (or the database is away: the sweep will see to it)
+		if behind, err := m.behind(ctx, ledger); err != nil || !behind {
+			return // unknown, caught up, or the database is away (the sweep will see)
 		}
 		m.catchUpReaders(ledger)
 	}()

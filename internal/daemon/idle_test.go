@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
@@ -155,4 +157,31 @@ func TestIdleLedgerStillExpiresItsHolds(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestProjectionsCatchUpWithoutAWriter: a log appended by another process
+// (here, straight into the store), whose writer never runs in this ledgerd,
+// is projected all the same: a query waiting for its head is answered.
+func TestProjectionsCatchUpWithoutAWriter(t *testing.T) {
+	t.Parallel()
+	h := startIdle(t, "", newKey(t))
+	st := h.importStore(t)
+	source := testenv.Name(t)
+	h.importWorkload(t, source, 41, 20)
+	log := importExport(t, st, source)
+
+	target := testenv.Name(t)
+	copied := slices.Clone(log)
+	var prev eventstore.Hash
+	for i := range copied {
+		copied[i].Ledger = target
+		copied[i].Seal(prev)
+		prev = copied[i].Hash
+	}
+	testenv.NoError(t, st.Append(ctx(t), target, 0, eventstore.Hash{}, copied))
+	n := uint64(len(copied))
+	accounts := importAccountIDs(log)
+	if got, want := h.importView(t, target, n, accounts), h.importView(t, source, n, accounts); !importSameMap(got, want) {
+		t.Errorf("%s serves %v, want %v", target, got, want)
+	}
 }
