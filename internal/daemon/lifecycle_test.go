@@ -138,6 +138,9 @@ func TestAnInterruptedImportRefusesWritesThenResumes(t *testing.T) {
 	if out := h.runCtlOK(t, target, "ledger", "status"); !strings.Contains(out, "status importing") {
 		t.Errorf("ledgerctl ledger status: %q, want importing", out)
 	}
+	if out := h.runCtlOK(t, target, "projections", "status"); !strings.Contains(out, "status importing") {
+		t.Errorf("ledgerctl projections status: %q, want the ledger importing", out)
+	}
 	_, err := h.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: target,
 		Transfers: []*ledgerv1.Transfer{transfer("during-import", "alice", "bob", "1.00", "USD")}})
 	wantStatus(t, "transfer into the importing ledger", err, codes.FailedPrecondition, "ledger is importing")
