@@ -249,3 +249,75 @@ func TestArchivedLedgerIsReadOnly(t *testing.T) {
 	next := h2.transferOK(t, ledger, transfer("t4", "alice", "bob", "1.00", "USD"))
 	h2.checkBalances(t, "unarchived", ledger, next, map[string]string{"bob": "6.00 6.00 | 0.00/6.00 | 0.00/0.00"})
 }
+
+// TestLedgersOverREST: the ledger calls' REST routes, and ListLedgers' page
+// bound and paging.
+func TestLedgersOverREST(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	base := testenv.Name(t)
+	type ledgerJSON struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+		Head   string `json:"head"`
+	}
+	var created struct {
+		Ledger  ledgerJSON `json:"ledger"`
+		Created bool       `json:"created"`
+	}
+	names := []string{base + "-a", base + "-b", base + "-c"}
+	for _, name := range names {
+		created.Created = false
+		h.rest(t, "POST", "/v1/ledgers", `{"ledger":"`+name+`"}`, 200, &created)
+		if !created.Created || created.Ledger.Name != name || created.Ledger.Status != "LEDGER_STATUS_ACTIVE" {
+			t.Errorf("POST /v1/ledgers %s: %+v", name, created)
+		}
+	}
+	created.Created = false // absent from the JSON when false
+	h.rest(t, "POST", "/v1/ledgers", `{"ledger":"`+names[0]+`"}`, 200, &created)
+	if created.Created || created.Ledger.Name != names[0] {
+		t.Errorf("POST /v1/ledgers again: %+v, want created false", created)
+	}
+	var one struct {
+		Ledger ledgerJSON `json:"ledger"`
+	}
+	h.rest(t, "POST", "/v1/ledgers/"+names[1]+":archive", "", 200, &one)
+	if one.Ledger.Status != "LEDGER_STATUS_ARCHIVED" {
+		t.Errorf("archive over REST: %+v", one)
+	}
+	h.rest(t, "GET", "/v1/ledgers/"+names[1], "", 200, &one)
+	if one.Ledger.Status != "LEDGER_STATUS_ARCHIVED" {
+		t.Errorf("GET /v1/ledgers/%s: %+v", names[1], one)
+	}
+	h.rest(t, "POST", "/v1/ledgers/"+names[1]+":unarchive", "", 200, &one)
+	h.rest(t, "GET", "/v1/ledgers/nope-"+base, "", 404, nil)
+
+	// Paging, 2 a page: this test's 3 ledgers come in order over the pages.
+	var got []string
+	token := ""
+	for range 100 {
+		var page struct {
+			Ledgers       []ledgerJSON `json:"ledgers"`
+			NextPageToken string       `json:"next_page_token"`
+		}
+		h.rest(t, "GET", "/v1/ledgers?limit=2&page_token="+token, "", 200, &page)
+		if len(page.Ledgers) > 2 {
+			t.Fatalf("page of %d ledgers, limit 2", len(page.Ledgers))
+		}
+		for _, l := range page.Ledgers {
+			if strings.HasPrefix(l.Name, base) {
+				got = append(got, l.Name)
+			}
+		}
+		if token = page.NextPageToken; token == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, names) {
+		t.Errorf("listed %v, want %v", got, names)
+	}
+	var e restError
+	h.rest(t, "GET", fmt.Sprintf("/v1/ledgers?limit=%d", eventstore.ListLedgersMax+1), "", 400, &e)
+	checkViolation(t, e, "limit")
+	h.rest(t, "GET", fmt.Sprintf("/v1/ledgers?limit=%d", eventstore.ListLedgersMax), "", 200, nil)
+}
