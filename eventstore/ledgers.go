@@ -126,22 +126,6 @@ func (s *Store) ListLedgers(ctx context.Context, after string, limit int) ([]Led
 	return out, nil
 }
 
-// ActiveLedgers lists the names of the active ledgers, in name order: those
-// a ledgerd starts writers for at boot.
-//
-// Errors: the database error.
-func (s *Store) ActiveLedgers(ctx context.Context) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT ledger FROM ledgers WHERE status = 'active' ORDER BY ledger`)
-	if err != nil {
-		return nil, fmt.Errorf("list active ledgers: %w", err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("list active ledgers: %w", err)
-	}
-	return names, nil
-}
-
 // CreateLedger creates an active, empty ledger, unless it exists: created
 // says which, and the ledger is returned as it is. liveMax, when positive,
 // bounds the active and importing ledgers: a creation beyond it is refused.

@@ -40,11 +40,13 @@ func TestLedgersMigrationKeepsExistingLedgersActive(t *testing.T) {
 	if l.Status != eventstore.StatusActive || l.Head != 3 {
 		t.Errorf("ledger old after the migration: %+v, want active at head 3", l)
 	}
-	active, err := s.ActiveLedgers(ctx)
+	all, err := s.ListLedgers(ctx, "", eventstore.ListLedgersMax)
 	testenv.NoError(t, err)
-	if len(active) != 1 || active[0] != "old" {
-		t.Errorf("active ledgers %v, want [old]", active)
+	if len(all) != 1 || all[0].Name != "old" || all[0].Status != eventstore.StatusActive {
+		t.Errorf("ledgers %+v, want old, active", all)
 	}
+	// It takes the next append like any active ledger.
+	testenv.NoError(t, s.Append(ctx, "old", 3, last.Hash, records("old", 3, last.Hash, 1)))
 }
 
 // TestCreateLedgerBound: CreateLedger refuses the ledger beyond liveMax
