@@ -71,7 +71,8 @@ const (
 // message, over 100M in all or 64 GiB spooled, an empty later message, a
 // malformed event, or the first bad event: its position and the reason);
 // FailedPrecondition when the target holds events that are not a prefix of
-// this log, already holds all of it, or has a writer running; Aborted when
+// this log, already holds all of it, or is archived (an empty ledger, made by
+// CreateLedger, is a new one); Aborted when
 // another writer appended to the target during the import; Unavailable when
 // an append failed (send the same log again to resume); the stream's own
 // Canceled or DeadlineExceeded; Internal otherwise.
@@ -166,16 +167,10 @@ func (s *AuditServer) importTarget(ctx context.Context, ledger string) (*importT
 		return nil, s.importInternal(ledger, "head", err)
 	}
 	if head == 0 {
-		// With no head, Writer starts nothing: it returns the writer that is
-		// running (one that began the ledger and has not appended yet), or
-		// ErrUnknownLedger.
-		_, err := s.writers.Writer(ledger)
-		switch {
-		case err == nil:
-			return nil, status.Errorf(codes.FailedPrecondition, "ledger %q has a writer running: import into a new ledger", ledger)
-		case !errors.Is(err, commands.ErrUnknownLedger):
-			return nil, statusOf(err)
-		}
+		// A new ledger, or an empty one (created, or left importing before
+		// its first chunk). A writer of it that appends before BeginImport
+		// makes BeginImport refuse; after, the log refuses its appends
+		// (importing), and once the import is in, fencing makes it reload.
 		return t, nil
 	}
 	recs, err := s.store.Read(hctx, ledger, 1, 1)

@@ -321,3 +321,36 @@ func TestLedgersOverREST(t *testing.T) {
 	checkViolation(t, e, "limit")
 	h.rest(t, "GET", fmt.Sprintf("/v1/ledgers?limit=%d", eventstore.ListLedgersMax), "", 200, nil)
 }
+
+// TestImportIntoACreatedLedger: a ledger made by CreateLedger and still empty
+// takes an import; an archived ledger refuses one.
+func TestImportIntoACreatedLedger(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	st, audit := h.importStore(t), h.importClient(t)
+	admin := h.as(t, h.key)
+	source := testenv.Name(t)
+	h.importWorkload(t, source, 51, 10)
+	log := importExport(t, st, source)
+
+	target := testenv.Name(t)
+	_, err := admin.admin.CreateLedger(ctx(t), &ledgerv1.CreateLedgerRequest{Ledger: target})
+	testenv.NoError(t, err)
+	resp, err := importStream(t, audit, target, log, 8192)
+	testenv.NoError(t, err)
+	h.importCheckCopy(t, st, source, target, resp)
+	if got := admin.ledgerStatus(t, target); got != ledgerv1.LedgerStatus_LEDGER_STATUS_ACTIVE {
+		t.Errorf("status after the import: %s, want active", got)
+	}
+
+	archived := testenv.Name(t)
+	_, err = admin.admin.CreateLedger(ctx(t), &ledgerv1.CreateLedgerRequest{Ledger: archived})
+	testenv.NoError(t, err)
+	_, err = admin.admin.ArchiveLedger(ctx(t), &ledgerv1.ArchiveLedgerRequest{Ledger: archived})
+	testenv.NoError(t, err)
+	_, err = importStream(t, audit, archived, log, 8192)
+	wantStatus(t, "import into an archived ledger", err, codes.FailedPrecondition, "archived")
+	if head := h.head(t, archived); head != 0 {
+		t.Errorf("archived ledger holds %d events after a refused import", head)
+	}
+}
