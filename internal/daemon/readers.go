@@ -17,9 +17,10 @@ type ledgerReaders struct {
 	runners map[string]*projections.Runner
 	// writer is set while the ledger's writer runs here: they run as long.
 	writer bool
-	// stopping is set while they catch up before stopping; gen tells the
-	// latest stop apart from earlier ones still waiting.
+	// stopping is set while they catch up before stopping; gen counts the
+	// stops, so that the one goroutine waiting (stopper) sees a later one.
 	stopping bool
+	stopper  bool
 	gen      uint64
 }
 
@@ -81,27 +82,40 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 }
 
 // stopWhenCaughtUp stops r once its projections reached the head, unless
-// the writer starts again or a later stop supersedes this one. m.mu is held.
+// the writer starts again meanwhile. One goroutine a ledger waits: a later
+// stop (a later head) makes it wait again rather than start another. m.mu is
+// held.
 func (m *Main) stopWhenCaughtUp(ledger string, r *ledgerReaders) {
 	r.stopping = true
 	r.gen++
-	gen := r.gen
+	if r.stopper {
+		return
+	}
+	r.stopper = true
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := m.catchUp(r.ctx, ledger, r.runners); err != nil {
-			return // stopped meanwhile, or ledgerd is stopping
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if cur, ok := m.readers[ledger]; !ok || cur != r || !r.stopping || r.writer || r.gen != gen {
+		for {
+			m.mu.Lock()
+			gen := r.gen
+			m.mu.Unlock()
+			err := m.catchUp(r.ctx, ledger, r.runners)
+			m.mu.Lock()
+			switch {
+			case err == nil && r.gen != gen && r.stopping && !r.writer:
+				m.mu.Unlock()
+				continue // stopped again since: wait for the newer head
+			case err == nil && r.stopping && !r.writer && m.readers[ledger] == r:
+				r.cancel()
+				delete(m.readers, ledger)
+				delete(m.relays, ledger)
+				delete(m.runners, ledger)
+				m.Logger.Debug("relay and projections caught up: stopped", "ledger", ledger)
+			}
+			r.stopper = false
+			m.mu.Unlock()
 			return
 		}
-		r.cancel()
-		delete(m.readers, ledger)
-		delete(m.relays, ledger)
-		delete(m.runners, ledger)
-		m.Logger.Debug("relay and projections caught up: stopped", "ledger", ledger)
 	}()
 }
 
