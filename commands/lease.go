@@ -81,6 +81,7 @@ func (w *Writer) acquire(ctx context.Context) (Lease, error) {
 	t := time.NewTicker(leaseRetryEvery)
 	defer t.Stop()
 	failing, waited := false, false
+	active := time.Now()
 	for {
 		l, ok, err := w.opts.Lease.TryAcquire(ctx, w.opts.Ledger)
 		switch {
@@ -98,8 +99,14 @@ func (w *Writer) acquire(ctx context.Context) (Lease, error) {
 			select {
 			case r := <-w.reqs:
 				r.finish(errNotLeader)
+				active = time.Now()
 			case <-t.C:
 				waiting = false
+				// A standby nobody asks stops too: the next request starts
+				// it again, and it takes the lease if the holder is gone.
+				if w.idle(active) {
+					return nil, errIdle
+				}
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}

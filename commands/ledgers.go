@@ -8,58 +8,157 @@ import (
 	"time"
 
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
 )
 
-// LedgersMaxDefault bounds how many ledgers one process writes.
+// LedgersMaxDefault bounds how many ledgers one process writes, and how many
+// ledgers may be active or importing at once (CreateLedger refuses beyond).
 const LedgersMaxDefault = 1024
 
 var (
 	// ErrInvalidLedger means a ledger name does not match its pattern.
 	ErrInvalidLedger = errors.New("invalid ledger name")
-	// ErrTooManyLedgers means the process already runs LedgersMax writers.
+	// ErrTooManyLedgers means the process already runs LedgersMax writers,
+	// or LedgersMax ledgers are active or importing.
 	ErrTooManyLedgers = errors.New("too many ledgers")
-	// ErrUnknownLedger means the ledger has no events yet: only DefineAsset
-	// may create it.
+	// ErrUnknownLedger means the ledger does not exist: an admin creates it
+	// (CreateLedger, or DefineAsset with the admin role).
 	ErrUnknownLedger = errors.New("unknown ledger")
+	// ErrLedgerArchived means the ledger is archived: it takes no commands.
+	ErrLedgerArchived = eventstore.ErrLedgerArchived
+	// ErrLedgerImporting means a log import writes the ledger: it takes no
+	// commands until the import completes.
+	ErrLedgerImporting = eventstore.ErrLedgerImporting
 )
 
-// headTimeout bounds the look-up of an unknown ledger's head.
+// headTimeout bounds the look-up of a ledger's status.
 const headTimeout = 5 * time.Second
+
+// Catalog is what the registry needs of the ledgers' table
+// (eventstore.Store).
+type Catalog interface {
+	Ledger(ctx context.Context, name string) (eventstore.Ledger, error)
+	CreateLedger(ctx context.Context, name string, liveMax int) (eventstore.Ledger, bool, error)
+	SetLedgerStatus(ctx context.Context, name string, from, to eventstore.LedgerStatus) (eventstore.Ledger, bool, error)
+}
 
 // Ledgers starts and holds one Writer per ledger, on first use.
 type Ledgers struct {
 	ctx     context.Context
+	catalog Catalog
 	opts    Options
 	max     int
 	onStart func(ledger string)
+	onStop  func(ledger string)
 
 	mu      sync.Mutex
-	writers map[string]*Writer
+	writers map[string]*running
 	wg      sync.WaitGroup
 }
 
+// running is a started writer and what stops it.
+type running struct {
+	w      *Writer
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
 // NewLedgers returns a registry whose writers run until ctx ends, each with
-// opts (Ledger is filled in per writer). onStart, if not nil, is called once
-// for each ledger when its writer starts (to start its relay and projectors).
-func NewLedgers(ctx context.Context, opts Options, max int, onStart func(ledger string)) *Ledgers {
+// opts (Ledger is filled in per writer), over the ledgers of catalog. onStart,
+// if not nil, is called once for each ledger when its writer starts (to start
+// its relay and projectors); onStop when its writer stops, because the ledger
+// was archived or because it was idle (Options.IdleAfter): both are called
+// under the registry's lock, in the order the writers start and stop, and
+// must not call the registry.
+func NewLedgers(ctx context.Context, catalog Catalog, opts Options, max int, onStart, onStop func(ledger string)) *Ledgers {
 	if max <= 0 {
 		max = LedgersMaxDefault
 	}
-	return &Ledgers{ctx: ctx, opts: opts, max: max, onStart: onStart, writers: make(map[string]*Writer)}
+	return &Ledgers{ctx: ctx, catalog: catalog, opts: opts, max: max, onStart: onStart, onStop: onStop,
+		writers: make(map[string]*running)}
 }
 
-// Writer returns the writer of an existing ledger (one with events in the
-// log), starting it if needed.
+// Max is the bound on ledgers this registry holds.
+func (l *Ledgers) Max() int { return l.max }
+
+// Writer returns the writer of an existing, active ledger, starting it if
+// needed.
 //
-// Errors: ErrInvalidLedger, ErrUnknownLedger, ErrTooManyLedgers, ErrClosed
-// after ctx ended, or the error of reading the ledger's head.
+// Errors: ErrInvalidLedger, ErrUnknownLedger, ErrLedgerArchived,
+// ErrLedgerImporting, ErrTooManyLedgers, ErrClosed after ctx ended, or the
+// error of reading the ledger's status.
 func (l *Ledgers) Writer(ledger string) (*Writer, error) { return l.writer(ledger, false) }
 
 // Create returns the ledger's writer, starting it, and so creating the ledger,
-// if needed: for the command that begins a ledger (DefineAsset).
+// if needed: for the command that begins a ledger (DefineAsset by an admin).
 //
 // Errors: as Writer, but never ErrUnknownLedger.
 func (l *Ledgers) Create(ledger string) (*Writer, error) { return l.writer(ledger, true) }
+
+// CreateLedger creates an active, empty ledger unless it exists (created
+// false); its writer starts on its first command.
+//
+// Errors: ErrInvalidLedger; ErrTooManyLedgers when LedgersMax ledgers are
+// active or importing; the database error.
+func (l *Ledgers) CreateLedger(ctx context.Context, ledger string) (eventstore.Ledger, bool, error) {
+	if !domain.ValidLedgerName(ledger) {
+		return eventstore.Ledger{}, false, fmt.Errorf("%q: %w", ledger, ErrInvalidLedger)
+	}
+	lg, created, err := l.catalog.CreateLedger(ctx, ledger, l.max)
+	if errors.Is(err, eventstore.ErrTooManyLiveLedgers) {
+		return eventstore.Ledger{}, false, fmt.Errorf("create %q: %w: %w", ledger, ErrTooManyLedgers, err)
+	}
+	return lg, created, err
+}
+
+// Archive makes an active ledger archived, then stops its writer here (a
+// writer of another process is refused by the log at its next append) and
+// calls onStop. Archiving an archived ledger answers it as it is.
+//
+// Errors: ErrInvalidLedger; eventstore.ErrLedgerNotFound; ErrLedgerImporting;
+// the database error.
+func (l *Ledgers) Archive(ctx context.Context, ledger string) (eventstore.Ledger, error) {
+	if !domain.ValidLedgerName(ledger) {
+		return eventstore.Ledger{}, fmt.Errorf("%q: %w", ledger, ErrInvalidLedger)
+	}
+	lg, _, err := l.catalog.SetLedgerStatus(ctx, ledger, eventstore.StatusActive, eventstore.StatusArchived)
+	if err != nil {
+		return eventstore.Ledger{}, err
+	}
+	// Once archived, no append commits: what the writer has queued fails
+	// with ErrLedgerArchived or ErrClosed, never half applied.
+	l.stop(ledger)
+	return lg, nil
+}
+
+// Unarchive makes an archived ledger active again; its writer starts on its
+// next command. Unarchiving an active ledger answers it as it is.
+//
+// Errors: ErrInvalidLedger; eventstore.ErrLedgerNotFound; ErrLedgerImporting;
+// the database error.
+func (l *Ledgers) Unarchive(ctx context.Context, ledger string) (eventstore.Ledger, error) {
+	if !domain.ValidLedgerName(ledger) {
+		return eventstore.Ledger{}, fmt.Errorf("%q: %w", ledger, ErrInvalidLedger)
+	}
+	lg, _, err := l.catalog.SetLedgerStatus(ctx, ledger, eventstore.StatusArchived, eventstore.StatusActive)
+	return lg, err
+}
+
+// stop stops the ledger's writer, if it runs, and waits for it: its batch in
+// flight commits (or is refused) first.
+func (l *Ledgers) stop(ledger string) {
+	l.mu.Lock()
+	r, ok := l.writers[ledger]
+	delete(l.writers, ledger)
+	if l.onStop != nil {
+		l.onStop(ledger)
+	}
+	l.mu.Unlock()
+	if ok {
+		r.cancel()
+		<-r.done
+	}
+}
 
 func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	if !domain.ValidLedgerName(ledger) {
@@ -68,23 +167,31 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	if w, ok := l.running(ledger); ok {
 		return w, nil
 	}
-	if !create {
-		// Read outside the registry's lock: a slow database must not stall
-		// the look-ups of ledgers already running.
-		ctx, cancel := context.WithTimeout(l.ctx, headTimeout)
-		head, _, err := l.opts.Store.Head(ctx, ledger)
-		cancel()
-		if err != nil {
-			return nil, err
+	// Read outside the registry's lock: a slow database must not stall the
+	// look-ups of ledgers already running.
+	ctx, cancel := context.WithTimeout(l.ctx, headTimeout)
+	lg, err := l.catalog.Ledger(ctx, ledger)
+	if create && errors.Is(err, eventstore.ErrLedgerNotFound) {
+		lg, _, err = l.catalog.CreateLedger(ctx, ledger, l.max)
+		if errors.Is(err, eventstore.ErrTooManyLiveLedgers) {
+			err = fmt.Errorf("%w: %w", ErrTooManyLedgers, err)
 		}
-		if head == 0 {
-			return nil, fmt.Errorf("%q: %w", ledger, ErrUnknownLedger)
-		}
+	}
+	cancel()
+	switch {
+	case errors.Is(err, eventstore.ErrLedgerNotFound):
+		return nil, fmt.Errorf("%q: %w", ledger, ErrUnknownLedger)
+	case err != nil:
+		return nil, err
+	case lg.Status == eventstore.StatusArchived:
+		return nil, fmt.Errorf("%q: %w", ledger, ErrLedgerArchived)
+	case lg.Status == eventstore.StatusImporting:
+		return nil, fmt.Errorf("%q: %w", ledger, ErrLedgerImporting)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if w, ok := l.writers[ledger]; ok { // started meanwhile
-		return w, nil
+	if r, ok := l.writers[ledger]; ok { // started meanwhile
+		return r.w, nil
 	}
 	if l.ctx.Err() != nil {
 		return nil, ErrClosed
@@ -94,12 +201,17 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	}
 	opts := l.opts
 	opts.Ledger = ledger
+	opts.Retire = func(w *Writer) bool { return l.retire(ledger, w) }
+	opts.Successor = func() (*Writer, error) { return l.Writer(ledger) }
 	w := NewWriter(opts)
-	l.writers[ledger] = w
+	wctx, wcancel := context.WithCancel(l.ctx)
+	r := &running{w: w, cancel: wcancel, done: make(chan struct{})}
+	l.writers[ledger] = r
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		_ = w.Run(l.ctx) // Run logs its own failures and returns only when ctx ends
+		defer close(r.done)
+		_ = w.Run(wctx) // Run logs its own failures and returns only when ctx ends
 	}()
 	if l.onStart != nil {
 		l.onStart(ledger)
@@ -107,12 +219,39 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	return w, nil
 }
 
+// retire forgets the ledger's writer w, which stops idle, unless a request
+// is on its way to it; onStop lets its relay and projectors stop once caught
+// up. Under the registry's lock: a writer started for the ledger meanwhile
+// (onStart) is ordered after it.
+func (l *Ledgers) retire(ledger string, w *Writer) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, ok := l.writers[ledger]; !ok || r.w != w || !w.TryRetire() {
+		return false
+	}
+	delete(l.writers, ledger)
+	if l.onStop != nil {
+		l.onStop(ledger)
+	}
+	return true
+}
+
+// Running is how many writers run.
+func (l *Ledgers) Running() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.writers)
+}
+
 // running returns the ledger's writer if it runs.
 func (l *Ledgers) running(ledger string) (*Writer, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w, ok := l.writers[ledger]
-	return w, ok
+	r, ok := l.writers[ledger]
+	if !ok {
+		return nil, false
+	}
+	return r.w, true
 }
 
 // Wait blocks until every writer has stopped (after ctx ended), each having

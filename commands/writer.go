@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/ledgerd/ledger/domain"
@@ -76,6 +77,20 @@ type Options struct {
 	// meanwhile), loads once it has it and stops writing when it is lost.
 	Lease Leases
 
+	// IdleAfter, when positive, lets the writer stop once it has had no
+	// request for that long, has no hold with a timeout open (whose expiry it
+	// must fire) and is asked nothing meanwhile: it releases its lease and
+	// Run returns. A request that arrives after goes to Successor's writer.
+	IdleAfter time.Duration
+	// Retire, with IdleAfter, is asked before the writer stops idle; false
+	// keeps it running. It must call w.TryRetire and, when that is true,
+	// forget the writer, so that a new request starts a new one. Nil: the
+	// writer just calls TryRetire.
+	Retire func(w *Writer) bool
+	// Successor gives the writer that serves a request arriving after this one
+	// stopped idle.
+	Successor func() (*Writer, error)
+
 	// recentMax is how many recent transfers the writer keeps in memory; at
 	// least the transfers of two batches (those in flight).
 	recentMax int
@@ -124,6 +139,44 @@ type Writer struct {
 	reqs   chan *request
 	closed chan struct{}
 	snap   *snapshotter
+
+	// mu orders requests being queued against the writer stopping idle: once
+	// retired, nothing more is queued (it goes to the successor), and the
+	// writer retires only with none queued or being queued.
+	mu      sync.Mutex
+	sending int
+	retired bool
+}
+
+// errRetired is what await answers once the writer stopped idle: the request
+// was never queued, so sending it to the successor applies it once.
+var errRetired = errors.New("writer stopped idle")
+
+// successorsMax bounds how many successive writers one request follows: each
+// new writer runs at least IdleAfter, so a second retirement is already rare.
+const successorsMax = 3
+
+// TryRetire marks the writer retired unless a request is queued or being
+// queued: from then on, requests go to Options.Successor. For Options.Retire.
+func (w *Writer) TryRetire() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sending > 0 || len(w.reqs) > 0 {
+		return false
+	}
+	w.retired = true
+	return true
+}
+
+// next is the writer a request refused with errRetired goes to.
+func (w *Writer) next(err error, hop int) (*Writer, error) {
+	if !errors.Is(err, errRetired) {
+		return nil, err
+	}
+	if w.opts.Successor == nil || hop >= successorsMax {
+		return nil, ErrClosed
+	}
+	return w.opts.Successor()
 }
 
 type request struct {
@@ -214,10 +267,15 @@ func (w *Writer) SubmitWith(ctx context.Context, cmds []domain.Command, opts Sub
 	if len(r.cmds) == 0 {
 		return results, nil
 	}
-	if err := w.await(ctx, r); err != nil {
-		return nil, err
+	for hop, cur := 0, w; ; hop++ {
+		err := cur.await(ctx, r)
+		if err == nil {
+			return results, nil
+		}
+		if cur, err = cur.next(err, hop); err != nil {
+			return nil, err
+		}
 	}
-	return results, nil
 }
 
 // Read runs fn on the writer's goroutine with the ledger's state, between
@@ -228,11 +286,30 @@ func (w *Writer) SubmitWith(ctx context.Context, cmds []domain.Command, opts Sub
 // fn observed must then be discarded); ctx's error.
 func (w *Writer) Read(ctx context.Context, fn func(s *domain.State)) error {
 	r := &request{ctx: ctx, read: fn, done: make(chan struct{})}
-	return w.await(ctx, r)
+	for hop, cur := 0, w; ; hop++ {
+		err := cur.await(ctx, r)
+		if err == nil {
+			return nil
+		}
+		if cur, err = cur.next(err, hop); err != nil {
+			return err
+		}
+	}
 }
 
 // await queues r and waits for it to finish.
 func (w *Writer) await(ctx context.Context, r *request) error {
+	// Retired is checked first, and sending counted under the same lock: a
+	// writer retires only with nothing being sent, so a closed writer seen
+	// below ended with its context, not idle.
+	w.mu.Lock()
+	if w.retired {
+		w.mu.Unlock()
+		return errRetired
+	}
+	w.sending++
+	w.mu.Unlock()
+	defer func() { w.mu.Lock(); w.sending--; w.mu.Unlock() }()
 	select {
 	case <-w.closed:
 		return ErrClosed
@@ -274,7 +351,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		if time.Since(began) > healthyRun {
 			delay = 10 * time.Millisecond // it had recovered: start the back-off over
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errIdle) {
 			return nil
 		}
 		w.opts.Logger.Error("writer stopped; reloading from the log", "err", err, "retry_in", delay)
@@ -334,6 +411,7 @@ func (w *Writer) serve(ctx context.Context) error {
 	var carry *request
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	active := time.Now()
 	for {
 		select {
 		case <-lost:
@@ -352,13 +430,23 @@ func (w *Writer) serve(ctx context.Context) error {
 		}
 		if first == nil {
 			wait := time.Duration(math.MaxInt64)
-			if at, ok := st.domain.NextExpiry(); ok {
+			at, holds := st.domain.NextExpiry()
+			if holds {
 				wait = max(at.Sub(w.opts.Clock()), time.Millisecond)
+			}
+			if w.opts.IdleAfter > 0 && !holds {
+				wait = min(wait, max(w.opts.IdleAfter-time.Since(active), time.Millisecond))
 			}
 			timer.Reset(min(wait, expiryPollMax))
 			select {
 			case first = <-w.reqs:
+				active = time.Now()
 			case <-timer.C:
+				// A hold with a timeout keeps the writer up: nobody else
+				// would expire it.
+				if !holds && w.idle(active) {
+					return errIdle
+				}
 				continue
 			case err := <-failed:
 				return err
@@ -399,6 +487,26 @@ func (w *Writer) serve(ctx context.Context) error {
 			jobs <- &job{snapshot: snap} // the committer always takes it, even after a failure
 		}
 	}
+}
+
+// errIdle ends a writer that stopped idle (Options.IdleAfter).
+var errIdle = errors.New("writer idle")
+
+// idle reports whether the writer, last active at active, may stop now: it
+// has been idle IdleAfter and the registry let it retire.
+func (w *Writer) idle(active time.Time) bool {
+	if w.opts.IdleAfter <= 0 || time.Since(active) < w.opts.IdleAfter {
+		return false
+	}
+	retire := w.opts.Retire
+	if retire == nil {
+		retire = (*Writer).TryRetire
+	}
+	if !retire(w) {
+		return false
+	}
+	w.opts.Logger.Debug("writer idle: stopping", "idle_after", w.opts.IdleAfter)
+	return true
 }
 
 // expiryPollMax bounds how long the writer sleeps between checks for holds due

@@ -178,7 +178,7 @@ func (h *Held) Append(ctx context.Context, expected uint64, prevHash Hash, recs 
 		return fmt.Errorf("append to %s at %d: %w", h.ledger, expected, ErrLeaseLost)
 	}
 	return pgx.BeginFunc(ctx, h.conn, func(tx pgx.Tx) error {
-		return appendIn(ctx, tx, h.ledger, expected, recs, h.beforeCopy)
+		return appendIn(ctx, tx, h.ledger, expected, recs, StatusActive, false, h.beforeCopy)
 	})
 }
 

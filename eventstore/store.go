@@ -102,32 +102,56 @@ const (
 // Append writes recs, which must be sealed and follow position expected of
 // ledger gaplessly, in one transaction on a connection of the pool: the head
 // moves from expected to the last record's position, or nothing is written.
-// Listeners on channel NotifyChannel hear the ledger's name after the commit.
-// A writer that holds a lease appends with Held.Append instead, which fences
-// the append with the lease.
+// The ledger must be active (a first append creates it so); the append holds
+// its status row (FOR SHARE) until it commits, so a status change (archive)
+// waits for it. Listeners on channel NotifyChannel hear the ledger's name
+// after the commit. A writer that holds a lease appends with Held.Append
+// instead, which fences the append with the lease.
 //
 // Errors: ErrFenced when the head is not at expected; ErrBadBatch for records
-// that do not follow it; the database error otherwise (a lock, idle or
+// that do not follow it; ErrLedgerArchived or ErrLedgerImporting when the
+// ledger is not active; the database error otherwise (a lock, idle or
 // statement timeout among them, see AppendLockTimeout). After a database error
 // on COMMIT the outcome is unknown: read the head to learn it.
 func (s *Store) Append(ctx context.Context, ledger string, expected uint64, prevHash Hash, recs []Record) error {
+	return s.append(ctx, ledger, expected, prevHash, recs, StatusActive, false)
+}
+
+// AppendImport is Append for a log import: the ledger must be importing
+// (BeginImport), and, when last is set, the same transaction makes it active.
+//
+// Errors: as Append, with ErrLedgerNotImportable when the ledger is active.
+func (s *Store) AppendImport(ctx context.Context, ledger string, expected uint64, prevHash Hash, recs []Record, last bool) error {
+	return s.append(ctx, ledger, expected, prevHash, recs, StatusImporting, last)
+}
+
+func (s *Store) append(ctx context.Context, ledger string, expected uint64, prevHash Hash, recs []Record,
+	want LedgerStatus, finish bool) error {
 	if err := checkBatch(ledger, expected, prevHash, recs); err != nil {
 		return err
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return appendIn(ctx, tx, ledger, expected, recs, s.beforeCopy)
+		return appendIn(ctx, tx, ledger, expected, recs, want, finish, s.beforeCopy)
 	})
 }
 
 // appendIn runs an append in tx: its limits, the head's move, the notice and
 // the COPY of recs, in two round trips. beforeCopy, if not nil, runs between
 // them.
-func appendIn(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, recs []Record, beforeCopy func()) error {
+func appendIn(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, recs []Record,
+	want LedgerStatus, finish bool, beforeCopy func()) error {
 	last := recs[len(recs)-1]
-	b := &pgx.Batch{}
-	b.Queue(`SELECT set_config('lock_timeout', $1, true), set_config('idle_in_transaction_session_timeout', $2, true),
+	// The limits first, on their own: the status row's lock below waits under
+	// them too.
+	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('idle_in_transaction_session_timeout', $2, true),
 		set_config('statement_timeout', $3, true)`,
-		millis(AppendLockTimeout), millis(AppendIdleTimeout), millis(statementTimeout(ctx)))
+		millis(AppendLockTimeout), millis(AppendIdleTimeout), millis(statementTimeout(ctx))); err != nil {
+		return fmt.Errorf("append to %s at %d: set limits: %w", ledger, expected, err)
+	}
+	if err := lockStatus(ctx, tx, ledger, expected, want); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
 	if expected == 0 {
 		b.Queue(`INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, 0, $2)
 			ON CONFLICT (ledger) DO NOTHING`, ledger, make([]byte, HashSize))
@@ -137,10 +161,6 @@ func appendIn(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, re
 	// A notice is delivered at commit only, so it may be queued first.
 	b.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, ledger)
 	br := tx.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return fmt.Errorf("append to %s at %d: set limits: %w", ledger, expected, err)
-	}
 	if expected == 0 {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
@@ -172,6 +192,11 @@ func appendIn(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, re
 	if int(n) != len(recs) {
 		return fmt.Errorf("append to %s at %d: copied %d of %d rows", ledger, expected, n, len(recs))
 	}
+	if finish {
+		if _, err := tx.Exec(ctx, `UPDATE ledgers SET status = 'active', status_changed_at = now() WHERE ledger = $1`, ledger); err != nil {
+			return fmt.Errorf("append to %s at %d: end the import: %w", ledger, expected, err)
+		}
+	}
 	return nil
 }
 
@@ -188,6 +213,33 @@ func statementTimeout(ctx context.Context) time.Duration {
 
 // millis formats d for a PostgreSQL time setting.
 func millis(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
+
+// lockStatus holds the ledger's status row for the append's transaction and
+// checks it is want. A writer's first append (expected 0) creates the row,
+// active; an import's row is made by BeginImport. The writer shares the row
+// (appends of one ledger are serialised by its head row anyway); an import
+// takes it for update, since its last chunk changes it.
+func lockStatus(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, want LedgerStatus) error {
+	if expected == 0 && want == StatusActive {
+		if _, err := tx.Exec(ctx, `INSERT INTO ledgers (ledger, status) VALUES ($1, 'active') ON CONFLICT (ledger) DO NOTHING`,
+			ledger); err != nil {
+			return fmt.Errorf("append to %s: create ledger: %w", ledger, err)
+		}
+	}
+	lock := `SELECT status FROM ledgers WHERE ledger = $1 FOR SHARE`
+	if want != StatusActive {
+		lock = `SELECT status FROM ledgers WHERE ledger = $1 FOR UPDATE`
+	}
+	var st string
+	err := tx.QueryRow(ctx, lock, ledger).Scan(&st)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrLedgerNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("append to %s at %d: status: %w", ledger, expected, err)
+	}
+	return statusErr(ledger, LedgerStatus(st), want)
+}
 
 // NotifyChannel is the LISTEN/NOTIFY channel on which appends announce their
 // ledger, so that relays in other processes wake up.

@@ -23,10 +23,11 @@ import (
 // AdminServer serves ledger.v1.AdminService.
 type AdminServer struct {
 	ledgerv1.UnimplementedAdminServiceServer
-	pool   *pgxpool.Pool
-	store  *eventstore.Store
-	keys   Keys
-	logger *slog.Logger
+	pool    *pgxpool.Pool
+	store   *eventstore.Store
+	keys    Keys
+	ledgers LedgerAdmin
+	logger  *slog.Logger
 
 	mu sync.Mutex
 	// running holds the rebuilds in progress, "ledger/projection": one at a
@@ -42,12 +43,12 @@ type Keys interface {
 }
 
 // NewAdminServer returns an AdminServer over the read models in pool, the
-// log in store and the API keys in keys.
-func NewAdminServer(pool *pgxpool.Pool, store *eventstore.Store, keys Keys, logger *slog.Logger) *AdminServer {
+// log in store, the API keys in keys and the ledgers' registry ledgers.
+func NewAdminServer(pool *pgxpool.Pool, store *eventstore.Store, keys Keys, ledgers LedgerAdmin, logger *slog.Logger) *AdminServer {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &AdminServer{pool: pool, store: store, keys: keys, logger: logger, running: map[string]bool{}}
+	return &AdminServer{pool: pool, store: store, keys: keys, ledgers: ledgers, logger: logger, running: map[string]bool{}}
 }
 
 // RebuildProjection rebuilds a projection of a ledger and swaps it in,

@@ -58,16 +58,21 @@ const (
 // then the only failures left are the infrastructure's, and a failure leaves
 // a prefix of the log: sending the same log again into the same ledger
 // resumes after it (the target's head must be the log's own event at that
-// position, sealed under the target name). An import that completed answers
-// FailedPrecondition when sent again. After the import, the ledger's writer,
-// relay and projectors start.
+// position, sealed under the target name). The target is marked importing
+// (eventstore.BeginImport) before the first chunk, and the last chunk's
+// transaction makes it active: until then it takes no commands, here or in
+// any ledgerd (FailedPrecondition "ledger is importing"), so nothing can make
+// the import impossible to resume, even after a crash. An import that
+// completed answers FailedPrecondition when sent again. After the import,
+// the ledger's writer, relay and projectors start.
 //
 // Errors: InvalidArgument on ledger (malformed, missing from the first
 // message, or another name in a later one) and on events (over 8,192 in a
 // message, over 100M in all or 64 GiB spooled, an empty later message, a
 // malformed event, or the first bad event: its position and the reason);
 // FailedPrecondition when the target holds events that are not a prefix of
-// this log, already holds all of it, or has a writer running; Aborted when
+// this log, already holds all of it, or is archived (an empty ledger, made by
+// CreateLedger, is a new one); Aborted when
 // another writer appended to the target during the import; Unavailable when
 // an append failed (send the same log again to resume); the stream's own
 // Canceled or DeadlineExceeded; Internal otherwise.
@@ -100,11 +105,27 @@ func (s *AuditServer) ImportEvents(stream grpc.ClientStreamingServer[ledgerv1.Im
 	if err := t.completes(n); err != nil {
 		return err
 	}
+	// Marked before the first chunk goes in, cleared by the last chunk's own
+	// transaction: a ledger an import stopped in takes no commands (a write
+	// would make the import impossible to resume) until the same log is sent
+	// again.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), importHeadTimeout)
+	err = s.store.BeginImport(bctx, t.ledger, commands.LedgersMaxDefault)
+	cancel()
+	if err != nil {
+		if errors.Is(err, eventstore.ErrTooManyLiveLedgers) {
+			return status.Errorf(codes.ResourceExhausted, "%v: archive some first", err)
+		}
+		if errors.Is(err, eventstore.ErrLedgerNotImportable) {
+			return statusOf(err)
+		}
+		return s.importInternal(t.ledger, "begin", err)
+	}
 	head, hash, err := s.importAppend(ctx, t, sp, n)
 	if err != nil {
 		return err
 	}
-	if _, err := s.writers.Create(t.ledger); err != nil {
+	if _, err := s.writers.Writer(t.ledger); err != nil {
 		// The log is in: the writer starts on first use or at the next start.
 		s.logger.Warn("import: start the writer", "ledger", t.ledger, "err", err)
 	}
@@ -130,21 +151,26 @@ func (s *AuditServer) importTarget(ctx context.Context, ledger string) (*importT
 	hctx, cancel := context.WithTimeout(ctx, importHeadTimeout)
 	defer cancel()
 	t := &importTarget{ledger: ledger}
+	lg, err := s.store.Ledger(hctx, ledger)
+	switch {
+	case errors.Is(err, eventstore.ErrLedgerNotFound):
+	case err != nil:
+		return nil, s.importInternal(ledger, "status", err)
+	case lg.Status == eventstore.StatusArchived:
+		return nil, status.Errorf(codes.FailedPrecondition, "ledger %q is archived: import into a new ledger", ledger)
+	}
+	// An active ledger with events is checked against the log like an
+	// interrupted import, so that the answer can say it holds this log
+	// already; BeginImport refuses it in any case.
 	head, hash, err := s.store.Head(hctx, ledger)
 	if err != nil {
 		return nil, s.importInternal(ledger, "head", err)
 	}
 	if head == 0 {
-		// With no head, Writer starts nothing: it returns the writer that is
-		// running (one that began the ledger and has not appended yet), or
-		// ErrUnknownLedger.
-		_, err := s.writers.Writer(ledger)
-		switch {
-		case err == nil:
-			return nil, status.Errorf(codes.FailedPrecondition, "ledger %q has a writer running: import into a new ledger", ledger)
-		case !errors.Is(err, commands.ErrUnknownLedger):
-			return nil, statusOf(err)
-		}
+		// A new ledger, or an empty one (created, or left importing before
+		// its first chunk). A writer of it that appends before BeginImport
+		// makes BeginImport refuse; after, the log refuses its appends
+		// (importing), and once the import is in, fencing makes it reload.
 		return t, nil
 	}
 	recs, err := s.store.Read(hctx, ledger, 1, 1)
@@ -321,12 +347,15 @@ func (s *AuditServer) importAppendChunk(ctx context.Context, t *importTarget, ex
 	chunk []eventstore.Record, n uint64) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), importAppendTimeout)
 	defer cancel()
-	err := s.store.Append(actx, t.ledger, expected, prev, chunk)
+	last := &chunk[len(chunk)-1]
+	err := s.store.AppendImport(actx, t.ledger, expected, prev, chunk, last.Position == n)
 	if err == nil {
 		return nil
 	}
-	last := &chunk[len(chunk)-1]
 	switch {
+	case errors.Is(err, eventstore.ErrLedgerArchived), errors.Is(err, eventstore.ErrLedgerNotImportable):
+		return status.Errorf(codes.Aborted,
+			"ledger %q changed status during the import, after position %d: %v", t.ledger, expected, err)
 	case errors.Is(err, eventstore.ErrFenced):
 		return status.Errorf(codes.Aborted,
 			"ledger %q was written by another writer during the import, after position %d: import into a new ledger", t.ledger, expected)

@@ -56,6 +56,13 @@ var methodRoles = map[string]apikeys.Role{
 	"/ledger.v1.AdminService/CreateApiKey":      apikeys.RoleAdmin,
 	"/ledger.v1.AdminService/ListApiKeys":       apikeys.RoleAdmin,
 	"/ledger.v1.AdminService/RevokeApiKey":      apikeys.RoleAdmin,
+	// Creating a ledger is an admin act: each costs the process a writer and
+	// is kept forever. Its status is anyone's to read.
+	"/ledger.v1.AdminService/CreateLedger":    apikeys.RoleAdmin,
+	"/ledger.v1.AdminService/ArchiveLedger":   apikeys.RoleAdmin,
+	"/ledger.v1.AdminService/UnarchiveLedger": apikeys.RoleAdmin,
+	"/ledger.v1.AdminService/GetLedger":       apikeys.RoleReader,
+	"/ledger.v1.AdminService/ListLedgers":     apikeys.RoleAdmin,
 }
 
 // openMethodPrefixes need no key: server reflection (grpcurl list) and

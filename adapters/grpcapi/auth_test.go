@@ -22,6 +22,7 @@ func TestEveryMethodHasARole(t *testing.T) {
 		"AuditService/ReadEvents":                 apikeys.RoleAuditor,
 		"AuditService/ImportEvents":               apikeys.RoleAdmin,
 		"AdminService":                            apikeys.RoleAdmin,
+		"AdminService/GetLedger":                  apikeys.RoleReader,
 		"ReconciliationService/ImportStatement":   apikeys.RoleWriter,
 		"ReconciliationService/SetMatchingRules":  apikeys.RoleWriter,
 		"ReconciliationService/MatchManually":     apikeys.RoleWriter,

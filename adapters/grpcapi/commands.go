@@ -2,12 +2,14 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
@@ -62,15 +64,41 @@ func (s *CommandServer) DefineAsset(ctx context.Context, req *ledgerv1.DefineAss
 		// Refused before any ledger is created for it.
 		return &ledgerv1.DefineAssetResponse{Result: itemResult(0, cmd.CommandID(), commands.Result{Err: err})}, nil
 	}
-	w, err := s.writers.Create(req.GetLedger())
+	w, err := s.defineAssetWriter(ctx, req.GetLedger())
 	if err != nil {
-		return nil, statusOf(err)
+		return nil, err
 	}
 	results, err := s.submitTo(ctx, w, req.GetLedger(), []domain.Command{cmd}, commands.SubmitOptions{})
 	if err != nil {
 		return nil, err
 	}
 	return &ledgerv1.DefineAssetResponse{Result: results[0]}, nil
+}
+
+// defineAssetWriter is the writer DefineAsset goes to. It creates the ledger
+// only for a caller with the admin role, or with auth off (no key on the
+// call): creating a ledger is an admin act, since each one costs the process
+// a writer and is kept forever.
+//
+// Errors: NotFound naming ledger for an unknown ledger and a key without the
+// admin role; as statusOf otherwise.
+func (s *CommandServer) defineAssetWriter(ctx context.Context, ledger string) (*commands.Writer, error) {
+	key, authed := KeyFrom(ctx)
+	if !authed || key.Has(apikeys.RoleAdmin) {
+		w, err := s.writers.Create(ledger)
+		if err != nil {
+			return nil, statusOf(err)
+		}
+		return w, nil
+	}
+	w, err := s.writers.Writer(ledger)
+	if errors.Is(err, commands.ErrUnknownLedger) {
+		return nil, notFound("ledger", fmt.Sprintf("unknown ledger %q: an admin creates it (AdminService.CreateLedger, ledgerctl ledger create %s)", ledger, ledger))
+	}
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return w, nil
 }
 
 // OpenAccounts opens accounts, one result per item.

@@ -15,6 +15,7 @@ import (
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/queries"
 )
 
@@ -101,7 +102,12 @@ var requestErrors = []struct {
 	reason string // said before the error's own text
 }{
 	{commands.ErrInvalidLedger, codes.InvalidArgument, "ledger", "must match [a-z0-9][a-z0-9-]{0,62}"},
-	{commands.ErrUnknownLedger, codes.InvalidArgument, "ledger", "unknown ledger: DefineAsset creates a ledger"},
+	{commands.ErrUnknownLedger, codes.InvalidArgument, "ledger", "unknown ledger: an admin creates it (AdminService.CreateLedger)"},
+	// Before ErrUnavailable: a writer whose append the log refused wraps both.
+	{eventstore.ErrLedgerArchived, codes.FailedPrecondition, "", ""},
+	{eventstore.ErrLedgerImporting, codes.FailedPrecondition, "", "send the same log again to complete the import"},
+	{eventstore.ErrLedgerNotImportable, codes.FailedPrecondition, "", "import into a new ledger"},
+	{eventstore.ErrLedgerNotFound, codes.NotFound, "", ""},
 	{queries.ErrLedgerNotFound, codes.InvalidArgument, "ledger", "unknown ledger"},
 	{queries.ErrTransfersLedgerUnknown, codes.InvalidArgument, "ledger", "unknown ledger"},
 	{commands.ErrTooManyItems, codes.InvalidArgument, "", ""},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -97,6 +98,12 @@ func (s *Source) decode(msg jetstream.Msg) (eventstore.Record, error) {
 	return rec, nil
 }
 
+// sourceInactiveThreshold is how long the server keeps a consumer nobody
+// pulls from: a source closed (its ledger idle) leaves its consumer behind
+// that long, instead of nats.go's 5 minutes. A consumer in use pulls far more
+// often.
+const sourceInactiveThreshold = 30 * time.Second
+
 // restart positions the source at from: if the stream no longer holds from, it
 // returns records read from the log; otherwise it starts an ordered consumer
 // there and returns none.
@@ -125,8 +132,9 @@ func (s *Source) restart(ctx context.Context, from uint64, max int) ([]eventstor
 		return recs, nil
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   from,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		InactiveThreshold: sourceInactiveThreshold,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("source %s: consumer at %d: %w", s.ledger, from, err)

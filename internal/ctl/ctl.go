@@ -75,6 +75,11 @@ Usage:
                                                            no --ledger: every ledger; the key is shown once)
   ledgerctl keys list [--all]                             (--all: revoked keys too)
   ledgerctl keys revoke ID
+  ledgerctl ledger create [NAME]                          (an admin act; an existing ledger: EXISTS; no NAME: --ledger)
+  ledgerctl ledger archive [NAME]                         (read-only from now on: commands refused, reads go on)
+  ledgerctl ledger unarchive [NAME]
+  ledgerctl ledger status [NAME]                          (active, importing or archived, and the head)
+  ledgerctl ledger list
 
 Global flags (before the command, or after it):
   --addr    ledgerd gRPC address (env LEDGER_ADDR, default 127.0.0.1:7070)
@@ -142,6 +147,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{[]string{"keys", "create"}, keysCreate},
 		{[]string{"keys", "list"}, keysList},
 		{[]string{"keys", "revoke"}, keysRevoke},
+		{[]string{"ledger", "create"}, ledgerCreate},
+		{[]string{"ledger", "archive"}, ledgerArchive},
+		{[]string{"ledger", "unarchive"}, ledgerUnarchive},
+		{[]string{"ledger", "status"}, ledgerStatus},
+		{[]string{"ledger", "list"}, ledgerList},
 	}
 	for _, cmd := range cmds {
 		if len(rest) < len(cmd.words) || strings.Join(rest[:len(cmd.words)], " ") != strings.Join(cmd.words, " ") {

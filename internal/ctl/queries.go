@@ -351,6 +351,18 @@ func projectionsStatus(ctx context.Context, c *client, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%s\t\n", p.GetLedger(), p.GetName(), p.GetVersion(), p.GetPosition(),
 				p.GetHead(), p.GetLagPositions(), p.GetLagSeconds(), stamp(p.GetUpdatedAt()))
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		// An importing or archived ledger says so: its head moves only by
+		// the import, or not at all.
+		if c.ledger == "" {
+			return nil
+		}
+		l, err := ledgerv1.NewAdminServiceClient(c.conn).GetLedger(ctx, &ledgerv1.GetLedgerRequest{Ledger: c.ledger})
+		if err == nil && l.GetLedger().GetStatus() != ledgerv1.LedgerStatus_LEDGER_STATUS_ACTIVE {
+			fmt.Fprintf(c.out, "ledger %s\n", ledgerLine(l.GetLedger()))
+		}
+		return nil
 	})
 }

@@ -80,7 +80,21 @@ type Config struct {
 	// ConnsMax bounds the connections each of the gRPC and HTTP listeners
 	// holds; 0 is ConnsMaxDefault (see serve.go).
 	ConnsMax int
+	// LedgerIdle is how long a ledger's writer runs with nothing to do
+	// before it stops, its relay and projectors with it once caught up; the
+	// next command starts them again. Zero is LedgerIdleDefault; at most
+	// ledgerIdleMax.
+	LedgerIdle time.Duration
 }
+
+// LedgerIdleDefault is how long an idle ledger keeps its writer, relay and
+// projectors: long enough that a steady trickle of commands never pays the
+// start (a load of the ledger's state), short enough that a thousand
+// quiet ledgers do not hold their goroutines.
+const LedgerIdleDefault = time.Minute
+
+// ledgerIdleMax bounds -ledger-idle.
+const ledgerIdleMax = 24 * time.Hour
 
 // snapshotEveryDefault takes a snapshot every million events: a few seconds
 // of the writer's time (its encoding) per million, against a start-up that
@@ -148,6 +162,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how far in the future a transfer's effective_at may be (env LEDGER_EFFECTIVE_FUTURE_MAX)")
 	fs.DurationVar(&c.ProjectionLinger, "projection-linger", envDuration("LEDGER_PROJECTION_LINGER", projections.LingerDefault),
 		"how long a projector waits for more events after a small batch (env LEDGER_PROJECTION_LINGER)")
+	fs.DurationVar(&c.LedgerIdle, "ledger-idle", envDuration("LEDGER_LEDGER_IDLE", LedgerIdleDefault),
+		"how long an idle ledger keeps its writer, relay and projectors (env LEDGER_LEDGER_IDLE)")
 	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt("LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
 		"events between snapshots of a writer's state; 0 disables snapshots (env LEDGER_SNAPSHOT_EVERY)")
 	auth := true
@@ -193,6 +209,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		if _, _, err := apikeys.Parse(c.AdminKey); err != nil {
 			return Config{}, fmt.Errorf("-admin-key (LEDGER_ADMIN_KEY): %w", err)
 		}
+	}
+	if c.LedgerIdle <= 0 || c.LedgerIdle > ledgerIdleMax {
+		return Config{}, fmt.Errorf("ledger idle %s: want more than 0, at most %s", c.LedgerIdle, ledgerIdleMax)
 	}
 	if c.SnapshotEvery < 0 {
 		return Config{}, fmt.Errorf("snapshot every %d events: want 0 (off) or more", c.SnapshotEvery)

@@ -1,8 +1,8 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -77,6 +77,10 @@ type Main struct {
 	relays map[string]*natsbus.Relay
 	// runners holds each ledger's projection runners by projection name.
 	runners map[string]map[string]*projections.Runner
+	// readers holds what stops each ledger's relay and runners.
+	readers map[string]*ledgerReaders
+	// waking holds the ledgers a waiting query is starting the readers of.
+	waking map[string]bool
 }
 
 // Run starts everything and returns once ledgerd serves; Close stops it.
@@ -96,6 +100,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.lockDataDir(); err != nil {
 		return err
 	}
+	m.readers, m.waking = map[string]*ledgerReaders{}, map[string]bool{}
 	if err := m.openPostgres(ctx); err != nil {
 		return err
 	}
@@ -107,8 +112,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.bootstrapKeys(ctx); err != nil {
 		return err
 	}
-	// Every ledgerd runs a writer for every ledger; the lease lets one write
-	// each ledger at a time, the others stand by to take over.
+	// A ledgerd starts a ledger's writer on demand; the lease lets one write
+	// each ledger at a time, the others stand by to take over (idle.go).
 	m.lease = eventstore.NewLease(m.pool.Config().ConnConfig)
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -121,7 +126,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	go func() { defer m.wg.Done(); m.keys.Run(m.readersCtx) }()
 	writersCtx, cancelWriters := context.WithCancel(context.Background())
 	m.cancelWriters = cancelWriters
-	m.ledgers = commands.NewLedgers(writersCtx, commands.Options{
+	m.ledgers = commands.NewLedgers(writersCtx, m.store, commands.Options{
 		Store:    m.store,
 		Logger:   m.Logger,
 		OnCommit: m.onCommit,
@@ -129,16 +134,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Policy:   domain.Policy{EffectivePastMax: m.Config.EffectivePastMax, EffectiveFutureMax: m.Config.EffectiveFutureMax},
 
 		SnapshotEvery: m.Config.SnapshotEvery,
-	}, 0, m.startReaders)
-	names, err := m.store.Ledgers(ctx)
-	if err != nil {
-		return fmt.Errorf("list ledgers: %w", err)
-	}
-	for _, name := range names {
-		if _, err := m.ledgers.Create(name); err != nil {
-			return fmt.Errorf("start ledger %s: %w", name, err)
-		}
-	}
+		IdleAfter:     cmp.Or(m.Config.LedgerIdle, LedgerIdleDefault),
+	}, 0, m.startReaders, m.stopReaders)
+	// No ledger starts at boot but those with work: timed holds to expire
+	// (their writers), projections behind (their readers, until caught up).
+	// Archived and importing ledgers take no commands: no writer.
+	m.sweepLedgers(ctx)
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.runSweeps(m.readersCtx) }()
 	if err := m.serve(); err != nil {
 		return err
 	}

@@ -518,7 +518,7 @@ func TestImportEventsResumesAnInterruptedImport(t *testing.T) {
 		prefix[i].Seal(prev)
 		prev = prefix[i].Hash
 	}
-	testenv.NoError(t, st.Append(ctx(t), target, 0, eventstore.Hash{}, prefix))
+	importPrefix(t, st, target, prefix)
 
 	// Another log (its first events differ) is refused; so is a shorter one.
 	other := testenv.Name(t)
@@ -543,6 +543,14 @@ func TestImportEventsResumesAnInterruptedImport(t *testing.T) {
 	if s, _ := status.FromError(err); s.Code() != codes.FailedPrecondition || !strings.Contains(s.Message(), "already holds this log") {
 		t.Errorf("the same log again: %v, want FailedPrecondition: already holds this log", err)
 	}
+}
+
+// importPrefix leaves in target what an import that stopped after its first
+// chunk leaves: the ledger marked importing, holding prefix.
+func importPrefix(t *testing.T, st *eventstore.Store, target string, prefix []eventstore.Record) {
+	t.Helper()
+	testenv.NoError(t, st.BeginImport(ctx(t), target, 0))
+	testenv.NoError(t, st.AppendImport(ctx(t), target, 0, eventstore.Hash{}, prefix, false))
 }
 
 // importCtl runs ledgerctl against h.

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"cmp"
+	"context"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	"github.com/ledgerd/ledger/eventstore"
@@ -9,26 +10,133 @@ import (
 	"github.com/ledgerd/ledger/queries"
 )
 
-// startReaders starts a ledger's relay and projections; the registry calls it
-// once per ledger, when its writer starts.
+// ledgerReaders is one ledger's running relay and projections.
+type ledgerReaders struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	runners map[string]*projections.Runner
+	// writer is set while the ledger's writer runs here: they run as long.
+	writer bool
+	// stopping is set while they catch up before stopping; gen counts the
+	// stops, so that the one goroutine waiting (stopper) sees a later one.
+	stopping bool
+	stopper  bool
+	gen      uint64
+}
+
+// startReaders starts a ledger's relay and projections, or keeps them
+// running; the registry calls it when the ledger's writer starts.
 func (m *Main) startReaders(ledger string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.ensureReaders(ledger)
+	r.writer, r.stopping = true, false
+}
+
+// stopReaders stops a ledger's relay and projections once every projection
+// has reached the ledger's head as it is then; the registry calls it when
+// the ledger's writer stops (archived, or idle). Queries keep reading the
+// read models they leave. A start meanwhile keeps them running.
+func (m *Main) stopReaders(ledger string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.readers[ledger]; ok {
+		r.writer = false
+		m.stopWhenCaughtUp(ledger, r)
+	}
+}
+
+// catchUpReaders starts the ledger's relay and projections, if they do not
+// run, until they reach the head.
+func (m *Main) catchUpReaders(ledger string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.readers[ledger]; ok {
+		return
+	}
+	m.stopWhenCaughtUp(ledger, m.ensureReaders(ledger))
+}
+
+// ensureReaders returns the ledger's readers, starting them if they do not
+// run. m.mu is held.
+func (m *Main) ensureReaders(ledger string) *ledgerReaders {
+	if r, ok := m.readers[ledger]; ok {
+		return r
+	}
+	ctx, cancel := context.WithCancel(m.readersCtx)
+	r := &ledgerReaders{ctx: ctx, cancel: cancel, runners: map[string]*projections.Runner{}}
+	m.readers[ledger] = r
 	streamOpts := natsbus.StreamOptions{MaxAge: m.Config.StreamMaxAge}
 	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger)
-	runners := map[string]*projections.Runner{}
-	m.mu.Lock()
-	m.relays[ledger], m.runners[ledger] = relay, runners
-	m.mu.Unlock()
+	m.relays[ledger], m.runners[ledger] = relay, r.runners
 	m.wg.Add(1)
-	go func() { defer m.wg.Done(); _ = relay.Run(m.readersCtx) }()
+	go func() { defer m.wg.Done(); _ = relay.Run(ctx) }()
 	for _, proj := range projections.All() {
 		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
 		runner := projections.NewRunner(m.pool, ledger, proj, src, m.Logger).WithLinger(cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault))
-		m.mu.Lock()
-		runners[proj.Name()] = runner
-		m.mu.Unlock()
+		r.runners[proj.Name()] = runner
 		m.wg.Add(1)
-		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(m.readersCtx) }()
+		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(ctx) }()
 	}
+	return r
+}
+
+// stopWhenCaughtUp stops r once its projections reached the head, unless
+// the writer starts again meanwhile. One goroutine a ledger waits: a later
+// stop (a later head) makes it wait again rather than start another. m.mu is
+// held.
+func (m *Main) stopWhenCaughtUp(ledger string, r *ledgerReaders) {
+	r.stopping = true
+	r.gen++
+	if r.stopper {
+		return
+	}
+	r.stopper = true
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			m.mu.Lock()
+			gen := r.gen
+			m.mu.Unlock()
+			err := m.catchUp(r.ctx, ledger, r.runners)
+			m.mu.Lock()
+			switch {
+			case err == nil && r.gen != gen && r.stopping && !r.writer:
+				m.mu.Unlock()
+				continue // stopped again since: wait for the newer head
+			case err == nil && r.stopping && !r.writer && m.readers[ledger] == r:
+				r.cancel()
+				delete(m.readers, ledger)
+				delete(m.relays, ledger)
+				delete(m.runners, ledger)
+				m.Logger.Debug("relay and projections caught up: stopped", "ledger", ledger)
+			}
+			r.stopper = false
+			m.mu.Unlock()
+			return
+		}
+	}()
+}
+
+// catchUp waits until every runner has applied the ledger's head.
+//
+// Errors: ctx's error, or the database error reading the head.
+func (m *Main) catchUp(ctx context.Context, ledger string, runners map[string]*projections.Runner) error {
+	head, _, err := m.store.Head(ctx, ledger)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.Logger.Error("stop readers: head; the relay and projections keep running", "ledger", ledger, "err", err)
+		}
+		return err
+	}
+	// runners is not changed after ensureReaders made it.
+	for _, rn := range runners {
+		if err := rn.WaitFor(ctx, head); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *Main) onCommit(ledger string, recs []eventstore.Record) {
@@ -42,12 +150,16 @@ func (m *Main) onCommit(ledger string, recs []eventstore.Record) {
 	}
 }
 
-// waiter gives queries the in-process notifier of a ledger's projection.
+// waiter gives queries the in-process notifier of a ledger's projection. A
+// query waits on it only for a min_position; when the projection does not
+// run here, it is woken (the query polls the checkpoint meanwhile).
 func (m *Main) waiter(ledger, projection string) queries.Waiter {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r, ok := m.runners[ledger][projection]; ok {
+	r, ok := m.runners[ledger][projection]
+	m.mu.Unlock()
+	if ok {
 		return r
 	}
+	m.wakeReaders(ledger)
 	return nil
 }

@@ -515,6 +515,63 @@ func (TransferStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{6}
 }
 
+// LedgerStatus is a ledger's lifecycle state.
+type LedgerStatus int32
+
+const (
+	LedgerStatus_LEDGER_STATUS_UNSPECIFIED LedgerStatus = 0
+	// Commands are accepted.
+	LedgerStatus_LEDGER_STATUS_ACTIVE LedgerStatus = 1
+	// A log import is under way (or was interrupted): commands are refused
+	// until the same log is sent again and completes.
+	LedgerStatus_LEDGER_STATUS_IMPORTING LedgerStatus = 2
+	// Read-only: commands are refused; queries and audits work.
+	LedgerStatus_LEDGER_STATUS_ARCHIVED LedgerStatus = 3
+)
+
+// Enum value maps for LedgerStatus.
+var (
+	LedgerStatus_name = map[int32]string{
+		0: "LEDGER_STATUS_UNSPECIFIED",
+		1: "LEDGER_STATUS_ACTIVE",
+		2: "LEDGER_STATUS_IMPORTING",
+		3: "LEDGER_STATUS_ARCHIVED",
+	}
+	LedgerStatus_value = map[string]int32{
+		"LEDGER_STATUS_UNSPECIFIED": 0,
+		"LEDGER_STATUS_ACTIVE":      1,
+		"LEDGER_STATUS_IMPORTING":   2,
+		"LEDGER_STATUS_ARCHIVED":    3,
+	}
+)
+
+func (x LedgerStatus) Enum() *LedgerStatus {
+	p := new(LedgerStatus)
+	*p = x
+	return p
+}
+
+func (x LedgerStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LedgerStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_ledger_proto_enumTypes[7].Descriptor()
+}
+
+func (LedgerStatus) Type() protoreflect.EnumType {
+	return &file_ledger_v1_ledger_proto_enumTypes[7]
+}
+
+func (x LedgerStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LedgerStatus.Descriptor instead.
+func (LedgerStatus) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{7}
+}
+
 type DefineAssetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ledger name: [a-z0-9][a-z0-9-]{0,62}.
@@ -4666,6 +4723,552 @@ func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
 	return nil
 }
 
+type Ledger struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Status LedgerStatus           `protobuf:"varint,2,opt,name=status,proto3,enum=ledger.v1.LedgerStatus" json:"status,omitempty"`
+	// The position of the ledger's last event; 0 for a ledger with none.
+	Head      uint64                 `protobuf:"varint,3,opt,name=head,proto3" json:"head,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When the status last changed.
+	StatusChangedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=status_changed_at,json=statusChangedAt,proto3" json:"status_changed_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Ledger) Reset() {
+	*x = Ledger{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ledger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ledger) ProtoMessage() {}
+
+func (x *Ledger) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ledger.ProtoReflect.Descriptor instead.
+func (*Ledger) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *Ledger) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Ledger) GetStatus() LedgerStatus {
+	if x != nil {
+		return x.Status
+	}
+	return LedgerStatus_LEDGER_STATUS_UNSPECIFIED
+}
+
+func (x *Ledger) GetHead() uint64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *Ledger) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Ledger) GetStatusChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StatusChangedAt
+	}
+	return nil
+}
+
+type CreateLedgerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateLedgerRequest) Reset() {
+	*x = CreateLedgerRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateLedgerRequest) ProtoMessage() {}
+
+func (x *CreateLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateLedgerRequest.ProtoReflect.Descriptor instead.
+func (*CreateLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *CreateLedgerRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+type CreateLedgerResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger *Ledger                `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// False when the ledger existed already (ledger is then as it is).
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateLedgerResponse) Reset() {
+	*x = CreateLedgerResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateLedgerResponse) ProtoMessage() {}
+
+func (x *CreateLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateLedgerResponse.ProtoReflect.Descriptor instead.
+func (*CreateLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *CreateLedgerResponse) GetLedger() *Ledger {
+	if x != nil {
+		return x.Ledger
+	}
+	return nil
+}
+
+func (x *CreateLedgerResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type ArchiveLedgerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveLedgerRequest) Reset() {
+	*x = ArchiveLedgerRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveLedgerRequest) ProtoMessage() {}
+
+func (x *ArchiveLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveLedgerRequest.ProtoReflect.Descriptor instead.
+func (*ArchiveLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ArchiveLedgerRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+type ArchiveLedgerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        *Ledger                `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveLedgerResponse) Reset() {
+	*x = ArchiveLedgerResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveLedgerResponse) ProtoMessage() {}
+
+func (x *ArchiveLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveLedgerResponse.ProtoReflect.Descriptor instead.
+func (*ArchiveLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ArchiveLedgerResponse) GetLedger() *Ledger {
+	if x != nil {
+		return x.Ledger
+	}
+	return nil
+}
+
+type UnarchiveLedgerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnarchiveLedgerRequest) Reset() {
+	*x = UnarchiveLedgerRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnarchiveLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnarchiveLedgerRequest) ProtoMessage() {}
+
+func (x *UnarchiveLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnarchiveLedgerRequest.ProtoReflect.Descriptor instead.
+func (*UnarchiveLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *UnarchiveLedgerRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+type UnarchiveLedgerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        *Ledger                `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnarchiveLedgerResponse) Reset() {
+	*x = UnarchiveLedgerResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnarchiveLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnarchiveLedgerResponse) ProtoMessage() {}
+
+func (x *UnarchiveLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnarchiveLedgerResponse.ProtoReflect.Descriptor instead.
+func (*UnarchiveLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *UnarchiveLedgerResponse) GetLedger() *Ledger {
+	if x != nil {
+		return x.Ledger
+	}
+	return nil
+}
+
+type GetLedgerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLedgerRequest) Reset() {
+	*x = GetLedgerRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLedgerRequest) ProtoMessage() {}
+
+func (x *GetLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLedgerRequest.ProtoReflect.Descriptor instead.
+func (*GetLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *GetLedgerRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+type GetLedgerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        *Ledger                `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLedgerResponse) Reset() {
+	*x = GetLedgerResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLedgerResponse) ProtoMessage() {}
+
+func (x *GetLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLedgerResponse.ProtoReflect.Descriptor instead.
+func (*GetLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *GetLedgerResponse) GetLedger() *Ledger {
+	if x != nil {
+		return x.Ledger
+	}
+	return nil
+}
+
+type ListLedgersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1,000; 0 means 1,000.
+	Limit uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The next_page_token of the previous page; empty for the first.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLedgersRequest) Reset() {
+	*x = ListLedgersRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLedgersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLedgersRequest) ProtoMessage() {}
+
+func (x *ListLedgersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLedgersRequest.ProtoReflect.Descriptor instead.
+func (*ListLedgersRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ListLedgersRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListLedgersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListLedgersResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ledgers []*Ledger              `protobuf:"bytes,1,rep,name=ledgers,proto3" json:"ledgers,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLedgersResponse) Reset() {
+	*x = ListLedgersResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLedgersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLedgersResponse) ProtoMessage() {}
+
+func (x *ListLedgersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLedgersResponse.ProtoReflect.Descriptor instead.
+func (*ListLedgersResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ListLedgersResponse) GetLedgers() []*Ledger {
+	if x != nil {
+		return x.Ledgers
+	}
+	return nil
+}
+
+func (x *ListLedgersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_ledger_v1_ledger_proto_rawDesc = "" +
@@ -5033,7 +5636,38 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x13RevokeApiKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"B\n" +
 	"\x14RevokeApiKeyResponse\x12*\n" +
-	"\aapi_key\x18\x01 \x01(\v2\x11.ledger.v1.ApiKeyR\x06apiKey*\xea\a\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x11.ledger.v1.ApiKeyR\x06apiKey\"\xe4\x01\n" +
+	"\x06Ledger\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x17.ledger.v1.LedgerStatusR\x06status\x12\x12\n" +
+	"\x04head\x18\x03 \x01(\x04R\x04head\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12F\n" +
+	"\x11status_changed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0fstatusChangedAt\"-\n" +
+	"\x13CreateLedgerRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"[\n" +
+	"\x14CreateLedgerResponse\x12)\n" +
+	"\x06ledger\x18\x01 \x01(\v2\x11.ledger.v1.LedgerR\x06ledger\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\".\n" +
+	"\x14ArchiveLedgerRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"B\n" +
+	"\x15ArchiveLedgerResponse\x12)\n" +
+	"\x06ledger\x18\x01 \x01(\v2\x11.ledger.v1.LedgerR\x06ledger\"0\n" +
+	"\x16UnarchiveLedgerRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"D\n" +
+	"\x17UnarchiveLedgerResponse\x12)\n" +
+	"\x06ledger\x18\x01 \x01(\v2\x11.ledger.v1.LedgerR\x06ledger\"*\n" +
+	"\x10GetLedgerRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\">\n" +
+	"\x11GetLedgerResponse\x12)\n" +
+	"\x06ledger\x18\x01 \x01(\v2\x11.ledger.v1.LedgerR\x06ledger\"I\n" +
+	"\x12ListLedgersRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"j\n" +
+	"\x13ListLedgersResponse\x12+\n" +
+	"\aledgers\x18\x01 \x03(\v2\x11.ledger.v1.LedgerR\aledgers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xea\a\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5095,7 +5729,12 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x16TRANSFER_STATUS_VOIDED\x10\x04\x12\x1b\n" +
 	"\x17TRANSFER_STATUS_EXPIRED\x10\x05\x12\x1c\n" +
 	"\x18TRANSFER_STATUS_REVERSED\x10\x06\x12&\n" +
-	"\"TRANSFER_STATUS_PARTIALLY_REVERSED\x10\a2\xcc\x06\n" +
+	"\"TRANSFER_STATUS_PARTIALLY_REVERSED\x10\a*\x80\x01\n" +
+	"\fLedgerStatus\x12\x1d\n" +
+	"\x19LEDGER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14LEDGER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
+	"\x17LEDGER_STATUS_IMPORTING\x10\x02\x12\x1a\n" +
+	"\x16LEDGER_STATUS_ARCHIVED\x10\x032\xcc\x06\n" +
 	"\x0eCommandService\x12L\n" +
 	"\vDefineAsset\x12\x1d.ledger.v1.DefineAssetRequest\x1a\x1e.ledger.v1.DefineAssetResponse\x12O\n" +
 	"\fOpenAccounts\x12\x1e.ledger.v1.OpenAccountsRequest\x1a\x1f.ledger.v1.OpenAccountsResponse\x12X\n" +
@@ -5116,12 +5755,17 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fAuditService\x12K\n" +
 	"\n" +
 	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
-	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xe0\x02\n" +
+	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xf5\x05\n" +
 	"\fAdminService\x12`\n" +
 	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01\x12O\n" +
 	"\fCreateApiKey\x12\x1e.ledger.v1.CreateApiKeyRequest\x1a\x1f.ledger.v1.CreateApiKeyResponse\x12L\n" +
 	"\vListApiKeys\x12\x1d.ledger.v1.ListApiKeysRequest\x1a\x1e.ledger.v1.ListApiKeysResponse\x12O\n" +
-	"\fRevokeApiKey\x12\x1e.ledger.v1.RevokeApiKeyRequest\x1a\x1f.ledger.v1.RevokeApiKeyResponseB2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
+	"\fRevokeApiKey\x12\x1e.ledger.v1.RevokeApiKeyRequest\x1a\x1f.ledger.v1.RevokeApiKeyResponse\x12O\n" +
+	"\fCreateLedger\x12\x1e.ledger.v1.CreateLedgerRequest\x1a\x1f.ledger.v1.CreateLedgerResponse\x12R\n" +
+	"\rArchiveLedger\x12\x1f.ledger.v1.ArchiveLedgerRequest\x1a .ledger.v1.ArchiveLedgerResponse\x12X\n" +
+	"\x0fUnarchiveLedger\x12!.ledger.v1.UnarchiveLedgerRequest\x1a\".ledger.v1.UnarchiveLedgerResponse\x12F\n" +
+	"\tGetLedger\x12\x1b.ledger.v1.GetLedgerRequest\x1a\x1c.ledger.v1.GetLedgerResponse\x12L\n" +
+	"\vListLedgers\x12\x1d.ledger.v1.ListLedgersRequest\x1a\x1e.ledger.v1.ListLedgersResponseB2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -5135,8 +5779,8 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_ledger_proto_rawDescData
 }
 
-var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -5145,186 +5789,216 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(Direction)(0),                       // 4: ledger.v1.Direction
 	(TransferKind)(0),                    // 5: ledger.v1.TransferKind
 	(TransferStatus)(0),                  // 6: ledger.v1.TransferStatus
-	(*DefineAssetRequest)(nil),           // 7: ledger.v1.DefineAssetRequest
-	(*DefineAssetResponse)(nil),          // 8: ledger.v1.DefineAssetResponse
-	(*OpenAccountsRequest)(nil),          // 9: ledger.v1.OpenAccountsRequest
-	(*Account)(nil),                      // 10: ledger.v1.Account
-	(*OpenAccountsResponse)(nil),         // 11: ledger.v1.OpenAccountsResponse
-	(*CreateTransfersRequest)(nil),       // 12: ledger.v1.CreateTransfersRequest
-	(*Transfer)(nil),                     // 13: ledger.v1.Transfer
-	(*PostPendingTransfersRequest)(nil),  // 14: ledger.v1.PostPendingTransfersRequest
-	(*PostPending)(nil),                  // 15: ledger.v1.PostPending
-	(*PostPendingTransfersResponse)(nil), // 16: ledger.v1.PostPendingTransfersResponse
-	(*VoidPendingTransfersRequest)(nil),  // 17: ledger.v1.VoidPendingTransfersRequest
-	(*VoidPending)(nil),                  // 18: ledger.v1.VoidPending
-	(*VoidPendingTransfersResponse)(nil), // 19: ledger.v1.VoidPendingTransfersResponse
-	(*ReverseTransfersRequest)(nil),      // 20: ledger.v1.ReverseTransfersRequest
-	(*Reversal)(nil),                     // 21: ledger.v1.Reversal
-	(*ReverseTransfersResponse)(nil),     // 22: ledger.v1.ReverseTransfersResponse
-	(*SetAccountBoundsRequest)(nil),      // 23: ledger.v1.SetAccountBoundsRequest
-	(*AccountBounds)(nil),                // 24: ledger.v1.AccountBounds
-	(*SetAccountBoundsResponse)(nil),     // 25: ledger.v1.SetAccountBoundsResponse
-	(*SetAccountMetadataRequest)(nil),    // 26: ledger.v1.SetAccountMetadataRequest
-	(*AccountMetadata)(nil),              // 27: ledger.v1.AccountMetadata
-	(*SetAccountMetadataResponse)(nil),   // 28: ledger.v1.SetAccountMetadataResponse
-	(*CloseAccountsRequest)(nil),         // 29: ledger.v1.CloseAccountsRequest
-	(*CloseAccountsResponse)(nil),        // 30: ledger.v1.CloseAccountsResponse
-	(*Posting)(nil),                      // 31: ledger.v1.Posting
-	(*CreateTransfersResponse)(nil),      // 32: ledger.v1.CreateTransfersResponse
-	(*ItemResult)(nil),                   // 33: ledger.v1.ItemResult
-	(*GetBalancesRequest)(nil),           // 34: ledger.v1.GetBalancesRequest
-	(*Balance)(nil),                      // 35: ledger.v1.Balance
-	(*GetBalancesResponse)(nil),          // 36: ledger.v1.GetBalancesResponse
-	(*ListStatementRequest)(nil),         // 37: ledger.v1.ListStatementRequest
-	(*StatementLine)(nil),                // 38: ledger.v1.StatementLine
-	(*ListStatementResponse)(nil),        // 39: ledger.v1.ListStatementResponse
-	(*TransferPosting)(nil),              // 40: ledger.v1.TransferPosting
-	(*TransferView)(nil),                 // 41: ledger.v1.TransferView
-	(*GetTransfersRequest)(nil),          // 42: ledger.v1.GetTransfersRequest
-	(*GetTransfersResponse)(nil),         // 43: ledger.v1.GetTransfersResponse
-	(*ListTransfersRequest)(nil),         // 44: ledger.v1.ListTransfersRequest
-	(*ListTransfersResponse)(nil),        // 45: ledger.v1.ListTransfersResponse
-	(*GetTrialBalanceRequest)(nil),       // 46: ledger.v1.GetTrialBalanceRequest
-	(*TrialBalanceLine)(nil),             // 47: ledger.v1.TrialBalanceLine
-	(*GetTrialBalanceResponse)(nil),      // 48: ledger.v1.GetTrialBalanceResponse
-	(*GetProjectionStatusRequest)(nil),   // 49: ledger.v1.GetProjectionStatusRequest
-	(*ProjectionStatus)(nil),             // 50: ledger.v1.ProjectionStatus
-	(*GetProjectionStatusResponse)(nil),  // 51: ledger.v1.GetProjectionStatusResponse
-	(*ReadEventsRequest)(nil),            // 52: ledger.v1.ReadEventsRequest
-	(*ReadEventsResponse)(nil),           // 53: ledger.v1.ReadEventsResponse
-	(*LogEvent)(nil),                     // 54: ledger.v1.LogEvent
-	(*ImportEventsRequest)(nil),          // 55: ledger.v1.ImportEventsRequest
-	(*ImportEventsResponse)(nil),         // 56: ledger.v1.ImportEventsResponse
-	(*RebuildProjectionRequest)(nil),     // 57: ledger.v1.RebuildProjectionRequest
-	(*RebuildProjectionResponse)(nil),    // 58: ledger.v1.RebuildProjectionResponse
-	(*CreateApiKeyRequest)(nil),          // 59: ledger.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),         // 60: ledger.v1.CreateApiKeyResponse
-	(*ApiKey)(nil),                       // 61: ledger.v1.ApiKey
-	(*ListApiKeysRequest)(nil),           // 62: ledger.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),          // 63: ledger.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),          // 64: ledger.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),         // 65: ledger.v1.RevokeApiKeyResponse
-	nil,                                  // 66: ledger.v1.Account.MetadataEntry
-	nil,                                  // 67: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 68: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 69: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 70: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 71: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 72: ledger.v1.TransferView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 73: google.protobuf.Timestamp
+	(LedgerStatus)(0),                    // 7: ledger.v1.LedgerStatus
+	(*DefineAssetRequest)(nil),           // 8: ledger.v1.DefineAssetRequest
+	(*DefineAssetResponse)(nil),          // 9: ledger.v1.DefineAssetResponse
+	(*OpenAccountsRequest)(nil),          // 10: ledger.v1.OpenAccountsRequest
+	(*Account)(nil),                      // 11: ledger.v1.Account
+	(*OpenAccountsResponse)(nil),         // 12: ledger.v1.OpenAccountsResponse
+	(*CreateTransfersRequest)(nil),       // 13: ledger.v1.CreateTransfersRequest
+	(*Transfer)(nil),                     // 14: ledger.v1.Transfer
+	(*PostPendingTransfersRequest)(nil),  // 15: ledger.v1.PostPendingTransfersRequest
+	(*PostPending)(nil),                  // 16: ledger.v1.PostPending
+	(*PostPendingTransfersResponse)(nil), // 17: ledger.v1.PostPendingTransfersResponse
+	(*VoidPendingTransfersRequest)(nil),  // 18: ledger.v1.VoidPendingTransfersRequest
+	(*VoidPending)(nil),                  // 19: ledger.v1.VoidPending
+	(*VoidPendingTransfersResponse)(nil), // 20: ledger.v1.VoidPendingTransfersResponse
+	(*ReverseTransfersRequest)(nil),      // 21: ledger.v1.ReverseTransfersRequest
+	(*Reversal)(nil),                     // 22: ledger.v1.Reversal
+	(*ReverseTransfersResponse)(nil),     // 23: ledger.v1.ReverseTransfersResponse
+	(*SetAccountBoundsRequest)(nil),      // 24: ledger.v1.SetAccountBoundsRequest
+	(*AccountBounds)(nil),                // 25: ledger.v1.AccountBounds
+	(*SetAccountBoundsResponse)(nil),     // 26: ledger.v1.SetAccountBoundsResponse
+	(*SetAccountMetadataRequest)(nil),    // 27: ledger.v1.SetAccountMetadataRequest
+	(*AccountMetadata)(nil),              // 28: ledger.v1.AccountMetadata
+	(*SetAccountMetadataResponse)(nil),   // 29: ledger.v1.SetAccountMetadataResponse
+	(*CloseAccountsRequest)(nil),         // 30: ledger.v1.CloseAccountsRequest
+	(*CloseAccountsResponse)(nil),        // 31: ledger.v1.CloseAccountsResponse
+	(*Posting)(nil),                      // 32: ledger.v1.Posting
+	(*CreateTransfersResponse)(nil),      // 33: ledger.v1.CreateTransfersResponse
+	(*ItemResult)(nil),                   // 34: ledger.v1.ItemResult
+	(*GetBalancesRequest)(nil),           // 35: ledger.v1.GetBalancesRequest
+	(*Balance)(nil),                      // 36: ledger.v1.Balance
+	(*GetBalancesResponse)(nil),          // 37: ledger.v1.GetBalancesResponse
+	(*ListStatementRequest)(nil),         // 38: ledger.v1.ListStatementRequest
+	(*StatementLine)(nil),                // 39: ledger.v1.StatementLine
+	(*ListStatementResponse)(nil),        // 40: ledger.v1.ListStatementResponse
+	(*TransferPosting)(nil),              // 41: ledger.v1.TransferPosting
+	(*TransferView)(nil),                 // 42: ledger.v1.TransferView
+	(*GetTransfersRequest)(nil),          // 43: ledger.v1.GetTransfersRequest
+	(*GetTransfersResponse)(nil),         // 44: ledger.v1.GetTransfersResponse
+	(*ListTransfersRequest)(nil),         // 45: ledger.v1.ListTransfersRequest
+	(*ListTransfersResponse)(nil),        // 46: ledger.v1.ListTransfersResponse
+	(*GetTrialBalanceRequest)(nil),       // 47: ledger.v1.GetTrialBalanceRequest
+	(*TrialBalanceLine)(nil),             // 48: ledger.v1.TrialBalanceLine
+	(*GetTrialBalanceResponse)(nil),      // 49: ledger.v1.GetTrialBalanceResponse
+	(*GetProjectionStatusRequest)(nil),   // 50: ledger.v1.GetProjectionStatusRequest
+	(*ProjectionStatus)(nil),             // 51: ledger.v1.ProjectionStatus
+	(*GetProjectionStatusResponse)(nil),  // 52: ledger.v1.GetProjectionStatusResponse
+	(*ReadEventsRequest)(nil),            // 53: ledger.v1.ReadEventsRequest
+	(*ReadEventsResponse)(nil),           // 54: ledger.v1.ReadEventsResponse
+	(*LogEvent)(nil),                     // 55: ledger.v1.LogEvent
+	(*ImportEventsRequest)(nil),          // 56: ledger.v1.ImportEventsRequest
+	(*ImportEventsResponse)(nil),         // 57: ledger.v1.ImportEventsResponse
+	(*RebuildProjectionRequest)(nil),     // 58: ledger.v1.RebuildProjectionRequest
+	(*RebuildProjectionResponse)(nil),    // 59: ledger.v1.RebuildProjectionResponse
+	(*CreateApiKeyRequest)(nil),          // 60: ledger.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),         // 61: ledger.v1.CreateApiKeyResponse
+	(*ApiKey)(nil),                       // 62: ledger.v1.ApiKey
+	(*ListApiKeysRequest)(nil),           // 63: ledger.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),          // 64: ledger.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),          // 65: ledger.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),         // 66: ledger.v1.RevokeApiKeyResponse
+	(*Ledger)(nil),                       // 67: ledger.v1.Ledger
+	(*CreateLedgerRequest)(nil),          // 68: ledger.v1.CreateLedgerRequest
+	(*CreateLedgerResponse)(nil),         // 69: ledger.v1.CreateLedgerResponse
+	(*ArchiveLedgerRequest)(nil),         // 70: ledger.v1.ArchiveLedgerRequest
+	(*ArchiveLedgerResponse)(nil),        // 71: ledger.v1.ArchiveLedgerResponse
+	(*UnarchiveLedgerRequest)(nil),       // 72: ledger.v1.UnarchiveLedgerRequest
+	(*UnarchiveLedgerResponse)(nil),      // 73: ledger.v1.UnarchiveLedgerResponse
+	(*GetLedgerRequest)(nil),             // 74: ledger.v1.GetLedgerRequest
+	(*GetLedgerResponse)(nil),            // 75: ledger.v1.GetLedgerResponse
+	(*ListLedgersRequest)(nil),           // 76: ledger.v1.ListLedgersRequest
+	(*ListLedgersResponse)(nil),          // 77: ledger.v1.ListLedgersResponse
+	nil,                                  // 78: ledger.v1.Account.MetadataEntry
+	nil,                                  // 79: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 80: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 81: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 82: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 83: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 84: ledger.v1.TransferView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 85: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
-	33, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
-	10, // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
+	34, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
+	11, // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,  // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	66, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
-	33, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	13, // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
-	31, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	67, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	73, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
-	15, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	68, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
-	33, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	18, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
-	33, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	21, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	69, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	73, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
-	33, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	24, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
-	33, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
-	27, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	70, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
-	33, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
-	33, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	33, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	78, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	34, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	14, // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
+	32, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
+	79, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	85, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	16, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
+	80, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	34, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	19, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
+	34, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	22, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
+	81, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	85, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	34, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	25, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
+	34, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
+	28, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
+	82, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	34, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
+	34, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	34, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	0,  // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
-	35, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
+	36, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
 	2,  // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	73, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	85, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	3,  // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	1,  // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
-	35, // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	73, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	73, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	36, // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
+	85, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	85, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,  // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	4,  // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	73, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	73, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	71, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
-	38, // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
+	85, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	85, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	83, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	39, // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
 	5,  // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
 	6,  // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
-	40, // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	72, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	73, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	73, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	73, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
-	41, // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	41, // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
+	84, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	85, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	85, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	85, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	6,  // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	73, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	73, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	85, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	85, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,  // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	41, // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
-	47, // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	73, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
-	50, // 55: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
-	54, // 56: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
-	73, // 57: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
-	54, // 58: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
-	61, // 59: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	73, // 60: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	73, // 61: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	61, // 62: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
-	61, // 63: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	7,  // 64: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	9,  // 65: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	12, // 66: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	14, // 67: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	17, // 68: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	20, // 69: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	23, // 70: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	26, // 71: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	29, // 72: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	34, // 73: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	37, // 74: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
-	42, // 75: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
-	44, // 76: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
-	46, // 77: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	49, // 78: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	52, // 79: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
-	55, // 80: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
-	57, // 81: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
-	59, // 82: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
-	62, // 83: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
-	64, // 84: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
-	8,  // 85: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	11, // 86: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	32, // 87: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	16, // 88: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	19, // 89: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	22, // 90: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	25, // 91: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	28, // 92: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	30, // 93: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	36, // 94: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	39, // 95: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	43, // 96: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	45, // 97: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	48, // 98: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	51, // 99: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	53, // 100: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
-	56, // 101: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
-	58, // 102: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
-	60, // 103: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
-	63, // 104: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
-	65, // 105: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
-	85, // [85:106] is the sub-list for method output_type
-	64, // [64:85] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	42, // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	48, // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
+	85, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	51, // 55: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
+	55, // 56: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
+	85, // 57: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	55, // 58: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
+	62, // 59: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	85, // 60: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	85, // 61: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	62, // 62: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
+	62, // 63: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	7,  // 64: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
+	85, // 65: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
+	85, // 66: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
+	67, // 67: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	67, // 68: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	67, // 69: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	67, // 70: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	67, // 71: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
+	8,  // 72: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	10, // 73: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	13, // 74: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	15, // 75: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	18, // 76: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	21, // 77: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	24, // 78: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	27, // 79: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	30, // 80: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	35, // 81: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	38, // 82: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	43, // 83: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	45, // 84: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	47, // 85: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	50, // 86: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	53, // 87: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
+	56, // 88: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
+	58, // 89: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
+	60, // 90: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
+	63, // 91: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
+	65, // 92: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
+	68, // 93: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
+	70, // 94: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
+	72, // 95: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
+	74, // 96: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
+	76, // 97: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
+	9,  // 98: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	12, // 99: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	33, // 100: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	17, // 101: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	20, // 102: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	23, // 103: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	26, // 104: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	29, // 105: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	31, // 106: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	37, // 107: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	40, // 108: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	44, // 109: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	46, // 110: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	49, // 111: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	52, // 112: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	54, // 113: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	57, // 114: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	59, // 115: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
+	61, // 116: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
+	64, // 117: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
+	66, // 118: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
+	69, // 119: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
+	71, // 120: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
+	73, // 121: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
+	75, // 122: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
+	77, // 123: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
+	98, // [98:124] is the sub-list for method output_type
+	72, // [72:98] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -5339,8 +6013,8 @@ func file_ledger_v1_ledger_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   66,
+			NumEnums:      8,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

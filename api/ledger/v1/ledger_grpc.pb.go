@@ -928,6 +928,11 @@ const (
 	AdminService_CreateApiKey_FullMethodName      = "/ledger.v1.AdminService/CreateApiKey"
 	AdminService_ListApiKeys_FullMethodName       = "/ledger.v1.AdminService/ListApiKeys"
 	AdminService_RevokeApiKey_FullMethodName      = "/ledger.v1.AdminService/RevokeApiKey"
+	AdminService_CreateLedger_FullMethodName      = "/ledger.v1.AdminService/CreateLedger"
+	AdminService_ArchiveLedger_FullMethodName     = "/ledger.v1.AdminService/ArchiveLedger"
+	AdminService_UnarchiveLedger_FullMethodName   = "/ledger.v1.AdminService/UnarchiveLedger"
+	AdminService_GetLedger_FullMethodName         = "/ledger.v1.AdminService/GetLedger"
+	AdminService_ListLedgers_FullMethodName       = "/ledger.v1.AdminService/ListLedgers"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -952,6 +957,24 @@ type AdminServiceClient interface {
 	// RevokeApiKey revokes a key: refused at once by this ledgerd, within
 	// seconds by the others on the same database.
 	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
+	// CreateLedger creates an empty, active ledger: the only way a caller
+	// without the admin role gets a new ledger (DefineAsset on an unknown
+	// ledger creates it only for an admin key). Creating a ledger that exists
+	// answers OK with created false and the ledger as it is, so a retry is
+	// safe. ResourceExhausted when LedgersMax ledgers are active or importing.
+	CreateLedger(ctx context.Context, in *CreateLedgerRequest, opts ...grpc.CallOption) (*CreateLedgerResponse, error)
+	// ArchiveLedger makes a ledger read-only: commands are refused
+	// (FailedPrecondition "ledger archived"), queries, ReadEvents and verify
+	// keep working, and its writer, relay and projectors stop once caught up
+	// and are not started at boot. Archiving an archived ledger answers it as
+	// it is.
+	ArchiveLedger(ctx context.Context, in *ArchiveLedgerRequest, opts ...grpc.CallOption) (*ArchiveLedgerResponse, error)
+	// UnarchiveLedger makes an archived ledger active again.
+	UnarchiveLedger(ctx context.Context, in *UnarchiveLedgerRequest, opts ...grpc.CallOption) (*UnarchiveLedgerResponse, error)
+	// GetLedger answers one ledger's status and head.
+	GetLedger(ctx context.Context, in *GetLedgerRequest, opts ...grpc.CallOption) (*GetLedgerResponse, error)
+	// ListLedgers lists ledgers in name order, a page at a time.
+	ListLedgers(ctx context.Context, in *ListLedgersRequest, opts ...grpc.CallOption) (*ListLedgersResponse, error)
 }
 
 type adminServiceClient struct {
@@ -1011,6 +1034,56 @@ func (c *adminServiceClient) RevokeApiKey(ctx context.Context, in *RevokeApiKeyR
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateLedger(ctx context.Context, in *CreateLedgerRequest, opts ...grpc.CallOption) (*CreateLedgerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateLedgerResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateLedger_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ArchiveLedger(ctx context.Context, in *ArchiveLedgerRequest, opts ...grpc.CallOption) (*ArchiveLedgerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ArchiveLedgerResponse)
+	err := c.cc.Invoke(ctx, AdminService_ArchiveLedger_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UnarchiveLedger(ctx context.Context, in *UnarchiveLedgerRequest, opts ...grpc.CallOption) (*UnarchiveLedgerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnarchiveLedgerResponse)
+	err := c.cc.Invoke(ctx, AdminService_UnarchiveLedger_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetLedger(ctx context.Context, in *GetLedgerRequest, opts ...grpc.CallOption) (*GetLedgerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLedgerResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetLedger_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListLedgers(ctx context.Context, in *ListLedgersRequest, opts ...grpc.CallOption) (*ListLedgersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListLedgersResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListLedgers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -1033,6 +1106,24 @@ type AdminServiceServer interface {
 	// RevokeApiKey revokes a key: refused at once by this ledgerd, within
 	// seconds by the others on the same database.
 	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
+	// CreateLedger creates an empty, active ledger: the only way a caller
+	// without the admin role gets a new ledger (DefineAsset on an unknown
+	// ledger creates it only for an admin key). Creating a ledger that exists
+	// answers OK with created false and the ledger as it is, so a retry is
+	// safe. ResourceExhausted when LedgersMax ledgers are active or importing.
+	CreateLedger(context.Context, *CreateLedgerRequest) (*CreateLedgerResponse, error)
+	// ArchiveLedger makes a ledger read-only: commands are refused
+	// (FailedPrecondition "ledger archived"), queries, ReadEvents and verify
+	// keep working, and its writer, relay and projectors stop once caught up
+	// and are not started at boot. Archiving an archived ledger answers it as
+	// it is.
+	ArchiveLedger(context.Context, *ArchiveLedgerRequest) (*ArchiveLedgerResponse, error)
+	// UnarchiveLedger makes an archived ledger active again.
+	UnarchiveLedger(context.Context, *UnarchiveLedgerRequest) (*UnarchiveLedgerResponse, error)
+	// GetLedger answers one ledger's status and head.
+	GetLedger(context.Context, *GetLedgerRequest) (*GetLedgerResponse, error)
+	// ListLedgers lists ledgers in name order, a page at a time.
+	ListLedgers(context.Context, *ListLedgersRequest) (*ListLedgersResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -1054,6 +1145,21 @@ func (UnimplementedAdminServiceServer) ListApiKeys(context.Context, *ListApiKeys
 }
 func (UnimplementedAdminServiceServer) RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeApiKey not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateLedger(context.Context, *CreateLedgerRequest) (*CreateLedgerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateLedger not implemented")
+}
+func (UnimplementedAdminServiceServer) ArchiveLedger(context.Context, *ArchiveLedgerRequest) (*ArchiveLedgerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ArchiveLedger not implemented")
+}
+func (UnimplementedAdminServiceServer) UnarchiveLedger(context.Context, *UnarchiveLedgerRequest) (*UnarchiveLedgerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnarchiveLedger not implemented")
+}
+func (UnimplementedAdminServiceServer) GetLedger(context.Context, *GetLedgerRequest) (*GetLedgerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLedger not implemented")
+}
+func (UnimplementedAdminServiceServer) ListLedgers(context.Context, *ListLedgersRequest) (*ListLedgersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListLedgers not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1141,6 +1247,96 @@ func _AdminService_RevokeApiKey_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateLedger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateLedgerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateLedger(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateLedger_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateLedger(ctx, req.(*CreateLedgerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ArchiveLedger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ArchiveLedgerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ArchiveLedger(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ArchiveLedger_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ArchiveLedger(ctx, req.(*ArchiveLedgerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UnarchiveLedger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnarchiveLedgerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UnarchiveLedger(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UnarchiveLedger_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UnarchiveLedger(ctx, req.(*UnarchiveLedgerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetLedger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLedgerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetLedger(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetLedger_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetLedger(ctx, req.(*GetLedgerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListLedgers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListLedgersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListLedgers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListLedgers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListLedgers(ctx, req.(*ListLedgersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1159,6 +1355,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeApiKey",
 			Handler:    _AdminService_RevokeApiKey_Handler,
+		},
+		{
+			MethodName: "CreateLedger",
+			Handler:    _AdminService_CreateLedger_Handler,
+		},
+		{
+			MethodName: "ArchiveLedger",
+			Handler:    _AdminService_ArchiveLedger_Handler,
+		},
+		{
+			MethodName: "UnarchiveLedger",
+			Handler:    _AdminService_UnarchiveLedger_Handler,
+		},
+		{
+			MethodName: "GetLedger",
+			Handler:    _AdminService_GetLedger_Handler,
+		},
+		{
+			MethodName: "ListLedgers",
+			Handler:    _AdminService_ListLedgers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
