@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -44,25 +43,6 @@ func (f *freezer) thaw() {
 	default:
 		close(f.release)
 	}
-}
-
-// leaseSessionPIDs returns the backends of the test's database that hold an
-// advisory lock: the lease sessions, as an operator would find them.
-func leaseSessionPIDs(t *testing.T, pool *pgxpool.Pool) []int32 {
-	t.Helper()
-	rows, err := pool.Query(context.Background(), `SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-		WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1
-		AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`, eventstore.LeaseApplicationName)
-	testenv.NoError(t, err)
-	defer rows.Close()
-	var pids []int32
-	for rows.Next() {
-		var pid int32
-		testenv.NoError(t, rows.Scan(&pid))
-		pids = append(pids, pid)
-	}
-	testenv.NoError(t, rows.Err())
-	return pids
 }
 
 // TestLeaseHolderFrozenMidAppend freezes a lease holder between moving the
