@@ -11,33 +11,52 @@ import (
 	"syscall"
 )
 
-// lockDir takes Dir's lock without waiting and writes our pid into it. The
-// lock is an flock, so the kernel drops it when the process dies however it
-// dies: a crashed process never leaves Dir locked. The file is opened
-// close-on-exec, so the server pg_ctl starts does not inherit (and keep) it.
+// lockDir takes Dir's lock (LockFile) for the cluster's life.
 //
 // Errors: ErrDirInUse naming the holder's pid when it can be read.
 func (c *Cluster) lockDir() error {
 	path := filepath.Join(c.dir, lockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	f, holder, err := LockFile(path)
+	if errors.Is(err, ErrDirInUse) {
+		who := "another process"
+		if holder > 0 {
+			who = "process " + strconv.Itoa(holder)
+		}
+		return fmt.Errorf("%s is used by %s (lock %s): stop it first, or use another data dir: %w", c.dir, who, path, err)
+	}
 	if err != nil {
-		return fmt.Errorf("open lock %s: %w", path, err)
+		return err
+	}
+	c.lock = f
+	return nil
+}
+
+// LockFile takes the flock of the file at path, creating it, without waiting,
+// and writes our pid into it. An flock: the kernel drops it when the process
+// dies, however it dies, so a crash never leaves it held; the file is
+// close-on-exec, so the servers a process starts do not inherit (and keep)
+// it. Close the file to release the lock.
+//
+// Errors: ErrDirInUse, with holder the pid the file holds (0 if unreadable);
+// the error of opening or locking the file.
+func LockFile(path string) (f *os.File, holder int, err error) {
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open lock %s: %w", path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder := lockHolder(f)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return fmt.Errorf("%s is used by %s (lock %s): stop it first, or use another data dir: %w",
-				c.dir, holder, path, ErrDirInUse)
+			return nil, holder, ErrDirInUse
 		}
-		return fmt.Errorf("lock %s: %w", path, err)
+		return nil, 0, fmt.Errorf("lock %s: %w", path, err)
 	}
-	// The pid is only for the message above; the flock is the lock.
+	// The pid is only for the holder's message; the flock is the lock.
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	c.lock = f
-	return nil
+	return f, 0, nil
 }
 
 // unlockDir releases Dir; closing the file drops the flock.
@@ -48,16 +67,16 @@ func (c *Cluster) unlockDir() {
 	}
 }
 
-// lockHolder names the process whose pid the lock file holds.
-func lockHolder(f *os.File) string {
+// lockHolder reads the pid the lock file holds; 0 if it holds none.
+func lockHolder(f *os.File) int {
 	buf := make([]byte, lockPIDBytesMax)
 	n, err := f.ReadAt(buf, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return "another process"
+		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
 	if err != nil || pid <= 0 {
-		return "another process"
+		return 0
 	}
-	return "process " + strconv.Itoa(pid)
+	return pid
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // ledgerCreate creates a ledger (an admin act); one that exists is said so,
@@ -36,50 +37,41 @@ func ledgerCreate(ctx context.Context, c *client, args []string) error {
 
 // ledgerArchive archives a ledger: commands are refused, reads go on.
 func ledgerArchive(ctx context.Context, c *client, args []string) error {
-	name, err := c.ledgerArg("ledger archive", args)
-	if err != nil {
-		return err
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := ledgerv1.NewAdminServiceClient(c.conn).ArchiveLedger(ctx, &ledgerv1.ArchiveLedgerRequest{Ledger: name})
-		if err != nil {
-			return err
-		}
-		if c.output == "json" {
-			return c.printJSON(resp)
-		}
-		fmt.Fprintln(c.out, ledgerLine(resp.GetLedger()))
-		return nil
+	return c.ledgerCall(ctx, "ledger archive", args, func(ctx context.Context, a ledgerv1.AdminServiceClient, name string) (ledgerAnswer, error) {
+		return a.ArchiveLedger(ctx, &ledgerv1.ArchiveLedgerRequest{Ledger: name})
 	})
 }
 
 // ledgerUnarchive makes an archived ledger active again.
 func ledgerUnarchive(ctx context.Context, c *client, args []string) error {
-	name, err := c.ledgerArg("ledger unarchive", args)
-	if err != nil {
-		return err
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := ledgerv1.NewAdminServiceClient(c.conn).UnarchiveLedger(ctx, &ledgerv1.UnarchiveLedgerRequest{Ledger: name})
-		if err != nil {
-			return err
-		}
-		if c.output == "json" {
-			return c.printJSON(resp)
-		}
-		fmt.Fprintln(c.out, ledgerLine(resp.GetLedger()))
-		return nil
+	return c.ledgerCall(ctx, "ledger unarchive", args, func(ctx context.Context, a ledgerv1.AdminServiceClient, name string) (ledgerAnswer, error) {
+		return a.UnarchiveLedger(ctx, &ledgerv1.UnarchiveLedgerRequest{Ledger: name})
 	})
 }
 
 // ledgerStatus prints a ledger's status and head.
 func ledgerStatus(ctx context.Context, c *client, args []string) error {
-	name, err := c.ledgerArg("ledger status", args)
+	return c.ledgerCall(ctx, "ledger status", args, func(ctx context.Context, a ledgerv1.AdminServiceClient, name string) (ledgerAnswer, error) {
+		return a.GetLedger(ctx, &ledgerv1.GetLedgerRequest{Ledger: name})
+	})
+}
+
+// ledgerAnswer is an AdminService answer about one ledger.
+type ledgerAnswer interface {
+	proto.Message
+	GetLedger() *ledgerv1.Ledger
+}
+
+// ledgerCall runs the verb's call on the ledger its args name and prints the
+// ledger it answers with.
+func (c *client) ledgerCall(ctx context.Context, verb string, args []string,
+	call func(context.Context, ledgerv1.AdminServiceClient, string) (ledgerAnswer, error)) error {
+	name, err := c.ledgerArg(verb, args)
 	if err != nil {
 		return err
 	}
 	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := ledgerv1.NewAdminServiceClient(c.conn).GetLedger(ctx, &ledgerv1.GetLedgerRequest{Ledger: name})
+		resp, err := call(ctx, ledgerv1.NewAdminServiceClient(c.conn), name)
 		if err != nil {
 			return err
 		}

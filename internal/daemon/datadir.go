@@ -4,12 +4,11 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
+
+	"github.com/ledgerd/ledger/adapters/devpg"
 )
 
 // ErrDataDirInUse means another live ledgerd holds the data dir: starting on
@@ -21,8 +20,6 @@ const (
 	// dataDirLockFile, in the data dir, is flocked by the ledgerd using it
 	// and holds its pid, for the message that refuses a second one.
 	dataDirLockFile = "ledgerd.lock"
-	// lockPIDBytesMax bounds what is read of the lock file for the pid.
-	lockPIDBytesMax = 32
 )
 
 // lockDataDir takes the data dir's lock, without waiting, when ledgerd runs
@@ -42,23 +39,18 @@ func (m *Main) lockDataDir() error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	path := filepath.Join(dir, dataDirLockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("open lock %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder := lockHolder(f)
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			abs, _ := filepath.Abs(dir) // Only for the message; dir will do if it fails.
-			return fmt.Errorf("%s is used by %s (lock %s): stop it first, or give this one another -data-dir: %w",
-				cmp.Or(abs, dir), holder, path, ErrDataDirInUse)
+	f, holder, err := devpg.LockFile(path)
+	if errors.Is(err, devpg.ErrDirInUse) {
+		who := "another ledgerd"
+		if holder > 0 {
+			who = "ledgerd pid " + strconv.Itoa(holder)
 		}
-		return fmt.Errorf("lock %s: %w", path, err)
+		abs, _ := filepath.Abs(dir) // Only for the message; dir will do if it fails.
+		return fmt.Errorf("%s is used by %s (lock %s): stop it first, or give this one another -data-dir: %w",
+			cmp.Or(abs, dir), who, path, ErrDataDirInUse)
 	}
-	// The pid only serves the message above; the flock is the lock.
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	if err != nil {
+		return err
 	}
 	m.dataDirLock = f
 	return nil
@@ -70,18 +62,4 @@ func (m *Main) unlockDataDir() {
 		m.dataDirLock.Close()
 		m.dataDirLock = nil
 	}
-}
-
-// lockHolder names the ledgerd whose pid the lock file holds.
-func lockHolder(f *os.File) string {
-	buf := make([]byte, lockPIDBytesMax)
-	n, err := f.ReadAt(buf, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "another ledgerd"
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
-	if err != nil || pid <= 0 {
-		return "another ledgerd"
-	}
-	return "ledgerd pid " + strconv.Itoa(pid)
 }
