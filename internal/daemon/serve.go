@@ -141,6 +141,7 @@ func (m *Main) serve() error {
 // grpcServerOptions are all the gRPC server's options, in one place.
 func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
 	budget := grpcapi.NewRecvBudget(grpcapi.RecvBytesInFlightMax)
+	m.registry.MustRegister(recvBudgetCollectors(budget)...)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(grpcapi.RecvMaxLarge),
 		grpc.MaxSendMsgSize(grpcMsgMax),
