@@ -119,8 +119,8 @@ func TestUnauthenticatedRequestIsNotRead(t *testing.T) {
 	wantCode(t, "GetBalances of 4 MiB and more", err, codes.ResourceExhausted)
 }
 
-// TestRecvBudget: calls in flight hold their method's receive bound from
-// before their message is read, within their key's share
+// TestRecvBudget: calls in flight hold RecvMaxLarge from before their
+// message is read, within their key's share
 // (RecvBytesPerKeyMax: 4 open ImportEvents streams) and within
 // RecvBytesInFlightMax (16). A call beyond either waits, and goes on when
 // one of them ends; a key over its share does not hold up another key.
