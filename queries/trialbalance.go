@@ -146,7 +146,7 @@ func (s *Service) trialBalanceAsOf(ctx context.Context, ledger string, p uint64)
 // fold is the net change of a stretch of the log, per asset.
 type fold struct {
 	sums   map[string]*assetSums
-	closed []string // accounts closed: their asset is in the balances
+	closed []string          // accounts closed: their asset is in the balances
 	moves  []domain.Movement // one event's, reused
 }
 
