@@ -97,11 +97,9 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 }
 
 // fullyReversed reports whether reversals before took back every posting of
-// the original in full (done holds what each posting had reversed).
+// the original in full (done holds what each posting had reversed). A post
+// of nothing has nothing to reverse from the start.
 func fullyReversed(original []Posting, done []Units) bool {
-	if done == nil {
-		return false
-	}
 	for i := range original {
 		if leftToReverse(original, done, i).Sign() > 0 {
 			return false
