@@ -279,7 +279,9 @@ func TestCheckReversal(t *testing.T) {
 	back := func(a, b int64) []domain.Posting {
 		return []domain.Posting{usdPosting("bob", "alice", a), usdPosting("dave", "carol", b)}
 	}
-	units := func(a, b int64) []domain.Units { return []domain.Units{domain.UnitsFromInt64(a), domain.UnitsFromInt64(b)} }
+	units := func(a, b int64) []domain.Units {
+		return []domain.Units{domain.UnitsFromInt64(a), domain.UnitsFromInt64(b)}
+	}
 	for _, tc := range []struct {
 		name string
 		done []domain.Units
