@@ -183,10 +183,7 @@ func (f *transferFold) apply(rec *eventstore.Record, e domain.Event) error {
 		if err := f.resolve(rec, e.PendingID, e.ID, transferStatusPendingPosted); err != nil {
 			return err
 		}
-		posted := make([]domain.Posting, len(e.Postings))
-		for i, hp := range e.Postings {
-			posted[i] = hp.Posted()
-		}
+		posted, _ := domain.ReversiblePostings(e) // what the post posted
 		r := f.create(rec, e.ID, transferKindPost, reversible(posted), e.Reference, e.Metadata, e.EffectiveAt)
 		r.pendingID = e.PendingID
 	case domain.PendingVoided:
