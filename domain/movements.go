@@ -142,15 +142,11 @@ func (m *Movement) Total(a *Account) *Units {
 	}
 }
 
-// MovesBalances reports whether events of this type move balances: a reader
-// that folds only balances may skip reading (and decoding) the others.
-func MovesBalances(eventType string) bool {
-	switch eventType {
-	case TypeTransferCommitted, TypeTransferReversed, TypeTransferPending, TypePendingPosted, TypePendingVoided,
-		TypePendingExpired:
-		return true
-	}
-	return false
+// BalanceEventTypes returns the types of the events that have movements: a
+// reader that folds balances alone may read only these from a log.
+func BalanceEventTypes() []string {
+	return []string{TypeTransferCommitted, TypeTransferReversed, TypeTransferPending, TypePendingPosted,
+		TypePendingVoided, TypePendingExpired}
 }
 
 // TransferHeader is what the movements of one event share, beside their

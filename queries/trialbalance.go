@@ -160,9 +160,7 @@ type assetSums struct {
 
 // foldLog folds the events at positions from..to.
 func (s *Service) foldLog(ctx context.Context, ledger string, from, to uint64) (fold, error) {
-	types := []string{domain.TypeAccountOpened, domain.TypeAccountClosed, domain.TypeTransferCommitted,
-		domain.TypeTransferPending, domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired,
-		domain.TypeTransferReversed}
+	types := append([]string{domain.TypeAccountOpened, domain.TypeAccountClosed}, domain.BalanceEventTypes()...)
 	rows, err := s.pool.Query(ctx, `SELECT position, type, schema_version, payload FROM events
 		WHERE ledger = $1 AND position BETWEEN $2 AND $3 AND type = ANY($4)
 		ORDER BY position`, ledger, int64(from), int64(to), types)
