@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ledgerd/ledger/domain"
 )
 
 // Limits of the store's calls.
@@ -233,7 +234,7 @@ func lockStatus(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, 
 	var st string
 	err := tx.QueryRow(ctx, lock, ledger).Scan(&st)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrLedgerNotFound)
+		return fmt.Errorf("append to %s at %d: %w", ledger, expected, domain.ErrUnknownLedger)
 	}
 	if err != nil {
 		return fmt.Errorf("append to %s at %d: status: %w", ledger, expected, err)
