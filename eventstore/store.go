@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ledgerd/ledger/domain"
 )
 
 // Limits of the store's calls.
@@ -251,7 +252,7 @@ func readAppendBatch(br pgx.BatchResults, ledger string, expected uint64, want L
 	var st string
 	err := br.QueryRow().Scan(&st)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrLedgerNotFound)
+		return false, fmt.Errorf("append to %s at %d: %w", ledger, expected, domain.ErrUnknownLedger)
 	}
 	if err != nil {
 		return false, fmt.Errorf("append to %s at %d: status: %w", ledger, expected, err)

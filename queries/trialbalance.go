@@ -25,14 +25,14 @@ const (
 
 var (
 	// ErrBeyondHead means an as-of position the ledger has not reached.
-	ErrBeyondHead = errors.New("beyond the ledger's head")
+	ErrBeyondHead error = domain.NewInvalid("as_of_position", "beyond the ledger's head", "beyond the ledger's head")
 	// ErrTooManyAssets means a ledger has more than TrialBalanceLinesMax assets.
-	ErrTooManyAssets = errors.New("too many assets")
+	ErrTooManyAssets error = domain.NewError(domain.KindExhausted, "too many assets", "")
 	// ErrHistoryUnavailable means the trial balance history does not reach
 	// back to an as-of position: its ledger was projected before the history
 	// existed (migration 0004), and the answer would fold more than FoldMax
 	// events from the log.
-	ErrHistoryUnavailable = errors.New("trial balance history unavailable")
+	ErrHistoryUnavailable error = domain.NewError(domain.KindConflict, "trial balance history unavailable", "")
 )
 
 // TrialBalanceLine is one asset's sums over its accounts, as decimal strings in
@@ -53,7 +53,7 @@ type TrialBalance struct {
 // balances projection has reached minPosition, at the position it reached; or
 // just after position asOf, once it has reached asOf, at asOf.
 //
-// Errors: ErrLedgerNotFound; ErrBeyondHead for asOf past the ledger's head;
+// Errors: domain.ErrUnknownLedger; ErrBeyondHead for asOf past the ledger's head;
 // ErrNotReached; ErrHistoryUnavailable; ErrTooManyAssets; database errors.
 func (s *Service) GetTrialBalance(ctx context.Context, ledger string, asOf, minPosition uint64) (TrialBalance, error) {
 	head, err := s.head(ctx, ledger)

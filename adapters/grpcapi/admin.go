@@ -15,7 +15,6 @@ import (
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
-	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 )
@@ -61,9 +60,6 @@ func NewAdminServer(pool *pgxpool.Pool, store *eventstore.Store, keys Keys, ledg
 func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 	stream grpc.ServerStreamingServer[ledgerv1.RebuildProjectionResponse]) error {
 	ledger := req.GetLedger()
-	if !domain.ValidLedgerName(ledger) {
-		return invalidArgument("ledger", ledgerNameReason)
-	}
 	proj, err := projections.ByName(req.GetProjection())
 	if err != nil {
 		names := make([]string, 0, 3)

@@ -85,9 +85,6 @@ func (s *AuditServer) ImportEvents(stream grpc.ClientStreamingServer[ledgerv1.Im
 	if err != nil {
 		return err
 	}
-	if !domain.ValidLedgerName(first.GetLedger()) {
-		return invalidArgument("ledger", ledgerNameReason)
-	}
 	t, err := s.importTarget(ctx, first.GetLedger())
 	if err != nil {
 		return err
@@ -153,7 +150,7 @@ func (s *AuditServer) importTarget(ctx context.Context, ledger string) (*importT
 	t := &importTarget{ledger: ledger}
 	lg, err := s.store.Ledger(hctx, ledger)
 	switch {
-	case errors.Is(err, eventstore.ErrLedgerNotFound):
+	case errors.Is(err, domain.ErrUnknownLedger):
 	case err != nil:
 		return nil, s.importInternal(ledger, "status", err)
 	case lg.Status == eventstore.StatusArchived:
