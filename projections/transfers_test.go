@@ -554,45 +554,6 @@ func isEmpty(v any) bool {
 	return false
 }
 
-func TestTransfersMatchReplay(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name  string
-		batch int // 0: the runner follows the writer, with the batches it finds
-	}{
-		{"live", 0},
-		{"batches of 1", 1},
-		{"batches of 5", 5},
-		{"one batch", projections.BatchMaxDefault},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			clock := &xferClock{now: time.Now().UTC().Truncate(time.Microsecond)}
-			e := newXferEnv(t, clock)
-			var runner *runningRunner
-			if tc.batch == 0 {
-				runner = e.startRunner(t.Context(), projections.Transfers{}, e.natsSource())
-			}
-			head := e.runXferWorkload(clock, uint64(len(tc.name)))
-			if tc.batch != 0 {
-				runner = e.startRunner(t.Context(), projections.Transfers{}, batches{src: e.natsSource(), size: tc.batch, end: head})
-			}
-			waitFor(t, runner, head)
-			if got := e.xferCheckpoint(); got != head {
-				t.Fatalf("checkpoint %d, want %d", got, head)
-			}
-			want, got := e.replayTransfers(head), e.readTransfers()
-			if diff := cmp.Diff(want.rows, got.rows, emptyIsNil); diff != "" {
-				t.Errorf("transfers differ from the replay (-replay +read model):\n%s", diff)
-			}
-			if diff := cmp.Diff(want.accounts, got.accounts); diff != "" {
-				t.Errorf("transfer_accounts differ from the replay (-replay +read model):\n%s", diff)
-			}
-			checkXferFates(t, got)
-		})
-	}
-}
-
 // checkXferFates checks a few rows against what the workload did to them,
 // which the replay model must agree with too.
 func checkXferFates(t *testing.T, m xferModel) {
