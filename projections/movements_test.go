@@ -51,7 +51,7 @@ func mvQueries(pool *pgxpool.Pool, r *runningRunner) *queries.Service {
 // newClockedEnv is newEnv with a writer on clock.
 func newClockedEnv(t *testing.T, clock *mvClock) *env {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	pool, err := pgxpool.New(t.Context(), testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))
@@ -795,7 +795,7 @@ func TestMovementsOfAHold(t *testing.T) {
 // under load.
 func BenchmarkMovementsApply(b *testing.B) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.PostgresURL(b))
+	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(b))
 	testenv.NoError(b, err)
 	defer pool.Close()
 	testenv.NoError(b, eventstore.Migrate(ctx, pool))

@@ -40,7 +40,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	pool, err := pgxpool.New(t.Context(), testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))

@@ -530,15 +530,6 @@ func (e *env) readTransfers() xferModel {
 	return got
 }
 
-// xferCheckpoint returns the transfers projection's checkpoint.
-func (e *env) xferCheckpoint() uint64 {
-	e.t.Helper()
-	var pos int64
-	testenv.NoError(e.t, e.pool.QueryRow(e.t.Context(), `SELECT position FROM projection_checkpoints
-		WHERE ledger = $1 AND projection = $2`, e.ledger, projections.Transfers{}.Name()).Scan(&pos))
-	return uint64(pos)
-}
-
 // emptyIsNil compares absent and empty maps and lists as equal.
 var emptyIsNil = cmp.FilterValues(func(x, y any) bool {
 	return isEmpty(x) && isEmpty(y)
@@ -609,7 +600,7 @@ func checkXferFates(t *testing.T, m xferModel) {
 // xferPool opens a pool on a fresh database with every migration applied.
 func xferPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	pool, err := pgxpool.New(t.Context(), testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))
