@@ -33,7 +33,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/internal/testenv"
 	"github.com/ledgerd/ledger/projections"
 )
 
@@ -128,7 +127,7 @@ func (s *suite) store() *eventstore.Store { return eventstore.New(s.app) }
 func appPool(t *testing.T, owner *pgxpool.Pool) (*pgxpool.Pool, bool) {
 	t.Helper()
 	var exists bool
-	testenv.NoError(t, owner.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`,
+	noError(t, owner.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`,
 		appRole).Scan(&exists))
 	if !exists {
 		t.Logf("no %s role on this server: the projector runs as the owner", appRole)
@@ -140,7 +139,7 @@ func appPool(t *testing.T, owner *pgxpool.Pool) (*pgxpool.Pool, bool) {
 		return err
 	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	testenv.NoError(t, err)
+	noError(t, err)
 	t.Cleanup(pool.Close)
 	return pool, true
 }
@@ -151,7 +150,7 @@ func (s *suite) testGrants(t *testing.T) {
 	}
 	for _, table := range append([]string{"projection_checkpoints"}, s.c.New().Tables()...) {
 		var ok bool
-		testenv.NoError(t, s.log.Pool.QueryRow(t.Context(), `SELECT has_table_privilege($1, $2, 'SELECT, INSERT, UPDATE, DELETE')`,
+		noError(t, s.log.Pool.QueryRow(t.Context(), `SELECT has_table_privilege($1, $2, 'SELECT, INSERT, UPDATE, DELETE')`,
 			appRole, table).Scan(&ok))
 		if !ok {
 			t.Errorf("%s lacks SELECT, INSERT, UPDATE or DELETE on %s", appRole, table)
@@ -223,7 +222,7 @@ func (s *suite) testCrash(t *testing.T) {
 func (s *suite) testRebuild(t *testing.T) {
 	at, err := projections.NewRebuild(s.app, s.store(), s.log.Ledger, s.c.New(), testLogger(t)).Run(t.Context(),
 		func(projections.Progress) {})
-	testenv.NoError(t, err)
+	noError(t, err)
 	if at != s.log.Head {
 		t.Fatalf("rebuild swapped at %d, want the head %d", at, s.log.Head)
 	}
@@ -325,7 +324,7 @@ func (s *suite) checkpointOf(t *testing.T, key, projection string) uint64 {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0
 	}
-	testenv.NoError(t, err)
+	noError(t, err)
 	return uint64(pos)
 }
 
@@ -342,9 +341,9 @@ func Rows(t *testing.T, pool *pgxpool.Pool, proj projections.Projector, key stri
 		}
 		rows, err := pool.Query(t.Context(), `SELECT (to_jsonb(t) - 'ledger' - $2::text[])::text FROM `+
 			pgx.Identifier{table}.Sanitize()+` t WHERE ledger = $1 ORDER BY 1`, key, append([]string{}, drop...))
-		testenv.NoError(t, err)
+		noError(t, err)
 		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		testenv.NoError(t, err)
+		noError(t, err)
 		out[table] = got
 	}
 	return out
@@ -412,4 +411,12 @@ func (k *killing) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []ev
 // testLogger writes warnings to the test's output, shown on failure or -v.
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// noError fails the test at once when err is not nil.
+func noError(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
 }

@@ -11,6 +11,8 @@ package sourcetest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"testing"
@@ -20,7 +22,6 @@ import (
 
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/internal/testenv"
 	"github.com/ledgerd/ledger/projections"
 )
 
@@ -77,7 +78,7 @@ type log struct {
 }
 
 func newLog(t *testing.T, h Harness) *log {
-	return &log{h: h, ledger: testenv.Name(t)}
+	return &log{h: h, ledger: ledgerName()}
 }
 
 // append appends n records, in appends of at most appendMax.
@@ -95,13 +96,13 @@ func (l *log) append(t *testing.T, n int) {
 		for i := range recs {
 			pos := head + uint64(i) + 1
 			payload, err := domain.MarshalEvent(domain.AssetDefined{Code: fmt.Sprintf("A%d", pos), Scale: uint8(pos % 19)})
-			testenv.NoError(t, err)
+			noError(t, err)
 			recs[i] = eventstore.Record{Ledger: l.ledger, Position: pos, Type: domain.TypeAssetDefined,
 				SchemaVersion: domain.SchemaVersion, RecordedAt: now, CommandID: fmt.Sprintf("c-%d", pos), Payload: payload}
 			recs[i].Seal(prev)
 			prev = recs[i].Hash
 		}
-		testenv.NoError(t, l.h.Store.Append(t.Context(), l.ledger, head, l.hashAt(head), recs))
+		noError(t, l.h.Store.Append(t.Context(), l.ledger, head, l.hashAt(head), recs))
 		l.recs = append(l.recs, recs...)
 		n -= size
 	}
@@ -255,4 +256,20 @@ func testStopsOnCancel(t *testing.T, h Harness) {
 	// A cancelled call leaves the source usable.
 	l.append(t, 2)
 	l.read(t, src, 11, 12, 10)
+}
+
+// noError fails the test at once when err is not nil.
+func noError(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+}
+
+// ledgerName returns a new ledger name: random, so that suites sharing a
+// database and a NATS server never meet.
+func ledgerName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // Never fails: crypto/rand crashes the program instead.
+	return "source-" + hex.EncodeToString(b[:])
 }
