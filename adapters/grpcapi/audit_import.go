@@ -24,8 +24,9 @@ import (
 
 // Limits of an import.
 const (
-	// importEventsPerMessageMax bounds the events of one ImportEventsRequest.
-	importEventsPerMessageMax = 8192
+	// importEventsPerMessageMax bounds the events of one ImportEventsRequest
+	// (exported for clients in wirelimits.go).
+	importEventsPerMessageMax = ImportEventsPerMessageMax
 	// importEventsMax bounds the events of one import.
 	importEventsMax = 100_000_000
 	// importSpoolBytesMax bounds the verified log an import keeps on disk

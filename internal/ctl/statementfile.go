@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 )
 
@@ -40,8 +41,8 @@ const (
 	// exports carry columns of their own besides.
 	statementLineBytesMax = 16 << 10
 	// statementChunkLines is the most lines one ImportStatement call takes:
-	// the server's bound.
-	statementChunkLines = 8192
+	// the server's bound on the items of a request.
+	statementChunkLines = commands.ItemsPerRequestMax
 )
 
 // Why a statement file is refused; a *statementError wraps one of them.

@@ -35,7 +35,7 @@ import (
 // startWith is start with the configuration changed by change first.
 func startWith(t *testing.T, change func(*daemon.Config)) *harness {
 	t.Helper()
-	h := &harness{pgURL: testenv.PostgresURL(t), key: newKey(t)}
+	h := &harness{pgURL: testenv.MigratedPostgresURL(t), key: newKey(t)}
 	h.m = &daemon.Main{
 		Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},
@@ -495,7 +495,7 @@ func TestNATSPasswordNotShown(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	m := &daemon.Main{
-		Config: daemon.Config{PostgresURL: testenv.PostgresURL(t), NATSURL: "nats://ledger:" + secret + "@" + addr,
+		Config: daemon.Config{PostgresURL: testenv.MigratedPostgresURL(t), NATSURL: "nats://ledger:" + secret + "@" + addr,
 			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: newKey(t)},
 		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
