@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // lockDir takes Dir's lock (LockFile) for the cluster's life.
@@ -44,7 +45,7 @@ func LockFile(path string) (f *os.File, holder int, err error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("open lock %s: %w", path, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flockSoon(f); err != nil {
 		holder := lockHolder(f)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
@@ -57,6 +58,28 @@ func LockFile(path string) (f *os.File, holder int, err error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return f, 0, nil
+}
+
+// lockRetryFor is how long LockFile keeps trying a held lock. A process that
+// forks while it holds the file open (a test starting initdb beside another
+// test's cluster, a server starting pg_ctl) leaves a copy of the descriptor,
+// and so the lock, in the child until the child's exec closes it: on a loaded
+// machine that lasts some milliseconds after the file was closed. A real
+// second server holds the lock for good, so waiting this long only delays
+// its refusal.
+const lockRetryFor = 2 * time.Second
+
+// flockSoon takes f's exclusive flock, retrying for lockRetryFor while it is
+// held.
+func flockSoon(f *os.File) error {
+	deadline := time.Now().Add(lockRetryFor)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil || !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // unlockDir releases Dir; closing the file drops the flock.
