@@ -19,7 +19,7 @@ import (
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/internal/audit"
+	"github.com/ledgerd/ledger/audit"
 )
 
 // Limits of an import.

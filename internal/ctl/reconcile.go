@@ -14,8 +14,8 @@ import (
 	"unicode/utf8"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/domain"
-	"github.com/ledgerd/ledger/internal/audit"
 )
 
 // errFileChanged means a statement file changed between the check and the
