@@ -17,6 +17,7 @@ import (
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/queries"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // resultCodes maps each domain outcome to its result code.
@@ -108,6 +109,15 @@ var requestErrors = []struct {
 	{eventstore.ErrLedgerImporting, codes.FailedPrecondition, "", "send the same log again to complete the import"},
 	{eventstore.ErrLedgerNotImportable, codes.FailedPrecondition, "", "import into a new ledger"},
 	{eventstore.ErrLedgerNotFound, codes.NotFound, "", ""},
+	{workflows.ErrImportBadLog, codes.InvalidArgument, "events", ""},
+	{workflows.ErrImportArchived, codes.FailedPrecondition, "", ""},
+	{workflows.ErrImportExists, codes.FailedPrecondition, "", ""},
+	{workflows.ErrImportDone, codes.FailedPrecondition, "", ""},
+	{workflows.ErrImportInterrupted, codes.Aborted, "", ""},
+	{workflows.ErrImportStopped, codes.Unavailable, "", ""},
+	{workflows.ErrUnknownProjection, codes.InvalidArgument, "projection", ""},
+	{workflows.ErrRebuildRunning, codes.AlreadyExists, "", ""},
+	{workflows.ErrStatementLines, codes.InvalidArgument, "lines", ""},
 	{queries.ErrLedgerNotFound, codes.InvalidArgument, "ledger", "unknown ledger"},
 	{queries.ErrTransfersLedgerUnknown, codes.InvalidArgument, "ledger", "unknown ledger"},
 	{commands.ErrTooManyItems, codes.InvalidArgument, "", ""},
