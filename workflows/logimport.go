@@ -151,6 +151,9 @@ func (li *LogImport) Import(ctx context.Context, ledger string, events Events) (
 		if errors.Is(err, eventstore.ErrTooManyLiveLedgers) {
 			return Imported{}, refuse(commands.ErrTooManyLedgers, "%v: archive some first", err)
 		}
+		if errors.Is(err, eventstore.ErrLedgerNotImportable) {
+			return Imported{}, err // says it all
+		}
 		return Imported{}, fmt.Errorf("import into %s: begin: %w", t.ledger, err)
 	}
 	head, hash, err := li.appendSpool(ctx, t, sp, n)
