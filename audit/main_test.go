@@ -39,7 +39,7 @@ type harness struct {
 
 func start(t testing.TB) *harness {
 	t.Helper()
-	h := &harness{pgURL: testenv.PostgresURL(t)}
+	h := &harness{pgURL: testenv.MigratedPostgresURL(t)}
 	key, err := apikeys.Generate(nil)
 	testenv.NoError(t, err)
 	m := &daemon.Main{

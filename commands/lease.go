@@ -2,10 +2,10 @@ package commands
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
 
@@ -25,7 +25,7 @@ const takeoverGrace = 4 * eventstore.LeasePingEvery
 
 // ErrNotLeader means another process holds the ledger's lease and writes it;
 // it comes wrapped in ErrUnavailable: retry, here later or on another node.
-var ErrNotLeader = errors.New("not the ledger's writer: another process holds its lease")
+var ErrNotLeader error = domain.NewError(domain.KindUnavailable, "not the ledger's writer: another process holds its lease", "")
 
 // Leases hands out the per-ledger leases that make one process at a time the
 // writer of a ledger.

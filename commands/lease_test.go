@@ -40,7 +40,7 @@ func startLeased(t *testing.T, ledger string, store *eventstore.Store, pool *pgx
 func newLeaseStore(t *testing.T) (*eventstore.Store, *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.PostgresURL(t))
+	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(ctx, pool))

@@ -17,13 +17,10 @@ const LedgersMaxDefault = 1024
 
 var (
 	// ErrInvalidLedger means a ledger name does not match its pattern.
-	ErrInvalidLedger = errors.New("invalid ledger name")
+	ErrInvalidLedger error = domain.NewInvalid("ledger", "invalid ledger name", "must match [a-z0-9][a-z0-9-]{0,62}")
 	// ErrTooManyLedgers means the process already runs LedgersMax writers,
 	// or LedgersMax ledgers are active or importing.
-	ErrTooManyLedgers = errors.New("too many ledgers")
-	// ErrUnknownLedger means the ledger does not exist: an admin creates it
-	// (CreateLedger, or DefineAsset with the admin role).
-	ErrUnknownLedger = errors.New("unknown ledger")
+	ErrTooManyLedgers error = domain.NewError(domain.KindExhausted, "too many ledgers", "")
 	// ErrLedgerArchived means the ledger is archived: it takes no commands.
 	ErrLedgerArchived = eventstore.ErrLedgerArchived
 	// ErrLedgerImporting means a log import writes the ledger: it takes no
@@ -51,6 +48,11 @@ type Ledgers struct {
 	onStart func(ledger string)
 	onStop  func(ledger string)
 
+	// mu guards writers. Lock order: Ledgers.mu, then the locks of the
+	// onStart and onStop callbacks (internal/daemon's Main.mu), then a
+	// Writer's own mu (TryRetire, in retire). The callbacks therefore must
+	// not call the registry, and whoever holds a callback's lock must not
+	// either: ledgerd calls the registry only without Main.mu.
 	mu      sync.Mutex
 	writers map[string]*running
 	wg      sync.WaitGroup
@@ -84,7 +86,8 @@ func (l *Ledgers) Max() int { return l.max }
 // Writer returns the writer of an existing, active ledger, starting it if
 // needed.
 //
-// Errors: ErrInvalidLedger, ErrUnknownLedger, ErrLedgerArchived,
+// Errors: ErrInvalidLedger, domain.ErrUnknownLedger (an admin creates it:
+// CreateLedger, or DefineAsset with the admin role), ErrLedgerArchived,
 // ErrLedgerImporting, ErrTooManyLedgers, ErrClosed after ctx ended, or the
 // error of reading the ledger's status.
 func (l *Ledgers) Writer(ledger string) (*Writer, error) { return l.writer(ledger, false) }
@@ -92,7 +95,7 @@ func (l *Ledgers) Writer(ledger string) (*Writer, error) { return l.writer(ledge
 // Create returns the ledger's writer, starting it, and so creating the ledger,
 // if needed: for the command that begins a ledger (DefineAsset by an admin).
 //
-// Errors: as Writer, but never ErrUnknownLedger.
+// Errors: as Writer, but never domain.ErrUnknownLedger.
 func (l *Ledgers) Create(ledger string) (*Writer, error) { return l.writer(ledger, true) }
 
 // CreateLedger creates an active, empty ledger unless it exists (created
@@ -115,7 +118,7 @@ func (l *Ledgers) CreateLedger(ctx context.Context, ledger string) (eventstore.L
 // writer of another process is refused by the log at its next append) and
 // calls onStop. Archiving an archived ledger answers it as it is.
 //
-// Errors: ErrInvalidLedger; eventstore.ErrLedgerNotFound; ErrLedgerImporting;
+// Errors: ErrInvalidLedger; domain.ErrUnknownLedger; ErrLedgerImporting;
 // the database error.
 func (l *Ledgers) Archive(ctx context.Context, ledger string) (eventstore.Ledger, error) {
 	if !domain.ValidLedgerName(ledger) {
@@ -134,7 +137,7 @@ func (l *Ledgers) Archive(ctx context.Context, ledger string) (eventstore.Ledger
 // Unarchive makes an archived ledger active again; its writer starts on its
 // next command. Unarchiving an active ledger answers it as it is.
 //
-// Errors: ErrInvalidLedger; eventstore.ErrLedgerNotFound; ErrLedgerImporting;
+// Errors: ErrInvalidLedger; domain.ErrUnknownLedger; ErrLedgerImporting;
 // the database error.
 func (l *Ledgers) Unarchive(ctx context.Context, ledger string) (eventstore.Ledger, error) {
 	if !domain.ValidLedgerName(ledger) {
@@ -171,7 +174,7 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	// look-ups of ledgers already running.
 	ctx, cancel := context.WithTimeout(l.ctx, headTimeout)
 	lg, err := l.catalog.Ledger(ctx, ledger)
-	if create && errors.Is(err, eventstore.ErrLedgerNotFound) {
+	if create && errors.Is(err, domain.ErrUnknownLedger) {
 		lg, _, err = l.catalog.CreateLedger(ctx, ledger, l.max)
 		if errors.Is(err, eventstore.ErrTooManyLiveLedgers) {
 			err = fmt.Errorf("%w: %w", ErrTooManyLedgers, err)
@@ -179,8 +182,6 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	}
 	cancel()
 	switch {
-	case errors.Is(err, eventstore.ErrLedgerNotFound):
-		return nil, fmt.Errorf("%q: %w", ledger, ErrUnknownLedger)
 	case err != nil:
 		return nil, err
 	case lg.Status == eventstore.StatusArchived:

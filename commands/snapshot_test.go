@@ -32,7 +32,7 @@ const snapshotEveryTest = 40
 func newStoreAndPool(t testing.TB) (*eventstore.Store, *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.PostgresURL(t))
+	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(ctx, pool))

@@ -22,6 +22,8 @@ type ledgerState struct {
 	// recent holds the latest transfers, so that a quick retry, or an id
 	// repeated within a batch, is answered without reading the log.
 	recent *recentTransfers
+	// moves is one event's movements, reused (touchedAccounts).
+	moves []domain.Movement
 }
 
 // recentMaxDefault is how many recent transfers a writer keeps. It must exceed
@@ -244,7 +246,7 @@ func (b *batchBuilder) decideItem(r *request, i int, c domain.Command) bool {
 	}
 	var touched []string
 	if r.opts.ReturnBalances {
-		touched = touchedAccounts(e)
+		touched = st.touchedAccounts(e)
 	}
 	start := len(b.arena)
 	b.arena = domain.AppendEvent(b.arena, e)
@@ -312,31 +314,16 @@ func (st *ledgerState) decideOne(c domain.Command, now time.Time, priors map[uin
 	}
 }
 
-// touchedAccounts lists the accounts an event (not yet applied) moves.
-func touchedAccounts(e domain.Event) []string {
-	var postings []domain.Posting
-	switch e := e.(type) {
-	case domain.TransferCommitted:
-		postings = e.Postings
-	case domain.TransferPending:
-		postings = e.Postings
-	case domain.PendingPosted:
-		for _, hp := range e.Postings {
-			postings = append(postings, hp.Posted())
-		}
-	case domain.TransferReversed:
-		postings = e.Postings
-	case domain.PendingVoided:
-		postings = e.Postings
-	case domain.PendingExpired:
-		postings = e.Postings
-	case domain.AccountOpened:
-		return []string{e.ID}
+// touchedAccounts lists the accounts an event (not yet applied) moves: the
+// accounts of its movements (domain.AppendMovements), or the one it opens.
+func (st *ledgerState) touchedAccounts(e domain.Event) []string {
+	if o, ok := e.(domain.AccountOpened); ok {
+		return []string{o.ID}
 	}
-	out := make([]string, 0, 2*len(postings))
-	for _, p := range postings {
-		out = appendNew(out, p.Debit)
-		out = appendNew(out, p.Credit)
+	st.moves = domain.AppendMovements(st.moves[:0], e)
+	out := make([]string, 0, len(st.moves))
+	for i := range st.moves {
+		out = appendNew(out, st.moves[i].Account)
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/supervise"
 )
 
 // Store is what a writer needs of the event log.
@@ -35,7 +36,9 @@ const (
 	// appendTimeout bounds one append, so a hung database fails a batch instead
 	// of holding the writer forever.
 	appendTimeout = 30 * time.Second
-	// restartDelayMax bounds the back-off between reloads after a failure.
+	// restartDelayMin and restartDelayMax bound the back-off between reloads
+	// after a failure (supervise.Policy).
+	restartDelayMin = 10 * time.Millisecond
 	restartDelayMax = 5 * time.Second
 	// healthyRun is how long a life must last for the back-off to start over.
 	healthyRun = 10 * time.Second
@@ -43,13 +46,13 @@ const (
 
 var (
 	// ErrClosed means the writer is shutting down; the request was not applied.
-	ErrClosed = errors.New("writer closed")
+	ErrClosed error = domain.NewError(domain.KindUnavailable, "writer closed", "")
 	// ErrUnavailable means the batch could not be committed, or its outcome is
 	// unknown. Retrying with the same ids is safe: idempotency answers EXISTS
 	// for what did commit.
-	ErrUnavailable = errors.New("ledger unavailable")
+	ErrUnavailable error = domain.NewError(domain.KindUnavailable, "ledger unavailable", "")
 	// ErrTooManyItems means a request is over ItemsPerRequestMax.
-	ErrTooManyItems = errors.New("too many items")
+	ErrTooManyItems error = domain.NewError(domain.KindInvalid, "too many items", "")
 )
 
 // Options configure a Writer.
@@ -130,7 +133,7 @@ type SubmitOptions struct {
 
 // ErrLinkedItemFailed is the outcome of the other items of an atomic request
 // in which one item failed: nothing of the request was applied.
-var ErrLinkedItemFailed = errors.New("linked item failed")
+var ErrLinkedItemFailed error = domain.NewOutcome("LINKED_ITEM_FAILED", "linked item failed")
 
 // Writer owns one ledger's state. Submit queues commands; Run decides and
 // appends them.
@@ -344,24 +347,16 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer w.drainClosed()
 	w.snap.ctx = ctx // a snapshot being written ends with the writer
 	defer w.snap.writes.Wait()
-	delay := 10 * time.Millisecond
-	for {
-		began := time.Now()
-		err := w.serve(ctx)
-		if time.Since(began) > healthyRun {
-			delay = 10 * time.Millisecond // it had recovered: start the back-off over
+	supervise.Run(ctx, supervise.Policy{Initial: restartDelayMin, Max: restartDelayMax, Healthy: healthyRun,
+		OnRestart: func(err error, delay time.Duration) {
+			w.opts.Logger.Error("writer stopped; reloading from the log", "err", err, "retry_in", delay)
+		}}, func(ctx context.Context) error {
+		if err := w.serve(ctx); !errors.Is(err, errIdle) {
+			return err
 		}
-		if ctx.Err() != nil || errors.Is(err, errIdle) {
-			return nil
-		}
-		w.opts.Logger.Error("writer stopped; reloading from the log", "err", err, "retry_in", delay)
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-			return nil
-		}
-		delay = min(2*delay, restartDelayMax)
-	}
+		return nil // stopped idle: done
+	})
+	return nil
 }
 
 func (w *Writer) drainClosed() {

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func newStore(t *testing.T) *eventstore.Store {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.PostgresURL(t))
+	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(ctx, pool))

@@ -52,10 +52,7 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 	back := make([]Posting, len(original))
 	anything := false
 	for i, p := range original {
-		left := p.Amount.Units
-		if done != nil {
-			left = left.Sub(done[i])
-		}
+		left := leftToReverse(original, done, i)
 		amount := left
 		if len(c.amounts) != 0 {
 			u, err := c.amounts[i].Units(p.Amount.Scale)
@@ -100,17 +97,89 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 }
 
 // fullyReversed reports whether reversals before took back every posting of
-// the original in full (done holds what each posting had reversed).
+// the original in full (done holds what each posting had reversed). A post
+// of nothing has nothing to reverse from the start.
 func fullyReversed(original []Posting, done []Units) bool {
-	if done == nil {
-		return false
-	}
-	for i, p := range original {
-		if done[i].Cmp(p.Amount.Units) < 0 {
+	for i := range original {
+		if leftToReverse(original, done, i).Sign() > 0 {
 			return false
 		}
 	}
 	return true
+}
+
+// leftToReverse is what is left to reverse of posting i of original, given
+// what each posting had reversed before (done; nil: nothing). Reversals of a
+// transfer add up per posting and never exceed the original: this is the
+// one place that says how much is left.
+func leftToReverse(original []Posting, done []Units, i int) Units {
+	left := original[i].Amount.Units
+	if done != nil {
+		left = left.Sub(done[i])
+	}
+	return left
+}
+
+// ReversiblePostings returns the postings of a posted transfer as a reversal
+// undoes them: a TransferCommitted's, or what a PendingPosted posted (a new
+// slice); false for any other event.
+func ReversiblePostings(e Event) ([]Posting, bool) {
+	switch p := e.(type) {
+	case TransferCommitted:
+		return p.Postings, true
+	case PendingPosted:
+		posted := make([]Posting, len(p.Postings))
+		for i, hp := range p.Postings {
+			posted[i] = hp.Posted()
+		}
+		return posted, true
+	}
+	return nil, false
+}
+
+// CheckReversal checks the postings of a reversal (back) against those of
+// its original and what each of them had reversed before (done; nil:
+// nothing): each posting undoes the original's (credit to debit, in its
+// asset and scale) by at most what is left of it, and something is reversed.
+// Decide never yields a reversal that fails it; a log may hold one. It
+// returns what each posting will have had reversed once back applies, in a
+// new slice.
+//
+// Errors: ErrInvalidField (postings that do not undo the original's),
+// ErrAmountExceedsRemaining, ErrInvalidAmount (a negative amount, or nothing
+// reversed); each names the posting.
+func CheckReversal(original []Posting, done []Units, back []Posting) ([]Units, error) {
+	if len(back) != len(original) {
+		return nil, fmt.Errorf("%d postings, the original has %d: %w", len(back), len(original), ErrInvalidField)
+	}
+	if done != nil && len(done) != len(original) {
+		panic(fmt.Sprintf("domain: %d reversed amounts for %d postings", len(done), len(original)))
+	}
+	next := make([]Units, len(original))
+	some := false
+	for i, o := range original {
+		b := back[i]
+		if b.Debit != o.Credit || b.Credit != o.Debit || b.Asset != o.Asset || b.Amount.Scale != o.Amount.Scale {
+			return nil, fmt.Errorf("posting %d does not undo the original's: %w", i, ErrInvalidField)
+		}
+		if b.Amount.Units.Sign() < 0 {
+			return nil, fmt.Errorf("posting %d reverses %s: %w", i, b.Amount, ErrInvalidAmount)
+		}
+		left := leftToReverse(original, done, i)
+		if b.Amount.Units.Cmp(left) > 0 {
+			return nil, fmt.Errorf("posting %d reverses %s, %s is left: %w", i, b.Amount, left.Format(o.Amount.Scale),
+				ErrAmountExceedsRemaining)
+		}
+		if done != nil {
+			next[i] = done[i]
+		}
+		next[i] = next[i].Add(b.Amount.Units)
+		some = some || !b.Amount.Units.IsZero()
+	}
+	if !some {
+		return nil, fmt.Errorf("nothing reversed: %w", ErrInvalidAmount)
+	}
+	return next, nil
 }
 
 // findReversible returns the position and postings of the posted transfer a
@@ -130,15 +199,8 @@ func findReversible(s *State, c *ReverseTransfer) (uint64, []Posting, error) {
 		}
 		return 0, nil, fieldErr("transfer_id", ErrTransferNotFound)
 	}
-	switch p := prior.(type) {
-	case TransferCommitted:
-		return pos, p.Postings, nil
-	case PendingPosted:
-		posted := make([]Posting, len(p.Postings))
-		for i, hp := range p.Postings {
-			posted[i] = hp.Posted()
-		}
-		return pos, posted, nil
+	if original, ok := ReversiblePostings(prior); ok {
+		return pos, original, nil
 	}
 	return 0, nil, fieldErrf("transfer_id", ErrNotReversible, "a %s cannot be reversed", prior.EventType())
 }

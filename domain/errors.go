@@ -5,37 +5,37 @@ import (
 	"fmt"
 )
 
-// Sentinel errors: each is one outcome a command can have. Adapters branch on them
-// with errors.Is and translate them to result codes in one place.
+// Sentinel errors: each is one outcome a command can have, and carries its
+// result code (Error.Code), which adapters turn into their wire's enum.
 var (
-	ErrInvalidField              = errors.New("invalid field")
-	ErrInvalidAmount             = errors.New("invalid amount")
-	ErrExists                    = errors.New("exists")
-	ErrExistsWithDifferentFields = errors.New("exists with different fields")
-	ErrAccountNotFound           = errors.New("account not found")
-	ErrAccountClosed             = errors.New("account closed")
-	ErrAssetNotFound             = errors.New("asset not found")
-	ErrAssetMismatch             = errors.New("asset mismatch")
-	ErrSameAccount               = errors.New("same account on both sides")
-	ErrBelowMinBalance           = errors.New("below min balance")
-	ErrAboveMaxBalance           = errors.New("above max balance")
-	ErrBalanceOverflow           = errors.New("balance overflow")
-	ErrPendingNotFound           = errors.New("pending transfer not found")
-	ErrPendingAlreadyResolved    = errors.New("pending transfer already resolved")
-	ErrPendingExpired            = errors.New("pending transfer expired")
-	ErrAmountExceedsPending      = errors.New("amount exceeds pending")
-	ErrTransferNotFound          = errors.New("transfer not found")
-	ErrNotReversible             = errors.New("transfer not reversible")
+	ErrInvalidField              error = NewOutcome("INVALID_FIELD", "invalid field")
+	ErrInvalidAmount             error = NewOutcome("INVALID_AMOUNT", "invalid amount")
+	ErrExists                    error = NewOutcome("EXISTS", "exists")
+	ErrExistsWithDifferentFields error = NewOutcome("EXISTS_WITH_DIFFERENT_FIELDS", "exists with different fields")
+	ErrAccountNotFound           error = NewOutcome("ACCOUNT_NOT_FOUND", "account not found")
+	ErrAccountClosed             error = NewOutcome("ACCOUNT_CLOSED", "account closed")
+	ErrAssetNotFound             error = NewOutcome("ASSET_NOT_FOUND", "asset not found")
+	ErrAssetMismatch             error = NewOutcome("ASSET_MISMATCH", "asset mismatch")
+	ErrSameAccount               error = NewOutcome("SAME_ACCOUNT", "same account on both sides")
+	ErrBelowMinBalance           error = NewOutcome("BELOW_MIN_BALANCE", "below min balance")
+	ErrAboveMaxBalance           error = NewOutcome("ABOVE_MAX_BALANCE", "above max balance")
+	ErrBalanceOverflow           error = NewOutcome("BALANCE_OVERFLOW", "balance overflow")
+	ErrPendingNotFound           error = NewOutcome("PENDING_NOT_FOUND", "pending transfer not found")
+	ErrPendingAlreadyResolved    error = NewOutcome("PENDING_ALREADY_RESOLVED", "pending transfer already resolved")
+	ErrPendingExpired            error = NewOutcome("PENDING_EXPIRED", "pending transfer expired")
+	ErrAmountExceedsPending      error = NewOutcome("AMOUNT_EXCEEDS_PENDING", "amount exceeds pending")
+	ErrTransferNotFound          error = NewOutcome("TRANSFER_NOT_FOUND", "transfer not found")
+	ErrNotReversible             error = NewOutcome("NOT_REVERSIBLE", "transfer not reversible")
 	// ErrAlreadyReversed: the original was reversed in full before; nothing
 	// is left to reverse.
-	ErrAlreadyReversed = errors.New("already reversed")
+	ErrAlreadyReversed error = NewOutcome("ALREADY_REVERSED", "already reversed")
 	// ErrAmountExceedsRemaining: a reversal asks more of a posting than is
 	// left of it (the original's amount less the reversals before).
-	ErrAmountExceedsRemaining = errors.New("amount exceeds what is left to reverse")
-	ErrAccountHasPending      = errors.New("account has pending amounts")
-	ErrTooManyHolds           = errors.New("too many pending transfers open")
-	ErrTooManyAccounts        = errors.New("too many accounts")
-	ErrTooManyAssets          = errors.New("too many assets")
+	ErrAmountExceedsRemaining error = NewOutcome("AMOUNT_EXCEEDS_REMAINING", "amount exceeds what is left to reverse")
+	ErrAccountHasPending      error = NewOutcome("ACCOUNT_HAS_PENDING", "account has pending amounts")
+	ErrTooManyHolds           error = NewOutcome("TOO_MANY_PENDING", "too many pending transfers open")
+	ErrTooManyAccounts        error = NewOutcome("TOO_MANY_ACCOUNTS", "too many accounts")
+	ErrTooManyAssets          error = NewOutcome("TOO_MANY_ASSETS", "too many assets")
 	// ErrNotDue refuses an ExpirePending before its time, or for a hold no
 	// longer open: the writer's own command, never a client's.
 	ErrNotDue = errors.New("pending transfer not due to expire")

@@ -13,6 +13,7 @@ func (s *State) Evolve(pos uint64, e Event) {
 	if pos != s.position+1 {
 		panic(fmt.Sprintf("domain: event at position %d after %d: positions must be gapless", pos, s.position))
 	}
+	event := e // as given: re-boxing a case's copy would allocate
 	switch e := e.(type) {
 	case AssetDefined:
 		s.evolveAsset(pos, e)
@@ -34,21 +35,24 @@ func (s *State) Evolve(pos uint64, e Event) {
 		s.saveAccount(a)
 		a.Closed, a.ClosedAt = true, pos
 	case TransferCommitted:
-		s.evolvePostings(pos, e.ID, e.Postings, false)
+		checkAmounts(pos, e.ID, e.Postings)
+		s.evolveMovements(pos, event)
 		s.indexID(e.ID, pos, idDone)
 	case TransferPending:
-		s.evolvePending(pos, &e)
+		s.evolvePending(pos, &e, event)
 	case PendingPosted:
-		s.evolvePost(pos, &e)
+		s.evolvePost(pos, &e, event)
 	case PendingVoided:
 		s.checkReleased(pos, e.PendingID, e.Postings)
-		s.release(pos, e.PendingID, idPendingResolved)
+		s.evolveMovements(pos, event)
+		s.closeHold(pos, e.PendingID, idPendingResolved)
 		s.indexID(e.ID, pos, idDone)
 	case PendingExpired:
 		s.checkReleased(pos, e.PendingID, e.Postings)
-		s.release(pos, e.PendingID, idPendingExpired)
+		s.evolveMovements(pos, event)
+		s.closeHold(pos, e.PendingID, idPendingExpired)
 	case TransferReversed:
-		s.evolveReversal(pos, &e)
+		s.evolveReversal(pos, &e, event)
 	case StatementImported:
 		s.mustAccount(e.Account, pos)
 		s.indexID(lineKey(e.Account, e.Source, e.ExternalID), pos, idDone)
@@ -126,36 +130,56 @@ func (s *State) move(a *Account, dp, cp, dq, cq Units, pos uint64) {
 	*a = next
 }
 
-// evolvePostings applies postings as posted (or pending) movements. Both sides
-// move by the same amount: Σ debits = Σ credits per asset holds by
-// construction, posting by posting.
-func (s *State) evolvePostings(pos uint64, id string, postings []Posting, pending bool) {
-	for _, p := range postings {
-		debit, credit := s.mustAccount(p.Debit, pos), s.mustAccount(p.Credit, pos)
-		switch {
-		case debit == credit:
-			panic(fmt.Sprintf("domain: %s posts %s to itself (position %d)", id, p.Debit, pos))
-		case debit.Asset != p.Asset || credit.Asset != p.Asset || p.Amount.Scale != debit.Scale:
-			panic(fmt.Sprintf("domain: %s mixes assets (position %d)", id, pos))
-		case p.Amount.Units.Sign() < 0:
-			panic(fmt.Sprintf("domain: %s has a negative amount (position %d)", id, pos))
+// evolveMovements applies an event's movements (AppendMovements), asserting
+// that each moves an account of its asset and scale, never the account
+// itself, and that no posted total moves back. Both sides of a posting move
+// by the same amount: Σ debits = Σ credits per asset holds by construction.
+func (s *State) evolveMovements(pos uint64, e Event) {
+	// Posting by posting, into a buffer on the stack: applying an event
+	// allocates nothing for its movements, however many postings it has.
+	var buf [MovementsPerPostingMax]Movement
+	for i := 0; ; i++ {
+		moves, ok := appendPostingMovements(buf[:0], e, i)
+		if !ok {
+			return
 		}
-		var zero Units
-		if pending {
-			s.move(debit, zero, zero, p.Amount.Units, zero, pos)
-			s.move(credit, zero, zero, zero, p.Amount.Units, pos)
-		} else {
-			s.move(debit, p.Amount.Units, zero, zero, zero, pos)
-			s.move(credit, zero, p.Amount.Units, zero, zero, pos)
+		for k := range moves {
+			s.applyMovement(pos, &moves[k])
 		}
 	}
 }
 
-func (s *State) evolvePending(pos uint64, e *TransferPending) {
+func (s *State) applyMovement(pos uint64, m *Movement) {
+	a := s.mustAccount(m.Account, pos)
+	switch {
+	case m.Account == m.Counterparty:
+		panic(fmt.Sprintf("domain: %s posts %s to itself (position %d)", m.Transfer, m.Account, pos))
+	case a.Asset != m.Asset || a.Scale != m.Scale:
+		panic(fmt.Sprintf("domain: %s mixes assets (position %d)", m.Transfer, pos))
+	case !m.Pending && m.Amount.Sign() < 0:
+		panic(fmt.Sprintf("domain: %s has a negative amount (position %d)", m.Transfer, pos))
+	}
+	dp, cp, dq, cq := m.Deltas()
+	s.move(a, dp, cp, dq, cq, pos)
+}
+
+// checkAmounts asserts that postings that place money (a transfer, a hold, a
+// reversal) place none negative: releases are negative movements, so the
+// sign of a pending movement alone cannot tell.
+func checkAmounts(pos uint64, id string, postings []Posting) {
+	for i := range postings {
+		if postings[i].Amount.Units.Sign() < 0 {
+			panic(fmt.Sprintf("domain: %s has a negative amount (position %d)", id, pos))
+		}
+	}
+}
+
+func (s *State) evolvePending(pos uint64, e *TransferPending, event Event) {
 	if _, ok := s.holds[e.ID]; ok {
 		panic(fmt.Sprintf("domain: hold %s opened twice (position %d)", e.ID, pos))
 	}
-	s.evolvePostings(pos, e.ID, e.Postings, true)
+	checkAmounts(pos, e.ID, e.Postings)
+	s.evolveMovements(pos, event)
 	h := &Hold{ID: e.ID, Postings: e.Postings, Position: pos}
 	if e.ExpiresAt != nil {
 		s.expirySeq++
@@ -169,29 +193,20 @@ func (s *State) evolvePending(pos uint64, e *TransferPending) {
 	s.indexID(e.ID, pos, idPending)
 }
 
-// release takes a hold's amounts out of the pending fields and closes it.
-func (s *State) release(pos uint64, id string, status uint8) *Hold {
+// closeHold closes a hold whose amounts the event's movements released.
+func (s *State) closeHold(pos uint64, id string, status uint8) {
 	h, ok := s.holds[id]
 	if !ok {
 		panic(fmt.Sprintf("domain: hold %s resolved but not open (position %d)", id, pos))
 	}
-	var zero Units
-	for _, p := range h.Postings {
-		s.move(s.mustAccount(p.Debit, pos), zero, zero, p.Amount.Units.Neg(), zero, pos)
-		s.move(s.mustAccount(p.Credit, pos), zero, zero, zero, p.Amount.Units.Neg(), pos)
-	}
 	delete(s.holds, id)
 	s.undo(func() { s.holds[id] = h })
 	s.setIDStatus(id, status)
-	return h
 }
 
 // checkReleased asserts that an event releases exactly what the hold holds.
 func (s *State) checkReleased(pos uint64, id string, released []Posting) {
-	h, ok := s.holds[id]
-	if !ok || len(released) != len(h.Postings) {
-		panic(fmt.Sprintf("domain: event at %d releases hold %s, which is not open as recorded", pos, id))
-	}
+	h := s.openHold(pos, id, len(released))
 	for i, p := range released {
 		if p != h.Postings[i] {
 			panic(fmt.Sprintf("domain: event at %d releases %v from hold %s, which holds %v", pos, p, id, h.Postings[i]))
@@ -199,24 +214,36 @@ func (s *State) checkReleased(pos uint64, id string, released []Posting) {
 	}
 }
 
-func (s *State) evolvePost(pos uint64, e *PendingPosted) {
-	held := make([]Posting, len(e.Postings))
-	posted := make([]Posting, len(e.Postings))
-	for i, hp := range e.Postings {
+// openHold returns the open hold id, asserting it has n postings.
+func (s *State) openHold(pos uint64, id string, n int) *Hold {
+	h, ok := s.holds[id]
+	if !ok || n != len(h.Postings) {
+		panic(fmt.Sprintf("domain: event at %d releases hold %s, which is not open as recorded", pos, id))
+	}
+	return h
+}
+
+// evolvePost asserts that a post releases exactly what the hold holds and
+// posts at most that; its movements then release and post.
+func (s *State) evolvePost(pos uint64, e *PendingPosted, event Event) {
+	h := s.openHold(pos, e.PendingID, len(e.Postings))
+	for i := range e.Postings {
+		hp := &e.Postings[i]
 		if hp.Amount.Units.Cmp(hp.Held.Units) > 0 {
 			panic(fmt.Sprintf("domain: post %s posts more than held (position %d)", e.ID, pos))
 		}
-		held[i] = hp.Released()
-		posted[i] = hp.Posted()
+		if released := hp.Released(); released != h.Postings[i] {
+			panic(fmt.Sprintf("domain: event at %d releases %v from hold %s, which holds %v", pos, released, e.PendingID, h.Postings[i]))
+		}
 	}
-	s.checkReleased(pos, e.PendingID, held)
-	s.release(pos, e.PendingID, idPendingResolved)
-	s.evolvePostings(pos, e.ID, posted, false)
+	s.evolveMovements(pos, event)
+	s.closeHold(pos, e.PendingID, idPendingResolved)
 	s.indexID(e.ID, pos, idDone)
 }
 
-func (s *State) evolveReversal(pos uint64, e *TransferReversed) {
-	s.evolvePostings(pos, e.ID, e.Postings, false)
+func (s *State) evolveReversal(pos uint64, e *TransferReversed, event Event) {
+	checkAmounts(pos, e.ID, e.Postings)
+	s.evolveMovements(pos, event)
 	done, had := s.reversed[e.TransferPosition]
 	next := make([]Units, len(e.Postings))
 	for i, p := range e.Postings {

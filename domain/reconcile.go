@@ -52,8 +52,8 @@ const (
 // ErrLineNotFound and ErrMovementNotFound refuse a match or unmatch that names
 // a line or a movement the account does not have.
 var (
-	ErrLineNotFound     = fmt.Errorf("statement line not found")
-	ErrMovementNotFound = fmt.Errorf("movement not found")
+	ErrLineNotFound     error = NewOutcome("LINE_NOT_FOUND", "statement line not found")
+	ErrMovementNotFound error = NewOutcome("MOVEMENT_NOT_FOUND", "movement not found")
 )
 
 // StatementImported is one line of an account's external statement.

@@ -174,6 +174,11 @@ func (s *State) Hold(id string) (*Hold, bool) {
 	return h, ok
 }
 
+// Reversed returns what each posting of the posted transfer at pos has had
+// reversed so far, nil when none was: what CheckReversal takes as done. The
+// slice is the state's: read it, never change it.
+func (s *State) Reversed(pos uint64) []Units { return s.reversed[pos] }
+
 // AccountCount is the number of accounts opened.
 func (s *State) AccountCount() int { return len(s.accounts) }
 

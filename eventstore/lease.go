@@ -177,9 +177,7 @@ func (h *Held) Append(ctx context.Context, expected uint64, prevHash Hash, recs 
 	if h.conn.IsClosed() {
 		return fmt.Errorf("append to %s at %d: %w", h.ledger, expected, ErrLeaseLost)
 	}
-	return pgx.BeginFunc(ctx, h.conn, func(tx pgx.Tx) error {
-		return appendIn(ctx, tx, h.ledger, expected, recs, StatusActive, false, h.beforeCopy)
-	})
+	return appendOn(ctx, h.conn, h.ledger, expected, recs, StatusActive, false, h.beforeCopy)
 }
 
 // watch pings the session until it fails or Release; either way it closes the

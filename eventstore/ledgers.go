@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/ledgerd/ledger/domain"
 )
 
 // LedgerStatus is a ledger's lifecycle state (table ledgers).
@@ -32,19 +33,17 @@ const ListLedgersMax = 1000
 const createLedgerLockKey = 0x6c6564676572 + 4 // "ledger" + migration 0004
 
 var (
-	// ErrLedgerNotFound means no ledger has that name.
-	ErrLedgerNotFound = errors.New("ledger not found")
 	// ErrLedgerArchived means the ledger is archived: nothing appends to it.
-	ErrLedgerArchived = errors.New("ledger archived")
+	ErrLedgerArchived error = domain.NewError(domain.KindConflict, "ledger archived", "")
 	// ErrLedgerImporting means a log import writes the ledger (or stopped
 	// before its end): only the import, resumed, appends to it.
-	ErrLedgerImporting = errors.New("ledger is importing")
+	ErrLedgerImporting error = domain.NewError(domain.KindConflict, "ledger is importing", "send the same log again to complete the import")
 	// ErrLedgerNotImportable means an import may not write the ledger: it is
 	// active with events, or archived.
-	ErrLedgerNotImportable = errors.New("ledger exists and is not an interrupted import")
+	ErrLedgerNotImportable error = domain.NewError(domain.KindConflict, "ledger exists and is not an interrupted import", "import into a new ledger")
 	// ErrTooManyLiveLedgers means CreateLedger found the bound of active and
 	// importing ledgers reached.
-	ErrTooManyLiveLedgers = errors.New("too many ledgers")
+	ErrTooManyLiveLedgers error = domain.NewError(domain.KindExhausted, "too many ledgers", "")
 )
 
 // Ledger is a ledger's row with its head.
@@ -87,12 +86,12 @@ func scanLedger(row pgx.Row) (Ledger, error) {
 
 // Ledger returns a ledger's row and head.
 //
-// Errors: ErrLedgerNotFound; the database error.
+// Errors: domain.ErrUnknownLedger; the database error.
 func (s *Store) Ledger(ctx context.Context, name string) (Ledger, error) {
 	l, err := scanLedger(s.pool.QueryRow(ctx, `SELECT `+ledgerColumns+`
 		FROM ledgers l LEFT JOIN ledger_heads h USING (ledger) WHERE l.ledger = $1`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Ledger{}, fmt.Errorf("%q: %w", name, ErrLedgerNotFound)
+		return Ledger{}, fmt.Errorf("%q: %w", name, domain.ErrUnknownLedger)
 	}
 	if err != nil {
 		return Ledger{}, fmt.Errorf("ledger %s: %w", name, err)
@@ -166,14 +165,14 @@ func (s *Store) CreateLedger(ctx context.Context, name string, liveMax int) (l L
 // appends in flight (each holds the ledger's row), so that once it returns no
 // append made under the old status commits.
 //
-// Errors: ErrLedgerNotFound; ErrLedgerArchived or ErrLedgerImporting when the
+// Errors: domain.ErrUnknownLedger; ErrLedgerArchived or ErrLedgerImporting when the
 // ledger is in another status than from or to; the database error.
 func (s *Store) SetLedgerStatus(ctx context.Context, name string, from, to LedgerStatus) (l Ledger, changed bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var st string
 		err := tx.QueryRow(ctx, `SELECT status FROM ledgers WHERE ledger = $1 FOR UPDATE`, name).Scan(&st)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%q: %w", name, ErrLedgerNotFound)
+			return fmt.Errorf("%q: %w", name, domain.ErrUnknownLedger)
 		}
 		if err != nil {
 			return err
@@ -192,7 +191,7 @@ func (s *Store) SetLedgerStatus(ctx context.Context, name string, from, to Ledge
 			FROM ledgers l LEFT JOIN ledger_heads h USING (ledger) WHERE l.ledger = $1`, name))
 		return err
 	})
-	if err != nil && !errors.Is(err, ErrLedgerNotFound) && !errors.Is(err, ErrLedgerArchived) && !errors.Is(err, ErrLedgerImporting) {
+	if err != nil && !errors.Is(err, domain.ErrUnknownLedger) && !errors.Is(err, ErrLedgerArchived) && !errors.Is(err, ErrLedgerImporting) {
 		err = fmt.Errorf("set status of ledger %s: %w", name, err)
 	}
 	return l, changed, err

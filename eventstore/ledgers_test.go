@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
@@ -125,8 +126,8 @@ func TestAppendChecksTheLedgerStatus(t *testing.T) {
 	if err := s.BeginImport(ctx, "imp", 0); !errors.Is(err, eventstore.ErrLedgerNotImportable) {
 		t.Fatalf("BeginImport of an archived ledger: %v, want ErrLedgerNotImportable", err)
 	}
-	if _, _, err := s.SetLedgerStatus(ctx, "nope", eventstore.StatusActive, eventstore.StatusArchived); !errors.Is(err, eventstore.ErrLedgerNotFound) {
-		t.Fatalf("archive of an unknown ledger: %v, want ErrLedgerNotFound", err)
+	if _, _, err := s.SetLedgerStatus(ctx, "nope", eventstore.StatusActive, eventstore.StatusArchived); !errors.Is(err, domain.ErrUnknownLedger) {
+		t.Fatalf("archive of an unknown ledger: %v, want domain.ErrUnknownLedger", err)
 	}
 
 	// A first append creates the ledger, active.

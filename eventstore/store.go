@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ledgerd/ledger/domain"
 )
 
 // Limits of the store's calls.
@@ -130,28 +131,41 @@ func (s *Store) append(ctx context.Context, ledger string, expected uint64, prev
 	if err := checkBatch(ledger, expected, prevHash, recs); err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return appendIn(ctx, tx, ledger, expected, recs, want, finish, s.beforeCopy)
+	return s.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		// A connection left in a transaction by a failure is not reused:
+		// the pool destroys it on release.
+		return appendOn(ctx, c.Conn(), ledger, expected, recs, want, finish, s.beforeCopy)
 	})
 }
 
-// appendIn runs an append in tx: its limits, the head's move, the notice and
-// the COPY of recs, in two round trips. beforeCopy, if not nil, runs between
-// them.
-func appendIn(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, recs []Record,
-	want LedgerStatus, finish bool, beforeCopy func()) error {
+// appendOn runs an append on conn, in one transaction of four round trips
+// (five for an import's last chunk): a pipelined batch
+// that opens the transaction, sets its limits, checks the ledger's status,
+// moves the head and queues the notice (one); the COPY of recs (two: its
+// start, then its rows); the COMMIT (one). beforeCopy, if not nil, runs
+// after the batch.
+//
+// The batch's statements run in order, each under the limits its second
+// one set (SET LOCAL takes effect at once, for the next statement of the
+// batch, so the status row's lock waits under them too). A statement that
+// fails makes PostgreSQL skip the rest of the batch, and an unexpected
+// status returns before the COPY: either way the transaction rolls back,
+// the head's move with it.
+func appendOn(ctx context.Context, conn *pgx.Conn, ledger string, expected uint64, recs []Record,
+	want LedgerStatus, finish bool, beforeCopy func()) (err error) {
 	last := recs[len(recs)-1]
-	// The limits first, on their own: the status row's lock below waits under
-	// them too.
-	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('idle_in_transaction_session_timeout', $2, true),
-		set_config('statement_timeout', $3, true)`,
-		millis(AppendLockTimeout), millis(AppendIdleTimeout), millis(statementTimeout(ctx))); err != nil {
-		return fmt.Errorf("append to %s at %d: set limits: %w", ledger, expected, err)
-	}
-	if err := lockStatus(ctx, tx, ledger, expected, want); err != nil {
-		return err
-	}
 	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SELECT set_config('lock_timeout', $1, true), set_config('idle_in_transaction_session_timeout', $2, true),
+		set_config('statement_timeout', $3, true)`,
+		millis(AppendLockTimeout), millis(AppendIdleTimeout), millis(statementTimeout(ctx)))
+	createLedger := expected == 0 && want == StatusActive
+	if createLedger {
+		// A writer's first append creates the ledger's row, active; an
+		// import's row is made by BeginImport.
+		b.Queue(`INSERT INTO ledgers (ledger, status) VALUES ($1, 'active') ON CONFLICT (ledger) DO NOTHING`, ledger)
+	}
+	b.Queue(lockStatusSQL(want), ledger)
 	if expected == 0 {
 		b.Queue(`INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, 0, $2)
 			ON CONFLICT (ledger) DO NOTHING`, ledger, make([]byte, HashSize))
@@ -160,32 +174,26 @@ func appendIn(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, re
 		ledger, int64(expected), int64(last.Position), last.Hash[:])
 	// A notice is delivered at commit only, so it may be queued first.
 	b.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, ledger)
-	br := tx.SendBatch(ctx, b)
-	if expected == 0 {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return fmt.Errorf("append to %s: create head: %w", ledger, err)
+	defer func() {
+		if err != nil {
+			rollback(ctx, conn)
 		}
+	}()
+	br := conn.SendBatch(ctx, b)
+	moved, err := readAppendBatch(br, ledger, expected, want, createLedger)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("append to %s at %d: %w", ledger, expected, cerr)
 	}
-	tag, err := br.Exec()
 	if err != nil {
-		br.Close()
-		return fmt.Errorf("append to %s at %d: move head: %w", ledger, expected, err)
+		return err
 	}
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return fmt.Errorf("append to %s at %d: notify: %w", ledger, expected, err)
-	}
-	if err := br.Close(); err != nil {
-		return fmt.Errorf("append to %s at %d: %w", ledger, expected, err)
-	}
-	if tag.RowsAffected() != 1 {
+	if !moved {
 		return fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrFenced)
 	}
 	if beforeCopy != nil {
 		beforeCopy()
 	}
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, &recordSource{recs: recs, i: -1})
+	n, err := conn.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, &recordSource{recs: recs, i: -1})
 	if err != nil {
 		return fmt.Errorf("append to %s at %d: copy: %w", ledger, expected, err)
 	}
@@ -193,11 +201,78 @@ func appendIn(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, re
 		return fmt.Errorf("append to %s at %d: copied %d of %d rows", ledger, expected, n, len(recs))
 	}
 	if finish {
-		if _, err := tx.Exec(ctx, `UPDATE ledgers SET status = 'active', status_changed_at = now() WHERE ledger = $1`, ledger); err != nil {
+		if _, err := conn.Exec(ctx, `UPDATE ledgers SET status = 'active', status_changed_at = now() WHERE ledger = $1`, ledger); err != nil {
 			return fmt.Errorf("append to %s at %d: end the import: %w", ledger, expected, err)
 		}
 	}
+	tag, err := conn.Exec(ctx, `COMMIT`)
+	if err != nil {
+		return fmt.Errorf("append to %s at %d: commit: %w", ledger, expected, err)
+	}
+	if tag.String() != "COMMIT" {
+		// A transaction that failed answers COMMIT with ROLLBACK.
+		return fmt.Errorf("append to %s at %d: commit: %w", ledger, expected, pgx.ErrTxCommitRollback)
+	}
 	return nil
+}
+
+// rollbackTimeout bounds the ROLLBACK of a failed append.
+const rollbackTimeout = 5 * time.Second
+
+// rollback ends the transaction a failed append left open on conn, if any,
+// even when ctx has ended; a connection that cannot is closed, which ends
+// the transaction too (and, for a lease's session, the lease: its holder
+// learns so from Held.Lost).
+func rollback(ctx context.Context, conn *pgx.Conn) {
+	if conn.IsClosed() || conn.PgConn().TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
+		_ = conn.Close(ctx)
+	}
+}
+
+// readAppendBatch reads the results of appendIn's batch, in its order, and
+// says whether the head moved. The status is checked before the head's
+// move is looked at: an archived ledger is reported as such, not as fenced.
+func readAppendBatch(br pgx.BatchResults, ledger string, expected uint64, want LedgerStatus, createLedger bool) (bool, error) {
+	if _, err := br.Exec(); err != nil {
+		return false, fmt.Errorf("append to %s at %d: begin: %w", ledger, expected, err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return false, fmt.Errorf("append to %s at %d: set limits: %w", ledger, expected, err)
+	}
+	if createLedger {
+		if _, err := br.Exec(); err != nil {
+			return false, fmt.Errorf("append to %s: create ledger: %w", ledger, err)
+		}
+	}
+	var st string
+	err := br.QueryRow().Scan(&st)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, fmt.Errorf("append to %s at %d: %w", ledger, expected, domain.ErrUnknownLedger)
+	}
+	if err != nil {
+		return false, fmt.Errorf("append to %s at %d: status: %w", ledger, expected, err)
+	}
+	if err := statusErr(ledger, LedgerStatus(st), want); err != nil {
+		return false, err
+	}
+	if expected == 0 {
+		if _, err := br.Exec(); err != nil {
+			return false, fmt.Errorf("append to %s: create head: %w", ledger, err)
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return false, fmt.Errorf("append to %s at %d: move head: %w", ledger, expected, err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return false, fmt.Errorf("append to %s at %d: notify: %w", ledger, expected, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // statementTimeout is AppendStatementTimeoutMax, or the time left before
@@ -214,31 +289,15 @@ func statementTimeout(ctx context.Context) time.Duration {
 // millis formats d for a PostgreSQL time setting.
 func millis(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 
-// lockStatus holds the ledger's status row for the append's transaction and
-// checks it is want. A writer's first append (expected 0) creates the row,
-// active; an import's row is made by BeginImport. The writer shares the row
-// (appends of one ledger are serialised by its head row anyway); an import
-// takes it for update, since its last chunk changes it.
-func lockStatus(ctx context.Context, tx pgx.Tx, ledger string, expected uint64, want LedgerStatus) error {
-	if expected == 0 && want == StatusActive {
-		if _, err := tx.Exec(ctx, `INSERT INTO ledgers (ledger, status) VALUES ($1, 'active') ON CONFLICT (ledger) DO NOTHING`,
-			ledger); err != nil {
-			return fmt.Errorf("append to %s: create ledger: %w", ledger, err)
-		}
-	}
-	lock := `SELECT status FROM ledgers WHERE ledger = $1 FOR SHARE`
+// lockStatusSQL reads the ledger's status and holds its row for the
+// append's transaction. The writer shares the row (appends of one ledger
+// are serialised by its head row anyway); an import takes it for update,
+// since its last chunk changes it.
+func lockStatusSQL(want LedgerStatus) string {
 	if want != StatusActive {
-		lock = `SELECT status FROM ledgers WHERE ledger = $1 FOR UPDATE`
+		return `SELECT status FROM ledgers WHERE ledger = $1 FOR UPDATE`
 	}
-	var st string
-	err := tx.QueryRow(ctx, lock, ledger).Scan(&st)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrLedgerNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("append to %s at %d: status: %w", ledger, expected, err)
-	}
-	return statusErr(ledger, LedgerStatus(st), want)
+	return `SELECT status FROM ledgers WHERE ledger = $1 FOR SHARE`
 }
 
 // NotifyChannel is the LISTEN/NOTIFY channel on which appends announce their

@@ -47,6 +47,7 @@ type batchChanges struct {
 	closed   []string
 	closedAt []int64
 	deltas   map[string]*balanceDelta
+	moves    []domain.Movement // one event's, reused
 }
 
 func (c *batchChanges) touch(account string, scale uint8, pos uint64) *balanceDelta {
@@ -97,7 +98,8 @@ func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []even
 	return applyDeltas(ctx, tx, ledger, c.deltas, counts, recs[0].Position, recs[len(recs)-1].Position)
 }
 
-// add gathers one event's changes.
+// add gathers one event's changes: what it moves comes from the domain
+// (domain.AppendMovements), into c.moves, reused from event to event.
 func (c *batchChanges) add(e domain.Event, pos uint64) {
 	switch e := e.(type) {
 	case domain.AssetDefined:
@@ -106,49 +108,15 @@ func (c *batchChanges) add(e domain.Event, pos uint64) {
 		c.opened, c.openedAt = append(c.opened, e), append(c.openedAt, pos)
 	case domain.AccountClosed:
 		c.closed, c.closedAt = append(c.closed, e.ID), append(c.closedAt, int64(pos))
-	case domain.TransferCommitted:
-		for _, p := range e.Postings {
-			c.posted(p, pos)
-		}
-	case domain.TransferReversed:
-		for _, p := range e.Postings {
-			c.posted(p, pos)
-		}
-	case domain.TransferPending:
-		for _, p := range e.Postings {
-			c.pending(p, p.Amount.Units, pos)
-		}
-	case domain.PendingPosted:
-		for _, hp := range e.Postings {
-			p := hp.Posted()
-			c.pending(p, hp.Held.Units.Neg(), pos)
-			c.posted(p, pos)
-		}
-	case domain.PendingVoided:
-		for _, p := range e.Postings {
-			c.pending(p, p.Amount.Units.Neg(), pos)
-		}
-	case domain.PendingExpired:
-		for _, p := range e.Postings {
-			c.pending(p, p.Amount.Units.Neg(), pos)
-		}
 	}
-}
-
-// posted adds a posting's amount to its accounts' posted totals.
-func (c *batchChanges) posted(p domain.Posting, pos uint64) {
-	d := c.touch(p.Debit, p.Amount.Scale, pos)
-	d.debitsPosted = d.debitsPosted.Add(p.Amount.Units)
-	cr := c.touch(p.Credit, p.Amount.Scale, pos)
-	cr.creditsPosted = cr.creditsPosted.Add(p.Amount.Units)
-}
-
-// pending adds a signed amount to a posting's accounts' pending totals.
-func (c *batchChanges) pending(p domain.Posting, amount domain.Units, pos uint64) {
-	d := c.touch(p.Debit, p.Amount.Scale, pos)
-	d.debitsPending = d.debitsPending.Add(amount)
-	cr := c.touch(p.Credit, p.Amount.Scale, pos)
-	cr.creditsPending = cr.creditsPending.Add(amount)
+	c.moves = domain.AppendMovements(c.moves[:0], e)
+	for i := range c.moves {
+		m := &c.moves[i]
+		dp, cp, dq, cq := m.Deltas()
+		d := c.touch(m.Account, m.Scale, pos)
+		d.debitsPosted, d.creditsPosted = d.debitsPosted.Add(dp), d.creditsPosted.Add(cp)
+		d.debitsPending, d.creditsPending = d.debitsPending.Add(dq), d.creditsPending.Add(cq)
+	}
 }
 
 // assetCounts is how a batch changes an asset's account counts.

@@ -19,7 +19,7 @@ import (
 // 10,000 accounts: the projector's unit of work under load.
 func BenchmarkBalancesApply(b *testing.B) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.PostgresURL(b))
+	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(b))
 	testenv.NoError(b, err)
 	defer pool.Close()
 	testenv.NoError(b, eventstore.Migrate(ctx, pool)) // the read models' migrations read the log's tables

@@ -83,6 +83,7 @@ type movementFold struct {
 	// clockAt is the running maximum of recorded times before the batch.
 	clockAt time.Time
 	ticks   []movementTick
+	moves   []domain.Movement // one event's, reused
 }
 
 // Apply appends the batch's lines with COPY, in the runner's transaction. It
@@ -127,11 +128,12 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 				needAssets[e.Asset] = true
 			}
 		default:
-			movementAccounts(e, func(account string) {
-				if !opened[account] {
-					moved[account] = true
+			f.moves = domain.AppendMovements(f.moves[:0], e)
+			for i := range f.moves {
+				if a := f.moves[i].Account; !opened[a] {
+					moved[a] = true
 				}
-			})
+			}
 		}
 	}
 	accounts := slices.Sorted(maps.Keys(moved))
@@ -224,97 +226,32 @@ func unitsAt(s string, scale uint8) (domain.Units, error) {
 	return d.Units(scale)
 }
 
-// movementAccounts calls fn with every account an event moves.
-func movementAccounts(e domain.Event, fn func(string)) {
-	each := func(ps []domain.Posting) {
-		for _, p := range ps {
-			fn(p.Debit)
-			fn(p.Credit)
-		}
-	}
-	switch e := e.(type) {
-	case domain.TransferCommitted:
-		each(e.Postings)
-	case domain.TransferReversed:
-		each(e.Postings)
-	case domain.TransferPending:
-		each(e.Postings)
-	case domain.PendingVoided:
-		each(e.Postings)
-	case domain.PendingExpired:
-		each(e.Postings)
-	case domain.PendingPosted:
-		for _, hp := range e.Postings {
-			fn(hp.Debit)
-			fn(hp.Credit)
-		}
-	}
-}
-
-// apply folds one event.
+// apply folds one event: its lines are its movements (domain.AppendMovements).
 func (f *movementFold) apply(rec *eventstore.Record, e domain.Event) error {
 	f.tick(rec)
-	ev := &movementEvent{kind: rec.Type, recordedAt: rec.RecordedAt, effectiveAt: rec.RecordedAt}
 	switch e := e.(type) {
 	case domain.AssetDefined:
 		f.scales[e.Code] = e.Scale
 		f.assets = append(f.assets, e)
+		return nil
 	case domain.AccountOpened:
 		scale, ok := f.scales[e.Asset]
 		if !ok {
 			return fmt.Errorf("account %s of undefined asset %s", e.ID, e.Asset)
 		}
 		f.heads[e.ID] = &movementHead{asset: e.Asset, scale: scale, normal: e.Normal, position: rec.Position, opened: rec.Position, isNew: true}
-	case domain.TransferCommitted:
-		ev.transferID, ev.reference, ev.metadata, ev.effectiveAt = e.ID, e.Reference, e.Metadata, effectiveOr(e.EffectiveAt, rec.RecordedAt)
-		for i, p := range e.Postings {
-			if err := f.posting(rec.Position, ev, i, p, false, p.Amount.Units); err != nil {
-				return err
-			}
-		}
-	case domain.TransferReversed:
-		ev.transferID, ev.reference, ev.metadata, ev.effectiveAt = e.ID, e.Reference, e.Metadata, effectiveOr(e.EffectiveAt, rec.RecordedAt)
-		for i, p := range e.Postings {
-			if err := f.posting(rec.Position, ev, i, p, false, p.Amount.Units); err != nil {
-				return err
-			}
-		}
-	case domain.TransferPending:
-		ev.transferID, ev.reference, ev.metadata, ev.effectiveAt = e.ID, e.Reference, e.Metadata, effectiveOr(e.EffectiveAt, rec.RecordedAt)
-		for i, p := range e.Postings {
-			if err := f.posting(rec.Position, ev, i, p, true, p.Amount.Units); err != nil {
-				return err
-			}
-		}
-	case domain.PendingPosted:
-		ev.transferID, ev.reference, ev.metadata, ev.effectiveAt = e.ID, e.Reference, e.Metadata, effectiveOr(e.EffectiveAt, rec.RecordedAt)
-		for i, hp := range e.Postings {
-			p := hp.Posted()
-			// The release first: the posted line then shows the available
-			// balance after the whole posting.
-			if err := f.posting(rec.Position, ev, i, p, true, hp.Held.Units.Neg()); err != nil {
-				return err
-			}
-			if hp.Amount.Units.IsZero() {
-				continue // posted nothing of this posting: only the release is a movement
-			}
-			if err := f.posting(rec.Position, ev, i, p, false, p.Amount.Units); err != nil {
-				return err
-			}
-		}
-	case domain.PendingVoided:
-		ev.transferID, ev.reference = e.ID, e.Reference
-		for i, p := range e.Postings {
-			if err := f.posting(rec.Position, ev, i, p, true, p.Amount.Units.Neg()); err != nil {
-				return err
-			}
-		}
-	case domain.PendingExpired:
-		ev.transferID = e.PendingID
-		for i, p := range e.Postings {
-			if err := f.posting(rec.Position, ev, i, p, true, p.Amount.Units.Neg()); err != nil {
-				return err
-			}
+		return nil
+	}
+	h, ok := domain.HeaderOf(e)
+	if !ok {
+		return nil // moves no balance
+	}
+	ev := &movementEvent{kind: rec.Type, transferID: h.ID, reference: h.Reference, metadata: h.Metadata,
+		effectiveAt: effectiveOr(h.EffectiveAt, rec.RecordedAt), recordedAt: rec.RecordedAt}
+	f.moves = domain.AppendMovements(f.moves[:0], e)
+	for i := range f.moves {
+		if err := f.line(rec.Position, ev, &f.moves[i]); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -340,45 +277,40 @@ func (f *movementFold) tick(rec *eventstore.Record) {
 	f.ticks = append(f.ticks, movementTick{at: f.clockAt, position: rec.Position})
 }
 
-// posting adds the lines of one posting, debit then credit, moving the
-// posted (or, pending, the pending) totals by a signed amount.
-func (f *movementFold) posting(pos uint64, ev *movementEvent, i int, p domain.Posting, pending bool, amount domain.Units) error {
-	if err := f.line(p.Debit, p.Credit, true, pos, ev, i, p.Amount.Scale, pending, amount); err != nil {
-		return err
-	}
-	return f.line(p.Credit, p.Debit, false, pos, ev, i, p.Amount.Scale, pending, amount)
-}
-
-func (f *movementFold) line(account, counter string, debit bool, pos uint64, ev *movementEvent, i int, scale uint8,
-	pending bool, amount domain.Units) error {
-	h, ok := f.heads[account]
+// line adds the line of one movement: the movement's total of its account
+// moves by its signed amount. A post's release comes before its posting, so
+// the posted line shows the available balance after the whole posting.
+func (f *movementFold) line(pos uint64, ev *movementEvent, m *domain.Movement) error {
+	h, ok := f.heads[m.Account]
 	if !ok {
-		return fmt.Errorf("movement of unknown account %s: the read model is missing accounts", account)
+		return fmt.Errorf("movement of unknown account %s: the read model is missing accounts", m.Account)
 	}
-	if h.scale != scale {
-		return fmt.Errorf("amount at scale %d on account %s of scale %d", scale, account, h.scale)
+	if h.scale != m.Scale {
+		return fmt.Errorf("amount at scale %d on account %s of scale %d", m.Scale, m.Account, h.scale)
 	}
+	debit := m.Side == domain.SideDebit
 	var field *domain.Units
 	switch {
-	case debit && !pending:
+	case debit && !m.Pending:
 		field = &h.dp
-	case !debit && !pending:
+	case !debit && !m.Pending:
 		field = &h.cp
 	case debit:
 		field = &h.dq
 	default:
 		field = &h.cq
 	}
-	next, ok := field.CheckedAdd(amount)
+	next, ok := field.CheckedAdd(m.Amount)
 	if !ok || next.Sign() < 0 {
-		return fmt.Errorf("account %s: a total goes out of range: the read model is corrupt", account)
+		return fmt.Errorf("account %s: a total goes out of range: the read model is corrupt", m.Account)
 	}
 	*field = next
 	if h.position != pos {
 		h.position, h.seq = pos, 0
 	}
-	f.lines = append(f.lines, movementLine{account: account, position: pos, seq: h.seq, postingIndex: i, debit: debit,
-		pending: pending, counter: counter, amount: amount, scale: scale, dp: h.dp, cp: h.cp, dq: h.dq, cq: h.cq, event: ev})
+	f.lines = append(f.lines, movementLine{account: m.Account, position: pos, seq: h.seq, postingIndex: m.Posting,
+		debit: debit, pending: m.Pending, counter: m.Counterparty, amount: m.Amount, scale: m.Scale,
+		dp: h.dp, cp: h.cp, dq: h.dq, cq: h.cq, event: ev})
 	h.seq++
 	return nil
 }

@@ -51,7 +51,7 @@ func mvQueries(pool *pgxpool.Pool, r *runningRunner) *queries.Service {
 // newClockedEnv is newEnv with a writer on clock.
 func newClockedEnv(t *testing.T, clock *mvClock) *env {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	pool, err := pgxpool.New(t.Context(), testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))
@@ -478,37 +478,6 @@ func mvPostedLines(lines []queries.StatementLine) []queries.StatementLine {
 	return slices.DeleteFunc(slices.Clone(lines), func(l queries.StatementLine) bool { return l.Pending })
 }
 
-func TestMovementsMatchReplay(t *testing.T) {
-	t.Parallel()
-	clock := newMvClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
-	e := newClockedEnv(t, clock)
-	// Small batches from the empty ledger on, beside the writer: heads carry
-	// running totals across many batches.
-	runner := e.startRunner(t.Context(), projections.Movements{}, batches{src: e.natsSource(), size: 5})
-	w := &mvWorkload{e: e, clock: clock, rng: rand.New(rand.NewPCG(7, 7)), postingsOf: map[string][]domain.PostingInput{}}
-	head := w.run(40, 15)
-	waitFor(t, runner, head)
-	m := e.model(head)
-	kinds := map[string]int{}
-	for _, r := range m.recs {
-		kinds[r.Type]++
-	}
-	t.Logf("%d events: %v", head, kinds)
-	for _, k := range []string{domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed} {
-		if kinds[k] == 0 {
-			t.Fatalf("the workload made no %s", k)
-		}
-	}
-	q := mvQueries(e.pool, runner)
-	rng := rand.New(rand.NewPCG(8, 8))
-
-	t.Run("statements are prefix sums of the log", func(t *testing.T) { m.checkStatements(t, q) })
-	t.Run("as of positions equal a replay", func(t *testing.T) { m.checkAsOfPositions(t, q, rng, 100) })
-	t.Run("as of recorded times", func(t *testing.T) { m.checkAsOfRecorded(t, q, rng, 30) })
-	t.Run("as of effective times", func(t *testing.T) { m.checkAsOfEffective(t, q, rng, 30) })
-	t.Run("statement ranges", func(t *testing.T) { m.checkStatementRanges(t, q, rng, 30) })
-}
-
 func (m *mvModel) checkStatements(t *testing.T, q *queries.Service) {
 	ledger := m.recs[0].Ledger
 	head := m.recs[len(m.recs)-1].Position
@@ -826,7 +795,7 @@ func TestMovementsOfAHold(t *testing.T) {
 // under load.
 func BenchmarkMovementsApply(b *testing.B) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.PostgresURL(b))
+	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(b))
 	testenv.NoError(b, err)
 	defer pool.Close()
 	testenv.NoError(b, eventstore.Migrate(ctx, pool))

@@ -14,6 +14,7 @@ import (
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/internal/testenv"
 	"github.com/ledgerd/ledger/projections"
+	"github.com/ledgerd/ledger/projections/projectortest"
 )
 
 // rebuildWrites is how many transfers each submit of the background writer
@@ -44,34 +45,11 @@ func (e *env) writeUntil(stop <-chan struct{}) (wait func()) {
 	return wg.Wait
 }
 
-// batchDependent lists, per table, the columns that depend on where the
-// runner's batches happened to end, not on the log alone: two correct builds
-// differ there. trial_balance_history has one row per batch end: left out.
-// recon_generations is random by design (a rebuild swaps in another).
-var batchDependent = map[string][]string{
-	"trial_balances":        {"position"},
-	"trial_balance_history": nil,
-	"recon_generations":     nil,
-}
-
 // rows returns every row of proj's tables under ledger key, without the
 // ledger column and the batch-dependent ones, in a stable order.
 func (e *env) rows(proj projections.Projector, key string) map[string][]string {
 	e.t.Helper()
-	out := map[string][]string{}
-	for _, table := range proj.Tables() {
-		drop, dependent := batchDependent[table]
-		if dependent && drop == nil {
-			continue
-		}
-		rows, err := e.pool.Query(e.t.Context(), `SELECT (to_jsonb(t) - 'ledger' - $2::text[])::text FROM `+
-			pgx.Identifier{table}.Sanitize()+` t WHERE ledger = $1 ORDER BY 1`, key, append([]string{}, drop...))
-		testenv.NoError(e.t, err)
-		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		testenv.NoError(e.t, err)
-		out[table] = got
-	}
-	return out
+	return projectortest.Rows(e.t, e.pool, proj, key, batchDependent)
 }
 
 // checkpointOf returns proj's checkpoint under key; 0 before any.

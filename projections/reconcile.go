@@ -183,6 +183,7 @@ type reconFold struct {
 	cache   *reconCache
 	journal map[journalKey]*journalSum
 	touched map[string]*reconBook
+	moves   []domain.Movement // one event's, reused
 }
 
 type journalKey struct {
@@ -198,16 +199,6 @@ type journalSum struct {
 
 func (f *reconFold) apply(ctx context.Context, pos uint64, e domain.Event) error {
 	switch e := e.(type) {
-	case domain.TransferCommitted:
-		return f.movements(ctx, pos, e.ID, e.Postings, e.Reference, e.EffectiveAt)
-	case domain.TransferReversed:
-		return f.movements(ctx, pos, e.ID, e.Postings, e.Reference, e.EffectiveAt)
-	case domain.PendingPosted:
-		postings := make([]domain.Posting, len(e.Postings))
-		for i, hp := range e.Postings {
-			postings[i] = hp.Posted()
-		}
-		return f.movements(ctx, pos, e.ID, postings, e.Reference, e.EffectiveAt)
 	case domain.StatementImported:
 		b, err := f.enable(ctx, e.Account, pos)
 		if err != nil {
@@ -233,41 +224,48 @@ func (f *reconFold) apply(ctx context.Context, pos uint64, e domain.Event) error
 		return f.manualMatch(ctx, pos, e)
 	case domain.Unmatched:
 		return f.unmatch(ctx, pos, e)
+	default:
+		if h, ok := domain.HeaderOf(e); ok {
+			f.moves = domain.AppendMovements(f.moves[:0], e)
+			return f.movements(ctx, pos, h, f.moves)
+		}
 	}
 	return nil
 }
 
-// movements adds a posted event's postings to the journal, and to the books
-// of the reconciled accounts they move.
-func (f *reconFold) movements(ctx context.Context, pos uint64, id string, postings []domain.Posting, reference string, effectiveAt time.Time) error {
-	day := int32(effectiveAt.UTC().Unix() / 86400)
-	for i, p := range postings {
-		if p.Amount.Units.IsZero() {
-			continue // a post of nothing: not a movement
+// movements adds an event's posted movements to the journal (one posting
+// each), and to the books of the reconciled accounts they move. Holds and
+// releases are not movements of money.
+func (f *reconFold) movements(ctx context.Context, pos uint64, h domain.TransferHeader, moves []domain.Movement) error {
+	day := int32(h.EffectiveAt.UTC().Unix() / 86400)
+	for i := range moves {
+		m := &moves[i]
+		if m.Pending || m.Amount.IsZero() {
+			continue // a hold, a release, a reversal of nothing of a posting: not a movement
 		}
-		k := journalKey{asset: p.Asset, day: day}
-		s := f.journal[k]
-		if s == nil {
-			s = &journalSum{scale: p.Amount.Scale}
-			f.journal[k] = s
+		if m.Side == domain.SideDebit { // a posting's first movement: count it once
+			k := journalKey{asset: m.Asset, day: day}
+			s := f.journal[k]
+			if s == nil {
+				s = &journalSum{scale: m.Scale}
+				f.journal[k] = s
+			}
+			s.postings++
+			s.amount = s.amount.Add(m.Amount)
 		}
-		s.postings++
-		s.amount = s.amount.Add(p.Amount.Units)
-		for _, acc := range [2]string{p.Debit, p.Credit} {
-			if !f.cache.accounts[acc] {
-				continue
-			}
-			b, err := f.book(ctx, acc)
-			if err != nil {
-				return err
-			}
-			amount := p.Amount.Units
-			if (acc == p.Debit) != (b.normal == domain.SideDebit) {
-				amount = amount.Neg()
-			}
-			b.arrive(&reconItem{Side: sideMovement, TransferID: id, PostingIndex: i, Position: pos, Amount: amount,
-				Day: day, Reference: reference}, pos)
+		if !f.cache.accounts[m.Account] {
+			continue
 		}
+		b, err := f.book(ctx, m.Account)
+		if err != nil {
+			return err
+		}
+		amount := m.Amount
+		if m.Side != b.normal {
+			amount = amount.Neg()
+		}
+		b.arrive(&reconItem{Side: sideMovement, TransferID: h.ID, PostingIndex: m.Posting, Position: pos, Amount: amount,
+			Day: day, Reference: h.Reference}, pos)
 	}
 	return nil
 }

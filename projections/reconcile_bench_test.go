@@ -22,7 +22,7 @@ import (
 // the time to match the whole statement.
 func BenchmarkReconcileMatch(b *testing.B) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.PostgresURL(b))
+	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(b))
 	testenv.NoError(b, err)
 	defer pool.Close()
 	testenv.NoError(b, eventstore.Migrate(ctx, pool))

@@ -49,7 +49,7 @@ func (l *reconLog) line(id string, cents int64, ref string, day time.Time) {
 func reviewPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	ctx := t.Context()
-	pool, err := pgxpool.New(ctx, testenv.PostgresURL(t))
+	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(ctx, pool))

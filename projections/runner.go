@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/supervise"
 )
 
 //go:embed migrations/*.sql
@@ -60,7 +61,10 @@ const (
 	// commit, for a few milliseconds of lag.
 	LingerDefault = 5 * time.Millisecond
 	// lingerBelow is the batch size under which a runner lingers.
-	lingerBelow   = 512
+	lingerBelow = 512
+	// retryDelayMin and retryDelayMax bound the back-off after a failed
+	// run (supervise.Policy).
+	retryDelayMin = 20 * time.Millisecond
 	retryDelayMax = 5 * time.Second
 	// healthyRun is how long a run must last for the back-off to start over.
 	healthyRun = 10 * time.Second
@@ -139,23 +143,10 @@ func (r *Runner) setPosition(pos uint64) {
 
 // Run applies records until ctx ends, retrying with back-off after errors.
 func (r *Runner) Run(ctx context.Context) error {
-	delay := 20 * time.Millisecond
-	for ctx.Err() == nil {
-		began := time.Now()
-		err := r.serve(ctx)
-		if time.Since(began) > healthyRun {
-			delay = 20 * time.Millisecond // it had recovered: start the back-off over
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		r.logger.Warn("projection interrupted; resuming from its checkpoint", "err", err, "retry_in", delay)
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-		}
-		delay = min(2*delay, retryDelayMax)
-	}
+	supervise.Run(ctx, supervise.Policy{Initial: retryDelayMin, Max: retryDelayMax, Healthy: healthyRun,
+		OnRestart: func(err error, delay time.Duration) {
+			r.logger.Warn("projection interrupted; resuming from its checkpoint", "err", err, "retry_in", delay)
+		}}, r.serve)
 	return nil
 }
 

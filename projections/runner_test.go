@@ -40,7 +40,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	pool, err := pgxpool.New(t.Context(), testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))
@@ -335,31 +335,6 @@ func (b batches) Next(ctx context.Context, from uint64, max int) ([]eventstore.R
 		out = append(out, recs...)
 	}
 	return out, nil
-}
-
-func TestBalancesMatchReplay(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	// Running from the empty ledger on, beside the writer and the relay.
-	runner := e.startRunner(t.Context(), projections.Balances{}, e.natsSource())
-	head := e.runWorkload(400, 1)
-	waitFor(t, runner, head)
-	if got := runner.Position(); got != head {
-		t.Fatalf("runner position %d, want %d", got, head)
-	}
-	e.checkAt(head)
-
-	rows, err := e.pool.Query(t.Context(), `SELECT code, scale FROM assets WHERE ledger = $1`, e.ledger)
-	testenv.NoError(t, err)
-	scales, err := collectScales(rows)
-	testenv.NoError(t, err)
-	want := map[string]int16{}
-	for _, a := range workloadAssets {
-		want[a.Code] = int16(a.Scale)
-	}
-	if diff := cmp.Diff(want, scales); diff != "" {
-		t.Fatalf("assets (-want +got):\n%s", diff)
-	}
 }
 
 func collectScales(rows pgx.Rows) (map[string]int16, error) {

@@ -183,10 +183,7 @@ func (f *transferFold) apply(rec *eventstore.Record, e domain.Event) error {
 		if err := f.resolve(rec, e.PendingID, e.ID, transferStatusPendingPosted); err != nil {
 			return err
 		}
-		posted := make([]domain.Posting, len(e.Postings))
-		for i, hp := range e.Postings {
-			posted[i] = hp.Posted()
-		}
+		posted, _ := domain.ReversiblePostings(e) // what the post posted
 		r := f.create(rec, e.ID, transferKindPost, reversible(posted), e.Reference, e.Metadata, e.EffectiveAt)
 		r.pendingID = e.PendingID
 	case domain.PendingVoided:
@@ -237,7 +234,9 @@ func (f *transferFold) resolve(rec *eventstore.Record, holdID, by, status string
 	return nil
 }
 
-// reverse adds a reversal's amounts to its original, posting by posting.
+// reverse adds a reversal's amounts to its original, posting by posting,
+// held to the domain's rule (domain.CheckReversal): a reversal the rule
+// refuses means the read model is corrupt.
 func (f *transferFold) reverse(rec *eventstore.Record, e domain.TransferReversed) error {
 	o, ok := f.rows[e.TransferID]
 	if !ok {
@@ -248,19 +247,23 @@ func (f *transferFold) reverse(rec *eventstore.Record, e domain.TransferReversed
 		return fmt.Errorf("reversal %s of %s at %d: the read model has a %s at %d with %d postings: it is corrupt",
 			e.ID, e.TransferID, e.TransferPosition, o.kind, o.position, len(o.postings))
 	}
-	full := true
-	for i := range o.postings {
-		p := &o.postings[i]
+	original, done := make([]domain.Posting, len(o.postings)), make([]domain.Units, len(o.postings))
+	for i, p := range o.postings {
 		if p.Reversed == nil {
 			return fmt.Errorf("reversed transfer %s: posting %d has no reversed amount: the read model is corrupt", e.TransferID, i)
 		}
-		done := p.Reversed.Units.Add(e.Postings[i].Amount.Units)
-		if done.Cmp(p.Amount.Units) > 0 {
-			return fmt.Errorf("reversal %s reverses %s of %s's posting %d, which has %s: the read model is corrupt",
-				e.ID, done.Format(p.Amount.Scale), e.TransferID, i, p.Amount)
-		}
-		p.Reversed = &domain.Amount{Units: done, Scale: p.Amount.Scale}
-		full = full && done.Cmp(p.Amount.Units) == 0
+		original[i] = domain.Posting{Debit: p.Debit, Credit: p.Credit, Asset: p.Asset, Amount: p.Amount}
+		done[i] = p.Reversed.Units
+	}
+	next, err := domain.CheckReversal(original, done, e.Postings)
+	if err != nil {
+		return fmt.Errorf("reversal %s of %s: the read model is corrupt: %w", e.ID, e.TransferID, err)
+	}
+	full := true
+	for i := range o.postings {
+		p := &o.postings[i]
+		p.Reversed = &domain.Amount{Units: next[i], Scale: p.Amount.Scale}
+		full = full && next[i].Cmp(p.Amount.Units) == 0
 	}
 	o.status = transferStatusPartiallyReversed
 	if full {

@@ -530,15 +530,6 @@ func (e *env) readTransfers() xferModel {
 	return got
 }
 
-// xferCheckpoint returns the transfers projection's checkpoint.
-func (e *env) xferCheckpoint() uint64 {
-	e.t.Helper()
-	var pos int64
-	testenv.NoError(e.t, e.pool.QueryRow(e.t.Context(), `SELECT position FROM projection_checkpoints
-		WHERE ledger = $1 AND projection = $2`, e.ledger, projections.Transfers{}.Name()).Scan(&pos))
-	return uint64(pos)
-}
-
 // emptyIsNil compares absent and empty maps and lists as equal.
 var emptyIsNil = cmp.FilterValues(func(x, y any) bool {
 	return isEmpty(x) && isEmpty(y)
@@ -552,45 +543,6 @@ func isEmpty(v any) bool {
 		return len(v) == 0
 	}
 	return false
-}
-
-func TestTransfersMatchReplay(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name  string
-		batch int // 0: the runner follows the writer, with the batches it finds
-	}{
-		{"live", 0},
-		{"batches of 1", 1},
-		{"batches of 5", 5},
-		{"one batch", projections.BatchMaxDefault},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			clock := &xferClock{now: time.Now().UTC().Truncate(time.Microsecond)}
-			e := newXferEnv(t, clock)
-			var runner *runningRunner
-			if tc.batch == 0 {
-				runner = e.startRunner(t.Context(), projections.Transfers{}, e.natsSource())
-			}
-			head := e.runXferWorkload(clock, uint64(len(tc.name)))
-			if tc.batch != 0 {
-				runner = e.startRunner(t.Context(), projections.Transfers{}, batches{src: e.natsSource(), size: tc.batch, end: head})
-			}
-			waitFor(t, runner, head)
-			if got := e.xferCheckpoint(); got != head {
-				t.Fatalf("checkpoint %d, want %d", got, head)
-			}
-			want, got := e.replayTransfers(head), e.readTransfers()
-			if diff := cmp.Diff(want.rows, got.rows, emptyIsNil); diff != "" {
-				t.Errorf("transfers differ from the replay (-replay +read model):\n%s", diff)
-			}
-			if diff := cmp.Diff(want.accounts, got.accounts); diff != "" {
-				t.Errorf("transfer_accounts differ from the replay (-replay +read model):\n%s", diff)
-			}
-			checkXferFates(t, got)
-		})
-	}
 }
 
 // checkXferFates checks a few rows against what the workload did to them,
@@ -648,7 +600,7 @@ func checkXferFates(t *testing.T, m xferModel) {
 // xferPool opens a pool on a fresh database with every migration applied.
 func xferPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	pool, err := pgxpool.New(t.Context(), testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))

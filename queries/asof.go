@@ -17,42 +17,21 @@ import (
 const movementsProjection = "movements"
 
 var (
-	// ErrLedgerNotFound means no ledger has that name: it has no event in the
-	// log and no projection.
-	ErrLedgerNotFound = errors.New("unknown ledger")
 	// ErrAccountNotFound means the account does not exist at the position the
 	// answer reflects.
-	ErrAccountNotFound = errors.New("account not found")
+	ErrAccountNotFound error = domain.NewError(domain.KindNotFound, "account not found", "")
 )
 
 // movementSnapshot is a read-only transaction that sees one committed state of every
 // read model: the checkpoint it reads and the rows agree.
 var movementSnapshot = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 
-// LedgerExists reports whether the ledger has a head in the log or a
-// projection checkpoint.
+// mustExistLedger is head (the one look-up of a ledger) as an error.
 //
-// Errors: database errors.
-func (s *Service) LedgerExists(ctx context.Context, ledger string) (bool, error) {
-	var ok bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_heads WHERE ledger = $1)
-		OR EXISTS (SELECT 1 FROM projection_checkpoints WHERE ledger = $1)`, ledger).Scan(&ok)
-	if err != nil {
-		return false, fmt.Errorf("ledger %s: %w", ledger, err)
-	}
-	return ok, nil
-}
-
-// mustExistLedger is LedgerExists as an error.
+// Errors: domain.ErrUnknownLedger; database errors.
 func (s *Service) mustExistLedger(ctx context.Context, ledger string) error {
-	ok, err := s.LedgerExists(ctx, ledger)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%q: %w", ledger, ErrLedgerNotFound)
-	}
-	return nil
+	_, err := s.head(ctx, ledger)
+	return err
 }
 
 // checkAccountCount bounds a balances request.
@@ -71,13 +50,13 @@ func checkAccountCount(accounts []string) error {
 // balance's Position is the account's last movement up to pos (or its
 // opening).
 //
-// Errors: ErrTooManyAccounts; ErrLedgerNotFound; ErrNotReached when pos or
+// Errors: ErrTooManyAccounts; domain.ErrUnknownLedger; ErrNotReached when pos or
 // minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) BalancesAsOfPosition(ctx context.Context, ledger string, accounts []string, pos, minPosition uint64) (Balances, error) {
 	if err := checkAccountCount(accounts); err != nil {
 		return Balances{}, err
 	}
-	// One look-up answers both: an unknown ledger (ErrLedgerNotFound), and a
+	// One look-up answers both: an unknown ledger (domain.ErrUnknownLedger), and a
 	// position the log has not reached, refused at once rather than waited for.
 	head, err := s.head(ctx, ledger)
 	if err != nil {
@@ -115,7 +94,7 @@ func (s *Service) BalancesAsOfPosition(ctx context.Context, ledger string, accou
 // account existing there is present. This sums an account's movements up to
 // at (an index range, no replay): its cost grows with the account's history.
 //
-// Errors: ErrTooManyAccounts; ErrLedgerNotFound; ErrNotReached when
+// Errors: ErrTooManyAccounts; domain.ErrUnknownLedger; ErrNotReached when
 // minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) BalancesAsOfTime(ctx context.Context, ledger string, accounts []string, at time.Time, effective bool, minPosition uint64) (Balances, error) {
 	if err := checkAccountCount(accounts); err != nil {

@@ -4,11 +4,11 @@ package queries
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ledgerd/ledger/domain"
 )
 
 // Limits of queries.
@@ -24,13 +24,13 @@ const (
 
 var (
 	// ErrTooManyAccounts means a request names more than AccountsPerRequestMax.
-	ErrTooManyAccounts = errors.New("too many accounts")
+	ErrTooManyAccounts error = domain.NewInvalid("accounts", "too many accounts", fmt.Sprintf("at most %d", AccountsPerRequestMax))
 	// ErrNotReached means the projection did not reach min_position in time.
-	ErrNotReached = errors.New("projection has not reached the position")
+	ErrNotReached error = domain.NewError(domain.KindTimeout, "projection has not reached the position", "")
 	// ErrMinPositionBeyondHead means a min_position the ledger's log has not
 	// reached: no projection can reach it before a write does, so it is
 	// refused at once instead of waited for (WaitMax) in vain.
-	ErrMinPositionBeyondHead = errors.New("min_position beyond the ledger's head")
+	ErrMinPositionBeyondHead error = domain.NewInvalid("min_position", "min_position beyond the ledger's head", "beyond the ledger's head")
 )
 
 // Waiter is an in-process notifier of a projection's progress, if there is one.
@@ -67,8 +67,10 @@ type Balances struct {
 // GetBalances returns the balances of accounts (those that exist, in request
 // order) once the projection has reached minPosition.
 //
-// Errors: ErrTooManyAccounts; ErrNotReached when minPosition is not reached
-// within WaitMax or ctx; database errors.
+// Errors: ErrTooManyAccounts; domain.ErrUnknownLedger (looked up before
+// waiting for minPosition, which it would never reach, or else only when
+// the answer is empty, so that a known ledger pays nothing); ErrNotReached
+// when minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []string, minPosition uint64) (Balances, error) {
 	if len(accounts) > AccountsPerRequestMax {
 		return Balances{}, fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
@@ -116,12 +118,17 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if err := rows.Err(); err != nil {
 		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
 	}
+	if minPosition == 0 && out.Position == 0 && len(out.Balances) == 0 {
+		if err := s.mustExistLedger(ctx, ledger); err != nil {
+			return Balances{}, err
+		}
+	}
 	return out, nil
 }
 
 // waitFor returns once the projection's checkpoint is at least pos.
 //
-// Errors: ErrLedgerNotFound; ErrMinPositionBeyondHead when pos is past the
+// Errors: domain.ErrUnknownLedger; ErrMinPositionBeyondHead when pos is past the
 // head of the ledger's log (read in the same database as the checkpoints, so
 // a position a command acknowledged is never past it); ErrNotReached after
 // WaitMax or ctx; database errors.

@@ -29,15 +29,15 @@ const (
 
 var (
 	// ErrNotReconciled means the account has no statement line and no rules.
-	ErrNotReconciled = errors.New("account not reconciled")
+	ErrNotReconciled error = domain.NewError(domain.KindNotFound, "account not reconciled", "import a statement line or set matching rules first")
 	// ErrReconCursor means a page token ListUnmatched did not write for this
 	// listing.
-	ErrReconCursor = errors.New("invalid page token")
+	ErrReconCursor error = domain.NewInvalid("page_token", "invalid page token", "not a page token of this listing")
 	// ErrDateRange means a period that ends before it starts.
-	ErrDateRange = errors.New("from_date after to_date")
+	ErrDateRange error = domain.NewInvalid("from_date", "from_date after to_date", "after to_date")
 	// ErrTooManyJournalLines means the journal has more than JournalLinesMax
 	// lines in the range.
-	ErrTooManyJournalLines = errors.New("too many journal lines")
+	ErrTooManyJournalLines error = domain.NewInvalid("to_date", "too many journal lines", "narrow the dates or name the asset")
 )
 
 const reconProjection = "reconciliation"
@@ -79,7 +79,7 @@ type Reconciliation struct {
 // GetReconciliation returns an account's reconciliation for period, once the
 // projection has reached minPosition.
 //
-// Errors: ErrDateRange; ErrLedgerNotFound; ErrNotReached; ErrNotReconciled;
+// Errors: ErrDateRange; domain.ErrUnknownLedger; ErrNotReached; ErrNotReconciled;
 // database errors.
 func (s *Service) GetReconciliation(ctx context.Context, ledger, account string, period Period, minPosition uint64) (Reconciliation, error) {
 	if err := period.check(); err != nil {
@@ -238,7 +238,7 @@ type ReconPage struct {
 // ListUnmatched lists an account's unmatched lines, unmatched movements, or
 // matches in period, in position order, after token ("" from the start).
 //
-// Errors: ErrDateRange; ErrReconCursor; ErrLedgerNotFound; ErrNotReached;
+// Errors: ErrDateRange; ErrReconCursor; domain.ErrUnknownLedger; ErrNotReached;
 // ErrNotReconciled; database errors.
 func (s *Service) ListUnmatched(ctx context.Context, ledger, account string, side ReconSide, period Period, limit int,
 	token string, minPosition uint64) (ReconPage, error) {
@@ -429,7 +429,7 @@ type DailyJournal struct {
 // GetDailyJournal returns the daily journal of asset ("" every asset) in
 // period, once the projection has reached minPosition.
 //
-// Errors: ErrDateRange; ErrLedgerNotFound; ErrNotReached;
+// Errors: ErrDateRange; domain.ErrUnknownLedger; ErrNotReached;
 // ErrTooManyJournalLines; database errors.
 func (s *Service) GetDailyJournal(ctx context.Context, ledger, asset string, period Period, minPosition uint64) (DailyJournal, error) {
 	if err := period.check(); err != nil {

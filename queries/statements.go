@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/ledgerd/ledger/domain"
 )
 
 // Limits of statements.
@@ -25,14 +26,14 @@ const (
 
 var (
 	// ErrStatementLimit means a page size over StatementLimitMax.
-	ErrStatementLimit = errors.New("limit over 1000")
+	ErrStatementLimit error = domain.NewInvalid("limit", "limit over 1000", "at most 1000 lines")
 	// ErrStatementCursor means a cursor that is malformed or was not made by
 	// the same statement query (ledger, account, ranges, basis, pending).
-	ErrStatementCursor = errors.New("invalid cursor")
+	ErrStatementCursor error = domain.NewInvalid("cursor", "invalid cursor", "not a cursor of this statement")
 	// ErrStatementPositionRange means from_position after to_position.
-	ErrStatementPositionRange = errors.New("from_position after to_position")
+	ErrStatementPositionRange error = domain.NewInvalid("from_position", "from_position after to_position", "after to_position")
 	// ErrStatementTimeRange means from_time after to_time.
-	ErrStatementTimeRange = errors.New("from_time after to_time")
+	ErrStatementTimeRange error = domain.NewInvalid("from_time", "from_time after to_time", "after to_time")
 )
 
 // StatementQuery asks for an account's statement.
@@ -221,7 +222,7 @@ func (q *StatementQuery) check() (limit int, cursor *statementCursor, err error)
 // line of the range.
 //
 // Errors: ErrStatementLimit, ErrStatementPositionRange, ErrStatementTimeRange,
-// ErrStatementCursor; ErrLedgerNotFound; ErrAccountNotFound; ErrNotReached
+// ErrStatementCursor; domain.ErrUnknownLedger; ErrAccountNotFound; ErrNotReached
 // when MinPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) ListStatement(ctx context.Context, q StatementQuery) (Statement, error) {
 	limit, cursor, err := q.check()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/ledgerd/ledger/domain"
 )
 
 // ProjectionStatusMax bounds GetProjectionStatus: 1,024 ledgers (what one
@@ -15,7 +16,7 @@ const ProjectionStatusMax = 16384
 
 // ErrTooManyProjections means more than ProjectionStatusMax projections match:
 // ask per ledger.
-var ErrTooManyProjections = errors.New("too many projections")
+var ErrTooManyProjections error = domain.NewError(domain.KindExhausted, "too many projections", "")
 
 // ProjectionStatus is where one projection of one ledger stands.
 type ProjectionStatus struct {
@@ -35,7 +36,7 @@ type ProjectionStatus struct {
 // GetProjectionStatus returns every projection checkpoint of ledger, or of all
 // ledgers when ledger is "", by ledger and name, in one statement.
 //
-// Errors: ErrLedgerNotFound; ErrTooManyProjections; database errors.
+// Errors: domain.ErrUnknownLedger; ErrTooManyProjections; database errors.
 func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]ProjectionStatus, error) {
 	if ledger != "" {
 		if _, err := s.head(ctx, ledger); err != nil {
@@ -84,15 +85,16 @@ func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]Pro
 	return out, nil
 }
 
-// head returns the ledger's head position: a ledger exists once it has an
-// event (ErrLedgerNotFound is declared with the other point-in-time reads).
+// head returns the ledger's head position: the one look-up by which every
+// query tells an unknown ledger; for a query, a ledger exists once it has an
+// event.
 //
-// Errors: ErrLedgerNotFound; database errors.
+// Errors: domain.ErrUnknownLedger; database errors.
 func (s *Service) head(ctx context.Context, ledger string) (uint64, error) {
 	var pos int64
 	err := s.pool.QueryRow(ctx, `SELECT position FROM ledger_heads WHERE ledger = $1`, ledger).Scan(&pos)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("ledger %q: %w", ledger, ErrLedgerNotFound)
+		return 0, fmt.Errorf("ledger %q: %w", ledger, domain.ErrUnknownLedger)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("head of %s: %w", ledger, err)

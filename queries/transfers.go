@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/ledgerd/ledger/domain"
 )
 
 // Limits of transfer queries.
@@ -29,16 +29,14 @@ const (
 var (
 	// ErrTooManyTransferIDs means a GetTransfers request names more than
 	// TransferIDsPerRequestMax ids.
-	ErrTooManyTransferIDs = errors.New("too many transfer ids")
+	ErrTooManyTransferIDs error = domain.NewInvalid("ids", "too many transfer ids", fmt.Sprintf("want 1..%d transfer ids", TransferIDsPerRequestMax))
 	// ErrTransfersPageTooLarge means a limit over TransfersPageMax.
-	ErrTransfersPageTooLarge = errors.New("page limit too large")
+	ErrTransfersPageTooLarge error = domain.NewInvalid("limit", "page limit too large", fmt.Sprintf("at most %d", TransfersPageMax))
 	// ErrBadTransfersCursor means a cursor ListTransfers did not write for
 	// the same ledger and filters.
-	ErrBadTransfersCursor = errors.New("malformed cursor")
+	ErrBadTransfersCursor error = domain.NewInvalid("cursor", "malformed cursor", "not a cursor from ListTransfers")
 	// ErrTransfersTimeRange means a time range that ends before it starts.
-	ErrTransfersTimeRange = errors.New("time range ends before it starts")
-	// ErrTransfersLedgerUnknown means the ledger has no event at all.
-	ErrTransfersLedgerUnknown = errors.New("unknown ledger")
+	ErrTransfersTimeRange error = domain.NewInvalid("from_time", "time range ends before it starts", "after to_time")
 )
 
 // TransferPosting is one posting of a transfer, amounts as decimal strings
@@ -123,7 +121,7 @@ const transfersCheckpoint = `(SELECT COALESCE(max(position), 0) AS position FROM
 // GetTransfers returns the transfers with ids (those that exist, in request
 // order) once the projection has reached minPosition.
 //
-// Errors: ErrTooManyTransferIDs; ErrTransfersLedgerUnknown; ErrNotReached
+// Errors: ErrTooManyTransferIDs; domain.ErrUnknownLedger; ErrNotReached
 // when minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) GetTransfers(ctx context.Context, ledger string, ids []string, minPosition uint64) (Transfers, error) {
 	if len(ids) > TransferIDsPerRequestMax {
@@ -154,7 +152,7 @@ func (s *Service) GetTransfers(ctx context.Context, ledger string, ids []string,
 // state: a hold resolved between two pages leaves a "pending" listing.
 //
 // Errors: ErrTransfersPageTooLarge; ErrBadTransfersCursor;
-// ErrTransfersTimeRange; ErrTransfersLedgerUnknown; ErrNotReached when
+// ErrTransfersTimeRange; domain.ErrUnknownLedger; ErrNotReached when
 // minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFilter, cursor string, limit int,
 	minPosition uint64) (TransferPage, error) {
@@ -199,12 +197,8 @@ func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFi
 // transfersLedger checks that the ledger exists, then waits for the
 // projection to reach minPosition.
 func (s *Service) transfersLedger(ctx context.Context, ledger string, minPosition uint64) error {
-	var exists bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_heads WHERE ledger = $1)`, ledger).Scan(&exists); err != nil {
-		return fmt.Errorf("ledger %s: %w", ledger, err)
-	}
-	if !exists {
-		return fmt.Errorf("ledger %s: %w", ledger, ErrTransfersLedgerUnknown)
+	if err := s.mustExistLedger(ctx, ledger); err != nil {
+		return err
 	}
 	return s.waitFor(ctx, ledger, "transfers", minPosition)
 }

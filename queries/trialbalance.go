@@ -25,14 +25,14 @@ const (
 
 var (
 	// ErrBeyondHead means an as-of position the ledger has not reached.
-	ErrBeyondHead = errors.New("beyond the ledger's head")
+	ErrBeyondHead error = domain.NewInvalid("as_of_position", "beyond the ledger's head", "beyond the ledger's head")
 	// ErrTooManyAssets means a ledger has more than TrialBalanceLinesMax assets.
-	ErrTooManyAssets = errors.New("too many assets")
+	ErrTooManyAssets error = domain.NewError(domain.KindExhausted, "too many assets", "")
 	// ErrHistoryUnavailable means the trial balance history does not reach
 	// back to an as-of position: its ledger was projected before the history
 	// existed (migration 0004), and the answer would fold more than FoldMax
 	// events from the log.
-	ErrHistoryUnavailable = errors.New("trial balance history unavailable")
+	ErrHistoryUnavailable error = domain.NewError(domain.KindConflict, "trial balance history unavailable", "")
 )
 
 // TrialBalanceLine is one asset's sums over its accounts, as decimal strings in
@@ -53,7 +53,7 @@ type TrialBalance struct {
 // balances projection has reached minPosition, at the position it reached; or
 // just after position asOf, once it has reached asOf, at asOf.
 //
-// Errors: ErrLedgerNotFound; ErrBeyondHead for asOf past the ledger's head;
+// Errors: domain.ErrUnknownLedger; ErrBeyondHead for asOf past the ledger's head;
 // ErrNotReached; ErrHistoryUnavailable; ErrTooManyAssets; database errors.
 func (s *Service) GetTrialBalance(ctx context.Context, ledger string, asOf, minPosition uint64) (TrialBalance, error) {
 	head, err := s.head(ctx, ledger)
@@ -146,7 +146,8 @@ func (s *Service) trialBalanceAsOf(ctx context.Context, ledger string, p uint64)
 // fold is the net change of a stretch of the log, per asset.
 type fold struct {
 	sums   map[string]*assetSums
-	closed []string // accounts closed: their asset is in the balances
+	closed []string          // accounts closed: their asset is in the balances
+	moves  []domain.Movement // one event's, reused
 }
 
 // assetSums is one asset's movements: big.Int, since a sum over many accounts
@@ -159,9 +160,7 @@ type assetSums struct {
 
 // foldLog folds the events at positions from..to.
 func (s *Service) foldLog(ctx context.Context, ledger string, from, to uint64) (fold, error) {
-	types := []string{domain.TypeAccountOpened, domain.TypeAccountClosed, domain.TypeTransferCommitted,
-		domain.TypeTransferPending, domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired,
-		domain.TypeTransferReversed}
+	types := append([]string{domain.TypeAccountOpened, domain.TypeAccountClosed}, domain.BalanceEventTypes()...)
 	rows, err := s.pool.Query(ctx, `SELECT position, type, schema_version, payload FROM events
 		WHERE ledger = $1 AND position BETWEEN $2 AND $3 AND type = ANY($4)
 		ORDER BY position`, ledger, int64(from), int64(to), types)
@@ -189,38 +188,18 @@ func (s *Service) foldLog(ctx context.Context, ledger string, from, to uint64) (
 	return f, nil
 }
 
-// add folds one event, as the balances projector applies it.
+// add folds one event, as the balances projector applies it: what it
+// moves comes from the domain (domain.AppendMovements).
 func (f *fold) add(e domain.Event) {
 	switch e := e.(type) {
 	case domain.AccountOpened:
 		f.asset(e.Asset, 0).opened++
 	case domain.AccountClosed:
 		f.closed = append(f.closed, e.ID)
-	case domain.TransferCommitted:
-		for _, p := range e.Postings {
-			f.posted(p.Asset, p.Amount)
-		}
-	case domain.TransferReversed:
-		for _, p := range e.Postings {
-			f.posted(p.Asset, p.Amount)
-		}
-	case domain.TransferPending:
-		for _, p := range e.Postings {
-			f.pending(p.Asset, p.Amount, false)
-		}
-	case domain.PendingPosted:
-		for _, hp := range e.Postings {
-			f.pending(hp.Asset, hp.Held, true)
-			f.posted(hp.Asset, hp.Amount)
-		}
-	case domain.PendingVoided:
-		for _, p := range e.Postings {
-			f.pending(p.Asset, p.Amount, true)
-		}
-	case domain.PendingExpired:
-		for _, p := range e.Postings {
-			f.pending(p.Asset, p.Amount, true)
-		}
+	}
+	f.moves = domain.AppendMovements(f.moves[:0], e)
+	for i := range f.moves {
+		f.move(&f.moves[i])
 	}
 }
 
@@ -234,24 +213,22 @@ func (f *fold) asset(code string, scale uint8) *assetSums {
 	return a
 }
 
-// posted adds a posting to both posted sums: a posting debits and credits
-// the same amount.
-func (f *fold) posted(asset string, amount domain.Amount) {
-	a := f.asset(asset, amount.Scale)
-	v := bigOf(amount.Units)
-	a.debitsPosted.Add(&a.debitsPosted, v)
-	a.creditsPosted.Add(&a.creditsPosted, v)
-}
-
-// pending adds a held amount to both pending sums, or takes it out (release).
-func (f *fold) pending(asset string, amount domain.Amount, release bool) {
-	a := f.asset(asset, amount.Scale)
-	v := bigOf(amount.Units)
-	if release {
-		v.Neg(v)
+// move adds a movement's signed amount to its asset's sum of the total it
+// moves.
+func (f *fold) move(m *domain.Movement) {
+	a := f.asset(m.Asset, m.Scale)
+	var sum *big.Int
+	switch {
+	case m.Side == domain.SideDebit && !m.Pending:
+		sum = &a.debitsPosted
+	case !m.Pending:
+		sum = &a.creditsPosted
+	case m.Side == domain.SideDebit:
+		sum = &a.debitsPending
+	default:
+		sum = &a.creditsPending
 	}
-	a.debitsPending.Add(&a.debitsPending, v)
-	a.creditsPending.Add(&a.creditsPending, v)
+	sum.Add(sum, bigOf(m.Amount))
 }
 
 func bigOf(u domain.Units) *big.Int {

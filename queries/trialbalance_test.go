@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func migrated(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	pool, err := pgxpool.New(t.Context(), testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))
@@ -77,7 +77,7 @@ func TestGetTrialBalanceRefuses(t *testing.T) {
 		asOf, minPosition uint64
 		want              error
 	}{
-		{"unknown ledger", "nope", 0, 0, ErrLedgerNotFound},
+		{"unknown ledger", "nope", 0, 0, domain.ErrUnknownLedger},
 		{"as of past the head", ledger, 11, 0, ErrBeyondHead},
 		{"as of past the checkpoint, not reached", ledger, 7, 0, ErrNotReached},
 		{"min position not reached", ledger, 0, 7, ErrNotReached},
@@ -220,8 +220,8 @@ func TestProjectionStatusLag(t *testing.T) {
 	if len(all) != 5 {
 		t.Errorf("every ledger: %d projections, want 5", len(all))
 	}
-	if _, err := q.GetProjectionStatus(t.Context(), "nope"); !errors.Is(err, ErrLedgerNotFound) {
-		t.Errorf("unknown ledger: %v, want ErrLedgerNotFound", err)
+	if _, err := q.GetProjectionStatus(t.Context(), "nope"); !errors.Is(err, domain.ErrUnknownLedger) {
+		t.Errorf("unknown ledger: %v, want domain.ErrUnknownLedger", err)
 	}
 }
 

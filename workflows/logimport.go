@@ -13,6 +13,7 @@ import (
 
 	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/commands"
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
 
@@ -38,20 +39,20 @@ var (
 	// ErrImportBadLog: the log is empty, too large (over 100M events or
 	// 64 GiB spooled), or an event of it is refused (its position and the
 	// reason).
-	ErrImportBadLog = errors.New("bad log")
+	ErrImportBadLog = domain.NewInvalid("events", "bad log", "")
 	// ErrImportArchived: the target ledger is archived.
-	ErrImportArchived = errors.New("target archived")
+	ErrImportArchived = domain.NewError(domain.KindConflict, "target archived", "")
 	// ErrImportExists: the target holds events that are not a prefix of
 	// this log.
-	ErrImportExists = errors.New("target holds another log")
+	ErrImportExists = domain.NewError(domain.KindConflict, "target holds another log", "")
 	// ErrImportDone: the target holds all of this log already.
-	ErrImportDone = errors.New("target holds this log")
+	ErrImportDone = domain.NewError(domain.KindConflict, "target holds this log", "")
 	// ErrImportInterrupted: another writer appended to the target, or its
 	// status changed, during the import.
-	ErrImportInterrupted = errors.New("import interrupted")
+	ErrImportInterrupted = domain.NewError(domain.KindAborted, "import interrupted", "")
 	// ErrImportStopped: an append failed; sending the same log again
 	// resumes after what went in.
-	ErrImportStopped = errors.New("import stopped")
+	ErrImportStopped = domain.NewError(domain.KindUnavailable, "import stopped", "")
 )
 
 // Events is an import's log as it arrives, a batch at a time.
@@ -187,7 +188,7 @@ func (li *LogImport) target(ctx context.Context, ledger string) (*importTarget, 
 	t := &importTarget{ledger: ledger}
 	lg, err := li.store.Ledger(hctx, ledger)
 	switch {
-	case errors.Is(err, eventstore.ErrLedgerNotFound):
+	case errors.Is(err, domain.ErrUnknownLedger):
 	case err != nil:
 		return nil, importFailed(ledger, "status", err)
 	case lg.Status == eventstore.StatusArchived:

@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 )
@@ -17,9 +17,9 @@ import (
 // Errors of a rebuild.
 var (
 	// ErrUnknownProjection: no projection has the name asked for.
-	ErrUnknownProjection = errors.New("unknown projection")
+	ErrUnknownProjection = domain.NewInvalid("projection", "unknown projection", "")
 	// ErrRebuildRunning: the same rebuild runs already in this process.
-	ErrRebuildRunning = errors.New("rebuild runs already")
+	ErrRebuildRunning = domain.NewError(domain.KindExists, "rebuild runs already", "")
 )
 
 // Rebuilds runs projection rebuilds, one at a time per ledger and

@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"context"
-	"errors"
 
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
@@ -10,7 +9,7 @@ import (
 
 // ErrStatementLines: a statement import of no lines, or of more than
 // commands.ItemsPerRequestMax.
-var ErrStatementLines = errors.New("statement lines out of bounds")
+var ErrStatementLines = domain.NewInvalid("lines", "statement lines out of bounds", "")
 
 // Statements imports the lines of accounts' external statements.
 type Statements struct {

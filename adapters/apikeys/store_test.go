@@ -26,7 +26,7 @@ func ctx(t *testing.T) context.Context {
 // newPool is a pool on the test's own database, migrated.
 func newPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(ctx(t), testenv.PostgresURL(t))
+	pool, err := pgxpool.New(ctx(t), testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, apikeys.Migrate(ctx(t), pool))

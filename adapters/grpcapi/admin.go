@@ -13,7 +13,6 @@ import (
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
-	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 	"github.com/ledgerd/ledger/workflows"
@@ -57,9 +56,6 @@ func NewAdminServer(pool *pgxpool.Pool, store *eventstore.Store, keys Keys, ledg
 func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 	stream grpc.ServerStreamingServer[ledgerv1.RebuildProjectionResponse]) error {
 	ledger := req.GetLedger()
-	if !domain.ValidLedgerName(ledger) {
-		return invalidArgument("ledger", ledgerNameReason)
-	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var sendErr error

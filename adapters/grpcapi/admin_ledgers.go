@@ -27,9 +27,6 @@ type LedgerAdmin interface {
 // Errors: InvalidArgument on ledger; ResourceExhausted at
 // commands.LedgersMaxDefault active or importing ledgers; Internal.
 func (s *AdminServer) CreateLedger(ctx context.Context, req *ledgerv1.CreateLedgerRequest) (*ledgerv1.CreateLedgerResponse, error) {
-	if !domain.ValidLedgerName(req.GetLedger()) {
-		return nil, invalidArgument("ledger", ledgerNameReason)
-	}
 	lg, created, err := s.ledgers.CreateLedger(ctx, req.GetLedger())
 	if err != nil {
 		return nil, statusOf(err)
@@ -48,12 +45,9 @@ func (s *AdminServer) CreateLedger(ctx context.Context, req *ledgerv1.CreateLedg
 // Errors: InvalidArgument on ledger; NotFound; FailedPrecondition for a
 // ledger being imported; Internal.
 func (s *AdminServer) ArchiveLedger(ctx context.Context, req *ledgerv1.ArchiveLedgerRequest) (*ledgerv1.ArchiveLedgerResponse, error) {
-	if !domain.ValidLedgerName(req.GetLedger()) {
-		return nil, invalidArgument("ledger", ledgerNameReason)
-	}
 	lg, err := s.ledgers.Archive(ctx, req.GetLedger())
 	if err != nil {
-		return nil, statusOf(err)
+		return nil, resourceStatusOf(err)
 	}
 	if by, ok := KeyFrom(ctx); ok {
 		s.logger.Info("ledger archived", "ledger", lg.Name, "by", by.ID)
@@ -66,12 +60,9 @@ func (s *AdminServer) ArchiveLedger(ctx context.Context, req *ledgerv1.ArchiveLe
 //
 // Errors: as ArchiveLedger.
 func (s *AdminServer) UnarchiveLedger(ctx context.Context, req *ledgerv1.UnarchiveLedgerRequest) (*ledgerv1.UnarchiveLedgerResponse, error) {
-	if !domain.ValidLedgerName(req.GetLedger()) {
-		return nil, invalidArgument("ledger", ledgerNameReason)
-	}
 	lg, err := s.ledgers.Unarchive(ctx, req.GetLedger())
 	if err != nil {
-		return nil, statusOf(err)
+		return nil, resourceStatusOf(err)
 	}
 	if by, ok := KeyFrom(ctx); ok {
 		s.logger.Info("ledger unarchived", "ledger", lg.Name, "by", by.ID)
@@ -83,12 +74,9 @@ func (s *AdminServer) UnarchiveLedger(ctx context.Context, req *ledgerv1.Unarchi
 //
 // Errors: InvalidArgument on ledger; NotFound; Internal.
 func (s *AdminServer) GetLedger(ctx context.Context, req *ledgerv1.GetLedgerRequest) (*ledgerv1.GetLedgerResponse, error) {
-	if !domain.ValidLedgerName(req.GetLedger()) {
-		return nil, invalidArgument("ledger", ledgerNameReason)
-	}
 	lg, err := s.store.Ledger(ctx, req.GetLedger())
 	if err != nil {
-		return nil, statusOf(err)
+		return nil, resourceStatusOf(err)
 	}
 	return &ledgerv1.GetLedgerResponse{Ledger: ledgerOf(lg)}, nil
 }

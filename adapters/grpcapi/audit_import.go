@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
-	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
 
@@ -38,9 +37,6 @@ func (s *AuditServer) ImportEvents(stream grpc.ClientStreamingServer[ledgerv1.Im
 	}
 	if err != nil {
 		return err
-	}
-	if !domain.ValidLedgerName(first.GetLedger()) {
-		return invalidArgument("ledger", ledgerNameReason)
 	}
 	src := &importStream{stream: stream, next: first, ledger: first.GetLedger()}
 	got, err := s.logImport.Import(stream.Context(), first.GetLedger(), src)

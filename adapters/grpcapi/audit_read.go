@@ -114,9 +114,6 @@ func (l *ReadEventsLimit) release(key string, keyed bool) {
 func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]) error {
 	ctx := stream.Context()
 	ledger, from, to := req.GetLedger(), max(req.GetFromPosition(), 1), req.GetToPosition()
-	if !domain.ValidLedgerName(ledger) {
-		return invalidArgument("ledger", ledgerNameReason)
-	}
 	if to != 0 && from > to {
 		return invalidArgument("from_position", fmt.Sprintf("%d is after to_position %d", from, to))
 	}
@@ -124,8 +121,8 @@ func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.Se
 	if err != nil {
 		return s.readError(ledger, from, err)
 	}
-	if head == 0 {
-		return invalidArgument("ledger", "unknown ledger")
+	if head == 0 { // nothing to read: for an auditor, a ledger with no event is unknown
+		return statusOf(fmt.Errorf("%q: %w", ledger, domain.ErrUnknownLedger))
 	}
 	if to == 0 || to > head {
 		to = head

@@ -55,11 +55,7 @@ func (s *CommandServer) submitTo(ctx context.Context, w *commands.Writer, ledger
 		s.logFailure(ledger, err)
 		return nil, statusOf(err)
 	}
-	out := make([]*ledgerv1.ItemResult, len(results))
-	for i, r := range results {
-		out[i] = itemResult(i, cmds[i].CommandID(), r)
-	}
-	return out, nil
+	return itemResults(cmds, results)
 }
 
 // DefineAsset declares an asset.
@@ -67,7 +63,11 @@ func (s *CommandServer) DefineAsset(ctx context.Context, req *ledgerv1.DefineAss
 	cmd := &domain.DefineAsset{Code: req.GetCode(), Scale: req.GetScale()}
 	if err := cmd.Validate(); err != nil {
 		// Refused before any ledger is created for it.
-		return &ledgerv1.DefineAssetResponse{Result: itemResult(0, cmd.CommandID(), commands.Result{Err: err})}, nil
+		res, err := itemResult(0, cmd.CommandID(), commands.Result{Err: err})
+		if err != nil {
+			return nil, err
+		}
+		return &ledgerv1.DefineAssetResponse{Result: res}, nil
 	}
 	w, err := s.defineAssetWriter(ctx, req.GetLedger())
 	if err != nil {
@@ -97,7 +97,7 @@ func (s *CommandServer) defineAssetWriter(ctx context.Context, ledger string) (*
 		return w, nil
 	}
 	w, err := s.writers.Writer(ledger)
-	if errors.Is(err, commands.ErrUnknownLedger) {
+	if errors.Is(err, domain.ErrUnknownLedger) {
 		return nil, notFound("ledger", fmt.Sprintf("unknown ledger %q: an admin creates it (AdminService.CreateLedger, ledgerctl ledger create %s)", ledger, ledger))
 	}
 	if err != nil {

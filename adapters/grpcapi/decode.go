@@ -198,24 +198,33 @@ func joinPath(prefix, name string) string {
 	return prefix + "." + name
 }
 
-// refuseUndecodedUnary refuses a marked request.
-func refuseUndecodedUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+// refuseUndecodedUnary refuses a marked request, then one whose ledger is
+// not a ledger name (checkLedgerName).
+func refuseUndecodedUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if m, ok := req.(proto.Message); ok {
 		if u, marked := markOf(m); marked {
 			return nil, u.status(m)
 		}
 	}
+	if err := checkLedgerName(info.FullMethod, req, true); err != nil {
+		return nil, err
+	}
 	return handler(ctx, req)
 }
 
-// refuseUndecodedStream refuses each marked message a stream receives.
-func refuseUndecodedStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, checkedStream{ss})
+// refuseUndecodedStream refuses each marked message a stream receives, and
+// each whose ledger is not a ledger name.
+func refuseUndecodedStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, &checkedStream{ServerStream: ss, method: info.FullMethod})
 }
 
-type checkedStream struct{ grpc.ServerStream }
+type checkedStream struct {
+	grpc.ServerStream
+	method   string
+	received bool
+}
 
-func (s checkedStream) RecvMsg(v any) error {
+func (s *checkedStream) RecvMsg(v any) error {
 	if err := s.ServerStream.RecvMsg(v); err != nil {
 		return err
 	}
@@ -224,5 +233,7 @@ func (s checkedStream) RecvMsg(v any) error {
 			return u.status(m)
 		}
 	}
-	return nil
+	first := !s.received
+	s.received = true
+	return checkLedgerName(s.method, v, first)
 }

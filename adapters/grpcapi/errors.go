@@ -3,9 +3,9 @@
 package grpcapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -15,65 +15,58 @@ import (
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
-	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/queries"
-	"github.com/ledgerd/ledger/workflows"
 )
 
-// resultCodes maps each domain outcome to its result code.
-var resultCodes = []struct {
-	err  error
-	code ledgerv1.ResultCode
-}{
-	{domain.ErrExists, ledgerv1.ResultCode_RESULT_CODE_EXISTS},
-	{domain.ErrExistsWithDifferentFields, ledgerv1.ResultCode_RESULT_CODE_EXISTS_WITH_DIFFERENT_FIELDS},
-	{domain.ErrAccountNotFound, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_NOT_FOUND},
-	{domain.ErrAccountClosed, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_CLOSED},
-	{domain.ErrAssetNotFound, ledgerv1.ResultCode_RESULT_CODE_ASSET_NOT_FOUND},
-	{domain.ErrAssetMismatch, ledgerv1.ResultCode_RESULT_CODE_ASSET_MISMATCH},
-	{domain.ErrSameAccount, ledgerv1.ResultCode_RESULT_CODE_SAME_ACCOUNT},
-	{domain.ErrInvalidAmount, ledgerv1.ResultCode_RESULT_CODE_INVALID_AMOUNT},
-	{domain.ErrBelowMinBalance, ledgerv1.ResultCode_RESULT_CODE_BELOW_MIN_BALANCE},
-	{domain.ErrAboveMaxBalance, ledgerv1.ResultCode_RESULT_CODE_ABOVE_MAX_BALANCE},
-	{domain.ErrBalanceOverflow, ledgerv1.ResultCode_RESULT_CODE_BALANCE_OVERFLOW},
-	{domain.ErrPendingNotFound, ledgerv1.ResultCode_RESULT_CODE_PENDING_NOT_FOUND},
-	{domain.ErrPendingAlreadyResolved, ledgerv1.ResultCode_RESULT_CODE_PENDING_ALREADY_RESOLVED},
-	{domain.ErrPendingExpired, ledgerv1.ResultCode_RESULT_CODE_PENDING_EXPIRED},
-	{domain.ErrAmountExceedsPending, ledgerv1.ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_PENDING},
-	{domain.ErrTransferNotFound, ledgerv1.ResultCode_RESULT_CODE_TRANSFER_NOT_FOUND},
-	{domain.ErrNotReversible, ledgerv1.ResultCode_RESULT_CODE_NOT_REVERSIBLE},
-	{domain.ErrAlreadyReversed, ledgerv1.ResultCode_RESULT_CODE_ALREADY_REVERSED},
-	{domain.ErrAmountExceedsRemaining, ledgerv1.ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_REMAINING},
-	{domain.ErrAccountHasPending, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_HAS_PENDING},
-	{domain.ErrTooManyHolds, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING},
-	{domain.ErrTooManyAccounts, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_ACCOUNTS},
-	{domain.ErrTooManyAssets, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_ASSETS},
-	{domain.ErrLineNotFound, ledgerv1.ResultCode_RESULT_CODE_LINE_NOT_FOUND},
-	{domain.ErrMovementNotFound, ledgerv1.ResultCode_RESULT_CODE_MOVEMENT_NOT_FOUND},
-	{commands.ErrLinkedItemFailed, ledgerv1.ResultCode_RESULT_CODE_LINKED_ITEM_FAILED},
-	{domain.ErrInvalidField, ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD},
+// resultCodeOf returns the result code of a command's outcome: the one its
+// sentinel carries (domain.Error.Code), as the wire's enum. ok is false for
+// an error that carries none, or a code the enum lacks: a bug, which
+// itemResults answers Internal.
+func resultCodeOf(err error) (code ledgerv1.ResultCode, ok bool) {
+	e, found := domain.SentinelOf(err)
+	if !found || e.Code() == "" {
+		return ledgerv1.ResultCode_RESULT_CODE_UNSPECIFIED, false
+	}
+	v, ok := ledgerv1.ResultCode_value["RESULT_CODE_"+e.Code()]
+	return ledgerv1.ResultCode(v), ok
+}
+
+// itemResults turns each command's outcome into its result.
+//
+// Errors: Internal, logged, when an outcome has no result code: a domain
+// error that is not an outcome, or an outcome the wire does not know. The
+// request then fails whole rather than say a wrong code for an item (or
+// crash the server); what committed answers EXISTS on a retry.
+func itemResults(cmds []domain.Command, results []commands.Result) ([]*ledgerv1.ItemResult, error) {
+	out := make([]*ledgerv1.ItemResult, len(results))
+	for i, r := range results {
+		res, err := itemResult(i, cmds[i].CommandID(), r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = res
+	}
+	return out, nil
 }
 
 // itemResult turns one command's outcome into its result.
-func itemResult(i int, id string, r commands.Result) *ledgerv1.ItemResult {
+//
+// Errors: as itemResults.
+func itemResult(i int, id string, r commands.Result) (*ledgerv1.ItemResult, error) {
 	out := &ledgerv1.ItemResult{Index: uint32(i), Id: id, Position: r.Position}
 	if r.Err == nil {
 		out.Code = ledgerv1.ResultCode_RESULT_CODE_CREATED
 		for _, b := range r.Balances {
 			out.Balances = append(out.Balances, balanceOf(b))
 		}
-		return out
+		return out, nil
 	}
-	out.Field, out.Detail = domain.FieldOf(r.Err), r.Err.Error()
-	for _, rc := range resultCodes {
-		if errors.Is(r.Err, rc.err) {
-			out.Code = rc.code
-			return out
-		}
+	code, ok := resultCodeOf(r.Err)
+	if !ok {
+		slog.Error("no result code for a command's outcome", "item", i, "id", id, "err", r.Err)
+		return nil, status.Error(codes.Internal, "internal error")
 	}
-	// Every outcome the domain can produce is in the table: anything else is a
-	// bug, and saying INVALID_FIELD would hide it.
-	panic("grpcapi: no result code for " + r.Err.Error())
+	out.Code, out.Field, out.Detail = code, domain.FieldOf(r.Err), r.Err.Error()
+	return out, nil
 }
 
 // InvalidArgument is a request-level refusal naming the field: the status
@@ -93,84 +86,62 @@ func invalidArgument(field, reason string) error {
 	return st.Err()
 }
 
-// requestErrors maps each request-level error to its status: a field and a
-// reason for InvalidArgument, or another code. The one table every query and
-// command error passes through (statusOf).
-var requestErrors = []struct {
-	err    error
-	code   codes.Code
-	field  string // InvalidArgument: the field it names
-	reason string // said before the error's own text
-}{
-	{commands.ErrInvalidLedger, codes.InvalidArgument, "ledger", "must match [a-z0-9][a-z0-9-]{0,62}"},
-	{commands.ErrUnknownLedger, codes.InvalidArgument, "ledger", "unknown ledger: an admin creates it (AdminService.CreateLedger)"},
-	// Before ErrUnavailable: a writer whose append the log refused wraps both.
-	{eventstore.ErrLedgerArchived, codes.FailedPrecondition, "", ""},
-	{eventstore.ErrLedgerImporting, codes.FailedPrecondition, "", "send the same log again to complete the import"},
-	{eventstore.ErrLedgerNotImportable, codes.FailedPrecondition, "", "import into a new ledger"},
-	{eventstore.ErrLedgerNotFound, codes.NotFound, "", ""},
-	{workflows.ErrImportBadLog, codes.InvalidArgument, "events", ""},
-	{workflows.ErrImportArchived, codes.FailedPrecondition, "", ""},
-	{workflows.ErrImportExists, codes.FailedPrecondition, "", ""},
-	{workflows.ErrImportDone, codes.FailedPrecondition, "", ""},
-	{workflows.ErrImportInterrupted, codes.Aborted, "", ""},
-	{workflows.ErrImportStopped, codes.Unavailable, "", ""},
-	{workflows.ErrUnknownProjection, codes.InvalidArgument, "projection", ""},
-	{workflows.ErrRebuildRunning, codes.AlreadyExists, "", ""},
-	{workflows.ErrStatementLines, codes.InvalidArgument, "lines", ""},
-	{queries.ErrLedgerNotFound, codes.InvalidArgument, "ledger", "unknown ledger"},
-	{queries.ErrTransfersLedgerUnknown, codes.InvalidArgument, "ledger", "unknown ledger"},
-	{commands.ErrTooManyItems, codes.InvalidArgument, "", ""},
-	{queries.ErrTooManyAccounts, codes.InvalidArgument, "accounts", fmt.Sprintf("at most %d", queries.AccountsPerRequestMax)},
-	{queries.ErrStatementLimit, codes.InvalidArgument, "limit", "at most 1000 lines"},
-	{queries.ErrStatementCursor, codes.InvalidArgument, "cursor", "not a cursor of this statement"},
-	{queries.ErrStatementPositionRange, codes.InvalidArgument, "from_position", "after to_position"},
-	{queries.ErrStatementTimeRange, codes.InvalidArgument, "from_time", "after to_time"},
-	{queries.ErrBeyondHead, codes.InvalidArgument, "as_of_position", "beyond the ledger's head"},
-	{queries.ErrMinPositionBeyondHead, codes.InvalidArgument, "min_position", "beyond the ledger's head"},
-	{queries.ErrTooManyTransferIDs, codes.InvalidArgument, "ids", fmt.Sprintf("want 1..%d transfer ids", queries.TransferIDsPerRequestMax)},
-	{queries.ErrTransfersPageTooLarge, codes.InvalidArgument, "limit", fmt.Sprintf("at most %d", queries.TransfersPageMax)},
-	{queries.ErrBadTransfersCursor, codes.InvalidArgument, "cursor", "not a cursor from ListTransfers"},
-	{queries.ErrTransfersTimeRange, codes.InvalidArgument, "from_time", "after to_time"},
-	{queries.ErrDateRange, codes.InvalidArgument, "from_date", "after to_date"},
-	{queries.ErrReconCursor, codes.InvalidArgument, "page_token", "not a page token of this listing"},
-	{queries.ErrTooManyJournalLines, codes.InvalidArgument, "to_date", "narrow the dates or name the asset"},
-	{queries.ErrAccountNotFound, codes.NotFound, "", ""},
-	{queries.ErrNotReconciled, codes.NotFound, "", "import a statement line or set matching rules first"},
-	{queries.ErrHistoryUnavailable, codes.FailedPrecondition, "", ""},
-	{queries.ErrTooManyAssets, codes.ResourceExhausted, "", ""},
-	{queries.ErrTooManyProjections, codes.ResourceExhausted, "", ""},
-	{commands.ErrTooManyLedgers, codes.ResourceExhausted, "", ""},
-	{commands.ErrClosed, codes.Unavailable, "", ""},
-	{commands.ErrUnavailable, codes.Unavailable, "", ""},
-	{queries.ErrNotReached, codes.DeadlineExceeded, "", ""},
-	{context.DeadlineExceeded, codes.DeadlineExceeded, "", ""},
-	{context.Canceled, codes.Canceled, "", ""},
+// kindCodes is the one table of request-level errors: each kind's status.
+// The error itself (a domain.Error found by domain.SentinelOf) says the
+// rest: the field an InvalidArgument names and a hint.
+var kindCodes = map[domain.Kind]codes.Code{
+	domain.KindInvalid:     codes.InvalidArgument,
+	domain.KindNotFound:    codes.NotFound,
+	domain.KindConflict:    codes.FailedPrecondition,
+	domain.KindExhausted:   codes.ResourceExhausted,
+	domain.KindUnavailable: codes.Unavailable,
+	domain.KindTimeout:     codes.DeadlineExceeded,
+	domain.KindAborted:     codes.Aborted,
+	domain.KindExists:      codes.AlreadyExists,
 }
 
-// statusOf translates a request-level error by requestErrors; PostgreSQL
-// unreachable is Unavailable (databaseUnreachable); anything else is Internal.
+// statusOf translates a request-level error: PostgreSQL unreachable is
+// Unavailable (databaseUnreachable); an error of a kind gets its kind's code
+// (kindCodes), its hint before its text, and for InvalidArgument a
+// BadRequest naming its field; the call's own deadline or cancel is said as
+// such; anything else is Internal.
 func statusOf(err error) error {
 	if databaseUnreachable(err) {
 		return unavailableStatus(err)
 	}
-	for _, re := range requestErrors {
-		if !errors.Is(err, re.err) {
-			continue
+	if e, ok := domain.SentinelOf(err); ok {
+		if code, ok := kindCodes[e.Kind()]; ok {
+			msg := err.Error()
+			if e.Hint() != "" {
+				msg = e.Hint() + ": " + msg
+			}
+			field := cmp.Or(e.Field(), domain.FieldOf(err))
+			if code == codes.InvalidArgument && field != "" {
+				return invalidArgument(field, msg)
+			}
+			return status.Error(code, msg)
 		}
-		msg := err.Error()
-		if re.reason != "" {
-			msg = re.reason + ": " + msg
-		}
-		if re.code == codes.InvalidArgument && re.field != "" {
-			return invalidArgument(re.field, msg)
-		}
-		return status.Error(re.code, msg)
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
 	}
 	// The cause stays in the server's log, not in the client's answer; it is
 	// logged here, the one place every request error passes.
 	slog.Error("request failed", "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// resourceStatusOf is statusOf for a call about a ledger itself (GetLedger,
+// ArchiveLedger, ...): there, an unknown ledger is the thing not found, not a
+// bad field of a request about something else.
+func resourceStatusOf(err error) error {
+	if errors.Is(err, domain.ErrUnknownLedger) {
+		return notFound("ledger", err.Error())
+	}
+	return statusOf(err)
 }
 
 // balanceOf converts a writer's balance to its wire form.

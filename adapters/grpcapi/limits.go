@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -23,18 +24,18 @@ const (
 	RecvMaxLarge = 64 << 20
 	// RecvMaxSmall bounds a request message of every other method: queries,
 	// key management, one asset. It is checked once the message is received
-	// (grpc-go has one receive limit per server), and counted at this size in
-	// the budget below.
+	// (RecvSizeUnaryInterceptor): grpc-go has one receive limit per server
+	// and no hook between a message's length prefix and its body, so until
+	// then such a message may be as long as RecvMaxLarge, and the budget
+	// below counts it so.
 	RecvMaxSmall = 4 << 20
-	// RecvBytesInFlightMax bounds the request bytes being received, each
-	// call counted at its method's bound (RecvMax) from before its message
-	// is read until it is decoded (a unary call) or ends (a stream): 16
-	// batch messages, or 256 small ones, at once. More wait, their bytes
-	// unread (HTTP/2 flow control holds them at the client beyond a
-	// stream's window).
+	// RecvBytesInFlightMax bounds the request bytes being received: 16
+	// messages at once (each call counts RecvMaxLarge, see RecvBudget).
+	// More wait, their bytes unread (HTTP/2 flow control holds them at the
+	// client beyond a stream's window).
 	RecvBytesInFlightMax = 1 << 30
 	// RecvBytesPerKeyMax bounds what the calls of one API key hold of that
-	// budget (4 batch calls): a key whose calls stall (headers sent, body
+	// budget (4 messages): a key whose calls stall (headers sent, body
 	// never) waits on its own share, not on everyone's.
 	RecvBytesPerKeyMax = 256 << 20
 )
@@ -63,21 +64,37 @@ func RecvMax(method string) int {
 	return RecvMaxSmall
 }
 
-// RecvBudget is a stats.Handler that admits a call only when its method's
-// RecvMax fits in a budget of bytes in flight, and in its key's share
-// (RecvBytesPerKeyMax; the key is the one TapHandle found). A unary call
-// gives its reservation back as soon as its message is decoded
-// (UnaryInterceptor, first in the chain): a batch of 200 bytes holds its
-// 64 MiB for microseconds, so the budget bounds messages being received,
-// not calls being served. It runs (TagRPC) in the
-// call's own goroutine before gRPC reads the request message, and waits
-// there: the message stays unread, and beyond a stream's flow-control
-// window unsent. The reservation is returned when the call ends
-// (stats.End). Only ledger.v1 methods are counted (reflection and health
-// carry nothing large), which are all served: a call that is tagged always
-// ends.
+// recvReserve is what a call holds of the budget while its message may be
+// read: RecvMaxLarge whatever its method. grpc-go reads a message's 5-byte
+// length prefix, compares it with the server's one MaxRecvMsgSize
+// (RecvMaxLarge) and then reads, and buffers, the whole message before
+// anything of ours runs: a stats.Handler hears of it (InPayload) and a
+// codec sees it only once it is read, and MaxRecvMsgSize has no per-method
+// form. So a keyed call of a RecvMaxSmall method can make the server buffer
+// up to RecvMaxLarge before RecvSizeUnaryInterceptor refuses it, and the
+// budget must count that, not its method's bound.
+const recvReserve = RecvMaxLarge
+
+// RecvBudget is a stats.Handler that admits a call's message only when
+// recvReserve fits in a budget of bytes in flight, and in its key's share
+// (RecvBytesPerKeyMax; the key is the one TapHandle found). It runs
+// (TagRPC) in the call's own goroutine before gRPC reads the request
+// message, and waits there: the message stays unread, and beyond a
+// stream's flow-control window unsent. The reservation is given back as
+// soon as the call can receive nothing more: a unary call's once its
+// message is decoded (UnaryInterceptor, first in the chain: a batch of 200
+// bytes holds its 64 MiB for microseconds, so the budget bounds messages
+// being received, not calls being served); a call whose client sends one
+// message and receives a stream (ReadEvents) once that message is
+// received (StreamInterceptor, first in the chain); a client stream
+// (ImportEvents) when it ends (stats.End). Only ledger.v1 methods are
+// counted (reflection and health carry nothing large), which are all
+// served: a call that is tagged always ends.
 type RecvBudget struct {
 	sem *semaphore.Weighted
+	// reserved is the bytes held now; received counts the wire bytes of the
+	// request messages read (InPayload): what the reservations covered.
+	reserved, received atomic.Int64
 
 	mu sync.Mutex
 	// perKey holds a share per key id: at most apikeys.KeysMax active keys
@@ -91,8 +108,15 @@ func NewRecvBudget(total int64) *RecvBudget {
 	if total <= 0 {
 		total = RecvBytesInFlightMax
 	}
-	return &RecvBudget{sem: semaphore.NewWeighted(max(total, RecvMaxLarge)), perKey: map[string]*semaphore.Weighted{}}
+	return &RecvBudget{sem: semaphore.NewWeighted(max(total, recvReserve)), perKey: map[string]*semaphore.Weighted{}}
 }
+
+// Reserved is the bytes the calls being received hold of the budget now.
+func (b *RecvBudget) Reserved() int64 { return b.reserved.Load() }
+
+// Received is the bytes of request messages (on the wire) read so far, of
+// the methods counted.
+func (b *RecvBudget) Received() int64 { return b.received.Load() }
 
 type reservation struct {
 	n    int64
@@ -108,20 +132,20 @@ func (b *RecvBudget) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context
 	if _, ok := methodRoles[info.FullMethodName]; !ok {
 		return ctx
 	}
-	n := int64(RecvMax(info.FullMethodName))
-	r := &reservation{n: n}
+	r := &reservation{n: recvReserve}
 	if key, ok := KeyFrom(ctx); ok {
 		r.key = b.share(key.ID)
-		if err := r.key.Acquire(ctx, n); err != nil {
+		if err := r.key.Acquire(ctx, r.n); err != nil {
 			return ctx
 		}
 	}
-	if err := b.sem.Acquire(ctx, n); err != nil {
+	if err := b.sem.Acquire(ctx, r.n); err != nil {
 		if r.key != nil {
-			r.key.Release(n)
+			r.key.Release(r.n)
 		}
 		return ctx
 	}
+	b.reserved.Add(r.n)
 	return context.WithValue(ctx, reservationKey{}, r)
 }
 
@@ -137,10 +161,15 @@ func (b *RecvBudget) share(key string) *semaphore.Weighted {
 	return s
 }
 
-// HandleRPC returns the reservation at the call's end, if it was not
-// returned before.
+// HandleRPC counts the bytes of each message received, and returns the
+// reservation at the call's end, if it was not returned before.
 func (b *RecvBudget) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if _, ok := s.(*stats.End); ok {
+	switch s := s.(type) {
+	case *stats.InPayload:
+		if _, ok := ctx.Value(reservationKey{}).(*reservation); ok {
+			b.received.Add(int64(s.WireLength))
+		}
+	case *stats.End:
 		b.release(ctx)
 	}
 }
@@ -152,10 +181,33 @@ func (b *RecvBudget) UnaryInterceptor(ctx context.Context, req any, _ *grpc.Unar
 	return handler(ctx, req)
 }
 
+// StreamInterceptor returns the reservation of a call whose client sends
+// one message once that message is received; a client stream keeps its
+// reservation until it ends. It goes first in the chain.
+func (b *RecvBudget) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.IsClientStream {
+		return handler(srv, ss)
+	}
+	return handler(srv, oneMessageStream{ServerStream: ss, budget: b})
+}
+
+// oneMessageStream is the stream of a call whose client sends one message.
+type oneMessageStream struct {
+	grpc.ServerStream
+	budget *RecvBudget
+}
+
+func (s oneMessageStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	s.budget.release(s.Context())
+	return err
+}
+
 // release returns the reservation of the call of ctx, once.
 func (b *RecvBudget) release(ctx context.Context) {
 	if r, ok := ctx.Value(reservationKey{}).(*reservation); ok {
 		r.once.Do(func() {
+			b.reserved.Add(-r.n)
 			b.sem.Release(r.n)
 			if r.key != nil {
 				r.key.Release(r.n)

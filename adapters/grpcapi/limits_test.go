@@ -3,16 +3,20 @@ package grpcapi
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/internal/testenv"
 )
 
 // TestLargeRecvMethodsExist: every method given RecvMaxLarge is a method
@@ -126,4 +130,81 @@ func TestRecvBudgetReturnedOnDecode(t *testing.T) {
 	if !reserved(try()) {
 		t.Error("the budget is not whole after both calls ended")
 	}
+}
+
+// heldAudit is an AuditService whose streams wait in their handler until
+// released, to look at the budget while they are open.
+type heldAudit struct {
+	ledgerv1.UnimplementedAuditServiceServer
+	in      chan string
+	release chan struct{}
+}
+
+func (a *heldAudit) ReadEvents(*ledgerv1.ReadEventsRequest, grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]) error {
+	a.in <- "ReadEvents"
+	<-a.release
+	return nil
+}
+
+func (a *heldAudit) ImportEvents(s grpc.ClientStreamingServer[ledgerv1.ImportEventsRequest, ledgerv1.ImportEventsResponse]) error {
+	a.in <- "ImportEvents"
+	<-a.release
+	return s.SendAndClose(&ledgerv1.ImportEventsResponse{})
+}
+
+// TestRecvBudgetOfStreams: every call reserves RecvMaxLarge before its
+// message is read (grpc-go may read that much for any method); a call that
+// sends one message and receives a stream (ReadEvents, a small method)
+// gives it back once its message is received, while its stream goes on; a
+// client stream (ImportEvents) holds it until it ends.
+func TestRecvBudgetOfStreams(t *testing.T) {
+	b := NewRecvBudget(RecvBytesInFlightMax)
+	srv := grpc.NewServer(grpc.StatsHandler(b), grpc.ChainStreamInterceptor(b.StreamInterceptor))
+	audit := &heldAudit{in: make(chan string), release: make(chan struct{})}
+	ledgerv1.RegisterAuditServiceServer(srv, audit)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	client := ledgerv1.NewAuditServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	read, err := client.ReadEvents(ctx, &ledgerv1.ReadEventsRequest{Ledger: "l"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-audit.in
+	if got := b.Reserved(); got != 0 {
+		t.Errorf("a ReadEvents stream whose request was received holds %d bytes, want 0", got)
+	}
+	imp, err := client.ImportEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-audit.in
+	if got := b.Reserved(); got != RecvMaxLarge {
+		t.Errorf("an open ImportEvents stream holds %d bytes, want %d", got, RecvMaxLarge)
+	}
+	close(audit.release)
+	if _, err := read.Recv(); err != io.EOF {
+		t.Errorf("ReadEvents: %v, want its end", err)
+	}
+	if _, err := imp.CloseAndRecv(); err != nil {
+		t.Errorf("ImportEvents: %v", err)
+	}
+	// stats.End may follow the client's answer.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if got := b.Reserved(); got != 0 {
+			return fmt.Errorf("%d bytes held after both streams ended, want 0", got)
+		}
+		return nil
+	})
 }

@@ -25,9 +25,6 @@ func NewQueryServer(q *queries.Service, writers Writers) *QueryServer {
 // balances projection (the default), as of a position or a time (from the
 // movements projection), or from the writer (consistency STRONG).
 func (s *QueryServer) GetBalances(ctx context.Context, req *ledgerv1.GetBalancesRequest) (*ledgerv1.GetBalancesResponse, error) {
-	if !domain.ValidLedgerName(req.GetLedger()) {
-		return nil, invalidArgument("ledger", "must match [a-z0-9][a-z0-9-]{0,62}")
-	}
 	if n := len(req.GetAccounts()); n == 0 || n > queries.AccountsPerRequestMax {
 		return nil, invalidArgument("accounts", "want 1..1000 account ids")
 	}
@@ -50,7 +47,7 @@ func (s *QueryServer) GetBalances(ctx context.Context, req *ledgerv1.GetBalances
 	case req.GetAsOfTime() != nil:
 		got, err = s.q.BalancesAsOfTime(ctx, ledger, accounts, asOfTime, effective, req.GetMinPosition())
 	default:
-		got, err = s.currentBalances(ctx, ledger, accounts, req.GetMinPosition())
+		got, err = s.q.GetBalances(ctx, ledger, accounts, req.GetMinPosition())
 	}
 	if err != nil {
 		return nil, statusOf(err)

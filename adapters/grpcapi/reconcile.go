@@ -42,9 +42,13 @@ func (s *ReconciliationServer) ImportStatement(ctx context.Context, req *ledgerv
 		s.commands.logFailure(req.GetLedger(), err)
 		return nil, statusOf(err)
 	}
-	out := make([]*ledgerv1.ItemResult, len(results))
-	for i, r := range results {
-		out[i] = itemResult(i, lines[i].CommandID(), r)
+	cmds := make([]domain.Command, len(lines))
+	for i, l := range lines {
+		cmds[i] = l
+	}
+	out, err := itemResults(cmds, results)
+	if err != nil {
+		return nil, err
 	}
 	return &ledgerv1.ImportStatementResponse{Results: out}, nil
 }

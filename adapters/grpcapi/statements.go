@@ -42,9 +42,6 @@ func statementQuery(req *ledgerv1.ListStatementRequest) (queries.StatementQuery,
 	q := queries.StatementQuery{Ledger: req.GetLedger(), Account: req.GetAccount(), FromPosition: req.GetFromPosition(),
 		ToPosition: req.GetToPosition(), Cursor: req.GetCursor(), Limit: int(req.GetLimit()),
 		MinPosition: req.GetMinPosition(), IncludePending: req.GetIncludePending()}
-	if !domain.ValidLedgerName(q.Ledger) {
-		return q, invalidArgument("ledger", "must match [a-z0-9][a-z0-9-]{0,62}")
-	}
 	if !domain.ValidID(q.Account) {
 		return q, invalidArgument("account", "must match [A-Za-z0-9:_.@-]{1,128}")
 	}
@@ -91,11 +88,8 @@ func direction(side string) ledgerv1.Direction {
 // (every batch it reflects has committed), and a balance's position is 0:
 // the writer does not track the last event that moved each account.
 func (s *QueryServer) strongBalances(ctx context.Context, ledger string, accounts []string) (*ledgerv1.GetBalancesResponse, error) {
-	// Checked first: asking for a writer starts one, which an unknown name
-	// must not do.
-	if err := s.mustKnow(ctx, ledger); err != nil {
-		return nil, statusOf(err)
-	}
+	// An unknown ledger is refused by the registry's look-up: no writer
+	// starts for it.
 	w, err := s.writers.Writer(ledger)
 	if err != nil {
 		return nil, statusOf(err)
@@ -147,37 +141,4 @@ func asOfOf(req *ledgerv1.GetBalancesRequest) (asOf time.Time, effective bool, e
 		return time.Time{}, false, err
 	}
 	return asOf, effective, nil
-}
-
-// currentBalances reads the balances projection. An unknown ledger is
-// refused: before waiting for min_position (which it would never reach),
-// else only when the answer is empty, so that a known ledger pays nothing.
-func (s *QueryServer) currentBalances(ctx context.Context, ledger string, accounts []string, minPosition uint64) (queries.Balances, error) {
-	if minPosition != 0 {
-		if err := s.mustKnow(ctx, ledger); err != nil {
-			return queries.Balances{}, err
-		}
-	}
-	got, err := s.q.GetBalances(ctx, ledger, accounts, minPosition)
-	if err != nil {
-		return queries.Balances{}, err
-	}
-	if minPosition == 0 && got.Position == 0 && len(got.Balances) == 0 {
-		if err := s.mustKnow(ctx, ledger); err != nil {
-			return queries.Balances{}, err
-		}
-	}
-	return got, nil
-}
-
-// mustKnow returns queries.ErrLedgerNotFound for a ledger that does not exist.
-func (s *QueryServer) mustKnow(ctx context.Context, ledger string) error {
-	ok, err := s.q.LedgerExists(ctx, ledger)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%q: %w", ledger, queries.ErrLedgerNotFound)
-	}
-	return nil
 }

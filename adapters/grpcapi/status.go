@@ -6,17 +6,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
-	"github.com/ledgerd/ledger/domain"
 )
-
-const ledgerNameReason = "must match [a-z0-9][a-z0-9-]{0,62}"
 
 // GetTrialBalance returns Σ debits and Σ credits per asset, now or as of a
 // position, with the position it reflects.
 func (s *QueryServer) GetTrialBalance(ctx context.Context, req *ledgerv1.GetTrialBalanceRequest) (*ledgerv1.GetTrialBalanceResponse, error) {
-	if !domain.ValidLedgerName(req.GetLedger()) {
-		return nil, invalidArgument("ledger", ledgerNameReason)
-	}
 	got, err := s.q.GetTrialBalance(ctx, req.GetLedger(), req.GetAsOfPosition(), req.GetMinPosition())
 	if err != nil {
 		return nil, statusOf(err)
@@ -32,9 +26,6 @@ func (s *QueryServer) GetTrialBalance(ctx context.Context, req *ledgerv1.GetTria
 // GetProjectionStatus returns each projection's checkpoint and lag, for one
 // ledger or (ledger empty) all.
 func (s *QueryServer) GetProjectionStatus(ctx context.Context, req *ledgerv1.GetProjectionStatusRequest) (*ledgerv1.GetProjectionStatusResponse, error) {
-	if req.GetLedger() != "" && !domain.ValidLedgerName(req.GetLedger()) {
-		return nil, invalidArgument("ledger", ledgerNameReason+", or be empty for every ledger")
-	}
 	got, err := s.q.GetProjectionStatus(ctx, req.GetLedger())
 	if err != nil {
 		return nil, statusOf(err)

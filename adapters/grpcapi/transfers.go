@@ -45,9 +45,6 @@ var transferStatusOf = func() map[string]ledgerv1.TransferStatus {
 
 // GetTransfers returns transfers by id with the position they reflect.
 func (s *QueryServer) GetTransfers(ctx context.Context, req *ledgerv1.GetTransfersRequest) (*ledgerv1.GetTransfersResponse, error) {
-	if !domain.ValidLedgerName(req.GetLedger()) {
-		return nil, invalidArgument("ledger", "must match [a-z0-9][a-z0-9-]{0,62}")
-	}
 	if n := len(req.GetIds()); n == 0 || n > queries.TransferIDsPerRequestMax {
 		return nil, invalidArgument("ids", fmt.Sprintf("want 1..%d transfer ids", queries.TransferIDsPerRequestMax))
 	}
@@ -88,12 +85,10 @@ func (s *QueryServer) ListTransfers(ctx context.Context, req *ledgerv1.ListTrans
 	return &ledgerv1.ListTransfersResponse{Position: got.Position, NextCursor: got.NextCursor, Transfers: views}, nil
 }
 
-// transferFilter validates a ListTransfers request's ledger and filters.
+// transferFilter validates a ListTransfers request's filters (the ledger
+// name is checked by the interceptors: checkLedgerName).
 func transferFilter(req *ledgerv1.ListTransfersRequest) (queries.TransferFilter, error) {
 	var f queries.TransferFilter
-	if !domain.ValidLedgerName(req.GetLedger()) {
-		return f, invalidArgument("ledger", "must match [a-z0-9][a-z0-9-]{0,62}")
-	}
 	if a := req.GetAccount(); a != "" && !domain.ValidID(a) {
 		return f, invalidArgument("account", "must match [A-Za-z0-9:_.@-]{1,128}")
 	}

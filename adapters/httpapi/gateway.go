@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -125,13 +126,20 @@ func newServeMux() *runtime.ServeMux {
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false, UseEnumNumbers: false},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
-	return runtime.NewServeMux(
+	opts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, fieldNamingJSON{marshaler}),
 		runtime.WithRoutingErrorHandler(routingError),
 		runtime.WithErrorHandler(errorHandler),
-		runtime.SetQueryParameterParser(fieldNamingQuery{}),
-	)
+	}
+	queryParserOnce.Do(func() { opts = append(opts, runtime.SetQueryParameterParser(fieldNamingQuery{})) })
+	return runtime.NewServeMux(opts...)
 }
+
+// queryParserOnce sets the query parser once per process: grpc-gateway keeps
+// it in a package variable, not in the mux, so setting it for a second
+// gateway while the first serves (several ledgerd in one test process) is
+// a data race. Every gateway uses the same parser.
+var queryParserOnce sync.Once
 
 // routingError answers a path no rule matches with 404 and a known path
 // with the wrong method with 405: grpc-gateway's default says 501 for the

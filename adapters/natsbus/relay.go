@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/supervise"
 )
 
 // Log is what the relay reads: the ledger's records from a position on.
@@ -29,7 +30,10 @@ const (
 	relayPollInterval = time.Second
 	// relayAckTimeout bounds the wait for a batch's acknowledgements.
 	relayAckTimeout = 10 * time.Second
-	relayRetryMax   = 5 * time.Second
+	// relayRetryMin and relayRetryMax bound the back-off after a failed run
+	// (supervise.Policy).
+	relayRetryMin = 50 * time.Millisecond
+	relayRetryMax = 5 * time.Second
 	// healthyRun is how long a run must last for the back-off to start over.
 	healthyRun = 10 * time.Second
 	// relayOfferedMax bounds the committed records held in memory for the
@@ -113,23 +117,10 @@ func (r *Relay) takeOffered(from uint64, max int) []eventstore.Record {
 // Run publishes until ctx ends. NATS being down is not fatal: the relay retries
 // with back-off and catches up when it returns, while commands go on.
 func (r *Relay) Run(ctx context.Context) error {
-	delay := 50 * time.Millisecond
-	for ctx.Err() == nil {
-		began := time.Now()
-		err := r.serve(ctx)
-		if time.Since(began) > healthyRun {
-			delay = 50 * time.Millisecond // it had recovered: start the back-off over
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		r.logger.Warn("relay interrupted; resuming from the stream's last sequence", "err", err, "retry_in", delay)
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-		}
-		delay = min(2*delay, relayRetryMax)
-	}
+	supervise.Run(ctx, supervise.Policy{Initial: relayRetryMin, Max: relayRetryMax, Healthy: healthyRun,
+		OnRestart: func(err error, delay time.Duration) {
+			r.logger.Warn("relay interrupted; resuming from the stream's last sequence", "err", err, "retry_in", delay)
+		}}, r.serve)
 	return nil
 }
 

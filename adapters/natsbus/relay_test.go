@@ -26,7 +26,7 @@ const relayWaitMax = 15 * time.Second
 // openStore returns the event store on a fresh database, migrated.
 func openStore(t *testing.T) *eventstore.Store {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), testenv.PostgresURL(t))
+	pool, err := pgxpool.New(t.Context(), testenv.MigratedPostgresURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(pool.Close)
 	testenv.NoError(t, eventstore.Migrate(t.Context(), pool))

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
 
@@ -233,9 +234,9 @@ func (c *client) connect() error {
 		return err
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
-		// A page of 1,000 statement lines with full metadata passes gRPC's
-		// default 4 MiB.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))}
+		// Whatever ledgerd may send: a page of 1,000 statement lines with
+		// full metadata passes gRPC's default 4 MiB.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcapi.SendMax))}
 	key, err := c.key()
 	if err != nil {
 		return err

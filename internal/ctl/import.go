@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/eventstore"
@@ -20,9 +21,9 @@ import (
 
 // Limits of log import.
 const (
-	// importEventsPerMessageMax is the most events one message carries (the
-	// server's bound).
-	importEventsPerMessageMax = 8192
+	// importEventsPerMessageMax is the most events one message carries: the
+	// server's bound.
+	importEventsPerMessageMax = grpcapi.ImportEventsPerMessageMax
 	// importMessageBytesMax bounds the payloads of one message, well under
 	// ledgerd's 64 MiB message bound.
 	importMessageBytesMax = 16 << 20

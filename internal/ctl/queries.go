@@ -11,20 +11,19 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/queries"
 )
 
 // pagesMax bounds how many pages --all follows.
 const pagesMax = 10000
 
-// pageLimitMax is the largest page ledgerd serves (statements and transfer
-// lists). A larger --limit is a usage error here rather than a value that
-// wraps in the wire's uint32 (2^32+1 to 1) and asks for another page size.
-const pageLimitMax = 1000
-
-// checkLimit refuses a --limit over pageLimitMax.
-func checkLimit(limit uint) error {
-	if limit > pageLimitMax {
-		return usageError{fmt.Sprintf("--limit is at most %d", pageLimitMax)}
+// checkLimit refuses a --limit over max, the largest page ledgerd serves
+// (queries.StatementLimitMax, queries.TransfersPageMax): a usage error here
+// rather than a value that wraps in the wire's uint32 (2^32+1 to 1) and asks
+// for another page size.
+func checkLimit(limit, max uint) error {
+	if limit > max {
+		return usageError{fmt.Sprintf("--limit is at most %d", max)}
 	}
 	return nil
 }
@@ -100,7 +99,7 @@ func statement(ctx context.Context, c *client, args []string) error {
 	fs := flag.NewFlagSet("statement", flag.ContinueOnError)
 	from := fs.Uint64("from", 0, "first position")
 	to := fs.Uint64("to", 0, "last position")
-	limit := fs.Uint("limit", 100, "lines per page, at most 1000")
+	limit := fs.Uint("limit", 100, fmt.Sprintf("lines per page, at most %d", queries.StatementLimitMax))
 	pending := fs.Bool("pending", false, "include pending movements")
 	all := fs.Bool("all", false, "follow every page")
 	minPos := fs.Uint64("min-position", 0, "wait until the projection has reached this position")
@@ -111,7 +110,7 @@ func statement(ctx context.Context, c *client, args []string) error {
 	if len(rest) != 1 {
 		return usageError{"statement takes one ACCOUNT"}
 	}
-	if err := checkLimit(*limit); err != nil {
+	if err := checkLimit(*limit, queries.StatementLimitMax); err != nil {
 		return err
 	}
 	req := &ledgerv1.ListStatementRequest{Ledger: c.ledger, Account: rest[0], FromPosition: *from, ToPosition: *to,
@@ -212,7 +211,7 @@ func transfersList(ctx context.Context, c *client, args []string) error {
 	account := fs.String("account", "", "transfers with a posting on this account")
 	reference := fs.String("reference", "", "by reference")
 	statusName := fs.String("status", "", "posted, pending, pending_posted, voided, expired, reversed, partially_reversed")
-	limit := fs.Uint("limit", 100, "transfers per page, at most 1000")
+	limit := fs.Uint("limit", 100, fmt.Sprintf("transfers per page, at most %d", queries.TransfersPageMax))
 	all := fs.Bool("all", false, "follow every page")
 	rest, err := c.parse(fs, args)
 	if err != nil {
@@ -221,7 +220,7 @@ func transfersList(ctx context.Context, c *client, args []string) error {
 	if len(rest) != 0 {
 		return usageError{"transfers list takes only flags"}
 	}
-	if err := checkLimit(*limit); err != nil {
+	if err := checkLimit(*limit, queries.TransfersPageMax); err != nil {
 		return err
 	}
 	req := &ledgerv1.ListTransfersRequest{Ledger: c.ledger, Account: *account, Reference: *reference, Limit: uint32(*limit)}

@@ -13,14 +13,15 @@ import (
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/queries"
 )
 
-// Page sizes of reconcile report: ledgerd's bounds (queries.ReconPageMax,
-// queries.ReconMatchesPageMax) with --all, its default without.
+// Page sizes of reconcile report: ledgerd's bounds with --all, its default
+// without.
 const (
 	reconPageItems      = 100
-	reconPageItemsAll   = 1000
-	reconPageMatchesAll = 100
+	reconPageItemsAll   = queries.ReconPageMax
+	reconPageMatchesAll = queries.ReconMatchesPageMax
 )
 
 // reconcileReport prints an account's reconciliation for a period: the

@@ -66,7 +66,7 @@ func startAcme(t *testing.T) (addr, key string) {
 	key, err := apikeys.Generate(nil)
 	testenv.NoError(t, err)
 	m := &daemon.Main{
-		Config: daemon.Config{PostgresURL: testenv.PostgresURL(t), NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
+		Config: daemon.Config{PostgresURL: testenv.MigratedPostgresURL(t), NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: key,
 			EffectivePastMax: acmePastMax, EffectiveFutureMax: domain.DefaultPolicy.EffectiveFutureMax},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

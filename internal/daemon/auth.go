@@ -148,7 +148,7 @@ func (m *Main) serverTLS() (*tls.Config, error) {
 // and TLS options.
 func (m *Main) grpcOptions(tlsCfg *tls.Config, budget *grpcapi.RecvBudget) []grpc.ServerOption {
 	unary := []grpc.UnaryServerInterceptor{budget.UnaryInterceptor, m.metrics.unaryInterceptor}
-	stream := []grpc.StreamServerInterceptor{m.metrics.streamInterceptor}
+	stream := []grpc.StreamServerInterceptor{budget.StreamInterceptor, m.metrics.streamInterceptor}
 	if m.auth != nil {
 		unary = append(unary, m.auth.UnaryInterceptor)
 		stream = append(stream, m.auth.StreamInterceptor)

@@ -19,7 +19,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -145,12 +144,15 @@ func TestChaos(t *testing.T) {
 	accounts := c.setup()
 
 	l := &failoverLoad{acked: map[string]failoverAck{}}
+	// Canceled too: a call in flight when its process is killed.
+	to := loadTarget{ledger: c.ledger, cmd: func(via int) ledgerv1.CommandServiceClient { return c.harness(via).cmd },
+		callTimeout: chaosCallTimeout, retry: []codes.Code{codes.Unavailable, codes.DeadlineExceeded, codes.Canceled}}
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
 	var wg sync.WaitGroup
 	for g := range chaosClients {
 		wg.Add(1)
-		go func() { defer wg.Done(); l.chaosClient(loadCtx, c, g, accounts[1+g]) }()
+		go func() { defer wg.Done(); l.client(loadCtx, to, g, accounts[1+g]) }()
 	}
 	waitAcks := func(what string, n int) {
 		t.Helper()
@@ -377,50 +379,6 @@ func (c *chaosCluster) verify(l *failoverLoad, accounts []string) {
 		t.Errorf("ledgerctl audit verify: exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
 	}
 	t.Logf("audit verify: %s", bytes.TrimSpace(out.Bytes()))
-}
-
-// chaosClient sends transfers g:000000, g:000001, ... from src to dst until
-// ctx ends, each until acknowledged, moving to the other process on
-// Unavailable or DeadlineExceeded (a dead, frozen or standby process).
-func (l *failoverLoad) chaosClient(ctx context.Context, c *chaosCluster, g int, dst string) {
-	via := g % 2
-	for seq := 0; ; seq++ {
-		id := fmt.Sprintf("c%d:%06d", g, seq)
-		tr := transfer(id, "src", dst, "1.00", "USD")
-		for {
-			if ctx.Err() != nil {
-				return
-			}
-			cctx, cancel := context.WithTimeout(ctx, chaosCallTimeout)
-			resp, err := c.harness(via).cmd.CreateTransfers(cctx, &ledgerv1.CreateTransfersRequest{Ledger: c.ledger,
-				Transfers: []*ledgerv1.Transfer{tr}})
-			cancel()
-			if ctx.Err() != nil {
-				return // stopped: the outcome of this attempt is unknown
-			}
-			switch code := status.Code(err); code {
-			case codes.OK:
-			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-				via = 1 - via
-				select {
-				case <-time.After(retryPause):
-				case <-ctx.Done():
-					return
-				}
-				continue
-			default:
-				l.fail(fmt.Errorf("%s via process %d: %w", id, via, err))
-				return
-			}
-			rs := resp.GetResults()
-			if len(rs) != 1 || rs[0].GetId() != id || (rs[0].GetCode() != codeCreated && rs[0].GetCode() != codeExists) {
-				l.fail(fmt.Errorf("%s via process %d: results %v", id, via, rs))
-				return
-			}
-			l.ack(id, via, rs[0])
-			break
-		}
-	}
 }
 
 // firstAckAfter returns the time of the first acknowledgement by process via

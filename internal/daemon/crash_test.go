@@ -279,7 +279,7 @@ type node struct {
 func newNode(t *testing.T, bin string) *node {
 	t.Helper()
 	dir := t.TempDir()
-	n := &node{bin: bin, pgURL: testenv.PostgresURL(t), natsURL: testenv.NATSURL(t), dataDir: dir,
+	n := &node{bin: bin, pgURL: testenv.MigratedPostgresURL(t), natsURL: testenv.NATSURL(t), dataDir: dir,
 		logPath: filepath.Join(dir, "ledgerd.log"), key: newKey(t)}
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -73,6 +73,10 @@ type Main struct {
 
 	closeOnce sync.Once
 
+	// mu guards the maps below. Lock order: commands.Ledgers.mu before mu.
+	// The registry calls startReaders and stopReaders (which take mu) under
+	// its own lock, so code holding mu never calls m.ledgers (it would
+	// deadlock against a writer starting or retiring).
 	mu     sync.Mutex
 	relays map[string]*natsbus.Relay
 	// runners holds each ledger's projection runners by projection name.

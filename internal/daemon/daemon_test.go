@@ -36,7 +36,7 @@ type harness struct {
 // start runs ledgerd as users do, on the test's database and NATS server.
 func start(t testing.TB) *harness {
 	t.Helper()
-	h := &harness{pgURL: testenv.PostgresURL(t), key: newKey(t)}
+	h := &harness{pgURL: testenv.MigratedPostgresURL(t), key: newKey(t)}
 	h.m = &daemon.Main{
 		Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},

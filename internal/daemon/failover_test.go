@@ -81,6 +81,8 @@ func TestFailover(t *testing.T) {
 	// The load: each client sends one transfer at a time, retrying the same
 	// id on the other process while it gets Unavailable or DeadlineExceeded.
 	l := &failoverLoad{acked: map[string]failoverAck{}}
+	to := loadTarget{ledger: ledger, cmd: func(via int) ledgerv1.CommandServiceClient { return hs[via].cmd },
+		callTimeout: 5 * time.Second, retry: []codes.Code{codes.Unavailable, codes.DeadlineExceeded}}
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
 	var wg sync.WaitGroup
@@ -88,7 +90,7 @@ func TestFailover(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.client(loadCtx, hs, ledger, g, accounts[1+g])
+			l.client(loadCtx, to, g, accounts[1+g])
 		}()
 	}
 	waitAcks := func(what string, n int) {
@@ -258,115 +260,4 @@ func eventPositions(t *testing.T, h *harness, ledger string) (n, lowest uint64) 
 	testenv.NoError(t, conn.QueryRow(ctx(t), `SELECT count(*), COALESCE(min(position), 0) FROM events WHERE ledger = $1`,
 		ledger).Scan(&count, &lo))
 	return uint64(count), uint64(lo)
-}
-
-// failoverAck is how a transfer was acknowledged.
-type failoverAck struct {
-	code     ledgerv1.ResultCode
-	position uint64
-	via      int // the process that answered
-	at       time.Time
-}
-
-// failoverLoad is what the load's clients share.
-type failoverLoad struct {
-	mu    sync.Mutex
-	acked map[string]failoverAck
-	err   error
-}
-
-// retryPause paces retries after Unavailable, so a standby refusing at once
-// is not hammered.
-const retryPause = 5 * time.Millisecond
-
-// client sends transfers g:000000, g:000001, ... from src to dst until ctx
-// ends, each until acknowledged, alternating between the processes while
-// they answer Unavailable or DeadlineExceeded.
-func (l *failoverLoad) client(ctx context.Context, hs [2]*harness, ledger string, g int, dst string) {
-	via := g % 2
-	for seq := 0; ; seq++ {
-		id := fmt.Sprintf("c%d:%06d", g, seq)
-		tr := transfer(id, "src", dst, "1.00", "USD")
-		for {
-			if ctx.Err() != nil {
-				return
-			}
-			c, cancel := context.WithTimeout(ctx, 5*time.Second)
-			resp, err := hs[via].cmd.CreateTransfers(c, &ledgerv1.CreateTransfersRequest{Ledger: ledger, Transfers: []*ledgerv1.Transfer{tr}})
-			cancel()
-			if ctx.Err() != nil {
-				return // stopped: the outcome of this attempt is unknown
-			}
-			switch code := status.Code(err); code {
-			case codes.OK:
-			case codes.Unavailable, codes.DeadlineExceeded:
-				via = 1 - via
-				select {
-				case <-time.After(retryPause):
-				case <-ctx.Done():
-					return
-				}
-				continue
-			default:
-				l.fail(fmt.Errorf("%s via process %d: %w", id, via, err))
-				return
-			}
-			rs := resp.GetResults()
-			if len(rs) != 1 || rs[0].GetId() != id || (rs[0].GetCode() != codeCreated && rs[0].GetCode() != codeExists) {
-				l.fail(fmt.Errorf("%s via process %d: results %v", id, via, rs))
-				return
-			}
-			l.ack(id, via, rs[0])
-			break
-		}
-	}
-}
-
-func (l *failoverLoad) ack(id string, via int, r *ledgerv1.ItemResult) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.acked[id] = failoverAck{code: r.GetCode(), position: r.GetPosition(), via: via, at: time.Now()}
-}
-
-func (l *failoverLoad) fail(err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.err == nil {
-		l.err = err
-	}
-}
-
-func (l *failoverLoad) failure() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.err
-}
-
-func (l *failoverLoad) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.acked)
-}
-
-// firstCreatedVia returns when process via first answered CREATED.
-func (l *failoverLoad) firstCreatedVia(via int) (time.Time, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var first time.Time
-	for _, a := range l.acked {
-		if a.via == via && a.code == codeCreated && (first.IsZero() || a.at.Before(first)) {
-			first = a.at
-		}
-	}
-	return first, !first.IsZero()
-}
-
-func (l *failoverLoad) snapshot() map[string]failoverAck {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make(map[string]failoverAck, len(l.acked))
-	for id, a := range l.acked {
-		out[id] = a
-	}
-	return out
 }

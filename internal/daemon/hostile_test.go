@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,7 @@ import (
 // startWith is start with the configuration changed by change first.
 func startWith(t *testing.T, change func(*daemon.Config)) *harness {
 	t.Helper()
-	h := &harness{pgURL: testenv.PostgresURL(t), key: newKey(t)}
+	h := &harness{pgURL: testenv.MigratedPostgresURL(t), key: newKey(t)}
 	h.m = &daemon.Main{
 		Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},
@@ -118,8 +119,8 @@ func TestUnauthenticatedRequestIsNotRead(t *testing.T) {
 	wantCode(t, "GetBalances of 4 MiB and more", err, codes.ResourceExhausted)
 }
 
-// TestRecvBudget: calls in flight hold their method's receive bound from
-// before their message is read, within their key's share
+// TestRecvBudget: calls in flight hold RecvMaxLarge from before their
+// message is read, within their key's share
 // (RecvBytesPerKeyMax: 4 open ImportEvents streams) and within
 // RecvBytesInFlightMax (16). A call beyond either waits, and goes on when
 // one of them ends; a key over its share does not hold up another key.
@@ -169,6 +170,88 @@ func TestRecvBudget(t *testing.T) {
 	held(admin, "a call with the whole budget held")
 	cancels[0]()
 	testenv.NoError(t, probe(admin, 20*time.Second))
+}
+
+// gatedConn is a client's socket that stops writing once it has written
+// gateAt bytes, until open is closed: a request caught in the middle of its
+// message.
+type gatedConn struct {
+	net.Conn
+	written *atomic.Int64
+	gateAt  int64
+	open    chan struct{}
+}
+
+func (c gatedConn) Write(p []byte) (int, error) {
+	if c.written.Load() >= c.gateAt {
+		<-c.open
+	}
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+// metricValue is the value of the metric line named name, -1 when absent.
+func metricValue(t *testing.T, h *harness, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(metricsText(t, h), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			testenv.NoError(t, err)
+			return f
+		}
+	}
+	return -1
+}
+
+// TestRecvBudgetCountsWhatMayBeRead: a keyed call of a small method
+// (RecvMaxSmall) with a 10 MiB message holds RecvMaxLarge of the budget
+// while its message is read, since grpc-go reads any message up to the
+// server's one receive bound before anything can refuse it; it is then
+// refused with ResourceExhausted, the server having read its 10 MiB, and the
+// budget is whole again.
+func TestRecvBudgetCountsWhatMayBeRead(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	const size = 10 << 20
+	var written atomic.Int64
+	open := make(chan struct{})
+	var once sync.Once
+	opening := func() { once.Do(func() { close(open) }) }
+	defer opening()
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(apikeys.Bearer(h.key)), grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			return gatedConn{Conn: c, written: &written, gateAt: 2 << 20, open: open}, err
+		}))
+	testenv.NoError(t, err)
+	defer conn.Close()
+	received := metricValue(t, h, "ledger_grpc_recv_bytes_total")
+	done := make(chan error, 1)
+	go func() {
+		_, err := ledgerv1.NewQueryServiceClient(conn).GetBalances(ctx(t),
+			&ledgerv1.GetBalancesRequest{Ledger: strings.Repeat("l", size)})
+		done <- err
+	}()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if got := metricValue(t, h, "ledger_grpc_recv_reserved_bytes"); got != grpcapi.RecvMaxLarge {
+			return fmt.Errorf("a 10 MiB message of a small method being read holds %v bytes (%d written), want %d",
+				got, written.Load(), grpcapi.RecvMaxLarge)
+		}
+		return nil
+	})
+	opening()
+	wantCode(t, "GetBalances of 10 MiB", <-done, codes.ResourceExhausted)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if got := metricValue(t, h, "ledger_grpc_recv_reserved_bytes"); got != 0 {
+			return fmt.Errorf("%v bytes held after the call ended, want 0", got)
+		}
+		return nil
+	})
+	if got := metricValue(t, h, "ledger_grpc_recv_bytes_total") - received; got < size {
+		t.Errorf("the server read %v bytes of the refused call, want its %d: what the budget must cover", got, size)
+	}
 }
 
 // TestRESTKeyCheckedBeforeBody: a REST request without a valid key is
@@ -412,7 +495,7 @@ func TestNATSPasswordNotShown(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	m := &daemon.Main{
-		Config: daemon.Config{PostgresURL: testenv.PostgresURL(t), NATSURL: "nats://ledger:" + secret + "@" + addr,
+		Config: daemon.Config{PostgresURL: testenv.MigratedPostgresURL(t), NATSURL: "nats://ledger:" + secret + "@" + addr,
 			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: newKey(t)},
 		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}

@@ -27,7 +27,7 @@ const idleFor = 300 * time.Millisecond
 func startIdle(t *testing.T, pgURL, key string) *harness {
 	t.Helper()
 	if pgURL == "" {
-		pgURL = testenv.PostgresURL(t)
+		pgURL = testenv.MigratedPostgresURL(t)
 	}
 	h := &harness{pgURL: pgURL, key: key}
 	h.m = &daemon.Main{

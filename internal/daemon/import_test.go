@@ -554,9 +554,14 @@ func importPrefix(t *testing.T, st *eventstore.Store, target string, prefix []ev
 }
 
 // importCtl runs ledgerctl against h.
+// importCtlTimeout bounds one ledgerctl run: an import of 16,000 events
+// takes seconds, but several times longer under the race detector on a busy
+// machine (make test runs with -race); it took over 30 s there once.
+const importCtlTimeout = 2 * time.Minute
+
 func (h *harness) importCtl(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), importCtlTimeout)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	code := ctl.Run(c, append([]string{"--addr", h.m.GRPCAddr()}, args...), func(k string) string {

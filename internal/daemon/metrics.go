@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
@@ -54,4 +56,20 @@ func (m *metrics) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 	err := handler(srv, ss)
 	m.calls.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
 	return err
+}
+
+// recvBudgetCollectors are the gauges of the budget of request bytes in
+// flight: what it holds now (each message being received counts the
+// process-wide bound, see grpcapi.RecvBudget), and what was read.
+func recvBudgetCollectors(b *grpcapi.RecvBudget) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ledger_grpc_recv_reserved_bytes",
+			Help: "Request bytes reserved by the gRPC calls whose message is being received (64 MiB each, whatever the method).",
+		}, func() float64 { return float64(b.Reserved()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "ledger_grpc_recv_bytes_total",
+			Help: "Bytes of gRPC request messages read (wire length), refused ones included.",
+		}, func() float64 { return float64(b.Received()) }),
+	}
 }

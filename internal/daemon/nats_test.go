@@ -34,7 +34,7 @@ func TestStartWhileNATSDown(t *testing.T) {
 	port, err := strconv.Atoi(portStr)
 	testenv.NoError(t, err)
 
-	h := &harness{pgURL: testenv.PostgresURL(t), key: newKey(t)}
+	h := &harness{pgURL: testenv.MigratedPostgresURL(t), key: newKey(t)}
 	h.m = &daemon.Main{
 		Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: "nats://" + addr, GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},

@@ -344,7 +344,7 @@ func TestDevModeSecondServerRefused(t *testing.T) {
 // external PostgreSQL; a ledgerd with both servers external locks nothing.
 func TestSecondServerRefusedOnEmbeddedNATS(t *testing.T) {
 	t.Parallel()
-	dir, pgURL := t.TempDir(), testenv.PostgresURL(t)
+	dir, pgURL := t.TempDir(), testenv.MigratedPostgresURL(t)
 	run := func(natsURL string) (*daemon.Main, error) {
 		m := &daemon.Main{Config: daemon.Config{PostgresURL: pgURL, NATSURL: natsURL, GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", DataDir: dir, PostgresConnsMax: 4, AdminKey: newKey(t)}, Logger: discardLogger()}

@@ -24,9 +24,9 @@ import (
 	"google.golang.org/grpc/reflection"
 )
 
-// grpcMsgMax bounds a gRPC message sent: 8,192 transfers of 64 postings
-// fit. Messages received are bounded per method (grpcapi.RecvMax).
-const grpcMsgMax = 64 << 20
+// grpcMsgMax bounds a gRPC message sent (grpcapi.SendMax, which clients
+// import). Messages received are bounded per method (grpcapi.RecvMax).
+const grpcMsgMax = grpcapi.SendMax
 
 // Limits against hostile clients, besides those of grpcapi (key checked
 // before a message is read, receive bounds per method, bytes in flight,
@@ -141,6 +141,7 @@ func (m *Main) serve() error {
 // grpcServerOptions are all the gRPC server's options, in one place.
 func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
 	budget := grpcapi.NewRecvBudget(grpcapi.RecvBytesInFlightMax)
+	m.registry.MustRegister(recvBudgetCollectors(budget)...)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(grpcapi.RecvMaxLarge),
 		grpc.MaxSendMsgSize(grpcMsgMax),

@@ -73,7 +73,7 @@ func TestTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	certFile, keyFile := selfSigned(t, dir)
-	h := &harness{pgURL: testenv.PostgresURL(t), key: newKey(t)}
+	h := &harness{pgURL: testenv.MigratedPostgresURL(t), key: newKey(t)}
 	h.m = &daemon.Main{Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
 		HTTPAddr: "127.0.0.1:0", DataDir: dir, PostgresConnsMax: 8, AdminKey: h.key, TLSCert: certFile, TLSKey: keyFile},
 		Logger: discardLogger()}

@@ -11,9 +11,10 @@
 // throwaway cluster made with the machine's initdb (adapters/devpg). NATS is
 // LEDGER_TEST_NATS_URL, else an in-process nats-server with JetStream.
 //
-// testenv imports adapters/devpg and adapters/natsbus, so tests of those
-// packages that use it must be external test packages (package natsbus_test)
-// to avoid an import cycle.
+// testenv imports adapters/devpg, adapters/natsbus, adapters/apikeys,
+// eventstore and projections (MigratedPostgresURL applies their schemas), so
+// tests of those packages that use it must be external test packages
+// (package natsbus_test) to avoid an import cycle.
 package testenv
 
 import (
@@ -31,9 +32,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/devpg"
 	"github.com/ledgerd/ledger/adapters/natsbus"
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // Environment variables the harness reads.
@@ -85,6 +90,12 @@ var harness struct {
 	pg     *pgServer
 	pgErr  error
 
+	// schemaOnce makes schemaDB: a database with ledgerd's whole schema,
+	// the template of MigratedPostgresURL's databases.
+	schemaOnce sync.Once
+	schemaDB   string
+	schemaErr  error
+
 	natsOnce sync.Once
 	nats     *natsbus.Embedded
 	natsDir  string
@@ -111,6 +122,11 @@ func shutdown() error {
 		harness.nats.Shutdown()
 		if err := os.RemoveAll(harness.natsDir); err != nil {
 			errs = append(errs, fmt.Errorf("remove nats store: %w", err))
+		}
+	}
+	if harness.schemaDB != "" {
+		if err := harness.pg.exec("DROP DATABASE IF EXISTS " + pgx.Identifier{harness.schemaDB}.Sanitize() + " WITH (FORCE)"); err != nil {
+			errs = append(errs, fmt.Errorf("drop template database %s: %w", harness.schemaDB, err))
 		}
 	}
 	if pg := harness.pg; pg != nil && pg.cluster != nil {
@@ -141,6 +157,33 @@ type pgServer struct {
 // PostgreSQL 13 or later (DROP DATABASE ... WITH (FORCE)).
 func PostgresURL(t testing.TB) string {
 	t.Helper()
+	return newDatabase(t, server(t), emptyTemplate)
+}
+
+// MigratedPostgresURL is PostgresURL with ledgerd's whole schema applied
+// (the event store's, the API keys' and the read models' migrations, in
+// ledgerd's order): a copy of a template database migrated once per test
+// binary. A copy costs a fraction of creating a database and migrating it,
+// which most tests would do otherwise; tests of the migrations themselves
+// use PostgresURL.
+func MigratedPostgresURL(t testing.TB) string {
+	t.Helper()
+	s := server(t)
+	harness.schemaOnce.Do(func() { harness.schemaDB, harness.schemaErr = s.migratedTemplate(t) })
+	if harness.schemaErr != nil {
+		t.Fatalf("testenv: template database with the schema: %v", harness.schemaErr)
+	}
+	return newDatabase(t, s, "TEMPLATE "+pgx.Identifier{harness.schemaDB}.Sanitize())
+}
+
+// emptyTemplate makes an empty database: template0 never has connections
+// (template1 may: someone's psql), and lets the encoding and collation be
+// chosen whatever the server's are.
+const emptyTemplate = "TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+
+// server returns the package's server, choosing it on first use.
+func server(t testing.TB) *pgServer {
+	t.Helper()
 	if !harness.mainActive.Load() {
 		t.Fatal(errNoMain)
 	}
@@ -148,13 +191,46 @@ func PostgresURL(t testing.TB) string {
 	if harness.pgErr != nil {
 		t.Fatalf("testenv: no postgres for tests: %v", harness.pgErr)
 	}
-	s := harness.pg
+	return harness.pg
+}
+
+// migratedTemplate creates a database with ledgerd's schema and returns its
+// name; Main drops it. Nothing stays connected to it, so that it can be
+// copied (PostgreSQL copies only a database nobody is connected to).
+func (s *pgServer) migratedTemplate(t testing.TB) (string, error) {
+	const prefix = "schema_"
+	n := name(t, '_')
+	db := prefix + n[max(0, len(n)-(nameBytesMax-len(prefix))):] // keep the random end
+	ident := pgx.Identifier{db}.Sanitize()
+	if err := s.exec("CREATE DATABASE " + ident + " " + emptyTemplate); err != nil {
+		return "", fmt.Errorf("create %s: %w", db, err)
+	}
+	u := s.admin
+	u.Path, u.RawPath = "/"+db, ""
+	ctx, cancel := context.WithTimeout(context.Background(), postgresSetupTimeout)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, u.String())
+	if err != nil {
+		return db, fmt.Errorf("connect to %s: %w", db, err)
+	}
+	defer pool.Close()
+	for _, migrate := range []func(context.Context, *pgxpool.Pool) error{
+		eventstore.Migrate, apikeys.Migrate, projections.Migrate,
+	} {
+		if err := migrate(ctx, pool); err != nil {
+			return db, fmt.Errorf("migrate %s: %w", db, err)
+		}
+	}
+	return db, nil
+}
+
+// newDatabase creates a database for t from template (a TEMPLATE clause),
+// dropped when t ends, and returns its URL.
+func newDatabase(t testing.TB, s *pgServer, template string) string {
+	t.Helper()
 	db := name(t, '_')
 	ident := pgx.Identifier{db}.Sanitize()
-	// template0 never has connections (template1 may: someone's psql), and
-	// lets the encoding and collation be chosen whatever the server's are.
-	err := s.exec("CREATE DATABASE " + ident + " TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
-	if err != nil {
+	if err := s.exec("CREATE DATABASE " + ident + " " + template); err != nil {
 		t.Fatalf("testenv: create database %s: %v", db, err)
 	}
 	t.Cleanup(func() {

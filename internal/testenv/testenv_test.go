@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -148,5 +149,30 @@ func TestNoError(t *testing.T) {
 	testenv.NoError(rec, errors.New("boom"))
 	if !strings.Contains(rec.fatal, "boom") {
 		t.Fatalf("fatal message %q, want it to carry the error", rec.fatal)
+	}
+}
+
+// TestMigratedPostgresURLIsAPrivateCopy: each test gets its own copy of the
+// migrated template: every component's migrations applied, and what one
+// test writes is not seen by another.
+func TestMigratedPostgresURLIsAPrivateCopy(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"a", "b", "c"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := pgx.Connect(t.Context(), testenv.MigratedPostgresURL(t))
+			testenv.NoError(t, err)
+			defer conn.Close(t.Context())
+			rows, err := conn.Query(t.Context(), `SELECT DISTINCT component FROM schema_migrations ORDER BY 1`)
+			testenv.NoError(t, err)
+			components, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			testenv.NoError(t, err)
+			if want := []string{"apikeys", "eventstore", "projections"}; !slices.Equal(components, want) {
+				t.Fatalf("migrated components %v, want %v", components, want)
+			}
+			// In a shared database the second test's CREATE would fail.
+			_, err = conn.Exec(t.Context(), `CREATE TABLE mine (v int)`)
+			testenv.NoError(t, err)
+		})
 	}
 }

@@ -1,0 +1,59 @@
+package domain_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ledgerd/ledger/domain"
+)
+
+// BenchmarkEvolveTransfers applies, per op, 10,000 events of every kind that
+// moves balances over 1,000 accounts: transfers, holds posted in part (one
+// posting posted for nothing), holds voided and expired, and reversals; the
+// writer's and the auditor's replay hot path. It reports events/s.
+func BenchmarkEvolveTransfers(b *testing.B) {
+	const accounts, rounds = 1000, 1000 // 10 events a round
+	setup := []domain.Event{domain.AssetDefined{Code: "USD", Scale: 2}}
+	for i := range accounts {
+		setup = append(setup, domain.AccountOpened{ID: fmt.Sprintf("acc-%d", i), Asset: "USD", Normal: domain.SideCredit})
+	}
+	at := time.Unix(1_800_000_000, 0).UTC()
+	usd := func(cents int64) domain.Amount { return domain.Amount{Units: domain.UnitsFromInt64(cents), Scale: 2} }
+	var events []domain.Event
+	pos := uint64(len(setup))
+	add := func(e domain.Event) uint64 { events = append(events, e); pos++; return pos }
+	for r := range rounds {
+		a, c, d := fmt.Sprintf("acc-%d", r%accounts), fmt.Sprintf("acc-%d", (r*7+1)%accounts), fmt.Sprintf("acc-%d", (r*13+2)%accounts)
+		p1 := domain.Posting{Debit: a, Credit: c, Asset: "USD", Amount: usd(100)}
+		p2 := domain.Posting{Debit: c, Credit: d, Asset: "USD", Amount: usd(50)}
+		id := func(k string) string { return fmt.Sprintf("%s-%d", k, r) }
+		t1 := add(domain.TransferCommitted{ID: id("t"), EffectiveAt: at, Postings: []domain.Posting{p1}})
+		add(domain.TransferCommitted{ID: id("u"), EffectiveAt: at, Postings: []domain.Posting{p1, p2}})
+		add(domain.TransferPending{ID: id("h"), EffectiveAt: at, Postings: []domain.Posting{p1, p2}})
+		add(domain.PendingPosted{ID: id("p"), PendingID: id("h"), EffectiveAt: at, Postings: []domain.HeldPosting{
+			{Debit: a, Credit: c, Asset: "USD", Amount: usd(60), Held: usd(100)},
+			{Debit: c, Credit: d, Asset: "USD", Amount: usd(0), Held: usd(50)}}})
+		add(domain.TransferPending{ID: id("v"), EffectiveAt: at, Postings: []domain.Posting{p2}})
+		add(domain.PendingVoided{ID: id("vv"), PendingID: id("v"), Postings: []domain.Posting{p2}})
+		add(domain.TransferPending{ID: id("x"), EffectiveAt: at, Postings: []domain.Posting{p1}})
+		add(domain.PendingExpired{PendingID: id("x"), Postings: []domain.Posting{p1}})
+		add(domain.TransferReversed{ID: id("r"), TransferID: id("t"), TransferPosition: t1, EffectiveAt: at,
+			Postings: []domain.Posting{{Debit: c, Credit: a, Asset: "USD", Amount: usd(40)}}})
+		add(domain.TransferCommitted{ID: id("w"), EffectiveAt: at, Postings: []domain.Posting{p2}})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		s := domain.NewState()
+		for i, e := range setup {
+			s.Evolve(uint64(i+1), e)
+		}
+		b.StartTimer()
+		for i, e := range events {
+			s.Evolve(uint64(len(setup)+i+1), e)
+		}
+	}
+	b.ReportMetric(float64(len(events)*b.N)/b.Elapsed().Seconds(), "events/s")
+}

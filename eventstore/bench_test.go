@@ -1,0 +1,77 @@
+package eventstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// BenchmarkAppend measures one append of a batch of 1 and of 1,000 events,
+// on a pooled connection (Store.Append) and on a lease's own session
+// (Held.Append, the writer's path). For a small batch the round trips to
+// PostgreSQL and the commit's fsync are nearly all of the cost.
+func BenchmarkAppend(b *testing.B) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(b)
+	// commit=sync is what ledgerd does (an fsync per commit, most of a small
+	// batch's time on a shared disk); commit=async leaves the fsync out, so
+	// that the round trips show.
+	for _, commit := range []string{"sync", "async"} {
+		cfg, err := pgxpool.ParseConfig(url)
+		testenv.NoError(b, err)
+		if commit == "async" {
+			cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+		}
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		testenv.NoError(b, err)
+		b.Cleanup(pool.Close)
+		testenv.NoError(b, eventstore.Migrate(ctx, pool))
+		benchmarkAppend(b, commit, pool)
+	}
+}
+
+func benchmarkAppend(b *testing.B, commit string, pool *pgxpool.Pool) {
+	ctx := context.Background()
+	s := eventstore.New(pool)
+	lease := eventstore.NewLease(pool.Config().ConnConfig)
+	b.Cleanup(lease.Close)
+	for _, path := range []string{"store", "lease"} {
+		for _, n := range []int{1, 1000} {
+			ledger := fmt.Sprintf("bench-%s-%s-%d", commit, path, n)
+			appendFn := func(expected uint64, prev eventstore.Hash, recs []eventstore.Record) error {
+				return s.Append(ctx, ledger, expected, prev, recs)
+			}
+			if path == "lease" {
+				held, ok, err := lease.TryAcquire(ctx, ledger)
+				testenv.NoError(b, err)
+				if !ok {
+					b.Fatalf("lease of %s is held", ledger)
+				}
+				b.Cleanup(held.Release)
+				appendFn = func(expected uint64, prev eventstore.Hash, recs []eventstore.Record) error {
+					return held.Append(ctx, expected, prev, recs)
+				}
+			}
+			// The head goes on from one run of the sub-benchmark to the next.
+			var (
+				head uint64
+				prev eventstore.Hash
+			)
+			b.Run(fmt.Sprintf("commit=%s/%s/events=%d", commit, path, n), func(b *testing.B) {
+				for range b.N {
+					b.StopTimer()
+					recs := records(ledger, head, prev, n)
+					b.StartTimer()
+					testenv.NoError(b, appendFn(head, prev, recs))
+					head, prev = recs[n-1].Position, recs[n-1].Hash
+				}
+				b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
+	}
+}
