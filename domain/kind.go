@@ -25,9 +25,14 @@ const (
 	KindUnavailable
 	// KindTimeout: what the request waits for was not reached in time.
 	KindTimeout
+	// KindAborted: the request was cut short by a concurrent change (another
+	// writer appended during a log import): retry the whole sequence.
+	KindAborted
+	// KindExists: the same work runs already (a rebuild): wait for it.
+	KindExists
 )
 
-var kindNames = [...]string{"", "invalid", "not found", "conflict", "exhausted", "unavailable", "timeout"}
+var kindNames = [...]string{"", "invalid", "not found", "conflict", "exhausted", "unavailable", "timeout", "aborted", "exists"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {

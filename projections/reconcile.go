@@ -123,7 +123,7 @@ func (p *Reconciliation) Apply(ctx context.Context, tx pgx.Tx, ledger string, re
 	}
 	cached := 0
 	for _, b := range c.books {
-		cached += len(b.items)
+		cached += len(b.Items)
 	}
 	if cached > reconCachedItemsMax {
 		c.books = map[string]*reconBook{}
@@ -212,8 +212,8 @@ func (f *reconFold) apply(ctx context.Context, pos uint64, e domain.Event) error
 		if err != nil {
 			return err
 		}
-		b.arrive(&reconItem{side: sideLine, source: e.Source, externalID: e.ExternalID, position: pos, amount: amount,
-			day: day, reference: e.Reference, description: e.Description}, pos)
+		b.arrive(&reconItem{Side: sideLine, Source: e.Source, ExternalID: e.ExternalID, Position: pos, Amount: amount,
+			Day: day, Reference: e.Reference, Description: e.Description}, pos)
 	case domain.MatchingRulesSet:
 		b, err := f.enable(ctx, e.Account, pos)
 		if err != nil {
@@ -264,8 +264,8 @@ func (f *reconFold) movements(ctx context.Context, pos uint64, h domain.Transfer
 		if m.Side != b.normal {
 			amount = amount.Neg()
 		}
-		b.arrive(&reconItem{side: sideMovement, transferID: h.ID, postingIndex: m.Posting, position: pos, amount: amount,
-			day: day, reference: h.Reference}, pos)
+		b.arrive(&reconItem{Side: sideMovement, TransferID: h.ID, PostingIndex: m.Posting, Position: pos, Amount: amount,
+			Day: day, Reference: h.Reference}, pos)
 	}
 	return nil
 }
@@ -277,33 +277,33 @@ func (f *reconFold) manualMatch(ctx context.Context, pos uint64, e domain.Matche
 	}
 	items := make([]*reconItem, 0, len(e.Lines)+len(e.Movements))
 	for _, l := range e.Lines {
-		it, err := f.item(ctx, b, itemKey{side: sideLine, a: l.Source, b: l.ExternalID})
+		it, err := f.item(ctx, b, itemKey{Side: sideLine, A: l.Source, B: l.ExternalID})
 		if err != nil {
 			return err
 		}
 		items = append(items, it)
 	}
 	for _, m := range e.Movements {
-		it, err := f.item(ctx, b, itemKey{side: sideMovement, a: m.TransferID, postingIx: int(m.PostingIndex)})
+		it, err := f.item(ctx, b, itemKey{Side: sideMovement, A: m.TransferID, PostingIx: int(m.PostingIndex)})
 		if err != nil {
 			return err
 		}
 		items = append(items, it)
 	}
 	for _, it := range items {
-		if it.matchID != "" {
-			m, err := f.match(ctx, b, it.matchID)
+		if it.MatchID != "" {
+			m, err := f.match(ctx, b, it.MatchID)
 			if err != nil {
 				return err
 			}
-			b.dissolve(m, false)
+			b.Dissolve(m, false)
 		}
 	}
 	for _, it := range items {
-		it.manualOnly, it.changed = false, true
+		it.ManualOnly, it.Changed = false, true
 	}
-	m := b.match(pos, domain.RuleManual, e.ID, items)
-	m.reason = e.Reason
+	m := b.Match(pos, domain.RuleManual, e.ID, items)
+	m.Reason = e.Reason
 	return nil
 }
 
@@ -315,25 +315,25 @@ func (f *reconFold) unmatch(ctx context.Context, pos uint64, e domain.Unmatched)
 	if err != nil {
 		return err
 	}
-	k := itemKey{side: sideMovement}
+	k := itemKey{Side: sideMovement}
 	if e.Line != nil {
-		k = itemKey{side: sideLine, a: e.Line.Source, b: e.Line.ExternalID}
+		k = itemKey{Side: sideLine, A: e.Line.Source, B: e.Line.ExternalID}
 	} else {
-		k.a, k.postingIx = e.Movement.TransferID, int(e.Movement.PostingIndex)
+		k.A, k.PostingIx = e.Movement.TransferID, int(e.Movement.PostingIndex)
 	}
 	it, err := f.item(ctx, b, k)
 	if err != nil {
 		return err
 	}
-	if it.matchID == "" {
-		it.manualOnly, it.changed = true, true
+	if it.MatchID == "" {
+		it.ManualOnly, it.Changed = true, true
 		return nil
 	}
-	m, err := f.match(ctx, b, it.matchID)
+	m, err := f.match(ctx, b, it.MatchID)
 	if err != nil {
 		return err
 	}
-	b.dissolve(m, true)
+	b.Dissolve(m, true)
 	return nil
 }
 
@@ -362,13 +362,13 @@ func (f *reconFold) book(ctx context.Context, account string) (*reconBook, error
 			return nil, fmt.Errorf("reconciled account %s rules: %w", account, err)
 		}
 	}
-	for _, side := range []int{sideLine, sideMovement} {
+	for _, side := range []domain.ReconSide{sideLine, sideMovement} {
 		items, err := f.loadItems(ctx, b, side, `match_id IS NULL AND NOT manual_only`, nil)
 		if err != nil {
 			return nil, err
 		}
 		for _, it := range items {
-			b.track(it)
+			b.Track(it)
 		}
 	}
 	f.cache.books[account] = b
@@ -407,19 +407,19 @@ func (f *reconFold) enable(ctx context.Context, account string, pos uint64) (*re
 	}
 	var earlier []*reconItem
 	for rows.Next() {
-		it := &reconItem{side: sideMovement}
+		it := &reconItem{Side: sideMovement}
 		var position int64
 		var side, amount string
 		var date time.Time
-		if err := rows.Scan(&it.transferID, &it.postingIndex, &position, &side, &amount, &date, &it.reference); err != nil {
+		if err := rows.Scan(&it.TransferID, &it.PostingIndex, &position, &side, &amount, &date, &it.Reference); err != nil {
 			return nil, fmt.Errorf("movements of %s: %w", account, err)
 		}
-		it.position, it.day = uint64(position), int32(date.Unix()/86400)
-		if it.amount, err = unitsAt(amount, b.scale); err != nil {
-			return nil, fmt.Errorf("movement %s of %s: %w", it.transferID, account, err)
+		it.Position, it.Day = uint64(position), int32(date.Unix()/86400)
+		if it.Amount, err = unitsAt(amount, b.scale); err != nil {
+			return nil, fmt.Errorf("movement %s of %s: %w", it.TransferID, account, err)
 		}
 		if (side == "debit") != (b.normal == domain.SideDebit) {
-			it.amount = it.amount.Neg()
+			it.Amount = it.Amount.Neg()
 		}
 		earlier = append(earlier, it)
 	}
@@ -427,7 +427,7 @@ func (f *reconFold) enable(ctx context.Context, account string, pos uint64) (*re
 		return nil, fmt.Errorf("movements of %s: %w", account, err)
 	}
 	for _, it := range earlier {
-		b.arrive(it, it.position)
+		b.arrive(it, it.Position)
 	}
 	f.cache.accounts[account] = true
 	f.cache.books[account] = b
@@ -462,61 +462,62 @@ func (f *reconFold) awaitMovements(ctx context.Context, ledger string, pos uint6
 
 // item returns an item of b, loading it if the book does not hold it.
 func (f *reconFold) item(ctx context.Context, b *reconBook, k itemKey) (*reconItem, error) {
-	if it := b.items[k]; it != nil {
+	if it := b.Items[k]; it != nil {
 		return it, nil
 	}
 	var where string
 	var args []any
-	if k.side == sideLine {
-		where, args = `source = $3 AND external_id = $4`, []any{k.a, k.b}
+	if k.Side == sideLine {
+		where, args = `source = $3 AND external_id = $4`, []any{k.A, k.B}
 	} else {
-		where, args = `transfer_id = $3 AND posting_index = $4`, []any{k.a, k.postingIx}
+		where, args = `transfer_id = $3 AND posting_index = $4`, []any{k.A, k.PostingIx}
 	}
-	items, err := f.loadItems(ctx, b, k.side, where, args)
+	items, err := f.loadItems(ctx, b, k.Side, where, args)
 	if err != nil {
 		return nil, err
 	}
 	if len(items) != 1 {
 		return nil, fmt.Errorf("account %s has no item %v in the read model", b.account, k)
 	}
-	b.items[k] = items[0]
+	b.Items[k] = items[0]
 	return items[0], nil
 }
 
 // match returns a match of b, loading it with its items if the book does not
 // hold it.
 func (f *reconFold) match(ctx context.Context, b *reconBook, id string) (*reconMatch, error) {
-	if m := b.matches[id]; m != nil {
+	if m := b.Matches[id]; m != nil {
 		return m, nil
 	}
-	m := &reconMatch{id: id, stored: true}
+	m := &reconMatch{ID: id}
+	b.storedMatches[m] = true
 	var position int64
 	err := f.tx.QueryRow(ctx, `SELECT rule, reason, position FROM recon_matches WHERE ledger = $1 AND account = $2 AND match_id = $3`,
-		f.ledger, b.account, id).Scan(&m.rule, &m.reason, &position)
+		f.ledger, b.account, id).Scan(&m.Rule, &m.Reason, &position)
 	if err != nil {
 		return nil, fmt.Errorf("match %s of %s: %w", id, b.account, err)
 	}
-	m.position = uint64(position)
-	for _, side := range []int{sideLine, sideMovement} {
+	m.Position = uint64(position)
+	for _, side := range []domain.ReconSide{sideLine, sideMovement} {
 		items, err := f.loadItems(ctx, b, side, `match_id = $3`, []any{id})
 		if err != nil {
 			return nil, err
 		}
 		for _, it := range items {
-			if held := b.items[it.key()]; held != nil {
+			if held := b.Items[it.Key()]; held != nil {
 				it = held
 			} else {
-				b.items[it.key()] = it
+				b.Items[it.Key()] = it
 			}
-			m.items = append(m.items, it)
+			m.Items = append(m.Items, it)
 		}
 	}
-	b.matches[id] = m
+	b.Matches[id] = m
 	return m, nil
 }
 
 // loadItems reads items of one side of b's account; where may use $3 and on.
-func (f *reconFold) loadItems(ctx context.Context, b *reconBook, side int, where string, args []any) ([]*reconItem, error) {
+func (f *reconFold) loadItems(ctx context.Context, b *reconBook, side domain.ReconSide, where string, args []any) ([]*reconItem, error) {
 	var q string
 	if side == sideLine {
 		q = `SELECT source, external_id, 0, position, amount::text, value_date, reference, description, coalesce(match_id, ''), manual_only
@@ -532,21 +533,21 @@ func (f *reconFold) loadItems(ctx context.Context, b *reconBook, side int, where
 	defer rows.Close()
 	var out []*reconItem
 	for rows.Next() {
-		it := &reconItem{side: side, stored: true}
+		it := &reconItem{Side: side}
 		var id, amount string
 		var position int64
 		var date time.Time
-		if err := rows.Scan(&it.source, &id, &it.postingIndex, &position, &amount, &date, &it.reference, &it.description,
-			&it.matchID, &it.manualOnly); err != nil {
+		if err := rows.Scan(&it.Source, &id, &it.PostingIndex, &position, &amount, &date, &it.Reference, &it.Description,
+			&it.MatchID, &it.ManualOnly); err != nil {
 			return nil, fmt.Errorf("items of %s: %w", b.account, err)
 		}
 		if side == sideLine {
-			it.externalID = id
+			it.ExternalID = id
 		} else {
-			it.transferID = id
+			it.TransferID = id
 		}
-		it.position, it.day = uint64(position), int32(date.Unix()/86400)
-		if it.amount, err = unitsAt(amount, b.scale); err != nil {
+		it.Position, it.Day = uint64(position), int32(date.Unix()/86400)
+		if it.Amount, err = unitsAt(amount, b.scale); err != nil {
 			return nil, fmt.Errorf("item of %s: %w", b.account, err)
 		}
 		out = append(out, it)

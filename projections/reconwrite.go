@@ -18,7 +18,7 @@ func (f *reconFold) write(ctx context.Context) error {
 	added := 0
 	for _, account := range slices.Sorted(maps.Keys(f.touched)) {
 		b := f.touched[account]
-		added += len(b.added)
+		added += len(b.Added)
 		if err := f.writeBook(ctx, b); err != nil {
 			return fmt.Errorf("reconciliation of %s: %w", account, err)
 		}
@@ -59,18 +59,20 @@ func (f *reconFold) writeBook(ctx context.Context, b *reconBook) error {
 	}
 	var newLines, newMovements [][]any
 	var changed [2][]*reconItem
-	for _, it := range b.added {
-		if it.side == sideLine {
-			newLines = append(newLines, []any{f.ledger, b.account, it.source, it.externalID, int64(it.position),
-				numericOf(it.amount, b.scale), dateOf(it.day), it.reference, it.description, nullable(it.matchID), it.manualOnly})
+	added := make(map[*reconItem]bool, len(b.Added))
+	for _, it := range b.Added {
+		added[it] = true
+		if it.Side == sideLine {
+			newLines = append(newLines, []any{f.ledger, b.account, it.Source, it.ExternalID, int64(it.Position),
+				numericOf(it.Amount, b.scale), dateOf(it.Day), it.Reference, it.Description, nullable(it.MatchID), it.ManualOnly})
 		} else {
-			newMovements = append(newMovements, []any{f.ledger, b.account, it.transferID, int32(it.postingIndex), int64(it.position),
-				numericOf(it.amount, b.scale), dateOf(it.day), it.reference, nullable(it.matchID), it.manualOnly})
+			newMovements = append(newMovements, []any{f.ledger, b.account, it.TransferID, int32(it.PostingIndex), int64(it.Position),
+				numericOf(it.Amount, b.scale), dateOf(it.Day), it.Reference, nullable(it.MatchID), it.ManualOnly})
 		}
 	}
-	for _, it := range b.items {
-		if it.stored && it.changed {
-			changed[it.side] = append(changed[it.side], it)
+	for _, it := range b.Items {
+		if it.Changed && !added[it] {
+			changed[it.Side] = append(changed[it.Side], it)
 		}
 	}
 	if err := f.copy(ctx, "recon_lines", []string{"ledger", "account", "source", "external_id", "position", "amount",
@@ -114,12 +116,12 @@ func (f *reconFold) updateItems(ctx context.Context, b *reconBook, changed [2][]
 	for _, it := range changed[sideLine] {
 		batch.Queue(`UPDATE recon_lines SET match_id = $5, manual_only = $6
 			WHERE ledger = $1 AND account = $2 AND source = $3 AND external_id = $4`,
-			f.ledger, b.account, it.source, it.externalID, nullable(it.matchID), it.manualOnly)
+			f.ledger, b.account, it.Source, it.ExternalID, nullable(it.MatchID), it.ManualOnly)
 	}
 	for _, it := range changed[sideMovement] {
 		batch.Queue(`UPDATE recon_movements SET match_id = $5, manual_only = $6
 			WHERE ledger = $1 AND account = $2 AND transfer_id = $3 AND posting_index = $4`,
-			f.ledger, b.account, it.transferID, int32(it.postingIndex), nullable(it.matchID), it.manualOnly)
+			f.ledger, b.account, it.TransferID, int32(it.PostingIndex), nullable(it.MatchID), it.ManualOnly)
 	}
 	results := f.tx.SendBatch(ctx, &batch)
 	for i := 0; i < n; i++ {
@@ -141,24 +143,24 @@ func (f *reconFold) updateItems(ctx context.Context, b *reconBook, changed [2][]
 func (f *reconFold) writeMatches(ctx context.Context, b *reconBook) error {
 	var gone []string
 	var rows [][]any
-	for _, id := range slices.Sorted(maps.Keys(b.matches)) {
-		m := b.matches[id]
+	for _, id := range slices.Sorted(maps.Keys(b.Matches)) {
+		m := b.Matches[id]
 		switch {
-		case m.dissolved && m.stored:
+		case m.Dissolved && b.storedMatches[m]:
 			gone = append(gone, id)
-		case !m.dissolved && !m.stored:
+		case !m.Dissolved && !b.storedMatches[m]:
 			var lines, movements int32
 			day := int32(1 << 30)
-			for _, it := range m.items {
-				if it.side == sideLine {
+			for _, it := range m.Items {
+				if it.Side == sideLine {
 					lines++
-					day = min(day, it.day)
+					day = min(day, it.Day)
 				} else {
 					movements++
 				}
 			}
-			rows = append(rows, []any{f.ledger, b.account, id, m.rule, m.reason, int64(m.position), dateOf(day),
-				numericOf(m.difference(), b.scale), lines, movements})
+			rows = append(rows, []any{f.ledger, b.account, id, m.Rule, m.Reason, int64(m.Position), dateOf(day),
+				numericOf(m.Difference(), b.scale), lines, movements})
 		}
 	}
 	if len(gone) > 0 {
@@ -169,40 +171,6 @@ func (f *reconFold) writeMatches(ctx context.Context, b *reconBook) error {
 	}
 	return f.copy(ctx, "recon_matches", []string{"ledger", "account", "match_id", "rule", "reason", "position", "day",
 		"difference", "lines", "movements"}, rows)
-}
-
-// settle marks everything stored and forgets what is no longer open: the
-// cache holds open items only, and reloads the rest when a manual match or
-// an unmatch names it.
-func (b *reconBook) settle() {
-	b.stored, b.rulesChanged, b.added = true, false, nil
-	live := 0
-	for k, it := range b.items {
-		it.stored, it.changed = true, false
-		if !it.open() {
-			delete(b.items, k)
-			continue
-		}
-		live++
-	}
-	clear(b.matches)
-	// Lazily removed entries pile up in the indexes: rebuild them when the
-	// dead outnumber the live.
-	entries := 0
-	for _, list := range b.open[sideLine].byDay {
-		entries += len(list)
-	}
-	for _, list := range b.open[sideMovement].byDay {
-		entries += len(list)
-	}
-	if entries > 2*live+1024 {
-		b.open = [2]*openSet{newOpenSet(), newOpenSet()}
-		items := slices.Collect(maps.Values(b.items))
-		slices.SortFunc(items, cmpItems)
-		for _, it := range items {
-			b.open[it.side].add(it)
-		}
-	}
 }
 
 func (f *reconFold) writeJournal(ctx context.Context) error {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
-	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
@@ -17,21 +15,18 @@ import (
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // AdminServer serves ledger.v1.AdminService.
 type AdminServer struct {
 	ledgerv1.UnimplementedAdminServiceServer
-	pool    *pgxpool.Pool
 	store   *eventstore.Store
 	keys    Keys
 	ledgers LedgerAdmin
 	logger  *slog.Logger
-
-	mu sync.Mutex
-	// running holds the rebuilds in progress, "ledger/projection": one at a
-	// time each, since two would share one shadow.
-	running map[string]bool
+	// rebuilds runs RebuildProjection.
+	rebuilds *workflows.Rebuilds
 }
 
 // Keys manages API keys (apikeys.Store).
@@ -47,7 +42,8 @@ func NewAdminServer(pool *pgxpool.Pool, store *eventstore.Store, keys Keys, ledg
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &AdminServer{pool: pool, store: store, keys: keys, ledgers: ledgers, logger: logger, running: map[string]bool{}}
+	return &AdminServer{store: store, keys: keys, ledgers: ledgers, logger: logger,
+		rebuilds: workflows.NewRebuilds(pool, store, logger)}
 }
 
 // RebuildProjection rebuilds a projection of a ledger and swaps it in,
@@ -60,24 +56,6 @@ func NewAdminServer(pool *pgxpool.Pool, store *eventstore.Store, keys Keys, ledg
 func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 	stream grpc.ServerStreamingServer[ledgerv1.RebuildProjectionResponse]) error {
 	ledger := req.GetLedger()
-	proj, err := projections.ByName(req.GetProjection())
-	if err != nil {
-		names := make([]string, 0, 3)
-		for _, p := range projections.All() {
-			names = append(names, p.Name())
-		}
-		return invalidArgument("projection", "must be one of "+strings.Join(names, ", "))
-	}
-	key := ledger + "/" + proj.Name()
-	s.mu.Lock()
-	if s.running[key] {
-		s.mu.Unlock()
-		return status.Errorf(codes.AlreadyExists, "a rebuild of %s runs already", key)
-	}
-	s.running[key] = true
-	s.mu.Unlock()
-	defer func() { s.mu.Lock(); delete(s.running, key); s.mu.Unlock() }()
-
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var sendErr error
@@ -91,16 +69,12 @@ func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 			cancel()
 		}
 	}
-	_, err = projections.NewRebuild(s.pool, s.store, ledger, proj, s.logger).Run(ctx, report)
+	err := s.rebuilds.Run(ctx, ledger, req.GetProjection(), report)
 	if sendErr != nil {
 		return sendErr
 	}
 	if err != nil {
-		st := statusOf(err)
-		if status.Code(st) == codes.Internal && !errors.Is(err, context.Canceled) {
-			s.logger.Error("rebuild projection", "ledger", ledger, "projection", proj.Name(), "err", err)
-		}
-		return st
+		return statusOf(err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // AuditServer serves ledger.v1.AuditService: the log itself, for auditors
@@ -12,13 +13,14 @@ import (
 // ledger (ImportEvents, audit_import.go).
 type AuditServer struct {
 	ledgerv1.UnimplementedAuditServiceServer
-	store   *eventstore.Store
-	writers Writers
-	logger  *slog.Logger
+	store  *eventstore.Store
+	logger *slog.Logger
+	// logImport runs ImportEvents.
+	logImport *workflows.LogImport
 }
 
 // NewAuditServer returns an AuditServer over the event store; writers start a
 // ledger's writer once an import has loaded its log.
 func NewAuditServer(store *eventstore.Store, writers Writers, logger *slog.Logger) *AuditServer {
-	return &AuditServer{store: store, writers: writers, logger: logger}
+	return &AuditServer{store: store, logger: logger, logImport: workflows.NewLogImport(store, writers, logger)}
 }

@@ -42,12 +42,17 @@ func (s *CommandServer) submit(ctx context.Context, ledger string, cmds []domain
 	return s.submitTo(ctx, w, ledger, cmds, opts)
 }
 
+// logFailure logs a submission that failed as a whole.
+func (s *CommandServer) logFailure(ledger string, err error) {
+	if s.logger != nil {
+		s.logger.Warn("command failed", "ledger", ledger, "err", err)
+	}
+}
+
 func (s *CommandServer) submitTo(ctx context.Context, w *commands.Writer, ledger string, cmds []domain.Command, opts commands.SubmitOptions) ([]*ledgerv1.ItemResult, error) {
 	results, err := w.SubmitWith(ctx, cmds, opts)
 	if err != nil {
-		if s.logger != nil {
-			s.logger.Warn("command failed", "ledger", ledger, "err", err)
-		}
+		s.logFailure(ledger, err)
 		return nil, statusOf(err)
 	}
 	return itemResults(cmds, results)

@@ -96,6 +96,8 @@ var kindCodes = map[domain.Kind]codes.Code{
 	domain.KindExhausted:   codes.ResourceExhausted,
 	domain.KindUnavailable: codes.Unavailable,
 	domain.KindTimeout:     codes.DeadlineExceeded,
+	domain.KindAborted:     codes.Aborted,
+	domain.KindExists:      codes.AlreadyExists,
 }
 
 // statusOf translates a request-level error: PostgreSQL unreachable is

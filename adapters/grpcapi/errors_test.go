@@ -22,6 +22,7 @@ import (
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/queries"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // sentinelAnswer is what a sentinel must be answered with: a result code
@@ -44,6 +45,15 @@ func internal(err error, why string) sentinelAnswer  { return sentinelAnswer{err
 // grpcapi. TestEverySentinelIsListed keeps it complete: a sentinel added
 // without its answer fails the test, not a request in production.
 var sentinels = map[string]sentinelAnswer{
+	"workflows.ErrImportBadLog":           request(workflows.ErrImportBadLog, codes.InvalidArgument),
+	"workflows.ErrImportArchived":         request(workflows.ErrImportArchived, codes.FailedPrecondition),
+	"workflows.ErrImportExists":           request(workflows.ErrImportExists, codes.FailedPrecondition),
+	"workflows.ErrImportDone":             request(workflows.ErrImportDone, codes.FailedPrecondition),
+	"workflows.ErrImportInterrupted":      request(workflows.ErrImportInterrupted, codes.Aborted),
+	"workflows.ErrImportStopped":          request(workflows.ErrImportStopped, codes.Unavailable),
+	"workflows.ErrUnknownProjection":      request(workflows.ErrUnknownProjection, codes.InvalidArgument),
+	"workflows.ErrRebuildRunning":         request(workflows.ErrRebuildRunning, codes.AlreadyExists),
+	"workflows.ErrStatementLines":         request(workflows.ErrStatementLines, codes.InvalidArgument),
 	"domain.ErrInvalidField":              outcome(domain.ErrInvalidField, ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD),
 	"domain.ErrInvalidAmount":             outcome(domain.ErrInvalidAmount, ledgerv1.ResultCode_RESULT_CODE_INVALID_AMOUNT),
 	"domain.ErrExists":                    outcome(domain.ErrExists, ledgerv1.ResultCode_RESULT_CODE_EXISTS),
@@ -163,7 +173,7 @@ func declaredSentinels(t *testing.T, dir string) []string {
 // the packages declare.
 func TestEverySentinelIsListed(t *testing.T) {
 	var declared []string
-	for _, dir := range []string{"domain", "commands", "eventstore", "queries"} {
+	for _, dir := range []string{"domain", "commands", "eventstore", "queries", "workflows"} {
 		declared = append(declared, declaredSentinels(t, dir)...)
 	}
 	if len(declared) < 40 {

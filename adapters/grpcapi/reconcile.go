@@ -11,37 +11,46 @@ import (
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/queries"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // ReconciliationServer serves ledger.v1.ReconciliationService: its commands
 // go to the ledger's writer, its queries to the reconciliation projection.
 type ReconciliationServer struct {
 	ledgerv1.UnimplementedReconciliationServiceServer
-	commands *CommandServer
-	q        *queries.Service
+	commands   *CommandServer
+	statements *workflows.Statements
+	q          *queries.Service
 }
 
 // NewReconciliationServer returns a ReconciliationServer.
 func NewReconciliationServer(writers Writers, q *queries.Service, logger *slog.Logger) *ReconciliationServer {
-	return &ReconciliationServer{commands: NewCommandServer(writers, logger), q: q}
+	return &ReconciliationServer{commands: NewCommandServer(writers, logger), statements: workflows.NewStatements(writers), q: q}
 }
 
-// ImportStatement records statement lines, one result per line.
+// ImportStatement records statement lines, one result per line
+// (workflows.Statements.Import).
 func (s *ReconciliationServer) ImportStatement(ctx context.Context, req *ledgerv1.ImportStatementRequest) (*ledgerv1.ImportStatementResponse, error) {
-	if err := checkItems("lines", len(req.GetLines())); err != nil {
-		return nil, err
-	}
-	cmds := make([]domain.Command, len(req.GetLines()))
+	lines := make([]*domain.ImportStatementLine, len(req.GetLines()))
 	for i, l := range req.GetLines() {
-		cmds[i] = &domain.ImportStatementLine{Account: req.GetAccount(), Source: req.GetSource(), ExternalID: l.GetExternalId(),
-			Amount: l.GetAmount(), Direction: lineDirection(l.GetDirection()), ValueDate: l.GetValueDate(),
-			Reference: l.GetReference(), Description: l.GetDescription()}
+		lines[i] = &domain.ImportStatementLine{ExternalID: l.GetExternalId(), Amount: l.GetAmount(),
+			Direction: lineDirection(l.GetDirection()), ValueDate: l.GetValueDate(), Reference: l.GetReference(),
+			Description: l.GetDescription()}
 	}
-	results, err := s.commands.submit(ctx, req.GetLedger(), cmds, commands.SubmitOptions{Atomic: req.GetAtomic()})
+	results, err := s.statements.Import(ctx, req.GetLedger(), req.GetAccount(), req.GetSource(), lines, req.GetAtomic())
+	if err != nil {
+		s.commands.logFailure(req.GetLedger(), err)
+		return nil, statusOf(err)
+	}
+	cmds := make([]domain.Command, len(lines))
+	for i, l := range lines {
+		cmds[i] = l
+	}
+	out, err := itemResults(cmds, results)
 	if err != nil {
 		return nil, err
 	}
-	return &ledgerv1.ImportStatementResponse{Results: results}, nil
+	return &ledgerv1.ImportStatementResponse{Results: out}, nil
 }
 
 func lineDirection(d ledgerv1.LineDirection) domain.Side {

@@ -17,8 +17,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/audit/filelog"
+	"github.com/ledgerd/ledger/audit/servicelog"
 	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/internal/audit"
 )
 
 // The audit verbs stream the whole log: they are bounded by the caller's
@@ -34,12 +36,12 @@ func (c *client) auditLog(in string) (audit.Log, error) {
 		if _, err := os.Stat(in); err != nil {
 			return nil, usageError{fmt.Sprintf("--in: %v", err)}
 		}
-		return &audit.FileLog{Path: in}, nil
+		return &filelog.Log{Path: in}, nil
 	}
 	if err := c.connect(); err != nil {
 		return nil, err
 	}
-	return &audit.ServiceLog{Name: c.ledger, Audit: c.audit, Query: c.query}, nil
+	return &servicelog.Log{Name: c.ledger, Audit: c.audit, Query: c.query}, nil
 }
 
 func (c *client) checkOutput() error {
@@ -381,7 +383,7 @@ type exported struct {
 // them, altered or not: verifying is audit verify's job. Only a resumed
 // export checks that its first event links to the file's last.
 func (c *client) export(ctx context.Context, w *bufio.Writer, from, to uint64, resume *eventstore.Hash) (uint64, exported, error) {
-	l := &audit.ServiceLog{Name: c.ledger, Audit: c.audit, Query: c.query}
+	l := &servicelog.Log{Name: c.ledger, Audit: c.audit, Query: c.query}
 	var (
 		n    uint64
 		last exported

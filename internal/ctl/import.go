@@ -15,8 +15,8 @@ import (
 
 	"github.com/ledgerd/ledger/adapters/grpcapi"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/internal/audit"
 )
 
 // Limits of log import.

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,13 +12,10 @@ import (
 	"unicode/utf8"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/domain"
-	"github.com/ledgerd/ledger/internal/audit"
+	"github.com/ledgerd/ledger/statementfile"
 )
-
-// errFileChanged means a statement file changed between the check and the
-// send: what was checked is not what would be sent.
-var errFileChanged = errors.New("the file changed since it was checked")
 
 // importFlags are reconcile import's flags.
 type importFlags struct {
@@ -33,7 +28,7 @@ type importFlags struct {
 // reconcileImport imports a statement file into an account's external
 // statement. It reads the file twice: the first pass checks all of it and
 // refuses it at its first fault, with the line and the reason, before
-// anything is sent; the second sends chunks of statementChunkLines, each
+// anything is sent; the second sends chunks of statementfile.ChunkLines, each
 // atomic. A chunk ledgerd refuses (a line imported before with other
 // fields) stops the import: the chunks before it stay imported, and a
 // re-run after the fix answers them EXISTS.
@@ -72,7 +67,7 @@ func reconcileImport(ctx context.Context, c *client, args []string) error {
 	if err := c.checkOutput(); err != nil {
 		return err
 	}
-	file, st, err := openStatement(rest[0])
+	file, st, err := statementfile.Open(rest[0])
 	if err != nil {
 		return err
 	}
@@ -88,35 +83,35 @@ func reconcileImport(ctx context.Context, c *client, args []string) error {
 	opts.Scale = scale
 
 	bar := newProgressBar()
-	check, err := checkStatement(file, opts, func(n int64) {
+	check, err := statementfile.Check(file, opts, func(n int64) {
 		bar.show(audit.Progress{Phase: "checking", Done: uint64(n), Total: uint64(st.Size())})
 	})
 	bar.done()
 	if err != nil {
 		return fmt.Errorf("%s: %w (nothing was imported)", rest[0], err)
 	}
-	if err := sameFile(file, st); err != nil {
+	if err := statementfile.Rewind(file, st); err != nil {
 		return fmt.Errorf("%s: %w (nothing was imported)", rest[0], err)
 	}
 	s := &importRun{ctx: ctx, c: c, rc: rc, req: &ledgerv1.ImportStatementRequest{Ledger: c.ledger, Account: f.account,
 		Source: f.source, Atomic: true}, bar: newProgressBar(),
 		chunks: check.Chunks,
 		sum: importSummary{File: rest[0], Account: f.account, Asset: asset, Source: f.source, Lines: check.Lines,
-			Repeats: check.Repeats, Chunks: (check.Lines + statementChunkLines - 1) / statementChunkLines}}
+			Repeats: check.Repeats, Chunks: (check.Lines + statementfile.ChunkLines - 1) / statementfile.ChunkLines}}
 	if c.output == "table" {
 		fmt.Fprintf(c.out, "checked %s: %d lines, %s of up to %d; importing into %s (%s) from %s\n", rest[0],
-			check.Lines, plural(s.sum.Chunks, "chunk"), statementChunkLines, f.account, asset, f.source)
+			check.Lines, plural(s.sum.Chunks, "chunk"), statementfile.ChunkLines, f.account, asset, f.source)
 	}
 	start := time.Now()
-	err = readStatementChunks(file, opts, s.send)
+	err = statementfile.ReadChunks(file, opts, s.send)
 	s.bar.done()
 	s.sum.Seconds = time.Since(start).Seconds()
 	if s.sum.Seconds > 0 {
 		s.sum.LinesPerSecond = float64(s.sum.Created+s.sum.Existing) / s.sum.Seconds
 	}
-	var se *statementError
+	var se *statementfile.Error
 	if errors.As(err, &se) {
-		err = fmt.Errorf("%s: %w: %w", rest[0], errFileChanged, err)
+		err = fmt.Errorf("%s: %w: %w", rest[0], statementfile.ErrChanged, err)
 	}
 	if err != nil {
 		s.sum.Stopped = err.Error()
@@ -127,33 +122,33 @@ func reconcileImport(ctx context.Context, c *client, args []string) error {
 	return err
 }
 
-// options turns the flags into statementOptions.
+// options turns the flags into statementfile.Options.
 //
 // Errors: usageError.
-func (f importFlags) options(path string) (statementOptions, error) {
+func (f importFlags) options(path string) (statementfile.Options, error) {
 	switch {
 	case f.account == "":
-		return statementOptions{}, usageError{"reconcile import needs --account"}
+		return statementfile.Options{}, usageError{"reconcile import needs --account"}
 	case f.source == "":
-		return statementOptions{}, usageError{"reconcile import needs --source"}
+		return statementfile.Options{}, usageError{"reconcile import needs --source"}
 	case !domain.ValidID(f.account):
-		return statementOptions{}, usageError{fmt.Sprintf("--account %q must match [A-Za-z0-9:_.@-]{1,%d}", f.account, domain.IDLenMax)}
+		return statementfile.Options{}, usageError{fmt.Sprintf("--account %q must match [A-Za-z0-9:_.@-]{1,%d}", f.account, domain.IDLenMax)}
 	case len(f.source) > domain.SourceLenMax || !domain.ValidID(f.source):
-		return statementOptions{}, usageError{fmt.Sprintf("--source %q must match [A-Za-z0-9:_.@-]{1,%d}", f.source, domain.SourceLenMax)}
+		return statementfile.Options{}, usageError{fmt.Sprintf("--source %q must match [A-Za-z0-9:_.@-]{1,%d}", f.source, domain.SourceLenMax)}
 	}
 	format := f.format
 	if format == "" {
 		switch strings.ToLower(filepath.Ext(path)) {
 		case ".csv", ".txt":
-			format = statementCSV
+			format = statementfile.CSV
 		case ".jsonl", ".ndjson", ".json":
-			format = statementJSON
+			format = statementfile.JSON
 		default:
-			return statementOptions{}, usageError{fmt.Sprintf("give --format csv or json: %s has no known extension", path)}
+			return statementfile.Options{}, usageError{fmt.Sprintf("give --format csv or json: %s has no known extension", path)}
 		}
 	}
-	if format != statementCSV && format != statementJSON {
-		return statementOptions{}, usageError{"--format is csv or json"}
+	if format != statementfile.CSV && format != statementfile.JSON {
+		return statementfile.Options{}, usageError{"--format is csv or json"}
 	}
 	delim := f.delimiter
 	if delim == "tab" || delim == `\t` {
@@ -161,12 +156,12 @@ func (f importFlags) options(path string) (statementOptions, error) {
 	}
 	r, size := utf8.DecodeRuneInString(delim)
 	if size != len(delim) || r == utf8.RuneError || r == '"' || r == '\n' || r == '\r' {
-		return statementOptions{}, usageError{fmt.Sprintf("--delimiter %q: want one character other than a quote or a newline", f.delimiter)}
+		return statementfile.Options{}, usageError{fmt.Sprintf("--delimiter %q: want one character other than a quote or a newline", f.delimiter)}
 	}
-	opts := statementOptions{Format: format, Columns: f.columns, Delimiter: r, DateLayout: f.dateLayout,
+	opts := statementfile.Options{Format: format, Columns: f.columns, Delimiter: r, DateLayout: f.dateLayout,
 		DecimalComma: f.decimalComma, Thousands: f.thousands, Scale: -1}
-	if err := opts.validateColumns(); err != nil {
-		return statementOptions{}, usageError{err.Error()}
+	if err := opts.ValidateColumns(); err != nil {
+		return statementfile.Options{}, usageError{err.Error()}
 	}
 	return opts, nil
 }
@@ -191,22 +186,6 @@ func (c *client) accountScale(ctx context.Context, account string) (string, int,
 		}
 	}
 	return "", 0, fmt.Errorf("no such account: %s (nothing was imported)", account)
-}
-
-// sameFile checks that the file is as it was when first opened, and
-// rewinds it for the second pass.
-//
-// Errors: errFileChanged; the file's own.
-func sameFile(f *os.File, before os.FileInfo) error {
-	now, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if now.Size() != before.Size() || !now.ModTime().Equal(before.ModTime()) {
-		return errFileChanged
-	}
-	_, err = f.Seek(0, io.SeekStart)
-	return err
 }
 
 // importSummary is what an import did; -o json prints it.
@@ -260,21 +239,32 @@ type importRun struct {
 	chunks [][32]byte
 }
 
+// externalLines converts a chunk of a statement file to the request's lines,
+// reusing dst's.
+func externalLines(dst []*ledgerv1.ExternalLine, lines []*domain.ImportStatementLine) []*ledgerv1.ExternalLine {
+	dst = dst[:0]
+	for _, l := range lines {
+		dir := ledgerv1.LineDirection_LINE_DIRECTION_CREDIT
+		if l.Direction == domain.SideDebit {
+			dir = ledgerv1.LineDirection_LINE_DIRECTION_DEBIT
+		}
+		dst = append(dst, &ledgerv1.ExternalLine{ExternalId: l.ExternalID, Amount: l.Amount, Direction: dir,
+			ValueDate: l.ValueDate, Reference: l.Reference, Description: l.Description})
+	}
+	return dst
+}
+
 // send imports one chunk, atomically, and stops the import when a line of
 // it is refused.
 //
 // Errors: errRefused; the call's.
-func (s *importRun) send(lines []*ledgerv1.ExternalLine, at []int) error {
+func (s *importRun) send(lines []*domain.ImportStatementLine, at []int) error {
 	// The file is read twice: a chunk goes only as it was checked.
-	d := newChunkDigest()
-	for _, l := range lines {
-		d.add(l)
-	}
-	if i := s.sum.ChunksImported; i >= len(s.chunks) || d.sum() != s.chunks[i] {
+	if i := s.sum.ChunksImported; i >= len(s.chunks) || statementfile.DigestChunk(lines) != s.chunks[i] {
 		s.sum.NotImported = s.sum.Lines - s.sent
-		return fmt.Errorf("chunk %d (file lines %d..%d) is not what was checked: %w", i+1, at[0], at[len(at)-1], errFileChanged)
+		return fmt.Errorf("chunk %d (file lines %d..%d) is not what was checked: %w", i+1, at[0], at[len(at)-1], statementfile.ErrChanged)
 	}
-	s.req.Lines = lines
+	s.req.Lines = externalLines(s.req.Lines, lines)
 	ctx, cancel := context.WithTimeout(s.ctx, callTimeout)
 	defer cancel()
 	resp, err := s.rc.ImportStatement(ctx, s.req)
@@ -298,7 +288,7 @@ func (s *importRun) send(lines []*ledgerv1.ExternalLine, at []int) error {
 		case ledgerv1.ResultCode_RESULT_CODE_LINKED_ITEM_FAILED:
 			// Refused only because another line of the chunk was.
 		default:
-			refusals = append(refusals, importRefusal{Line: at[i], ExternalID: lines[i].GetExternalId(),
+			refusals = append(refusals, importRefusal{Line: at[i], ExternalID: lines[i].ExternalID,
 				Code: strings.TrimPrefix(r.GetCode().String(), "RESULT_CODE_"), Detail: r.GetDetail()})
 		}
 		s.sum.Position = max(s.sum.Position, r.GetPosition())

@@ -305,3 +305,12 @@ func journal(ctx context.Context, c *client, args []string) error {
 		return err
 	})
 }
+
+// truncateText shortens what a table quotes.
+func truncateText(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}

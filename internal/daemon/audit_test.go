@@ -23,8 +23,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/audit/servicelog"
 	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/internal/audit"
 	"github.com/ledgerd/ledger/internal/ctl"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
@@ -111,7 +112,7 @@ func TestReadEvents(t *testing.T) {
 				t.Errorf("event %d: payload %q prev %s hash %s, stored %q %s %s", next, e.GetPayload(), e.GetPrevHash(),
 					e.GetHash(), s[0], s[1], s[2])
 			}
-			r, err := audit.RecordOf(e)
+			r, err := servicelog.RecordOf(e)
 			testenv.NoError(t, err)
 			if !r.VerifyHash() {
 				t.Errorf("event %d: its hash does not verify", next)

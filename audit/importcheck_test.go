@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/internal/audit"
 )
 
 // importLog builds a sealed log of events, as a writer would write it.

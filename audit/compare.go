@@ -93,7 +93,7 @@ func (v *verifier) getBalances(ctx context.Context, req *ledgerv1.GetBalancesReq
 	defer cancel()
 	resp, err := v.proj.GetBalances(ctx, req, grpc.MaxCallRecvMsgSize(callRecvMax))
 	if err != nil {
-		return balancesAnswer{}, callError(fmt.Sprintf("balances of %d accounts as of %d", len(req.GetAccounts()), req.GetAsOfPosition()), err)
+		return balancesAnswer{}, CallError(fmt.Sprintf("balances of %d accounts as of %d", len(req.GetAccounts()), req.GetAsOfPosition()), err)
 	}
 	out := balancesAnswer{byAccount: make(map[string]*ledgerv1.Balance, len(resp.GetBalances())), position: resp.GetPosition()}
 	for _, b := range resp.GetBalances() {
@@ -168,7 +168,7 @@ func (v *verifier) getTrialBalance(ctx context.Context, req *ledgerv1.GetTrialBa
 	defer cancel()
 	resp, err := v.proj.GetTrialBalance(ctx, req, grpc.MaxCallRecvMsgSize(callRecvMax))
 	if err != nil {
-		return nil, callError(fmt.Sprintf("trial balance as of %d", req.GetAsOfPosition()), err)
+		return nil, CallError(fmt.Sprintf("trial balance as of %d", req.GetAsOfPosition()), err)
 	}
 	return resp, nil
 }

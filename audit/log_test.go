@@ -8,9 +8,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/audit/filelog"
 	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/internal/audit"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
@@ -59,14 +59,14 @@ func TestExportedFileVerifiesAlone(t *testing.T) {
 	}
 
 	path := writeFile(t, data)
-	rep, err := audit.Verify(ctx(t), &audit.FileLog{Path: path}, nil, audit.Options{})
+	rep, err := audit.Verify(ctx(t), &filelog.Log{Path: path}, nil, audit.Options{})
 	testenv.NoError(t, err)
 	mustClean(t, "export", rep)
 	if rep.Ledger != ledger || rep.Events != head || !rep.Replayed || len(rep.Notes) == 0 {
 		t.Errorf("report %+v, want %d events of %s replayed, noting that projections were not compared", rep, head, ledger)
 	}
 	// The replay of the file is the replay of the log.
-	fromFile, err := audit.Replay(ctx(t), &audit.FileLog{Path: path}, audit.At{Position: head / 2})
+	fromFile, err := audit.Replay(ctx(t), &filelog.Log{Path: path}, audit.At{Position: head / 2})
 	testenv.NoError(t, err)
 	fromLog, err := audit.Replay(ctx(t), h.serviceLog(ledger), audit.At{Position: head / 2})
 	testenv.NoError(t, err)
@@ -105,31 +105,11 @@ func TestExportedFileVerifiesAlone(t *testing.T) {
 				ls[i] = bytes.Clone(l)
 			}
 			path := writeFile(t, append(bytes.Join(c.edit(ls), []byte("\n")), '\n'))
-			rep, err := audit.Verify(ctx(t), &audit.FileLog{Path: path}, nil, audit.Options{})
+			rep, err := audit.Verify(ctx(t), &filelog.Log{Path: path}, nil, audit.Options{})
 			testenv.NoError(t, err)
 			checkDivergence(t, rep, c.want)
 		})
 	}
-}
-
-func TestRecordOfLogEvent(t *testing.T) {
-	t.Parallel()
-	for _, e := range []*ledgerv1.LogEvent{
-		{Position: 3, PrevHash: "00", Hash: "00"},
-		{Position: 3, PrevHash: string(bytes.Repeat([]byte("zz"), 32)), Hash: string(bytes.Repeat([]byte("00"), 32))},
-	} {
-		_, err := audit.RecordOf(e)
-		var m *audit.MalformedError
-		if err == nil || !asMalformed(err, &m) || m.Position != 3 {
-			t.Errorf("RecordOf(%v): %v, want a MalformedError at 3", e, err)
-		}
-	}
-}
-
-func asMalformed(err error, m **audit.MalformedError) bool {
-	me, ok := err.(*audit.MalformedError)
-	*m = me
-	return ok
 }
 
 // A forger who rewrites an event and re-seals the whole chain after it
@@ -166,7 +146,7 @@ func TestVerifyCatchesAResealedForgery(t *testing.T) {
 		}
 		out = append(recs[i].AppendJSON(out), '\n')
 	}
-	rep, err := audit.Verify(ctx(t), &audit.FileLog{Path: writeFile(t, out)}, nil, audit.Options{})
+	rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
 	testenv.NoError(t, err)
 	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindInvariant, Position: uint64(forged + 1)})
 	if !bytes.Contains([]byte(rep.Divergence.Found), []byte("nobody")) {

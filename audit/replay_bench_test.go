@@ -7,7 +7,7 @@ import (
 	"time"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
-	"github.com/ledgerd/ledger/internal/audit"
+	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 

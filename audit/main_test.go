@@ -17,8 +17,10 @@ import (
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/audit/servicelog"
+	"github.com/ledgerd/ledger/audit/storelog"
 	"github.com/ledgerd/ledger/eventstore"
-	"github.com/ledgerd/ledger/internal/audit"
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
@@ -66,12 +68,12 @@ func ctx(t *testing.T) context.Context {
 }
 
 // serviceLog is the ledger's log through ledgerd, as ledgerctl reads it.
-func (h *harness) serviceLog(ledger string) *audit.ServiceLog {
-	return &audit.ServiceLog{Name: ledger, Audit: h.audit, Query: h.query}
+func (h *harness) serviceLog(ledger string) *servicelog.Log {
+	return &servicelog.Log{Name: ledger, Audit: h.audit, Query: h.query}
 }
 
-func (h *harness) storeLog(ledger string) *audit.StoreLog {
-	return &audit.StoreLog{Store: eventstore.New(h.pool), Name: ledger}
+func (h *harness) storeLog(ledger string) *storelog.Log {
+	return &storelog.Log{Store: eventstore.New(h.pool), Name: ledger}
 }
 
 func (h *harness) head(t *testing.T, ledger string) uint64 {

@@ -1,4 +1,13 @@
-package ctl
+// Package statementfile reads a bank's or a provider's statement of an
+// account, as CSV with a header row or as JSON Lines, one line at a time, into
+// the domain's statement lines (domain.ImportStatementLine, without the
+// account and source, which the file does not say). A file is read twice:
+// once to check all of it (Check), so that nothing of a malformed file is
+// imported, and once to send it in chunks (ReadChunks). Neither pass holds the
+// file: the first keeps a small digest per external id, the second one chunk.
+// Its messages name ledgerctl's flags (--map, --date-layout): ledgerctl is
+// who reads statement files.
+package statementfile
 
 import (
 	"bufio"
@@ -17,52 +26,48 @@ import (
 	"time"
 	"unicode/utf8"
 
-	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
-	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 )
 
-// Statement files: a bank's or a provider's statement of an account, as CSV
-// with a header row or as JSON Lines, read one line at a time. A file is
-// read twice: once to check all of it, so that nothing of a malformed file is
-// imported, and once to send it in chunks. Neither pass holds the file: the
-// first keeps a small digest per external id, the second one chunk.
-
 // Limits of a statement file. Each is checked before anything is sent.
 const (
-	// statementFileBytesMax bounds a file; a larger one is refused from its
+	// FileBytesMax bounds a file; a larger one is refused from its
 	// size, before it is read.
-	statementFileBytesMax = 256 << 20
-	// statementLinesMax bounds the statement lines of a file, and with them
+	FileBytesMax = 256 << 20
+	// LinesMax bounds the statement lines of a file, and with them
 	// the first pass's index of external ids (about 50 bytes a line).
-	statementLinesMax = 1_000_000
-	// statementLineBytesMax bounds one physical line of the file, without its
+	LinesMax = 1_000_000
+	// LineBytesMax bounds one physical line of the file, without its
 	// newline (a '\r' before it counts). A line with every field at its limit takes under 2 KiB; bank
 	// exports carry columns of their own besides.
-	statementLineBytesMax = 16 << 10
-	// statementChunkLines is the most lines one ImportStatement call takes:
-	// the server's bound on the items of a request.
-	statementChunkLines = commands.ItemsPerRequestMax
+	LineBytesMax = 16 << 10
+	// ChunkLines is the most lines one ImportStatement call takes:
+	// the server's bound.
+	ChunkLines = 8192
 )
 
-// Why a statement file is refused; a *statementError wraps one of them.
+// Why a statement file is refused; a *Error wraps one of them.
 var (
-	errStatementAmount    = errors.New("bad amount")
-	errStatementDate      = errors.New("bad date")
-	errStatementDirection = errors.New("bad direction")
-	errStatementColumn    = errors.New("missing column")
-	errStatementField     = errors.New("bad field")
-	errStatementFieldLong = errors.New("field over its limit")
-	errStatementDuplicate = errors.New("external id repeated with other fields")
-	errStatementSyntax    = errors.New("malformed line")
-	errStatementLineLong  = errors.New("line too long")
-	errStatementTooMany   = errors.New("too many lines")
-	errStatementTooLarge  = errors.New("file too large")
-	errStatementEmpty     = errors.New("no statement lines")
+	ErrAmount    = errors.New("bad amount")
+	ErrDate      = errors.New("bad date")
+	ErrDirection = errors.New("bad direction")
+	ErrColumn    = errors.New("missing column")
+	ErrField     = errors.New("bad field")
+	ErrFieldLong = errors.New("field over its limit")
+	ErrDuplicate = errors.New("external id repeated with other fields")
+	ErrSyntax    = errors.New("malformed line")
+	ErrLineLong  = errors.New("line too long")
+	ErrTooMany   = errors.New("too many lines")
+	ErrTooLarge  = errors.New("file too large")
+	ErrEmpty     = errors.New("no statement lines")
 )
 
-// statementError is a refused statement file: where and why.
-type statementError struct {
+// ErrChanged means a statement file changed between the check and the
+// sending: nothing more of it is sent.
+var ErrChanged = errors.New("the file changed since it was checked")
+
+// Error is a refused statement file: where and why.
+type Error struct {
 	// Line is the file's line, from 1; 0 is the file as a whole.
 	Line int
 	// Field is the statement field at fault ("amount"), if one is.
@@ -70,7 +75,7 @@ type statementError struct {
 	Err   error
 }
 
-func (e *statementError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Line > 0 {
 		fmt.Fprintf(&b, "line %d: ", e.Line)
@@ -82,34 +87,34 @@ func (e *statementError) Error() string {
 	return b.String()
 }
 
-func (e *statementError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
 // Statement file formats.
 const (
-	statementCSV  = "csv"
-	statementJSON = "json"
+	CSV  = "csv"
+	JSON = "json"
 )
 
 // Statement fields, as the proto names them, and the two columns of banks
 // that split amounts into money in and money out.
 const (
-	fieldExternalID  = "external_id"
-	fieldAmount      = "amount"
-	fieldDirection   = "direction"
-	fieldValueDate   = "value_date"
-	fieldReference   = "reference"
-	fieldDescription = "description"
-	fieldCredit      = "credit"
-	fieldDebit       = "debit"
+	FieldExternalID  = "external_id"
+	FieldAmount      = "amount"
+	FieldDirection   = "direction"
+	FieldValueDate   = "value_date"
+	FieldReference   = "reference"
+	FieldDescription = "description"
+	FieldCredit      = "credit"
+	FieldDebit       = "debit"
 )
 
-// statementFields are the fields --map may name.
-var statementFields = []string{fieldExternalID, fieldAmount, fieldDirection, fieldValueDate, fieldReference,
-	fieldDescription, fieldCredit, fieldDebit}
+// Fields are the fields --map may name.
+var Fields = []string{FieldExternalID, FieldAmount, FieldDirection, FieldValueDate, FieldReference,
+	FieldDescription, FieldCredit, FieldDebit}
 
-// statementOptions say how to read a file.
-type statementOptions struct {
-	// Format is statementCSV or statementJSON.
+// Options say how to read a file.
+type Options struct {
+	// Format is CSV or JSON.
 	Format string
 	// Columns maps a statement field to the CSV header's name for it; a
 	// field not in it is read from the column of its own name.
@@ -130,36 +135,36 @@ type statementOptions struct {
 	Scale int
 }
 
-// validateColumns checks the --map mapping on its own.
+// ValidateColumns checks the --map mapping on its own.
 //
 // Errors: a field that is not a statement field; credit without debit or
 // beside amount or direction.
-func (o statementOptions) validateColumns() error {
+func (o Options) ValidateColumns() error {
 	for f, col := range o.Columns {
-		if !isStatementField(f) {
-			return fmt.Errorf("--map %s: not a field (%s)", f, strings.Join(statementFields, ", "))
+		if !isField(f) {
+			return fmt.Errorf("--map %s: not a field (%s)", f, strings.Join(Fields, ", "))
 		}
 		if col == "" {
 			return fmt.Errorf("--map %s: empty column name", f)
 		}
 	}
-	_, credit := o.Columns[fieldCredit]
-	_, debit := o.Columns[fieldDebit]
-	_, amount := o.Columns[fieldAmount]
-	_, direction := o.Columns[fieldDirection]
+	_, credit := o.Columns[FieldCredit]
+	_, debit := o.Columns[FieldDebit]
+	_, amount := o.Columns[FieldAmount]
+	_, direction := o.Columns[FieldDirection]
 	switch {
 	case credit != debit:
 		return errors.New("--map credit and --map debit go together")
 	case credit && (amount || direction):
 		return errors.New("--map credit and debit replace amount and direction: map one or the other")
-	case o.Format == statementJSON && len(o.Columns) > 0:
+	case o.Format == JSON && len(o.Columns) > 0:
 		return errors.New("--map is for CSV: JSON Lines use the proto's field names")
 	}
 	return nil
 }
 
-func isStatementField(f string) bool {
-	for _, s := range statementFields {
+func isField(f string) bool {
+	for _, s := range Fields {
 		if s == f {
 			return true
 		}
@@ -167,11 +172,11 @@ func isStatementField(f string) bool {
 	return false
 }
 
-// openStatement opens a statement file, refusing one over
-// statementFileBytesMax before reading it.
+// Open opens a statement file, refusing one over
+// FileBytesMax before reading it.
 //
-// Errors: the file's own; errStatementTooLarge in a *statementError.
-func openStatement(path string) (*os.File, os.FileInfo, error) {
+// Errors: the file's own; ErrTooLarge in a *Error.
+func Open(path string) (*os.File, os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -185,17 +190,34 @@ func openStatement(path string) (*os.File, os.FileInfo, error) {
 		_ = f.Close()
 		return nil, nil, fmt.Errorf("%s is not a regular file: an import reads it twice (check, then send)", path)
 	}
-	if st.Size() > statementFileBytesMax {
+	if st.Size() > FileBytesMax {
 		_ = f.Close()
-		return nil, nil, &statementError{Err: fmt.Errorf("%d bytes, at most %d: %w", st.Size(),
-			statementFileBytesMax, errStatementTooLarge)}
+		return nil, nil, &Error{Err: fmt.Errorf("%d bytes, at most %d: %w", st.Size(),
+			FileBytesMax, ErrTooLarge)}
 	}
 	return f, st, nil
 }
 
+// Rewind checks that the file is as it was when first opened (its size and
+// modification time: the chunks' digests catch what these miss), and
+// rewinds it for the second pass.
+//
+// Errors: ErrChanged; the file's own.
+func Rewind(f *os.File, before os.FileInfo) error {
+	now, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if now.Size() != before.Size() || !now.ModTime().Equal(before.ModTime()) {
+		return ErrChanged
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return err
+}
+
 // lineLimiter counts a file's physical lines and bytes as they are read, and
-// fails the read at the first line over statementLineBytesMax or the first
-// byte over statementFileBytesMax: the parsers above it then never buffer
+// fails the read at the first line over LineBytesMax or the first
+// byte over FileBytesMax: the parsers above it then never buffer
 // more than a line. A file that is not a regular file (a pipe) has no size
 // to check up front, hence the byte count.
 type lineLimiter struct {
@@ -204,7 +226,7 @@ type lineLimiter struct {
 	line, lineBytes int
 	total           int64
 	// err is sticky: the first limit passed.
-	err *statementError
+	err *Error
 }
 
 func newLineLimiter(r io.Reader) *lineLimiter { return &lineLimiter{r: r, line: 1} }
@@ -214,9 +236,9 @@ func (l *lineLimiter) Read(p []byte) (int, error) {
 		return 0, l.err
 	}
 	n, err := l.r.Read(p)
-	if room := statementFileBytesMax - l.total; int64(n) > room {
+	if room := FileBytesMax - l.total; int64(n) > room {
 		n = int(room)
-		l.err = &statementError{Line: l.line, Err: fmt.Errorf("more than %d bytes: %w", statementFileBytesMax, errStatementTooLarge)}
+		l.err = &Error{Line: l.line, Err: fmt.Errorf("more than %d bytes: %w", FileBytesMax, ErrTooLarge)}
 	}
 	for i := 0; i < n; {
 		nl := bytes.IndexByte(p[i:n], '\n')
@@ -224,9 +246,9 @@ func (l *lineLimiter) Read(p []byte) (int, error) {
 		if nl >= 0 {
 			end = i + nl
 		}
-		if l.lineBytes+end-i > statementLineBytesMax {
-			l.err = &statementError{Line: l.line, Err: fmt.Errorf("more than %d bytes: %w", statementLineBytesMax, errStatementLineLong)}
-			n = i + statementLineBytesMax - l.lineBytes
+		if l.lineBytes+end-i > LineBytesMax {
+			l.err = &Error{Line: l.line, Err: fmt.Errorf("more than %d bytes: %w", LineBytesMax, ErrLineLong)}
+			n = i + LineBytesMax - l.lineBytes
 			break
 		}
 		if nl < 0 {
@@ -252,21 +274,21 @@ func (l *lineLimiter) failedAt(line int) error {
 	return nil
 }
 
-// statementReader reads a statement file one statement line at a time.
-type statementReader struct {
-	opts  statementOptions
+// Reader reads a statement file one statement line at a time.
+type Reader struct {
+	opts  Options
 	lim   *lineLimiter
-	next  func() (int, *ledgerv1.ExternalLine, error)
+	next  func() (int, *domain.ImportStatementLine, error)
 	lines int
 }
 
 const utf8BOM = "\ufeff"
 
-// newStatementReader reads r as opts say; for CSV it reads the header.
+// NewReader reads r as opts say; for CSV it reads the header.
 //
-// Errors: a *statementError (a header without a needed column, an empty
+// Errors: a *Error (a header without a needed column, an empty
 // file, a limit passed); the reader's own.
-func newStatementReader(r io.Reader, opts statementOptions) (*statementReader, error) {
+func NewReader(r io.Reader, opts Options) (*Reader, error) {
 	if opts.DateLayout == "" {
 		opts.DateLayout = domain.DateLayout
 	}
@@ -276,50 +298,50 @@ func newStatementReader(r io.Reader, opts statementOptions) (*statementReader, e
 	if b, err := br.Peek(len(utf8BOM)); err == nil && string(b) == utf8BOM {
 		_, _ = br.Discard(len(utf8BOM))
 	}
-	s := &statementReader{opts: opts, lim: newLineLimiter(br)}
+	s := &Reader{opts: opts, lim: newLineLimiter(br)}
 	switch opts.Format {
-	case statementCSV:
+	case CSV:
 		c, err := newCSVStatement(s.lim, opts)
 		if err != nil {
 			return nil, err
 		}
 		s.next = c.next
-	case statementJSON:
+	case JSON:
 		j := &jsonStatement{lim: s.lim, opts: opts, sc: bufio.NewScanner(s.lim)}
 		// The limiter bounds a line: the buffer holds the longest and its
 		// "\r\n".
-		j.sc.Buffer(make([]byte, 0, 64<<10), statementLineBytesMax+2)
+		j.sc.Buffer(make([]byte, 0, 64<<10), LineBytesMax+2)
 		s.next = j.next
 	default:
-		return nil, fmt.Errorf("format %q: want %s or %s", opts.Format, statementCSV, statementJSON)
+		return nil, fmt.Errorf("format %q: want %s or %s", opts.Format, CSV, JSON)
 	}
 	return s, nil
 }
 
 // Next returns the next statement line and the file line it starts on.
 //
-// Errors: io.EOF at the end; a *statementError for a malformed line or a
+// Errors: io.EOF at the end; a *Error for a malformed line or a
 // limit passed; the reader's own.
-func (s *statementReader) Next() (int, *ledgerv1.ExternalLine, error) {
+func (s *Reader) Next() (int, *domain.ImportStatementLine, error) {
 	at, l, err := s.next()
 	if err != nil {
 		return at, nil, err
 	}
 	s.lines++
-	if s.lines > statementLinesMax {
-		return at, nil, &statementError{Line: at, Err: fmt.Errorf("more than %d statement lines: %w", statementLinesMax, errStatementTooMany)}
+	if s.lines > LinesMax {
+		return at, nil, &Error{Line: at, Err: fmt.Errorf("more than %d statement lines: %w", LinesMax, ErrTooMany)}
 	}
 	return at, l, nil
 }
 
 // Bytes is how much of the file was read.
-func (s *statementReader) Bytes() int64 { return s.lim.total }
+func (s *Reader) Bytes() int64 { return s.lim.total }
 
 // csvStatement reads CSV with a header row.
 type csvStatement struct {
 	r    *csv.Reader
 	lim  *lineLimiter
-	opts statementOptions
+	opts Options
 	// cols is the column of each field, -1 when the header has none.
 	cols    map[string]int
 	names   map[string]string // field to its column's name, for errors
@@ -328,7 +350,7 @@ type csvStatement struct {
 	twoCols bool // credit and debit columns
 }
 
-func newCSVStatement(lim *lineLimiter, opts statementOptions) (*csvStatement, error) {
+func newCSVStatement(lim *lineLimiter, opts Options) (*csvStatement, error) {
 	r := csv.NewReader(lim)
 	r.Comma = ','
 	if opts.Delimiter != 0 {
@@ -339,7 +361,7 @@ func newCSVStatement(lim *lineLimiter, opts statementOptions) (*csvStatement, er
 	c := &csvStatement{r: r, lim: lim, opts: opts}
 	header, err := r.Read()
 	if errors.Is(err, io.EOF) {
-		return nil, &statementError{Err: fmt.Errorf("no header row: %w", errStatementEmpty)}
+		return nil, &Error{Err: fmt.Errorf("no header row: %w", ErrEmpty)}
 	}
 	if err != nil {
 		return nil, c.readError(err)
@@ -358,13 +380,13 @@ func newCSVStatement(lim *lineLimiter, opts statementOptions) (*csvStatement, er
 		}
 		index[h] = i
 	}
-	_, c.twoCols = opts.Columns[fieldCredit]
-	used := []string{fieldExternalID, fieldAmount, fieldDirection, fieldValueDate, fieldReference, fieldDescription}
+	_, c.twoCols = opts.Columns[FieldCredit]
+	used := []string{FieldExternalID, FieldAmount, FieldDirection, FieldValueDate, FieldReference, FieldDescription}
 	if c.twoCols {
-		used = []string{fieldExternalID, fieldValueDate, fieldReference, fieldDescription, fieldCredit, fieldDebit}
+		used = []string{FieldExternalID, FieldValueDate, FieldReference, FieldDescription, FieldCredit, FieldDebit}
 	}
 	c.cols, c.names = map[string]int{}, map[string]string{}
-	for _, f := range statementFields {
+	for _, f := range Fields {
 		c.cols[f] = -1
 	}
 	for _, f := range used {
@@ -375,23 +397,23 @@ func newCSVStatement(lim *lineLimiter, opts statementOptions) (*csvStatement, er
 		i, ok := index[name]
 		switch {
 		case ok && i == -2:
-			return nil, &statementError{Line: at, Field: f, Err: fmt.Errorf("column %q is in the header twice: %w", name, errStatementColumn)}
+			return nil, &Error{Line: at, Field: f, Err: fmt.Errorf("column %q is in the header twice: %w", name, ErrColumn)}
 		case !ok && mapped:
-			return nil, &statementError{Line: at, Field: f, Err: fmt.Errorf("no column %q in the header: %w", name, errStatementColumn)}
+			return nil, &Error{Line: at, Field: f, Err: fmt.Errorf("no column %q in the header: %w", name, ErrColumn)}
 		case ok:
 			c.cols[f] = i
 		}
 		c.names[f] = name
 	}
-	c.signed = !c.twoCols && c.cols[fieldDirection] < 0
-	required := []string{fieldExternalID, fieldValueDate, fieldAmount}
+	c.signed = !c.twoCols && c.cols[FieldDirection] < 0
+	required := []string{FieldExternalID, FieldValueDate, FieldAmount}
 	if c.twoCols {
-		required = []string{fieldExternalID, fieldValueDate, fieldCredit, fieldDebit}
+		required = []string{FieldExternalID, FieldValueDate, FieldCredit, FieldDebit}
 	}
 	for _, f := range required {
 		if c.cols[f] < 0 {
-			return nil, &statementError{Line: at, Field: f, Err: fmt.Errorf("no column %q in the header (see --map): %w",
-				c.names[f], errStatementColumn)}
+			return nil, &Error{Line: at, Field: f, Err: fmt.Errorf("no column %q in the header (see --map): %w",
+				c.names[f], ErrColumn)}
 		}
 	}
 	return c, nil
@@ -405,7 +427,7 @@ func (c *csvStatement) readError(err error) error {
 		if lerr := c.lim.failedAt(pe.StartLine); lerr != nil {
 			return lerr
 		}
-		return &statementError{Line: pe.StartLine, Err: fmt.Errorf("%w: %w", pe.Err, errStatementSyntax)}
+		return &Error{Line: pe.StartLine, Err: fmt.Errorf("%w: %w", pe.Err, ErrSyntax)}
 	}
 	if c.lim.err != nil {
 		return c.lim.err
@@ -413,7 +435,7 @@ func (c *csvStatement) readError(err error) error {
 	return err
 }
 
-func (c *csvStatement) next() (int, *ledgerv1.ExternalLine, error) {
+func (c *csvStatement) next() (int, *domain.ImportStatementLine, error) {
 	rec, err := c.r.Read()
 	if errors.Is(err, io.EOF) {
 		return 0, nil, io.EOF
@@ -427,10 +449,10 @@ func (c *csvStatement) next() (int, *ledgerv1.ExternalLine, error) {
 	}
 	switch {
 	case len(rec) < c.width:
-		return at, nil, &statementError{Line: at, Err: fmt.Errorf("%d fields, the header has %d: %w", len(rec), c.width, errStatementColumn)}
+		return at, nil, &Error{Line: at, Err: fmt.Errorf("%d fields, the header has %d: %w", len(rec), c.width, ErrColumn)}
 	case len(rec) > c.width:
-		return at, nil, &statementError{Line: at, Err: fmt.Errorf("%d fields, the header has %d (an unquoted delimiter?): %w",
-			len(rec), c.width, errStatementSyntax)}
+		return at, nil, &Error{Line: at, Err: fmt.Errorf("%d fields, the header has %d (an unquoted delimiter?): %w",
+			len(rec), c.width, ErrSyntax)}
 	}
 	cell := func(f string) string {
 		if i := c.cols[f]; i >= 0 {
@@ -438,15 +460,15 @@ func (c *csvStatement) next() (int, *ledgerv1.ExternalLine, error) {
 		}
 		return ""
 	}
-	l := &ledgerv1.ExternalLine{ExternalId: cell(fieldExternalID), ValueDate: cell(fieldValueDate),
-		Reference: cell(fieldReference), Description: cell(fieldDescription)}
+	l := &domain.ImportStatementLine{ExternalID: cell(FieldExternalID), ValueDate: cell(FieldValueDate),
+		Reference: cell(FieldReference), Description: cell(FieldDescription)}
 	switch {
 	case c.twoCols:
-		err = c.opts.twoColumns(l, cell(fieldCredit), cell(fieldDebit))
+		err = c.opts.twoColumns(l, cell(FieldCredit), cell(FieldDebit))
 	case c.signed:
-		err = c.opts.signedAmount(l, cell(fieldAmount))
+		err = c.opts.signedAmount(l, cell(FieldAmount))
 	default:
-		err = c.opts.amountAndDirection(l, cell(fieldAmount), cell(fieldDirection))
+		err = c.opts.amountAndDirection(l, cell(FieldAmount), cell(FieldDirection))
 	}
 	if err == nil {
 		err = c.opts.finish(l)
@@ -459,23 +481,23 @@ func (c *csvStatement) next() (int, *ledgerv1.ExternalLine, error) {
 
 // atLine places a field's error at a line.
 func atLine(line int, err error) error {
-	var se *statementError
+	var se *Error
 	if errors.As(err, &se) {
 		se.Line = line
 		return se
 	}
-	return &statementError{Line: line, Err: err}
+	return &Error{Line: line, Err: err}
 }
 
 func fieldError(field string, format string, args ...any) error {
-	return &statementError{Field: field, Err: fmt.Errorf(format, args...)}
+	return &Error{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
 // jsonStatement reads JSON Lines, one ExternalLine (proto field names) a
 // line; blank lines are skipped.
 type jsonStatement struct {
 	lim  *lineLimiter
-	opts statementOptions
+	opts Options
 	sc   *bufio.Scanner
 	line int
 }
@@ -491,7 +513,7 @@ type jsonLine struct {
 	Description string          `json:"description"`
 }
 
-func (j *jsonStatement) next() (int, *ledgerv1.ExternalLine, error) {
+func (j *jsonStatement) next() (int, *domain.ImportStatementLine, error) {
 	for j.sc.Scan() {
 		j.line++
 		if err := j.lim.failedAt(j.line); err != nil {
@@ -516,40 +538,40 @@ func (j *jsonStatement) next() (int, *ledgerv1.ExternalLine, error) {
 	return 0, nil, io.EOF
 }
 
-func (j *jsonStatement) parse(b []byte) (*ledgerv1.ExternalLine, error) {
+func (j *jsonStatement) parse(b []byte) (*domain.ImportStatementLine, error) {
 	if !utf8.Valid(b) {
 		// encoding/json would replace the bad bytes and import altered text.
-		return nil, fmt.Errorf("not UTF-8: %w", errStatementSyntax)
+		return nil, fmt.Errorf("not UTF-8: %w", ErrSyntax)
 	}
 	var v jsonLine
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%w: %w", err, errStatementSyntax)
+		return nil, fmt.Errorf("%w: %w", err, ErrSyntax)
 	}
 	if dec.InputOffset() != int64(len(b)) {
-		return nil, fmt.Errorf("more after the JSON object: %w", errStatementSyntax)
+		return nil, fmt.Errorf("more after the JSON object: %w", ErrSyntax)
 	}
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{fieldExternalID, v.ExternalID}, {fieldDirection, v.Direction}, {fieldValueDate, v.ValueDate}} {
+	}{{FieldExternalID, v.ExternalID}, {FieldDirection, v.Direction}, {FieldValueDate, v.ValueDate}} {
 		if f.v == nil {
-			return nil, fieldError(f.name, "missing: %w", errStatementColumn)
+			return nil, fieldError(f.name, "missing: %w", ErrColumn)
 		}
 	}
 	var amount string
 	switch {
 	case len(v.Amount) == 0 || string(v.Amount) == "null":
-		return nil, fieldError(fieldAmount, "missing: %w", errStatementColumn)
+		return nil, fieldError(FieldAmount, "missing: %w", ErrColumn)
 	case v.Amount[0] == '"':
 		if err := json.Unmarshal(v.Amount, &amount); err != nil {
-			return nil, fieldError(fieldAmount, "%w: %w", err, errStatementAmount)
+			return nil, fieldError(FieldAmount, "%w: %w", err, ErrAmount)
 		}
 	default:
 		amount = string(v.Amount) // a JSON number's text
 	}
-	l := &ledgerv1.ExternalLine{ExternalId: strings.TrimSpace(*v.ExternalID), ValueDate: strings.TrimSpace(*v.ValueDate),
+	l := &domain.ImportStatementLine{ExternalID: strings.TrimSpace(*v.ExternalID), ValueDate: strings.TrimSpace(*v.ValueDate),
 		Reference: strings.TrimSpace(v.Reference), Description: strings.TrimSpace(v.Description)}
 	if err := j.opts.amountAndDirection(l, strings.TrimSpace(amount), strings.TrimSpace(*v.Direction)); err != nil {
 		return nil, err
@@ -558,18 +580,18 @@ func (j *jsonStatement) parse(b []byte) (*ledgerv1.ExternalLine, error) {
 }
 
 // amountAndDirection reads a positive amount and a direction column.
-func (o statementOptions) amountAndDirection(l *ledgerv1.ExternalLine, amount, direction string) error {
+func (o Options) amountAndDirection(l *domain.ImportStatementLine, amount, direction string) error {
 	abs, neg, err := o.amount(amount)
 	if err != nil {
-		return fieldError(fieldAmount, "%w", err)
+		return fieldError(FieldAmount, "%w", err)
 	}
 	if neg {
-		return fieldError(fieldAmount, "%q is negative beside a direction column (the direction gives the sign): %w",
-			amount, errStatementAmount)
+		return fieldError(FieldAmount, "%q is negative beside a direction column (the direction gives the sign): %w",
+			amount, ErrAmount)
 	}
 	d, err := parseLineDirection(direction)
 	if err != nil {
-		return fieldError(fieldDirection, "%w", err)
+		return fieldError(FieldDirection, "%w", err)
 	}
 	l.Amount, l.Direction = abs, d
 	return nil
@@ -577,45 +599,45 @@ func (o statementOptions) amountAndDirection(l *ledgerv1.ExternalLine, amount, d
 
 // signedAmount reads one signed amount: negative lowers the statement's
 // balance (DEBIT), positive raises it (CREDIT).
-func (o statementOptions) signedAmount(l *ledgerv1.ExternalLine, amount string) error {
+func (o Options) signedAmount(l *domain.ImportStatementLine, amount string) error {
 	abs, neg, err := o.amount(amount)
 	if err != nil {
-		return fieldError(fieldAmount, "%w", err)
+		return fieldError(FieldAmount, "%w", err)
 	}
-	l.Amount, l.Direction = abs, ledgerv1.LineDirection_LINE_DIRECTION_CREDIT
+	l.Amount, l.Direction = abs, domain.SideCredit
 	if neg {
-		l.Direction = ledgerv1.LineDirection_LINE_DIRECTION_DEBIT
+		l.Direction = domain.SideDebit
 	}
 	return nil
 }
 
 // twoColumns reads a money-in and a money-out column: exactly one holds a
 // positive amount; the other is empty or zero.
-func (o statementOptions) twoColumns(l *ledgerv1.ExternalLine, credit, debit string) error {
-	in, err := o.cashColumn(fieldCredit, credit)
+func (o Options) twoColumns(l *domain.ImportStatementLine, credit, debit string) error {
+	in, err := o.cashColumn(FieldCredit, credit)
 	if err != nil {
 		return err
 	}
-	out, err := o.cashColumn(fieldDebit, debit)
+	out, err := o.cashColumn(FieldDebit, debit)
 	if err != nil {
 		return err
 	}
 	switch {
 	case in != "" && out != "":
-		return fieldError(fieldAmount, "both credit %q and debit %q: %w", credit, debit, errStatementAmount)
+		return fieldError(FieldAmount, "both credit %q and debit %q: %w", credit, debit, ErrAmount)
 	case in != "":
-		l.Amount, l.Direction = in, ledgerv1.LineDirection_LINE_DIRECTION_CREDIT
+		l.Amount, l.Direction = in, domain.SideCredit
 	case out != "":
-		l.Amount, l.Direction = out, ledgerv1.LineDirection_LINE_DIRECTION_DEBIT
+		l.Amount, l.Direction = out, domain.SideDebit
 	default:
-		return fieldError(fieldAmount, "neither credit nor debit holds an amount: %w", errStatementAmount)
+		return fieldError(FieldAmount, "neither credit nor debit holds an amount: %w", ErrAmount)
 	}
 	return nil
 }
 
 // cashColumn is a credit or debit column's positive amount, "" when it is
 // empty or zero.
-func (o statementOptions) cashColumn(field, s string) (string, error) {
+func (o Options) cashColumn(field, s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
@@ -627,21 +649,21 @@ func (o statementOptions) cashColumn(field, s string) (string, error) {
 		return "", fieldError(field, "%w", err)
 	}
 	if neg {
-		return "", fieldError(field, "%q is negative: the column gives the direction: %w", s, errStatementAmount)
+		return "", fieldError(field, "%q is negative: the column gives the direction: %w", s, ErrAmount)
 	}
 	return abs, nil
 }
 
 // errZeroAmount is an amount of zero: no line moves nothing.
-var errZeroAmount = fmt.Errorf("zero: %w", errStatementAmount)
+var errZeroAmount = fmt.Errorf("zero: %w", ErrAmount)
 
 // amount normalizes a statement's amount to a plain positive decimal string
 // and its sign.
 //
-// Errors: errStatementAmount (errZeroAmount for a zero).
-func (o statementOptions) amount(s string) (string, bool, error) {
+// Errors: ErrAmount (errZeroAmount for a zero).
+func (o Options) amount(s string) (string, bool, error) {
 	if s == "" {
-		return "", false, fmt.Errorf("empty: %w", errStatementAmount)
+		return "", false, fmt.Errorf("empty: %w", ErrAmount)
 	}
 	point, sep := byte('.'), byte(',')
 	if o.DecimalComma {
@@ -661,12 +683,12 @@ func (o statementOptions) amount(s string) (string, bool, error) {
 			if o.DecimalComma {
 				hint = " (give --thousands to accept thousands separators)"
 			}
-			return "", false, fmt.Errorf("%q has a thousands separator %q%s: %w", s, sep, hint, errStatementAmount)
+			return "", false, fmt.Errorf("%q has a thousands separator %q%s: %w", s, sep, hint, ErrAmount)
 		}
 		groups := strings.Split(intPart, string(sep))
 		for i, g := range groups {
 			if i == 0 && (len(g) == 0 || len(g) > 3) || i > 0 && len(g) != 3 {
-				return "", false, fmt.Errorf("%q has a misplaced thousands separator %q: %w", s, sep, errStatementAmount)
+				return "", false, fmt.Errorf("%q has a misplaced thousands separator %q: %w", s, sep, ErrAmount)
 			}
 		}
 		intPart = strings.Join(groups, "")
@@ -679,14 +701,14 @@ func (o statementOptions) amount(s string) (string, bool, error) {
 	// refuses: they go here, the length bound still applying to the text as
 	// written.
 	if len(plain) > domain.DecimalLenMax {
-		return "", false, fmt.Errorf("%q is over %d bytes: %w", s, domain.DecimalLenMax, errStatementAmount)
+		return "", false, fmt.Errorf("%q is over %d bytes: %w", s, domain.DecimalLenMax, ErrAmount)
 	}
 	for len(intPart) > 1 && intPart[0] == '0' {
 		intPart, plain = intPart[1:], plain[1:]
 	}
 	d, err := domain.ParseDecimal(plain)
 	if err != nil || d.Sign() < 0 || strings.IndexByte(frac, sep) >= 0 {
-		return "", false, fmt.Errorf("%q is not a decimal amount: %w", s, errStatementAmount)
+		return "", false, fmt.Errorf("%q is not a decimal amount: %w", s, ErrAmount)
 	}
 	if d.Sign() == 0 {
 		return "", false, fmt.Errorf("%q: %w", s, errZeroAmount)
@@ -695,58 +717,58 @@ func (o statementOptions) amount(s string) (string, bool, error) {
 		return d.String(), neg, nil
 	}
 	if len(frac) > o.Scale {
-		return "", false, fmt.Errorf("%q has %d decimals, the account's asset %d: %w", s, len(frac), o.Scale, errStatementAmount)
+		return "", false, fmt.Errorf("%q has %d decimals, the account's asset %d: %w", s, len(frac), o.Scale, ErrAmount)
 	}
 	// At the asset's scale: what ledgerd stores, so "12.5" and "12.50" are
 	// one amount, and one too long for it is refused here, not mid-import.
 	u, err := d.Units(uint8(o.Scale))
 	if err != nil {
-		return "", false, fmt.Errorf("%q has too many digits for the asset's %d decimals (%d in all at most): %w", s, o.Scale, domain.DigitsMax, errStatementAmount)
+		return "", false, fmt.Errorf("%q has too many digits for the asset's %d decimals (%d in all at most): %w", s, o.Scale, domain.DigitsMax, ErrAmount)
 	}
 	return u.Format(uint8(o.Scale)), neg, nil
 }
 
 // parseLineDirection reads a direction as banks and the proto write it.
 //
-// Errors: errStatementDirection.
-func parseLineDirection(s string) (ledgerv1.LineDirection, error) {
+// Errors: ErrDirection.
+func parseLineDirection(s string) (domain.Side, error) {
 	switch strings.ToLower(s) {
 	case "credit", "cr", "c", "line_direction_credit":
-		return ledgerv1.LineDirection_LINE_DIRECTION_CREDIT, nil
+		return domain.SideCredit, nil
 	case "debit", "dr", "d", "line_direction_debit":
-		return ledgerv1.LineDirection_LINE_DIRECTION_DEBIT, nil
+		return domain.SideDebit, nil
 	case "":
-		return 0, fmt.Errorf("empty (want credit or debit): %w", errStatementDirection)
+		return 0, fmt.Errorf("empty (want credit or debit): %w", ErrDirection)
 	}
-	return 0, fmt.Errorf("%q is not credit or debit (nor cr, dr, c, d): %w", truncateText(s), errStatementDirection)
+	return 0, fmt.Errorf("%q is not credit or debit (nor cr, dr, c, d): %w", truncateText(s), ErrDirection)
 }
 
 // finish checks the fields every format shares and normalizes the date.
-func (o statementOptions) finish(l *ledgerv1.ExternalLine) error {
-	if l.ExternalId == "" {
-		return fieldError(fieldExternalID, "empty: %w", errStatementField)
+func (o Options) finish(l *domain.ImportStatementLine) error {
+	if l.ExternalID == "" {
+		return fieldError(FieldExternalID, "empty: %w", ErrField)
 	}
-	if !domain.ValidExternalID(l.ExternalId) {
-		return fieldError(fieldExternalID, "%q must match [A-Za-z0-9:_.@/-]{1,%d}: %w", truncateText(l.ExternalId),
-			domain.ExternalIDLenMax, errStatementField)
+	if !domain.ValidExternalID(l.ExternalID) {
+		return fieldError(FieldExternalID, "%q must match [A-Za-z0-9:_.@/-]{1,%d}: %w", truncateText(l.ExternalID),
+			domain.ExternalIDLenMax, ErrField)
 	}
 	t, err := time.Parse(o.DateLayout, l.ValueDate)
 	if err != nil {
-		return fieldError(fieldValueDate, "%q does not match --date-layout %s: %w", truncateText(l.ValueDate), o.DateLayout, errStatementDate)
+		return fieldError(FieldValueDate, "%q does not match --date-layout %s: %w", truncateText(l.ValueDate), o.DateLayout, ErrDate)
 	}
 	l.ValueDate = t.Format(domain.DateLayout)
 	if _, err := domain.ParseValueDate(l.ValueDate); err != nil {
-		return fieldError(fieldValueDate, "%s: %w", l.ValueDate, errStatementDate)
+		return fieldError(FieldValueDate, "%s: %w", l.ValueDate, ErrDate)
 	}
 	for _, f := range []struct {
 		name, v string
 		max     int
-	}{{fieldReference, l.Reference, domain.ReferenceLenMax}, {fieldDescription, l.Description, domain.DescriptionLenMax}} {
+	}{{FieldReference, l.Reference, domain.ReferenceLenMax}, {FieldDescription, l.Description, domain.DescriptionLenMax}} {
 		if len(f.v) > f.max {
-			return fieldError(f.name, "%d bytes, at most %d: %w", len(f.v), f.max, errStatementFieldLong)
+			return fieldError(f.name, "%d bytes, at most %d: %w", len(f.v), f.max, ErrFieldLong)
 		}
 		if !utf8.ValidString(f.v) || strings.IndexByte(f.v, 0) >= 0 {
-			return fieldError(f.name, "not UTF-8 text (convert the file to UTF-8): %w", errStatementField)
+			return fieldError(f.name, "not UTF-8 text (convert the file to UTF-8): %w", ErrField)
 		}
 	}
 	return nil
@@ -761,14 +783,24 @@ func truncateText(s string) string {
 	return s[:max] + "..."
 }
 
-// statementCheck is the first pass's result.
-type statementCheck struct {
+// Summary is the first pass's result.
+type Summary struct {
 	// Lines counts the statement lines; Repeats those that repeat an
 	// earlier line of the file exactly (ledgerd answers them EXISTS).
 	Lines, Repeats int
 	// Chunks are the digests of the chunks the second pass sends: it sends
 	// a chunk only if it reads what was checked.
 	Chunks [][sha256.Size]byte
+}
+
+// DigestChunk is the digest of a chunk of lines, as Summary.Chunks holds
+// them: the second pass sends a chunk only if its digest is the first's.
+func DigestChunk(lines []*domain.ImportStatementLine) [sha256.Size]byte {
+	d := newChunkDigest()
+	for _, l := range lines {
+		d.add(l)
+	}
+	return d.sum()
 }
 
 // chunkDigest accumulates the lines of a chunk as sent.
@@ -780,9 +812,9 @@ type chunkDigest struct {
 
 func newChunkDigest() *chunkDigest { return &chunkDigest{h: sha256.New()} }
 
-func (c *chunkDigest) add(l *ledgerv1.ExternalLine) {
+func (c *chunkDigest) add(l *domain.ImportStatementLine) {
 	c.buf = c.buf[:0]
-	for _, f := range [...]string{l.ExternalId, l.Amount, l.Direction.String(), l.ValueDate, l.Reference, l.Description} {
+	for _, f := range [...]string{l.ExternalID, l.Amount, l.Direction.String(), l.ValueDate, l.Reference, l.Description} {
 		c.buf = binary.AppendUvarint(c.buf, uint64(len(f)))
 		c.buf = append(c.buf, f...)
 	}
@@ -807,20 +839,20 @@ type lineDigest struct {
 	line   int32
 }
 
-var digestFields = [5]string{fieldAmount, fieldDirection, fieldValueDate, fieldReference, fieldDescription}
+var digestFields = [5]string{FieldAmount, FieldDirection, FieldValueDate, FieldReference, FieldDescription}
 
-// checkStatement reads a whole statement file, as the first pass of an
+// Check reads a whole statement file, as the first pass of an
 // import: every line parsed, every limit, and no external id twice with
 // other fields. progress, if not nil, is told the bytes read so far.
 //
-// Errors: the first malformed line as a *statementError; the reader's own.
-func checkStatement(r io.Reader, opts statementOptions, progress func(bytes int64)) (statementCheck, error) {
-	sr, err := newStatementReader(r, opts)
+// Errors: the first malformed line as a *Error; the reader's own.
+func Check(r io.Reader, opts Options, progress func(bytes int64)) (Summary, error) {
+	sr, err := NewReader(r, opts)
 	if err != nil {
-		return statementCheck{}, err
+		return Summary{}, err
 	}
 	var (
-		res  statementCheck
+		res  Summary
 		seed = maphash.MakeSeed()
 		// Keyed by a 64-bit hash of the external id: two ids colliding
 		// (about 1 in 10^7 files at the line limit) would be refused as a
@@ -834,19 +866,19 @@ func checkStatement(r io.Reader, opts statementOptions, progress func(bytes int6
 			break
 		}
 		if err != nil {
-			return statementCheck{}, err
+			return Summary{}, err
 		}
 		if progress != nil {
 			progress(sr.Bytes())
 		}
-		if chunk.add(l); chunk.lines == statementChunkLines {
+		if chunk.add(l); chunk.lines == ChunkLines {
 			res.Chunks = append(res.Chunks, chunk.sum())
 		}
 		d := lineDigest{line: int32(at)}
 		for i, v := range [5]string{l.Amount, l.Direction.String(), l.ValueDate, l.Reference, l.Description} {
 			d.fields[i] = maphash.String(seed, v)
 		}
-		key := maphash.String(seed, l.ExternalId)
+		key := maphash.String(seed, l.ExternalID)
 		prev, ok := seen[key]
 		if !ok {
 			seen[key] = d
@@ -858,9 +890,9 @@ func checkStatement(r io.Reader, opts statementOptions, progress func(bytes int6
 		}
 		for i := range d.fields {
 			if prev.fields[i] != d.fields[i] {
-				return statementCheck{}, &statementError{Line: at, Field: digestFields[i],
-					Err: fmt.Errorf("external id %q is also on line %d with another %s: %w", l.ExternalId, prev.line,
-						digestFields[i], errStatementDuplicate)}
+				return Summary{}, &Error{Line: at, Field: digestFields[i],
+					Err: fmt.Errorf("external id %q is also on line %d with another %s: %w", l.ExternalID, prev.line,
+						digestFields[i], ErrDuplicate)}
 			}
 		}
 	}
@@ -869,25 +901,25 @@ func checkStatement(r io.Reader, opts statementOptions, progress func(bytes int6
 	}
 	res.Lines = sr.lines
 	if res.Lines == 0 {
-		return statementCheck{}, &statementError{Err: errStatementEmpty}
+		return Summary{}, &Error{Err: ErrEmpty}
 	}
 	return res, nil
 }
 
-// readStatementChunks reads a statement file again, as the second pass of
-// an import, and gives send chunks of up to statementChunkLines lines with
+// ReadChunks reads a statement file again, as the second pass of
+// an import, and gives send chunks of up to ChunkLines lines with
 // the file line each starts on. The slices are reused: one chunk is held at
 // a time.
 //
 // Errors: the first malformed line (the file changed since it was
 // checked); send's.
-func readStatementChunks(r io.Reader, opts statementOptions, send func(lines []*ledgerv1.ExternalLine, at []int) error) error {
-	sr, err := newStatementReader(r, opts)
+func ReadChunks(r io.Reader, opts Options, send func(lines []*domain.ImportStatementLine, at []int) error) error {
+	sr, err := NewReader(r, opts)
 	if err != nil {
 		return err
 	}
-	lines := make([]*ledgerv1.ExternalLine, 0, statementChunkLines)
-	at := make([]int, 0, statementChunkLines)
+	lines := make([]*domain.ImportStatementLine, 0, ChunkLines)
+	at := make([]int, 0, ChunkLines)
 	for {
 		n, l, err := sr.Next()
 		if errors.Is(err, io.EOF) {
@@ -897,7 +929,7 @@ func readStatementChunks(r io.Reader, opts statementOptions, send func(lines []*
 			return err
 		}
 		lines, at = append(lines, l), append(at, n)
-		if len(lines) == statementChunkLines {
+		if len(lines) == ChunkLines {
 			if err := send(lines, at); err != nil {
 				return err
 			}

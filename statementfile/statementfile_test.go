@@ -1,4 +1,4 @@
-package ctl
+package statementfile
 
 import (
 	"bytes"
@@ -12,14 +12,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
 )
 
 // csvOpts reads the default columns of a USD (scale 2) account.
-func csvOpts() statementOptions { return statementOptions{Format: statementCSV, Scale: 2} }
+func csvOpts() Options { return Options{Format: CSV, Scale: 2} }
 
-func jsonOpts() statementOptions { return statementOptions{Format: statementJSON, Scale: 2} }
+func jsonOpts() Options { return Options{Format: JSON, Scale: 2} }
 
 // parsed is a statement line as the tests compare it.
 type parsed struct {
@@ -28,11 +27,11 @@ type parsed struct {
 }
 
 // readAll reads every line of a file that must be well formed.
-func readAll(t *testing.T, text string, opts statementOptions) []parsed {
+func readAll(t *testing.T, text string, opts Options) []parsed {
 	t.Helper()
-	sr, err := newStatementReader(strings.NewReader(text), opts)
+	sr, err := NewReader(strings.NewReader(text), opts)
 	if err != nil {
-		t.Fatalf("newStatementReader: %v", err)
+		t.Fatalf("NewReader: %v", err)
 	}
 	var got []parsed
 	for {
@@ -43,9 +42,8 @@ func readAll(t *testing.T, text string, opts statementOptions) []parsed {
 		if err != nil {
 			t.Fatalf("Next after %d lines: %v", len(got), err)
 		}
-		dir := map[ledgerv1.LineDirection]string{ledgerv1.LineDirection_LINE_DIRECTION_CREDIT: "credit",
-			ledgerv1.LineDirection_LINE_DIRECTION_DEBIT: "debit"}[l.GetDirection()]
-		got = append(got, parsed{at, l.GetExternalId(), l.GetAmount(), dir, l.GetValueDate(), l.GetReference(), l.GetDescription()})
+		dir := map[domain.Side]string{domain.SideCredit: "credit", domain.SideDebit: "debit"}[l.Direction]
+		got = append(got, parsed{at, l.ExternalID, l.Amount, dir, l.ValueDate, l.Reference, l.Description})
 	}
 }
 
@@ -58,60 +56,60 @@ func TestStatementMalformed(t *testing.T) {
 	ok := "a1,10.00,credit,2026-03-02,INV-1,first\n"
 	cases := []struct {
 		name  string
-		opts  func(*statementOptions)
+		opts  func(*Options)
 		text  string
 		line  int
 		field string
 		err   error
 		says  string
 	}{
-		{"bad amount", nil, header + ok + "a2,12.3.4,credit,2026-03-02,,\n", 3, "amount", errStatementAmount, `"12.3.4" is not a decimal`},
-		{"amount with a currency", nil, header + "a2,$12.00,credit,2026-03-02,,\n", 2, "amount", errStatementAmount, "not a decimal"},
-		{"empty amount", nil, header + ok + ok + "a2,,debit,2026-03-02,,\n", 4, "amount", errStatementAmount, "empty"},
-		{"zero amount", nil, header + "a2,0.00,debit,2026-03-02,,\n", 2, "amount", errStatementAmount, "zero"},
-		{"thousands separator", nil, header + `a2,"1,234.56",credit,2026-03-02,,` + "\n", 2, "amount", errStatementAmount, "give --thousands"},
-		{"decimal comma not declared", nil, header + `a2,"12,50",credit,2026-03-02,,` + "\n", 2, "amount", errStatementAmount, "--decimal-comma"},
-		{"misplaced thousands separator", func(o *statementOptions) { o.Thousands = true }, header + `a2,"12,50",credit,2026-03-02,,` + "\n",
-			2, "amount", errStatementAmount, "misplaced"},
-		{"more decimals than the asset", nil, header + "a2,1.234,credit,2026-03-02,,\n", 2, "amount", errStatementAmount, "3 decimals"},
-		{"negative beside a direction", nil, header + "a2,-5.00,debit,2026-03-02,,\n", 2, "amount", errStatementAmount, "negative"},
-		{"bad date", nil, header + ok + "a2,1.00,credit,2026-13-01,,\n", 3, "value_date", errStatementDate, "--date-layout 2006-01-02"},
-		{"date in another layout", nil, header + "a2,1.00,credit,02/03/2026,,\n", 2, "value_date", errStatementDate, `"02/03/2026"`},
-		{"date before 1970", nil, header + "a2,1.00,credit,1969-12-31,,\n", 2, "value_date", errStatementDate, "1969-12-31"},
-		{"bad direction", nil, header + "a2,1.00,sideways,2026-03-02,,\n", 2, "direction", errStatementDirection, `"sideways"`},
-		{"empty direction", nil, header + "a2,1.00,,2026-03-02,,\n", 2, "direction", errStatementDirection, "empty"},
+		{"bad amount", nil, header + ok + "a2,12.3.4,credit,2026-03-02,,\n", 3, "amount", ErrAmount, `"12.3.4" is not a decimal`},
+		{"amount with a currency", nil, header + "a2,$12.00,credit,2026-03-02,,\n", 2, "amount", ErrAmount, "not a decimal"},
+		{"empty amount", nil, header + ok + ok + "a2,,debit,2026-03-02,,\n", 4, "amount", ErrAmount, "empty"},
+		{"zero amount", nil, header + "a2,0.00,debit,2026-03-02,,\n", 2, "amount", ErrAmount, "zero"},
+		{"thousands separator", nil, header + `a2,"1,234.56",credit,2026-03-02,,` + "\n", 2, "amount", ErrAmount, "give --thousands"},
+		{"decimal comma not declared", nil, header + `a2,"12,50",credit,2026-03-02,,` + "\n", 2, "amount", ErrAmount, "--decimal-comma"},
+		{"misplaced thousands separator", func(o *Options) { o.Thousands = true }, header + `a2,"12,50",credit,2026-03-02,,` + "\n",
+			2, "amount", ErrAmount, "misplaced"},
+		{"more decimals than the asset", nil, header + "a2,1.234,credit,2026-03-02,,\n", 2, "amount", ErrAmount, "3 decimals"},
+		{"negative beside a direction", nil, header + "a2,-5.00,debit,2026-03-02,,\n", 2, "amount", ErrAmount, "negative"},
+		{"bad date", nil, header + ok + "a2,1.00,credit,2026-13-01,,\n", 3, "value_date", ErrDate, "--date-layout 2006-01-02"},
+		{"date in another layout", nil, header + "a2,1.00,credit,02/03/2026,,\n", 2, "value_date", ErrDate, `"02/03/2026"`},
+		{"date before 1970", nil, header + "a2,1.00,credit,1969-12-31,,\n", 2, "value_date", ErrDate, "1969-12-31"},
+		{"bad direction", nil, header + "a2,1.00,sideways,2026-03-02,,\n", 2, "direction", ErrDirection, `"sideways"`},
+		{"empty direction", nil, header + "a2,1.00,,2026-03-02,,\n", 2, "direction", ErrDirection, "empty"},
 		{"missing column in the header", nil, "external_id,amount,direction\n" + "a1,1.00,credit\n", 1, "value_date",
-			errStatementColumn, `no column "value_date"`},
-		{"mapped column not in the header", func(o *statementOptions) { o.Columns = map[string]string{"value_date": "Date"} },
-			header + ok, 1, "value_date", errStatementColumn, `no column "Date"`},
-		{"column twice in the header", nil, "external_id,amount,amount,direction,value_date\n", 1, "amount", errStatementColumn, "twice"},
-		{"row short of a column", nil, header + ok + ok + "a3,1.00,credit,2026-03-02,ref\n", 4, "", errStatementColumn, "5 fields, the header has 6"},
-		{"row with an extra column", nil, header + "a3,1.00,credit,2026-03-02,ref,fee, monthly\n", 2, "", errStatementSyntax, "unquoted delimiter"},
-		{"unterminated quote", nil, header + ok + "a3,1.00,credit,2026-03-02,\"ref,x\n", 3, "", errStatementSyntax, "quote"},
-		{"empty external id", nil, header + ",1.00,credit,2026-03-02,,\n", 2, "external_id", errStatementField, "empty"},
-		{"external id with a space", nil, header + "a 3,1.00,credit,2026-03-02,,\n", 2, "external_id", errStatementField, "must match"},
+			ErrColumn, `no column "value_date"`},
+		{"mapped column not in the header", func(o *Options) { o.Columns = map[string]string{"value_date": "Date"} },
+			header + ok, 1, "value_date", ErrColumn, `no column "Date"`},
+		{"column twice in the header", nil, "external_id,amount,amount,direction,value_date\n", 1, "amount", ErrColumn, "twice"},
+		{"row short of a column", nil, header + ok + ok + "a3,1.00,credit,2026-03-02,ref\n", 4, "", ErrColumn, "5 fields, the header has 6"},
+		{"row with an extra column", nil, header + "a3,1.00,credit,2026-03-02,ref,fee, monthly\n", 2, "", ErrSyntax, "unquoted delimiter"},
+		{"unterminated quote", nil, header + ok + "a3,1.00,credit,2026-03-02,\"ref,x\n", 3, "", ErrSyntax, "quote"},
+		{"empty external id", nil, header + ",1.00,credit,2026-03-02,,\n", 2, "external_id", ErrField, "empty"},
+		{"external id with a space", nil, header + "a 3,1.00,credit,2026-03-02,,\n", 2, "external_id", ErrField, "must match"},
 		{"external id over its limit", nil, header + strings.Repeat("x", domain.ExternalIDLenMax+1) + ",1.00,credit,2026-03-02,,\n",
-			2, "external_id", errStatementField, "must match"},
+			2, "external_id", ErrField, "must match"},
 		{"reference over its limit", nil, header + "a3,1.00,credit,2026-03-02," + strings.Repeat("r", domain.ReferenceLenMax+1) + ",\n",
-			2, "reference", errStatementFieldLong, "257 bytes, at most 256"},
+			2, "reference", ErrFieldLong, "257 bytes, at most 256"},
 		{"description over its limit", nil, header + "a3,1.00,credit,2026-03-02,," + strings.Repeat("d", domain.DescriptionLenMax+1) + "\n",
-			2, "description", errStatementFieldLong, "1025 bytes, at most 1024"},
-		{"description not UTF-8", nil, header + "a3,1.00,credit,2026-03-02,,caf\xe9\n", 2, "description", errStatementField, "UTF-8"},
+			2, "description", ErrFieldLong, "1025 bytes, at most 1024"},
+		{"description not UTF-8", nil, header + "a3,1.00,credit,2026-03-02,,caf\xe9\n", 2, "description", ErrField, "UTF-8"},
 		{"id twice with another amount", nil, header + ok + "b1,1.00,debit,2026-03-03,,\n" + "a1,10.01,credit,2026-03-02,INV-1,first\n",
-			4, "amount", errStatementDuplicate, `"a1" is also on line 2 with another amount`},
+			4, "amount", ErrDuplicate, `"a1" is also on line 2 with another amount`},
 		{"id twice with another description", nil, header + ok + strings.Replace(ok, "first", "second", 1),
-			3, "description", errStatementDuplicate, "another description"},
+			3, "description", ErrDuplicate, "another description"},
 		{"id twice with another direction", nil, header + ok + strings.Replace(ok, "credit", "debit", 1),
-			3, "direction", errStatementDuplicate, "another direction"},
+			3, "direction", ErrDuplicate, "another direction"},
 		{"line numbers count a quoted newline", nil, header + "a1,1.00,credit,2026-03-02,,\"two\nlines\"\n" + "a2,x,credit,2026-03-02,,\n",
-			4, "amount", errStatementAmount, `"x"`},
-		{"empty file", nil, "", 0, "", errStatementEmpty, "no header"},
-		{"header only", nil, header, 0, "", errStatementEmpty, "no statement lines"},
-		{"signed: no amount column", nil, "external_id,value_date,Amount\n", 1, "amount", errStatementColumn, `no column "amount"`},
-		{"two columns: both", twoCols, "id,In,Out,date\na1,5.00,1.00,2026-03-02\n", 2, "amount", errStatementAmount, "both"},
-		{"two columns: neither", twoCols, "id,In,Out,date\na1,,0.00,2026-03-02\n", 2, "amount", errStatementAmount, "neither"},
-		{"two columns: negative out", twoCols, "id,In,Out,date\na1,,-4.00,2026-03-02\n", 2, "debit", errStatementAmount, "negative"},
-		{"two columns: bad in", twoCols, "id,In,Out,date\na1,4..0,,2026-03-02\n", 2, "credit", errStatementAmount, "not a decimal"},
+			4, "amount", ErrAmount, `"x"`},
+		{"empty file", nil, "", 0, "", ErrEmpty, "no header"},
+		{"header only", nil, header, 0, "", ErrEmpty, "no statement lines"},
+		{"signed: no amount column", nil, "external_id,value_date,Amount\n", 1, "amount", ErrColumn, `no column "amount"`},
+		{"two columns: both", twoCols, "id,In,Out,date\na1,5.00,1.00,2026-03-02\n", 2, "amount", ErrAmount, "both"},
+		{"two columns: neither", twoCols, "id,In,Out,date\na1,,0.00,2026-03-02\n", 2, "amount", ErrAmount, "neither"},
+		{"two columns: negative out", twoCols, "id,In,Out,date\na1,,-4.00,2026-03-02\n", 2, "debit", ErrAmount, "negative"},
+		{"two columns: bad in", twoCols, "id,In,Out,date\na1,4..0,,2026-03-02\n", 2, "credit", ErrAmount, "not a decimal"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,23 +118,23 @@ func TestStatementMalformed(t *testing.T) {
 			if c.opts != nil {
 				c.opts(&opts)
 			}
-			_, err := checkStatement(strings.NewReader(c.text), opts, nil)
+			_, err := Check(strings.NewReader(c.text), opts, nil)
 			checkRefusal(t, err, c.line, c.field, c.err, c.says)
 		})
 	}
 }
 
-func twoCols(o *statementOptions) {
+func twoCols(o *Options) {
 	o.Columns = map[string]string{"external_id": "id", "credit": "In", "debit": "Out", "value_date": "date"}
 }
 
-// checkRefusal fails unless err is a *statementError at line and field,
+// checkRefusal fails unless err is a *Error at line and field,
 // wrapping want and saying says.
 func checkRefusal(t *testing.T, err error, line int, field string, want error, says string) {
 	t.Helper()
-	var se *statementError
+	var se *Error
 	if !errors.As(err, &se) {
-		t.Fatalf("error %v (%T), want a *statementError", err, err)
+		t.Fatalf("error %v (%T), want a *Error", err, err)
 	}
 	if se.Line != line || se.Field != field || !errors.Is(err, want) || !strings.Contains(err.Error(), says) {
 		t.Errorf("error %q: line %d, field %q; want line %d, field %q, %q, saying %q", err, se.Line, se.Field, line, field, want, says)
@@ -156,12 +154,12 @@ func TestStatementAcceptsEdges(t *testing.T) {
 		"\n" + // blank lines are skipped
 		"a/2:b@c.d_e-f,+007.50, Debit ,2026-03-31,,café\n" +
 		"a/2:b@c.d_e-f,7.50,dr,2026-03-31,,café\n" // the same line again
-	res, err := checkStatement(strings.NewReader(text), csvOpts(), nil)
+	res, err := Check(strings.NewReader(text), csvOpts(), nil)
 	if err != nil {
-		t.Fatalf("checkStatement: %v", err)
+		t.Fatalf("Check: %v", err)
 	}
 	if res.Lines != 3 || res.Repeats != 1 || len(res.Chunks) != 1 {
-		t.Errorf("checkStatement: %+v, want 3 lines, 1 repeat, 1 chunk", res)
+		t.Errorf("Check: %+v, want 3 lines, 1 repeat, 1 chunk", res)
 	}
 	got := readAll(t, text, csvOpts())
 	want := []parsed{
@@ -196,8 +194,8 @@ func TestStatementColumnMapping(t *testing.T) {
 	}
 
 	opts.Thousands = false
-	_, err := checkStatement(strings.NewReader(text), opts, nil)
-	checkRefusal(t, err, 2, "amount", errStatementAmount, `thousands separator '.'`)
+	_, err := Check(strings.NewReader(text), opts, nil)
+	checkRefusal(t, err, 2, "amount", ErrAmount, `thousands separator '.'`)
 }
 
 // TestStatementSignedAmount: one signed amount column and no direction: the
@@ -251,18 +249,18 @@ func TestStatementColumnsValidate(t *testing.T) {
 		format  string
 		says    string
 	}{
-		{"unknown field", map[string]string{"date": "Date"}, statementCSV, "not a field"},
-		{"empty column", map[string]string{"amount": ""}, statementCSV, "empty column"},
-		{"credit alone", map[string]string{"credit": "In"}, statementCSV, "go together"},
-		{"credit beside amount", map[string]string{"credit": "In", "debit": "Out", "amount": "Amount"}, statementCSV, "replace"},
-		{"map for JSON", map[string]string{"amount": "Amount"}, statementJSON, "for CSV"},
+		{"unknown field", map[string]string{"date": "Date"}, CSV, "not a field"},
+		{"empty column", map[string]string{"amount": ""}, CSV, "empty column"},
+		{"credit alone", map[string]string{"credit": "In"}, CSV, "go together"},
+		{"credit beside amount", map[string]string{"credit": "In", "debit": "Out", "amount": "Amount"}, CSV, "replace"},
+		{"map for JSON", map[string]string{"amount": "Amount"}, JSON, "for CSV"},
 	} {
-		err := statementOptions{Format: c.format, Columns: c.columns}.validateColumns()
+		err := Options{Format: c.format, Columns: c.columns}.ValidateColumns()
 		if err == nil || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("%s: error %v, want one saying %q", c.name, err, c.says)
 		}
 	}
-	if err := (statementOptions{Format: statementCSV, Columns: map[string]string{"credit": "In", "debit": "Out"}}).validateColumns(); err != nil {
+	if err := (Options{Format: CSV, Columns: map[string]string{"credit": "In", "debit": "Out"}}).ValidateColumns(); err != nil {
 		t.Errorf("credit and debit: %v", err)
 	}
 }
@@ -290,29 +288,29 @@ func TestStatementJSONLines(t *testing.T) {
 		err               error
 		says              string
 	}{
-		{"syntax", `{"external_id":"j9",`, "", errStatementSyntax, "unexpected EOF"},
-		{"unknown field", `{"external_id":"j9","amount":"1","direction":"credit","value_date":"2026-03-02","memo":"x"}`, "", errStatementSyntax, `"memo"`},
-		{"two values", `{"external_id":"j9","amount":"1","direction":"credit","value_date":"2026-03-02"} {}`, "", errStatementSyntax, "more after the JSON object"},
-		{"no amount", `{"external_id":"j9","direction":"credit","value_date":"2026-03-02"}`, "amount", errStatementColumn, "missing"},
-		{"no direction", `{"external_id":"j9","amount":"1","value_date":"2026-03-02"}`, "direction", errStatementColumn, "missing"},
-		{"no external id", `{"amount":"1","direction":"credit","value_date":"2026-03-02"}`, "external_id", errStatementColumn, "missing"},
-		{"exponent", `{"external_id":"j9","amount":1e3,"direction":"credit","value_date":"2026-03-02"}`, "amount", errStatementAmount, "1e3"},
-		{"signed", `{"external_id":"j9","amount":"-1","direction":"credit","value_date":"2026-03-02"}`, "amount", errStatementAmount, "negative"},
-		{"bad direction", `{"external_id":"j9","amount":"1","direction":"in","value_date":"2026-03-02"}`, "direction", errStatementDirection, `"in"`},
-		{"bad date", `{"external_id":"j9","amount":"1","direction":"credit","value_date":"2026-3-2"}`, "value_date", errStatementDate, "2026-3-2"},
+		{"syntax", `{"external_id":"j9",`, "", ErrSyntax, "unexpected EOF"},
+		{"unknown field", `{"external_id":"j9","amount":"1","direction":"credit","value_date":"2026-03-02","memo":"x"}`, "", ErrSyntax, `"memo"`},
+		{"two values", `{"external_id":"j9","amount":"1","direction":"credit","value_date":"2026-03-02"} {}`, "", ErrSyntax, "more after the JSON object"},
+		{"no amount", `{"external_id":"j9","direction":"credit","value_date":"2026-03-02"}`, "amount", ErrColumn, "missing"},
+		{"no direction", `{"external_id":"j9","amount":"1","value_date":"2026-03-02"}`, "direction", ErrColumn, "missing"},
+		{"no external id", `{"amount":"1","direction":"credit","value_date":"2026-03-02"}`, "external_id", ErrColumn, "missing"},
+		{"exponent", `{"external_id":"j9","amount":1e3,"direction":"credit","value_date":"2026-03-02"}`, "amount", ErrAmount, "1e3"},
+		{"signed", `{"external_id":"j9","amount":"-1","direction":"credit","value_date":"2026-03-02"}`, "amount", ErrAmount, "negative"},
+		{"bad direction", `{"external_id":"j9","amount":"1","direction":"in","value_date":"2026-03-02"}`, "direction", ErrDirection, `"in"`},
+		{"bad date", `{"external_id":"j9","amount":"1","direction":"credit","value_date":"2026-3-2"}`, "value_date", ErrDate, "2026-3-2"},
 		{"repeat with other fields", `{"external_id":"j1","amount":"1.00","direction":"debit","value_date":"2026-03-02"}`, "direction",
-			errStatementDuplicate, "also on line 1"},
+			ErrDuplicate, "also on line 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := checkStatement(strings.NewReader(good+"\n"+c.line+"\n"), jsonOpts(), nil)
+			_, err := Check(strings.NewReader(good+"\n"+c.line+"\n"), jsonOpts(), nil)
 			checkRefusal(t, err, 3, c.field, c.err, c.says)
 		})
 	}
-	_, err := checkStatement(strings.NewReader("\n\n"), jsonOpts(), nil)
-	checkRefusal(t, err, 0, "", errStatementEmpty, "no statement lines")
+	_, err := Check(strings.NewReader("\n\n"), jsonOpts(), nil)
+	checkRefusal(t, err, 0, "", ErrEmpty, "no statement lines")
 }
 
-// TestStatementLineBytesMax: a line of statementLineBytesMax bytes is read,
+// TestStatementLineBytesMax: a line of LineBytesMax bytes is read,
 // one byte more is refused with its line number, in either format.
 func TestStatementLineBytesMax(t *testing.T) {
 	t.Parallel()
@@ -327,7 +325,7 @@ func TestStatementLineBytesMax(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		opts statementOptions
+		opts Options
 		text func(n int) string
 	}{
 		{"csv", csvOpts(), func(n int) string { return csvHeader + "a0,1.00,credit,2026-03-01,,,\n" + csvLine(n) }},
@@ -346,15 +344,15 @@ func TestStatementLineBytesMax(t *testing.T) {
 			if strings.Contains(c.name, "small") {
 				r = func(s string) io.Reader { return &smallReads{r: strings.NewReader(s), n: 1000} }
 			}
-			if _, err := checkStatement(r(c.text(statementLineBytesMax)), c.opts, nil); err != nil {
-				t.Errorf("a line of %d bytes: %v", statementLineBytesMax, err)
+			if _, err := Check(r(c.text(LineBytesMax)), c.opts, nil); err != nil {
+				t.Errorf("a line of %d bytes: %v", LineBytesMax, err)
 			}
 			line := 3
-			if c.opts.Format == statementJSON {
+			if c.opts.Format == JSON {
 				line = 2
 			}
-			_, err := checkStatement(r(c.text(statementLineBytesMax+1)), c.opts, nil)
-			checkRefusal(t, err, line, "", errStatementLineLong, fmt.Sprintf("more than %d bytes", statementLineBytesMax))
+			_, err := Check(r(c.text(LineBytesMax+1)), c.opts, nil)
+			checkRefusal(t, err, line, "", ErrLineLong, fmt.Sprintf("more than %d bytes", LineBytesMax))
 		})
 	}
 }
@@ -368,7 +366,7 @@ type smallReads struct {
 func (s *smallReads) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), s.n)]) }
 
 // generated is a statement file of n lines made as it is read, so a test
-// at statementLinesMax holds no file.
+// at LinesMax holds no file.
 type generated struct {
 	n, next int
 	buf     []byte
@@ -391,22 +389,22 @@ func (g *generated) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestStatementLinesMax: a file of statementLinesMax lines is read, one
+// TestStatementLinesMax: a file of LinesMax lines is read, one
 // line more is refused at that line.
 func TestStatementLinesMax(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("reads a million lines")
 	}
-	res, err := checkStatement(&generated{n: statementLinesMax}, csvOpts(), nil)
-	if err != nil || res.Lines != statementLinesMax {
-		t.Errorf("checkStatement of %d lines: %+v, %v", statementLinesMax, res, err)
+	res, err := Check(&generated{n: LinesMax}, csvOpts(), nil)
+	if err != nil || res.Lines != LinesMax {
+		t.Errorf("Check of %d lines: %+v, %v", LinesMax, res, err)
 	}
-	_, err = checkStatement(&generated{n: statementLinesMax + 1}, csvOpts(), nil)
-	checkRefusal(t, err, statementLinesMax+2, "", errStatementTooMany, fmt.Sprintf("more than %d statement lines", statementLinesMax))
+	_, err = Check(&generated{n: LinesMax + 1}, csvOpts(), nil)
+	checkRefusal(t, err, LinesMax+2, "", ErrTooMany, fmt.Sprintf("more than %d statement lines", LinesMax))
 }
 
-// TestStatementFileBytesMax: a file of statementFileBytesMax bytes is
+// TestStatementFileBytesMax: a file of FileBytesMax bytes is
 // opened, one byte more is refused from its size; a stream (a pipe) is cut
 // at the byte over it.
 func TestStatementFileBytesMax(t *testing.T) {
@@ -417,34 +415,34 @@ func TestStatementFileBytesMax(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Sparse: no disk is written.
-	if err := f.Truncate(statementFileBytesMax); err != nil {
+	if err := f.Truncate(FileBytesMax); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	g, _, err := openStatement(path)
+	g, _, err := Open(path)
 	if err != nil {
-		t.Errorf("openStatement of %d bytes: %v", statementFileBytesMax, err)
+		t.Errorf("Open of %d bytes: %v", FileBytesMax, err)
 	} else {
 		_ = g.Close()
 	}
-	if err := os.Truncate(path, statementFileBytesMax+1); err != nil {
+	if err := os.Truncate(path, FileBytesMax+1); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = openStatement(path)
-	checkRefusal(t, err, 0, "", errStatementTooLarge, fmt.Sprintf("%d bytes, at most %d", statementFileBytesMax+1, statementFileBytesMax))
+	_, _, err = Open(path)
+	checkRefusal(t, err, 0, "", ErrTooLarge, fmt.Sprintf("%d bytes, at most %d", FileBytesMax+1, FileBytesMax))
 
 	line := bytes.Repeat([]byte("x"), 1023)
 	line = append(line, '\n')
-	for _, size := range []int64{statementFileBytesMax, statementFileBytesMax + 1} {
+	for _, size := range []int64{FileBytesMax, FileBytesMax + 1} {
 		lim := newLineLimiter(io.LimitReader(&repeated{line: line}, size))
 		n, err := io.Copy(io.Discard, lim)
 		switch {
-		case size == statementFileBytesMax && (err != nil || n != size):
+		case size == FileBytesMax && (err != nil || n != size):
 			t.Errorf("a stream of %d bytes: %d read, %v", size, n, err)
-		case size > statementFileBytesMax && (!errors.Is(err, errStatementTooLarge) || n != statementFileBytesMax):
-			t.Errorf("a stream of %d bytes: %d read, %v; want %d and %v", size, n, err, statementFileBytesMax, errStatementTooLarge)
+		case size > FileBytesMax && (!errors.Is(err, ErrTooLarge) || n != FileBytesMax):
+			t.Errorf("a stream of %d bytes: %d read, %v; want %d and %v", size, n, err, FileBytesMax, ErrTooLarge)
 		}
 	}
 }
@@ -465,18 +463,18 @@ func (r *repeated) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestStatementChunks: the second pass sends chunks of statementChunkLines
+// TestStatementChunks: the second pass sends chunks of ChunkLines
 // with each line's place in the file.
 func TestStatementChunks(t *testing.T) {
 	t.Parallel()
-	n := 2*statementChunkLines + 1
+	n := 2*ChunkLines + 1
 	var sizes, firsts, lasts []int
-	err := readStatementChunks(&generated{n: n}, csvOpts(), func(lines []*ledgerv1.ExternalLine, at []int) error {
-		if len(lines) != len(at) || cap(lines) != statementChunkLines {
+	err := ReadChunks(&generated{n: n}, csvOpts(), func(lines []*domain.ImportStatementLine, at []int) error {
+		if len(lines) != len(at) || cap(lines) != ChunkLines {
 			t.Fatalf("chunk of %d lines, %d places, capacity %d", len(lines), len(at), cap(lines))
 		}
-		if want := fmt.Sprintf("l%d", at[0]-1); lines[0].GetExternalId() != want {
-			t.Errorf("chunk's first line %s at line %d, want %s", lines[0].GetExternalId(), at[0], want)
+		if want := fmt.Sprintf("l%d", at[0]-1); lines[0].ExternalID != want {
+			t.Errorf("chunk's first line %s at line %d, want %s", lines[0].ExternalID, at[0], want)
 		}
 		sizes, firsts, lasts = append(sizes, len(lines)), append(firsts, at[0]), append(lasts, at[len(at)-1])
 		return nil
@@ -484,26 +482,26 @@ func TestStatementChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := [][]int{{statementChunkLines, statementChunkLines, 1}, {2, statementChunkLines + 2, 2*statementChunkLines + 2},
-		{statementChunkLines + 1, 2*statementChunkLines + 1, 2*statementChunkLines + 2}}
+	want := [][]int{{ChunkLines, ChunkLines, 1}, {2, ChunkLines + 2, 2*ChunkLines + 2},
+		{ChunkLines + 1, 2*ChunkLines + 1, 2*ChunkLines + 2}}
 	if diff := cmp.Diff(want, [][]int{sizes, firsts, lasts}); diff != "" {
 		t.Errorf("chunks: sizes, first and last lines (-want +got):\n%s", diff)
 	}
 }
 
-// FuzzStatementCSV: any input is refused with a *statementError or read
+// FuzzStatementCSV: any input is refused with a *Error or read
 // into lines whose every field ledgerd would accept.
 func FuzzStatementCSV(f *testing.F) {
 	f.Add(header + "a1,10.00,credit,2026-03-02,INV-1,first\n")
 	f.Add(header + "a1,\"1,0\",cr,2026-03-02,\"x\ny\",\n")
 	f.Add("external_id,value_date,amount\na,2026-01-01,-1.5\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		for _, opts := range []statementOptions{csvOpts(), jsonOpts()} {
-			sr, err := newStatementReader(strings.NewReader(text), opts)
+		for _, opts := range []Options{csvOpts(), jsonOpts()} {
+			sr, err := NewReader(strings.NewReader(text), opts)
 			if err != nil {
-				var se *statementError
+				var se *Error
 				if !errors.As(err, &se) {
-					t.Fatalf("newStatementReader: %v (%T)", err, err)
+					t.Fatalf("NewReader: %v (%T)", err, err)
 				}
 				continue
 			}
@@ -513,14 +511,14 @@ func FuzzStatementCSV(f *testing.F) {
 					break
 				}
 				if err != nil {
-					var se *statementError
+					var se *Error
 					if !errors.As(err, &se) {
 						t.Fatalf("Next: %v (%T)", err, err)
 					}
 					break
 				}
-				c := domain.ImportStatementLine{Account: "bank", Source: "acme", ExternalID: l.GetExternalId(), Amount: l.GetAmount(),
-					Direction: domain.SideCredit, ValueDate: l.GetValueDate(), Reference: l.GetReference(), Description: l.GetDescription()}
+				c := domain.ImportStatementLine{Account: "bank", Source: "acme", ExternalID: l.ExternalID, Amount: l.Amount,
+					Direction: domain.SideCredit, ValueDate: l.ValueDate, Reference: l.Reference, Description: l.Description}
 				if err := c.Validate(); err != nil {
 					t.Fatalf("line %+v is read, but ledgerd refuses it: %v", l, err)
 				}

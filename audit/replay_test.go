@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
-	"github.com/ledgerd/ledger/internal/audit"
+	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 

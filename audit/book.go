@@ -34,6 +34,7 @@ type book struct {
 	position   uint64
 	recordedAt time.Time
 	hash       eventstore.Hash
+	moves      []domain.Movement // one event's, reused
 }
 
 // bookAccount is an account with its running totals line by line: the
@@ -140,82 +141,36 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 		a.closed = pos
 		b.assets[a.asset].changed = pos
 		return nil
-	case domain.TransferCommitted:
-		return b.postings(pos, r.Type, e.ID, e.Postings, false, false)
-	case domain.TransferReversed:
-		return b.postings(pos, r.Type, e.ID, e.Postings, false, false)
-	case domain.TransferPending:
-		return b.postings(pos, r.Type, e.ID, e.Postings, true, false)
-	case domain.PendingVoided:
-		return b.postings(pos, r.Type, e.ID, e.Postings, true, true)
-	case domain.PendingExpired:
-		return b.postings(pos, r.Type, e.PendingID, e.Postings, true, true)
-	case domain.PendingPosted:
-		for i, hp := range e.Postings {
-			p := hp.Released()
-			if err := b.posting(pos, r.Type, e.ID, i, p, true, true); err != nil {
-				return err
-			}
-			if hp.Amount.Units.IsZero() {
-				continue // nothing posted: the release is the only movement
-			}
-			p.Amount = hp.Amount
-			if err := b.posting(pos, r.Type, e.ID, i, p, false, false); err != nil {
-				return err
-			}
-		}
-		return b.check(pos, e)
 	}
-	return nil // bounds and metadata move no balance
-}
-
-func (b *book) postings(pos uint64, kind, id string, ps []domain.Posting, pending, release bool) error {
-	for i, p := range ps {
-		if err := b.posting(pos, kind, id, i, p, pending, release); err != nil {
+	// Every statement line is a movement (domain.AppendMovements); bounds
+	// and metadata move no balance.
+	b.moves = domain.AppendMovements(b.moves[:0], e)
+	for i := range b.moves {
+		m := &b.moves[i]
+		b.assets[m.Asset].changed = pos
+		if err := b.line(b.accounts[m.Account], m, pos, r.Type); err != nil {
 			return err
 		}
 	}
-	return b.checkPostings(pos, ps)
+	for i := range b.moves {
+		if err := b.checkAccount(pos, b.moves[i].Account); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// posting adds a posting's two lines, debit then credit.
-func (b *book) posting(pos uint64, kind, id string, i int, p domain.Posting, pending, release bool) error {
-	amount := p.Amount.Units
-	if release {
-		amount = amount.Neg()
-	}
-	b.assets[p.Asset].changed = pos
-	if err := b.line(b.accounts[p.Debit], p.Credit, true, pos, kind, id, i, pending, amount); err != nil {
-		return err
-	}
-	return b.line(b.accounts[p.Credit], p.Debit, false, pos, kind, id, i, pending, amount)
-}
-
-func (b *book) line(a *bookAccount, counter string, debit bool, pos uint64, kind, id string, i int, pending bool,
-	amount domain.Units) error {
-	t := &a.totals
-	switch {
-	case debit && !pending:
-		t.DebitsPosted = t.DebitsPosted.Add(amount)
-	case !debit && !pending:
-		t.CreditsPosted = t.CreditsPosted.Add(amount)
-	case debit:
-		t.DebitsPending = t.DebitsPending.Add(amount)
-	default:
-		t.CreditsPending = t.CreditsPending.Add(amount)
-	}
+func (b *book) line(a *bookAccount, m *domain.Movement, pos uint64, kind string) error {
+	t := m.Total(&a.totals)
+	*t = t.Add(m.Amount)
 	a.moved = pos
 	a.lines++
 	if !b.digests && b.lines == nil {
 		return nil // the totals are all a replay needs: formatting lines is most of its cost
 	}
-	side := "credit"
-	if debit {
-		side = "debit"
-	}
-	l := line{position: pos, postingIndex: uint32(i), kind: kind, transferID: id, counter: counter, side: side,
-		pending: pending, amount: amount.Format(a.scale), runningBalance: t.Balance().Format(a.scale),
-		runningAvailable: t.Available().Format(a.scale)}
+	l := line{position: pos, postingIndex: uint32(m.Posting), kind: kind, transferID: m.Transfer, counter: m.Counterparty,
+		side: m.Side.String(), pending: m.Pending, amount: m.Amount.Format(a.scale),
+		runningBalance: a.totals.Balance().Format(a.scale), runningAvailable: a.totals.Available().Format(a.scale)}
 	a.digest = statementDigest(b.seed, a.digest, &l)
 	if b.lines != nil {
 		return b.lines(a, &l)
@@ -223,32 +178,8 @@ func (b *book) line(a *bookAccount, counter string, debit bool, pos uint64, kind
 	return nil
 }
 
-// checkPostings holds the line totals of the accounts an event moved to the
+// checkAccount holds the line totals of an account an event moved to the
 // domain's totals after it.
-func (b *book) checkPostings(pos uint64, ps []domain.Posting) error {
-	for _, p := range ps {
-		if err := b.checkAccount(pos, p.Debit); err != nil {
-			return err
-		}
-		if err := b.checkAccount(pos, p.Credit); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (b *book) check(pos uint64, e domain.PendingPosted) error {
-	for _, hp := range e.Postings {
-		if err := b.checkAccount(pos, hp.Debit); err != nil {
-			return err
-		}
-		if err := b.checkAccount(pos, hp.Credit); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (b *book) checkAccount(pos uint64, id string) error {
 	a, _ := b.state.Account(id)
 	t := &b.accounts[id].totals

@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/domain"
-	"github.com/ledgerd/ledger/internal/audit"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 

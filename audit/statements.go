@@ -227,7 +227,7 @@ func (p *statementPages) fetch(ctx context.Context) error {
 		ToPosition: at, MinPosition: at, IncludePending: true, Limit: statementPageMax, Cursor: p.cursor},
 		grpc.MaxCallRecvMsgSize(callRecvMax))
 	if err != nil {
-		return callError(fmt.Sprintf("statement of %s up to %d", p.account, at), err)
+		return CallError(fmt.Sprintf("statement of %s up to %d", p.account, at), err)
 	}
 	p.page, p.cursor, p.started = resp.GetLines(), resp.GetNextCursor(), true
 	if len(p.page) == 0 {

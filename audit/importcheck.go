@@ -94,17 +94,14 @@ type ImportChecker struct {
 	head       uint64
 	hash       eventstore.Hash
 	recordedAt time.Time
-	// reversed is, per reversed transfer (by position), how much of each
-	// posting has been reversed: sparse, like the writer's.
-	reversed map[uint64][]domain.Units
-	buf      []byte
-	err      error
+	buf        []byte
+	err        error
 }
 
 // NewImportChecker returns a checker of a log from position 1; prior gives
 // records it has accepted before.
 func NewImportChecker(prior ImportPrior) *ImportChecker {
-	return &ImportChecker{prior: prior, state: domain.NewState(), reversed: make(map[uint64][]domain.Units)}
+	return &ImportChecker{prior: prior, state: domain.NewState()}
 }
 
 // Ledger is the name of the ledger of the events checked: the first one's.
@@ -159,19 +156,12 @@ func (c *ImportChecker) check(r *eventstore.Record) error {
 	if err := c.checkID(pos, e); err != nil {
 		return err
 	}
-	var reversed []domain.Units
 	if rev, ok := e.(domain.TransferReversed); ok {
-		if reversed, err = c.checkReversal(pos, &rev); err != nil {
+		if err := c.checkReversal(pos, &rev); err != nil {
 			return err
 		}
 	}
-	if err := c.evolve(pos, e); err != nil {
-		return err
-	}
-	if reversed != nil {
-		c.reversed[e.(domain.TransferReversed).TransferPosition] = reversed
-	}
-	return nil
+	return c.evolve(pos, e)
 }
 
 // checkChain checks where r stands: after the event before, in its ledger,
@@ -288,61 +278,27 @@ func (c *ImportChecker) priorEvent(pos uint64) (domain.Event, error) {
 }
 
 // checkReversal checks a reversal against its original, which it names by
-// id and position: each posting undoes the original's (credit to debit) by
-// at most what is left of it, and something is reversed. It returns what the
-// original's postings will have had reversed once it applies.
-func (c *ImportChecker) checkReversal(pos uint64, e *domain.TransferReversed) ([]domain.Units, error) {
+// id and position, by the domain's rule (domain.CheckReversal): each posting
+// undoes the original's (credit to debit) by at most what is left of it, and
+// something is reversed. What is left is what the state (State.Reversed)
+// holds.
+func (c *ImportChecker) checkReversal(pos uint64, e *domain.TransferReversed) error {
 	at := e.TransferPosition
 	if at == 0 || at >= pos {
-		return nil, refuse(pos, ErrImportReversal, "transfer_position %d", at)
+		return refuse(pos, ErrImportReversal, "transfer_position %d", at)
 	}
 	prior, err := c.priorEvent(at)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var original []domain.Posting
-	switch p := prior.(type) {
-	case domain.TransferCommitted:
-		if p.ID == e.TransferID {
-			original = p.Postings
-		}
-	case domain.PendingPosted:
-		if p.ID == e.TransferID {
-			original = make([]domain.Posting, len(p.Postings))
-			for i, hp := range p.Postings {
-				original[i] = hp.Posted()
-			}
-		}
+	original, ok := domain.ReversiblePostings(prior)
+	if id, _ := domain.EventID(prior); !ok || id != e.TransferID {
+		return refuse(pos, ErrImportReversal, "position %d is not the posted transfer %s", at, e.TransferID)
 	}
-	if original == nil {
-		return nil, refuse(pos, ErrImportReversal, "position %d is not the posted transfer %s", at, e.TransferID)
+	if _, err := domain.CheckReversal(original, c.state.Reversed(at), e.Postings); err != nil {
+		return refuse(pos, ErrImportReversal, "%v", err)
 	}
-	if len(e.Postings) != len(original) {
-		return nil, refuse(pos, ErrImportReversal, "%d postings, the original has %d", len(e.Postings), len(original))
-	}
-	done := c.reversed[at]
-	next := make([]domain.Units, len(original))
-	some := false
-	for i, o := range original {
-		b := e.Postings[i]
-		if b.Debit != o.Credit || b.Credit != o.Debit || b.Asset != o.Asset || b.Amount.Scale != o.Amount.Scale {
-			return nil, refuse(pos, ErrImportReversal, "posting %d does not undo the original's", i)
-		}
-		left := o.Amount.Units
-		if done != nil {
-			left = left.Sub(done[i])
-			next[i] = done[i]
-		}
-		if b.Amount.Units.Sign() < 0 || b.Amount.Units.Cmp(left) > 0 {
-			return nil, refuse(pos, ErrImportReversal, "posting %d reverses %s, %s is left", i, b.Amount, left.Format(o.Amount.Scale))
-		}
-		next[i] = next[i].Add(b.Amount.Units)
-		some = some || !b.Amount.Units.IsZero()
-	}
-	if !some {
-		return nil, refuse(pos, ErrImportReversal, "nothing reversed")
-	}
-	return next, nil
+	return nil
 }
 
 // evolve applies e, turning the domain's panic on a broken invariant into a

@@ -1,0 +1,92 @@
+// Package filelog reads an exported log (JSON Lines, as ledgerctl log
+// export writes it) from a file: an audit.Log that needs no ledgerd.
+package filelog
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// Limits of Log.
+const (
+	// fileLineMax bounds one line of an export: an event of 64 postings with
+	// its metadata is far below it.
+	fileLineMax = 4 << 20
+	// filePageMax is the records Log hands over at once.
+	filePageMax = 1000
+)
+
+// Log reads an export (JSON Lines, one eventstore.Record.AppendJSON per
+// line) from a file, which may be read again.
+type Log struct {
+	Path string
+	// Name is the ledger's name; empty: the first event's.
+	Name string
+}
+
+func (l *Log) Ledger() string { return l.Name }
+
+// Head is 0: a file's head is its last line.
+func (l *Log) Head(context.Context) (uint64, error) { return 0, nil }
+
+// Read reads the file from the start, skipping positions before from.
+//
+// Errors: the file's; *audit.MalformedError for a line that does not parse.
+func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Record) error) error {
+	if to != 0 && max(from, 1) > to {
+		return fmt.Errorf("read %s from %d to %d: %w", l.Name, from, to, audit.ErrRange)
+	}
+	f, err := os.Open(l.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), fileLineMax)
+	page := make([]eventstore.Record, 0, filePageMax)
+	var last uint64
+	for sc.Scan() {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		r, err := eventstore.ParseRecordJSON(sc.Bytes())
+		if err != nil {
+			if ferr := fn(page); ferr != nil {
+				return ferr
+			}
+			return &audit.MalformedError{Position: last + 1, Err: err}
+		}
+		last = r.Position
+		if l.Name == "" {
+			l.Name = r.Ledger
+		}
+		if r.Position < from {
+			continue
+		}
+		if to != 0 && r.Position > to {
+			break
+		}
+		page = append(page, r)
+		if len(page) == filePageMax {
+			if err := fn(page); err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			page = make([]eventstore.Record, 0, filePageMax)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", l.Path, err)
+	}
+	if len(page) > 0 {
+		return fn(page)
+	}
+	return nil
+}

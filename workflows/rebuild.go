@@ -1,0 +1,75 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/projections"
+)
+
+// Errors of a rebuild.
+var (
+	// ErrUnknownProjection: no projection has the name asked for.
+	ErrUnknownProjection = domain.NewInvalid("projection", "unknown projection", "")
+	// ErrRebuildRunning: the same rebuild runs already in this process.
+	ErrRebuildRunning = domain.NewError(domain.KindExists, "rebuild runs already", "")
+)
+
+// Rebuilds runs projection rebuilds, one at a time per ledger and
+// projection: two would share one shadow.
+type Rebuilds struct {
+	pool   *pgxpool.Pool
+	store  *eventstore.Store
+	logger *slog.Logger
+
+	mu sync.Mutex
+	// running holds the rebuilds in progress, "ledger/projection".
+	running map[string]bool
+}
+
+// NewRebuilds returns Rebuilds of the read models in pool from the log in
+// store.
+func NewRebuilds(pool *pgxpool.Pool, store *eventstore.Store, logger *slog.Logger) *Rebuilds {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Rebuilds{pool: pool, store: store, logger: logger, running: map[string]bool{}}
+}
+
+// Run rebuilds projection of ledger and swaps it in (projections.Rebuild),
+// calling report as it advances; cancelled, the rebuild keeps its shadow and
+// the next Run resumes from it.
+//
+// Errors: ErrUnknownProjection (its text names the projections);
+// ErrRebuildRunning; the context's; the rebuild's (a database error).
+func (r *Rebuilds) Run(ctx context.Context, ledger, projection string, report func(projections.Progress)) error {
+	proj, err := projections.ByName(projection)
+	if err != nil {
+		names := make([]string, 0, 4)
+		for _, p := range projections.All() {
+			names = append(names, p.Name())
+		}
+		return refuse(ErrUnknownProjection, "must be one of %s", strings.Join(names, ", "))
+	}
+	key := ledger + "/" + proj.Name()
+	r.mu.Lock()
+	if r.running[key] {
+		r.mu.Unlock()
+		return refuse(ErrRebuildRunning, "a rebuild of %s runs already", key)
+	}
+	r.running[key] = true
+	r.mu.Unlock()
+	defer func() { r.mu.Lock(); delete(r.running, key); r.mu.Unlock() }()
+
+	if _, err := projections.NewRebuild(r.pool, r.store, ledger, proj, r.logger).Run(ctx, report); err != nil {
+		return fmt.Errorf("rebuild %s of %s: %w", proj.Name(), ledger, err)
+	}
+	return nil
+}
