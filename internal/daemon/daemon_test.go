@@ -51,8 +51,10 @@ func start(t testing.TB) *harness {
 	return h
 }
 
+// ctx bounds one call of a test: generous, since make test runs these under
+// the race detector beside the other packages on two cores.
 func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
