@@ -388,8 +388,9 @@ func TestReadEventsStreamsBounded(t *testing.T) {
 			grpc.WithPerRPCCredentials(apikeys.Bearer(key)), grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
 		testenv.NoError(t, err)
 		// Not ctx(t): a stream whose deadline passed while the others open
-		// would give its slot back and let one over the bound in.
-		c, cancel := context.WithCancel(context.Background())
+		// would give its slot back and let one over the bound in. Bounded
+		// still, well past the whole test's length under -race.
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		stop := func() { cancel(); conn.Close() }
 		stream, err := ledgerv1.NewAuditServiceClient(conn).ReadEvents(c, &ledgerv1.ReadEventsRequest{Ledger: ledger})
 		if err == nil {
