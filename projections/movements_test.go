@@ -39,7 +39,7 @@ func (c *mvClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 // mvQueries returns a query service that waits on r for the movements projection.
 func mvQueries(pool *pgxpool.Pool, r *runningRunner) *queries.Service {
 	return queries.New(pool, func(_, projection string) queries.Waiter {
-		if projection == (projections.Movements{}).Name() {
+		if projection == projections.NewMovements().Name() {
 			return r
 		}
 		return nil
@@ -695,7 +695,7 @@ func TestMovementsOfAHold(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	clock := newMvClock(t0)
 	e := newClockedEnv(t, clock)
-	runner := e.startRunner(t.Context(), projections.Movements{}, e.natsSource())
+	runner := e.startRunner(t.Context(), projections.NewMovements(), e.natsSource())
 	usd := func(id string, normal domain.Side) *domain.OpenAccount {
 		return &domain.OpenAccount{ID: id, Asset: "USD", Normal: normal}
 	}

@@ -154,7 +154,7 @@ func TestRebuildResumesFromShadowCheckpoint(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.runWorkload(3000, 11)
-	proj := projections.Movements{}
+	proj := projections.NewMovements()
 	live := e.startRunner(t.Context(), proj, e.natsSource())
 
 	ctx, cancel := context.WithCancel(t.Context())
