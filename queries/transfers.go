@@ -227,9 +227,11 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit int) 
 		if err != nil {
 			return "", nil, fmt.Errorf("metadata filter: %w", err)
 		}
-		where = append(where, "t.metadata @> "+arg(string(kv))+"::jsonb")
+		// metadata <> '{}' is the predicate of the partial index
+		// transfers_metadata (migration 0009): with it the planner may use it.
+		where = append(where, "t.metadata <> '{}'::jsonb", "t.metadata @> "+arg(string(kv))+"::jsonb")
 	case f.MetadataKey != "":
-		where = append(where, "t.metadata ? "+arg(f.MetadataKey))
+		where = append(where, "t.metadata <> '{}'::jsonb", "t.metadata ? "+arg(f.MetadataKey))
 	}
 	if f.Status != "" {
 		where = append(where, "t.status = "+arg(f.Status))
