@@ -159,6 +159,7 @@ func (c *client) importSend(ctx context.Context, f *os.File, target string, n ui
 		plain = c.out
 	}
 	bar := c.newProgress("events", plain)
+	bar.quietFor = 0 // a line at each tenth, however fast: the output always had them
 	defer bar.finish()
 	bar.update("sent", 0, n)
 	var sent, size uint64

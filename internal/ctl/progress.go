@@ -19,14 +19,18 @@ import (
 // on a terminal, one line on standard error redrawn in place, with a bar,
 // the rate and the time left; elsewhere (a pipe, a file, a CI log, a test)
 // a plain line at each tenth of the work, so a log shows that it moves
-// without filling up.
+// without filling up. Work that ends within progressQuietFor prints no plain
+// line: a verify of a small ledger stays as quiet as it always was.
 const (
 	// progressRedrawEvery bounds the redraws on a terminal.
 	progressRedrawEvery = 100 * time.Millisecond
 	// progressPlainEvery spaces the plain lines of work whose total is
 	// unknown (no tenths to count).
 	progressPlainEvery = 10 * time.Second
-	progressWidth      = 30
+	// progressQuietFor is how long a phase runs before its plain lines
+	// start (newProgress's default).
+	progressQuietFor = 2 * time.Second
+	progressWidth    = 30
 )
 
 // progress reports one piece of long work, phase after phase. It is safe
@@ -38,18 +42,20 @@ type progress struct {
 	tty  bool
 	unit string // what is counted: "events", "lines"; "" for a mix
 	now  func() time.Time
+	// quietFor: plain lines start this long into a phase, and a phase
+	// shorter than it prints none.
+	quietFor time.Duration
 
 	phase string
 	// The rate is measured from the phase's first report (base at since):
 	// work done before it is not counted, and the time before it neither.
-	base      uint64
-	since     time.Time
-	last      time.Time // of the last line or redraw
-	tenth     uint64    // of the last plain line
-	drawn     bool      // a terminal line is open
-	doneFinal bool      // the phase's last plain line is out
-	done      uint64
-	total     uint64
+	base     uint64
+	since    time.Time
+	last     time.Time // of the last line or redraw
+	tenth    uint64    // of the last plain line
+	lineDone uint64    // done at the last plain line (base before one)
+	done     uint64
+	total    uint64
 }
 
 // newProgress reports on standard error when it is a terminal; else as
@@ -59,7 +65,7 @@ func (c *client) newProgress(unit string, plain io.Writer) *progress {
 	if f, ok := c.errOut.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return &progress{w: f, tty: true, unit: unit, now: time.Now}
 	}
-	return &progress{w: plain, unit: unit, now: time.Now}
+	return &progress{w: plain, unit: unit, now: time.Now, quietFor: progressQuietFor}
 }
 
 // update reports that the phase has done of total (0: unknown). The first
@@ -71,7 +77,7 @@ func (p *progress) update(phase string, done, total uint64) {
 	now := p.now()
 	if phase != p.phase {
 		p.endPhase()
-		p.phase, p.base, p.since, p.last, p.tenth, p.doneFinal = phase, done, now, now, tenthOf(done, total), false
+		p.phase, p.base, p.since, p.last, p.tenth, p.lineDone = phase, done, now, now, tenthOf(done, total), done
 		p.done, p.total = done, total
 		return
 	}
@@ -80,6 +86,9 @@ func (p *progress) update(phase string, done, total uint64) {
 		if now.Sub(p.last) >= progressRedrawEvery || (total > 0 && done >= total) {
 			p.redraw(now)
 		}
+		return
+	}
+	if now.Sub(p.since) < p.quietFor {
 		return
 	}
 	switch t := tenthOf(done, total); {
@@ -108,10 +117,9 @@ func (p *progress) endPhase() {
 	if p.tty {
 		p.redraw(now)
 		fmt.Fprintln(p.w)
-		p.drawn = false
 		return
 	}
-	if !p.doneFinal && p.done != p.base {
+	if p.done != p.lineDone && now.Sub(p.since) >= p.quietFor {
 		p.line(now)
 	}
 }
@@ -154,7 +162,7 @@ func (p *progress) status(now time.Time) string {
 // line prints a plain line: "sent 1600 of 16000 events (10%), 812 events/s,
 // eta 18s".
 func (p *progress) line(now time.Time) {
-	p.last = now
+	p.last, p.lineDone = now, p.done
 	unit := ""
 	if p.unit != "" {
 		unit = " " + p.unit
@@ -162,7 +170,6 @@ func (p *progress) line(now time.Time) {
 	s := fmt.Sprintf("%s %d%s", p.phase, p.done, unit)
 	if p.total > 0 {
 		s = fmt.Sprintf("%s %d of %d%s (%d%%)", p.phase, p.done, p.total, unit, min(p.done, p.total)*100/p.total)
-		p.doneFinal = p.done >= p.total
 	}
 	if st := p.status(now); st != "" {
 		s += ", " + st
@@ -172,7 +179,7 @@ func (p *progress) line(now time.Time) {
 
 // redraw draws the terminal's line in place.
 func (p *progress) redraw(now time.Time) {
-	p.last, p.drawn = now, true
+	p.last = now
 	s := fmt.Sprintf("%-14s %d", p.phase, p.done)
 	if p.total > 0 {
 		filled := int(min(p.done, p.total) * progressWidth / p.total)

@@ -93,3 +93,24 @@ func TestProgressTerminal(t *testing.T) {
 		t.Errorf("terminal output %q: want a bar with rate and eta, ending with a newline", got)
 	}
 }
+
+// TestProgressQuietForShortWork: plain lines start quietFor into a phase;
+// a phase shorter than that prints none, not even its last.
+func TestProgressQuietForShortWork(t *testing.T) {
+	p, out, clock := newPlainProgress("")
+	p.quietFor = 2 * time.Second
+	p.update("statements", 0, 8)
+	for i := range uint64(8) {
+		clock.t = clock.t.Add(100 * time.Millisecond)
+		p.update("statements", i+1, 8)
+	}
+	p.update("log", 0, 100)
+	clock.t = clock.t.Add(time.Second)
+	p.update("log", 50, 100) // 1 s in: quiet
+	clock.t = clock.t.Add(2 * time.Second)
+	p.update("log", 60, 100) // 3 s in: its tenth is out
+	p.finish()
+	if got, want := out.String(), "log 60 of 100 (60%), 20/s, eta 2s\n"; got != want {
+		t.Errorf("lines:\n%s\nwant:\n%s", got, want)
+	}
+}
