@@ -145,6 +145,13 @@ func TestRebuildDuringWritesAndQueries(t *testing.T) {
 			if last := reports[len(reports)-1]; !last.Done || last.SwappedAt != at || at == 0 {
 				t.Fatalf("last progress %+v, rebuild returned %d", last, at)
 			}
+			// A report of work done has a rate: the rate counts from the
+			// start, including the first tick's work.
+			for _, p := range reports {
+				if !p.Done && p.Position > 0 && p.EventsPerSecond <= 0 {
+					t.Fatalf("progress %+v: at position %d, no rate", p, p.Position)
+				}
+			}
 			e.checkBuiltNormally(proj, live)
 		})
 	}
