@@ -162,7 +162,9 @@ func (rb *Rebuild) follow(ctx context.Context, runner *Runner, startPos uint64, 
 	}
 }
 
-func (rb *Rebuild) livePosition(ctx context.Context) (uint64, error) { return rb.checkpointOf(ctx, rb.ledger) }
+func (rb *Rebuild) livePosition(ctx context.Context) (uint64, error) {
+	return rb.checkpointOf(ctx, rb.ledger)
+}
 
 // checkpointOf is the projection's checkpoint under key (the ledger or its
 // shadow), 0 when it has none.
