@@ -423,8 +423,8 @@ func (s *movementSource) Values() ([]any, error) {
 		metadata = l.event.metadata
 	}
 	s.row = [19]any{s.ledger, l.account, int64(l.position), int16(l.seq), int32(l.postingIndex), side, l.pending,
-		l.event.kind, l.event.transferID, []string{l.counter}, numericOf(l.amount, l.scale), numericOf(l.dp, l.scale),
-		numericOf(l.cp, l.scale), numericOf(l.dq, l.scale), numericOf(l.cq, l.scale), l.event.effectiveAt,
+		l.event.kind, l.event.transferID, []string{l.counter}, unitsNumeric{l.amount, l.scale}, unitsNumeric{l.dp, l.scale},
+		unitsNumeric{l.cp, l.scale}, unitsNumeric{l.dq, l.scale}, unitsNumeric{l.cq, l.scale}, l.event.effectiveAt,
 		l.event.recordedAt, reference, metadata}
 	return s.row[:], nil
 }
@@ -444,6 +444,7 @@ func numericOf(u domain.Units, scale uint8) pgtype.Numeric {
 // write stores the batch: lines, heads, assets, clock.
 func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) error {
 	if len(f.lines) > 0 {
+		useUnitsCodec(tx.Conn())
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"movements"}, movementColumns, &movementSource{ledger: ledger, lines: f.lines, i: -1})
 		if err != nil {
 			return fmt.Errorf("copy %d movements: %w", len(f.lines), err)
