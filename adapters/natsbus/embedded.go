@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // Errors returned by StartEmbedded.
@@ -32,6 +33,12 @@ type EmbeddedOptions struct {
 	// never share the server's default temp location. Data in it survives
 	// a restart on the same StoreDir.
 	StoreDir string
+	// InProcess runs the server without a TCP listener: only this process
+	// reaches it, through InProcessOption (Host and Port are ignored). The
+	// embedded server has no credentials, so this is ledgerd's default: an
+	// open port would let anyone on the machine read every ledger's events
+	// and publish forged ones.
+	InProcess bool
 	// Host to listen on; "" means 127.0.0.1.
 	Host string
 	// Port to listen on; 0 or -1 means a random free port (ClientURL tells
@@ -70,6 +77,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	sopts := &server.Options{
 		Host:               opts.Host,
 		Port:               opts.Port,
+		DontListen:         opts.InProcess,
 		JetStream:          true,
 		StoreDir:           opts.StoreDir,
 		JetStreamMaxMemory: opts.MaxMemoryBytes,
@@ -113,8 +121,18 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	return &Embedded{srv: srv}, nil
 }
 
-// ClientURL returns the nats:// URL clients connect to.
-func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+// ClientURL returns the nats:// URL clients connect to; "" for a server
+// that listens in-process only.
+func (e *Embedded) ClientURL() string {
+	if e.srv.Addr() == nil {
+		return ""
+	}
+	return e.srv.ClientURL()
+}
+
+// InProcessOption makes a nats.Connect reach this server in-process, without
+// a socket, whether it listens or not.
+func (e *Embedded) InProcessOption() nats.Option { return nats.InProcessServer(e.srv) }
 
 // Shutdown stops the server and waits until it has stopped, so that its
 // store can be reopened or removed. Calling it again does nothing.

@@ -105,3 +105,34 @@ func TestStartEmbeddedBadStore(t *testing.T) {
 	}
 	t.Logf("error: %v", err)
 }
+
+// TestEmbeddedInProcessHasNoListener: the server ledgerd runs by default has
+// no TCP port for anyone to reach; this process still uses JetStream on it.
+func TestEmbeddedInProcessHasNoListener(t *testing.T) {
+	t.Parallel()
+	e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{StoreDir: t.TempDir(), InProcess: true, Logf: t.Logf})
+	testenv.NoError(t, err)
+	t.Cleanup(e.Shutdown)
+	if url := e.ClientURL(); url != "" {
+		t.Fatalf("an in-process server has the client URL %q, want none", url)
+	}
+	nc, err := nats.Connect("", e.InProcessOption())
+	testenv.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	testenv.NoError(t, err)
+	stream := testenv.Name(t)
+	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: stream, Subjects: []string{stream + ".x"}})
+	testenv.NoError(t, err)
+	_, err = js.Publish(t.Context(), stream+".x", []byte("in process"))
+	testenv.NoError(t, err)
+	readOne(t, js, stream, "in process")
+
+	// The same options with a listener do listen: the test above can fail.
+	l, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{StoreDir: t.TempDir(), Logf: t.Logf})
+	testenv.NoError(t, err)
+	t.Cleanup(l.Shutdown)
+	if l.ClientURL() == "" {
+		t.Fatal("a listening server has no client URL")
+	}
+}

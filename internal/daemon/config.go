@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"time"
 
@@ -43,7 +44,12 @@ type Config struct {
 	// cluster under DataDir with the machine's PostgreSQL binaries.
 	PostgresURL string
 	// NATSURL of JetStream; "" runs an embedded nats-server under DataDir.
-	NATSURL  string
+	NATSURL string
+	// NATSListen is the address the embedded nats-server listens on for
+	// other processes; "" (the default) reaches it in-process only. It has
+	// no credentials: anyone who reaches the address reads every ledger's
+	// events and can publish on its streams.
+	NATSListen string
 	GRPCAddr string
 	HTTPAddr string
 	DataDir  string
@@ -119,6 +125,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	// flag. They are taken from the environment after parsing.
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL URL (env LEDGER_POSTGRES_URL); empty: a private cluster under -data-dir")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS URL with JetStream (env LEDGER_NATS_URL); empty: an embedded server under -data-dir")
+	fs.StringVar(&c.NATSListen, "nats-listen", getenv("LEDGER_NATS_LISTEN"),
+		"HOST:PORT the embedded NATS listens on for other processes, without credentials (env LEDGER_NATS_LISTEN); empty: in-process only")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", getenv("LEDGER_GRPC_ADDR"),
 		"gRPC listen address (env LEDGER_GRPC_ADDR); empty: "+grpcAddrDev+" in dev mode (no URLs), else "+grpcAddrService)
 	fs.StringVar(&c.HTTPAddr, "http-addr", getenv("LEDGER_HTTP_ADDR"),
@@ -202,6 +210,14 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	c.GRPCAddr, c.HTTPAddr = cmp.Or(c.GRPCAddr, grpcAddr), cmp.Or(c.HTTPAddr, httpAddr)
 	c.AuthDisabled = !auth
+	if c.NATSListen != "" {
+		if c.NATSURL != "" {
+			return Config{}, errors.New("-nats-listen is for the embedded NATS: it cannot go with -nats-url")
+		}
+		if _, _, err := natsListenAddr(c.NATSListen); err != nil {
+			return Config{}, err
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return Config{}, fmt.Errorf("-tls-cert and -tls-key: %w", errTLSPair)
 	}
@@ -225,4 +241,17 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	c.StreamMaxAge = d
 	return c, nil
+}
+
+// natsListenAddr splits -nats-listen's HOST:PORT.
+func natsListenAddr(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("-nats-listen %q: %w", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("-nats-listen %q: want a port from 1 to 65535", addr)
+	}
+	return host, p, nil
 }

@@ -110,3 +110,25 @@ func TestParseFlagsListenAddresses(t *testing.T) {
 		})
 	}
 }
+
+func TestParseFlagsNATSListen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string // "" and ok: in-process only
+		ok   bool
+	}{
+		{nil, nil, "", true},
+		{[]string{"-nats-listen", "127.0.0.1:4333"}, nil, "127.0.0.1:4333", true},
+		{nil, map[string]string{"LEDGER_NATS_LISTEN": "localhost:4333"}, "localhost:4333", true},
+		{[]string{"-nats-listen", "4333"}, nil, "", false},
+		{[]string{"-nats-listen", "127.0.0.1:0"}, nil, "", false},
+		{[]string{"-nats-listen", "127.0.0.1:4333", "-nats-url", "nats://bus:4222"}, nil, "", false},
+	} {
+		c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if (err == nil) != tc.ok || tc.ok && c.NATSListen != tc.want {
+			t.Errorf("ParseFlags(%q, %v): nats-listen %q, %v; want %q, ok %v", tc.args, tc.env, c.NATSListen, err, tc.want, tc.ok)
+		}
+	}
+}

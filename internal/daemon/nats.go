@@ -27,23 +27,40 @@ const natsReconnectWait = 250 * time.Millisecond
 // Errors: a bad URL; the embedded server's failure to start.
 func (m *Main) openNATS() error {
 	url := m.Config.NATSURL
+	var inProcess []nats.Option
 	if url == "" {
-		e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{
-			StoreDir: filepath.Join(m.Config.DataDir, "nats"),
-			Logf:     func(f string, a ...any) { m.Logger.Debug(fmt.Sprintf(f, a...)) },
-		})
+		opts := natsbus.EmbeddedOptions{
+			StoreDir:  filepath.Join(m.Config.DataDir, "nats"),
+			InProcess: m.Config.NATSListen == "",
+			Logf:      func(f string, a ...any) { m.Logger.Debug(fmt.Sprintf(f, a...)) },
+		}
+		if !opts.InProcess {
+			host, port, err := natsListenAddr(m.Config.NATSListen)
+			if err != nil {
+				return err
+			}
+			opts.Host, opts.Port = host, port
+		}
+		e, err := natsbus.StartEmbedded(opts)
 		if err != nil {
 			return fmt.Errorf("embedded NATS: %w", err)
 		}
 		m.nats, url = e, e.ClientURL()
+		if opts.InProcess {
+			m.Logger.Info("embedded NATS: in-process only (no port; -nats-listen opens one)")
+		} else {
+			m.Logger.Warn("embedded NATS listens without credentials: whoever reaches it reads every ledger's events",
+				"addr", url)
+		}
+		inProcess = append(inProcess, e.InProcessOption())
 	}
-	nc, err := nats.Connect(url, nats.Name("ledgerd"), nats.MaxReconnects(-1), nats.ReconnectWait(natsReconnectWait),
+	nc, err := nats.Connect(url, append(inProcess, nats.Name("ledgerd"), nats.MaxReconnects(-1), nats.ReconnectWait(natsReconnectWait),
 		nats.RetryOnFailedConnect(true),
 		nats.ConnectHandler(func(*nats.Conn) { m.Logger.Info("NATS connected: the relay and projections resume") }),
 		nats.ReconnectHandler(func(*nats.Conn) { m.Logger.Info("NATS reconnected") }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			m.Logger.Warn("NATS disconnected: commands go on, the relay and projections wait", "err", err)
-		}))
+		}))...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", redactURLs(url), err)
 	}
@@ -55,6 +72,15 @@ func (m *Main) openNATS() error {
 		return fmt.Errorf("JetStream: %w", err)
 	}
 	return nil
+}
+
+// EmbeddedNATSURL is the address the embedded NATS listens on; "" when it
+// listens in-process only (the default) or NATS is external.
+func (m *Main) EmbeddedNATSURL() string {
+	if m.nats == nil {
+		return ""
+	}
+	return m.nats.ClientURL()
 }
 
 // redactURLs replaces the user information (user and password, or a token)

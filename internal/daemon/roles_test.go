@@ -280,8 +280,19 @@ func TestDevModeServesAsAppRole(t *testing.T) {
 	testenv.NoError(t, err)
 	defer m.Close()
 	env := map[string]string{"LEDGER_ADDR": m.GRPCAddr(), "LEDGER_LEDGER": "demo", "LEDGER_DATA_DIR": dir}
-	if code, out, errOut := runCtlEnv(t, env, "asset", "define", "USD", "2"); code != 0 {
-		t.Fatalf("ledgerctl asset define: exit %d\n%s%s", code, out, errOut)
+	for _, args := range [][]string{{"asset", "define", "USD", "2"}, {"account", "open", "--asset", "USD", "alice", "bob"},
+		{"transfer", "--id", "t1", "--from", "alice", "--to", "bob", "--amount", "10.00", "--asset", "USD"}} {
+		if code, out, errOut := runCtlEnv(t, env, args...); code != 0 {
+			t.Fatalf("ledgerctl %v: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+	// The projections read the stream of the embedded NATS, which has no
+	// port: in-process only.
+	if url := m.EmbeddedNATSURL(); url != "" {
+		t.Fatalf("the embedded NATS listens at %s; want in-process only", url)
+	}
+	if code, out, errOut := runCtlEnv(t, env, "balance", "--min-position", "4", "bob"); code != 0 || !strings.Contains(out, "10.00") {
+		t.Fatalf("ledgerctl balance bob: exit %d\n%s%s", code, out, errOut)
 	}
 
 	conn := devCluster(t, dir)
