@@ -50,9 +50,9 @@ type Config struct {
 	// no credentials: anyone who reaches the address reads every ledger's
 	// events and can publish on its streams.
 	NATSListen string
-	GRPCAddr string
-	HTTPAddr string
-	DataDir  string
+	GRPCAddr   string
+	HTTPAddr   string
+	DataDir    string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// StreamMaxAge bounds how long JetStream keeps a ledger's events; readers
