@@ -226,12 +226,13 @@ func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
 		}
 		var live, shadow int64
 		var eventAt *time.Time
+		var hash []byte
 		if err := tx.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = $2 FOR UPDATE`,
 			rb.ledger, rb.proj.Name()).Scan(&live); err != nil {
 			return fmt.Errorf("swap %s: lock live checkpoint: %w", rb.proj.Name(), err)
 		}
-		if err := tx.QueryRow(ctx, `SELECT position, event_at FROM projection_checkpoints WHERE ledger = $1 AND projection = $2 FOR UPDATE`,
-			rb.shadow(), rb.proj.Name()).Scan(&shadow, &eventAt); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT position, event_at, hash FROM projection_checkpoints WHERE ledger = $1 AND projection = $2 FOR UPDATE`,
+			rb.shadow(), rb.proj.Name()).Scan(&shadow, &eventAt, &hash); err != nil {
 			return fmt.Errorf("swap %s: lock shadow checkpoint: %w", rb.proj.Name(), err)
 		}
 		if live-shadow > swapGapMax {
@@ -260,8 +261,9 @@ func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
 				return fmt.Errorf("swap %s: %w", t, err)
 			}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET version = $3, position = $4, event_at = $5, updated_at = now()
-			WHERE ledger = $1 AND projection = $2`, rb.ledger, rb.proj.Name(), rb.proj.Version(), shadow, eventAt); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET version = $3, position = $4, event_at = $5, hash = $6,
+			updated_at = now() WHERE ledger = $1 AND projection = $2`,
+			rb.ledger, rb.proj.Name(), rb.proj.Version(), shadow, eventAt, hash); err != nil {
 			return fmt.Errorf("swap %s: %w", rb.proj.Name(), err)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,

@@ -74,6 +74,13 @@ const (
 // one's batch was rolled back and it reloads the checkpoint.
 var ErrCheckpointMoved = errors.New("checkpoint moved under the runner")
 
+// ErrChainBroken means a record does not continue the hash chain: its hash
+// does not match its content, or its prev_hash is not the hash of the event
+// before it (the checkpoint's, for a batch's first). The runner applies
+// nothing past the last good event, says so, and retries (a repaired stream
+// or log lets it go on).
+var ErrChainBroken = errors.New("the hash chain is broken")
+
 // Runner feeds one ledger's records to one projector.
 type Runner struct {
 	pool     *pgxpool.Pool
@@ -85,6 +92,11 @@ type Runner struct {
 
 	// lingerFor, when positive, lets a small batch wait for more (WithLinger).
 	lingerFor time.Duration
+
+	// hash is the hash of the event at the checkpoint, when known (hashKnown):
+	// the next batch's first record must name it as its prev_hash.
+	hash      eventstore.Hash
+	hashKnown bool
 
 	mu       sync.Mutex
 	position uint64
@@ -145,6 +157,11 @@ func (r *Runner) setPosition(pos uint64) {
 func (r *Runner) Run(ctx context.Context) error {
 	supervise.Run(ctx, supervise.Policy{Initial: retryDelayMin, Max: retryDelayMax, Healthy: healthyRun,
 		OnRestart: func(err error, delay time.Duration) {
+			if errors.Is(err, ErrChainBroken) {
+				r.logger.Error("projection stopped: an event does not continue the hash chain; nothing past the checkpoint is applied",
+					"err", err, "position", r.Position(), "retry_in", delay)
+				return
+			}
 			r.logger.Warn("projection interrupted; resuming from its checkpoint", "err", err, "retry_in", delay)
 		}}, r.serve)
 	return nil
@@ -168,6 +185,7 @@ func (r *Runner) serve(ctx context.Context) error {
 		}
 		r.logger.Debug("applied", "from", pos+1, "records", len(recs), "took", time.Since(began))
 		pos = recs[len(recs)-1].Position
+		r.hash, r.hashKnown = recs[len(recs)-1].Hash, true
 		r.setPosition(pos)
 	}
 }
@@ -194,12 +212,46 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, error) {
 		VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`, r.ledger, r.proj.Name(), r.proj.Version()); err != nil {
 		return 0, fmt.Errorf("checkpoint of %s: %w", r.proj.Name(), err)
 	}
-	var pos int64
-	if err := r.pool.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
-		r.ledger, r.proj.Name()).Scan(&pos); err != nil {
+	var (
+		pos  int64
+		hash []byte
+	)
+	if err := r.pool.QueryRow(ctx, `SELECT position, hash FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
+		r.ledger, r.proj.Name()).Scan(&pos, &hash); err != nil {
 		return 0, fmt.Errorf("checkpoint of %s: %w", r.proj.Name(), err)
 	}
+	r.hash, r.hashKnown = eventstore.Hash{}, false
+	switch {
+	case len(hash) == eventstore.HashSize:
+		r.hash, r.hashKnown = eventstore.Hash(hash), true
+	case pos == 0:
+		r.hashKnown = true // the first event's prev_hash is all zeros
+	default:
+		// A checkpoint written before checkpoints kept a hash: the first
+		// batch's link is taken on trust, once; its hash is kept from then.
+		r.logger.Info("checkpoint without a hash: its link to the next batch is not checked, once", "position", pos)
+	}
 	return uint64(pos), nil
+}
+
+// verifyChain checks that recs continue the chain from the checkpoint: each
+// hash matches its record's content, and each prev_hash is the hash before.
+//
+// Errors: ErrChainBroken, naming the position and what is wrong.
+func (r *Runner) verifyChain(recs []eventstore.Record) error {
+	prev, known := r.hash, r.hashKnown
+	for i := range recs {
+		rec := &recs[i]
+		if known && rec.PrevHash != prev {
+			return fmt.Errorf("%s at %d: prev_hash %x does not continue %x: %w", r.proj.Name(), rec.Position,
+				rec.PrevHash[:8], prev[:8], ErrChainBroken)
+		}
+		if !rec.VerifyHash() {
+			return fmt.Errorf("%s at %d: the hash does not match the event: %w", r.proj.Name(), rec.Position, ErrChainBroken)
+		}
+		prev, known = rec.Hash, true
+	}
+	return nil
 }
 
 // apply applies recs, which must start right after from, and moves the
@@ -213,6 +265,9 @@ func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Recor
 			return fmt.Errorf("apply %s: record %d after %d: a gap or a repeat", r.proj.Name(), recs[i].Position, from+uint64(i))
 		}
 	}
+	if err := r.verifyChain(recs); err != nil {
+		return err
+	}
 	last := &recs[len(recs)-1]
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		// A read model is derived data: a crash that loses this commit loses
@@ -221,9 +276,9 @@ func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Recor
 		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
 			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
 		}
-		tag, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $4, event_at = $5, updated_at = now()
+		tag, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $4, event_at = $5, hash = $6, updated_at = now()
 			WHERE ledger = $1 AND projection = $2 AND position = $3`,
-			r.ledger, r.proj.Name(), int64(from), int64(last.Position), last.RecordedAt)
+			r.ledger, r.proj.Name(), int64(from), int64(last.Position), last.RecordedAt, last.Hash[:])
 		if err != nil {
 			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
 		}

@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -423,6 +424,8 @@ const (
 	repeatFirst               // Next(at) starts at at-1, already applied
 	gapInside                 // the batch holding at, not first, lacks it
 	repeatInside              // the batch holding at, not first, has at-1 twice
+	tampered                  // the record at at has another payload, its hashes kept
+	relinked                  // the record at at is sealed on another prev_hash: self-consistent, off the chain
 )
 
 // faultySource corrupts every batch that holds position at while active.
@@ -447,7 +450,10 @@ func (f *faultySource) Next(ctx context.Context, from uint64, max int) ([]events
 		return f.src.Next(ctx, from-1, max)
 	}
 	recs, err := f.src.Next(ctx, from, max)
-	if err != nil || f.at <= from || f.at >= from+uint64(len(recs)) {
+	// Gaps and repeats inside a batch are after its first record; a
+	// changed record may be the first.
+	first := f.fault == tampered || f.fault == relinked
+	if err != nil || f.at < from || f.at == from && !first || f.at >= from+uint64(len(recs)) {
 		return recs, err
 	}
 	i := int(f.at - from)
@@ -458,6 +464,18 @@ func (f *faultySource) Next(ctx context.Context, from uint64, max int) ([]events
 	case repeatInside:
 		f.served.Add(1)
 		return append(recs[:i:i], recs[i-1:len(recs)-1]...), nil
+	case tampered, relinked:
+		f.served.Add(1)
+		out := slices.Clone(recs)
+		rec := out[i]
+		if f.fault == tampered {
+			// One more minor unit somewhere in the event's JSON.
+			rec.Payload = bytes.Replace(slices.Clone(rec.Payload), []byte(`"amount":"`), []byte(`"amount":"1`), 1)
+		} else {
+			rec.Seal(eventstore.Hash{1})
+		}
+		out[i] = rec
+		return out, nil
 	}
 	return recs, nil
 }
@@ -475,6 +493,10 @@ func TestRunnerRefusesGapOrRepeat(t *testing.T) {
 		{"repeat first in batch", repeatFirst, 36, 35},
 		{"gap inside batch", gapInside, 33, 30},
 		{"repeat inside batch", repeatInside, 33, 30},
+		{"tampered first in batch", tampered, 36, 35},
+		{"tampered inside batch", tampered, 33, 30},
+		{"off the chain first in batch", relinked, 36, 35},
+		{"off the chain inside batch", relinked, 33, 30},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -649,14 +649,24 @@ type logSource struct {
 	served map[uint64]int // batches served from each position
 }
 
+// newLogSource serves recs, sealed into a hash chain as a writer would.
 func newLogSource(recs []eventstore.Record) *logSource {
-	return &logSource{recs: recs, more: make(chan struct{}), served: map[uint64]int{}}
+	s := &logSource{more: make(chan struct{}), served: map[uint64]int{}}
+	s.append(recs...)
+	return s
 }
 
 func (s *logSource) append(recs ...eventstore.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recs = append(s.recs, recs...)
+	for _, rec := range recs {
+		var prev eventstore.Hash
+		if n := len(s.recs); n > 0 {
+			prev = s.recs[n-1].Hash
+		}
+		rec.Seal(prev)
+		s.recs = append(s.recs, rec)
+	}
 	close(s.more)
 	s.more = make(chan struct{})
 }
