@@ -39,6 +39,11 @@ const (
 	// BaselineTransfersDefaultMax caps -baseline-transfers' default: the
 	// naive ledger runs near 2k/s here, so 30,000 take about 15 s.
 	BaselineTransfersDefaultMax = 30_000
+	// CatchUpWaitDefault bounds the wait for the projections to reach the
+	// last acknowledged position; CatchUpWaitMax bounds -catch-up-wait (a
+	// 10M-transfer run may leave minutes of backlog).
+	CatchUpWaitDefault = 120 * time.Second
+	CatchUpWaitMax     = 24 * time.Hour
 	// PIDMax is Linux's highest pid_max.
 	PIDMax = 1 << 22
 )
@@ -82,7 +87,10 @@ type Config struct {
 	// LagEvery is how often the projections' lag is sampled while the
 	// measured phase writes; 0: never.
 	LagEvery time.Duration `json:"lag_every_ns"`
-	JSON     bool          `json:"-"`
+	// CatchUpWait bounds the wait for the projections after setup and after
+	// the measured phase.
+	CatchUpWait time.Duration `json:"catch_up_wait_ns"`
+	JSON        bool          `json:"-"`
 	// JSONOut, when set, is a file the JSON report is written to as well.
 	JSONOut string `json:"-"`
 
@@ -136,6 +144,8 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 		"statement (ListStatement of a random account, first 100 lines) or both (half the readers each)")
 	fs.DurationVar(&c.LagEvery, "lag-every", 100*time.Millisecond,
 		fmt.Sprintf("sample projection lag this often while the measured phase writes, %s..%s; 0: never", LagEveryMin, LagEveryMax))
+	fs.DurationVar(&c.CatchUpWait, "catch-up-wait", CatchUpWaitDefault,
+		fmt.Sprintf("how long the projections may take to reach the last ack before the run fails, 1s..%s", CatchUpWaitMax))
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
 	fs.StringVar(&c.JSONOut, "json-out", "", "also write the JSON report to this file")
 	fs.IntVar(&c.LedgerdPID, "ledgerd-pid", 0, "measure this ledgerd's CPU time from /proc (with its embedded NATS); 0: not measured")
@@ -191,6 +201,8 @@ func (c Config) Validate() error {
 		return bad("-read-kind %q, want %s, %s or %s", c.ReadKind, ReadKindBalances, ReadKindStatement, ReadKindBoth)
 	case c.LagEvery != 0 && (c.LagEvery < LagEveryMin || c.LagEvery > LagEveryMax):
 		return bad("-lag-every %s, want 0 or %s..%s", c.LagEvery, LagEveryMin, LagEveryMax)
+	case c.CatchUpWait < time.Second || c.CatchUpWait > CatchUpWaitMax:
+		return bad("-catch-up-wait %s, want 1s..%s", c.CatchUpWait, CatchUpWaitMax)
 	case c.BaselinePostgresURL != "" && (c.BaselineTransfers < 1 || c.BaselineTransfers > TransfersMax):
 		return bad("-baseline-transfers %d, want 1..%d", c.BaselineTransfers, TransfersMax)
 	}

@@ -95,6 +95,8 @@ func TestParseFlags(t *testing.T) {
 		{"lag every under min", []string{"-lag-every", "999us"}},
 		{"lag every over max", []string{"-lag-every", "61s"}},
 		{"negative lag every", []string{"-lag-every", "-1ms"}},
+		{"catch-up wait under min", []string{"-catch-up-wait", "999ms"}},
+		{"catch-up wait over max", []string{"-catch-up-wait", "24h1s"}},
 		{"negative ledgerd pid", []string{"-ledgerd-pid", "-1"}},
 		{"postgres pid over max", []string{"-postgres-pid", "4194305"}},
 		{"negative nats pid", []string{"-nats-pid", "-1"}},
