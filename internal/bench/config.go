@@ -159,7 +159,7 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	if c.BaselineTransfers == 0 {
+	if c.BaselineTransfers == 0 && c.BaselinePostgresURL != "" {
 		c.BaselineTransfers = min(c.Transfers, BaselineTransfersDefaultMax)
 	}
 	if fs.NArg() > 0 {

@@ -60,9 +60,10 @@ func TestParseFlags(t *testing.T) {
 			args []string
 			want int
 		}{
-			{[]string{"-transfers", "500"}, 500},
-			{[]string{"-transfers", "300000"}, BaselineTransfersDefaultMax},
-			{[]string{"-transfers", "300000", "-baseline-transfers", "7"}, 7},
+			{[]string{"-transfers", "500"}, 0},
+			{[]string{"-transfers", "500", "-baseline-postgres-url", "postgres:///n"}, 500},
+			{[]string{"-transfers", "300000", "-baseline-postgres-url", "postgres:///n"}, BaselineTransfersDefaultMax},
+			{[]string{"-transfers", "300000", "-baseline-postgres-url", "postgres:///n", "-baseline-transfers", "7"}, 7},
 		} {
 			c, err := ParseFlags(tt.args, env(nil), now, io.Discard)
 			if err != nil || c.BaselineTransfers != tt.want {

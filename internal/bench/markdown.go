@@ -213,7 +213,7 @@ func scenarioCommand(c Config) string {
 		parts = append(parts, "-readers", strconv.Itoa(c.Readers), "-read-kind", c.ReadKind)
 	}
 	if c.BaselineTransfers > 0 {
-		parts = append(parts, "-baseline-transfers", strconv.Itoa(c.BaselineTransfers))
+		parts = append(parts, "-baseline-postgres-url", "URL", "-baseline-transfers", strconv.Itoa(c.BaselineTransfers))
 	}
 	return strings.Join(parts, " ")
 }

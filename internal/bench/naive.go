@@ -232,11 +232,33 @@ func openNaive(ctx context.Context, rawURL string, conns int) (*pgxpool.Pool, er
 	if err != nil {
 		return nil, fmt.Errorf("naive ledger database %s: %w", pcfg.ConnConfig.Database, err)
 	}
-	if err := pool.Ping(ctx); err != nil {
+	if err := openAll(ctx, pool, conns); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("naive ledger database %s: %w", pcfg.ConnConfig.Database, err)
 	}
 	return pool, nil
+}
+
+// openAll opens the pool's n connections before the run: a backend's start
+// (a fork, its catalog caches) is not what the baseline measures, and the
+// ledger's connections were open before its run too.
+//
+// Errors: a connection's.
+func openAll(ctx context.Context, pool *pgxpool.Pool, n int) error {
+	held := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range held {
+			c.Release()
+		}
+	}()
+	for range n {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		held = append(held, c)
+	}
+	return nil
 }
 
 // ensureDatabase creates cc's database, connected to the server's postgres
