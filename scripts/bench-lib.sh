@@ -39,11 +39,17 @@ find_pg_bin() {
 	return 1
 }
 
-# fact KEY VALUE prints a fact and appends it to $facts (key: value lines,
-# read back by cmd/benchreport).
+# record FILE KEY VALUE prints KEY: VALUE and appends it to FILE, read back
+# by cmd/benchreport, which splits a line at its first colon: a key has none.
+record() {
+	[[ $2 != *:* ]] || die "key $2 has a colon"
+	printf '%-20s %s\n' "$2:" "$3"
+	printf '%s: %s\n' "$2" "$3" >>"$1"
+}
+
+# fact KEY VALUE records a fact of the machine or its settings in $facts.
 fact() {
-	printf '%-20s %s\n' "$1:" "$2"
-	printf '%s: %s\n' "$1" "$2" >>"$facts"
+	record "$facts" "$@"
 }
 
 # bench_dir makes the run's temporary directory: $dir, with the facts file

@@ -59,10 +59,9 @@ bench_dir
 machine_facts
 figures=$dir/figures.txt
 : >"$figures"
-# figure KEY VALUE prints a figure and appends it to $figures.
+# figure KEY VALUE records a figure of the run in $figures.
 figure() {
-	printf '%-40s %s\n' "$1:" "$2"
-	printf '%s: %s\n' "$1" "$2" >>"$figures"
+	record "$figures" "$@"
 }
 
 echo
@@ -98,11 +97,11 @@ echo
 echo "== restarting ledgerd"
 stop_all || exit 1
 start_ledgerd
-figure "cold start: ledgerd to /readyz" "$ready_ms ms"
+figure "cold start, ledgerd to /readyz" "$ready_ms ms"
 first_from=$(now_ms)
 bin/ledgerctl --addr "$grpc_addr" --ledger "$ledger" transfer --id cold-start-1 --from acc-0 --to acc-1 \
 	--amount 0.01 --asset USD
-figure "cold start: then to the first acknowledged transfer (the writer loads)" "$(($(now_ms) - first_from)) ms"
+figure "cold start, then to the first acknowledged transfer (the writer loads)" "$(($(now_ms) - first_from)) ms"
 figure "ledgerd RSS after the restart and one transfer (VmRSS)" "$(mib "$(rss_kib VmRSS)")"
 figure "ledgerd peak RSS since the restart (VmHWM)" "$(mib "$(rss_kib VmHWM)")"
 

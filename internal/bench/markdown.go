@@ -31,8 +31,9 @@ type Fact struct {
 	Key, Value string
 }
 
-// ReadFacts reads "key: value" lines; blank lines and lines starting with
-// '#' are skipped.
+// ReadFacts reads "key: value" lines, split at the first colon (so a key
+// has none; a value may); blank lines and lines starting with '#' are
+// skipped.
 //
 // Errors: r's; a line without ": "; more than factLinesMax lines or a line
 // over factBytesMax.

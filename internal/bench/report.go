@@ -152,6 +152,11 @@ func writeCPU(b *strings.Builder, cpu *CPUReport) {
 		return
 	}
 	fmt.Fprintf(b, "cpu:         µs per transfer, from /proc (%d clock ticks/s, %s)\n", cpu.ClockTicksPerSecond, cpu.ClockTicksSource)
+	if w := cpu.Acked; w != nil {
+		if _, ok := w.Process(procNATS); !ok {
+			b.WriteString("  note:      no -nats-pid: an embedded NATS server runs inside ledgerd and counts in its figure\n")
+		}
+	}
 	writeCPUWindow(b, "to last ack", cpu.Acked)
 	writeCPUWindow(b, "read models current", cpu.Current)
 	if cpu.Error != "" {

@@ -72,6 +72,7 @@ func TestWriteText(t *testing.T) {
 			"throughput:  30000 transfers/s acknowledged",
 			"sustained:   12000 transfers/s with every read model current (2.500 s from the first transfer sent",
 			"cpu:         µs per transfer, from /proc (100 clock ticks/s, AT_CLKTCK)\n",
+			"  note:      no -nats-pid: an embedded NATS server runs inside ledgerd and counts in its figure\n",
 			"  to last ack: ledgerd 80.0 (0.50 cores) postgres 86.0 (0.75 cores) ledgerbench 5.0 (0.10 cores); total 171.0 µs over 1.000 s\n",
 			"  read models current: ledgerd 90.0 (0.50 cores) postgres 100.0 (0.75 cores) ledgerbench 5.0 (0.10 cores); total 195.0 µs over 2.500 s\n",
 			"naive:       2000 transfers/s (3000 committed in 1.500 s, 64 workers on 64 connections, database ledgerbench_naive), " +
