@@ -145,6 +145,18 @@ func (u Units) String() string {
 	return u.big().String()
 }
 
+// AppendAbs appends |u|'s decimal digits to b, allocating nothing when b
+// has room (a NUMERIC encoder's hot path).
+func (u Units) AppendAbs(b []byte) []byte {
+	if u.Sign() < 0 {
+		u = u.Neg()
+	}
+	if u.hi == 0 {
+		return strconv.AppendUint(b, u.lo, 10)
+	}
+	return u.big().Append(b, 10)
+}
+
 // Format returns u as a decimal string with exactly scale fractional digits:
 // Units 1000 at scale 2 is "10.00".
 func (u Units) Format(scale uint8) string { return formatDigits(u.String(), scale) }

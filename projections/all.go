@@ -5,7 +5,7 @@ package projections
 func All() []Projector {
 	return []Projector{
 		Balances{},
-		Movements{},
+		NewMovements(),
 		Transfers{},
 		NewReconciliation(),
 	}

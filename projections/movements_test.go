@@ -1,7 +1,6 @@
 package projections_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
@@ -41,7 +39,7 @@ func (c *mvClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 // mvQueries returns a query service that waits on r for the movements projection.
 func mvQueries(pool *pgxpool.Pool, r *runningRunner) *queries.Service {
 	return queries.New(pool, func(_, projection string) queries.Waiter {
-		if projection == (projections.Movements{}).Name() {
+		if projection == projections.NewMovements().Name() {
 			return r
 		}
 		return nil
@@ -697,7 +695,7 @@ func TestMovementsOfAHold(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	clock := newMvClock(t0)
 	e := newClockedEnv(t, clock)
-	runner := e.startRunner(t.Context(), projections.Movements{}, e.natsSource())
+	runner := e.startRunner(t.Context(), projections.NewMovements(), e.natsSource())
 	usd := func(id string, normal domain.Side) *domain.OpenAccount {
 		return &domain.OpenAccount{ID: id, Asset: "USD", Normal: normal}
 	}
@@ -788,48 +786,4 @@ func TestMovementsOfAHold(t *testing.T) {
 	if len(b.Balances) != 1 || b.Balances[0].Account != "bank" || b.Balances[0].Balance != "0.00" {
 		t.Errorf("as of 2, before alice opened: %+v", b.Balances)
 	}
-}
-
-// BenchmarkMovementsApply applies batches of 8,192 single-posting transfers
-// over 10,000 accounts (16,384 lines a batch): the projector's unit of work
-// under load.
-func BenchmarkMovementsApply(b *testing.B) {
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(b))
-	testenv.NoError(b, err)
-	defer pool.Close()
-	testenv.NoError(b, eventstore.Migrate(ctx, pool))
-	testenv.NoError(b, projections.Migrate(ctx, pool))
-	const accounts, batch = 10000, 8192
-	ledger := "bench"
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	var setup []eventstore.Record
-	add := func(e domain.Event) {
-		setup = append(setup, eventstore.Record{Ledger: ledger, Position: uint64(len(setup) + 1), Type: e.EventType(),
-			SchemaVersion: domain.SchemaVersion, RecordedAt: now, Payload: domain.AppendEvent(nil, e)})
-	}
-	add(domain.AssetDefined{Code: "USD", Scale: 2})
-	for i := range accounts {
-		add(domain.AccountOpened{ID: fmt.Sprintf("acc-%d", i), Asset: "USD", Normal: domain.SideCredit})
-	}
-	proj := projections.Movements{}
-	testenv.NoError(b, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return proj.Apply(ctx, tx, ledger, setup) }))
-	recs := make([]eventstore.Record, batch)
-	for i := range recs {
-		e := domain.TransferCommitted{ID: fmt.Sprintf("t-%d", i), EffectiveAt: now, Postings: []domain.Posting{{
-			Debit: fmt.Sprintf("acc-%d", (i*7)%accounts), Credit: fmt.Sprintf("acc-%d", (i*13+1)%accounts), Asset: "USD",
-			Amount: domain.Amount{Units: domain.UnitsFromInt64(int64(1 + i%10000)), Scale: 2}}}}
-		recs[i] = eventstore.Record{Ledger: ledger, Type: e.EventType(), SchemaVersion: domain.SchemaVersion, RecordedAt: now,
-			Payload: domain.AppendEvent(nil, e)}
-	}
-	next := uint64(len(setup))
-	b.ResetTimer()
-	for b.Loop() {
-		for i := range recs {
-			next++
-			recs[i].Position = next
-		}
-		testenv.NoError(b, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return proj.Apply(ctx, tx, ledger, recs) }))
-	}
-	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "events/s")
 }

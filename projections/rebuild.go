@@ -90,15 +90,22 @@ func (rb *Rebuild) Run(ctx context.Context, report func(Progress)) (uint64, erro
 	if err := rb.dropStaleShadow(ctx); err != nil {
 		return 0, err
 	}
+	// The rate counts from where the shadow stood (0 when fresh, more when a
+	// rebuild resumes) at the start: counting from the first position seen
+	// a tick later left out that tick's work, and a rebuild done within it
+	// reported 0 events/s.
+	startPos, err := rb.checkpointOf(ctx, rb.shadow())
+	if err != nil {
+		return 0, err
+	}
 	began := time.Now()
-	var startPos uint64
-	first, attempts := true, 0
+	attempts := 0
 	for {
 		runner := NewRunner(rb.pool, rb.shadow(), rb.proj, NewLogSource(rb.store, rb.ledger), rb.logger)
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); _ = runner.Run(runCtx) }()
-		err := rb.follow(ctx, runner, &startPos, &first, &began, report)
+		err := rb.follow(ctx, runner, startPos, began, report)
 		stop()
 		<-done
 		if err != nil {
@@ -123,8 +130,7 @@ func (rb *Rebuild) Run(ctx context.Context, report func(Progress)) (uint64, erro
 
 // follow reports progress until the shadow is within swapGapMax of the live
 // checkpoint.
-func (rb *Rebuild) follow(ctx context.Context, runner *Runner, startPos *uint64, first *bool, began *time.Time,
-	report func(Progress)) error {
+func (rb *Rebuild) follow(ctx context.Context, runner *Runner, startPos uint64, began time.Time, report func(Progress)) error {
 	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
 	for {
@@ -134,16 +140,13 @@ func (rb *Rebuild) follow(ctx context.Context, runner *Runner, startPos *uint64,
 		case <-tick.C:
 		}
 		pos := runner.Position()
-		if *first && pos > 0 {
-			*startPos, *first, *began = pos, false, time.Now()
-		}
 		head, _, err := rb.store.Head(ctx, rb.ledger)
 		if err != nil {
 			return err
 		}
 		p := Progress{Position: pos, Head: head}
-		if secs := time.Since(*began).Seconds(); secs > 0 && pos > *startPos {
-			p.EventsPerSecond = float64(pos-*startPos) / secs
+		if secs := time.Since(began).Seconds(); secs > 0 && pos > startPos {
+			p.EventsPerSecond = float64(pos-startPos) / secs
 			if head > pos {
 				p.ETASeconds = float64(head-pos) / p.EventsPerSecond
 			}
@@ -160,14 +163,20 @@ func (rb *Rebuild) follow(ctx context.Context, runner *Runner, startPos *uint64,
 }
 
 func (rb *Rebuild) livePosition(ctx context.Context) (uint64, error) {
+	return rb.checkpointOf(ctx, rb.ledger)
+}
+
+// checkpointOf is the projection's checkpoint under key (the ledger or its
+// shadow), 0 when it has none.
+func (rb *Rebuild) checkpointOf(ctx context.Context, key string) (uint64, error) {
 	var pos int64
 	err := rb.pool.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
-		rb.ledger, rb.proj.Name()).Scan(&pos)
+		key, rb.proj.Name()).Scan(&pos)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("live checkpoint of %s: %w", rb.proj.Name(), err)
+		return 0, fmt.Errorf("checkpoint of %s under %s: %w", rb.proj.Name(), key, err)
 	}
 	return uint64(pos), nil
 }

@@ -145,6 +145,13 @@ func TestRebuildDuringWritesAndQueries(t *testing.T) {
 			if last := reports[len(reports)-1]; !last.Done || last.SwappedAt != at || at == 0 {
 				t.Fatalf("last progress %+v, rebuild returned %d", last, at)
 			}
+			// A report of work done has a rate: the rate counts from the
+			// start, including the first tick's work.
+			for _, p := range reports {
+				if !p.Done && p.Position > 0 && p.EventsPerSecond <= 0 {
+					t.Fatalf("progress %+v: at position %d, no rate", p, p.Position)
+				}
+			}
 			e.checkBuiltNormally(proj, live)
 		})
 	}
@@ -154,7 +161,7 @@ func TestRebuildResumesFromShadowCheckpoint(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.runWorkload(3000, 11)
-	proj := projections.Movements{}
+	proj := projections.NewMovements()
 	live := e.startRunner(t.Context(), proj, e.natsSource())
 
 	ctx, cancel := context.WithCancel(t.Context())

@@ -442,7 +442,7 @@ func (f *reconFold) awaitMovements(ctx context.Context, ledger string, pos uint6
 	for {
 		var at int64
 		err := f.tx.QueryRow(ctx, `SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
-			ledger, Movements{}.Name()).Scan(&at)
+			ledger, movementsName).Scan(&at)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("movements checkpoint: %w", err)
 		}

@@ -66,7 +66,7 @@ func BenchmarkReconcileMatch(b *testing.B) {
 			}
 			add(e)
 		}
-		mv, rc := projections.Movements{}, projections.NewReconciliation()
+		mv, rc := projections.NewMovements(), projections.NewReconciliation()
 		testenv.NoError(b, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			if err := mv.Apply(ctx, tx, ledger, recs[:setup]); err != nil {
 				return err

@@ -67,7 +67,7 @@ func project(t *testing.T, pool *pgxpool.Pool, ledger string, recs []eventstore.
 	for i := range recs {
 		recs[i].Ledger = ledger
 	}
-	mv := projections.Movements{}
+	mv := projections.NewMovements()
 	testenv.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := mv.Apply(ctx, tx, ledger, recs); err != nil {
 			return err

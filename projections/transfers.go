@@ -15,8 +15,9 @@ import (
 )
 
 // Transfers projects every transfer, hold, post, void and reversal into the
-// transfers table (one row each, with its current status) and the accounts
-// each has a posting on into transfer_accounts.
+// transfers table (one row each, with its current status). An account's
+// transfers are found through its statement lines (the movements
+// projection), which index them already.
 type Transfers struct{}
 
 func (Transfers) Name() string { return "transfers" }
@@ -24,7 +25,7 @@ func (Transfers) Version() int { return 1 }
 
 // Tables lists the read-model tables Transfers writes, every one keyed by ledger.
 func (Transfers) Tables() []string {
-	return []string{"transfers", "transfer_accounts"}
+	return []string{"transfers"}
 }
 
 // Kinds and statuses of transfers rows, as stored (see 0003_transfers.sql).
@@ -301,13 +302,12 @@ func ptrTo[T any](v T) *T { return &v }
 var transferColumns = []string{"ledger", "id", "kind", "status", "position", "postings", "reference", "metadata",
 	"effective_at", "recorded_at", "pending_id", "resolved_by", "reverses", "reversed_by", "expires_at", "updated_position"}
 
-// insert copies the batch's new rows and their accounts.
+// insert copies the batch's new rows.
 func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) error {
 	if len(f.created) == 0 {
 		return nil
 	}
 	rows := make([][]any, len(f.created))
-	var accounts [][]any
 	for i, r := range f.created {
 		postings, err := json.Marshal(r.postings)
 		if err != nil {
@@ -322,9 +322,6 @@ func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) err
 		rows[i] = []any{ledger, r.id, r.kind, r.status, int64(r.position), postings, nullable(r.reference), metadata,
 			r.effectiveAt, r.recordedAt, nullable(r.pendingID), nullable(r.resolvedBy), nullable(r.reverses),
 			nonNil(r.reversedBy), r.expiresAt, int64(r.updatedPosition)}
-		for _, a := range r.accounts() {
-			accounts = append(accounts, []any{ledger, a, int64(r.position), r.id})
-		}
 	}
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{"transfers"}, transferColumns, pgx.CopyFromRows(rows))
 	if err != nil {
@@ -333,29 +330,7 @@ func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) err
 	if int(n) != len(rows) {
 		return fmt.Errorf("inserted %d of %d transfers", n, len(rows))
 	}
-	n, err = tx.CopyFrom(ctx, pgx.Identifier{"transfer_accounts"}, []string{"ledger", "account", "position", "id"},
-		pgx.CopyFromRows(accounts))
-	if err != nil {
-		return fmt.Errorf("insert %d transfer accounts: %w", len(accounts), err)
-	}
-	if int(n) != len(accounts) {
-		return fmt.Errorf("inserted %d of %d transfer accounts", n, len(accounts))
-	}
 	return nil
-}
-
-// accounts are the distinct accounts the row's postings name, in order of
-// appearance.
-func (r *transferRow) accounts() []string {
-	out := make([]string, 0, 2*len(r.postings))
-	for _, p := range r.postings {
-		for _, a := range [2]string{p.Debit, p.Credit} {
-			if !slices.Contains(out, a) {
-				out = append(out, a)
-			}
-		}
-	}
-	return out
 }
 
 // update writes back the earlier rows the batch changed, in id order so that

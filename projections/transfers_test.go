@@ -346,7 +346,7 @@ type xferPosting struct {
 // independently of the projector: amounts as big integers of minor units.
 type xferModel struct {
 	rows     map[string]*xferRow
-	accounts map[string][]string // "account@position" -> ids
+	accounts map[string][]string // "account@position" -> ids, as an account lists them
 }
 
 // xferDecimal is an amount string as minor units and scale.
@@ -486,11 +486,11 @@ func (m xferModel) apply(t *testing.T, rec eventstore.Record, ev domain.Event) {
 	}
 }
 
-// readTransfers reads the ledger's transfers and transfer_accounts tables.
+// readTransfers reads the ledger's transfers table.
 func (e *env) readTransfers() xferModel {
 	t := e.t
 	t.Helper()
-	got := xferModel{rows: map[string]*xferRow{}, accounts: map[string][]string{}}
+	got := xferModel{rows: map[string]*xferRow{}}
 	rows, err := e.pool.Query(t.Context(), `SELECT id, kind, status, position, updated_position, postings::text,
 			COALESCE(reference, ''), metadata::text, effective_at, recorded_at, COALESCE(pending_id, ''),
 			COALESCE(resolved_by, ''), COALESCE(reverses, ''), reversed_by, expires_at
@@ -515,19 +515,41 @@ func (e *env) readTransfers() xferModel {
 		got.rows[id] = &r
 	}
 	testenv.NoError(t, rows.Err())
+	return got
+}
+
+// accountsFromMovements returns, for the log up to upTo, the transfers each
+// account lists ("account@position" -> ids) as ListTransfers finds them: from
+// the statement lines (movements) of the transfer rows' own positions. It
+// builds the lines under a ledger of its own.
+func (e *env) accountsFromMovements(upTo uint64) map[string][]string {
+	t := e.t
+	t.Helper()
+	recs, err := e.store.Read(t.Context(), e.ledger, 1, int(upTo))
+	testenv.NoError(t, err)
+	if uint64(len(recs)) != upTo {
+		t.Fatalf("log has %d records, want %d", len(recs), upTo)
+	}
+	scratch := e.ledger + "-lines"
+	testenv.NoError(t, pgx.BeginFunc(t.Context(), e.pool, func(tx pgx.Tx) error {
+		return projections.NewMovements().Apply(t.Context(), tx, scratch, recs)
+	}))
 	var (
 		account, id string
 		pos         int64
 	)
-	rows, err = e.pool.Query(t.Context(), `SELECT account, position, id FROM transfer_accounts WHERE ledger = $1`, e.ledger)
+	rows, err := e.pool.Query(t.Context(), `SELECT DISTINCT m.account, m.position, m.transfer_id
+		FROM movements m JOIN transfers t ON t.ledger = $2 AND t.id = m.transfer_id AND t.position = m.position
+		WHERE m.ledger = $1`, scratch, e.ledger)
 	testenv.NoError(t, err)
+	out := map[string][]string{}
 	_, err = pgx.ForEachRow(rows, []any{&account, &pos, &id}, func() error {
 		k := fmt.Sprintf("%s@%d", account, pos)
-		got.accounts[k] = append(got.accounts[k], id)
+		out[k] = append(out[k], id)
 		return nil
 	})
 	testenv.NoError(t, err)
-	return got
+	return out
 }
 
 // emptyIsNil compares absent and empty maps and lists as equal.

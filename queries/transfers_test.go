@@ -92,8 +92,8 @@ func TestListTransfersSQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"a.account = $4", "a.position > $2", "t.reference = $5", "t.metadata @> $6::jsonb",
-		"t.status = $7", "t.effective_at >= $8", "t.effective_at <= $9", "ORDER BY a.position LIMIT $3"} {
+	for _, want := range []string{"m.account = $4", "m.position > $2", "m.position <= c.position", "t.reference = $5", "t.metadata @> $6::jsonb",
+		"t.status = $7", "t.effective_at >= $8", "t.effective_at <= $9", "DISTINCT ON (m.position)", "ORDER BY m.position LIMIT $3"} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("SQL lacks %q:\n%s", want, sql)
 		}

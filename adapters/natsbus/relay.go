@@ -8,16 +8,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/supervise"
 )
 
-// Log is what the relay reads: the ledger's records from a position on.
+// Log is what the relay and the source read: the ledger's records from a
+// position on, and its head.
 type Log interface {
 	Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error)
+	Head(ctx context.Context, ledger string) (uint64, eventstore.Hash, error)
 }
 
 // Limits of the relay.
@@ -41,11 +42,11 @@ const (
 	relayOfferedMax = 65536
 )
 
-// Relay publishes one ledger's log on its stream, in position order, so that
-// stream sequence == ledger position. Each message carries
-// Nats-Expected-Last-Sequence = position-1: the server refuses anything out of
-// order, whatever the duplicate window, and the relay resynchronises from the
-// stream's last sequence.
+// Relay publishes one ledger's log on its stream, in position order, in
+// frames of consecutive records (frame.go): every position once, in order.
+// Each frame carries Nats-Expected-Last-Sequence = the stream sequence of the
+// frame before it: the server refuses anything out of order, whatever the
+// duplicate window, and the relay resynchronises from the stream's last frame.
 type Relay struct {
 	ledger  string
 	subject string
@@ -130,11 +131,10 @@ func (r *Relay) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	info, err := stream.Info(ctx)
+	last, seq, err := r.tail(ctx, stream)
 	if err != nil {
-		return fmt.Errorf("stream info: %w", err)
+		return err
 	}
-	last := info.State.LastSeq
 	for {
 		recs := r.takeOffered(last+1, relayReadMax)
 		if recs == nil {
@@ -151,53 +151,106 @@ func (r *Relay) serve(ctx context.Context) error {
 			}
 			continue
 		}
-		if last, err = r.publish(ctx, last, recs); err != nil {
+		if last, seq, err = r.publish(ctx, last, seq, recs); err != nil {
 			return err
 		}
 	}
 }
 
-// publish sends recs (which follow last) asynchronously and waits for every
-// acknowledgement; it returns the last sequence acknowledged in order.
-func (r *Relay) publish(ctx context.Context, last uint64, recs []eventstore.Record) (uint64, error) {
-	futures := make([]jetstream.PubAckFuture, 0, len(recs))
-	var refused error
-	for i := range recs {
-		rec := &recs[i]
-		if rec.Position != last+uint64(i)+1 {
-			return last, fmt.Errorf("log read returned %d after %d", rec.Position, last+uint64(i))
+// tail returns the last position the stream holds and its stream sequence.
+// A stream whose every frame expired (MaxAge) no longer says which position
+// it reached: the relay then goes on from the log's head, and a consumer
+// reads what lies before the stream's first frame from the log (Source).
+func (r *Relay) tail(ctx context.Context, stream jetstream.Stream) (last, seq uint64, err error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("stream info: %w", err)
+	}
+	st := info.State
+	switch {
+	case st.LastSeq == 0:
+		return 0, 0, nil
+	case st.Msgs == 0:
+		head, _, err := r.log.Head(ctx, r.ledger)
+		if err != nil {
+			return 0, 0, fmt.Errorf("head of an expired stream: %w", err)
 		}
-		msg := &nats.Msg{Subject: r.subject, Data: rec.AppendBinary(make([]byte, 0, 128+len(rec.Payload)))}
-		f, err := r.js.PublishMsgAsync(msg,
-			jetstream.WithMsgID(msgID(r.ledger, rec.Position)),
-			jetstream.WithExpectLastSequence(rec.Position-1))
+		r.logger.Info("stream expired: publishing from the log's head on", "head", head, "stream_sequence", st.LastSeq)
+		return head, st.LastSeq, nil
+	}
+	_, last, err = frameAt(ctx, stream, st.LastSeq)
+	if err != nil {
+		return 0, 0, err
+	}
+	return last, st.LastSeq, nil
+}
+
+// frameAt reads the positions of the frame at stream sequence seq.
+//
+// Errors: the JetStream error; ErrBadFrame.
+func frameAt(ctx context.Context, stream jetstream.Stream, seq uint64) (first, last uint64, err error) {
+	msg, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("frame at sequence %d: %w", seq, err)
+	}
+	first, last, err = frameSpan(msg.Header)
+	if err != nil {
+		return 0, 0, fmt.Errorf("frame at sequence %d: %w", seq, err)
+	}
+	return first, last, nil
+}
+
+// publish sends recs (which follow last, the stream being at sequence seq)
+// in frames, asynchronously, and waits for every acknowledgement; it
+// returns the last position and sequence acknowledged in order.
+func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore.Record) (uint64, uint64, error) {
+	for i := range recs {
+		if recs[i].Position != last+uint64(i)+1 {
+			return last, seq, fmt.Errorf("log read returned %d after %d", recs[i].Position, last+uint64(i))
+		}
+	}
+	type sent struct {
+		future jetstream.PubAckFuture
+		last   uint64
+	}
+	var (
+		futures []sent
+		refused error
+	)
+	for i, expect := 0, seq; i < len(recs); expect++ {
+		n := frameCut(recs[i:])
+		frame := recs[i : i+n]
+		f, err := r.js.PublishMsgAsync(newFrame(r.subject, frame),
+			jetstream.WithMsgID(frameID(r.ledger, frame[0].Position, frame[n-1].Position)),
+			jetstream.WithExpectLastSequence(expect))
 		if err != nil {
 			refused = err // wait for what was sent, then resume from the stream
 			break
 		}
-		futures = append(futures, f)
+		futures = append(futures, sent{future: f, last: frame[n-1].Position})
+		i += n
 	}
 	timeout := time.NewTimer(relayAckTimeout)
 	defer timeout.Stop()
 	for _, f := range futures {
 		select {
-		case ack := <-f.Ok():
-			if ack.Sequence != last+1 {
-				return last, fmt.Errorf("published %s, stream sequence %d: out of step", msgIDOf(f), ack.Sequence)
+		case ack := <-f.future.Ok():
+			if ack.Sequence != seq+1 {
+				return last, seq, fmt.Errorf("published %s, stream sequence %d after %d: out of step", msgIDOf(f.future), ack.Sequence, seq)
 			}
-			last = ack.Sequence
-		case err := <-f.Err():
-			return last, fmt.Errorf("publish %s: %w", msgIDOf(f), err)
+			last, seq = f.last, ack.Sequence
+		case err := <-f.future.Err():
+			return last, seq, fmt.Errorf("publish %s: %w", msgIDOf(f.future), err)
 		case <-timeout.C:
-			return last, errors.New("publish: acknowledgements timed out")
+			return last, seq, errors.New("publish: acknowledgements timed out")
 		case <-ctx.Done():
-			return last, ctx.Err()
+			return last, seq, ctx.Err()
 		}
 	}
 	if refused != nil {
-		return last, fmt.Errorf("publish after %d: %w", last, refused)
+		return last, seq, fmt.Errorf("publish after %d: %w", last, refused)
 	}
-	return last, nil
+	return last, seq, nil
 }
 
 func msgIDOf(f jetstream.PubAckFuture) string { return f.Msg().Header.Get(jetstream.MsgIDHeader) }

@@ -166,76 +166,118 @@ func streamState(ctx context.Context, js jetstream.JetStream, ledger string) (je
 	return info.State, nil
 }
 
-// waitStreamAt waits until ledger's stream ends at head.
+// streamLast returns the last position ledger's stream holds (its last
+// frame's), 0 when it holds none.
+func streamLast(ctx context.Context, js jetstream.JetStream, ledger string) (uint64, error) {
+	s, err := js.Stream(ctx, natsbus.StreamName(ledger))
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if info.State.Msgs == 0 {
+		return 0, nil
+	}
+	msg, err := s.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return 0, err
+	}
+	var last uint64
+	if _, err := fmt.Sscan(msg.Header.Get(natsbus.HeaderLast), &last); err != nil {
+		return 0, fmt.Errorf("frame %d: %s: %w", info.State.LastSeq, natsbus.HeaderLast, err)
+	}
+	return last, nil
+}
+
+// waitStreamAt waits until ledger's stream ends at position head.
 func waitStreamAt(t *testing.T, js jetstream.JetStream, ledger string, head uint64) {
 	t.Helper()
 	testenv.Eventually(t, relayWaitMax, func() error {
-		st, err := streamState(t.Context(), js, ledger)
+		last, err := streamLast(t.Context(), js, ledger)
 		if err != nil {
 			return err
 		}
-		if st.LastSeq != head {
-			return fmt.Errorf("stream last sequence %d (%d messages), want %d", st.LastSeq, st.Msgs, head)
+		if last != head {
+			return fmt.Errorf("stream ends at position %d, want %d", last, head)
 		}
 		return nil
 	})
 }
 
-// checkStream checks that ledger's stream holds exactly the log, message i
-// being the record at position i with its de-duplication id.
+// checkStream checks that ledger's stream holds exactly the log: frames at
+// sequences 1, 2, ..., each with its de-duplication id, whose records are
+// the log's, every position once, in order.
 func checkStream(t *testing.T, js jetstream.JetStream, store *eventstore.Store, ledger string) {
 	t.Helper()
 	want := readLog(t, store, ledger)
 	st, err := streamState(t.Context(), js, ledger)
 	testenv.NoError(t, err)
-	if n := uint64(len(want)); st.Msgs != n || st.FirstSeq != 1 || st.LastSeq != n {
-		t.Fatalf("stream has %d messages, sequences %d..%d; want %d, 1..%d", st.Msgs, st.FirstSeq, st.LastSeq, n, n)
+	if st.Msgs == 0 || st.FirstSeq != 1 || st.LastSeq != st.Msgs {
+		t.Fatalf("stream has %d frames, sequences %d..%d; want 1..%d", st.Msgs, st.FirstSeq, st.LastSeq, st.Msgs)
 	}
 	stream, err := js.Stream(t.Context(), natsbus.StreamName(ledger))
 	testenv.NoError(t, err)
 	cons, err := stream.OrderedConsumer(t.Context(), jetstream.OrderedConsumerConfig{})
 	testenv.NoError(t, err)
-	seq := uint64(0)
-	for seq < uint64(len(want)) {
+	var seq, pos uint64
+	for seq < st.Msgs {
 		// Never ask for more than remains: Fetch waits for a full batch.
-		batch, err := cons.Fetch(min(1000, len(want)-int(seq)), jetstream.FetchMaxWait(5*time.Second))
+		batch, err := cons.Fetch(int(min(1000, st.Msgs-seq)), jetstream.FetchMaxWait(5*time.Second))
 		testenv.NoError(t, err)
 		got := 0
 		for msg := range batch.Messages() {
 			got++
 			seq++
-			checkMessage(t, msg, ledger, seq, &want[seq-1])
+			pos = checkFrame(t, msg, ledger, seq, pos, want)
 		}
 		if err := batch.Error(); err != nil {
 			t.Fatalf("fetch after sequence %d: %v", seq, err)
 		}
 		if got == 0 {
-			t.Fatalf("fetch after sequence %d returned nothing, want %d messages", seq, len(want))
+			t.Fatalf("fetch after sequence %d returned nothing, want %d frames", seq, st.Msgs)
 		}
+	}
+	if pos != uint64(len(want)) {
+		t.Fatalf("the stream's frames end at position %d, the log at %d", pos, len(want))
 	}
 }
 
-func checkMessage(t *testing.T, msg jetstream.Msg, ledger string, seq uint64, want *eventstore.Record) {
+// checkFrame checks the frame at sequence seq: it continues after position
+// prev with the log's records (want), and returns its last position.
+func checkFrame(t *testing.T, msg jetstream.Msg, ledger string, seq, prev uint64, want []eventstore.Record) uint64 {
 	t.Helper()
 	meta, err := msg.Metadata()
 	testenv.NoError(t, err)
 	if meta.Sequence.Stream != seq {
-		t.Fatalf("message %d has stream sequence %d", seq, meta.Sequence.Stream)
+		t.Fatalf("frame %d has stream sequence %d", seq, meta.Sequence.Stream)
 	}
-	if got, wantID := msg.Headers().Get(jetstream.MsgIDHeader), fmt.Sprintf("%s:%d", ledger, seq); got != wantID {
-		t.Fatalf("message %d: %s = %q, want %q", seq, jetstream.MsgIDHeader, got, wantID)
+	var first, last uint64
+	if _, err := fmt.Sscan(msg.Headers().Get(natsbus.HeaderFirst), &first); err != nil {
+		t.Fatalf("frame %d: %s: %v", seq, natsbus.HeaderFirst, err)
 	}
-	rec, err := eventstore.ParseRecordBinary(msg.Data())
+	if _, err := fmt.Sscan(msg.Headers().Get(natsbus.HeaderLast), &last); err != nil {
+		t.Fatalf("frame %d: %s: %v", seq, natsbus.HeaderLast, err)
+	}
+	if first != prev+1 || last < first || last > uint64(len(want)) {
+		t.Fatalf("frame %d holds positions %d..%d after %d (log head %d)", seq, first, last, prev, len(want))
+	}
+	if got, wantID := msg.Headers().Get(jetstream.MsgIDHeader), fmt.Sprintf("%s:%d-%d", ledger, first, last); got != wantID {
+		t.Fatalf("frame %d: %s = %q, want %q", seq, jetstream.MsgIDHeader, got, wantID)
+	}
+	recs, err := natsbus.ParseFrame(ledger, first, last, msg.Data())
 	testenv.NoError(t, err)
-	if rec.Position != seq {
-		t.Fatalf("stream sequence %d carries position %d", seq, rec.Position)
+	for i := range recs {
+		rec := &recs[i]
+		if !rec.VerifyHash() {
+			t.Fatalf("frame %d, position %d: hash does not match its content", seq, rec.Position)
+		}
+		if w := &want[rec.Position-1]; !sameRecord(w, rec) {
+			t.Fatalf("frame %d, position %d differs from the log (-log +message):\n%s", seq, rec.Position, cmp.Diff(*w, *rec))
+		}
 	}
-	if !rec.VerifyHash() {
-		t.Fatalf("message %d: hash does not match its content", seq)
-	}
-	if !sameRecord(want, &rec) {
-		t.Fatalf("message %d differs from the log (-log +message):\n%s", seq, cmp.Diff(*want, rec))
-	}
+	return last
 }
 
 // sameRecord is cmp.Equal for records, at a fraction of its cost on
@@ -246,7 +288,7 @@ func sameRecord(a, b *eventstore.Record) bool {
 		bytes.Equal(a.Payload, b.Payload) && a.PrevHash == b.PrevHash && a.Hash == b.Hash
 }
 
-func TestRelayStreamSequenceEqualsPosition(t *testing.T) {
+func TestRelayStreamHoldsTheLog(t *testing.T) {
 	t.Parallel()
 	store, ledger := openStore(t), testenv.Name(t)
 	log := newTestLog(t, store, ledger)
@@ -272,6 +314,10 @@ func (p pagedLog) Read(ctx context.Context, ledger string, from uint64, limit in
 	return p.log.Read(ctx, ledger, from, min(limit, p.pageMax))
 }
 
+func (p pagedLog) Head(ctx context.Context, ledger string) (uint64, eventstore.Hash, error) {
+	return p.log.Head(ctx, ledger)
+}
+
 func TestRelayStoppedMidwayAndRestarted(t *testing.T) {
 	t.Parallel()
 	const (
@@ -284,23 +330,23 @@ func TestRelayStoppedMidwayAndRestarted(t *testing.T) {
 
 	first := startRelay(t, ledger, jetStream(t), pagedLog{log: store, pageMax: pageMax})
 	testenv.Eventually(t, relayWaitMax, func() error {
-		st, err := streamState(t.Context(), js, ledger)
+		last, err := streamLast(t.Context(), js, ledger)
 		if err != nil {
 			return err
 		}
-		if st.Msgs == 0 || st.Msgs >= total/2 {
-			return fmt.Errorf("stream has %d messages, want 1..%d", st.Msgs, total/2-1)
+		if last == 0 || last >= total/2 {
+			return fmt.Errorf("stream ends at position %d, want 1..%d", last, total/2-1)
 		}
 		return nil
 	})
 	first.stop()
-	st, err := streamState(t.Context(), js, ledger)
+	last, err := streamLast(t.Context(), js, ledger)
 	testenv.NoError(t, err)
 	// At most the page being published when stopped lands after the check.
-	if st.LastSeq >= total/2+pageMax {
-		t.Fatalf("stopped relay left the stream at %d, want below %d", st.LastSeq, total/2+pageMax)
+	if last >= total/2+pageMax {
+		t.Fatalf("stopped relay left the stream at %d, want below %d", last, total/2+pageMax)
 	}
-	t.Logf("relay stopped with the stream at %d of %d", st.LastSeq, total)
+	t.Logf("relay stopped with the stream at position %d of %d", last, total)
 
 	log.append(500)
 	second := startRelay(t, ledger, jetStream(t), store)

@@ -11,8 +11,13 @@ import (
 	"github.com/ledgerd/ledger/eventstore"
 )
 
-// sourceBufferMax bounds the records held between the stream and the reader.
-const sourceBufferMax = 8192
+// sourceBufferMax bounds the records one Next returns; sourceFramesMax the
+// frames held between the stream and the reader (each up to frameRecordsMax
+// records).
+const (
+	sourceBufferMax = 8192
+	sourceFramesMax = 64
+)
 
 // Source reads one ledger's records from its stream, from any position on, for
 // a projector. Positions the stream no longer holds (expired, or a new stream
@@ -24,10 +29,16 @@ type Source struct {
 	opts   StreamOptions
 	logger *slog.Logger
 
-	// next is the position the running consumer delivers next; cancel stops it.
-	next   uint64
-	cancel context.CancelFunc
-	msgs   chan jetstream.Msg
+	// next is the position Next returns next; seq the stream sequence of the
+	// frame the running consumer delivers next; cancel stops it. pending
+	// holds the records of a frame not returned yet; fresh is set until the
+	// consumer's first frame, which may begin before next.
+	fresh   bool
+	next    uint64
+	seq     uint64
+	cancel  context.CancelFunc
+	msgs    chan jetstream.Msg
+	pending []eventstore.Record
 }
 
 // NewSource returns a source for ledger. Close it when done.
@@ -54,48 +65,73 @@ func (s *Source) Next(ctx context.Context, from uint64, max int) ([]eventstore.R
 			return recs, err
 		}
 	}
-	var first jetstream.Msg
-	select {
-	case first = <-s.msgs:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	recs := make([]eventstore.Record, 0, min(max, 1+len(s.msgs)))
-	for msg := first; ; {
-		rec, err := s.decode(msg)
-		if err != nil {
-			s.stop()
-			return nil, err
-		}
-		recs = append(recs, rec)
-		s.next++
-		if len(recs) == max {
-			return recs, nil
-		}
+	for len(s.pending) == 0 { // a frame may hold only positions before from
 		select {
-		case msg = <-s.msgs:
-		default:
-			return recs, nil
+		case msg := <-s.msgs:
+			if err := s.receive(msg); err != nil {
+				s.stop()
+				return nil, err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
+	// Then what else has arrived, up to max.
+	for len(s.pending) < max {
+		select {
+		case msg := <-s.msgs:
+			if err := s.receive(msg); err != nil {
+				s.stop()
+				return nil, err
+			}
+			continue
+		default:
+		}
+		break
+	}
+	n := min(max, len(s.pending))
+	recs := s.pending[:n:n]
+	s.pending = s.pending[n:]
+	if len(s.pending) == 0 {
+		s.pending = nil
+	}
+	s.next += uint64(n)
+	return recs, nil
 }
 
-func (s *Source) decode(msg jetstream.Msg) (eventstore.Record, error) {
+// receive adds a frame's records to pending. The frame must be the stream's
+// next and continue the records exactly; only the first frame after a
+// restart may begin before s.next (the source started inside it, or, on a
+// stream that expired, the relay went on from the log's head before it).
+func (s *Source) receive(msg jetstream.Msg) error {
 	meta, err := msg.Metadata()
 	if err != nil {
-		return eventstore.Record{}, fmt.Errorf("source %s: message metadata: %w", s.ledger, err)
+		return fmt.Errorf("source %s: message metadata: %w", s.ledger, err)
 	}
-	if meta.Sequence.Stream != s.next {
-		return eventstore.Record{}, fmt.Errorf("source %s: got sequence %d, want %d", s.ledger, meta.Sequence.Stream, s.next)
+	if meta.Sequence.Stream != s.seq {
+		return fmt.Errorf("source %s: got sequence %d, want %d", s.ledger, meta.Sequence.Stream, s.seq)
 	}
-	rec, err := eventstore.ParseRecordBinary(msg.Data())
+	first, last, err := frameSpan(msg.Headers())
 	if err != nil {
-		return eventstore.Record{}, fmt.Errorf("source %s at %d: %w", s.ledger, s.next, err)
+		return fmt.Errorf("source %s at sequence %d: %w", s.ledger, s.seq, err)
 	}
-	if rec.Position != s.next || rec.Ledger != s.ledger {
-		return eventstore.Record{}, fmt.Errorf("source %s: sequence %d carries %s@%d", s.ledger, s.next, rec.Ledger, rec.Position)
+	want := s.next + uint64(len(s.pending))
+	if s.fresh && last < want {
+		// Wholly before from: the relay, on an expired stream, went on
+		// from a head older than the log this source read.
+		s.seq++
+		return nil
 	}
-	return rec, nil
+	if first > want || last < want || first < want && !s.fresh {
+		return fmt.Errorf("source %s: sequence %d holds positions %d..%d, want %d next", s.ledger, s.seq, first, last, want)
+	}
+	recs, err := ParseFrame(s.ledger, first, last, msg.Data())
+	if err != nil {
+		return fmt.Errorf("source %s at sequence %d: %w", s.ledger, s.seq, err)
+	}
+	s.pending = append(s.pending, recs[want-first:]...)
+	s.seq, s.fresh = s.seq+1, false
+	return nil
 }
 
 // sourceInactiveThreshold is how long the server keeps a consumer nobody
@@ -104,56 +140,105 @@ func (s *Source) decode(msg jetstream.Msg) (eventstore.Record, error) {
 // often.
 const sourceInactiveThreshold = 30 * time.Second
 
-// restart positions the source at from: if the stream no longer holds from, it
+// restart positions the source at from: if the stream does not hold from
+// (it begins later: expired, or the ledger is older than its stream), it
 // returns records read from the log; otherwise it starts an ordered consumer
-// there and returns none.
+// at the frame holding from, or at the next frame when the stream has not
+// reached from yet, and returns none.
 func (s *Source) restart(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
 	s.stop()
 	stream, err := EnsureStream(ctx, s.js, s.ledger, s.opts)
 	if err != nil {
 		return nil, err
 	}
-	info, err := stream.Info(ctx)
+	seq, before, err := s.locate(ctx, stream, from)
 	if err != nil {
-		return nil, fmt.Errorf("source %s: stream info: %w", s.ledger, err)
+		return nil, err
 	}
-	if first := info.State.FirstSeq; info.State.Msgs > 0 && from < first || info.State.Msgs == 0 && from <= info.State.LastSeq {
-		limit := max
-		if info.State.Msgs > 0 {
-			limit = int(min(uint64(max), first-from))
-		}
-		recs, err := s.log.Read(ctx, s.ledger, from, limit)
+	if before > 0 {
+		recs, err := s.log.Read(ctx, s.ledger, from, int(min(uint64(max), before)))
 		if err != nil {
 			return nil, fmt.Errorf("source %s: fall back to the log: %w", s.ledger, err)
 		}
-		if len(recs) == 0 || recs[0].Position != from {
+		switch {
+		case len(recs) > 0 && recs[0].Position != from:
+			return nil, fmt.Errorf("source %s: the log returned %d for %d", s.ledger, recs[0].Position, from)
+		case len(recs) > 0:
+			return recs, nil
+		case before != ^uint64(0):
 			return nil, fmt.Errorf("source %s: the stream has passed %d but the log has no record there", s.ledger, from)
 		}
-		return recs, nil
+		// The stream is empty and the log has nothing at from yet: wait on
+		// the stream for the relay's next frame.
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       from,
+		OptStartSeq:       seq,
 		InactiveThreshold: sourceInactiveThreshold,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("source %s: consumer at %d: %w", s.ledger, from, err)
 	}
-	msgs := make(chan jetstream.Msg, sourceBufferMax)
+	msgs := make(chan jetstream.Msg, sourceFramesMax)
 	cctx, cancel := context.WithCancel(context.Background())
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case msgs <- m:
 		case <-cctx.Done():
 		}
-	}, jetstream.PullMaxMessages(sourceBufferMax/2))
+	}, jetstream.PullMaxMessages(sourceFramesMax/2))
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("source %s: consume at %d: %w", s.ledger, from, err)
 	}
 	go func() { <-cctx.Done(); cc.Stop() }()
-	s.msgs, s.cancel, s.next = msgs, cancel, from
+	s.msgs, s.cancel, s.next, s.seq, s.pending, s.fresh = msgs, cancel, from, seq, nil, true
 	return nil, nil
+}
+
+// locate finds from in the stream: the sequence of the frame holding it,
+// or of the frame to come when the stream ends before it; before is how many
+// positions from on precede the stream's first frame and must be read from
+// the log (^0 when the stream holds nothing: as many as the log has).
+func (s *Source) locate(ctx context.Context, stream jetstream.Stream, from uint64) (seq, before uint64, err error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("source %s: stream info: %w", s.ledger, err)
+	}
+	st := info.State
+	if st.Msgs == 0 {
+		return st.LastSeq + 1, ^uint64(0), nil
+	}
+	first, _, err := frameAt(ctx, stream, st.FirstSeq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("source %s: %w", s.ledger, err)
+	}
+	if from < first {
+		return 0, first - from, nil
+	}
+	_, last, err := frameAt(ctx, stream, st.LastSeq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("source %s: %w", s.ledger, err)
+	}
+	if from > last {
+		return st.LastSeq + 1, 0, nil
+	}
+	// The last frame whose first position is at most from holds it: frames
+	// are consecutive and gapless from the stream's first.
+	lo, hi := st.FirstSeq, st.LastSeq
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		f, _, err := frameAt(ctx, stream, mid)
+		if err != nil {
+			return 0, 0, fmt.Errorf("source %s: %w", s.ledger, err)
+		}
+		if f <= from {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo, 0, nil
 }
 
 func (s *Source) stop() {

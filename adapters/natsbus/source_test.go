@@ -3,6 +3,7 @@ package natsbus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -63,14 +64,18 @@ func checkRecords(t *testing.T, got, want []eventstore.Record) {
 	}
 }
 
+// sourceFrameRecords is the most records a frame of publishedLog holds.
+const sourceFrameRecords = 50
+
 // publishedLog appends n records to a new ledger and waits until its
-// stream holds them all.
+// stream holds them all, in frames of at most sourceFrameRecords.
 func publishedLog(t *testing.T, n int) (*eventstore.Store, string, *testLog, *runningRelay) {
 	t.Helper()
 	store, ledger := openStore(t), testenv.Name(t)
 	log := newTestLog(t, store, ledger)
 	log.append(n)
-	relay := startRelay(t, ledger, jetStream(t), store)
+	// Pages of sourceFrameRecords: frames of that many records at most.
+	relay := startRelay(t, ledger, jetStream(t), pagedLog{log: store, pageMax: sourceFrameRecords})
 	waitStreamAt(t, jetStream(t), ledger, log.head)
 	return store, ledger, log, relay
 }
@@ -118,8 +123,8 @@ func TestSourceFallsBackToLogAfterPurge(t *testing.T) {
 	stream, err := jetStream(t).Stream(t.Context(), natsbus.StreamName(ledger))
 	testenv.NoError(t, err)
 
-	t.Log("the stream lost positions 1..100")
-	testenv.NoError(t, stream.Purge(t.Context(), jetstream.WithPurgeSequence(101)))
+	t.Log("the stream lost positions 1..100 (its first frames)")
+	testenv.NoError(t, stream.Purge(t.Context(), jetstream.WithPurgeSequence(100/sourceFrameRecords+1)))
 	src := newSource(t, store, ledger)
 	ctx, cancel := context.WithTimeout(t.Context(), relayWaitMax)
 	defer cancel()
@@ -140,4 +145,43 @@ func TestSourceFallsBackToLogAfterPurge(t *testing.T) {
 	log.append(20)
 	relay.Wake()
 	checkRecords(t, readRange(t, src, from, log.head, 64), readLog(t, store, ledger)[from-1:])
+}
+
+func TestRelayGoesOnFromTheHeadOfAnExpiredStream(t *testing.T) {
+	t.Parallel()
+	store, ledger, log, relay := publishedLog(t, 100)
+	js := jetStream(t)
+	relay.stop()
+	stream, err := js.Stream(t.Context(), natsbus.StreamName(ledger))
+	testenv.NoError(t, err)
+	t.Log("every frame expired; the log grew meanwhile")
+	testenv.NoError(t, stream.Purge(t.Context()))
+	log.append(50)
+	purgedAt := log.head
+	relay = startRelay(t, ledger, jetStream(t), store)
+	// The relay goes on from the head it finds when it starts: append until
+	// a frame shows it has.
+	testenv.Eventually(t, relayWaitMax, func() error {
+		log.append(5)
+		relay.Wake()
+		if last, err := streamLast(t.Context(), js, ledger); err != nil || last == 0 {
+			return fmt.Errorf("no frame since the purge (%v)", err)
+		}
+		return nil
+	})
+	waitStreamAt(t, js, ledger, log.head)
+	st, err := streamState(t.Context(), js, ledger)
+	testenv.NoError(t, err)
+	msg, err := stream.GetMsg(t.Context(), st.FirstSeq)
+	testenv.NoError(t, err)
+	var first uint64
+	_, err = fmt.Sscan(msg.Header.Get(natsbus.HeaderFirst), &first)
+	testenv.NoError(t, err)
+	if first <= purgedAt {
+		t.Fatalf("the restarted relay's first frame begins at %d, want after %d (the head it started from)", first, purgedAt)
+	}
+	t.Log("a source reads what the stream does not hold from the log, the rest from the stream")
+	want := readLog(t, store, ledger)
+	checkRecords(t, readRange(t, newSource(t, store, ledger), 1, log.head, 64), want)
+	checkRecords(t, readRange(t, newSource(t, store, ledger), first-5, log.head, 1000), want[first-6:])
 }

@@ -1,6 +1,7 @@
-// Package natsbus carries the log on NATS JetStream: one stream per ledger whose
-// sequence equals the ledger position, the relay that fills it from the Postgres
-// log, the source projectors read it through, and an embedded server.
+// Package natsbus carries the log on NATS JetStream: one stream per ledger
+// holding every position once, in order, in frames of consecutive records;
+// the relay that fills it from the Postgres log, the source projectors read
+// it through, and an embedded server.
 package natsbus
 
 import (
@@ -34,9 +35,10 @@ func StreamName(ledger string) string { return "LEDGER_" + ledger }
 // Subject is the subject a ledger's events are published on.
 func Subject(ledger string) string { return "ledger." + ledger + ".events" }
 
-// msgID is the de-duplication id of a ledger's event.
-func msgID(ledger string, position uint64) string {
-	return ledger + ":" + strconv.FormatUint(position, 10)
+// frameID is the de-duplication id of the frame of a ledger's positions
+// first..last.
+func frameID(ledger string, first, last uint64) string {
+	return ledger + ":" + strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
 }
 
 // EnsureStream creates the ledger's stream if it does not exist, and returns it.

@@ -2,7 +2,8 @@
 // store in PostgreSQL and JetStream. See README.md.
 //
 // `ledgerd migrate [flags]` applies the schema migrations and exits: run it as
-// the tables' owner, then ledgerd as a role in ledger_app.
+// the tables' owner, then ledgerd as a role in ledger_app. `ledgerd -version`
+// prints the build's version, commit and Go version.
 package main
 
 import (
@@ -16,10 +17,15 @@ import (
 	"syscall"
 
 	"github.com/ledgerd/ledger/internal/daemon"
+	"github.com/ledgerd/ledger/internal/version"
 )
 
 func main() {
 	args, migrate := os.Args[1:], false
+	if len(args) == 1 && (args[0] == "-version" || args[0] == "--version" || args[0] == "version") {
+		fmt.Println("ledgerd", version.Get())
+		return
+	}
 	if len(args) > 0 && args[0] == "migrate" {
 		args, migrate = args[1:], true
 	}
@@ -38,6 +44,8 @@ func main() {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger) // what packages log without a logger of their own goes here too
+	build := version.Get()
+	logger.Info("ledgerd", "version", build.Version, "commit", build.Commit, "go", build.Go)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if migrate {
@@ -55,5 +63,7 @@ func main() {
 	<-ctx.Done()
 	logger.Info("shutting down: draining writers and relays")
 	m.Close()
+	// Exit 0: a stop asked for (SIGINT, SIGTERM) and done cleanly is a
+	// success, for make run, systemd and docker alike.
 	logger.Info("stopped")
 }

@@ -5,17 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
-	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/audit/filelog"
@@ -44,54 +42,53 @@ func (c *client) auditLog(in string) (audit.Log, error) {
 	return &servicelog.Log{Name: c.ledger, Audit: c.audit, Query: c.query}, nil
 }
 
-func (c *client) checkOutput() error {
-	if c.output != "table" && c.output != "json" {
-		return usageError{"-o is table or json"}
-	}
-	return nil
-}
-
 // auditVerify checks the log (gapless, every hash, every link), replays it
 // through the domain and compares the projections with the replay. With
 // --from after 1 only the chain is checked, anchored on that event's stored
 // prev_hash: balances need the log from position 1. With --in it verifies an
 // export, the log alone.
-func auditVerify(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+func (c *client) auditVerifyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the log (gapless, every hash and link), replay it, compare the projections (exit 0: they agree)",
+		Example: "  ledgerctl audit verify\n" +
+			"  ledgerctl audit verify --from 1000 --to 2000      (the chain only, anchored at 1000)\n" +
+			"  ledgerctl audit verify --in ledger.jsonl -o json  (an export, the log alone)",
+		Args: noArgs("audit verify"),
+	}
+	fs := cmd.Flags()
 	from := fs.Uint64("from", 0, "first position (after 1: the chain only)")
 	to := fs.Uint64("to", 0, "last position (default: the head)")
 	in := fs.String("in", "", "verify an export (JSON Lines) instead of ledgerd's log")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	switch {
-	case len(rest) != 0:
-		return usageError{"audit verify takes only flags"}
-	case *to != 0 && *from > *to:
+	_ = cmd.MarkFlagFilename("in", "jsonl")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return c.auditVerify(cmd.Context(), *from, *to, *in) }
+	return cmd
+}
+
+func (c *client) auditVerify(ctx context.Context, from, to uint64, in string) error {
+	if to != 0 && from > to {
 		return usageError{"--from is after --to"}
 	}
-	if err := c.checkOutput(); err != nil {
-		return err
-	}
-	l, err := c.auditLog(*in)
+	l, err := c.auditLog(in)
 	if err != nil {
 		return err
 	}
 	var proj audit.Projections
-	if *in == "" {
+	if in == "" {
 		proj = c.query
 	}
-	bar := newProgressBar()
-	rep, err := audit.Verify(ctx, l, proj, audit.Options{From: *from, To: *to, Progress: bar.show})
-	bar.done()
+	bar := c.newProgress("", c.errOut)
+	rep, err := audit.Verify(ctx, l, proj, audit.Options{From: from, To: to, Progress: func(p audit.Progress) {
+		bar.update(p.Phase, p.Done, p.Total)
+	}})
+	bar.finish()
 	if errors.Is(err, audit.ErrBeyondHead) {
 		return usageError{err.Error()}
 	}
 	if err != nil {
 		return err
 	}
-	if c.output == "json" {
+	if !c.human() {
 		if err := c.printAny(rep); err != nil {
 			return err
 		}
@@ -102,16 +99,6 @@ func auditVerify(ctx context.Context, c *client, args []string) error {
 		return fmt.Errorf("%w: %s", errDiverged, rep.Divergence)
 	}
 	return nil
-}
-
-// printAny prints v as indented JSON, for -o json.
-func (c *client) printAny(v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(c.out, string(b))
-	return err
 }
 
 func (c *client) printReport(r *audit.Report) error {
@@ -160,36 +147,49 @@ func (c *client) printReport(r *audit.Report) error {
 
 // auditReplay prints every account's balances and the trial balance at a
 // position or a time, from the log alone.
-func auditReplay(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("audit replay", flag.ContinueOnError)
-	atText := fs.String("at", "", "a position, or an RFC 3339 time (the last event recorded at or before it)")
-	in := fs.String("in", "", "replay an export (JSON Lines) instead of ledgerd's log")
-	rest, err := c.parse(fs, args)
+func (c *client) auditReplayCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "replay --at POSITION|TIME",
+		Short: "Balances and trial balance at a position or a time, from the log alone",
+		Example: "  ledgerctl audit replay --at 1200\n" +
+			"  ledgerctl audit replay --at 2026-11-30T23:59:59Z -o json\n" +
+			"  ledgerctl audit replay --at 500 --in ledger.jsonl",
+		Args: noArgs("audit replay"),
+	}
+	atText := cmd.Flags().String("at", "", "a position, or an RFC 3339 time (the last event recorded at or before it)")
+	in := cmd.Flags().String("in", "", "replay an export (JSON Lines) instead of ledgerd's log")
+	_ = cmd.MarkFlagFilename("in", "jsonl")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return c.auditReplay(cmd.Context(), *atText, *in) }
+	return cmd
+}
+
+func (c *client) auditReplay(ctx context.Context, atText, in string) error {
+	at, err := parseAt(atText)
 	if err != nil {
 		return err
 	}
-	if len(rest) != 0 {
-		return usageError{"audit replay takes only flags"}
-	}
-	at, err := parseAt(*atText)
+	l, err := c.auditLog(in)
 	if err != nil {
 		return err
 	}
-	if err := c.checkOutput(); err != nil {
-		return err
+	// The whole log up to the point is read: the point, or the head, is
+	// the progress's total (0, unknown, for a file or a time).
+	total := at.Position
+	if total == 0 && at.Time.IsZero() {
+		if total, err = l.Head(ctx); err != nil {
+			return err
+		}
 	}
-	l, err := c.auditLog(*in)
-	if err != nil {
-		return err
-	}
-	snap, err := audit.Replay(ctx, l, at)
+	bar := c.newProgress("events", c.errOut)
+	snap, err := audit.Replay(ctx, &progressLog{Log: l, p: bar, phase: "replay", total: total}, at)
+	bar.finish()
 	if errors.Is(err, audit.ErrBeyondHead) {
 		return usageError{err.Error()}
 	}
 	if err != nil {
 		return err
 	}
-	if c.output == "json" {
+	if !c.human() {
 		return c.printAny(snap)
 	}
 	return c.printSnapshot(snap)
@@ -219,7 +219,7 @@ func (c *client) printSnapshot(s *audit.Snapshot) error {
 		at = fmt.Sprintf("position %d, recorded %s, hash %s", s.Position, s.RecordedAt.Format(time.RFC3339Nano), s.Hash)
 	}
 	fmt.Fprintf(c.out, "ledger %s replayed from its log to %s\n\n", s.Ledger, at)
-	tw := c.table()
+	tw := c.tabwriter()
 	fmt.Fprintln(tw, "ACCOUNT\tASSET\tBALANCE\tAVAILABLE\tDEBITS\tCREDITS\tPENDING DR\tPENDING CR\tPOSITION\tCLOSED\t")
 	for _, b := range s.Balances {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%v\t\n", b.Account, b.Asset, b.Balance, b.Available,
@@ -229,7 +229,7 @@ func (c *client) printSnapshot(s *audit.Snapshot) error {
 		return err
 	}
 	fmt.Fprintln(c.out)
-	tw = c.table()
+	tw = c.tabwriter()
 	fmt.Fprintln(tw, "ASSET\tDEBITS\tCREDITS\tPENDING DR\tPENDING CR\tACCOUNTS\tCLOSED\tBALANCED\t")
 	for _, l := range s.TrialBalance {
 		balanced := l.DebitsPosted == l.CreditsPosted && l.DebitsPending == l.CreditsPending
@@ -247,31 +247,46 @@ const exportFlushEvery = 1000
 // after 1 it resumes an export: the file must end with the event at P-1,
 // whose hash the event at P must link to, and the new lines are appended.
 // Without --from, --out FILE is written anew.
-func logExport(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("log export", flag.ContinueOnError)
+func (c *client) logExportCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "export",
+		Short: "Write the log as JSON Lines, one event with its hashes per line",
+		Long: `export writes the log as JSON Lines, one event with its hashes per line, to
+standard output or --out FILE (owner-readable only). With --out and --from P after 1 it
+resumes an export that ends at P-1, checking that the new events link to the file's last.
+
+Without --out the events themselves are the output: -o table or json (the same JSON Lines);
+-o yaml applies with --out, to the summary.`,
+		Example: "  ledgerctl log export --out ledger.jsonl\n" +
+			"  ledgerctl log export --from 10001 --out ledger.jsonl   (resume after position 10000)\n" +
+			"  ledgerctl log export --to 500 | gzip > first-500.jsonl.gz",
+		Args: noArgs("log export"),
+	}
+	fs := cmd.Flags()
 	from := fs.Uint64("from", 0, "first position (with --out: resume the file, which ends at --from - 1)")
 	to := fs.Uint64("to", 0, "last position (default: the head when the export starts)")
 	out := fs.String("out", "", "file to write (default: standard output)")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
+	_ = cmd.MarkFlagFilename("out", "jsonl")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return c.logExport(cmd.Context(), *from, *to, *out) }
+	return cmd
+}
+
+func (c *client) logExport(ctx context.Context, from, to uint64, out string) error {
 	switch {
-	case len(rest) != 0:
-		return usageError{"log export takes only flags"}
-	case *to != 0 && *from > *to:
+	case to != 0 && from > to:
 		return usageError{"--from is after --to"}
+	case out == "" && c.output == outputYAML:
+		return usageError{"log export writes JSON Lines to standard output: -o yaml goes with --out"}
 	}
-	start := max(*from, 1)
-	w, resumeHash, closeOut, err := openExport(c.out, *out, start)
+	start := max(from, 1)
+	if err := c.connect(); err != nil {
+		return err
+	}
+	w, resumeHash, closeOut, err := openExport(c.out, out, start)
 	if err != nil {
 		return err
 	}
-	if err := c.connect(); err != nil {
-		_ = closeOut(false) // the connection error says more
-		return err
-	}
-	n, last, err := c.export(ctx, w, start, *to, resumeHash)
+	n, last, err := c.export(ctx, w, start, to, resumeHash)
 	// Not joined: the call's status must stay what ledgerctl prints.
 	if cerr := closeOut(err == nil); err == nil {
 		err = cerr
@@ -279,15 +294,31 @@ func logExport(ctx context.Context, c *client, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *out != "" {
-		if n == 0 {
-			_, err = fmt.Fprintf(c.out, "nothing to export from position %d\n", start)
-			return err
+	switch {
+	case out == "":
+		return nil
+	case !c.human():
+		sum := exportSummary{File: out, Events: n, From: start}
+		if n > 0 {
+			sum.To, sum.LastHash = last.Position, hex.EncodeToString(last.Hash[:])
 		}
-		_, err = fmt.Fprintf(c.out, "exported %d events, positions %d..%d, to %s; last hash %s\n", n, start, last.Position,
-			*out, hex.EncodeToString(last.Hash[:]))
+		return c.printAny(sum)
+	case n == 0:
+		_, err = fmt.Fprintf(c.out, "nothing to export from position %d\n", start)
+		return err
 	}
+	_, err = fmt.Fprintf(c.out, "exported %d events, positions %d..%d, to %s; last hash %s\n", n, start, last.Position,
+		out, hex.EncodeToString(last.Hash[:]))
 	return err
+}
+
+// exportSummary is what log export --out wrote, for -o json and yaml.
+type exportSummary struct {
+	File     string `json:"file"`
+	Events   uint64 `json:"events"`
+	From     uint64 `json:"from"`
+	To       uint64 `json:"to,omitempty"`
+	LastHash string `json:"last_hash,omitempty"`
 }
 
 // openExport opens the export's destination. Resuming (start after 1, an
@@ -384,11 +415,23 @@ type exported struct {
 // export checks that its first event links to the file's last.
 func (c *client) export(ctx context.Context, w *bufio.Writer, from, to uint64, resume *eventstore.Hash) (uint64, exported, error) {
 	l := &servicelog.Log{Name: c.ledger, Audit: c.audit, Query: c.query}
+	// The progress counts to the last position asked for, or the head.
+	total := to
+	if total == 0 {
+		head, err := l.Head(ctx)
+		if err != nil {
+			return 0, exported{}, err
+		}
+		total = head
+	}
+	bar := c.newProgress("events", c.errOut)
+	defer bar.finish()
 	var (
 		n    uint64
 		last exported
 		buf  []byte
 	)
+	bar.update("export", 0, total-min(total, from-1))
 	err := l.Read(ctx, from, to, func(recs []eventstore.Record) error {
 		for i := range recs {
 			r := &recs[i]
@@ -408,61 +451,10 @@ func (c *client) export(ctx context.Context, w *bufio.Writer, from, to uint64, r
 				}
 			}
 		}
+		bar.update("export", n, total-min(total, from-1))
 		return nil
 	})
 	return n, last, err
-}
-
-// progressBar draws Verify's progress on a terminal's standard error, at
-// most every progressEvery; elsewhere (a pipe, a file, a test) it is silent.
-type progressBar struct {
-	mu    sync.Mutex
-	w     io.Writer // nil: not a terminal
-	last  time.Time
-	phase string
-}
-
-const (
-	progressEvery = 100 * time.Millisecond
-	progressWidth = 30
-)
-
-func newProgressBar() *progressBar {
-	// golang.org/x/term is not a dependency: a character device is a
-	// terminal for this purpose.
-	if st, err := os.Stderr.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-		return &progressBar{w: os.Stderr}
-	}
-	return &progressBar{}
-}
-
-func (b *progressBar) show(p audit.Progress) {
-	if b.w == nil {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	if p.Phase == b.phase && now.Sub(b.last) < progressEvery && p.Done != p.Total {
-		return
-	}
-	if p.Phase != b.phase && b.phase != "" {
-		fmt.Fprintln(b.w)
-	}
-	b.phase, b.last = p.Phase, now
-	if p.Total == 0 {
-		fmt.Fprintf(b.w, "\r%-16s %d", p.Phase, p.Done)
-		return
-	}
-	filled := int(min(p.Done, p.Total) * progressWidth / p.Total)
-	fmt.Fprintf(b.w, "\r%-16s [%s%s] %3d%%  %d/%d", p.Phase, strings.Repeat("#", filled),
-		strings.Repeat(".", progressWidth-filled), min(p.Done, p.Total)*100/p.Total, p.Done, p.Total)
-}
-
-func (b *progressBar) done() {
-	if b.w != nil && b.phase != "" {
-		fmt.Fprintln(b.w)
-	}
 }
 
 // tabwriterLeft aligns a report's keys and values to the left.

@@ -2,76 +2,79 @@ package ctl
 
 import (
 	"context"
-	"flag"
-	"math"
 	"strconv"
-	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"github.com/spf13/cobra"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
 
-// amounts is a repeatable --amount flag: one per posting.
-type amounts []string
-
-func (a *amounts) String() string     { return "" }
-func (a *amounts) Set(v string) error { *a = append(*a, v); return nil }
-
-func assetDefine(ctx context.Context, c *client, args []string) error {
-	args, err := c.parse(flag.NewFlagSet("asset define", flag.ContinueOnError), args)
-	if err != nil {
-		return err
+func (c *client) assetDefineCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "define CODE SCALE",
+		Short:   "Define an asset and its scale (decimal places, 0..18)",
+		Example: "  ledgerctl asset define USD 2\n  ledgerctl asset define BTC 8 -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usageError{"asset define takes CODE SCALE"}
+			}
+			scale, err := strconv.ParseUint(args[1], 10, 32)
+			if err != nil {
+				return usageError{"SCALE must be a whole number 0..18"}
+			}
+			return c.call(cmd.Context(), func(ctx context.Context) error {
+				resp, err := c.cmd.DefineAsset(ctx, &ledgerv1.DefineAssetRequest{Ledger: c.ledger, Code: args[0], Scale: uint32(scale)})
+				if err != nil {
+					return err
+				}
+				return c.printResults(resp, []*ledgerv1.ItemResult{resp.GetResult()})
+			})
+		},
 	}
-	if len(args) != 2 {
-		return usageError{"asset define takes CODE SCALE"}
-	}
-	scale, err := strconv.ParseUint(args[1], 10, 32)
-	if err != nil {
-		return usageError{"SCALE must be a whole number 0..18"}
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := c.cmd.DefineAsset(ctx, &ledgerv1.DefineAssetRequest{Ledger: c.ledger, Code: args[0], Scale: uint32(scale)})
-		if err != nil {
-			return err
-		}
-		return c.printResults([]*ledgerv1.ItemResult{resp.GetResult()})
-	})
 }
 
-func accountOpen(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("account open", flag.ContinueOnError)
-	asset := fs.String("asset", "", "asset code")
-	normal := fs.String("normal", "credit", "normal balance: credit or debit")
-	minBal := fs.String("min", "", "minimum available balance (\"0\" forbids overdraft)")
-	maxBal := fs.String("max", "", "maximum balance")
-	ids, err := c.parse(fs, args)
-	if err != nil {
-		return err
+func (c *client) accountOpenCmd() *cobra.Command {
+	var asset, normal, minBal, maxBal string
+	cmd := &cobra.Command{
+		Use:   "open ID... --asset CODE",
+		Short: "Open accounts of an asset, with optional bounds",
+		Example: "  ledgerctl account open --asset USD alice bob\n" +
+			"  ledgerctl account open --asset USD --min 0 users:42:wallet      (no overdraft)\n" +
+			"  ledgerctl account open --asset USD --normal debit bank:acme",
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			if len(ids) == 0 {
+				return usageError{"account open takes --asset and at least one ID"}
+			}
+			side := ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT
+			switch normal {
+			case "credit":
+			case "debit":
+				side = ledgerv1.NormalBalance_NORMAL_BALANCE_DEBIT
+			default:
+				return usageError{"--normal is credit or debit"}
+			}
+			req := &ledgerv1.OpenAccountsRequest{Ledger: c.ledger}
+			for _, id := range ids {
+				a := &ledgerv1.Account{Id: id, Asset: asset, NormalBalance: side, MinBalance: optional(minBal), MaxBalance: optional(maxBal)}
+				req.Accounts = append(req.Accounts, a)
+			}
+			return c.call(cmd.Context(), func(ctx context.Context) error {
+				resp, err := c.cmd.OpenAccounts(ctx, req)
+				if err != nil {
+					return err
+				}
+				return c.printResults(resp, resp.GetResults())
+			})
+		},
 	}
-	if len(ids) == 0 || *asset == "" {
-		return usageError{"account open takes --asset and at least one ID"}
-	}
-	side := ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT
-	switch *normal {
-	case "credit":
-	case "debit":
-		side = ledgerv1.NormalBalance_NORMAL_BALANCE_DEBIT
-	default:
-		return usageError{"--normal is credit or debit"}
-	}
-	req := &ledgerv1.OpenAccountsRequest{Ledger: c.ledger}
-	for _, id := range ids {
-		a := &ledgerv1.Account{Id: id, Asset: *asset, NormalBalance: side, MinBalance: optional(*minBal), MaxBalance: optional(*maxBal)}
-		req.Accounts = append(req.Accounts, a)
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := c.cmd.OpenAccounts(ctx, req)
-		if err != nil {
-			return err
-		}
-		return c.printResults(resp.GetResults())
-	})
+	fs := cmd.Flags()
+	fs.StringVar(&asset, "asset", "", "asset code")
+	fs.StringVar(&normal, "normal", "credit", "normal balance: credit or debit")
+	fs.StringVar(&minBal, "min", "", "minimum available balance (\"0\" forbids overdraft)")
+	fs.StringVar(&maxBal, "max", "", "maximum balance")
+	required(cmd, "asset")
+	_ = cmd.RegisterFlagCompletionFunc("normal", cobra.FixedCompletions([]string{"credit", "debit"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
 }
 
 // optional is nil for "", else a pointer to s.
@@ -82,154 +85,129 @@ func optional(s string) *string {
 	return &s
 }
 
-func accountBounds(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("account bounds", flag.ContinueOnError)
-	minBal := fs.String("min", "", "minimum available balance; omitted: none")
-	maxBal := fs.String("max", "", "maximum balance; omitted: none")
-	ids, err := c.parse(fs, args)
-	if err != nil {
-		return err
+func (c *client) accountBoundsCmd() *cobra.Command {
+	var minBal, maxBal string
+	cmd := &cobra.Command{
+		Use:   "bounds ID...",
+		Short: "Set accounts' bounds (an omitted bound is removed)",
+		Example: "  ledgerctl account bounds --min 0 alice          (no overdraft; no maximum)\n" +
+			"  ledgerctl account bounds --min -100 --max 5000 alice bob",
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			if len(ids) == 0 {
+				return usageError{"account bounds takes at least one ID"}
+			}
+			req := &ledgerv1.SetAccountBoundsRequest{Ledger: c.ledger}
+			for _, id := range ids {
+				req.Bounds = append(req.Bounds, &ledgerv1.AccountBounds{AccountId: id, MinBalance: optional(minBal), MaxBalance: optional(maxBal)})
+			}
+			return c.call(cmd.Context(), func(ctx context.Context) error {
+				resp, err := c.cmd.SetAccountBounds(ctx, req)
+				if err != nil {
+					return err
+				}
+				return c.printResults(resp, resp.GetResults())
+			})
+		},
 	}
-	if len(ids) == 0 {
-		return usageError{"account bounds takes at least one ID"}
-	}
-	req := &ledgerv1.SetAccountBoundsRequest{Ledger: c.ledger}
-	for _, id := range ids {
-		req.Bounds = append(req.Bounds, &ledgerv1.AccountBounds{AccountId: id, MinBalance: optional(*minBal), MaxBalance: optional(*maxBal)})
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := c.cmd.SetAccountBounds(ctx, req)
-		if err != nil {
-			return err
-		}
-		return c.printResults(resp.GetResults())
-	})
+	cmd.Flags().StringVar(&minBal, "min", "", "minimum available balance; omitted: none")
+	cmd.Flags().StringVar(&maxBal, "max", "", "maximum balance; omitted: none")
+	return cmd
 }
 
-func accountClose(ctx context.Context, c *client, args []string) error {
-	ids, err := c.parse(flag.NewFlagSet("account close", flag.ContinueOnError), args)
-	if err != nil {
-		return err
+func (c *client) accountCloseCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "close ID...",
+		Short:   "Close accounts (none may hold pending amounts)",
+		Example: "  ledgerctl account close carol",
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			if len(ids) == 0 {
+				return usageError{"account close takes at least one ID"}
+			}
+			return c.call(cmd.Context(), func(ctx context.Context) error {
+				resp, err := c.cmd.CloseAccounts(ctx, &ledgerv1.CloseAccountsRequest{Ledger: c.ledger, AccountIds: ids})
+				if err != nil {
+					return err
+				}
+				return c.printResults(resp, resp.GetResults())
+			})
+		},
 	}
-	if len(ids) == 0 {
-		return usageError{"account close takes at least one ID"}
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := c.cmd.CloseAccounts(ctx, &ledgerv1.CloseAccountsRequest{Ledger: c.ledger, AccountIds: ids})
-		if err != nil {
-			return err
-		}
-		return c.printResults(resp.GetResults())
-	})
 }
 
-func transfer(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("transfer", flag.ContinueOnError)
-	id := fs.String("id", "", "transfer id (the idempotency key)")
-	from := fs.String("from", "", "account debited")
-	to := fs.String("to", "", "account credited")
-	amount := fs.String("amount", "", "decimal amount, e.g. 10.00")
-	asset := fs.String("asset", "", "asset code")
-	reference := fs.String("reference", "", "free text")
-	effective := fs.String("effective-at", "", "business time, RFC 3339")
-	pending := fs.Bool("pending", false, "hold the amount until posted, voided or expired")
-	timeout := fs.Uint("timeout", 0, "seconds until a pending transfer expires; 0: never")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
+func (c *client) postCmd() *cobra.Command {
+	var id, pendingID string
+	var amts []string
+	cmd := &cobra.Command{
+		Use:   "post --id ID --pending-id ID",
+		Short: "Post a pending transfer, in full or in part (one --amount per posting; none: all)",
+		Example: "  ledgerctl post --id p1 --pending-id h1\n" +
+			"  ledgerctl post --id p2 --pending-id h2 --amount 4.00      (the rest is released)",
+		Args: noArgs("post"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.call(cmd.Context(), func(ctx context.Context) error {
+				resp, err := c.cmd.PostPendingTransfers(ctx, &ledgerv1.PostPendingTransfersRequest{Ledger: c.ledger,
+					Posts: []*ledgerv1.PostPending{{Id: id, PendingId: pendingID, Amounts: amts}}})
+				if err != nil {
+					return err
+				}
+				return c.printResults(resp, resp.GetResults())
+			})
+		},
 	}
-	if len(rest) != 0 || *id == "" || *from == "" || *to == "" || *amount == "" || *asset == "" {
-		return usageError{"transfer takes --id, --from, --to, --amount and --asset"}
-	}
-	// Checked here, not left to ledgerd: a value past the wire's uint32
-	// would wrap to another timeout (2^32 to 0: never) without a word.
-	switch {
-	case *timeout > math.MaxUint32:
-		return usageError{"--timeout is at most " + strconv.FormatUint(math.MaxUint32, 10) + " seconds"}
-	case *timeout != 0 && !*pending:
-		return usageError{"--timeout goes with --pending"}
-	}
-	t := &ledgerv1.Transfer{Id: *id, Reference: *reference, Pending: *pending, TimeoutSeconds: uint32(*timeout),
-		Postings: []*ledgerv1.Posting{{DebitAccount: *from, CreditAccount: *to, Amount: *amount, Asset: *asset}}}
-	if *effective != "" {
-		at, err := time.Parse(time.RFC3339Nano, *effective)
-		if err != nil {
-			return usageError{"--effective-at is an RFC 3339 time, e.g. 2026-11-01T09:00:00Z"}
-		}
-		t.EffectiveAt = timestamppb.New(at)
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := c.cmd.CreateTransfers(ctx, &ledgerv1.CreateTransfersRequest{Ledger: c.ledger, Transfers: []*ledgerv1.Transfer{t}})
-		if err != nil {
-			return err
-		}
-		return c.printResults(resp.GetResults())
-	})
+	cmd.Flags().StringVar(&id, "id", "", "the post's own id")
+	cmd.Flags().StringVar(&pendingID, "pending-id", "", "the pending transfer")
+	cmd.Flags().StringArrayVar(&amts, "amount", nil, "amount to post, one per posting in order; none: everything held")
+	required(cmd, "id", "pending-id")
+	return cmd
 }
 
-func post(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("post", flag.ContinueOnError)
-	id := fs.String("id", "", "the post's own id")
-	pendingID := fs.String("pending-id", "", "the pending transfer")
-	var amts amounts
-	fs.Var(&amts, "amount", "amount to post, one per posting in order; none: everything held")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
+func (c *client) voidCmd() *cobra.Command {
+	var id, pendingID string
+	cmd := &cobra.Command{
+		Use:     "void --id ID --pending-id ID",
+		Short:   "Void a pending transfer: release what it holds",
+		Example: "  ledgerctl void --id v1 --pending-id h1",
+		Args:    noArgs("void"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.call(cmd.Context(), func(ctx context.Context) error {
+				resp, err := c.cmd.VoidPendingTransfers(ctx, &ledgerv1.VoidPendingTransfersRequest{Ledger: c.ledger,
+					Voids: []*ledgerv1.VoidPending{{Id: id, PendingId: pendingID}}})
+				if err != nil {
+					return err
+				}
+				return c.printResults(resp, resp.GetResults())
+			})
+		},
 	}
-	if len(rest) != 0 || *id == "" || *pendingID == "" {
-		return usageError{"post takes --id and --pending-id"}
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := c.cmd.PostPendingTransfers(ctx, &ledgerv1.PostPendingTransfersRequest{Ledger: c.ledger,
-			Posts: []*ledgerv1.PostPending{{Id: *id, PendingId: *pendingID, Amounts: amts}}})
-		if err != nil {
-			return err
-		}
-		return c.printResults(resp.GetResults())
-	})
+	cmd.Flags().StringVar(&id, "id", "", "the void's own id")
+	cmd.Flags().StringVar(&pendingID, "pending-id", "", "the pending transfer")
+	required(cmd, "id", "pending-id")
+	return cmd
 }
 
-func void(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("void", flag.ContinueOnError)
-	id := fs.String("id", "", "the void's own id")
-	pendingID := fs.String("pending-id", "", "the pending transfer")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
+func (c *client) reverseCmd() *cobra.Command {
+	var id, transferID string
+	var amts []string
+	cmd := &cobra.Command{
+		Use:   "reverse --id ID --transfer-id ID",
+		Short: "Reverse a posted transfer, in full or in part (one --amount per posting)",
+		Example: "  ledgerctl reverse --id r1 --transfer-id t1 --amount 3.00\n" +
+			"  ledgerctl reverse --id r2 --transfer-id t1                 (all that is left)",
+		Args: noArgs("reverse"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.call(cmd.Context(), func(ctx context.Context) error {
+				resp, err := c.cmd.ReverseTransfers(ctx, &ledgerv1.ReverseTransfersRequest{Ledger: c.ledger,
+					Reversals: []*ledgerv1.Reversal{{Id: id, TransferId: transferID, Amounts: amts}}})
+				if err != nil {
+					return err
+				}
+				return c.printResults(resp, resp.GetResults())
+			})
+		},
 	}
-	if len(rest) != 0 || *id == "" || *pendingID == "" {
-		return usageError{"void takes --id and --pending-id"}
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := c.cmd.VoidPendingTransfers(ctx, &ledgerv1.VoidPendingTransfersRequest{Ledger: c.ledger,
-			Voids: []*ledgerv1.VoidPending{{Id: *id, PendingId: *pendingID}}})
-		if err != nil {
-			return err
-		}
-		return c.printResults(resp.GetResults())
-	})
-}
-
-func reverse(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("reverse", flag.ContinueOnError)
-	id := fs.String("id", "", "the reversal's own id")
-	transferID := fs.String("transfer-id", "", "the posted transfer to reverse")
-	var amts amounts
-	fs.Var(&amts, "amount", "amount to reverse, one per posting in order; none: all that is left")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) != 0 || *id == "" || *transferID == "" {
-		return usageError{"reverse takes --id and --transfer-id"}
-	}
-	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := c.cmd.ReverseTransfers(ctx, &ledgerv1.ReverseTransfersRequest{Ledger: c.ledger,
-			Reversals: []*ledgerv1.Reversal{{Id: *id, TransferId: *transferID, Amounts: amts}}})
-		if err != nil {
-			return err
-		}
-		return c.printResults(resp.GetResults())
-	})
+	cmd.Flags().StringVar(&id, "id", "", "the reversal's own id")
+	cmd.Flags().StringVar(&transferID, "transfer-id", "", "the posted transfer to reverse")
+	cmd.Flags().StringArrayVar(&amts, "amount", nil, "amount to reverse, one per posting in order; none: all that is left")
+	required(cmd, "id", "transfer-id")
+	return cmd
 }

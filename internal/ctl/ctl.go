@@ -1,4 +1,5 @@
-// Package ctl is ledgerctl: a command line client of a running ledgerd.
+// Package ctl is ledgerctl: a command line client of a running ledgerd,
+// built on cobra (per-command help, suggestions, completion).
 package ctl
 
 import (
@@ -6,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,13 +16,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/grpcapi"
@@ -32,153 +31,36 @@ import (
 // callTimeout bounds one call to ledgerd.
 const callTimeout = 30 * time.Second
 
-const usage = `ledgerctl: a client of ledgerd
-
-Usage:
-  ledgerctl asset define CODE SCALE
-  ledgerctl account open --asset CODE [--normal credit|debit] [--min X] [--max X] ID...
-  ledgerctl account bounds [--min X] [--max X] ID...      (an omitted bound is removed)
-  ledgerctl account close ID...
-  ledgerctl transfer --id ID --from ACCOUNT --to ACCOUNT --amount X --asset CODE
-                     [--reference R] [--effective-at RFC3339] [--pending [--timeout SECONDS]]
-  ledgerctl post --id ID --pending-id ID [--amount X]...  (one --amount per posting; none: all)
-  ledgerctl void --id ID --pending-id ID
-  ledgerctl reverse --id ID --transfer-id ID [--amount X]...
-  ledgerctl balance [--min-position P] [--as-of P] [--strong] ACCOUNT...
-  ledgerctl statement [--from P] [--to P] [--limit N] [--pending] [--all] [--min-position P] ACCOUNT
-  ledgerctl transfers get ID...
-  ledgerctl transfers list [--account A] [--reference R] [--status S] [--limit N] [--all]
-  ledgerctl trial-balance [--as-of P]
-  ledgerctl projections status
-  ledgerctl projections rebuild NAME                      (balances, movements, transfers, reconciliation)
-  ledgerctl audit verify [--from P] [--to P] [--in FILE]  (exit 0: the log and the projections agree)
-  ledgerctl audit replay --at POSITION|TIME [--in FILE]   (balances and trial balance from the log alone)
-  ledgerctl log export [--from P] [--to P] [--out FILE]   (JSON Lines, one event with its hashes per line)
-  ledgerctl log import --in FILE                          (into a new, empty ledger: --ledger)
-  ledgerctl reconcile import --account A --source S [--format csv|json] [--map FIELD=COLUMN]...
-                     [--delimiter ,] [--date-layout 2006-01-02] [--decimal-comma] [--thousands] FILE
-                                                          (the whole file is checked first: a fault refuses it,
-                                                           with its line, before anything is sent; then chunks of
-                                                           8,192 lines, each atomic; a refused chunk stops the
-                                                           import, the chunks before it stay in, and a re-run
-                                                           answers them EXISTS)
-  ledgerctl reconcile rules --account A RULE...           (reference, amount_date:window=2,tolerance=0.05,
-                                                           split:window=2,group=4; in order, first match wins)
-  ledgerctl reconcile match --account A --id ID --line SOURCE/EXTID... --movement TRANSFER_ID[#POSTING]...
-                     --reason R
-  ledgerctl reconcile unmatch --account A (--line SOURCE/EXTID | --movement TRANSFER_ID[#POSTING]) --reason R
-  ledgerctl reconcile report --account A [--from DATE] [--to DATE] [--all] [--matches] [--min-position P]
-  ledgerctl journal [--asset CODE] [--from DATE] [--to DATE] [--min-position P]
-                                                          (postings and sums per asset and day; totals tie to
-                                                           the trial balance)
-  ledgerctl keys create --role R [--role R]... [--ledger L]... [--description D]
-                                                          (roles: writer, reader, auditor, admin;
-                                                           no --ledger: every ledger; the key is shown once)
-  ledgerctl keys list [--all]                             (--all: revoked keys too)
-  ledgerctl keys revoke ID
-  ledgerctl ledger create [NAME]                          (an admin act; an existing ledger: EXISTS; no NAME: --ledger)
-  ledgerctl ledger archive [NAME]                         (read-only from now on: commands refused, reads go on)
-  ledgerctl ledger unarchive [NAME]
-  ledgerctl ledger status [NAME]                          (active, importing or archived, and the head)
-  ledgerctl ledger list
-
-Global flags (before the command, or after it):
-  --addr    ledgerd gRPC address (env LEDGER_ADDR, default 127.0.0.1:7070)
-  --ledger  ledger name (env LEDGER_LEDGER, default "default")
-  --api-key API key (env LEDGER_API_KEY; default, for a ledgerd on this machine: the file
-            $LEDGER_DATA_DIR/admin.key, else ./var/admin.key, that ledgerd writes in dev mode)
-  --tls     connect over TLS, trusting the system's CAs
-  --tls-ca  connect over TLS, trusting the CA (PEM) in this file
-  -o        output: table (default) or json (read commands)
-
-Exit codes: 0 every item CREATED or EXISTS; 1 an item was refused or a call
-failed; 2 a usage error.
-`
-
-// Run runs ledgerctl with args (without the program name) and returns the exit code.
+// Run runs ledgerctl with args (without the program name) and returns the
+// exit code: 0 every item CREATED or EXISTS; 1 an item was refused or a
+// call failed; 2 a usage error.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	g := globals{addr: or(getenv("LEDGER_ADDR"), "127.0.0.1:7070"), ledger: or(getenv("LEDGER_LEDGER"), "default"),
-		apiKey: getenv("LEDGER_API_KEY"), keyFile: filepath.Join(or(getenv("LEDGER_DATA_DIR"), "var"), adminKeyFile)}
-	fs := flag.NewFlagSet("ledgerctl", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	g.register(fs)
-	err := fs.Parse(args)
+	c := &client{globals: globals{keyFile: filepath.Join(or(getenv("LEDGER_DATA_DIR"), "var"), adminKeyFile)},
+		out: stdout, errOut: stderr, getenv: getenv}
+	root := c.newRoot()
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	// Never nil: cobra reads os.Args when no arguments were set.
+	root.SetArgs(append([]string{}, args...))
+	cmd, err := root.ExecuteContextC(ctx)
+	if c.conn != nil {
+		_ = c.conn.Close() // Nothing is left to flush: every call has returned.
+	}
+	var ue usageError
 	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usage)
+	case err == nil:
 		return 0
-	case err != nil:
-		fmt.Fprintf(stderr, "ledgerctl: %v\n\n%s", err, usage)
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "ledgerctl: %s\n\n", ue.msg)
+		if cmd == nil {
+			cmd = root
+		}
+		fmt.Fprint(stderr, cmd.UsageString())
 		return 2
-	case fs.NArg() == 0:
-		fmt.Fprint(stderr, usage)
-		return 2
+	default:
+		fmt.Fprintln(stderr, "ledgerctl:", c.describe(err))
+		return 1
 	}
-	rest := fs.Args()
-	type command struct {
-		words []string
-		run   func(ctx context.Context, c *client, args []string) error
-	}
-	cmds := []command{
-		{[]string{"asset", "define"}, assetDefine},
-		{[]string{"account", "open"}, accountOpen},
-		{[]string{"account", "bounds"}, accountBounds},
-		{[]string{"account", "close"}, accountClose},
-		{[]string{"transfers", "get"}, transfersGet},
-		{[]string{"transfers", "list"}, transfersList},
-		{[]string{"transfer"}, transfer},
-		{[]string{"post"}, post},
-		{[]string{"void"}, void},
-		{[]string{"reverse"}, reverse},
-		{[]string{"balance"}, balance},
-		{[]string{"statement"}, statement},
-		{[]string{"trial-balance"}, trialBalance},
-		{[]string{"projections", "status"}, projectionsStatus},
-		{[]string{"projections", "rebuild"}, projectionsRebuild},
-		{[]string{"audit", "verify"}, auditVerify},
-		{[]string{"audit", "replay"}, auditReplay},
-		{[]string{"log", "export"}, logExport},
-		{[]string{"log", "import"}, logImport},
-		{[]string{"reconcile", "import"}, reconcileImport},
-		{[]string{"reconcile", "rules"}, reconcileRules},
-		{[]string{"reconcile", "match"}, reconcileMatch},
-		{[]string{"reconcile", "unmatch"}, reconcileUnmatch},
-		{[]string{"reconcile", "report"}, reconcileReport},
-		{[]string{"journal"}, journal},
-		{[]string{"keys", "create"}, keysCreate},
-		{[]string{"keys", "list"}, keysList},
-		{[]string{"keys", "revoke"}, keysRevoke},
-		{[]string{"ledger", "create"}, ledgerCreate},
-		{[]string{"ledger", "archive"}, ledgerArchive},
-		{[]string{"ledger", "unarchive"}, ledgerUnarchive},
-		{[]string{"ledger", "status"}, ledgerStatus},
-		{[]string{"ledger", "list"}, ledgerList},
-	}
-	for _, cmd := range cmds {
-		if len(rest) < len(cmd.words) || strings.Join(rest[:len(cmd.words)], " ") != strings.Join(cmd.words, " ") {
-			continue
-		}
-		c := &client{globals: g, out: stdout, errOut: stderr}
-		err := cmd.run(ctx, c, rest[len(cmd.words):])
-		if c.conn != nil {
-			_ = c.conn.Close() // Nothing is left to flush: every call has returned.
-		}
-		var ue usageError
-		switch {
-		case errors.Is(err, flag.ErrHelp):
-			fmt.Fprint(stdout, usage)
-			return 0
-		case errors.As(err, &ue):
-			fmt.Fprintf(stderr, "ledgerctl: %s\n\n%s", ue.msg, usage)
-			return 2
-		case err != nil:
-			fmt.Fprintln(stderr, "ledgerctl:", c.describe(err))
-			return 1
-		}
-		return 0
-	}
-	fmt.Fprintf(stderr, "ledgerctl: unknown command %q\n\n%s", strings.Join(rest, " "), usage)
-	return 2
 }
 
 // adminKeyFile is the file ledgerd's dev mode writes its admin key to, in
@@ -192,43 +74,84 @@ type globals struct {
 	// tls connects over TLS with the system's CAs, tlsCA with that CA.
 	tls   bool
 	tlsCA string
+	// ledgerGiven: --ledger or LEDGER_LEDGER named the ledger (not the
+	// default), which a request file's ledger must then agree with.
+	ledgerGiven bool
 }
 
-// register lets global flags also follow the command words.
-func (g *globals) register(fs *flag.FlagSet) {
-	g.registerBut(fs, "")
+// Output formats of -o.
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+	outputYAML  = "yaml"
+)
+
+// register defines the global flags. Their defaults are the built-in ones:
+// the environment is read after parsing (applyEnv), so that help never
+// prints an API key taken from LEDGER_API_KEY.
+func (g *globals) register(root *cobra.Command) {
+	fs := root.PersistentFlags()
+	fs.StringVar(&g.addr, "addr", "127.0.0.1:7070", "ledgerd gRPC address (env LEDGER_ADDR)")
+	fs.StringVar(&g.ledger, "ledger", "default", "ledger name (env LEDGER_LEDGER)")
+	fs.StringVar(&g.apiKey, "api-key", "", "API key (env LEDGER_API_KEY; default, for a ledgerd on this machine: "+
+		"$LEDGER_DATA_DIR/admin.key, else ./var/admin.key, that ledgerd writes in dev mode)")
+	fs.BoolVar(&g.tls, "tls", false, "connect over TLS, trusting the system's CAs")
+	fs.StringVar(&g.tlsCA, "tls-ca", "", "connect over TLS, trusting the CA (PEM) in this file")
+	fs.StringVarP(&g.output, "output", "o", outputTable, "output: table, json (compact, one object a line) or yaml")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(
+		[]string{outputTable, outputJSON, outputYAML}, cobra.ShellCompDirectiveNoFileComp))
 }
 
-// registerBut registers the global flags but one, which a command defines
-// for itself (keys create's --ledger scopes the key).
-func (g *globals) registerBut(fs *flag.FlagSet, own string) {
-	fs.StringVar(&g.addr, "addr", g.addr, "ledgerd gRPC address")
-	if own != "ledger" {
-		fs.StringVar(&g.ledger, "ledger", g.ledger, "ledger name")
+// applyEnv fills the global flags not given on the command line from the
+// environment, and checks -o. A command that defines --ledger itself (keys
+// create) leaves the global one alone.
+//
+// Errors: usageError for an unknown -o.
+func (c *client) applyEnv(cmd *cobra.Command) error {
+	for _, e := range []struct {
+		flag, env string
+		to        *string
+	}{{"addr", "LEDGER_ADDR", &c.addr}, {"ledger", "LEDGER_LEDGER", &c.ledger}, {"api-key", "LEDGER_API_KEY", &c.apiKey}} {
+		f := cmd.Flags().Lookup(e.flag)
+		given := f != nil && f.Changed
+		if !given && c.getenv(e.env) != "" {
+			*e.to = c.getenv(e.env)
+			given = true
+		}
+		if e.flag == "ledger" {
+			c.ledgerGiven = given
+		}
 	}
-	fs.StringVar(&g.output, "o", or(g.output, "table"), "output: table or json")
-	fs.StringVar(&g.apiKey, "api-key", g.apiKey, "API key")
-	fs.BoolVar(&g.tls, "tls", g.tls, "connect over TLS")
-	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "connect over TLS trusting this CA (PEM file)")
+	switch c.output {
+	case outputTable, outputJSON, outputYAML:
+		return nil
+	}
+	return usageError{fmt.Sprintf("-o is table, json or yaml, not %q", c.output)}
 }
 
 type client struct {
 	globals
 	out io.Writer
-	// errOut takes warnings, which are no part of a command's output.
+	// errOut takes warnings and progress, which are no part of a
+	// command's output.
 	errOut io.Writer
+	getenv func(string) string
 	conn   *grpc.ClientConn // nil until connect
 	cmd    ledgerv1.CommandServiceClient
 	query  ledgerv1.QueryServiceClient
 	audit  ledgerv1.AuditServiceClient
+	// docs counts the documents printed, for YAML's separators.
+	docs int
 }
 
-// connect makes the client of c.addr. Commands call it after parsing their
-// flags, because --addr may follow the command words. It reads the key file
-// and the CA, but does no network I/O: the first call dials.
+// connect makes the client of c.addr, once. It reads the key file and the
+// CA, but does no network I/O: the first call dials.
 //
 // Errors: a malformed address; an unreadable key file or CA.
 func (c *client) connect() error {
+	if c.conn != nil {
+		return nil
+	}
 	creds, err := c.transport()
 	if err != nil {
 		return err
@@ -318,6 +241,8 @@ func (c *client) transport() (credentials.TransportCredentials, error) {
 // errNoCertificate means a --tls-ca file holds no PEM certificate.
 var errNoCertificate = errors.New("no PEM certificate in the file")
 
+// usageError is a mistake in the command line: exit 2, with the command's
+// usage, and nothing sent.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -349,37 +274,8 @@ func (c *client) describe(err error) string {
 	return msg
 }
 
-// parse parses a subcommand's flags, which may be mixed with its arguments.
-func (c *client) parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	return c.parseBut(fs, args, "")
-}
-
-// parseBut is parse for a command that defines the global flag own itself.
-func (c *client) parseBut(fs *flag.FlagSet, args []string, own string) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	c.registerBut(fs, own)
-	var positional []string
-	for {
-		err := fs.Parse(args)
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		if err != nil {
-			return nil, usageError{err.Error()}
-		}
-		if fs.NArg() == 0 {
-			return positional, nil
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 // call connects and runs fn with a bounded context.
 func (c *client) call(ctx context.Context, fn func(ctx context.Context) error) error {
-	if c.output != "table" && c.output != "json" {
-		return usageError{"-o is table or json"}
-	}
 	if err := c.connect(); err != nil {
 		return err
 	}
@@ -388,35 +284,6 @@ func (c *client) call(ctx context.Context, fn func(ctx context.Context) error) e
 	return fn(ctx)
 }
 
-// printJSON prints a response as protojson, for -o json.
-func (c *client) printJSON(m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, UseProtoNames: true}.Marshal(m)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(c.out, string(b))
-	return err
-}
-
-// printResults prints one line per item and fails if any was refused.
-func (c *client) printResults(results []*ledgerv1.ItemResult) error {
-	refused := 0
-	for _, r := range results {
-		code := strings.TrimPrefix(r.GetCode().String(), "RESULT_CODE_")
-		line := fmt.Sprintf("%-12s %s", code, r.GetId())
-		if r.GetPosition() > 0 {
-			line += fmt.Sprintf("  position %d", r.GetPosition())
-		}
-		if r.GetCode() != ledgerv1.ResultCode_RESULT_CODE_CREATED && r.GetCode() != ledgerv1.ResultCode_RESULT_CODE_EXISTS {
-			refused++
-			if r.GetDetail() != "" {
-				line += "  " + r.GetDetail()
-			}
-		}
-		fmt.Fprintln(c.out, line)
-	}
-	if refused > 0 {
-		return fmt.Errorf("%d of %d items: %w", refused, len(results), errRefused)
-	}
-	return nil
-}
+// human says whether the output is the table, for a person, rather than
+// JSON or YAML, for a program.
+func (c *client) human() bool { return c.output == outputTable }

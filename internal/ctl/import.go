@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -32,9 +32,6 @@ const (
 	importEnvelopeBytes = 512
 	// importTimeout bounds an import; the largest (100M events) takes far less.
 	importTimeout = 24 * time.Hour
-	// importLedgerDefault is --ledger's default (Run): a log import given no
-	// other goes into the log's own ledger.
-	importLedgerDefault = "default"
 )
 
 // logImport streams an exported log (JSON Lines, one event with its hashes
@@ -42,37 +39,49 @@ const (
 // It first checks the whole file as ledgerd will (audit.ImportChecker), so a
 // bad line is refused with its number before anything is sent; ledgerd checks
 // again, and refuses the import at its first bad event.
-func logImport(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("log import", flag.ContinueOnError)
-	in := fs.String("in", "", "the JSON Lines file to import")
-	rest, err := c.parse(fs, args)
-	switch {
-	case err != nil:
-		return err
-	case len(rest) > 0:
-		return usageError{fmt.Sprintf("log import: unexpected argument %q", rest[0])}
-	case *in == "":
-		return usageError{"log import: --in FILE is required"}
-	case c.output != "table" && c.output != "json":
-		return usageError{"-o is table or json"}
-	}
-	named := c.ledger != importLedgerDefault
-	fs.Visit(func(f *flag.Flag) { named = named || f.Name == "ledger" })
+func (c *client) logImportCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import --in FILE",
+		Short: "Import an exported log into a new, empty ledger (--ledger; default: the log's own)",
+		Long: `import streams an exported log (JSON Lines, as log export writes it) into a new,
+empty ledger: the one --ledger names, else the log's own. The whole file is checked first
+(every hash and link), so a bad line is refused with its number before anything is sent.
 
-	f, err := os.Open(*in)
+The events keep their positions, times and payloads. Imported into a ledger of another
+name, the events are re-chained: each event's hash covers its ledger's name, so the new
+ledger's hash chain starts anew from its first event and its hashes differ from the
+file's; audit verify of the new ledger checks its own chain.`,
+		Example: "  ledgerctl log import --in ledger.jsonl --ledger restored\n" +
+			"  ledgerctl log import --in ledger.jsonl                     (into the log's own ledger, if it does not exist)",
+		Args: noArgs("log import"),
+	}
+	in := cmd.Flags().String("in", "", "the JSON Lines file to import")
+	_ = cmd.MarkFlagFilename("in", "jsonl")
+	required(cmd, "in")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return c.logImport(cmd.Context(), *in) }
+	return cmd
+}
+
+// logImport streams an exported log (JSON Lines, one event with its hashes
+// per line) into a new ledger: the one --ledger names, else the log's own.
+// It first checks the whole file as ledgerd will (audit.ImportChecker), so a
+// bad line is refused with its number before anything is sent; ledgerd checks
+// again, and refuses the import at its first bad event.
+func (c *client) logImport(ctx context.Context, in string) error {
+	f, err := os.Open(in)
 	if err != nil {
 		return err
 	}
 	defer f.Close() // read only: nothing to flush
 	n, source, head, err := importScan(f)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *in, err)
+		return fmt.Errorf("%s: %w", in, err)
 	}
 	target := source
-	if named {
+	if c.ledgerGiven {
 		target = c.ledger
 	}
-	table := c.output == "table"
+	table := c.human()
 	if table {
 		fmt.Fprintf(c.out, "checked %d events of ledger %s, head %x; importing into %s\n", n, source, head[:], target)
 	}
@@ -143,16 +152,23 @@ func (c *client) importSend(ctx context.Context, f *os.File, target string, n ui
 	}
 	br := audit.ImportNewLineReader(f)
 	msg := &ledgerv1.ImportEventsRequest{Ledger: target}
+	// The plain lines ("sent 1600 of 16000 events ...") have always been
+	// part of the table's output: there they stay.
+	plain := c.errOut
+	if c.human() {
+		plain = c.out
+	}
+	bar := c.newProgress("events", plain)
+	bar.quietFor = 0 // a line at each tenth, however fast: the output always had them
+	defer bar.finish()
+	bar.update("sent", 0, n)
 	var sent, size uint64
 	send := func() error {
 		if err := stream.Send(msg); err != nil {
 			return err
 		}
-		before := sent
 		sent += uint64(len(msg.Events))
-		if c.output == "table" && sent*10/n > before*10/n {
-			fmt.Fprintf(c.out, "sent %d of %d events\n", sent, n)
-		}
+		bar.update("sent", sent, n)
 		msg, size = &ledgerv1.ImportEventsRequest{}, 0
 		return nil
 	}

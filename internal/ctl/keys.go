@@ -2,10 +2,11 @@ package ctl
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -15,34 +16,34 @@ import (
 // line (ledgerd keeps only a hash: this is the one time it is shown).
 // Its --ledger scopes the key and may be repeated; the global --ledger does
 // not apply.
-func keysCreate(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
+func (c *client) keysCreateCmd() *cobra.Command {
 	req := &ledgerv1.CreateApiKeyRequest{}
-	fs.Func("role", "writer, reader, auditor or admin (repeatable)", func(v string) error {
-		req.Roles = append(req.Roles, v)
-		return nil
-	})
-	fs.Func("ledger", "a ledger the key may touch (repeatable); none: every ledger", func(v string) error {
-		req.Ledgers = append(req.Ledgers, v)
-		return nil
-	})
+	cmd := &cobra.Command{
+		Use:   "create --role ROLE",
+		Short: "Make an API key (shown once) with roles, for some ledgers or all",
+		Example: "  ledgerctl keys create --role writer --ledger payments --description checkout\n" +
+			"  ledgerctl keys create --role reader --role auditor             (every ledger)",
+		Args: noArgs("keys create"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return c.keysCreate(cmd.Context(), req) },
+	}
+	fs := cmd.Flags()
+	fs.StringArrayVar(&req.Roles, "role", nil, "writer, reader, auditor or admin (repeatable)")
+	// Its own --ledger, repeatable, shadows the global one.
+	fs.StringArrayVar(&req.Ledgers, "ledger", nil, "a ledger the key may touch (repeatable); none: every ledger")
 	fs.StringVar(&req.Description, "description", "", "what the key is for")
-	rest, err := c.parseBut(fs, args, "ledger")
-	if err != nil {
-		return err
-	}
-	if len(rest) != 0 {
-		return usageError{"keys create takes no arguments, only flags"}
-	}
-	if len(req.Roles) == 0 {
-		return usageError{"keys create needs --role (writer, reader, auditor or admin)"}
-	}
+	required(cmd, "role")
+	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"writer", "reader", "auditor", "admin"},
+		cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func (c *client) keysCreate(ctx context.Context, req *ledgerv1.CreateApiKeyRequest) error {
 	return c.call(ctx, func(ctx context.Context) error {
 		resp, err := ledgerv1.NewAdminServiceClient(c.conn).CreateApiKey(ctx, req)
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return c.printJSON(resp)
 		}
 		k := resp.GetApiKey()
@@ -54,22 +55,25 @@ func keysCreate(ctx context.Context, c *client, args []string) error {
 }
 
 // keysList prints the keys, never a secret.
-func keysList(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("keys list", flag.ContinueOnError)
-	all := fs.Bool("all", false, "revoked keys too")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
+func (c *client) keysListCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List the API keys, never a secret",
+		Example: "  ledgerctl keys list\n  ledgerctl keys list --all -o json      (revoked keys too)",
+		Args:    noArgs("keys list"),
 	}
-	if len(rest) != 0 {
-		return usageError{"keys list takes no arguments"}
-	}
+	all := cmd.Flags().Bool("all", false, "revoked keys too")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return c.keysList(cmd.Context(), *all) }
+	return cmd
+}
+
+func (c *client) keysList(ctx context.Context, all bool) error {
 	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := ledgerv1.NewAdminServiceClient(c.conn).ListApiKeys(ctx, &ledgerv1.ListApiKeysRequest{IncludeRevoked: *all})
+		resp, err := ledgerv1.NewAdminServiceClient(c.conn).ListApiKeys(ctx, &ledgerv1.ListApiKeysRequest{IncludeRevoked: all})
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return c.printJSON(resp)
 		}
 		tw := tabwriterLeft(c.out)
@@ -93,15 +97,21 @@ func keysList(ctx context.Context, c *client, args []string) error {
 }
 
 // keysRevoke revokes a key by its id.
-func keysRevoke(ctx context.Context, c *client, args []string) error {
-	rest, err := c.parse(flag.NewFlagSet("keys revoke", flag.ContinueOnError), args)
-	if err != nil {
-		return err
+func (c *client) keysRevokeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "revoke ID",
+		Short:   "Revoke an API key by its id (or the whole key)",
+		Example: "  ledgerctl keys revoke lk_0123456789ab",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{"keys revoke takes one key id"}
+			}
+			return c.keysRevoke(cmd.Context(), args[0])
+		},
 	}
-	if len(rest) != 1 {
-		return usageError{"keys revoke takes one key id"}
-	}
-	id := rest[0]
+}
+
+func (c *client) keysRevoke(ctx context.Context, id string) error {
 	if k := apikeys.ID(id); k != "" {
 		id = k // the whole key was given: revoke it by its id
 	}
@@ -110,7 +120,7 @@ func keysRevoke(ctx context.Context, c *client, args []string) error {
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return c.printJSON(resp)
 		}
 		k := resp.GetApiKey()

@@ -2,28 +2,40 @@ package ctl
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 	"time"
 
-	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
 
-// ledgerCreate creates a ledger (an admin act); one that exists is said so,
-// and is no error.
-func ledgerCreate(ctx context.Context, c *client, args []string) error {
-	name, err := c.ledgerArg("ledger create", args)
-	if err != nil {
-		return err
+// ledgerCreateCmd creates a ledger (an admin act); one that exists is said
+// so, and is no error.
+func (c *client) ledgerCreateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "create [NAME]",
+		Short:   "Create a ledger (an existing one: EXISTS; no NAME: --ledger)",
+		Example: "  ledgerctl ledger create payments",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := c.ledgerArg("ledger create", args)
+			if err != nil {
+				return err
+			}
+			return c.ledgerCreate(cmd.Context(), name)
+		},
 	}
+}
+
+func (c *client) ledgerCreate(ctx context.Context, name string) error {
 	return c.call(ctx, func(ctx context.Context) error {
 		resp, err := ledgerv1.NewAdminServiceClient(c.conn).CreateLedger(ctx, &ledgerv1.CreateLedgerRequest{Ledger: name})
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return c.printJSON(resp)
 		}
 		word := "CREATED"
@@ -35,25 +47,42 @@ func ledgerCreate(ctx context.Context, c *client, args []string) error {
 	})
 }
 
-// ledgerArchive archives a ledger: commands are refused, reads go on.
-func ledgerArchive(ctx context.Context, c *client, args []string) error {
-	return c.ledgerCall(ctx, "ledger archive", args, func(ctx context.Context, a ledgerv1.AdminServiceClient, name string) (ledgerAnswer, error) {
-		return a.ArchiveLedger(ctx, &ledgerv1.ArchiveLedgerRequest{Ledger: name})
-	})
+// ledgerArchiveCmd archives a ledger: commands are refused, reads go on.
+func (c *client) ledgerArchiveCmd() *cobra.Command {
+	return c.ledgerVerb("archive", "Archive a ledger: read-only from now on (commands refused, reads go on)",
+		func(ctx context.Context, a ledgerv1.AdminServiceClient, name string) (ledgerAnswer, error) {
+			return a.ArchiveLedger(ctx, &ledgerv1.ArchiveLedgerRequest{Ledger: name})
+		})
 }
 
-// ledgerUnarchive makes an archived ledger active again.
-func ledgerUnarchive(ctx context.Context, c *client, args []string) error {
-	return c.ledgerCall(ctx, "ledger unarchive", args, func(ctx context.Context, a ledgerv1.AdminServiceClient, name string) (ledgerAnswer, error) {
-		return a.UnarchiveLedger(ctx, &ledgerv1.UnarchiveLedgerRequest{Ledger: name})
-	})
+// ledgerUnarchiveCmd makes an archived ledger active again.
+func (c *client) ledgerUnarchiveCmd() *cobra.Command {
+	return c.ledgerVerb("unarchive", "Make an archived ledger active again",
+		func(ctx context.Context, a ledgerv1.AdminServiceClient, name string) (ledgerAnswer, error) {
+			return a.UnarchiveLedger(ctx, &ledgerv1.UnarchiveLedgerRequest{Ledger: name})
+		})
 }
 
-// ledgerStatus prints a ledger's status and head.
-func ledgerStatus(ctx context.Context, c *client, args []string) error {
-	return c.ledgerCall(ctx, "ledger status", args, func(ctx context.Context, a ledgerv1.AdminServiceClient, name string) (ledgerAnswer, error) {
-		return a.GetLedger(ctx, &ledgerv1.GetLedgerRequest{Ledger: name})
-	})
+// ledgerStatusCmd prints a ledger's status and head.
+func (c *client) ledgerStatusCmd() *cobra.Command {
+	return c.ledgerVerb("status", "A ledger's status (active, importing or archived) and head",
+		func(ctx context.Context, a ledgerv1.AdminServiceClient, name string) (ledgerAnswer, error) {
+			return a.GetLedger(ctx, &ledgerv1.GetLedgerRequest{Ledger: name})
+		})
+}
+
+// ledgerVerb is a command on one ledger, its argument or --ledger, that
+// prints the ledger the call answers with.
+func (c *client) ledgerVerb(verb, short string,
+	call func(context.Context, ledgerv1.AdminServiceClient, string) (ledgerAnswer, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:     verb + " [NAME]",
+		Short:   short + " (no NAME: --ledger)",
+		Example: "  ledgerctl ledger " + verb + " payments",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.ledgerCall(cmd.Context(), "ledger "+verb, args, call)
+		},
+	}
 }
 
 // ledgerAnswer is an AdminService answer about one ledger.
@@ -75,7 +104,7 @@ func (c *client) ledgerCall(ctx context.Context, verb string, args []string,
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return c.printJSON(resp)
 		}
 		fmt.Fprintln(c.out, ledgerLine(resp.GetLedger()))
@@ -83,43 +112,52 @@ func (c *client) ledgerCall(ctx context.Context, verb string, args []string,
 	})
 }
 
-// ledgerList lists every ledger, a page at a time.
-func ledgerList(ctx context.Context, c *client, args []string) error {
-	rest, err := c.parse(flag.NewFlagSet("ledger list", flag.ContinueOnError), args)
-	if err != nil {
-		return err
+// ledgerListCmd lists every ledger.
+func (c *client) ledgerListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List every ledger: status, head, created",
+		Example: "  ledgerctl ledger list\n  ledgerctl ledger list -o json",
+		Args:    noArgs("ledger list"),
+		RunE:    func(cmd *cobra.Command, _ []string) error { return c.ledgerList(cmd.Context()) },
 	}
-	if len(rest) != 0 {
-		return usageError{"ledger list takes no arguments"}
-	}
-	tw := tabwriterLeft(c.out)
-	fmt.Fprintln(tw, "LEDGER\tSTATUS\tHEAD\tCREATED")
+}
+
+// ledgerList follows every page (up to pagesMax); -o json or yaml prints
+// one answer holding them all.
+func (c *client) ledgerList(ctx context.Context) error {
+	all := &ledgerv1.ListLedgersResponse{}
 	token := ""
-	for {
+	for range pagesMax {
 		var resp *ledgerv1.ListLedgersResponse
 		if err := c.call(ctx, func(ctx context.Context) error {
+			var err error
 			resp, err = ledgerv1.NewAdminServiceClient(c.conn).ListLedgers(ctx, &ledgerv1.ListLedgersRequest{PageToken: token})
 			return err
 		}); err != nil {
 			return err
 		}
-		for _, l := range resp.GetLedgers() {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", l.GetName(), statusWord(l.GetStatus()), l.GetHead(),
-				l.GetCreatedAt().AsTime().UTC().Format(time.RFC3339))
-		}
+		all.Ledgers = append(all.Ledgers, resp.GetLedgers()...)
 		if token = resp.GetNextPageToken(); token == "" {
-			return tw.Flush()
+			break
 		}
 	}
+	all.NextPageToken = token
+	if !c.human() {
+		return c.printJSON(all)
+	}
+	tw := tabwriterLeft(c.out)
+	fmt.Fprintln(tw, "LEDGER\tSTATUS\tHEAD\tCREATED")
+	for _, l := range all.GetLedgers() {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", l.GetName(), statusWord(l.GetStatus()), l.GetHead(),
+			l.GetCreatedAt().AsTime().UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
 }
 
 // ledgerArg is the one ledger a ledger command names: its argument, else the
 // global --ledger.
-func (c *client) ledgerArg(cmd string, args []string) (string, error) {
-	rest, err := c.parse(flag.NewFlagSet(cmd, flag.ContinueOnError), args)
-	if err != nil {
-		return "", err
-	}
+func (c *client) ledgerArg(cmd string, rest []string) (string, error) {
 	switch len(rest) {
 	case 0:
 		return c.ledger, nil

@@ -2,12 +2,12 @@ package ctl
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -42,27 +42,37 @@ func missing(what string, ids []string, found map[string]bool) error {
 	return nil
 }
 
-func (c *client) table() *tabwriter.Writer {
+func (c *client) tabwriter() *tabwriter.Writer {
 	return tabwriter.NewWriter(c.out, 0, 0, 2, ' ', tabwriter.AlignRight)
 }
 
-func balance(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("balance", flag.ContinueOnError)
+func (c *client) balanceCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "balance ACCOUNT...",
+		Short: "Accounts' balances, now, at a past position, or from the writer (--strong)",
+		Example: "  ledgerctl balance alice bob\n" +
+			"  ledgerctl balance --min-position 42 alice      (read your write: wait for position 42)\n" +
+			"  ledgerctl balance --as-of 10 alice -o json",
+	}
+	fs := cmd.Flags()
 	minPos := fs.Uint64("min-position", 0, "wait until the projection has reached this position")
 	asOf := fs.Uint64("as-of", 0, "balances just after this position")
 	strong := fs.Bool("strong", false, "ask the writer: every acknowledged command included")
-	ids, err := c.parse(fs, args)
-	if err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, ids []string) error {
+		return c.balance(cmd.Context(), ids, *minPos, *asOf, *strong)
 	}
+	return cmd
+}
+
+func (c *client) balance(ctx context.Context, ids []string, minPos, asOf uint64, strong bool) error {
 	if len(ids) == 0 {
 		return usageError{"balance takes at least one ACCOUNT"}
 	}
-	if *strong && *asOf != 0 {
+	if strong && asOf != 0 {
 		return usageError{"--strong reads the balances now: not with --as-of"}
 	}
-	req := &ledgerv1.GetBalancesRequest{Ledger: c.ledger, Accounts: ids, MinPosition: *minPos, AsOfPosition: *asOf}
-	if *strong {
+	req := &ledgerv1.GetBalancesRequest{Ledger: c.ledger, Accounts: ids, MinPosition: minPos, AsOfPosition: asOf}
+	if strong {
 		req.Consistency = ledgerv1.Consistency_CONSISTENCY_STRONG
 	}
 	return c.call(ctx, func(ctx context.Context) error {
@@ -74,14 +84,14 @@ func balance(ctx context.Context, c *client, args []string) error {
 		for _, b := range resp.GetBalances() {
 			found[b.GetAccount()] = true
 		}
-		// An account that does not exist fails the command in either output.
-		if c.output == "json" {
+		// An account that does not exist fails the command in any output.
+		if !c.human() {
 			if err := c.printJSON(resp); err != nil {
 				return err
 			}
 			return missing("account", ids, found)
 		}
-		tw := c.table()
+		tw := c.tabwriter()
 		fmt.Fprintln(tw, "ACCOUNT\tASSET\tBALANCE\tAVAILABLE\tDEBITS\tCREDITS\tPENDING DR\tPENDING CR\tPOSITION\t")
 		for _, b := range resp.GetBalances() {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", b.GetAccount(), b.GetAsset(), b.GetBalance(), b.GetAvailable(),
@@ -95,26 +105,36 @@ func balance(ctx context.Context, c *client, args []string) error {
 	})
 }
 
-func statement(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("statement", flag.ContinueOnError)
+func (c *client) statementCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "statement ACCOUNT",
+		Short: "An account's statement: every movement with the running balance",
+		Example: "  ledgerctl statement alice\n" +
+			"  ledgerctl statement --pending --all alice             (holds too; every page)\n" +
+			"  ledgerctl statement --from 100 --limit 50 alice -o json",
+	}
+	fs := cmd.Flags()
 	from := fs.Uint64("from", 0, "first position")
 	to := fs.Uint64("to", 0, "last position")
 	limit := fs.Uint("limit", 100, fmt.Sprintf("lines per page, at most %d", queries.StatementLimitMax))
 	pending := fs.Bool("pending", false, "include pending movements")
 	all := fs.Bool("all", false, "follow every page")
 	minPos := fs.Uint64("min-position", 0, "wait until the projection has reached this position")
-	rest, err := c.parse(fs, args)
-	if err != nil {
+	cmd.RunE = func(cmd *cobra.Command, rest []string) error {
+		if len(rest) != 1 {
+			return usageError{"statement takes one ACCOUNT"}
+		}
+		return c.statement(cmd.Context(), &ledgerv1.ListStatementRequest{Ledger: c.ledger, Account: rest[0], FromPosition: *from,
+			ToPosition: *to, IncludePending: *pending, MinPosition: *minPos}, *limit, *all)
+	}
+	return cmd
+}
+
+func (c *client) statement(ctx context.Context, req *ledgerv1.ListStatementRequest, limit uint, all bool) error {
+	if err := checkLimit(limit, queries.StatementLimitMax); err != nil {
 		return err
 	}
-	if len(rest) != 1 {
-		return usageError{"statement takes one ACCOUNT"}
-	}
-	if err := checkLimit(*limit, queries.StatementLimitMax); err != nil {
-		return err
-	}
-	req := &ledgerv1.ListStatementRequest{Ledger: c.ledger, Account: rest[0], FromPosition: *from, ToPosition: *to,
-		Limit: uint32(*limit), IncludePending: *pending, MinPosition: *minPos}
+	req.Limit = uint32(limit)
 	return c.call(ctx, func(ctx context.Context) error {
 		var pages []*ledgerv1.ListStatementResponse
 		for range pagesMax {
@@ -123,12 +143,12 @@ func statement(ctx context.Context, c *client, args []string) error {
 				return err
 			}
 			pages = append(pages, resp)
-			if !*all || resp.GetNextCursor() == "" {
+			if !all || resp.GetNextCursor() == "" {
 				break
 			}
 			req.Cursor = resp.GetNextCursor()
 		}
-		if c.output == "json" {
+		if !c.human() {
 			for _, p := range pages {
 				if err := c.printJSON(p); err != nil {
 					return err
@@ -138,7 +158,7 @@ func statement(ctx context.Context, c *client, args []string) error {
 		}
 		first, last := pages[0], pages[len(pages)-1]
 		fmt.Fprintf(c.out, "%s (%s)  opening balance %s\n", first.GetAccount(), first.GetAsset(), first.GetOpeningBalance())
-		tw := c.table()
+		tw := c.tabwriter()
 		fmt.Fprintln(tw, "POSITION\tRECORDED\tEFFECTIVE\tTRANSFER\tKIND\tCOUNTER\tDEBIT\tCREDIT\tBALANCE\tREFERENCE\t")
 		for _, p := range pages {
 			for _, l := range p.GetLines() {
@@ -175,14 +195,21 @@ func stamp(ts *timestamppb.Timestamp) string {
 	return ts.AsTime().UTC().Format(time.RFC3339)
 }
 
-func transfersGet(ctx context.Context, c *client, args []string) error {
-	ids, err := c.parse(flag.NewFlagSet("transfers get", flag.ContinueOnError), args)
-	if err != nil {
-		return err
+func (c *client) transfersGetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "get ID...",
+		Short:   "Look up transfers by id: status, postings, holds and reversals",
+		Example: "  ledgerctl transfers get t1 h1\n  ledgerctl transfers get t1 -o yaml",
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			if len(ids) == 0 {
+				return usageError{"transfers get takes at least one ID"}
+			}
+			return c.transfersGet(cmd.Context(), ids)
+		},
 	}
-	if len(ids) == 0 {
-		return usageError{"transfers get takes at least one ID"}
-	}
+}
+
+func (c *client) transfersGet(ctx context.Context, ids []string) error {
 	return c.call(ctx, func(ctx context.Context) error {
 		resp, err := c.query.GetTransfers(ctx, &ledgerv1.GetTransfersRequest{Ledger: c.ledger, Ids: ids})
 		if err != nil {
@@ -192,7 +219,7 @@ func transfersGet(ctx context.Context, c *client, args []string) error {
 		for _, v := range resp.GetTransfers() {
 			found[v.GetId()] = true
 		}
-		if c.output == "json" {
+		if !c.human() {
 			err = c.printJSON(resp)
 		} else {
 			err = c.printTransfers(resp.GetTransfers(), resp.GetPosition())
@@ -206,32 +233,52 @@ func transfersGet(ctx context.Context, c *client, args []string) error {
 	})
 }
 
-func transfersList(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("transfers list", flag.ContinueOnError)
+func (c *client) transfersListCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List transfers, by account, reference or status, a page at a time",
+		Example: "  ledgerctl transfers list --account alice\n" +
+			"  ledgerctl transfers list --status pending --all -o json",
+		Args: noArgs("transfers list"),
+	}
+	fs := cmd.Flags()
 	account := fs.String("account", "", "transfers with a posting on this account")
 	reference := fs.String("reference", "", "by reference")
 	statusName := fs.String("status", "", "posted, pending, pending_posted, voided, expired, reversed, partially_reversed")
 	limit := fs.Uint("limit", 100, fmt.Sprintf("transfers per page, at most %d", queries.TransfersPageMax))
 	all := fs.Bool("all", false, "follow every page")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) != 0 {
-		return usageError{"transfers list takes only flags"}
-	}
-	if err := checkLimit(*limit, queries.TransfersPageMax); err != nil {
-		return err
-	}
-	req := &ledgerv1.ListTransfersRequest{Ledger: c.ledger, Account: *account, Reference: *reference, Limit: uint32(*limit)}
-	if *statusName != "" {
-		v, ok := ledgerv1.TransferStatus_value["TRANSFER_STATUS_"+strings.ToUpper(*statusName)]
-		// UNSPECIFIED is no filter at all, not a status a transfer can have.
-		if !ok || v == int32(ledgerv1.TransferStatus_TRANSFER_STATUS_UNSPECIFIED) {
-			return usageError{"unknown --status " + *statusName}
+	_ = cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(transferStatuses(), cobra.ShellCompDirectiveNoFileComp))
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkLimit(*limit, queries.TransfersPageMax); err != nil {
+			return err
 		}
-		req.Status = ledgerv1.TransferStatus(v)
+		req := &ledgerv1.ListTransfersRequest{Ledger: c.ledger, Account: *account, Reference: *reference, Limit: uint32(*limit)}
+		if *statusName != "" {
+			v, ok := ledgerv1.TransferStatus_value["TRANSFER_STATUS_"+strings.ToUpper(*statusName)]
+			// UNSPECIFIED is no filter at all, not a status a transfer can have.
+			if !ok || v == int32(ledgerv1.TransferStatus_TRANSFER_STATUS_UNSPECIFIED) {
+				return usageError{"unknown --status " + *statusName}
+			}
+			req.Status = ledgerv1.TransferStatus(v)
+		}
+		return c.transfersList(cmd.Context(), req, *all)
 	}
+	return cmd
+}
+
+// transferStatuses are --status's values, for the completion.
+func transferStatuses() []string {
+	var out []string
+	for v := range len(ledgerv1.TransferStatus_name) {
+		if v == int(ledgerv1.TransferStatus_TRANSFER_STATUS_UNSPECIFIED) {
+			continue
+		}
+		out = append(out, strings.ToLower(strings.TrimPrefix(ledgerv1.TransferStatus(v).String(), "TRANSFER_STATUS_")))
+	}
+	return out
+}
+
+func (c *client) transfersList(ctx context.Context, req *ledgerv1.ListTransfersRequest, all bool) error {
 	return c.call(ctx, func(ctx context.Context) error {
 		var (
 			views []*ledgerv1.TransferView
@@ -242,18 +289,18 @@ func transfersList(ctx context.Context, c *client, args []string) error {
 			if err != nil {
 				return err
 			}
-			if c.output == "json" {
+			if !c.human() {
 				if err := c.printJSON(resp); err != nil {
 					return err
 				}
 			}
 			views, pos = append(views, resp.GetTransfers()...), resp.GetPosition()
-			if !*all || resp.GetNextCursor() == "" {
+			if !all || resp.GetNextCursor() == "" {
 				break
 			}
 			req.Cursor = resp.GetNextCursor()
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return nil
 		}
 		return c.printTransfers(views, pos)
@@ -261,7 +308,7 @@ func transfersList(ctx context.Context, c *client, args []string) error {
 }
 
 func (c *client) printTransfers(views []*ledgerv1.TransferView, position uint64) error {
-	tw := c.table()
+	tw := c.tabwriter()
 	fmt.Fprintln(tw, "POSITION\tID\tKIND\tSTATUS\tDEBIT\tCREDIT\tAMOUNT\tREMAINING\tREVERSED\tLINKS\t")
 	for _, v := range views {
 		links := []string{}
@@ -295,25 +342,28 @@ func (c *client) printTransfers(views []*ledgerv1.TransferView, position uint64)
 	return err
 }
 
-func trialBalance(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("trial-balance", flag.ContinueOnError)
-	asOf := fs.Uint64("as-of", 0, "just after this position")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
+func (c *client) trialBalanceCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "trial-balance",
+		Short:   "Debits and credits per asset, posted and pending: they balance",
+		Example: "  ledgerctl trial-balance\n  ledgerctl trial-balance --as-of 100 -o json",
+		Args:    noArgs("trial-balance"),
 	}
-	if len(rest) != 0 {
-		return usageError{"trial-balance takes only flags"}
-	}
+	asOf := cmd.Flags().Uint64("as-of", 0, "just after this position")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return c.trialBalance(cmd.Context(), *asOf) }
+	return cmd
+}
+
+func (c *client) trialBalance(ctx context.Context, asOf uint64) error {
 	return c.call(ctx, func(ctx context.Context) error {
-		resp, err := c.query.GetTrialBalance(ctx, &ledgerv1.GetTrialBalanceRequest{Ledger: c.ledger, AsOfPosition: *asOf})
+		resp, err := c.query.GetTrialBalance(ctx, &ledgerv1.GetTrialBalanceRequest{Ledger: c.ledger, AsOfPosition: asOf})
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return c.printJSON(resp)
 		}
-		tw := c.table()
+		tw := c.tabwriter()
 		fmt.Fprintln(tw, "ASSET\tDEBITS\tCREDITS\tPENDING DR\tPENDING CR\tACCOUNTS\tCLOSED\tBALANCED\t")
 		for _, l := range resp.GetLines() {
 			balanced := l.GetDebitsPosted() == l.GetCreditsPosted() && l.GetDebitsPending() == l.GetCreditsPending()
@@ -328,23 +378,26 @@ func trialBalance(ctx context.Context, c *client, args []string) error {
 	})
 }
 
-func projectionsStatus(ctx context.Context, c *client, args []string) error {
-	rest, err := c.parse(flag.NewFlagSet("projections status", flag.ContinueOnError), args)
-	if err != nil {
-		return err
+func (c *client) projectionsStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "status",
+		Short:   "Each projection's position, the head and the lag",
+		Example: "  ledgerctl projections status\n  ledgerctl projections status -o json",
+		Args:    noArgs("projections status"),
+		RunE:    func(cmd *cobra.Command, _ []string) error { return c.projectionsStatus(cmd.Context()) },
 	}
-	if len(rest) != 0 {
-		return usageError{"projections status takes only flags"}
-	}
+}
+
+func (c *client) projectionsStatus(ctx context.Context) error {
 	return c.call(ctx, func(ctx context.Context) error {
 		resp, err := c.query.GetProjectionStatus(ctx, &ledgerv1.GetProjectionStatusRequest{Ledger: c.ledger})
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return c.printJSON(resp)
 		}
-		tw := c.table()
+		tw := c.tabwriter()
 		fmt.Fprintln(tw, "LEDGER\tPROJECTION\tVERSION\tPOSITION\tHEAD\tLAG\tLAG SECONDS\tUPDATED\t")
 		for _, p := range resp.GetProjections() {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%s\t\n", p.GetLedger(), p.GetName(), p.GetVersion(), p.GetPosition(),

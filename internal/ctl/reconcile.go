@@ -3,7 +3,6 @@ package ctl
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -11,8 +10,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
-	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/statementfile"
 )
@@ -32,9 +32,20 @@ type importFlags struct {
 // atomic. A chunk ledgerd refuses (a line imported before with other
 // fields) stops the import: the chunks before it stay imported, and a
 // re-run after the fix answers them EXISTS.
-func reconcileImport(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("reconcile import", flag.ContinueOnError)
+func (c *client) reconcileImportCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import FILE --account A --source S",
+		Short: "Import a bank or provider statement (CSV or JSON Lines) into an account's reconciliation",
+		Long: `import imports a statement file into an account's external statement. The whole
+file is checked first: a fault refuses it, with its line, before anything is sent. Then it
+goes in chunks of 8,192 lines, each atomic; a refused chunk stops the import, the chunks
+before it stay in, and a re-run answers them EXISTS.`,
+		Example: "  ledgerctl reconcile import --account bank:acme --source acme-bank statement.csv\n" +
+			"  ledgerctl reconcile import --account bank:acme --source acme-bank --map external_id=Ref --map amount=Amount \\\n" +
+			"      --date-layout 02/01/2006 --decimal-comma export.csv",
+	}
 	f := importFlags{columns: map[string]string{}}
+	fs := cmd.Flags()
 	fs.StringVar(&f.account, "account", "", "the ledger account the statement is of")
 	fs.StringVar(&f.source, "source", "", "who issued the statement (bank-x)")
 	fs.StringVar(&f.format, "format", "", "csv or json (JSON Lines); default: from the file's extension")
@@ -53,18 +64,25 @@ func reconcileImport(ctx context.Context, c *client, args []string) error {
 	fs.StringVar(&f.dateLayout, "date-layout", domain.DateLayout, "the dates' layout, as Go writes 2 January 2006")
 	fs.BoolVar(&f.decimalComma, "decimal-comma", false, "',' is the decimal point and '.' the thousands separator")
 	fs.BoolVar(&f.thousands, "thousands", false, "accept thousands separators (\"1,234.56\")")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
+	cmd.ValidArgsFunction = func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"csv", "txt", "jsonl", "ndjson", "json"}, cobra.ShellCompDirectiveFilterFileExt
 	}
-	if len(rest) != 1 {
-		return usageError{"reconcile import takes one FILE"}
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"csv", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	required(cmd, "account", "source")
+	cmd.RunE = func(cmd *cobra.Command, rest []string) error {
+		if len(rest) != 1 {
+			return usageError{"reconcile import takes one FILE"}
+		}
+		return c.reconcileImport(cmd.Context(), f, rest[0])
 	}
+	return cmd
+}
+
+// reconcileImport imports the statement file path.
+func (c *client) reconcileImport(ctx context.Context, f importFlags, path string) error {
+	rest := []string{path}
 	opts, err := f.options(rest[0])
 	if err != nil {
-		return err
-	}
-	if err := c.checkOutput(); err != nil {
 		return err
 	}
 	file, st, err := statementfile.Open(rest[0])
@@ -82,11 +100,12 @@ func reconcileImport(ctx context.Context, c *client, args []string) error {
 	}
 	opts.Scale = scale
 
-	bar := newProgressBar()
+	bar := c.newProgress("", c.errOut)
+	bar.update("checking (bytes)", 0, uint64(st.Size()))
 	check, err := statementfile.Check(file, opts, func(n int64) {
-		bar.show(audit.Progress{Phase: "checking", Done: uint64(n), Total: uint64(st.Size())})
+		bar.update("checking (bytes)", uint64(n), uint64(st.Size()))
 	})
-	bar.done()
+	bar.finish()
 	if err != nil {
 		return fmt.Errorf("%s: %w (nothing was imported)", rest[0], err)
 	}
@@ -94,17 +113,18 @@ func reconcileImport(ctx context.Context, c *client, args []string) error {
 		return fmt.Errorf("%s: %w (nothing was imported)", rest[0], err)
 	}
 	s := &importRun{ctx: ctx, c: c, rc: rc, req: &ledgerv1.ImportStatementRequest{Ledger: c.ledger, Account: f.account,
-		Source: f.source, Atomic: true}, bar: newProgressBar(),
+		Source: f.source, Atomic: true}, bar: c.newProgress("lines", c.errOut),
 		chunks: check.Chunks,
 		sum: importSummary{File: rest[0], Account: f.account, Asset: asset, Source: f.source, Lines: check.Lines,
 			Repeats: check.Repeats, Chunks: (check.Lines + statementfile.ChunkLines - 1) / statementfile.ChunkLines}}
-	if c.output == "table" {
+	if c.human() {
 		fmt.Fprintf(c.out, "checked %s: %d lines, %s of up to %d; importing into %s (%s) from %s\n", rest[0],
 			check.Lines, plural(s.sum.Chunks, "chunk"), statementfile.ChunkLines, f.account, asset, f.source)
 	}
 	start := time.Now()
+	s.bar.update("importing", 0, uint64(check.Lines))
 	err = statementfile.ReadChunks(file, opts, s.send)
-	s.bar.done()
+	s.bar.finish()
 	s.sum.Seconds = time.Since(start).Seconds()
 	if s.sum.Seconds > 0 {
 		s.sum.LinesPerSecond = float64(s.sum.Created+s.sum.Existing) / s.sum.Seconds
@@ -127,10 +147,6 @@ func reconcileImport(ctx context.Context, c *client, args []string) error {
 // Errors: usageError.
 func (f importFlags) options(path string) (statementfile.Options, error) {
 	switch {
-	case f.account == "":
-		return statementfile.Options{}, usageError{"reconcile import needs --account"}
-	case f.source == "":
-		return statementfile.Options{}, usageError{"reconcile import needs --source"}
 	case !domain.ValidID(f.account):
 		return statementfile.Options{}, usageError{fmt.Sprintf("--account %q must match [A-Za-z0-9:_.@-]{1,%d}", f.account, domain.IDLenMax)}
 	case len(f.source) > domain.SourceLenMax || !domain.ValidID(f.source):
@@ -231,7 +247,7 @@ type importRun struct {
 	c   *client
 	rc  ledgerv1.ReconciliationServiceClient
 	req *ledgerv1.ImportStatementRequest
-	bar *progressBar
+	bar *progress
 	sum importSummary
 	// sent counts the lines sent so far.
 	sent int
@@ -304,14 +320,14 @@ func (s *importRun) send(lines []*domain.ImportStatementLine, at []int) error {
 	s.sum.Created += created
 	s.sum.Existing += existing
 	s.sum.ChunksImported++
-	s.bar.show(audit.Progress{Phase: "importing", Done: uint64(s.sent), Total: uint64(s.sum.Lines)})
+	s.bar.update("importing", uint64(s.sent), uint64(s.sum.Lines))
 	return nil
 }
 
 // print prints the summary: refused lines first, one a line.
 func (s *importRun) print() error {
 	c, sum := s.c, &s.sum
-	if c.output == "json" {
+	if !c.human() {
 		return c.printAny(sum)
 	}
 	for _, r := range sum.Refusals {
@@ -346,22 +362,33 @@ func plural(n int, noun string) string {
 }
 
 // reconcileRules replaces an account's matching rules.
-func reconcileRules(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("reconcile rules", flag.ContinueOnError)
-	account := fs.String("account", "", "the account")
-	specs, err := c.parse(fs, args)
-	if err != nil {
-		return err
+func (c *client) reconcileRulesCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rules RULE... --account A",
+		Short: "Set an account's matching rules, in order (first match wins)",
+		Long: `rules replaces an account's matching rules. A RULE is KIND[:KEY=VALUE,...]:
+  reference                        the line's reference is the transfer's
+  amount_date:window=2,tolerance=0.05   the same amount within the window (days)
+  split:window=2,group=4           several lines to one movement, or one to several`,
+		Example:   "  ledgerctl reconcile rules --account bank:acme reference amount_date:window=2 split:window=2,group=4",
+		ValidArgs: []string{domain.RuleReference, domain.RuleAmountDate, domain.RuleSplit},
 	}
+	account := cmd.Flags().String("account", "", "the account")
+	required(cmd, "account")
+	cmd.RunE = func(cmd *cobra.Command, specs []string) error {
+		return c.reconcileRules(cmd.Context(), *account, specs)
+	}
+	return cmd
+}
+
+func (c *client) reconcileRules(ctx context.Context, account string, specs []string) error {
 	switch {
-	case *account == "":
-		return usageError{"reconcile rules needs --account"}
 	case len(specs) == 0:
 		return usageError{"reconcile rules takes at least one RULE (reference, amount_date:window=2, split:window=2,group=4)"}
 	case len(specs) > domain.MatchingRulesMax:
 		return usageError{fmt.Sprintf("at most %d rules", domain.MatchingRulesMax)}
 	}
-	req := &ledgerv1.SetMatchingRulesRequest{Ledger: c.ledger, Account: *account}
+	req := &ledgerv1.SetMatchingRulesRequest{Ledger: c.ledger, Account: account}
 	for _, spec := range specs {
 		r, err := parseRule(spec)
 		if err != nil {
@@ -374,7 +401,7 @@ func reconcileRules(ctx context.Context, c *client, args []string) error {
 		if err != nil {
 			return err
 		}
-		return c.printResults([]*ledgerv1.ItemResult{resp.GetResult()})
+		return c.printResults(resp, []*ledgerv1.ItemResult{resp.GetResult()})
 	})
 }
 
@@ -455,9 +482,17 @@ func parseMovementRef(s string) (*ledgerv1.MovementRef, error) {
 }
 
 // reconcileMatch matches lines to movements by hand.
-func reconcileMatch(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("reconcile match", flag.ContinueOnError)
+func (c *client) reconcileMatchCmd() *cobra.Command {
 	req := &ledgerv1.MatchManuallyRequest{}
+	cmd := &cobra.Command{
+		Use:   "match --account A --id ID --line SOURCE/EXTID... --movement TRANSFER_ID[#POSTING]... --reason R",
+		Short: "Match statement lines to ledger movements by hand",
+		Example: "  ledgerctl reconcile match --account bank:acme --id m1 --line acme-bank/L-17 \\\n" +
+			"      --movement t42 --movement t43#1 --reason \"two payouts, one bank line\"",
+		Args: noArgs("reconcile match"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return c.reconcileMatch(cmd.Context(), req) },
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&req.Account, "account", "", "the account")
 	fs.StringVar(&req.Id, "id", "", "the match's id (its idempotency key)")
 	fs.StringVar(&req.Reason, "reason", "", "why, for the auditors")
@@ -471,16 +506,12 @@ func reconcileMatch(ctx context.Context, c *client, args []string) error {
 		req.Movements = append(req.Movements, m)
 		return err
 	})
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	switch {
-	case len(rest) != 0:
-		return usageError{"reconcile match takes only flags"}
-	case req.Account == "" || req.Id == "" || req.Reason == "":
-		return usageError{"reconcile match needs --account, --id and --reason"}
-	case len(req.Lines) == 0 || len(req.Movements) == 0:
+	required(cmd, "account", "id", "reason")
+	return cmd
+}
+
+func (c *client) reconcileMatch(ctx context.Context, req *ledgerv1.MatchManuallyRequest) error {
+	if len(req.Lines) == 0 || len(req.Movements) == 0 {
 		return usageError{"reconcile match needs at least one --line and one --movement"}
 	}
 	req.Ledger = c.ledger
@@ -489,35 +520,42 @@ func reconcileMatch(ctx context.Context, c *client, args []string) error {
 		if err != nil {
 			return err
 		}
-		return c.printResults([]*ledgerv1.ItemResult{resp.GetResult()})
+		return c.printResults(resp, []*ledgerv1.ItemResult{resp.GetResult()})
 	})
 }
 
 // reconcileUnmatch dissolves the match of one line or one movement.
-func reconcileUnmatch(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("reconcile unmatch", flag.ContinueOnError)
+func (c *client) reconcileUnmatchCmd() *cobra.Command {
 	req := &ledgerv1.UnmatchRequest{}
+	cmd := &cobra.Command{
+		Use:     "unmatch --account A (--line SOURCE/EXTID | --movement TRANSFER_ID[#POSTING]) --reason R",
+		Short:   "Dissolve the match of one line or one movement",
+		Example: "  ledgerctl reconcile unmatch --account bank:acme --line acme-bank/L-17 --reason \"wrong payout\"",
+		Args:    noArgs("reconcile unmatch"),
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&req.Account, "account", "", "the account")
 	fs.StringVar(&req.Reason, "reason", "", "why, for the auditors")
 	line := fs.String("line", "", "SOURCE/EXTERNAL_ID")
 	movement := fs.String("movement", "", "TRANSFER_ID[#POSTING]")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
+	required(cmd, "account", "reason")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return c.reconcileUnmatch(cmd.Context(), req, *line, *movement)
 	}
+	return cmd
+}
+
+func (c *client) reconcileUnmatch(ctx context.Context, req *ledgerv1.UnmatchRequest, line, movement string) error {
+	var err error
 	switch {
-	case len(rest) != 0:
-		return usageError{"reconcile unmatch takes only flags"}
-	case req.Account == "" || req.Reason == "":
-		return usageError{"reconcile unmatch needs --account and --reason"}
-	case (*line == "") == (*movement == ""):
+	case (line == "") == (movement == ""):
 		return usageError{"reconcile unmatch takes one of --line and --movement"}
-	case *line != "":
-		if req.Line, err = parseLineRef(*line); err != nil {
+	case line != "":
+		if req.Line, err = parseLineRef(line); err != nil {
 			return err
 		}
 	default:
-		if req.Movement, err = parseMovementRef(*movement); err != nil {
+		if req.Movement, err = parseMovementRef(movement); err != nil {
 			return err
 		}
 	}
@@ -527,6 +565,6 @@ func reconcileUnmatch(ctx context.Context, c *client, args []string) error {
 		if err != nil {
 			return err
 		}
-		return c.printResults([]*ledgerv1.ItemResult{resp.GetResult()})
+		return c.printResults(resp, []*ledgerv1.ItemResult{resp.GetResult()})
 	})
 }

@@ -3,11 +3,11 @@ package ctl
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"sort"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -27,45 +27,50 @@ const (
 // reconcileReport prints an account's reconciliation for a period: the
 // balances and the difference explained, then the unmatched lines and
 // movements, and with --matches the matches.
-func reconcileReport(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("reconcile report", flag.ContinueOnError)
+func (c *client) reconcileReportCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "report --account A",
+		Short: "An account's reconciliation: balances, the difference explained, what is unmatched",
+		Example: "  ledgerctl reconcile report --account bank:acme\n" +
+			"  ledgerctl reconcile report --account bank:acme --from 2026-03-01 --to 2026-03-31 --matches --all -o json",
+		Args: noArgs("reconcile report"),
+	}
+	fs := cmd.Flags()
 	account := fs.String("account", "", "the account")
 	from := fs.String("from", "", "first value date, YYYY-MM-DD")
 	to := fs.String("to", "", "last value date, YYYY-MM-DD")
 	all := fs.Bool("all", false, "follow every page of the listings")
 	matches := fs.Bool("matches", false, "list the matches too")
 	minPos := fs.Uint64("min-position", 0, "wait until the projection has reached this position")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
+	required(cmd, "account")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkDates(*from, *to); err != nil {
+			return err
+		}
+		return c.reconcileReport(cmd.Context(), *account, *from, *to, *all, *matches, *minPos)
 	}
-	switch {
-	case len(rest) != 0:
-		return usageError{"reconcile report takes only flags"}
-	case *account == "":
-		return usageError{"reconcile report needs --account"}
-	}
-	if err := checkDates(*from, *to); err != nil {
-		return err
-	}
+	return cmd
+}
+
+func (c *client) reconcileReport(ctx context.Context, account, from, to string, all, matches bool, minPos uint64) error {
 	return c.call(ctx, func(ctx context.Context) error {
 		rc := ledgerv1.NewReconciliationServiceClient(c.conn)
-		sum, err := rc.GetReconciliation(ctx, &ledgerv1.GetReconciliationRequest{Ledger: c.ledger, Account: *account,
-			FromDate: *from, ToDate: *to, MinPosition: *minPos})
+		sum, err := rc.GetReconciliation(ctx, &ledgerv1.GetReconciliationRequest{Ledger: c.ledger, Account: account,
+			FromDate: from, ToDate: to, MinPosition: minPos})
 		if err != nil {
 			return err
 		}
 		list := func(side ledgerv1.UnmatchedSide) (*ledgerv1.ListUnmatchedResponse, error) {
 			size := uint32(reconPageItems)
-			if *all {
+			if all {
 				size = reconPageItemsAll
 				if side == ledgerv1.UnmatchedSide_UNMATCHED_SIDE_MATCHES {
 					size = reconPageMatchesAll
 				}
 			}
 			// At least the summary's position: the listings are no older.
-			return listUnmatched(ctx, rc, &ledgerv1.ListUnmatchedRequest{Ledger: c.ledger, Account: *account, Side: side,
-				FromDate: *from, ToDate: *to, PageSize: size, MinPosition: sum.GetPosition()}, *all)
+			return listUnmatched(ctx, rc, &ledgerv1.ListUnmatchedRequest{Ledger: c.ledger, Account: account, Side: side,
+				FromDate: from, ToDate: to, PageSize: size, MinPosition: sum.GetPosition()}, all)
 		}
 		r := reconReport{Reconciliation: sum}
 		if r.UnmatchedLines, err = list(ledgerv1.UnmatchedSide_UNMATCHED_SIDE_LINES); err != nil {
@@ -74,15 +79,15 @@ func reconcileReport(ctx context.Context, c *client, args []string) error {
 		if r.UnmatchedMovements, err = list(ledgerv1.UnmatchedSide_UNMATCHED_SIDE_MOVEMENTS); err != nil {
 			return err
 		}
-		if *matches {
+		if matches {
 			if r.Matches, err = list(ledgerv1.UnmatchedSide_UNMATCHED_SIDE_MATCHES); err != nil {
 				return err
 			}
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return c.printReconJSON(&r)
 		}
-		return c.printRecon(&r, *from, *to)
+		return c.printRecon(&r, from, to)
 	})
 }
 
@@ -217,7 +222,7 @@ func (c *client) printItems(title string, l *ledgerv1.ListUnmatchedResponse) err
 	if len(l.GetItems()) == 0 {
 		return nil
 	}
-	tw := c.table()
+	tw := c.tabwriter()
 	fmt.Fprintln(tw, "ITEM\tDATE\tAMOUNT\tREFERENCE\tDESCRIPTION\tMANUAL ONLY\t")
 	for _, it := range l.GetItems() {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", itemName(it), it.GetDate(), it.GetAmount(), it.GetReference(),
@@ -248,7 +253,7 @@ func (c *client) printMatches(l *ledgerv1.ListUnmatchedResponse) error {
 	if len(l.GetMatches()) == 0 {
 		return nil
 	}
-	tw := c.table()
+	tw := c.tabwriter()
 	fmt.Fprintln(tw, "MATCH\tRULE\tDIFFERENCE\tITEM\tDATE\tAMOUNT\tREASON\t")
 	for _, m := range l.GetMatches() {
 		for i, it := range m.GetItems() {
@@ -264,20 +269,24 @@ func (c *client) printMatches(l *ledgerv1.ListUnmatchedResponse) error {
 
 // journal prints the control totals: per asset and day the posted postings
 // and their sum, and the totals per asset that tie to the trial balance.
-func journal(ctx context.Context, c *client, args []string) error {
-	fs := flag.NewFlagSet("journal", flag.ContinueOnError)
+func (c *client) journalCmd() *cobra.Command {
 	req := &ledgerv1.GetDailyJournalRequest{}
+	cmd := &cobra.Command{
+		Use:     "journal",
+		Short:   "Control totals: postings and sums per asset and day; totals tie to the trial balance",
+		Example: "  ledgerctl journal --asset USD --from 2026-03-01 --to 2026-03-31",
+		Args:    noArgs("journal"),
+		RunE:    func(cmd *cobra.Command, _ []string) error { return c.journal(cmd.Context(), req) },
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&req.Asset, "asset", "", "one asset (default: every asset)")
 	fs.StringVar(&req.FromDate, "from", "", "first effective date, YYYY-MM-DD")
 	fs.StringVar(&req.ToDate, "to", "", "last effective date, YYYY-MM-DD")
 	fs.Uint64Var(&req.MinPosition, "min-position", 0, "wait until the projection has reached this position")
-	rest, err := c.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) != 0 {
-		return usageError{"journal takes only flags"}
-	}
+	return cmd
+}
+
+func (c *client) journal(ctx context.Context, req *ledgerv1.GetDailyJournalRequest) error {
 	if err := checkDates(req.FromDate, req.ToDate); err != nil {
 		return err
 	}
@@ -287,10 +296,10 @@ func journal(ctx context.Context, c *client, args []string) error {
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
+		if !c.human() {
 			return c.printJSON(resp)
 		}
-		tw := c.table()
+		tw := c.tabwriter()
 		fmt.Fprintln(tw, "DATE\tASSET\tPOSTINGS\tAMOUNT\t")
 		for _, l := range resp.GetLines() {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t\n", l.GetDate(), l.GetAsset(), l.GetPostings(), l.GetAmount())

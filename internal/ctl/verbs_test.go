@@ -807,23 +807,23 @@ func TestProjectionsStatus(t *testing.T) {
 	u.misused(t, "only flags", "projections", "status", "balances")
 }
 
-// TestOutputFormat: -o is table or json, before or after the command words;
+// TestOutputFormat: -o is table, json or yaml, before or after the command words;
 // anything else is a usage error that sends nothing.
 func TestOutputFormat(t *testing.T) {
 	t.Parallel()
 	u := ledger(t, "alice", "bob")
 	transfer := []string{"transfer", "--id", "t1", "--from", "alice", "--to", "bob", "--amount", "1.00", "--asset", "USD"}
 	for _, args := range [][]string{
-		append([]string{"-o", "yaml"}, transfer...),
-		{"-o", "yaml", "balance", "alice"},
-		{"balance", "alice", "-o", "yaml"},
-		{"-o", "yaml", "statement", "alice"},
-		{"-o", "yaml", "transfers", "get", "t1"},
-		{"-o", "yaml", "transfers", "list"},
-		{"-o", "yaml", "trial-balance"},
-		{"-o", "yaml", "projections", "status"},
+		append([]string{"-o", "xml"}, transfer...),
+		{"-o", "xml", "balance", "alice"},
+		{"balance", "alice", "-o", "xml"},
+		{"-o", "xml", "statement", "alice"},
+		{"-o", "xml", "transfers", "get", "t1"},
+		{"-o", "xml", "transfers", "list"},
+		{"-o", "xml", "trial-balance"},
+		{"-o", "xml", "projections", "status"},
 	} {
-		u.misused(t, "-o is table or json", args...)
+		u.misused(t, "-o is table, json or yaml", args...)
 	}
-	u.send(t, "t1", "alice", "bob", "1.00") // CREATED, not EXISTS: the -o yaml one was never sent
+	u.send(t, "t1", "alice", "bob", "1.00") // CREATED, not EXISTS: the -o xml one was never sent
 }

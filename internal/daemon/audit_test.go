@@ -274,7 +274,7 @@ func TestLedgerctlAudit(t *testing.T) {
 		{"audit", "verify", "extra"},
 		{"audit", "verify", "--from", "5", "--to", "4"},
 		{"audit", "verify", "--to", strconv.FormatUint(head+1, 10)},
-		{"audit", "verify", "-o", "yaml"},
+		{"audit", "verify", "-o", "xml"},
 		{"audit", "replay"},
 		{"audit", "replay", "--at", "0"},
 		{"audit", "replay", "--at", "yesterday"},

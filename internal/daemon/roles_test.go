@@ -223,7 +223,7 @@ func TestAppRoleGrants(t *testing.T) {
 	readModel := privs{sel: true, ins: true, upd: true, del: true}
 	for _, name := range []string{"projection_checkpoints", "assets", "balances", "trial_balances",
 		"trial_balance_history", "movements", "movement_heads", "movement_assets", "movement_clock",
-		"transfers", "transfer_accounts", "recon_accounts", "recon_lines", "recon_movements",
+		"transfers", "recon_accounts", "recon_lines", "recon_movements",
 		"recon_matches", "recon_journal", "recon_generations"} {
 		exact[name] = readModel
 	}

@@ -214,11 +214,11 @@ ledgerd is ready.
   gRPC  %s   (reflection on: grpcurl -plaintext %s list)
   HTTP  http://%s  (REST/JSON under /v1/, /healthz /readyz /metrics)
 %s
-Try it:
-  go run ./cmd/ledgerctl asset define --ledger demo USD 2
-  go run ./cmd/ledgerctl account open --ledger demo --asset USD alice bob
-  go run ./cmd/ledgerctl transfer --ledger demo --id t1 --from alice --to bob --amount 10.00 --asset USD
-  go run ./cmd/ledgerctl balance --ledger demo alice bob
+Try it (make build, or make run, puts ledgerctl in bin/):
+  bin/ledgerctl asset define --ledger demo USD 2
+  bin/ledgerctl account open --ledger demo --asset USD alice bob
+  bin/ledgerctl transfer --ledger demo --id t1 --from alice --to bob --amount 10.00 --asset USD
+  bin/ledgerctl balance --ledger demo alice bob
 
 `, dialable(m.GRPCAddr()), dialable(m.GRPCAddr()), dialable(m.HTTPAddr()), m.authBanner())
 }

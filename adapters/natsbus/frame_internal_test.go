@@ -1,0 +1,95 @@
+package natsbus
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+func frameRecords(ledger string, first uint64, n, payload int) []eventstore.Record {
+	recs := make([]eventstore.Record, n)
+	var prev eventstore.Hash
+	for i := range recs {
+		recs[i] = eventstore.Record{Ledger: ledger, Position: first + uint64(i), Type: "TransferCommitted", SchemaVersion: 1,
+			CommandID: "c", Payload: []byte(`{"x":"` + strings.Repeat("a", payload) + `"}`)}
+		recs[i].Seal(prev)
+		prev = recs[i].Hash
+	}
+	return recs
+}
+
+func TestFrameRoundTrip(t *testing.T) {
+	recs := frameRecords("l1", 7, 3, 10)
+	msg := newFrame("s", recs)
+	first, last, err := frameSpan(msg.Header)
+	if err != nil || first != 7 || last != 9 {
+		t.Fatalf("span %d..%d, %v; want 7..9", first, last, err)
+	}
+	got, err := ParseFrame("l1", first, last, msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		if got[i].Position != recs[i].Position || got[i].Hash != recs[i].Hash || string(got[i].Payload) != string(recs[i].Payload) || !got[i].VerifyHash() {
+			t.Fatalf("record %d: got %+v, want %+v", i, got[i], recs[i])
+		}
+	}
+	for name, bad := range map[string]func() ([]eventstore.Record, error){
+		"another ledger":    func() ([]eventstore.Record, error) { return ParseFrame("l2", 7, 9, msg.Data) },
+		"positions shifted": func() ([]eventstore.Record, error) { return ParseFrame("l1", 8, 10, msg.Data) },
+		"count differs":     func() ([]eventstore.Record, error) { return ParseFrame("l1", 7, 8, msg.Data) },
+		"cut short":         func() ([]eventstore.Record, error) { return ParseFrame("l1", 7, 9, msg.Data[:len(msg.Data)-1]) },
+		"trailing bytes":    func() ([]eventstore.Record, error) { return ParseFrame("l1", 7, 9, append(msg.Data, 0)) },
+	} {
+		if _, err := bad(); !errors.Is(err, ErrBadFrame) && !errors.Is(err, eventstore.ErrMalformed) {
+			t.Errorf("%s: error %v, want %v", name, err, ErrBadFrame)
+		}
+	}
+}
+
+func TestFrameCut(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		n, payload int
+		want       int
+	}{
+		{"few small records travel together", 10, 100, 10},
+		{"at most frameRecordsMax records", 3000, 10, frameRecordsMax},
+		{"at most frameBytesMax bytes", 100, 100 << 10, 5},
+		{"a record larger than a frame travels alone", 3, frameBytesMax * 2, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			recs := frameRecords("l", 1, c.n, c.payload)
+			if got := frameCut(recs); got != c.want {
+				t.Fatalf("frameCut of %d records of %d bytes: %d, want %d", c.n, c.payload, got, c.want)
+			}
+			if size := len(newFrame("s", recs[:c.want]).Data); c.want > 1 && size > frameBytesMax {
+				t.Fatalf("a frame of %d records is %d bytes, over %d", c.want, size, frameBytesMax)
+			}
+		})
+	}
+}
+
+// FuzzParseFrame: whatever a stream message holds (the stream is not
+// trusted), ParseFrame returns consecutive records of the ledger or an error.
+func FuzzParseFrame(f *testing.F) {
+	f.Add(uint64(1), uint64(3), newFrame("s", frameRecords("l", 1, 3, 5)).Data)
+	f.Add(uint64(5), uint64(5), newFrame("s", frameRecords("l", 5, 1, 0)).Data)
+	f.Add(uint64(1), uint64(1), []byte(frameMagic+"\x01\x05LGR\x01"))
+	f.Fuzz(func(t *testing.T, first, last uint64, data []byte) {
+		recs, err := ParseFrame("l", first, last, data)
+		if err != nil {
+			return
+		}
+		if uint64(len(recs)) != last-first+1 {
+			t.Fatalf("%d records for %d..%d", len(recs), first, last)
+		}
+		for i := range recs {
+			if recs[i].Ledger != "l" || recs[i].Position != first+uint64(i) {
+				t.Fatalf("record %d is %s@%d", i, recs[i].Ledger, recs[i].Position)
+			}
+		}
+	})
+}
