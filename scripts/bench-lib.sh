@@ -2,9 +2,36 @@
 # the machine's facts, a fresh ledgerd on its embedded default in a
 # temporary data dir (started, timed, stopped, cleaned up), and its private
 # PostgreSQL cluster's socket, postmaster pid and durability settings.
-# Sourced, not run. The caller sets grpc_addr, http_addr, ready_timeout,
-# stop_timeout and GO before calling these functions, and cd's to the root
-# of the repository.
+# Sourced, not run, from the root of the repository; common_settings sets
+# what the other functions use.
+
+# common_settings READY_TIMEOUT_DEFAULT reads the settings both scripts
+# take from the environment (listed in scripts/bench.sh) and checks them,
+# with the numbers NAME=VALUE given after it; it dies (exit 2) on a bad one.
+common_settings() {
+	local setting addr
+	# The ports avoid ledgerd's defaults (7070, 8080) and NATS's and
+	# PostgreSQL's (4222, 5432), so a `make run` or a system server does not
+	# get in the way.
+	grpc_addr=${BENCH_GRPC_ADDR:-127.0.0.1:17070}
+	http_addr=${BENCH_HTTP_ADDR:-127.0.0.1:18080}
+	ready_timeout=${BENCH_READY_TIMEOUT:-$1}
+	# devpg gives pg_ctl stop 120 s; ledgerd drains its writers first.
+	stop_timeout=${BENCH_STOP_TIMEOUT:-150}
+	doc=${BENCH_DOC:-BENCHMARKS.md}
+	note=${BENCH_NOTE:-}
+	reports_dir=${BENCH_REPORTS_DIR:-}
+	GO=${GO:-go}
+	shift
+	for setting in "$@" BENCH_READY_TIMEOUT="$ready_timeout" BENCH_STOP_TIMEOUT="$stop_timeout"; do
+		[[ ${setting#*=} =~ ^[1-9][0-9]{0,8}$ ]] || die "$setting: want a whole number from 1"
+	done
+	for addr in "$grpc_addr" "$http_addr"; do
+		[[ $addr =~ ^[^:]+:[0-9]+$ ]] || die "address $addr: want HOST:PORT"
+	done
+	[[ $doc == - || -f $doc ]] || die "BENCH_DOC=$doc: no such file"
+	[[ -z $reports_dir || -d $reports_dir ]] || die "BENCH_REPORTS_DIR=$reports_dir: no such directory"
+}
 
 die() {
 	echo "$(basename "$0"): $*" >&2

@@ -29,32 +29,14 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 
-grpc_addr=${BENCH_GRPC_ADDR:-127.0.0.1:17070}
-http_addr=${BENCH_HTTP_ADDR:-127.0.0.1:18080}
 accounts=${BENCH_SCALE_ACCOUNTS:-1000000}
 transfers=${BENCH_SCALE_TRANSFERS:-10000000}
 concurrency=${BENCH_SCALE_CONCURRENCY:-64}
 catch_up_wait=${BENCH_SCALE_CATCH_UP_WAIT:-7200}
-ready_timeout=${BENCH_READY_TIMEOUT:-600}
-stop_timeout=${BENCH_STOP_TIMEOUT:-150}
-doc=${BENCH_DOC:-BENCHMARKS.md}
-note=${BENCH_NOTE:-}
-reports_dir=${BENCH_REPORTS_DIR:-}
-GO=${GO:-go}
 ledger=scale
-
-for setting in BENCH_SCALE_ACCOUNTS="$accounts" BENCH_SCALE_TRANSFERS="$transfers" \
-	BENCH_SCALE_CONCURRENCY="$concurrency" BENCH_SCALE_CATCH_UP_WAIT="$catch_up_wait" \
-	BENCH_READY_TIMEOUT="$ready_timeout" BENCH_STOP_TIMEOUT="$stop_timeout"; do
-	[[ ${setting#*=} =~ ^[1-9][0-9]{0,8}$ ]] || die "$setting: want a whole number from 1"
-done
+common_settings 600 BENCH_SCALE_ACCOUNTS="$accounts" BENCH_SCALE_TRANSFERS="$transfers" \
+	BENCH_SCALE_CONCURRENCY="$concurrency" BENCH_SCALE_CATCH_UP_WAIT="$catch_up_wait"
 ((accounts >= 2)) || die "BENCH_SCALE_ACCOUNTS=$accounts: a transfer needs two accounts"
-for addr in "$grpc_addr" "$http_addr"; do
-	[[ $addr =~ ^[^:]+:[0-9]+$ ]] || die "address $addr: want HOST:PORT"
-done
-[[ $doc == - || -f $doc ]] || die "BENCH_DOC=$doc: no such file"
-[[ -z $reports_dir || -d $reports_dir ]] || die "BENCH_REPORTS_DIR=$reports_dir: no such directory"
-
 bench_dir
 machine_facts
 figures=$dir/figures.txt

@@ -37,35 +37,15 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 
-# The ports avoid ledgerd's defaults (7070, 8080) and NATS's and PostgreSQL's
-# (4222, 5432), so a `make run` or a system server does not get in the way.
-grpc_addr=${BENCH_GRPC_ADDR:-127.0.0.1:17070}
-http_addr=${BENCH_HTTP_ADDR:-127.0.0.1:18080}
 transfers_batch=${BENCH_TRANSFERS_BATCH:-300000}
 transfers_single=${BENCH_TRANSFERS_SINGLE:-60000}
 transfers_read=${BENCH_TRANSFERS_READ:-175000}
 transfers_naive=${BENCH_TRANSFERS_NAIVE:-}
 readers=${BENCH_READERS:-8}
 accounts=${BENCH_ACCOUNTS:-10000}
-ready_timeout=${BENCH_READY_TIMEOUT:-60}
-# devpg gives pg_ctl stop 120 s; ledgerd drains its writers first.
-stop_timeout=${BENCH_STOP_TIMEOUT:-150}
-doc=${BENCH_DOC:-BENCHMARKS.md}
-note=${BENCH_NOTE:-}
-reports_dir=${BENCH_REPORTS_DIR:-}
-GO=${GO:-go}
-
-for setting in BENCH_TRANSFERS_BATCH="$transfers_batch" BENCH_TRANSFERS_SINGLE="$transfers_single" \
+common_settings 60 BENCH_TRANSFERS_BATCH="$transfers_batch" BENCH_TRANSFERS_SINGLE="$transfers_single" \
 	BENCH_TRANSFERS_READ="$transfers_read" BENCH_READERS="$readers" BENCH_ACCOUNTS="$accounts" \
-	BENCH_READY_TIMEOUT="$ready_timeout" BENCH_STOP_TIMEOUT="$stop_timeout" \
-	${transfers_naive:+BENCH_TRANSFERS_NAIVE="$transfers_naive"}; do
-	[[ ${setting#*=} =~ ^[1-9][0-9]{0,8}$ ]] || die "$setting: want a whole number from 1"
-done
-for addr in "$grpc_addr" "$http_addr"; do
-	[[ $addr =~ ^[^:]+:[0-9]+$ ]] || die "address $addr: want HOST:PORT"
-done
-[[ $doc == - || -f $doc ]] || die "BENCH_DOC=$doc: no such file"
-[[ -z $reports_dir || -d $reports_dir ]] || die "BENCH_REPORTS_DIR=$reports_dir: no such directory"
+	${transfers_naive:+BENCH_TRANSFERS_NAIVE="$transfers_naive"}
 
 bench_dir
 machine_facts
