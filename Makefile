@@ -17,7 +17,7 @@ FUZZ_PKGS ?= $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' --
 
 include make/proto.mk
 
-.PHONY: run build dist version test test-go test-race fuzz check fmt fmt-check vet lint bench chaos clean
+.PHONY: run build dist version test test-go test-race fuzz check fmt fmt-check vet lint bench bench-go bench-ledger bench-scale chaos clean
 
 # VERSION and COMMIT are stamped into the binaries (internal/version):
 # `ledgerctl version`, `ledgerd -version` and ledgerd's first log line say them.
@@ -106,10 +106,26 @@ bin/staticcheck-$(STATICCHECK_VERSION):
 	GOBIN=$(CURDIR)/bin/.staticcheck $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv bin/.staticcheck/staticcheck $@
 
-## bench: Go benchmarks, then ledgerbench against a fresh ledgerd (see BENCHMARKS.md)
+## bench: Go benchmarks, then ledgerbench against a fresh ledgerd, which rewrites
+## the generated section of BENCHMARKS.md (see there); BENCH_SKIP_GO=1 skips the
+## Go benchmarks (or: make bench-ledger)
 bench:
+	@if [ -z "$(BENCH_SKIP_GO)" ]; then $(MAKE) --no-print-directory bench-go; fi
+	GO=$(GO) scripts/bench.sh
+
+## bench-go: only the Go benchmarks
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
-	scripts/bench.sh
+
+## bench-ledger: only scripts/bench.sh (ledgerbench scenarios and the naive baseline)
+bench-ledger:
+	GO=$(GO) scripts/bench.sh
+
+## bench-scale: 1M accounts and 10M transfers into a fresh ledgerd, then its RSS,
+## a restart and its cold start (may take an hour; BENCH_SCALE_ACCOUNTS and
+## BENCH_SCALE_TRANSFERS make it smaller); rewrites BENCHMARKS.md's bench-scale section
+bench-scale:
+	GO=$(GO) scripts/bench-scale.sh
 
 clean:
 	rm -rf bin var dist

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -63,7 +64,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 			cc.Close()
 		}
 	}()
-	r := Report{CommandLine: cfg.CommandLine, Config: cfg, Conns: len(conns)}
+	meter, err := newCPUMeter(&cfg)
+	if err != nil {
+		return Report{}, err
+	}
+	r := Report{CommandLine: cfg.CommandLine, Config: cfg, Conns: len(conns), CPU: meter.report(), meter: meter}
 	setupStart := cfg.Now()
 	if err := prepare(ctx, conns[0], &cfg); err != nil {
 		return Report{}, err
@@ -85,10 +90,53 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 
 	fmt.Fprintln(cfg.Progress, "verifying")
 	r.verify(ctx, ledgerv1.NewQueryServiceClient(conns[0]), &cfg, lastAck(workers, end))
-	if cfg.JSON {
-		return r, r.WriteJSON(out)
+	if cfg.BaselinePostgresURL != "" {
+		r.runBaseline(ctx, &cfg)
 	}
-	return r, r.WriteText(out)
+	return r, r.write(&cfg, out)
+}
+
+// write writes the report to out, as text or JSON, and as JSON to
+// cfg.JSONOut when it is set.
+//
+// Errors: out's; the file's.
+func (r *Report) write(cfg *Config, out io.Writer) error {
+	if cfg.JSONOut != "" {
+		f, err := os.Create(cfg.JSONOut)
+		if err != nil {
+			return fmt.Errorf("json report: %w", err)
+		}
+		err = r.WriteJSON(f)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("json report: %w", cerr)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if cfg.JSON {
+		return r.WriteJSON(out)
+	}
+	return r.WriteText(out)
+}
+
+// runBaseline runs the naive ledger after the ledger's run and compares.
+// A naive run that cannot start fails a check rather than the whole run:
+// the ledger's figures still stand.
+func (r *Report) runBaseline(ctx context.Context, cfg *Config) {
+	n, err := runNaive(ctx, cfg, r.meter)
+	if err != nil {
+		r.check("naive baseline ran", false, err.Error())
+		return
+	}
+	if n.TransfersPerSecond > 0 {
+		n.RatioAcked = r.TransfersPerSecond / n.TransfersPerSecond
+		n.RatioSustained = r.SustainedPerSecond / n.TransfersPerSecond
+	}
+	for _, c := range n.Checks {
+		r.check(c.Name, c.Pass, c.Detail)
+	}
+	r.Naive = n
 }
 
 // prepare sets the ledger up and waits until every projection has applied
@@ -120,12 +168,23 @@ func (r *Report) measure(ctx context.Context, cfg *Config, workers []*worker) (e
 	fmt.Fprintf(cfg.Progress, "measuring: %d transfers, %d workers, batch %d, %d readers\n",
 		cfg.Transfers, cfg.Concurrency, cfg.Batch, cfg.Readers)
 	stopReads := reads.start(ctx)
+	r.cpuStart, r.cpuStartErr = r.meter.sample()
 	start, end := runPhase(ctx, workers, "measure", cfg.Transfers, true)
+	acked, ackedErr := r.meter.sample()
 	stopReads()
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, fmt.Errorf("sending transfers: %w", err)
 	}
 	r.addLoad(workers, end.Sub(start))
+	r.start = start
+	switch {
+	case r.cpuStartErr != nil:
+		r.CPU.Error = r.cpuStartErr.Error()
+	case ackedErr != nil:
+		r.CPU.Error = ackedErr.Error()
+	default:
+		r.CPU.Acked = r.meter.window(r.cpuStart, acked, r.Transfers)
+	}
 	reads.addTo(r, end.Sub(start))
 	return end, nil
 }
@@ -286,10 +345,7 @@ func (r *Report) verify(ctx context.Context, q ledgerv1.QueryServiceClient, cfg 
 		r.check("projections caught up", false, err.Error())
 		return
 	}
-	r.CatchUp = caughtUp
-	for _, c := range caughtUp {
-		r.CatchUpMs = max(r.CatchUpMs, c.CatchUpMs)
-	}
+	r.current(caughtUp, lastAck)
 	r.check("projections caught up", true, fmt.Sprintf("position %d: %s after the last ack", r.PositionMax, catchUpText(caughtUp)))
 
 	t, err := readTotals(ctx, q, cfg, r.PositionMax)
@@ -302,6 +358,29 @@ func (r *Report) verify(ctx context.Context, q ledgerv1.QueryServiceClient, cfg 
 		fmt.Sprintf("Σ debits_posted %s, Σ credits_posted %s over %d accounts", r.DebitsPosted, r.CreditsPosted, cfg.Accounts))
 	r.check("credits == acknowledged", t.credits.Cmp(r.ackedMinor) == 0,
 		fmt.Sprintf("Σ credits_posted %s, Σ acknowledged amounts %s (%s more in failed calls)", r.CreditsPosted, r.SentAmount, r.UnknownAmount))
+}
+
+// current records when every projection caught up: the catch-up times, the
+// sustained rate, and the CPU time up to now (just after the answer that
+// showed the last projection caught up).
+func (r *Report) current(caughtUp []ProjectionCatchUp, lastAck time.Time) {
+	now, err := r.meter.sample()
+	r.CatchUp = caughtUp
+	for _, c := range caughtUp {
+		r.CatchUpMs = max(r.CatchUpMs, c.CatchUpMs)
+	}
+	sustained := lastAck.Sub(r.start) + time.Duration(r.CatchUpMs*float64(time.Millisecond))
+	r.SustainedSeconds = sustained.Seconds()
+	if sustained > 0 {
+		r.SustainedPerSecond = float64(r.Transfers) / sustained.Seconds()
+	}
+	switch {
+	case r.cpuStartErr != nil:
+	case err != nil:
+		r.CPU.Error = err.Error()
+	default:
+		r.CPU.Current = r.meter.window(r.cpuStart, now, r.Transfers)
+	}
 }
 
 // check records a check; the report passes only if every check does.

@@ -36,6 +36,16 @@ const (
 	// sample is one query, and a sample a minute says little about a run.
 	LagEveryMin = time.Millisecond
 	LagEveryMax = time.Minute
+	// BaselineTransfersDefaultMax caps -baseline-transfers' default: the
+	// naive ledger runs near 2k/s here, so 30,000 take about 15 s.
+	BaselineTransfersDefaultMax = 30_000
+	// CatchUpWaitDefault bounds the wait for the projections to reach the
+	// last acknowledged position; CatchUpWaitMax bounds -catch-up-wait (a
+	// 10M-transfer run may leave minutes of backlog).
+	CatchUpWaitDefault = 120 * time.Second
+	CatchUpWaitMax     = 24 * time.Hour
+	// PIDMax is Linux's highest pid_max.
+	PIDMax = 1 << 22
 )
 
 // The values of -read-kind.
@@ -77,7 +87,26 @@ type Config struct {
 	// LagEvery is how often the projections' lag is sampled while the
 	// measured phase writes; 0: never.
 	LagEvery time.Duration `json:"lag_every_ns"`
-	JSON     bool          `json:"-"`
+	// CatchUpWait bounds the wait for the projections after setup and after
+	// the measured phase.
+	CatchUpWait time.Duration `json:"catch_up_wait_ns"`
+	JSON        bool          `json:"-"`
+	// JSONOut, when set, is a file the JSON report is written to as well.
+	JSONOut string `json:"-"`
+
+	// LedgerdPID, PostgresPID and NATSPID name the processes whose CPU
+	// time is measured from /proc (0: not measured). PostgresPID is the
+	// postmaster's.
+	LedgerdPID  int `json:"ledgerd_pid,omitempty"`
+	PostgresPID int `json:"postgres_pid,omitempty"`
+	NATSPID     int `json:"nats_pid,omitempty"`
+
+	// BaselinePostgresURL, when set, is the database of the naive row-lock
+	// ledger run after the ledger's (naive.go); never in the report: it
+	// may hold a password.
+	BaselinePostgresURL string `json:"-"`
+	// BaselineTransfers is how many transfers the naive ledger runs.
+	BaselineTransfers int `json:"baseline_transfers,omitempty"`
 
 	// CommandLine is how the bench was started, quoted for a shell.
 	CommandLine string `json:"-"`
@@ -115,9 +144,23 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 		"statement (ListStatement of a random account, first 100 lines) or both (half the readers each)")
 	fs.DurationVar(&c.LagEvery, "lag-every", 100*time.Millisecond,
 		fmt.Sprintf("sample projection lag this often while the measured phase writes, %s..%s; 0: never", LagEveryMin, LagEveryMax))
+	fs.DurationVar(&c.CatchUpWait, "catch-up-wait", CatchUpWaitDefault,
+		fmt.Sprintf("how long the projections may take to reach the last ack before the run fails, 1s..%s", CatchUpWaitMax))
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
+	fs.StringVar(&c.JSONOut, "json-out", "", "also write the JSON report to this file")
+	fs.IntVar(&c.LedgerdPID, "ledgerd-pid", 0, "measure this ledgerd's CPU time from /proc (with its embedded NATS); 0: not measured")
+	fs.IntVar(&c.PostgresPID, "postgres-pid", 0, "measure this PostgreSQL postmaster's CPU time and its children's from /proc; 0: not measured")
+	fs.IntVar(&c.NATSPID, "nats-pid", 0, "measure this external nats-server's CPU time from /proc; 0: not measured")
+	fs.StringVar(&c.BaselinePostgresURL, "baseline-postgres-url", "",
+		"after the ledger run, run the naive row-lock ledger in this database (created if missing; its tables are dropped and "+
+			"recreated) on the SAME PostgreSQL server as ledgerd's, and print the ratio")
+	fs.IntVar(&c.BaselineTransfers, "baseline-transfers", 0,
+		fmt.Sprintf("transfers of the naive ledger run; 0: min(-transfers, %d)", BaselineTransfersDefaultMax))
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	if c.BaselineTransfers == 0 && c.BaselinePostgresURL != "" {
+		c.BaselineTransfers = min(c.Transfers, BaselineTransfersDefaultMax)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(out, "ledgerbench: unexpected arguments %q\n", fs.Args())
@@ -158,6 +201,15 @@ func (c Config) Validate() error {
 		return bad("-read-kind %q, want %s, %s or %s", c.ReadKind, ReadKindBalances, ReadKindStatement, ReadKindBoth)
 	case c.LagEvery != 0 && (c.LagEvery < LagEveryMin || c.LagEvery > LagEveryMax):
 		return bad("-lag-every %s, want 0 or %s..%s", c.LagEvery, LagEveryMin, LagEveryMax)
+	case c.CatchUpWait < time.Second || c.CatchUpWait > CatchUpWaitMax:
+		return bad("-catch-up-wait %s, want 1s..%s", c.CatchUpWait, CatchUpWaitMax)
+	case c.BaselinePostgresURL != "" && (c.BaselineTransfers < 1 || c.BaselineTransfers > TransfersMax):
+		return bad("-baseline-transfers %d, want 1..%d", c.BaselineTransfers, TransfersMax)
+	}
+	for flag, pid := range map[string]int{"-ledgerd-pid": c.LedgerdPID, "-postgres-pid": c.PostgresPID, "-nats-pid": c.NATSPID} {
+		if pid < 0 || pid > PIDMax {
+			return bad("%s %d, want 0..%d", flag, pid, PIDMax)
+		}
 	}
 	return nil
 }

@@ -55,6 +55,29 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("CommandLine = %q, want %q", c.CommandLine, want)
 		}
 	})
+	t.Run("baseline transfers default", func(t *testing.T) {
+		for _, tt := range []struct {
+			args []string
+			want int
+		}{
+			{[]string{"-transfers", "500"}, 0},
+			{[]string{"-transfers", "500", "-baseline-postgres-url", "postgres:///n"}, 500},
+			{[]string{"-transfers", "300000", "-baseline-postgres-url", "postgres:///n"}, BaselineTransfersDefaultMax},
+			{[]string{"-transfers", "300000", "-baseline-postgres-url", "postgres:///n", "-baseline-transfers", "7"}, 7},
+		} {
+			c, err := ParseFlags(tt.args, env(nil), now, io.Discard)
+			if err != nil || c.BaselineTransfers != tt.want {
+				t.Errorf("ParseFlags(%q) baseline transfers = %d, %v; want %d", tt.args, c.BaselineTransfers, err, tt.want)
+			}
+		}
+	})
+	t.Run("pids at their bounds", func(t *testing.T) {
+		args := []string{"-ledgerd-pid", "1", "-postgres-pid", "4194304", "-nats-pid", "0"}
+		c, err := ParseFlags(args, env(nil), now, io.Discard)
+		if err != nil || c.LedgerdPID != 1 || c.PostgresPID != PIDMax || c.NATSPID != 0 {
+			t.Errorf("ParseFlags(%q) = %+v, %v", args, c, err)
+		}
+	})
 	bad := []struct {
 		name string
 		args []string
@@ -73,6 +96,13 @@ func TestParseFlags(t *testing.T) {
 		{"lag every under min", []string{"-lag-every", "999us"}},
 		{"lag every over max", []string{"-lag-every", "61s"}},
 		{"negative lag every", []string{"-lag-every", "-1ms"}},
+		{"catch-up wait under min", []string{"-catch-up-wait", "999ms"}},
+		{"catch-up wait over max", []string{"-catch-up-wait", "24h1s"}},
+		{"negative ledgerd pid", []string{"-ledgerd-pid", "-1"}},
+		{"postgres pid over max", []string{"-postgres-pid", "4194305"}},
+		{"negative nats pid", []string{"-nats-pid", "-1"}},
+		{"baseline transfers over max", []string{"-baseline-postgres-url", "postgres:///n", "-baseline-transfers", "100000001"}},
+		{"negative baseline transfers", []string{"-baseline-postgres-url", "postgres:///n", "-baseline-transfers", "-1"}},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

@@ -207,7 +207,7 @@ func (w *worker) request(n int) *ledgerv1.CreateTransfersRequest {
 	prefix := "t-" + strconv.Itoa(w.id) + "-"
 	for i := range n {
 		debit, credit := w.pickAccounts()
-		amount := amountMinorMin + w.rng.Int64N(amountMinorMax-amountMinorMin+1)
+		amount := w.pickAmount()
 		w.amounts = append(w.amounts, amount)
 		w.seq++
 		req.Transfers[i] = &ledgerv1.Transfer{
@@ -221,6 +221,11 @@ func (w *worker) request(n int) *ledgerv1.CreateTransfersRequest {
 		}
 	}
 	return req
+}
+
+// pickAmount returns a random amount in minor units, amountMinorMin..amountMinorMax.
+func (w *worker) pickAmount() int64 {
+	return amountMinorMin + w.rng.Int64N(amountMinorMax-amountMinorMin+1)
 }
 
 // pickAccounts returns two distinct account numbers.

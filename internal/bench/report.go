@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Report is the outcome of a run. Counts of codes cover the warmup and the
@@ -18,10 +19,18 @@ type Report struct {
 	SetupSeconds float64 `json:"setup_seconds"`
 
 	// Transfers and Calls were sent in the measured phase.
-	Transfers          int64          `json:"transfers"`
-	Calls              int64          `json:"calls"`
-	DurationSeconds    float64        `json:"duration_seconds"`
-	TransfersPerSecond float64        `json:"transfers_per_second"`
+	Transfers int64 `json:"transfers"`
+	Calls     int64 `json:"calls"`
+	// DurationSeconds runs from the first transfer sent to the last answer;
+	// TransfersPerSecond, the acknowledged rate, is Transfers over it.
+	DurationSeconds    float64 `json:"duration_seconds"`
+	TransfersPerSecond float64 `json:"transfers_per_second"`
+	// SustainedSeconds runs from the first transfer sent until every
+	// projection was seen at the last acknowledged position: every read
+	// model current. SustainedPerSecond is Transfers over it (0 when the
+	// projections did not catch up).
+	SustainedSeconds   float64        `json:"sustained_seconds"`
+	SustainedPerSecond float64        `json:"sustained_per_second"`
 	CallsPerSecond     float64        `json:"calls_per_second"`
 	LatencyMs          LatencySummary `json:"latency_ms"`
 
@@ -49,10 +58,20 @@ type Report struct {
 	DebitsPosted  string `json:"debits_posted"`
 	CreditsPosted string `json:"credits_posted"`
 
+	// CPU is the CPU time of ledgerd, PostgreSQL, NATS and ledgerbench per
+	// transfer; Naive the naive baseline's run (nil without one).
+	CPU   *CPUReport   `json:"cpu,omitempty"`
+	Naive *NaiveReport `json:"naive,omitempty"`
+
 	Checks []Check `json:"checks"`
 	Pass   bool    `json:"pass"`
 
 	ackedMinor *big.Int
+	meter      *cpuMeter
+	// start is when the measured phase began; cpuStart the CPU time then.
+	start       time.Time
+	cpuStart    cpuSample
+	cpuStartErr error
 }
 
 // WriteJSON writes r as one indented JSON object.
@@ -81,7 +100,11 @@ func (r Report) WriteText(out io.Writer) error {
 		c.Readers, c.ReadKind, c.LagEvery)
 	fmt.Fprintf(&b, "setup:       %.2f s\n", r.SetupSeconds)
 	fmt.Fprintf(&b, "measured:    %d transfers in %d calls over %.3f s\n", r.Transfers, r.Calls, r.DurationSeconds)
-	fmt.Fprintf(&b, "throughput:  %.0f transfers/s, %.0f calls/s\n", r.TransfersPerSecond, r.CallsPerSecond)
+	fmt.Fprintf(&b, "throughput:  %.0f transfers/s acknowledged, %.0f calls/s\n", r.TransfersPerSecond, r.CallsPerSecond)
+	if r.SustainedPerSecond > 0 {
+		fmt.Fprintf(&b, "sustained:   %.0f transfers/s with every read model current (%.3f s from the first transfer sent "+
+			"until every projection had applied the last ack)\n", r.SustainedPerSecond, r.SustainedSeconds)
+	}
 	fmt.Fprintf(&b, "latency ms:  p50 %.3f  p99 %.3f  p999 %.3f  max %.3f  mean %.3f  (%d calls)\n",
 		l.P50, l.P99, l.P999, l.Max, l.Mean, l.Count)
 	fmt.Fprintf(&b, "results:     %s\n", counts(r.Codes))
@@ -103,6 +126,8 @@ func (r Report) WriteText(out io.Writer) error {
 		fmt.Fprintf(&b, "  each:      %s\n", catchUpText(r.CatchUp))
 	}
 	fmt.Fprintf(&b, "sent:        %s %s acknowledged\n", r.SentAmount, assetCode)
+	writeCPU(&b, r.CPU)
+	writeNaive(&b, r.Naive)
 	for _, ch := range r.Checks {
 		verdict := "FAIL"
 		if ch.Pass {
@@ -119,6 +144,50 @@ func (r Report) WriteText(out io.Writer) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+// writeCPU writes the CPU time per transfer of each window.
+func writeCPU(b *strings.Builder, cpu *CPUReport) {
+	if cpu == nil {
+		return
+	}
+	fmt.Fprintf(b, "cpu:         µs per transfer, from /proc (%d clock ticks/s, %s)\n", cpu.ClockTicksPerSecond, cpu.ClockTicksSource)
+	if w := cpu.Acked; w != nil {
+		if _, ok := w.Process(procNATS); !ok {
+			b.WriteString("  note:      no -nats-pid: an embedded NATS server runs inside ledgerd and counts in its figure\n")
+		}
+	}
+	writeCPUWindow(b, "to last ack", cpu.Acked)
+	writeCPUWindow(b, "read models current", cpu.Current)
+	if cpu.Error != "" {
+		fmt.Fprintf(b, "  error:     %s\n", cpu.Error)
+	}
+}
+
+// writeCPUWindow writes one window's line: each process, then the total.
+func writeCPUWindow(b *strings.Builder, name string, w *CPUWindow) {
+	if w == nil {
+		return
+	}
+	fmt.Fprintf(b, "  %s:", name)
+	for _, p := range w.Processes {
+		fmt.Fprintf(b, " %s %.1f (%.2f cores)", p.Name, p.UsPerTransfer, p.Cores)
+	}
+	fmt.Fprintf(b, "; total %.1f µs over %.3f s\n", w.TotalUsPerTransfer, w.Seconds)
+}
+
+// writeNaive writes the naive baseline's figures and the ratios.
+func writeNaive(b *strings.Builder, n *NaiveReport) {
+	if n == nil {
+		return
+	}
+	l := n.LatencyMs
+	fmt.Fprintf(b, "naive:       %.0f transfers/s (%d committed in %.3f s, %d workers on %d connections, database %s), "+
+		"latency ms p50 %.3f  p99 %.3f\n", n.TransfersPerSecond, n.Committed, n.DurationSeconds, n.Concurrency, n.Conns, n.Database, l.P50, l.P99)
+	if pg, ok := n.CPU.Process(procPostgres); ok {
+		fmt.Fprintf(b, "  cpu:       postgres %.1f µs per transfer; total %.1f\n", pg.UsPerTransfer, n.CPU.TotalUsPerTransfer)
+	}
+	fmt.Fprintf(b, "  ratio:     ledger/naive %.2fx acknowledged, %.2fx with every read model current\n", n.RatioAcked, n.RatioSustained)
 }
 
 // writeReads writes a line per kind of read.

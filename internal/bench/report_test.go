@@ -30,6 +30,26 @@ func readReport() Report {
 	}
 }
 
+// costReport is a report of a run with CPU figures and a naive baseline.
+func costReport() Report {
+	window := func(seconds float64, ledgerd, pg float64) *CPUWindow {
+		return &CPUWindow{Seconds: seconds, Transfers: 1000, TotalUsPerTransfer: ledgerd + pg + 5, Processes: []ProcessCPU{
+			{Name: procLedgerd, PID: 10, UsPerTransfer: ledgerd, Cores: 0.5},
+			{Name: procPostgres, PID: 20, UsPerTransfer: pg, Cores: 0.75},
+			{Name: procBench, UsPerTransfer: 5, Cores: 0.1}}}
+	}
+	return Report{
+		Config:             Config{Addr: "h:1", Ledger: "l"},
+		TransfersPerSecond: 30000, SustainedPerSecond: 12000, SustainedSeconds: 2.5,
+		CPU: &CPUReport{ClockTicksPerSecond: 100, ClockTicksSource: "AT_CLKTCK", Meaning: CPUMeaning,
+			Acked: window(1, 80, 86), Current: window(2.5, 90, 100)},
+		Naive: &NaiveReport{Database: "ledgerbench_naive", Committed: 3000, Concurrency: 64, Conns: 64, DurationSeconds: 1.5,
+			TransfersPerSecond: 2000, LatencyMs: LatencySummary{P50: 30, P99: 60}, CPU: window(1.5, 1, 170),
+			RatioAcked: 15, RatioSustained: 6},
+		Pass: true,
+	}
+}
+
 func TestWriteText(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -48,11 +68,23 @@ func TestWriteText(t *testing.T) {
 			"  each:      balances 7.5 ms, movements 15.0 ms\n",
 			"RESULT PASS\n",
 		}, nil},
+		{"with cpu and naive", costReport(), []string{
+			"throughput:  30000 transfers/s acknowledged",
+			"sustained:   12000 transfers/s with every read model current (2.500 s from the first transfer sent",
+			"cpu:         µs per transfer, from /proc (100 clock ticks/s, AT_CLKTCK)\n",
+			"  note:      no -nats-pid: an embedded NATS server runs inside ledgerd and counts in its figure\n",
+			"  to last ack: ledgerd 80.0 (0.50 cores) postgres 86.0 (0.75 cores) ledgerbench 5.0 (0.10 cores); total 171.0 µs over 1.000 s\n",
+			"  read models current: ledgerd 90.0 (0.50 cores) postgres 100.0 (0.75 cores) ledgerbench 5.0 (0.10 cores); total 195.0 µs over 2.500 s\n",
+			"naive:       2000 transfers/s (3000 committed in 1.500 s, 64 workers on 64 connections, database ledgerbench_naive), " +
+				"latency ms p50 30.000  p99 60.000\n",
+			"  cpu:       postgres 170.0 µs per transfer; total 176.0\n",
+			"  ratio:     ledger/naive 15.00x acknowledged, 6.00x with every read model current\n",
+		}, []string{"error:"}},
 		{"write only", Report{Config: Config{Addr: "h:1", Ledger: "l"}, CatchUpMs: 3}, []string{
 			"readers=0 read-kind= lag-every=0s\n",
 			"catch-up:    3.0 ms after the last ack (slowest projection)\n",
 			"RESULT FAIL\n",
-		}, []string{"reads:", "lag:", "each:"}},
+		}, []string{"reads:", "lag:", "each:", "sustained:", "cpu:", "naive:"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,9 +15,6 @@ import (
 )
 
 const (
-	// catchUpWaitMax bounds the wait for the projections to reach the last
-	// acknowledged position.
-	catchUpWaitMax = 120 * time.Second
 	// catchUpPollEvery spaces the status polls of that wait: a catch-up time
 	// is known to within it and one call.
 	catchUpPollEvery = 10 * time.Millisecond
@@ -28,7 +25,7 @@ const (
 	accountsPerQueryMax = 1000
 )
 
-// errNotCaughtUp means a projection did not reach the position in catchUpWaitMax.
+// errNotCaughtUp means a projection did not reach the position in cfg.CatchUpWait.
 var errNotCaughtUp = errors.New("projection did not catch up")
 
 // Check is one verification and its outcome.
@@ -52,10 +49,10 @@ type ProjectionCatchUp struct {
 // has reached position, and returns for each how long after lastAck the
 // first answer saying so arrived.
 //
-// Errors: errNotCaughtUp after catchUpWaitMax; a status call's error other
+// Errors: errNotCaughtUp after cfg.CatchUpWait; a status call's error other
 // than its deadline or unavailability.
 func waitCaughtUp(ctx context.Context, q ledgerv1.QueryServiceClient, cfg *Config, position uint64, lastAck time.Time) ([]ProjectionCatchUp, error) {
-	ctx, cancel := context.WithTimeout(ctx, catchUpWaitMax)
+	ctx, cancel := context.WithTimeout(ctx, cfg.CatchUpWait)
 	defer cancel()
 	c := newCatchUp(position)
 	req := &ledgerv1.GetProjectionStatusRequest{Ledger: cfg.Ledger}
@@ -67,7 +64,7 @@ func waitCaughtUp(ctx context.Context, q ledgerv1.QueryServiceClient, cfg *Confi
 			return c.reachedByName(), nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("position %d in %s (%s): %w", position, catchUpWaitMax, c.behind, errNotCaughtUp)
+			return nil, fmt.Errorf("position %d in %s (%s): %w", position, cfg.CatchUpWait, c.behind, errNotCaughtUp)
 		}
 		switch status.Code(err) {
 		case codes.OK, codes.DeadlineExceeded, codes.Unavailable:
