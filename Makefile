@@ -10,7 +10,12 @@ GO       ?= go
 # min_position wait of some daemon tests.
 TEST_FLAGS ?= -race -count=1 -parallel 4 -timeout 15m
 STATICCHECK_VERSION ?= v0.8.2
-FUZZ_TIME ?= 5s
+# FUZZ_TIME: executions, not seconds: Go 1.26's fuzz coordinator can fail a
+# target with a bare "context deadline exceeded" when a -fuzztime duration
+# ends while a worker is busy on a loaded machine (golang/go#75804, fixed in
+# Go 1.27; seen here on FuzzParseFrame). A count has no deadline to race.
+# 10,000 inputs a target is 1-4 s on this box.
+FUZZ_TIME ?= 10000x
 # FUZZ_PKGS: every package with a fuzz target, found rather than listed, so a
 # new target runs without anyone remembering to add it here.
 FUZZ_PKGS ?= $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' --exclude-dir=bin --exclude-dir=var --exclude-dir=.git .)))
