@@ -41,7 +41,7 @@ var ErrBadFrame = errors.New("malformed frame")
 func frameCut(recs []eventstore.Record) int {
 	size := 0
 	for i := range recs {
-		size += frameRecordOverhead + len(recs[i].Payload) + len(recs[i].Type) + len(recs[i].CommandID) + len(recs[i].Ledger)
+		size += recordSizeMax(&recs[i])
 		if i > 0 && (i == frameRecordsMax || size > frameBytesMax) {
 			return i
 		}
@@ -53,12 +53,17 @@ func frameCut(recs []eventstore.Record) int {
 // payload, at most: magic, length prefixes, numbers and the two hashes.
 const frameRecordOverhead = 4 + 6*binary.MaxVarintLen64 + 2*eventstore.HashSize
 
+// recordSizeMax bounds rec's binary form in a frame, its length prefix included.
+func recordSizeMax(rec *eventstore.Record) int {
+	return binary.MaxVarintLen64 + frameRecordOverhead + len(rec.Payload) + len(rec.Type) + len(rec.CommandID) + len(rec.Ledger)
+}
+
 // newFrame returns the message carrying recs, consecutive positions of one
 // ledger, on subject.
 func newFrame(subject string, recs []eventstore.Record) *nats.Msg {
 	size := len(frameMagic) + binary.MaxVarintLen64
 	for i := range recs {
-		size += binary.MaxVarintLen64 + frameRecordOverhead + len(recs[i].Payload) + len(recs[i].Type) + len(recs[i].CommandID) + len(recs[i].Ledger)
+		size += recordSizeMax(&recs[i])
 	}
 	b := make([]byte, 0, size)
 	b = append(b, frameMagic...)

@@ -76,7 +76,8 @@ func (s *Source) Next(ctx context.Context, from uint64, max int) ([]eventstore.R
 			return nil, ctx.Err()
 		}
 	}
-	// Then what else has arrived, up to max.
+	// Then what else has arrived, up to max, without waiting.
+arrived:
 	for len(s.pending) < max {
 		select {
 		case msg := <-s.msgs:
@@ -84,10 +85,9 @@ func (s *Source) Next(ctx context.Context, from uint64, max int) ([]eventstore.R
 				s.stop()
 				return nil, err
 			}
-			continue
 		default:
+			break arrived
 		}
-		break
 	}
 	n := min(max, len(s.pending))
 	recs := s.pending[:n:n]
