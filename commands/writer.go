@@ -65,6 +65,14 @@ type Options struct {
 	// the records committed, in position order. It must not block. The records
 	// are never written again: the callee may keep them, read-only.
 	OnCommit func(ledger string, recs []eventstore.Record)
+	// OnAppend, for metrics, is called on the committer's goroutine after
+	// each append with its size and how long it took, failed ones included
+	// (err). It must not block.
+	OnAppend func(ledger string, events int, took time.Duration, err error)
+	// OnLease, for metrics, is told each change of the writer's state:
+	// waiting for the lease, writing (holding it, or running without
+	// leases), stopped. It must not block.
+	OnLease  func(ledger string, state WriterState)
 	Logger   *slog.Logger
 	BatchMax int
 	QueueMax int
@@ -382,13 +390,36 @@ type job struct {
 	snapshot *pendingSnapshot
 }
 
+// WriterState is what a writer is doing, as Options.OnLease is told.
+type WriterState int
+
+const (
+	// WriterStopped: the writer is not running (idle, stopped, or between
+	// two lives after a failure).
+	WriterStopped WriterState = iota
+	// WriterWaiting: the writer waits for the ledger's lease (another
+	// process holds it, or PostgreSQL cannot be asked); requests are refused.
+	WriterWaiting
+	// WriterWriting: the writer holds the lease, or runs without leases.
+	WriterWriting
+)
+
+func (w *Writer) tell(s WriterState) {
+	if w.opts.OnLease != nil {
+		w.opts.OnLease(w.opts.Ledger, s)
+	}
+}
+
 // serve runs one life of the writer: load, then decide and pipeline batches to
 // the committer until ctx ends or an append fails.
 func (w *Writer) serve(ctx context.Context) error {
+	w.tell(WriterWaiting)
+	defer w.tell(WriterStopped)
 	lease, err := w.acquire(ctx)
 	if err != nil {
 		return err // acquire released the lease, if it had it
 	}
+	w.tell(WriterWriting)
 	if lease != nil {
 		defer lease.Release() // after the committer is done (deferred below)
 	}
@@ -585,8 +616,12 @@ func (w *Writer) commit(appendBatch appendFunc, jobs <-chan *job, failed chan<- 
 			w.opts.beforeAppend(j.expected)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+		start := time.Now()
 		err := appendBatch(ctx, j.expected, j.prev, j.recs)
 		cancel()
+		if w.opts.OnAppend != nil {
+			w.opts.OnAppend(w.opts.Ledger, len(j.recs), time.Since(start), err)
+		}
 		if err != nil {
 			broken = fmt.Errorf("append at %d: %w: %w", j.expected, ErrUnavailable, err)
 			failJob(j, broken)

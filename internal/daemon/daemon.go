@@ -134,6 +134,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Store:    m.store,
 		Logger:   m.Logger,
 		OnCommit: m.onCommit,
+		OnAppend: m.metrics.onAppend,
+		OnLease:  m.metrics.onLease,
 		Lease:    commands.PostgresLeases(m.lease),
 		Policy:   domain.Policy{EffectivePastMax: m.Config.EffectivePastMax, EffectiveFutureMax: m.Config.EffectiveFutureMax},
 

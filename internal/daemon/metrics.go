@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ledgerd/ledger/adapters/grpcapi"
+	"github.com/ledgerd/ledger/commands"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
@@ -20,6 +21,11 @@ type metrics struct {
 	// valid key, or a role the key lacks), by code only: their method names
 	// come from unauthenticated callers and would make labels unbounded.
 	refused *prometheus.CounterVec
+	// appends and appendEvents have no ledger label: a histogram per ledger
+	// would multiply its buckets by the ledgers.
+	appends       *prometheus.HistogramVec
+	appendEvents  prometheus.Histogram
+	writerWriting *prometheus.GaugeVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -37,9 +43,42 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ledger_grpc_refused_before_read_total", Help: "gRPC calls refused from their headers (key or role), by status code.",
 		}, []string{"code"}),
+		appends: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ledger_append_duration_seconds", Help: "Time of one append of a batch to the event store (the commit latency), by result (ok, error).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"result"}),
+		appendEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ledger_append_events", Help: "Events in one append of a batch to the event store (the batch size).",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
+		writerWriting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ledger_writer_writing", Help: "Per running writer of a ledger: 1 while it holds the ledger's lease and writes, 0 while it waits for the lease (another process holds it, or PostgreSQL cannot be asked) and refuses commands.",
+		}, []string{"ledger"}),
 	}
-	r.MustRegister(m.commits, m.committed, m.calls, m.refused)
+	r.MustRegister(m.commits, m.committed, m.calls, m.refused, m.appends, m.appendEvents, m.writerWriting)
 	return m
+}
+
+func (m *metrics) onAppend(_ string, events int, took time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.appends.WithLabelValues(result).Observe(took.Seconds())
+	m.appendEvents.Observe(float64(events))
+}
+
+// onLease follows a writer's state; a stopped writer's series goes, so that
+// ledgers gone idle leave no gauge behind.
+func (m *metrics) onLease(ledger string, s commands.WriterState) {
+	switch s {
+	case commands.WriterWriting:
+		m.writerWriting.WithLabelValues(ledger).Set(1)
+	case commands.WriterWaiting:
+		m.writerWriting.WithLabelValues(ledger).Set(0)
+	default:
+		m.writerWriting.DeleteLabelValues(ledger)
+	}
 }
 
 func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
