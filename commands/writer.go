@@ -15,6 +15,7 @@ import (
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/supervise"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Store is what a writer needs of the event log.
@@ -72,7 +73,12 @@ type Options struct {
 	// OnLease, for metrics, is told each change of the writer's state:
 	// waiting for the lease, writing (holding it, or running without
 	// leases), stopped. It must not block.
-	OnLease  func(ledger string, state WriterState)
+	OnLease func(ledger string, state WriterState)
+	// Tracer, when set, traces each batch: a span for deciding it (linked
+	// to the spans of the requests it serves, each of which gets a link
+	// back) and a child span for appending it, both with the positions the
+	// batch's events take.
+	Tracer   trace.Tracer
 	Logger   *slog.Logger
 	BatchMax int
 	QueueMax int
@@ -388,6 +394,8 @@ type job struct {
 	// snapshot, in a job of its own, is written once the jobs before it
 	// have committed.
 	snapshot *pendingSnapshot
+	// span is the batch's decide span, the parent of its append span.
+	span trace.SpanContext
 }
 
 // WriterState is what a writer is doing, as Options.OnLease is told.
@@ -493,7 +501,9 @@ func (w *Writer) serve(ctx context.Context) error {
 		}
 		// Even a batch with no events goes through the committer: its EXISTS
 		// answers may point at a batch still being committed.
+		span := w.startDecide(reqs)
 		j, err := st.decide(ctx, w, reqs)
+		w.endDecide(span, j, err)
 		if err != nil {
 			if carry != nil {
 				carry.finish(err)
@@ -616,9 +626,10 @@ func (w *Writer) commit(appendBatch appendFunc, jobs <-chan *job, failed chan<- 
 			w.opts.beforeAppend(j.expected)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
-		start := time.Now()
+		start, span := time.Now(), w.startAppend(j)
 		err := appendBatch(ctx, j.expected, j.prev, j.recs)
 		cancel()
+		endAppend(span, err)
 		if w.opts.OnAppend != nil {
 			w.opts.OnAppend(w.opts.Ledger, len(j.recs), time.Since(start), err)
 		}

@@ -42,7 +42,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ledgerd: log level:", err)
 		os.Exit(2)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler
+	switch opts := (&slog.HandlerOptions{Level: level}); cfg.LogFormat {
+	case "text":
+		handler = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
+		handler = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		fmt.Fprintf(os.Stderr, "ledgerd: log format %q: want text or json\n", cfg.LogFormat)
+		os.Exit(2)
+	}
+	logger := slog.New(daemon.TraceLogHandler(handler))
 	slog.SetDefault(logger) // what packages log without a logger of their own goes here too
 	build := version.Get()
 	logger.Info("ledgerd", "version", build.Version, "commit", build.Commit, "go", build.Go)

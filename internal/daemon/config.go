@@ -62,6 +62,11 @@ type Config struct {
 	PostgresConnsMax int
 	// Pprof serves /debug/pprof/ on the HTTP port, for profiling.
 	Pprof bool
+	// OTLPEndpoint, when set, is where ledgerd sends its traces (OTLP over
+	// gRPC, e.g. http://127.0.0.1:4317); empty: no tracing.
+	OTLPEndpoint string
+	// LogFormat is text or json.
+	LogFormat string
 	// EffectivePastMax and EffectiveFutureMax bound a transfer's effective_at
 	// around the time it is recorded.
 	EffectivePastMax, EffectiveFutureMax time.Duration
@@ -133,6 +138,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"HTTP listen address: REST, health, metrics (env LEDGER_HTTP_ADDR); empty: "+httpAddrDev+" in dev mode, else "+httpAddrService)
 	fs.StringVar(&c.DataDir, "data-dir", env("LEDGER_DATA_DIR", "./var"), "data directory of the embedded servers (env LEDGER_DATA_DIR)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env LEDGER_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", env("LEDGER_LOG_FORMAT", "text"), "text or json: one JSON object a line, with trace_id and span_id when traced (env LEDGER_LOG_FORMAT)")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", getenv("LEDGER_OTLP_ENDPOINT"),
+		"send traces by OTLP over gRPC to this URL, e.g. http://127.0.0.1:4317 (env LEDGER_OTLP_ENDPOINT); empty: no tracing")
 	maxAge := env("LEDGER_STREAM_MAX_AGE", "168h")
 	fs.Func("stream-max-age", "how long JetStream keeps events, e.g. 168h; 0 keeps them (env LEDGER_STREAM_MAX_AGE, default 168h)", func(s string) error {
 		maxAge = s

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
@@ -41,6 +43,14 @@ type Main struct {
 	Out io.Writer
 	// Err receives the admin key that dev mode generates; nil: os.Stderr.
 	Err io.Writer
+	// TracerProvider, when set, receives ledgerd's spans (tests give one
+	// with an in-memory exporter); nil: OTLP to Config.OTLPEndpoint when
+	// set, else no tracing.
+	TracerProvider trace.TracerProvider
+
+	tracerProvider trace.TracerProvider // nil: tracing off
+	tracer         trace.Tracer
+	ownTracing     *sdktrace.TracerProvider // made here, flushed at close
 
 	pg       *devpg.Cluster
 	nats     *natsbus.Embedded
@@ -119,6 +129,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// A ledgerd starts a ledger's writer on demand; the lease lets one write
 	// each ledger at a time, the others stand by to take over (idle.go).
 	m.lease = eventstore.NewLease(m.pool.Config().ConnConfig)
+	if err := m.startTracing(ctx); err != nil {
+		return err
+	}
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.metrics = newMetrics(m.registry)
@@ -136,6 +149,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		OnCommit: m.onCommit,
 		OnAppend: m.metrics.onAppend,
 		OnLease:  m.metrics.onLease,
+		Tracer:   m.tracer,
 		Lease:    commands.PostgresLeases(m.lease),
 		Policy:   domain.Policy{EffectivePastMax: m.Config.EffectivePastMax, EffectiveFutureMax: m.Config.EffectiveFutureMax},
 
@@ -193,6 +207,7 @@ func (m *Main) close() {
 		m.cancelReaders()
 	}
 	m.wg.Wait()
+	m.stopTracing()
 	if m.nc != nil {
 		m.nc.Close()
 	}

@@ -34,13 +34,19 @@ type harness struct {
 }
 
 // start runs ledgerd as users do, on the test's database and NATS server.
-func start(t testing.TB) *harness {
+func start(t testing.TB) *harness { return startWith(t, nil) }
+
+// startWith is start with what set changes of the Main before it runs.
+func startWith(t testing.TB, set func(*daemon.Main)) *harness {
 	t.Helper()
 	h := &harness{pgURL: testenv.MigratedPostgresURL(t), key: newKey(t)}
 	h.m = &daemon.Main{
 		Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if set != nil {
+		set(h.m)
 	}
 	testenv.NoError(t, h.m.Run(context.Background()))
 	t.Cleanup(h.m.Close)

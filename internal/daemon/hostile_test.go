@@ -33,25 +33,6 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
-// startWith is start with the configuration changed by change first.
-func startWith(t *testing.T, change func(*daemon.Config)) *harness {
-	t.Helper()
-	h := &harness{pgURL: testenv.MigratedPostgresURL(t), key: newKey(t)}
-	h.m = &daemon.Main{
-		Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
-			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	change(&h.m.Config)
-	testenv.NoError(t, h.m.Run(context.Background()))
-	t.Cleanup(h.m.Close)
-	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	testenv.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	h.cmd, h.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
-	return h
-}
-
 // countingConn counts the bytes a client writes to its socket.
 type countingConn struct {
 	net.Conn
@@ -298,7 +279,7 @@ func TestIdleConnectionsDoNotStopAKeyedClient(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < 4*idle+1024 {
 		t.Skipf("needs %d file descriptors (ulimit -n), has %d", 4*idle+1024, lim.Cur)
 	}
-	h := startWith(t, func(c *daemon.Config) { c.ConnsMax = connsMax })
+	h := startWith(t, func(m *daemon.Main) { m.Config.ConnsMax = connsMax })
 	var closed [2]atomic.Int64
 	var wg sync.WaitGroup
 	var conns []net.Conn

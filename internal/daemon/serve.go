@@ -100,7 +100,7 @@ func (m *Main) serve() error {
 	mux.HandleFunc("GET /readyz", m.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	// REST/JSON: grpc-gateway calling our own gRPC listener (see adapters/httpapi).
-	gwOpts := httpapi.Options{DialOptions: gatewayDialOptions(tlsCfg)}
+	gwOpts := httpapi.Options{DialOptions: append(gatewayDialOptions(tlsCfg), m.tracingDialOptions()...)}
 	if m.auth != nil {
 		gwOpts.Authenticate = func(r *http.Request) error {
 			_, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
@@ -155,6 +155,7 @@ func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
 	if m.auth != nil {
 		opts = append(opts, grpc.InTapHandle(m.auth.TapHandle))
 	}
+	opts = append(opts, m.tracingServerOptions()...)
 	opts = append(opts, m.grpcOptions(tlsCfg, budget)...)
 	// After the metrics and auth interceptors: an undecodable request is
 	// counted, and authenticated, before it is refused.

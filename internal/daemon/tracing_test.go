@@ -1,0 +1,127 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/ledgerd/ledger/internal/daemon"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// TestTraceFromCallToAppend: a traced transfer's gRPC server span links to
+// the writer's decide span of its batch, whose child is the append span,
+// both naming the positions the batch took, the transfer's among them.
+func TestTraceFromCallToAppend(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	h := startWith(t, func(m *daemon.Main) { m.TracerProvider = tp })
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	pos := h.transferOK(t, ledger, transfer("traced", "alice", "bob", "1.00", "USD"))
+
+	var call, decide, appendSpan sdktrace.ReadOnlySpan
+	testenv.Eventually(t, 30*time.Second, func() error {
+		call, decide, appendSpan = nil, nil, nil
+		for _, s := range rec.Ended() {
+			switch {
+			case s.Name() == "ledger.v1.CommandService/CreateTransfers" && linksTo(s, pos) != nil:
+				call = s
+			case s.Name() == "ledger.decide" && covers(s, pos):
+				decide = s
+			case s.Name() == "ledger.append" && covers(s, pos):
+				appendSpan = s
+			}
+		}
+		if call == nil || decide == nil || appendSpan == nil {
+			return fmt.Errorf("spans: call %v, decide %v, append %v; want all three for position %d", call != nil, decide != nil, appendSpan != nil, pos)
+		}
+		return nil
+	})
+	if l := linksTo(call, pos); l.SpanContext.SpanID() != decide.SpanContext().SpanID() {
+		t.Errorf("the call links to span %s, want the decide span %s", l.SpanContext.SpanID(), decide.SpanContext().SpanID())
+	}
+	if appendSpan.Parent().SpanID() != decide.SpanContext().SpanID() || appendSpan.SpanContext().TraceID() != decide.SpanContext().TraceID() {
+		t.Errorf("the append span's parent is %s, want the decide span %s", appendSpan.Parent().SpanID(), decide.SpanContext().SpanID())
+	}
+	linked := false
+	for _, l := range decide.Links() {
+		linked = linked || l.SpanContext.SpanID() == call.SpanContext().SpanID()
+	}
+	if !linked {
+		t.Errorf("the decide span has no link to the call's span")
+	}
+	if got := attr(decide, "ledger.name"); got.AsString() != ledger {
+		t.Errorf("decide span's ledger.name %q, want %q", got.AsString(), ledger)
+	}
+}
+
+// TestLogRecordsCarryTraceIDs: a record logged with a traced context names
+// its trace and span, in JSON as ledgerd -log-format json writes it.
+func TestLogRecordsCarryTraceIDs(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	logger := slog.New(daemon.TraceLogHandler(slog.NewJSONHandler(&buf, nil))).With("component", "test")
+	tp := sdktrace.NewTracerProvider()
+	ctx, span := tp.Tracer("test").Start(context.Background(), "op")
+	logger.InfoContext(ctx, "traced")
+	span.End()
+	logger.Info("untraced")
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("%d lines logged, want 2:\n%s", len(lines), buf.String())
+	}
+	var traced, untraced map[string]any
+	testenv.NoError(t, json.Unmarshal(lines[0], &traced))
+	testenv.NoError(t, json.Unmarshal(lines[1], &untraced))
+	if traced["trace_id"] != span.SpanContext().TraceID().String() || traced["span_id"] != span.SpanContext().SpanID().String() ||
+		traced["component"] != "test" {
+		t.Errorf("traced record %v, want trace_id %s, span_id %s and the logger's attributes", traced, span.SpanContext().TraceID(), span.SpanContext().SpanID())
+	}
+	if _, ok := untraced["trace_id"]; ok {
+		t.Errorf("untraced record %v has a trace_id", untraced)
+	}
+}
+
+// linksTo returns s's link to a batch whose positions cover pos, or nil.
+func linksTo(s sdktrace.ReadOnlySpan, pos uint64) *sdktrace.Link {
+	for _, l := range s.Links() {
+		if inRange(l.Attributes, pos) {
+			return &l
+		}
+	}
+	return nil
+}
+
+func covers(s sdktrace.ReadOnlySpan, pos uint64) bool { return inRange(s.Attributes(), pos) }
+
+func inRange(kvs []attribute.KeyValue, pos uint64) bool {
+	var first, last int64 = -1, -1
+	for _, kv := range kvs {
+		switch kv.Key {
+		case "ledger.position.first":
+			first = kv.Value.AsInt64()
+		case "ledger.position.last":
+			last = kv.Value.AsInt64()
+		}
+	}
+	return first >= 0 && first <= int64(pos) && int64(pos) <= last
+}
+
+func attr(s sdktrace.ReadOnlySpan, key attribute.Key) attribute.Value {
+	for _, kv := range s.Attributes() {
+		if kv.Key == key {
+			return kv.Value
+		}
+	}
+	return attribute.Value{}
+}
