@@ -14,7 +14,7 @@ import (
 )
 
 // A snapshot is the whole State in a compact binary encoding, so that a writer
-// starts from it and folds only the log's tail. Version 1, all integers
+// starts from it and folds only the log's tail. Version 2, all integers
 // varints unless said otherwise, strings a length and their bytes:
 //
 //	magic "LDGRSNAP" (8 bytes), format version
@@ -31,6 +31,8 @@ import (
 //	reversed: count, then transfer position, count, amounts
 //	index:    count, then hash (8 bytes LE), position<<2 | status
 //	collided: count, then id, position<<2 | status
+//	period:   (version 2) 0 while none is closed, else 1, the last closed
+//	          end (seconds, nanos since the Unix epoch) and its position
 //	SHA-256 of every byte before it (32 bytes)
 //
 // Units are two varints: the signed high half and the unsigned low half, so
@@ -39,7 +41,9 @@ import (
 // holds come out in the same order.
 
 // SnapshotFormatVersion is the version of the encoding MarshalSnapshot writes.
-const SnapshotFormatVersion = 1
+// Version 1 (no period) is still read: it was written before any period
+// could close, so none is.
+const SnapshotFormatVersion = 2
 
 const (
 	snapshotMagic = "LDGRSNAP"
@@ -122,6 +126,14 @@ func (s *State) MarshalSnapshot(w io.Writer) error {
 	for id, v := range s.collided {
 		e.str(id)
 		e.uvarint(packIndexValue(v))
+	}
+	if s.periodEnd.IsZero() {
+		e.uvarint(0)
+	} else {
+		e.uvarint(1)
+		e.varint(s.periodEnd.Unix())
+		e.uvarint(uint64(s.periodEnd.Nanosecond()))
+		e.uvarint(s.periodPos)
 	}
 	e.flush()
 	if e.err != nil {
@@ -221,8 +233,9 @@ func UnmarshalSnapshot(r io.Reader) (*State, error) {
 	if magic := d.bytes(len(snapshotMagic)); d.err == nil && string(magic) != snapshotMagic {
 		return nil, fmt.Errorf("%w: not a snapshot", ErrSnapshotCorrupt)
 	}
-	if v := d.uvarint(); d.err == nil && v != SnapshotFormatVersion {
-		return nil, fmt.Errorf("snapshot format %d, this build reads %d: %w", v, SnapshotFormatVersion, ErrSnapshotVersion)
+	version := d.uvarint()
+	if d.err == nil && version != 1 && version != SnapshotFormatVersion {
+		return nil, fmt.Errorf("snapshot format %d, this build reads 1 and %d: %w", version, SnapshotFormatVersion, ErrSnapshotVersion)
 	}
 	s := &State{position: d.uvarint()}
 	s.policy = Policy{EffectivePastMax: time.Duration(d.varint()), EffectiveFutureMax: time.Duration(d.varint())}
@@ -233,6 +246,9 @@ func UnmarshalSnapshot(r io.Reader) (*State, error) {
 	s.expirySeq = d.uvarint()
 	d.reversed(s)
 	d.index(s)
+	if version >= 2 {
+		d.period(s)
+	}
 	if err := d.finish(); err != nil {
 		return nil, err
 	}
@@ -375,6 +391,24 @@ func (d *snapReader) index(s *State) {
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		id := d.str()
 		s.collided[id] = d.indexValue()
+	}
+}
+
+func (d *snapReader) period(s *State) {
+	switch d.uvarint() {
+	case 0:
+	case 1:
+		secs, nanos := d.varint(), d.uvarint()
+		if nanos >= uint64(time.Second) {
+			d.fail("period end nanos %d", nanos)
+			return
+		}
+		s.periodEnd, s.periodPos = time.Unix(secs, int64(nanos)).UTC(), d.uvarint()
+		if s.periodPos == 0 || s.periodPos > s.position {
+			d.fail("period closed at %d, state at %d", s.periodPos, s.position)
+		}
+	default:
+		d.fail("period flag")
 	}
 }
 
