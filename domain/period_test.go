@@ -225,4 +225,3 @@ func TestPeriodReplay(t *testing.T) {
 	}()
 	replayed.Evolve(replayed.Position()+1, domain.PeriodClosed{End: now})
 }
-
