@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"testing"
@@ -224,4 +225,25 @@ func TestPeriodReplay(t *testing.T) {
 		}
 	}()
 	replayed.Evolve(replayed.Position()+1, domain.PeriodClosed{End: now})
+}
+
+// TestSnapshotVersion1Loads: a snapshot of format 1 (written before periods
+// existed: no period section) loads as a state with no period closed.
+func TestSnapshotVersion1Loads(t *testing.T) {
+	s, _ := periodLedger(t)
+	v2 := marshalSnapshot(t, s)
+	// Format 2 with no period ends in the period flag 0, then the checksum.
+	body := bytes.Clone(v2[:len(v2)-sha256.Size-1])
+	if v2[len(v2)-sha256.Size-1] != 0 {
+		t.Fatalf("the period flag of a state with no period is %d, want 0", v2[len(v2)-sha256.Size-1])
+	}
+	body[len("LDGRSNAP")] = 1
+	sum := sha256.Sum256(body)
+	back := unmarshalSnapshot(t, append(body, sum[:]...))
+	if _, _, ok := back.ClosedPeriod(); ok {
+		t.Errorf("a format 1 snapshot loads with a closed period")
+	}
+	if diff := cmp.Diff(back, s, stateEqual); diff != "" {
+		t.Errorf("state from a format 1 snapshot (-got +want):\n%s", diff)
+	}
 }

@@ -43,8 +43,17 @@ func (s *CommandServer) ClosePeriod(ctx context.Context, req *ledgerv1.ClosePeri
 	if err != nil {
 		return nil, err
 	}
+	if r.Err == nil && s.periodClosed != nil {
+		s.periodClosed(req.GetLedger(), r.Position)
+	}
 	return &ledgerv1.ClosePeriodResponse{Result: res}, nil
 }
+
+// OnPeriodClosed sets f to be called after each close ClosePeriod commits,
+// with its ledger and the PeriodClosed event's position: where ledgerd
+// signs an anchor of the chain head (a close is "signed" by that anchor).
+// f must not block. Set it before serving.
+func (s *CommandServer) OnPeriodClosed(f func(ledger string, position uint64)) { s.periodClosed = f }
 
 // ListPeriods returns the ledger's closed periods, oldest first, by pages.
 func (s *QueryServer) ListPeriods(ctx context.Context, req *ledgerv1.ListPeriodsRequest) (*ledgerv1.ListPeriodsResponse, error) {
