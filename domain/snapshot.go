@@ -127,14 +127,7 @@ func (s *State) MarshalSnapshot(w io.Writer) error {
 		e.str(id)
 		e.uvarint(packIndexValue(v))
 	}
-	if s.periodEnd.IsZero() {
-		e.uvarint(0)
-	} else {
-		e.uvarint(1)
-		e.varint(s.periodEnd.Unix())
-		e.uvarint(uint64(s.periodEnd.Nanosecond()))
-		e.uvarint(s.periodPos)
-	}
+	e.timeAnd(s.periodEnd, s.periodPos)
 	e.flush()
 	if e.err != nil {
 		return fmt.Errorf("write snapshot: %w", e.err)
@@ -195,14 +188,7 @@ func (e *snapWriter) account(a *Account, assetIndex map[string]uint64) {
 func (e *snapWriter) hold(h *Hold, assetIndex map[string]uint64) {
 	e.str(h.ID)
 	e.uvarint(h.Position)
-	if h.ExpiresAt.IsZero() {
-		e.uvarint(0)
-	} else {
-		e.uvarint(1)
-		e.varint(h.ExpiresAt.Unix())
-		e.uvarint(uint64(h.ExpiresAt.Nanosecond()))
-		e.uvarint(h.expirySeq)
-	}
+	e.timeAnd(h.ExpiresAt, h.expirySeq)
 	e.uvarint(uint64(len(h.Postings)))
 	for _, p := range h.Postings {
 		e.str(p.Debit)
@@ -336,13 +322,7 @@ func (d *snapReader) holds(s *State, assets []Asset) {
 	s.holds = make(map[string]*Hold, snapshotHint(n))
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		h := &Hold{ID: d.str(), Position: d.uvarint()}
-		if d.uvarint() != 0 {
-			sec, nsec := d.varint(), d.uvarint()
-			if nsec >= uint64(time.Second) {
-				d.fail("hold %s expiry nanoseconds %d", h.ID, nsec)
-			}
-			h.ExpiresAt, h.expirySeq = time.Unix(sec, int64(nsec)).UTC(), d.uvarint()
-		}
+		h.ExpiresAt, h.expirySeq = d.timeAnd("hold " + h.ID + " expiry")
 		m := d.uvarint()
 		if m > snapshotListMax {
 			d.fail("hold %s has %d postings", h.ID, m)
@@ -395,21 +375,27 @@ func (d *snapReader) index(s *State) {
 }
 
 func (d *snapReader) period(s *State) {
+	s.periodEnd, s.periodPos = d.timeAnd("period end")
+	if !s.periodEnd.IsZero() && (s.periodPos == 0 || s.periodPos > s.position) {
+		d.fail("period closed at %d, state at %d", s.periodPos, s.position)
+	}
+}
+
+// timeAnd reads what snapWriter.timeAnd wrote: the zero time and 0 for a
+// flag 0.
+func (d *snapReader) timeAnd(what string) (time.Time, uint64) {
 	switch d.uvarint() {
 	case 0:
+		return time.Time{}, 0
 	case 1:
-		secs, nanos := d.varint(), d.uvarint()
-		if nanos >= uint64(time.Second) {
-			d.fail("period end nanos %d", nanos)
-			return
+		sec, nsec := d.varint(), d.uvarint()
+		if nsec >= uint64(time.Second) {
+			d.fail("%s nanoseconds %d", what, nsec)
 		}
-		s.periodEnd, s.periodPos = time.Unix(secs, int64(nanos)).UTC(), d.uvarint()
-		if s.periodPos == 0 || s.periodPos > s.position {
-			d.fail("period closed at %d, state at %d", s.periodPos, s.position)
-		}
-	default:
-		d.fail("period flag")
+		return time.Unix(sec, int64(nsec)).UTC(), d.uvarint()
 	}
+	d.fail("%s flag", what)
+	return time.Time{}, 0
 }
 
 func (d *snapReader) indexValue() uint64 {
@@ -470,6 +456,19 @@ func (e *snapWriter) flush() {
 		_, e.err = e.w.Write(e.buf)
 	}
 	e.buf = e.buf[:0]
+}
+
+// timeAnd writes an optional time and a number that goes with it: 0 for
+// the zero time, else 1, seconds, nanoseconds and n.
+func (e *snapWriter) timeAnd(t time.Time, n uint64) {
+	if t.IsZero() {
+		e.uvarint(0)
+		return
+	}
+	e.uvarint(1)
+	e.varint(t.Unix())
+	e.uvarint(uint64(t.Nanosecond()))
+	e.uvarint(n)
 }
 
 func (e *snapWriter) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }
