@@ -167,6 +167,23 @@ func TestListPeriods(t *testing.T) {
 				p.GetClosingDigest(), p.GetAccounts(), d, len(accounts))
 		}
 	}
+	// Pages: limit 1 says more, after_position takes the next; the limit
+	// holds at its bound.
+	page, err := h.query.ListPeriods(ctx(t), &ledgerv1.ListPeriodsRequest{Ledger: ledger, Limit: 1})
+	testenv.NoError(t, err)
+	if len(page.GetPeriods()) != 1 || !page.GetMore() || page.GetPeriods()[0].GetPosition() != ps[0].GetPosition() {
+		t.Errorf("ListPeriods limit 1: %d periods, more %v; want the first and more", len(page.GetPeriods()), page.GetMore())
+	}
+	page, err = h.query.ListPeriods(ctx(t), &ledgerv1.ListPeriodsRequest{Ledger: ledger, Limit: 1000,
+		AfterPosition: ps[0].GetPosition()})
+	testenv.NoError(t, err)
+	if len(page.GetPeriods()) != 1 || page.GetMore() || page.GetPeriods()[0].GetPosition() != head {
+		t.Errorf("ListPeriods after the first: %d periods, more %v; want the second alone", len(page.GetPeriods()), page.GetMore())
+	}
+	_, err = h.query.ListPeriods(ctx(t), &ledgerv1.ListPeriodsRequest{Ledger: ledger, Limit: 1001})
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || fieldOf(st) != "limit" {
+		t.Errorf("ListPeriods limit 1001: %v, want InvalidArgument naming limit", err)
+	}
 	if out := h.runCtlOK(t, ledger, "period", "list"); !strings.Contains(out, ps[1].GetClosingDigest()) ||
 		!strings.Contains(out, "beginning") {
 		t.Errorf("ledgerctl period list:\n%s\nwant both periods, the first from the beginning", out)
