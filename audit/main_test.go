@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -264,11 +265,25 @@ func (w *workload) take(list *[]tracked) (tracked, bool) {
 	return tk, true
 }
 
-// run takes steps steps, each a request of one kind.
+// run takes steps steps, each a request of one kind, and closes an
+// accounting period halfway: every fold of the auditor meets a PeriodClosed.
 func (w *workload) run(steps int) {
-	for range steps {
+	for i := range steps {
+		if i == steps/2 {
+			w.closePeriod()
+		}
 		w.step()
 	}
+}
+
+// closePeriod closes the ledger's open period at the clock: no step dates a
+// transfer in the past, so none is refused for it.
+func (w *workload) closePeriod() {
+	w.t.Helper()
+	resp, err := w.h.cmd.ClosePeriod(ctx(w.t), &ledgerv1.ClosePeriodRequest{Ledger: w.ledger,
+		End: timestamppb.New(time.Now().Add(-time.Second))})
+	testenv.NoError(w.t, err)
+	mustCreated(w.t, resp.GetResult())
 }
 
 func (w *workload) step() {

@@ -168,8 +168,8 @@ func (w *Writer) fromSnapshot(ctx context.Context, snap *eventstore.Snapshot) (*
 	if err := snap.Verify(); err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadSnapshot, err)
 	}
-	if snap.FormatVersion != domain.SnapshotFormatVersion {
-		return nil, fmt.Errorf("%w: format %d, this build reads %d", errBadSnapshot, snap.FormatVersion, domain.SnapshotFormatVersion)
+	if snap.FormatVersion < 1 || snap.FormatVersion > domain.SnapshotFormatVersion {
+		return nil, fmt.Errorf("%w: format %d, this build reads 1..%d", errBadSnapshot, snap.FormatVersion, domain.SnapshotFormatVersion)
 	}
 	recs, err := w.opts.Store.ReadPositions(ctx, w.opts.Ledger, []uint64{snap.Position})
 	if err != nil {

@@ -43,6 +43,8 @@ func Decide(s *State, c Command, now time.Time) (Event, error) {
 		return decideManualMatch(s, c)
 	case *Unmatch:
 		return decideUnmatch(s, c)
+	case *ClosePeriod:
+		return decidePeriod(s, c, now)
 	}
 	panic(fmt.Sprintf("domain: unknown command %T", c))
 }

@@ -67,6 +67,10 @@ func decidePost(s *State, c *PostPending, now time.Time) (Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	effectiveAt := now.UTC().Truncate(time.Microsecond)
+	if err := checkOpenPeriod(s, effectiveAt); err != nil {
+		return nil, err
+	}
 	if len(c.amounts) != 0 && len(c.amounts) != len(h.Postings) {
 		return nil, fieldErrf("amounts", ErrInvalidField, "%d amounts for %d postings", len(c.amounts), len(h.Postings))
 	}
@@ -98,7 +102,7 @@ func decidePost(s *State, c *PostPending, now time.Time) (Event, error) {
 		return nil, err
 	}
 	return PendingPosted{ID: c.ID, PendingID: h.ID, Postings: posted, Reference: c.Reference, Metadata: c.Metadata,
-		EffectiveAt: now.UTC().Truncate(time.Microsecond)}, nil
+		EffectiveAt: effectiveAt}, nil
 }
 
 func decideVoid(s *State, c *VoidPending, now time.Time) (Event, error) {

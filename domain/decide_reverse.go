@@ -35,6 +35,13 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 	if err := checkEffectiveAt(s, c.EffectiveAt, now); err != nil {
 		return nil, err
 	}
+	effectiveAt := c.EffectiveAt
+	if effectiveAt.IsZero() {
+		effectiveAt = now.UTC().Truncate(time.Microsecond)
+	}
+	if err := checkOpenPeriod(s, effectiveAt); err != nil {
+		return nil, err
+	}
 	pos, original, err := findReversible(s, c)
 	if err != nil {
 		return nil, err
@@ -87,10 +94,6 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 	}
 	if err := fx.check(); err != nil {
 		return nil, err
-	}
-	effectiveAt := c.EffectiveAt
-	if effectiveAt.IsZero() {
-		effectiveAt = now.UTC().Truncate(time.Microsecond)
 	}
 	return TransferReversed{ID: c.ID, TransferID: c.TransferID, TransferPosition: pos, Postings: back,
 		Reference: c.Reference, Metadata: c.Metadata, EffectiveAt: effectiveAt}, nil

@@ -23,6 +23,9 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 	if effectiveAt.IsZero() {
 		effectiveAt = now.UTC().Truncate(time.Microsecond)
 	}
+	if err := checkOpenPeriod(s, effectiveAt); err != nil {
+		return nil, err
+	}
 	postings := make([]Posting, len(c.Postings))
 	var fx effects
 	for i := range c.Postings {

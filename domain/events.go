@@ -242,6 +242,13 @@ func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
 		e, err = decodeAs[MatchedManually](data)
 	case TypeUnmatched:
 		e, err = decodeAs[Unmatched](data)
+	case TypePeriodClosed:
+		var v PeriodClosed
+		v, err = decodeAs[PeriodClosed](data)
+		if err == nil && v.End.IsZero() {
+			err = fmt.Errorf("end missing: %w", ErrInvalidField)
+		}
+		e = v
 	default:
 		return nil, fmt.Errorf("%s v%d: %w", typ, version, ErrUnknownEvent)
 	}

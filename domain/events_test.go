@@ -140,6 +140,22 @@ var goldenEvents = []struct {
 	}},
 	{"unmatched_line", domain.Unmatched{Account: "bank:acme:usd", Line: &domain.LineRef{Source: "acme-bank", ExternalID: "l1"}, Reason: "wrong invoice"}},
 	{"unmatched_movement", domain.Unmatched{Account: "bank:acme:usd", Movement: &domain.MovementRef{TransferID: "t-9", PostingIndex: 2}, Reason: "duplicate"}},
+	{"period_closed_first", domain.PeriodClosed{
+		End: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
+		TrialBalance: []domain.PeriodAssetTotal{
+			{Asset: "BTC", DebitsPosted: "0.00012345", CreditsPosted: "0.00012345"},
+			{Asset: "USD", DebitsPosted: "100.50", CreditsPosted: "100.50"},
+		},
+		Accounts:      4,
+		ClosingDigest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+	}},
+	{"period_closed", domain.PeriodClosed{
+		Start:         timePtr(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)),
+		End:           time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC),
+		TrialBalance:  []domain.PeriodAssetTotal{{Asset: "USD", DebitsPosted: "0.00", CreditsPosted: "0.00"}},
+		Accounts:      2,
+		ClosingDigest: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+	}},
 }
 
 func timePtr(t time.Time) *time.Time { return &t }
@@ -266,7 +282,8 @@ func TestEventGoldenCoversEveryType(t *testing.T) {
 	for _, typ := range []string{domain.TypeAssetDefined, domain.TypeAccountOpened, domain.TypeAccountBoundsChanged,
 		domain.TypeAccountMetadataSet, domain.TypeAccountClosed, domain.TypeTransferCommitted, domain.TypeTransferPending,
 		domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed,
-		domain.TypeStatementImported, domain.TypeMatchingRulesSet, domain.TypeMatchedManually, domain.TypeUnmatched} {
+		domain.TypeStatementImported, domain.TypeMatchingRulesSet, domain.TypeMatchedManually, domain.TypeUnmatched,
+		domain.TypePeriodClosed} {
 		if !have[typ] {
 			t.Errorf("no golden file for %s", typ)
 		}

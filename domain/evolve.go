@@ -63,6 +63,8 @@ func (s *State) Evolve(pos uint64, e Event) {
 		s.indexID(matchKey(e.Account, e.ID), pos, idDone)
 	case Unmatched:
 		s.mustAccount(e.Account, pos)
+	case PeriodClosed:
+		s.evolvePeriod(pos, &e)
 	default:
 		panic(fmt.Sprintf("domain: cannot apply %T", e))
 	}

@@ -92,6 +92,8 @@ var wantMovements = map[string][]string{
 	"matched_manually":             nil,
 	"unmatched_line":               nil,
 	"unmatched_movement":           nil,
+	"period_closed_first":          nil,
+	"period_closed":                nil,
 }
 
 func TestMovementsOfEveryEvent(t *testing.T) {

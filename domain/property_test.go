@@ -79,6 +79,9 @@ type workload struct {
 	events       []domain.Event // accepted, at positions 1..n
 	outcomes     map[string]int
 	nextTransfer int
+	// closedEnd and closedAt are the last period closed and its position.
+	closedEnd time.Time
+	closedAt  uint64
 }
 
 func TestPropertyRandomWorkload(t *testing.T) {
@@ -108,6 +111,7 @@ func TestPropertyRandomWorkload(t *testing.T) {
 		"transfer EXISTS_WITH_DIFFERENT_FIELDS", "transfer BELOW_MIN_BALANCE",
 		"transfer ABOVE_MAX_BALANCE", "transfer ACCOUNT_NOT_FOUND", "transfer ASSET_NOT_FOUND",
 		"transfer ASSET_MISMATCH", "transfer SAME_ACCOUNT", "transfer INVALID_AMOUNT",
+		"period CREATED", "period EXISTS", "period PERIOD_CLOSED", "transfer PERIOD_CLOSED",
 	} {
 		if w.outcomes[o] == 0 {
 			t.Errorf("workload never produced %s", o)
@@ -133,6 +137,7 @@ func outcome(err error) string {
 		{domain.ErrBelowMinBalance, "BELOW_MIN_BALANCE"},
 		{domain.ErrAboveMaxBalance, "ABOVE_MAX_BALANCE"},
 		{domain.ErrBalanceOverflow, "BALANCE_OVERFLOW"},
+		{domain.ErrPeriodClosed, "PERIOD_CLOSED"},
 	} {
 		if errors.Is(err, o.err) {
 			return o.name
@@ -175,6 +180,9 @@ func (w *workload) step(t *testing.T, step int) {
 	case n < 15 || len(w.accounts) < 4:
 		kind = "account"
 		c, expect = w.genAccount(t)
+	case n < 16:
+		kind = "period"
+		c, expect = w.genPeriod(t)
 	default:
 		kind = "transfer"
 		c, expect = w.genTransfer(t)
@@ -198,6 +206,7 @@ func (w *workload) step(t *testing.T, step int) {
 		}
 		if tc, ok := c.(*domain.CreateTransfer); ok {
 			w.checkBoundRejection(t, step, tc, err)
+			w.checkPeriodRejection(t, step, tc, err)
 		}
 		w.checkInvariants(t, step)
 		return
@@ -211,9 +220,50 @@ func (w *workload) step(t *testing.T, step int) {
 	case *domain.OpenAccount:
 		w.acceptAccount(t, c, e.(domain.AccountOpened), pos+1)
 	case *domain.CreateTransfer:
+		if at := e.(domain.TransferCommitted).EffectiveAt; at.Before(w.closedEnd) {
+			t.Errorf("step %d: %s accepted, effective %s in the period closed at %s", step, c.ID, at, w.closedEnd)
+		}
 		w.acceptTransfer(t, step, c, e.(domain.TransferCommitted), pos+1)
+	case *domain.ClosePeriod:
+		w.closedEnd, w.closedAt = c.End, pos+1
 	}
 	w.checkInvariants(t, step)
+}
+
+// genPeriod closes a period at a time in the window transfers are dated in:
+// after the last close (CREATED), the same end (EXISTS) or before it
+// (PERIOD_CLOSED naming end).
+func (w *workload) genPeriod(t *testing.T) (domain.Command, func(error)) {
+	end := now.Add(-time.Duration(w.r.IntN(1e6)) * time.Second)
+	if !w.closedEnd.IsZero() && w.r.IntN(4) == 0 {
+		end = w.closedEnd
+	}
+	return &domain.ClosePeriod{End: end}, func(err error) {
+		t.Helper()
+		switch {
+		case !w.closedEnd.IsZero() && end.Equal(w.closedEnd):
+			checkExists(t, err, w.closedAt)
+		case end.Before(w.closedEnd):
+			checkErr(t, err, domain.ErrPeriodClosed, "end")
+		default:
+			checkErr(t, err, nil, "")
+		}
+	}
+}
+
+// checkPeriodRejection checks a PERIOD_CLOSED refusal against the oracle: the
+// transfer is dated before the last closed end.
+func (w *workload) checkPeriodRejection(t *testing.T, step int, c *domain.CreateTransfer, err error) {
+	if !errors.Is(err, domain.ErrPeriodClosed) {
+		return
+	}
+	at := c.EffectiveAt
+	if at.IsZero() {
+		at = now
+	}
+	if !at.Before(w.closedEnd) {
+		t.Errorf("step %d: %s refused with %v, dated %s, after the closed end %s", step, c.ID, err, at, w.closedEnd)
+	}
 }
 
 func (w *workload) genAsset(t *testing.T) (domain.Command, func(error)) {
@@ -552,6 +602,9 @@ func (w *workload) checkReplay(t *testing.T) {
 	for name, s := range map[string]*domain.State{"direct": direct, "stored": stored} {
 		if s.AccountCount() != w.s.AccountCount() {
 			t.Errorf("%s replay: %d accounts, live %d", name, s.AccountCount(), w.s.AccountCount())
+		}
+		if end, at, _ := s.ClosedPeriod(); !end.Equal(w.closedEnd) || at != w.closedAt {
+			t.Errorf("%s replay: period closed at %s (%d), live %s (%d)", name, end, at, w.closedEnd, w.closedAt)
 		}
 		if diff := cmp.Diff(live, snapshot(s, w.accountIDs), unitsEqual); diff != "" {
 			t.Errorf("%s replay differs from live state (-live +replay):\n%s", name, diff)

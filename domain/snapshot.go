@@ -14,7 +14,7 @@ import (
 )
 
 // A snapshot is the whole State in a compact binary encoding, so that a writer
-// starts from it and folds only the log's tail. Version 1, all integers
+// starts from it and folds only the log's tail. Version 2, all integers
 // varints unless said otherwise, strings a length and their bytes:
 //
 //	magic "LDGRSNAP" (8 bytes), format version
@@ -31,6 +31,8 @@ import (
 //	reversed: count, then transfer position, count, amounts
 //	index:    count, then hash (8 bytes LE), position<<2 | status
 //	collided: count, then id, position<<2 | status
+//	period:   (version 2) 0 while none is closed, else 1, the last closed
+//	          end (seconds, nanos since the Unix epoch) and its position
 //	SHA-256 of every byte before it (32 bytes)
 //
 // Units are two varints: the signed high half and the unsigned low half, so
@@ -39,7 +41,9 @@ import (
 // holds come out in the same order.
 
 // SnapshotFormatVersion is the version of the encoding MarshalSnapshot writes.
-const SnapshotFormatVersion = 1
+// Version 1 (no period) is still read: it was written before any period
+// could close, so none is.
+const SnapshotFormatVersion = 2
 
 const (
 	snapshotMagic = "LDGRSNAP"
@@ -123,6 +127,7 @@ func (s *State) MarshalSnapshot(w io.Writer) error {
 		e.str(id)
 		e.uvarint(packIndexValue(v))
 	}
+	e.timeAnd(s.periodEnd, s.periodPos)
 	e.flush()
 	if e.err != nil {
 		return fmt.Errorf("write snapshot: %w", e.err)
@@ -183,14 +188,7 @@ func (e *snapWriter) account(a *Account, assetIndex map[string]uint64) {
 func (e *snapWriter) hold(h *Hold, assetIndex map[string]uint64) {
 	e.str(h.ID)
 	e.uvarint(h.Position)
-	if h.ExpiresAt.IsZero() {
-		e.uvarint(0)
-	} else {
-		e.uvarint(1)
-		e.varint(h.ExpiresAt.Unix())
-		e.uvarint(uint64(h.ExpiresAt.Nanosecond()))
-		e.uvarint(h.expirySeq)
-	}
+	e.timeAnd(h.ExpiresAt, h.expirySeq)
 	e.uvarint(uint64(len(h.Postings)))
 	for _, p := range h.Postings {
 		e.str(p.Debit)
@@ -221,8 +219,9 @@ func UnmarshalSnapshot(r io.Reader) (*State, error) {
 	if magic := d.bytes(len(snapshotMagic)); d.err == nil && string(magic) != snapshotMagic {
 		return nil, fmt.Errorf("%w: not a snapshot", ErrSnapshotCorrupt)
 	}
-	if v := d.uvarint(); d.err == nil && v != SnapshotFormatVersion {
-		return nil, fmt.Errorf("snapshot format %d, this build reads %d: %w", v, SnapshotFormatVersion, ErrSnapshotVersion)
+	version := d.uvarint()
+	if d.err == nil && version != 1 && version != SnapshotFormatVersion {
+		return nil, fmt.Errorf("snapshot format %d, this build reads 1 and %d: %w", version, SnapshotFormatVersion, ErrSnapshotVersion)
 	}
 	s := &State{position: d.uvarint()}
 	s.policy = Policy{EffectivePastMax: time.Duration(d.varint()), EffectiveFutureMax: time.Duration(d.varint())}
@@ -233,6 +232,9 @@ func UnmarshalSnapshot(r io.Reader) (*State, error) {
 	s.expirySeq = d.uvarint()
 	d.reversed(s)
 	d.index(s)
+	if version >= 2 {
+		d.period(s)
+	}
 	if err := d.finish(); err != nil {
 		return nil, err
 	}
@@ -320,13 +322,7 @@ func (d *snapReader) holds(s *State, assets []Asset) {
 	s.holds = make(map[string]*Hold, snapshotHint(n))
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		h := &Hold{ID: d.str(), Position: d.uvarint()}
-		if d.uvarint() != 0 {
-			sec, nsec := d.varint(), d.uvarint()
-			if nsec >= uint64(time.Second) {
-				d.fail("hold %s expiry nanoseconds %d", h.ID, nsec)
-			}
-			h.ExpiresAt, h.expirySeq = time.Unix(sec, int64(nsec)).UTC(), d.uvarint()
-		}
+		h.ExpiresAt, h.expirySeq = d.timeAnd("hold " + h.ID + " expiry")
 		m := d.uvarint()
 		if m > snapshotListMax {
 			d.fail("hold %s has %d postings", h.ID, m)
@@ -376,6 +372,30 @@ func (d *snapReader) index(s *State) {
 		id := d.str()
 		s.collided[id] = d.indexValue()
 	}
+}
+
+func (d *snapReader) period(s *State) {
+	s.periodEnd, s.periodPos = d.timeAnd("period end")
+	if !s.periodEnd.IsZero() && (s.periodPos == 0 || s.periodPos > s.position) {
+		d.fail("period closed at %d, state at %d", s.periodPos, s.position)
+	}
+}
+
+// timeAnd reads what snapWriter.timeAnd wrote: the zero time and 0 for a
+// flag 0.
+func (d *snapReader) timeAnd(what string) (time.Time, uint64) {
+	switch d.uvarint() {
+	case 0:
+		return time.Time{}, 0
+	case 1:
+		sec, nsec := d.varint(), d.uvarint()
+		if nsec >= uint64(time.Second) {
+			d.fail("%s nanoseconds %d", what, nsec)
+		}
+		return time.Unix(sec, int64(nsec)).UTC(), d.uvarint()
+	}
+	d.fail("%s flag", what)
+	return time.Time{}, 0
 }
 
 func (d *snapReader) indexValue() uint64 {
@@ -436,6 +456,19 @@ func (e *snapWriter) flush() {
 		_, e.err = e.w.Write(e.buf)
 	}
 	e.buf = e.buf[:0]
+}
+
+// timeAnd writes an optional time and a number that goes with it: 0 for
+// the zero time, else 1, seconds, nanoseconds and n.
+func (e *snapWriter) timeAnd(t time.Time, n uint64) {
+	if t.IsZero() {
+		e.uvarint(0)
+		return
+	}
+	e.uvarint(1)
+	e.varint(t.Unix())
+	e.uvarint(uint64(t.Nanosecond()))
+	e.uvarint(n)
 }
 
 func (e *snapWriter) uvarint(v uint64) { e.buf = binary.AppendUvarint(e.buf, v) }

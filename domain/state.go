@@ -80,6 +80,10 @@ type State struct {
 	// reversed is, per reversed transfer (by position), how much of each of
 	// its postings has been reversed so far. Only reversed transfers appear.
 	reversed map[uint64][]Units
+	// periodEnd is the end of the last closed period (zero: none) and
+	// periodPos the position of its PeriodClosed event.
+	periodEnd time.Time
+	periodPos uint64
 	// journal, while recording, holds the undo of every mutation since
 	// Begin, for all-or-nothing batches.
 	journal   []func()

@@ -2,10 +2,12 @@ package projections
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,7 +16,9 @@ import (
 )
 
 // Balances projects every account's posted and pending totals, and the trial
-// balance: their sums per asset, with a row of history per batch and asset.
+// balance: their sums per asset, with a row of history per batch and asset;
+// and the closed periods (migration 0014), which state the trial balance at
+// their close.
 type Balances struct{}
 
 func (Balances) Name() string { return "balances" }
@@ -24,7 +28,7 @@ func (Balances) Version() int { return 2 }
 
 // Tables lists the read-model tables Balances writes, every one keyed by ledger.
 func (Balances) Tables() []string {
-	return []string{"assets", "balances", "trial_balances", "trial_balance_history"}
+	return []string{"assets", "balances", "trial_balances", "trial_balance_history", "periods"}
 }
 
 // ErrUnbalanced means that, after a batch, an asset's debits and credits
@@ -48,6 +52,14 @@ type batchChanges struct {
 	closedAt []int64
 	deltas   map[string]*balanceDelta
 	moves    []domain.Movement // one event's, reused
+	periods  []closedPeriod
+}
+
+// closedPeriod is a PeriodClosed event with where and when it was recorded.
+type closedPeriod struct {
+	domain.PeriodClosed
+	position   uint64
+	recordedAt time.Time
 }
 
 func (c *batchChanges) touch(account string, scale uint8, pos uint64) *balanceDelta {
@@ -80,6 +92,12 @@ func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []even
 			return fmt.Errorf("record %d: %w", rec.Position, err)
 		}
 		c.add(e, rec.Position)
+		if p, ok := e.(domain.PeriodClosed); ok {
+			c.periods = append(c.periods, closedPeriod{PeriodClosed: p, position: rec.Position, recordedAt: rec.RecordedAt})
+		}
+	}
+	if err := insertPeriods(ctx, tx, ledger, c.periods); err != nil {
+		return err
 	}
 	if err := insertAssets(ctx, tx, ledger, c.assets, c.assetsAt); err != nil {
 		return err
@@ -140,6 +158,23 @@ func (c *batchChanges) countsPerAsset(closed map[string]int64) map[string]assetC
 		counts[asset] = n
 	}
 	return counts
+}
+
+// insertPeriods inserts closed periods: a handful in a ledger's life, one
+// statement each.
+func insertPeriods(ctx context.Context, tx pgx.Tx, ledger string, periods []closedPeriod) error {
+	for _, p := range periods {
+		lines, err := json.Marshal(p.TrialBalance)
+		if err != nil {
+			return fmt.Errorf("period closed at %d: %w", p.position, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO periods (ledger, position, period_start, period_end, accounts,
+			closing_digest, trial_balance, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			ledger, int64(p.position), p.Start, p.End, int64(p.Accounts), p.ClosingDigest, lines, p.recordedAt); err != nil {
+			return fmt.Errorf("insert period closed at %d: %w", p.position, err)
+		}
+	}
+	return nil
 }
 
 // insertAssets inserts assets and their zero trial balance lines.

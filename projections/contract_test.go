@@ -177,6 +177,8 @@ func reconciliationContract(t *testing.T) (projectortest.Log, projectortest.Case
 		&domain.OpenAccount{ID: "cust", Asset: "USD", Normal: domain.SideCredit}})
 	// Business days of last week: effective times may not be far in the past.
 	day := time.Now().UTC().Truncate(24 * time.Hour).Add(-10*24*time.Hour + 12*time.Hour)
+	// A closed period before every effective time below.
+	e.submit([]domain.Command{&domain.ClosePeriod{End: day.Add(-24 * time.Hour)}})
 	for i := range reconTransfers {
 		on := day.Add(time.Duration(i%7) * 24 * time.Hour)
 		ref := fmt.Sprintf("INV-%d", i%11)

@@ -248,7 +248,12 @@ func (w *mvWorkload) run(rounds, perRound int) uint64 {
 	t := w.e.t
 	t.Helper()
 	w.setup()
-	for range rounds {
+	for i := range rounds {
+		if i == rounds/2 {
+			// A period closed before any effective time the rounds draw
+			// from now on: every projector must accept the event.
+			w.e.submit([]domain.Command{&domain.ClosePeriod{End: w.clock.now().Add(-11 * 24 * time.Hour)}})
+		}
 		w.round(perRound)
 	}
 	// Timeouts are at most 3,660 s: two hours on, every one is due. The

@@ -143,6 +143,23 @@ func (e *env) runWorkload(transfers int, seed uint64) uint64 {
 		}
 		cmds[i] = c
 	}
+	// Half the transfers, a period closed at the writer's clock (every
+	// projector must accept it), then the rest.
+	half := len(cmds) / 2
+	e.submitConcurrently(cmds[:half])
+	e.submit([]domain.Command{&domain.ClosePeriod{End: time.Now()}})
+	e.submitConcurrently(cmds[half:])
+	head, _, err := e.store.Head(t.Context(), e.ledger)
+	testenv.NoError(t, err)
+	if want := uint64(len(setup) + 1 + transfers); head != want {
+		t.Fatalf("head %d after the workload, want %d", head, want)
+	}
+	return head
+}
+
+// submitConcurrently submits cmds in chunks from several goroutines, so that
+// the writer batches requests, and fails the test unless each committed.
+func (e *env) submitConcurrently(cmds []domain.Command) {
 	chunks := make(chan []domain.Command, len(cmds)/commandsPerSubmit+1)
 	for c := range slices.Chunk(cmds, commandsPerSubmit) {
 		chunks <- c
@@ -157,15 +174,9 @@ func (e *env) runWorkload(transfers int, seed uint64) uint64 {
 		})
 	}
 	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
+	if e.t.Failed() {
+		e.t.FailNow()
 	}
-	head, _, err := e.store.Head(t.Context(), e.ledger)
-	testenv.NoError(t, err)
-	if want := uint64(len(setup) + transfers); head != want {
-		t.Fatalf("head %d after the workload, want %d", head, want)
-	}
-	return head
 }
 
 func accountID(asset string, i int) string { return fmt.Sprintf("%s-%d", asset, i) }

@@ -95,6 +95,9 @@ func (e *env) runXferWorkload(clock *xferClock, seed uint64) uint64 {
 		}
 	}
 	e.submit(setup)
+	// A closed period before every effective time below: the projector
+	// accepts the event and shows nothing of it.
+	e.submit([]domain.Command{&domain.ClosePeriod{End: clock.Now().Add(-3 * time.Hour)}})
 
 	// Transfers and holds, from concurrent submitters: many per batch.
 	var first []domain.Command

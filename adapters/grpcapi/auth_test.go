@@ -18,6 +18,7 @@ import (
 func TestEveryMethodHasARole(t *testing.T) {
 	want := map[string]apikeys.Role{
 		"CommandService":                          apikeys.RoleWriter,
+		"CommandService/ClosePeriod":              apikeys.RoleAdmin,
 		"QueryService":                            apikeys.RoleReader,
 		"AuditService/ReadEvents":                 apikeys.RoleAuditor,
 		"AuditService/ImportEvents":               apikeys.RoleAdmin,

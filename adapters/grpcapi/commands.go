@@ -27,6 +27,8 @@ type CommandServer struct {
 	ledgerv1.UnimplementedCommandServiceServer
 	writers Writers
 	logger  *slog.Logger
+	// periodClosed is OnPeriodClosed's hook, or nil.
+	periodClosed func(ledger string, position uint64)
 }
 
 // NewCommandServer returns a CommandServer over writers.

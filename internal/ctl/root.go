@@ -49,6 +49,7 @@ func (c *client) newRoot() *cobra.Command {
 		c.balanceCmd(), c.statementCmd(),
 		group("transfers", "Look up and list transfers", c.transfersGetCmd(), c.transfersListCmd()),
 		c.trialBalanceCmd(),
+		group("period", "Accounting periods: close, list", c.periodCloseCmd(), c.periodListCmd()),
 		group("projections", "Read models: status and rebuild", c.projectionsStatusCmd(), c.projectionsRebuildCmd()),
 		group("audit", "Verify the log and replay it, on this machine", c.auditVerifyCmd(), c.auditReplayCmd()),
 		group("log", "Export and import a ledger's log", c.logExportCmd(), c.logImportCmd()),

@@ -92,6 +92,10 @@ const (
 	// posting (some of it was reversed before); `field` names the amount and
 	// `detail` says what is left.
 	ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_REMAINING ResultCode = 28
+	// The effective time falls in a closed accounting period (before the last
+	// ClosePeriod's end), or a ClosePeriod's end is not after the last one's:
+	// corrections go into the open period. `detail` names the closed end.
+	ResultCode_RESULT_CODE_PERIOD_CLOSED ResultCode = 29
 )
 
 // Enum value maps for ResultCode.
@@ -126,6 +130,7 @@ var (
 		26: "RESULT_CODE_TOO_MANY_ACCOUNTS",
 		27: "RESULT_CODE_TOO_MANY_ASSETS",
 		28: "RESULT_CODE_AMOUNT_EXCEEDS_REMAINING",
+		29: "RESULT_CODE_PERIOD_CLOSED",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":                  0,
@@ -157,6 +162,7 @@ var (
 		"RESULT_CODE_TOO_MANY_ACCOUNTS":            26,
 		"RESULT_CODE_TOO_MANY_ASSETS":              27,
 		"RESULT_CODE_AMOUNT_EXCEEDS_REMAINING":     28,
+		"RESULT_CODE_PERIOD_CLOSED":                29,
 	}
 )
 
@@ -3654,6 +3660,412 @@ func (x *GetTrialBalanceResponse) GetPosition() uint64 {
 	return 0
 }
 
+type ClosePeriodRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// The period's end, exclusive: after the last close's end and not in the
+	// future (the writer's clock). Kept to the microsecond, in UTC.
+	End           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClosePeriodRequest) Reset() {
+	*x = ClosePeriodRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClosePeriodRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClosePeriodRequest) ProtoMessage() {}
+
+func (x *ClosePeriodRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClosePeriodRequest.ProtoReflect.Descriptor instead.
+func (*ClosePeriodRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ClosePeriodRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ClosePeriodRequest) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+type ClosePeriodResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CREATED with the PeriodClosed event's position, or EXISTS with it for the
+	// same end again. A refusal is the call's status: FailedPrecondition
+	// (PERIOD_CLOSED) for an end not after the last close's, InvalidArgument
+	// naming end for one missing or in the future.
+	Result        *ItemResult `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClosePeriodResponse) Reset() {
+	*x = ClosePeriodResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClosePeriodResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClosePeriodResponse) ProtoMessage() {}
+
+func (x *ClosePeriodResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClosePeriodResponse.ProtoReflect.Descriptor instead.
+func (*ClosePeriodResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ClosePeriodResponse) GetResult() *ItemResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+type ListPeriodsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// Periods closed after this position (a previous page's last); 0: from the
+	// first.
+	AfterPosition uint64 `protobuf:"varint,2,opt,name=after_position,json=afterPosition,proto3" json:"after_position,omitempty"`
+	// 1..1,000; 0: 100.
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinPosition   uint64 `protobuf:"varint,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeriodsRequest) Reset() {
+	*x = ListPeriodsRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeriodsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeriodsRequest) ProtoMessage() {}
+
+func (x *ListPeriodsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeriodsRequest.ProtoReflect.Descriptor instead.
+func (*ListPeriodsRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListPeriodsRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ListPeriodsRequest) GetAfterPosition() uint64 {
+	if x != nil {
+		return x.AfterPosition
+	}
+	return 0
+}
+
+func (x *ListPeriodsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListPeriodsRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+// Period is a closed accounting period: [start, end) in business time, and
+// from_position..position in the log.
+type Period struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The PeriodClosed event's position: the period's last.
+	Position uint64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// The period's first position: just after the previous close (1 for the
+	// first period).
+	FromPosition uint64 `protobuf:"varint,2,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	// Unset for the first period: the ledger's beginning.
+	Start *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
+	// Per asset, by code: Σ debits and Σ credits posted at the close.
+	TrialBalance []*PeriodTotal `protobuf:"bytes,5,rep,name=trial_balance,json=trialBalance,proto3" json:"trial_balance,omitempty"`
+	// The accounts the digest covers.
+	Accounts uint64 `protobuf:"varint,6,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	// SHA-256 (hex) of every account's posted totals at the close, one line
+	// per account in byte order of id: "id TAB asset TAB debits_posted TAB
+	// credits_posted LF" (amounts at the asset's scale).
+	ClosingDigest string                 `protobuf:"bytes,7,opt,name=closing_digest,json=closingDigest,proto3" json:"closing_digest,omitempty"`
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Period) Reset() {
+	*x = Period{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Period) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Period) ProtoMessage() {}
+
+func (x *Period) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Period.ProtoReflect.Descriptor instead.
+func (*Period) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *Period) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *Period) GetFromPosition() uint64 {
+	if x != nil {
+		return x.FromPosition
+	}
+	return 0
+}
+
+func (x *Period) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *Period) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *Period) GetTrialBalance() []*PeriodTotal {
+	if x != nil {
+		return x.TrialBalance
+	}
+	return nil
+}
+
+func (x *Period) GetAccounts() uint64 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
+func (x *Period) GetClosingDigest() string {
+	if x != nil {
+		return x.ClosingDigest
+	}
+	return ""
+}
+
+func (x *Period) GetRecordedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedAt
+	}
+	return nil
+}
+
+type PeriodTotal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Asset         string                 `protobuf:"bytes,1,opt,name=asset,proto3" json:"asset,omitempty"`
+	DebitsPosted  string                 `protobuf:"bytes,2,opt,name=debits_posted,json=debitsPosted,proto3" json:"debits_posted,omitempty"`
+	CreditsPosted string                 `protobuf:"bytes,3,opt,name=credits_posted,json=creditsPosted,proto3" json:"credits_posted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeriodTotal) Reset() {
+	*x = PeriodTotal{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeriodTotal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeriodTotal) ProtoMessage() {}
+
+func (x *PeriodTotal) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeriodTotal.ProtoReflect.Descriptor instead.
+func (*PeriodTotal) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PeriodTotal) GetAsset() string {
+	if x != nil {
+		return x.Asset
+	}
+	return ""
+}
+
+func (x *PeriodTotal) GetDebitsPosted() string {
+	if x != nil {
+		return x.DebitsPosted
+	}
+	return ""
+}
+
+func (x *PeriodTotal) GetCreditsPosted() string {
+	if x != nil {
+		return x.CreditsPosted
+	}
+	return ""
+}
+
+type ListPeriodsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Periods []*Period              `protobuf:"bytes,1,rep,name=periods,proto3" json:"periods,omitempty"`
+	// The balances projection's position the answer reflects.
+	Position uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// More periods follow: ask again with after_position = the last one's.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeriodsResponse) Reset() {
+	*x = ListPeriodsResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeriodsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeriodsResponse) ProtoMessage() {}
+
+func (x *ListPeriodsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeriodsResponse.ProtoReflect.Descriptor instead.
+func (*ListPeriodsResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListPeriodsResponse) GetPeriods() []*Period {
+	if x != nil {
+		return x.Periods
+	}
+	return nil
+}
+
+func (x *ListPeriodsResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ListPeriodsResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 type GetProjectionStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty: every ledger.
@@ -3664,7 +4076,7 @@ type GetProjectionStatusRequest struct {
 
 func (x *GetProjectionStatusRequest) Reset() {
 	*x = GetProjectionStatusRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[42]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +4088,7 @@ func (x *GetProjectionStatusRequest) String() string {
 func (*GetProjectionStatusRequest) ProtoMessage() {}
 
 func (x *GetProjectionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[42]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +4101,7 @@ func (x *GetProjectionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{42}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetProjectionStatusRequest) GetLedger() string {
@@ -3717,7 +4129,7 @@ type ProjectionStatus struct {
 
 func (x *ProjectionStatus) Reset() {
 	*x = ProjectionStatus{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[43]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3729,7 +4141,7 @@ func (x *ProjectionStatus) String() string {
 func (*ProjectionStatus) ProtoMessage() {}
 
 func (x *ProjectionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[43]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3742,7 +4154,7 @@ func (x *ProjectionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProjectionStatus.ProtoReflect.Descriptor instead.
 func (*ProjectionStatus) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{43}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ProjectionStatus) GetLedger() string {
@@ -3810,7 +4222,7 @@ type GetProjectionStatusResponse struct {
 
 func (x *GetProjectionStatusResponse) Reset() {
 	*x = GetProjectionStatusResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +4234,7 @@ func (x *GetProjectionStatusResponse) String() string {
 func (*GetProjectionStatusResponse) ProtoMessage() {}
 
 func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +4247,7 @@ func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{44}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetProjectionStatusResponse) GetProjections() []*ProjectionStatus {
@@ -3856,7 +4268,7 @@ type ReadEventsRequest struct {
 
 func (x *ReadEventsRequest) Reset() {
 	*x = ReadEventsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3868,7 +4280,7 @@ func (x *ReadEventsRequest) String() string {
 func (*ReadEventsRequest) ProtoMessage() {}
 
 func (x *ReadEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3881,7 +4293,7 @@ func (x *ReadEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEventsRequest.ProtoReflect.Descriptor instead.
 func (*ReadEventsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{45}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReadEventsRequest) GetLedger() string {
@@ -3915,7 +4327,7 @@ type ReadEventsResponse struct {
 
 func (x *ReadEventsResponse) Reset() {
 	*x = ReadEventsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3927,7 +4339,7 @@ func (x *ReadEventsResponse) String() string {
 func (*ReadEventsResponse) ProtoMessage() {}
 
 func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3940,7 +4352,7 @@ func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEventsResponse.ProtoReflect.Descriptor instead.
 func (*ReadEventsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{46}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReadEventsResponse) GetEvents() []*LogEvent {
@@ -3972,7 +4384,7 @@ type LogEvent struct {
 
 func (x *LogEvent) Reset() {
 	*x = LogEvent{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3984,7 +4396,7 @@ func (x *LogEvent) String() string {
 func (*LogEvent) ProtoMessage() {}
 
 func (x *LogEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3997,7 +4409,7 @@ func (x *LogEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEvent.ProtoReflect.Descriptor instead.
 func (*LogEvent) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{47}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *LogEvent) GetLedger() string {
@@ -4077,7 +4489,7 @@ type ImportEventsRequest struct {
 
 func (x *ImportEventsRequest) Reset() {
 	*x = ImportEventsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4501,7 @@ func (x *ImportEventsRequest) String() string {
 func (*ImportEventsRequest) ProtoMessage() {}
 
 func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4514,7 @@ func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEventsRequest.ProtoReflect.Descriptor instead.
 func (*ImportEventsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{48}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ImportEventsRequest) GetLedger() string {
@@ -4132,7 +4544,7 @@ type ImportEventsResponse struct {
 
 func (x *ImportEventsResponse) Reset() {
 	*x = ImportEventsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4144,7 +4556,7 @@ func (x *ImportEventsResponse) String() string {
 func (*ImportEventsResponse) ProtoMessage() {}
 
 func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4157,7 +4569,7 @@ func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEventsResponse.ProtoReflect.Descriptor instead.
 func (*ImportEventsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{49}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ImportEventsResponse) GetLedger() string {
@@ -4199,7 +4611,7 @@ type RebuildProjectionRequest struct {
 
 func (x *RebuildProjectionRequest) Reset() {
 	*x = RebuildProjectionRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4211,7 +4623,7 @@ func (x *RebuildProjectionRequest) String() string {
 func (*RebuildProjectionRequest) ProtoMessage() {}
 
 func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4224,7 +4636,7 @@ func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionRequest.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{50}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RebuildProjectionRequest) GetLedger() string {
@@ -4261,7 +4673,7 @@ type RebuildProjectionResponse struct {
 
 func (x *RebuildProjectionResponse) Reset() {
 	*x = RebuildProjectionResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4273,7 +4685,7 @@ func (x *RebuildProjectionResponse) String() string {
 func (*RebuildProjectionResponse) ProtoMessage() {}
 
 func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4286,7 +4698,7 @@ func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionResponse.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{51}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RebuildProjectionResponse) GetPosition() uint64 {
@@ -4345,7 +4757,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4769,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4782,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{52}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateApiKeyRequest) GetRoles() []string {
@@ -4406,7 +4818,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4418,7 +4830,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4431,7 +4843,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{53}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateApiKeyResponse) GetKey() string {
@@ -4466,7 +4878,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4478,7 +4890,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4491,7 +4903,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ApiKey) GetId() string {
@@ -4546,7 +4958,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4558,7 +4970,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4571,7 +4983,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{55}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListApiKeysRequest) GetIncludeRevoked() bool {
@@ -4593,7 +5005,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4605,7 +5017,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4618,7 +5030,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{56}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -4644,7 +5056,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4656,7 +5068,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4669,7 +5081,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{57}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RevokeApiKeyRequest) GetId() string {
@@ -4688,7 +5100,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4700,7 +5112,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4713,7 +5125,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{58}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
@@ -4738,7 +5150,7 @@ type Ledger struct {
 
 func (x *Ledger) Reset() {
 	*x = Ledger{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4750,7 +5162,7 @@ func (x *Ledger) String() string {
 func (*Ledger) ProtoMessage() {}
 
 func (x *Ledger) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4763,7 +5175,7 @@ func (x *Ledger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ledger.ProtoReflect.Descriptor instead.
 func (*Ledger) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{59}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Ledger) GetName() string {
@@ -4810,7 +5222,7 @@ type CreateLedgerRequest struct {
 
 func (x *CreateLedgerRequest) Reset() {
 	*x = CreateLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4822,7 +5234,7 @@ func (x *CreateLedgerRequest) String() string {
 func (*CreateLedgerRequest) ProtoMessage() {}
 
 func (x *CreateLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4835,7 +5247,7 @@ func (x *CreateLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLedgerRequest.ProtoReflect.Descriptor instead.
 func (*CreateLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{60}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CreateLedgerRequest) GetLedger() string {
@@ -4856,7 +5268,7 @@ type CreateLedgerResponse struct {
 
 func (x *CreateLedgerResponse) Reset() {
 	*x = CreateLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4868,7 +5280,7 @@ func (x *CreateLedgerResponse) String() string {
 func (*CreateLedgerResponse) ProtoMessage() {}
 
 func (x *CreateLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4881,7 +5293,7 @@ func (x *CreateLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLedgerResponse.ProtoReflect.Descriptor instead.
 func (*CreateLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{61}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CreateLedgerResponse) GetLedger() *Ledger {
@@ -4907,7 +5319,7 @@ type ArchiveLedgerRequest struct {
 
 func (x *ArchiveLedgerRequest) Reset() {
 	*x = ArchiveLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4919,7 +5331,7 @@ func (x *ArchiveLedgerRequest) String() string {
 func (*ArchiveLedgerRequest) ProtoMessage() {}
 
 func (x *ArchiveLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4932,7 +5344,7 @@ func (x *ArchiveLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ArchiveLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{62}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ArchiveLedgerRequest) GetLedger() string {
@@ -4951,7 +5363,7 @@ type ArchiveLedgerResponse struct {
 
 func (x *ArchiveLedgerResponse) Reset() {
 	*x = ArchiveLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4963,7 +5375,7 @@ func (x *ArchiveLedgerResponse) String() string {
 func (*ArchiveLedgerResponse) ProtoMessage() {}
 
 func (x *ArchiveLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4976,7 +5388,7 @@ func (x *ArchiveLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ArchiveLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{63}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ArchiveLedgerResponse) GetLedger() *Ledger {
@@ -4995,7 +5407,7 @@ type UnarchiveLedgerRequest struct {
 
 func (x *UnarchiveLedgerRequest) Reset() {
 	*x = UnarchiveLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5007,7 +5419,7 @@ func (x *UnarchiveLedgerRequest) String() string {
 func (*UnarchiveLedgerRequest) ProtoMessage() {}
 
 func (x *UnarchiveLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5020,7 +5432,7 @@ func (x *UnarchiveLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveLedgerRequest.ProtoReflect.Descriptor instead.
 func (*UnarchiveLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{64}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UnarchiveLedgerRequest) GetLedger() string {
@@ -5039,7 +5451,7 @@ type UnarchiveLedgerResponse struct {
 
 func (x *UnarchiveLedgerResponse) Reset() {
 	*x = UnarchiveLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5051,7 +5463,7 @@ func (x *UnarchiveLedgerResponse) String() string {
 func (*UnarchiveLedgerResponse) ProtoMessage() {}
 
 func (x *UnarchiveLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5064,7 +5476,7 @@ func (x *UnarchiveLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveLedgerResponse.ProtoReflect.Descriptor instead.
 func (*UnarchiveLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{65}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *UnarchiveLedgerResponse) GetLedger() *Ledger {
@@ -5083,7 +5495,7 @@ type GetLedgerRequest struct {
 
 func (x *GetLedgerRequest) Reset() {
 	*x = GetLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5095,7 +5507,7 @@ func (x *GetLedgerRequest) String() string {
 func (*GetLedgerRequest) ProtoMessage() {}
 
 func (x *GetLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5108,7 +5520,7 @@ func (x *GetLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLedgerRequest.ProtoReflect.Descriptor instead.
 func (*GetLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{66}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetLedgerRequest) GetLedger() string {
@@ -5127,7 +5539,7 @@ type GetLedgerResponse struct {
 
 func (x *GetLedgerResponse) Reset() {
 	*x = GetLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5139,7 +5551,7 @@ func (x *GetLedgerResponse) String() string {
 func (*GetLedgerResponse) ProtoMessage() {}
 
 func (x *GetLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5152,7 +5564,7 @@ func (x *GetLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLedgerResponse.ProtoReflect.Descriptor instead.
 func (*GetLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{67}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *GetLedgerResponse) GetLedger() *Ledger {
@@ -5174,7 +5586,7 @@ type ListLedgersRequest struct {
 
 func (x *ListLedgersRequest) Reset() {
 	*x = ListLedgersRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5186,7 +5598,7 @@ func (x *ListLedgersRequest) String() string {
 func (*ListLedgersRequest) ProtoMessage() {}
 
 func (x *ListLedgersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5199,7 +5611,7 @@ func (x *ListLedgersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgersRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgersRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{68}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListLedgersRequest) GetLimit() uint32 {
@@ -5227,7 +5639,7 @@ type ListLedgersResponse struct {
 
 func (x *ListLedgersResponse) Reset() {
 	*x = ListLedgersResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5239,7 +5651,7 @@ func (x *ListLedgersResponse) String() string {
 func (*ListLedgersResponse) ProtoMessage() {}
 
 func (x *ListLedgersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5252,7 +5664,7 @@ func (x *ListLedgersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgersResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgersResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{69}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ListLedgersResponse) GetLedgers() []*Ledger {
@@ -5556,7 +5968,35 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x0faccounts_closed\x18\a \x01(\x04R\x0eaccountsClosed\"h\n" +
 	"\x17GetTrialBalanceResponse\x121\n" +
 	"\x05lines\x18\x01 \x03(\v2\x1b.ledger.v1.TrialBalanceLineR\x05lines\x12\x1a\n" +
-	"\bposition\x18\x02 \x01(\x04R\bposition\"4\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\"Z\n" +
+	"\x12ClosePeriodRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12,\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\"D\n" +
+	"\x13ClosePeriodResponse\x12-\n" +
+	"\x06result\x18\x01 \x01(\v2\x15.ledger.v1.ItemResultR\x06result\"\x8c\x01\n" +
+	"\x12ListPeriodsRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12%\n" +
+	"\x0eafter_position\x18\x02 \x01(\x04R\rafterPosition\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12!\n" +
+	"\fmin_position\x18\x04 \x01(\x04R\vminPosition\"\xe6\x02\n" +
+	"\x06Period\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12#\n" +
+	"\rfrom_position\x18\x02 \x01(\x04R\ffromPosition\x120\n" +
+	"\x05start\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12;\n" +
+	"\rtrial_balance\x18\x05 \x03(\v2\x16.ledger.v1.PeriodTotalR\ftrialBalance\x12\x1a\n" +
+	"\baccounts\x18\x06 \x01(\x04R\baccounts\x12%\n" +
+	"\x0eclosing_digest\x18\a \x01(\tR\rclosingDigest\x12;\n" +
+	"\vrecorded_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedAt\"o\n" +
+	"\vPeriodTotal\x12\x14\n" +
+	"\x05asset\x18\x01 \x01(\tR\x05asset\x12#\n" +
+	"\rdebits_posted\x18\x02 \x01(\tR\fdebitsPosted\x12%\n" +
+	"\x0ecredits_posted\x18\x03 \x01(\tR\rcreditsPosted\"r\n" +
+	"\x13ListPeriodsResponse\x12+\n" +
+	"\aperiods\x18\x01 \x03(\v2\x11.ledger.v1.PeriodR\aperiods\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"4\n" +
 	"\x1aGetProjectionStatusRequest\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"\x89\x02\n" +
 	"\x10ProjectionStatus\x12\x16\n" +
@@ -5667,7 +6107,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"j\n" +
 	"\x13ListLedgersResponse\x12+\n" +
 	"\aledgers\x18\x01 \x03(\v2\x11.ledger.v1.LedgerR\aledgers\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xea\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x89\b\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5699,7 +6139,8 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x1eRESULT_CODE_MOVEMENT_NOT_FOUND\x10\x19\x12!\n" +
 	"\x1dRESULT_CODE_TOO_MANY_ACCOUNTS\x10\x1a\x12\x1f\n" +
 	"\x1bRESULT_CODE_TOO_MANY_ASSETS\x10\x1b\x12(\n" +
-	"$RESULT_CODE_AMOUNT_EXCEEDS_REMAINING\x10\x1c*d\n" +
+	"$RESULT_CODE_AMOUNT_EXCEEDS_REMAINING\x10\x1c\x12\x1d\n" +
+	"\x19RESULT_CODE_PERIOD_CLOSED\x10\x1d*d\n" +
 	"\rNormalBalance\x12\x1e\n" +
 	"\x1aNORMAL_BALANCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15NORMAL_BALANCE_CREDIT\x10\x01\x12\x18\n" +
@@ -5734,7 +6175,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x19LEDGER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14LEDGER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
 	"\x17LEDGER_STATUS_IMPORTING\x10\x02\x12\x1a\n" +
-	"\x16LEDGER_STATUS_ARCHIVED\x10\x032\xcc\x06\n" +
+	"\x16LEDGER_STATUS_ARCHIVED\x10\x032\x9a\a\n" +
 	"\x0eCommandService\x12L\n" +
 	"\vDefineAsset\x12\x1d.ledger.v1.DefineAssetRequest\x1a\x1e.ledger.v1.DefineAssetResponse\x12O\n" +
 	"\fOpenAccounts\x12\x1e.ledger.v1.OpenAccountsRequest\x1a\x1f.ledger.v1.OpenAccountsResponse\x12X\n" +
@@ -5744,14 +6185,16 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x10ReverseTransfers\x12\".ledger.v1.ReverseTransfersRequest\x1a#.ledger.v1.ReverseTransfersResponse\x12[\n" +
 	"\x10SetAccountBounds\x12\".ledger.v1.SetAccountBoundsRequest\x1a#.ledger.v1.SetAccountBoundsResponse\x12a\n" +
 	"\x12SetAccountMetadata\x12$.ledger.v1.SetAccountMetadataRequest\x1a%.ledger.v1.SetAccountMetadataResponse\x12R\n" +
-	"\rCloseAccounts\x12\x1f.ledger.v1.CloseAccountsRequest\x1a .ledger.v1.CloseAccountsResponse2\x95\x04\n" +
+	"\rCloseAccounts\x12\x1f.ledger.v1.CloseAccountsRequest\x1a .ledger.v1.CloseAccountsResponse\x12L\n" +
+	"\vClosePeriod\x12\x1d.ledger.v1.ClosePeriodRequest\x1a\x1e.ledger.v1.ClosePeriodResponse2\xe3\x04\n" +
 	"\fQueryService\x12L\n" +
 	"\vGetBalances\x12\x1d.ledger.v1.GetBalancesRequest\x1a\x1e.ledger.v1.GetBalancesResponse\x12R\n" +
 	"\rListStatement\x12\x1f.ledger.v1.ListStatementRequest\x1a .ledger.v1.ListStatementResponse\x12O\n" +
 	"\fGetTransfers\x12\x1e.ledger.v1.GetTransfersRequest\x1a\x1f.ledger.v1.GetTransfersResponse\x12R\n" +
 	"\rListTransfers\x12\x1f.ledger.v1.ListTransfersRequest\x1a .ledger.v1.ListTransfersResponse\x12X\n" +
 	"\x0fGetTrialBalance\x12!.ledger.v1.GetTrialBalanceRequest\x1a\".ledger.v1.GetTrialBalanceResponse\x12d\n" +
-	"\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponse2\xae\x01\n" +
+	"\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponse\x12L\n" +
+	"\vListPeriods\x12\x1d.ledger.v1.ListPeriodsRequest\x1a\x1e.ledger.v1.ListPeriodsResponse2\xae\x01\n" +
 	"\fAuditService\x12K\n" +
 	"\n" +
 	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
@@ -5780,7 +6223,7 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -5832,173 +6275,190 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(*GetTrialBalanceRequest)(nil),       // 47: ledger.v1.GetTrialBalanceRequest
 	(*TrialBalanceLine)(nil),             // 48: ledger.v1.TrialBalanceLine
 	(*GetTrialBalanceResponse)(nil),      // 49: ledger.v1.GetTrialBalanceResponse
-	(*GetProjectionStatusRequest)(nil),   // 50: ledger.v1.GetProjectionStatusRequest
-	(*ProjectionStatus)(nil),             // 51: ledger.v1.ProjectionStatus
-	(*GetProjectionStatusResponse)(nil),  // 52: ledger.v1.GetProjectionStatusResponse
-	(*ReadEventsRequest)(nil),            // 53: ledger.v1.ReadEventsRequest
-	(*ReadEventsResponse)(nil),           // 54: ledger.v1.ReadEventsResponse
-	(*LogEvent)(nil),                     // 55: ledger.v1.LogEvent
-	(*ImportEventsRequest)(nil),          // 56: ledger.v1.ImportEventsRequest
-	(*ImportEventsResponse)(nil),         // 57: ledger.v1.ImportEventsResponse
-	(*RebuildProjectionRequest)(nil),     // 58: ledger.v1.RebuildProjectionRequest
-	(*RebuildProjectionResponse)(nil),    // 59: ledger.v1.RebuildProjectionResponse
-	(*CreateApiKeyRequest)(nil),          // 60: ledger.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),         // 61: ledger.v1.CreateApiKeyResponse
-	(*ApiKey)(nil),                       // 62: ledger.v1.ApiKey
-	(*ListApiKeysRequest)(nil),           // 63: ledger.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),          // 64: ledger.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),          // 65: ledger.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),         // 66: ledger.v1.RevokeApiKeyResponse
-	(*Ledger)(nil),                       // 67: ledger.v1.Ledger
-	(*CreateLedgerRequest)(nil),          // 68: ledger.v1.CreateLedgerRequest
-	(*CreateLedgerResponse)(nil),         // 69: ledger.v1.CreateLedgerResponse
-	(*ArchiveLedgerRequest)(nil),         // 70: ledger.v1.ArchiveLedgerRequest
-	(*ArchiveLedgerResponse)(nil),        // 71: ledger.v1.ArchiveLedgerResponse
-	(*UnarchiveLedgerRequest)(nil),       // 72: ledger.v1.UnarchiveLedgerRequest
-	(*UnarchiveLedgerResponse)(nil),      // 73: ledger.v1.UnarchiveLedgerResponse
-	(*GetLedgerRequest)(nil),             // 74: ledger.v1.GetLedgerRequest
-	(*GetLedgerResponse)(nil),            // 75: ledger.v1.GetLedgerResponse
-	(*ListLedgersRequest)(nil),           // 76: ledger.v1.ListLedgersRequest
-	(*ListLedgersResponse)(nil),          // 77: ledger.v1.ListLedgersResponse
-	nil,                                  // 78: ledger.v1.Account.MetadataEntry
-	nil,                                  // 79: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 80: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 81: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 82: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 83: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 84: ledger.v1.TransferView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 85: google.protobuf.Timestamp
+	(*ClosePeriodRequest)(nil),           // 50: ledger.v1.ClosePeriodRequest
+	(*ClosePeriodResponse)(nil),          // 51: ledger.v1.ClosePeriodResponse
+	(*ListPeriodsRequest)(nil),           // 52: ledger.v1.ListPeriodsRequest
+	(*Period)(nil),                       // 53: ledger.v1.Period
+	(*PeriodTotal)(nil),                  // 54: ledger.v1.PeriodTotal
+	(*ListPeriodsResponse)(nil),          // 55: ledger.v1.ListPeriodsResponse
+	(*GetProjectionStatusRequest)(nil),   // 56: ledger.v1.GetProjectionStatusRequest
+	(*ProjectionStatus)(nil),             // 57: ledger.v1.ProjectionStatus
+	(*GetProjectionStatusResponse)(nil),  // 58: ledger.v1.GetProjectionStatusResponse
+	(*ReadEventsRequest)(nil),            // 59: ledger.v1.ReadEventsRequest
+	(*ReadEventsResponse)(nil),           // 60: ledger.v1.ReadEventsResponse
+	(*LogEvent)(nil),                     // 61: ledger.v1.LogEvent
+	(*ImportEventsRequest)(nil),          // 62: ledger.v1.ImportEventsRequest
+	(*ImportEventsResponse)(nil),         // 63: ledger.v1.ImportEventsResponse
+	(*RebuildProjectionRequest)(nil),     // 64: ledger.v1.RebuildProjectionRequest
+	(*RebuildProjectionResponse)(nil),    // 65: ledger.v1.RebuildProjectionResponse
+	(*CreateApiKeyRequest)(nil),          // 66: ledger.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),         // 67: ledger.v1.CreateApiKeyResponse
+	(*ApiKey)(nil),                       // 68: ledger.v1.ApiKey
+	(*ListApiKeysRequest)(nil),           // 69: ledger.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),          // 70: ledger.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),          // 71: ledger.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),         // 72: ledger.v1.RevokeApiKeyResponse
+	(*Ledger)(nil),                       // 73: ledger.v1.Ledger
+	(*CreateLedgerRequest)(nil),          // 74: ledger.v1.CreateLedgerRequest
+	(*CreateLedgerResponse)(nil),         // 75: ledger.v1.CreateLedgerResponse
+	(*ArchiveLedgerRequest)(nil),         // 76: ledger.v1.ArchiveLedgerRequest
+	(*ArchiveLedgerResponse)(nil),        // 77: ledger.v1.ArchiveLedgerResponse
+	(*UnarchiveLedgerRequest)(nil),       // 78: ledger.v1.UnarchiveLedgerRequest
+	(*UnarchiveLedgerResponse)(nil),      // 79: ledger.v1.UnarchiveLedgerResponse
+	(*GetLedgerRequest)(nil),             // 80: ledger.v1.GetLedgerRequest
+	(*GetLedgerResponse)(nil),            // 81: ledger.v1.GetLedgerResponse
+	(*ListLedgersRequest)(nil),           // 82: ledger.v1.ListLedgersRequest
+	(*ListLedgersResponse)(nil),          // 83: ledger.v1.ListLedgersResponse
+	nil,                                  // 84: ledger.v1.Account.MetadataEntry
+	nil,                                  // 85: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 86: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 87: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 88: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 89: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 90: ledger.v1.TransferView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 91: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
-	34, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
-	11, // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
-	1,  // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	78, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
-	34, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	14, // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
-	32, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	79, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	85, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
-	16, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	80, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
-	34, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	19, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
-	34, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	22, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	81, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	85, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
-	34, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	25, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
-	34, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
-	28, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	82, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
-	34, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
-	34, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	34, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	0,  // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
-	36, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
-	2,  // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	85, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	3,  // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	1,  // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
-	36, // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	85, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	85, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
-	3,  // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	4,  // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	85, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	85, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	83, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
-	39, // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
-	5,  // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
-	6,  // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
-	41, // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	84, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	85, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	85, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	85, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
-	42, // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
-	6,  // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	85, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	85, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
-	3,  // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	42, // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
-	48, // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	85, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
-	51, // 55: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
-	55, // 56: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
-	85, // 57: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
-	55, // 58: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
-	62, // 59: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	85, // 60: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	85, // 61: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	62, // 62: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
-	62, // 63: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	7,  // 64: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
-	85, // 65: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
-	85, // 66: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
-	67, // 67: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	67, // 68: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	67, // 69: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	67, // 70: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	67, // 71: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
-	8,  // 72: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	10, // 73: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	13, // 74: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	15, // 75: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	18, // 76: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	21, // 77: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	24, // 78: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	27, // 79: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	30, // 80: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	35, // 81: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	38, // 82: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
-	43, // 83: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
-	45, // 84: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
-	47, // 85: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	50, // 86: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	53, // 87: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
-	56, // 88: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
-	58, // 89: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
-	60, // 90: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
-	63, // 91: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
-	65, // 92: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
-	68, // 93: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
-	70, // 94: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
-	72, // 95: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
-	74, // 96: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
-	76, // 97: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
-	9,  // 98: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	12, // 99: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	33, // 100: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	17, // 101: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	20, // 102: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	23, // 103: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	26, // 104: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	29, // 105: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	31, // 106: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	37, // 107: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	40, // 108: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	44, // 109: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	46, // 110: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	49, // 111: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	52, // 112: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	54, // 113: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
-	57, // 114: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
-	59, // 115: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
-	61, // 116: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
-	64, // 117: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
-	66, // 118: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
-	69, // 119: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
-	71, // 120: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
-	73, // 121: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
-	75, // 122: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
-	77, // 123: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
-	98, // [98:124] is the sub-list for method output_type
-	72, // [72:98] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	34,  // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
+	11,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
+	1,   // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
+	84,  // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	34,  // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	14,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
+	32,  // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
+	85,  // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	91,  // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	16,  // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
+	86,  // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	34,  // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	19,  // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
+	34,  // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	22,  // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
+	87,  // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	91,  // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	34,  // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	25,  // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
+	34,  // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
+	28,  // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
+	88,  // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	34,  // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
+	34,  // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	34,  // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	0,   // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
+	36,  // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
+	2,   // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
+	91,  // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	3,   // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	1,   // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
+	36,  // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
+	91,  // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	91,  // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	3,   // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	4,   // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
+	91,  // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	91,  // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	89,  // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	39,  // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
+	5,   // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
+	6,   // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
+	41,  // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
+	90,  // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	91,  // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	91,  // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	91,  // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	42,  // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	6,   // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
+	91,  // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	91,  // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	3,   // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	42,  // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	48,  // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
+	91,  // 54: ledger.v1.ClosePeriodRequest.end:type_name -> google.protobuf.Timestamp
+	34,  // 55: ledger.v1.ClosePeriodResponse.result:type_name -> ledger.v1.ItemResult
+	91,  // 56: ledger.v1.Period.start:type_name -> google.protobuf.Timestamp
+	91,  // 57: ledger.v1.Period.end:type_name -> google.protobuf.Timestamp
+	54,  // 58: ledger.v1.Period.trial_balance:type_name -> ledger.v1.PeriodTotal
+	91,  // 59: ledger.v1.Period.recorded_at:type_name -> google.protobuf.Timestamp
+	53,  // 60: ledger.v1.ListPeriodsResponse.periods:type_name -> ledger.v1.Period
+	91,  // 61: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	57,  // 62: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
+	61,  // 63: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
+	91,  // 64: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	61,  // 65: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
+	68,  // 66: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	91,  // 67: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	91,  // 68: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	68,  // 69: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
+	68,  // 70: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	7,   // 71: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
+	91,  // 72: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
+	91,  // 73: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
+	73,  // 74: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	73,  // 75: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	73,  // 76: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	73,  // 77: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	73,  // 78: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
+	8,   // 79: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	10,  // 80: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	13,  // 81: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	15,  // 82: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	18,  // 83: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	21,  // 84: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	24,  // 85: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	27,  // 86: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	30,  // 87: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	50,  // 88: ledger.v1.CommandService.ClosePeriod:input_type -> ledger.v1.ClosePeriodRequest
+	35,  // 89: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	38,  // 90: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	43,  // 91: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	45,  // 92: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	47,  // 93: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	56,  // 94: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	52,  // 95: ledger.v1.QueryService.ListPeriods:input_type -> ledger.v1.ListPeriodsRequest
+	59,  // 96: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
+	62,  // 97: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
+	64,  // 98: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
+	66,  // 99: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
+	69,  // 100: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
+	71,  // 101: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
+	74,  // 102: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
+	76,  // 103: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
+	78,  // 104: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
+	80,  // 105: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
+	82,  // 106: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
+	9,   // 107: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	12,  // 108: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	33,  // 109: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	17,  // 110: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	20,  // 111: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	23,  // 112: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	26,  // 113: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	29,  // 114: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	31,  // 115: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	51,  // 116: ledger.v1.CommandService.ClosePeriod:output_type -> ledger.v1.ClosePeriodResponse
+	37,  // 117: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	40,  // 118: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	44,  // 119: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	46,  // 120: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	49,  // 121: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	58,  // 122: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	55,  // 123: ledger.v1.QueryService.ListPeriods:output_type -> ledger.v1.ListPeriodsResponse
+	60,  // 124: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	63,  // 125: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	65,  // 126: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
+	67,  // 127: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
+	70,  // 128: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
+	72,  // 129: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
+	75,  // 130: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
+	77,  // 131: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
+	79,  // 132: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
+	81,  // 133: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
+	83,  // 134: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
+	107, // [107:135] is the sub-list for method output_type
+	79,  // [79:107] is the sub-list for method input_type
+	79,  // [79:79] is the sub-list for extension type_name
+	79,  // [79:79] is the sub-list for extension extendee
+	0,   // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -6014,7 +6474,7 @@ func file_ledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   77,
+			NumMessages:   83,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

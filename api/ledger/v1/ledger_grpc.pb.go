@@ -31,6 +31,7 @@ const (
 	CommandService_SetAccountBounds_FullMethodName     = "/ledger.v1.CommandService/SetAccountBounds"
 	CommandService_SetAccountMetadata_FullMethodName   = "/ledger.v1.CommandService/SetAccountMetadata"
 	CommandService_CloseAccounts_FullMethodName        = "/ledger.v1.CommandService/CloseAccounts"
+	CommandService_ClosePeriod_FullMethodName          = "/ledger.v1.CommandService/ClosePeriod"
 )
 
 // CommandServiceClient is the client API for CommandService service.
@@ -59,6 +60,11 @@ type CommandServiceClient interface {
 	SetAccountMetadata(ctx context.Context, in *SetAccountMetadataRequest, opts ...grpc.CallOption) (*SetAccountMetadataResponse, error)
 	// CloseAccounts closes accounts; no transfer may touch them again.
 	CloseAccounts(ctx context.Context, in *CloseAccountsRequest, opts ...grpc.CallOption) (*CloseAccountsResponse, error)
+	// ClosePeriod closes the ledger's open accounting period at end (exclusive):
+	// from then on nothing may take effect before end (PERIOD_CLOSED). The
+	// PeriodClosed event records the trial balance and a digest of every
+	// account's posted totals. Periods close in order. Admin role.
+	ClosePeriod(ctx context.Context, in *ClosePeriodRequest, opts ...grpc.CallOption) (*ClosePeriodResponse, error)
 }
 
 type commandServiceClient struct {
@@ -159,6 +165,16 @@ func (c *commandServiceClient) CloseAccounts(ctx context.Context, in *CloseAccou
 	return out, nil
 }
 
+func (c *commandServiceClient) ClosePeriod(ctx context.Context, in *ClosePeriodRequest, opts ...grpc.CallOption) (*ClosePeriodResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClosePeriodResponse)
+	err := c.cc.Invoke(ctx, CommandService_ClosePeriod_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommandServiceServer is the server API for CommandService service.
 // All implementations must embed UnimplementedCommandServiceServer
 // for forward compatibility.
@@ -185,6 +201,11 @@ type CommandServiceServer interface {
 	SetAccountMetadata(context.Context, *SetAccountMetadataRequest) (*SetAccountMetadataResponse, error)
 	// CloseAccounts closes accounts; no transfer may touch them again.
 	CloseAccounts(context.Context, *CloseAccountsRequest) (*CloseAccountsResponse, error)
+	// ClosePeriod closes the ledger's open accounting period at end (exclusive):
+	// from then on nothing may take effect before end (PERIOD_CLOSED). The
+	// PeriodClosed event records the trial balance and a digest of every
+	// account's posted totals. Periods close in order. Admin role.
+	ClosePeriod(context.Context, *ClosePeriodRequest) (*ClosePeriodResponse, error)
 	mustEmbedUnimplementedCommandServiceServer()
 }
 
@@ -221,6 +242,9 @@ func (UnimplementedCommandServiceServer) SetAccountMetadata(context.Context, *Se
 }
 func (UnimplementedCommandServiceServer) CloseAccounts(context.Context, *CloseAccountsRequest) (*CloseAccountsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseAccounts not implemented")
+}
+func (UnimplementedCommandServiceServer) ClosePeriod(context.Context, *ClosePeriodRequest) (*ClosePeriodResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClosePeriod not implemented")
 }
 func (UnimplementedCommandServiceServer) mustEmbedUnimplementedCommandServiceServer() {}
 func (UnimplementedCommandServiceServer) testEmbeddedByValue()                        {}
@@ -405,6 +429,24 @@ func _CommandService_CloseAccounts_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommandService_ClosePeriod_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClosePeriodRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).ClosePeriod(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_ClosePeriod_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).ClosePeriod(ctx, req.(*ClosePeriodRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommandService_ServiceDesc is the grpc.ServiceDesc for CommandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -448,6 +490,10 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "CloseAccounts",
 			Handler:    _CommandService_CloseAccounts_Handler,
 		},
+		{
+			MethodName: "ClosePeriod",
+			Handler:    _CommandService_ClosePeriod_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "ledger/v1/ledger.proto",
@@ -460,6 +506,7 @@ const (
 	QueryService_ListTransfers_FullMethodName       = "/ledger.v1.QueryService/ListTransfers"
 	QueryService_GetTrialBalance_FullMethodName     = "/ledger.v1.QueryService/GetTrialBalance"
 	QueryService_GetProjectionStatus_FullMethodName = "/ledger.v1.QueryService/GetProjectionStatus"
+	QueryService_ListPeriods_FullMethodName         = "/ledger.v1.QueryService/ListPeriods"
 )
 
 // QueryServiceClient is the client API for QueryService service.
@@ -484,6 +531,10 @@ type QueryServiceClient interface {
 	GetTrialBalance(ctx context.Context, in *GetTrialBalanceRequest, opts ...grpc.CallOption) (*GetTrialBalanceResponse, error)
 	// GetProjectionStatus returns each projection's checkpoint and lag.
 	GetProjectionStatus(ctx context.Context, in *GetProjectionStatusRequest, opts ...grpc.CallOption) (*GetProjectionStatusResponse, error)
+	// ListPeriods returns the ledger's closed periods, oldest first, with the
+	// trial balance and closing digest each close recorded and the positions
+	// it spans (for GetTrialBalance as_of_position and ListStatement).
+	ListPeriods(ctx context.Context, in *ListPeriodsRequest, opts ...grpc.CallOption) (*ListPeriodsResponse, error)
 }
 
 type queryServiceClient struct {
@@ -554,6 +605,16 @@ func (c *queryServiceClient) GetProjectionStatus(ctx context.Context, in *GetPro
 	return out, nil
 }
 
+func (c *queryServiceClient) ListPeriods(ctx context.Context, in *ListPeriodsRequest, opts ...grpc.CallOption) (*ListPeriodsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPeriodsResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListPeriods_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServiceServer is the server API for QueryService service.
 // All implementations must embed UnimplementedQueryServiceServer
 // for forward compatibility.
@@ -576,6 +637,10 @@ type QueryServiceServer interface {
 	GetTrialBalance(context.Context, *GetTrialBalanceRequest) (*GetTrialBalanceResponse, error)
 	// GetProjectionStatus returns each projection's checkpoint and lag.
 	GetProjectionStatus(context.Context, *GetProjectionStatusRequest) (*GetProjectionStatusResponse, error)
+	// ListPeriods returns the ledger's closed periods, oldest first, with the
+	// trial balance and closing digest each close recorded and the positions
+	// it spans (for GetTrialBalance as_of_position and ListStatement).
+	ListPeriods(context.Context, *ListPeriodsRequest) (*ListPeriodsResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
 
@@ -603,6 +668,9 @@ func (UnimplementedQueryServiceServer) GetTrialBalance(context.Context, *GetTria
 }
 func (UnimplementedQueryServiceServer) GetProjectionStatus(context.Context, *GetProjectionStatusRequest) (*GetProjectionStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetProjectionStatus not implemented")
+}
+func (UnimplementedQueryServiceServer) ListPeriods(context.Context, *ListPeriodsRequest) (*ListPeriodsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPeriods not implemented")
 }
 func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
 func (UnimplementedQueryServiceServer) testEmbeddedByValue()                      {}
@@ -733,6 +801,24 @@ func _QueryService_GetProjectionStatus_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_ListPeriods_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPeriodsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListPeriods(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListPeriods_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListPeriods(ctx, req.(*ListPeriodsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QueryService_ServiceDesc is the grpc.ServiceDesc for QueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -763,6 +849,10 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetProjectionStatus",
 			Handler:    _QueryService_GetProjectionStatus_Handler,
+		},
+		{
+			MethodName: "ListPeriods",
+			Handler:    _QueryService_ListPeriods_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,28 @@
+-- Closed accounting periods (PeriodClosed events), kept by the balances
+-- projector in its own transaction: ListPeriods reads them. A row is the
+-- event as written, with its position and recorded time; the trial balance
+-- is the event's lines as JSON (asset, debits_posted, credits_posted).
+-- No backfill: no log written before this migration holds a PeriodClosed.
+CREATE TABLE periods (
+    ledger         text        NOT NULL,
+    position       bigint      NOT NULL,
+    -- NULL for a ledger's first period: it starts at the ledger's beginning.
+    period_start   timestamptz,
+    period_end     timestamptz NOT NULL,
+    accounts       bigint      NOT NULL,
+    closing_digest text        NOT NULL,
+    trial_balance  jsonb       NOT NULL,
+    recorded_at    timestamptz NOT NULL,
+    PRIMARY KEY (ledger, position),
+    CHECK (period_start IS NULL OR period_end > period_start)
+);
+
+CREATE UNIQUE INDEX periods_end ON periods (ledger, period_end);
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE ON periods TO ledger_app;
+    END IF;
+END
+$$;
