@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -63,21 +64,11 @@ func newAnchorCheck(as []anchor.Anchor, ring *anchor.Keyring) *anchorCheck {
 		return nil
 	}
 	c := &anchorCheck{ring: ring, anchors: slices.Clone(as), seen: make(map[uint64]eventstore.Hash, len(as))}
-	slices.SortStableFunc(c.anchors, func(a, b anchor.Anchor) int { return cmpUint(a.Position, b.Position) })
+	slices.SortStableFunc(c.anchors, func(a, b anchor.Anchor) int { return cmp.Compare(a.Position, b.Position) })
 	for _, a := range c.anchors {
 		c.seen[a.Position] = eventstore.Hash{}
 	}
 	return c
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // read notes r's hash if an anchor names its position.

@@ -17,13 +17,13 @@ import (
 // export writes the ledger's log as JSON Lines, as ledgerctl log export does.
 func (h *harness) export(t *testing.T, ledger string) []byte {
 	t.Helper()
-	var out []byte
+	var all []eventstore.Record
 	err := h.serviceLog(ledger).Read(ctx(t), 1, 0, func(recs []eventstore.Record) error {
-		for i := range recs {
-			out = append(recs[i].AppendJSON(out), '\n')
-		}
+		all = append(all, recs...)
 		return nil
 	})
+	testenv.NoError(t, err)
+	out, err := audit.AppendExport(nil, all)
 	testenv.NoError(t, err)
 	return out
 }
@@ -139,13 +139,13 @@ func TestVerifyCatchesAResealedForgery(t *testing.T) {
 	at := bytes.Index(r.Payload, []byte(`"debit":"`)) + len(`"debit":"`)
 	end := at + bytes.IndexByte(r.Payload[at:], '"')
 	r.Payload = append(append(append([]byte(nil), r.Payload[:at]...), "nobody"...), r.Payload[end:]...)
-	var out []byte
 	for i := range recs {
 		if i >= forged {
 			recs[i].Seal(recs[i-1].Hash)
 		}
-		out = append(recs[i].AppendJSON(out), '\n')
 	}
+	out, err := audit.AppendExport(nil, recs)
+	testenv.NoError(t, err)
 	rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
 	testenv.NoError(t, err)
 	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindInvariant, Position: uint64(forged + 1)})

@@ -10,8 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/anchor"
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/eventstore"
 )
 

@@ -5,6 +5,7 @@ package anchorfile
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -43,10 +44,10 @@ type Sink struct {
 // Name is what logs call the sink.
 func (s *Sink) Name() string { return "file " + s.Dir }
 
-// Put appends a.
+// Put appends a (ctx is not consulted: a write to a local file).
 //
 // Errors: the file system's.
-func (s *Sink) Put(a anchor.Anchor) error {
+func (s *Sink) Put(_ context.Context, a anchor.Anchor) error {
 	line, err := a.MarshalJSON()
 	if err != nil {
 		return err
