@@ -88,13 +88,13 @@ func (a *Anchoring) AnchorMoved(ctx context.Context) error {
 // Anchor signs ledger's head now, moved or not (after a period close), and
 // publishes it to every sink.
 //
-// Errors: ErrNoHead; reading the head; the sinks' (joined).
+// Errors: errNoHead; reading the head; the sinks' (joined).
 func (a *Anchoring) Anchor(ctx context.Context, ledger string) (anchor.Anchor, error) {
 	return a.anchor(ctx, ledger, true)
 }
 
-// ErrNoHead: a ledger without events has no head to sign.
-var ErrNoHead = errors.New("no event to anchor")
+// errNoHead: a ledger without events has no head to sign.
+var errNoHead = errors.New("no event to anchor")
 
 func (a *Anchoring) anchor(ctx context.Context, ledger string, always bool) (anchor.Anchor, error) {
 	ctx, cancel := context.WithTimeout(ctx, anchorTimeout)
@@ -104,7 +104,7 @@ func (a *Anchoring) anchor(ctx context.Context, ledger string, always bool) (anc
 		return anchor.Anchor{}, err
 	}
 	if pos == 0 {
-		return anchor.Anchor{}, fmt.Errorf("ledger %s: %w", ledger, ErrNoHead)
+		return anchor.Anchor{}, fmt.Errorf("ledger %s: %w", ledger, errNoHead)
 	}
 	a.mu.Lock()
 	done := a.signed[ledger] == pos

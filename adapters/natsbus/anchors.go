@@ -56,7 +56,9 @@ func (s *Anchors) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-func anchorKey(ledger string, position uint64) string { return fmt.Sprintf("%s.%020d", ledger, position) }
+func anchorKey(ledger string, position uint64) string {
+	return fmt.Sprintf("%s.%020d", ledger, position)
+}
 
 // Put publishes a.
 //

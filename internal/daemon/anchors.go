@@ -102,7 +102,7 @@ func (m *Main) devAnchorKey() ([]byte, error) {
 // Anchor signs ledger's head now and publishes it (the file and the NATS
 // bucket), moved or not: what a period close calls.
 //
-// Errors: errNoAnchoring; workflows.ErrNoHead; reading the head; a sink's.
+// Errors: errNoAnchoring; workflows.errNoHead; reading the head; a sink's.
 func (m *Main) Anchor(ctx context.Context, ledger string) (anchor.Anchor, error) {
 	if m.anchoring == nil {
 		return anchor.Anchor{}, errNoAnchoring
