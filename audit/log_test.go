@@ -46,6 +46,11 @@ func TestExportedFileVerifiesAlone(t *testing.T) {
 	// Every line parses, every hash verifies, every link holds.
 	var prev eventstore.Hash
 	lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+	trailer := lines[len(lines)-1]
+	if !audit.IsTrailer(trailer) {
+		t.Fatalf("the export ends with %s, not its trailer", trailer)
+	}
+	lines = lines[:len(lines)-1]
 	if uint64(len(lines)) != head {
 		t.Fatalf("%d lines, head %d", len(lines), head)
 	}
@@ -104,7 +109,7 @@ func TestExportedFileVerifiesAlone(t *testing.T) {
 			for i, l := range lines {
 				ls[i] = bytes.Clone(l)
 			}
-			path := writeFile(t, append(bytes.Join(c.edit(ls), []byte("\n")), '\n'))
+			path := writeFile(t, append(bytes.Join(append(c.edit(ls), trailer), []byte("\n")), '\n'))
 			rep, err := audit.Verify(ctx(t), &filelog.Log{Path: path}, nil, audit.Options{})
 			testenv.NoError(t, err)
 			checkDivergence(t, rep, c.want)
@@ -121,6 +126,9 @@ func TestVerifyCatchesAResealedForgery(t *testing.T) {
 	newWorkload(t, h, ledger, 9).run(40)
 	var recs []eventstore.Record
 	for _, l := range bytes.Split(bytes.TrimSuffix(h.export(t, ledger), []byte("\n")), []byte("\n")) {
+		if audit.IsTrailer(l) {
+			continue
+		}
 		r, err := eventstore.ParseRecordJSON(l)
 		testenv.NoError(t, err)
 		recs = append(recs, r)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -77,6 +79,19 @@ func TestAnchors(t *testing.T) {
 	testenv.NoError(t, err)
 	if a.Position != head || ring.Verify(&a) != nil {
 		t.Fatalf("Anchor: %+v, %v", a, ring.Verify(&a))
+	}
+
+	// Over REST, for the auditor role.
+	req, err := http.NewRequestWithContext(ctx(t), http.MethodGet, "http://"+h.m.HTTPAddr()+"/v1/ledgers/"+ledger+"/anchors?from_position="+
+		fmt.Sprint(head), nil)
+	testenv.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+h.key)
+	resp, err := http.DefaultClient.Do(req)
+	testenv.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	testenv.NoError(t, errors.Join(err, resp.Body.Close()))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), fmt.Sprintf(`"position":"%d"`, head)) {
+		t.Fatalf("GET anchors: %d %s", resp.StatusCode, body)
 	}
 
 	out1 := h.runCtlOK(t, ledger, "audit", "verify", "--anchors", listed, "--anchor-pubkey", prefix+".pub")
