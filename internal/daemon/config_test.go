@@ -147,7 +147,9 @@ func TestParseFlagsAnchors(t *testing.T) {
 		{[]string{"-anchor-key-file", "/k", "-anchor-every", "0"}, nil, false,
 			func(c daemon.Config) bool { return c.AnchorKeyFile == "/k" && c.AnchorEvery == 0 }},
 		{nil, map[string]string{"LEDGER_ANCHOR_KEY": "seed", "LEDGER_ANCHOR_DIR": "/a", "LEDGER_ANCHOR_EVERY": "1m"}, false,
-			func(c daemon.Config) bool { return c.AnchorKey == "seed" && c.AnchorDir == "/a" && c.AnchorEvery == time.Minute }},
+			func(c daemon.Config) bool {
+				return c.AnchorKey == "seed" && c.AnchorDir == "/a" && c.AnchorEvery == time.Minute
+			}},
 		{[]string{"-anchor-key-file", "/k"}, map[string]string{"LEDGER_ANCHOR_KEY": "seed"}, true, nil},
 		{[]string{"-anchor-every", "-1s"}, nil, true, nil},
 		{[]string{"-anchor-every", "25h"}, nil, true, nil},
