@@ -63,6 +63,17 @@ func (h *harness) cutTail(t *testing.T, ledger string, keep uint64) {
 	testenv.NoError(t, err)
 }
 
+// startLedger runs a ledgerd and a workload of steps on a new ledger of it.
+func startLedger(t *testing.T, seed uint64, steps int) (*harness, string, *workload, uint64) {
+	t.Helper()
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	w := newWorkload(t, h, ledger, seed)
+	w.run(steps)
+	return h, ledger, w, h.head(t, ledger)
+}
+
 func mustDiverge(t *testing.T, rep *audit.Report, kind audit.Kind, pos uint64, field string) {
 	t.Helper()
 	d := rep.Divergence
@@ -77,12 +88,7 @@ func mustDiverge(t *testing.T, rep *audit.Report, kind audit.Kind, pos uint64, f
 // A log that agrees with its anchors verifies clean, each anchor counted;
 // an anchor signed by a key the verifier does not trust is a divergence.
 func TestVerifyAnchorsClean(t *testing.T) {
-	t.Parallel()
-	h := start(t)
-	ledger := testenv.Name(t)
-	w := newWorkload(t, h, ledger, 7)
-	w.run(40)
-	head := h.head(t, ledger)
+	h, ledger, _, head := startLedger(t, 7, 40)
 	s := newSigner(t)
 	as := h.sign(t, s, ledger, head/2, head)
 	rep := h.verify(t, ledger, audit.Options{Anchors: as, Keyring: anchor.NewKeyring(s.Public())})
@@ -98,12 +104,7 @@ func TestVerifyAnchorsClean(t *testing.T) {
 // the anchor of the old head names the position the log lost, and without
 // anchors the projections' checkpoints past the head give it away.
 func TestVerifyAnchorsDeletedTail(t *testing.T) {
-	t.Parallel()
-	h := start(t)
-	ledger := testenv.Name(t)
-	w := newWorkload(t, h, ledger, 8)
-	w.run(30)
-	head := h.head(t, ledger)
+	h, ledger, _, head := startLedger(t, 8, 30)
 	mustClean(t, "before", h.verify(t, ledger, audit.Options{})) // the projections reached the head
 	s := newSigner(t)
 	as := h.sign(t, s, ledger, head-5, head-1)
@@ -124,12 +125,7 @@ func TestVerifyAnchorsDeletedTail(t *testing.T) {
 // verifies, the anchors do not, and the first signed position that differs
 // is named.
 func TestVerifyAnchorsResealedForgery(t *testing.T) {
-	t.Parallel()
-	h := start(t)
-	ledger := testenv.Name(t)
-	w := newWorkload(t, h, ledger, 9)
-	w.run(30)
-	head := h.head(t, ledger)
+	h, ledger, _, head := startLedger(t, 9, 30)
 	s := newSigner(t)
 	as := h.sign(t, s, ledger, 3, head-6, head)
 	forged := head - 8
@@ -169,12 +165,7 @@ func TestVerifyAnchorsResealedForgery(t *testing.T) {
 // A database rolled back to an earlier state, then written again: the
 // positions signed before now hold other events.
 func TestVerifyAnchorsRolledBack(t *testing.T) {
-	t.Parallel()
-	h := start(t)
-	ledger := testenv.Name(t)
-	w := newWorkload(t, h, ledger, 10)
-	w.run(20)
-	head := h.head(t, ledger)
+	h, ledger, _, head := startLedger(t, 10, 20)
 	s := newSigner(t)
 	as := h.sign(t, s, ledger, head-10, head)
 	h.cutTail(t, ledger, head-4)
@@ -195,12 +186,7 @@ func TestVerifyAnchorsRolledBack(t *testing.T) {
 // A row inserted past the head row (around the writer) is reported by a
 // verification over the store.
 func TestVerifyRowPastHead(t *testing.T) {
-	t.Parallel()
-	h := start(t)
-	ledger := testenv.Name(t)
-	w := newWorkload(t, h, ledger, 11)
-	w.run(5)
-	head := h.head(t, ledger)
+	h, ledger, _, head := startLedger(t, 11, 5)
 	h.exec(t, `INSERT INTO events (ledger, position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash)
 		SELECT ledger, position + 2, type, schema_version, recorded_at, command_id, payload, prev_hash, hash
 		FROM events WHERE ledger = $1 AND position = $2`, ledger, int64(head))

@@ -53,7 +53,8 @@ func (c *client) auditVerifyCmd() *cobra.Command {
 		Short: "Check the log (gapless, every hash and link), replay it, compare the projections (exit 0: they agree)",
 		Example: "  ledgerctl audit verify\n" +
 			"  ledgerctl audit verify --from 1000 --to 2000      (the chain only, anchored at 1000)\n" +
-			"  ledgerctl audit verify --in ledger.jsonl -o json  (an export, the log alone)",
+			"  ledgerctl audit verify --in ledger.jsonl -o json  (an export, the log alone)\n" +
+			"  ledgerctl audit verify --anchors var/anchors --anchor-pubkey var/anchor.pub  (and every signed anchor)",
 		Args: noArgs("audit verify"),
 	}
 	fs := cmd.Flags()
@@ -264,6 +265,9 @@ func (c *client) logExportCmd() *cobra.Command {
 		Long: `export writes the log as JSON Lines, one event with its hashes per line, to
 standard output or --out FILE (owner-readable only). With --out and --from P after 1 it
 resumes an export that ends at P-1, checking that the new events link to the file's last.
+The file ends with a trailer line (its events, first and last positions, last hash, and
+the signed anchors within them), which import and audit verify --in require: a cut
+export is refused.
 
 Without --out the events themselves are the output: -o table or json (the same JSON Lines);
 -o yaml applies with --out, to the summary.`,

@@ -45,7 +45,8 @@ func (c *client) logImportCmd() *cobra.Command {
 		Short: "Import an exported log into a new, empty ledger (--ledger; default: the log's own)",
 		Long: `import streams an exported log (JSON Lines, as log export writes it) into a new,
 empty ledger: the one --ledger names, else the log's own. The whole file is checked first
-(every hash and link), so a bad line is refused with its number before anything is sent.
+(every hash and link, and its trailer: a file cut short, or without one, is refused), so a
+bad line is refused with its number before anything is sent.
 
 The events keep their positions, times and payloads. Imported into a ledger of another
 name, the events are re-chained: each event's hash covers its ledger's name, so the new
