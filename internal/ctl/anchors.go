@@ -1,8 +1,11 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -13,6 +16,7 @@ import (
 	"github.com/ledgerd/ledger/anchor"
 	"github.com/ledgerd/ledger/anchor/anchorfile"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
 )
 
 // anchorsListMax bounds the anchors anchors list and an export's trailer
@@ -123,26 +127,61 @@ func (c *client) listAnchors(ctx context.Context, from, to uint64) ([]anchor.Anc
 	}
 }
 
-// anchorsWithin is the anchors of first..last for an export's trailer; none,
-// with a warning, when ledgerd has none to give (anchoring off, NATS down,
-// an older ledgerd).
+// trailerAnchorsMax bounds the anchors an export's trailer carries: the
+// highest within its range. One anchor at a position proves every event up
+// to it through the chain; a few more survive the loss of a key.
+const trailerAnchorsMax = 16
+
+// trailerSpanFirst is the first span of positions, back from the last,
+// searched for anchors; it widens 16-fold until trailerAnchorsMax are found
+// or the range is covered, so that a list reads few anchors, dense or sparse.
+const trailerSpanFirst = 1024
+
+// anchorsWithin is the highest anchors of first..last for an export's
+// trailer; none, with a warning, when ledgerd has none to give (anchoring
+// off, NATS down, an older ledgerd).
 func (c *client) anchorsWithin(ctx context.Context, first, last uint64) ([]anchor.Anchor, error) {
 	if last == 0 {
 		return nil, nil
 	}
-	as, err := c.listAnchors(ctx, first, last)
-	if code := status.Code(err); code == codes.Unavailable || code == codes.Unimplemented {
-		fmt.Fprintf(c.errOut, "ledgerctl: warning: the trailer carries no anchors: %v\n", status.Convert(err).Message())
-		return nil, nil
+	for span := uint64(trailerSpanFirst); ; span *= 16 {
+		lo := first
+		if last-first+1 > span {
+			lo = last - span + 1
+		}
+		as, err := c.listAnchors(ctx, lo, last)
+		if code := status.Code(err); code == codes.Unavailable || code == codes.Unimplemented {
+			fmt.Fprintf(c.errOut, "ledgerctl: warning: the trailer carries no anchors: %v\n", status.Convert(err).Message())
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(as) >= trailerAnchorsMax || lo == first {
+			return as[max(len(as)-trailerAnchorsMax, 0):], nil
+		}
 	}
-	return as, err
 }
 
-// verifyAnchors reads --anchors and --anchor-pubkey for audit verify.
-func verifyAnchors(path string, pubkeys []string) ([]anchor.Anchor, *anchor.Keyring, error) {
+// verifyAnchors reads --anchors and --anchor-pubkey for audit verify; with
+// --in and no --anchors, the anchors are those of the export's trailer.
+func verifyAnchors(path string, pubkeys []string, in string) ([]anchor.Anchor, *anchor.Keyring, error) {
 	switch {
 	case path == "" && len(pubkeys) == 0:
 		return nil, nil, nil
+	case path == "" && in != "":
+		ring, err := anchor.LoadKeyring(pubkeys...)
+		if err != nil {
+			return nil, nil, usageError{fmt.Sprintf("--anchor-pubkey: %v", err)}
+		}
+		t, err := fileTrailer(in)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(t.Anchors) == 0 {
+			return nil, nil, usageError{fmt.Sprintf("--in %s: its trailer carries no anchors: give --anchors", in)}
+		}
+		return t.Anchors, ring, nil
 	case path == "" || len(pubkeys) == 0:
 		return nil, nil, usageError{"--anchors and --anchor-pubkey go together: the anchors, and the public keys that verify them"}
 	}
@@ -158,4 +197,28 @@ func verifyAnchors(path string, pubkeys []string) ([]anchor.Anchor, *anchor.Keyr
 		return nil, nil, usageError{fmt.Sprintf("--anchors %s: no anchors", path)}
 	}
 	return as, ring, nil
+}
+
+// fileTrailer reads the trailer of an export: its last line.
+func fileTrailer(path string) (audit.Trailer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return audit.Trailer{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return audit.Trailer{}, err
+	}
+	off := max(st.Size()-exportTailMax, 0)
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return audit.Trailer{}, err
+	}
+	buf = bytes.TrimRight(buf, "\n")
+	last := buf[bytes.LastIndexByte(buf, '\n')+1:]
+	if !audit.IsTrailer(last) {
+		return audit.Trailer{}, fmt.Errorf("--in %s: %w is missing", path, audit.ErrTrailer)
+	}
+	return audit.ParseTrailer(last)
 }

@@ -62,10 +62,11 @@ func (c *client) auditVerifyCmd() *cobra.Command {
 	to := fs.Uint64("to", 0, "last position (default: the head)")
 	in := fs.String("in", "", "verify an export (JSON Lines) instead of ledgerd's log")
 	_ = cmd.MarkFlagFilename("in", "jsonl")
-	anchors := fs.String("anchors", "", "signed anchors (a JSON Lines file, or a directory of them) the log must agree with")
+	anchors := fs.String("anchors", "", "signed anchors (a JSON Lines file, or a directory of them) the log must agree with; "+
+		"with --in, default: the export's trailer's")
 	pubkeys := fs.StringSlice("anchor-pubkey", nil, "trusted public key file (PEM) or directory of them (repeatable: rotated keys)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		as, ring, err := verifyAnchors(*anchors, *pubkeys)
+		as, ring, err := verifyAnchors(*anchors, *pubkeys, *in)
 		if err != nil {
 			return err
 		}

@@ -110,6 +110,10 @@ func TestAnchors(t *testing.T) {
 	if tr.Events != head || !hasAnchorAt(tr.Anchors, ledger, head) {
 		t.Fatalf("trailer: %d events, anchors %v; want %d and the head's anchor", tr.Events, tr.Anchors, head)
 	}
+	// The trailer's anchors verify the file, with the public key alone.
+	if out := h.runCtlOK(t, ledger, "audit", "verify", "--in", full, "--anchor-pubkey", prefix+".pub"); !strings.Contains(out, "signed anchors") {
+		t.Errorf("verify --in with the trailer's anchors:\n%s", out)
+	}
 	cut := filepath.Join(dir, "cut.jsonl")
 	testenv.NoError(t, os.WriteFile(cut, bytes.Join(lines[:len(lines)-4], nil), 0o600))
 	code, stdout, stderr := h.runCtl(t, ledger, "log", "import", "--in", cut, "--ledger", testenv.Name(t)+"-copy")
