@@ -120,6 +120,10 @@ func (c *anchorCheck) check(rep *Report, ended bool) *Divergence {
 	if before+after > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d anchors outside positions %d..%d were not checked", before+after, rep.From, rep.To))
 	}
+	if rep.Anchors == 0 && before+after == 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("none of the %d anchors given is of ledger %s: nothing was checked against them",
+			len(c.anchors), rep.Ledger))
+	}
 	return nil
 }
 

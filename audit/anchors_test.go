@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +99,15 @@ func TestVerifyAnchorsClean(t *testing.T) {
 	}
 	rep = h.verify(t, ledger, audit.Options{Anchors: as, Keyring: anchor.NewKeyring(newSigner(t).Public())})
 	mustDiverge(t, rep, audit.KindAnchor, head/2, "signature")
+	// Anchors of another ledger check nothing, and the report says so.
+	for i := range as {
+		as[i].Ledger = "another"
+	}
+	rep = h.verify(t, ledger, audit.Options{Anchors: as, Keyring: anchor.NewKeyring(s.Public())})
+	mustClean(t, "another ledger's anchors", rep)
+	if rep.Anchors != 0 || !strings.Contains(strings.Join(rep.Notes, "\n"), "none of the 2 anchors given") {
+		t.Fatalf("another ledger's anchors: %d checked, notes %q", rep.Anchors, rep.Notes)
+	}
 }
 
 // A deleted tail with the head row moved back: the chain is intact, but

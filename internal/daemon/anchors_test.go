@@ -15,9 +15,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	"github.com/ledgerd/ledger/anchor"
 	"github.com/ledgerd/ledger/anchor/anchorfile"
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/internal/ctl"
 	"github.com/ledgerd/ledger/internal/daemon"
@@ -81,6 +87,24 @@ func TestAnchors(t *testing.T) {
 		t.Fatalf("Anchor: %+v, %v", a, ring.Verify(&a))
 	}
 
+	// Bad requests name their field; a page is at most 1,000.
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	testenv.NoError(t, err)
+	defer conn.Close()
+	integrity := ledgerv1.NewIntegrityServiceClient(conn)
+	_, err = integrity.ListAnchors(ctx(t), &ledgerv1.ListAnchorsRequest{Ledger: ledger, Limit: grpcapi.ListAnchorsMax})
+	testenv.NoError(t, err)
+	for field, req := range map[string]*ledgerv1.ListAnchorsRequest{
+		"limit":         {Ledger: ledger, Limit: grpcapi.ListAnchorsMax + 1},
+		"ledger":        {Ledger: "Not A Ledger"},
+		"from_position": {Ledger: ledger, FromPosition: 5, ToPosition: 4},
+	} {
+		_, err := integrity.ListAnchors(ctx(t), req)
+		if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), field+":") {
+			t.Errorf("ListAnchors %v: %v, want InvalidArgument on %s", req, err, field)
+		}
+	}
+
 	// Over REST, for the auditor role.
 	req, err := http.NewRequestWithContext(ctx(t), http.MethodGet, "http://"+h.m.HTTPAddr()+"/v1/ledgers/"+ledger+"/anchors?from_position="+
 		fmt.Sprint(head), nil)
@@ -127,11 +151,11 @@ func TestAnchors(t *testing.T) {
 	// The tail deleted and the head row moved back: the chain is sound, the
 	// anchors are not.
 	h.tamperEvents(t, `DELETE FROM events WHERE ledger = $1 AND position > $2`, ledger, int64(head-2))
-	conn, err := pgx.Connect(ctx(t), h.pgURL)
+	pg, err := pgx.Connect(ctx(t), h.pgURL)
 	testenv.NoError(t, err)
-	_, err = conn.Exec(ctx(t), `UPDATE ledger_heads SET position = $2, hash = (SELECT hash FROM events WHERE ledger = $1 AND position = $2)
+	_, err = pg.Exec(ctx(t), `UPDATE ledger_heads SET position = $2, hash = (SELECT hash FROM events WHERE ledger = $1 AND position = $2)
 		WHERE ledger = $1`, ledger, int64(head-2))
-	testenv.NoError(t, errors.Join(err, conn.Close(context.Background())))
+	testenv.NoError(t, errors.Join(err, pg.Close(context.Background())))
 	code, stdout, _ = h.runCtl(t, ledger, "audit", "verify", "--anchors", listed, "--anchor-pubkey", prefix+".pub")
 	if code != 1 || reportValue(stdout, "kind") != "anchor" || reportValue(stdout, "position") != fmt.Sprint(head) {
 		t.Errorf("verify of a deleted tail: exit %d, want 1, an anchor divergence at %d:\n%s", code, head, stdout)
