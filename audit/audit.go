@@ -120,6 +120,8 @@ type Report struct {
 	Accounts       int    `json:"accounts"`
 	Assets         int    `json:"assets"`
 	StatementLines uint64 `json:"statement_lines"`
+	// Anchors is how many signed anchors of the ledger were checked.
+	Anchors int `json:"anchors,omitempty"`
 	// Notes say what was not checked, and why.
 	Notes []string `json:"notes,omitempty"`
 	// Divergence is the first divergence found; nil when the log and the

@@ -17,13 +17,13 @@ import (
 // export writes the ledger's log as JSON Lines, as ledgerctl log export does.
 func (h *harness) export(t *testing.T, ledger string) []byte {
 	t.Helper()
-	var out []byte
+	var all []eventstore.Record
 	err := h.serviceLog(ledger).Read(ctx(t), 1, 0, func(recs []eventstore.Record) error {
-		for i := range recs {
-			out = append(recs[i].AppendJSON(out), '\n')
-		}
+		all = append(all, recs...)
 		return nil
 	})
+	testenv.NoError(t, err)
+	out, err := audit.AppendExport(nil, all)
 	testenv.NoError(t, err)
 	return out
 }
@@ -46,6 +46,11 @@ func TestExportedFileVerifiesAlone(t *testing.T) {
 	// Every line parses, every hash verifies, every link holds.
 	var prev eventstore.Hash
 	lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+	trailer := lines[len(lines)-1]
+	if !audit.IsTrailer(trailer) {
+		t.Fatalf("the export ends with %s, not its trailer", trailer)
+	}
+	lines = lines[:len(lines)-1]
 	if uint64(len(lines)) != head {
 		t.Fatalf("%d lines, head %d", len(lines), head)
 	}
@@ -104,7 +109,7 @@ func TestExportedFileVerifiesAlone(t *testing.T) {
 			for i, l := range lines {
 				ls[i] = bytes.Clone(l)
 			}
-			path := writeFile(t, append(bytes.Join(c.edit(ls), []byte("\n")), '\n'))
+			path := writeFile(t, append(bytes.Join(append(c.edit(ls), trailer), []byte("\n")), '\n'))
 			rep, err := audit.Verify(ctx(t), &filelog.Log{Path: path}, nil, audit.Options{})
 			testenv.NoError(t, err)
 			checkDivergence(t, rep, c.want)
@@ -121,6 +126,9 @@ func TestVerifyCatchesAResealedForgery(t *testing.T) {
 	newWorkload(t, h, ledger, 9).run(40)
 	var recs []eventstore.Record
 	for _, l := range bytes.Split(bytes.TrimSuffix(h.export(t, ledger), []byte("\n")), []byte("\n")) {
+		if audit.IsTrailer(l) {
+			continue
+		}
 		r, err := eventstore.ParseRecordJSON(l)
 		testenv.NoError(t, err)
 		recs = append(recs, r)
@@ -139,13 +147,13 @@ func TestVerifyCatchesAResealedForgery(t *testing.T) {
 	at := bytes.Index(r.Payload, []byte(`"debit":"`)) + len(`"debit":"`)
 	end := at + bytes.IndexByte(r.Payload[at:], '"')
 	r.Payload = append(append(append([]byte(nil), r.Payload[:at]...), "nobody"...), r.Payload[end:]...)
-	var out []byte
 	for i := range recs {
 		if i >= forged {
 			recs[i].Seal(recs[i-1].Hash)
 		}
-		out = append(recs[i].AppendJSON(out), '\n')
 	}
+	out, err := audit.AppendExport(nil, recs)
+	testenv.NoError(t, err)
 	rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
 	testenv.NoError(t, err)
 	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindInvariant, Position: uint64(forged + 1)})

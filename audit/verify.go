@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/ledgerd/ledger/anchor"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/eventstore"
 )
@@ -38,6 +39,13 @@ type Options struct {
 	// balances need the whole log, so the replay and the comparison with the
 	// projections are skipped, and the report says so.
 	From, To uint64
+	// Anchors, checked with Keyring, are signed positions and hashes of
+	// the log (any ledger's: those of the verified ledger are checked). Each
+	// must verify with a trusted key, and the log must hold, at its
+	// position, an event with its hash: a log that ends before an anchor,
+	// or differs at one, diverges there.
+	Anchors []anchor.Anchor
+	Keyring *anchor.Keyring
 	// Progress, if set, is called as the work advances (from Verify's
 	// goroutine and, during the statements phase, from its workers, one at a
 	// time).
@@ -54,6 +62,9 @@ type Progress struct {
 
 // ErrRange means From after To.
 var ErrRange = errors.New("from is after to")
+
+// errNoKeyring: anchors without the keys to check them.
+var errNoKeyring = errors.New("anchors given without trusted public keys")
 
 // errStop ends a Read early; it never leaves this package.
 var errStop = errors.New("stop reading")
@@ -91,11 +102,22 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 	if from == 1 {
 		v.book = newBook(true)
 	}
+	if len(opts.Anchors) > 0 && opts.Keyring == nil {
+		return nil, errNoKeyring
+	}
+	v.anchors = newAnchorCheck(opts.Anchors, opts.Keyring)
 	if err := v.readLog(ctx, from, to); err != nil {
 		return nil, err
 	}
 	rep.Ledger = l.Ledger() // a file names its ledger once read
 	defer func() { rep.Elapsed = time.Since(began) }()
+	// A file's end is not a head: anchors past it are not judged.
+	v.checkAnchors(v.anchors, head != 0 && to == head)
+	if rep.Divergence == nil {
+		if err := v.checkDatabase(ctx); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case rep.Divergence != nil:
 		return rep, nil
@@ -140,6 +162,8 @@ type verifier struct {
 	checker *ImportChecker
 	// recent keeps the last records read, for the checker's look-backs.
 	recent *recentRecords
+	// anchors, when given, notes the hashes at their positions.
+	anchors *anchorCheck
 }
 
 // recentRecords keeps the last recentRecordsMax records by position: most
@@ -232,6 +256,7 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 				rep.Divergence = d
 				return errStop
 			}
+			v.anchors.read(r)
 			if v.book != nil {
 				d, err := v.book.apply(r)
 				if err != nil {

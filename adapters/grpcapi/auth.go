@@ -67,6 +67,8 @@ var methodRoles = map[string]apikeys.Role{
 	"/ledger.v1.AdminService/UnarchiveLedger": apikeys.RoleAdmin,
 	"/ledger.v1.AdminService/GetLedger":       apikeys.RoleReader,
 	"/ledger.v1.AdminService/ListLedgers":     apikeys.RoleAdmin,
+
+	"/ledger.v1.IntegrityService/ListAnchors": apikeys.RoleAuditor,
 }
 
 // openMethodPrefixes need no key: server reflection (grpcurl list) and

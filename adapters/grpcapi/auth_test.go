@@ -24,6 +24,7 @@ func TestEveryMethodHasARole(t *testing.T) {
 		"AuditService/ImportEvents":               apikeys.RoleAdmin,
 		"AdminService":                            apikeys.RoleAdmin,
 		"AdminService/GetLedger":                  apikeys.RoleReader,
+		"IntegrityService":                        apikeys.RoleAuditor,
 		"ReconciliationService/ImportStatement":   apikeys.RoleWriter,
 		"ReconciliationService/SetMatchingRules":  apikeys.RoleWriter,
 		"ReconciliationService/MatchManually":     apikeys.RoleWriter,
@@ -33,7 +34,7 @@ func TestEveryMethodHasARole(t *testing.T) {
 		"ReconciliationService/GetDailyJournal":   apikeys.RoleReader,
 	}
 	seen := map[string]bool{}
-	for _, svc := range []string{"CommandService", "QueryService", "AuditService", "AdminService", "ReconciliationService"} {
+	for _, svc := range []string{"CommandService", "QueryService", "AuditService", "AdminService", "ReconciliationService", "IntegrityService"} {
 		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName("ledger.v1." + svc))
 		if err != nil {
 			if svc == "ReconciliationService" {

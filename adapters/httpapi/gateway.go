@@ -113,6 +113,10 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("register ReconciliationService: %w", err)
 	}
+	if err := ledgerv1.RegisterIntegrityServiceHandler(ctx, g.mux, conn); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("register IntegrityService: %w", err)
+	}
 	return g, nil
 }
 

@@ -27,6 +27,8 @@ type Log struct {
 	Path string
 	// Name is the ledger's name; empty: the first event's.
 	Name string
+	// Trailer is the file's trailer, once a Read reached the end.
+	Trailer *audit.Trailer
 }
 
 func (l *Log) Ledger() string { return l.Name }
@@ -34,9 +36,13 @@ func (l *Log) Ledger() string { return l.Name }
 // Head is 0: a file's head is its last line.
 func (l *Log) Head(context.Context) (uint64, error) { return 0, nil }
 
-// Read reads the file from the start, skipping positions before from.
+// Read reads the file from the start, skipping positions before from. A
+// read to the end checks the file's trailer (audit.TrailerCheck): a file
+// without one, or whose trailer does not match its events, is refused
+// after its events were handed over.
 //
-// Errors: the file's; *audit.MalformedError for a line that does not parse.
+// Errors: the file's; *audit.MalformedError for a line that does not parse;
+// audit.ErrTrailer.
 func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Record) error) error {
 	if to != 0 && max(from, 1) > to {
 		return fmt.Errorf("read %s from %d to %d: %w", l.Name, from, to, audit.ErrRange)
@@ -49,9 +55,18 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), fileLineMax)
 	page := make([]eventstore.Record, 0, filePageMax)
-	var last uint64
+	var (
+		last uint64
+		tc   audit.TrailerCheck
+	)
 	for sc.Scan() {
 		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		if audit.IsTrailer(sc.Bytes()) {
+			if err := tc.Trailer(sc.Bytes()); err != nil {
+				return l.refuse(fn, page, err)
+			}
 			continue
 		}
 		r, err := eventstore.ParseRecordJSON(sc.Bytes())
@@ -62,6 +77,9 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 			return &audit.MalformedError{Position: last + 1, Err: err}
 		}
 		last = r.Position
+		if err := tc.Event(&r); err != nil {
+			return l.refuse(fn, page, err)
+		}
 		if l.Name == "" {
 			l.Name = r.Ledger
 		}
@@ -69,7 +87,7 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 			continue
 		}
 		if to != 0 && r.Position > to {
-			break
+			return l.flush(fn, page) // not to the end: the trailer is not reached
 		}
 		page = append(page, r)
 		if len(page) == filePageMax {
@@ -85,8 +103,26 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read %s: %w", l.Path, err)
 	}
+	t, err := tc.End()
+	if err != nil {
+		return l.refuse(fn, page, err)
+	}
+	l.Trailer = t
+	return l.flush(fn, page)
+}
+
+func (l *Log) flush(fn func([]eventstore.Record) error, page []eventstore.Record) error {
 	if len(page) > 0 {
 		return fn(page)
 	}
 	return nil
+}
+
+// refuse hands over what was read before err (a divergence there comes
+// first), then returns err with the file's name.
+func (l *Log) refuse(fn func([]eventstore.Record) error, page []eventstore.Record, err error) error {
+	if ferr := l.flush(fn, page); ferr != nil {
+		return ferr
+	}
+	return fmt.Errorf("%s: %w", l.Path, err)
 }

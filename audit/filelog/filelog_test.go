@@ -1,8 +1,12 @@
 package filelog_test
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ledgerd/ledger/audit"
@@ -11,21 +15,76 @@ import (
 	"github.com/ledgerd/ledger/eventstore"
 )
 
+// export writes chain (but omit) as log export does: event lines, then the
+// trailer of what was written.
+func export(t *testing.T, chain []eventstore.Record, omit uint64) []byte {
+	t.Helper()
+	var recs []eventstore.Record
+	for _, r := range chain {
+		if r.Position != omit {
+			recs = append(recs, r)
+		}
+	}
+	out, err := audit.AppendExport(nil, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func write(t *testing.T, b []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "log.jsonl")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // An export read back: the ledger's name comes from the file, its head is
 // its last line.
 func TestLogContract(t *testing.T) {
 	t.Parallel()
 	logtest.Run(t, "exported", func(t *testing.T, chain []eventstore.Record, omit uint64) audit.Log {
-		var out []byte
-		for i := range chain {
-			if chain[i].Position != omit {
-				out = append(chain[i].AppendJSON(out), '\n')
-			}
-		}
-		path := filepath.Join(t.TempDir(), "log.jsonl")
-		if err := os.WriteFile(path, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return &filelog.Log{Path: path}
+		return &filelog.Log{Path: write(t, export(t, chain, omit))}
 	}, logtest.Features{HeadUnknown: true})
+}
+
+// A file cut at a line boundary, one without a trailer (or whose trailer
+// does not match) is refused with audit.ErrTrailer, naming what is wrong;
+// its events are still handed over first.
+func TestLogRefusesWithoutTrailer(t *testing.T) {
+	t.Parallel()
+	chain := logtest.Chain("acme", 20)
+	whole := export(t, chain, 0)
+	lines := bytes.SplitAfter(whole, []byte("\n"))
+	trailer := lines[len(lines)-2]
+	for name, tc := range map[string]struct {
+		file []byte
+		want string
+	}{
+		"cut":             {bytes.Join(lines[:15], nil), "missing"},
+		"cut, trailer on": {append(bytes.Join(lines[:15], nil), trailer...), "says events 20, the file holds 15"},
+		"event after":     {append(bytes.Clone(whole), lines[0]...), "not the last line"},
+		"two trailers":    {append(bytes.Clone(whole), trailer...), "twice"},
+		"version 2":       {bytes.Replace(bytes.Clone(whole), []byte(`"v":1`), []byte(`"v":2`), 1), "version 2"},
+	} {
+		l := &filelog.Log{Path: write(t, tc.file)}
+		var n int
+		err := l.Read(context.Background(), 0, 0, func(recs []eventstore.Record) error { n += len(recs); return nil })
+		if !errors.Is(err, audit.ErrTrailer) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrTrailer saying %q", name, err, tc.want)
+		}
+		if n == 0 {
+			t.Errorf("%s: no events handed over before the refusal", name)
+		}
+	}
+	l := &filelog.Log{Path: write(t, whole)}
+	if err := l.Read(context.Background(), 0, 0, func([]eventstore.Record) error { return nil }); err != nil || l.Trailer == nil || l.Trailer.Last != 20 {
+		t.Fatalf("the whole file: %v, trailer %+v", err, l.Trailer)
+	}
+	rep, err := audit.Verify(context.Background(), &filelog.Log{Path: write(t, bytes.Join(lines[:15], nil))}, nil, audit.Options{})
+	if !errors.Is(err, audit.ErrTrailer) {
+		t.Fatalf("verify of a cut export: %v, %v", rep, err)
+	}
 }

@@ -114,3 +114,21 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 		}
 	}
 }
+
+// Checkpoints is every projection's checkpoint of the ledger, each with the
+// head read in the same statement (GetProjectionStatus).
+//
+// Errors: the call's.
+func (l *Log) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := l.Query.GetProjectionStatus(ctx, &ledgerv1.GetProjectionStatusRequest{Ledger: l.Name})
+	if err != nil {
+		return nil, audit.CallError("projection status of "+l.Name, err)
+	}
+	out := make([]audit.Checkpoint, 0, len(resp.GetProjections()))
+	for _, p := range resp.GetProjections() {
+		out = append(out, audit.Checkpoint{Projection: p.GetName(), Position: p.GetPosition(), Head: p.GetHead()})
+	}
+	return out, nil
+}

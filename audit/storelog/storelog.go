@@ -63,3 +63,10 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 	}
 	return nil
 }
+
+// PastHead looks for rows past the head row (eventstore.Store.PastHead).
+//
+// Errors: the database's.
+func (l *Log) PastHead(ctx context.Context) (head, first, n uint64, err error) {
+	return l.Store.PastHead(ctx, l.Name)
+}

@@ -53,7 +53,8 @@ func (c *client) auditVerifyCmd() *cobra.Command {
 		Short: "Check the log (gapless, every hash and link), replay it, compare the projections (exit 0: they agree)",
 		Example: "  ledgerctl audit verify\n" +
 			"  ledgerctl audit verify --from 1000 --to 2000      (the chain only, anchored at 1000)\n" +
-			"  ledgerctl audit verify --in ledger.jsonl -o json  (an export, the log alone)",
+			"  ledgerctl audit verify --in ledger.jsonl -o json  (an export, the log alone)\n" +
+			"  ledgerctl audit verify --anchors var/anchors --anchor-pubkey var/anchor.pub  (and every signed anchor)",
 		Args: noArgs("audit verify"),
 	}
 	fs := cmd.Flags()
@@ -61,12 +62,21 @@ func (c *client) auditVerifyCmd() *cobra.Command {
 	to := fs.Uint64("to", 0, "last position (default: the head)")
 	in := fs.String("in", "", "verify an export (JSON Lines) instead of ledgerd's log")
 	_ = cmd.MarkFlagFilename("in", "jsonl")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return c.auditVerify(cmd.Context(), *from, *to, *in) }
+	anchors := fs.String("anchors", "", "signed anchors (a JSON Lines file, or a directory of them) the log must agree with; "+
+		"with --in, default: the export's trailer's")
+	pubkeys := fs.StringSlice("anchor-pubkey", nil, "trusted public key file (PEM) or directory of them (repeatable: rotated keys)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		as, ring, err := verifyAnchors(*anchors, *pubkeys, *in)
+		if err != nil {
+			return err
+		}
+		return c.auditVerify(cmd.Context(), audit.Options{From: *from, To: *to, Anchors: as, Keyring: ring}, *in)
+	}
 	return cmd
 }
 
-func (c *client) auditVerify(ctx context.Context, from, to uint64, in string) error {
-	if to != 0 && from > to {
+func (c *client) auditVerify(ctx context.Context, opts audit.Options, in string) error {
+	if opts.To != 0 && opts.From > opts.To {
 		return usageError{"--from is after --to"}
 	}
 	l, err := c.auditLog(in)
@@ -78,9 +88,8 @@ func (c *client) auditVerify(ctx context.Context, from, to uint64, in string) er
 		proj = c.query
 	}
 	bar := c.newProgress("", c.errOut)
-	rep, err := audit.Verify(ctx, l, proj, audit.Options{From: from, To: to, Progress: func(p audit.Progress) {
-		bar.update(p.Phase, p.Done, p.Total)
-	}})
+	opts.Progress = func(p audit.Progress) { bar.update(p.Phase, p.Done, p.Total) }
+	rep, err := audit.Verify(ctx, l, proj, opts)
 	bar.finish()
 	if errors.Is(err, audit.ErrBeyondHead) {
 		return usageError{err.Error()}
@@ -115,6 +124,9 @@ func (c *client) printReport(r *audit.Report) error {
 	}
 	if r.LastHash != "" {
 		fmt.Fprintf(tw, "last hash\t%s\n", r.LastHash)
+	}
+	if r.Anchors > 0 {
+		fmt.Fprintf(tw, "anchors\t%d signed anchors: each signature and the hash at its position checked\n", r.Anchors)
 	}
 	if r.Replayed {
 		fmt.Fprintf(tw, "replay\t%d accounts, %d assets: every invariant held\n", r.Accounts, r.Assets)
@@ -254,6 +266,9 @@ func (c *client) logExportCmd() *cobra.Command {
 		Long: `export writes the log as JSON Lines, one event with its hashes per line, to
 standard output or --out FILE (owner-readable only). With --out and --from P after 1 it
 resumes an export that ends at P-1, checking that the new events link to the file's last.
+The file ends with a trailer line (its events, first and last positions, last hash, and
+the signed anchors within them), which import and audit verify --in require: a cut
+export is refused.
 
 Without --out the events themselves are the output: -o table or json (the same JSON Lines);
 -o yaml applies with --out, to the summary.`,
@@ -282,11 +297,11 @@ func (c *client) logExport(ctx context.Context, from, to uint64, out string) err
 	if err := c.connect(); err != nil {
 		return err
 	}
-	w, resumeHash, closeOut, err := openExport(c.out, out, start)
+	w, resumed, closeOut, err := openExport(c.out, out, start)
 	if err != nil {
 		return err
 	}
-	n, last, err := c.export(ctx, w, start, to, resumeHash)
+	n, last, err := c.export(ctx, w, start, to, resumed)
 	// Not joined: the call's status must stay what ledgerctl prints.
 	if cerr := closeOut(err == nil); err == nil {
 		err = cerr
@@ -322,10 +337,12 @@ type exportSummary struct {
 }
 
 // openExport opens the export's destination. Resuming (start after 1, an
-// existing file) it returns the hash of the file's last event, which the
-// first exported event must link to; a line cut short by an interrupted
-// export is dropped first.
-func openExport(stdout io.Writer, path string, start uint64) (w *bufio.Writer, resume *eventstore.Hash, closeOut func(ok bool) error, err error) {
+// existing file) it returns the file's events counted (their trailer goes on
+// counting them) and the hash of its last event, which the first exported
+// event must link to; a line cut short by an interrupted export, or the
+// trailer of a finished one, is dropped first: the trailer is written anew
+// at the end.
+func openExport(stdout io.Writer, path string, start uint64) (w *bufio.Writer, resume *exportResume, closeOut func(ok bool) error, err error) {
 	if path == "" {
 		w = bufio.NewWriterSize(stdout, 1<<16)
 		return w, nil, func(bool) error { return w.Flush() }, nil
@@ -340,7 +357,11 @@ func openExport(stdout io.Writer, path string, start uint64) (w *bufio.Writer, r
 			if err := os.Truncate(path, size); err != nil {
 				return nil, nil, nil, err
 			}
-			resume, flags = &h, os.O_WRONLY|os.O_APPEND
+			tc, err := exportCount(path)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			resume, flags = &exportResume{hash: h, count: tc}, os.O_WRONLY|os.O_APPEND
 		}
 	}
 	// An export is the whole history of a ledger (accounts, amounts,
@@ -389,10 +410,14 @@ func exportTail(path string, start uint64) (eventstore.Hash, int64, error) {
 		return eventstore.Hash{}, 0, err
 	}
 	end := bytes.LastIndexByte(buf, '\n') // past it: a line cut short
+	lineStart := bytes.LastIndexByte(buf[:max(end, 0)], '\n') + 1
+	if end >= 0 && audit.IsTrailer(buf[lineStart:end]) {
+		end = lineStart - 1 // a finished export: its trailer goes
+		lineStart = bytes.LastIndexByte(buf[:max(end, 0)], '\n') + 1
+	}
 	if end < 0 {
 		return eventstore.Hash{}, 0, usageError{fmt.Sprintf("--out %s has no complete line to resume after", path)}
 	}
-	lineStart := bytes.LastIndexByte(buf[:end], '\n') + 1
 	r, err := eventstore.ParseRecordJSON(buf[lineStart:end])
 	if err != nil {
 		return eventstore.Hash{}, 0, fmt.Errorf("--out %s: last line: %w", path, err)
@@ -404,16 +429,56 @@ func exportTail(path string, start uint64) (eventstore.Hash, int64, error) {
 	return r.Hash, off + int64(end) + 1, nil
 }
 
+// exportResume is what a resumed export continues: the events of the file
+// so far and the last one's hash.
+type exportResume struct {
+	hash  eventstore.Hash
+	count audit.TrailerCheck
+}
+
+// exportCount counts the events of an export cut at a line boundary (its
+// trailer dropped), for the trailer that will end it.
+func exportCount(path string) (audit.TrailerCheck, error) {
+	var tc audit.TrailerCheck
+	f, err := os.Open(path)
+	if err != nil {
+		return tc, err
+	}
+	defer f.Close()
+	br := audit.ImportNewLineReader(f)
+	for line := 1; ; line++ {
+		b, _, err := audit.ImportReadLine(br)
+		if errors.Is(err, io.EOF) {
+			return tc, nil
+		}
+		if err != nil {
+			return tc, fmt.Errorf("--out %s line %d: %w", path, line, err)
+		}
+		if audit.ImportBlankLine(b) {
+			continue
+		}
+		r, err := eventstore.ParseRecordJSON(b)
+		if err != nil {
+			return tc, fmt.Errorf("--out %s line %d: %w", path, line, err)
+		}
+		if err := tc.Event(&r); err != nil {
+			return tc, err
+		}
+	}
+}
+
 // exported is the last event written.
 type exported struct {
 	Position uint64
 	Hash     eventstore.Hash
 }
 
-// export streams ReadEvents into w. The events are written as the log holds
-// them, altered or not: verifying is audit verify's job. Only a resumed
-// export checks that its first event links to the file's last.
-func (c *client) export(ctx context.Context, w *bufio.Writer, from, to uint64, resume *eventstore.Hash) (uint64, exported, error) {
+// export streams ReadEvents into w, then the trailer (audit.Trailer) with
+// the anchors ledgerd signed within the file's positions. The events are
+// written as the log holds them, altered or not: verifying is audit
+// verify's job. Only a resumed export checks that its first event links to
+// the file's last.
+func (c *client) export(ctx context.Context, w *bufio.Writer, from, to uint64, resume *exportResume) (uint64, exported, error) {
 	l := &servicelog.Log{Name: c.ledger, Audit: c.audit, Query: c.query}
 	// The progress counts to the last position asked for, or the head.
 	total := to
@@ -430,14 +495,21 @@ func (c *client) export(ctx context.Context, w *bufio.Writer, from, to uint64, r
 		n    uint64
 		last exported
 		buf  []byte
+		tc   audit.TrailerCheck
 	)
+	if resume != nil {
+		tc = resume.count
+	}
 	bar.update("export", 0, total-min(total, from-1))
 	err := l.Read(ctx, from, to, func(recs []eventstore.Record) error {
 		for i := range recs {
 			r := &recs[i]
-			if n == 0 && resume != nil && r.PrevHash != *resume {
+			if n == 0 && resume != nil && r.PrevHash != resume.hash {
 				return fmt.Errorf("event %d does not link to the file's last event (prev_hash %x, file's last hash %x): "+
-					"the file is not an export of this log", r.Position, r.PrevHash[:], resume[:])
+					"the file is not an export of this log", r.Position, r.PrevHash[:], resume.hash[:])
+			}
+			if err := tc.Event(r); err != nil {
+				return err
 			}
 			buf = append(r.AppendJSON(buf[:0]), '\n')
 			if _, err := w.Write(buf); err != nil {
@@ -454,6 +526,17 @@ func (c *client) export(ctx context.Context, w *bufio.Writer, from, to uint64, r
 		bar.update("export", n, total-min(total, from-1))
 		return nil
 	})
+	if err != nil {
+		return n, last, err
+	}
+	t := tc.Written(c.ledger)
+	if t.Anchors, err = c.anchorsWithin(ctx, t.First, t.Last); err != nil {
+		return n, last, err
+	}
+	if buf, err = audit.AppendTrailer(buf[:0], &t); err != nil {
+		return n, last, err
+	}
+	_, err = w.Write(buf)
 	return n, last, err
 }
 

@@ -45,7 +45,8 @@ func (c *client) logImportCmd() *cobra.Command {
 		Short: "Import an exported log into a new, empty ledger (--ledger; default: the log's own)",
 		Long: `import streams an exported log (JSON Lines, as log export writes it) into a new,
 empty ledger: the one --ledger names, else the log's own. The whole file is checked first
-(every hash and link), so a bad line is refused with its number before anything is sent.
+(every hash and link, and its trailer: a file cut short, or without one, is refused), so a
+bad line is refused with its number before anything is sent.
 
 The events keep their positions, times and payloads. Imported into a ledger of another
 name, the events are re-chained: each event's hash covers its ledger's name, so the new
@@ -110,7 +111,10 @@ func importScan(f *os.File) (uint64, string, eventstore.Hash, error) {
 	index := audit.NewImportIndex(f, audit.ImportFrameLine, eventstore.ParseRecordJSON)
 	checker := audit.NewImportChecker(index.Record)
 	br := audit.ImportNewLineReader(f)
-	var offset int64
+	var (
+		offset int64
+		tc     audit.TrailerCheck
+	)
 	for line := 1; ; line++ {
 		b, took, err := audit.ImportReadLine(br)
 		if errors.Is(err, io.EOF) {
@@ -124,8 +128,17 @@ func importScan(f *os.File) (uint64, string, eventstore.Hash, error) {
 		if audit.ImportBlankLine(b) {
 			continue
 		}
+		if audit.IsTrailer(b) {
+			if err := tc.Trailer(b); err != nil {
+				return 0, "", eventstore.Hash{}, fmt.Errorf("line %d: %w", line, err)
+			}
+			continue
+		}
 		r, err := eventstore.ParseRecordJSON(b)
 		if err != nil {
+			return 0, "", eventstore.Hash{}, fmt.Errorf("line %d: %w", line, err)
+		}
+		if err := tc.Event(&r); err != nil {
 			return 0, "", eventstore.Hash{}, fmt.Errorf("line %d: %w", line, err)
 		}
 		if err := checker.Check(&r); err != nil {
@@ -136,6 +149,9 @@ func importScan(f *os.File) (uint64, string, eventstore.Hash, error) {
 	n, head := checker.Head()
 	if n == 0 {
 		return 0, "", eventstore.Hash{}, errors.New("no events")
+	}
+	if _, err := tc.End(); err != nil {
+		return 0, "", eventstore.Hash{}, err
 	}
 	return n, checker.Ledger(), head, nil
 }
@@ -180,7 +196,7 @@ func (c *client) importSend(ctx context.Context, f *os.File, target string, n ui
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
-		if audit.ImportBlankLine(b) {
+		if audit.ImportBlankLine(b) || audit.IsTrailer(b) {
 			continue
 		}
 		r, err := eventstore.ParseRecordJSON(b)

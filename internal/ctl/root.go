@@ -53,6 +53,7 @@ func (c *client) newRoot() *cobra.Command {
 		group("projections", "Read models: status and rebuild", c.projectionsStatusCmd(), c.projectionsRebuildCmd()),
 		group("audit", "Verify the log and replay it, on this machine", c.auditVerifyCmd(), c.auditReplayCmd()),
 		group("log", "Export and import a ledger's log", c.logExportCmd(), c.logImportCmd()),
+		group("anchors", "Signed anchors of the log: list them, make a key pair", c.anchorsListCmd(), c.anchorsKeygenCmd()),
 		group("reconcile", "Reconcile accounts with external statements", c.reconcileImportCmd(), c.reconcileRulesCmd(),
 			c.reconcileMatchCmd(), c.reconcileUnmatchCmd(), c.reconcileReportCmd()),
 		c.journalCmd(),

@@ -328,6 +328,12 @@ func TestLedgerctlAudit(t *testing.T) {
 	testenv.NoError(t, err)
 	var prev eventstore.Hash
 	lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+	trailer, err := audit.ParseTrailer(lines[len(lines)-1])
+	testenv.NoError(t, err)
+	lines = lines[:len(lines)-1]
+	if trailer.Events != head || trailer.First != 1 || trailer.Last != head || trailer.Ledger != ledger {
+		t.Errorf("trailer %+v, want %d events 1..%d of %s", trailer, head, head, ledger)
+	}
 	for i, l := range lines {
 		r, err := eventstore.ParseRecordJSON(l)
 		testenv.NoError(t, err)
@@ -358,7 +364,8 @@ func TestLedgerctlAudit(t *testing.T) {
 	}
 	// To standard output.
 	out = h.runCtlOK(t, ledger, "log", "export", "--from", "2", "--to", "4")
-	if want := string(bytes.Join(lines[1:4], []byte("\n"))) + "\n"; out != want {
+	if want := string(bytes.Join(lines[1:4], []byte("\n"))) + "\n"; !strings.HasPrefix(out, want) ||
+		!audit.IsTrailer([]byte(out[len(want):])) || !strings.Contains(out[len(want):], `"events":3,"first":2,"last":4`) {
 		t.Errorf("export 2..4 to stdout:\n%s\nwant:\n%s", out, want)
 	}
 	// The export verifies and replays alone.

@@ -16,6 +16,7 @@ import (
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/projections"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // errTLSPair means one of -tls-cert and -tls-key was given without the other.
@@ -96,6 +97,18 @@ type Config struct {
 	// next command starts them again. Zero is LedgerIdleDefault; at most
 	// ledgerIdleMax.
 	LedgerIdle time.Duration
+	// AnchorKeyFile is the Ed25519 private key (PEM) that signs anchors;
+	// AnchorKey the same from the environment (LEDGER_ANCHOR_KEY, PEM or the
+	// base64 of the seed). Neither is ever stored in PostgreSQL. Without
+	// either, dev mode generates <data-dir>/anchor.key and a service signs
+	// nothing.
+	AnchorKeyFile, AnchorKey string
+	// AnchorDir receives one JSON Lines file of anchors per ledger; ""
+	// is <data-dir>/anchors.
+	AnchorDir string
+	// AnchorEvery is how often each ledger's head is signed when it moved;
+	// 0 signs only when asked (Main.Anchor).
+	AnchorEvery time.Duration
 }
 
 // LedgerIdleDefault is how long an idle ledger keeps its writer, relay and
@@ -106,6 +119,10 @@ const LedgerIdleDefault = time.Minute
 
 // ledgerIdleMax bounds -ledger-idle.
 const ledgerIdleMax = 24 * time.Hour
+
+// anchorEveryMax bounds -anchor-every: what an undetected rewrite of the
+// tail may cover.
+const anchorEveryMax = 24 * time.Hour
 
 // snapshotEveryDefault takes a snapshot every million events: a few seconds
 // of the writer's time (its encoding) per million, against a start-up that
@@ -195,6 +212,12 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"bootstrap admin key lk_<12 hex>_<secret>, made an admin key at start if it is not one (env LEDGER_ADMIN_KEY)")
 	fs.StringVar(&c.TLSCert, "tls-cert", getenv("LEDGER_TLS_CERT"), "PEM certificate: serve TLS on the gRPC and HTTP ports (env LEDGER_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", getenv("LEDGER_TLS_KEY"), "PEM private key of -tls-cert (env LEDGER_TLS_KEY)")
+	fs.StringVar(&c.AnchorKeyFile, "anchor-key-file", getenv("LEDGER_ANCHOR_KEY_FILE"),
+		"Ed25519 private key (PEM) signing the anchors of the ledgers' heads (env LEDGER_ANCHOR_KEY_FILE, or the key in LEDGER_ANCHOR_KEY); "+
+			"empty: generated in -data-dir in dev mode, else no anchors")
+	fs.StringVar(&c.AnchorDir, "anchor-dir", getenv("LEDGER_ANCHOR_DIR"), "directory of the anchor files, one per ledger (env LEDGER_ANCHOR_DIR); empty: <data-dir>/anchors")
+	fs.DurationVar(&c.AnchorEvery, "anchor-every", envDuration("LEDGER_ANCHOR_EVERY", workflows.AnchorEveryDefault),
+		"how often each ledger's head is signed when it moved; 0: only at a period close (env LEDGER_ANCHOR_EVERY)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -204,7 +227,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		flag, env string
 		into      *string
 	}{{"postgres-url", "LEDGER_POSTGRES_URL", &c.PostgresURL}, {"nats-url", "LEDGER_NATS_URL", &c.NATSURL},
-		{"admin-key", "LEDGER_ADMIN_KEY", &c.AdminKey}} {
+		{"admin-key", "LEDGER_ADMIN_KEY", &c.AdminKey}, {"", "LEDGER_ANCHOR_KEY", &c.AnchorKey}} {
 		if !set[secret.flag] {
 			*secret.into = getenv(secret.env)
 		}
@@ -242,6 +265,12 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	if c.ProjectionLinger < 0 || c.ProjectionLinger > projectionLingerMax {
 		return Config{}, fmt.Errorf("projection linger %s: want 0 to %s", c.ProjectionLinger, projectionLingerMax)
+	}
+	if c.AnchorEvery < 0 || c.AnchorEvery > anchorEveryMax {
+		return Config{}, fmt.Errorf("anchor every %s: want 0 (when asked only) to %s", c.AnchorEvery, anchorEveryMax)
+	}
+	if c.AnchorKeyFile != "" && c.AnchorKey != "" {
+		return Config{}, errors.New("-anchor-key-file and LEDGER_ANCHOR_KEY: give one key, not two")
 	}
 	d, err := time.ParseDuration(maxAge)
 	if err != nil {

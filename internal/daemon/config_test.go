@@ -132,3 +132,32 @@ func TestParseFlagsNATSListen(t *testing.T) {
 		}
 	}
 }
+
+// TestParseFlagsAnchors: the anchor key comes from a file or, never as a
+// flag, from the environment (not both); the interval is bounded.
+func TestParseFlagsAnchors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args    []string
+		env     map[string]string
+		wantErr bool
+		check   func(daemon.Config) bool
+	}{
+		{nil, nil, false, func(c daemon.Config) bool { return c.AnchorEvery == 10*time.Second && c.AnchorKeyFile == "" }},
+		{[]string{"-anchor-key-file", "/k", "-anchor-every", "0"}, nil, false,
+			func(c daemon.Config) bool { return c.AnchorKeyFile == "/k" && c.AnchorEvery == 0 }},
+		{nil, map[string]string{"LEDGER_ANCHOR_KEY": "seed", "LEDGER_ANCHOR_DIR": "/a", "LEDGER_ANCHOR_EVERY": "1m"}, false,
+			func(c daemon.Config) bool {
+				return c.AnchorKey == "seed" && c.AnchorDir == "/a" && c.AnchorEvery == time.Minute
+			}},
+		{[]string{"-anchor-key-file", "/k"}, map[string]string{"LEDGER_ANCHOR_KEY": "seed"}, true, nil},
+		{[]string{"-anchor-every", "-1s"}, nil, true, nil},
+		{[]string{"-anchor-every", "25h"}, nil, true, nil},
+		{nil, map[string]string{"LEDGER_ANCHOR_EVERY": "often"}, true, nil},
+	} {
+		c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if (err != nil) != tc.wantErr || err == nil && !tc.check(c) {
+			t.Errorf("%v %v: %+v, %v", tc.args, tc.env, c, err)
+		}
+	}
+}

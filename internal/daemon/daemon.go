@@ -30,6 +30,7 @@ import (
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 	"github.com/ledgerd/ledger/queries"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // shutdownGrace bounds how long Close waits for calls in flight.
@@ -72,6 +73,10 @@ type Main struct {
 	health   *healthWatch
 	// adminKeyPath is the file dev mode wrote a new admin key to; "" if none.
 	adminKeyPath string
+	// anchoring signs the heads (nil: no anchor key); anchorBucket is
+	// where it publishes them, which IntegrityService lists.
+	anchoring    *workflows.Anchoring
+	anchorBucket *natsbus.Anchors
 	// dataDirLock is the data dir's flocked lock file while embedded
 	// servers run in it (datadir.go).
 	dataDirLock *os.File
@@ -162,6 +167,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.sweepLedgers(ctx)
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.runSweeps(m.readersCtx) }()
+	if err := m.startAnchoring(); err != nil {
+		return err
+	}
 	if err := m.serve(); err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/ctl"
@@ -64,10 +65,9 @@ func importExport(t *testing.T, st *eventstore.Store, ledger string) []eventstor
 
 // importJSONLines is recs as an export file.
 func importJSONLines(recs []eventstore.Record) []byte {
-	var b []byte
-	for i := range recs {
-		b = recs[i].AppendJSON(b)
-		b = append(b, '\n')
+	b, err := audit.AppendExport(nil, recs)
+	if err != nil {
+		panic(err)
 	}
 	return b
 }

@@ -90,6 +90,11 @@ func (m *Main) serve() error {
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
 	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.pool, m.waiter), m.Logger))
 	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.pool, m.store, m.keys, m.ledgers, m.Logger))
+	var anchors grpcapi.AnchorLister
+	if m.anchorBucket != nil {
+		anchors = m.anchorBucket
+	}
+	ledgerv1.RegisterIntegrityServiceServer(m.grpcSrv, grpcapi.NewIntegrityServer(anchors))
 	reflection.Register(m.grpcSrv)
 	m.health = registerHealth(m.readersCtx, m.grpcSrv, m.pool.Ping)
 	m.wg.Add(1)

@@ -230,6 +230,16 @@ func TestDevModeAdminKey(t *testing.T) {
 	if apikeys.ID(key) == "" || !strings.Contains(printed, "\n    "+key+"\n") {
 		t.Fatalf("admin.key holds %q; printed:\n%s\nwant the key, on a line of its own", key, printed)
 	}
+	// The anchor key pair too: the private key owner-only.
+	anchorKey := filepath.Join(dir, daemon.AnchorKeyFile)
+	if fi, err := os.Stat(anchorKey); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v, %v; want mode 0600", anchorKey, fi, err)
+	}
+	anchorBytes, err := os.ReadFile(anchorKey)
+	testenv.NoError(t, err)
+	if _, err := os.Stat(filepath.Join(dir, daemon.AnchorPubKeyFile)); err != nil {
+		t.Error(err)
+	}
 	env := map[string]string{"LEDGER_ADDR": m.GRPCAddr(), "LEDGER_LEDGER": "demo", "LEDGER_DATA_DIR": dir}
 	if code, out, errOut := runCtlEnv(t, env, "asset", "define", "USD", "2"); code != 0 {
 		t.Errorf("ledgerctl with the key file: exit %d\n%s%s", code, out, errOut)
@@ -243,6 +253,9 @@ func TestDevModeAdminKey(t *testing.T) {
 	}
 	if b2, err := os.ReadFile(path); err != nil || string(b2) != string(b) {
 		t.Errorf("a restart changed admin.key: %q, %v", b2, err)
+	}
+	if b2, err := os.ReadFile(anchorKey); err != nil || string(b2) != string(anchorBytes) {
+		t.Errorf("a restart changed anchor.key: %v", err)
 	}
 	env["LEDGER_ADDR"] = m.GRPCAddr()
 	if code, out, errOut := runCtlEnv(t, env, "keys", "list"); code != 0 || !strings.Contains(out, apikeys.ID(key)) {

@@ -1,0 +1,49 @@
+package natsbus_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ledgerd/ledger/adapters/natsbus"
+	"github.com/ledgerd/ledger/anchor"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// Anchors put out of order come back by position, one ledger's only, in
+// pages that end where asked, each signature intact.
+func TestAnchorsPutList(t *testing.T) {
+	t.Parallel()
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	testenv.NoError(t, err)
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	testenv.NoError(t, err)
+	s := anchor.NewSigner(k)
+	ring := anchor.NewKeyring(s.Public())
+	bucket := natsbus.NewAnchors(js)
+	ledger, other := testenv.Name(t), testenv.Name(t)+"-other"
+	for _, pos := range []uint64{30, 10, 20, 40, 50} {
+		for _, l := range []string{ledger, other} {
+			a, err := s.Sign(l, pos, [32]byte{byte(pos)}, time.Now())
+			testenv.NoError(t, err)
+			testenv.NoError(t, bucket.Put(t.Context(), a))
+		}
+	}
+	got, more, err := bucket.List(t.Context(), ledger, 15, 0, 2)
+	testenv.NoError(t, err)
+	if len(got) != 2 || got[0].Position != 20 || got[1].Position != 30 || !more {
+		t.Fatalf("from 15, 2: %v, more %v", got, more)
+	}
+	got, more, err = bucket.List(t.Context(), ledger, 31, 40, 1000)
+	testenv.NoError(t, err)
+	if len(got) != 1 || got[0].Position != 40 || more || got[0].Ledger != ledger || ring.Verify(&got[0]) != nil {
+		t.Fatalf("31..40: %v, more %v", got, more)
+	}
+}

@@ -1,0 +1,135 @@
+// Package anchorfile keeps anchors in files: one append-only JSON Lines
+// file per ledger (<dir>/<ledger>.anchors.jsonl), the sink ledgerd writes and
+// the form ledgerctl audit verify --anchors reads.
+package anchorfile
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ledgerd/ledger/anchor"
+)
+
+// Limits of reading anchors.
+const (
+	// ReadMax bounds the anchors read from files at once: one every 10 s
+	// for a year is 3.2 million.
+	ReadMax = 1 << 23
+	// lineMax bounds a line: an anchor is about 300 bytes.
+	lineMax = 64 << 10
+	// fileMode: an anchor is public, but only ledgerd appends.
+	fileMode = 0o644
+)
+
+// Suffix ends every anchor file's name.
+const Suffix = ".anchors.jsonl"
+
+// ErrTooMany: more than ReadMax anchors.
+var ErrTooMany = errors.New("too many anchors")
+
+// Sink appends anchors to <Dir>/<ledger>.anchors.jsonl, each synced to
+// disk before Put returns.
+type Sink struct {
+	Dir string
+	mu  sync.Mutex
+}
+
+// Name is what logs call the sink.
+func (s *Sink) Name() string { return "file " + s.Dir }
+
+// Put appends a (ctx is not consulted: a write to a local file).
+//
+// Errors: the file system's.
+func (s *Sink) Put(_ context.Context, a anchor.Anchor) error {
+	line, err := a.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(Path(s.Dir, a.Ledger), os.O_WRONLY|os.O_CREATE|os.O_APPEND, fileMode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Path is the file of ledger's anchors under dir.
+func Path(dir, ledger string) string { return filepath.Join(dir, ledger+Suffix) }
+
+// Load reads the anchors of path: a file of JSON Lines (any ledgers), or a
+// directory whose *.jsonl files are. Anchors come back by ledger, then
+// position.
+//
+// Errors: the file system's; a line that is not an anchor (file and line
+// number, anchor.ErrMalformed); ErrTooMany.
+func Load(path string) ([]anchor.Anchor, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	files := []string{path}
+	if st.IsDir() {
+		if files, err = filepath.Glob(filepath.Join(path, "*.jsonl")); err != nil {
+			return nil, err
+		}
+	}
+	var out []anchor.Anchor
+	for _, name := range files {
+		if out, err = loadFile(name, out); err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Ledger != out[j].Ledger {
+			return out[i].Ledger < out[j].Ledger
+		}
+		return out[i].Position < out[j].Position
+	})
+	return out, nil
+}
+
+func loadFile(name string, out []anchor.Anchor) ([]anchor.Anchor, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), lineMax)
+	for line := 1; sc.Scan(); line++ {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		a, err := anchor.Parse(sc.Bytes())
+		if err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", name, line, err)
+		}
+		if len(out) == ReadMax {
+			return nil, fmt.Errorf("%s: more than %d: %w", name, ReadMax, ErrTooMany)
+		}
+		out = append(out, a)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return out, nil
+}

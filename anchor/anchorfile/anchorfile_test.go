@@ -1,0 +1,63 @@
+package anchorfile_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerd/ledger/anchor"
+	"github.com/ledgerd/ledger/anchor/anchorfile"
+)
+
+// Anchors appended per ledger come back from the directory by ledger and
+// position, and from one file; a line that is not an anchor is refused
+// with its file and line.
+func TestSinkLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := anchor.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	sink := &anchorfile.Sink{Dir: dir}
+	for _, p := range []struct {
+		ledger string
+		pos    uint64
+	}{{"b", 7}, {"a", 9}, {"a", 3}} {
+		a, err := s.Sign(p.ledger, p.pos, [32]byte{1}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sink.Put(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := anchorfile.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range all {
+		got = append(got, a.Ledger+":"+string(rune('0'+a.Position)))
+	}
+	if strings.Join(got, " ") != "a:3 a:9 b:7" {
+		t.Fatalf("loaded %v", got)
+	}
+	one, err := anchorfile.Load(anchorfile.Path(dir, "b"))
+	if err != nil || len(one) != 1 || anchor.NewKeyring(s.Public()).Verify(&one[0]) != nil {
+		t.Fatalf("one file: %v, %v", one, err)
+	}
+	f, err := os.OpenFile(anchorfile.Path(dir, "a"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("{\"v\":1}\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := anchorfile.Load(dir); !errors.Is(err, anchor.ErrMalformed) || !strings.Contains(err.Error(), filepath.Base(anchorfile.Path(dir, "a"))+" line 3") {
+		t.Fatalf("a malformed line: %v", err)
+	}
+}

@@ -1,0 +1,167 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ledgerd/ledger/anchor"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// An export (ledgerctl log export) ends with a trailer line, the export
+// format's version 1:
+//
+//	{"trailer":{"v":1,"ledger":"acme","events":N,"first":1,"last":N,"last_hash":"<hex>","anchors":[...]}}
+//
+// events counts the event lines above it, first and last are their first
+// and last positions, last_hash the last one's hash, and anchors the signed
+// anchors of the ledger within first..last that ledgerd had when the export
+// ended. A file cut anywhere, at a line boundary too, has no trailer or one
+// that does not match its lines: readers refuse it (ErrTrailer).
+
+// TrailerVersion is the export format's version the trailer states.
+const TrailerVersion = 1
+
+// ErrTrailer: an export without its trailer, or whose trailer does not
+// match its events: a cut or altered file.
+var ErrTrailer = errors.New("the export's trailer")
+
+// trailerPrefix starts a trailer line, and no event line.
+var trailerPrefix = []byte(`{"trailer":`)
+
+// Trailer is the last line of an export.
+type Trailer struct {
+	V        int             `json:"v"`
+	Ledger   string          `json:"ledger"`
+	Events   uint64          `json:"events"`
+	First    uint64          `json:"first"`
+	Last     uint64          `json:"last"`
+	LastHash string          `json:"last_hash"`
+	Anchors  []anchor.Anchor `json:"anchors"`
+}
+
+// IsTrailer reports whether line is a trailer line.
+func IsTrailer(line []byte) bool { return bytes.HasPrefix(bytes.TrimSpace(line), trailerPrefix) }
+
+// AppendTrailer appends t's line, newline included.
+func AppendTrailer(b []byte, t *Trailer) ([]byte, error) {
+	t.V = TrailerVersion
+	if t.Anchors == nil {
+		t.Anchors = []anchor.Anchor{}
+	}
+	js, err := json.Marshal(struct {
+		Trailer *Trailer `json:"trailer"`
+	}{t})
+	if err != nil {
+		return nil, err
+	}
+	return append(append(b, js...), '\n'), nil
+}
+
+// ParseTrailer reads a trailer line.
+//
+// Errors: ErrTrailer (not a trailer of version 1).
+func ParseTrailer(line []byte) (Trailer, error) {
+	var w struct {
+		Trailer *Trailer `json:"trailer"`
+	}
+	if err := json.Unmarshal(line, &w); err != nil || w.Trailer == nil {
+		return Trailer{}, fmt.Errorf("%w does not parse: %v", ErrTrailer, err)
+	}
+	if w.Trailer.V != TrailerVersion {
+		return Trailer{}, fmt.Errorf("%w is of version %d: this build reads version %d", ErrTrailer, w.Trailer.V, TrailerVersion)
+	}
+	return *w.Trailer, nil
+}
+
+// TrailerCheck counts an export's events as they are read, to hold its
+// trailer to them.
+type TrailerCheck struct {
+	events      uint64
+	first, last uint64
+	lastHash    eventstore.Hash
+	trailer     *Trailer
+}
+
+// Event counts an event line.
+//
+// Errors: ErrTrailer (an event after the trailer).
+func (c *TrailerCheck) Event(r *eventstore.Record) error {
+	if c.trailer != nil {
+		return fmt.Errorf("%w is not the last line: event %d follows it", ErrTrailer, r.Position)
+	}
+	if c.events == 0 {
+		c.first = r.Position
+	}
+	c.events++
+	c.last, c.lastHash = r.Position, r.Hash
+	return nil
+}
+
+// Trailer takes the trailer line.
+//
+// Errors: ErrTrailer (a second trailer, one that does not parse).
+func (c *TrailerCheck) Trailer(line []byte) error {
+	if c.trailer != nil {
+		return fmt.Errorf("%w appears twice", ErrTrailer)
+	}
+	t, err := ParseTrailer(line)
+	if err != nil {
+		return err
+	}
+	c.trailer = &t
+	return nil
+}
+
+// End checks the trailer against the events read, at the end of the file,
+// and returns it.
+//
+// Errors: ErrTrailer naming what is missing or differs.
+func (c *TrailerCheck) End() (*Trailer, error) {
+	t := c.trailer
+	if t == nil {
+		return nil, fmt.Errorf("%w is missing: the file ends after %d events (last position %d) without one: "+
+			"a cut export, or one written before the format had trailers (export it again)", ErrTrailer, c.events, c.last)
+	}
+	lastHash := hex.EncodeToString(c.lastHash[:])
+	if c.events == 0 {
+		lastHash = ""
+	}
+	for _, f := range []struct {
+		name        string
+		want, found any
+	}{{"events", t.Events, c.events}, {"first", t.First, c.first}, {"last", t.Last, c.last}, {"last_hash", t.LastHash, lastHash}} {
+		if f.want != f.found {
+			return nil, fmt.Errorf("%w says %s %v, the file holds %v: a cut or altered export", ErrTrailer, f.name, f.want, f.found)
+		}
+	}
+	return t, nil
+}
+
+// Written is the trailer of the events counted, of ledger.
+func (c *TrailerCheck) Written(ledger string) Trailer {
+	t := Trailer{Ledger: ledger, Events: c.events, First: c.first, Last: c.last}
+	if c.events > 0 {
+		t.LastHash = hex.EncodeToString(c.lastHash[:])
+	}
+	return t
+}
+
+// AppendExport appends recs as an export: an event a line, then the
+// trailer (without anchors).
+func AppendExport(b []byte, recs []eventstore.Record) ([]byte, error) {
+	var tc TrailerCheck
+	ledger := ""
+	for i := range recs {
+		b = append(recs[i].AppendJSON(b), '\n')
+		if err := tc.Event(&recs[i]); err != nil {
+			return nil, err
+		}
+		ledger = recs[i].Ledger
+	}
+	t := tc.Written(ledger)
+	return AppendTrailer(b, &t)
+}

@@ -1,0 +1,164 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/ledgerd/ledger/adapters/grpcapi"
+	"github.com/ledgerd/ledger/anchor"
+	"github.com/ledgerd/ledger/anchor/anchorfile"
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/internal/ctl"
+	"github.com/ledgerd/ledger/internal/daemon"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// hasAnchorAt reports whether as holds ledger's anchor at pos.
+func hasAnchorAt(as []anchor.Anchor, ledger string, pos uint64) bool {
+	return slices.ContainsFunc(as, func(a anchor.Anchor) bool { return a.Ledger == ledger && a.Position == pos })
+}
+
+// TestAnchors: ledgerd signs the head with the key ledgerctl made, into the
+// file sink and the NATS bucket (listed through IntegrityService);
+// audit verify --anchors agrees with a sound log, and names the signed
+// position a deleted tail lost; an export carries the anchors in its
+// trailer, and one cut short is refused by import and by verify.
+func TestAnchors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "anchor-1")
+	var out, errOut bytes.Buffer
+	if code := ctl.Run(context.Background(), []string{"anchors", "keygen", "--out", prefix}, func(string) string { return "" },
+		&out, &errOut); code != 0 {
+		t.Fatalf("anchors keygen: exit %d: %s", code, errOut.String())
+	}
+	if st, err := os.Stat(prefix + ".key"); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the private key file: %v, %v", st, err)
+	}
+	sinkDir := filepath.Join(dir, "anchors")
+	h := startWith(t, func(m *daemon.Main) {
+		c := &m.Config
+		c.AnchorKeyFile, c.AnchorDir, c.AnchorEvery = prefix+".key", sinkDir, 20*time.Millisecond
+	})
+	ledger := testenv.Name(t)
+	h.importWorkload(t, ledger, 41, 30)
+	head := h.head(t, ledger)
+
+	// Signed on its own at the interval: in the file and the bucket.
+	listed := filepath.Join(dir, "listed.jsonl")
+	for deadline := time.Now().Add(time.Minute); ; {
+		list := h.runCtlOK(t, ledger, "anchors", "list")
+		if strings.Contains(list, fmt.Sprintf(`"position":%d,`, head)) {
+			testenv.NoError(t, os.WriteFile(listed, []byte(list), 0o644))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no anchor of the head %d listed after a minute:\n%s", head, list)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	inFiles, err := anchorfile.Load(sinkDir)
+	testenv.NoError(t, err)
+	if !hasAnchorAt(inFiles, ledger, head) {
+		t.Fatalf("the file sink lacks the anchor of %d: %v", head, inFiles)
+	}
+	// The trigger a period close calls.
+	a, err := h.m.Anchor(ctx(t), ledger)
+	testenv.NoError(t, err)
+	ring, err := anchor.LoadKeyring(prefix + ".pub")
+	testenv.NoError(t, err)
+	if a.Position != head || ring.Verify(&a) != nil {
+		t.Fatalf("Anchor: %+v, %v", a, ring.Verify(&a))
+	}
+
+	// Bad requests name their field; a page is at most 1,000.
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	testenv.NoError(t, err)
+	defer conn.Close()
+	integrity := ledgerv1.NewIntegrityServiceClient(conn)
+	_, err = integrity.ListAnchors(ctx(t), &ledgerv1.ListAnchorsRequest{Ledger: ledger, Limit: grpcapi.ListAnchorsMax})
+	testenv.NoError(t, err)
+	for field, req := range map[string]*ledgerv1.ListAnchorsRequest{
+		"limit":         {Ledger: ledger, Limit: grpcapi.ListAnchorsMax + 1},
+		"ledger":        {Ledger: "Not A Ledger"},
+		"from_position": {Ledger: ledger, FromPosition: 5, ToPosition: 4},
+	} {
+		_, err := integrity.ListAnchors(ctx(t), req)
+		if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), field+":") {
+			t.Errorf("ListAnchors %v: %v, want InvalidArgument on %s", req, err, field)
+		}
+	}
+
+	// Over REST, for the auditor role.
+	req, err := http.NewRequestWithContext(ctx(t), http.MethodGet, "http://"+h.m.HTTPAddr()+"/v1/ledgers/"+ledger+"/anchors?from_position="+
+		fmt.Sprint(head), nil)
+	testenv.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+h.key)
+	resp, err := http.DefaultClient.Do(req)
+	testenv.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	testenv.NoError(t, errors.Join(err, resp.Body.Close()))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), fmt.Sprintf(`"position":"%d"`, head)) {
+		t.Fatalf("GET anchors: %d %s", resp.StatusCode, body)
+	}
+
+	out1 := h.runCtlOK(t, ledger, "audit", "verify", "--anchors", listed, "--anchor-pubkey", prefix+".pub")
+	if !strings.Contains(out1, "clean") || !strings.Contains(out1, "signed anchors") {
+		t.Fatalf("audit verify --anchors:\n%s", out1)
+	}
+
+	// The export's trailer carries the anchors; cut short, it is refused.
+	full := filepath.Join(dir, "full.jsonl")
+	h.runCtlOK(t, ledger, "log", "export", "--out", full)
+	data, err := os.ReadFile(full)
+	testenv.NoError(t, err)
+	lines := bytes.SplitAfter(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+	tr, err := audit.ParseTrailer(lines[len(lines)-1])
+	testenv.NoError(t, err)
+	if tr.Events != head || !hasAnchorAt(tr.Anchors, ledger, head) {
+		t.Fatalf("trailer: %d events, anchors %v; want %d and the head's anchor", tr.Events, tr.Anchors, head)
+	}
+	// The trailer's anchors verify the file, with the public key alone.
+	if out := h.runCtlOK(t, ledger, "audit", "verify", "--in", full, "--anchor-pubkey", prefix+".pub"); !strings.Contains(out, "signed anchors") {
+		t.Errorf("verify --in with the trailer's anchors:\n%s", out)
+	}
+	cut := filepath.Join(dir, "cut.jsonl")
+	testenv.NoError(t, os.WriteFile(cut, bytes.Join(lines[:len(lines)-4], nil), 0o600))
+	code, stdout, stderr := h.runCtl(t, ledger, "log", "import", "--in", cut, "--ledger", testenv.Name(t)+"-copy")
+	if code != 1 || !strings.Contains(stderr, "trailer is missing") || strings.Contains(stdout, "sent") {
+		t.Errorf("import of a cut export: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr = h.runCtl(t, ledger, "audit", "verify", "--in", cut); code != 1 || !strings.Contains(stderr, "trailer is missing") {
+		t.Errorf("verify of a cut export: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// The tail deleted and the head row moved back: the chain is sound, the
+	// anchors are not.
+	h.tamperEvents(t, `DELETE FROM events WHERE ledger = $1 AND position > $2`, ledger, int64(head-2))
+	pg, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	_, err = pg.Exec(ctx(t), `UPDATE ledger_heads SET position = $2, hash = (SELECT hash FROM events WHERE ledger = $1 AND position = $2)
+		WHERE ledger = $1`, ledger, int64(head-2))
+	testenv.NoError(t, errors.Join(err, pg.Close(context.Background())))
+	code, stdout, _ = h.runCtl(t, ledger, "audit", "verify", "--anchors", listed, "--anchor-pubkey", prefix+".pub")
+	if code != 1 || reportValue(stdout, "kind") != "anchor" || reportValue(stdout, "position") != fmt.Sprint(head) {
+		t.Errorf("verify of a deleted tail: exit %d, want 1, an anchor divergence at %d:\n%s", code, head, stdout)
+	}
+}
