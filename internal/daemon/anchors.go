@@ -109,3 +109,24 @@ func (m *Main) Anchor(ctx context.Context, ledger string) (anchor.Anchor, error)
 	}
 	return m.anchoring.Anchor(ctx, ledger)
 }
+
+// anchorPeriodClose signs the ledger's head once a period close committed
+// at position: the anchor covers the PeriodClosed event (its trial balance
+// and closing digest) through the chain, which is what makes a close
+// signed. It does not block the call; a failure is logged, and the next
+// interval's anchor covers the close anyway.
+func (m *Main) anchorPeriodClose(ledger string, position uint64) {
+	if m.anchoring == nil {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		a, err := m.Anchor(m.readersCtx, ledger)
+		if err != nil {
+			m.Logger.Warn("period close: head not signed now; the next anchor covers it", "ledger", ledger, "position", position, "err", err)
+			return
+		}
+		m.Logger.Info("period close signed", "ledger", ledger, "close_position", position, "anchor_position", a.Position)
+	}()
+}

@@ -162,3 +162,40 @@ func TestAnchors(t *testing.T) {
 		t.Errorf("verify of a deleted tail: exit %d, want 1, an anchor divergence at %d:\n%s", code, head, stdout)
 	}
 }
+
+// TestPeriodCloseIsSigned: a period close is followed by an anchor of the
+// head at or after the PeriodClosed event, signed with ledgerd's key, with
+// no interval due (the interval is an hour): the close triggers it.
+func TestPeriodCloseIsSigned(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "anchor")
+	var out, errOut bytes.Buffer
+	if code := ctl.Run(context.Background(), []string{"anchors", "keygen", "--out", prefix}, func(string) string { return "" },
+		&out, &errOut); code != 0 {
+		t.Fatalf("anchors keygen: exit %d: %s", code, errOut.String())
+	}
+	sinkDir := filepath.Join(dir, "anchors")
+	h := startWith(t, func(m *daemon.Main) {
+		m.Config.AnchorKeyFile, m.Config.AnchorDir, m.Config.AnchorEvery = prefix+".key", sinkDir, time.Hour
+	})
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	res, err := h.closePeriod(t, ledger, time.Now().Add(-time.Minute))
+	testenv.NoError(t, err)
+	mustCreated(t, res)
+	ring, err := anchor.LoadKeyring(prefix + ".pub")
+	testenv.NoError(t, err)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		as, err := anchorfile.Load(sinkDir)
+		if err != nil {
+			return err
+		}
+		for i := range as {
+			if as[i].Ledger == ledger && as[i].Position >= res.GetPosition() && ring.Verify(&as[i]) == nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("no signed anchor of %s at or after the close at %d: %v", ledger, res.GetPosition(), as)
+	})
+}

@@ -85,7 +85,9 @@ func (m *Main) serve() error {
 		m.auth.OnRefused = func(code codes.Code) { m.metrics.refused.WithLabelValues(code.String()).Inc() }
 	}
 	m.grpcSrv = grpc.NewServer(m.grpcServerOptions(tlsCfg)...)
-	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, grpcapi.NewCommandServer(m.ledgers, m.Logger))
+	commandSrv := grpcapi.NewCommandServer(m.ledgers, m.Logger)
+	commandSrv.OnPeriodClosed(m.anchorPeriodClose)
+	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, commandSrv)
 	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.pool, m.waiter), m.ledgers))
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
 	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.pool, m.waiter), m.Logger))
