@@ -515,6 +515,68 @@ func (TransferStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{6}
 }
 
+// ProjectionState says whether a projection can go on. A stopped projection
+// applies nothing past its checkpoint (its lag grows) until an operator
+// repairs the stream (AdminService.RepairStream, docs/operations.md
+// "Integrity").
+type ProjectionState int32
+
+const (
+	ProjectionState_PROJECTION_STATE_UNSPECIFIED ProjectionState = 0
+	// Nothing stops it.
+	ProjectionState_PROJECTION_STATE_OK ProjectionState = 1
+	// It refused an event that does not continue the hash chain or is not the
+	// log's (a forged or replayed message on the stream).
+	ProjectionState_PROJECTION_STATE_CHAIN_BROKEN ProjectionState = 2
+	// The relay found the ledger's stream ahead of the log or different from
+	// it (a database restored from an earlier copy) and publishes nothing on
+	// top: the projection waits.
+	ProjectionState_PROJECTION_STATE_STREAM_DIVERGED ProjectionState = 3
+)
+
+// Enum value maps for ProjectionState.
+var (
+	ProjectionState_name = map[int32]string{
+		0: "PROJECTION_STATE_UNSPECIFIED",
+		1: "PROJECTION_STATE_OK",
+		2: "PROJECTION_STATE_CHAIN_BROKEN",
+		3: "PROJECTION_STATE_STREAM_DIVERGED",
+	}
+	ProjectionState_value = map[string]int32{
+		"PROJECTION_STATE_UNSPECIFIED":     0,
+		"PROJECTION_STATE_OK":              1,
+		"PROJECTION_STATE_CHAIN_BROKEN":    2,
+		"PROJECTION_STATE_STREAM_DIVERGED": 3,
+	}
+)
+
+func (x ProjectionState) Enum() *ProjectionState {
+	p := new(ProjectionState)
+	*p = x
+	return p
+}
+
+func (x ProjectionState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProjectionState) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_ledger_proto_enumTypes[7].Descriptor()
+}
+
+func (ProjectionState) Type() protoreflect.EnumType {
+	return &file_ledger_v1_ledger_proto_enumTypes[7]
+}
+
+func (x ProjectionState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProjectionState.Descriptor instead.
+func (ProjectionState) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{7}
+}
+
 // LedgerStatus is a ledger's lifecycle state.
 type LedgerStatus int32
 
@@ -556,11 +618,11 @@ func (x LedgerStatus) String() string {
 }
 
 func (LedgerStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_ledger_v1_ledger_proto_enumTypes[7].Descriptor()
+	return file_ledger_v1_ledger_proto_enumTypes[8].Descriptor()
 }
 
 func (LedgerStatus) Type() protoreflect.EnumType {
-	return &file_ledger_v1_ledger_proto_enumTypes[7]
+	return &file_ledger_v1_ledger_proto_enumTypes[8]
 }
 
 func (x LedgerStatus) Number() protoreflect.EnumNumber {
@@ -569,7 +631,7 @@ func (x LedgerStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LedgerStatus.Descriptor instead.
 func (LedgerStatus) EnumDescriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{7}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{8}
 }
 
 type DefineAssetRequest struct {
@@ -3709,8 +3771,12 @@ type ProjectionStatus struct {
 	Head         uint64 `protobuf:"varint,5,opt,name=head,proto3" json:"head,omitempty"`
 	LagPositions uint64 `protobuf:"varint,6,opt,name=lag_positions,json=lagPositions,proto3" json:"lag_positions,omitempty"`
 	// Seconds between the head's and the checkpoint's recorded times.
-	LagSeconds    float64                `protobuf:"fixed64,7,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	LagSeconds float64                `protobuf:"fixed64,7,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Whether the projection goes on, or what stops it.
+	State ProjectionState `protobuf:"varint,9,opt,name=state,proto3,enum=ledger.v1.ProjectionState" json:"state,omitempty"`
+	// What stopped it (the position and what is wrong), when state is not OK.
+	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3801,6 +3867,145 @@ func (x *ProjectionStatus) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ProjectionStatus) GetState() ProjectionState {
+	if x != nil {
+		return x.State
+	}
+	return ProjectionState_PROJECTION_STATE_UNSPECIFIED
+}
+
+func (x *ProjectionStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RepairStreamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairStreamRequest) Reset() {
+	*x = RepairStreamRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairStreamRequest) ProtoMessage() {}
+
+func (x *RepairStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairStreamRequest.ProtoReflect.Descriptor instead.
+func (*RepairStreamRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RepairStreamRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+// RepairStreamResponse is the repair's progress: the stream recreated, then
+// each projection's rebuild as RebuildProjection reports it.
+type RepairStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The projection being rebuilt; empty for the stream's recreation.
+	Projection string `protobuf:"bytes,1,opt,name=projection,proto3" json:"projection,omitempty"`
+	Position   uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	Head       uint64 `protobuf:"varint,3,opt,name=head,proto3" json:"head,omitempty"`
+	// Set on each projection's last message, once it is swapped in.
+	ProjectionDone bool `protobuf:"varint,4,opt,name=projection_done,json=projectionDone,proto3" json:"projection_done,omitempty"`
+	// Set on the last message of the repair.
+	Done          bool `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairStreamResponse) Reset() {
+	*x = RepairStreamResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairStreamResponse) ProtoMessage() {}
+
+func (x *RepairStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairStreamResponse.ProtoReflect.Descriptor instead.
+func (*RepairStreamResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RepairStreamResponse) GetProjection() string {
+	if x != nil {
+		return x.Projection
+	}
+	return ""
+}
+
+func (x *RepairStreamResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *RepairStreamResponse) GetHead() uint64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *RepairStreamResponse) GetProjectionDone() bool {
+	if x != nil {
+		return x.ProjectionDone
+	}
+	return false
+}
+
+func (x *RepairStreamResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 type GetProjectionStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Projections   []*ProjectionStatus    `protobuf:"bytes,1,rep,name=projections,proto3" json:"projections,omitempty"`
@@ -3810,7 +4015,7 @@ type GetProjectionStatusResponse struct {
 
 func (x *GetProjectionStatusResponse) Reset() {
 	*x = GetProjectionStatusResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +4027,7 @@ func (x *GetProjectionStatusResponse) String() string {
 func (*GetProjectionStatusResponse) ProtoMessage() {}
 
 func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[44]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +4040,7 @@ func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{44}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetProjectionStatusResponse) GetProjections() []*ProjectionStatus {
@@ -3856,7 +4061,7 @@ type ReadEventsRequest struct {
 
 func (x *ReadEventsRequest) Reset() {
 	*x = ReadEventsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3868,7 +4073,7 @@ func (x *ReadEventsRequest) String() string {
 func (*ReadEventsRequest) ProtoMessage() {}
 
 func (x *ReadEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[45]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3881,7 +4086,7 @@ func (x *ReadEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEventsRequest.ProtoReflect.Descriptor instead.
 func (*ReadEventsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{45}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReadEventsRequest) GetLedger() string {
@@ -3915,7 +4120,7 @@ type ReadEventsResponse struct {
 
 func (x *ReadEventsResponse) Reset() {
 	*x = ReadEventsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3927,7 +4132,7 @@ func (x *ReadEventsResponse) String() string {
 func (*ReadEventsResponse) ProtoMessage() {}
 
 func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[46]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3940,7 +4145,7 @@ func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEventsResponse.ProtoReflect.Descriptor instead.
 func (*ReadEventsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{46}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReadEventsResponse) GetEvents() []*LogEvent {
@@ -3972,7 +4177,7 @@ type LogEvent struct {
 
 func (x *LogEvent) Reset() {
 	*x = LogEvent{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3984,7 +4189,7 @@ func (x *LogEvent) String() string {
 func (*LogEvent) ProtoMessage() {}
 
 func (x *LogEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[47]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3997,7 +4202,7 @@ func (x *LogEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEvent.ProtoReflect.Descriptor instead.
 func (*LogEvent) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{47}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LogEvent) GetLedger() string {
@@ -4077,7 +4282,7 @@ type ImportEventsRequest struct {
 
 func (x *ImportEventsRequest) Reset() {
 	*x = ImportEventsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4294,7 @@ func (x *ImportEventsRequest) String() string {
 func (*ImportEventsRequest) ProtoMessage() {}
 
 func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[48]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4307,7 @@ func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEventsRequest.ProtoReflect.Descriptor instead.
 func (*ImportEventsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{48}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ImportEventsRequest) GetLedger() string {
@@ -4132,7 +4337,7 @@ type ImportEventsResponse struct {
 
 func (x *ImportEventsResponse) Reset() {
 	*x = ImportEventsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4144,7 +4349,7 @@ func (x *ImportEventsResponse) String() string {
 func (*ImportEventsResponse) ProtoMessage() {}
 
 func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[49]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4157,7 +4362,7 @@ func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEventsResponse.ProtoReflect.Descriptor instead.
 func (*ImportEventsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{49}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ImportEventsResponse) GetLedger() string {
@@ -4199,7 +4404,7 @@ type RebuildProjectionRequest struct {
 
 func (x *RebuildProjectionRequest) Reset() {
 	*x = RebuildProjectionRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4211,7 +4416,7 @@ func (x *RebuildProjectionRequest) String() string {
 func (*RebuildProjectionRequest) ProtoMessage() {}
 
 func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4224,7 +4429,7 @@ func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionRequest.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{50}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RebuildProjectionRequest) GetLedger() string {
@@ -4261,7 +4466,7 @@ type RebuildProjectionResponse struct {
 
 func (x *RebuildProjectionResponse) Reset() {
 	*x = RebuildProjectionResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4273,7 +4478,7 @@ func (x *RebuildProjectionResponse) String() string {
 func (*RebuildProjectionResponse) ProtoMessage() {}
 
 func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4286,7 +4491,7 @@ func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionResponse.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{51}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RebuildProjectionResponse) GetPosition() uint64 {
@@ -4345,7 +4550,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4562,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4575,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{52}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CreateApiKeyRequest) GetRoles() []string {
@@ -4406,7 +4611,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4418,7 +4623,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4431,7 +4636,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{53}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CreateApiKeyResponse) GetKey() string {
@@ -4466,7 +4671,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4478,7 +4683,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4491,7 +4696,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ApiKey) GetId() string {
@@ -4546,7 +4751,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4558,7 +4763,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4571,7 +4776,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{55}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListApiKeysRequest) GetIncludeRevoked() bool {
@@ -4593,7 +4798,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4605,7 +4810,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4618,7 +4823,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{56}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -4644,7 +4849,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4656,7 +4861,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4669,7 +4874,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{57}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RevokeApiKeyRequest) GetId() string {
@@ -4688,7 +4893,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4700,7 +4905,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4713,7 +4918,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{58}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
@@ -4738,7 +4943,7 @@ type Ledger struct {
 
 func (x *Ledger) Reset() {
 	*x = Ledger{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4750,7 +4955,7 @@ func (x *Ledger) String() string {
 func (*Ledger) ProtoMessage() {}
 
 func (x *Ledger) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4763,7 +4968,7 @@ func (x *Ledger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ledger.ProtoReflect.Descriptor instead.
 func (*Ledger) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{59}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Ledger) GetName() string {
@@ -4810,7 +5015,7 @@ type CreateLedgerRequest struct {
 
 func (x *CreateLedgerRequest) Reset() {
 	*x = CreateLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4822,7 +5027,7 @@ func (x *CreateLedgerRequest) String() string {
 func (*CreateLedgerRequest) ProtoMessage() {}
 
 func (x *CreateLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4835,7 +5040,7 @@ func (x *CreateLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLedgerRequest.ProtoReflect.Descriptor instead.
 func (*CreateLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{60}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateLedgerRequest) GetLedger() string {
@@ -4856,7 +5061,7 @@ type CreateLedgerResponse struct {
 
 func (x *CreateLedgerResponse) Reset() {
 	*x = CreateLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4868,7 +5073,7 @@ func (x *CreateLedgerResponse) String() string {
 func (*CreateLedgerResponse) ProtoMessage() {}
 
 func (x *CreateLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4881,7 +5086,7 @@ func (x *CreateLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLedgerResponse.ProtoReflect.Descriptor instead.
 func (*CreateLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{61}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CreateLedgerResponse) GetLedger() *Ledger {
@@ -4907,7 +5112,7 @@ type ArchiveLedgerRequest struct {
 
 func (x *ArchiveLedgerRequest) Reset() {
 	*x = ArchiveLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4919,7 +5124,7 @@ func (x *ArchiveLedgerRequest) String() string {
 func (*ArchiveLedgerRequest) ProtoMessage() {}
 
 func (x *ArchiveLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4932,7 +5137,7 @@ func (x *ArchiveLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ArchiveLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{62}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ArchiveLedgerRequest) GetLedger() string {
@@ -4951,7 +5156,7 @@ type ArchiveLedgerResponse struct {
 
 func (x *ArchiveLedgerResponse) Reset() {
 	*x = ArchiveLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4963,7 +5168,7 @@ func (x *ArchiveLedgerResponse) String() string {
 func (*ArchiveLedgerResponse) ProtoMessage() {}
 
 func (x *ArchiveLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4976,7 +5181,7 @@ func (x *ArchiveLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ArchiveLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{63}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ArchiveLedgerResponse) GetLedger() *Ledger {
@@ -4995,7 +5200,7 @@ type UnarchiveLedgerRequest struct {
 
 func (x *UnarchiveLedgerRequest) Reset() {
 	*x = UnarchiveLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5007,7 +5212,7 @@ func (x *UnarchiveLedgerRequest) String() string {
 func (*UnarchiveLedgerRequest) ProtoMessage() {}
 
 func (x *UnarchiveLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5020,7 +5225,7 @@ func (x *UnarchiveLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveLedgerRequest.ProtoReflect.Descriptor instead.
 func (*UnarchiveLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{64}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UnarchiveLedgerRequest) GetLedger() string {
@@ -5039,7 +5244,7 @@ type UnarchiveLedgerResponse struct {
 
 func (x *UnarchiveLedgerResponse) Reset() {
 	*x = UnarchiveLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5051,7 +5256,7 @@ func (x *UnarchiveLedgerResponse) String() string {
 func (*UnarchiveLedgerResponse) ProtoMessage() {}
 
 func (x *UnarchiveLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5064,7 +5269,7 @@ func (x *UnarchiveLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveLedgerResponse.ProtoReflect.Descriptor instead.
 func (*UnarchiveLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{65}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *UnarchiveLedgerResponse) GetLedger() *Ledger {
@@ -5083,7 +5288,7 @@ type GetLedgerRequest struct {
 
 func (x *GetLedgerRequest) Reset() {
 	*x = GetLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5095,7 +5300,7 @@ func (x *GetLedgerRequest) String() string {
 func (*GetLedgerRequest) ProtoMessage() {}
 
 func (x *GetLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5108,7 +5313,7 @@ func (x *GetLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLedgerRequest.ProtoReflect.Descriptor instead.
 func (*GetLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{66}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetLedgerRequest) GetLedger() string {
@@ -5127,7 +5332,7 @@ type GetLedgerResponse struct {
 
 func (x *GetLedgerResponse) Reset() {
 	*x = GetLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5139,7 +5344,7 @@ func (x *GetLedgerResponse) String() string {
 func (*GetLedgerResponse) ProtoMessage() {}
 
 func (x *GetLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5152,7 +5357,7 @@ func (x *GetLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLedgerResponse.ProtoReflect.Descriptor instead.
 func (*GetLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{67}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetLedgerResponse) GetLedger() *Ledger {
@@ -5174,7 +5379,7 @@ type ListLedgersRequest struct {
 
 func (x *ListLedgersRequest) Reset() {
 	*x = ListLedgersRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5186,7 +5391,7 @@ func (x *ListLedgersRequest) String() string {
 func (*ListLedgersRequest) ProtoMessage() {}
 
 func (x *ListLedgersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5199,7 +5404,7 @@ func (x *ListLedgersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgersRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgersRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{68}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListLedgersRequest) GetLimit() uint32 {
@@ -5227,7 +5432,7 @@ type ListLedgersResponse struct {
 
 func (x *ListLedgersResponse) Reset() {
 	*x = ListLedgersResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5239,7 +5444,7 @@ func (x *ListLedgersResponse) String() string {
 func (*ListLedgersResponse) ProtoMessage() {}
 
 func (x *ListLedgersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5252,7 +5457,7 @@ func (x *ListLedgersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgersResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgersResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{69}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListLedgersResponse) GetLedgers() []*Ledger {
@@ -5558,7 +5763,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x05lines\x18\x01 \x03(\v2\x1b.ledger.v1.TrialBalanceLineR\x05lines\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\x04R\bposition\"4\n" +
 	"\x1aGetProjectionStatusRequest\x12\x16\n" +
-	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"\x89\x02\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"\xd3\x02\n" +
 	"\x10ProjectionStatus\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -5569,7 +5774,20 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\vlag_seconds\x18\a \x01(\x01R\n" +
 	"lagSeconds\x129\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\\\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x120\n" +
+	"\x05state\x18\t \x01(\x0e2\x1a.ledger.v1.ProjectionStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\"-\n" +
+	"\x13RepairStreamRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"\xa3\x01\n" +
+	"\x14RepairStreamResponse\x12\x1e\n" +
+	"\n" +
+	"projection\x18\x01 \x01(\tR\n" +
+	"projection\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x12\n" +
+	"\x04head\x18\x03 \x01(\x04R\x04head\x12'\n" +
+	"\x0fprojection_done\x18\x04 \x01(\bR\x0eprojectionDone\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\"\\\n" +
 	"\x1bGetProjectionStatusResponse\x12=\n" +
 	"\vprojections\x18\x01 \x03(\v2\x1b.ledger.v1.ProjectionStatusR\vprojections\"q\n" +
 	"\x11ReadEventsRequest\x12\x16\n" +
@@ -5729,7 +5947,12 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x16TRANSFER_STATUS_VOIDED\x10\x04\x12\x1b\n" +
 	"\x17TRANSFER_STATUS_EXPIRED\x10\x05\x12\x1c\n" +
 	"\x18TRANSFER_STATUS_REVERSED\x10\x06\x12&\n" +
-	"\"TRANSFER_STATUS_PARTIALLY_REVERSED\x10\a*\x80\x01\n" +
+	"\"TRANSFER_STATUS_PARTIALLY_REVERSED\x10\a*\x95\x01\n" +
+	"\x0fProjectionState\x12 \n" +
+	"\x1cPROJECTION_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13PROJECTION_STATE_OK\x10\x01\x12!\n" +
+	"\x1dPROJECTION_STATE_CHAIN_BROKEN\x10\x02\x12$\n" +
+	" PROJECTION_STATE_STREAM_DIVERGED\x10\x03*\x80\x01\n" +
 	"\fLedgerStatus\x12\x1d\n" +
 	"\x19LEDGER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14LEDGER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
@@ -5755,9 +5978,10 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fAuditService\x12K\n" +
 	"\n" +
 	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
-	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xf5\x05\n" +
+	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xc8\x06\n" +
 	"\fAdminService\x12`\n" +
-	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01\x12O\n" +
+	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01\x12Q\n" +
+	"\fRepairStream\x12\x1e.ledger.v1.RepairStreamRequest\x1a\x1f.ledger.v1.RepairStreamResponse0\x01\x12O\n" +
 	"\fCreateApiKey\x12\x1e.ledger.v1.CreateApiKeyRequest\x1a\x1f.ledger.v1.CreateApiKeyResponse\x12L\n" +
 	"\vListApiKeys\x12\x1d.ledger.v1.ListApiKeysRequest\x1a\x1e.ledger.v1.ListApiKeysResponse\x12O\n" +
 	"\fRevokeApiKey\x12\x1e.ledger.v1.RevokeApiKeyRequest\x1a\x1f.ledger.v1.RevokeApiKeyResponse\x12O\n" +
@@ -5779,8 +6003,8 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_ledger_proto_rawDescData
 }
 
-var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
+var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -5789,216 +6013,222 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(Direction)(0),                       // 4: ledger.v1.Direction
 	(TransferKind)(0),                    // 5: ledger.v1.TransferKind
 	(TransferStatus)(0),                  // 6: ledger.v1.TransferStatus
-	(LedgerStatus)(0),                    // 7: ledger.v1.LedgerStatus
-	(*DefineAssetRequest)(nil),           // 8: ledger.v1.DefineAssetRequest
-	(*DefineAssetResponse)(nil),          // 9: ledger.v1.DefineAssetResponse
-	(*OpenAccountsRequest)(nil),          // 10: ledger.v1.OpenAccountsRequest
-	(*Account)(nil),                      // 11: ledger.v1.Account
-	(*OpenAccountsResponse)(nil),         // 12: ledger.v1.OpenAccountsResponse
-	(*CreateTransfersRequest)(nil),       // 13: ledger.v1.CreateTransfersRequest
-	(*Transfer)(nil),                     // 14: ledger.v1.Transfer
-	(*PostPendingTransfersRequest)(nil),  // 15: ledger.v1.PostPendingTransfersRequest
-	(*PostPending)(nil),                  // 16: ledger.v1.PostPending
-	(*PostPendingTransfersResponse)(nil), // 17: ledger.v1.PostPendingTransfersResponse
-	(*VoidPendingTransfersRequest)(nil),  // 18: ledger.v1.VoidPendingTransfersRequest
-	(*VoidPending)(nil),                  // 19: ledger.v1.VoidPending
-	(*VoidPendingTransfersResponse)(nil), // 20: ledger.v1.VoidPendingTransfersResponse
-	(*ReverseTransfersRequest)(nil),      // 21: ledger.v1.ReverseTransfersRequest
-	(*Reversal)(nil),                     // 22: ledger.v1.Reversal
-	(*ReverseTransfersResponse)(nil),     // 23: ledger.v1.ReverseTransfersResponse
-	(*SetAccountBoundsRequest)(nil),      // 24: ledger.v1.SetAccountBoundsRequest
-	(*AccountBounds)(nil),                // 25: ledger.v1.AccountBounds
-	(*SetAccountBoundsResponse)(nil),     // 26: ledger.v1.SetAccountBoundsResponse
-	(*SetAccountMetadataRequest)(nil),    // 27: ledger.v1.SetAccountMetadataRequest
-	(*AccountMetadata)(nil),              // 28: ledger.v1.AccountMetadata
-	(*SetAccountMetadataResponse)(nil),   // 29: ledger.v1.SetAccountMetadataResponse
-	(*CloseAccountsRequest)(nil),         // 30: ledger.v1.CloseAccountsRequest
-	(*CloseAccountsResponse)(nil),        // 31: ledger.v1.CloseAccountsResponse
-	(*Posting)(nil),                      // 32: ledger.v1.Posting
-	(*CreateTransfersResponse)(nil),      // 33: ledger.v1.CreateTransfersResponse
-	(*ItemResult)(nil),                   // 34: ledger.v1.ItemResult
-	(*GetBalancesRequest)(nil),           // 35: ledger.v1.GetBalancesRequest
-	(*Balance)(nil),                      // 36: ledger.v1.Balance
-	(*GetBalancesResponse)(nil),          // 37: ledger.v1.GetBalancesResponse
-	(*ListStatementRequest)(nil),         // 38: ledger.v1.ListStatementRequest
-	(*StatementLine)(nil),                // 39: ledger.v1.StatementLine
-	(*ListStatementResponse)(nil),        // 40: ledger.v1.ListStatementResponse
-	(*TransferPosting)(nil),              // 41: ledger.v1.TransferPosting
-	(*TransferView)(nil),                 // 42: ledger.v1.TransferView
-	(*GetTransfersRequest)(nil),          // 43: ledger.v1.GetTransfersRequest
-	(*GetTransfersResponse)(nil),         // 44: ledger.v1.GetTransfersResponse
-	(*ListTransfersRequest)(nil),         // 45: ledger.v1.ListTransfersRequest
-	(*ListTransfersResponse)(nil),        // 46: ledger.v1.ListTransfersResponse
-	(*GetTrialBalanceRequest)(nil),       // 47: ledger.v1.GetTrialBalanceRequest
-	(*TrialBalanceLine)(nil),             // 48: ledger.v1.TrialBalanceLine
-	(*GetTrialBalanceResponse)(nil),      // 49: ledger.v1.GetTrialBalanceResponse
-	(*GetProjectionStatusRequest)(nil),   // 50: ledger.v1.GetProjectionStatusRequest
-	(*ProjectionStatus)(nil),             // 51: ledger.v1.ProjectionStatus
-	(*GetProjectionStatusResponse)(nil),  // 52: ledger.v1.GetProjectionStatusResponse
-	(*ReadEventsRequest)(nil),            // 53: ledger.v1.ReadEventsRequest
-	(*ReadEventsResponse)(nil),           // 54: ledger.v1.ReadEventsResponse
-	(*LogEvent)(nil),                     // 55: ledger.v1.LogEvent
-	(*ImportEventsRequest)(nil),          // 56: ledger.v1.ImportEventsRequest
-	(*ImportEventsResponse)(nil),         // 57: ledger.v1.ImportEventsResponse
-	(*RebuildProjectionRequest)(nil),     // 58: ledger.v1.RebuildProjectionRequest
-	(*RebuildProjectionResponse)(nil),    // 59: ledger.v1.RebuildProjectionResponse
-	(*CreateApiKeyRequest)(nil),          // 60: ledger.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),         // 61: ledger.v1.CreateApiKeyResponse
-	(*ApiKey)(nil),                       // 62: ledger.v1.ApiKey
-	(*ListApiKeysRequest)(nil),           // 63: ledger.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),          // 64: ledger.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),          // 65: ledger.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),         // 66: ledger.v1.RevokeApiKeyResponse
-	(*Ledger)(nil),                       // 67: ledger.v1.Ledger
-	(*CreateLedgerRequest)(nil),          // 68: ledger.v1.CreateLedgerRequest
-	(*CreateLedgerResponse)(nil),         // 69: ledger.v1.CreateLedgerResponse
-	(*ArchiveLedgerRequest)(nil),         // 70: ledger.v1.ArchiveLedgerRequest
-	(*ArchiveLedgerResponse)(nil),        // 71: ledger.v1.ArchiveLedgerResponse
-	(*UnarchiveLedgerRequest)(nil),       // 72: ledger.v1.UnarchiveLedgerRequest
-	(*UnarchiveLedgerResponse)(nil),      // 73: ledger.v1.UnarchiveLedgerResponse
-	(*GetLedgerRequest)(nil),             // 74: ledger.v1.GetLedgerRequest
-	(*GetLedgerResponse)(nil),            // 75: ledger.v1.GetLedgerResponse
-	(*ListLedgersRequest)(nil),           // 76: ledger.v1.ListLedgersRequest
-	(*ListLedgersResponse)(nil),          // 77: ledger.v1.ListLedgersResponse
-	nil,                                  // 78: ledger.v1.Account.MetadataEntry
-	nil,                                  // 79: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 80: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 81: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 82: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 83: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 84: ledger.v1.TransferView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 85: google.protobuf.Timestamp
+	(ProjectionState)(0),                 // 7: ledger.v1.ProjectionState
+	(LedgerStatus)(0),                    // 8: ledger.v1.LedgerStatus
+	(*DefineAssetRequest)(nil),           // 9: ledger.v1.DefineAssetRequest
+	(*DefineAssetResponse)(nil),          // 10: ledger.v1.DefineAssetResponse
+	(*OpenAccountsRequest)(nil),          // 11: ledger.v1.OpenAccountsRequest
+	(*Account)(nil),                      // 12: ledger.v1.Account
+	(*OpenAccountsResponse)(nil),         // 13: ledger.v1.OpenAccountsResponse
+	(*CreateTransfersRequest)(nil),       // 14: ledger.v1.CreateTransfersRequest
+	(*Transfer)(nil),                     // 15: ledger.v1.Transfer
+	(*PostPendingTransfersRequest)(nil),  // 16: ledger.v1.PostPendingTransfersRequest
+	(*PostPending)(nil),                  // 17: ledger.v1.PostPending
+	(*PostPendingTransfersResponse)(nil), // 18: ledger.v1.PostPendingTransfersResponse
+	(*VoidPendingTransfersRequest)(nil),  // 19: ledger.v1.VoidPendingTransfersRequest
+	(*VoidPending)(nil),                  // 20: ledger.v1.VoidPending
+	(*VoidPendingTransfersResponse)(nil), // 21: ledger.v1.VoidPendingTransfersResponse
+	(*ReverseTransfersRequest)(nil),      // 22: ledger.v1.ReverseTransfersRequest
+	(*Reversal)(nil),                     // 23: ledger.v1.Reversal
+	(*ReverseTransfersResponse)(nil),     // 24: ledger.v1.ReverseTransfersResponse
+	(*SetAccountBoundsRequest)(nil),      // 25: ledger.v1.SetAccountBoundsRequest
+	(*AccountBounds)(nil),                // 26: ledger.v1.AccountBounds
+	(*SetAccountBoundsResponse)(nil),     // 27: ledger.v1.SetAccountBoundsResponse
+	(*SetAccountMetadataRequest)(nil),    // 28: ledger.v1.SetAccountMetadataRequest
+	(*AccountMetadata)(nil),              // 29: ledger.v1.AccountMetadata
+	(*SetAccountMetadataResponse)(nil),   // 30: ledger.v1.SetAccountMetadataResponse
+	(*CloseAccountsRequest)(nil),         // 31: ledger.v1.CloseAccountsRequest
+	(*CloseAccountsResponse)(nil),        // 32: ledger.v1.CloseAccountsResponse
+	(*Posting)(nil),                      // 33: ledger.v1.Posting
+	(*CreateTransfersResponse)(nil),      // 34: ledger.v1.CreateTransfersResponse
+	(*ItemResult)(nil),                   // 35: ledger.v1.ItemResult
+	(*GetBalancesRequest)(nil),           // 36: ledger.v1.GetBalancesRequest
+	(*Balance)(nil),                      // 37: ledger.v1.Balance
+	(*GetBalancesResponse)(nil),          // 38: ledger.v1.GetBalancesResponse
+	(*ListStatementRequest)(nil),         // 39: ledger.v1.ListStatementRequest
+	(*StatementLine)(nil),                // 40: ledger.v1.StatementLine
+	(*ListStatementResponse)(nil),        // 41: ledger.v1.ListStatementResponse
+	(*TransferPosting)(nil),              // 42: ledger.v1.TransferPosting
+	(*TransferView)(nil),                 // 43: ledger.v1.TransferView
+	(*GetTransfersRequest)(nil),          // 44: ledger.v1.GetTransfersRequest
+	(*GetTransfersResponse)(nil),         // 45: ledger.v1.GetTransfersResponse
+	(*ListTransfersRequest)(nil),         // 46: ledger.v1.ListTransfersRequest
+	(*ListTransfersResponse)(nil),        // 47: ledger.v1.ListTransfersResponse
+	(*GetTrialBalanceRequest)(nil),       // 48: ledger.v1.GetTrialBalanceRequest
+	(*TrialBalanceLine)(nil),             // 49: ledger.v1.TrialBalanceLine
+	(*GetTrialBalanceResponse)(nil),      // 50: ledger.v1.GetTrialBalanceResponse
+	(*GetProjectionStatusRequest)(nil),   // 51: ledger.v1.GetProjectionStatusRequest
+	(*ProjectionStatus)(nil),             // 52: ledger.v1.ProjectionStatus
+	(*RepairStreamRequest)(nil),          // 53: ledger.v1.RepairStreamRequest
+	(*RepairStreamResponse)(nil),         // 54: ledger.v1.RepairStreamResponse
+	(*GetProjectionStatusResponse)(nil),  // 55: ledger.v1.GetProjectionStatusResponse
+	(*ReadEventsRequest)(nil),            // 56: ledger.v1.ReadEventsRequest
+	(*ReadEventsResponse)(nil),           // 57: ledger.v1.ReadEventsResponse
+	(*LogEvent)(nil),                     // 58: ledger.v1.LogEvent
+	(*ImportEventsRequest)(nil),          // 59: ledger.v1.ImportEventsRequest
+	(*ImportEventsResponse)(nil),         // 60: ledger.v1.ImportEventsResponse
+	(*RebuildProjectionRequest)(nil),     // 61: ledger.v1.RebuildProjectionRequest
+	(*RebuildProjectionResponse)(nil),    // 62: ledger.v1.RebuildProjectionResponse
+	(*CreateApiKeyRequest)(nil),          // 63: ledger.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),         // 64: ledger.v1.CreateApiKeyResponse
+	(*ApiKey)(nil),                       // 65: ledger.v1.ApiKey
+	(*ListApiKeysRequest)(nil),           // 66: ledger.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),          // 67: ledger.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),          // 68: ledger.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),         // 69: ledger.v1.RevokeApiKeyResponse
+	(*Ledger)(nil),                       // 70: ledger.v1.Ledger
+	(*CreateLedgerRequest)(nil),          // 71: ledger.v1.CreateLedgerRequest
+	(*CreateLedgerResponse)(nil),         // 72: ledger.v1.CreateLedgerResponse
+	(*ArchiveLedgerRequest)(nil),         // 73: ledger.v1.ArchiveLedgerRequest
+	(*ArchiveLedgerResponse)(nil),        // 74: ledger.v1.ArchiveLedgerResponse
+	(*UnarchiveLedgerRequest)(nil),       // 75: ledger.v1.UnarchiveLedgerRequest
+	(*UnarchiveLedgerResponse)(nil),      // 76: ledger.v1.UnarchiveLedgerResponse
+	(*GetLedgerRequest)(nil),             // 77: ledger.v1.GetLedgerRequest
+	(*GetLedgerResponse)(nil),            // 78: ledger.v1.GetLedgerResponse
+	(*ListLedgersRequest)(nil),           // 79: ledger.v1.ListLedgersRequest
+	(*ListLedgersResponse)(nil),          // 80: ledger.v1.ListLedgersResponse
+	nil,                                  // 81: ledger.v1.Account.MetadataEntry
+	nil,                                  // 82: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 83: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 84: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 85: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 86: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 87: ledger.v1.TransferView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 88: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
-	34, // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
-	11, // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
-	1,  // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	78, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
-	34, // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	14, // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
-	32, // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	79, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	85, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
-	16, // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	80, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
-	34, // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	19, // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
-	34, // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	22, // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	81, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	85, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
-	34, // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	25, // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
-	34, // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
-	28, // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	82, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
-	34, // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
-	34, // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	34, // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	0,  // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
-	36, // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
-	2,  // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	85, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	3,  // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	1,  // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
-	36, // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	85, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	85, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
-	3,  // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	4,  // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	85, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	85, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	83, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
-	39, // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
-	5,  // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
-	6,  // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
-	41, // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	84, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	85, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	85, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	85, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
-	42, // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
-	6,  // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	85, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	85, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
-	3,  // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	42, // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
-	48, // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	85, // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
-	51, // 55: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
-	55, // 56: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
-	85, // 57: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
-	55, // 58: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
-	62, // 59: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	85, // 60: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	85, // 61: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	62, // 62: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
-	62, // 63: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	7,  // 64: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
-	85, // 65: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
-	85, // 66: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
-	67, // 67: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	67, // 68: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	67, // 69: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	67, // 70: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	67, // 71: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
-	8,  // 72: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	10, // 73: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	13, // 74: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	15, // 75: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	18, // 76: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	21, // 77: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	24, // 78: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	27, // 79: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	30, // 80: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	35, // 81: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	38, // 82: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
-	43, // 83: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
-	45, // 84: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
-	47, // 85: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	50, // 86: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	53, // 87: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
-	56, // 88: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
-	58, // 89: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
-	60, // 90: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
-	63, // 91: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
-	65, // 92: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
-	68, // 93: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
-	70, // 94: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
-	72, // 95: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
-	74, // 96: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
-	76, // 97: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
-	9,  // 98: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	12, // 99: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	33, // 100: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	17, // 101: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	20, // 102: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	23, // 103: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	26, // 104: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	29, // 105: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	31, // 106: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	37, // 107: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	40, // 108: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	44, // 109: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	46, // 110: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	49, // 111: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	52, // 112: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	54, // 113: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
-	57, // 114: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
-	59, // 115: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
-	61, // 116: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
-	64, // 117: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
-	66, // 118: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
-	69, // 119: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
-	71, // 120: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
-	73, // 121: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
-	75, // 122: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
-	77, // 123: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
-	98, // [98:124] is the sub-list for method output_type
-	72, // [72:98] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	35,  // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
+	12,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
+	1,   // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
+	81,  // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	35,  // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	15,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
+	33,  // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
+	82,  // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	88,  // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	17,  // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
+	83,  // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	35,  // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	20,  // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
+	35,  // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	23,  // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
+	84,  // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	88,  // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	35,  // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	26,  // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
+	35,  // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
+	29,  // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
+	85,  // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	35,  // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
+	35,  // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	35,  // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	0,   // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
+	37,  // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
+	2,   // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
+	88,  // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	3,   // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	1,   // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
+	37,  // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
+	88,  // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	88,  // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	3,   // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	4,   // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
+	88,  // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	88,  // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	86,  // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	40,  // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
+	5,   // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
+	6,   // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
+	42,  // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
+	87,  // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	88,  // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	88,  // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	88,  // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	43,  // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	6,   // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
+	88,  // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	88,  // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	3,   // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	43,  // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	49,  // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
+	88,  // 54: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	7,   // 55: ledger.v1.ProjectionStatus.state:type_name -> ledger.v1.ProjectionState
+	52,  // 56: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
+	58,  // 57: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
+	88,  // 58: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	58,  // 59: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
+	65,  // 60: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	88,  // 61: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	88,  // 62: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	65,  // 63: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
+	65,  // 64: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	8,   // 65: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
+	88,  // 66: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
+	88,  // 67: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
+	70,  // 68: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	70,  // 69: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	70,  // 70: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	70,  // 71: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	70,  // 72: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
+	9,   // 73: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	11,  // 74: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	14,  // 75: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	16,  // 76: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	19,  // 77: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	22,  // 78: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	25,  // 79: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	28,  // 80: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	31,  // 81: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	36,  // 82: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	39,  // 83: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	44,  // 84: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	46,  // 85: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	48,  // 86: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	51,  // 87: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	56,  // 88: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
+	59,  // 89: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
+	61,  // 90: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
+	53,  // 91: ledger.v1.AdminService.RepairStream:input_type -> ledger.v1.RepairStreamRequest
+	63,  // 92: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
+	66,  // 93: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
+	68,  // 94: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
+	71,  // 95: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
+	73,  // 96: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
+	75,  // 97: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
+	77,  // 98: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
+	79,  // 99: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
+	10,  // 100: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	13,  // 101: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	34,  // 102: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	18,  // 103: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	21,  // 104: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	24,  // 105: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	27,  // 106: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	30,  // 107: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	32,  // 108: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	38,  // 109: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	41,  // 110: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	45,  // 111: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	47,  // 112: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	50,  // 113: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	55,  // 114: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	57,  // 115: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	60,  // 116: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	62,  // 117: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
+	54,  // 118: ledger.v1.AdminService.RepairStream:output_type -> ledger.v1.RepairStreamResponse
+	64,  // 119: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
+	67,  // 120: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
+	69,  // 121: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
+	72,  // 122: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
+	74,  // 123: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
+	76,  // 124: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
+	78,  // 125: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
+	80,  // 126: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
+	100, // [100:127] is the sub-list for method output_type
+	73,  // [73:100] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -6013,8 +6243,8 @@ func file_ledger_v1_ledger_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   77,
+			NumEnums:      9,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
