@@ -57,10 +57,10 @@ func (f *faultsSeen) StreamInStep(context.Context, string) {
 	f.diverged, f.inStep = nil, f.inStep+1
 }
 
-func (f *faultsSeen) state() (error, int) {
+func (f *faultsSeen) state() (inStep int, diverged error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.diverged, f.inStep
+	return f.inStep, f.diverged
 }
 
 // TestRelayRefusesAStreamThatIsNotTheLogs: a stream ahead of the log, one
@@ -110,7 +110,7 @@ func TestRelayRefusesAStreamThatIsNotTheLogs(t *testing.T) {
 			second := natsbus.NewRelay(ledger, jetStream(t), readFrom, natsbus.StreamOptions{}, testLogger(t)).WithFaults(faults)
 			stop := startRun(t, second.Run)
 			testenv.Eventually(t, relayWaitMax, func() error {
-				if err, _ := faults.state(); err == nil || !errors.Is(err, natsbus.ErrStreamDiverged) || !strings.Contains(err.Error(), tc.reason) {
+				if _, err := faults.state(); err == nil || !errors.Is(err, natsbus.ErrStreamDiverged) || !strings.Contains(err.Error(), tc.reason) {
 					return fmt.Errorf("told %v, want ErrStreamDiverged with %q", err, tc.reason)
 				}
 				return nil
@@ -126,7 +126,7 @@ func TestRelayRefusesAStreamThatIsNotTheLogs(t *testing.T) {
 			startRun(t, third.Run)
 			waitStreamAt(t, js, ledger, log.head)
 			checkStream(t, js, store, ledger)
-			if err, inStep := faults.state(); err != nil || inStep == 0 {
+			if inStep, err := faults.state(); err != nil || inStep == 0 {
 				t.Errorf("after the repair: told %v, in step %d times; want in step", err, inStep)
 			}
 		})
