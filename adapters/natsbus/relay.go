@@ -233,48 +233,60 @@ func (r *Relay) tail(ctx context.Context, stream jetstream.Stream) (last, seq ui
 		r.logger.Info("stream expired: publishing from the log's head on", "head", head, "stream_sequence", st.LastSeq)
 		return head, st.LastSeq, nil
 	}
-	last, err = r.checkTail(ctx, stream, st.LastSeq)
+	first, last, err := r.checkTail(ctx, stream, st.LastSeq)
 	if err != nil {
 		return 0, 0, err
+	}
+	// A frame of the log's replayed on the stream passes checkTail; it
+	// does not follow the frame before it.
+	if st.LastSeq > st.FirstSeq {
+		_, before, err := frameAt(ctx, stream, st.LastSeq-1)
+		if err != nil && !errors.Is(err, ErrBadFrame) {
+			return 0, 0, err
+		}
+		if err != nil || before != first-1 {
+			return 0, 0, fmt.Errorf("the stream's last frame (sequence %d) holds %d..%d, the one before does not end at %d: %w",
+				st.LastSeq, first, last, first-1, ErrStreamDiverged)
+		}
 	}
 	return last, st.LastSeq, nil
 }
 
-// checkTail returns the last position of the frame at seq, the stream's
-// last, once its last event is found to be the log's.
+// checkTail returns the positions of the frame at seq, the stream's last,
+// once its last event is found to be the log's.
 //
 // Errors: ErrStreamDiverged; the JetStream or database error.
-func (r *Relay) checkTail(ctx context.Context, stream jetstream.Stream, seq uint64) (uint64, error) {
+func (r *Relay) checkTail(ctx context.Context, stream jetstream.Stream, seq uint64) (first, last uint64, err error) {
 	msg, err := stream.GetMsg(ctx, seq)
 	if err != nil {
-		return 0, fmt.Errorf("frame at sequence %d: %w", seq, err)
+		return 0, 0, fmt.Errorf("frame at sequence %d: %w", seq, err)
 	}
-	first, last, err := frameSpan(msg.Header)
+	first, last, err = frameSpan(msg.Header)
 	if err != nil {
-		return 0, fmt.Errorf("the stream's last message (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
+		return 0, 0, fmt.Errorf("the stream's last message (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
 	}
 	recs, err := ParseFrame(r.ledger, first, last, msg.Data)
 	if err != nil {
-		return 0, fmt.Errorf("the stream's last frame (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
+		return 0, 0, fmt.Errorf("the stream's last frame (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
 	}
 	logged, err := r.log.Read(ctx, r.ledger, last, 1)
 	if err != nil {
-		return 0, fmt.Errorf("the log at the stream's last position %d: %w", last, err)
+		return 0, 0, fmt.Errorf("the log at the stream's last position %d: %w", last, err)
 	}
 	tip := &recs[len(recs)-1]
 	switch {
 	case len(logged) == 0 || logged[0].Position != last:
 		head, _, err := r.log.Head(ctx, r.ledger)
 		if err != nil {
-			return 0, fmt.Errorf("head: %w", err)
+			return 0, 0, fmt.Errorf("head: %w", err)
 		}
-		return 0, fmt.Errorf("the stream reaches position %d, the log only %d (restored from an earlier copy?): %w",
+		return 0, 0, fmt.Errorf("the stream reaches position %d, the log only %d (restored from an earlier copy?): %w",
 			last, head, ErrStreamDiverged)
 	case logged[0].Hash != tip.Hash:
-		return 0, fmt.Errorf("the stream's event at %d has hash %x, the log's %x: %w", last, tip.Hash[:8], logged[0].Hash[:8],
+		return 0, 0, fmt.Errorf("the stream's event at %d has hash %x, the log's %x: %w", last, tip.Hash[:8], logged[0].Hash[:8],
 			ErrStreamDiverged)
 	}
-	return last, nil
+	return first, last, nil
 }
 
 // frameAt reads the positions of the frame at stream sequence seq.

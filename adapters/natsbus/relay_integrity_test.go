@@ -87,6 +87,10 @@ func TestRelayRefusesAStreamThatIsNotTheLogs(t *testing.T) {
 			log.append(5) // the log's own 21 comes after
 			return log.store
 		}, "the stream's event at 21 has hash"},
+		{"a frame of the log's replayed", func(t *testing.T, s *testStream, log *testLog) natsbus.Log {
+			s.publish(t, natsbus.NewFrame(natsbus.Subject(log.ledger), readLog(t, log.store, log.ledger)[2:3]))
+			return log.store
+		}, "the one before does not end at 2"},
 		{"a message that is no frame", func(t *testing.T, s *testStream, log *testLog) natsbus.Log {
 			s.publish(t, &nats.Msg{Subject: natsbus.Subject(log.ledger), Data: []byte("hello")})
 			return log.store
