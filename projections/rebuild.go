@@ -156,6 +156,10 @@ func (rb *Rebuild) follow(ctx context.Context, runner *Runner, startPos uint64, 
 		if err != nil {
 			return err
 		}
+		// A live projection ahead of the log applied events that are not
+		// the log's (a stream ahead of a restored database): the shadow
+		// goes as far as the log, and the swap moves the checkpoint back.
+		live = min(live, head)
 		if pos > 0 && pos+swapGapMax >= live || head == 0 {
 			return nil
 		}
@@ -209,8 +213,9 @@ func (rb *Rebuild) dropStaleShadow(ctx context.Context) error {
 // transaction, moves the rows and deletes the shadow checkpoint. The live
 // checkpoint keeps its position when the shadow was behind or level, so the
 // live runner's conditional update still matches; when the shadow was ahead,
-// the live checkpoint moves to it and the live runner reloads
-// (ErrCheckpointMoved).
+// or the live checkpoint ahead of the log's head (it applied events that are
+// not the log's), the live checkpoint moves to the shadow's and the live
+// runner reloads (ErrCheckpointMoved).
 //
 // Errors: errNotYet (more than swapGapMax behind); the database's.
 func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
@@ -234,6 +239,15 @@ func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
 		if err := tx.QueryRow(ctx, `SELECT position, event_at, hash FROM projection_checkpoints WHERE ledger = $1 AND projection = $2 FOR UPDATE`,
 			rb.shadow(), rb.proj.Name()).Scan(&shadow, &eventAt, &hash); err != nil {
 			return fmt.Errorf("swap %s: lock shadow checkpoint: %w", rb.proj.Name(), err)
+		}
+		head, _, err := rb.store.Head(ctx, rb.ledger)
+		if err != nil {
+			return fmt.Errorf("swap %s: %w", rb.proj.Name(), err)
+		}
+		if live > int64(head) {
+			rb.logger.Warn("the live projection is ahead of the log: it applied events that are not the log's; swapping back to the log",
+				"live", live, "head", head)
+			live = int64(head)
 		}
 		if live-shadow > swapGapMax {
 			return errNotYet
@@ -261,8 +275,10 @@ func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
 				return fmt.Errorf("swap %s: %w", t, err)
 			}
 		}
+		// The rows are the log's now: a fault the live runner recorded is
+		// recorded again if its source still offers what it refused.
 		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET version = $3, position = $4, event_at = $5, hash = $6,
-			updated_at = now() WHERE ledger = $1 AND projection = $2`,
+			fault = NULL, fault_at = NULL, updated_at = now() WHERE ledger = $1 AND projection = $2`,
 			rb.ledger, rb.proj.Name(), rb.proj.Version(), shadow, eventAt, hash); err != nil {
 			return fmt.Errorf("swap %s: %w", rb.proj.Name(), err)
 		}

@@ -193,3 +193,31 @@ func TestRebuildResumesFromShadowCheckpoint(t *testing.T) {
 	}
 	e.checkBuiltNormally(proj, live)
 }
+
+// TestRebuildBringsAProjectionAheadOfTheLogBack: a live projection whose
+// checkpoint is past the log's head (it applied events from a stream ahead
+// of a restored database) and whose rows are not the log's is rebuilt to the
+// log's head, rows and checkpoint, and its runner goes on from there.
+func TestRebuildBringsAProjectionAheadOfTheLogBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	head := e.runWorkload(200, 13)
+	proj := projections.Balances{}
+	live := e.startRunner(t.Context(), proj, e.natsSource())
+	waitFor(t, live, head)
+	live.stop()
+	for _, sql := range []string{
+		`UPDATE projection_checkpoints SET position = position + 7 WHERE ledger = $1 AND projection = 'balances'`,
+		`UPDATE balances SET debits_posted = debits_posted + 1000000 WHERE ledger = $1`,
+	} {
+		_, err := e.pool.Exec(t.Context(), sql, e.ledger)
+		testenv.NoError(t, err)
+	}
+
+	at, err := projections.NewRebuild(e.pool, e.store, e.ledger, proj, testLogger(t)).Run(t.Context(), func(projections.Progress) {})
+	testenv.NoError(t, err)
+	if at != head {
+		t.Fatalf("swapped at %d, want the log's head %d", at, head)
+	}
+	e.checkBuiltNormally(proj, e.startRunner(t.Context(), proj, e.natsSource()))
+}

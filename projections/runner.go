@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +69,15 @@ const (
 	retryDelayMax = 5 * time.Second
 	// healthyRun is how long a run must last for the back-off to start over.
 	healthyRun = 10 * time.Second
+	// faultQuietFor is how long a runner stopped on a broken chain waits,
+	// once restarted, for the source to offer anything past its checkpoint:
+	// a source that offers nothing in that time offers nothing wrong either
+	// (the stream was repaired), and the fault is cleared.
+	faultQuietFor = 2 * time.Second
+	// faultWriteTimeout bounds recording or clearing a fault.
+	faultWriteTimeout = 5 * time.Second
+	// FaultMax bounds the text of a fault kept in the checkpoint.
+	FaultMax = 1024
 )
 
 // ErrCheckpointMoved means another runner applied the same projection: this
@@ -75,20 +85,25 @@ const (
 var ErrCheckpointMoved = errors.New("checkpoint moved under the runner")
 
 // ErrChainBroken means a record does not continue the hash chain: its hash
-// does not match its content, or its prev_hash is not the hash of the event
-// before it (the checkpoint's, for a batch's first). The runner applies
-// nothing past the last good event, says so, and retries (a repaired stream
-// or log lets it go on).
+// does not match its content, its prev_hash is not the hash of the event
+// before it (the checkpoint's, for a batch's first), it names another
+// ledger, or it is not the log's event at its position. The runner applies
+// nothing past the last good event, says so (log, the checkpoint's fault),
+// and retries with back-off (a repaired stream or log lets it go on).
 var ErrChainBroken = errors.New("the hash chain is broken")
 
 // Runner feeds one ledger's records to one projector.
 type Runner struct {
-	pool     *pgxpool.Pool
-	ledger   string
-	proj     Projector
-	src      Source
-	logger   *slog.Logger
-	batchMax int
+	pool   *pgxpool.Pool
+	ledger string
+	// logLedger is the ledger whose log the records must be: ledger, or
+	// what precedes "~" in a key of other rows (a rebuild's shadow,
+	// ShadowSuffix): no ledger name holds a "~".
+	logLedger string
+	proj      Projector
+	src       Source
+	logger    *slog.Logger
+	batchMax  int
 
 	// lingerFor, when positive, lets a small batch wait for more (WithLinger).
 	lingerFor time.Duration
@@ -97,6 +112,11 @@ type Runner struct {
 	// the next batch's first record must name it as its prev_hash.
 	hash      eventstore.Hash
 	hashKnown bool
+
+	// fault is the reason this runner last stopped on a broken chain, ""
+	// when it is not stopped: the serving goroutine and OnRestart use it,
+	// one after the other (supervise.Run).
+	fault string
 
 	mu       sync.Mutex
 	position uint64
@@ -108,8 +128,15 @@ func NewRunner(pool *pgxpool.Pool, ledger string, proj Projector, src Source, lo
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Runner{pool: pool, ledger: ledger, proj: proj, src: src, batchMax: BatchMaxDefault, changed: make(chan struct{}),
+	return &Runner{pool: pool, ledger: ledger, logLedger: logLedgerOf(ledger), proj: proj, src: src,
+		batchMax: BatchMaxDefault, changed: make(chan struct{}),
 		logger: logger.With("ledger", ledger, "projection", proj.Name())}
+}
+
+// logLedgerOf is the ledger whose log the runner under key applies.
+func logLedgerOf(key string) string {
+	ledger, _, _ := strings.Cut(key, "~")
+	return ledger
 }
 
 // WithLinger makes r wait up to d for more records after receiving fewer than
@@ -158,13 +185,72 @@ func (r *Runner) Run(ctx context.Context) error {
 	supervise.Run(ctx, supervise.Policy{Initial: retryDelayMin, Max: retryDelayMax, Healthy: healthyRun,
 		OnRestart: func(err error, delay time.Duration) {
 			if errors.Is(err, ErrChainBroken) {
-				r.logger.Error("projection stopped: an event does not continue the hash chain; nothing past the checkpoint is applied",
-					"err", err, "position", r.Position(), "retry_in", delay)
+				r.stopped(ctx, err, delay)
 				return
 			}
 			r.logger.Warn("projection interrupted; resuming from its checkpoint", "err", err, "retry_in", delay)
 		}}, r.serve)
 	return nil
+}
+
+// stopped records that the runner refused an event: in its checkpoint's
+// fault (projection status, /readyz and the metrics read it there, from any
+// process), and in the log, at ERROR when the reason is new (the same
+// refusal after each back-off is logged at DEBUG).
+func (r *Runner) stopped(ctx context.Context, err error, delay time.Duration) {
+	reason := err.Error()
+	if len(reason) > FaultMax {
+		reason = reason[:FaultMax]
+	}
+	log := r.logger.Error
+	if reason == r.fault {
+		log = r.logger.Debug
+	}
+	log("projection stopped: an event does not continue the hash chain or is not the log's; nothing past the checkpoint is applied",
+		"err", err, "position", r.Position(), "retry_in", delay)
+	r.fault = reason
+	ctx, cancel := context.WithTimeout(ctx, faultWriteTimeout)
+	defer cancel()
+	if _, werr := r.pool.Exec(ctx, `UPDATE projection_checkpoints SET fault = $3, fault_at = coalesce(fault_at, now())
+		WHERE ledger = $1 AND projection = $2`, r.ledger, r.proj.Name(), reason); werr != nil {
+		r.logger.Warn("projection fault not recorded", "err", werr)
+	}
+}
+
+// clearFault clears the checkpoint's fault: the source offered nothing
+// wrong for faultQuietFor.
+//
+// Errors: the database's.
+func (r *Runner) clearFault(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, faultWriteTimeout)
+	defer cancel()
+	if _, err := r.pool.Exec(ctx, `UPDATE projection_checkpoints SET fault = NULL, fault_at = NULL
+		WHERE ledger = $1 AND projection = $2`, r.ledger, r.proj.Name()); err != nil {
+		return fmt.Errorf("clear the fault of %s: %w", r.proj.Name(), err)
+	}
+	r.logger.Info("projection resumed: the source offers nothing that breaks the chain")
+	r.fault = ""
+	return nil
+}
+
+// next returns the source's next records from `from`. A runner that stopped
+// on a broken chain waits faultQuietFor first: a source with nothing to
+// offer was repaired, and the fault is cleared.
+func (r *Runner) next(ctx context.Context, from uint64) ([]eventstore.Record, error) {
+	if r.fault == "" {
+		return r.src.Next(ctx, from, r.batchMax)
+	}
+	quiet, cancel := context.WithTimeout(ctx, faultQuietFor)
+	recs, err := r.src.Next(quiet, from, r.batchMax)
+	expired := quiet.Err() != nil
+	cancel()
+	if err == nil || !expired || ctx.Err() != nil {
+		return recs, err
+	}
+	if err := r.clearFault(ctx); err != nil {
+		return nil, err
+	}
+	return r.src.Next(ctx, from, r.batchMax)
 }
 
 func (r *Runner) serve(ctx context.Context) error {
@@ -174,7 +260,7 @@ func (r *Runner) serve(ctx context.Context) error {
 	}
 	r.setPosition(pos)
 	for {
-		recs, err := r.src.Next(ctx, pos+1, r.batchMax)
+		recs, err := r.next(ctx, pos+1)
 		if err != nil {
 			return err
 		}
@@ -185,7 +271,7 @@ func (r *Runner) serve(ctx context.Context) error {
 		}
 		r.logger.Debug("applied", "from", pos+1, "records", len(recs), "took", time.Since(began))
 		pos = recs[len(recs)-1].Position
-		r.hash, r.hashKnown = recs[len(recs)-1].Hash, true
+		r.hash, r.hashKnown, r.fault = recs[len(recs)-1].Hash, true, ""
 		r.setPosition(pos)
 	}
 }
@@ -242,6 +328,9 @@ func (r *Runner) verifyChain(recs []eventstore.Record) error {
 	prev, known := r.hash, r.hashKnown
 	for i := range recs {
 		rec := &recs[i]
+		if rec.Ledger != r.logLedger {
+			return fmt.Errorf("%s at %d: the event is %q's: %w", r.proj.Name(), rec.Position, rec.Ledger, ErrChainBroken)
+		}
 		if known && rec.PrevHash != prev {
 			return fmt.Errorf("%s at %d: prev_hash %x does not continue %x: %w", r.proj.Name(), rec.Position,
 				rec.PrevHash[:8], prev[:8], ErrChainBroken)
@@ -276,18 +365,42 @@ func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Recor
 		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
 			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
 		}
-		tag, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $4, event_at = $5, hash = $6, updated_at = now()
-			WHERE ledger = $1 AND projection = $2 AND position = $3`,
-			r.ledger, r.proj.Name(), int64(from), int64(last.Position), last.RecordedAt, last.Hash[:])
+		// The batch is chained (verifyChain); its last event being the
+		// log's makes it the log's, whole: a stream ahead of the log (a
+		// restored database) or forged on it is refused here, in the same
+		// statement as the checkpoint's move.
+		tag, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $4, event_at = $5, hash = $6,
+				fault = NULL, fault_at = NULL, updated_at = now()
+			WHERE ledger = $1 AND projection = $2 AND position = $3
+				AND EXISTS (SELECT 1 FROM events WHERE ledger = $7 AND position = $4 AND hash = $6)`,
+			r.ledger, r.proj.Name(), int64(from), int64(last.Position), last.RecordedAt, last.Hash[:], r.logLedger)
 		if err != nil {
 			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
 		}
 		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, ErrCheckpointMoved)
+			return r.notApplied(ctx, tx, from, last)
 		}
 		if err := r.proj.Apply(ctx, tx, r.ledger, recs); err != nil {
 			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
 		}
 		return nil
 	})
+}
+
+// notApplied says why the checkpoint did not move from `from` to last: the
+// log has another event at last's position (or none yet), or another
+// runner moved the checkpoint.
+//
+// Errors: ErrChainBroken; ErrCheckpointMoved; the database's.
+func (r *Runner) notApplied(ctx context.Context, tx pgx.Tx, from uint64, last *eventstore.Record) error {
+	var inLog bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE ledger = $1 AND position = $2 AND hash = $3)`,
+		r.logLedger, int64(last.Position), last.Hash[:]).Scan(&inLog); err != nil {
+		return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
+	}
+	if !inLog {
+		return fmt.Errorf("%s at %d: not the log's event (the log holds another there, or ends before it): %w",
+			r.proj.Name(), last.Position, ErrChainBroken)
+	}
+	return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, ErrCheckpointMoved)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -278,6 +279,17 @@ func (e *env) checkpoint() uint64 {
 
 // checkAt checks that the checkpoint is at pos and the read model equals a
 // replay of the log up to pos: nothing applied twice, nothing skipped.
+// fault is the fault recorded in proj's checkpoint, "" for none.
+func (e *env) fault(proj projections.Projector) string {
+	var fault *string
+	testenv.NoError(e.t, e.pool.QueryRow(e.t.Context(), `SELECT fault FROM projection_checkpoints
+		WHERE ledger = $1 AND projection = $2`, e.ledger, proj.Name()).Scan(&fault))
+	if fault == nil {
+		return ""
+	}
+	return *fault
+}
+
 func (e *env) checkAt(pos uint64) {
 	e.t.Helper()
 	if got := e.checkpoint(); got != pos {
@@ -437,7 +449,13 @@ const (
 	repeatInside              // the batch holding at, not first, has at-1 twice
 	tampered                  // the record at at has another payload, its hashes kept
 	relinked                  // the record at at is sealed on another prev_hash: self-consistent, off the chain
+	forged                    // the batch ends with another event at at, sealed on the chain: chained, not the log's
+	otherLedger               // the record at at names another ledger, sealed on the chain
 )
+
+// breaksChain says whether the runner refuses f as a broken chain (and
+// records it as its checkpoint's fault), rather than as a gap or repeat.
+func (f fault) breaksChain() bool { return f >= tampered }
 
 // faultySource corrupts every batch that holds position at while active.
 type faultySource struct {
@@ -463,7 +481,7 @@ func (f *faultySource) Next(ctx context.Context, from uint64, max int) ([]events
 	recs, err := f.src.Next(ctx, from, max)
 	// Gaps and repeats inside a batch are after its first record; a
 	// changed record may be the first.
-	first := f.fault == tampered || f.fault == relinked
+	first := f.fault.breaksChain()
 	if err != nil || f.at < from || f.at == from && !first || f.at >= from+uint64(len(recs)) {
 		return recs, err
 	}
@@ -475,15 +493,23 @@ func (f *faultySource) Next(ctx context.Context, from uint64, max int) ([]events
 	case repeatInside:
 		f.served.Add(1)
 		return append(recs[:i:i], recs[i-1:len(recs)-1]...), nil
-	case tampered, relinked:
+	case tampered, relinked, forged, otherLedger:
 		f.served.Add(1)
 		out := slices.Clone(recs)
 		rec := out[i]
-		if f.fault == tampered {
+		switch f.fault {
+		case tampered:
 			// One more minor unit somewhere in the event's JSON.
 			rec.Payload = bytes.Replace(slices.Clone(rec.Payload), []byte(`"amount":"`), []byte(`"amount":"1`), 1)
-		} else {
+		case relinked:
 			rec.Seal(eventstore.Hash{1})
+		case forged:
+			rec.CommandID = "forged"
+			rec.Seal(rec.PrevHash)
+			out = out[:i+1]
+		case otherLedger:
+			rec.Ledger += "x"
+			rec.Seal(rec.PrevHash)
 		}
 		out[i] = rec
 		return out, nil
@@ -508,6 +534,9 @@ func TestRunnerRefusesGapOrRepeat(t *testing.T) {
 		{"tampered inside batch", tampered, 33, 30},
 		{"off the chain first in batch", relinked, 36, 35},
 		{"off the chain inside batch", relinked, 33, 30},
+		{"chained but not the log's, first in batch", forged, 36, 35},
+		{"chained but not the log's, inside batch", forged, 33, 30},
+		{"another ledger's, first in batch", otherLedger, 36, 35},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -527,10 +556,21 @@ func TestRunnerRefusesGapOrRepeat(t *testing.T) {
 				t.Fatalf("runner at %d after refusing, want %d", got, tc.stuck)
 			}
 			e.checkAt(tc.stuck)
+			if tc.fault.breaksChain() {
+				testenv.Eventually(t, waitMax, func() error {
+					if got := e.fault(projections.Balances{}); !strings.Contains(got, "hash chain is broken") {
+						return fmt.Errorf("checkpoint's fault %q, want the broken chain", got)
+					}
+					return nil
+				})
+			}
 
 			src.active.Store(false)
 			waitFor(t, runner, head)
 			e.checkAt(head)
+			if got := e.fault(projections.Balances{}); got != "" {
+				t.Errorf("checkpoint's fault %q once the records are the log's, want none", got)
+			}
 		})
 	}
 }

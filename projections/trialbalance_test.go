@@ -641,17 +641,21 @@ func TestBalancesRefusesUnbalancedBatch(t *testing.T) {
 	}
 }
 
-// logSource serves records held in memory, waiting for more at the end.
+// logSource serves records held in memory, waiting for more at the end; it
+// appends them to the log too, since a runner applies only the log's events.
 type logSource struct {
+	t      *testing.T
+	store  *eventstore.Store
 	mu     sync.Mutex
 	recs   []eventstore.Record
 	more   chan struct{}
 	served map[uint64]int // batches served from each position
 }
 
-// newLogSource serves recs, sealed into a hash chain as a writer would.
-func newLogSource(recs []eventstore.Record) *logSource {
-	s := &logSource{more: make(chan struct{}), served: map[uint64]int{}}
+// newLogSource serves recs, sealed into a hash chain as a writer would and
+// appended to the log in pool.
+func newLogSource(t *testing.T, pool *pgxpool.Pool, recs []eventstore.Record) *logSource {
+	s := &logSource{t: t, store: eventstore.New(pool), more: make(chan struct{}), served: map[uint64]int{}}
 	s.append(recs...)
 	return s
 }
@@ -659,14 +663,16 @@ func newLogSource(recs []eventstore.Record) *logSource {
 func (s *logSource) append(recs ...eventstore.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, rec := range recs {
-		var prev eventstore.Hash
-		if n := len(s.recs); n > 0 {
-			prev = s.recs[n-1].Hash
-		}
-		rec.Seal(prev)
-		s.recs = append(s.recs, rec)
+	var head eventstore.Hash
+	if n := len(s.recs); n > 0 {
+		head = s.recs[n-1].Hash
 	}
+	prev, from := head, len(s.recs)
+	for _, rec := range recs {
+		rec.Seal(prev)
+		s.recs, prev = append(s.recs, rec), rec.Hash
+	}
+	testenv.NoError(s.t, s.store.Append(s.t.Context(), s.recs[0].Ledger, uint64(from), head, s.recs[from:]))
 	close(s.more)
 	s.more = make(chan struct{})
 }
@@ -700,7 +706,7 @@ func TestUnbalancedBatchHoldsTheCheckpoint(t *testing.T) {
 	t.Parallel()
 	pool := migratedPool(t)
 	e := &env{t: t, pool: pool, ledger: testenv.Name(t)}
-	src := newLogSource(bookSetup(e.ledger))
+	src := newLogSource(t, pool, bookSetup(e.ledger))
 	runner := e.startRunner(t.Context(), projections.Balances{}, src)
 	waitFor(t, runner, 6)
 

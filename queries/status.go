@@ -31,6 +31,37 @@ type ProjectionStatus struct {
 	LagSeconds float64
 	// UpdatedAt is when the checkpoint last moved (or was created).
 	UpdatedAt time.Time
+	// State says whether the projection goes on (StateOK) or what stops
+	// it; Reason, what is wrong (the position and the refusal), when not.
+	State, Reason string
+	// StreamFault is what the relay found wrong with the ledger's stream,
+	// "" when nothing: a projection's own fault, which names the event it
+	// refused, is its State even when its stream's is set too.
+	StreamFault string
+}
+
+// States of a projection (ProjectionStatus.State).
+const (
+	// StateOK: nothing stops the projection.
+	StateOK = "ok"
+	// StateChainBroken: the projection refused an event that does not
+	// continue the hash chain or is not the log's.
+	StateChainBroken = "chain_broken"
+	// StateStreamDiverged: the relay found the ledger's stream ahead of the
+	// log or different from it, and publishes nothing on top.
+	StateStreamDiverged = "stream_diverged"
+)
+
+// stateOf is a projection's state from its own fault and its stream's:
+// its own names the event it refused, so it comes first.
+func stateOf(fault, streamFault *string) (state, reason string) {
+	switch {
+	case fault != nil:
+		return StateChainBroken, *fault
+	case streamFault != nil:
+		return StateStreamDiverged, *streamFault
+	}
+	return StateOK, ""
 }
 
 // GetProjectionStatus returns every projection checkpoint of ledger, or of all
@@ -47,9 +78,10 @@ func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]Pro
 			CASE WHEN h.position > c.position THEN
 				greatest(extract(epoch FROM he.recorded_at - coalesce(c.event_at, fe.recorded_at)), 0)::float8
 			ELSE 0 END,
-			c.updated_at
+			c.updated_at, c.fault, sf.fault
 		FROM projection_checkpoints c
 		LEFT JOIN ledger_heads h ON h.ledger = c.ledger
+		LEFT JOIN stream_faults sf ON sf.ledger = c.ledger
 		LEFT JOIN events he ON he.ledger = c.ledger AND he.position = h.position
 		LEFT JOIN events fe ON c.event_at IS NULL AND fe.ledger = c.ledger AND fe.position = 1
 		-- A rebuild's shadow (ledger~rebuild) is not a ledger: '~' is in no ledger name.
@@ -65,9 +97,15 @@ func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]Pro
 		version    int32
 		pos, head  int64
 		lagSeconds *float64
+		fault, sf  *string
 	)
-	_, err = pgx.ForEachRow(rows, []any{&st.Ledger, &st.Name, &version, &pos, &head, &lagSeconds, &st.UpdatedAt}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&st.Ledger, &st.Name, &version, &pos, &head, &lagSeconds, &st.UpdatedAt, &fault, &sf}, func() error {
 		st.Version, st.Position, st.Head = int(version), uint64(pos), uint64(head)
+		st.State, st.Reason = stateOf(fault, sf)
+		st.StreamFault = ""
+		if sf != nil {
+			st.StreamFault = *sf
+		}
 		st.LagPositions = uint64(max(head-pos, 0))
 		st.LagSeconds = 0
 		if lagSeconds != nil {
@@ -100,4 +138,43 @@ func (s *Service) head(ctx context.Context, ledger string) (uint64, error) {
 		return 0, fmt.Errorf("head of %s: %w", ledger, err)
 	}
 	return uint64(pos), nil
+}
+
+// FaultsMax bounds Faults.
+const FaultsMax = 16
+
+// Fault is one thing that stops the read side: a projection that refused an
+// event (Projection set), or a ledger's stream that the relay found ahead of
+// the log or different from it (Projection empty).
+type Fault struct {
+	Ledger, Projection, Reason string
+}
+
+// Faults returns up to FaultsMax of the read side's faults, by ledger and
+// projection, and whether there are more.
+//
+// Errors: database errors.
+func (s *Service) Faults(ctx context.Context) ([]Fault, bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT ledger, projection, fault FROM projection_checkpoints
+			WHERE fault IS NOT NULL AND strpos(ledger, '~') = 0
+		UNION ALL
+		SELECT ledger, '', fault FROM stream_faults
+		ORDER BY 1, 2 LIMIT $1`, FaultsMax+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("read side faults: %w", err)
+	}
+	var (
+		out []Fault
+		f   Fault
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&f.Ledger, &f.Projection, &f.Reason}, func() error {
+		out = append(out, f)
+		return nil
+	}); err != nil {
+		return nil, false, fmt.Errorf("read side faults: %w", err)
+	}
+	if len(out) > FaultsMax {
+		return out[:FaultsMax], true, nil
+	}
+	return out, false, nil
 }

@@ -25,8 +25,10 @@ type AdminServer struct {
 	keys    Keys
 	ledgers LedgerAdmin
 	logger  *slog.Logger
-	// rebuilds runs RebuildProjection.
+	// rebuilds runs RebuildProjection; repair RepairStream (nil: no
+	// stream to repair, WithStreams).
 	rebuilds *workflows.Rebuilds
+	repair   *workflows.StreamRepair
 }
 
 // Keys manages API keys (apikeys.Store).
@@ -75,6 +77,52 @@ func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 	}
 	if err != nil {
 		return statusOf(err)
+	}
+	return nil
+}
+
+// WithStreams lets s repair streams through streams; it returns s.
+func (s *AdminServer) WithStreams(streams workflows.Streams) *AdminServer {
+	s.repair = workflows.NewStreamRepair(streams, s.rebuilds)
+	return s
+}
+
+// RepairStream recreates a ledger's stream from the log and rebuilds its
+// projections, streaming progress; the last message has done set.
+//
+// Errors: InvalidArgument on ledger (malformed); NotFound (unknown ledger);
+// AlreadyExists when a repair of the ledger, or a rebuild of one of its
+// projections, runs already in this ledgerd; Unimplemented without streams;
+// Canceled or DeadlineExceeded with the call; Internal otherwise.
+func (s *AdminServer) RepairStream(req *ledgerv1.RepairStreamRequest, stream grpc.ServerStreamingServer[ledgerv1.RepairStreamResponse]) error {
+	if s.repair == nil {
+		return status.Error(codes.Unimplemented, "this ledgerd has no stream to repair")
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	var sendErr error
+	send := func(resp *ledgerv1.RepairStreamResponse) {
+		if sendErr != nil {
+			return
+		}
+		if sendErr = stream.Send(resp); sendErr != nil {
+			cancel()
+		}
+	}
+	err := s.repair.Repair(ctx, req.GetLedger(), func(p workflows.RepairProgress) {
+		send(&ledgerv1.RepairStreamResponse{Projection: p.Projection, Position: p.Position, Head: p.Head, ProjectionDone: p.Done})
+	})
+	if err == nil {
+		send(&ledgerv1.RepairStreamResponse{Done: true})
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	if err != nil {
+		return resourceStatusOf(err)
+	}
+	if by, ok := KeyFrom(stream.Context()); ok {
+		s.logger.Info("stream repaired", "ledger", req.GetLedger(), "by", by.ID)
 	}
 	return nil
 }

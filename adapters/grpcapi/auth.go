@@ -57,6 +57,7 @@ var methodRoles = map[string]apikeys.Role{
 	"/ledger.v1.AuditService/ImportEvents": apikeys.RoleAdmin,
 
 	"/ledger.v1.AdminService/RebuildProjection": apikeys.RoleAdmin,
+	"/ledger.v1.AdminService/RepairStream":      apikeys.RoleAdmin,
 	"/ledger.v1.AdminService/CreateApiKey":      apikeys.RoleAdmin,
 	"/ledger.v1.AdminService/ListApiKeys":       apikeys.RoleAdmin,
 	"/ledger.v1.AdminService/RevokeApiKey":      apikeys.RoleAdmin,

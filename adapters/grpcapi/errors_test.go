@@ -53,6 +53,7 @@ var sentinels = map[string]sentinelAnswer{
 	"workflows.ErrImportStopped":          request(workflows.ErrImportStopped, codes.Unavailable),
 	"workflows.ErrUnknownProjection":      request(workflows.ErrUnknownProjection, codes.InvalidArgument),
 	"workflows.ErrRebuildRunning":         request(workflows.ErrRebuildRunning, codes.AlreadyExists),
+	"workflows.ErrRepairRunning":          request(workflows.ErrRepairRunning, codes.AlreadyExists),
 	"workflows.ErrStatementLines":         request(workflows.ErrStatementLines, codes.InvalidArgument),
 	"domain.ErrInvalidField":              outcome(domain.ErrInvalidField, ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD),
 	"domain.ErrInvalidAmount":             outcome(domain.ErrInvalidAmount, ledgerv1.ResultCode_RESULT_CODE_INVALID_AMOUNT),

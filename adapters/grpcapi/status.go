@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/queries"
 )
 
 // GetTrialBalance returns Σ debits and Σ credits per asset, now or as of a
@@ -34,7 +35,14 @@ func (s *QueryServer) GetProjectionStatus(ctx context.Context, req *ledgerv1.Get
 	for i, p := range got {
 		resp.Projections[i] = &ledgerv1.ProjectionStatus{Ledger: p.Ledger, Name: p.Name, Version: int32(p.Version),
 			Position: p.Position, Head: p.Head, LagPositions: p.LagPositions, LagSeconds: p.LagSeconds,
-			UpdatedAt: timestamppb.New(p.UpdatedAt)}
+			UpdatedAt: timestamppb.New(p.UpdatedAt), State: projectionStates[p.State], Reason: p.Reason}
 	}
 	return resp, nil
+}
+
+// projectionStates maps the queries' states to the wire's.
+var projectionStates = map[string]ledgerv1.ProjectionState{
+	queries.StateOK:             ledgerv1.ProjectionState_PROJECTION_STATE_OK,
+	queries.StateChainBroken:    ledgerv1.ProjectionState_PROJECTION_STATE_CHAIN_BROKEN,
+	queries.StateStreamDiverged: ledgerv1.ProjectionState_PROJECTION_STATE_STREAM_DIVERGED,
 }

@@ -58,9 +58,9 @@ func recordSizeMax(rec *eventstore.Record) int {
 	return binary.MaxVarintLen64 + frameRecordOverhead + len(rec.Payload) + len(rec.Type) + len(rec.CommandID) + len(rec.Ledger)
 }
 
-// newFrame returns the message carrying recs, consecutive positions of one
+// NewFrame returns the message carrying recs, consecutive positions of one
 // ledger, on subject.
-func newFrame(subject string, recs []eventstore.Record) *nats.Msg {
+func NewFrame(subject string, recs []eventstore.Record) *nats.Msg {
 	size := len(frameMagic) + binary.MaxVarintLen64
 	for i := range recs {
 		size += recordSizeMax(&recs[i])

@@ -22,7 +22,7 @@ func frameRecords(ledger string, first uint64, n, payload int) []eventstore.Reco
 
 func TestFrameRoundTrip(t *testing.T) {
 	recs := frameRecords("l1", 7, 3, 10)
-	msg := newFrame("s", recs)
+	msg := NewFrame("s", recs)
 	first, last, err := frameSpan(msg.Header)
 	if err != nil || first != 7 || last != 9 {
 		t.Fatalf("span %d..%d, %v; want 7..9", first, last, err)
@@ -65,7 +65,7 @@ func TestFrameCut(t *testing.T) {
 			if got := frameCut(recs); got != c.want {
 				t.Fatalf("frameCut of %d records of %d bytes: %d, want %d", c.n, c.payload, got, c.want)
 			}
-			if size := len(newFrame("s", recs[:c.want]).Data); c.want > 1 && size > frameBytesMax {
+			if size := len(NewFrame("s", recs[:c.want]).Data); c.want > 1 && size > frameBytesMax {
 				t.Fatalf("a frame of %d records is %d bytes, over %d", c.want, size, frameBytesMax)
 			}
 		})
@@ -75,8 +75,8 @@ func TestFrameCut(t *testing.T) {
 // FuzzParseFrame: whatever a stream message holds (the stream is not
 // trusted), ParseFrame returns consecutive records of the ledger or an error.
 func FuzzParseFrame(f *testing.F) {
-	f.Add(uint64(1), uint64(3), newFrame("s", frameRecords("l", 1, 3, 5)).Data)
-	f.Add(uint64(5), uint64(5), newFrame("s", frameRecords("l", 5, 1, 0)).Data)
+	f.Add(uint64(1), uint64(3), NewFrame("s", frameRecords("l", 1, 3, 5)).Data)
+	f.Add(uint64(5), uint64(5), NewFrame("s", frameRecords("l", 5, 1, 0)).Data)
 	f.Add(uint64(1), uint64(1), []byte(frameMagic+"\x01\x05LGR\x01"))
 	f.Fuzz(func(t *testing.T, first, last uint64, data []byte) {
 		recs, err := ParseFrame("l", first, last, data)

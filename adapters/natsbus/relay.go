@@ -42,6 +42,21 @@ const (
 	relayOfferedMax = 65536
 )
 
+// ErrStreamDiverged means the stream's last frame is not the log's: the
+// stream is ahead of the log (PostgreSQL restored from an earlier copy, a
+// lagging replica promoted), holds another event at that position (a
+// forged message), or ends in a message that is no frame. The relay
+// publishes nothing on top until the stream is recreated from the log
+// (workflows.StreamRepair).
+var ErrStreamDiverged = errors.New("the stream is not the log's")
+
+// Faults is told what the relay finds of the stream each time it starts: in
+// step with the log, or diverged from it (ErrStreamDiverged).
+type Faults interface {
+	StreamDiverged(ctx context.Context, ledger string, err error)
+	StreamInStep(ctx context.Context, ledger string)
+}
+
 // Relay publishes one ledger's log on its stream, in position order, in
 // frames of consecutive records (frame.go): every position once, in order.
 // Each frame carries Nats-Expected-Last-Sequence = the stream sequence of the
@@ -55,6 +70,10 @@ type Relay struct {
 	opts    StreamOptions
 	logger  *slog.Logger
 	wake    chan struct{}
+	faults  Faults
+	// diverged is the last divergence told, "" when none: logged at ERROR
+	// when new (supervise.Run calls serve and OnRestart in turn).
+	diverged string
 
 	// offered holds records the writer committed in this process, so that the
 	// relay need not read them back from Postgres. The log stays the truth: any
@@ -70,6 +89,12 @@ func NewRelay(ledger string, js jetstream.JetStream, log Log, opts StreamOptions
 	}
 	return &Relay{ledger: ledger, subject: Subject(ledger), js: js, log: log, opts: opts,
 		logger: logger.With("ledger", ledger, "component", "relay"), wake: make(chan struct{}, 1)}
+}
+
+// WithFaults makes r tell f what it finds of the stream; it returns r.
+func (r *Relay) WithFaults(f Faults) *Relay {
+	r.faults = f
+	return r
 }
 
 // Wake tells the relay the log has grown. It never blocks.
@@ -120,9 +145,28 @@ func (r *Relay) takeOffered(from uint64, max int) []eventstore.Record {
 func (r *Relay) Run(ctx context.Context) error {
 	supervise.Run(ctx, supervise.Policy{Initial: relayRetryMin, Max: relayRetryMax, Healthy: healthyRun,
 		OnRestart: func(err error, delay time.Duration) {
+			if errors.Is(err, ErrStreamDiverged) {
+				r.divergedFrom(ctx, err, delay)
+				return
+			}
 			r.logger.Warn("relay interrupted; resuming from the stream's last sequence", "err", err, "retry_in", delay)
 		}}, r.serve)
 	return nil
+}
+
+// divergedFrom reports that the stream is not the log's: at ERROR when the
+// reason is new, and to the faults.
+func (r *Relay) divergedFrom(ctx context.Context, err error, delay time.Duration) {
+	log := r.logger.Error
+	if err.Error() == r.diverged {
+		log = r.logger.Debug
+	}
+	log("relay stopped: the stream is not the log's; nothing is published on top until it is repaired (ledgerctl admin repair-stream)",
+		"err", err, "retry_in", delay)
+	r.diverged = err.Error()
+	if r.faults != nil {
+		r.faults.StreamDiverged(ctx, r.ledger, err)
+	}
 }
 
 // serve syncs with the stream, then publishes what the log holds beyond it.
@@ -134,6 +178,13 @@ func (r *Relay) serve(ctx context.Context) error {
 	last, seq, err := r.tail(ctx, stream)
 	if err != nil {
 		return err
+	}
+	if r.faults != nil {
+		r.faults.StreamInStep(ctx, r.ledger)
+	}
+	if r.diverged != "" {
+		r.logger.Info("relay resumed: the stream's tail is the log's", "position", last)
+		r.diverged = ""
 	}
 	for {
 		recs := r.takeOffered(last+1, relayReadMax)
@@ -157,10 +208,14 @@ func (r *Relay) serve(ctx context.Context) error {
 	}
 }
 
-// tail returns the last position the stream holds and its stream sequence.
-// A stream whose every frame expired (MaxAge) no longer says which position
-// it reached: the relay then goes on from the log's head, and a consumer
-// reads what lies before the stream's first frame from the log (Source).
+// tail returns the last position the stream holds and its stream sequence,
+// having checked that the stream's last event is the log's at its position
+// (the same hash). A stream whose every frame expired (MaxAge) no longer
+// says which position it reached: the relay then goes on from the log's
+// head, and a consumer reads what lies before the stream's first frame from
+// the log (Source).
+//
+// Errors: ErrStreamDiverged; the JetStream or database error.
 func (r *Relay) tail(ctx context.Context, stream jetstream.Stream) (last, seq uint64, err error) {
 	info, err := stream.Info(ctx)
 	if err != nil {
@@ -178,11 +233,60 @@ func (r *Relay) tail(ctx context.Context, stream jetstream.Stream) (last, seq ui
 		r.logger.Info("stream expired: publishing from the log's head on", "head", head, "stream_sequence", st.LastSeq)
 		return head, st.LastSeq, nil
 	}
-	_, last, err = frameAt(ctx, stream, st.LastSeq)
+	first, last, err := r.checkTail(ctx, stream, st.LastSeq)
 	if err != nil {
 		return 0, 0, err
 	}
+	// A frame of the log's replayed on the stream passes checkTail; it
+	// does not follow the frame before it.
+	if st.LastSeq > st.FirstSeq {
+		_, before, err := frameAt(ctx, stream, st.LastSeq-1)
+		if err != nil && !errors.Is(err, ErrBadFrame) {
+			return 0, 0, err
+		}
+		if err != nil || before != first-1 {
+			return 0, 0, fmt.Errorf("the stream's last frame (sequence %d) holds %d..%d, the one before does not end at %d: %w",
+				st.LastSeq, first, last, first-1, ErrStreamDiverged)
+		}
+	}
 	return last, st.LastSeq, nil
+}
+
+// checkTail returns the positions of the frame at seq, the stream's last,
+// once its last event is found to be the log's.
+//
+// Errors: ErrStreamDiverged; the JetStream or database error.
+func (r *Relay) checkTail(ctx context.Context, stream jetstream.Stream, seq uint64) (first, last uint64, err error) {
+	msg, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("frame at sequence %d: %w", seq, err)
+	}
+	first, last, err = frameSpan(msg.Header)
+	if err != nil {
+		return 0, 0, fmt.Errorf("the stream's last message (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
+	}
+	recs, err := ParseFrame(r.ledger, first, last, msg.Data)
+	if err != nil {
+		return 0, 0, fmt.Errorf("the stream's last frame (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
+	}
+	logged, err := r.log.Read(ctx, r.ledger, last, 1)
+	if err != nil {
+		return 0, 0, fmt.Errorf("the log at the stream's last position %d: %w", last, err)
+	}
+	tip := &recs[len(recs)-1]
+	switch {
+	case len(logged) == 0 || logged[0].Position != last:
+		head, _, err := r.log.Head(ctx, r.ledger)
+		if err != nil {
+			return 0, 0, fmt.Errorf("head: %w", err)
+		}
+		return 0, 0, fmt.Errorf("the stream reaches position %d, the log only %d (restored from an earlier copy?): %w",
+			last, head, ErrStreamDiverged)
+	case logged[0].Hash != tip.Hash:
+		return 0, 0, fmt.Errorf("the stream's event at %d has hash %x, the log's %x: %w", last, tip.Hash[:8], logged[0].Hash[:8],
+			ErrStreamDiverged)
+	}
+	return first, last, nil
 }
 
 // frameAt reads the positions of the frame at stream sequence seq.
@@ -220,7 +324,7 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore
 	for i, expect := 0, seq; i < len(recs); expect++ {
 		n := frameCut(recs[i:])
 		frame := recs[i : i+n]
-		f, err := r.js.PublishMsgAsync(newFrame(r.subject, frame),
+		f, err := r.js.PublishMsgAsync(NewFrame(r.subject, frame),
 			jetstream.WithMsgID(frameID(r.ledger, frame[0].Position, frame[n-1].Position)),
 			jetstream.WithExpectLastSequence(expect))
 		if err != nil {

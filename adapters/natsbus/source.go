@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -39,6 +40,10 @@ type Source struct {
 	cancel  context.CancelFunc
 	msgs    chan jetstream.Msg
 	pending []eventstore.Record
+	// gone receives the consumer's loss of its stream (deleted: a repair
+	// recreates it), after which the ordered consumer would wait at a
+	// sequence of the old stream.
+	gone chan error
 }
 
 // NewSource returns a source for ledger. Close it when done.
@@ -72,6 +77,9 @@ func (s *Source) Next(ctx context.Context, from uint64, max int) ([]eventstore.R
 				s.stop()
 				return nil, err
 			}
+		case err := <-s.gone:
+			s.stop()
+			return nil, fmt.Errorf("source %s: %w", s.ledger, err)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -179,20 +187,27 @@ func (s *Source) restart(ctx context.Context, from uint64, max int) ([]eventstor
 	if err != nil {
 		return nil, fmt.Errorf("source %s: consumer at %d: %w", s.ledger, from, err)
 	}
-	msgs := make(chan jetstream.Msg, sourceFramesMax)
+	msgs, gone := make(chan jetstream.Msg, sourceFramesMax), make(chan error, 1)
 	cctx, cancel := context.WithCancel(context.Background())
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case msgs <- m:
 		case <-cctx.Done():
 		}
-	}, jetstream.PullMaxMessages(sourceFramesMax/2))
+	}, jetstream.PullMaxMessages(sourceFramesMax/2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			select {
+			case gone <- err:
+			default:
+			}
+		}
+	}))
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("source %s: consume at %d: %w", s.ledger, from, err)
 	}
 	go func() { <-cctx.Done(); cc.Stop() }()
-	s.msgs, s.cancel, s.next, s.seq, s.pending, s.fresh = msgs, cancel, from, seq, nil, true
+	s.msgs, s.gone, s.cancel, s.next, s.seq, s.pending, s.fresh = msgs, gone, cancel, from, seq, nil, true
 	return nil, nil
 }
 

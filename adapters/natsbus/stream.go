@@ -76,3 +76,28 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, ledger string, op
 	}
 	return s, nil
 }
+
+// Streams recreates ledgers' streams (workflows.StreamRepair).
+type Streams struct {
+	js   jetstream.JetStream
+	opts StreamOptions
+}
+
+// NewStreams returns Streams on js, each created with opts.
+func NewStreams(js jetstream.JetStream, opts StreamOptions) *Streams {
+	return &Streams{js: js, opts: opts}
+}
+
+// Recreate deletes ledger's stream, whatever it holds, and creates it empty:
+// the relay publishes the log into it again from the first position, and a
+// source reads from the log what it does not hold yet. A source whose
+// consumer the deletion ended starts over (Source.Next).
+//
+// Errors: the JetStream error.
+func (s *Streams) Recreate(ctx context.Context, ledger string) error {
+	if err := s.js.DeleteStream(ctx, StreamName(ledger)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("delete the stream of %s: %w", ledger, err)
+	}
+	_, err := EnsureStream(ctx, s.js, ledger, s.opts)
+	return err
+}

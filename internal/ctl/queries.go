@@ -388,6 +388,12 @@ func (c *client) projectionsStatusCmd() *cobra.Command {
 	}
 }
 
+// projectionState is a projection's state for the table: its enum name
+// without the prefix.
+func projectionState(s ledgerv1.ProjectionState) string {
+	return strings.TrimPrefix(s.String(), "PROJECTION_STATE_")
+}
+
 func (c *client) projectionsStatus(ctx context.Context) error {
 	return c.call(ctx, func(ctx context.Context) error {
 		resp, err := c.query.GetProjectionStatus(ctx, &ledgerv1.GetProjectionStatusRequest{Ledger: c.ledger})
@@ -398,13 +404,24 @@ func (c *client) projectionsStatus(ctx context.Context) error {
 			return c.printJSON(resp)
 		}
 		tw := c.tabwriter()
-		fmt.Fprintln(tw, "LEDGER\tPROJECTION\tVERSION\tPOSITION\tHEAD\tLAG\tLAG SECONDS\tUPDATED\t")
+		fmt.Fprintln(tw, "LEDGER\tPROJECTION\tVERSION\tPOSITION\tHEAD\tLAG\tLAG SECONDS\tUPDATED\tSTATE\t")
+		var stopped []*ledgerv1.ProjectionStatus
 		for _, p := range resp.GetProjections() {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%s\t\n", p.GetLedger(), p.GetName(), p.GetVersion(), p.GetPosition(),
-				p.GetHead(), p.GetLagPositions(), p.GetLagSeconds(), stamp(p.GetUpdatedAt()))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%s\t%s\t\n", p.GetLedger(), p.GetName(), p.GetVersion(), p.GetPosition(),
+				p.GetHead(), p.GetLagPositions(), p.GetLagSeconds(), stamp(p.GetUpdatedAt()), projectionState(p.GetState()))
+			if p.GetReason() != "" {
+				stopped = append(stopped, p)
+			}
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		// What stops a projection is too long for a column.
+		for _, p := range stopped {
+			fmt.Fprintf(c.out, "%s/%s stopped: %s\n", p.GetLedger(), p.GetName(), p.GetReason())
+		}
+		if len(stopped) > 0 {
+			fmt.Fprintln(c.out, "repair: ledgerctl admin repair-stream --ledger LEDGER (docs/operations.md, \"Integrity\")")
 		}
 		// An importing or archived ledger says so: its head moves only by
 		// the import, or not at all.

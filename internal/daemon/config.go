@@ -51,9 +51,11 @@ type Config struct {
 	// no credentials: anyone who reaches the address reads every ledger's
 	// events and can publish on its streams.
 	NATSListen string
-	GRPCAddr   string
-	HTTPAddr   string
-	DataDir    string
+	// NATSAuth holds the credentials and TLS files of an external NATS.
+	NATSAuth NATSAuth
+	GRPCAddr string
+	HTTPAddr string
+	DataDir  string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// StreamMaxAge bounds how long JetStream keeps a ledger's events; readers
@@ -149,6 +151,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS URL with JetStream (env LEDGER_NATS_URL); empty: an embedded server under -data-dir")
 	fs.StringVar(&c.NATSListen, "nats-listen", getenv("LEDGER_NATS_LISTEN"),
 		"HOST:PORT the embedded NATS listens on for other processes, without credentials (env LEDGER_NATS_LISTEN); empty: in-process only")
+	c.NATSAuth.register(fs, getenv)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", getenv("LEDGER_GRPC_ADDR"),
 		"gRPC listen address (env LEDGER_GRPC_ADDR); empty: "+grpcAddrDev+" in dev mode (no URLs), else "+grpcAddrService)
 	fs.StringVar(&c.HTTPAddr, "http-addr", getenv("LEDGER_HTTP_ADDR"),
@@ -227,7 +230,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		flag, env string
 		into      *string
 	}{{"postgres-url", "LEDGER_POSTGRES_URL", &c.PostgresURL}, {"nats-url", "LEDGER_NATS_URL", &c.NATSURL},
-		{"admin-key", "LEDGER_ADMIN_KEY", &c.AdminKey}, {"", "LEDGER_ANCHOR_KEY", &c.AnchorKey}} {
+		{"admin-key", "LEDGER_ADMIN_KEY", &c.AdminKey}, {"", "LEDGER_ANCHOR_KEY", &c.AnchorKey},
+		{"nats-password", "LEDGER_NATS_PASSWORD", &c.NATSAuth.Password}} {
 		if !set[secret.flag] {
 			*secret.into = getenv(secret.env)
 		}
@@ -248,6 +252,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		if _, _, err := natsListenAddr(c.NATSListen); err != nil {
 			return Config{}, err
 		}
+	}
+	if err := c.NATSAuth.check(c.NATSURL); err != nil {
+		return Config{}, err
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return Config{}, fmt.Errorf("-tls-cert and -tls-key: %w", errTLSPair)

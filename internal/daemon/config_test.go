@@ -161,3 +161,35 @@ func TestParseFlagsAnchors(t *testing.T) {
 		}
 	}
 }
+
+// TestParseFlagsNATSAuth: an external NATS's credentials come from flags,
+// the password from the environment; half a pair, two kinds of credentials,
+// or credentials without -nats-url are refused before anything starts.
+func TestParseFlagsNATSAuth(t *testing.T) {
+	t.Parallel()
+	url := []string{"-nats-url", "nats://nats.example:4222"}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr bool
+		want    daemon.NATSAuth
+	}{
+		{"none", url, nil, false, daemon.NATSAuth{}},
+		{"user, password from env", append([]string{"-nats-user", "ledgerd"}, url...), map[string]string{"LEDGER_NATS_PASSWORD": "pw"},
+			false, daemon.NATSAuth{User: "ledgerd", Password: "pw"}},
+		{"user without password", append([]string{"-nats-user", "ledgerd"}, url...), nil, true, daemon.NATSAuth{}},
+		{"creds and nkey", append([]string{"-nats-creds", "a.creds", "-nats-nkey-seed", "u.nk"}, url...), nil, true, daemon.NATSAuth{}},
+		{"tls from env", url, map[string]string{"LEDGER_NATS_TLS_CA": "ca.pem", "LEDGER_NATS_TLS_CERT": "c.pem", "LEDGER_NATS_TLS_KEY": "k.pem"},
+			false, daemon.NATSAuth{TLSCA: "ca.pem", TLSCert: "c.pem", TLSKey: "k.pem"}},
+		{"tls cert alone", append([]string{"-nats-tls-cert", "c.pem"}, url...), nil, true, daemon.NATSAuth{}},
+		{"credentials for the embedded NATS", []string{"-nats-nkey-seed", "u.nk"}, nil, true, daemon.NATSAuth{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if (err != nil) != tc.wantErr || err == nil && c.NATSAuth != tc.want {
+				t.Errorf("ParseFlags(%q, %v): %+v, %v; want %+v (error %v)", tc.args, tc.env, c.NATSAuth, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}

@@ -20,6 +20,10 @@ type lagCollector struct {
 	q                  *queries.Service
 	logger             *slog.Logger
 	positions, seconds *prometheus.Desc
+	// chainBroken and streamDiverged are 1 while a projection stays stopped
+	// on an event it refused, or a ledger's stream is found ahead of the
+	// log or different from it; 0 otherwise.
+	chainBroken, streamDiverged *prometheus.Desc
 }
 
 func newLagCollector(q *queries.Service, logger *slog.Logger) *lagCollector {
@@ -29,6 +33,11 @@ func newLagCollector(q *queries.Service, logger *slog.Logger) *lagCollector {
 			"Events of the ledger's log the projection has not applied yet.", labels, nil),
 		seconds: prometheus.NewDesc("ledger_projection_lag_seconds",
 			"Recorded time of the ledger's last event less that of the projection's checkpoint.", labels, nil),
+		chainBroken: prometheus.NewDesc("ledger_projection_chain_broken",
+			"1 while the projection is stopped on an event that does not continue the hash chain or is not the log's.", labels, nil),
+		streamDiverged: prometheus.NewDesc("ledger_stream_diverged",
+			"1 while the ledger's stream is ahead of the log or different from it and the relay publishes nothing on top.",
+			[]string{"ledger"}, nil),
 	}
 }
 
@@ -36,6 +45,8 @@ func newLagCollector(q *queries.Service, logger *slog.Logger) *lagCollector {
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.positions
 	ch <- c.seconds
+	ch <- c.chainBroken
+	ch <- c.streamDiverged
 }
 
 // Collect implements prometheus.Collector. When the query fails the gauges
@@ -48,8 +59,21 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		c.logger.Warn("projection lag metrics left out of a scrape", "err", err)
 		return
 	}
+	diverged := map[string]bool{}
 	for _, s := range statuses {
 		ch <- prometheus.MustNewConstMetric(c.positions, prometheus.GaugeValue, float64(s.LagPositions), s.Ledger, s.Name)
 		ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.GaugeValue, s.LagSeconds, s.Ledger, s.Name)
+		ch <- prometheus.MustNewConstMetric(c.chainBroken, prometheus.GaugeValue, gauge(s.State == queries.StateChainBroken), s.Ledger, s.Name)
+		diverged[s.Ledger] = s.StreamFault != ""
 	}
+	for ledger, d := range diverged {
+		ch <- prometheus.MustNewConstMetric(c.streamDiverged, prometheus.GaugeValue, gauge(d), ledger)
+	}
+}
+
+func gauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

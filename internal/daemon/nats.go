@@ -54,13 +54,26 @@ func (m *Main) openNATS() error {
 		}
 		inProcess = append(inProcess, e.InProcessOption())
 	}
-	nc, err := nats.Connect(url, append(inProcess, nats.Name("ledgerd"), nats.MaxReconnects(-1), nats.ReconnectWait(natsReconnectWait),
-		nats.RetryOnFailedConnect(true),
+	auth, err := m.Config.NATSAuth.options()
+	if err != nil {
+		return err
+	}
+	opts := append(inProcess, auth...)
+	opts = append(opts, nats.Name("ledgerd"), nats.MaxReconnects(-1), nats.ReconnectWait(natsReconnectWait),
 		nats.ConnectHandler(func(*nats.Conn) { m.Logger.Info("NATS connected: the relay and projections resume") }),
 		nats.ReconnectHandler(func(*nats.Conn) { m.Logger.Info("NATS reconnected") }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			m.Logger.Warn("NATS disconnected: commands go on, the relay and projections wait", "err", err)
-		}))...)
+		}))
+	// A first attempt tells a refusal that waiting cannot fix (credentials,
+	// TLS) from a server that is not there yet, which ledgerd waits for.
+	nc, err := nats.Connect(url, opts...)
+	switch {
+	case err != nil && natsRefusedForGood(err):
+		return fmt.Errorf("connect to NATS at %s: %w (see -nats-creds, -nats-user, -nats-nkey-seed, -nats-tls-*)", redactURLs(url), err)
+	case err != nil:
+		nc, err = nats.Connect(url, append(opts, nats.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", redactURLs(url), err)
 	}

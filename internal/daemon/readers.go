@@ -57,6 +57,11 @@ func (m *Main) catchUpReaders(ledger string) {
 	m.stopWhenCaughtUp(ledger, m.ensureReaders(ledger))
 }
 
+// streamOptions are the options of every ledger's stream.
+func (m *Main) streamOptions() natsbus.StreamOptions {
+	return natsbus.StreamOptions{MaxAge: m.Config.StreamMaxAge}
+}
+
 // ensureReaders returns the ledger's readers, starting them if they do not
 // run. m.mu is held.
 func (m *Main) ensureReaders(ledger string) *ledgerReaders {
@@ -66,8 +71,8 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 	ctx, cancel := context.WithCancel(m.readersCtx)
 	r := &ledgerReaders{ctx: ctx, cancel: cancel, runners: map[string]*projections.Runner{}}
 	m.readers[ledger] = r
-	streamOpts := natsbus.StreamOptions{MaxAge: m.Config.StreamMaxAge}
-	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger)
+	streamOpts := m.streamOptions()
+	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger).WithFaults(projections.NewFaults(m.pool, m.Logger))
 	m.relays[ledger], m.runners[ledger] = relay, r.runners
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); _ = relay.Run(ctx) }()

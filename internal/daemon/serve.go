@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
+	"strings"
 	"time"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -16,6 +18,7 @@ import (
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/grpcapi"
 	"github.com/ledgerd/ledger/adapters/httpapi"
+	"github.com/ledgerd/ledger/adapters/natsbus"
 	"github.com/ledgerd/ledger/queries"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
@@ -91,7 +94,8 @@ func (m *Main) serve() error {
 	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.pool, m.waiter), m.ledgers))
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
 	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.pool, m.waiter), m.Logger))
-	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.pool, m.store, m.keys, m.ledgers, m.Logger))
+	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.pool, m.store, m.keys, m.ledgers, m.Logger).
+		WithStreams(natsbus.NewStreams(m.js, m.streamOptions())))
 	var anchors grpcapi.AnchorLister
 	if m.anchorBucket != nil {
 		anchors = m.anchorBucket
@@ -187,12 +191,47 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
-	// Commands and queries need only PostgreSQL: NATS down is a detail.
+	// Commands and queries need only PostgreSQL: NATS down, or a read side
+	// stopped on an integrity fault, is a detail (the metrics alert on it).
+	out := "ready\n"
 	if waiting := m.natsWaiting(); waiting != "" {
-		_, _ = io.WriteString(w, "ready\n"+waiting+"\n")
-		return
+		out += waiting + "\n"
 	}
-	_, _ = io.WriteString(w, "ready\n")
+	out += m.integrityDetail(ctx, r)
+	_, _ = io.WriteString(w, out)
+}
+
+// integrityDetail describes, for /readyz, the read side's faults: how many
+// to anyone, which (ledger, projection, reason) to an admin key; "" when
+// there are none.
+func (m *Main) integrityDetail(ctx context.Context, r *http.Request) string {
+	faults, more, err := queries.New(m.pool, nil).Faults(ctx)
+	switch {
+	case err != nil:
+		m.Logger.Warn("/readyz: read side faults not read", "err", err)
+		return "integrity: unknown (the faults could not be read)\n"
+	case len(faults) == 0:
+		return ""
+	case !m.readyDetail(r):
+		n := strconv.Itoa(len(faults))
+		if more {
+			n += "+"
+		}
+		return "integrity: " + n + " read side fault(s): projections stopped or streams diverged from the log " +
+			"(ask with an admin key for which; see ledgerctl projections status)\n"
+	}
+	var b strings.Builder
+	for _, f := range faults {
+		what := "projection " + f.Projection
+		if f.Projection == "" {
+			what = "stream"
+		}
+		fmt.Fprintf(&b, "integrity: ledger %s %s: %s\n", f.Ledger, what, f.Reason)
+	}
+	if more {
+		b.WriteString("integrity: and more\n")
+	}
+	return b.String()
 }
 
 // readyDetail says whether r carries an admin key (or auth is off).

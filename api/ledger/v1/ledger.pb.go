@@ -521,6 +521,68 @@ func (TransferStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{6}
 }
 
+// ProjectionState says whether a projection can go on. A stopped projection
+// applies nothing past its checkpoint (its lag grows) until an operator
+// repairs the stream (AdminService.RepairStream, docs/operations.md
+// "Integrity").
+type ProjectionState int32
+
+const (
+	ProjectionState_PROJECTION_STATE_UNSPECIFIED ProjectionState = 0
+	// Nothing stops it.
+	ProjectionState_PROJECTION_STATE_OK ProjectionState = 1
+	// It refused an event that does not continue the hash chain or is not the
+	// log's (a forged or replayed message on the stream).
+	ProjectionState_PROJECTION_STATE_CHAIN_BROKEN ProjectionState = 2
+	// The relay found the ledger's stream ahead of the log or different from
+	// it (a database restored from an earlier copy) and publishes nothing on
+	// top: the projection waits.
+	ProjectionState_PROJECTION_STATE_STREAM_DIVERGED ProjectionState = 3
+)
+
+// Enum value maps for ProjectionState.
+var (
+	ProjectionState_name = map[int32]string{
+		0: "PROJECTION_STATE_UNSPECIFIED",
+		1: "PROJECTION_STATE_OK",
+		2: "PROJECTION_STATE_CHAIN_BROKEN",
+		3: "PROJECTION_STATE_STREAM_DIVERGED",
+	}
+	ProjectionState_value = map[string]int32{
+		"PROJECTION_STATE_UNSPECIFIED":     0,
+		"PROJECTION_STATE_OK":              1,
+		"PROJECTION_STATE_CHAIN_BROKEN":    2,
+		"PROJECTION_STATE_STREAM_DIVERGED": 3,
+	}
+)
+
+func (x ProjectionState) Enum() *ProjectionState {
+	p := new(ProjectionState)
+	*p = x
+	return p
+}
+
+func (x ProjectionState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProjectionState) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_ledger_proto_enumTypes[7].Descriptor()
+}
+
+func (ProjectionState) Type() protoreflect.EnumType {
+	return &file_ledger_v1_ledger_proto_enumTypes[7]
+}
+
+func (x ProjectionState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProjectionState.Descriptor instead.
+func (ProjectionState) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{7}
+}
+
 // LedgerStatus is a ledger's lifecycle state.
 type LedgerStatus int32
 
@@ -562,11 +624,11 @@ func (x LedgerStatus) String() string {
 }
 
 func (LedgerStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_ledger_v1_ledger_proto_enumTypes[7].Descriptor()
+	return file_ledger_v1_ledger_proto_enumTypes[8].Descriptor()
 }
 
 func (LedgerStatus) Type() protoreflect.EnumType {
-	return &file_ledger_v1_ledger_proto_enumTypes[7]
+	return &file_ledger_v1_ledger_proto_enumTypes[8]
 }
 
 func (x LedgerStatus) Number() protoreflect.EnumNumber {
@@ -575,7 +637,7 @@ func (x LedgerStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LedgerStatus.Descriptor instead.
 func (LedgerStatus) EnumDescriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{7}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{8}
 }
 
 type DefineAssetRequest struct {
@@ -4121,8 +4183,12 @@ type ProjectionStatus struct {
 	Head         uint64 `protobuf:"varint,5,opt,name=head,proto3" json:"head,omitempty"`
 	LagPositions uint64 `protobuf:"varint,6,opt,name=lag_positions,json=lagPositions,proto3" json:"lag_positions,omitempty"`
 	// Seconds between the head's and the checkpoint's recorded times.
-	LagSeconds    float64                `protobuf:"fixed64,7,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	LagSeconds float64                `protobuf:"fixed64,7,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Whether the projection goes on, or what stops it.
+	State ProjectionState `protobuf:"varint,9,opt,name=state,proto3,enum=ledger.v1.ProjectionState" json:"state,omitempty"`
+	// What stopped it (the position and what is wrong), when state is not OK.
+	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4213,6 +4279,145 @@ func (x *ProjectionStatus) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ProjectionStatus) GetState() ProjectionState {
+	if x != nil {
+		return x.State
+	}
+	return ProjectionState_PROJECTION_STATE_UNSPECIFIED
+}
+
+func (x *ProjectionStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RepairStreamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ledger        string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairStreamRequest) Reset() {
+	*x = RepairStreamRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairStreamRequest) ProtoMessage() {}
+
+func (x *RepairStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairStreamRequest.ProtoReflect.Descriptor instead.
+func (*RepairStreamRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RepairStreamRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+// RepairStreamResponse is the repair's progress: the stream recreated, then
+// each projection's rebuild as RebuildProjection reports it.
+type RepairStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The projection being rebuilt; empty for the stream's recreation.
+	Projection string `protobuf:"bytes,1,opt,name=projection,proto3" json:"projection,omitempty"`
+	Position   uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	Head       uint64 `protobuf:"varint,3,opt,name=head,proto3" json:"head,omitempty"`
+	// Set on each projection's last message, once it is swapped in.
+	ProjectionDone bool `protobuf:"varint,4,opt,name=projection_done,json=projectionDone,proto3" json:"projection_done,omitempty"`
+	// Set on the last message of the repair.
+	Done          bool `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairStreamResponse) Reset() {
+	*x = RepairStreamResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairStreamResponse) ProtoMessage() {}
+
+func (x *RepairStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairStreamResponse.ProtoReflect.Descriptor instead.
+func (*RepairStreamResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *RepairStreamResponse) GetProjection() string {
+	if x != nil {
+		return x.Projection
+	}
+	return ""
+}
+
+func (x *RepairStreamResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *RepairStreamResponse) GetHead() uint64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *RepairStreamResponse) GetProjectionDone() bool {
+	if x != nil {
+		return x.ProjectionDone
+	}
+	return false
+}
+
+func (x *RepairStreamResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 type GetProjectionStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Projections   []*ProjectionStatus    `protobuf:"bytes,1,rep,name=projections,proto3" json:"projections,omitempty"`
@@ -4222,7 +4427,7 @@ type GetProjectionStatusResponse struct {
 
 func (x *GetProjectionStatusResponse) Reset() {
 	*x = GetProjectionStatusResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4234,7 +4439,7 @@ func (x *GetProjectionStatusResponse) String() string {
 func (*GetProjectionStatusResponse) ProtoMessage() {}
 
 func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[50]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4247,7 +4452,7 @@ func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{50}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetProjectionStatusResponse) GetProjections() []*ProjectionStatus {
@@ -4268,7 +4473,7 @@ type ReadEventsRequest struct {
 
 func (x *ReadEventsRequest) Reset() {
 	*x = ReadEventsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4280,7 +4485,7 @@ func (x *ReadEventsRequest) String() string {
 func (*ReadEventsRequest) ProtoMessage() {}
 
 func (x *ReadEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[51]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4293,7 +4498,7 @@ func (x *ReadEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEventsRequest.ProtoReflect.Descriptor instead.
 func (*ReadEventsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{51}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReadEventsRequest) GetLedger() string {
@@ -4327,7 +4532,7 @@ type ReadEventsResponse struct {
 
 func (x *ReadEventsResponse) Reset() {
 	*x = ReadEventsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4339,7 +4544,7 @@ func (x *ReadEventsResponse) String() string {
 func (*ReadEventsResponse) ProtoMessage() {}
 
 func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[52]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4352,7 +4557,7 @@ func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEventsResponse.ProtoReflect.Descriptor instead.
 func (*ReadEventsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{52}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReadEventsResponse) GetEvents() []*LogEvent {
@@ -4384,7 +4589,7 @@ type LogEvent struct {
 
 func (x *LogEvent) Reset() {
 	*x = LogEvent{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4396,7 +4601,7 @@ func (x *LogEvent) String() string {
 func (*LogEvent) ProtoMessage() {}
 
 func (x *LogEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[53]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4409,7 +4614,7 @@ func (x *LogEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEvent.ProtoReflect.Descriptor instead.
 func (*LogEvent) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{53}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *LogEvent) GetLedger() string {
@@ -4489,7 +4694,7 @@ type ImportEventsRequest struct {
 
 func (x *ImportEventsRequest) Reset() {
 	*x = ImportEventsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4501,7 +4706,7 @@ func (x *ImportEventsRequest) String() string {
 func (*ImportEventsRequest) ProtoMessage() {}
 
 func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4514,7 +4719,7 @@ func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEventsRequest.ProtoReflect.Descriptor instead.
 func (*ImportEventsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ImportEventsRequest) GetLedger() string {
@@ -4544,7 +4749,7 @@ type ImportEventsResponse struct {
 
 func (x *ImportEventsResponse) Reset() {
 	*x = ImportEventsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4556,7 +4761,7 @@ func (x *ImportEventsResponse) String() string {
 func (*ImportEventsResponse) ProtoMessage() {}
 
 func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4569,7 +4774,7 @@ func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEventsResponse.ProtoReflect.Descriptor instead.
 func (*ImportEventsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{55}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ImportEventsResponse) GetLedger() string {
@@ -4611,7 +4816,7 @@ type RebuildProjectionRequest struct {
 
 func (x *RebuildProjectionRequest) Reset() {
 	*x = RebuildProjectionRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4623,7 +4828,7 @@ func (x *RebuildProjectionRequest) String() string {
 func (*RebuildProjectionRequest) ProtoMessage() {}
 
 func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4636,7 +4841,7 @@ func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionRequest.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{56}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RebuildProjectionRequest) GetLedger() string {
@@ -4673,7 +4878,7 @@ type RebuildProjectionResponse struct {
 
 func (x *RebuildProjectionResponse) Reset() {
 	*x = RebuildProjectionResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4685,7 +4890,7 @@ func (x *RebuildProjectionResponse) String() string {
 func (*RebuildProjectionResponse) ProtoMessage() {}
 
 func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4698,7 +4903,7 @@ func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionResponse.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{57}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RebuildProjectionResponse) GetPosition() uint64 {
@@ -4757,7 +4962,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4769,7 +4974,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4782,7 +4987,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{58}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateApiKeyRequest) GetRoles() []string {
@@ -4818,7 +5023,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4830,7 +5035,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4843,7 +5048,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{59}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateApiKeyResponse) GetKey() string {
@@ -4878,7 +5083,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4890,7 +5095,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4903,7 +5108,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{60}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ApiKey) GetId() string {
@@ -4958,7 +5163,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4970,7 +5175,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4983,7 +5188,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{61}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListApiKeysRequest) GetIncludeRevoked() bool {
@@ -5005,7 +5210,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5017,7 +5222,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5030,7 +5235,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{62}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -5056,7 +5261,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5068,7 +5273,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5081,7 +5286,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{63}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RevokeApiKeyRequest) GetId() string {
@@ -5100,7 +5305,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5112,7 +5317,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5125,7 +5330,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{64}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
@@ -5150,7 +5355,7 @@ type Ledger struct {
 
 func (x *Ledger) Reset() {
 	*x = Ledger{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5162,7 +5367,7 @@ func (x *Ledger) String() string {
 func (*Ledger) ProtoMessage() {}
 
 func (x *Ledger) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5175,7 +5380,7 @@ func (x *Ledger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ledger.ProtoReflect.Descriptor instead.
 func (*Ledger) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{65}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Ledger) GetName() string {
@@ -5222,7 +5427,7 @@ type CreateLedgerRequest struct {
 
 func (x *CreateLedgerRequest) Reset() {
 	*x = CreateLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5234,7 +5439,7 @@ func (x *CreateLedgerRequest) String() string {
 func (*CreateLedgerRequest) ProtoMessage() {}
 
 func (x *CreateLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5247,7 +5452,7 @@ func (x *CreateLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLedgerRequest.ProtoReflect.Descriptor instead.
 func (*CreateLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{66}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CreateLedgerRequest) GetLedger() string {
@@ -5268,7 +5473,7 @@ type CreateLedgerResponse struct {
 
 func (x *CreateLedgerResponse) Reset() {
 	*x = CreateLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5280,7 +5485,7 @@ func (x *CreateLedgerResponse) String() string {
 func (*CreateLedgerResponse) ProtoMessage() {}
 
 func (x *CreateLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5293,7 +5498,7 @@ func (x *CreateLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLedgerResponse.ProtoReflect.Descriptor instead.
 func (*CreateLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{67}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateLedgerResponse) GetLedger() *Ledger {
@@ -5319,7 +5524,7 @@ type ArchiveLedgerRequest struct {
 
 func (x *ArchiveLedgerRequest) Reset() {
 	*x = ArchiveLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5331,7 +5536,7 @@ func (x *ArchiveLedgerRequest) String() string {
 func (*ArchiveLedgerRequest) ProtoMessage() {}
 
 func (x *ArchiveLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5344,7 +5549,7 @@ func (x *ArchiveLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ArchiveLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{68}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ArchiveLedgerRequest) GetLedger() string {
@@ -5363,7 +5568,7 @@ type ArchiveLedgerResponse struct {
 
 func (x *ArchiveLedgerResponse) Reset() {
 	*x = ArchiveLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5375,7 +5580,7 @@ func (x *ArchiveLedgerResponse) String() string {
 func (*ArchiveLedgerResponse) ProtoMessage() {}
 
 func (x *ArchiveLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5388,7 +5593,7 @@ func (x *ArchiveLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ArchiveLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{69}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ArchiveLedgerResponse) GetLedger() *Ledger {
@@ -5407,7 +5612,7 @@ type UnarchiveLedgerRequest struct {
 
 func (x *UnarchiveLedgerRequest) Reset() {
 	*x = UnarchiveLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5419,7 +5624,7 @@ func (x *UnarchiveLedgerRequest) String() string {
 func (*UnarchiveLedgerRequest) ProtoMessage() {}
 
 func (x *UnarchiveLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5432,7 +5637,7 @@ func (x *UnarchiveLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveLedgerRequest.ProtoReflect.Descriptor instead.
 func (*UnarchiveLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{70}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *UnarchiveLedgerRequest) GetLedger() string {
@@ -5451,7 +5656,7 @@ type UnarchiveLedgerResponse struct {
 
 func (x *UnarchiveLedgerResponse) Reset() {
 	*x = UnarchiveLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5463,7 +5668,7 @@ func (x *UnarchiveLedgerResponse) String() string {
 func (*UnarchiveLedgerResponse) ProtoMessage() {}
 
 func (x *UnarchiveLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5476,7 +5681,7 @@ func (x *UnarchiveLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveLedgerResponse.ProtoReflect.Descriptor instead.
 func (*UnarchiveLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{71}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *UnarchiveLedgerResponse) GetLedger() *Ledger {
@@ -5495,7 +5700,7 @@ type GetLedgerRequest struct {
 
 func (x *GetLedgerRequest) Reset() {
 	*x = GetLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5507,7 +5712,7 @@ func (x *GetLedgerRequest) String() string {
 func (*GetLedgerRequest) ProtoMessage() {}
 
 func (x *GetLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5520,7 +5725,7 @@ func (x *GetLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLedgerRequest.ProtoReflect.Descriptor instead.
 func (*GetLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{72}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GetLedgerRequest) GetLedger() string {
@@ -5539,7 +5744,7 @@ type GetLedgerResponse struct {
 
 func (x *GetLedgerResponse) Reset() {
 	*x = GetLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5551,7 +5756,7 @@ func (x *GetLedgerResponse) String() string {
 func (*GetLedgerResponse) ProtoMessage() {}
 
 func (x *GetLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5564,7 +5769,7 @@ func (x *GetLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLedgerResponse.ProtoReflect.Descriptor instead.
 func (*GetLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{73}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *GetLedgerResponse) GetLedger() *Ledger {
@@ -5586,7 +5791,7 @@ type ListLedgersRequest struct {
 
 func (x *ListLedgersRequest) Reset() {
 	*x = ListLedgersRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5598,7 +5803,7 @@ func (x *ListLedgersRequest) String() string {
 func (*ListLedgersRequest) ProtoMessage() {}
 
 func (x *ListLedgersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5611,7 +5816,7 @@ func (x *ListLedgersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgersRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgersRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{74}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListLedgersRequest) GetLimit() uint32 {
@@ -5639,7 +5844,7 @@ type ListLedgersResponse struct {
 
 func (x *ListLedgersResponse) Reset() {
 	*x = ListLedgersResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5651,7 +5856,7 @@ func (x *ListLedgersResponse) String() string {
 func (*ListLedgersResponse) ProtoMessage() {}
 
 func (x *ListLedgersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5664,7 +5869,7 @@ func (x *ListLedgersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgersResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgersResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{75}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListLedgersResponse) GetLedgers() []*Ledger {
@@ -5998,7 +6203,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\"4\n" +
 	"\x1aGetProjectionStatusRequest\x12\x16\n" +
-	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"\x89\x02\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"\xd3\x02\n" +
 	"\x10ProjectionStatus\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -6009,7 +6214,20 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\vlag_seconds\x18\a \x01(\x01R\n" +
 	"lagSeconds\x129\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\\\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x120\n" +
+	"\x05state\x18\t \x01(\x0e2\x1a.ledger.v1.ProjectionStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\"-\n" +
+	"\x13RepairStreamRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"\xa3\x01\n" +
+	"\x14RepairStreamResponse\x12\x1e\n" +
+	"\n" +
+	"projection\x18\x01 \x01(\tR\n" +
+	"projection\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x12\n" +
+	"\x04head\x18\x03 \x01(\x04R\x04head\x12'\n" +
+	"\x0fprojection_done\x18\x04 \x01(\bR\x0eprojectionDone\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\"\\\n" +
 	"\x1bGetProjectionStatusResponse\x12=\n" +
 	"\vprojections\x18\x01 \x03(\v2\x1b.ledger.v1.ProjectionStatusR\vprojections\"q\n" +
 	"\x11ReadEventsRequest\x12\x16\n" +
@@ -6170,7 +6388,12 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x16TRANSFER_STATUS_VOIDED\x10\x04\x12\x1b\n" +
 	"\x17TRANSFER_STATUS_EXPIRED\x10\x05\x12\x1c\n" +
 	"\x18TRANSFER_STATUS_REVERSED\x10\x06\x12&\n" +
-	"\"TRANSFER_STATUS_PARTIALLY_REVERSED\x10\a*\x80\x01\n" +
+	"\"TRANSFER_STATUS_PARTIALLY_REVERSED\x10\a*\x95\x01\n" +
+	"\x0fProjectionState\x12 \n" +
+	"\x1cPROJECTION_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13PROJECTION_STATE_OK\x10\x01\x12!\n" +
+	"\x1dPROJECTION_STATE_CHAIN_BROKEN\x10\x02\x12$\n" +
+	" PROJECTION_STATE_STREAM_DIVERGED\x10\x03*\x80\x01\n" +
 	"\fLedgerStatus\x12\x1d\n" +
 	"\x19LEDGER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14LEDGER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
@@ -6198,9 +6421,10 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fAuditService\x12K\n" +
 	"\n" +
 	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
-	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xf5\x05\n" +
+	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xc8\x06\n" +
 	"\fAdminService\x12`\n" +
-	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01\x12O\n" +
+	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01\x12Q\n" +
+	"\fRepairStream\x12\x1e.ledger.v1.RepairStreamRequest\x1a\x1f.ledger.v1.RepairStreamResponse0\x01\x12O\n" +
 	"\fCreateApiKey\x12\x1e.ledger.v1.CreateApiKeyRequest\x1a\x1f.ledger.v1.CreateApiKeyResponse\x12L\n" +
 	"\vListApiKeys\x12\x1d.ledger.v1.ListApiKeysRequest\x1a\x1e.ledger.v1.ListApiKeysResponse\x12O\n" +
 	"\fRevokeApiKey\x12\x1e.ledger.v1.RevokeApiKeyRequest\x1a\x1f.ledger.v1.RevokeApiKeyResponse\x12O\n" +
@@ -6222,8 +6446,8 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_ledger_proto_rawDescData
 }
 
-var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
+var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -6232,233 +6456,239 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(Direction)(0),                       // 4: ledger.v1.Direction
 	(TransferKind)(0),                    // 5: ledger.v1.TransferKind
 	(TransferStatus)(0),                  // 6: ledger.v1.TransferStatus
-	(LedgerStatus)(0),                    // 7: ledger.v1.LedgerStatus
-	(*DefineAssetRequest)(nil),           // 8: ledger.v1.DefineAssetRequest
-	(*DefineAssetResponse)(nil),          // 9: ledger.v1.DefineAssetResponse
-	(*OpenAccountsRequest)(nil),          // 10: ledger.v1.OpenAccountsRequest
-	(*Account)(nil),                      // 11: ledger.v1.Account
-	(*OpenAccountsResponse)(nil),         // 12: ledger.v1.OpenAccountsResponse
-	(*CreateTransfersRequest)(nil),       // 13: ledger.v1.CreateTransfersRequest
-	(*Transfer)(nil),                     // 14: ledger.v1.Transfer
-	(*PostPendingTransfersRequest)(nil),  // 15: ledger.v1.PostPendingTransfersRequest
-	(*PostPending)(nil),                  // 16: ledger.v1.PostPending
-	(*PostPendingTransfersResponse)(nil), // 17: ledger.v1.PostPendingTransfersResponse
-	(*VoidPendingTransfersRequest)(nil),  // 18: ledger.v1.VoidPendingTransfersRequest
-	(*VoidPending)(nil),                  // 19: ledger.v1.VoidPending
-	(*VoidPendingTransfersResponse)(nil), // 20: ledger.v1.VoidPendingTransfersResponse
-	(*ReverseTransfersRequest)(nil),      // 21: ledger.v1.ReverseTransfersRequest
-	(*Reversal)(nil),                     // 22: ledger.v1.Reversal
-	(*ReverseTransfersResponse)(nil),     // 23: ledger.v1.ReverseTransfersResponse
-	(*SetAccountBoundsRequest)(nil),      // 24: ledger.v1.SetAccountBoundsRequest
-	(*AccountBounds)(nil),                // 25: ledger.v1.AccountBounds
-	(*SetAccountBoundsResponse)(nil),     // 26: ledger.v1.SetAccountBoundsResponse
-	(*SetAccountMetadataRequest)(nil),    // 27: ledger.v1.SetAccountMetadataRequest
-	(*AccountMetadata)(nil),              // 28: ledger.v1.AccountMetadata
-	(*SetAccountMetadataResponse)(nil),   // 29: ledger.v1.SetAccountMetadataResponse
-	(*CloseAccountsRequest)(nil),         // 30: ledger.v1.CloseAccountsRequest
-	(*CloseAccountsResponse)(nil),        // 31: ledger.v1.CloseAccountsResponse
-	(*Posting)(nil),                      // 32: ledger.v1.Posting
-	(*CreateTransfersResponse)(nil),      // 33: ledger.v1.CreateTransfersResponse
-	(*ItemResult)(nil),                   // 34: ledger.v1.ItemResult
-	(*GetBalancesRequest)(nil),           // 35: ledger.v1.GetBalancesRequest
-	(*Balance)(nil),                      // 36: ledger.v1.Balance
-	(*GetBalancesResponse)(nil),          // 37: ledger.v1.GetBalancesResponse
-	(*ListStatementRequest)(nil),         // 38: ledger.v1.ListStatementRequest
-	(*StatementLine)(nil),                // 39: ledger.v1.StatementLine
-	(*ListStatementResponse)(nil),        // 40: ledger.v1.ListStatementResponse
-	(*TransferPosting)(nil),              // 41: ledger.v1.TransferPosting
-	(*TransferView)(nil),                 // 42: ledger.v1.TransferView
-	(*GetTransfersRequest)(nil),          // 43: ledger.v1.GetTransfersRequest
-	(*GetTransfersResponse)(nil),         // 44: ledger.v1.GetTransfersResponse
-	(*ListTransfersRequest)(nil),         // 45: ledger.v1.ListTransfersRequest
-	(*ListTransfersResponse)(nil),        // 46: ledger.v1.ListTransfersResponse
-	(*GetTrialBalanceRequest)(nil),       // 47: ledger.v1.GetTrialBalanceRequest
-	(*TrialBalanceLine)(nil),             // 48: ledger.v1.TrialBalanceLine
-	(*GetTrialBalanceResponse)(nil),      // 49: ledger.v1.GetTrialBalanceResponse
-	(*ClosePeriodRequest)(nil),           // 50: ledger.v1.ClosePeriodRequest
-	(*ClosePeriodResponse)(nil),          // 51: ledger.v1.ClosePeriodResponse
-	(*ListPeriodsRequest)(nil),           // 52: ledger.v1.ListPeriodsRequest
-	(*Period)(nil),                       // 53: ledger.v1.Period
-	(*PeriodTotal)(nil),                  // 54: ledger.v1.PeriodTotal
-	(*ListPeriodsResponse)(nil),          // 55: ledger.v1.ListPeriodsResponse
-	(*GetProjectionStatusRequest)(nil),   // 56: ledger.v1.GetProjectionStatusRequest
-	(*ProjectionStatus)(nil),             // 57: ledger.v1.ProjectionStatus
-	(*GetProjectionStatusResponse)(nil),  // 58: ledger.v1.GetProjectionStatusResponse
-	(*ReadEventsRequest)(nil),            // 59: ledger.v1.ReadEventsRequest
-	(*ReadEventsResponse)(nil),           // 60: ledger.v1.ReadEventsResponse
-	(*LogEvent)(nil),                     // 61: ledger.v1.LogEvent
-	(*ImportEventsRequest)(nil),          // 62: ledger.v1.ImportEventsRequest
-	(*ImportEventsResponse)(nil),         // 63: ledger.v1.ImportEventsResponse
-	(*RebuildProjectionRequest)(nil),     // 64: ledger.v1.RebuildProjectionRequest
-	(*RebuildProjectionResponse)(nil),    // 65: ledger.v1.RebuildProjectionResponse
-	(*CreateApiKeyRequest)(nil),          // 66: ledger.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),         // 67: ledger.v1.CreateApiKeyResponse
-	(*ApiKey)(nil),                       // 68: ledger.v1.ApiKey
-	(*ListApiKeysRequest)(nil),           // 69: ledger.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),          // 70: ledger.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),          // 71: ledger.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),         // 72: ledger.v1.RevokeApiKeyResponse
-	(*Ledger)(nil),                       // 73: ledger.v1.Ledger
-	(*CreateLedgerRequest)(nil),          // 74: ledger.v1.CreateLedgerRequest
-	(*CreateLedgerResponse)(nil),         // 75: ledger.v1.CreateLedgerResponse
-	(*ArchiveLedgerRequest)(nil),         // 76: ledger.v1.ArchiveLedgerRequest
-	(*ArchiveLedgerResponse)(nil),        // 77: ledger.v1.ArchiveLedgerResponse
-	(*UnarchiveLedgerRequest)(nil),       // 78: ledger.v1.UnarchiveLedgerRequest
-	(*UnarchiveLedgerResponse)(nil),      // 79: ledger.v1.UnarchiveLedgerResponse
-	(*GetLedgerRequest)(nil),             // 80: ledger.v1.GetLedgerRequest
-	(*GetLedgerResponse)(nil),            // 81: ledger.v1.GetLedgerResponse
-	(*ListLedgersRequest)(nil),           // 82: ledger.v1.ListLedgersRequest
-	(*ListLedgersResponse)(nil),          // 83: ledger.v1.ListLedgersResponse
-	nil,                                  // 84: ledger.v1.Account.MetadataEntry
-	nil,                                  // 85: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 86: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 87: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 88: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 89: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 90: ledger.v1.TransferView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 91: google.protobuf.Timestamp
+	(ProjectionState)(0),                 // 7: ledger.v1.ProjectionState
+	(LedgerStatus)(0),                    // 8: ledger.v1.LedgerStatus
+	(*DefineAssetRequest)(nil),           // 9: ledger.v1.DefineAssetRequest
+	(*DefineAssetResponse)(nil),          // 10: ledger.v1.DefineAssetResponse
+	(*OpenAccountsRequest)(nil),          // 11: ledger.v1.OpenAccountsRequest
+	(*Account)(nil),                      // 12: ledger.v1.Account
+	(*OpenAccountsResponse)(nil),         // 13: ledger.v1.OpenAccountsResponse
+	(*CreateTransfersRequest)(nil),       // 14: ledger.v1.CreateTransfersRequest
+	(*Transfer)(nil),                     // 15: ledger.v1.Transfer
+	(*PostPendingTransfersRequest)(nil),  // 16: ledger.v1.PostPendingTransfersRequest
+	(*PostPending)(nil),                  // 17: ledger.v1.PostPending
+	(*PostPendingTransfersResponse)(nil), // 18: ledger.v1.PostPendingTransfersResponse
+	(*VoidPendingTransfersRequest)(nil),  // 19: ledger.v1.VoidPendingTransfersRequest
+	(*VoidPending)(nil),                  // 20: ledger.v1.VoidPending
+	(*VoidPendingTransfersResponse)(nil), // 21: ledger.v1.VoidPendingTransfersResponse
+	(*ReverseTransfersRequest)(nil),      // 22: ledger.v1.ReverseTransfersRequest
+	(*Reversal)(nil),                     // 23: ledger.v1.Reversal
+	(*ReverseTransfersResponse)(nil),     // 24: ledger.v1.ReverseTransfersResponse
+	(*SetAccountBoundsRequest)(nil),      // 25: ledger.v1.SetAccountBoundsRequest
+	(*AccountBounds)(nil),                // 26: ledger.v1.AccountBounds
+	(*SetAccountBoundsResponse)(nil),     // 27: ledger.v1.SetAccountBoundsResponse
+	(*SetAccountMetadataRequest)(nil),    // 28: ledger.v1.SetAccountMetadataRequest
+	(*AccountMetadata)(nil),              // 29: ledger.v1.AccountMetadata
+	(*SetAccountMetadataResponse)(nil),   // 30: ledger.v1.SetAccountMetadataResponse
+	(*CloseAccountsRequest)(nil),         // 31: ledger.v1.CloseAccountsRequest
+	(*CloseAccountsResponse)(nil),        // 32: ledger.v1.CloseAccountsResponse
+	(*Posting)(nil),                      // 33: ledger.v1.Posting
+	(*CreateTransfersResponse)(nil),      // 34: ledger.v1.CreateTransfersResponse
+	(*ItemResult)(nil),                   // 35: ledger.v1.ItemResult
+	(*GetBalancesRequest)(nil),           // 36: ledger.v1.GetBalancesRequest
+	(*Balance)(nil),                      // 37: ledger.v1.Balance
+	(*GetBalancesResponse)(nil),          // 38: ledger.v1.GetBalancesResponse
+	(*ListStatementRequest)(nil),         // 39: ledger.v1.ListStatementRequest
+	(*StatementLine)(nil),                // 40: ledger.v1.StatementLine
+	(*ListStatementResponse)(nil),        // 41: ledger.v1.ListStatementResponse
+	(*TransferPosting)(nil),              // 42: ledger.v1.TransferPosting
+	(*TransferView)(nil),                 // 43: ledger.v1.TransferView
+	(*GetTransfersRequest)(nil),          // 44: ledger.v1.GetTransfersRequest
+	(*GetTransfersResponse)(nil),         // 45: ledger.v1.GetTransfersResponse
+	(*ListTransfersRequest)(nil),         // 46: ledger.v1.ListTransfersRequest
+	(*ListTransfersResponse)(nil),        // 47: ledger.v1.ListTransfersResponse
+	(*GetTrialBalanceRequest)(nil),       // 48: ledger.v1.GetTrialBalanceRequest
+	(*TrialBalanceLine)(nil),             // 49: ledger.v1.TrialBalanceLine
+	(*GetTrialBalanceResponse)(nil),      // 50: ledger.v1.GetTrialBalanceResponse
+	(*ClosePeriodRequest)(nil),           // 51: ledger.v1.ClosePeriodRequest
+	(*ClosePeriodResponse)(nil),          // 52: ledger.v1.ClosePeriodResponse
+	(*ListPeriodsRequest)(nil),           // 53: ledger.v1.ListPeriodsRequest
+	(*Period)(nil),                       // 54: ledger.v1.Period
+	(*PeriodTotal)(nil),                  // 55: ledger.v1.PeriodTotal
+	(*ListPeriodsResponse)(nil),          // 56: ledger.v1.ListPeriodsResponse
+	(*GetProjectionStatusRequest)(nil),   // 57: ledger.v1.GetProjectionStatusRequest
+	(*ProjectionStatus)(nil),             // 58: ledger.v1.ProjectionStatus
+	(*RepairStreamRequest)(nil),          // 59: ledger.v1.RepairStreamRequest
+	(*RepairStreamResponse)(nil),         // 60: ledger.v1.RepairStreamResponse
+	(*GetProjectionStatusResponse)(nil),  // 61: ledger.v1.GetProjectionStatusResponse
+	(*ReadEventsRequest)(nil),            // 62: ledger.v1.ReadEventsRequest
+	(*ReadEventsResponse)(nil),           // 63: ledger.v1.ReadEventsResponse
+	(*LogEvent)(nil),                     // 64: ledger.v1.LogEvent
+	(*ImportEventsRequest)(nil),          // 65: ledger.v1.ImportEventsRequest
+	(*ImportEventsResponse)(nil),         // 66: ledger.v1.ImportEventsResponse
+	(*RebuildProjectionRequest)(nil),     // 67: ledger.v1.RebuildProjectionRequest
+	(*RebuildProjectionResponse)(nil),    // 68: ledger.v1.RebuildProjectionResponse
+	(*CreateApiKeyRequest)(nil),          // 69: ledger.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),         // 70: ledger.v1.CreateApiKeyResponse
+	(*ApiKey)(nil),                       // 71: ledger.v1.ApiKey
+	(*ListApiKeysRequest)(nil),           // 72: ledger.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),          // 73: ledger.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),          // 74: ledger.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),         // 75: ledger.v1.RevokeApiKeyResponse
+	(*Ledger)(nil),                       // 76: ledger.v1.Ledger
+	(*CreateLedgerRequest)(nil),          // 77: ledger.v1.CreateLedgerRequest
+	(*CreateLedgerResponse)(nil),         // 78: ledger.v1.CreateLedgerResponse
+	(*ArchiveLedgerRequest)(nil),         // 79: ledger.v1.ArchiveLedgerRequest
+	(*ArchiveLedgerResponse)(nil),        // 80: ledger.v1.ArchiveLedgerResponse
+	(*UnarchiveLedgerRequest)(nil),       // 81: ledger.v1.UnarchiveLedgerRequest
+	(*UnarchiveLedgerResponse)(nil),      // 82: ledger.v1.UnarchiveLedgerResponse
+	(*GetLedgerRequest)(nil),             // 83: ledger.v1.GetLedgerRequest
+	(*GetLedgerResponse)(nil),            // 84: ledger.v1.GetLedgerResponse
+	(*ListLedgersRequest)(nil),           // 85: ledger.v1.ListLedgersRequest
+	(*ListLedgersResponse)(nil),          // 86: ledger.v1.ListLedgersResponse
+	nil,                                  // 87: ledger.v1.Account.MetadataEntry
+	nil,                                  // 88: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 89: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 90: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 91: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 92: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 93: ledger.v1.TransferView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 94: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
-	34,  // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
-	11,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
+	35,  // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
+	12,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,   // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	84,  // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
-	34,  // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	14,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
-	32,  // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	85,  // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	91,  // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
-	16,  // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	86,  // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
-	34,  // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	19,  // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
-	34,  // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	22,  // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	87,  // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	91,  // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
-	34,  // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	25,  // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
-	34,  // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
-	28,  // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	88,  // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
-	34,  // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
-	34,  // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	34,  // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	87,  // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	35,  // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	15,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
+	33,  // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
+	88,  // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	94,  // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	17,  // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
+	89,  // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	35,  // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	20,  // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
+	35,  // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	23,  // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
+	90,  // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	94,  // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	35,  // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	26,  // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
+	35,  // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
+	29,  // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
+	91,  // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	35,  // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
+	35,  // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	35,  // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	0,   // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
-	36,  // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
+	37,  // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
 	2,   // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	91,  // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	94,  // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	3,   // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	1,   // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
-	36,  // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	91,  // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	91,  // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	37,  // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
+	94,  // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	94,  // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,   // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	4,   // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	91,  // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	91,  // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	89,  // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
-	39,  // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
+	94,  // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	94,  // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	92,  // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	40,  // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
 	5,   // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
 	6,   // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
-	41,  // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	90,  // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	91,  // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	91,  // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	91,  // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
-	42,  // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	42,  // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
+	93,  // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	94,  // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	94,  // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	94,  // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	43,  // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	6,   // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	91,  // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	91,  // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	94,  // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	94,  // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,   // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	42,  // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
-	48,  // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	91,  // 54: ledger.v1.ClosePeriodRequest.end:type_name -> google.protobuf.Timestamp
-	34,  // 55: ledger.v1.ClosePeriodResponse.result:type_name -> ledger.v1.ItemResult
-	91,  // 56: ledger.v1.Period.start:type_name -> google.protobuf.Timestamp
-	91,  // 57: ledger.v1.Period.end:type_name -> google.protobuf.Timestamp
-	54,  // 58: ledger.v1.Period.trial_balance:type_name -> ledger.v1.PeriodTotal
-	91,  // 59: ledger.v1.Period.recorded_at:type_name -> google.protobuf.Timestamp
-	53,  // 60: ledger.v1.ListPeriodsResponse.periods:type_name -> ledger.v1.Period
-	91,  // 61: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
-	57,  // 62: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
-	61,  // 63: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
-	91,  // 64: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
-	61,  // 65: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
-	68,  // 66: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	91,  // 67: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	91,  // 68: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	68,  // 69: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
-	68,  // 70: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	7,   // 71: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
-	91,  // 72: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
-	91,  // 73: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
-	73,  // 74: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	73,  // 75: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	73,  // 76: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	73,  // 77: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	73,  // 78: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
-	8,   // 79: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	10,  // 80: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	13,  // 81: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	15,  // 82: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	18,  // 83: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	21,  // 84: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	24,  // 85: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	27,  // 86: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	30,  // 87: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	50,  // 88: ledger.v1.CommandService.ClosePeriod:input_type -> ledger.v1.ClosePeriodRequest
-	35,  // 89: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	38,  // 90: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
-	43,  // 91: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
-	45,  // 92: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
-	47,  // 93: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	56,  // 94: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	52,  // 95: ledger.v1.QueryService.ListPeriods:input_type -> ledger.v1.ListPeriodsRequest
-	59,  // 96: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
-	62,  // 97: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
-	64,  // 98: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
-	66,  // 99: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
-	69,  // 100: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
-	71,  // 101: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
-	74,  // 102: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
-	76,  // 103: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
-	78,  // 104: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
-	80,  // 105: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
-	82,  // 106: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
-	9,   // 107: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	12,  // 108: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	33,  // 109: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	17,  // 110: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	20,  // 111: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	23,  // 112: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	26,  // 113: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	29,  // 114: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	31,  // 115: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	51,  // 116: ledger.v1.CommandService.ClosePeriod:output_type -> ledger.v1.ClosePeriodResponse
-	37,  // 117: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	40,  // 118: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	44,  // 119: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	46,  // 120: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	49,  // 121: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	58,  // 122: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	55,  // 123: ledger.v1.QueryService.ListPeriods:output_type -> ledger.v1.ListPeriodsResponse
-	60,  // 124: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
-	63,  // 125: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
-	65,  // 126: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
-	67,  // 127: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
-	70,  // 128: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
-	72,  // 129: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
-	75,  // 130: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
-	77,  // 131: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
-	79,  // 132: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
-	81,  // 133: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
-	83,  // 134: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
-	107, // [107:135] is the sub-list for method output_type
-	79,  // [79:107] is the sub-list for method input_type
-	79,  // [79:79] is the sub-list for extension type_name
-	79,  // [79:79] is the sub-list for extension extendee
-	0,   // [0:79] is the sub-list for field type_name
+	43,  // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	49,  // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
+	94,  // 54: ledger.v1.ClosePeriodRequest.end:type_name -> google.protobuf.Timestamp
+	35,  // 55: ledger.v1.ClosePeriodResponse.result:type_name -> ledger.v1.ItemResult
+	94,  // 56: ledger.v1.Period.start:type_name -> google.protobuf.Timestamp
+	94,  // 57: ledger.v1.Period.end:type_name -> google.protobuf.Timestamp
+	55,  // 58: ledger.v1.Period.trial_balance:type_name -> ledger.v1.PeriodTotal
+	94,  // 59: ledger.v1.Period.recorded_at:type_name -> google.protobuf.Timestamp
+	54,  // 60: ledger.v1.ListPeriodsResponse.periods:type_name -> ledger.v1.Period
+	94,  // 61: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	7,   // 62: ledger.v1.ProjectionStatus.state:type_name -> ledger.v1.ProjectionState
+	58,  // 63: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
+	64,  // 64: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
+	94,  // 65: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	64,  // 66: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
+	71,  // 67: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	94,  // 68: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	94,  // 69: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	71,  // 70: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
+	71,  // 71: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	8,   // 72: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
+	94,  // 73: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
+	94,  // 74: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
+	76,  // 75: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	76,  // 76: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	76,  // 77: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	76,  // 78: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	76,  // 79: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
+	9,   // 80: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	11,  // 81: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	14,  // 82: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	16,  // 83: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	19,  // 84: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	22,  // 85: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	25,  // 86: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	28,  // 87: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	31,  // 88: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	51,  // 89: ledger.v1.CommandService.ClosePeriod:input_type -> ledger.v1.ClosePeriodRequest
+	36,  // 90: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	39,  // 91: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	44,  // 92: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	46,  // 93: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	48,  // 94: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	57,  // 95: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	53,  // 96: ledger.v1.QueryService.ListPeriods:input_type -> ledger.v1.ListPeriodsRequest
+	62,  // 97: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
+	65,  // 98: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
+	67,  // 99: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
+	59,  // 100: ledger.v1.AdminService.RepairStream:input_type -> ledger.v1.RepairStreamRequest
+	69,  // 101: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
+	72,  // 102: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
+	74,  // 103: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
+	77,  // 104: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
+	79,  // 105: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
+	81,  // 106: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
+	83,  // 107: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
+	85,  // 108: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
+	10,  // 109: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	13,  // 110: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	34,  // 111: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	18,  // 112: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	21,  // 113: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	24,  // 114: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	27,  // 115: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	30,  // 116: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	32,  // 117: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	52,  // 118: ledger.v1.CommandService.ClosePeriod:output_type -> ledger.v1.ClosePeriodResponse
+	38,  // 119: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	41,  // 120: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	45,  // 121: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	47,  // 122: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	50,  // 123: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	61,  // 124: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	56,  // 125: ledger.v1.QueryService.ListPeriods:output_type -> ledger.v1.ListPeriodsResponse
+	63,  // 126: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	66,  // 127: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	68,  // 128: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
+	60,  // 129: ledger.v1.AdminService.RepairStream:output_type -> ledger.v1.RepairStreamResponse
+	70,  // 130: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
+	73,  // 131: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
+	75,  // 132: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
+	78,  // 133: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
+	80,  // 134: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
+	82,  // 135: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
+	84,  // 136: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
+	86,  // 137: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
+	109, // [109:138] is the sub-list for method output_type
+	80,  // [80:109] is the sub-list for method input_type
+	80,  // [80:80] is the sub-list for extension type_name
+	80,  // [80:80] is the sub-list for extension extendee
+	0,   // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -6473,8 +6703,8 @@ func file_ledger_v1_ledger_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   83,
+			NumEnums:      9,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

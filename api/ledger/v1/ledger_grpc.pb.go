@@ -1015,6 +1015,7 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	AdminService_RebuildProjection_FullMethodName = "/ledger.v1.AdminService/RebuildProjection"
+	AdminService_RepairStream_FullMethodName      = "/ledger.v1.AdminService/RepairStream"
 	AdminService_CreateApiKey_FullMethodName      = "/ledger.v1.AdminService/CreateApiKey"
 	AdminService_ListApiKeys_FullMethodName       = "/ledger.v1.AdminService/ListApiKeys"
 	AdminService_RevokeApiKey_FullMethodName      = "/ledger.v1.AdminService/RevokeApiKey"
@@ -1038,6 +1039,13 @@ type AdminServiceClient interface {
 	// Interrupted, it resumes where it stood. The stream reports progress and
 	// ends with done set.
 	RebuildProjection(ctx context.Context, in *RebuildProjectionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RebuildProjectionResponse], error)
+	// RepairStream recreates a ledger's stream from the log: it deletes the
+	// stream (the relay publishes the log again into a new one, and readers
+	// read from the log what it does not hold yet), clears the read side's
+	// faults, then rebuilds every projection of the ledger from the log, so
+	// that nothing applied from a stream that was not the log's stays. The
+	// stream reports each projection's progress and ends with done set.
+	RepairStream(ctx context.Context, in *RepairStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RepairStreamResponse], error)
 	// CreateApiKey makes an API key with roles (writer, reader, auditor,
 	// admin), scoped to ledgers (none: every ledger). The reply carries the
 	// key's text, once: only a hash of it is stored.
@@ -1093,6 +1101,25 @@ func (c *adminServiceClient) RebuildProjection(ctx context.Context, in *RebuildP
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_RebuildProjectionClient = grpc.ServerStreamingClient[RebuildProjectionResponse]
+
+func (c *adminServiceClient) RepairStream(ctx context.Context, in *RepairStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RepairStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[1], AdminService_RepairStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RepairStreamRequest, RepairStreamResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_RepairStreamClient = grpc.ServerStreamingClient[RepairStreamResponse]
 
 func (c *adminServiceClient) CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -1187,6 +1214,13 @@ type AdminServiceServer interface {
 	// Interrupted, it resumes where it stood. The stream reports progress and
 	// ends with done set.
 	RebuildProjection(*RebuildProjectionRequest, grpc.ServerStreamingServer[RebuildProjectionResponse]) error
+	// RepairStream recreates a ledger's stream from the log: it deletes the
+	// stream (the relay publishes the log again into a new one, and readers
+	// read from the log what it does not hold yet), clears the read side's
+	// faults, then rebuilds every projection of the ledger from the log, so
+	// that nothing applied from a stream that was not the log's stays. The
+	// stream reports each projection's progress and ends with done set.
+	RepairStream(*RepairStreamRequest, grpc.ServerStreamingServer[RepairStreamResponse]) error
 	// CreateApiKey makes an API key with roles (writer, reader, auditor,
 	// admin), scoped to ledgers (none: every ledger). The reply carries the
 	// key's text, once: only a hash of it is stored.
@@ -1226,6 +1260,9 @@ type UnimplementedAdminServiceServer struct{}
 
 func (UnimplementedAdminServiceServer) RebuildProjection(*RebuildProjectionRequest, grpc.ServerStreamingServer[RebuildProjectionResponse]) error {
 	return status.Error(codes.Unimplemented, "method RebuildProjection not implemented")
+}
+func (UnimplementedAdminServiceServer) RepairStream(*RepairStreamRequest, grpc.ServerStreamingServer[RepairStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method RepairStream not implemented")
 }
 func (UnimplementedAdminServiceServer) CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateApiKey not implemented")
@@ -1282,6 +1319,17 @@ func _AdminService_RebuildProjection_Handler(srv interface{}, stream grpc.Server
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_RebuildProjectionServer = grpc.ServerStreamingServer[RebuildProjectionResponse]
+
+func _AdminService_RepairStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RepairStreamRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).RepairStream(m, &grpc.GenericServerStream[RepairStreamRequest, RepairStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_RepairStreamServer = grpc.ServerStreamingServer[RepairStreamResponse]
 
 func _AdminService_CreateApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateApiKeyRequest)
@@ -1471,6 +1519,11 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "RebuildProjection",
 			Handler:       _AdminService_RebuildProjection_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "RepairStream",
+			Handler:       _AdminService_RepairStream_Handler,
 			ServerStreams: true,
 		},
 	},
