@@ -1,0 +1,183 @@
+-- Separate database roles, each able to do one job (docs/auth.md, "Database
+-- roles"). All are NOLOGIN groups: ledgerd logs in as a member of one or more.
+--   ledger_writer     appends events and moves heads, only through the
+--                     fenced path below; ledgers' status; snapshots.
+--   ledger_projector  reads the log, writes the read models.
+--   ledger_reader     reads the log and the read models.
+--   ledger_keys       the API keys (adapters/apikeys).
+--   ledger_app        the union of the four: a single login for a ledgerd
+--                     that does everything (as before this migration).
+-- The tables' owner (the migrating user) is none of them. Roles are made only
+-- where the migrating user may create roles; elsewhere a DBA makes them
+-- before `ledgerd migrate`, which grants to the roles that exist.
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['ledger_writer', 'ledger_projector', 'ledger_reader', 'ledger_keys', 'ledger_app'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)
+           AND (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL; -- made meanwhile by a migration of another database of the cluster
+            END;
+        END IF;
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
+        RETURN;
+    END IF;
+    FOREACH r IN ARRAY ARRAY['ledger_writer', 'ledger_projector', 'ledger_reader', 'ledger_keys'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) AND NOT pg_has_role('ledger_app', r, 'MEMBER') THEN
+            BEGIN
+                EXECUTE format('GRANT %I TO ledger_app', r);
+            EXCEPTION
+                WHEN duplicate_object OR unique_violation THEN
+                    NULL; -- granted meanwhile by another database's migration
+                WHEN insufficient_privilege THEN
+                    RAISE WARNING 'may not make ledger_app a member of %: a DBA must (GRANT % TO ledger_app)', r, r;
+            END;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Who moved a head, from where: advance_head records it, and the triggers
+-- below check that the events inserted in the same transaction fill exactly
+-- that move.
+ALTER TABLE ledger_heads
+    ADD COLUMN from_position bigint,
+    ADD COLUMN from_hash     bytea,
+    ADD COLUMN moved_xid     xid8;
+
+-- The functions below name their tables with the schema's name (%1$s),
+-- never through search_path: a role may not put a temporary ledger_heads in
+-- their way. The triggers, which run as the caller, set no search_path (a
+-- SET on every call costs every append); advance_head, which runs as the
+-- owner, resolves the rest in pg_catalog only.
+DO $do$
+BEGIN
+    -- advance_head is the only way a role that does not own ledger_heads
+    -- moves a head: forward, from the position its writer expects (the
+    -- fencing condition: false when another writer moved it first), on a
+    -- ledger that takes appends. A first append (expected 0) makes the head
+    -- row.
+    EXECUTE format($f$
+CREATE FUNCTION %1$s.advance_head(p_ledger text, p_expected bigint, p_position bigint, p_hash bytea)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF p_expected < 0 OR p_position <= p_expected THEN
+        RAISE EXCEPTION 'advance_head of %%: %% to %% does not move forward', p_ledger, p_expected, p_position
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF COALESCE((SELECT status FROM %1$s.ledgers WHERE ledger = p_ledger), '') NOT IN ('active', 'importing') THEN
+        RAISE EXCEPTION 'advance_head of %%: the ledger is not active', p_ledger
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_expected = 0 THEN
+        INSERT INTO %1$s.ledger_heads (ledger, position, hash) VALUES (p_ledger, 0, decode(repeat('00', 32), 'hex'))
+            ON CONFLICT (ledger) DO NOTHING;
+    END IF;
+    -- SET sees the row before the update: from_* keep where the head was.
+    UPDATE %1$s.ledger_heads SET position = p_position, hash = p_hash, from_position = position, from_hash = hash,
+        moved_xid = pg_current_xact_id()
+        WHERE ledger = p_ledger AND position = p_expected;
+    RETURN FOUND;
+END;
+$fn$$f$, quote_ident(current_schema()));
+
+    -- Rows inserted into events fill exactly the moves of heads made by the
+    -- same transaction: every ledger's rows are gapless from the move's
+    -- start to the head, chained (each prev_hash is the hash before it, the
+    -- first the old head's), and the last one's hash is the head's. So an
+    -- insert cannot go past the head, leave a gap, or fork the chain. The
+    -- owner's own inserts that no head move covers (repairs, tests) pass:
+    -- the owner may disable these triggers anyway.
+    --
+    -- One pass in position order (a sort, whatever the batch's size: a plan
+    -- cached for a batch of one must not turn quadratic on a batch of
+    -- 65,536) compares each row with the one before it; only a ledger's
+    -- first and last rows, and bad ones, are looked up against the head.
+    EXECUTE format($f$
+CREATE FUNCTION %1$s.events_follow_head() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    bad record;
+BEGIN
+    IF pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'USAGE')
+       AND NOT EXISTS (SELECT 1 FROM new_rows n JOIN %1$s.ledger_heads h USING (ledger)
+                       WHERE h.moved_xid = pg_current_xact_id()) THEN
+        RETURN NULL;
+    END IF;
+    SELECT x.ledger, x.position, h.from_position, h.position AS head INTO bad
+        FROM (SELECT ledger, position, prev_hash, hash, lag(position) OVER w AS prev_pos,
+                  lag(hash) OVER w AS prev_row_hash, lead(position) OVER w AS next_pos
+              FROM new_rows WINDOW w AS (PARTITION BY ledger ORDER BY position)) x
+        LEFT JOIN %1$s.ledger_heads h USING (ledger)
+        WHERE (x.prev_pos IS NULL OR x.next_pos IS NULL OR x.position <> x.prev_pos + 1 OR x.prev_hash <> x.prev_row_hash)
+          AND (h.moved_xid IS DISTINCT FROM pg_current_xact_id()
+               OR (x.prev_pos IS NULL AND (x.position <> h.from_position + 1 OR x.prev_hash <> h.from_hash))
+               OR (x.next_pos IS NULL AND (x.position <> h.position OR x.hash <> h.hash))
+               OR (x.prev_pos IS NOT NULL AND (x.position <> x.prev_pos + 1 OR x.prev_hash <> x.prev_row_hash)))
+        LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'event %%@%% does not fill, chained, a move of its head in this transaction (from %% to %%)',
+            bad.ledger, bad.position, bad.from_position, bad.head USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$fn$$f$, quote_ident(current_schema()));
+
+    -- At commit, a head moved by advance_head points at an event of the log
+    -- with its hash: a move with no events (a head sent past the log) rolls
+    -- back.
+    EXECUTE format($f$
+CREATE FUNCTION %1$s.ledger_heads_on_log() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF NEW.moved_xid = pg_current_xact_id()
+       AND NOT EXISTS (SELECT 1 FROM %1$s.events WHERE ledger = NEW.ledger AND position = NEW.position AND hash = NEW.hash) THEN
+        RAISE EXCEPTION 'head of %% moved to %% with no such event in the log', NEW.ledger, NEW.position
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$fn$$f$, quote_ident(current_schema()));
+END
+$do$;
+
+CREATE TRIGGER events_follow_head AFTER INSERT ON events REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION events_follow_head();
+CREATE CONSTRAINT TRIGGER ledger_heads_on_log AFTER UPDATE ON ledger_heads DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION ledger_heads_on_log();
+
+REVOKE ALL ON FUNCTION advance_head(text, bigint, bigint, bytea) FROM PUBLIC;
+
+DO $$
+DECLARE
+    t text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
+        -- ledger_app holds nothing of its own any more: what it may do, it
+        -- has as a member of the four.
+        FOREACH t IN ARRAY ARRAY['events', 'ledger_heads', 'ledgers', 'snapshots', 'schema_migrations'] LOOP
+            EXECUTE format('REVOKE ALL ON %I FROM ledger_app', t);
+        END LOOP;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_writer') THEN
+        GRANT SELECT, INSERT ON events TO ledger_writer;
+        GRANT SELECT ON ledger_heads, schema_migrations TO ledger_writer;
+        GRANT EXECUTE ON FUNCTION advance_head(text, bigint, bigint, bytea) TO ledger_writer;
+        -- Never deleted: an archived ledger keeps its name and log.
+        GRANT SELECT, INSERT, UPDATE ON ledgers TO ledger_writer;
+        -- Snapshots are a cache of the log, not the record: they are replaced.
+        GRANT SELECT, INSERT, DELETE ON snapshots TO ledger_writer;
+    END IF;
+    FOREACH t IN ARRAY ARRAY['ledger_projector', 'ledger_reader'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = t) THEN
+            EXECUTE format('GRANT SELECT ON events, ledger_heads, ledgers, schema_migrations TO %I', t);
+        END IF;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_keys') THEN
+        GRANT SELECT ON schema_migrations TO ledger_keys;
+    END IF;
+END
+$$;
