@@ -42,8 +42,8 @@ type Main struct {
 	// Err receives the admin key that dev mode generates; nil: os.Stderr.
 	Err io.Writer
 
-	pg       *devpg.Cluster
-	nats     *natsbus.Embedded
+	pg   *devpg.Cluster
+	nats *natsbus.Embedded
 	// pool is the writer's: the event store, leases, snapshots, ledgers.
 	// The pools of the other database roles (postgres.go, openRolePools)
 	// are pool itself unless their own URL is given.

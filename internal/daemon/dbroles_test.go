@@ -38,7 +38,9 @@ func TestServeWithLoginPerRole(t *testing.T) {
 	}{
 		{func(*daemon.Config) {}, "-postgres-projector-url"},
 		{func(c *daemon.Config) { c.PostgresProjectorURL, c.PostgresReadURL = projectorURL, readURL }, "-postgres-keys-url"},
-		{func(c *daemon.Config) { c.PostgresProjectorURL, c.PostgresReadURL, c.PostgresKeysURL = projectorURL, keysURL, keysURL },
+		{func(c *daemon.Config) {
+			c.PostgresProjectorURL, c.PostgresReadURL, c.PostgresKeysURL = projectorURL, keysURL, keysURL
+		},
 			"-postgres-read-url"},
 	} {
 		_, err := startAs(t, writerURL, c.opt)
