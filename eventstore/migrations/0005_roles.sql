@@ -151,12 +151,19 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
-        -- ledger_app holds nothing of its own any more: what it may do, it
-        -- has as a member of the four.
+    -- ledger_app holds nothing of its own any more: what it may do, it has
+    -- as a member of the four. Where it is not (the roles could not be made
+    -- or joined), it keeps its grants, and ledgerd keeps working.
+    IF (SELECT count(*) FROM pg_roles WHERE rolname IN ('ledger_app', 'ledger_writer', 'ledger_projector', 'ledger_reader', 'ledger_keys')) = 5
+       AND pg_has_role('ledger_app', 'ledger_writer', 'MEMBER') AND pg_has_role('ledger_app', 'ledger_projector', 'MEMBER')
+       AND pg_has_role('ledger_app', 'ledger_reader', 'MEMBER') AND pg_has_role('ledger_app', 'ledger_keys', 'MEMBER') THEN
         FOREACH t IN ARRAY ARRAY['events', 'ledger_heads', 'ledgers', 'snapshots', 'schema_migrations'] LOOP
             EXECUTE format('REVOKE ALL ON %I FROM ledger_app', t);
         END LOOP;
+    ELSIF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
+        -- Even then its head moves only through the fence.
+        REVOKE INSERT, UPDATE, DELETE ON ledger_heads FROM ledger_app;
+        GRANT EXECUTE ON FUNCTION advance_head(text, bigint, bigint, bytea) TO ledger_app;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_writer') THEN
         GRANT SELECT, INSERT ON events TO ledger_writer;
