@@ -6,7 +6,8 @@
 --   ledger_reader     reads the log and the read models.
 --   ledger_keys       the API keys (adapters/apikeys).
 --   ledger_app        the union of the four: a single login for a ledgerd
---                     that does everything (as before this migration).
+--                     that does everything (as before this migration, but
+--                     no longer writing ledger_heads directly).
 -- The tables' owner (the migrating user) is none of them. Roles are made only
 -- where the migrating user may create roles; elsewhere a DBA makes them
 -- before `ledgerd migrate`, which grants to the roles that exist.
