@@ -141,7 +141,7 @@ func (s *Store) append(ctx context.Context, ledger string, expected uint64, prev
 // appendOn runs an append on conn, in one transaction of four round trips
 // (five for an import's last chunk): a pipelined batch
 // that opens the transaction, sets its limits, checks the ledger's status,
-// moves the head and queues the notice (one); the COPY of recs (two: its
+// moves the head (advance_head) and queues the notice (one); the COPY of recs (two: its
 // start, then its rows); the COMMIT (one). beforeCopy, if not nil, runs
 // after the batch.
 //
@@ -166,12 +166,10 @@ func appendOn(ctx context.Context, conn *pgx.Conn, ledger string, expected uint6
 		b.Queue(`INSERT INTO ledgers (ledger, status) VALUES ($1, 'active') ON CONFLICT (ledger) DO NOTHING`, ledger)
 	}
 	b.Queue(lockStatusSQL(want), ledger)
-	if expected == 0 {
-		b.Queue(`INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, 0, $2)
-			ON CONFLICT (ledger) DO NOTHING`, ledger, make([]byte, HashSize))
-	}
-	b.Queue(`UPDATE ledger_heads SET position = $3, hash = $4 WHERE ledger = $1 AND position = $2`,
-		ledger, int64(expected), int64(last.Position), last.Hash[:])
+	// The head moves only through advance_head (migration 0005): the
+	// writer's role may not UPDATE ledger_heads, and the events it copies
+	// must fill exactly this move (a trigger checks them).
+	b.Queue(`SELECT advance_head($1, $2, $3, $4)`, ledger, int64(expected), int64(last.Position), last.Hash[:])
 	// A notice is delivered at commit only, so it may be queued first.
 	b.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, ledger)
 	defer func() {
@@ -260,19 +258,14 @@ func readAppendBatch(br pgx.BatchResults, ledger string, expected uint64, want L
 	if err := statusErr(ledger, LedgerStatus(st), want); err != nil {
 		return false, err
 	}
-	if expected == 0 {
-		if _, err := br.Exec(); err != nil {
-			return false, fmt.Errorf("append to %s: create head: %w", ledger, err)
-		}
-	}
-	tag, err := br.Exec()
-	if err != nil {
+	var moved bool
+	if err := br.QueryRow().Scan(&moved); err != nil {
 		return false, fmt.Errorf("append to %s at %d: move head: %w", ledger, expected, err)
 	}
 	if _, err := br.Exec(); err != nil {
 		return false, fmt.Errorf("append to %s at %d: notify: %w", ledger, expected, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return moved, nil
 }
 
 // statementTimeout is AppendStatementTimeoutMax, or the time left before

@@ -42,8 +42,15 @@ const (
 // as defaults.
 type Config struct {
 	// PostgresURL of the event store and read models; "" runs a private
-	// cluster under DataDir with the machine's PostgreSQL binaries.
+	// cluster under DataDir with the machine's PostgreSQL binaries. Its
+	// login appends (ledger_writer), and does the jobs below whose URL is
+	// not given (ledger_app holds every role).
 	PostgresURL string
+	// PostgresProjectorURL, PostgresReadURL and PostgresKeysURL, when set,
+	// are the logins of the projectors (ledger_projector), the queries
+	// (ledger_reader) and the API keys (ledger_keys): docs/auth.md,
+	// "Database roles".
+	PostgresProjectorURL, PostgresReadURL, PostgresKeysURL string
 	// NATSURL of JetStream; "" runs an embedded nats-server under DataDir.
 	NATSURL string
 	// NATSListen is the address the embedded nats-server listens on for
@@ -148,6 +155,16 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	// package prints defaults in its usage text, on -h and on any mistyped
 	// flag. They are taken from the environment after parsing.
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL URL (env LEDGER_POSTGRES_URL); empty: a private cluster under -data-dir")
+	for _, r := range []struct {
+		flag, env, role string
+		into            *string
+	}{
+		{"postgres-projector-url", "LEDGER_POSTGRES_PROJECTOR_URL", "ledger_projector", &c.PostgresProjectorURL},
+		{"postgres-read-url", "LEDGER_POSTGRES_READ_URL", "ledger_reader", &c.PostgresReadURL},
+		{"postgres-keys-url", "LEDGER_POSTGRES_KEYS_URL", "ledger_keys", &c.PostgresKeysURL},
+	} {
+		fs.StringVar(r.into, r.flag, "", "PostgreSQL URL of a login in "+r.role+" (env "+r.env+"); empty: -postgres-url's login")
+	}
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS URL with JetStream (env LEDGER_NATS_URL); empty: an embedded server under -data-dir")
 	fs.StringVar(&c.NATSListen, "nats-listen", getenv("LEDGER_NATS_LISTEN"),
 		"HOST:PORT the embedded NATS listens on for other processes, without credentials (env LEDGER_NATS_LISTEN); empty: in-process only")
@@ -230,6 +247,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		flag, env string
 		into      *string
 	}{{"postgres-url", "LEDGER_POSTGRES_URL", &c.PostgresURL}, {"nats-url", "LEDGER_NATS_URL", &c.NATSURL},
+		{"postgres-projector-url", "LEDGER_POSTGRES_PROJECTOR_URL", &c.PostgresProjectorURL},
+		{"postgres-read-url", "LEDGER_POSTGRES_READ_URL", &c.PostgresReadURL},
+		{"postgres-keys-url", "LEDGER_POSTGRES_KEYS_URL", &c.PostgresKeysURL},
 		{"admin-key", "LEDGER_ADMIN_KEY", &c.AdminKey}, {"", "LEDGER_ANCHOR_KEY", &c.AnchorKey},
 		{"nats-password", "LEDGER_NATS_PASSWORD", &c.NATSAuth.Password}} {
 		if !set[secret.flag] {
@@ -255,6 +275,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	if err := c.NATSAuth.check(c.NATSURL); err != nil {
 		return Config{}, err
+	}
+	if c.PostgresURL == "" && c.PostgresProjectorURL+c.PostgresReadURL+c.PostgresKeysURL != "" {
+		return Config{}, errors.New("-postgres-projector-url, -postgres-read-url and -postgres-keys-url need -postgres-url")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return Config{}, fmt.Errorf("-tls-cert and -tls-key: %w", errTLSPair)

@@ -193,3 +193,22 @@ func TestParseFlagsNATSAuth(t *testing.T) {
 		})
 	}
 }
+
+// TestParseFlagsRoleURLs: the per-role PostgreSQL URLs come from flags or
+// the environment (they hold passwords: never a flag default), and need
+// -postgres-url, whose login is the writer's.
+func TestParseFlagsRoleURLs(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"LEDGER_POSTGRES_URL": "postgres://w@db/l", "LEDGER_POSTGRES_READ_URL": "postgres://r@db/l",
+		"LEDGER_POSTGRES_KEYS_URL": "postgres://k@db/l"}
+	c, err := daemon.ParseFlags([]string{"-postgres-projector-url", "postgres://p@db/l", "-postgres-keys-url", "postgres://k2@db/l"},
+		func(k string) string { return env[k] }, io.Discard)
+	if err != nil || c.PostgresProjectorURL != "postgres://p@db/l" || c.PostgresReadURL != "postgres://r@db/l" ||
+		c.PostgresKeysURL != "postgres://k2@db/l" {
+		t.Errorf("role URLs from flags over env: %+v, %v", c, err)
+	}
+	_, err = daemon.ParseFlags([]string{"-postgres-read-url", "postgres://r@db/l"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "need -postgres-url") {
+		t.Errorf("-postgres-read-url without -postgres-url: %v, want refused", err)
+	}
+}

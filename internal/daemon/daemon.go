@@ -53,9 +53,15 @@ type Main struct {
 	tracer         trace.Tracer
 	ownTracing     *sdktrace.TracerProvider // made here, flushed at close
 
-	pg       *devpg.Cluster
-	nats     *natsbus.Embedded
+	pg   *devpg.Cluster
+	nats *natsbus.Embedded
+	// pool is the writer's: the event store, leases, snapshots, ledgers.
+	// The pools of the other database roles (postgres.go, openRolePools)
+	// are pool itself unless their own URL is given.
 	pool     *pgxpool.Pool
+	projPool *pgxpool.Pool // projectors and rebuilds: the read models
+	readPool *pgxpool.Pool // queries
+	keysPool *pgxpool.Pool // API keys
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	store    *eventstore.Store
@@ -127,7 +133,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.store = eventstore.New(m.pool)
-	m.keys = apikeys.New(m.pool, apikeys.Options{})
+	m.keys = apikeys.New(m.keysPool, apikeys.Options{})
 	if err := m.bootstrapKeys(ctx); err != nil {
 		return err
 	}
@@ -141,7 +147,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.metrics = newMetrics(m.registry)
 	m.registry.MustRegister(m.natsConnectedGauge())
-	m.registry.MustRegister(newLagCollector(queries.New(m.pool, nil), m.Logger))
+	m.registry.MustRegister(newLagCollector(queries.New(m.readPool, nil), m.Logger))
 
 	m.readersCtx, m.cancelReaders = context.WithCancel(context.Background())
 	m.wg.Add(1)
@@ -222,9 +228,7 @@ func (m *Main) close() {
 	if m.nats != nil {
 		m.nats.Shutdown()
 	}
-	if m.pool != nil {
-		m.pool.Close()
-	}
+	m.closePools()
 	if m.pg != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := m.pg.Stop(ctx); err != nil {

@@ -81,7 +81,7 @@ func (m *Main) runSweeps(ctx context.Context) {
 // ledgersWithTimedHolds lists the active ledgers whose transfers read model
 // holds a pending transfer with a timeout, at most commands.LedgersMaxDefault.
 func (m *Main) ledgersWithTimedHolds(ctx context.Context) ([]string, error) {
-	rows, err := m.pool.Query(ctx, `SELECT l.ledger FROM ledgers l
+	rows, err := m.readPool.Query(ctx, `SELECT l.ledger FROM ledgers l
 		WHERE l.status = 'active' AND EXISTS (SELECT 1 FROM transfers t
 			WHERE t.ledger = l.ledger AND t.status = 'pending' AND t.expires_at IS NOT NULL)
 		ORDER BY l.ledger LIMIT $1`, commands.LedgersMaxDefault)
@@ -102,7 +102,7 @@ const behindSQL = `SELECT h.ledger FROM ledger_heads h JOIN ledgers l USING (led
 // ledgersBehind lists the ledgers whose projections are behind their head,
 // at most commands.LedgersMaxDefault.
 func (m *Main) ledgersBehind(ctx context.Context) ([]string, error) {
-	rows, err := m.pool.Query(ctx, behindSQL, projectionNames(), "", commands.LedgersMaxDefault)
+	rows, err := m.readPool.Query(ctx, behindSQL, projectionNames(), "", commands.LedgersMaxDefault)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func (m *Main) ledgersBehind(ctx context.Context) ([]string, error) {
 // behind reports whether the ledger exists and one of its projections has
 // not reached its head.
 func (m *Main) behind(ctx context.Context, ledger string) (bool, error) {
-	rows, err := m.pool.Query(ctx, behindSQL, projectionNames(), ledger, 1)
+	rows, err := m.readPool.Query(ctx, behindSQL, projectionNames(), ledger, 1)
 	if err != nil {
 		return false, err
 	}

@@ -72,18 +72,84 @@ func (m *Main) openPostgres(ctx context.Context) error {
 		}
 		url = c.URLAs(devLoginRole, devpg.Database)
 	}
+	connsMax := max(m.Config.PostgresConnsMax, 4)
+	var err error
+	if m.pool, err = openPool(ctx, url, connsMax); err != nil {
+		return err
+	}
+	if err := prepareSchema(ctx, m.pool, m.Logger); err != nil {
+		return err
+	}
+	return m.openRolePools(ctx, connsMax)
+}
+
+// openRolePools opens a pool for each database role given its own URL
+// (-postgres-projector-url, -postgres-read-url, -postgres-keys-url); a role
+// without one uses the main pool's login, which must then hold that role
+// too (ledger_app holds them all). Each login is checked for what its
+// pool is used for, so that a login in the wrong role fails the start
+// naming the flag, not a later call.
+//
+// Errors: ErrRoleMissing, or a connection error.
+func (m *Main) openRolePools(ctx context.Context, connsMax int) error {
+	pools := []struct {
+		url, flag string
+		into      **pgxpool.Pool
+		need      rolePrivilege
+	}{
+		{"", "-postgres-url", &m.pool, needWriter},
+		{m.Config.PostgresProjectorURL, "-postgres-projector-url", &m.projPool, needProjector},
+		{m.Config.PostgresReadURL, "-postgres-read-url", &m.readPool, needReader},
+		{m.Config.PostgresKeysURL, "-postgres-keys-url", &m.keysPool, needKeys},
+	}
+	for _, p := range pools {
+		if p.url != "" {
+			pool, err := openPool(ctx, p.url, connsMax)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.flag, err)
+			}
+			*p.into = pool
+		} else if *p.into == nil {
+			*p.into = m.pool
+		}
+		if p.need == needKeys && m.Config.AuthDisabled && m.Config.AdminKey == "" {
+			continue // no key is read or written at start; CreateApiKey fails if the role lacks it
+		}
+		if err := checkRole(ctx, *p.into, p.flag, p.need); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// closePools closes the main pool and each role's own.
+func (m *Main) closePools() {
+	for _, p := range []*pgxpool.Pool{m.projPool, m.readPool, m.keysPool} {
+		if p != nil && p != m.pool {
+			p.Close()
+		}
+	}
+	if m.pool != nil {
+		m.pool.Close()
+	}
+}
+
+// openPool connects to url with at most connsMax connections.
+func openPool(ctx context.Context, url string, connsMax int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return fmt.Errorf("postgres url: %w", err)
+		return nil, fmt.Errorf("postgres url: %w", err)
 	}
-	cfg.MaxConns = int32(max(m.Config.PostgresConnsMax, 4))
-	if m.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
-		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	cfg.MaxConns = int32(connsMax)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	if err := m.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
-	return prepareSchema(ctx, m.pool, m.Logger)
+	return pool, nil
 }
 
 func (m *Main) startDevPostgres(ctx context.Context) (*devpg.Cluster, error) {
@@ -107,7 +173,7 @@ func (m *Main) startDevPostgres(ctx context.Context) (*devpg.Cluster, error) {
 // owner), makes devLoginRole, the role ledgerd then serves as, and returns
 // the migrations it applied.
 func migrateDev(ctx context.Context, c *devpg.Cluster, logger *slog.Logger) ([]string, error) {
-	pool, err := openMigrationPool(ctx, c.URL())
+	pool, err := openPool(ctx, c.URL(), migrateConnsMax)
 	if err != nil {
 		return nil, err
 	}
@@ -131,23 +197,6 @@ GRANT `+pgx.Identifier{appRole}.Sanitize()+` TO `+role); err != nil {
 		return applied, fmt.Errorf("embedded PostgreSQL: make role %s in %s: %w", devLoginRole, appRole, err)
 	}
 	return applied, nil
-}
-
-func openMigrationPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("postgres url: %w", err)
-	}
-	cfg.MaxConns = migrateConnsMax
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	return pool, nil
 }
 
 // migrate applies every component's pending migrations and returns their
@@ -232,7 +281,7 @@ func Migrate(ctx context.Context, cfg Config, logger *slog.Logger, out io.Writer
 		}
 		return reportApplied(out, applied)
 	}
-	pool, err := openMigrationPool(ctx, cfg.PostgresURL)
+	pool, err := openPool(ctx, cfg.PostgresURL, migrateConnsMax)
 	if err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 	go func() { defer m.wg.Done(); _ = relay.Run(ctx) }()
 	for _, proj := range projections.All() {
 		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
-		runner := projections.NewRunner(m.pool, ledger, proj, src, m.Logger).WithLinger(cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault))
+		runner := projections.NewRunner(m.projPool, ledger, proj, src, m.Logger).WithLinger(cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault))
 		r.runners[proj.Name()] = runner
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(ctx) }()

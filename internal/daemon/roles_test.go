@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -22,14 +21,10 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
-// appLogin makes a login role in ledger_app for the test's database (named
-// like it: roles are per cluster) and returns the database's URL as that
-// role. The test server trusts 127.0.0.1, so no password is needed.
+// appLogin makes a login role in ledger_app (testenv.LoginURL) and returns
+// the database's URL as that role.
 func appLogin(t *testing.T, ownerURL string) string {
 	t.Helper()
-	u, err := url.Parse(ownerURL)
-	testenv.NoError(t, err)
-	role := strings.TrimPrefix(u.Path, "/")
 	conn, err := pgx.Connect(ctx(t), ownerURL)
 	testenv.NoError(t, err)
 	defer conn.Close(context.Background())
@@ -43,31 +38,21 @@ func appLogin(t *testing.T, ownerURL string) string {
 			testenv.NoError(t, err)
 		}
 	}
-	_, err = conn.Exec(ctx(t), "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN IN ROLE ledger_app")
-	testenv.NoError(t, err)
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), ownerURL)
-		if err != nil {
-			t.Errorf("drop role %s: %v", role, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()); err != nil {
-			t.Errorf("drop role %s: %v", role, err)
-		}
-	})
-	u.User = url.User(role)
-	return u.String()
+	return testenv.LoginURL(t, ownerURL, "ledger_app")
 }
 
-// startAs runs ledgerd on the test's database as the role of pgURL.
-func startAs(t *testing.T, pgURL string) (*harness, error) {
+// startAs runs ledgerd on the test's database as the role of pgURL; opts
+// change its configuration before it starts.
+func startAs(t *testing.T, pgURL string, opts ...func(*daemon.Config)) (*harness, error) {
 	t.Helper()
 	h := &harness{pgURL: pgURL, key: newKey(t)}
 	h.m = &daemon.Main{
 		Config: daemon.Config{PostgresURL: pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},
 		Logger: discardLogger(),
+	}
+	for _, o := range opts {
+		o(&h.m.Config)
 	}
 	if err := h.m.Run(context.Background()); err != nil {
 		return nil, err
@@ -183,76 +168,6 @@ func TestServeAsAppRoleRefusesPendingMigrations(t *testing.T) {
 	testenv.NoError(t, err)
 	_, err = startAs(t, appURL)
 	testenv.NoError(t, err)
-}
-
-// TestAppRoleGrants audits the schema every migration made: ledger_app may
-// read every table, write every derived one, and never rewrite the log. A
-// migration that adds a table without its grant fails here.
-func TestAppRoleGrants(t *testing.T) {
-	t.Parallel()
-	ownerURL := testenv.PostgresURL(t)
-	testenv.NoError(t, daemon.Migrate(ctx(t), daemon.Config{PostgresURL: ownerURL}, discardLogger(), nil))
-	conn, err := pgx.Connect(ctx(t), ownerURL)
-	testenv.NoError(t, err)
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx(t), `SELECT c.relname,
-		has_table_privilege('ledger_app', c.oid, 'SELECT'), has_table_privilege('ledger_app', c.oid, 'INSERT'),
-		has_table_privilege('ledger_app', c.oid, 'UPDATE'), has_table_privilege('ledger_app', c.oid, 'DELETE'),
-		has_table_privilege('ledger_app', c.oid, 'TRUNCATE')
-		FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1`)
-	testenv.NoError(t, err)
-	type privs struct{ sel, ins, upd, del, trunc bool }
-	got := map[string]privs{}
-	for rows.Next() {
-		var name string
-		var p privs
-		testenv.NoError(t, rows.Scan(&name, &p.sel, &p.ins, &p.upd, &p.del, &p.trunc))
-		got[name] = p
-	}
-	testenv.NoError(t, rows.Err())
-	// The log and its bookkeeping: exactly these.
-	exact := map[string]privs{
-		"events":            {sel: true, ins: true},
-		"ledger_heads":      {sel: true, ins: true, upd: true},
-		"snapshots":         {sel: true, ins: true, del: true},
-		"schema_migrations": {sel: true},
-		"api_keys":          {sel: true, ins: true, upd: true},
-	}
-	// The read models: rebuilds write shadow rows and swap them in with
-	// UPDATE and DELETE, so these four and never TRUNCATE.
-	readModel := privs{sel: true, ins: true, upd: true, del: true}
-	for _, name := range []string{"projection_checkpoints", "assets", "balances", "trial_balances",
-		"trial_balance_history", "movements", "movement_heads", "movement_assets", "movement_clock",
-		"transfers", "recon_accounts", "recon_lines", "recon_movements",
-		"recon_matches", "recon_journal", "recon_generations"} {
-		exact[name] = readModel
-	}
-	for name, p := range got {
-		want, known := exact[name]
-		switch {
-		case known && p != want:
-			t.Errorf("ledger_app on %s: %+v, want %+v", name, p, want)
-		case !known && (!p.sel || p.trunc):
-			// A table added by a later migration: it must at least be
-			// readable, and nothing may be truncated; list it above.
-			t.Errorf("ledger_app on %s: %+v: grant it in the migration that makes it (never TRUNCATE)", name, p)
-		}
-	}
-	for name := range exact {
-		if _, ok := got[name]; !ok {
-			t.Errorf("no table %s: the audit above missed it", name)
-		}
-	}
-	// Sequences (serial, identity) need USAGE too; today there are none.
-	var seqs []string
-	rows, err = conn.Query(ctx(t), `SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace
-		AND CASE WHEN relkind = 'S' THEN NOT has_sequence_privilege('ledger_app', oid, 'USAGE') ELSE false END`)
-	testenv.NoError(t, err)
-	seqs, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	testenv.NoError(t, err)
-	if len(seqs) != 0 {
-		t.Errorf("sequences ledger_app may not use: %v", seqs)
-	}
 }
 
 // devCluster connects as the superuser to the private cluster of a dev mode

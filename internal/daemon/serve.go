@@ -91,10 +91,10 @@ func (m *Main) serve() error {
 	commandSrv := grpcapi.NewCommandServer(m.ledgers, m.Logger)
 	commandSrv.OnPeriodClosed(m.anchorPeriodClose)
 	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, commandSrv)
-	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.pool, m.waiter), m.ledgers))
+	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.readPool, m.waiter), m.ledgers))
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
-	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.pool, m.waiter), m.Logger))
-	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.pool, m.store, m.keys, m.ledgers, m.Logger).
+	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.readPool, m.waiter), m.Logger))
+	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.projPool, m.store, m.keys, m.ledgers, m.Logger).
 		WithStreams(natsbus.NewStreams(m.js, m.streamOptions())))
 	var anchors grpcapi.AnchorLister
 	if m.anchorBucket != nil {

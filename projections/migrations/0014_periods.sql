@@ -19,9 +19,20 @@ CREATE TABLE periods (
 
 CREATE UNIQUE INDEX periods_end ON periods (ledger, period_end);
 
+-- Grants as 0013_roles.sql leaves the read models: the projector role writes,
+-- the reader role reads, and ledger_app keeps its own grant only where it is
+-- not a member of both (or the roles could not be made).
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_projector')
+       AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_reader') THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE ON periods TO ledger_projector;
+        GRANT SELECT ON periods TO ledger_reader;
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app')
+           AND NOT (pg_has_role('ledger_app', 'ledger_projector', 'MEMBER') AND pg_has_role('ledger_app', 'ledger_reader', 'MEMBER')) THEN
+            GRANT SELECT, INSERT, UPDATE, DELETE ON periods TO ledger_app;
+        END IF;
+    ELSIF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ledger_app') THEN
         GRANT SELECT, INSERT, UPDATE, DELETE ON periods TO ledger_app;
     END IF;
 END

@@ -11,7 +11,7 @@
 //     once: at the crash the rows equal the log projected up to the
 //     checkpoint, and at the head the rows equal the reference;
 //   - a rebuild (projections.Rebuild) swaps in the same rows;
-//   - everything above runs as ledgerd's role (ledger_app), whose grants
+//   - everything above runs as the projectors' role (ledger_projector), whose grants
 //     therefore cover the projector's tables.
 //
 // Only _test.go files import it.
@@ -49,9 +49,9 @@ const (
 	crashBatch = 7
 	// randomBatchMax bounds the random batch sizes.
 	randomBatchMax = 50
-	// appRole is the role ledgerd's privileges are granted to (eventstore's
-	// 0003_app_role.sql).
-	appRole = "ledger_app"
+	// appRole is the database role projectors run as (eventstore's
+	// 0005_roles.sql): read the log, write the read models, nothing more.
+	appRole = "ledger_projector"
 )
 
 // Log is a ledger's log, complete: nothing is appended while the suite runs.
