@@ -81,7 +81,7 @@ func TestDashboardsAndAlertsUseExportedMetrics(t *testing.T) {
 	// cover the ledger's own metrics, not only the runtime's.
 	for _, want := range []string{"ledger_events_committed_total", "ledger_append_duration_seconds", "ledger_append_events",
 		"ledger_projection_lag_positions", "ledger_projection_lag_seconds", "ledger_grpc_request_duration_seconds",
-		"ledger_writer_writing", "ledger_nats_connected"} {
+		"ledger_writer_writing", "ledger_nats_connected", "ledger_projection_chain_broken", "ledger_stream_diverged"} {
 		if !checked[want] {
 			t.Errorf("no dashboard panel or alert uses %s", want)
 		}
