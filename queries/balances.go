@@ -20,6 +20,11 @@ const (
 	// pollMax bounds the interval at which a waiting query re-reads the
 	// checkpoint when no in-process notifier is at hand.
 	pollMax = 20 * time.Millisecond
+	// notifiedPollEvery is how often a query waiting on the in-process
+	// notifier also reads the checkpoint: a rebuild or a stream repair swaps
+	// a checkpoint in behind the runner's back, and a runner with nothing
+	// new to apply would not say so until the next event.
+	notifiedPollEvery = 500 * time.Millisecond
 )
 
 var (
@@ -145,16 +150,20 @@ func (s *Service) waitFor(ctx context.Context, ledger, projection string, pos ui
 	}
 	ctx, cancel := context.WithTimeout(ctx, WaitMax)
 	defer cancel()
+	var w Waiter
 	if s.waiter != nil {
-		if w := s.waiter(ledger, projection); w != nil {
-			if err := w.WaitFor(ctx, pos); err != nil {
-				return fmt.Errorf("%s of %s at %d: %w", projection, ledger, pos, ErrNotReached)
-			}
-			return nil
-		}
+		w = s.waiter(ledger, projection)
 	}
 	delay := time.Millisecond
 	for {
+		if w != nil {
+			wctx, cancel := context.WithTimeout(ctx, notifiedPollEvery)
+			err := w.WaitFor(wctx, pos)
+			cancel()
+			if err == nil {
+				return nil
+			}
+		}
 		var at int64
 		err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(position), 0) FROM projection_checkpoints
 			WHERE ledger = $1 AND projection = $2`, ledger, projection).Scan(&at)
@@ -164,6 +173,12 @@ func (s *Service) waitFor(ctx context.Context, ledger, projection string, pos ui
 		case err != nil && ctx.Err() == nil:
 			// A database fault is said at once, not disguised as a timeout.
 			return fmt.Errorf("%s of %s at %d: %w", projection, ledger, pos, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s of %s at %d: %w", projection, ledger, pos, ErrNotReached)
+		}
+		if w != nil {
+			continue // the notifier's wait was the pause
 		}
 		select {
 		case <-time.After(delay):

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,7 +145,7 @@ func startOn(t *testing.T, pgURL, natsURL string) *harness {
 	h.m = &daemon.Main{
 		Config: daemon.Config{PostgresURL: pgURL, NATSURL: natsURL, GRPCAddr: "127.0.0.1:0",
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(failLog(t), nil)),
 	}
 	testenv.NoError(t, h.m.Run(context.Background()))
 	t.Cleanup(h.m.Close)
@@ -296,4 +298,28 @@ func repairStream(t *testing.T, admin ledgerv1.AdminServiceClient, ledger string
 	if !last.GetDone() || len(rebuilt) != 4 {
 		t.Fatalf("repair ended with %v having rebuilt %v, want done and 4 projections rebuilt", last, rebuilt)
 	}
+}
+
+// failLog is a log that t prints only if it fails.
+func failLog(t *testing.T) io.Writer {
+	w := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Logf("ledgerd's log:\n%s", w.b.String())
+		}
+	})
+	return w
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }

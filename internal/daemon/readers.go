@@ -8,6 +8,7 @@ import (
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 	"github.com/ledgerd/ledger/queries"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // ledgerReaders is one ledger's running relay and projections.
@@ -84,6 +85,41 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(ctx) }()
 	}
 	return r
+}
+
+// restartReaders replaces a ledger's running relay and projections with new
+// ones, which start from the checkpoints in PostgreSQL on fresh sources:
+// what a stream repair needs, since readers waiting on the deleted stream
+// would wait there for good. Readers not running stay so.
+func (m *Main) restartReaders(ledger string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, ok := m.readers[ledger]
+	if !ok {
+		return
+	}
+	old.cancel()
+	delete(m.readers, ledger)
+	r := m.ensureReaders(ledger)
+	r.writer = old.writer
+	if old.stopping {
+		m.stopWhenCaughtUp(ledger, r)
+	}
+}
+
+// restartingStreams are the streams a repair recreates; each ledger's
+// readers restart once its stream is new.
+type restartingStreams struct {
+	streams workflows.Streams
+	m       *Main
+}
+
+func (s restartingStreams) Recreate(ctx context.Context, ledger string) error {
+	if err := s.streams.Recreate(ctx, ledger); err != nil {
+		return err
+	}
+	s.m.restartReaders(ledger)
+	return nil
 }
 
 // stopWhenCaughtUp stops r once its projections reached the head, unless

@@ -95,7 +95,7 @@ func (m *Main) serve() error {
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
 	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.readPool, m.waiter), m.Logger))
 	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.projPool, m.store, m.keys, m.ledgers, m.Logger).
-		WithStreams(natsbus.NewStreams(m.js, m.streamOptions())))
+		WithStreams(restartingStreams{natsbus.NewStreams(m.js, m.streamOptions()), m}))
 	var anchors grpcapi.AnchorLister
 	if m.anchorBucket != nil {
 		anchors = m.anchorBucket
