@@ -204,3 +204,30 @@ func TestVerifyRowPastHead(t *testing.T) {
 	testenv.NoError(t, err)
 	mustDiverge(t, rep, audit.KindPastHead, head+2, "")
 }
+
+// A database that lost the whole ledger (its events and head deleted, or a
+// copy from before it existed): the head is 0, and every anchor of the
+// ledger is past it; a file's end, by contrast, is no head (see
+// the trailer tests).
+func TestVerifyAnchorsLogGone(t *testing.T) {
+	h, ledger, _, head := startLedger(t, 11, 10)
+	s := newSigner(t)
+	as := h.sign(t, s, ledger, head)
+	err := pgx.BeginFunc(ctx(t), h.pool, func(tx pgx.Tx) error {
+		for _, sql := range []string{`ALTER TABLE events DISABLE TRIGGER USER`, `DELETE FROM events WHERE ledger = $1`,
+			`DELETE FROM ledger_heads WHERE ledger = $1`, `ALTER TABLE events ENABLE TRIGGER USER`} {
+			var args []any
+			if sql[0] == 'D' {
+				args = []any{ledger}
+			}
+			if _, err := tx.Exec(ctx(t), sql, args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	testenv.NoError(t, err)
+	rep, err := audit.Verify(ctx(t), h.storeLog(ledger), nil, audit.Options{Anchors: as, Keyring: anchor.NewKeyring(s.Public())})
+	testenv.NoError(t, err)
+	mustDiverge(t, rep, audit.KindAnchor, head, "position")
+}

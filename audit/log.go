@@ -30,6 +30,14 @@ type Log interface {
 	Read(ctx context.Context, from, to uint64, fn func([]eventstore.Record) error) error
 }
 
+// HeadUnknown is a Log whose Head cannot say where the ledger's log ends
+// (a file: an export ends where it was cut). For any other Log, Head 0 is
+// a log with no event, and an anchor past it is a log that lost events.
+type HeadUnknown interface {
+	Log
+	HeadUnknown()
+}
+
 // MalformedError is a record a Log could not even decode (a hash that is
 // not hex, a line that is not JSON): Verify reports a hash divergence there.
 type MalformedError struct {

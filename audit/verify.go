@@ -111,8 +111,11 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 	}
 	rep.Ledger = l.Ledger() // a file names its ledger once read
 	defer func() { rep.Elapsed = time.Since(began) }()
-	// A file's end is not a head: anchors past it are not judged.
-	v.checkAnchors(v.anchors, head != 0 && to == head)
+	// A file's end is not a head: anchors past it are not judged. A
+	// database's head is, even 0 (its events deleted, or restored from
+	// before the ledger): every anchor of the ledger is then past the end.
+	_, headUnknown := l.(HeadUnknown)
+	v.checkAnchors(v.anchors, !headUnknown && to == head)
 	if rep.Divergence == nil {
 		if err := v.checkDatabase(ctx); err != nil {
 			return nil, err

@@ -36,6 +36,10 @@ func (l *Log) Ledger() string { return l.Name }
 // Head is 0: a file's head is its last line.
 func (l *Log) Head(context.Context) (uint64, error) { return 0, nil }
 
+// HeadUnknown says that a file's end is not the ledger's head
+// (audit.HeadUnknown): an export ends where it was cut.
+func (l *Log) HeadUnknown() {}
+
 // Read reads the file from the start, skipping positions before from. A
 // read to the end checks the file's trailer (audit.TrailerCheck): a file
 // without one, or whose trailer does not match its events, is refused

@@ -96,12 +96,16 @@ $fn$$f$, quote_ident(current_schema()));
     -- no head move covers (repairs, tests) pass: the owner may disable
     -- these triggers anyway.
     --
+    -- Both trigger functions fix their search_path, like advance_head: a
+    -- writer that may create objects in some schema could otherwise put it
+    -- before pg_catalog and shadow pg_current_xact_id or pg_has_role.
+    --
     -- One aggregate over the statement's rows, then two primary-key reads
     -- per ledger: no plan cached for a batch of one turns slow on a batch
     -- of 65,536. Whether the caller owns the table is asked only of a
     -- statement that fails the check.
     EXECUTE format($f$
-CREATE FUNCTION %1$s.events_follow_head() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION %1$s.events_follow_head() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     bad record;
 BEGIN
@@ -128,7 +132,7 @@ $fn$$f$, quote_ident(current_schema()));
     -- with its hash: a move with no events (a head sent past the log) rolls
     -- back.
     EXECUTE format($f$
-CREATE FUNCTION %1$s.ledger_heads_on_log() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION %1$s.ledger_heads_on_log() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     IF NEW.moved_xid = pg_current_xact_id()
        AND NOT EXISTS (SELECT 1 FROM %1$s.events WHERE ledger = NEW.ledger AND position = NEW.position AND hash = NEW.hash) THEN

@@ -73,7 +73,7 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 	r := &ledgerReaders{ctx: ctx, cancel: cancel, runners: map[string]*projections.Runner{}}
 	m.readers[ledger] = r
 	streamOpts := m.streamOptions()
-	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger).WithFaults(projections.NewFaults(m.pool, m.Logger))
+	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger).WithFaults(projections.NewFaults(m.projPool, m.Logger))
 	m.relays[ledger], m.runners[ledger] = relay, r.runners
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); _ = relay.Run(ctx) }()
@@ -113,6 +113,11 @@ type restartingStreams struct {
 	streams workflows.Streams
 	m       *Main
 }
+
+// Repaired restarts the ledger's readers once more, after the rebuilds'
+// swaps: the runners started on the new stream loaded checkpoints the swaps
+// replaced.
+func (s restartingStreams) Repaired(ledger string) { s.m.restartReaders(ledger) }
 
 func (s restartingStreams) Recreate(ctx context.Context, ledger string) error {
 	if err := s.streams.Recreate(ctx, ledger); err != nil {

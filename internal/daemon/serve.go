@@ -205,7 +205,7 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 // to anyone, which (ledger, projection, reason) to an admin key; "" when
 // there are none.
 func (m *Main) integrityDetail(ctx context.Context, r *http.Request) string {
-	faults, more, err := queries.New(m.pool, nil).Faults(ctx)
+	faults, more, err := queries.New(m.readPool, nil).Faults(ctx)
 	switch {
 	case err != nil:
 		m.Logger.Warn("/readyz: read side faults not read", "err", err)
