@@ -80,6 +80,7 @@ func ParseTrailer(line []byte) (Trailer, error) {
 // TrailerCheck counts an export's events as they are read, to hold its
 // trailer to them.
 type TrailerCheck struct {
+	ledger      string // the first event's
 	events      uint64
 	first, last uint64
 	lastHash    eventstore.Hash
@@ -94,7 +95,7 @@ func (c *TrailerCheck) Event(r *eventstore.Record) error {
 		return fmt.Errorf("%w is not the last line: event %d follows it", ErrTrailer, r.Position)
 	}
 	if c.events == 0 {
-		c.first = r.Position
+		c.first, c.ledger = r.Position, r.Ledger
 	}
 	c.events++
 	c.last, c.lastHash = r.Position, r.Hash
@@ -126,14 +127,14 @@ func (c *TrailerCheck) End() (*Trailer, error) {
 		return nil, fmt.Errorf("%w is missing: the file ends after %d events (last position %d) without one: "+
 			"a cut export, or one written before the format had trailers (export it again)", ErrTrailer, c.events, c.last)
 	}
-	lastHash := hex.EncodeToString(c.lastHash[:])
+	lastHash, ledger := hex.EncodeToString(c.lastHash[:]), c.ledger
 	if c.events == 0 {
-		lastHash = ""
+		lastHash, ledger = "", t.Ledger // an empty export names its ledger alone
 	}
 	for _, f := range []struct {
 		name        string
 		want, found any
-	}{{"events", t.Events, c.events}, {"first", t.First, c.first}, {"last", t.Last, c.last}, {"last_hash", t.LastHash, lastHash}} {
+	}{{"ledger", t.Ledger, ledger}, {"events", t.Events, c.events}, {"first", t.First, c.first}, {"last", t.Last, c.last}, {"last_hash", t.LastHash, lastHash}} {
 		if f.want != f.found {
 			return nil, fmt.Errorf("%w says %s %v, the file holds %v: a cut or altered export", ErrTrailer, f.name, f.want, f.found)
 		}

@@ -68,6 +68,7 @@ func TestLogRefusesWithoutTrailer(t *testing.T) {
 		"event after":     {append(bytes.Clone(whole), lines[0]...), "not the last line"},
 		"two trailers":    {append(bytes.Clone(whole), trailer...), "twice"},
 		"version 2":       {bytes.Replace(bytes.Clone(whole), []byte(`"v":1`), []byte(`"v":2`), 1), "version 2"},
+		"another ledger":  {append(bytes.Join(lines[:len(lines)-2], nil), bytes.Replace(trailer, []byte(`"ledger":"acme"`), []byte(`"ledger":"other"`), 1)...), `says ledger other, the file holds acme`},
 	} {
 		l := &filelog.Log{Path: write(t, tc.file)}
 		var n int

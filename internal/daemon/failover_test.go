@@ -209,6 +209,9 @@ func TestFailover(t *testing.T) {
 			inBalances++
 		}
 	}
+	if inBalances != len(committed) {
+		t.Logf("%d transfers committed after the load stopped (balances at %d)", inBalances-len(committed), at)
+	}
 	var sum, credits int64
 	for _, id := range accounts {
 		b, ok := bals[id]
