@@ -14,6 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/supervise"
@@ -107,6 +110,8 @@ type Runner struct {
 
 	// lingerFor, when positive, lets a small batch wait for more (WithLinger).
 	lingerFor time.Duration
+	// tracer, when set, traces each batch applied (WithTracer).
+	tracer trace.Tracer
 
 	// hash is the hash of the event at the checkpoint, when known (hashKnown):
 	// the next batch's first record must name it as its prev_hash.
@@ -137,6 +142,14 @@ func NewRunner(pool *pgxpool.Pool, ledger string, proj Projector, src Source, lo
 func logLedgerOf(key string) string {
 	ledger, _, _ := strings.Cut(key, "~")
 	return ledger
+}
+
+// WithTracer makes r trace each batch it applies (span ledger.project, with
+// the ledger, the projection and the positions, which tie it to the
+// writer's and the relay's spans); it returns r.
+func (r *Runner) WithTracer(t trace.Tracer) *Runner {
+	r.tracer = t
+	return r
 }
 
 // WithLinger makes r wait up to d for more records after receiving fewer than
@@ -345,7 +358,7 @@ func (r *Runner) verifyChain(recs []eventstore.Record) error {
 
 // apply applies recs, which must start right after from, and moves the
 // checkpoint from `from` to the last record in the same transaction.
-func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Record) error {
+func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Record) (err error) {
 	if len(recs) == 0 {
 		return fmt.Errorf("apply %s at %d: the source returned no records", r.proj.Name(), from)
 	}
@@ -358,6 +371,13 @@ func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Recor
 		return err
 	}
 	last := &recs[len(recs)-1]
+	if r.tracer != nil {
+		var span trace.Span
+		ctx, span = r.tracer.Start(ctx, "ledger.project", trace.WithAttributes(attribute.String("ledger.name", r.ledger),
+			attribute.String("ledger.projection", r.proj.Name()), attribute.Int64("ledger.position.first", int64(recs[0].Position)),
+			attribute.Int64("ledger.position.last", int64(last.Position)), attribute.Int("ledger.events", len(recs))))
+		defer func() { endSpan(span, err) }()
+	}
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		// A read model is derived data: a crash that loses this commit loses
 		// the checkpoint's move with it, and the batch is applied again. So
@@ -403,4 +423,13 @@ func (r *Runner) notApplied(ctx context.Context, tx pgx.Tx, from uint64, last *e
 			r.proj.Name(), last.Position, ErrChainBroken)
 	}
 	return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, ErrCheckpointMoved)
+}
+
+// endSpan ends span with err's status.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }

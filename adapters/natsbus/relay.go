@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/supervise"
@@ -71,6 +74,7 @@ type Relay struct {
 	logger  *slog.Logger
 	wake    chan struct{}
 	faults  Faults
+	tracer  trace.Tracer // nil: no spans
 	// diverged is the last divergence told, "" when none: logged at ERROR
 	// when new (supervise.Run calls serve and OnRestart in turn).
 	diverged string
@@ -94,6 +98,14 @@ func NewRelay(ledger string, js jetstream.JetStream, log Log, opts StreamOptions
 // WithFaults makes r tell f what it finds of the stream; it returns r.
 func (r *Relay) WithFaults(f Faults) *Relay {
 	r.faults = f
+	return r
+}
+
+// WithTracer makes r trace each publishing of a run of events (span
+// ledger.relay.publish, with the ledger and the positions, which tie it to
+// the writer's and the projectors' spans); it returns r.
+func (r *Relay) WithTracer(t trace.Tracer) *Relay {
+	r.tracer = t
 	return r
 }
 
@@ -307,7 +319,14 @@ func frameAt(ctx context.Context, stream jetstream.Stream, seq uint64) (first, l
 // publish sends recs (which follow last, the stream being at sequence seq)
 // in frames, asynchronously, and waits for every acknowledgement; it
 // returns the last position and sequence acknowledged in order.
-func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore.Record) (uint64, uint64, error) {
+func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore.Record) (lastAcked, seqAcked uint64, err error) {
+	if r.tracer != nil && len(recs) > 0 {
+		var span trace.Span
+		ctx, span = r.tracer.Start(ctx, "ledger.relay.publish", trace.WithAttributes(attribute.String("ledger.name", r.ledger),
+			attribute.Int64("ledger.position.first", int64(recs[0].Position)),
+			attribute.Int64("ledger.position.last", int64(recs[len(recs)-1].Position)), attribute.Int("ledger.events", len(recs))))
+		defer func() { endSpan(span, err) }()
+	}
 	for i := range recs {
 		if recs[i].Position != last+uint64(i)+1 {
 			return last, seq, fmt.Errorf("log read returned %d after %d", recs[i].Position, last+uint64(i))
@@ -358,3 +377,12 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore
 }
 
 func msgIDOf(f jetstream.PubAckFuture) string { return f.Msg().Header.Get(jetstream.MsgIDHeader) }
+
+// endSpan ends span with err's status.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}

@@ -73,13 +73,15 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 	r := &ledgerReaders{ctx: ctx, cancel: cancel, runners: map[string]*projections.Runner{}}
 	m.readers[ledger] = r
 	streamOpts := m.streamOptions()
-	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger).WithFaults(projections.NewFaults(m.projPool, m.Logger))
+	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger).WithFaults(projections.NewFaults(m.projPool, m.Logger)).
+		WithTracer(m.tracer)
 	m.relays[ledger], m.runners[ledger] = relay, r.runners
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); _ = relay.Run(ctx) }()
 	for _, proj := range projections.All() {
 		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
-		runner := projections.NewRunner(m.projPool, ledger, proj, src, m.Logger).WithLinger(cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault))
+		runner := projections.NewRunner(m.projPool, ledger, proj, src, m.Logger).WithLinger(cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault)).
+			WithTracer(m.tracer)
 		r.runners[proj.Name()] = runner
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(ctx) }()

@@ -10,16 +10,20 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // TestTraceFromCallToAppend: a traced transfer's gRPC server span links to
 // the writer's decide span of its batch, whose child is the append span,
-// both naming the positions the batch took, the transfer's among them.
+// both naming the positions the batch took, the transfer's among them; the
+// relay's publishing and every projector's applying of that position are
+// spans with the same attributes.
 func TestTraceFromCallToAppend(t *testing.T) {
 	t.Parallel()
 	rec := tracetest.NewSpanRecorder()
@@ -29,9 +33,10 @@ func TestTraceFromCallToAppend(t *testing.T) {
 	h.setup(t, ledger)
 	pos := h.transferOK(t, ledger, transfer("traced", "alice", "bob", "1.00", "USD"))
 
-	var call, decide, appendSpan sdktrace.ReadOnlySpan
+	var call, decide, appendSpan, publish sdktrace.ReadOnlySpan
+	projected := map[string]bool{}
 	testenv.Eventually(t, 30*time.Second, func() error {
-		call, decide, appendSpan = nil, nil, nil
+		call, decide, appendSpan, publish = nil, nil, nil, nil
 		for _, s := range rec.Ended() {
 			switch {
 			case s.Name() == "ledger.v1.CommandService/CreateTransfers" && linksTo(s, pos) != nil:
@@ -40,10 +45,15 @@ func TestTraceFromCallToAppend(t *testing.T) {
 				decide = s
 			case s.Name() == "ledger.append" && covers(s, pos):
 				appendSpan = s
+			case s.Name() == "ledger.relay.publish" && covers(s, pos):
+				publish = s
+			case s.Name() == "ledger.project" && covers(s, pos) && s.Status().Code != otelcodes.Error:
+				projected[attr(s, "ledger.projection").AsString()] = true
 			}
 		}
-		if call == nil || decide == nil || appendSpan == nil {
-			return fmt.Errorf("spans: call %v, decide %v, append %v; want all three for position %d", call != nil, decide != nil, appendSpan != nil, pos)
+		if call == nil || decide == nil || appendSpan == nil || publish == nil || len(projected) < len(projections.All()) {
+			return fmt.Errorf("spans: call %v, decide %v, append %v, relay %v, projections %v; want all for position %d",
+				call != nil, decide != nil, appendSpan != nil, publish != nil, projected, pos)
 		}
 		return nil
 	})
