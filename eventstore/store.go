@@ -60,6 +60,38 @@ func (s *Store) Head(ctx context.Context, ledger string) (uint64, Hash, error) {
 	return uint64(pos), h, nil
 }
 
+// LedgerHead is a ledger's head: the position and hash of its last event.
+type LedgerHead struct {
+	Ledger   string
+	Position uint64
+	Hash     Hash
+}
+
+// Heads returns every ledger's head in one query, by name.
+//
+// Errors: the database's.
+func (s *Store) Heads(ctx context.Context) ([]LedgerHead, error) {
+	rows, err := s.pool.Query(ctx, `SELECT ledger, position, hash FROM ledger_heads ORDER BY ledger`)
+	if err != nil {
+		return nil, fmt.Errorf("list heads: %w", err)
+	}
+	heads, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (LedgerHead, error) {
+		var (
+			h    LedgerHead
+			pos  int64
+			hash []byte
+		)
+		err := row.Scan(&h.Ledger, &pos, &hash)
+		h.Position = uint64(pos)
+		copy(h.Hash[:], hash)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list heads: %w", err)
+	}
+	return heads, nil
+}
+
 // Ledgers lists the ledgers that have a head, in name order.
 //
 // Errors: the database error.

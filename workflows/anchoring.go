@@ -27,7 +27,7 @@ type AnchorSink interface {
 
 // AnchorHeads is where the heads are read (eventstore.Store).
 type AnchorHeads interface {
-	Ledgers(ctx context.Context) ([]string, error)
+	Heads(ctx context.Context) ([]eventstore.LedgerHead, error)
 	Head(ctx context.Context, ledger string) (uint64, eventstore.Hash, error)
 }
 
@@ -73,13 +73,19 @@ func (a *Anchoring) Run(ctx context.Context, every time.Duration) {
 //
 // Errors: listing the ledgers.
 func (a *Anchoring) AnchorMoved(ctx context.Context) error {
-	ledgers, err := a.heads.Ledgers(ctx)
+	heads, err := a.heads.Heads(ctx) // one query for every ledger, not one each
 	if err != nil {
 		return err
 	}
-	for _, l := range ledgers {
-		if _, err := a.anchor(ctx, l, false); err != nil && ctx.Err() == nil {
-			a.logger.Warn("anchoring: head not signed", "ledger", l, "err", err)
+	for _, h := range heads {
+		a.mu.Lock()
+		done := a.signed[h.Ledger] == h.Position
+		a.mu.Unlock()
+		if done || h.Position == 0 {
+			continue
+		}
+		if _, err := a.sign(ctx, h.Ledger, h.Position, h.Hash); err != nil && ctx.Err() == nil {
+			a.logger.Warn("anchoring: head not signed", "ledger", h.Ledger, "err", err)
 		}
 	}
 	return nil
@@ -90,13 +96,6 @@ func (a *Anchoring) AnchorMoved(ctx context.Context) error {
 //
 // Errors: errNoHead; reading the head; the sinks' (joined).
 func (a *Anchoring) Anchor(ctx context.Context, ledger string) (anchor.Anchor, error) {
-	return a.anchor(ctx, ledger, true)
-}
-
-// errNoHead: a ledger without events has no head to sign.
-var errNoHead = errors.New("no event to anchor")
-
-func (a *Anchoring) anchor(ctx context.Context, ledger string, always bool) (anchor.Anchor, error) {
 	ctx, cancel := context.WithTimeout(ctx, anchorTimeout)
 	defer cancel()
 	pos, hash, err := a.heads.Head(ctx, ledger)
@@ -106,12 +105,18 @@ func (a *Anchoring) anchor(ctx context.Context, ledger string, always bool) (anc
 	if pos == 0 {
 		return anchor.Anchor{}, fmt.Errorf("ledger %s: %w", ledger, errNoHead)
 	}
-	a.mu.Lock()
-	done := a.signed[ledger] == pos
-	a.mu.Unlock()
-	if done && !always {
-		return anchor.Anchor{}, nil
-	}
+	return a.sign(ctx, ledger, pos, hash)
+}
+
+// errNoHead: a ledger without events has no head to sign.
+var errNoHead = errors.New("no event to anchor")
+
+// sign signs ledger's head at pos and publishes the anchor to every sink.
+//
+// Errors: signing; the sinks' (joined).
+func (a *Anchoring) sign(ctx context.Context, ledger string, pos uint64, hash eventstore.Hash) (anchor.Anchor, error) {
+	ctx, cancel := context.WithTimeout(ctx, anchorTimeout)
+	defer cancel()
 	an, err := a.signer.Sign(ledger, pos, hash, time.Now())
 	if err != nil {
 		return anchor.Anchor{}, err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -29,9 +28,8 @@ type Rebuilds struct {
 	store  *eventstore.Store
 	logger *slog.Logger
 
-	mu sync.Mutex
 	// running holds the rebuilds in progress, "ledger/projection".
-	running map[string]bool
+	running inFlight
 }
 
 // NewRebuilds returns Rebuilds of the read models in pool from the log in
@@ -40,7 +38,7 @@ func NewRebuilds(pool *pgxpool.Pool, store *eventstore.Store, logger *slog.Logge
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Rebuilds{pool: pool, store: store, logger: logger, running: map[string]bool{}}
+	return &Rebuilds{pool: pool, store: store, logger: logger}
 }
 
 // Run rebuilds projection of ledger and swaps it in (projections.Rebuild),
@@ -59,14 +57,11 @@ func (r *Rebuilds) Run(ctx context.Context, ledger, projection string, report fu
 		return refuse(ErrUnknownProjection, "must be one of %s", strings.Join(names, ", "))
 	}
 	key := ledger + "/" + proj.Name()
-	r.mu.Lock()
-	if r.running[key] {
-		r.mu.Unlock()
+	release, ok := r.running.claim(key)
+	if !ok {
 		return refuse(ErrRebuildRunning, "a rebuild of %s runs already", key)
 	}
-	r.running[key] = true
-	r.mu.Unlock()
-	defer func() { r.mu.Lock(); delete(r.running, key); r.mu.Unlock() }()
+	defer release()
 
 	if _, err := projections.NewRebuild(r.pool, r.store, ledger, proj, r.logger).Run(ctx, report); err != nil {
 		return fmt.Errorf("rebuild %s of %s: %w", proj.Name(), ledger, err)

@@ -3,7 +3,6 @@ package workflows
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/projections"
@@ -35,15 +34,13 @@ type StreamRepair struct {
 	rebuilds *Rebuilds
 	faults   *projections.Faults
 
-	mu      sync.Mutex
-	running map[string]bool
+	running inFlight // the ledgers being repaired
 }
 
 // NewStreamRepair returns a StreamRepair that recreates streams through
 // streams and rebuilds through rebuilds (whose read models hold the faults).
 func NewStreamRepair(streams Streams, rebuilds *Rebuilds) *StreamRepair {
-	return &StreamRepair{streams: streams, rebuilds: rebuilds, faults: projections.NewFaults(rebuilds.pool, rebuilds.logger),
-		running: map[string]bool{}}
+	return &StreamRepair{streams: streams, rebuilds: rebuilds, faults: projections.NewFaults(rebuilds.pool, rebuilds.logger)}
 }
 
 // Repair deletes ledger's stream and creates it empty (the relay publishes
@@ -60,14 +57,11 @@ func (s *StreamRepair) Repair(ctx context.Context, ledger string, report func(Re
 	if _, err := s.rebuilds.store.Ledger(ctx, ledger); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.running[ledger] {
-		s.mu.Unlock()
+	release, ok := s.running.claim(ledger)
+	if !ok {
 		return refuse(ErrRepairRunning, "a repair of the stream of %s runs already", ledger)
 	}
-	s.running[ledger] = true
-	s.mu.Unlock()
-	defer func() { s.mu.Lock(); delete(s.running, ledger); s.mu.Unlock() }()
+	defer release()
 
 	s.rebuilds.logger.Warn("repairing the stream: recreating it from the log, then rebuilding the projections", "ledger", ledger)
 	if err := s.streams.Recreate(ctx, ledger); err != nil {
