@@ -116,12 +116,23 @@ func (s *Anchors) List(ctx context.Context, ledger string, from, to uint64, limi
 			continue
 		}
 		out = append(out, a)
+		if len(out) > 2*(limit+1) {
+			// Only the page and one more matter: what a List holds is
+			// bounded by the page, not by the ledger's anchors.
+			sortAnchors(out)
+			out = out[:limit+1]
+		}
 	}
-	// Delivered in the order they were put: by position within what one
-	// ledgerd signed, not across a takeover.
-	slices.SortFunc(out, func(a, b anchor.Anchor) int { return cmp.Compare(a.Position, b.Position) })
+	sortAnchors(out)
 	if len(out) > limit {
 		return out[:limit], true, nil
 	}
 	return out, false, nil
+}
+
+// sortAnchors sorts by position: the bucket delivers them in the order they
+// were put, by position within what one ledgerd signed, not across a
+// takeover.
+func sortAnchors(as []anchor.Anchor) {
+	slices.SortFunc(as, func(a, b anchor.Anchor) int { return cmp.Compare(a.Position, b.Position) })
 }

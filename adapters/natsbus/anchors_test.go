@@ -41,6 +41,13 @@ func TestAnchorsPutList(t *testing.T) {
 	if len(got) != 2 || got[0].Position != 20 || got[1].Position != 30 || !more {
 		t.Fatalf("from 15, 2: %v, more %v", got, more)
 	}
+	// A page of 1 out of 5 put out of order: what List keeps is cut to the
+	// page as it reads, and the lowest position still comes first.
+	got, more, err = bucket.List(t.Context(), ledger, 0, 0, 1)
+	testenv.NoError(t, err)
+	if len(got) != 1 || got[0].Position != 10 || !more {
+		t.Fatalf("from 0, 1: %v, more %v", got, more)
+	}
 	got, more, err = bucket.List(t.Context(), ledger, 31, 40, 1000)
 	testenv.NoError(t, err)
 	if len(got) != 1 || got[0].Position != 40 || more || got[0].Ledger != ledger || ring.Verify(&got[0]) != nil {
