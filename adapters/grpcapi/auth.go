@@ -32,6 +32,7 @@ var methodRoles = map[string]apikeys.Role{
 	"/ledger.v1.CommandService/SetAccountBounds":     apikeys.RoleWriter,
 	"/ledger.v1.CommandService/SetAccountMetadata":   apikeys.RoleWriter,
 	"/ledger.v1.CommandService/CloseAccounts":        apikeys.RoleWriter,
+	"/ledger.v1.CommandService/DefineCategories":     apikeys.RoleWriter,
 	// Closing a period is an act of accounting control, for good: not a
 	// payment service's (writer's) to take.
 	"/ledger.v1.CommandService/ClosePeriod": apikeys.RoleAdmin,
@@ -43,6 +44,10 @@ var methodRoles = map[string]apikeys.Role{
 	"/ledger.v1.QueryService/GetTrialBalance":     apikeys.RoleReader,
 	"/ledger.v1.QueryService/GetProjectionStatus": apikeys.RoleReader,
 	"/ledger.v1.QueryService/ListPeriods":         apikeys.RoleReader,
+	"/ledger.v1.QueryService/ListAssets":          apikeys.RoleReader,
+	"/ledger.v1.QueryService/ListAccounts":        apikeys.RoleReader,
+	"/ledger.v1.QueryService/ListCategories":      apikeys.RoleReader,
+	"/ledger.v1.QueryService/GetCategoryBalances": apikeys.RoleReader,
 
 	"/ledger.v1.ReconciliationService/ImportStatement":   apikeys.RoleWriter,
 	"/ledger.v1.ReconciliationService/SetMatchingRules":  apikeys.RoleWriter,

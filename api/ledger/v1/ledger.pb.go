@@ -640,6 +640,57 @@ func (LedgerStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{8}
 }
 
+// AccountStatus filters accounts by whether they are open.
+type AccountStatus int32
+
+const (
+	// Any status (as a filter).
+	AccountStatus_ACCOUNT_STATUS_UNSPECIFIED AccountStatus = 0
+	AccountStatus_ACCOUNT_STATUS_OPEN        AccountStatus = 1
+	AccountStatus_ACCOUNT_STATUS_CLOSED      AccountStatus = 2
+)
+
+// Enum value maps for AccountStatus.
+var (
+	AccountStatus_name = map[int32]string{
+		0: "ACCOUNT_STATUS_UNSPECIFIED",
+		1: "ACCOUNT_STATUS_OPEN",
+		2: "ACCOUNT_STATUS_CLOSED",
+	}
+	AccountStatus_value = map[string]int32{
+		"ACCOUNT_STATUS_UNSPECIFIED": 0,
+		"ACCOUNT_STATUS_OPEN":        1,
+		"ACCOUNT_STATUS_CLOSED":      2,
+	}
+)
+
+func (x AccountStatus) Enum() *AccountStatus {
+	p := new(AccountStatus)
+	*p = x
+	return p
+}
+
+func (x AccountStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AccountStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_ledger_v1_ledger_proto_enumTypes[9].Descriptor()
+}
+
+func (AccountStatus) Type() protoreflect.EnumType {
+	return &file_ledger_v1_ledger_proto_enumTypes[9]
+}
+
+func (x AccountStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AccountStatus.Descriptor instead.
+func (AccountStatus) EnumDescriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{9}
+}
+
 type DefineAssetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ledger name: [a-z0-9][a-z0-9-]{0,62}.
@@ -3336,8 +3387,21 @@ type ListTransfersRequest struct {
 	TimeBasis     TimeBasis              `protobuf:"varint,9,opt,name=time_basis,json=timeBasis,proto3,enum=ledger.v1.TimeBasis" json:"time_basis,omitempty"`
 	Cursor        string                 `protobuf:"bytes,10,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// 1..1,000; 0: 100.
-	Limit         uint32 `protobuf:"varint,11,opt,name=limit,proto3" json:"limit,omitempty"`
-	MinPosition   uint64 `protobuf:"varint,12,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	Limit       uint32 `protobuf:"varint,11,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinPosition uint64 `protobuf:"varint,12,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	// Transfers with a posting in this asset (required with an amount bound).
+	Asset string `protobuf:"bytes,13,opt,name=asset,proto3" json:"asset,omitempty"`
+	// Transfers with a posting in asset whose amount is at least min_amount
+	// and at most max_amount (decimal strings at the asset's scale, inclusive;
+	// either may be empty).
+	MinAmount string `protobuf:"bytes,14,opt,name=min_amount,json=minAmount,proto3" json:"min_amount,omitempty"`
+	MaxAmount string `protobuf:"bytes,15,opt,name=max_amount,json=maxAmount,proto3" json:"max_amount,omitempty"`
+	// Ranges on both times at once, each [from, to) and optional; they combine
+	// with from_time/to_time (on time_basis) and every other filter.
+	EffectiveFrom *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
+	EffectiveTo   *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=effective_to,json=effectiveTo,proto3" json:"effective_to,omitempty"`
+	RecordedFrom  *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=recorded_from,json=recordedFrom,proto3" json:"recorded_from,omitempty"`
+	RecordedTo    *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=recorded_to,json=recordedTo,proto3" json:"recorded_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3454,6 +3518,55 @@ func (x *ListTransfersRequest) GetMinPosition() uint64 {
 		return x.MinPosition
 	}
 	return 0
+}
+
+func (x *ListTransfersRequest) GetAsset() string {
+	if x != nil {
+		return x.Asset
+	}
+	return ""
+}
+
+func (x *ListTransfersRequest) GetMinAmount() string {
+	if x != nil {
+		return x.MinAmount
+	}
+	return ""
+}
+
+func (x *ListTransfersRequest) GetMaxAmount() string {
+	if x != nil {
+		return x.MaxAmount
+	}
+	return ""
+}
+
+func (x *ListTransfersRequest) GetEffectiveFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return nil
+}
+
+func (x *ListTransfersRequest) GetEffectiveTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTo
+	}
+	return nil
+}
+
+func (x *ListTransfersRequest) GetRecordedFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedFrom
+	}
+	return nil
+}
+
+func (x *ListTransfersRequest) GetRecordedTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordedTo
+	}
+	return nil
 }
 
 type ListTransfersResponse struct {
@@ -5886,6 +5999,1100 @@ func (x *ListLedgersResponse) GetNextPageToken() string {
 	return ""
 }
 
+type ListAssetsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// The next_cursor of the previous page; empty for the first.
+	Cursor string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// 1..1,000; 0: 100.
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinPosition   uint64 `protobuf:"varint,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAssetsRequest) Reset() {
+	*x = ListAssetsRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAssetsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAssetsRequest) ProtoMessage() {}
+
+func (x *ListAssetsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAssetsRequest.ProtoReflect.Descriptor instead.
+func (*ListAssetsRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *ListAssetsRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ListAssetsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ListAssetsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListAssetsRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+type AssetView struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Code  string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Scale uint32                 `protobuf:"varint,2,opt,name=scale,proto3" json:"scale,omitempty"`
+	// Position of the AssetDefined event.
+	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssetView) Reset() {
+	*x = AssetView{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssetView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssetView) ProtoMessage() {}
+
+func (x *AssetView) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssetView.ProtoReflect.Descriptor instead.
+func (*AssetView) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *AssetView) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *AssetView) GetScale() uint32 {
+	if x != nil {
+		return x.Scale
+	}
+	return 0
+}
+
+func (x *AssetView) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type ListAssetsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Assets []*AssetView           `protobuf:"bytes,1,rep,name=assets,proto3" json:"assets,omitempty"`
+	// Empty on the last page.
+	NextCursor    string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAssetsResponse) Reset() {
+	*x = ListAssetsResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAssetsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAssetsResponse) ProtoMessage() {}
+
+func (x *ListAssetsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAssetsResponse.ProtoReflect.Descriptor instead.
+func (*ListAssetsResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *ListAssetsResponse) GetAssets() []*AssetView {
+	if x != nil {
+		return x.Assets
+	}
+	return nil
+}
+
+func (x *ListAssetsResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+func (x *ListAssetsResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type ListAccountsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// Accounts whose id starts with prefix.
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Accounts whose id matches pattern: segments separated by ':', where a
+	// segment "*" matches any one segment, e.g. "users:*:wallet"; a pattern
+	// ending in ":*" matches exactly one more segment. Not with prefix.
+	Pattern string        `protobuf:"bytes,3,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	Asset   string        `protobuf:"bytes,4,opt,name=asset,proto3" json:"asset,omitempty"`
+	Status  AccountStatus `protobuf:"varint,5,opt,name=status,proto3,enum=ledger.v1.AccountStatus" json:"status,omitempty"`
+	// Accounts whose metadata holds every one of these pairs (at most 8).
+	Metadata map[string]string `protobuf:"bytes,6,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Accounts in this category or any of its descendants.
+	Category string `protobuf:"bytes,7,opt,name=category,proto3" json:"category,omitempty"`
+	// Each account's balance (now) with it.
+	IncludeBalances bool `protobuf:"varint,8,opt,name=include_balances,json=includeBalances,proto3" json:"include_balances,omitempty"`
+	// The next_cursor of the previous page; empty for the first.
+	Cursor string `protobuf:"bytes,9,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// 1..1,000; 0: 100.
+	Limit         uint32 `protobuf:"varint,10,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinPosition   uint64 `protobuf:"varint,11,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccountsRequest) Reset() {
+	*x = ListAccountsRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccountsRequest) ProtoMessage() {}
+
+func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
+func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *ListAccountsRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ListAccountsRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListAccountsRequest) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *ListAccountsRequest) GetAsset() string {
+	if x != nil {
+		return x.Asset
+	}
+	return ""
+}
+
+func (x *ListAccountsRequest) GetStatus() AccountStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AccountStatus_ACCOUNT_STATUS_UNSPECIFIED
+}
+
+func (x *ListAccountsRequest) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *ListAccountsRequest) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *ListAccountsRequest) GetIncludeBalances() bool {
+	if x != nil {
+		return x.IncludeBalances
+	}
+	return false
+}
+
+func (x *ListAccountsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ListAccountsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListAccountsRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+type AccountView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Asset         string                 `protobuf:"bytes,2,opt,name=asset,proto3" json:"asset,omitempty"`
+	NormalBalance NormalBalance          `protobuf:"varint,3,opt,name=normal_balance,json=normalBalance,proto3,enum=ledger.v1.NormalBalance" json:"normal_balance,omitempty"`
+	MinBalance    *string                `protobuf:"bytes,4,opt,name=min_balance,json=minBalance,proto3,oneof" json:"min_balance,omitempty"`
+	MaxBalance    *string                `protobuf:"bytes,5,opt,name=max_balance,json=maxBalance,proto3,oneof" json:"max_balance,omitempty"`
+	Metadata      map[string]string      `protobuf:"bytes,6,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Status        AccountStatus          `protobuf:"varint,7,opt,name=status,proto3,enum=ledger.v1.AccountStatus" json:"status,omitempty"`
+	// Position of the AccountOpened event.
+	OpenedPosition uint64                 `protobuf:"varint,8,opt,name=opened_position,json=openedPosition,proto3" json:"opened_position,omitempty"`
+	OpenedAt       *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=opened_at,json=openedAt,proto3" json:"opened_at,omitempty"`
+	// With include_balances.
+	Balance       *Balance `protobuf:"bytes,10,opt,name=balance,proto3" json:"balance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountView) Reset() {
+	*x = AccountView{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountView) ProtoMessage() {}
+
+func (x *AccountView) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountView.ProtoReflect.Descriptor instead.
+func (*AccountView) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *AccountView) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AccountView) GetAsset() string {
+	if x != nil {
+		return x.Asset
+	}
+	return ""
+}
+
+func (x *AccountView) GetNormalBalance() NormalBalance {
+	if x != nil {
+		return x.NormalBalance
+	}
+	return NormalBalance_NORMAL_BALANCE_UNSPECIFIED
+}
+
+func (x *AccountView) GetMinBalance() string {
+	if x != nil && x.MinBalance != nil {
+		return *x.MinBalance
+	}
+	return ""
+}
+
+func (x *AccountView) GetMaxBalance() string {
+	if x != nil && x.MaxBalance != nil {
+		return *x.MaxBalance
+	}
+	return ""
+}
+
+func (x *AccountView) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *AccountView) GetStatus() AccountStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AccountStatus_ACCOUNT_STATUS_UNSPECIFIED
+}
+
+func (x *AccountView) GetOpenedPosition() uint64 {
+	if x != nil {
+		return x.OpenedPosition
+	}
+	return 0
+}
+
+func (x *AccountView) GetOpenedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OpenedAt
+	}
+	return nil
+}
+
+func (x *AccountView) GetBalance() *Balance {
+	if x != nil {
+		return x.Balance
+	}
+	return nil
+}
+
+type ListAccountsResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Accounts []*AccountView         `protobuf:"bytes,1,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	// Empty on the last page.
+	NextCursor    string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccountsResponse) Reset() {
+	*x = ListAccountsResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccountsResponse) ProtoMessage() {}
+
+func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
+func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *ListAccountsResponse) GetAccounts() []*AccountView {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *ListAccountsResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+func (x *ListAccountsResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+// Category is a named group of accounts, in a tree: a category holds the
+// accounts its patterns match and every account of its descendants.
+type Category struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name: [A-Za-z0-9:_.@-]{1,128}, e.g. "assets:cash".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The parent category's name; empty for a root. The parent must exist
+	// (earlier in the same request, or defined before); no cycles; depth at
+	// most 16.
+	Parent string `protobuf:"bytes,2,opt,name=parent,proto3" json:"parent,omitempty"`
+	// Account patterns (as ListAccounts' pattern), at most 32.
+	Patterns []string `protobuf:"bytes,3,rep,name=patterns,proto3" json:"patterns,omitempty"`
+	// Free text, at most 1,024 bytes.
+	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Category) Reset() {
+	*x = Category{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Category) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Category) ProtoMessage() {}
+
+func (x *Category) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Category.ProtoReflect.Descriptor instead.
+func (*Category) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *Category) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Category) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *Category) GetPatterns() []string {
+	if x != nil {
+		return x.Patterns
+	}
+	return nil
+}
+
+func (x *Category) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type DefineCategoriesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// 1..1,000 categories; a ledger holds at most 10,000.
+	Categories    []*Category `protobuf:"bytes,2,rep,name=categories,proto3" json:"categories,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DefineCategoriesRequest) Reset() {
+	*x = DefineCategoriesRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefineCategoriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefineCategoriesRequest) ProtoMessage() {}
+
+func (x *DefineCategoriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefineCategoriesRequest.ProtoReflect.Descriptor instead.
+func (*DefineCategoriesRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *DefineCategoriesRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *DefineCategoriesRequest) GetCategories() []*Category {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+type DefineCategoriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per item, in order; id is the category's name.
+	Results       []*ItemResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DefineCategoriesResponse) Reset() {
+	*x = DefineCategoriesResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefineCategoriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefineCategoriesResponse) ProtoMessage() {}
+
+func (x *DefineCategoriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefineCategoriesResponse.ProtoReflect.Descriptor instead.
+func (*DefineCategoriesResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *DefineCategoriesResponse) GetResults() []*ItemResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type ListCategoriesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Cursor string                 `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// 1..1,000; 0: 1,000.
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinPosition   uint64 `protobuf:"varint,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCategoriesRequest) Reset() {
+	*x = ListCategoriesRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCategoriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCategoriesRequest) ProtoMessage() {}
+
+func (x *ListCategoriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCategoriesRequest.ProtoReflect.Descriptor instead.
+func (*ListCategoriesRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *ListCategoriesRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ListCategoriesRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ListCategoriesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListCategoriesRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+type CategoryView struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Category *Category              `protobuf:"bytes,1,opt,name=category,proto3" json:"category,omitempty"`
+	// Position of the event that last defined it.
+	Position      uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CategoryView) Reset() {
+	*x = CategoryView{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CategoryView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CategoryView) ProtoMessage() {}
+
+func (x *CategoryView) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CategoryView.ProtoReflect.Descriptor instead.
+func (*CategoryView) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *CategoryView) GetCategory() *Category {
+	if x != nil {
+		return x.Category
+	}
+	return nil
+}
+
+func (x *CategoryView) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type ListCategoriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Categories    []*CategoryView        `protobuf:"bytes,1,rep,name=categories,proto3" json:"categories,omitempty"`
+	NextCursor    string                 `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	Position      uint64                 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCategoriesResponse) Reset() {
+	*x = ListCategoriesResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCategoriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCategoriesResponse) ProtoMessage() {}
+
+func (x *ListCategoriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCategoriesResponse.ProtoReflect.Descriptor instead.
+func (*ListCategoriesResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *ListCategoriesResponse) GetCategories() []*CategoryView {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+func (x *ListCategoriesResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+func (x *ListCategoriesResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type GetCategoryBalancesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// One category and its descendants; empty: every category.
+	Category string `protobuf:"bytes,2,opt,name=category,proto3" json:"category,omitempty"`
+	// Just after this position; 0: now. Categories are those defined now:
+	// history is rolled up under today's chart of accounts.
+	AsOfPosition uint64 `protobuf:"varint,3,opt,name=as_of_position,json=asOfPosition,proto3" json:"as_of_position,omitempty"`
+	// At this time (inclusive), on time_basis. Not with as_of_position.
+	AsOfTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	TimeBasis     TimeBasis              `protobuf:"varint,5,opt,name=time_basis,json=timeBasis,proto3,enum=ledger.v1.TimeBasis" json:"time_basis,omitempty"`
+	MinPosition   uint64                 `protobuf:"varint,6,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCategoryBalancesRequest) Reset() {
+	*x = GetCategoryBalancesRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCategoryBalancesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCategoryBalancesRequest) ProtoMessage() {}
+
+func (x *GetCategoryBalancesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCategoryBalancesRequest.ProtoReflect.Descriptor instead.
+func (*GetCategoryBalancesRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *GetCategoryBalancesRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *GetCategoryBalancesRequest) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *GetCategoryBalancesRequest) GetAsOfPosition() uint64 {
+	if x != nil {
+		return x.AsOfPosition
+	}
+	return 0
+}
+
+func (x *GetCategoryBalancesRequest) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *GetCategoryBalancesRequest) GetTimeBasis() TimeBasis {
+	if x != nil {
+		return x.TimeBasis
+	}
+	return TimeBasis_TIME_BASIS_UNSPECIFIED
+}
+
+func (x *GetCategoryBalancesRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+type CategoryBalance struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Category       string                 `protobuf:"bytes,1,opt,name=category,proto3" json:"category,omitempty"`
+	Asset          string                 `protobuf:"bytes,2,opt,name=asset,proto3" json:"asset,omitempty"`
+	DebitsPosted   string                 `protobuf:"bytes,3,opt,name=debits_posted,json=debitsPosted,proto3" json:"debits_posted,omitempty"`
+	CreditsPosted  string                 `protobuf:"bytes,4,opt,name=credits_posted,json=creditsPosted,proto3" json:"credits_posted,omitempty"`
+	DebitsPending  string                 `protobuf:"bytes,5,opt,name=debits_pending,json=debitsPending,proto3" json:"debits_pending,omitempty"`
+	CreditsPending string                 `protobuf:"bytes,6,opt,name=credits_pending,json=creditsPending,proto3" json:"credits_pending,omitempty"`
+	// Accounts of the category (descendants included) in the asset.
+	Accounts      uint64 `protobuf:"varint,7,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CategoryBalance) Reset() {
+	*x = CategoryBalance{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CategoryBalance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CategoryBalance) ProtoMessage() {}
+
+func (x *CategoryBalance) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CategoryBalance.ProtoReflect.Descriptor instead.
+func (*CategoryBalance) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *CategoryBalance) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *CategoryBalance) GetAsset() string {
+	if x != nil {
+		return x.Asset
+	}
+	return ""
+}
+
+func (x *CategoryBalance) GetDebitsPosted() string {
+	if x != nil {
+		return x.DebitsPosted
+	}
+	return ""
+}
+
+func (x *CategoryBalance) GetCreditsPosted() string {
+	if x != nil {
+		return x.CreditsPosted
+	}
+	return ""
+}
+
+func (x *CategoryBalance) GetDebitsPending() string {
+	if x != nil {
+		return x.DebitsPending
+	}
+	return ""
+}
+
+func (x *CategoryBalance) GetCreditsPending() string {
+	if x != nil {
+		return x.CreditsPending
+	}
+	return ""
+}
+
+func (x *CategoryBalance) GetAccounts() uint64 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
+type GetCategoryBalancesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In category name order, then asset.
+	Balances      []*CategoryBalance `protobuf:"bytes,1,rep,name=balances,proto3" json:"balances,omitempty"`
+	Position      uint64             `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCategoryBalancesResponse) Reset() {
+	*x = GetCategoryBalancesResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCategoryBalancesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCategoryBalancesResponse) ProtoMessage() {}
+
+func (x *GetCategoryBalancesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCategoryBalancesResponse.ProtoReflect.Descriptor instead.
+func (*GetCategoryBalancesResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *GetCategoryBalancesResponse) GetBalances() []*CategoryBalance {
+	if x != nil {
+		return x.Balances
+	}
+	return nil
+}
+
+func (x *GetCategoryBalancesResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 var File_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_ledger_v1_ledger_proto_rawDesc = "" +
@@ -6138,7 +7345,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fmin_position\x18\x03 \x01(\x04R\vminPosition\"i\n" +
 	"\x14GetTransfersResponse\x125\n" +
 	"\ttransfers\x18\x01 \x03(\v2\x17.ledger.v1.TransferViewR\ttransfers\x12\x1a\n" +
-	"\bposition\x18\x02 \x01(\x04R\bposition\"\xd7\x03\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\"\xab\x06\n" +
 	"\x14ListTransfersRequest\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x18\n" +
 	"\aaccount\x18\x02 \x01(\tR\aaccount\x12\x1c\n" +
@@ -6153,7 +7360,17 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x06cursor\x18\n" +
 	" \x01(\tR\x06cursor\x12\x14\n" +
 	"\x05limit\x18\v \x01(\rR\x05limit\x12!\n" +
-	"\fmin_position\x18\f \x01(\x04R\vminPosition\"\x8b\x01\n" +
+	"\fmin_position\x18\f \x01(\x04R\vminPosition\x12\x14\n" +
+	"\x05asset\x18\r \x01(\tR\x05asset\x12\x1d\n" +
+	"\n" +
+	"min_amount\x18\x0e \x01(\tR\tminAmount\x12\x1d\n" +
+	"\n" +
+	"max_amount\x18\x0f \x01(\tR\tmaxAmount\x12A\n" +
+	"\x0eeffective_from\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveFrom\x12=\n" +
+	"\feffective_to\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveTo\x12?\n" +
+	"\rrecorded_from\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\frecordedFrom\x12;\n" +
+	"\vrecorded_to\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recordedTo\"\x8b\x01\n" +
 	"\x15ListTransfersResponse\x125\n" +
 	"\ttransfers\x18\x01 \x03(\v2\x17.ledger.v1.TransferViewR\ttransfers\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
@@ -6325,7 +7542,108 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"j\n" +
 	"\x13ListLedgersResponse\x12+\n" +
 	"\aledgers\x18\x01 \x03(\v2\x11.ledger.v1.LedgerR\aledgers\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x89\b\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"|\n" +
+	"\x11ListAssetsRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12!\n" +
+	"\fmin_position\x18\x04 \x01(\x04R\vminPosition\"Q\n" +
+	"\tAssetView\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x14\n" +
+	"\x05scale\x18\x02 \x01(\rR\x05scale\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"\x7f\n" +
+	"\x12ListAssetsResponse\x12,\n" +
+	"\x06assets\x18\x01 \x03(\v2\x14.ledger.v1.AssetViewR\x06assets\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"\xc6\x03\n" +
+	"\x13ListAccountsRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x18\n" +
+	"\apattern\x18\x03 \x01(\tR\apattern\x12\x14\n" +
+	"\x05asset\x18\x04 \x01(\tR\x05asset\x120\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x18.ledger.v1.AccountStatusR\x06status\x12H\n" +
+	"\bmetadata\x18\x06 \x03(\v2,.ledger.v1.ListAccountsRequest.MetadataEntryR\bmetadata\x12\x1a\n" +
+	"\bcategory\x18\a \x01(\tR\bcategory\x12)\n" +
+	"\x10include_balances\x18\b \x01(\bR\x0fincludeBalances\x12\x16\n" +
+	"\x06cursor\x18\t \x01(\tR\x06cursor\x12\x14\n" +
+	"\x05limit\x18\n" +
+	" \x01(\rR\x05limit\x12!\n" +
+	"\fmin_position\x18\v \x01(\x04R\vminPosition\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa1\x04\n" +
+	"\vAccountView\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05asset\x18\x02 \x01(\tR\x05asset\x12?\n" +
+	"\x0enormal_balance\x18\x03 \x01(\x0e2\x18.ledger.v1.NormalBalanceR\rnormalBalance\x12$\n" +
+	"\vmin_balance\x18\x04 \x01(\tH\x00R\n" +
+	"minBalance\x88\x01\x01\x12$\n" +
+	"\vmax_balance\x18\x05 \x01(\tH\x01R\n" +
+	"maxBalance\x88\x01\x01\x12@\n" +
+	"\bmetadata\x18\x06 \x03(\v2$.ledger.v1.AccountView.MetadataEntryR\bmetadata\x120\n" +
+	"\x06status\x18\a \x01(\x0e2\x18.ledger.v1.AccountStatusR\x06status\x12'\n" +
+	"\x0fopened_position\x18\b \x01(\x04R\x0eopenedPosition\x127\n" +
+	"\topened_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bopenedAt\x12,\n" +
+	"\abalance\x18\n" +
+	" \x01(\v2\x12.ledger.v1.BalanceR\abalance\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
+	"\f_min_balanceB\x0e\n" +
+	"\f_max_balance\"\x87\x01\n" +
+	"\x14ListAccountsResponse\x122\n" +
+	"\baccounts\x18\x01 \x03(\v2\x16.ledger.v1.AccountViewR\baccounts\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"t\n" +
+	"\bCategory\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06parent\x18\x02 \x01(\tR\x06parent\x12\x1a\n" +
+	"\bpatterns\x18\x03 \x03(\tR\bpatterns\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"f\n" +
+	"\x17DefineCategoriesRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x123\n" +
+	"\n" +
+	"categories\x18\x02 \x03(\v2\x13.ledger.v1.CategoryR\n" +
+	"categories\"K\n" +
+	"\x18DefineCategoriesResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.ledger.v1.ItemResultR\aresults\"\x80\x01\n" +
+	"\x15ListCategoriesRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12!\n" +
+	"\fmin_position\x18\x04 \x01(\x04R\vminPosition\"[\n" +
+	"\fCategoryView\x12/\n" +
+	"\bcategory\x18\x01 \x01(\v2\x13.ledger.v1.CategoryR\bcategory\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\"\x8e\x01\n" +
+	"\x16ListCategoriesResponse\x127\n" +
+	"\n" +
+	"categories\x18\x01 \x03(\v2\x17.ledger.v1.CategoryViewR\n" +
+	"categories\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"\x88\x02\n" +
+	"\x1aGetCategoryBalancesRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x1a\n" +
+	"\bcategory\x18\x02 \x01(\tR\bcategory\x12$\n" +
+	"\x0eas_of_position\x18\x03 \x01(\x04R\fasOfPosition\x128\n" +
+	"\n" +
+	"as_of_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x123\n" +
+	"\n" +
+	"time_basis\x18\x05 \x01(\x0e2\x14.ledger.v1.TimeBasisR\ttimeBasis\x12!\n" +
+	"\fmin_position\x18\x06 \x01(\x04R\vminPosition\"\xfb\x01\n" +
+	"\x0fCategoryBalance\x12\x1a\n" +
+	"\bcategory\x18\x01 \x01(\tR\bcategory\x12\x14\n" +
+	"\x05asset\x18\x02 \x01(\tR\x05asset\x12#\n" +
+	"\rdebits_posted\x18\x03 \x01(\tR\fdebitsPosted\x12%\n" +
+	"\x0ecredits_posted\x18\x04 \x01(\tR\rcreditsPosted\x12%\n" +
+	"\x0edebits_pending\x18\x05 \x01(\tR\rdebitsPending\x12'\n" +
+	"\x0fcredits_pending\x18\x06 \x01(\tR\x0ecreditsPending\x12\x1a\n" +
+	"\baccounts\x18\a \x01(\x04R\baccounts\"q\n" +
+	"\x1bGetCategoryBalancesResponse\x126\n" +
+	"\bbalances\x18\x01 \x03(\v2\x1a.ledger.v1.CategoryBalanceR\bbalances\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition*\x89\b\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -6398,7 +7716,11 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x19LEDGER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14LEDGER_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
 	"\x17LEDGER_STATUS_IMPORTING\x10\x02\x12\x1a\n" +
-	"\x16LEDGER_STATUS_ARCHIVED\x10\x032\x9a\a\n" +
+	"\x16LEDGER_STATUS_ARCHIVED\x10\x03*c\n" +
+	"\rAccountStatus\x12\x1e\n" +
+	"\x1aACCOUNT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13ACCOUNT_STATUS_OPEN\x10\x01\x12\x19\n" +
+	"\x15ACCOUNT_STATUS_CLOSED\x10\x022\xf7\a\n" +
 	"\x0eCommandService\x12L\n" +
 	"\vDefineAsset\x12\x1d.ledger.v1.DefineAssetRequest\x1a\x1e.ledger.v1.DefineAssetResponse\x12O\n" +
 	"\fOpenAccounts\x12\x1e.ledger.v1.OpenAccountsRequest\x1a\x1f.ledger.v1.OpenAccountsResponse\x12X\n" +
@@ -6409,7 +7731,8 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x10SetAccountBounds\x12\".ledger.v1.SetAccountBoundsRequest\x1a#.ledger.v1.SetAccountBoundsResponse\x12a\n" +
 	"\x12SetAccountMetadata\x12$.ledger.v1.SetAccountMetadataRequest\x1a%.ledger.v1.SetAccountMetadataResponse\x12R\n" +
 	"\rCloseAccounts\x12\x1f.ledger.v1.CloseAccountsRequest\x1a .ledger.v1.CloseAccountsResponse\x12L\n" +
-	"\vClosePeriod\x12\x1d.ledger.v1.ClosePeriodRequest\x1a\x1e.ledger.v1.ClosePeriodResponse2\xe3\x04\n" +
+	"\vClosePeriod\x12\x1d.ledger.v1.ClosePeriodRequest\x1a\x1e.ledger.v1.ClosePeriodResponse\x12[\n" +
+	"\x10DefineCategories\x12\".ledger.v1.DefineCategoriesRequest\x1a#.ledger.v1.DefineCategoriesResponse2\xbc\a\n" +
 	"\fQueryService\x12L\n" +
 	"\vGetBalances\x12\x1d.ledger.v1.GetBalancesRequest\x1a\x1e.ledger.v1.GetBalancesResponse\x12R\n" +
 	"\rListStatement\x12\x1f.ledger.v1.ListStatementRequest\x1a .ledger.v1.ListStatementResponse\x12O\n" +
@@ -6417,7 +7740,12 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\rListTransfers\x12\x1f.ledger.v1.ListTransfersRequest\x1a .ledger.v1.ListTransfersResponse\x12X\n" +
 	"\x0fGetTrialBalance\x12!.ledger.v1.GetTrialBalanceRequest\x1a\".ledger.v1.GetTrialBalanceResponse\x12d\n" +
 	"\x13GetProjectionStatus\x12%.ledger.v1.GetProjectionStatusRequest\x1a&.ledger.v1.GetProjectionStatusResponse\x12L\n" +
-	"\vListPeriods\x12\x1d.ledger.v1.ListPeriodsRequest\x1a\x1e.ledger.v1.ListPeriodsResponse2\xae\x01\n" +
+	"\vListPeriods\x12\x1d.ledger.v1.ListPeriodsRequest\x1a\x1e.ledger.v1.ListPeriodsResponse\x12I\n" +
+	"\n" +
+	"ListAssets\x12\x1c.ledger.v1.ListAssetsRequest\x1a\x1d.ledger.v1.ListAssetsResponse\x12O\n" +
+	"\fListAccounts\x12\x1e.ledger.v1.ListAccountsRequest\x1a\x1f.ledger.v1.ListAccountsResponse\x12U\n" +
+	"\x0eListCategories\x12 .ledger.v1.ListCategoriesRequest\x1a!.ledger.v1.ListCategoriesResponse\x12d\n" +
+	"\x13GetCategoryBalances\x12%.ledger.v1.GetCategoryBalancesRequest\x1a&.ledger.v1.GetCategoryBalancesResponse2\xae\x01\n" +
 	"\fAuditService\x12K\n" +
 	"\n" +
 	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
@@ -6446,8 +7774,8 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_ledger_v1_ledger_proto_rawDescData
 }
 
-var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
+var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 102)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -6458,237 +7786,285 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(TransferStatus)(0),                  // 6: ledger.v1.TransferStatus
 	(ProjectionState)(0),                 // 7: ledger.v1.ProjectionState
 	(LedgerStatus)(0),                    // 8: ledger.v1.LedgerStatus
-	(*DefineAssetRequest)(nil),           // 9: ledger.v1.DefineAssetRequest
-	(*DefineAssetResponse)(nil),          // 10: ledger.v1.DefineAssetResponse
-	(*OpenAccountsRequest)(nil),          // 11: ledger.v1.OpenAccountsRequest
-	(*Account)(nil),                      // 12: ledger.v1.Account
-	(*OpenAccountsResponse)(nil),         // 13: ledger.v1.OpenAccountsResponse
-	(*CreateTransfersRequest)(nil),       // 14: ledger.v1.CreateTransfersRequest
-	(*Transfer)(nil),                     // 15: ledger.v1.Transfer
-	(*PostPendingTransfersRequest)(nil),  // 16: ledger.v1.PostPendingTransfersRequest
-	(*PostPending)(nil),                  // 17: ledger.v1.PostPending
-	(*PostPendingTransfersResponse)(nil), // 18: ledger.v1.PostPendingTransfersResponse
-	(*VoidPendingTransfersRequest)(nil),  // 19: ledger.v1.VoidPendingTransfersRequest
-	(*VoidPending)(nil),                  // 20: ledger.v1.VoidPending
-	(*VoidPendingTransfersResponse)(nil), // 21: ledger.v1.VoidPendingTransfersResponse
-	(*ReverseTransfersRequest)(nil),      // 22: ledger.v1.ReverseTransfersRequest
-	(*Reversal)(nil),                     // 23: ledger.v1.Reversal
-	(*ReverseTransfersResponse)(nil),     // 24: ledger.v1.ReverseTransfersResponse
-	(*SetAccountBoundsRequest)(nil),      // 25: ledger.v1.SetAccountBoundsRequest
-	(*AccountBounds)(nil),                // 26: ledger.v1.AccountBounds
-	(*SetAccountBoundsResponse)(nil),     // 27: ledger.v1.SetAccountBoundsResponse
-	(*SetAccountMetadataRequest)(nil),    // 28: ledger.v1.SetAccountMetadataRequest
-	(*AccountMetadata)(nil),              // 29: ledger.v1.AccountMetadata
-	(*SetAccountMetadataResponse)(nil),   // 30: ledger.v1.SetAccountMetadataResponse
-	(*CloseAccountsRequest)(nil),         // 31: ledger.v1.CloseAccountsRequest
-	(*CloseAccountsResponse)(nil),        // 32: ledger.v1.CloseAccountsResponse
-	(*Posting)(nil),                      // 33: ledger.v1.Posting
-	(*CreateTransfersResponse)(nil),      // 34: ledger.v1.CreateTransfersResponse
-	(*ItemResult)(nil),                   // 35: ledger.v1.ItemResult
-	(*GetBalancesRequest)(nil),           // 36: ledger.v1.GetBalancesRequest
-	(*Balance)(nil),                      // 37: ledger.v1.Balance
-	(*GetBalancesResponse)(nil),          // 38: ledger.v1.GetBalancesResponse
-	(*ListStatementRequest)(nil),         // 39: ledger.v1.ListStatementRequest
-	(*StatementLine)(nil),                // 40: ledger.v1.StatementLine
-	(*ListStatementResponse)(nil),        // 41: ledger.v1.ListStatementResponse
-	(*TransferPosting)(nil),              // 42: ledger.v1.TransferPosting
-	(*TransferView)(nil),                 // 43: ledger.v1.TransferView
-	(*GetTransfersRequest)(nil),          // 44: ledger.v1.GetTransfersRequest
-	(*GetTransfersResponse)(nil),         // 45: ledger.v1.GetTransfersResponse
-	(*ListTransfersRequest)(nil),         // 46: ledger.v1.ListTransfersRequest
-	(*ListTransfersResponse)(nil),        // 47: ledger.v1.ListTransfersResponse
-	(*GetTrialBalanceRequest)(nil),       // 48: ledger.v1.GetTrialBalanceRequest
-	(*TrialBalanceLine)(nil),             // 49: ledger.v1.TrialBalanceLine
-	(*GetTrialBalanceResponse)(nil),      // 50: ledger.v1.GetTrialBalanceResponse
-	(*ClosePeriodRequest)(nil),           // 51: ledger.v1.ClosePeriodRequest
-	(*ClosePeriodResponse)(nil),          // 52: ledger.v1.ClosePeriodResponse
-	(*ListPeriodsRequest)(nil),           // 53: ledger.v1.ListPeriodsRequest
-	(*Period)(nil),                       // 54: ledger.v1.Period
-	(*PeriodTotal)(nil),                  // 55: ledger.v1.PeriodTotal
-	(*ListPeriodsResponse)(nil),          // 56: ledger.v1.ListPeriodsResponse
-	(*GetProjectionStatusRequest)(nil),   // 57: ledger.v1.GetProjectionStatusRequest
-	(*ProjectionStatus)(nil),             // 58: ledger.v1.ProjectionStatus
-	(*RepairStreamRequest)(nil),          // 59: ledger.v1.RepairStreamRequest
-	(*RepairStreamResponse)(nil),         // 60: ledger.v1.RepairStreamResponse
-	(*GetProjectionStatusResponse)(nil),  // 61: ledger.v1.GetProjectionStatusResponse
-	(*ReadEventsRequest)(nil),            // 62: ledger.v1.ReadEventsRequest
-	(*ReadEventsResponse)(nil),           // 63: ledger.v1.ReadEventsResponse
-	(*LogEvent)(nil),                     // 64: ledger.v1.LogEvent
-	(*ImportEventsRequest)(nil),          // 65: ledger.v1.ImportEventsRequest
-	(*ImportEventsResponse)(nil),         // 66: ledger.v1.ImportEventsResponse
-	(*RebuildProjectionRequest)(nil),     // 67: ledger.v1.RebuildProjectionRequest
-	(*RebuildProjectionResponse)(nil),    // 68: ledger.v1.RebuildProjectionResponse
-	(*CreateApiKeyRequest)(nil),          // 69: ledger.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),         // 70: ledger.v1.CreateApiKeyResponse
-	(*ApiKey)(nil),                       // 71: ledger.v1.ApiKey
-	(*ListApiKeysRequest)(nil),           // 72: ledger.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),          // 73: ledger.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),          // 74: ledger.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),         // 75: ledger.v1.RevokeApiKeyResponse
-	(*Ledger)(nil),                       // 76: ledger.v1.Ledger
-	(*CreateLedgerRequest)(nil),          // 77: ledger.v1.CreateLedgerRequest
-	(*CreateLedgerResponse)(nil),         // 78: ledger.v1.CreateLedgerResponse
-	(*ArchiveLedgerRequest)(nil),         // 79: ledger.v1.ArchiveLedgerRequest
-	(*ArchiveLedgerResponse)(nil),        // 80: ledger.v1.ArchiveLedgerResponse
-	(*UnarchiveLedgerRequest)(nil),       // 81: ledger.v1.UnarchiveLedgerRequest
-	(*UnarchiveLedgerResponse)(nil),      // 82: ledger.v1.UnarchiveLedgerResponse
-	(*GetLedgerRequest)(nil),             // 83: ledger.v1.GetLedgerRequest
-	(*GetLedgerResponse)(nil),            // 84: ledger.v1.GetLedgerResponse
-	(*ListLedgersRequest)(nil),           // 85: ledger.v1.ListLedgersRequest
-	(*ListLedgersResponse)(nil),          // 86: ledger.v1.ListLedgersResponse
-	nil,                                  // 87: ledger.v1.Account.MetadataEntry
-	nil,                                  // 88: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 89: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 90: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 91: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 92: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 93: ledger.v1.TransferView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 94: google.protobuf.Timestamp
+	(AccountStatus)(0),                   // 9: ledger.v1.AccountStatus
+	(*DefineAssetRequest)(nil),           // 10: ledger.v1.DefineAssetRequest
+	(*DefineAssetResponse)(nil),          // 11: ledger.v1.DefineAssetResponse
+	(*OpenAccountsRequest)(nil),          // 12: ledger.v1.OpenAccountsRequest
+	(*Account)(nil),                      // 13: ledger.v1.Account
+	(*OpenAccountsResponse)(nil),         // 14: ledger.v1.OpenAccountsResponse
+	(*CreateTransfersRequest)(nil),       // 15: ledger.v1.CreateTransfersRequest
+	(*Transfer)(nil),                     // 16: ledger.v1.Transfer
+	(*PostPendingTransfersRequest)(nil),  // 17: ledger.v1.PostPendingTransfersRequest
+	(*PostPending)(nil),                  // 18: ledger.v1.PostPending
+	(*PostPendingTransfersResponse)(nil), // 19: ledger.v1.PostPendingTransfersResponse
+	(*VoidPendingTransfersRequest)(nil),  // 20: ledger.v1.VoidPendingTransfersRequest
+	(*VoidPending)(nil),                  // 21: ledger.v1.VoidPending
+	(*VoidPendingTransfersResponse)(nil), // 22: ledger.v1.VoidPendingTransfersResponse
+	(*ReverseTransfersRequest)(nil),      // 23: ledger.v1.ReverseTransfersRequest
+	(*Reversal)(nil),                     // 24: ledger.v1.Reversal
+	(*ReverseTransfersResponse)(nil),     // 25: ledger.v1.ReverseTransfersResponse
+	(*SetAccountBoundsRequest)(nil),      // 26: ledger.v1.SetAccountBoundsRequest
+	(*AccountBounds)(nil),                // 27: ledger.v1.AccountBounds
+	(*SetAccountBoundsResponse)(nil),     // 28: ledger.v1.SetAccountBoundsResponse
+	(*SetAccountMetadataRequest)(nil),    // 29: ledger.v1.SetAccountMetadataRequest
+	(*AccountMetadata)(nil),              // 30: ledger.v1.AccountMetadata
+	(*SetAccountMetadataResponse)(nil),   // 31: ledger.v1.SetAccountMetadataResponse
+	(*CloseAccountsRequest)(nil),         // 32: ledger.v1.CloseAccountsRequest
+	(*CloseAccountsResponse)(nil),        // 33: ledger.v1.CloseAccountsResponse
+	(*Posting)(nil),                      // 34: ledger.v1.Posting
+	(*CreateTransfersResponse)(nil),      // 35: ledger.v1.CreateTransfersResponse
+	(*ItemResult)(nil),                   // 36: ledger.v1.ItemResult
+	(*GetBalancesRequest)(nil),           // 37: ledger.v1.GetBalancesRequest
+	(*Balance)(nil),                      // 38: ledger.v1.Balance
+	(*GetBalancesResponse)(nil),          // 39: ledger.v1.GetBalancesResponse
+	(*ListStatementRequest)(nil),         // 40: ledger.v1.ListStatementRequest
+	(*StatementLine)(nil),                // 41: ledger.v1.StatementLine
+	(*ListStatementResponse)(nil),        // 42: ledger.v1.ListStatementResponse
+	(*TransferPosting)(nil),              // 43: ledger.v1.TransferPosting
+	(*TransferView)(nil),                 // 44: ledger.v1.TransferView
+	(*GetTransfersRequest)(nil),          // 45: ledger.v1.GetTransfersRequest
+	(*GetTransfersResponse)(nil),         // 46: ledger.v1.GetTransfersResponse
+	(*ListTransfersRequest)(nil),         // 47: ledger.v1.ListTransfersRequest
+	(*ListTransfersResponse)(nil),        // 48: ledger.v1.ListTransfersResponse
+	(*GetTrialBalanceRequest)(nil),       // 49: ledger.v1.GetTrialBalanceRequest
+	(*TrialBalanceLine)(nil),             // 50: ledger.v1.TrialBalanceLine
+	(*GetTrialBalanceResponse)(nil),      // 51: ledger.v1.GetTrialBalanceResponse
+	(*ClosePeriodRequest)(nil),           // 52: ledger.v1.ClosePeriodRequest
+	(*ClosePeriodResponse)(nil),          // 53: ledger.v1.ClosePeriodResponse
+	(*ListPeriodsRequest)(nil),           // 54: ledger.v1.ListPeriodsRequest
+	(*Period)(nil),                       // 55: ledger.v1.Period
+	(*PeriodTotal)(nil),                  // 56: ledger.v1.PeriodTotal
+	(*ListPeriodsResponse)(nil),          // 57: ledger.v1.ListPeriodsResponse
+	(*GetProjectionStatusRequest)(nil),   // 58: ledger.v1.GetProjectionStatusRequest
+	(*ProjectionStatus)(nil),             // 59: ledger.v1.ProjectionStatus
+	(*RepairStreamRequest)(nil),          // 60: ledger.v1.RepairStreamRequest
+	(*RepairStreamResponse)(nil),         // 61: ledger.v1.RepairStreamResponse
+	(*GetProjectionStatusResponse)(nil),  // 62: ledger.v1.GetProjectionStatusResponse
+	(*ReadEventsRequest)(nil),            // 63: ledger.v1.ReadEventsRequest
+	(*ReadEventsResponse)(nil),           // 64: ledger.v1.ReadEventsResponse
+	(*LogEvent)(nil),                     // 65: ledger.v1.LogEvent
+	(*ImportEventsRequest)(nil),          // 66: ledger.v1.ImportEventsRequest
+	(*ImportEventsResponse)(nil),         // 67: ledger.v1.ImportEventsResponse
+	(*RebuildProjectionRequest)(nil),     // 68: ledger.v1.RebuildProjectionRequest
+	(*RebuildProjectionResponse)(nil),    // 69: ledger.v1.RebuildProjectionResponse
+	(*CreateApiKeyRequest)(nil),          // 70: ledger.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),         // 71: ledger.v1.CreateApiKeyResponse
+	(*ApiKey)(nil),                       // 72: ledger.v1.ApiKey
+	(*ListApiKeysRequest)(nil),           // 73: ledger.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),          // 74: ledger.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),          // 75: ledger.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),         // 76: ledger.v1.RevokeApiKeyResponse
+	(*Ledger)(nil),                       // 77: ledger.v1.Ledger
+	(*CreateLedgerRequest)(nil),          // 78: ledger.v1.CreateLedgerRequest
+	(*CreateLedgerResponse)(nil),         // 79: ledger.v1.CreateLedgerResponse
+	(*ArchiveLedgerRequest)(nil),         // 80: ledger.v1.ArchiveLedgerRequest
+	(*ArchiveLedgerResponse)(nil),        // 81: ledger.v1.ArchiveLedgerResponse
+	(*UnarchiveLedgerRequest)(nil),       // 82: ledger.v1.UnarchiveLedgerRequest
+	(*UnarchiveLedgerResponse)(nil),      // 83: ledger.v1.UnarchiveLedgerResponse
+	(*GetLedgerRequest)(nil),             // 84: ledger.v1.GetLedgerRequest
+	(*GetLedgerResponse)(nil),            // 85: ledger.v1.GetLedgerResponse
+	(*ListLedgersRequest)(nil),           // 86: ledger.v1.ListLedgersRequest
+	(*ListLedgersResponse)(nil),          // 87: ledger.v1.ListLedgersResponse
+	(*ListAssetsRequest)(nil),            // 88: ledger.v1.ListAssetsRequest
+	(*AssetView)(nil),                    // 89: ledger.v1.AssetView
+	(*ListAssetsResponse)(nil),           // 90: ledger.v1.ListAssetsResponse
+	(*ListAccountsRequest)(nil),          // 91: ledger.v1.ListAccountsRequest
+	(*AccountView)(nil),                  // 92: ledger.v1.AccountView
+	(*ListAccountsResponse)(nil),         // 93: ledger.v1.ListAccountsResponse
+	(*Category)(nil),                     // 94: ledger.v1.Category
+	(*DefineCategoriesRequest)(nil),      // 95: ledger.v1.DefineCategoriesRequest
+	(*DefineCategoriesResponse)(nil),     // 96: ledger.v1.DefineCategoriesResponse
+	(*ListCategoriesRequest)(nil),        // 97: ledger.v1.ListCategoriesRequest
+	(*CategoryView)(nil),                 // 98: ledger.v1.CategoryView
+	(*ListCategoriesResponse)(nil),       // 99: ledger.v1.ListCategoriesResponse
+	(*GetCategoryBalancesRequest)(nil),   // 100: ledger.v1.GetCategoryBalancesRequest
+	(*CategoryBalance)(nil),              // 101: ledger.v1.CategoryBalance
+	(*GetCategoryBalancesResponse)(nil),  // 102: ledger.v1.GetCategoryBalancesResponse
+	nil,                                  // 103: ledger.v1.Account.MetadataEntry
+	nil,                                  // 104: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 105: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 106: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 107: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 108: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 109: ledger.v1.TransferView.MetadataEntry
+	nil,                                  // 110: ledger.v1.ListAccountsRequest.MetadataEntry
+	nil,                                  // 111: ledger.v1.AccountView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 112: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
-	35,  // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
-	12,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
+	36,  // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
+	13,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,   // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	87,  // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
-	35,  // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	15,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
-	33,  // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	88,  // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	94,  // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
-	17,  // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	89,  // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
-	35,  // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	20,  // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
-	35,  // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	23,  // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	90,  // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	94,  // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
-	35,  // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
-	26,  // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
-	35,  // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
-	29,  // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	91,  // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
-	35,  // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
-	35,  // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
-	35,  // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	103, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	36,  // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	16,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
+	34,  // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
+	104, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	112, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	18,  // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
+	105, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	36,  // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	21,  // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
+	36,  // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	24,  // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
+	106, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	112, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	36,  // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
+	27,  // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
+	36,  // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
+	30,  // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
+	107, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	36,  // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
+	36,  // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
+	36,  // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	0,   // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
-	37,  // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
+	38,  // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
 	2,   // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	94,  // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	112, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	3,   // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	1,   // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
-	37,  // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	94,  // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	94,  // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	38,  // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
+	112, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	112, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,   // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	4,   // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	94,  // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	94,  // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	92,  // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
-	40,  // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
+	112, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	112, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	108, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	41,  // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
 	5,   // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
 	6,   // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
-	42,  // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	93,  // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	94,  // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	94,  // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	94,  // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
-	43,  // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	43,  // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
+	109, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	112, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	112, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	112, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	44,  // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	6,   // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	94,  // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	94,  // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	112, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	112, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,   // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	43,  // 52: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
-	49,  // 53: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	94,  // 54: ledger.v1.ClosePeriodRequest.end:type_name -> google.protobuf.Timestamp
-	35,  // 55: ledger.v1.ClosePeriodResponse.result:type_name -> ledger.v1.ItemResult
-	94,  // 56: ledger.v1.Period.start:type_name -> google.protobuf.Timestamp
-	94,  // 57: ledger.v1.Period.end:type_name -> google.protobuf.Timestamp
-	55,  // 58: ledger.v1.Period.trial_balance:type_name -> ledger.v1.PeriodTotal
-	94,  // 59: ledger.v1.Period.recorded_at:type_name -> google.protobuf.Timestamp
-	54,  // 60: ledger.v1.ListPeriodsResponse.periods:type_name -> ledger.v1.Period
-	94,  // 61: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
-	7,   // 62: ledger.v1.ProjectionStatus.state:type_name -> ledger.v1.ProjectionState
-	58,  // 63: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
-	64,  // 64: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
-	94,  // 65: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
-	64,  // 66: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
-	71,  // 67: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	94,  // 68: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	94,  // 69: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	71,  // 70: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
-	71,  // 71: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	8,   // 72: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
-	94,  // 73: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
-	94,  // 74: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
-	76,  // 75: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	76,  // 76: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	76,  // 77: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	76,  // 78: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	76,  // 79: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
-	9,   // 80: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	11,  // 81: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	14,  // 82: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	16,  // 83: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	19,  // 84: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	22,  // 85: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	25,  // 86: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	28,  // 87: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	31,  // 88: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	51,  // 89: ledger.v1.CommandService.ClosePeriod:input_type -> ledger.v1.ClosePeriodRequest
-	36,  // 90: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	39,  // 91: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
-	44,  // 92: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
-	46,  // 93: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
-	48,  // 94: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	57,  // 95: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	53,  // 96: ledger.v1.QueryService.ListPeriods:input_type -> ledger.v1.ListPeriodsRequest
-	62,  // 97: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
-	65,  // 98: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
-	67,  // 99: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
-	59,  // 100: ledger.v1.AdminService.RepairStream:input_type -> ledger.v1.RepairStreamRequest
-	69,  // 101: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
-	72,  // 102: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
-	74,  // 103: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
-	77,  // 104: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
-	79,  // 105: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
-	81,  // 106: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
-	83,  // 107: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
-	85,  // 108: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
-	10,  // 109: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	13,  // 110: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	34,  // 111: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	18,  // 112: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	21,  // 113: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	24,  // 114: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	27,  // 115: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	30,  // 116: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	32,  // 117: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	52,  // 118: ledger.v1.CommandService.ClosePeriod:output_type -> ledger.v1.ClosePeriodResponse
-	38,  // 119: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	41,  // 120: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	45,  // 121: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	47,  // 122: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	50,  // 123: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	61,  // 124: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	56,  // 125: ledger.v1.QueryService.ListPeriods:output_type -> ledger.v1.ListPeriodsResponse
-	63,  // 126: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
-	66,  // 127: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
-	68,  // 128: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
-	60,  // 129: ledger.v1.AdminService.RepairStream:output_type -> ledger.v1.RepairStreamResponse
-	70,  // 130: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
-	73,  // 131: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
-	75,  // 132: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
-	78,  // 133: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
-	80,  // 134: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
-	82,  // 135: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
-	84,  // 136: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
-	86,  // 137: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
-	109, // [109:138] is the sub-list for method output_type
-	80,  // [80:109] is the sub-list for method input_type
-	80,  // [80:80] is the sub-list for extension type_name
-	80,  // [80:80] is the sub-list for extension extendee
-	0,   // [0:80] is the sub-list for field type_name
+	112, // 52: ledger.v1.ListTransfersRequest.effective_from:type_name -> google.protobuf.Timestamp
+	112, // 53: ledger.v1.ListTransfersRequest.effective_to:type_name -> google.protobuf.Timestamp
+	112, // 54: ledger.v1.ListTransfersRequest.recorded_from:type_name -> google.protobuf.Timestamp
+	112, // 55: ledger.v1.ListTransfersRequest.recorded_to:type_name -> google.protobuf.Timestamp
+	44,  // 56: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
+	50,  // 57: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
+	112, // 58: ledger.v1.ClosePeriodRequest.end:type_name -> google.protobuf.Timestamp
+	36,  // 59: ledger.v1.ClosePeriodResponse.result:type_name -> ledger.v1.ItemResult
+	112, // 60: ledger.v1.Period.start:type_name -> google.protobuf.Timestamp
+	112, // 61: ledger.v1.Period.end:type_name -> google.protobuf.Timestamp
+	56,  // 62: ledger.v1.Period.trial_balance:type_name -> ledger.v1.PeriodTotal
+	112, // 63: ledger.v1.Period.recorded_at:type_name -> google.protobuf.Timestamp
+	55,  // 64: ledger.v1.ListPeriodsResponse.periods:type_name -> ledger.v1.Period
+	112, // 65: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	7,   // 66: ledger.v1.ProjectionStatus.state:type_name -> ledger.v1.ProjectionState
+	59,  // 67: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
+	65,  // 68: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
+	112, // 69: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	65,  // 70: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
+	72,  // 71: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	112, // 72: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	112, // 73: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	72,  // 74: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
+	72,  // 75: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	8,   // 76: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
+	112, // 77: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
+	112, // 78: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
+	77,  // 79: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	77,  // 80: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	77,  // 81: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	77,  // 82: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	77,  // 83: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
+	89,  // 84: ledger.v1.ListAssetsResponse.assets:type_name -> ledger.v1.AssetView
+	9,   // 85: ledger.v1.ListAccountsRequest.status:type_name -> ledger.v1.AccountStatus
+	110, // 86: ledger.v1.ListAccountsRequest.metadata:type_name -> ledger.v1.ListAccountsRequest.MetadataEntry
+	1,   // 87: ledger.v1.AccountView.normal_balance:type_name -> ledger.v1.NormalBalance
+	111, // 88: ledger.v1.AccountView.metadata:type_name -> ledger.v1.AccountView.MetadataEntry
+	9,   // 89: ledger.v1.AccountView.status:type_name -> ledger.v1.AccountStatus
+	112, // 90: ledger.v1.AccountView.opened_at:type_name -> google.protobuf.Timestamp
+	38,  // 91: ledger.v1.AccountView.balance:type_name -> ledger.v1.Balance
+	92,  // 92: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.AccountView
+	94,  // 93: ledger.v1.DefineCategoriesRequest.categories:type_name -> ledger.v1.Category
+	36,  // 94: ledger.v1.DefineCategoriesResponse.results:type_name -> ledger.v1.ItemResult
+	94,  // 95: ledger.v1.CategoryView.category:type_name -> ledger.v1.Category
+	98,  // 96: ledger.v1.ListCategoriesResponse.categories:type_name -> ledger.v1.CategoryView
+	112, // 97: ledger.v1.GetCategoryBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	3,   // 98: ledger.v1.GetCategoryBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	101, // 99: ledger.v1.GetCategoryBalancesResponse.balances:type_name -> ledger.v1.CategoryBalance
+	10,  // 100: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	12,  // 101: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	15,  // 102: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	17,  // 103: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	20,  // 104: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	23,  // 105: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	26,  // 106: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	29,  // 107: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	32,  // 108: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	52,  // 109: ledger.v1.CommandService.ClosePeriod:input_type -> ledger.v1.ClosePeriodRequest
+	95,  // 110: ledger.v1.CommandService.DefineCategories:input_type -> ledger.v1.DefineCategoriesRequest
+	37,  // 111: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	40,  // 112: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	45,  // 113: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	47,  // 114: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	49,  // 115: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	58,  // 116: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	54,  // 117: ledger.v1.QueryService.ListPeriods:input_type -> ledger.v1.ListPeriodsRequest
+	88,  // 118: ledger.v1.QueryService.ListAssets:input_type -> ledger.v1.ListAssetsRequest
+	91,  // 119: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
+	97,  // 120: ledger.v1.QueryService.ListCategories:input_type -> ledger.v1.ListCategoriesRequest
+	100, // 121: ledger.v1.QueryService.GetCategoryBalances:input_type -> ledger.v1.GetCategoryBalancesRequest
+	63,  // 122: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
+	66,  // 123: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
+	68,  // 124: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
+	60,  // 125: ledger.v1.AdminService.RepairStream:input_type -> ledger.v1.RepairStreamRequest
+	70,  // 126: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
+	73,  // 127: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
+	75,  // 128: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
+	78,  // 129: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
+	80,  // 130: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
+	82,  // 131: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
+	84,  // 132: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
+	86,  // 133: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
+	11,  // 134: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	14,  // 135: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	35,  // 136: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	19,  // 137: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	22,  // 138: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	25,  // 139: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	28,  // 140: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	31,  // 141: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	33,  // 142: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	53,  // 143: ledger.v1.CommandService.ClosePeriod:output_type -> ledger.v1.ClosePeriodResponse
+	96,  // 144: ledger.v1.CommandService.DefineCategories:output_type -> ledger.v1.DefineCategoriesResponse
+	39,  // 145: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	42,  // 146: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	46,  // 147: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	48,  // 148: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	51,  // 149: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	62,  // 150: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	57,  // 151: ledger.v1.QueryService.ListPeriods:output_type -> ledger.v1.ListPeriodsResponse
+	90,  // 152: ledger.v1.QueryService.ListAssets:output_type -> ledger.v1.ListAssetsResponse
+	93,  // 153: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
+	99,  // 154: ledger.v1.QueryService.ListCategories:output_type -> ledger.v1.ListCategoriesResponse
+	102, // 155: ledger.v1.QueryService.GetCategoryBalances:output_type -> ledger.v1.GetCategoryBalancesResponse
+	64,  // 156: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	67,  // 157: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	69,  // 158: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
+	61,  // 159: ledger.v1.AdminService.RepairStream:output_type -> ledger.v1.RepairStreamResponse
+	71,  // 160: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
+	74,  // 161: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
+	76,  // 162: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
+	79,  // 163: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
+	81,  // 164: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
+	83,  // 165: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
+	85,  // 166: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
+	87,  // 167: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
+	134, // [134:168] is the sub-list for method output_type
+	100, // [100:134] is the sub-list for method input_type
+	100, // [100:100] is the sub-list for extension type_name
+	100, // [100:100] is the sub-list for extension extendee
+	0,   // [0:100] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -6698,13 +8074,14 @@ func file_ledger_v1_ledger_proto_init() {
 	}
 	file_ledger_v1_ledger_proto_msgTypes[3].OneofWrappers = []any{}
 	file_ledger_v1_ledger_proto_msgTypes[17].OneofWrappers = []any{}
+	file_ledger_v1_ledger_proto_msgTypes[82].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   85,
+			NumEnums:      10,
+			NumMessages:   102,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -32,6 +32,7 @@ const (
 	CommandService_SetAccountMetadata_FullMethodName   = "/ledger.v1.CommandService/SetAccountMetadata"
 	CommandService_CloseAccounts_FullMethodName        = "/ledger.v1.CommandService/CloseAccounts"
 	CommandService_ClosePeriod_FullMethodName          = "/ledger.v1.CommandService/ClosePeriod"
+	CommandService_DefineCategories_FullMethodName     = "/ledger.v1.CommandService/DefineCategories"
 )
 
 // CommandServiceClient is the client API for CommandService service.
@@ -65,6 +66,11 @@ type CommandServiceClient interface {
 	// PeriodClosed event records the trial balance and a digest of every
 	// account's posted totals. Periods close in order. Admin role.
 	ClosePeriod(ctx context.Context, in *ClosePeriodRequest, opts ...grpc.CallOption) (*ClosePeriodResponse, error)
+	// DefineCategories defines or redefines up to 1,000 account categories: the
+	// ledger's chart of accounts, for roll-ups (GetCategoryBalances) and
+	// listings (ListAccounts category). A definition identical to the current
+	// one answers EXISTS; another replaces it (CREATED, a new position).
+	DefineCategories(ctx context.Context, in *DefineCategoriesRequest, opts ...grpc.CallOption) (*DefineCategoriesResponse, error)
 }
 
 type commandServiceClient struct {
@@ -175,6 +181,16 @@ func (c *commandServiceClient) ClosePeriod(ctx context.Context, in *ClosePeriodR
 	return out, nil
 }
 
+func (c *commandServiceClient) DefineCategories(ctx context.Context, in *DefineCategoriesRequest, opts ...grpc.CallOption) (*DefineCategoriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DefineCategoriesResponse)
+	err := c.cc.Invoke(ctx, CommandService_DefineCategories_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommandServiceServer is the server API for CommandService service.
 // All implementations must embed UnimplementedCommandServiceServer
 // for forward compatibility.
@@ -206,6 +222,11 @@ type CommandServiceServer interface {
 	// PeriodClosed event records the trial balance and a digest of every
 	// account's posted totals. Periods close in order. Admin role.
 	ClosePeriod(context.Context, *ClosePeriodRequest) (*ClosePeriodResponse, error)
+	// DefineCategories defines or redefines up to 1,000 account categories: the
+	// ledger's chart of accounts, for roll-ups (GetCategoryBalances) and
+	// listings (ListAccounts category). A definition identical to the current
+	// one answers EXISTS; another replaces it (CREATED, a new position).
+	DefineCategories(context.Context, *DefineCategoriesRequest) (*DefineCategoriesResponse, error)
 	mustEmbedUnimplementedCommandServiceServer()
 }
 
@@ -245,6 +266,9 @@ func (UnimplementedCommandServiceServer) CloseAccounts(context.Context, *CloseAc
 }
 func (UnimplementedCommandServiceServer) ClosePeriod(context.Context, *ClosePeriodRequest) (*ClosePeriodResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClosePeriod not implemented")
+}
+func (UnimplementedCommandServiceServer) DefineCategories(context.Context, *DefineCategoriesRequest) (*DefineCategoriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DefineCategories not implemented")
 }
 func (UnimplementedCommandServiceServer) mustEmbedUnimplementedCommandServiceServer() {}
 func (UnimplementedCommandServiceServer) testEmbeddedByValue()                        {}
@@ -447,6 +471,24 @@ func _CommandService_ClosePeriod_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommandService_DefineCategories_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DefineCategoriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommandServiceServer).DefineCategories(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommandService_DefineCategories_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommandServiceServer).DefineCategories(ctx, req.(*DefineCategoriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommandService_ServiceDesc is the grpc.ServiceDesc for CommandService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -494,6 +536,10 @@ var CommandService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ClosePeriod",
 			Handler:    _CommandService_ClosePeriod_Handler,
 		},
+		{
+			MethodName: "DefineCategories",
+			Handler:    _CommandService_DefineCategories_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "ledger/v1/ledger.proto",
@@ -507,6 +553,10 @@ const (
 	QueryService_GetTrialBalance_FullMethodName     = "/ledger.v1.QueryService/GetTrialBalance"
 	QueryService_GetProjectionStatus_FullMethodName = "/ledger.v1.QueryService/GetProjectionStatus"
 	QueryService_ListPeriods_FullMethodName         = "/ledger.v1.QueryService/ListPeriods"
+	QueryService_ListAssets_FullMethodName          = "/ledger.v1.QueryService/ListAssets"
+	QueryService_ListAccounts_FullMethodName        = "/ledger.v1.QueryService/ListAccounts"
+	QueryService_ListCategories_FullMethodName      = "/ledger.v1.QueryService/ListCategories"
+	QueryService_GetCategoryBalances_FullMethodName = "/ledger.v1.QueryService/GetCategoryBalances"
 )
 
 // QueryServiceClient is the client API for QueryService service.
@@ -535,6 +585,17 @@ type QueryServiceClient interface {
 	// trial balance and closing digest each close recorded and the positions
 	// it spans (for GetTrialBalance as_of_position and ListStatement).
 	ListPeriods(ctx context.Context, in *ListPeriodsRequest, opts ...grpc.CallOption) (*ListPeriodsResponse, error)
+	// ListAssets lists the ledger's assets in code order, by pages.
+	ListAssets(ctx context.Context, in *ListAssetsRequest, opts ...grpc.CallOption) (*ListAssetsResponse, error)
+	// ListAccounts lists accounts matching filters in id order, by pages,
+	// optionally with their balances.
+	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
+	// ListCategories lists the ledger's categories in name order.
+	ListCategories(ctx context.Context, in *ListCategoriesRequest, opts ...grpc.CallOption) (*ListCategoriesResponse, error)
+	// GetCategoryBalances is the trial balance rolled up by category: Σ debits
+	// and Σ credits per category and asset, each category including its
+	// descendants, now or as of a position or time.
+	GetCategoryBalances(ctx context.Context, in *GetCategoryBalancesRequest, opts ...grpc.CallOption) (*GetCategoryBalancesResponse, error)
 }
 
 type queryServiceClient struct {
@@ -615,6 +676,46 @@ func (c *queryServiceClient) ListPeriods(ctx context.Context, in *ListPeriodsReq
 	return out, nil
 }
 
+func (c *queryServiceClient) ListAssets(ctx context.Context, in *ListAssetsRequest, opts ...grpc.CallOption) (*ListAssetsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAssetsResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListAssets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAccountsResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListAccounts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListCategories(ctx context.Context, in *ListCategoriesRequest, opts ...grpc.CallOption) (*ListCategoriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCategoriesResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListCategories_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetCategoryBalances(ctx context.Context, in *GetCategoryBalancesRequest, opts ...grpc.CallOption) (*GetCategoryBalancesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCategoryBalancesResponse)
+	err := c.cc.Invoke(ctx, QueryService_GetCategoryBalances_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServiceServer is the server API for QueryService service.
 // All implementations must embed UnimplementedQueryServiceServer
 // for forward compatibility.
@@ -641,6 +742,17 @@ type QueryServiceServer interface {
 	// trial balance and closing digest each close recorded and the positions
 	// it spans (for GetTrialBalance as_of_position and ListStatement).
 	ListPeriods(context.Context, *ListPeriodsRequest) (*ListPeriodsResponse, error)
+	// ListAssets lists the ledger's assets in code order, by pages.
+	ListAssets(context.Context, *ListAssetsRequest) (*ListAssetsResponse, error)
+	// ListAccounts lists accounts matching filters in id order, by pages,
+	// optionally with their balances.
+	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
+	// ListCategories lists the ledger's categories in name order.
+	ListCategories(context.Context, *ListCategoriesRequest) (*ListCategoriesResponse, error)
+	// GetCategoryBalances is the trial balance rolled up by category: Σ debits
+	// and Σ credits per category and asset, each category including its
+	// descendants, now or as of a position or time.
+	GetCategoryBalances(context.Context, *GetCategoryBalancesRequest) (*GetCategoryBalancesResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
 
@@ -671,6 +783,18 @@ func (UnimplementedQueryServiceServer) GetProjectionStatus(context.Context, *Get
 }
 func (UnimplementedQueryServiceServer) ListPeriods(context.Context, *ListPeriodsRequest) (*ListPeriodsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPeriods not implemented")
+}
+func (UnimplementedQueryServiceServer) ListAssets(context.Context, *ListAssetsRequest) (*ListAssetsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAssets not implemented")
+}
+func (UnimplementedQueryServiceServer) ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAccounts not implemented")
+}
+func (UnimplementedQueryServiceServer) ListCategories(context.Context, *ListCategoriesRequest) (*ListCategoriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCategories not implemented")
+}
+func (UnimplementedQueryServiceServer) GetCategoryBalances(context.Context, *GetCategoryBalancesRequest) (*GetCategoryBalancesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCategoryBalances not implemented")
 }
 func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
 func (UnimplementedQueryServiceServer) testEmbeddedByValue()                      {}
@@ -819,6 +943,78 @@ func _QueryService_ListPeriods_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_ListAssets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAssetsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListAssets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListAssets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListAssets(ctx, req.(*ListAssetsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListAccounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListAccounts(ctx, req.(*ListAccountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListCategories_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCategoriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListCategories(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListCategories_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListCategories(ctx, req.(*ListCategoriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetCategoryBalances_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCategoryBalancesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetCategoryBalances(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetCategoryBalances_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetCategoryBalances(ctx, req.(*GetCategoryBalancesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QueryService_ServiceDesc is the grpc.ServiceDesc for QueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -853,6 +1049,22 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPeriods",
 			Handler:    _QueryService_ListPeriods_Handler,
+		},
+		{
+			MethodName: "ListAssets",
+			Handler:    _QueryService_ListAssets_Handler,
+		},
+		{
+			MethodName: "ListAccounts",
+			Handler:    _QueryService_ListAccounts_Handler,
+		},
+		{
+			MethodName: "ListCategories",
+			Handler:    _QueryService_ListCategories_Handler,
+		},
+		{
+			MethodName: "GetCategoryBalances",
+			Handler:    _QueryService_GetCategoryBalances_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
