@@ -17,18 +17,20 @@ import (
 
 // Balances projects every account's posted and pending totals, and the trial
 // balance: their sums per asset, with a row of history per batch and asset;
-// and the closed periods (migration 0014), which state the trial balance at
-// their close.
+// the closed periods (migration 0014), which state the trial balance at
+// their close; and the accounts as opened and amended (migration 0015:
+// bounds, metadata, status), which only account events write.
 type Balances struct{}
 
 func (Balances) Name() string { return "balances" }
 
-// Version 2 adds closed accounts and the trial balance (migration 0004).
-func (Balances) Version() int { return 2 }
+// Version 2 adds closed accounts and the trial balance (migration 0004);
+// version 3 the accounts table (migration 0015).
+func (Balances) Version() int { return 3 }
 
 // Tables lists the read-model tables Balances writes, every one keyed by ledger.
 func (Balances) Tables() []string {
-	return []string{"assets", "balances", "trial_balances", "trial_balance_history", "periods"}
+	return []string{"assets", "balances", "trial_balances", "trial_balance_history", "periods", "accounts"}
 }
 
 // ErrUnbalanced means that, after a batch, an asset's debits and credits
@@ -48,11 +50,24 @@ type batchChanges struct {
 	assetsAt []uint64
 	opened   []domain.AccountOpened
 	openedAt []uint64 // position of each opened account
+	// openedTime is each opened account's event's recorded time.
+	openedTime []time.Time
+	// amended is each account's last bounds and metadata in the batch.
+	amended  map[string]*accountAmend
 	closed   []string
 	closedAt []int64
 	deltas   map[string]*balanceDelta
 	moves    []domain.Movement // one event's, reused
 	periods  []closedPeriod
+}
+
+// accountAmend is what a batch's AccountBoundsChanged and AccountMetadataSet
+// events leave of one account: the last of each, with where.
+type accountAmend struct {
+	bounds, metadata bool
+	min, max         *domain.Amount
+	meta             map[string]string
+	position         uint64
 }
 
 // closedPeriod is a PeriodClosed event with where and when it was recorded.
@@ -84,14 +99,14 @@ func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []even
 	if len(recs) == 0 {
 		return nil
 	}
-	c := batchChanges{deltas: map[string]*balanceDelta{}}
+	c := batchChanges{deltas: map[string]*balanceDelta{}, amended: map[string]*accountAmend{}}
 	for i := range recs {
 		rec := &recs[i]
 		e, err := domain.UnmarshalEvent(rec.Type, rec.SchemaVersion, rec.Payload)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", rec.Position, err)
 		}
-		c.add(e, rec.Position)
+		c.add(e, rec.Position, rec.RecordedAt)
 		if p, ok := e.(domain.PeriodClosed); ok {
 			c.periods = append(c.periods, closedPeriod{PeriodClosed: p, position: rec.Position, recordedAt: rec.RecordedAt})
 		}
@@ -102,7 +117,10 @@ func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []even
 	if err := insertAssets(ctx, tx, ledger, c.assets, c.assetsAt); err != nil {
 		return err
 	}
-	if err := insertAccounts(ctx, tx, ledger, c.opened, c.openedAt); err != nil {
+	if err := insertAccounts(ctx, tx, ledger, c.opened, c.openedAt, c.openedTime); err != nil {
+		return err
+	}
+	if err := amendAccounts(ctx, tx, ledger, c.amended); err != nil {
 		return err
 	}
 	closedPerAsset, err := closeAccounts(ctx, tx, ledger, c.closed, c.closedAt)
@@ -118,12 +136,19 @@ func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []even
 
 // add gathers one event's changes: what it moves comes from the domain
 // (domain.AppendMovements), into c.moves, reused from event to event.
-func (c *batchChanges) add(e domain.Event, pos uint64) {
+func (c *batchChanges) add(e domain.Event, pos uint64, recordedAt time.Time) {
 	switch e := e.(type) {
 	case domain.AssetDefined:
 		c.assets, c.assetsAt = append(c.assets, e), append(c.assetsAt, pos)
 	case domain.AccountOpened:
 		c.opened, c.openedAt = append(c.opened, e), append(c.openedAt, pos)
+		c.openedTime = append(c.openedTime, recordedAt)
+	case domain.AccountBoundsChanged:
+		a := c.amend(e.ID, pos)
+		a.bounds, a.min, a.max = true, e.MinBalance, e.MaxBalance
+	case domain.AccountMetadataSet:
+		a := c.amend(e.ID, pos)
+		a.metadata, a.meta = true, e.Metadata
 	case domain.AccountClosed:
 		c.closed, c.closedAt = append(c.closed, e.ID), append(c.closedAt, int64(pos))
 	}
@@ -135,6 +160,16 @@ func (c *batchChanges) add(e domain.Event, pos uint64) {
 		d.debitsPosted, d.creditsPosted = d.debitsPosted.Add(dp), d.creditsPosted.Add(cp)
 		d.debitsPending, d.creditsPending = d.debitsPending.Add(dq), d.creditsPending.Add(cq)
 	}
+}
+
+func (c *batchChanges) amend(account string, pos uint64) *accountAmend {
+	a, ok := c.amended[account]
+	if !ok {
+		a = &accountAmend{}
+		c.amended[account] = a
+	}
+	a.position = pos
+	return a
 }
 
 // assetCounts is how a batch changes an asset's account counts.
@@ -201,8 +236,10 @@ func insertAssets(ctx context.Context, tx pgx.Tx, ledger string, assets []domain
 }
 
 // insertAccounts inserts accounts with zero balances written at their asset's
-// scale, so that an untouched account reads "0.00", not "0".
-func insertAccounts(ctx context.Context, tx pgx.Tx, ledger string, opened []domain.AccountOpened, at []uint64) error {
+// scale, so that an untouched account reads "0.00", not "0", and their rows
+// of the accounts table (bounds, metadata, when opened).
+func insertAccounts(ctx context.Context, tx pgx.Tx, ledger string, opened []domain.AccountOpened, at []uint64,
+	times []time.Time) error {
 	if len(opened) == 0 {
 		return nil
 	}
@@ -210,8 +247,23 @@ func insertAccounts(ctx context.Context, tx pgx.Tx, ledger string, opened []doma
 	assets := make([]string, len(opened))
 	sides := make([]string, len(opened))
 	positions := make([]int64, len(opened))
+	mins, maxs, metas := make([]*string, len(opened)), make([]*string, len(opened)), make([]string, len(opened))
 	for i, e := range opened {
 		ids[i], assets[i], sides[i], positions[i] = e.ID, e.Asset, e.Normal.String(), int64(at[i])
+		mins[i], maxs[i] = amountText(e.MinBalance), amountText(e.MaxBalance)
+		m, err := metadataJSON(e.Metadata)
+		if err != nil {
+			return fmt.Errorf("account %s opened at %d: %w", e.ID, at[i], err)
+		}
+		metas[i] = m
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO accounts (ledger, account, asset, normal_balance, min_balance, max_balance,
+			metadata, opened_position, opened_at, position)
+		SELECT $1, a.id, a.asset, a.side, a.min, a.max, a.meta, a.position, a.at, a.position
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]::numeric[], $6::text[]::numeric[], $7::text[]::jsonb[],
+			$8::bigint[], $9::timestamptz[]) AS a(id, asset, side, min, max, meta, position, at)`,
+		ledger, ids, assets, sides, mins, maxs, metas, positions, times); err != nil {
+		return fmt.Errorf("insert %d accounts: %w", len(opened), err)
 	}
 	tag, err := tx.Exec(ctx, `INSERT INTO balances (ledger, account, asset, scale, normal_balance,
 			debits_posted, credits_posted, debits_pending, credits_pending, position)
@@ -228,10 +280,75 @@ func insertAccounts(ctx context.Context, tx pgx.Tx, ledger string, opened []doma
 	return nil
 }
 
+// amountText is a bound as its decimal text, nil when unset.
+func amountText(a *domain.Amount) *string {
+	if a == nil {
+		return nil
+	}
+	s := a.String()
+	return &s
+}
+
+// metadataJSON is metadata as a JSON object, "{}" when empty.
+func metadataJSON(m map[string]string) (string, error) {
+	if len(m) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("metadata: %w", err)
+	}
+	return string(b), nil
+}
+
+// amendAccounts writes the batch's last bounds and metadata of each amended
+// account: one statement for the batch.
+func amendAccounts(ctx context.Context, tx pgx.Tx, ledger string, amended map[string]*accountAmend) error {
+	if len(amended) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(amended)) // one lock order, as applyDeltas
+	n := len(ids)
+	setBounds, setMeta := make([]bool, n), make([]bool, n)
+	mins, maxs, metas := make([]*string, n), make([]*string, n), make([]string, n)
+	positions := make([]int64, n)
+	for i, id := range ids {
+		a := amended[id]
+		setBounds[i], setMeta[i], positions[i] = a.bounds, a.metadata, int64(a.position)
+		mins[i], maxs[i] = amountText(a.min), amountText(a.max)
+		m, err := metadataJSON(a.meta)
+		if err != nil {
+			return fmt.Errorf("account %s at %d: %w", id, a.position, err)
+		}
+		metas[i] = m
+	}
+	tag, err := tx.Exec(ctx, `UPDATE accounts t SET
+			min_balance = CASE WHEN a.set_bounds THEN a.min ELSE t.min_balance END,
+			max_balance = CASE WHEN a.set_bounds THEN a.max ELSE t.max_balance END,
+			metadata = CASE WHEN a.set_meta THEN a.meta ELSE t.metadata END,
+			position = a.position
+		FROM unnest($2::text[], $3::bool[], $4::text[]::numeric[], $5::text[]::numeric[], $6::bool[], $7::text[]::jsonb[],
+			$8::bigint[])
+			AS a(id, set_bounds, min, max, set_meta, meta, position)
+		WHERE t.ledger = $1 AND t.account = a.id`, ledger, ids, setBounds, mins, maxs, setMeta, metas, positions)
+	if err != nil {
+		return fmt.Errorf("amend %d accounts: %w", n, err)
+	}
+	if int(tag.RowsAffected()) != n {
+		return fmt.Errorf("amended %d of %d accounts: the read model is missing accounts", tag.RowsAffected(), n)
+	}
+	return nil
+}
+
 // closeAccounts marks accounts closed and returns how many closed per asset.
 func closeAccounts(ctx context.Context, tx pgx.Tx, ledger string, ids []string, at []int64) (map[string]int64, error) {
 	if len(ids) == 0 {
 		return nil, nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE accounts t SET closed = true, position = c.position
+		FROM unnest($2::text[], $3::bigint[]) AS c(account, position)
+		WHERE t.ledger = $1 AND t.account = c.account`, ledger, ids, at); err != nil {
+		return nil, fmt.Errorf("close %d accounts: %w", len(ids), err)
 	}
 	rows, err := tx.Query(ctx, `UPDATE balances b SET closed = true, position = c.position
 		FROM unnest($2::text[], $3::bigint[]) AS c(account, position)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -66,7 +67,8 @@ func balancesContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 	e := newEnv(t)
 	// Running from the empty ledger on, beside the writer and the relay.
 	runner := e.startRunner(t.Context(), projections.Balances{}, e.natsSource())
-	head := e.runWorkload(400, 1)
+	e.runWorkload(400, 1)
+	head := e.amendAccounts()
 	waitFor(t, runner, head)
 	return projectortest.Log{Pool: e.pool, Ledger: e.ledger, Head: head}, projectortest.Case{
 		New:            func() projections.Projector { return projections.Balances{} },
@@ -74,6 +76,7 @@ func balancesContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 		Check: func(t *testing.T) {
 			e := e.in(t)
 			e.checkAt(head)
+			e.checkAccounts()
 			rows, err := e.pool.Query(t.Context(), `SELECT code, scale FROM assets WHERE ledger = $1`, e.ledger)
 			testenv.NoError(t, err)
 			scales, err := collectScales(rows)
@@ -218,5 +221,68 @@ func reconciliationContract(t *testing.T) (projectortest.Log, projectortest.Case
 				t.Fatalf("%d matches and %d unmatched lines: the log should make both", matches, unmatched)
 			}
 		},
+	}
+}
+
+// amendAccounts opens accounts with bounds and metadata, amends them and the
+// workload's (in one batch with the opening, and in later ones) and closes
+// one: every event the accounts table (migration 0015) follows. It returns
+// the head.
+func (e *env) amendAccounts() uint64 {
+	e.t.Helper()
+	low, high := "-99999999999.00", "99999999999.00"
+	e.submit([]domain.Command{
+		&domain.OpenAccount{ID: "meta:1", Asset: "USD", Normal: domain.SideCredit, MinBalance: ptr("-5.00"),
+			Metadata: map[string]string{"tier": "gold"}},
+		&domain.OpenAccount{ID: "meta:2", Asset: "JPY", Normal: domain.SideDebit,
+			Metadata: map[string]string{"tier": "gold", "region": "eu"}},
+		&domain.SetAccountMetadata{AccountID: "meta:1", Metadata: map[string]string{"tier": "silver"}},
+		&domain.SetAccountBounds{AccountID: accountID("USD", 1), MinBalance: &low},
+	})
+	e.submit([]domain.Command{
+		&domain.SetAccountMetadata{AccountID: accountID("USD", 0), Metadata: map[string]string{"k": "v"}},
+		&domain.SetAccountBounds{AccountID: accountID("USD", 2), MinBalance: &low, MaxBalance: &high},
+		&domain.SetAccountBounds{AccountID: accountID("USD", 1)},
+		&domain.SetAccountMetadata{AccountID: "meta:2"},
+		&domain.CloseAccount{AccountID: "meta:2"},
+	})
+	head, _, err := e.store.Head(e.t.Context(), e.ledger)
+	testenv.NoError(e.t, err)
+	return head
+}
+
+func ptr(s string) *string { return &s }
+
+// checkAccounts checks the accounts table against what amendAccounts did.
+func (e *env) checkAccounts() {
+	e.t.Helper()
+	rows, err := e.pool.Query(e.t.Context(), `SELECT account, asset, normal_balance, coalesce(min_balance::text, '-'),
+			coalesce(max_balance::text, '-'), metadata::text, closed, opened_position > 0 AND position >= opened_position
+		FROM accounts WHERE ledger = $1 ORDER BY account`, e.ledger)
+	testenv.NoError(e.t, err)
+	got := map[string]string{}
+	var (
+		id, asset, normal, minB, maxB, meta string
+		closed, positioned                  bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &asset, &normal, &minB, &maxB, &meta, &closed, &positioned}, func() error {
+		got[id] = fmt.Sprintf("%s %s min %s max %s %s closed %t positioned %t", asset, normal, minB, maxB, meta, closed, positioned)
+		return nil
+	})
+	testenv.NoError(e.t, err)
+	if n := len(workloadAssets)*accountsPerAsset + 2; len(got) != n {
+		e.t.Fatalf("%d accounts, want %d", len(got), n)
+	}
+	want := map[string]string{
+		"meta:1":             `USD credit min -5.00 max - {"tier": "silver"} closed false positioned true`,
+		"meta:2":             `JPY debit min - max - {} closed true positioned true`,
+		accountID("USD", 0): `USD debit min - max - {"k": "v"} closed false positioned true`,
+		accountID("USD", 1): `USD credit min - max - {} closed false positioned true`,
+		accountID("USD", 2): `USD debit min -99999999999.00 max 99999999999.00 {} closed false positioned true`,
+	}
+	for id, w := range want {
+		if got[id] != w {
+			e.t.Errorf("account %s: %s, want %s", id, got[id], w)
+		}
 	}
 }

@@ -226,6 +226,8 @@ func (e *env) replay(upTo uint64) map[string]balance {
 			case domain.AccountOpened:
 				ids = append(ids, ev.ID)
 				last[ev.ID] = rec.Position
+			case domain.AccountClosed:
+				last[ev.ID] = rec.Position
 			case domain.TransferCommitted:
 				for _, p := range ev.Postings {
 					last[p.Debit], last[p.Credit] = rec.Position, rec.Position
