@@ -274,8 +274,8 @@ func (e *env) checkAccounts() {
 		e.t.Fatalf("%d accounts, want %d", len(got), n)
 	}
 	want := map[string]string{
-		"meta:1":             `USD credit min -5.00 max - {"tier": "silver"} closed false positioned true`,
-		"meta:2":             `JPY debit min - max - {} closed true positioned true`,
+		"meta:1":            `USD credit min -5.00 max - {"tier": "silver"} closed false positioned true`,
+		"meta:2":            `JPY debit min - max - {} closed true positioned true`,
 		accountID("USD", 0): `USD debit min - max - {"k": "v"} closed false positioned true`,
 		accountID("USD", 1): `USD credit min - max - {} closed false positioned true`,
 		accountID("USD", 2): `USD debit min -99999999999.00 max 99999999999.00 {} closed false positioned true`,
