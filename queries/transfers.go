@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -24,6 +25,13 @@ const (
 	// the page of a request that gives no limit.
 	TransfersPageMax     = 1000
 	TransfersPageDefault = 100
+	// TransfersScanMax bounds the transfers one ListTransfers page with an
+	// asset filter examines past its cursor: no index serves "a posting in
+	// this asset (with an amount in range)" (postings are jsonb), so the
+	// page tests at most this many of the rows the other filters select,
+	// in position order, and may end short, even empty, with a cursor
+	// after the last one it examined.
+	TransfersScanMax = 10_000
 )
 
 var (
@@ -37,6 +45,13 @@ var (
 	ErrBadTransfersCursor error = domain.NewInvalid("cursor", "malformed cursor", "not a cursor from ListTransfers")
 	// ErrTransfersTimeRange means a time range that ends before it starts.
 	ErrTransfersTimeRange error = domain.NewInvalid("from_time", "time range ends before it starts", "after to_time")
+	// ErrTransfersUnknownAsset means amount bounds in an asset the ledger
+	// does not define: they have no scale to be read at.
+	ErrTransfersUnknownAsset error = domain.NewInvalid("asset", "unknown asset", "not defined in the ledger")
+	// ErrTransfersMinAmount and ErrTransfersMaxAmount mean a bound with
+	// more decimals than the asset's scale.
+	ErrTransfersMinAmount error = domain.NewInvalid("min_amount", "more decimals than the asset's scale", "")
+	ErrTransfersMaxAmount error = domain.NewInvalid("max_amount", "more decimals than the asset's scale", "")
 )
 
 // TransferPosting is one posting of a transfer, amounts as decimal strings
@@ -98,6 +113,13 @@ type TransferFilter struct {
 	// effective_at when Effective, else recorded_at.
 	From, To  time.Time
 	Effective bool
+	// Asset: transfers with a posting in it; MinAmount and MaxAmount
+	// (decimal text, inclusive, "" for open) bound that posting's amount:
+	// one posting in Asset must be within both.
+	Asset, MinAmount, MaxAmount string
+	// EffectiveFrom/To and RecordedFrom/To bound both times at once, each
+	// [from, to); zero is open.
+	EffectiveFrom, EffectiveTo, RecordedFrom, RecordedTo time.Time
 }
 
 // TransferPage is ListTransfers' answer.
@@ -174,13 +196,16 @@ func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFi
 	if err := s.transfersLedger(ctx, ledger, minPosition); err != nil {
 		return TransferPage{}, err
 	}
+	if err := s.checkAmountBounds(ctx, ledger, f); err != nil {
+		return TransferPage{}, err
+	}
 	if f.Account != "" {
 		// An account's transfers are found through its statement lines.
 		if err := s.waitFor(ctx, ledger, "movements", minPosition); err != nil {
 			return TransferPage{}, err
 		}
 	}
-	sql, args, err := listTransfersSQL(ledger, f, after, limit+1)
+	sql, args, err := listTransfersSQL(ledger, f, after, limit+1, TransfersScanMax)
 	if err != nil {
 		return TransferPage{}, err
 	}
@@ -189,15 +214,56 @@ func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFi
 		return TransferPage{}, fmt.Errorf("list transfers of %s: %w", ledger, err)
 	}
 	out := TransferPage{Transfers: make([]Transfer, 0, limit+1)}
-	out.Position, err = collectTransfers(rows, &out.Transfers)
+	var boundary uint64
+	out.Position, boundary, err = collectTransferPage(rows, &out.Transfers)
 	if err != nil {
 		return TransferPage{}, fmt.Errorf("list transfers of %s: %w", ledger, err)
 	}
-	if len(out.Transfers) > limit {
+	switch {
+	case len(out.Transfers) > limit:
 		out.Transfers = out.Transfers[:limit]
 		out.NextCursor = encodeTransfersCursor(out.Transfers[limit-1].Position, fingerprint)
+	case boundary != 0:
+		// The scan's budget ran out before the page filled: go on after
+		// the last row it examined.
+		out.NextCursor = encodeTransfersCursor(boundary, fingerprint)
 	}
 	return out, nil
+}
+
+// checkAmountBounds checks that f's amount bounds have at most the scale of
+// f's asset, which the ledger must define.
+//
+// Errors: ErrTransfersUnknownAsset; ErrTransfersMinAmount;
+// ErrTransfersMaxAmount; database errors.
+func (s *Service) checkAmountBounds(ctx context.Context, ledger string, f TransferFilter) error {
+	if f.MinAmount == "" && f.MaxAmount == "" {
+		return nil
+	}
+	var scale int16
+	err := s.pool.QueryRow(ctx, `SELECT scale FROM assets WHERE ledger = $1 AND code = $2`, ledger, f.Asset).Scan(&scale)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("asset %q: %w", f.Asset, ErrTransfersUnknownAsset)
+	}
+	if err != nil {
+		return fmt.Errorf("scale of %s in %s: %w", f.Asset, ledger, err)
+	}
+	for _, b := range [...]struct {
+		text string
+		err  error
+	}{{f.MinAmount, ErrTransfersMinAmount}, {f.MaxAmount, ErrTransfersMaxAmount}} {
+		if b.text == "" {
+			continue
+		}
+		d, err := domain.ParseDecimal(b.text)
+		if err == nil {
+			_, err = d.Units(uint8(scale))
+		}
+		if err != nil {
+			return fmt.Errorf("%q at %s's scale %d: %v: %w", b.text, f.Asset, scale, err, b.err)
+		}
+	}
+	return nil
 }
 
 // transfersLedger checks that the ledger exists, then waits for the
@@ -223,7 +289,12 @@ const transfersAndMovementsCheckpoint = `(SELECT COALESCE(min(position), 0) AS p
 // account, the scan runs along the account's statement lines (the movements
 // primary key) in position order: every transfer row but an expiry's has a
 // line at its own position on each account it names, with its id.
-func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit int) (string, []any, error) {
+//
+// With an asset filter, which no index serves, the scan stops after scanMax
+// rows and tests the asset and amounts on those (hit); its last row comes
+// back even when it is no hit (the last column), so that a short page still
+// moves its cursor past what it examined.
+func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit, scanMax int) (string, []any, error) {
 	args := []any{ledger, int64(after), limit}
 	arg := func(v any) string {
 		args = append(args, v)
@@ -268,10 +339,45 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit int) 
 	if !f.To.IsZero() {
 		where = append(where, column+" <= "+arg(f.To))
 	}
-	sql := `SELECT c.position, ` + transferCols + ` FROM ` + checkpoint + `
-		LEFT JOIN LATERAL (SELECT ` + distinct + `t.*, ` + order + ` AS k FROM ` + from + `
-			WHERE ` + strings.Join(where, " AND ") + `
+	for _, r := range [...]struct {
+		column   string
+		from, to time.Time
+	}{{"t.effective_at", f.EffectiveFrom, f.EffectiveTo}, {"t.recorded_at", f.RecordedFrom, f.RecordedTo}} {
+		if !r.from.IsZero() {
+			where = append(where, r.column+" >= "+arg(r.from))
+		}
+		if !r.to.IsZero() {
+			where = append(where, r.column+" < "+arg(r.to))
+		}
+	}
+	scan := `SELECT ` + distinct + `t.*, ` + order + ` AS k FROM ` + from + `
+			WHERE ` + strings.Join(where, " AND ")
+	if f.Asset == "" {
+		sql := `SELECT c.position, ` + transferCols + `, true, false FROM ` + checkpoint + `
+		LEFT JOIN LATERAL (` + scan + `
 			ORDER BY ` + order + ` LIMIT $3) t ON true
+		ORDER BY t.k`
+		return sql, args, nil
+	}
+	posting := []string{"p->>'asset' = " + arg(f.Asset)}
+	if f.MinAmount != "" {
+		posting = append(posting, "(p->>'amount')::numeric >= "+arg(f.MinAmount)+"::numeric")
+	}
+	if f.MaxAmount != "" {
+		posting = append(posting, "(p->>'amount')::numeric <= "+arg(f.MaxAmount)+"::numeric")
+	}
+	budget := arg(scanMax)
+	sql := `SELECT c.position, ` + transferCols + `, t.hit, t.n = ` + budget + ` FROM ` + checkpoint + `
+		LEFT JOIN LATERAL (
+			SELECT s.* FROM (
+				SELECT u.*, EXISTS (SELECT 1 FROM jsonb_array_elements(u.postings) p
+						WHERE ` + strings.Join(posting, " AND ") + `) AS hit,
+					row_number() OVER (ORDER BY u.k) AS n
+				FROM (` + scan + `
+					ORDER BY ` + order + ` LIMIT ` + budget + `) u
+			) s
+			WHERE s.hit OR s.n = ` + budget + `
+			ORDER BY s.k LIMIT $3) t ON true
 		ORDER BY t.k`
 	return sql, args, nil
 }
@@ -279,8 +385,24 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit int) 
 // collectTransfers appends the rows' transfers to out and returns the
 // checkpoint, which every row carries; a row without a transfer is skipped.
 func collectTransfers(rows pgx.Rows, out *[]Transfer) (uint64, error) {
+	checkpoint, _, err := collectTransferRows(rows, out, false)
+	return checkpoint, err
+}
+
+// collectTransferPage is collectTransfers for listTransfersSQL's rows, which
+// end with whether each is a hit and whether it is the scan's last: it also
+// returns the position of that last row (0 when the scan did not reach its
+// bound).
+func collectTransferPage(rows pgx.Rows, out *[]Transfer) (checkpoint, boundary uint64, err error) {
+	return collectTransferRows(rows, out, true)
+}
+
+func collectTransferRows(rows pgx.Rows, out *[]Transfer, page bool) (uint64, uint64, error) {
 	defer rows.Close()
-	var checkpoint int64
+	var (
+		checkpoint int64
+		boundary   uint64
+	)
 	for rows.Next() {
 		var (
 			id, kind, status                      *string
@@ -290,11 +412,22 @@ func collectTransfers(rows pgx.Rows, out *[]Transfer) (uint64, error) {
 			position, updated                     *int64
 			reversedBy                            []string
 		)
-		if err := rows.Scan(&checkpoint, &id, &kind, &status, &postings, &reference, &metadata, &effectiveAt, &recordedAt,
-			&position, &updated, &pendingID, &resolved, &revID, &reversedBy, &expiresAt); err != nil {
-			return 0, err
+		var hit, last *bool
+		dest := []any{&checkpoint, &id, &kind, &status, &postings, &reference, &metadata, &effectiveAt, &recordedAt,
+			&position, &updated, &pendingID, &resolved, &revID, &reversedBy, &expiresAt}
+		if page {
+			dest = append(dest, &hit, &last)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return 0, 0, err
 		}
 		if id == nil {
+			continue
+		}
+		if page && *last {
+			boundary = uint64(*position)
+		}
+		if page && !*hit {
 			continue
 		}
 		t := Transfer{ID: *id, Kind: *kind, Status: *status, EffectiveAt: effectiveAt.UTC(), RecordedAt: recordedAt.UTC(),
@@ -304,10 +437,10 @@ func collectTransfers(rows pgx.Rows, out *[]Transfer) (uint64, error) {
 			t.ExpiresAt = expiresAt.UTC()
 		}
 		if err := json.Unmarshal(postings, &t.Postings); err != nil {
-			return 0, fmt.Errorf("transfer %s: postings: %w", t.ID, err)
+			return 0, 0, fmt.Errorf("transfer %s: postings: %w", t.ID, err)
 		}
 		if err := json.Unmarshal(metadata, &t.Metadata); err != nil {
-			return 0, fmt.Errorf("transfer %s: metadata: %w", t.ID, err)
+			return 0, 0, fmt.Errorf("transfer %s: metadata: %w", t.ID, err)
 		}
 		if len(t.Metadata) == 0 {
 			t.Metadata = nil
@@ -315,9 +448,9 @@ func collectTransfers(rows pgx.Rows, out *[]Transfer) (uint64, error) {
 		*out = append(*out, t)
 	}
 	if err := rows.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return uint64(checkpoint), nil
+	return uint64(checkpoint), boundary, nil
 }
 
 func transferString(s *string) string {
@@ -376,8 +509,16 @@ func decodeTransfersCursor(cursor string, fingerprint uint32) (uint64, error) {
 // cursor is refused by any other: it would silently skip or repeat rows.
 func transfersFingerprint(ledger string, f TransferFilter) uint32 {
 	h := fnv.New32a()
-	for _, s := range []string{ledger, f.Account, f.Reference, f.MetadataKey, f.MetadataValue, f.Status,
-		f.From.UTC().Format(time.RFC3339Nano), f.To.UTC().Format(time.RFC3339Nano), strconv.FormatBool(f.Effective)} {
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+	fields := []string{ledger, f.Account, f.Reference, f.MetadataKey, f.MetadataValue, f.Status,
+		stamp(f.From), stamp(f.To), strconv.FormatBool(f.Effective)}
+	if f.Asset != "" || !f.EffectiveFrom.IsZero() || !f.EffectiveTo.IsZero() || !f.RecordedFrom.IsZero() || !f.RecordedTo.IsZero() {
+		// Only then: a listing without them keeps the fingerprint (and the
+		// cursors) it had before they existed.
+		fields = append(fields, f.Asset, f.MinAmount, f.MaxAmount,
+			stamp(f.EffectiveFrom), stamp(f.EffectiveTo), stamp(f.RecordedFrom), stamp(f.RecordedTo))
+	}
+	for _, s := range fields {
 		h.Write([]byte(s))
 		h.Write([]byte{0}) // no field holds a NUL: the fields cannot run into each other
 	}

@@ -88,7 +88,7 @@ func TestTransfersBounds(t *testing.T) {
 func TestListTransfersSQL(t *testing.T) {
 	f := TransferFilter{Account: "alice", Reference: "r", MetadataKey: "k", MetadataValue: `v"`, Status: "posted",
 		From: time.Unix(10, 0), To: time.Unix(20, 0), Effective: true}
-	sql, args, err := listTransfersSQL("main", f, 7, 11)
+	sql, args, err := listTransfersSQL("main", f, 7, 11, TransfersScanMax)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestListTransfersSQL(t *testing.T) {
 	if len(args) != 9 || args[5] != `{"k":"v\""}` {
 		t.Errorf("args %q", args)
 	}
-	sql, _, _ = listTransfersSQL("main", TransferFilter{MetadataKey: "k"}, 0, 11)
+	sql, _, _ = listTransfersSQL("main", TransferFilter{MetadataKey: "k"}, 0, 11, TransfersScanMax)
 	if !strings.Contains(sql, "t.metadata ? $4") || !strings.Contains(sql, "ORDER BY t.position LIMIT $3") ||
 		strings.Contains(sql, "transfer_accounts") {
 		t.Errorf("key-only SQL:\n%s", sql)
@@ -125,4 +125,27 @@ func FuzzDecodeTransfersCursor(f *testing.F) {
 			t.Fatalf("%q decodes to %d, which encodes to %q", cursor, pos, encodeTransfersCursor(pos, fp))
 		}
 	})
+}
+
+// An asset filter bounds the scan (no index serves it) and tests one posting
+// for the asset and both amount bounds.
+func TestListTransfersSQLAssetBounded(t *testing.T) {
+	f := TransferFilter{Asset: "USD", MinAmount: "1.00", MaxAmount: "2", EffectiveFrom: time.Unix(1, 0), RecordedTo: time.Unix(2, 0)}
+	sql, args, err := listTransfersSQL("main", f, 0, 11, TransfersScanMax)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"t.effective_at >= $4", "t.recorded_at < $5", "p->>'asset' = $6",
+		"(p->>'amount')::numeric >= $7::numeric", "(p->>'amount')::numeric <= $8::numeric",
+		"ORDER BY t.position LIMIT $9", "WHERE s.hit OR s.n = $9", "t.n = $9"} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("SQL lacks %q:\n%s", want, sql)
+		}
+	}
+	if args[len(args)-1] != TransfersScanMax {
+		t.Errorf("args %v, want the scan bound last", args)
+	}
+	if a, b := transfersFingerprint("main", TransferFilter{}), transfersFingerprint("main", TransferFilter{Asset: "USD"}); a == b {
+		t.Errorf("asset filter shares the fingerprint %x", a)
+	}
 }

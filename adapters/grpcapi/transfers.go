@@ -134,6 +134,9 @@ func transferFilter(req *ledgerv1.ListTransfersRequest) (queries.TransferFilter,
 	if !f.From.IsZero() && !f.To.IsZero() && f.From.After(f.To) {
 		return f, invalidArgument("from_time", "after to_time")
 	}
+	if err := transferRangeFilters(req, &f); err != nil {
+		return f, err
+	}
 	f.Account, f.Reference, f.MetadataKey, f.MetadataValue = req.GetAccount(), req.GetReference(), req.GetMetadataKey(), req.GetMetadataValue()
 	return f, nil
 }

@@ -1,0 +1,454 @@
+package queries
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ledgerd/ledger/domain"
+)
+
+// Limits of account and asset listings.
+const (
+	// AccountsPageMax bounds a ListAccounts page; AccountsPageDefault is the
+	// page of a request that gives no limit.
+	AccountsPageMax     = 1000
+	AccountsPageDefault = 100
+	// AccountsScanMax bounds the accounts one ListAccounts page examines
+	// past its cursor, in id order, for the filters no index serves (the
+	// pattern beyond its literal prefix, a status or an asset beside the
+	// index the page reads). A page that reaches it ends early, maybe
+	// empty, with a cursor after the last account examined: the caller
+	// goes on. So a page costs at most this many rows however rare its
+	// matches.
+	AccountsScanMax = 10_000
+	// AccountsMetadataPairsMax bounds the metadata pairs of a filter.
+	AccountsMetadataPairsMax = 8
+	// AssetsPageMax and AssetsPageDefault bound a ListAssets page.
+	AssetsPageMax     = 1000
+	AssetsPageDefault = 100
+)
+
+var (
+	// ErrAccountsPageTooLarge means a ListAccounts limit over AccountsPageMax.
+	ErrAccountsPageTooLarge error = domain.NewInvalid("limit", "page limit too large", fmt.Sprintf("at most %d", AccountsPageMax))
+	// ErrBadAccountsCursor means a cursor ListAccounts did not write for the
+	// same ledger and filters.
+	ErrBadAccountsCursor error = domain.NewInvalid("cursor", "malformed cursor", "not a cursor from ListAccounts with these filters")
+	// ErrAssetsPageTooLarge means a ListAssets limit over AssetsPageMax.
+	ErrAssetsPageTooLarge error = domain.NewInvalid("limit", "page limit too large", fmt.Sprintf("at most %d", AssetsPageMax))
+	// ErrBadAssetsCursor means a cursor ListAssets did not write.
+	ErrBadAssetsCursor error = domain.NewInvalid("cursor", "malformed cursor", "not a cursor from ListAssets")
+)
+
+// Account statuses of an AccountFilter.
+const (
+	AccountStatusAny    = ""
+	AccountStatusOpen   = "open"
+	AccountStatusClosed = "closed"
+)
+
+// AccountFilter selects accounts; zero fields select all. The caller
+// validates the fields (adapters/grpcapi): ids and asset codes well formed,
+// at most AccountsMetadataPairsMax metadata pairs, not both Prefix and
+// Pattern.
+type AccountFilter struct {
+	Prefix string
+	// Pattern, when set, is parsed (domain.ParseAccountPattern).
+	Pattern  *domain.AccountPattern
+	Asset    string
+	Status   string
+	Metadata map[string]string
+	// Balances asks for each account's balance with it.
+	Balances bool
+}
+
+// AccountRow is one account of a listing: the accounts read model's row and,
+// when asked, its balance now.
+type AccountRow struct {
+	ID, Asset, Normal      string
+	MinBalance, MaxBalance *string
+	Metadata               map[string]string
+	Closed                 bool
+	OpenedPosition         uint64
+	OpenedAt               time.Time
+	Balance                *Balance
+}
+
+// AccountPage is ListAccounts' answer.
+type AccountPage struct {
+	Accounts []AccountRow
+	// NextCursor continues the listing; empty when it is done at Position.
+	// A page may be short, even empty, with a cursor: it examined
+	// AccountsScanMax accounts.
+	NextCursor string
+	Position   uint64
+}
+
+// balancesCheckpoint selects the balances projection's checkpoint (which
+// writes assets, balances and accounts) as c, 0 before its first batch.
+const balancesCheckpoint = `(SELECT COALESCE(max(position), 0) AS position FROM projection_checkpoints
+	WHERE ledger = $1 AND projection = 'balances') c`
+
+// ListAccounts returns up to limit (0: AccountsPageDefault) accounts that
+// match f, in id (byte) order, after cursor (empty: from the start), once
+// the balances projection has reached minPosition. A page examines at most
+// AccountsScanMax accounts (see there).
+//
+// Errors: ErrAccountsPageTooLarge; ErrBadAccountsCursor;
+// domain.ErrUnknownLedger; ErrMinPositionBeyondHead; ErrNotReached;
+// database errors.
+func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilter, cursor string, limit int,
+	minPosition uint64) (AccountPage, error) {
+	switch {
+	case limit < 0 || limit > AccountsPageMax:
+		return AccountPage{}, fmt.Errorf("limit %d, at most %d: %w", limit, AccountsPageMax, ErrAccountsPageTooLarge)
+	case limit == 0:
+		limit = AccountsPageDefault
+	}
+	fingerprint := accountsFingerprint(ledger, f)
+	after, err := decodeAccountsCursor(cursor, fingerprint)
+	if err != nil {
+		return AccountPage{}, err
+	}
+	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+		return AccountPage{}, err
+	}
+	sql, args, err := listAccountsSQL(ledger, f, after, limit+1, AccountsScanMax)
+	if err != nil {
+		return AccountPage{}, err
+	}
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return AccountPage{}, fmt.Errorf("list accounts of %s: %w", ledger, err)
+	}
+	out, boundary, err := collectAccounts(rows, f.Balances, limit+1)
+	if err != nil {
+		return AccountPage{}, fmt.Errorf("list accounts of %s: %w", ledger, err)
+	}
+	switch {
+	case len(out.Accounts) > limit:
+		out.Accounts = out.Accounts[:limit]
+		out.NextCursor = encodeAccountsCursor(out.Accounts[limit-1].ID, fingerprint)
+	case boundary != "":
+		// The scan's budget ran out before the page filled: go on after
+		// the last account it examined.
+		out.NextCursor = encodeAccountsCursor(boundary, fingerprint)
+	}
+	if out.Position == 0 && len(out.Accounts) == 0 {
+		if err := s.mustExistLedger(ctx, ledger); err != nil {
+			return AccountPage{}, err
+		}
+	}
+	return out, nil
+}
+
+// prefixEnd is the least string above every string starting with prefix,
+// in byte order; ids are ASCII below 0x7f, so the last byte can grow.
+func prefixEnd(prefix string) string {
+	b := []byte(prefix)
+	b[len(b)-1]++
+	return string(b)
+}
+
+// listAccountsSQL builds ListAccounts' one statement: the checkpoint and, in
+// one snapshot, up to limit matching rows after the id after. The inner scan
+// reads one index in id order (the metadata GIN index, the asset index, the
+// closed accounts' or the primary key), bounded to the id range of the
+// prefix (or of the pattern's literal prefix), and stops after scanMax rows;
+// the filters that index does not serve are tested on those rows (hit). The
+// scan's last row comes back even when it is no hit (n = scanMax), so that
+// a page that found too few still moves its cursor past what it examined.
+func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMax int) (string, []any, error) {
+	args := []any{ledger, after, scanMax, limit}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	inner := []string{"a.ledger = $1", "a.account > $2"}
+	var residual []string
+	prefix := f.Prefix
+	if f.Pattern != nil {
+		prefix = f.Pattern.LiteralPrefix()
+		switch {
+		case f.Pattern.Exact():
+			inner = append(inner, "a.account = "+arg(f.Pattern.String()))
+		default:
+			residual = append(residual, "a.account ~ "+arg(f.Pattern.Regexp()))
+		}
+	}
+	if prefix != "" {
+		inner = append(inner, "a.account >= "+arg(prefix), "a.account < "+arg(prefixEnd(prefix)))
+	}
+	// One index serves the scan: the filter it answers goes in the scan,
+	// the others are tested on the rows it yields.
+	path := ""
+	switch {
+	case len(f.Metadata) > 0:
+		kv, err := json.Marshal(f.Metadata)
+		if err != nil {
+			return "", nil, fmt.Errorf("metadata filter: %w", err)
+		}
+		// metadata <> '{}' is the predicate of the partial index
+		// accounts_metadata (migration 0015).
+		inner = append(inner, "a.metadata <> '{}'::jsonb", "a.metadata @> "+arg(string(kv))+"::jsonb")
+		path = "metadata"
+	case f.Asset != "":
+		inner = append(inner, "a.asset = "+arg(f.Asset))
+		path = "asset"
+	case f.Status == AccountStatusClosed:
+		inner = append(inner, "a.closed")
+		path = "closed"
+	}
+	if f.Asset != "" && path != "asset" {
+		residual = append(residual, "a.asset = "+arg(f.Asset))
+	}
+	switch {
+	case f.Status == AccountStatusClosed && path != "closed":
+		residual = append(residual, "a.closed")
+	case f.Status == AccountStatusOpen:
+		residual = append(residual, "NOT a.closed")
+	}
+	hit := "true"
+	if len(residual) > 0 {
+		hit = strings.Join(residual, " AND ")
+	}
+	balanceCols, balanceJoin := "", ""
+	if f.Balances {
+		balanceCols = `, b.debits_posted::text, b.credits_posted::text, b.debits_pending::text, b.credits_pending::text,
+			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted
+				ELSE b.debits_posted - b.credits_posted END::text,
+			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted - b.debits_pending
+				ELSE b.debits_posted - b.credits_posted - b.credits_pending END::text,
+			b.position`
+		// balances is keyed in the database's collation: compare there, so
+		// that its primary key serves the join (equal is equal in both).
+		balanceJoin = `LEFT JOIN balances b ON b.ledger = $1 AND b.account = (x.account COLLATE "default")`
+	}
+	sql := `SELECT c.position, x.account, x.asset, x.normal_balance, x.min_balance::text, x.max_balance::text,
+			x.metadata::text, x.closed, x.opened_position, x.opened_at, x.hit, x.n = $3` + balanceCols + `
+		FROM ` + balancesCheckpoint + `
+		LEFT JOIN LATERAL (
+			SELECT s.* FROM (
+				SELECT a.*, ` + hit + ` AS hit, row_number() OVER (ORDER BY a.account) AS n
+				FROM (SELECT a.* FROM accounts a WHERE ` + strings.Join(inner, " AND ") + `
+					ORDER BY a.account LIMIT $3) a
+			) s
+			WHERE s.hit OR s.n = $3
+			ORDER BY s.account LIMIT $4
+		) x ON true
+		` + balanceJoin + `
+		ORDER BY x.account`
+	return sql, args, nil
+}
+
+// collectAccounts reads listAccountsSQL's rows: the hits (up to max) and the
+// id of the scan's last row when it came back (the scan reached its bound).
+func collectAccounts(rows pgx.Rows, balances bool, max int) (AccountPage, string, error) {
+	defer rows.Close()
+	var (
+		out      AccountPage
+		boundary string
+	)
+	for rows.Next() {
+		var (
+			checkpoint              int64
+			id, asset, normal, meta *string
+			minB, maxB              *string
+			closed, hit, last       *bool
+			opened                  *int64
+			openedAt                *time.Time
+			dp, cp, dq, cq, bal, av *string
+			balancePos              *int64
+			dest                    = []any{&checkpoint, &id, &asset, &normal, &minB, &maxB, &meta, &closed, &opened, &openedAt, &hit, &last}
+			balanceDest             = []any{&dp, &cp, &dq, &cq, &bal, &av, &balancePos}
+		)
+		if balances {
+			dest = append(dest, balanceDest...)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return AccountPage{}, "", err
+		}
+		out.Position = uint64(checkpoint)
+		if id == nil {
+			continue
+		}
+		if *last {
+			boundary = *id
+		}
+		if !*hit || len(out.Accounts) == max {
+			continue
+		}
+		a := AccountRow{ID: *id, Asset: *asset, Normal: *normal, MinBalance: minB, MaxBalance: maxB, Closed: *closed,
+			OpenedPosition: uint64(*opened), OpenedAt: openedAt.UTC()}
+		if err := json.Unmarshal([]byte(*meta), &a.Metadata); err != nil {
+			return AccountPage{}, "", fmt.Errorf("account %s: metadata: %w", a.ID, err)
+		}
+		if len(a.Metadata) == 0 {
+			a.Metadata = nil
+		}
+		if balances && dp != nil {
+			a.Balance = &Balance{Account: a.ID, Asset: a.Asset, Normal: a.Normal, DebitsPosted: *dp, CreditsPosted: *cp,
+				DebitsPending: *dq, CreditsPending: *cq, Balance: *bal, Available: *av, Position: uint64(*balancePos)}
+		}
+		out.Accounts = append(out.Accounts, a)
+	}
+	if err := rows.Err(); err != nil {
+		return AccountPage{}, "", err
+	}
+	return out, boundary, nil
+}
+
+// accountsCursorVersion is the first byte of every accounts cursor.
+const accountsCursorVersion = 1
+
+// encodeAccountsCursor writes the last id a page examined (the next page
+// starts after it) and the fingerprint of the listing it belongs to.
+func encodeAccountsCursor(id string, fingerprint uint32) string {
+	b := make([]byte, 0, 5+len(id))
+	b = append(b, accountsCursorVersion, byte(fingerprint>>24), byte(fingerprint>>16), byte(fingerprint>>8), byte(fingerprint))
+	return base64.RawURLEncoding.EncodeToString(append(b, id...))
+}
+
+// decodeAccountsCursor reads a cursor of the listing with fingerprint; ""
+// is the start.
+//
+// Errors: ErrBadAccountsCursor, also for another listing's cursor.
+func decodeAccountsCursor(cursor string, fingerprint uint32) (string, error) {
+	if cursor == "" {
+		return "", nil
+	}
+	if len(cursor) > base64.RawURLEncoding.EncodedLen(5+domain.IDLenMax) {
+		return "", fmt.Errorf("cursor of %d bytes: %w", len(cursor), ErrBadAccountsCursor)
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
+	if err != nil || len(b) < 6 || b[0] != accountsCursorVersion || !domain.ValidID(string(b[5:])) ||
+		base64.RawURLEncoding.EncodeToString(b) != cursor {
+		return "", fmt.Errorf("cursor %.40q: %w", cursor, ErrBadAccountsCursor)
+	}
+	if uint32(b[1])<<24|uint32(b[2])<<16|uint32(b[3])<<8|uint32(b[4]) != fingerprint {
+		return "", fmt.Errorf("cursor %.40q: from another listing: %w", cursor, ErrBadAccountsCursor)
+	}
+	return string(b[5:]), nil
+}
+
+// accountsFingerprint identifies a listing (ledger and filters), so that a
+// cursor is refused by any other.
+func accountsFingerprint(ledger string, f AccountFilter) uint32 {
+	h := fnv.New32a()
+	pattern := ""
+	if f.Pattern != nil {
+		pattern = f.Pattern.String()
+	}
+	fields := []string{ledger, f.Prefix, pattern, f.Asset, f.Status}
+	for _, k := range slices.Sorted(maps.Keys(f.Metadata)) {
+		fields = append(fields, k, f.Metadata[k])
+	}
+	for _, s := range fields {
+		h.Write([]byte(s))
+		h.Write([]byte{0}) // no field holds a NUL
+	}
+	return h.Sum32()
+}
+
+// AssetRow is one asset of a listing.
+type AssetRow struct {
+	Code     string
+	Scale    uint8
+	Position uint64
+}
+
+// AssetPage is ListAssets' answer.
+type AssetPage struct {
+	Assets     []AssetRow
+	NextCursor string
+	Position   uint64
+}
+
+// ListAssets returns up to limit (0: AssetsPageDefault) of the ledger's
+// assets in code (byte) order after cursor, once the balances projection
+// has reached minPosition.
+//
+// Errors: ErrAssetsPageTooLarge; ErrBadAssetsCursor; domain.ErrUnknownLedger;
+// ErrMinPositionBeyondHead; ErrNotReached; database errors.
+func (s *Service) ListAssets(ctx context.Context, ledger, cursor string, limit int, minPosition uint64) (AssetPage, error) {
+	switch {
+	case limit < 0 || limit > AssetsPageMax:
+		return AssetPage{}, fmt.Errorf("limit %d, at most %d: %w", limit, AssetsPageMax, ErrAssetsPageTooLarge)
+	case limit == 0:
+		limit = AssetsPageDefault
+	}
+	after, err := decodeAssetsCursor(cursor)
+	if err != nil {
+		return AssetPage{}, err
+	}
+	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+		return AssetPage{}, err
+	}
+	// A ledger holds at most domain.AssetsMaxDefault assets: the byte order
+	// (COLLATE "C", whatever the database's locale) sorts at most that many.
+	rows, err := s.pool.Query(ctx, `SELECT c.position, a.code, a.scale, a.position FROM `+balancesCheckpoint+`
+		LEFT JOIN LATERAL (SELECT code, scale, position FROM assets
+			WHERE ledger = $1 AND code COLLATE "C" > $2 ORDER BY code COLLATE "C" LIMIT $3) a ON true
+		ORDER BY a.code COLLATE "C"`, ledger, after, limit+1)
+	if err != nil {
+		return AssetPage{}, fmt.Errorf("list assets of %s: %w", ledger, err)
+	}
+	var (
+		out        AssetPage
+		checkpoint int64
+		code       *string
+		scale      *int16
+		pos        *int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&checkpoint, &code, &scale, &pos}, func() error {
+		out.Position = uint64(checkpoint)
+		if code != nil {
+			out.Assets = append(out.Assets, AssetRow{Code: *code, Scale: uint8(*scale), Position: uint64(*pos)})
+		}
+		return nil
+	})
+	if err != nil {
+		return AssetPage{}, fmt.Errorf("list assets of %s: %w", ledger, err)
+	}
+	if len(out.Assets) > limit {
+		out.Assets = out.Assets[:limit]
+		out.NextCursor = base64.RawURLEncoding.EncodeToString(append([]byte{assetsCursorVersion}, out.Assets[limit-1].Code...))
+	}
+	if out.Position == 0 && len(out.Assets) == 0 {
+		if err := s.mustExistLedger(ctx, ledger); err != nil {
+			return AssetPage{}, err
+		}
+	}
+	return out, nil
+}
+
+// assetsCursorVersion is the first byte of every assets cursor: the last
+// code of the page follows.
+const assetsCursorVersion = 1
+
+// decodeAssetsCursor reads a ListAssets cursor; "" is the start.
+//
+// Errors: ErrBadAssetsCursor.
+func decodeAssetsCursor(cursor string) (string, error) {
+	if cursor == "" {
+		return "", nil
+	}
+	if len(cursor) > base64.RawURLEncoding.EncodedLen(1+domain.AssetCodeLenMax) {
+		return "", fmt.Errorf("cursor of %d bytes: %w", len(cursor), ErrBadAssetsCursor)
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
+	if err != nil || len(b) < 2 || b[0] != assetsCursorVersion || !domain.ValidAssetCode(string(b[1:])) {
+		return "", fmt.Errorf("cursor %.40q: %w", cursor, ErrBadAssetsCursor)
+	}
+	return string(b[1:]), nil
+}
