@@ -97,4 +97,3 @@ func (p AccountPattern) Match(id string) bool {
 
 // String is the pattern as written.
 func (p AccountPattern) String() string { return strings.Join(p.segments, ":") }
-

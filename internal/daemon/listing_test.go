@@ -140,7 +140,9 @@ func TestListAccountsFilters(t *testing.T) {
 			}},
 		{"prefix closed asset", &ledgerv1.ListAccountsRequest{Prefix: "merchants:", Asset: "EUR",
 			Status: ledgerv1.AccountStatus_ACCOUNT_STATUS_CLOSED},
-			func(a listedAccount) bool { return strings.HasPrefix(a.id, "merchants:") && a.asset == "EUR" && a.closed }},
+			func(a listedAccount) bool {
+				return strings.HasPrefix(a.id, "merchants:") && a.asset == "EUR" && a.closed
+			}},
 		{"asset and closed", &ledgerv1.ListAccountsRequest{Asset: "USD", Status: ledgerv1.AccountStatus_ACCOUNT_STATUS_CLOSED},
 			func(a listedAccount) bool { return a.asset == "USD" && a.closed }},
 		{"nothing", &ledgerv1.ListAccountsRequest{Prefix: "nobody"}, func(listedAccount) bool { return false }},
