@@ -83,6 +83,10 @@ BEGIN
 END
 $$;
 
+-- The live checkpoints' rows are version 3's now. A shadow keeps version 2:
+-- it has no accounts rows, and the next rebuild drops it.
+UPDATE projection_checkpoints SET version = 3 WHERE projection = 'balances' AND strpos(ledger, '~') = 0;
+
 -- Grants as 0014_periods.sql gives them.
 DO $$
 BEGIN
