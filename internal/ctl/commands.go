@@ -2,7 +2,9 @@ package ctl
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -35,12 +37,14 @@ func (c *client) assetDefineCmd() *cobra.Command {
 
 func (c *client) accountOpenCmd() *cobra.Command {
 	var asset, normal, minBal, maxBal string
+	var metadata []string
 	cmd := &cobra.Command{
 		Use:   "open ID... --asset CODE",
 		Short: "Open accounts of an asset, with optional bounds",
 		Example: "  ledgerctl account open --asset USD alice bob\n" +
 			"  ledgerctl account open --asset USD --min 0 users:42:wallet      (no overdraft)\n" +
-			"  ledgerctl account open --asset USD --normal debit bank:acme",
+			"  ledgerctl account open --asset USD --normal debit bank:acme\n" +
+			"  ledgerctl account open --asset USD --metadata tier=gold users:7:wallet",
 		RunE: func(cmd *cobra.Command, ids []string) error {
 			if len(ids) == 0 {
 				return usageError{"account open takes --asset and at least one ID"}
@@ -53,9 +57,14 @@ func (c *client) accountOpenCmd() *cobra.Command {
 			default:
 				return usageError{"--normal is credit or debit"}
 			}
+			md, err := metadataFlag(metadata)
+			if err != nil {
+				return err
+			}
 			req := &ledgerv1.OpenAccountsRequest{Ledger: c.ledger}
 			for _, id := range ids {
-				a := &ledgerv1.Account{Id: id, Asset: asset, NormalBalance: side, MinBalance: optional(minBal), MaxBalance: optional(maxBal)}
+				a := &ledgerv1.Account{Id: id, Asset: asset, NormalBalance: side, MinBalance: optional(minBal), MaxBalance: optional(maxBal),
+					Metadata: md}
 				req.Accounts = append(req.Accounts, a)
 			}
 			return c.call(cmd.Context(), func(ctx context.Context) error {
@@ -72,9 +81,26 @@ func (c *client) accountOpenCmd() *cobra.Command {
 	fs.StringVar(&normal, "normal", "credit", "normal balance: credit or debit")
 	fs.StringVar(&minBal, "min", "", "minimum available balance (\"0\" forbids overdraft)")
 	fs.StringVar(&maxBal, "max", "", "maximum balance")
+	fs.StringArrayVar(&metadata, "metadata", nil, "KEY=VALUE of the accounts' metadata (repeat)")
 	required(cmd, "asset")
 	_ = cmd.RegisterFlagCompletionFunc("normal", cobra.FixedCompletions([]string{"credit", "debit"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
+}
+
+// metadataFlag reads repeated --metadata KEY=VALUE flags; nil for none.
+func metadataFlag(pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	md := make(map[string]string, len(pairs))
+	for _, kv := range pairs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Sprintf("--metadata %q: want KEY=VALUE", kv)}
+		}
+		md[k] = v
+	}
+	return md, nil
 }
 
 // optional is nil for "", else a pointer to s.

@@ -236,8 +236,9 @@ func (c *client) transfersGet(ctx context.Context, ids []string) error {
 func (c *client) transfersListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List transfers, by account, reference or status, a page at a time",
+		Short: "List transfers, by account, reference, status, asset and amount, times, a page at a time",
 		Example: "  ledgerctl transfers list --account alice\n" +
+			"  ledgerctl transfers list --asset USD --min-amount 1000.00 --effective-from 2026-11-01T00:00:00Z\n" +
 			"  ledgerctl transfers list --status pending --all -o json",
 		Args: noArgs("transfers list"),
 	}
@@ -247,12 +248,17 @@ func (c *client) transfersListCmd() *cobra.Command {
 	statusName := fs.String("status", "", "posted, pending, pending_posted, voided, expired, reversed, partially_reversed")
 	limit := fs.Uint("limit", 100, fmt.Sprintf("transfers per page, at most %d", queries.TransfersPageMax))
 	all := fs.Bool("all", false, "follow every page")
+	var ranges transferRangeFlags
+	ranges.register(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(transferStatuses(), cobra.ShellCompDirectiveNoFileComp))
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkLimit(*limit, queries.TransfersPageMax); err != nil {
 			return err
 		}
 		req := &ledgerv1.ListTransfersRequest{Ledger: c.ledger, Account: *account, Reference: *reference, Limit: uint32(*limit)}
+		if err := ranges.apply(req); err != nil {
+			return err
+		}
 		if *statusName != "" {
 			v, ok := ledgerv1.TransferStatus_value["TRANSFER_STATUS_"+strings.ToUpper(*statusName)]
 			// UNSPECIFIED is no filter at all, not a status a transfer can have.

@@ -43,8 +43,9 @@ func (c *client) newRoot() *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}\n")
 
 	groups := []*cobra.Command{
-		group("asset", "Define assets", c.assetDefineCmd()),
-		group("account", "Open, bound and close accounts", c.accountOpenCmd(), c.accountBoundsCmd(), c.accountCloseCmd()),
+		alias(group("asset", "Define and list assets", c.assetDefineCmd(), c.assetListCmd()), "assets"),
+		alias(group("account", "Open, bound, close and list accounts", c.accountOpenCmd(), c.accountBoundsCmd(),
+			c.accountCloseCmd(), c.accountListCmd()), "accounts"),
 		c.transferCmd(), c.postCmd(), c.voidCmd(), c.reverseCmd(),
 		c.balanceCmd(), c.statementCmd(),
 		group("transfers", "Look up and list transfers", c.transfersGetCmd(), c.transfersListCmd()),
@@ -90,6 +91,12 @@ func group(name, short string, children ...*cobra.Command) *cobra.Command {
 	g := &cobra.Command{Use: name, Short: short, Args: cobra.ArbitraryArgs, RunE: unknownCommand}
 	g.AddCommand(children...)
 	return g
+}
+
+// alias lets cmd be called by names too ("accounts list" as "account list").
+func alias(cmd *cobra.Command, names ...string) *cobra.Command {
+	cmd.Aliases = append(cmd.Aliases, names...)
+	return cmd
 }
 
 // unknownCommand refuses words that name no command, suggesting the nearest
