@@ -123,15 +123,27 @@ func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilt
 	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
 		return AccountPage{}, err
 	}
-	sql, args, err := listAccountsSQL(ledger, f, after, limit+1, AccountsScanMax)
-	if err != nil {
-		return AccountPage{}, err
-	}
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return AccountPage{}, fmt.Errorf("list accounts of %s: %w", ledger, err)
-	}
-	out, boundary, err := collectAccounts(rows, f.Balances, limit+1)
+	var (
+		out      AccountPage
+		boundary string
+	)
+	// One snapshot for both reads of a metadata listing.
+	err = pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
+		var err error
+		out, boundary, err = accountsPage(ctx, tx, ledger, f, after, limit+1, false)
+		if err != nil || len(f.Metadata) == 0 || len(out.Accounts) > limit || boundary == "" {
+			return err
+		}
+		// The id-ordered scan met too few matches in AccountsScanMax rows:
+		// the metadata's GIN index finds the rest past what it examined
+		// (a common pair fills the page in the scan; a rare one here).
+		rest, restBoundary, err := accountsPage(ctx, tx, ledger, f, boundary, limit+1-len(out.Accounts), true)
+		if err != nil {
+			return err
+		}
+		out.Accounts, boundary = append(out.Accounts, rest.Accounts...), restBoundary
+		return nil
+	})
 	if err != nil {
 		return AccountPage{}, fmt.Errorf("list accounts of %s: %w", ledger, err)
 	}
@@ -152,6 +164,20 @@ func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilt
 	return out, nil
 }
 
+// accountsPage runs one listAccountsSQL statement in tx.
+func accountsPage(ctx context.Context, tx pgx.Tx, ledger string, f AccountFilter, after string, limit int,
+	metadataIndex bool) (AccountPage, string, error) {
+	sql, args, err := listAccountsSQL(ledger, f, after, limit, AccountsScanMax, metadataIndex)
+	if err != nil {
+		return AccountPage{}, "", err
+	}
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return AccountPage{}, "", err
+	}
+	return collectAccounts(rows, f.Balances, limit)
+}
+
 // prefixEnd is the least string above every string starting with prefix,
 // in byte order; ids are ASCII below 0x7f, so the last byte can grow.
 func prefixEnd(prefix string) string {
@@ -160,15 +186,21 @@ func prefixEnd(prefix string) string {
 	return string(b)
 }
 
-// listAccountsSQL builds ListAccounts' one statement: the checkpoint and, in
+// listAccountsSQL builds a ListAccounts statement: the checkpoint and, in
 // one snapshot, up to limit matching rows after the id after. The inner scan
-// reads one index in id order (the metadata GIN index, the asset index, the
-// closed accounts' or the primary key), bounded to the id range of the
-// prefix (or of the pattern's literal prefix), and stops after scanMax rows;
-// the filters that index does not serve are tested on those rows (hit). The
-// scan's last row comes back even when it is no hit (n = scanMax), so that
-// a page that found too few still moves its cursor past what it examined.
-func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMax int) (string, []any, error) {
+// reads one index (the metadata GIN index when metadataIndex, else the
+// asset index, the closed accounts' or the primary key, in id order),
+// bounded to the id range of the prefix (or of the pattern's literal
+// prefix), and stops after scanMax rows; the filters that index does not
+// serve are tested on those rows (hit). The scan's last row comes back even
+// when it is no hit (n = scanMax), so that a page that found too few still
+// moves its cursor past what it examined.
+//
+// The GIN index yields every match past the cursor, sorted for the page:
+// cheap for a rare pair, not for one that a tenth of the ledger holds,
+// which the id-ordered scan finds at once. So ListAccounts scans in id order
+// first and turns to the index only when that scan met too few.
+func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMax int, metadataIndex bool) (string, []any, error) {
 	args := []any{ledger, after, scanMax, limit}
 	arg := func(v any) string {
 		args = append(args, v)
@@ -192,16 +224,23 @@ func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMa
 	// One index serves the scan: the filter it answers goes in the scan,
 	// the others are tested on the rows it yields.
 	path := ""
-	switch {
-	case len(f.Metadata) > 0:
+	if len(f.Metadata) > 0 {
 		kv, err := json.Marshal(f.Metadata)
 		if err != nil {
 			return "", nil, fmt.Errorf("metadata filter: %w", err)
 		}
-		// metadata <> '{}' is the predicate of the partial index
-		// accounts_metadata (migration 0015).
-		inner = append(inner, "a.metadata <> '{}'::jsonb", "a.metadata @> "+arg(string(kv))+"::jsonb")
-		path = "metadata"
+		contains := "a.metadata @> " + arg(string(kv)) + "::jsonb"
+		if metadataIndex {
+			// metadata <> '{}' is the predicate of the partial index
+			// accounts_metadata (migration 0015).
+			inner = append(inner, "a.metadata <> '{}'::jsonb", contains)
+			path = "metadata"
+		} else {
+			residual = append(residual, contains)
+		}
+	}
+	switch {
+	case path == "metadata":
 	case f.Asset != "":
 		inner = append(inner, "a.asset = "+arg(f.Asset))
 		path = "asset"

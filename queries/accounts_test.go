@@ -54,7 +54,7 @@ func TestListAccountsSQL(t *testing.T) {
 		{"open", AccountFilter{Status: AccountStatusOpen}, nil, "NOT a.closed", nil},
 		{"balances", AccountFilter{Balances: true}, nil, "", nil},
 	} {
-		sql, _, err := listAccountsSQL("main", c.f, "", 11, AccountsScanMax)
+		sql, _, err := listAccountsSQL("main", c.f, "", 11, AccountsScanMax, true)
 		if err != nil {
 			t.Fatal(err)
 		}
