@@ -127,23 +127,14 @@ func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilt
 		out      AccountPage
 		boundary string
 	)
-	// One snapshot for both reads of a metadata listing.
-	err = pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
-		var err error
-		out, boundary, err = accountsPage(ctx, tx, ledger, f, after, limit+1, false)
-		if err != nil || len(f.Metadata) == 0 || len(out.Accounts) > limit || boundary == "" {
-			return err
-		}
-		// The id-ordered scan met too few matches in AccountsScanMax rows:
-		// the metadata's GIN index finds the rest past what it examined
-		// (a common pair fills the page in the scan; a rare one here).
-		rest, restBoundary, err := accountsPage(ctx, tx, ledger, f, boundary, limit+1-len(out.Accounts), true)
-		if err != nil {
-			return err
-		}
-		out.Accounts, boundary = append(out.Accounts, rest.Accounts...), restBoundary
-		return nil
-	})
+	if len(f.Metadata) == 0 {
+		// One statement, one snapshot.
+		out, boundary, err = accountsPage(ctx, s.pool, ledger, f, after, limit+1, false)
+	} else {
+		err = pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
+			return metadataPage(ctx, tx, ledger, f, after, limit, &out, &boundary)
+		})
+	}
 	if err != nil {
 		return AccountPage{}, fmt.Errorf("list accounts of %s: %w", ledger, err)
 	}
@@ -164,14 +155,39 @@ func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilt
 	return out, nil
 }
 
-// accountsPage runs one listAccountsSQL statement in tx.
-func accountsPage(ctx context.Context, tx pgx.Tx, ledger string, f AccountFilter, after string, limit int,
+// metadataPage reads a page of a metadata listing into out and boundary, in
+// tx (one snapshot for its two reads): first in id order, the metadata
+// tested on each row; when that scan met too few matches in
+// AccountsScanMax rows, the metadata's GIN index finds the rest past what
+// it examined (a common pair fills the page in the scan, a rare one here).
+func metadataPage(ctx context.Context, tx pgx.Tx, ledger string, f AccountFilter, after string, limit int,
+	out *AccountPage, boundary *string) error {
+	var err error
+	*out, *boundary, err = accountsPage(ctx, tx, ledger, f, after, limit+1, false)
+	if err != nil || len(out.Accounts) > limit || *boundary == "" {
+		return err
+	}
+	rest, restBoundary, err := accountsPage(ctx, tx, ledger, f, *boundary, limit+1-len(out.Accounts), true)
+	if err != nil {
+		return err
+	}
+	out.Accounts, *boundary = append(out.Accounts, rest.Accounts...), restBoundary
+	return nil
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// accountsPage runs one listAccountsSQL statement.
+func accountsPage(ctx context.Context, q querier, ledger string, f AccountFilter, after string, limit int,
 	metadataIndex bool) (AccountPage, string, error) {
 	sql, args, err := listAccountsSQL(ledger, f, after, limit, AccountsScanMax, metadataIndex)
 	if err != nil {
 		return AccountPage{}, "", err
 	}
-	rows, err := tx.Query(ctx, sql, args...)
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return AccountPage{}, "", err
 	}

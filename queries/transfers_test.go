@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ledgerd/ledger/internal/testenv"
 )
 
 func TestTransfersCursorRoundTrip(t *testing.T) {
@@ -147,5 +150,57 @@ func TestListTransfersSQLAssetBounded(t *testing.T) {
 	}
 	if a, b := transfersFingerprint("main", TransferFilter{}), transfersFingerprint("main", TransferFilter{Asset: "USD"}); a == b {
 		t.Errorf("asset filter shares the fingerprint %x", a)
+	}
+}
+
+// TestListTransfersAssetScanBound: an asset filter over more than
+// TransfersScanMax transfers answers a first page that is empty but has a
+// cursor (it examined TransfersScanMax rows), then the one match; and a
+// multi-leg transfer matches by its one posting within both bounds.
+func TestListTransfersAssetScanBound(t *testing.T) {
+	t.Parallel()
+	pool := migrated(t)
+	q := New(pool, nil)
+	ledger := testenv.Name(t)
+	n := TransfersScanMax + 20
+	exec(t, pool, `INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, $2, decode(repeat('00', 32), 'hex'))`,
+		ledger, n+1)
+	exec(t, pool, `INSERT INTO assets (ledger, code, scale, position) VALUES ($1, 'USD', 2, 1), ($1, 'EUR', 2, 1)`, ledger)
+	exec(t, pool, `INSERT INTO projection_checkpoints (ledger, projection, version, position) VALUES ($1, 'transfers', 1, $2)`,
+		ledger, n+1)
+	exec(t, pool, `INSERT INTO transfers (ledger, id, kind, status, position, postings, effective_at, recorded_at, updated_position)
+		SELECT $1, 't-' || p, 'transfer', 'posted', p,
+			CASE WHEN p = $2 THEN '[{"debit":"a","credit":"b","asset":"USD","amount":"1.00"},{"debit":"c","credit":"d","asset":"EUR","amount":"7.50"}]'
+			ELSE '[{"debit":"a","credit":"b","asset":"USD","amount":"7.50"}]' END::jsonb,
+			now(), now(), p
+		FROM generate_series(2, $2) p`, ledger, n+1)
+
+	f := TransferFilter{Asset: "EUR", MinAmount: "7", MaxAmount: "8"}
+	first, err := q.ListTransfers(t.Context(), ledger, f, "", 10, 0)
+	testenv.NoError(t, err)
+	if len(first.Transfers) != 0 || first.NextCursor == "" {
+		t.Fatalf("first page: %d transfers, cursor %q; want none and a cursor (the scan bound)", len(first.Transfers), first.NextCursor)
+	}
+	second, err := q.ListTransfers(t.Context(), ledger, f, first.NextCursor, 10, 0)
+	testenv.NoError(t, err)
+	if len(second.Transfers) != 1 || second.Transfers[0].ID != "t-"+strconv.Itoa(n+1) || second.NextCursor != "" {
+		t.Fatalf("second page: %+v, want t-%d and no cursor", second, n+1)
+	}
+	// USD 1.00 and EUR 7.50 in one transfer: no posting in USD within 7..8.
+	usd := TransferFilter{Asset: "USD", MinAmount: "7", MaxAmount: "8"}
+	page, err := q.ListTransfers(t.Context(), ledger, usd, "", 1000, 0)
+	testenv.NoError(t, err)
+	if len(page.Transfers) != 1000 || page.Transfers[0].ID != "t-2" {
+		t.Fatalf("USD 7..8: %d transfers from %v", len(page.Transfers), page.Transfers[:min(1, len(page.Transfers))])
+	}
+	for cursor := page.NextCursor; cursor != ""; {
+		p, err := q.ListTransfers(t.Context(), ledger, usd, cursor, 1000, 0)
+		testenv.NoError(t, err)
+		for _, tr := range p.Transfers {
+			if tr.ID == "t-"+strconv.Itoa(n+1) {
+				t.Fatalf("USD 7..8 lists %s, whose USD posting is 1.00", tr.ID)
+			}
+		}
+		cursor = p.NextCursor
 	}
 }

@@ -219,13 +219,18 @@ func TestListAccountsScanBound(t *testing.T) {
 	for from := 0; from < n; from += 5000 {
 		var batch []*ledgerv1.Account
 		for i := from; i < min(from+5000, n); i++ {
-			batch = append(batch, &ledgerv1.Account{Id: fmt.Sprintf("bulk:%05d", i), Asset: "USD",
-				NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT})
+			a := &ledgerv1.Account{Id: fmt.Sprintf("bulk:%05d", i), Asset: "USD",
+				NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT}
+			if i == 0 {
+				a.Metadata = map[string]string{"rare": "1"}
+			}
+			batch = append(batch, a)
 		}
 		mustCreated(t, h.open(t, ledger, batch...)...)
 	}
 	mustCreated(t, h.open(t, ledger, &ledgerv1.Account{Id: "zz:x", Asset: "USD",
-		NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT})...)
+		NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT}, &ledgerv1.Account{Id: "zz:y", Asset: "USD",
+		NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT, Metadata: map[string]string{"rare": "1"}})...)
 	head := h.head(t, ledger)
 
 	req := &ledgerv1.ListAccountsRequest{Ledger: ledger, Pattern: "*:x", MinPosition: head}
@@ -238,10 +243,27 @@ func TestListAccountsScanBound(t *testing.T) {
 	if got := h.listAccountIDs(t, req); !slices.Equal(got, []string{"zz:x"}) {
 		t.Fatalf("pattern *:x over %d accounts: %v, want [zz:x]", n, got)
 	}
+	// A rare metadata pair: the id-ordered scan finds bulk:00000 in its
+	// 10,000 rows, the metadata index zz:y past them, in the same page.
+	md, err := h.query.ListAccounts(ctx(t), &ledgerv1.ListAccountsRequest{Ledger: ledger, MinPosition: head,
+		Metadata: map[string]string{"rare": "1"}})
+	testenv.NoError(t, err)
+	var mdIDs []string
+	for _, a := range md.GetAccounts() {
+		mdIDs = append(mdIDs, a.GetId())
+	}
+	if !slices.Equal(mdIDs, []string{"bulk:00000", "zz:y"}) || md.GetNextCursor() != "" {
+		t.Fatalf("metadata rare=1: %v (cursor %q), want bulk:00000 and zz:y in one page", mdIDs, md.GetNextCursor())
+	}
+	byPages := h.listAccountIDs(t, &ledgerv1.ListAccountsRequest{Ledger: ledger, MinPosition: head, Limit: 1,
+		Metadata: map[string]string{"rare": "1"}})
+	if !slices.Equal(byPages, mdIDs) {
+		t.Fatalf("metadata rare=1 by pages of 1: %v, want %v", byPages, mdIDs)
+	}
 	// Served by an index, the same rare match comes in one page.
 	got, err := h.query.ListAccounts(ctx(t), &ledgerv1.ListAccountsRequest{Ledger: ledger, Prefix: "zz:", MinPosition: head})
 	testenv.NoError(t, err)
-	if len(got.GetAccounts()) != 1 || got.GetNextCursor() != "" {
+	if len(got.GetAccounts()) != 2 || got.GetNextCursor() != "" {
 		t.Fatalf("prefix zz: answered %v", got)
 	}
 }
