@@ -132,6 +132,13 @@ var sentinels = map[string]sentinelAnswer{
 	"queries.ErrTooManyTransferIDs":     request(queries.ErrTooManyTransferIDs, codes.InvalidArgument),
 	"queries.ErrTransfersPageTooLarge":  request(queries.ErrTransfersPageTooLarge, codes.InvalidArgument),
 	"queries.ErrTransfersTimeRange":     request(queries.ErrTransfersTimeRange, codes.InvalidArgument),
+	"queries.ErrTransfersUnknownAsset":  request(queries.ErrTransfersUnknownAsset, codes.InvalidArgument),
+	"queries.ErrTransfersMinAmount":     request(queries.ErrTransfersMinAmount, codes.InvalidArgument),
+	"queries.ErrTransfersMaxAmount":     request(queries.ErrTransfersMaxAmount, codes.InvalidArgument),
+	"queries.ErrAccountsPageTooLarge":   request(queries.ErrAccountsPageTooLarge, codes.InvalidArgument),
+	"queries.ErrBadAccountsCursor":      request(queries.ErrBadAccountsCursor, codes.InvalidArgument),
+	"queries.ErrAssetsPageTooLarge":     request(queries.ErrAssetsPageTooLarge, codes.InvalidArgument),
+	"queries.ErrBadAssetsCursor":        request(queries.ErrBadAssetsCursor, codes.InvalidArgument),
 }
 
 // declaredSentinels returns the exported package-level variables named
