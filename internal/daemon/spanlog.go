@@ -35,7 +35,7 @@ func (e spanLogExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadO
 			attrs = append(attrs, slog.String("error", st.Description))
 		}
 		for _, kv := range s.Attributes() {
-			attrs = append(attrs, slog.String(string(kv.Key), kv.Value.Emit()))
+			attrs = append(attrs, slog.String(string(kv.Key), kv.Value.String()))
 		}
 		links := s.Links()
 		for i, l := range links[:min(len(links), spanLogLinksMax)] {
