@@ -528,8 +528,10 @@
           const m = JSON.parse(line);
           if (m.error) throw new ApiError(0, CODES[m.error.code] || 'ERROR', m.error.message);
           const p = m.result || {};
-          out.textContent = projection + ': ' + n(p.position) + ' / ' + n(p.head) + ' events, ' +
-            Math.round(p.events_per_second || 0) + ' events/s' + (p.done ? ', swapped in at position ' + n(p.swapped_at_position) + '. Done.' : '');
+          const rate = p.events_per_second ? ', ' + Math.round(p.events_per_second) + ' events/s' : '';
+          const eta = p.eta_seconds && !p.done ? ', ' + Math.ceil(p.eta_seconds) + ' s to go' : '';
+          out.textContent = projection + ': ' + n(p.position) + ' / ' + n(p.head) + ' events' + rate + eta +
+            (p.done ? ', swapped in at position ' + n(p.swapped_at_position) + '. Done.' : '');
         }
       }
     } catch (e) {
@@ -597,8 +599,12 @@
     }, 'recon-filters'));
     if (!account) return;
     const period = { from_date: q.from_date, to_date: q.to_date };
+    // The lists load once the summary did: an account never reconciled
+    // answers NOT_FOUND once, not four times.
+    const lists = el('div');
     section(main, 'Summary', async () => {
       const r = await api(['ledgers', ledger, 'accounts', account, 'reconciliation'], period);
+      reconciliationLists(lists, ledger, account, q, period);
       return [facts([
         ['external balance (statement lines)', n(r.external_balance)], ['ledger balance', n(r.ledger_balance)],
         ['difference (external − ledger)', n(r.difference), 'recon-difference'],
@@ -610,12 +616,18 @@
         n(r.unmatched_lines_to_end_sum), ' − unmatched movements ', n(r.unmatched_movements_to_end_sum),
         ' + difference within matches ', n(r.matched_difference), ' (tolerances, manual matches, sides after the period).')];
     });
-    const item = i => [i.kind, i.kind === 'line' ? i.source + ' ' + i.external_id : link(i.transfer_id + ' #' + n(i.posting_index),
-      ['l', ledger, 'transfer', i.transfer_id]), i.amount, i.date, i.reference || '', i.description || '', i.manual_only ? 'manual only' : ''];
+    main.append(lists);
+  }
+
+  function reconciliationLists(parent, ledger, account, q, period) {
+    const ref = i => i.kind === 'line' ? i.source + ' ' + i.external_id : i.transfer_id + ' #' + n(i.posting_index);
+    const item = i => [i.kind, i.kind === 'line' ? ref(i) : link(ref(i), ['l', ledger, 'transfer', i.transfer_id]),
+      i.amount, i.date, i.reference || '', i.description || '', i.manual_only ? 'manual only' : ''];
     const itemHead = ['side', 'item', 'amount', 'date', 'reference', 'description', ''];
-    for (const [side, title, tokenName] of [['UNMATCHED_SIDE_LINES', 'Unmatched statement lines', 'lines_page'],
-      ['UNMATCHED_SIDE_MOVEMENTS', 'Unmatched ledger movements', 'movements_page'], ['UNMATCHED_SIDE_MATCHES', 'Matches', 'matches_page']]) {
-      section(main, title, async () => {
+    for (const [side, title, tokenName, id] of [['UNMATCHED_SIDE_LINES', 'Unmatched statement lines', 'lines_page', 'unmatched-lines'],
+      ['UNMATCHED_SIDE_MOVEMENTS', 'Unmatched ledger movements', 'movements_page', 'unmatched-movements'],
+      ['UNMATCHED_SIDE_MATCHES', 'Matches', 'matches_page', 'matches']]) {
+      section(parent, title, async () => {
         const r = await api(['ledgers', ledger, 'accounts', account, 'reconciliation', 'items'],
           Object.assign({ side, page_size: PAGE, page_token: q[tokenName] }, period));
         const next = r.next_page_token ? el('div', { class: 'pager' }, link('Next page', ['l', ledger, 'reconciliation', account],
@@ -623,11 +635,10 @@
         if (side === 'UNMATCHED_SIDE_MATCHES') {
           const ms = r.matches || [];
           return [ms.length ? table(['match', 'rule', 'difference', 'items', 'reason'], ms.map(m => [m.id, m.rule, n(m.difference),
-            (m.items || []).map(i => (i.kind === 'line' ? i.source + ' ' + i.external_id : i.transfer_id + ' #' + n(i.posting_index)) + ' ' + i.amount).join('; '),
-            m.reason || '']), { num: [2] }) : empty('matches'), next];
+            (m.items || []).map(i => ref(i) + ' ' + i.amount).join('; '), m.reason || '']), { id, num: [2] }) : empty('matches'), next];
         }
         const is = r.items || [];
-        return [is.length ? table(itemHead, is.map(item), { num: [2] }) : empty('unmatched items'), next];
+        return [is.length ? table(itemHead, is.map(item), { id, num: [2] }) : empty('unmatched items'), next];
       });
     }
   }
