@@ -116,6 +116,10 @@ type Config struct {
 	// AnchorDir receives one JSON Lines file of anchors per ledger; ""
 	// is <data-dir>/anchors.
 	AnchorDir string
+	// Console serves the operator console on the HTTP port under
+	// /console/ (adapters/httpapi/console): static files, and every page a
+	// REST call with the user's API key.
+	Console bool
 	// AnchorEvery is how often each ledger's head is signed when it moved;
 	// 0 signs only when asked (Main.Anchor).
 	AnchorEvery time.Duration
@@ -220,6 +224,15 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how long an idle ledger keeps its writer, relay and projectors (env LEDGER_LEDGER_IDLE)")
 	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt("LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
 		"events between snapshots of a writer's state; 0 disables snapshots (env LEDGER_SNAPSHOT_EVERY)")
+	console := true
+	switch v := getenv("LEDGER_CONSOLE"); v {
+	case "", "on", "true", "1":
+	case "off", "false", "0":
+		console = false
+	default:
+		envErr = cmp.Or(envErr, fmt.Errorf("LEDGER_CONSOLE=%q: want on or off", v))
+	}
+	fs.BoolVar(&c.Console, "console", console, "serve the operator console under /console/ on the HTTP port (env LEDGER_CONSOLE=off turns it off)")
 	auth := true
 	switch v := getenv("LEDGER_AUTH"); v {
 	case "", "on", "true", "1":
