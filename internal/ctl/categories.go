@@ -147,10 +147,11 @@ func (c *client) categoriesListCmd() *cobra.Command {
 	}
 	limit := cmd.Flags().Uint32("limit", 0, "at most this many a page (1..1000; 0: 1000)")
 	cursor := cmd.Flags().String("cursor", "", "the page after this cursor (the last page's \"more\")")
+	minPos := cmd.Flags().Uint64("min-position", 0, "wait until the projection has reached this position")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		return c.call(cmd.Context(), func(ctx context.Context) error {
 			resp, err := c.query.ListCategories(ctx, &ledgerv1.ListCategoriesRequest{Ledger: c.ledger, Limit: *limit,
-				Cursor: *cursor})
+				Cursor: *cursor, MinPosition: *minPos})
 			if err != nil {
 				return err
 			}
