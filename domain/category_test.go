@@ -212,3 +212,18 @@ func TestSnapshotKeepsCategories(t *testing.T) {
 		}
 	}
 }
+
+// TestCategoriesAtTheBound: a ledger holds CategoriesMax categories; one
+// more is refused naming name, while a redefinition of one of them is not.
+func TestCategoriesAtTheBound(t *testing.T) {
+	s := domain.NewState()
+	for i := range domain.CategoriesMax {
+		apply(t, s, category(fmt.Sprintf("c%d", i), ""))
+	}
+	_, err := decideAt(s, category("one-more", ""), now)
+	checkErr(t, err, domain.ErrInvalidField, "name")
+	apply(t, s, category("c7", "c8", "x:*"))
+	if n := s.CategoryCount(); n != domain.CategoriesMax {
+		t.Errorf("%d categories, want %d", n, domain.CategoriesMax)
+	}
+}

@@ -311,6 +311,13 @@ func (s *Service) GetCategoryBalances(ctx context.Context, ledger, category stri
 	if err := s.waitFor(ctx, ledger, projection, max(minPosition, asOf.Position)); err != nil {
 		return CategoryBalances{}, err
 	}
+	if !now {
+		// The categories are the balances projection's: a definition
+		// acknowledged at minPosition is in them.
+		if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+			return CategoryBalances{}, err
+		}
+	}
 	var out CategoryBalances
 	err = pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
 		tree, err := loadCategoryTree(ctx, tx, ledger)
