@@ -28,7 +28,7 @@ func (Balances) Version() int { return 2 }
 
 // Tables lists the read-model tables Balances writes, every one keyed by ledger.
 func (Balances) Tables() []string {
-	return []string{"assets", "balances", "trial_balances", "trial_balance_history", "periods"}
+	return []string{"assets", "balances", "trial_balances", "trial_balance_history", "periods", "categories"}
 }
 
 // ErrUnbalanced means that, after a batch, an asset's debits and credits
@@ -53,6 +53,7 @@ type batchChanges struct {
 	deltas   map[string]*balanceDelta
 	moves    []domain.Movement // one event's, reused
 	periods  []closedPeriod
+	cats     categoryChanges
 }
 
 // closedPeriod is a PeriodClosed event with where and when it was recorded.
@@ -99,6 +100,9 @@ func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []even
 	if err := insertPeriods(ctx, tx, ledger, c.periods); err != nil {
 		return err
 	}
+	if err := upsertCategories(ctx, tx, ledger, &c.cats); err != nil {
+		return err
+	}
 	if err := insertAssets(ctx, tx, ledger, c.assets, c.assetsAt); err != nil {
 		return err
 	}
@@ -126,6 +130,8 @@ func (c *batchChanges) add(e domain.Event, pos uint64) {
 		c.opened, c.openedAt = append(c.opened, e), append(c.openedAt, pos)
 	case domain.AccountClosed:
 		c.closed, c.closedAt = append(c.closed, e.ID), append(c.closedAt, int64(pos))
+	case domain.CategoryDefined:
+		c.cats.add(e, pos)
 	}
 	c.moves = domain.AppendMovements(c.moves[:0], e)
 	for i := range c.moves {
