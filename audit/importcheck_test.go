@@ -136,6 +136,12 @@ func TestImportCheckerRefusesTheFirstBadEvent(t *testing.T) {
 		{"posting to an unknown account, chain recomputed", func(r []eventstore.Record) []eventstore.Record {
 			return extra(r, "t9", domain.TransferCommitted{ID: "t9", Postings: []domain.Posting{importPosting("alice", "nobody", 1)}, EffectiveAt: importEffective})
 		}, 8, audit.ErrImportInvariant},
+		{"category under an unknown parent, chain recomputed", func(r []eventstore.Record) []eventstore.Record {
+			return extra(r, "assets:cash", domain.CategoryDefined{Name: "assets:cash", Parent: "assets", Patterns: []string{"bank:*"}})
+		}, 8, audit.ErrImportInvariant},
+		{"category pattern malformed, chain recomputed", func(r []eventstore.Record) []eventstore.Record {
+			return extra(r, "assets", domain.CategoryDefined{Name: "assets", Patterns: []string{"bank:a*"}})
+		}, 8, audit.ErrImportInvariant},
 		{"transfer id taken twice", func(r []eventstore.Record) []eventstore.Record {
 			return extra(r, "t1", domain.TransferCommitted{ID: "t1", Postings: []domain.Posting{importPosting("alice", "bob", 1)}, EffectiveAt: importEffective})
 		}, 8, audit.ErrImportDuplicateID},

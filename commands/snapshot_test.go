@@ -179,8 +179,16 @@ func (x *writerWorkload) command() domain.Command {
 			c.MinBalance = ptr("-" + x.amount())
 		}
 		return c
-	case n < 99:
+	case n < 96:
 		return &domain.SetAccountMetadata{AccountID: fmt.Sprintf("a%d", from), Metadata: map[string]string{"k": x.amount()}}
+	case n < 99:
+		// Categories under cat0, defined and redefined (moved to a root and
+		// back, patterns changed): the snapshot must carry the tree.
+		name, parent := fmt.Sprintf("cat%d", from%4), "cat0"
+		if name == parent || x.r.IntN(3) == 0 {
+			parent = ""
+		}
+		return &domain.DefineCategory{Name: name, Parent: parent, Patterns: []string{fmt.Sprintf("a%d", to), "c:*"}}
 	default:
 		return &domain.CloseAccount{AccountID: fmt.Sprintf("a%d", from)}
 	}
@@ -296,7 +304,8 @@ func TestWriterRestartsFromSnapshot(t *testing.T) {
 		types[r.Type]++
 	}
 	for _, typ := range []string{domain.TypeTransferPending, domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired,
-		domain.TypeTransferReversed, domain.TypeAccountClosed, domain.TypeAccountBoundsChanged, domain.TypeAccountMetadataSet} {
+		domain.TypeTransferReversed, domain.TypeAccountClosed, domain.TypeAccountBoundsChanged, domain.TypeAccountMetadataSet,
+		domain.TypeCategoryDefined} {
 		if types[typ] == 0 {
 			t.Errorf("the workload wrote no %s: it tests less than it claims (%v)", typ, types)
 		}

@@ -4,8 +4,9 @@ import (
 	"context"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ledgerd/ledger/internal/tracing"
 )
 
 // traceLinksMax bounds the links from a batch's span to the spans of the
@@ -49,9 +50,7 @@ func (w *Writer) endDecide(span trace.Span, j *job, err error) {
 		return
 	}
 	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		span.End()
+		tracing.End(span, err)
 		return
 	}
 	span.SetAttributes(attrEvents.Int(len(j.recs)))
@@ -80,13 +79,4 @@ func (w *Writer) startAppend(j *job) trace.Span {
 		attrEvents.Int(len(j.recs)), attrPositionFirst.Int64(int64(j.expected+1)),
 		attrPositionLast.Int64(int64(j.expected)+int64(len(j.recs)))))
 	return span
-}
-
-// endAppend ends an append span with its outcome.
-func endAppend(span trace.Span, err error) {
-	if err != nil && span.IsRecording() {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
-	span.End()
 }

@@ -12,10 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/tracing"
 	"github.com/ledgerd/ledger/supervise"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Store is what a writer needs of the event log.
@@ -629,7 +631,7 @@ func (w *Writer) commit(appendBatch appendFunc, jobs <-chan *job, failed chan<- 
 		start, span := time.Now(), w.startAppend(j)
 		err := appendBatch(ctx, j.expected, j.prev, j.recs)
 		cancel()
-		endAppend(span, err)
+		tracing.End(span, err)
 		if w.opts.OnAppend != nil {
 			w.opts.OnAppend(w.opts.Ledger, len(j.recs), time.Since(start), err)
 		}

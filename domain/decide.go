@@ -45,6 +45,8 @@ func Decide(s *State, c Command, now time.Time) (Event, error) {
 		return decideUnmatch(s, c)
 	case *ClosePeriod:
 		return decidePeriod(s, c, now)
+	case *DefineCategory:
+		return decideCategory(s, c)
 	}
 	panic(fmt.Sprintf("domain: unknown command %T", c))
 }

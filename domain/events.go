@@ -249,6 +249,8 @@ func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
 			err = fmt.Errorf("end missing: %w", ErrInvalidField)
 		}
 		e = v
+	case TypeCategoryDefined:
+		e, err = decodeAs[CategoryDefined](data)
 	default:
 		return nil, fmt.Errorf("%s v%d: %w", typ, version, ErrUnknownEvent)
 	}

@@ -156,6 +156,9 @@ var goldenEvents = []struct {
 		Accounts:      2,
 		ClosingDigest: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 	}},
+	{"category_defined_root", domain.CategoryDefined{Name: "assets"}},
+	{"category_defined", domain.CategoryDefined{Name: "assets:bank", Parent: "assets",
+		Patterns: []string{"bank:*", "bank:acme:usd"}, Description: "Cash at banks, \"nostro\" accounts"}},
 }
 
 func timePtr(t time.Time) *time.Time { return &t }
@@ -283,7 +286,7 @@ func TestEventGoldenCoversEveryType(t *testing.T) {
 		domain.TypeAccountMetadataSet, domain.TypeAccountClosed, domain.TypeTransferCommitted, domain.TypeTransferPending,
 		domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed,
 		domain.TypeStatementImported, domain.TypeMatchingRulesSet, domain.TypeMatchedManually, domain.TypeUnmatched,
-		domain.TypePeriodClosed} {
+		domain.TypePeriodClosed, domain.TypeCategoryDefined} {
 		if !have[typ] {
 			t.Errorf("no golden file for %s", typ)
 		}

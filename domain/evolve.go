@@ -65,6 +65,8 @@ func (s *State) Evolve(pos uint64, e Event) {
 		s.mustAccount(e.Account, pos)
 	case PeriodClosed:
 		s.evolvePeriod(pos, &e)
+	case CategoryDefined:
+		s.evolveCategory(pos, &e)
 	default:
 		panic(fmt.Sprintf("domain: cannot apply %T", e))
 	}

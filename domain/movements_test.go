@@ -94,6 +94,8 @@ var wantMovements = map[string][]string{
 	"unmatched_movement":           nil,
 	"period_closed_first":          nil,
 	"period_closed":                nil,
+	"category_defined_root":        nil,
+	"category_defined":             nil,
 }
 
 func TestMovementsOfEveryEvent(t *testing.T) {

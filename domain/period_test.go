@@ -228,22 +228,28 @@ func TestPeriodReplay(t *testing.T) {
 }
 
 // TestSnapshotVersion1Loads: a snapshot of format 1 (written before periods
-// existed: no period section) loads as a state with no period closed.
+// existed: no period section) loads as a state with no period closed; one
+// of format 2 (before categories: no categories section) as a state with
+// none.
 func TestSnapshotVersion1Loads(t *testing.T) {
 	s, _ := periodLedger(t)
-	v2 := marshalSnapshot(t, s)
-	// Format 2 with no period ends in the period flag 0, then the checksum.
-	body := bytes.Clone(v2[:len(v2)-sha256.Size-1])
-	if v2[len(v2)-sha256.Size-1] != 0 {
-		t.Fatalf("the period flag of a state with no period is %d, want 0", v2[len(v2)-sha256.Size-1])
+	v3 := marshalSnapshot(t, s)
+	// Format 3 with no period and no category ends in the period flag 0 and
+	// the category count 0, then the checksum.
+	tail := v3[len(v3)-sha256.Size-2 : len(v3)-sha256.Size]
+	if tail[0] != 0 || tail[1] != 0 {
+		t.Fatalf("the period flag and category count of a state with neither are %v, want 0 0", tail)
 	}
-	body[len("LDGRSNAP")] = 1
-	sum := sha256.Sum256(body)
-	back := unmarshalSnapshot(t, append(body, sum[:]...))
-	if _, _, ok := back.ClosedPeriod(); ok {
-		t.Errorf("a format 1 snapshot loads with a closed period")
-	}
-	if diff := cmp.Diff(back, s, stateEqual); diff != "" {
-		t.Errorf("state from a format 1 snapshot (-got +want):\n%s", diff)
+	for version, cut := range map[byte]int{1: 2, 2: 1} {
+		body := bytes.Clone(v3[:len(v3)-sha256.Size-cut])
+		body[len("LDGRSNAP")] = version
+		sum := sha256.Sum256(body)
+		back := unmarshalSnapshot(t, append(body, sum[:]...))
+		if _, _, ok := back.ClosedPeriod(); ok {
+			t.Errorf("a format %d snapshot loads with a closed period", version)
+		}
+		if diff := cmp.Diff(back, s, stateEqual); diff != "" {
+			t.Errorf("state from a format %d snapshot (-got +want):\n%s", version, diff)
+		}
 	}
 }

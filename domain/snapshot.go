@@ -14,7 +14,7 @@ import (
 )
 
 // A snapshot is the whole State in a compact binary encoding, so that a writer
-// starts from it and folds only the log's tail. Version 2, all integers
+// starts from it and folds only the log's tail. Version 3, all integers
 // varints unless said otherwise, strings a length and their bytes:
 //
 //	magic "LDGRSNAP" (8 bytes), format version
@@ -33,6 +33,8 @@ import (
 //	collided: count, then id, position<<2 | status
 //	period:   (version 2) 0 while none is closed, else 1, the last closed
 //	          end (seconds, nanos since the Unix epoch) and its position
+//	categories: (version 3) count, then name, parent ("" for a root),
+//	          patterns (count, then each), description, position
 //	SHA-256 of every byte before it (32 bytes)
 //
 // Units are two varints: the signed high half and the unsigned low half, so
@@ -41,9 +43,10 @@ import (
 // holds come out in the same order.
 
 // SnapshotFormatVersion is the version of the encoding MarshalSnapshot writes.
-// Version 1 (no period) is still read: it was written before any period
-// could close, so none is.
-const SnapshotFormatVersion = 2
+// Versions 1 (no period) and 2 (no categories) are still read: they were
+// written before any period could close or any category be defined, so
+// none is.
+const SnapshotFormatVersion = 3
 
 const (
 	snapshotMagic = "LDGRSNAP"
@@ -128,6 +131,11 @@ func (s *State) MarshalSnapshot(w io.Writer) error {
 		e.uvarint(packIndexValue(v))
 	}
 	e.timeAnd(s.periodEnd, s.periodPos)
+	e.uvarint(uint64(len(s.categories)))
+	for _, c := range s.categories {
+		e.category(c)
+		e.flushFull()
+	}
 	e.flush()
 	if e.err != nil {
 		return fmt.Errorf("write snapshot: %w", e.err)
@@ -185,6 +193,17 @@ func (e *snapWriter) account(a *Account, assetIndex map[string]uint64) {
 	e.units(a.CreditsPending)
 }
 
+func (e *snapWriter) category(c *Category) {
+	e.str(c.Name)
+	e.str(c.Parent)
+	e.uvarint(uint64(len(c.Patterns)))
+	for _, p := range c.Patterns {
+		e.str(p)
+	}
+	e.str(c.Description)
+	e.uvarint(c.Position)
+}
+
 func (e *snapWriter) hold(h *Hold, assetIndex map[string]uint64) {
 	e.str(h.ID)
 	e.uvarint(h.Position)
@@ -220,8 +239,8 @@ func UnmarshalSnapshot(r io.Reader) (*State, error) {
 		return nil, fmt.Errorf("%w: not a snapshot", ErrSnapshotCorrupt)
 	}
 	version := d.uvarint()
-	if d.err == nil && version != 1 && version != SnapshotFormatVersion {
-		return nil, fmt.Errorf("snapshot format %d, this build reads 1 and %d: %w", version, SnapshotFormatVersion, ErrSnapshotVersion)
+	if d.err == nil && (version < 1 || version > SnapshotFormatVersion) {
+		return nil, fmt.Errorf("snapshot format %d, this build reads 1..%d: %w", version, SnapshotFormatVersion, ErrSnapshotVersion)
 	}
 	s := &State{position: d.uvarint()}
 	s.policy = Policy{EffectivePastMax: time.Duration(d.varint()), EffectiveFutureMax: time.Duration(d.varint())}
@@ -234,6 +253,10 @@ func UnmarshalSnapshot(r io.Reader) (*State, error) {
 	d.index(s)
 	if version >= 2 {
 		d.period(s)
+	}
+	s.categories = map[string]*Category{}
+	if version >= 3 {
+		d.categories(s)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -381,6 +404,27 @@ func (d *snapReader) period(s *State) {
 	}
 }
 
+func (d *snapReader) categories(s *State) {
+	n := d.uvarint()
+	if n > CategoriesMax {
+		d.fail("%d categories", n)
+		return
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		c := &Category{Name: d.str(), Parent: d.str()}
+		m := d.uvarint()
+		if m > CategoryPatternsMax {
+			d.fail("category %s has %d patterns", c.Name, m)
+			return
+		}
+		for j := uint64(0); j < m && d.err == nil; j++ {
+			c.Patterns = append(c.Patterns, d.str())
+		}
+		c.Description, c.Position = d.str(), d.uvarint()
+		s.categories[c.Name] = c
+	}
+}
+
 // timeAnd reads what snapWriter.timeAnd wrote: the zero time and 0 for a
 // flag 0.
 func (d *snapReader) timeAnd(what string) (time.Time, uint64) {
@@ -416,6 +460,9 @@ func (s *State) check() error {
 	}
 	if len(s.holds) > HoldsMax {
 		return fmt.Errorf("%w: %d holds", ErrSnapshotCorrupt, len(s.holds))
+	}
+	if err := s.checkCategories(); err != nil {
+		return fmt.Errorf("%w: %w", ErrSnapshotCorrupt, err)
 	}
 	for id, h := range s.holds {
 		if _, status, _, ok := s.lookupID(id); !ok || status != idPending || h.Position > s.position {

@@ -84,6 +84,8 @@ type State struct {
 	// periodPos the position of its PeriodClosed event.
 	periodEnd time.Time
 	periodPos uint64
+	// categories are the ledger's categories by name (category.go).
+	categories map[string]*Category
 	// journal, while recording, holds the undo of every mutation since
 	// Begin, for all-or-nothing batches.
 	journal   []func()
@@ -148,9 +150,10 @@ func NewState() *State {
 		collided: make(map[string]uint64),
 		// A random key per state, kept by its snapshots: ids cannot be
 		// crafted to collide by anyone who has not read a snapshot.
-		key:      newIDKey(),
-		holds:    make(map[string]*Hold),
-		reversed: make(map[uint64][]Units),
+		key:        newIDKey(),
+		holds:      make(map[string]*Hold),
+		reversed:   make(map[uint64][]Units),
+		categories: make(map[string]*Category),
 	}
 }
 

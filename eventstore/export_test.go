@@ -1,8 +1,8 @@
 package eventstore
 
-// SetBeforeCopy makes every append of s call fn after the head moved and
-// before the COPY: a test freezes a writer in the middle of its transaction.
-func SetBeforeCopy(s *Store, fn func()) { s.beforeCopy = fn }
+// SetBeforeCommit makes every append of s call fn after the head moved and
+// before the COMMIT: a test freezes a writer in the middle of its transaction.
+func SetBeforeCommit(s *Store, fn func()) { s.beforeCommit = fn }
 
-// SetLeaseBeforeCopy is SetBeforeCopy for the appends of l's leases.
-func SetLeaseBeforeCopy(l *Lease, fn func()) { l.beforeCopy = fn }
+// SetLeaseBeforeCommit is SetBeforeCommit for the appends of l's leases.
+func SetLeaseBeforeCommit(l *Lease, fn func()) { l.beforeCommit = fn }

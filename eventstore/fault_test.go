@@ -46,7 +46,7 @@ func (f *freezer) thaw() {
 }
 
 // TestLeaseHolderFrozenMidAppend freezes a lease holder between moving the
-// head and the COPY (it holds the head row's lock), ends its lease session
+// head and the COMMIT (it holds the head row's lock), ends its lease session
 // (as pg_terminate_backend by an operator, or the network, would), and checks
 // that the next holder appends while the first is still frozen: the frozen
 // append ran on the lease's own session, so ending the session rolled it back
@@ -61,7 +61,7 @@ func TestLeaseHolderFrozenMidAppend(t *testing.T) {
 	t.Cleanup(a.Close)
 	t.Cleanup(b.Close)
 	f := newFreezer(t)
-	eventstore.SetLeaseBeforeCopy(a, f.hold)
+	eventstore.SetLeaseBeforeCommit(a, f.hold)
 	held, ok := tryAcquire(t, a, ledger)
 	if !ok {
 		t.Fatal("first lease not taken")
@@ -140,7 +140,7 @@ func TestAppendFrozenWriterBounded(t *testing.T) {
 	testenv.NoError(t, frozenStore.Append(context.Background(), ledger, 0, eventstore.Hash{}, first))
 
 	f := newFreezer(t)
-	eventstore.SetBeforeCopy(frozenStore, f.hold)
+	eventstore.SetBeforeCommit(frozenStore, f.hold)
 	f.armed.Store(true)
 	frozenErr := make(chan error, 1)
 	go func() {

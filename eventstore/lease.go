@@ -47,8 +47,8 @@ var ErrLeaseLost = errors.New("lease lost")
 type Lease struct {
 	cfg  *pgx.ConnConfig
 	idle chan *pgx.Conn // connections holding no lock, for the next attempt
-	// beforeCopy is Store.beforeCopy for the appends of this Lease's leases.
-	beforeCopy func()
+	// beforeCommit is Store.beforeCommit for the appends of this Lease's leases.
+	beforeCommit func()
 }
 
 // NewLease returns a Lease that connects with cfg (copied).
@@ -85,7 +85,7 @@ func (l *Lease) TryAcquire(ctx context.Context, ledger string) (*Held, bool, err
 		l.putIdle(conn)
 		return nil, false, nil
 	}
-	h := &Held{ledger: ledger, conn: conn, beforeCopy: l.beforeCopy, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	h := &Held{ledger: ledger, conn: conn, beforeCommit: l.beforeCommit, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go h.watch()
 	return h, true, nil
 }
@@ -139,13 +139,13 @@ type Held struct {
 	ledger string
 	// mu serializes the uses of conn (a pgx.Conn is not safe for concurrent
 	// use): the appends and the watcher's pings.
-	mu         sync.Mutex
-	conn       *pgx.Conn
-	beforeCopy func()
-	lost       chan struct{}
-	stop       chan struct{}
-	done       chan struct{}
-	once       sync.Once
+	mu           sync.Mutex
+	conn         *pgx.Conn
+	beforeCommit func()
+	lost         chan struct{}
+	stop         chan struct{}
+	done         chan struct{}
+	once         sync.Once
 }
 
 // Lost is closed when the lease is gone: its session died (or stopped
@@ -177,7 +177,7 @@ func (h *Held) Append(ctx context.Context, expected uint64, prevHash Hash, recs 
 	if h.conn.IsClosed() {
 		return fmt.Errorf("append to %s at %d: %w", h.ledger, expected, ErrLeaseLost)
 	}
-	return appendOn(ctx, h.conn, h.ledger, expected, recs, StatusActive, false, h.beforeCopy)
+	return appendOn(ctx, h.conn, h.ledger, expected, recs, StatusActive, false, h.beforeCommit)
 }
 
 // watch pings the session until it fails or Release; either way it closes the

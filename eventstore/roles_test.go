@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -48,6 +49,28 @@ func inTx(ctx context.Context, pool *pgxpool.Pool, stmts func(pgx.Tx) error) err
 	return pgx.BeginFunc(ctx, pool, stmts)
 }
 
+// callAppend calls append_events with recs after expected, as Append does,
+// and says whether it moved the head.
+func callAppend(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, ledger string, expected int64, recs ...eventstore.Record) (bool, error) {
+	var (
+		types, commands        []string
+		versions               []int16
+		recorded               []time.Time
+		payloads, prev, hashes [][]byte
+	)
+	for _, r := range recs {
+		types, commands = append(types, r.Type), append(commands, r.CommandID)
+		versions, recorded = append(versions, int16(r.SchemaVersion)), append(recorded, r.RecordedAt)
+		payloads, prev, hashes = append(payloads, r.Payload), append(prev, r.PrevHash[:]), append(hashes, r.Hash[:])
+	}
+	var moved bool
+	err := q.QueryRow(ctx, `SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)`, ledger, expected,
+		types, versions, recorded, commands, payloads, prev, hashes).Scan(&moved)
+	return moved, err
+}
+
 func insertRecord(ctx context.Context, tx pgx.Tx, r eventstore.Record) error {
 	_, err := tx.Exec(ctx, `INSERT INTO events (ledger, position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, r.Ledger, int64(r.Position), r.Type, int16(r.SchemaVersion),
@@ -58,9 +81,10 @@ func insertRecord(ctx context.Context, tx pgx.Tx, r eventstore.Record) error {
 // TestWriterLoginRefusals: a login that is only in ledger_writer appends
 // through Append and a lease, and the database refuses it everything else
 // that would change the log or its head: UPDATE, DELETE or TRUNCATE of
-// events, a direct write of ledger_heads, a head moved backwards, sideways
-// (another expected position) or past the log, events past the head, with
-// a gap, or off the chain. The head and the log are unchanged after each.
+// events, an INSERT into events, a direct write of ledger_heads, an append
+// from a position the head is not at (sideways), off the chain at the head
+// or within the batch, or with arrays of unequal length. The head and the
+// log are unchanged after each.
 func TestWriterLoginRefusals(t *testing.T) {
 	t.Parallel()
 	writer, owner := rolePool(t, "ledger_writer")
@@ -107,41 +131,16 @@ func TestWriterLoginRefusals(t *testing.T) {
 			_, err := tx.Exec(ctx, `DELETE FROM ledger_heads WHERE ledger = $1`, ledger)
 			return err
 		}},
-		{"advance_head backwards", func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `SELECT advance_head($1, 3, 2, $2)`, ledger, recs[1].Hash[:])
+		{"INSERT events", func(tx pgx.Tx) error { return insertRecord(ctx, tx, next[0]) }},
+		{"an append off the chain at the head", func(tx pgx.Tx) error {
+			_, err := callAppend(ctx, tx, ledger, 3, other)
 			return err
 		}},
-		{"advance_head with no events", func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `SELECT advance_head($1, 3, 4, $2)`, ledger, next[0].Hash[:])
-			return err // refused at COMMIT
-		}},
-		{"an event with no move of the head", func(tx pgx.Tx) error { return insertRecord(ctx, tx, next[0]) }},
-		{"an event past the head's move", func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT advance_head($1, 3, 4, $2)`, ledger, next[0].Hash[:]); err != nil {
-				return err
-			}
-			if err := insertRecord(ctx, tx, next[0]); err != nil {
-				return err
-			}
-			return insertRecord(ctx, tx, next[1])
-		}},
-		{"events short of the head's move", func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT advance_head($1, 3, 5, $2)`, ledger, next[1].Hash[:]); err != nil {
-				return err
-			}
-			return insertRecord(ctx, tx, next[0])
-		}},
-		{"an event off the chain", func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT advance_head($1, 3, 4, $2)`, ledger, other.Hash[:]); err != nil {
-				return err
-			}
-			return insertRecord(ctx, tx, other)
-		}},
-		{"a move to a hash its event does not have", func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT advance_head($1, 3, 4, $2)`, ledger, other.Hash[:]); err != nil {
-				return err
-			}
-			return insertRecord(ctx, tx, next[0])
+		{"an append whose events are not chained to each other", func(tx pgx.Tx) error {
+			broken := next[1]
+			broken.PrevHash = eventstore.Hash{9}
+			_, err := callAppend(ctx, tx, ledger, 3, next[0], broken)
+			return err
 		}},
 		{"INSERT api_keys", func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `INSERT INTO api_keys (id, secret_hash, roles) VALUES ('0123456789ab', $1, ARRAY['admin'])`, headHash[:])
@@ -152,11 +151,21 @@ func TestWriterLoginRefusals(t *testing.T) {
 		refused(t, c.what+" as ledger_writer", inTx(ctx, writer, c.stmts))
 	}
 
-	// Sideways: a move from a position the head is not at moves nothing.
-	var moved bool
-	testenv.NoError(t, writer.QueryRow(ctx, `SELECT advance_head($1, 2, 4, $2)`, ledger, next[0].Hash[:]).Scan(&moved))
+	// Sideways: an append from a position the head is not at moves nothing.
+	moved, err := callAppend(ctx, writer, ledger, 2, next[0])
+	testenv.NoError(t, err)
 	if moved {
-		t.Errorf("advance_head from 2 with the head at 3 moved it")
+		t.Errorf("append_events from 2 with the head at 3 moved it")
+	}
+	// Arrays that do not line up, or a position before the first, are
+	// refused as bad arguments.
+	var pgErr *pgconn.PgError
+	if _, err := writer.Exec(ctx, `SELECT append_events($1, 3, ARRAY['a'], ARRAY[1]::smallint[], ARRAY[now()], ARRAY['c'],
+		ARRAY['{}']::json[], ARRAY[$2::bytea, $2], ARRAY[$2::bytea])`, ledger, headHash[:]); !errors.As(err, &pgErr) || pgErr.Code != "22023" {
+		t.Errorf("append_events with arrays of unequal length: %v, want invalid_parameter_value (22023)", err)
+	}
+	if _, err := callAppend(ctx, writer, ledger, -1, next[0]); !errors.As(err, &pgErr) || pgErr.Code != "22023" {
+		t.Errorf("append_events from -1: %v, want invalid_parameter_value (22023)", err)
 	}
 	// Nor may the role write a read model: derived data is the projector's.
 	rows, err := owner.Query(ctx, `SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace
@@ -194,7 +203,7 @@ func TestProjectorReaderKeysLoginRefusals(t *testing.T) {
 	zero := make([]byte, eventstore.HashSize)
 	appendEvent := func(pool *pgxpool.Pool) error {
 		return inTx(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT advance_head('x', 0, 1, $1)`, zero); err != nil {
+			if _, err := callAppend(ctx, tx, "x", 0, records("x", 0, eventstore.Hash{}, 1)[0]); err != nil {
 				return err
 			}
 			return insertRecord(ctx, tx, records("x", 0, eventstore.Hash{}, 1)[0])

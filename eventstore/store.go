@@ -31,9 +31,9 @@ var (
 // Store is the event log in Postgres.
 type Store struct {
 	pool *pgxpool.Pool
-	// beforeCopy, when set (by tests), runs in each append after the head
-	// moved and before the COPY: a writer frozen mid-append.
-	beforeCopy func()
+	// beforeCommit, when set (by tests), runs in each append after the head
+	// moved and before the COMMIT: a writer frozen mid-append.
+	beforeCommit func()
 }
 
 // New returns a Store on pool. Run Migrate first.
@@ -125,9 +125,8 @@ const (
 	// writer frozen there, which rolls the append back and frees the row (and,
 	// on a lease's own session, the lease).
 	AppendIdleTimeout = 5 * time.Second
-	// AppendStatementTimeoutMax bounds one statement of an append, the COPY
-	// above all (a COPY whose client froze is not idle, it is a running
-	// statement waiting for data). The caller's deadline, when sooner, is used
+	// AppendStatementTimeoutMax bounds one statement of an append, the
+	// insert of its events above all. The caller's deadline, when sooner, is used
 	// instead: the server then enforces it even if the caller cannot.
 	AppendStatementTimeoutMax = 30 * time.Second
 )
@@ -166,26 +165,26 @@ func (s *Store) append(ctx context.Context, ledger string, expected uint64, prev
 	return s.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
 		// A connection left in a transaction by a failure is not reused:
 		// the pool destroys it on release.
-		return appendOn(ctx, c.Conn(), ledger, expected, recs, want, finish, s.beforeCopy)
+		return appendOn(ctx, c.Conn(), ledger, expected, recs, want, finish, s.beforeCommit)
 	})
 }
 
-// appendOn runs an append on conn, in one transaction of four round trips
-// (five for an import's last chunk): a pipelined batch
-// that opens the transaction, sets its limits, checks the ledger's status,
-// moves the head (advance_head) and queues the notice (one); the COPY of recs (two: its
-// start, then its rows); the COMMIT (one). beforeCopy, if not nil, runs
-// after the batch.
+// appendOn runs an append on conn, in one transaction of two round trips:
+// a pipelined batch that opens the transaction, sets its limits, checks the
+// ledger's status, appends recs and moves the head over them
+// (append_events, migration 0007) and queues the notice; then the COMMIT
+// (with, for an import's last chunk, the ledger's activation before it).
+// beforeCommit, if not nil, runs between the two.
 //
 // The batch's statements run in order, each under the limits its second
 // one set (SET LOCAL takes effect at once, for the next statement of the
 // batch, so the status row's lock waits under them too). A statement that
 // fails makes PostgreSQL skip the rest of the batch, and an unexpected
-// status returns before the COPY: either way the transaction rolls back,
-// the head's move with it.
+// status returns before the COMMIT: either way the transaction rolls back.
+// append_events runs even when the status is wrong (the batch is sent
+// whole); its effects roll back with the rest.
 func appendOn(ctx context.Context, conn *pgx.Conn, ledger string, expected uint64, recs []Record,
-	want LedgerStatus, finish bool, beforeCopy func()) (err error) {
-	last := recs[len(recs)-1]
+	want LedgerStatus, finish bool, beforeCommit func()) (err error) {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SELECT set_config('lock_timeout', $1, true), set_config('idle_in_transaction_session_timeout', $2, true),
@@ -198,10 +197,11 @@ func appendOn(ctx context.Context, conn *pgx.Conn, ledger string, expected uint6
 		b.Queue(`INSERT INTO ledgers (ledger, status) VALUES ($1, 'active') ON CONFLICT (ledger) DO NOTHING`, ledger)
 	}
 	b.Queue(lockStatusSQL(want), ledger)
-	// The head moves only through advance_head (migration 0005): the
-	// writer's role may not UPDATE ledger_heads, and the events it copies
-	// must fill exactly this move (a trigger checks them).
-	b.Queue(`SELECT advance_head($1, $2, $3, $4)`, ledger, int64(expected), int64(last.Position), last.Hash[:])
+	// The writer's role may neither insert into events nor write
+	// ledger_heads: append_events does both, and only at the head.
+	cols := appendColumns(recs)
+	b.Queue(`SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)`, ledger, int64(expected),
+		cols.types, cols.versions, cols.recorded, cols.commands, cols.payloads, cols.prev, cols.hashes)
 	// A notice is delivered at commit only, so it may be queued first.
 	b.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, ledger)
 	defer func() {
@@ -220,15 +220,8 @@ func appendOn(ctx context.Context, conn *pgx.Conn, ledger string, expected uint6
 	if !moved {
 		return fmt.Errorf("append to %s at %d: %w", ledger, expected, ErrFenced)
 	}
-	if beforeCopy != nil {
-		beforeCopy()
-	}
-	n, err := conn.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, &recordSource{recs: recs, i: -1})
-	if err != nil {
-		return fmt.Errorf("append to %s at %d: copy: %w", ledger, expected, err)
-	}
-	if int(n) != len(recs) {
-		return fmt.Errorf("append to %s at %d: copied %d of %d rows", ledger, expected, n, len(recs))
+	if beforeCommit != nil {
+		beforeCommit()
 	}
 	if finish {
 		if _, err := conn.Exec(ctx, `UPDATE ledgers SET status = 'active', status_changed_at = now() WHERE ledger = $1`, ledger); err != nil {
@@ -244,6 +237,29 @@ func appendOn(ctx context.Context, conn *pgx.Conn, ledger string, expected uint6
 		return fmt.Errorf("append to %s at %d: commit: %w", ledger, expected, pgx.ErrTxCommitRollback)
 	}
 	return nil
+}
+
+// appendArrays are recs' columns as the arrays append_events takes.
+type appendArrays struct {
+	types    []string
+	versions []int16
+	recorded []time.Time
+	commands []string
+	payloads [][]byte
+	prev     [][]byte
+	hashes   [][]byte
+}
+
+func appendColumns(recs []Record) appendArrays {
+	n := len(recs)
+	a := appendArrays{types: make([]string, n), versions: make([]int16, n), recorded: make([]time.Time, n),
+		commands: make([]string, n), payloads: make([][]byte, n), prev: make([][]byte, n), hashes: make([][]byte, n)}
+	for i := range recs {
+		r := &recs[i]
+		a.types[i], a.versions[i], a.recorded[i], a.commands[i] = r.Type, int16(r.SchemaVersion), r.RecordedAt, r.CommandID
+		a.payloads[i], a.prev[i], a.hashes[i] = r.Payload, r.PrevHash[:], r.Hash[:]
+	}
+	return a
 }
 
 // rollbackTimeout bounds the ROLLBACK of a failed append.
@@ -341,25 +357,6 @@ func checkBatch(ledger string, expected uint64, prev Hash, recs []Record) error 
 		prev = r.Hash
 	}
 	return nil
-}
-
-var eventColumns = []string{"ledger", "position", "type", "schema_version", "recorded_at", "command_id", "payload", "prev_hash", "hash"}
-
-// recordSource feeds records to COPY without building a [][]any per batch.
-type recordSource struct {
-	recs []Record
-	i    int
-	row  [9]any
-}
-
-func (s *recordSource) Next() bool { s.i++; return s.i < len(s.recs) }
-func (s *recordSource) Err() error { return nil }
-
-func (s *recordSource) Values() ([]any, error) {
-	r := &s.recs[s.i]
-	s.row = [9]any{r.Ledger, int64(r.Position), r.Type, int16(r.SchemaVersion), r.RecordedAt,
-		r.CommandID, r.Payload, r.PrevHash[:], r.Hash[:]}
-	return s.row[:], nil
 }
 
 // Read returns up to limit (at most ReadMax) records of ledger from position

@@ -266,8 +266,9 @@ func TestHashPinned(t *testing.T) {
 }
 
 // TestAppRoleCannotEditEvents: as the application role, the database refuses
-// to edit, delete or truncate events (grants, on top of the triggers) or to
-// move a head directly, and lets the role append and read.
+// to edit, delete or truncate events (grants, on top of the triggers), to
+// insert one or to move a head directly, and lets the role append (through
+// append_events) and read.
 func TestAppRoleCannotEditEvents(t *testing.T) {
 	t.Parallel()
 	s, pool := newStore(t)
@@ -278,7 +279,8 @@ func TestAppRoleCannotEditEvents(t *testing.T) {
 		t.Skip("the test user may not create roles: no ledger_app role to check")
 	}
 	ledger := testenv.Name(t)
-	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, records(ledger, 0, eventstore.Hash{}, 2)))
+	recs := records(ledger, 0, eventstore.Hash{}, 3)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs[:2]))
 	conn, err := pool.Acquire(ctx)
 	testenv.NoError(t, err)
 	defer conn.Release()
@@ -300,17 +302,29 @@ func TestAppRoleCannotEditEvents(t *testing.T) {
 			t.Errorf("%s as ledger_app: %v, want insufficient_privilege (42501)", sql, err)
 		}
 	}
-	// What ledgerd needs is granted: append an event (the triggers, off
-	// here, check it fills a move of the head). The head itself moves only
-	// through advance_head.
-	zero := make([]byte, eventstore.HashSize)
-	if _, err := conn.Exec(ctx, `INSERT INTO events (ledger, position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash)
-		VALUES ($1, 3, 'AssetDefined', 1, now(), 'X', '{}', $2, $2)`, ledger, zero); err != nil {
-		t.Errorf("INSERT into events as ledger_app: %v, want allowed", err)
+	r := recs[2]
+	for _, c := range []struct {
+		what string
+		sql  string
+		args []any
+	}{
+		{"INSERT INTO events", `INSERT INTO events (ledger, position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, []any{ledger, int64(r.Position), r.Type, int16(r.SchemaVersion),
+			r.RecordedAt, r.CommandID, r.Payload, r.PrevHash[:], r.Hash[:]}},
+		{"UPDATE ledger_heads", `UPDATE ledger_heads SET position = 3 WHERE ledger = $1`, []any{ledger}},
+	} {
+		_, err = conn.Exec(ctx, c.sql, c.args...)
+		if pgErr := (*pgconn.PgError)(nil); !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("%s as ledger_app: %v, want insufficient_privilege (42501)", c.what, err)
+		}
 	}
-	_, err = conn.Exec(ctx, `UPDATE ledger_heads SET position = 3 WHERE ledger = $1`, ledger)
-	if pgErr := (*pgconn.PgError)(nil); !errors.As(err, &pgErr) || pgErr.Code != "42501" {
-		t.Errorf("UPDATE ledger_heads as ledger_app: %v, want insufficient_privilege (42501)", err)
+	// What ledgerd needs is granted: append an event, through the function
+	// that moves the head with it.
+	var moved bool
+	if err := conn.QueryRow(ctx, `SELECT append_events($1, 2, $2, $3, $4, $5, $6, $7, $8)`, ledger, []string{r.Type},
+		[]int16{int16(r.SchemaVersion)}, []time.Time{r.RecordedAt}, []string{r.CommandID}, [][]byte{r.Payload},
+		[][]byte{r.PrevHash[:]}, [][]byte{r.Hash[:]}).Scan(&moved); err != nil || !moved {
+		t.Errorf("append_events as ledger_app: moved %v, %v; want moved", moved, err)
 	}
 	var n int
 	testenv.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM events WHERE ledger = $1`, ledger).Scan(&n))

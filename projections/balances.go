@@ -30,7 +30,7 @@ func (Balances) Version() int { return 3 }
 
 // Tables lists the read-model tables Balances writes, every one keyed by ledger.
 func (Balances) Tables() []string {
-	return []string{"assets", "balances", "trial_balances", "trial_balance_history", "periods", "accounts"}
+	return []string{"assets", "balances", "trial_balances", "trial_balance_history", "periods", "categories", "accounts"}
 }
 
 // ErrUnbalanced means that, after a batch, an asset's debits and credits
@@ -59,6 +59,7 @@ type batchChanges struct {
 	deltas   map[string]*balanceDelta
 	moves    []domain.Movement // one event's, reused
 	periods  []closedPeriod
+	cats     categoryChanges
 }
 
 // accountAmend is what a batch's AccountBoundsChanged and AccountMetadataSet
@@ -114,6 +115,9 @@ func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []even
 	if err := insertPeriods(ctx, tx, ledger, c.periods); err != nil {
 		return err
 	}
+	if err := upsertCategories(ctx, tx, ledger, &c.cats); err != nil {
+		return err
+	}
 	if err := insertAssets(ctx, tx, ledger, c.assets, c.assetsAt); err != nil {
 		return err
 	}
@@ -151,6 +155,8 @@ func (c *batchChanges) add(e domain.Event, pos uint64, recordedAt time.Time) {
 		a.metadata, a.meta = true, e.Metadata
 	case domain.AccountClosed:
 		c.closed, c.closedAt = append(c.closed, e.ID), append(c.closedAt, int64(pos))
+	case domain.CategoryDefined:
+		c.cats.add(e, pos)
 	}
 	c.moves = domain.AppendMovements(c.moves[:0], e)
 	for i := range c.moves {

@@ -88,6 +88,7 @@ func balancesContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 			if diff := cmp.Diff(want, scales); diff != "" {
 				t.Fatalf("assets (-want +got):\n%s", diff)
 			}
+			checkCategories(t, e)
 		},
 	}
 }
@@ -284,5 +285,32 @@ func (e *env) checkAccounts() {
 		if got[id] != w {
 			e.t.Errorf("account %s: %s, want %s", id, got[id], w)
 		}
+	}
+}
+
+// checkCategories: the categories table holds each category's last
+// definition (workloadCategories), at the position of its event.
+func checkCategories(t *testing.T, e *env) {
+	t.Helper()
+	type row struct {
+		Name, Description string
+		Parent            *string
+		Patterns          []string
+		Position          int64
+	}
+	rows, err := e.pool.Query(t.Context(), `SELECT name, description, parent, patterns, position FROM categories
+		WHERE ledger = $1 ORDER BY name`, e.ledger)
+	testenv.NoError(t, err)
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	testenv.NoError(t, err)
+	// The setup's events are the assets, the accounts, then the categories.
+	first := int64(len(workloadAssets) * (1 + accountsPerAsset))
+	usd := "usd"
+	want := []row{
+		{Name: "usd", Description: "redefined", Patterns: []string{"USD-1", "USD-3"}, Position: first + 3},
+		{Name: "usd:even", Parent: &usd, Patterns: []string{"USD-2", "USD-4"}, Position: first + 2},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("categories (-want +got):\n%s", diff)
 	}
 }

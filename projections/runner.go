@@ -15,10 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/tracing"
 	"github.com/ledgerd/ledger/supervise"
 )
 
@@ -376,7 +376,7 @@ func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Recor
 		ctx, span = r.tracer.Start(ctx, "ledger.project", trace.WithAttributes(attribute.String("ledger.name", r.ledger),
 			attribute.String("ledger.projection", r.proj.Name()), attribute.Int64("ledger.position.first", int64(recs[0].Position)),
 			attribute.Int64("ledger.position.last", int64(last.Position)), attribute.Int("ledger.events", len(recs))))
-		defer func() { endSpan(span, err) }()
+		defer func() { tracing.End(span, err) }()
 	}
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		// A read model is derived data: a crash that loses this commit loses
@@ -423,13 +423,4 @@ func (r *Runner) notApplied(ctx context.Context, tx pgx.Tx, from uint64, last *e
 			r.proj.Name(), last.Position, ErrChainBroken)
 	}
 	return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, ErrCheckpointMoved)
-}
-
-// endSpan ends span with err's status.
-func endSpan(span trace.Span, err error) {
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
-	span.End()
 }

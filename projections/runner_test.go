@@ -107,6 +107,18 @@ const (
 	submitters        = 4
 )
 
+// workloadCategories is a chart of accounts with a category redefined in
+// the same batch: every projector accepts the events, and the balances
+// projector keeps the last definition (checkCategories). Fresh commands
+// each call: Validate writes to them, and tests run in parallel.
+func workloadCategories() []domain.Command {
+	return []domain.Command{
+		&domain.DefineCategory{Name: "usd", Patterns: []string{"USD-0"}},
+		&domain.DefineCategory{Name: "usd:even", Parent: "usd", Patterns: []string{"USD-2", "USD-4"}},
+		&domain.DefineCategory{Name: "usd", Patterns: []string{"USD-1", "USD-3"}, Description: "redefined"},
+	}
+}
+
 var workloadAssets = []domain.DefineAsset{{Code: "USD", Scale: 2}, {Code: "JPY", Scale: 0}, {Code: "BTC", Scale: 8}}
 
 // runWorkload defines the assets, opens their accounts and commits transfers
@@ -128,6 +140,7 @@ func (e *env) runWorkload(transfers int, seed uint64) uint64 {
 			setup = append(setup, &domain.OpenAccount{ID: accountID(a.Code, i), Asset: a.Code, Normal: normal})
 		}
 	}
+	setup = append(setup, workloadCategories()...)
 	e.submit(setup)
 
 	rng := rand.New(rand.NewPCG(seed, seed))

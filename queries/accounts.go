@@ -63,8 +63,8 @@ const (
 // Pattern.
 type AccountFilter struct {
 	Prefix string
-	// Pattern, when set, is parsed (domain.ParseAccountPattern).
-	Pattern  *domain.AccountPattern
+	// Pattern, when set, is one domain.CheckAccountPattern accepts.
+	Pattern  string
 	Asset    string
 	Status   string
 	Metadata map[string]string
@@ -194,14 +194,6 @@ func accountsPage(ctx context.Context, q querier, ledger string, f AccountFilter
 	return collectAccounts(rows, f.Balances, limit)
 }
 
-// prefixEnd is the least string above every string starting with prefix,
-// in byte order; ids are ASCII below 0x7f, so the last byte can grow.
-func prefixEnd(prefix string) string {
-	b := []byte(prefix)
-	b[len(b)-1]++
-	return string(b)
-}
-
 // listAccountsSQL builds a ListAccounts statement: the checkpoint and, in
 // one snapshot, up to limit matching rows after the id after. The inner scan
 // reads one index (the metadata GIN index when metadataIndex, else the
@@ -225,13 +217,15 @@ func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMa
 	inner := []string{"a.ledger = $1", "a.account > $2"}
 	var residual []string
 	prefix := f.Prefix
-	if f.Pattern != nil {
-		prefix = f.Pattern.LiteralPrefix()
+	if f.Pattern != "" {
+		// The literal part before the first "*" bounds the id range; the
+		// rest is matched on the rows (as the categories' patterns are).
+		prefix = domain.AccountPatternPrefix(f.Pattern)
 		switch {
-		case f.Pattern.Exact():
-			inner = append(inner, "a.account = "+arg(f.Pattern.String()))
+		case !slices.Contains(strings.Split(f.Pattern, ":"), "*"):
+			inner = append(inner, "a.account = "+arg(f.Pattern))
 		default:
-			residual = append(residual, "a.account ~ "+arg(f.Pattern.Regexp()))
+			residual = append(residual, "a.account ~ "+arg(patternRegex(f.Pattern)))
 		}
 	}
 	if prefix != "" {
@@ -400,11 +394,7 @@ func decodeAccountsCursor(cursor string, fingerprint uint32) (string, error) {
 // cursor is refused by any other.
 func accountsFingerprint(ledger string, f AccountFilter) uint32 {
 	h := fnv.New32a()
-	pattern := ""
-	if f.Pattern != nil {
-		pattern = f.Pattern.String()
-	}
-	fields := []string{ledger, f.Prefix, pattern, f.Asset, f.Status}
+	fields := []string{ledger, f.Prefix, f.Pattern, f.Asset, f.Status}
 	for _, k := range slices.Sorted(maps.Keys(f.Metadata)) {
 		fields = append(fields, k, f.Metadata[k])
 	}

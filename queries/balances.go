@@ -48,6 +48,8 @@ type Service struct {
 	pool *pgxpool.Pool
 	// waiter returns the notifier of a ledger's projection, or nil.
 	waiter func(ledger, projection string) Waiter
+	// rollupAccountsMax is RollupAccountsMax, or less in tests (0: it).
+	rollupAccountsMax int
 }
 
 // New returns a Service. waiter may be nil: waits then poll the checkpoint.

@@ -113,6 +113,10 @@ var sentinels = map[string]sentinelAnswer{
 
 	"queries.ErrAccountNotFound":        request(queries.ErrAccountNotFound, codes.NotFound),
 	"queries.ErrBadTransfersCursor":     request(queries.ErrBadTransfersCursor, codes.InvalidArgument),
+	"queries.ErrBadCategoriesCursor":    request(queries.ErrBadCategoriesCursor, codes.InvalidArgument),
+	"queries.ErrCategoriesLimit":        request(queries.ErrCategoriesLimit, codes.InvalidArgument),
+	"queries.ErrCategoryNotFound":       request(queries.ErrCategoryNotFound, codes.NotFound),
+	"queries.ErrRollupTooLarge":         request(queries.ErrRollupTooLarge, codes.ResourceExhausted),
 	"queries.ErrBeyondHead":             request(queries.ErrBeyondHead, codes.InvalidArgument),
 	"queries.ErrDateRange":              request(queries.ErrDateRange, codes.InvalidArgument),
 	"queries.ErrHistoryUnavailable":     request(queries.ErrHistoryUnavailable, codes.FailedPrecondition),

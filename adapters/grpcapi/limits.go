@@ -51,6 +51,7 @@ var largeRecvMethods = map[string]bool{
 	"/ledger.v1.CommandService/SetAccountBounds":        true,
 	"/ledger.v1.CommandService/SetAccountMetadata":      true,
 	"/ledger.v1.CommandService/CloseAccounts":           true,
+	"/ledger.v1.CommandService/DefineCategories":        true, // 1,000 categories of 32 patterns: over 4 MiB
 	"/ledger.v1.ReconciliationService/ImportStatement":  true,
 	"/ledger.v1.ReconciliationService/SetMatchingRules": true,
 	"/ledger.v1.AuditService/ImportEvents":              true,

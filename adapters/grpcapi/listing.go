@@ -90,11 +90,10 @@ func accountFilter(req *ledgerv1.ListAccountsRequest) (queries.AccountFilter, er
 		}
 		f.Prefix = prefix
 	case pattern != "":
-		p, err := domain.ParseAccountPattern("pattern", pattern)
-		if err != nil {
+		if err := domain.CheckAccountPattern(pattern); err != nil {
 			return f, invalidArgument("pattern", err.Error())
 		}
-		f.Pattern = &p
+		f.Pattern = pattern
 	}
 	if f.Asset != "" && !domain.ValidAssetCode(f.Asset) {
 		return f, invalidArgument("asset", "must match [A-Z][A-Z0-9_]{0,15}")

@@ -192,7 +192,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // largeBodyRoute matches the routes of the methods that take batches (the
 // gateway.yaml paths of grpcapi's large methods): they take the gateway's
 // BodyMax; every other route BodyMaxSmall.
-var largeBodyRoute = regexp.MustCompile(`^/v1/(ledgers/[^/]+/(transfers(:post|:void|:reverse)?|accounts(:setBounds|:setMetadata|:close)?` +
+var largeBodyRoute = regexp.MustCompile(`^/v1/(ledgers/[^/]+/(transfers(:post|:void|:reverse)?|accounts(:setBounds|:setMetadata|:close)?|categories` +
 	`|accounts/[^/]+/(statement-lines|matching-rules))|events:import)$`)
 
 // importRoute is ImportEvents' route: a stream of any length.

@@ -10,10 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/tracing"
 	"github.com/ledgerd/ledger/supervise"
 )
 
@@ -325,7 +325,7 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore
 		ctx, span = r.tracer.Start(ctx, "ledger.relay.publish", trace.WithAttributes(attribute.String("ledger.name", r.ledger),
 			attribute.Int64("ledger.position.first", int64(recs[0].Position)),
 			attribute.Int64("ledger.position.last", int64(recs[len(recs)-1].Position)), attribute.Int("ledger.events", len(recs))))
-		defer func() { endSpan(span, err) }()
+		defer func() { tracing.End(span, err) }()
 	}
 	for i := range recs {
 		if recs[i].Position != last+uint64(i)+1 {
@@ -377,12 +377,3 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore
 }
 
 func msgIDOf(f jetstream.PubAckFuture) string { return f.Msg().Header.Get(jetstream.MsgIDHeader) }
-
-// endSpan ends span with err's status.
-func endSpan(span trace.Span, err error) {
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
-	span.End()
-}

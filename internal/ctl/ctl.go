@@ -77,6 +77,8 @@ type globals struct {
 	// ledgerGiven: --ledger or LEDGER_LEDGER named the ledger (not the
 	// default), which a request file's ledger must then agree with.
 	ledgerGiven bool
+	// trace sends a W3C traceparent with every call and prints its trace id.
+	trace bool
 }
 
 // Output formats of -o.
@@ -97,6 +99,8 @@ func (g *globals) register(root *cobra.Command) {
 		"$LEDGER_DATA_DIR/admin.key, else ./var/admin.key, that ledgerd writes in dev mode)")
 	fs.BoolVar(&g.tls, "tls", false, "connect over TLS, trusting the system's CAs")
 	fs.StringVar(&g.tlsCA, "tls-ca", "", "connect over TLS, trusting the CA (PEM) in this file")
+	fs.BoolVar(&g.trace, "trace", false, "trace the calls: send a W3C traceparent and print its trace id on stderr "+
+		"(ledgerd -otlp-endpoint records the spans under it)")
 	fs.StringVarP(&g.output, "output", "o", outputTable, "output: table, json (compact, one object a line) or yaml")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(
 		[]string{outputTable, outputJSON, outputYAML}, cobra.ShellCompDirectiveNoFileComp))
@@ -169,6 +173,11 @@ func (c *client) connect() error {
 		if !c.tls && c.tlsCA == "" && !loopback(c.addr) && c.errOut != nil {
 			fmt.Fprintf(c.errOut, "ledgerctl: warning: sending the API key to %s without TLS: anyone on the way can read it (--tls or --tls-ca)\n", c.addr)
 		}
+	}
+	if c.trace {
+		tp := newTraceParent()
+		opts = append(opts, tp.dialOptions()...)
+		fmt.Fprintln(c.errOut, "trace", tp)
 	}
 	conn, err := grpc.NewClient(c.addr, opts...)
 	if err != nil {

@@ -51,6 +51,8 @@ func (c *client) newRoot() *cobra.Command {
 		group("transfers", "Look up and list transfers", c.transfersGetCmd(), c.transfersListCmd()),
 		c.trialBalanceCmd(),
 		group("period", "Accounting periods: close, list", c.periodCloseCmd(), c.periodListCmd()),
+		group("categories", "Categories (the chart of accounts): define, list, roll balances up",
+			c.categoriesDefineCmd(), c.categoriesListCmd(), c.categoriesBalancesCmd()),
 		group("projections", "Read models: status and rebuild", c.projectionsStatusCmd(), c.projectionsRebuildCmd()),
 		group("audit", "Verify the log and replay it, on this machine", c.auditVerifyCmd(), c.auditReplayCmd()),
 		group("log", "Export and import a ledger's log", c.logExportCmd(), c.logImportCmd()),

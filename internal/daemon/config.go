@@ -73,7 +73,8 @@ type Config struct {
 	// Pprof serves /debug/pprof/ on the HTTP port, for profiling.
 	Pprof bool
 	// OTLPEndpoint, when set, is where ledgerd sends its traces (OTLP over
-	// gRPC, e.g. http://127.0.0.1:4317); empty: no tracing.
+	// gRPC, e.g. http://127.0.0.1:4317), or OTLPEndpointLog for its own log;
+	// empty: no tracing.
 	OTLPEndpoint string
 	// LogFormat is text or json.
 	LogFormat string
@@ -115,6 +116,10 @@ type Config struct {
 	// AnchorDir receives one JSON Lines file of anchors per ledger; ""
 	// is <data-dir>/anchors.
 	AnchorDir string
+	// Console serves the operator console on the HTTP port under
+	// /console/ (adapters/httpapi/console): static files, and every page a
+	// REST call with the user's API key.
+	Console bool
 	// AnchorEvery is how often each ledger's head is signed when it moved;
 	// 0 signs only when asked (Main.Anchor).
 	AnchorEvery time.Duration
@@ -177,7 +182,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&c.LogLevel, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (env LEDGER_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LEDGER_LOG_FORMAT", "text"), "text or json: one JSON object a line, with trace_id and span_id when traced (env LEDGER_LOG_FORMAT)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", getenv("LEDGER_OTLP_ENDPOINT"),
-		"send traces by OTLP over gRPC to this URL, e.g. http://127.0.0.1:4317 (env LEDGER_OTLP_ENDPOINT); empty: no tracing")
+		"send traces by OTLP over gRPC to this URL, e.g. http://127.0.0.1:4317, or \"log\": write each span to ledgerd's log (env LEDGER_OTLP_ENDPOINT); empty: no tracing")
 	maxAge := env("LEDGER_STREAM_MAX_AGE", "168h")
 	fs.Func("stream-max-age", "how long JetStream keeps events, e.g. 168h; 0 keeps them (env LEDGER_STREAM_MAX_AGE, default 168h)", func(s string) error {
 		maxAge = s
@@ -219,6 +224,15 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how long an idle ledger keeps its writer, relay and projectors (env LEDGER_LEDGER_IDLE)")
 	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt("LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
 		"events between snapshots of a writer's state; 0 disables snapshots (env LEDGER_SNAPSHOT_EVERY)")
+	console := true
+	switch v := getenv("LEDGER_CONSOLE"); v {
+	case "", "on", "true", "1":
+	case "off", "false", "0":
+		console = false
+	default:
+		envErr = cmp.Or(envErr, fmt.Errorf("LEDGER_CONSOLE=%q: want on or off", v))
+	}
+	fs.BoolVar(&c.Console, "console", console, "serve the operator console under /console/ on the HTTP port (env LEDGER_CONSOLE=off turns it off)")
 	auth := true
 	switch v := getenv("LEDGER_AUTH"); v {
 	case "", "on", "true", "1":

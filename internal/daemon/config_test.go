@@ -212,3 +212,29 @@ func TestParseFlagsRoleURLs(t *testing.T) {
 		t.Errorf("-postgres-read-url without -postgres-url: %v, want refused", err)
 	}
 }
+
+// TestParseFlagsConsole: the console is served unless turned off, by flag
+// or environment.
+func TestParseFlagsConsole(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    bool
+		wantErr bool
+	}{
+		{"default on", nil, nil, true, false},
+		{"flag off", []string{"-console=false"}, nil, false, false},
+		{"env off", nil, map[string]string{"LEDGER_CONSOLE": "off"}, false, false},
+		{"flag over env", []string{"-console"}, map[string]string{"LEDGER_CONSOLE": "off"}, true, false},
+		{"env bogus", nil, map[string]string{"LEDGER_CONSOLE": "maybe"}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if (err != nil) != tc.wantErr || (err == nil && c.Console != tc.want) {
+				t.Errorf("ParseFlags(%q, %v): console %v, %v; want %v (error %v)", tc.args, tc.env, c.Console, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}

@@ -21,8 +21,8 @@ type rolePrivilege struct {
 }
 
 var (
-	needWriter = rolePrivilege{"ledger_writer", `has_table_privilege('events', 'INSERT')
-		AND has_function_privilege('advance_head(text, bigint, bigint, bytea)', 'EXECUTE')`}
+	needWriter = rolePrivilege{"ledger_writer",
+		`has_function_privilege('append_events(text, bigint, text[], smallint[], timestamptz[], text[], json[], bytea[], bytea[])', 'EXECUTE')`}
 	needProjector = rolePrivilege{"ledger_projector", `has_table_privilege('projection_checkpoints', 'UPDATE')`}
 	needReader    = rolePrivilege{"ledger_reader", `has_table_privilege('projection_checkpoints', 'SELECT')`}
 	needKeys      = rolePrivilege{"ledger_keys", `has_table_privilege('api_keys', 'INSERT')`}

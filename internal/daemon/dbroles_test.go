@@ -106,8 +106,8 @@ func TestServeWithLoginPerRole(t *testing.T) {
 }
 
 // TestRoleGrants audits the schema every migration made, role by role: the
-// writer appends (events and ledgers) but writes neither heads, read models
-// nor keys; the projector writes read models; the reader reads; the key
+// writer appends (through append_events) and writes ledgers but writes
+// neither events, heads, read models nor keys directly; the projector writes read models; the reader reads; the key
 // manager writes keys; ledger_app is their union. A migration that adds a
 // table without its grants fails here.
 func TestRoleGrants(t *testing.T) {
@@ -140,7 +140,7 @@ func TestRoleGrants(t *testing.T) {
 	}
 	// Per table: writer, projector, reader, keys, app.
 	exact := map[string][5]privs{
-		"events":            {"SI", "S", "S", "", "SI"},
+		"events":            {"S", "S", "S", "", "S"},
 		"ledger_heads":      {"S", "S", "S", "", "S"},
 		"ledgers":           {"SIU", "S", "S", "", "SIU"},
 		"snapshots":         {"SID", "", "", "", "SID"},
@@ -173,14 +173,15 @@ func TestRoleGrants(t *testing.T) {
 			t.Errorf("no table %s: the audit above missed it", name)
 		}
 	}
-	// The head moves through advance_head, which only the writer (and the
-	// union) may call.
+	// Events are appended, and the head moved, through append_events,
+	// which only the writer (and the union) may call.
 	for _, role := range append(roles, "public") {
 		var can bool
-		testenv.NoError(t, conn.QueryRow(ctx(t), `SELECT has_function_privilege($1, 'advance_head(text, bigint, bigint, bytea)', 'EXECUTE')`,
+		testenv.NoError(t, conn.QueryRow(ctx(t), `SELECT has_function_privilege($1,
+			'append_events(text, bigint, text[], smallint[], timestamptz[], text[], json[], bytea[], bytea[])', 'EXECUTE')`,
 			role).Scan(&can))
 		if want := role == "ledger_writer" || role == "ledger_app"; can != want {
-			t.Errorf("%s may call advance_head: %v, want %v", role, can, want)
+			t.Errorf("%s may call append_events: %v, want %v", role, can, want)
 		}
 	}
 	// Sequences (serial, identity) need USAGE too; today there are none.

@@ -189,11 +189,10 @@ func TestListAccountsFilters(t *testing.T) {
 }
 
 func matching(pattern string) func(listedAccount) bool {
-	p, err := domain.ParseAccountPattern("pattern", pattern)
-	if err != nil {
+	if err := domain.CheckAccountPattern(pattern); err != nil {
 		panic(err)
 	}
-	return func(a listedAccount) bool { return p.Match(a.id) }
+	return func(a listedAccount) bool { return domain.MatchAccountPattern(pattern, a.id) }
 }
 
 func withMetadata(want map[string]string) func(listedAccount) bool {

@@ -18,6 +18,7 @@ import (
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/grpcapi"
 	"github.com/ledgerd/ledger/adapters/httpapi"
+	"github.com/ledgerd/ledger/adapters/httpapi/console"
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	"github.com/ledgerd/ledger/queries"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -125,6 +126,11 @@ func (m *Main) serve() error {
 		return err
 	}
 	mux.Handle("/v1/", m.gateway)
+	if m.Config.Console {
+		c := m.console(httpConns)
+		mux.Handle(strings.TrimSuffix(console.Prefix, "/"), c)
+		mux.Handle(console.Prefix, c)
+	}
 	if m.Config.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -147,6 +153,28 @@ func (m *Main) serve() error {
 		}
 	}()
 	return nil
+}
+
+// console is the operator console's handler (-console). Its whoami checks a
+// key as the REST gateway does: the same failure counting, and a key that
+// passes marks its connection authenticated.
+func (m *Main) console(conns *connLimitListener) http.Handler {
+	var opts console.Options
+	if m.auth != nil {
+		opts.Whoami = func(r *http.Request) (console.Identity, error) {
+			k, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
+			if err != nil {
+				return console.Identity{}, err
+			}
+			conns.authenticated(r.RemoteAddr)
+			id := console.Identity{ID: k.ID, Roles: make([]string, len(k.Roles)), Ledgers: k.Ledgers}
+			for i, role := range k.Roles {
+				id.Roles[i] = string(role)
+			}
+			return id, nil
+		}
+	}
+	return console.Handler(opts)
 }
 
 // grpcServerOptions are all the gRPC server's options, in one place.
@@ -260,14 +288,26 @@ func (m *Main) banner() {
 ledgerd is ready.
   gRPC  %s   (reflection on: grpcurl -plaintext %s list)
   HTTP  http://%s  (REST/JSON under /v1/, /healthz /readyz /metrics)
-%s
+%s%s
 Try it (make build, or make run, puts ledgerctl in bin/):
   bin/ledgerctl asset define --ledger demo USD 2
   bin/ledgerctl account open --ledger demo --asset USD alice bob
   bin/ledgerctl transfer --ledger demo --id t1 --from alice --to bob --amount 10.00 --asset USD
   bin/ledgerctl balance --ledger demo alice bob
 
-`, dialable(m.GRPCAddr()), dialable(m.GRPCAddr()), dialable(m.HTTPAddr()), m.authBanner())
+`, dialable(m.GRPCAddr()), dialable(m.GRPCAddr()), dialable(m.HTTPAddr()), m.consoleBanner(), m.authBanner())
+}
+
+// consoleBanner is the banner's line about the console; "" when it is off.
+func (m *Main) consoleBanner() string {
+	if !m.Config.Console {
+		return ""
+	}
+	scheme := "http"
+	if m.Config.TLSCert != "" {
+		scheme = "https"
+	}
+	return "  console " + scheme + "://" + dialable(m.HTTPAddr()) + console.Prefix + "  (sign in with an API key)\n"
 }
 
 // dialable turns a wildcard listen address (":7070", "[::]:7070") into one a

@@ -26,19 +26,23 @@ const traceShutdownTimeout = 5 * time.Second
 
 // startTracing sets m.tracer: Main.TracerProvider when given (tests pass one
 // with an in-memory exporter), else an OTLP/gRPC exporter to
-// Config.OTLPEndpoint, else none (no spans, no cost on the hot path).
+// Config.OTLPEndpoint (ledgerd's own log when it is OTLPEndpointLog), else
+// none (no spans, no cost on the hot path).
 func (m *Main) startTracing(ctx context.Context) error {
 	tp := m.TracerProvider
 	if tp == nil && m.Config.OTLPEndpoint != "" {
-		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(m.Config.OTLPEndpoint))
-		if err != nil {
-			return fmt.Errorf("OTLP exporter to %s: %w", m.Config.OTLPEndpoint, err)
+		var exp sdktrace.SpanExporter = spanLogExporter{m.Logger}
+		if m.Config.OTLPEndpoint != OTLPEndpointLog {
+			var err error
+			if exp, err = otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(m.Config.OTLPEndpoint)); err != nil {
+				return fmt.Errorf("OTLP exporter to %s: %w", m.Config.OTLPEndpoint, err)
+			}
 		}
 		res := resource.NewSchemaless(semconv.ServiceName("ledgerd"), semconv.ServiceVersion(version.Get().Version))
 		sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 		m.ownTracing = sdk
 		tp = sdk
-		m.Logger.Info("tracing: OTLP over gRPC", "endpoint", m.Config.OTLPEndpoint)
+		m.Logger.Info("tracing: spans to "+m.Config.OTLPEndpoint, "endpoint", m.Config.OTLPEndpoint)
 	}
 	if tp != nil {
 		m.tracerProvider = tp

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/ledgerd/ledger/internal/ctl"
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/internal/testenv"
 	"github.com/ledgerd/ledger/projections"
@@ -100,6 +102,61 @@ func TestLogRecordsCarryTraceIDs(t *testing.T) {
 	if _, ok := untraced["trace_id"]; ok {
 		t.Errorf("untraced record %v has a trace_id", untraced)
 	}
+}
+
+// TestTracedCtlCallInTheLog: ledgerctl --trace prints the trace id it sent,
+// and a ledgerd with -otlp-endpoint log writes the call's server span under
+// that trace id, linked to the writer's batch, whose decide and append
+// spans are in the log too: the README tour's traced request.
+func TestTracedCtlCallInTheLog(t *testing.T) {
+	t.Parallel()
+	var logBuf lockedBuffer
+	h := startWith(t, func(m *daemon.Main) {
+		m.Config.OTLPEndpoint = daemon.OTLPEndpointLog
+		m.Logger = slog.New(slog.NewJSONHandler(&logBuf, nil))
+	})
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	var out, errOut bytes.Buffer
+	env := map[string]string{"LEDGER_ADDR": h.m.GRPCAddr(), "LEDGER_API_KEY": h.key, "LEDGER_LEDGER": ledger}
+	if code := ctl.Run(context.Background(), []string{"--trace", "transfer", "--id", "traced-ctl", "--from", "alice", "--to", "bob",
+		"--amount", "1.00", "--asset", "USD"}, func(k string) string { return env[k] }, &out, &errOut); code != 0 {
+		t.Fatalf("ledgerctl --trace transfer: exit %d: %s", code, errOut.String())
+	}
+	var traceID string
+	if _, err := fmt.Sscanf(errOut.String(), "trace %s", &traceID); err != nil || len(traceID) != 32 {
+		t.Fatalf("ledgerctl --trace printed %q, want \"trace <32 hex digits>\"", errOut.String())
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		spans := map[string]map[string]any{} // by name, of this trace or its batch
+		var batch string
+		for _, line := range bytes.Split(logBuf.Bytes(), []byte("\n")) {
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) != nil || rec["msg"] != "span" {
+				continue
+			}
+			if rec["trace_id"] == traceID {
+				spans[rec["name"].(string)] = rec
+				if l, ok := rec["link"].(string); ok {
+					batch, _, _ = strings.Cut(l, "/")
+				}
+			}
+		}
+		call := spans["ledger.v1.CommandService/CreateTransfers"]
+		if call == nil || batch == "" {
+			return fmt.Errorf("no CreateTransfers span linked to a batch under trace %s in the log", traceID)
+		}
+		for _, line := range bytes.Split(logBuf.Bytes(), []byte("\n")) {
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == "span" && rec["trace_id"] == batch {
+				spans[rec["name"].(string)] = rec
+			}
+		}
+		if spans["ledger.decide"] == nil || spans["ledger.append"] == nil || spans["ledger.append"]["ledger.name"] != ledger {
+			return fmt.Errorf("the batch's decide and append spans of %s are not in the log (trace %s)", ledger, batch)
+		}
+		return nil
+	})
 }
 
 // linksTo returns s's link to a batch whose positions cover pos, or nil.
