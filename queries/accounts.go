@@ -68,8 +68,14 @@ type AccountFilter struct {
 	Asset    string
 	Status   string
 	Metadata map[string]string
+	// Category, when set, keeps the accounts of that category or of one of
+	// its descendants: those matching one of their patterns.
+	Category string
 	// Balances asks for each account's balance with it.
 	Balances bool
+
+	// categoryPatterns are Category's patterns, as ListAccounts read them.
+	categoryPatterns []string
 }
 
 // AccountRow is one account of a listing: the accounts read model's row and,
@@ -122,6 +128,11 @@ func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilt
 	}
 	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
 		return AccountPage{}, err
+	}
+	if f.Category != "" {
+		if f.categoryPatterns, err = s.CategoryPatterns(ctx, ledger, f.Category); err != nil {
+			return AccountPage{}, err
+		}
 	}
 	var (
 		out      AccountPage
@@ -226,6 +237,21 @@ func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMa
 			inner = append(inner, "a.account = "+arg(f.Pattern))
 		default:
 			residual = append(residual, "a.account ~ "+arg(patternRegex(f.Pattern)))
+		}
+	}
+	if f.Category != "" {
+		var ok bool
+		if prefix, ok = narrowPrefix(prefix, f.categoryPatterns); !ok {
+			inner = append(inner, "false") // no account is in both
+		}
+		res := make([]string, len(f.categoryPatterns))
+		for i, p := range f.categoryPatterns {
+			res[i] = patternRegex(p)
+		}
+		if len(res) == 0 {
+			inner = append(inner, "false") // a category without patterns holds no account
+		} else {
+			residual = append(residual, "a.account ~ "+arg(strings.Join(res, "|")))
 		}
 	}
 	if prefix != "" {
@@ -392,9 +418,36 @@ func decodeAccountsCursor(cursor string, fingerprint uint32) (string, error) {
 
 // accountsFingerprint identifies a listing (ledger and filters), so that a
 // cursor is refused by any other.
+// narrowPrefix is the id prefix every account matching prefix and one of
+// patterns starts with: the longer of prefix and the patterns' common
+// literal prefix when one extends the other; false when they exclude each
+// other (no account can match both).
+func narrowPrefix(prefix string, patterns []string) (string, bool) {
+	common := ""
+	for i, p := range patterns {
+		lit := domain.AccountPatternPrefix(p)
+		if i == 0 {
+			common = lit
+			continue
+		}
+		n := 0
+		for n < len(common) && n < len(lit) && common[n] == lit[n] {
+			n++
+		}
+		common = common[:n]
+	}
+	switch {
+	case strings.HasPrefix(common, prefix):
+		return common, true
+	case strings.HasPrefix(prefix, common):
+		return prefix, true
+	}
+	return prefix, false
+}
+
 func accountsFingerprint(ledger string, f AccountFilter) uint32 {
 	h := fnv.New32a()
-	fields := []string{ledger, f.Prefix, f.Pattern, f.Asset, f.Status}
+	fields := []string{ledger, f.Prefix, f.Pattern, f.Asset, f.Status, f.Category}
 	for _, k := range slices.Sorted(maps.Keys(f.Metadata)) {
 		fields = append(fields, k, f.Metadata[k])
 	}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -67,19 +65,15 @@ func (s *QueryServer) ListAccounts(ctx context.Context, req *ledgerv1.ListAccoun
 	return resp, nil
 }
 
-// errCategoryUnimplemented answers a ListAccounts category filter until
-// the categories read model serves it.
-var errCategoryUnimplemented = status.Error(codes.Unimplemented,
-	"category: the category filter of ListAccounts is not served yet")
-
 // accountFilter validates a ListAccounts request's filters (the ledger name
 // is checked by the interceptors).
 func accountFilter(req *ledgerv1.ListAccountsRequest) (queries.AccountFilter, error) {
 	f := queries.AccountFilter{Asset: req.GetAsset(), Balances: req.GetIncludeBalances()}
-	// ---- CATEGORY FILTER: the one place it is refused. Wire it here (set
-	// a field of queries.AccountFilter) once categories are projected. ----
-	if req.GetCategory() != "" {
-		return f, errCategoryUnimplemented
+	if c := req.GetCategory(); c != "" {
+		if !domain.ValidID(c) {
+			return f, invalidArgument("category", fmt.Sprintf("must match [A-Za-z0-9:_.@-]{1,%d}", domain.IDLenMax))
+		}
+		f.Category = c
 	}
 	switch prefix, pattern := req.GetPrefix(), req.GetPattern(); {
 	case prefix != "" && pattern != "":

@@ -84,8 +84,9 @@ func (c *client) listFooter(flushErr error, pos uint64, more bool) error {
 func (c *client) accountListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List accounts by id prefix or pattern, asset, status, metadata; with balances (also: accounts list)",
+		Short: "List accounts by id prefix or pattern, category, asset, status, metadata; with balances (also: accounts list)",
 		Example: "  ledgerctl account list --prefix users:\n" +
+			"  ledgerctl account list --category assets --balances\n" +
 			"  ledgerctl account list --pattern 'users:*:wallet' --status open --balances\n" +
 			"  ledgerctl account list --metadata tier=gold --metadata region=eu --all -o json",
 		Args: noArgs("accounts list"),
@@ -93,6 +94,7 @@ func (c *client) accountListCmd() *cobra.Command {
 	fs := cmd.Flags()
 	prefix := fs.String("prefix", "", "accounts whose id starts with this")
 	pattern := fs.String("pattern", "", "accounts whose id matches: ':' segments, \"*\" for any one segment")
+	category := fs.String("category", "", "accounts of this category or of one of its descendants")
 	asset := fs.String("asset", "", "accounts of this asset")
 	statusName := fs.String("status", "", "open or closed")
 	metadata := fs.StringArray("metadata", nil, "KEY=VALUE the account's metadata holds (repeat, at most 8)")
@@ -105,7 +107,7 @@ func (c *client) accountListCmd() *cobra.Command {
 		if err := checkLimit(*limit, queries.AccountsPageMax); err != nil {
 			return err
 		}
-		req := &ledgerv1.ListAccountsRequest{Ledger: c.ledger, Prefix: *prefix, Pattern: *pattern, Asset: *asset,
+		req := &ledgerv1.ListAccountsRequest{Ledger: c.ledger, Prefix: *prefix, Pattern: *pattern, Category: *category, Asset: *asset,
 			IncludeBalances: *balances, Limit: uint32(*limit), MinPosition: *minPos}
 		switch *statusName {
 		case "":

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,54 @@ func categoryChart(t *testing.T, h *harness, ledger string) (early, head uint64)
 	h.transferOK(t, ledger, pendingTransfer("h1", "bank:zen", "users:2:wallet", "5.00", "USD", 0))
 	head = h.transferOK(t, ledger, transfer("t5", "bank:eu", "users:3:wallet", "7.00", "EUR"))
 	return early, head
+}
+
+// TestListAccountsByCategory: ListAccounts' category filter lists the
+// accounts of the category and its descendants, alone, with a prefix or a
+// pattern, and by pages of one; a category without patterns lists none.
+func TestListAccountsByCategory(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	_, head := categoryChart(t, h, ledger)
+	list := func(req *ledgerv1.ListAccountsRequest) []string {
+		t.Helper()
+		req.Ledger, req.MinPosition = ledger, max(req.MinPosition, head)
+		var ids []string
+		for range 20 {
+			page, err := h.query.ListAccounts(ctx(t), req)
+			testenv.NoError(t, err)
+			for _, a := range page.GetAccounts() {
+				ids = append(ids, a.GetId())
+			}
+			if req.Cursor = page.GetNextCursor(); req.Cursor == "" {
+				return ids
+			}
+		}
+		t.Fatalf("ListAccounts %v: more than 20 pages", req)
+		return nil
+	}
+	for _, c := range []struct {
+		req  *ledgerv1.ListAccountsRequest
+		want []string
+	}{
+		{&ledgerv1.ListAccountsRequest{Category: "assets"}, []string{"bank:acme", "bank:eu", "bank:zen"}},
+		{&ledgerv1.ListAccountsRequest{Category: "assets", Limit: 1}, []string{"bank:acme", "bank:eu", "bank:zen"}},
+		{&ledgerv1.ListAccountsRequest{Category: "liabilities:wallets", Asset: "USD"}, []string{"users:1:wallet", "users:2:wallet"}},
+		{&ledgerv1.ListAccountsRequest{Category: "liabilities", Prefix: "users:2"}, []string{"users:2:wallet"}},
+		{&ledgerv1.ListAccountsRequest{Category: "liabilities", Pattern: "users:*:wallet", IncludeBalances: true},
+			[]string{"users:1:wallet", "users:2:wallet", "users:3:wallet"}},
+		{&ledgerv1.ListAccountsRequest{Category: "assets", Prefix: "users"}, nil},
+		{&ledgerv1.ListAccountsRequest{Category: "equity"}, []string{"equity"}},
+	} {
+		if got := list(c.req); !slices.Equal(got, c.want) {
+			t.Errorf("ListAccounts %v: %v, want %v", c.req, got, c.want)
+		}
+	}
+	mustCreated(t, h.defineCategories(t, ledger, &ledgerv1.Category{Name: "empty"})...)
+	if got := list(&ledgerv1.ListAccountsRequest{Category: "empty", MinPosition: h.head(t, ledger)}); len(got) != 0 {
+		t.Errorf("ListAccounts of a category without patterns: %v, want none", got)
+	}
 }
 
 // TestCategoryRollUps: the roll-ups now and as of an earlier position are

@@ -381,7 +381,7 @@ func TestListTransfersAmountsAndTimes(t *testing.T) {
 }
 
 // TestListingBadInput: each bad field is refused with InvalidArgument
-// naming it; the category filter is Unimplemented, naming it.
+// naming it; an unknown category is NotFound.
 func TestListingBadInput(t *testing.T) {
 	t.Parallel()
 	h := start(t)
@@ -405,6 +405,7 @@ func TestListingBadInput(t *testing.T) {
 		{"empty key", "metadata", &ledgerv1.ListAccountsRequest{Metadata: map[string]string{"": "v"}}},
 		{"limit", "limit", &ledgerv1.ListAccountsRequest{Limit: queries.AccountsPageMax + 1}},
 		{"cursor", "cursor", &ledgerv1.ListAccountsRequest{Cursor: "garbage"}},
+		{"bad category", "category", &ledgerv1.ListAccountsRequest{Category: "assets cash"}},
 	}
 	for _, c := range accounts {
 		c.req.Ledger = ledger
@@ -421,8 +422,8 @@ func TestListingBadInput(t *testing.T) {
 		t.Errorf("ListAccounts with another listing's cursor: %v, want InvalidArgument naming cursor", err)
 	}
 	_, err = h.query.ListAccounts(ctx(t), &ledgerv1.ListAccountsRequest{Ledger: ledger, Category: "assets:cash"})
-	if st := status.Convert(err); st.Code() != codes.Unimplemented || !strings.Contains(st.Message(), "category") {
-		t.Errorf("ListAccounts by category: %v, want Unimplemented naming category", err)
+	if st := status.Convert(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), "category") {
+		t.Errorf("ListAccounts by an unknown category: %v, want NotFound naming category", err)
 	}
 
 	transfers := []struct {
