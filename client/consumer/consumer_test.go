@@ -181,12 +181,12 @@ func TestRunPostgresInOrderAcrossFrames(t *testing.T) {
 	t.Parallel()
 	l := ledgerdtest.Start(t)
 	ledger := testenv.Name(t)
-	l.Setup(t, ledger, 4)
-	head := flow(t, l, ledger, "a", 120, 17)
 	s := newService(t)
 	// A batch of 7 cuts across the frames (up to 17 transfers each).
 	c := newConsumer(t, consumer.Config{Ledger: ledger, NATS: natsConn(t, l.NATSURL), BatchMax: 7})
-	stop := run(t, c, s, "in-order", record)
+	stop := run(t, c, s, "in-order", record) // before the ledger has a stream: it waits for it
+	l.Setup(t, ledger, 4)
+	head := flow(t, l, ledger, "a", 120, 17)
 	s.reach(t, "in-order", ledger, head)
 	head = flow(t, l, ledger, "b", 40, 9) // while it runs
 	s.reach(t, "in-order", ledger, head)
