@@ -1,0 +1,270 @@
+// Package consumer reads a ledger's events from NATS JetStream for a
+// downstream service: in position order, each verified against the hash
+// chain, decoded into the domain's event types and handed to a handler.
+// The stream's framing (several events per message) is hidden.
+//
+// RunPostgres is the inbox: it applies each batch of events and moves the
+// consumer's checkpoint in one transaction of the service's own PostgreSQL,
+// so that every event is applied exactly once in effect, whatever crashes.
+//
+// Positions the stream no longer holds (it keeps 7 days by default) are read
+// from ledgerd's AuditService.ReadEvents when Config.Audit is set; without it
+// the consumer stops with ErrNotInStream.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+
+	"github.com/ledgerd/ledger/adapters/natsbus"
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit/servicelog"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// Limits of a consumer.
+const (
+	// BatchMaxDefault is how many events one fetch returns, and one
+	// RunPostgres transaction applies, at most, unless Config.BatchMax says.
+	BatchMaxDefault = 256
+	// BatchMaxLimit bounds Config.BatchMax.
+	BatchMaxLimit = 8192
+	// streamWaitInterval is how often a consumer looks for a ledger's stream
+	// that does not exist yet (no event relayed yet).
+	streamWaitInterval = time.Second
+)
+
+// ErrNotInStream means the consumer needs a position the stream no longer
+// holds (expired, or the stream was recreated) and has no Config.Audit to
+// read it from ledgerd.
+var ErrNotInStream = errors.New("the position is no longer in the stream")
+
+// AuditClient is the part of ledgerv1.AuditServiceClient the consumer reads
+// the log through when the stream no longer holds a position.
+type AuditClient interface {
+	ReadEvents(ctx context.Context, in *ledgerv1.ReadEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ledgerv1.ReadEventsResponse], error)
+}
+
+// Config is what a Consumer reads and how.
+type Config struct {
+	// Ledger is the ledger whose events are read.
+	Ledger string
+	// NATS is a connection to the NATS ledgerd publishes on (NATSOptions.Connect).
+	NATS *nats.Conn
+	// Audit reads what the stream no longer holds from ledgerd; it needs an
+	// API key with the auditor role on the ledger. Nil: such a position
+	// stops the consumer with ErrNotInStream.
+	Audit AuditClient
+	// BatchMax bounds the events of one fetch and one RunPostgres
+	// transaction: 0 is BatchMaxDefault; at most BatchMaxLimit.
+	BatchMax int
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Consumer reads one ledger's events. Run and RunPostgres may be called
+// again after they return, and from several goroutines (each run reads the
+// stream on its own).
+type Consumer struct {
+	cfg Config
+	js  jetstream.JetStream
+}
+
+// New returns a consumer of cfg.Ledger.
+//
+// Errors: an invalid ledger name, no NATS connection, BatchMax out of range.
+func New(cfg Config) (*Consumer, error) {
+	switch {
+	case !domain.ValidLedgerName(cfg.Ledger):
+		return nil, fmt.Errorf("consumer: ledger %q: not a ledger name", cfg.Ledger)
+	case cfg.NATS == nil:
+		return nil, errors.New("consumer: NATS: no connection")
+	case cfg.BatchMax < 0 || cfg.BatchMax > BatchMaxLimit:
+		return nil, fmt.Errorf("consumer: BatchMax %d: want 0..%d", cfg.BatchMax, BatchMaxLimit)
+	}
+	if cfg.BatchMax == 0 {
+		cfg.BatchMax = BatchMaxDefault
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cfg.Logger = cfg.Logger.With("ledger", cfg.Ledger, "component", "consumer")
+	js, err := jetstream.New(cfg.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: JetStream: %w", err)
+	}
+	return &Consumer{cfg: cfg, js: js}, nil
+}
+
+// Handler handles one event. An error stops the run.
+type Handler func(ctx context.Context, ev Event) error
+
+// Run hands h every event after from, in order, until ctx ends or h fails.
+// Where the events' effects and the checkpoint are kept is the caller's
+// business (ev.Checkpoint() is the one to keep); RunPostgres keeps both in
+// one transaction.
+//
+// Errors: ctx's; h's, wrapped with the position; *ChainError; ErrNotInStream;
+// NATS's and the log's.
+func (c *Consumer) Run(ctx context.Context, from Checkpoint, h Handler) error {
+	r, err := c.reader(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	at := from
+	for {
+		evs, err := r.fetch(ctx, at, c.cfg.BatchMax)
+		for i := range evs {
+			if herr := h(ctx, evs[i]); herr != nil {
+				return fmt.Errorf("consumer %s: handler at %d: %w", c.cfg.Ledger, evs[i].Position, herr)
+			}
+			at = evs[i].Checkpoint()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// reader reads the stream through a natsbus.Source: the frames, and the
+// positions the stream no longer holds from the log.
+type reader struct {
+	ledger string
+	src    *natsbus.Source
+}
+
+// reader waits for the ledger's stream to exist (ledgerd creates it when it
+// first relays), then returns a reader on it. It does not create the stream:
+// the stream's limits are ledgerd's to set.
+func (c *Consumer) reader(ctx context.Context) (*reader, error) {
+	logged := false
+	for {
+		_, err := c.js.Stream(ctx, natsbus.StreamName(c.cfg.Ledger))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("consumer %s: stream: %w", c.cfg.Ledger, err)
+		}
+		if !logged {
+			c.cfg.Logger.Info("waiting for the ledger's stream", "stream", natsbus.StreamName(c.cfg.Ledger))
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(streamWaitInterval):
+		}
+	}
+	var log natsbus.Log = &streamOnly{js: c.js}
+	if c.cfg.Audit != nil {
+		log = &auditLog{audit: c.cfg.Audit}
+	}
+	// The options only matter if the stream is gone between the check
+	// above and the source's start; it is then created unbounded rather
+	// than with limits of the consumer's choosing.
+	src := natsbus.NewSource(c.cfg.Ledger, c.js, log, natsbus.StreamOptions{}, c.cfg.Logger)
+	return &reader{ledger: c.cfg.Ledger, src: src}, nil
+}
+
+// fetch returns 1..max events after at, verified and decoded, waiting for
+// one. Before an error, it returns the events that came before the fault.
+//
+// Errors: ctx's; *ChainError; a payload that does not decode; the source's.
+func (r *reader) fetch(ctx context.Context, at Checkpoint, max int) ([]Event, error) {
+	recs, err := r.src.Next(ctx, at.Position+1, max)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("consumer %s at %d: %w", r.ledger, at.Position+1, err)
+	}
+	evs := make([]Event, 0, len(recs))
+	for _, rec := range recs {
+		if rec.Ledger != r.ledger {
+			return evs, &ChainError{Ledger: r.ledger, Position: rec.Position, Reason: fmt.Sprintf("the event is ledger %q's", rec.Ledger)}
+		}
+		var ev Event
+		ev, at, err = at.Next(rec)
+		if err != nil {
+			return evs, err
+		}
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}
+
+func (r *reader) close() { r.src.Close() }
+
+// auditLog reads the log through AuditService.ReadEvents: what a Source
+// falls back to for positions the stream no longer holds.
+type auditLog struct{ audit AuditClient }
+
+// Read returns up to limit records from `from`.
+//
+// Errors: the call's (PermissionDenied without the auditor role).
+func (l *auditLog) Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream
+	stream, err := l.audit.ReadEvents(ctx, &ledgerv1.ReadEventsRequest{Ledger: ledger, FromPosition: from,
+		ToPosition: from + uint64(max(limit, 1)) - 1})
+	if err != nil {
+		return nil, fmt.Errorf("read events of %s from %d: %w", ledger, from, err)
+	}
+	var out []eventstore.Record
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read events of %s from %d: %w", ledger, from, err)
+		}
+		for _, e := range resp.GetEvents() {
+			rec, err := servicelog.RecordOf(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rec)
+		}
+	}
+}
+
+// Head is not read: a Source reads only records.
+func (l *auditLog) Head(context.Context, string) (uint64, eventstore.Hash, error) {
+	return 0, eventstore.Hash{}, errors.New("consumer: the log's head is not read")
+}
+
+// streamOnly is the log of a consumer without Config.Audit: nothing to
+// read. An empty stream (nothing relayed yet, or every frame expired) is
+// waited on; a stream that has passed the position is ErrNotInStream.
+type streamOnly struct{ js jetstream.JetStream }
+
+func (l *streamOnly) Read(ctx context.Context, ledger string, from uint64, _ int) ([]eventstore.Record, error) {
+	s, err := l.js.Stream(ctx, natsbus.StreamName(ledger))
+	if err != nil {
+		return nil, fmt.Errorf("stream of %s: %w", ledger, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stream of %s: %w", ledger, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("position %d: %w (set Config.Audit to read it from ledgerd)", from, ErrNotInStream)
+}
+
+func (l *streamOnly) Head(context.Context, string) (uint64, eventstore.Hash, error) {
+	return 0, eventstore.Hash{}, errors.New("consumer: the log's head is not read")
+}

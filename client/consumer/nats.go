@@ -1,0 +1,107 @@
+package consumer
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// NATSOptions is how a consumer connects to the NATS ledgerd publishes on:
+// its URL (credentials inside it work too: nats://user:password@host), one
+// kind of credentials, and TLS, as ledgerd's own -nats-* flags.
+type NATSOptions struct {
+	// URL is a server, or a comma-separated list of a cluster's.
+	URL string
+	// CredsFile is a .creds file (a user JWT and its nkey seed).
+	CredsFile string
+	// User and Password.
+	User, Password string
+	// NKeySeedFile holds a user nkey seed (SU...).
+	NKeySeedFile string
+	// TLSCA is a PEM file of the CAs the server's certificate must chain
+	// to; TLSCert and TLSKey, a PEM client certificate and its key.
+	TLSCA, TLSCert, TLSKey string
+	// Name is the connection's name on the server; "" is "ledger-consumer".
+	Name string
+}
+
+// natsReconnectWait is the pause between attempts to reach NATS again.
+const natsReconnectWait = 250 * time.Millisecond
+
+// Connect connects to NATS with o, reconnecting forever once connected (a
+// running consumer's ordered consumer resumes by itself).
+//
+// Errors: a missing URL, more than one kind of credentials, half a pair, a
+// file that cannot be read; nats.go's connection error.
+func (o NATSOptions) Connect() (*nats.Conn, error) {
+	opts, err := o.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: connect to NATS: %w", err)
+	}
+	return nc, nil
+}
+
+func (o NATSOptions) options() ([]nats.Option, error) {
+	kinds := 0
+	for _, set := range []bool{o.CredsFile != "", o.User != "", o.NKeySeedFile != ""} {
+		if set {
+			kinds++
+		}
+	}
+	switch {
+	case o.URL == "":
+		return nil, errors.New("consumer: NATS URL: empty")
+	case kinds > 1:
+		return nil, errors.New("consumer: NATS CredsFile, User and NKeySeedFile: give one")
+	case (o.TLSCert == "") != (o.TLSKey == ""):
+		return nil, errors.New("consumer: NATS TLSCert and TLSKey: give both or neither")
+	}
+	name := o.Name
+	if name == "" {
+		name = "ledger-consumer"
+	}
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(natsReconnectWait)}
+	switch {
+	case o.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	case o.User != "":
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	case o.NKeySeedFile != "":
+		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("consumer: NATS nkey seed %s: %w", o.NKeySeedFile, err)
+		}
+		opts = append(opts, opt)
+	}
+	if o.TLSCA == "" && o.TLSCert == "" {
+		return opts, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.TLSCA != "" {
+		pem, err := os.ReadFile(o.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("consumer: NATS TLS CA: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("consumer: NATS TLS CA %s: no PEM certificate in it", o.TLSCA)
+		}
+	}
+	if o.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("consumer: NATS TLS certificate %s, key %s: %w", o.TLSCert, o.TLSKey, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return append(opts, nats.Secure(cfg)), nil
+}
