@@ -157,7 +157,7 @@ func (c *client) accountsList(ctx context.Context, req *ledgerv1.ListAccountsReq
 			return nil
 		}
 		tw := c.tabwriter()
-		header := "ID\tASSET\tNORMAL\tSTATUS\tMIN\tMAX\tOPENED AT\tMETADATA\t"
+		header := "ID\tASSET\tNORMAL\tSTATUS\tMIN\tMAX\tOPENED\tMETADATA\t"
 		if req.GetIncludeBalances() {
 			header += "BALANCE\tAVAILABLE\t"
 		}
