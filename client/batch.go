@@ -165,6 +165,7 @@ type lane struct {
 	// lingering is set while a Linger timer runs; lingered once it fired,
 	// until the next batch is taken.
 	lingering, lingered bool
+	timer               *time.Timer // the Linger timer, while lingering
 	// room is closed (and replaced) whenever the queue shrinks: it wakes
 	// the callers waiting for room.
 	room chan struct{}
@@ -260,7 +261,7 @@ func (b *batcher) linger(l *lane) bool {
 	if !l.lingering {
 		l.lingering = true
 		b.sends.Add(1) // close waits for the timer as for a send
-		time.AfterFunc(b.opt.Linger, func() {
+		l.timer = time.AfterFunc(b.opt.Linger, func() {
 			defer b.sends.Done()
 			b.mu.Lock()
 			defer b.mu.Unlock()
@@ -345,11 +346,15 @@ func (b *batcher) close() {
 	b.mu.Lock()
 	b.closed = true
 	for _, l := range b.lanes {
+		if l.lingering && l.timer.Stop() {
+			l.lingering = false
+			b.sends.Done()
+		}
 		b.dispatch(l)
 	}
 	b.mu.Unlock()
-	// A lingering lane's timer dispatches when it fires (within Linger):
-	// it is counted in sends, and so is every batch a timer or a send
-	// starts, before its own Done.
+	// A timer that could not be stopped is firing: it is counted in
+	// sends, and so is every batch a timer or a send starts, before its
+	// own Done.
 	b.sends.Wait()
 }
