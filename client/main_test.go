@@ -29,8 +29,14 @@ func startLedgerd(t testing.TB, grpcAddr string) *ledgerd {
 	t.Helper()
 	key, err := apikeys.Generate(nil)
 	testenv.NoError(t, err)
+	return startLedgerdOn(t, testenv.MigratedPostgresURL(t), grpcAddr, key)
+}
+
+// startLedgerdOn is startLedgerd on the database at pgURL with key.
+func startLedgerdOn(t testing.TB, pgURL, grpcAddr, key string) *ledgerd {
+	t.Helper()
 	m := &daemon.Main{
-		Config: daemon.Config{PostgresURL: testenv.MigratedPostgresURL(t), NATSURL: testenv.NATSURL(t), GRPCAddr: grpcAddr,
+		Config: daemon.Config{PostgresURL: pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: grpcAddr,
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: key},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
