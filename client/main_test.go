@@ -32,13 +32,17 @@ func startLedgerd(t testing.TB, grpcAddr string) *ledgerd {
 	return startLedgerdOn(t, testenv.MigratedPostgresURL(t), grpcAddr, key)
 }
 
-// startLedgerdOn is startLedgerd on the database at pgURL with key.
-func startLedgerdOn(t testing.TB, pgURL, grpcAddr, key string) *ledgerd {
+// startLedgerdOn is startLedgerd on the database at pgURL with key, its
+// configuration changed by set (when given) before it runs.
+func startLedgerdOn(t testing.TB, pgURL, grpcAddr, key string, set ...func(*daemon.Config)) *ledgerd {
 	t.Helper()
 	m := &daemon.Main{
 		Config: daemon.Config{PostgresURL: pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: grpcAddr,
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: key},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	for _, f := range set {
+		f(&m.Config)
 	}
 	testenv.NoError(t, m.Run(context.Background()))
 	t.Cleanup(m.Close)

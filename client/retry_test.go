@@ -35,7 +35,7 @@ func (a *attempts) option() client.Option {
 
 // quickRetries retry often enough for a test to see several attempts.
 var quickRetries = client.RetryPolicy{MaxAttempts: client.RetryAttemptsMax, InitialBackoff: 10 * time.Millisecond,
-	MaxBackoff: 100 * time.Millisecond, MaxElapsed: time.Minute}
+	MaxBackoff: 500 * time.Millisecond, MaxElapsed: time.Minute}
 
 // freeAddr returns a loopback address nothing listens on (for now).
 func freeAddr(t *testing.T) string {
@@ -161,7 +161,9 @@ func TestRetryAttemptTimeout(t *testing.T) {
 				return invoker(ctx, method, req, reply, conn, opts...)
 			})))
 	ledger := testenv.Name(t)
-	setup(t, c, ledger, "alice")
+	// Set up without attempt timeouts: a slow first DefineAsset retried
+	// would answer EXISTS (rightly), which setup does not expect.
+	setup(t, l.dial(t), ledger, "alice")
 
 	stalls.Store(2)
 	_, err := c.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"alice"}})
