@@ -100,6 +100,9 @@ scenario() {
 scenario batch-c64 -batch 1000 -concurrency 64 -transfers "$transfers_batch" "${baseline[@]}"
 scenario single-c64 -batch 1 -concurrency 64 -transfers "$transfers_single" "${baseline[@]}"
 scenario single-c256 -batch 1 -concurrency 256 -transfers "$transfers_single"
+# The same single transfers through the Go client's automatic batching
+# (package client): the issue's ">= 5x single-c256".
+scenario single-autobatch-c256 -batch 1 -concurrency 256 -transfers "$transfers_single" -auto-batch
 scenario hot-c256 -batch 1 -concurrency 256 -transfers "$transfers_single" -hot "${baseline[@]}"
 # GetBalances and ListStatement latency and rate, and the projections' lag
 # sampled every 100 ms, while batches of 100 are written.

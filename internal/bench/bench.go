@@ -76,8 +76,19 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 	r.SetupSeconds = cfg.Now().Sub(setupStart).Seconds()
 
 	workers := make([]*worker, cfg.Concurrency)
+	var auto *autoBatched
+	if cfg.AutoBatch {
+		if auto, err = dialAutoBatched(ctx, &cfg); err != nil {
+			return Report{}, err
+		}
+		defer auto.Close()
+	}
 	for i := range workers {
-		workers[i] = newWorker(i, &cfg, ledgerv1.NewCommandServiceClient(conns[i%len(conns)]))
+		var cmd ledgerv1.CommandServiceClient = ledgerv1.NewCommandServiceClient(conns[i%len(conns)])
+		if auto != nil {
+			cmd = auto
+		}
+		workers[i] = newWorker(i, &cfg, cmd)
 	}
 	if cfg.Warmup > 0 {
 		fmt.Fprintf(cfg.Progress, "warmup: %d transfers\n", cfg.Warmup)

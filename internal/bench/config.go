@@ -72,6 +72,10 @@ type Config struct {
 	Concurrency int `json:"concurrency"`
 	// Batch is the number of transfers per CreateTransfers call.
 	Batch int `json:"batch"`
+	// AutoBatch sends each worker's single transfer (Batch 1) through the
+	// Go client's CreateTransfer, which coalesces the workers' transfers
+	// into batches (package client).
+	AutoBatch bool `json:"auto_batch,omitempty"`
 	// Hot makes every transfer touch acc-0, the hot-account workload.
 	Hot  bool   `json:"hot"`
 	Seed uint64 `json:"seed"`
@@ -136,6 +140,8 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 	fs.IntVar(&c.Accounts, "accounts", 10_000, "accounts to open and pick from")
 	fs.IntVar(&c.Concurrency, "concurrency", 64, "workers, each with one call in flight")
 	fs.IntVar(&c.Batch, "batch", 1, fmt.Sprintf("transfers per CreateTransfers call, 1..%d", BatchMax))
+	fs.BoolVar(&c.AutoBatch, "auto-batch", false, "send each transfer alone through the Go client's CreateTransfer, "+
+		"which batches the workers' transfers together (with -batch 1)")
 	fs.BoolVar(&c.Hot, "hot", false, "every transfer debits or credits acc-0 (hot account)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the random accounts and amounts")
 	fs.IntVar(&c.Warmup, "warmup", 0, "transfers sent before measuring")
@@ -195,6 +201,8 @@ func (c Config) Validate() error {
 		return bad("-concurrency %d, want 1..%d", c.Concurrency, ConcurrencyMax)
 	case c.Batch < 1 || c.Batch > BatchMax:
 		return bad("-batch %d, want 1..%d", c.Batch, BatchMax)
+	case c.AutoBatch && c.Batch != 1:
+		return bad("-auto-batch with -batch %d: the client makes the batches, want -batch 1", c.Batch)
 	case c.Readers < 0 || c.Readers > ReadersMax:
 		return bad("-readers %d, want 0..%d", c.Readers, ReadersMax)
 	case c.Readers > 0 && c.ReadKind != ReadKindBalances && c.ReadKind != ReadKindStatement && c.ReadKind != ReadKindBoth:

@@ -84,6 +84,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{"batch over max", []string{"-batch", "8193"}},
 		{"batch zero", []string{"-batch", "0"}},
+		{"auto-batch with batches", []string{"-auto-batch", "-batch", "2"}},
 		{"one account", []string{"-accounts", "1"}},
 		{"no transfers", []string{"-transfers", "0"}},
 		{"negative warmup", []string{"-warmup", "-1"}},

@@ -204,6 +204,9 @@ func writeReadsTable(b *strings.Builder, scenarios []Scenario) {
 func scenarioCommand(c Config) string {
 	parts := []string{"ledgerbench", "-batch", strconv.Itoa(c.Batch), "-concurrency", strconv.Itoa(c.Concurrency),
 		"-transfers", strconv.Itoa(c.Transfers), "-accounts", strconv.Itoa(c.Accounts)}
+	if c.AutoBatch {
+		parts = append(parts, "-auto-batch")
+	}
 	if c.Hot {
 		parts = append(parts, "-hot")
 	}

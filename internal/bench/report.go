@@ -94,9 +94,9 @@ func (r Report) WriteText(out io.Writer) error {
 	c := r.Config
 	l := r.LatencyMs
 	fmt.Fprintf(&b, "command:     %s\n", r.CommandLine)
-	fmt.Fprintf(&b, "config:      addr=%s ledger=%s transfers=%d warmup=%d accounts=%d concurrency=%d batch=%d hot=%t seed=%d conns=%d"+
+	fmt.Fprintf(&b, "config:      addr=%s ledger=%s transfers=%d warmup=%d accounts=%d concurrency=%d batch=%d auto-batch=%t hot=%t seed=%d conns=%d"+
 		" readers=%d read-kind=%s lag-every=%s\n",
-		c.Addr, c.Ledger, c.Transfers, c.Warmup, c.Accounts, c.Concurrency, c.Batch, c.Hot, c.Seed, r.Conns,
+		c.Addr, c.Ledger, c.Transfers, c.Warmup, c.Accounts, c.Concurrency, c.Batch, c.AutoBatch, c.Hot, c.Seed, r.Conns,
 		c.Readers, c.ReadKind, c.LagEvery)
 	fmt.Fprintf(&b, "setup:       %.2f s\n", r.SetupSeconds)
 	fmt.Fprintf(&b, "measured:    %d transfers in %d calls over %.3f s\n", r.Transfers, r.Calls, r.DurationSeconds)

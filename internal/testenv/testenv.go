@@ -107,7 +107,7 @@ var harness struct {
 func Main(m *testing.M) {
 	harness.mainActive.Store(true)
 	code := m.Run()
-	if err := shutdown(); err != nil {
+	if err := errors.Join(examples.cleanUp(), shutdown()); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 		if code == 0 {
 			code = 1
