@@ -31,7 +31,8 @@ type IntegrityServer struct {
 }
 
 // NewIntegrityServer serves the anchors of anchors; nil: none published
-// (anchoring off), every list is Unavailable.
+// (anchoring off), every list is FailedPrecondition: a state of this
+// ledgerd's configuration, not a failure that a retry outlasts.
 func NewIntegrityServer(anchors AnchorLister) *IntegrityServer {
 	return &IntegrityServer{anchors: anchors}
 }
@@ -51,7 +52,7 @@ func (s *IntegrityServer) ListAnchors(ctx context.Context, req *ledgerv1.ListAnc
 		limit = ListAnchorsMax
 	}
 	if s.anchors == nil {
-		return nil, status.Error(codes.Unavailable, "anchoring is off: ledgerd has no anchor key")
+		return nil, status.Error(codes.FailedPrecondition, "anchoring is off: ledgerd has no anchor key (-anchor-key-file)")
 	}
 	as, more, err := s.anchors.List(ctx, ledger, from, to, limit)
 	if err != nil {

@@ -199,3 +199,20 @@ func TestPeriodCloseIsSigned(t *testing.T) {
 		return fmt.Errorf("no signed anchor of %s at or after the close at %d: %v", ledger, res.GetPosition(), as)
 	})
 }
+
+// TestListAnchorsWithoutAKey: a ledgerd that signs nothing answers
+// ListAnchors FailedPrecondition (its configuration, which no retry
+// outlasts), not Unavailable.
+func TestListAnchorsWithoutAKey(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	testenv.NoError(t, err)
+	defer conn.Close()
+	_, err = ledgerv1.NewIntegrityServiceClient(conn).ListAnchors(ctx(t), &ledgerv1.ListAnchorsRequest{Ledger: ledger})
+	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "anchor key") {
+		t.Errorf("ListAnchors without an anchor key: %v, want FailedPrecondition naming the anchor key", err)
+	}
+}
