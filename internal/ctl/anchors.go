@@ -150,7 +150,9 @@ func (c *client) anchorsWithin(ctx context.Context, first, last uint64) ([]ancho
 			lo = last - span + 1
 		}
 		as, err := c.listAnchors(ctx, lo, last)
-		if code := status.Code(err); code == codes.Unavailable || code == codes.Unimplemented {
+		// FailedPrecondition: anchoring off (Unavailable before ledgerd
+		// said so); Unavailable: NATS down; Unimplemented: an older ledgerd.
+		if code := status.Code(err); code == codes.FailedPrecondition || code == codes.Unavailable || code == codes.Unimplemented {
 			fmt.Fprintf(c.errOut, "ledgerctl: warning: the trailer carries no anchors: %v\n", status.Convert(err).Message())
 			return nil, nil
 		}
