@@ -55,6 +55,8 @@ type Client struct {
 	ledgerv1.AdminServiceClient
 	ledgerv1.IntegrityServiceClient
 	ledgerv1.ReconciliationServiceClient
+	ledgerv1.MonitoringServiceClient
+	ledgerv1.WebhookServiceClient
 
 	conn    *grpc.ClientConn
 	batches *batcher
@@ -162,6 +164,8 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 		AdminServiceClient:          ledgerv1.NewAdminServiceClient(conn),
 		IntegrityServiceClient:      ledgerv1.NewIntegrityServiceClient(conn),
 		ReconciliationServiceClient: ledgerv1.NewReconciliationServiceClient(conn),
+		MonitoringServiceClient:     ledgerv1.NewMonitoringServiceClient(conn),
+		WebhookServiceClient:        ledgerv1.NewWebhookServiceClient(conn),
 		conn:                        conn,
 	}
 	c.batches = newBatcher(c.CommandServiceClient, s.batch)

@@ -63,6 +63,8 @@ func generatedClient(t *testing.T, service protoreflect.Name) reflect.Type {
 		"AdminService":          reflect.TypeFor[ledgerv1.AdminServiceClient](),
 		"IntegrityService":      reflect.TypeFor[ledgerv1.IntegrityServiceClient](),
 		"ReconciliationService": reflect.TypeFor[ledgerv1.ReconciliationServiceClient](),
+		"MonitoringService":     reflect.TypeFor[ledgerv1.MonitoringServiceClient](),
+		"WebhookService":        reflect.TypeFor[ledgerv1.WebhookServiceClient](),
 	}
 	c, ok := clients[service]
 	if !ok {

@@ -57,6 +57,20 @@ var methodRoles = map[string]apikeys.Role{
 	"/ledger.v1.ReconciliationService/ListUnmatched":     apikeys.RoleReader,
 	"/ledger.v1.ReconciliationService/GetDailyJournal":   apikeys.RoleReader,
 
+	"/ledger.v1.MonitoringService/DefineRules":      apikeys.RoleWriter,
+	"/ledger.v1.MonitoringService/FreezeAccounts":   apikeys.RoleWriter,
+	"/ledger.v1.MonitoringService/UnfreezeAccounts": apikeys.RoleWriter,
+	"/ledger.v1.MonitoringService/ListRules":        apikeys.RoleReader,
+	"/ledger.v1.MonitoringService/ListAlerts":       apikeys.RoleReader,
+	"/ledger.v1.MonitoringService/DryRunRule":       apikeys.RoleReader,
+
+	// Where the ledger's events go, signed with a secret: the admin's.
+	"/ledger.v1.WebhookService/CreateSubscription": apikeys.RoleAdmin,
+	"/ledger.v1.WebhookService/DeleteSubscription": apikeys.RoleAdmin,
+	"/ledger.v1.WebhookService/ReplayDeliveries":   apikeys.RoleAdmin,
+	"/ledger.v1.WebhookService/ListSubscriptions":  apikeys.RoleReader,
+	"/ledger.v1.WebhookService/ListDeliveries":     apikeys.RoleReader,
+
 	"/ledger.v1.AuditService/ReadEvents": apikeys.RoleAuditor,
 	// An import writes a whole log, unchecked by the writer: admin only.
 	"/ledger.v1.AuditService/ImportEvents": apikeys.RoleAdmin,

@@ -25,6 +25,13 @@ func TestEveryMethodHasARole(t *testing.T) {
 		"AdminService":                            apikeys.RoleAdmin,
 		"AdminService/GetLedger":                  apikeys.RoleReader,
 		"IntegrityService":                        apikeys.RoleAuditor,
+		"MonitoringService":                       apikeys.RoleReader,
+		"MonitoringService/DefineRules":           apikeys.RoleWriter,
+		"MonitoringService/FreezeAccounts":        apikeys.RoleWriter,
+		"MonitoringService/UnfreezeAccounts":      apikeys.RoleWriter,
+		"WebhookService":                          apikeys.RoleAdmin,
+		"WebhookService/ListSubscriptions":        apikeys.RoleReader,
+		"WebhookService/ListDeliveries":           apikeys.RoleReader,
 		"ReconciliationService/ImportStatement":   apikeys.RoleWriter,
 		"ReconciliationService/SetMatchingRules":  apikeys.RoleWriter,
 		"ReconciliationService/MatchManually":     apikeys.RoleWriter,
@@ -34,7 +41,8 @@ func TestEveryMethodHasARole(t *testing.T) {
 		"ReconciliationService/GetDailyJournal":   apikeys.RoleReader,
 	}
 	seen := map[string]bool{}
-	for _, svc := range []string{"CommandService", "QueryService", "AuditService", "AdminService", "ReconciliationService", "IntegrityService"} {
+	for _, svc := range []string{"CommandService", "QueryService", "AuditService", "AdminService", "ReconciliationService", "IntegrityService",
+		"MonitoringService", "WebhookService"} {
 		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName("ledger.v1." + svc))
 		if err != nil {
 			if svc == "ReconciliationService" {

@@ -37,7 +37,8 @@ type IntegrityServiceClient interface {
 	// ListAnchors returns a ledger's anchors by position, from the NATS
 	// bucket (never from PostgreSQL), at most limit (default and most 1,000)
 	// from from_position (0: the first) to to_position (0: the last). Role
-	// auditor. Unavailable while NATS is.
+	// auditor. Unavailable while NATS is; FailedPrecondition when ledgerd has
+	// no anchor key.
 	ListAnchors(ctx context.Context, in *ListAnchorsRequest, opts ...grpc.CallOption) (*ListAnchorsResponse, error)
 }
 
@@ -68,7 +69,8 @@ type IntegrityServiceServer interface {
 	// ListAnchors returns a ledger's anchors by position, from the NATS
 	// bucket (never from PostgreSQL), at most limit (default and most 1,000)
 	// from from_position (0: the first) to to_position (0: the last). Role
-	// auditor. Unavailable while NATS is.
+	// auditor. Unavailable while NATS is; FailedPrecondition when ledgerd has
+	// no anchor key.
 	ListAnchors(context.Context, *ListAnchorsRequest) (*ListAnchorsResponse, error)
 	mustEmbedUnimplementedIntegrityServiceServer()
 }

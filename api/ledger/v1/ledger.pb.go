@@ -96,6 +96,12 @@ const (
 	// ClosePeriod's end), or a ClosePeriod's end is not after the last one's:
 	// corrections go into the open period. `detail` names the closed end.
 	ResultCode_RESULT_CODE_PERIOD_CLOSED ResultCode = 29
+	// A debit of a frozen account (FreezeAccounts, or a rule's freeze action);
+	// credits are still accepted. `field` names the posting's debit account.
+	ResultCode_RESULT_CODE_ACCOUNT_FROZEN ResultCode = 30
+	// A before-commit monitoring rule refused the transfer; `detail` names the
+	// rule, its version and the figure that crossed its limit.
+	ResultCode_RESULT_CODE_RULE_REJECTED ResultCode = 31
 )
 
 // Enum value maps for ResultCode.
@@ -131,6 +137,8 @@ var (
 		27: "RESULT_CODE_TOO_MANY_ASSETS",
 		28: "RESULT_CODE_AMOUNT_EXCEEDS_REMAINING",
 		29: "RESULT_CODE_PERIOD_CLOSED",
+		30: "RESULT_CODE_ACCOUNT_FROZEN",
+		31: "RESULT_CODE_RULE_REJECTED",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":                  0,
@@ -163,6 +171,8 @@ var (
 		"RESULT_CODE_TOO_MANY_ASSETS":              27,
 		"RESULT_CODE_AMOUNT_EXCEEDS_REMAINING":     28,
 		"RESULT_CODE_PERIOD_CLOSED":                29,
+		"RESULT_CODE_ACCOUNT_FROZEN":               30,
+		"RESULT_CODE_RULE_REJECTED":                31,
 	}
 )
 
@@ -7643,7 +7653,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\baccounts\x18\a \x01(\x04R\baccounts\"q\n" +
 	"\x1bGetCategoryBalancesResponse\x126\n" +
 	"\bbalances\x18\x01 \x03(\v2\x1a.ledger.v1.CategoryBalanceR\bbalances\x12\x1a\n" +
-	"\bposition\x18\x02 \x01(\x04R\bposition*\x89\b\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition*\xc8\b\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -7676,7 +7686,9 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x1dRESULT_CODE_TOO_MANY_ACCOUNTS\x10\x1a\x12\x1f\n" +
 	"\x1bRESULT_CODE_TOO_MANY_ASSETS\x10\x1b\x12(\n" +
 	"$RESULT_CODE_AMOUNT_EXCEEDS_REMAINING\x10\x1c\x12\x1d\n" +
-	"\x19RESULT_CODE_PERIOD_CLOSED\x10\x1d*d\n" +
+	"\x19RESULT_CODE_PERIOD_CLOSED\x10\x1d\x12\x1e\n" +
+	"\x1aRESULT_CODE_ACCOUNT_FROZEN\x10\x1e\x12\x1d\n" +
+	"\x19RESULT_CODE_RULE_REJECTED\x10\x1f*d\n" +
 	"\rNormalBalance\x12\x1e\n" +
 	"\x1aNORMAL_BALANCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15NORMAL_BALANCE_CREDIT\x10\x01\x12\x18\n" +
