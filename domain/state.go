@@ -86,6 +86,10 @@ type State struct {
 	periodPos uint64
 	// categories are the ledger's categories by name (category.go).
 	categories map[string]*Category
+	// categoryChildren indexes categories by parent: built from categories
+	// when first needed (categoryHeight), kept by evolveCategory after; nil
+	// until then (a snapshot does not carry it).
+	categoryChildren map[string]map[string]struct{}
 	// journal, while recording, holds the undo of every mutation since
 	// Begin, for all-or-nothing batches.
 	journal   []func()
