@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -271,11 +272,12 @@ func TestWebhookDeadLetterReplay(t *testing.T) {
 		t.Fatalf("dead letters %v, want 2 with code 500 and an error", dead.GetDeliveries())
 	}
 
+	if out := h.runCtlOK(t, ledger, "webhooks", "deliveries", sub.GetId(), "--status", "dead"); !strings.Contains(out, "HTTP 500") {
+		t.Fatalf("ledgerctl webhooks deliveries --status dead:\n%s", out)
+	}
 	r.set(receiverOK)
-	rep, err := hooks.ReplayDeliveries(ctx(t), &ledgerv1.ReplayDeliveriesRequest{Ledger: ledger, SubscriptionId: sub.GetId(), DeadLetters: true})
-	testenv.NoError(t, err)
-	if rep.GetQueued() != 2 {
-		t.Fatalf("replay queued %d, want 2", rep.GetQueued())
+	if out := h.runCtlOK(t, ledger, "webhooks", "replay", sub.GetId(), "--dead"); !strings.Contains(out, "queued 2") {
+		t.Fatalf("ledgerctl webhooks replay --dead: %s, want queued 2", out)
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {
 		ids, positions, _ := r.got()
@@ -288,7 +290,7 @@ func TestWebhookDeadLetterReplay(t *testing.T) {
 		return nil
 	})
 
-	rep, err = hooks.ReplayDeliveries(ctx(t), &ledgerv1.ReplayDeliveriesRequest{Ledger: ledger, SubscriptionId: sub.GetId(), FromPosition: want[0]})
+	rep, err := hooks.ReplayDeliveries(ctx(t), &ledgerv1.ReplayDeliveriesRequest{Ledger: ledger, SubscriptionId: sub.GetId(), FromPosition: want[0]})
 	testenv.NoError(t, err)
 	if rep.GetQueued() != want[1]-want[0]+1 {
 		t.Fatalf("replay from %d queued %d, want %d", want[0], rep.GetQueued(), want[1]-want[0]+1)
