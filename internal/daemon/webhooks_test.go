@@ -107,11 +107,14 @@ func (r *receiver) got() ([]string, []uint64, []error) {
 }
 
 // fastWebhooks starts ledgerd with webhook timings a test can wait out.
-func fastWebhooks(t *testing.T, maxAge time.Duration) (*harness, ledgerv1.WebhookServiceClient) {
+func fastWebhooks(t *testing.T, maxAge time.Duration, payloadMax ...int) (*harness, ledgerv1.WebhookServiceClient) {
 	h := startWith(t, func(m *daemon.Main) {
 		m.Config.Webhooks = webhooks.Options{MaxAge: maxAge, BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 			AttemptTimeout: 300 * time.Millisecond, BreakerFailures: 3, BreakerCooldown: 300 * time.Millisecond,
 			Poll: 100 * time.Millisecond}
+		if len(payloadMax) > 0 {
+			m.Config.Webhooks.PayloadMax = payloadMax[0]
+		}
 	})
 	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
@@ -341,5 +344,33 @@ func TestWebhookDeadLetterReplay(t *testing.T) {
 	testenv.NoError(t, err)
 	if resp, err := hooks.ListSubscriptions(ctx(t), &ledgerv1.ListSubscriptionsRequest{Ledger: ledger}); err != nil || len(resp.GetSubscriptions()) != 0 {
 		t.Fatalf("after delete: %v, %v", resp.GetSubscriptions(), err)
+	}
+}
+
+// TestWebhookPayloadLimit: an event whose body is over the payload limit is
+// a dead letter at once, its error naming the size; the next is delivered.
+func TestWebhookPayloadLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 400
+	h, hooks := fastWebhooks(t, time.Hour, limit)
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	r := newReceiver(t)
+	sub := subscribe(t, hooks, r, &ledgerv1.CreateSubscriptionRequest{Ledger: ledger})
+	big := transfer("big", "alice", "bob", "1.00", "USD")
+	big.Reference = strings.Repeat("r", 200)
+	bigAt := h.transferOK(t, ledger, big)
+	small := h.transferOK(t, ledger, transfer("s", "alice", "bob", "1.00", "USD"))
+	testenv.Eventually(t, 30*time.Second, func() error {
+		ids, positions, _ := r.got()
+		return checkInOrderOnce(ledger, sub.GetId(), ids, positions, []uint64{small})
+	})
+	ds, err := hooks.ListDeliveries(ctx(t), &ledgerv1.ListDeliveriesRequest{Ledger: ledger, SubscriptionId: sub.GetId(),
+		Status: ledgerv1.DeliveryStatus_DELIVERY_STATUS_DEAD})
+	testenv.NoError(t, err)
+	if len(ds.GetDeliveries()) != 1 || ds.GetDeliveries()[0].GetPosition() != bigAt ||
+		!strings.Contains(ds.GetDeliveries()[0].GetError(), fmt.Sprintf("over the limit of %d", limit)) ||
+		ds.GetDeliveries()[0].GetAttempts() != 0 {
+		t.Fatalf("dead letters %v, want the big transfer at %d, not attempted, its error naming the limit", ds.GetDeliveries(), bigAt)
 	}
 }
