@@ -373,4 +373,18 @@ func TestWebhookPayloadLimit(t *testing.T) {
 		ds.GetDeliveries()[0].GetAttempts() != 0 {
 		t.Fatalf("dead letters %v, want the big transfer at %d, not attempted, its error naming the limit", ds.GetDeliveries(), bigAt)
 	}
+
+	// Over REST too, never with the secret.
+	var listed struct {
+		Subscriptions []map[string]any
+	}
+	h.rest(t, "GET", "/v1/ledgers/"+ledger+"/webhooks", "", http.StatusOK, &listed)
+	if len(listed.Subscriptions) != 1 || listed.Subscriptions[0]["id"] != sub.GetId() || listed.Subscriptions[0]["secret"] != nil {
+		t.Fatalf("REST list %v, want %s without a secret", listed.Subscriptions, sub.GetId())
+	}
+	var replayed struct{ Queued string }
+	h.rest(t, "POST", "/v1/ledgers/"+ledger+"/webhooks/"+sub.GetId()+":replay", `{"dead_letters": true}`, http.StatusOK, &replayed)
+	if replayed.Queued != "1" {
+		t.Fatalf("REST replay queued %q, want 1", replayed.Queued)
+	}
 }
