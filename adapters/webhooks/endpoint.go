@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -42,10 +41,6 @@ const (
 	CircuitOpen     = "open"
 	CircuitHalfOpen = "half-open"
 )
-
-// errCircuitOpen means the endpoint's circuit is open: no attempt is made
-// until its cool-down ends.
-var errCircuitOpen = errors.New("the endpoint's circuit is open")
 
 // endpoint is one host's shared state: its circuit breaker, and the
 // concurrency and rate limits of the requests sent to it, whatever
