@@ -167,7 +167,7 @@ func TestMigratedPostgresURLIsAPrivateCopy(t *testing.T) {
 			testenv.NoError(t, err)
 			components, err := pgx.CollectRows(rows, pgx.RowTo[string])
 			testenv.NoError(t, err)
-			if want := []string{"apikeys", "eventstore", "projections"}; !slices.Equal(components, want) {
+			if want := []string{"apikeys", "eventstore", "projections", "webhooks"}; !slices.Equal(components, want) {
 				t.Fatalf("migrated components %v, want %v", components, want)
 			}
 			// In a shared database the second test's CREATE would fail.
