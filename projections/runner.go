@@ -25,42 +25,11 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Migrate applies the read models' schema migrations, in a database whose
-// collation orders text by bytes (see ErrCollation).
-//
-// Errors: ErrCollation; a database error, wrapped.
+// Migrate applies the read models' schema migrations. Account ids are
+// COLLATE "C" in every read model (0018_account_collation.sql), so the
+// database's own locale does not matter.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	// datlocprovider (PostgreSQL 15): 'i' is ICU, whose collations are
-	// linguistic whatever datcollate says.
-	var collate, provider string
-	if err := pool.QueryRow(ctx, `SELECT datcollate, coalesce(to_jsonb(d)->>'datlocprovider', 'c')
-		FROM pg_database d WHERE datname = current_database()`).Scan(&collate, &provider); err != nil {
-		return fmt.Errorf("read models: the database's collation: %w", err)
-	}
-	if provider == "i" {
-		collate = "ICU " + collate
-	}
-	if provider != "c" || !byteOrder(collate) {
-		return fmt.Errorf("read models: the database's collation is %q: %w", collate, ErrCollation)
-	}
 	return eventstore.ApplyMigrations(ctx, pool, "projections", migrations, "migrations")
-}
-
-// ErrCollation means a database whose collation does not order text by its
-// bytes. The read models list accounts in id order and find a prefix or a
-// category's pattern as a range of their keys (account >= p AND account <
-// p'), which is the set of ids starting with p only in byte order; under a
-// linguistic collation (en_US.UTF-8, say) such a range misses ids.
-var ErrCollation = errors.New(`the read models need a database with collation C: ` +
-	`CREATE DATABASE ... TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`)
-
-// byteOrder says whether collation name orders ids (ASCII) by their bytes.
-func byteOrder(name string) bool {
-	switch strings.ToLower(name) {
-	case "c", "posix", "c.utf-8", "c.utf8":
-		return true
-	}
-	return false
 }
 
 // Pending returns the read models' migrations not applied yet.

@@ -320,9 +320,9 @@ func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMa
 			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted - b.debits_pending
 				ELSE b.debits_posted - b.credits_posted - b.credits_pending END::text,
 			b.position`
-		// balances is keyed in the database's collation: compare there, so
-		// that its primary key serves the join (equal is equal in both).
-		balanceJoin = `LEFT JOIN balances b ON b.ledger = $1 AND b.account = (x.account COLLATE "default")`
+		// Both keys are COLLATE "C" (0018): balances' primary key serves
+		// the join.
+		balanceJoin = `LEFT JOIN balances b ON b.ledger = $1 AND b.account = x.account`
 	}
 	sql := `SELECT c.position, x.account, x.asset, x.normal_balance, x.min_balance::text, x.max_balance::text,
 			x.metadata::text, x.closed, x.opened_position, x.opened_at, x.hit, x.n = $3` + balanceCols + `
