@@ -59,6 +59,9 @@ type WebhookReport struct {
 	Hung          int64 `json:"hung"`
 	BadSignatures int64 `json:"bad_signatures"`
 	Overflow      int64 `json:"overflow,omitempty"`
+	// Late counts valid deliveries whose sender had given up (its attempt
+	// timed out) before the receiver answered: retried, so not counted.
+	Late int64 `json:"late,omitempty"`
 
 	Deliveries DeliveryCheck `json:"deliveries"`
 	// Backlog counts the covered transfers acknowledged by the stall's end;
@@ -204,6 +207,7 @@ func (r *Report) verifyWebhook(ctx context.Context, h *webhookRun, workers []*wo
 	wr.WaitedSeconds = h.cfg.Now().Sub(waitStart).Seconds()
 	got := h.recv.snapshot()
 	wr.Attempts, wr.Refused, wr.Hung, wr.BadSignatures, wr.Overflow = got.attempts, got.refused, got.hung, got.badSignatures, got.overflow
+	wr.Late = got.late
 	wr.Deliveries = checkDeliveries(h.cfg.Ledger, h.sub.GetId(), expected, got.accepted)
 	if took, backlog, ok := wr.Deliveries.drain(covered, stallEnd); ok {
 		wr.Backlog, wr.DrainSeconds = backlog, took.Seconds()
@@ -313,7 +317,7 @@ type receiver struct {
 
 // received is what the receiver got.
 type received struct {
-	attempts, refused, hung, badSignatures, overflow int64
+	attempts, refused, hung, badSignatures, overflow, late int64
 	accepted                                         []Delivery
 	// serveErr is why the receiver stopped serving early ("": it did not).
 	serveErr string
@@ -399,6 +403,13 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		r.got.badSignatures++
 		http.Error(w, "bad signature or body", http.StatusUnauthorized)
+		return
+	}
+	if req.Context().Err() != nil {
+		// The sender gave up (its attempt timed out) before the answer: it
+		// will retry this delivery, rightly; not a 2xx it saw.
+		r.got.late++
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	if len(r.got.accepted) >= webhookDeliveriesMax {
