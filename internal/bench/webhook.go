@@ -318,7 +318,7 @@ type receiver struct {
 // received is what the receiver got.
 type received struct {
 	attempts, refused, hung, badSignatures, overflow, late int64
-	accepted                                         []Delivery
+	accepted                                               []Delivery
 	// serveErr is why the receiver stopped serving early ("": it did not).
 	serveErr string
 }
