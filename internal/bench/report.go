@@ -207,8 +207,8 @@ func writeWebhook(b *strings.Builder, w *WebhookReport) {
 		pattern = "(every event)"
 	}
 	fmt.Fprintf(b, "webhook:     subscription %s from position %d, accounts %s; receiver refused %.0f s from the start of the load: "+
-		"%d requests (%d answered 503, %d held until the sender gave up, %d bad signatures)\n",
-		w.Subscription, w.FromPosition, pattern, w.StallSeconds, w.Attempts, w.Refused, w.Hung, w.BadSignatures)
+		"%d requests (%d answered 503, %d held until the sender gave up, %d bad signatures, %d answered after the sender gave up)\n",
+		w.Subscription, w.FromPosition, pattern, w.StallSeconds, w.Attempts, w.Refused, w.Hung, w.BadSignatures, w.Late)
 	d := w.Deliveries
 	fmt.Fprintf(b, "  delivered: %d of %d covered transfers, %d 2xx answers; backlog at the stall's end %d: first delivery %s after it, "+
 		"all %s after it; last delivery %s after the last ack (waited %.1f s)\n",
