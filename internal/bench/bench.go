@@ -94,13 +94,26 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Report, error) {
 		fmt.Fprintf(cfg.Progress, "warmup: %d transfers\n", cfg.Warmup)
 		runPhase(ctx, workers, "warmup", cfg.Warmup, false)
 	}
-	end, err := r.measure(ctx, &cfg, workers)
+	var hook *webhookRun
+	if cfg.WebhookStall > 0 {
+		if hook, err = startWebhook(ctx, conns[0], &cfg); err != nil {
+			return Report{}, err
+		}
+		defer hook.close()
+		for _, w := range workers {
+			w.acked, w.covers = &hook.acked, hook.covers
+		}
+	}
+	end, err := r.measure(ctx, &cfg, workers, hook)
 	if err != nil {
 		return Report{}, err
 	}
 
 	fmt.Fprintln(cfg.Progress, "verifying")
 	r.verify(ctx, ledgerv1.NewQueryServiceClient(conns[0]), &cfg, lastAck(workers, end))
+	if hook != nil {
+		r.verifyWebhook(ctx, hook, workers)
+	}
 	if cfg.BaselinePostgresURL != "" {
 		r.runBaseline(ctx, &cfg)
 	}
@@ -167,10 +180,11 @@ func prepare(ctx context.Context, cc *grpc.ClientConn, cfg *Config) error {
 }
 
 // measure runs the measured phase with the readers and the lag sampler
-// alongside, puts its numbers into r and returns when it ended.
+// alongside (and hook's stall, when set), puts its numbers into r and
+// returns when it ended.
 //
 // Errors: dial's for the readers' connections; ctx's error if it ended.
-func (r *Report) measure(ctx context.Context, cfg *Config, workers []*worker) (end time.Time, err error) {
+func (r *Report) measure(ctx context.Context, cfg *Config, workers []*worker, hook *webhookRun) (end time.Time, err error) {
 	reads, err := newReadLoad(ctx, cfg)
 	if err != nil {
 		return time.Time{}, err
@@ -180,7 +194,13 @@ func (r *Report) measure(ctx context.Context, cfg *Config, workers []*worker) (e
 		cfg.Transfers, cfg.Concurrency, cfg.Batch, cfg.Readers)
 	stopReads := reads.start(ctx)
 	r.cpuStart, r.cpuStartErr = r.meter.sample()
+	if hook != nil {
+		hook.begin()
+	}
 	start, end := runPhase(ctx, workers, "measure", cfg.Transfers, true)
+	if hook != nil {
+		hook.end()
+	}
 	acked, ackedErr := r.meter.sample()
 	stopReads()
 	if err := ctx.Err(); err != nil {

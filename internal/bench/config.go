@@ -46,6 +46,15 @@ const (
 	CatchUpWaitMax     = 24 * time.Hour
 	// PIDMax is Linux's highest pid_max.
 	PIDMax = 1 << 22
+	// DurationMax bounds -duration.
+	DurationMax = 24 * time.Hour
+	// WebhookStallMax bounds -webhook-stall; WebhookWaitDefault and
+	// WebhookWaitMax the wait for the receiver to have every delivery after
+	// the load (the dispatcher sends at most 50 a second to one endpoint,
+	// so a backlog of 30,000 takes ten minutes).
+	WebhookStallMax    = time.Hour
+	WebhookWaitDefault = 10 * time.Minute
+	WebhookWaitMax     = 24 * time.Hour
 )
 
 // The values of -read-kind.
@@ -91,6 +100,19 @@ type Config struct {
 	// LagEvery is how often the projections' lag is sampled while the
 	// measured phase writes; 0: never.
 	LagEvery time.Duration `json:"lag_every_ns"`
+	// Duration, when not 0, ends the measured phase after this long, even
+	// if some of Transfers are left (without -transfers they default to
+	// TransfersMax: the duration decides).
+	Duration time.Duration `json:"duration_ns,omitempty"`
+	// WebhookStall, when not 0, measures webhooks (webhook.go): a local
+	// receiver subscribed to the ledger refuses (503, then hangs) for this
+	// long from the start of the measured phase, then accepts.
+	WebhookStall time.Duration `json:"webhook_stall_ns,omitempty"`
+	// WebhookAccounts is the subscription's account pattern ("": every
+	// event of the ledger).
+	WebhookAccounts string `json:"webhook_accounts,omitempty"`
+	// WebhookWait bounds the wait, after the load, for every delivery.
+	WebhookWait time.Duration `json:"webhook_wait_ns,omitempty"`
 	// CatchUpWait bounds the wait for the projections after setup and after
 	// the measured phase.
 	CatchUpWait time.Duration `json:"catch_up_wait_ns"`
@@ -152,6 +174,16 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 		fmt.Sprintf("sample projection lag this often while the measured phase writes, %s..%s; 0: never", LagEveryMin, LagEveryMax))
 	fs.DurationVar(&c.CatchUpWait, "catch-up-wait", CatchUpWaitDefault,
 		fmt.Sprintf("how long the projections may take to reach the last ack before the run fails, 1s..%s", CatchUpWaitMax))
+	fs.DurationVar(&c.Duration, "duration", 0, fmt.Sprintf("end the measured phase after this long, up to %s "+
+		"(-transfers then defaults to %d); 0: when -transfers are sent", DurationMax, TransfersMax))
+	fs.DurationVar(&c.WebhookStall, "webhook-stall", 0, fmt.Sprintf("measure webhooks: a receiver on 127.0.0.1, subscribed "+
+		"to the ledger (needs an admin -api-key), answers 503 and then hangs for this long from the start of the load, "+
+		"then 200; the report checks every delivery and the write rate meanwhile; up to %s; 0: off", WebhookStallMax))
+	fs.StringVar(&c.WebhookAccounts, "webhook-accounts", "", "the webhook subscription's account pattern, e.g. acc-0 "+
+		"(ledgerd sends at most 50 deliveries a second to one endpoint: a full-speed load needs a pattern that a few "+
+		"transfers a second match); empty: every event")
+	fs.DurationVar(&c.WebhookWait, "webhook-wait", WebhookWaitDefault,
+		fmt.Sprintf("how long the receiver may take, after the load, to have every delivery, 1s..%s", WebhookWaitMax))
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")
 	fs.StringVar(&c.JSONOut, "json-out", "", "also write the JSON report to this file")
 	fs.IntVar(&c.LedgerdPID, "ledgerd-pid", 0, "measure this ledgerd's CPU time from /proc (with its embedded NATS); 0: not measured")
@@ -164,6 +196,14 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 		fmt.Sprintf("transfers of the naive ledger run; 0: min(-transfers, %d)", BaselineTransfersDefaultMax))
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	transfersSet := false
+	fs.Visit(func(f *flag.Flag) { transfersSet = transfersSet || f.Name == "transfers" })
+	if c.Duration > 0 && !transfersSet {
+		c.Transfers = TransfersMax
+	}
+	if c.WebhookStall == 0 {
+		c.WebhookWait = 0
 	}
 	if c.BaselineTransfers == 0 && c.BaselinePostgresURL != "" {
 		c.BaselineTransfers = min(c.Transfers, BaselineTransfersDefaultMax)
@@ -211,6 +251,18 @@ func (c Config) Validate() error {
 		return bad("-lag-every %s, want 0 or %s..%s", c.LagEvery, LagEveryMin, LagEveryMax)
 	case c.CatchUpWait < time.Second || c.CatchUpWait > CatchUpWaitMax:
 		return bad("-catch-up-wait %s, want 1s..%s", c.CatchUpWait, CatchUpWaitMax)
+	case c.Duration < 0 || c.Duration > DurationMax || (c.Duration > 0 && c.Duration < time.Second):
+		return bad("-duration %s, want 0 or 1s..%s", c.Duration, DurationMax)
+	case c.WebhookStall < 0 || c.WebhookStall > WebhookStallMax || (c.WebhookStall > 0 && c.WebhookStall < time.Second):
+		return bad("-webhook-stall %s, want 0 or 1s..%s", c.WebhookStall, WebhookStallMax)
+	case c.WebhookStall > 0 && c.Duration > 0 && c.Duration <= c.WebhookStall:
+		return bad("-duration %s within -webhook-stall %s: the writes after the stall are half the measure", c.Duration, c.WebhookStall)
+	case c.WebhookStall > 0 && (c.WebhookWait < time.Second || c.WebhookWait > WebhookWaitMax):
+		return bad("-webhook-wait %s, want 1s..%s", c.WebhookWait, WebhookWaitMax)
+	case c.WebhookAccounts != "" && c.WebhookStall == 0:
+		return bad("-webhook-accounts without -webhook-stall")
+	case c.WebhookAccounts != "" && domain.CheckAccountPattern(c.WebhookAccounts) != nil:
+		return bad("-webhook-accounts: %v", domain.CheckAccountPattern(c.WebhookAccounts))
 	case c.BaselinePostgresURL != "" && (c.BaselineTransfers < 1 || c.BaselineTransfers > TransfersMax):
 		return bad("-baseline-transfers %d, want 1..%d", c.BaselineTransfers, TransfersMax)
 	}

@@ -78,6 +78,21 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("ParseFlags(%q) = %+v, %v", args, c, err)
 		}
 	})
+	t.Run("duration and webhooks", func(t *testing.T) {
+		c, err := ParseFlags([]string{"-duration", "3m", "-webhook-stall", "1m", "-webhook-accounts", "users:*"}, env(nil), now, io.Discard)
+		if err != nil || c.Duration != 3*time.Minute || c.Transfers != TransfersMax || c.WebhookStall != time.Minute ||
+			c.WebhookAccounts != "users:*" || c.WebhookWait != WebhookWaitDefault {
+			t.Errorf("ParseFlags = %+v, %v", c, err)
+		}
+		c, err = ParseFlags([]string{"-duration", "1s", "-transfers", "5"}, env(nil), now, io.Discard)
+		if err != nil || c.Transfers != 5 || c.WebhookWait != 0 {
+			t.Errorf("ParseFlags(-duration -transfers) = %+v, %v; want 5 transfers and no webhook wait", c, err)
+		}
+		c, err = ParseFlags([]string{"-duration", "24h", "-webhook-stall", "1h", "-webhook-wait", "24h"}, env(nil), now, io.Discard)
+		if err != nil || c.Duration != DurationMax || c.WebhookStall != WebhookStallMax || c.WebhookWait != WebhookWaitMax {
+			t.Errorf("ParseFlags at the bounds = %+v, %v", c, err)
+		}
+	})
 	bad := []struct {
 		name string
 		args []string
@@ -103,6 +118,15 @@ func TestParseFlags(t *testing.T) {
 		{"postgres pid over max", []string{"-postgres-pid", "4194305"}},
 		{"negative nats pid", []string{"-nats-pid", "-1"}},
 		{"baseline transfers over max", []string{"-baseline-postgres-url", "postgres:///n", "-baseline-transfers", "100000001"}},
+		{"duration under min", []string{"-duration", "999ms"}},
+		{"duration over max", []string{"-duration", "24h1s"}},
+		{"webhook stall under min", []string{"-webhook-stall", "999ms"}},
+		{"webhook stall over max", []string{"-webhook-stall", "1h1s"}},
+		{"duration within the stall", []string{"-webhook-stall", "1m", "-duration", "1m"}},
+		{"webhook wait under min", []string{"-webhook-stall", "1m", "-webhook-wait", "999ms"}},
+		{"webhook wait over max", []string{"-webhook-stall", "1m", "-webhook-wait", "24h1s"}},
+		{"webhook accounts without a stall", []string{"-webhook-accounts", "acc-0"}},
+		{"bad webhook accounts", []string{"-webhook-stall", "1m", "-webhook-accounts", "acc-*0"}},
 		{"negative baseline transfers", []string{"-baseline-postgres-url", "postgres:///n", "-baseline-transfers", "-1"}},
 	}
 	for _, tt := range bad {

@@ -26,6 +26,9 @@ const (
 	failureSamplesMax = 10
 	// progressEvery is how often a phase reports its progress.
 	progressEvery = 5 * time.Second
+	// latenciesPreallocMax bounds the latencies allocated ahead per worker:
+	// with -duration the phase may end long before -transfers.
+	latenciesPreallocMax = 1 << 16
 )
 
 // Failure is one item that was not CREATED, or one call that failed.
@@ -63,6 +66,21 @@ type worker struct {
 
 	// amounts is reused across calls: the amount of each transfer in flight.
 	amounts []int64
+
+	// acked, when set, counts every worker's CREATED transfers as they are
+	// acknowledged (shared: -webhook-stall samples it while the load runs).
+	acked *atomic.Int64
+	// covers, when set, says whether the webhook subscription covers a
+	// transfer between two accounts; covered collects those acknowledged.
+	covers  func(debit, credit string) bool
+	covered []coveredTransfer
+}
+
+// coveredTransfer is a CREATED transfer the webhook subscription covers:
+// its position and when it was acknowledged.
+type coveredTransfer struct {
+	Position uint64
+	AckedAt  time.Time
 }
 
 func newWorker(id int, cfg *Config, client ledgerv1.CommandServiceClient) *worker {
@@ -85,6 +103,8 @@ type phase struct {
 	done       atomic.Int64
 	callErrors atomic.Int64
 	measure    bool
+	// deadline, when set, ends the phase (-duration).
+	deadline time.Time
 	// abort cancels the phase after callErrorsMax failed calls.
 	abort context.CancelFunc
 }
@@ -97,14 +117,17 @@ func runPhase(ctx context.Context, workers []*worker, name string, total int, me
 	p := &phase{name: name, measure: measure, abort: cancel}
 	p.remaining.Store(int64(total))
 	now := workers[0].cfg.Now
+	start = now()
+	if cfg := workers[0].cfg; measure && cfg.Duration > 0 {
+		p.deadline = start.Add(cfg.Duration)
+	}
 	stopProgress := p.reportProgress(ctx, workers[0].cfg, total)
 	defer stopProgress()
 	var wg sync.WaitGroup
-	start = now()
 	for _, w := range workers {
 		w.sent, w.calls = 0, 0
 		if measure {
-			w.latencies = make([]time.Duration, 0, total/w.cfg.Batch/len(workers)+1)
+			w.latencies = make([]time.Duration, 0, min(total/w.cfg.Batch/len(workers)+1, latenciesPreallocMax))
 		}
 		wg.Go(func() { w.run(ctx, p) })
 	}
@@ -128,17 +151,26 @@ func (p *phase) reportProgress(ctx context.Context, cfg *Config, total int) (sto
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				fmt.Fprintf(cfg.Progress, "%s: %d/%d transfers\n", p.name, p.done.Load(), total)
+				if p.deadline.IsZero() {
+					fmt.Fprintf(cfg.Progress, "%s: %d/%d transfers\n", p.name, p.done.Load(), total)
+				} else {
+					fmt.Fprintf(cfg.Progress, "%s: %d transfers, %s left\n", p.name, p.done.Load(),
+						max(time.Until(p.deadline), 0).Round(time.Second))
+				}
 			}
 		}
 	})
 	return func() { cancel(); wg.Wait() }
 }
 
-// run claims batches until the phase has none left or is cancelled.
+// run claims batches until the phase has none left, is past its deadline
+// or is cancelled.
 func (w *worker) run(ctx context.Context, p *phase) {
 	batch := int64(w.cfg.Batch)
 	for ctx.Err() == nil {
+		if !p.deadline.IsZero() && !w.cfg.Now().Before(p.deadline) {
+			return
+		}
 		left := p.remaining.Add(-batch) + batch
 		if left <= 0 {
 			return
@@ -169,16 +201,26 @@ func (w *worker) call(ctx context.Context, p *phase, n int) {
 		w.latencies = append(w.latencies, t1.Sub(t0))
 	}
 	w.lastAck = t1
+	var created int64
 	for i, r := range resp.GetResults() {
 		w.codes[r.GetCode().String()]++
 		w.positionMax = max(w.positionMax, r.GetPosition())
 		if r.GetCode() == ledgerv1.ResultCode_RESULT_CODE_CREATED {
 			w.ackedMinor += w.amounts[i]
+			created++
+			if w.covers != nil {
+				if post := req.Transfers[i].Postings[0]; w.covers(post.DebitAccount, post.CreditAccount) {
+					w.covered = append(w.covered, coveredTransfer{Position: r.GetPosition(), AckedAt: t1})
+				}
+			}
 			continue
 		}
 		if len(w.failures) < failureSamplesMax {
 			w.failures = append(w.failures, Failure{ID: r.GetId(), Code: r.GetCode().String(), Field: r.GetField(), Detail: r.GetDetail()})
 		}
+	}
+	if w.acked != nil {
+		w.acked.Add(created)
 	}
 }
 

@@ -122,6 +122,7 @@ func (m Markdown) String() string {
 		writeScenarioTable(&b, m.Scenarios)
 		writeNaiveTable(&b, m.Scenarios)
 		writeReadsTable(&b, m.Scenarios)
+		writeWebhookTable(&b, m.Scenarios)
 	}
 	return b.String()
 }
@@ -199,11 +200,54 @@ func writeReadsTable(b *strings.Builder, scenarios []Scenario) {
 	b.WriteString("\n")
 }
 
+// writeWebhookTable writes the runs with a stalled webhook receiver, if any.
+func writeWebhookTable(b *strings.Builder, scenarios []Scenario) {
+	var rows []string
+	for _, s := range scenarios {
+		w := s.Report.Webhook
+		if w == nil {
+			continue
+		}
+		perSecond := func(name string) string {
+			for _, win := range w.Windows {
+				if win.Name == name {
+					return rate(win.PerSecond)
+				}
+			}
+			return "–"
+		}
+		ratio := "–"
+		if w.RatioStallToAfter > 0 {
+			ratio = fmt.Sprintf("%.2f", w.RatioStallToAfter)
+		}
+		d := w.Deliveries
+		rows = append(rows, fmt.Sprintf("| %s | %.0f s | %d (%d × 503, %d held) | %d / %d | %d / %d / %d | %d | %s / %s | %s | %s | %s | %s |\n",
+			cell(s.Name), w.StallSeconds, w.Refused+w.Hung, w.Refused, w.Hung, d.Delivered, d.Expected, d.Duplicates, d.OutOfOrder, d.Missing,
+			w.Backlog, secondsOrNever(w.FirstDeliverySeconds), secondsOrNever(w.DrainSeconds), perSecond("during the stall"), perSecond("after the stall"),
+			perSecond("after the backlog was delivered"), ratio))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("Webhooks with a stalled endpoint (the receiver answers 503, then holds each request until the sender gives up, " +
+		"for the stall from the start of the load; writes are acknowledged transfers per second):\n\n")
+	b.WriteString("| scenario | stall | requests during it | delivered / covered | duplicates / out of order / missing | " +
+		"backlog at its end | first / all of it delivered after it | writes/s during | after | after the backlog | ratio during / after |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, row := range rows {
+		b.WriteString(row)
+	}
+	b.WriteString("\n")
+}
+
 // scenarioCommand is the ledgerbench command of a run without the flags
 // that only plumb it (address, ledger, pids, files, URLs).
 func scenarioCommand(c Config) string {
-	parts := []string{"ledgerbench", "-batch", strconv.Itoa(c.Batch), "-concurrency", strconv.Itoa(c.Concurrency),
-		"-transfers", strconv.Itoa(c.Transfers), "-accounts", strconv.Itoa(c.Accounts)}
+	parts := []string{"ledgerbench", "-batch", strconv.Itoa(c.Batch), "-concurrency", strconv.Itoa(c.Concurrency)}
+	if c.Duration == 0 || c.Transfers != TransfersMax { // -duration without -transfers sets TransfersMax
+		parts = append(parts, "-transfers", strconv.Itoa(c.Transfers))
+	}
+	parts = append(parts, "-accounts", strconv.Itoa(c.Accounts))
 	if c.AutoBatch {
 		parts = append(parts, "-auto-batch")
 	}
@@ -218,6 +262,15 @@ func scenarioCommand(c Config) string {
 	}
 	if c.BaselineTransfers > 0 {
 		parts = append(parts, "-baseline-postgres-url", "URL", "-baseline-transfers", strconv.Itoa(c.BaselineTransfers))
+	}
+	if c.Duration > 0 {
+		parts = append(parts, "-duration", c.Duration.String())
+	}
+	if c.WebhookStall > 0 {
+		parts = append(parts, "-webhook-stall", c.WebhookStall.String())
+		if c.WebhookAccounts != "" {
+			parts = append(parts, "-webhook-accounts", c.WebhookAccounts)
+		}
 	}
 	return strings.Join(parts, " ")
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReadFacts(t *testing.T) {
@@ -96,5 +97,26 @@ func TestRate(t *testing.T) {
 		if got := rate(in); got != want {
 			t.Errorf("rate(%v) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestMarkdownWebhook(t *testing.T) {
+	r := Report{Config: Config{Batch: 1, Concurrency: 64, Transfers: TransfersMax, Accounts: 200, Duration: 3 * time.Minute,
+		WebhookStall: time.Minute, WebhookAccounts: "acc-0"}, Pass: true,
+		Webhook: &WebhookReport{StallSeconds: 60, Attempts: 3406, Refused: 5, Hung: 1,
+			Deliveries: DeliveryCheck{Expected: 3400, Accepted: 3400, Delivered: 3400}, Backlog: 1014, FirstDeliverySeconds: 30.5, DrainSeconds: 62,
+			Windows: []WriteWindow{{Name: "during the stall", PerSecond: 1737}, {Name: "after the stall", PerSecond: 1994},
+				{Name: "after the backlog was delivered", PerSecond: 1947}}, RatioStallToAfter: 0.871}}
+	got := Markdown{Generator: "hand", Scenarios: []Scenario{{"webhook-stall", r}, {"plain", costReport()}}}.String()
+	for _, want := range []string{
+		"| webhook-stall | `ledgerbench -batch 1 -concurrency 64 -accounts 200 -duration 3m0s -webhook-stall 1m0s -webhook-accounts acc-0` |",
+		"| webhook-stall | 60 s | 6 (5 × 503, 1 held) | 3400 / 3400 | 0 / 0 / 0 | 1014 | 30.5 s / 62.0 s | 1,737 | 1,994 | 1,947 | 0.87 |\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Markdown lacks %q; got:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "Webhooks with a stalled endpoint"); n != 1 {
+		t.Errorf("the webhook table's title %d times, want once (the plain run has none)", n)
 	}
 }

@@ -62,6 +62,8 @@ type Report struct {
 	// transfer; Naive the naive baseline's run (nil without one).
 	CPU   *CPUReport   `json:"cpu,omitempty"`
 	Naive *NaiveReport `json:"naive,omitempty"`
+	// Webhook is -webhook-stall's outcome (nil without it).
+	Webhook *WebhookReport `json:"webhook,omitempty"`
 
 	Checks []Check `json:"checks"`
 	Pass   bool    `json:"pass"`
@@ -99,6 +101,9 @@ func (r Report) WriteText(out io.Writer) error {
 		c.Addr, c.Ledger, c.Transfers, c.Warmup, c.Accounts, c.Concurrency, c.Batch, c.AutoBatch, c.Hot, c.Seed, r.Conns,
 		c.Readers, c.ReadKind, c.LagEvery)
 	fmt.Fprintf(&b, "setup:       %.2f s\n", r.SetupSeconds)
+	if c.Duration > 0 {
+		fmt.Fprintf(&b, "duration:    %s at most\n", c.Duration)
+	}
 	fmt.Fprintf(&b, "measured:    %d transfers in %d calls over %.3f s\n", r.Transfers, r.Calls, r.DurationSeconds)
 	fmt.Fprintf(&b, "throughput:  %.0f transfers/s acknowledged, %.0f calls/s\n", r.TransfersPerSecond, r.CallsPerSecond)
 	if r.SustainedPerSecond > 0 {
@@ -128,6 +133,7 @@ func (r Report) WriteText(out io.Writer) error {
 	fmt.Fprintf(&b, "sent:        %s %s acknowledged\n", r.SentAmount, assetCode)
 	writeCPU(&b, r.CPU)
 	writeNaive(&b, r.Naive)
+	writeWebhook(&b, r.Webhook)
 	for _, ch := range r.Checks {
 		verdict := "FAIL"
 		if ch.Pass {
@@ -188,6 +194,43 @@ func writeNaive(b *strings.Builder, n *NaiveReport) {
 		fmt.Fprintf(b, "  cpu:       postgres %.1f µs per transfer; total %.1f\n", pg.UsPerTransfer, n.CPU.TotalUsPerTransfer)
 	}
 	fmt.Fprintf(b, "  ratio:     ledger/naive %.2fx acknowledged, %.2fx with every read model current\n", n.RatioAcked, n.RatioSustained)
+}
+
+// writeWebhook writes what the stalled receiver got and the write rates
+// around the stall.
+func writeWebhook(b *strings.Builder, w *WebhookReport) {
+	if w == nil {
+		return
+	}
+	pattern := w.AccountPattern
+	if pattern == "" {
+		pattern = "(every event)"
+	}
+	fmt.Fprintf(b, "webhook:     subscription %s from position %d, accounts %s; receiver refused %.0f s from the start of the load: "+
+		"%d requests (%d answered 503, %d held until the sender gave up, %d bad signatures, %d answered after the sender gave up)\n",
+		w.Subscription, w.FromPosition, pattern, w.StallSeconds, w.Attempts, w.Refused, w.Hung, w.BadSignatures, w.Late)
+	d := w.Deliveries
+	fmt.Fprintf(b, "  delivered: %d of %d covered transfers, %d 2xx answers; backlog at the stall's end %d: first delivery %s after it, "+
+		"all %s after it; last delivery %s after the last ack (waited %.1f s)\n",
+		d.Delivered, d.Expected, d.Accepted, w.Backlog, secondsOrNever(w.FirstDeliverySeconds), secondsOrNever(w.DrainSeconds),
+		secondsOrNever(w.LastDeliverySeconds), w.WaitedSeconds)
+	for _, s := range d.Samples {
+		fmt.Fprintf(b, "  wrong:     %s\n", s)
+	}
+	for _, win := range w.Windows {
+		fmt.Fprintf(b, "  writes:    %.0f transfers/s %s (%.0f transfers over %.1f s from %.1f s)\n",
+			win.PerSecond, win.Name, win.Transfers, win.Seconds, win.FromS)
+	}
+	if w.RatioStallToAfter > 0 {
+		fmt.Fprintf(b, "  ratio:     %.2f (writes during the stall / after it)\n", w.RatioStallToAfter)
+	}
+}
+
+func secondsOrNever(s float64) string {
+	if s < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.1f s", s)
 }
 
 // writeReads writes a line per kind of read.

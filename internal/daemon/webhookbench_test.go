@@ -1,0 +1,48 @@
+package daemon_test
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/ledgerd/ledger/internal/bench"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// TestBenchWebhookStall runs ledgerbench's -webhook-stall against ledgerd
+// (webhook timings a test can wait out): its receiver refuses for 2 s from
+// the start of a 5 s load, then every covered transfer is delivered once, in
+// order, and the report has the write rates around the stall.
+func TestBenchWebhookStall(t *testing.T) {
+	t.Parallel()
+	h, _ := fastWebhooks(t, time.Hour)
+	args := []string{"-addr", h.m.GRPCAddr(), "-api-key", h.key, "-ledger", testenv.Name(t), "-accounts", "100",
+		"-concurrency", "4", "-duration", "5s", "-lag-every", "0", "-webhook-stall", "2s", "-webhook-accounts", "acc-0",
+		"-webhook-wait", "60s"}
+	cfg, err := bench.ParseFlags(args, func(string) string { return "" }, time.Now(), io.Discard)
+	testenv.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := bench.Run(ctx, cfg, io.Discard)
+	testenv.NoError(t, err)
+	for _, c := range r.Checks {
+		if !c.Pass {
+			t.Errorf("FAIL %s: %s", c.Name, c.Detail)
+			if r.Webhook != nil {
+				t.Errorf("samples %q, late %d", r.Webhook.Deliveries.Samples, r.Webhook.Late)
+			}
+		}
+	}
+	w := r.Webhook
+	if w == nil {
+		t.Fatal("no webhook report")
+	}
+	if w.Refused+w.Hung == 0 || w.Deliveries.Delivered == 0 || w.Deliveries.Delivered != w.Deliveries.Expected {
+		t.Errorf("webhook report %+v: want requests refused in the stall and every covered transfer delivered", w)
+	}
+	t.Logf("webhook: %d refused, %d held, %d late, %d delivered, drain %.1f s, ratio %.2f", w.Refused, w.Hung, w.Late, w.Deliveries.Delivered, w.DrainSeconds, w.RatioStallToAfter)
+	if len(w.Windows) < 2 || w.RatioStallToAfter <= 0 {
+		t.Errorf("windows %+v, ratio %v: want during and after the stall", w.Windows, w.RatioStallToAfter)
+	}
+}
