@@ -76,6 +76,8 @@ var sentinels = map[string]sentinelAnswer{
 	"domain.ErrAlreadyReversed":           outcome(domain.ErrAlreadyReversed, ledgerv1.ResultCode_RESULT_CODE_ALREADY_REVERSED),
 	"domain.ErrAmountExceedsRemaining":    outcome(domain.ErrAmountExceedsRemaining, ledgerv1.ResultCode_RESULT_CODE_AMOUNT_EXCEEDS_REMAINING),
 	"domain.ErrPeriodClosed":              outcome(domain.ErrPeriodClosed, ledgerv1.ResultCode_RESULT_CODE_PERIOD_CLOSED),
+	"domain.ErrAccountFrozen":             outcome(domain.ErrAccountFrozen, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_FROZEN),
+	"domain.ErrRuleRejected":              outcome(domain.ErrRuleRejected, ledgerv1.ResultCode_RESULT_CODE_RULE_REJECTED),
 	"domain.ErrAccountHasPending":         outcome(domain.ErrAccountHasPending, ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_HAS_PENDING),
 	"domain.ErrTooManyHolds":              outcome(domain.ErrTooManyHolds, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_PENDING),
 	"domain.ErrTooManyAccounts":           outcome(domain.ErrTooManyAccounts, ledgerv1.ResultCode_RESULT_CODE_TOO_MANY_ACCOUNTS),
