@@ -44,8 +44,8 @@ func (c *client) newRoot() *cobra.Command {
 
 	groups := []*cobra.Command{
 		alias(group("asset", "Define and list assets", c.assetDefineCmd(), c.assetListCmd()), "assets"),
-		alias(group("account", "Open, bound, close and list accounts", c.accountOpenCmd(), c.accountBoundsCmd(),
-			c.accountCloseCmd(), c.accountListCmd()), "accounts"),
+		alias(group("account", "Open, bound, close, freeze and list accounts", c.accountOpenCmd(), c.accountBoundsCmd(),
+			c.accountCloseCmd(), c.accountListCmd(), c.accountFreezeCmd(true), c.accountFreezeCmd(false)), "accounts"),
 		c.transferCmd(), c.postCmd(), c.voidCmd(), c.reverseCmd(),
 		c.balanceCmd(), c.statementCmd(),
 		group("transfers", "Look up and list transfers", c.transfersGetCmd(), c.transfersListCmd()),

@@ -1,0 +1,130 @@
+package daemon_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// End-to-end tests of monitoring: freezes, rules before and after commit,
+// alerts, on a real ledgerd.
+
+const (
+	codeFrozen   = ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_FROZEN
+	codeRejected = ledgerv1.ResultCode_RESULT_CODE_RULE_REJECTED
+)
+
+func (h *harness) monitoring(t *testing.T) ledgerv1.MonitoringServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	testenv.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return ledgerv1.NewMonitoringServiceClient(conn)
+}
+
+func (h *harness) defineRules(t *testing.T, mon ledgerv1.MonitoringServiceClient, ledger string, rules ...*ledgerv1.Rule) []*ledgerv1.ItemResult {
+	t.Helper()
+	resp, err := mon.DefineRules(ctx(t), &ledgerv1.DefineRulesRequest{Ledger: ledger, Rules: rules})
+	testenv.NoError(t, err)
+	return resp.GetResults()
+}
+
+// TestFreezeAccounts: a frozen account's debits are refused with
+// ACCOUNT_FROZEN naming the posting's debit account, its credits pass; a
+// second freeze is EXISTS; after the unfreeze, debits pass again.
+func TestFreezeAccounts(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	mon := h.monitoring(t)
+	h.setup(t, "main")
+	h.transferOK(t, "main", transfer("fund", "alice", "bob", "100.00", "USD"))
+
+	fr, err := mon.FreezeAccounts(ctx(t), &ledgerv1.FreezeAccountsRequest{Ledger: "main", AccountIds: []string{"bob", "nobody"}, Reason: "kyc"})
+	testenv.NoError(t, err)
+	checkResults(t, "freeze", fr.GetResults(), want{code: codeCreated}, want{ledgerv1.ResultCode_RESULT_CODE_ACCOUNT_NOT_FOUND, "account_ids"})
+	again, err := mon.FreezeAccounts(ctx(t), &ledgerv1.FreezeAccountsRequest{Ledger: "main", AccountIds: []string{"bob"}})
+	testenv.NoError(t, err)
+	checkResults(t, "freeze again", again.GetResults(), want{code: codeExists})
+	if again.GetResults()[0].GetPosition() != fr.GetResults()[0].GetPosition() {
+		t.Errorf("EXISTS at %d, want the freeze's %d", again.GetResults()[0].GetPosition(), fr.GetResults()[0].GetPosition())
+	}
+
+	out := &ledgerv1.Transfer{Id: "out", Postings: []*ledgerv1.Posting{posting("alice", "carol", "1.00", "USD"), posting("bob", "alice", "1.00", "USD")}}
+	checkResults(t, "debit of a frozen account", h.transfers(t, "main", out), want{codeFrozen, "postings[1].debit_account"})
+	h.transferOK(t, "main", transfer("in", "alice", "bob", "1.00", "USD"))
+
+	un, err := mon.UnfreezeAccounts(ctx(t), &ledgerv1.UnfreezeAccountsRequest{Ledger: "main", AccountIds: []string{"bob"}, Reason: "kyc done"})
+	testenv.NoError(t, err)
+	checkResults(t, "unfreeze", un.GetResults(), want{code: codeCreated})
+	h.transferOK(t, "main", out)
+	if n := h.countEvents(t, "main", "AccountFrozen", "bob"); n != 1 {
+		t.Errorf("%d AccountFrozen events, want 1", n)
+	}
+	// ledgerctl account freeze and unfreeze.
+	if out := h.runCtlOK(t, "main", "account", "freeze", "--reason", "again", "carol"); !strings.Contains(out, "CREATED") {
+		t.Errorf("ledgerctl account freeze: %q", out)
+	}
+	checkResults(t, "debit of carol, frozen by ledgerctl", h.transfers(t, "main", transfer("c1", "carol", "alice", "0.01", "USD")),
+		want{codeFrozen, "postings[0].debit_account"})
+	if out := h.runCtlOK(t, "main", "accounts", "unfreeze", "carol"); !strings.Contains(out, "CREATED") {
+		t.Errorf("ledgerctl account unfreeze: %q", out)
+	}
+	h.transferOK(t, "main", transfer("c1", "carol", "alice", "0.01", "USD"))
+	_, err = mon.FreezeAccounts(ctx(t), &ledgerv1.FreezeAccountsRequest{Ledger: "main"})
+	if got := badField(err); status.Code(err) != codes.InvalidArgument || got != "account_ids" {
+		t.Errorf("FreezeAccounts of no account: %v (field %q), want InvalidArgument naming account_ids", err, got)
+	}
+}
+
+// TestVelocityRuleBeforeCommit is the acceptance test: a velocity rule in
+// before-commit mode (more than 10 debits an hour) refuses the 11th
+// transfer in the window with RULE_REJECTED naming the rule; an account it
+// does not watch is not limited; a credit is not counted.
+func TestVelocityRuleBeforeCommit(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	mon := h.monitoring(t)
+	h.setup(t, "main")
+	h.transferOK(t, "main", transfer("fund", "alice", "bob", "1000.00", "USD"))
+	rule := &ledgerv1.Rule{Id: "ten-an-hour", Mode: ledgerv1.RuleMode_RULE_MODE_BEFORE_COMMIT, Asset: "USD", AccountPattern: "bob",
+		Kind: &ledgerv1.Rule_Velocity{Velocity: &ledgerv1.VelocityRule{Side: ledgerv1.Side_SIDE_DEBIT, WindowSeconds: 3600, MaxCount: 10}}}
+	checkResults(t, "define", h.defineRules(t, mon, "main", rule), want{code: codeCreated})
+	checkResults(t, "define again", h.defineRules(t, mon, "main", rule), want{code: codeExists})
+
+	start := time.Now().Add(-50 * time.Minute)
+	for i := range 10 {
+		tr := transfer(fmt.Sprintf("t%d", i), "bob", "carol", "1.00", "USD")
+		tr.EffectiveAt = timestamppb.New(start.Add(time.Duration(i) * time.Minute))
+		h.transferOK(t, "main", tr)
+	}
+	h.transferOK(t, "main", transfer("credit", "alice", "bob", "1.00", "USD"))
+	h.transferOK(t, "main", transfer("other", "alice", "carol", "1.00", "USD"))
+	rs := h.transfers(t, "main", transfer("t10", "bob", "carol", "1.00", "USD"))
+	checkResults(t, "11th debit in the hour", rs, want{codeRejected, "postings"})
+	if d := rs[0].GetDetail(); !strings.Contains(d, "ten-an-hour version 1") || !strings.Contains(d, "11 postings") {
+		t.Errorf("detail %q does not name the rule, its version and the count", d)
+	}
+
+	list, err := mon.ListRules(ctx(t), &ledgerv1.ListRulesRequest{Ledger: "main"})
+	testenv.NoError(t, err)
+	if len(list.GetRules()) != 1 || list.GetRules()[0].GetVersion() != 1 || list.GetRules()[0].GetRule().GetVelocity().GetMaxCount() != 10 {
+		t.Fatalf("ListRules = %v, want the one rule at version 1", list.GetRules())
+	}
+	// Disabled, the rule refuses nothing: a new version.
+	rule.Disabled = true
+	checkResults(t, "disable", h.defineRules(t, mon, "main", rule), want{code: codeCreated})
+	h.transferOK(t, "main", transfer("t10", "bob", "carol", "1.00", "USD"))
+
+	bad := &ledgerv1.Rule{Id: "bad", Asset: "USD", Kind: &ledgerv1.Rule_Velocity{Velocity: &ledgerv1.VelocityRule{WindowSeconds: 0, MaxCount: 1}}}
+	checkResults(t, "bad window", h.defineRules(t, mon, "main", bad), want{ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD, "velocity.window_seconds"})
+}
