@@ -3,6 +3,7 @@ package domain_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +188,59 @@ func TestThresholdAndCrossingBeforeCommit(t *testing.T) {
 		t.Errorf("refusal %q does not name the rule", err)
 	}
 	apply(t, s, transfer("t5", posting("carol", "world", "USD", "1000")))
+}
+
+// TestCrossingFiresOnce: an after-commit balance crossing rule fires once
+// when the available balance goes below the level, stays silent while it
+// stays below, re-arms when it comes back, and fires once more; a replay of
+// the same log raises the same alerts.
+func TestCrossingFiresOnce(t *testing.T) {
+	s := domain.NewState()
+	var log []domain.Event
+	step := func(c domain.Command) uint64 {
+		t.Helper()
+		e, err := decide(s, c)
+		if err != nil {
+			t.Fatalf("%T %s: %v", c, c.CommandID(), err)
+		}
+		s.Evolve(s.Position()+1, e)
+		log = append(log, e)
+		return s.Position()
+	}
+	step(asset("USD", 2))
+	step(account("world", "USD", domain.SideCredit, "", ""))
+	step(account("carol", "USD", domain.SideCredit, "", ""))
+	step(&domain.DefineRule{Rule: domain.Rule{ID: "low", Asset: "USD", AccountPattern: "carol",
+		BalanceCrossing: &domain.BalanceCrossingRule{Crossing: domain.CrossingBelow}, Actions: []domain.RuleAction{domain.ActionFreeze}}, Level: "100"})
+	step(transfer("fund", posting("world", "carol", "USD", "150")))
+	var positions []uint64
+	// carol: 90 (fires), 80, 75, 175 (re-arms), 95 (fires), 94.
+	for i, amount := range []string{"60", "10", "5", "-100", "80", "1"} {
+		tr := transfer(fmt.Sprintf("t%d", i), posting("carol", "world", "USD", amount))
+		if amount[0] == '-' {
+			tr = transfer(fmt.Sprintf("t%d", i), posting("world", "carol", "USD", amount[1:]))
+		}
+		positions = append(positions, step(tr))
+	}
+	evaluate := func() []string {
+		ev := domain.NewEvaluator("main", nil)
+		var got []string
+		for i, e := range log {
+			for _, a := range ev.Apply(uint64(i+1), now, e) {
+				got = append(got, fmt.Sprintf("%s %s %s freeze=%v", a.ID, a.TransferID, a.Figures["available"], a.Freeze))
+			}
+		}
+		return got
+	}
+	got := evaluate()
+	want := []string{
+		fmt.Sprintf("main:%d:low:carol t0 90.00 freeze=true", positions[0]),
+		fmt.Sprintf("main:%d:low:carol t4 95.00 freeze=true", positions[4]),
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Fatalf("alerts (-got +want):\n%s", diff)
+	}
+	if again := evaluate(); !slices.Equal(again, got) {
+		t.Fatalf("a replay raised %v, the first %v", again, got)
+	}
 }
