@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"strconv"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/queries"
 )
 
 // MonitoringServer serves ledger.v1.MonitoringService: rules and freezes
@@ -15,12 +18,41 @@ import (
 type MonitoringServer struct {
 	ledgerv1.UnimplementedMonitoringServiceServer
 	cmd *CommandServer
+	q   *queries.Service
 }
 
 // NewMonitoringServer returns a MonitoringServer submitting through cmd's
-// writers.
-func NewMonitoringServer(cmd *CommandServer) *MonitoringServer {
-	return &MonitoringServer{cmd: cmd}
+// writers and reading alerts through q.
+func NewMonitoringServer(cmd *CommandServer, q *queries.Service) *MonitoringServer {
+	return &MonitoringServer{cmd: cmd, q: q}
+}
+
+// ListAlerts lists alerts in position order, by rule or account, by pages.
+func (s *MonitoringServer) ListAlerts(ctx context.Context, req *ledgerv1.ListAlertsRequest) (*ledgerv1.ListAlertsResponse, error) {
+	page, err := s.q.ListAlerts(ctx, req.GetLedger(), queries.AlertFilter{RuleID: req.GetRuleId(), Account: req.GetAccount()},
+		req.GetCursor(), int(req.GetLimit()), req.GetMinPosition())
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	resp := &ledgerv1.ListAlertsResponse{NextCursor: page.NextCursor, Position: page.Position}
+	for i := range page.Alerts {
+		resp.Alerts = append(resp.Alerts, AlertProto(&page.Alerts[i]))
+	}
+	return resp, nil
+}
+
+// AlertProto is an alert on the wire.
+func AlertProto(a *domain.Alert) *ledgerv1.Alert {
+	out := &ledgerv1.Alert{Id: a.ID, RuleId: a.RuleID, RuleVersion: a.RuleVersion, Position: a.Position, TransferId: a.TransferID,
+		Account: a.Account, Counterparties: a.Counterparties, Asset: a.Asset, Figures: a.Figures,
+		RecordedAt: timestamppb.New(a.RecordedAt)}
+	if a.Freeze {
+		out.Actions = []ledgerv1.RuleAction{ledgerv1.RuleAction_RULE_ACTION_FREEZE}
+	}
+	if !a.EffectiveAt.IsZero() {
+		out.EffectiveAt = timestamppb.New(a.EffectiveAt)
+	}
+	return out
 }
 
 // FreezeAccounts freezes up to 1,000 accounts, one result per account.

@@ -2,10 +2,12 @@ package daemon_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,10 +28,15 @@ const (
 
 func (h *harness) monitoring(t *testing.T) ledgerv1.MonitoringServiceClient {
 	t.Helper()
+	return ledgerv1.NewMonitoringServiceClient(h.conn(t))
+}
+
+func (h *harness) conn(t *testing.T) *grpc.ClientConn {
+	t.Helper()
 	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	return ledgerv1.NewMonitoringServiceClient(conn)
+	return conn
 }
 
 func (h *harness) defineRules(t *testing.T, mon ledgerv1.MonitoringServiceClient, ledger string, rules ...*ledgerv1.Rule) []*ledgerv1.ItemResult {
@@ -127,4 +134,74 @@ func TestVelocityRuleBeforeCommit(t *testing.T) {
 
 	bad := &ledgerv1.Rule{Id: "bad", Asset: "USD", Kind: &ledgerv1.Rule_Velocity{Velocity: &ledgerv1.VelocityRule{WindowSeconds: 0, MaxCount: 1}}}
 	checkResults(t, "bad window", h.defineRules(t, mon, "main", bad), want{ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD, "velocity.window_seconds"})
+}
+
+// alertLines lists the ledger's alerts (after position min), paging by 2.
+func alertLines(t *testing.T, mon ledgerv1.MonitoringServiceClient, req *ledgerv1.ListAlertsRequest) []string {
+	t.Helper()
+	var out []string
+	req.Limit = 2
+	for {
+		resp, err := mon.ListAlerts(ctx(t), req)
+		testenv.NoError(t, err)
+		for _, a := range resp.GetAlerts() {
+			out = append(out, fmt.Sprintf("%s %s v%d %s available=%s %v", a.GetId(), a.GetTransferId(), a.GetRuleVersion(),
+				a.GetAccount(), a.GetFigures()["available"], a.GetActions()))
+		}
+		if resp.GetNextCursor() == "" {
+			return out
+		}
+		req.Cursor = resp.GetNextCursor()
+	}
+}
+
+// TestBalanceCrossingFiresOnce is the acceptance test: an after-commit
+// balance-crossing rule fires exactly once over a sequence that crosses the
+// level and stays below, and once more after re-arming; a rebuild of the
+// alerts projection (a replay of the log) reproduces every alert, ids
+// included.
+func TestBalanceCrossingFiresOnce(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	mon := h.monitoring(t)
+	h.setup(t, "main")
+	h.transferOK(t, "main", transfer("fund", "alice", "bob", "150.00", "USD"))
+	low := &ledgerv1.Rule{Id: "low", Asset: "USD", AccountPattern: "bob",
+		Kind: &ledgerv1.Rule_BalanceCrossing{BalanceCrossing: &ledgerv1.BalanceCrossingRule{Level: "100.00", Crossing: ledgerv1.Crossing_CROSSING_BELOW}}}
+	big := &ledgerv1.Rule{Id: "big", Asset: "USD", Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "70.00",
+		Side: ledgerv1.Side_SIDE_CREDIT}}}
+	checkResults(t, "define", h.defineRules(t, mon, "main", low, big), created(2)...)
+
+	var pos []uint64
+	for i, step := range []struct{ from, to, amount string }{
+		{"bob", "carol", "60.00"},  // 90: crosses, fires
+		{"bob", "carol", "10.00"},  // 80: stays below
+		{"bob", "carol", "5.00"},   // 75: stays below
+		{"alice", "bob", "100.00"}, // 175: re-arms (and big: a credit above 70)
+		{"bob", "carol", "80.00"},  // 95: crosses again, fires
+		{"bob", "carol", "1.00"},   // 94: stays below
+	} {
+		pos = append(pos, h.transferOK(t, "main", transfer(fmt.Sprintf("t%d", i), step.from, step.to, step.amount, "USD")))
+	}
+	head := pos[len(pos)-1]
+	want := []string{
+		fmt.Sprintf("main:%d:low:bob t0 v1 bob available=90.00 []", pos[0]),
+		fmt.Sprintf("main:%d:big:bob t3 v1 bob available= []", pos[3]),
+		fmt.Sprintf("main:%d:big:carol t4 v1 carol available= []", pos[4]), // carol credited 80
+		fmt.Sprintf("main:%d:low:bob t4 v1 bob available=95.00 []", pos[4]),
+	}
+	got := alertLines(t, mon, &ledgerv1.ListAlertsRequest{Ledger: "main", MinPosition: head})
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Fatalf("alerts (-got +want):\n%s", diff)
+	}
+	byRule := alertLines(t, mon, &ledgerv1.ListAlertsRequest{Ledger: "main", RuleId: "low", Account: "bob", MinPosition: head})
+	if diff := cmp.Diff(byRule, []string{want[0], want[3]}); diff != "" {
+		t.Errorf("alerts of rule low (-got +want):\n%s", diff)
+	}
+
+	admin := ledgerv1.NewAdminServiceClient(h.conn(t))
+	rebuild(t, admin, "main", "alerts")
+	if again := alertLines(t, mon, &ledgerv1.ListAlertsRequest{Ledger: "main", MinPosition: head}); !slices.Equal(again, got) {
+		t.Fatalf("after a rebuild, alerts %v, want %v", again, got)
+	}
 }
