@@ -9,8 +9,19 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+)
+
+// batchBytesMax bounds a batch's encoded transfers: half of ledgerd's
+// bound of a CreateTransfers message (grpcapi.RecvMaxLarge, 64 MiB), so
+// that 8,192 large transfers are sent as several requests instead of one
+// that ledgerd refuses for every caller in it. transferFramingBytes is a
+// repeated field's tag and length prefix, at most.
+const (
+	batchBytesMax        = 32 << 20
+	transferFramingBytes = 6
 )
 
 // Bounds of BatchOptions.
@@ -106,6 +117,13 @@ func (o BatchOptions) validate() error {
 func (c *Client) CreateTransfer(ctx context.Context, ledger string, t *ledgerv1.Transfer) (*ledgerv1.ItemResult, error) {
 	if t == nil {
 		return nil, status.Error(codes.InvalidArgument, "transfer: nil")
+	}
+	// ledgerd refuses a whole request for a malformed timestamp (not one
+	// item): caught here, it fails this caller alone, not its batch.
+	if ts := t.GetEffectiveAt(); ts != nil {
+		if err := ts.CheckValid(); err != nil {
+			return nil, status.Error(codes.InvalidArgument, "effective_at: "+err.Error())
+		}
 	}
 	w := &waiter{transfer: t, done: make(chan struct{})}
 	if err := c.batches.enqueue(ctx, ledger, w); err != nil {
@@ -276,12 +294,21 @@ func (b *batcher) linger(l *lane) bool {
 // abandoned skipped, and marks them sent. b.mu is held.
 func (b *batcher) take(l *lane) []*waiter {
 	batch := make([]*waiter, 0, min(len(l.queue), b.opt.MaxBatch))
-	i := 0
+	i, bytes := 0, 0
 	for ; i < len(l.queue) && len(batch) < b.opt.MaxBatch; i++ {
-		if w := l.queue[i]; !w.abandoned {
-			w.sent = true
-			batch = append(batch, w)
+		w := l.queue[i]
+		if w.abandoned {
+			continue
 		}
+		// A batch stays under batchBytesMax (one transfer over it goes
+		// alone, and ledgerd answers it).
+		size := proto.Size(w.transfer) + transferFramingBytes
+		if len(batch) > 0 && bytes+size > batchBytesMax {
+			break
+		}
+		bytes += size
+		w.sent = true
+		batch = append(batch, w)
 	}
 	n := copy(l.queue, l.queue[i:])
 	clear(l.queue[n:])

@@ -13,3 +13,6 @@ func (c *Client) Queued(ledger string) int {
 	}
 	return 0
 }
+
+// Idempotent is the retry classification of unary methods.
+var Idempotent = idempotent

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -188,5 +191,34 @@ func checkBalance(t *testing.T, c *client.Client, ledger, account string, pos ui
 	testenv.NoError(t, err)
 	if got := b.GetBalances()[0].GetBalance(); got != want {
 		t.Errorf("%s's balance %s, want %s", account, got, want)
+	}
+}
+
+// TestRetryClassifiesEveryMethod: every unary method of ledger.v1 is
+// classified for retries (idempotent or not), and nothing else is: a new
+// method is not retried blindly, nor forgotten.
+func TestRetryClassifiesEveryMethod(t *testing.T) {
+	seen := map[string]bool{}
+	protoregistry.GlobalFiles.RangeFilesByPackage("ledger.v1", func(f protoreflect.FileDescriptor) bool {
+		for i := range f.Services().Len() {
+			sd := f.Services().Get(i)
+			for j := range sd.Methods().Len() {
+				m := sd.Methods().Get(j)
+				if m.IsStreamingClient() || m.IsStreamingServer() {
+					continue // never retried
+				}
+				name := fmt.Sprintf("/%s/%s", sd.FullName(), m.Name())
+				seen[name] = true
+				if _, ok := client.Idempotent[name]; !ok {
+					t.Errorf("%s: not classified in client's idempotent table", name)
+				}
+			}
+		}
+		return true
+	})
+	for name := range client.Idempotent {
+		if !seen[name] {
+			t.Errorf("%s: classified, but no such unary method", name)
+		}
 	}
 }

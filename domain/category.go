@@ -235,24 +235,60 @@ func (s *State) checkPlacement(name, parent string, exists bool) error {
 }
 
 // categoryHeight is the number of levels of name's subtree (1: no
-// descendants). It walks up from every category (at most CategoryDepthMax
-// steps each), CategoriesMax·CategoryDepthMax steps at worst (about a
-// millisecond): it runs only when an existing category moves to another
-// parent, and keeps the state free of a children index to maintain,
-// snapshot and undo.
+// descendants), walked down the children index: as many steps as the
+// subtree has categories. (Walking up from every category instead cost
+// CategoriesMax·CategoryDepthMax steps a move, seconds for a request of
+// moves on the writer's goroutine.)
 func (s *State) categoryHeight(name string) int {
-	height := 1
-	for _, c := range s.categories {
-		d := 1
-		for at, steps := c.Name, 0; at != "" && steps <= CategoryDepthMax; at, steps = s.categories[at].Parent, steps+1 {
-			if at == name {
-				height = max(height, d)
-				break
+	children := s.childIndex()
+	height := 0
+	level := []string{name}
+	// A tree within its bound has at most CategoryDepthMax levels; the
+	// bound also stops a walk in a state that would not be a tree.
+	for len(level) > 0 && height <= CategoryDepthMax {
+		height++
+		var next []string
+		for _, n := range level {
+			for c := range children[n] {
+				next = append(next, c)
 			}
-			d++
 		}
+		level = next
 	}
 	return height
+}
+
+// childIndex returns s.categoryChildren, built from s.categories first if
+// it is not yet.
+func (s *State) childIndex() map[string]map[string]struct{} {
+	if s.categoryChildren == nil {
+		s.categoryChildren = make(map[string]map[string]struct{}, len(s.categories))
+		for _, c := range s.categories {
+			s.linkChild(c.Parent, c.Name)
+		}
+	}
+	return s.categoryChildren
+}
+
+// linkChild and unlinkChild keep the children index, when there is one.
+func (s *State) linkChild(parent, name string) {
+	if s.categoryChildren == nil {
+		return
+	}
+	if s.categoryChildren[parent] == nil {
+		s.categoryChildren[parent] = map[string]struct{}{}
+	}
+	s.categoryChildren[parent][name] = struct{}{}
+}
+
+func (s *State) unlinkChild(parent, name string) {
+	if s.categoryChildren == nil {
+		return
+	}
+	delete(s.categoryChildren[parent], name)
+	if len(s.categoryChildren[parent]) == 0 {
+		delete(s.categoryChildren, parent)
+	}
 }
 
 // evolveCategory applies a definition, asserting what Decide checked: a
@@ -271,7 +307,20 @@ func (s *State) evolveCategory(pos uint64, e *CategoryDefined) {
 		}
 	}
 	s.categories[e.Name] = &Category{Name: e.Name, Parent: e.Parent, Patterns: e.Patterns, Description: e.Description, Position: pos}
+	moved := !exists || prior.Parent != e.Parent
+	if moved {
+		if exists {
+			s.unlinkChild(prior.Parent, e.Name)
+		}
+		s.linkChild(e.Parent, e.Name)
+	}
 	s.undo(func() {
+		if moved {
+			s.unlinkChild(e.Parent, e.Name)
+			if exists {
+				s.linkChild(prior.Parent, e.Name)
+			}
+		}
 		if exists {
 			s.categories[e.Name] = prior
 		} else {

@@ -159,10 +159,19 @@ func TestCategoryDepth(t *testing.T) {
 func TestCategoriesAtomicUndo(t *testing.T) {
 	s := chart(t)
 	before, _ := s.Category("assets:cash")
+	// A move builds the children index; the rest of the test keeps it.
+	apply(t, s, category("liabilities:wallets", "assets"))
+	apply(t, s, category("liabilities:wallets", "liabilities", "users:*:wallet"))
 	s.Begin()
 	apply(t, s, category("assets:cash", "", "x"))
 	apply(t, s, category("new", "assets:cash"))
+	if err := domain.CategoryChildrenAgree(s); err != nil {
+		t.Fatalf("before rollback: %v", err)
+	}
 	s.Rollback()
+	if err := domain.CategoryChildrenAgree(s); err != nil {
+		t.Errorf("after rollback: %v", err)
+	}
 	if got, _ := s.Category("assets:cash"); !cmp.Equal(got, before) {
 		t.Errorf("after rollback %+v, want %+v", got, before)
 	}

@@ -1,5 +1,7 @@
 package domain
 
+import "fmt"
+
 // Test-only access to unexported fields, so that the external test package can
 // build Units across the full 128-bit range and check a Decimal's parts.
 
@@ -21,3 +23,24 @@ func CollideTransferID(s *State, id string, pos uint64) {
 // SipHash returns SipHash-c-d of s under the key (k0, k1): the index's hash,
 // checked against the published test vectors.
 func SipHash(k0, k1 uint64, s string, c, d int) uint64 { return siphash(idKey{k0, k1}, s, c, d) }
+
+// CategoryChildrenAgree fails unless s's children index, when built, holds
+// exactly the parent links of s's categories.
+func CategoryChildrenAgree(s *State) error {
+	if s.categoryChildren == nil {
+		return nil
+	}
+	n := 0
+	for parent, kids := range s.categoryChildren {
+		for k := range kids {
+			n++
+			if c := s.categories[k]; c == nil || c.Parent != parent {
+				return fmt.Errorf("index holds %q under %q; the category is %+v", k, parent, c)
+			}
+		}
+	}
+	if n != len(s.categories) {
+		return fmt.Errorf("index holds %d categories, the state %d", n, len(s.categories))
+	}
+	return nil
+}

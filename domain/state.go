@@ -93,6 +93,10 @@ type State struct {
 	// monitor holds the monitoring rules and what before-commit rules need
 	// (monitor.go).
 	monitor monitorState
+	// categoryChildren indexes categories by parent: built from categories
+	// when first needed (categoryHeight), kept by evolveCategory after; nil
+	// until then (a snapshot does not carry it).
+	categoryChildren map[string]map[string]struct{}
 	// journal, while recording, holds the undo of every mutation since
 	// Begin, for all-or-nothing batches.
 	journal   []func()

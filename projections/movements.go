@@ -31,17 +31,23 @@ import (
 type Movements struct {
 	mu     sync.Mutex
 	caches map[string]*movementCache
+	// cached is the accounts held by caches, every ledger's together;
+	// cachedMax bounds it (movementsCachedAccountsMax).
+	cached, cachedMax int
 }
 
 // NewMovements returns the projector.
-func NewMovements() *Movements { return &Movements{caches: map[string]*movementCache{}} }
+func NewMovements() *Movements {
+	return &Movements{caches: map[string]*movementCache{}, cachedMax: movementsCachedAccountsMax}
+}
 
 // movementsName is the projector's name (checkpoint and upstream look-ups).
 const movementsName = "movements"
 
-// movementsCachedAccountsMax bounds the accounts a ledger's cache holds
-// between batches (about 200 bytes each); a ledger with more reads its moved
-// accounts' totals batch by batch, as without a cache.
+// movementsCachedAccountsMax bounds the accounts the caches hold between
+// batches, every ledger's together (about 200 bytes each): a ledger whose
+// cache does not fit reads its moved accounts' totals batch by batch, as
+// without a cache, and a cache kept when others fill the bound evicts them.
 const movementsCachedAccountsMax = 1 << 20
 
 // movementCache is a ledger's state after position through: every account
@@ -64,20 +70,40 @@ func (p *Movements) take(ledger string, from uint64) *movementCache {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.caches[ledger]
-	delete(p.caches, ledger)
+	if c != nil {
+		delete(p.caches, ledger)
+		p.cached -= len(c.heads)
+	}
 	if c == nil || c.through+1 != from {
 		return &movementCache{heads: map[string]*movementHead{}, scales: map[string]uint8{}}
 	}
 	return c
 }
 
+// keep holds c as the ledger's cache for its next batch, within cachedMax
+// over every ledger: other ledgers' caches are dropped to make room (they
+// reload from PostgreSQL), and a cache larger than the bound alone is not
+// kept. A cache taken by a batch in flight is not counted: it left the
+// bound's count when taken and comes back through keep.
 func (p *Movements) keep(ledger string, c *movementCache) {
-	if len(c.heads) > movementsCachedAccountsMax {
-		return
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if old := p.caches[ledger]; old != nil { // another runner's, kept meanwhile
+		delete(p.caches, ledger)
+		p.cached -= len(old.heads)
+	}
+	if len(c.heads) > p.cachedMax {
+		return
+	}
+	for other, oc := range p.caches {
+		if p.cached+len(c.heads) <= p.cachedMax {
+			break
+		}
+		delete(p.caches, other)
+		p.cached -= len(oc.heads)
+	}
 	p.caches[ledger] = c
+	p.cached += len(c.heads)
 }
 
 // Tables lists the read-model tables Movements writes, every one keyed by ledger.

@@ -33,6 +33,13 @@ const (
 	AccountsScanMax = 10_000
 	// AccountsMetadataPairsMax bounds the metadata pairs of a filter.
 	AccountsMetadataPairsMax = 8
+	// AccountsCategoryPatternsMax bounds the patterns (the category's and
+	// its descendants') a category filter tests on each row: one regular
+	// expression of that many alternatives, whose cost per row grows with
+	// them (2,000 cost seconds a page; PostgreSQL refuses far more).
+	// GetCategoryBalances, which scans each pattern's range apart, has no
+	// such bound.
+	AccountsCategoryPatternsMax = 64
 	// AssetsPageMax and AssetsPageDefault bound a ListAssets page.
 	AssetsPageMax     = 1000
 	AssetsPageDefault = 100
@@ -41,6 +48,10 @@ const (
 var (
 	// ErrAccountsPageTooLarge means a ListAccounts limit over AccountsPageMax.
 	ErrAccountsPageTooLarge error = domain.NewInvalid("limit", "page limit too large", fmt.Sprintf("at most %d", AccountsPageMax))
+	// ErrCategoryTooWide means a category filter over more patterns than
+	// AccountsCategoryPatternsMax: list a narrower category, or roll up.
+	ErrCategoryTooWide error = domain.NewError(domain.KindExhausted, "category too wide to list",
+		"list one of its subcategories, or use GetCategoryBalances")
 	// ErrBadAccountsCursor means a cursor ListAccounts did not write for the
 	// same ledger and filters.
 	ErrBadAccountsCursor error = domain.NewInvalid("cursor", "malformed cursor", "not a cursor from ListAccounts with these filters")
@@ -132,6 +143,10 @@ func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilt
 	if f.Category != "" {
 		if f.categoryPatterns, err = s.CategoryPatterns(ctx, ledger, f.Category); err != nil {
 			return AccountPage{}, err
+		}
+		if n := len(f.categoryPatterns); n > AccountsCategoryPatternsMax {
+			return AccountPage{}, fmt.Errorf("category %q has %d patterns with its descendants, a listing tests at most %d: %w",
+				f.Category, n, AccountsCategoryPatternsMax, ErrCategoryTooWide)
 		}
 	}
 	var (

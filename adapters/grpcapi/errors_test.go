@@ -122,6 +122,7 @@ var sentinels = map[string]sentinelAnswer{
 	"queries.ErrCategoriesLimit":        request(queries.ErrCategoriesLimit, codes.InvalidArgument),
 	"queries.ErrCategoryNotFound":       request(queries.ErrCategoryNotFound, codes.NotFound),
 	"queries.ErrRollupTooLarge":         request(queries.ErrRollupTooLarge, codes.ResourceExhausted),
+	"queries.ErrCategoryTooWide":        request(queries.ErrCategoryTooWide, codes.ResourceExhausted),
 	"queries.ErrBeyondHead":             request(queries.ErrBeyondHead, codes.InvalidArgument),
 	"queries.ErrDateRange":              request(queries.ErrDateRange, codes.InvalidArgument),
 	"queries.ErrHistoryUnavailable":     request(queries.ErrHistoryUnavailable, codes.FailedPrecondition),

@@ -155,9 +155,15 @@ const sourceInactiveThreshold = 30 * time.Second
 // reached from yet, and returns none.
 func (s *Source) restart(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
 	s.stop()
-	stream, err := EnsureStream(ctx, s.js, s.ledger, s.opts)
+	var stream jetstream.Stream
+	var err error
+	if s.opts.LookupOnly {
+		stream, err = s.js.Stream(ctx, StreamName(s.ledger))
+	} else {
+		stream, err = EnsureStream(ctx, s.js, s.ledger, s.opts)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("source %s: stream: %w", s.ledger, err)
 	}
 	seq, before, err := s.locate(ctx, stream, from)
 	if err != nil {

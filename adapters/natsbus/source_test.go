@@ -185,3 +185,19 @@ func TestRelayGoesOnFromTheHeadOfAnExpiredStream(t *testing.T) {
 	checkRecords(t, readRange(t, newSource(t, store, ledger), 1, log.head, 64), want)
 	checkRecords(t, readRange(t, newSource(t, store, ledger), first-5, log.head, 1000), want[first-6:])
 }
+
+// TestSourceLookupOnlyNeverCreates: a source with LookupOnly reads a stream
+// that exists and fails, creating nothing, when there is none.
+func TestSourceLookupOnlyNeverCreates(t *testing.T) {
+	t.Parallel()
+	js := jetStream(t)
+	ledger := testenv.Name(t)
+	src := natsbus.NewSource(ledger, js, nil, natsbus.StreamOptions{LookupOnly: true}, testLogger(t))
+	t.Cleanup(src.Close)
+	if _, err := src.Next(t.Context(), 1, 10); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("Next without a stream: %v, want jetstream.ErrStreamNotFound", err)
+	}
+	if _, err := js.Stream(t.Context(), natsbus.StreamName(ledger)); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("the stream after a LookupOnly source's Next: %v, want none made", err)
+	}
+}

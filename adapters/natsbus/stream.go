@@ -24,6 +24,10 @@ type StreamOptions struct {
 	MaxBytes int64
 	// Replicas is 1 on one server, 3 on a cluster.
 	Replicas int
+	// LookupOnly makes a Source read the stream only if it exists, never
+	// create it (jetstream.ErrStreamNotFound otherwise): a consumer outside
+	// ledgerd, whose limits are not the stream's to set.
+	LookupOnly bool
 }
 
 // DuplicateWindow is how long the stream remembers message ids.

@@ -170,10 +170,11 @@ func (c *Consumer) reader(ctx context.Context) (*reader, error) {
 	if c.cfg.Audit != nil {
 		log = &auditLog{audit: c.cfg.Audit}
 	}
-	// The options only matter if the stream is gone between the check
-	// above and the source's start; it is then created unbounded rather
-	// than with limits of the consumer's choosing.
-	src := natsbus.NewSource(c.cfg.Ledger, c.js, log, natsbus.StreamOptions{}, c.cfg.Logger)
+	// Should the stream go between the check above and the source's start
+	// (a stream repair), the source fails rather than create it, and the
+	// run ends with jetstream.ErrStreamNotFound: the stream's limits are
+	// ledgerd's.
+	src := natsbus.NewSource(c.cfg.Ledger, c.js, log, natsbus.StreamOptions{LookupOnly: true}, c.cfg.Logger)
 	return &reader{ledger: c.cfg.Ledger, src: src}, nil
 }
 

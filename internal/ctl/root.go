@@ -60,6 +60,8 @@ func (c *client) newRoot() *cobra.Command {
 		group("reconcile", "Reconcile accounts with external statements", c.reconcileImportCmd(), c.reconcileRulesCmd(),
 			c.reconcileMatchCmd(), c.reconcileUnmatchCmd(), c.reconcileReportCmd()),
 		c.journalCmd(),
+		group("webhooks", "Webhook subscriptions: create, list, delete, deliveries, replay", c.webhooksCreateCmd(),
+			c.webhooksListCmd(), c.webhooksDeleteCmd(), c.webhooksDeliveriesCmd(), c.webhooksReplayCmd()),
 		group("keys", "API keys (admin)", c.keysCreateCmd(), c.keysListCmd(), c.keysRevokeCmd()),
 		group("ledger", "Ledgers (admin): create, archive, status, list", c.ledgerCreateCmd(), c.ledgerArchiveCmd(),
 			c.ledgerUnarchiveCmd(), c.ledgerStatusCmd(), c.ledgerListCmd()),

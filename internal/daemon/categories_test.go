@@ -18,6 +18,7 @@ import (
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/queries"
 )
 
 // End-to-end tests of categories: DefineCategories, ListCategories,
@@ -130,6 +131,24 @@ func TestListAccountsByCategory(t *testing.T) {
 	mustCreated(t, h.defineCategories(t, ledger, &ledgerv1.Category{Name: "empty"})...)
 	if got := list(&ledgerv1.ListAccountsRequest{Category: "empty", MinPosition: h.head(t, ledger)}); len(got) != 0 {
 		t.Errorf("ListAccounts of a category without patterns: %v, want none", got)
+	}
+	// A category wider than a listing tests is refused, naming the bound.
+	wide := []*ledgerv1.Category{{Name: "wide"}}
+	for i := range queries.AccountsCategoryPatternsMax / 32 {
+		var ps []string
+		for j := range 32 {
+			ps = append(ps, fmt.Sprintf("w:%d:%d", i, j))
+		}
+		wide = append(wide, &ledgerv1.Category{Name: fmt.Sprintf("wide:%d", i), Parent: "wide", Patterns: ps})
+	}
+	wide[0].Patterns = []string{"w:extra"} // one more than the bound
+	mustCreated(t, h.defineCategories(t, ledger, wide...)...)
+	_, err := h.query.ListAccounts(ctx(t), &ledgerv1.ListAccountsRequest{Ledger: ledger, Category: "wide", MinPosition: h.head(t, ledger)})
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "at most") {
+		t.Errorf("ListAccounts of a category of %d patterns: %v, want ResourceExhausted", queries.AccountsCategoryPatternsMax+1, err)
+	}
+	if got := list(&ledgerv1.ListAccountsRequest{Category: "wide:0", MinPosition: h.head(t, ledger)}); len(got) != 0 {
+		t.Errorf("ListAccounts of a subcategory at the bound: %v, want none (no such accounts)", got)
 	}
 }
 

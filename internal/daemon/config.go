@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
+	"github.com/ledgerd/ledger/adapters/webhooks"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/projections"
 	"github.com/ledgerd/ledger/workflows"
@@ -86,6 +87,9 @@ type Config struct {
 	// little lag. Zero is projections.LingerDefault; at most
 	// projectionLingerMax.
 	ProjectionLinger time.Duration
+	// Webhooks configures the webhook dispatcher; zero fields take the
+	// defaults of adapters/webhooks (-webhook-max-age sets MaxAge).
+	Webhooks webhooks.Options
 	// SnapshotEvery is how many events a writer commits between snapshots
 	// of its state, from which it starts instead of folding the whole log;
 	// 0 disables snapshots, taking and loading them.
@@ -220,6 +224,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how far in the future a transfer's effective_at may be (env LEDGER_EFFECTIVE_FUTURE_MAX)")
 	fs.DurationVar(&c.ProjectionLinger, "projection-linger", envDuration("LEDGER_PROJECTION_LINGER", projections.LingerDefault),
 		"how long a projector waits for more events after a small batch (env LEDGER_PROJECTION_LINGER)")
+	fs.DurationVar(&c.Webhooks.MaxAge, "webhook-max-age", envDuration("LEDGER_WEBHOOK_MAX_AGE", webhooks.MaxAgeDefault),
+		"how long a webhook delivery is retried before it is a dead letter (env LEDGER_WEBHOOK_MAX_AGE)")
 	fs.DurationVar(&c.LedgerIdle, "ledger-idle", envDuration("LEDGER_LEDGER_IDLE", LedgerIdleDefault),
 		"how long an idle ledger keeps its writer, relay and projectors (env LEDGER_LEDGER_IDLE)")
 	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt("LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
@@ -309,6 +315,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	if c.ProjectionLinger < 0 || c.ProjectionLinger > projectionLingerMax {
 		return Config{}, fmt.Errorf("projection linger %s: want 0 to %s", c.ProjectionLinger, projectionLingerMax)
+	}
+	if c.Webhooks.MaxAge <= 0 {
+		return Config{}, fmt.Errorf("webhook max age %s: want more than 0", c.Webhooks.MaxAge)
 	}
 	if c.AnchorEvery < 0 || c.AnchorEvery > anchorEveryMax {
 		return Config{}, fmt.Errorf("anchor every %s: want 0 (when asked only) to %s", c.AnchorEvery, anchorEveryMax)

@@ -25,6 +25,7 @@ import (
 	"github.com/ledgerd/ledger/adapters/grpcapi"
 	"github.com/ledgerd/ledger/adapters/httpapi"
 	"github.com/ledgerd/ledger/adapters/natsbus"
+	"github.com/ledgerd/ledger/adapters/webhooks"
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
@@ -66,6 +67,7 @@ type Main struct {
 	js       jetstream.JetStream
 	store    *eventstore.Store
 	keys     *apikeys.Store
+	hooks    *webhooks.Store
 	auth     *grpcapi.Auth // nil with auth off
 	lease    *eventstore.Lease
 	ledgers  *commands.Ledgers
@@ -134,6 +136,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.store = eventstore.New(m.pool)
 	m.keys = apikeys.New(m.keysPool, apikeys.Options{})
+	m.hooks = webhooks.NewStore(m.projPool)
 	if err := m.bootstrapKeys(ctx); err != nil {
 		return err
 	}
@@ -176,6 +179,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startAnchoring(); err != nil {
 		return err
 	}
+	m.startWebhooks()
 	if err := m.serve(); err != nil {
 		return err
 	}
@@ -237,4 +241,19 @@ func (m *Main) close() {
 		cancel()
 	}
 	m.unlockDataDir()
+}
+
+// startWebhooks runs the webhook dispatcher: on the projector's pool, each
+// subscription reading its ledger's stream as a projector does, whether or
+// not the ledger's writer runs here (leases share the subscriptions among
+// ledgerds).
+func (m *Main) startWebhooks() {
+	opts := m.Config.Webhooks
+	opts.Logger = m.Logger
+	streamOpts := m.streamOptions()
+	d := webhooks.NewDispatcher(m.hooks, m.store, func(ledger string) webhooks.Source {
+		return natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
+	}, opts)
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); d.Run(m.readersCtx) }()
 }

@@ -146,6 +146,10 @@ func TestRoleGrants(t *testing.T) {
 		"snapshots":         {"SID", "", "", "", "SID"},
 		"schema_migrations": {"S", "S", "S", "S", "S"},
 		"api_keys":          {"", "", "", "SIU", "SIU"},
+		// The webhook dispatcher and WebhookService run as the projector;
+		// readers get nothing: subscriptions hold their signing secrets.
+		"webhook_subscriptions": {"", "SIUD", "", "", "SIUD"},
+		"webhook_deliveries":    {"", "SIUD", "", "", "SIUD"},
 	}
 	// The read models: rebuilds write shadow rows and swap them in with
 	// UPDATE and DELETE, so these four and never TRUNCATE.

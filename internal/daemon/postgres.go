@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/devpg"
+	"github.com/ledgerd/ledger/adapters/webhooks"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 )
@@ -56,6 +57,7 @@ func schemaParts() []schemaPart {
 		{"eventstore", eventstore.Migrate, eventstore.Pending},
 		{"apikeys", apikeys.Migrate, apikeys.Pending},
 		{"projections", projections.Migrate, projections.Pending},
+		{"webhooks", webhooks.Migrate, webhooks.Pending},
 	}
 }
 

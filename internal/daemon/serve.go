@@ -103,6 +103,7 @@ func (m *Main) serve() error {
 		anchors = m.anchorBucket
 	}
 	ledgerv1.RegisterIntegrityServiceServer(m.grpcSrv, grpcapi.NewIntegrityServer(anchors))
+	ledgerv1.RegisterWebhookServiceServer(m.grpcSrv, grpcapi.NewWebhookServer(m.hooks))
 	reflection.Register(m.grpcSrv)
 	m.health = registerHealth(m.readersCtx, m.grpcSrv, m.pool.Ping)
 	m.wg.Add(1)

@@ -37,6 +37,7 @@ import (
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/devpg"
 	"github.com/ledgerd/ledger/adapters/natsbus"
+	"github.com/ledgerd/ledger/adapters/webhooks"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 )
@@ -215,7 +216,7 @@ func (s *pgServer) migratedTemplate(t testing.TB) (string, error) {
 	}
 	defer pool.Close()
 	for _, migrate := range []func(context.Context, *pgxpool.Pool) error{
-		eventstore.Migrate, apikeys.Migrate, projections.Migrate,
+		eventstore.Migrate, apikeys.Migrate, projections.Migrate, webhooks.Migrate,
 	} {
 		if err := migrate(ctx, pool); err != nil {
 			return db, fmt.Errorf("migrate %s: %w", db, err)

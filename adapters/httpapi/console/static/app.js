@@ -542,7 +542,7 @@
   // --- Integrity: verification status, anchors, periods -----------------------
 
   function integrityPage(main, ledger, q) {
-    main.append(el('h2', null, 'Audit verify status'));
+    main.append(el('h2', null, 'Chain state (projections)'));
     section(main, null, async () => {
       const [lg, ps] = await Promise.all([api(['ledgers', ledger]), api(['ledgers', ledger, 'projections'])]);
       const head = Number(lg.ledger.head || 0);

@@ -1,0 +1,407 @@
+package webhooks
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/supervise"
+)
+
+// Defaults of Options.
+const (
+	// MaxAgeDefault is how long a delivery is retried, from its first
+	// attempt, before it is given up (a dead letter).
+	MaxAgeDefault = 24 * time.Hour
+	// BackoffMinDefault and BackoffMaxDefault bound the delay between two
+	// attempts: exponential from the first, with full jitter.
+	BackoffMinDefault = time.Second
+	BackoffMaxDefault = 5 * time.Minute
+	// AttemptTimeoutDefault bounds one attempt, connection to response
+	// headers (and AttemptTimeoutMax any setting).
+	AttemptTimeoutDefault = 10 * time.Second
+	AttemptTimeoutMax     = 10 * time.Second
+	// BreakerFailuresDefault consecutive failures open an endpoint's
+	// circuit; after BreakerCooldownDefault one probe is let through.
+	BreakerFailuresDefault = 5
+	BreakerCooldownDefault = 30 * time.Second
+	// EndpointConcurrencyDefault bounds the requests in flight to one host,
+	// EndpointRateDefault the requests a second started to it.
+	EndpointConcurrencyDefault = 4
+	EndpointRateDefault        = 50
+	// PayloadMaxDefault bounds a delivery's body: a bigger event is a dead
+	// letter at once, its error naming the size.
+	PayloadMaxDefault = 256 << 10
+	// RetentionDefault is how long the delivery log keeps a row after its
+	// last change.
+	RetentionDefault = 7 * 24 * time.Hour
+	// PollDefault is how often a dispatcher claims subscriptions (new ones
+	// start within it) and a waiting subscription looks for a replay or a
+	// deletion; LeaseDefault how long a claim lasts without renewal (a dead
+	// ledgerd's subscriptions move to another within it).
+	PollDefault  = 2 * time.Second
+	LeaseDefault = 30 * time.Second
+	// SubscriptionsMaxDefault bounds the subscriptions one ledgerd
+	// dispatches (one goroutine each).
+	SubscriptionsMaxDefault = 1000
+	// batchMax bounds the events read at once for a subscription.
+	batchMax = 256
+	// cleanupEvery is how often the delivery log is trimmed, cleanupBatch
+	// the most rows a trim removes.
+	cleanupEvery = 10 * time.Minute
+	cleanupBatch = 10_000
+	// stateWriteTimeout bounds recording a circuit's state or a fault.
+	stateWriteTimeout = 5 * time.Second
+)
+
+// Options configures a Dispatcher; zero fields take the defaults above.
+type Options struct {
+	MaxAge                 time.Duration
+	BackoffMin, BackoffMax time.Duration
+	AttemptTimeout         time.Duration
+	BreakerFailures        int
+	BreakerCooldown        time.Duration
+	EndpointConcurrency    int
+	EndpointRate           int
+	PayloadMax             int
+	Retention              time.Duration
+	Poll, Lease            time.Duration
+	SubscriptionsMax       int
+	// Owner names this dispatcher in the leases; "": random.
+	Owner  string
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxAge, MaxAgeDefault)
+	def(&o.BackoffMin, BackoffMinDefault)
+	def(&o.BackoffMax, BackoffMaxDefault)
+	def(&o.AttemptTimeout, AttemptTimeoutDefault)
+	o.AttemptTimeout = min(o.AttemptTimeout, AttemptTimeoutMax)
+	def(&o.BreakerCooldown, BreakerCooldownDefault)
+	def(&o.Retention, RetentionDefault)
+	def(&o.Poll, PollDefault)
+	def(&o.Lease, LeaseDefault)
+	defInt(&o.BreakerFailures, BreakerFailuresDefault)
+	defInt(&o.EndpointConcurrency, EndpointConcurrencyDefault)
+	defInt(&o.EndpointRate, EndpointRateDefault)
+	defInt(&o.PayloadMax, PayloadMaxDefault)
+	defInt(&o.SubscriptionsMax, SubscriptionsMaxDefault)
+	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
+	if o.Owner == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		o.Owner = hex.EncodeToString(b[:])
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Source yields a ledger's records from a position on (natsbus.Source).
+type Source interface {
+	// Next returns 1..max records starting exactly at from, waiting for one.
+	Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error)
+	Close()
+}
+
+// Log reads records at given positions (eventstore.Store): the events a
+// replay of dead letters delivers, and the hash at a moved cursor.
+type Log interface {
+	ReadPositions(ctx context.Context, ledger string, positions []uint64) ([]eventstore.Record, error)
+}
+
+// Dispatcher delivers the events of every subscription whose lease it
+// holds: one goroutine per subscription, so that a slow endpoint holds up
+// its own subscriptions only, and never the ledger's writer.
+type Dispatcher struct {
+	store     *Store
+	log       Log
+	source    func(ledger string) Source
+	opts      Options
+	endpoints *endpoints
+	client    *http.Client
+	logger    *slog.Logger
+
+	mu      sync.Mutex
+	workers map[string]context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// NewDispatcher returns a dispatcher; source makes a fresh source of a
+// ledger's records for each subscription. Call Run.
+func NewDispatcher(store *Store, log Log, source func(ledger string) Source, opts Options) *Dispatcher {
+	opts = opts.withDefaults()
+	return &Dispatcher{store: store, log: log, source: source, opts: opts,
+		endpoints: &endpoints{opts: opts, m: map[string]*endpoint{}}, client: newHTTPClient(opts.AttemptTimeout),
+		logger: opts.Logger.With("component", "webhooks"), workers: map[string]context.CancelFunc{}}
+}
+
+// Run claims subscriptions and dispatches them until ctx ends, then gives
+// its leases up.
+func (d *Dispatcher) Run(ctx context.Context) {
+	tick := time.NewTicker(d.opts.Poll)
+	defer tick.Stop()
+	lastCleanup := time.Time{}
+	for {
+		d.poll(ctx)
+		if time.Since(lastCleanup) >= cleanupEvery {
+			lastCleanup = time.Now()
+			if n, err := d.store.Cleanup(ctx, d.opts.Retention, cleanupBatch); err != nil && ctx.Err() == nil {
+				d.logger.Warn("delivery log not trimmed", "err", err)
+			} else if n > 0 {
+				d.logger.Info("delivery log trimmed", "rows", n)
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			d.stopAll()
+			return
+		}
+	}
+}
+
+// poll claims and renews leases, starts the subscriptions newly held and
+// stops those no longer held (deleted, or taken by another ledgerd).
+func (d *Dispatcher) poll(ctx context.Context) {
+	ids, err := d.store.claim(ctx, d.opts.Owner, d.opts.Lease, d.opts.SubscriptionsMax)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.logger.Warn("webhook subscriptions not claimed; those running go on until their lease ends", "err", err)
+		}
+		return
+	}
+	held := make(map[string]bool, len(ids))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		held[id] = true
+		if _, ok := d.workers[id]; ok {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		d.workers[id] = cancel
+		w := &worker{d: d, id: id, logger: d.logger.With("subscription", id)}
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); w.run(wctx) }()
+	}
+	for id, cancel := range d.workers {
+		if !held[id] {
+			cancel()
+			delete(d.workers, id)
+		}
+	}
+}
+
+func (d *Dispatcher) stopAll() {
+	d.mu.Lock()
+	for id, cancel := range d.workers {
+		cancel()
+		delete(d.workers, id)
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
+	defer cancel()
+	if err := d.store.release(ctx, d.opts.Owner); err != nil {
+		d.logger.Warn("webhook leases not released: another ledgerd takes them when they expire", "err", err)
+	}
+}
+
+// ErrChainBroken means a record does not continue the hash chain from the
+// subscription's cursor, or is not the log's: nothing past the cursor is
+// delivered until the source offers the log's events again.
+var ErrChainBroken = errors.New("the hash chain is broken")
+
+// worker delivers one subscription's events.
+type worker struct {
+	d      *Dispatcher
+	id     string
+	logger *slog.Logger
+	// circuit and fault are what the subscription's row last said.
+	circuit, fault string
+	// resume is set until the first delivery after a (re)start, whose row
+	// may hold attempts made before.
+	resume bool
+}
+
+func (w *worker) run(ctx context.Context) {
+	supervise.Run(ctx, supervise.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second,
+		OnRestart: func(err error, delay time.Duration) {
+			switch {
+			case errors.Is(err, errMoved):
+				w.logger.Debug("subscription changed: reloading", "err", err)
+			case errors.Is(err, ErrChainBroken):
+				w.logger.Error("webhook deliveries stopped: an event does not continue the hash chain", "err", err, "retry_in", delay)
+				w.setState(ctx, w.circuit, err.Error())
+			default:
+				w.logger.Warn("webhook deliveries interrupted; resuming from the cursor", "err", err, "retry_in", delay)
+			}
+		}}, w.serve)
+}
+
+func (w *worker) serve(ctx context.Context) error {
+	c, err := w.d.store.load(ctx, w.id, w.d.opts.Owner)
+	if err != nil {
+		return err
+	}
+	w.circuit, w.fault, w.resume = c.Circuit, c.Fault, true
+	if !c.known {
+		recs, err := w.d.log.ReadPositions(ctx, c.Ledger, []uint64{c.DeliveredPosition})
+		if err != nil {
+			return fmt.Errorf("subscription %s: the event at its cursor: %w", c.ID, err)
+		}
+		if len(recs) != 1 || !recs[0].VerifyHash() {
+			return fmt.Errorf("subscription %s: no good event at its cursor %d: %w", c.ID, c.DeliveredPosition, ErrChainBroken)
+		}
+		c.hash, c.known = recs[0].Hash, true
+	}
+	if err := w.replayDead(ctx, &c); err != nil {
+		return err
+	}
+	src := w.d.source(c.Ledger)
+	defer src.Close()
+	for {
+		wait, cancel := context.WithTimeout(ctx, w.d.opts.Poll)
+		recs, err := src.Next(wait, c.DeliveredPosition+1, batchMax)
+		expired := wait.Err() != nil
+		cancel()
+		if err != nil {
+			if expired && ctx.Err() == nil {
+				if err := w.d.store.current(ctx, &c, w.d.opts.Owner); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+		if err := w.deliverBatch(ctx, &c, recs); err != nil {
+			return err
+		}
+	}
+}
+
+// deliverBatch checks recs against the chain and the log, and delivers those
+// the subscription wants, each in turn, moving the cursor past each.
+func (w *worker) deliverBatch(ctx context.Context, c *claimed, recs []eventstore.Record) error {
+	if err := w.verify(ctx, c, recs); err != nil {
+		return err
+	}
+	skipped := -1 // the last record filtered out and not yet past the cursor
+	for i := range recs {
+		rec := &recs[i]
+		if !wants(&c.Subscription, rec) {
+			skipped = i
+			continue
+		}
+		if skipped >= 0 {
+			if err := w.d.store.advance(ctx, c, w.d.opts.Owner, recs[skipped].Position, recs[skipped].Hash); err != nil {
+				return err
+			}
+			skipped = -1
+		}
+		if err := w.deliver(ctx, c, rec); err != nil {
+			return err
+		}
+		if err := w.d.store.advance(ctx, c, w.d.opts.Owner, rec.Position, rec.Hash); err != nil {
+			return err
+		}
+	}
+	if skipped >= 0 {
+		return w.d.store.advance(ctx, c, w.d.opts.Owner, recs[skipped].Position, recs[skipped].Hash)
+	}
+	return nil
+}
+
+// verify checks that recs continue the chain from the cursor, and that the
+// last is the log's (which makes them all the log's).
+//
+// Errors: ErrChainBroken; a database error.
+func (w *worker) verify(ctx context.Context, c *claimed, recs []eventstore.Record) error {
+	prev := c.hash
+	for i := range recs {
+		rec := &recs[i]
+		switch {
+		case rec.Ledger != c.Ledger:
+			return fmt.Errorf("at %d: the event is %q's: %w", rec.Position, rec.Ledger, ErrChainBroken)
+		case rec.Position != c.DeliveredPosition+uint64(i)+1:
+			return fmt.Errorf("at %d: want %d: a gap or a repeat: %w", rec.Position, c.DeliveredPosition+uint64(i)+1, ErrChainBroken)
+		case rec.PrevHash != prev:
+			return fmt.Errorf("at %d: prev_hash %x does not continue %x: %w", rec.Position, rec.PrevHash[:8], prev[:8], ErrChainBroken)
+		case !rec.VerifyHash():
+			return fmt.Errorf("at %d: the hash does not match the event: %w", rec.Position, ErrChainBroken)
+		}
+		prev = rec.Hash
+	}
+	last := &recs[len(recs)-1]
+	ok, err := w.d.store.inLog(ctx, c.Ledger, last.Position, last.Hash)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("at %d: not the log's event: %w", last.Position, ErrChainBroken)
+	}
+	if w.fault != "" {
+		w.setState(ctx, w.circuit, "")
+	}
+	return nil
+}
+
+// replayDead delivers the dead letters queued again, in position order,
+// before the subscription goes on from its cursor.
+func (w *worker) replayDead(ctx context.Context, c *claimed) error {
+	for {
+		ps, err := w.d.store.replays(ctx, c.ID, batchMax)
+		if err != nil || len(ps) == 0 {
+			return err
+		}
+		recs, err := w.d.log.ReadPositions(ctx, c.Ledger, ps)
+		if err != nil {
+			return fmt.Errorf("subscription %s: replayed events: %w", c.ID, err)
+		}
+		if len(recs) != len(ps) {
+			return fmt.Errorf("subscription %s: %d of %d replayed events in the log: %w", c.ID, len(recs), len(ps), ErrChainBroken)
+		}
+		for i := range recs {
+			if !recs[i].VerifyHash() || recs[i].Ledger != c.Ledger {
+				return fmt.Errorf("subscription %s: replayed event at %d: %w", c.ID, recs[i].Position, ErrChainBroken)
+			}
+			w.resume = true // its row holds the replay's reset
+			if err := w.deliver(ctx, c, &recs[i]); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (w *worker) setState(ctx context.Context, circuit, fault string) {
+	if circuit == w.circuit && fault == w.fault {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stateWriteTimeout)
+	defer cancel()
+	if err := w.d.store.setState(ctx, w.id, circuit, fault); err != nil {
+		w.logger.Warn("webhook subscription state not recorded", "err", err)
+		return
+	}
+	w.circuit, w.fault = circuit, fault
+}

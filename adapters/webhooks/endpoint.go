@@ -1,0 +1,252 @@
+package webhooks
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Headers of a delivery.
+const (
+	// HeaderDeliveryID carries DeliveryID: what a receiver dedupes on.
+	HeaderDeliveryID = "Ledger-Delivery-Id"
+	// HeaderSignature carries "t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+	// t + "." + body)>".
+	HeaderSignature = "Ledger-Signature"
+)
+
+// Sign returns the signature header's value for body, signed at t.
+func Sign(secret []byte, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(ts))
+	mac.Write([]byte("."))
+	mac.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Circuit states.
+const (
+	CircuitClosed   = "closed"
+	CircuitOpen     = "open"
+	CircuitHalfOpen = "half-open"
+)
+
+// endpoint is one host's shared state: its circuit breaker, and the
+// concurrency and rate limits of the requests sent to it, whatever
+// subscription sends them.
+type endpoint struct {
+	// slots bounds the requests in flight to the host.
+	slots chan struct{}
+	// interval is the least time between two requests' starts (the rate).
+	interval time.Duration
+
+	mu sync.Mutex
+	// nextStart is when the next request may start.
+	nextStart time.Time
+	// failures counts consecutive failures; openedAt is when the circuit
+	// opened (zero: closed); probing is set while the half-open probe runs.
+	failures int
+	openedAt time.Time
+	probing  bool
+}
+
+// endpoints holds the endpoints by host, at most endpointsMax: the state of
+// a host no subscription uses is dropped (a later one starts closed).
+type endpoints struct {
+	opts Options
+	mu   sync.Mutex
+	m    map[string]*endpoint
+}
+
+// endpointsMax bounds the hosts whose state is kept.
+const endpointsMax = 10_000
+
+func (e *endpoints) get(host string) *endpoint {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ep, ok := e.m[host]; ok {
+		return ep
+	}
+	if len(e.m) >= endpointsMax {
+		clear(e.m) // their breakers start over closed: no worse than a restart
+	}
+	ep := &endpoint{slots: make(chan struct{}, e.opts.EndpointConcurrency),
+		interval: time.Second / time.Duration(e.opts.EndpointRate)}
+	e.m[host] = ep
+	return ep
+}
+
+// hostOf is the circuit's key of a URL: its host and port.
+func hostOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	return p.Host
+}
+
+// state says the circuit's state at now.
+func (ep *endpoint) state(now time.Time, cooldown time.Duration) string {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	switch {
+	case ep.openedAt.IsZero():
+		return CircuitClosed
+	case ep.probing || now.Sub(ep.openedAt) >= cooldown:
+		return CircuitHalfOpen
+	}
+	return CircuitOpen
+}
+
+// admit says whether a request may go now: the circuit is closed, or its
+// cool-down is over and no other probe runs (this request is the probe).
+// When it may not, it returns how long to wait before asking again.
+func (ep *endpoint) admit(now time.Time, cooldown time.Duration) (probe bool, wait time.Duration) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.openedAt.IsZero() {
+		return false, 0
+	}
+	if left := cooldown - now.Sub(ep.openedAt); left > 0 {
+		return false, left
+	}
+	if ep.probing {
+		return false, cooldown / 4
+	}
+	ep.probing = true
+	return true, 0
+}
+
+// done records a request's outcome: a success closes the circuit, the
+// threshold-th consecutive failure (or a failed probe) opens it.
+func (ep *endpoint) done(ok, probe bool, now time.Time, threshold int) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if probe {
+		ep.probing = false
+	}
+	if ok {
+		ep.failures, ep.openedAt = 0, time.Time{}
+		return
+	}
+	ep.failures++
+	if probe || ep.failures >= threshold {
+		ep.openedAt = now
+	}
+}
+
+// abandon forgets an attempt cut short by its dispatcher's end.
+func (ep *endpoint) abandon(probe bool) {
+	if probe {
+		ep.mu.Lock()
+		ep.probing = false
+		ep.mu.Unlock()
+	}
+}
+
+// pace waits for the endpoint's rate and a slot; release gives the slot
+// back.
+//
+// Errors: ctx's.
+func (ep *endpoint) pace(ctx context.Context) (release func(), err error) {
+	ep.mu.Lock()
+	now := time.Now()
+	start := now
+	if ep.nextStart.After(now) {
+		start = ep.nextStart
+	}
+	ep.nextStart = start.Add(ep.interval)
+	ep.mu.Unlock()
+	if wait := start.Sub(now); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	select {
+	case ep.slots <- struct{}{}:
+		return func() { <-ep.slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// attempt is one POST's outcome.
+type attempt struct {
+	code    int
+	latency time.Duration
+	err     error
+}
+
+func (a attempt) ok() bool { return a.err == nil && a.code >= 200 && a.code < 300 }
+
+// errorText says what went wrong, for the delivery log.
+func (a attempt) errorText() string {
+	switch {
+	case a.err != nil:
+		return truncateError(a.err.Error())
+	case !a.ok():
+		return "HTTP " + strconv.Itoa(a.code)
+	}
+	return ""
+}
+
+// newHTTPClient is the delivering client: bounded connect, TLS, header and
+// total times; no redirects (a 3xx is a failure: a subscription names its
+// endpoint); no cookies.
+func newHTTPClient(total time.Duration) *http.Client {
+	dialer := &net.Dialer{Timeout: min(total, connectTimeout), KeepAlive: 30 * time.Second}
+	return &http.Client{
+		Timeout: total,
+		Transport: &http.Transport{
+			DialContext:           dialer.DialContext,
+			TLSHandshakeTimeout:   min(total, connectTimeout),
+			ResponseHeaderTimeout: total,
+			MaxIdleConnsPerHost:   8,
+			IdleConnTimeout:       90 * time.Second,
+			ForceAttemptHTTP2:     true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// connectTimeout bounds a connection's set-up (TCP, and TLS).
+const connectTimeout = 5 * time.Second
+
+// responseReadMax bounds what is read of a response body (to reuse the
+// connection); the rest is dropped with the connection.
+const responseReadMax = 64 << 10
+
+// post sends body to url once.
+func post(ctx context.Context, client *http.Client, url, deliveryID, signature string, body []byte) attempt {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
+	if err != nil {
+		return attempt{err: fmt.Errorf("request: %w", err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "ledgerd-webhooks/1")
+	req.Header.Set(HeaderDeliveryID, deliveryID)
+	req.Header.Set(HeaderSignature, signature)
+	began := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return attempt{latency: time.Since(began), err: err}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, responseReadMax))
+	_ = resp.Body.Close()
+	return attempt{code: resp.StatusCode, latency: time.Since(began)}
+}

@@ -1,0 +1,98 @@
+package webhooks
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// TestBreaker: the circuit opens at the threshold-th consecutive failure,
+// lets one probe through after the cool-down, reopens when it fails and
+// closes when it succeeds.
+func TestBreaker(t *testing.T) {
+	t.Parallel()
+	const cooldown = time.Minute
+	ep := &endpoint{}
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 3 {
+		if probe, wait := ep.admit(now, cooldown); probe || wait != 0 {
+			t.Fatalf("failure %d: admit %v %s, want a plain attempt", i, probe, wait)
+		}
+		ep.done(false, false, now, 3)
+	}
+	if s := ep.state(now, cooldown); s != CircuitOpen {
+		t.Fatalf("after 3 failures: %s, want open", s)
+	}
+	if _, wait := ep.admit(now.Add(time.Second), cooldown); wait != cooldown-time.Second {
+		t.Fatalf("open: wait %s, want %s", wait, cooldown-time.Second)
+	}
+	later := now.Add(cooldown)
+	probe, wait := ep.admit(later, cooldown)
+	if !probe || wait != 0 {
+		t.Fatalf("after the cool-down: probe %v wait %s, want the probe", probe, wait)
+	}
+	if p, w := ep.admit(later, cooldown); p || w == 0 {
+		t.Fatalf("a second request while probing: probe %v wait %s, want to wait", p, w)
+	}
+	ep.done(false, true, later, 3)
+	if s := ep.state(later, cooldown); s != CircuitOpen {
+		t.Fatalf("after a failed probe: %s, want open", s)
+	}
+	again := later.Add(cooldown)
+	if probe, _ := ep.admit(again, cooldown); !probe {
+		t.Fatal("no probe after the second cool-down")
+	}
+	ep.done(true, true, again, 3)
+	if s := ep.state(again, cooldown); s != CircuitClosed {
+		t.Fatalf("after a good probe: %s, want closed", s)
+	}
+}
+
+// TestBackoff: full jitter between the minimum and the capped exponential.
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	lo, hi := time.Second, 5*time.Minute
+	for _, c := range []struct {
+		n      int
+		ceilng time.Duration
+	}{{1, lo}, {2, 2 * lo}, {5, 16 * lo}, {9, 256 * lo}, {10, hi}, {100, hi}} {
+		for range 100 {
+			if d := backoff(c.n, lo, hi); d < lo || d > c.ceilng {
+				t.Fatalf("attempt %d: %s, want %s..%s", c.n, d, lo, c.ceilng)
+			}
+		}
+	}
+}
+
+// TestWants: event types compare as strings (an "Alert" this build does
+// not decode is delivered like any other), and the pattern matches the
+// accounts an event touches, or an unknown event's "accounts".
+func TestWants(t *testing.T) {
+	t.Parallel()
+	transfer := &eventstore.Record{Type: "TransferCommitted", SchemaVersion: 1,
+		Payload: []byte(`{"id":"t1","postings":[{"debit":"users:1:wallet","credit":"fees","asset":"USD","amount":"1.00"}],"effective_at":"2026-01-01T00:00:00Z"}`)}
+	opened := &eventstore.Record{Type: "AccountOpened", SchemaVersion: 1, Payload: []byte(`{"id":"users:2:wallet","asset":"USD","normal_balance":"credit"}`)}
+	alert := &eventstore.Record{Type: "Alert", SchemaVersion: 1, Payload: []byte(`{"rule":"r1","accounts":["users:3:wallet"]}`)}
+	for _, c := range []struct {
+		name string
+		sub  Subscription
+		rec  *eventstore.Record
+		want bool
+	}{
+		{"all", Subscription{}, transfer, true},
+		{"type", Subscription{EventTypes: []string{"TransferCommitted"}}, transfer, true},
+		{"other type", Subscription{EventTypes: []string{"AccountOpened"}}, transfer, false},
+		{"alert by type", Subscription{EventTypes: []string{"Alert"}}, alert, true},
+		{"pattern, debit side", Subscription{AccountPattern: "users:*:wallet"}, transfer, true},
+		{"pattern, credit side", Subscription{AccountPattern: "fees"}, transfer, true},
+		{"pattern, no account", Subscription{AccountPattern: "users:*:savings"}, transfer, false},
+		{"pattern, account event", Subscription{AccountPattern: "users:2:*"}, opened, true},
+		{"pattern, alert's accounts", Subscription{AccountPattern: "users:3:*"}, alert, true},
+		{"pattern, alert elsewhere", Subscription{AccountPattern: "users:4:*"}, alert, false},
+	} {
+		if got := wants(&c.sub, c.rec); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package projections
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestMovementsCachesBoundedOverLedgers: the accounts cached between
+// batches are bounded over every ledger together: keeping a cache evicts
+// other ledgers' until it fits, a cache over the bound alone is not kept,
+// and taking a cache gives its room back.
+func TestMovementsCachesBoundedOverLedgers(t *testing.T) {
+	p := NewMovements()
+	p.cachedMax = 10
+	cache := func(through uint64, accounts int) *movementCache {
+		c := &movementCache{through: through, heads: map[string]*movementHead{}, scales: map[string]uint8{}}
+		for i := range accounts {
+			c.heads[fmt.Sprint("acct-", i)] = &movementHead{}
+		}
+		return c
+	}
+	p.keep("a", cache(5, 4))
+	p.keep("b", cache(7, 4))
+	if p.cached != 8 || len(p.caches) != 2 {
+		t.Fatalf("after two caches of 4: %d accounts in %d caches, want 8 in 2", p.cached, len(p.caches))
+	}
+	p.keep("c", cache(9, 6)) // 14 > 10: one of a and b goes
+	if p.cached > p.cachedMax || p.caches["c"] == nil || len(p.caches) != 2 {
+		t.Fatalf("after a third of 6: %d accounts in %v, want at most %d, c's kept and one other", p.cached, keys(p.caches), p.cachedMax)
+	}
+	p.keep("d", cache(3, 11)) // over the bound alone
+	if p.caches["d"] != nil || p.cached > p.cachedMax {
+		t.Fatalf("a cache of 11 over a bound of 10 was kept (%d accounts)", p.cached)
+	}
+	if got := p.take("c", 10); len(got.heads) != 6 || p.cached != p.sum() {
+		t.Fatalf("take c: %d accounts, %d counted, %d held", len(got.heads), p.cached, p.sum())
+	}
+	if got := p.take("zz", 1); len(got.heads) != 0 {
+		t.Fatalf("take of a ledger without a cache: %d accounts, want a fresh cache", len(got.heads))
+	}
+}
+
+func (p *Movements) sum() int {
+	n := 0
+	for _, c := range p.caches {
+		n += len(c.heads)
+	}
+	return n
+}
+
+func keys(m map[string]*movementCache) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
