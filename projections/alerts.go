@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -72,7 +71,7 @@ func (p *Alerts) Apply(ctx context.Context, tx pgx.Tx, key string, recs []events
 	if len(recs) == 0 {
 		return nil
 	}
-	ledger := strings.TrimSuffix(key, ShadowSuffix)
+	ledger := logLedgerOf(key)
 	c := p.take(key, recs[0].Position)
 	if c == nil {
 		c = &alertCache{}
@@ -160,6 +159,9 @@ type LogReader interface {
 // Errors: database errors; a record that does not decode.
 func buildEvaluator(ctx context.Context, db LogReader, ledger string, only *domain.Rule, through uint64) (*domain.Evaluator, error) {
 	ev := domain.NewEvaluator(ledger, only)
+	if through == 0 {
+		return ev, nil // FoldLog's 0 is the end: here, nothing to fold
+	}
 	_, err := FoldLog(ctx, db, ledger, 1, through, func(r *eventstore.Record, e domain.Event) error {
 		ev.Apply(r.Position, r.RecordedAt, e)
 		return nil
