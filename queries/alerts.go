@@ -147,3 +147,37 @@ func decodeAlertsCursor(cursor string) (uint64, string, error) {
 	}
 	return pos, string(b[1+n:]), nil
 }
+
+// FreezesPageMax bounds a page of FreezingAlerts.
+const FreezesPageMax = 1000
+
+// FreezingAlerts returns up to limit (1..FreezesPageMax) alerts whose rule
+// freezes, after the alert after (by position, then id), in that order: the
+// freezer's reads, behind the partial index alerts_freezing.
+//
+// Errors: ErrAlertsLimit; database errors.
+func (s *Service) FreezingAlerts(ctx context.Context, ledger string, after domain.AlertMark, limit int) ([]domain.Alert, error) {
+	if limit < 1 || limit > FreezesPageMax {
+		return nil, fmt.Errorf("limit %d: %w", limit, ErrAlertsLimit)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT position, id, rule_id, rule_version, account FROM alerts
+		WHERE ledger = $1 AND freezes AND (position, id) > ($2, $3) ORDER BY position, id LIMIT $4`,
+		ledger, int64(after.Position), after.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("freezing alerts of %s: %w", ledger, err)
+	}
+	var (
+		out      []domain.Alert
+		a        = domain.Alert{Freeze: true}
+		pos, ver int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&pos, &a.ID, &a.RuleID, &ver, &a.Account}, func() error {
+		a.Position, a.RuleVersion = uint64(pos), uint32(ver)
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("freezing alerts of %s: %w", ledger, err)
+	}
+	return out, nil
+}

@@ -205,3 +205,59 @@ func TestBalanceCrossingFiresOnce(t *testing.T) {
 		t.Fatalf("after a rebuild, alerts %v, want %v", again, got)
 	}
 }
+
+// TestFreezeAction: a threshold rule with the freeze action fires on a
+// transfer, which stands; the freezer then freezes the account (its next
+// debit ACCOUNT_FROZEN). Unfrozen by hand, it stays unfrozen across a
+// restart of ledgerd (the same alert never freezes twice), and a new alert
+// after the restart freezes it again, once.
+func TestFreezeAction(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	mon := h.monitoring(t)
+	h.setup(t, "main")
+	h.transferOK(t, "main", transfer("fund", "alice", "bob", "500.00", "USD"))
+	big := &ledgerv1.Rule{Id: "big", Asset: "USD", AccountPattern: "bob", Actions: []ledgerv1.RuleAction{ledgerv1.RuleAction_RULE_ACTION_FREEZE},
+		Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "100.00", Side: ledgerv1.Side_SIDE_DEBIT}}}
+	checkResults(t, "define", h.defineRules(t, mon, "main", big), want{code: codeCreated})
+
+	first := fmt.Sprintf("main:%d:big:bob", h.transferOK(t, "main", transfer("t1", "bob", "carol", "150.00", "USD")))
+	waitFrozen := func(h *harness, alert string) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, func() error {
+			if n := h.countEvents(t, "main", "AccountFrozen", alert); n != 1 {
+				return fmt.Errorf("%d freezes for alert %s", n, alert)
+			}
+			return nil
+		})
+	}
+	waitFrozen(h, first)
+	checkResults(t, "debit of bob, frozen by the rule", h.transfers(t, "main", transfer("t2", "bob", "carol", "1.00", "USD")),
+		want{codeFrozen, "postings[0].debit_account"})
+	alerts := alertLines(t, mon, &ledgerv1.ListAlertsRequest{Ledger: "main", RuleId: "big"})
+	if want := []string{first + " t1 v1 bob available= [RULE_ACTION_FREEZE]"}; !slices.Equal(alerts, want) {
+		t.Fatalf("alerts %v, want %v", alerts, want)
+	}
+
+	_, err := mon.UnfreezeAccounts(ctx(t), &ledgerv1.UnfreezeAccountsRequest{Ledger: "main", AccountIds: []string{"bob"}, Reason: "checked"})
+	testenv.NoError(t, err)
+	h.transferOK(t, "main", transfer("t2", "bob", "carol", "1.00", "USD"))
+
+	h.m.Close()
+	h2 := restart(t, h)
+	mon2 := h2.monitoring(t)
+	// The writer's state keeps the alert acted on: bob stays unfrozen.
+	h2.transferOK(t, "main", transfer("t3", "bob", "carol", "1.00", "USD"))
+	second := fmt.Sprintf("main:%d:big:bob", h2.transferOK(t, "main", transfer("t4", "bob", "carol", "101.00", "USD")))
+	// The freezer acts on alerts in order: once the second's freeze landed,
+	// the first was considered again, and refused (EXISTS).
+	waitFrozen(h2, second)
+	if n := h2.countEvents(t, "main", "AccountFrozen", first); n != 1 {
+		t.Errorf("%d freezes for the first alert after a restart, want 1", n)
+	}
+	checkResults(t, "debit of bob, frozen again", h2.transfers(t, "main", transfer("t5", "bob", "carol", "1.00", "USD")),
+		want{codeFrozen, "postings[0].debit_account"})
+	if got := alertLines(t, mon2, &ledgerv1.ListAlertsRequest{Ledger: "main", Account: "bob"}); len(got) != 2 {
+		t.Errorf("alerts of bob %v, want 2", got)
+	}
+}

@@ -23,6 +23,9 @@ CREATE TABLE alerts (
 );
 CREATE INDEX alerts_by_rule ON alerts (ledger, rule_id, position, id);
 CREATE INDEX alerts_by_account ON alerts (ledger, account, position, id);
+-- The freezer's reads: the alerts of rules with the freeze action, after
+-- the ledger's last one acted on.
+CREATE INDEX alerts_freezing ON alerts (ledger, position, id) WHERE freezes;
 
 CREATE TABLE alert_rules (
     ledger   text    NOT NULL,
