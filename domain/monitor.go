@@ -429,6 +429,23 @@ func decideRule(s *State, c *DefineRule) (Event, error) {
 	return RuleDefined{Version: version, Rule: r}, nil
 }
 
+// DryRule returns the rule c defines as the ledger of s would record it,
+// amounts at its asset's scale, without deciding it: what a dry run
+// evaluates. c must be validated.
+//
+// Errors: ErrAssetNotFound (field asset); an amount finer than the asset's
+// scale (its field).
+func DryRule(s *State, c *DefineRule) (Rule, error) {
+	if !c.validated {
+		panic("domain: DryRule of an unvalidated DefineRule")
+	}
+	asset, ok := s.assets[c.Rule.Asset]
+	if !ok {
+		return Rule{}, fieldErr("asset", ErrAssetNotFound)
+	}
+	return c.resolved(asset.Scale)
+}
+
 // evolveRule applies a definition, asserting what Decide checked.
 func (s *State) evolveRule(pos uint64, e *RuleDefined) {
 	if err := e.Rule.check(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/queries"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // MonitoringServer serves ledger.v1.MonitoringService: rules and freezes
@@ -19,12 +20,57 @@ type MonitoringServer struct {
 	ledgerv1.UnimplementedMonitoringServiceServer
 	cmd *CommandServer
 	q   *queries.Service
+	log workflows.DryRunLog
 }
 
 // NewMonitoringServer returns a MonitoringServer submitting through cmd's
-// writers and reading alerts through q.
-func NewMonitoringServer(cmd *CommandServer, q *queries.Service) *MonitoringServer {
-	return &MonitoringServer{cmd: cmd, q: q}
+// writers, reading alerts through q and dry runs' events from log.
+func NewMonitoringServer(cmd *CommandServer, q *queries.Service, log workflows.DryRunLog) *MonitoringServer {
+	return &MonitoringServer{cmd: cmd, q: q, log: log}
+}
+
+// DryRunRule evaluates a rule over the log with the alerts projection's
+// evaluator and answers the alerts it would have raised, changing nothing:
+// at most workflows.DryRunEventsMax events and DryRunAlertsMax alerts
+// (truncated says the range was cut).
+func (s *MonitoringServer) DryRunRule(ctx context.Context, req *ledgerv1.DryRunRuleRequest) (*ledgerv1.DryRunRuleResponse, error) {
+	if req.GetRule() == nil {
+		return nil, invalidArgument("rule", "required")
+	}
+	c := DefineRuleOf(req.GetRule())
+	if err := c.Validate(); err != nil {
+		return nil, statusOf(err)
+	}
+	w, err := s.cmd.writers.Writer(req.GetLedger())
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	var (
+		rule    domain.Rule
+		ruleErr error
+	)
+	if err := w.Read(ctx, func(st *domain.State) { rule, ruleErr = domain.DryRule(st, c) }); err != nil {
+		return nil, statusOf(err)
+	}
+	if ruleErr != nil {
+		return nil, statusOf(ruleErr)
+	}
+	r := workflows.DryRunRange{From: req.GetFromPosition(), To: req.GetToPosition()}
+	if req.GetFromTime() != nil {
+		r.FromTime = req.GetFromTime().AsTime()
+	}
+	if req.GetToTime() != nil {
+		r.ToTime = req.GetToTime().AsTime()
+	}
+	res, err := workflows.DryRunRule(ctx, s.log, req.GetLedger(), rule, r)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	resp := &ledgerv1.DryRunRuleResponse{Events: res.Events, Truncated: res.Truncated, FromPosition: res.From, ToPosition: res.To}
+	for i := range res.Alerts {
+		resp.Alerts = append(resp.Alerts, AlertProto(&res.Alerts[i]))
+	}
+	return resp, nil
 }
 
 // ListAlerts lists alerts in position order, by rule or account, by pages.

@@ -261,3 +261,74 @@ func TestFreezeAction(t *testing.T) {
 		t.Errorf("alerts of bob %v, want 2", got)
 	}
 }
+
+// TestDryRunRule: a rule dry-run over the log answers the alerts it would
+// have raised (version 0), over positions or recorded times, and changes
+// nothing: no rule, no alert. Bad rules and ranges name the field.
+func TestDryRunRule(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	mon := h.monitoring(t)
+	h.setup(t, "main")
+	h.transferOK(t, "main", transfer("fund", "alice", "bob", "500.00", "USD"))
+	var pos []uint64
+	for i, amount := range []string{"50.00", "150.00", "100.00", "200.00"} {
+		pos = append(pos, h.transferOK(t, "main", transfer(fmt.Sprintf("t%d", i), "bob", "carol", amount, "USD")))
+	}
+	big := &ledgerv1.Rule{Id: "big", Asset: "USD", AccountPattern: "bob",
+		Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "100.00", Side: ledgerv1.Side_SIDE_DEBIT}}}
+	dry := func(req *ledgerv1.DryRunRuleRequest) (string, []string) {
+		t.Helper()
+		req.Ledger, req.Rule = "main", big
+		resp, err := mon.DryRunRule(ctx(t), req)
+		testenv.NoError(t, err)
+		var got []string
+		for _, a := range resp.GetAlerts() {
+			got = append(got, fmt.Sprintf("%s %s v%d %s", a.GetId(), a.GetTransferId(), a.GetRuleVersion(), a.GetFigures()["amount"]))
+		}
+		return fmt.Sprintf("%d events %d..%d truncated=%t", resp.GetEvents(), resp.GetFromPosition(), resp.GetToPosition(), resp.GetTruncated()), got
+	}
+	head := pos[3]
+	summary, got := dry(&ledgerv1.DryRunRuleRequest{})
+	want := []string{fmt.Sprintf("main:%d:big:bob t1 v0 150.00", pos[1]), fmt.Sprintf("main:%d:big:bob t3 v0 200.00", pos[3])}
+	if diff := cmp.Diff(got, want); diff != "" || summary != fmt.Sprintf("%d events 1..%d truncated=false", head, head) {
+		t.Fatalf("dry run over the log: %s, alerts (-got +want):\n%s", summary, diff)
+	}
+	if summary, got = dry(&ledgerv1.DryRunRuleRequest{FromPosition: pos[2], ToPosition: pos[3]}); !slices.Equal(got, want[1:]) ||
+		summary != fmt.Sprintf("2 events %d..%d truncated=false", pos[2], pos[3]) {
+		t.Errorf("dry run from %d to %d: %s %v, want %v", pos[2], pos[3], summary, got, want[1:])
+	}
+	if summary, got = dry(&ledgerv1.DryRunRuleRequest{FromTime: timestamppb.New(time.Now().Add(time.Hour))}); len(got) != 0 ||
+		summary != "0 events 0..0 truncated=false" {
+		t.Errorf("dry run from a future time: %s %v, want nothing", summary, got)
+	}
+	if _, got = dry(&ledgerv1.DryRunRuleRequest{ToTime: timestamppb.New(time.Now().Add(time.Hour))}); !slices.Equal(got, want) {
+		t.Errorf("dry run to a future time: %v, want %v", got, want)
+	}
+	// Nothing changed: no rule, no alert.
+	if n := h.countEvents(t, "main", "RuleDefined", "big"); n != 0 {
+		t.Errorf("%d RuleDefined events after dry runs", n)
+	}
+	if got := alertLines(t, mon, &ledgerv1.ListAlertsRequest{Ledger: "main", MinPosition: head}); len(got) != 0 {
+		t.Errorf("alerts after dry runs: %v", got)
+	}
+
+	for _, c := range []struct {
+		name  string
+		req   *ledgerv1.DryRunRuleRequest
+		field string
+	}{
+		{"past the head", &ledgerv1.DryRunRuleRequest{Ledger: "main", Rule: big, ToPosition: head + 1}, "to_position"},
+		{"from after to", &ledgerv1.DryRunRuleRequest{Ledger: "main", Rule: big, FromPosition: 3, ToPosition: 2}, "from_position"},
+		{"no rule", &ledgerv1.DryRunRuleRequest{Ledger: "main"}, "rule"},
+		{"finer than the asset", &ledgerv1.DryRunRuleRequest{Ledger: "main", Rule: &ledgerv1.Rule{Id: "x", Asset: "USD",
+			Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "1.001"}}}}, "threshold.amount"},
+		{"unknown asset", &ledgerv1.DryRunRuleRequest{Ledger: "main", Rule: &ledgerv1.Rule{Id: "x", Asset: "GBP",
+			Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "1"}}}}, "asset"},
+	} {
+		_, err := mon.DryRunRule(ctx(t), c.req)
+		if got := badField(err); status.Code(err) != codes.InvalidArgument || got != c.field {
+			t.Errorf("%s: %v (field %q), want InvalidArgument naming %s", c.name, err, got, c.field)
+		}
+	}
+}
