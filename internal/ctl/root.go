@@ -60,6 +60,8 @@ func (c *client) newRoot() *cobra.Command {
 		group("reconcile", "Reconcile accounts with external statements", c.reconcileImportCmd(), c.reconcileRulesCmd(),
 			c.reconcileMatchCmd(), c.reconcileUnmatchCmd(), c.reconcileReportCmd()),
 		c.journalCmd(),
+		group("rules", "Monitoring rules: define, list, dry-run", c.rulesDefineCmd(), c.rulesListCmd(), c.rulesDryRunCmd()),
+		group("alerts", "Alerts of monitoring rules", c.alertsListCmd()),
 		group("webhooks", "Webhook subscriptions: create, list, delete, deliveries, replay", c.webhooksCreateCmd(),
 			c.webhooksListCmd(), c.webhooksDeleteCmd(), c.webhooksDeliveriesCmd(), c.webhooksReplayCmd()),
 		group("keys", "API keys (admin)", c.keysCreateCmd(), c.keysListCmd(), c.keysRevokeCmd()),

@@ -2,6 +2,8 @@ package daemon_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -330,5 +332,63 @@ func TestDryRunRule(t *testing.T) {
 		if got := badField(err); status.Code(err) != codes.InvalidArgument || got != c.field {
 			t.Errorf("%s: %v (field %q), want InvalidArgument naming %s", c.name, err, got, c.field)
 		}
+	}
+}
+
+// TestRulesCtl: ledgerctl rules define -f (YAML), rules list, a transfer
+// that fires the rule, alerts list --rule --account (table and JSON), rules
+// dry-run -f; a misspelt field in the file is a usage error.
+func TestRulesCtl(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	h.setup(t, "main")
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		testenv.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	rules := write("rules.yaml", `
+- id: big-debit
+  asset: USD
+  account_pattern: bob
+  threshold: {amount: "100.00", side: SIDE_DEBIT}
+  actions: [RULE_ACTION_FREEZE]
+- id: low
+  asset: USD
+  balance_crossing: {level: "10.00", crossing: CROSSING_BELOW}
+`)
+	if out := h.runCtlOK(t, "main", "rules", "define", "-f", rules); strings.Count(out, "CREATED") != 2 {
+		t.Fatalf("rules define: %q, want 2 CREATED", out)
+	}
+	if out := h.runCtlOK(t, "main", "rules", "define", "-f", rules); strings.Count(out, "EXISTS") != 2 {
+		t.Errorf("rules define again: %q, want 2 EXISTS", out)
+	}
+	out := h.runCtlOK(t, "main", "rules", "list")
+	if !strings.Contains(out, "big-debit") || !strings.Contains(out, "threshold > 100.00") || !strings.Contains(out, "freeze") ||
+		!strings.Contains(out, "crossing below 10.00") {
+		t.Errorf("rules list:\n%s", out)
+	}
+	h.transferOK(t, "main", transfer("fund", "alice", "bob", "500.00", "USD"))
+	pos := h.transferOK(t, "main", transfer("big", "bob", "carol", "150.00", "USD"))
+
+	out = h.runCtlOK(t, "main", "alerts", "list", "--rule", "big-debit", "--account", "bob", "--min-position", fmt.Sprint(pos))
+	if !strings.Contains(out, "big-debit") || !strings.Contains(out, "amount=150.00") || !strings.Contains(out, "freeze") {
+		t.Errorf("alerts list:\n%s", out)
+	}
+	out = h.runCtlOK(t, "main", "alerts", "list", "--rule", "big-debit", "--min-position", fmt.Sprint(pos), "-o", "json")
+	if !strings.Contains(out, fmt.Sprintf(`"id":"main:%d:big-debit:bob"`, pos)) {
+		t.Errorf("alerts list -o json:\n%s", out)
+	}
+
+	dry := write("rule.json", `{"id": "dry", "asset": "USD", "threshold": {"amount": "100.00"}}`)
+	out = h.runCtlOK(t, "main", "rules", "dry-run", "-f", dry, "--from", fmt.Sprint(pos))
+	// The transfer debits bob and credits carol, both above 100.
+	if !strings.Contains(out, "2 alerts, 1 events evaluated") {
+		t.Errorf("rules dry-run:\n%s", out)
+	}
+	code, _, errOut := h.runCtl(t, "main", "rules", "define", "-f", write("bad.yaml", "- id: x\n  asset: USD\n  treshold: {amount: \"1\"}\n"))
+	if code != 2 || !strings.Contains(errOut, "treshold") {
+		t.Errorf("rules define with a misspelt field: exit %d, %q; want 2 naming it", code, errOut)
 	}
 }
