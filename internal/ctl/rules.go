@@ -49,10 +49,26 @@ func readProtoFile(path string, stdin io.Reader, m proto.Message) error {
 	if err != nil {
 		return usageError{fmt.Sprintf("-f %s: %v", path, err)}
 	}
-	// A list of rules stands for {rules: [...]}.
-	if _, ok := m.(*ledgerv1.DefineRulesRequest); ok {
-		if d := bytes.TrimSpace(doc); len(d) > 0 && d[0] == '[' {
+	d := bytes.TrimSpace(doc)
+	isList := len(d) > 0 && d[0] == '['
+	switch m := m.(type) {
+	case *ledgerv1.DefineRulesRequest:
+		// A list of rules stands for {rules: [...]}.
+		if isList {
 			doc = append(append([]byte(`{"rules":`), d...), '}')
+		}
+	case *ledgerv1.Rule:
+		// A rules file of one rule serves a dry run too.
+		if isList {
+			var rules ledgerv1.DefineRulesRequest
+			if err := protojson.Unmarshal(append(append([]byte(`{"rules":`), d...), '}'), &rules); err != nil {
+				return usageError{fmt.Sprintf("-f %s: %v", path, err)}
+			}
+			if n := len(rules.GetRules()); n != 1 {
+				return usageError{fmt.Sprintf("-f %s: %d rules, a dry run takes one", path, n)}
+			}
+			proto.Merge(m, rules.GetRules()[0])
+			return nil
 		}
 	}
 	if err := protojson.Unmarshal(doc, m); err != nil {
@@ -179,7 +195,7 @@ func (c *client) rulesDryRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dry-run -f RULE_FILE [--from N] [--to N] [--from-time T] [--to-time T]",
 		Short: "The alerts a rule would have raised over the log, changing nothing",
-		Long: "Evaluates the rule in the file (YAML or JSON, one Rule) over the ledger's log as an after-commit\n" +
+		Long: "Evaluates the rule in the file (YAML or JSON: a Rule, or a list of one) over the ledger's log as an after-commit\n" +
 			"rule, and prints the alerts the events in the range would have raised: at most 1,000,000 events\n" +
 			"and 1,000 alerts (then \"truncated\").",
 		Example: "  ledgerctl rules dry-run -f big-debit.yaml\n" +

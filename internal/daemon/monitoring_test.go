@@ -381,11 +381,15 @@ func TestRulesCtl(t *testing.T) {
 		t.Errorf("alerts list -o json:\n%s", out)
 	}
 
-	dry := write("rule.json", `{"id": "dry", "asset": "USD", "threshold": {"amount": "100.00"}}`)
+	dry := write("rule.json", `[{"id": "dry", "asset": "USD", "threshold": {"amount": "100.00"}}]`)
 	out = h.runCtlOK(t, "main", "rules", "dry-run", "-f", dry, "--from", fmt.Sprint(pos))
 	// The transfer debits bob and credits carol, both above 100.
 	if !strings.Contains(out, "2 alerts, 1 events evaluated") {
 		t.Errorf("rules dry-run:\n%s", out)
+	}
+	one := write("one.yaml", "id: one\nasset: USD\nthreshold: {amount: \"1000.00\"}\n")
+	if out = h.runCtlOK(t, "main", "rules", "dry-run", "-f", one); !strings.Contains(out, "0 alerts") {
+		t.Errorf("rules dry-run of one rule above every posting:\n%s", out)
 	}
 	code, _, errOut := h.runCtl(t, "main", "rules", "define", "-f", write("bad.yaml", "- id: x\n  asset: USD\n  treshold: {amount: \"1\"}\n"))
 	if code != 2 || !strings.Contains(errOut, "treshold") {
