@@ -55,6 +55,8 @@ var sentinels = map[string]sentinelAnswer{
 	"workflows.ErrRebuildRunning":         request(workflows.ErrRebuildRunning, codes.AlreadyExists),
 	"workflows.ErrRepairRunning":          request(workflows.ErrRepairRunning, codes.AlreadyExists),
 	"workflows.ErrStatementLines":         request(workflows.ErrStatementLines, codes.InvalidArgument),
+	"workflows.ErrDryRunRange":            request(workflows.ErrDryRunRange, codes.InvalidArgument),
+	"workflows.ErrDryRunTooFar":           request(workflows.ErrDryRunTooFar, codes.InvalidArgument),
 	"domain.ErrInvalidField":              outcome(domain.ErrInvalidField, ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD),
 	"domain.ErrInvalidAmount":             outcome(domain.ErrInvalidAmount, ledgerv1.ResultCode_RESULT_CODE_INVALID_AMOUNT),
 	"domain.ErrExists":                    outcome(domain.ErrExists, ledgerv1.ResultCode_RESULT_CODE_EXISTS),
