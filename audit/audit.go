@@ -26,7 +26,7 @@ type Kind string
 
 // Kinds of divergence, in the order Verify looks for them: the log's own
 // (gap, hash, link, invariant, by position), then the projections' (balances,
-// trial_balance, statement).
+// trial_balance, statement, alert).
 const (
 	// KindGap: a position is missing (or repeated) in the log.
 	KindGap Kind = "gap"
@@ -46,6 +46,9 @@ const (
 	KindTrialBalance Kind = "trial_balance"
 	// KindStatement: an account's statement differs from its movements.
 	KindStatement Kind = "statement"
+	// KindAlert: an alert served differs from the replay's (missing, extra,
+	// or a field), named by its id in Detail.
+	KindAlert Kind = "alert"
 )
 
 // Divergence is one difference between the log and what it should be, or

@@ -35,6 +35,8 @@ type book struct {
 	recordedAt time.Time
 	hash       eventstore.Hash
 	moves      []domain.Movement // one event's, reused
+	// alerts, when set, folds every event applied through the evaluator.
+	alerts *alertReplay
 }
 
 // bookAccount is an account with its running totals line by line: the
@@ -106,6 +108,9 @@ func (b *book) apply(r *eventstore.Record) (*Divergence, error) {
 		return d, nil
 	}
 	b.position, b.recordedAt, b.hash = r.Position, r.RecordedAt, r.Hash
+	if b.alerts != nil {
+		b.alerts.apply(r.Position, r.RecordedAt, e)
+	}
 	return nil, b.follow(r, e)
 }
 

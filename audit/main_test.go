@@ -37,6 +37,7 @@ type harness struct {
 	cmd   ledgerv1.CommandServiceClient
 	query ledgerv1.QueryServiceClient
 	audit ledgerv1.AuditServiceClient
+	mon   ledgerv1.MonitoringServiceClient
 }
 
 func start(t testing.TB) *harness {
@@ -57,6 +58,7 @@ func start(t testing.TB) *harness {
 	t.Cleanup(func() { conn.Close() })
 	h.cmd, h.query, h.audit = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn),
 		ledgerv1.NewAuditServiceClient(conn)
+	h.mon = ledgerv1.NewMonitoringServiceClient(conn)
 	h.pool, err = pgxpool.New(context.Background(), h.pgURL)
 	testenv.NoError(t, err)
 	t.Cleanup(h.pool.Close)
@@ -85,9 +87,12 @@ func (h *harness) head(t *testing.T, ledger string) uint64 {
 	return uint64(pos)
 }
 
-// verify runs Verify through ledgerd, as ledgerctl does.
+// verify runs Verify through ledgerd, as ledgerctl does (alerts compared).
 func (h *harness) verify(t *testing.T, ledger string, opts audit.Options) *audit.Report {
 	t.Helper()
+	if opts.Alerts == nil {
+		opts.Alerts = h.mon
+	}
 	rep, err := audit.Verify(ctx(t), h.serviceLog(ledger), h.query, opts)
 	testenv.NoError(t, err)
 	return rep

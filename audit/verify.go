@@ -50,12 +50,16 @@ type Options struct {
 	// goroutine and, during the statements phase, from its workers, one at a
 	// time).
 	Progress func(Progress)
+	// Alerts, if set, is compared with a replay of the log's alerts
+	// (through domain.Evaluator) at To, beside the projections.
+	Alerts Alerts
 }
 
 // Progress is how far a phase of Verify is.
 type Progress struct {
-	// Phase is "log", "balances", "trial balance", "statements" or
-	// "statement lines" (the second read of the log that finds the line).
+	// Phase is "log", "balances", "trial balance", "statements",
+	// "statement lines" (the second read of the log that finds the line)
+	// or "alerts".
 	Phase       string
 	Done, Total uint64
 }
@@ -73,8 +77,8 @@ var errStop = errors.New("stop reading")
 // against it. It returns a Report whose Divergence is the first one found:
 // in the log by position (a gap, an altered event, a broken link, a broken
 // invariant), then in the projections at the verified head, kind by kind
-// (balances, trial balance, statements), each the lowest position of its
-// kind. A report without a divergence means the log is intact from From to
+// (balances, trial balance, statements, alerts), each the lowest position
+// of its kind. A report without a divergence means the log is intact from From to
 // To and, from position 1, that every balance, the trial balance and every
 // statement line served as of To are what the log says.
 //
@@ -101,6 +105,10 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 	v := &verifier{log: l, proj: proj, opts: opts, rep: rep, chain: chain{ledger: l.Ledger(), next: from, anchored: from == 1}}
 	if from == 1 {
 		v.book = newBook(true)
+		if proj != nil && opts.Alerts != nil {
+			v.alertReplay = newAlertReplay(l.Ledger())
+			v.book.alerts = v.alertReplay
+		}
 	}
 	if len(opts.Anchors) > 0 && opts.Keyring == nil {
 		return nil, errNoKeyring
@@ -138,7 +146,7 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		rep.Notes = append(rep.Notes, "projections not compared: the log alone was verified")
 		return rep, nil
 	}
-	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements} {
+	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements, v.alerts} {
 		d, err := check(ctx)
 		if err != nil {
 			return nil, err
@@ -147,6 +155,12 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 			rep.Divergence = d
 			return rep, nil
 		}
+	}
+	switch {
+	case v.alertReplay == nil:
+		rep.Notes = append(rep.Notes, "alerts not compared")
+	case v.alertReplay.truncated:
+		rep.Notes = append(rep.Notes, fmt.Sprintf("alerts compared up to the first %d, the rest not", alertsReplayMax))
 	}
 	return rep, nil
 }
@@ -167,6 +181,8 @@ type verifier struct {
 	recent *recentRecords
 	// anchors, when given, notes the hashes at their positions.
 	anchors *anchorCheck
+	// alertReplay, when alerts are compared, is the replay's (book's too).
+	alertReplay *alertReplay
 }
 
 // recentRecords keeps the last recentRecordsMax records by position: most

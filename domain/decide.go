@@ -47,6 +47,12 @@ func Decide(s *State, c Command, now time.Time) (Event, error) {
 		return decidePeriod(s, c, now)
 	case *DefineCategory:
 		return decideCategory(s, c)
+	case *FreezeAccount:
+		return decideFreeze(s, c)
+	case *UnfreezeAccount:
+		return decideUnfreeze(s, c)
+	case *DefineRule:
+		return decideRule(s, c)
 	}
 	panic(fmt.Sprintf("domain: unknown command %T", c))
 }
@@ -232,6 +238,9 @@ func postingAccounts(s *State, i int, debit, credit, asset string) (*Account, *A
 	c, err := postingAccount(s, credit, asset)
 	if err != nil {
 		return nil, nil, fieldErr(field("credit_account"), err)
+	}
+	if err := checkNotFrozen(s, field("debit_account"), debit); err != nil {
+		return nil, nil, err
 	}
 	return d, c, nil
 }

@@ -91,6 +91,11 @@ func decidePost(s *State, c *PostPending, now time.Time) (Event, error) {
 		}
 		posted[i] = HeldPosting{Debit: held.Debit, Credit: held.Credit, Asset: held.Asset,
 			Amount: Amount{Units: amount, Scale: held.Amount.Scale}, Held: held.Amount}
+		if amount.Sign() > 0 {
+			if err := checkNotFrozen(s, "pending_id", held.Debit); err != nil {
+				return nil, err
+			}
+		}
 		debit, credit := s.accounts[held.Debit], s.accounts[held.Credit]
 		okD := fx.add(debit, amount, Units{}, held.Amount.Units.Neg(), Units{})
 		okC := fx.add(credit, Units{}, amount, Units{}, held.Amount.Units.Neg())

@@ -50,6 +50,9 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 	if err := fx.check(); err != nil {
 		return nil, err
 	}
+	if err := s.checkBeforeRules(postings, effectiveAt, fx); err != nil {
+		return nil, err
+	}
 	if !c.Pending {
 		return TransferCommitted{ID: c.ID, Postings: postings, Reference: c.Reference, Metadata: c.Metadata, EffectiveAt: effectiveAt}, nil
 	}

@@ -251,6 +251,17 @@ func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
 		e = v
 	case TypeCategoryDefined:
 		e, err = decodeAs[CategoryDefined](data)
+	case TypeAccountFrozen:
+		e, err = decodeAs[AccountFrozen](data)
+	case TypeAccountUnfrozen:
+		e, err = decodeAs[AccountUnfrozen](data)
+	case TypeRuleDefined:
+		var v RuleDefined
+		v, err = decodeAs[RuleDefined](data)
+		if err == nil {
+			err = v.Rule.check()
+		}
+		e = v
 	default:
 		return nil, fmt.Errorf("%s v%d: %w", typ, version, ErrUnknownEvent)
 	}

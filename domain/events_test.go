@@ -159,6 +159,22 @@ var goldenEvents = []struct {
 	{"category_defined_root", domain.CategoryDefined{Name: "assets"}},
 	{"category_defined", domain.CategoryDefined{Name: "assets:bank", Parent: "assets",
 		Patterns: []string{"bank:*", "bank:acme:usd"}, Description: "Cash at banks, \"nostro\" accounts"}},
+	{"account_frozen", domain.AccountFrozen{ID: "users:42:wallet", Reason: "card reported stolen"}},
+	{"account_frozen_alert", domain.AccountFrozen{ID: "users:42:wallet", Reason: "rule big-debits",
+		Alert: &domain.AlertMark{Position: 1234, ID: "main:1234:big-debits:users:42:wallet"}}},
+	{"account_unfrozen", domain.AccountUnfrozen{ID: "users:42:wallet", Reason: "card found"}},
+	{"rule_defined_threshold", domain.RuleDefined{Version: 1, Rule: domain.Rule{ID: "big-debits", Mode: domain.ModeAfterCommit,
+		AccountPattern: "users:*:wallet", AccountMetadata: map[string]string{"tier": "basic"}, Asset: "USD",
+		Threshold: &domain.ThresholdRule{Amount: usd(1000000), Side: domain.SideDebit}, Actions: []domain.RuleAction{domain.ActionFreeze}}}},
+	{"rule_defined_velocity", domain.RuleDefined{Version: 3, Rule: domain.Rule{ID: "velocity", Description: "more than 10 or 5,000.00 an hour",
+		Mode: domain.ModeBeforeCommit, Asset: "USD",
+		Velocity: &domain.VelocityRule{Side: domain.SideDebit, WindowSeconds: 3600, MaxCount: 10, MaxSum: amountPtr(usd(500000))}}}},
+	{"rule_defined_crossing", domain.RuleDefined{Version: 1, Rule: domain.Rule{ID: "low", Mode: domain.ModeAfterCommit, Asset: "USD",
+		BalanceCrossing: &domain.BalanceCrossingRule{Level: usd(-2500), Crossing: domain.CrossingBelow}}}},
+	{"rule_defined_counterparty", domain.RuleDefined{Version: 2, Rule: domain.Rule{ID: "new-payee", Mode: domain.ModeAfterCommit,
+		Disabled: true, Asset: "USD", NewCounterparty: &domain.NewCounterpartyRule{}}}},
+	{"rule_defined_dormant", domain.RuleDefined{Version: 1, Rule: domain.Rule{ID: "dormant", Mode: domain.ModeAfterCommit, Asset: "USD",
+		DormantReactivated: &domain.DormantReactivatedRule{DormantSeconds: 180 * 86400}}}},
 }
 
 func timePtr(t time.Time) *time.Time { return &t }
@@ -286,7 +302,8 @@ func TestEventGoldenCoversEveryType(t *testing.T) {
 		domain.TypeAccountMetadataSet, domain.TypeAccountClosed, domain.TypeTransferCommitted, domain.TypeTransferPending,
 		domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed,
 		domain.TypeStatementImported, domain.TypeMatchingRulesSet, domain.TypeMatchedManually, domain.TypeUnmatched,
-		domain.TypePeriodClosed, domain.TypeCategoryDefined} {
+		domain.TypePeriodClosed, domain.TypeCategoryDefined, domain.TypeAccountFrozen, domain.TypeAccountUnfrozen,
+		domain.TypeRuleDefined} {
 		if !have[typ] {
 			t.Errorf("no golden file for %s", typ)
 		}

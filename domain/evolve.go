@@ -38,6 +38,7 @@ func (s *State) Evolve(pos uint64, e Event) {
 		checkAmounts(pos, e.ID, e.Postings)
 		s.evolveMovements(pos, event)
 		s.indexID(e.ID, pos, idDone)
+		s.recordVelocity(e.Postings, e.EffectiveAt)
 	case TransferPending:
 		s.evolvePending(pos, &e, event)
 	case PendingPosted:
@@ -67,6 +68,12 @@ func (s *State) Evolve(pos uint64, e Event) {
 		s.evolvePeriod(pos, &e)
 	case CategoryDefined:
 		s.evolveCategory(pos, &e)
+	case AccountFrozen:
+		s.evolveFrozen(pos, &e)
+	case AccountUnfrozen:
+		s.evolveUnfrozen(pos, &e)
+	case RuleDefined:
+		s.evolveRule(pos, &e)
 	default:
 		panic(fmt.Sprintf("domain: cannot apply %T", e))
 	}
@@ -184,6 +191,7 @@ func (s *State) evolvePending(pos uint64, e *TransferPending, event Event) {
 	}
 	checkAmounts(pos, e.ID, e.Postings)
 	s.evolveMovements(pos, event)
+	s.recordVelocity(e.Postings, e.EffectiveAt)
 	h := &Hold{ID: e.ID, Postings: e.Postings, Position: pos}
 	if e.ExpiresAt != nil {
 		s.expirySeq++

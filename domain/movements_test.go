@@ -96,6 +96,14 @@ var wantMovements = map[string][]string{
 	"period_closed":                nil,
 	"category_defined_root":        nil,
 	"category_defined":             nil,
+	"account_frozen":               nil,
+	"account_frozen_alert":         nil,
+	"account_unfrozen":             nil,
+	"rule_defined_threshold":       nil,
+	"rule_defined_velocity":        nil,
+	"rule_defined_crossing":        nil,
+	"rule_defined_counterparty":    nil,
+	"rule_defined_dormant":         nil,
 }
 
 func TestMovementsOfEveryEvent(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 )
 
 // A snapshot is the whole State in a compact binary encoding, so that a writer
-// starts from it and folds only the log's tail. Version 3, all integers
+// starts from it and folds only the log's tail. Version 4, all integers
 // varints unless said otherwise, strings a length and their bytes:
 //
 //	magic "LDGRSNAP" (8 bytes), format version
@@ -35,6 +35,12 @@ import (
 //	          end (seconds, nanos since the Unix epoch) and its position
 //	categories: (version 3) count, then name, parent ("" for a root),
 //	          patterns (count, then each), description, position
+//	monitoring: (version 4) the alert freeze mark (position, id, position
+//	          of its freeze); rules: count, then the RuleDefined JSON and its
+//	          position; velocity rings: count, then account, and per side
+//	          (debits, credits) count, then time (Unix ns), count, sum
+//	(version 4: an account's flag 16 says its frozen at and unfrozen at
+//	          positions follow its closed at)
 //	SHA-256 of every byte before it (32 bytes)
 //
 // Units are two varints: the signed high half and the unsigned low half, so
@@ -43,10 +49,10 @@ import (
 // holds come out in the same order.
 
 // SnapshotFormatVersion is the version of the encoding MarshalSnapshot writes.
-// Versions 1 (no period) and 2 (no categories) are still read: they were
-// written before any period could close or any category be defined, so
-// none is.
-const SnapshotFormatVersion = 3
+// Versions 1 (no period), 2 (no categories) and 3 (no freezes, rules or
+// alert mark) are still read: they were written before any period could
+// close, any category be defined or any account be frozen, so none is.
+const SnapshotFormatVersion = 4
 
 const (
 	snapshotMagic = "LDGRSNAP"
@@ -136,6 +142,7 @@ func (s *State) MarshalSnapshot(w io.Writer) error {
 		e.category(c)
 		e.flushFull()
 	}
+	e.monitoring(s)
 	e.flush()
 	if e.err != nil {
 		return fmt.Errorf("write snapshot: %w", e.err)
@@ -151,6 +158,9 @@ const (
 	flagMax
 	flagClosed
 	flagAmended
+	// flagFreezes: the account was frozen once (version 4); its FrozenAt
+	// and UnfrozenAt follow ClosedAt.
+	flagFreezes
 )
 
 func (e *snapWriter) account(a *Account, assetIndex map[string]uint64) {
@@ -168,6 +178,9 @@ func (e *snapWriter) account(a *Account, assetIndex map[string]uint64) {
 	}
 	if a.Amended {
 		flags |= flagAmended
+	}
+	if a.FrozenAt != 0 || a.UnfrozenAt != 0 {
+		flags |= flagFreezes
 	}
 	e.buf = append(e.buf, byte(a.Normal), flags)
 	if a.Min != nil {
@@ -187,6 +200,10 @@ func (e *snapWriter) account(a *Account, assetIndex map[string]uint64) {
 	}
 	e.uvarint(a.Position)
 	e.uvarint(a.ClosedAt)
+	if flags&flagFreezes != 0 {
+		e.uvarint(a.FrozenAt)
+		e.uvarint(a.UnfrozenAt)
+	}
 	e.units(a.DebitsPosted)
 	e.units(a.CreditsPosted)
 	e.units(a.DebitsPending)
@@ -257,6 +274,10 @@ func UnmarshalSnapshot(r io.Reader) (*State, error) {
 	s.categories = map[string]*Category{}
 	if version >= 3 {
 		d.categories(s)
+	}
+	s.monitor = newMonitorState()
+	if version >= 4 {
+		d.monitoring(s)
 	}
 	if err := d.finish(); err != nil {
 		return nil, err
@@ -332,6 +353,9 @@ func (d *snapReader) accounts(s *State, assets []Asset) {
 			}
 		}
 		a.Position, a.ClosedAt = d.uvarint(), d.uvarint()
+		if flags&flagFreezes != 0 {
+			a.FrozenAt, a.UnfrozenAt = d.uvarint(), d.uvarint()
+		}
 		a.DebitsPosted, a.CreditsPosted, a.DebitsPending, a.CreditsPending = d.units(), d.units(), d.units(), d.units()
 		s.accounts[a.ID] = a
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ const (
 // but for the expiry heap (rebuilt on load, without the entries of holds since
 // resolved) and the undo journal (empty between batches).
 var stateEqual = cmp.Options{
-	cmp.AllowUnexported(domain.State{}, domain.Units{}, domain.Hold{}),
+	cmp.Exporter(func(t reflect.Type) bool { return t.PkgPath() == "github.com/ledgerd/ledger/domain" }),
 	cmpopts.IgnoreFields(domain.State{}, "expiries", "journal"),
 }
 

@@ -86,6 +86,13 @@ type State struct {
 	periodPos uint64
 	// categories are the ledger's categories by name (category.go).
 	categories map[string]*Category
+	// alertMark is the last alert acted on by a freeze (freeze.go), recorded
+	// at alertMarkPos.
+	alertMark    AlertMark
+	alertMarkPos uint64
+	// monitor holds the monitoring rules and what before-commit rules need
+	// (monitor.go).
+	monitor monitorState
 	// categoryChildren indexes categories by parent: built from categories
 	// when first needed (categoryHeight), kept by evolveCategory after; nil
 	// until then (a snapshot does not carry it).
@@ -131,6 +138,9 @@ type Account struct {
 	// Amended says its bounds or metadata changed since it was opened: a
 	// retried open is then compared with the AccountOpened event itself.
 	Amended bool
+	// FrozenAt is the position of the freeze in force (0: not frozen);
+	// UnfrozenAt that of the last unfreeze (0: none).
+	FrozenAt, UnfrozenAt uint64
 
 	DebitsPosted, CreditsPosted, DebitsPending, CreditsPending Units
 }
@@ -158,6 +168,7 @@ func NewState() *State {
 		holds:      make(map[string]*Hold),
 		reversed:   make(map[uint64][]Units),
 		categories: make(map[string]*Category),
+		monitor:    newMonitorState(),
 	}
 }
 

@@ -8,5 +8,6 @@ func All() []Projector {
 		NewMovements(),
 		Transfers{},
 		NewReconciliation(),
+		NewAlerts(),
 	}
 }

@@ -34,6 +34,7 @@ var contractLogs = map[string]func(t *testing.T) (projectortest.Log, projectorte
 	projections.NewMovements().Name():      movementsContract,
 	projections.Transfers{}.Name():         transfersContract,
 	projections.NewReconciliation().Name(): reconciliationContract,
+	projections.NewAlerts().Name():         alertsContract,
 }
 
 // TestProjectorContract runs projectortest's contract on every projector

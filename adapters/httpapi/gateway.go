@@ -117,6 +117,10 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("register IntegrityService: %w", err)
 	}
+	if err := ledgerv1.RegisterMonitoringServiceHandler(ctx, g.mux, conn); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("register MonitoringService: %w", err)
+	}
 	if err := ledgerv1.RegisterWebhookServiceHandler(ctx, g.mux, conn); err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("register WebhookService: %w", err)

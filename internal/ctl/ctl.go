@@ -144,6 +144,7 @@ type client struct {
 	cmd    ledgerv1.CommandServiceClient
 	query  ledgerv1.QueryServiceClient
 	audit  ledgerv1.AuditServiceClient
+	mon    ledgerv1.MonitoringServiceClient
 	// docs counts the documents printed, for YAML's separators.
 	docs int
 }
@@ -185,6 +186,7 @@ func (c *client) connect() error {
 	}
 	c.conn = conn
 	c.cmd, c.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
+	c.mon = ledgerv1.NewMonitoringServiceClient(conn)
 	c.audit = ledgerv1.NewAuditServiceClient(conn)
 	return nil
 }

@@ -44,8 +44,8 @@ func (c *client) newRoot() *cobra.Command {
 
 	groups := []*cobra.Command{
 		alias(group("asset", "Define and list assets", c.assetDefineCmd(), c.assetListCmd()), "assets"),
-		alias(group("account", "Open, bound, close and list accounts", c.accountOpenCmd(), c.accountBoundsCmd(),
-			c.accountCloseCmd(), c.accountListCmd()), "accounts"),
+		alias(group("account", "Open, bound, close, freeze and list accounts", c.accountOpenCmd(), c.accountBoundsCmd(),
+			c.accountCloseCmd(), c.accountListCmd(), c.accountFreezeCmd(true), c.accountFreezeCmd(false)), "accounts"),
 		c.transferCmd(), c.postCmd(), c.voidCmd(), c.reverseCmd(),
 		c.balanceCmd(), c.statementCmd(),
 		group("transfers", "Look up and list transfers", c.transfersGetCmd(), c.transfersListCmd()),
@@ -60,6 +60,8 @@ func (c *client) newRoot() *cobra.Command {
 		group("reconcile", "Reconcile accounts with external statements", c.reconcileImportCmd(), c.reconcileRulesCmd(),
 			c.reconcileMatchCmd(), c.reconcileUnmatchCmd(), c.reconcileReportCmd()),
 		c.journalCmd(),
+		group("rules", "Monitoring rules: define, list, dry-run", c.rulesDefineCmd(), c.rulesListCmd(), c.rulesDryRunCmd()),
+		group("alerts", "Alerts of monitoring rules", c.alertsListCmd()),
 		group("webhooks", "Webhook subscriptions: create, list, delete, deliveries, replay", c.webhooksCreateCmd(),
 			c.webhooksListCmd(), c.webhooksDeleteCmd(), c.webhooksDeliveriesCmd(), c.webhooksReplayCmd()),
 		group("keys", "API keys (admin)", c.keysCreateCmd(), c.keysListCmd(), c.keysRevokeCmd()),

@@ -156,7 +156,7 @@ func TestRoleGrants(t *testing.T) {
 	for _, name := range []string{"projection_checkpoints", "assets", "balances", "trial_balances",
 		"trial_balance_history", "movements", "movement_heads", "movement_assets", "movement_clock",
 		"transfers", "recon_accounts", "recon_lines", "recon_movements",
-		"recon_matches", "recon_journal", "recon_generations"} {
+		"recon_matches", "recon_journal", "recon_generations", "alerts", "alert_rules"} {
 		exact[name] = [5]privs{"", "SIUD", "S", "", "SIUD"}
 	}
 	for name := range got["ledger_app"] {

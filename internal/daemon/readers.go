@@ -18,6 +18,9 @@ type ledgerReaders struct {
 	runners map[string]*projections.Runner
 	// writer is set while the ledger's writer runs here: they run as long.
 	writer bool
+	// stopFreezer stops the ledger's freezer, which runs while its writer
+	// runs here; nil when none runs.
+	stopFreezer context.CancelFunc
 	// stopping is set while they catch up before stopping; gen counts the
 	// stops, so that the one goroutine waiting (stopper) sees a later one.
 	stopping bool
@@ -32,6 +35,27 @@ func (m *Main) startReaders(ledger string) {
 	defer m.mu.Unlock()
 	r := m.ensureReaders(ledger)
 	r.writer, r.stopping = true, false
+	m.ensureFreezer(ledger, r)
+}
+
+// ensureFreezer starts the ledger's freezer (workflows.Freezer) unless it
+// runs: the alerts of rules with the freeze action become freezes through
+// the writer. m.mu is held.
+func (m *Main) ensureFreezer(ledger string, r *ledgerReaders) {
+	if r.stopFreezer != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.stopFreezer = cancel
+	f := workflows.NewFreezer(ledger, queries.New(m.readPool, nil), func() (workflows.FreezeWriter, error) {
+		w, err := m.ledgers.Writer(ledger)
+		if err != nil {
+			return nil, err
+		}
+		return w, nil
+	}, m.Logger)
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); f.Run(ctx, workflows.FreezeEveryDefault) }()
 }
 
 // stopReaders stops a ledger's relay and projections once every projection
@@ -43,6 +67,10 @@ func (m *Main) stopReaders(ledger string) {
 	defer m.mu.Unlock()
 	if r, ok := m.readers[ledger]; ok {
 		r.writer = false
+		if r.stopFreezer != nil {
+			r.stopFreezer()
+			r.stopFreezer = nil
+		}
 		m.stopWhenCaughtUp(ledger, r)
 	}
 }
@@ -104,6 +132,9 @@ func (m *Main) restartReaders(ledger string) {
 	delete(m.readers, ledger)
 	r := m.ensureReaders(ledger)
 	r.writer = old.writer
+	if r.writer {
+		m.ensureFreezer(ledger, r) // the old one stopped with old.ctx
+	}
 	if old.stopping {
 		m.stopWhenCaughtUp(ledger, r)
 	}

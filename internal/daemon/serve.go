@@ -92,6 +92,7 @@ func (m *Main) serve() error {
 	commandSrv := grpcapi.NewCommandServer(m.ledgers, m.Logger)
 	commandSrv.OnPeriodClosed(m.anchorPeriodClose)
 	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, commandSrv)
+	ledgerv1.RegisterMonitoringServiceServer(m.grpcSrv, grpcapi.NewMonitoringServer(commandSrv, queries.New(m.readPool, m.waiter), m.store))
 	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.readPool, m.waiter), m.ledgers))
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
 	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.readPool, m.waiter), m.Logger))

@@ -1,0 +1,167 @@
+package audit
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/domain"
+)
+
+// Alerts is what Verify asks of ledgerd's MonitoringService: a
+// ledgerv1.MonitoringServiceClient is one.
+type Alerts interface {
+	ListAlerts(ctx context.Context, in *ledgerv1.ListAlertsRequest, opts ...grpc.CallOption) (*ledgerv1.ListAlertsResponse, error)
+}
+
+// alertsReplayMax bounds the alerts a verification replays and compares:
+// each is kept (about 300 bytes) until the comparison. Beyond it the report
+// says the rest were not compared.
+const alertsReplayMax = 1_000_000
+
+// alertsPage is the page size of the comparison's ListAlerts (its most).
+const alertsPage = 1000
+
+// alertReplay folds the log through domain.Evaluator, the alerts
+// projection's own evaluator, and keeps each alert as compared.
+type alertReplay struct {
+	ev        *domain.Evaluator
+	alerts    []alertLine
+	truncated bool
+}
+
+// alertLine is an alert as compared: its position, id and the rest of its
+// fields by name.
+type alertLine struct {
+	position uint64
+	id       string
+	fields   []field // expected values only
+}
+
+func newAlertReplay(ledger string) *alertReplay {
+	return &alertReplay{ev: domain.NewEvaluator(ledger, nil)}
+}
+
+func (a *alertReplay) apply(pos uint64, recordedAt time.Time, e domain.Event) {
+	fired := a.ev.Apply(pos, recordedAt, e)
+	slices.SortFunc(fired, func(x, y domain.Alert) int { return strings.Compare(x.ID, y.ID) })
+	for i := range fired {
+		if len(a.alerts) >= alertsReplayMax {
+			a.truncated = true
+			return
+		}
+		al := &fired[i]
+		var effective string
+		if !al.EffectiveAt.IsZero() {
+			effective = al.EffectiveAt.UTC().Format(time.RFC3339Nano)
+		}
+		a.alerts = append(a.alerts, alertLine{position: pos, id: al.ID, fields: alertFields(al.RuleID, al.RuleVersion,
+			al.TransferID, al.Account, al.Counterparties, al.Asset, al.Figures, al.Freeze, al.RecordedAt.UTC().Format(time.RFC3339Nano), effective)})
+	}
+}
+
+// alertFields are an alert's compared fields, in a fixed order.
+func alertFields(rule string, version uint32, transfer, account string, cps []string, asset string,
+	figures map[string]string, freeze bool, recorded, effective string) []field {
+	var fig []string
+	for _, k := range slices.Sorted(maps.Keys(figures)) {
+		fig = append(fig, k+"="+figures[k])
+	}
+	return []field{
+		{name: "rule_id", expected: rule},
+		{name: "rule_version", expected: fmt.Sprint(version)},
+		{name: "transfer_id", expected: transfer},
+		{name: "account", expected: account},
+		{name: "counterparties", expected: strings.Join(cps, ",")},
+		{name: "asset", expected: asset},
+		{name: "figures", expected: strings.Join(fig, " ")},
+		{name: "freeze", expected: fmt.Sprint(freeze)},
+		{name: "recorded_at", expected: recorded},
+		{name: "effective_at", expected: effective},
+	}
+}
+
+func servedFields(a *ledgerv1.Alert) []field {
+	var effective string
+	if a.GetEffectiveAt() != nil {
+		effective = a.GetEffectiveAt().AsTime().UTC().Format(time.RFC3339Nano)
+	}
+	return alertFields(a.GetRuleId(), a.GetRuleVersion(), a.GetTransferId(), a.GetAccount(), a.GetCounterparties(), a.GetAsset(),
+		a.GetFigures(), slices.Contains(a.GetActions(), ledgerv1.RuleAction_RULE_ACTION_FREEZE),
+		a.GetRecordedAt().AsTime().UTC().Format(time.RFC3339Nano), effective)
+}
+
+// alerts compares the alerts served up to the verified head To with the
+// replay's, in position then id order: the first alert missing, extra or
+// different is the divergence, at its position.
+func (v *verifier) alerts(ctx context.Context) (*Divergence, error) {
+	if v.alertReplay == nil {
+		return nil, nil
+	}
+	want := v.alertReplay.alerts
+	at := v.rep.To
+	next := 0
+	req := &ledgerv1.ListAlertsRequest{Ledger: v.rep.Ledger, MinPosition: at, Limit: alertsPage}
+	diverge := func(pos uint64, id, f, expected, found string) *Divergence {
+		return &Divergence{Kind: KindAlert, Position: pos, Field: f, Expected: expected, Found: found,
+			Detail: "alert " + id + " (alerts projection)"}
+	}
+	for {
+		resp, err := v.listAlerts(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		for _, got := range resp.GetAlerts() {
+			if got.GetPosition() > at || (v.alertReplay.truncated && next == len(want)) {
+				return nil, nil // after the verified head, or past the replay's bound
+			}
+			if next == len(want) {
+				return diverge(got.GetPosition(), got.GetId(), "id", "no alert", got.GetId()), nil
+			}
+			w := &want[next]
+			if w.id != got.GetId() {
+				// The first of the two in alert order is the one missing
+				// on the other side.
+				if w.position < got.GetPosition() || w.position == got.GetPosition() && w.id < got.GetId() {
+					return diverge(w.position, w.id, "id", w.id, cmp.Or(got.GetId(), "no alert")), nil
+				}
+				return diverge(got.GetPosition(), got.GetId(), "id", "no alert", got.GetId()), nil
+			}
+			fields := servedFields(got)
+			for i := range fields {
+				fields[i].expected, fields[i].found = w.fields[i].expected, fields[i].expected
+			}
+			if f := firstDiff(fields); f != nil {
+				return diverge(w.position, w.id, f.name, f.expected, f.found), nil
+			}
+			next++
+		}
+		v.progress("alerts", uint64(next), uint64(len(want)))
+		if resp.GetNextCursor() == "" {
+			break
+		}
+		req.Cursor = resp.GetNextCursor()
+	}
+	if next < len(want) {
+		w := &want[next]
+		return diverge(w.position, w.id, "id", w.id, "no alert"), nil
+	}
+	return nil, nil
+}
+
+func (v *verifier) listAlerts(ctx context.Context, req *ledgerv1.ListAlertsRequest) (*ledgerv1.ListAlertsResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := v.opts.Alerts.ListAlerts(ctx, req, grpc.MaxCallRecvMsgSize(callRecvMax))
+	if err != nil {
+		return nil, CallError(fmt.Sprintf("alerts from %q", req.GetCursor()), err)
+	}
+	return resp, nil
+}

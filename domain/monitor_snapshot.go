@@ -1,0 +1,83 @@
+package domain
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+)
+
+// monitoring writes the snapshot's monitoring section (format 4): the alert
+// freeze mark, the rules in force and the velocity rings.
+func (e *snapWriter) monitoring(s *State) {
+	e.uvarint(s.alertMark.Position)
+	e.str(s.alertMark.ID)
+	e.uvarint(s.alertMarkPos)
+	m := &s.monitor
+	e.uvarint(uint64(len(m.rules)))
+	for _, id := range slices.Sorted(maps.Keys(m.rules)) {
+		r := m.rules[id]
+		b, err := json.Marshal(RuleDefined{Version: r.Version, Rule: r.Rule})
+		if err != nil {
+			panic("domain: a rule in force does not encode: " + err.Error())
+		}
+		e.str(string(b))
+		e.uvarint(r.Position)
+	}
+	e.uvarint(uint64(len(m.rings)))
+	for id, rings := range m.rings {
+		e.str(id)
+		for _, ring := range rings.sides {
+			e.uvarint(uint64(len(ring)))
+			for _, en := range ring {
+				e.varint(en.at)
+				e.uvarint(uint64(en.count))
+				e.units(en.sum)
+			}
+		}
+		e.flushFull()
+	}
+}
+
+func (d *snapReader) monitoring(s *State) {
+	s.alertMark = AlertMark{Position: d.uvarint(), ID: d.str()}
+	s.alertMarkPos = d.uvarint()
+	if s.alertMarkPos > s.position || (s.alertMarkPos == 0) != (s.alertMark.Position == 0) {
+		d.fail("alert mark at %d", s.alertMarkPos)
+	}
+	n := d.uvarint()
+	if n > RulesMax {
+		d.fail("%d rules", n)
+		return
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		text, pos := d.str(), d.uvarint()
+		var e RuleDefined
+		if err := json.Unmarshal([]byte(text), &e); err != nil {
+			d.fail("rule %d: %v", i, err)
+			return
+		}
+		if err := e.Rule.check(); err != nil || pos == 0 || pos > s.position || e.Version == 0 {
+			d.fail("rule %s at %d: %v", e.Rule.ID, pos, err)
+			return
+		}
+		s.monitor.rules[e.Rule.ID] = &RuleVersion{Rule: e.Rule, Version: e.Version, Position: pos}
+	}
+	s.monitor.reindex()
+	n = d.uvarint()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		id := d.str()
+		rings := &postingRings{}
+		for side := range rings.sides {
+			m := d.uvarint()
+			if m > VelocityRingMax {
+				d.fail("account %s: %d ring entries", id, m)
+				return
+			}
+			for j := uint64(0); j < m && d.err == nil; j++ {
+				at, count := d.varint(), d.uvarint()
+				rings.sides[side] = append(rings.sides[side], ringEntry{at: at, count: uint32(count), sum: d.units()})
+			}
+		}
+		s.monitor.rings[id] = rings
+	}
+}
