@@ -18,3 +18,4 @@ ALTER TABLE recon_lines ALTER COLUMN account TYPE text COLLATE "C";
 ALTER TABLE recon_movements ALTER COLUMN account TYPE text COLLATE "C";
 ALTER TABLE recon_matches ALTER COLUMN account TYPE text COLLATE "C";
 ALTER TABLE categories ALTER COLUMN name TYPE text COLLATE "C", ALTER COLUMN parent TYPE text COLLATE "C";
+ALTER TABLE alerts ALTER COLUMN account TYPE text COLLATE "C";
