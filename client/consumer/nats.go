@@ -1,14 +1,13 @@
 package consumer
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ledgerd/ledger/adapters/natsbus"
 )
 
 // NATSOptions is how a consumer connects to the NATS ledgerd publishes on:
@@ -51,16 +50,12 @@ func (o NATSOptions) Connect() (*nats.Conn, error) {
 }
 
 func (o NATSOptions) options() ([]nats.Option, error) {
-	kinds := 0
-	for _, set := range []bool{o.CredsFile != "", o.User != "", o.NKeySeedFile != ""} {
-		if set {
-			kinds++
-		}
-	}
+	auth := natsbus.Auth{CredsFile: o.CredsFile, User: o.User, Password: o.Password, NKeySeedFile: o.NKeySeedFile,
+		TLSCA: o.TLSCA, TLSCert: o.TLSCert, TLSKey: o.TLSKey}
 	switch {
 	case o.URL == "":
 		return nil, errors.New("consumer: NATS URL: empty")
-	case kinds > 1:
+	case auth.Kinds() > 1:
 		return nil, errors.New("consumer: NATS CredsFile, User and NKeySeedFile: give one")
 	case (o.TLSCert == "") != (o.TLSKey == ""):
 		return nil, errors.New("consumer: NATS TLSCert and TLSKey: give both or neither")
@@ -69,39 +64,9 @@ func (o NATSOptions) options() ([]nats.Option, error) {
 	if name == "" {
 		name = "ledger-consumer"
 	}
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(natsReconnectWait)}
-	switch {
-	case o.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(o.CredsFile))
-	case o.User != "":
-		opts = append(opts, nats.UserInfo(o.User, o.Password))
-	case o.NKeySeedFile != "":
-		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("consumer: NATS nkey seed %s: %w", o.NKeySeedFile, err)
-		}
-		opts = append(opts, opt)
+	opts, err := auth.Options()
+	if err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	if o.TLSCA == "" && o.TLSCert == "" {
-		return opts, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.TLSCA != "" {
-		pem, err := os.ReadFile(o.TLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("consumer: NATS TLS CA: %w", err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("consumer: NATS TLS CA %s: no PEM certificate in it", o.TLSCA)
-		}
-	}
-	if o.TLSCert != "" {
-		pair, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("consumer: NATS TLS certificate %s, key %s: %w", o.TLSCert, o.TLSKey, err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	return append(opts, nats.Secure(cfg)), nil
+	return append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(natsReconnectWait)}, opts...), nil
 }

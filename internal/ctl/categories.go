@@ -168,14 +168,20 @@ func (c *client) categoriesListCmd() *cobra.Command {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			if next := resp.GetNextCursor(); next != "" {
-				fmt.Fprintf(c.out, "more: --cursor %s\n", next)
-			}
-			_, err = fmt.Fprintf(c.out, "as of position %d\n", resp.GetPosition())
-			return err
+			return c.pageFooter(resp.GetNextCursor(), resp.GetPosition())
 		})
 	}
 	return cmd
+}
+
+// pageFooter ends a page of a listing in a table: the --cursor of the next
+// page, if there is one, and the position the page reflects.
+func (c *client) pageFooter(next string, position uint64) error {
+	if next != "" {
+		fmt.Fprintf(c.out, "more: --cursor %s\n", next)
+	}
+	_, err := fmt.Fprintf(c.out, "as of position %d\n", position)
+	return err
 }
 
 // oneLine keeps a table's row on one line.

@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -134,16 +135,12 @@ func (c *client) rulesListCmd() *cobra.Command {
 			for _, v := range resp.GetRules() {
 				r := v.GetRule()
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%t\t%d\t\n", r.GetId(), v.GetVersion(), modeName(r.GetMode()), r.GetAsset(),
-					cmpOr(r.GetAccountPattern(), "all"), ruleKind(r), actionNames(r.GetActions()), r.GetDisabled(), v.GetPosition())
+					cmp.Or(r.GetAccountPattern(), "all"), ruleKind(r), actionNames(r.GetActions()), r.GetDisabled(), v.GetPosition())
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			if next := resp.GetNextCursor(); next != "" {
-				fmt.Fprintf(c.out, "more: --cursor %s\n", next)
-			}
-			_, err = fmt.Fprintf(c.out, "as of position %d\n", resp.GetPosition())
-			return err
+			return c.pageFooter(resp.GetNextCursor(), resp.GetPosition())
 		})
 	}
 	return cmd
@@ -161,7 +158,7 @@ func actionNames(as []ledgerv1.RuleAction) string {
 	for _, a := range as {
 		out = append(out, strings.ToLower(strings.TrimPrefix(a.String(), "RULE_ACTION_")))
 	}
-	return cmpOr(strings.Join(out, ","), "-")
+	return cmp.Or(strings.Join(out, ","), "-")
 }
 
 // ruleKind says what a rule watches, in a few words.
@@ -277,11 +274,7 @@ func (c *client) alertsListCmd() *cobra.Command {
 			if err := c.printAlerts(resp.GetAlerts()); err != nil {
 				return err
 			}
-			if next := resp.GetNextCursor(); next != "" {
-				fmt.Fprintf(c.out, "more: --cursor %s\n", next)
-			}
-			_, err = fmt.Fprintf(c.out, "as of position %d\n", resp.GetPosition())
-			return err
+			return c.pageFooter(resp.GetNextCursor(), resp.GetPosition())
 		})
 	}
 	return cmd
@@ -297,7 +290,7 @@ func (c *client) printAlerts(alerts []*ledgerv1.Alert) error {
 		}
 		sort.Strings(figures)
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", a.GetPosition(), a.GetRuleId(), a.GetRuleVersion(), a.GetAccount(),
-			cmpOr(a.GetTransferId(), "-"), strings.Join(figures, " "), actionNames(a.GetActions()),
+			cmp.Or(a.GetTransferId(), "-"), strings.Join(figures, " "), actionNames(a.GetActions()),
 			a.GetRecordedAt().AsTime().UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -68,20 +69,13 @@ func (c *client) webhooksListCmd() *cobra.Command {
 					if types == "" {
 						types = "all"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", s.GetId(), s.GetUrl(), types, cmpOr(s.GetAccountPattern(), "all"),
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", s.GetId(), s.GetUrl(), types, cmp.Or(s.GetAccountPattern(), "all"),
 						s.GetDeliveredPosition(), s.GetDeadLetters(), s.GetCircuit(), s.GetState())
 				}
 				return tw.Flush()
 			})
 		},
 	}
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 func (c *client) webhooksDeleteCmd() *cobra.Command {

@@ -6,9 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ledgerd/ledger/adapters/natsbus"
 )
 
 // NATSAuth is how ledgerd proves itself to an external NATS (-nats-url) and
@@ -52,14 +53,8 @@ func (a NATSAuth) check(natsURL string) error {
 	if natsURL == "" {
 		return errors.New("-nats-creds, -nats-user, -nats-nkey-seed and -nats-tls-* are for an external NATS: give -nats-url")
 	}
-	kinds := 0
-	for _, set := range []bool{a.CredsFile != "", a.User != "", a.NKeySeedFile != ""} {
-		if set {
-			kinds++
-		}
-	}
 	switch {
-	case kinds > 1:
+	case natsbus.Auth(a).Kinds() > 1:
 		return errors.New("-nats-creds, -nats-user and -nats-nkey-seed: give one")
 	case (a.User == "") != (a.Password == ""):
 		return fmt.Errorf("-nats-user and -nats-password (LEDGER_NATS_PASSWORD): %w", errTLSPair)
@@ -73,54 +68,11 @@ func (a NATSAuth) check(natsURL string) error {
 //
 // Errors: a file that cannot be read or parsed, naming it.
 func (a NATSAuth) options() ([]nats.Option, error) {
-	var opts []nats.Option
-	switch {
-	case a.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(a.CredsFile))
-	case a.User != "":
-		opts = append(opts, nats.UserInfo(a.User, a.Password))
-	case a.NKeySeedFile != "":
-		opt, err := nats.NkeyOptionFromSeed(a.NKeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("-nats-nkey-seed %s: %w", a.NKeySeedFile, err)
-		}
-		opts = append(opts, opt)
-	}
-	if a.TLSCA == "" && a.TLSCert == "" {
-		return opts, nil
-	}
-	// One TLS config, at least TLS 1.2, for the CA and the client pair.
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if a.TLSCA != "" {
-		pool, err := loadCAs(a.TLSCA)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
-	}
-	if a.TLSCert != "" {
-		pair, err := tls.LoadX509KeyPair(a.TLSCert, a.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("-nats-tls-cert %s, -nats-tls-key %s: %w", a.TLSCert, a.TLSKey, err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	return append(opts, nats.Secure(cfg)), nil
-}
-
-// loadCAs reads the PEM certificates of file into a pool.
-//
-// Errors: the file's, or none in it.
-func loadCAs(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	opts, err := natsbus.Auth(a).Options()
 	if err != nil {
-		return nil, fmt.Errorf("-nats-tls-ca: %w", err)
+		return nil, fmt.Errorf("-nats-*: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("-nats-tls-ca %s: no PEM certificate in it", file)
-	}
-	return pool, nil
+	return opts, nil
 }
 
 // natsRefusedForGood says whether err, from a first connection, is one that
