@@ -500,7 +500,7 @@ func (s *Service) ListAssets(ctx context.Context, ledger, cursor string, limit i
 	case limit == 0:
 		limit = AssetsPageDefault
 	}
-	after, err := decodeAssetsCursor(cursor)
+	after, err := decodeKeyCursor(cursor, domain.AssetCodeLenMax, domain.ValidAssetCode, ErrBadAssetsCursor)
 	if err != nil {
 		return AssetPage{}, err
 	}
@@ -535,7 +535,7 @@ func (s *Service) ListAssets(ctx context.Context, ledger, cursor string, limit i
 	}
 	if len(out.Assets) > limit {
 		out.Assets = out.Assets[:limit]
-		out.NextCursor = base64.RawURLEncoding.EncodeToString(append([]byte{assetsCursorVersion}, out.Assets[limit-1].Code...))
+		out.NextCursor = encodeKeyCursor(out.Assets[limit-1].Code)
 	}
 	if out.Position == 0 && len(out.Assets) == 0 {
 		if err := s.mustExistLedger(ctx, ledger); err != nil {
@@ -543,25 +543,4 @@ func (s *Service) ListAssets(ctx context.Context, ledger, cursor string, limit i
 		}
 	}
 	return out, nil
-}
-
-// assetsCursorVersion is the first byte of every assets cursor: the last
-// code of the page follows.
-const assetsCursorVersion = 1
-
-// decodeAssetsCursor reads a ListAssets cursor; "" is the start.
-//
-// Errors: ErrBadAssetsCursor.
-func decodeAssetsCursor(cursor string) (string, error) {
-	if cursor == "" {
-		return "", nil
-	}
-	if len(cursor) > base64.RawURLEncoding.EncodedLen(1+domain.AssetCodeLenMax) {
-		return "", fmt.Errorf("cursor of %d bytes: %w", len(cursor), ErrBadAssetsCursor)
-	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
-	if err != nil || len(b) < 2 || b[0] != assetsCursorVersion || !domain.ValidAssetCode(string(b[1:])) {
-		return "", fmt.Errorf("cursor %.40q: %w", cursor, ErrBadAssetsCursor)
-	}
-	return string(b[1:]), nil
 }

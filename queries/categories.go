@@ -2,7 +2,6 @@ package queries
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -77,7 +76,7 @@ func (s *Service) ListCategories(ctx context.Context, ledger, cursor string, lim
 	case limit == 0:
 		limit = CategoriesLimitMax
 	}
-	after, err := decodeCategoriesCursor(cursor)
+	after, err := decodeKeyCursor(cursor, domain.IDLenMax, domain.ValidID, ErrBadCategoriesCursor)
 	if err != nil {
 		return CategoriesPage{}, err
 	}
@@ -111,7 +110,7 @@ func (s *Service) ListCategories(ctx context.Context, ledger, cursor string, lim
 	}
 	if len(out.Categories) > limit {
 		out.Categories = out.Categories[:limit]
-		out.NextCursor = encodeCategoriesCursor(out.Categories[limit-1].Name)
+		out.NextCursor = encodeKeyCursor(out.Categories[limit-1].Name)
 	}
 	if out.Position == 0 && len(out.Categories) == 0 {
 		if err := s.mustExistLedger(ctx, ledger); err != nil {
@@ -119,32 +118,6 @@ func (s *Service) ListCategories(ctx context.Context, ledger, cursor string, lim
 		}
 	}
 	return out, nil
-}
-
-// categoriesCursorVersion is a cursor's first byte, so that a later format
-// can tell its own cursors from these.
-const categoriesCursorVersion = 1
-
-// encodeCategoriesCursor writes the name of a page's last category.
-func encodeCategoriesCursor(name string) string {
-	return base64.RawURLEncoding.EncodeToString(append([]byte{categoriesCursorVersion}, name...))
-}
-
-// decodeCategoriesCursor reads a cursor; "" is the start.
-//
-// Errors: ErrBadCategoriesCursor.
-func decodeCategoriesCursor(cursor string) (string, error) {
-	if cursor == "" {
-		return "", nil
-	}
-	if len(cursor) > base64.RawURLEncoding.EncodedLen(1+domain.IDLenMax) {
-		return "", fmt.Errorf("cursor of %d bytes: %w", len(cursor), ErrBadCategoriesCursor)
-	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
-	if err != nil || len(b) < 2 || b[0] != categoriesCursorVersion || !domain.ValidID(string(b[1:])) {
-		return "", fmt.Errorf("cursor %.40q: %w", cursor, ErrBadCategoriesCursor)
-	}
-	return string(b[1:]), nil
 }
 
 // checkpointOf is a projection's position in tx's snapshot; 0 before any.
