@@ -99,11 +99,7 @@ func (p *postingRings) add(side Side, at int64, amount Units, windowMax time.Dur
 	ring = ring[drop:]
 	for len(ring) > VelocityRingMax {
 		a, b := ring[0], ring[1]
-		sum, ok := a.sum.CheckedAdd(b.sum)
-		if !ok {
-			sum = maxUnits()
-		}
-		ring[1] = ringEntry{at: max(a.at, b.at), count: a.count + b.count, sum: sum}
+		ring[1] = ringEntry{at: max(a.at, b.at), count: a.count + b.count, sum: saturatingAdd(a.sum, b.sum)}
 		ring = ring[1:]
 	}
 	if drop > 0 || cap(ring) > 2*VelocityRingMax {
@@ -112,11 +108,20 @@ func (p *postingRings) add(side Side, at int64, amount Units, windowMax time.Dur
 	p.sides[sideIndex(side)] = ring
 }
 
-// maxUnits is the largest amount: a merged sum that would overflow is held
-// there, which every limit is below.
+// maxUnits is the largest amount: a sum that would overflow is held there,
+// which every limit is below.
 func maxUnits() Units {
 	u, _ := MustDecimal("99999999999999999999999999999999999999").Units(0)
 	return u
+}
+
+// saturatingAdd is a+b, or maxUnits when that overflows: a velocity sum
+// past every limit stays past it (CheckedAdd's zero would let it through).
+func saturatingAdd(a, b Units) Units {
+	if sum, ok := a.CheckedAdd(b); ok {
+		return sum
+	}
+	return maxUnits()
 }
 
 // window returns the count and sum of the postings on side (zero: both)
@@ -133,7 +138,7 @@ func (p *postingRings) window(side Side, at int64, w time.Duration) (uint64, Uni
 		for _, e := range ring {
 			if e.at > at-int64(w) && e.at <= at {
 				count += uint64(e.count)
-				sum, _ = sum.CheckedAdd(e.sum)
+				sum = saturatingAdd(sum, e.sum)
 			}
 		}
 	}
@@ -266,7 +271,7 @@ func (s *State) checkVelocity(r *RuleVersion, postings []Posting, effectiveAt ti
 				order = append(order, account)
 			}
 			o.count++
-			o.sum, _ = o.sum.CheckedAdd(postings[i].Amount.Units)
+			o.sum = saturatingAdd(o.sum, postings[i].Amount.Units)
 			return nil
 		})
 		if err != nil {
@@ -279,7 +284,7 @@ func (s *State) checkVelocity(r *RuleVersion, postings []Posting, effectiveAt ti
 		if rings, ok := s.monitor.rings[account]; ok {
 			c, u := rings.window(v.Side, effectiveAt.UnixNano(), w)
 			count += c
-			sum, _ = sum.CheckedAdd(u)
+			sum = saturatingAdd(sum, u)
 		}
 		if v.MaxCount > 0 && count > uint64(v.MaxCount) {
 			return rejected("postings", r, "account %s: %d postings in %d s, max_count %d", account, count, v.WindowSeconds, v.MaxCount)
