@@ -39,6 +39,7 @@ var ErrUnbalanced = errors.New("the books do not balance")
 
 // balanceDelta is one account's net movement within a batch: signed deltas.
 type balanceDelta struct {
+	asset                                                      string
 	scale                                                      uint8
 	debitsPosted, creditsPosted, debitsPending, creditsPending domain.Units
 	position                                                   uint64
@@ -78,10 +79,10 @@ type closedPeriod struct {
 	recordedAt time.Time
 }
 
-func (c *batchChanges) touch(account string, scale uint8, pos uint64) *balanceDelta {
+func (c *batchChanges) touch(account, asset string, scale uint8, pos uint64) *balanceDelta {
 	d, ok := c.deltas[account]
 	if !ok {
-		d = &balanceDelta{scale: scale}
+		d = &balanceDelta{asset: asset, scale: scale}
 		c.deltas[account] = d
 	}
 	d.position = pos
@@ -162,7 +163,7 @@ func (c *batchChanges) add(e domain.Event, pos uint64, recordedAt time.Time) {
 	for i := range c.moves {
 		m := &c.moves[i]
 		dp, cp, dq, cq := m.Deltas()
-		d := c.touch(m.Account, m.Scale, pos)
+		d := c.touch(m.Account, m.Asset, m.Scale, pos)
 		d.debitsPosted, d.creditsPosted = d.debitsPosted.Add(dp), d.creditsPosted.Add(cp)
 		d.debitsPending, d.creditsPending = d.debitsPending.Add(dq), d.creditsPending.Add(cq)
 	}
@@ -379,20 +380,33 @@ func closeAccounts(ctx context.Context, tx pgx.Tx, ledger string, ids []string, 
 }
 
 // applyDeltas adds the accounts' deltas to their balances, their sums per
-// asset (by each account row's asset) and the account counts to the trial
-// balance, and writes the touched assets' history at the batch's end, all in
-// one statement. It returns ErrUnbalanced unless every touched asset's line,
-// as updated, has debits = credits, posted and pending.
+// asset and the account counts to the trial balance, and writes the touched
+// assets' history at the batch's end, all in one statement. It returns
+// ErrUnbalanced unless every touched asset's line, as updated, has debits =
+// credits, posted and pending.
+//
+// The balances are updated by INSERT … ON CONFLICT DO UPDATE, not UPDATE …
+// FROM: each row is then found by its key whatever the planner believes.
+// UPDATE … FROM joins the deltas to the table, and on a new ledger (its
+// statistics said one row) the planner scanned all of the ledger's balances
+// for every batch, or compared every delta with every row. An insert that
+// finds no row to update is a missing account: it is inserted with a
+// negative position, counted, and the batch fails (its transaction rolls
+// back). The sums per asset are the deltas', so each asset's count of rows
+// updated must be its count of deltas: a row whose asset is not the posting's
+// fails the batch with ErrUnbalanced.
 func applyDeltas(ctx context.Context, tx pgx.Tx, ledger string, deltas map[string]*balanceDelta,
 	counts map[string]assetCounts, from, to uint64) error {
 	// Sorted, so that concurrent writers of one ledger's rows (a rebuild beside
 	// the live projector) lock them in one order.
 	accounts := slices.Sorted(maps.Keys(deltas))
 	n := len(accounts)
+	assetOf, scales := make([]string, n), make([]int16, n)
 	dp, cp, dq, cq := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	positions := make([]int64, n)
 	for i, a := range accounts {
 		d := deltas[a]
+		assetOf[i], scales[i] = d.asset, int16(d.scale)
 		dp[i], cp[i] = d.debitsPosted.Format(d.scale), d.creditsPosted.Format(d.scale)
 		dq[i], cq[i] = d.debitsPending.Format(d.scale), d.creditsPending.Format(d.scale)
 		positions[i] = int64(d.position)
@@ -405,25 +419,30 @@ func applyDeltas(ctx context.Context, tx pgx.Tx, ledger string, deltas map[strin
 	// Data-modifying CTEs run once each, on one snapshot; RETURNING gives the
 	// rows as this statement leaves them, which is what the check reads.
 	rows, err := tx.Query(ctx, `WITH d AS (
-			SELECT * FROM unnest($2::text[], $3::text[]::numeric[], $4::text[]::numeric[], $5::text[]::numeric[],
-				$6::text[]::numeric[], $7::bigint[]) AS d(account, dp, cp, dq, cq, position)
+			SELECT * FROM unnest($2::text[], $3::text[], $4::smallint[], $5::text[]::numeric[], $6::text[]::numeric[],
+				$7::text[]::numeric[], $8::text[]::numeric[], $9::bigint[])
+				AS d(account, asset, scale, dp, cp, dq, cq, position)
 		), moved AS (
-			UPDATE balances b SET
-				debits_posted = b.debits_posted + d.dp,
-				credits_posted = b.credits_posted + d.cp,
-				debits_pending = b.debits_pending + d.dq,
-				credits_pending = b.credits_pending + d.cq,
-				position = greatest(b.position, d.position)
-			FROM d WHERE b.ledger = $1 AND b.account = d.account
-			RETURNING b.asset, d.dp, d.cp, d.dq, d.cq
+			INSERT INTO balances AS b (ledger, account, asset, scale, normal_balance,
+				debits_posted, credits_posted, debits_pending, credits_pending, position)
+			SELECT $1, d.account, d.asset, d.scale, 'debit', d.dp, d.cp, d.dq, d.cq, -d.position FROM d
+			ON CONFLICT (ledger, account) DO UPDATE SET
+				debits_posted = b.debits_posted + excluded.debits_posted,
+				credits_posted = b.credits_posted + excluded.credits_posted,
+				debits_pending = b.debits_pending + excluded.debits_pending,
+				credits_pending = b.credits_pending + excluded.credits_pending,
+				position = greatest(b.position, -excluded.position)
+			RETURNING b.asset, b.position >= 0 AS updated
+		), held AS (
+			SELECT asset, count(*) AS rows FROM moved WHERE updated GROUP BY asset
 		), changes AS (
 			SELECT asset, sum(dp) AS dp, sum(cp) AS cp, sum(dq) AS dq, sum(cq) AS cq,
-				sum(opened) AS opened, sum(closed) AS closed, sum(moved) AS moved
+				sum(opened) AS opened, sum(closed) AS closed, sum(deltas) AS deltas
 			FROM (
-				SELECT asset, dp, cp, dq, cq, 0 AS opened, 0 AS closed, 1 AS moved FROM moved
+				SELECT asset, dp, cp, dq, cq, 0 AS opened, 0 AS closed, 1 AS deltas FROM d
 				UNION ALL
 				SELECT asset, 0, 0, 0, 0, opened, closed, 0
-				FROM unnest($8::text[], $9::bigint[], $10::bigint[]) AS c(asset, opened, closed)
+				FROM unnest($10::text[], $11::bigint[], $12::bigint[]) AS c(asset, opened, closed)
 			) x GROUP BY asset
 		), line AS (
 			UPDATE trial_balances t SET
@@ -433,47 +452,52 @@ func applyDeltas(ctx context.Context, tx pgx.Tx, ledger string, deltas map[strin
 				credits_pending = t.credits_pending + c.cq,
 				accounts = t.accounts + c.opened - c.closed,
 				accounts_closed = t.accounts_closed + c.closed,
-				position = $12
+				position = $14
 			FROM changes c WHERE t.ledger = $1 AND t.asset = c.asset
 			RETURNING t.*
 		), history AS (
 			INSERT INTO trial_balance_history (ledger, asset, position, batch_from, debits_posted, credits_posted,
 				debits_pending, credits_pending, accounts, accounts_closed)
-			SELECT ledger, asset, position, $11, debits_posted, credits_posted, debits_pending, credits_pending,
+			SELECT ledger, asset, position, $13, debits_posted, credits_posted, debits_pending, credits_pending,
 				accounts, accounts_closed
 			FROM line
 		)
-		SELECT c.asset, c.moved, l.asset IS NOT NULL,
-			l.debits_posted = l.credits_posted AND l.debits_pending = l.credits_pending,
+		SELECT coalesce(c.asset, h.asset), coalesce(c.deltas, 0), coalesce(h.rows, 0), c.asset IS NULL OR l.asset IS NOT NULL,
+			coalesce(l.debits_posted = l.credits_posted AND l.debits_pending = l.credits_pending, true),
 			l.debits_posted::text, l.credits_posted::text, l.debits_pending::text, l.credits_pending::text
-		FROM changes c LEFT JOIN line l ON l.asset = c.asset
-		ORDER BY c.asset`,
-		ledger, accounts, dp, cp, dq, cq, positions, assets, opened, closed, int64(from), int64(to))
+		FROM changes c FULL JOIN held h ON h.asset = c.asset LEFT JOIN line l ON l.asset = c.asset
+		ORDER BY 1`,
+		ledger, accounts, assetOf, scales, dp, cp, dq, cq, positions, assets, opened, closed, int64(from), int64(to))
 	if err != nil {
 		return fmt.Errorf("update %d balances and the trial balance: %w", n, err)
 	}
 	return checkLines(rows, n, to)
 }
 
-// checkLines reads applyDeltas' answer: one row per touched asset.
+// checkLines reads applyDeltas' answer: one row per asset the batch moves or
+// whose rows it updated.
 func checkLines(rows pgx.Rows, accounts int, at uint64) error {
 	var (
 		asset          string
-		moved          int64
+		deltas, held   int64
 		found          bool
-		balanced       *bool
+		balanced       bool
 		dp, cp, dq, cq *string
 		updated        int64
-		errs           []error
+		errs, moved    []error
 	)
-	_, err := pgx.ForEachRow(rows, []any{&asset, &moved, &found, &balanced, &dp, &cp, &dq, &cq}, func() error {
-		updated += moved
+	_, err := pgx.ForEachRow(rows, []any{&asset, &deltas, &held, &found, &balanced, &dp, &cp, &dq, &cq}, func() error {
+		updated += held
 		switch {
 		case !found:
 			errs = append(errs, fmt.Errorf("asset %s has no trial balance line: the read model is missing it", asset))
-		case !*balanced:
+		case !balanced:
 			errs = append(errs, fmt.Errorf("asset %s at %d: debits posted %s, credits posted %s, debits pending %s, credits pending %s: %w",
 				asset, at, *dp, *cp, *dq, *cq, ErrUnbalanced))
+		}
+		if held != deltas {
+			moved = append(moved, fmt.Errorf("asset %s at %d: the batch moves %d accounts in it, %d of the rows it updated hold it: %w",
+				asset, at, deltas, held, ErrUnbalanced))
 		}
 		return nil
 	})
@@ -484,6 +508,9 @@ func checkLines(rows pgx.Rows, accounts int, at uint64) error {
 		// Every account a transfer names was opened by an earlier event: a
 		// missing row means this read model is corrupt.
 		errs = append(errs, fmt.Errorf("updated %d of %d balances: the read model is missing accounts", updated, accounts))
+	} else {
+		// Every row was there, yet not in the asset its posting moves.
+		errs = append(errs, moved...)
 	}
 	return errors.Join(errs...)
 }

@@ -361,19 +361,31 @@ func (f *transferFold) update(ctx context.Context, tx pgx.Tx, ledger string) err
 		ids[i], statuses[i], postings[i], resolvedBy[i], reversedBy[i] = r.id, r.status, string(p), r.resolvedBy, string(rb)
 		updated[i] = int64(r.updatedPosition)
 	}
-	tag, err := tx.Exec(ctx, `UPDATE transfers t SET status = u.status, postings = u.postings::jsonb,
-			resolved_by = NULLIF(u.resolved_by, ''),
-			reversed_by = ARRAY(SELECT r.id FROM jsonb_array_elements_text(u.reversed_by::jsonb)
-				WITH ORDINALITY AS r(id, n) ORDER BY r.n),
-			updated_position = u.updated_position
-		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-			AS u(id, status, postings, resolved_by, reversed_by, updated_position)
-		WHERE t.ledger = $1 AND t.id = u.id`, ledger, ids, statuses, postings, resolvedBy, reversedBy, updated)
+	// INSERT … ON CONFLICT DO UPDATE finds each row by its key whatever the
+	// planner believes (UPDATE … FROM joined on the ledger alone when a new
+	// ledger's statistics said one row). A row not found is inserted with a
+	// negative position, not counted, and fails the batch.
+	var found int64
+	err := tx.QueryRow(ctx, `WITH u AS (
+			INSERT INTO transfers AS t (ledger, id, kind, status, position, postings, effective_at, recorded_at,
+				resolved_by, reversed_by, updated_position)
+			SELECT $1, u.id, 'transfer', u.status, -u.updated_position, u.postings::jsonb, 'epoch', 'epoch',
+				NULLIF(u.resolved_by, ''),
+				ARRAY(SELECT r.id FROM jsonb_array_elements_text(u.reversed_by::jsonb) WITH ORDINALITY AS r(id, n)
+					ORDER BY r.n),
+				u.updated_position
+			FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+				AS u(id, status, postings, resolved_by, reversed_by, updated_position)
+			ON CONFLICT (ledger, id) DO UPDATE SET status = excluded.status, postings = excluded.postings,
+				resolved_by = excluded.resolved_by, reversed_by = excluded.reversed_by,
+				updated_position = excluded.updated_position
+			RETURNING t.position >= 0 AS found
+		) SELECT count(*) FILTER (WHERE found) FROM u`, ledger, ids, statuses, postings, resolvedBy, reversedBy, updated).Scan(&found)
 	if err != nil {
 		return fmt.Errorf("update %d transfers: %w", n, err)
 	}
-	if int(tag.RowsAffected()) != n {
-		return fmt.Errorf("updated %d of %d transfers: the read model is missing some", tag.RowsAffected(), n)
+	if int(found) != n {
+		return fmt.Errorf("updated %d of %d transfers: the read model is missing some", found, n)
 	}
 	return nil
 }

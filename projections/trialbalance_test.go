@@ -795,3 +795,47 @@ func (e *env) closedAccounts() []string {
 	testenv.NoError(e.t, err)
 	return ids
 }
+
+// TestMissingRowsFailTheBatch: balances and transfers update their rows by
+// INSERT … ON CONFLICT (a look-up by key whatever the plan); a row the read
+// model lacks must fail the batch, not be created from the delta.
+func TestMissingRowsFailTheBatch(t *testing.T) {
+	t.Parallel()
+	pool := migratedPool(t)
+	ctx := t.Context()
+	ledger := testenv.Name(t)
+	testenv.NoError(t, applyBatch(ctx, pool, ledger, bookSetup(ledger)))
+	_, err := pool.Exec(ctx, `DELETE FROM balances WHERE ledger = $1 AND account = 'b'`, ledger)
+	testenv.NoError(t, err)
+	err = applyBatch(ctx, pool, ledger, records(ledger, 7, domain.TransferCommitted{ID: "t", EffectiveAt: time.Now().UTC(),
+		Postings: []domain.Posting{{Debit: "a", Credit: "b", Asset: "USD", Amount: usd(100)}}}))
+	if err == nil || !strings.Contains(err.Error(), "updated 1 of 2 balances: the read model is missing accounts") {
+		t.Fatalf("Apply with balance b missing: %v", err)
+	}
+	var rows int
+	var debits string
+	testenv.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE account = 'b'),
+		max(debits_posted::text) FILTER (WHERE account = 'a') FROM balances WHERE ledger = $1`, ledger).Scan(&rows, &debits))
+	if rows != 0 || debits != "0.00" {
+		t.Errorf("after the failed batch: %d rows for b (want 0), a's debits %s (want 0.00)", rows, debits)
+	}
+
+	// The transfers read model: a void of a hold whose row is gone (the
+	// fold's load finds it missing first; the update would too).
+	hold := domain.TransferPending{ID: "h", EffectiveAt: time.Now().UTC(),
+		Postings: []domain.Posting{{Debit: "c", Credit: "d", Asset: "EUR", Amount: usd(5)}}}
+	apply := func(recs []eventstore.Record) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return projections.Transfers{}.Apply(ctx, tx, ledger, recs) })
+	}
+	testenv.NoError(t, apply(records(ledger, 7, hold)))
+	_, err = pool.Exec(ctx, `DELETE FROM transfers WHERE ledger = $1 AND id = 'h'`, ledger)
+	testenv.NoError(t, err)
+	err = apply(records(ledger, 8, domain.PendingVoided{ID: "v", PendingID: "h", Postings: hold.Postings}))
+	if err == nil {
+		t.Fatal("a post of a hold missing from the read model applied")
+	}
+	testenv.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM transfers WHERE ledger = $1`, ledger).Scan(&rows))
+	if rows != 0 {
+		t.Errorf("after the failed batch: %d transfer rows, want 0", rows)
+	}
+}

@@ -149,7 +149,8 @@ func balancesAtPosition(ctx context.Context, tx pgx.Tx, ledger string, accounts 
 			l.debits_posted::text, l.credits_posted::text, l.debits_pending::text, l.credits_pending::text,
 			COALESCE(l.position, h.opened_position)
 		FROM unnest($2::text[]) WITH ORDINALITY AS q(account, n)
-		JOIN movement_heads h ON h.ledger = $1 AND h.account = q.account AND h.opened_position <= $3
+		JOIN LATERAL (SELECT * FROM movement_heads h WHERE h.ledger = $1 AND h.account = q.account AND h.opened_position <= $3
+			OFFSET 0) h ON true
 		LEFT JOIN LATERAL (
 			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
 			FROM movements m
@@ -172,7 +173,7 @@ func balancesAtEffectiveTime(ctx context.Context, tx pgx.Tx, ledger string, acco
 	rows, err := tx.Query(ctx, `SELECT q.account, h.asset, h.scale, h.normal_balance,
 			s.dp::text, s.cp::text, s.dq::text, s.cq::text, COALESCE(s.position, h.opened_position)
 		FROM unnest($2::text[]) WITH ORDINALITY AS q(account, n)
-		JOIN movement_heads h ON h.ledger = $1 AND h.account = q.account
+		JOIN LATERAL (SELECT * FROM movement_heads h WHERE h.ledger = $1 AND h.account = q.account OFFSET 0) h ON true
 		LEFT JOIN LATERAL (
 			SELECT sum(m.amount) FILTER (WHERE m.side = 'debit' AND NOT m.pending) AS dp,
 				sum(m.amount) FILTER (WHERE m.side = 'credit' AND NOT m.pending) AS cp,

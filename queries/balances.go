@@ -85,7 +85,10 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
 		return Balances{}, err
 	}
-	// One statement, one snapshot: the rows and the checkpoint agree.
+	// One statement, one snapshot: the rows and the checkpoint agree. Each
+	// account is a lookup by its key (LATERAL … OFFSET 0, never flattened into
+	// a join): on a new ledger, whose statistics said one row, the join
+	// scanned all of the ledger's balances.
 	rows, err := s.pool.Query(ctx, `SELECT b.account, b.asset, b.normal_balance,
 			b.debits_posted::text, b.credits_posted::text, b.debits_pending::text, b.credits_pending::text,
 			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted
@@ -95,7 +98,7 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 			b.position, c.position
 		FROM (SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = 'balances') c
 		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(account, n) ON true
-		LEFT JOIN balances b ON b.ledger = $1 AND b.account = q.account
+		LEFT JOIN LATERAL (SELECT * FROM balances b WHERE b.ledger = $1 AND b.account = q.account OFFSET 0) b ON true
 		ORDER BY q.n`, ledger, accounts)
 	if err != nil {
 		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)

@@ -82,8 +82,13 @@ func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]Pro
 		FROM projection_checkpoints c
 		LEFT JOIN ledger_heads h ON h.ledger = c.ledger
 		LEFT JOIN stream_faults sf ON sf.ledger = c.ledger
-		LEFT JOIN events he ON he.ledger = c.ledger AND he.position = h.position
-		LEFT JOIN events fe ON c.event_at IS NULL AND fe.ledger = c.ledger AND fe.position = 1
+		-- OFFSET 0 keeps each probe a lookup by the whole key: flattened into a
+		-- join on the ledger, it scanned a new ledger's events (its statistics
+		-- said one row).
+		LEFT JOIN LATERAL (SELECT recorded_at FROM events WHERE ledger = c.ledger AND position = h.position OFFSET 0) he
+			ON true
+		LEFT JOIN LATERAL (SELECT recorded_at FROM events
+			WHERE c.event_at IS NULL AND ledger = c.ledger AND position = 1 OFFSET 0) fe ON true
 		-- A rebuild's shadow (ledger~rebuild) is not a ledger: '~' is in no ledger name.
 		WHERE ($1 = '' OR c.ledger = $1) AND strpos(c.ledger, '~') = 0
 		ORDER BY c.ledger, c.projection

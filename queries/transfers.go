@@ -155,7 +155,7 @@ func (s *Service) GetTransfers(ctx context.Context, ledger string, ids []string,
 	// One statement, one snapshot: the rows and the checkpoint agree.
 	rows, err := s.pool.Query(ctx, `SELECT c.position, `+transferCols+` FROM `+transfersCheckpoint+`
 		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(id, n) ON true
-		LEFT JOIN transfers t ON t.ledger = $1 AND t.id = q.id
+		LEFT JOIN LATERAL (SELECT * FROM transfers t WHERE t.ledger = $1 AND t.id = q.id OFFSET 0) t ON true
 		ORDER BY q.n`, ledger, ids)
 	if err != nil {
 		return Transfers{}, fmt.Errorf("transfers of %s: %w", ledger, err)
