@@ -503,26 +503,86 @@ func (w *Writer) serve(ctx context.Context) error {
 		}
 		// Even a batch with no events goes through the committer: its EXISTS
 		// answers may point at a batch still being committed.
-		span := w.startDecide(reqs)
-		j, err := st.decide(ctx, w, reqs)
-		w.endDecide(span, j, err)
+		j, err := w.decide(ctx, st, reqs)
 		if err != nil {
 			if carry != nil {
 				carry.finish(err)
 			}
 			return err
 		}
+		if carry, err = w.handOver(ctx, st, j, carry, jobs, failed); err != nil {
+			return err
+		}
+		if snap := w.snap.take(st); snap != nil {
+			jobs <- &job{snapshot: snap} // the committer always takes it, even after a failure
+		}
+	}
+}
+
+// decide decides reqs into a job.
+func (w *Writer) decide(ctx context.Context, st *ledgerState, reqs []*request) (*job, error) {
+	span := w.startDecide(reqs)
+	j, err := st.decide(ctx, w, reqs)
+	w.endDecide(span, j, err)
+	return j, err
+}
+
+// handOver gives j to the committer and returns the request left for the
+// next batch, if any. While the committer is still appending the previous
+// job, the requests that arrive are decided into j too, up to BatchMax
+// commands: the next append carries every request that waited for it. (A
+// job decided and queued meanwhile instead split the waiting requests into
+// more, smaller appends, one at a time: with 64 single-transfer clients, 16
+// events an append.)
+func (w *Writer) handOver(ctx context.Context, st *ledgerState, j *job, carry *request, jobs chan<- *job,
+	failed <-chan error) (*request, error) {
+	cmds := 0
+	for _, r := range j.reqs {
+		cmds += len(r.cmds)
+	}
+	for {
+		more := w.reqs
+		room := w.opts.BatchMax - cmds
+		// Each decision may add expiries; the append must stay within AppendMax.
+		if carry != nil || room <= 0 || len(j.recs)+room+expiriesPerBatchMax > eventstore.AppendMax {
+			more = nil
+		}
 		select {
 		case jobs <- j:
+			return carry, nil
 		case err := <-failed:
 			failJob(j, err)
 			if carry != nil {
 				jobs <- &job{reqs: []*request{carry}} // the committer fails it with the rest
 			}
-			return err
-		}
-		if snap := w.snap.take(st); snap != nil {
-			jobs <- &job{snapshot: snap} // the committer always takes it, even after a failure
+			return nil, err
+		case first := <-more:
+			var reqs []*request
+			reqs, carry = w.collectUpTo(first, room)
+			if len(reqs) > 0 && !first.internal {
+				if exp := w.dueExpiries(st); exp != nil {
+					reqs = append([]*request{exp}, reqs...)
+				}
+			}
+			if len(reqs) == 0 {
+				continue
+			}
+			next, err := w.decide(ctx, st, reqs)
+			if err != nil {
+				failJob(j, err) // decided on a state the failure leaves unwritten
+				if carry != nil {
+					carry.finish(err)
+				}
+				return nil, err
+			}
+			if next.expected != j.expected+uint64(len(j.recs)) {
+				panic(fmt.Sprintf("commands: a job decided at %d after one of %d records at %d", next.expected, len(j.recs), j.expected))
+			}
+			j.recs = append(j.recs, next.recs...)
+			j.reqs = append(j.reqs, next.reqs...)
+			for _, r := range reqs {
+				cmds += len(r.cmds)
+			}
 		}
 	}
 }
@@ -573,12 +633,20 @@ func (w *Writer) dueExpiries(st *ledgerState) *request {
 // collect takes first and whatever else is queued, up to BatchMax commands. A
 // request that does not fit is returned as carry for the next batch.
 func (w *Writer) collect(first *request) (reqs []*request, carry *request) {
+	return w.collectUpTo(first, max(w.opts.BatchMax, len(first.cmds)))
+}
+
+// collectUpTo is collect within room commands; first too may not fit.
+func (w *Writer) collectUpTo(first *request, room int) (reqs []*request, carry *request) {
+	if len(first.cmds) > room {
+		return nil, first
+	}
 	reqs = append(reqs, first)
 	n := len(first.cmds)
-	for n < w.opts.BatchMax {
+	for n < room {
 		select {
 		case r := <-w.reqs:
-			if n+len(r.cmds) > w.opts.BatchMax {
+			if n+len(r.cmds) > room {
 				return reqs, r
 			}
 			reqs = append(reqs, r)

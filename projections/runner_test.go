@@ -658,3 +658,18 @@ func TestTwoRunnersExactlyOnce(t *testing.T) {
 	e.checkAt(head)
 	t.Logf("runners applied %d and %d batches", a.calls.Load(), b.calls.Load())
 }
+
+// TestWaiterCutsTheLingerShort: a runner lingering for more records (here up
+// to an hour) applies what it holds as soon as someone waits for a position
+// it has not applied: a query with a min_position is not kept waiting.
+func TestWaiterCutsTheLingerShort(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	head := e.runWorkload(50, 3)
+	r := projections.NewRunner(e.pool, e.ledger, projections.Balances{}, batches{src: e.natsSource(), size: 1},
+		testLogger(t)).WithLinger(time.Hour)
+	stop := start(t, t.Context(), "runner", r.Run)
+	t.Cleanup(stop)
+	waitFor(t, &runningRunner{Runner: r, stop: stop}, head)
+	e.checkAt(head)
+}

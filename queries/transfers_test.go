@@ -96,13 +96,16 @@ func TestListTransfersSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"m.account = $4", "m.position > $2", "m.position <= c.position", "t.reference = $5", "t.metadata @> $6::jsonb",
-		"t.status = $7", "t.effective_at >= $8", "t.effective_at <= $9", "DISTINCT ON (m.position)", "ORDER BY m.position LIMIT $3"} {
+		"t.status = 'posted'", "t.effective_at >= $7", "t.effective_at <= $8", "DISTINCT ON (m.position)", "ORDER BY m.position LIMIT $3"} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("SQL lacks %q:\n%s", want, sql)
 		}
 	}
-	if len(args) != 9 || args[5] != `{"k":"v\""}` {
+	if len(args) != 8 || args[5] != `{"k":"v\""}` {
 		t.Errorf("args %q", args)
+	}
+	if _, _, err := listTransfersSQL("main", TransferFilter{Status: "posted' OR true --"}, 0, 11, TransfersScanMax); !errors.Is(err, ErrUnknownTransferStatus) {
+		t.Errorf("a status that is none: %v, want ErrUnknownTransferStatus", err)
 	}
 	sql, _, _ = listTransfersSQL("main", TransferFilter{MetadataKey: "k"}, 0, 11, TransfersScanMax)
 	if !strings.Contains(sql, "t.metadata ? $4") || !strings.Contains(sql, "ORDER BY t.position LIMIT $3") ||

@@ -144,6 +144,7 @@ var sentinels = map[string]sentinelAnswer{
 	"queries.ErrTooManyTransferIDs":     request(queries.ErrTooManyTransferIDs, codes.InvalidArgument),
 	"queries.ErrTransfersPageTooLarge":  request(queries.ErrTransfersPageTooLarge, codes.InvalidArgument),
 	"queries.ErrTransfersTimeRange":     request(queries.ErrTransfersTimeRange, codes.InvalidArgument),
+	"queries.ErrUnknownTransferStatus":  request(queries.ErrUnknownTransferStatus, codes.InvalidArgument),
 	"queries.ErrTransfersUnknownAsset":  request(queries.ErrTransfersUnknownAsset, codes.InvalidArgument),
 	"queries.ErrTransfersMinAmount":     request(queries.ErrTransfersMinAmount, codes.InvalidArgument),
 	"queries.ErrTransfersMaxAmount":     request(queries.ErrTransfersMaxAmount, codes.InvalidArgument),
