@@ -150,19 +150,21 @@ func TestRetryAttemptTimeout(t *testing.T) {
 	// The next stalls GetBalances attempts wait out their deadline: a
 	// server that does not answer.
 	var stalls, tries atomic.Int64
-	c := l.dial(t, client.WithRetry(client.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Millisecond,
-		MaxBackoff: time.Millisecond, AttemptTimeout: 100 * time.Millisecond}),
-		client.WithDialOptions(grpc.WithChainUnaryInterceptor(
-			func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-				if _, ok := req.(*ledgerv1.GetBalancesRequest); ok {
-					tries.Add(1)
-					if stalls.Add(-1) >= 0 {
-						<-ctx.Done()
-						return status.FromContextError(ctx.Err()).Err()
-					}
+	stalling := client.WithDialOptions(grpc.WithChainUnaryInterceptor(
+		func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			if _, ok := req.(*ledgerv1.GetBalancesRequest); ok {
+				tries.Add(1)
+				if stalls.Add(-1) >= 0 {
+					<-ctx.Done()
+					return status.FromContextError(ctx.Err()).Err()
 				}
-				return invoker(ctx, method, req, reply, conn, opts...)
-			})))
+			}
+			return invoker(ctx, method, req, reply, conn, opts...)
+		}))
+	// Attempts of 400 ms: an attempt that is not stalled must not time out
+	// on a loaded machine under -race (100 ms did).
+	c := l.dial(t, client.WithRetry(client.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Millisecond,
+		MaxBackoff: time.Millisecond, AttemptTimeout: 400 * time.Millisecond}), stalling)
 	ledger := testenv.Name(t)
 	// Set up without attempt timeouts: a slow first DefineAsset retried
 	// would answer EXISTS (rightly), which setup does not expect.
@@ -176,6 +178,8 @@ func TestRetryAttemptTimeout(t *testing.T) {
 
 	stalls.Store(1000)
 	tries.Store(0)
+	c = l.dial(t, client.WithRetry(client.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Millisecond,
+		MaxBackoff: time.Millisecond, AttemptTimeout: 100 * time.Millisecond}), stalling)
 	short, cancel := context.WithTimeout(ctx(t), 250*time.Millisecond)
 	defer cancel()
 	_, err = c.GetBalances(short, &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"alice"}})

@@ -180,13 +180,13 @@ func (r *Runner) Position() uint64 {
 func (r *Runner) WaitFor(ctx context.Context, pos uint64) error {
 	for {
 		r.mu.Lock()
-		at, changed := r.position, r.changed
+		at, changed, hurry := r.position, r.changed, r.hurry
 		r.mu.Unlock()
 		if at >= pos {
 			return nil
 		}
 		select {
-		case r.hurry <- struct{}{}:
+		case hurry <- struct{}{}:
 		default: // already hurried
 		}
 		select {
@@ -195,6 +195,21 @@ func (r *Runner) WaitFor(ctx context.Context, pos uint64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// setHurry replaces the channel WaitFor hurries the runner's batches on:
+// its group's while it is in one.
+func (r *Runner) setHurry(c chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hurry = c
+}
+
+// WithSource gives r its source: a runner made for a Group has none until it
+// leaves it. It returns r.
+func (r *Runner) WithSource(src Source) *Runner {
+	r.src = src
+	return r
 }
 
 func (r *Runner) setPosition(pos uint64) {
@@ -305,25 +320,35 @@ func (r *Runner) serve(ctx context.Context) error {
 // someone waits for the runner to reach a position (WaitFor: a query with a
 // min_position), who is not kept waiting for it.
 func (r *Runner) linger(ctx context.Context, recs []eventstore.Record) []eventstore.Record {
-	if r.lingerFor <= 0 || len(recs) >= lingerBelow {
+	r.mu.Lock()
+	hurry := r.hurry
+	r.mu.Unlock()
+	return linger(ctx, r.src, hurry, r.lingerFor, r.batchMax, recs)
+}
+
+// linger adds to recs what src offers within lingerFor, up to lingerBelow
+// records (of at most batchMax), or until hurry.
+func linger(ctx context.Context, src Source, hurry chan struct{}, lingerFor time.Duration, batchMax int,
+	recs []eventstore.Record) []eventstore.Record {
+	if lingerFor <= 0 || len(recs) >= lingerBelow {
 		return recs
 	}
 	select {
-	case <-r.hurry:
+	case <-hurry:
 		return recs
 	default:
 	}
-	wait, cancel := context.WithTimeout(ctx, r.lingerFor)
+	wait, cancel := context.WithTimeout(ctx, lingerFor)
 	defer cancel()
 	go func() {
 		select {
-		case <-r.hurry:
+		case <-hurry:
 			cancel()
 		case <-wait.Done():
 		}
 	}()
 	for len(recs) < lingerBelow {
-		more, err := r.src.Next(wait, recs[len(recs)-1].Position+1, r.batchMax-len(recs))
+		more, err := src.Next(wait, recs[len(recs)-1].Position+1, batchMax-len(recs))
 		if err != nil {
 			break // the wait is over (or the source failed: the next Next says so)
 		}
@@ -384,7 +409,23 @@ func (r *Runner) verifyChain(recs []eventstore.Record) error {
 
 // apply applies recs, which must start right after from, and moves the
 // checkpoint from `from` to the last record in the same transaction.
-func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Record) (err error) {
+func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Record) error {
+	if err := r.check(from, recs); err != nil {
+		return err
+	}
+	// A read model is derived data: a crash that loses this commit loses the
+	// checkpoint's move with it, and the batch is applied again. So it need
+	// not wait for its WAL flush, which the writer's commits need. Said in
+	// the BEGIN's round trip (a statement of its own cost one more).
+	return pgx.BeginTxFunc(ctx, r.pool, applyTx, func(tx pgx.Tx) error { return r.applyIn(ctx, tx, from, recs) })
+}
+
+// applyTx begins a projection's transaction.
+var applyTx = pgx.TxOptions{BeginQuery: `BEGIN; SET LOCAL synchronous_commit = off`}
+
+// check checks that recs follow from without a gap and continue the chain
+// at the checkpoint.
+func (r *Runner) check(from uint64, recs []eventstore.Record) error {
 	if len(recs) == 0 {
 		return fmt.Errorf("apply %s at %d: the source returned no records", r.proj.Name(), from)
 	}
@@ -393,9 +434,12 @@ func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Recor
 			return fmt.Errorf("apply %s: record %d after %d: a gap or a repeat", r.proj.Name(), recs[i].Position, from+uint64(i))
 		}
 	}
-	if err := r.verifyChain(recs); err != nil {
-		return err
-	}
+	return r.verifyChain(recs)
+}
+
+// applyIn applies recs (checked) in tx and moves the checkpoint from `from`
+// to the last of them.
+func (r *Runner) applyIn(ctx context.Context, tx pgx.Tx, from uint64, recs []eventstore.Record) (err error) {
 	last := &recs[len(recs)-1]
 	if r.tracer != nil {
 		var span trace.Span
@@ -404,31 +448,25 @@ func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Recor
 			attribute.Int64("ledger.position.last", int64(last.Position)), attribute.Int("ledger.events", len(recs))))
 		defer func() { tracing.End(span, err) }()
 	}
-	// A read model is derived data: a crash that loses this commit loses the
-	// checkpoint's move with it, and the batch is applied again. So it need
-	// not wait for its WAL flush, which the writer's commits need. Said in
-	// the BEGIN's round trip (a statement of its own cost one more).
-	return pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{BeginQuery: `BEGIN; SET LOCAL synchronous_commit = off`}, func(tx pgx.Tx) error {
-		// The batch is chained (verifyChain); its last event being the
-		// log's makes it the log's, whole: a stream ahead of the log (a
-		// restored database) or forged on it is refused here, in the same
-		// statement as the checkpoint's move.
-		tag, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $4, event_at = $5, hash = $6,
-				fault = NULL, fault_at = NULL, updated_at = now()
-			WHERE ledger = $1 AND projection = $2 AND position = $3
-				AND EXISTS (SELECT 1 FROM events WHERE ledger = $7 AND position = $4 AND hash = $6)`,
-			r.ledger, r.proj.Name(), int64(from), int64(last.Position), last.RecordedAt, last.Hash[:], r.logLedger)
-		if err != nil {
-			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
-		}
-		if tag.RowsAffected() != 1 {
-			return r.notApplied(ctx, tx, from, last)
-		}
-		if err := r.proj.Apply(ctx, tx, r.ledger, recs); err != nil {
-			return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
-		}
-		return nil
-	})
+	// The batch is chained (verifyChain); its last event being the
+	// log's makes it the log's, whole: a stream ahead of the log (a
+	// restored database) or forged on it is refused here, in the same
+	// statement as the checkpoint's move.
+	tag, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $4, event_at = $5, hash = $6,
+			fault = NULL, fault_at = NULL, updated_at = now()
+		WHERE ledger = $1 AND projection = $2 AND position = $3
+			AND EXISTS (SELECT 1 FROM events WHERE ledger = $7 AND position = $4 AND hash = $6)`,
+		r.ledger, r.proj.Name(), int64(from), int64(last.Position), last.RecordedAt, last.Hash[:], r.logLedger)
+	if err != nil {
+		return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return r.notApplied(ctx, tx, from, last)
+	}
+	if err := r.proj.Apply(ctx, tx, r.ledger, recs); err != nil {
+		return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
+	}
+	return nil
 }
 
 // notApplied says why the checkpoint did not move from `from` to last: the

@@ -106,15 +106,42 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 	m.relays[ledger], m.runners[ledger] = relay, r.runners
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); _ = relay.Run(ctx) }()
-	for _, proj := range projections.All() {
+	linger := cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault)
+	// A runner that leaves its group runs alone on a source of its own.
+	alone := func(ctx context.Context, runner *projections.Runner) {
 		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
-		runner := projections.NewRunner(m.projPool, ledger, proj, src, m.Logger).WithLinger(cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault)).
-			WithTracer(m.tracer)
-		r.runners[proj.Name()] = runner
 		m.wg.Add(1)
-		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.Run(ctx) }()
+		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.WithSource(src).Run(ctx) }()
+	}
+	for _, group := range projectionGroups() {
+		runners := make([]*projections.Runner, len(group))
+		for i, proj := range group {
+			runners[i] = projections.NewRunner(m.projPool, ledger, proj, nil, m.Logger).WithLinger(linger).WithTracer(m.tracer)
+			r.runners[proj.Name()] = runners[i]
+		}
+		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
+		g := projections.NewGroup(m.projPool, ledger, runners, src, alone, m.Logger).WithLinger(linger)
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); defer src.Close(); _ = g.Run(ctx) }()
 	}
 	return r
+}
+
+// projectionGroups partitions the projections into the groups that run
+// together, one transaction a batch each (projections.Group): the statement
+// lines, the costliest, apart; the others together. Two groups keep two
+// PostgreSQL backends and two goroutines busy on a 2-core box, where five
+// separate runners paid five transactions a batch.
+func projectionGroups() [][]projections.Projector {
+	var lines, rest []projections.Projector
+	for _, p := range projections.All() {
+		if _, ok := p.(*projections.Movements); ok {
+			lines = append(lines, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	return [][]projections.Projector{lines, rest}
 }
 
 // restartReaders replaces a ledger's running relay and projections with new
