@@ -578,7 +578,7 @@ func TestWriterRetryStormReadsPriorsOnce(t *testing.T) {
 	stop()
 
 	opts := commands.Options{Ledger: ledger, Store: store, BatchMax: 8}
-	commands.SetRecentMax(&opts, 17)
+	commands.SetRecentMax(&opts, 25) // the least above three batches of 8
 	w2, _ := startWriterWith(t, opts)
 	pos := head(t, store.Store, ledger)
 	reads := store.positionReads.Load()

@@ -27,7 +27,8 @@ type ledgerState struct {
 }
 
 // recentMaxDefault is how many recent transfers a writer keeps. It must exceed
-// the transfers in flight (two batches), which are not yet in the log.
+// the transfers in flight (three batches: appending, queued, being decided),
+// which are not yet in the log.
 const recentMaxDefault = 4 * BatchMaxDefault
 
 // recentTransfers is a bounded FIFO of the transfer id space's events

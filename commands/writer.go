@@ -110,8 +110,9 @@ type Options struct {
 	// stopped idle.
 	Successor func() (*Writer, error)
 
-	// recentMax is how many recent transfers the writer keeps in memory; at
-	// least the transfers of two batches (those in flight).
+	// recentMax is how many recent transfers the writer keeps in memory; more
+	// than the transfers of three batches (those in flight: one appending,
+	// one queued, one being decided).
 	recentMax int
 	// beforeAppend, when set (by tests), is called by the committer before
 	// each append, with the position the append expects.
@@ -235,8 +236,8 @@ func NewWriter(opts Options) *Writer {
 	if opts.Policy == (domain.Policy{}) {
 		opts.Policy = domain.DefaultPolicy
 	}
-	if opts.recentMax <= 2*opts.BatchMax {
-		opts.recentMax = max(recentMaxDefault, 2*opts.BatchMax+1)
+	if opts.recentMax <= 3*opts.BatchMax {
+		opts.recentMax = max(recentMaxDefault, 3*opts.BatchMax+1)
 	}
 	opts.Logger = opts.Logger.With("ledger", opts.Ledger)
 	return &Writer{opts: opts, reqs: make(chan *request, opts.QueueMax), closed: make(chan struct{}), snap: newSnapshotter(&opts)}
@@ -541,6 +542,11 @@ func (w *Writer) handOver(ctx context.Context, st *ledgerState, j *job, carry *r
 		cmds += len(r.cmds)
 	}
 	for {
+		select {
+		case jobs <- j: // a committer that is free takes it first
+			return carry, nil
+		default:
+		}
 		more := w.reqs
 		room := w.opts.BatchMax - cmds
 		// Each decision may add expiries; the append must stay within AppendMax.
@@ -569,7 +575,13 @@ func (w *Writer) handOver(ctx context.Context, st *ledgerState, j *job, carry *r
 			}
 			next, err := w.decide(ctx, st, reqs)
 			if err != nil {
-				failJob(j, err) // decided on a state the failure leaves unwritten
+				// The decision failed before it changed the state (and
+				// answered its requests): j still goes to the committer.
+				select {
+				case jobs <- j:
+				case ferr := <-failed:
+					failJob(j, ferr)
+				}
 				if carry != nil {
 					carry.finish(err)
 				}

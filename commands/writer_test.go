@@ -334,14 +334,14 @@ func TestWriterRetryOfOldTransferReadsTheLog(t *testing.T) {
 	store := newStore(t)
 	ledger := testenv.Name(t)
 	opts := commands.Options{Ledger: ledger, Store: store, BatchMax: 8}
-	commands.SetRecentMax(&opts, 17)
+	commands.SetRecentMax(&opts, 25) // the least above three batches of 8
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := commands.NewWriter(opts)
 	go func() { _ = w.Run(ctx) }()
 	setup(t, w, 4)
 	var firstPos []uint64
-	for i := 0; i < 60; i++ { // far more than the 17 kept in memory
+	for i := 0; i < 60; i++ { // far more than the 25 kept in memory
 		res := submit(t, w, transferCmd(fmt.Sprintf("old-%d", i), i%4, (i+1)%4, "1.00"))
 		mustCreate(t, res)
 		firstPos = append(firstPos, res[0].Position)

@@ -12,3 +12,9 @@ func NumericValue(u domain.Units, scale uint8) any { return unitsNumeric{u, scal
 
 // UseUnitsCodec is useUnitsCodec, for tests.
 func UseUnitsCodec(conn *pgx.Conn) { useUnitsCodec(conn) }
+
+// WithLagMax sets how far behind the group's lead a member may be (lagMax).
+func (g *Group) WithLagMax(n uint64) *Group {
+	g.lagMax = n
+	return g
+}

@@ -4,35 +4,48 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/supervise"
 )
 
-// ejectAfter is how many batches in a row one member of a group may fail
-// before it leaves the group to run alone.
-const ejectAfter = 3
+// Limits of a group.
+const (
+	// ejectAfter is how many batches in a row one member may fail (not for
+	// a transient reason) before it leaves the group to run alone.
+	ejectAfter = 3
+	// lagMax is how far a member may be behind the group's most advanced
+	// member: further, it catches up alone, so that the others do not wait.
+	lagMax = BatchMaxDefault
+)
 
 // Group applies several projections of one ledger from one source. Each batch
 // is read, checked against the hash chain and lingered over once, and applied
 // to every member in one transaction, each member from its own checkpoint (a
-// member behind the others applies more of the batch, and they are level
-// after it). A projection's transaction costs about as much for a handful of
-// events as for hundreds: a group of five pays one instead of five, and reads
-// and hashes each event once instead of five times.
+// member a little behind applies more of the batch, and they are level after
+// it). A projection's transaction costs about as much for a handful of events
+// as for hundreds: a group of three pays one instead of three, and reads and
+// hashes each event once.
 //
-// A member whose batch fails ejectAfter times in a row leaves the group and
-// runs alone, on its own source, as a lone Runner does: one projection that
-// refuses an event does not stop the others. A batch that breaks the chain
-// sends every member alone, where each records the fault in its checkpoint.
-// A member stays alone until the group is made again (the ledger's readers
-// restart).
+// A member leaves the group to run alone, on its own source as a lone Runner
+// does, when it fails ejectAfter batches in a row (a projection that refuses
+// an event does not stop the others), when it is more than lagMax behind (it
+// catches up without holding the others back), or, every member, when a batch
+// breaks the hash chain (each records the fault in its checkpoint), or when
+// another transaction holds its checkpoint (a rebuild's swap: it waits alone).
+// A member that left rejoins once it has applied past where it left and
+// reached the group.
 type Group struct {
 	pool      *pgxpool.Pool
 	ledger    string
@@ -41,26 +54,38 @@ type Group struct {
 	logger    *slog.Logger
 	lingerFor time.Duration
 	hurry     chan struct{}
+	lagMax    uint64
+	// all are the members in the order they apply a batch; rejoin brings
+	// back those that left.
+	all    []*Runner
+	rejoin chan *Runner
+	// pos is the position every member of the group has applied.
+	pos atomic.Uint64
+	// lone counts the goroutines of members running alone.
+	lone sync.WaitGroup
 
-	// members and strikes belong to Run's goroutine (serve, then restarted,
-	// one after the other).
-	members []*Runner
+	// in and strikes belong to Run's goroutine (serve, then restarted, one
+	// after the other).
+	in      map[*Runner]bool
 	strikes map[*Runner]int
 }
 
 // NewGroup returns a group of runners (made by NewRunner with a nil source)
-// of one ledger, reading src. alone must start a runner that leaves the
-// group on a source of its own (Runner.WithSource, Runner.Run) and return.
-// Call Run; do not run the members.
+// of one ledger, reading src, applying a batch to them in their order (a
+// member that reads what another writes comes after it). alone must run a
+// runner on a source of its own (Runner.WithSource, Runner.Run) until ctx
+// ends. Call Run; do not run the members.
 func NewGroup(pool *pgxpool.Pool, ledger string, runners []*Runner, src Source, alone func(ctx context.Context, r *Runner),
 	logger *slog.Logger) *Group {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	g := &Group{pool: pool, ledger: ledger, src: src, alone: alone, hurry: make(chan struct{}, 1),
-		members: slices.Clone(runners), strikes: map[*Runner]int{}, logger: logger.With("ledger", ledger)}
+	g := &Group{pool: pool, ledger: ledger, src: src, alone: alone, hurry: make(chan struct{}, 1), lagMax: lagMax,
+		all: slices.Clone(runners), rejoin: make(chan *Runner, len(runners)), in: map[*Runner]bool{},
+		strikes: map[*Runner]int{}, logger: logger.With("ledger", ledger)}
 	for _, r := range runners {
 		r.setHurry(g.hurry) // a query waiting on any member hurries the group
+		g.in[r] = true
 	}
 	return g
 }
@@ -81,23 +106,36 @@ type memberError struct {
 func (e *memberError) Error() string { return e.err.Error() }
 func (e *memberError) Unwrap() error { return e.err }
 
+// errRejoin ends a serve so that a member that left comes back.
+var errRejoin = errors.New("a member rejoins the group")
+
+
+
 // Run applies records until ctx ends, retrying with back-off after errors.
+// It returns once the members running alone have stopped too.
 func (g *Group) Run(ctx context.Context) error {
 	supervise.Run(ctx, supervise.Policy{Initial: retryDelayMin, Max: retryDelayMax, Healthy: healthyRun,
 		OnRestart: func(err error, delay time.Duration) { g.restarted(ctx, err, delay) }}, g.serve)
+	g.lone.Wait()
 	return nil
 }
 
-// restarted decides who stays in the group after a failed batch.
+// members are the runners in the group, in their order.
+func (g *Group) members() []*Runner {
+	return slices.DeleteFunc(slices.Clone(g.all), func(r *Runner) bool { return !g.in[r] })
+}
+
+// restarted decides who is in the group after a failed batch.
 func (g *Group) restarted(ctx context.Context, err error, delay time.Duration) {
 	var m *memberError
 	switch {
+	case errors.Is(err, errRejoin):
 	case errors.Is(err, ErrChainBroken):
 		g.logger.Warn("projections: a batch does not continue the hash chain; each runs alone and records it", "err", err)
-		for _, r := range slices.Clone(g.members) {
+		for _, r := range g.members() {
 			g.leave(ctx, r)
 		}
-	case errors.As(err, &m) && !errors.Is(err, ErrCheckpointMoved):
+	case errors.As(err, &m) && !errors.Is(err, ErrCheckpointMoved) && !transient(err):
 		g.strikes[m.r]++
 		if g.strikes[m.r] < ejectAfter {
 			g.logger.Warn("projections interrupted; resuming from their checkpoints", "err", err, "retry_in", delay)
@@ -109,20 +147,77 @@ func (g *Group) restarted(ctx context.Context, err error, delay time.Duration) {
 	default:
 		g.logger.Warn("projections interrupted; resuming from their checkpoints", "err", err, "retry_in", delay)
 	}
+	for {
+		select {
+		case r := <-g.rejoin:
+			g.in[r] = true
+			r.setHurry(g.hurry)
+			g.logger.Info("projection rejoins its group", "projection", r.proj.Name(), "position", r.Position())
+			continue
+		default:
+		}
+		return
+	}
 }
 
+// transient says whether err is the connection's or the server's state, not
+// the member's: it does not count against the member.
+func transient(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code[:2] {
+		case "08", "40", "53", "57": // connection, rollback, resources, operator intervention
+			return true
+		}
+		return pg.Code == "55P03" // lock not available
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// leave runs r alone until it has applied past where it left and reached the
+// group, then brings it back (rejoin).
 func (g *Group) leave(ctx context.Context, r *Runner) {
-	g.members = slices.DeleteFunc(g.members, func(x *Runner) bool { return x == r })
+	delete(g.in, r)
 	delete(g.strikes, r)
 	r.setHurry(make(chan struct{}, 1))
-	g.alone(ctx, r)
+	left := r.Position()
+	lone, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	g.lone.Add(2)
+	go func() { defer g.lone.Done(); defer close(done); g.alone(lone, r) }()
+	go func() {
+		defer g.lone.Done()
+		defer stop()
+		for {
+			target := max(g.pos.Load(), left+1)
+			if err := r.WaitFor(lone, target); err != nil {
+				return // ctx ended
+			}
+			if r.Position() >= g.pos.Load() {
+				break
+			}
+		}
+		stop()
+		<-done
+		select {
+		case g.rejoin <- r:
+		case <-ctx.Done():
+		}
+	}()
 }
 
 func (g *Group) serve(ctx context.Context) error {
-	members := slices.Clone(g.members)
+	members := g.members()
 	if len(members) == 0 {
-		<-ctx.Done() // every member runs alone
-		return nil
+		select { // every member runs alone
+		case r := <-g.rejoin:
+			g.rejoin <- r // for restarted
+			return errRejoin
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	for _, r := range members {
 		pos, err := r.loadCheckpoint(ctx)
@@ -132,62 +227,117 @@ func (g *Group) serve(ctx context.Context) error {
 		r.setPosition(pos)
 	}
 	for {
-		from := members[0].Position()
-		for _, r := range members[1:] {
-			from = min(from, r.Position())
+		select {
+		case r := <-g.rejoin:
+			g.rejoin <- r // for restarted
+			return errRejoin
+		default:
 		}
+		from, lead := members[0].Position(), members[0].Position()
+		for _, r := range members[1:] {
+			from, lead = min(from, r.Position()), max(lead, r.Position())
+		}
+		if lead-from > g.lagMax {
+			for _, r := range members {
+				if lead-r.Position() > g.lagMax {
+					g.logger.Info("projection catches up alone: it is behind its group", "projection", r.proj.Name(),
+						"position", r.Position(), "group", lead)
+					g.leave(ctx, r)
+				}
+			}
+			return errRejoin // start again without them
+		}
+		g.pos.Store(from)
 		recs, err := g.src.Next(ctx, from+1, BatchMaxDefault)
 		if err != nil {
 			return err
 		}
 		recs = linger(ctx, g.src, g.hurry, g.lingerFor, BatchMaxDefault, recs)
-		if err := g.apply(ctx, members, from, recs); err != nil {
+		locked, err := g.apply(ctx, members, from, recs)
+		if err != nil {
 			return err
 		}
 		clear(g.strikes)
+		if len(locked) > 0 {
+			for _, r := range locked {
+				g.logger.Info("projection runs alone: another transaction holds its checkpoint (a rebuild's swap?)",
+					"projection", r.proj.Name(), "position", r.Position())
+				g.leave(ctx, r)
+			}
+			return errRejoin // start again without them
+		}
 	}
 }
 
 // apply applies recs, which start right after from (the position of the
-// members furthest behind), to every member in one transaction.
-func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, recs []eventstore.Record) error {
-	var lead *Runner
-	for _, r := range members {
-		if r.Position() == from {
-			lead = r
-			break
-		}
-	}
-	// The lead checks every record's hash and link from its checkpoint on;
-	// each member ahead checks that the record at its checkpoint is the one
-	// it applied last.
-	if err := lead.check(from, recs); err != nil {
-		return err
+// members furthest behind), to every member in one transaction but those
+// whose checkpoint another transaction holds, which it returns.
+func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, recs []eventstore.Record) ([]*Runner, error) {
+	// The first member at from checks every record's hash and link from its
+	// checkpoint on; each member checks that the record at its checkpoint is
+	// the one it applied last.
+	lead := slices.IndexFunc(members, func(r *Runner) bool { return r.Position() == from })
+	if err := members[lead].check(from, recs); err != nil {
+		return nil, err
 	}
 	last := recs[len(recs)-1].Position
 	for _, r := range members {
-		if p := r.Position(); p > from && p <= last && r.hashKnown && recs[p-from-1].Hash != r.hash {
-			return fmt.Errorf("%s at %d: the record there is not the one applied: %w", r.proj.Name(), p, ErrChainBroken)
+		p := r.Position()
+		switch {
+		case p == from && r.hashKnown && recs[0].PrevHash != r.hash,
+			p > from && p <= last && r.hashKnown && recs[p-from-1].Hash != r.hash:
+			return nil, fmt.Errorf("%s at %d: the record there is not the one applied: %w", r.proj.Name(), p, ErrChainBroken)
 		}
 	}
+	var applied, held []*Runner
 	err := pgx.BeginTxFunc(ctx, g.pool, applyTx, func(tx pgx.Tx) error {
+		applied, held = applied[:0], held[:0]
+		locked, err := g.lock(ctx, tx, members)
+		if err != nil {
+			return err
+		}
 		for _, r := range members {
-			if p := r.Position(); p < last {
+			p := r.Position()
+			switch {
+			case !locked[r.proj.Name()]:
+				held = append(held, r)
+			case p < last:
 				if err := r.applyIn(ctx, tx, p, recs[p-from:]); err != nil {
 					return &memberError{r: r, err: err}
 				}
+				applied = append(applied, r)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, r := range members {
-		if r.Position() < last {
-			r.hash, r.hashKnown = recs[len(recs)-1].Hash, true
-			r.setPosition(last)
-		}
+	for _, r := range applied {
+		r.hash, r.hashKnown = recs[len(recs)-1].Hash, true
+		r.setPosition(last)
 	}
-	return nil
+	return held, nil
+}
+
+// lock locks the members' checkpoints, skipping those another transaction
+// holds: a rebuild's swap holds one for as long as it rewrites the read
+// model, and that member leaves to wait for it alone instead of stalling the
+// others.
+func (g *Group) lock(ctx context.Context, tx pgx.Tx, members []*Runner) (map[string]bool, error) {
+	names := make([]string, len(members))
+	for i, r := range members {
+		names[i] = r.proj.Name()
+	}
+	rows, err := tx.Query(ctx, `SELECT projection FROM projection_checkpoints
+		WHERE ledger = $1 AND projection = ANY($2) FOR UPDATE SKIP LOCKED`, g.ledger, names)
+	if err != nil {
+		return nil, fmt.Errorf("lock the checkpoints of %v: %w", names, err)
+	}
+	locked := map[string]bool{}
+	var name string
+	if _, err := pgx.ForEachRow(rows, []any{&name}, func() error { locked[name] = true; return nil }); err != nil {
+		return nil, fmt.Errorf("lock the checkpoints of %v: %w", names, err)
+	}
+	return locked, nil
 }

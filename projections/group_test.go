@@ -3,35 +3,53 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ledgerd/ledger/adapters/natsbus"
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/testenv"
 	"github.com/ledgerd/ledger/projections"
 )
 
 // groupOf runs a group of the projections on the ledger's stream (batches of
-// size) until the end of the test; it returns the members. A member that
-// leaves the group is sent on left.
-func (e *env) groupOf(parent context.Context, size int, left chan<- *projections.Runner, projs ...projections.Projector) []*projections.Runner {
+// size) until the end of parent or of the test; it returns the group's
+// members. A member that leaves the group runs alone on its own source.
+func (e *env) groupOf(parent context.Context, size int, projs ...projections.Projector) []*projections.Runner {
+	return e.groupWith(parent, size, nil, 0, projs...)
+}
+
+// groupWith is groupOf with alone, when set, instead of running a member
+// that leaves, and a lag bound (0: the default).
+func (e *env) groupWith(parent context.Context, size int, alone func(context.Context, *projections.Runner), lag uint64,
+	projs ...projections.Projector) []*projections.Runner {
 	runners := make([]*projections.Runner, len(projs))
 	for i, p := range projs {
 		runners[i] = projections.NewRunner(e.pool, e.ledger, p, nil, testLogger(e.t))
 	}
-	alone := func(_ context.Context, r *projections.Runner) {
-		if left == nil {
-			e.t.Errorf("%v left the group", r)
-			return
-		}
-		left <- r
+	if alone == nil {
+		alone = e.runAlone
 	}
 	g := projections.NewGroup(e.pool, e.ledger, runners, batches{src: e.natsSource(), size: size}, alone, testLogger(e.t))
+	if lag > 0 {
+		g.WithLagMax(lag)
+	}
 	stop := start(e.t, parent, "group", g.Run)
 	e.t.Cleanup(stop)
 	return runners
+}
+
+// runAlone runs r on a source of its own until ctx ends, as ledgerd does
+// with a member that leaves its group (the source closes after the runner).
+func (e *env) runAlone(ctx context.Context, r *projections.Runner) {
+	src := natsbus.NewSource(e.ledger, jetStream(e.t), e.store, natsbus.StreamOptions{}, testLogger(e.t))
+	defer src.Close()
+	_ = r.WithSource(src).Run(ctx)
 }
 
 func waitAll(t *testing.T, runners []*projections.Runner, pos uint64) {
@@ -55,9 +73,14 @@ func TestGroupAppliesEachMemberExactlyOnce(t *testing.T) {
 	if at := e.checkpoint(); at < head/2 || at >= head {
 		t.Fatalf("balances alone stopped at %d, want %d..%d", at, head/2, head-1)
 	}
-	members := e.groupOf(t.Context(), 11, nil, projections.Transfers{}, projections.Balances{}, projections.NewMovements())
+	left := make(chan *projections.Runner, 3)
+	alone := func(_ context.Context, r *projections.Runner) { left <- r }
+	members := e.groupWith(t.Context(), 11, alone, 0, projections.Transfers{}, projections.Balances{}, projections.NewMovements())
 	waitAll(t, members, head)
 	e.checkAt(head)
+	if len(left) > 0 {
+		t.Errorf("%d members left the group", len(left))
+	}
 	var transfers, lines int
 	testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM transfers WHERE ledger = $1),
 		(SELECT count(*) FROM movements WHERE ledger = $1)`, e.ledger).Scan(&transfers, &lines))
@@ -80,7 +103,8 @@ func TestGroupMemberThatFailsLeaves(t *testing.T) {
 	e := newEnv(t)
 	head := e.runWorkload(50, 5)
 	left := make(chan *projections.Runner, 1)
-	members := e.groupOf(t.Context(), 1000, left, projections.Transfers{}, refusing{projections.Balances{}})
+	alone := func(ctx context.Context, r *projections.Runner) { left <- r; <-ctx.Done() }
+	members := e.groupWith(t.Context(), 1000, alone, 0, projections.Transfers{}, refusing{projections.Balances{}})
 	select {
 	case r := <-left:
 		if r != members[1] {
@@ -104,7 +128,7 @@ func TestGroupKilledMidBatchAppliesOnce(t *testing.T) {
 	head := e.runWorkload(200, 6)
 	ctx, kill := context.WithCancel(t.Context())
 	killer := &killingProjector{Projector: projections.Balances{}, killAt: 3, kill: kill}
-	e.groupOf(ctx, 13, nil, projections.Transfers{}, killer, projections.NewMovements())
+	e.groupOf(ctx, 13, projections.Transfers{}, killer, projections.NewMovements())
 	select {
 	case <-ctx.Done():
 	case <-time.After(waitMax):
@@ -115,7 +139,75 @@ func TestGroupKilledMidBatchAppliesOnce(t *testing.T) {
 		t.Fatalf("killed at checkpoint %d, want < %d", at, head)
 	}
 	e.checkAt(at)
-	members := e.groupOf(t.Context(), 13, nil, projections.Transfers{}, projections.Balances{}, projections.NewMovements())
+	members := e.groupOf(t.Context(), 13, projections.Transfers{}, projections.Balances{}, projections.NewMovements())
 	waitAll(t, members, head)
 	e.checkAt(head)
+}
+
+// TestGroupMemberFarBehindCatchesUpAloneAndRejoins: a member further behind
+// than the lag bound does not hold the group back; it catches up alone and
+// rejoins, and the group then carries it on.
+func TestGroupMemberFarBehindCatchesUpAloneAndRejoins(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	head := e.runWorkload(150, 7)
+	lone := e.startRunner(t.Context(), projections.Balances{}, batches{src: e.natsSource(), size: 50, end: head})
+	waitFor(t, lone, head)
+	lone.stop()
+	var alone atomic.Int32
+	run := func(ctx context.Context, r *projections.Runner) {
+		alone.Add(1)
+		e.runAlone(ctx, r)
+	}
+	members := e.groupWith(t.Context(), 5, run, 20, projections.Balances{}, projections.Transfers{})
+	waitAll(t, members, head)
+	if alone.Load() != 1 {
+		t.Errorf("%d members ran alone, want the transfers projection only", alone.Load())
+	}
+	// Rejoined, it moves with the group: alone, stopped, it would not.
+	more := make([]domain.Command, 30)
+	for i := range more {
+		more[i] = &domain.CreateTransfer{ID: fmt.Sprintf("more-%d", i), Postings: []domain.PostingInput{
+			{Debit: accountID("USD", 0), Credit: accountID("USD", 1), Asset: "USD", Amount: "1.00"}}}
+	}
+	e.submit(more)
+	head += uint64(len(more))
+	waitAll(t, members, head)
+	e.checkAt(head)
+}
+
+// TestGroupMemberWithLockedCheckpointWaitsAlone: a member whose checkpoint
+// another transaction holds (a rebuild's swap) leaves to wait for it alone;
+// the others go on, and it catches up and rejoins once the lock is gone.
+func TestGroupMemberWithLockedCheckpointWaitsAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	_, err := e.pool.Exec(ctx, `INSERT INTO projection_checkpoints (ledger, projection, version, position)
+		VALUES ($1, $2, $3, 0)`, e.ledger, projections.Balances{}.Name(), projections.Balances{}.Version())
+	testenv.NoError(t, err)
+	swap, err := e.pool.Begin(ctx)
+	testenv.NoError(t, err)
+	defer func() { _ = swap.Rollback(context.Background()) }()
+	_, err = swap.Exec(ctx, `SELECT 1 FROM projection_checkpoints WHERE ledger = $1 AND projection = $2 FOR UPDATE`,
+		e.ledger, projections.Balances{}.Name())
+	testenv.NoError(t, err)
+
+	head := e.runWorkload(100, 9)
+	var alone atomic.Int32
+	run := func(ctx context.Context, r *projections.Runner) {
+		alone.Add(1)
+		e.runAlone(ctx, r)
+	}
+	members := e.groupWith(ctx, 17, run, 0, projections.Balances{}, projections.Transfers{})
+	waitAll(t, members[1:], head)
+	if at := members[0].Position(); at != 0 {
+		t.Fatalf("the locked member applied up to %d", at)
+	}
+	testenv.NoError(t, swap.Rollback(ctx))
+	waitAll(t, members, head)
+	e.checkAt(head)
+	if alone.Load() != 1 {
+		t.Errorf("%d members ran alone, want the locked one", alone.Load())
+	}
 }

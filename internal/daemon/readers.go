@@ -107,11 +107,12 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); _ = relay.Run(ctx) }()
 	linger := cmp.Or(m.Config.ProjectionLinger, projections.LingerDefault)
-	// A runner that leaves its group runs alone on a source of its own.
+	// A runner that leaves its group runs alone on a source of its own
+	// (the group's Run waits for it).
 	alone := func(ctx context.Context, runner *projections.Runner) {
 		src := natsbus.NewSource(ledger, m.js, m.store, streamOpts, m.Logger)
-		m.wg.Add(1)
-		go func() { defer m.wg.Done(); defer src.Close(); _ = runner.WithSource(src).Run(ctx) }()
+		defer src.Close()
+		_ = runner.WithSource(src).Run(ctx)
 	}
 	for _, group := range projectionGroups() {
 		runners := make([]*projections.Runner, len(group))
@@ -129,13 +130,16 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 
 // projectionGroups partitions the projections into the groups that run
 // together, one transaction a batch each (projections.Group): the statement
-// lines, the costliest, apart; the others together. Two groups keep two
-// PostgreSQL backends and two goroutines busy on a 2-core box, where five
-// separate runners paid five transactions a batch.
+// lines, the costliest, with the reconciliation, which reads them (after them
+// in the same transaction it need not wait for them); the others together.
+// Two groups keep two PostgreSQL backends and two goroutines busy on a
+// 2-core box, where five separate runners paid five transactions a batch.
 func projectionGroups() [][]projections.Projector {
 	var lines, rest []projections.Projector
 	for _, p := range projections.All() {
 		if _, ok := p.(*projections.Movements); ok {
+			lines = append([]projections.Projector{p}, lines...)
+		} else if _, ok := p.(*projections.Reconciliation); ok {
 			lines = append(lines, p)
 		} else {
 			rest = append(rest, p)
