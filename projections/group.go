@@ -109,8 +109,6 @@ func (e *memberError) Unwrap() error { return e.err }
 // errRejoin ends a serve so that a member that left comes back.
 var errRejoin = errors.New("a member rejoins the group")
 
-
-
 // Run applies records until ctx ends, retrying with back-off after errors.
 // It returns once the members running alone have stopped too.
 func (g *Group) Run(ctx context.Context) error {
