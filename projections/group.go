@@ -236,6 +236,15 @@ func (g *Group) serve(ctx context.Context) error {
 			from, lead = min(from, r.Position()), max(lead, r.Position())
 		}
 		if lead-from > g.lagMax {
+			// Where the group goes on from: a member that left rejoins once
+			// it is there (a stale position let it back at once, still behind).
+			rest := lead
+			for _, r := range members {
+				if p := r.Position(); lead-p <= g.lagMax {
+					rest = min(rest, p)
+				}
+			}
+			g.pos.Store(rest)
 			for _, r := range members {
 				if lead-r.Position() > g.lagMax {
 					g.logger.Info("projection catches up alone: it is behind its group", "projection", r.proj.Name(),

@@ -158,6 +158,17 @@ func subscription(t *testing.T, hooks ledgerv1.WebhookServiceClient, ledger, id 
 // checkInOrderOnce checks that ids are the deliveries of want's positions,
 // once each, in order.
 func checkInOrderOnce(ledger, sub string, ids []string, positions, want []uint64) error {
+	// Delivery is at least once: an answer the sender's timeout beat (a
+	// loaded machine) makes it send the same delivery again, right after.
+	// Receivers dedupe by delivery id; so does this check, for repeats in a
+	// row only: a delivery seen again later would be out of order.
+	for i := 1; i < len(ids); {
+		if ids[i] == ids[i-1] {
+			ids, positions = slices.Delete(ids, i, i+1), slices.Delete(positions, i, i+1)
+			continue
+		}
+		i++
+	}
 	if !slices.Equal(positions, want) {
 		return fmt.Errorf("positions %v, want %v", positions, want)
 	}
