@@ -45,6 +45,15 @@ const (
 	transferStatusPartiallyReversed = "partially_reversed"
 )
 
+// transferStatuses are the statuses the transfers read model stores (its
+// check constraint).
+var transferStatuses = map[string]bool{transferStatusPosted: true, transferStatusPending: true,
+	transferStatusPendingPosted: true, transferStatusVoided: true, transferStatusExpired: true,
+	transferStatusReversed: true, transferStatusPartiallyReversed: true}
+
+// IsTransferStatus says whether s is a status the transfers read model stores.
+func IsTransferStatus(s string) bool { return transferStatuses[s] }
+
 // transferPosting is one element of the postings column. Remaining is set on
 // holds, Reversed on transfers and posts; both at the amount's scale.
 type transferPosting struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // Limits of transfer queries.
@@ -286,11 +287,6 @@ const transfersAndMovementsCheckpoint = `(SELECT COALESCE(min(position), 0) AS p
 		UNION ALL SELECT COALESCE(max(position), 0) FROM projection_checkpoints
 			WHERE ledger = $1 AND projection = 'movements') p) c`
 
-// transferStatuses are the statuses the transfers read model stores
-// (its check constraint).
-var transferStatuses = map[string]bool{"posted": true, "pending": true, "pending_posted": true, "voided": true,
-	"expired": true, "reversed": true, "partially_reversed": true}
-
 // listTransfersSQL builds ListTransfers' one statement: the checkpoint and,
 // in one snapshot, up to limit matching rows after position after. With an
 // account, the scan runs along the account's statement lines (the movements
@@ -337,7 +333,7 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit, scan
 		// A literal, not a parameter: the index on statuses leaves 'posted'
 		// out (projections 0019), and the planner uses it only when it can
 		// prove status <> 'posted', which a generic plan's $n does not let it.
-		if !transferStatuses[f.Status] {
+		if !projections.IsTransferStatus(f.Status) {
 			return "", nil, fmt.Errorf("status %q: %w", f.Status, ErrUnknownTransferStatus)
 		}
 		where = append(where, "t.status = '"+f.Status+"'")
