@@ -84,6 +84,9 @@ type Relay struct {
 	// gap is read from it.
 	mu      sync.Mutex
 	offered []eventstore.Record
+	// dropped says an offer did not fit since the relay last looked: the
+	// offers no longer hold every record the writer committed here.
+	dropped bool
 }
 
 // NewRelay returns a relay for ledger; call Run.
@@ -124,6 +127,8 @@ func (r *Relay) Offer(recs []eventstore.Record) {
 	r.mu.Lock()
 	if len(r.offered)+len(recs) <= relayOfferedMax {
 		r.offered = append(r.offered, recs...)
+	} else {
+		r.dropped = true
 	}
 	r.mu.Unlock()
 	r.Wake()
@@ -131,17 +136,21 @@ func (r *Relay) Offer(recs []eventstore.Record) {
 
 // takeOffered returns up to max offered records starting exactly at from, and
 // forgets those before from. It returns none when the next offered record is
-// not from (a gap to read from the log).
-func (r *Relay) takeOffered(from uint64, max int) []eventstore.Record {
+// not from (a gap to read from the log). complete says no offer was dropped
+// since the last call and there is no gap: then none offered means none
+// committed here yet.
+func (r *Relay) takeOffered(from uint64, max int) (recs []eventstore.Record, complete bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	complete, r.dropped = !r.dropped, false
 	i := 0
 	for i < len(r.offered) && r.offered[i].Position < from {
 		i++
 	}
 	r.offered = r.offered[i:]
 	if len(r.offered) == 0 || r.offered[0].Position != from {
-		return nil
+		// Offers past a gap are not complete either.
+		return nil, complete && len(r.offered) == 0
 	}
 	n := min(max, len(r.offered))
 	out := r.offered[:n:n]
@@ -149,7 +158,7 @@ func (r *Relay) takeOffered(from uint64, max int) []eventstore.Record {
 	if len(r.offered) == 0 {
 		r.offered = nil // let the drained backing array go
 	}
-	return out
+	return out, complete
 }
 
 // Run publishes until ctx ends. NATS being down is not fatal: the relay retries
@@ -198,12 +207,22 @@ func (r *Relay) serve(ctx context.Context) error {
 		r.logger.Info("relay resumed: the stream's tail is the log's", "position", last)
 		r.diverged = ""
 	}
+	// fromOffers says the last records published were offered ones: when
+	// the offers then hold nothing more and none was dropped, the writer has
+	// committed nothing here since, and reading the log would find nothing
+	// (it cost a query and a read buffer per append). The relay waits
+	// instead; a wake or the poll interval reads the log as before, which
+	// covers appends made elsewhere.
+	fromOffers := false
 	for {
-		recs := r.takeOffered(last+1, relayReadMax)
-		if recs == nil {
+		recs, complete := r.takeOffered(last+1, relayReadMax)
+		if recs == nil && !(fromOffers && complete) {
 			if recs, err = r.log.Read(ctx, r.ledger, last+1, relayReadMax); err != nil {
 				return err
 			}
+			fromOffers = false
+		} else {
+			fromOffers = recs != nil
 		}
 		if len(recs) == 0 {
 			select {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,7 +78,8 @@ func (l *testLog) append(n int) {
 	}
 }
 
-func (l *testLog) appendOnce(n int) {
+// appendOnce appends n records in one append and returns them.
+func (l *testLog) appendOnce(n int) []eventstore.Record {
 	l.t.Helper()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	recs := make([]eventstore.Record, n)
@@ -94,6 +96,7 @@ func (l *testLog) appendOnce(n int) {
 	}
 	testenv.NoError(l.t, l.store.Append(l.t.Context(), l.ledger, l.head, l.hash, recs))
 	l.head, l.hash = recs[n-1].Position, recs[n-1].Hash
+	return recs
 }
 
 func testEvent(pos uint64, now time.Time) (domain.Event, string) {
@@ -299,6 +302,46 @@ func TestRelayStreamHoldsTheLog(t *testing.T) {
 		relay.Wake()
 	}
 	js := jetStream(t)
+	waitStreamAt(t, js, ledger, log.head)
+	checkStream(t, js, store, ledger)
+}
+
+// countingLog counts the reads of the log it passes on.
+type countingLog struct {
+	natsbus.Log
+	reads atomic.Int64
+}
+
+func (c *countingLog) Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error) {
+	c.reads.Add(1)
+	return c.Log.Read(ctx, ledger, from, limit)
+}
+
+// Records offered by the writer are published without reading the log back
+// (it read an empty page after every append); a record committed but not
+// offered is still read from the log, before the offered ones after it.
+func TestRelayPublishesOffersWithoutReadingTheLog(t *testing.T) {
+	t.Parallel()
+	const rounds = 10
+	store, ledger, js := openStore(t), testenv.Name(t), jetStream(t)
+	log := newTestLog(t, store, ledger)
+	log.append(10)
+	counting := &countingLog{Log: store}
+	relay := startRelay(t, ledger, jetStream(t), counting)
+	waitStreamAt(t, js, ledger, log.head)
+	before := counting.reads.Load()
+	for range rounds {
+		relay.Offer(log.appendOnce(20))
+		waitStreamAt(t, js, ledger, log.head)
+	}
+	// The relay read the log once per append before. Now only the read
+	// that may have followed the first publishing, and one per poll
+	// interval spent idle, remain.
+	if n := counting.reads.Load() - before; n >= rounds/2 {
+		t.Errorf("%d reads of the log while %d appends were offered, want fewer than %d", n, rounds, rounds/2)
+	}
+	log.appendOnce(20) // committed, never offered
+	relay.Offer(log.appendOnce(20))
 	waitStreamAt(t, js, ledger, log.head)
 	checkStream(t, js, store, ledger)
 }
