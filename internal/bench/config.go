@@ -22,6 +22,8 @@ const (
 	// TransfersMax bounds -transfers and -warmup; at -batch 1 the latencies
 	// alone take 8 bytes per transfer.
 	TransfersMax = 100_000_000
+	// RateMax bounds -rate (transfers a second).
+	RateMax = 10_000_000
 	// AccountsMin is two: a transfer needs two distinct accounts.
 	AccountsMin = 2
 	// AccountsMax bounds -accounts; verification reads them all back.
@@ -85,6 +87,10 @@ type Config struct {
 	// Go client's CreateTransfer, which coalesces the workers' transfers
 	// into batches (package client).
 	AutoBatch bool `json:"auto_batch,omitempty"`
+	// Rate, when not 0, paces the workers together to this many transfers
+	// a second (each call waits for its turn): reads and lag measured under
+	// a given write rate rather than under as many writes as the box takes.
+	Rate int `json:"rate,omitempty"`
 	// Hot makes every transfer touch acc-0, the hot-account workload.
 	Hot  bool   `json:"hot"`
 	Seed uint64 `json:"seed"`
@@ -164,6 +170,8 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 	fs.IntVar(&c.Batch, "batch", 1, fmt.Sprintf("transfers per CreateTransfers call, 1..%d", BatchMax))
 	fs.BoolVar(&c.AutoBatch, "auto-batch", false, "send each transfer alone through the Go client's CreateTransfer, "+
 		"which batches the workers' transfers together (with -batch 1)")
+	fs.IntVar(&c.Rate, "rate", 0, fmt.Sprintf("pace the writes to this many transfers a second, all workers together, up to %d; "+
+		"0: as fast as the workers go", RateMax))
 	fs.BoolVar(&c.Hot, "hot", false, "every transfer debits or credits acc-0 (hot account)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the random accounts and amounts")
 	fs.IntVar(&c.Warmup, "warmup", 0, "transfers sent before measuring")
@@ -241,6 +249,8 @@ func (c Config) Validate() error {
 		return bad("-concurrency %d, want 1..%d", c.Concurrency, ConcurrencyMax)
 	case c.Batch < 1 || c.Batch > BatchMax:
 		return bad("-batch %d, want 1..%d", c.Batch, BatchMax)
+	case c.Rate < 0 || c.Rate > RateMax:
+		return bad("-rate %d, want 0..%d", c.Rate, RateMax)
 	case c.AutoBatch && c.Batch != 1:
 		return bad("-auto-batch with -batch %d: the client makes the batches, want -batch 1", c.Batch)
 	case c.Readers < 0 || c.Readers > ReadersMax:

@@ -105,6 +105,8 @@ type phase struct {
 	measure    bool
 	// deadline, when set, ends the phase (-duration).
 	deadline time.Time
+	// pacer, when set, spaces the calls to -rate.
+	pacer *pacer
 	// abort cancels the phase after callErrorsMax failed calls.
 	abort context.CancelFunc
 }
@@ -120,6 +122,9 @@ func runPhase(ctx context.Context, workers []*worker, name string, total int, me
 	start = now()
 	if cfg := workers[0].cfg; measure && cfg.Duration > 0 {
 		p.deadline = start.Add(cfg.Duration)
+	}
+	if cfg := workers[0].cfg; cfg.Rate > 0 {
+		p.pacer = &pacer{every: time.Second / time.Duration(cfg.Rate), next: start}
 	}
 	stopProgress := p.reportProgress(ctx, workers[0].cfg, total)
 	defer stopProgress()
@@ -175,7 +180,41 @@ func (w *worker) run(ctx context.Context, p *phase) {
 		if left <= 0 {
 			return
 		}
-		w.call(ctx, p, int(min(batch, left)))
+		n := int(min(batch, left))
+		if p.pacer != nil && !p.pacer.wait(ctx, n) {
+			return
+		}
+		w.call(ctx, p, n)
+	}
+}
+
+// pacer hands out send times -rate apart, per transfer, to every worker.
+// A worker late for its turn sends at once: the schedule does not stretch
+// when the server is slow, so a rate above what it takes shows as
+// latency, not as a lower rate asked.
+type pacer struct {
+	mu    sync.Mutex
+	every time.Duration
+	next  time.Time
+}
+
+// wait sleeps until the turn of n transfers; false when ctx ended first.
+func (p *pacer) wait(ctx context.Context, n int) bool {
+	p.mu.Lock()
+	at := p.next
+	p.next = p.next.Add(time.Duration(n) * p.every)
+	p.mu.Unlock()
+	d := time.Until(at)
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"context"
 	"testing"
+	"time"
 )
 
 func TestRequest(t *testing.T) {
@@ -51,5 +53,26 @@ func TestRequest(t *testing.T) {
 				t.Errorf("no transfer %s among %d", first, len(ids))
 			}
 		})
+	}
+}
+
+// The pacer hands out turns -rate apart per transfer, from the phase's
+// start; a turn already past is taken at once, a future one waited for.
+func TestPacerSpacesTurns(t *testing.T) {
+	start := time.Now().Add(-time.Hour)
+	p := &pacer{every: time.Millisecond, next: start}
+	for range 3 {
+		if !p.wait(t.Context(), 10) {
+			t.Fatal("a turn in the past was not taken at once")
+		}
+	}
+	if want := start.Add(30 * time.Millisecond); !p.next.Equal(want) {
+		t.Errorf("next turn %s after three calls of 10, want %s", p.next.Sub(start), want.Sub(start))
+	}
+	p.next = time.Now().Add(time.Hour)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if p.wait(ctx, 1) {
+		t.Error("a turn an hour ahead was taken although the context had ended")
 	}
 }
