@@ -248,6 +248,9 @@ func scenarioCommand(c Config) string {
 		parts = append(parts, "-transfers", strconv.Itoa(c.Transfers))
 	}
 	parts = append(parts, "-accounts", strconv.Itoa(c.Accounts))
+	if c.Rate > 0 {
+		parts = append(parts, "-rate", strconv.Itoa(c.Rate))
+	}
 	if c.AutoBatch {
 		parts = append(parts, "-auto-batch")
 	}

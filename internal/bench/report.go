@@ -100,6 +100,9 @@ func (r Report) WriteText(out io.Writer) error {
 		" readers=%d read-kind=%s lag-every=%s\n",
 		c.Addr, c.Ledger, c.Transfers, c.Warmup, c.Accounts, c.Concurrency, c.Batch, c.AutoBatch, c.Hot, c.Seed, r.Conns,
 		c.Readers, c.ReadKind, c.LagEvery)
+	if c.Rate > 0 {
+		fmt.Fprintf(&b, "rate:        %d transfers/s asked (paced)\n", c.Rate)
+	}
 	fmt.Fprintf(&b, "setup:       %.2f s\n", r.SetupSeconds)
 	if c.Duration > 0 {
 		fmt.Fprintf(&b, "duration:    %s at most\n", c.Duration)
