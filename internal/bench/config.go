@@ -188,8 +188,8 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 		"to the ledger (needs an admin -api-key), answers 503 and then hangs for this long from the start of the load, "+
 		"then 200; the report checks every delivery and the write rate meanwhile; up to %s; 0: off", WebhookStallMax))
 	fs.StringVar(&c.WebhookAccounts, "webhook-accounts", "", "the webhook subscription's account pattern, e.g. acc-0 "+
-		"(ledgerd sends at most 50 deliveries a second to one endpoint: a full-speed load needs a pattern that a few "+
-		"transfers a second match); empty: every event")
+		"(ledgerd sends at most -webhook-endpoint-rate deliveries a second to one endpoint, 50 by default: a full-speed "+
+		"load needs a pattern that a few transfers a second match); empty: every event")
 	fs.DurationVar(&c.WebhookWait, "webhook-wait", WebhookWaitDefault,
 		fmt.Sprintf("how long the receiver may take, after the load, to have every delivery, 1s..%s", WebhookWaitMax))
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON")

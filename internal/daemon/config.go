@@ -26,6 +26,12 @@ var errTLSPair = errors.New("give both or neither")
 // projectionLingerMax bounds -projection-linger: the lag it adds.
 const projectionLingerMax = time.Second
 
+// Bounds of -webhook-endpoint-rate and -webhook-endpoint-concurrency.
+const (
+	webhookEndpointRateMax        = 10_000
+	webhookEndpointConcurrencyMax = 256
+)
+
 // Listen addresses when no -grpc-addr/-http-addr flag or LEDGER_* variable
 // gives one. Dev mode (no PostgreSQL and no NATS URL) is one developer's
 // machine: its ports stay on the loopback, because the banner, the admin key
@@ -226,6 +232,13 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how long a projector waits for more events after a small batch (env LEDGER_PROJECTION_LINGER)")
 	fs.DurationVar(&c.Webhooks.MaxAge, "webhook-max-age", envDuration("LEDGER_WEBHOOK_MAX_AGE", webhooks.MaxAgeDefault),
 		"how long a webhook delivery is retried before it is a dead letter (env LEDGER_WEBHOOK_MAX_AGE)")
+	fs.IntVar(&c.Webhooks.EndpointRate, "webhook-endpoint-rate", envInt("LEDGER_WEBHOOK_ENDPOINT_RATE", webhooks.EndpointRateDefault),
+		fmt.Sprintf("webhook requests started a second to one endpoint (host and port), every subscription to it together, 1..%d "+
+			"(env LEDGER_WEBHOOK_ENDPOINT_RATE)", webhookEndpointRateMax))
+	fs.IntVar(&c.Webhooks.EndpointConcurrency, "webhook-endpoint-concurrency",
+		envInt("LEDGER_WEBHOOK_ENDPOINT_CONCURRENCY", webhooks.EndpointConcurrencyDefault),
+		fmt.Sprintf("webhook requests in flight to one endpoint, 1..%d (env LEDGER_WEBHOOK_ENDPOINT_CONCURRENCY)",
+			webhookEndpointConcurrencyMax))
 	fs.DurationVar(&c.LedgerIdle, "ledger-idle", envDuration("LEDGER_LEDGER_IDLE", LedgerIdleDefault),
 		"how long an idle ledger keeps its writer, relay and projectors (env LEDGER_LEDGER_IDLE)")
 	fs.IntVar(&c.SnapshotEvery, "snapshot-every", envInt("LEDGER_SNAPSHOT_EVERY", snapshotEveryDefault),
@@ -318,6 +331,13 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	if c.Webhooks.MaxAge <= 0 {
 		return Config{}, fmt.Errorf("webhook max age %s: want more than 0", c.Webhooks.MaxAge)
+	}
+	if c.Webhooks.EndpointRate < 1 || c.Webhooks.EndpointRate > webhookEndpointRateMax {
+		return Config{}, fmt.Errorf("webhook endpoint rate %d: want 1 to %d", c.Webhooks.EndpointRate, webhookEndpointRateMax)
+	}
+	if c.Webhooks.EndpointConcurrency < 1 || c.Webhooks.EndpointConcurrency > webhookEndpointConcurrencyMax {
+		return Config{}, fmt.Errorf("webhook endpoint concurrency %d: want 1 to %d",
+			c.Webhooks.EndpointConcurrency, webhookEndpointConcurrencyMax)
 	}
 	if c.AnchorEvery < 0 || c.AnchorEvery > anchorEveryMax {
 		return Config{}, fmt.Errorf("anchor every %s: want 0 (when asked only) to %s", c.AnchorEvery, anchorEveryMax)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerd/ledger/adapters/webhooks"
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/projections"
 )
@@ -78,6 +79,34 @@ func TestParseFlagsProjectionLinger(t *testing.T) {
 		c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
 		if (err != nil) != tc.wantErr || err == nil && c.ProjectionLinger != tc.want {
 			t.Errorf("ParseFlags(%q, %v): linger %s, %v; want %s (error %v)", tc.args, tc.env, c.ProjectionLinger, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+// TestParseFlagsWebhookEndpoint: the per-endpoint rate and concurrency
+// default to the dispatcher's and are bounded.
+func TestParseFlagsWebhookEndpoint(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args              []string
+		env               map[string]string
+		rate, concurrency int
+		wantErr           bool
+	}{
+		{nil, nil, webhooks.EndpointRateDefault, webhooks.EndpointConcurrencyDefault, false},
+		{[]string{"-webhook-endpoint-rate", "2000", "-webhook-endpoint-concurrency", "16"}, nil, 2000, 16, false},
+		{nil, map[string]string{"LEDGER_WEBHOOK_ENDPOINT_RATE": "10000", "LEDGER_WEBHOOK_ENDPOINT_CONCURRENCY": "256"}, 10000, 256, false},
+		{[]string{"-webhook-endpoint-rate", "0"}, nil, 0, 0, true},
+		{[]string{"-webhook-endpoint-rate", "10001"}, nil, 0, 0, true},
+		{[]string{"-webhook-endpoint-concurrency", "0"}, nil, 0, 0, true},
+		{[]string{"-webhook-endpoint-concurrency", "257"}, nil, 0, 0, true},
+		{nil, map[string]string{"LEDGER_WEBHOOK_ENDPOINT_RATE": "fast"}, 0, 0, true},
+	} {
+		c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if (err != nil) != tc.wantErr ||
+			err == nil && (c.Webhooks.EndpointRate != tc.rate || c.Webhooks.EndpointConcurrency != tc.concurrency) {
+			t.Errorf("ParseFlags(%q, %v): rate %d, concurrency %d, %v; want %d, %d (error %v)", tc.args, tc.env,
+				c.Webhooks.EndpointRate, c.Webhooks.EndpointConcurrency, err, tc.rate, tc.concurrency, tc.wantErr)
 		}
 	}
 }
