@@ -85,8 +85,12 @@ type Relay struct {
 	mu      sync.Mutex
 	offered []eventstore.Record
 	// dropped says an offer did not fit since the relay last looked: the
-	// offers no longer hold every record the writer committed here.
+	// offers no longer hold every record the writer committed here. Only
+	// a call of takeOffered that returns nothing clears it: that call
+	// decides whether the log is read.
 	dropped bool
+	// poll is relayPollInterval (tests set it).
+	poll time.Duration
 }
 
 // NewRelay returns a relay for ledger; call Run.
@@ -95,7 +99,8 @@ func NewRelay(ledger string, js jetstream.JetStream, log Log, opts StreamOptions
 		logger = slog.Default()
 	}
 	return &Relay{ledger: ledger, subject: Subject(ledger), js: js, log: log, opts: opts,
-		logger: logger.With("ledger", ledger, "component", "relay"), wake: make(chan struct{}, 1)}
+		logger: logger.With("ledger", ledger, "component", "relay"), wake: make(chan struct{}, 1),
+		poll: relayPollInterval}
 }
 
 // WithFaults makes r tell f what it finds of the stream; it returns r.
@@ -137,20 +142,23 @@ func (r *Relay) Offer(recs []eventstore.Record) {
 // takeOffered returns up to max offered records starting exactly at from, and
 // forgets those before from. It returns none when the next offered record is
 // not from (a gap to read from the log). complete says no offer was dropped
-// since the last call and there is no gap: then none offered means none
-// committed here yet.
+// since the relay last read the log and there is no gap: then none offered
+// means none committed here yet.
 func (r *Relay) takeOffered(from uint64, max int) (recs []eventstore.Record, complete bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	complete, r.dropped = !r.dropped, false
 	i := 0
 	for i < len(r.offered) && r.offered[i].Position < from {
 		i++
 	}
 	r.offered = r.offered[i:]
 	if len(r.offered) == 0 || r.offered[0].Position != from {
-		// Offers past a gap are not complete either.
-		return nil, complete && len(r.offered) == 0
+		// Offers past a gap are not complete either. Not complete, the
+		// caller reads the log, which covers what was dropped before: the
+		// flag is cleared here only.
+		complete = !r.dropped && len(r.offered) == 0
+		r.dropped = false
+		return nil, complete
 	}
 	n := min(max, len(r.offered))
 	out := r.offered[:n:n]
@@ -158,7 +166,7 @@ func (r *Relay) takeOffered(from uint64, max int) (recs []eventstore.Record, com
 	if len(r.offered) == 0 {
 		r.offered = nil // let the drained backing array go
 	}
-	return out, complete
+	return out, !r.dropped
 }
 
 // Run publishes until ctx ends. NATS being down is not fatal: the relay retries
@@ -211,8 +219,9 @@ func (r *Relay) serve(ctx context.Context) error {
 	// the offers then hold nothing more and none was dropped, the writer has
 	// committed nothing here since, and reading the log would find nothing
 	// (it cost a query and a read buffer per append). The relay waits
-	// instead; a wake or the poll interval reads the log as before, which
-	// covers appends made elsewhere.
+	// instead; the next offer, or the poll interval, reads the log as
+	// before when the offers do not continue from where it stands, which
+	// covers appends this process was not offered.
 	fromOffers := false
 	for {
 		recs, complete := r.takeOffered(last+1, relayReadMax)
@@ -227,7 +236,7 @@ func (r *Relay) serve(ctx context.Context) error {
 		if len(recs) == 0 {
 			select {
 			case <-r.wake:
-			case <-time.After(relayPollInterval):
+			case <-time.After(r.poll):
 			case <-ctx.Done():
 				return ctx.Err()
 			}

@@ -1,0 +1,10 @@
+package natsbus
+
+import "time"
+
+// SetPollInterval sets how long r waits, without a wake, before it reads the
+// log: a test that must not depend on the poll sets it long.
+func SetPollInterval(r *Relay, d time.Duration) { r.poll = d }
+
+// RelayOfferedMax is relayOfferedMax.
+const RelayOfferedMax = relayOfferedMax
