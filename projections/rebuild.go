@@ -264,7 +264,11 @@ func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
 				return fmt.Errorf("swap %s at %d: %w", rb.proj.Name(), shadow, err)
 			}
 			last := recs[len(recs)-1]
-			shadow, eventAt = int64(last.Position), &last.RecordedAt
+			// The checkpoint's hash moves with its position: left at the
+			// shadow's, the live runner found the next record not
+			// continuing it (a broken chain) after every swap that
+			// applied a gap.
+			shadow, eventAt, hash = int64(last.Position), &last.RecordedAt, last.Hash[:]
 		}
 		for _, t := range rb.proj.Tables() {
 			name := pgx.Identifier{t}.Sanitize()

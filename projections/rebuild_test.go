@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,6 +80,16 @@ func (e *env) checkBuiltNormally(proj projections.Projector, live *runningRunner
 	stop()
 	if got := e.checkpointOf(proj, e.ledger); got != head {
 		t.Fatalf("live checkpoint %d after the rebuild, want the head %d", got, head)
+	}
+	// The checkpoint's hash is the log's at its position (the next record
+	// must continue it).
+	var hash []byte
+	testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT hash FROM projection_checkpoints
+		WHERE ledger = $1 AND projection = $2`, e.ledger, proj.Name()).Scan(&hash))
+	recs, err := e.store.Read(t.Context(), e.ledger, head, 1)
+	testenv.NoError(t, err)
+	if len(recs) != 1 || !bytes.Equal(hash, recs[0].Hash[:]) {
+		t.Fatalf("live checkpoint's hash %x at %d, the log's is %x", hash, head, recs[0].Hash)
 	}
 	if diff := cmp.Diff(e.rows(proj, e.ledger+"~ref"), e.rows(proj, e.ledger)); diff != "" {
 		t.Fatalf("%s rebuilt differs from a normal build (-normal +rebuilt):\n%s", proj.Name(), diff)
