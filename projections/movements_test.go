@@ -792,3 +792,55 @@ func TestMovementsOfAHold(t *testing.T) {
 		t.Errorf("as of 2, before alice opened: %+v", b.Balances)
 	}
 }
+
+// The clock keeps a point per grain (projections.ClockGrain), not per
+// recorded time: "as of recorded time t" still names the last position
+// recorded at or before t, to the microsecond, when many events share a
+// grain, some a time, and the projector applies them in batches of any size.
+func TestMovementsClockWithinAGrain(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	clock := newMvClock(t0)
+	e := newClockedEnv(t, clock)
+	usd := func(id string, normal domain.Side) *domain.OpenAccount {
+		return &domain.OpenAccount{ID: id, Asset: "USD", Normal: normal}
+	}
+	e.submit([]domain.Command{&domain.DefineAsset{Code: "USD", Scale: 2}, usd("bank", domain.SideDebit), usd("alice", domain.SideCredit)})
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range 120 {
+		// 0 to 700 µs apart: several transfers a grain, some at one time.
+		clock.advance(time.Duration(rng.IntN(8)*100) * time.Microsecond)
+		e.submit([]domain.Command{&domain.CreateTransfer{ID: fmt.Sprintf("t%d", i),
+			Postings: []domain.PostingInput{{Debit: "bank", Credit: "alice", Asset: "USD", Amount: "1"}}}})
+	}
+	head, _, err := e.store.Head(t.Context(), e.ledger)
+	testenv.NoError(t, err)
+	recs, err := e.store.Read(t.Context(), e.ledger, 1, int(head))
+	testenv.NoError(t, err)
+	runner := e.startRunner(t.Context(), projections.NewMovements(), e.natsSource())
+	waitFor(t, runner, head)
+	q := mvQueries(e.pool, runner)
+	var rows int
+	testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT count(*) FROM movement_clock WHERE ledger = $1`, e.ledger).Scan(&rows))
+	if rows >= len(recs)/2 {
+		t.Errorf("%d clock points for %d events: want about one a grain", rows, len(recs))
+	}
+	var times []time.Time
+	for _, r := range recs {
+		times = append(times, r.RecordedAt.Add(-time.Microsecond), r.RecordedAt, r.RecordedAt.Add(time.Microsecond))
+	}
+	times = append(times, t0.Add(-time.Second), recs[len(recs)-1].RecordedAt.Add(time.Hour))
+	for _, at := range times {
+		var want uint64 // recorded times never go back here
+		for _, r := range recs {
+			if !r.RecordedAt.After(at) {
+				want = r.Position
+			}
+		}
+		got, err := q.BalancesAsOfTime(t.Context(), e.ledger, []string{"alice"}, at, false, 0)
+		testenv.NoError(t, err)
+		if got.Position != want {
+			t.Fatalf("as of %s: position %d, want %d", at.Format(time.RFC3339Nano), got.Position, want)
+		}
+	}
+}

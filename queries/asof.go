@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // movementsProjection is the projection statements and point-in-time
@@ -128,20 +129,45 @@ func (s *Service) BalancesAsOfTime(ctx context.Context, ledger string, accounts 
 
 // clockPosition returns the last position whose (running) recorded time is
 // at or before at (inclusive) or strictly before it; 0 when there is none.
+//
+// A point (time, position) of the clock says the running maximum at
+// position lies within the grain that starts at time
+// (projections.ClockGrain); points written before the grain say it is time
+// exactly, which is within too. The last point is the projection's
+// checkpoint. The answer lies from the last point whose whole grain is
+// within at (lo) to the first point past at, or the last point (hi): the
+// position before the first event between them recorded past at, which the
+// log says, or hi when there is none.
 func clockPosition(ctx context.Context, q pgx.Tx, ledger string, at time.Time, inclusive bool) (uint64, error) {
-	sql := `SELECT position FROM movement_clock WHERE ledger = $1 AND recorded_at < $2 ORDER BY recorded_at DESC LIMIT 1`
-	if inclusive {
-		sql = `SELECT position FROM movement_clock WHERE ledger = $1 AND recorded_at <= $2 ORDER BY recorded_at DESC LIMIT 1`
+	// Inclusive: a grain [t, t+g) is within at when t+g-1µs <= at; the
+	// first point past at has t > at, and the scan looks for recorded_at > at.
+	within, past, edge := "<=", ">", at.Add(-projections.ClockGrain+time.Microsecond)
+	if !inclusive {
+		within, past, edge = "<", ">=", at.Add(-projections.ClockGrain+time.Microsecond)
 	}
-	var pos int64
-	err := q.QueryRow(ctx, sql, ledger, at).Scan(&pos)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
+	var lo, hi int64
+	var first *int64
+	err := q.QueryRow(ctx, `WITH lo AS (
+			SELECT coalesce((SELECT position FROM movement_clock WHERE ledger = $1 AND recorded_at `+within+` $3
+				ORDER BY recorded_at DESC LIMIT 1), 0) AS position
+		), hi AS (
+			SELECT coalesce(
+				(SELECT position FROM movement_clock WHERE ledger = $1 AND recorded_at `+past+` $2 ORDER BY recorded_at LIMIT 1),
+				(SELECT position FROM movement_clock WHERE ledger = $1 ORDER BY recorded_at DESC LIMIT 1),
+				0) AS position
+		)
+		SELECT lo.position, hi.position, (
+			SELECT e.position FROM events e
+			WHERE e.ledger = $1 AND e.position > lo.position AND e.position <= hi.position AND e.recorded_at `+past+` $2
+			ORDER BY e.position LIMIT 1)
+		FROM lo, hi`, ledger, at, edge).Scan(&lo, &hi, &first)
 	if err != nil {
 		return 0, fmt.Errorf("clock of %s: %w", ledger, err)
 	}
-	return uint64(pos), nil
+	if first == nil {
+		return uint64(max(lo, hi)), nil
+	}
+	return uint64(*first - 1), nil
 }
 
 func balancesAtPosition(ctx context.Context, tx pgx.Tx, ledger string, accounts []string, pos uint64) (Balances, error) {
