@@ -181,8 +181,12 @@ func (w *worker) run(ctx context.Context, p *phase) {
 			return
 		}
 		n := int(min(batch, left))
-		if p.pacer != nil && !p.pacer.wait(ctx, n) {
-			return
+		if p.pacer != nil {
+			// The turn may come after the phase's end or with ctx.
+			if !p.pacer.wait(ctx, n) || ctx.Err() != nil ||
+				!p.deadline.IsZero() && !w.cfg.Now().Before(p.deadline) {
+				return
+			}
 		}
 		w.call(ctx, p, n)
 	}
@@ -190,8 +194,10 @@ func (w *worker) run(ctx context.Context, p *phase) {
 
 // pacer hands out send times -rate apart, per transfer, to every worker.
 // A worker late for its turn sends at once: the schedule does not stretch
-// when the server is slow, so a rate above what it takes shows as
-// latency, not as a lower rate asked.
+// when the server is slow, so the workers catch up in a burst after a
+// stall. Latency counts from the send, not from the turn: with a fixed
+// number of workers, a rate above what the server takes shows as a lower
+// rate achieved.
 type pacer struct {
 	mu    sync.Mutex
 	every time.Duration
