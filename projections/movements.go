@@ -56,7 +56,9 @@ type movementCache struct {
 	through uint64
 	heads   map[string]*movementHead
 	scales  map[string]uint8
-	clockAt time.Time
+	// clockAt is the grain (ClockGrain) of the running maximum of the
+	// recorded times, clockMax that maximum exactly.
+	clockAt, clockMax time.Time
 	// clockKnown says clockAt was read (or set by a tick).
 	clockKnown bool
 }
@@ -147,9 +149,10 @@ type movementEvent struct {
 }
 
 // movementTick is a point of the ledger's clock: position is the last one
-// recorded at or before at (a running maximum).
+// whose running maximum of the recorded times lies in the grain at, and max
+// is that maximum exactly.
 type movementTick struct {
-	at       time.Time
+	at, max  time.Time
 	position uint64
 }
 
@@ -250,13 +253,15 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 			ledger, slices.Collect(maps.Keys(needAssets))).Query(f.scanScales)
 	}
 	if !f.clockKnown {
-		b.Queue(`SELECT max(recorded_at) FROM movement_clock WHERE ledger = $1`, ledger).QueryRow(func(row pgx.Row) error {
-			var at *time.Time
-			if err := row.Scan(&at); err != nil {
+		// Points written before max_at have recorded_at exact.
+		b.Queue(`SELECT max(recorded_at), max(coalesce(max_at, recorded_at)) FROM movement_clock WHERE ledger = $1`,
+			ledger).QueryRow(func(row pgx.Row) error {
+			var at, exact *time.Time
+			if err := row.Scan(&at, &exact); err != nil {
 				return err
 			}
 			if at != nil {
-				f.clockAt = at.UTC()
+				f.clockAt, f.clockMax = at.UTC(), exact.UTC()
 			}
 			f.clockKnown = true
 			return nil
@@ -367,25 +372,30 @@ func effectiveOr(t, recorded time.Time) time.Time {
 	return t
 }
 
-// ClockGrain is the grain of the ledger's clock: a point says the running
-// maximum of the recorded times at its position lies within the grain that
-// starts at its time. A point per distinct recorded time cost single
-// transfers, each recorded at its own microsecond, a row and 200 bytes of
-// WAL each; a look-up reads the log's recorded times within the grain
+// ClockGrain is the grain of the ledger's clock: a point (recorded_at,
+// max_at, position) says the running maximum of the recorded times at
+// position is max_at, within the grain that starts at recorded_at, and
+// position is the grain's last. A point per distinct recorded time cost
+// single transfers, each recorded at its own microsecond, a row and 200
+// bytes of WAL each; a look-up starts from the last point at or before the
+// time asked and reads the log's recorded times after it, within a grain
 // (queries.clockPosition). The points do not depend on how the log is cut
-// into batches: each grain's point is its last position.
+// into batches.
 const ClockGrain = time.Millisecond
 
 // tick advances the ledger's clock to rec.
 func (f *movementFold) tick(rec *eventstore.Record) {
-	if at := rec.RecordedAt.UTC().Truncate(ClockGrain); at.After(f.clockAt) {
+	if rec.RecordedAt.After(f.clockMax) {
+		f.clockMax = rec.RecordedAt.UTC()
+	}
+	if at := f.clockMax.Truncate(ClockGrain); at.After(f.clockAt) {
 		f.clockAt = at
 	}
 	if n := len(f.ticks); n > 0 && f.ticks[n-1].at.Equal(f.clockAt) {
-		f.ticks[n-1].position = rec.Position
+		f.ticks[n-1].position, f.ticks[n-1].max = rec.Position, f.clockMax
 		return
 	}
-	f.ticks = append(f.ticks, movementTick{at: f.clockAt, position: rec.Position})
+	f.ticks = append(f.ticks, movementTick{at: f.clockAt, max: f.clockMax, position: rec.Position})
 }
 
 // line adds the line of one movement: the movement's total of its account
@@ -502,14 +512,15 @@ func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) erro
 		}
 	}
 	if len(f.ticks) > 0 {
-		ats, positions := make([]time.Time, len(f.ticks)), make([]int64, len(f.ticks))
+		ats, maxes, positions := make([]time.Time, len(f.ticks)), make([]time.Time, len(f.ticks)), make([]int64, len(f.ticks))
 		for i, t := range f.ticks {
-			ats[i], positions[i] = t.at, int64(t.position)
+			ats[i], maxes[i], positions[i] = t.at, t.max, int64(t.position)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO movement_clock (ledger, recorded_at, position)
-			SELECT $1, c.at, c.position FROM unnest($2::timestamptz[], $3::bigint[]) AS c(at, position)
-			ON CONFLICT (ledger, recorded_at) DO UPDATE SET position = GREATEST(movement_clock.position, excluded.position)`,
-			ledger, ats, positions); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO movement_clock (ledger, recorded_at, max_at, position)
+			SELECT $1, c.at, c.max_at, c.position FROM unnest($2::timestamptz[], $3::timestamptz[], $4::bigint[]) AS c(at, max_at, position)
+			ON CONFLICT (ledger, recorded_at) DO UPDATE SET position = GREATEST(movement_clock.position, excluded.position),
+				max_at = GREATEST(movement_clock.max_at, excluded.max_at)`,
+			ledger, ats, maxes, positions); err != nil {
 			return fmt.Errorf("move the movement clock: %w", err)
 		}
 	}

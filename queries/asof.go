@@ -130,29 +130,33 @@ func (s *Service) BalancesAsOfTime(ctx context.Context, ledger string, accounts 
 // clockPosition returns the last position whose (running) recorded time is
 // at or before at (inclusive) or strictly before it; 0 when there is none.
 //
-// A point (time, position) of the clock says the running maximum at
-// position lies within the grain that starts at time
-// (projections.ClockGrain); points written before the grain say it is time
-// exactly, which is within too. The last point is the projection's
-// checkpoint. The answer lies from the last point whose whole grain is
-// within at (lo) to the first point past at, or the last point (hi): the
-// position before the first event between them recorded past at, which the
-// log says, or hi when there is none.
+// A point of the clock (recorded_at, max_at, position) says the running
+// maximum at position is max_at, within the grain that starts at
+// recorded_at (projections.ClockGrain); points written before max_at have
+// recorded_at exact. The answer lies from the last point whose maximum is
+// within at (lo) to the first point past at, or the last point, the
+// projection's checkpoint (hi): the position before the first event between
+// them recorded past at, which the log says, or hi when there is none.
+// Between lo and the next point lie at most one grain's events.
 func clockPosition(ctx context.Context, q pgx.Tx, ledger string, at time.Time, inclusive bool) (uint64, error) {
-	// Inclusive: a grain [t, t+g) is within at when t+g-1µs <= at; the
-	// first point past at has t > at, and the scan looks for recorded_at > at.
-	within, past, edge := "<=", ">", at.Add(-projections.ClockGrain+time.Microsecond)
+	within, past := "<=", ">"
 	if !inclusive {
-		within, past, edge = "<", ">=", at.Add(-projections.ClockGrain+time.Microsecond)
+		within, past = "<", ">="
 	}
+	// A point's maximum is within a grain after its recorded_at: the
+	// points whose maximum is within at have recorded_at at or before it,
+	// and those past it recorded_at after at less a grain.
 	var lo, hi int64
 	var first *int64
 	err := q.QueryRow(ctx, `WITH lo AS (
-			SELECT coalesce((SELECT position FROM movement_clock WHERE ledger = $1 AND recorded_at `+within+` $3
+			SELECT coalesce((SELECT position FROM movement_clock
+				WHERE ledger = $1 AND recorded_at <= $2 AND coalesce(max_at, recorded_at) `+within+` $2
 				ORDER BY recorded_at DESC LIMIT 1), 0) AS position
 		), hi AS (
 			SELECT coalesce(
-				(SELECT position FROM movement_clock WHERE ledger = $1 AND recorded_at `+past+` $2 ORDER BY recorded_at LIMIT 1),
+				(SELECT position FROM movement_clock
+					WHERE ledger = $1 AND recorded_at > $3 AND coalesce(max_at, recorded_at) `+past+` $2
+					ORDER BY recorded_at LIMIT 1),
 				(SELECT position FROM movement_clock WHERE ledger = $1 ORDER BY recorded_at DESC LIMIT 1),
 				0) AS position
 		)
@@ -160,7 +164,7 @@ func clockPosition(ctx context.Context, q pgx.Tx, ledger string, at time.Time, i
 			SELECT e.position FROM events e
 			WHERE e.ledger = $1 AND e.position > lo.position AND e.position <= hi.position AND e.recorded_at `+past+` $2
 			ORDER BY e.position LIMIT 1)
-		FROM lo, hi`, ledger, at, edge).Scan(&lo, &hi, &first)
+		FROM lo, hi`, ledger, at, at.Add(-projections.ClockGrain)).Scan(&lo, &hi, &first)
 	if err != nil {
 		return 0, fmt.Errorf("clock of %s: %w", ledger, err)
 	}
