@@ -30,6 +30,17 @@ type Rebuilds struct {
 
 	// running holds the rebuilds in progress, "ledger/projection".
 	running inFlight
+	// swapped, when set, is told each ledger whose rebuild swapped in.
+	swapped func(ledger string)
+}
+
+// WithSwapped makes r call f with the ledger after each rebuild that swapped
+// in: the process restarts the ledger's live projections, whose in-memory
+// state (each account's running totals) may come from the rows the rebuild
+// replaced. It returns r.
+func (r *Rebuilds) WithSwapped(f func(ledger string)) *Rebuilds {
+	r.swapped = f
+	return r
 }
 
 // NewRebuilds returns Rebuilds of the read models in pool from the log in
@@ -65,6 +76,9 @@ func (r *Rebuilds) Run(ctx context.Context, ledger, projection string, report fu
 
 	if _, err := projections.NewRebuild(r.pool, r.store, ledger, proj, r.logger).Run(ctx, report); err != nil {
 		return fmt.Errorf("rebuild %s of %s: %w", proj.Name(), ledger, err)
+	}
+	if r.swapped != nil {
+		r.swapped(ledger)
 	}
 	return nil
 }

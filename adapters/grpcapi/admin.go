@@ -81,6 +81,13 @@ func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 	return nil
 }
 
+// WithRebuilt makes s call f with the ledger after each rebuild that swapped
+// in (workflows.Rebuilds.WithSwapped); it returns s.
+func (s *AdminServer) WithRebuilt(f func(ledger string)) *AdminServer {
+	s.rebuilds.WithSwapped(f)
+	return s
+}
+
 // WithStreams lets s repair streams through streams; it returns s.
 func (s *AdminServer) WithStreams(streams workflows.Streams) *AdminServer {
 	s.repair = workflows.NewStreamRepair(streams, s.rebuilds)

@@ -96,8 +96,10 @@ func (m *Main) serve() error {
 	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.readPool, m.waiter), m.ledgers))
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
 	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.readPool, m.waiter), m.Logger))
+	// After a rebuild, the ledger's live projections start again from the
+	// rebuilt rows: what they held in memory came from the rows replaced.
 	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.projPool, m.store, m.keys, m.ledgers, m.Logger).
-		WithStreams(restartingStreams{natsbus.NewStreams(m.js, m.streamOptions()), m}))
+		WithRebuilt(m.restartReaders).WithStreams(restartingStreams{natsbus.NewStreams(m.js, m.streamOptions()), m}))
 	var anchors grpcapi.AnchorLister
 	if m.anchorBucket != nil {
 		anchors = m.anchorBucket
