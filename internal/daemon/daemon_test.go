@@ -48,13 +48,21 @@ func startWith(t testing.TB, set func(*daemon.Main)) *harness {
 	if set != nil {
 		set(h.m)
 	}
+	h.run(t)
+	return h
+}
+
+// run runs h.m until the end of the test and connects h's clients to it; it
+// returns their connection.
+func (h *harness) run(t testing.TB) *grpc.ClientConn {
+	t.Helper()
 	testenv.NoError(t, h.m.Run(context.Background()))
 	t.Cleanup(h.m.Close)
 	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	h.cmd, h.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
-	return h
+	return conn
 }
 
 // ctx bounds one call of a test: generous, since make test runs these under

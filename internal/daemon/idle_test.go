@@ -1,16 +1,12 @@
 package daemon_test
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/eventstore"
@@ -35,12 +31,7 @@ func startIdle(t *testing.T, pgURL, key string) *harness {
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key, LedgerIdle: idleFor},
 		Logger: discardLogger(),
 	}
-	testenv.NoError(t, h.m.Run(context.Background()))
-	t.Cleanup(h.m.Close)
-	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	testenv.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	h.cmd, h.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
+	h.run(t)
 	return h
 }
 

@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/daemon"
@@ -40,12 +37,7 @@ func TestStartWhileNATSDown(t *testing.T) {
 			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
-	testenv.NoError(t, h.m.Run(context.Background()))
-	t.Cleanup(h.m.Close)
-	conn, err := grpc.NewClient(h.m.GRPCAddr(), h.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	testenv.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	h.cmd, h.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
+	h.run(t)
 
 	ready := httpGet(t, "http://"+h.m.HTTPAddr()+"/readyz")
 	if !strings.HasPrefix(ready, "ready\n") || !strings.Contains(ready, "nats: ") {

@@ -185,12 +185,7 @@ func TestRebuildRestartsTheLiveProjections(t *testing.T) {
 		t.Fatalf("damaged %d lines, want 1", tag.RowsAffected())
 	}
 	h2 := &harness{pgURL: h.pgURL, key: h.key, m: &daemon.Main{Config: h.m.Config, Logger: h.m.Logger}}
-	testenv.NoError(t, h2.m.Run(context.Background()))
-	t.Cleanup(h2.m.Close)
-	conn, err := grpc.NewClient(h2.m.GRPCAddr(), h2.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	testenv.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	h2.cmd, h2.query = ledgerv1.NewCommandServiceClient(conn), ledgerv1.NewQueryServiceClient(conn)
+	conn := h2.run(t)
 	statementAt(h2, h2.transferOK(t, ledger, transfer("t2", "alice", "bob", "1.00", "USD")))
 
 	rebuild(t, ledgerv1.NewAdminServiceClient(conn), ledger, "movements")
