@@ -232,8 +232,9 @@ func (r *Report) verifyWebhook(ctx context.Context, h *webhookRun, workers []*wo
 	r.check("webhook signatures verified", wr.BadSignatures == 0,
 		fmt.Sprintf("%d of %d requests refused for their signature or body", wr.BadSignatures, wr.Attempts))
 	d := wr.Deliveries
-	detail := fmt.Sprintf("%d covered, %d delivered, %d 2xx answers; missing %d, unexpected %d, duplicates %d, out of order %d, bad ids %d",
-		d.Expected, d.Delivered, d.Accepted, d.Missing, d.Unexpected, d.Duplicates, d.OutOfOrder, d.BadIDs)
+	detail := fmt.Sprintf("%d covered, %d delivered, %d 2xx answers; missing %d, unexpected %d, duplicates %d, out of order %d, bad ids %d; "+
+		"%d retried right after a 2xx the sender missed",
+		d.Expected, d.Delivered, d.Accepted, d.Missing, d.Unexpected, d.Duplicates, d.OutOfOrder, d.BadIDs, d.Redelivered)
 	if got.serveErr != "" {
 		detail += ", the receiver stopped: " + got.serveErr
 	}

@@ -39,8 +39,8 @@ func TestCheckDeliveries(t *testing.T) {
 	}{
 		{"every position once in order", expected, delivered("l", "wh_1", t0, 3, 5, 8),
 			DeliveryCheck{Expected: 3, Accepted: 3, Delivered: 3}},
-		{"a duplicate after a 2xx", expected, delivered("l", "wh_1", t0, 3, 5, 5, 8),
-			DeliveryCheck{Expected: 3, Accepted: 4, Delivered: 3, Duplicates: 1}},
+		{"a retry right after a 2xx the sender missed", expected, delivered("l", "wh_1", t0, 3, 5, 5, 8),
+			DeliveryCheck{Expected: 3, Accepted: 4, Delivered: 3, Redelivered: 1}},
 		{"a duplicate of an earlier one later", expected, delivered("l", "wh_1", t0, 3, 5, 8, 3),
 			DeliveryCheck{Expected: 3, Accepted: 4, Delivered: 3, Duplicates: 1}},
 		{"out of order", expected, delivered("l", "wh_1", t0, 5, 3, 8),
@@ -62,7 +62,7 @@ func TestCheckDeliveries(t *testing.T) {
 			got.Samples, got.firstAt = nil, nil
 			if got.Expected != tt.want.Expected || got.Accepted != tt.want.Accepted || got.Delivered != tt.want.Delivered ||
 				got.Missing != tt.want.Missing || got.Unexpected != tt.want.Unexpected || got.Duplicates != tt.want.Duplicates ||
-				got.OutOfOrder != tt.want.OutOfOrder || got.BadIDs != tt.want.BadIDs {
+				got.OutOfOrder != tt.want.OutOfOrder || got.BadIDs != tt.want.BadIDs || got.Redelivered != tt.want.Redelivered {
 				t.Errorf("checkDeliveries = %+v, want %+v", got, tt.want)
 			}
 			wrong := tt.want.Missing + tt.want.Unexpected + tt.want.Duplicates + tt.want.OutOfOrder + tt.want.BadIDs
