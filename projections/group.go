@@ -225,11 +225,8 @@ func (g *Group) serve(ctx context.Context) error {
 		r.setPosition(pos)
 	}
 	for {
-		select {
-		case r := <-g.rejoin:
-			g.rejoin <- r // for restarted
+		if len(g.rejoin) > 0 { // restarted takes it back in
 			return errRejoin
-		default:
 		}
 		from, lead := members[0].Position(), members[0].Position()
 		for _, r := range members[1:] {

@@ -35,9 +35,10 @@ type Rebuilds struct {
 }
 
 // WithSwapped makes r call f with the ledger after each rebuild that swapped
-// in: the process restarts the ledger's live projections, whose in-memory
-// state (each account's running totals) may come from the rows the rebuild
-// replaced. It returns r.
+// in, a stream repair's included: the process restarts the ledger's live
+// projections, whose checkpoint the swap may have moved (back to the log's
+// head, for one that was ahead) and whose in-memory state (each account's
+// running totals) may come from the rows the rebuild replaced. It returns r.
 func (r *Rebuilds) WithSwapped(f func(ledger string)) *Rebuilds {
 	r.swapped = f
 	return r

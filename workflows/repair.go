@@ -83,18 +83,6 @@ func (s *StreamRepair) Repair(ctx context.Context, ledger string, report func(Re
 			return err
 		}
 	}
-	if r, ok := s.streams.(RepairedStreams); ok {
-		r.Repaired(ledger)
-	}
 	s.rebuilds.logger.Info("stream repaired and projections rebuilt from the log", "ledger", ledger)
 	return nil
-}
-
-// RepairedStreams are Streams told when a repair is over: the swaps moved
-// checkpoints behind the runners' backs (back to the log's head, for one
-// that was ahead), so a process restarts its readers of the ledger there,
-// and they start from the checkpoints swapped in.
-type RepairedStreams interface {
-	Streams
-	Repaired(ledger string)
 }

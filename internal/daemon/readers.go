@@ -172,16 +172,12 @@ func (m *Main) restartReaders(ledger string) {
 }
 
 // restartingStreams are the streams a repair recreates; each ledger's
-// readers restart once its stream is new.
+// readers restart once its stream is new, and again after each of the
+// repair's rebuilds (AdminServer.WithRebuilt).
 type restartingStreams struct {
 	streams workflows.Streams
 	m       *Main
 }
-
-// Repaired restarts the ledger's readers once more, after the rebuilds'
-// swaps: the runners started on the new stream loaded checkpoints the swaps
-// replaced.
-func (s restartingStreams) Repaired(ledger string) { s.m.restartReaders(ledger) }
 
 func (s restartingStreams) Recreate(ctx context.Context, ledger string) error {
 	if err := s.streams.Recreate(ctx, ledger); err != nil {
