@@ -67,8 +67,8 @@ func (v *verifier) balances(ctx context.Context) (*Divergence, error) {
 				skipped++ // moved since: the as-of comparison covers it
 				continue
 			}
-			d = diffBalance(a, want, got, max(want.Position, a.closed),
-				fmt.Sprintf("now, at position %d (balances projection)", now.position))
+			d = diffBalance(a, want, got, want.Position,
+				fmt.Sprintf("now, at position %d (movements projection)", now.position))
 			if lower(d, best) {
 				best = d
 			}

@@ -229,10 +229,14 @@ func TestVerifyCatchesEditedBalance(t *testing.T) {
 		if len(moved) == 0 {
 			t.Fatalf("%s never moved", account)
 		}
-		h.exec(t, `UPDATE balances SET credits_posted = credits_posted + 1 WHERE ledger = $1 AND account = $2`, ledger, account)
+		// An account's balance is its last statement line's totals.
+		last := moved[len(moved)-1]
+		h.exec(t, `UPDATE movements SET credits_posted = credits_posted + 1 WHERE ledger = $1 AND account = $2
+			AND position = $3`, ledger, account, int64(last))
 		checkDivergence(t, h.verify(t, ledger, audit.Options{}), audit.Divergence{Kind: audit.KindBalances,
 			Position: moved[len(moved)-1], Account: account, Field: "credits_posted"})
-		h.exec(t, `UPDATE balances SET credits_posted = credits_posted - 1 WHERE ledger = $1 AND account = $2`, ledger, account)
+		h.exec(t, `UPDATE movements SET credits_posted = credits_posted - 1 WHERE ledger = $1 AND account = $2
+			AND position = $3`, ledger, account, int64(last))
 	}
 	mustClean(t, "after the edits are undone", h.verify(t, ledger, audit.Options{}))
 }

@@ -58,18 +58,29 @@ func TestAccountIDsInByteOrderWhateverTheLocale(t *testing.T) {
 		t.Fatalf("%d id columns found, want the read models' (at least 9)", columns)
 	}
 
+	// The tables keyed by account id: the accounts (ListAccounts' prefix
+	// ranges), the statement heads (balances, roll-ups' patterns), the
+	// trial balance's accounts.
 	ids := []string{"users", "users:1:wallet", "users:2", "users;x", "usersa", "users:10"}
-	for _, id := range ids {
-		_, err := pool.Exec(ctx, `INSERT INTO balances (ledger, account, asset, scale, normal_balance, debits_posted,
-			credits_posted, debits_pending, credits_pending, position) VALUES ('l', $1, 'USD', 2, 'credit', 0, 0, 0, 0, 1)`, id)
+	for _, table := range []struct{ name, insert string }{
+		{"accounts", `INSERT INTO accounts (ledger, account, asset, normal_balance, opened_position, opened_at, position)
+			VALUES ('l', $1, 'USD', 'credit', 1, now(), 1)`},
+		{"movement_heads", `INSERT INTO movement_heads (ledger, account, asset, scale, normal_balance, opened_position)
+			VALUES ('l', $1, 'USD', 2, 'credit', 1)`},
+		{"trial_accounts", `INSERT INTO trial_accounts (ledger, account, asset, scale, normal_balance, position)
+			VALUES ('l', $1, 'USD', 2, 'credit', 1)`},
+	} {
+		for _, id := range ids {
+			_, err := pool.Exec(ctx, table.insert, id)
+			testenv.NoError(t, err)
+		}
+		rows, err = pool.Query(ctx, `SELECT account FROM `+pgx.Identifier{table.name}.Sanitize()+`
+			WHERE ledger = 'l' AND account >= 'users:' AND account < 'users;' ORDER BY account`)
 		testenv.NoError(t, err)
-	}
-	rows, err = pool.Query(ctx, `SELECT account FROM balances WHERE ledger = 'l' AND account >= 'users:' AND account < 'users;'
-		ORDER BY account`)
-	testenv.NoError(t, err)
-	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	testenv.NoError(t, err)
-	if want := []string{"users:10", "users:1:wallet", "users:2"}; !slices.Equal(got, want) { // '0' < ':'
-		t.Errorf("the prefix users: as a range: %v, want %v (byte order)", got, want)
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		testenv.NoError(t, err)
+		if want := []string{"users:10", "users:1:wallet", "users:2"}; !slices.Equal(got, want) { // '0' < ':'
+			t.Errorf("%s: the prefix users: as a range: %v, want %v (byte order)", table.name, got, want)
+		}
 	}
 }

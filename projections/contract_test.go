@@ -61,9 +61,11 @@ func (e *env) in(t *testing.T) *env {
 	return &c
 }
 
-// balancesContract: random transfers of several assets, projected live from
-// the stream. The balances equal a replay of the accounts, and the assets
-// table every asset defined with its scale.
+// balancesContract: random transfers of several assets, accounts opened,
+// amended and closed, projected live from the stream. The trial balance and
+// the accounts it counts (trial_accounts) equal a replay of the log, the
+// assets table holds every asset defined with its scale, the categories
+// their last definitions.
 func balancesContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 	e := newEnv(t)
 	// Running from the empty ledger on, beside the writer and the relay.
@@ -76,8 +78,8 @@ func balancesContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 		BatchDependent: batchDependent,
 		Check: func(t *testing.T) {
 			e := e.in(t)
-			e.checkAt(head)
-			e.checkAccounts()
+			e.checkTrialAt(head)
+			e.checkTrialAccounts(head)
 			rows, err := e.pool.Query(t.Context(), `SELECT code, scale FROM assets WHERE ledger = $1`, e.ledger)
 			testenv.NoError(t, err)
 			scales, err := collectScales(rows)
@@ -95,16 +97,18 @@ func balancesContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 }
 
 // movementsContract: transfers, holds posted, voided and expired, reversals,
-// with recorded and effective times the test sets, projected live in small
-// batches (heads carry running totals across many batches). Statements are
-// prefix sums of the log, and balances as of positions and times equal a
-// replay.
+// accounts amended and closed, with recorded and effective times the test
+// sets, projected live in small batches (heads carry running totals across
+// many batches). Statements are prefix sums of the log, balances as of
+// positions and times equal a replay, and the accounts table (migration
+// 0021) is the accounts as opened, amended and closed.
 func movementsContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 	clock := newMvClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	e := newClockedEnv(t, clock)
 	runner := e.startRunner(t.Context(), projections.NewMovements(), batches{src: e.natsSource(), size: 5})
 	w := &mvWorkload{e: e, clock: clock, rng: rand.New(rand.NewPCG(7, 7)), postingsOf: map[string][]domain.PostingInput{}}
-	head := w.run(40, 15)
+	w.run(40, 15)
+	head := e.amendAccounts()
 	waitFor(t, runner, head)
 	return projectortest.Log{Pool: e.pool, Ledger: e.ledger, Head: head}, projectortest.Case{
 		New:            func() projections.Projector { return projections.NewMovements() },
@@ -129,6 +133,7 @@ func movementsContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 			t.Run("as of recorded times", func(t *testing.T) { m.checkAsOfRecorded(t, q, rng, 30) })
 			t.Run("as of effective times", func(t *testing.T) { m.checkAsOfEffective(t, q, rng, 30) })
 			t.Run("statement ranges", func(t *testing.T) { m.checkStatementRanges(t, q, rng, 30) })
+			t.Run("accounts", func(t *testing.T) { e.in(t).checkAccounts() })
 		},
 	}
 }
@@ -228,8 +233,8 @@ func reconciliationContract(t *testing.T) (projectortest.Log, projectortest.Case
 
 // amendAccounts opens accounts with bounds and metadata, amends them and the
 // workload's (in one batch with the opening, and in later ones) and closes
-// one: every event the accounts table (migration 0015) follows. It returns
-// the head.
+// one: every event the accounts table (migrations 0015 and 0021) follows.
+// It returns the head.
 func (e *env) amendAccounts() uint64 {
 	e.t.Helper()
 	low, high := "-99999999999.00", "99999999999.00"

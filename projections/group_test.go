@@ -60,24 +60,27 @@ func waitAll(t *testing.T, runners []*projections.Runner, pos uint64) {
 }
 
 // TestGroupAppliesEachMemberExactlyOnce: a group whose members stand at
-// different checkpoints (a lone runner took balances part of the way) applies
-// the log once to each. A record applied twice would fail the statement
-// lines' and transfers' primary keys, and the member would leave the group.
+// different checkpoints (a lone runner took movements part of the way)
+// applies the log once to each. A record applied twice would fail the
+// statement lines' and transfers' primary keys, and the member would leave
+// the group; one skipped or applied twice moves the balances or the trial
+// balance off the replay.
 func TestGroupAppliesEachMemberExactlyOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	head := e.runWorkload(200, 4)
-	lone := e.startRunner(t.Context(), projections.Balances{}, batches{src: e.natsSource(), size: 7, end: head})
+	lone := e.startRunner(t.Context(), projections.NewMovements(), batches{src: e.natsSource(), size: 7, end: head})
 	waitFor(t, lone, head/2)
 	lone.stop()
 	if at := e.checkpoint(); at < head/2 || at >= head {
-		t.Fatalf("balances alone stopped at %d, want %d..%d", at, head/2, head-1)
+		t.Fatalf("movements alone stopped at %d, want %d..%d", at, head/2, head-1)
 	}
 	left := make(chan *projections.Runner, 3)
 	alone := func(_ context.Context, r *projections.Runner) { left <- r }
 	members := e.groupWith(t.Context(), 11, alone, 0, projections.Transfers{}, projections.Balances{}, projections.NewMovements())
 	waitAll(t, members, head)
 	e.checkAt(head)
+	e.checkTrialAt(head)
 	if len(left) > 0 {
 		t.Errorf("%d members left the group", len(left))
 	}
@@ -114,7 +117,7 @@ func TestGroupMemberThatFailsLeaves(t *testing.T) {
 		t.Fatal("the refusing member is still in the group")
 	}
 	waitAll(t, members[:1], head)
-	if at := e.checkpoint(); at != 0 {
+	if at := e.checkpointOf(projections.Balances{}, e.ledger); at != 0 {
 		t.Errorf("the refusing member's checkpoint moved to %d", at)
 	}
 }
@@ -127,8 +130,8 @@ func TestGroupKilledMidBatchAppliesOnce(t *testing.T) {
 	e := newEnv(t)
 	head := e.runWorkload(200, 6)
 	ctx, kill := context.WithCancel(t.Context())
-	killer := &killingProjector{Projector: projections.Balances{}, killAt: 3, kill: kill}
-	e.groupOf(ctx, 13, projections.Transfers{}, killer, projections.NewMovements())
+	killer := &killingProjector{Projector: projections.NewMovements(), killAt: 3, kill: kill}
+	e.groupOf(ctx, 13, projections.Transfers{}, killer, projections.Balances{})
 	select {
 	case <-ctx.Done():
 	case <-time.After(waitMax):
@@ -139,9 +142,11 @@ func TestGroupKilledMidBatchAppliesOnce(t *testing.T) {
 		t.Fatalf("killed at checkpoint %d, want < %d", at, head)
 	}
 	e.checkAt(at)
+	e.checkTrialAt(at)
 	members := e.groupOf(t.Context(), 13, projections.Transfers{}, projections.Balances{}, projections.NewMovements())
 	waitAll(t, members, head)
 	e.checkAt(head)
+	e.checkTrialAt(head)
 }
 
 // TestGroupMemberFarBehindCatchesUpAloneAndRejoins: a member further behind
@@ -151,7 +156,7 @@ func TestGroupMemberFarBehindCatchesUpAloneAndRejoins(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	head := e.runWorkload(150, 7)
-	lone := e.startRunner(t.Context(), projections.Balances{}, batches{src: e.natsSource(), size: 50, end: head})
+	lone := e.startRunner(t.Context(), projections.NewMovements(), batches{src: e.natsSource(), size: 50, end: head})
 	waitFor(t, lone, head)
 	lone.stop()
 	var alone atomic.Int32
@@ -159,7 +164,7 @@ func TestGroupMemberFarBehindCatchesUpAloneAndRejoins(t *testing.T) {
 		alone.Add(1)
 		e.runAlone(ctx, r)
 	}
-	members := e.groupWith(t.Context(), 5, run, 20, projections.Balances{}, projections.Transfers{})
+	members := e.groupWith(t.Context(), 5, run, 20, projections.NewMovements(), projections.Transfers{})
 	waitAll(t, members, head)
 	if alone.Load() != 1 {
 		t.Errorf("%d members ran alone, want the transfers projection only", alone.Load())
@@ -183,14 +188,15 @@ func TestGroupMemberWithLockedCheckpointWaitsAlone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
+	locked := projections.NewMovements()
 	_, err := e.pool.Exec(ctx, `INSERT INTO projection_checkpoints (ledger, projection, version, position)
-		VALUES ($1, $2, $3, 0)`, e.ledger, projections.Balances{}.Name(), projections.Balances{}.Version())
+		VALUES ($1, $2, $3, 0)`, e.ledger, locked.Name(), locked.Version())
 	testenv.NoError(t, err)
 	swap, err := e.pool.Begin(ctx)
 	testenv.NoError(t, err)
 	defer func() { _ = swap.Rollback(context.Background()) }()
 	_, err = swap.Exec(ctx, `SELECT 1 FROM projection_checkpoints WHERE ledger = $1 AND projection = $2 FOR UPDATE`,
-		e.ledger, projections.Balances{}.Name())
+		e.ledger, locked.Name())
 	testenv.NoError(t, err)
 
 	head := e.runWorkload(100, 9)
@@ -199,7 +205,7 @@ func TestGroupMemberWithLockedCheckpointWaitsAlone(t *testing.T) {
 		alone.Add(1)
 		e.runAlone(ctx, r)
 	}
-	members := e.groupWith(ctx, 17, run, 0, projections.Balances{}, projections.Transfers{})
+	members := e.groupWith(ctx, 17, run, 0, locked, projections.Transfers{})
 	waitAll(t, members[1:], head)
 	if at := members[0].Position(); at != 0 {
 		t.Fatalf("the locked member applied up to %d", at)

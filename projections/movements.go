@@ -64,7 +64,9 @@ type movementCache struct {
 }
 
 func (*Movements) Name() string { return movementsName }
-func (*Movements) Version() int { return 1 }
+
+// Version 2 writes the accounts table too (migration 0021).
+func (*Movements) Version() int { return 2 }
 
 // take removes and returns the ledger's cache if it continues at from; else
 // an empty one.
@@ -110,7 +112,7 @@ func (p *Movements) keep(ledger string, c *movementCache) {
 
 // Tables lists the read-model tables Movements writes, every one keyed by ledger.
 func (*Movements) Tables() []string {
-	return []string{"movements", "movement_heads", "movement_assets", "movement_clock"}
+	return []string{"movements", "movement_heads", "movement_assets", "movement_clock", "accounts"}
 }
 
 // movementHead is an account's running totals across the batch: from its
@@ -163,10 +165,12 @@ type movementFold struct {
 	// opened lists the accounts the batch opens: their movement_heads rows
 	// are written with the batch.
 	opened []string
-	assets []domain.AssetDefined
-	lines  []movementLine
-	ticks  []movementTick
-	moves  []domain.Movement // one event's, reused
+	// accounts is what the batch changes of the accounts table.
+	accounts accountChanges
+	assets   []domain.AssetDefined
+	lines    []movementLine
+	ticks    []movementTick
+	moves    []domain.Movement // one event's, reused
 }
 
 // Apply appends the batch's lines with COPY, in the runner's transaction. It
@@ -332,6 +336,7 @@ func unitsAt(s string, scale uint8) (domain.Units, error) {
 // apply folds one event: its lines are its movements (domain.AppendMovements).
 func (f *movementFold) apply(rec *eventstore.Record, e domain.Event) error {
 	f.tick(rec)
+	f.accounts.add(e, rec.Position, rec.RecordedAt)
 	switch e := e.(type) {
 	case domain.AssetDefined:
 		f.scales[e.Code] = e.Scale
@@ -406,8 +411,9 @@ func (f *movementFold) line(pos uint64, ev *movementEvent, m *domain.Movement) e
 	if !ok {
 		return fmt.Errorf("movement of unknown account %s: the read model is missing accounts", m.Account)
 	}
-	if h.scale != m.Scale {
-		return fmt.Errorf("amount at scale %d on account %s of scale %d", m.Scale, m.Account, h.scale)
+	if h.asset != m.Asset || h.scale != m.Scale {
+		return fmt.Errorf("amount of %s at scale %d on account %s of %s at scale %d: the read model is corrupt",
+			m.Asset, m.Scale, m.Account, h.asset, h.scale)
 	}
 	debit := m.Side == domain.SideDebit
 	var field *domain.Units
@@ -486,7 +492,7 @@ func numericOf(u domain.Units, scale uint8) pgtype.Numeric {
 	return pgtype.Numeric{Int: n, Exp: -int32(scale), Valid: true}
 }
 
-// write stores the batch: lines, heads, assets, clock.
+// write stores the batch: lines, heads, accounts, assets, clock.
 func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) error {
 	if len(f.lines) > 0 {
 		useUnitsCodec(tx.Conn())
@@ -499,6 +505,9 @@ func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) erro
 		}
 	}
 	if err := f.writeHeads(ctx, tx, ledger); err != nil {
+		return err
+	}
+	if err := f.accounts.write(ctx, tx, ledger); err != nil {
 		return err
 	}
 	if len(f.assets) > 0 {

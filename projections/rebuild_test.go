@@ -100,8 +100,10 @@ func (e *env) checkBuiltNormally(proj projections.Projector, live *runningRunner
 }
 
 // queryUntil reads proj's first table for e.ledger until stop, counting
-// failures; for balances it also requires every asset's debits to equal its
-// credits, which a mix of the old and the new model would break.
+// failures; for balances (the trial balance's lines) and movements (the sums
+// of the accounts' last statement lines, per asset) it also requires every
+// asset's debits to equal its credits, which a mix of the old and the new
+// model would break.
 func (e *env) queryUntil(proj projections.Projector, stop <-chan struct{}) (wait func() (queries, failures int64)) {
 	var n, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -115,10 +117,19 @@ func (e *env) queryUntil(proj projections.Projector, stop <-chan struct{}) (wait
 			n.Add(1)
 			var unbalanced int64
 			var err error
-			if _, ok := proj.(projections.Balances); ok {
-				err = e.pool.QueryRow(e.t.Context(), `SELECT count(*) FROM (SELECT asset FROM balances WHERE ledger = $1
-					GROUP BY asset HAVING sum(debits_posted) <> sum(credits_posted)) u`, e.ledger).Scan(&unbalanced)
-			} else {
+			switch proj.(type) {
+			case projections.Balances:
+				err = e.pool.QueryRow(e.t.Context(), `SELECT count(*) FROM trial_balances WHERE ledger = $1
+					AND (debits_posted <> credits_posted OR debits_pending <> credits_pending)`, e.ledger).Scan(&unbalanced)
+			case *projections.Movements:
+				err = e.pool.QueryRow(e.t.Context(), `SELECT count(*) FROM (SELECT h.asset FROM movement_heads h
+					JOIN LATERAL (SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending
+						FROM movements m WHERE m.ledger = h.ledger AND m.account = h.account
+						ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
+					WHERE h.ledger = $1 GROUP BY h.asset
+					HAVING sum(l.debits_posted) <> sum(l.credits_posted) OR sum(l.debits_pending) <> sum(l.credits_pending)) u`,
+					e.ledger).Scan(&unbalanced)
+			default:
 				err = e.pool.QueryRow(e.t.Context(), `SELECT count(*) - count(*) FROM `+
 					pgx.Identifier{proj.Tables()[0]}.Sanitize()+` WHERE ledger = $1`, e.ledger).Scan(&unbalanced)
 			}
@@ -219,7 +230,8 @@ func TestRebuildBringsAProjectionAheadOfTheLogBack(t *testing.T) {
 	live.stop()
 	for _, sql := range []string{
 		`UPDATE projection_checkpoints SET position = position + 7 WHERE ledger = $1 AND projection = 'balances'`,
-		`UPDATE balances SET debits_posted = debits_posted + 1000000 WHERE ledger = $1`,
+		`UPDATE trial_balances SET debits_posted = debits_posted + 1000000 WHERE ledger = $1`,
+		`UPDATE trial_accounts SET closed = NOT closed WHERE ledger = $1`,
 	} {
 		_, err := e.pool.Exec(t.Context(), sql, e.ledger)
 		testenv.NoError(t, err)

@@ -3,7 +3,6 @@ package projections_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -210,59 +209,49 @@ func (e *env) submit(cmds []domain.Command) {
 	}
 }
 
-// balance is one account's row of the balances read model.
+// balance is one account's balance: the totals of its last statement line
+// (the movements read model), zero before its first, and the position of
+// that line (its opening before any).
 type balance struct {
-	Asset           string
-	Debits, Credits string
-	Position        uint64
+	Asset                         string
+	DebitsPosted, CreditsPosted   string
+	DebitsPending, CreditsPending string
+	Position                      uint64
 }
 
 // replay folds the log up to position upTo into a fresh domain state and
-// returns what the balances read model must hold at that checkpoint.
+// returns what each account's balance must be at that checkpoint.
 func (e *env) replay(upTo uint64) map[string]balance {
-	t := e.t
-	t.Helper()
-	st := domain.NewState()
-	var ids []string
-	last := map[string]uint64{} // position of the last event that changed each account
-	for st.Position() < upTo {
-		recs, err := e.store.Read(t.Context(), e.ledger, st.Position()+1, int(upTo-st.Position()))
-		testenv.NoError(t, err)
-		if len(recs) == 0 {
-			t.Fatalf("log ends at %d, want %d", st.Position(), upTo)
-		}
-		for _, rec := range recs {
-			ev, err := domain.UnmarshalEvent(rec.Type, rec.SchemaVersion, rec.Payload)
-			testenv.NoError(t, err)
-			st.Evolve(rec.Position, ev)
-			switch ev := ev.(type) {
-			case domain.AccountOpened:
-				ids = append(ids, ev.ID)
-				last[ev.ID] = rec.Position
-			case domain.AccountClosed:
-				last[ev.ID] = rec.Position
-			case domain.TransferCommitted:
-				for _, p := range ev.Postings {
-					last[p.Debit], last[p.Credit] = rec.Position, rec.Position
-				}
-			}
-		}
-	}
-	want := make(map[string]balance, len(ids))
-	for _, id := range ids {
-		a, _ := st.Account(id)
-		want[id] = balance{Asset: a.Asset, Debits: a.DebitsPosted.Format(a.Scale),
-			Credits: a.CreditsPosted.Format(a.Scale), Position: last[id]}
+	e.t.Helper()
+	r := newReplayer(e)
+	r.advance(upTo)
+	want := make(map[string]balance, len(r.accounts))
+	for _, id := range r.accounts {
+		a, _ := r.st.Account(id)
+		want[id] = balance{Asset: a.Asset, DebitsPosted: a.DebitsPosted.Format(a.Scale),
+			CreditsPosted: a.CreditsPosted.Format(a.Scale), DebitsPending: a.DebitsPending.Format(a.Scale),
+			CreditsPending: a.CreditsPending.Format(a.Scale), Position: max(a.Position, r.moved[id])}
 	}
 	return want
 }
 
-// balances reads the ledger's balances read model.
+// balances reads each account of the ledger's movements read model with
+// its balance: its last statement line's totals (the lines' primary key
+// backwards, as the queries read them), zero at its asset's scale before
+// any line.
 func (e *env) balances() map[string]balance {
 	t := e.t
 	t.Helper()
-	rows, err := e.pool.Query(t.Context(), `SELECT account, asset, debits_posted::text, credits_posted::text, position
-		FROM balances WHERE ledger = $1`, e.ledger)
+	rows, err := e.pool.Query(t.Context(), `SELECT h.account, h.asset,
+			coalesce(l.debits_posted, round(0, h.scale::int))::text, coalesce(l.credits_posted, round(0, h.scale::int))::text,
+			coalesce(l.debits_pending, round(0, h.scale::int))::text, coalesce(l.credits_pending, round(0, h.scale::int))::text,
+			coalesce(l.position, h.opened_position)
+		FROM movement_heads h
+		LEFT JOIN LATERAL (
+			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
+			FROM movements m WHERE m.ledger = h.ledger AND m.account = h.account
+			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
+		WHERE h.ledger = $1`, e.ledger)
 	testenv.NoError(t, err)
 	got := map[string]balance{}
 	var (
@@ -270,7 +259,8 @@ func (e *env) balances() map[string]balance {
 		b   balance
 		pos int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &b.Asset, &b.Debits, &b.Credits, &pos}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &b.Asset, &b.DebitsPosted, &b.CreditsPosted, &b.DebitsPending,
+		&b.CreditsPending, &pos}, func() error {
 		b.Position = uint64(pos)
 		got[id] = b
 		return nil
@@ -279,21 +269,28 @@ func (e *env) balances() map[string]balance {
 	return got
 }
 
-// checkpoint returns the balances projection's checkpoint; 0 before any.
+// checkpoint returns the movements projection's checkpoint (the read model
+// e.balances reads); 0 before any.
 func (e *env) checkpoint() uint64 {
 	e.t.Helper()
-	var pos int64
-	err := e.pool.QueryRow(e.t.Context(), `SELECT position FROM projection_checkpoints
-		WHERE ledger = $1 AND projection = $2`, e.ledger, projections.Balances{}.Name()).Scan(&pos)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0
-	}
-	testenv.NoError(e.t, err)
-	return uint64(pos)
+	return e.checkpointOf(projections.NewMovements(), e.ledger)
 }
 
-// checkAt checks that the checkpoint is at pos and the read model equals a
-// replay of the log up to pos: nothing applied twice, nothing skipped.
+// checkTrialAt checks that the balances projection's checkpoint is at pos
+// and its trial balance equals a replay of the log up to pos: a batch
+// applied twice or skipped moves some asset's sums.
+func (e *env) checkTrialAt(pos uint64) {
+	e.t.Helper()
+	if got := e.checkpointOf(projections.Balances{}, e.ledger); got != pos {
+		e.t.Fatalf("balances checkpoint %d, want %d", got, pos)
+	}
+	r := newReplayer(e)
+	r.advance(pos)
+	if diff := cmp.Diff(r.lines(), e.trialBalances()); diff != "" {
+		e.t.Fatalf("trial balance at checkpoint %d differs from the replay (-replay +read model):\n%s", pos, diff)
+	}
+}
+
 // fault is the fault recorded in proj's checkpoint, "" for none.
 func (e *env) fault(proj projections.Projector) string {
 	var fault *string
@@ -305,6 +302,9 @@ func (e *env) fault(proj projections.Projector) string {
 	return *fault
 }
 
+// checkAt checks that the movements checkpoint is at pos and every account's
+// balance in its read model equals a replay of the log up to pos: nothing
+// applied twice, nothing skipped.
 func (e *env) checkAt(pos uint64) {
 	e.t.Helper()
 	if got := e.checkpoint(); got != pos {
@@ -328,7 +328,7 @@ type runningRunner struct {
 	stop func()
 }
 
-// startRunner runs a balances runner on src until stop, the end of parent
+// startRunner runs a runner of proj on src until stop, the end of parent
 // or the end of the test.
 func (e *env) startRunner(parent context.Context, proj projections.Projector, src projections.Source) *runningRunner {
 	r := projections.NewRunner(e.pool, e.ledger, proj, src, testLogger(e.t))
@@ -417,7 +417,7 @@ func TestRunnerKilledBetweenBatchesRestarts(t *testing.T) {
 	head := e.runWorkload(200, 2)
 
 	t.Log("the first runner is killed between batches")
-	first := e.startRunner(t.Context(), projections.Balances{}, batches{src: e.natsSource(), size: batchSize, end: head})
+	first := e.startRunner(t.Context(), projections.NewMovements(), batches{src: e.natsSource(), size: batchSize, end: head})
 	waitFor(t, first, head/3)
 	first.stop()
 	at := e.checkpoint()
@@ -430,7 +430,7 @@ func TestRunnerKilledBetweenBatchesRestarts(t *testing.T) {
 
 	t.Log("the second runner is killed in the middle of its third batch")
 	ctx, kill := context.WithCancel(t.Context())
-	killer := &killingProjector{Projector: projections.Balances{}, killAt: 3, kill: kill}
+	killer := &killingProjector{Projector: projections.NewMovements(), killAt: 3, kill: kill}
 	second := e.startRunner(ctx, killer, batches{src: e.natsSource(), size: batchSize, end: head})
 	select {
 	case <-ctx.Done():
@@ -449,7 +449,7 @@ func TestRunnerKilledBetweenBatchesRestarts(t *testing.T) {
 	e.checkAt(want)
 
 	t.Log("the third runner finishes")
-	third := e.startRunner(t.Context(), projections.Balances{}, batches{src: e.natsSource(), size: batchSize, end: head})
+	third := e.startRunner(t.Context(), projections.NewMovements(), batches{src: e.natsSource(), size: batchSize, end: head})
 	waitFor(t, third, head)
 	e.checkAt(head)
 }
@@ -559,7 +559,8 @@ func TestRunnerRefusesGapOrRepeat(t *testing.T) {
 			head := e.runWorkload(40, 3)
 			src := &faultySource{src: batches{src: e.natsSource(), size: batchSize, end: head}, fault: tc.fault, at: tc.at}
 			src.active.Store(true)
-			runner := e.startRunner(t.Context(), projections.Balances{}, src)
+			proj := projections.NewMovements()
+			runner := e.startRunner(t.Context(), proj, src)
 			// Refused, retried, refused again.
 			testenv.Eventually(t, waitMax, func() error {
 				if n := src.served.Load(); n < 3 {
@@ -573,7 +574,7 @@ func TestRunnerRefusesGapOrRepeat(t *testing.T) {
 			e.checkAt(tc.stuck)
 			if tc.fault.breaksChain() {
 				testenv.Eventually(t, waitMax, func() error {
-					if got := e.fault(projections.Balances{}); !strings.Contains(got, "hash chain is broken") {
+					if got := e.fault(proj); !strings.Contains(got, "hash chain is broken") {
 						return fmt.Errorf("checkpoint's fault %q, want the broken chain", got)
 					}
 					return nil
@@ -583,7 +584,7 @@ func TestRunnerRefusesGapOrRepeat(t *testing.T) {
 			src.active.Store(false)
 			waitFor(t, runner, head)
 			e.checkAt(head)
-			if got := e.fault(projections.Balances{}); got != "" {
+			if got := e.fault(proj); got != "" {
 				t.Errorf("checkpoint's fault %q once the records are the log's, want none", got)
 			}
 		})
@@ -643,8 +644,8 @@ func TestTwoRunnersExactlyOnce(t *testing.T) {
 	const batchSize = 7
 	e := newEnv(t)
 	var started atomic.Bool
-	a := &contendingProjector{Projector: projections.Balances{}, t: t, pool: e.pool, started: &started}
-	b := &contendingProjector{Projector: projections.Balances{}, t: t, pool: e.pool, started: &started}
+	a := &contendingProjector{Projector: projections.NewMovements(), t: t, pool: e.pool, started: &started}
+	b := &contendingProjector{Projector: projections.NewMovements(), t: t, pool: e.pool, started: &started}
 	// Small batches on both, from the empty ledger on, beside the writer.
 	e.startRunner(t.Context(), a, batches{src: e.natsSource(), size: batchSize})
 	e.startRunner(t.Context(), b, batches{src: e.natsSource(), size: batchSize})
@@ -666,7 +667,7 @@ func TestWaiterCutsTheLingerShort(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	head := e.runWorkload(50, 3)
-	r := projections.NewRunner(e.pool, e.ledger, projections.Balances{}, batches{src: e.natsSource(), size: 1},
+	r := projections.NewRunner(e.pool, e.ledger, projections.NewMovements(), batches{src: e.natsSource(), size: 1},
 		testLogger(t)).WithLinger(time.Hour)
 	stop := start(t, t.Context(), "runner", r.Run)
 	t.Cleanup(stop)

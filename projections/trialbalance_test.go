@@ -40,10 +40,14 @@ type replayer struct {
 	st       *domain.State
 	scales   map[string]uint8
 	accounts []string
+	// moved is the position of each account's last movement
+	// (domain.AppendMovements): its last statement line's.
+	moved map[string]uint64
+	moves []domain.Movement // one event's, reused
 }
 
 func newReplayer(e *env) *replayer {
-	return &replayer{e: e, st: domain.NewState(), scales: map[string]uint8{}}
+	return &replayer{e: e, st: domain.NewState(), scales: map[string]uint8{}, moved: map[string]uint64{}}
 }
 
 // advance applies the log up to position to.
@@ -68,6 +72,10 @@ func (r *replayer) advance(to uint64) {
 				r.scales[ev.Code] = ev.Scale
 			case domain.AccountOpened:
 				r.accounts = append(r.accounts, ev.ID)
+			}
+			r.moves = domain.AppendMovements(r.moves[:0], ev)
+			for _, m := range r.moves {
+				r.moved[m.Account] = rec.Position
 			}
 		}
 	}
@@ -110,15 +118,22 @@ func (e *env) trialBalances() map[string]line {
 		credits_pending::text, accounts, accounts_closed FROM trial_balances WHERE ledger = $1`)
 }
 
-// balanceSums sums the balances table per asset.
+// balanceSums sums the accounts' balances per asset: the totals of each
+// account's last statement line (the movements read model: an account's
+// balance, migration 0021), the accounts the trial balance counts
+// (trial_accounts). Both projections must stand at the same position.
 func (e *env) balanceSums() map[string]line {
 	e.t.Helper()
-	return e.linesOf(`SELECT a.code, round(coalesce(sum(b.debits_posted), 0), a.scale)::text,
-			round(coalesce(sum(b.credits_posted), 0), a.scale)::text,
-			round(coalesce(sum(b.debits_pending), 0), a.scale)::text,
-			round(coalesce(sum(b.credits_pending), 0), a.scale)::text,
+	return e.linesOf(`SELECT a.code, round(coalesce(sum(l.debits_posted), 0), a.scale)::text,
+			round(coalesce(sum(l.credits_posted), 0), a.scale)::text,
+			round(coalesce(sum(l.debits_pending), 0), a.scale)::text,
+			round(coalesce(sum(l.credits_pending), 0), a.scale)::text,
 			count(b.account) FILTER (WHERE NOT b.closed), count(b.account) FILTER (WHERE b.closed)
-		FROM assets a LEFT JOIN balances b ON b.ledger = a.ledger AND b.asset = a.code
+		FROM assets a LEFT JOIN trial_accounts b ON b.ledger = a.ledger AND b.asset = a.code
+		LEFT JOIN LATERAL (
+			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending
+			FROM movements m WHERE m.ledger = b.ledger AND m.account = b.account
+			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
 		WHERE a.ledger = $1 GROUP BY a.code, a.scale`)
 }
 
@@ -506,13 +521,17 @@ func TestTrialBalanceMatchesReplay(t *testing.T) {
 	// (and many ends for the as-of checks), whatever the timing.
 	src := &randomBatches{src: e.natsSource(), sizeMax: 25, rng: rand.New(rand.NewPCG(5, 5))}
 	runner := e.startRunner(t.Context(), projections.Balances{}, src)
+	// The accounts' balances: their statement lines.
+	lines := e.startRunner(t.Context(), projections.NewMovements(), e.natsSource())
 	waitFor(t, runner, head)
+	waitFor(t, lines, head)
 
 	tb := e.trialBalances()
 	checkBooksBalance(t, "trial_balances", tb)
 	if diff := cmp.Diff(e.balanceSums(), tb); diff != "" {
 		t.Errorf("trial_balances differ from Σ balances per asset (-Σ balances +trial_balances):\n%s", diff)
 	}
+	e.checkTrialAccounts(head)
 	r := newReplayer(e)
 	r.advance(head)
 	if diff := cmp.Diff(r.lines(), tb); diff != "" {
@@ -582,39 +601,61 @@ func applyBatch(ctx context.Context, pool *pgxpool.Pool, ledger string, recs []e
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return projections.Balances{}.Apply(ctx, tx, ledger, recs) })
 }
 
+// applyMovements applies recs through proj.Apply in one transaction.
+func applyMovements(ctx context.Context, pool *pgxpool.Pool, proj *projections.Movements, ledger string,
+	recs []eventstore.Record) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return proj.Apply(ctx, tx, ledger, recs) })
+}
+
+// TestBalancesRefusesUnbalancedBatch: a batch that leaves a line of the
+// trial balance it touches (by a movement or by an account count) with
+// debits other than credits, posted or pending, is refused with
+// ErrUnbalanced naming each such asset and only those. Every posting moves
+// its asset's debits and credits alike, so only a corrupt read model makes
+// a batch unbalanced; a posting whose asset is not its accounts' is the
+// movements projector's to refuse (TestMovementsRefusesAMovementOffItsAccount).
 func TestBalancesRefusesUnbalancedBatch(t *testing.T) {
 	t.Parallel()
-	transfer := func(id, from, to, asset string, units int64) domain.TransferCommitted {
-		return domain.TransferCommitted{ID: id, EffectiveAt: time.Now().UTC(),
-			Postings: []domain.Posting{{Debit: from, Credit: to, Asset: asset, Amount: usd(units)}}}
+	transfer := func(id string, postings ...domain.Posting) domain.TransferCommitted {
+		return domain.TransferCommitted{ID: id, EffectiveAt: time.Now().UTC(), Postings: postings}
 	}
+	usdAB := domain.Posting{Debit: "a", Credit: "b", Asset: "USD", Amount: usd(100)}
+	eurCD := domain.Posting{Debit: "c", Credit: "d", Asset: "EUR", Amount: usd(7)}
+	const (
+		usdOff = `UPDATE trial_balances SET debits_posted = debits_posted + 0.01 WHERE ledger = $1 AND asset = 'USD'`
+		eurOff = `UPDATE trial_balances SET credits_pending = credits_pending + 1 WHERE ledger = $1 AND asset = 'EUR'`
+	)
 	for _, tc := range []struct {
 		name    string
-		corrupt string // SQL run on the ledger ($1) before the batch
+		corrupt []string // SQL run on the ledger ($1) before the batch
 		batch   domain.Event
 		bad     []string // assets the error must name
 		good    []string // assets it must not
 	}{
-		{"trial balance off by a cent", `UPDATE trial_balances SET debits_posted = debits_posted + 0.01
-			WHERE ledger = $1 AND asset = 'USD'`, transfer("t", "a", "b", "USD", 100), []string{"USD"}, []string{"EUR"}},
-		{"pending off", `UPDATE trial_balances SET credits_pending = credits_pending + 1
-			WHERE ledger = $1 AND asset = 'EUR'`, domain.TransferPending{ID: "h", EffectiveAt: time.Now().UTC(),
+		{"trial balance off by a cent", []string{usdOff}, transfer("t", usdAB), []string{"USD"}, []string{"EUR"}},
+		{"pending off", []string{eurOff}, domain.TransferPending{ID: "h", EffectiveAt: time.Now().UTC(),
 			Postings: []domain.Posting{{Debit: "c", Credit: "d", Asset: "EUR", Amount: usd(5)}}}, []string{"EUR"}, []string{"USD"}},
-		{"a posting across assets in the log", "", transfer("t", "a", "d", "USD", 100), []string{"USD", "EUR"}, nil},
-		{"control: a close", "", domain.AccountClosed{ID: "a"}, nil, nil},
+		{"two assets off, one transfer moving both", []string{usdOff, eurOff}, transfer("t", usdAB, eurCD),
+			[]string{"USD", "EUR"}, nil},
+		{"an asset off, a transfer moving the other", []string{usdOff}, transfer("t", eurCD), nil, nil},
+		{"an asset off, an account of it closed", []string{usdOff}, domain.AccountClosed{ID: "a"}, []string{"USD"}, []string{"EUR"}},
+		{"control: a close", nil, domain.AccountClosed{ID: "a"}, nil, nil},
+		{"control: a transfer in each asset", nil, transfer("t", usdAB, eurCD), nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			pool := migratedPool(t)
 			ledger := testenv.Name(t)
 			testenv.NoError(t, applyBatch(t.Context(), pool, ledger, bookSetup(ledger)))
-			if tc.corrupt != "" {
-				_, err := pool.Exec(t.Context(), tc.corrupt, ledger)
+			for _, sql := range tc.corrupt {
+				_, err := pool.Exec(t.Context(), sql, ledger)
 				testenv.NoError(t, err)
 			}
 			err := applyBatch(t.Context(), pool, ledger, records(ledger, 7, tc.batch))
 			if tc.bad == nil {
-				testenv.NoError(t, err) // a control: a balanced batch passes
+				// A control: a balanced batch passes (an asset off that
+				// the batch does not touch is not checked).
+				testenv.NoError(t, err)
 				return
 			}
 			if !errors.Is(err, projections.ErrUnbalanced) {
@@ -631,11 +672,54 @@ func TestBalancesRefusesUnbalancedBatch(t *testing.T) {
 				}
 			}
 			// Nothing of the batch stayed.
-			var n int
-			testenv.NoError(t, pool.QueryRow(t.Context(), `SELECT count(*) FROM trial_balance_history
-				WHERE ledger = $1 AND position = 7`, ledger).Scan(&n))
-			if n != 0 {
-				t.Errorf("%d history rows of the refused batch", n)
+			var n, closed int
+			testenv.NoError(t, pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM trial_balance_history
+				WHERE ledger = $1 AND position = 7), (SELECT count(*) FROM trial_accounts WHERE ledger = $1 AND closed)`,
+				ledger).Scan(&n, &closed))
+			if n != 0 || closed != 0 {
+				t.Errorf("%d history rows and %d closed accounts of the refused batch", n, closed)
+			}
+		})
+	}
+}
+
+// TestMovementsRefusesAMovementOffItsAccount: a posting (in a log that is
+// not what the writer wrote) in another asset than its accounts', or at
+// another scale, fails the movements projector's batch: the read model is
+// corrupt, or the log. (The trial balance, summed per asset, cannot tell.)
+func TestMovementsRefusesAMovementOffItsAccount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		posting domain.Posting
+	}{
+		{"a posting across assets", domain.Posting{Debit: "a", Credit: "d", Asset: "USD", Amount: usd(100)}},
+		{"a posting of the account's asset at another scale", domain.Posting{Debit: "a", Credit: "b", Asset: "USD",
+			Amount: domain.Amount{Units: domain.UnitsFromInt64(1000), Scale: 3}}},
+		{"control: a posting between accounts of its asset", domain.Posting{Debit: "c", Credit: "d", Asset: "EUR", Amount: usd(100)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool := migratedPool(t)
+			ctx := t.Context()
+			ledger := testenv.Name(t)
+			testenv.NoError(t, applyMovements(ctx, pool, projections.NewMovements(), ledger, bookSetup(ledger)))
+			err := applyMovements(ctx, pool, projections.NewMovements(), ledger, records(ledger, 7,
+				domain.TransferCommitted{ID: "t", EffectiveAt: time.Now().UTC(), Postings: []domain.Posting{tc.posting}}))
+			var lines int
+			testenv.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM movements WHERE ledger = $1`, ledger).Scan(&lines))
+			if strings.HasPrefix(tc.name, "control") {
+				testenv.NoError(t, err)
+				if lines != 2 {
+					t.Errorf("%d statement lines after a posting, want 2", lines)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "the read model is corrupt") {
+				t.Fatalf("Apply: %v, want the read model corrupt", err)
+			}
+			if lines != 0 {
+				t.Errorf("%d statement lines of the refused batch", lines)
 			}
 		})
 	}
@@ -721,7 +805,7 @@ func TestUnbalancedBatchHoldsTheCheckpoint(t *testing.T) {
 		}
 		return nil
 	})
-	if got := e.checkpoint(); got != 6 {
+	if got := e.checkpointOf(projections.Balances{}, e.ledger); got != 6 {
 		t.Fatalf("checkpoint %d after a refused batch, want 6", got)
 	}
 
@@ -732,6 +816,10 @@ func TestUnbalancedBatchHoldsTheCheckpoint(t *testing.T) {
 	checkBooksBalance(t, "after the repair", e.trialBalances())
 }
 
+// TestTrialBalanceMigrationBackfills: migration 0004 fills the trial balance
+// and the closed accounts of a read model projected before it, as of its
+// checkpoint; the later migrations (0021) keep them; the projector goes on
+// from there, and as-of answers hold on both sides of the backfill.
 func TestTrialBalanceMigrationBackfills(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -741,83 +829,193 @@ func TestTrialBalanceMigrationBackfills(t *testing.T) {
 	waitFor(t, first, head)
 	first.stop()
 	want := e.trialBalances()
-	closedBefore := e.closedAccounts()
+	closedBefore := e.closedAccounts("trial_accounts")
+	if len(closedBefore) == 0 {
+		t.Fatal("the workload closed no account")
+	}
 
-	t.Log("back to the read model as projected before migration 0004")
+	t.Log("back to the read model as projected before migration 0004 (so before 0021 too)")
+	e.backBeforeBalancesFromLines()
 	for _, sql := range []string{
 		`DROP TABLE trial_balance_history`, `DROP TABLE trial_balances`, `ALTER TABLE balances DROP COLUMN closed`,
-		`UPDATE projection_checkpoints SET version = 1`,
+		`UPDATE projection_checkpoints SET version = 1 WHERE projection = 'balances'`,
 		`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0004_trial_balance.sql'`,
 	} {
 		_, err := e.pool.Exec(t.Context(), sql)
 		testenv.NoError(t, err)
 	}
-	testenv.NoError(t, projections.Migrate(t.Context(), e.pool))
+	testenv.NoError(t, projections.MigrateThrough(t.Context(), e.pool, 4))
 	if diff := cmp.Diff(want, e.trialBalances()); diff != "" {
 		t.Errorf("backfilled trial balance (-projected +backfilled):\n%s", diff)
 	}
-	if diff := cmp.Diff(closedBefore, e.closedAccounts()); diff != "" {
+	if diff := cmp.Diff(closedBefore, e.closedAccounts("balances")); diff != "" {
 		t.Errorf("backfilled closed accounts (-projected +backfilled):\n%s", diff)
 	}
-	var version int
-	testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT version FROM projection_checkpoints
-		WHERE ledger = $1 AND projection = 'balances'`, e.ledger).Scan(&version))
-	// 0004 brings the checkpoint to version 2; 0015 (applied already in
-	// this database, and not again) to 3.
-	if version != 2 {
-		t.Errorf("checkpoint version %d after the migration, want 2", version)
+	// 0004 brings the checkpoint to version 2 (0015, applied already in
+	// this database, is not applied again).
+	if v := e.versionOf(projections.Balances{}, e.ledger); v != 2 {
+		t.Errorf("checkpoint version %d after migration 0004, want 2", v)
 	}
 	if ends := e.historyPositions(); !slices.Equal(ends, []uint64{head}) {
 		t.Errorf("history at %v after the backfill, want at %d only", ends, head)
 	}
 
+	t.Log("the later migrations keep the backfill")
+	testenv.NoError(t, projections.Migrate(t.Context(), e.pool))
+	if diff := cmp.Diff(want, e.trialBalances()); diff != "" {
+		t.Errorf("trial balance after every migration (-projected +migrated):\n%s", diff)
+	}
+	if diff := cmp.Diff(closedBefore, e.closedAccounts("trial_accounts")); diff != "" {
+		t.Errorf("closed accounts after every migration (-projected +migrated):\n%s", diff)
+	}
+	if v, want := e.versionOf(projections.Balances{}, e.ledger), (projections.Balances{}).Version(); v != want {
+		t.Errorf("checkpoint version %d after every migration, want %d", v, want)
+	}
+
 	t.Log("the projector goes on from the backfill; as-of answers hold on both sides of it")
 	second := e.startRunner(t.Context(), projections.Balances{}, &randomBatches{src: e.natsSource(), sizeMax: 30,
 		rng: rand.New(rand.NewPCG(8, 8))})
+	lines := e.startRunner(t.Context(), projections.NewMovements(), e.natsSource())
 	head2 := e.runMixedWorkload(w, false, 200)
 	waitFor(t, second, head2)
+	waitFor(t, lines, head2)
 	tb := e.trialBalances()
 	checkBooksBalance(t, "after the backfill", tb)
 	if diff := cmp.Diff(e.balanceSums(), tb); diff != "" {
 		t.Errorf("trial_balances differ from Σ balances per asset (-Σ balances +trial_balances):\n%s", diff)
 	}
+	e.checkTrialAccounts(head2)
 	// Before the backfill point, history is one batch 1..head: within
 	// FoldMax here, so answered by folding the log from 1.
 	e.checkAsOf(asOfPositions(rand.New(rand.NewPCG(9, 9)), head2, e.historyPositions(), 60))
 }
 
-// closedAccounts lists the ledger's closed accounts in the balances.
-func (e *env) closedAccounts() []string {
+// closedAccounts lists the ledger's closed accounts in table: trial_accounts,
+// or balances before migration 0021.
+func (e *env) closedAccounts(table string) []string {
 	e.t.Helper()
-	rows, err := e.pool.Query(e.t.Context(), `SELECT account FROM balances WHERE ledger = $1 AND closed ORDER BY account`, e.ledger)
+	rows, err := e.pool.Query(e.t.Context(), `SELECT account FROM `+pgx.Identifier{table}.Sanitize()+`
+		WHERE ledger = $1 AND closed ORDER BY account`, e.ledger)
 	testenv.NoError(e.t, err)
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	testenv.NoError(e.t, err)
 	return ids
 }
 
-// TestMissingRowsFailTheBatch: balances and transfers update their rows by
-// INSERT … ON CONFLICT (a look-up by key whatever the plan); a row the read
-// model lacks must fail the batch, not be created from the delta.
+// trialAccount is an account as the trial balance counts it.
+type trialAccount struct {
+	Asset, Normal string
+	Scale         int16
+	Closed        bool
+	// Position is the account's opening's, or its closing's.
+	Position uint64
+}
+
+// checkTrialAccounts checks the ledger's trial_accounts against a replay of
+// the log up to pos: every account opened, with its asset, scale and side,
+// closed or not, at its opening's or closing's position.
+func (e *env) checkTrialAccounts(pos uint64) {
+	t := e.t
+	t.Helper()
+	r := newReplayer(e)
+	r.advance(pos)
+	want := map[string]trialAccount{}
+	for _, id := range r.accounts {
+		a, _ := r.st.Account(id)
+		ta := trialAccount{Asset: a.Asset, Normal: a.Normal.String(), Scale: int16(a.Scale), Closed: a.Closed, Position: a.Position}
+		if a.Closed {
+			ta.Position = a.ClosedAt
+		}
+		want[id] = ta
+	}
+	rows, err := e.pool.Query(t.Context(), `SELECT account, asset, normal_balance, scale, closed, position
+		FROM trial_accounts WHERE ledger = $1`, e.ledger)
+	testenv.NoError(t, err)
+	got := map[string]trialAccount{}
+	var (
+		id string
+		ta trialAccount
+		p  int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &ta.Asset, &ta.Normal, &ta.Scale, &ta.Closed, &p}, func() error {
+		ta.Position = uint64(p)
+		got[id] = ta
+		return nil
+	})
+	testenv.NoError(t, err)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("trial_accounts at %d differ from the replay (-replay +read model):\n%s", pos, diff)
+	}
+}
+
+// TestMissingRowsFailTheBatch: the projectors update their rows by key; a
+// row the read model lacks must fail the batch, not be created from the
+// delta nor skipped: an account's statement head (movements), its row of the
+// accounts table (movements), an asset's trial balance line and an
+// account's trial_accounts row (balances), a hold (transfers).
 func TestMissingRowsFailTheBatch(t *testing.T) {
 	t.Parallel()
 	pool := migratedPool(t)
 	ctx := t.Context()
 	ledger := testenv.Name(t)
-	testenv.NoError(t, applyBatch(ctx, pool, ledger, bookSetup(ledger)))
-	_, err := pool.Exec(ctx, `DELETE FROM balances WHERE ledger = $1 AND account = 'b'`, ledger)
-	testenv.NoError(t, err)
-	err = applyBatch(ctx, pool, ledger, records(ledger, 7, domain.TransferCommitted{ID: "t", EffectiveAt: time.Now().UTC(),
-		Postings: []domain.Posting{{Debit: "a", Credit: "b", Asset: "USD", Amount: usd(100)}}}))
-	if err == nil || !strings.Contains(err.Error(), "updated 1 of 2 balances: the read model is missing accounts") {
-		t.Fatalf("Apply with balance b missing: %v", err)
+	transfer := domain.TransferCommitted{ID: "t", EffectiveAt: time.Now().UTC(),
+		Postings: []domain.Posting{{Debit: "a", Credit: "b", Asset: "USD", Amount: usd(100)}}}
+	count := func(sql string) int {
+		t.Helper()
+		var n int
+		testenv.NoError(t, pool.QueryRow(ctx, sql, ledger).Scan(&n))
+		return n
 	}
-	var rows int
-	var debits string
-	testenv.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE account = 'b'),
-		max(debits_posted::text) FILTER (WHERE account = 'a') FROM balances WHERE ledger = $1`, ledger).Scan(&rows, &debits))
-	if rows != 0 || debits != "0.00" {
-		t.Errorf("after the failed batch: %d rows for b (want 0), a's debits %s (want 0.00)", rows, debits)
+
+	// The movements read model. Each batch is applied by a new projector,
+	// as by a new process: one that applied the setup holds the heads in
+	// memory and does not read them again (the cache).
+	testenv.NoError(t, applyMovements(ctx, pool, projections.NewMovements(), ledger, bookSetup(ledger)))
+	_, err := pool.Exec(ctx, `DELETE FROM movement_heads WHERE ledger = $1 AND account = 'b'`, ledger)
+	testenv.NoError(t, err)
+	err = applyMovements(ctx, pool, projections.NewMovements(), ledger, records(ledger, 7, transfer))
+	if err == nil || !strings.Contains(err.Error(), "loaded 1 of 2 movement heads: the read model is missing accounts") {
+		t.Fatalf("Apply with b's movement head missing: %v", err)
+	}
+	if n := count(`SELECT count(*) FROM movements WHERE ledger = $1`); n != 0 {
+		t.Errorf("after the failed batch: %d statement lines, want 0", n)
+	}
+	_, err = pool.Exec(ctx, `DELETE FROM accounts WHERE ledger = $1 AND account = 'c'`, ledger)
+	testenv.NoError(t, err)
+	for _, ev := range []domain.Event{
+		domain.AccountMetadataSet{ID: "c", Metadata: map[string]string{"k": "v"}},
+		domain.AccountClosed{ID: "c"},
+	} {
+		err = applyMovements(ctx, pool, projections.NewMovements(), ledger, records(ledger, 7, ev))
+		if err == nil || !strings.Contains(err.Error(), "0 of 1 accounts: the read model is missing") {
+			t.Fatalf("Apply of %s with c's accounts row missing: %v", ev.EventType(), err)
+		}
+	}
+	if n := count(`SELECT count(*) FROM accounts WHERE ledger = $1 AND (account = 'c' OR closed OR metadata <> '{}')`); n != 0 {
+		t.Errorf("after the failed batches: %d accounts rows of c, closed or with metadata, want 0", n)
+	}
+
+	// The trial balance: a line and an account missing.
+	testenv.NoError(t, applyBatch(ctx, pool, ledger, bookSetup(ledger)))
+	_, err = pool.Exec(ctx, `DELETE FROM trial_balances WHERE ledger = $1 AND asset = 'USD'`, ledger)
+	testenv.NoError(t, err)
+	err = applyBatch(ctx, pool, ledger, records(ledger, 7, transfer))
+	if err == nil || !strings.Contains(err.Error(), "asset USD has no trial balance line: the read model is missing it") {
+		t.Fatalf("Apply with USD's trial balance line missing: %v", err)
+	}
+	if n := count(`SELECT count(*) FROM trial_balances WHERE ledger = $1 AND asset = 'USD'`) +
+		count(`SELECT count(*) FROM trial_balance_history WHERE ledger = $1 AND position = 7`); n != 0 {
+		t.Errorf("after the failed batch: %d USD lines and history rows at 7, want 0", n)
+	}
+	_, err = pool.Exec(ctx, `DELETE FROM trial_accounts WHERE ledger = $1 AND account = 'c'`, ledger)
+	testenv.NoError(t, err)
+	err = applyBatch(ctx, pool, ledger, records(ledger, 7, domain.AccountClosed{ID: "c"}))
+	if err == nil || !strings.Contains(err.Error(), "closed 0 of 1 accounts: the read model is missing open accounts") {
+		t.Fatalf("Apply of a close with c's trial_accounts row missing: %v", err)
+	}
+	if n := count(`SELECT accounts_closed FROM trial_balances WHERE ledger = $1 AND asset = 'EUR'`) +
+		count(`SELECT count(*) FROM trial_accounts WHERE ledger = $1 AND closed`); n != 0 {
+		t.Errorf("after the failed batch: %d accounts counted or marked closed, want 0", n)
 	}
 
 	// The transfers read model: a void of a hold whose row is gone (the
@@ -834,8 +1032,7 @@ func TestMissingRowsFailTheBatch(t *testing.T) {
 	if err == nil {
 		t.Fatal("a post of a hold missing from the read model applied")
 	}
-	testenv.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM transfers WHERE ledger = $1`, ledger).Scan(&rows))
-	if rows != 0 {
-		t.Errorf("after the failed batch: %d transfer rows, want 0", rows)
+	if n := count(`SELECT count(*) FROM transfers WHERE ledger = $1`); n != 0 {
+		t.Errorf("after the failed batch: %d transfer rows, want 0", n)
 	}
 }

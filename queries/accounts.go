@@ -112,13 +112,19 @@ type AccountPage struct {
 }
 
 // balancesCheckpoint selects the balances projection's checkpoint (which
-// writes assets, balances and accounts) as c, 0 before its first batch.
+// writes assets) as c, 0 before its first batch.
 const balancesCheckpoint = `(SELECT COALESCE(max(position), 0) AS position FROM projection_checkpoints
 	WHERE ledger = $1 AND projection = 'balances') c`
 
+// accountsCheckpoint selects the movements projection's checkpoint (which
+// writes the accounts and their statement lines, whose last gives an
+// account's balance) as c, 0 before its first batch.
+const accountsCheckpoint = `(SELECT COALESCE(max(position), 0) AS position FROM projection_checkpoints
+	WHERE ledger = $1 AND projection = 'movements') c`
+
 // ListAccounts returns up to limit (0: AccountsPageDefault) accounts that
 // match f, in id (byte) order, after cursor (empty: from the start), once
-// the balances projection has reached minPosition. A page examines at most
+// the movements projection has reached minPosition. A page examines at most
 // AccountsScanMax accounts (see there).
 //
 // Errors: ErrAccountsPageTooLarge; ErrBadAccountsCursor;
@@ -137,10 +143,15 @@ func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilt
 	if err != nil {
 		return AccountPage{}, err
 	}
-	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+	if err := s.waitFor(ctx, ledger, movementsProjection, minPosition); err != nil {
 		return AccountPage{}, err
 	}
 	if f.Category != "" {
+		// The categories are the balances projection's: a definition
+		// acknowledged at minPosition is in them.
+		if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+			return AccountPage{}, err
+		}
 		if f.categoryPatterns, err = s.CategoryPatterns(ctx, ledger, f.Category); err != nil {
 			return AccountPage{}, err
 		}
@@ -314,19 +325,20 @@ func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMa
 	}
 	balanceCols, balanceJoin := "", ""
 	if f.Balances {
-		balanceCols = `, b.debits_posted::text, b.credits_posted::text, b.debits_pending::text, b.credits_pending::text,
-			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted
-				ELSE b.debits_posted - b.credits_posted END::text,
-			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted - b.debits_pending
-				ELSE b.debits_posted - b.credits_posted - b.credits_pending END::text,
-			b.position`
-		// Both keys are COLLATE "C" (0018): balances' primary key serves
-		// the join.
-		balanceJoin = `LEFT JOIN balances b ON b.ledger = $1 AND b.account = x.account`
+		balanceCols = `, h.scale, l.debits_posted::text, l.credits_posted::text, l.debits_pending::text,
+			l.credits_pending::text, COALESCE(l.position, h.opened_position)`
+		// An account's totals are its last statement line's; its scale is
+		// its head's. Both keys are COLLATE "C" (0018), as accounts' is.
+		balanceJoin = `LEFT JOIN LATERAL (SELECT * FROM movement_heads h
+				WHERE h.ledger = $1 AND h.account = x.account OFFSET 0) h ON true
+			LEFT JOIN LATERAL (
+				SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
+				FROM movements m WHERE m.ledger = $1 AND m.account = x.account
+				ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true`
 	}
 	sql := `SELECT c.position, x.account, x.asset, x.normal_balance, x.min_balance::text, x.max_balance::text,
 			x.metadata::text, x.closed, x.opened_position, x.opened_at, x.hit, x.n = $3` + balanceCols + `
-		FROM ` + balancesCheckpoint + `
+		FROM ` + accountsCheckpoint + `
 		LEFT JOIN LATERAL (
 			SELECT s.* FROM (
 				SELECT a.*, ` + hit + ` AS hit, row_number() OVER (ORDER BY a.account) AS n
@@ -357,10 +369,11 @@ func collectAccounts(rows pgx.Rows, balances bool, max int) (AccountPage, string
 			closed, hit, last       *bool
 			opened                  *int64
 			openedAt                *time.Time
-			dp, cp, dq, cq, bal, av *string
+			scale                   *int16
+			totals                  [4]*string
 			balancePos              *int64
 			dest                    = []any{&checkpoint, &id, &asset, &normal, &minB, &maxB, &meta, &closed, &opened, &openedAt, &hit, &last}
-			balanceDest             = []any{&dp, &cp, &dq, &cq, &bal, &av, &balancePos}
+			balanceDest             = []any{&scale, &totals[0], &totals[1], &totals[2], &totals[3], &balancePos}
 		)
 		if balances {
 			dest = append(dest, balanceDest...)
@@ -386,9 +399,13 @@ func collectAccounts(rows pgx.Rows, balances bool, max int) (AccountPage, string
 		if len(a.Metadata) == 0 {
 			a.Metadata = nil
 		}
-		if balances && dp != nil {
-			a.Balance = &Balance{Account: a.ID, Asset: a.Asset, Normal: a.Normal, DebitsPosted: *dp, CreditsPosted: *cp,
-				DebitsPending: *dq, CreditsPending: *cq, Balance: *bal, Available: *av, Position: uint64(*balancePos)}
+		if balances && scale != nil {
+			t, err := parseMovementTotals(totals, uint8(*scale), a.Normal)
+			if err != nil {
+				return AccountPage{}, "", fmt.Errorf("account %s: %w", a.ID, err)
+			}
+			b := t.balance(a.ID, a.Asset, a.Normal, uint64(*balancePos))
+			a.Balance = &b
 		}
 		out.Accounts = append(out.Accounts, a)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ledgerd/ledger/domain"
 )
@@ -72,7 +73,8 @@ type Balances struct {
 }
 
 // GetBalances returns the balances of accounts (those that exist, in request
-// order) once the projection has reached minPosition.
+// order) once the movements projection, whose statement lines hold them,
+// has reached minPosition.
 //
 // Errors: ErrTooManyAccounts; domain.ErrUnknownLedger (looked up before
 // waiting for minPosition, which it would never reach, or else only when
@@ -82,50 +84,52 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if len(accounts) > AccountsPerRequestMax {
 		return Balances{}, fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
 	}
-	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+	if err := s.waitFor(ctx, ledger, movementsProjection, minPosition); err != nil {
 		return Balances{}, err
 	}
-	// One statement, one snapshot: the rows and the checkpoint agree. Each
-	// account is a lookup by its key (LATERAL … OFFSET 0, never flattened into
-	// a join): on a new ledger, whose statistics said one row, the join
-	// scanned all of the ledger's balances.
-	rows, err := s.pool.Query(ctx, `SELECT b.account, b.asset, b.normal_balance,
-			b.debits_posted::text, b.credits_posted::text, b.debits_pending::text, b.credits_pending::text,
-			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted
-				ELSE b.debits_posted - b.credits_posted END::text,
-			CASE b.normal_balance WHEN 'credit' THEN b.credits_posted - b.debits_posted - b.debits_pending
-				ELSE b.debits_posted - b.credits_posted - b.credits_pending END::text,
-			b.position, c.position
-		FROM (SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = 'balances') c
+	// One statement, one snapshot: the rows and the checkpoint agree. An
+	// account's totals are its last statement line's (a backward step on the
+	// lines' primary key), zero before its first; its asset and side are its
+	// head's. Each account is a lookup by its key (LATERAL … OFFSET 0, never
+	// flattened into a join): on a new ledger, whose statistics said one
+	// row, a join scanned all of the ledger's rows.
+	rows, err := s.pool.Query(ctx, `SELECT q.account, h.asset, h.scale, h.normal_balance,
+			l.debits_posted::text, l.credits_posted::text, l.debits_pending::text, l.credits_pending::text,
+			COALESCE(l.position, h.opened_position), c.position
+		FROM (SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = 'movements') c
 		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(account, n) ON true
-		LEFT JOIN LATERAL (SELECT * FROM balances b WHERE b.ledger = $1 AND b.account = q.account OFFSET 0) b ON true
+		LEFT JOIN LATERAL (SELECT * FROM movement_heads h WHERE h.ledger = $1 AND h.account = q.account OFFSET 0) h ON true
+		LEFT JOIN LATERAL (
+			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
+			FROM movements m WHERE m.ledger = $1 AND m.account = q.account
+			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
 		ORDER BY q.n`, ledger, accounts)
 	if err != nil {
 		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
 	}
-	defer rows.Close()
 	var out Balances
-	for rows.Next() {
-		var (
-			b               Balance
-			account         *string
-			pos, checkpoint *int64
-		)
-		var asset, normal, dp, cp, dq, cq, bal, avail *string
-		if err := rows.Scan(&account, &asset, &normal, &dp, &cp, &dq, &cq, &bal, &avail, &pos, &checkpoint); err != nil {
-			return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
-		}
+	var (
+		account, asset, normal *string
+		scale                  *int16
+		totals                 [4]*string
+		pos, checkpoint        *int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&account, &asset, &scale, &normal, &totals[0], &totals[1], &totals[2], &totals[3],
+		&pos, &checkpoint}, func() error {
 		if checkpoint != nil {
 			out.Position = uint64(*checkpoint)
 		}
-		if account == nil {
-			continue
+		if asset == nil {
+			return nil // no such account
 		}
-		b = Balance{Account: *account, Asset: *asset, Normal: *normal, DebitsPosted: *dp, CreditsPosted: *cp,
-			DebitsPending: *dq, CreditsPending: *cq, Balance: *bal, Available: *avail, Position: uint64(*pos)}
-		out.Balances = append(out.Balances, b)
-	}
-	if err := rows.Err(); err != nil {
+		t, err := parseMovementTotals(totals, uint8(*scale), *normal)
+		if err != nil {
+			return fmt.Errorf("account %s: %w", *account, err)
+		}
+		out.Balances = append(out.Balances, t.balance(*account, *asset, *normal, uint64(*pos)))
+		return nil
+	})
+	if err != nil {
 		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
 	}
 	if minPosition == 0 && out.Position == 0 && len(out.Balances) == 0 {

@@ -277,19 +277,15 @@ func (s *Service) GetCategoryBalances(ctx context.Context, ledger, category stri
 		return CategoryBalances{}, fmt.Errorf("as of position %d, head %d: %w", asOf.Position, head, ErrBeyondHead)
 	}
 	now := asOf.Position == 0 && asOf.Time.IsZero()
-	projection := movementsProjection
-	if now {
-		projection = "balances"
-	}
-	if err := s.waitFor(ctx, ledger, projection, max(minPosition, asOf.Position)); err != nil {
+	// The totals are the statement lines' (an account's balance is its last
+	// line's), now as well as as of a position or time.
+	if err := s.waitFor(ctx, ledger, movementsProjection, max(minPosition, asOf.Position)); err != nil {
 		return CategoryBalances{}, err
 	}
-	if !now {
-		// The categories are the balances projection's: a definition
-		// acknowledged at minPosition is in them.
-		if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
-			return CategoryBalances{}, err
-		}
+	// The categories are the balances projection's: a definition
+	// acknowledged at minPosition is in them.
+	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+		return CategoryBalances{}, err
 	}
 	var out CategoryBalances
 	err = pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
@@ -302,11 +298,9 @@ func (s *Service) GetCategoryBalances(ctx context.Context, ledger, category stri
 		}
 		r := newRollup(tree, category)
 		switch {
-		case now:
-			out.Position, err = checkpointOf(ctx, tx, ledger, "balances")
 		case asOf.Position != 0:
 			out.Position = asOf.Position
-		case asOf.Effective:
+		case now || asOf.Effective:
 			out.Position, err = checkpointOf(ctx, tx, ledger, movementsProjection)
 		default:
 			out.Position, err = clockPosition(ctx, tx, ledger, asOf.Time, true)
@@ -314,11 +308,8 @@ func (s *Service) GetCategoryBalances(ctx context.Context, ledger, category stri
 		if err != nil {
 			return err
 		}
-		mode := rollupAsOfPosition
-		switch {
-		case now:
-			mode = rollupNow
-		case asOf.Position == 0 && asOf.Effective:
+		mode := rollupAsOfPosition // now: as of the checkpoint
+		if !now && asOf.Position == 0 && asOf.Effective {
 			mode = rollupAsOfEffective
 		}
 		out.Balances, err = r.run(ctx, tx, ledger, mode, out.Position, asOf.Time, s.rollupMax())
@@ -411,17 +402,15 @@ func patternRegex(p string) string {
 
 // Where a roll-up's accounts and totals come from.
 const (
-	rollupNow = iota
-	rollupAsOfPosition
+	rollupAsOfPosition = iota
 	rollupAsOfEffective
 )
 
 // rollupAccounts is, per mode, the table of the ledger's accounts a
 // pattern's range is scanned in ($1 the ledger, {asof} the position): the
-// balances now, the movements projection's heads as of a position (the
-// accounts opened by then) or an effective time (every one it holds).
+// movements projection's heads as of a position (the accounts opened by
+// then) or an effective time (every one it holds).
 var rollupAccounts = [...]string{
-	rollupNow:           `balances b WHERE b.ledger = $1`,
 	rollupAsOfPosition:  `movement_heads b WHERE b.ledger = $1 AND b.opened_position <= {asof}::bigint`,
 	rollupAsOfEffective: `movement_heads b WHERE b.ledger = $1`,
 }
@@ -430,9 +419,6 @@ var rollupAccounts = [...]string{
 // (NULL: zero), for the accounts of acc; {asof} is the position or the
 // effective time.
 var rollupTotals = [...]string{
-	rollupNow: `SELECT b.account, b.asset, b.scale, b.debits_posted AS dp, b.credits_posted AS cp,
-			b.debits_pending AS dq, b.credits_pending AS cq
-		FROM acc JOIN balances b ON b.ledger = $1 AND b.account = acc.account`,
 	rollupAsOfPosition: `SELECT h.account, h.asset, h.scale, l.dp, l.cp, l.dq, l.cq
 		FROM acc JOIN movement_heads h ON h.ledger = $1 AND h.account = acc.account
 		LEFT JOIN LATERAL (

@@ -30,6 +30,7 @@ func categoryLedger(t *testing.T, pool *pgxpool.Pool, ledger string) {
 	t.Helper()
 	fakeLedger(t, pool, ledger, 20, 20, time.Now())
 	checkpoint(t, pool, ledger, "balances", 20, nil)
+	checkpoint(t, pool, ledger, "movements", 20, nil)
 	for _, c := range []struct {
 		name, parent string
 		patterns     []string
@@ -63,9 +64,14 @@ func categoryLedger(t *testing.T, pool *pgxpool.Pool, ledger string) {
 		{"usd:fees", "USD", 2, "0.00", "0.25"},
 		{"jpy:fees", "JPY", 0, "0", "300"},
 	} {
-		exec(t, pool, `INSERT INTO balances (ledger, account, asset, scale, normal_balance, debits_posted, credits_posted,
-			debits_pending, credits_pending, position) VALUES ($1, $2, $3, $4::smallint, 'debit', $5::numeric, $6::numeric, round(0, $4::int), round(0, $4::int), 1)`,
-			ledger, b.account, b.asset, b.scale, b.dp, b.cp)
+		// An account's totals are its last statement line's.
+		exec(t, pool, `INSERT INTO movement_heads (ledger, account, asset, scale, normal_balance, opened_position)
+			VALUES ($1, $2, $3, $4::smallint, 'debit', 1)`, ledger, b.account, b.asset, b.scale)
+		exec(t, pool, `INSERT INTO movements (ledger, account, position, seq, posting_index, side, pending, kind,
+			transfer_id, counter_accounts, amount, debits_posted, credits_posted, debits_pending, credits_pending,
+			effective_at, recorded_at) VALUES ($1, $2, 2, 0, 0, 'debit', false, 'TransferCommitted', 't', '{x}',
+			round(0, $3::int), $4::numeric, $5::numeric, round(0, $3::int), round(0, $3::int), now(), now())`,
+			ledger, b.account, b.scale, b.dp, b.cp)
 	}
 }
 

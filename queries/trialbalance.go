@@ -256,7 +256,7 @@ func (s *Service) linesAt(ctx context.Context, ledger string, p uint64, f fold) 
 			SELECT * FROM unnest($3::text[], $4::text[]::numeric[], $5::text[]::numeric[], $6::text[]::numeric[],
 				$7::text[]::numeric[], $8::bigint[]) AS f(asset, dp, cp, dq, cq, opened)
 		), k AS (
-			SELECT asset, count(*) AS closed FROM balances WHERE ledger = $1 AND account = ANY($9::text[])
+			SELECT asset, count(*) AS closed FROM trial_accounts WHERE ledger = $1 AND account = ANY($9::text[])
 			GROUP BY asset
 		)
 		SELECT a.code,

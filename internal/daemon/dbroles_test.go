@@ -153,7 +153,7 @@ func TestRoleGrants(t *testing.T) {
 	}
 	// The read models: rebuilds write shadow rows and swap them in with
 	// UPDATE and DELETE, so these four and never TRUNCATE.
-	for _, name := range []string{"projection_checkpoints", "assets", "balances", "trial_balances",
+	for _, name := range []string{"projection_checkpoints", "assets", "trial_accounts", "trial_balances",
 		"trial_balance_history", "movements", "movement_heads", "movement_assets", "movement_clock",
 		"transfers", "recon_accounts", "recon_lines", "recon_movements",
 		"recon_matches", "recon_journal", "recon_generations", "alerts", "alert_rules"} {

@@ -187,7 +187,7 @@ func (s *suite) testCrash(t *testing.T) {
 
 	// Stopped between batches: its source ends at a third of the log.
 	third := s.log.Head / 3
-	first := s.start(t, t.Context(), key, s.c.New(), upTo{sized{log, crashBatch}, third})
+	first := s.start(t, t.Context(), key, s.c.New(), UpTo{sized{log, crashBatch}, third})
 	first.waitFor(t, third)
 	first.stop()
 	if got := s.checkpoint(t, key); got != third {
@@ -210,7 +210,7 @@ func (s *suite) testCrash(t *testing.T) {
 		t.Fatalf("killed in its third batch at checkpoint %d, want %d", got, at)
 	}
 	prefix := s.log.Ledger + "~crash-prefix"
-	s.build(t, prefix, upTo{log, at})
+	s.build(t, prefix, UpTo{log, at})
 	s.checkRows(t, key, Rows(t, s.log.Pool, s.c.New(), prefix, s.c.BatchDependent),
 		fmt.Sprintf("the log projected up to %d", at))
 
@@ -253,13 +253,13 @@ func (s *suite) checkRows(t *testing.T, key string, want map[string][]string, wh
 
 // build builds the upstream projections under key, then the projector from
 // src until its checkpoint reaches the last position src gives (the head,
-// or upTo's end).
+// or UpTo's End).
 func (s *suite) build(t *testing.T, key string, src projections.Source) {
 	t.Helper()
 	s.buildUpstream(t, key)
 	end := s.log.Head
-	if u, ok := src.(upTo); ok {
-		end = u.end
+	if u, ok := src.(UpTo); ok {
+		end = u.End
 	}
 	r := s.start(t, t.Context(), key, s.c.New(), src)
 	r.waitFor(t, end)
@@ -379,19 +379,19 @@ func (b *randomSized) Next(ctx context.Context, from uint64, max int) ([]eventst
 	return b.src.Next(ctx, from, min(max, n))
 }
 
-// upTo gives a source's records up to end, then nothing until ctx ends: a
-// log that ends there.
-type upTo struct {
-	src projections.Source
-	end uint64
+// UpTo gives Src's records up to End, then nothing until ctx ends: a log
+// that ends there.
+type UpTo struct {
+	Src projections.Source
+	End uint64
 }
 
-func (u upTo) Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
-	if from > u.end {
+func (u UpTo) Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
+	if from > u.End {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	return u.src.Next(ctx, from, min(max, int(u.end-from+1)))
+	return u.Src.Next(ctx, from, min(max, int(u.End-from+1)))
 }
 
 // killing applies like its projector, then, on its killAt-th call, ends the

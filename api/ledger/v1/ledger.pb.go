@@ -2490,7 +2490,8 @@ type Balance struct {
 	Balance string `protobuf:"bytes,8,opt,name=balance,proto3" json:"balance,omitempty"`
 	// balance minus pending outflows.
 	Available string `protobuf:"bytes,9,opt,name=available,proto3" json:"available,omitempty"`
-	// Position of the last event that changed this account.
+	// Position of the last event that moved this account's totals (its
+	// opening before any).
 	Position      uint64 `protobuf:"varint,10,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
