@@ -137,7 +137,11 @@ func (s *Source) receive(msg jetstream.Msg) error {
 	if err != nil {
 		return fmt.Errorf("source %s at sequence %d: %w", s.ledger, s.seq, err)
 	}
-	s.pending = append(s.pending, recs[want-first:]...)
+	if len(s.pending) == 0 {
+		s.pending = recs[want-first:] // the frame's own, not copied
+	} else {
+		s.pending = append(s.pending, recs[want-first:]...)
+	}
 	s.seq, s.fresh = s.seq+1, false
 	return nil
 }
