@@ -33,10 +33,11 @@ func firstDiff(fields []field) *field {
 func lower(d, best *Divergence) bool { return d != nil && (best == nil || d.Position < best.Position) }
 
 // balances compares every account with the projections at the verified head
-// To: as of To (the movements projection, which serves point-in-time reads),
-// and now (the balances projection) for each account that has not changed
-// since To. The divergence's position is the account's last movement (its
-// opening when it has none).
+// To: as of To, and now for each account that has not changed since To.
+// Both are the movements projection's (an account's balance is its last
+// statement line's): the two answers go through different queries, not
+// different read models. The divergence's position is the account's last
+// movement (its opening when it has none).
 func (v *verifier) balances(ctx context.Context) (*Divergence, error) {
 	ids := v.book.accountIDs()
 	at := v.rep.To

@@ -147,9 +147,7 @@ func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilt
 		return AccountPage{}, err
 	}
 	if f.Category != "" {
-		// The categories are the balances projection's: a definition
-		// acknowledged at minPosition is in them.
-		if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+		if err := s.waitCategories(ctx, ledger, minPosition); err != nil {
 			return AccountPage{}, err
 		}
 		if f.categoryPatterns, err = s.CategoryPatterns(ctx, ledger, f.Category); err != nil {

@@ -17,9 +17,9 @@ import (
 // A roll-up sums, per category and asset, the four totals of every account
 // the category holds: those its patterns match and those of its
 // descendants, each account once however many of the subtree's patterns
-// match it. Now, the totals are the balances read model's; as of a position
-// or a time they are the movements projection's, as GetBalances' as-of
-// answers, but always under today's chart.
+// match it. The totals are the movements projection's (an account's balance
+// is its last statement line's), now or as of a position or a time, as
+// GetBalances answers, but always under today's chart.
 
 // Limits of category queries.
 const (
@@ -282,9 +282,7 @@ func (s *Service) GetCategoryBalances(ctx context.Context, ledger, category stri
 	if err := s.waitFor(ctx, ledger, movementsProjection, max(minPosition, asOf.Position)); err != nil {
 		return CategoryBalances{}, err
 	}
-	// The categories are the balances projection's: a definition
-	// acknowledged at minPosition is in them.
-	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+	if err := s.waitCategories(ctx, ledger, minPosition); err != nil {
 		return CategoryBalances{}, err
 	}
 	var out CategoryBalances
@@ -398,6 +396,22 @@ func patternRegex(p string) string {
 	}
 	b.WriteByte('$')
 	return b.String()
+}
+
+// waitCategories waits until the balances projection, which holds the
+// categories, has reached minPosition and the movements projection's
+// checkpoint as it stands: a category defined at or before the position an
+// answer read from the movements projection reports is then known (but for
+// one defined while the movements projection moves on meanwhile).
+//
+// Errors: ErrNotReached; database errors.
+func (s *Service) waitCategories(ctx context.Context, ledger string, minPosition uint64) error {
+	var lines int64
+	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(position), 0) FROM projection_checkpoints
+		WHERE ledger = $1 AND projection = $2`, ledger, movementsProjection).Scan(&lines); err != nil {
+		return fmt.Errorf("checkpoint of %s: %w", movementsProjection, err)
+	}
+	return s.waitFor(ctx, ledger, "balances", max(minPosition, uint64(lines)))
 }
 
 // Where a roll-up's accounts and totals come from.

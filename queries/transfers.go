@@ -199,7 +199,7 @@ func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFi
 	if err := s.transfersLedger(ctx, ledger, minPosition); err != nil {
 		return TransferPage{}, err
 	}
-	if err := s.checkAmountBounds(ctx, ledger, f); err != nil {
+	if err := s.checkAmountBounds(ctx, ledger, f, minPosition); err != nil {
 		return TransferPage{}, err
 	}
 	if f.Account != "" {
@@ -235,13 +235,17 @@ func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFi
 }
 
 // checkAmountBounds checks that f's amount bounds have at most the scale of
-// f's asset, which the ledger must define.
+// f's asset, which the ledger must define by minPosition (the assets are the
+// balances projection's: it waits for it).
 //
 // Errors: ErrTransfersUnknownAsset; ErrTransfersMinAmount;
-// ErrTransfersMaxAmount; database errors.
-func (s *Service) checkAmountBounds(ctx context.Context, ledger string, f TransferFilter) error {
+// ErrTransfersMaxAmount; ErrNotReached; database errors.
+func (s *Service) checkAmountBounds(ctx context.Context, ledger string, f TransferFilter, minPosition uint64) error {
 	if f.MinAmount == "" && f.MaxAmount == "" {
 		return nil
+	}
+	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+		return err
 	}
 	var scale int16
 	err := s.pool.QueryRow(ctx, `SELECT scale FROM assets WHERE ledger = $1 AND code = $2`, ledger, f.Asset).Scan(&scale)

@@ -207,3 +207,39 @@ func TestListTransfersAssetScanBound(t *testing.T) {
 		cursor = p.NextCursor
 	}
 }
+
+// TestListTransfersAmountBoundsWaitForAssets: ListTransfers checks an amount
+// bound's scale against the assets table, which the balances projection
+// writes: with that projection behind, an asset defined at or before
+// min_position is waited for, not refused as unknown.
+func TestListTransfersAmountBoundsWaitForAssets(t *testing.T) {
+	t.Parallel()
+	pool := migrated(t)
+	q := New(pool, nil)
+	ledger := testenv.Name(t)
+	fakeLedger(t, pool, ledger, 10, 10, time.Now())
+	checkpoint(t, pool, ledger, "transfers", 10, nil)
+	checkpoint(t, pool, ledger, "movements", 10, nil)
+	// The balances projection is behind: USD (defined at 1 say) not there yet.
+	checkpoint(t, pool, ledger, "balances", 0, nil)
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_, err := pool.Exec(t.Context(), `INSERT INTO assets (ledger, code, scale, position) VALUES ($1, 'USD', 2, 1)`, ledger)
+		if err == nil {
+			_, err = pool.Exec(t.Context(), `UPDATE projection_checkpoints SET position = 10
+				WHERE ledger = $1 AND projection = 'balances'`, ledger)
+		}
+		done <- err
+	}()
+	defer func() {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	_, err := q.ListTransfers(t.Context(), ledger, TransferFilter{Asset: "USD", MinAmount: "1.001"}, "", 10, 10)
+	if !errors.Is(err, ErrTransfersMinAmount) {
+		t.Errorf("ListTransfers(USD, min 1.001) at min_position 10 with balances behind: %v; want ErrTransfersMinAmount "+
+			"once the balances projection (which writes assets) reaches 10", err)
+	}
+}

@@ -22,8 +22,9 @@ func NewQueryServer(q *queries.Service, writers Writers) *QueryServer {
 }
 
 // GetBalances returns balances with the position they reflect: from the
-// balances projection (the default), as of a position or a time (from the
-// movements projection), or from the writer (consistency STRONG).
+// movements projection (each account's last statement line), now (the
+// default) or as of a position or a time, or from the writer (consistency
+// STRONG).
 func (s *QueryServer) GetBalances(ctx context.Context, req *ledgerv1.GetBalancesRequest) (*ledgerv1.GetBalancesResponse, error) {
 	if n := len(req.GetAccounts()); n == 0 || n > queries.AccountsPerRequestMax {
 		return nil, invalidArgument("accounts", "want 1..1000 account ids")

@@ -445,8 +445,11 @@ func TestListingBadInput(t *testing.T) {
 			RecordedFrom: timestamppb.New(time.Unix(200, 0)), RecordedTo: timestamppb.New(time.Unix(100, 0))}},
 		{"bad timestamp", "recorded_to", &ledgerv1.ListTransfersRequest{RecordedTo: &timestamppb.Timestamp{Nanos: -1}}},
 	}
+	// At the head: the amount bounds' scale is read from the assets, which
+	// the balances projection writes.
+	head = h.head(t, ledger)
 	for _, c := range transfers {
-		c.req.Ledger = ledger
+		c.req.Ledger, c.req.MinPosition = ledger, head
 		_, err := h.query.ListTransfers(ctx(t), c.req)
 		if st := status.Convert(err); st.Code() != codes.InvalidArgument || fieldOf(st) != c.field {
 			t.Errorf("ListTransfers %s: %v, want InvalidArgument naming %s", c.name, err, c.field)

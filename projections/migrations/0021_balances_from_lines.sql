@@ -26,10 +26,10 @@ ALTER TABLE trial_accounts SET (fillfactor = 100);
 -- 0015_accounts.sql first wrote them), with each account's asset and side
 -- from movement_heads. Shadows (ledger~rebuild) get none: both projectors'
 -- versions move, so the next rebuild drops an old shadow and starts afresh.
-DELETE FROM accounts;
 DO $$
 BEGIN
     IF to_regclass('events') IS NOT NULL THEN
+        DELETE FROM accounts;
         -- A trial_accounts row's position is its account's opening, or its
         -- closing (a balances row's was its totals' last change).
         UPDATE trial_accounts t SET position = e.position
