@@ -14,11 +14,11 @@
 #   BENCH_HTTP_ADDR         ledgerd HTTP address   (default 127.0.0.1:18080)
 #   BENCH_TRANSFERS_BATCH   transfers of the batch-1000 scenario (default 300000)
 #   BENCH_TRANSFERS_SINGLE  transfers of each batch-1 scenario   (default 60000)
-#   BENCH_TRANSFERS_READ    transfers of the read-under-write scenario, written
+#   BENCH_TRANSFERS_READ    transfers of the read-under-write and read-latency scenarios, written
 #                           at 10,000 a second (default 175000: 17.5 s)
 #   BENCH_TRANSFERS_NAIVE   transfers of each naive baseline run
 #                           (default: ledgerbench's, min(transfers, 30000))
-#   BENCH_READERS           readers of the read-under-write scenario (default 8)
+#   BENCH_READERS           readers of the read-under-write and read-latency scenarios (default 8)
 #   BENCH_ACCOUNTS          accounts per scenario                (default 10000)
 #   BENCH_READY_TIMEOUT     seconds to wait for /readyz          (default 60)
 #   BENCH_STOP_TIMEOUT      seconds to wait for ledgerd to stop  (default 150)
@@ -110,6 +110,12 @@ scenario hot-c256 -batch 1 -concurrency 256 -transfers "$transfers_single" -hot 
 # the box takes.
 scenario read-under-write -batch 100 -concurrency 32 -transfers "$transfers_read" -rate 10000 \
 	-readers "$readers" -read-kind both -lag-every 100ms
+# The same writes with the readers paced to 1,000 calls a second in all:
+# the latency of a read under 10k writes/s. Readers in tight loops (above)
+# measure how many reads the box takes, and on two cores they saturate it,
+# so their percentiles are mostly queueing.
+scenario read-latency -batch 100 -concurrency 32 -transfers "$transfers_read" -rate 10000 \
+	-readers "$readers" -read-kind both -read-rate 1000 -lag-every 100ms
 
 echo
 echo "== stopping ledgerd"

@@ -103,6 +103,11 @@ type Config struct {
 	// ReadKind is what the readers ask: ReadKindBalances, ReadKindStatement
 	// or ReadKindBoth.
 	ReadKind string `json:"read_kind"`
+	// ReadRate, when not 0, paces the readers together to this many calls a
+	// second: their latency under the write load, where readers in a tight
+	// loop measure how many reads the box takes (and, on a box they
+	// saturate, queueing more than reading).
+	ReadRate int `json:"read_rate,omitempty"`
 	// LagEvery is how often the projections' lag is sampled while the
 	// measured phase writes; 0: never.
 	LagEvery time.Duration `json:"lag_every_ns"`
@@ -176,6 +181,8 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the random accounts and amounts")
 	fs.IntVar(&c.Warmup, "warmup", 0, "transfers sent before measuring")
 	fs.IntVar(&c.Readers, "readers", 0, fmt.Sprintf("readers querying while the measured phase writes, 0..%d", ReadersMax))
+	fs.IntVar(&c.ReadRate, "read-rate", 0, fmt.Sprintf("pace the readers to this many calls a second, all together, up to %d; "+
+		"0: each in a tight loop", RateMax))
 	fs.StringVar(&c.ReadKind, "read-kind", ReadKindBoth, "what readers ask: balances (GetBalances of 10 random accounts), "+
 		"statement (ListStatement of a random account, first 100 lines) or both (half the readers each)")
 	fs.DurationVar(&c.LagEvery, "lag-every", 100*time.Millisecond,
@@ -255,6 +262,10 @@ func (c Config) Validate() error {
 		return bad("-auto-batch with -batch %d: the client makes the batches, want -batch 1", c.Batch)
 	case c.Readers < 0 || c.Readers > ReadersMax:
 		return bad("-readers %d, want 0..%d", c.Readers, ReadersMax)
+	case c.ReadRate < 0 || c.ReadRate > RateMax:
+		return bad("-read-rate %d, want 0..%d", c.ReadRate, RateMax)
+	case c.ReadRate > 0 && c.Readers == 0:
+		return bad("-read-rate %d without -readers: nobody to pace", c.ReadRate)
 	case c.Readers > 0 && c.ReadKind != ReadKindBalances && c.ReadKind != ReadKindStatement && c.ReadKind != ReadKindBoth:
 		return bad("-read-kind %q, want %s, %s or %s", c.ReadKind, ReadKindBalances, ReadKindStatement, ReadKindBoth)
 	case c.LagEvery != 0 && (c.LagEvery < LagEveryMin || c.LagEvery > LagEveryMax):

@@ -70,6 +70,8 @@ type reader struct {
 	rng    *rand.Rand
 	client ledgerv1.QueryServiceClient
 	cfg    *Config
+	// pacer, when set (-read-rate), spaces the readers' calls together.
+	pacer *pacer
 
 	// calls were answered; latencies holds the first readerLatenciesMax.
 	calls     int64
@@ -94,6 +96,9 @@ func newReader(id int, kind readKind, cfg *Config, client ledgerv1.QueryServiceC
 // A call cut short by ctx's end is not counted.
 func (r *reader) run(ctx context.Context) {
 	for ctx.Err() == nil && r.errors < readerErrorsMax {
+		if r.pacer != nil && !r.pacer.wait(ctx, 1) {
+			return
+		}
 		cctx, cancel := context.WithTimeout(ctx, readCallTimeout)
 		t0 := r.cfg.Now()
 		err := r.call(cctx)
@@ -240,6 +245,12 @@ func (l *readLoad) start(ctx context.Context) (stop func()) {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	if rate := l.readers[0].cfg.ReadRate; rate > 0 {
+		p := &pacer{every: time.Second / time.Duration(rate), next: time.Now()}
+		for _, r := range l.readers {
+			r.pacer = p
+		}
+	}
 	var wg sync.WaitGroup
 	for _, r := range l.readers {
 		wg.Go(func() { r.run(ctx) })
