@@ -262,6 +262,9 @@ func scenarioCommand(c Config) string {
 	}
 	if c.Readers > 0 {
 		parts = append(parts, "-readers", strconv.Itoa(c.Readers), "-read-kind", c.ReadKind)
+		if c.ReadRate > 0 {
+			parts = append(parts, "-read-rate", strconv.Itoa(c.ReadRate))
+		}
 	}
 	if c.BaselineTransfers > 0 {
 		parts = append(parts, "-baseline-postgres-url", "URL", "-baseline-transfers", strconv.Itoa(c.BaselineTransfers))

@@ -209,7 +209,9 @@ func summarizeReads(readers []*reader, elapsed time.Duration) []ReadSummary {
 type readLoad struct {
 	conns   []*grpc.ClientConn
 	readers []*reader
-	sampler *lagSampler // nil when lag is not sampled
+	// readRate is cfg.ReadRate: 0, or the readers' calls a second together.
+	readRate int
+	sampler  *lagSampler // nil when lag is not sampled
 }
 
 // newReadLoad dials the connections of cfg's readers and lag sampler; nil
@@ -228,7 +230,7 @@ func newReadLoad(ctx context.Context, cfg *Config) (*readLoad, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &readLoad{conns: conns}
+	l := &readLoad{conns: conns, readRate: cfg.ReadRate}
 	for i, kind := range readerKinds(cfg) {
 		l.readers = append(l.readers, newReader(i, kind, cfg, ledgerv1.NewQueryServiceClient(conns[i/workersPerConn])))
 	}
@@ -245,8 +247,8 @@ func (l *readLoad) start(ctx context.Context) (stop func()) {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	if rate := l.readers[0].cfg.ReadRate; rate > 0 {
-		p := &pacer{every: time.Second / time.Duration(rate), next: time.Now()}
+	if l.readRate > 0 {
+		p := &pacer{every: time.Second / time.Duration(l.readRate), next: time.Now()}
 		for _, r := range l.readers {
 			r.pacer = p
 		}

@@ -112,3 +112,10 @@ func TestSummarizeReads(t *testing.T) {
 		})
 	}
 }
+
+// TestReadLoadWithoutReaders: a read load of only the lag sampler (no
+// readers, so nothing to pace) starts and stops.
+func TestReadLoadWithoutReaders(t *testing.T) {
+	stop := (&readLoad{}).start(t.Context())
+	stop()
+}
