@@ -76,17 +76,18 @@ type closedPeriod struct {
 //
 // Errors: ErrUnbalanced naming the asset; a record that does not decode; a
 // read model missing an asset or account that an event names; database errors.
-func (Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+func (b Balances) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	return decodeAndApply(ctx, tx, ledger, recs, b)
+}
+
+// applyEvents is Apply of records whose events are decoded (eventsApplier).
+func (Balances) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record, events []domain.Event) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	c := batchChanges{deltas: map[string]*assetDelta{}}
 	for i := range recs {
-		rec := &recs[i]
-		e, err := domain.UnmarshalEvent(rec.Type, rec.SchemaVersion, rec.Payload)
-		if err != nil {
-			return fmt.Errorf("record %d: %w", rec.Position, err)
-		}
+		rec, e := &recs[i], events[i]
 		c.add(e, rec.Position)
 		if p, ok := e.(domain.PeriodClosed); ok {
 			c.periods = append(c.periods, closedPeriod{PeriodClosed: p, position: rec.Position, recordedAt: rec.RecordedAt})

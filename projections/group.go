@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/supervise"
 )
@@ -293,6 +294,16 @@ func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, recs 
 			return nil, fmt.Errorf("%s at %d: the record there is not the one applied: %w", r.proj.Name(), p, ErrChainBroken)
 		}
 	}
+	// The batch's events are decoded once for the members that take them
+	// (eventsApplier), not once by each.
+	var events []domain.Event
+	if i := slices.IndexFunc(members, func(r *Runner) bool { _, ok := r.proj.(eventsApplier); return ok }); i >= 0 {
+		var err error
+		if events, err = decodeEvents(recs); err != nil {
+			// As the first member to decode them would have failed.
+			return nil, &memberError{r: members[i], err: fmt.Errorf("apply %s at %d: %w", members[i].proj.Name(), from, err)}
+		}
+	}
 	var applied, held []*Runner
 	err := pgx.BeginTxFunc(ctx, g.pool, applyTx, func(tx pgx.Tx) error {
 		applied, held = applied[:0], held[:0]
@@ -306,7 +317,11 @@ func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, recs 
 			case !locked[r.proj.Name()]:
 				held = append(held, r)
 			case p < last:
-				if err := r.applyIn(ctx, tx, p, recs[p-from:]); err != nil {
+				var evs []domain.Event
+				if events != nil {
+					evs = events[p-from:]
+				}
+				if err := r.applyIn(ctx, tx, p, recs[p-from:], evs); err != nil {
 					return &memberError{r: r, err: err}
 				}
 				applied = append(applied, r)

@@ -181,16 +181,13 @@ type movementFold struct {
 // Errors: a malformed record; a movement of an account this read model does
 // not know, or totals out of range (the read model is corrupt); database errors.
 func (p *Movements) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	return decodeAndApply(ctx, tx, ledger, recs, p)
+}
+
+// applyEvents is Apply of records whose events are decoded (eventsApplier).
+func (p *Movements) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record, events []domain.Event) error {
 	if len(recs) == 0 {
 		return nil
-	}
-	events := make([]domain.Event, len(recs))
-	for i := range recs {
-		e, err := domain.UnmarshalEvent(recs[i].Type, recs[i].SchemaVersion, recs[i].Payload)
-		if err != nil {
-			return fmt.Errorf("record %d: %w", recs[i].Position, err)
-		}
-		events[i] = e
 	}
 	// The cache is taken, not shared: a batch that fails leaves it half
 	// applied, and it is dropped with the batch.

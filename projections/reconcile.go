@@ -93,6 +93,11 @@ func (p *Reconciliation) keep(ledger string, c *reconCache) {
 // Errors: a malformed record; errUpstreamBehind; an item or match the read
 // model lacks (it is corrupt); database errors.
 func (p *Reconciliation) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	return decodeAndApply(ctx, tx, ledger, recs, p)
+}
+
+// applyEvents is Apply of records whose events are decoded (eventsApplier).
+func (p *Reconciliation) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record, events []domain.Event) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -110,11 +115,7 @@ func (p *Reconciliation) Apply(ctx context.Context, tx pgx.Tx, ledger string, re
 	}
 	f := &reconFold{tx: tx, ledger: ledger, cache: c, journal: map[journalKey]*journalSum{}, touched: map[string]*reconBook{}}
 	for i := range recs {
-		e, err := domain.UnmarshalEvent(recs[i].Type, recs[i].SchemaVersion, recs[i].Payload)
-		if err != nil {
-			return fmt.Errorf("record %d: %w", recs[i].Position, err)
-		}
-		if err := f.apply(ctx, recs[i].Position, e); err != nil {
+		if err := f.apply(ctx, recs[i].Position, events[i]); err != nil {
 			return fmt.Errorf("record %d: %w", recs[i].Position, err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/tracing"
 	"github.com/ledgerd/ledger/supervise"
@@ -417,7 +418,7 @@ func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Recor
 	// checkpoint's move with it, and the batch is applied again. So it need
 	// not wait for its WAL flush, which the writer's commits need. Said in
 	// the BEGIN's round trip (a statement of its own cost one more).
-	return pgx.BeginTxFunc(ctx, r.pool, applyTx, func(tx pgx.Tx) error { return r.applyIn(ctx, tx, from, recs) })
+	return pgx.BeginTxFunc(ctx, r.pool, applyTx, func(tx pgx.Tx) error { return r.applyIn(ctx, tx, from, recs, nil) })
 }
 
 // applyTx begins a projection's transaction.
@@ -439,7 +440,11 @@ func (r *Runner) check(from uint64, recs []eventstore.Record) error {
 
 // applyIn applies recs (checked) in tx and moves the checkpoint from `from`
 // to the last of them.
-func (r *Runner) applyIn(ctx context.Context, tx pgx.Tx, from uint64, recs []eventstore.Record) (err error) {
+//
+// events, when not nil, are recs' events decoded (by a group, once for its
+// members): a projector that takes them (eventsApplier) does not decode
+// recs again.
+func (r *Runner) applyIn(ctx context.Context, tx pgx.Tx, from uint64, recs []eventstore.Record, events []domain.Event) (err error) {
 	last := &recs[len(recs)-1]
 	if r.tracer != nil {
 		var span trace.Span
@@ -463,7 +468,12 @@ func (r *Runner) applyIn(ctx context.Context, tx pgx.Tx, from uint64, recs []eve
 	if tag.RowsAffected() != 1 {
 		return r.notApplied(ctx, tx, from, last)
 	}
-	if err := r.proj.Apply(ctx, tx, r.ledger, recs); err != nil {
+	if ea, ok := r.proj.(eventsApplier); ok && events != nil {
+		err = ea.applyEvents(ctx, tx, r.ledger, recs, events)
+	} else {
+		err = r.proj.Apply(ctx, tx, r.ledger, recs)
+	}
+	if err != nil {
 		return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
 	}
 	return nil

@@ -92,16 +92,16 @@ type transferFold struct {
 // reverses (read with one SELECT), then writes it: new rows and their
 // accounts by COPY, changed earlier rows with one UPDATE. A row created and
 // resolved within the batch is inserted in its final state.
-func (Transfers) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
-	events := make([]domain.Event, len(recs))
+func (t Transfers) Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error {
+	return decodeAndApply(ctx, tx, ledger, recs, t)
+}
+
+// applyEvents is Apply of records whose events are decoded (eventsApplier).
+func (Transfers) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record, events []domain.Event) error {
 	created := map[string]bool{}
 	var refs []string // ids of earlier batches' rows the batch changes
 	for i := range recs {
-		e, err := domain.UnmarshalEvent(recs[i].Type, recs[i].SchemaVersion, recs[i].Payload)
-		if err != nil {
-			return fmt.Errorf("record %d: %w", recs[i].Position, err)
-		}
-		events[i] = e
+		e := events[i]
 		if id, ok := domain.EventID(e); ok { // the id of the row it creates
 			created[id] = true
 		}
