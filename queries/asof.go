@@ -174,6 +174,22 @@ func clockPosition(ctx context.Context, q pgx.Tx, ledger string, at time.Time, i
 	return uint64(*first - 1), nil
 }
 
+// lastLine is a LATERAL join, as l, of an account's last statement line
+// (its totals and position; none before its first movement): one backward
+// step on the lines' primary key. account is the outer column of the
+// account's id; bound, when not "", a position parameter the line is at or
+// before. An account's balance is its last line's totals.
+func lastLine(account, bound string) string {
+	at := ""
+	if bound != "" {
+		at = " AND m.position <= " + bound
+	}
+	return `LEFT JOIN LATERAL (
+			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
+			FROM movements m WHERE m.ledger = $1 AND m.account = ` + account + at + `
+			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true`
+}
+
 func balancesAtPosition(ctx context.Context, tx pgx.Tx, ledger string, accounts []string, pos uint64) (Balances, error) {
 	rows, err := tx.Query(ctx, `SELECT q.account, h.asset, h.scale, h.normal_balance,
 			l.debits_posted::text, l.credits_posted::text, l.debits_pending::text, l.credits_pending::text,
@@ -181,11 +197,7 @@ func balancesAtPosition(ctx context.Context, tx pgx.Tx, ledger string, accounts 
 		FROM unnest($2::text[]) WITH ORDINALITY AS q(account, n)
 		JOIN LATERAL (SELECT * FROM movement_heads h WHERE h.ledger = $1 AND h.account = q.account AND h.opened_position <= $3
 			OFFSET 0) h ON true
-		LEFT JOIN LATERAL (
-			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
-			FROM movements m
-			WHERE m.ledger = $1 AND m.account = q.account AND m.position <= $3
-			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
+		`+lastLine("q.account", "$3")+`
 		ORDER BY q.n`, ledger, accounts, int64(pos))
 	if err != nil {
 		return Balances{}, err

@@ -99,10 +99,7 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 		FROM (SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = 'movements') c
 		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(account, n) ON true
 		LEFT JOIN LATERAL (SELECT * FROM movement_heads h WHERE h.ledger = $1 AND h.account = q.account OFFSET 0) h ON true
-		LEFT JOIN LATERAL (
-			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
-			FROM movements m WHERE m.ledger = $1 AND m.account = q.account
-			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
+		`+lastLine("q.account", "")+`
 		ORDER BY q.n`, ledger, accounts)
 	if err != nil {
 		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)

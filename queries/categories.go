@@ -433,12 +433,10 @@ var rollupAccounts = [...]string{
 // (NULL: zero), for the accounts of acc; {asof} is the position or the
 // effective time.
 var rollupTotals = [...]string{
-	rollupAsOfPosition: `SELECT h.account, h.asset, h.scale, l.dp, l.cp, l.dq, l.cq
+	rollupAsOfPosition: `SELECT h.account, h.asset, h.scale, l.debits_posted AS dp, l.credits_posted AS cp,
+			l.debits_pending AS dq, l.credits_pending AS cq
 		FROM acc JOIN movement_heads h ON h.ledger = $1 AND h.account = acc.account
-		LEFT JOIN LATERAL (
-			SELECT m.debits_posted AS dp, m.credits_posted AS cp, m.debits_pending AS dq, m.credits_pending AS cq
-			FROM movements m WHERE m.ledger = $1 AND m.account = acc.account AND m.position <= {asof}::bigint
-			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true`,
+		` + lastLine("acc.account", "{asof}::bigint"),
 	rollupAsOfEffective: `SELECT h.account, h.asset, h.scale, s.dp, s.cp, s.dq, s.cq
 		FROM acc JOIN movement_heads h ON h.ledger = $1 AND h.account = acc.account
 		LEFT JOIN LATERAL (
