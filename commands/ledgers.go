@@ -47,6 +47,8 @@ type Ledgers struct {
 	max     int
 	onStart func(ledger string)
 	onStop  func(ledger string)
+	// admit, when set, may refuse to start a writer (SetAdmit).
+	admit func(ledger string) error
 
 	// mu guards writers. Lock order: Ledgers.mu, then the locks of the
 	// onStart and onStop callbacks (internal/daemon's Main.mu), then a
@@ -78,6 +80,27 @@ func NewLedgers(ctx context.Context, catalog Catalog, opts Options, max int, onS
 	}
 	return &Ledgers{ctx: ctx, catalog: catalog, opts: opts, max: max, onStart: onStart, onStop: onStop,
 		writers: make(map[string]*running)}
+}
+
+// SetAdmit makes the registry ask admit before it starts a ledger's writer,
+// and return admit's error instead when there is one: a process that takes
+// no writes (its roles), or that drains. Writers running are not asked.
+// Call it before the registry is used.
+func (l *Ledgers) SetAdmit(admit func(ledger string) error) { l.admit = admit }
+
+// StopAll stops every running writer and waits for them, each committing
+// (or refusing) its batch in flight: their leases are free for other
+// processes. Writers may start again afterwards, as admit allows.
+func (l *Ledgers) StopAll() {
+	l.mu.Lock()
+	ledgers := make([]string, 0, len(l.writers))
+	for ledger := range l.writers {
+		ledgers = append(ledgers, ledger)
+	}
+	l.mu.Unlock()
+	for _, ledger := range ledgers {
+		l.stop(ledger)
+	}
 }
 
 // Max is the bound on ledgers this registry holds.
@@ -169,6 +192,11 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	}
 	if w, ok := l.running(ledger); ok {
 		return w, nil
+	}
+	if l.admit != nil {
+		if err := l.admit(ledger); err != nil {
+			return nil, err
+		}
 	}
 	// Read outside the registry's lock: a slow database must not stall the
 	// look-ups of ledgers already running.

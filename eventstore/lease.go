@@ -2,8 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -49,6 +47,15 @@ type Lease struct {
 	idle chan *pgx.Conn // connections holding no lock, for the next attempt
 	// beforeCommit is Store.beforeCommit for the appends of this Lease's leases.
 	beforeCommit func()
+	// node, when set, is recorded as the holder of each lease taken
+	// (ledger_placements), for ledgerctl ledgers.
+	node string
+}
+
+// WithNode makes l record node as the holder of each lease it takes.
+func (l *Lease) WithNode(node string) *Lease {
+	l.node = node
+	return l
 }
 
 // NewLease returns a Lease that connects with cfg (copied).
@@ -59,12 +66,6 @@ func NewLease(cfg *pgx.ConnConfig) *Lease {
 	}
 	c.RuntimeParams["application_name"] = LeaseApplicationName
 	return &Lease{cfg: c, idle: make(chan *pgx.Conn, leaseIdleMax)}
-}
-
-// LeaseKey is the advisory-lock key of a ledger's lease.
-func LeaseKey(ledger string) int64 {
-	sum := sha256.Sum256([]byte("ledger-lease:" + ledger))
-	return int64(binary.BigEndian.Uint64(sum[:8]))
 }
 
 // TryAcquire takes ledger's lease if no other session holds it. ok is false,
@@ -84,6 +85,10 @@ func (l *Lease) TryAcquire(ctx context.Context, ledger string) (*Held, bool, err
 	if !ok {
 		l.putIdle(conn)
 		return nil, false, nil
+	}
+	if err := placeOn(ctx, conn, ledger, RoleWriter, l.node); err != nil {
+		closeConn(conn) // ends the session: the lock goes with it
+		return nil, false, err
 	}
 	h := &Held{ledger: ledger, conn: conn, beforeCommit: l.beforeCommit, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go h.watch()

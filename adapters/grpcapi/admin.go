@@ -29,6 +29,9 @@ type AdminServer struct {
 	// stream to repair, WithStreams).
 	rebuilds *workflows.Rebuilds
 	repair   *workflows.StreamRepair
+	// nodes and lags serve the registry of nodes (WithNodes).
+	nodes NodeRegistry
+	lags  Lags
 }
 
 // Keys manages API keys (apikeys.Store).

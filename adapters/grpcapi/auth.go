@@ -87,6 +87,10 @@ var methodRoles = map[string]apikeys.Role{
 	"/ledger.v1.AdminService/UnarchiveLedger": apikeys.RoleAdmin,
 	"/ledger.v1.AdminService/GetLedger":       apikeys.RoleReader,
 	"/ledger.v1.AdminService/ListLedgers":     apikeys.RoleAdmin,
+	// Where ledgers run, and moving them, are the operators'.
+	"/ledger.v1.AdminService/ListNodes":      apikeys.RoleAdmin,
+	"/ledger.v1.AdminService/DrainNode":      apikeys.RoleAdmin,
+	"/ledger.v1.AdminService/ListPlacements": apikeys.RoleAdmin,
 
 	"/ledger.v1.IntegrityService/ListAnchors": apikeys.RoleAuditor,
 }

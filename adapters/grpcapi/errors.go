@@ -100,6 +100,10 @@ var kindCodes = map[domain.Kind]codes.Code{
 	domain.KindExists:      codes.AlreadyExists,
 }
 
+// StatusOf is statusOf, for the interceptors of the process that serves
+// (internal/daemon): errors are translated here, once.
+func StatusOf(err error) error { return statusOf(err) }
+
 // statusOf translates a request-level error: PostgreSQL unreachable is
 // Unavailable (databaseUnreachable); an error of a kind gets its kind's code
 // (kindCodes), its hint before its text, and for InvalidArgument a

@@ -67,6 +67,7 @@ func (c *client) newRoot() *cobra.Command {
 		group("keys", "API keys (admin)", c.keysCreateCmd(), c.keysListCmd(), c.keysRevokeCmd()),
 		group("ledger", "Ledgers (admin): create, archive, status, list", c.ledgerCreateCmd(), c.ledgerArchiveCmd(),
 			c.ledgerUnarchiveCmd(), c.ledgerStatusCmd(), c.ledgerListCmd()),
+		c.nodesCmd(), c.ledgersCmd(),
 		group("admin", "Operations (admin): repair a ledger's stream", c.adminRepairStreamCmd()),
 		c.versionCmd(),
 	}

@@ -153,7 +153,9 @@ func (m *Main) grpcOptions(tlsCfg *tls.Config, budget *grpcapi.RecvBudget) []grp
 		unary = append(unary, m.auth.UnaryInterceptor)
 		stream = append(stream, m.auth.StreamInterceptor)
 	}
-	unary = append(unary, grpcapi.RecvSizeUnaryInterceptor)
+	gateUnary, gateStream := roleGate(m.roles, grpcapi.StatusOf)
+	unary = append(unary, gateUnary, grpcapi.RecvSizeUnaryInterceptor)
+	stream = append(stream, gateStream)
 	stream = append(stream, grpcapi.RecvSizeStreamInterceptor, grpcapi.NewReadEventsLimit().StreamInterceptor)
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
 	if tlsCfg != nil {

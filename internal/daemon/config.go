@@ -133,6 +133,12 @@ type Config struct {
 	// AnchorEvery is how often each ledger's head is signed when it moved;
 	// 0 signs only when asked (Main.Anchor).
 	AnchorEvery time.Duration
+	// Roles are the jobs this process does (roles.go); the zero value is
+	// all three.
+	Roles Roles
+	// NodeID names this process in the registry of nodes (ledgerctl nodes);
+	// "" is <host>:<gRPC port>.
+	NodeID string
 }
 
 // LedgerIdleDefault is how long an idle ledger keeps its writer, relay and
@@ -271,8 +277,19 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&c.AnchorDir, "anchor-dir", getenv("LEDGER_ANCHOR_DIR"), "directory of the anchor files, one per ledger (env LEDGER_ANCHOR_DIR); empty: <data-dir>/anchors")
 	fs.DurationVar(&c.AnchorEvery, "anchor-every", envDuration("LEDGER_ANCHOR_EVERY", workflows.AnchorEveryDefault),
 		"how often each ledger's head is signed when it moved; 0: only at a period close (env LEDGER_ANCHOR_EVERY)")
+	roles := env("LEDGER_ROLES", "writer,projector,query")
+	fs.StringVar(&roles, "roles", roles, "what this process does, a comma-separated set of writer, projector and query (env LEDGER_ROLES)")
+	fs.StringVar(&c.NodeID, "node-id", getenv("LEDGER_NODE_ID"),
+		"this process's name among the nodes sharing the database (env LEDGER_NODE_ID); empty: <host>:<gRPC port>")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	var err error
+	if c.Roles, err = ParseRoles(roles); err != nil {
+		return Config{}, err
+	}
+	if len(c.NodeID) > nodeIDMax {
+		return Config{}, fmt.Errorf("-node-id: %d bytes, at most %d", len(c.NodeID), nodeIDMax)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

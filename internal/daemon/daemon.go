@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -108,6 +109,22 @@ type Main struct {
 	readers map[string]*ledgerReaders
 	// waking holds the ledgers a waiting query is starting the readers of.
 	waking map[string]bool
+	// writing holds the ledgers whose writer runs here, and freezers what
+	// stops each one's freezer.
+	writing  map[string]bool
+	freezers map[string]context.CancelFunc
+	// elsewhere holds when this process last found a ledger's projector
+	// lease held by another (leaseRetryAfter).
+	elsewhere map[string]time.Time
+
+	// roles are Config.Roles, all three when none is set; nodeID names this
+	// process in nodes (the registry, nodes.go); projLocks are its projector
+	// leases; draining is set while an operator drains it.
+	roles     Roles
+	nodeID    string
+	nodes     *eventstore.Nodes
+	projLocks *eventstore.Locks
+	draining  atomic.Bool
 }
 
 // Run starts everything and returns once ledgerd serves; Close stops it.
@@ -128,6 +145,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.readers, m.waking = map[string]*ledgerReaders{}, map[string]bool{}
+	m.writing, m.freezers, m.elsewhere = map[string]bool{}, map[string]context.CancelFunc{}, map[string]time.Time{}
+	m.roles = m.Config.Roles.orAll()
+	m.nodeID = cmp.Or(m.Config.NodeID, defaultNodeID(m.Config.GRPCAddr))
 	if err := m.openPostgres(ctx); err != nil {
 		return err
 	}
@@ -142,7 +162,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	// A ledgerd starts a ledger's writer on demand; the lease lets one write
 	// each ledger at a time, the others stand by to take over (idle.go).
-	m.lease = eventstore.NewLease(m.pool.Config().ConnConfig)
+	m.lease = eventstore.NewLease(m.pool.Config().ConnConfig).WithNode(m.nodeID)
+	m.projLocks = eventstore.NewLocks(m.projPool.Config().ConnConfig, m.nodeID)
+	m.nodes = eventstore.NewNodes(m.pool)
 	if err := m.startTracing(ctx); err != nil {
 		return err
 	}
@@ -150,7 +172,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.metrics = newMetrics(m.registry)
 	m.registry.MustRegister(m.natsConnectedGauge())
-	m.registry.MustRegister(newLagCollector(queries.New(m.readPool, nil), m.Logger))
+	m.registry.MustRegister(newLagCollector(queries.New(m.readPool, nil), m.Logger), newPlacementCollector(m))
 
 	m.readersCtx, m.cancelReaders = context.WithCancel(context.Background())
 	m.wg.Add(1)
@@ -170,6 +192,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		SnapshotEvery: m.Config.SnapshotEvery,
 		IdleAfter:     cmp.Or(m.Config.LedgerIdle, LedgerIdleDefault),
 	}, 0, m.startReaders, m.stopReaders)
+	m.ledgers.SetAdmit(m.admitWriter)
 	// No ledger starts at boot but those with work: timed holds to expire
 	// (their writers), projections behind (their readers, until caught up).
 	// Archived and importing ledgers take no commands: no writer.
@@ -179,10 +202,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startAnchoring(); err != nil {
 		return err
 	}
-	m.startWebhooks()
+	if m.roles.Projector {
+		m.startWebhooks()
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.listenAppends(m.readersCtx) }()
+	}
 	if err := m.serve(); err != nil {
 		return err
 	}
+	if err := m.register(ctx); err != nil {
+		return err
+	}
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.heartbeats(m.readersCtx) }()
 	m.banner()
 	return nil
 }
@@ -225,6 +257,9 @@ func (m *Main) close() {
 		m.cancelReaders()
 	}
 	m.wg.Wait()
+	if m.projLocks != nil {
+		m.projLocks.Close()
+	}
 	m.stopTracing()
 	if m.nc != nil {
 		m.nc.Close()

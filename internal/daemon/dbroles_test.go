@@ -150,6 +150,10 @@ func TestRoleGrants(t *testing.T) {
 		// readers get nothing: subscriptions hold their signing secrets.
 		"webhook_subscriptions": {"", "SIUD", "", "", "SIUD"},
 		"webhook_deliveries":    {"", "SIUD", "", "", "SIUD"},
+		// Every node registers itself, whatever its logins (a query node
+		// may hold only a reader's); leases are recorded by their takers.
+		"ledgerd_nodes":     {"SIU", "SIU", "SIU", "", "SIU"},
+		"ledger_placements": {"SIU", "SIU", "S", "", "SIU"},
 	}
 	// The read models: rebuilds write shadow rows and swap them in with
 	// UPDATE and DELETE, so these four and never TRUNCATE.

@@ -40,6 +40,26 @@ const (
 func (m *Main) sweepLedgers(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, ledgerSweepTimeout)
 	defer cancel()
+	if m.roles.Writer && !m.draining.Load() {
+		m.sweepHolds(ctx)
+	}
+	if !m.roles.Projector || m.draining.Load() {
+		return
+	}
+	behind, err := m.ledgersBehind(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.Logger.Error("ledger sweep: projections", "err", err)
+		}
+		return
+	}
+	for _, ledger := range behind {
+		m.catchUpReaders(ledger)
+	}
+}
+
+// sweepHolds starts the writers of ledgers with open timed holds.
+func (m *Main) sweepHolds(ctx context.Context) {
 	held, err := m.ledgersWithTimedHolds(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -51,16 +71,6 @@ func (m *Main) sweepLedgers(ctx context.Context) {
 		if _, err := m.ledgers.Writer(ledger); err != nil {
 			m.Logger.Warn("ledger sweep: start the writer of a ledger with holds", "ledger", ledger, "err", err)
 		}
-	}
-	behind, err := m.ledgersBehind(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			m.Logger.Error("ledger sweep: projections", "err", err)
-		}
-		return
-	}
-	for _, ledger := range behind {
-		m.catchUpReaders(ledger)
 	}
 }
 
@@ -153,6 +163,9 @@ func collectNames(rows nameRows) ([]string, error) {
 // and its projections are behind, on a goroutine of its own, at most one per
 // ledger at a time.
 func (m *Main) wakeReaders(ledger string) {
+	if !m.roles.Projector || m.draining.Load() {
+		return // the query polls the checkpoint: another node projects
+	}
 	m.mu.Lock()
 	if _, running := m.readers[ledger]; running || m.waking[ledger] || len(m.waking) >= commands.LedgersMaxDefault {
 		m.mu.Unlock()

@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"time"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	"github.com/ledgerd/ledger/eventstore"
@@ -11,42 +12,59 @@ import (
 	"github.com/ledgerd/ledger/workflows"
 )
 
-// ledgerReaders is one ledger's running relay and projections.
+// ledgerReaders is one ledger's relay and projections, running here while
+// this process holds the ledger's projector lease.
 type ledgerReaders struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	runners map[string]*projections.Runner
+	// started is closed once the start (startProjecting) is over: projecting
+	// says whether they run; when they do not (the lease is held
+	// elsewhere), r is no longer in Main.readers.
+	started    chan struct{}
+	projecting bool
 	// writer is set while the ledger's writer runs here: they run as long.
 	writer bool
-	// stopFreezer stops the ledger's freezer, which runs while its writer
-	// runs here; nil when none runs.
-	stopFreezer context.CancelFunc
 	// stopping is set while they catch up before stopping; gen counts the
 	// stops, so that the one goroutine waiting (stopper) sees a later one.
 	stopping bool
 	stopper  bool
 	gen      uint64
+	// heard is when an append or a sweep last said the ledger moved: when
+	// its writer runs elsewhere, they run until it has been still for the
+	// ledger idle time (Config.LedgerIdle), as the writer does, rather than
+	// stop and start again between appends.
+	heard time.Time
 }
 
-// startReaders starts a ledger's relay and projections, or keeps them
-// running; the registry calls it when the ledger's writer starts.
+// leaseRetryAfter is how long a process that found a ledger's projector
+// lease held elsewhere waits before it tries again: appends announce
+// themselves (eventstore.NotifyChannel) many times a second, and each would
+// otherwise cost a lock query.
+const leaseRetryAfter = time.Second
+
+// startReaders is called by the registry when the ledger's writer starts
+// here: its freezer runs beside it, and its relay and projections too unless
+// another process holds its projector lease.
 func (m *Main) startReaders(ledger string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r := m.ensureReaders(ledger)
-	r.writer, r.stopping = true, false
-	m.ensureFreezer(ledger, r)
+	m.writing[ledger] = true
+	m.ensureFreezer(ledger)
+	if r := m.ensureReaders(ledger); r != nil {
+		r.writer, r.stopping = true, false
+	}
 }
 
 // ensureFreezer starts the ledger's freezer (workflows.Freezer) unless it
 // runs: the alerts of rules with the freeze action become freezes through
 // the writer. m.mu is held.
-func (m *Main) ensureFreezer(ledger string, r *ledgerReaders) {
-	if r.stopFreezer != nil {
+func (m *Main) ensureFreezer(ledger string) {
+	if m.freezers[ledger] != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(r.ctx)
-	r.stopFreezer = cancel
+	ctx, cancel := context.WithCancel(m.readersCtx)
+	m.freezers[ledger] = cancel
 	f := workflows.NewFreezer(ledger, queries.New(m.readPool, nil), func() (workflows.FreezeWriter, error) {
 		w, err := m.ledgers.Writer(ledger)
 		if err != nil {
@@ -58,32 +76,44 @@ func (m *Main) ensureFreezer(ledger string, r *ledgerReaders) {
 	go func() { defer m.wg.Done(); f.Run(ctx, workflows.FreezeEveryDefault) }()
 }
 
-// stopReaders stops a ledger's relay and projections once every projection
-// has reached the ledger's head as it is then; the registry calls it when
-// the ledger's writer stops (archived, or idle). Queries keep reading the
-// read models they leave. A start meanwhile keeps them running.
+// stopReaders stops a ledger's freezer, and its relay and projections once
+// every projection has reached the ledger's head as it is then; the
+// registry calls it when the ledger's writer stops (archived, or idle).
+// Queries keep reading the read models they leave. A start meanwhile keeps
+// them running.
 func (m *Main) stopReaders(ledger string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	delete(m.writing, ledger)
+	if stop := m.freezers[ledger]; stop != nil {
+		stop()
+		delete(m.freezers, ledger)
+	}
 	if r, ok := m.readers[ledger]; ok {
 		r.writer = false
-		if r.stopFreezer != nil {
-			r.stopFreezer()
-			r.stopFreezer = nil
-		}
 		m.stopWhenCaughtUp(ledger, r)
 	}
 }
 
 // catchUpReaders starts the ledger's relay and projections, if they do not
-// run, until they reach the head.
+// run, until they reach the head; running, they go on to the head as it is
+// now before they stop.
 func (m *Main) catchUpReaders(ledger string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.readers[ledger]; ok {
+	if r, ok := m.readers[ledger]; ok {
+		if r.stopping && !m.draining.Load() {
+			r.gen++ // a newer head to reach before they stop
+			r.heard = time.Now()
+		}
+		if relay := m.relays[ledger]; relay != nil {
+			relay.Wake()
+		}
 		return
 	}
-	m.stopWhenCaughtUp(ledger, m.ensureReaders(ledger))
+	if r := m.ensureReaders(ledger); r != nil && !r.writer {
+		m.stopWhenCaughtUp(ledger, r)
+	}
 }
 
 // streamOptions are the options of every ledger's stream.
@@ -92,14 +122,88 @@ func (m *Main) streamOptions() natsbus.StreamOptions {
 }
 
 // ensureReaders returns the ledger's readers, starting them if they do not
-// run. m.mu is held.
+// run: they take the ledger's projector lease first, on a goroutine of
+// their own (startProjecting). It returns nil when this process does not
+// project (its roles, a drain) or found the lease held elsewhere less than
+// leaseRetryAfter ago. m.mu is held.
 func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 	if r, ok := m.readers[ledger]; ok {
 		return r
 	}
+	if !m.roles.Projector || m.draining.Load() || time.Since(m.elsewhere[ledger]) < leaseRetryAfter {
+		return nil
+	}
+	delete(m.elsewhere, ledger)
 	ctx, cancel := context.WithCancel(m.readersCtx)
-	r := &ledgerReaders{ctx: ctx, cancel: cancel, runners: map[string]*projections.Runner{}}
+	r := &ledgerReaders{ctx: ctx, cancel: cancel, runners: map[string]*projections.Runner{}, started: make(chan struct{}),
+		writer: m.writing[ledger], heard: time.Now()}
 	m.readers[ledger] = r
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.startProjecting(ledger, r) }()
+	return r
+}
+
+// startProjecting takes the ledger's projector lease and, if this process
+// got it and r is still the ledger's readers, starts the relay and the
+// projections; otherwise r is forgotten. Losing the lease later (its
+// session died) stops them: another process may run them by then.
+func (m *Main) startProjecting(ledger string, r *ledgerReaders) {
+	defer close(r.started)
+	ctx, cancel := context.WithTimeout(r.ctx, ledgerSweepTimeout)
+	lost, ok, err := m.projLocks.TryAcquire(ctx, ledger)
+	cancel()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	current := m.readers[ledger] == r && r.ctx.Err() == nil
+	switch {
+	case err != nil || !ok:
+		if err != nil && r.ctx.Err() == nil {
+			m.Logger.Warn("projector lease", "ledger", ledger, "err", err)
+		}
+		if !ok && err == nil {
+			m.elsewhere[ledger] = time.Now()
+		}
+		if current {
+			r.cancel()
+			delete(m.readers, ledger)
+		}
+		return
+	case !current:
+		if _, other := m.readers[ledger]; !other {
+			m.projLocks.Release(ledger) // stopped meanwhile, and no readers took over
+		}
+		return
+	}
+	r.projecting = true
+	m.runReaders(ledger, r)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-lost:
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.readers[ledger] == r {
+				m.Logger.Warn("projector lease lost: relay and projections stopped", "ledger", ledger)
+				m.forgetReaders(ledger, r)
+			}
+		case <-r.ctx.Done():
+		}
+	}()
+}
+
+// forgetReaders stops r, the ledger's readers, and forgets them. m.mu is
+// held.
+func (m *Main) forgetReaders(ledger string, r *ledgerReaders) {
+	r.cancel()
+	delete(m.readers, ledger)
+	delete(m.relays, ledger)
+	delete(m.runners, ledger)
+}
+
+// runReaders starts the ledger's relay and projections. m.mu is held.
+func (m *Main) runReaders(ledger string, r *ledgerReaders) {
+	ctx := r.ctx
 	streamOpts := m.streamOptions()
 	relay := natsbus.NewRelay(ledger, m.js, m.store, streamOpts, m.Logger).WithFaults(projections.NewFaults(m.projPool, m.Logger)).
 		WithTracer(m.tracer)
@@ -125,7 +229,6 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); defer src.Close(); _ = g.Run(ctx) }()
 	}
-	return r
 }
 
 // projectionGroups partitions the projections into the groups that run
@@ -151,7 +254,10 @@ func projectionGroups() [][]projections.Projector {
 // restartReaders replaces a ledger's running relay and projections with new
 // ones, which start from the checkpoints in PostgreSQL on fresh sources:
 // what a stream repair needs, since readers waiting on the deleted stream
-// would wait there for good. Readers not running stay so.
+// would wait there for good, and what a rebuild needs, since the running
+// projections hold in memory what came from the rows replaced. Readers not
+// running stay so. The projector lease stays held: the new readers find it
+// held by this process.
 func (m *Main) restartReaders(ledger string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -162,9 +268,9 @@ func (m *Main) restartReaders(ledger string) {
 	old.cancel()
 	delete(m.readers, ledger)
 	r := m.ensureReaders(ledger)
-	r.writer = old.writer
-	if r.writer {
-		m.ensureFreezer(ledger, r) // the old one stopped with old.ctx
+	if r == nil {
+		m.projLocks.Release(ledger)
+		return
 	}
 	if old.stopping {
 		m.stopWhenCaughtUp(ledger, r)
@@ -183,7 +289,7 @@ func (s restartingStreams) Recreate(ctx context.Context, ledger string) error {
 	if err := s.streams.Recreate(ctx, ledger); err != nil {
 		return err
 	}
-	s.m.restartReaders(ledger)
+	s.m.announceRebuilt(ledger)
 	return nil
 }
 
@@ -201,6 +307,13 @@ func (m *Main) stopWhenCaughtUp(ledger string, r *ledgerReaders) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		<-r.started
+		if !r.projecting {
+			m.mu.Lock()
+			r.stopper = false
+			m.mu.Unlock()
+			return // the lease is held elsewhere: r was forgotten
+		}
 		for {
 			m.mu.Lock()
 			gen := r.gen
@@ -211,11 +324,17 @@ func (m *Main) stopWhenCaughtUp(ledger string, r *ledgerReaders) {
 			case err == nil && r.gen != gen && r.stopping && !r.writer:
 				m.mu.Unlock()
 				continue // stopped again since: wait for the newer head
+			case err == nil && r.stopping && !r.writer && !m.draining.Load() && time.Since(r.heard) < m.ledgerIdle():
+				wait := m.ledgerIdle() - time.Since(r.heard)
+				m.mu.Unlock()
+				select {
+				case <-r.ctx.Done():
+				case <-time.After(wait):
+				}
+				continue // still for less than the idle time: reach the head as it is then
 			case err == nil && r.stopping && !r.writer && m.readers[ledger] == r:
-				r.cancel()
-				delete(m.readers, ledger)
-				delete(m.relays, ledger)
-				delete(m.runners, ledger)
+				m.forgetReaders(ledger, r)
+				m.projLocks.Release(ledger)
 				m.Logger.Debug("relay and projections caught up: stopped", "ledger", ledger)
 			}
 			r.stopper = false
@@ -224,6 +343,9 @@ func (m *Main) stopWhenCaughtUp(ledger string, r *ledgerReaders) {
 		}
 	}()
 }
+
+// ledgerIdle is Config.LedgerIdle, or its default.
+func (m *Main) ledgerIdle() time.Duration { return cmp.Or(m.Config.LedgerIdle, LedgerIdleDefault) }
 
 // catchUp waits until every runner has applied the ledger's head.
 //

@@ -99,7 +99,8 @@ func (m *Main) serve() error {
 	// After a rebuild, the ledger's live projections start again from the
 	// rebuilt rows: what they held in memory came from the rows replaced.
 	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.projPool, m.store, m.keys, m.ledgers, m.Logger).
-		WithRebuilt(m.restartReaders).WithStreams(restartingStreams{natsbus.NewStreams(m.js, m.streamOptions()), m}))
+		WithRebuilt(m.announceRebuilt).WithStreams(restartingStreams{natsbus.NewStreams(m.js, m.streamOptions()), m}).
+		WithNodes(m.nodes, m.projectionLags))
 	var anchors grpcapi.AnchorLister
 	if m.anchorBucket != nil {
 		anchors = m.anchorBucket

@@ -6010,6 +6010,527 @@ func (x *ListLedgersResponse) GetNextPageToken() string {
 	return ""
 }
 
+type ListNodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNodesRequest) Reset() {
+	*x = ListNodesRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodesRequest) ProtoMessage() {}
+
+func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
+func (*ListNodesRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{78}
+}
+
+// Node is a ledgerd process sharing the database.
+type Node struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The process's -node-id (default <host>:<gRPC port>).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// A subset of writer, projector and query.
+	Roles     []string               `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	GrpcAddr  string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	HttpAddr  string                 `protobuf:"bytes,4,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	Host      string                 `protobuf:"bytes,5,opt,name=host,proto3" json:"host,omitempty"`
+	Pid       uint32                 `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
+	Version   string                 `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// Its last heartbeat (every 2 s while it runs).
+	SeenAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=seen_at,json=seenAt,proto3" json:"seen_at,omitempty"`
+	// False when the node has not been seen for 10 s: stopped or dead.
+	Live     bool `protobuf:"varint,10,opt,name=live,proto3" json:"live,omitempty"`
+	Draining bool `protobuf:"varint,11,opt,name=draining,proto3" json:"draining,omitempty"`
+	// Leases it holds now.
+	WriterLeases    uint32 `protobuf:"varint,12,opt,name=writer_leases,json=writerLeases,proto3" json:"writer_leases,omitempty"`
+	ProjectorLeases uint32 `protobuf:"varint,13,opt,name=projector_leases,json=projectorLeases,proto3" json:"projector_leases,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Node) Reset() {
+	*x = Node{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Node) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Node) ProtoMessage() {}
+
+func (x *Node) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Node.ProtoReflect.Descriptor instead.
+func (*Node) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *Node) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Node) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *Node) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+func (x *Node) GetHttpAddr() string {
+	if x != nil {
+		return x.HttpAddr
+	}
+	return ""
+}
+
+func (x *Node) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *Node) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *Node) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Node) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Node) GetSeenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SeenAt
+	}
+	return nil
+}
+
+func (x *Node) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *Node) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *Node) GetWriterLeases() uint32 {
+	if x != nil {
+		return x.WriterLeases
+	}
+	return 0
+}
+
+func (x *Node) GetProjectorLeases() uint32 {
+	if x != nil {
+		return x.ProjectorLeases
+	}
+	return 0
+}
+
+type ListNodesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By id; at most 1,000.
+	Nodes         []*Node `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNodesResponse) Reset() {
+	*x = ListNodesResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodesResponse) ProtoMessage() {}
+
+func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
+func (*ListNodesResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *ListNodesResponse) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type DrainNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's id (ListNodes).
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// True drains the node; false ends its drain.
+	Drain         bool `protobuf:"varint,2,opt,name=drain,proto3" json:"drain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeRequest) Reset() {
+	*x = DrainNodeRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeRequest) ProtoMessage() {}
+
+func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
+func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *DrainNodeRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *DrainNodeRequest) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+type DrainNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeResponse) Reset() {
+	*x = DrainNodeResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeResponse) ProtoMessage() {}
+
+func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
+func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *DrainNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type ListPlacementsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this ledger; empty: every ledger, at most 1,000.
+	Ledger        string `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlacementsRequest) Reset() {
+	*x = ListPlacementsRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlacementsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlacementsRequest) ProtoMessage() {}
+
+func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlacementsRequest.ProtoReflect.Descriptor instead.
+func (*ListPlacementsRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *ListPlacementsRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+// Placement is where a ledger is written and projected.
+type Placement struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	Status LedgerStatus           `protobuf:"varint,2,opt,name=status,proto3,enum=ledger.v1.LedgerStatus" json:"status,omitempty"`
+	Head   uint64                 `protobuf:"varint,3,opt,name=head,proto3" json:"head,omitempty"`
+	// The node holding the writer lease; empty when no writer runs (an idle
+	// ledger's writer stops; the next command starts one).
+	WriterNode  string                 `protobuf:"bytes,4,opt,name=writer_node,json=writerNode,proto3" json:"writer_node,omitempty"`
+	WriterSince *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=writer_since,json=writerSince,proto3" json:"writer_since,omitempty"`
+	// The node holding the projector lease; empty when no relay and
+	// projections run (they stop once caught up with an idle ledger).
+	ProjectorNode  string                 `protobuf:"bytes,6,opt,name=projector_node,json=projectorNode,proto3" json:"projector_node,omitempty"`
+	ProjectorSince *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=projector_since,json=projectorSince,proto3" json:"projector_since,omitempty"`
+	// Events of the log the furthest-behind projection has not applied.
+	LagPositions  uint64 `protobuf:"varint,8,opt,name=lag_positions,json=lagPositions,proto3" json:"lag_positions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Placement) Reset() {
+	*x = Placement{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Placement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Placement) ProtoMessage() {}
+
+func (x *Placement) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Placement.ProtoReflect.Descriptor instead.
+func (*Placement) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *Placement) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *Placement) GetStatus() LedgerStatus {
+	if x != nil {
+		return x.Status
+	}
+	return LedgerStatus_LEDGER_STATUS_UNSPECIFIED
+}
+
+func (x *Placement) GetHead() uint64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *Placement) GetWriterNode() string {
+	if x != nil {
+		return x.WriterNode
+	}
+	return ""
+}
+
+func (x *Placement) GetWriterSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WriterSince
+	}
+	return nil
+}
+
+func (x *Placement) GetProjectorNode() string {
+	if x != nil {
+		return x.ProjectorNode
+	}
+	return ""
+}
+
+func (x *Placement) GetProjectorSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProjectorSince
+	}
+	return nil
+}
+
+func (x *Placement) GetLagPositions() uint64 {
+	if x != nil {
+		return x.LagPositions
+	}
+	return 0
+}
+
+type ListPlacementsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By ledger name.
+	Placements    []*Placement `protobuf:"bytes,1,rep,name=placements,proto3" json:"placements,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlacementsResponse) Reset() {
+	*x = ListPlacementsResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlacementsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlacementsResponse) ProtoMessage() {}
+
+func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlacementsResponse.ProtoReflect.Descriptor instead.
+func (*ListPlacementsResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *ListPlacementsResponse) GetPlacements() []*Placement {
+	if x != nil {
+		return x.Placements
+	}
+	return nil
+}
+
 type ListAssetsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
@@ -6024,7 +6545,7 @@ type ListAssetsRequest struct {
 
 func (x *ListAssetsRequest) Reset() {
 	*x = ListAssetsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6036,7 +6557,7 @@ func (x *ListAssetsRequest) String() string {
 func (*ListAssetsRequest) ProtoMessage() {}
 
 func (x *ListAssetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6049,7 +6570,7 @@ func (x *ListAssetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssetsRequest.ProtoReflect.Descriptor instead.
 func (*ListAssetsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{78}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ListAssetsRequest) GetLedger() string {
@@ -6092,7 +6613,7 @@ type AssetView struct {
 
 func (x *AssetView) Reset() {
 	*x = AssetView{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6104,7 +6625,7 @@ func (x *AssetView) String() string {
 func (*AssetView) ProtoMessage() {}
 
 func (x *AssetView) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6117,7 +6638,7 @@ func (x *AssetView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssetView.ProtoReflect.Descriptor instead.
 func (*AssetView) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{79}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *AssetView) GetCode() string {
@@ -6153,7 +6674,7 @@ type ListAssetsResponse struct {
 
 func (x *ListAssetsResponse) Reset() {
 	*x = ListAssetsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6165,7 +6686,7 @@ func (x *ListAssetsResponse) String() string {
 func (*ListAssetsResponse) ProtoMessage() {}
 
 func (x *ListAssetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6178,7 +6699,7 @@ func (x *ListAssetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssetsResponse.ProtoReflect.Descriptor instead.
 func (*ListAssetsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{80}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListAssetsResponse) GetAssets() []*AssetView {
@@ -6230,7 +6751,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6242,7 +6763,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6255,7 +6776,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{81}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ListAccountsRequest) GetLedger() string {
@@ -6355,7 +6876,7 @@ type AccountView struct {
 
 func (x *AccountView) Reset() {
 	*x = AccountView{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6367,7 +6888,7 @@ func (x *AccountView) String() string {
 func (*AccountView) ProtoMessage() {}
 
 func (x *AccountView) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6380,7 +6901,7 @@ func (x *AccountView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountView.ProtoReflect.Descriptor instead.
 func (*AccountView) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{82}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *AccountView) GetId() string {
@@ -6465,7 +6986,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6477,7 +6998,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6490,7 +7011,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{83}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*AccountView {
@@ -6534,7 +7055,7 @@ type Category struct {
 
 func (x *Category) Reset() {
 	*x = Category{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6546,7 +7067,7 @@ func (x *Category) String() string {
 func (*Category) ProtoMessage() {}
 
 func (x *Category) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6559,7 +7080,7 @@ func (x *Category) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Category.ProtoReflect.Descriptor instead.
 func (*Category) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{84}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *Category) GetName() string {
@@ -6601,7 +7122,7 @@ type DefineCategoriesRequest struct {
 
 func (x *DefineCategoriesRequest) Reset() {
 	*x = DefineCategoriesRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6613,7 +7134,7 @@ func (x *DefineCategoriesRequest) String() string {
 func (*DefineCategoriesRequest) ProtoMessage() {}
 
 func (x *DefineCategoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6626,7 +7147,7 @@ func (x *DefineCategoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DefineCategoriesRequest.ProtoReflect.Descriptor instead.
 func (*DefineCategoriesRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{85}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *DefineCategoriesRequest) GetLedger() string {
@@ -6653,7 +7174,7 @@ type DefineCategoriesResponse struct {
 
 func (x *DefineCategoriesResponse) Reset() {
 	*x = DefineCategoriesResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6665,7 +7186,7 @@ func (x *DefineCategoriesResponse) String() string {
 func (*DefineCategoriesResponse) ProtoMessage() {}
 
 func (x *DefineCategoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6678,7 +7199,7 @@ func (x *DefineCategoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DefineCategoriesResponse.ProtoReflect.Descriptor instead.
 func (*DefineCategoriesResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{86}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *DefineCategoriesResponse) GetResults() []*ItemResult {
@@ -6701,7 +7222,7 @@ type ListCategoriesRequest struct {
 
 func (x *ListCategoriesRequest) Reset() {
 	*x = ListCategoriesRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6713,7 +7234,7 @@ func (x *ListCategoriesRequest) String() string {
 func (*ListCategoriesRequest) ProtoMessage() {}
 
 func (x *ListCategoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6726,7 +7247,7 @@ func (x *ListCategoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCategoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListCategoriesRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{87}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ListCategoriesRequest) GetLedger() string {
@@ -6768,7 +7289,7 @@ type CategoryView struct {
 
 func (x *CategoryView) Reset() {
 	*x = CategoryView{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6780,7 +7301,7 @@ func (x *CategoryView) String() string {
 func (*CategoryView) ProtoMessage() {}
 
 func (x *CategoryView) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6793,7 +7314,7 @@ func (x *CategoryView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CategoryView.ProtoReflect.Descriptor instead.
 func (*CategoryView) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{88}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *CategoryView) GetCategory() *Category {
@@ -6821,7 +7342,7 @@ type ListCategoriesResponse struct {
 
 func (x *ListCategoriesResponse) Reset() {
 	*x = ListCategoriesResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6833,7 +7354,7 @@ func (x *ListCategoriesResponse) String() string {
 func (*ListCategoriesResponse) ProtoMessage() {}
 
 func (x *ListCategoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6846,7 +7367,7 @@ func (x *ListCategoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCategoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListCategoriesResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{89}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ListCategoriesResponse) GetCategories() []*CategoryView {
@@ -6888,7 +7409,7 @@ type GetCategoryBalancesRequest struct {
 
 func (x *GetCategoryBalancesRequest) Reset() {
 	*x = GetCategoryBalancesRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6900,7 +7421,7 @@ func (x *GetCategoryBalancesRequest) String() string {
 func (*GetCategoryBalancesRequest) ProtoMessage() {}
 
 func (x *GetCategoryBalancesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6913,7 +7434,7 @@ func (x *GetCategoryBalancesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCategoryBalancesRequest.ProtoReflect.Descriptor instead.
 func (*GetCategoryBalancesRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{90}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *GetCategoryBalancesRequest) GetLedger() string {
@@ -6974,7 +7495,7 @@ type CategoryBalance struct {
 
 func (x *CategoryBalance) Reset() {
 	*x = CategoryBalance{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6986,7 +7507,7 @@ func (x *CategoryBalance) String() string {
 func (*CategoryBalance) ProtoMessage() {}
 
 func (x *CategoryBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6999,7 +7520,7 @@ func (x *CategoryBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CategoryBalance.ProtoReflect.Descriptor instead.
 func (*CategoryBalance) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{91}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *CategoryBalance) GetCategory() string {
@@ -7062,7 +7583,7 @@ type GetCategoryBalancesResponse struct {
 
 func (x *GetCategoryBalancesResponse) Reset() {
 	*x = GetCategoryBalancesResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7074,7 +7595,7 @@ func (x *GetCategoryBalancesResponse) String() string {
 func (*GetCategoryBalancesResponse) ProtoMessage() {}
 
 func (x *GetCategoryBalancesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7087,7 +7608,7 @@ func (x *GetCategoryBalancesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCategoryBalancesResponse.ProtoReflect.Descriptor instead.
 func (*GetCategoryBalancesResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{92}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *GetCategoryBalancesResponse) GetBalances() []*CategoryBalance {
@@ -7553,7 +8074,47 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"j\n" +
 	"\x13ListLedgersResponse\x12+\n" +
 	"\aledgers\x18\x01 \x03(\v2\x11.ledger.v1.LedgerR\aledgers\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"|\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x12\n" +
+	"\x10ListNodesRequest\"\x96\x03\n" +
+	"\x04Node\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x1b\n" +
+	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x1b\n" +
+	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\x12\x12\n" +
+	"\x04host\x18\x05 \x01(\tR\x04host\x12\x10\n" +
+	"\x03pid\x18\x06 \x01(\rR\x03pid\x12\x18\n" +
+	"\aversion\x18\a \x01(\tR\aversion\x129\n" +
+	"\n" +
+	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x123\n" +
+	"\aseen_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x06seenAt\x12\x12\n" +
+	"\x04live\x18\n" +
+	" \x01(\bR\x04live\x12\x1a\n" +
+	"\bdraining\x18\v \x01(\bR\bdraining\x12#\n" +
+	"\rwriter_leases\x18\f \x01(\rR\fwriterLeases\x12)\n" +
+	"\x10projector_leases\x18\r \x01(\rR\x0fprojectorLeases\":\n" +
+	"\x11ListNodesResponse\x12%\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0f.ledger.v1.NodeR\x05nodes\"<\n" +
+	"\x10DrainNodeRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05drain\x18\x02 \x01(\bR\x05drain\"8\n" +
+	"\x11DrainNodeResponse\x12#\n" +
+	"\x04node\x18\x01 \x01(\v2\x0f.ledger.v1.NodeR\x04node\"/\n" +
+	"\x15ListPlacementsRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\"\xd9\x02\n" +
+	"\tPlacement\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12/\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x17.ledger.v1.LedgerStatusR\x06status\x12\x12\n" +
+	"\x04head\x18\x03 \x01(\x04R\x04head\x12\x1f\n" +
+	"\vwriter_node\x18\x04 \x01(\tR\n" +
+	"writerNode\x12=\n" +
+	"\fwriter_since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vwriterSince\x12%\n" +
+	"\x0eprojector_node\x18\x06 \x01(\tR\rprojectorNode\x12C\n" +
+	"\x0fprojector_since\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0eprojectorSince\x12#\n" +
+	"\rlag_positions\x18\b \x01(\x04R\flagPositions\"N\n" +
+	"\x16ListPlacementsResponse\x124\n" +
+	"\n" +
+	"placements\x18\x01 \x03(\v2\x14.ledger.v1.PlacementR\n" +
+	"placements\"|\n" +
 	"\x11ListAssetsRequest\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x14\n" +
@@ -7762,7 +8323,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fAuditService\x12K\n" +
 	"\n" +
 	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
-	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xc8\x06\n" +
+	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xaf\b\n" +
 	"\fAdminService\x12`\n" +
 	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01\x12Q\n" +
 	"\fRepairStream\x12\x1e.ledger.v1.RepairStreamRequest\x1a\x1f.ledger.v1.RepairStreamResponse0\x01\x12O\n" +
@@ -7773,7 +8334,10 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\rArchiveLedger\x12\x1f.ledger.v1.ArchiveLedgerRequest\x1a .ledger.v1.ArchiveLedgerResponse\x12X\n" +
 	"\x0fUnarchiveLedger\x12!.ledger.v1.UnarchiveLedgerRequest\x1a\".ledger.v1.UnarchiveLedgerResponse\x12F\n" +
 	"\tGetLedger\x12\x1b.ledger.v1.GetLedgerRequest\x1a\x1c.ledger.v1.GetLedgerResponse\x12L\n" +
-	"\vListLedgers\x12\x1d.ledger.v1.ListLedgersRequest\x1a\x1e.ledger.v1.ListLedgersResponseB2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
+	"\vListLedgers\x12\x1d.ledger.v1.ListLedgersRequest\x1a\x1e.ledger.v1.ListLedgersResponse\x12F\n" +
+	"\tListNodes\x12\x1b.ledger.v1.ListNodesRequest\x1a\x1c.ledger.v1.ListNodesResponse\x12F\n" +
+	"\tDrainNode\x12\x1b.ledger.v1.DrainNodeRequest\x1a\x1c.ledger.v1.DrainNodeResponse\x12U\n" +
+	"\x0eListPlacements\x12 .ledger.v1.ListPlacementsRequest\x1a!.ledger.v1.ListPlacementsResponseB2Z0github.com/ledgerd/ledger/api/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -7788,7 +8352,7 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 102)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -7878,206 +8442,228 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(*GetLedgerResponse)(nil),            // 85: ledger.v1.GetLedgerResponse
 	(*ListLedgersRequest)(nil),           // 86: ledger.v1.ListLedgersRequest
 	(*ListLedgersResponse)(nil),          // 87: ledger.v1.ListLedgersResponse
-	(*ListAssetsRequest)(nil),            // 88: ledger.v1.ListAssetsRequest
-	(*AssetView)(nil),                    // 89: ledger.v1.AssetView
-	(*ListAssetsResponse)(nil),           // 90: ledger.v1.ListAssetsResponse
-	(*ListAccountsRequest)(nil),          // 91: ledger.v1.ListAccountsRequest
-	(*AccountView)(nil),                  // 92: ledger.v1.AccountView
-	(*ListAccountsResponse)(nil),         // 93: ledger.v1.ListAccountsResponse
-	(*Category)(nil),                     // 94: ledger.v1.Category
-	(*DefineCategoriesRequest)(nil),      // 95: ledger.v1.DefineCategoriesRequest
-	(*DefineCategoriesResponse)(nil),     // 96: ledger.v1.DefineCategoriesResponse
-	(*ListCategoriesRequest)(nil),        // 97: ledger.v1.ListCategoriesRequest
-	(*CategoryView)(nil),                 // 98: ledger.v1.CategoryView
-	(*ListCategoriesResponse)(nil),       // 99: ledger.v1.ListCategoriesResponse
-	(*GetCategoryBalancesRequest)(nil),   // 100: ledger.v1.GetCategoryBalancesRequest
-	(*CategoryBalance)(nil),              // 101: ledger.v1.CategoryBalance
-	(*GetCategoryBalancesResponse)(nil),  // 102: ledger.v1.GetCategoryBalancesResponse
-	nil,                                  // 103: ledger.v1.Account.MetadataEntry
-	nil,                                  // 104: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 105: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 106: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 107: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 108: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 109: ledger.v1.TransferView.MetadataEntry
-	nil,                                  // 110: ledger.v1.ListAccountsRequest.MetadataEntry
-	nil,                                  // 111: ledger.v1.AccountView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 112: google.protobuf.Timestamp
+	(*ListNodesRequest)(nil),             // 88: ledger.v1.ListNodesRequest
+	(*Node)(nil),                         // 89: ledger.v1.Node
+	(*ListNodesResponse)(nil),            // 90: ledger.v1.ListNodesResponse
+	(*DrainNodeRequest)(nil),             // 91: ledger.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),            // 92: ledger.v1.DrainNodeResponse
+	(*ListPlacementsRequest)(nil),        // 93: ledger.v1.ListPlacementsRequest
+	(*Placement)(nil),                    // 94: ledger.v1.Placement
+	(*ListPlacementsResponse)(nil),       // 95: ledger.v1.ListPlacementsResponse
+	(*ListAssetsRequest)(nil),            // 96: ledger.v1.ListAssetsRequest
+	(*AssetView)(nil),                    // 97: ledger.v1.AssetView
+	(*ListAssetsResponse)(nil),           // 98: ledger.v1.ListAssetsResponse
+	(*ListAccountsRequest)(nil),          // 99: ledger.v1.ListAccountsRequest
+	(*AccountView)(nil),                  // 100: ledger.v1.AccountView
+	(*ListAccountsResponse)(nil),         // 101: ledger.v1.ListAccountsResponse
+	(*Category)(nil),                     // 102: ledger.v1.Category
+	(*DefineCategoriesRequest)(nil),      // 103: ledger.v1.DefineCategoriesRequest
+	(*DefineCategoriesResponse)(nil),     // 104: ledger.v1.DefineCategoriesResponse
+	(*ListCategoriesRequest)(nil),        // 105: ledger.v1.ListCategoriesRequest
+	(*CategoryView)(nil),                 // 106: ledger.v1.CategoryView
+	(*ListCategoriesResponse)(nil),       // 107: ledger.v1.ListCategoriesResponse
+	(*GetCategoryBalancesRequest)(nil),   // 108: ledger.v1.GetCategoryBalancesRequest
+	(*CategoryBalance)(nil),              // 109: ledger.v1.CategoryBalance
+	(*GetCategoryBalancesResponse)(nil),  // 110: ledger.v1.GetCategoryBalancesResponse
+	nil,                                  // 111: ledger.v1.Account.MetadataEntry
+	nil,                                  // 112: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 113: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 114: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 115: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 116: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 117: ledger.v1.TransferView.MetadataEntry
+	nil,                                  // 118: ledger.v1.ListAccountsRequest.MetadataEntry
+	nil,                                  // 119: ledger.v1.AccountView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 120: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
 	36,  // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
 	13,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,   // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	103, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	111, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
 	36,  // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	16,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
 	34,  // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	104, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	112, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	112, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	120, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
 	18,  // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	105, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	113, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
 	36,  // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	21,  // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
 	36,  // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	24,  // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	106, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	112, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	114, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	120, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
 	36,  // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	27,  // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
 	36,  // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
 	30,  // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	107, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	115, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
 	36,  // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
 	36,  // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	36,  // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	0,   // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
 	38,  // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
 	2,   // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	112, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	120, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	3,   // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	1,   // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
 	38,  // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	112, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	112, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	120, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	120, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,   // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	4,   // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	112, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	112, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	108, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	120, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	120, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	116, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
 	41,  // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
 	5,   // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
 	6,   // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
 	43,  // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	109, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	112, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	112, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	112, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	117, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	120, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	120, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	120, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
 	44,  // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	6,   // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	112, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	112, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	120, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	120, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,   // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	112, // 52: ledger.v1.ListTransfersRequest.effective_from:type_name -> google.protobuf.Timestamp
-	112, // 53: ledger.v1.ListTransfersRequest.effective_to:type_name -> google.protobuf.Timestamp
-	112, // 54: ledger.v1.ListTransfersRequest.recorded_from:type_name -> google.protobuf.Timestamp
-	112, // 55: ledger.v1.ListTransfersRequest.recorded_to:type_name -> google.protobuf.Timestamp
+	120, // 52: ledger.v1.ListTransfersRequest.effective_from:type_name -> google.protobuf.Timestamp
+	120, // 53: ledger.v1.ListTransfersRequest.effective_to:type_name -> google.protobuf.Timestamp
+	120, // 54: ledger.v1.ListTransfersRequest.recorded_from:type_name -> google.protobuf.Timestamp
+	120, // 55: ledger.v1.ListTransfersRequest.recorded_to:type_name -> google.protobuf.Timestamp
 	44,  // 56: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	50,  // 57: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	112, // 58: ledger.v1.ClosePeriodRequest.end:type_name -> google.protobuf.Timestamp
+	120, // 58: ledger.v1.ClosePeriodRequest.end:type_name -> google.protobuf.Timestamp
 	36,  // 59: ledger.v1.ClosePeriodResponse.result:type_name -> ledger.v1.ItemResult
-	112, // 60: ledger.v1.Period.start:type_name -> google.protobuf.Timestamp
-	112, // 61: ledger.v1.Period.end:type_name -> google.protobuf.Timestamp
+	120, // 60: ledger.v1.Period.start:type_name -> google.protobuf.Timestamp
+	120, // 61: ledger.v1.Period.end:type_name -> google.protobuf.Timestamp
 	56,  // 62: ledger.v1.Period.trial_balance:type_name -> ledger.v1.PeriodTotal
-	112, // 63: ledger.v1.Period.recorded_at:type_name -> google.protobuf.Timestamp
+	120, // 63: ledger.v1.Period.recorded_at:type_name -> google.protobuf.Timestamp
 	55,  // 64: ledger.v1.ListPeriodsResponse.periods:type_name -> ledger.v1.Period
-	112, // 65: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	120, // 65: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
 	7,   // 66: ledger.v1.ProjectionStatus.state:type_name -> ledger.v1.ProjectionState
 	59,  // 67: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
 	65,  // 68: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
-	112, // 69: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	120, // 69: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
 	65,  // 70: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
 	72,  // 71: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	112, // 72: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	112, // 73: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	120, // 72: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	120, // 73: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
 	72,  // 74: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
 	72,  // 75: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
 	8,   // 76: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
-	112, // 77: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
-	112, // 78: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
+	120, // 77: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
+	120, // 78: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
 	77,  // 79: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
 	77,  // 80: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
 	77,  // 81: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
 	77,  // 82: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
 	77,  // 83: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
-	89,  // 84: ledger.v1.ListAssetsResponse.assets:type_name -> ledger.v1.AssetView
-	9,   // 85: ledger.v1.ListAccountsRequest.status:type_name -> ledger.v1.AccountStatus
-	110, // 86: ledger.v1.ListAccountsRequest.metadata:type_name -> ledger.v1.ListAccountsRequest.MetadataEntry
-	1,   // 87: ledger.v1.AccountView.normal_balance:type_name -> ledger.v1.NormalBalance
-	111, // 88: ledger.v1.AccountView.metadata:type_name -> ledger.v1.AccountView.MetadataEntry
-	9,   // 89: ledger.v1.AccountView.status:type_name -> ledger.v1.AccountStatus
-	112, // 90: ledger.v1.AccountView.opened_at:type_name -> google.protobuf.Timestamp
-	38,  // 91: ledger.v1.AccountView.balance:type_name -> ledger.v1.Balance
-	92,  // 92: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.AccountView
-	94,  // 93: ledger.v1.DefineCategoriesRequest.categories:type_name -> ledger.v1.Category
-	36,  // 94: ledger.v1.DefineCategoriesResponse.results:type_name -> ledger.v1.ItemResult
-	94,  // 95: ledger.v1.CategoryView.category:type_name -> ledger.v1.Category
-	98,  // 96: ledger.v1.ListCategoriesResponse.categories:type_name -> ledger.v1.CategoryView
-	112, // 97: ledger.v1.GetCategoryBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	3,   // 98: ledger.v1.GetCategoryBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	101, // 99: ledger.v1.GetCategoryBalancesResponse.balances:type_name -> ledger.v1.CategoryBalance
-	10,  // 100: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	12,  // 101: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	15,  // 102: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	17,  // 103: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	20,  // 104: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	23,  // 105: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	26,  // 106: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	29,  // 107: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	32,  // 108: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	52,  // 109: ledger.v1.CommandService.ClosePeriod:input_type -> ledger.v1.ClosePeriodRequest
-	95,  // 110: ledger.v1.CommandService.DefineCategories:input_type -> ledger.v1.DefineCategoriesRequest
-	37,  // 111: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	40,  // 112: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
-	45,  // 113: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
-	47,  // 114: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
-	49,  // 115: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	58,  // 116: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	54,  // 117: ledger.v1.QueryService.ListPeriods:input_type -> ledger.v1.ListPeriodsRequest
-	88,  // 118: ledger.v1.QueryService.ListAssets:input_type -> ledger.v1.ListAssetsRequest
-	91,  // 119: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
-	97,  // 120: ledger.v1.QueryService.ListCategories:input_type -> ledger.v1.ListCategoriesRequest
-	100, // 121: ledger.v1.QueryService.GetCategoryBalances:input_type -> ledger.v1.GetCategoryBalancesRequest
-	63,  // 122: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
-	66,  // 123: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
-	68,  // 124: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
-	60,  // 125: ledger.v1.AdminService.RepairStream:input_type -> ledger.v1.RepairStreamRequest
-	70,  // 126: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
-	73,  // 127: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
-	75,  // 128: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
-	78,  // 129: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
-	80,  // 130: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
-	82,  // 131: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
-	84,  // 132: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
-	86,  // 133: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
-	11,  // 134: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	14,  // 135: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	35,  // 136: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	19,  // 137: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	22,  // 138: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	25,  // 139: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	28,  // 140: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	31,  // 141: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	33,  // 142: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	53,  // 143: ledger.v1.CommandService.ClosePeriod:output_type -> ledger.v1.ClosePeriodResponse
-	96,  // 144: ledger.v1.CommandService.DefineCategories:output_type -> ledger.v1.DefineCategoriesResponse
-	39,  // 145: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	42,  // 146: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	46,  // 147: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	48,  // 148: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	51,  // 149: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	62,  // 150: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	57,  // 151: ledger.v1.QueryService.ListPeriods:output_type -> ledger.v1.ListPeriodsResponse
-	90,  // 152: ledger.v1.QueryService.ListAssets:output_type -> ledger.v1.ListAssetsResponse
-	93,  // 153: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
-	99,  // 154: ledger.v1.QueryService.ListCategories:output_type -> ledger.v1.ListCategoriesResponse
-	102, // 155: ledger.v1.QueryService.GetCategoryBalances:output_type -> ledger.v1.GetCategoryBalancesResponse
-	64,  // 156: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
-	67,  // 157: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
-	69,  // 158: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
-	61,  // 159: ledger.v1.AdminService.RepairStream:output_type -> ledger.v1.RepairStreamResponse
-	71,  // 160: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
-	74,  // 161: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
-	76,  // 162: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
-	79,  // 163: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
-	81,  // 164: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
-	83,  // 165: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
-	85,  // 166: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
-	87,  // 167: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
-	134, // [134:168] is the sub-list for method output_type
-	100, // [100:134] is the sub-list for method input_type
-	100, // [100:100] is the sub-list for extension type_name
-	100, // [100:100] is the sub-list for extension extendee
-	0,   // [0:100] is the sub-list for field type_name
+	120, // 84: ledger.v1.Node.started_at:type_name -> google.protobuf.Timestamp
+	120, // 85: ledger.v1.Node.seen_at:type_name -> google.protobuf.Timestamp
+	89,  // 86: ledger.v1.ListNodesResponse.nodes:type_name -> ledger.v1.Node
+	89,  // 87: ledger.v1.DrainNodeResponse.node:type_name -> ledger.v1.Node
+	8,   // 88: ledger.v1.Placement.status:type_name -> ledger.v1.LedgerStatus
+	120, // 89: ledger.v1.Placement.writer_since:type_name -> google.protobuf.Timestamp
+	120, // 90: ledger.v1.Placement.projector_since:type_name -> google.protobuf.Timestamp
+	94,  // 91: ledger.v1.ListPlacementsResponse.placements:type_name -> ledger.v1.Placement
+	97,  // 92: ledger.v1.ListAssetsResponse.assets:type_name -> ledger.v1.AssetView
+	9,   // 93: ledger.v1.ListAccountsRequest.status:type_name -> ledger.v1.AccountStatus
+	118, // 94: ledger.v1.ListAccountsRequest.metadata:type_name -> ledger.v1.ListAccountsRequest.MetadataEntry
+	1,   // 95: ledger.v1.AccountView.normal_balance:type_name -> ledger.v1.NormalBalance
+	119, // 96: ledger.v1.AccountView.metadata:type_name -> ledger.v1.AccountView.MetadataEntry
+	9,   // 97: ledger.v1.AccountView.status:type_name -> ledger.v1.AccountStatus
+	120, // 98: ledger.v1.AccountView.opened_at:type_name -> google.protobuf.Timestamp
+	38,  // 99: ledger.v1.AccountView.balance:type_name -> ledger.v1.Balance
+	100, // 100: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.AccountView
+	102, // 101: ledger.v1.DefineCategoriesRequest.categories:type_name -> ledger.v1.Category
+	36,  // 102: ledger.v1.DefineCategoriesResponse.results:type_name -> ledger.v1.ItemResult
+	102, // 103: ledger.v1.CategoryView.category:type_name -> ledger.v1.Category
+	106, // 104: ledger.v1.ListCategoriesResponse.categories:type_name -> ledger.v1.CategoryView
+	120, // 105: ledger.v1.GetCategoryBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	3,   // 106: ledger.v1.GetCategoryBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	109, // 107: ledger.v1.GetCategoryBalancesResponse.balances:type_name -> ledger.v1.CategoryBalance
+	10,  // 108: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	12,  // 109: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	15,  // 110: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	17,  // 111: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	20,  // 112: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	23,  // 113: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	26,  // 114: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	29,  // 115: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	32,  // 116: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	52,  // 117: ledger.v1.CommandService.ClosePeriod:input_type -> ledger.v1.ClosePeriodRequest
+	103, // 118: ledger.v1.CommandService.DefineCategories:input_type -> ledger.v1.DefineCategoriesRequest
+	37,  // 119: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	40,  // 120: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	45,  // 121: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	47,  // 122: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	49,  // 123: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	58,  // 124: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	54,  // 125: ledger.v1.QueryService.ListPeriods:input_type -> ledger.v1.ListPeriodsRequest
+	96,  // 126: ledger.v1.QueryService.ListAssets:input_type -> ledger.v1.ListAssetsRequest
+	99,  // 127: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
+	105, // 128: ledger.v1.QueryService.ListCategories:input_type -> ledger.v1.ListCategoriesRequest
+	108, // 129: ledger.v1.QueryService.GetCategoryBalances:input_type -> ledger.v1.GetCategoryBalancesRequest
+	63,  // 130: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
+	66,  // 131: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
+	68,  // 132: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
+	60,  // 133: ledger.v1.AdminService.RepairStream:input_type -> ledger.v1.RepairStreamRequest
+	70,  // 134: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
+	73,  // 135: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
+	75,  // 136: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
+	78,  // 137: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
+	80,  // 138: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
+	82,  // 139: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
+	84,  // 140: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
+	86,  // 141: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
+	88,  // 142: ledger.v1.AdminService.ListNodes:input_type -> ledger.v1.ListNodesRequest
+	91,  // 143: ledger.v1.AdminService.DrainNode:input_type -> ledger.v1.DrainNodeRequest
+	93,  // 144: ledger.v1.AdminService.ListPlacements:input_type -> ledger.v1.ListPlacementsRequest
+	11,  // 145: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	14,  // 146: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	35,  // 147: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	19,  // 148: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	22,  // 149: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	25,  // 150: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	28,  // 151: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	31,  // 152: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	33,  // 153: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	53,  // 154: ledger.v1.CommandService.ClosePeriod:output_type -> ledger.v1.ClosePeriodResponse
+	104, // 155: ledger.v1.CommandService.DefineCategories:output_type -> ledger.v1.DefineCategoriesResponse
+	39,  // 156: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	42,  // 157: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	46,  // 158: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	48,  // 159: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	51,  // 160: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	62,  // 161: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	57,  // 162: ledger.v1.QueryService.ListPeriods:output_type -> ledger.v1.ListPeriodsResponse
+	98,  // 163: ledger.v1.QueryService.ListAssets:output_type -> ledger.v1.ListAssetsResponse
+	101, // 164: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
+	107, // 165: ledger.v1.QueryService.ListCategories:output_type -> ledger.v1.ListCategoriesResponse
+	110, // 166: ledger.v1.QueryService.GetCategoryBalances:output_type -> ledger.v1.GetCategoryBalancesResponse
+	64,  // 167: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	67,  // 168: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	69,  // 169: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
+	61,  // 170: ledger.v1.AdminService.RepairStream:output_type -> ledger.v1.RepairStreamResponse
+	71,  // 171: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
+	74,  // 172: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
+	76,  // 173: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
+	79,  // 174: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
+	81,  // 175: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
+	83,  // 176: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
+	85,  // 177: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
+	87,  // 178: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
+	90,  // 179: ledger.v1.AdminService.ListNodes:output_type -> ledger.v1.ListNodesResponse
+	92,  // 180: ledger.v1.AdminService.DrainNode:output_type -> ledger.v1.DrainNodeResponse
+	95,  // 181: ledger.v1.AdminService.ListPlacements:output_type -> ledger.v1.ListPlacementsResponse
+	145, // [145:182] is the sub-list for method output_type
+	108, // [108:145] is the sub-list for method input_type
+	108, // [108:108] is the sub-list for extension type_name
+	108, // [108:108] is the sub-list for extension extendee
+	0,   // [0:108] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -8087,14 +8673,14 @@ func file_ledger_v1_ledger_proto_init() {
 	}
 	file_ledger_v1_ledger_proto_msgTypes[3].OneofWrappers = []any{}
 	file_ledger_v1_ledger_proto_msgTypes[17].OneofWrappers = []any{}
-	file_ledger_v1_ledger_proto_msgTypes[82].OneofWrappers = []any{}
+	file_ledger_v1_ledger_proto_msgTypes[90].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   102,
+			NumMessages:   110,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

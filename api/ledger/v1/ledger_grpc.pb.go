@@ -1236,6 +1236,9 @@ const (
 	AdminService_UnarchiveLedger_FullMethodName   = "/ledger.v1.AdminService/UnarchiveLedger"
 	AdminService_GetLedger_FullMethodName         = "/ledger.v1.AdminService/GetLedger"
 	AdminService_ListLedgers_FullMethodName       = "/ledger.v1.AdminService/ListLedgers"
+	AdminService_ListNodes_FullMethodName         = "/ledger.v1.AdminService/ListNodes"
+	AdminService_DrainNode_FullMethodName         = "/ledger.v1.AdminService/DrainNode"
+	AdminService_ListPlacements_FullMethodName    = "/ledger.v1.AdminService/ListPlacements"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -1285,6 +1288,18 @@ type AdminServiceClient interface {
 	GetLedger(ctx context.Context, in *GetLedgerRequest, opts ...grpc.CallOption) (*GetLedgerResponse, error)
 	// ListLedgers lists ledgers in name order, a page at a time.
 	ListLedgers(ctx context.Context, in *ListLedgersRequest, opts ...grpc.CallOption) (*ListLedgersResponse, error)
+	// ListNodes lists the ledgerd processes sharing this database: their
+	// roles, addresses, last heartbeat, whether they drain, and how many
+	// leases each holds.
+	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
+	// DrainNode sets or clears a node's draining flag. A draining node starts
+	// no writer and takes no projector lease; its writers stop and its
+	// projections stop once caught up, so other nodes take its ledgers over.
+	// It acts on the flag within its heartbeat (2 s).
+	DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*DrainNodeResponse, error)
+	// ListPlacements says, for each ledger, which node holds its writer lease
+	// and its projector lease, since when, and how far its projections lag.
+	ListPlacements(ctx context.Context, in *ListPlacementsRequest, opts ...grpc.CallOption) (*ListPlacementsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -1413,6 +1428,36 @@ func (c *adminServiceClient) ListLedgers(ctx context.Context, in *ListLedgersReq
 	return out, nil
 }
 
+func (c *adminServiceClient) ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNodesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListNodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*DrainNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainNodeResponse)
+	err := c.cc.Invoke(ctx, AdminService_DrainNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListPlacements(ctx context.Context, in *ListPlacementsRequest, opts ...grpc.CallOption) (*ListPlacementsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPlacementsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListPlacements_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -1460,6 +1505,18 @@ type AdminServiceServer interface {
 	GetLedger(context.Context, *GetLedgerRequest) (*GetLedgerResponse, error)
 	// ListLedgers lists ledgers in name order, a page at a time.
 	ListLedgers(context.Context, *ListLedgersRequest) (*ListLedgersResponse, error)
+	// ListNodes lists the ledgerd processes sharing this database: their
+	// roles, addresses, last heartbeat, whether they drain, and how many
+	// leases each holds.
+	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
+	// DrainNode sets or clears a node's draining flag. A draining node starts
+	// no writer and takes no projector lease; its writers stop and its
+	// projections stop once caught up, so other nodes take its ledgers over.
+	// It acts on the flag within its heartbeat (2 s).
+	DrainNode(context.Context, *DrainNodeRequest) (*DrainNodeResponse, error)
+	// ListPlacements says, for each ledger, which node holds its writer lease
+	// and its projector lease, since when, and how far its projections lag.
+	ListPlacements(context.Context, *ListPlacementsRequest) (*ListPlacementsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -1499,6 +1556,15 @@ func (UnimplementedAdminServiceServer) GetLedger(context.Context, *GetLedgerRequ
 }
 func (UnimplementedAdminServiceServer) ListLedgers(context.Context, *ListLedgersRequest) (*ListLedgersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListLedgers not implemented")
+}
+func (UnimplementedAdminServiceServer) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListNodes not implemented")
+}
+func (UnimplementedAdminServiceServer) DrainNode(context.Context, *DrainNodeRequest) (*DrainNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrainNode not implemented")
+}
+func (UnimplementedAdminServiceServer) ListPlacements(context.Context, *ListPlacementsRequest) (*ListPlacementsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPlacements not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1687,6 +1753,60 @@ func _AdminService_ListLedgers_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListNodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListNodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListNodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListNodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListNodes(ctx, req.(*ListNodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DrainNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DrainNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DrainNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DrainNode(ctx, req.(*DrainNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListPlacements_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPlacementsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListPlacements(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListPlacements_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListPlacements(ctx, req.(*ListPlacementsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1725,6 +1845,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListLedgers",
 			Handler:    _AdminService_ListLedgers_Handler,
+		},
+		{
+			MethodName: "ListNodes",
+			Handler:    _AdminService_ListNodes_Handler,
+		},
+		{
+			MethodName: "DrainNode",
+			Handler:    _AdminService_DrainNode_Handler,
+		},
+		{
+			MethodName: "ListPlacements",
+			Handler:    _AdminService_ListPlacements_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

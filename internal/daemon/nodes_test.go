@@ -1,0 +1,238 @@
+package daemon_test
+
+import (
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/internal/daemon"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// nodeMax bounds each wait of the tests below for a node to act: a
+// heartbeat (2 s), a projector lease found free (1 s between tries, or the
+// 5 s sweep), under the race detector on two cores.
+const nodeMax = 30 * time.Second
+
+// startNode runs a ledgerd with roles on the database at pgURL (another
+// node's), with the same admin key.
+func startNode(t *testing.T, pgURL, key, id string, roles daemon.Roles) *harness {
+	t.Helper()
+	h := &harness{pgURL: pgURL, key: key}
+	h.m = &daemon.Main{
+		Config: daemon.Config{PostgresURL: pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
+			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: key, Roles: roles, NodeID: id},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	h.run(t)
+	return h
+}
+
+// admin is an AdminService client of h's ledgerd.
+func (h *harness) adminClient(t *testing.T) ledgerv1.AdminServiceClient {
+	t.Helper()
+	return ledgerv1.NewAdminServiceClient(h.conn(t))
+}
+
+// placement is the ledger's placement as h's ledgerd answers it.
+func placement(t *testing.T, h *harness, ledger string) *ledgerv1.Placement {
+	t.Helper()
+	resp, err := h.adminClient(t).ListPlacements(ctx(t), &ledgerv1.ListPlacementsRequest{Ledger: ledger})
+	testenv.NoError(t, err)
+	if len(resp.GetPlacements()) != 1 {
+		t.Fatalf("placements of %s: %v", ledger, resp.GetPlacements())
+	}
+	return resp.GetPlacements()[0]
+}
+
+// eventually retries check until it returns "" or nodeMax passes, and then
+// fails with what it last said.
+func eventually(t *testing.T, what string, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(nodeMax)
+	for {
+		msg := check()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: after %s: %s", what, nodeMax, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// wantUnavailable checks that err is Unavailable and names the missing role.
+func wantUnavailable(t *testing.T, what string, err error, says string) {
+	t.Helper()
+	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), says) {
+		t.Fatalf("%s: %v, want Unavailable saying %q", what, err, says)
+	}
+}
+
+// TestRolesSplitAcrossNodes runs a writer, a projector and a query node on
+// one database and NATS server: commands go to the writer only, queries to
+// the query node only, and the projector node alone runs the ledger's relay
+// and projections, so a query on the query node with the command's position
+// as min_position sees the command. The registry shows who does what. When
+// the projector node stops, a new one takes the projector lease over and
+// the read models go on from the checkpoint, every transfer once.
+func TestRolesSplitAcrossNodes(t *testing.T) {
+	t.Parallel()
+	first := start(t) // migrates the database; stopped below, it only set things up
+	first.m.Close()
+	pgURL, key := first.pgURL, first.key
+	w := startNode(t, pgURL, key, "w", daemon.Roles{Writer: true})
+	p := startNode(t, pgURL, key, "p", daemon.Roles{Projector: true})
+	q := startNode(t, pgURL, key, "q", daemon.Roles{Query: true})
+	ledger := testenv.Name(t)
+
+	_, err := q.cmd.DefineAsset(ctx(t), &ledgerv1.DefineAssetRequest{Ledger: ledger, Code: "USD", Scale: 2})
+	wantUnavailable(t, "a command to the query node", err, "writer role")
+	_, err = w.query.GetTrialBalance(ctx(t), &ledgerv1.GetTrialBalanceRequest{Ledger: ledger})
+	wantUnavailable(t, "a query to the writer node", err, "query role")
+
+	w.setup(t, ledger)
+	var pos uint64
+	for i := range 5 {
+		pos = w.transferOK(t, ledger, transfer(strings.Repeat("t", i+1), "alice", "bob", "1.00", "USD"))
+	}
+	bal, err := q.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"bob"}, MinPosition: pos})
+	testenv.NoError(t, err)
+	if got := bal.GetBalances()[0].GetCreditsPosted(); got != "5.00" {
+		t.Fatalf("bob's credits on the query node: %s, want 5.00", got)
+	}
+	pl := placement(t, q, ledger)
+	if pl.GetWriterNode() != "w" || pl.GetProjectorNode() != "p" || pl.GetHead() < pos {
+		t.Fatalf("placement: %v, want writer w, projector p, head at least %d", pl, pos)
+	}
+
+	nodes, err := w.adminClient(t).ListNodes(ctx(t), &ledgerv1.ListNodesRequest{})
+	testenv.NoError(t, err)
+	byID := map[string]*ledgerv1.Node{}
+	for _, n := range nodes.GetNodes() {
+		byID[n.GetId()] = n
+	}
+	for id, roles := range map[string][]string{"w": {"writer"}, "p": {"projector"}, "q": {"query"}} {
+		n := byID[id]
+		if n == nil || !slices.Equal(n.GetRoles(), roles) || !n.GetLive() || n.GetDraining() || n.GetGrpcAddr() == "" {
+			t.Fatalf("node %s: %v, want live, roles %v", id, n, roles)
+		}
+	}
+	if byID["w"].GetWriterLeases() != 1 || byID["p"].GetProjectorLeases() != 1 || byID["q"].GetWriterLeases()+byID["q"].GetProjectorLeases() != 0 {
+		t.Fatalf("leases: w %v, p %v, q %v", byID["w"], byID["p"], byID["q"])
+	}
+	// ledgerctl shows the same, from any node.
+	out := q.runCtlOK(t, ledger, "ledgers", ledger)
+	if f := strings.Fields(strings.Split(out, "\n")[1]); len(f) < 8 || f[0] != ledger || f[3] != "w" || f[5] != "p" {
+		t.Fatalf("ledgerctl ledgers:\n%s", out)
+	}
+	out = q.runCtlOK(t, ledger, "nodes")
+	for _, want := range []string{"w  ", "writer", "projector", "query", "live"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("ledgerctl nodes lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The projector node goes; another takes its ledgers as appends come.
+	p.m.Close()
+	p2 := startNode(t, pgURL, key, "p2", daemon.Roles{Projector: true})
+	for i := range 5 {
+		pos = w.transferOK(t, ledger, transfer(strings.Repeat("u", i+1), "alice", "bob", "1.00", "USD"))
+	}
+	bal, err = q.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"bob"}, MinPosition: pos})
+	testenv.NoError(t, err)
+	if got := bal.GetBalances()[0].GetCreditsPosted(); got != "10.00" {
+		t.Fatalf("bob's credits after the projector moved: %s, want 10.00", got)
+	}
+	if pl := placement(t, p2, ledger); pl.GetProjectorNode() != "p2" {
+		t.Fatalf("placement after the projector moved: %v, want projector p2", pl)
+	}
+	lines, err := q.query.ListStatement(ctx(t), &ledgerv1.ListStatementRequest{Ledger: ledger, Account: "bob", MinPosition: pos})
+	testenv.NoError(t, err)
+	if n := len(lines.GetLines()); n != 10 {
+		t.Fatalf("bob's statement: %d lines, want 10 (each transfer once)", n)
+	}
+}
+
+// TestDrainMovesTheWriter drains the node that writes a ledger: it stops
+// taking commands (Unavailable, draining), its writer's lease goes, and the
+// other writer node takes the ledger on the next command; undrained, it takes
+// ledgers again.
+func TestDrainMovesTheWriter(t *testing.T) {
+	t.Parallel()
+	a := start(t)
+	b := startNode(t, a.pgURL, a.key, "b", daemon.AllRoles)
+	ledger := testenv.Name(t)
+	a.setup(t, ledger)
+	a.transferOK(t, ledger, transfer("t1", "alice", "bob", "1.00", "USD"))
+	aID := placement(t, b, ledger).GetWriterNode()
+	if aID == "" || aID == "b" {
+		t.Fatalf("writer of %s: %q, want a's", ledger, aID)
+	}
+
+	admin := b.adminClient(t)
+	resp, err := admin.DrainNode(ctx(t), &ledgerv1.DrainNodeRequest{Node: aID, Drain: true})
+	testenv.NoError(t, err)
+	if !resp.GetNode().GetDraining() {
+		t.Fatalf("drain answered %v", resp.GetNode())
+	}
+	eventually(t, "a refuses commands once draining", func() string {
+		_, err := a.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger,
+			Transfers: []*ledgerv1.Transfer{transfer("t2", "alice", "bob", "1.00", "USD")}})
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "draining") {
+			return "a answered " + status.Convert(err).Message()
+		}
+		return ""
+	})
+	eventually(t, "b takes the ledger's writer", func() string {
+		resp, err := b.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger,
+			Transfers: []*ledgerv1.Transfer{transfer("t2", "alice", "bob", "1.00", "USD")}})
+		if err != nil {
+			return err.Error()
+		}
+		if c := resp.GetResults()[0].GetCode(); c != codeCreated && c != codeExists {
+			return c.String()
+		}
+		return ""
+	})
+	if pl := placement(t, b, ledger); pl.GetWriterNode() != "b" {
+		t.Fatalf("writer after the drain: %v, want b", pl)
+	}
+	n := 0
+	eventually(t, "a's projector lease goes to b", func() string {
+		n++
+		b.transferOK(t, ledger, transfer("more-"+strconv.Itoa(n), "alice", "bob", "0.01", "USD"))
+		if pl := placement(t, b, ledger); pl.GetProjectorNode() != "b" {
+			return "projector " + pl.GetProjectorNode()
+		}
+		return ""
+	})
+
+	_, err = admin.DrainNode(ctx(t), &ledgerv1.DrainNodeRequest{Node: aID, Drain: false})
+	testenv.NoError(t, err)
+	other := testenv.Name(t)
+	eventually(t, "a takes ledgers again", func() string {
+		_, err := a.cmd.DefineAsset(ctx(t), &ledgerv1.DefineAssetRequest{Ledger: other, Code: "USD", Scale: 2})
+		if err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	_, err = admin.DrainNode(ctx(t), &ledgerv1.DrainNodeRequest{Node: "no-such-node", Drain: true})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("drain of an unknown node: %v, want NotFound", err)
+	}
+	_, err = admin.DrainNode(ctx(t), &ledgerv1.DrainNodeRequest{})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("drain of no node: %v, want InvalidArgument", err)
+	}
+}
