@@ -143,11 +143,12 @@ func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilt
 	if err != nil {
 		return AccountPage{}, err
 	}
-	if err := s.waitFor(ctx, ledger, movementsProjection, minPosition); err != nil {
+	s, err = s.waitFor(ctx, ledger, movementsProjection, minPosition)
+	if err != nil {
 		return AccountPage{}, err
 	}
 	if f.Category != "" {
-		if err := s.waitCategories(ctx, ledger, minPosition); err != nil {
+		if s, err = s.waitCategories(ctx, ledger, minPosition); err != nil {
 			return AccountPage{}, err
 		}
 		if f.categoryPatterns, err = s.CategoryPatterns(ctx, ledger, f.Category); err != nil {
@@ -516,7 +517,8 @@ func (s *Service) ListAssets(ctx context.Context, ledger, cursor string, limit i
 	if err != nil {
 		return AssetPage{}, err
 	}
-	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+	s, err = s.waitFor(ctx, ledger, "balances", minPosition)
+	if err != nil {
 		return AssetPage{}, err
 	}
 	// A ledger holds at most domain.AssetsMaxDefault assets: the byte order

@@ -68,7 +68,8 @@ func (s *Service) ListAlerts(ctx context.Context, ledger string, f AlertFilter, 
 	if err != nil {
 		return AlertsPage{}, err
 	}
-	if err := s.waitFor(ctx, ledger, "alerts", minPosition); err != nil {
+	s, err = s.waitFor(ctx, ledger, "alerts", minPosition)
+	if err != nil {
 		return AlertsPage{}, err
 	}
 	var out AlertsPage

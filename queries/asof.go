@@ -66,7 +66,8 @@ func (s *Service) BalancesAsOfPosition(ctx context.Context, ledger string, accou
 	if pos > head {
 		return Balances{}, fmt.Errorf("as of position %d, head %d: %w", pos, head, ErrBeyondHead)
 	}
-	if err := s.waitFor(ctx, ledger, movementsProjection, max(pos, minPosition)); err != nil {
+	s, err = s.waitFor(ctx, ledger, movementsProjection, max(pos, minPosition))
+	if err != nil {
 		return Balances{}, err
 	}
 	var out Balances
@@ -104,11 +105,12 @@ func (s *Service) BalancesAsOfTime(ctx context.Context, ledger string, accounts 
 	if err := s.mustExistLedger(ctx, ledger); err != nil {
 		return Balances{}, err
 	}
-	if err := s.waitFor(ctx, ledger, movementsProjection, minPosition); err != nil {
+	s, err := s.waitFor(ctx, ledger, movementsProjection, minPosition)
+	if err != nil {
 		return Balances{}, err
 	}
 	var out Balances
-	err := pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
 		if effective {
 			var err error
 			out, err = balancesAtEffectiveTime(ctx, tx, ledger, accounts, at)

@@ -5,6 +5,7 @@ package queries
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,6 +50,13 @@ type Service struct {
 	pool *pgxpool.Pool
 	// waiter returns the notifier of a ledger's projection, or nil.
 	waiter func(ledger, projection string) Waiter
+	// primary, when set, is the Service a replica's calls fall back to
+	// (WithPrimary) after fallbackAfter, or at once while replicaDown;
+	// fallbacks counts them.
+	primary       *Service
+	fallbackAfter time.Duration
+	replicaDown   atomic.Bool
+	fallbacks     atomic.Uint64
 	// rollupAccountsMax is RollupAccountsMax, or less in tests (0: it).
 	rollupAccountsMax int
 }
@@ -84,7 +92,8 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if len(accounts) > AccountsPerRequestMax {
 		return Balances{}, fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
 	}
-	if err := s.waitFor(ctx, ledger, movementsProjection, minPosition); err != nil {
+	s, err := s.waitFor(ctx, ledger, movementsProjection, minPosition)
+	if err != nil {
 		return Balances{}, err
 	}
 	// One statement, one snapshot: the rows and the checkpoint agree. An
@@ -137,24 +146,77 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	return out, nil
 }
 
-// waitFor returns once the projection's checkpoint is at least pos.
+// waitFor returns once the projection's checkpoint is at least pos, with
+// the Service to read from: s, or, when s reads a streaming replica
+// (WithPrimary) that is marked down or has not reached pos within its
+// fallback bound, the primary's. The primary is never behind the replica, so
+// what a call waited for on one holds on the other, and a call that waits
+// twice may move to the primary but never back.
 //
-// Errors: domain.ErrUnknownLedger; ErrMinPositionBeyondHead when pos is past the
-// head of the ledger's log (read in the same database as the checkpoints, so
-// a position a command acknowledged is never past it); ErrNotReached after
-// WaitMax or ctx; database errors.
-func (s *Service) waitFor(ctx context.Context, ledger, projection string, pos uint64) error {
+// Errors: as waitOn, after WaitMax in all.
+func (s *Service) waitFor(ctx context.Context, ledger, projection string, pos uint64) (*Service, error) {
+	switch {
+	case s.primary == nil:
+		return s, s.waitOn(ctx, ledger, projection, pos, WaitMax)
+	case s.replicaDown.Load():
+		s.fallbacks.Add(1)
+		return s.primary, s.primary.waitOn(ctx, ledger, projection, pos, WaitMax)
+	case pos == 0:
+		return s, nil
+	}
+	began := time.Now()
+	err := s.waitOn(ctx, ledger, projection, pos, s.fallbackAfter)
+	if err == nil || ctx.Err() != nil {
+		return s, err
+	}
+	// Not reached in time, a head behind pos (the replica's lags the
+	// primary's), or the replica's database failing: the primary answers.
+	s.fallbacks.Add(1)
+	return s.primary, s.primary.waitOn(ctx, ledger, projection, pos, max(WaitMax-time.Since(began), 0))
+}
+
+// WithPrimary makes s, whose pool is a PostgreSQL streaming replica's, a
+// replica's Service: a call waiting for a min_position the replica has not
+// reached within after (or while the replica is marked down) reads from
+// primary instead, a Service on the primary's pool. s must have no waiter:
+// the in-process notifier tells the primary's progress, not the replica's.
+func (s *Service) WithPrimary(primary *Service, after time.Duration) *Service {
+	s.primary, s.fallbackAfter = primary, after
+	return s
+}
+
+// SetReplicaDown marks the replica down (every call reads from the
+// primary) or up again.
+func (s *Service) SetReplicaDown(down bool) { s.replicaDown.Store(down) }
+
+// Fallbacks is how many calls read from the primary instead of the replica.
+func (s *Service) Fallbacks() uint64 { return s.fallbacks.Load() }
+
+// waitOn returns once the projection's checkpoint in s's database is at
+// least pos, waiting at most bound.
+//
+// Errors: domain.ErrUnknownLedger and ErrMinPositionBeyondHead when pos is
+// past the head of the ledger's log (read in the same database as the
+// checkpoints, so a position a command acknowledged is never past it), both
+// but on a replica; ErrNotReached after bound or ctx; database errors.
+func (s *Service) waitOn(ctx context.Context, ledger, projection string, pos uint64, bound time.Duration) error {
 	if pos == 0 {
 		return nil
 	}
-	head, err := s.head(ctx, ledger)
-	if err != nil {
-		return err
+	// A replica's head may lag the position a command was acknowledged at:
+	// there the checkpoint is waited for all the same, and the primary, if
+	// the replica does not get there in time, says whether pos is past the
+	// head.
+	if s.primary == nil {
+		head, err := s.head(ctx, ledger)
+		if err != nil {
+			return err
+		}
+		if pos > head {
+			return fmt.Errorf("min_position %d, head %d: %w", pos, head, ErrMinPositionBeyondHead)
+		}
 	}
-	if pos > head {
-		return fmt.Errorf("min_position %d, head %d: %w", pos, head, ErrMinPositionBeyondHead)
-	}
-	ctx, cancel := context.WithTimeout(ctx, WaitMax)
+	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	var w Waiter
 	if s.waiter != nil {

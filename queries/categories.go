@@ -80,7 +80,8 @@ func (s *Service) ListCategories(ctx context.Context, ledger, cursor string, lim
 	if err != nil {
 		return CategoriesPage{}, err
 	}
-	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+	s, err = s.waitFor(ctx, ledger, "balances", minPosition)
+	if err != nil {
 		return CategoriesPage{}, err
 	}
 	var out CategoriesPage
@@ -279,10 +280,12 @@ func (s *Service) GetCategoryBalances(ctx context.Context, ledger, category stri
 	now := asOf.Position == 0 && asOf.Time.IsZero()
 	// The totals are the statement lines' (an account's balance is its last
 	// line's), now as well as as of a position or time.
-	if err := s.waitFor(ctx, ledger, movementsProjection, max(minPosition, asOf.Position)); err != nil {
+	s, err = s.waitFor(ctx, ledger, movementsProjection, max(minPosition, asOf.Position))
+	if err != nil {
 		return CategoryBalances{}, err
 	}
-	if err := s.waitCategories(ctx, ledger, minPosition); err != nil {
+	s, err = s.waitCategories(ctx, ledger, minPosition)
+	if err != nil {
 		return CategoryBalances{}, err
 	}
 	var out CategoryBalances
@@ -405,11 +408,11 @@ func patternRegex(p string) string {
 // one defined while the movements projection moves on meanwhile).
 //
 // Errors: ErrNotReached; database errors.
-func (s *Service) waitCategories(ctx context.Context, ledger string, minPosition uint64) error {
+func (s *Service) waitCategories(ctx context.Context, ledger string, minPosition uint64) (*Service, error) {
 	var lines int64
 	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(position), 0) FROM projection_checkpoints
 		WHERE ledger = $1 AND projection = $2`, ledger, movementsProjection).Scan(&lines); err != nil {
-		return fmt.Errorf("checkpoint of %s: %w", movementsProjection, err)
+		return s, fmt.Errorf("checkpoint of %s: %w", movementsProjection, err)
 	}
 	return s.waitFor(ctx, ledger, "balances", max(minPosition, uint64(lines)))
 }

@@ -55,12 +55,13 @@ func (s *Service) ListPeriods(ctx context.Context, ledger string, after uint64, 
 	case limit == 0:
 		limit = PeriodsLimitDefault
 	}
-	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
+	s, err := s.waitFor(ctx, ledger, "balances", minPosition)
+	if err != nil {
 		return Periods{}, err
 	}
 	var out Periods
 	// One transaction, one snapshot: the page and the checkpoint agree.
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var at int64
 		err := tx.QueryRow(ctx, `SELECT COALESCE(max(position), 0) FROM projection_checkpoints
 			WHERE ledger = $1 AND projection = 'balances'`, ledger).Scan(&at)

@@ -88,12 +88,13 @@ func (s *Service) GetReconciliation(ctx context.Context, ledger, account string,
 	if err := s.mustExistLedger(ctx, ledger); err != nil {
 		return Reconciliation{}, err
 	}
-	if err := s.waitFor(ctx, ledger, reconProjection, minPosition); err != nil {
+	s, err := s.waitFor(ctx, ledger, reconProjection, minPosition)
+	if err != nil {
 		return Reconciliation{}, err
 	}
 	r := Reconciliation{Account: account, MatchesByRule: map[string]uint64{}}
 	from, to := period.args()
-	err := s.snapshot(ctx, func(tx pgx.Tx) error {
+	err = s.snapshot(ctx, func(tx pgx.Tx) error {
 		var scale int16
 		err := tx.QueryRow(ctx, `SELECT c.position, a.asset, a.scale
 			FROM recon_accounts a LEFT JOIN projection_checkpoints c ON c.ledger = a.ledger AND c.projection = $3
@@ -252,7 +253,8 @@ func (s *Service) ListUnmatched(ctx context.Context, ledger, account string, sid
 	if err := s.mustExistLedger(ctx, ledger); err != nil {
 		return ReconPage{}, err
 	}
-	if err := s.waitFor(ctx, ledger, reconProjection, minPosition); err != nil {
+	s, err = s.waitFor(ctx, ledger, reconProjection, minPosition)
+	if err != nil {
 		return ReconPage{}, err
 	}
 	var page ReconPage
@@ -438,12 +440,13 @@ func (s *Service) GetDailyJournal(ctx context.Context, ledger, asset string, per
 	if err := s.mustExistLedger(ctx, ledger); err != nil {
 		return DailyJournal{}, err
 	}
-	if err := s.waitFor(ctx, ledger, reconProjection, minPosition); err != nil {
+	s, err := s.waitFor(ctx, ledger, reconProjection, minPosition)
+	if err != nil {
 		return DailyJournal{}, err
 	}
 	var j DailyJournal
 	from, to := period.args()
-	err := s.snapshot(ctx, func(tx pgx.Tx) error {
+	err = s.snapshot(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
 			ledger, reconProjection).Scan(&j.Position); err != nil {
 			return err

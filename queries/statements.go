@@ -232,7 +232,8 @@ func (s *Service) ListStatement(ctx context.Context, q StatementQuery) (Statemen
 	if err := s.mustExistLedger(ctx, q.Ledger); err != nil {
 		return Statement{}, err
 	}
-	if err := s.waitFor(ctx, q.Ledger, movementsProjection, q.MinPosition); err != nil {
+	s, err = s.waitFor(ctx, q.Ledger, movementsProjection, q.MinPosition)
+	if err != nil {
 		return Statement{}, err
 	}
 	var out Statement

@@ -152,7 +152,8 @@ func (s *Service) GetTransfers(ctx context.Context, ledger string, ids []string,
 	if len(ids) > TransferIDsPerRequestMax {
 		return Transfers{}, fmt.Errorf("%d ids, at most %d: %w", len(ids), TransferIDsPerRequestMax, ErrTooManyTransferIDs)
 	}
-	if err := s.transfersLedger(ctx, ledger, minPosition); err != nil {
+	s, err := s.transfersLedger(ctx, ledger, minPosition)
+	if err != nil {
 		return Transfers{}, err
 	}
 	// One statement, one snapshot: the rows and the checkpoint agree.
@@ -196,15 +197,15 @@ func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFi
 		return TransferPage{}, fmt.Errorf("from %s to %s: %w", f.From.Format(time.RFC3339Nano), f.To.Format(time.RFC3339Nano),
 			ErrTransfersTimeRange)
 	}
-	if err := s.transfersLedger(ctx, ledger, minPosition); err != nil {
+	if s, err = s.transfersLedger(ctx, ledger, minPosition); err != nil {
 		return TransferPage{}, err
 	}
-	if err := s.checkAmountBounds(ctx, ledger, f, minPosition); err != nil {
+	if s, err = s.checkAmountBounds(ctx, ledger, f, minPosition); err != nil {
 		return TransferPage{}, err
 	}
 	if f.Account != "" {
 		// An account's transfers are found through its statement lines.
-		if err := s.waitFor(ctx, ledger, "movements", minPosition); err != nil {
+		if s, err = s.waitFor(ctx, ledger, "movements", minPosition); err != nil {
 			return TransferPage{}, err
 		}
 	}
@@ -240,20 +241,21 @@ func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFi
 //
 // Errors: ErrTransfersUnknownAsset; ErrTransfersMinAmount;
 // ErrTransfersMaxAmount; ErrNotReached; database errors.
-func (s *Service) checkAmountBounds(ctx context.Context, ledger string, f TransferFilter, minPosition uint64) error {
+func (s *Service) checkAmountBounds(ctx context.Context, ledger string, f TransferFilter, minPosition uint64) (*Service, error) {
 	if f.MinAmount == "" && f.MaxAmount == "" {
-		return nil
+		return s, nil
 	}
-	if err := s.waitFor(ctx, ledger, "balances", minPosition); err != nil {
-		return err
+	s, err := s.waitFor(ctx, ledger, "balances", minPosition)
+	if err != nil {
+		return s, err
 	}
 	var scale int16
-	err := s.pool.QueryRow(ctx, `SELECT scale FROM assets WHERE ledger = $1 AND code = $2`, ledger, f.Asset).Scan(&scale)
+	err = s.pool.QueryRow(ctx, `SELECT scale FROM assets WHERE ledger = $1 AND code = $2`, ledger, f.Asset).Scan(&scale)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("asset %q: %w", f.Asset, ErrTransfersUnknownAsset)
+		return s, fmt.Errorf("asset %q: %w", f.Asset, ErrTransfersUnknownAsset)
 	}
 	if err != nil {
-		return fmt.Errorf("scale of %s in %s: %w", f.Asset, ledger, err)
+		return s, fmt.Errorf("scale of %s in %s: %w", f.Asset, ledger, err)
 	}
 	for _, b := range [...]struct {
 		text string
@@ -267,17 +269,18 @@ func (s *Service) checkAmountBounds(ctx context.Context, ledger string, f Transf
 			_, err = d.Units(uint8(scale))
 		}
 		if err != nil {
-			return fmt.Errorf("%q at %s's scale %d: %v: %w", b.text, f.Asset, scale, err, b.err)
+			return s, fmt.Errorf("%q at %s's scale %d: %v: %w", b.text, f.Asset, scale, err, b.err)
 		}
 	}
-	return nil
+	return s, nil
 }
 
 // transfersLedger checks that the ledger exists, then waits for the
-// projection to reach minPosition.
-func (s *Service) transfersLedger(ctx context.Context, ledger string, minPosition uint64) error {
+// projection to reach minPosition; it returns the Service to read from
+// (waitFor).
+func (s *Service) transfersLedger(ctx context.Context, ledger string, minPosition uint64) (*Service, error) {
 	if err := s.mustExistLedger(ctx, ledger); err != nil {
-		return err
+		return s, err
 	}
 	return s.waitFor(ctx, ledger, "transfers", minPosition)
 }

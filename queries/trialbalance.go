@@ -63,7 +63,8 @@ func (s *Service) GetTrialBalance(ctx context.Context, ledger string, asOf, minP
 	if asOf > head {
 		return TrialBalance{}, fmt.Errorf("as of position %d, head %d: %w", asOf, head, ErrBeyondHead)
 	}
-	if err := s.waitFor(ctx, ledger, "balances", max(minPosition, asOf)); err != nil {
+	s, err = s.waitFor(ctx, ledger, "balances", max(minPosition, asOf))
+	if err != nil {
 		return TrialBalance{}, err
 	}
 	if asOf == 0 {

@@ -139,6 +139,10 @@ type Options struct {
 	// Settings are extra postgresql.conf settings; they override the
 	// defaults. At most 256 entries.
 	Settings map[string]string
+	// ReplicaOf, when set, makes a new cluster a streaming replica of that
+	// running cluster (pg_basebackup -R over its socket) instead of an
+	// empty one: read-only, following the primary.
+	ReplicaOf *Cluster
 }
 
 // Cluster is a running private PostgreSQL cluster.
@@ -192,7 +196,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.prepareDirs(); err != nil {
 		return nil, err
 	}
-	if err := c.initdb(ctx); err != nil {
+	if opts.ReplicaOf != nil {
+		err = c.basebackup(ctx, opts.ReplicaOf)
+	} else {
+		err = c.initdb(ctx)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := c.writeConfig(opts.Settings); err != nil {
@@ -597,6 +606,23 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("append to postgresql.conf: %w", err)
+	}
+	return nil
+}
+
+// basebackup copies primary into dataDir as a streaming replica of it,
+// unless dataDir already holds a cluster.
+func (c *Cluster) basebackup(ctx context.Context, primary *Cluster) error {
+	if _, err := os.Stat(filepath.Join(c.dataDir, "PG_VERSION")); err == nil {
+		return nil
+	}
+	c.logf("devpg: pg_basebackup of %s into %s", primary.dataDir, c.dataDir)
+	// -R writes standby.signal and primary_conninfo: the copy starts as a
+	// replica streaming from primary's socket (local replication is trusted,
+	// as initdb made it).
+	if _, err := c.run(ctx, "pg_basebackup", "-h", primary.sockDir, "-p", strconv.Itoa(primary.socketPort()), "-U", superuser,
+		"-D", c.dataDir, "-R", "-X", "stream", "-c", "fast"); err != nil {
+		return fmt.Errorf("pg_basebackup into %s: %w", c.dataDir, err)
 	}
 	return nil
 }

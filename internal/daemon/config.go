@@ -17,6 +17,7 @@ import (
 	"github.com/ledgerd/ledger/adapters/webhooks"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/projections"
+	"github.com/ledgerd/ledger/queries"
 	"github.com/ledgerd/ledger/workflows"
 )
 
@@ -58,6 +59,13 @@ type Config struct {
 	// (ledger_reader) and the API keys (ledger_keys): docs/auth.md,
 	// "Database roles".
 	PostgresProjectorURL, PostgresReadURL, PostgresKeysURL string
+	// PostgresReplicaURL, when set, is a streaming replica of the database
+	// (a login in ledger_reader) that the queries read from (replica.go);
+	// ReplicaFallbackAfter (0: ReplicaFallbackAfterDefault) is how long a
+	// query waits there for its min_position before it reads from the
+	// primary.
+	PostgresReplicaURL   string
+	ReplicaFallbackAfter time.Duration
 	// NATSURL of JetStream; "" runs an embedded nats-server under DataDir.
 	NATSURL string
 	// NATSListen is the address the embedded nats-server listens on for
@@ -186,6 +194,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	} {
 		fs.StringVar(r.into, r.flag, "", "PostgreSQL URL of a login in "+r.role+" (env "+r.env+"); empty: -postgres-url's login")
 	}
+	fs.StringVar(&c.PostgresReplicaURL, "postgres-replica-url", "",
+		"PostgreSQL URL of a streaming replica, a login in ledger_reader, that queries read from (env LEDGER_POSTGRES_REPLICA_URL); empty: none")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS URL with JetStream (env LEDGER_NATS_URL); empty: an embedded server under -data-dir")
 	fs.StringVar(&c.NATSListen, "nats-listen", getenv("LEDGER_NATS_LISTEN"),
 		"HOST:PORT the embedded NATS listens on for other processes, without credentials (env LEDGER_NATS_LISTEN); empty: in-process only")
@@ -277,6 +287,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&c.AnchorDir, "anchor-dir", getenv("LEDGER_ANCHOR_DIR"), "directory of the anchor files, one per ledger (env LEDGER_ANCHOR_DIR); empty: <data-dir>/anchors")
 	fs.DurationVar(&c.AnchorEvery, "anchor-every", envDuration("LEDGER_ANCHOR_EVERY", workflows.AnchorEveryDefault),
 		"how often each ledger's head is signed when it moved; 0: only at a period close (env LEDGER_ANCHOR_EVERY)")
+	fs.DurationVar(&c.ReplicaFallbackAfter, "replica-fallback-after", envDuration("LEDGER_REPLICA_FALLBACK_AFTER", ReplicaFallbackAfterDefault),
+		"how long a query waits for the read replica to reach its min_position before it reads from the primary (env LEDGER_REPLICA_FALLBACK_AFTER)")
 	roles := env("LEDGER_ROLES", "writer,projector,query")
 	fs.StringVar(&roles, "roles", roles, "what this process does, a comma-separated set of writer, projector and query (env LEDGER_ROLES)")
 	fs.StringVar(&c.NodeID, "node-id", getenv("LEDGER_NODE_ID"),
@@ -300,6 +312,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		{"postgres-projector-url", "LEDGER_POSTGRES_PROJECTOR_URL", &c.PostgresProjectorURL},
 		{"postgres-read-url", "LEDGER_POSTGRES_READ_URL", &c.PostgresReadURL},
 		{"postgres-keys-url", "LEDGER_POSTGRES_KEYS_URL", &c.PostgresKeysURL},
+		{"postgres-replica-url", "LEDGER_POSTGRES_REPLICA_URL", &c.PostgresReplicaURL},
 		{"admin-key", "LEDGER_ADMIN_KEY", &c.AdminKey}, {"", "LEDGER_ANCHOR_KEY", &c.AnchorKey},
 		{"nats-password", "LEDGER_NATS_PASSWORD", &c.NATSAuth.Password}} {
 		if !set[secret.flag] {
@@ -326,8 +339,11 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	if err := c.NATSAuth.check(c.NATSURL); err != nil {
 		return Config{}, err
 	}
-	if c.PostgresURL == "" && c.PostgresProjectorURL+c.PostgresReadURL+c.PostgresKeysURL != "" {
-		return Config{}, errors.New("-postgres-projector-url, -postgres-read-url and -postgres-keys-url need -postgres-url")
+	if c.PostgresURL == "" && c.PostgresProjectorURL+c.PostgresReadURL+c.PostgresKeysURL+c.PostgresReplicaURL != "" {
+		return Config{}, errors.New("-postgres-projector-url, -postgres-read-url, -postgres-keys-url and -postgres-replica-url need -postgres-url")
+	}
+	if c.ReplicaFallbackAfter <= 0 || c.ReplicaFallbackAfter > queries.WaitMax {
+		return Config{}, fmt.Errorf("replica fallback after %s: want more than 0, at most %s", c.ReplicaFallbackAfter, queries.WaitMax)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return Config{}, fmt.Errorf("-tls-cert and -tls-key: %w", errTLSPair)

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -51,23 +52,6 @@ func placement(t *testing.T, h *harness, ledger string) *ledgerv1.Placement {
 		t.Fatalf("placements of %s: %v", ledger, resp.GetPlacements())
 	}
 	return resp.GetPlacements()[0]
-}
-
-// eventually retries check until it returns "" or nodeMax passes, and then
-// fails with what it last said.
-func eventually(t *testing.T, what string, check func() string) {
-	t.Helper()
-	deadline := time.Now().Add(nodeMax)
-	for {
-		msg := check()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: after %s: %s", what, nodeMax, msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // wantUnavailable checks that err is Unavailable and names the missing role.
@@ -185,47 +169,44 @@ func TestDrainMovesTheWriter(t *testing.T) {
 	if !resp.GetNode().GetDraining() {
 		t.Fatalf("drain answered %v", resp.GetNode())
 	}
-	eventually(t, "a refuses commands once draining", func() string {
+	testenv.Eventually(t, nodeMax, func() error { // a refuses commands once draining
 		_, err := a.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger,
 			Transfers: []*ledgerv1.Transfer{transfer("t2", "alice", "bob", "1.00", "USD")}})
 		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "draining") {
-			return "a answered " + status.Convert(err).Message()
+			return fmt.Errorf("a answered %v", err)
 		}
-		return ""
+		return nil
 	})
-	eventually(t, "b takes the ledger's writer", func() string {
+	testenv.Eventually(t, nodeMax, func() error { // b takes the ledger's writer
 		resp, err := b.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger,
 			Transfers: []*ledgerv1.Transfer{transfer("t2", "alice", "bob", "1.00", "USD")}})
 		if err != nil {
-			return err.Error()
+			return err
 		}
 		if c := resp.GetResults()[0].GetCode(); c != codeCreated && c != codeExists {
-			return c.String()
+			return fmt.Errorf("t2: %s", c)
 		}
-		return ""
+		return nil
 	})
 	if pl := placement(t, b, ledger); pl.GetWriterNode() != "b" {
 		t.Fatalf("writer after the drain: %v, want b", pl)
 	}
 	n := 0
-	eventually(t, "a's projector lease goes to b", func() string {
+	testenv.Eventually(t, nodeMax, func() error { // a's projector lease goes to b
 		n++
 		b.transferOK(t, ledger, transfer("more-"+strconv.Itoa(n), "alice", "bob", "0.01", "USD"))
 		if pl := placement(t, b, ledger); pl.GetProjectorNode() != "b" {
-			return "projector " + pl.GetProjectorNode()
+			return fmt.Errorf("projector %q", pl.GetProjectorNode())
 		}
-		return ""
+		return nil
 	})
 
 	_, err = admin.DrainNode(ctx(t), &ledgerv1.DrainNodeRequest{Node: aID, Drain: false})
 	testenv.NoError(t, err)
 	other := testenv.Name(t)
-	eventually(t, "a takes ledgers again", func() string {
+	testenv.Eventually(t, nodeMax, func() error { // a takes ledgers again
 		_, err := a.cmd.DefineAsset(ctx(t), &ledgerv1.DefineAssetRequest{Ledger: other, Code: "USD", Scale: 2})
-		if err != nil {
-			return err.Error()
-		}
-		return ""
+		return err
 	})
 	_, err = admin.DrainNode(ctx(t), &ledgerv1.DrainNodeRequest{Node: "no-such-node", Drain: true})
 	if status.Code(err) != codes.NotFound {

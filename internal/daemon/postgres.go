@@ -82,7 +82,10 @@ func (m *Main) openPostgres(ctx context.Context) error {
 	if err := prepareSchema(ctx, m.pool, m.Logger); err != nil {
 		return err
 	}
-	return m.openRolePools(ctx, connsMax)
+	if err := m.openRolePools(ctx, connsMax); err != nil {
+		return err
+	}
+	return m.openReplica(ctx, connsMax)
 }
 
 // openRolePools opens a pool for each database role given its own URL
@@ -126,7 +129,7 @@ func (m *Main) openRolePools(ctx context.Context, connsMax int) error {
 
 // closePools closes the main pool and each role's own.
 func (m *Main) closePools() {
-	for _, p := range []*pgxpool.Pool{m.projPool, m.readPool, m.keysPool} {
+	for _, p := range []*pgxpool.Pool{m.projPool, m.readPool, m.keysPool, m.replicaPool} {
 		if p != nil && p != m.pool {
 			p.Close()
 		}

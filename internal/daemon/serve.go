@@ -92,10 +92,16 @@ func (m *Main) serve() error {
 	commandSrv := grpcapi.NewCommandServer(m.ledgers, m.Logger)
 	commandSrv.OnPeriodClosed(m.anchorPeriodClose)
 	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, commandSrv)
-	ledgerv1.RegisterMonitoringServiceServer(m.grpcSrv, grpcapi.NewMonitoringServer(commandSrv, queries.New(m.readPool, m.waiter), m.store))
-	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(queries.New(m.readPool, m.waiter), m.ledgers))
+	reads := m.queryService()
+	if m.replicaPool != nil {
+		up := m.replicaMetrics(reads)
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.watchReplica(m.readersCtx, reads, up) }()
+	}
+	ledgerv1.RegisterMonitoringServiceServer(m.grpcSrv, grpcapi.NewMonitoringServer(commandSrv, reads, m.store))
+	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(reads, m.ledgers))
 	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
-	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, queries.New(m.readPool, m.waiter), m.Logger))
+	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, reads, m.Logger))
 	// After a rebuild, the ledger's live projections start again from the
 	// rebuilt rows: what they held in memory came from the rows replaced.
 	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.projPool, m.store, m.keys, m.ledgers, m.Logger).

@@ -459,3 +459,34 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 		wait = min(2*wait, eventuallyWaitMax)
 	}
 }
+
+// ReplicatedPostgres starts a private PostgreSQL cluster and a streaming
+// replica of it (pg_basebackup), with the machine's PostgreSQL binaries,
+// both stopped and removed at cleanup; tests that stop or pause the replica
+// need their own, not the shared server. The test is skipped where
+// PostgreSQL is not installed.
+func ReplicatedPostgres(t testing.TB) (primary, replica *devpg.Cluster) {
+	t.Helper()
+	start := func(name string, of *devpg.Cluster) *devpg.Cluster {
+		// Under the world-searchable temp dir: as root, devpg runs the
+		// server as the postgres user, which must reach it.
+		dir, err := os.MkdirTemp("", "ledger-testpg-"+name+"-")
+		NoError(t, err)
+		c, err := devpg.Start(context.Background(), devpg.Options{Dir: dir, Settings: throwawaySettings, ReplicaOf: of})
+		if errors.Is(err, devpg.ErrNoPostgres) {
+			t.Skip(err)
+		}
+		NoError(t, err)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := c.Stop(ctx); err != nil {
+				t.Errorf("stop the %s: %v", name, err)
+			}
+			_ = os.RemoveAll(dir)
+		})
+		return c
+	}
+	primary = start("primary", nil)
+	return primary, start("replica", primary)
+}

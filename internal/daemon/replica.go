@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ledgerd/ledger/queries"
+)
+
+// Read replica (-postgres-replica-url): the queries read from a PostgreSQL
+// streaming replica, and from the primary (the -postgres-read-url login)
+// when the replica is down or has not reached a call's min_position within
+// -replica-fallback-after (queries.Service.WithPrimary).
+const (
+	// ReplicaFallbackAfterDefault is how long a query waits for the replica
+	// to reach its min_position before it reads from the primary.
+	ReplicaFallbackAfterDefault = time.Second
+	// replicaCheckEvery is how often the replica is pinged, and so how long
+	// a dead replica's queries may fail before they go to the primary.
+	replicaCheckEvery = time.Second
+	// replicaCheckTimeout bounds one ping: a replica slower than that is
+	// taken for down.
+	replicaCheckTimeout = time.Second
+)
+
+// openReplica opens the replica's pool, without waiting for the replica: a
+// replica down at start is marked down, and the queries read from the
+// primary until it answers. A replica that answers is checked for the
+// reader's role, and for being a replica (a primary given by mistake is
+// said in the log: it works, but spreads nothing).
+//
+// Errors: a malformed URL; ErrRoleMissing.
+func (m *Main) openReplica(ctx context.Context, connsMax int) error {
+	if m.Config.PostgresReplicaURL == "" {
+		return nil
+	}
+	cfg, err := pgxpool.ParseConfig(m.Config.PostgresReplicaURL)
+	if err != nil {
+		return fmt.Errorf("-postgres-replica-url: %w", err)
+	}
+	cfg.MaxConns = int32(connsMax)
+	if m.replicaPool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return fmt.Errorf("-postgres-replica-url: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, replicaCheckTimeout)
+	defer cancel()
+	var standby bool
+	if err := m.replicaPool.QueryRow(pctx, `SELECT pg_is_in_recovery()`).Scan(&standby); err != nil {
+		m.Logger.Warn("read replica unreachable at start: queries read from the primary until it answers", "err", err)
+		return nil
+	}
+	if !standby {
+		m.Logger.Warn("-postgres-replica-url is not a standby (pg_is_in_recovery false): queries read from it all the same")
+	}
+	return checkRole(ctx, m.replicaPool, "-postgres-replica-url", needReader)
+}
+
+// queryService is the Service the query calls read through: the replica's,
+// falling back to the primary's, or the primary's alone.
+func (m *Main) queryService() *queries.Service {
+	primary := queries.New(m.readPool, m.waiter)
+	if m.replicaPool == nil {
+		return primary
+	}
+	return queries.New(m.replicaPool, nil).WithPrimary(primary, cmp.Or(m.Config.ReplicaFallbackAfter, ReplicaFallbackAfterDefault))
+}
+
+// watchReplica pings the replica every replicaCheckEvery until ctx ends,
+// marking q's replica down while it does not answer.
+func (m *Main) watchReplica(ctx context.Context, q *queries.Service, up prometheus.Gauge) {
+	t := time.NewTicker(replicaCheckEvery)
+	defer t.Stop()
+	wasDown := false
+	for {
+		pctx, cancel := context.WithTimeout(ctx, replicaCheckTimeout)
+		err := m.replicaPool.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		down := err != nil
+		q.SetReplicaDown(down)
+		up.Set(gauge(!down))
+		if down != wasDown {
+			if down {
+				m.Logger.Warn("read replica down: queries read from the primary", "err", err)
+			} else {
+				m.Logger.Info("read replica up: queries read from it again")
+			}
+			wasDown = down
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// replicaMetrics registers the replica's gauges: whether it answers, and
+// how many calls read from the primary instead.
+func (m *Main) replicaMetrics(q *queries.Service) prometheus.Gauge {
+	up := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ledger_replica_up",
+		Help: "1 while the read replica (-postgres-replica-url) answers its pings."})
+	m.registry.MustRegister(up, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ledger_replica_fallbacks_total",
+		Help: "Query calls that read from the primary: the replica was down or behind their min_position."},
+		func() float64 { return float64(q.Fallbacks()) }))
+	return up
+}
