@@ -1,8 +1,10 @@
 package natsbus
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"time"
 
@@ -52,6 +54,22 @@ type EmbeddedOptions struct {
 	MaxStoreBytes int64
 	// Logf, if set, receives the server's notices, warnings and errors.
 	Logf func(format string, args ...any)
+	// Cluster, when set, makes the server one node of a JetStream cluster.
+	Cluster *EmbeddedCluster
+}
+
+// EmbeddedCluster is an embedded server's place in a cluster: streams
+// created with Replicas 3 on three such servers survive the loss of one.
+type EmbeddedCluster struct {
+	// Name is the cluster's, the same on every node.
+	Name string
+	// ServerName is this node's, unique in the cluster.
+	ServerName string
+	// Host and Port are where this node listens for routes.
+	Host string
+	Port int
+	// Routes are the other nodes' route URLs (nats-route://host:port).
+	Routes []string
 }
 
 // Embedded is a nats-server with JetStream running in this process.
@@ -94,6 +112,19 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	}
 	if sopts.JetStreamMaxMemory == 0 {
 		sopts.JetStreamMaxMemory = EmbeddedMaxMemoryDefault
+	}
+	if c := opts.Cluster; c != nil {
+		routes := make([]*url.URL, 0, len(c.Routes))
+		for _, r := range c.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("route %q: %w: %w", r, err, ErrEmbeddedOptions)
+			}
+			routes = append(routes, u)
+		}
+		sopts.ServerName = c.ServerName
+		sopts.Cluster = server.ClusterOpts{Name: c.Name, Host: cmp.Or(c.Host, "127.0.0.1"), Port: c.Port}
+		sopts.Routes = routes
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {

@@ -83,6 +83,10 @@ type Config struct {
 	// StreamMaxAge bounds how long JetStream keeps a ledger's events; readers
 	// fall back to Postgres for older ones.
 	StreamMaxAge time.Duration
+	// StreamReplicas is how many NATS servers hold each ledger's stream
+	// when it is created: 0 is 3 on a cluster of three servers or more, 1
+	// otherwise (streamReplicas).
+	StreamReplicas int
 	// PostgresConnsMax bounds the connection pool.
 	PostgresConnsMax int
 	// Pprof serves /debug/pprof/ on the HTTP port, for profiling.
@@ -289,6 +293,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how often each ledger's head is signed when it moved; 0: only at a period close (env LEDGER_ANCHOR_EVERY)")
 	fs.DurationVar(&c.ReplicaFallbackAfter, "replica-fallback-after", envDuration("LEDGER_REPLICA_FALLBACK_AFTER", ReplicaFallbackAfterDefault),
 		"how long a query waits for the read replica to reach its min_position before it reads from the primary (env LEDGER_REPLICA_FALLBACK_AFTER)")
+	fs.IntVar(&c.StreamReplicas, "stream-replicas", envInt("LEDGER_STREAM_REPLICAS", 0),
+		"NATS servers holding each ledger's new stream, 1 to 5; 0: 3 on a cluster of three or more, else 1 (env LEDGER_STREAM_REPLICAS)")
 	roles := env("LEDGER_ROLES", "writer,projector,query")
 	fs.StringVar(&roles, "roles", roles, "what this process does, a comma-separated set of writer, projector and query (env LEDGER_ROLES)")
 	fs.StringVar(&c.NodeID, "node-id", getenv("LEDGER_NODE_ID"),
@@ -377,6 +383,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	if c.AnchorKeyFile != "" && c.AnchorKey != "" {
 		return Config{}, errors.New("-anchor-key-file and LEDGER_ANCHOR_KEY: give one key, not two")
+	}
+	if c.StreamReplicas < 0 || c.StreamReplicas > streamReplicasMax {
+		return Config{}, fmt.Errorf("stream replicas %d: want 0 (by the cluster) to %d", c.StreamReplicas, streamReplicasMax)
 	}
 	d, err := time.ParseDuration(maxAge)
 	if err != nil {

@@ -137,3 +137,24 @@ func (m *Main) natsWaiting() string {
 	}
 	return "nats: " + m.nc.Status().String() + ": the relay and projections wait for it; commands and queries are served"
 }
+
+// streamReplicasMax bounds -stream-replicas: JetStream's own bound.
+const streamReplicasMax = 5
+
+// clusterReplicas is how many servers hold a stream on a cluster: three
+// survive the loss of any one with a majority left to agree.
+const clusterReplicas = 3
+
+// streamReplicas is how many NATS servers hold a ledger's stream created
+// now: Config.StreamReplicas, or, when 0, 3 when the server ledgerd is
+// connected to is in a cluster whose servers it knows of number three or
+// more (the cluster tells its clients its members' addresses), else 1.
+func (m *Main) streamReplicas() int {
+	if m.Config.StreamReplicas > 0 {
+		return m.Config.StreamReplicas
+	}
+	if m.nc != nil && m.nc.ConnectedClusterName() != "" && len(m.nc.Servers()) >= clusterReplicas {
+		return clusterReplicas
+	}
+	return 1
+}

@@ -118,7 +118,7 @@ func (m *Main) catchUpReaders(ledger string) {
 
 // streamOptions are the options of every ledger's stream.
 func (m *Main) streamOptions() natsbus.StreamOptions {
-	return natsbus.StreamOptions{MaxAge: m.Config.StreamMaxAge}
+	return natsbus.StreamOptions{MaxAge: m.Config.StreamMaxAge, Replicas: m.streamReplicas()}
 }
 
 // ensureReaders returns the ledger's readers, starting them if they do not
