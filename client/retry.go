@@ -87,6 +87,9 @@ var idempotent = map[string]bool{
 	"/ledger.v1.AdminService/GetLedger":                  true,
 	"/ledger.v1.AdminService/ListApiKeys":                true,
 	"/ledger.v1.AdminService/ListLedgers":                true,
+	"/ledger.v1.AdminService/ListNodes":                  true,
+	"/ledger.v1.AdminService/DrainNode":                  true, // sets a flag to a value
+	"/ledger.v1.AdminService/ListPlacements":             true,
 	"/ledger.v1.AdminService/RevokeApiKey":               true,
 	"/ledger.v1.AdminService/UnarchiveLedger":            true,
 	"/ledger.v1.CommandService/CloseAccounts":            true,
