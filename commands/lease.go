@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,6 +27,19 @@ const takeoverGrace = 4 * eventstore.LeasePingEvery
 // ErrNotLeader means another process holds the ledger's lease and writes it;
 // it comes wrapped in ErrUnavailable: retry, here later or on another node.
 var ErrNotLeader error = domain.NewError(domain.KindUnavailable, "not the ledger's writer: another process holds its lease", "")
+
+// ErrNotAdmitted means this process starts no writer for the ledger (its
+// roles, a drain, its bound of writers: Ledgers.SetAdmit); another process
+// may. Like ErrNotLeader, nothing was decided: send the command elsewhere.
+var ErrNotAdmitted error = domain.NewError(domain.KindUnavailable, "this process takes no writes for the ledger",
+	"send commands to another node with the writer role: ledgerctl nodes lists them")
+
+// WriterElsewhere says whether err means the command was not decided here
+// because another process writes, or may write, the ledger: ErrNotLeader or
+// ErrNotAdmitted.
+func WriterElsewhere(err error) bool {
+	return errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNotAdmitted)
+}
 
 // Leases hands out the per-ledger leases that make one process at a time the
 // writer of a ledger.

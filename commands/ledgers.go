@@ -272,6 +272,12 @@ func (l *Ledgers) Running() int {
 	return len(l.writers)
 }
 
+// Runs says whether the ledger's writer runs in this registry.
+func (l *Ledgers) Runs(ledger string) bool {
+	_, ok := l.running(ledger)
+	return ok
+}
+
 // running returns the ledger's writer if it runs.
 func (l *Ledgers) running(ledger string) (*Writer, bool) {
 	l.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -233,4 +234,32 @@ func placeOn(ctx context.Context, conn *pgx.Conn, ledger, role, node string) err
 		return fmt.Errorf("placement of %s's %s lease: %w", ledger, role, err)
 	}
 	return nil
+}
+
+// WriterOf returns the node that holds ledger's writer lease now; ok is
+// false when none does (or its row names a node that is not registered).
+//
+// Errors: the database error.
+func (s *Nodes) WriterOf(ctx context.Context, ledger string) (n Node, ok bool, err error) {
+	key := uint64(LeaseKey(ledger))
+	rows, err := s.pool.Query(ctx, `SELECT `+nodeColumnsOf("n")+` FROM ledger_placements p JOIN ledgerd_nodes n ON n.id = p.node
+		WHERE p.ledger = $1 AND p.role = 'writer' AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+			AND l.pid = p.backend_pid AND l.objsubid = 1 AND l.classid::bigint = $2 AND l.objid::bigint = $3)`,
+		ledger, int64(key>>32), int64(key&0xffffffff))
+	if err != nil {
+		return Node{}, false, fmt.Errorf("writer of %s: %w", ledger, err)
+	}
+	n, err = pgx.CollectExactlyOneRow(rows, scanNode)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Node{}, false, nil
+	}
+	if err != nil {
+		return Node{}, false, fmt.Errorf("writer of %s: %w", ledger, err)
+	}
+	return n, true, nil
+}
+
+// nodeColumnsOf is nodeColumns qualified by the table alias a.
+func nodeColumnsOf(a string) string {
+	return a + "." + strings.ReplaceAll(nodeColumns, ", ", ", "+a+".")
 }

@@ -100,6 +100,30 @@ var kindCodes = map[domain.Kind]codes.Code{
 	domain.KindExists:      codes.AlreadyExists,
 }
 
+// ReasonWriterElsewhere is the ErrorInfo reason of an Unavailable that
+// decided nothing because another process writes, or may write, the
+// ledger: a client (or a ledgerd, forwarding) sends the call to another node.
+const ReasonWriterElsewhere = "WRITER_ELSEWHERE"
+
+// writerElsewhere is Unavailable with ReasonWriterElsewhere.
+func writerElsewhere(msg string) error {
+	st, err := status.New(codes.Unavailable, msg).WithDetails(&errdetails.ErrorInfo{Reason: ReasonWriterElsewhere, Domain: "ledger.v1"})
+	if err != nil {
+		return status.Error(codes.Unavailable, msg)
+	}
+	return st.Err()
+}
+
+// IsWriterElsewhere says whether a status error carries ReasonWriterElsewhere.
+func IsWriterElsewhere(err error) bool {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonWriterElsewhere {
+			return true
+		}
+	}
+	return false
+}
+
 // StatusOf is statusOf, for the interceptors of the process that serves
 // (internal/daemon): errors are translated here, once.
 func StatusOf(err error) error { return statusOf(err) }
@@ -122,6 +146,9 @@ func statusOf(err error) error {
 			field := cmp.Or(e.Field(), domain.FieldOf(err))
 			if code == codes.InvalidArgument && field != "" {
 				return invalidArgument(field, msg)
+			}
+			if commands.WriterElsewhere(err) {
+				return writerElsewhere(msg)
 			}
 			return status.Error(code, msg)
 		}

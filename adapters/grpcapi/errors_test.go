@@ -101,6 +101,7 @@ var sentinels = map[string]sentinelAnswer{
 	"commands.ErrClosed":           request(commands.ErrClosed, codes.Unavailable),
 	"commands.ErrUnavailable":      request(commands.ErrUnavailable, codes.Unavailable),
 	"commands.ErrNotLeader":        request(commands.ErrNotLeader, codes.Unavailable),
+	"commands.ErrNotAdmitted":      request(commands.ErrNotAdmitted, codes.Unavailable),
 	"commands.ErrTooManyItems":     request(commands.ErrTooManyItems, codes.InvalidArgument),
 
 	"eventstore.ErrLedgerArchived":      request(eventstore.ErrLedgerArchived, codes.FailedPrecondition),
@@ -359,5 +360,21 @@ func TestLedgerNameCheckedOnce(t *testing.T) {
 	}
 	if err := checkLedgerName("/ledger.v1.AuditService/ImportEvents", &ledgerv1.ImportEventsRequest{Ledger: "A"}, false); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("later import message with a malformed ledger: %v", err)
+	}
+}
+
+// TestWriterElsewhereSaysSo: the errors that decide nothing because another
+// process writes the ledger answer Unavailable with the WRITER_ELSEWHERE
+// reason, which forwarding and clients go by; others do not carry it.
+func TestWriterElsewhereSaysSo(t *testing.T) {
+	for _, err := range []error{commands.ErrNotAdmitted, fmt.Errorf("%w: draining", commands.ErrNotAdmitted),
+		fmt.Errorf("%w: %w", commands.ErrUnavailable, commands.ErrNotLeader)} {
+		st := StatusOf(err)
+		if status.Code(st) != codes.Unavailable || !IsWriterElsewhere(st) {
+			t.Errorf("%v: %v, want Unavailable with %s", err, st, ReasonWriterElsewhere)
+		}
+	}
+	if st := StatusOf(commands.ErrUnavailable); IsWriterElsewhere(st) {
+		t.Errorf("%v carries %s", st, ReasonWriterElsewhere)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
 	"github.com/ledgerd/ledger/adapters/webhooks"
+	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/projections"
 	"github.com/ledgerd/ledger/queries"
@@ -148,6 +149,10 @@ type Config struct {
 	// Roles are the jobs this process does (roles.go); the zero value is
 	// all three.
 	Roles Roles
+	// WritersMax bounds the ledgers this process writes at once; past it,
+	// commands for other ledgers go to other writer nodes. 0 is
+	// commands.LedgersMaxDefault.
+	WritersMax int
 	// NodeID names this process in the registry of nodes (ledgerctl nodes);
 	// "" is <host>:<gRPC port>.
 	NodeID string
@@ -295,6 +300,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		"how long a query waits for the read replica to reach its min_position before it reads from the primary (env LEDGER_REPLICA_FALLBACK_AFTER)")
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", envInt("LEDGER_STREAM_REPLICAS", 0),
 		"NATS servers holding each ledger's new stream, 1 to 5; 0: 3 on a cluster of three or more, else 1 (env LEDGER_STREAM_REPLICAS)")
+	fs.IntVar(&c.WritersMax, "writers-max", envInt("LEDGER_WRITERS_MAX", commands.LedgersMaxDefault),
+		fmt.Sprintf("ledgers this process writes at once, 1 to %d; past it commands go to other writer nodes (env LEDGER_WRITERS_MAX)",
+			commands.LedgersMaxDefault))
 	roles := env("LEDGER_ROLES", "writer,projector,query")
 	fs.StringVar(&roles, "roles", roles, "what this process does, a comma-separated set of writer, projector and query (env LEDGER_ROLES)")
 	fs.StringVar(&c.NodeID, "node-id", getenv("LEDGER_NODE_ID"),
@@ -305,6 +313,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	var err error
 	if c.Roles, err = ParseRoles(roles); err != nil {
 		return Config{}, err
+	}
+	if c.WritersMax < 1 || c.WritersMax > commands.LedgersMaxDefault {
+		return Config{}, fmt.Errorf("-writers-max %d: want 1 to %d", c.WritersMax, commands.LedgersMaxDefault)
 	}
 	if len(c.NodeID) > nodeIDMax {
 		return Config{}, fmt.Errorf("-node-id: %d bytes, at most %d", len(c.NodeID), nodeIDMax)

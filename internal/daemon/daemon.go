@@ -128,6 +128,9 @@ type Main struct {
 	nodes     *eventstore.Nodes
 	projLocks *eventstore.Locks
 	draining  atomic.Bool
+	// forwarder sends commands to the node that writes their ledger
+	// (forward.go).
+	forwarder *forwarder
 }
 
 // Run starts everything and returns once ledgerd serves; Close stops it.
@@ -196,6 +199,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		IdleAfter:     cmp.Or(m.Config.LedgerIdle, LedgerIdleDefault),
 	}, 0, m.startReaders, m.stopReaders)
 	m.ledgers.SetAdmit(m.admitWriter)
+	m.forwarder = newForwarder(m)
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ledger_commands_forwarded_total",
+		Help: "Calls this node sent to the node that writes their ledger, or to the least-loaded writer node."},
+		func() float64 { return float64(m.forwarder.forwarded.Load()) }))
 	// No ledger starts at boot but those with work: timed holds to expire
 	// (their writers), projections behind (their readers, until caught up).
 	// Archived and importing ledgers take no commands: no writer.
@@ -262,6 +269,9 @@ func (m *Main) close() {
 	m.wg.Wait()
 	if m.projLocks != nil {
 		m.projLocks.Close()
+	}
+	if m.forwarder != nil {
+		m.forwarder.close()
 	}
 	m.stopTracing()
 	if m.nc != nil {

@@ -117,13 +117,14 @@ func (l *failoverLoad) count() int {
 	return len(l.acked)
 }
 
-// firstCreatedVia returns when process via first answered CREATED.
-func (l *failoverLoad) firstCreatedVia(via int) (time.Time, bool) {
+// firstAckAfter returns the time of the first acknowledgement by process via
+// after at.
+func (l *failoverLoad) firstAckAfter(at time.Time, via int) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var first time.Time
 	for _, a := range l.acked {
-		if a.via == via && a.code == codeCreated && (first.IsZero() || a.at.Before(first)) {
+		if a.via == via && a.at.After(at) && (first.IsZero() || a.at.Before(first)) {
 			first = a.at
 		}
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/version"
@@ -80,6 +82,9 @@ func (m *Main) heartbeats(ctx context.Context) {
 		if errors.Is(err, eventstore.ErrUnknownNode) {
 			err = m.register(hctx)
 		}
+		if err == nil {
+			err = m.forwarder.refreshLoads(hctx)
+		}
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -117,9 +122,14 @@ func (m *Main) admitWriter(string) error {
 		return errNoWriterRole
 	case m.draining.Load():
 		return errDraining
+	case m.ledgers.Running() >= m.writersMax():
+		return fmt.Errorf("%w: it runs its bound of %d writers (-writers-max)", commands.ErrNotAdmitted, m.writersMax())
 	}
 	return nil
 }
+
+// writersMax is Config.WritersMax, or its default.
+func (m *Main) writersMax() int { return cmp.Or(m.Config.WritersMax, commands.LedgersMaxDefault) }
 
 // listenAppends listens for the appends and rebuilds of every process
 // sharing the database, until ctx ends: an append wakes the ledger's relay

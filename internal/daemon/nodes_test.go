@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,8 +64,9 @@ func wantUnavailable(t *testing.T, what string, err error, says string) {
 }
 
 // TestRolesSplitAcrossNodes runs a writer, a projector and a query node on
-// one database and NATS server: commands go to the writer only, queries to
-// the query node only, and the projector node alone runs the ledger's relay
+// one database and NATS server: the writer decides the commands (sent to
+// it, or to the query node, which forwards them), the query node alone
+// answers queries, and the projector node alone runs the ledger's relay
 // and projections, so a query on the query node with the command's position
 // as min_position sees the command. The registry shows who does what. When
 // the projector node stops, a new one takes the projector lease over and
@@ -79,11 +81,14 @@ func TestRolesSplitAcrossNodes(t *testing.T) {
 	q := startNode(t, pgURL, key, "q", daemon.Roles{Query: true})
 	ledger := testenv.Name(t)
 
-	_, err := q.cmd.DefineAsset(ctx(t), &ledgerv1.DefineAssetRequest{Ledger: ledger, Code: "USD", Scale: 2})
-	wantUnavailable(t, "a command to the query node", err, "writer role")
-	_, err = w.query.GetTrialBalance(ctx(t), &ledgerv1.GetTrialBalanceRequest{Ledger: ledger})
+	_, err := w.query.GetTrialBalance(ctx(t), &ledgerv1.GetTrialBalanceRequest{Ledger: ledger})
 	wantUnavailable(t, "a query to the writer node", err, "query role")
-
+	// A command sent to the query node goes to the writer node, once the
+	// query node has heard of it (its heartbeat, every 2 s).
+	testenv.Eventually(t, nodeMax, func() error {
+		_, err := q.cmd.DefineAsset(ctx(t), &ledgerv1.DefineAssetRequest{Ledger: testenv.Name(t), Code: "USD", Scale: 2})
+		return err
+	})
 	w.setup(t, ledger)
 	var pos uint64
 	for i := range 5 {
@@ -111,7 +116,8 @@ func TestRolesSplitAcrossNodes(t *testing.T) {
 			t.Fatalf("node %s: %v, want live, roles %v", id, n, roles)
 		}
 	}
-	if byID["w"].GetWriterLeases() != 1 || byID["p"].GetProjectorLeases() != 1 || byID["q"].GetWriterLeases()+byID["q"].GetProjectorLeases() != 0 {
+	// Two ledgers: this one and the one created through the query node.
+	if byID["w"].GetWriterLeases() != 2 || byID["p"].GetProjectorLeases() < 1 || byID["q"].GetWriterLeases()+byID["q"].GetProjectorLeases() != 0 {
 		t.Fatalf("leases: w %v, p %v, q %v", byID["w"], byID["p"], byID["q"])
 	}
 	// ledgerctl shows the same, from any node.
@@ -147,10 +153,9 @@ func TestRolesSplitAcrossNodes(t *testing.T) {
 	}
 }
 
-// TestDrainMovesTheWriter drains the node that writes a ledger: it stops
-// taking commands (Unavailable, draining), its writer's lease goes, and the
-// other writer node takes the ledger on the next command; undrained, it takes
-// ledgers again.
+// TestDrainMovesTheWriter drains the node that writes a ledger: its
+// writer's lease goes, and the other writer node takes the ledger on the next
+// command, sent to either; undrained, it takes ledgers again.
 func TestDrainMovesTheWriter(t *testing.T) {
 	t.Parallel()
 	a := start(t)
@@ -169,22 +174,18 @@ func TestDrainMovesTheWriter(t *testing.T) {
 	if !resp.GetNode().GetDraining() {
 		t.Fatalf("drain answered %v", resp.GetNode())
 	}
-	testenv.Eventually(t, nodeMax, func() error { // a refuses commands once draining
-		_, err := a.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger,
-			Transfers: []*ledgerv1.Transfer{transfer("t2", "alice", "bob", "1.00", "USD")}})
-		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "draining") {
-			return fmt.Errorf("a answered %v", err)
-		}
-		return nil
-	})
-	testenv.Eventually(t, nodeMax, func() error { // b takes the ledger's writer
-		resp, err := b.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger,
+	// Draining, a stops its writer; commands sent to it go to b.
+	testenv.Eventually(t, nodeMax, func() error {
+		resp, err := a.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger,
 			Transfers: []*ledgerv1.Transfer{transfer("t2", "alice", "bob", "1.00", "USD")}})
 		if err != nil {
 			return err
 		}
 		if c := resp.GetResults()[0].GetCode(); c != codeCreated && c != codeExists {
 			return fmt.Errorf("t2: %s", c)
+		}
+		if pl := placement(t, b, ledger); pl.GetWriterNode() != "b" {
+			return fmt.Errorf("writer %q", pl.GetWriterNode())
 		}
 		return nil
 	})
@@ -216,4 +217,51 @@ func TestDrainMovesTheWriter(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("drain of no node: %v, want InvalidArgument", err)
 	}
+}
+
+// TestCommandsGoToTheWritersNode: a command sent to a node that does not
+// write its ledger is forwarded to the node that does, and decided there
+// once; a new ledger sent to a node that writes two more ledgers than
+// another goes to the other.
+func TestCommandsGoToTheWritersNode(t *testing.T) {
+	t.Parallel()
+	a := start(t)
+	first, second := testenv.Name(t), testenv.Name(t)
+	a.setup(t, first)
+	a.setup(t, second)
+	b := startNode(t, a.pgURL, a.key, "b", daemon.AllRoles)
+	aID := placement(t, b, first).GetWriterNode()
+
+	var pos uint64
+	for i := range 5 {
+		pos = b.transferOK(t, first, transfer(fmt.Sprintf("via-b-%d", i), "alice", "bob", "1.00", "USD"))
+	}
+	// Sent again: the same ids, decided once.
+	for i := range 5 {
+		rs := b.transfers(t, first, transfer(fmt.Sprintf("via-b-%d", i), "alice", "bob", "1.00", "USD"))
+		if rs[0].GetCode() != codeExists {
+			t.Fatalf("via-b-%d again: %s", i, rs[0].GetCode())
+		}
+	}
+	if got, _ := bobCredits(t, a, first, pos); got != "5.00" {
+		t.Fatalf("bob's credits: %s, want 5.00", got)
+	}
+	if pl := placement(t, b, first); pl.GetWriterNode() != aID {
+		t.Fatalf("writer of %s: %v, want %s still", first, pl, aID)
+	}
+	if m := regexp.MustCompile(`(?m)^ledger_commands_forwarded_total (\d+)$`).FindStringSubmatch(metricsText(t, b)); m == nil || m[1] == "0" {
+		t.Fatalf("b forwarded %v calls, want 10", m)
+	}
+
+	testenv.Eventually(t, nodeMax, func() error {
+		ledger := testenv.Name(t)
+		_, err := a.cmd.DefineAsset(ctx(t), &ledgerv1.DefineAssetRequest{Ledger: ledger, Code: "USD", Scale: 2})
+		if err != nil {
+			return err
+		}
+		if w := placement(t, a, ledger).GetWriterNode(); w != "b" {
+			return fmt.Errorf("a new ledger sent to a is written by %q, want b", w)
+		}
+		return nil
+	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 )
 
@@ -79,12 +80,10 @@ func (r Roles) String() string { return strings.Join(r.List(), ",") }
 // Errors of a call this process's roles do not serve. They are Unavailable:
 // another node serves them.
 var (
-	errNoWriterRole error = domain.NewError(domain.KindUnavailable, "this ledgerd takes no writes (it runs without the writer role)",
-		"send commands to a node with the writer role: ledgerctl nodes lists them")
-	errNoQueryRole error = domain.NewError(domain.KindUnavailable, "this ledgerd serves no queries (it runs without the query role)",
+	errNoWriterRole       = fmt.Errorf("%w: it runs without the writer role", commands.ErrNotAdmitted)
+	errNoQueryRole  error = domain.NewError(domain.KindUnavailable, "this ledgerd serves no queries (it runs without the query role)",
 		"send queries to a node with the query role: ledgerctl nodes lists them")
-	errDraining error = domain.NewError(domain.KindUnavailable, "this ledgerd is draining: it takes no new ledgers",
-		"send commands to another node with the writer role: ledgerctl nodes lists them")
+	errDraining = fmt.Errorf("%w: it is draining", commands.ErrNotAdmitted)
 )
 
 // queryMethods are the calls that read the read models: the query role's.
