@@ -132,6 +132,7 @@ const accountsCheckpoint = `(SELECT COALESCE(max(position), 0) AS position FROM 
 // database errors.
 func (s *Service) ListAccounts(ctx context.Context, ledger string, f AccountFilter, cursor string, limit int,
 	minPosition uint64) (AccountPage, error) {
+	s = s.route()
 	switch {
 	case limit < 0 || limit > AccountsPageMax:
 		return AccountPage{}, fmt.Errorf("limit %d, at most %d: %w", limit, AccountsPageMax, ErrAccountsPageTooLarge)
@@ -507,6 +508,7 @@ type AssetPage struct {
 // Errors: ErrAssetsPageTooLarge; ErrBadAssetsCursor; domain.ErrUnknownLedger;
 // ErrMinPositionBeyondHead; ErrNotReached; database errors.
 func (s *Service) ListAssets(ctx context.Context, ledger, cursor string, limit int, minPosition uint64) (AssetPage, error) {
+	s = s.route()
 	switch {
 	case limit < 0 || limit > AssetsPageMax:
 		return AssetPage{}, fmt.Errorf("limit %d, at most %d: %w", limit, AssetsPageMax, ErrAssetsPageTooLarge)

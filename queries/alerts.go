@@ -52,6 +52,7 @@ type AlertsPage struct {
 // error); domain.ErrUnknownLedger; ErrMinPositionBeyondHead; ErrNotReached;
 // database errors.
 func (s *Service) ListAlerts(ctx context.Context, ledger string, f AlertFilter, cursor string, limit int, minPosition uint64) (AlertsPage, error) {
+	s = s.route()
 	switch {
 	case limit < 0 || limit > AlertsLimitMax:
 		return AlertsPage{}, fmt.Errorf("limit %d: %w", limit, ErrAlertsLimit)
@@ -158,6 +159,7 @@ const FreezesPageMax = 1000
 //
 // Errors: ErrAlertsLimit; database errors.
 func (s *Service) FreezingAlerts(ctx context.Context, ledger string, after domain.AlertMark, limit int) ([]domain.Alert, error) {
+	s = s.route()
 	if limit < 1 || limit > FreezesPageMax {
 		return nil, fmt.Errorf("limit %d: %w", limit, ErrAlertsLimit)
 	}

@@ -54,6 +54,7 @@ func checkAccountCount(accounts []string) error {
 // Errors: ErrTooManyAccounts; domain.ErrUnknownLedger; ErrNotReached when pos or
 // minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) BalancesAsOfPosition(ctx context.Context, ledger string, accounts []string, pos, minPosition uint64) (Balances, error) {
+	s = s.route()
 	if err := checkAccountCount(accounts); err != nil {
 		return Balances{}, err
 	}
@@ -99,6 +100,7 @@ func (s *Service) BalancesAsOfPosition(ctx context.Context, ledger string, accou
 // Errors: ErrTooManyAccounts; domain.ErrUnknownLedger; ErrNotReached when
 // minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) BalancesAsOfTime(ctx context.Context, ledger string, accounts []string, at time.Time, effective bool, minPosition uint64) (Balances, error) {
+	s = s.route()
 	if err := checkAccountCount(accounts); err != nil {
 		return Balances{}, err
 	}

@@ -89,6 +89,7 @@ type Balances struct {
 // the answer is empty, so that a known ledger pays nothing); ErrNotReached
 // when minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []string, minPosition uint64) (Balances, error) {
+	s = s.route()
 	if len(accounts) > AccountsPerRequestMax {
 		return Balances{}, fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
 	}
@@ -182,6 +183,15 @@ func (s *Service) waitFor(ctx context.Context, ledger, projection string, pos ui
 // the in-process notifier tells the primary's progress, not the replica's.
 func (s *Service) WithPrimary(primary *Service, after time.Duration) *Service {
 	s.primary, s.fallbackAfter = primary, after
+	return s
+}
+
+// route is the Service a call reads from when it does not wait: the
+// primary's while s is a replica marked down, else s.
+func (s *Service) route() *Service {
+	if s.primary != nil && s.replicaDown.Load() {
+		return s.primary
+	}
 	return s
 }
 

@@ -70,6 +70,7 @@ type CategoriesPage struct {
 // Errors: ErrCategoriesLimit; ErrBadCategoriesCursor; domain.ErrUnknownLedger;
 // ErrMinPositionBeyondHead; ErrNotReached; database errors.
 func (s *Service) ListCategories(ctx context.Context, ledger, cursor string, limit int, minPosition uint64) (CategoriesPage, error) {
+	s = s.route()
 	switch {
 	case limit < 0 || limit > CategoriesLimitMax:
 		return CategoriesPage{}, fmt.Errorf("limit %d: %w", limit, ErrCategoriesLimit)
@@ -214,6 +215,7 @@ func (t categoryTree) ancestors(name, stop string, f func(string)) {
 //
 // Errors: ErrCategoryNotFound; domain.ErrUnknownLedger; database errors.
 func (s *Service) CategoryPatterns(ctx context.Context, ledger, name string) ([]string, error) {
+	s = s.route()
 	var out []string
 	err := pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {
 		tree, err := loadCategoryTree(ctx, tx, ledger)
@@ -270,6 +272,7 @@ type CategoryBalances struct {
 // Errors: domain.ErrUnknownLedger; ErrCategoryNotFound; ErrBeyondHead;
 // ErrMinPositionBeyondHead; ErrNotReached; ErrRollupTooLarge; database errors.
 func (s *Service) GetCategoryBalances(ctx context.Context, ledger, category string, asOf CategoryAsOf, minPosition uint64) (CategoryBalances, error) {
+	s = s.route()
 	head, err := s.head(ctx, ledger)
 	if err != nil {
 		return CategoryBalances{}, err

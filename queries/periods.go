@@ -49,6 +49,7 @@ type Periods struct {
 // Errors: ErrPeriodsLimit; domain.ErrUnknownLedger; ErrMinPositionBeyondHead;
 // ErrNotReached; database errors.
 func (s *Service) ListPeriods(ctx context.Context, ledger string, after uint64, limit int, minPosition uint64) (Periods, error) {
+	s = s.route()
 	switch {
 	case limit < 0 || limit > PeriodsLimitMax:
 		return Periods{}, fmt.Errorf("limit %d: %w", limit, ErrPeriodsLimit)

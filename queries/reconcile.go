@@ -82,6 +82,7 @@ type Reconciliation struct {
 // Errors: ErrDateRange; domain.ErrUnknownLedger; ErrNotReached; ErrNotReconciled;
 // database errors.
 func (s *Service) GetReconciliation(ctx context.Context, ledger, account string, period Period, minPosition uint64) (Reconciliation, error) {
+	s = s.route()
 	if err := period.check(); err != nil {
 		return Reconciliation{}, err
 	}
@@ -243,6 +244,7 @@ type ReconPage struct {
 // ErrNotReconciled; database errors.
 func (s *Service) ListUnmatched(ctx context.Context, ledger, account string, side ReconSide, period Period, limit int,
 	token string, minPosition uint64) (ReconPage, error) {
+	s = s.route()
 	if err := period.check(); err != nil {
 		return ReconPage{}, err
 	}
@@ -434,6 +436,7 @@ type DailyJournal struct {
 // Errors: ErrDateRange; domain.ErrUnknownLedger; ErrNotReached;
 // ErrTooManyJournalLines; database errors.
 func (s *Service) GetDailyJournal(ctx context.Context, ledger, asset string, period Period, minPosition uint64) (DailyJournal, error) {
+	s = s.route()
 	if err := period.check(); err != nil {
 		return DailyJournal{}, err
 	}

@@ -225,6 +225,7 @@ func (q *StatementQuery) check() (limit int, cursor *statementCursor, err error)
 // ErrStatementCursor; domain.ErrUnknownLedger; ErrAccountNotFound; ErrNotReached
 // when MinPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) ListStatement(ctx context.Context, q StatementQuery) (Statement, error) {
+	s = s.route()
 	limit, cursor, err := q.check()
 	if err != nil {
 		return Statement{}, err

@@ -69,6 +69,7 @@ func stateOf(fault, streamFault *string) (state, reason string) {
 //
 // Errors: domain.ErrUnknownLedger; ErrTooManyProjections; database errors.
 func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]ProjectionStatus, error) {
+	s = s.route()
 	if ledger != "" {
 		if _, err := s.head(ctx, ledger); err != nil {
 			return nil, err
@@ -160,6 +161,7 @@ type Fault struct {
 //
 // Errors: database errors.
 func (s *Service) Faults(ctx context.Context) ([]Fault, bool, error) {
+	s = s.route()
 	rows, err := s.pool.Query(ctx, `SELECT ledger, projection, fault FROM projection_checkpoints
 			WHERE fault IS NOT NULL AND strpos(ledger, '~') = 0
 		UNION ALL

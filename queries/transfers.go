@@ -149,6 +149,7 @@ const transfersCheckpoint = `(SELECT COALESCE(max(position), 0) AS position FROM
 // Errors: ErrTooManyTransferIDs; domain.ErrUnknownLedger; ErrNotReached
 // when minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) GetTransfers(ctx context.Context, ledger string, ids []string, minPosition uint64) (Transfers, error) {
+	s = s.route()
 	if len(ids) > TransferIDsPerRequestMax {
 		return Transfers{}, fmt.Errorf("%d ids, at most %d: %w", len(ids), TransferIDsPerRequestMax, ErrTooManyTransferIDs)
 	}
@@ -182,6 +183,7 @@ func (s *Service) GetTransfers(ctx context.Context, ledger string, ids []string,
 // minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) ListTransfers(ctx context.Context, ledger string, f TransferFilter, cursor string, limit int,
 	minPosition uint64) (TransferPage, error) {
+	s = s.route()
 	switch {
 	case limit < 0 || limit > TransfersPageMax:
 		return TransferPage{}, fmt.Errorf("limit %d, at most %d: %w", limit, TransfersPageMax, ErrTransfersPageTooLarge)

@@ -56,6 +56,7 @@ type TrialBalance struct {
 // Errors: domain.ErrUnknownLedger; ErrBeyondHead for asOf past the ledger's head;
 // ErrNotReached; ErrHistoryUnavailable; ErrTooManyAssets; database errors.
 func (s *Service) GetTrialBalance(ctx context.Context, ledger string, asOf, minPosition uint64) (TrialBalance, error) {
+	s = s.route()
 	head, err := s.head(ctx, ledger)
 	if err != nil {
 		return TrialBalance{}, err

@@ -9,6 +9,7 @@ const ledgerNameReason = "must match [a-z0-9][a-z0-9-]{0,62}"
 // means every ledger.
 var ledgerOptional = map[string]bool{
 	"/ledger.v1.QueryService/GetProjectionStatus": true,
+	"/ledger.v1.AdminService/ListPlacements":      true,
 }
 
 // checkLedgerName refuses a request whose ledger is not a ledger name: the

@@ -274,6 +274,8 @@ type node struct {
 	bin, pgURL, natsURL, dataDir, logPath string
 	// key is the -admin-key every process of the node is given.
 	key string
+	// args are more flags for its processes (roles, a replica).
+	args []string
 }
 
 func newNode(t *testing.T, bin string) *node {
@@ -308,6 +310,7 @@ func (n *node) start(t *testing.T) (*process, *harness) {
 	defer logs.Close() // the child keeps its own descriptor
 	cmd := exec.Command(n.bin, "-postgres-url", n.pgURL, "-nats-url", n.natsURL, "-grpc-addr", grpcAddr,
 		"-http-addr", httpAddr, "-data-dir", n.dataDir, "-postgres-conns-max", "8", "-log-level", "debug")
+	cmd.Args = append(cmd.Args, n.args...)
 	cmd.Env = append(os.Environ(), "LEDGER_ADMIN_KEY="+n.key) // not a flag: flags show in ps
 	cmd.Stdout, cmd.Stderr = logs, logs
 	testenv.NoError(t, cmd.Start())
