@@ -17,6 +17,7 @@ import (
 	"github.com/ledgerd/ledger/adapters/webhooks"
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 	"github.com/ledgerd/ledger/queries"
 	"github.com/ledgerd/ledger/workflows"
@@ -149,6 +150,10 @@ type Config struct {
 	// Roles are the jobs this process does (roles.go); the zero value is
 	// all three.
 	Roles Roles
+	// PartitionEvents, for `ledgerd migrate` alone, turns the events table
+	// into this many partitions by ledger (eventstore.PartitionEvents); 0
+	// leaves it as it is.
+	PartitionEvents int
 	// WritersMax bounds the ledgers this process writes at once; past it,
 	// commands for other ledgers go to other writer nodes. 0 is
 	// commands.LedgersMaxDefault.
@@ -303,6 +308,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.IntVar(&c.WritersMax, "writers-max", envInt("LEDGER_WRITERS_MAX", commands.LedgersMaxDefault),
 		fmt.Sprintf("ledgers this process writes at once, 1 to %d; past it commands go to other writer nodes (env LEDGER_WRITERS_MAX)",
 			commands.LedgersMaxDefault))
+	fs.IntVar(&c.PartitionEvents, "partition-events", 0,
+		fmt.Sprintf("ledgerd migrate only: partition the events table by ledger into this many tables, %d to %d, every ledgerd stopped; 0: leave it",
+			eventstore.PartitionsMin, eventstore.PartitionsMax))
 	roles := env("LEDGER_ROLES", "writer,projector,query")
 	fs.StringVar(&roles, "roles", roles, "what this process does, a comma-separated set of writer, projector and query (env LEDGER_ROLES)")
 	fs.StringVar(&c.NodeID, "node-id", getenv("LEDGER_NODE_ID"),
@@ -313,6 +321,12 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	var err error
 	if c.Roles, err = ParseRoles(roles); err != nil {
 		return Config{}, err
+	}
+	if c.PartitionEvents != 0 && (c.PartitionEvents < eventstore.PartitionsMin || c.PartitionEvents > eventstore.PartitionsMax) {
+		return Config{}, fmt.Errorf("-partition-events %d: want 0 or %d to %d", c.PartitionEvents, eventstore.PartitionsMin, eventstore.PartitionsMax)
+	}
+	if c.PartitionEvents != 0 && c.PostgresURL == "" {
+		return Config{}, errors.New("-partition-events needs -postgres-url: the embedded PostgreSQL is one machine's")
 	}
 	if c.WritersMax < 1 || c.WritersMax > commands.LedgersMaxDefault {
 		return Config{}, fmt.Errorf("-writers-max %d: want 1 to %d", c.WritersMax, commands.LedgersMaxDefault)

@@ -262,3 +262,26 @@ func TestMultiNode(t *testing.T) {
 		t.Error("no read-your-writes check passed")
 	}
 }
+
+// TestLedgerdOnPartitionedEvents: `ledgerd migrate -partition-events 4`
+// turns the events table into partitions by ledger, and ledgerd runs on it
+// as before: transfers on several ledgers, their balances, and `audit
+// verify` clean.
+func TestLedgerdOnPartitionedEvents(t *testing.T) {
+	t.Parallel()
+	pgURL := testenv.MigratedPostgresURL(t)
+	testenv.NoError(t, daemon.Migrate(ctx(t), daemon.Config{PostgresURL: pgURL, PartitionEvents: 4}, discardLogger(), nil))
+	h := startIdle(t, pgURL, newKey(t))
+	for range 3 {
+		ledger := testenv.Name(t)
+		h.setup(t, ledger)
+		var pos uint64
+		for i := range 5 {
+			pos = h.transferOK(t, ledger, transfer(fmt.Sprintf("t%d", i), "alice", "bob", "1.00", "USD"))
+		}
+		if got, _ := bobCredits(t, h, ledger, pos); got != "5.00" {
+			t.Fatalf("%s: bob's credits %s, want 5.00", ledger, got)
+		}
+		h.runCtlOK(t, ledger, "audit", "verify")
+	}
+}

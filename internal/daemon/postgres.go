@@ -294,7 +294,18 @@ func Migrate(ctx context.Context, cfg Config, logger *slog.Logger, out io.Writer
 	if applied, err = migrate(ctx, pool, logger); err != nil {
 		return err
 	}
-	return reportApplied(out, applied)
+	if err := reportApplied(out, applied); err != nil {
+		return err
+	}
+	if cfg.PartitionEvents == 0 {
+		return nil
+	}
+	if err := eventstore.PartitionEvents(ctx, pool, cfg.PartitionEvents); err != nil {
+		return err
+	}
+	logger.Info("events table partitioned by ledger: the old one is events_unpartitioned, drop it once checked",
+		"partitions", cfg.PartitionEvents)
+	return nil
 }
 
 func pendingAll(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
