@@ -84,3 +84,63 @@ func TestLeaseLostWhenSessionDies(t *testing.T) {
 	}
 	held.Release() // after Lost: returns at once
 }
+
+// TestProjectorLeases: one process at a time holds a ledger's projector
+// lease; its holder holds it again at once; a Release lets another take it;
+// the registry shows the holder; and when the holder's session dies, every
+// lease it held is lost at once and free for the other.
+func TestProjectorLeases(t *testing.T) {
+	_, pool := newStore(t)
+	ctx := context.Background()
+	a := eventstore.NewLocks(pool.Config().ConnConfig, "a")
+	b := eventstore.NewLocks(pool.Config().ConnConfig, "b")
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	try := func(l *eventstore.Locks, ledger string) (<-chan struct{}, bool) {
+		t.Helper()
+		lost, ok, err := l.TryAcquire(ctx, ledger)
+		testenv.NoError(t, err)
+		return lost, ok
+	}
+	lost, ok := try(a, "l1")
+	if !ok {
+		t.Fatal("a: l1 not acquired")
+	}
+	if _, ok := try(a, "l1"); !ok || a.Held() != 1 {
+		t.Fatalf("a again: %v, holding %d, want held once", ok, a.Held())
+	}
+	if _, ok := try(a, "l2"); !ok {
+		t.Fatal("a: l2 not acquired")
+	}
+	if _, ok := try(b, "l1"); ok {
+		t.Fatal("b took l1 while a holds it")
+	}
+	places, err := eventstore.NewNodes(pool).Placements(ctx)
+	testenv.NoError(t, err)
+	if len(places) != 2 || places[0].Node != "a" || places[0].Role != eventstore.RoleProjector {
+		t.Fatalf("placements: %+v, want l1 and l2 on a", places)
+	}
+
+	a.Release("l1")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if _, ok := try(b, "l1"); !ok {
+			return errors.New("b: l1 not acquired after a released it")
+		}
+		return nil
+	})
+	terminateLeaseSessions(t, pool)
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a's leases not lost when its session died")
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		// b's session was ended too: its first try fails, the next opens
+		// a new one.
+		_, ok, err := b.TryAcquire(ctx, "l2")
+		if err == nil && !ok {
+			err = errors.New("b: l2 not acquired after a's session died")
+		}
+		return err
+	})
+}

@@ -26,8 +26,12 @@ type Locks struct {
 	cfg  *pgx.ConnConfig
 	node string
 
-	// mu serializes the uses of conn (a pgx.Conn is not safe for
-	// concurrent use) and guards the fields below.
+	// ops serializes the uses of the session (a pgx.Conn is not safe for
+	// concurrent use): connecting, locking, unlocking, pinging. mu guards
+	// the fields below and is never held across a database call, so that
+	// Release, which callers make under their own locks, never waits on
+	// the database.
+	ops  sync.Mutex
 	mu   sync.Mutex
 	conn *pgx.Conn
 	held map[string]bool
@@ -52,40 +56,68 @@ func NewLocks(cfg *pgx.ConnConfig, node string) *Locks {
 //
 // Errors: the error of connecting or of the lock query.
 func (l *Locks) TryAcquire(ctx context.Context, ledger string) (lost <-chan struct{}, ok bool, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.session(ctx); err != nil {
+	l.ops.Lock()
+	defer l.ops.Unlock()
+	conn, lostCh, err := l.session(ctx)
+	if err != nil {
 		return nil, false, err
 	}
-	if l.held[ledger] {
-		return l.lost, true, nil
+	l.mu.Lock()
+	held := l.held[ledger]
+	l.mu.Unlock()
+	if held {
+		return lostCh, true, nil
 	}
-	if err := l.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, ProjectorKey(ledger)).Scan(&ok); err != nil {
-		l.endSession()
+	// Advisory locks count: taken again on this session after a Release
+	// whose unlock has not run yet, the lock outlives that unlock.
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, ProjectorKey(ledger)).Scan(&ok); err != nil {
+		l.endSession(conn)
 		return nil, false, fmt.Errorf("projector lease of %s: %w", ledger, err)
 	}
 	if !ok {
 		return nil, false, nil
 	}
-	if err := placeOn(ctx, l.conn, ledger, RoleProjector, l.node); err != nil {
-		l.unlock(ctx, ledger)
+	if err := placeOn(ctx, conn, ledger, RoleProjector, l.node); err != nil {
+		if _, uerr := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, ProjectorKey(ledger)); uerr != nil {
+			l.endSession(conn)
+		}
 		return nil, false, err
 	}
-	l.held[ledger] = true
-	return l.lost, true, nil
-}
-
-// Release gives ledger's projector lease up, if this process holds it.
-func (l *Locks) Release(ledger string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.held[ledger] || l.conn == nil {
+	if l.conn != conn {
+		return nil, false, fmt.Errorf("projector lease of %s: %w", ledger, ErrLeaseLost)
+	}
+	l.held[ledger] = true
+	return lostCh, true, nil
+}
+
+// Release gives ledger's projector lease up, if this process holds it. It
+// does not wait for the database: the unlock runs on a goroutine of its
+// own, after which another process may take the lease.
+func (l *Locks) Release(ledger string) {
+	l.mu.Lock()
+	conn, held := l.conn, l.held[ledger]
+	delete(l.held, ledger)
+	l.mu.Unlock()
+	if !held || conn == nil {
 		return
 	}
-	delete(l.held, ledger)
-	ctx, cancel := context.WithTimeout(context.Background(), leasePingTimeout)
-	defer cancel()
-	l.unlock(ctx, ledger)
+	go func() {
+		l.ops.Lock()
+		defer l.ops.Unlock()
+		l.mu.Lock()
+		current := l.conn == conn
+		l.mu.Unlock()
+		if !current {
+			return // the session ended: the lock went with it
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), leasePingTimeout)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, ProjectorKey(ledger)); err != nil {
+			l.endSession(conn)
+		}
+	}()
 }
 
 // Held is how many projector leases this process holds.
@@ -97,46 +129,55 @@ func (l *Locks) Held() int {
 
 // Close ends the session: every lease goes with it.
 func (l *Locks) Close() {
+	l.ops.Lock()
+	defer l.ops.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.endSession()
-}
-
-// unlock unlocks ledger's key; a failure ends the session, which unlocks
-// everything (and says so through lost). l.mu is held.
-func (l *Locks) unlock(ctx context.Context, ledger string) {
-	if _, err := l.conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, ProjectorKey(ledger)); err != nil {
-		l.endSession()
+	conn := l.conn
+	l.mu.Unlock()
+	if conn != nil {
+		l.endSession(conn)
 	}
 }
 
-// session opens the session if none is open. l.mu is held.
-func (l *Locks) session(ctx context.Context) error {
-	if l.conn != nil && !l.conn.IsClosed() {
-		return nil
+// session returns the open session, opening one if none is. l.ops is held.
+func (l *Locks) session(ctx context.Context) (*pgx.Conn, chan struct{}, error) {
+	l.mu.Lock()
+	conn, lost := l.conn, l.lost
+	l.mu.Unlock()
+	if conn != nil && !conn.IsClosed() {
+		return conn, lost, nil
 	}
-	l.endSession()
+	if conn != nil {
+		l.endSession(conn)
+	}
 	cctx, cancel := context.WithTimeout(ctx, leaseConnectTimeout)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(cctx, l.cfg.Copy())
 	if err != nil {
-		return fmt.Errorf("projector lease connection: %w", err)
+		return nil, nil, fmt.Errorf("projector lease connection: %w", err)
 	}
-	l.conn, l.lost, l.stop = conn, make(chan struct{}), make(chan struct{})
-	go l.watch(conn, l.lost, l.stop)
-	return nil
+	lost, stop := make(chan struct{}), make(chan struct{})
+	l.mu.Lock()
+	l.conn, l.lost, l.stop = conn, lost, stop
+	l.mu.Unlock()
+	go l.watch(conn, lost, stop)
+	return conn, lost, nil
 }
 
-// endSession closes the session, if one is open, and forgets its leases:
-// their lost channel closes. l.mu is held.
-func (l *Locks) endSession() {
-	if l.conn == nil {
+// endSession ends conn's session, if it is still the current one, and
+// forgets its leases: their lost channel closes (watch). l.ops is held:
+// nothing else uses conn meanwhile.
+func (l *Locks) endSession(conn *pgx.Conn) {
+	l.mu.Lock()
+	if l.conn != conn {
+		l.mu.Unlock()
 		return
 	}
 	close(l.stop)
-	closeConn(l.conn)
 	l.conn = nil
-	clear(l.held) // watch closes lost once it sees stop
+	clear(l.held)
+	l.mu.Unlock()
+	closeConn(conn) // outside mu: it may take the ping timeout
 }
 
 // watch pings conn every LeasePingEvery; when a ping fails it ends the
@@ -151,19 +192,23 @@ func (l *Locks) watch(conn *pgx.Conn, lost, stop chan struct{}) {
 			return
 		case <-t.C:
 		}
+		l.ops.Lock()
 		l.mu.Lock()
-		if l.conn != conn { // ended meanwhile
-			l.mu.Unlock()
+		current := l.conn == conn
+		l.mu.Unlock()
+		if !current {
+			l.ops.Unlock()
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), leasePingTimeout)
 		err := conn.Ping(ctx)
 		cancel()
 		if err != nil {
-			l.endSession()
-			l.mu.Unlock()
+			l.endSession(conn)
+		}
+		l.ops.Unlock()
+		if err != nil {
 			return
 		}
-		l.mu.Unlock()
 	}
 }

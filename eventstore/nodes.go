@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,10 +40,24 @@ type Node struct {
 	PID       int
 	Version   string
 	StartedAt time.Time
-	// SeenAt is its last heartbeat.
+	// SeenAt is its last heartbeat; Live says it came within NodeLiveWithin
+	// by the database's clock (List), the one all nodes share.
 	SeenAt   time.Time
+	Live     bool
 	Draining bool
 }
+
+// Bounds of the registry of nodes.
+const (
+	// NodeLiveWithin is how recent a node's heartbeat (every 2 s) must be
+	// for it to be live: five heartbeats.
+	NodeLiveWithin = 10 * time.Second
+	// NodeListedWithin is how recent it must be for the node to be listed
+	// at all: rows of processes gone for a day are left out (ids that
+	// change at each start, such as those of ephemeral ports, would
+	// otherwise pile up).
+	NodeListedWithin = 24 * time.Hour
+)
 
 // Placement is a ledger's lease as held now: which node holds it, since when.
 type Placement struct {
@@ -100,7 +113,8 @@ func (s *Nodes) Heartbeat(ctx context.Context, id string) (draining bool, err er
 //
 // Errors: ErrUnknownNode; the database error.
 func (s *Nodes) SetDraining(ctx context.Context, id string, draining bool) (Node, error) {
-	rows, err := s.pool.Query(ctx, `UPDATE ledgerd_nodes SET draining = $2 WHERE id = $1 RETURNING `+nodeColumns, id, draining)
+	rows, err := s.pool.Query(ctx, `UPDATE ledgerd_nodes SET draining = $2 WHERE id = $1 RETURNING `+nodeColumns,
+		id, draining, NodeLiveWithin.Seconds())
 	if err != nil {
 		return Node{}, fmt.Errorf("drain %s: %w", id, err)
 	}
@@ -114,11 +128,14 @@ func (s *Nodes) SetDraining(ctx context.Context, id string, draining bool) (Node
 	return n, nil
 }
 
-// List returns the registered nodes by id, at most NodesMax.
+// List returns the nodes seen within NodeListedWithin, the most recently
+// seen first, at most NodesMax.
 //
 // Errors: the database error.
 func (s *Nodes) List(ctx context.Context) ([]Node, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+nodeColumns+` FROM ledgerd_nodes ORDER BY id LIMIT $1`, NodesMax)
+	rows, err := s.pool.Query(ctx, `SELECT `+nodeColumns+` FROM ledgerd_nodes
+		WHERE seen_at > now() - make_interval(secs => $2) ORDER BY seen_at DESC, id LIMIT $1`,
+		NodesMax, NodeListedWithin.Seconds(), NodeLiveWithin.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
@@ -129,11 +146,14 @@ func (s *Nodes) List(ctx context.Context) ([]Node, error) {
 	return out, nil
 }
 
-const nodeColumns = `id, roles, grpc_addr, http_addr, host, pid, version, started_at, seen_at, draining`
+// nodeColumns are a node's columns; the query gives NodeLiveWithin in
+// seconds as $3.
+const nodeColumns = `id, roles, grpc_addr, http_addr, host, pid, version, started_at, seen_at,
+	seen_at > now() - make_interval(secs => $3), draining`
 
 func scanNode(row pgx.CollectableRow) (Node, error) {
 	var n Node
-	err := row.Scan(&n.ID, &n.Roles, &n.GRPCAddr, &n.HTTPAddr, &n.Host, &n.PID, &n.Version, &n.StartedAt, &n.SeenAt, &n.Draining)
+	err := row.Scan(&n.ID, &n.Roles, &n.GRPCAddr, &n.HTTPAddr, &n.Host, &n.PID, &n.Version, &n.StartedAt, &n.SeenAt, &n.Live, &n.Draining)
 	return n, err
 }
 
@@ -242,10 +262,11 @@ func placeOn(ctx context.Context, conn *pgx.Conn, ledger, role, node string) err
 // Errors: the database error.
 func (s *Nodes) WriterOf(ctx context.Context, ledger string) (n Node, ok bool, err error) {
 	key := uint64(LeaseKey(ledger))
-	rows, err := s.pool.Query(ctx, `SELECT `+nodeColumnsOf("n")+` FROM ledger_placements p JOIN ledgerd_nodes n ON n.id = p.node
-		WHERE p.ledger = $1 AND p.role = 'writer' AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
-			AND l.pid = p.backend_pid AND l.objsubid = 1 AND l.classid::bigint = $2 AND l.objid::bigint = $3)`,
-		ledger, int64(key>>32), int64(key&0xffffffff))
+	rows, err := s.pool.Query(ctx, `SELECT `+nodeColumns+` FROM ledgerd_nodes WHERE id = (
+		SELECT p.node FROM ledger_placements p WHERE p.ledger = $1 AND p.role = 'writer' AND EXISTS (
+			SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = p.backend_pid
+				AND l.objsubid = 1 AND l.classid::bigint = $2 AND l.objid::bigint = $4))`,
+		ledger, int64(key>>32), NodeLiveWithin.Seconds(), int64(key&0xffffffff))
 	if err != nil {
 		return Node{}, false, fmt.Errorf("writer of %s: %w", ledger, err)
 	}
@@ -257,9 +278,4 @@ func (s *Nodes) WriterOf(ctx context.Context, ledger string) (n Node, ok bool, e
 		return Node{}, false, fmt.Errorf("writer of %s: %w", ledger, err)
 	}
 	return n, true, nil
-}
-
-// nodeColumnsOf is nodeColumns qualified by the table alias a.
-func nodeColumnsOf(a string) string {
-	return a + "." + strings.ReplaceAll(nodeColumns, ", ", ", "+a+".")
 }

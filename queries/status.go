@@ -135,6 +135,12 @@ func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]Pro
 //
 // Errors: domain.ErrUnknownLedger; database errors.
 func (s *Service) head(ctx context.Context, ledger string) (uint64, error) {
+	if s.primary != nil {
+		// A replica's head may lag what a command was acknowledged at (a
+		// new ledger may not be there yet): whether a ledger exists and
+		// where its head is are the primary's to say.
+		return s.primary.head(ctx, ledger)
+	}
 	var pos int64
 	err := s.pool.QueryRow(ctx, `SELECT position FROM ledger_heads WHERE ledger = $1`, ledger).Scan(&pos)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -3,7 +3,6 @@ package grpcapi
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -13,9 +12,6 @@ import (
 
 // Bounds of the registry of nodes as served.
 const (
-	// nodeLiveWithin is how recent a node's heartbeat must be for it to be
-	// said live: five of its heartbeats (every 2 s).
-	nodeLiveWithin = 10 * time.Second
 	// nodeIDMax bounds a node id in a request (ledgerd's -node-id).
 	nodeIDMax = 128
 )
@@ -133,7 +129,7 @@ func (s *AdminServer) ListPlacements(ctx context.Context, req *ledgerv1.ListPlac
 func nodeOf(n eventstore.Node, places []eventstore.Placement) *ledgerv1.Node {
 	out := &ledgerv1.Node{Id: n.ID, Roles: n.Roles, GrpcAddr: n.GRPCAddr, HttpAddr: n.HTTPAddr, Host: n.Host,
 		Pid: uint32(max(n.PID, 0)), Version: n.Version, StartedAt: timestamppb.New(n.StartedAt),
-		SeenAt: timestamppb.New(n.SeenAt), Live: time.Since(n.SeenAt) < nodeLiveWithin, Draining: n.Draining}
+		SeenAt: timestamppb.New(n.SeenAt), Live: n.Live, Draining: n.Draining}
 	for _, p := range places {
 		if p.Node != n.ID {
 			continue

@@ -109,6 +109,7 @@ var sentinels = map[string]sentinelAnswer{
 	"eventstore.ErrLedgerNotImportable": request(eventstore.ErrLedgerNotImportable, codes.FailedPrecondition),
 	"eventstore.ErrTooManyLiveLedgers":  request(eventstore.ErrTooManyLiveLedgers, codes.ResourceExhausted),
 	"eventstore.ErrUnknownNode":         request(eventstore.ErrUnknownNode, codes.NotFound),
+	"eventstore.ErrPartitions":          internal(eventstore.ErrPartitions, "ledgerd migrate's, never a call's"),
 	"eventstore.ErrFenced":              internal(eventstore.ErrFenced, "the writer steps down; its requests hear commands.ErrUnavailable"),
 	"eventstore.ErrBadBatch":            internal(eventstore.ErrBadBatch, "a writer's bug"),
 	"eventstore.ErrLeaseLost":           internal(eventstore.ErrLeaseLost, "the writer steps down; its requests hear commands.ErrUnavailable"),

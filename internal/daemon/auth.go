@@ -154,7 +154,7 @@ func (m *Main) grpcOptions(tlsCfg *tls.Config, budget *grpcapi.RecvBudget) []grp
 		stream = append(stream, m.auth.StreamInterceptor)
 	}
 	gateUnary, gateStream := roleGate(m.roles, grpcapi.StatusOf)
-	unary = append(unary, gateUnary, grpcapi.RecvSizeUnaryInterceptor, m.forwarder.unary)
+	unary = append(unary, gateUnary, grpcapi.RecvSizeUnaryInterceptor)
 	stream = append(stream, gateStream)
 	stream = append(stream, grpcapi.RecvSizeStreamInterceptor, grpcapi.NewReadEventsLimit().StreamInterceptor)
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}

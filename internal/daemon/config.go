@@ -158,6 +158,9 @@ type Config struct {
 	// commands for other ledgers go to other writer nodes. 0 is
 	// commands.LedgersMaxDefault.
 	WritersMax int
+	// AdvertiseAddr is the gRPC address other nodes reach this one at; ""
+	// is the listener's, an unspecified host replaced by the host's name.
+	AdvertiseAddr string
 	// NodeID names this process in the registry of nodes (ledgerctl nodes);
 	// "" is <host>:<gRPC port>.
 	NodeID string
@@ -311,6 +314,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.IntVar(&c.PartitionEvents, "partition-events", 0,
 		fmt.Sprintf("ledgerd migrate only: partition the events table by ledger into this many tables, %d to %d, every ledgerd stopped; 0: leave it",
 			eventstore.PartitionsMin, eventstore.PartitionsMax))
+	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", getenv("LEDGER_ADVERTISE_ADDR"),
+		"HOST:PORT other ledgerd nodes reach this one's gRPC at, to forward commands (env LEDGER_ADVERTISE_ADDR); empty: -grpc-addr's, 0.0.0.0 or :: replaced by the host name")
 	roles := env("LEDGER_ROLES", "writer,projector,query")
 	fs.StringVar(&roles, "roles", roles, "what this process does, a comma-separated set of writer, projector and query (env LEDGER_ROLES)")
 	fs.StringVar(&c.NodeID, "node-id", getenv("LEDGER_NODE_ID"),
@@ -330,6 +335,11 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	if c.WritersMax < 1 || c.WritersMax > commands.LedgersMaxDefault {
 		return Config{}, fmt.Errorf("-writers-max %d: want 1 to %d", c.WritersMax, commands.LedgersMaxDefault)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return Config{}, fmt.Errorf("-advertise-addr %q: want HOST:PORT: %w", c.AdvertiseAddr, err)
+		}
 	}
 	if len(c.NodeID) > nodeIDMax {
 		return Config{}, fmt.Errorf("-node-id: %d bytes, at most %d", len(c.NodeID), nodeIDMax)

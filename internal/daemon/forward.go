@@ -71,7 +71,7 @@ type forwarder struct {
 	writers map[string]writerSeen
 	conns   map[string]*grpc.ClientConn
 	// failed holds when a forward to an address last failed for want of
-	// the node: it takes no new ledgers for nodeLiveWithin after (a node
+	// the node: it takes no new ledgers for eventstore.NodeLiveWithin after (a node
 	// that died still looks live until its heartbeat is that old).
 	failed map[string]time.Time
 
@@ -144,7 +144,7 @@ func (f *forwarder) leastLoaded() (peerLoad, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, l := range *loads {
-		if time.Since(f.failed[l.addr]) > nodeLiveWithin {
+		if time.Since(f.failed[l.addr]) > eventstore.NodeLiveWithin {
 			return l, true
 		}
 	}
@@ -266,7 +266,7 @@ func (f *forwarder) refreshLoads(ctx context.Context) error {
 	}
 	var loads []peerLoad
 	for _, n := range nodes {
-		if n.ID == f.m.nodeID || n.Draining || time.Since(n.SeenAt) > nodeLiveWithin || !slices.Contains(n.Roles, "writer") {
+		if n.ID == f.m.nodeID || n.Draining || !n.Live || !slices.Contains(n.Roles, "writer") {
 			continue
 		}
 		loads = append(loads, peerLoad{id: n.ID, addr: n.GRPCAddr, writers: writers[n.ID]})
@@ -275,10 +275,6 @@ func (f *forwarder) refreshLoads(ctx context.Context) error {
 	f.loads.Store(&loads)
 	return nil
 }
-
-// nodeLiveWithin is how recent a node's heartbeat must be for it to take
-// forwarded ledgers: five heartbeats.
-const nodeLiveWithin = 5 * nodeHeartbeatEvery
 
 // sortLoads orders loads by writers, then id (the same order on every node).
 func sortLoads(loads []peerLoad) {

@@ -58,12 +58,32 @@ func defaultNodeID(grpcAddr string) string {
 // Errors: the database error, wrapped.
 func (m *Main) register(ctx context.Context) error {
 	host, _ := os.Hostname()
-	err := m.nodes.Register(ctx, eventstore.Node{ID: m.nodeID, Roles: m.roles.List(), GRPCAddr: m.GRPCAddr(),
+	err := m.nodes.Register(ctx, eventstore.Node{ID: m.nodeID, Roles: m.roles.List(), GRPCAddr: m.advertiseAddr(),
 		HTTPAddr: m.HTTPAddr(), Host: host, PID: os.Getpid(), Version: version.Get().Version, StartedAt: time.Now()})
 	if err != nil {
 		return fmt.Errorf("register this node: %w", err)
 	}
 	return nil
+}
+
+// advertiseAddr is the gRPC address other nodes reach this one at (their
+// forwards): -advertise-addr, else the listener's with an unspecified host
+// (0.0.0.0, ::) replaced by the host's name.
+func (m *Main) advertiseAddr() string {
+	if m.Config.AdvertiseAddr != "" {
+		return m.Config.AdvertiseAddr
+	}
+	addr := m.GRPCAddr()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil && name != "" {
+			return net.JoinHostPort(name, port)
+		}
+	}
+	return addr
 }
 
 // heartbeats marks this process seen every nodeHeartbeatEvery, registers it
@@ -110,6 +130,14 @@ func (m *Main) setDraining(on bool) {
 		return
 	}
 	m.Logger.Info("draining: writers stop, relays and projections stop once caught up", "node", m.nodeID)
+	m.mu.Lock()
+	for _, r := range m.readers {
+		select {
+		case r.nudge <- struct{}{}:
+		default:
+		}
+	}
+	m.mu.Unlock()
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.ledgers.StopAll() }()
 }
@@ -137,8 +165,8 @@ func (m *Main) writersMax() int { return cmp.Or(m.Config.WritersMax, commands.Le
 // projector lease decides); a rebuild restarts the ledger's projections
 // here, which held in memory what came from the rows replaced.
 func (m *Main) listenAppends(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := m.listen(ctx)
+	for again := false; ctx.Err() == nil; again = true {
+		err := m.listen(ctx, again)
 		if ctx.Err() != nil {
 			return
 		}
@@ -150,8 +178,10 @@ func (m *Main) listenAppends(ctx context.Context) {
 	}
 }
 
-// listen is one session of listenAppends.
-func (m *Main) listen(ctx context.Context) error {
+// listen is one session of listenAppends. again says an earlier session
+// ended: a rebuild announced meanwhile was not heard, so every ledger's
+// readers here restart once this one listens.
+func (m *Main) listen(ctx context.Context, again bool) error {
 	cctx, cancel := context.WithTimeout(ctx, nodeHeartbeatTimeout)
 	conn, err := pgx.ConnectConfig(cctx, m.projPool.Config().ConnConfig.Copy())
 	cancel()
@@ -169,6 +199,17 @@ func (m *Main) listen(ctx context.Context) error {
 		}
 	}
 	// An append made while no session listened is found by the sweep.
+	if again {
+		m.mu.Lock()
+		ledgers := make([]string, 0, len(m.readers))
+		for ledger := range m.readers {
+			ledgers = append(ledgers, ledger)
+		}
+		m.mu.Unlock()
+		for _, ledger := range ledgers {
+			m.restartReaders(ledger)
+		}
+	}
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

@@ -30,6 +30,9 @@ type ledgerReaders struct {
 	stopping bool
 	stopper  bool
 	gen      uint64
+	// nudge wakes the stopper from its wait for the ledger to be still (a
+	// drain).
+	nudge chan struct{}
 	// heard is when an append or a sweep last said the ledger moved: when
 	// its writer runs elsewhere, they run until it has been still for the
 	// ledger idle time (Config.LedgerIdle), as the writer does, rather than
@@ -136,7 +139,7 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 	delete(m.elsewhere, ledger)
 	ctx, cancel := context.WithCancel(m.readersCtx)
 	r := &ledgerReaders{ctx: ctx, cancel: cancel, runners: map[string]*projections.Runner{}, started: make(chan struct{}),
-		writer: m.writing[ledger], heard: time.Now()}
+		writer: m.writing[ledger], heard: time.Now(), nudge: make(chan struct{}, 1)}
 	m.readers[ledger] = r
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.startProjecting(ledger, r) }()
@@ -265,6 +268,10 @@ func (m *Main) restartReaders(ledger string) {
 	if !ok {
 		return
 	}
+	// Not paced: a restart delayed would let the old projections apply
+	// events over rebuilt rows with what they held in memory. Only a
+	// database login can announce a rebuild; a flood of them costs restarts,
+	// not correctness (each restart resumes from the checkpoints).
 	old.cancel()
 	delete(m.readers, ledger)
 	r := m.ensureReaders(ledger)
@@ -329,6 +336,7 @@ func (m *Main) stopWhenCaughtUp(ledger string, r *ledgerReaders) {
 				m.mu.Unlock()
 				select {
 				case <-r.ctx.Done():
+				case <-r.nudge: // a drain: stop once caught up
 				case <-time.After(wait):
 				}
 				continue // still for less than the idle time: reach the head as it is then

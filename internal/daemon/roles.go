@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
 )
@@ -96,8 +97,14 @@ var queryMethods = []string{
 	"/ledger.v1.MonitoringService/DryRunRule",
 }
 
-// needsQueryRole says whether method reads the read models.
-func needsQueryRole(method string) bool {
+// needsQueryRole says whether method reads the read models. A STRONG read
+// (GetBalances with consistency STRONG) is the writer's to answer, from its
+// memory: a writer node serves it, forwarded or not.
+func needsQueryRole(roles Roles, method string, req any) bool {
+	if r, ok := req.(interface{ GetConsistency() ledgerv1.Consistency }); ok && roles.Writer &&
+		r.GetConsistency() == ledgerv1.Consistency_CONSISTENCY_STRONG {
+		return false
+	}
 	return strings.HasPrefix(method, "/ledger.v1.QueryService/") || slices.Contains(queryMethods, method)
 }
 
@@ -107,13 +114,13 @@ func needsQueryRole(method string) bool {
 // service, is refused there.
 func roleGate(roles Roles, statusOf func(error) error) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if !roles.Query && needsQueryRole(info.FullMethod) {
+		if !roles.Query && needsQueryRole(roles, info.FullMethod, req) {
 			return nil, statusOf(errNoQueryRole)
 		}
 		return handler(ctx, req)
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if !roles.Query && needsQueryRole(info.FullMethod) {
+		if !roles.Query && needsQueryRole(roles, info.FullMethod, nil) {
 			return statusOf(errNoQueryRole)
 		}
 		return handler(srv, ss)

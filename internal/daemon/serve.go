@@ -209,7 +209,10 @@ func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
 	opts = append(opts, m.grpcOptions(tlsCfg, budget)...)
 	// After the metrics and auth interceptors: an undecodable request is
 	// counted, and authenticated, before it is refused.
-	return append(opts, grpcapi.DecodeOptions()...)
+	opts = append(opts, grpcapi.DecodeOptions()...)
+	// Last: only a request that decodes, with a valid ledger name, is
+	// forwarded to another node.
+	return append(opts, grpc.ChainUnaryInterceptor(m.forwarder.unary))
 }
 
 // readyCheckTimeout bounds /readyz's ping of PostgreSQL.

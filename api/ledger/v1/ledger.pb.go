@@ -6061,7 +6061,8 @@ type Node struct {
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// Its last heartbeat (every 2 s while it runs).
 	SeenAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=seen_at,json=seenAt,proto3" json:"seen_at,omitempty"`
-	// False when the node has not been seen for 10 s: stopped or dead.
+	// False when the node has not been seen for 10 s (by the database's
+	// clock): stopped or dead.
 	Live     bool `protobuf:"varint,10,opt,name=live,proto3" json:"live,omitempty"`
 	Draining bool `protobuf:"varint,11,opt,name=draining,proto3" json:"draining,omitempty"`
 	// Leases it holds now.
@@ -6194,7 +6195,7 @@ func (x *Node) GetProjectorLeases() uint32 {
 
 type ListNodesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// By id; at most 1,000.
+	// The most recently seen first; at most 1,000, each seen within a day.
 	Nodes         []*Node `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
