@@ -119,6 +119,10 @@ type Main struct {
 	// elsewhere holds when this process last found a ledger's projector
 	// lease held by another (leaseRetryAfter).
 	elsewhere map[string]time.Time
+	// quiet holds when a ledger's projections, not running here, were last
+	// found caught up: its appends are not checked again for
+	// leaseRetryAfter (onAppended).
+	quiet map[string]time.Time
 
 	// roles are Config.Roles, all three when none is set; nodeID names this
 	// process in nodes (the registry, nodes.go); projLocks are its projector
@@ -152,6 +156,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.readers, m.waking = map[string]*ledgerReaders{}, map[string]bool{}
 	m.writing, m.freezers, m.elsewhere = map[string]bool{}, map[string]context.CancelFunc{}, map[string]time.Time{}
+	m.quiet = map[string]time.Time{}
 	m.roles = m.Config.Roles.orAll()
 	m.nodeID = cmp.Or(m.Config.NodeID, defaultNodeID(m.Config.GRPCAddr))
 	if err := m.openPostgres(ctx); err != nil {

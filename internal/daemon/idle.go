@@ -158,6 +158,9 @@ func collectNames(rows nameRows) ([]string, error) {
 	return out, rows.Err()
 }
 
+// quietMax bounds the ledgers remembered as caught up (Main.quiet).
+const quietMax = 4096
+
 // wakeReaders is catchUpReaders for a query waiting on a ledger whose
 // projectors do not run here: if the ledger exists (a query may name any)
 // and its projections are behind, on a goroutine of its own, at most one per
@@ -179,7 +182,19 @@ func (m *Main) wakeReaders(ledger string) {
 		defer func() { m.mu.Lock(); delete(m.waking, ledger); m.mu.Unlock() }()
 		ctx, cancel := context.WithTimeout(m.readersCtx, ledgerSweepTimeout)
 		defer cancel()
-		if behind, err := m.behind(ctx, ledger); err != nil || !behind {
+		behind, err := m.behind(ctx, ledger)
+		if err == nil && !behind {
+			// Caught up: another node projects it (or nothing moved). The
+			// appends it announces are not checked again for a while: one
+			// look-up a ledger a second at most, not one an append.
+			m.mu.Lock()
+			if len(m.quiet) >= quietMax {
+				clear(m.quiet)
+			}
+			m.quiet[ledger] = time.Now()
+			m.mu.Unlock()
+		}
+		if err != nil || !behind {
 			return // unknown, caught up, or the database is away (the sweep will see)
 		}
 		m.catchUpReaders(ledger)

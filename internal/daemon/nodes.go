@@ -235,7 +235,7 @@ func (m *Main) listen(ctx context.Context, again bool) error {
 func (m *Main) onAppended(ledger string) {
 	m.mu.Lock()
 	_, running := m.readers[ledger]
-	recent := time.Since(m.elsewhere[ledger]) < leaseRetryAfter
+	recent := time.Since(m.elsewhere[ledger]) < leaseRetryAfter || time.Since(m.quiet[ledger]) < leaseRetryAfter
 	m.mu.Unlock()
 	switch {
 	case running:

@@ -13,6 +13,9 @@
 #                   (default postgres://postgres@127.0.0.1:5432/ledger_scaleout)
 #   SCALE_NATS_URL  NATS with JetStream (default nats://127.0.0.1:4222)
 #   NODES           the process counts to run (default "1 2 3")
+#   LEDGERS         ledgers (ledgerbench instances) for every process count,
+#                   spread over the processes in turn; default: as many as
+#                   processes
 #   TRANSFERS       transfers per ledgerbench (default 60000)
 #   BATCH           transfers per call (default 100)
 #   CONCURRENCY     workers per ledgerbench (default 16)
@@ -30,6 +33,9 @@ concurrency=${CONCURRENCY:-16}
 accounts=${ACCOUNTS:-10000}
 out=${OUT:-var/scaleout}
 mkdir -p "$out"
+# Ledger names fresh per run: the NATS server outlives the database, and a
+# stream left by an earlier run is another log (the relay refuses it).
+run=$(date +%s)
 bin=$(mktemp -d /tmp/scaleout.XXXXXX)
 trap 'pkill -INT -f "$bin/ledgerd" 2>/dev/null || true; sleep 2; rm -rf "$bin"' EXIT
 go build -o "$bin/ledgerd" ./cmd/ledgerd
@@ -68,8 +74,9 @@ for k in $nodes; do
 	p0=$(ticks "$pm"); n0=0; [ -n "$natspid" ] && n0=$(ticks "$natspid")
 	t0=$(date +%s.%N)
 	bpids=()
-	for i in $(seq 1 "$k"); do
-		LEDGER_API_KEY=$key "$bin/ledgerbench" -addr 127.0.0.1:$((17269 + i)) -ledger "scale-k$k-$i" -transfers "$transfers" \
+	nl=${LEDGERS:-$k}
+	for i in $(seq 1 "$nl"); do
+		LEDGER_API_KEY=$key "$bin/ledgerbench" -addr 127.0.0.1:$((17269 + (i - 1) % k + 1)) -ledger "scale-$run-k$k-$i" -transfers "$transfers" \
 			-batch "$batch" -concurrency "$concurrency" -accounts "$accounts" -json-out "$out/k$k-$i.json" >"$out/k$k-$i.txt" 2>&1 &
 		bpids+=($!)
 	done
@@ -79,18 +86,19 @@ for k in $nodes; do
 	p1=$(ticks "$pm"); n1=0; [ -n "$natspid" ] && n1=$(ticks "$natspid")
 	lsn1=$(psql -Atq "$pg" -c "SELECT pg_current_wal_lsn()")
 	wal=$(psql -Atq "$pg" -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")
-	python3 - "$k" "$out" "$transfers" "$((l1 - l0))" "$((p1 - p0))" "$((n1 - n0))" "$wal" <<'PY'
+	python3 - "$k" "$out" "$transfers" "$((l1 - l0))" "$((p1 - p0))" "$((n1 - n0))" "$wal" "$nl" <<'PY'
 import json, sys, glob
 k, out, per = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 lt, pt, nt, wal = (int(x) for x in sys.argv[4:8])
+nl = int(sys.argv[8])
 acked = sustained = 0.0
 n = 0
-for i in range(1, k + 1):
+for i in range(1, nl + 1):
     r = json.load(open(f"{out}/k{k}-{i}.json"))
     acked += r["transfers_per_second"]; sustained += r["sustained_per_second"]; n += r["transfers"]
     # setup (accounts) is in the CPU and WAL figures too: a small share at these sizes
 us = (lt + pt + nt) * 10000 / max(n, 1)
-print(f"| {k} | {k} | {acked:,.0f} | {sustained:,.0f} | {us:.0f} ({lt*10000/max(n,1):.0f} + {pt*10000/max(n,1):.0f} + {nt*10000/max(n,1):.0f}) | {wal/max(n,1):,.0f} |")
+print(f"| {k} | {nl} | {acked:,.0f} | {sustained:,.0f} | {us:.0f} ({lt*10000/max(n,1):.0f} + {pt*10000/max(n,1):.0f} + {nt*10000/max(n,1):.0f}) | {wal/max(n,1):,.0f} |")
 PY
 	for p in "${pids[@]}"; do kill -INT "$p"; done
 	for p in "${pids[@]}"; do wait "$p" || true; done
