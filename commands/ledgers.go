@@ -103,6 +103,11 @@ func (l *Ledgers) StopAll() {
 	}
 }
 
+// Stop stops the ledger's writer, if it runs here, and waits for it: its
+// batch in flight commits (or is refused), and its lease is released, so
+// that another process may take the ledger (a move to a less loaded node).
+func (l *Ledgers) Stop(ledger string) { l.stop(ledger) }
+
 // Max is the bound on ledgers this registry holds.
 func (l *Ledgers) Max() int { return l.max }
 

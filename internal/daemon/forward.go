@@ -64,8 +64,11 @@ type peerLoad struct {
 type forwarder struct {
 	m *Main
 	// loads is the live, not draining, writer nodes but this one, by
-	// load, refreshed at each heartbeat.
+	// load, refreshed at each heartbeat; own is the ledgers whose writer
+	// lease this node holds, from the same read (standby writers, which
+	// hold none, are not load).
 	loads atomic.Pointer[[]peerLoad]
+	own   atomic.Pointer[[]string]
 
 	mu      sync.Mutex
 	writers map[string]writerSeen
@@ -128,7 +131,7 @@ func (f *forwarder) placement(ctx context.Context, ledger string, fresh bool) wr
 		return seen
 	}
 	least, ok := f.leastLoaded()
-	if !ok || f.m.admitWriter(ledger) == nil && least.writers+loadMargin > f.m.ledgers.Running() {
+	if !ok || f.m.admitWriter(ledger) == nil && least.writers+loadMargin > f.ownCount() {
 		return writerSeen{}
 	}
 	return writerSeen{id: least.id, addr: least.addr}
@@ -259,11 +262,16 @@ func (f *forwarder) refreshLoads(ctx context.Context) error {
 		return err
 	}
 	writers := map[string]int{}
+	var own []string
 	for _, p := range places {
 		if p.Role == eventstore.RoleWriter {
 			writers[p.Node]++
+			if p.Node == f.m.nodeID {
+				own = append(own, p.Ledger)
+			}
 		}
 	}
+	f.own.Store(&own)
 	var loads []peerLoad
 	for _, n := range nodes {
 		if n.ID == f.m.nodeID || n.Draining || !n.Live || !slices.Contains(n.Roles, "writer") {
@@ -274,6 +282,42 @@ func (f *forwarder) refreshLoads(ctx context.Context) error {
 	sortLoads(loads)
 	f.loads.Store(&loads)
 	return nil
+}
+
+// ownCount is how many writer leases this node holds, as last read.
+func (f *forwarder) ownCount() int {
+	if own := f.own.Load(); own != nil {
+		return len(*own)
+	}
+	return 0
+}
+
+// rebalance moves one ledger off this node when it holds loadMargin writer
+// leases more than the least-loaded live writer node: the ledger's writer
+// stops (its batch in flight committed, its lease released) and the next
+// command for it, here or anywhere, goes to that node. One a heartbeat, so
+// that ledgers move one at a time and the loads read settle in between.
+func (f *forwarder) rebalance() {
+	own := f.own.Load()
+	least, ok := f.leastLoaded()
+	if own == nil || !ok || len(*own) <= least.writers+loadMargin {
+		return
+	}
+	ledger := (*own)[len(*own)-1] // the last by name: any will do, the same one on every read
+	f.m.Logger.Info("moving a ledger to a less loaded node", "ledger", ledger, "writers", len(*own),
+		"to", least.id, "its writers", least.writers)
+	f.forget(ledger)
+	f.m.ledgers.Stop(ledger)
+	f.forget(ledger) // a command meanwhile may have looked it up here
+	rest := (*own)[:len(*own)-1]
+	f.own.Store(&rest)
+}
+
+// forget drops what is remembered of where ledger's writer runs.
+func (f *forwarder) forget(ledger string) {
+	f.mu.Lock()
+	delete(f.writers, ledger)
+	f.mu.Unlock()
 }
 
 // sortLoads orders loads by writers, then id (the same order on every node).

@@ -106,6 +106,9 @@ func (m *Main) heartbeats(ctx context.Context) {
 			err = m.forwarder.refreshLoads(hctx)
 		}
 		cancel()
+		if err == nil && m.roles.Writer && !draining {
+			m.forwarder.rebalance()
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				m.Logger.Warn("node heartbeat", "node", m.nodeID, "err", err)

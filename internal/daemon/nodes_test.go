@@ -265,3 +265,63 @@ func TestCommandsGoToTheWritersNode(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRunningLedgersMoveToANewNode: a node writing four ledgers, joined by
+// an idle writer node, hands ledgers over one at a time until it holds no
+// more than two more than the other; the commands sent all along to the
+// first node are each applied once.
+func TestRunningLedgersMoveToANewNode(t *testing.T) {
+	t.Parallel()
+	a := start(t)
+	ledgers := []string{testenv.Name(t), testenv.Name(t), testenv.Name(t), testenv.Name(t)}
+	for _, ledger := range ledgers {
+		a.setup(t, ledger)
+	}
+	b := startNode(t, a.pgURL, a.key, "b", daemon.AllRoles)
+	sent := map[string]int{}
+	var last map[string]uint64
+	testenv.Eventually(t, nodeMax, func() error {
+		last = map[string]uint64{}
+		for _, ledger := range ledgers {
+			sent[ledger]++
+			last[ledger] = ackedOnce(t, a, ledger, transfer(fmt.Sprintf("m%d", sent[ledger]), "alice", "bob", "1.00", "USD"))
+		}
+		onB := 0
+		for _, ledger := range ledgers {
+			if placement(t, b, ledger).GetWriterNode() == "b" {
+				onB++
+			}
+		}
+		if onB != 1 {
+			return fmt.Errorf("%d ledgers written by b, want 1 (4 on a, 0 on b is 2 more than the margin)", onB)
+		}
+		return nil
+	})
+	for _, ledger := range ledgers {
+		if got, _ := bobCredits(t, b, ledger, last[ledger]); got != fmt.Sprintf("%d.00", sent[ledger]) {
+			t.Errorf("%s: bob's credits %s, want %d.00: each transfer once", ledger, got, sent[ledger])
+		}
+	}
+}
+
+// ackedOnce sends tr through h until it is acknowledged, again with the same
+// id after Unavailable (a ledger moving between nodes), and returns its
+// position.
+func ackedOnce(t *testing.T, h *harness, ledger string, tr *ledgerv1.Transfer) uint64 {
+	t.Helper()
+	var pos uint64
+	testenv.Eventually(t, nodeMax, func() error {
+		resp, err := h.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger, Transfers: []*ledgerv1.Transfer{tr}})
+		if status.Code(err) == codes.Unavailable {
+			return err
+		}
+		testenv.NoError(t, err)
+		r := resp.GetResults()[0]
+		if r.GetCode() != codeCreated && r.GetCode() != codeExists {
+			t.Fatalf("%s: %s %s", tr.GetId(), r.GetCode(), r.GetDetail())
+		}
+		pos = r.GetPosition()
+		return nil
+	})
+	return pos
+}
