@@ -47,6 +47,7 @@ func NewLocks(cfg *pgx.ConnConfig, node string) *Locks {
 		c.RuntimeParams = map[string]string{}
 	}
 	c.RuntimeParams["application_name"] = ProjectorLeaseApplicationName
+	keepLeaseSessionAlive(c)
 	return &Locks{cfg: c, node: node, held: map[string]bool{}}
 }
 
@@ -58,6 +59,13 @@ func NewLocks(cfg *pgx.ConnConfig, node string) *Locks {
 func (l *Locks) TryAcquire(ctx context.Context, ledger string) (lost <-chan struct{}, ok bool, err error) {
 	l.ops.Lock()
 	defer l.ops.Unlock()
+	// The caller's context may end while this waits for the session (a
+	// restart cancels it): it is checked here, and the statements run on
+	// their own bound, so that one caller giving up never ends the session
+	// every lease of the process lives on.
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
 	conn, lostCh, err := l.session(ctx)
 	if err != nil {
 		return nil, false, err
@@ -68,17 +76,19 @@ func (l *Locks) TryAcquire(ctx context.Context, ledger string) (lost <-chan stru
 	if held {
 		return lostCh, true, nil
 	}
+	qctx, cancel := context.WithTimeout(context.Background(), leaseConnectTimeout)
+	defer cancel()
 	// Advisory locks count: taken again on this session after a Release
 	// whose unlock has not run yet, the lock outlives that unlock.
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, ProjectorKey(ledger)).Scan(&ok); err != nil {
-		l.endSession(conn)
+	if err := conn.QueryRow(qctx, `SELECT pg_try_advisory_lock($1)`, ProjectorKey(ledger)).Scan(&ok); err != nil {
+		l.endSession(conn) // the session failed: its locks are gone or in doubt
 		return nil, false, fmt.Errorf("projector lease of %s: %w", ledger, err)
 	}
 	if !ok {
 		return nil, false, nil
 	}
-	if err := placeOn(ctx, conn, ledger, RoleProjector, l.node); err != nil {
-		if _, uerr := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, ProjectorKey(ledger)); uerr != nil {
+	if err := placeOn(qctx, conn, ledger, RoleProjector, l.node); err != nil {
+		if _, uerr := conn.Exec(qctx, `SELECT pg_advisory_unlock($1)`, ProjectorKey(ledger)); uerr != nil {
 			l.endSession(conn)
 		}
 		return nil, false, err
@@ -150,7 +160,7 @@ func (l *Locks) session(ctx context.Context) (*pgx.Conn, chan struct{}, error) {
 	if conn != nil {
 		l.endSession(conn)
 	}
-	cctx, cancel := context.WithTimeout(ctx, leaseConnectTimeout)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaseConnectTimeout)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(cctx, l.cfg.Copy())
 	if err != nil {

@@ -60,7 +60,7 @@ func (s *Service) BalancesAsOfPosition(ctx context.Context, ledger string, accou
 	}
 	// One look-up answers both: an unknown ledger (domain.ErrUnknownLedger), and a
 	// position the log has not reached, refused at once rather than waited for.
-	head, err := s.head(ctx, ledger)
+	head, err := s.headAtLeast(ctx, ledger, pos)
 	if err != nil {
 		return Balances{}, err
 	}

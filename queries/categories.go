@@ -273,7 +273,7 @@ type CategoryBalances struct {
 // ErrMinPositionBeyondHead; ErrNotReached; ErrRollupTooLarge; database errors.
 func (s *Service) GetCategoryBalances(ctx context.Context, ledger, category string, asOf CategoryAsOf, minPosition uint64) (CategoryBalances, error) {
 	s = s.route()
-	head, err := s.head(ctx, ledger)
+	head, err := s.headAtLeast(ctx, ledger, asOf.Position)
 	if err != nil {
 		return CategoryBalances{}, err
 	}

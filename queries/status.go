@@ -135,12 +135,23 @@ func (s *Service) GetProjectionStatus(ctx context.Context, ledger string) ([]Pro
 //
 // Errors: domain.ErrUnknownLedger; database errors.
 func (s *Service) head(ctx context.Context, ledger string) (uint64, error) {
-	if s.primary != nil {
-		// A replica's head may lag what a command was acknowledged at (a
-		// new ledger may not be there yet): whether a ledger exists and
-		// where its head is are the primary's to say.
-		return s.primary.head(ctx, ledger)
+	return s.headAtLeast(ctx, ledger, 0)
+}
+
+// headAtLeast is head, for a call about position pos: on a replica, whose
+// head may lag what a command was acknowledged at, a ledger it does not
+// know yet or a head short of pos is the primary's to say (one look-up
+// there, only then: replica reads go on while the primary is away).
+func (s *Service) headAtLeast(ctx context.Context, ledger string, pos uint64) (uint64, error) {
+	head, err := s.readHead(ctx, ledger)
+	if s.primary != nil && (errors.Is(err, domain.ErrUnknownLedger) || err == nil && head < pos) {
+		return s.primary.readHead(ctx, ledger)
 	}
+	return head, err
+}
+
+// readHead reads the ledger's head in s's database.
+func (s *Service) readHead(ctx context.Context, ledger string) (uint64, error) {
 	var pos int64
 	err := s.pool.QueryRow(ctx, `SELECT position FROM ledger_heads WHERE ledger = $1`, ledger).Scan(&pos)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -57,7 +57,7 @@ type TrialBalance struct {
 // ErrNotReached; ErrHistoryUnavailable; ErrTooManyAssets; database errors.
 func (s *Service) GetTrialBalance(ctx context.Context, ledger string, asOf, minPosition uint64) (TrialBalance, error) {
 	s = s.route()
-	head, err := s.head(ctx, ledger)
+	head, err := s.headAtLeast(ctx, ledger, asOf)
 	if err != nil {
 		return TrialBalance{}, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -77,6 +78,10 @@ type forwarder struct {
 	// the node: it takes no new ledgers for eventstore.NodeLiveWithin after (a node
 	// that died still looks live until its heartbeat is that old).
 	failed map[string]time.Time
+	// moved holds when this node moved a ledger away (rebalance); moving
+	// is set while a move runs.
+	moved  map[string]time.Time
+	moving atomic.Bool
 
 	forwarded atomic.Uint64
 }
@@ -88,7 +93,8 @@ type writerSeen struct {
 }
 
 func newForwarder(m *Main) *forwarder {
-	return &forwarder{m: m, writers: map[string]writerSeen{}, conns: map[string]*grpc.ClientConn{}, failed: map[string]time.Time{}}
+	return &forwarder{m: m, writers: map[string]writerSeen{}, conns: map[string]*grpc.ClientConn{}, failed: map[string]time.Time{},
+		moved: map[string]time.Time{}}
 }
 
 // unary is the interceptor: it runs the call here or forwards it.
@@ -201,7 +207,11 @@ func (f *forwarder) forward(ctx context.Context, ledger string, to writerSeen, m
 	if err := conn.Invoke(metadata.NewOutgoingContext(ctx, md), method, req, out); err != nil {
 		f.mu.Lock()
 		delete(f.writers, ledger)
-		if status.Code(err) == codes.Unavailable && !grpcapi.IsWriterElsewhere(err) {
+		// Only a node that cannot be reached is passed over, not one whose
+		// writer answered Unavailable (a ledger moving to it, a batch
+		// refused): that one is where ledgers are going.
+		if st := conn.GetState(); status.Code(err) == codes.Unavailable &&
+			(st == connectivity.TransientFailure || st == connectivity.Shutdown || st == connectivity.Idle) {
 			if len(f.failed) >= peerConnsMax {
 				clear(f.failed)
 			}
@@ -294,23 +304,56 @@ func (f *forwarder) ownCount() int {
 
 // rebalance moves one ledger off this node when it holds loadMargin writer
 // leases more than the least-loaded live writer node: the ledger's writer
-// stops (its batch in flight committed, its lease released) and the next
-// command for it, here or anywhere, goes to that node. One a heartbeat, so
-// that ledgers move one at a time and the loads read settle in between.
+// stops (its batch in flight committed, its lease released) and, for
+// movedFor, this node starts no writer for it (admitWriter), so the next
+// command for it, here or anywhere, goes to that node. One move at a time,
+// on a goroutine of its own (a stop waits for the batch in flight), at most
+// one a heartbeat, so that the loads read settle in between.
 func (f *forwarder) rebalance() {
 	own := f.own.Load()
 	least, ok := f.leastLoaded()
-	if own == nil || !ok || len(*own) <= least.writers+loadMargin {
+	if own == nil || !ok || len(*own) <= least.writers+loadMargin || !f.moving.CompareAndSwap(false, true) {
 		return
 	}
-	ledger := (*own)[len(*own)-1] // the last by name: any will do, the same one on every read
+	ledger := ""
+	f.mu.Lock()
+	for i := len(*own) - 1; i >= 0 && ledger == ""; i-- {
+		if time.Since(f.moved[(*own)[i]]) > movedFor {
+			ledger = (*own)[i]
+		}
+	}
+	if ledger != "" {
+		if len(f.moved) >= writerLookupsMax {
+			clear(f.moved)
+		}
+		f.moved[ledger] = time.Now()
+		delete(f.writers, ledger)
+	}
+	f.mu.Unlock()
+	if ledger == "" {
+		f.moving.Store(false)
+		return
+	}
 	f.m.Logger.Info("moving a ledger to a less loaded node", "ledger", ledger, "writers", len(*own),
 		"to", least.id, "its writers", least.writers)
-	f.forget(ledger)
-	f.m.ledgers.Stop(ledger)
-	f.forget(ledger) // a command meanwhile may have looked it up here
-	rest := (*own)[:len(*own)-1]
-	f.own.Store(&rest)
+	f.m.wg.Add(1)
+	go func() {
+		defer f.m.wg.Done()
+		defer f.moving.Store(false)
+		f.m.ledgers.Stop(ledger)
+		f.forget(ledger) // a command meanwhile may have looked it up here
+	}()
+}
+
+// movedFor is how long a node that moved a ledger away starts no writer for
+// it: long enough for the next command to reach the node it goes to.
+const movedFor = 10 * time.Second
+
+// movedAway says whether this node moved ledger away less than movedFor ago.
+func (f *forwarder) movedAway(ledger string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return time.Since(f.moved[ledger]) < movedFor
 }
 
 // forget drops what is remembered of where ledger's writer runs.

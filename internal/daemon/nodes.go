@@ -147,12 +147,14 @@ func (m *Main) setDraining(on bool) {
 
 // admitWriter lets a writer start here, or says why not
 // (commands.Ledgers.SetAdmit).
-func (m *Main) admitWriter(string) error {
+func (m *Main) admitWriter(ledger string) error {
 	switch {
 	case !m.roles.Writer:
 		return errNoWriterRole
 	case m.draining.Load():
 		return errDraining
+	case m.forwarder.movedAway(ledger):
+		return fmt.Errorf("%w: it moved the ledger to a less loaded node", commands.ErrNotAdmitted)
 	case m.ledgers.Running() >= m.writersMax():
 		return fmt.Errorf("%w: it runs its bound of %d writers (-writers-max)", commands.ErrNotAdmitted, m.writersMax())
 	}
