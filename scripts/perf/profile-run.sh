@@ -14,9 +14,8 @@ lpid=$!
 until curl -fsS --max-time 2 http://127.0.0.1:18181/readyz >/dev/null 2>&1; do sleep 0.2; done
 export LEDGER_API_KEY=$(cat $dir/admin.key)
 pm=$(head -1 $dir/postgres/data/postmaster.pid)
-cpu() { # pid -> ticks incl. children (live + reaped)
-  local p=$1 t; t=$(awk '{s=$0; sub(/.*\) /,"",s); split(s,f," "); print f[12]+f[13]+f[14]+f[15]}' /proc/$p/stat)
-  for c in $(pgrep -P $p); do t=$((t + $(awk '{s=$0; sub(/.*\) /,"",s); split(s,f," "); print f[12]+f[13]}' /proc/$c/stat))); done; echo $t; }
+. "$(dirname "$0")"/proc.sh
+cpu() { ticks "$1"; } # pid -> ticks incl. children (live + reaped)
 "$(dirname "$0")"/pgsnap.sh $pm > $out/pg0.txt; l0=$(awk '{s=$0; sub(/.*\) /,"",s); split(s,f," "); print f[12]+f[13]}' /proc/$lpid/stat); p0=$(cpu $pm); t0=$(date +%s.%N)
 ( sleep ${PROF_DELAY:-3}; curl -s "http://127.0.0.1:18181/debug/pprof/profile?seconds=${PROF_SECONDS:-15}" -o $out/cpu.pprof ) &
 "$bindir"/ledgerbench -addr 127.0.0.1:17171 "$@" > $out/bench.txt 2>$out/bench.err || true

@@ -50,12 +50,7 @@ psql -q "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 key=lk_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')_$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 pm=$(psql -Atq "$pg" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
 pm=$(awk '{print $4}' /proc/$pm/stat) # the postmaster: the checkpointer's parent
-ticks() { # pid: user+system ticks of it and its children, live and reaped
-	local p=$1 t
-	t=$(awk '{s=$0; sub(/.*\) /,"",s); split(s,f," "); print f[12]+f[13]+f[14]+f[15]}' /proc/$p/stat)
-	for c in $(pgrep -P "$p"); do t=$((t + $(awk '{s=$0; sub(/.*\) /,"",s); split(s,f," "); print f[12]+f[13]}' /proc/$c/stat))); done
-	echo "$t"
-}
+. scripts/perf/proc.sh
 natspid=$(pgrep -x nats-server | head -1 || true)
 
 printf '| writer processes | ledgers | acknowledged /s | sustained /s | CPU µs a transfer (ledgerd + PostgreSQL + NATS) | WAL bytes a transfer |\n'
