@@ -329,6 +329,25 @@ func (r *Relay) checkTail(ctx context.Context, stream jetstream.Stream, seq uint
 	return first, last, nil
 }
 
+// FirstPosition returns the first position stream holds; ok is false when
+// it holds nothing (nothing relayed yet, or every frame expired).
+//
+// Errors: the JetStream error; ErrBadFrame.
+func FirstPosition(ctx context.Context, stream jetstream.Stream) (first uint64, ok bool, err error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("stream info: %w", err)
+	}
+	if info.State.Msgs == 0 {
+		return 0, false, nil
+	}
+	first, _, err = frameAt(ctx, stream, info.State.FirstSeq)
+	if err != nil {
+		return 0, false, err
+	}
+	return first, true, nil
+}
+
 // frameAt reads the positions of the frame at stream sequence seq.
 //
 // Errors: the JetStream error; ErrBadFrame.

@@ -247,20 +247,24 @@ func (l *auditLog) Head(context.Context, string) (uint64, eventstore.Hash, error
 }
 
 // streamOnly is the log of a consumer without Config.Audit: nothing to
-// read. An empty stream (nothing relayed yet, or every frame expired) is
-// waited on; a stream that has passed the position is ErrNotInStream.
+// read. A position the stream holds, or will, is waited on there; one
+// before the stream's first is ErrNotInStream.
 type streamOnly struct{ js jetstream.JetStream }
 
+// Read is asked for from when the stream was empty or began after from.
+// The stream is looked at again: the relay may have published since, and
+// a stream that now begins at or before from is waited on (the source
+// starts at the sequence it located), not refused.
 func (l *streamOnly) Read(ctx context.Context, ledger string, from uint64, _ int) ([]eventstore.Record, error) {
 	s, err := l.js.Stream(ctx, natsbus.StreamName(ledger))
 	if err != nil {
 		return nil, fmt.Errorf("stream of %s: %w", ledger, err)
 	}
-	info, err := s.Info(ctx)
+	first, ok, err := natsbus.FirstPosition(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("stream of %s: %w", ledger, err)
 	}
-	if info.State.Msgs == 0 {
+	if !ok || first <= from {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("position %d: %w (set Config.Audit to read it from ledgerd)", from, ErrNotInStream)

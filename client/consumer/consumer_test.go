@@ -78,7 +78,13 @@ func run(t *testing.T, c *consumer.Consumer, s *service, name string, h consumer
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.RunPostgres(ctx, s.pool, name, h) }()
+	go func() {
+		err := c.RunPostgres(ctx, s.pool, name, h)
+		if ctx.Err() == nil { // ended on its own: say why, or reach waits blind
+			t.Errorf("run %s ended: %v", name, err)
+		}
+		done <- err
+	}()
 	t.Cleanup(cancel)
 	return func() error { cancel(); return <-done }
 }
