@@ -44,6 +44,30 @@ func (s *Store) claim(ctx context.Context, owner string, ttl time.Duration, limi
 	return ids, nil
 }
 
+// owned returns claimed and those of ids that owner still holds: the
+// claim skips rows locked at that instant, which does not make them
+// another's.
+//
+// Errors: a database error, wrapped.
+func (s *Store) owned(ctx context.Context, owner string, claimed, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return claimed, nil
+	}
+	if claimed == nil {
+		claimed = []string{} // not NULL: NOT id = ANY(NULL) holds for no row
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id FROM webhook_subscriptions
+		WHERE id = ANY($2) AND NOT id = ANY($3) AND lease_owner = $1 AND lease_until >= now()`, owner, ids, claimed)
+	if err != nil {
+		return nil, fmt.Errorf("webhook subscriptions held: %w", err)
+	}
+	more, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("webhook subscriptions held: %w", err)
+	}
+	return append(claimed, more...), nil
+}
+
 // release gives up owner's leases, so that another ledgerd takes them at
 // once rather than when they expire.
 func (s *Store) release(ctx context.Context, owner string) error {

@@ -142,8 +142,15 @@ type Dispatcher struct {
 	logger    *slog.Logger
 
 	mu      sync.Mutex
-	workers map[string]context.CancelFunc
+	workers map[string]*running
 	wg      sync.WaitGroup
+}
+
+// running is one subscription's worker: cancel stops it, done closes when
+// it has.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // NewDispatcher returns a dispatcher; source makes a fresh source of a
@@ -152,7 +159,7 @@ func NewDispatcher(store *Store, log Log, source func(ledger string) Source, opt
 	opts = opts.withDefaults()
 	return &Dispatcher{store: store, log: log, source: source, opts: opts,
 		endpoints: &endpoints{opts: opts, m: map[string]*endpoint{}}, client: newHTTPClient(opts.AttemptTimeout),
-		logger: opts.Logger.With("component", "webhooks"), workers: map[string]context.CancelFunc{}}
+		logger: opts.Logger.With("component", "webhooks"), workers: map[string]*running{}}
 }
 
 // Run claims subscriptions and dispatches them until ctx ends, then gives
@@ -181,9 +188,17 @@ func (d *Dispatcher) Run(ctx context.Context) {
 }
 
 // poll claims and renews leases, starts the subscriptions newly held and
-// stops those no longer held (deleted, or taken by another ledgerd).
+// stops those no longer held (deleted, or taken by another ledgerd). A
+// subscription's worker is started only once its previous one has ended:
+// two would each count their own attempts of one delivery.
 func (d *Dispatcher) poll(ctx context.Context) {
 	ids, err := d.store.claim(ctx, d.opts.Owner, d.opts.Lease, d.opts.SubscriptionsMax)
+	if err == nil {
+		// The claim skips rows locked at that instant (a worker recording
+		// its circuit): those this dispatcher still owns are held all the
+		// same.
+		ids, err = d.store.owned(ctx, d.opts.Owner, ids, d.running())
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			d.logger.Warn("webhook subscriptions not claimed; those running go on until their lease ends", "err", err)
@@ -195,27 +210,48 @@ func (d *Dispatcher) poll(ctx context.Context) {
 	defer d.mu.Unlock()
 	for _, id := range ids {
 		held[id] = true
-		if _, ok := d.workers[id]; ok {
-			continue
+		if r, ok := d.workers[id]; ok {
+			select {
+			case <-r.done: // stopped earlier and ended: start it again below
+			default:
+				continue // running, or still ending: the next poll starts it
+			}
 		}
 		wctx, cancel := context.WithCancel(ctx)
-		d.workers[id] = cancel
+		r := &running{cancel: cancel, done: make(chan struct{})}
+		d.workers[id] = r
 		w := &worker{d: d, id: id, logger: d.logger.With("subscription", id)}
 		d.wg.Add(1)
-		go func() { defer d.wg.Done(); w.run(wctx) }()
+		go func() { defer d.wg.Done(); defer close(r.done); w.run(wctx) }()
 	}
-	for id, cancel := range d.workers {
-		if !held[id] {
-			cancel()
+	for id, r := range d.workers {
+		if held[id] {
+			continue
+		}
+		r.cancel()
+		select {
+		case <-r.done:
 			delete(d.workers, id)
+		default: // kept until it has ended, so that no second one starts
 		}
 	}
 }
 
+// running returns the subscriptions with a worker, running or ending.
+func (d *Dispatcher) running() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := make([]string, 0, len(d.workers))
+	for id := range d.workers {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func (d *Dispatcher) stopAll() {
 	d.mu.Lock()
-	for id, cancel := range d.workers {
-		cancel()
+	for id, r := range d.workers {
+		r.cancel()
 		delete(d.workers, id)
 	}
 	d.mu.Unlock()
