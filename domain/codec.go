@@ -19,7 +19,7 @@ func AppendEvent(b []byte, e Event) []byte {
 		return appendAccountOpened(b, &e)
 	case AssetDefined:
 		b = append(b, `{"code":`...)
-		b = appendString(b, e.Code)
+		b = AppendJSONString(b, e.Code)
 		b = append(b, `,"scale":`...)
 		b = strconv.AppendUint(b, uint64(e.Scale), 10)
 		return append(b, '}')
@@ -34,7 +34,7 @@ func AppendEvent(b []byte, e Event) []byte {
 
 func appendTransferCommitted(b []byte, e *TransferCommitted) []byte {
 	b = append(b, `{"id":`...)
-	b = appendString(b, e.ID)
+	b = AppendJSONString(b, e.ID)
 	b = append(b, `,"postings":`...)
 	if e.Postings == nil {
 		b = append(b, "null"...)
@@ -46,11 +46,11 @@ func appendTransferCommitted(b []byte, e *TransferCommitted) []byte {
 			}
 			p := &e.Postings[i]
 			b = append(b, `{"debit":`...)
-			b = appendString(b, p.Debit)
+			b = AppendJSONString(b, p.Debit)
 			b = append(b, `,"credit":`...)
-			b = appendString(b, p.Credit)
+			b = AppendJSONString(b, p.Credit)
 			b = append(b, `,"asset":`...)
-			b = appendString(b, p.Asset)
+			b = AppendJSONString(b, p.Asset)
 			b = append(b, `,"amount":"`...)
 			b = append(b, p.Amount.String()...)
 			b = append(b, `"}`...)
@@ -59,11 +59,11 @@ func appendTransferCommitted(b []byte, e *TransferCommitted) []byte {
 	}
 	if e.Reference != "" {
 		b = append(b, `,"reference":`...)
-		b = appendString(b, e.Reference)
+		b = AppendJSONString(b, e.Reference)
 	}
 	if len(e.Metadata) > 0 {
 		b = append(b, `,"metadata":`...)
-		b = appendStringMap(b, e.Metadata)
+		b = AppendJSONStringMap(b, e.Metadata)
 	}
 	b = append(b, `,"effective_at":"`...)
 	b = e.EffectiveAt.AppendFormat(b, time.RFC3339Nano)
@@ -72,9 +72,9 @@ func appendTransferCommitted(b []byte, e *TransferCommitted) []byte {
 
 func appendAccountOpened(b []byte, e *AccountOpened) []byte {
 	b = append(b, `{"id":`...)
-	b = appendString(b, e.ID)
+	b = AppendJSONString(b, e.ID)
 	b = append(b, `,"asset":`...)
-	b = appendString(b, e.Asset)
+	b = AppendJSONString(b, e.Asset)
 	b = append(b, `,"normal_balance":"`...)
 	b = append(b, e.Normal.String()...)
 	b = append(b, '"')
@@ -90,13 +90,14 @@ func appendAccountOpened(b []byte, e *AccountOpened) []byte {
 	}
 	if len(e.Metadata) > 0 {
 		b = append(b, `,"metadata":`...)
-		b = appendStringMap(b, e.Metadata)
+		b = AppendJSONStringMap(b, e.Metadata)
 	}
 	return append(b, '}')
 }
 
-// appendStringMap writes m with its keys sorted, as encoding/json does.
-func appendStringMap(b []byte, m map[string]string) []byte {
+// AppendJSONStringMap writes m as a JSON object with its keys sorted, as
+// encoding/json does.
+func AppendJSONStringMap(b []byte, m map[string]string) []byte {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -107,19 +108,19 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = AppendJSONString(b, k)
 		b = append(b, ':')
-		b = appendString(b, m[k])
+		b = AppendJSONString(b, m[k])
 	}
 	return append(b, '}')
 }
 
 const hexDigits = "0123456789abcdef"
 
-// appendString writes s as a JSON string exactly as encoding/json does with
+// AppendJSONString writes s as a JSON string exactly as encoding/json does with
 // HTML escaping on: <, > and & as \u00XX, U+2028 and U+2029 escaped, invalid
 // UTF-8 replaced by U+FFFD.
-func appendString(b []byte, s string) []byte {
+func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {

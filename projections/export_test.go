@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"testing/fstest"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -14,12 +15,21 @@ import (
 	"github.com/ledgerd/ledger/eventstore"
 )
 
-// NumericValue is u minor units at scale as the movements projector writes
-// a NUMERIC; UseUnitsCodec makes conn encode it without math/big.
-func NumericValue(u domain.Units, scale uint8) any { return unitsNumeric{u, scale} }
+// CopyAmounts copies (i, amounts[i] at scales[i]) into table (i int,
+// v numeric) as the projectors write a NUMERIC.
+func CopyAmounts(ctx context.Context, conn *pgx.Conn, table string, amounts []domain.Units, scales []uint8) error {
+	w := newCopyRows()
+	defer w.release()
+	for i, u := range amounts {
+		w.row(2)
+		w.int4(int32(i))
+		w.numeric(u, scales[i])
+	}
+	return w.send(ctx, conn, table, []string{"i", "v"})
+}
 
-// UseUnitsCodec is useUnitsCodec, for tests.
-func UseUnitsCodec(conn *pgx.Conn) { useUnitsCodec(conn) }
+// NumericOf is numericOf: an amount as pgx encodes it, through math/big.
+func NumericOf(u domain.Units, scale uint8) any { return numericOf(u, scale) }
 
 // WithLagMax sets how far behind the group's lead a member may be (lagMax).
 func (g *Group) WithLagMax(n uint64) *Group {
@@ -52,4 +62,41 @@ func MigrateThrough(ctx context.Context, pool *pgxpool.Pool, last int) error {
 		sub[name] = &fstest.MapFile{Data: data}
 	}
 	return eventstore.ApplyMigrations(ctx, pool, "projections", sub, "migrations")
+}
+
+// CopyTypesRow is a row of every kind of field the projectors copy.
+type CopyTypesRow struct {
+	Text, MaybeText string
+	Small           int16
+	Int             int32
+	Big             int64
+	Flag            bool
+	At              time.Time
+	Texts           []string
+	Metadata        map[string]string // nil: NULL
+}
+
+// CopyTypes copies rows into table (i int, t text, n text, s int2, i4 int4,
+// i8 int8, b bool, at timestamptz, a text[], j jsonb) as the projectors do.
+func CopyTypes(ctx context.Context, conn *pgx.Conn, table string, rows []CopyTypesRow) error {
+	w := newCopyRows()
+	defer w.release()
+	for i, r := range rows {
+		w.row(10)
+		w.int4(int32(i))
+		w.text(r.Text)
+		w.textOrNull(r.MaybeText)
+		w.int2(r.Small)
+		w.int4(r.Int)
+		w.int8(r.Big)
+		w.bool(r.Flag)
+		w.timestamptz(r.At)
+		w.textArray(r.Texts...)
+		if r.Metadata == nil {
+			w.null()
+		} else {
+			w.jsonbMap(r.Metadata)
+		}
+	}
+	return w.send(ctx, conn, table, []string{"i", "t", "n", "s", "i4", "i8", "b", "at", "a", "j"})
 }

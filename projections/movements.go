@@ -439,45 +439,45 @@ func (f *movementFold) line(pos uint64, ev *movementEvent, m *domain.Movement) e
 	return nil
 }
 
-// movementColumns are the columns of movements, in movementSource's order.
+// movementColumns are the columns of movements, in copyLines' order.
 var movementColumns = []string{"ledger", "account", "position", "seq", "posting_index", "side", "pending", "kind",
 	"transfer_id", "counter_accounts", "amount", "debits_posted", "credits_posted", "debits_pending", "credits_pending",
 	"effective_at", "recorded_at", "reference", "metadata"}
 
-// movementSource feeds lines to COPY, building each row as it is read.
-type movementSource struct {
-	ledger string
-	lines  []movementLine
-	i      int
-	row    [19]any
-}
-
-func (s *movementSource) Next() bool {
-	s.i++
-	return s.i < len(s.lines)
-}
-
-func (s *movementSource) Values() ([]any, error) {
-	l := &s.lines[s.i]
-	side := "credit"
-	if l.debit {
-		side = "debit"
+// copyLines writes lines as movements rows, in movementColumns' order.
+func copyLines(w *copyRows, ledger string, lines []movementLine) {
+	for i := range lines {
+		l := &lines[i]
+		w.row(len(movementColumns))
+		w.text(ledger)
+		w.text(l.account)
+		w.int8(int64(l.position))
+		w.int2(int16(l.seq))
+		w.int4(int32(l.postingIndex))
+		if l.debit {
+			w.text("debit")
+		} else {
+			w.text("credit")
+		}
+		w.bool(l.pending)
+		w.text(l.event.kind)
+		w.text(l.event.transferID)
+		w.textArray(l.counter)
+		w.numeric(l.amount, l.scale)
+		w.numeric(l.dp, l.scale)
+		w.numeric(l.cp, l.scale)
+		w.numeric(l.dq, l.scale)
+		w.numeric(l.cq, l.scale)
+		w.timestamptz(l.event.effectiveAt)
+		w.timestamptz(l.event.recordedAt)
+		w.textOrNull(l.event.reference)
+		if len(l.event.metadata) > 0 {
+			w.jsonbMap(l.event.metadata)
+		} else {
+			w.null()
+		}
 	}
-	var reference, metadata any
-	if l.event.reference != "" {
-		reference = l.event.reference
-	}
-	if len(l.event.metadata) > 0 {
-		metadata = l.event.metadata
-	}
-	s.row = [19]any{s.ledger, l.account, int64(l.position), int16(l.seq), int32(l.postingIndex), side, l.pending,
-		l.event.kind, l.event.transferID, []string{l.counter}, unitsNumeric{l.amount, l.scale}, unitsNumeric{l.dp, l.scale},
-		unitsNumeric{l.cp, l.scale}, unitsNumeric{l.dq, l.scale}, unitsNumeric{l.cq, l.scale}, l.event.effectiveAt,
-		l.event.recordedAt, reference, metadata}
-	return s.row[:], nil
 }
-
-func (s *movementSource) Err() error { return nil }
 
 // numericOf is u minor units at scale as a NUMERIC that prints with exactly
 // scale fractional digits ("0.00", not "0").
@@ -492,13 +492,12 @@ func numericOf(u domain.Units, scale uint8) pgtype.Numeric {
 // write stores the batch: lines, heads, accounts, assets, clock.
 func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) error {
 	if len(f.lines) > 0 {
-		useUnitsCodec(tx.Conn())
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{"movements"}, movementColumns, &movementSource{ledger: ledger, lines: f.lines, i: -1})
+		w := newCopyRows()
+		copyLines(w, ledger, f.lines)
+		err := w.send(ctx, tx.Conn(), "movements", movementColumns)
+		w.release()
 		if err != nil {
-			return fmt.Errorf("copy %d movements: %w", len(f.lines), err)
-		}
-		if int(n) != len(f.lines) {
-			return fmt.Errorf("copied %d of %d movements", n, len(f.lines))
+			return err
 		}
 	}
 	if err := f.writeHeads(ctx, tx, ledger); err != nil {

@@ -3,55 +3,8 @@ package projections
 import (
 	"encoding/binary"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
-
 	"github.com/ledgerd/ledger/domain"
 )
-
-// unitsNumeric is an amount in minor units at a scale, written as a NUMERIC
-// that prints with exactly scale fractional digits ("0.00", not "0").
-// pgx's own NUMERIC encoder goes through math/big (a fifth of the movements
-// projector's Go time, which writes five a line); on a connection that uses
-// unitsCodec it is encoded from its digits directly. Elsewhere it falls back
-// to pgx's encoder (NumericValue).
-type unitsNumeric struct {
-	u     domain.Units
-	scale uint8
-}
-
-// NumericValue is the slow path, for a connection without unitsCodec.
-func (n unitsNumeric) NumericValue() (pgtype.Numeric, error) { return numericOf(n.u, n.scale), nil }
-
-// unitsCodec is pgx's NUMERIC codec, with a binary encoder for unitsNumeric.
-type unitsCodec struct{ pgtype.NumericCodec }
-
-func (c unitsCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
-	if _, ok := value.(unitsNumeric); ok && format == pgtype.BinaryFormatCode {
-		return unitsEncodePlan{}
-	}
-	return c.NumericCodec.PlanEncode(m, oid, format, value)
-}
-
-type unitsEncodePlan struct{}
-
-func (unitsEncodePlan) Encode(value any, buf []byte) ([]byte, error) {
-	n := value.(unitsNumeric)
-	return appendNumeric(buf, n.u, n.scale), nil
-}
-
-// useUnitsCodec makes conn encode unitsNumeric without math/big. A
-// connection's type map is its own, and the projector's transaction holds
-// the connection, so registering here races with nothing.
-func useUnitsCodec(conn *pgx.Conn) {
-	m := conn.TypeMap()
-	if t, ok := m.TypeForOID(pgtype.NumericOID); ok {
-		if _, ours := t.Codec.(unitsCodec); ours {
-			return
-		}
-	}
-	m.RegisterType(&pgtype.Type{Name: "numeric", OID: pgtype.NumericOID, Codec: unitsCodec{}})
-}
 
 // NUMERIC's binary form: ndigits, weight (of the first digit, in powers of
 // 10,000), sign and display scale, each an int16, then ndigits base-10,000

@@ -14,8 +14,8 @@ import (
 
 // TestNumericEncoding writes amounts around every boundary of NUMERIC's
 // base-10,000 digits, both signs and the 38 digits a Units holds, at scales
-// 0 to 18, with COPY as the movements projector does, through the encoder
-// without math/big and through pgx's own; PostgreSQL must print each exactly
+// 0 to 18, with COPY as the projectors do, through their binary encoder and
+// through pgx's own (math/big); PostgreSQL must print each exactly
 // as domain formats it ("0.00", not "0").
 func TestNumericEncoding(t *testing.T) {
 	t.Parallel()
@@ -46,17 +46,22 @@ func TestNumericEncoding(t *testing.T) {
 			conn, err := pgx.Connect(t.Context(), testenv.PostgresURL(t))
 			testenv.NoError(t, err)
 			defer conn.Close(t.Context())
-			if fast {
-				projections.UseUnitsCodec(conn)
-			}
 			_, err = conn.Exec(t.Context(), `CREATE TEMP TABLE amounts (i int PRIMARY KEY, v numeric NOT NULL)`)
 			testenv.NoError(t, err)
-			rows := make([][]any, len(cases))
-			for i, c := range cases {
-				rows[i] = []any{int32(i), projections.NumericValue(c.u, c.scale)}
+			if fast {
+				us, scales := make([]domain.Units, len(cases)), make([]uint8, len(cases))
+				for i, c := range cases {
+					us[i], scales[i] = c.u, c.scale
+				}
+				testenv.NoError(t, projections.CopyAmounts(t.Context(), conn, "amounts", us, scales))
+			} else {
+				rows := make([][]any, len(cases))
+				for i, c := range cases {
+					rows[i] = []any{int32(i), projections.NumericOf(c.u, c.scale)}
+				}
+				_, err = conn.CopyFrom(t.Context(), pgx.Identifier{"amounts"}, []string{"i", "v"}, pgx.CopyFromRows(rows))
+				testenv.NoError(t, err)
 			}
-			_, err = conn.CopyFrom(t.Context(), pgx.Identifier{"amounts"}, []string{"i", "v"}, pgx.CopyFromRows(rows))
-			testenv.NoError(t, err)
 			got, err := pgx.CollectRows(must(conn.Query(t.Context(), `SELECT v::text FROM amounts ORDER BY i`)), pgx.RowTo[string])
 			testenv.NoError(t, err)
 			for i, c := range cases {

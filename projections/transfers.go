@@ -307,6 +307,43 @@ func plain(in []domain.Posting) []transferPosting {
 
 func ptrTo[T any](v T) *T { return &v }
 
+// appendPostingsJSON appends ps as json.Marshal writes them (the fields'
+// tags, remaining and reversed left out when nil), without reflection: the
+// projector writes every transfer's postings.
+func appendPostingsJSON(b []byte, ps []transferPosting) []byte {
+	if ps == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		p := &ps[i]
+		b = append(b, `{"debit":`...)
+		b = domain.AppendJSONString(b, p.Debit)
+		b = append(b, `,"credit":`...)
+		b = domain.AppendJSONString(b, p.Credit)
+		b = append(b, `,"asset":`...)
+		b = domain.AppendJSONString(b, p.Asset)
+		b = appendAmountField(b, `,"amount":"`, &p.Amount)
+		if p.Remaining != nil {
+			b = appendAmountField(b, `,"remaining":"`, p.Remaining)
+		}
+		if p.Reversed != nil {
+			b = appendAmountField(b, `,"reversed":"`, p.Reversed)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+func appendAmountField(b []byte, key string, a *domain.Amount) []byte {
+	b = append(b, key...)
+	b = append(b, a.String()...)
+	return append(b, '"')
+}
+
 // transferColumns are the columns COPY fills, in order.
 var transferColumns = []string{"ledger", "id", "kind", "status", "position", "postings", "reference", "metadata",
 	"effective_at", "recorded_at", "pending_id", "resolved_by", "reverses", "reversed_by", "expires_at", "updated_position"}
@@ -316,30 +353,34 @@ func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) err
 	if len(f.created) == 0 {
 		return nil
 	}
-	rows := make([][]any, len(f.created))
-	for i, r := range f.created {
-		postings, err := json.Marshal(r.postings)
-		if err != nil {
-			return fmt.Errorf("transfer %s: postings: %w", r.id, err)
+	w := newCopyRows()
+	defer w.release()
+	for _, r := range f.created {
+		w.row(len(transferColumns))
+		w.text(ledger)
+		w.text(r.id)
+		w.text(r.kind)
+		w.text(r.status)
+		w.int8(int64(r.position))
+		at := w.openJSONB()
+		w.b = appendPostingsJSON(w.b, r.postings)
+		w.close(at)
+		w.textOrNull(r.reference)
+		w.jsonbMap(r.metadata)
+		w.timestamptz(r.effectiveAt)
+		w.timestamptz(r.recordedAt)
+		w.textOrNull(r.pendingID)
+		w.textOrNull(r.resolvedBy)
+		w.textOrNull(r.reverses)
+		w.textArray(r.reversedBy...)
+		if r.expiresAt != nil {
+			w.timestamptz(*r.expiresAt)
+		} else {
+			w.null()
 		}
-		metadata := []byte("{}")
-		if len(r.metadata) > 0 {
-			if metadata, err = json.Marshal(r.metadata); err != nil {
-				return fmt.Errorf("transfer %s: metadata: %w", r.id, err)
-			}
-		}
-		rows[i] = []any{ledger, r.id, r.kind, r.status, int64(r.position), postings, nullable(r.reference), metadata,
-			r.effectiveAt, r.recordedAt, nullable(r.pendingID), nullable(r.resolvedBy), nullable(r.reverses),
-			nonNil(r.reversedBy), r.expiresAt, int64(r.updatedPosition)}
+		w.int8(int64(r.updatedPosition))
 	}
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{"transfers"}, transferColumns, pgx.CopyFromRows(rows))
-	if err != nil {
-		return fmt.Errorf("insert %d transfers: %w", len(rows), err)
-	}
-	if int(n) != len(rows) {
-		return fmt.Errorf("inserted %d of %d transfers", n, len(rows))
-	}
-	return nil
+	return w.send(ctx, tx.Conn(), "transfers", transferColumns)
 }
 
 // update writes back the earlier rows the batch changed, in id order so that

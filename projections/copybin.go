@@ -1,0 +1,184 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ledgerd/ledger/domain"
+)
+
+// copyRows builds the stream of a COPY … FROM STDIN (FORMAT binary) by
+// hand: each field as its type's binary form, written straight from the
+// projector's values. pgx's CopyFrom looks up an encode plan for every
+// value it sends (a map look-up and an interface call each), which cost
+// the projectors more than building the rows did (docs/perf.md, session 12).
+// The column types are the migrations'; a field that does not fit its
+// column fails the COPY, so every projection test checks them.
+type copyRows struct {
+	b    []byte
+	rows int
+}
+
+// copyHeader is the binary COPY signature, the flags and the length of the
+// header extension (both zero).
+const copyHeader = "PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+
+// copyRowsKeepMax bounds the buffer a pooled copyRows keeps.
+const copyRowsKeepMax = 4 << 20
+
+var copyRowsPool = sync.Pool{New: func() any { return &copyRows{} }}
+
+func newCopyRows() *copyRows {
+	w := copyRowsPool.Get().(*copyRows)
+	w.b, w.rows = append(w.b[:0], copyHeader...), 0
+	return w
+}
+
+func (w *copyRows) release() {
+	if cap(w.b) <= copyRowsKeepMax {
+		copyRowsPool.Put(w)
+	}
+}
+
+// row starts a row of n fields.
+func (w *copyRows) row(n int) {
+	w.b = binary.BigEndian.AppendUint16(w.b, uint16(n))
+	w.rows++
+}
+
+func (w *copyRows) null() { w.b = binary.BigEndian.AppendUint32(w.b, 0xffffffff) }
+
+func (w *copyRows) text(s string) {
+	w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(s)))
+	w.b = append(w.b, s...)
+}
+
+// textOrNull writes "" as NULL.
+func (w *copyRows) textOrNull(s string) {
+	if s == "" {
+		w.null()
+		return
+	}
+	w.text(s)
+}
+
+func (w *copyRows) int2(v int16) {
+	w.b = binary.BigEndian.AppendUint32(w.b, 2)
+	w.b = binary.BigEndian.AppendUint16(w.b, uint16(v))
+}
+
+func (w *copyRows) int4(v int32) {
+	w.b = binary.BigEndian.AppendUint32(w.b, 4)
+	w.b = binary.BigEndian.AppendUint32(w.b, uint32(v))
+}
+
+func (w *copyRows) int8(v int64) {
+	w.b = binary.BigEndian.AppendUint32(w.b, 8)
+	w.b = binary.BigEndian.AppendUint64(w.b, uint64(v))
+}
+
+func (w *copyRows) bool(v bool) {
+	w.b = binary.BigEndian.AppendUint32(w.b, 1)
+	if v {
+		w.b = append(w.b, 1)
+	} else {
+		w.b = append(w.b, 0)
+	}
+}
+
+// microsFromUnixToY2K is how far PostgreSQL's epoch, 2000-01-01 UTC, is
+// from Unix's, in microseconds.
+const microsFromUnixToY2K = 946_684_800 * 1_000_000
+
+// timestamptz writes t to the microsecond, truncated, as pgx does.
+func (w *copyRows) timestamptz(t time.Time) {
+	w.b = binary.BigEndian.AppendUint32(w.b, 8)
+	us := t.Unix()*1_000_000 + int64(t.Nanosecond())/1000
+	w.b = binary.BigEndian.AppendUint64(w.b, uint64(us-microsFromUnixToY2K))
+}
+
+// open starts a field whose bytes the caller appends to w.b; close, given
+// what open returned, writes their length before them.
+func (w *copyRows) open() int {
+	at := len(w.b)
+	w.b = append(w.b, 0, 0, 0, 0)
+	return at
+}
+
+func (w *copyRows) close(at int) { binary.BigEndian.PutUint32(w.b[at:], uint32(len(w.b)-at-4)) }
+
+// numeric writes u minor units at scale as a NUMERIC.
+func (w *copyRows) numeric(u domain.Units, scale uint8) {
+	at := w.open()
+	w.b = appendNumeric(w.b, u, scale)
+	w.close(at)
+}
+
+// openJSONB starts a jsonb field, whose binary form is a version byte, 1,
+// then the JSON text; close ends it.
+func (w *copyRows) openJSONB() int {
+	at := w.open()
+	w.b = append(w.b, 1)
+	return at
+}
+
+// jsonbMap writes m as a jsonb object ({} when empty).
+func (w *copyRows) jsonbMap(m map[string]string) {
+	at := w.openJSONB()
+	if len(m) > 0 {
+		w.b = domain.AppendJSONStringMap(w.b, m)
+	} else {
+		w.b = append(w.b, "{}"...)
+	}
+	w.close(at)
+}
+
+// textOID is the element type of a text[].
+const textOID = 25
+
+// textArray writes ss as a one-dimensional text[] ({} when empty).
+func (w *copyRows) textArray(ss ...string) {
+	at := w.open()
+	if len(ss) == 0 {
+		w.b = binary.BigEndian.AppendUint32(w.b, 0) // no dimensions
+		w.b = binary.BigEndian.AppendUint32(w.b, 0) // no NULLs
+		w.b = binary.BigEndian.AppendUint32(w.b, textOID)
+	} else {
+		w.b = binary.BigEndian.AppendUint32(w.b, 1)
+		w.b = binary.BigEndian.AppendUint32(w.b, 0)
+		w.b = binary.BigEndian.AppendUint32(w.b, textOID)
+		w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(ss)))
+		w.b = binary.BigEndian.AppendUint32(w.b, 1) // lower bound
+		for _, s := range ss {
+			w.text(s)
+		}
+	}
+	w.close(at)
+}
+
+// send copies the rows into table's columns and checks that all went in.
+//
+// Errors: the database's, wrapped.
+func (w *copyRows) send(ctx context.Context, conn *pgx.Conn, table string, columns []string) error {
+	w.b = binary.BigEndian.AppendUint16(w.b, 0xffff) // the trailer
+	cols := make([]string, len(columns))
+	for i, c := range columns {
+		cols[i] = pgx.Identifier{c}.Sanitize()
+	}
+	sql := "COPY " + pgx.Identifier{table}.Sanitize() + " (" + strings.Join(cols, ", ") + ") FROM STDIN (FORMAT binary)"
+	tag, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(w.b), sql)
+	if err != nil {
+		return fmt.Errorf("copy %d rows into %s: %w", w.rows, table, err)
+	}
+	if n := tag.RowsAffected(); n != int64(w.rows) {
+		return fmt.Errorf("copied %d of %d rows into %s", n, w.rows, table)
+	}
+	return nil
+}
