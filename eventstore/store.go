@@ -199,6 +199,7 @@ func appendOn(ctx context.Context, conn *pgx.Conn, ledger string, expected uint6
 	b.Queue(lockStatusSQL(want), ledger)
 	// The writer's role may neither insert into events nor write
 	// ledger_heads: append_events does both, and only at the head.
+	useBinaryArrays(conn)
 	cols := appendColumns(recs)
 	b.Queue(`SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)`, ledger, int64(expected),
 		cols.types, cols.versions, cols.recorded, cols.commands, cols.payloads, cols.prev, cols.hashes)
@@ -237,29 +238,6 @@ func appendOn(ctx context.Context, conn *pgx.Conn, ledger string, expected uint6
 		return fmt.Errorf("append to %s at %d: commit: %w", ledger, expected, pgx.ErrTxCommitRollback)
 	}
 	return nil
-}
-
-// appendArrays are recs' columns as the arrays append_events takes.
-type appendArrays struct {
-	types    []string
-	versions []int16
-	recorded []time.Time
-	commands []string
-	payloads [][]byte
-	prev     [][]byte
-	hashes   [][]byte
-}
-
-func appendColumns(recs []Record) appendArrays {
-	n := len(recs)
-	a := appendArrays{types: make([]string, n), versions: make([]int16, n), recorded: make([]time.Time, n),
-		commands: make([]string, n), payloads: make([][]byte, n), prev: make([][]byte, n), hashes: make([][]byte, n)}
-	for i := range recs {
-		r := &recs[i]
-		a.types[i], a.versions[i], a.recorded[i], a.commands[i] = r.Type, int16(r.SchemaVersion), r.RecordedAt, r.CommandID
-		a.payloads[i], a.prev[i], a.hashes[i] = r.Payload, r.PrevHash[:], r.Hash[:]
-	}
-	return a
 }
 
 // rollbackTimeout bounds the ROLLBACK of a failed append.
