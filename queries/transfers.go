@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -368,12 +369,47 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit, scan
 			where = append(where, r.column+" < "+arg(r.to))
 		}
 	}
-	scan := `SELECT ` + distinct + `t.*, ` + order + ` AS k FROM ` + from + `
-			WHERE ` + strings.Join(where, " AND ")
+	// No index on the times (projections 0022): the recorded-time bounds
+	// are position bounds too, and effective-time bounds are for the
+	// transfers effective near their recorded time; the others are read
+	// through their own index.
+	recFrom, recTo := f.RecordedFrom, f.RecordedTo
+	effFrom, effTo := f.EffectiveFrom, f.EffectiveTo
+	if f.Effective {
+		effFrom, effTo = latest(effFrom, f.From), earliest(effTo, f.To)
+	} else {
+		recFrom, recTo = latest(recFrom, f.From), earliest(recTo, f.To)
+	}
+	where = append(where, positionBounds(order, recFrom, recTo, arg)...)
+	var near, far []string // the two arms, when effective time is bounded
+	if f.Account == "" && (!effFrom.IsZero() || !effTo.IsZero()) {
+		widen := func(t time.Time, d time.Duration) time.Time {
+			if t.IsZero() {
+				return t
+			}
+			return t.Add(d)
+		}
+		near = append(slices.Clip(where), "NOT t.effective_far")
+		near = append(near, positionBounds(order, widen(effFrom, -projections.EffectiveNear),
+			widen(effTo, projections.EffectiveNear), arg)...)
+		far = append(slices.Clip(where), "t.effective_far")
+	}
+	// limited is the scan: the first matching rows in order, at most n.
+	limited := func(n string) string {
+		if near == nil {
+			return `SELECT ` + distinct + `t.*, ` + order + ` AS k FROM ` + from + `
+				WHERE ` + strings.Join(where, " AND ") + `
+				ORDER BY ` + order + ` LIMIT ` + n
+		}
+		arm := func(conds []string) string {
+			return `(SELECT t.*, t.position AS k FROM transfers t WHERE ` + strings.Join(conds, " AND ") + `
+				ORDER BY t.position LIMIT ` + n + `)`
+		}
+		return `SELECT * FROM (` + arm(near) + ` UNION ALL ` + arm(far) + `) s ORDER BY s.k LIMIT ` + n
+	}
 	if f.Asset == "" {
 		sql := `SELECT c.position, ` + transferCols + `, true, false FROM ` + checkpoint + `
-		LEFT JOIN LATERAL (` + scan + `
-			ORDER BY ` + order + ` LIMIT $3) t ON true
+		LEFT JOIN LATERAL (` + limited("$3") + `) t ON true
 		ORDER BY t.k`
 		return sql, args, nil
 	}
@@ -391,13 +427,51 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit, scan
 				SELECT u.*, EXISTS (SELECT 1 FROM jsonb_array_elements(u.postings) p
 						WHERE ` + strings.Join(posting, " AND ") + `) AS hit,
 					row_number() OVER (ORDER BY u.k) AS n
-				FROM (` + scan + `
-					ORDER BY ` + order + ` LIMIT ` + budget + `) u
+				FROM (` + limited(budget) + `) u
 			) s
 			WHERE s.hit OR s.n = ` + budget + `
 			ORDER BY s.k LIMIT $3) t ON true
 		ORDER BY t.k`
 	return sql, args, nil
+}
+
+// positionBounds are the conditions on a position column (order) that hold
+// for every transfer recorded within [from, to] (zero: open), from the
+// ledger's clock (movement_clock): recorded time never goes back with
+// position, so the transfers recorded from `from` on come after the last
+// clock point before it, and those up to `to` before the first point past
+// it. A point the clock does not have yet (the statement lines behind)
+// leaves that side open; the rows between are filtered on the time itself.
+func positionBounds(order string, from, to time.Time, arg func(any) string) []string {
+	var conds []string
+	if !from.IsZero() {
+		at := arg(from)
+		conds = append(conds, order+` > (SELECT coalesce((SELECT k.position FROM movement_clock k
+			WHERE k.ledger = $1 AND k.recorded_at < `+at+` AND coalesce(k.max_at, k.recorded_at) < `+at+`
+			ORDER BY k.recorded_at DESC LIMIT 1), 0))`)
+	}
+	if !to.IsZero() {
+		at, grainBefore := arg(to), arg(to.Add(-projections.ClockGrain))
+		conds = append(conds, order+` <= (SELECT coalesce((SELECT k.position - 1 FROM movement_clock k
+			WHERE k.ledger = $1 AND k.recorded_at > `+grainBefore+` AND coalesce(k.max_at, k.recorded_at) > `+at+`
+			ORDER BY k.recorded_at LIMIT 1), 9223372036854775807))`)
+	}
+	return conds
+}
+
+// latest and earliest are the tighter of two bounds, zero being open.
+func latest(a, b time.Time) time.Time {
+	if a.IsZero() || b.After(a) {
+		return b
+	}
+	return a
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // collectTransfers appends the rows' transfers to out and returns the

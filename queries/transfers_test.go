@@ -141,9 +141,12 @@ func TestListTransfersSQLAssetBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"t.effective_at >= $4", "t.recorded_at < $5", "p->>'asset' = $6",
-		"(p->>'amount')::numeric >= $7::numeric", "(p->>'amount')::numeric <= $8::numeric",
-		"ORDER BY t.position LIMIT $9", "WHERE s.hit OR s.n = $9", "t.n = $9"} {
+	// $6 and $7 bound the positions by the recorded time, $8 the near
+	// arm's by the effective time less projections.EffectiveNear.
+	for _, want := range []string{"t.effective_at >= $4", "t.recorded_at < $5", "coalesce(k.max_at, k.recorded_at) > $6",
+		"k.recorded_at < $8", "NOT t.effective_far", "AND t.effective_far", "p->>'asset' = $9",
+		"(p->>'amount')::numeric >= $10::numeric", "(p->>'amount')::numeric <= $11::numeric",
+		"ORDER BY t.position LIMIT $12", "WHERE s.hit OR s.n = $12", "t.n = $12"} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("SQL lacks %q:\n%s", want, sql)
 		}

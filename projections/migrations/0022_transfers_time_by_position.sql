@@ -1,0 +1,21 @@
+-- Transfers found by time through their positions (docs/perf.md, session
+-- 12): the indexes on recorded_at and effective_at cost every transfer two
+-- index entries, a quarter of its row's cost.
+--
+-- Recorded time never goes back with position (the writer and imports
+-- refuse it), so a recorded-time range is a position range, which the
+-- statement lines' clock (movement_clock) gives; a query filters the rows of
+-- that range on the time exactly.
+--
+-- Effective time is the recorded time for a transfer that names none, and
+-- near it for most that do (a client's own clock). A transfer whose
+-- effective time is more than five minutes (projections.EffectiveNear) from
+-- its recorded time is effective_far, and only those keep an index on
+-- effective time; the others are found through the recorded-time range
+-- widened by five minutes each side.
+ALTER TABLE transfers ADD COLUMN effective_far boolean NOT NULL DEFAULT false;
+UPDATE transfers SET effective_far = true
+WHERE effective_at < recorded_at - interval '5 minutes' OR effective_at > recorded_at + interval '5 minutes';
+DROP INDEX IF EXISTS transfers_recorded_at;
+DROP INDEX IF EXISTS transfers_effective_at;
+CREATE INDEX transfers_effective_far ON transfers (ledger, effective_at, position) WHERE effective_far;
