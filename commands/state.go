@@ -31,20 +31,31 @@ type ledgerState struct {
 // which are not yet in the log.
 const recentMaxDefault = 4 * BatchMaxDefault
 
-// recentTransfers is a bounded FIFO of the transfer id space's events
-// (transfers, holds, posts, voids, reversals) by position.
+// recentTransfers keeps the transfer id space's events (transfers, holds,
+// posts, voids, reversals) and account openings of the latest positions: a
+// ring by position, so the last n positions, which include every event in
+// flight (n exceeds three batches). A ring, not a map with a FIFO of its
+// keys: every transfer went through a map insert and delete, a twentieth
+// of ledgerd's CPU in batches (docs/perf.md, session 12).
 type recentTransfers struct {
-	byPos map[uint64]domain.Event
-	ring  []uint64
-	next  int
+	ring []recentEvent
+}
+
+type recentEvent struct {
+	pos uint64 // 0: empty
+	ev  domain.Event
 }
 
 func newRecentTransfers(n int) *recentTransfers {
-	return &recentTransfers{byPos: make(map[uint64]domain.Event, n), ring: make([]uint64, 0, n)}
+	return &recentTransfers{ring: make([]recentEvent, max(n, 1))}
 }
 
 // forget drops an entry: a position undone by an all-or-nothing batch.
-func (r *recentTransfers) forget(pos uint64) { delete(r.byPos, pos) }
+func (r *recentTransfers) forget(pos uint64) {
+	if e := &r.ring[pos%uint64(len(r.ring))]; e.pos == pos {
+		*e = recentEvent{}
+	}
+}
 
 // takesID reports whether e is an event Decide may ask for again: one that
 // takes an id in the transfer id space, or opens an account (a retried open of
@@ -52,17 +63,17 @@ func (r *recentTransfers) forget(pos uint64) { delete(r.byPos, pos) }
 func takesID(e domain.Event) bool { return domain.Referable(e) }
 
 func (r *recentTransfers) put(pos uint64, t domain.Event) {
-	if len(r.ring) < cap(r.ring) {
-		r.ring = append(r.ring, pos)
-	} else {
-		delete(r.byPos, r.ring[r.next])
-		r.ring[r.next] = pos
-		r.next = (r.next + 1) % len(r.ring)
-	}
-	r.byPos[pos] = t
+	r.ring[pos%uint64(len(r.ring))] = recentEvent{pos: pos, ev: t}
 }
 
-func (r *recentTransfers) get(pos uint64) domain.Event { return r.byPos[pos] }
+// get returns the event at pos, or nil when it is not kept (not one put,
+// or older than the ring).
+func (r *recentTransfers) get(pos uint64) domain.Event {
+	if e := r.ring[pos%uint64(len(r.ring))]; e.pos == pos {
+		return e.ev
+	}
+	return nil
+}
 
 // load starts from the latest good snapshot, or a fresh state, and folds the
 // rest of the ledger's log into it, checking that the chain links (the full
