@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sort"
 	"time"
 
 	"github.com/ledgerd/ledger/domain"
@@ -31,18 +32,18 @@ type ledgerState struct {
 // which are not yet in the log.
 const recentMaxDefault = 4 * BatchMaxDefault
 
-// recentTransfers keeps the transfer id space's events (transfers, holds,
-// posts, voids, reversals) and account openings of the latest positions: a
-// ring by position, so the last n positions, which include every event in
-// flight (n exceeds three batches). A ring, not a map with a FIFO of its
-// keys: every transfer went through a map insert and delete, a twentieth
-// of ledgerd's CPU in batches (docs/perf.md, session 12).
+// recentTransfers keeps the latest events of the transfer id space
+// (transfers, holds, posts, voids, reversals) and account openings, at most
+// n: a ring in position order, searched by binary search. A map with a FIFO
+// of its keys cost every transfer a map insert and delete, a twentieth of
+// ledgerd's CPU in batches (docs/perf.md, session 12).
 type recentTransfers struct {
-	ring []recentEvent
+	ring     []recentEvent
+	start, n int // the oldest entry, and how many there are
 }
 
 type recentEvent struct {
-	pos uint64 // 0: empty
+	pos uint64
 	ev  domain.Event
 }
 
@@ -50,10 +51,14 @@ func newRecentTransfers(n int) *recentTransfers {
 	return &recentTransfers{ring: make([]recentEvent, max(n, 1))}
 }
 
-// forget drops an entry: a position undone by an all-or-nothing batch.
-func (r *recentTransfers) forget(pos uint64) {
-	if e := &r.ring[pos%uint64(len(r.ring))]; e.pos == pos {
-		*e = recentEvent{}
+func (r *recentTransfers) at(i int) *recentEvent { return &r.ring[(r.start+i)%len(r.ring)] }
+
+// forgetAfter drops the entries after head: the positions undone by an
+// all-or-nothing batch, always the latest.
+func (r *recentTransfers) forgetAfter(head uint64) {
+	for r.n > 0 && r.at(r.n-1).pos > head {
+		*r.at(r.n - 1) = recentEvent{}
+		r.n--
 	}
 }
 
@@ -62,15 +67,23 @@ func (r *recentTransfers) forget(pos uint64) {
 // an account amended since is compared with it).
 func takesID(e domain.Event) bool { return domain.Referable(e) }
 
+// put adds the event at pos, which follows every entry's position (an
+// entry at or after it is dropped first), evicting the oldest when full.
 func (r *recentTransfers) put(pos uint64, t domain.Event) {
-	r.ring[pos%uint64(len(r.ring))] = recentEvent{pos: pos, ev: t}
+	r.forgetAfter(pos - 1)
+	if r.n == len(r.ring) {
+		r.start = (r.start + 1) % len(r.ring)
+		r.n--
+	}
+	*r.at(r.n) = recentEvent{pos: pos, ev: t}
+	r.n++
 }
 
-// get returns the event at pos, or nil when it is not kept (not one put,
-// or older than the ring).
+// get returns the event at pos, or nil when it is not kept.
 func (r *recentTransfers) get(pos uint64) domain.Event {
-	if e := r.ring[pos%uint64(len(r.ring))]; e.pos == pos {
-		return e.ev
+	i := sort.Search(r.n, func(i int) bool { return r.at(i).pos >= pos })
+	if i < r.n && r.at(i).pos == pos {
+		return r.at(i).ev
 	}
 	return nil
 }
@@ -294,9 +307,7 @@ func (b *batchBuilder) decideAtomic(r *request) {
 			continue
 		}
 		st.domain.Rollback()
-		for p := head + 1; p <= st.head; p++ {
-			st.recent.forget(p)
-		}
+		st.recent.forgetAfter(head)
 		st.head, st.hash, b.j.recs = head, hash, b.j.recs[:recs]
 		for k := range r.results {
 			if k != r.index[i] && (r.results[k].Err == nil || errors.Is(r.results[k].Err, domain.ErrExists)) {

@@ -41,8 +41,11 @@ func newCopyRows() *copyRows {
 	return w
 }
 
-func (w *copyRows) release() {
-	if cap(w.b) <= copyRowsKeepMax {
+// release returns w to the pool after a send that succeeded: after a
+// failed one, pgx may still be reading w.b (CopyFrom returns on a server
+// error without waiting for its sender), so the collector takes it.
+func (w *copyRows) release(sent error) {
+	if sent == nil && cap(w.b) <= copyRowsKeepMax {
 		copyRowsPool.Put(w)
 	}
 }

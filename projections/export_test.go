@@ -19,13 +19,14 @@ import (
 // v numeric) as the projectors write a NUMERIC.
 func CopyAmounts(ctx context.Context, conn *pgx.Conn, table string, amounts []domain.Units, scales []uint8) error {
 	w := newCopyRows()
-	defer w.release()
 	for i, u := range amounts {
 		w.row(2)
 		w.int4(int32(i))
 		w.numeric(u, scales[i])
 	}
-	return w.send(ctx, conn, table, []string{"i", "v"})
+	err := w.send(ctx, conn, table, []string{"i", "v"})
+	w.release(err)
+	return err
 }
 
 // NumericOf is numericOf: an amount as pgx encodes it, through math/big.
@@ -80,7 +81,6 @@ type CopyTypesRow struct {
 // i8 int8, b bool, at timestamptz, a text[], j jsonb) as the projectors do.
 func CopyTypes(ctx context.Context, conn *pgx.Conn, table string, rows []CopyTypesRow) error {
 	w := newCopyRows()
-	defer w.release()
 	for i, r := range rows {
 		w.row(10)
 		w.int4(int32(i))
@@ -98,5 +98,7 @@ func CopyTypes(ctx context.Context, conn *pgx.Conn, table string, rows []CopyTyp
 			w.jsonbMap(r.Metadata)
 		}
 	}
-	return w.send(ctx, conn, table, []string{"i", "t", "n", "s", "i4", "i8", "b", "at", "a", "j"})
+	err := w.send(ctx, conn, table, []string{"i", "t", "n", "s", "i4", "i8", "b", "at", "a", "j"})
+	w.release(err)
+	return err
 }

@@ -495,7 +495,7 @@ func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) erro
 		w := newCopyRows()
 		copyLines(w, ledger, f.lines)
 		err := w.send(ctx, tx.Conn(), "movements", movementColumns)
-		w.release()
+		w.release(err)
 		if err != nil {
 			return err
 		}

@@ -346,21 +346,13 @@ func appendAmountField(b []byte, key string, a *domain.Amount) []byte {
 
 // transferColumns are the columns COPY fills, in order.
 var transferColumns = []string{"ledger", "id", "kind", "status", "position", "postings", "reference", "metadata",
-	"effective_at", "recorded_at", "pending_id", "resolved_by", "reverses", "reversed_by", "expires_at", "updated_position",
-	"effective_far"}
+	"effective_at", "recorded_at", "pending_id", "resolved_by", "reverses", "reversed_by", "expires_at", "updated_position"}
 
 // EffectiveNear is how far a transfer's effective time may be from its
 // recorded time for the transfer to be found by effective time through its
-// position (projections 0022); the others are effective_far, indexed on
-// effective time.
+// position; the others are effective_far, a column PostgreSQL computes with
+// this bound (projections 0022: 300 seconds), indexed on effective time.
 const EffectiveNear = 5 * time.Minute
-
-// effectiveFar says whether effective is more than EffectiveNear from
-// recorded.
-func effectiveFar(effective, recorded time.Time) bool {
-	d := effective.Sub(recorded)
-	return d < -EffectiveNear || d > EffectiveNear
-}
 
 // insert copies the batch's new rows.
 func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) error {
@@ -368,7 +360,6 @@ func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) err
 		return nil
 	}
 	w := newCopyRows()
-	defer w.release()
 	for _, r := range f.created {
 		w.row(len(transferColumns))
 		w.text(ledger)
@@ -393,9 +384,10 @@ func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) err
 			w.null()
 		}
 		w.int8(int64(r.updatedPosition))
-		w.bool(effectiveFar(r.effectiveAt, r.recordedAt))
 	}
-	return w.send(ctx, tx.Conn(), "transfers", transferColumns)
+	err := w.send(ctx, tx.Conn(), "transfers", transferColumns)
+	w.release(err)
+	return err
 }
 
 // update writes back the earlier rows the batch changed, in id order so that

@@ -68,6 +68,16 @@ func (s *Store) owned(ctx context.Context, owner string, claimed, ids []string) 
 	return append(claimed, more...), nil
 }
 
+// giveBack gives up owner's leases of ids.
+func (s *Store) giveBack(ctx context.Context, owner string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE webhook_subscriptions SET lease_owner = NULL, lease_until = NULL
+		WHERE id = ANY($2) AND lease_owner = $1`, owner, ids)
+	return err
+}
+
 // release gives up owner's leases, so that another ledgerd takes them at
 // once rather than when they expire.
 func (s *Store) release(ctx context.Context, owner string) error {

@@ -205,9 +205,28 @@ func (d *Dispatcher) poll(ctx context.Context) {
 		}
 		return
 	}
-	held := make(map[string]bool, len(ids))
+	var back []string
+	defer func() { // after the lock: a database call
+		if err := d.store.giveBack(ctx, d.opts.Owner, back); err != nil && ctx.Err() == nil {
+			d.logger.Warn("webhook subscriptions over the limit not given back: another ledgerd takes them when their lease ends", "err", err)
+		}
+	}()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if over := len(ids) - d.opts.SubscriptionsMax; over > 0 {
+		// The claim filled its limit past a locked row it skipped: the
+		// newly claimed go back, so that no more than the limit is held.
+		keep := ids[:0:0]
+		for _, id := range ids {
+			if _, running := d.workers[id]; !running && len(back) < over {
+				back = append(back, id)
+			} else {
+				keep = append(keep, id)
+			}
+		}
+		ids = keep
+	}
+	held := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		held[id] = true
 		if r, ok := d.workers[id]; ok {

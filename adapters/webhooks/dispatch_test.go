@@ -39,7 +39,7 @@ func TestPollKeepsALockedSubscription(t *testing.T) {
 	testenv.NoError(t, err)
 	d := webhooks.NewDispatcher(store, log, func(ledger string) webhooks.Source {
 		return natsbus.NewSource(ledger, js, log, natsbus.StreamOptions{}, nil)
-	}, webhooks.Options{Owner: "a", Poll: time.Hour})
+	}, webhooks.Options{Owner: "a", Poll: time.Hour, SubscriptionsMax: 1})
 	t.Cleanup(cancel) // ends the workers, before the pool closes
 
 	d.Poll(ctx)
@@ -47,6 +47,9 @@ func TestPollKeepsALockedSubscription(t *testing.T) {
 	if first == nil || ended {
 		t.Fatalf("after the first claim: worker %v, ended %v", first, ended)
 	}
+	// A second subscription, past the dispatcher's limit of one.
+	other, _, err := store.Create(ctx, webhooks.NewSubscription{Ledger: ledger, URL: "http://127.0.0.1:9/other"})
+	testenv.NoError(t, err)
 
 	tx, err := pool.Begin(ctx)
 	testenv.NoError(t, err)
@@ -57,6 +60,12 @@ func TestPollKeepsALockedSubscription(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // a stopped worker ends at once
 	if w, ended := d.Worker(sub.ID); w != first || ended {
 		t.Fatalf("a claim while the row is locked: worker %v (was %v), ended %v: want the same, running", w, first, ended)
+	}
+	// The claim took the other in the locked one's place: it is given back.
+	var owner *string
+	testenv.NoError(t, pool.QueryRow(ctx, `SELECT lease_owner FROM webhook_subscriptions WHERE id = $1`, other.ID).Scan(&owner))
+	if w, _ := d.Worker(other.ID); w != nil || owner != nil {
+		t.Fatalf("over the limit of one: the other has worker %v, lease %v; want none", w, owner)
 	}
 	testenv.NoError(t, tx.Rollback(ctx))
 

@@ -12,10 +12,12 @@
 -- effective time is more than five minutes (projections.EffectiveNear) from
 -- its recorded time is effective_far, and only those keep an index on
 -- effective time; the others are found through the recorded-time range
--- widened by five minutes each side.
-ALTER TABLE transfers ADD COLUMN effective_far boolean NOT NULL DEFAULT false;
-UPDATE transfers SET effective_far = true
-WHERE effective_at < recorded_at - interval '5 minutes' OR effective_at > recorded_at + interval '5 minutes';
+-- widened by five minutes each side. effective_far is PostgreSQL's to
+-- compute, so that a row written by any ledgerd (an older one still running
+-- during an upgrade included) has it right; adding it rewrites the table
+-- once.
+ALTER TABLE transfers ADD COLUMN effective_far boolean NOT NULL
+    GENERATED ALWAYS AS (abs(extract(epoch FROM effective_at - recorded_at)) > 300) STORED;
 DROP INDEX IF EXISTS transfers_recorded_at;
 DROP INDEX IF EXISTS transfers_effective_at;
 CREATE INDEX transfers_effective_far ON transfers (ledger, effective_at, position) WHERE effective_far;
