@@ -174,9 +174,19 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 	if a.OnAuthenticated != nil && remote != nil {
 		a.OnAuthenticated(remote)
 	}
-	// For RecvBudget's share per key; the interceptors put the key they
-	// verify again over it.
-	return context.WithValue(ctx, keyContext{}, key), nil
+	// For RecvBudget's share per key, and for the interceptors: the key
+	// was verified and permitted for this method from these headers, so
+	// they need not hash its secret again.
+	ctx = context.WithValue(ctx, keyContext{}, key)
+	return context.WithValue(ctx, tappedContext{}, tapped{key: key, method: info.FullMethodName}), nil
+}
+
+// tappedContext holds what TapHandle verified: a tapped.
+type tappedContext struct{}
+
+type tapped struct {
+	key    apikeys.Key
+	method string
 }
 
 func addrString(a net.Addr) string {
@@ -262,12 +272,14 @@ func open(method string) bool {
 // Errors: those of Authenticate; PermissionDenied (a method not in the
 // table, or a role the key lacks).
 func (a *Auth) authorize(ctx context.Context, method string) (apikeys.Key, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
+	if t, ok := ctx.Value(tappedContext{}).(tapped); ok && t.method == method {
+		return t.key, nil // TapHandle verified and permitted it a moment ago
+	}
 	var remote string
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = addrString(p.Addr)
 	}
-	key, err := a.Authenticate(ctx, remote, md.Get("authorization"))
+	key, err := a.Authenticate(ctx, remote, metadata.ValueFromIncomingContext(ctx, "authorization"))
 	if err != nil {
 		return apikeys.Key{}, err
 	}
