@@ -159,9 +159,7 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 	if p != nil {
 		remote = p.Addr
 	}
-	vctx, cancel := context.WithTimeout(ctx, tapVerifyTimeout)
-	defer cancel()
-	key, err := a.Authenticate(vctx, addrString(remote), info.Header.Get("authorization"))
+	key, err := a.authenticate(ctx, addrString(remote), info.Header.Get("authorization"), tapVerifyTimeout)
 	if err == nil {
 		err = permit(key, info.FullMethodName)
 	}
@@ -298,6 +296,13 @@ func (a *Auth) authorize(ctx context.Context, method string) (apikeys.Key, error
 // and the key is not in memory; Unavailable when the key could not be
 // checked; Canceled or DeadlineExceeded with ctx.
 func (a *Auth) Authenticate(ctx context.Context, remote string, authorization []string) (apikeys.Key, error) {
+	return a.authenticate(ctx, remote, authorization, 0)
+}
+
+// authenticate is Authenticate, with a look-up of the key (a cache miss)
+// bounded by lookupMax when it is not 0. A key the cache answers for costs
+// no context: TapHandle's bound is set only when a look-up is needed.
+func (a *Auth) authenticate(ctx context.Context, remote string, authorization []string, lookupMax time.Duration) (apikeys.Key, error) {
 	text, err := bearerOf(authorization)
 	if err != nil {
 		return apikeys.Key{}, err
@@ -310,8 +315,15 @@ func (a *Auth) Authenticate(ctx context.Context, remote string, authorization []
 			return apikeys.Key{}, status.Errorf(codes.ResourceExhausted,
 				"too many failed authentications from %s: retry in a few seconds", source)
 		}
-	} else {
-		key, err = a.keys.Verify(ctx, text)
+	} else if key, err = a.keys.Cached(text); err != nil {
+		// Every failure, remembered or not, is Verify's to tell.
+		vctx := ctx
+		if lookupMax > 0 {
+			var cancel context.CancelFunc
+			vctx, cancel = context.WithTimeout(ctx, lookupMax)
+			defer cancel()
+		}
+		key, err = a.keys.Verify(vctx, text)
 	}
 	switch {
 	case errors.Is(err, apikeys.ErrMalformed):

@@ -370,8 +370,7 @@ func sortLoads(loads []peerLoad) {
 
 // isForwarded says whether the call came forwarded from another node.
 func isForwarded(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	return ok && len(md.Get(forwardedHeader)) > 0
+	return len(metadata.ValueFromIncomingContext(ctx, forwardedHeader)) > 0
 }
 
 // ledgerOf is the ledger a request names, "" for none.
