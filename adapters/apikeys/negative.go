@@ -76,6 +76,18 @@ func (s *Store) forgetFailures(id string) {
 	}
 }
 
+// Active says whether the key id is in memory and fresh: verified within
+// StaleMax and not revoked since (Revoke and the refresh drop a revoked key
+// at once). A caller that verified the key's secret moments ago asks this
+// instead of hashing it again; false means verify it again.
+func (s *Store) Active(id string) bool {
+	now := s.opts.Now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, ok := s.cache[id]
+	return ok && now.Sub(c.checked) <= s.opts.StaleMax
+}
+
 // Cached answers Verify from memory only: the active key whose text this
 // is, or a failure remembered for it.
 //

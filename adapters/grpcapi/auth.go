@@ -104,10 +104,13 @@ var openMethodPrefixes = []string{
 }
 
 // KeyVerifier verifies a key's text (apikeys.Store): Verify may look it
-// up; Cached answers from memory only (apikeys.ErrNotCached otherwise).
+// up; Cached answers from memory only (apikeys.ErrNotCached otherwise);
+// Active says whether a key verified before is still in memory, fresh and
+// not revoked.
 type KeyVerifier interface {
 	Verify(ctx context.Context, text string) (apikeys.Key, error)
 	Cached(text string) (apikeys.Key, error)
+	Active(id string) bool
 }
 
 // tapVerifyTimeout bounds a key's look-up in TapHandle, which holds up the
@@ -116,8 +119,9 @@ const tapVerifyTimeout = 2 * time.Second
 
 // Auth authenticates every call by its API key and authorizes it by the
 // method's role and the ledger it names. TapHandle checks the key and the
-// role before gRPC reads the request; the interceptors check them again
-// (from the cache) with the ledger the request names. The interceptors go
+// role before gRPC reads the request; the interceptors check that the key
+// is still active (a call's body may come long after its headers, and the
+// key be revoked meanwhile) and the ledger the request names. The interceptors go
 // after the metrics', so that refused calls are counted with their codes.
 //
 // Failed authentications are rate limited per source address
@@ -270,8 +274,10 @@ func open(method string) bool {
 // Errors: those of Authenticate; PermissionDenied (a method not in the
 // table, or a role the key lacks).
 func (a *Auth) authorize(ctx context.Context, method string) (apikeys.Key, error) {
-	if t, ok := ctx.Value(tappedContext{}).(tapped); ok && t.method == method {
-		return t.key, nil // TapHandle verified and permitted it a moment ago
+	if t, ok := ctx.Value(tappedContext{}).(tapped); ok && t.method == method && a.keys.Active(t.key.ID) {
+		// TapHandle verified the secret and permitted the method; the key
+		// has not been revoked since (the body may come much later).
+		return t.key, nil
 	}
 	var remote string
 	if p, ok := peer.FromContext(ctx); ok {

@@ -332,3 +332,34 @@ func TestStartRefusedWithoutAnyKey(t *testing.T) {
 		t.Fatalf("Run with a revoked -admin-key: %v, want ErrRevoked", err)
 	}
 }
+
+// TestKeyRevokedBeforeTheBodyArrives: a call whose headers came with a valid
+// key and whose body comes after the key was revoked is refused. The tap
+// verifies the key from the headers; the interceptors, which run once the
+// body is in, must still see the revocation (a stolen key's holder could
+// otherwise open calls beforehand and send them after the revocation).
+func TestKeyRevokedBeforeTheBodyArrives(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	admin := h.as(t, h.key)
+	readerKey, readerID := admin.newKey(t, nil, "reader")
+	reader := h.as(t, readerKey)
+	wantCode(t, "before the revocation", reader.balances(ledger), codes.OK)
+
+	// The headers now, the body later: a raw stream on the unary method.
+	st, err := reader.conn.NewStream(ctx(t), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true},
+		"/ledger.v1.QueryService/GetBalances")
+	testenv.NoError(t, err)
+	// Time for the headers to reach the tap, which verifies the key then.
+	// Were the revocation first, the tap would refuse and the test pass
+	// without testing the interceptors: it could not fail spuriously.
+	time.Sleep(300 * time.Millisecond)
+	_, err = admin.admin.RevokeApiKey(ctx(t), &ledgerv1.RevokeApiKeyRequest{Id: readerID})
+	testenv.NoError(t, err)
+	testenv.NoError(t, st.SendMsg(&ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"alice"}}))
+	testenv.NoError(t, st.CloseSend())
+	var out ledgerv1.GetBalancesResponse
+	wantCode(t, "the body sent after the revocation", st.RecvMsg(&out), codes.Unauthenticated)
+}
