@@ -1,10 +1,10 @@
 package eventstore
 
 import (
-	"encoding/binary"
-
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/ledgerd/ledger/internal/pgbin"
 )
 
 // The arrays append_events takes are built here in PostgreSQL's binary
@@ -15,38 +15,10 @@ import (
 // binaryArray is a one-dimensional array already in its binary form.
 type binaryArray []byte
 
-// Element types of the arrays, and the arrays' own.
-const (
-	oidBytea       = 17
-	oidInt2        = 21
-	oidText        = 25
-	oidJSON        = 114
-	oidTimestamptz = 1184
-	oidJSONArray   = 199
-	oidByteaArray  = 1001
-	oidInt2Array   = 1005
-	oidTextArray   = 1009
-	oidTimeArray   = 1185
-)
-
-// arrayOf starts an array of n elements of type elem.
+// arrayOf starts an array of n elements of type elem, with room for size
+// bytes of elements.
 func arrayOf(elem uint32, n int, size int) []byte {
-	b := make([]byte, 0, 20+size)
-	b = binary.BigEndian.AppendUint32(b, 1) // dimensions
-	b = binary.BigEndian.AppendUint32(b, 0) // no NULLs
-	b = binary.BigEndian.AppendUint32(b, elem)
-	b = binary.BigEndian.AppendUint32(b, uint32(n))
-	return binary.BigEndian.AppendUint32(b, 1) // lower bound
-}
-
-func appendElem(b []byte, v []byte) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
-	return append(b, v...)
-}
-
-func appendStringElem(b []byte, v string) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
-	return append(b, v...)
+	return pgbin.ArrayHeader(make([]byte, 0, 20+size), elem, n)
 }
 
 // appendArrays are recs' columns as the arrays append_events takes.
@@ -62,29 +34,23 @@ func appendColumns(recs []Record) appendArrays {
 		payloads += len(recs[i].Payload)
 	}
 	a := appendArrays{
-		types: arrayOf(oidText, n, strs+4*n), versions: arrayOf(oidInt2, n, 6*n), recorded: arrayOf(oidTimestamptz, n, 12*n),
-		commands: arrayOf(oidText, n, strs+4*n), payloads: arrayOf(oidJSON, n, payloads+4*n),
-		prev: arrayOf(oidBytea, n, (4+HashSize)*n), hashes: arrayOf(oidBytea, n, (4+HashSize)*n),
+		types: arrayOf(pgbin.OIDText, n, strs+4*n), versions: arrayOf(pgbin.OIDInt2, n, 6*n),
+		recorded: arrayOf(pgbin.OIDTimestamptz, n, 12*n), commands: arrayOf(pgbin.OIDText, n, strs+4*n),
+		payloads: arrayOf(pgbin.OIDJSON, n, payloads+4*n),
+		prev:     arrayOf(pgbin.OIDBytea, n, (4+HashSize)*n), hashes: arrayOf(pgbin.OIDBytea, n, (4+HashSize)*n),
 	}
 	for i := range recs {
 		r := &recs[i]
-		a.types = appendStringElem(a.types, r.Type)
-		a.versions = binary.BigEndian.AppendUint32(a.versions, 2)
-		a.versions = binary.BigEndian.AppendUint16(a.versions, uint16(int16(r.SchemaVersion)))
-		a.recorded = binary.BigEndian.AppendUint32(a.recorded, 8)
-		us := r.RecordedAt.Unix()*1_000_000 + int64(r.RecordedAt.Nanosecond())/1000
-		a.recorded = binary.BigEndian.AppendUint64(a.recorded, uint64(us-microsFromUnixToY2K))
-		a.commands = appendStringElem(a.commands, r.CommandID)
-		a.payloads = appendElem(a.payloads, r.Payload) // json's binary form is its text
-		a.prev = appendElem(a.prev, r.PrevHash[:])
-		a.hashes = appendElem(a.hashes, r.Hash[:])
+		a.types = pgbin.Text(a.types, r.Type)
+		a.versions = pgbin.Int2(a.versions, int16(r.SchemaVersion))
+		a.recorded = pgbin.Timestamptz(a.recorded, r.RecordedAt)
+		a.commands = pgbin.Text(a.commands, r.CommandID)
+		a.payloads = pgbin.Bytes(a.payloads, r.Payload) // json's binary form is its text
+		a.prev = pgbin.Bytes(a.prev, r.PrevHash[:])
+		a.hashes = pgbin.Bytes(a.hashes, r.Hash[:])
 	}
 	return a
 }
-
-// microsFromUnixToY2K is how far PostgreSQL's epoch, 2000-01-01 UTC, is
-// from Unix's, in microseconds.
-const microsFromUnixToY2K = 946_684_800 * 1_000_000
 
 // binaryArrayCodec is pgx's codec for an array type, which also sends a
 // binaryArray as it is.
@@ -108,7 +74,7 @@ func (binaryArrayPlan) Encode(value any, buf []byte) ([]byte, error) {
 // appends hold their connection, so registering races with nothing.
 func useBinaryArrays(conn *pgx.Conn) {
 	m := conn.TypeMap()
-	for _, oid := range [...]uint32{oidTextArray, oidInt2Array, oidTimeArray, oidJSONArray, oidByteaArray} {
+	for _, oid := range [...]uint32{pgbin.OIDTextArray, pgbin.OIDInt2Array, pgbin.OIDTimeArray, pgbin.OIDJSONArray, pgbin.OIDByteaArray} {
 		t, ok := m.TypeForOID(oid)
 		if !ok {
 			continue // pgx knows them all; without one, pgx's own plan reports the type it lacks

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/internal/pgbin"
 )
 
 // copyRows builds the stream of a COPY … FROM STDIN (FORMAT binary) by
@@ -56,12 +57,9 @@ func (w *copyRows) row(n int) {
 	w.rows++
 }
 
-func (w *copyRows) null() { w.b = binary.BigEndian.AppendUint32(w.b, 0xffffffff) }
+func (w *copyRows) null() { w.b = pgbin.Null(w.b) }
 
-func (w *copyRows) text(s string) {
-	w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(s)))
-	w.b = append(w.b, s...)
-}
+func (w *copyRows) text(s string) { w.b = pgbin.Text(w.b, s) }
 
 // textOrNull writes "" as NULL.
 func (w *copyRows) textOrNull(s string) {
@@ -72,50 +70,25 @@ func (w *copyRows) textOrNull(s string) {
 	w.text(s)
 }
 
-func (w *copyRows) int2(v int16) {
-	w.b = binary.BigEndian.AppendUint32(w.b, 2)
-	w.b = binary.BigEndian.AppendUint16(w.b, uint16(v))
-}
+func (w *copyRows) int2(v int16) { w.b = pgbin.Int2(w.b, v) }
 
-func (w *copyRows) int4(v int32) {
-	w.b = binary.BigEndian.AppendUint32(w.b, 4)
-	w.b = binary.BigEndian.AppendUint32(w.b, uint32(v))
-}
+func (w *copyRows) int4(v int32) { w.b = pgbin.Int4(w.b, v) }
 
-func (w *copyRows) int8(v int64) {
-	w.b = binary.BigEndian.AppendUint32(w.b, 8)
-	w.b = binary.BigEndian.AppendUint64(w.b, uint64(v))
-}
+func (w *copyRows) int8(v int64) { w.b = pgbin.Int8(w.b, v) }
 
-func (w *copyRows) bool(v bool) {
-	w.b = binary.BigEndian.AppendUint32(w.b, 1)
-	if v {
-		w.b = append(w.b, 1)
-	} else {
-		w.b = append(w.b, 0)
-	}
-}
+func (w *copyRows) bool(v bool) { w.b = pgbin.Bool(w.b, v) }
 
-// microsFromUnixToY2K is how far PostgreSQL's epoch, 2000-01-01 UTC, is
-// from Unix's, in microseconds.
-const microsFromUnixToY2K = 946_684_800 * 1_000_000
-
-// timestamptz writes t to the microsecond, truncated, as pgx does.
-func (w *copyRows) timestamptz(t time.Time) {
-	w.b = binary.BigEndian.AppendUint32(w.b, 8)
-	us := t.Unix()*1_000_000 + int64(t.Nanosecond())/1000
-	w.b = binary.BigEndian.AppendUint64(w.b, uint64(us-microsFromUnixToY2K))
-}
+func (w *copyRows) timestamptz(t time.Time) { w.b = pgbin.Timestamptz(w.b, t) }
 
 // open starts a field whose bytes the caller appends to w.b; close, given
 // what open returned, writes their length before them.
 func (w *copyRows) open() int {
-	at := len(w.b)
-	w.b = append(w.b, 0, 0, 0, 0)
+	var at int
+	w.b, at = pgbin.Open(w.b)
 	return at
 }
 
-func (w *copyRows) close(at int) { binary.BigEndian.PutUint32(w.b[at:], uint32(len(w.b)-at-4)) }
+func (w *copyRows) close(at int) { w.b = pgbin.Close(w.b, at) }
 
 // numeric writes u minor units at scale as a NUMERIC.
 func (w *copyRows) numeric(u domain.Units, scale uint8) {
@@ -143,25 +116,12 @@ func (w *copyRows) jsonbMap(m map[string]string) {
 	w.close(at)
 }
 
-// textOID is the element type of a text[].
-const textOID = 25
-
 // textArray writes ss as a one-dimensional text[] ({} when empty).
 func (w *copyRows) textArray(ss ...string) {
 	at := w.open()
-	if len(ss) == 0 {
-		w.b = binary.BigEndian.AppendUint32(w.b, 0) // no dimensions
-		w.b = binary.BigEndian.AppendUint32(w.b, 0) // no NULLs
-		w.b = binary.BigEndian.AppendUint32(w.b, textOID)
-	} else {
-		w.b = binary.BigEndian.AppendUint32(w.b, 1)
-		w.b = binary.BigEndian.AppendUint32(w.b, 0)
-		w.b = binary.BigEndian.AppendUint32(w.b, textOID)
-		w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(ss)))
-		w.b = binary.BigEndian.AppendUint32(w.b, 1) // lower bound
-		for _, s := range ss {
-			w.text(s)
-		}
+	w.b = pgbin.ArrayHeader(w.b, pgbin.OIDText, len(ss))
+	for _, s := range ss {
+		w.text(s)
 	}
 	w.close(at)
 }

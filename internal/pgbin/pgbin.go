@@ -1,0 +1,105 @@
+// Package pgbin writes values in PostgreSQL's binary wire format: the
+// fields of a binary COPY and one-dimensional arrays, each value preceded by
+// its length. The projectors' COPY (projections/copybin.go) and the
+// writer's append arrays (eventstore/appendargs.go) build their bytes with
+// it, straight from their values, instead of through pgx's per-value encode
+// plans (docs/perf.md, session 12).
+package pgbin
+
+import (
+	"encoding/binary"
+	"time"
+)
+
+// Type OIDs: the elements of the arrays written here, and the arrays'.
+const (
+	OIDBytea       = 17
+	OIDInt2        = 21
+	OIDText        = 25
+	OIDJSON        = 114
+	OIDTimestamptz = 1184
+	OIDJSONArray   = 199
+	OIDByteaArray  = 1001
+	OIDInt2Array   = 1005
+	OIDTextArray   = 1009
+	OIDTimeArray   = 1185
+)
+
+// microsFromUnixToY2K is how far PostgreSQL's epoch, 2000-01-01 UTC, is
+// from Unix's, in microseconds.
+const microsFromUnixToY2K = 946_684_800 * 1_000_000
+
+// Null appends a NULL value (length -1).
+func Null(b []byte) []byte { return binary.BigEndian.AppendUint32(b, 0xffffffff) }
+
+// Text appends s, length first (text, or json, whose binary form is its text).
+func Text(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+// Bytes appends v, length first (bytea, json).
+func Bytes(b []byte, v []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+	return append(b, v...)
+}
+
+// Int2 appends an int2.
+func Int2(b []byte, v int16) []byte {
+	b = binary.BigEndian.AppendUint32(b, 2)
+	return binary.BigEndian.AppendUint16(b, uint16(v))
+}
+
+// Int4 appends an int4.
+func Int4(b []byte, v int32) []byte {
+	b = binary.BigEndian.AppendUint32(b, 4)
+	return binary.BigEndian.AppendUint32(b, uint32(v))
+}
+
+// Int8 appends an int8.
+func Int8(b []byte, v int64) []byte {
+	b = binary.BigEndian.AppendUint32(b, 8)
+	return binary.BigEndian.AppendUint64(b, uint64(v))
+}
+
+// Bool appends a bool.
+func Bool(b []byte, v bool) []byte {
+	b = binary.BigEndian.AppendUint32(b, 1)
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+// Timestamptz appends t to the microsecond, truncated, as pgx does.
+func Timestamptz(b []byte, t time.Time) []byte {
+	b = binary.BigEndian.AppendUint32(b, 8)
+	us := t.Unix()*1_000_000 + int64(t.Nanosecond())/1000
+	return binary.BigEndian.AppendUint64(b, uint64(us-microsFromUnixToY2K))
+}
+
+// Open starts a value whose bytes the caller appends after it; Close, given
+// what Open returned, writes their length before them.
+func Open(b []byte) ([]byte, int) { return append(b, 0, 0, 0, 0), len(b) }
+
+// Close ends the value Open started at at.
+func Close(b []byte, at int) []byte {
+	binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	return b
+}
+
+// ArrayHeader appends the header of a one-dimensional array of n elements
+// of type elem, without NULLs; the n elements follow. An empty array has no
+// dimension.
+func ArrayHeader(b []byte, elem uint32, n int) []byte {
+	if n == 0 {
+		b = binary.BigEndian.AppendUint32(b, 0) // no dimensions
+		b = binary.BigEndian.AppendUint32(b, 0) // no NULLs
+		return binary.BigEndian.AppendUint32(b, elem)
+	}
+	b = binary.BigEndian.AppendUint32(b, 1)
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = binary.BigEndian.AppendUint32(b, elem)
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	return binary.BigEndian.AppendUint32(b, 1) // lower bound
+}
