@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,6 +22,9 @@ const (
 // ErrPartitions means a partition count out of bounds, or an events table
 // partitioned already.
 var ErrPartitions = errors.New("events partitions")
+
+// partitionLockTimeout bounds PartitionEvents' wait for the events table.
+const partitionLockTimeout = 5 * time.Second
 
 // PartitionEvents turns the events table into one partitioned by the hash of
 // the ledger's name into partitions tables (events_p0, events_p1, ...), in
@@ -42,7 +46,16 @@ func PartitionEvents(ctx context.Context, pool *pgxpool.Pool, partitions int) er
 		return fmt.Errorf("%d partitions: want %d to %d: %w", partitions, PartitionsMin, PartitionsMax, ErrPartitions)
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// A ledgerd still running holds the table: refuse within the bound
+		// rather than queue the lock, which would stop every read of events
+		// behind it until interrupted.
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, millis(partitionLockTimeout)); err != nil {
+			return fmt.Errorf("lock events: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `LOCK TABLE events IN ACCESS EXCLUSIVE MODE`); err != nil {
+			return fmt.Errorf("lock events (stop every ledgerd first): %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', '0', true)`); err != nil {
 			return fmt.Errorf("lock events: %w", err)
 		}
 		var done bool

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -59,5 +62,32 @@ func TestPartitionedEvents(t *testing.T) {
 	testenv.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM events_unpartitioned`).Scan(&old))
 	if partitions != 4 || used < 2 || old != 12*5 {
 		t.Fatalf("%d partitions, %d holding rows, %d rows left in the old table; want 4, 2 or more, 60", partitions, used, old)
+	}
+}
+
+// TestPartitionEventsRefusesATableInUse: with the events table held by
+// another session (a ledgerd still running), PartitionEvents gives up after
+// its lock timeout instead of queueing behind it, changing nothing.
+func TestPartitionEventsRefusesATableInUse(t *testing.T) {
+	t.Parallel()
+	_, pool := newStore(t)
+	tx, err := pool.Begin(t.Context())
+	testenv.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(t.Context(), `SELECT count(*) FROM events`)
+	testenv.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	err = eventstore.PartitionEvents(ctx, pool, 4)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "55P03" || ctx.Err() != nil { // lock_not_available
+		t.Fatalf("partitioning a table in use: %v (ctx %v), want the lock refused", err, ctx.Err())
+	}
+	testenv.NoError(t, tx.Rollback(t.Context()))
+	var partitioned bool
+	testenv.NoError(t, pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_partitioned_table p
+		WHERE p.partrelid = 'events'::regclass)`).Scan(&partitioned))
+	if partitioned {
+		t.Fatal("the events table was partitioned after all")
 	}
 }

@@ -157,9 +157,9 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 // Errors: as waitOn, after WaitMax in all.
 func (s *Service) waitFor(ctx context.Context, ledger, projection string, pos uint64) (*Service, error) {
 	switch {
-	case s.primary == nil:
+	case s.primary == nil: // the primary's, or route() already moved to it
 		return s, s.waitOn(ctx, ledger, projection, pos, WaitMax)
-	case s.replicaDown.Load():
+	case s.replicaDown.Load(): // marked down since route()
 		s.fallbacks.Add(1)
 		return s.primary, s.primary.waitOn(ctx, ledger, projection, pos, WaitMax)
 	case pos == 0:
@@ -186,10 +186,11 @@ func (s *Service) WithPrimary(primary *Service, after time.Duration) *Service {
 	return s
 }
 
-// route is the Service a call reads from when it does not wait: the
-// primary's while s is a replica marked down, else s.
+// route is the Service a call starts from: the primary's while s is a
+// replica marked down (counted as a fallback), else s.
 func (s *Service) route() *Service {
 	if s.primary != nil && s.replicaDown.Load() {
+		s.fallbacks.Add(1)
 		return s.primary
 	}
 	return s

@@ -105,4 +105,11 @@ func TestQueriesOnAReplica(t *testing.T) {
 	if got, at := bobCredits(t, h, ledger, pos); got != "3.00" || at < pos {
 		t.Fatalf("bob's credits at %d with the replica down: %s at %d", pos, got, at)
 	}
+	// Every call read the primary meanwhile, and counts.
+	before := fallbacks(t, h)
+	_, err = h.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"bob"}})
+	testenv.NoError(t, err)
+	if n := fallbacks(t, h); n != before+1 {
+		t.Fatalf("a call with the replica down: %d fallbacks after %d, want one more", n, before)
+	}
 }
