@@ -64,6 +64,35 @@ func stateOf(fault, streamFault *string) (state, reason string) {
 	return StateOK, ""
 }
 
+// ProjectionLags returns, for each of ledgers that has projections, how
+// many events its furthest-behind projection has still to apply: one
+// statement over their checkpoints and heads (a ledger without events has
+// no head, and lags 0).
+//
+// Errors: database errors.
+func (s *Service) ProjectionLags(ctx context.Context, ledgers []string) (map[string]uint64, error) {
+	s = s.route()
+	rows, err := s.pool.Query(ctx, `SELECT c.ledger, max(greatest(coalesce(h.position, 0) - c.position, 0))
+		FROM projection_checkpoints c LEFT JOIN ledger_heads h ON h.ledger = c.ledger
+		WHERE c.ledger = ANY($1) GROUP BY c.ledger`, ledgers)
+	if err != nil {
+		return nil, fmt.Errorf("projection lags: %w", err)
+	}
+	out := make(map[string]uint64, len(ledgers))
+	var (
+		ledger string
+		lag    int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&ledger, &lag}, func() error {
+		out[ledger] = uint64(lag)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("projection lags: %w", err)
+	}
+	return out, nil
+}
+
 // GetProjectionStatus returns every projection checkpoint of ledger, or of all
 // ledgers when ledger is "", by ledger and name, in one statement.
 //

@@ -25,8 +25,8 @@ type NodeRegistry interface {
 }
 
 // Lags reads how many events the furthest-behind projection of each ledger
-// has not applied; ledger "" is every ledger.
-type Lags func(ctx context.Context, ledger string) (map[string]uint64, error)
+// has not applied, for the ledgers named.
+type Lags func(ctx context.Context, ledgers []string) (map[string]uint64, error)
 
 // WithNodes serves ListNodes, DrainNode and ListPlacements from nodes, with
 // the projections' lags from lags.
@@ -100,7 +100,11 @@ func (s *AdminServer) ListPlacements(ctx context.Context, req *ledgerv1.ListPlac
 	if err != nil {
 		return nil, statusOf(err)
 	}
-	lags, err := s.lags(ctx, req.GetLedger())
+	names := make([]string, len(lgs))
+	for i, lg := range lgs {
+		names[i] = lg.Name
+	}
+	lags, err := s.lags(ctx, names)
 	if err != nil {
 		return nil, statusOf(err)
 	}

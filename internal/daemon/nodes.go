@@ -18,7 +18,6 @@ import (
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/version"
-	"github.com/ledgerd/ledger/queries"
 )
 
 // Timing of the registry of nodes and of the listener of appends.
@@ -260,22 +259,6 @@ func (m *Main) announceRebuilt(ledger string) {
 	if _, err := m.projPool.Exec(ctx, `SELECT pg_notify($1, $2)`, rebuiltChannel, ledger); err != nil {
 		m.Logger.Warn("announce a rebuild to the other nodes", "ledger", ledger, "err", err)
 	}
-}
-
-// projectionLags reads, for each ledger (or ledger alone), how many events
-// its furthest-behind projection has not applied (grpcapi.Lags).
-//
-// Errors: the database error.
-func (m *Main) projectionLags(ctx context.Context, ledger string) (map[string]uint64, error) {
-	statuses, err := queries.New(m.readPool, nil).GetProjectionStatus(ctx, ledger)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]uint64{}
-	for _, s := range statuses {
-		out[s.Ledger] = max(out[s.Ledger], s.LagPositions)
-	}
-	return out, nil
 }
 
 // placementCollector exports this node's leases and drain, read on each

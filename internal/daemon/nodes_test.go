@@ -325,3 +325,35 @@ func ackedOnce(t *testing.T, h *harness, ledger string, tr *ledgerv1.Transfer) u
 	})
 	return pos
 }
+
+// TestPlacementsOfANewLedger: a ledger created but without events yet has a
+// placement (no writer, no lag) and its projections' lags read 0 in the
+// listing of every ledger: ListPlacements reads lags for the ledgers it
+// lists, not through the projection status, which knows ledgers by their
+// head.
+func TestPlacementsOfANewLedger(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	_, err := h.adminClient(t).CreateLedger(ctx(t), &ledgerv1.CreateLedgerRequest{Ledger: ledger})
+	testenv.NoError(t, err)
+	if p := placement(t, h, ledger); p.GetHead() != 0 || p.GetLagPositions() != 0 {
+		t.Fatalf("a new ledger's placement: %v, want head 0, lag 0", p)
+	}
+	busy := testenv.Name(t)
+	h.setup(t, busy)
+	resp, err := h.adminClient(t).ListPlacements(ctx(t), &ledgerv1.ListPlacementsRequest{})
+	testenv.NoError(t, err)
+	seen := 0
+	for _, p := range resp.GetPlacements() {
+		if p.GetLedger() == ledger || p.GetLedger() == busy {
+			seen++
+			if p.GetLagPositions() > p.GetHead() {
+				t.Errorf("%s lags %d past its head %d", p.GetLedger(), p.GetLagPositions(), p.GetHead())
+			}
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("the listing of every ledger has %d of the two: %v", seen, resp.GetPlacements())
+	}
+}

@@ -106,7 +106,7 @@ func (m *Main) serve() error {
 	// rebuilt rows: what they held in memory came from the rows replaced.
 	ledgerv1.RegisterAdminServiceServer(m.grpcSrv, grpcapi.NewAdminServer(m.projPool, m.store, m.keys, m.ledgers, m.Logger).
 		WithRebuilt(m.announceRebuilt).WithStreams(restartingStreams{natsbus.NewStreams(m.js, m.streamOptions()), m}).
-		WithNodes(m.nodes, m.projectionLags))
+		WithNodes(m.nodes, reads.ProjectionLags))
 	var anchors grpcapi.AnchorLister
 	if m.anchorBucket != nil {
 		anchors = m.anchorBucket
