@@ -130,13 +130,6 @@ func (l *Locks) Release(ledger string) {
 	}()
 }
 
-// Held is how many projector leases this process holds.
-func (l *Locks) Held() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.held)
-}
-
 // Close ends the session: every lease goes with it.
 func (l *Locks) Close() {
 	l.ops.Lock()

@@ -126,18 +126,11 @@ func (c *client) placements(ctx context.Context, ledger string) error {
 		fmt.Fprintln(tw, "LEDGER\tSTATUS\tHEAD\tWRITER\tLEASE AGE\tPROJECTOR\tLEASE AGE\tLAG")
 		for _, p := range resp.GetPlacements() {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\n", p.GetLedger(), statusWord(p.GetStatus()), p.GetHead(),
-				orDash(p.GetWriterNode()), leaseAge(p.GetWriterNode(), p.GetWriterSince().AsTime()),
-				orDash(p.GetProjectorNode()), leaseAge(p.GetProjectorNode(), p.GetProjectorSince().AsTime()), p.GetLagPositions())
+				or(p.GetWriterNode(), "-"), leaseAge(p.GetWriterNode(), p.GetWriterSince().AsTime()),
+				or(p.GetProjectorNode(), "-"), leaseAge(p.GetProjectorNode(), p.GetProjectorSince().AsTime()), p.GetLagPositions())
 		}
 		return tw.Flush()
 	})
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func leaseAge(node string, since time.Time) string {

@@ -153,7 +153,7 @@ func (m *Main) grpcOptions(tlsCfg *tls.Config, budget *grpcapi.RecvBudget) []grp
 		unary = append(unary, m.auth.UnaryInterceptor)
 		stream = append(stream, m.auth.StreamInterceptor)
 	}
-	gateUnary, gateStream := roleGate(m.roles, grpcapi.StatusOf)
+	gateUnary, gateStream := roleGate(m.roles)
 	unary = append(unary, gateUnary, grpcapi.RecvSizeUnaryInterceptor)
 	stream = append(stream, gateStream)
 	stream = append(stream, grpcapi.RecvSizeStreamInterceptor, grpcapi.NewReadEventsLimit().StreamInterceptor)

@@ -201,7 +201,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Policy:   domain.Policy{EffectivePastMax: m.Config.EffectivePastMax, EffectiveFutureMax: m.Config.EffectiveFutureMax},
 
 		SnapshotEvery: m.Config.SnapshotEvery,
-		IdleAfter:     cmp.Or(m.Config.LedgerIdle, LedgerIdleDefault),
+		IdleAfter:     m.ledgerIdle(),
 	}, 0, m.startReaders, m.stopReaders)
 	m.ledgers.SetAdmit(m.admitWriter)
 	m.forwarder = newForwarder(m)

@@ -231,10 +231,16 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 		return c, nil
 	}
 	if len(f.conns) >= peerConnsMax {
-		for a, c := range f.conns {
-			_ = c.Close()
-			delete(f.conns, a)
+		// One goes, preferably to an address no live writer node has: the
+		// others may carry forwards in flight.
+		victim := ""
+		for a := range f.conns {
+			if victim = a; !f.isPeerAddr(a) {
+				break
+			}
 		}
+		_ = f.conns[victim].Close()
+		delete(f.conns, victim)
 	}
 	creds := insecure.NewCredentials()
 	if f.m.Config.TLSCert != "" {
@@ -249,6 +255,19 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	f.conns[addr] = c
 	return c, nil
+}
+
+// isPeerAddr says whether addr is a live writer node's, as the last
+// heartbeat read them.
+func (f *forwarder) isPeerAddr(addr string) bool {
+	if loads := f.loads.Load(); loads != nil {
+		for _, p := range *loads {
+			if p.addr == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // close closes the connections to other nodes.
@@ -284,7 +303,7 @@ func (f *forwarder) refreshLoads(ctx context.Context) error {
 	f.own.Store(&own)
 	var loads []peerLoad
 	for _, n := range nodes {
-		if n.ID == f.m.nodeID || n.Draining || !n.Live || !slices.Contains(n.Roles, "writer") {
+		if n.ID == f.m.nodeID || n.Draining || !n.Live || !slices.Contains(n.Roles, eventstore.RoleWriter) {
 			continue
 		}
 		loads = append(loads, peerLoad{id: n.ID, addr: n.GRPCAddr, writers: writers[n.ID]})

@@ -102,19 +102,18 @@ func (m *Main) heartbeats(ctx context.Context) {
 			err = m.register(hctx)
 		}
 		if err == nil {
+			// The drain flag is the heartbeat's answer: it holds whether
+			// or not the loads below can be read.
+			m.setDraining(draining)
 			err = m.forwarder.refreshLoads(hctx)
 		}
 		cancel()
 		if err == nil && m.roles.Writer && !draining {
 			m.forwarder.rebalance()
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				m.Logger.Warn("node heartbeat", "node", m.nodeID, "err", err)
-			}
-			continue
+		if err != nil && ctx.Err() == nil {
+			m.Logger.Warn("node heartbeat", "node", m.nodeID, "err", err)
 		}
-		m.setDraining(draining)
 	}
 }
 
@@ -251,7 +250,9 @@ func (m *Main) onAppended(ledger string) {
 
 // announceRebuilt tells every process that ledger's read models were
 // rebuilt: those that run its projections restart them (listenAppends).
-// This process restarts its own first, without waiting for the message.
+// This process restarts its own first, without waiting for the message
+// (its listener, when it projects, restarts them once more on the notice:
+// a rebuild is rare, and a stale running total must not wait on a notice).
 func (m *Main) announceRebuilt(ledger string) {
 	m.restartReaders(ledger)
 	ctx, cancel := context.WithTimeout(context.Background(), nodeHeartbeatTimeout)

@@ -8,9 +8,11 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
 )
 
 // Roles are the jobs a ledgerd process does (-roles). Every process shares
@@ -40,9 +42,9 @@ func ParseRoles(s string) (Roles, error) {
 	var r Roles
 	for _, name := range strings.Split(s, ",") {
 		switch strings.TrimSpace(name) {
-		case "writer":
+		case eventstore.RoleWriter:
 			r.Writer = true
-		case "projector":
+		case eventstore.RoleProjector:
 			r.Projector = true
 		case "query":
 			r.Query = true
@@ -65,18 +67,16 @@ func (r Roles) orAll() Roles {
 func (r Roles) List() []string {
 	var out []string
 	if r.Writer {
-		out = append(out, "writer")
+		out = append(out, eventstore.RoleWriter)
 	}
 	if r.Projector {
-		out = append(out, "projector")
+		out = append(out, eventstore.RoleProjector)
 	}
 	if r.Query {
 		out = append(out, "query")
 	}
 	return out
 }
-
-func (r Roles) String() string { return strings.Join(r.List(), ",") }
 
 // Errors of a call this process's roles do not serve. They are Unavailable:
 // another node serves them.
@@ -112,16 +112,16 @@ func needsQueryRole(roles Roles, method string, req any) bool {
 // without the query role. The writer role is checked where a writer starts
 // (commands.Ledgers.SetAdmit): whatever call needs one, of whichever
 // service, is refused there.
-func roleGate(roles Roles, statusOf func(error) error) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+func roleGate(roles Roles) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if !roles.Query && needsQueryRole(roles, info.FullMethod, req) {
-			return nil, statusOf(errNoQueryRole)
+			return nil, grpcapi.StatusOf(errNoQueryRole)
 		}
 		return handler(ctx, req)
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if !roles.Query && needsQueryRole(roles, info.FullMethod, nil) {
-			return statusOf(errNoQueryRole)
+			return grpcapi.StatusOf(errNoQueryRole)
 		}
 		return handler(srv, ss)
 	}

@@ -472,6 +472,7 @@ func ReplicatedPostgres(t testing.TB) (primary, replica *devpg.Cluster) {
 		// server as the postgres user, which must reach it.
 		dir, err := os.MkdirTemp("", "ledger-testpg-"+name+"-")
 		NoError(t, err)
+		t.Cleanup(func() { _ = os.RemoveAll(dir) }) // after the Stop below, or alone when the start fails
 		c, err := devpg.Start(context.Background(), devpg.Options{Dir: dir, Settings: throwawaySettings, ReplicaOf: of})
 		if errors.Is(err, devpg.ErrNoPostgres) {
 			t.Skip(err)
@@ -483,7 +484,6 @@ func ReplicatedPostgres(t testing.TB) (primary, replica *devpg.Cluster) {
 			if err := c.Stop(ctx); err != nil {
 				t.Errorf("stop the %s: %v", name, err)
 			}
-			_ = os.RemoveAll(dir)
 		})
 		return c
 	}

@@ -62,7 +62,12 @@ for k in $nodes; do
 		LEDGER_ADMIN_KEY=$key "$bin/ledgerd" -postgres-url "$pg" -nats-url "$nats" -node-id "n$i" \
 			-grpc-addr 127.0.0.1:$((17269 + i)) -http-addr 127.0.0.1:$((18269 + i)) -data-dir "$dir" >"$out/k$k-n$i.log" 2>&1 &
 		pids+=($!)
-		until curl -fsS --max-time 2 http://127.0.0.1:$((18269 + i))/readyz >/dev/null 2>&1; do sleep 0.2; done
+		for _ in $(seq 1 300); do # 60 s, and no longer than the process lives
+			curl -fsS --max-time 2 http://127.0.0.1:$((18269 + i))/readyz >/dev/null 2>&1 && break
+			kill -0 "${pids[-1]}" 2>/dev/null || { echo "ledgerd n$i exited: see $out/k$k-n$i.log" >&2; exit 1; }
+			sleep 0.2
+		done
+		curl -fsS --max-time 2 http://127.0.0.1:$((18269 + i))/readyz >/dev/null 2>&1 || { echo "ledgerd n$i not ready in 60 s" >&2; exit 1; }
 	done
 	lsn0=$(psql -Atq "$pg" -c "SELECT pg_current_wal_lsn()")
 	l0=0; for p in "${pids[@]}"; do l0=$((l0 + $(ticks "$p"))); done
