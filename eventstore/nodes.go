@@ -204,12 +204,16 @@ type lockHolder struct {
 	pid int32
 }
 
+// thisDatabase restricts pg_locks to this database's locks: advisory keys
+// are per database, and the server may hold other ledger databases.
+const thisDatabase = `database = (SELECT oid FROM pg_database WHERE datname = current_database())`
+
 // advisoryLocks returns the bigint advisory locks granted now. pg_locks
 // shows a bigint key as its high half in classid and its low half in objid
 // (objsubid 1).
 func (s *Nodes) advisoryLocks(ctx context.Context) (map[lockHolder]bool, error) {
 	rows, err := s.pool.Query(ctx, `SELECT classid::bigint, objid::bigint, pid FROM pg_locks
-		WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid IS NOT NULL`)
+		WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid IS NOT NULL AND `+thisDatabase)
 	if err != nil {
 		return nil, fmt.Errorf("advisory locks: %w", err)
 	}
@@ -265,7 +269,7 @@ func (s *Nodes) WriterOf(ctx context.Context, ledger string) (n Node, ok bool, e
 	rows, err := s.pool.Query(ctx, `SELECT `+nodeColumns+` FROM ledgerd_nodes WHERE id = (
 		SELECT p.node FROM ledger_placements p WHERE p.ledger = $1 AND p.role = 'writer' AND EXISTS (
 			SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = p.backend_pid
-				AND l.objsubid = 1 AND l.classid::bigint = $2 AND l.objid::bigint = $4))`,
+				AND l.objsubid = 1 AND l.classid::bigint = $2 AND l.objid::bigint = $4 AND l.`+thisDatabase+`))`,
 		ledger, int64(key>>32), NodeLiveWithin.Seconds(), int64(key&0xffffffff))
 	if err != nil {
 		return Node{}, false, fmt.Errorf("writer of %s: %w", ledger, err)
