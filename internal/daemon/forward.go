@@ -70,6 +70,9 @@ type forwarder struct {
 	// hold none, are not load).
 	loads atomic.Pointer[[]peerLoad]
 	own   atomic.Pointer[[]string]
+	// mine is this node's leases of either role, from the same read (the
+	// lease metrics).
+	mine atomic.Pointer[[]eventstore.Placement]
 
 	mu      sync.Mutex
 	writers map[string]writerSeen
@@ -292,7 +295,11 @@ func (f *forwarder) refreshLoads(ctx context.Context) error {
 	}
 	writers := map[string]int{}
 	var own []string
+	var mine []eventstore.Placement
 	for _, p := range places {
+		if p.Node == f.m.nodeID {
+			mine = append(mine, p)
+		}
 		if p.Role == eventstore.RoleWriter {
 			writers[p.Node]++
 			if p.Node == f.m.nodeID {
@@ -301,6 +308,7 @@ func (f *forwarder) refreshLoads(ctx context.Context) error {
 		}
 	}
 	f.own.Store(&own)
+	f.mine.Store(&mine)
 	var loads []peerLoad
 	for _, n := range nodes {
 		if n.ID == f.m.nodeID || n.Draining || !n.Live || !slices.Contains(n.Roles, eventstore.RoleWriter) {

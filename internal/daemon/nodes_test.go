@@ -356,4 +356,12 @@ func TestPlacementsOfANewLedger(t *testing.T) {
 	if seen != 2 {
 		t.Fatalf("the listing of every ledger has %d of the two: %v", seen, resp.GetPlacements())
 	}
+	// The node's leases are in its metrics, as its heartbeat last read them.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		want := fmt.Sprintf(`ledger_lease_age_seconds{ledger=%q,role="writer"}`, busy)
+		if !strings.Contains(metricsText(t, h), want) {
+			return fmt.Errorf("/metrics lacks %s", want)
+		}
+		return nil
+	})
 }
