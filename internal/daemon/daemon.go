@@ -67,22 +67,25 @@ type Main struct {
 	// replicaPool is the read replica's (-postgres-replica-url); nil when
 	// queries read from the primary alone.
 	replicaPool *pgxpool.Pool
-	nc          *nats.Conn
-	js          jetstream.JetStream
-	store       *eventstore.Store
-	keys        *apikeys.Store
-	hooks       *webhooks.Store
-	auth        *grpcapi.Auth // nil with auth off
-	lease       *eventstore.Lease
-	ledgers     *commands.Ledgers
-	grpcSrv     *grpc.Server
-	httpSrv     *http.Server
-	gateway     *httpapi.Gateway
-	grpcLis     net.Listener
-	httpLis     net.Listener
-	registry    *prometheus.Registry
-	metrics     *metrics
-	health      *healthWatch
+	// replicaChecked is set once the replica's login was found to have the
+	// reader's role (at start, or at its first answer when down at start).
+	replicaChecked bool
+	nc             *nats.Conn
+	js             jetstream.JetStream
+	store          *eventstore.Store
+	keys           *apikeys.Store
+	hooks          *webhooks.Store
+	auth           *grpcapi.Auth // nil with auth off
+	lease          *eventstore.Lease
+	ledgers        *commands.Ledgers
+	grpcSrv        *grpc.Server
+	httpSrv        *http.Server
+	gateway        *httpapi.Gateway
+	grpcLis        net.Listener
+	httpLis        net.Listener
+	registry       *prometheus.Registry
+	metrics        *metrics
+	health         *healthWatch
 	// adminKeyPath is the file dev mode wrote a new admin key to; "" if none.
 	adminKeyPath string
 	// anchoring signs the heads (nil: no anchor key); anchorBucket is

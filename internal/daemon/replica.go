@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -57,7 +58,11 @@ func (m *Main) openReplica(ctx context.Context, connsMax int) error {
 	if !standby {
 		m.Logger.Warn("-postgres-replica-url is not a standby (pg_is_in_recovery false): queries read from it all the same")
 	}
-	return checkRole(ctx, m.replicaPool, "-postgres-replica-url", needReader)
+	if err := checkRole(ctx, m.replicaPool, "-postgres-replica-url", needReader); err != nil {
+		return err
+	}
+	m.replicaChecked = true
+	return nil
 }
 
 // queryService is the Service the query calls read through: the replica's,
@@ -71,14 +76,26 @@ func (m *Main) queryService() *queries.Service {
 }
 
 // watchReplica pings the replica every replicaCheckEvery until ctx ends,
-// marking q's replica down while it does not answer.
+// marking q's replica down while it does not answer. A replica down at
+// start is checked for the reader's role at its first answer, and taken
+// for down for good when its login lacks it (the start would have refused).
 func (m *Main) watchReplica(ctx context.Context, q *queries.Service, up prometheus.Gauge) {
 	t := time.NewTicker(replicaCheckEvery)
 	defer t.Stop()
-	wasDown := false
+	wasDown, checked := false, m.replicaChecked
 	for {
 		pctx, cancel := context.WithTimeout(ctx, replicaCheckTimeout)
 		err := m.replicaPool.Ping(pctx)
+		if err == nil && !checked {
+			if err = checkRole(pctx, m.replicaPool, "-postgres-replica-url", needReader); errors.Is(err, ErrRoleMissing) {
+				m.Logger.Error("read replica refused: queries read from the primary", "err", err)
+				q.SetReplicaDown(true)
+				up.Set(0)
+				cancel()
+				return
+			}
+			checked = err == nil
+		}
 		cancel()
 		if ctx.Err() != nil {
 			return
