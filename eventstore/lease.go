@@ -60,25 +60,26 @@ func (l *Lease) WithNode(node string) *Lease {
 
 // NewLease returns a Lease that connects with cfg (copied).
 func NewLease(cfg *pgx.ConnConfig) *Lease {
+	return &Lease{cfg: leaseSessionConfig(cfg, LeaseApplicationName), idle: make(chan *pgx.Conn, leaseIdleMax)}
+}
+
+// leaseSessionConfig is a copy of cfg for the sessions leases live on,
+// named app in pg_stat_activity. Their TCP keepalives make the server find
+// out within about 20 s that a session's host is gone without a word (power
+// lost, a partition): its locks are freed then, not after the system's TCP
+// keepalive (two hours by default). Any login may set these; over a Unix
+// socket they do nothing, and nothing is needed.
+func leaseSessionConfig(cfg *pgx.ConnConfig, app string) *pgx.ConnConfig {
 	c := cfg.Copy()
 	if c.RuntimeParams == nil {
 		c.RuntimeParams = map[string]string{}
 	}
-	c.RuntimeParams["application_name"] = LeaseApplicationName
-	keepLeaseSessionAlive(c)
-	return &Lease{cfg: c, idle: make(chan *pgx.Conn, leaseIdleMax)}
-}
-
-// keepLeaseSessionAlive makes the server find out within about 20 s that
-// the host of a lease's session is gone without a word (power lost, a
-// partition): its lock is freed then, not after the system's TCP keepalive
-// (two hours by default). Any login may set these; over a Unix socket they
-// do nothing, and nothing is needed.
-func keepLeaseSessionAlive(c *pgx.ConnConfig) {
+	c.RuntimeParams["application_name"] = app
 	for k, v := range map[string]string{"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "3",
 		"tcp_keepalives_count": "3", "tcp_user_timeout": "20000"} {
 		c.RuntimeParams[k] = v
 	}
+	return c
 }
 
 // TryAcquire takes ledger's lease if no other session holds it. ok is false,

@@ -42,13 +42,7 @@ type Locks struct {
 // NewLocks returns projector leases on sessions made with cfg (copied),
 // recorded as node's (ledger_placements).
 func NewLocks(cfg *pgx.ConnConfig, node string) *Locks {
-	c := cfg.Copy()
-	if c.RuntimeParams == nil {
-		c.RuntimeParams = map[string]string{}
-	}
-	c.RuntimeParams["application_name"] = ProjectorLeaseApplicationName
-	keepLeaseSessionAlive(c)
-	return &Locks{cfg: c, node: node, held: map[string]bool{}}
+	return &Locks{cfg: leaseSessionConfig(cfg, ProjectorLeaseApplicationName), node: node, held: map[string]bool{}}
 }
 
 // TryAcquire takes ledger's projector lease unless another session holds

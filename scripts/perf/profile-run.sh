@@ -15,11 +15,10 @@ until curl -fsS --max-time 2 http://127.0.0.1:18181/readyz >/dev/null 2>&1; do s
 export LEDGER_API_KEY=$(cat $dir/admin.key)
 pm=$(head -1 $dir/postgres/data/postmaster.pid)
 . "$(dirname "$0")"/proc.sh
-cpu() { ticks "$1"; } # pid -> ticks incl. children (live + reaped)
-"$(dirname "$0")"/pgsnap.sh $pm > $out/pg0.txt; l0=$(awk '{s=$0; sub(/.*\) /,"",s); split(s,f," "); print f[12]+f[13]}' /proc/$lpid/stat); p0=$(cpu $pm); t0=$(date +%s.%N)
+"$(dirname "$0")"/pgsnap.sh $pm > $out/pg0.txt; l0=$(self_ticks $lpid); p0=$(ticks $pm); t0=$(date +%s.%N)
 ( sleep ${PROF_DELAY:-3}; curl -s "http://127.0.0.1:18181/debug/pprof/profile?seconds=${PROF_SECONDS:-15}" -o $out/cpu.pprof ) &
 "$bindir"/ledgerbench -addr 127.0.0.1:17171 "$@" > $out/bench.txt 2>$out/bench.err || true
-"$(dirname "$0")"/pgsnap.sh $pm > $out/pg1.txt; l1=$(awk '{s=$0; sub(/.*\) /,"",s); split(s,f," "); print f[12]+f[13]}' /proc/$lpid/stat); p1=$(cpu $pm); t1=$(date +%s.%N)
+"$(dirname "$0")"/pgsnap.sh $pm > $out/pg1.txt; l1=$(self_ticks $lpid); p1=$(ticks $pm); t1=$(date +%s.%N)
 wait %2 2>/dev/null || true
 curl -s http://127.0.0.1:18181/metrics > $out/metrics.txt; kill -INT $lpid; wait $lpid || true
 n=$(grep -oE 'measuring: [0-9]+' $out/bench.err | grep -oE '[0-9]+' || echo 0)
