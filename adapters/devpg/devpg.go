@@ -571,20 +571,8 @@ func rotateLog(path string) error {
 // initdb creates the cluster unless dataDir already holds one of the same
 // major version.
 func (c *Cluster) initdb(ctx context.Context) error {
-	have, err := os.ReadFile(filepath.Join(c.dataDir, "PG_VERSION"))
-	if err == nil {
-		want, err := c.majorVersion(ctx)
-		if err != nil {
-			return err
-		}
-		if got := strings.TrimSpace(string(have)); got != want {
-			return fmt.Errorf("cluster in %s is version %s, binaries in %s are %s: %w",
-				c.dataDir, got, c.binDir, want, ErrVersionMismatch)
-		}
-		return nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read PG_VERSION: %w", err)
+	if exists, err := c.existing(ctx); exists || err != nil {
+		return err
 	}
 	c.logf("devpg: initdb %s", c.dataDir)
 	// Locale C: byte-order collation is deterministic, fast and the same on
@@ -610,11 +598,34 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	return nil
 }
 
+// existing says whether dataDir holds a cluster already.
+//
+// Errors: ErrVersionMismatch, for a cluster of another major version than
+// the binaries'; PG_VERSION unreadable.
+func (c *Cluster) existing(ctx context.Context) (bool, error) {
+	have, err := os.ReadFile(filepath.Join(c.dataDir, "PG_VERSION"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read PG_VERSION: %w", err)
+	}
+	want, err := c.majorVersion(ctx)
+	if err != nil {
+		return true, err
+	}
+	if got := strings.TrimSpace(string(have)); got != want {
+		return true, fmt.Errorf("cluster in %s is version %s, binaries in %s are %s: %w",
+			c.dataDir, got, c.binDir, want, ErrVersionMismatch)
+	}
+	return true, nil
+}
+
 // basebackup copies primary into dataDir as a streaming replica of it,
-// unless dataDir already holds a cluster.
+// unless dataDir already holds a cluster (of the binaries' version).
 func (c *Cluster) basebackup(ctx context.Context, primary *Cluster) error {
-	if _, err := os.Stat(filepath.Join(c.dataDir, "PG_VERSION")); err == nil {
-		return nil
+	if exists, err := c.existing(ctx); exists || err != nil {
+		return err
 	}
 	c.logf("devpg: pg_basebackup of %s into %s", primary.dataDir, c.dataDir)
 	// -R writes standby.signal and primary_conninfo: the copy starts as a
