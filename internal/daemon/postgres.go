@@ -141,6 +141,19 @@ func (m *Main) closePools() {
 
 // openPool connects to url with at most connsMax connections.
 func openPool(ctx context.Context, url string, connsMax int) (*pgxpool.Pool, error) {
+	pool, err := newPool(ctx, url, connsMax)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	return pool, nil
+}
+
+// newPool is a pool of at most connsMax connections to url, none made yet.
+func newPool(ctx context.Context, url string, connsMax int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres url: %w", err)
@@ -148,10 +161,6 @@ func openPool(ctx context.Context, url string, connsMax int) (*pgxpool.Pool, err
 	cfg.MaxConns = int32(connsMax)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	return pool, nil

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ledgerd/ledger/queries"
@@ -40,12 +39,8 @@ func (m *Main) openReplica(ctx context.Context, connsMax int) error {
 	if m.Config.PostgresReplicaURL == "" {
 		return nil
 	}
-	cfg, err := pgxpool.ParseConfig(m.Config.PostgresReplicaURL)
-	if err != nil {
-		return fmt.Errorf("-postgres-replica-url: %w", err)
-	}
-	cfg.MaxConns = int32(connsMax)
-	if m.replicaPool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+	var err error
+	if m.replicaPool, err = newPool(ctx, m.Config.PostgresReplicaURL, connsMax); err != nil {
 		return fmt.Errorf("-postgres-replica-url: %w", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, replicaCheckTimeout)
