@@ -115,9 +115,8 @@ type Main struct {
 	readers map[string]*ledgerReaders
 	// waking holds the ledgers a waiting query is starting the readers of.
 	waking map[string]bool
-	// writing holds the ledgers whose writer runs here, and freezers what
-	// stops each one's freezer.
-	writing  map[string]bool
+	// freezers holds what stops the freezer of each ledger whose writer
+	// runs here (writesHere).
 	freezers map[string]context.CancelFunc
 	// elsewhere holds when this process last found a ledger's projector
 	// lease held by another (leaseRetryAfter).
@@ -158,7 +157,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.readers, m.waking = map[string]*ledgerReaders{}, map[string]bool{}
-	m.writing, m.freezers, m.elsewhere = map[string]bool{}, map[string]context.CancelFunc{}, map[string]time.Time{}
+	m.freezers, m.elsewhere = map[string]context.CancelFunc{}, map[string]time.Time{}
 	m.quiet = map[string]time.Time{}
 	m.roles = m.Config.Roles.orAll()
 	m.nodeID = cmp.Or(m.Config.NodeID, defaultNodeID(m.Config.GRPCAddr))

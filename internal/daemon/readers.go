@@ -23,8 +23,6 @@ type ledgerReaders struct {
 	// elsewhere), r is no longer in Main.readers.
 	started    chan struct{}
 	projecting bool
-	// writer is set while the ledger's writer runs here: they run as long.
-	writer bool
 	// stopping is set while they catch up before stopping; gen counts the
 	// stops, so that the one goroutine waiting (stopper) sees a later one.
 	stopping bool
@@ -52,12 +50,15 @@ const leaseRetryAfter = time.Second
 func (m *Main) startReaders(ledger string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.writing[ledger] = true
 	m.ensureFreezer(ledger)
 	if r := m.ensureReaders(ledger); r != nil {
-		r.writer, r.stopping = true, false
+		r.stopping = false
 	}
 }
+
+// writesHere says whether the ledger's writer runs in this process: its
+// freezer runs as long (startReaders, stopReaders). m.mu is held.
+func (m *Main) writesHere(ledger string) bool { return m.freezers[ledger] != nil }
 
 // ensureFreezer starts the ledger's freezer (workflows.Freezer) unless it
 // runs: the alerts of rules with the freeze action become freezes through
@@ -87,13 +88,11 @@ func (m *Main) ensureFreezer(ledger string) {
 func (m *Main) stopReaders(ledger string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.writing, ledger)
 	if stop := m.freezers[ledger]; stop != nil {
 		stop()
 		delete(m.freezers, ledger)
 	}
 	if r, ok := m.readers[ledger]; ok {
-		r.writer = false
 		m.stopWhenCaughtUp(ledger, r)
 	}
 }
@@ -114,7 +113,7 @@ func (m *Main) catchUpReaders(ledger string) {
 		}
 		return
 	}
-	if r := m.ensureReaders(ledger); r != nil && !r.writer {
+	if r := m.ensureReaders(ledger); r != nil && !m.writesHere(ledger) {
 		m.stopWhenCaughtUp(ledger, r)
 	}
 }
@@ -139,7 +138,7 @@ func (m *Main) ensureReaders(ledger string) *ledgerReaders {
 	delete(m.elsewhere, ledger)
 	ctx, cancel := context.WithCancel(m.readersCtx)
 	r := &ledgerReaders{ctx: ctx, cancel: cancel, runners: map[string]*projections.Runner{}, started: make(chan struct{}),
-		writer: m.writing[ledger], heard: time.Now(), nudge: make(chan struct{}, 1)}
+		heard: time.Now(), nudge: make(chan struct{}, 1)}
 	m.readers[ledger] = r
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.startProjecting(ledger, r) }()
@@ -328,10 +327,10 @@ func (m *Main) stopWhenCaughtUp(ledger string, r *ledgerReaders) {
 			err := m.catchUp(r.ctx, ledger, r.runners)
 			m.mu.Lock()
 			switch {
-			case err == nil && r.gen != gen && r.stopping && !r.writer:
+			case err == nil && r.gen != gen && r.stopping && !m.writesHere(ledger):
 				m.mu.Unlock()
 				continue // stopped again since: wait for the newer head
-			case err == nil && r.stopping && !r.writer && !m.draining.Load() && time.Since(r.heard) < m.ledgerIdle():
+			case err == nil && r.stopping && !m.writesHere(ledger) && !m.draining.Load() && time.Since(r.heard) < m.ledgerIdle():
 				wait := m.ledgerIdle() - time.Since(r.heard)
 				m.mu.Unlock()
 				select {
@@ -340,7 +339,7 @@ func (m *Main) stopWhenCaughtUp(ledger string, r *ledgerReaders) {
 				case <-time.After(wait):
 				}
 				continue // still for less than the idle time: reach the head as it is then
-			case err == nil && r.stopping && !r.writer && m.readers[ledger] == r:
+			case err == nil && r.stopping && !m.writesHere(ledger) && m.readers[ledger] == r:
 				m.forgetReaders(ledger, r)
 				m.projLocks.Release(ledger)
 				m.Logger.Debug("relay and projections caught up: stopped", "ledger", ledger)
