@@ -158,7 +158,8 @@ func collectNames(rows nameRows) ([]string, error) {
 	return out, rows.Err()
 }
 
-// quietMax bounds the ledgers remembered as caught up (Main.quiet).
+// quietMax bounds the ledgers remembered as caught up (Main.quiet), and as
+// projected elsewhere (Main.elsewhere).
 const quietMax = 4096
 
 // wakeReaders is catchUpReaders for a query waiting on a ledger whose
@@ -170,7 +171,11 @@ func (m *Main) wakeReaders(ledger string) {
 		return // the query polls the checkpoint: another node projects
 	}
 	m.mu.Lock()
-	if _, running := m.readers[ledger]; running || m.waking[ledger] || len(m.waking) >= commands.LedgersMaxDefault {
+	// Found caught up, or its projector lease held elsewhere, less than
+	// leaseRetryAfter ago: not looked up again, whether an append or a
+	// query's min_position asks (one look-up a ledger a second at most).
+	recent := time.Since(m.elsewhere[ledger]) < leaseRetryAfter || time.Since(m.quiet[ledger]) < leaseRetryAfter
+	if _, running := m.readers[ledger]; running || recent || m.waking[ledger] || len(m.waking) >= commands.LedgersMaxDefault {
 		m.mu.Unlock()
 		return
 	}

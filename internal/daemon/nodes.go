@@ -231,21 +231,18 @@ func (m *Main) listen(ctx context.Context, again bool) error {
 	}
 }
 
-// onAppended wakes the ledger's readers if they run here; else, unless the
-// ledger's projector lease was found held elsewhere just now, starts them if
-// the ledger's projections are behind (wakeReaders checks, off this
+// onAppended wakes the ledger's readers if they run here; else starts them
+// if the ledger's projections are behind (wakeReaders checks, off this
 // goroutine).
 func (m *Main) onAppended(ledger string) {
 	m.mu.Lock()
 	_, running := m.readers[ledger]
-	recent := time.Since(m.elsewhere[ledger]) < leaseRetryAfter || time.Since(m.quiet[ledger]) < leaseRetryAfter
 	m.mu.Unlock()
-	switch {
-	case running:
+	if running {
 		m.catchUpReaders(ledger)
-	case !recent:
-		m.wakeReaders(ledger)
+		return
 	}
+	m.wakeReaders(ledger)
 }
 
 // announceRebuilt tells every process that ledger's read models were

@@ -163,6 +163,9 @@ func (m *Main) startProjecting(ledger string, r *ledgerReaders) {
 			m.Logger.Warn("projector lease", "ledger", ledger, "err", err)
 		}
 		if !ok && err == nil {
+			if len(m.elsewhere) >= quietMax {
+				clear(m.elsewhere) // forgetting costs a look-up each, no more
+			}
 			m.elsewhere[ledger] = time.Now()
 		}
 		if current {
