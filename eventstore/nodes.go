@@ -114,7 +114,7 @@ func (s *Nodes) Heartbeat(ctx context.Context, id string) (draining bool, err er
 // Errors: ErrUnknownNode; the database error.
 func (s *Nodes) SetDraining(ctx context.Context, id string, draining bool) (Node, error) {
 	rows, err := s.pool.Query(ctx, `UPDATE ledgerd_nodes SET draining = $2 WHERE id = $1 RETURNING `+nodeColumns,
-		id, draining, NodeLiveWithin.Seconds())
+		id, draining)
 	if err != nil {
 		return Node{}, fmt.Errorf("drain %s: %w", id, err)
 	}
@@ -135,7 +135,7 @@ func (s *Nodes) SetDraining(ctx context.Context, id string, draining bool) (Node
 func (s *Nodes) List(ctx context.Context) ([]Node, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+nodeColumns+` FROM ledgerd_nodes
 		WHERE seen_at > now() - make_interval(secs => $2) ORDER BY seen_at DESC, id LIMIT $1`,
-		NodesMax, NodeListedWithin.Seconds(), NodeLiveWithin.Seconds())
+		NodesMax, NodeListedWithin.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
@@ -146,10 +146,9 @@ func (s *Nodes) List(ctx context.Context) ([]Node, error) {
 	return out, nil
 }
 
-// nodeColumns are a node's columns; the query gives NodeLiveWithin in
-// seconds as $3.
-const nodeColumns = `id, roles, grpc_addr, http_addr, host, pid, version, started_at, seen_at,
-	seen_at > now() - make_interval(secs => $3), draining`
+// nodeColumns are a node's columns, live meaning seen within NodeLiveWithin.
+var nodeColumns = fmt.Sprintf(`id, roles, grpc_addr, http_addr, host, pid, version, started_at, seen_at,
+	seen_at > now() - interval '%d milliseconds', draining`, NodeLiveWithin.Milliseconds())
 
 func scanNode(row pgx.CollectableRow) (Node, error) {
 	var n Node
@@ -208,11 +207,14 @@ type lockHolder struct {
 // are per database, and the server may hold other ledger databases.
 const thisDatabase = `database = (SELECT oid FROM pg_database WHERE datname = current_database())`
 
-// advisoryLocks returns the bigint advisory locks granted now. pg_locks
+// lockKeySQL is the bigint key of pg_locks row l's advisory lock: pg_locks
 // shows a bigint key as its high half in classid and its low half in objid
 // (objsubid 1).
+const lockKeySQL = `(l.classid::bigint << 32 | l.objid::bigint)`
+
+// advisoryLocks returns the bigint advisory locks granted now.
 func (s *Nodes) advisoryLocks(ctx context.Context) (map[lockHolder]bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT classid::bigint, objid::bigint, pid FROM pg_locks
+	rows, err := s.pool.Query(ctx, `SELECT `+lockKeySQL+`, pid FROM pg_locks l
 		WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid IS NOT NULL AND `+thisDatabase)
 	if err != nil {
 		return nil, fmt.Errorf("advisory locks: %w", err)
@@ -220,12 +222,11 @@ func (s *Nodes) advisoryLocks(ctx context.Context) (map[lockHolder]bool, error) 
 	defer rows.Close()
 	out := map[lockHolder]bool{}
 	for rows.Next() {
-		var hi, lo int64
-		var pid int32
-		if err := rows.Scan(&hi, &lo, &pid); err != nil {
+		var h lockHolder
+		if err := rows.Scan(&h.key, &h.pid); err != nil {
 			return nil, fmt.Errorf("advisory locks: %w", err)
 		}
-		out[lockHolder{key: int64(uint64(hi)<<32 | uint64(lo)&0xffffffff), pid: pid}] = true
+		out[h] = true
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("advisory locks: %w", err)
@@ -265,12 +266,11 @@ func placeOn(ctx context.Context, conn *pgx.Conn, ledger, role, node string) err
 //
 // Errors: the database error.
 func (s *Nodes) WriterOf(ctx context.Context, ledger string) (n Node, ok bool, err error) {
-	key := uint64(LeaseKey(ledger))
 	rows, err := s.pool.Query(ctx, `SELECT `+nodeColumns+` FROM ledgerd_nodes WHERE id = (
 		SELECT p.node FROM ledger_placements p WHERE p.ledger = $1 AND p.role = 'writer' AND EXISTS (
 			SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = p.backend_pid
-				AND l.objsubid = 1 AND l.classid::bigint = $2 AND l.objid::bigint = $4 AND l.`+thisDatabase+`))`,
-		ledger, int64(key>>32), NodeLiveWithin.Seconds(), int64(key&0xffffffff))
+				AND l.objsubid = 1 AND `+lockKeySQL+` = $2 AND l.`+thisDatabase+`))`,
+		ledger, LeaseKey(ledger))
 	if err != nil {
 		return Node{}, false, fmt.Errorf("writer of %s: %w", ledger, err)
 	}
