@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/ledgerd/ledger/internal/daemon"
+	"github.com/ledgerd/ledger/internal/memtune"
 	"github.com/ledgerd/ledger/internal/version"
 )
 
@@ -25,13 +26,18 @@ import (
 // the heap grows to three times what is live before a collection, not two.
 // Single-transfer calls allocate about 25 kB each (gRPC, pgx, decoding),
 // and at Go's default the collector took a sixth of ledgerd's CPU; 200 cut
-// ledgerd's CPU a transfer by 6-8 % (docs/perf.md). GOMEMLIMIT still bounds
-// the process (docs/operations.md).
+// ledgerd's CPU a transfer by 6-8 % (docs/perf.md). Above a live heap of a
+// few hundred MiB, memtune bounds that slack by what is live; GOMEMLIMIT or
+// GOGC set in the environment leave the collector to them
+// (docs/operations.md).
 const gcPercentDefault = 200
 
 func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercentDefault)
+		if os.Getenv("GOMEMLIMIT") == "" {
+			memtune.Start()
+		}
 	}
 	args, migrate := os.Args[1:], false
 	if len(args) == 1 && (args[0] == "-version" || args[0] == "--version" || args[0] == "version") {

@@ -1,0 +1,123 @@
+// Package memtune bounds the collector's slack by what is live.
+//
+// ledgerd runs Go's collector at GOGC=200 (cmd/ledgerd): the heap grows to
+// three times what is live before a collection, which saves CPU while the
+// live heap is small. At a million accounts and millions of transfers the
+// live heap passes a gigabyte, and three times that is most of a small
+// machine's memory (a 7.4 GiB peak for about 1.4 GiB live, BENCHMARKS.md,
+// "Scale"). After every collection, Start sets Go's soft memory limit to the
+// memory that is not heap, plus the live heap, plus a headroom: twice the
+// live heap up to HeadroomCap (GOGC=200 behaviour below it), and at least
+// half the live heap above it. The collector then runs when either GOGC's
+// goal or the limit is reached, whichever comes first.
+package memtune
+
+import (
+	"math"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
+)
+
+// Defaults of the headroom.
+const (
+	// HeadroomCap is where the headroom stops being twice the live heap.
+	HeadroomCap = 256 << 20
+	// headroomFloor keeps a limit above a tiny live heap from making the
+	// collector run on every few allocations.
+	headroomFloor = 64 << 20
+)
+
+// metric names read after each collection.
+var names = []string{
+	"/gc/heap/live:bytes",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/released:bytes",
+	"/memory/classes/heap/unused:bytes",
+}
+
+// Headroom is how much the heap may grow past live bytes before the limit
+// makes the collector run: 2× live up to HeadroomCap, then the larger of
+// HeadroomCap and live/2.
+func Headroom(live uint64) uint64 {
+	h := max(2*live, headroomFloor)
+	if h > HeadroomCap {
+		h = max(HeadroomCap, live/2)
+	}
+	return h
+}
+
+// Tuner sets the soft memory limit after each collection; Stop ends it.
+type Tuner struct {
+	stopped atomic.Bool
+	// Limit is the last limit set (for tests and metrics).
+	limit   atomic.Int64
+	samples []metrics.Sample
+}
+
+// Start begins tuning after every collection and returns the tuner. The
+// caller decides whether to (cmd/ledgerd: not when the environment sets
+// GOMEMLIMIT, which an operator set for a reason).
+func Start() *Tuner {
+	t := &Tuner{samples: make([]metrics.Sample, len(names))}
+	for i, n := range names {
+		t.samples[i].Name = n
+	}
+	t.arm()
+	return t
+}
+
+// Stop stops tuning and lifts the limit.
+func (t *Tuner) Stop() {
+	if t.stopped.Swap(true) {
+		return
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+}
+
+// Limit is the soft memory limit last set; 0 before the first collection.
+func (t *Tuner) Limit() int64 { return t.limit.Load() }
+
+// sentinel is an object the collector frees at every cycle: its finalizer
+// runs after that cycle, tunes and arms the next one. A finalizer runs on
+// the runtime's single finalizer goroutine, so tune never runs twice at once.
+type sentinel struct{ _ [16]byte }
+
+func (t *Tuner) arm() {
+	s := &sentinel{}
+	runtime.SetFinalizer(s, func(*sentinel) {
+		if t.stopped.Load() {
+			return
+		}
+		t.tune()
+		t.arm()
+	})
+}
+
+func (t *Tuner) tune() {
+	metrics.Read(t.samples)
+	v := make([]uint64, len(t.samples))
+	for i, s := range t.samples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			return // a runtime without the metric: leave the limit alone
+		}
+		v[i] = s.Value.Uint64()
+	}
+	live, total, objects, free, released, unused := v[0], v[1], v[2], v[3], v[4], v[5]
+	// What the runtime holds besides the heap (stacks, its own structures):
+	// the limit counts it too.
+	heap := objects + free + released + unused
+	other := uint64(0)
+	if total > heap {
+		other = total - heap
+	}
+	limit := other + live + Headroom(live)
+	if limit > math.MaxInt64 {
+		limit = math.MaxInt64
+	}
+	debug.SetMemoryLimit(int64(limit))
+	t.limit.Store(int64(limit))
+}

@@ -1,0 +1,95 @@
+package memtune_test
+
+import (
+	"math"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+
+	"github.com/ledgerd/ledger/internal/memtune"
+)
+
+func TestHeadroom(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct{ live, want uint64 }{
+		{0, 64 * mib},          // the floor
+		{10 * mib, 64 * mib},   // still the floor
+		{100 * mib, 200 * mib}, // GOGC=200's slack
+		{128 * mib, 256 * mib}, // up to the cap
+		{300 * mib, 256 * mib}, // capped
+		{512 * mib, 256 * mib},
+		{2048 * mib, 1024 * mib}, // half the live heap above it
+	} {
+		if got := memtune.Headroom(c.live); got != c.want {
+			t.Errorf("Headroom(%d MiB) = %d MiB, want %d MiB", c.live/mib, got/mib, c.want/mib)
+		}
+	}
+}
+
+// TestLimitFollowsTheLiveHeap: after a collection the soft limit is the live
+// heap plus its headroom (and what is not heap), and it grows with the
+// live heap; Stop lifts it.
+func TestLimitFollowsTheLiveHeap(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	tu := memtune.Start()
+	defer tu.Stop()
+	settled := func() int64 {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			before := tu.Limit()
+			runtime.GC()
+			// The finalizer runs on its own goroutine after the cycle.
+			for time.Now().Before(deadline) && tu.Limit() == before {
+				time.Sleep(time.Millisecond)
+			}
+			if tu.Limit() != before || time.Now().After(deadline) {
+				break
+			}
+		}
+		got := tu.Limit()
+		if got == 0 {
+			t.Fatal("no limit set after a collection")
+		}
+		if set := debug.SetMemoryLimit(-1); set != got {
+			t.Fatalf("runtime's limit %d, tuner's %d", set, got)
+		}
+		return got
+	}
+	// The limit is the live heap, its headroom, and what the runtime holds
+	// besides the heap (a few MiB here).
+	within := func(limit int64) {
+		t.Helper()
+		live := liveHeap()
+		want := live + memtune.Headroom(live)
+		if uint64(limit) < want || uint64(limit) > want+64<<20 {
+			t.Fatalf("limit %d MiB, want %d MiB (live %d MiB) and at most 64 MiB more", limit>>20, want>>20, live>>20)
+		}
+	}
+	small := settled()
+	within(small)
+	// 400 MiB more live: past the cap, the headroom is half the live heap.
+	ballast := make([][]byte, 400)
+	for i := range ballast {
+		ballast[i] = make([]byte, 1<<20)
+	}
+	big := settled()
+	within(big)
+	if big < small+400<<20 {
+		t.Fatalf("limit %d MiB with 400 MiB more live, %d MiB before", big>>20, small>>20)
+	}
+	runtime.KeepAlive(ballast)
+	tu.Stop()
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("limit %d after Stop", got)
+	}
+}
+
+// liveHeap is the heap the last collection found live.
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
