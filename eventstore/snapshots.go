@@ -1,13 +1,20 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ledgerd/ledger/internal/pgbin"
 )
 
 // Limits of snapshots.
@@ -58,10 +65,18 @@ func (snap *Snapshot) Verify() error {
 	return nil
 }
 
+// snapshotChunk is how much of a snapshot's data one message carries, both
+// ways: a snapshot of millions of transfers is hundreds of MB, and a whole
+// value in one message costs pgx and PostgreSQL's wire a copy or two of it
+// each (BENCHMARKS.md, "Scale"). A little under 4 MiB, so that a message
+// with its header fits pgx's pooled 4 MiB read buffer, not an 8 MiB one.
+const snapshotChunk = 4<<20 - 4<<10
+
 // SaveSnapshot stores snap, with its checksum, and deletes the ledger's
 // snapshots older than the SnapshotsKept newest, in one transaction. It
 // refuses a snapshot that the log contradicts; one already stored at that
-// position is kept.
+// position is kept. The data is streamed (a binary COPY read from it), not
+// copied into one message.
 //
 // Errors: ErrSnapshotTooLarge; ErrSnapshotMismatch; the database error.
 func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
@@ -70,7 +85,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 			SnapshotBytesMax, ErrSnapshotTooLarge)
 	}
 	sum := sha256.Sum256(snap.Data)
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var logged []byte
 		err := tx.QueryRow(ctx, `SELECT hash FROM events WHERE ledger = $1 AND position = $2`,
 			snap.Ledger, int64(snap.Position)).Scan(&logged)
@@ -80,10 +95,16 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 		if err != nil {
 			return fmt.Errorf("snapshot of %s at %d: read the log: %w", snap.Ledger, snap.Position, err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO snapshots (ledger, position, hash, format_version, checksum, data)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ledger, position) DO NOTHING`,
-			snap.Ledger, int64(snap.Position), snap.Hash[:], snap.FormatVersion, sum[:], snap.Data); err != nil {
+		var stored bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM snapshots WHERE ledger = $1 AND position = $2)`,
+			snap.Ledger, int64(snap.Position)).Scan(&stored); err != nil {
 			return fmt.Errorf("snapshot of %s at %d: %w", snap.Ledger, snap.Position, err)
+		}
+		if !stored {
+			if _, err := tx.Conn().PgConn().CopyFrom(ctx, snapshotRow(&snap, sum), `COPY snapshots
+				(ledger, position, hash, format_version, checksum, data) FROM STDIN (FORMAT binary)`); err != nil {
+				return fmt.Errorf("snapshot of %s at %d: %w", snap.Ledger, snap.Position, err)
+			}
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM snapshots WHERE ledger = $1 AND position <
 			(SELECT position FROM snapshots WHERE ledger = $1 ORDER BY position DESC OFFSET $2 LIMIT 1)`,
@@ -92,23 +113,47 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 		}
 		return nil
 	})
+	// Another save stored the same position meanwhile (a writer's lease
+	// fences a second writer, but not a tool): it is kept, as when it was
+	// stored before.
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		return nil
+	}
+	return err
+}
+
+// snapshotRow is snap as the one row of a binary COPY into snapshots: its
+// data is read where it lies.
+func snapshotRow(snap *Snapshot, sum Hash) io.Reader {
+	head := append([]byte(nil), pgbin.CopyHeader...)
+	head = pgbin.RowStart(head, 6)
+	head = pgbin.Text(head, snap.Ledger)
+	head = pgbin.Int8(head, int64(snap.Position))
+	head = pgbin.Bytes(head, snap.Hash[:])
+	head = pgbin.Int4(head, int32(snap.FormatVersion))
+	head = pgbin.Bytes(head, sum[:])
+	head = binary.BigEndian.AppendUint32(head, uint32(len(snap.Data)))
+	return io.MultiReader(bytes.NewReader(head), bytes.NewReader(snap.Data), strings.NewReader(pgbin.CopyTrailer))
 }
 
 // LatestSnapshot returns the ledger's newest snapshot at or before
 // maxPosition, and false when there is none. The caller checks it (Verify,
 // then its decoding and the log) and, if it fails, asks again below its
-// position.
+// position. The data is read in chunks into one buffer of its size: one
+// statement, so a save deleting it meanwhile does not cut it short.
 //
-// Errors: the database error.
+// Errors: the database error; data that is not the length stored.
 func (s *Store) LatestSnapshot(ctx context.Context, ledger string, maxPosition uint64) (Snapshot, bool, error) {
 	snap := Snapshot{Ledger: ledger}
 	var (
 		pos            int64
+		size           int64
 		hash, checksum []byte
 	)
-	err := s.pool.QueryRow(ctx, `SELECT position, hash, format_version, checksum, data, created_at FROM snapshots
-		WHERE ledger = $1 AND position <= $2 ORDER BY position DESC LIMIT 1`, ledger, int64(min(maxPosition, 1<<63-1))).
-		Scan(&pos, &hash, &snap.FormatVersion, &checksum, &snap.Data, &snap.CreatedAt)
+	err := s.pool.QueryRow(ctx, `SELECT position, hash, format_version, checksum, created_at, octet_length(data)
+		FROM snapshots WHERE ledger = $1 AND position <= $2 ORDER BY position DESC LIMIT 1`,
+		ledger, int64(min(maxPosition, 1<<63-1))).
+		Scan(&pos, &hash, &snap.FormatVersion, &checksum, &snap.CreatedAt, &size)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Snapshot{}, false, nil
 	}
@@ -118,7 +163,42 @@ func (s *Store) LatestSnapshot(ctx context.Context, ledger string, maxPosition u
 	snap.Position = uint64(pos)
 	copy(snap.Hash[:], hash)
 	copy(snap.Checksum[:], checksum)
+	if size > SnapshotBytesMax {
+		return Snapshot{}, false, fmt.Errorf("snapshot of %s at %d: %d bytes: %w", ledger, pos, size, ErrSnapshotTooLarge)
+	}
+	if snap.Data, err = s.snapshotData(ctx, ledger, pos, int(size)); err != nil {
+		return Snapshot{}, false, err
+	}
 	return snap, true, nil
+}
+
+// snapshotData reads the data of the snapshot at pos, size bytes, a chunk a
+// row. The data is stored uncompressed out of line (migration 0002), so each
+// substring reads only its own part.
+func (s *Store) snapshotData(ctx context.Context, ledger string, pos int64, size int) ([]byte, error) {
+	data := make([]byte, 0, size)
+	rows, err := s.pool.Query(ctx, `SELECT substring(s.data FROM g FOR $3) FROM snapshots s,
+		generate_series(1, octet_length(s.data), $3) g WHERE s.ledger = $1 AND s.position = $2 ORDER BY g`,
+		ledger, pos, snapshotChunk)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		chunk := rows.RawValues()[0]
+		if len(data)+len(chunk) > size {
+			return nil, fmt.Errorf("snapshot of %s at %d: more than its %d bytes", ledger, pos, size)
+		}
+		data = append(data, chunk...) // pgx reuses the chunk's buffer
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
+	}
+	if len(data) != size {
+		// Deleted between the two statements: the caller asks again below.
+		return nil, fmt.Errorf("snapshot of %s at %d: %d of its %d bytes read: %w", ledger, pos, len(data), size, ErrSnapshotChecksum)
+	}
+	return data, nil
 }
 
 // ListSnapshots returns the ledger's snapshots (at most 4 × SnapshotsKept),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/ledgerd/ledger/eventstore"
@@ -131,5 +132,78 @@ func TestSnapshotVerifyFindsDamage(t *testing.T) {
 	testenv.NoError(t, err)
 	if err := snap.Verify(); !ok || !errors.Is(err, eventstore.ErrSnapshotChecksum) {
 		t.Errorf("damaged snapshot: found %v, Verify %v, want ErrSnapshotChecksum", ok, err)
+	}
+}
+
+// TestLargeSnapshotStreamed: a snapshot of several chunks, with a last one
+// cut short, comes back byte for byte, and neither its save nor its load
+// holds the data twice (each used to: a bytea parameter is copied into the
+// message that carries it, and a result into the value scanned). Not
+// parallel: it counts the process's allocations.
+func TestLargeSnapshotStreamed(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	recs := records(ledger, 0, eventstore.Hash{}, 1)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	snap := snapshotAt(ledger, recs, 1)
+	const size = 3*(4<<20) + 12345
+	snap.Data = make([]byte, size)
+	for i := range snap.Data {
+		snap.Data[i] = byte(i*7 + i>>13)
+	}
+	allocated := func(f func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	saved := allocated(func() { testenv.NoError(t, s.SaveSnapshot(ctx, snap)) })
+	if saved > size/4 {
+		t.Errorf("saving %d bytes allocated %d", size, saved)
+	}
+	var got eventstore.Snapshot
+	loaded := allocated(func() {
+		var ok bool
+		var err error
+		got, ok, err = s.LatestSnapshot(ctx, ledger, 1)
+		testenv.NoError(t, err)
+		if !ok {
+			t.Fatal("no snapshot")
+		}
+	})
+	if !bytes.Equal(got.Data, snap.Data) || got.Verify() != nil {
+		t.Fatalf("loaded %d bytes (verify %v), saved %d", len(got.Data), got.Verify(), size)
+	}
+	if loaded > size+size/2 {
+		t.Errorf("loading %d bytes allocated %d", size, loaded)
+	}
+}
+
+// TestSnapshotSavedAtOnce: two saves of one position at once both succeed
+// and one of them is stored.
+func TestSnapshotSavedAtOnce(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	recs := records(ledger, 0, eventstore.Hash{}, 1)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	errs := make(chan error, 8)
+	for i := range cap(errs) {
+		go func() {
+			snap := snapshotAt(ledger, recs, 1)
+			snap.Data = fmt.Appendf(nil, "encoding %d", i)
+			errs <- s.SaveSnapshot(ctx, snap)
+		}()
+	}
+	for range cap(errs) {
+		testenv.NoError(t, <-errs)
+	}
+	snap, ok, err := s.LatestSnapshot(ctx, ledger, 1)
+	testenv.NoError(t, err)
+	if !ok || !bytes.HasPrefix(snap.Data, []byte("encoding ")) || snap.Verify() != nil {
+		t.Errorf("stored %q (found %v, verify %v)", snap.Data, ok, snap.Verify())
 	}
 }

@@ -3,7 +3,6 @@ package projections
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"sync"
@@ -27,10 +26,6 @@ type copyRows struct {
 	rows int
 }
 
-// copyHeader is the binary COPY signature, the flags and the length of the
-// header extension (both zero).
-const copyHeader = "PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00"
-
 // copyRowsKeepMax bounds the buffer a pooled copyRows keeps.
 const copyRowsKeepMax = 4 << 20
 
@@ -38,7 +33,7 @@ var copyRowsPool = sync.Pool{New: func() any { return &copyRows{} }}
 
 func newCopyRows() *copyRows {
 	w := copyRowsPool.Get().(*copyRows)
-	w.b, w.rows = append(w.b[:0], copyHeader...), 0
+	w.b, w.rows = append(w.b[:0], pgbin.CopyHeader...), 0
 	return w
 }
 
@@ -53,7 +48,7 @@ func (w *copyRows) release(sent error) {
 
 // row starts a row of n fields.
 func (w *copyRows) row(n int) {
-	w.b = binary.BigEndian.AppendUint16(w.b, uint16(n))
+	w.b = pgbin.RowStart(w.b, n)
 	w.rows++
 }
 
@@ -130,7 +125,7 @@ func (w *copyRows) textArray(ss ...string) {
 //
 // Errors: the database's, wrapped.
 func (w *copyRows) send(ctx context.Context, conn *pgx.Conn, table string, columns []string) error {
-	w.b = binary.BigEndian.AppendUint16(w.b, 0xffff) // the trailer
+	w.b = append(w.b, pgbin.CopyTrailer...)
 	cols := make([]string, len(columns))
 	for i, c := range columns {
 		cols[i] = pgx.Identifier{c}.Sanitize()

@@ -25,6 +25,17 @@ const (
 	OIDTimeArray   = 1185
 )
 
+// CopyHeader starts a binary COPY: the signature, the flags and the length
+// of the header extension (both zero). CopyTrailer ends it; each row between
+// is its field count (RowStart) and its fields.
+const (
+	CopyHeader  = "PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+	CopyTrailer = "\xff\xff"
+)
+
+// RowStart appends the start of a binary COPY row of n fields.
+func RowStart(b []byte, n int) []byte { return binary.BigEndian.AppendUint16(b, uint16(n)) }
+
 // microsFromUnixToY2K is how far PostgreSQL's epoch, 2000-01-01 UTC, is
 // from Unix's, in microseconds.
 const microsFromUnixToY2K = 946_684_800 * 1_000_000
