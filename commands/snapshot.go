@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,8 @@ import (
 // Store is one (eventstore.Store is).
 type SnapshotStore interface {
 	SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error
-	LatestSnapshot(ctx context.Context, ledger string, maxPosition uint64) (eventstore.Snapshot, bool, error)
+	ReadSnapshot(ctx context.Context, ledger string, maxPosition uint64,
+		read func(meta eventstore.Snapshot, size int, data io.Reader) error) (bool, error)
 }
 
 const (
@@ -126,7 +128,8 @@ func (s *snapshotter) committed(p *pendingSnapshot, broken error) {
 // loadSnapshot returns the state to fold the log's tail into: the newest
 // snapshot at or below head that passes every check (checksum, decoding, its
 // hash against the log's), or an empty state. A snapshot that fails is
-// logged and the next older one tried, up to snapshotTriesMax.
+// logged and the next older one tried, up to snapshotTriesMax. The state is
+// decoded as the data streams in: the data is never held whole.
 //
 // Errors: a failure to read the store.
 func (w *Writer) loadSnapshot(ctx context.Context, head uint64) (*ledgerState, error) {
@@ -136,23 +139,29 @@ func (w *Writer) loadSnapshot(ctx context.Context, head uint64) (*ledgerState, e
 		if s.store == nil || below == 0 {
 			break
 		}
-		snap, ok, err := s.store.LatestSnapshot(ctx, w.opts.Ledger, below)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
+		var (
+			st *ledgerState
+			at uint64
+		)
+		found, err := s.store.ReadSnapshot(ctx, w.opts.Ledger, below, func(meta eventstore.Snapshot, size int, data io.Reader) error {
+			at = meta.Position
+			var err error
+			st, err = w.fromSnapshot(ctx, &meta, &sizedReader{r: data, left: size})
+			return err
+		})
+		if !found {
 			break
 		}
-		st, err := w.fromSnapshot(ctx, &snap)
 		if err == nil {
-			s.last = snap.Position
+			s.last = at
 			return st, nil
 		}
-		if !errors.Is(err, errBadSnapshot) {
+		if !errors.Is(err, errBadSnapshot) && !errors.Is(err, eventstore.ErrSnapshotChecksum) &&
+			!errors.Is(err, eventstore.ErrSnapshotTooLarge) {
 			return nil, err
 		}
-		w.opts.Logger.Warn("snapshot ignored: falling back to an older one or the log", "position", snap.Position, "err", err)
-		below = snap.Position - 1
+		w.opts.Logger.Warn("snapshot ignored: falling back to an older one or the log", "position", at, "err", err)
+		below = at - 1
 	}
 	s.last = 0
 	d := domain.NewState()
@@ -160,14 +169,12 @@ func (w *Writer) loadSnapshot(ctx context.Context, head uint64) (*ledgerState, e
 	return &ledgerState{domain: d, recent: newRecentTransfers(w.opts.recentMax)}, nil
 }
 
-// fromSnapshot checks snap against the log and decodes it.
+// fromSnapshot checks snap (its data not yet read) against the log and
+// decodes its data. ReadSnapshot checks the data's checksum after.
 //
 // Errors: errBadSnapshot (wrapping why) for a snapshot to ignore; a failure
 // to read the log.
-func (w *Writer) fromSnapshot(ctx context.Context, snap *eventstore.Snapshot) (*ledgerState, error) {
-	if err := snap.Verify(); err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadSnapshot, err)
-	}
+func (w *Writer) fromSnapshot(ctx context.Context, snap *eventstore.Snapshot, data io.Reader) (*ledgerState, error) {
 	if snap.FormatVersion < 1 || snap.FormatVersion > domain.SnapshotFormatVersion {
 		return nil, fmt.Errorf("%w: format %d, this build reads 1..%d", errBadSnapshot, snap.FormatVersion, domain.SnapshotFormatVersion)
 	}
@@ -178,7 +185,7 @@ func (w *Writer) fromSnapshot(ctx context.Context, snap *eventstore.Snapshot) (*
 	if len(recs) != 1 || recs[0].Hash != snap.Hash {
 		return nil, fmt.Errorf("%w: its hash at %d is not the log's", errBadSnapshot, snap.Position)
 	}
-	d, err := domain.UnmarshalSnapshot(bytes.NewReader(snap.Data))
+	d, err := domain.UnmarshalSnapshot(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadSnapshot, err)
 	}
@@ -190,3 +197,18 @@ func (w *Writer) fromSnapshot(ctx context.Context, snap *eventstore.Snapshot) (*
 	return &ledgerState{domain: d, head: snap.Position, hash: snap.Hash, recordedAt: recs[0].RecordedAt,
 		recent: newRecentTransfers(w.opts.recentMax)}, nil
 }
+
+// sizedReader tells how much of a stream of known size is left, as
+// bytes.Reader does: the decoder sizes its id index from it.
+type sizedReader struct {
+	r    io.Reader
+	left int
+}
+
+func (s *sizedReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.left -= n
+	return n, err
+}
+
+func (s *sizedReader) Len() int { return max(s.left, 0) }

@@ -137,17 +137,41 @@ func snapshotRow(snap *Snapshot, sum Hash) io.Reader {
 }
 
 // LatestSnapshot returns the ledger's newest snapshot at or before
-// maxPosition, and false when there is none. The caller checks it (Verify,
-// then its decoding and the log) and, if it fails, asks again below its
-// position. The data is read in chunks into one buffer of its size: one
-// statement, so a save deleting it meanwhile does not cut it short.
+// maxPosition, with its data, and false when there is none. The caller
+// checks its decoding and the log and, if it fails, asks again below its
+// position. ReadSnapshot does the same without holding the data.
 //
-// Errors: the database error; data that is not the length stored.
+// Errors: as ReadSnapshot's.
 func (s *Store) LatestSnapshot(ctx context.Context, ledger string, maxPosition uint64) (Snapshot, bool, error) {
+	var snap Snapshot
+	found, err := s.ReadSnapshot(ctx, ledger, maxPosition, func(meta Snapshot, size int, data io.Reader) error {
+		snap = meta
+		snap.Data = make([]byte, size)
+		_, err := io.ReadFull(data, snap.Data)
+		return err
+	})
+	if err != nil || !found {
+		return Snapshot{}, false, err
+	}
+	return snap, true, nil
+}
+
+// ReadSnapshot finds the ledger's newest snapshot at or before maxPosition
+// and hands read its metadata (Data nil), its size and its data as a
+// stream, read in chunks of snapshotChunk from one statement (a save
+// deleting it meanwhile does not cut it short). It returns false when there
+// is none. After read returns, the data read is checked against the stored
+// checksum: when that fails, whatever read made of the data must be thrown
+// away.
+//
+// Errors: read's; ErrSnapshotChecksum (data not what was stored, or not its
+// length: the caller asks again below the snapshot's position); the
+// database error.
+func (s *Store) ReadSnapshot(ctx context.Context, ledger string, maxPosition uint64,
+	read func(meta Snapshot, size int, data io.Reader) error) (bool, error) {
 	snap := Snapshot{Ledger: ledger}
 	var (
-		pos            int64
-		size           int64
+		pos, size      int64
 		hash, checksum []byte
 	)
 	err := s.pool.QueryRow(ctx, `SELECT position, hash, format_version, checksum, created_at, octet_length(data)
@@ -155,50 +179,79 @@ func (s *Store) LatestSnapshot(ctx context.Context, ledger string, maxPosition u
 		ledger, int64(min(maxPosition, 1<<63-1))).
 		Scan(&pos, &hash, &snap.FormatVersion, &checksum, &snap.CreatedAt, &size)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Snapshot{}, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return Snapshot{}, false, fmt.Errorf("latest snapshot of %s: %w", ledger, err)
+		return false, fmt.Errorf("latest snapshot of %s: %w", ledger, err)
 	}
 	snap.Position = uint64(pos)
 	copy(snap.Hash[:], hash)
 	copy(snap.Checksum[:], checksum)
 	if size > SnapshotBytesMax {
-		return Snapshot{}, false, fmt.Errorf("snapshot of %s at %d: %d bytes: %w", ledger, pos, size, ErrSnapshotTooLarge)
+		return true, fmt.Errorf("snapshot of %s at %d: %d bytes: %w", ledger, pos, size, ErrSnapshotTooLarge)
 	}
-	if snap.Data, err = s.snapshotData(ctx, ledger, pos, int(size)); err != nil {
-		return Snapshot{}, false, err
-	}
-	return snap, true, nil
-}
-
-// snapshotData reads the data of the snapshot at pos, size bytes, a chunk a
-// row. The data is stored uncompressed out of line (migration 0002), so each
-// substring reads only its own part.
-func (s *Store) snapshotData(ctx context.Context, ledger string, pos int64, size int) ([]byte, error) {
-	data := make([]byte, 0, size)
 	rows, err := s.pool.Query(ctx, `SELECT substring(s.data FROM g FOR $3) FROM snapshots s,
 		generate_series(1, octet_length(s.data), $3) g WHERE s.ledger = $1 AND s.position = $2 ORDER BY g`,
 		ledger, pos, snapshotChunk)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
+		return true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		chunk := rows.RawValues()[0]
-		if len(data)+len(chunk) > size {
-			return nil, fmt.Errorf("snapshot of %s at %d: more than its %d bytes", ledger, pos, size)
+	data := &chunkReader{rows: rows, left: size}
+	sum := sha256.New()
+	if err := read(snap, int(size), io.TeeReader(data, sum)); err != nil {
+		if data.err != nil && data.err != io.EOF {
+			err = data.err // the read failed, not what read made of it
 		}
-		data = append(data, chunk...) // pgx reuses the chunk's buffer
+		return true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
+	// What read left unread counts too.
+	if _, err := io.Copy(sum, data); err != nil {
+		return true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
 	}
-	if len(data) != size {
-		// Deleted between the two statements: the caller asks again below.
-		return nil, fmt.Errorf("snapshot of %s at %d: %d of its %d bytes read: %w", ledger, pos, len(data), size, ErrSnapshotChecksum)
+	switch {
+	case data.read != size:
+		// Deleted between the two statements, or altered.
+		return true, fmt.Errorf("snapshot of %s at %d: %d of its %d bytes: %w", ledger, pos, data.read, size, ErrSnapshotChecksum)
+	case !bytes.Equal(sum.Sum(nil), snap.Checksum[:]):
+		return true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, ErrSnapshotChecksum)
 	}
-	return data, nil
+	return true, nil
+}
+
+// chunkReader reads a snapshot's data from its rows of chunks.
+type chunkReader struct {
+	rows pgx.Rows
+	// cur is what is left of the current chunk: pgx's buffer, valid until
+	// the next row.
+	cur        []byte
+	left, read int64
+	err        error
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for len(c.cur) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		if !c.rows.Next() {
+			c.err = c.rows.Err()
+			if c.err == nil {
+				c.err = io.EOF
+			}
+			return 0, c.err
+		}
+		c.cur = c.rows.RawValues()[0]
+		if int64(len(c.cur)) > c.left {
+			c.err = fmt.Errorf("more data than its length: %w", ErrSnapshotChecksum)
+			return 0, c.err
+		}
+		c.left -= int64(len(c.cur))
+	}
+	n := copy(p, c.cur)
+	c.cur = c.cur[n:]
+	c.read += int64(n)
+	return n, nil
 }
 
 // ListSnapshots returns the ledger's snapshots (at most 4 × SnapshotsKept),

@@ -3,8 +3,10 @@ package eventstore_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"testing"
 
@@ -117,7 +119,8 @@ func TestSnapshotSavedTwiceKeepsTheFirst(t *testing.T) {
 	}
 }
 
-// TestSnapshotVerifyFindsDamage: data changed in the table fails Verify.
+// TestSnapshotVerifyFindsDamage: data changed in the table fails Verify,
+// and LatestSnapshot, which checks it as it reads, refuses it.
 func TestSnapshotVerifyFindsDamage(t *testing.T) {
 	t.Parallel()
 	s, pool := newStore(t)
@@ -125,13 +128,18 @@ func TestSnapshotVerifyFindsDamage(t *testing.T) {
 	ledger := testenv.Name(t)
 	recs := records(ledger, 0, eventstore.Hash{}, 1)
 	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
-	testenv.NoError(t, s.SaveSnapshot(ctx, snapshotAt(ledger, recs, 1)))
+	snap := snapshotAt(ledger, recs, 1)
+	testenv.NoError(t, s.SaveSnapshot(ctx, snap))
 	_, err := pool.Exec(ctx, `UPDATE snapshots SET data = set_byte(data, 3, get_byte(data, 3) # 1) WHERE ledger = $1`, ledger)
 	testenv.NoError(t, err)
-	snap, ok, err := s.LatestSnapshot(ctx, ledger, 1)
-	testenv.NoError(t, err)
-	if err := snap.Verify(); !ok || !errors.Is(err, eventstore.ErrSnapshotChecksum) {
-		t.Errorf("damaged snapshot: found %v, Verify %v, want ErrSnapshotChecksum", ok, err)
+	if _, _, err := s.LatestSnapshot(ctx, ledger, 1); !errors.Is(err, eventstore.ErrSnapshotChecksum) {
+		t.Errorf("damaged snapshot: LatestSnapshot %v, want ErrSnapshotChecksum", err)
+	}
+	snap.Checksum = sha256.Sum256(snap.Data)
+	testenv.NoError(t, snap.Verify())
+	snap.Data[3] ^= 1
+	if err := snap.Verify(); !errors.Is(err, eventstore.ErrSnapshotChecksum) {
+		t.Errorf("damaged snapshot: Verify %v, want ErrSnapshotChecksum", err)
 	}
 }
 
@@ -178,6 +186,27 @@ func TestLargeSnapshotStreamed(t *testing.T) {
 	}
 	if loaded > size+size/2 {
 		t.Errorf("loading %d bytes allocated %d", size, loaded)
+	}
+	// Streamed, the data is never held whole: here only hashed.
+	h := sha256.New()
+	streamed := allocated(func() {
+		found, err := s.ReadSnapshot(ctx, ledger, 1, func(meta eventstore.Snapshot, n int, data io.Reader) error {
+			if n != size || meta.Position != 1 || meta.Data != nil {
+				t.Errorf("ReadSnapshot gave size %d, position %d, %d bytes of data", n, meta.Position, len(meta.Data))
+			}
+			_, err := io.Copy(h, data)
+			return err
+		})
+		testenv.NoError(t, err)
+		if !found {
+			t.Fatal("no snapshot")
+		}
+	})
+	if sum := sha256.Sum256(snap.Data); !bytes.Equal(h.Sum(nil), sum[:]) {
+		t.Error("streamed data differs from the saved")
+	}
+	if streamed > size/2 {
+		t.Errorf("streaming %d bytes allocated %d", size, streamed)
 	}
 }
 
