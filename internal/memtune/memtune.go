@@ -7,9 +7,11 @@
 // machine's memory (a 7.4 GiB peak for about 1.4 GiB live, BENCHMARKS.md,
 // "Scale"). After every collection, Start sets Go's soft memory limit to the
 // memory that is not heap, plus the live heap, plus a headroom: twice the
-// live heap up to HeadroomCap (GOGC=200 behaviour below it), and at least
-// half the live heap above it. The collector then runs when either GOGC's
-// goal or the limit is reached, whichever comes first.
+// live heap up to HeadroomCap (GOGC=200's slack), and the live heap beyond
+// it (Go's default, GOGC=100). The collector then runs when either GOGC's
+// goal or the limit is reached, whichever comes first. Half the live heap
+// beyond the cap held a 1M-account load's peak lower still, but the
+// collector then cost ledgerd half as much CPU again (docs/perf.md).
 package memtune
 
 import (
@@ -41,11 +43,11 @@ var names = []string{
 
 // Headroom is how much the heap may grow past live bytes before the limit
 // makes the collector run: 2× live up to HeadroomCap, then the larger of
-// HeadroomCap and live/2.
+// HeadroomCap and live.
 func Headroom(live uint64) uint64 {
 	h := max(2*live, headroomFloor)
 	if h > HeadroomCap {
-		h = max(HeadroomCap, live/2)
+		h = max(HeadroomCap, live)
 	}
 	return h
 }

@@ -18,9 +18,10 @@ func TestHeadroom(t *testing.T) {
 		{10 * mib, 64 * mib},   // still the floor
 		{100 * mib, 200 * mib}, // GOGC=200's slack
 		{128 * mib, 256 * mib}, // up to the cap
-		{300 * mib, 256 * mib}, // capped
-		{512 * mib, 256 * mib},
-		{2048 * mib, 1024 * mib}, // half the live heap above it
+		{200 * mib, 256 * mib}, // capped
+		{300 * mib, 300 * mib}, // the live heap above it
+		{512 * mib, 512 * mib},
+		{2048 * mib, 2048 * mib},
 	} {
 		if got := memtune.Headroom(c.live); got != c.want {
 			t.Errorf("Headroom(%d MiB) = %d MiB, want %d MiB", c.live/mib, got/mib, c.want/mib)
@@ -70,7 +71,7 @@ func TestLimitFollowsTheLiveHeap(t *testing.T) {
 	}
 	small := settled()
 	within(small)
-	// 400 MiB more live: past the cap, the headroom is half the live heap.
+	// 400 MiB more live: past the cap, the headroom is the live heap.
 	ballast := make([][]byte, 400)
 	for i := range ballast {
 		ballast[i] = make([]byte, 1<<20)
