@@ -21,7 +21,7 @@ import (
 type SnapshotStore interface {
 	SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error
 	ReadSnapshot(ctx context.Context, ledger string, maxPosition uint64,
-		read func(meta eventstore.Snapshot, size int, data io.Reader) error) (bool, error)
+		read func(meta eventstore.Snapshot, size int, data io.Reader) error) (eventstore.Snapshot, bool, error)
 }
 
 const (
@@ -139,29 +139,27 @@ func (w *Writer) loadSnapshot(ctx context.Context, head uint64) (*ledgerState, e
 		if s.store == nil || below == 0 {
 			break
 		}
-		var (
-			st *ledgerState
-			at uint64
-		)
-		found, err := s.store.ReadSnapshot(ctx, w.opts.Ledger, below, func(meta eventstore.Snapshot, size int, data io.Reader) error {
-			at = meta.Position
+		var st *ledgerState
+		snap, found, err := s.store.ReadSnapshot(ctx, w.opts.Ledger, below, func(meta eventstore.Snapshot, size int, data io.Reader) error {
 			var err error
 			st, err = w.fromSnapshot(ctx, &meta, &sizedReader{r: data, left: size})
 			return err
 		})
-		if !found {
+		if err == nil && !found {
 			break
 		}
 		if err == nil {
-			s.last = at
+			s.last = snap.Position
 			return st, nil
 		}
-		if !errors.Is(err, errBadSnapshot) && !errors.Is(err, eventstore.ErrSnapshotChecksum) &&
+		// Only a snapshot found and refused is passed over: a failure to
+		// read the store is not a reason to fold the whole log.
+		if !found || !errors.Is(err, errBadSnapshot) && !errors.Is(err, eventstore.ErrSnapshotChecksum) &&
 			!errors.Is(err, eventstore.ErrSnapshotTooLarge) {
 			return nil, err
 		}
-		w.opts.Logger.Warn("snapshot ignored: falling back to an older one or the log", "position", at, "err", err)
-		below = at - 1
+		w.opts.Logger.Warn("snapshot ignored: falling back to an older one or the log", "position", snap.Position, "err", err)
+		below = snap.Position - 1
 	}
 	s.last = 0
 	d := domain.NewState()

@@ -377,6 +377,12 @@ func TestWriterIgnoresBadSnapshots(t *testing.T) {
 			flipByte(t, pool, ledger, snaps[0], false)
 			return snaps[1]
 		}, "checksum mismatch"},
+		{"checksum not the data's", func(t *testing.T, pool *pgxpool.Pool, ledger string, snaps []uint64) uint64 {
+			_, err := pool.Exec(context.Background(), `UPDATE snapshots SET checksum = sha256('another'::bytea)
+				WHERE ledger = $1 AND position = $2`, ledger, int64(snaps[0]))
+			testenv.NoError(t, err)
+			return snaps[1]
+		}, "checksum mismatch"},
 		{"flipped byte under a recomputed checksum", func(t *testing.T, pool *pgxpool.Pool, ledger string, snaps []uint64) uint64 {
 			flipByte(t, pool, ledger, snaps[0], true)
 			return snaps[1]
@@ -402,15 +408,8 @@ func TestWriterIgnoresBadSnapshots(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			store, pool := newStoreAndPool(t)
-			ledger := testenv.Name(t)
-			clock := newTestClock()
-			opts := commands.Options{Ledger: ledger, Store: store, Clock: clock.Now, SnapshotEvery: snapshotEveryTest}
-			w, stop := startWriterWith(t, opts)
-			x := newWriterWorkload(t, w, clock, 8)
-			x.run(300)
-			stop()
-			snaps := snapshotPositions(t, store, ledger)
+			l := newSnapshotted(t, 300)
+			store, pool, ledger, opts, x, snaps := l.store, l.pool, l.ledger, l.opts, l.x, l.snaps
 			if len(snaps) < 2 {
 				t.Fatalf("snapshots %v, want at least 2", snaps)
 			}
@@ -418,7 +417,7 @@ func TestWriterIgnoresBadSnapshots(t *testing.T) {
 
 			logs := &logBuffer{}
 			opts.Logger = logs.logger()
-			w, _ = startWriterWith(t, opts)
+			w, _ := startWriterWith(t, opts)
 			x.w = w
 			equalsReplay(t, w, store, ledger, x.ids)
 			if got := logs.loads(t); !cmp.Equal(got, []uint64{want}) {
@@ -432,6 +431,58 @@ func TestWriterIgnoresBadSnapshots(t *testing.T) {
 			equalsReplay(t, w, store, ledger, x.ids)
 		})
 	}
+}
+
+// TestWriterLoadsOnOneConnection: a writer whose store has a single
+// connection loads its snapshot, whose data streams in while the writer
+// checks the snapshot against the log: the data's statement is sent only
+// once that check is done (a load that held it first waited for itself).
+func TestWriterLoadsOnOneConnection(t *testing.T) {
+	t.Parallel()
+	l := newSnapshotted(t, 200)
+	opts, snaps := l.opts, l.snaps
+	if len(snaps) == 0 {
+		t.Fatal("no snapshot taken")
+	}
+	cfg := l.pool.Config().Copy()
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	testenv.NoError(t, err)
+	t.Cleanup(pool.Close)
+	logs := &logBuffer{}
+	opts.Store, opts.Logger = eventstore.New(pool), logs.logger()
+	w, _ := startWriterWith(t, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	testenv.NoError(t, w.Read(ctx, func(*domain.State) {}))
+	if got := logs.loads(t); !cmp.Equal(got, []uint64{snaps[0]}) {
+		t.Errorf("loaded from the snapshot at %v, want [%d]:\n%s", got, snaps[0], logs.String())
+	}
+}
+
+// snapshotted is a fresh ledger after a workload of commands with snapshots
+// on, its writer stopped.
+type snapshotted struct {
+	store  *eventstore.Store
+	pool   *pgxpool.Pool
+	ledger string
+	opts   commands.Options
+	x      *writerWorkload
+	snaps  []uint64 // newest first
+}
+
+func newSnapshotted(t *testing.T, commandsRun int) *snapshotted {
+	t.Helper()
+	l := &snapshotted{ledger: testenv.Name(t)}
+	l.store, l.pool = newStoreAndPool(t)
+	clock := newTestClock()
+	l.opts = commands.Options{Ledger: l.ledger, Store: l.store, Clock: clock.Now, SnapshotEvery: snapshotEveryTest}
+	w, stop := startWriterWith(t, l.opts)
+	l.x = newWriterWorkload(t, w, clock, 8)
+	l.x.run(commandsRun)
+	stop()
+	l.snaps = snapshotPositions(t, l.store, l.ledger)
+	return l
 }
 
 // flipByte flips a bit in the middle of a snapshot's data; with checksum, the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ledgerd/ledger/internal/pgbin"
 )
@@ -23,8 +24,8 @@ const (
 	// older ones to fall back on should it not load.
 	SnapshotsKept = 3
 	// SnapshotBytesMax bounds one snapshot: PostgreSQL's bytea holds at most
-	// 1 GB, and the whole value is sent and received in one message. About
-	// 12 bytes a transfer and 100 an account: some 80 million transfers.
+	// 1 GB. About 12 bytes a transfer and 100 an account: some 80 million
+	// transfers.
 	SnapshotBytesMax = 1<<30 - 1<<20
 )
 
@@ -65,11 +66,12 @@ func (snap *Snapshot) Verify() error {
 	return nil
 }
 
-// snapshotChunk is how much of a snapshot's data one message carries, both
-// ways: a snapshot of millions of transfers is hundreds of MB, and a whole
-// value in one message costs pgx and PostgreSQL's wire a copy or two of it
-// each (BENCHMARKS.md, "Scale"). A little under 4 MiB, so that a message
-// with its header fits pgx's pooled 4 MiB read buffer, not an 8 MiB one.
+// snapshotChunk is how much of a snapshot's data one message carries when it
+// is read: a snapshot of millions of transfers is hundreds of MB, and a
+// whole value in one message costs pgx a copy or two of it (BENCHMARKS.md,
+// "Scale"). A little under 4 MiB, so that a message with its header fits
+// pgx's pooled 4 MiB read buffer, not an 8 MiB one. (A save streams the
+// value through a COPY, in pgx's own pieces.)
 const snapshotChunk = 4<<20 - 4<<10
 
 // SaveSnapshot stores snap, with its checksum, and deletes the ledger's
@@ -143,32 +145,34 @@ func snapshotRow(snap *Snapshot, sum Hash) io.Reader {
 //
 // Errors: as ReadSnapshot's.
 func (s *Store) LatestSnapshot(ctx context.Context, ledger string, maxPosition uint64) (Snapshot, bool, error) {
-	var snap Snapshot
-	found, err := s.ReadSnapshot(ctx, ledger, maxPosition, func(meta Snapshot, size int, data io.Reader) error {
-		snap = meta
-		snap.Data = make([]byte, size)
-		_, err := io.ReadFull(data, snap.Data)
+	var data []byte
+	snap, found, err := s.ReadSnapshot(ctx, ledger, maxPosition, func(_ Snapshot, size int, r io.Reader) error {
+		data = make([]byte, size)
+		_, err := io.ReadFull(r, data)
 		return err
 	})
 	if err != nil || !found {
 		return Snapshot{}, false, err
 	}
+	snap.Data = data
 	return snap, true, nil
 }
 
 // ReadSnapshot finds the ledger's newest snapshot at or before maxPosition
 // and hands read its metadata (Data nil), its size and its data as a
-// stream, read in chunks of snapshotChunk from one statement (a save
-// deleting it meanwhile does not cut it short). It returns false when there
-// is none. After read returns, the data read is checked against the stored
-// checksum: when that fails, whatever read made of the data must be thrown
-// away.
+// stream. It returns the metadata, and false when there is none. The data
+// is read in chunks of snapshotChunk from one statement (a save deleting the
+// snapshot meanwhile does not cut it short), sent when read first reads: no
+// connection is held until then, so read may use the pool for its checks.
+// After read returns, the data read (and what read left, drained) is
+// checked against the stored checksum: when that fails, whatever read made
+// of the data must be thrown away.
 //
-// Errors: read's; ErrSnapshotChecksum (data not what was stored, or not its
-// length: the caller asks again below the snapshot's position); the
-// database error.
+// Errors (with found true, the metadata is returned too): read's;
+// ErrSnapshotChecksum (data not what was stored, or not its length);
+// ErrSnapshotTooLarge; the database error.
 func (s *Store) ReadSnapshot(ctx context.Context, ledger string, maxPosition uint64,
-	read func(meta Snapshot, size int, data io.Reader) error) (bool, error) {
+	read func(meta Snapshot, size int, data io.Reader) error) (Snapshot, bool, error) {
 	snap := Snapshot{Ledger: ledger}
 	var (
 		pos, size      int64
@@ -179,49 +183,49 @@ func (s *Store) ReadSnapshot(ctx context.Context, ledger string, maxPosition uin
 		ledger, int64(min(maxPosition, 1<<63-1))).
 		Scan(&pos, &hash, &snap.FormatVersion, &checksum, &snap.CreatedAt, &size)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+		return Snapshot{}, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("latest snapshot of %s: %w", ledger, err)
+		return Snapshot{}, false, fmt.Errorf("latest snapshot of %s: %w", ledger, err)
 	}
 	snap.Position = uint64(pos)
 	copy(snap.Hash[:], hash)
 	copy(snap.Checksum[:], checksum)
 	if size > SnapshotBytesMax {
-		return true, fmt.Errorf("snapshot of %s at %d: %d bytes: %w", ledger, pos, size, ErrSnapshotTooLarge)
+		return snap, true, fmt.Errorf("snapshot of %s at %d: %d bytes: %w", ledger, pos, size, ErrSnapshotTooLarge)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT substring(s.data FROM g FOR $3) FROM snapshots s,
-		generate_series(1, octet_length(s.data), $3) g WHERE s.ledger = $1 AND s.position = $2 ORDER BY g`,
-		ledger, pos, snapshotChunk)
-	if err != nil {
-		return true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
-	}
-	defer rows.Close()
-	data := &chunkReader{rows: rows, left: size}
+	data := &chunkReader{ctx: ctx, pool: s.pool, ledger: ledger, position: pos, left: size}
+	defer data.close()
 	sum := sha256.New()
 	if err := read(snap, int(size), io.TeeReader(data, sum)); err != nil {
 		if data.err != nil && data.err != io.EOF {
 			err = data.err // the read failed, not what read made of it
 		}
-		return true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
+		return snap, true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
 	}
 	// What read left unread counts too.
 	if _, err := io.Copy(sum, data); err != nil {
-		return true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
+		return snap, true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
 	}
 	switch {
 	case data.read != size:
 		// Deleted between the two statements, or altered.
-		return true, fmt.Errorf("snapshot of %s at %d: %d of its %d bytes: %w", ledger, pos, data.read, size, ErrSnapshotChecksum)
+		return snap, true, fmt.Errorf("snapshot of %s at %d: %d of its %d bytes: %w", ledger, pos, data.read, size,
+			ErrSnapshotChecksum)
 	case !bytes.Equal(sum.Sum(nil), snap.Checksum[:]):
-		return true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, ErrSnapshotChecksum)
+		return snap, true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, ErrSnapshotChecksum)
 	}
-	return true, nil
+	return snap, true, nil
 }
 
-// chunkReader reads a snapshot's data from its rows of chunks.
+// chunkReader reads a snapshot's data from its rows of chunks, querying them
+// at its first Read.
 type chunkReader struct {
-	rows pgx.Rows
+	ctx      context.Context
+	pool     *pgxpool.Pool
+	ledger   string
+	position int64
+	rows     pgx.Rows // nil until the first Read
 	// cur is what is left of the current chunk: pgx's buffer, valid until
 	// the next row.
 	cur        []byte
@@ -234,6 +238,14 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 		if c.err != nil {
 			return 0, c.err
 		}
+		if c.rows == nil {
+			c.rows, c.err = c.pool.Query(c.ctx, `SELECT substring(s.data FROM g FOR $3) FROM snapshots s,
+				generate_series(1, octet_length(s.data), $3) g WHERE s.ledger = $1 AND s.position = $2 ORDER BY g`,
+				c.ledger, c.position, snapshotChunk)
+			if c.err != nil {
+				return 0, c.err
+			}
+		}
 		if !c.rows.Next() {
 			c.err = c.rows.Err()
 			if c.err == nil {
@@ -241,9 +253,11 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 			}
 			return 0, c.err
 		}
-		c.cur = c.rows.RawValues()[0]
-		if int64(len(c.cur)) > c.left {
+		c.cur, c.err = c.chunk()
+		if c.err == nil && int64(len(c.cur)) > c.left {
 			c.err = fmt.Errorf("more data than its length: %w", ErrSnapshotChecksum)
+		}
+		if c.err != nil {
 			return 0, c.err
 		}
 		c.left -= int64(len(c.cur))
@@ -252,6 +266,23 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	c.cur = c.cur[n:]
 	c.read += int64(n)
 	return n, nil
+}
+
+// chunk is the current row's chunk: its bytes as they came, in binary (a
+// connection made to use the simple protocol sends hex text, scanned).
+func (c *chunkReader) chunk() ([]byte, error) {
+	if c.rows.FieldDescriptions()[0].Format == pgx.BinaryFormatCode {
+		return c.rows.RawValues()[0], nil
+	}
+	var b []byte
+	err := c.rows.Scan(&b)
+	return b, err
+}
+
+func (c *chunkReader) close() {
+	if c.rows != nil {
+		c.rows.Close()
+	}
 }
 
 // ListSnapshots returns the ledger's snapshots (at most 4 × SnapshotsKept),

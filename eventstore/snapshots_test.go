@@ -190,7 +190,7 @@ func TestLargeSnapshotStreamed(t *testing.T) {
 	// Streamed, the data is never held whole: here only hashed.
 	h := sha256.New()
 	streamed := allocated(func() {
-		found, err := s.ReadSnapshot(ctx, ledger, 1, func(meta eventstore.Snapshot, n int, data io.Reader) error {
+		_, found, err := s.ReadSnapshot(ctx, ledger, 1, func(meta eventstore.Snapshot, n int, data io.Reader) error {
 			if n != size || meta.Position != 1 || meta.Data != nil {
 				t.Errorf("ReadSnapshot gave size %d, position %d, %d bytes of data", n, meta.Position, len(meta.Data))
 			}

@@ -26,8 +26,8 @@ import (
 // the heap grows to three times what is live before a collection, not two.
 // Single-transfer calls allocate about 25 kB each (gRPC, pgx, decoding),
 // and at Go's default the collector took a sixth of ledgerd's CPU; 200 cut
-// ledgerd's CPU a transfer by 6-8 % (docs/perf.md). Above a live heap of a
-// few hundred MiB, memtune bounds that slack by what is live; GOMEMLIMIT or
+// ledgerd's CPU a transfer by 6-8 % (docs/perf.md). Above 128 MiB live,
+// memtune bounds that slack by what is live; GOMEMLIMIT or
 // GOGC set in the environment leave the collector to them
 // (docs/operations.md).
 const gcPercentDefault = 200

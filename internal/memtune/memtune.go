@@ -4,14 +4,14 @@
 // three times what is live before a collection, which saves CPU while the
 // live heap is small. At a million accounts and millions of transfers the
 // live heap passes a gigabyte, and three times that is most of a small
-// machine's memory (a 7.4 GiB peak for about 1.4 GiB live, BENCHMARKS.md,
-// "Scale"). After every collection, Start sets Go's soft memory limit to the
-// memory that is not heap, plus the live heap, plus a headroom: twice the
-// live heap up to HeadroomCap (GOGC=200's slack), and the live heap beyond
-// it (Go's default, GOGC=100). The collector then runs when either GOGC's
+// machine's memory (a 7.4 GiB peak at a million accounts and 10M
+// transfers, BENCHMARKS.md, "Scale"). After every collection, Start sets
+// Go's soft memory limit to the memory that is not heap, plus the live
+// heap, plus a headroom: twice the live heap up to HeadroomCap (GOGC=200's
+// slack), and the live heap beyond it (Go's default, GOGC=100). The collector then runs when either GOGC's
 // goal or the limit is reached, whichever comes first. Half the live heap
-// beyond the cap held a 1M-account load's peak lower still, but the
-// collector then cost ledgerd half as much CPU again (docs/perf.md).
+// beyond the cap held a 1M-account load's peak lower still, but cost ledgerd
+// half as much CPU again a transfer (docs/perf.md, "Session 13").
 package memtune
 
 import (
@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"sync/atomic"
 )
 
@@ -54,7 +55,10 @@ func Headroom(live uint64) uint64 {
 
 // Tuner sets the soft memory limit after each collection; Stop ends it.
 type Tuner struct {
-	stopped atomic.Bool
+	// mu makes a tune and Stop one after the other: a tune past its check
+	// of stopped would otherwise set a limit after Stop lifted it.
+	mu      sync.Mutex
+	stopped bool
 	// Limit is the last limit set (for tests and metrics).
 	limit   atomic.Int64
 	samples []metrics.Sample
@@ -74,9 +78,12 @@ func Start() *Tuner {
 
 // Stop stops tuning and lifts the limit.
 func (t *Tuner) Stop() {
-	if t.stopped.Swap(true) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
 		return
 	}
+	t.stopped = true
 	debug.SetMemoryLimit(math.MaxInt64)
 }
 
@@ -91,7 +98,9 @@ type sentinel struct{ _ [16]byte }
 func (t *Tuner) arm() {
 	s := &sentinel{}
 	runtime.SetFinalizer(s, func(*sentinel) {
-		if t.stopped.Load() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.stopped {
 			return
 		}
 		t.tune()

@@ -36,48 +36,36 @@ func TestLimitFollowsTheLiveHeap(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	tu := memtune.Start()
 	defer tu.Stop()
+	// settled collects until the finalizer has tuned after the last
+	// collection (an earlier cycle's may run late) and returns the limit:
+	// the live heap, its headroom, and what the runtime holds besides the
+	// heap (a few MiB here).
 	settled := func() int64 {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			before := tu.Limit()
 			runtime.GC()
-			// The finalizer runs on its own goroutine after the cycle.
-			for time.Now().Before(deadline) && tu.Limit() == before {
-				time.Sleep(time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
+			got, live := tu.Limit(), liveHeap()
+			want := live + memtune.Headroom(live)
+			if got != 0 && uint64(got) >= want && uint64(got) <= want+64<<20 {
+				if set := debug.SetMemoryLimit(-1); set != got {
+					t.Fatalf("runtime's limit %d, tuner's %d", set, got)
+				}
+				return got
 			}
-			if tu.Limit() != before || time.Now().After(deadline) {
-				break
+			if time.Now().After(deadline) {
+				t.Fatalf("limit %d MiB, want %d MiB (live %d MiB) and at most 64 MiB more", got>>20, want>>20, live>>20)
 			}
-		}
-		got := tu.Limit()
-		if got == 0 {
-			t.Fatal("no limit set after a collection")
-		}
-		if set := debug.SetMemoryLimit(-1); set != got {
-			t.Fatalf("runtime's limit %d, tuner's %d", set, got)
-		}
-		return got
-	}
-	// The limit is the live heap, its headroom, and what the runtime holds
-	// besides the heap (a few MiB here).
-	within := func(limit int64) {
-		t.Helper()
-		live := liveHeap()
-		want := live + memtune.Headroom(live)
-		if uint64(limit) < want || uint64(limit) > want+64<<20 {
-			t.Fatalf("limit %d MiB, want %d MiB (live %d MiB) and at most 64 MiB more", limit>>20, want>>20, live>>20)
 		}
 	}
 	small := settled()
-	within(small)
 	// 400 MiB more live: past the cap, the headroom is the live heap.
 	ballast := make([][]byte, 400)
 	for i := range ballast {
 		ballast[i] = make([]byte, 1<<20)
 	}
 	big := settled()
-	within(big)
 	if big < small+400<<20 {
 		t.Fatalf("limit %d MiB with 400 MiB more live, %d MiB before", big>>20, small>>20)
 	}
