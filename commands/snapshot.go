@@ -158,6 +158,9 @@ func (w *Writer) loadSnapshot(ctx context.Context, head uint64) (*ledgerState, e
 			!errors.Is(err, eventstore.ErrSnapshotTooLarge) {
 			return nil, err
 		}
+		if snap.Position == 0 || snap.Position > below {
+			return nil, fmt.Errorf("snapshot store answered position %d for at most %d: %w", snap.Position, below, err)
+		}
 		w.opts.Logger.Warn("snapshot ignored: falling back to an older one or the log", "position", snap.Position, "err", err)
 		below = snap.Position - 1
 	}

@@ -163,7 +163,8 @@ func (s *Store) LatestSnapshot(ctx context.Context, ledger string, maxPosition u
 // stream. It returns the metadata, and false when there is none. The data
 // is read in chunks of snapshotChunk from one statement (a save deleting the
 // snapshot meanwhile does not cut it short), sent when read first reads: no
-// connection is held until then, so read may use the pool for its checks.
+// connection is held before that, so read may use the pool for its checks
+// before its first Read (not after: a pool of one would wait on itself).
 // After read returns, the data read (and what read left, drained) is
 // checked against the stored checksum: when that fails, whatever read made
 // of the data must be thrown away.

@@ -71,6 +71,11 @@ func TestLimitFollowsTheLiveHeap(t *testing.T) {
 	}
 	runtime.KeepAlive(ballast)
 	tu.Stop()
+	// A tune that was due must not set a limit after Stop lifted it.
+	for range 3 {
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Fatalf("limit %d after Stop", got)
 	}
