@@ -56,16 +56,6 @@ type Snapshot struct {
 	CreatedAt time.Time
 }
 
-// Verify reports whether the data is what was stored.
-//
-// Errors: ErrSnapshotChecksum.
-func (snap *Snapshot) Verify() error {
-	if sha256.Sum256(snap.Data) != snap.Checksum {
-		return fmt.Errorf("snapshot of %s at %d: %w", snap.Ledger, snap.Position, ErrSnapshotChecksum)
-	}
-	return nil
-}
-
 // snapshotChunk is how much of a snapshot's data one message carries when it
 // is read: a snapshot of millions of transfers is hundreds of MB, and a
 // whole value in one message costs pgx a copy or two of it (BENCHMARKS.md,
@@ -138,29 +128,10 @@ func snapshotRow(snap *Snapshot, sum Hash) io.Reader {
 	return io.MultiReader(bytes.NewReader(head), bytes.NewReader(snap.Data), strings.NewReader(pgbin.CopyTrailer))
 }
 
-// LatestSnapshot returns the ledger's newest snapshot at or before
-// maxPosition, with its data, and false when there is none. The caller
-// checks its decoding and the log and, if it fails, asks again below its
-// position. ReadSnapshot does the same without holding the data.
-//
-// Errors: as ReadSnapshot's.
-func (s *Store) LatestSnapshot(ctx context.Context, ledger string, maxPosition uint64) (Snapshot, bool, error) {
-	var data []byte
-	snap, found, err := s.ReadSnapshot(ctx, ledger, maxPosition, func(_ Snapshot, size int, r io.Reader) error {
-		data = make([]byte, size)
-		_, err := io.ReadFull(r, data)
-		return err
-	})
-	if err != nil || !found {
-		return Snapshot{}, false, err
-	}
-	snap.Data = data
-	return snap, true, nil
-}
-
 // ReadSnapshot finds the ledger's newest snapshot at or before maxPosition
 // and hands read its metadata (Data nil), its size and its data as a
-// stream. It returns the metadata, and false when there is none. The data
+// stream (the writer decodes its state from it: the data is never held
+// whole). It returns the metadata, and false when there is none. The data
 // is read in chunks of snapshotChunk from one statement (a save deleting the
 // snapshot meanwhile does not cut it short), sent when read first reads: no
 // connection is held before that, so read may use the pool for its checks
