@@ -17,7 +17,7 @@ func (d Decimal) Parts() (coef Units, frac uint8) { return d.coef, d.frac }
 // CollideTransferID makes id's hash point at the transfer at pos, as if id
 // and that transfer's id had the same 64-bit hash: a collision, forced.
 func CollideTransferID(s *State, id string, pos uint64) {
-	s.ids[s.key.hash(id)] = pos
+	s.ids.set(s.key.hash(id), pos)
 }
 
 // SipHash returns SipHash-c-d of s under the key (k0, k1): the index's hash,

@@ -29,7 +29,8 @@ import (
 //	          amount, scale)
 //	expiry heap counter
 //	reversed: count, then transfer position, count, amounts
-//	index:    count, then hash (8 bytes LE), position<<2 | status
+//	index:    count, then hash (8 bytes LE), position<<2 | status, in
+//	          ascending hash order (any order before session 14: sorted on load)
 //	collided: count, then id, position<<2 | status
 //	period:   (version 2) 0 while none is closed, else 1, the last closed
 //	          end (seconds, nanos since the Unix epoch) and its position
@@ -125,12 +126,13 @@ func (s *State) MarshalSnapshot(w io.Writer) error {
 		}
 		e.flushFull()
 	}
-	e.uvarint(uint64(len(s.ids)))
-	for h, v := range s.ids {
+	e.uvarint(uint64(s.ids.Len()))
+	s.ids.each(func(h, v uint64) bool {
 		e.u64(h)
 		e.uvarint(packIndexValue(v))
 		e.flushFull()
-	}
+		return e.err == nil
+	})
 	e.uvarint(uint64(len(s.collided)))
 	for id, v := range s.collided {
 		e.str(id)
@@ -408,11 +410,20 @@ func (d *snapReader) index(s *State) {
 	if left := d.left(); left >= 0 {
 		size = int(min(n, uint64(left)/9)) // an entry takes 9 bytes at least
 	}
-	s.ids = make(map[uint64]uint64, size)
+	l := newIDIndexLoader(size)
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		h := d.u64()
-		s.ids[h] = d.indexValue()
+		l.add(h, d.indexValue())
 	}
+	if d.err != nil {
+		return
+	}
+	ids, ok := l.done()
+	if !ok {
+		d.fail("index: a hash twice")
+		return
+	}
+	s.ids = ids
 	n = d.uvarint()
 	s.collided = make(map[string]uint64, snapshotHint(n))
 	for i := uint64(0); i < n && d.err == nil; i++ {

@@ -359,7 +359,7 @@ func BenchmarkSnapshot(b *testing.B) {
 }
 
 // BenchmarkIndexLookup measures the id index's probe (TransferCandidate) in a
-// state of 1,000,000 transfers: the hash of the id and a map look-up.
+// state of 1,000,000 transfers: the hash of the id and the index look-up.
 func BenchmarkIndexLookup(b *testing.B) {
 	s := benchState(b, 10_000, 1_000_000)
 	ids := make([]string, 1<<16)

@@ -59,11 +59,11 @@ type State struct {
 	accounts map[string]*Account
 	// ids indexes every id of the transfer id space (transfers, holds, posts,
 	// voids, reversals) by a 64-bit hash: the value is the position of the
-	// event that took the id, with its status in the top byte. About 20-40
-	// bytes an id, and no pointers for the garbage collector to scan. The
-	// events themselves stay in the log; a retry, or a hash collision, is
-	// resolved by reading one back (see NeedPriorError).
-	ids map[uint64]uint64
+	// event that took the id, with its status in the top byte. About 17
+	// bytes an id (idindex.go), and no pointers for the garbage collector to
+	// scan. The events themselves stay in the log; a retry, or a hash
+	// collision, is resolved by reading one back (see NeedPriorError).
+	ids *idIndex
 	// collided holds, by exact id, the rare ids whose hash another id had.
 	collided map[string]uint64
 	// key keys the index's hash (idKey.hash). A snapshot carries it, so that
@@ -163,7 +163,7 @@ func NewState() *State {
 		policy:   DefaultPolicy,
 		assets:   make(map[string]Asset),
 		accounts: make(map[string]*Account),
-		ids:      make(map[uint64]uint64),
+		ids:      newIDIndex(),
 		collided: make(map[string]uint64),
 		// A random key per state, kept by its snapshots: ids cannot be
 		// crafted to collide by anyone who has not read a snapshot.
@@ -211,7 +211,7 @@ func (s *State) AccountCount() int { return len(s.accounts) }
 func (s *State) HoldCount() int { return len(s.holds) }
 
 // TransferCount is the number of ids taken in the transfer id space.
-func (s *State) TransferCount() int { return len(s.ids) + len(s.collided) }
+func (s *State) TransferCount() int { return s.ids.Len() + len(s.collided) }
 
 // TransferCandidate returns the position of the event that may have taken id:
 // certain for an id that collided, otherwise the holder of the id's hash, to
@@ -227,7 +227,7 @@ func (s *State) lookupID(id string) (pos uint64, status uint8, exact, ok bool) {
 	if v, ok := s.collided[id]; ok {
 		return v & posMask, uint8(v >> 56), true, true
 	}
-	v, ok := s.ids[s.key.hash(id)]
+	v, ok := s.ids.get(s.key.hash(id))
 	return v & posMask, uint8(v >> 56), false, ok
 }
 
@@ -235,13 +235,12 @@ func (s *State) lookupID(id string) (pos uint64, status uint8, exact, ok bool) {
 func (s *State) indexID(id string, pos uint64, status uint8) {
 	v := pos | uint64(status)<<56
 	h := s.key.hash(id)
-	if _, taken := s.ids[h]; taken {
+	if !s.ids.add(h, v) {
 		s.collided[id] = v
 		s.undo(func() { delete(s.collided, id) })
 		return
 	}
-	s.ids[h] = v
-	s.undo(func() { delete(s.ids, h) })
+	s.undo(func() { s.ids.remove(h) })
 }
 
 // setIDStatus changes the status of an id known to be indexed (exactly: only
@@ -253,9 +252,9 @@ func (s *State) setIDStatus(id string, status uint8) {
 		return
 	}
 	h := s.key.hash(id)
-	v := s.ids[h]
-	s.ids[h] = v&posMask | uint64(status)<<56
-	s.undo(func() { s.ids[h] = v })
+	v, _ := s.ids.get(h)
+	s.ids.set(h, v&posMask|uint64(status)<<56)
+	s.undo(func() { s.ids.set(h, v) })
 }
 
 // NextExpiry returns when the earliest open hold expires.
