@@ -28,6 +28,10 @@ import (
 type idIndex struct {
 	shards [idShards]idShard
 	n      int
+	// held defers merges (hold): while an all-or-nothing batch is open,
+	// what it adds stays in the recent maps, where its undo is a map delete
+	// and not a shift of a shard's array.
+	held bool
 	// scratch is reused by merges to sort a shard's recent entries.
 	scratch []idEntry
 }
@@ -58,7 +62,8 @@ func (x *idIndex) shard(h uint64) *idShard { return &x.shards[h>>56] }
 func (x *idIndex) Len() int { return x.n }
 
 // find returns where h is, or would be, in a shard's base: the directory
-// gives the few entries h's bucket holds, searched in one or two cache lines.
+// gives the few entries h's bucket holds, searched in two to four cache
+// lines.
 func (sh *idShard) find(h uint64) (int, bool) {
 	if len(sh.base) == 0 {
 		return 0, false
@@ -78,8 +83,8 @@ func (sh *idShard) find(h uint64) (int, bool) {
 
 // reindex rebuilds a shard's directory after its base changed. Bucket b
 // holds the entries whose hash, below the shard's byte, starts with b's
-// bits: hashes are uniform, so 2^k buckets for 8 to 16 entries each is 2^k
-// to 2^(k+1) entries, and the directory takes under a byte an entry.
+// bits: hashes are uniform, and 2^k buckets for 2^(k+3) to 2^(k+4) entries
+// hold 8 to 16 each, so the directory takes under a byte an entry.
 func (sh *idShard) reindex() {
 	n := len(sh.base)
 	k := max(bits.Len(uint(n))-4, 0)
@@ -146,12 +151,26 @@ func (x *idIndex) insert(sh *idShard, h, v uint64) {
 	}
 	sh.recent[h] = v
 	x.n++
-	if len(sh.recent) > max(idRecentMin, len(sh.base)/8) {
+	if !x.held && len(sh.recent) > recentMax(len(sh.base)) {
 		x.merge(sh)
 	}
 }
 
-// remove takes h out (the undo of an add).
+// recentMax is how many recent entries a shard of n merged ones holds
+// before a merge.
+func recentMax(n int) int { return max(idRecentMin, n/8) }
+
+// hold defers merges until release: what is added meanwhile can be removed
+// from a map. The recent maps then outgrow their bound by at most what the
+// held batch adds (a request's items, ItemsPerRequestMax).
+func (x *idIndex) hold() { x.held = true }
+
+// release lets merges happen again, at each shard's next insert.
+func (x *idIndex) release() { x.held = false }
+
+// remove takes h out (the undo of an add). An add undone is in its
+// shard's recent map when merges were held since (hold); from base, the
+// removal shifts the shard's array.
 func (x *idIndex) remove(h uint64) {
 	sh := x.shard(h)
 	if _, ok := sh.recent[h]; ok {

@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// TestIDIndexModel runs random adds, changes, removes and look-ups on the
-// compact index and on a map side by side, and checks after every step that
-// both answer the same, and regularly that the index holds exactly the map's
-// entries, in order, in well-formed shards. Some hashes share one shard, so
-// that shard merges many times at many sizes.
+// TestIDIndexModel runs random adds, changes, removes, look-ups and holds
+// of merges on the compact index and on a map side by side, and checks
+// after every step that both answer the same, and regularly that the index
+// holds exactly the map's entries, in order, in well-formed shards. Some
+// hashes share one shard, so that shard merges many times at many sizes.
 func TestIDIndexModel(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
@@ -34,15 +34,25 @@ func TestIDIndexModel(t *testing.T) {
 	}
 	const steps = 200_000
 	for step := range steps {
-		switch op := r.IntN(10); {
-		case op < 3: // change, or add
+		switch op := r.IntN(1000); {
+		case op < 2: // hold merges, or release them
+			if x.held {
+				x.release()
+			} else {
+				x.hold()
+			}
+		case op < 300: // change, or add
 			h, v := pick(), r.Uint64()
-			if _, ok := model[h]; !ok {
+			_, had := model[h]
+			if !had {
 				keys = append(keys, h)
 			}
 			model[h] = v
 			x.set(h, v)
-		case op < 6: // add only
+			if !had {
+				checkRecentBound(t, x, h)
+			}
+		case op < 600: // add only
 			h, v := pick(), r.Uint64()
 			_, had := model[h]
 			if added := x.add(h, v); added == had {
@@ -51,8 +61,9 @@ func TestIDIndexModel(t *testing.T) {
 			if !had {
 				keys = append(keys, h)
 				model[h] = v
+				checkRecentBound(t, x, h)
 			}
-		case op < 7: // remove (the undo of an add)
+		case op < 700: // remove (the undo of an add)
 			h := pick()
 			delete(model, h)
 			x.remove(h)
@@ -73,6 +84,16 @@ func TestIDIndexModel(t *testing.T) {
 	}
 	if x.shards[0x42].recent == nil || len(x.shards[0x42].base) < 5_000 {
 		t.Fatalf("the crowded shard holds %d merged entries: the test did not exercise merges", len(x.shards[0x42].base))
+	}
+}
+
+// checkRecentBound fails when merges are not held and the shard of h, just
+// added, holds more recent entries than its bound.
+func checkRecentBound(t *testing.T, x *idIndex, h uint64) {
+	t.Helper()
+	sh := x.shard(h)
+	if !x.held && len(sh.recent) > recentMax(len(sh.base)) {
+		t.Fatalf("shard %d: %d recent entries over %d merged", h>>56, len(sh.recent), len(sh.base))
 	}
 }
 
@@ -103,8 +124,10 @@ func checkIDIndex(t *testing.T, x *idIndex, model map[uint64]uint64) {
 				t.Fatalf("%#x both in shard %d's base and its recent map", e.h, s)
 			}
 		}
-		if len(sh.recent) > max(idRecentMin, len(sh.base)/8) {
-			t.Fatalf("shard %d: %d recent entries over %d merged", s, len(sh.recent), len(sh.base))
+		for h := range sh.recent {
+			if int(h>>56) != s {
+				t.Fatalf("shard %d's recent map holds %#x", s, h)
+			}
 		}
 	}
 }
@@ -151,6 +174,11 @@ func TestIDIndexLoader(t *testing.T) {
 	if x.Equal(y) {
 		t.Fatal("Equal ignores a changed value")
 	}
+	y.set(entries[0].h, entries[0].v)
+	y.set(entries[0].h+1, 1)
+	if x.Equal(y) || y.Equal(x) {
+		t.Fatal("Equal ignores an entry more")
+	}
 	if _, ok := load(append(shuffled, shuffled[7]), 0); ok {
 		t.Fatal("a hash twice was loaded")
 	}
@@ -159,9 +187,10 @@ func TestIDIndexLoader(t *testing.T) {
 	}
 }
 
-// TestIDIndexRollback: a batch that adds enough ids to merge shards, and
+// TestIDIndexRollback: a batch that adds ids enough to merge shards, and
 // changes statuses of old and new ones, leaves the index as it was when
-// rolled back, and everything in it when committed.
+// rolled back, and everything in it when committed. Merges wait for the
+// batch's end, then resume.
 func TestIDIndexRollback(t *testing.T) {
 	t.Parallel()
 	s := NewState()
@@ -183,8 +212,17 @@ func TestIDIndexRollback(t *testing.T) {
 			}
 		}
 	}
+	merged := make([]int, idShards)
+	for i := range merged {
+		merged[i] = len(s.ids.shards[i].base)
+	}
 	s.Begin()
 	batch()
+	for i := range merged {
+		if n := len(s.ids.shards[i].base); n != merged[i] {
+			t.Fatalf("shard %d merged during the batch: %d entries, %d before", i, n, merged[i])
+		}
+	}
 	s.Rollback()
 	checkIDIndex(t, s.ids, before)
 
@@ -206,5 +244,9 @@ func TestIDIndexRollback(t *testing.T) {
 	}
 	if n := s.TransferCount(); n != 60_000 {
 		t.Fatalf("TransferCount = %d, want 60000", n)
+	}
+	for i := 60_000; i < 61_000; i++ {
+		s.indexID(id(i), uint64(i+1), idDone)
+		checkRecentBound(t, s.ids, s.key.hash(id(i)))
 	}
 }

@@ -59,7 +59,7 @@ type State struct {
 	accounts map[string]*Account
 	// ids indexes every id of the transfer id space (transfers, holds, posts,
 	// voids, reversals) by a 64-bit hash: the value is the position of the
-	// event that took the id, with its status in the top byte. About 17
+	// event that took the id, with its status in the top byte. About 20
 	// bytes an id (idindex.go), and no pointers for the garbage collector to
 	// scan. The events themselves stay in the log; a retry, or a hash
 	// collision, is resolved by reading one back (see NeedPriorError).
@@ -315,6 +315,7 @@ func (s *State) Begin() {
 		panic("domain: Begin while recording")
 	}
 	s.recording, s.journal = true, s.journal[:0]
+	s.ids.hold()
 }
 
 // Rollback undoes every mutation since Begin, newest first.
@@ -329,6 +330,7 @@ func (s *State) Rollback() {
 func (s *State) Commit() {
 	clear(s.journal)
 	s.recording, s.journal = false, s.journal[:0]
+	s.ids.release()
 }
 
 // undo records fn as the undo of a mutation, when recording.
