@@ -81,7 +81,7 @@ type line struct {
 // newBook returns an empty book; with digests, it digests every statement
 // line.
 func newBook(digests bool) *book {
-	return &book{state: domain.NewState(), accounts: map[string]*bookAccount{}, assets: map[string]*bookAsset{},
+	return &book{state: domain.NewFoldState(), accounts: map[string]*bookAccount{}, assets: map[string]*bookAsset{},
 		seed: maphash.MakeSeed(), digests: digests}
 }
 

@@ -14,6 +14,11 @@ import (
 // holds (attach it and decide again); or a sentinel of errors.go, wrapped in a
 // *FieldError naming the field where there is one.
 func Decide(s *State, c Command, now time.Time) (Event, error) {
+	if s.foldOnly() {
+		// Without the id index every retry would look new: a transfer
+		// applied twice. Only a programming error gets here.
+		panic("domain: Decide on a fold-only state (NewFoldState)")
+	}
 	switch c := c.(type) {
 	case *DefineAsset:
 		return decideAsset(s, c)

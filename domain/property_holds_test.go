@@ -84,6 +84,9 @@ type holdsWorkload struct {
 	undo     []func()
 	step     int
 	commands int // decided so far
+	// fold, when set, is a fold-only state (domain.NewFoldState) given
+	// every event and batch boundary w.s is.
+	fold *domain.State
 }
 
 // expectation checks a command's outcome against what the workload knows;
@@ -209,11 +212,17 @@ func (w *holdsWorkload) group() {
 	before := viewOf(w.s, w.ids, w.m.holds, holdsAssetCodes)
 	saved := *w.m
 	w.s.Begin()
+	if w.fold != nil {
+		w.fold.Begin()
+	}
 	w.inGroup, w.undo = true, w.undo[:0]
 	defer func() { w.inGroup = false }()
 	for i, c := range cmds {
 		if _, err := w.run("group "+kinds[i], c, nil); err != nil && !errors.Is(err, domain.ErrExists) {
 			w.s.Rollback()
+			if w.fold != nil {
+				w.fold.Rollback()
+			}
 			for i := len(w.undo) - 1; i >= 0; i-- {
 				w.undo[i]()
 			}
@@ -228,6 +237,9 @@ func (w *holdsWorkload) group() {
 		}
 	}
 	w.s.Commit()
+	if w.fold != nil {
+		w.fold.Commit()
+	}
 	w.outcomes["group COMMITTED"]++
 }
 
@@ -315,6 +327,9 @@ func (w *holdsWorkload) run(kind string, c domain.Command, expect expectation) (
 	}
 	pos := w.s.Position() + 1
 	w.s.Evolve(pos, e)
+	if w.fold != nil {
+		w.fold.Evolve(pos, e)
+	}
 	remember(w.s, pos, e) // what is applied at pos, whatever was decided before
 	w.accept(c, e, pos)
 	w.checkInvariants(rows)

@@ -89,6 +89,9 @@ func (s *State) MarshalSnapshot(w io.Writer) error {
 	if s.recording {
 		return errors.New("snapshot of a state in the middle of an atomic batch")
 	}
+	if s.foldOnly() {
+		return errors.New("snapshot of a fold-only state: it has no id index")
+	}
 	e := &snapWriter{w: w, h: sha256.New(), buf: make([]byte, 0, snapshotChunk+snapshotChunk/4)}
 	e.buf = append(e.buf, snapshotMagic...)
 	e.uvarint(SnapshotFormatVersion)

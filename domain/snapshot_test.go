@@ -396,3 +396,38 @@ func benchState(b *testing.B, accounts, transfers int) *domain.State {
 	}
 	return s
 }
+
+// TestFoldStateFoldsTheSame: a fold-only state (what an audit's replay
+// folds into) given every event and batch of the holds workload ends equal
+// to the writer's state in everything but the id index; Decide and
+// MarshalSnapshot refuse it.
+func TestFoldStateFoldsTheSame(t *testing.T) {
+	t.Parallel()
+	seed := propertySeed(t)
+	w := newHoldsWorkload(t, seed)
+	w.fold = domain.NewFoldState()
+	for w.step = 0; w.commands < snapshotWorkloadCommands; w.step++ {
+		w.randomStep()
+		if t.Failed() {
+			t.Fatalf("workload failed at step %d (seed %#x)", w.step, seed)
+		}
+	}
+	if w.s.TransferCount() == 0 || w.s.HoldCount() == 0 {
+		t.Fatalf("the workload took %d ids and left %d holds open: too little to compare", w.s.TransferCount(), w.s.HoldCount())
+	}
+	if diff := cmp.Diff(w.s, w.fold, stateEqual, cmpopts.IgnoreFields(domain.State{}, "ids", "collided", "key")); diff != "" {
+		t.Fatalf("fold-only state differs (-writer's +fold's):\n%s", diff)
+	}
+	if n := w.fold.TransferCount(); n != 0 {
+		t.Errorf("fold-only TransferCount = %d, want 0", n)
+	}
+	if err := w.fold.MarshalSnapshot(&bytes.Buffer{}); err == nil {
+		t.Error("MarshalSnapshot of a fold-only state: no error")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Decide on a fold-only state did not panic")
+		}
+	}()
+	_, _ = domain.Decide(w.fold, transfer("t-new", usdOne()), now)
+}

@@ -175,6 +175,20 @@ func NewState() *State {
 	}
 }
 
+// NewFoldState returns the state of an empty ledger for folding its log
+// only, as an audit's replay does. It keeps no index of transfer ids: the
+// index answers retries of commands, which a fold never decides, and it was
+// a fifth of a replay's time (docs/perf.md, "Session 14"). Decide panics
+// on it and MarshalSnapshot refuses it.
+func NewFoldState() *State {
+	s := NewState()
+	s.ids = nil
+	return s
+}
+
+// foldOnly reports whether s keeps no id index (NewFoldState).
+func (s *State) foldOnly() bool { return s.ids == nil }
+
 // SetPolicy sets the ledger's rules for the commands decided from now on.
 func (s *State) SetPolicy(p Policy) { s.policy = p }
 
@@ -211,7 +225,13 @@ func (s *State) AccountCount() int { return len(s.accounts) }
 func (s *State) HoldCount() int { return len(s.holds) }
 
 // TransferCount is the number of ids taken in the transfer id space.
-func (s *State) TransferCount() int { return s.ids.Len() + len(s.collided) }
+// A fold-only state (NewFoldState) counts none.
+func (s *State) TransferCount() int {
+	if s.foldOnly() {
+		return 0
+	}
+	return s.ids.Len() + len(s.collided)
+}
 
 // TransferCandidate returns the position of the event that may have taken id:
 // certain for an id that collided, otherwise the holder of the id's hash, to
@@ -224,6 +244,9 @@ func (s *State) TransferCandidate(id string) (uint64, bool) {
 // lookupID returns the position and status of the entry for id, and whether
 // it is certainly id's (exact) rather than its hash's.
 func (s *State) lookupID(id string) (pos uint64, status uint8, exact, ok bool) {
+	if s.foldOnly() {
+		panic("domain: an id look-up on a fold-only state (NewFoldState)")
+	}
 	if v, ok := s.collided[id]; ok {
 		return v & posMask, uint8(v >> 56), true, true
 	}
@@ -233,6 +256,9 @@ func (s *State) lookupID(id string) (pos uint64, status uint8, exact, ok bool) {
 
 // indexID records an id taken at pos with a status.
 func (s *State) indexID(id string, pos uint64, status uint8) {
+	if s.foldOnly() {
+		return
+	}
 	v := pos | uint64(status)<<56
 	h := s.key.hash(id)
 	if !s.ids.add(h, v) {
@@ -246,6 +272,9 @@ func (s *State) indexID(id string, pos uint64, status uint8) {
 // setIDStatus changes the status of an id known to be indexed (exactly: only
 // holds change status, and an open hold's id is known).
 func (s *State) setIDStatus(id string, status uint8) {
+	if s.foldOnly() {
+		return
+	}
 	if v, ok := s.collided[id]; ok {
 		s.collided[id] = v&posMask | uint64(status)<<56
 		s.undo(func() { s.collided[id] = v })
@@ -315,7 +344,9 @@ func (s *State) Begin() {
 		panic("domain: Begin while recording")
 	}
 	s.recording, s.journal = true, s.journal[:0]
-	s.ids.hold()
+	if !s.foldOnly() {
+		s.ids.hold()
+	}
 }
 
 // Rollback undoes every mutation since Begin, newest first.
@@ -330,7 +361,9 @@ func (s *State) Rollback() {
 func (s *State) Commit() {
 	clear(s.journal)
 	s.recording, s.journal = false, s.journal[:0]
-	s.ids.release()
+	if !s.foldOnly() {
+		s.ids.release()
+	}
 }
 
 // undo records fn as the undo of a mutation, when recording.
