@@ -177,9 +177,9 @@ func NewState() *State {
 
 // NewFoldState returns the state of an empty ledger for folding its log
 // only, as an audit's replay does. It keeps no index of transfer ids: the
-// index answers retries of commands, which a fold never decides, and it was
-// a fifth of a replay's time (docs/perf.md, "Session 14"). Decide panics
-// on it and MarshalSnapshot refuses it.
+// index answers retries of commands, which a fold never decides, and
+// keeping it made a replay slower (docs/perf.md, "Session 14"). Decide
+// panics on it and MarshalSnapshot refuses it.
 func NewFoldState() *State {
 	s := NewState()
 	s.ids = nil
