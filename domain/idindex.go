@@ -165,8 +165,16 @@ func recentMax(n int) int { return max(idRecentMin, n/8) }
 // held batch adds (a request's items, ItemsPerRequestMax).
 func (x *idIndex) hold() { x.held = true }
 
-// release lets merges happen again, at each shard's next insert.
-func (x *idIndex) release() { x.held = false }
+// release ends a hold and merges the shards it let outgrow their bound: a
+// ledger whose requests are all atomic would otherwise never merge.
+func (x *idIndex) release() {
+	x.held = false
+	for s := range x.shards {
+		if sh := &x.shards[s]; len(sh.recent) > recentMax(len(sh.base)) {
+			x.merge(sh)
+		}
+	}
+}
 
 // remove takes h out (the undo of an add). An add undone is in its
 // shard's recent map when merges were held since (hold); from base, the

@@ -38,6 +38,7 @@ func TestIDIndexModel(t *testing.T) {
 		case op < 2: // hold merges, or release them
 			if x.held {
 				x.release()
+				checkAllWithinBound(t, x)
 			} else {
 				x.hold()
 			}
@@ -94,6 +95,20 @@ func checkRecentBound(t *testing.T, x *idIndex, h uint64) {
 	sh := x.shard(h)
 	if !x.held && len(sh.recent) > recentMax(len(sh.base)) {
 		t.Fatalf("shard %d: %d recent entries over %d merged", h>>56, len(sh.recent), len(sh.base))
+	}
+}
+
+// checkAllWithinBound fails unless every shard holds at most its bound of
+// recent entries (true after a release, which merges those that do not).
+func checkAllWithinBound(t *testing.T, x *idIndex) {
+	t.Helper()
+	if x.held {
+		t.Fatal("merges still held")
+	}
+	for s := range x.shards {
+		if sh := &x.shards[s]; len(sh.recent) > recentMax(len(sh.base)) {
+			t.Fatalf("shard %d: %d recent entries over %d merged", s, len(sh.recent), len(sh.base))
+		}
 	}
 }
 
@@ -225,10 +240,12 @@ func TestIDIndexRollback(t *testing.T) {
 	}
 	s.Rollback()
 	checkIDIndex(t, s.ids, before)
+	checkAllWithinBound(t, s.ids)
 
 	s.Begin()
 	batch()
 	s.Commit()
+	checkAllWithinBound(t, s.ids)
 	for i := range 60_000 {
 		pos, status, _, ok := s.lookupID(id(i))
 		want := idPending
@@ -248,5 +265,27 @@ func TestIDIndexRollback(t *testing.T) {
 	for i := 60_000; i < 61_000; i++ {
 		s.indexID(id(i), uint64(i+1), idDone)
 		checkRecentBound(t, s.ids, s.key.hash(id(i)))
+	}
+}
+
+// TestIDIndexAtomicOnly: a ledger whose every request is all or nothing
+// still merges: what a hold deferred is merged when it ends.
+func TestIDIndexAtomicOnly(t *testing.T) {
+	t.Parallel()
+	s := NewState()
+	for b := range 200 {
+		s.Begin()
+		for i := range 1_000 {
+			s.indexID("tr-"+strconv.Itoa(b*1_000+i), uint64(b*1_000+i+1), idDone)
+		}
+		s.Commit()
+	}
+	checkAllWithinBound(t, s.ids)
+	recent := 0
+	for i := range s.ids.shards {
+		recent += len(s.ids.shards[i].recent)
+	}
+	if recent > s.TransferCount()/4 {
+		t.Fatalf("%d of %d ids in the recent maps", recent, s.TransferCount())
 	}
 }

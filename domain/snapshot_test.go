@@ -429,5 +429,10 @@ func TestFoldStateFoldsTheSame(t *testing.T) {
 			t.Error("Decide on a fold-only state did not panic")
 		}
 	}()
-	_, _ = domain.Decide(w.fold, transfer("t-new", usdOne()), now)
+	// A validated command that looks no id up: the guard itself refuses it.
+	c := asset("NEW", 2)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = domain.Decide(w.fold, c, now)
 }

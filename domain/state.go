@@ -63,6 +63,7 @@ type State struct {
 	// bytes an id (idindex.go), and no pointers for the garbage collector to
 	// scan. The events themselves stay in the log; a retry, or a hash
 	// collision, is resolved by reading one back (see NeedPriorError).
+	// nil in a fold-only state (NewFoldState).
 	ids *idIndex
 	// collided holds, by exact id, the rare ids whose hash another id had.
 	collided map[string]uint64
