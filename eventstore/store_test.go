@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -237,6 +238,31 @@ func TestReadRoundTripsEveryField(t *testing.T) {
 	testenv.NoError(t, err)
 	if len(names) != 1 || names[0] != ledger {
 		t.Errorf("Ledgers() = %v, want [%s]", names, ledger)
+	}
+}
+
+// TestReadPageReadsAsRead: ReadPage answers what Read does, for pages
+// shorter than, as long as and past the log, and from every position.
+func TestReadPageReadsAsRead(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	const n = 40 // more than Read's first room
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, records(ledger, 0, eventstore.Hash{}, n)))
+	for _, from := range []uint64{1, 2, 17, n, n + 1} {
+		for _, limit := range []int{1, 16, 17, n, n + 5, eventstore.ReadMax + 1} {
+			want, err := s.Read(ctx, ledger, from, limit)
+			testenv.NoError(t, err)
+			got, err := s.ReadPage(ctx, ledger, from, limit)
+			testenv.NoError(t, err)
+			if wantLen := max(0, min(limit, int(n-from+1))); len(want) != wantLen {
+				t.Fatalf("Read(%d, limit %d): %d records, want %d", from, limit, len(want), wantLen)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("ReadPage(%d, limit %d): %d records, unlike Read's %d", from, limit, len(got), len(want))
+			}
+		}
 	}
 }
 
