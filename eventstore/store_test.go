@@ -262,6 +262,9 @@ func TestReadPageReadsAsRead(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("ReadPage(%d, limit %d): %d records, unlike Read's %d", from, limit, len(got), len(want))
 			}
+			if room := min(limit, eventstore.ReadMax); cap(got) != room {
+				t.Fatalf("ReadPage(%d, limit %d): room for %d records, want %d", from, limit, cap(got), room)
+			}
 		}
 	}
 }
