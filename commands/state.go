@@ -102,7 +102,7 @@ func (w *Writer) load(ctx context.Context) (*ledgerState, error) {
 	}
 	snapshot := st.head
 	for st.head < head {
-		recs, err := w.opts.Store.ReadPage(ctx, w.opts.Ledger, st.head+1, int(min(head-st.head, eventstore.ReadMax)))
+		recs, err := w.opts.Store.Read(ctx, w.opts.Ledger, st.head+1, int(min(head-st.head, eventstore.ReadMax)))
 		if err != nil {
 			return nil, err
 		}

@@ -24,9 +24,6 @@ import (
 type Store interface {
 	Head(ctx context.Context, ledger string) (uint64, eventstore.Hash, error)
 	Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error)
-	// ReadPage is Read for pages known to be full: a load's fold of the
-	// log's tail.
-	ReadPage(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error)
 	Append(ctx context.Context, ledger string, expected uint64, prev eventstore.Hash, recs []eventstore.Record) error
 	ReadPositions(ctx context.Context, ledger string, positions []uint64) ([]eventstore.Record, error)
 }

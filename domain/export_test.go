@@ -44,3 +44,22 @@ func CategoryChildrenAgree(s *State) error {
 	}
 	return nil
 }
+
+// Equal reports whether x and y hold the same entries, however they are
+// laid out (a snapshot's load merges what recent maps held): go-cmp uses
+// it to compare states.
+func (x *idIndex) Equal(y *idIndex) bool {
+	if x == nil || y == nil {
+		return x == y
+	}
+	if x.n != y.n {
+		return false
+	}
+	equal := true
+	x.each(func(h, v uint64) bool {
+		w, ok := y.get(h)
+		equal = ok && w == v
+		return equal
+	})
+	return equal
+}

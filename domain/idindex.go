@@ -193,28 +193,45 @@ func (x *idIndex) remove(h uint64) {
 	}
 }
 
+// sortedRecent appends a shard's recent entries to buf, in hash order.
+func (sh *idShard) sortedRecent(buf []idEntry) []idEntry {
+	for h, v := range sh.recent {
+		buf = append(buf, idEntry{h, v})
+	}
+	slices.SortFunc(buf, byHash)
+	return buf
+}
+
+// mergeSorted calls fn with the entries of a and b, both in hash order and
+// without a hash in common, in hash order; it stops when fn returns false,
+// and says whether it went to the end.
+func mergeSorted(a, b []idEntry, fn func(idEntry) bool) bool {
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var e idEntry
+		if j == len(b) || i < len(a) && a[i].h < b[j].h {
+			e, i = a[i], i+1
+		} else {
+			e, j = b[j], j+1
+		}
+		if !fn(e) {
+			return false
+		}
+	}
+	return true
+}
+
 // merge moves a shard's recent entries into its base.
 func (x *idIndex) merge(sh *idShard) {
-	add := x.scratch[:0]
-	for h, v := range sh.recent {
-		add = append(add, idEntry{h, v})
-	}
-	slices.SortFunc(add, byHash)
+	add := sh.sortedRecent(x.scratch[:0])
 	clear(sh.recent)
 	x.scratch = add[:0]
 	need := len(sh.base) + len(add)
 	if need > cap(sh.base) {
 		// A quarter to spare, so that every other merge is in place; the
 		// merge itself fills the new array, in one pass.
-		grown := make([]idEntry, need, need+need/4)
-		i, j := 0, 0
-		for k := range grown {
-			if j == len(add) || i < len(sh.base) && sh.base[i].h < add[j].h {
-				grown[k], i = sh.base[i], i+1
-			} else {
-				grown[k], j = add[j], j+1
-			}
-		}
+		grown := make([]idEntry, 0, need+need/4)
+		mergeSorted(sh.base, add, func(e idEntry) bool { grown = append(grown, e); return true })
 		sh.base = grown
 	} else {
 		// From the back, in place: base's entries move up, at most by
@@ -241,42 +258,11 @@ func (x *idIndex) each(fn func(h, v uint64) bool) {
 	var add []idEntry
 	for s := range x.shards {
 		sh := &x.shards[s]
-		add = add[:0]
-		for h, v := range sh.recent {
-			add = append(add, idEntry{h, v})
-		}
-		slices.SortFunc(add, byHash)
-		i, j := 0, 0
-		for i < len(sh.base) || j < len(add) {
-			var e idEntry
-			if j == len(add) || i < len(sh.base) && sh.base[i].h < add[j].h {
-				e, i = sh.base[i], i+1
-			} else {
-				e, j = add[j], j+1
-			}
-			if !fn(e.h, e.v) {
-				return
-			}
+		add = sh.sortedRecent(add[:0])
+		if !mergeSorted(sh.base, add, func(e idEntry) bool { return fn(e.h, e.v) }) {
+			return
 		}
 	}
-}
-
-// Equal reports whether x and y hold the same entries, however they are
-// laid out (a snapshot's load merges what recent maps held).
-func (x *idIndex) Equal(y *idIndex) bool {
-	if x == nil || y == nil {
-		return x == y
-	}
-	if x.n != y.n {
-		return false
-	}
-	equal := true
-	x.each(func(h, v uint64) bool {
-		w, ok := y.get(h)
-		equal = ok && w == v
-		return equal
-	})
-	return equal
 }
 
 // idIndexLoader builds an index from entries in any order: ascending hash

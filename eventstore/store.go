@@ -342,35 +342,25 @@ func checkBatch(ledger string, expected uint64, prev Hash, recs []Record) error 
 //
 // Errors: the database error.
 func (s *Store) Read(ctx context.Context, ledger string, from uint64, limit int) ([]Record, error) {
-	// A small start: most reads (the relay's, a projector's at the head)
-	// find a few records, and a Record is about 200 bytes; 1,024 of them
-	// preallocated made the relay's empty reads a third of ledgerd's
-	// allocations under single transfers.
-	return s.read(ctx, ledger, from, limit, 16)
-}
-
-// ReadPage is Read for a page of history expected full (an audit's stream
-// of the log): the records are collected into room for limit of them, not
-// grown from a few, whose copies cost a replay a quarter of a microsecond an
-// event (docs/perf.md, "Session 14").
-func (s *Store) ReadPage(ctx context.Context, ledger string, from uint64, limit int) ([]Record, error) {
-	return s.read(ctx, ledger, from, limit, ReadMax)
-}
-
-func (s *Store) read(ctx context.Context, ledger string, from uint64, limit, room int) ([]Record, error) {
 	limit = min(max(limit, 1), ReadMax)
 	rows, err := s.pool.Query(ctx, `SELECT position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash
 		FROM events WHERE ledger = $1 AND position >= $2 ORDER BY position LIMIT $3`, ledger, int64(from), limit)
 	if err != nil {
 		return nil, fmt.Errorf("read %s from %d: %w", ledger, from, err)
 	}
-	return collectRecords(rows, ledger, min(limit, room), limit)
+	// A small start: most reads (the relay's, a projector's at the head)
+	// find a few records, and a Record is about 200 bytes; 1,024 of them
+	// preallocated made the relay's empty reads a third of ledgerd's
+	// allocations under single transfers.
+	return collectRecords(rows, ledger, min(limit, 16), limit)
 }
 
 // collectRecords scans at most limit rows into records, with room for room
 // of them at first. Beyond, the room grows four times at a time, up to
 // limit: append's growth (a quarter at a time for large slices) copied a
-// page of 10,000 records about four times over.
+// page of 10,000 records about four times over, and reading it took twice
+// as long (BenchmarkRead; room made for the whole page first read no
+// faster than this).
 func collectRecords(rows pgx.Rows, ledger string, room, limit int) ([]Record, error) {
 	defer rows.Close()
 	recs := make([]Record, 0, room)

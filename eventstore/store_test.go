@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -241,29 +240,29 @@ func TestReadRoundTripsEveryField(t *testing.T) {
 	}
 }
 
-// TestReadPageReadsAsRead: ReadPage answers what Read does, for pages
-// shorter than, as long as and past the log, and from every position.
-func TestReadPageReadsAsRead(t *testing.T) {
+// TestReadAcrossItsGrowth: Read answers the records appended, in order, for
+// pages shorter than its first room, across its growths (16, 64, 256) and
+// past the log's end, from several positions.
+func TestReadAcrossItsGrowth(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := context.Background()
 	ledger := testenv.Name(t)
-	const n = 40 // more than Read's first room
-	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, records(ledger, 0, eventstore.Hash{}, n)))
+	const n = 300
+	appended := records(ledger, 0, eventstore.Hash{}, n)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, appended))
 	for _, from := range []uint64{1, 2, 17, n, n + 1} {
-		for _, limit := range []int{1, 16, 17, n, n + 5, eventstore.ReadMax + 1} {
-			want, err := s.Read(ctx, ledger, from, limit)
+		for _, limit := range []int{1, 16, 17, 64, 65, 257, n, n + 5, eventstore.ReadMax + 1} {
+			got, err := s.Read(ctx, ledger, from, limit)
 			testenv.NoError(t, err)
-			got, err := s.ReadPage(ctx, ledger, from, limit)
-			testenv.NoError(t, err)
-			if wantLen := max(0, min(limit, int(n-from+1))); len(want) != wantLen {
-				t.Fatalf("Read(%d, limit %d): %d records, want %d", from, limit, len(want), wantLen)
+			want := appended[min(from-1, n):min(from-1+uint64(limit), n)]
+			if len(got) != len(want) {
+				t.Fatalf("Read(%d, limit %d): %d records, want %d", from, limit, len(got), len(want))
 			}
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("ReadPage(%d, limit %d): %d records, unlike Read's %d", from, limit, len(got), len(want))
-			}
-			if room := min(limit, eventstore.ReadMax); cap(got) != room {
-				t.Fatalf("ReadPage(%d, limit %d): room for %d records, want %d", from, limit, cap(got), room)
+			for i := range got {
+				if got[i].Position != want[i].Position || got[i].Hash != want[i].Hash || string(got[i].Payload) != string(want[i].Payload) {
+					t.Fatalf("Read(%d, limit %d): record %d is %d, want %d", from, limit, i, got[i].Position, want[i].Position)
+				}
 			}
 		}
 	}

@@ -16,10 +16,6 @@ const logPollInterval = 20 * time.Millisecond
 type LogSource struct {
 	store  *eventstore.Store
 	ledger string
-	// full says the last read filled its page: behind the head, where the
-	// next read is read as a page (eventstore.Store.ReadPage), not grown
-	// from a few records.
-	full bool
 }
 
 // NewLogSource returns a Source over ledger's log, whatever ledger its runner
@@ -34,15 +30,10 @@ func NewLogSource(store *eventstore.Store, ledger string) *LogSource {
 func (s *LogSource) Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
 	limit := min(max, eventstore.ReadMax)
 	for {
-		read := s.store.Read
-		if s.full {
-			read = s.store.ReadPage
-		}
-		recs, err := read(ctx, s.ledger, from, limit)
+		recs, err := s.store.Read(ctx, s.ledger, from, limit)
 		if err != nil {
 			return nil, err
 		}
-		s.full = len(recs) == limit
 		if len(recs) > 0 {
 			if recs[0].Position != from {
 				return nil, fmt.Errorf("log of %s from %d: starts at %d", s.ledger, from, recs[0].Position)

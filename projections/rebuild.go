@@ -253,7 +253,7 @@ func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
 			return errNotYet
 		}
 		for shadow < live {
-			recs, err := rb.store.ReadPage(ctx, rb.ledger, uint64(shadow)+1, int(live-shadow))
+			recs, err := rb.store.Read(ctx, rb.ledger, uint64(shadow)+1, int(live-shadow))
 			if err != nil {
 				return fmt.Errorf("swap %s: %w", rb.proj.Name(), err)
 			}

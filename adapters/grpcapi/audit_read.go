@@ -162,7 +162,7 @@ type readPage struct {
 func (s *AuditServer) readPages(ctx context.Context, ledger string, from, to uint64, pages chan<- readPage) {
 	defer close(pages)
 	for from <= to {
-		recs, err := s.store.ReadPage(ctx, ledger, from, int(min(to-from+1, eventstore.ReadMax)))
+		recs, err := s.store.Read(ctx, ledger, from, int(min(to-from+1, eventstore.ReadMax)))
 		if err != nil {
 			err = s.readError(ledger, from, err)
 		}

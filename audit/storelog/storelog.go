@@ -40,7 +40,7 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 		if to != 0 {
 			limit = int(min(to-from+1, eventstore.ReadMax))
 		}
-		recs, err := l.Store.ReadPage(ctx, l.Name, from, limit)
+		recs, err := l.Store.Read(ctx, l.Name, from, limit)
 		if err != nil {
 			return err
 		}
