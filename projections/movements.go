@@ -54,7 +54,7 @@ const movementsCachedAccountsMax = 1 << 20
 // the projector has seen (heads), asset scales and the clock.
 type movementCache struct {
 	through uint64
-	heads   map[string]*movementHead
+	heads   *headTable
 	scales  map[string]uint8
 	// clockAt is the grain (ClockGrain) of the running maximum of the
 	// recorded times, clockMax that maximum exactly.
@@ -76,10 +76,10 @@ func (p *Movements) take(ledger string, from uint64) *movementCache {
 	c := p.caches[ledger]
 	if c != nil {
 		delete(p.caches, ledger)
-		p.cached -= len(c.heads)
+		p.cached -= c.heads.Len()
 	}
 	if c == nil || c.through+1 != from {
-		return &movementCache{heads: map[string]*movementHead{}, scales: map[string]uint8{}}
+		return &movementCache{heads: newHeadTable(), scales: map[string]uint8{}}
 	}
 	return c
 }
@@ -94,39 +94,25 @@ func (p *Movements) keep(ledger string, c *movementCache) {
 	defer p.mu.Unlock()
 	if old := p.caches[ledger]; old != nil { // another runner's, kept meanwhile
 		delete(p.caches, ledger)
-		p.cached -= len(old.heads)
+		p.cached -= old.heads.Len()
 	}
-	if len(c.heads) > p.cachedMax {
+	if c.heads.Len() > p.cachedMax {
 		return
 	}
 	for other, oc := range p.caches {
-		if p.cached+len(c.heads) <= p.cachedMax {
+		if p.cached+c.heads.Len() <= p.cachedMax {
 			break
 		}
 		delete(p.caches, other)
-		p.cached -= len(oc.heads)
+		p.cached -= oc.heads.Len()
 	}
 	p.caches[ledger] = c
-	p.cached += len(c.heads)
+	p.cached += c.heads.Len()
 }
 
 // Tables lists the read-model tables Movements writes, every one keyed by ledger.
 func (*Movements) Tables() []string {
 	return []string{"movements", "movement_heads", "movement_assets", "movement_clock", "accounts"}
-}
-
-// movementHead is an account's running totals across the batch: from its
-// last line before the batch (its movement_heads row only says what never
-// changes), or zero for an account the batch opens (opened).
-type movementHead struct {
-	asset          string
-	scale          uint8
-	normal         domain.Side
-	dp, cp, dq, cq domain.Units
-	// position is the account's last movement (its opening before any);
-	// seq the next line number at that position.
-	position, opened uint64
-	seq              int
 }
 
 // movementLine is one row of movements.
@@ -225,7 +211,7 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 		default:
 			f.moves = domain.AppendMovements(f.moves[:0], e)
 			for i := range f.moves {
-				if a := f.moves[i].Account; !opened[a] && f.heads[a] == nil {
+				if a := f.moves[i].Account; !opened[a] && f.heads.Get(a) == nil {
 					moved[a] = true
 				}
 			}
@@ -271,11 +257,11 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 	if b.Len() == 0 {
 		return nil
 	}
-	known := len(f.heads)
+	known := f.heads.Len()
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("load %d movement heads: %w", len(accounts), err)
 	}
-	if loaded := len(f.heads) - known; loaded != len(accounts) {
+	if loaded := f.heads.Len() - known; loaded != len(accounts) {
 		// Every account a transfer names was opened by an earlier event.
 		return fmt.Errorf("loaded %d of %d movement heads: the read model is missing accounts", loaded, len(accounts))
 	}
@@ -291,19 +277,24 @@ func (f *movementFold) scanHeads(rows pgx.Rows) error {
 	)
 	_, err := pgx.ForEachRow(rows, []any{&account, &asset, &scale, &normal, &totals[0], &totals[1], &totals[2], &totals[3],
 		&position, &opened}, func() error {
-		h := &movementHead{asset: asset, scale: uint8(scale), position: uint64(position), opened: uint64(opened)}
-		if err := h.normal.UnmarshalText([]byte(normal)); err != nil {
+		var side domain.Side
+		if err := side.UnmarshalText([]byte(normal)); err != nil {
 			return fmt.Errorf("head of %s: %w", account, err)
 		}
-		for i, dst := range []*domain.Units{&h.dp, &h.cp, &h.dq, &h.cq} {
-			u, err := unitsAt(totals[i], h.scale)
+		var sums [4]domain.Units
+		for i := range sums {
+			u, err := unitsAt(totals[i], uint8(scale))
 			if err != nil {
 				return fmt.Errorf("head of %s: %w", account, err)
 			}
-			*dst = u
+			sums[i] = u
 		}
+		// A row twice is caught by the count in load: the table still holds
+		// one head.
+		h, _ := f.heads.Add(account, asset)
 		// The next movement is at a later position: its lines start at 0.
-		f.heads[account] = h
+		h.scale, h.normal, h.position, h.opened, h.seq = uint8(scale), side, uint64(position), uint64(opened), 0
+		h.dp, h.cp, h.dq, h.cq = sums[0], sums[1], sums[2], sums[3]
 		return nil
 	})
 	return err
@@ -344,10 +335,11 @@ func (f *movementFold) apply(rec *eventstore.Record, e domain.Event) error {
 		if !ok {
 			return fmt.Errorf("account %s of undefined asset %s", e.ID, e.Asset)
 		}
-		if _, ok := f.heads[e.ID]; ok {
+		h, added := f.heads.Add(e.ID, e.Asset)
+		if !added {
 			return fmt.Errorf("account %s opened twice", e.ID)
 		}
-		f.heads[e.ID] = &movementHead{asset: e.Asset, scale: scale, normal: e.Normal, position: rec.Position, opened: rec.Position}
+		h.scale, h.normal, h.position, h.opened = scale, e.Normal, rec.Position, rec.Position
 		f.opened = append(f.opened, e.ID)
 		return nil
 	}
@@ -404,13 +396,13 @@ func (f *movementFold) tick(rec *eventstore.Record) {
 // moves by its signed amount. A post's release comes before its posting, so
 // the posted line shows the available balance after the whole posting.
 func (f *movementFold) line(pos uint64, ev *movementEvent, m *domain.Movement) error {
-	h, ok := f.heads[m.Account]
-	if !ok {
+	h := f.heads.Get(m.Account)
+	if h == nil {
 		return fmt.Errorf("movement of unknown account %s: the read model is missing accounts", m.Account)
 	}
-	if h.asset != m.Asset || h.scale != m.Scale {
+	if asset := f.heads.Asset(h); asset != m.Asset || h.scale != m.Scale {
 		return fmt.Errorf("amount of %s at scale %d on account %s of %s at scale %d: the read model is corrupt",
-			m.Asset, m.Scale, m.Account, h.asset, h.scale)
+			m.Asset, m.Scale, m.Account, asset, h.scale)
 	}
 	debit := m.Side == domain.SideDebit
 	var field *domain.Units
@@ -432,7 +424,7 @@ func (f *movementFold) line(pos uint64, ev *movementEvent, m *domain.Movement) e
 	if h.position != pos {
 		h.position, h.seq = pos, 0
 	}
-	f.lines = append(f.lines, movementLine{account: m.Account, position: pos, seq: h.seq, postingIndex: m.Posting,
+	f.lines = append(f.lines, movementLine{account: m.Account, position: pos, seq: int(h.seq), postingIndex: m.Posting,
 		debit: debit, pending: m.Pending, counter: m.Counterparty, amount: m.Amount, scale: m.Scale,
 		dp: h.dp, cp: h.cp, dq: h.dq, cq: h.cq, event: ev})
 	h.seq++
@@ -539,8 +531,8 @@ func (f *movementFold) writeHeads(ctx context.Context, tx pgx.Tx, ledger string)
 	var scales []int16
 	var opened []int64
 	for _, a := range f.opened {
-		h := f.heads[a]
-		accounts, assets, normals = append(accounts, a), append(assets, h.asset), append(normals, h.normal.String())
+		h := f.heads.Get(a)
+		accounts, assets, normals = append(accounts, a), append(assets, f.heads.Asset(h)), append(normals, h.normal.String())
 		scales, opened = append(scales, int16(h.scale)), append(opened, int64(h.opened))
 	}
 	if len(accounts) == 0 {

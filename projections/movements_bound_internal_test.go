@@ -13,9 +13,9 @@ func TestMovementsCachesBoundedOverLedgers(t *testing.T) {
 	p := NewMovements()
 	p.cachedMax = 10
 	cache := func(through uint64, accounts int) *movementCache {
-		c := &movementCache{through: through, heads: map[string]*movementHead{}, scales: map[string]uint8{}}
+		c := &movementCache{through: through, heads: newHeadTable(), scales: map[string]uint8{}}
 		for i := range accounts {
-			c.heads[fmt.Sprint("acct-", i)] = &movementHead{}
+			c.heads.Add(fmt.Sprint("acct-", i), "EUR")
 		}
 		return c
 	}
@@ -32,18 +32,18 @@ func TestMovementsCachesBoundedOverLedgers(t *testing.T) {
 	if p.caches["d"] != nil || p.cached > p.cachedMax {
 		t.Fatalf("a cache of 11 over a bound of 10 was kept (%d accounts)", p.cached)
 	}
-	if got := p.take("c", 10); len(got.heads) != 6 || p.cached != p.sum() {
-		t.Fatalf("take c: %d accounts, %d counted, %d held", len(got.heads), p.cached, p.sum())
+	if got := p.take("c", 10); got.heads.Len() != 6 || p.cached != p.sum() {
+		t.Fatalf("take c: %d accounts, %d counted, %d held", got.heads.Len(), p.cached, p.sum())
 	}
-	if got := p.take("zz", 1); len(got.heads) != 0 {
-		t.Fatalf("take of a ledger without a cache: %d accounts, want a fresh cache", len(got.heads))
+	if got := p.take("zz", 1); got.heads.Len() != 0 {
+		t.Fatalf("take of a ledger without a cache: %d accounts, want a fresh cache", got.heads.Len())
 	}
 }
 
 func (p *Movements) sum() int {
 	n := 0
 	for _, c := range p.caches {
-		n += len(c.heads)
+		n += c.heads.Len()
 	}
 	return n
 }
