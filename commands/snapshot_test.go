@@ -225,9 +225,11 @@ func (x *writerWorkload) created(c domain.Command) {
 // fullView is all of a state that can be compared across processes: every
 // field (the reversed amounts and the holds included) but the id index,
 // whose hashes are keyed per state and which is compared through
-// TransferCandidate, id by id, instead; and the order due holds come in.
+// TransferCandidate, id by id, instead; the accounts, whose table's index
+// is keyed per state too, compared by id; and the order due holds come in.
 type fullView struct {
 	State      *domain.State
+	Accounts   map[string]domain.Account
 	Transfers  int
 	Candidates map[string]uint64
 	Due        []string
@@ -242,11 +244,14 @@ var fullViewEqual = cmp.Options{
 	}),
 	// The heap's numbers run ahead in a live state (an atomic request
 	// rolled back keeps its number); Due compares the order they give.
-	cmpopts.IgnoreFields(domain.State{}, "ids", "collided", "key", "expiries", "expirySeq", "journal"),
+	cmpopts.IgnoreFields(domain.State{}, "ids", "accounts", "collided", "key", "expiries", "expirySeq", "journal"),
 }
 
 func viewFull(s *domain.State, ids []string) fullView {
-	v := fullView{State: s, Transfers: s.TransferCount(), Candidates: map[string]uint64{}}
+	v := fullView{State: s, Accounts: map[string]domain.Account{}, Transfers: s.TransferCount(), Candidates: map[string]uint64{}}
+	for a := range s.Accounts() {
+		v.Accounts[a.ID] = *a
+	}
 	for _, id := range append(ids, "never-taken") {
 		if pos, ok := s.TransferCandidate(id); ok {
 			v.Candidates[id] = pos

@@ -68,7 +68,7 @@ func PriorCandidates(s *State, c Command) []uint64 {
 	var ids []string
 	switch c := c.(type) {
 	case *OpenAccount:
-		if a, ok := s.accounts[c.ID]; ok && a.Amended {
+		if a, ok := s.accounts.Lookup(c.ID); ok && a.Amended {
 			return []uint64{a.Position}
 		}
 	case *CreateTransfer:
@@ -251,7 +251,7 @@ func postingAccounts(s *State, i int, debit, credit, asset string) (*Account, *A
 }
 
 func postingAccount(s *State, id, asset string) (*Account, error) {
-	acc, ok := s.accounts[id]
+	acc, ok := s.accounts.Lookup(id)
 	switch {
 	case !ok:
 		return nil, ErrAccountNotFound

@@ -31,7 +31,7 @@ func decideAccount(s *State, c *OpenAccount) (Event, error) {
 		return nil, err
 	}
 	e := AccountOpened{ID: c.ID, Asset: c.Asset, Normal: c.Normal, MinBalance: min, MaxBalance: max, Metadata: c.Metadata}
-	if a, ok := s.accounts[c.ID]; ok {
+	if a, ok := s.accounts.Lookup(c.ID); ok {
 		opened := accountAsOpened(a)
 		if a.Amended {
 			// Bounds or metadata changed since: compare with the request
@@ -49,7 +49,7 @@ func decideAccount(s *State, c *OpenAccount) (Event, error) {
 		}
 		return nil, &ExistsError{Position: a.Position}
 	}
-	if n := len(s.accounts); n >= s.policy.accountsMax() {
+	if n := s.accounts.Len(); n >= s.policy.accountsMax() {
 		return nil, fieldErrf("id", ErrTooManyAccounts, "%d open or closed", n)
 	}
 	return e, nil
@@ -121,7 +121,7 @@ func sameBound(a, b *Amount) bool {
 
 // openAccount returns the account, refusing a missing or closed one.
 func openAccount(s *State, id string) (*Account, error) {
-	a, ok := s.accounts[id]
+	a, ok := s.accounts.Lookup(id)
 	switch {
 	case !ok:
 		return nil, fieldErr("account_id", ErrAccountNotFound)
@@ -164,7 +164,7 @@ func decideClose(s *State, c *CloseAccount) (Event, error) {
 	if !c.validated {
 		panic("domain: Decide on an unvalidated CloseAccount")
 	}
-	a, ok := s.accounts[c.AccountID]
+	a, ok := s.accounts.Lookup(c.AccountID)
 	switch {
 	case !ok:
 		return nil, fieldErr("account_id", ErrAccountNotFound)

@@ -96,7 +96,7 @@ func decidePost(s *State, c *PostPending, now time.Time) (Event, error) {
 				return nil, err
 			}
 		}
-		debit, credit := s.accounts[held.Debit], s.accounts[held.Credit]
+		debit, credit := s.accounts.Get(held.Debit), s.accounts.Get(held.Credit)
 		okD := fx.add(debit, amount, Units{}, held.Amount.Units.Neg(), Units{})
 		okC := fx.add(credit, Units{}, amount, Units{}, held.Amount.Units.Neg())
 		if !okD || !okC {

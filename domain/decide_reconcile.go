@@ -13,7 +13,7 @@ func decideLine(s *State, c *ImportStatementLine) (Event, error) {
 	if err := checkRetry(s, key, &c.priors, func(prior Event) string { return lineDiff(prior.(StatementImported), c) }); err != nil {
 		return nil, err
 	}
-	a, ok := s.accounts[c.Account]
+	a, ok := s.accounts.Lookup(c.Account)
 	if !ok {
 		return nil, fieldErr("account", ErrAccountNotFound)
 	}
@@ -49,7 +49,7 @@ func decideRules(s *State, c *SetMatchingRules) (Event, error) {
 	if !c.validated {
 		panic("domain: Decide on unvalidated SetMatchingRules")
 	}
-	a, ok := s.accounts[c.Account]
+	a, ok := s.accounts.Lookup(c.Account)
 	if !ok {
 		return nil, fieldErr("account", ErrAccountNotFound)
 	}
@@ -73,7 +73,7 @@ func decideManualMatch(s *State, c *MatchManually) (Event, error) {
 	if err := checkRetry(s, key, &c.priors, func(prior Event) string { return matchDiff(prior.(MatchedManually), c) }); err != nil {
 		return nil, err
 	}
-	if _, ok := s.accounts[c.Account]; !ok {
+	if _, ok := s.accounts.Lookup(c.Account); !ok {
 		return nil, fieldErr("account", ErrAccountNotFound)
 	}
 	for i, l := range c.Lines {
@@ -103,7 +103,7 @@ func matchDiff(p MatchedManually, c *MatchManually) string {
 }
 
 func decideUnmatch(s *State, c *Unmatch) (Event, error) {
-	if _, ok := s.accounts[c.Account]; !ok {
+	if _, ok := s.accounts.Lookup(c.Account); !ok {
 		return nil, fieldErr("account", ErrAccountNotFound)
 	}
 	e := Unmatched{Account: c.Account, Reason: c.Reason}

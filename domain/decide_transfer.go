@@ -34,7 +34,7 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 			return nil, err
 		}
 		postings[i] = p
-		debit, credit := s.accounts[p.Debit], s.accounts[p.Credit]
+		debit, credit := s.accounts.Get(p.Debit), s.accounts.Get(p.Credit)
 		var okD, okC bool
 		if c.Pending {
 			okD = fx.add(debit, Units{}, Units{}, p.Amount.Units, Units{})

@@ -98,12 +98,11 @@ func (s *State) evolveAccount(pos uint64, e AccountOpened) {
 	if !ok {
 		panic(fmt.Sprintf("domain: account %s in undefined asset %s (position %d)", e.ID, e.Asset, pos))
 	}
-	if _, ok := s.accounts[e.ID]; ok {
+	if s.accounts.Add(Account{ID: e.ID, Asset: asset.Code, Scale: asset.Scale, Normal: e.Normal, Metadata: e.Metadata,
+		Position: pos, Min: unitsOf(e.MinBalance), Max: unitsOf(e.MaxBalance)}) == nil {
 		panic(fmt.Sprintf("domain: account %s opened twice (position %d)", e.ID, pos))
 	}
-	s.accounts[e.ID] = &Account{ID: e.ID, Asset: asset.Code, Scale: asset.Scale, Normal: e.Normal, Metadata: e.Metadata,
-		Position: pos, Min: unitsOf(e.MinBalance), Max: unitsOf(e.MaxBalance)}
-	s.undo(func() { delete(s.accounts, e.ID) })
+	s.undo(func() { s.accounts.RemoveLast(e.ID) })
 }
 
 func unitsOf(a *Amount) *Units {
@@ -115,7 +114,7 @@ func unitsOf(a *Amount) *Units {
 }
 
 func (s *State) mustAccount(id string, pos uint64) *Account {
-	a, ok := s.accounts[id]
+	a, ok := s.accounts.Lookup(id)
 	if !ok {
 		panic(fmt.Sprintf("domain: event at %d names missing account %s", pos, id))
 	}

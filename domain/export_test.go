@@ -1,6 +1,9 @@
 package domain
 
-import "fmt"
+import (
+	"fmt"
+	"reflect"
+)
 
 // Test-only access to unexported fields, so that the external test package can
 // build Units across the full 128-bit range and check a Decimal's parts.
@@ -62,4 +65,21 @@ func (x *idIndex) Equal(y *idIndex) bool {
 		return equal
 	})
 	return equal
+}
+
+// Equal reports whether x and y hold the same accounts, whatever their
+// order and their index's layout: go-cmp uses it to compare states.
+func (x *accountTable) Equal(y *accountTable) bool {
+	if x == nil || y == nil {
+		return x == y
+	}
+	if x.Len() != y.Len() {
+		return false
+	}
+	for a := range x.All() {
+		if b := y.Get(a.ID); b == nil || !reflect.DeepEqual(*a, *b) {
+			return false
+		}
+	}
+	return true
 }

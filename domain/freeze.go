@@ -156,7 +156,7 @@ func decideUnfreeze(s *State, c *UnfreezeAccount) (Event, error) {
 	if !c.validated {
 		panic("domain: Decide on an unvalidated UnfreezeAccount")
 	}
-	a, ok := s.accounts[c.AccountID]
+	a, ok := s.accounts.Lookup(c.AccountID)
 	switch {
 	case !ok:
 		return nil, fieldErr("account_ids", ErrAccountNotFound)
@@ -198,7 +198,7 @@ func (s *State) evolveUnfrozen(pos uint64, e *AccountUnfrozen) {
 
 // checkNotFrozen refuses a posting whose debit account is frozen.
 func checkNotFrozen(s *State, field, debit string) error {
-	if a, ok := s.accounts[debit]; ok && a.FrozenAt != 0 {
+	if a, ok := s.accounts.Lookup(debit); ok && a.FrozenAt != 0 {
 		return fieldErrf(field, ErrAccountFrozen, "account %s frozen at position %d", debit, a.FrozenAt)
 	}
 	return nil

@@ -159,7 +159,7 @@ func (s *State) recordVelocity(postings []Posting, effectiveAt time.Time) {
 			id   string
 			side Side
 		}{{p.Debit, SideDebit}, {p.Credit, SideCredit}} {
-			a := s.accounts[leg.id]
+			a := s.accounts.Get(leg.id)
 			if !s.velocityWatched(a) {
 				continue
 			}
@@ -221,14 +221,14 @@ func (s *State) watchedLegs(r *Rule, p *Posting, side Side, fn func(account stri
 		return nil
 	}
 	if side != SideCredit {
-		if a := s.accounts[p.Debit]; r.Watches(a.ID, a.Asset, a.Metadata) {
+		if a := s.accounts.Get(p.Debit); r.Watches(a.ID, a.Asset, a.Metadata) {
 			if err := fn(a.ID, SideDebit); err != nil {
 				return err
 			}
 		}
 	}
 	if side != SideDebit {
-		if a := s.accounts[p.Credit]; r.Watches(a.ID, a.Asset, a.Metadata) {
+		if a := s.accounts.Get(p.Credit); r.Watches(a.ID, a.Asset, a.Metadata) {
 			return fn(a.ID, SideCredit)
 		}
 	}

@@ -126,15 +126,15 @@ func decidePeriod(s *State, c *ClosePeriod, now time.Time) (Event, error) {
 // id holds no tab or newline, so the lines are unambiguous, and anyone can
 // recompute the digest from a balances listing with sort and sha256sum.
 func ClosingDigest(s *State) (string, uint64) {
-	ids := make([]string, 0, len(s.accounts))
-	for id := range s.accounts {
-		ids = append(ids, id)
+	ids := make([]string, 0, s.accounts.Len())
+	for a := range s.accounts.All() {
+		ids = append(ids, a.ID)
 	}
 	slices.Sort(ids) // Go compares strings bytewise
 	h := sha256.New()
 	var line []byte
 	for _, id := range ids {
-		a := s.accounts[id]
+		a := s.accounts.Get(id)
 		line = append(line[:0], id...)
 		line = append(line, '\t')
 		line = append(line, a.Asset...)
@@ -156,7 +156,7 @@ func periodTrialBalance(s *State) []PeriodAssetTotal {
 	for code := range s.assets {
 		per[code] = &sums{}
 	}
-	for _, a := range s.accounts {
+	for a := range s.accounts.All() {
 		t := per[a.Asset]
 		t.debits.Add(&t.debits, a.DebitsPosted.big())
 		t.credits.Add(&t.credits, a.CreditsPosted.big())

@@ -109,8 +109,8 @@ func (s *State) MarshalSnapshot(w io.Writer) error {
 		e.buf = append(e.buf, a.Scale)
 		e.uvarint(a.Position)
 	}
-	e.uvarint(uint64(len(s.accounts)))
-	for _, a := range s.accounts {
+	e.uvarint(uint64(s.accounts.Len()))
+	for a := range s.accounts.All() {
 		e.account(a, assetIndex)
 		e.flushFull()
 	}
@@ -328,7 +328,7 @@ func (d *snapReader) asset(assets []Asset) Asset {
 
 func (d *snapReader) accounts(s *State, assets []Asset) {
 	n := d.uvarint()
-	s.accounts = make(map[string]*Account, snapshotHint(n))
+	s.accounts = newAccountTable(snapshotHint(n))
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		a := &Account{ID: d.str()}
 		asset := d.asset(assets)
@@ -362,7 +362,9 @@ func (d *snapReader) accounts(s *State, assets []Asset) {
 			a.FrozenAt, a.UnfrozenAt = d.uvarint(), d.uvarint()
 		}
 		a.DebitsPosted, a.CreditsPosted, a.DebitsPending, a.CreditsPending = d.units(), d.units(), d.units(), d.units()
-		s.accounts[a.ID] = a
+		if s.accounts.Add(*a) == nil {
+			d.fail("account %s twice", a.ID)
+		}
 	}
 }
 
@@ -491,9 +493,9 @@ func (d *snapReader) indexValue() uint64 {
 // check asserts what a snapshot that passed its checksum must hold anyway:
 // a mismatch is a bug in the encoder, refused rather than carried.
 func (s *State) check() error {
-	for id, a := range s.accounts {
-		if a.ID != id || !sideInRange(a) {
-			return fmt.Errorf("%w: account %s out of range", ErrSnapshotCorrupt, id)
+	for a := range s.accounts.All() {
+		if !sideInRange(a) {
+			return fmt.Errorf("%w: account %s out of range", ErrSnapshotCorrupt, a.ID)
 		}
 	}
 	if len(s.holds) > HoldsMax {
@@ -510,10 +512,10 @@ func (s *State) check() error {
 			return fmt.Errorf("%w: hold %s expiry number %d of %d", ErrSnapshotCorrupt, id, h.expirySeq, s.expirySeq)
 		}
 		for _, p := range h.Postings {
-			if _, ok := s.accounts[p.Debit]; !ok {
+			if _, ok := s.accounts.Lookup(p.Debit); !ok {
 				return fmt.Errorf("%w: hold %s names missing account %s", ErrSnapshotCorrupt, id, p.Debit)
 			}
-			if _, ok := s.accounts[p.Credit]; !ok {
+			if _, ok := s.accounts.Lookup(p.Credit); !ok {
 				return fmt.Errorf("%w: hold %s names missing account %s", ErrSnapshotCorrupt, id, p.Credit)
 			}
 		}

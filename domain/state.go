@@ -2,6 +2,7 @@ package domain
 
 import (
 	"container/heap"
+	"iter"
 	"time"
 )
 
@@ -56,7 +57,7 @@ type State struct {
 	position uint64
 	policy   Policy
 	assets   map[string]Asset
-	accounts map[string]*Account
+	accounts *accountTable
 	// ids indexes every id of the transfer id space (transfers, holds, posts,
 	// voids, reversals) by a 64-bit hash: the value is the position of the
 	// event that took the id, with its status in the top byte. About 20
@@ -163,7 +164,7 @@ func NewState() *State {
 	return &State{
 		policy:   DefaultPolicy,
 		assets:   make(map[string]Asset),
-		accounts: make(map[string]*Account),
+		accounts: newAccountTable(0),
 		ids:      newIDIndex(),
 		collided: make(map[string]uint64),
 		// A random key per state, kept by its snapshots: ids cannot be
@@ -198,7 +199,7 @@ func (s *State) Position() uint64 { return s.position }
 
 // Account returns the account with that id.
 func (s *State) Account(id string) (*Account, bool) {
-	a, ok := s.accounts[id]
+	a, ok := s.accounts.Lookup(id)
 	return a, ok
 }
 
@@ -219,8 +220,12 @@ func (s *State) Hold(id string) (*Hold, bool) {
 // slice is the state's: read it, never change it.
 func (s *State) Reversed(pos uint64) []Units { return s.reversed[pos] }
 
+// Accounts yields every account, in the order they were opened. The
+// accounts are the state's: read them, never change them.
+func (s *State) Accounts() iter.Seq[*Account] { return s.accounts.All() }
+
 // AccountCount is the number of accounts opened.
-func (s *State) AccountCount() int { return len(s.accounts) }
+func (s *State) AccountCount() int { return s.accounts.Len() }
 
 // HoldCount is the number of pending transfers open.
 func (s *State) HoldCount() int { return len(s.holds) }
