@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -223,6 +224,33 @@ func TestSnapshotRefusesDamage(t *testing.T) {
 	refused("a byte appended", append(bytes.Clone(data), 0))
 	if _, err := domain.UnmarshalSnapshot(bytes.NewReader(data)); err != nil {
 		t.Errorf("the undamaged snapshot: %v", err)
+	}
+}
+
+// TestSnapshotRefusesAnAccountTwice: a snapshot whose checksum holds but
+// which lists an account twice (an encoder's bug) is refused, not loaded
+// with one of the two.
+func TestSnapshotRefusesAnAccountTwice(t *testing.T) {
+	t.Parallel()
+	s := domain.NewState()
+	s.Evolve(1, domain.AssetDefined{Code: "EUR", Scale: 2})
+	s.Evolve(2, domain.AccountOpened{ID: "acct-a", Asset: "EUR", Normal: domain.SideDebit})
+	s.Evolve(3, domain.AccountOpened{ID: "acct-b", Asset: "EUR", Normal: domain.SideDebit})
+	data := marshalSnapshot(t, s)
+	resum := func(b []byte) []byte {
+		body := b[:len(b)-sha256.Size]
+		sum := sha256.Sum256(body)
+		return append(bytes.Clone(body), sum[:]...)
+	}
+	if !bytes.Equal(resum(data), data) {
+		t.Fatal("the checksum is not a SHA-256 of all that precedes it: this test must forge it otherwise")
+	}
+	if bytes.Count(data, []byte("acct-b")) != 1 {
+		t.Fatal("the snapshot does not name acct-b once")
+	}
+	twice := resum(bytes.Replace(data, []byte("acct-b"), []byte("acct-a"), 1))
+	if got, err := domain.UnmarshalSnapshot(bytes.NewReader(twice)); got != nil || !errors.Is(err, domain.ErrSnapshotCorrupt) {
+		t.Fatalf("a snapshot with acct-a twice: %v, %v; want ErrSnapshotCorrupt", got != nil, err)
 	}
 }
 
