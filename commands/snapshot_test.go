@@ -251,6 +251,11 @@ func viewFull(s *domain.State, ids []string) fullView {
 	v := fullView{State: s, Accounts: map[string]domain.Account{}, Transfers: s.TransferCount(), Candidates: map[string]uint64{}}
 	for a := range s.Accounts() {
 		v.Accounts[a.ID] = *a
+		// The index finds it: a state whose look-ups miss an account it
+		// holds is not the replay's, whatever its accounts.
+		if b, ok := s.Account(a.ID); !ok || b != a {
+			v.Accounts["unfound "+a.ID] = *a
+		}
 	}
 	for _, id := range append(ids, "never-taken") {
 		if pos, ok := s.TransferCandidate(id); ok {

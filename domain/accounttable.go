@@ -4,18 +4,23 @@ import (
 	"fmt"
 	"hash/maphash"
 	"iter"
+	"math/bits"
 )
 
-// accountTable holds a ledger's accounts in chunks of accountChunk, with an
-// open-addressing index of integers by id. A map of pointers to accounts was
+// accountTable holds a ledger's accounts in chunks, with an open-addressing
+// index of integers by id. A map of pointers to accounts was
 // an object per account and two pointers per map entry, which the collector
 // marked one by one at every cycle: at a million accounts that was a large
 // part of ledgerd's CPU (docs/perf.md, "Session 15"). Chunks never move, so
-// an *Account stays valid for as long as the account is in the table.
+// an *Account stays valid for as long as the account is in the table. They
+// double from accountChunkMin to accountChunk: a ledger of a few accounts
+// (and there may be thousands of them, each with its writer) holds a few
+// kilobytes, not a chunk of a thousand.
 type accountTable struct {
 	seed   maphash.Seed
 	chunks [][]Account
-	n      int
+	// n is the accounts held, room what the chunks hold.
+	n, room int
 	// slots is the index, a power of two long: 0 is empty; else the high
 	// 32 bits of the id's hash and, below, i+1 for the i-th account added.
 	// A probe compares ids only when the hash bits match.
@@ -23,8 +28,14 @@ type accountTable struct {
 }
 
 const (
-	// accountChunk is the accounts of one chunk.
-	accountChunk = 1024
+	// accountChunkMin and accountChunk are the accounts of the first chunk
+	// and of every chunk once they stop doubling; both powers of two.
+	accountChunkMin = 16
+	accountChunk    = 1024
+	// accountDoublings is the chunks that double, accountDoubled the
+	// accounts they hold together.
+	accountDoublings = 7 // log2(accountChunk/accountChunkMin) + 1
+	accountDoubled   = accountChunkMin * (1<<accountDoublings - 1)
 	// accountSlotsMin is the index's size for a new table.
 	accountSlotsMin = 64
 	// accountNumberMask selects a slot's account number (i+1); the bits
@@ -43,7 +54,16 @@ func newAccountTable(hint int) *accountTable {
 // Len is the number of accounts.
 func (t *accountTable) Len() int { return t.n }
 
-func (t *accountTable) at(i int) *Account { return &t.chunks[i/accountChunk][i%accountChunk] }
+// at is the i-th account added.
+func (t *accountTable) at(i int) *Account {
+	if i < accountDoubled {
+		// Chunk k starts at accountChunkMin*(2^k-1).
+		k := bits.Len(uint(i/accountChunkMin+1)) - 1
+		return &t.chunks[k][i-accountChunkMin*(1<<k-1)]
+	}
+	i -= accountDoubled
+	return &t.chunks[accountDoublings+i/accountChunk][i%accountChunk]
+}
 
 // find is the slot of id: its account's, or the empty one where it goes;
 // tag is the hash bits its slot holds.
@@ -88,8 +108,16 @@ func (t *accountTable) Add(a Account) *Account {
 		t.grow()
 		i, tag, _ = t.find(a.ID)
 	}
-	if t.n == len(t.chunks)*accountChunk {
-		t.chunks = append(t.chunks, make([]Account, accountChunk))
+	if t.n >= accountNumberMask-1 {
+		panic("domain: an account table holds at most 2^32-2 accounts")
+	}
+	if t.n == t.room {
+		size := accountChunk
+		if k := len(t.chunks); k < accountDoublings {
+			size = accountChunkMin << k
+		}
+		t.chunks = append(t.chunks, make([]Account, size))
+		t.room += size
 	}
 	p := t.at(t.n)
 	*p = a

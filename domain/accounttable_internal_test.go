@@ -2,53 +2,85 @@ package domain
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"testing"
 )
 
 // TestAccountTableAgainstMap: an account table and a map given the same
-// adds, removals of the last added (a rollback's undo) and look-ups, across
-// growths of the index and deletions that wrap around its end, hold the
-// same accounts; pointers handed out stay valid across growths.
+// adds, removals of the last added (a rollback's undo) and look-ups hold the
+// same accounts, in the same order, while the table grows past its doubling
+// chunks and its index grows many times, shrinks back across chunk
+// boundaries and grows again; pointers handed out stay valid meanwhile.
 func TestAccountTableAgainstMap(t *testing.T) {
+	if accountChunkMin<<(accountDoublings-1) != accountChunk {
+		t.Fatalf("accountDoublings %d does not take chunks from %d to %d", accountDoublings, accountChunkMin, accountChunk)
+	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	tab := newAccountTable(0)
 	model := map[string]uint64{}
 	var order []string
-	var kept *Account // an account added early: its pointer must survive
-	for op := range 300_000 {
-		id := fmt.Sprintf("a%d", rng.IntN(50_000))
-		switch r := rng.IntN(10); {
-		case r < 5:
-			a := tab.Add(Account{ID: id, Position: uint64(op)})
-			if _, ok := model[id]; ok {
-				if a != nil {
-					t.Fatalf("op %d: Add of %s there already returned an account", op, id)
-				}
-				continue
+	var kept *Account // the first account added: its pointer must survive
+	maxLen, slots0 := 0, len(tab.slots)
+	op := 0
+	add := func() {
+		id := fmt.Sprintf("a%d", rng.IntN(1_000_000))
+		a := tab.Add(Account{ID: id, Position: uint64(op)})
+		if _, ok := model[id]; ok {
+			if a != nil {
+				t.Fatalf("op %d: Add of %s there already returned an account", op, id)
 			}
-			if a == nil || a.ID != id || a.Position != uint64(op) {
-				t.Fatalf("op %d: Add of new %s: %+v", op, id, a)
-			}
-			model[id] = uint64(op)
-			order = append(order, id)
-			if kept == nil {
-				kept = a
-			}
-		case r < 7 && len(order) > 1: // roll back a few adds, last first
-			for k := rng.IntN(min(len(order)-1, 40)) + 1; k > 0; k-- {
-				last := order[len(order)-1]
-				tab.RemoveLast(last)
-				delete(model, last)
-				order = order[:len(order)-1]
-			}
-		default:
-			a, ok := tab.Lookup(id)
-			pos, want := model[id]
-			if ok != want || ok && (a.ID != id || a.Position != pos) {
-				t.Fatalf("op %d: Lookup(%s) = %+v, %t; model %d, %t", op, id, a, ok, pos, want)
+			return
+		}
+		if a == nil || a.ID != id || a.Position != uint64(op) {
+			t.Fatalf("op %d: Add of new %s: %+v", op, id, a)
+		}
+		model[id] = uint64(op)
+		order = append(order, id)
+		if kept == nil {
+			kept = a
+		}
+		maxLen = max(maxLen, tab.Len())
+	}
+	rollBack := func(k int) {
+		for ; k > 0 && len(order) > 1; k-- {
+			last := order[len(order)-1]
+			tab.RemoveLast(last)
+			delete(model, last)
+			order = order[:len(order)-1]
+		}
+	}
+	lookUp := func() {
+		id := order[rng.IntN(len(order))]
+		if rng.IntN(2) == 0 {
+			id = fmt.Sprintf("a%d", rng.IntN(1_000_000))
+		}
+		a, ok := tab.Lookup(id)
+		pos, want := model[id]
+		if ok != want || ok && (a.ID != id || a.Position != pos) {
+			t.Fatalf("op %d: Lookup(%s) = %+v, %t; model %d, %t", op, id, a, ok, pos, want)
+		}
+	}
+	phase := func(ops, addPct, rollPct, rollMax int) {
+		for range ops {
+			op++
+			switch r := rng.IntN(100); {
+			case r < addPct:
+				add()
+			case r < addPct+rollPct:
+				rollBack(rng.IntN(rollMax) + 1)
+			default:
+				lookUp()
 			}
 		}
+	}
+	phase(30_000, 70, 5, 5)    // grow past the doubling chunks
+	phase(20_000, 10, 30, 300) // shrink back across chunk boundaries
+	phase(30_000, 70, 5, 5)    // and grow again
+	phase(20_000, 40, 20, 40)  // churn
+	if maxLen < 2*accountDoubled || len(tab.slots) < 64*slots0 {
+		t.Fatalf("the table reached %d accounts and %d slots: the test did not grow it past its doubling chunks (%d) and the index six times",
+			maxLen, len(tab.slots), accountDoubled)
 	}
 	if tab.Len() != len(model) {
 		t.Fatalf("Len %d, model %d", tab.Len(), len(model))
@@ -77,4 +109,30 @@ func TestAccountTableRemoveNotLast(t *testing.T) {
 		}
 	}()
 	tab.RemoveLast("a")
+}
+
+// TestAccountTableRemoveAtTheEnd: removing the account in the index's last
+// slot leaves in place an account in its first slot that lives at home
+// there: the backward shift's wrap-around, which random tables seldom meet.
+func TestAccountTableRemoveAtTheEnd(t *testing.T) {
+	tab := newAccountTable(0)
+	mask := len(tab.slots) - 1
+	homeOf := func(id string) int { return int(maphash.String(tab.seed, id)) & mask }
+	idAt := func(home int) string {
+		for i := 0; ; i++ {
+			if id := fmt.Sprintf("x%d", i); homeOf(id) == home {
+				return id
+			}
+		}
+	}
+	first, last := idAt(0), idAt(mask)
+	tab.Add(Account{ID: first})
+	tab.Add(Account{ID: last})
+	if tab.slots[0]&accountNumberMask != 1 || tab.slots[mask]&accountNumberMask != 2 {
+		t.Fatalf("slots 0 and %d: %x, %x; want accounts 1 and 2", mask, tab.slots[0], tab.slots[mask])
+	}
+	tab.RemoveLast(last)
+	if a := tab.Get(first); a == nil || a.ID != first || tab.Get(last) != nil || tab.Len() != 1 {
+		t.Fatalf("after removing %s: Get(%s) = %+v, Get(%s) = %+v, Len %d", last, first, a, last, tab.Get(last), tab.Len())
+	}
 }

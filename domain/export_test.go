@@ -68,16 +68,27 @@ func (x *idIndex) Equal(y *idIndex) bool {
 }
 
 // Equal reports whether x and y hold the same accounts, whatever their
-// order and their index's layout: go-cmp uses it to compare states.
+// order and their index's layout, and whether each one's index finds every
+// account it holds: go-cmp uses it to compare states.
 func (x *accountTable) Equal(y *accountTable) bool {
 	if x == nil || y == nil {
 		return x == y
 	}
-	if x.Len() != y.Len() {
+	if x.Len() != y.Len() || !x.indexed() || !y.indexed() {
 		return false
 	}
 	for a := range x.All() {
 		if b := y.Get(a.ID); b == nil || !reflect.DeepEqual(*a, *b) {
+			return false
+		}
+	}
+	return true
+}
+
+// indexed reports whether t's index finds every account t holds.
+func (t *accountTable) indexed() bool {
+	for a := range t.All() {
+		if t.Get(a.ID) != a {
 			return false
 		}
 	}

@@ -126,16 +126,13 @@ func decidePeriod(s *State, c *ClosePeriod, now time.Time) (Event, error) {
 // id holds no tab or newline, so the lines are unambiguous, and anyone can
 // recompute the digest from a balances listing with sort and sha256sum.
 func ClosingDigest(s *State) (string, uint64) {
-	ids := make([]string, 0, s.accounts.Len())
-	for a := range s.accounts.All() {
-		ids = append(ids, a.ID)
-	}
-	slices.Sort(ids) // Go compares strings bytewise
+	accounts := slices.Collect(s.accounts.All())
+	// Go compares strings bytewise.
+	slices.SortFunc(accounts, func(a, b *Account) int { return strings.Compare(a.ID, b.ID) })
 	h := sha256.New()
 	var line []byte
-	for _, id := range ids {
-		a := s.accounts.Get(id)
-		line = append(line[:0], id...)
+	for _, a := range accounts {
+		line = append(line[:0], a.ID...)
 		line = append(line, '\t')
 		line = append(line, a.Asset...)
 		line = append(line, '\t')
@@ -145,7 +142,7 @@ func ClosingDigest(s *State) (string, uint64) {
 		line = append(line, '\n')
 		h.Write(line)
 	}
-	return hex.EncodeToString(h.Sum(nil)), uint64(len(ids))
+	return hex.EncodeToString(h.Sum(nil)), uint64(len(accounts))
 }
 
 // periodTrialBalance sums the accounts' posted totals per asset, in big

@@ -14,7 +14,7 @@ const (
 	// TimeoutMax bounds a pending transfer's timeout.
 	TimeoutMax = 366 * 24 * time.Hour
 	// AccountsMaxDefault bounds a ledger's accounts (closed ones count: they
-	// stay in memory): about 220 bytes each in the writer.
+	// stay in memory): about 210 bytes each in the writer.
 	AccountsMaxDefault = 1 << 22
 	// AssetsMaxDefault bounds a ledger's assets: a trial balance has a line
 	// for each.
@@ -220,8 +220,9 @@ func (s *State) Hold(id string) (*Hold, bool) {
 // slice is the state's: read it, never change it.
 func (s *State) Reversed(pos uint64) []Units { return s.reversed[pos] }
 
-// Accounts yields every account, in the order they were opened. The
-// accounts are the state's: read them, never change them.
+// Accounts yields every account, in the order they were added to this
+// state: opened, or listed by the snapshot it was loaded from. The accounts
+// are the state's: read them, never change them.
 func (s *State) Accounts() iter.Seq[*Account] { return s.accounts.All() }
 
 // AccountCount is the number of accounts opened.

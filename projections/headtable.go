@@ -92,6 +92,9 @@ func (t *headTable) Add(name, asset string) (*movementHead, bool) {
 		t.assets = append(t.assets, asset)
 		t.assetOf[asset] = a
 	}
+	if len(t.heads) >= headIndexMask-1 {
+		panic("projections: a head table holds at most 2^32-2 accounts")
+	}
 	t.heads = append(t.heads, movementHead{nameAt: uint64(len(t.names)), nameLen: uint32(len(name)), assetIndex: a})
 	t.names = append(t.names, name...)
 	t.slots[i] = tag | uint64(len(t.heads))
@@ -118,7 +121,8 @@ func (t *headTable) grow() {
 
 // movementHead is an account's running totals across the batch: from its
 // last line before the batch (its movement_heads row only says what never
-// changes), the lines of the batch so far. It holds no pointer (headTable).
+// changes), or zero for an account the batch opens (opened). It holds no
+// pointer (headTable).
 type movementHead struct {
 	dp, cp, dq, cq domain.Units
 	// position is the account's last movement (its opening before any);
