@@ -4,7 +4,7 @@
 # ledgerbench scenario, and writes to $PROF_OUT/NAME (default var/prof/NAME):
 # the CPU of ledgerd and of its PostgreSQL (postmaster, children, reaped children)
 # from /proc over the whole run including catch-up, per process kind; a CPU profile
-# of ledgerd ($PROF_SECONDS s from $PROF_DELAY s); its /metrics at the end.
+# of ledgerd ($PROF_SECONDS s from $PROF_DELAY s); its /metrics and peak RSS at the end.
 # Extra ledgerd flags: LEDGERD_FLAGS. Ports 17171/18181. Linux only.
 name=$1; bindir=$2; shift 2
 out=${PROF_OUT:-var/prof}/$name; mkdir -p $out
@@ -20,9 +20,9 @@ pm=$(head -1 $dir/postgres/data/postmaster.pid)
 "$bindir"/ledgerbench -addr 127.0.0.1:17171 "$@" > $out/bench.txt 2>$out/bench.err || true
 "$(dirname "$0")"/pgsnap.sh $pm > $out/pg1.txt; l1=$(self_ticks $lpid); p1=$(ticks $pm); t1=$(date +%s.%N)
 wait %2 2>/dev/null || true
-curl -s http://127.0.0.1:18181/metrics > $out/metrics.txt; kill -INT $lpid; wait $lpid || true
+curl -s http://127.0.0.1:18181/metrics > $out/metrics.txt; hwm=$(awk '/VmHWM/{printf "%.0f MiB", $2/1024}' /proc/$lpid/status); kill -INT $lpid; wait $lpid || true
 n=$(grep -oE 'measuring: [0-9]+' $out/bench.err | grep -oE '[0-9]+' || echo 0)
-echo "$name: transfers=$n wall=$(echo "$t1-$t0"|bc) ledgerd_ticks=$((l1-l0)) pg_ticks=$((p1-p0))" | tee $out/cpu.txt
+echo "$name: transfers=$n wall=$(echo "$t1-$t0"|bc) ledgerd_ticks=$((l1-l0)) pg_ticks=$((p1-p0)) ledgerd_peak_rss=$hwm" | tee $out/cpu.txt
 awk -v n=$n -v l=$((l1-l0)) -v p=$((p1-p0)) 'BEGIN{ if(n>0) printf "µs/transfer (incl. setup): ledgerd %.1f  postgres %.1f  total %.1f\n", l*10000/n, p*10000/n, (l+p)*10000/n }' | tee -a $out/cpu.txt
 grep -E 'throughput|latency|PASS proj' $out/bench.txt | tee -a $out/cpu.txt
 python3 - $out/pg0.txt $out/pg1.txt $n <<'PY'
