@@ -18,7 +18,7 @@ import (
 // CopyAmounts copies (i, amounts[i] at scales[i]) into table (i int,
 // v numeric) as the projectors write a NUMERIC.
 func CopyAmounts(ctx context.Context, conn *pgx.Conn, table string, amounts []domain.Units, scales []uint8) error {
-	w := newCopyRows()
+	w := newCopyRows(len(amounts), 32)
 	for i, u := range amounts {
 		w.row(2)
 		w.int4(int32(i))
@@ -80,7 +80,7 @@ type CopyTypesRow struct {
 // CopyTypes copies rows into table (i int, t text, n text, s int2, i4 int4,
 // i8 int8, b bool, at timestamptz, a text[], j jsonb) as the projectors do.
 func CopyTypes(ctx context.Context, conn *pgx.Conn, table string, rows []CopyTypesRow) error {
-	w := newCopyRows()
+	w := newCopyRows(len(rows), 0)
 	for i, r := range rows {
 		w.row(10)
 		w.int4(int32(i))

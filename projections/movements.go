@@ -437,6 +437,10 @@ var movementColumns = []string{"ledger", "account", "position", "seq", "posting_
 	"effective_at", "recorded_at", "reference", "metadata"}
 
 // copyLines writes lines as movements rows, in movementColumns' order.
+// movementLineBytes is about what a statement line takes in a binary COPY
+// (a line without reference or metadata: 250-270 bytes).
+const movementLineBytes = 288
+
 func copyLines(w *copyRows, ledger string, lines []movementLine) {
 	for i := range lines {
 		l := &lines[i]
@@ -484,7 +488,7 @@ func numericOf(u domain.Units, scale uint8) pgtype.Numeric {
 // write stores the batch: lines, heads, accounts, assets, clock.
 func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) error {
 	if len(f.lines) > 0 {
-		w := newCopyRows()
+		w := newCopyRows(len(f.lines), movementLineBytes)
 		copyLines(w, ledger, f.lines)
 		err := w.send(ctx, tx.Conn(), "movements", movementColumns)
 		w.release(err)

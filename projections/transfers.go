@@ -354,12 +354,16 @@ var transferColumns = []string{"ledger", "id", "kind", "status", "position", "po
 // this bound (projections 0022: 300 seconds), indexed on effective time.
 const EffectiveNear = 5 * time.Minute
 
+// transferRowBytes is about what a transfer's row takes in a binary COPY
+// (one posting, no reference or metadata: 260-280 bytes).
+const transferRowBytes = 288
+
 // insert copies the batch's new rows.
 func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) error {
 	if len(f.created) == 0 {
 		return nil
 	}
-	w := newCopyRows()
+	w := newCopyRows(len(f.created), transferRowBytes)
 	for _, r := range f.created {
 		w.row(len(transferColumns))
 		w.text(ledger)
