@@ -553,7 +553,9 @@ func TestRESTListings(t *testing.T) {
 			Scale int    `json:"scale"`
 		}
 	}
-	h.rest(t, "GET", ledger+"/assets?limit=10", "", http.StatusOK, &assets)
+	// The assets are the balances projection's, which the accounts' wait
+	// above does not cover: this one waits for it too.
+	h.rest(t, "GET", fmt.Sprintf("%s/assets?limit=10&min_position=%d", ledger, head), "", http.StatusOK, &assets)
 	if len(assets.Assets) != 2 || assets.Assets[0].Code != "EUR" || assets.Assets[1].Code != "USD" || assets.Assets[1].Scale != 2 {
 		t.Fatalf("REST assets %+v", assets.Assets)
 	}
