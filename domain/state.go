@@ -199,8 +199,7 @@ func (s *State) Position() uint64 { return s.position }
 
 // Account returns the account with that id.
 func (s *State) Account(id string) (*Account, bool) {
-	a, ok := s.accounts.Lookup(id)
-	return a, ok
+	return s.accounts.Lookup(id)
 }
 
 // Asset returns the asset with that code.

@@ -10,8 +10,8 @@ import (
 // account: the names end to end in one byte arena, the heads in one slice,
 // and an open-addressing index of integers. At a million accounts a map of
 // pointers to heads was two million objects the collector marked at every
-// cycle, about as many as the writer's own state; this is four slices it
-// does not look into. Heads are never removed: a ledger's cache is dropped
+// cycle, about as many as the writer's own state; this is three slices
+// without pointers, and the few asset codes. Heads are never removed: a ledger's cache is dropped
 // whole.
 type headTable struct {
 	seed maphash.Seed
