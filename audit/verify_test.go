@@ -202,10 +202,14 @@ func TestVerifyCatchesRelinkedEvent(t *testing.T) {
 	checkDivergence(t, h.verify(t, ledger, audit.Options{}), audit.Divergence{Kind: audit.KindLink, Position: pos})
 }
 
-// lastMovement is an account's last position in the movements projection.
+// lineOfHead joins a statement line m to its account's head h (projections
+// 0023 keys the lines by the head's numbers).
+const lineOfHead = `m.ledger_no = h.ledger_no AND m.account_no = h.opened_position`
+
+// movementPositions are the positions of an account's statement lines.
 func (h *harness) movementPositions(t *testing.T, ledger, account string) []uint64 {
 	t.Helper()
-	rows, err := h.pool.Query(ctx(t), `SELECT DISTINCT position FROM movements WHERE ledger = $1 AND account = $2 ORDER BY position`,
+	rows, err := h.pool.Query(ctx(t), `SELECT DISTINCT position FROM movement_lines WHERE ledger = $1 AND account = $2 ORDER BY position`,
 		ledger, account)
 	testenv.NoError(t, err)
 	var out []uint64
@@ -231,12 +235,12 @@ func TestVerifyCatchesEditedBalance(t *testing.T) {
 		}
 		// An account's balance is its last statement line's totals.
 		last := moved[len(moved)-1]
-		h.exec(t, `UPDATE movements SET credits_posted = credits_posted + 1 WHERE ledger = $1 AND account = $2
-			AND position = $3`, ledger, account, int64(last))
+		h.exec(t, `UPDATE movements m SET credits_posted = credits_posted + 1 FROM movement_heads h
+			WHERE h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` AND m.position = $3`, ledger, account, int64(last))
 		checkDivergence(t, h.verify(t, ledger, audit.Options{}), audit.Divergence{Kind: audit.KindBalances,
 			Position: moved[len(moved)-1], Account: account, Field: "credits_posted"})
-		h.exec(t, `UPDATE movements SET credits_posted = credits_posted - 1 WHERE ledger = $1 AND account = $2
-			AND position = $3`, ledger, account, int64(last))
+		h.exec(t, `UPDATE movements m SET credits_posted = credits_posted - 1 FROM movement_heads h
+			WHERE h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` AND m.position = $3`, ledger, account, int64(last))
 	}
 	mustClean(t, "after the edits are undone", h.verify(t, ledger, audit.Options{}))
 }
@@ -254,8 +258,9 @@ func TestVerifyCatchesEditedStatementLine(t *testing.T) {
 	// A line in the middle: the balances (its last line) stay right.
 	pos := moved[len(moved)/2]
 	edit := func(delta int) {
-		h.exec(t, `UPDATE movements SET debits_posted = debits_posted + $4 WHERE ledger = $1 AND account = $2 AND position = $3
-			AND seq = (SELECT max(seq) FROM movements WHERE ledger = $1 AND account = $2 AND position = $3)`,
+		h.exec(t, `UPDATE movements m SET debits_posted = debits_posted + $4 FROM movement_heads h
+			WHERE h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` AND m.position = $3
+			AND m.seq = (SELECT max(seq) FROM movement_lines WHERE ledger = $1 AND account = $2 AND position = $3)`,
 			ledger, account, int64(pos), delta)
 	}
 	edit(1)
@@ -275,7 +280,8 @@ func TestVerifyCatchesEditedStatementLine(t *testing.T) {
 		t.Fatalf("%s moved at %v: too few", other, moved)
 	}
 	gone := moved[len(moved)/2-1] // not the last: the balances stay right
-	tag, err := h.pool.Exec(ctx(t), `DELETE FROM movements WHERE ledger = $1 AND account = $2 AND position = $3`, ledger, other, int64(gone))
+	tag, err := h.pool.Exec(ctx(t), `DELETE FROM movements m USING movement_heads h
+		WHERE h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` AND m.position = $3`, ledger, other, int64(gone))
 	testenv.NoError(t, err)
 	if tag.RowsAffected() == 0 {
 		t.Fatal("no line deleted")

@@ -65,8 +65,8 @@ func TestAccountIDsInByteOrderWhateverTheLocale(t *testing.T) {
 	for _, table := range []struct{ name, insert string }{
 		{"accounts", `INSERT INTO accounts (ledger, account, asset, normal_balance, opened_position, opened_at, position)
 			VALUES ('l', $1, 'USD', 'credit', 1, now(), 1)`},
-		{"movement_heads", `INSERT INTO movement_heads (ledger, account, asset, scale, normal_balance, opened_position)
-			VALUES ('l', $1, 'USD', 2, 'credit', 1)`},
+		{"movement_heads", `INSERT INTO movement_heads (ledger, ledger_no, account, asset, scale, normal_balance, opened_position)
+			VALUES ('l', 1, $1, 'USD', 2, 'credit', 1)`},
 		{"trial_accounts", `INSERT INTO trial_accounts (ledger, account, asset, scale, normal_balance, position)
 			VALUES ('l', $1, 'USD', 2, 'credit', 1)`},
 	} {

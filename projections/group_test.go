@@ -86,7 +86,7 @@ func TestGroupAppliesEachMemberExactlyOnce(t *testing.T) {
 	}
 	var transfers, lines int
 	testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM transfers WHERE ledger = $1),
-		(SELECT count(*) FROM movements WHERE ledger = $1)`, e.ledger).Scan(&transfers, &lines))
+		(SELECT count(*) FROM movement_lines WHERE ledger = $1)`, e.ledger).Scan(&transfers, &lines))
 	if transfers == 0 || lines < 2*transfers {
 		t.Errorf("%d transfers and %d statement lines after the group", transfers, lines)
 	}

@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -71,15 +72,13 @@ func (e *env) backBeforeBalancesFromLines() {
 		positions = append(positions, int64(max(a.Position, r.moved[id], a.ClosedAt)))
 	}
 	testenv.NoError(t, pgx.BeginFunc(t.Context(), e.pool, func(tx pgx.Tx) error {
-		for _, sql := range []string{
+		if err := execEach(t.Context(), tx,
 			`ALTER TABLE trial_accounts RENAME TO balances`,
 			`ALTER TABLE balances RENAME CONSTRAINT trial_accounts_pkey TO balances_pkey`,
 			`ALTER TABLE balances ADD COLUMN debits_posted numeric, ADD COLUMN credits_posted numeric,
 				ADD COLUMN debits_pending numeric, ADD COLUMN credits_pending numeric`,
-		} {
-			if _, err := tx.Exec(t.Context(), sql); err != nil {
-				return fmt.Errorf("%s: %w", sql, err)
-			}
+		); err != nil {
+			return err
 		}
 		tag, err := tx.Exec(t.Context(), `UPDATE balances b SET debits_posted = x.dp, credits_posted = x.cp,
 				debits_pending = x.dq, credits_pending = x.cq, position = x.position
@@ -92,19 +91,24 @@ func (e *env) backBeforeBalancesFromLines() {
 		if int(tag.RowsAffected()) != len(ids) {
 			return fmt.Errorf("%d balances rows for the %d accounts opened by %d", tag.RowsAffected(), len(ids), at)
 		}
-		for _, sql := range []string{
+		return execEach(t.Context(), tx,
 			`ALTER TABLE balances ALTER COLUMN debits_posted SET NOT NULL, ALTER COLUMN credits_posted SET NOT NULL,
 				ALTER COLUMN debits_pending SET NOT NULL, ALTER COLUMN credits_pending SET NOT NULL`,
 			`UPDATE projection_checkpoints SET version = 3 WHERE projection = 'balances'`,
 			`UPDATE projection_checkpoints SET version = 1 WHERE projection = 'movements'`,
 			`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0021_balances_from_lines.sql'`,
-		} {
-			if _, err := tx.Exec(t.Context(), sql); err != nil {
-				return fmt.Errorf("%s: %w", sql, err)
-			}
-		}
-		return nil
+		)
 	}))
+}
+
+// execEach runs each statement in tx, in order, and names the one that fails.
+func execEach(ctx context.Context, tx pgx.Tx, sqls ...string) error {
+	for _, sql := range sqls {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	return nil
 }
 
 // TestBalancesFromLinesMigration: migration 0021, on a read model projected

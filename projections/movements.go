@@ -54,8 +54,12 @@ const movementsCachedAccountsMax = 1 << 20
 // the projector has seen (heads), asset scales and the clock.
 type movementCache struct {
 	through uint64
-	heads   *headTable
-	scales  map[string]uint8
+	// ledgerNo is the number movement_ledgers gives the ledger key, which
+	// keys its lines with the accounts' opening positions (0023); 0 until
+	// read.
+	ledgerNo int32
+	heads    *headTable
+	scales   map[string]uint8
 	// clockAt is the grain (ClockGrain) of the running maximum of the
 	// recorded times, clockMax that maximum exactly.
 	clockAt, clockMax time.Time
@@ -110,14 +114,31 @@ func (p *Movements) keep(ledger string, c *movementCache) {
 	p.cached += c.heads.Len()
 }
 
-// Tables lists the read-model tables Movements writes, every one keyed by ledger.
+// Tables lists the read-model tables Movements writes that are keyed by
+// ledger. The lines (movements) are keyed by the ledger's number instead:
+// dropRows deletes them, and the view Views lists shows them by ledger.
 func (*Movements) Tables() []string {
-	return []string{"movements", "movement_heads", "movement_assets", "movement_clock", "accounts"}
+	return []string{"movement_ledgers", "movement_heads", "movement_assets", "movement_clock", "accounts"}
+}
+
+// Views lists the views of Movements' rows keyed by ledger over the tables
+// Tables leaves out: the statement lines by ledger and account.
+func (*Movements) Views() []string { return []string{"movement_lines"} }
+
+// dropRows deletes the statement lines of the ledger key (a rebuild's swap
+// and a stale shadow's drop, before they delete its movement_ledgers row).
+func (*Movements) dropRows(ctx context.Context, tx pgx.Tx, key string) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM movements WHERE ledger_no = (SELECT ledger_no FROM movement_ledgers WHERE ledger = $1)`,
+		key); err != nil {
+		return fmt.Errorf("delete the statement lines of %s: %w", key, err)
+	}
+	return nil
 }
 
 // movementLine is one row of movements.
 type movementLine struct {
-	account        string
+	// accountNo is the account's opening position: its lines' key.
+	accountNo      uint64
 	position       uint64
 	seq            int
 	postingIndex   int
@@ -231,13 +252,19 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 			FROM movement_heads h
 			LEFT JOIN LATERAL (
 				SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
-				FROM movements m WHERE m.ledger = h.ledger AND m.account = h.account
+				FROM movements m WHERE m.ledger_no = h.ledger_no AND m.account_no = h.opened_position
 				ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
 			WHERE h.ledger = $1 AND h.account = ANY($2)`, ledger, accounts).Query(f.scanHeads)
 	}
 	if len(needAssets) > 0 {
 		b.Queue(`SELECT code, scale FROM movement_assets WHERE ledger = $1 AND code = ANY($2)`,
 			ledger, slices.Collect(maps.Keys(needAssets))).Query(f.scanScales)
+	}
+	if f.ledgerNo == 0 {
+		b.Queue(`SELECT ledger_no FROM movement_ledgers WHERE ledger = $1`, ledger).Query(func(rows pgx.Rows) error {
+			_, err := pgx.ForEachRow(rows, []any{&f.ledgerNo}, func() error { return nil })
+			return err
+		})
 	}
 	if !f.clockKnown {
 		// Points written before max_at have recorded_at exact.
@@ -264,6 +291,14 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 	if loaded := f.heads.Len() - known; loaded != len(accounts) {
 		// Every account a transfer names was opened by an earlier event.
 		return fmt.Errorf("loaded %d of %d movement heads: the read model is missing accounts", loaded, len(accounts))
+	}
+	if f.ledgerNo == 0 {
+		// The key's first batch. Concurrent first batches (two runners of
+		// one key) agree on the row: the loser's insert updates it.
+		if err := tx.QueryRow(ctx, `INSERT INTO movement_ledgers (ledger) VALUES ($1)
+			ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger RETURNING ledger_no`, ledger).Scan(&f.ledgerNo); err != nil {
+			return fmt.Errorf("number the statement lines of %s: %w", ledger, err)
+		}
 	}
 	return nil
 }
@@ -424,7 +459,7 @@ func (f *movementFold) line(pos uint64, ev *movementEvent, m *domain.Movement) e
 	if h.position != pos {
 		h.position, h.seq = pos, 0
 	}
-	f.lines = append(f.lines, movementLine{account: m.Account, position: pos, seq: int(h.seq), postingIndex: m.Posting,
+	f.lines = append(f.lines, movementLine{accountNo: h.opened, position: pos, seq: int(h.seq), postingIndex: m.Posting,
 		debit: debit, pending: m.Pending, counter: m.Counterparty, amount: m.Amount, scale: m.Scale,
 		dp: h.dp, cp: h.cp, dq: h.dq, cq: h.cq, event: ev})
 	h.seq++
@@ -432,7 +467,7 @@ func (f *movementFold) line(pos uint64, ev *movementEvent, m *domain.Movement) e
 }
 
 // movementColumns are the columns of movements, in copyLines' order.
-var movementColumns = []string{"ledger", "account", "position", "seq", "posting_index", "side", "pending", "kind",
+var movementColumns = []string{"ledger_no", "account_no", "position", "seq", "posting_index", "side", "pending", "kind",
 	"transfer_id", "counter_accounts", "amount", "debits_posted", "credits_posted", "debits_pending", "credits_pending",
 	"effective_at", "recorded_at", "reference", "metadata"}
 
@@ -441,12 +476,12 @@ var movementColumns = []string{"ledger", "account", "position", "seq", "posting_
 // (a line without reference or metadata: 250-270 bytes).
 const movementLineBytes = 288
 
-func copyLines(w *copyRows, ledger string, lines []movementLine) {
+func copyLines(w *copyRows, ledgerNo int32, lines []movementLine) {
 	for i := range lines {
 		l := &lines[i]
 		w.row(len(movementColumns))
-		w.text(ledger)
-		w.text(l.account)
+		w.int4(ledgerNo)
+		w.int8(int64(l.accountNo))
 		w.int8(int64(l.position))
 		w.int2(int16(l.seq))
 		w.int4(int32(l.postingIndex))
@@ -489,7 +524,7 @@ func numericOf(u domain.Units, scale uint8) pgtype.Numeric {
 func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) error {
 	if len(f.lines) > 0 {
 		w := newCopyRows(len(f.lines), movementLineBytes)
-		copyLines(w, ledger, f.lines)
+		copyLines(w, f.ledgerNo, f.lines)
 		err := w.send(ctx, tx.Conn(), "movements", movementColumns)
 		w.release(err)
 		if err != nil {
@@ -512,18 +547,27 @@ func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) erro
 			return fmt.Errorf("insert %d movement assets: %w", len(f.assets), err)
 		}
 	}
-	if len(f.ticks) > 0 {
-		ats, maxes, positions := make([]time.Time, len(f.ticks)), make([]time.Time, len(f.ticks)), make([]int64, len(f.ticks))
-		for i, t := range f.ticks {
-			ats[i], maxes[i], positions[i] = t.at, t.max, int64(t.position)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO movement_clock (ledger, recorded_at, max_at, position)
+	// Every batch moves the clock (its first record ticks), and the same
+	// statement reads the key's number again: a rebuild's swap that
+	// committed while this batch waited for its checkpoint gave the ledger
+	// the shadow's number, and lines written under the cached one would be
+	// lost with the old lines. The batch then rolls back and the runner
+	// reloads, as when another runner moved the checkpoint.
+	ats, maxes, positions := make([]time.Time, len(f.ticks)), make([]time.Time, len(f.ticks)), make([]int64, len(f.ticks))
+	for i, t := range f.ticks {
+		ats[i], maxes[i], positions[i] = t.at, t.max, int64(t.position)
+	}
+	var ledgerNo *int32
+	if err := tx.QueryRow(ctx, `WITH tick AS (INSERT INTO movement_clock (ledger, recorded_at, max_at, position)
 			SELECT $1, c.at, c.max_at, c.position FROM unnest($2::timestamptz[], $3::timestamptz[], $4::bigint[]) AS c(at, max_at, position)
 			ON CONFLICT (ledger, recorded_at) DO UPDATE SET position = GREATEST(movement_clock.position, excluded.position),
-				max_at = GREATEST(movement_clock.max_at, excluded.max_at)`,
-			ledger, ats, maxes, positions); err != nil {
-			return fmt.Errorf("move the movement clock: %w", err)
-		}
+				max_at = GREATEST(movement_clock.max_at, excluded.max_at))
+		SELECT (SELECT ledger_no FROM movement_ledgers WHERE ledger = $1)`,
+		ledger, ats, maxes, positions).Scan(&ledgerNo); err != nil {
+		return fmt.Errorf("move the movement clock: %w", err)
+	}
+	if ledgerNo == nil || *ledgerNo != f.ledgerNo {
+		return fmt.Errorf("the statement lines of %s were renumbered under the batch (a rebuild's swap): %w", ledger, ErrCheckpointMoved)
 	}
 	return nil
 }
@@ -542,10 +586,10 @@ func (f *movementFold) writeHeads(ctx context.Context, tx pgx.Tx, ledger string)
 	if len(accounts) == 0 {
 		return nil
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO movement_heads (ledger, account, asset, scale, normal_balance, opened_position)
-		SELECT $1, h.account, h.asset, h.scale, h.normal, h.opened
+	tag, err := tx.Exec(ctx, `INSERT INTO movement_heads (ledger, ledger_no, account, asset, scale, normal_balance, opened_position)
+		SELECT $1, $7, h.account, h.asset, h.scale, h.normal, h.opened
 		FROM unnest($2::text[], $3::text[], $4::smallint[], $5::text[], $6::bigint[]) AS h(account, asset, scale, normal, opened)`,
-		ledger, accounts, assets, scales, normals, opened)
+		ledger, accounts, assets, scales, normals, opened, f.ledgerNo)
 	if err != nil {
 		return fmt.Errorf("write %d movement heads: %w", len(accounts), err)
 	}

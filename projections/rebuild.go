@@ -197,6 +197,9 @@ func (rb *Rebuild) dropStaleShadow(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("shadow of %s: %w", rb.proj.Name(), err)
 		}
+		if err := dropRows(ctx, tx, rb.proj, rb.shadow()); err != nil {
+			return fmt.Errorf("drop shadow: %w", err)
+		}
 		for _, t := range rb.proj.Tables() {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+pgx.Identifier{t}.Sanitize()+` WHERE ledger = $1`, rb.shadow()); err != nil {
 				return fmt.Errorf("drop shadow %s: %w", t, err)
@@ -205,6 +208,21 @@ func (rb *Rebuild) dropStaleShadow(ctx context.Context) error {
 		_, err = tx.Exec(ctx, `DELETE FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`, rb.shadow(), rb.proj.Name())
 		return err
 	})
+}
+
+// rowDropper is a projector with rows its Tables do not key by ledger.
+type rowDropper interface {
+	// dropRows deletes the ledger key's rows of those tables; the rows of
+	// Tables are deleted after it.
+	dropRows(ctx context.Context, tx pgx.Tx, key string) error
+}
+
+// dropRows deletes key's rows that proj's Tables do not key by ledger.
+func dropRows(ctx context.Context, tx pgx.Tx, proj Projector, key string) error {
+	if d, ok := proj.(rowDropper); ok {
+		return d.dropRows(ctx, tx, key)
+	}
+	return nil
 }
 
 // swap replaces the live rows with the shadow's in one transaction. It locks
@@ -269,6 +287,12 @@ func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
 			// continuing it (a broken chain) after every swap that
 			// applied a gap.
 			shadow, eventAt, hash = int64(last.Position), &last.RecordedAt, last.Hash[:]
+		}
+		// The live rows go and the shadow's take the ledger's name. Rows
+		// keyed by a number of the key (the statement lines) stay where
+		// they are: the number goes with the name.
+		if err := dropRows(ctx, tx, rb.proj, rb.ledger); err != nil {
+			return fmt.Errorf("swap: %w", err)
 		}
 		for _, t := range rb.proj.Tables() {
 			name := pgx.Identifier{t}.Sanitize()

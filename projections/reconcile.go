@@ -390,8 +390,10 @@ func (f *reconFold) enable(ctx context.Context, account string, pos uint64) (*re
 	b := newReconBook(account)
 	var normal string
 	var scale int16
-	err := f.tx.QueryRow(ctx, `SELECT asset, scale, normal_balance FROM movement_heads WHERE ledger = $1 AND account = $2`,
-		live, account).Scan(&b.asset, &scale, &normal)
+	var ledgerNo int32
+	var accountNo int64
+	err := f.tx.QueryRow(ctx, `SELECT asset, scale, normal_balance, ledger_no, opened_position FROM movement_heads
+		WHERE ledger = $1 AND account = $2`, live, account).Scan(&b.asset, &scale, &normal, &ledgerNo, &accountNo)
 	if err != nil {
 		return nil, fmt.Errorf("account %s in the movements projection: %w", account, err)
 	}
@@ -401,8 +403,8 @@ func (f *reconFold) enable(ctx context.Context, account string, pos uint64) (*re
 	}
 	rows, err := f.tx.Query(ctx, `SELECT transfer_id, posting_index, position, side, amount::text,
 			(effective_at AT TIME ZONE 'UTC')::date, coalesce(reference, '')
-		FROM movements WHERE ledger = $1 AND account = $2 AND position < $3 AND NOT pending AND amount <> 0
-		ORDER BY position, seq`, live, account, int64(pos))
+		FROM movements WHERE ledger_no = $1 AND account_no = $2 AND position < $3 AND NOT pending AND amount <> 0
+		ORDER BY position, seq`, ledgerNo, accountNo, int64(pos))
 	if err != nil {
 		return nil, fmt.Errorf("movements of %s before %d: %w", account, pos, err)
 	}

@@ -45,8 +45,10 @@ type Projector interface {
 	// Name and Version identify the projector's checkpoint and tables.
 	Name() string
 	Version() int
-	// Tables lists the tables the projector writes; each has a ledger column
-	// and holds nothing else but this projector's rows (a rebuild swaps them).
+	// Tables lists the tables the projector writes that have a ledger
+	// column; each holds nothing else but this projector's rows (a rebuild
+	// swaps them). A table keyed otherwise is the projector's to drop
+	// (rowDropper).
 	Tables() []string
 	// Apply applies recs, gapless and in order, within tx.
 	Apply(ctx context.Context, tx pgx.Tx, ledger string, recs []eventstore.Record) error

@@ -249,7 +249,7 @@ func (e *env) balances() map[string]balance {
 		FROM movement_heads h
 		LEFT JOIN LATERAL (
 			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
-			FROM movements m WHERE m.ledger = h.ledger AND m.account = h.account
+			FROM movements m WHERE m.ledger_no = h.ledger_no AND m.account_no = h.opened_position
 			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
 		WHERE h.ledger = $1`, e.ledger)
 	testenv.NoError(t, err)

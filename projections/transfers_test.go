@@ -542,7 +542,7 @@ func (e *env) accountsFromMovements(upTo uint64) map[string][]string {
 		pos         int64
 	)
 	rows, err := e.pool.Query(t.Context(), `SELECT DISTINCT m.account, m.position, m.transfer_id
-		FROM movements m JOIN transfers t ON t.ledger = $2 AND t.id = m.transfer_id AND t.position = m.position
+		FROM movement_lines m JOIN transfers t ON t.ledger = $2 AND t.id = m.transfer_id AND t.position = m.position
 		WHERE m.ledger = $1`, scratch, e.ledger)
 	testenv.NoError(t, err)
 	out := map[string][]string{}

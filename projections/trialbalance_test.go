@@ -132,7 +132,7 @@ func (e *env) balanceSums() map[string]line {
 		FROM assets a LEFT JOIN trial_accounts b ON b.ledger = a.ledger AND b.asset = a.code
 		LEFT JOIN LATERAL (
 			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending
-			FROM movements m WHERE m.ledger = b.ledger AND m.account = b.account
+			FROM movement_lines m WHERE m.ledger = b.ledger AND m.account = b.account
 			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
 		WHERE a.ledger = $1 GROUP BY a.code, a.scale`)
 }
@@ -707,7 +707,7 @@ func TestMovementsRefusesAMovementOffItsAccount(t *testing.T) {
 			err := applyMovements(ctx, pool, projections.NewMovements(), ledger, records(ledger, 7,
 				domain.TransferCommitted{ID: "t", EffectiveAt: time.Now().UTC(), Postings: []domain.Posting{tc.posting}}))
 			var lines int
-			testenv.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM movements WHERE ledger = $1`, ledger).Scan(&lines))
+			testenv.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM movement_lines WHERE ledger = $1`, ledger).Scan(&lines))
 			if strings.HasPrefix(tc.name, "control") {
 				testenv.NoError(t, err)
 				if lines != 2 {
@@ -977,7 +977,7 @@ func TestMissingRowsFailTheBatch(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "loaded 1 of 2 movement heads: the read model is missing accounts") {
 		t.Fatalf("Apply with b's movement head missing: %v", err)
 	}
-	if n := count(`SELECT count(*) FROM movements WHERE ledger = $1`); n != 0 {
+	if n := count(`SELECT count(*) FROM movement_lines WHERE ledger = $1`); n != 0 {
 		t.Errorf("after the failed batch: %d statement lines, want 0", n)
 	}
 	_, err = pool.Exec(ctx, `DELETE FROM accounts WHERE ledger = $1 AND account = 'c'`, ledger)

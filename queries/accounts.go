@@ -331,7 +331,7 @@ func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMa
 		// its head's. Both keys are COLLATE "C" (0018), as accounts' is.
 		balanceJoin = `LEFT JOIN LATERAL (SELECT * FROM movement_heads h
 				WHERE h.ledger = $1 AND h.account = x.account OFFSET 0) h ON true
-			` + lastLine("x.account", "")
+			` + lastLine("")
 	}
 	sql := `SELECT c.position, x.account, x.asset, x.normal_balance, x.min_balance::text, x.max_balance::text,
 			x.metadata::text, x.closed, x.opened_position, x.opened_at, x.hit, x.n = $3` + balanceCols + `

@@ -71,7 +71,7 @@ func TestListAccountsSQL(t *testing.T) {
 				t.Errorf("%s: has %q:\n%s", c.name, no, sql)
 			}
 		}
-		if c.f.Balances != strings.Contains(sql, "FROM movements m WHERE m.ledger = $1 AND m.account = x.account") {
+		if c.f.Balances != strings.Contains(sql, "FROM movements m WHERE m.ledger_no = h.ledger_no AND m.account_no = h.opened_position") {
 			t.Errorf("%s: balances join %t, want %t", c.name, !c.f.Balances, c.f.Balances)
 		}
 	}

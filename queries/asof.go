@@ -178,19 +178,20 @@ func clockPosition(ctx context.Context, q pgx.Tx, ledger string, at time.Time, i
 	return uint64(*first - 1), nil
 }
 
-// lastLine is a LATERAL join, as l, of an account's last statement line
-// (its totals and position; none before its first movement): one backward
-// step on the lines' primary key. account is the outer column of the
-// account's id; bound, when not "", a position parameter the line is at or
-// before. An account's balance is its last line's totals.
-func lastLine(account, bound string) string {
+// lastLine is a LATERAL join, as l, of the last statement line of the
+// account whose movement_heads row is h (its totals and position; none
+// before its first movement): one backward step on the lines' primary key,
+// (ledger_no, account_no) being h's (projections 0023). bound, when not "",
+// is a position parameter the line is at or before. An account's balance is
+// its last line's totals.
+func lastLine(bound string) string {
 	at := ""
 	if bound != "" {
 		at = " AND m.position <= " + bound
 	}
 	return `LEFT JOIN LATERAL (
 			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
-			FROM movements m WHERE m.ledger = $1 AND m.account = ` + account + at + `
+			FROM movements m WHERE m.ledger_no = h.ledger_no AND m.account_no = h.opened_position` + at + `
 			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true`
 }
 
@@ -201,7 +202,7 @@ func balancesAtPosition(ctx context.Context, tx pgx.Tx, ledger string, accounts 
 		FROM unnest($2::text[]) WITH ORDINALITY AS q(account, n)
 		JOIN LATERAL (SELECT * FROM movement_heads h WHERE h.ledger = $1 AND h.account = q.account AND h.opened_position <= $3
 			OFFSET 0) h ON true
-		`+lastLine("q.account", "$3")+`
+		`+lastLine("$3")+`
 		ORDER BY q.n`, ledger, accounts, int64(pos))
 	if err != nil {
 		return Balances{}, err
@@ -227,7 +228,7 @@ func balancesAtEffectiveTime(ctx context.Context, tx pgx.Tx, ledger string, acco
 				sum(m.amount) FILTER (WHERE m.side = 'credit' AND m.pending) AS cq,
 				max(m.position) AS position
 			FROM movements m
-			WHERE m.ledger = $1 AND m.account = q.account AND m.effective_at <= $3) s ON true
+			WHERE m.ledger_no = h.ledger_no AND m.account_no = h.opened_position AND m.effective_at <= $3) s ON true
 		ORDER BY q.n`, ledger, accounts, at)
 	if err != nil {
 		return Balances{}, err

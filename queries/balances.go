@@ -109,7 +109,7 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 		FROM (SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = 'movements') c
 		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(account, n) ON true
 		LEFT JOIN LATERAL (SELECT * FROM movement_heads h WHERE h.ledger = $1 AND h.account = q.account OFFSET 0) h ON true
-		`+lastLine("q.account", "")+`
+		`+lastLine("")+`
 		ORDER BY q.n`, ledger, accounts)
 	if err != nil {
 		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)

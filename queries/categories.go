@@ -442,7 +442,7 @@ var rollupTotals = [...]string{
 	rollupAsOfPosition: `SELECT h.account, h.asset, h.scale, l.debits_posted AS dp, l.credits_posted AS cp,
 			l.debits_pending AS dq, l.credits_pending AS cq
 		FROM acc JOIN movement_heads h ON h.ledger = $1 AND h.account = acc.account
-		` + lastLine("acc.account", "{asof}::bigint"),
+		` + lastLine("{asof}::bigint"),
 	rollupAsOfEffective: `SELECT h.account, h.asset, h.scale, s.dp, s.cp, s.dq, s.cq
 		FROM acc JOIN movement_heads h ON h.ledger = $1 AND h.account = acc.account
 		LEFT JOIN LATERAL (
@@ -450,7 +450,7 @@ var rollupTotals = [...]string{
 				sum(m.amount) FILTER (WHERE m.side = 'credit' AND NOT m.pending) AS cp,
 				sum(m.amount) FILTER (WHERE m.side = 'debit' AND m.pending) AS dq,
 				sum(m.amount) FILTER (WHERE m.side = 'credit' AND m.pending) AS cq
-			FROM movements m WHERE m.ledger = $1 AND m.account = acc.account
+			FROM movements m WHERE m.ledger_no = h.ledger_no AND m.account_no = h.opened_position
 				AND m.effective_at <= {asof}::timestamptz) s ON true`,
 }
 

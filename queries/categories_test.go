@@ -48,7 +48,8 @@ func categoryLedger(t *testing.T, pool *pgxpool.Pool, ledger string) {
 		exec(t, pool, `INSERT INTO categories (ledger, name, parent, patterns, description, position)
 			VALUES ($1, $2, $3, $4, '', 1)`, ledger, c.name, parent, c.patterns)
 	}
-	for _, b := range []struct {
+	exec(t, pool, `INSERT INTO movement_ledgers (ledger) VALUES ($1)`, ledger)
+	for i, b := range []struct {
 		account, asset string
 		scale          int16
 		dp, cp         string
@@ -64,13 +65,16 @@ func categoryLedger(t *testing.T, pool *pgxpool.Pool, ledger string) {
 		{"usd:fees", "USD", 2, "0.00", "0.25"},
 		{"jpy:fees", "JPY", 0, "0", "300"},
 	} {
-		// An account's totals are its last statement line's.
-		exec(t, pool, `INSERT INTO movement_heads (ledger, account, asset, scale, normal_balance, opened_position)
-			VALUES ($1, $2, $3, $4::smallint, 'debit', 1)`, ledger, b.account, b.asset, b.scale)
-		exec(t, pool, `INSERT INTO movements (ledger, account, position, seq, posting_index, side, pending, kind,
+		// An account's totals are its last statement line's, keyed by the
+		// ledger's number and the account's opening position.
+		exec(t, pool, `INSERT INTO movement_heads (ledger, ledger_no, account, asset, scale, normal_balance, opened_position)
+			SELECT $1, ledger_no, $2, $3, $4::smallint, 'debit', $5 FROM movement_ledgers WHERE ledger = $1`,
+			ledger, b.account, b.asset, b.scale, i+1)
+		exec(t, pool, `INSERT INTO movements (ledger_no, account_no, position, seq, posting_index, side, pending, kind,
 			transfer_id, counter_accounts, amount, debits_posted, credits_posted, debits_pending, credits_pending,
-			effective_at, recorded_at) VALUES ($1, $2, 2, 0, 0, 'debit', false, 'TransferCommitted', 't', '{x}',
-			round(0, $3::int), $4::numeric, $5::numeric, round(0, $3::int), round(0, $3::int), now(), now())`,
+			effective_at, recorded_at) SELECT ledger_no, opened_position, 15, 0, 0, 'debit', false, 'TransferCommitted', 't', '{x}',
+			round(0, $3::int), $4::numeric, $5::numeric, round(0, $3::int), round(0, $3::int), now(), now()
+			FROM movement_heads WHERE ledger = $1 AND account = $2`,
 			ledger, b.account, b.scale, b.dp, b.cp)
 	}
 }

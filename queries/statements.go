@@ -259,6 +259,10 @@ type statementRead struct {
 
 	scale  uint8
 	normal string
+	// ledgerNo and accountNo key the account's lines (projections 0023):
+	// its head's ledger_no and opened_position.
+	ledgerNo  int32
+	accountNo int64
 	// lo..hi is the position range, pin included.
 	lo, hi, pin uint64
 }
@@ -270,12 +274,9 @@ func (r *statementRead) read(ctx context.Context) (Statement, error) {
 		return Statement{}, err
 	}
 	out := Statement{Account: q.Account}
-	var (
-		scale  int16
-		opened int64
-	)
-	err = r.tx.QueryRow(ctx, `SELECT asset, scale, normal_balance, opened_position FROM movement_heads
-		WHERE ledger = $1 AND account = $2`, q.Ledger, q.Account).Scan(&out.Asset, &scale, &r.normal, &opened)
+	var scale int16
+	err = r.tx.QueryRow(ctx, `SELECT asset, scale, normal_balance, opened_position, ledger_no FROM movement_heads
+		WHERE ledger = $1 AND account = $2`, q.Ledger, q.Account).Scan(&out.Asset, &scale, &r.normal, &r.accountNo, &r.ledgerNo)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Statement{}, fmt.Errorf("%s at position %d: %w", q.Account, checkpoint, ErrAccountNotFound)
 	}
@@ -342,8 +343,8 @@ func (r *statementRead) after() (int64, int64) {
 func (r *statementRead) totalsAt(ctx context.Context, pos uint64) (movementTotals, error) {
 	var texts [4]*string
 	err := r.tx.QueryRow(ctx, `SELECT debits_posted::text, credits_posted::text, debits_pending::text, credits_pending::text
-		FROM movements WHERE ledger = $1 AND account = $2 AND position <= $3
-		ORDER BY position DESC, seq DESC LIMIT 1`, r.q.Ledger, r.q.Account, int64(pos)).Scan(&texts[0], &texts[1], &texts[2], &texts[3])
+		FROM movements WHERE ledger_no = $1 AND account_no = $2 AND position <= $3
+		ORDER BY position DESC, seq DESC LIMIT 1`, r.ledgerNo, r.accountNo, int64(pos)).Scan(&texts[0], &texts[1], &texts[2], &texts[3])
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return movementTotals{}, err
 	}
@@ -366,10 +367,10 @@ func (r *statementRead) contiguous(ctx context.Context, out *Statement) error {
 	rows, err := r.tx.Query(ctx, `SELECT `+statementLineColumns+`,
 			debits_posted::text, credits_posted::text, debits_pending::text, credits_pending::text
 		FROM movements
-		WHERE ledger = $1 AND account = $2 AND position BETWEEN $3 AND $4 AND (position, seq) > ($5, $6)
+		WHERE ledger_no = $1 AND account_no = $2 AND position BETWEEN $3 AND $4 AND (position, seq) > ($5, $6)
 			AND ($7 OR NOT pending)
 		ORDER BY position, seq LIMIT $8`,
-		r.q.Ledger, r.q.Account, int64(r.lo), int64(r.hi), afterPos, afterSeq, r.q.IncludePending, r.limit+1)
+		r.ledgerNo, r.accountNo, int64(r.lo), int64(r.hi), afterPos, afterSeq, r.q.IncludePending, r.limit+1)
 	if err != nil {
 		return err
 	}
@@ -422,12 +423,12 @@ func (r *statementRead) valueDated(ctx context.Context, out *Statement) error {
 				sum(CASE WHEN side = 'debit' AND pending THEN amount ELSE 0 END) OVER w,
 				sum(CASE WHEN side = 'credit' AND pending THEN amount ELSE 0 END) OVER w
 			FROM movements
-			WHERE ledger = $1 AND account = $2 AND position BETWEEN $3 AND $4 AND `+within+`
+			WHERE ledger_no = $1 AND account_no = $2 AND position BETWEEN $3 AND $4 AND `+within+`
 				AND (position, seq) > ($7, $8)
 			WINDOW w AS (ORDER BY position, seq ROWS UNBOUNDED PRECEDING)) l
 		WHERE $9 OR NOT l.pending
 		ORDER BY l.position, l.seq LIMIT $10`,
-		q.Ledger, q.Account, int64(r.lo), int64(r.hi), from, to, afterPos, afterSeq, q.IncludePending, r.limit+1)
+		r.ledgerNo, r.accountNo, int64(r.lo), int64(r.hi), from, to, afterPos, afterSeq, q.IncludePending, r.limit+1)
 	if err != nil {
 		return err
 	}
@@ -452,8 +453,8 @@ func (r *statementRead) sum(ctx context.Context, cond string, args ...any) (move
 			sum(amount) FILTER (WHERE side = 'debit' AND pending)::text,
 			sum(amount) FILTER (WHERE side = 'credit' AND pending)::text
 		FROM movements
-		WHERE ledger = $1 AND account = $2 AND position BETWEEN $3 AND $4 AND `+cond,
-		append([]any{r.q.Ledger, r.q.Account, int64(r.lo), int64(r.hi)}, args...)...).Scan(&texts[0], &texts[1], &texts[2], &texts[3])
+		WHERE ledger_no = $1 AND account_no = $2 AND position BETWEEN $3 AND $4 AND `+cond,
+		append([]any{r.ledgerNo, r.accountNo, int64(r.lo), int64(r.hi)}, args...)...).Scan(&texts[0], &texts[1], &texts[2], &texts[3])
 	if err != nil {
 		return movementTotals{}, err
 	}

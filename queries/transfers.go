@@ -317,9 +317,13 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit, scan
 	where := []string{"t.ledger = $1", "t.position > $2"}
 	distinct := ""
 	if f.Account != "" {
-		from, order, checkpoint = `movements m JOIN transfers t ON t.ledger = m.ledger AND t.id = m.transfer_id
-			AND t.position = m.position`, "m.position", transfersAndMovementsCheckpoint
-		where = []string{"m.ledger = $1", "m.account = " + arg(f.Account), "m.position > $2", "m.position <= c.position"}
+		// The account's lines are keyed by its head's numbers (projections
+		// 0023).
+		from, order, checkpoint = `movement_heads h JOIN movements m ON m.ledger_no = h.ledger_no
+			AND m.account_no = h.opened_position
+			JOIN transfers t ON t.ledger = h.ledger AND t.id = m.transfer_id AND t.position = m.position`,
+			"m.position", transfersAndMovementsCheckpoint
+		where = []string{"h.ledger = $1", "h.account = " + arg(f.Account), "m.position > $2", "m.position <= c.position"}
 		// A transfer may have several lines on the account (two postings, a
 		// release and a posting): one row each.
 		distinct = "DISTINCT ON (m.position) "

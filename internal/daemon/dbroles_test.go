@@ -158,7 +158,7 @@ func TestRoleGrants(t *testing.T) {
 	// The read models: rebuilds write shadow rows and swap them in with
 	// UPDATE and DELETE, so these four and never TRUNCATE.
 	for _, name := range []string{"projection_checkpoints", "assets", "trial_accounts", "trial_balances",
-		"trial_balance_history", "movements", "movement_heads", "movement_assets", "movement_clock",
+		"trial_balance_history", "movements", "movement_ledgers", "movement_heads", "movement_assets", "movement_clock",
 		"transfers", "recon_accounts", "recon_lines", "recon_movements",
 		"recon_matches", "recon_journal", "recon_generations", "alerts", "alert_rules"} {
 		exact[name] = [5]privs{"", "SIUD", "S", "", "SIUD"}
@@ -192,13 +192,29 @@ func TestRoleGrants(t *testing.T) {
 			t.Errorf("%s may call append_events: %v, want %v", role, can, want)
 		}
 	}
-	// Sequences (serial, identity) need USAGE too; today there are none.
-	var seqs []string
+	// Sequences (serial, identity) need USAGE too, by the roles that write
+	// their tables: movement_ledger_no numbers the statement lines' ledger
+	// keys (projections 0023), which the projector writes.
+	usage := map[string][]string{"movement_ledger_no": {"ledger_projector", "ledger_app"}}
 	rows, err := conn.Query(ctx(t), `SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = 'S'`)
 	testenv.NoError(t, err)
-	seqs, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	seqs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	testenv.NoError(t, err)
-	if len(seqs) != 0 {
-		t.Errorf("sequences %v: grant USAGE to the roles that write their tables, and list them here", seqs)
+	for _, seq := range seqs {
+		users, known := usage[seq]
+		if !known {
+			t.Errorf("sequence %s: grant USAGE to the roles that write its table, and list it here", seq)
+			continue
+		}
+		for _, role := range append(roles, "public") {
+			var can bool
+			testenv.NoError(t, conn.QueryRow(ctx(t), `SELECT has_sequence_privilege($1, $2, 'USAGE')`, role, seq).Scan(&can))
+			if want := slices.Contains(users, role); can != want {
+				t.Errorf("%s may use sequence %s: %v, want %v", role, seq, can, want)
+			}
+		}
+	}
+	if len(seqs) != len(usage) {
+		t.Errorf("sequences %v, want those of %v", seqs, usage)
 	}
 }

@@ -178,8 +178,9 @@ func TestRebuildRestartsTheLiveProjections(t *testing.T) {
 
 	// Damage bob's last line, then start again: the projector loads bob's
 	// totals from it at the next transfer.
-	tag, err := h.pool(t).Exec(ctx(t), `UPDATE movements SET credits_posted = credits_posted + 1000
-		WHERE ledger = $1 AND account = 'bob' AND position = $2`, ledger, int64(first))
+	tag, err := h.pool(t).Exec(ctx(t), `UPDATE movements m SET credits_posted = credits_posted + 1000
+		FROM movement_heads h WHERE h.ledger = $1 AND h.account = 'bob'
+			AND m.ledger_no = h.ledger_no AND m.account_no = h.opened_position AND m.position = $2`, ledger, int64(first))
 	testenv.NoError(t, err)
 	if tag.RowsAffected() != 1 {
 		t.Fatalf("damaged %d lines, want 1", tag.RowsAffected())

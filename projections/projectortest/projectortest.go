@@ -334,18 +334,24 @@ func (s *suite) checkpointOf(t *testing.T, key, projection string) uint64 {
 	return uint64(pos)
 }
 
-// Rows returns every row of proj's tables under ledger key, as JSON without
-// the ledger column and the columns batchDependent names for the table, in
-// a stable order; a table batchDependent lists without columns is left out.
+// Rows returns every row of proj's tables and views under ledger key, as
+// JSON without the ledger column, the number a read model gives the key
+// (ledger_no: each build has its own) and the columns batchDependent names
+// for the table, in a stable order; a table batchDependent lists without
+// columns is left out.
 func Rows(t *testing.T, pool *pgxpool.Pool, proj projections.Projector, key string, batchDependent map[string][]string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	for _, table := range proj.Tables() {
+	tables := proj.Tables()
+	if v, ok := proj.(interface{ Views() []string }); ok {
+		tables = append(slices.Clone(tables), v.Views()...)
+	}
+	for _, table := range tables {
 		drop, dependent := batchDependent[table]
 		if dependent && len(drop) == 0 {
 			continue
 		}
-		rows, err := pool.Query(t.Context(), `SELECT (to_jsonb(t) - 'ledger' - $2::text[])::text FROM `+
+		rows, err := pool.Query(t.Context(), `SELECT (to_jsonb(t) - 'ledger' - 'ledger_no' - $2::text[])::text FROM `+
 			pgx.Identifier{table}.Sanitize()+` t WHERE ledger = $1 ORDER BY 1`, key, append([]string{}, drop...))
 		noError(t, err)
 		got, err := pgx.CollectRows(rows, pgx.RowTo[string])

@@ -1,0 +1,195 @@
+package projections_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/projections"
+)
+
+// Tests of migration 0023 (statement lines keyed by the ledger key's number
+// and the account's opening position) and of what the numbers ask of a
+// rebuild's swap.
+
+// backBeforeNumberedLines puts the statement lines back as they stood before
+// migration 0023, every key's: keyed by ledger and account, the heads
+// without their ledger number, no movement_ledgers; and 0023 is pending.
+func (e *env) backBeforeNumberedLines() {
+	t := e.t
+	t.Helper()
+	testenv.NoError(t, pgx.BeginFunc(t.Context(), e.pool, func(tx pgx.Tx) error {
+		return execEach(t.Context(), tx,
+			`CREATE TABLE movements_keyed_by_text (
+				ledger text NOT NULL, account text COLLATE "C" NOT NULL, position bigint NOT NULL, seq smallint NOT NULL,
+				posting_index int NOT NULL, side text NOT NULL CHECK (side IN ('debit', 'credit')), pending boolean NOT NULL,
+				kind text NOT NULL, transfer_id text NOT NULL, counter_accounts text[] COLLATE "C" NOT NULL,
+				amount numeric NOT NULL, debits_posted numeric NOT NULL, credits_posted numeric NOT NULL,
+				debits_pending numeric NOT NULL, credits_pending numeric NOT NULL,
+				effective_at timestamptz NOT NULL, recorded_at timestamptz NOT NULL, reference text, metadata jsonb)`,
+			`INSERT INTO movements_keyed_by_text SELECT * FROM movement_lines`,
+			`DROP VIEW movement_lines`,
+			`DROP TABLE movements`,
+			`ALTER TABLE movements_keyed_by_text RENAME TO movements`,
+			`ALTER TABLE movements ADD CONSTRAINT movements_pkey PRIMARY KEY (ledger, account, position, seq)`,
+			`ALTER TABLE movement_heads DROP COLUMN ledger_no`,
+			`DROP TABLE movement_ledgers`,
+			`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0023_lines_keyed_by_numbers.sql'`,
+		)
+	}))
+}
+
+// TestNumberedLinesMigration: migration 0023 keeps every statement line and
+// head of every key (a live ledger and a rebuild's interrupted shadow), as
+// the view movement_lines shows them, under its head's numbers; the live
+// projector goes on from there to the rows of a build from scratch, and a
+// rebuild resumes the shadow and swaps it in, leaving no line of a retired
+// number.
+func TestNumberedLinesMigration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newEnv(t)
+	lower := e.runWorkload(60, 23)
+	more := make([]domain.Command, 5)
+	for i := range more {
+		more[i] = &domain.CreateTransfer{ID: fmt.Sprintf("more-%d", i), Postings: []domain.PostingInput{
+			{Debit: accountID("USD", 0), Credit: accountID("USD", 1), Asset: "USD", Amount: "1.00"}}}
+	}
+	e.submit(more)
+	head, _, err := e.store.Head(ctx, e.ledger)
+	testenv.NoError(t, err)
+	shadow := e.ledger + projections.ShadowSuffix
+	e.buildTo(projections.NewMovements(), e.ledger, head)
+	e.buildTo(projections.NewMovements(), shadow, lower)
+	want, wantShadow := e.rows(projections.NewMovements(), e.ledger), e.rows(projections.NewMovements(), shadow)
+	if len(want["movement_lines"]) == 0 || len(wantShadow["movement_lines"]) == 0 {
+		t.Fatalf("%d live and %d shadow lines: the test needs both", len(want["movement_lines"]), len(wantShadow["movement_lines"]))
+	}
+	e.backBeforeNumberedLines()
+
+	testenv.NoError(t, projections.Migrate(ctx, e.pool))
+
+	t.Run("schema", func(t *testing.T) {
+		var key []string
+		testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT array_agg(a.attname::text ORDER BY k.n)
+			FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, n), pg_attribute a
+			WHERE i.indrelid = 'movements'::regclass AND i.indisprimary AND a.attrelid = i.indrelid AND a.attnum = k.attnum`).Scan(&key))
+		if w := []string{"ledger_no", "account_no", "position", "seq"}; !slices.Equal(key, w) {
+			t.Errorf("movements' primary key %v, want %v", key, w)
+		}
+	})
+	t.Run("rows kept", func(t *testing.T) {
+		if diff := cmp.Diff(want, e.rows(projections.NewMovements(), e.ledger)); diff != "" {
+			t.Errorf("live rows after 0023 (-before +after):\n%s", diff)
+		}
+		if diff := cmp.Diff(wantShadow, e.rows(projections.NewMovements(), shadow)); diff != "" {
+			t.Errorf("shadow rows after 0023 (-before +after):\n%s", diff)
+		}
+		var keys int
+		testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT count(DISTINCT ledger_no) FROM movements`).Scan(&keys))
+		if keys != 2 {
+			t.Errorf("lines under %d ledger numbers, want 2 (the ledger's and the shadow's)", keys)
+		}
+	})
+	e.checkAt(head)
+	if t.Failed() {
+		return
+	}
+
+	t.Log("the live projector goes on; a rebuild resumes the shadow and swaps it in")
+	e.submit([]domain.Command{&domain.CreateTransfer{ID: "after", Postings: []domain.PostingInput{
+		{Debit: accountID("USD", 1), Credit: accountID("USD", 2), Asset: "USD", Amount: "2.00"}}}})
+	head, _, err = e.store.Head(ctx, e.ledger)
+	testenv.NoError(t, err)
+	e.buildTo(projections.NewMovements(), e.ledger, head)
+	ref := e.ledger + "~ref"
+	e.buildTo(projections.NewMovements(), ref, head)
+	if diff := cmp.Diff(e.rows(projections.NewMovements(), ref), e.rows(projections.NewMovements(), e.ledger)); diff != "" {
+		t.Fatalf("movements gone on from the migration (-from scratch +migrated):\n%s", diff)
+	}
+	at, err := projections.NewRebuild(e.pool, e.store, e.ledger, projections.NewMovements(), testLogger(t)).Run(ctx,
+		func(projections.Progress) {})
+	testenv.NoError(t, err)
+	if at != head {
+		t.Fatalf("rebuild swapped at %d, want the head %d", at, head)
+	}
+	if diff := cmp.Diff(e.rows(projections.NewMovements(), ref), e.rows(projections.NewMovements(), e.ledger)); diff != "" {
+		t.Errorf("movements rebuilt (-from scratch +rebuilt):\n%s", diff)
+	}
+	e.checkNoOrphanLines()
+	e.checkAt(head)
+}
+
+// TestNumberedLinesMigrationRefusesAHeadlessLine: a statement line whose
+// account has no head is a corrupt read model; 0023 stops on it and changes
+// nothing.
+func TestNumberedLinesMigrationRefusesAHeadlessLine(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newEnv(t)
+	head := e.runWorkload(10, 5)
+	e.buildTo(projections.NewMovements(), e.ledger, head)
+	e.backBeforeNumberedLines()
+	tag, err := e.pool.Exec(ctx, `DELETE FROM movement_heads WHERE ledger = $1 AND account = $2`, e.ledger, accountID("USD", 0))
+	testenv.NoError(t, err)
+	if tag.RowsAffected() != 1 {
+		t.Fatalf("deleted %d heads, want 1", tag.RowsAffected())
+	}
+	err = projections.Migrate(ctx, e.pool)
+	if err == nil || !strings.Contains(err.Error(), "the read model is corrupt") {
+		t.Fatalf("migrated a line without a head: %v", err)
+	}
+	var keyedByText bool
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = 'movements' AND column_name = 'account')`).Scan(&keyedByText))
+	if !keyedByText {
+		t.Error("the failed migration changed the lines' table")
+	}
+}
+
+// TestSwapRenumbersUnderACachedProjector: a rebuild's swap gives the ledger
+// the shadow's number while the live projector holds the old one in its
+// cache, valid by position (the swap left the checkpoint where it was). Its
+// next batch must not write lines under the retired number: it rolls back,
+// reloads and writes them under the new one.
+func TestSwapRenumbersUnderACachedProjector(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newEnv(t)
+	head := e.runWorkload(30, 7)
+	live := projections.NewMovements()
+	e.buildTo(live, e.ledger, head)
+	var before int32
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT ledger_no FROM movement_ledgers WHERE ledger = $1`, e.ledger).Scan(&before))
+
+	at, err := projections.NewRebuild(e.pool, e.store, e.ledger, projections.NewMovements(), testLogger(t)).Run(ctx,
+		func(projections.Progress) {})
+	testenv.NoError(t, err)
+	if at != head {
+		t.Fatalf("rebuild swapped at %d, want %d (level with the live checkpoint, which then stays)", at, head)
+	}
+	var after int32
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT ledger_no FROM movement_ledgers WHERE ledger = $1`, e.ledger).Scan(&after))
+	if after == before {
+		t.Fatalf("the swap kept the ledger's number %d: the test needs it to change", before)
+	}
+
+	e.submit([]domain.Command{&domain.CreateTransfer{ID: "after-swap", Postings: []domain.PostingInput{
+		{Debit: accountID("USD", 0), Credit: accountID("USD", 1), Asset: "USD", Amount: "3.00"}}}})
+	head, _, err = e.store.Head(ctx, e.ledger)
+	testenv.NoError(t, err)
+	e.buildTo(live, e.ledger, head) // the same projector: its cache continues at the checkpoint
+	e.checkNoOrphanLines()
+	e.checkAt(head)
+	ref := e.ledger + "~ref"
+	e.buildTo(projections.NewMovements(), ref, head)
+	if diff := cmp.Diff(e.rows(projections.NewMovements(), ref), e.rows(projections.NewMovements(), e.ledger)); diff != "" {
+		t.Errorf("movements after the swap (-from scratch +live):\n%s", diff)
+	}
+}
