@@ -66,7 +66,7 @@ func TestAccountIDsInByteOrderWhateverTheLocale(t *testing.T) {
 		{"accounts", `INSERT INTO accounts (ledger, account, asset, normal_balance, opened_position, opened_at, position)
 			VALUES ('l', $1, 'USD', 'credit', 1, now(), 1)`},
 		{"movement_heads", `INSERT INTO movement_heads (ledger, ledger_no, account, asset, scale, normal_balance, opened_position)
-			VALUES ('l', 1, $1, 'USD', 2, 'credit', 1)`},
+			SELECT 'l', 1, $1, 'USD', 2, 'credit', coalesce(max(opened_position), 0) + 1 FROM movement_heads`},
 		{"trial_accounts", `INSERT INTO trial_accounts (ledger, account, asset, scale, normal_balance, position)
 			VALUES ('l', $1, 'USD', 2, 'credit', 1)`},
 	} {

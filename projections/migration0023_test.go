@@ -180,8 +180,11 @@ func TestSwapRenumbersUnderACachedProjector(t *testing.T) {
 		t.Fatalf("the swap kept the ledger's number %d: the test needs it to change", before)
 	}
 
+	// A transfer and an account opened: lines and a head, under the new
+	// number.
 	e.submit([]domain.Command{&domain.CreateTransfer{ID: "after-swap", Postings: []domain.PostingInput{
-		{Debit: accountID("USD", 0), Credit: accountID("USD", 1), Asset: "USD", Amount: "3.00"}}}})
+		{Debit: accountID("USD", 0), Credit: accountID("USD", 1), Asset: "USD", Amount: "3.00"}}},
+		&domain.OpenAccount{ID: "opened-after-swap", Asset: "USD", Normal: domain.SideCredit}})
 	head, _, err = e.store.Head(ctx, e.ledger)
 	testenv.NoError(t, err)
 	e.buildTo(live, e.ledger, head) // the same projector: its cache continues at the checkpoint
@@ -192,4 +195,35 @@ func TestSwapRenumbersUnderACachedProjector(t *testing.T) {
 	if diff := cmp.Diff(e.rows(projections.NewMovements(), ref), e.rows(projections.NewMovements(), e.ledger)); diff != "" {
 		t.Errorf("movements after the swap (-from scratch +live):\n%s", diff)
 	}
+}
+
+// TestRebuildDropsAStaleShadowsLines: a shadow left by another version of
+// the projector is dropped before a rebuild starts afresh, its statement
+// lines with it (they are keyed by the shadow's number, not by its name).
+func TestRebuildDropsAStaleShadowsLines(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newEnv(t)
+	head := e.runWorkload(20, 11)
+	shadow := e.ledger + projections.ShadowSuffix
+	e.buildTo(projections.NewMovements(), e.ledger, head)
+	e.buildTo(projections.NewMovements(), shadow, head-3)
+	var stale int32
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT ledger_no FROM movement_ledgers WHERE ledger = $1`, shadow).Scan(&stale))
+	_, err := e.pool.Exec(ctx, `UPDATE projection_checkpoints SET version = version - 1 WHERE ledger = $1 AND projection = 'movements'`, shadow)
+	testenv.NoError(t, err)
+
+	at, err := projections.NewRebuild(e.pool, e.store, e.ledger, projections.NewMovements(), testLogger(t)).Run(ctx,
+		func(projections.Progress) {})
+	testenv.NoError(t, err)
+	if at != head {
+		t.Fatalf("rebuild swapped at %d, want %d", at, head)
+	}
+	var left int
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM movements WHERE ledger_no = $1`, stale).Scan(&left))
+	if left != 0 {
+		t.Errorf("%d lines of the stale shadow's number %d left", left, stale)
+	}
+	e.checkNoOrphanLines()
+	e.checkAt(head)
 }

@@ -19,7 +19,8 @@ import (
 // Movements projects one line per movement of an account, each with the
 // account's four totals just after it: statements with running balances, and
 // balances as of any position or time, without replaying the log. Schema and
-// sign conventions: migrations/0002_movements.sql.
+// sign conventions: migrations/0002_movements.sql; the lines' key of numbers:
+// 0023_lines_keyed_by_numbers.sql.
 //
 // Between batches it keeps each ledger's running totals in memory, so that a
 // batch reads from PostgreSQL only the accounts it has not seen (reading

@@ -103,15 +103,18 @@ func (e *env) checkBuiltNormally(proj projections.Projector, live *runningRunner
 }
 
 // checkNoOrphanLines requires every statement line to belong to a ledger
-// key's number (projections 0023): a swap deletes the lines of the number
-// it retires.
+// key's number and every head to carry its key's number (projections 0023):
+// a swap deletes the lines of the number it retires, and a projector never
+// writes under a retired one.
 func (e *env) checkNoOrphanLines() {
 	e.t.Helper()
-	var orphans int
-	testenv.NoError(e.t, e.pool.QueryRow(e.t.Context(), `SELECT count(*) FROM movements m
-		WHERE NOT EXISTS (SELECT 1 FROM movement_ledgers l WHERE l.ledger_no = m.ledger_no)`).Scan(&orphans))
-	if orphans != 0 {
-		e.t.Fatalf("%d statement lines of no ledger key", orphans)
+	var orphans, strays int
+	testenv.NoError(e.t, e.pool.QueryRow(e.t.Context(), `SELECT
+		(SELECT count(*) FROM movements m WHERE NOT EXISTS (SELECT 1 FROM movement_ledgers l WHERE l.ledger_no = m.ledger_no)),
+		(SELECT count(*) FROM movement_heads h LEFT JOIN movement_ledgers l ON l.ledger = h.ledger
+			WHERE l.ledger_no IS DISTINCT FROM h.ledger_no)`).Scan(&orphans, &strays))
+	if orphans != 0 || strays != 0 {
+		e.t.Fatalf("%d statement lines of no ledger key, %d heads under another number than their key's", orphans, strays)
 	}
 }
 

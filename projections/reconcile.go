@@ -390,10 +390,8 @@ func (f *reconFold) enable(ctx context.Context, account string, pos uint64) (*re
 	b := newReconBook(account)
 	var normal string
 	var scale int16
-	var ledgerNo int32
-	var accountNo int64
-	err := f.tx.QueryRow(ctx, `SELECT asset, scale, normal_balance, ledger_no, opened_position FROM movement_heads
-		WHERE ledger = $1 AND account = $2`, live, account).Scan(&b.asset, &scale, &normal, &ledgerNo, &accountNo)
+	err := f.tx.QueryRow(ctx, `SELECT asset, scale, normal_balance FROM movement_heads WHERE ledger = $1 AND account = $2`,
+		live, account).Scan(&b.asset, &scale, &normal)
 	if err != nil {
 		return nil, fmt.Errorf("account %s in the movements projection: %w", account, err)
 	}
@@ -401,10 +399,16 @@ func (f *reconFold) enable(ctx context.Context, account string, pos uint64) (*re
 	if err := b.normal.UnmarshalText([]byte(normal)); err != nil {
 		return nil, fmt.Errorf("account %s: %w", account, err)
 	}
-	rows, err := f.tx.Query(ctx, `SELECT transfer_id, posting_index, position, side, amount::text,
-			(effective_at AT TIME ZONE 'UTC')::date, coalesce(reference, '')
-		FROM movements WHERE ledger_no = $1 AND account_no = $2 AND position < $3 AND NOT pending AND amount <> 0
-		ORDER BY position, seq`, ledgerNo, accountNo, int64(pos))
+	// The lines' numbers are read with them, in one snapshot: a movements
+	// rebuild's swap committing between two statements (this transaction
+	// is READ COMMITTED, and the group goes on without the movements
+	// member while a swap holds its checkpoint) would leave numbers whose
+	// lines it deleted.
+	rows, err := f.tx.Query(ctx, `SELECT m.transfer_id, m.posting_index, m.position, m.side, m.amount::text,
+			(m.effective_at AT TIME ZONE 'UTC')::date, coalesce(m.reference, '')
+		FROM movement_heads h JOIN movements m ON m.ledger_no = h.ledger_no AND m.account_no = h.opened_position
+		WHERE h.ledger = $1 AND h.account = $2 AND m.position < $3 AND NOT m.pending AND m.amount <> 0
+		ORDER BY m.position, m.seq`, live, account, int64(pos))
 	if err != nil {
 		return nil, fmt.Errorf("movements of %s before %d: %w", account, pos, err)
 	}

@@ -318,12 +318,17 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit, scan
 	distinct := ""
 	if f.Account != "" {
 		// The account's lines are keyed by its head's numbers (projections
-		// 0023).
-		from, order, checkpoint = `movement_heads h JOIN movements m ON m.ledger_no = h.ledger_no
-			AND m.account_no = h.opened_position
-			JOIN transfers t ON t.ledger = h.ledger AND t.id = m.transfer_id AND t.position = m.position`,
-			"m.position", transfersAndMovementsCheckpoint
-		where = []string{"h.ledger = $1", "h.account = " + arg(f.Account), "m.position > $2", "m.position <= c.position"}
+		// 0023), each read once by a scalar subquery: as constants they let
+		// the scan follow the primary key in position order and stop at the
+		// limit, where a join with the head read and sorted every line of
+		// the account (862 ms a page at 100,000 lines, against 2 ms).
+		account := arg(f.Account)
+		from, order, checkpoint = `movements m JOIN transfers t ON t.ledger = $1 AND t.id = m.transfer_id
+			AND t.position = m.position`, "m.position", transfersAndMovementsCheckpoint
+		where = []string{
+			"m.ledger_no = (SELECT h.ledger_no FROM movement_heads h WHERE h.ledger = $1 AND h.account = " + account + ")",
+			"m.account_no = (SELECT h.opened_position FROM movement_heads h WHERE h.ledger = $1 AND h.account = " + account + ")",
+			"m.position > $2", "m.position <= c.position"}
 		// A transfer may have several lines on the account (two postings, a
 		// release and a posting): one row each.
 		distinct = "DISTINCT ON (m.position) "

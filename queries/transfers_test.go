@@ -95,7 +95,7 @@ func TestListTransfersSQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"h.account = $4", "m.position > $2", "m.position <= c.position", "t.reference = $5", "t.metadata @> $6::jsonb",
+	for _, want := range []string{"h.account = $4)", "m.position > $2", "m.position <= c.position", "t.reference = $5", "t.metadata @> $6::jsonb",
 		"t.status = 'posted'", "t.effective_at >= $7", "t.effective_at <= $8", "DISTINCT ON (m.position)", "ORDER BY m.position LIMIT $3"} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("SQL lacks %q:\n%s", want, sql)

@@ -192,6 +192,15 @@ func TestRoleGrants(t *testing.T) {
 			t.Errorf("%s may call append_events: %v, want %v", role, can, want)
 		}
 	}
+	// Views: the statement lines by ledger and account (projections 0023)
+	// are for whoever reads the read models.
+	for _, role := range append(roles, "public") {
+		var can bool
+		testenv.NoError(t, conn.QueryRow(ctx(t), `SELECT has_table_privilege($1, 'movement_lines', 'SELECT')`, role).Scan(&can))
+		if want := role == "ledger_projector" || role == "ledger_reader" || role == "ledger_app"; can != want {
+			t.Errorf("%s may read movement_lines: %v, want %v", role, can, want)
+		}
+	}
 	// Sequences (serial, identity) need USAGE too, by the roles that write
 	// their tables: movement_ledger_no numbers the statement lines' ledger
 	// keys (projections 0023), which the projector writes.

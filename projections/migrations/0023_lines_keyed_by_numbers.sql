@@ -15,9 +15,12 @@
 -- the ledger and deletes the old lines: the rebuilt lines are never rewritten
 -- (projections/rebuild.go).
 --
--- The migration rewrites every line once. An older ledgerd's movements
--- projector fails its batches against the new table (no ledger column)
--- until it is upgraded; it writes nothing meanwhile.
+-- The migration rewrites every line once, holding movement_heads locked
+-- throughout: statement, balance and account queries and the movements and
+-- reconciliation projections wait for it (docs/operations.md). An older
+-- ledgerd's movements projector fails every batch that writes a line or a
+-- head against the new tables, and its queries of the lines fail, until it
+-- is upgraded.
 CREATE SEQUENCE movement_ledger_no AS integer;
 
 CREATE TABLE movement_ledgers (
@@ -31,6 +34,8 @@ INSERT INTO movement_ledgers (ledger) SELECT DISTINCT ledger FROM movement_heads
 ALTER TABLE movement_heads ADD COLUMN ledger_no integer;
 UPDATE movement_heads h SET ledger_no = l.ledger_no FROM movement_ledgers l WHERE l.ledger = h.ledger;
 ALTER TABLE movement_heads ALTER COLUMN ledger_no SET NOT NULL;
+-- The lines' key relies on it: one account opened at a position.
+CREATE UNIQUE INDEX movement_heads_numbers ON movement_heads (ledger_no, opened_position);
 
 -- Columns as in 0002_movements.sql (and 0018's collation), but for the key.
 CREATE TABLE movement_lines_numbered (
@@ -39,7 +44,7 @@ CREATE TABLE movement_lines_numbered (
     position         bigint      NOT NULL,
     seq              smallint    NOT NULL,
     posting_index    int         NOT NULL,
-    side             text        NOT NULL CHECK (side IN ('debit', 'credit')),
+    side             text        NOT NULL CONSTRAINT movements_side_check CHECK (side IN ('debit', 'credit')),
     pending          boolean     NOT NULL,
     kind             text        NOT NULL,
     transfer_id      text        NOT NULL,
@@ -80,6 +85,7 @@ $$;
 DROP TABLE movements;
 ALTER TABLE movement_lines_numbered RENAME TO movements;
 ALTER TABLE movements ADD CONSTRAINT movements_pkey PRIMARY KEY (ledger_no, account_no, position, seq);
+ANALYZE movements, movement_heads, movement_ledgers;
 
 -- The lines by ledger and account, for operators and tests (every query of
 -- ledgerd goes through the heads itself).

@@ -158,6 +158,15 @@ func (s *suite) testGrants(t *testing.T) {
 			t.Errorf("%s lacks SELECT, INSERT, UPDATE or DELETE on %s", appRole, table)
 		}
 	}
+	if v, ok := s.c.New().(interface{ Views() []string }); ok {
+		for _, view := range v.Views() {
+			var ok bool
+			noError(t, s.log.Pool.QueryRow(t.Context(), `SELECT has_table_privilege($1, $2, 'SELECT')`, appRole, view).Scan(&ok))
+			if !ok {
+				t.Errorf("%s lacks SELECT on the view %s", appRole, view)
+			}
+		}
+	}
 }
 
 func (s *suite) testBatchSizes(t *testing.T) {
