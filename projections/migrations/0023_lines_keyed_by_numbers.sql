@@ -85,7 +85,18 @@ $$;
 DROP TABLE movements;
 ALTER TABLE movement_lines_numbered RENAME TO movements;
 ALTER TABLE movements ADD CONSTRAINT movements_pkey PRIMARY KEY (ledger_no, account_no, position, seq);
-ANALYZE movements, movement_heads, movement_ledgers;
+-- Statistics for the new table, but only for lines there are: an ANALYZE
+-- of empty tables (a new database) records zero rows, and until autovacuum
+-- analyzes them again the planner chose plans that made statement and
+-- balance reads under load 50 times slower (docs/perf.md, session 16).
+-- Tables never analyzed are estimated from their size instead.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM movements) THEN
+        ANALYZE movements, movement_heads, movement_ledgers;
+    END IF;
+END
+$$;
 
 -- The lines by ledger and account, for operators and tests (every query of
 -- ledgerd goes through the heads itself).
