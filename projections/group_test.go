@@ -85,7 +85,7 @@ func TestGroupAppliesEachMemberExactlyOnce(t *testing.T) {
 		t.Errorf("%d members left the group", len(left))
 	}
 	var transfers, lines int
-	testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM transfers WHERE ledger = $1),
+	testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM transfer_rows WHERE ledger = $1),
 		(SELECT count(*) FROM movement_lines WHERE ledger = $1)`, e.ledger).Scan(&transfers, &lines))
 	if transfers == 0 || lines < 2*transfers {
 		t.Errorf("%d transfers and %d statement lines after the group", transfers, lines)

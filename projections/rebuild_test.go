@@ -102,19 +102,23 @@ func (e *env) checkBuiltNormally(proj projections.Projector, live *runningRunner
 	e.checkNoOrphanLines()
 }
 
-// checkNoOrphanLines requires every statement line to belong to a ledger
-// key's number and every head to carry its key's number (projections 0023):
+// checkNoOrphanLines requires every statement line and transfer to belong
+// to a ledger key's number and every head to carry its key's number
+// (projections 0023, 0024):
 // a swap deletes the lines of the number it retires, and a projector never
 // writes under a retired one.
 func (e *env) checkNoOrphanLines() {
 	e.t.Helper()
-	var orphans, strays int
+	var orphans, strays, transfers int
 	testenv.NoError(e.t, e.pool.QueryRow(e.t.Context(), `SELECT
 		(SELECT count(*) FROM movements m WHERE NOT EXISTS (SELECT 1 FROM movement_ledgers l WHERE l.ledger_no = m.ledger_no)),
 		(SELECT count(*) FROM movement_heads h LEFT JOIN movement_ledgers l ON l.ledger = h.ledger
-			WHERE l.ledger_no IS DISTINCT FROM h.ledger_no)`).Scan(&orphans, &strays))
-	if orphans != 0 || strays != 0 {
-		e.t.Fatalf("%d statement lines of no ledger key, %d heads under another number than their key's", orphans, strays)
+			WHERE l.ledger_no IS DISTINCT FROM h.ledger_no),
+		(SELECT count(*) FROM transfers t WHERE NOT EXISTS (SELECT 1 FROM transfer_ledgers l WHERE l.ledger_no = t.ledger_no))`).
+		Scan(&orphans, &strays, &transfers))
+	if orphans != 0 || strays != 0 || transfers != 0 {
+		e.t.Fatalf("%d statement lines of no ledger key, %d heads under another number than their key's, %d transfers of no ledger key",
+			orphans, strays, transfers)
 	}
 }
 
@@ -122,11 +126,12 @@ func (e *env) checkNoOrphanLines() {
 // failures; for balances (the trial balance's lines) and movements (the sums
 // of the accounts' last statement lines, per asset) it also requires every
 // asset's debits to equal its credits, which a mix of the old and the new
-// model would break.
+// model would break, and for transfers that their count never falls.
 func (e *env) queryUntil(proj projections.Projector, stop <-chan struct{}) (wait func() (queries, failures int64)) {
 	var n, failed atomic.Int64
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		var seen int64 // transfers rows
 		for {
 			select {
 			case <-stop:
@@ -148,6 +153,16 @@ func (e *env) queryUntil(proj projections.Projector, stop <-chan struct{}) (wait
 					WHERE h.ledger = $1 GROUP BY h.asset
 					HAVING sum(l.debits_posted) <> sum(l.credits_posted) OR sum(l.debits_pending) <> sum(l.credits_pending)) u`,
 					e.ledger).Scan(&unbalanced)
+			case projections.Transfers:
+				// The rows only grow: neither the old model nor the new
+				// one, nor the swap between them, shows fewer.
+				var rows int64
+				err = e.pool.QueryRow(e.t.Context(), `SELECT count(*) FROM transfers
+					WHERE ledger_no = (SELECT ledger_no FROM transfer_ledgers WHERE ledger = $1)`, e.ledger).Scan(&rows)
+				if rows < seen {
+					unbalanced = 1
+				}
+				seen = max(seen, rows)
 			default:
 				err = e.pool.QueryRow(e.t.Context(), `SELECT count(*) - count(*) FROM `+
 					pgx.Identifier{proj.Tables()[0]}.Sanitize()+` WHERE ledger = $1`, e.ledger).Scan(&unbalanced)

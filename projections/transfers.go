@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -23,9 +24,45 @@ type Transfers struct{}
 func (Transfers) Name() string { return "transfers" }
 func (Transfers) Version() int { return 1 }
 
-// Tables lists the read-model tables Transfers writes, every one keyed by ledger.
+// Tables lists the read-model tables Transfers writes that are keyed by
+// ledger. The transfers are keyed by the ledger key's number instead
+// (0024): dropRows deletes them, and the view Views lists shows them by
+// ledger.
 func (Transfers) Tables() []string {
-	return []string{"transfers"}
+	return []string{"transfer_ledgers"}
+}
+
+// Views lists the views of Transfers' rows keyed by ledger.
+func (Transfers) Views() []string { return []string{"transfer_rows"} }
+
+// dropRows deletes the transfers of the ledger key (a rebuild's swap and a
+// stale shadow's drop, before they delete its transfer_ledgers row).
+func (Transfers) dropRows(ctx context.Context, tx pgx.Tx, key string) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM transfers WHERE ledger_no = (SELECT ledger_no FROM transfer_ledgers WHERE ledger = $1)`,
+		key); err != nil {
+		return fmt.Errorf("delete the transfers of %s: %w", key, err)
+	}
+	return nil
+}
+
+// transferLedgerNo returns the number transfer_ledgers gives the ledger
+// key, numbering it on its first batch. It is read in each batch, after
+// the runner locked the checkpoint: a rebuild's swap, which renumbers the
+// key, holds that lock until it commits, so the number read is the one
+// the batch commits under.
+func transferLedgerNo(ctx context.Context, tx pgx.Tx, ledger string) (int32, error) {
+	var no int32
+	err := tx.QueryRow(ctx, `SELECT ledger_no FROM transfer_ledgers WHERE ledger = $1`, ledger).Scan(&no)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Concurrent first batches (two runners of one key) agree on the
+		// row: the loser's insert updates it.
+		err = tx.QueryRow(ctx, `INSERT INTO transfer_ledgers (ledger) VALUES ($1)
+			ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger RETURNING ledger_no`, ledger).Scan(&no)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("number the transfers of %s: %w", ledger, err)
+	}
+	return no, nil
 }
 
 // Kinds and statuses of transfers rows, as stored (see 0003_transfers.sql).
@@ -84,8 +121,10 @@ type transferRow struct {
 // transferFold is a batch applied in memory: the rows it creates, in
 // position order, and the earlier rows it changes.
 type transferFold struct {
-	rows    map[string]*transferRow
-	created []*transferRow
+	// ledgerNo keys the ledger's rows (transferLedgerNo).
+	ledgerNo int32
+	rows     map[string]*transferRow
+	created  []*transferRow
 }
 
 // Apply folds the batch in memory, over the earlier rows it resolves or
@@ -109,8 +148,12 @@ func (Transfers) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, recs
 			refs = append(refs, ref)
 		}
 	}
-	f := &transferFold{rows: make(map[string]*transferRow, len(recs))}
-	if err := f.load(ctx, tx, ledger, refs); err != nil {
+	ledgerNo, err := transferLedgerNo(ctx, tx, ledger)
+	if err != nil {
+		return err
+	}
+	f := &transferFold{ledgerNo: ledgerNo, rows: make(map[string]*transferRow, len(recs))}
+	if err := f.load(ctx, tx, refs); err != nil {
 		return err
 	}
 	for i := range recs {
@@ -118,10 +161,10 @@ func (Transfers) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, recs
 			return fmt.Errorf("record %d: %w", recs[i].Position, err)
 		}
 	}
-	if err := f.insert(ctx, tx, ledger); err != nil {
+	if err := f.insert(ctx, tx); err != nil {
 		return err
 	}
-	return f.update(ctx, tx, ledger)
+	return f.update(ctx, tx)
 }
 
 // referencedID is the id of the earlier row an event changes.
@@ -140,12 +183,12 @@ func referencedID(e domain.Event) (string, bool) {
 }
 
 // load reads the rows of earlier batches that this one changes.
-func (f *transferFold) load(ctx context.Context, tx pgx.Tx, ledger string, ids []string) error {
+func (f *transferFold) load(ctx context.Context, tx pgx.Tx, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	rows, err := tx.Query(ctx, `SELECT id, kind, status, position, updated_position, postings, resolved_by, reversed_by
-		FROM transfers WHERE ledger = $1 AND id = ANY($2)`, ledger, ids)
+		FROM transfers WHERE ledger_no = $1 AND id = ANY($2)`, f.ledgerNo, ids)
 	if err != nil {
 		return fmt.Errorf("load %d transfers: %w", len(ids), err)
 	}
@@ -345,7 +388,7 @@ func appendAmountField(b []byte, key string, a *domain.Amount) []byte {
 }
 
 // transferColumns are the columns COPY fills, in order.
-var transferColumns = []string{"ledger", "id", "kind", "status", "position", "postings", "reference", "metadata",
+var transferColumns = []string{"ledger_no", "id", "kind", "status", "position", "postings", "reference", "metadata",
 	"effective_at", "recorded_at", "pending_id", "resolved_by", "reverses", "reversed_by", "expires_at", "updated_position"}
 
 // EffectiveNear is how far a transfer's effective time may be from its
@@ -359,14 +402,14 @@ const EffectiveNear = 5 * time.Minute
 const transferRowBytes = 288
 
 // insert copies the batch's new rows.
-func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) error {
+func (f *transferFold) insert(ctx context.Context, tx pgx.Tx) error {
 	if len(f.created) == 0 {
 		return nil
 	}
 	w := newCopyRows(len(f.created), transferRowBytes)
 	for _, r := range f.created {
 		w.row(len(transferColumns))
-		w.text(ledger)
+		w.int4(f.ledgerNo)
 		w.text(r.id)
 		w.text(r.kind)
 		w.text(r.status)
@@ -396,7 +439,7 @@ func (f *transferFold) insert(ctx context.Context, tx pgx.Tx, ledger string) err
 
 // update writes back the earlier rows the batch changed, in id order so that
 // concurrent writers of one ledger's rows lock them in one order.
-func (f *transferFold) update(ctx context.Context, tx pgx.Tx, ledger string) error {
+func (f *transferFold) update(ctx context.Context, tx pgx.Tx) error {
 	var changed []*transferRow
 	for _, r := range f.rows {
 		if r.loaded && r.changed {
@@ -428,7 +471,7 @@ func (f *transferFold) update(ctx context.Context, tx pgx.Tx, ledger string) err
 	// negative position, not counted, and fails the batch.
 	var found int64
 	err := tx.QueryRow(ctx, `WITH u AS (
-			INSERT INTO transfers AS t (ledger, id, kind, status, position, postings, effective_at, recorded_at,
+			INSERT INTO transfers AS t (ledger_no, id, kind, status, position, postings, effective_at, recorded_at,
 				resolved_by, reversed_by, updated_position)
 			SELECT $1, u.id, 'transfer', u.status, -u.updated_position, u.postings::jsonb, 'epoch', 'epoch',
 				NULLIF(u.resolved_by, ''),
@@ -437,11 +480,11 @@ func (f *transferFold) update(ctx context.Context, tx pgx.Tx, ledger string) err
 				u.updated_position
 			FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
 				AS u(id, status, postings, resolved_by, reversed_by, updated_position)
-			ON CONFLICT (ledger, id) DO UPDATE SET status = excluded.status, postings = excluded.postings,
+			ON CONFLICT (ledger_no, id) DO UPDATE SET status = excluded.status, postings = excluded.postings,
 				resolved_by = excluded.resolved_by, reversed_by = excluded.reversed_by,
 				updated_position = excluded.updated_position
 			RETURNING t.position >= 0 AS found
-		) SELECT count(*) FILTER (WHERE found) FROM u`, ledger, ids, statuses, postings, resolvedBy, reversedBy, updated).Scan(&found)
+		) SELECT count(*) FILTER (WHERE found) FROM u`, f.ledgerNo, ids, statuses, postings, resolvedBy, reversedBy, updated).Scan(&found)
 	if err != nil {
 		return fmt.Errorf("update %d transfers: %w", n, err)
 	}

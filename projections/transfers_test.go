@@ -497,7 +497,7 @@ func (e *env) readTransfers() xferModel {
 	rows, err := e.pool.Query(t.Context(), `SELECT id, kind, status, position, updated_position, postings::text,
 			COALESCE(reference, ''), metadata::text, effective_at, recorded_at, COALESCE(pending_id, ''),
 			COALESCE(resolved_by, ''), COALESCE(reverses, ''), reversed_by, expires_at
-		FROM transfers WHERE ledger = $1`, e.ledger)
+		FROM transfer_rows WHERE ledger = $1`, e.ledger)
 	testenv.NoError(t, err)
 	for rows.Next() {
 		var (
@@ -542,7 +542,7 @@ func (e *env) accountsFromMovements(upTo uint64) map[string][]string {
 		pos         int64
 	)
 	rows, err := e.pool.Query(t.Context(), `SELECT DISTINCT m.account, m.position, m.transfer_id
-		FROM movement_lines m JOIN transfers t ON t.ledger = $2 AND t.id = m.transfer_id AND t.position = m.position
+		FROM movement_lines m JOIN transfer_rows t ON t.ledger = $2 AND t.id = m.transfer_id AND t.position = m.position
 		WHERE m.ledger = $1`, scratch, e.ledger)
 	testenv.NoError(t, err)
 	out := map[string][]string{}

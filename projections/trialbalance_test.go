@@ -1028,13 +1028,13 @@ func TestMissingRowsFailTheBatch(t *testing.T) {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return projections.Transfers{}.Apply(ctx, tx, ledger, recs) })
 	}
 	testenv.NoError(t, apply(records(ledger, 7, hold)))
-	_, err = pool.Exec(ctx, `DELETE FROM transfers WHERE ledger = $1 AND id = 'h'`, ledger)
+	_, err = pool.Exec(ctx, `DELETE FROM transfers WHERE ledger_no = (SELECT ledger_no FROM transfer_ledgers WHERE ledger = $1) AND id = 'h'`, ledger)
 	testenv.NoError(t, err)
 	err = apply(records(ledger, 8, domain.PendingVoided{ID: "v", PendingID: "h", Postings: hold.Postings}))
 	if err == nil {
 		t.Fatal("a post of a hold missing from the read model applied")
 	}
-	if n := count(`SELECT count(*) FROM transfers WHERE ledger = $1`); n != 0 {
+	if n := count(`SELECT count(*) FROM transfer_rows WHERE ledger = $1`); n != 0 {
 		t.Errorf("after the failed batch: %d transfer rows, want 0", n)
 	}
 }

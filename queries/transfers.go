@@ -161,7 +161,7 @@ func (s *Service) GetTransfers(ctx context.Context, ledger string, ids []string,
 	// One statement, one snapshot: the rows and the checkpoint agree.
 	rows, err := s.pool.Query(ctx, `SELECT c.position, `+transferCols+` FROM `+transfersCheckpoint+`
 		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(id, n) ON true
-		LEFT JOIN LATERAL (SELECT * FROM transfers t WHERE t.ledger = $1 AND t.id = q.id OFFSET 0) t ON true
+		LEFT JOIN LATERAL (SELECT * FROM transfers t WHERE t.ledger_no = `+transferLedgerNo+` AND t.id = q.id OFFSET 0) t ON true
 		ORDER BY q.n`, ledger, ids)
 	if err != nil {
 		return Transfers{}, fmt.Errorf("transfers of %s: %w", ledger, err)
@@ -288,6 +288,11 @@ func (s *Service) transfersLedger(ctx context.Context, ledger string, minPositio
 	return s.waitFor(ctx, ledger, "transfers", minPosition)
 }
 
+// transferLedgerNo is the number that keys the transfers of ledger $1
+// (projections 0024), read once per statement (a scalar subquery): as a
+// constant it lets a scan follow the transfers' indexes.
+const transferLedgerNo = `(SELECT ledger_no FROM transfer_ledgers WHERE ledger = $1)`
+
 // transfersAndMovementsCheckpoint is, as c, the lower of the transfers and
 // movements projections' checkpoints (0 before either's first batch): an
 // account's listing reads both, and shows nothing past either.
@@ -314,7 +319,7 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit, scan
 		return "$" + strconv.Itoa(len(args))
 	}
 	from, order, checkpoint := "transfers t", "t.position", transfersCheckpoint
-	where := []string{"t.ledger = $1", "t.position > $2"}
+	where := []string{"t.ledger_no = " + transferLedgerNo, "t.position > $2"}
 	distinct := ""
 	if f.Account != "" {
 		// The account's lines are keyed by its head's numbers (projections
@@ -323,7 +328,7 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit, scan
 		// limit, where a join with the head read and sorted every line of
 		// the account (862 ms a page at 100,000 lines, against 2 ms).
 		account := arg(f.Account)
-		from, order, checkpoint = `movements m JOIN transfers t ON t.ledger = $1 AND t.id = m.transfer_id
+		from, order, checkpoint = `movements m JOIN transfers t ON t.ledger_no = `+transferLedgerNo+` AND t.id = m.transfer_id
 			AND t.position = m.position`, "m.position", transfersAndMovementsCheckpoint
 		where = []string{
 			"m.ledger_no = (SELECT h.ledger_no FROM movement_heads h WHERE h.ledger = $1 AND h.account = " + account + ")",

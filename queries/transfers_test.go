@@ -174,8 +174,9 @@ func TestListTransfersAssetScanBound(t *testing.T) {
 	exec(t, pool, `INSERT INTO assets (ledger, code, scale, position) VALUES ($1, 'USD', 2, 1), ($1, 'EUR', 2, 1)`, ledger)
 	exec(t, pool, `INSERT INTO projection_checkpoints (ledger, projection, version, position) VALUES ($1, 'transfers', 1, $2)`,
 		ledger, n+1)
-	exec(t, pool, `INSERT INTO transfers (ledger, id, kind, status, position, postings, effective_at, recorded_at, updated_position)
-		SELECT $1, 't-' || p, 'transfer', 'posted', p,
+	exec(t, pool, `INSERT INTO transfer_ledgers (ledger) VALUES ($1)`, ledger)
+	exec(t, pool, `INSERT INTO transfers (ledger_no, id, kind, status, position, postings, effective_at, recorded_at, updated_position)
+		SELECT (SELECT ledger_no FROM transfer_ledgers WHERE ledger = $1), 't-' || p, 'transfer', 'posted', p,
 			CASE WHEN p = $2 THEN '[{"debit":"a","credit":"b","asset":"USD","amount":"1.00"},{"debit":"c","credit":"d","asset":"EUR","amount":"7.50"}]'
 			ELSE '[{"debit":"a","credit":"b","asset":"USD","amount":"7.50"}]' END::jsonb,
 			now(), now(), p

@@ -50,15 +50,17 @@ func TestListTransfersByTimeWithoutTimeIndexes(t *testing.T) {
 	exec(t, pool, `INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, $2, decode(repeat('00', 32), 'hex'))`, ledger, n)
 	exec(t, pool, `INSERT INTO projection_checkpoints (ledger, projection, version, position) VALUES ($1, 'transfers', 1, $2)`,
 		ledger, n)
+	exec(t, pool, `INSERT INTO transfer_ledgers (ledger) VALUES ($1)`, ledger)
 	for p, r := range rows {
-		exec(t, pool, `INSERT INTO transfers (ledger, id, kind, status, position, postings, effective_at, recorded_at,
+		exec(t, pool, `INSERT INTO transfers (ledger_no, id, kind, status, position, postings, effective_at, recorded_at,
 				updated_position)
-			VALUES ($1, $2, 'transfer', 'posted', $3, '[]', $4, $5, $3)`, ledger, r.id, p+1, r.effective, r.recorded)
+			SELECT ledger_no, $2, 'transfer', 'posted', $3, '[]', $4, $5, $3 FROM transfer_ledgers WHERE ledger = $1`,
+			ledger, r.id, p+1, r.effective, r.recorded)
 	}
 	// The clock as the movements projector keeps it, for the first 300
 	// positions only.
 	exec(t, pool, `INSERT INTO movement_clock (ledger, recorded_at, max_at, position)
-		SELECT $1, date_trunc('milliseconds', recorded_at), max(recorded_at), max(position) FROM transfers
+		SELECT $1, date_trunc('milliseconds', recorded_at), max(recorded_at), max(position) FROM transfer_rows
 		WHERE ledger = $1 AND position <= 300 GROUP BY 2`, ledger)
 
 	times := make([]time.Time, 0, 2*n)

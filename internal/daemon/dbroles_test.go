@@ -159,7 +159,7 @@ func TestRoleGrants(t *testing.T) {
 	// UPDATE and DELETE, so these four and never TRUNCATE.
 	for _, name := range []string{"projection_checkpoints", "assets", "trial_accounts", "trial_balances",
 		"trial_balance_history", "movements", "movement_ledgers", "movement_heads", "movement_assets", "movement_clock",
-		"transfers", "recon_accounts", "recon_lines", "recon_movements",
+		"transfers", "transfer_ledgers", "recon_accounts", "recon_lines", "recon_movements",
 		"recon_matches", "recon_journal", "recon_generations", "alerts", "alert_rules"} {
 		exact[name] = [5]privs{"", "SIUD", "S", "", "SIUD"}
 	}
@@ -192,19 +192,22 @@ func TestRoleGrants(t *testing.T) {
 			t.Errorf("%s may call append_events: %v, want %v", role, can, want)
 		}
 	}
-	// Views: the statement lines by ledger and account (projections 0023)
-	// are for whoever reads the read models.
-	for _, role := range append(roles, "public") {
-		var can bool
-		testenv.NoError(t, conn.QueryRow(ctx(t), `SELECT has_table_privilege($1, 'movement_lines', 'SELECT')`, role).Scan(&can))
-		if want := role == "ledger_projector" || role == "ledger_reader" || role == "ledger_app"; can != want {
-			t.Errorf("%s may read movement_lines: %v, want %v", role, can, want)
+	// Views: the statement lines and the transfers by ledger (projections
+	// 0023, 0024) are for whoever reads the read models.
+	for _, view := range []string{"movement_lines", "transfer_rows"} {
+		for _, role := range append(roles, "public") {
+			var can bool
+			testenv.NoError(t, conn.QueryRow(ctx(t), `SELECT has_table_privilege($1, $2, 'SELECT')`, role, view).Scan(&can))
+			if want := role == "ledger_projector" || role == "ledger_reader" || role == "ledger_app"; can != want {
+				t.Errorf("%s may read %s: %v, want %v", role, view, can, want)
+			}
 		}
 	}
 	// Sequences (serial, identity) need USAGE too, by the roles that write
 	// their tables: movement_ledger_no numbers the statement lines' ledger
 	// keys (projections 0023), which the projector writes.
-	usage := map[string][]string{"movement_ledger_no": {"ledger_projector", "ledger_app"}}
+	usage := map[string][]string{"movement_ledger_no": {"ledger_projector", "ledger_app"},
+		"transfer_ledger_no": {"ledger_projector", "ledger_app"}}
 	rows, err := conn.Query(ctx(t), `SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = 'S'`)
 	testenv.NoError(t, err)
 	seqs, err := pgx.CollectRows(rows, pgx.RowTo[string])

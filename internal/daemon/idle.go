@@ -93,7 +93,8 @@ func (m *Main) runSweeps(ctx context.Context) {
 func (m *Main) ledgersWithTimedHolds(ctx context.Context) ([]string, error) {
 	rows, err := m.readPool.Query(ctx, `SELECT l.ledger FROM ledgers l
 		WHERE l.status = 'active' AND EXISTS (SELECT 1 FROM transfers t
-			WHERE t.ledger = l.ledger AND t.status = 'pending' AND t.expires_at IS NOT NULL)
+			WHERE t.ledger_no = (SELECT tl.ledger_no FROM transfer_ledgers tl WHERE tl.ledger = l.ledger)
+				AND t.status = 'pending' AND t.expires_at IS NOT NULL)
 		ORDER BY l.ledger LIMIT $1`, commands.LedgersMaxDefault)
 	if err != nil {
 		return nil, err

@@ -21,6 +21,11 @@
 -- ledgerd's movements projector fails every batch that writes a line or a
 -- head against the new tables, and its queries of the lines fail, until it
 -- is upgraded.
+-- Locked first, and for the whole migration: a batch an older ledgerd
+-- commits while the lines are copied would otherwise be dropped with the
+-- old table, its checkpoint moved past it.
+LOCK TABLE movements, movement_heads IN ACCESS EXCLUSIVE MODE;
+
 CREATE SEQUENCE movement_ledger_no AS integer;
 
 CREATE TABLE movement_ledgers (
