@@ -144,7 +144,9 @@ func (rb *Rebuild) follow(ctx context.Context, runner *Runner, startPos uint64, 
 		if err != nil {
 			return err
 		}
-		p := Progress{Position: pos, Head: head}
+		// Until the runner has read its checkpoint it stands at 0: the
+		// shadow is where it stood when the rebuild began, not behind.
+		p := Progress{Position: max(pos, startPos), Head: head}
 		if secs := time.Since(began).Seconds(); secs > 0 && pos > startPos {
 			p.EventsPerSecond = float64(pos-startPos) / secs
 			if head > pos {
