@@ -129,11 +129,7 @@ func (*Movements) Views() []string { return []string{"movement_lines"} }
 // dropRows deletes the statement lines of the ledger key (a rebuild's swap
 // and a stale shadow's drop, before they delete its movement_ledgers row).
 func (*Movements) dropRows(ctx context.Context, tx pgx.Tx, key string) error {
-	if _, err := tx.Exec(ctx, `DELETE FROM movements WHERE ledger_no = (SELECT ledger_no FROM movement_ledgers WHERE ledger = $1)`,
-		key); err != nil {
-		return fmt.Errorf("delete the statement lines of %s: %w", key, err)
-	}
-	return nil
+	return deleteNumbered(ctx, tx, "movements", "movement_ledgers", key)
 }
 
 // movementLine is one row of movements.
@@ -219,6 +215,13 @@ func (p *Movements) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, r
 
 // load reads what the batch continues from.
 func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, events []domain.Event) error {
+	if f.ledgerNo == 0 { // a fresh cache; the clock statement checks a kept one
+		no, err := ledgerNo(ctx, tx, "movement_ledgers", ledger)
+		if err != nil {
+			return err
+		}
+		f.ledgerNo = no
+	}
 	opened, defined := map[string]bool{}, map[string]bool{}
 	moved, needAssets := map[string]bool{}, map[string]bool{}
 	for _, e := range events {
@@ -261,12 +264,6 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 		b.Queue(`SELECT code, scale FROM movement_assets WHERE ledger = $1 AND code = ANY($2)`,
 			ledger, slices.Collect(maps.Keys(needAssets))).Query(f.scanScales)
 	}
-	if f.ledgerNo == 0 {
-		b.Queue(`SELECT ledger_no FROM movement_ledgers WHERE ledger = $1`, ledger).Query(func(rows pgx.Rows) error {
-			_, err := pgx.ForEachRow(rows, []any{&f.ledgerNo}, func() error { return nil })
-			return err
-		})
-	}
 	if !f.clockKnown {
 		// Points written before max_at have recorded_at exact.
 		b.Queue(`SELECT max(recorded_at), max(coalesce(max_at, recorded_at)) FROM movement_clock WHERE ledger = $1`,
@@ -292,14 +289,6 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 	if loaded := f.heads.Len() - known; loaded != len(accounts) {
 		// Every account a transfer names was opened by an earlier event.
 		return fmt.Errorf("loaded %d of %d movement heads: the read model is missing accounts", loaded, len(accounts))
-	}
-	if f.ledgerNo == 0 {
-		// The key's first batch. Concurrent first batches (two runners of
-		// one key) agree on the row: the loser's insert updates it.
-		if err := tx.QueryRow(ctx, `INSERT INTO movement_ledgers (ledger) VALUES ($1)
-			ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger RETURNING ledger_no`, ledger).Scan(&f.ledgerNo); err != nil {
-			return fmt.Errorf("number the statement lines of %s: %w", ledger, err)
-		}
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -38,31 +37,7 @@ func (Transfers) Views() []string { return []string{"transfer_rows"} }
 // dropRows deletes the transfers of the ledger key (a rebuild's swap and a
 // stale shadow's drop, before they delete its transfer_ledgers row).
 func (Transfers) dropRows(ctx context.Context, tx pgx.Tx, key string) error {
-	if _, err := tx.Exec(ctx, `DELETE FROM transfers WHERE ledger_no = (SELECT ledger_no FROM transfer_ledgers WHERE ledger = $1)`,
-		key); err != nil {
-		return fmt.Errorf("delete the transfers of %s: %w", key, err)
-	}
-	return nil
-}
-
-// transferLedgerNo returns the number transfer_ledgers gives the ledger
-// key, numbering it on its first batch. It is read in each batch, after
-// the runner locked the checkpoint: a rebuild's swap, which renumbers the
-// key, holds that lock until it commits, so the number read is the one
-// the batch commits under.
-func transferLedgerNo(ctx context.Context, tx pgx.Tx, ledger string) (int32, error) {
-	var no int32
-	err := tx.QueryRow(ctx, `SELECT ledger_no FROM transfer_ledgers WHERE ledger = $1`, ledger).Scan(&no)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Concurrent first batches (two runners of one key) agree on the
-		// row: the loser's insert updates it.
-		err = tx.QueryRow(ctx, `INSERT INTO transfer_ledgers (ledger) VALUES ($1)
-			ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger RETURNING ledger_no`, ledger).Scan(&no)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("number the transfers of %s: %w", ledger, err)
-	}
-	return no, nil
+	return deleteNumbered(ctx, tx, "transfers", "transfer_ledgers", key)
 }
 
 // Kinds and statuses of transfers rows, as stored (see 0003_transfers.sql).
@@ -121,7 +96,7 @@ type transferRow struct {
 // transferFold is a batch applied in memory: the rows it creates, in
 // position order, and the earlier rows it changes.
 type transferFold struct {
-	// ledgerNo keys the ledger's rows (transferLedgerNo).
+	// ledgerNo keys the ledger's rows (ledgerNo).
 	ledgerNo int32
 	rows     map[string]*transferRow
 	created  []*transferRow
@@ -148,11 +123,15 @@ func (Transfers) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, recs
 			refs = append(refs, ref)
 		}
 	}
-	ledgerNo, err := transferLedgerNo(ctx, tx, ledger)
+	// The number is read in each batch, after the runner locked the
+	// checkpoint: a rebuild's swap, which renumbers the key, holds that
+	// lock until it commits, so the number read is the one the batch
+	// commits under.
+	no, err := ledgerNo(ctx, tx, "transfer_ledgers", ledger)
 	if err != nil {
 		return err
 	}
-	f := &transferFold{ledgerNo: ledgerNo, rows: make(map[string]*transferRow, len(recs))}
+	f := &transferFold{ledgerNo: no, rows: make(map[string]*transferRow, len(recs))}
 	if err := f.load(ctx, tx, refs); err != nil {
 		return err
 	}
