@@ -8,3 +8,6 @@ func SetPollInterval(r *Relay, d time.Duration) { r.poll = d }
 
 // RelayOfferedMax is relayOfferedMax.
 const RelayOfferedMax = relayOfferedMax
+
+// WakeTaken says r has taken every wake given it.
+func WakeTaken(r *Relay) bool { return len(r.wake) == 0 }

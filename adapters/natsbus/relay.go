@@ -30,7 +30,8 @@ const (
 	// many publishes are in flight at most.
 	relayReadMax = 4096
 	// relayPollInterval bounds how late the relay notices an append it was not
-	// woken for (one made by another process whose notification was missed).
+	// woken for (one made by another process whose notification was missed)
+	// or not offered (another process's, while this one's offers were recent).
 	relayPollInterval = time.Second
 	// relayAckTimeout bounds the wait for a batch's acknowledgements.
 	relayAckTimeout = 10 * time.Second
@@ -143,14 +144,17 @@ func (r *Relay) Offer(recs []eventstore.Record) {
 // forgets those before from. It returns none when the next offered record is
 // not from (a gap to read from the log). complete says no offer was dropped
 // since the relay last read the log and there is no gap: then none offered
-// means none committed here yet.
-func (r *Relay) takeOffered(from uint64, max int) (recs []eventstore.Record, complete bool) {
+// means none committed here yet. reached says the records it forgot end
+// exactly before from: the offers caught up with what the relay read from the
+// log.
+func (r *Relay) takeOffered(from uint64, max int) (recs []eventstore.Record, complete, reached bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	i := 0
 	for i < len(r.offered) && r.offered[i].Position < from {
 		i++
 	}
+	reached = i > 0 && r.offered[i-1].Position == from-1
 	r.offered = r.offered[i:]
 	if len(r.offered) == 0 || r.offered[0].Position != from {
 		// Offers past a gap are not complete either. Not complete, the
@@ -158,7 +162,7 @@ func (r *Relay) takeOffered(from uint64, max int) (recs []eventstore.Record, com
 		// flag is cleared here only.
 		complete = !r.dropped && len(r.offered) == 0
 		r.dropped = false
-		return nil, complete
+		return nil, complete, reached && complete
 	}
 	n := min(max, len(r.offered))
 	out := r.offered[:n:n]
@@ -166,7 +170,7 @@ func (r *Relay) takeOffered(from uint64, max int) (recs []eventstore.Record, com
 	if len(r.offered) == 0 {
 		r.offered = nil // let the drained backing array go
 	}
-	return out, !r.dropped
+	return out, !r.dropped, false
 }
 
 // Run publishes until ctx ends. NATS being down is not fatal: the relay retries
@@ -215,23 +219,31 @@ func (r *Relay) serve(ctx context.Context) error {
 		r.logger.Info("relay resumed: the stream's tail is the log's", "position", last)
 		r.diverged = ""
 	}
-	// fromOffers says the last records published were offered ones: when
-	// the offers then hold nothing more and none was dropped, the writer has
-	// committed nothing here since, and reading the log would find nothing
-	// (it cost a query and a read buffer per append). The relay waits
-	// instead; the next offer, or the poll interval, reads the log as
-	// before when the offers do not continue from where it stands, which
-	// covers appends this process was not offered.
-	fromOffers := false
+	// inStep says the offers have reached where the relay stands: the last
+	// records it published were offered, or the offers then caught up with
+	// what it read from the log (an append's announcement often wakes the
+	// relay before the writer's offer, and its read of the log gets ahead
+	// of the offers). In step, with no offer dropped, offers holding nothing
+	// mean the writer has committed nothing here since: reading the log
+	// would find nothing, at a query and a read buffer per wake. The relay
+	// waits instead, until the offers have been silent for the poll
+	// interval: then a wake, or the poll, reads the log as before, as does
+	// an offer that does not continue from where the relay stands. That
+	// covers appends this process was not offered (another process's,
+	// after this one lost the ledger) within about the poll interval.
+	inStep, steppedAt := false, time.Time{}
 	for {
-		recs, complete := r.takeOffered(last+1, relayReadMax)
-		if recs == nil && !(fromOffers && complete) {
+		recs, complete, reached := r.takeOffered(last+1, relayReadMax)
+		switch {
+		case recs != nil, reached:
+			inStep, steppedAt = true, time.Now()
+		case inStep && complete && time.Since(steppedAt) < r.poll:
+			// Nothing committed here since: no read.
+		default:
 			if recs, err = r.log.Read(ctx, r.ledger, last+1, relayReadMax); err != nil {
 				return err
 			}
-			fromOffers = false
-		} else {
-			fromOffers = recs != nil
+			inStep = false
 		}
 		if len(recs) == 0 {
 			select {

@@ -3,6 +3,7 @@ package natsbus_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -355,6 +356,61 @@ func TestRelayPublishesOffersWithoutReadingTheLog(t *testing.T) {
 	relay.Offer(log.appendOnce(20))
 	waitStreamAt(t, js, ledger, log.head)
 	checkStream(t, js, store, ledger)
+}
+
+// An append's announcement (LISTEN/NOTIFY) wakes the relay before the
+// writer's offer of it: once a read of the log got ahead of the offers, the
+// relay read the log twice per append from then on (an empty read when
+// each late offer came). It goes back to the offers as soon as they catch
+// up with what it read, and skips the announcements' wakes while they come.
+func TestRelayBackInStepAfterReadingAheadOfTheOffers(t *testing.T) {
+	t.Parallel()
+	const (
+		rounds = 10
+		// poll is long enough for a round, short enough for the test to
+		// wait for it once.
+		poll = 3 * time.Second
+	)
+	store, ledger, js := openStore(t), testenv.Name(t), jetStream(t)
+	log := newTestLog(t, store, ledger)
+	log.append(10)
+	counting := &countingLog{Log: store}
+	relay := startRelayPolling(t, ledger, jetStream(t), counting, poll)
+	waitStreamAt(t, js, ledger, log.head)
+	// The announcement first: the relay reads the append from the log
+	// before it is offered.
+	recs := log.appendOnce(20)
+	relay.Wake()
+	waitStreamAt(t, js, ledger, log.head)
+	relay.Offer(recs)
+	before := counting.reads.Load()
+	for range rounds {
+		recs := log.appendOnce(20)
+		wakeTaken(t, relay)
+		relay.Offer(recs)
+		waitStreamAt(t, js, ledger, log.head)
+	}
+	if n := counting.reads.Load() - before; n > 2 {
+		t.Errorf("%d reads of the log while %d announced appends were offered, want at most 2", n, rounds)
+	}
+	// Another process's append, announced and never offered: read once the
+	// offers have been silent for the poll interval.
+	log.appendOnce(20)
+	wakeTaken(t, relay)
+	waitStreamAt(t, js, ledger, log.head)
+	checkStream(t, js, store, ledger)
+}
+
+// wakeTaken wakes the relay and waits until it has taken the wake.
+func wakeTaken(t *testing.T, relay *runningRelay) {
+	t.Helper()
+	relay.Wake()
+	testenv.Eventually(t, relayWaitMax, func() error {
+		if !natsbus.WakeTaken(relay.Relay) {
+			return errors.New("the relay has not taken the wake")
+		}
+		return nil
+	})
 }
 
 // heldLog holds the relay inside its read of the log from position from,
