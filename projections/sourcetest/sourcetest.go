@@ -58,6 +58,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	}{
 		{"every record in order from any position", testInOrder},
 		{"bounded batches", testBounded},
+		{"a smaller max than the call before", testShrinkingMax},
 		{"resumes after a restart", testResumes},
 		{"empty ledger", testEmptyLedger},
 		{"waits at the head", testWaitsAtHead},
@@ -126,25 +127,32 @@ func (l *log) read(t *testing.T, src projections.Source, from, to uint64, max in
 	ctx, cancel := context.WithTimeout(t.Context(), WaitMax)
 	defer cancel()
 	for next := from; next <= to; {
-		recs, err := src.Next(ctx, next, max)
-		if err != nil {
-			t.Fatalf("Next(%d, %d): %v", next, max, err)
-		}
-		if len(recs) == 0 || len(recs) > max {
-			t.Fatalf("Next(%d, %d) returned %d records, want 1..%d", next, max, len(recs), max)
-		}
-		for i := range recs {
-			pos := next + uint64(i)
-			if pos > uint64(len(l.recs)) {
-				t.Fatalf("Next(%d, %d): record %d beyond the head %d", next, max, recs[i].Position, len(l.recs))
-			}
-			if !same(&l.recs[pos-1], &recs[i]) {
-				t.Fatalf("Next(%d, %d): record %d differs from the log's %d (-log +source):\n%s", next, max, i, pos,
-					cmp.Diff(l.recs[pos-1], recs[i]))
-			}
-		}
-		next += uint64(len(recs))
+		next += l.next(ctx, t, src, next, max)
 	}
+}
+
+// next calls Next(from, max) once, requiring 1..max records starting
+// exactly at from, equal to the log's; it returns how many.
+func (l *log) next(ctx context.Context, t *testing.T, src projections.Source, from uint64, max int) uint64 {
+	t.Helper()
+	recs, err := src.Next(ctx, from, max)
+	if err != nil {
+		t.Fatalf("Next(%d, %d): %v", from, max, err)
+	}
+	if len(recs) == 0 || len(recs) > max {
+		t.Fatalf("Next(%d, %d) returned %d records, want 1..%d", from, max, len(recs), max)
+	}
+	for i := range recs {
+		pos := from + uint64(i)
+		if pos > uint64(len(l.recs)) {
+			t.Fatalf("Next(%d, %d): record %d beyond the head %d", from, max, recs[i].Position, len(l.recs))
+		}
+		if !same(&l.recs[pos-1], &recs[i]) {
+			t.Fatalf("Next(%d, %d): record %d differs from the log's %d (-log +source):\n%s", from, max, i, pos,
+				cmp.Diff(l.recs[pos-1], recs[i]))
+		}
+	}
+	return uint64(len(recs))
 }
 
 // same is cmp.Equal for records, at a fraction of its cost under -race.
@@ -183,6 +191,23 @@ func testBounded(t *testing.T, h Harness) {
 	src := h.Open(t, l.ledger)
 	for _, max := range []int{1, 2, 7, 100} {
 		l.read(t, src, 1, logLen, max)
+	}
+}
+
+// testShrinkingMax asks for fewer records than the call before, as a
+// runner lingering for more of a small batch does: a source that reads
+// ahead must not return the page it read for the larger max.
+func testShrinkingMax(t *testing.T, h Harness) {
+	l := newLog(t, h)
+	l.append(t, logLen)
+	src := h.Open(t, l.ledger)
+	// One context for every call, as a runner has: a source may read ahead
+	// under it.
+	ctx, cancel := context.WithTimeout(t.Context(), WaitMax)
+	defer cancel()
+	next := uint64(1)
+	for _, max := range []int{100, 7, 1, 50, 3} {
+		next += l.next(ctx, t, src, next, max)
 	}
 }
 
