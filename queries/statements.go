@@ -230,12 +230,30 @@ func (s *Service) ListStatement(ctx context.Context, q StatementQuery) (Statemen
 	if err != nil {
 		return Statement{}, err
 	}
+	if q.onePass() && q.MinPosition == 0 {
+		out, known, err := s.statementPage(ctx, &q, limit, cursor)
+		if err != nil {
+			return Statement{}, fmt.Errorf("statement of %s in %s: %w", q.Account, q.Ledger, err)
+		}
+		if known {
+			return out, nil
+		}
+	}
 	if err := s.mustExistLedger(ctx, q.Ledger); err != nil {
 		return Statement{}, err
 	}
 	s, err = s.waitFor(ctx, q.Ledger, movementsProjection, q.MinPosition)
 	if err != nil {
 		return Statement{}, err
+	}
+	if q.onePass() {
+		out, known, err := s.statementPage(ctx, &q, limit, cursor)
+		if err != nil {
+			return Statement{}, fmt.Errorf("statement of %s in %s: %w", q.Account, q.Ledger, err)
+		}
+		if known {
+			return out, nil
+		}
 	}
 	var out Statement
 	err = pgx.BeginTxFunc(ctx, s.pool, movementSnapshot, func(tx pgx.Tx) error {

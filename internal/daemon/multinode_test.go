@@ -219,8 +219,18 @@ func TestMultiNode(t *testing.T) {
 	conn, err := grpc.NewClient(grpcAddrOf(t, pq), hq.auth(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	testenv.NoError(t, err)
 	defer conn.Close()
-	places, err := ledgerv1.NewAdminServiceClient(conn).ListPlacements(ctx(t), &ledgerv1.ListPlacementsRequest{})
-	testenv.NoError(t, err)
+	// q reads through the replica until its check (every second) finds it
+	// gone; a call in between is Unavailable, which a client retries.
+	var places *ledgerv1.ListPlacementsResponse
+	testenv.Eventually(t, multiPhaseMax, func() error {
+		var err error
+		places, err = ledgerv1.NewAdminServiceClient(conn).ListPlacements(ctx(t), &ledgerv1.ListPlacementsRequest{})
+		if status.Code(err) == codes.Unavailable {
+			return err
+		}
+		testenv.NoError(t, err)
+		return nil
+	})
 	writers := map[string]string{}
 	for _, p := range places.GetPlacements() {
 		writers[p.GetLedger()] = p.GetWriterNode()

@@ -1,0 +1,160 @@
+package queries
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+)
+
+// A statement page on positions alone, its first page or the next, is the
+// reads' commonest call. It takes one statement: the ledger's and the
+// account's heads, the checkpoint, the opening and closing totals and the
+// lines, in one snapshot, where the general read (statementRead) takes a
+// transaction of five statements and a look-up of the ledger before it:
+// eight round trips, each a write and a read on both sides.
+
+// onePass says q is read by statementPage: no time range, on recorded
+// positions (the clock's and the value-dated reads need statementRead).
+func (q *StatementQuery) onePass() bool {
+	return !q.Effective && q.FromTime.IsZero() && q.ToTime.IsZero()
+}
+
+// statementPageSQL reads the page. $1 ledger, $2 account, $3 the cursor's
+// pin (NULL: the checkpoint), $4 ToPosition (NULL: none), $5 lo, $6 and $7
+// the cursor's key, $8 IncludePending, $9 the rows to read. Every row
+// carries the heads, the checkpoint and the two totals; a page without
+// lines is one row without a line.
+const statementPageSQL = `WITH b AS (
+		SELECT lh.position IS NOT NULL AS known, COALESCE(c.position, 0) AS checkpoint,
+			h.asset, h.scale, h.normal_balance, h.ledger_no, h.opened_position,
+			least(COALESCE($3::bigint, c.position, 0), $4::bigint) AS hi
+		FROM (SELECT 1) one
+		LEFT JOIN ledger_heads lh ON lh.ledger = $1
+		LEFT JOIN projection_checkpoints c ON c.ledger = $1 AND c.projection = 'movements'
+		LEFT JOIN movement_heads h ON h.ledger = $1 AND h.account = $2)
+	SELECT b.known, b.checkpoint, b.asset, b.scale, b.normal_balance,
+		o.debits_posted::text, o.credits_posted::text, o.debits_pending::text, o.credits_pending::text,
+		cl.debits_posted::text, cl.credits_posted::text, cl.debits_pending::text, cl.credits_pending::text,
+		l.position, l.seq, l.posting_index, l.transfer_id, l.kind, l.counter_accounts, l.side, l.amount::text, l.pending,
+		l.effective_at, l.recorded_at, COALESCE(l.reference, ''), l.metadata,
+		l.debits_posted::text, l.credits_posted::text, l.debits_pending::text, l.credits_pending::text
+	FROM b
+	LEFT JOIN LATERAL (SELECT debits_posted, credits_posted, debits_pending, credits_pending FROM movements
+		WHERE ledger_no = b.ledger_no AND account_no = b.opened_position AND position <= least($5::bigint - 1, b.hi)
+		ORDER BY position DESC, seq DESC LIMIT 1) o ON true
+	LEFT JOIN LATERAL (SELECT debits_posted, credits_posted, debits_pending, credits_pending FROM movements
+		WHERE ledger_no = b.ledger_no AND account_no = b.opened_position AND position <= b.hi
+		ORDER BY position DESC, seq DESC LIMIT 1) cl ON true
+	LEFT JOIN LATERAL (SELECT * FROM movements
+		WHERE ledger_no = b.ledger_no AND account_no = b.opened_position AND position BETWEEN $5 AND b.hi
+			AND (position, seq) > ($6, $7) AND ($8 OR NOT pending)
+		ORDER BY position, seq LIMIT $9) l ON true
+	ORDER BY l.position, l.seq`
+
+// statementPage reads a page of q (onePass) in one statement. known is
+// false when the ledger has no head here: the general read then says why
+// (and asks the primary when s reads a replica).
+func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit int, cursor *statementCursor) (out Statement, known bool, err error) {
+	var pin, to *int64
+	afterPos, afterSeq := int64(0), int64(-1)
+	if cursor != nil {
+		p := int64(cursor.pin)
+		pin, afterPos, afterSeq = &p, int64(cursor.position), int64(cursor.seq)
+	}
+	if q.ToPosition != 0 {
+		t := int64(min(q.ToPosition, math.MaxInt64))
+		to = &t
+	}
+	lo := int64(max(q.FromPosition, 1))
+	rows, err := s.pool.Query(ctx, statementPageSQL, q.Ledger, q.Account, pin, to, lo, afterPos, afterSeq,
+		q.IncludePending, limit+1)
+	if err != nil {
+		return Statement{}, false, err
+	}
+	defer rows.Close()
+	var (
+		checkpoint    int64
+		asset, normal *string
+		scale         *int16
+		opening       [4]*string
+		closing       [4]*string
+		pos           *int64
+		seq           *int16
+		postingIndex  *int32
+		transferID    *string
+		kind, side    *string
+		counter       []string
+		amount        *string
+		pending       *bool
+		effective     *time.Time
+		recorded      *time.Time
+		reference     string
+		metadata      map[string]string
+		totals        [4]*string
+		lastPos       uint64
+		lastSeq       int16
+		more, first   = false, true
+	)
+	r := &statementRead{q: q, limit: limit, cursor: cursor}
+	out = Statement{Account: q.Account}
+	for rows.Next() {
+		if err := rows.Scan(&known, &checkpoint, &asset, &scale, &normal,
+			&opening[0], &opening[1], &opening[2], &opening[3], &closing[0], &closing[1], &closing[2], &closing[3],
+			&pos, &seq, &postingIndex, &transferID, &kind, &counter, &side, &amount, &pending,
+			&effective, &recorded, &reference, &metadata, &totals[0], &totals[1], &totals[2], &totals[3]); err != nil {
+			return Statement{}, false, err
+		}
+		if first {
+			first = false
+			if !known {
+				return Statement{}, false, nil
+			}
+			if asset == nil {
+				return Statement{}, true, fmt.Errorf("%s at position %d: %w", q.Account, checkpoint, ErrAccountNotFound)
+			}
+			r.pin = uint64(checkpoint)
+			if cursor != nil {
+				if cursor.pin > uint64(checkpoint) {
+					return Statement{}, true, fmt.Errorf("pinned at %d, after the projection's %d: %w", cursor.pin, checkpoint, ErrStatementCursor)
+				}
+				r.pin = cursor.pin
+			}
+			out.Asset, out.Normal, out.Position = *asset, *normal, r.pin
+			r.scale, r.normal = uint8(*scale), *normal
+			o, err := parseMovementTotals(opening, r.scale, r.normal)
+			if err != nil {
+				return Statement{}, true, err
+			}
+			c, err := parseMovementTotals(closing, r.scale, r.normal)
+			if err != nil {
+				return Statement{}, true, err
+			}
+			out.OpeningBalance, out.ClosingBalance = o.balanceText(), c.balanceText()
+		}
+		if pos == nil {
+			continue // no line in the page
+		}
+		if len(out.Lines) == limit {
+			more = true
+			continue
+		}
+		t, err := parseMovementTotals(totals, r.scale, r.normal)
+		if err != nil {
+			return Statement{}, true, fmt.Errorf("line at %d: %w", *pos, err)
+		}
+		out.Lines = append(out.Lines, StatementLine{Position: uint64(*pos), PostingIndex: uint32(*postingIndex),
+			TransferID: *transferID, Kind: *kind, CounterAccounts: counter, Side: *side, Amount: *amount, Pending: *pending,
+			RunningBalance: t.balanceText(), RunningAvailable: t.availableText(),
+			EffectiveAt: effective.UTC(), RecordedAt: recorded.UTC(), Reference: reference, Metadata: metadata})
+		lastPos, lastSeq = uint64(*pos), *seq
+		counter, metadata = nil, nil
+	}
+	if err := rows.Err(); err != nil {
+		return Statement{}, false, err
+	}
+	if more {
+		out.NextCursor = statementCursor{pin: r.pin, position: lastPos, seq: uint64(lastSeq), fingerprint: q.fingerprint()}.encode()
+	}
+	return out, true, nil
+}
