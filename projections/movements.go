@@ -481,12 +481,12 @@ func keyOrder(lines []movementLine) []int32 {
 	return order
 }
 
-// copyLines writes lines as movements rows, in movementColumns' order, in
-// the order order gives.
 // movementLineBytes is about what a statement line takes in a binary COPY
 // (a line without reference or metadata: 250-270 bytes).
 const movementLineBytes = 288
 
+// copyLines writes lines as movements rows, in movementColumns' order, in
+// the order order gives.
 func copyLines(w *copyRows, ledgerNo int32, lines []movementLine, order []int32) {
 	for _, i := range order {
 		l := &lines[i]

@@ -3,7 +3,6 @@ package queries
 import (
 	"context"
 	"fmt"
-	"math"
 	"time"
 )
 
@@ -16,6 +15,7 @@ import (
 
 // onePass says q is read by statementPage: no time range, on recorded
 // positions (the clock's and the value-dated reads need statementRead).
+// With a min_position, the page is read after the wait.
 func (q *StatementQuery) onePass() bool {
 	return !q.Effective && q.FromTime.IsZero() && q.ToTime.IsZero()
 }
@@ -55,6 +55,9 @@ const statementPageSQL = `WITH b AS (
 // statementPage reads a page of q (onePass) in one statement. known is
 // false when the ledger has no head here: the general read then says why
 // (and asks the primary when s reads a replica).
+//
+// Errors: ErrAccountNotFound; ErrStatementCursor (pinned after the
+// checkpoint); database errors.
 func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit int, cursor *statementCursor) (out Statement, known bool, err error) {
 	var pin, to *int64
 	afterPos, afterSeq := int64(0), int64(-1)
@@ -63,7 +66,7 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 		pin, afterPos, afterSeq = &p, int64(cursor.position), int64(cursor.seq)
 	}
 	if q.ToPosition != 0 {
-		t := int64(min(q.ToPosition, math.MaxInt64))
+		t := int64(q.ToPosition) // at most StatementPositionMax (check)
 		to = &t
 	}
 	lo := int64(max(q.FromPosition, 1))

@@ -22,6 +22,10 @@ const (
 	// statementCursorLenMax bounds a cursor's text: version, three varints, a
 	// fingerprint.
 	statementCursorLenMax = 64
+	// StatementPositionMax bounds from_position and to_position: past it a
+	// position cannot be a log's (nor a cursor's), and it stays clear of
+	// PostgreSQL's bigint.
+	StatementPositionMax = 1 << 62
 )
 
 var (
@@ -32,6 +36,9 @@ var (
 	ErrStatementCursor error = domain.NewInvalid("cursor", "invalid cursor", "not a cursor of this statement")
 	// ErrStatementPositionRange means from_position after to_position.
 	ErrStatementPositionRange error = domain.NewInvalid("from_position", "from_position after to_position", "after to_position")
+	// ErrStatementPositionMax means a from_position or to_position over
+	// StatementPositionMax.
+	ErrStatementPositionMax error = domain.NewInvalid("from_position", "position over 2^62", "at most 2^62")
 	// ErrStatementTimeRange means from_time after to_time.
 	ErrStatementTimeRange error = domain.NewInvalid("from_time", "from_time after to_time", "after to_time")
 )
@@ -186,6 +193,8 @@ func (q *StatementQuery) check() (limit int, cursor *statementCursor, err error)
 	switch {
 	case q.Limit < 0 || q.Limit > StatementLimitMax:
 		return 0, nil, fmt.Errorf("%d: %w", q.Limit, ErrStatementLimit)
+	case q.FromPosition > StatementPositionMax || q.ToPosition > StatementPositionMax:
+		return 0, nil, fmt.Errorf("%d..%d: %w", q.FromPosition, q.ToPosition, ErrStatementPositionMax)
 	case q.FromPosition != 0 && q.ToPosition != 0 && q.FromPosition > q.ToPosition:
 		return 0, nil, fmt.Errorf("%d > %d: %w", q.FromPosition, q.ToPosition, ErrStatementPositionRange)
 	case !q.FromTime.IsZero() && !q.ToTime.IsZero() && q.FromTime.After(q.ToTime):
@@ -246,7 +255,7 @@ func (s *Service) ListStatement(ctx context.Context, q StatementQuery) (Statemen
 	if err != nil {
 		return Statement{}, err
 	}
-	if q.onePass() {
+	if q.onePass() && q.MinPosition > 0 { // else read above, and unknown here
 		out, known, err := s.statementPage(ctx, &q, limit, cursor)
 		if err != nil {
 			return Statement{}, fmt.Errorf("statement of %s in %s: %w", q.Account, q.Ledger, err)

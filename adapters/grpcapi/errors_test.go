@@ -138,6 +138,7 @@ var sentinels = map[string]sentinelAnswer{
 	"queries.ErrStatementCursor":        request(queries.ErrStatementCursor, codes.InvalidArgument),
 	"queries.ErrStatementLimit":         request(queries.ErrStatementLimit, codes.InvalidArgument),
 	"queries.ErrPeriodsLimit":           request(queries.ErrPeriodsLimit, codes.InvalidArgument),
+	"queries.ErrStatementPositionMax":   request(queries.ErrStatementPositionMax, codes.InvalidArgument),
 	"queries.ErrStatementPositionRange": request(queries.ErrStatementPositionRange, codes.InvalidArgument),
 	"queries.ErrStatementTimeRange":     request(queries.ErrStatementTimeRange, codes.InvalidArgument),
 	"queries.ErrTooManyAccounts":        request(queries.ErrTooManyAccounts, codes.InvalidArgument),

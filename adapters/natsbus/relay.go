@@ -234,11 +234,14 @@ func (r *Relay) serve(ctx context.Context) error {
 	inStep, steppedAt := false, time.Time{}
 	for {
 		recs, complete, reached := r.takeOffered(last+1, relayReadMax)
+		wait := r.poll
 		switch {
 		case recs != nil, reached:
 			inStep, steppedAt = true, time.Now()
 		case inStep && complete && time.Since(steppedAt) < r.poll:
-			// Nothing committed here since: no read.
+			// Nothing committed here since: no read, and a read when the
+			// offers' poll interval is up, not a whole interval later.
+			wait = r.poll - time.Since(steppedAt)
 		default:
 			if recs, err = r.log.Read(ctx, r.ledger, last+1, relayReadMax); err != nil {
 				return err
@@ -248,7 +251,7 @@ func (r *Relay) serve(ctx context.Context) error {
 		if len(recs) == 0 {
 			select {
 			case <-r.wake:
-			case <-time.After(r.poll):
+			case <-time.After(wait):
 			case <-ctx.Done():
 				return ctx.Err()
 			}
