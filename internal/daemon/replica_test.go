@@ -86,6 +86,24 @@ func TestQueriesOnAReplica(t *testing.T) {
 	if n := fallbacks(t, h); n != 1 {
 		t.Fatalf("%d calls read the primary, want 1", n)
 	}
+	// A statement page (one statement on positions) reads the paused
+	// replica too; with a min_position the replica has not reached, the
+	// primary after the bound.
+	st, err := h.query.ListStatement(ctx(t), &ledgerv1.ListStatementRequest{Ledger: ledger, Account: "bob"})
+	testenv.NoError(t, err)
+	if n := len(st.GetLines()); n != 1 || st.GetPosition() >= pos || st.GetClosingBalance() != "1.00" {
+		t.Fatalf("bob's statement on the paused replica: %d lines, closing %s at %d; want 1, 1.00 before %d",
+			n, st.GetClosingBalance(), st.GetPosition(), pos)
+	}
+	st, err = h.query.ListStatement(ctx(t), &ledgerv1.ListStatementRequest{Ledger: ledger, Account: "bob", MinPosition: pos})
+	testenv.NoError(t, err)
+	if n := len(st.GetLines()); n != 2 || st.GetPosition() < pos || st.GetClosingBalance() != "2.00" {
+		t.Fatalf("bob's statement at %d with the replica paused: %d lines, closing %s at %d; want 2, 2.00",
+			pos, n, st.GetClosingBalance(), st.GetPosition())
+	}
+	if n := fallbacks(t, h); n != 2 {
+		t.Fatalf("%d calls read the primary, want 2", n)
+	}
 	_, err = conn.Exec(ctx(t), `SELECT pg_wal_replay_resume()`)
 	testenv.NoError(t, err)
 	conn.Close(context.Background())
