@@ -95,11 +95,10 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 		reference     string
 		metadata      map[string]string
 		totals        [4]*string
-		lastPos       uint64
+		pinAt         uint64
 		lastSeq       int16
 		more, first   = false, true
 	)
-	r := &statementRead{q: q, limit: limit, cursor: cursor}
 	out = Statement{Account: q.Account}
 	for rows.Next() {
 		if err := rows.Scan(&known, &checkpoint, &asset, &scale, &normal,
@@ -116,24 +115,13 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 			if asset == nil {
 				return Statement{}, true, fmt.Errorf("%s at position %d: %w", q.Account, checkpoint, ErrAccountNotFound)
 			}
-			r.pin = uint64(checkpoint)
-			if cursor != nil {
-				if cursor.pin > uint64(checkpoint) {
-					return Statement{}, true, fmt.Errorf("pinned at %d, after the projection's %d: %w", cursor.pin, checkpoint, ErrStatementCursor)
-				}
-				r.pin = cursor.pin
-			}
-			out.Asset, out.Normal, out.Position = *asset, *normal, r.pin
-			r.scale, r.normal = uint8(*scale), *normal
-			o, err := parseMovementTotals(opening, r.scale, r.normal)
-			if err != nil {
+			if pinAt, err = pinOf(cursor, uint64(checkpoint)); err != nil {
 				return Statement{}, true, err
 			}
-			c, err := parseMovementTotals(closing, r.scale, r.normal)
-			if err != nil {
+			out.Asset, out.Normal, out.Position = *asset, *normal, pinAt
+			if out.OpeningBalance, out.ClosingBalance, err = openingClosing(opening, closing, uint8(*scale), *normal); err != nil {
 				return Statement{}, true, err
 			}
-			out.OpeningBalance, out.ClosingBalance = o.balanceText(), c.balanceText()
 		}
 		if pos == nil {
 			continue // no line in the page
@@ -142,7 +130,7 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 			more = true
 			continue
 		}
-		t, err := parseMovementTotals(totals, r.scale, r.normal)
+		t, err := parseMovementTotals(totals, uint8(*scale), *normal)
 		if err != nil {
 			return Statement{}, true, fmt.Errorf("line at %d: %w", *pos, err)
 		}
@@ -150,14 +138,27 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 			TransferID: *transferID, Kind: *kind, CounterAccounts: counter, Side: *side, Amount: *amount, Pending: *pending,
 			RunningBalance: t.balanceText(), RunningAvailable: t.availableText(),
 			EffectiveAt: effective.UTC(), RecordedAt: recorded.UTC(), Reference: reference, Metadata: metadata})
-		lastPos, lastSeq = uint64(*pos), *seq
-		counter, metadata = nil, nil
+		lastSeq, counter, metadata = *seq, nil, nil
 	}
 	if err := rows.Err(); err != nil {
 		return Statement{}, false, err
 	}
 	if more {
-		out.NextCursor = statementCursor{pin: r.pin, position: lastPos, seq: uint64(lastSeq), fingerprint: q.fingerprint()}.encode()
+		out.NextCursor = nextCursor(q, pinAt, out.Lines[len(out.Lines)-1].Position, lastSeq)
 	}
 	return out, true, nil
+}
+
+// openingClosing is a range's opening and closing balances from the totals
+// after its last line before it and after its last line in it.
+func openingClosing(opening, closing [4]*string, scale uint8, normal string) (string, string, error) {
+	o, err := parseMovementTotals(opening, scale, normal)
+	if err != nil {
+		return "", "", err
+	}
+	c, err := parseMovementTotals(closing, scale, normal)
+	if err != nil {
+		return "", "", err
+	}
+	return o.balanceText(), c.balanceText(), nil
 }

@@ -311,12 +311,8 @@ func (r *statementRead) read(ctx context.Context) (Statement, error) {
 		return Statement{}, err
 	}
 	out.Normal, r.scale = r.normal, uint8(scale)
-	r.pin = checkpoint
-	if r.cursor != nil {
-		if r.cursor.pin > checkpoint {
-			return Statement{}, fmt.Errorf("pinned at %d, after the projection's %d: %w", r.cursor.pin, checkpoint, ErrStatementCursor)
-		}
-		r.pin = r.cursor.pin
+	if r.pin, err = pinOf(r.cursor, checkpoint); err != nil {
+		return Statement{}, err
 	}
 	out.Position = r.pin
 	if err := r.bounds(ctx); err != nil {
@@ -535,7 +531,27 @@ func (r *statementRead) collect(rows pgx.Rows, out *Statement, runningAt func([4
 		return err
 	}
 	if more {
-		out.NextCursor = statementCursor{pin: r.pin, position: lastPos, seq: uint64(lastSeq), fingerprint: r.q.fingerprint()}.encode()
+		out.NextCursor = nextCursor(r.q, r.pin, lastPos, lastSeq)
 	}
 	return nil
+}
+
+// pinOf is the position a page reflects: its cursor's pin, or for a first
+// page the movements checkpoint.
+//
+// Errors: ErrStatementCursor when the cursor is pinned after the checkpoint.
+func pinOf(cursor *statementCursor, checkpoint uint64) (uint64, error) {
+	if cursor == nil {
+		return checkpoint, nil
+	}
+	if cursor.pin > checkpoint {
+		return 0, fmt.Errorf("pinned at %d, after the projection's %d: %w", cursor.pin, checkpoint, ErrStatementCursor)
+	}
+	return cursor.pin, nil
+}
+
+// nextCursor is the cursor of the page after the line (pos, seq) of q's
+// statement pinned at pin.
+func nextCursor(q *StatementQuery, pin, pos uint64, seq int16) string {
+	return statementCursor{pin: pin, position: pos, seq: uint64(seq), fingerprint: q.fingerprint()}.encode()
 }
