@@ -62,6 +62,10 @@ type WebhookReport struct {
 	// Late counts valid deliveries whose sender had given up (its attempt
 	// timed out) before the receiver answered: retried, so not counted.
 	Late int64 `json:"late,omitempty"`
+	// AttemptedInStall says a request came before the stall's end: with a
+	// delivery pipeline that lags more than the stall (a loaded box), none
+	// does, and Refused and Hung are 0.
+	AttemptedInStall bool `json:"attempted_in_stall"`
 
 	Deliveries DeliveryCheck `json:"deliveries"`
 	// Backlog counts the covered transfers acknowledged by the stall's end;
@@ -208,6 +212,7 @@ func (r *Report) verifyWebhook(ctx context.Context, h *webhookRun, workers []*wo
 	got := h.recv.snapshot()
 	wr.Attempts, wr.Refused, wr.Hung, wr.BadSignatures, wr.Overflow = got.attempts, got.refused, got.hung, got.badSignatures, got.overflow
 	wr.Late = got.late
+	wr.AttemptedInStall = !got.firstAttempt.IsZero() && got.firstAttempt.Before(stallEnd)
 	wr.Deliveries = checkDeliveries(h.cfg.Ledger, h.sub.GetId(), expected, got.accepted)
 	if took, backlog, ok := wr.Deliveries.drain(covered, stallEnd); ok {
 		wr.Backlog, wr.DrainSeconds = backlog, took.Seconds()
@@ -320,6 +325,8 @@ type receiver struct {
 type received struct {
 	attempts, refused, hung, badSignatures, overflow, late int64
 	accepted                                               []Delivery
+	// firstAttempt is when the first request came (zero: none).
+	firstAttempt time.Time
 	// serveErr is why the receiver stopped serving early ("": it did not).
 	serveErr string
 }
@@ -366,6 +373,9 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	now := r.now()
 	r.mu.Lock()
 	r.got.attempts++
+	if r.got.firstAttempt.IsZero() {
+		r.got.firstAttempt = now
+	}
 	secret, from := r.secret, r.from
 	stalling := !from.IsZero() && now.Before(from.Add(r.stall))
 	hold := stalling && !now.Before(from.Add(r.stall/2))

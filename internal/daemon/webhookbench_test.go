@@ -52,8 +52,17 @@ func TestBenchWebhookStall(t *testing.T) {
 	if w == nil {
 		t.Fatal("no webhook report")
 	}
-	if w.Refused+w.Hung == 0 || w.Deliveries.Delivered == 0 || w.Deliveries.Delivered != w.Deliveries.Expected {
-		t.Errorf("webhook report %+v: want requests refused in the stall and every covered transfer delivered", w)
+	if w.Deliveries.Delivered == 0 || w.Deliveries.Delivered != w.Deliveries.Expected {
+		t.Errorf("webhook report %+v: want every covered transfer delivered", w)
+	}
+	// A request in the stall is refused or held. Whether one comes in the
+	// stall is the box's timing: under -race on a loaded box the deliveries
+	// have lagged the writes by more than the stall's 2 s.
+	switch {
+	case w.AttemptedInStall && w.Refused+w.Hung == 0:
+		t.Errorf("webhook report %+v: a request came in the stall, and none was refused or held", w)
+	case !w.AttemptedInStall:
+		t.Logf("no request came in the stall: the deliveries lagged the writes by more than %.0f s", w.StallSeconds)
 	}
 	t.Logf("webhook: %d refused, %d held, %d late, %d delivered, drain %.1f s, ratio %.2f", w.Refused, w.Hung, w.Late, w.Deliveries.Delivered, w.DrainSeconds, w.RatioStallToAfter)
 	if len(w.Windows) < 2 || w.RatioStallToAfter <= 0 {
