@@ -96,22 +96,39 @@ var errUnknownEvent = errors.New("this ledgerctl cannot read the event: a newer 
 // Errors: errUnknownEvent; an error of b.lines; an error for totals that
 // disagree with the domain's, which is a bug of this package.
 func (b *book) apply(r *eventstore.Record) (*Divergence, error) {
-	e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload)
-	if errors.Is(err, domain.ErrUnknownEvent) {
-		return nil, fmt.Errorf("event %d (%s v%d): %w", r.Position, r.Type, r.SchemaVersion, errUnknownEvent)
-	}
-	if err != nil {
-		return &Divergence{Kind: KindInvariant, Position: r.Position, Expected: "an event that decodes",
-			Found: err.Error(), Detail: r.Type}, nil
+	e, d, err := decodeRecord(r)
+	if d != nil || err != nil {
+		return d, err
 	}
 	if d := b.evolve(r, e); d != nil {
 		return d, nil
 	}
+	return nil, b.applied(r, e)
+}
+
+// decodeRecord decodes r's payload: an invariant divergence for one that
+// does not decode.
+//
+// Errors: errUnknownEvent.
+func decodeRecord(r *eventstore.Record) (domain.Event, *Divergence, error) {
+	e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload)
+	if errors.Is(err, domain.ErrUnknownEvent) {
+		return nil, nil, fmt.Errorf("event %d (%s v%d): %w", r.Position, r.Type, r.SchemaVersion, errUnknownEvent)
+	}
+	if err != nil {
+		return nil, &Divergence{Kind: KindInvariant, Position: r.Position, Expected: "an event that decodes",
+			Found: err.Error(), Detail: r.Type}, nil
+	}
+	return e, nil, nil
+}
+
+// applied does the book's part for e, which b.state has applied.
+func (b *book) applied(r *eventstore.Record, e domain.Event) error {
 	b.position, b.recordedAt, b.hash = r.Position, r.RecordedAt, r.Hash
 	if b.alerts != nil {
 		b.alerts.apply(r.Position, r.RecordedAt, e)
 	}
-	return nil, b.follow(r, e)
+	return b.follow(r, e)
 }
 
 // evolve applies e to the domain's state, turning its panic on a broken

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ledgerd/ledger/anchor"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
 
@@ -236,10 +237,11 @@ func (v *verifier) progress(phase string, done, total uint64) {
 	}
 }
 
-// check holds r to what an import would accept: a divergence, or the
-// error of a look-back that failed.
-func (v *verifier) check(r *eventstore.Record) (*Divergence, error) {
-	err := v.checker.Check(r)
+// check holds r, whose hash the chain has verified and whose payload
+// decodes to e, to what an import would accept, and applies e to the
+// state: a divergence, or the error of a look-back that failed.
+func (v *verifier) check(r *eventstore.Record, e domain.Event) (*Divergence, error) {
+	err := v.checker.checkDecoded(r, e)
 	var ie *ImportError
 	if errors.As(err, &ie) {
 		return &Divergence{Kind: KindInvariant, Position: ie.Position, Expected: "an event an import of the log would accept",
@@ -264,7 +266,16 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 	if v.book != nil {
 		v.recent = &recentRecords{byPos: map[uint64]eventstore.Record{}}
 		v.checker = NewImportChecker(v.prior(ctx))
+		// The book folds on the checker's state, which applies each event
+		// (an index of ids beside): one Evolve an event, not two.
+		v.book.state = v.checker.state
 	}
+	var last eventstore.Hash
+	defer func() {
+		if rep.Events > 0 {
+			rep.LastHash = hex.EncodeToString(last[:])
+		}
+	}()
 	err := v.log.Read(ctx, from, to, func(recs []eventstore.Record) error {
 		for i := range recs {
 			r := &recs[i]
@@ -277,7 +288,8 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 			}
 			v.anchors.read(r)
 			if v.book != nil {
-				d, err := v.book.apply(r)
+				// Decoded once, for the checker and the book.
+				e, d, err := decodeRecord(r)
 				if err != nil {
 					return err
 				}
@@ -285,13 +297,16 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 					rep.Divergence = d
 					return errStop
 				}
-				if d, err := v.check(r); d != nil || err != nil {
+				if d, err := v.check(r, e); d != nil || err != nil {
 					rep.Divergence = d
 					return cmp.Or(err, errStop)
 				}
+				if err := v.book.applied(r, e); err != nil {
+					return err
+				}
 			}
 			rep.Events++
-			rep.To, rep.LastHash = r.Position, hex.EncodeToString(r.Hash[:])
+			rep.To, last = r.Position, r.Hash
 		}
 		v.progress("log", rep.Events, total)
 		return ctx.Err()

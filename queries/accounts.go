@@ -367,7 +367,7 @@ func collectAccounts(rows pgx.Rows, balances bool, max int) (AccountPage, string
 			opened                  *int64
 			openedAt                *time.Time
 			scale                   *int16
-			totals                  [4]*string
+			totals                  movementTexts
 			balancePos              *int64
 			dest                    = []any{&checkpoint, &id, &asset, &normal, &minB, &maxB, &meta, &closed, &opened, &openedAt, &hit, &last}
 			balanceDest             = []any{&scale, &totals[0], &totals[1], &totals[2], &totals[3], &balancePos}
@@ -397,7 +397,7 @@ func collectAccounts(rows pgx.Rows, balances bool, max int) (AccountPage, string
 			a.Metadata = nil
 		}
 		if balances && scale != nil {
-			t, err := parseMovementTotals(totals, uint8(*scale), a.Normal)
+			t, err := parseMovementTotals(&totals, uint8(*scale), a.Normal)
 			if err != nil {
 				return AccountPage{}, "", fmt.Errorf("account %s: %w", a.ID, err)
 			}

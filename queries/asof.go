@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/projections"
@@ -259,12 +260,12 @@ func collectMovementBalances(rows pgx.Rows) ([]Balance, error) {
 		out                    []Balance
 		account, asset, normal string
 		scale                  int16
-		totals                 [4]*string
+		totals                 movementTexts
 		pos                    int64
 	)
 	_, err := pgx.ForEachRow(rows, []any{&account, &asset, &scale, &normal, &totals[0], &totals[1], &totals[2], &totals[3], &pos},
 		func() error {
-			t, err := parseMovementTotals(totals, uint8(scale), normal)
+			t, err := parseMovementTotals(&totals, uint8(scale), normal)
 			if err != nil {
 				return fmt.Errorf("account %s: %w", account, err)
 			}
@@ -280,17 +281,22 @@ type movementTotals struct {
 	a     domain.Account // Normal and the four fields only
 }
 
-// parseMovementTotals reads NUMERIC texts (nil: zero) at scale.
-func parseMovementTotals(texts [4]*string, scale uint8, normal string) (movementTotals, error) {
+// movementTexts are four totals as NUMERIC texts, NULL being zero. Not
+// *string: pgx scans a pointer target through reflect, an allocation a
+// column a row; pgtype.Text scans in place.
+type movementTexts [4]pgtype.Text
+
+// parseMovementTotals reads NUMERIC texts (NULL: zero) at scale.
+func parseMovementTotals(texts *movementTexts, scale uint8, normal string) (movementTotals, error) {
 	t := movementTotals{scale: scale}
 	if err := t.a.Normal.UnmarshalText([]byte(normal)); err != nil {
 		return movementTotals{}, err
 	}
 	for i, dst := range []*domain.Units{&t.a.DebitsPosted, &t.a.CreditsPosted, &t.a.DebitsPending, &t.a.CreditsPending} {
-		if texts[i] == nil {
+		if !texts[i].Valid {
 			continue
 		}
-		u, err := movementUnits(*texts[i], scale)
+		u, err := movementUnits(texts[i].String, scale)
 		if err != nil {
 			return movementTotals{}, err
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ledgerd/ledger/domain"
 )
@@ -116,24 +117,24 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	}
 	var out Balances
 	var (
-		account, asset, normal *string
-		scale                  *int16
-		totals                 [4]*string
-		pos, checkpoint        *int64
+		account, asset, normal pgtype.Text // nullable values, which pgx scans without reflect
+		scale                  pgtype.Int2
+		totals                 movementTexts
+		pos, checkpoint        pgtype.Int8
 	)
 	_, err = pgx.ForEachRow(rows, []any{&account, &asset, &scale, &normal, &totals[0], &totals[1], &totals[2], &totals[3],
 		&pos, &checkpoint}, func() error {
-		if checkpoint != nil {
-			out.Position = uint64(*checkpoint)
+		if checkpoint.Valid {
+			out.Position = uint64(checkpoint.Int64)
 		}
-		if asset == nil {
+		if !asset.Valid {
 			return nil // no such account
 		}
-		t, err := parseMovementTotals(totals, uint8(*scale), *normal)
+		t, err := parseMovementTotals(&totals, uint8(scale.Int16), normal.String)
 		if err != nil {
-			return fmt.Errorf("account %s: %w", *account, err)
+			return fmt.Errorf("account %s: %w", account.String, err)
 		}
-		out.Balances = append(out.Balances, t.balance(*account, *asset, *normal, uint64(*pos)))
+		out.Balances = append(out.Balances, t.balance(account.String, asset.String, normal.String, uint64(pos.Int64)))
 		return nil
 	})
 	if err != nil {

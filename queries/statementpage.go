@@ -3,7 +3,8 @@ package queries
 import (
 	"context"
 	"fmt"
-	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // A statement page on positions alone, its first page or the next, is the
@@ -76,69 +77,78 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 		return Statement{}, false, err
 	}
 	defer rows.Close()
+	// The heads, the checkpoint and the totals repeat on every row: they are
+	// scanned from the first only (a nil destination skips a column). The
+	// targets are pgtype's nullable values, which scan without reflection;
+	// a pointer target costs an allocation through reflect a column a row.
 	var (
 		checkpoint    int64
-		asset, normal *string
-		scale         *int16
-		opening       [4]*string
-		closing       [4]*string
-		pos           *int64
-		seq           *int16
-		postingIndex  *int32
-		transferID    *string
-		kind, side    *string
+		asset, normal pgtype.Text
+		scale         pgtype.Int2
+		opening       movementTexts
+		closing       movementTexts
+		pos           pgtype.Int8
+		seq           pgtype.Int2
+		postingIndex  pgtype.Int4
+		transferID    pgtype.Text
+		kind, side    pgtype.Text
 		counter       []string
-		amount        *string
-		pending       *bool
-		effective     *time.Time
-		recorded      *time.Time
-		reference     string
+		amount        pgtype.Text
+		pending       pgtype.Bool
+		effective     pgtype.Timestamptz
+		recorded      pgtype.Timestamptz
+		reference     pgtype.Text
 		metadata      map[string]string
-		totals        [4]*string
+		totals        movementTexts
 		pinAt         uint64
 		lastSeq       int16
 		more, first   = false, true
 	)
+	dest := []any{&known, &checkpoint, &asset, &scale, &normal,
+		&opening[0], &opening[1], &opening[2], &opening[3], &closing[0], &closing[1], &closing[2], &closing[3],
+		&pos, &seq, &postingIndex, &transferID, &kind, &counter, &side, &amount, &pending,
+		&effective, &recorded, &reference, &metadata, &totals[0], &totals[1], &totals[2], &totals[3]}
+	const headColumns = 13
 	out = Statement{Account: q.Account}
 	for rows.Next() {
-		if err := rows.Scan(&known, &checkpoint, &asset, &scale, &normal,
-			&opening[0], &opening[1], &opening[2], &opening[3], &closing[0], &closing[1], &closing[2], &closing[3],
-			&pos, &seq, &postingIndex, &transferID, &kind, &counter, &side, &amount, &pending,
-			&effective, &recorded, &reference, &metadata, &totals[0], &totals[1], &totals[2], &totals[3]); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return Statement{}, false, err
 		}
 		if first {
 			first = false
+			clear(dest[:headColumns])
 			if !known {
 				return Statement{}, false, nil
 			}
-			if asset == nil {
+			if !asset.Valid {
 				return Statement{}, true, fmt.Errorf("%s at position %d: %w", q.Account, checkpoint, ErrAccountNotFound)
 			}
 			if pinAt, err = pinOf(cursor, uint64(checkpoint)); err != nil {
 				return Statement{}, true, err
 			}
-			out.Asset, out.Normal, out.Position = *asset, *normal, pinAt
-			if out.OpeningBalance, out.ClosingBalance, err = openingClosing(opening, closing, uint8(*scale), *normal); err != nil {
+			out.Asset, out.Normal, out.Position = asset.String, normal.String, pinAt
+			if out.OpeningBalance, out.ClosingBalance, err = openingClosing(&opening, &closing,
+				uint8(scale.Int16), normal.String); err != nil {
 				return Statement{}, true, err
 			}
 		}
-		if pos == nil {
+		if !pos.Valid {
 			continue // no line in the page
 		}
 		if len(out.Lines) == limit {
 			more = true
 			continue
 		}
-		t, err := parseMovementTotals(totals, uint8(*scale), *normal)
+		t, err := parseMovementTotals(&totals, uint8(scale.Int16), normal.String)
 		if err != nil {
-			return Statement{}, true, fmt.Errorf("line at %d: %w", *pos, err)
+			return Statement{}, true, fmt.Errorf("line at %d: %w", pos.Int64, err)
 		}
-		out.Lines = append(out.Lines, StatementLine{Position: uint64(*pos), PostingIndex: uint32(*postingIndex),
-			TransferID: *transferID, Kind: *kind, CounterAccounts: counter, Side: *side, Amount: *amount, Pending: *pending,
+		out.Lines = append(out.Lines, StatementLine{Position: uint64(pos.Int64), PostingIndex: uint32(postingIndex.Int32),
+			TransferID: transferID.String, Kind: kind.String, CounterAccounts: counter, Side: side.String,
+			Amount: amount.String, Pending: pending.Bool,
 			RunningBalance: t.balanceText(), RunningAvailable: t.availableText(),
-			EffectiveAt: effective.UTC(), RecordedAt: recorded.UTC(), Reference: reference, Metadata: metadata})
-		lastSeq, counter, metadata = *seq, nil, nil
+			EffectiveAt: effective.Time.UTC(), RecordedAt: recorded.Time.UTC(), Reference: reference.String, Metadata: metadata})
+		lastSeq, counter, metadata = seq.Int16, nil, nil
 	}
 	if err := rows.Err(); err != nil {
 		return Statement{}, false, err
@@ -151,7 +161,7 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 
 // openingClosing is a range's opening and closing balances from the totals
 // after its last line before it and after its last line in it.
-func openingClosing(opening, closing [4]*string, scale uint8, normal string) (string, string, error) {
+func openingClosing(opening, closing *movementTexts, scale uint8, normal string) (string, string, error) {
 	o, err := parseMovementTotals(opening, scale, normal)
 	if err != nil {
 		return "", "", err

@@ -364,14 +364,14 @@ func (r *statementRead) after() (int64, int64) {
 
 // totalsAt reads the account's totals after its last line at or before pos.
 func (r *statementRead) totalsAt(ctx context.Context, pos uint64) (movementTotals, error) {
-	var texts [4]*string
+	var texts movementTexts
 	err := r.tx.QueryRow(ctx, `SELECT debits_posted::text, credits_posted::text, debits_pending::text, credits_pending::text
 		FROM movements WHERE ledger_no = $1 AND account_no = $2 AND position <= $3
 		ORDER BY position DESC, seq DESC LIMIT 1`, r.ledgerNo, r.accountNo, int64(pos)).Scan(&texts[0], &texts[1], &texts[2], &texts[3])
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return movementTotals{}, err
 	}
-	return parseMovementTotals(texts, r.scale, r.normal)
+	return parseMovementTotals(&texts, r.scale, r.normal)
 }
 
 // contiguous reads a page of a position range: running balances are the
@@ -397,7 +397,7 @@ func (r *statementRead) contiguous(ctx context.Context, out *Statement) error {
 	if err != nil {
 		return err
 	}
-	return r.collect(rows, out, func(texts [4]*string) (movementTotals, error) {
+	return r.collect(rows, out, func(texts *movementTexts) (movementTotals, error) {
 		return parseMovementTotals(texts, r.scale, r.normal)
 	})
 }
@@ -455,7 +455,7 @@ func (r *statementRead) valueDated(ctx context.Context, out *Statement) error {
 	if err != nil {
 		return err
 	}
-	return r.collect(rows, out, func(texts [4]*string) (movementTotals, error) {
+	return r.collect(rows, out, func(texts *movementTexts) (movementTotals, error) {
 		d, err := parseMovementTotals(texts, r.scale, r.normal)
 		if err != nil {
 			return movementTotals{}, err
@@ -469,7 +469,7 @@ func (r *statementRead) valueDated(ctx context.Context, out *Statement) error {
 // sum adds up the four totals' movements of the account's lines in lo..hi
 // that match cond (whose arguments start at $5).
 func (r *statementRead) sum(ctx context.Context, cond string, args ...any) (movementTotals, error) {
-	var texts [4]*string
+	var texts movementTexts
 	err := r.tx.QueryRow(ctx, `SELECT
 			sum(amount) FILTER (WHERE side = 'debit' AND NOT pending)::text,
 			sum(amount) FILTER (WHERE side = 'credit' AND NOT pending)::text,
@@ -481,7 +481,7 @@ func (r *statementRead) sum(ctx context.Context, cond string, args ...any) (move
 	if err != nil {
 		return movementTotals{}, err
 	}
-	return parseMovementTotals(texts, r.scale, r.normal)
+	return parseMovementTotals(&texts, r.scale, r.normal)
 }
 
 func movementNullTime(t time.Time) *time.Time {
@@ -497,13 +497,13 @@ const statementLineColumns = `position, seq, posting_index, transfer_id, kind, c
 
 // collect reads up to limit lines (one more says there is a next page),
 // each followed by four totals that runningAt turns into the running totals.
-func (r *statementRead) collect(rows pgx.Rows, out *Statement, runningAt func([4]*string) (movementTotals, error)) error {
+func (r *statementRead) collect(rows pgx.Rows, out *Statement, runningAt func(*movementTexts) (movementTotals, error)) error {
 	var (
 		l            StatementLine
 		seq          int16
 		pos          int64
 		postingIndex int32
-		texts        [4]*string
+		texts        movementTexts
 		lastPos      uint64
 		lastSeq      int16
 		more         bool
@@ -515,7 +515,7 @@ func (r *statementRead) collect(rows pgx.Rows, out *Statement, runningAt func([4
 				more = true
 				return nil
 			}
-			t, err := runningAt(texts)
+			t, err := runningAt(&texts)
 			if err != nil {
 				return fmt.Errorf("line at %d: %w", pos, err)
 			}
