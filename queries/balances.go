@@ -94,10 +94,33 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if len(accounts) > AccountsPerRequestMax {
 		return Balances{}, fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
 	}
+	if minPosition > 0 {
+		// Read first: a checkpoint that has reached minPosition needs no
+		// wait, and no round trip to look at it.
+		out, err := s.readBalances(ctx, ledger, accounts)
+		if err != nil || out.Position >= minPosition {
+			return out, err
+		}
+	}
 	s, err := s.waitFor(ctx, ledger, movementsProjection, minPosition)
 	if err != nil {
 		return Balances{}, err
 	}
+	out, err := s.readBalances(ctx, ledger, accounts)
+	if err != nil {
+		return Balances{}, err
+	}
+	if minPosition == 0 && out.Position == 0 && len(out.Balances) == 0 {
+		if err := s.mustExistLedger(ctx, ledger); err != nil {
+			return Balances{}, err
+		}
+	}
+	return out, nil
+}
+
+// readBalances reads the balances of accounts (those that exist, in
+// request order) and the checkpoint they reflect.
+func (s *Service) readBalances(ctx context.Context, ledger string, accounts []string) (Balances, error) {
 	// One statement, one snapshot: the rows and the checkpoint agree. An
 	// account's totals are its last statement line's (a backward step on the
 	// lines' primary key), zero before its first; its asset and side are its
@@ -139,11 +162,6 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	})
 	if err != nil {
 		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
-	}
-	if minPosition == 0 && out.Position == 0 && len(out.Balances) == 0 {
-		if err := s.mustExistLedger(ctx, ledger); err != nil {
-			return Balances{}, err
-		}
 	}
 	return out, nil
 }

@@ -16,7 +16,8 @@ import (
 
 // onePass says q is read by statementPage: no time range, on recorded
 // positions (the clock's and the value-dated reads need statementRead).
-// With a min_position, the page is read after the wait.
+// With a min_position the checkpoint has not reached, the page is read
+// again after the wait.
 func (q *StatementQuery) onePass() bool {
 	return !q.Effective && q.FromTime.IsZero() && q.ToTime.IsZero()
 }
@@ -54,8 +55,9 @@ const statementPageSQL = `WITH b AS (
 	ORDER BY l.position, l.seq`
 
 // statementPage reads a page of q (onePass) in one statement. known is
-// false when the ledger has no head here: the general read then says why
-// (and asks the primary when s reads a replica).
+// false when the ledger has no head here, or when the checkpoint is before
+// q.MinPosition: the caller then waits, and the general read says why a
+// ledger is unknown (and asks the primary when s reads a replica).
 //
 // Errors: ErrAccountNotFound; ErrStatementCursor (pinned after the
 // checkpoint); database errors.
@@ -117,7 +119,7 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 		if first {
 			first = false
 			clear(dest[:headColumns])
-			if !known {
+			if !known || uint64(checkpoint) < q.MinPosition {
 				return Statement{}, false, nil
 			}
 			if !asset.Valid {

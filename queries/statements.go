@@ -239,7 +239,7 @@ func (s *Service) ListStatement(ctx context.Context, q StatementQuery) (Statemen
 	if err != nil {
 		return Statement{}, err
 	}
-	if q.onePass() && q.MinPosition == 0 {
+	if q.onePass() { // the page in one statement, when no wait is needed
 		out, known, err := s.statementPage(ctx, &q, limit, cursor)
 		if err != nil {
 			return Statement{}, fmt.Errorf("statement of %s in %s: %w", q.Account, q.Ledger, err)
@@ -255,7 +255,7 @@ func (s *Service) ListStatement(ctx context.Context, q StatementQuery) (Statemen
 	if err != nil {
 		return Statement{}, err
 	}
-	if q.onePass() && q.MinPosition > 0 { // else read above, and unknown here
+	if q.onePass() && q.MinPosition > 0 { // read above before the wait, or unknown
 		out, known, err := s.statementPage(ctx, &q, limit, cursor)
 		if err != nil {
 			return Statement{}, fmt.Errorf("statement of %s in %s: %w", q.Account, q.Ledger, err)
