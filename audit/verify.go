@@ -188,30 +188,34 @@ type verifier struct {
 
 // recentRecords keeps the last recentRecordsMax records by position: most
 // of the checker's look-backs (a retried id, a reversal's original) are
-// near, and the others are read from the log again.
+// near, and the others are read from the log again. The log's positions
+// follow each other, so a record's slot is its position modulo the size.
 type recentRecords struct {
-	byPos map[uint64]eventstore.Record
-	ring  []uint64
-	next  int
+	ring []eventstore.Record
 }
 
 const recentRecordsMax = 1 << 16
 
-func (r *recentRecords) put(rec eventstore.Record) {
-	if len(r.ring) < recentRecordsMax {
-		r.ring = append(r.ring, rec.Position)
-	} else {
-		delete(r.byPos, r.ring[r.next])
-		r.ring[r.next] = rec.Position
-		r.next = (r.next + 1) % recentRecordsMax
+func (r *recentRecords) put(rec *eventstore.Record) {
+	if r.ring == nil {
+		r.ring = make([]eventstore.Record, recentRecordsMax)
 	}
-	r.byPos[rec.Position] = rec
+	r.ring[rec.Position%recentRecordsMax] = *rec
+}
+
+// get returns the record at pos if it is kept.
+func (r *recentRecords) get(pos uint64) (eventstore.Record, bool) {
+	if r.ring == nil {
+		return eventstore.Record{}, false
+	}
+	rec := r.ring[pos%recentRecordsMax]
+	return rec, rec.Position == pos && pos != 0
 }
 
 // prior returns the record at pos: kept, or read from the log again.
 func (v *verifier) prior(ctx context.Context) ImportPrior {
 	return func(pos uint64) (eventstore.Record, error) {
-		if r, ok := v.recent.byPos[pos]; ok {
+		if r, ok := v.recent.get(pos); ok {
 			return r, nil
 		}
 		var found eventstore.Record
@@ -250,7 +254,7 @@ func (v *verifier) check(r *eventstore.Record, e domain.Event) (*Divergence, err
 	if err != nil {
 		return nil, err
 	}
-	v.recent.put(*r)
+	v.recent.put(r)
 	return nil, nil
 }
 
@@ -264,7 +268,7 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 	}
 	rep := v.rep
 	if v.book != nil {
-		v.recent = &recentRecords{byPos: map[uint64]eventstore.Record{}}
+		v.recent = &recentRecords{}
 		v.checker = NewImportChecker(v.prior(ctx))
 		// The book folds on the checker's state, which applies each event
 		// (an index of ids beside): one Evolve an event, not two.
