@@ -189,7 +189,9 @@ type verifier struct {
 // recentRecords keeps the last recentRecordsMax records by position: most
 // of the checker's look-backs (a retried id, a reversal's original) are
 // near, and the others are read from the log again. The log's positions
-// follow each other, so a record's slot is its position modulo the size.
+// follow each other from 1, so a record's slot is its position modulo the
+// ring's size; the ring grows to recentRecordsMax with the log, so a small
+// log takes little.
 type recentRecords struct {
 	ring []eventstore.Record
 }
@@ -197,18 +199,21 @@ type recentRecords struct {
 const recentRecordsMax = 1 << 16
 
 func (r *recentRecords) put(rec *eventstore.Record) {
-	if r.ring == nil {
-		r.ring = make([]eventstore.Record, recentRecordsMax)
+	if n := len(r.ring); rec.Position >= uint64(n) && n < recentRecordsMax {
+		// Not yet wrapped: slot i holds position i, and keeps it grown.
+		grown := make([]eventstore.Record, min(recentRecordsMax, max(2*n, 1024)))
+		copy(grown, r.ring)
+		r.ring = grown
 	}
-	r.ring[rec.Position%recentRecordsMax] = *rec
+	r.ring[rec.Position%uint64(len(r.ring))] = *rec
 }
 
 // get returns the record at pos if it is kept.
 func (r *recentRecords) get(pos uint64) (eventstore.Record, bool) {
-	if r.ring == nil {
+	if len(r.ring) == 0 {
 		return eventstore.Record{}, false
 	}
-	rec := r.ring[pos%recentRecordsMax]
+	rec := r.ring[pos%uint64(len(r.ring))]
 	return rec, rec.Position == pos && pos != 0
 }
 

@@ -96,10 +96,10 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	}
 	if minPosition > 0 {
 		// Read first: a checkpoint that has reached minPosition needs no
-		// wait, and no round trip to look at it.
-		out, err := s.readBalances(ctx, ledger, accounts)
-		if err != nil || out.Position >= minPosition {
-			return out, err
+		// wait, and no round trip to look at it. An error goes the waiting
+		// way, which answers from the primary when a replica fails.
+		if out, err := s.readBalances(ctx, ledger, accounts); err == nil && out.Position >= minPosition {
+			return out, nil
 		}
 	}
 	s, err := s.waitFor(ctx, ledger, movementsProjection, minPosition)

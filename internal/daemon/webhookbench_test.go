@@ -55,17 +55,18 @@ func TestBenchWebhookStall(t *testing.T) {
 	if w.Deliveries.Delivered == 0 || w.Deliveries.Delivered != w.Deliveries.Expected {
 		t.Errorf("webhook report %+v: want every covered transfer delivered", w)
 	}
-	// A request in the stall is refused or held. Whether one comes in the
-	// stall is the box's timing: under -race on a loaded box the deliveries
-	// have lagged the writes by more than the stall's 2 s.
-	switch {
-	case w.AttemptedInStall && w.Refused+w.Hung == 0:
-		t.Errorf("webhook report %+v: a request came in the stall, and none was refused or held", w)
-	case !w.AttemptedInStall:
-		t.Logf("no request came in the stall: the deliveries lagged the writes by more than %.0f s", w.StallSeconds)
-	}
 	t.Logf("webhook: %d refused, %d held, %d late, %d delivered, drain %.1f s, ratio %.2f", w.Refused, w.Hung, w.Late, w.Deliveries.Delivered, w.DrainSeconds, w.RatioStallToAfter)
 	if len(w.Windows) < 2 || w.RatioStallToAfter <= 0 {
 		t.Errorf("windows %+v, ratio %v: want during and after the stall", w.Windows, w.RatioStallToAfter)
+	}
+	// What the test is for, a refused delivery retried and then delivered
+	// once and in order, needs a request in the stall; under -race on a
+	// loaded box the deliveries have lagged the writes by more than its 2 s.
+	// Skipped then, so that it shows (the checks above still fail the test).
+	if !w.AttemptedInStall {
+		t.Skipf("no delivery was attempted in the %.0f s stall: the refusals were not exercised", w.StallSeconds)
+	}
+	if w.Refused+w.Hung == 0 {
+		t.Errorf("webhook report %+v: a request came in the stall, and none was refused or held", w)
 	}
 }
