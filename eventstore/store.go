@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ledgerd/ledger/domain"
 )
@@ -364,15 +365,21 @@ func (s *Store) Read(ctx context.Context, ledger string, from uint64, limit int)
 func collectRecords(rows pgx.Rows, ledger string, room, limit int) ([]Record, error) {
 	defer rows.Close()
 	recs := make([]Record, 0, room)
+	// The targets live across the rows: each one passed to Scan escapes, an
+	// allocation a row when declared in the loop. The hashes are read in
+	// place (DriverBytes: pgx's buffer, valid until the next row) and copied
+	// into the record's arrays; a []byte target allocates a copy a row.
+	var (
+		r          Record
+		pos        int64
+		version    int16
+		at         time.Time
+		prev, hash pgtype.DriverBytes
+	)
+	dest := []any{&pos, &r.Type, &version, &at, &r.CommandID, &r.Payload, &prev, &hash}
 	for rows.Next() {
-		r := Record{Ledger: ledger}
-		var (
-			pos        int64
-			version    int16
-			at         time.Time
-			prev, hash []byte
-		)
-		if err := rows.Scan(&pos, &r.Type, &version, &at, &r.CommandID, &r.Payload, &prev, &hash); err != nil {
+		r = Record{Ledger: ledger}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read %s: %w", ledger, err)
 		}
 		r.Position, r.SchemaVersion, r.RecordedAt = uint64(pos), int(version), at.UTC()

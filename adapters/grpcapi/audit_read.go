@@ -143,7 +143,7 @@ func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.Se
 			if !utf8.Valid(r.Payload) {
 				return status.Errorf(codes.DataLoss, "event %d of %s: stored payload is not UTF-8", r.Position, ledger)
 			}
-			if err := out.add(r); err != nil {
+			if err := out.add(r, len(page.recs)-i); err != nil {
 				return err
 			}
 		}
@@ -187,16 +187,33 @@ type eventSender struct {
 	stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]
 	batch  []*ledgerv1.LogEvent
 	size   int
+	// events and times are slabs the messages' events are cut from: two
+	// allocations for up to eventSlab events (no more than the page holds)
+	// instead of two an event. A slab's elements are handed out once, as a
+	// sent message is never reused.
+	events []ledgerv1.LogEvent
+	times  []timestamppb.Timestamp
 }
 
-func (o *eventSender) add(r *eventstore.Record) error {
+// eventSlab is the most events of one slab: a batch's most.
+const eventSlab = readEventsBatchMax
+
+// add batches r, the first of left records the caller has in hand.
+func (o *eventSender) add(r *eventstore.Record, left int) error {
 	n := len(r.Payload) + logEventOverhead
 	if len(o.batch) == readEventsBatchMax || len(o.batch) > 0 && o.size+n > readEventsBytesMax {
 		if err := o.flush(); err != nil {
 			return err
 		}
 	}
-	o.batch = append(o.batch, logEventOf(r))
+	if len(o.events) == 0 {
+		n := min(eventSlab, left)
+		o.events, o.times = make([]ledgerv1.LogEvent, n), make([]timestamppb.Timestamp, n)
+	}
+	e, at := &o.events[0], &o.times[0]
+	o.events, o.times = o.events[1:], o.times[1:]
+	logEventIn(e, at, r)
+	o.batch = append(o.batch, e)
 	o.size += n
 	return nil
 }
@@ -221,9 +238,15 @@ func (s *AuditServer) readError(ledger string, from uint64, err error) error {
 	return st
 }
 
-// logEventOf is a record in its wire form.
-func logEventOf(r *eventstore.Record) *ledgerv1.LogEvent {
-	return &ledgerv1.LogEvent{Ledger: r.Ledger, Position: r.Position, Type: r.Type, SchemaVersion: uint32(r.SchemaVersion),
-		RecordedAt: timestamppb.New(r.RecordedAt), CommandId: r.CommandID, Payload: string(r.Payload),
-		PrevHash: hex.EncodeToString(r.PrevHash[:]), Hash: hex.EncodeToString(r.Hash[:])}
+// logEventIn writes r's wire form into e, its time into at; both hashes
+// share one string.
+func logEventIn(e *ledgerv1.LogEvent, at *timestamppb.Timestamp, r *eventstore.Record) {
+	var hexes [4 * eventstore.HashSize]byte
+	hex.Encode(hexes[:2*eventstore.HashSize], r.PrevHash[:])
+	hex.Encode(hexes[2*eventstore.HashSize:], r.Hash[:])
+	hashes := string(hexes[:])
+	at.Seconds, at.Nanos = r.RecordedAt.Unix(), int32(r.RecordedAt.Nanosecond())
+	e.Ledger, e.Position, e.Type, e.SchemaVersion = r.Ledger, r.Position, r.Type, uint32(r.SchemaVersion)
+	e.RecordedAt, e.CommandId, e.Payload = at, r.CommandID, string(r.Payload)
+	e.PrevHash, e.Hash = hashes[:2*eventstore.HashSize], hashes[2*eventstore.HashSize:]
 }
