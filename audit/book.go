@@ -76,6 +76,10 @@ type line struct {
 	amount       string
 	// runningBalance and runningAvailable are just after the line.
 	runningBalance, runningAvailable string
+	// effectiveAt and recordedAt (lineTime: Unix microseconds), reference
+	// and metadata (metadataText) are its event's.
+	effectiveAt, recordedAt int64
+	reference, metadata     string
 }
 
 // newBook returns an empty book; with digests, it digests every statement
@@ -167,10 +171,14 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 	// Every statement line is a movement (domain.AppendMovements); bounds
 	// and metadata move no balance.
 	b.moves = domain.AppendMovements(b.moves[:0], e)
+	var ev lineEvent
+	if len(b.moves) > 0 && (b.digests || b.lines != nil) {
+		ev = lineEventOf(r, e)
+	}
 	for i := range b.moves {
 		m := &b.moves[i]
 		b.assets[m.Asset].changed = pos
-		if err := b.line(b.accounts[m.Account], m, pos, r.Type); err != nil {
+		if err := b.line(b.accounts[m.Account], m, pos, &ev); err != nil {
 			return err
 		}
 	}
@@ -182,7 +190,26 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 	return nil
 }
 
-func (b *book) line(a *bookAccount, m *domain.Movement, pos uint64, kind string) error {
+// lineEvent is what a line copies from its event, as it is served.
+type lineEvent struct {
+	kind                    string
+	effectiveAt, recordedAt int64
+	reference, metadata     string
+}
+
+// lineEventOf is r's: an event without an effective time takes its recorded
+// time, as the movements projection stores it.
+func lineEventOf(r *eventstore.Record, e domain.Event) lineEvent {
+	h, _ := domain.HeaderOf(e)
+	effective := h.EffectiveAt
+	if effective.IsZero() {
+		effective = r.RecordedAt
+	}
+	return lineEvent{kind: r.Type, effectiveAt: lineTime(effective), recordedAt: lineTime(r.RecordedAt),
+		reference: h.Reference, metadata: metadataText(h.Metadata)}
+}
+
+func (b *book) line(a *bookAccount, m *domain.Movement, pos uint64, ev *lineEvent) error {
 	t := m.Total(&a.totals)
 	*t = t.Add(m.Amount)
 	a.moved = pos
@@ -190,9 +217,10 @@ func (b *book) line(a *bookAccount, m *domain.Movement, pos uint64, kind string)
 	if !b.digests && b.lines == nil {
 		return nil // the totals are all a replay needs: formatting lines is most of its cost
 	}
-	l := line{position: pos, postingIndex: uint32(m.Posting), kind: kind, transferID: m.Transfer, counter: m.Counterparty,
+	l := line{position: pos, postingIndex: uint32(m.Posting), kind: ev.kind, transferID: m.Transfer, counter: m.Counterparty,
 		side: m.Side.String(), pending: m.Pending, amount: m.Amount.Format(a.scale),
-		runningBalance: a.totals.Balance().Format(a.scale), runningAvailable: a.totals.Available().Format(a.scale)}
+		runningBalance: a.totals.Balance().Format(a.scale), runningAvailable: a.totals.Available().Format(a.scale),
+		effectiveAt: ev.effectiveAt, recordedAt: ev.recordedAt, reference: ev.reference, metadata: ev.metadata}
 	a.digest = statementDigest(b.seed, a.digest, &l)
 	if b.lines != nil {
 		return b.lines(a, &l)

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,8 +48,10 @@ func statementDigest(seed maphash.Seed, prev uint64, l *line) uint64 {
 	b = binary.LittleEndian.AppendUint64(b, prev)
 	b = binary.AppendUvarint(b, l.position)
 	b = binary.AppendUvarint(b, uint64(l.postingIndex))
+	b = binary.AppendVarint(b, l.effectiveAt)
+	b = binary.AppendVarint(b, l.recordedAt)
 	for _, s := range []string{l.side, strconv.FormatBool(l.pending), l.kind, l.transferID, l.counter, l.amount,
-		l.runningBalance, l.runningAvailable} {
+		l.runningBalance, l.runningAvailable, l.reference, l.metadata} {
 		b = append(b, s...)
 		b = append(b, 0) // no field holds a NUL
 	}
@@ -65,7 +69,28 @@ func lineOf(l *ledgerv1.StatementLine) line {
 	}
 	return line{position: l.GetPosition(), postingIndex: l.GetPostingIndex(), kind: l.GetKind(), transferID: l.GetTransferId(),
 		counter: strings.Join(l.GetCounterAccounts(), ","), side: side, pending: l.GetPending(), amount: l.GetAmount(),
-		runningBalance: l.GetRunningBalance(), runningAvailable: l.GetRunningAvailable()}
+		runningBalance: l.GetRunningBalance(), runningAvailable: l.GetRunningAvailable(),
+		effectiveAt: lineTime(l.GetEffectiveAt().AsTime()), recordedAt: lineTime(l.GetRecordedAt().AsTime()),
+		reference: l.GetReference(), metadata: metadataText(l.GetMetadata())}
+}
+
+// lineTime is a line's time as compared: Unix microseconds, rounded as
+// PostgreSQL stores it.
+func lineTime(t time.Time) int64 { return t.Round(time.Microsecond).UnixMicro() }
+
+// lineTimeText is a compared time as a divergence shows it.
+func lineTimeText(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
+
+// metadataText is metadata as compared: its JSON, keys sorted; "" for none.
+func metadataText(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Sprint(m) // a map of strings always marshals
+	}
+	return string(b)
 }
 
 // diffLine compares an expected line with a served one.
@@ -81,6 +106,10 @@ func diffLine(want, got *line) *field {
 		{"amount", want.amount, got.amount},
 		{"running_balance", want.runningBalance, got.runningBalance},
 		{"running_available", want.runningAvailable, got.runningAvailable},
+		{"effective_at", lineTimeText(want.effectiveAt), lineTimeText(got.effectiveAt)},
+		{"recorded_at", lineTimeText(want.recordedAt), lineTimeText(got.recordedAt)},
+		{"reference", want.reference, got.reference},
+		{"metadata", want.metadata, got.metadata},
 	})
 }
 

@@ -272,6 +272,25 @@ func TestVerifyCatchesEditedStatementLine(t *testing.T) {
 	edit(-1)
 	mustClean(t, "after the edit is undone", h.verify(t, ledger, audit.Options{}))
 
+	// What a line copies from its event: its reference, edited, and put back.
+	setReference := func(ref *string) {
+		h.exec(t, `UPDATE movements m SET reference = $4 FROM movement_heads h
+			WHERE h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` AND m.position = $3`, ledger, account, int64(pos), ref)
+	}
+	var was *string
+	testenv.NoError(t, h.pool.QueryRow(ctx(t), `SELECT m.reference FROM movements m JOIN movement_heads h
+		ON h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` WHERE m.position = $3 LIMIT 1`,
+		ledger, account, int64(pos)).Scan(&was))
+	forged := "forged"
+	setReference(&forged)
+	rep = h.verify(t, ledger, audit.Options{})
+	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindStatement, Position: pos, Account: account})
+	if rep.Divergence.Field != "reference" || rep.Divergence.Found != forged {
+		t.Errorf("field %q found %q, want the reference %q", rep.Divergence.Field, rep.Divergence.Found, forged)
+	}
+	setReference(was)
+	mustClean(t, "after the reference is put back", h.verify(t, ledger, audit.Options{}))
+
 	// A line removed from another account's statement: a count divergence
 	// where it was.
 	const other = "eur:1"
