@@ -197,15 +197,10 @@ type lineEvent struct {
 	reference, metadata     string
 }
 
-// lineEventOf is r's: an event without an effective time takes its recorded
-// time, as the movements projection stores it.
+// lineEventOf is r's, whose payload decodes to e.
 func lineEventOf(r *eventstore.Record, e domain.Event) lineEvent {
 	h, _ := domain.HeaderOf(e)
-	effective := h.EffectiveAt
-	if effective.IsZero() {
-		effective = r.RecordedAt
-	}
-	return lineEvent{kind: r.Type, effectiveAt: lineTime(effective), recordedAt: lineTime(r.RecordedAt),
+	return lineEvent{kind: r.Type, effectiveAt: lineTime(h.Effective(r.RecordedAt)), recordedAt: lineTime(r.RecordedAt),
 		reference: h.Reference, metadata: metadataText(h.Metadata)}
 }
 

@@ -116,19 +116,13 @@ func (c *ImportChecker) Head() (uint64, eventstore.Hash) { return c.head, c.hash
 // then refuses every later event with it); the error of prior, which is not
 // the log's fault.
 func (c *ImportChecker) Check(r *eventstore.Record) error {
-	return c.checkRecord(r, nil)
+	return c.checkDecoded(r, nil)
 }
 
 // checkDecoded is Check for a record whose hash the caller has verified and
-// whose payload it has decoded into e: Verify's, which checks the chain and
-// decodes for its own book first.
+// whose payload it has decoded into e (Verify, which checks the chain and
+// decodes for its book first); with e nil, it is Check.
 func (c *ImportChecker) checkDecoded(r *eventstore.Record, e domain.Event) error {
-	return c.checkRecord(r, e)
-}
-
-// checkRecord is Check; e, when not nil, is r's decoded payload and r's
-// hash is verified.
-func (c *ImportChecker) checkRecord(r *eventstore.Record, e domain.Event) error {
 	if c.err != nil {
 		return c.err
 	}

@@ -161,6 +161,16 @@ type TransferHeader struct {
 	EffectiveAt time.Time
 }
 
+// Effective is the time the movements take effect: EffectiveAt, or the
+// event's recorded time when it is zero. The statement lines store it, and
+// the auditor compares them with it.
+func (h *TransferHeader) Effective(recorded time.Time) time.Time {
+	if h.EffectiveAt.IsZero() {
+		return recorded
+	}
+	return h.EffectiveAt
+}
+
 // HeaderOf returns the header of an event that moves balances, and false for
 // any other event.
 func HeaderOf(e Event) (TransferHeader, bool) {

@@ -374,7 +374,7 @@ func (f *movementFold) apply(rec *eventstore.Record, e domain.Event) error {
 		return nil // moves no balance
 	}
 	ev := &movementEvent{kind: rec.Type, transferID: h.ID, reference: h.Reference, metadata: h.Metadata,
-		effectiveAt: effectiveOr(h.EffectiveAt, rec.RecordedAt), recordedAt: rec.RecordedAt}
+		effectiveAt: h.Effective(rec.RecordedAt), recordedAt: rec.RecordedAt}
 	f.moves = domain.AppendMovements(f.moves[:0], e)
 	for i := range f.moves {
 		if err := f.line(rec.Position, ev, &f.moves[i]); err != nil {
@@ -382,14 +382,6 @@ func (f *movementFold) apply(rec *eventstore.Record, e domain.Event) error {
 		}
 	}
 	return nil
-}
-
-// effectiveOr is t, or the recorded time when t is unset.
-func effectiveOr(t, recorded time.Time) time.Time {
-	if t.IsZero() {
-		return recorded
-	}
-	return t
 }
 
 // ClockGrain is the grain of the ledger's clock: a point (recorded_at,

@@ -245,8 +245,7 @@ func logEventIn(e *ledgerv1.LogEvent, at *timestamppb.Timestamp, r *eventstore.R
 	hex.Encode(hexes[:2*eventstore.HashSize], r.PrevHash[:])
 	hex.Encode(hexes[2*eventstore.HashSize:], r.Hash[:])
 	hashes := string(hexes[:])
-	at.Seconds, at.Nanos = r.RecordedAt.Unix(), int32(r.RecordedAt.Nanosecond())
 	e.Ledger, e.Position, e.Type, e.SchemaVersion = r.Ledger, r.Position, r.Type, uint32(r.SchemaVersion)
-	e.RecordedAt, e.CommandId, e.Payload = at, r.CommandID, string(r.Payload)
+	e.RecordedAt, e.CommandId, e.Payload = timestampIn(at, r.RecordedAt), r.CommandID, string(r.Payload)
 	e.PrevHash, e.Hash = hashes[:2*eventstore.HashSize], hashes[2*eventstore.HashSize:]
 }
