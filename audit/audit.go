@@ -5,8 +5,9 @@
 // that every hash is the SHA-256 of its event and that every prev_hash links
 // to the event before; it folds the log through the domain (domain.State's
 // Evolve asserts every invariant), then compares what the projections serve
-// with the fold at the verified head: balances, the trial balance, and every
-// account's statement line by line. It reports the first divergence exactly.
+// with the fold at the verified head: balances, the trial balance, every
+// account's statement line by line, every transfer and every alert. It
+// reports the first divergence exactly.
 //
 // Replay folds the log alone up to a position or a time and returns every
 // account's balances and the trial balance there.
@@ -26,7 +27,7 @@ type Kind string
 
 // Kinds of divergence, in the order Verify looks for them: the log's own
 // (gap, hash, link, invariant, by position), then the projections' (balances,
-// trial_balance, statement, alert).
+// trial_balance, statement, transfer, alert).
 const (
 	// KindGap: a position is missing (or repeated) in the log.
 	KindGap Kind = "gap"
@@ -46,6 +47,10 @@ const (
 	KindTrialBalance Kind = "trial_balance"
 	// KindStatement: an account's statement differs from its movements.
 	KindStatement Kind = "statement"
+	// KindTransfer: a transfer served differs from the replay's (missing,
+	// extra, or a field), named by its id in Detail; Position is the
+	// transfer's.
+	KindTransfer Kind = "transfer"
 	// KindAlert: an alert served differs from the replay's (missing, extra,
 	// or a field), named by its id in Detail.
 	KindAlert Kind = "alert"
@@ -119,10 +124,11 @@ type Report struct {
 	// Replayed says the log was folded through the domain and the
 	// projections compared (only from position 1).
 	Replayed bool `json:"replayed"`
-	// Accounts, Assets and StatementLines are what was compared.
+	// Accounts, Assets, StatementLines and Transfers are what was compared.
 	Accounts       int    `json:"accounts"`
 	Assets         int    `json:"assets"`
 	StatementLines uint64 `json:"statement_lines"`
+	Transfers      uint64 `json:"transfers"`
 	// Anchors is how many signed anchors of the ledger were checked.
 	Anchors int `json:"anchors,omitempty"`
 	// Notes say what was not checked, and why.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
 
@@ -299,42 +299,15 @@ func (v *verifier) recheckStatements(ctx context.Context, suspects []string) (*D
 		}
 		return nil
 	}
-	to := v.rep.To
-	read := uint64(0)
-	// The chain is checked again: the log read now must be the one verified.
-	c := chain{ledger: v.rep.Ledger, next: 1, anchored: true}
-	var changed *Divergence
-	err := v.log.Read(ctx, 1, to, func(recs []eventstore.Record) error {
-		for i := range recs {
-			if changed = c.check(&recs[i]); changed != nil {
-				return errStop
-			}
-			d, err := b.apply(&recs[i])
-			if err != nil {
-				return err
-			}
-			if changed = d; changed != nil {
-				return errStop
-			}
+	progress := func(done, total uint64) { v.progress("statement lines", done, total) }
+	changed, err := v.reread(ctx, v.rep.To, progress, func(r *eventstore.Record, e domain.Event) (*Divergence, error) {
+		if d := b.evolve(r, e); d != nil {
+			return d, nil
 		}
-		read += uint64(len(recs))
-		v.progress("statement lines", read, to)
-		return ctx.Err()
+		return nil, b.applied(r, e)
 	})
-	var malformed *MalformedError
-	switch {
-	case errors.As(err, &malformed):
-		changed = malformed.divergence(c.next)
-	case err != nil && !errors.Is(err, errStop):
-		return nil, err
-	}
-	if changed == nil && c.next <= to {
-		changed = &Divergence{Kind: KindGap, Position: c.next, Expected: fmt.Sprintf("position %d", c.next),
-			Found: "the end of the log"}
-	}
-	if changed != nil {
-		changed.Detail = strings.TrimPrefix(changed.Detail+"; ", "; ") + "the log changed while it was verified"
-		return changed, nil
+	if changed != nil || err != nil {
+		return changed, err
 	}
 	var best *Divergence
 	for _, id := range suspects {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,6 +31,7 @@ type Projections interface {
 	GetBalances(ctx context.Context, in *ledgerv1.GetBalancesRequest, opts ...grpc.CallOption) (*ledgerv1.GetBalancesResponse, error)
 	GetTrialBalance(ctx context.Context, in *ledgerv1.GetTrialBalanceRequest, opts ...grpc.CallOption) (*ledgerv1.GetTrialBalanceResponse, error)
 	ListStatement(ctx context.Context, in *ledgerv1.ListStatementRequest, opts ...grpc.CallOption) (*ledgerv1.ListStatementResponse, error)
+	ListTransfers(ctx context.Context, in *ledgerv1.ListTransfersRequest, opts ...grpc.CallOption) (*ledgerv1.ListTransfersResponse, error)
 }
 
 // Options bound and watch a verification.
@@ -49,7 +51,8 @@ type Options struct {
 	Keyring *anchor.Keyring
 	// Progress, if set, is called as the work advances (from Verify's
 	// goroutine and, during the statements phase, from its workers, one at a
-	// time).
+	// time). The transfers check runs beside the balances, trial balance and
+	// statements, and reports once they are done.
 	Progress func(Progress)
 	// Alerts, if set, is compared with a replay of the log's alerts
 	// (through domain.Evaluator) at To, beside the projections.
@@ -59,8 +62,9 @@ type Options struct {
 // Progress is how far a phase of Verify is.
 type Progress struct {
 	// Phase is "log", "balances", "trial balance", "statements",
-	// "statement lines" (the second read of the log that finds the line)
-	// or "alerts".
+	// "statement lines" (the second read of the log that finds the line),
+	// "transfers", "transfers again" (the second read of the log that finds
+	// the transfer) or "alerts".
 	Phase       string
 	Done, Total uint64
 }
@@ -78,10 +82,11 @@ var errStop = errors.New("stop reading")
 // against it. It returns a Report whose Divergence is the first one found:
 // in the log by position (a gap, an altered event, a broken link, a broken
 // invariant), then in the projections at the verified head, kind by kind
-// (balances, trial balance, statements, alerts), each the lowest position
-// of its kind. A report without a divergence means the log is intact from From to
-// To and, from position 1, that every balance, the trial balance and every
-// statement line served as of To are what the log says.
+// (balances, trial balance, statements, transfers, alerts), each the lowest
+// position of its kind. A report without a divergence means the log is intact
+// from From to To and, from position 1, that every balance, the trial
+// balance, every statement line and every transfer served as of To are what
+// the log says.
 //
 // Errors: ErrBeyondHead; ErrRange; a call or read that failed (the
 // projections not reaching To in time among them); an event this build
@@ -147,7 +152,10 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		rep.Notes = append(rep.Notes, "projections not compared: the log alone was verified")
 		return rep, nil
 	}
-	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements, v.alerts} {
+	tc := v.startTransfers(ctx)
+	defer tc.stop()
+	transfers := func(context.Context) (*Divergence, error) { return v.waitTransfers(tc) }
+	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements, transfers, v.alerts} {
 		d, err := check(ctx)
 		if err != nil {
 			return nil, err
@@ -184,6 +192,8 @@ type verifier struct {
 	anchors *anchorCheck
 	// alertReplay, when alerts are compared, is the replay's (book's too).
 	alertReplay *alertReplay
+	// tbook, when the projections are compared, follows the transfers.
+	tbook *transferBook
 }
 
 // recentRecords keeps the last recentRecordsMax records by position: most
@@ -278,6 +288,9 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 		// The book folds on the checker's state, which applies each event
 		// (an index of ids beside): one Evolve an event, not two.
 		v.book.state = v.checker.state
+		if v.proj != nil {
+			v.tbook = newTransferBook(v.book.seed, v.prior(ctx))
+		}
 	}
 	var last eventstore.Hash
 	defer func() {
@@ -313,6 +326,11 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 				if err := v.book.applied(r, e); err != nil {
 					return err
 				}
+				if v.tbook != nil {
+					if err := v.tbook.apply(r, e); err != nil {
+						return err
+					}
+				}
 			}
 			rep.Events++
 			rep.To, last = r.Position, r.Hash
@@ -342,6 +360,61 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 			Expected: fmt.Sprintf("position %d (the log's head is %d)", v.chain.next, to), Found: "the end of the log"}
 	}
 	return nil
+}
+
+// reread reads the log again from 1 to To, checking its chain again (the
+// log read now must be the one verified), and hands each event, decoded, to
+// f; then, up to until when it is further, the events that decode,
+// unchecked. It returns the first divergence of the log or of f, which
+// means the log changed while it was verified.
+func (v *verifier) reread(ctx context.Context, until uint64, progress func(done, total uint64),
+	f func(r *eventstore.Record, e domain.Event) (*Divergence, error)) (*Divergence, error) {
+	to := v.rep.To
+	c := chain{ledger: v.rep.Ledger, next: 1, anchored: true}
+	var changed *Divergence
+	err := v.log.Read(ctx, 1, max(to, until), func(recs []eventstore.Record) error {
+		for i := range recs {
+			r := &recs[i]
+			if r.Position > to {
+				if e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload); err == nil {
+					if _, err := f(r, e); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if changed = c.check(r); changed != nil {
+				return errStop
+			}
+			e, d, err := decodeRecord(r)
+			if err != nil {
+				return err
+			}
+			if d == nil {
+				d, err = f(r, e)
+			}
+			if changed = d; changed != nil || err != nil {
+				return cmp.Or(err, errStop)
+			}
+		}
+		progress(min(c.next-1, to), to)
+		return ctx.Err()
+	})
+	var malformed *MalformedError
+	switch {
+	case errors.As(err, &malformed):
+		changed = malformed.divergence(c.next)
+	case err != nil && !errors.Is(err, errStop):
+		return nil, err
+	}
+	if changed == nil && c.next <= to {
+		changed = &Divergence{Kind: KindGap, Position: c.next, Expected: fmt.Sprintf("position %d", c.next),
+			Found: "the end of the log"}
+	}
+	if changed != nil {
+		changed.Detail = strings.TrimPrefix(changed.Detail+"; ", "; ") + "the log changed while it was verified"
+	}
+	return changed, nil
 }
 
 // chain checks positions, hashes and links, record by record.

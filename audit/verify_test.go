@@ -71,10 +71,11 @@ func TestVerifyCleanAfterRandomWorkload(t *testing.T) {
 	}})
 	mustClean(t, "whole log", rep)
 	if rep.Events != head || rep.From != 1 || rep.To != head || !rep.Replayed || rep.Accounts != 15 || rep.Assets != 3 ||
-		rep.StatementLines == 0 || len(rep.LastHash) != 64 {
-		t.Errorf("report %+v, want %d events from 1 to %d replayed, 15 accounts, 3 assets, statement lines", rep, head, head)
+		rep.StatementLines == 0 || rep.Transfers == 0 || len(rep.LastHash) != 64 {
+		t.Errorf("report %+v, want %d events from 1 to %d replayed, 15 accounts, 3 assets, statement lines, transfers",
+			rep, head, head)
 	}
-	for _, phase := range []string{"log", "balances", "trial balance", "statements"} {
+	for _, phase := range []string{"log", "balances", "trial balance", "statements", "transfers"} {
 		if p := phases[phase]; p.Total == 0 || p.Done != p.Total {
 			t.Errorf("progress of %s ended at %d of %d", phase, p.Done, p.Total)
 		}
@@ -91,6 +92,7 @@ func TestVerifyCleanAfterRandomWorkload(t *testing.T) {
 	if rep.To != head/2 || !rep.Replayed {
 		t.Errorf("first half: %+v", rep)
 	}
+	t.Logf("first half: %d transfers, notes %q", rep.Transfers, rep.Notes)
 
 	// From a position: the chain only.
 	rep = h.verify(t, ledger, audit.Options{From: head / 2})

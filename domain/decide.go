@@ -123,6 +123,23 @@ func EventID(e Event) (string, bool) {
 	return "", false
 }
 
+// ChangedID returns the id of the earlier transfer an event changes: the
+// hold a post, void or expiry resolves, the transfer a reversal reverses;
+// false for events that change none.
+func ChangedID(e Event) (string, bool) {
+	switch e := e.(type) {
+	case PendingPosted:
+		return e.PendingID, true
+	case PendingVoided:
+		return e.PendingID, true
+	case PendingExpired:
+		return e.PendingID, true
+	case TransferReversed:
+		return e.TransferID, true
+	}
+	return "", false
+}
+
 // eventID is EventID's id alone ("" for events that take none).
 func eventID(e Event) string {
 	id, _ := EventID(e)

@@ -119,7 +119,7 @@ func (Transfers) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, recs
 		if id, ok := domain.EventID(e); ok { // the id of the row it creates
 			created[id] = true
 		}
-		if ref, ok := referencedID(e); ok && !created[ref] {
+		if ref, ok := domain.ChangedID(e); ok && !created[ref] {
 			refs = append(refs, ref)
 		}
 	}
@@ -144,21 +144,6 @@ func (Transfers) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, recs
 		return err
 	}
 	return f.update(ctx, tx)
-}
-
-// referencedID is the id of the earlier row an event changes.
-func referencedID(e domain.Event) (string, bool) {
-	switch e := e.(type) {
-	case domain.PendingPosted:
-		return e.PendingID, true
-	case domain.PendingVoided:
-		return e.PendingID, true
-	case domain.PendingExpired:
-		return e.PendingID, true
-	case domain.TransferReversed:
-		return e.TransferID, true
-	}
-	return "", false
 }
 
 // load reads the rows of earlier batches that this one changes.
