@@ -10,7 +10,8 @@ import (
 )
 
 // Log is a ledger's event log as an auditor reads it: as many times as
-// needed (Verify reads it twice when a statement diverges, to find the line).
+// needed (Verify reads it again when a statement or a transfer diverges, to
+// find the line or the transfer), from one goroutine at a time.
 // Its implementations live beside what they read: servicelog (a running
 // ledgerd), storelog (the event store), filelog (an export); every one
 // passes the contract suite logtest.Run.

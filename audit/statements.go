@@ -74,9 +74,9 @@ func lineOf(l *ledgerv1.StatementLine) line {
 		reference: l.GetReference(), metadata: metadataText(l.GetMetadata())}
 }
 
-// lineTime is a line's time as compared: Unix microseconds, rounded as
-// PostgreSQL stores it.
-func lineTime(t time.Time) int64 { return t.Round(time.Microsecond).UnixMicro() }
+// lineTime is a time as compared: Unix microseconds, the nanoseconds
+// dropped as the projections drop them when they write it (pgbin, pgx).
+func lineTime(t time.Time) int64 { return t.UnixMicro() }
 
 // lineTimeText is a compared time as a divergence shows it.
 func lineTimeText(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,17 +20,27 @@ const (
 	// transfersPageMax is the transfers of one ListTransfers page: the most
 	// ledgerd serves.
 	transfersPageMax = 1000
+	// transfersProgressEvery is how often Verify, waiting for the transfers
+	// check, reports how far it is.
+	transfersProgressEvery = 100 * time.Millisecond
+)
+
+// The buckets of the transfers check: variables, which a test makes small
+// to reach the limit with a small ledger.
+var (
 	// transferBucketSpan is the positions one digest bucket covers: a
 	// bucket that differs is compared transfer by transfer, so it bounds
 	// the views the second read of the log keeps for it.
-	transferBucketSpan = 1024
-	// transferRecheckBucketsMax bounds the buckets compared transfer by
-	// transfer.
+	transferBucketSpan uint64 = 1024
+	// transferRecheckBucketsMax bounds the buckets one second read of the
+	// log compares transfer by transfer (their views are kept): more take
+	// more reads.
 	transferRecheckBucketsMax = 64
 )
 
 // The transfers check keeps in memory only the transfers that may still
-// change: open holds and transfers partly reversed. The replay sums a
+// change: open holds and transfers partly reversed (as the domain's state
+// keeps what each of those has had reversed). The replay sums a
 // digest of each transfer's expected view (keyed by the run's seed) into a
 // bucket by the transfer's position; a transfer that changes later (a hold
 // resolved or expired, a transfer reversed) takes its old digest out of its
@@ -70,10 +78,7 @@ type transferPosting struct {
 // expectedTransfer is the transfer e creates, as it stands when created;
 // false for an event that creates none.
 func expectedTransfer(r *eventstore.Record, e domain.Event) (*transferView, bool) {
-	h, _ := domain.HeaderOf(e)
-	v := &transferView{id: h.ID, status: ledgerv1.TransferStatus_TRANSFER_STATUS_POSTED, position: r.Position,
-		reference: h.Reference, metadata: metadataText(h.Metadata), effectiveAt: lineTime(h.Effective(r.RecordedAt)),
-		recordedAt: lineTime(r.RecordedAt)}
+	v := &transferView{status: ledgerv1.TransferStatus_TRANSFER_STATUS_POSTED}
 	switch e := e.(type) {
 	case domain.TransferCommitted:
 		v.kind = ledgerv1.TransferKind_TRANSFER_KIND_TRANSFER
@@ -95,13 +100,20 @@ func expectedTransfer(r *eventstore.Record, e domain.Event) (*transferView, bool
 		v.kind, v.reverses = ledgerv1.TransferKind_TRANSFER_KIND_REVERSAL, e.TransferID
 		v.setPostings(e.Postings, false, false)
 	default:
-		return nil, false
+		return nil, false // an expiry changes a hold, and creates nothing
 	}
+	// A void has no business time, metadata or its own: the header says so.
+	h, _ := domain.HeaderOf(e)
+	v.id, v.position, v.reference, v.metadata = h.ID, r.Position, h.Reference, metadataText(h.Metadata)
+	v.effectiveAt, v.recordedAt = lineTime(h.Effective(r.RecordedAt)), lineTime(r.RecordedAt)
 	return v, true
 }
 
-// setPostings sets ps as v's postings: a hold's still hold all of their
-// amount, a transfer's or post's have had nothing reversed.
+// setPostings sets ps as v's postings, as the read model serves them when
+// the transfer is created: a hold's (held) still hold all of their amount,
+// a transfer's or post's (reversible) have had nothing reversed, and the
+// others show neither. It keeps ps for the scales and amounts that a
+// resolution and a reversal need.
 func (v *transferView) setPostings(ps []domain.Posting, held, reversible bool) {
 	v.original = ps
 	v.postings = make([]transferPosting, len(ps))
@@ -117,7 +129,10 @@ func (v *transferView) setPostings(ps []domain.Posting, held, reversible bool) {
 	}
 }
 
-// change applies e to v, the transfer it changes (domain.ChangedID).
+// change applies e to v, the transfer it changes (domain.ChangedID): a
+// hold resolved or expired, a transfer or post reversed.
+//
+// Errors: those of reverse.
 func (v *transferView) change(e domain.Event) error {
 	switch e := e.(type) {
 	case domain.PendingPosted:
@@ -243,6 +258,8 @@ type transferBook struct {
 	count    uint64
 }
 
+// newTransferBook returns an empty book whose digests are keyed by seed
+// (the statements'); prior reads earlier records of the log.
 func newTransferBook(seed maphash.Seed, prior ImportPrior) *transferBook {
 	b := &transferBook{seed: seed, live: map[string]*transferView{}}
 	b.original = func(pos uint64) (*transferView, error) {
@@ -264,6 +281,8 @@ func newTransferBook(seed maphash.Seed, prior ImportPrior) *transferBook {
 }
 
 // apply follows r, whose event e the domain has applied.
+//
+// Errors: change's.
 func (b *transferBook) apply(r *eventstore.Record, e domain.Event) error {
 	if id, ok := domain.ChangedID(e); ok {
 		if err := b.change(id, e); err != nil {
@@ -286,7 +305,9 @@ func (b *transferBook) apply(r *eventstore.Record, e domain.Event) error {
 // transfer reversed in part before, kept; else one read again from the log
 // as it was created (the first reversal of a transfer).
 //
-// Errors: a hold the book does not hold open, a bug of this package.
+// Errors: a hold the book does not hold open, or a reversal the domain's
+// rule refuses (bugs of this package: the domain applied the event); the
+// original's read from the log.
 func (b *transferBook) change(id string, e domain.Event) error {
 	t, ok := b.live[id]
 	if !ok {
@@ -312,14 +333,15 @@ func (b *transferBook) change(id string, e domain.Event) error {
 	return nil
 }
 
-// transfers compares every transfer served up to To with the replay's, and
-// returns its notes: it runs beside the other checks, and leaves the report
-// to Verify.
-func (v *verifier) transfers(ctx context.Context, report func(phase string, done, total uint64)) (*Divergence, []string, error) {
+// transfers compares every transfer served up to To with the replay's. It
+// runs beside the other checks, and reports its progress through report.
+//
+// Errors: a call or read that failed; those of a second read of the log.
+func (v *verifier) transfers(ctx context.Context, report func(phase string, done, total uint64)) (*Divergence, error) {
 	want := v.tbook
 	var got transferBuckets
 	listed := uint64(0)
-	err := v.listTransfers(ctx, func(t *ledgerv1.TransferView) error {
+	err := v.listTransfers(ctx, func(t *ledgerv1.TransferView, _ uint64) error {
 		got.add(want.seed, servedTransfer(t), 1)
 		listed++
 		if listed%transfersPageMax == 0 {
@@ -328,7 +350,7 @@ func (v *verifier) transfers(ctx context.Context, report func(phase string, done
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	report("transfers", min(listed, want.count), want.count)
 	var differ []int
@@ -344,22 +366,25 @@ func (v *verifier) transfers(ctx context.Context, report func(phase string, done
 			differ = append(differ, i)
 		}
 	}
-	if len(differ) == 0 {
-		return nil, nil, nil
+	// In position order, a few buckets a read: the first divergence found
+	// is the lowest.
+	for len(differ) > 0 {
+		n := min(len(differ), transferRecheckBucketsMax)
+		d, err := v.recheckTransfers(ctx, differ[:n], func(done, total uint64) { report("transfers again", done, total) })
+		if d != nil || err != nil {
+			return d, err
+		}
+		differ = differ[n:]
 	}
-	var notes []string
-	if len(differ) > transferRecheckBucketsMax {
-		notes = append(notes, fmt.Sprintf("the transfers of %d ranges of %d positions differ; the first %d "+
-			"were compared transfer by transfer", len(differ), transferBucketSpan, transferRecheckBucketsMax))
-		differ = differ[:transferRecheckBucketsMax]
-	}
-	d, later, err := v.recheckTransfers(ctx, differ, func(done, total uint64) { report("transfers again", done, total) })
-	return d, append(notes, later...), err
+	return nil, nil
 }
 
 // listTransfers hands each transfer served at positions up to To to f, in
-// position order.
-func (v *verifier) listTransfers(ctx context.Context, f func(*ledgerv1.TransferView) error) error {
+// position order, with the position its page reflects (the projection's
+// checkpoint, read in the same snapshot as the page's rows).
+//
+// Errors: a call that failed; f's.
+func (v *verifier) listTransfers(ctx context.Context, f func(t *ledgerv1.TransferView, page uint64) error) error {
 	at := v.rep.To
 	req := &ledgerv1.ListTransfersRequest{Ledger: v.rep.Ledger, MinPosition: at, Limit: transfersPageMax}
 	for {
@@ -371,7 +396,7 @@ func (v *verifier) listTransfers(ctx context.Context, f func(*ledgerv1.TransferV
 			if t.GetPosition() > at {
 				return nil // created after the verified head
 			}
-			if err := f(t); err != nil {
+			if err := f(t, resp.GetPosition()); err != nil {
 				return err
 			}
 		}
@@ -382,6 +407,7 @@ func (v *verifier) listTransfers(ctx context.Context, f func(*ledgerv1.TransferV
 	}
 }
 
+// listTransfersPage is one ListTransfers call, bounded by callTimeout.
 func (v *verifier) listTransfersPage(ctx context.Context, req *ledgerv1.ListTransfersRequest) (*ledgerv1.ListTransfersResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -392,79 +418,6 @@ func (v *verifier) listTransfersPage(ctx context.Context, req *ledgerv1.ListTran
 	return resp, nil
 }
 
-// recheckTransfers reads the log again, to its head as of now, keeping the
-// expected views of the transfers in buckets, and compares each with the
-// one served. A transfer changed after To (the log went on meanwhile) is
-// served as it is now: only what it was created with is compared. It
-// returns the divergence of the lowest position, and a note of the
-// transfers changed after To when nothing else differs.
-func (v *verifier) recheckTransfers(ctx context.Context, buckets []int, progress func(done, total uint64)) (*Divergence, []string, error) {
-	keep := make(map[uint64]bool, len(buckets))
-	for _, i := range buckets {
-		keep[uint64(i)] = true
-	}
-	views := map[string]*transferView{}
-	byPosition := map[uint64]*transferView{}
-	later := map[string]bool{} // changed after To
-	to := v.rep.To
-	head, err := v.log.Head(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	changed, err := v.reread(ctx, head, progress, func(r *eventstore.Record, e domain.Event) (*Divergence, error) {
-		if r.Position <= to {
-			return nil, followKept(r, e, views, byPosition, keep)
-		}
-		// Past the verified head: only which kept transfers change.
-		if id, ok := domain.ChangedID(e); ok && views[id] != nil {
-			later[id] = true
-		}
-		return nil, nil
-	})
-	if changed != nil || err != nil {
-		return changed, nil, err
-	}
-	var best *Divergence
-	seen := map[uint64]bool{}
-	err = v.listTransfers(ctx, func(t *ledgerv1.TransferView) error {
-		if !keep[t.GetPosition()/transferBucketSpan] {
-			return nil
-		}
-		got := servedTransfer(t)
-		want := byPosition[got.position]
-		var d *Divergence
-		switch {
-		case want == nil || seen[got.position]:
-			d = &Divergence{Kind: KindTransfer, Position: got.position, Field: "id", Expected: "no transfer",
-				Found: got.id, Detail: "transfer " + got.id + " (transfers projection)"}
-		default:
-			seen[got.position] = true
-			if f := diffTransfer(want, got, later[want.id]); f != nil {
-				d = &Divergence{Kind: KindTransfer, Position: got.position, Field: f.name, Expected: f.expected,
-					Found: f.found, Detail: "transfer " + want.id + " (transfers projection)"}
-			}
-		}
-		if lower(d, best) {
-			best = d
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	for pos, want := range byPosition {
-		if d := (&Divergence{Kind: KindTransfer, Position: pos, Field: "id", Expected: want.id, Found: "no transfer",
-			Detail: "transfer " + want.id + " (transfers projection)"}); !seen[pos] && lower(d, best) {
-			best = d
-		}
-	}
-	if best == nil && len(later) > 0 {
-		return nil, []string{fmt.Sprintf("%d transfers changed after position %d: their status, "+
-			"remaining and reversed amounts and reversals were not compared", len(later), to)}, nil
-	}
-	return best, nil, nil
-}
-
 // transfersCheck is the transfers check running beside the others. Its
 // progress is held until Verify waits for it: one phase is reported at a
 // time.
@@ -472,11 +425,11 @@ type transfersCheck struct {
 	done   chan struct{}
 	cancel context.CancelFunc
 	d      *Divergence
-	notes  []string
 	err    error
 
-	mu       sync.Mutex
-	progress Progress // the last reported
+	mu sync.Mutex
+	// phases holds the last report of each phase, in order.
+	phases []Progress
 }
 
 // startTransfers starts the transfers check: it reads ledgerd's transfers
@@ -486,10 +439,15 @@ func (v *verifier) startTransfers(ctx context.Context) *transfersCheck {
 	c := &transfersCheck{done: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(c.done)
-		c.d, c.notes, c.err = v.transfers(ctx, func(phase string, done, total uint64) {
+		c.d, c.err = v.transfers(ctx, func(phase string, done, total uint64) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			c.progress = Progress{Phase: phase, Done: done, Total: total}
+			p := Progress{Phase: phase, Done: done, Total: total}
+			if n := len(c.phases); n > 0 && c.phases[n-1].Phase == phase {
+				c.phases[n-1] = p
+			} else {
+				c.phases = append(c.phases, p)
+			}
 		})
 	}()
 	return c
@@ -501,19 +459,26 @@ func (c *transfersCheck) stop() {
 	<-c.done
 }
 
-// waitTransfers waits for the check, reporting its progress meanwhile, and
-// puts its notes and count in the report.
+// waitTransfers waits for the check, reporting its progress meanwhile (each
+// phase's last report, in order), and puts its count in the report.
+//
+// Errors: the check's.
 func (v *verifier) waitTransfers(c *transfersCheck) (*Divergence, error) {
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(transfersProgressEvery)
 	defer tick.Stop()
-	var last Progress
+	sent, last := 0, Progress{}
 	forward := func() {
 		c.mu.Lock()
-		p := c.progress
+		phases := append([]Progress(nil), c.phases[min(sent, len(c.phases)):]...)
 		c.mu.Unlock()
-		if p != last && p.Phase != "" {
-			v.progress(p.Phase, p.Done, p.Total)
-			last = p
+		for i, p := range phases {
+			if p != last {
+				v.progress(p.Phase, p.Done, p.Total)
+				last = p
+			}
+			if i < len(phases)-1 {
+				sent++ // a phase over: its last report is sent
+			}
 		}
 	}
 	for waiting := true; waiting; {
@@ -527,74 +492,6 @@ func (v *verifier) waitTransfers(c *transfersCheck) (*Divergence, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
-	v.rep.Notes = append(v.rep.Notes, c.notes...)
 	v.rep.Transfers = v.tbook.count
 	return c.d, nil
-}
-
-// followKept applies r's event to the kept views: it creates one in a kept
-// bucket, or changes one kept.
-func followKept(r *eventstore.Record, e domain.Event, views map[string]*transferView,
-	byPosition map[uint64]*transferView, keep map[uint64]bool) error {
-	if id, ok := domain.ChangedID(e); ok && views[id] != nil {
-		if err := views[id].change(e); err != nil {
-			return err
-		}
-	}
-	if !keep[r.Position/transferBucketSpan] {
-		return nil
-	}
-	if t, ok := expectedTransfer(r, e); ok {
-		views[t.id], byPosition[t.position] = t, t
-	}
-	return nil
-}
-
-// diffTransfer compares an expected transfer with a served one; with later,
-// the served one changed after the verified head, and only what it was
-// created with is compared.
-func diffTransfer(want, got *transferView, later bool) *field {
-	fields := []field{
-		{"id", want.id, got.id},
-		{"kind", enumText(want.kind.String(), "TRANSFER_KIND_"), enumText(got.kind.String(), "TRANSFER_KIND_")},
-		{"postings", strconv.Itoa(len(want.postings)), strconv.Itoa(len(got.postings))},
-	}
-	if f := firstDiff(fields); f != nil {
-		return f
-	}
-	for i := range want.postings {
-		w, g := &want.postings[i], &got.postings[i]
-		at := fmt.Sprintf("postings[%d].", i)
-		fields = append(fields, field{at + "debit_account", w.debit, g.debit}, field{at + "credit_account", w.credit, g.credit},
-			field{at + "asset", w.asset, g.asset}, field{at + "amount", w.amount, g.amount})
-		if !later {
-			fields = append(fields, field{at + "remaining", w.remaining, g.remaining}, field{at + "reversed", w.reversed, g.reversed})
-		}
-	}
-	fields = append(fields,
-		field{"reference", want.reference, got.reference},
-		field{"metadata", want.metadata, got.metadata},
-		field{"effective_at", lineTimeText(want.effectiveAt), lineTimeText(got.effectiveAt)},
-		field{"recorded_at", lineTimeText(want.recordedAt), lineTimeText(got.recordedAt)},
-		field{"expires_at", expiryText(want.expiresAt), expiryText(got.expiresAt)},
-		field{"pending_id", want.pendingID, got.pendingID},
-		field{"reverses", want.reverses, got.reverses})
-	if !later {
-		fields = append(fields,
-			field{"status", enumText(want.status.String(), "TRANSFER_STATUS_"), enumText(got.status.String(), "TRANSFER_STATUS_")},
-			field{"resolved_by", want.resolvedBy, got.resolvedBy},
-			field{"reversed_by", strings.Join(want.reversedBy, ","), strings.Join(got.reversedBy, ",")})
-	}
-	return firstDiff(fields)
-}
-
-// enumText is an enum's name as the read model stores it: posted, not
-// TRANSFER_STATUS_POSTED.
-func enumText(name, prefix string) string { return strings.ToLower(strings.TrimPrefix(name, prefix)) }
-
-func expiryText(us int64) string {
-	if us == 0 {
-		return "none"
-	}
-	return lineTimeText(us)
 }

@@ -86,3 +86,47 @@ func TestVerifyCatchesEditedTransfer(t *testing.T) {
 		t.Errorf("expected %q, want the id %q", rep.Divergence.Expected, id)
 	}
 }
+
+// TestVerifyTransfersBeyondOneRead: with buckets of four positions and one
+// compared a read of the log, the transfers changed after the verified
+// head make several buckets differ, each compared as of the position its
+// page was served at and found clean, and an edit in a bucket after them is
+// still found. Not parallel: it makes the buckets small for the package.
+func TestVerifyTransfersBeyondOneRead(t *testing.T) {
+	audit.SetTransferBuckets(t, 4, 1)
+	h := start(t)
+	ledger := testenv.Name(t)
+	w := newWorkload(t, h, ledger, 8)
+	w.run(120)
+	to := h.head(t, ledger) / 2
+	for range 120 {
+		w.step() // posts, voids and reversals of transfers from before to, among others
+	}
+	mustClean(t, "up to the middle, changed since", h.verify(t, ledger, audit.Options{To: to}))
+
+	rows, err := h.pool.Query(ctx(t), `SELECT t.position FROM transfers t, transfer_ledgers l
+		WHERE `+transferOf+` AND t.position <= $2 AND t.updated_position > $2 ORDER BY t.position`, ledger, int64(to))
+	testenv.NoError(t, err)
+	var changed []uint64
+	for rows.Next() {
+		var pos int64
+		testenv.NoError(t, rows.Scan(&pos))
+		if b := uint64(pos) / 4; len(changed) == 0 || changed[len(changed)-1] != b {
+			changed = append(changed, b)
+		}
+	}
+	testenv.NoError(t, rows.Err())
+	if len(changed) < 2 {
+		t.Fatalf("transfers changed after %d in buckets %v: want two at least, before the edit", to, changed)
+	}
+	var (
+		id  string
+		pos int64
+	)
+	testenv.NoError(t, h.pool.QueryRow(ctx(t), `SELECT t.id, t.position FROM transfers t, transfer_ledgers l
+		WHERE `+transferOf+` AND t.position <= $2 AND t.position >= $3 ORDER BY t.position DESC LIMIT 1`,
+		ledger, int64(to), int64(changed[1]+1)*4).Scan(&id, &pos))
+	h.exec(t, `UPDATE transfers t SET reference = 'forged' FROM transfer_ledgers l WHERE `+transferOf+` AND t.id = $2`, ledger, id)
+	checkDivergence(t, h.verify(t, ledger, audit.Options{To: to}),
+		audit.Divergence{Kind: audit.KindTransfer, Position: uint64(pos), Field: "reference"})
+}

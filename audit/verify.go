@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -153,7 +154,7 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		return rep, nil
 	}
 	tc := v.startTransfers(ctx)
-	defer tc.stop()
+	defer tc.stop() // on an earlier divergence or error
 	transfers := func(context.Context) (*Divergence, error) { return v.waitTransfers(tc) }
 	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements, transfers, v.alerts} {
 		d, err := check(ctx)
@@ -194,6 +195,10 @@ type verifier struct {
 	alertReplay *alertReplay
 	// tbook, when the projections are compared, follows the transfers.
 	tbook *transferBook
+	// last is the hash of the last event the first read checked.
+	last eventstore.Hash
+	// rereading makes the second reads of the log one at a time (reread).
+	rereading sync.Mutex
 }
 
 // recentRecords keeps the last recentRecordsMax records by position: most
@@ -292,10 +297,9 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 			v.tbook = newTransferBook(v.book.seed, v.prior(ctx))
 		}
 	}
-	var last eventstore.Hash
 	defer func() {
 		if rep.Events > 0 {
-			rep.LastHash = hex.EncodeToString(last[:])
+			rep.LastHash = hex.EncodeToString(v.last[:])
 		}
 	}()
 	err := v.log.Read(ctx, from, to, func(recs []eventstore.Record) error {
@@ -333,7 +337,7 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 				}
 			}
 			rep.Events++
-			rep.To, last = r.Position, r.Hash
+			rep.To, v.last = r.Position, r.Hash
 		}
 		v.progress("log", rep.Events, total)
 		return ctx.Err()
@@ -362,17 +366,27 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 	return nil
 }
 
-// reread reads the log again from 1 to To, checking its chain again (the
-// log read now must be the one verified), and hands each event, decoded, to
-// f; then, up to until when it is further, the events that decode,
-// unchecked. It returns the first divergence of the log or of f, which
-// means the log changed while it was verified.
+// reread reads the log again from 1 to To, checking its chain again and
+// that it reaches To with the hash the first read ended on (the log read
+// now must be the one verified: a log re-sealed meanwhile differs there),
+// and hands each event, decoded, to f; then, up to until when it is
+// further, the events that decode, unchecked: they only explain what a
+// projection served after To, and a verification that reaches them checks
+// them. It returns the first divergence up to To, of the log or of f,
+// which means the log changed while it was verified. The second reads of
+// the statements and the transfers checks, which run at once, read one at
+// a time: a Log need not be safe for concurrent use.
+//
+// Errors: a read that failed; f's.
 func (v *verifier) reread(ctx context.Context, until uint64, progress func(done, total uint64),
 	f func(r *eventstore.Record, e domain.Event) (*Divergence, error)) (*Divergence, error) {
+	v.rereading.Lock()
+	defer v.rereading.Unlock()
 	to := v.rep.To
+	end := max(to, until)
 	c := chain{ledger: v.rep.Ledger, next: 1, anchored: true}
 	var changed *Divergence
-	err := v.log.Read(ctx, 1, max(to, until), func(recs []eventstore.Record) error {
+	err := v.log.Read(ctx, 1, end, func(recs []eventstore.Record) error {
 		for i := range recs {
 			r := &recs[i]
 			if r.Position > to {
@@ -386,6 +400,11 @@ func (v *verifier) reread(ctx context.Context, until uint64, progress func(done,
 			if changed = c.check(r); changed != nil {
 				return errStop
 			}
+			if r.Position == to && r.Hash != v.last {
+				changed = &Divergence{Kind: KindHash, Position: to, Field: "hash", Expected: hex.EncodeToString(v.last[:]),
+					Found: hex.EncodeToString(r.Hash[:]), Detail: "not the hash the first read ended on: the log was re-sealed"}
+				return errStop
+			}
 			e, d, err := decodeRecord(r)
 			if err != nil {
 				return err
@@ -397,7 +416,9 @@ func (v *verifier) reread(ctx context.Context, until uint64, progress func(done,
 				return cmp.Or(err, errStop)
 			}
 		}
-		progress(min(c.next-1, to), to)
+		if n := len(recs); n > 0 {
+			progress(recs[n-1].Position, end)
+		}
 		return ctx.Err()
 	})
 	var malformed *MalformedError

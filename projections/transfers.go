@@ -225,9 +225,12 @@ func (f *transferFold) apply(rec *eventstore.Record, e domain.Event) error {
 // create adds a new row, posted unless the caller says otherwise.
 func (f *transferFold) create(rec *eventstore.Record, id, kind string, ps []transferPosting, reference string,
 	metadata map[string]string, effectiveAt time.Time) *transferRow {
+	// An event without a business time (an imported log's may lack it)
+	// takes effect when recorded, as its statement lines do.
+	h := domain.TransferHeader{EffectiveAt: effectiveAt}
 	r := &transferRow{id: id, kind: kind, status: transferStatusPosted, position: rec.Position,
 		updatedPosition: rec.Position, postings: ps, reference: reference, metadata: metadata,
-		effectiveAt: effectiveAt, recordedAt: rec.RecordedAt}
+		effectiveAt: h.Effective(rec.RecordedAt), recordedAt: rec.RecordedAt}
 	f.rows[id] = r
 	f.created = append(f.created, r)
 	return r
