@@ -1,9 +1,8 @@
 package audit
 
-// SetTransferBuckets makes the transfers check's buckets span positions
-// and its second reads compare perRead of them, until the test ends.
-func SetTransferBuckets(t interface{ Cleanup(func()) }, span uint64, perRead int) {
-	was, wasPerRead := transferBucketSpan, transferRecheckBucketsMax
-	transferBucketSpan, transferRecheckBucketsMax = span, perRead
-	t.Cleanup(func() { transferBucketSpan, transferRecheckBucketsMax = was, wasPerRead })
+// WithTransferBuckets returns opts whose transfers check sums its digests in
+// buckets of span positions and compares perRead of them a read of the log.
+func WithTransferBuckets(opts Options, span uint64, perRead int) Options {
+	opts.transferBucketSpan, opts.transferBucketsPerRead = span, perRead
+	return opts
 }

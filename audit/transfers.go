@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -25,17 +26,17 @@ const (
 	transfersProgressEvery = 100 * time.Millisecond
 )
 
-// The buckets of the transfers check: variables, which a test makes small
-// to reach the limit with a small ledger.
-var (
+// The buckets of the transfers check (Options can make them small, for
+// tests: export_test.go).
+const (
 	// transferBucketSpan is the positions one digest bucket covers: a
 	// bucket that differs is compared transfer by transfer, so it bounds
 	// the views the second read of the log keeps for it.
-	transferBucketSpan uint64 = 1024
-	// transferRecheckBucketsMax bounds the buckets one second read of the
-	// log compares transfer by transfer (their views are kept): more take
-	// more reads.
-	transferRecheckBucketsMax = 64
+	transferBucketSpan = 1024
+	// transferBucketsPerRead bounds the buckets one second read of the log
+	// compares transfer by transfer (their views are kept): more take more
+	// reads.
+	transferBucketsPerRead = 64
 )
 
 // The transfers check keeps in memory only the transfers that may still
@@ -231,16 +232,19 @@ type transferBucket struct {
 }
 
 // transferBuckets are the sums of a side, bucket i covering positions
-// [i*transferBucketSpan, (i+1)*transferBucketSpan).
-type transferBuckets []transferBucket
+// [i*span, (i+1)*span).
+type transferBuckets struct {
+	span uint64
+	b    []transferBucket
+}
 
 // add puts v's digest in (sign 1) or takes it out (-1).
 func (bs *transferBuckets) add(seed maphash.Seed, v *transferView, sign int64) {
-	i := int(v.position / transferBucketSpan)
-	for len(*bs) <= i {
-		*bs = append(*bs, transferBucket{})
+	i := int(v.position / bs.span)
+	for len(bs.b) <= i {
+		bs.b = append(bs.b, transferBucket{})
 	}
-	b := &(*bs)[i]
+	b := &bs.b[i]
 	b.sum += uint64(sign) * v.digest(seed)
 	b.n += sign
 }
@@ -259,9 +263,10 @@ type transferBook struct {
 }
 
 // newTransferBook returns an empty book whose digests are keyed by seed
-// (the statements'); prior reads earlier records of the log.
-func newTransferBook(seed maphash.Seed, prior ImportPrior) *transferBook {
-	b := &transferBook{seed: seed, live: map[string]*transferView{}}
+// (the statements') in buckets of span positions; prior reads earlier
+// records of the log.
+func newTransferBook(seed maphash.Seed, span uint64, prior ImportPrior) *transferBook {
+	b := &transferBook{seed: seed, buckets: transferBuckets{span: span}, live: map[string]*transferView{}}
 	b.original = func(pos uint64) (*transferView, error) {
 		r, err := prior(pos)
 		if err != nil {
@@ -339,7 +344,7 @@ func (b *transferBook) change(id string, e domain.Event) error {
 // Errors: a call or read that failed; those of a second read of the log.
 func (v *verifier) transfers(ctx context.Context, report func(phase string, done, total uint64)) (*Divergence, error) {
 	want := v.tbook
-	var got transferBuckets
+	got := transferBuckets{span: want.buckets.span}
 	listed := uint64(0)
 	err := v.listTransfers(ctx, func(t *ledgerv1.TransferView, _ uint64) error {
 		got.add(want.seed, servedTransfer(t), 1)
@@ -354,13 +359,13 @@ func (v *verifier) transfers(ctx context.Context, report func(phase string, done
 	}
 	report("transfers", min(listed, want.count), want.count)
 	var differ []int
-	for i := range max(len(want.buckets), len(got)) {
+	for i := range max(len(want.buckets.b), len(got.b)) {
 		var w, g transferBucket
-		if i < len(want.buckets) {
-			w = want.buckets[i]
+		if i < len(want.buckets.b) {
+			w = want.buckets.b[i]
 		}
-		if i < len(got) {
-			g = got[i]
+		if i < len(got.b) {
+			g = got.b[i]
 		}
 		if w != g {
 			differ = append(differ, i)
@@ -368,9 +373,15 @@ func (v *verifier) transfers(ctx context.Context, report func(phase string, done
 	}
 	// In position order, a few buckets a read: the first divergence found
 	// is the lowest.
-	for len(differ) > 0 {
-		n := min(len(differ), transferRecheckBucketsMax)
-		d, err := v.recheckTransfers(ctx, differ[:n], func(done, total uint64) { report("transfers again", done, total) })
+	perRead := cmp.Or(v.opts.transferBucketsPerRead, transferBucketsPerRead)
+	rounds := (len(differ) + perRead - 1) / perRead
+	for round := 1; len(differ) > 0; round++ {
+		n := min(len(differ), perRead)
+		phase := "transfers again"
+		if rounds > 1 {
+			phase = fmt.Sprintf("transfers again, %d of %d", round, rounds)
+		}
+		d, err := v.recheckTransfers(ctx, differ[:n], func(done, total uint64) { report(phase, done, total) })
 		if d != nil || err != nil {
 			return d, err
 		}

@@ -17,8 +17,8 @@ type servedAt struct {
 	page uint64
 }
 
-// recheckTransfers compares the transfers of buckets (at most
-// transferRecheckBucketsMax) one by one, and returns the divergence of the
+// recheckTransfers compares the transfers of buckets (a few: their views
+// are kept) one by one, and returns the divergence of the
 // lowest position. It lists the served transfers of those buckets with the
 // position each page reflects, then reads the log again up to the highest
 // of them, building each expected transfer as of its own page: created by
@@ -29,6 +29,7 @@ type servedAt struct {
 // Errors: a call or read that failed; a change the domain's rule refuses
 // (a bug of this package).
 func (v *verifier) recheckTransfers(ctx context.Context, buckets []int, progress func(done, total uint64)) (*Divergence, error) {
+	span := v.tbook.buckets.span
 	keep := make(map[uint64]bool, len(buckets))
 	for _, i := range buckets {
 		keep[uint64(i)] = true
@@ -43,7 +44,7 @@ func (v *verifier) recheckTransfers(ctx context.Context, buckets []int, progress
 	}
 	err := v.listTransfers(ctx, func(t *ledgerv1.TransferView, page uint64) error {
 		until = max(until, page)
-		if !keep[t.GetPosition()/transferBucketSpan] {
+		if !keep[t.GetPosition()/span] {
 			return nil
 		}
 		s := servedTransfer(t)
@@ -69,7 +70,7 @@ func (v *verifier) recheckTransfers(ctx context.Context, buckets []int, progress
 				}
 			}
 		}
-		if r.Position <= to && keep[r.Position/transferBucketSpan] {
+		if r.Position <= to && keep[r.Position/span] {
 			if t, ok := expectedTransfer(r, e); ok {
 				want[t.id], byPosition[t.position] = t, t
 			}

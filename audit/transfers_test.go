@@ -1,8 +1,13 @@
 package audit_test
 
 import (
+	"context"
 	"testing"
 
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
@@ -87,22 +92,32 @@ func TestVerifyCatchesEditedTransfer(t *testing.T) {
 	}
 }
 
+// changedAfterMiddle runs a workload of 120 steps on a new ledger, notes
+// the middle of its log, then takes steps more: posts, voids and reversals
+// among them change transfers from before the middle after it.
+func changedAfterMiddle(t *testing.T, seed uint64, steps int) (*harness, string, *workload, uint64) {
+	t.Helper()
+	h := start(t)
+	ledger := testenv.Name(t)
+	w := newWorkload(t, h, ledger, seed)
+	w.run(120)
+	middle := h.head(t, ledger) / 2
+	for range steps {
+		w.step()
+	}
+	return h, ledger, w, middle
+}
+
 // TestVerifyTransfersBeyondOneRead: with buckets of four positions and one
 // compared a read of the log, the transfers changed after the verified
 // head make several buckets differ, each compared as of the position its
 // page was served at and found clean, and an edit in a bucket after them is
-// still found. Not parallel: it makes the buckets small for the package.
+// still found.
 func TestVerifyTransfersBeyondOneRead(t *testing.T) {
-	audit.SetTransferBuckets(t, 4, 1)
-	h := start(t)
-	ledger := testenv.Name(t)
-	w := newWorkload(t, h, ledger, 8)
-	w.run(120)
-	to := h.head(t, ledger) / 2
-	for range 120 {
-		w.step() // posts, voids and reversals of transfers from before to, among others
-	}
-	mustClean(t, "up to the middle, changed since", h.verify(t, ledger, audit.Options{To: to}))
+	t.Parallel()
+	h, ledger, _, to := changedAfterMiddle(t, 8, 120)
+	opts := audit.WithTransferBuckets(audit.Options{To: to}, 4, 1)
+	mustClean(t, "up to the middle, changed since", h.verify(t, ledger, opts))
 
 	rows, err := h.pool.Query(ctx(t), `SELECT t.position FROM transfers t, transfer_ledgers l
 		WHERE `+transferOf+` AND t.position <= $2 AND t.updated_position > $2 ORDER BY t.position`, ledger, int64(to))
@@ -127,6 +142,61 @@ func TestVerifyTransfersBeyondOneRead(t *testing.T) {
 		WHERE `+transferOf+` AND t.position <= $2 AND t.position >= $3 ORDER BY t.position DESC LIMIT 1`,
 		ledger, int64(to), int64(changed[1]+1)*4).Scan(&id, &pos))
 	h.exec(t, `UPDATE transfers t SET reference = 'forged' FROM transfer_ledgers l WHERE `+transferOf+` AND t.id = $2`, ledger, id)
-	checkDivergence(t, h.verify(t, ledger, audit.Options{To: to}),
+	checkDivergence(t, h.verify(t, ledger, opts),
 		audit.Divergence{Kind: audit.KindTransfer, Position: uint64(pos), Field: "reference"})
+}
+
+// pagedTransfers serves ListTransfers in pages of seven, each as of the
+// log's head at its call, and reverses the posted transfers of each page of
+// a second listing once the page is served: the pages after it reflect
+// later positions than it.
+type pagedTransfers struct {
+	ledgerv1.QueryServiceClient
+	t        *testing.T
+	h        *harness
+	w        *workload
+	ledger   string
+	listings int
+	reversed int
+}
+
+func (p *pagedTransfers) ListTransfers(ctx context.Context, in *ledgerv1.ListTransfersRequest,
+	opts ...grpc.CallOption) (*ledgerv1.ListTransfersResponse, error) {
+	req := proto.Clone(in).(*ledgerv1.ListTransfersRequest)
+	req.Limit, req.MinPosition = 7, max(in.GetMinPosition(), p.h.head(p.t, p.ledger))
+	resp, err := p.QueryServiceClient.ListTransfers(ctx, req, opts...)
+	if in.GetCursor() == "" {
+		p.listings++
+	}
+	if err != nil || p.listings < 2 {
+		return resp, err
+	}
+	for _, tr := range resp.GetTransfers() {
+		if tr.GetPosition() <= in.GetMinPosition() && tr.GetKind() == ledgerv1.TransferKind_TRANSFER_KIND_TRANSFER &&
+			tr.GetStatus() == ledgerv1.TransferStatus_TRANSFER_STATUS_POSTED {
+			r, err := p.h.cmd.ReverseTransfers(ctx, &ledgerv1.ReverseTransfersRequest{Ledger: p.ledger,
+				Reversals: []*ledgerv1.Reversal{{Id: p.w.id("late"), TransferId: tr.GetId()}}})
+			testenv.NoError(p.t, err)
+			if created(r.GetResults()[0]) { // not when an account was closed since
+				p.reversed++
+			}
+		}
+	}
+	return resp, nil
+}
+
+// TestVerifyTransfersAsOfTheirPage: transfers reversed while Verify lists
+// them (after the verified head, between its pages) are compared as of the
+// page that served each, not as of the last: the verification is clean.
+func TestVerifyTransfersAsOfTheirPage(t *testing.T) {
+	t.Parallel()
+	h, ledger, w, to := changedAfterMiddle(t, 9, 60)
+	paged := &pagedTransfers{QueryServiceClient: h.query, t: t, h: h, w: w, ledger: ledger}
+	rep, err := audit.Verify(ctx(t), h.serviceLog(ledger), paged,
+		audit.WithTransferBuckets(audit.Options{To: to, Alerts: h.mon}, 4, 64))
+	testenv.NoError(t, err)
+	mustClean(t, "pages served at different positions", rep)
+	if paged.listings < 2 || paged.reversed == 0 {
+		t.Fatalf("%d listings, %d transfers reversed between pages: the pages did not differ", paged.listings, paged.reversed)
+	}
 }

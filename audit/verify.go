@@ -58,14 +58,20 @@ type Options struct {
 	// Alerts, if set, is compared with a replay of the log's alerts
 	// (through domain.Evaluator) at To, beside the projections.
 	Alerts Alerts
+
+	// transferBucketSpan and transferBucketsPerRead replace the transfers
+	// check's, when set: tests make them small (export_test.go).
+	transferBucketSpan     uint64
+	transferBucketsPerRead int
 }
 
 // Progress is how far a phase of Verify is.
 type Progress struct {
 	// Phase is "log", "balances", "trial balance", "statements",
 	// "statement lines" (the second read of the log that finds the line),
-	// "transfers", "transfers again" (the second read of the log that finds
-	// the transfer) or "alerts".
+	// "transfers", "transfers again" (a further read of the log that finds
+	// the transfer; "transfers again, 2 of 3" when it takes several) or
+	// "alerts".
 	Phase       string
 	Done, Total uint64
 }
@@ -294,7 +300,7 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 		// (an index of ids beside): one Evolve an event, not two.
 		v.book.state = v.checker.state
 		if v.proj != nil {
-			v.tbook = newTransferBook(v.book.seed, v.prior(ctx))
+			v.tbook = newTransferBook(v.book.seed, cmp.Or(v.opts.transferBucketSpan, transferBucketSpan), v.prior(ctx))
 		}
 	}
 	defer func() {
@@ -370,14 +376,16 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 // that it reaches To with the hash the first read ended on (the log read
 // now must be the one verified: a log re-sealed meanwhile differs there),
 // and hands each event, decoded, to f; then, up to until when it is
-// further, the events that decode, unchecked: they only explain what a
-// projection served after To, and a verification that reaches them checks
-// them. It returns the first divergence up to To, of the log or of f,
-// which means the log changed while it was verified. The second reads of
+// further, the events after To, in order but with their hashes unchecked:
+// they only explain what a projection served after To, and a verification
+// that reaches them checks them. It returns the first divergence, of the
+// log or of f, which means the log changed while it was verified (or, past
+// To, that it lost what a projection served). The second reads of
 // the statements and the transfers checks, which run at once, read one at
 // a time: a Log need not be safe for concurrent use.
 //
-// Errors: a read that failed; f's.
+// Errors: a read that failed; an event after To that does not decode (a
+// newer writer's, say: nothing can be said of what it changed); f's.
 func (v *verifier) reread(ctx context.Context, until uint64, progress func(done, total uint64),
 	f func(r *eventstore.Record, e domain.Event) (*Divergence, error)) (*Divergence, error) {
 	v.rereading.Lock()
@@ -385,15 +393,26 @@ func (v *verifier) reread(ctx context.Context, until uint64, progress func(done,
 	to := v.rep.To
 	end := max(to, until)
 	c := chain{ledger: v.rep.Ledger, next: 1, anchored: true}
+	past := to // the last position read after To
 	var changed *Divergence
 	err := v.log.Read(ctx, 1, end, func(recs []eventstore.Record) error {
 		for i := range recs {
 			r := &recs[i]
 			if r.Position > to {
-				if e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload); err == nil {
-					if _, err := f(r, e); err != nil {
-						return err
-					}
+				// Unchecked, but in order: a position missing is a gap.
+				if r.Position != past+1 {
+					changed = &Divergence{Kind: KindGap, Position: past + 1, Expected: fmt.Sprintf("position %d", past+1),
+						Found: fmt.Sprintf("position %d", r.Position)}
+					return errStop
+				}
+				past = r.Position
+				e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload)
+				if err != nil {
+					return fmt.Errorf("event %d, after the verified head, cannot be read to explain what a projection "+
+						"served after it: %w", r.Position, err)
+				}
+				if _, err := f(r, e); err != nil {
+					return err
 				}
 				continue
 			}
@@ -428,9 +447,15 @@ func (v *verifier) reread(ctx context.Context, until uint64, progress func(done,
 	case err != nil && !errors.Is(err, errStop):
 		return nil, err
 	}
-	if changed == nil && c.next <= to {
+	switch {
+	case changed != nil:
+	case c.next <= to:
 		changed = &Divergence{Kind: KindGap, Position: c.next, Expected: fmt.Sprintf("position %d", c.next),
 			Found: "the end of the log"}
+	case past < end:
+		// A projection served the log up to end: the log had it then.
+		changed = &Divergence{Kind: KindGap, Position: past + 1, Expected: fmt.Sprintf("position %d (a projection "+
+			"served the log up to %d)", past+1, end), Found: "the end of the log"}
 	}
 	if changed != nil {
 		changed.Detail = strings.TrimPrefix(changed.Detail+"; ", "; ") + "the log changed while it was verified"
