@@ -2,9 +2,15 @@ package audit_test
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -198,5 +204,52 @@ func TestVerifyTransfersAsOfTheirPage(t *testing.T) {
 	mustClean(t, "pages served at different positions", rep)
 	if paged.listings < 2 || paged.reversed == 0 {
 		t.Fatalf("%d listings, %d transfers reversed between pages: the pages did not differ", paged.listings, paged.reversed)
+	}
+}
+
+// failingTransfers fails every ListTransfers once a ListStatement is
+// under way, and holds every ListStatement until its call ends, noting how.
+type failingTransfers struct {
+	ledgerv1.QueryServiceClient
+	statement sync.Once
+	started   chan struct{}
+	mu        sync.Mutex
+	ended     []error
+}
+
+func (f *failingTransfers) ListTransfers(ctx context.Context, _ *ledgerv1.ListTransfersRequest, _ ...grpc.CallOption) (*ledgerv1.ListTransfersResponse, error) {
+	select {
+	case <-f.started:
+	case <-ctx.Done():
+	}
+	return nil, status.Error(codes.Unavailable, "transfers unavailable")
+}
+
+func (f *failingTransfers) ListStatement(ctx context.Context, _ *ledgerv1.ListStatementRequest, _ ...grpc.CallOption) (*ledgerv1.ListStatementResponse, error) {
+	f.statement.Do(func() { close(f.started) })
+	<-ctx.Done()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ended = append(f.ended, ctx.Err())
+	return nil, ctx.Err()
+}
+
+// TestVerifyStopsWhenTransfersFail: the transfers check failing stops the
+// checks beside it (their calls are cancelled, not left to their own
+// timeout), and its error is Verify's.
+func TestVerifyStopsWhenTransfersFail(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	newWorkload(t, h, ledger, 10).run(30)
+	q := &failingTransfers{QueryServiceClient: h.query, started: make(chan struct{})}
+	_, err := audit.Verify(ctx(t), h.serviceLog(ledger), q, audit.Options{})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "transfers unavailable") {
+		t.Fatalf("verify: %v, want the transfers' Unavailable", err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.ended) == 0 || slices.ContainsFunc(q.ended, func(err error) bool { return !errors.Is(err, context.Canceled) }) {
+		t.Errorf("statement calls ended with %v, want each cancelled", q.ended)
 	}
 }

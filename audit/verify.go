@@ -159,13 +159,17 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		rep.Notes = append(rep.Notes, "projections not compared: the log alone was verified")
 		return rep, nil
 	}
-	tc := v.startTransfers(ctx)
+	// The transfers check runs beside the others; when it fails, it stops
+	// them, and its error is the one returned.
+	others, stopOthers := context.WithCancel(ctx)
+	defer stopOthers()
+	tc := v.startTransfers(ctx, stopOthers)
 	defer tc.stop() // on an earlier divergence or error
 	transfers := func(context.Context) (*Divergence, error) { return v.waitTransfers(tc) }
 	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements, transfers, v.alerts} {
-		d, err := check(ctx)
+		d, err := check(others)
 		if err != nil {
-			return nil, err
+			return nil, cmp.Or(tc.failure(), err)
 		}
 		if d != nil {
 			rep.Divergence = d
