@@ -444,17 +444,11 @@ type transfersCheck struct {
 }
 
 // startTransfers starts the transfers check: it reads ledgerd's transfers
-// while the other checks read the rest. It calls failed when it fails: a
-// verification that cannot finish need not wait for the others.
-func (v *verifier) startTransfers(ctx context.Context, failed func()) *transfersCheck {
+// while the other checks read the rest.
+func (v *verifier) startTransfers(ctx context.Context) *transfersCheck {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &transfersCheck{done: make(chan struct{}), cancel: cancel}
 	go func() {
-		defer func() {
-			if c.err != nil {
-				failed() // after done is closed: the others then see the error
-			}
-		}()
 		defer close(c.done)
 		c.d, c.err = v.transfers(ctx, func(phase string, done, total uint64) {
 			c.mu.Lock()
@@ -468,17 +462,6 @@ func (v *verifier) startTransfers(ctx context.Context, failed func()) *transfers
 		})
 	}()
 	return c
-}
-
-// failure is the check's error once it has ended with one; nil while it
-// runs.
-func (c *transfersCheck) failure() error {
-	select {
-	case <-c.done:
-		return c.err
-	default:
-		return nil
-	}
 }
 
 // stop ends the check, if it runs still, and waits for it.

@@ -159,17 +159,13 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		rep.Notes = append(rep.Notes, "projections not compared: the log alone was verified")
 		return rep, nil
 	}
-	// The transfers check runs beside the others; when it fails, it stops
-	// them, and its error is the one returned.
-	others, stopOthers := context.WithCancel(ctx)
-	defer stopOthers()
-	tc := v.startTransfers(ctx, stopOthers)
+	tc := v.startTransfers(ctx)
 	defer tc.stop() // on an earlier divergence or error
 	transfers := func(context.Context) (*Divergence, error) { return v.waitTransfers(tc) }
 	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements, transfers, v.alerts} {
-		d, err := check(others)
+		d, err := check(ctx)
 		if err != nil {
-			return nil, cmp.Or(tc.failure(), err)
+			return nil, err
 		}
 		if d != nil {
 			rep.Divergence = d
@@ -403,7 +399,13 @@ func (v *verifier) reread(ctx context.Context, until uint64, progress func(done,
 		for i := range recs {
 			r := &recs[i]
 			if r.Position > to {
-				// Unchecked, but in order: a position missing is a gap.
+				// Unchecked, but in order: a position missing is a gap,
+				// the lowest first.
+				if c.next <= to {
+					changed = &Divergence{Kind: KindGap, Position: c.next, Expected: fmt.Sprintf("position %d", c.next),
+						Found: fmt.Sprintf("position %d", r.Position)}
+					return errStop
+				}
 				if r.Position != past+1 {
 					changed = &Divergence{Kind: KindGap, Position: past + 1, Expected: fmt.Sprintf("position %d", past+1),
 						Found: fmt.Sprintf("position %d", r.Position)}
