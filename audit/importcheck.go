@@ -262,7 +262,7 @@ func (c *ImportChecker) checkID(pos uint64, e domain.Event) error {
 	if !ok {
 		return nil
 	}
-	prior, err := c.priorEvent(at)
+	_, prior, err := c.priorEvent(at)
 	if err != nil {
 		return err
 	}
@@ -272,19 +272,21 @@ func (c *ImportChecker) checkID(pos uint64, e domain.Event) error {
 	return nil
 }
 
-func (c *ImportChecker) priorEvent(pos uint64) (domain.Event, error) {
+// priorEvent is the record at an earlier position pos, read again through
+// prior, and its event.
+func (c *ImportChecker) priorEvent(pos uint64) (eventstore.Record, domain.Event, error) {
 	r, err := c.prior(pos)
 	if err != nil {
-		return nil, fmt.Errorf("read position %d again: %w", pos, err)
+		return r, nil, fmt.Errorf("read position %d again: %w", pos, err)
 	}
 	if r.Position != pos {
-		return nil, fmt.Errorf("read position %d again: got %d", pos, r.Position)
+		return r, nil, fmt.Errorf("read position %d again: got %d", pos, r.Position)
 	}
 	e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload)
 	if err != nil {
-		return nil, fmt.Errorf("read position %d again: %w", pos, err)
+		return r, nil, fmt.Errorf("read position %d again: %w", pos, err)
 	}
-	return e, nil
+	return r, e, nil
 }
 
 // checkReversal checks a reversal against its original, which it names by
@@ -297,7 +299,7 @@ func (c *ImportChecker) checkReversal(pos uint64, e *domain.TransferReversed) er
 	if at == 0 || at >= pos {
 		return refuse(pos, ErrImportReversal, "transfer_position %d", at)
 	}
-	prior, err := c.priorEvent(at)
+	_, prior, err := c.priorEvent(at)
 	if err != nil {
 		return err
 	}

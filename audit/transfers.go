@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -257,32 +258,41 @@ type transferBook struct {
 	// live are the transfers that may still change and are kept: open
 	// holds, transfers partly reversed.
 	live map[string]*transferView
-	// original reads the transfer created at a position again from the log.
-	original func(pos uint64) (*transferView, error)
-	count    uint64
+	// prior reads an earlier record of the log again, and its event
+	// (ImportChecker.priorEvent).
+	prior func(pos uint64) (eventstore.Record, domain.Event, error)
 }
 
 // newTransferBook returns an empty book whose digests are keyed by seed
 // (the statements') in buckets of span positions; prior reads earlier
 // records of the log.
-func newTransferBook(seed maphash.Seed, span uint64, prior ImportPrior) *transferBook {
-	b := &transferBook{seed: seed, buckets: transferBuckets{span: span}, live: map[string]*transferView{}}
-	b.original = func(pos uint64) (*transferView, error) {
-		r, err := prior(pos)
-		if err != nil {
-			return nil, fmt.Errorf("read position %d again: %w", pos, err)
-		}
-		e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("read position %d again: %w", pos, err)
-		}
-		v, ok := expectedTransfer(&r, e)
-		if !ok {
-			return nil, fmt.Errorf("audit: position %d holds no transfer: a bug of the auditor", pos)
-		}
-		return v, nil
+func newTransferBook(seed maphash.Seed, span uint64, prior func(pos uint64) (eventstore.Record, domain.Event, error)) *transferBook {
+	return &transferBook{seed: seed, buckets: transferBuckets{span: span}, live: map[string]*transferView{}, prior: prior}
+}
+
+// count is how many transfers the book holds.
+func (b *transferBook) count() uint64 {
+	n := int64(0)
+	for i := range b.buckets.b {
+		n += b.buckets.b[i].n
 	}
-	return b
+	return uint64(n)
+}
+
+// original is the transfer created at pos, as it was created.
+//
+// Errors: the log's; a position that holds no transfer (a bug of this
+// package: the import checker found the transfer there).
+func (b *transferBook) original(pos uint64) (*transferView, error) {
+	r, e, err := b.prior(pos)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := expectedTransfer(&r, e)
+	if !ok {
+		return nil, fmt.Errorf("audit: position %d holds no transfer: a bug of the auditor", pos)
+	}
+	return v, nil
 }
 
 // apply follows r, whose event e the domain has applied.
@@ -299,7 +309,6 @@ func (b *transferBook) apply(r *eventstore.Record, e domain.Event) error {
 		return nil
 	}
 	b.buckets.add(b.seed, v, 1)
-	b.count++
 	if v.kind == ledgerv1.TransferKind_TRANSFER_KIND_PENDING {
 		b.live[v.id] = v
 	}
@@ -345,19 +354,19 @@ func (b *transferBook) change(id string, e domain.Event) error {
 func (v *verifier) transfers(ctx context.Context, report func(phase string, done, total uint64)) (*Divergence, error) {
 	want := v.tbook
 	got := transferBuckets{span: want.buckets.span}
-	listed := uint64(0)
+	listed, total := uint64(0), want.count()
 	err := v.listTransfers(ctx, func(t *ledgerv1.TransferView, _ uint64) error {
 		got.add(want.seed, servedTransfer(t), 1)
 		listed++
 		if listed%transfersPageMax == 0 {
-			report("transfers", min(listed, want.count), want.count)
+			report("transfers", min(listed, total), total)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	report("transfers", min(listed, want.count), want.count)
+	report("transfers", min(listed, total), total)
 	var differ []int
 	for i := range max(len(want.buckets.b), len(got.b)) {
 		var w, g transferBucket
@@ -398,6 +407,9 @@ func (v *verifier) transfers(ctx context.Context, report func(phase string, done
 func (v *verifier) listTransfers(ctx context.Context, f func(t *ledgerv1.TransferView, page uint64) error) error {
 	at := v.rep.To
 	req := &ledgerv1.ListTransfersRequest{Ledger: v.rep.Ledger, MinPosition: at, Limit: transfersPageMax}
+	// Positions only go up (one transfer an event), up to at: that bounds
+	// the listing, whatever the cursors.
+	last := uint64(0)
 	for {
 		resp, err := v.listTransfersPage(ctx, req)
 		if err != nil {
@@ -407,6 +419,11 @@ func (v *verifier) listTransfers(ctx context.Context, f func(t *ledgerv1.Transfe
 			if t.GetPosition() > at {
 				return nil // created after the verified head
 			}
+			if t.GetPosition() <= last {
+				return fmt.Errorf("transfers up to %d: ledgerd served %s at position %d after position %d: %w",
+					at, t.GetId(), t.GetPosition(), last, errOutOfOrder)
+			}
+			last = t.GetPosition()
 			if err := f(t, resp.GetPosition()); err != nil {
 				return err
 			}
@@ -417,6 +434,9 @@ func (v *verifier) listTransfers(ctx context.Context, f func(t *ledgerv1.Transfe
 		req.Cursor = resp.GetNextCursor()
 	}
 }
+
+// errOutOfOrder: a listing that is not in position order.
+var errOutOfOrder = errors.New("not in position order")
 
 // listTransfersPage is one ListTransfers call, bounded by callTimeout.
 func (v *verifier) listTransfersPage(ctx context.Context, req *ledgerv1.ListTransfersRequest) (*ledgerv1.ListTransfersResponse, error) {
@@ -503,6 +523,6 @@ func (v *verifier) waitTransfers(c *transfersCheck) (*Divergence, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
-	v.rep.Transfers = v.tbook.count
+	v.rep.Transfers = v.tbook.count()
 	return c.d, nil
 }

@@ -37,24 +37,13 @@ func (v *verifier) recheckTransfers(ctx context.Context, buckets []int, progress
 	to := v.rep.To
 	until := to
 	got := map[uint64]servedAt{} // by position
-	var best *Divergence
-	extra := func(t *transferView) *Divergence {
-		return &Divergence{Kind: KindTransfer, Position: t.position, Field: "id", Expected: "no transfer", Found: t.id,
-			Detail: "transfer " + t.id + " (transfers projection)"}
-	}
 	err := v.listTransfers(ctx, func(t *ledgerv1.TransferView, page uint64) error {
 		until = max(until, page)
 		if !keep[t.GetPosition()/span] {
 			return nil
 		}
 		s := servedTransfer(t)
-		if _, twice := got[s.position]; twice {
-			if d := extra(s); lower(d, best) {
-				best = d
-			}
-			return nil
-		}
-		got[s.position] = servedAt{view: s, page: page}
+		got[s.position] = servedAt{view: s, page: page} // one a position: listTransfers holds them to it
 		return nil
 	})
 	if err != nil {
@@ -80,25 +69,28 @@ func (v *verifier) recheckTransfers(ctx context.Context, buckets []int, progress
 	if changed != nil || err != nil {
 		return changed, err
 	}
+	var best *Divergence
 	for pos, w := range byPosition {
-		s, ok := got[pos]
-		var d *Divergence
-		switch f := (*field)(nil); {
-		case !ok:
-			d = &Divergence{Kind: KindTransfer, Position: pos, Field: "id", Expected: w.id, Found: "no transfer",
-				Detail: "transfer " + w.id + " (transfers projection)"}
-		default:
-			if f = diffTransfer(w, s.view); f != nil {
-				d = &Divergence{Kind: KindTransfer, Position: pos, Field: f.name, Expected: f.expected, Found: f.found,
-					Detail: fmt.Sprintf("transfer %s (transfers projection, as of position %d)", w.id, max(s.page, to))}
+		d := &Divergence{Kind: KindTransfer, Position: pos, Field: "id", Expected: w.id, Found: "no transfer",
+			Detail: "transfer " + w.id + " (transfers projection)"}
+		if s, ok := got[pos]; ok {
+			f := diffTransfer(w, s.view)
+			if f == nil {
+				continue
 			}
+			d.Field, d.Expected, d.Found = f.name, f.expected, f.found
+			d.Detail = fmt.Sprintf("transfer %s (transfers projection, as of position %d)", w.id, max(s.page, to))
 		}
 		if lower(d, best) {
 			best = d
 		}
 	}
 	for pos, s := range got {
-		if d := extra(s.view); byPosition[pos] == nil && lower(d, best) {
+		if byPosition[pos] != nil {
+			continue
+		}
+		if d := (&Divergence{Kind: KindTransfer, Position: pos, Field: "id", Expected: "no transfer", Found: s.view.id,
+			Detail: "transfer " + s.view.id + " (transfers projection)"}); lower(d, best) {
 			best = d
 		}
 	}

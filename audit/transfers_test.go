@@ -251,3 +251,34 @@ func TestVerifyTransfersSecondReadGap(t *testing.T) {
 			rep.Divergence.Detail, l.reads)
 	}
 }
+
+// stuckTransfers serves the first page of ListTransfers again whatever the
+// cursor, with a cursor to go on: a listing that never ends.
+type stuckTransfers struct{ ledgerv1.QueryServiceClient }
+
+func (s stuckTransfers) ListTransfers(ctx context.Context, in *ledgerv1.ListTransfersRequest,
+	opts ...grpc.CallOption) (*ledgerv1.ListTransfersResponse, error) {
+	req := proto.Clone(in).(*ledgerv1.ListTransfersRequest)
+	req.Cursor, req.Limit = "", 7
+	resp, err := s.QueryServiceClient.ListTransfers(ctx, req, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetNextCursor() == "" {
+		return nil, fmt.Errorf("one page holds every transfer: the test needs more")
+	}
+	return resp, nil
+}
+
+// TestVerifyRefusesTransfersOutOfOrder: a listing whose positions do not
+// go up (the same page again) ends with an error, not a loop.
+func TestVerifyRefusesTransfersOutOfOrder(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	newWorkload(t, h, ledger, 12).run(40)
+	_, err := audit.Verify(ctx(t), h.serviceLog(ledger), stuckTransfers{h.query}, audit.Options{})
+	if err == nil || !strings.Contains(err.Error(), "not in position order") {
+		t.Fatalf("verify: %v, want a listing not in position order", err)
+	}
+}

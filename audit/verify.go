@@ -300,7 +300,7 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 		// (an index of ids beside): one Evolve an event, not two.
 		v.book.state = v.checker.state
 		if v.proj != nil {
-			v.tbook = newTransferBook(v.book.seed, cmp.Or(v.opts.transferBucketSpan, transferBucketSpan), v.prior(ctx))
+			v.tbook = newTransferBook(v.book.seed, cmp.Or(v.opts.transferBucketSpan, transferBucketSpan), v.checker.priorEvent)
 		}
 	}
 	defer func() {
@@ -400,15 +400,13 @@ func (v *verifier) reread(ctx context.Context, until uint64, progress func(done,
 			r := &recs[i]
 			if r.Position > to {
 				// Unchecked, but in order: a position missing is a gap,
-				// the lowest first.
+				// the lowest first (one up to To before any after it).
+				next := past + 1
 				if c.next <= to {
-					changed = &Divergence{Kind: KindGap, Position: c.next, Expected: fmt.Sprintf("position %d", c.next),
-						Found: fmt.Sprintf("position %d", r.Position)}
-					return errStop
+					next = c.next
 				}
-				if r.Position != past+1 {
-					changed = &Divergence{Kind: KindGap, Position: past + 1, Expected: fmt.Sprintf("position %d", past+1),
-						Found: fmt.Sprintf("position %d", r.Position)}
+				if r.Position != next {
+					changed = gap(next, fmt.Sprintf("position %d", r.Position))
 					return errStop
 				}
 				past = r.Position
@@ -456,17 +454,22 @@ func (v *verifier) reread(ctx context.Context, until uint64, progress func(done,
 	switch {
 	case changed != nil:
 	case c.next <= to:
-		changed = &Divergence{Kind: KindGap, Position: c.next, Expected: fmt.Sprintf("position %d", c.next),
-			Found: "the end of the log"}
+		changed = gap(c.next, "the end of the log")
 	case past < end:
 		// A projection served the log up to end: the log had it then.
-		changed = &Divergence{Kind: KindGap, Position: past + 1, Expected: fmt.Sprintf("position %d (a projection "+
-			"served the log up to %d)", past+1, end), Found: "the end of the log"}
+		changed = gap(past+1, "the end of the log")
+		changed.Detail = fmt.Sprintf("a projection served the log up to %d", end)
 	}
 	if changed != nil {
 		changed.Detail = strings.TrimPrefix(changed.Detail+"; ", "; ") + "the log changed while it was verified"
 	}
 	return changed, nil
+}
+
+// gap is the divergence of position at, missing where found stands (a
+// later position, or the end of the log).
+func gap(at uint64, found string) *Divergence {
+	return &Divergence{Kind: KindGap, Position: at, Expected: fmt.Sprintf("position %d", at), Found: found}
 }
 
 // chain checks positions, hashes and links, record by record.
@@ -482,8 +485,7 @@ type chain struct {
 // check returns the divergence r shows, or nil and moves on.
 func (c *chain) check(r *eventstore.Record) *Divergence {
 	if r.Position != c.next {
-		d := &Divergence{Kind: KindGap, Position: c.next, Expected: fmt.Sprintf("position %d", c.next),
-			Found: fmt.Sprintf("position %d", r.Position)}
+		d := gap(c.next, fmt.Sprintf("position %d", r.Position))
 		if r.Position < c.next {
 			d.Detail = "repeated or out of order"
 		} else {
@@ -518,8 +520,9 @@ func (c *chain) check(r *eventstore.Record) *Divergence {
 // event whose hashes cannot even be read cannot be vouched for).
 func (e *MalformedError) divergence(next uint64) *Divergence {
 	if e.Position > next {
-		return &Divergence{Kind: KindGap, Position: next, Expected: fmt.Sprintf("position %d", next),
-			Found: fmt.Sprintf("position %d", e.Position), Detail: fmt.Sprintf("%d missing", e.Position-next)}
+		d := gap(next, fmt.Sprintf("position %d", e.Position))
+		d.Detail = fmt.Sprintf("%d missing", e.Position-next)
+		return d
 	}
 	return &Divergence{Kind: KindHash, Position: next, Expected: "an event that parses, with hex hashes",
 		Found: e.Err.Error()}

@@ -186,29 +186,31 @@ func (f *transferFold) load(ctx context.Context, tx pgx.Tx, ids []string) error 
 // (a hold already resolved, a reversal beyond the original) means the read
 // model is corrupt: an error, so the batch is rolled back.
 func (f *transferFold) apply(rec *eventstore.Record, e domain.Event) error {
+	// The row's id, reference, metadata and business time are its
+	// header's (a void has neither metadata nor a business time).
+	h, _ := domain.HeaderOf(e)
 	switch e := e.(type) {
 	case domain.TransferCommitted:
-		f.create(rec, e.ID, transferKindTransfer, reversible(e.Postings), e.Reference, e.Metadata, e.EffectiveAt)
+		f.create(rec, &h, transferKindTransfer, reversible(e.Postings))
 	case domain.TransferPending:
 		ps := make([]transferPosting, len(e.Postings))
 		for i, p := range e.Postings {
 			ps[i] = transferPosting{Debit: p.Debit, Credit: p.Credit, Asset: p.Asset, Amount: p.Amount, Remaining: ptrTo(p.Amount)}
 		}
-		r := f.create(rec, e.ID, transferKindPending, ps, e.Reference, e.Metadata, e.EffectiveAt)
+		r := f.create(rec, &h, transferKindPending, ps)
 		r.status, r.expiresAt = transferStatusPending, e.ExpiresAt
 	case domain.PendingPosted:
 		if err := f.resolve(rec, e.PendingID, e.ID, transferStatusPendingPosted); err != nil {
 			return err
 		}
 		posted, _ := domain.ReversiblePostings(e) // what the post posted
-		r := f.create(rec, e.ID, transferKindPost, reversible(posted), e.Reference, e.Metadata, e.EffectiveAt)
+		r := f.create(rec, &h, transferKindPost, reversible(posted))
 		r.pendingID = e.PendingID
 	case domain.PendingVoided:
 		if err := f.resolve(rec, e.PendingID, e.ID, transferStatusVoided); err != nil {
 			return err
 		}
-		// A void has no business time of its own: it takes effect when recorded.
-		r := f.create(rec, e.ID, transferKindVoid, plain(e.Postings), e.Reference, nil, rec.RecordedAt)
+		r := f.create(rec, &h, transferKindVoid, plain(e.Postings))
 		r.pendingID = e.PendingID
 	case domain.PendingExpired:
 		return f.resolve(rec, e.PendingID, "", transferStatusExpired)
@@ -216,22 +218,21 @@ func (f *transferFold) apply(rec *eventstore.Record, e domain.Event) error {
 		if err := f.reverse(rec, e); err != nil {
 			return err
 		}
-		r := f.create(rec, e.ID, transferKindReversal, plain(e.Postings), e.Reference, e.Metadata, e.EffectiveAt)
+		r := f.create(rec, &h, transferKindReversal, plain(e.Postings))
 		r.reverses = e.TransferID
 	}
 	return nil
 }
 
-// create adds a new row, posted unless the caller says otherwise.
-func (f *transferFold) create(rec *eventstore.Record, id, kind string, ps []transferPosting, reference string,
-	metadata map[string]string, effectiveAt time.Time) *transferRow {
-	// An event without a business time (an imported log's may lack it)
-	// takes effect when recorded, as its statement lines do.
-	h := domain.TransferHeader{EffectiveAt: effectiveAt}
-	r := &transferRow{id: id, kind: kind, status: transferStatusPosted, position: rec.Position,
-		updatedPosition: rec.Position, postings: ps, reference: reference, metadata: metadata,
+// create adds the row of the transfer whose header is h, posted unless the
+// caller says otherwise. An event without a business time (a void; an
+// imported log's may lack one) takes effect when recorded, as its statement
+// lines do.
+func (f *transferFold) create(rec *eventstore.Record, h *domain.TransferHeader, kind string, ps []transferPosting) *transferRow {
+	r := &transferRow{id: h.ID, kind: kind, status: transferStatusPosted, position: rec.Position,
+		updatedPosition: rec.Position, postings: ps, reference: h.Reference, metadata: h.Metadata,
 		effectiveAt: h.Effective(rec.RecordedAt), recordedAt: rec.RecordedAt}
-	f.rows[id] = r
+	f.rows[h.ID] = r
 	f.created = append(f.created, r)
 	return r
 }
