@@ -90,6 +90,14 @@ func (t *accountTable) Get(id string) *Account {
 	return nil
 }
 
+// number is the account's number: i for the i-th account added.
+func (t *accountTable) number(id string) (int, bool) {
+	if i, _, ok := t.find(id); ok {
+		return int(t.slots[i]&accountNumberMask) - 1, true
+	}
+	return 0, false
+}
+
 // Lookup is Get with a flag, as a map's index expression.
 func (t *accountTable) Lookup(id string) (*Account, bool) {
 	a := t.Get(id)

@@ -2,15 +2,13 @@ package grpcapi
 
 import (
 	"context"
-	"encoding/hex"
+	"encoding/binary"
 	"fmt"
 	"sync"
-	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
@@ -20,13 +18,10 @@ import (
 // Bounds of one ReadEventsResponse.
 const (
 	readEventsBatchMax = 1000
-	// readEventsBytesMax bounds a message's events in bytes (payloads plus an
-	// envelope's worth each), under gRPC's default 4 MiB receive limit: a
-	// client with default options reads any ledger, whatever its events.
+	// readEventsBytesMax bounds a message's length on the wire, under
+	// gRPC's default 4 MiB receive limit: a client with default options
+	// reads any ledger, whatever its events.
 	readEventsBytesMax = 3 << 20
-	// logEventOverhead is an event's bytes besides its payload: ids, type,
-	// two hashes in hex, a timestamp.
-	logEventOverhead = 512
 )
 
 // Bounds of the ReadEvents streams open at once. Each holds up to two pages
@@ -108,9 +103,9 @@ func (l *ReadEventsLimit) release(key string, keyed bool) {
 // sees the gap in the positions.
 //
 // Errors: InvalidArgument on ledger (malformed or unknown) and on
-// from_position (after to_position); DataLoss for a stored payload that is
-// not UTF-8 (a proto string cannot carry it); Canceled or DeadlineExceeded
-// with the call; Internal for a database error.
+// from_position (after to_position); DataLoss for a stored payload (or
+// type, command id) that is not UTF-8 (a proto string cannot carry it);
+// Canceled or DeadlineExceeded with the call; Internal for a database error.
 func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]) error {
 	ctx := stream.Context()
 	ledger, from, to := req.GetLedger(), max(req.GetFromPosition(), 1), req.GetToPosition()
@@ -139,11 +134,7 @@ func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.Se
 			return page.err
 		}
 		for i := range page.recs {
-			r := &page.recs[i]
-			if !utf8.Valid(r.Payload) {
-				return status.Errorf(codes.DataLoss, "event %d of %s: stored payload is not UTF-8", r.Position, ledger)
-			}
-			if err := out.add(r, len(page.recs)-i); err != nil {
+			if err := out.add(&page.recs[i]); err != nil {
 				return err
 			}
 		}
@@ -185,47 +176,45 @@ func (s *AuditServer) readPages(ctx context.Context, ledger string, from, to uin
 // eventSender batches events into messages within the bounds.
 type eventSender struct {
 	stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]
-	batch  []*ledgerv1.LogEvent
-	size   int
-	// events and times are slabs the messages' events are cut from: two
-	// allocations for up to eventSlab events (no more than the page holds)
-	// instead of two an event. A slab's elements are handed out once, as a
-	// sent message is never reused.
-	events []ledgerv1.LogEvent
-	times  []timestamppb.Timestamp
+	msg    encodedEvents
+	// sent is the length of the last message sent: the next one's capacity.
+	sent int
 }
 
-// eventSlab is the most events of one slab: a batch's most.
-const eventSlab = readEventsBatchMax
-
-// add batches r, the first of left records the caller has in hand.
-func (o *eventSender) add(r *eventstore.Record, left int) error {
-	n := len(r.Payload) + logEventOverhead
-	if len(o.batch) == readEventsBatchMax || len(o.batch) > 0 && o.size+n > readEventsBytesMax {
+// add batches r.
+//
+// Errors: the stream's; DataLoss for a stored string that is not UTF-8.
+func (o *eventSender) add(r *eventstore.Record) error {
+	n := eventWireLen(r) + logEventFraming
+	if o.msg.events == readEventsBatchMax || o.msg.events > 0 && len(o.msg.wire)+n > readEventsBytesMax {
 		if err := o.flush(); err != nil {
 			return err
 		}
 	}
-	if len(o.events) == 0 {
-		n := min(eventSlab, left)
-		o.events, o.times = make([]ledgerv1.LogEvent, n), make([]timestamppb.Timestamp, n)
+	if o.msg.wire == nil {
+		o.msg.wire = make([]byte, 0, max(o.sent, n))
 	}
-	e, at := &o.events[0], &o.times[0]
-	o.events, o.times = o.events[1:], o.times[1:]
-	logEventIn(e, at, r)
-	o.batch = append(o.batch, e)
-	o.size += n
+	wire, err := appendEvent(o.msg.wire, r)
+	if err != nil {
+		return err
+	}
+	o.msg.wire = wire
+	o.msg.events++
 	return nil
 }
+
+// logEventFraming bounds an event's tag and length in the message.
+const logEventFraming = 1 + binary.MaxVarintLen64
 
 // flush sends what is batched. A sent message is never reused: gRPC may
 // still read it after Send returns.
 func (o *eventSender) flush() error {
-	if len(o.batch) == 0 {
+	if o.msg.events == 0 {
 		return nil
 	}
-	err := o.stream.Send(&ledgerv1.ReadEventsResponse{Events: o.batch})
-	o.batch, o.size = nil, 0
+	// The server's codec sends encoded messages as they are.
+	err := o.stream.SendMsg(&o.msg)
+	o.sent, o.msg = len(o.msg.wire), encodedEvents{}
 	return err
 }
 
@@ -236,16 +225,4 @@ func (s *AuditServer) readError(ledger string, from uint64, err error) error {
 		s.logger.Error("read events", "ledger", ledger, "from", from, "err", err)
 	}
 	return st
-}
-
-// logEventIn writes r's wire form into e, its time into at; both hashes
-// share one string.
-func logEventIn(e *ledgerv1.LogEvent, at *timestamppb.Timestamp, r *eventstore.Record) {
-	var hexes [4 * eventstore.HashSize]byte
-	hex.Encode(hexes[:2*eventstore.HashSize], r.PrevHash[:])
-	hex.Encode(hexes[2*eventstore.HashSize:], r.Hash[:])
-	hashes := string(hexes[:])
-	e.Ledger, e.Position, e.Type, e.SchemaVersion = r.Ledger, r.Position, r.Type, uint32(r.SchemaVersion)
-	e.RecordedAt, e.CommandId, e.Payload = timestampIn(at, r.RecordedAt), r.CommandID, string(r.Payload)
-	e.PrevHash, e.Hash = hashes[:2*eventstore.HashSize], hashes[2*eventstore.HashSize:]
 }

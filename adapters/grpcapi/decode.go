@@ -52,7 +52,13 @@ type markingCodec struct{ base encoding.CodecV2 }
 
 func (c markingCodec) Name() string { return c.base.Name() }
 
-func (c markingCodec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Marshal(v) }
+// Marshal marshals v, or sends an encoded message as it is.
+func (c markingCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if e, ok := v.(*encodedEvents); ok {
+		return mem.BufferSlice{mem.SliceBuffer(e.wire)}, nil
+	}
+	return c.base.Marshal(v)
+}
 
 func (c markingCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(proto.Message)

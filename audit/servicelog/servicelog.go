@@ -4,7 +4,6 @@ package servicelog
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,18 +26,11 @@ func RecordOf(e *ledgerv1.LogEvent) (eventstore.Record, error) {
 	r := eventstore.Record{Ledger: e.GetLedger(), Position: e.GetPosition(), Type: e.GetType(),
 		SchemaVersion: int(e.GetSchemaVersion()), RecordedAt: e.GetRecordedAt().AsTime().UTC(),
 		CommandID: e.GetCommandId(), Payload: []byte(e.GetPayload())}
-	for _, h := range []struct {
-		dst  *eventstore.Hash
-		text string
-		name string
-	}{{&r.PrevHash, e.GetPrevHash(), "prev_hash"}, {&r.Hash, e.GetHash(), "hash"}} {
-		if len(h.text) != 2*eventstore.HashSize {
-			return eventstore.Record{}, &audit.MalformedError{Position: r.Position,
-				Err: fmt.Errorf("%s: %d hex digits, want %d", h.name, len(h.text), 2*eventstore.HashSize)}
-		}
-		if _, err := hex.Decode(h.dst[:], []byte(h.text)); err != nil {
-			return eventstore.Record{}, &audit.MalformedError{Position: r.Position, Err: fmt.Errorf("%s: %w", h.name, err)}
-		}
+	if err := hashOf(&r.PrevHash, []byte(e.GetPrevHash()), "prev_hash", r.Position); err != nil {
+		return eventstore.Record{}, err
+	}
+	if err := hashOf(&r.Hash, []byte(e.GetHash()), "hash", r.Position); err != nil {
+		return eventstore.Record{}, err
 	}
 	return r, nil
 }
@@ -84,33 +76,29 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream when fn stops early
-	stream, err := l.Audit.ReadEvents(ctx, &ledgerv1.ReadEventsRequest{Ledger: l.Name, FromPosition: from, ToPosition: to})
+	stream, err := l.Audit.ReadEvents(ctx, &ledgerv1.ReadEventsRequest{Ledger: l.Name, FromPosition: from, ToPosition: to},
+		grpc.ForceCodecV2(eventsCodec{}))
 	if err != nil {
 		return audit.CallError(fmt.Sprintf("read events of %s from %d", l.Name, from), err)
 	}
+	var page eventPage
 	for {
-		resp, err := stream.Recv()
+		// Each message's records are a slice of their own: fn may keep them.
+		page.recs = make([]eventstore.Record, 0, max(len(page.recs), 1))
+		err := stream.RecvMsg(&page)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return audit.CallError("read events of "+l.Name, err)
 		}
-		recs := make([]eventstore.Record, 0, len(resp.GetEvents()))
-		for _, e := range resp.GetEvents() {
-			r, err := RecordOf(e)
-			if err != nil {
-				// What came before it is checked first: the divergence
-				// found may be earlier.
-				if ferr := fn(recs); ferr != nil {
-					return ferr
-				}
-				return err
-			}
-			recs = append(recs, r)
-		}
-		if err := fn(recs); err != nil {
+		if err := fn(page.recs); err != nil {
 			return err
+		}
+		if page.malformed != nil {
+			// What came before it was checked first: the divergence
+			// found may be earlier.
+			return page.malformed
 		}
 	}
 }

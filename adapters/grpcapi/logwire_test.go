@@ -1,0 +1,94 @@
+package grpcapi
+
+import (
+	"bytes"
+	"encoding/hex"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/eventstore"
+)
+
+// logEventOf is r as a LogEvent, built field by field as ReadEvents did
+// before it wrote its messages itself.
+func logEventOf(r *eventstore.Record) *ledgerv1.LogEvent {
+	return &ledgerv1.LogEvent{Ledger: r.Ledger, Position: r.Position, Type: r.Type, SchemaVersion: uint32(r.SchemaVersion),
+		RecordedAt: timestamppb.New(r.RecordedAt), CommandId: r.CommandID, Payload: string(r.Payload),
+		PrevHash: hex.EncodeToString(r.PrevHash[:]), Hash: hex.EncodeToString(r.Hash[:])}
+}
+
+// randomRecord is a record with each field now empty or zero, now at a
+// varint's edges: what proto3 leaves out and what it writes long.
+func randomRecord(rng *rand.Rand) eventstore.Record {
+	pick := func(vs ...uint64) uint64 { return vs[rng.IntN(len(vs))] }
+	text := func() string { return strings.Repeat("é-x", rng.IntN(3)*rng.IntN(60)) }
+	times := []time.Time{{}, time.Unix(0, 0), time.Unix(0, 1000), time.Unix(-1, 999_999_000),
+		time.Unix(-62135596800, 0), time.Unix(1<<40, 123_456_000), time.Unix(rng.Int64N(4e9), rng.Int64N(1e6)*1000)}
+	r := eventstore.Record{Ledger: text(), Position: pick(0, 1, 127, 128, 1<<35, math.MaxUint64, rng.Uint64()),
+		Type: text(), SchemaVersion: int(pick(0, 1, 127, 128, math.MaxUint32)), RecordedAt: times[rng.IntN(len(times))],
+		CommandID: text(), Payload: []byte(text() + strings.Repeat("{}", rng.IntN(100)))}
+	for i := range r.Hash {
+		r.PrevHash[i], r.Hash[i] = byte(rng.IntN(256)), byte(rng.IntN(256))
+	}
+	return r
+}
+
+// The messages ReadEvents writes itself are the bytes proto.Marshal writes
+// for the same events, event by event and whole.
+func TestEncodedEventsAreProtobufs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		var recs []eventstore.Record
+		for range 1 + rng.IntN(4) {
+			recs = append(recs, randomRecord(rng))
+		}
+		want := &ledgerv1.ReadEventsResponse{}
+		var got []byte
+		for j := range recs {
+			want.Events = append(want.Events, logEventOf(&recs[j]))
+			var err error
+			if got, err = appendEvent(got, &recs[j]); err != nil {
+				t.Fatalf("%d: %v", i, err)
+			}
+		}
+		wire, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, wire) {
+			t.Fatalf("%d: events %+v\nwritten %x\nproto   %x", i, recs, got, wire)
+		}
+		back := &ledgerv1.ReadEventsResponse{}
+		if err := proto.Unmarshal(got, back); err != nil || !proto.Equal(back, want) {
+			t.Fatalf("%d: read back %v (%v), want %v", i, back, err, want)
+		}
+	}
+}
+
+// A stored string that is not UTF-8 is DataLoss naming it, as proto
+// would refuse to marshal it.
+func TestEncodedEventsRefuseNonUTF8(t *testing.T) {
+	base := eventstore.Record{Ledger: "l", Position: 7, Type: "TransferCommitted", CommandID: "t", Payload: []byte(`{}`)}
+	for name, edit := range map[string]func(*eventstore.Record){
+		"payload":    func(r *eventstore.Record) { r.Payload = []byte("{\"a\":\"\xff\"}") },
+		"type":       func(r *eventstore.Record) { r.Type = "T\xc3" },
+		"command_id": func(r *eventstore.Record) { r.CommandID = "\xed\xa0\x80" },
+	} {
+		r := base
+		edit(&r)
+		_, err := appendEvent(nil, &r)
+		if status.Code(err) != codes.DataLoss || !strings.Contains(err.Error(), "stored "+name+" is not UTF-8") ||
+			!strings.Contains(err.Error(), "event 7 of l") {
+			t.Errorf("%s: %v, want DataLoss naming it", name, err)
+		}
+	}
+}
