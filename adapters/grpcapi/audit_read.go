@@ -177,8 +177,6 @@ func (s *AuditServer) readPages(ctx context.Context, ledger string, from, to uin
 type eventSender struct {
 	stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]
 	msg    encodedEvents
-	// sent is the length of the last message sent: the next one's capacity.
-	sent int
 }
 
 // add batches r.
@@ -192,7 +190,7 @@ func (o *eventSender) add(r *eventstore.Record) error {
 		}
 	}
 	if o.msg.wire == nil {
-		o.msg.wire = make([]byte, 0, max(o.sent, n))
+		o.msg.wire = (*wireBuffers.Get(0))[:0]
 	}
 	wire, err := appendEvent(o.msg.wire, r)
 	if err != nil {
@@ -206,15 +204,16 @@ func (o *eventSender) add(r *eventstore.Record) error {
 // logEventFraming bounds an event's tag and length in the message.
 const logEventFraming = 1 + binary.MaxVarintLen64
 
-// flush sends what is batched. A sent message is never reused: gRPC may
-// still read it after Send returns.
+// flush sends what is batched. A sent message's buffer is not reused
+// here: gRPC may still read it after SendMsg returns, and puts it back in
+// wireBuffers once written.
 func (o *eventSender) flush() error {
 	if o.msg.events == 0 {
 		return nil
 	}
 	// The server's codec sends encoded messages as they are.
 	err := o.stream.SendMsg(&o.msg)
-	o.sent, o.msg = len(o.msg.wire), encodedEvents{}
+	o.msg = encodedEvents{}
 	return err
 }
 

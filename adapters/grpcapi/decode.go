@@ -55,7 +55,11 @@ func (c markingCodec) Name() string { return c.base.Name() }
 // Marshal marshals v, or sends an encoded message as it is.
 func (c markingCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if e, ok := v.(*encodedEvents); ok {
-		return mem.BufferSlice{mem.SliceBuffer(e.wire)}, nil
+		b, err := e.buffer()
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{b}, nil
 	}
 	return c.base.Marshal(v)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -90,5 +91,26 @@ func TestEncodedEventsRefuseNonUTF8(t *testing.T) {
 			!strings.Contains(err.Error(), "event 7 of l") {
 			t.Errorf("%s: %v, want DataLoss naming it", name, err)
 		}
+	}
+}
+
+// An encoded message is handed to gRPC once: its buffer goes back to the
+// pool when written, so a second marshal would send bytes another message
+// may be writing.
+func TestEncodedEventsMarshalOnce(t *testing.T) {
+	c := markingCodec{base: encoding.GetCodecV2("proto")}
+	r := eventstore.Record{Ledger: "l", Position: 1, Type: "AssetDefined", Payload: []byte(`{}`)}
+	wire, err := appendEvent((*wireBuffers.Get(0))[:0], &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &encodedEvents{wire: wire, events: 1}
+	first, err := c.Marshal(msg)
+	if err != nil || !bytes.Equal(first.Materialize(), wire) {
+		t.Fatalf("first marshal: %x, %v; want %x", first.Materialize(), err, wire)
+	}
+	first.Free()
+	if again, err := c.Marshal(msg); err == nil {
+		t.Errorf("second marshal: %x, want an error", again.Materialize())
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +58,39 @@ func readEvents(t *testing.T, c ledgerv1.AuditServiceClient, req *ledgerv1.ReadE
 		}
 		out = append(out, resp)
 	}
+}
+
+// readsAsStored reads ledger's log up to head in one stream and compares
+// it with the events table.
+func readsAsStored(c ledgerv1.AuditServiceClient, ledger string, head uint64, stored map[uint64][3]string) error {
+	cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream, err := c.ReadEvents(cctx, &ledgerv1.ReadEventsRequest{Ledger: ledger})
+	if err != nil {
+		return err
+	}
+	next := uint64(1)
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range resp.GetEvents() {
+			s := stored[next]
+			if e.GetPosition() != next || e.GetPayload() != s[0] || e.GetPrevHash() != s[1] || e.GetHash() != s[2] {
+				return fmt.Errorf("event %d read as %d: payload %q prev %s hash %s, stored %q %s %s", next, e.GetPosition(),
+					e.GetPayload(), e.GetPrevHash(), e.GetHash(), s[0], s[1], s[2])
+			}
+			next++
+		}
+	}
+	if next != head+1 {
+		return fmt.Errorf("read up to %d, want %d", next-1, head)
+	}
+	return nil
 }
 
 // storedEvents reads the events table as it is, by position.
@@ -122,6 +156,27 @@ func TestReadEvents(t *testing.T) {
 	}
 	if next != head+1 || len(msgs) != 2 {
 		t.Errorf("read up to %d in %d messages, want %d in 2", next-1, len(msgs), head)
+	}
+
+	// Streams side by side, rounds after rounds: a message's buffer goes
+	// back to a pool once written, and the next messages (of any stream)
+	// reuse it; each stream still reads the log as stored.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 4 {
+		wg.Go(func() {
+			for range 5 {
+				if err := readsAsStored(c, ledger, head, stored); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 
 	for _, c2 := range []struct {
