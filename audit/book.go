@@ -27,7 +27,9 @@ type book struct {
 	// lines receives every statement line; nil: none are followed.
 	lines func(a *bookAccount, l *line) error
 	// digests says whether statement lines are digested (verify compares
-	// them with the projection); a replay needs only the totals.
+	// them with the projection). With neither lines nor digests (a
+	// replay), the book follows only where accounts and assets last moved:
+	// its balances are the state's.
 	digests bool
 
 	// seed keys the statement digests: unknown outside this run, so no
@@ -43,7 +45,8 @@ type book struct {
 }
 
 // bookAccount is an account with its running totals line by line: the
-// domain state holds them per event, a statement per line.
+// domain state holds them per event, a statement per line. A replay's book
+// keeps neither totals nor lines (book.digests).
 type bookAccount struct {
 	id, asset string
 	scale     uint8
@@ -164,9 +167,9 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 		a := &bookAccount{id: e.ID, asset: e.Asset, scale: asset.scale, normal: e.Normal, opened: pos,
 			totals: domain.Account{Normal: e.Normal}}
 		b.accounts[e.ID] = a
-		n, _ := b.state.AccountNumber(e.ID)
-		if n != len(b.numbered) {
-			return fmt.Errorf("audit: account %s is number %d in the state, %d in the book: a bug of the auditor", e.ID, n, len(b.numbered))
+		if n, ok := b.state.AccountNumber(e.ID); !ok || n != len(b.numbered) {
+			return fmt.Errorf("audit: account %s is number %d (%v) in the state, %d in the book: a bug of the auditor",
+				e.ID, n, ok, len(b.numbered))
 		}
 		b.numbered = append(b.numbered, a)
 		asset.changed = pos
@@ -182,9 +185,9 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 	b.moves = domain.AppendMovements(b.moves[:0], e)
 	if !b.digests && b.lines == nil {
 		// A replay needs only where each account and asset last moved: its
-		// balances are the state's. Following the lines' totals too cost
-		// it a tenth of its time, an account's look-up and a cache miss
-		// each.
+		// balances are the state's. Following the lines' totals too (and
+		// checking them against the state's, as verify does) cost it a
+		// tenth of its time, an account's look-up and a cache miss each.
 		for i := range b.moves {
 			m := &b.moves[i]
 			b.assets[m.Asset].changed = pos
@@ -211,9 +214,13 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 	return nil
 }
 
-// account is the book's account of an account the state holds.
+// account is the book's account of an account the state holds: every
+// movement the state applied names one.
 func (b *book) account(id string) *bookAccount {
-	n, _ := b.state.AccountNumber(id)
+	n, ok := b.state.AccountNumber(id)
+	if !ok || n >= len(b.numbered) {
+		panic(fmt.Sprintf("audit: account %s (number %d, %v) not in the book: a bug of the auditor", id, n, ok))
+	}
 	return b.numbered[n]
 }
 

@@ -298,6 +298,8 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 		v.checker = NewImportChecker(v.prior(ctx))
 		// The book folds on the checker's state, which applies each event
 		// (an index of ids beside): one Evolve an event, not two.
+		// The checker never rolls its state back: the book's accounts
+		// by number (domain.State.AccountNumber) stay the state's.
 		v.book.state = v.checker.state
 		if v.proj != nil {
 			v.tbook = newTransferBook(v.book.seed, cmp.Or(v.opts.transferBucketSpan, transferBucketSpan), v.checker.priorEvent)

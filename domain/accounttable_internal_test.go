@@ -60,6 +60,11 @@ func TestAccountTableAgainstMap(t *testing.T) {
 		if ok != want || ok && (a.ID != id || a.Position != pos) {
 			t.Fatalf("op %d: Lookup(%s) = %+v, %t; model %d, %t", op, id, a, ok, pos, want)
 		}
+		// An account's number is its place in the order of adding, rolled
+		// back accounts' numbers going to the next ones.
+		if n, ok := tab.number(id); ok != want || ok && order[n] != id {
+			t.Fatalf("op %d: number(%s) = %d, %t; want %t at its place in %d", op, id, n, ok, want, len(order))
+		}
 	}
 	phase := func(ops, addPct, rollPct, rollMax int) {
 		for range ops {

@@ -203,11 +203,13 @@ func (s *State) Account(id string) (*Account, bool) {
 }
 
 // AccountNumber is the number of the account with that id: the accounts
-// opened before it. A fold (NewFoldState) never takes an account back, so
-// there a number is the account's for the state's life; a follower of the
-// fold keeps what it has per account in a slice by number, and finds it
-// through the state's look-up of the account, just made and in the cache,
-// instead of a look-up of its own (audit's book: a tenth of a replay).
+// opened before it. Only an undone open (Rollback) takes an account back,
+// so in a state never rolled back (a fold, NewFoldState; an import's
+// checker) a number is the account's for the state's life. A follower of
+// such a state keeps what it has per account in a slice by number, and
+// finds it through the state's look-up of the account, just made and in
+// the cache, instead of a look-up of its own (audit's book: a tenth of a
+// replay).
 func (s *State) AccountNumber(id string) (int, bool) { return s.accounts.number(id) }
 
 // Asset returns the asset with that code.

@@ -17,10 +17,15 @@ type AuditServer struct {
 	logger *slog.Logger
 	// logImport runs ImportEvents.
 	logImport *workflows.LogImport
+	// wires holds the buffers of ReadEvents' messages.
+	wires *bufferPool
 }
 
 // NewAuditServer returns an AuditServer over the event store; writers start a
-// ledger's writer once an import has loaded its log.
+// ledger's writer once an import has loaded its log. Its gRPC server must
+// have DecodeOptions' codec: ReadEvents writes its messages' wire itself,
+// and only that codec sends them (protobuf's refuses them: Internal).
 func NewAuditServer(store *eventstore.Store, writers Writers, logger *slog.Logger) *AuditServer {
-	return &AuditServer{store: store, logger: logger, logImport: workflows.NewLogImport(store, writers, logger)}
+	return &AuditServer{store: store, logger: logger, logImport: workflows.NewLogImport(store, writers, logger),
+		wires: &bufferPool{}}
 }

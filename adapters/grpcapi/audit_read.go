@@ -104,7 +104,8 @@ func (l *ReadEventsLimit) release(key string, keyed bool) {
 //
 // Errors: InvalidArgument on ledger (malformed or unknown) and on
 // from_position (after to_position); DataLoss for a stored payload (or
-// type, command id) that is not UTF-8 (a proto string cannot carry it);
+// type, command id, ledger) that is not UTF-8 (a proto string cannot carry
+// it);
 // Canceled or DeadlineExceeded with the call; Internal for a database error.
 func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]) error {
 	ctx := stream.Context()
@@ -128,7 +129,7 @@ func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.Se
 	defer cancel()
 	pages := make(chan readPage, 1)
 	go s.readPages(ctx, ledger, from, to, pages)
-	out := &eventSender{stream: stream}
+	out := &eventSender{stream: stream, pool: s.wires}
 	for page := range pages {
 		if page.err != nil {
 			return page.err
@@ -176,44 +177,47 @@ func (s *AuditServer) readPages(ctx context.Context, ledger string, from, to uin
 // eventSender batches events into messages within the bounds.
 type eventSender struct {
 	stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]
-	msg    encodedEvents
+	pool   *bufferPool
+	wire   []byte
+	events int
 }
 
 // add batches r.
 //
 // Errors: the stream's; DataLoss for a stored string that is not UTF-8.
 func (o *eventSender) add(r *eventstore.Record) error {
-	n := eventWireLen(r) + logEventFraming
-	if o.msg.events == readEventsBatchMax || o.msg.events > 0 && len(o.msg.wire)+n > readEventsBytesMax {
+	size := eventWireLen(r)
+	n := size + logEventFraming
+	if o.events == readEventsBatchMax || o.events > 0 && len(o.wire)+n > readEventsBytesMax {
 		if err := o.flush(); err != nil {
 			return err
 		}
 	}
-	if o.msg.wire == nil {
-		o.msg.wire = (*wireBuffers.Get(0))[:0]
+	if o.wire == nil {
+		o.wire = (*o.pool.Get(0))[:0]
 	}
-	wire, err := appendEvent(o.msg.wire, r)
+	wire, err := appendEvent(o.wire, r, size)
 	if err != nil {
 		return err
 	}
-	o.msg.wire = wire
-	o.msg.events++
+	o.wire = wire
+	o.events++
 	return nil
 }
 
 // logEventFraming bounds an event's tag and length in the message.
 const logEventFraming = 1 + binary.MaxVarintLen64
 
-// flush sends what is batched. A sent message's buffer is not reused
-// here: gRPC may still read it after SendMsg returns, and puts it back in
-// wireBuffers once written.
+// flush sends what is batched, as a message of its own: gRPC may still
+// read it after SendMsg returns (a trace, a stats handler), and puts its
+// buffer back in the pool once written.
 func (o *eventSender) flush() error {
-	if o.msg.events == 0 {
+	if o.events == 0 {
 		return nil
 	}
 	// The server's codec sends encoded messages as they are.
-	err := o.stream.SendMsg(&o.msg)
-	o.msg = encodedEvents{}
+	err := o.stream.SendMsg(&encodedEvents{wire: o.wire, events: o.events, pool: o.pool})
+	o.wire, o.events = nil, 0
 	return err
 }
 

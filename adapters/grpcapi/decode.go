@@ -38,6 +38,8 @@ const decodeReasonLenMax = 256
 // options that chain the metrics and authentication interceptors: their
 // interceptors must run after those (the metrics then count the refusal by
 // its code; an unauthenticated caller learns nothing about its message).
+// Their codec also sends ReadEvents' messages, which AuditServer writes
+// itself (encodedEvents): a server without them cannot serve ReadEvents.
 func DecodeOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(markingCodec{base: encoding.GetCodecV2("proto")}),
@@ -52,7 +54,7 @@ type markingCodec struct{ base encoding.CodecV2 }
 
 func (c markingCodec) Name() string { return c.base.Name() }
 
-// Marshal marshals v, or sends an encoded message as it is.
+// Marshal marshals v, or hands an encoded message over as it is.
 func (c markingCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if e, ok := v.(*encodedEvents); ok {
 		b, err := e.buffer()

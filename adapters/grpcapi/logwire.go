@@ -16,24 +16,24 @@ import (
 
 // ReadEvents writes its messages' wire form itself: building a LogEvent
 // per event (its strings copied from the record, its hashes hex-encoded
-// into a string) and then marshalling it through protobuf's reflection was
-// about a third of ledgerd's CPU in a replay. The bytes are those
-// proto.Marshal writes for the same ReadEventsResponse (fields in number
-// order, zero values left out): TestEncodedEventsAreProtobufs holds them to
-// it.
+// into a string) and then marshalling it through protobuf's reflection cost
+// ledgerd about a fifth of its CPU in a replay (docs/perf.md, "Session
+// 20"). The bytes are those proto.Marshal writes for the same
+// ReadEventsResponse (fields in number order, zero values left out):
+// TestEncodedEventsAreProtobufs holds them to it.
 
 // encodedEvents is a ReadEventsResponse in its wire form, which the server's
-// codec (markingCodec) sends as it is. Its bytes come from wireBuffers and
-// go back there once gRPC has written them.
+// codec (markingCodec) hands over as it is. Its bytes come from pool and go
+// back there once gRPC has written them.
 type encodedEvents struct {
 	wire   []byte
 	events int
+	pool   *bufferPool
 }
 
-// buffer hands e's bytes over to gRPC, which puts them back in
-// wireBuffers once written (the transport writes a message after SendMsg
-// returns). They are handed over once: twice, two messages to come would
-// share them.
+// buffer hands e's bytes over to gRPC, which puts them back in e's pool
+// once written (the transport writes a message after SendMsg returns).
+// They are handed over once: twice, two messages to come would share them.
 //
 // Errors: for a message handed over already.
 func (e *encodedEvents) buffer() (mem.Buffer, error) {
@@ -42,16 +42,14 @@ func (e *encodedEvents) buffer() (mem.Buffer, error) {
 	}
 	wire := e.wire
 	e.wire = nil
-	return mem.NewBuffer(&wire, wireBuffers), nil
+	return mem.NewBuffer(&wire, e.pool), nil
 }
 
-// wireBuffers holds the buffers of ReadEvents' messages: a few hundred
-// kilobytes each, allocated (and so zeroed) afresh they were a sixth of
-// ledgerd's CPU in a replay.
-var wireBuffers = &bufferPool{}
-
-// bufferPool is a mem.BufferPool of buffers of any capacity: a message
-// grows its buffer as it needs, and the grown one comes back.
+// bufferPool holds the buffers of ReadEvents' messages, of any capacity up
+// to wireBufferMax: a message grows its buffer as it needs, and the grown
+// one comes back. Allocated (and so zeroed) afresh, a few hundred
+// kilobytes a message, they were about a tenth of ledgerd's CPU in a
+// replay.
 type bufferPool struct{ pool sync.Pool }
 
 // Get is a buffer of length n.
@@ -64,11 +62,22 @@ func (p *bufferPool) Get(n int) *[]byte {
 	return &b
 }
 
-func (p *bufferPool) Put(b *[]byte) { p.pool.Put(b) }
+// Put keeps b for a next message, unless it is larger than a message
+// needs: one that grew for an event of its own is let go.
+func (p *bufferPool) Put(b *[]byte) {
+	if cap(*b) <= wireBufferMax {
+		p.pool.Put(b)
+	}
+}
 
-// wireBufferBytes is a new buffer's capacity: a message of a thousand
-// transfers is about 450 kB.
-const wireBufferBytes = 512 << 10
+const (
+	// wireBufferBytes is a new buffer's capacity: a message of a thousand
+	// transfers is about 450 kB.
+	wireBufferBytes = 512 << 10
+	// wireBufferMax bounds a buffer kept: a message's bound, and the
+	// event that may pass it.
+	wireBufferMax = 2 * readEventsBytesMax
+)
 
 // LogEvent's field numbers (ledger.proto), and Timestamp's.
 const (
@@ -126,11 +135,12 @@ func timestampWireLen(r *eventstore.Record) int {
 	return n
 }
 
-// appendEvent appends r as one element of ReadEventsResponse.events.
+// appendEvent appends r, whose LogEvent is size bytes long (eventWireLen),
+// as one element of ReadEventsResponse.events.
 //
 // Errors: DataLoss for a string of r that is not UTF-8, which a proto
 // string cannot carry.
-func appendEvent(b []byte, r *eventstore.Record) ([]byte, error) {
+func appendEvent(b []byte, r *eventstore.Record, size int) ([]byte, error) {
 	bad := ""
 	switch {
 	case !utf8.Valid(r.Payload):
@@ -146,7 +156,7 @@ func appendEvent(b []byte, r *eventstore.Record) ([]byte, error) {
 		return b, status.Errorf(codes.DataLoss, "event %d of %s: stored %s is not UTF-8", r.Position, r.Ledger, bad)
 	}
 	b = protowire.AppendTag(b, responseEvents, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(eventWireLen(r)))
+	b = protowire.AppendVarint(b, uint64(size))
 	b = appendStringField(b, logEventLedger, r.Ledger)
 	if r.Position != 0 {
 		b = protowire.AppendTag(b, logEventPosition, protowire.VarintType)

@@ -57,7 +57,7 @@ func TestEncodedEventsAreProtobufs(t *testing.T) {
 		for j := range recs {
 			want.Events = append(want.Events, logEventOf(&recs[j]))
 			var err error
-			if got, err = appendEvent(got, &recs[j]); err != nil {
+			if got, err = appendEvent(got, &recs[j], eventWireLen(&recs[j])); err != nil {
 				t.Fatalf("%d: %v", i, err)
 			}
 		}
@@ -83,12 +83,13 @@ func TestEncodedEventsRefuseNonUTF8(t *testing.T) {
 		"payload":    func(r *eventstore.Record) { r.Payload = []byte("{\"a\":\"\xff\"}") },
 		"type":       func(r *eventstore.Record) { r.Type = "T\xc3" },
 		"command_id": func(r *eventstore.Record) { r.CommandID = "\xed\xa0\x80" },
+		"ledger":     func(r *eventstore.Record) { r.Ledger = "l\xc0" },
 	} {
 		r := base
 		edit(&r)
-		_, err := appendEvent(nil, &r)
+		_, err := appendEvent(nil, &r, eventWireLen(&r))
 		if status.Code(err) != codes.DataLoss || !strings.Contains(err.Error(), "stored "+name+" is not UTF-8") ||
-			!strings.Contains(err.Error(), "event 7 of l") {
+			!strings.Contains(err.Error(), "event 7 of "+r.Ledger) {
 			t.Errorf("%s: %v, want DataLoss naming it", name, err)
 		}
 	}
@@ -100,11 +101,12 @@ func TestEncodedEventsRefuseNonUTF8(t *testing.T) {
 func TestEncodedEventsMarshalOnce(t *testing.T) {
 	c := markingCodec{base: encoding.GetCodecV2("proto")}
 	r := eventstore.Record{Ledger: "l", Position: 1, Type: "AssetDefined", Payload: []byte(`{}`)}
-	wire, err := appendEvent((*wireBuffers.Get(0))[:0], &r)
+	pool := &bufferPool{}
+	wire, err := appendEvent((*pool.Get(0))[:0], &r, eventWireLen(&r))
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := &encodedEvents{wire: wire, events: 1}
+	msg := &encodedEvents{wire: wire, events: 1, pool: pool}
 	first, err := c.Marshal(msg)
 	if err != nil || !bytes.Equal(first.Materialize(), wire) {
 		t.Fatalf("first marshal: %x, %v; want %x", first.Materialize(), err, wire)

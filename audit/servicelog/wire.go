@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -20,8 +21,10 @@ import (
 // unmarshalling (a LogEvent and seven strings an event) and then a record
 // built from it (the payload copied, the hashes decoded from hex) were a
 // fifth of a replay's CPU in ledgerctl. The message's bytes are copied
-// once; each record's payload is a slice of them. TestEventsCodec holds the
-// records to those RecordOf makes of protobuf's LogEvents.
+// once; each record's payload is a slice of them, so a record kept keeps
+// its whole message (verify's look-back ring of 65,536 records holds about
+// 66 messages, not 65,536 payloads). TestEventsCodec holds the records to
+// those RecordOf makes of protobuf's LogEvents.
 
 // eventsCodec is protobuf's codec, except that it reads an *eventPage
 // itself. Its name is protobuf's: the server sees a protobuf call.
@@ -71,8 +74,8 @@ const (
 )
 
 // decode reads a ReadEventsResponse, as protobuf would: a field of a number
-// or wire type it does not expect is skipped, and a scalar field given twice
-// keeps its last value.
+// or wire type it does not expect is skipped, a scalar field given twice
+// keeps its last value, and a string that is not UTF-8 fails the message.
 //
 // Errors: for bytes that are not a protobuf message.
 func (p *eventPage) decode(b []byte) error {
@@ -135,6 +138,10 @@ func (p *eventPage) event(b []byte) (eventstore.Record, error) {
 		case f.num == eventHash:
 			hashes[1] = f.bytes
 		}
+	}
+	if !utf8.ValidString(r.Ledger) || !utf8.ValidString(r.Type) || !utf8.ValidString(r.CommandID) || !utf8.Valid(r.Payload) ||
+		!utf8.Valid(hashes[0]) || !utf8.Valid(hashes[1]) {
+		return r, fmt.Errorf("event at %d: a string field is not UTF-8", r.Position)
 	}
 	r.RecordedAt = time.Unix(seconds, nanos).UTC()
 	if p.malformed = hashOf(&r.PrevHash, hashes[0], "prev_hash", r.Position); p.malformed == nil {

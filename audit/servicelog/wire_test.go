@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +159,21 @@ func TestEventsCodecRefusesBrokenWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	whole := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), ev)
+	good, err := proto.Marshal(&ledgerv1.LogEvent{Position: 5, Hash: strings.Repeat("0", 64), PrevHash: strings.Repeat("0", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []protowire.Number{1, 3, 6, 7} { // ledger, type, command_id, payload
+		bad := protowire.AppendBytes(protowire.AppendTag(slices.Clone(good), field, protowire.BytesType), []byte("{\"a\":\"\xff\"}"))
+		nonUTF8 := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), bad)
+		if proto.Unmarshal(nonUTF8, &ledgerv1.ReadEventsResponse{}) == nil {
+			t.Fatalf("protobuf reads field %d not UTF-8", field)
+		}
+		var p eventPage
+		if err := p.decode(nonUTF8); err == nil {
+			t.Errorf("field %d not UTF-8: %d records, want an error as protobuf's", field, len(p.recs))
+		}
+	}
 	for _, b := range [][]byte{
 		whole[:len(whole)-1],                 // the event cut short
 		append(whole[:1:1], 0x80),            // a length that does not end

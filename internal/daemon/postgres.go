@@ -174,7 +174,10 @@ func newPool(ctx context.Context, url string, connsMax int) (*pgxpool.Pool, erro
 // reading of the log made about 45,000 of them per million events.
 const pgReadBufferBytes = 64 << 10
 
-// bufferedFrontend is pgx's frontend reading through a larger buffer.
+// bufferedFrontend is pgx's frontend reading through a larger buffer. What
+// the buffer holds is pgx's to read, unseen by pgconn itself: these
+// connections are never hijacked, nor synced (pgconn.SyncConn) to be
+// handed over.
 func bufferedFrontend(r io.Reader, w io.Writer) *pgproto3.Frontend {
 	return pgproto3.NewFrontend(bufio.NewReaderSize(r, pgReadBufferBytes), w)
 }
