@@ -149,6 +149,14 @@ type client struct {
 	docs int
 }
 
+// ledgerctl's connection: what it reads at once and what ledgerd may send
+// ahead of its reading, per stream and in all.
+const (
+	ctlReadBufferBytes   = 256 << 10
+	ctlStreamWindowBytes = 4 << 20
+	ctlConnWindowBytes   = 16 << 20
+)
+
 // connect makes the client of c.addr, once. It reads the key file and the
 // CA, but does no network I/O: the first call dials.
 //
@@ -164,7 +172,14 @@ func (c *client) connect() error {
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		// Whatever ledgerd may send: a page of 1,000 statement lines with
 		// full metadata passes gRPC's default 4 MiB.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcapi.SendMax))}
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcapi.SendMax)),
+		// A replay or verify streams the log (hundreds of megabytes):
+		// with gRPC's 32 KiB reads and windows grown from 64 KiB, the
+		// reading and ledgerd's writing paused on flow control, about 8 %
+		// of a replay's wall (docs/perf.md, "Session 20"). What may wait
+		// in ledgerctl is bounded by the connection's window.
+		grpc.WithReadBufferSize(ctlReadBufferBytes), grpc.WithInitialWindowSize(ctlStreamWindowBytes),
+		grpc.WithInitialConnWindowSize(ctlConnWindowBytes)}
 	key, err := c.key()
 	if err != nil {
 		return err
