@@ -3,6 +3,7 @@ package servicelog
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -186,4 +187,55 @@ func TestEventsCodecRefusesBrokenWire(t *testing.T) {
 			t.Errorf("decode(%x) = %d records, want an error", b, len(p.recs))
 		}
 	}
+}
+
+// BenchmarkEventsCodec reads a message of 1,000 transfers into records:
+// through protobuf's unmarshalling and RecordOf, as ledgerctl did, and by
+// hand (with the copy of the message gRPC's buffers make it take). It
+// reports ns and allocations an event.
+func BenchmarkEventsCodec(b *testing.B) {
+	msg := &ledgerv1.ReadEventsResponse{}
+	hash := strings.Repeat("ab", eventstore.HashSize)
+	for i := range 1000 {
+		msg.Events = append(msg.Events, &ledgerv1.LogEvent{Ledger: "main", Position: uint64(1_000_000 + i),
+			Type: "TransferCommitted", SchemaVersion: 1, RecordedAt: timestamppb.New(time.Date(2026, 12, 6, 7, 0, 0, 123_456_000, time.UTC)),
+			CommandId: fmt.Sprintf("t-%d", i), PrevHash: hash, Hash: hash, Payload: fmt.Sprintf(
+				`{"id":"t-%d","postings":[{"debit":"acc-%d","credit":"acc-%d","asset":"USD","amount":"%d.%02d"}],"effective_at":"2026-12-06T07:00:00.123456Z"}`,
+				i, i%10000, (i*7+1)%10000, 1+i%500, i%100)})
+	}
+	wire, err := proto.Marshal(msg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("protobuf", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var got ledgerv1.ReadEventsResponse
+			if err := proto.Unmarshal(wire, &got); err != nil {
+				b.Fatal(err)
+			}
+			recs := make([]eventstore.Record, 0, len(got.GetEvents()))
+			for _, e := range got.GetEvents() {
+				r, err := RecordOf(e)
+				if err != nil {
+					b.Fatal(err)
+				}
+				recs = append(recs, r)
+			}
+			if len(recs) != len(msg.Events) {
+				b.Fatalf("%d records, want %d", len(recs), len(msg.Events))
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msg.Events)), "ns/event")
+	})
+	b.Run("by hand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			p := eventPage{recs: make([]eventstore.Record, 0, len(msg.Events))}
+			if err := p.decode(slices.Clone(wire)); err != nil || p.malformed != nil || len(p.recs) != len(msg.Events) {
+				b.Fatal(err, p.malformed)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msg.Events)), "ns/event")
+	})
 }
