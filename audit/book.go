@@ -18,11 +18,11 @@ import (
 // each account's statement lines as the movements projection writes them
 // (one per side of a posting; a post releases the hold before it posts).
 type book struct {
-	state    *domain.State
-	accounts map[string]*bookAccount
-	// numbered is the accounts by their number in the state
-	// (domain.State.AccountNumber): an event's accounts are found there.
-	numbered []*bookAccount
+	state *domain.State
+	// accounts is the accounts by their number in the state
+	// (domain.State.AccountNumber): an account is found through the
+	// state's index (account), not one of the book's own.
+	accounts []*bookAccount
 	assets   map[string]*bookAsset
 	// lines receives every statement line; nil: none are followed.
 	lines func(a *bookAccount, l *line) error
@@ -91,7 +91,7 @@ type line struct {
 // newBook returns an empty book; with digests, it digests every statement
 // line.
 func newBook(digests bool) *book {
-	return &book{state: domain.NewFoldState(), accounts: map[string]*bookAccount{}, assets: map[string]*bookAsset{},
+	return &book{state: domain.NewFoldState(), assets: map[string]*bookAsset{},
 		seed: maphash.MakeSeed(), digests: digests}
 }
 
@@ -166,16 +166,15 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 		asset := b.assets[e.Asset]
 		a := &bookAccount{id: e.ID, asset: e.Asset, scale: asset.scale, normal: e.Normal, opened: pos,
 			totals: domain.Account{Normal: e.Normal}}
-		b.accounts[e.ID] = a
-		if n, ok := b.state.AccountNumber(e.ID); !ok || n != len(b.numbered) {
+		if n, ok := b.state.AccountNumber(e.ID); !ok || n != len(b.accounts) {
 			return fmt.Errorf("audit: account %s is number %d (%v) in the state, %d in the book: a bug of the auditor",
-				e.ID, n, ok, len(b.numbered))
+				e.ID, n, ok, len(b.accounts))
 		}
-		b.numbered = append(b.numbered, a)
+		b.accounts = append(b.accounts, a)
 		asset.changed = pos
 		return nil
 	case domain.AccountClosed:
-		a := b.accounts[e.ID]
+		a := b.account(e.ID)
 		a.closed = pos
 		b.assets[a.asset].changed = pos
 		return nil
@@ -215,13 +214,14 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 }
 
 // account is the book's account of an account the state holds: every
-// movement the state applied names one.
+// movement the state applied names one, and so does every id the book
+// gives out (accountIDs).
 func (b *book) account(id string) *bookAccount {
 	n, ok := b.state.AccountNumber(id)
-	if !ok || n >= len(b.numbered) {
+	if !ok || n >= len(b.accounts) {
 		panic(fmt.Sprintf("audit: account %s (number %d, %v) not in the book: a bug of the auditor", id, n, ok))
 	}
-	return b.numbered[n]
+	return b.accounts[n]
 }
 
 // lineEvent is what a line copies from its event, as it is served.
@@ -269,8 +269,8 @@ func (b *book) checkAccount(pos uint64, id string) error {
 // accountIDs returns every account's id, sorted.
 func (b *book) accountIDs() []string {
 	ids := make([]string, 0, len(b.accounts))
-	for id := range b.accounts {
-		ids = append(ids, id)
+	for _, a := range b.accounts {
+		ids = append(ids, a.id)
 	}
 	slices.Sort(ids)
 	return ids

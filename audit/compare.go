@@ -56,7 +56,7 @@ func (v *verifier) balances(ctx context.Context) (*Divergence, error) {
 			return nil, err
 		}
 		for _, id := range batch {
-			a := v.book.accounts[id]
+			a := v.book.account(id)
 			want := v.book.balance(a)
 			d := diffBalance(a, want, asOf.byAccount[id], want.Position,
 				fmt.Sprintf("as of position %d (movements projection)", at))

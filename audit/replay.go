@@ -112,7 +112,7 @@ func (b *book) snapshot(ledger string) *Snapshot {
 		s.RecordedAt, s.Hash = b.recordedAt.UTC(), hex.EncodeToString(b.hash[:])
 	}
 	for _, id := range b.accountIDs() {
-		s.Balances = append(s.Balances, b.balance(b.accounts[id]))
+		s.Balances = append(s.Balances, b.balance(b.account(id)))
 	}
 	return s
 }

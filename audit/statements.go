@@ -157,7 +157,7 @@ func (v *verifier) digestStatements(ctx context.Context, ids []string) ([]string
 	for range statementWorkers {
 		wg.Go(func() {
 			for id := range work {
-				a := v.book.accounts[id]
+				a := v.book.account(id)
 				n, digest, err := v.digestStatement(ctx, a)
 				mu.Lock()
 				switch {
@@ -286,7 +286,7 @@ func (v *verifier) recheckStatements(ctx context.Context, suspects []string) (*D
 		d := &Divergence{Kind: KindStatement, Position: want.position, Account: a.id, Asset: a.asset}
 		if l == nil {
 			d.Field, d.Expected, d.Found = "count", describeLine(want), "no more lines"
-			d.Detail = fmt.Sprintf("%d lines served, %d expected", a.lines-1, v.book.accounts[a.id].lines)
+			d.Detail = fmt.Sprintf("%d lines served, %d expected", a.lines-1, v.book.account(a.id).lines)
 			found[a.id] = d
 			return nil
 		}
@@ -313,7 +313,7 @@ func (v *verifier) recheckStatements(ctx context.Context, suspects []string) (*D
 	for _, id := range suspects {
 		d := found[id]
 		if d == nil {
-			d, err = v.extraLine(ctx, b.accounts[id], pages[id])
+			d, err = v.extraLine(ctx, b.account(id), pages[id])
 			if err != nil {
 				return nil, err
 			}

@@ -105,8 +105,8 @@ func (l *ReadEventsLimit) release(key string, keyed bool) {
 // Errors: InvalidArgument on ledger (malformed or unknown) and on
 // from_position (after to_position); DataLoss for a stored payload (or
 // type, command id, ledger) that is not UTF-8 (a proto string cannot carry
-// it);
-// Canceled or DeadlineExceeded with the call; Internal for a database error.
+// it); Canceled or DeadlineExceeded with the call; Internal for a database
+// error.
 func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]) error {
 	ctx := stream.Context()
 	ledger, from, to := req.GetLedger(), max(req.GetFromPosition(), 1), req.GetToPosition()
@@ -216,7 +216,7 @@ func (o *eventSender) flush() error {
 		return nil
 	}
 	// The server's codec sends encoded messages as they are.
-	err := o.stream.SendMsg(&encodedEvents{wire: o.wire, events: o.events, pool: o.pool})
+	err := o.stream.SendMsg(&encodedEvents{wire: o.wire, pool: o.pool})
 	o.wire, o.events = nil, 0
 	return err
 }

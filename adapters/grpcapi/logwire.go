@@ -26,9 +26,8 @@ import (
 // codec (markingCodec) hands over as it is. Its bytes come from pool and go
 // back there once gRPC has written them.
 type encodedEvents struct {
-	wire   []byte
-	events int
-	pool   *bufferPool
+	wire []byte
+	pool *bufferPool
 }
 
 // buffer hands e's bytes over to gRPC, which puts them back in e's pool
