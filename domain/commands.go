@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -247,28 +248,32 @@ func parseAmounts(in []string) ([]Decimal, error) {
 }
 
 func (p *PostingInput) validate(i int) error {
-	prefix := fmt.Sprintf("postings[%d].", i)
-	if err := checkID(prefix+"debit_account", p.Debit); err != nil {
-		return err
-	}
-	if err := checkID(prefix+"credit_account", p.Credit); err != nil {
-		return err
-	}
-	if p.Debit == p.Credit {
-		return fieldErr(prefix+"credit_account", ErrSameAccount)
-	}
-	if err := checkAssetCode(prefix+"asset", p.Asset); err != nil {
-		return err
+	// The field's name is built for an error only: every transfer of a
+	// batch passes here.
+	switch {
+	case !ValidID(p.Debit):
+		return checkID(postingField(i, "debit_account"), p.Debit)
+	case !ValidID(p.Credit):
+		return checkID(postingField(i, "credit_account"), p.Credit)
+	case p.Debit == p.Credit:
+		return fieldErr(postingField(i, "credit_account"), ErrSameAccount)
+	case !ValidAssetCode(p.Asset):
+		return checkAssetCode(postingField(i, "asset"), p.Asset)
 	}
 	d, err := ParseDecimal(p.Amount)
 	if err != nil {
-		return fieldErr(prefix+"amount", err)
+		return fieldErr(postingField(i, "amount"), err)
 	}
 	if d.Sign() <= 0 {
-		return fieldErrf(prefix+"amount", ErrInvalidAmount, "%s is not positive", d)
+		return fieldErrf(postingField(i, "amount"), ErrInvalidAmount, "%s is not positive", d)
 	}
 	p.amount = d
 	return nil
+}
+
+// postingField is the name of field name of posting i, in errors.
+func postingField(i int, name string) string {
+	return "postings[" + strconv.Itoa(i) + "]." + name
 }
 
 // PostPending posts a pending transfer: in full, or per posting the Amounts

@@ -252,17 +252,16 @@ func applied(a *Account, dp, cp, dq, cq Units) (Account, bool) {
 // postingAccounts checks a posting's accounts: they exist, are open, and are
 // in the posting's asset.
 func postingAccounts(s *State, i int, debit, credit, asset string) (*Account, *Account, error) {
-	field := func(name string) string { return fmt.Sprintf("postings[%d].%s", i, name) }
 	d, err := postingAccount(s, debit, asset)
 	if err != nil {
-		return nil, nil, fieldErr(field("debit_account"), err)
+		return nil, nil, fieldErr(postingField(i, "debit_account"), err)
 	}
 	c, err := postingAccount(s, credit, asset)
 	if err != nil {
-		return nil, nil, fieldErr(field("credit_account"), err)
+		return nil, nil, fieldErr(postingField(i, "credit_account"), err)
 	}
-	if err := checkNotFrozen(s, field("debit_account"), debit); err != nil {
-		return nil, nil, err
+	if d.FrozenAt != 0 {
+		return nil, nil, checkNotFrozen(s, postingField(i, "debit_account"), debit)
 	}
 	return d, c, nil
 }

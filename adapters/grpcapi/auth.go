@@ -131,10 +131,10 @@ type Auth struct {
 	keys     KeyVerifier
 	logger   *slog.Logger
 	failures *failureLimiter
-	// OnAuthenticated, when set, is told the remote address of each call
-	// authenticated by TapHandle (internal/daemon keeps such connections
-	// over idle ones without a key).
-	OnAuthenticated func(remote net.Addr)
+	// OnAuthenticated, when set, is told the remote address (host:port)
+	// of each call authenticated by TapHandle (internal/daemon keeps such
+	// connections over idle ones without a key).
+	OnAuthenticated func(remote string)
 	// OnRefused, when set, is told the code of each call TapHandle refuses
 	// (such calls never reach the interceptors, metrics' included).
 	OnRefused func(code codes.Code)
@@ -158,12 +158,11 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 	if open(info.FullMethodName) {
 		return ctx, nil
 	}
-	p, _ := peer.FromContext(ctx)
-	var remote net.Addr
-	if p != nil {
-		remote = p.Addr
+	var remote string
+	if p, ok := peer.FromContext(ctx); ok {
+		remote = addrString(p.Addr)
 	}
-	key, err := a.authenticate(ctx, addrString(remote), info.Header.Get("authorization"), tapVerifyTimeout)
+	key, err := a.authenticate(ctx, remote, info.Header.Get("authorization"), tapVerifyTimeout)
 	if err == nil {
 		err = permit(key, info.FullMethodName)
 	}
@@ -173,22 +172,13 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 		}
 		return nil, err
 	}
-	if a.OnAuthenticated != nil && remote != nil {
+	if a.OnAuthenticated != nil && remote != "" {
 		a.OnAuthenticated(remote)
 	}
 	// For RecvBudget's share per key, and for the interceptors: the key
 	// was verified and permitted for this method from these headers, so
 	// they need not hash its secret again.
-	ctx = context.WithValue(ctx, keyContext{}, key)
-	return context.WithValue(ctx, tappedContext{}, tapped{key: key, method: info.FullMethodName}), nil
-}
-
-// tappedContext holds what TapHandle verified: a tapped.
-type tappedContext struct{}
-
-type tapped struct {
-	key    apikeys.Key
-	method string
+	return context.WithValue(ctx, keyContext{}, callKey{key: key, tapped: info.FullMethodName}), nil
 }
 
 func addrString(a net.Addr) string {
@@ -201,13 +191,21 @@ func addrString(a net.Addr) string {
 // ledgered is every ledger.v1 request that names a ledger.
 type ledgered interface{ GetLedger() string }
 
+// keyContext holds a call's callKey.
 type keyContext struct{}
+
+// callKey is the key a call was authenticated with, and the method
+// TapHandle verified and permitted it for ("" when an interceptor did).
+type callKey struct {
+	key    apikeys.Key
+	tapped string
+}
 
 // KeyFrom returns the key a call was authenticated with; ok is false when
 // auth is off or the method is open.
 func KeyFrom(ctx context.Context) (apikeys.Key, bool) {
-	k, ok := ctx.Value(keyContext{}).(apikeys.Key)
-	return k, ok
+	c, ok := ctx.Value(keyContext{}).(callKey)
+	return c.key, ok
 }
 
 // UnaryInterceptor authorizes a unary call, its request's ledger included.
@@ -215,14 +213,17 @@ func (a *Auth) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnarySe
 	if open(info.FullMethod) {
 		return handler(ctx, req)
 	}
-	key, err := a.authorize(ctx, info.FullMethod)
+	key, tapped, err := a.authorize(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
 	if err := scope(key, info.FullMethod, req, true); err != nil {
 		return nil, err
 	}
-	return handler(context.WithValue(ctx, keyContext{}, key), req)
+	if !tapped {
+		ctx = context.WithValue(ctx, keyContext{}, callKey{key: key})
+	}
+	return handler(ctx, req)
 }
 
 // StreamInterceptor authorizes a streaming call, then the ledger of every
@@ -232,12 +233,15 @@ func (a *Auth) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Strea
 	if open(info.FullMethod) {
 		return handler(srv, ss)
 	}
-	key, err := a.authorize(ss.Context(), info.FullMethod)
+	key, tapped, err := a.authorize(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
-	return handler(srv, &scopedStream{ServerStream: ss, key: key, method: info.FullMethod,
-		ctx: context.WithValue(ss.Context(), keyContext{}, key)})
+	ctx := ss.Context()
+	if !tapped {
+		ctx = context.WithValue(ctx, keyContext{}, callKey{key: key})
+	}
+	return handler(srv, &scopedStream{ServerStream: ss, key: key, method: info.FullMethod, ctx: ctx})
 }
 
 // scopedStream checks the ledger of each message received.
@@ -269,28 +273,28 @@ func open(method string) bool {
 	return false
 }
 
-// authorize authenticates the call's key and checks it has the method's role.
+// authorize authenticates the call's key and checks it has the method's
+// role; tapped says the key is TapHandle's, already in ctx.
 //
 // Errors: those of Authenticate; PermissionDenied (a method not in the
 // table, or a role the key lacks).
-func (a *Auth) authorize(ctx context.Context, method string) (apikeys.Key, error) {
-	if t, ok := ctx.Value(tappedContext{}).(tapped); ok && t.method == method && a.keys.Active(t.key.ID) {
+func (a *Auth) authorize(ctx context.Context, method string) (key apikeys.Key, tapped bool, err error) {
+	if c, ok := ctx.Value(keyContext{}).(callKey); ok && c.tapped == method && a.keys.Active(c.key.ID) {
 		// TapHandle verified the secret and permitted the method; the key
 		// has not been revoked since (the body may come much later).
-		return t.key, nil
+		return c.key, true, nil
 	}
 	var remote string
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = addrString(p.Addr)
 	}
-	key, err := a.Authenticate(ctx, remote, metadata.ValueFromIncomingContext(ctx, "authorization"))
-	if err != nil {
-		return apikeys.Key{}, err
+	if key, err = a.Authenticate(ctx, remote, metadata.ValueFromIncomingContext(ctx, "authorization")); err != nil {
+		return apikeys.Key{}, false, err
 	}
 	if err := permit(key, method); err != nil {
-		return apikeys.Key{}, err
+		return apikeys.Key{}, false, err
 	}
-	return key, nil
+	return key, false, nil
 }
 
 // Authenticate returns the key of an authorization header's values, sent
@@ -313,15 +317,19 @@ func (a *Auth) authenticate(ctx context.Context, remote string, authorization []
 	if err != nil {
 		return apikeys.Key{}, err
 	}
+	// A key in memory is answered for whatever its source's failures, so
+	// the source (parsed from the address) is only worked out without one.
+	key, err := a.keys.Cached(text)
+	if err == nil {
+		return key, nil
+	}
 	source := sourceOf(remote)
-	var key apikeys.Key
 	if a.failures.blocked(source) {
-		key, err = a.keys.Cached(text)
 		if errors.Is(err, apikeys.ErrNotCached) {
 			return apikeys.Key{}, status.Errorf(codes.ResourceExhausted,
 				"too many failed authentications from %s: retry in a few seconds", source)
 		}
-	} else if key, err = a.keys.Cached(text); err != nil {
+	} else {
 		// Every failure, remembered or not, is Verify's to tell.
 		vctx := ctx
 		if lookupMax > 0 {

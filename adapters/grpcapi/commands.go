@@ -139,9 +139,11 @@ func (s *CommandServer) CreateTransfers(ctx context.Context, req *ledgerv1.Creat
 			c.Postings[j] = domain.PostingInput{Debit: p.GetDebitAccount(), Credit: p.GetCreditAccount(),
 				Asset: p.GetAsset(), Amount: p.GetAmount()}
 		}
-		var err error
-		if c.EffectiveAt, err = timeOf(fmt.Sprintf("transfers[%d].effective_at", i), t.GetEffectiveAt()); err != nil {
-			return nil, err
+		if at := t.GetEffectiveAt(); at != nil { // the field's name only then: every item passes here
+			var err error
+			if c.EffectiveAt, err = timeOf(fmt.Sprintf("transfers[%d].effective_at", i), at); err != nil {
+				return nil, err
+			}
 		}
 		cmds[i] = c
 	}

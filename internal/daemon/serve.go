@@ -85,7 +85,7 @@ func (m *Main) serve() error {
 	m.httpLis = httpConns
 	if !m.Config.AuthDisabled {
 		m.auth = grpcapi.NewAuth(m.keys, m.Logger)
-		m.auth.OnAuthenticated = func(remote net.Addr) { grpcConns.authenticated(remote.String()) }
+		m.auth.OnAuthenticated = grpcConns.authenticated
 		m.auth.OnRefused = func(code codes.Code) { m.metrics.refused.WithLabelValues(code.String()).Inc() }
 	}
 	m.grpcSrv = grpc.NewServer(m.grpcServerOptions(tlsCfg)...)
