@@ -271,7 +271,7 @@ func (p *PostingInput) validate(i int) error {
 	return nil
 }
 
-// postingField is the name of field name of posting i, in errors.
+// postingField names field name of posting i, for an error.
 func postingField(i int, name string) string {
 	return "postings[" + strconv.Itoa(i) + "]." + name
 }

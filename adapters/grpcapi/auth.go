@@ -178,7 +178,7 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 	// For RecvBudget's share per key, and for the interceptors: the key
 	// was verified and permitted for this method from these headers, so
 	// they need not hash its secret again.
-	return context.WithValue(ctx, keyContext{}, callKey{key: key, tapped: info.FullMethodName}), nil
+	return context.WithValue(ctx, keyContext{}, callKey{key: key, tappedFor: info.FullMethodName}), nil
 }
 
 func addrString(a net.Addr) string {
@@ -197,8 +197,8 @@ type keyContext struct{}
 // callKey is the key a call was authenticated with, and the method
 // TapHandle verified and permitted it for ("" when an interceptor did).
 type callKey struct {
-	key    apikeys.Key
-	tapped string
+	key       apikeys.Key
+	tappedFor string
 }
 
 // KeyFrom returns the key a call was authenticated with; ok is false when
@@ -279,7 +279,7 @@ func open(method string) bool {
 // Errors: those of Authenticate; PermissionDenied (a method not in the
 // table, or a role the key lacks).
 func (a *Auth) authorize(ctx context.Context, method string) (key apikeys.Key, tapped bool, err error) {
-	if c, ok := ctx.Value(keyContext{}).(callKey); ok && c.tapped == method && a.keys.Active(c.key.ID) {
+	if c, ok := ctx.Value(keyContext{}).(callKey); ok && c.tappedFor == method && a.keys.Active(c.key.ID) {
 		// TapHandle verified the secret and permitted the method; the key
 		// has not been revoked since (the body may come much later).
 		return c.key, true, nil

@@ -139,11 +139,9 @@ func (s *CommandServer) CreateTransfers(ctx context.Context, req *ledgerv1.Creat
 			c.Postings[j] = domain.PostingInput{Debit: p.GetDebitAccount(), Credit: p.GetCreditAccount(),
 				Asset: p.GetAsset(), Amount: p.GetAmount()}
 		}
-		if at := t.GetEffectiveAt(); at != nil { // the field's name only then: every item passes here
-			var err error
-			if c.EffectiveAt, err = timeOf(fmt.Sprintf("transfers[%d].effective_at", i), at); err != nil {
-				return nil, err
-			}
+		var err error
+		if c.EffectiveAt, err = effectiveAtOf("transfers", i, t.GetEffectiveAt()); err != nil {
+			return nil, err
 		}
 		cmds[i] = c
 	}
@@ -152,6 +150,16 @@ func (s *CommandServer) CreateTransfers(ctx context.Context, req *ledgerv1.Creat
 		return nil, err
 	}
 	return &ledgerv1.CreateTransfersResponse{Results: results}, nil
+}
+
+// effectiveAtOf is timeOf for the effective_at of item i of list. Only an
+// item that sets one has its field named (a Sprintf): every item of a
+// batch passes here.
+func effectiveAtOf(list string, i int, ts *timestamppb.Timestamp) (time.Time, error) {
+	if ts == nil {
+		return time.Time{}, nil
+	}
+	return timeOf(fmt.Sprintf("%s[%d].effective_at", list, i), ts)
 }
 
 // timeOf converts an optional timestamp; nil is the zero time.
@@ -205,7 +213,7 @@ func (s *CommandServer) ReverseTransfers(ctx context.Context, req *ledgerv1.Reve
 	}
 	cmds := make([]domain.Command, len(req.GetReversals()))
 	for i, r := range req.GetReversals() {
-		at, err := timeOf(fmt.Sprintf("reversals[%d].effective_at", i), r.GetEffectiveAt())
+		at, err := effectiveAtOf("reversals", i, r.GetEffectiveAt())
 		if err != nil {
 			return nil, err
 		}
