@@ -57,9 +57,13 @@ type bookAccount struct {
 	totals                domain.Account // the four fields and Normal only
 
 	// lines is how many statement lines the account has; digest chains
-	// them (statementDigest).
+	// them (statementDigest), sum adds up each one's digest alone, keyed by
+	// its seq (its rank among the account's lines at its position): what a
+	// read of every line at once, in no order, is compared with.
 	lines  uint64
 	digest uint64
+	sum    uint64
+	seq    uint32
 }
 
 // bookAsset is an asset and the last position that changed its line of the
@@ -241,6 +245,11 @@ func lineEventOf(r *eventstore.Record, e domain.Event) lineEvent {
 func (b *book) line(a *bookAccount, m *domain.Movement, pos uint64, ev *lineEvent) error {
 	t := m.Total(&a.totals)
 	*t = t.Add(m.Amount)
+	if a.moved == pos {
+		a.seq++ // as the projector numbers an account's lines at a position
+	} else {
+		a.seq = 0
+	}
 	a.moved = pos
 	a.lines++
 	l := line{position: pos, postingIndex: uint32(m.Posting), kind: ev.kind, transferID: m.Transfer, counter: m.Counterparty,
@@ -248,6 +257,7 @@ func (b *book) line(a *bookAccount, m *domain.Movement, pos uint64, ev *lineEven
 		runningBalance: a.totals.Balance().Format(a.scale), runningAvailable: a.totals.Available().Format(a.scale),
 		effectiveAt: ev.effectiveAt, recordedAt: ev.recordedAt, reference: ev.reference, metadata: ev.metadata}
 	a.digest = statementDigest(b.seed, a.digest, &l)
+	a.sum += statementDigest(b.seed, uint64(a.seq), &l)
 	if b.lines != nil {
 		return b.lines(a, &l)
 	}

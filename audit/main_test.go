@@ -87,11 +87,15 @@ func (h *harness) head(t *testing.T, ledger string) uint64 {
 	return uint64(pos)
 }
 
-// verify runs Verify through ledgerd, as ledgerctl does (alerts compared).
+// verify runs Verify through ledgerd, as ledgerctl does (alerts compared,
+// the statement lines read at once).
 func (h *harness) verify(t *testing.T, ledger string, opts audit.Options) *audit.Report {
 	t.Helper()
 	if opts.Alerts == nil {
 		opts.Alerts = h.mon
+	}
+	if opts.Lines == nil {
+		opts.Lines = h.audit
 	}
 	rep, err := audit.Verify(ctx(t), h.serviceLog(ledger), h.query, opts)
 	testenv.NoError(t, err)

@@ -30,19 +30,27 @@ func BenchmarkReplay(b *testing.B) {
 
 // BenchmarkVerify verifies, as `ledgerctl audit verify` does, the ledger of
 // BenchmarkReplay: the log read through ReadEvents (chain, fold, the import
-// checks) and every projection compared through the QueryService.
+// checks) and every projection compared through the QueryService, the
+// statement lines read at once (lines=bulk, as ledgerctl does) or account
+// by account (lines=accounts, as from a ledgerd without ReadStatementLines).
 func BenchmarkVerify(b *testing.B) {
 	h := start(b)
 	ledger, events := loadBenchLedger(b, h)
-	b.ResetTimer()
-	for b.Loop() {
-		rep, err := audit.Verify(context.Background(), h.serviceLog(ledger), h.query, audit.Options{})
-		testenv.NoError(b, err)
-		if rep.Divergence != nil || rep.To != events {
-			b.Fatalf("verified to %d: %+v", rep.To, rep.Divergence)
-		}
+	for _, lines := range []struct {
+		name string
+		from audit.StatementLines
+	}{{"bulk", h.audit}, {"accounts", nil}} {
+		b.Run("lines="+lines.name, func(b *testing.B) {
+			for b.Loop() {
+				rep, err := audit.Verify(context.Background(), h.serviceLog(ledger), h.query, audit.Options{Lines: lines.from})
+				testenv.NoError(b, err)
+				if rep.Divergence != nil || rep.To != events {
+					b.Fatalf("verified to %d: %+v", rep.To, rep.Divergence)
+				}
+			}
+			b.ReportMetric(float64(events*uint64(b.N))/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	b.ReportMetric(float64(events*uint64(b.N))/b.Elapsed().Seconds(), "events/s")
 }
 
 // loadBenchLedger writes 200,000 single-posting transfers over 1,000

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -116,8 +117,10 @@ func diffLine(want, got *line) *field {
 // statements compares every account's statement up to To, pending lines
 // included, with the replay's lines.
 func (v *verifier) statements(ctx context.Context) (*Divergence, error) {
-	ids := v.book.accountIDs()
-	suspects, best, err := v.digestStatements(ctx, ids)
+	suspects, best, err := v.sumStatements(ctx)
+	if errors.Is(err, errNoBulkLines) {
+		suspects, best, err = v.digestStatements(ctx, v.book.accountIDs())
+	}
 	if err != nil || len(suspects) == 0 {
 		return best, err
 	}

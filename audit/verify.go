@@ -35,6 +35,13 @@ type Projections interface {
 	ListTransfers(ctx context.Context, in *ledgerv1.ListTransfersRequest, opts ...grpc.CallOption) (*ledgerv1.ListTransfersResponse, error)
 }
 
+// StatementLines is what Verify asks of ledgerd's AuditService to read
+// every statement line at once: a ledgerv1.AuditServiceClient is one.
+type StatementLines interface {
+	ReadStatementLines(ctx context.Context, in *ledgerv1.ReadStatementLinesRequest,
+		opts ...grpc.CallOption) (grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse], error)
+}
+
 // Options bound and watch a verification.
 type Options struct {
 	// From and To are the positions to verify; 0: 1 and the head. From
@@ -58,6 +65,12 @@ type Options struct {
 	// Alerts, if set, is compared with a replay of the log's alerts
 	// (through domain.Evaluator) at To, beside the projections.
 	Alerts Alerts
+	// Lines, if set, reads every statement line at once (ledgerd's
+	// AuditService): the statements are compared in bulk, and read account
+	// by account only where they differ. Without it, or from a ledgerd
+	// that does not serve it (Unimplemented), they are read account by
+	// account.
+	Lines StatementLines
 
 	// transferBucketSpan and transferBucketsPerRead replace the transfers
 	// check's, when set: tests make them small (export_test.go).

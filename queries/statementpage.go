@@ -89,27 +89,14 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 		scale         pgtype.Int2
 		opening       movementTexts
 		closing       movementTexts
-		pos           pgtype.Int8
-		seq           pgtype.Int2
-		postingIndex  pgtype.Int4
-		transferID    pgtype.Text
-		kind, side    pgtype.Text
-		counter       []string
-		amount        pgtype.Text
-		pending       pgtype.Bool
-		effective     pgtype.Timestamptz
-		recorded      pgtype.Timestamptz
-		reference     pgtype.Text
-		metadata      map[string]string
-		totals        movementTexts
+		line          lineColumns
 		pinAt         uint64
 		lastSeq       int16
 		more, first   = false, true
 	)
-	dest := []any{&known, &checkpoint, &asset, &scale, &normal,
-		&opening[0], &opening[1], &opening[2], &opening[3], &closing[0], &closing[1], &closing[2], &closing[3],
-		&pos, &seq, &postingIndex, &transferID, &kind, &counter, &side, &amount, &pending,
-		&effective, &recorded, &reference, &metadata, &totals[0], &totals[1], &totals[2], &totals[3]}
+	dest := append([]any{&known, &checkpoint, &asset, &scale, &normal,
+		&opening[0], &opening[1], &opening[2], &opening[3], &closing[0], &closing[1], &closing[2], &closing[3]},
+		line.targets()...)
 	const headColumns = 13
 	out = Statement{Account: q.Account}
 	for rows.Next() {
@@ -134,23 +121,19 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 				return Statement{}, true, err
 			}
 		}
-		if !pos.Valid {
+		if !line.pos.Valid {
 			continue // no line in the page
 		}
 		if len(out.Lines) == limit {
 			more = true
 			continue
 		}
-		t, err := parseMovementTotals(&totals, uint8(scale.Int16), normal.String)
+		l, err := line.line(uint8(scale.Int16), normal.String)
 		if err != nil {
-			return Statement{}, true, fmt.Errorf("line at %d: %w", pos.Int64, err)
+			return Statement{}, true, err
 		}
-		out.Lines = append(out.Lines, StatementLine{Position: uint64(pos.Int64), PostingIndex: uint32(postingIndex.Int32),
-			TransferID: transferID.String, Kind: kind.String, CounterAccounts: counter, Side: side.String,
-			Amount: amount.String, Pending: pending.Bool,
-			RunningBalance: t.balanceText(), RunningAvailable: t.availableText(),
-			EffectiveAt: effective.Time.UTC(), RecordedAt: recorded.Time.UTC(), Reference: reference.String, Metadata: metadata})
-		lastSeq, counter, metadata = seq.Int16, nil, nil
+		out.Lines = append(out.Lines, l)
+		lastSeq = line.seq.Int16
 	}
 	if err := rows.Err(); err != nil {
 		return Statement{}, false, err
@@ -173,4 +156,46 @@ func openingClosing(opening, closing *movementTexts, scale uint8, normal string)
 		return "", "", err
 	}
 	return o.balanceText(), c.balanceText(), nil
+}
+
+// lineColumns are the scan targets of a statement line's columns, as
+// statementPageSQL and statementLinesSQL select them: l.position, l.seq,
+// l.posting_index, ... the four totals. They are pgtype's nullable values,
+// which scan without reflection.
+type lineColumns struct {
+	pos                                       pgtype.Int8
+	seq                                       pgtype.Int2
+	postingIndex                              pgtype.Int4
+	transferID, kind, side, amount, reference pgtype.Text
+	counter                                   []string
+	pending                                   pgtype.Bool
+	effective, recorded                       pgtype.Timestamptz
+	metadata                                  map[string]string
+	totals                                    movementTexts
+}
+
+// targets are c's targets in the columns' order.
+func (c *lineColumns) targets() []any {
+	return []any{&c.pos, &c.seq, &c.postingIndex, &c.transferID, &c.kind, &c.counter, &c.side, &c.amount, &c.pending,
+		&c.effective, &c.recorded, &c.reference, &c.metadata, &c.totals[0], &c.totals[1], &c.totals[2], &c.totals[3]}
+}
+
+// line is the line scanned, of an account at scale with normal balance
+// normal. The line keeps the row's counter accounts and metadata: c
+// scans the next row into new ones.
+//
+// Errors: totals that do not parse.
+func (c *lineColumns) line(scale uint8, normal string) (StatementLine, error) {
+	t, err := parseMovementTotals(&c.totals, scale, normal)
+	if err != nil {
+		return StatementLine{}, fmt.Errorf("line at %d: %w", c.pos.Int64, err)
+	}
+	l := StatementLine{Position: uint64(c.pos.Int64), PostingIndex: uint32(c.postingIndex.Int32),
+		TransferID: c.transferID.String, Kind: c.kind.String, CounterAccounts: c.counter, Side: c.side.String,
+		Amount: c.amount.String, Pending: c.pending.Bool,
+		RunningBalance: t.balanceText(), RunningAvailable: t.availableText(),
+		EffectiveAt: c.effective.Time.UTC(), RecordedAt: c.recorded.Time.UTC(), Reference: c.reference.String,
+		Metadata: c.metadata}
+	c.counter, c.metadata = nil, nil
+	return l, nil
 }

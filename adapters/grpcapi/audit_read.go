@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -35,26 +36,51 @@ const (
 	ReadEventsStreamsPerKeyMax = 4
 )
 
-// readEventsMethod is the method ReadEventsLimit bounds.
-const readEventsMethod = "/ledger.v1.AuditService/ReadEvents"
+// Bounds of the ReadStatementLines streams open at once. Each holds a
+// message being built and, for as long as it reads (a client that stops
+// reading included), a PostgreSQL connection in a snapshot: few, so that
+// audits never take much of the pool.
+const (
+	StatementLinesStreamsMax       = 2
+	StatementLinesStreamsPerKeyMax = 1
+)
 
-// ReadEventsLimit bounds the ReadEvents streams open, in all and per key.
+// The methods StreamsLimits bound.
+const (
+	readEventsMethod         = "/ledger.v1.AuditService/ReadEvents"
+	readStatementLinesMethod = "/ledger.v1.AuditService/ReadStatementLines"
+)
+
+// StreamsLimit bounds the streams of one method open, in all and per key.
 // Its interceptor goes after Auth's, which tells the key (without auth,
 // only the bound in all holds).
-type ReadEventsLimit struct {
-	mu     sync.Mutex
-	total  int
-	perKey map[string]int
+type StreamsLimit struct {
+	method         string
+	max, perKeyMax int
+	mu             sync.Mutex
+	total          int
+	perKey         map[string]int
 }
 
-// NewReadEventsLimit returns an empty ReadEventsLimit.
-func NewReadEventsLimit() *ReadEventsLimit { return &ReadEventsLimit{perKey: map[string]int{}} }
+// NewReadEventsLimit bounds the ReadEvents streams (ReadEventsStreamsMax,
+// ReadEventsStreamsPerKeyMax).
+func NewReadEventsLimit() *StreamsLimit {
+	return &StreamsLimit{method: readEventsMethod, max: ReadEventsStreamsMax, perKeyMax: ReadEventsStreamsPerKeyMax,
+		perKey: map[string]int{}}
+}
 
-// StreamInterceptor refuses a ReadEvents stream beyond the bounds.
+// NewStatementLinesLimit bounds the ReadStatementLines streams
+// (StatementLinesStreamsMax, StatementLinesStreamsPerKeyMax).
+func NewStatementLinesLimit() *StreamsLimit {
+	return &StreamsLimit{method: readStatementLinesMethod, max: StatementLinesStreamsMax,
+		perKeyMax: StatementLinesStreamsPerKeyMax, perKey: map[string]int{}}
+}
+
+// StreamInterceptor refuses a stream of l's method beyond the bounds.
 //
 // Errors: ResourceExhausted.
-func (l *ReadEventsLimit) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if info.FullMethod != readEventsMethod {
+func (l *StreamsLimit) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod != l.method {
 		return handler(srv, ss)
 	}
 	key, keyed := KeyFrom(ss.Context())
@@ -65,16 +91,17 @@ func (l *ReadEventsLimit) StreamInterceptor(srv any, ss grpc.ServerStream, info 
 	return handler(srv, ss)
 }
 
-func (l *ReadEventsLimit) acquire(key string, keyed bool) error {
+func (l *StreamsLimit) acquire(key string, keyed bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.total >= ReadEventsStreamsMax {
-		return status.Errorf(codes.ResourceExhausted, "%d ReadEvents streams are open, at most %d: retry when one ends",
-			l.total, ReadEventsStreamsMax)
+	name := l.method[strings.LastIndexByte(l.method, '/')+1:]
+	if l.total >= l.max {
+		return status.Errorf(codes.ResourceExhausted, "%d %s streams are open, at most %d: retry when one ends",
+			l.total, name, l.max)
 	}
-	if keyed && l.perKey[key] >= ReadEventsStreamsPerKeyMax {
-		return status.Errorf(codes.ResourceExhausted, "api key %s has %d ReadEvents streams open, at most %d: retry when one ends",
-			key, l.perKey[key], ReadEventsStreamsPerKeyMax)
+	if keyed && l.perKey[key] >= l.perKeyMax {
+		return status.Errorf(codes.ResourceExhausted, "api key %s has %d %s streams open, at most %d: retry when one ends",
+			key, l.perKey[key], name, l.perKeyMax)
 	}
 	l.total++
 	if keyed {
@@ -83,7 +110,7 @@ func (l *ReadEventsLimit) acquire(key string, keyed bool) error {
 	return nil
 }
 
-func (l *ReadEventsLimit) release(key string, keyed bool) {
+func (l *StreamsLimit) release(key string, keyed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--

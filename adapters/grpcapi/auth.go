@@ -72,6 +72,8 @@ var methodRoles = map[string]apikeys.Role{
 	"/ledger.v1.WebhookService/ListDeliveries":     apikeys.RoleReader,
 
 	"/ledger.v1.AuditService/ReadEvents": apikeys.RoleAuditor,
+	// Every statement line at once: what audit verify compares.
+	"/ledger.v1.AuditService/ReadStatementLines": apikeys.RoleAuditor,
 	// An import writes a whole log, unchecked by the writer: admin only.
 	"/ledger.v1.AuditService/ImportEvents": apikeys.RoleAdmin,
 

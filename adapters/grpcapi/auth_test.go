@@ -21,6 +21,7 @@ func TestEveryMethodHasARole(t *testing.T) {
 		"CommandService/ClosePeriod":              apikeys.RoleAdmin,
 		"QueryService":                            apikeys.RoleReader,
 		"AuditService/ReadEvents":                 apikeys.RoleAuditor,
+		"AuditService/ReadStatementLines":         apikeys.RoleAuditor,
 		"AuditService/ImportEvents":               apikeys.RoleAdmin,
 		"AdminService":                            apikeys.RoleAdmin,
 		"AdminService/GetLedger":                  apikeys.RoleReader,

@@ -31,15 +31,20 @@ func (s *QueryServer) ListStatement(ctx context.Context, req *ledgerv1.ListState
 	lines := make([]ledgerv1.StatementLine, len(got.Lines))
 	times := make([]timestamppb.Timestamp, 2*len(got.Lines))
 	for i := range got.Lines {
-		l, pl := &got.Lines[i], &lines[i]
-		pl.Position, pl.PostingIndex, pl.TransferId, pl.Kind = l.Position, l.PostingIndex, l.TransferID, l.Kind
-		pl.CounterAccounts, pl.Direction, pl.Amount, pl.Pending = l.CounterAccounts, direction(l.Side), l.Amount, l.Pending
-		pl.RunningBalance, pl.RunningAvailable = l.RunningBalance, l.RunningAvailable
-		pl.EffectiveAt, pl.RecordedAt = timestampIn(&times[2*i], l.EffectiveAt), timestampIn(&times[2*i+1], l.RecordedAt)
-		pl.Reference, pl.Metadata = l.Reference, l.Metadata
-		resp.Lines[i] = pl
+		resp.Lines[i] = statementLineIn(&lines[i], times[2*i:2*i+2], &got.Lines[i])
 	}
 	return resp, nil
+}
+
+// statementLineIn is l in its wire form, in pl, with its two times in
+// times: ListStatement and ReadStatementLines serve a line alike.
+func statementLineIn(pl *ledgerv1.StatementLine, times []timestamppb.Timestamp, l *queries.StatementLine) *ledgerv1.StatementLine {
+	pl.Position, pl.PostingIndex, pl.TransferId, pl.Kind = l.Position, l.PostingIndex, l.TransferID, l.Kind
+	pl.CounterAccounts, pl.Direction, pl.Amount, pl.Pending = l.CounterAccounts, direction(l.Side), l.Amount, l.Pending
+	pl.RunningBalance, pl.RunningAvailable = l.RunningBalance, l.RunningAvailable
+	pl.EffectiveAt, pl.RecordedAt = timestampIn(&times[0], l.EffectiveAt), timestampIn(&times[1], l.RecordedAt)
+	pl.Reference, pl.Metadata = l.Reference, l.Metadata
+	return pl
 }
 
 // timestampIn is timestamppb.New(t) in *ts.

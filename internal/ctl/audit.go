@@ -85,7 +85,7 @@ func (c *client) auditVerify(ctx context.Context, opts audit.Options, in string)
 	}
 	var proj audit.Projections
 	if in == "" {
-		proj, opts.Alerts = c.query, c.mon
+		proj, opts.Alerts, opts.Lines = c.query, c.mon, c.audit
 	}
 	bar := c.newProgress("", c.errOut)
 	opts.Progress = func(p audit.Progress) { bar.update(p.Phase, p.Done, p.Total) }

@@ -156,7 +156,8 @@ func (m *Main) grpcOptions(tlsCfg *tls.Config, budget *grpcapi.RecvBudget) []grp
 	gateUnary, gateStream := roleGate(m.roles)
 	unary = append(unary, gateUnary, grpcapi.RecvSizeUnaryInterceptor)
 	stream = append(stream, gateStream)
-	stream = append(stream, grpcapi.RecvSizeStreamInterceptor, grpcapi.NewReadEventsLimit().StreamInterceptor)
+	stream = append(stream, grpcapi.RecvSizeStreamInterceptor, grpcapi.NewReadEventsLimit().StreamInterceptor,
+		grpcapi.NewStatementLinesLimit().StreamInterceptor)
 	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))

@@ -89,6 +89,7 @@ var (
 
 // queryMethods are the calls that read the read models: the query role's.
 var queryMethods = []string{
+	"/ledger.v1.AuditService/ReadStatementLines",
 	"/ledger.v1.ReconciliationService/GetReconciliation",
 	"/ledger.v1.ReconciliationService/ListUnmatched",
 	"/ledger.v1.ReconciliationService/GetDailyJournal",

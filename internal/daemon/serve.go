@@ -100,7 +100,7 @@ func (m *Main) serve() error {
 	}
 	ledgerv1.RegisterMonitoringServiceServer(m.grpcSrv, grpcapi.NewMonitoringServer(commandSrv, reads, m.store))
 	ledgerv1.RegisterQueryServiceServer(m.grpcSrv, grpcapi.NewQueryServer(reads, m.ledgers))
-	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, m.ledgers, m.Logger))
+	ledgerv1.RegisterAuditServiceServer(m.grpcSrv, grpcapi.NewAuditServer(m.store, reads, m.ledgers, m.Logger))
 	ledgerv1.RegisterReconciliationServiceServer(m.grpcSrv, grpcapi.NewReconciliationServer(m.ledgers, reads, m.Logger))
 	// After a rebuild, the ledger's live projections start again from the
 	// rebuilt rows: what they held in memory came from the rows replaced.

@@ -4646,6 +4646,168 @@ func (x *ReadEventsRequest) GetToPosition() uint64 {
 	return 0
 }
 
+type ReadStatementLinesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ledger string                 `protobuf:"bytes,1,opt,name=ledger,proto3" json:"ledger,omitempty"`
+	// The last position read: at least 1, at most the ledger's head.
+	ToPosition    uint64 `protobuf:"varint,2,opt,name=to_position,json=toPosition,proto3" json:"to_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadStatementLinesRequest) Reset() {
+	*x = ReadStatementLinesRequest{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadStatementLinesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadStatementLinesRequest) ProtoMessage() {}
+
+func (x *ReadStatementLinesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadStatementLinesRequest.ProtoReflect.Descriptor instead.
+func (*ReadStatementLinesRequest) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ReadStatementLinesRequest) GetLedger() string {
+	if x != nil {
+		return x.Ledger
+	}
+	return ""
+}
+
+func (x *ReadStatementLinesRequest) GetToPosition() uint64 {
+	if x != nil {
+		return x.ToPosition
+	}
+	return 0
+}
+
+// ReadStatementLinesResponse is one batch of the stream: up to 1,000 lines
+// and about 3 MiB.
+type ReadStatementLinesResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Lines         []*AccountStatementLine `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadStatementLinesResponse) Reset() {
+	*x = ReadStatementLinesResponse{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadStatementLinesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadStatementLinesResponse) ProtoMessage() {}
+
+func (x *ReadStatementLinesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadStatementLinesResponse.ProtoReflect.Descriptor instead.
+func (*ReadStatementLinesResponse) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ReadStatementLinesResponse) GetLines() []*AccountStatementLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+// AccountStatementLine is a statement line with its account.
+type AccountStatementLine struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Account string                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	Line    *StatementLine         `protobuf:"bytes,2,opt,name=line,proto3" json:"line,omitempty"`
+	// The line's rank among the account's lines at its position (0, 1, ...):
+	// ListStatement serves them in that order.
+	Seq           uint32 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountStatementLine) Reset() {
+	*x = AccountStatementLine{}
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountStatementLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountStatementLine) ProtoMessage() {}
+
+func (x *AccountStatementLine) ProtoReflect() protoreflect.Message {
+	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountStatementLine.ProtoReflect.Descriptor instead.
+func (*AccountStatementLine) Descriptor() ([]byte, []int) {
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *AccountStatementLine) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *AccountStatementLine) GetLine() *StatementLine {
+	if x != nil {
+		return x.Line
+	}
+	return nil
+}
+
+func (x *AccountStatementLine) GetSeq() uint32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // ReadEventsResponse is one batch of the stream: up to 1,000 events.
 type ReadEventsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4656,7 +4818,7 @@ type ReadEventsResponse struct {
 
 func (x *ReadEventsResponse) Reset() {
 	*x = ReadEventsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4668,7 +4830,7 @@ func (x *ReadEventsResponse) String() string {
 func (*ReadEventsResponse) ProtoMessage() {}
 
 func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[54]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4681,7 +4843,7 @@ func (x *ReadEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadEventsResponse.ProtoReflect.Descriptor instead.
 func (*ReadEventsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{54}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReadEventsResponse) GetEvents() []*LogEvent {
@@ -4713,7 +4875,7 @@ type LogEvent struct {
 
 func (x *LogEvent) Reset() {
 	*x = LogEvent{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4725,7 +4887,7 @@ func (x *LogEvent) String() string {
 func (*LogEvent) ProtoMessage() {}
 
 func (x *LogEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[55]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4738,7 +4900,7 @@ func (x *LogEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEvent.ProtoReflect.Descriptor instead.
 func (*LogEvent) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{55}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *LogEvent) GetLedger() string {
@@ -4818,7 +4980,7 @@ type ImportEventsRequest struct {
 
 func (x *ImportEventsRequest) Reset() {
 	*x = ImportEventsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4830,7 +4992,7 @@ func (x *ImportEventsRequest) String() string {
 func (*ImportEventsRequest) ProtoMessage() {}
 
 func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[56]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4843,7 +5005,7 @@ func (x *ImportEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEventsRequest.ProtoReflect.Descriptor instead.
 func (*ImportEventsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{56}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ImportEventsRequest) GetLedger() string {
@@ -4873,7 +5035,7 @@ type ImportEventsResponse struct {
 
 func (x *ImportEventsResponse) Reset() {
 	*x = ImportEventsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4885,7 +5047,7 @@ func (x *ImportEventsResponse) String() string {
 func (*ImportEventsResponse) ProtoMessage() {}
 
 func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[57]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4898,7 +5060,7 @@ func (x *ImportEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportEventsResponse.ProtoReflect.Descriptor instead.
 func (*ImportEventsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{57}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ImportEventsResponse) GetLedger() string {
@@ -4940,7 +5102,7 @@ type RebuildProjectionRequest struct {
 
 func (x *RebuildProjectionRequest) Reset() {
 	*x = RebuildProjectionRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4952,7 +5114,7 @@ func (x *RebuildProjectionRequest) String() string {
 func (*RebuildProjectionRequest) ProtoMessage() {}
 
 func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[58]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4965,7 +5127,7 @@ func (x *RebuildProjectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionRequest.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{58}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RebuildProjectionRequest) GetLedger() string {
@@ -5002,7 +5164,7 @@ type RebuildProjectionResponse struct {
 
 func (x *RebuildProjectionResponse) Reset() {
 	*x = RebuildProjectionResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5014,7 +5176,7 @@ func (x *RebuildProjectionResponse) String() string {
 func (*RebuildProjectionResponse) ProtoMessage() {}
 
 func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[59]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5027,7 +5189,7 @@ func (x *RebuildProjectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProjectionResponse.ProtoReflect.Descriptor instead.
 func (*RebuildProjectionResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{59}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RebuildProjectionResponse) GetPosition() uint64 {
@@ -5086,7 +5248,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5098,7 +5260,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[60]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5111,7 +5273,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{60}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CreateApiKeyRequest) GetRoles() []string {
@@ -5147,7 +5309,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5159,7 +5321,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[61]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5172,7 +5334,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{61}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateApiKeyResponse) GetKey() string {
@@ -5207,7 +5369,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5219,7 +5381,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[62]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5232,7 +5394,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{62}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ApiKey) GetId() string {
@@ -5287,7 +5449,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5299,7 +5461,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[63]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5312,7 +5474,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{63}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListApiKeysRequest) GetIncludeRevoked() bool {
@@ -5334,7 +5496,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5346,7 +5508,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[64]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5359,7 +5521,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{64}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -5385,7 +5547,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5397,7 +5559,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[65]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5410,7 +5572,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{65}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RevokeApiKeyRequest) GetId() string {
@@ -5429,7 +5591,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5441,7 +5603,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[66]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5454,7 +5616,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{66}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
@@ -5479,7 +5641,7 @@ type Ledger struct {
 
 func (x *Ledger) Reset() {
 	*x = Ledger{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5491,7 +5653,7 @@ func (x *Ledger) String() string {
 func (*Ledger) ProtoMessage() {}
 
 func (x *Ledger) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[67]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5504,7 +5666,7 @@ func (x *Ledger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ledger.ProtoReflect.Descriptor instead.
 func (*Ledger) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{67}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Ledger) GetName() string {
@@ -5551,7 +5713,7 @@ type CreateLedgerRequest struct {
 
 func (x *CreateLedgerRequest) Reset() {
 	*x = CreateLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5563,7 +5725,7 @@ func (x *CreateLedgerRequest) String() string {
 func (*CreateLedgerRequest) ProtoMessage() {}
 
 func (x *CreateLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[68]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5576,7 +5738,7 @@ func (x *CreateLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLedgerRequest.ProtoReflect.Descriptor instead.
 func (*CreateLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{68}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateLedgerRequest) GetLedger() string {
@@ -5597,7 +5759,7 @@ type CreateLedgerResponse struct {
 
 func (x *CreateLedgerResponse) Reset() {
 	*x = CreateLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5609,7 +5771,7 @@ func (x *CreateLedgerResponse) String() string {
 func (*CreateLedgerResponse) ProtoMessage() {}
 
 func (x *CreateLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[69]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5622,7 +5784,7 @@ func (x *CreateLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLedgerResponse.ProtoReflect.Descriptor instead.
 func (*CreateLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{69}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *CreateLedgerResponse) GetLedger() *Ledger {
@@ -5648,7 +5810,7 @@ type ArchiveLedgerRequest struct {
 
 func (x *ArchiveLedgerRequest) Reset() {
 	*x = ArchiveLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5660,7 +5822,7 @@ func (x *ArchiveLedgerRequest) String() string {
 func (*ArchiveLedgerRequest) ProtoMessage() {}
 
 func (x *ArchiveLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[70]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5673,7 +5835,7 @@ func (x *ArchiveLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveLedgerRequest.ProtoReflect.Descriptor instead.
 func (*ArchiveLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{70}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ArchiveLedgerRequest) GetLedger() string {
@@ -5692,7 +5854,7 @@ type ArchiveLedgerResponse struct {
 
 func (x *ArchiveLedgerResponse) Reset() {
 	*x = ArchiveLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5704,7 +5866,7 @@ func (x *ArchiveLedgerResponse) String() string {
 func (*ArchiveLedgerResponse) ProtoMessage() {}
 
 func (x *ArchiveLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[71]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5717,7 +5879,7 @@ func (x *ArchiveLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveLedgerResponse.ProtoReflect.Descriptor instead.
 func (*ArchiveLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{71}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ArchiveLedgerResponse) GetLedger() *Ledger {
@@ -5736,7 +5898,7 @@ type UnarchiveLedgerRequest struct {
 
 func (x *UnarchiveLedgerRequest) Reset() {
 	*x = UnarchiveLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5748,7 +5910,7 @@ func (x *UnarchiveLedgerRequest) String() string {
 func (*UnarchiveLedgerRequest) ProtoMessage() {}
 
 func (x *UnarchiveLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[72]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5761,7 +5923,7 @@ func (x *UnarchiveLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveLedgerRequest.ProtoReflect.Descriptor instead.
 func (*UnarchiveLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{72}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *UnarchiveLedgerRequest) GetLedger() string {
@@ -5780,7 +5942,7 @@ type UnarchiveLedgerResponse struct {
 
 func (x *UnarchiveLedgerResponse) Reset() {
 	*x = UnarchiveLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5792,7 +5954,7 @@ func (x *UnarchiveLedgerResponse) String() string {
 func (*UnarchiveLedgerResponse) ProtoMessage() {}
 
 func (x *UnarchiveLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[73]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5805,7 +5967,7 @@ func (x *UnarchiveLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveLedgerResponse.ProtoReflect.Descriptor instead.
 func (*UnarchiveLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{73}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *UnarchiveLedgerResponse) GetLedger() *Ledger {
@@ -5824,7 +5986,7 @@ type GetLedgerRequest struct {
 
 func (x *GetLedgerRequest) Reset() {
 	*x = GetLedgerRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5836,7 +5998,7 @@ func (x *GetLedgerRequest) String() string {
 func (*GetLedgerRequest) ProtoMessage() {}
 
 func (x *GetLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[74]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5849,7 +6011,7 @@ func (x *GetLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLedgerRequest.ProtoReflect.Descriptor instead.
 func (*GetLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{74}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *GetLedgerRequest) GetLedger() string {
@@ -5868,7 +6030,7 @@ type GetLedgerResponse struct {
 
 func (x *GetLedgerResponse) Reset() {
 	*x = GetLedgerResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5880,7 +6042,7 @@ func (x *GetLedgerResponse) String() string {
 func (*GetLedgerResponse) ProtoMessage() {}
 
 func (x *GetLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[75]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5893,7 +6055,7 @@ func (x *GetLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLedgerResponse.ProtoReflect.Descriptor instead.
 func (*GetLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{75}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *GetLedgerResponse) GetLedger() *Ledger {
@@ -5915,7 +6077,7 @@ type ListLedgersRequest struct {
 
 func (x *ListLedgersRequest) Reset() {
 	*x = ListLedgersRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[76]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5927,7 +6089,7 @@ func (x *ListLedgersRequest) String() string {
 func (*ListLedgersRequest) ProtoMessage() {}
 
 func (x *ListLedgersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[76]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5940,7 +6102,7 @@ func (x *ListLedgersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgersRequest.ProtoReflect.Descriptor instead.
 func (*ListLedgersRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{76}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListLedgersRequest) GetLimit() uint32 {
@@ -5968,7 +6130,7 @@ type ListLedgersResponse struct {
 
 func (x *ListLedgersResponse) Reset() {
 	*x = ListLedgersResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[77]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5980,7 +6142,7 @@ func (x *ListLedgersResponse) String() string {
 func (*ListLedgersResponse) ProtoMessage() {}
 
 func (x *ListLedgersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[77]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5993,7 +6155,7 @@ func (x *ListLedgersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLedgersResponse.ProtoReflect.Descriptor instead.
 func (*ListLedgersResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{77}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListLedgersResponse) GetLedgers() []*Ledger {
@@ -6018,7 +6180,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6030,7 +6192,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[78]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6043,7 +6205,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{78}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{81}
 }
 
 // Node is a ledgerd process sharing the database.
@@ -6074,7 +6236,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6086,7 +6248,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[79]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6099,7 +6261,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{79}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *Node) GetId() string {
@@ -6203,7 +6365,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6215,7 +6377,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[80]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6228,7 +6390,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{80}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -6250,7 +6412,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6262,7 +6424,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[81]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6275,7 +6437,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{81}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *DrainNodeRequest) GetNode() string {
@@ -6301,7 +6463,7 @@ type DrainNodeResponse struct {
 
 func (x *DrainNodeResponse) Reset() {
 	*x = DrainNodeResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6313,7 +6475,7 @@ func (x *DrainNodeResponse) String() string {
 func (*DrainNodeResponse) ProtoMessage() {}
 
 func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[82]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6326,7 +6488,7 @@ func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{82}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *DrainNodeResponse) GetNode() *Node {
@@ -6346,7 +6508,7 @@ type ListPlacementsRequest struct {
 
 func (x *ListPlacementsRequest) Reset() {
 	*x = ListPlacementsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6358,7 +6520,7 @@ func (x *ListPlacementsRequest) String() string {
 func (*ListPlacementsRequest) ProtoMessage() {}
 
 func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[83]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6371,7 +6533,7 @@ func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlacementsRequest.ProtoReflect.Descriptor instead.
 func (*ListPlacementsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{83}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ListPlacementsRequest) GetLedger() string {
@@ -6403,7 +6565,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6415,7 +6577,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[84]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6428,7 +6590,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{84}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *Placement) GetLedger() string {
@@ -6497,7 +6659,7 @@ type ListPlacementsResponse struct {
 
 func (x *ListPlacementsResponse) Reset() {
 	*x = ListPlacementsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6509,7 +6671,7 @@ func (x *ListPlacementsResponse) String() string {
 func (*ListPlacementsResponse) ProtoMessage() {}
 
 func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[85]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6522,7 +6684,7 @@ func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlacementsResponse.ProtoReflect.Descriptor instead.
 func (*ListPlacementsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{85}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListPlacementsResponse) GetPlacements() []*Placement {
@@ -6546,7 +6708,7 @@ type ListAssetsRequest struct {
 
 func (x *ListAssetsRequest) Reset() {
 	*x = ListAssetsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6558,7 +6720,7 @@ func (x *ListAssetsRequest) String() string {
 func (*ListAssetsRequest) ProtoMessage() {}
 
 func (x *ListAssetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[86]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6571,7 +6733,7 @@ func (x *ListAssetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssetsRequest.ProtoReflect.Descriptor instead.
 func (*ListAssetsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{86}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ListAssetsRequest) GetLedger() string {
@@ -6614,7 +6776,7 @@ type AssetView struct {
 
 func (x *AssetView) Reset() {
 	*x = AssetView{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6626,7 +6788,7 @@ func (x *AssetView) String() string {
 func (*AssetView) ProtoMessage() {}
 
 func (x *AssetView) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[87]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6639,7 +6801,7 @@ func (x *AssetView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssetView.ProtoReflect.Descriptor instead.
 func (*AssetView) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{87}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *AssetView) GetCode() string {
@@ -6675,7 +6837,7 @@ type ListAssetsResponse struct {
 
 func (x *ListAssetsResponse) Reset() {
 	*x = ListAssetsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6687,7 +6849,7 @@ func (x *ListAssetsResponse) String() string {
 func (*ListAssetsResponse) ProtoMessage() {}
 
 func (x *ListAssetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[88]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6700,7 +6862,7 @@ func (x *ListAssetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssetsResponse.ProtoReflect.Descriptor instead.
 func (*ListAssetsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{88}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ListAssetsResponse) GetAssets() []*AssetView {
@@ -6752,7 +6914,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6764,7 +6926,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[89]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6777,7 +6939,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{89}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ListAccountsRequest) GetLedger() string {
@@ -6877,7 +7039,7 @@ type AccountView struct {
 
 func (x *AccountView) Reset() {
 	*x = AccountView{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6889,7 +7051,7 @@ func (x *AccountView) String() string {
 func (*AccountView) ProtoMessage() {}
 
 func (x *AccountView) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[90]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6902,7 +7064,7 @@ func (x *AccountView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountView.ProtoReflect.Descriptor instead.
 func (*AccountView) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{90}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *AccountView) GetId() string {
@@ -6987,7 +7149,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6999,7 +7161,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[91]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7012,7 +7174,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{91}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*AccountView {
@@ -7056,7 +7218,7 @@ type Category struct {
 
 func (x *Category) Reset() {
 	*x = Category{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7068,7 +7230,7 @@ func (x *Category) String() string {
 func (*Category) ProtoMessage() {}
 
 func (x *Category) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[92]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7081,7 +7243,7 @@ func (x *Category) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Category.ProtoReflect.Descriptor instead.
 func (*Category) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{92}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *Category) GetName() string {
@@ -7123,7 +7285,7 @@ type DefineCategoriesRequest struct {
 
 func (x *DefineCategoriesRequest) Reset() {
 	*x = DefineCategoriesRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[93]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7135,7 +7297,7 @@ func (x *DefineCategoriesRequest) String() string {
 func (*DefineCategoriesRequest) ProtoMessage() {}
 
 func (x *DefineCategoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[93]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7148,7 +7310,7 @@ func (x *DefineCategoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DefineCategoriesRequest.ProtoReflect.Descriptor instead.
 func (*DefineCategoriesRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{93}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *DefineCategoriesRequest) GetLedger() string {
@@ -7175,7 +7337,7 @@ type DefineCategoriesResponse struct {
 
 func (x *DefineCategoriesResponse) Reset() {
 	*x = DefineCategoriesResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[94]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7187,7 +7349,7 @@ func (x *DefineCategoriesResponse) String() string {
 func (*DefineCategoriesResponse) ProtoMessage() {}
 
 func (x *DefineCategoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[94]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7200,7 +7362,7 @@ func (x *DefineCategoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DefineCategoriesResponse.ProtoReflect.Descriptor instead.
 func (*DefineCategoriesResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{94}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *DefineCategoriesResponse) GetResults() []*ItemResult {
@@ -7223,7 +7385,7 @@ type ListCategoriesRequest struct {
 
 func (x *ListCategoriesRequest) Reset() {
 	*x = ListCategoriesRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[95]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7235,7 +7397,7 @@ func (x *ListCategoriesRequest) String() string {
 func (*ListCategoriesRequest) ProtoMessage() {}
 
 func (x *ListCategoriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[95]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7248,7 +7410,7 @@ func (x *ListCategoriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCategoriesRequest.ProtoReflect.Descriptor instead.
 func (*ListCategoriesRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{95}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ListCategoriesRequest) GetLedger() string {
@@ -7290,7 +7452,7 @@ type CategoryView struct {
 
 func (x *CategoryView) Reset() {
 	*x = CategoryView{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[96]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7302,7 +7464,7 @@ func (x *CategoryView) String() string {
 func (*CategoryView) ProtoMessage() {}
 
 func (x *CategoryView) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[96]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7315,7 +7477,7 @@ func (x *CategoryView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CategoryView.ProtoReflect.Descriptor instead.
 func (*CategoryView) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{96}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *CategoryView) GetCategory() *Category {
@@ -7343,7 +7505,7 @@ type ListCategoriesResponse struct {
 
 func (x *ListCategoriesResponse) Reset() {
 	*x = ListCategoriesResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[97]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7355,7 +7517,7 @@ func (x *ListCategoriesResponse) String() string {
 func (*ListCategoriesResponse) ProtoMessage() {}
 
 func (x *ListCategoriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[97]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7368,7 +7530,7 @@ func (x *ListCategoriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCategoriesResponse.ProtoReflect.Descriptor instead.
 func (*ListCategoriesResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{97}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ListCategoriesResponse) GetCategories() []*CategoryView {
@@ -7410,7 +7572,7 @@ type GetCategoryBalancesRequest struct {
 
 func (x *GetCategoryBalancesRequest) Reset() {
 	*x = GetCategoryBalancesRequest{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[98]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7422,7 +7584,7 @@ func (x *GetCategoryBalancesRequest) String() string {
 func (*GetCategoryBalancesRequest) ProtoMessage() {}
 
 func (x *GetCategoryBalancesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[98]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7435,7 +7597,7 @@ func (x *GetCategoryBalancesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCategoryBalancesRequest.ProtoReflect.Descriptor instead.
 func (*GetCategoryBalancesRequest) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{98}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *GetCategoryBalancesRequest) GetLedger() string {
@@ -7496,7 +7658,7 @@ type CategoryBalance struct {
 
 func (x *CategoryBalance) Reset() {
 	*x = CategoryBalance{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[99]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7508,7 +7670,7 @@ func (x *CategoryBalance) String() string {
 func (*CategoryBalance) ProtoMessage() {}
 
 func (x *CategoryBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[99]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7521,7 +7683,7 @@ func (x *CategoryBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CategoryBalance.ProtoReflect.Descriptor instead.
 func (*CategoryBalance) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{99}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *CategoryBalance) GetCategory() string {
@@ -7584,7 +7746,7 @@ type GetCategoryBalancesResponse struct {
 
 func (x *GetCategoryBalancesResponse) Reset() {
 	*x = GetCategoryBalancesResponse{}
-	mi := &file_ledger_v1_ledger_proto_msgTypes[100]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7596,7 +7758,7 @@ func (x *GetCategoryBalancesResponse) String() string {
 func (*GetCategoryBalancesResponse) ProtoMessage() {}
 
 func (x *GetCategoryBalancesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ledger_v1_ledger_proto_msgTypes[100]
+	mi := &file_ledger_v1_ledger_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7609,7 +7771,7 @@ func (x *GetCategoryBalancesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCategoryBalancesResponse.ProtoReflect.Descriptor instead.
 func (*GetCategoryBalancesResponse) Descriptor() ([]byte, []int) {
-	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{100}
+	return file_ledger_v1_ledger_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *GetCategoryBalancesResponse) GetBalances() []*CategoryBalance {
@@ -7984,7 +8146,17 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12#\n" +
 	"\rfrom_position\x18\x02 \x01(\x04R\ffromPosition\x12\x1f\n" +
 	"\vto_position\x18\x03 \x01(\x04R\n" +
-	"toPosition\"A\n" +
+	"toPosition\"T\n" +
+	"\x19ReadStatementLinesRequest\x12\x16\n" +
+	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x1f\n" +
+	"\vto_position\x18\x02 \x01(\x04R\n" +
+	"toPosition\"S\n" +
+	"\x1aReadStatementLinesResponse\x125\n" +
+	"\x05lines\x18\x01 \x03(\v2\x1f.ledger.v1.AccountStatementLineR\x05lines\"p\n" +
+	"\x14AccountStatementLine\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\tR\aaccount\x12,\n" +
+	"\x04line\x18\x02 \x01(\v2\x18.ledger.v1.StatementLineR\x04line\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\rR\x03seq\"A\n" +
 	"\x12ReadEventsResponse\x12+\n" +
 	"\x06events\x18\x01 \x03(\v2\x13.ledger.v1.LogEventR\x06events\"\xa0\x02\n" +
 	"\bLogEvent\x12\x16\n" +
@@ -8320,11 +8492,12 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"ListAssets\x12\x1c.ledger.v1.ListAssetsRequest\x1a\x1d.ledger.v1.ListAssetsResponse\x12O\n" +
 	"\fListAccounts\x12\x1e.ledger.v1.ListAccountsRequest\x1a\x1f.ledger.v1.ListAccountsResponse\x12U\n" +
 	"\x0eListCategories\x12 .ledger.v1.ListCategoriesRequest\x1a!.ledger.v1.ListCategoriesResponse\x12d\n" +
-	"\x13GetCategoryBalances\x12%.ledger.v1.GetCategoryBalancesRequest\x1a&.ledger.v1.GetCategoryBalancesResponse2\xae\x01\n" +
+	"\x13GetCategoryBalances\x12%.ledger.v1.GetCategoryBalancesRequest\x1a&.ledger.v1.GetCategoryBalancesResponse2\x93\x02\n" +
 	"\fAuditService\x12K\n" +
 	"\n" +
 	"ReadEvents\x12\x1c.ledger.v1.ReadEventsRequest\x1a\x1d.ledger.v1.ReadEventsResponse0\x01\x12Q\n" +
-	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x012\xaf\b\n" +
+	"\fImportEvents\x12\x1e.ledger.v1.ImportEventsRequest\x1a\x1f.ledger.v1.ImportEventsResponse(\x01\x12c\n" +
+	"\x12ReadStatementLines\x12$.ledger.v1.ReadStatementLinesRequest\x1a%.ledger.v1.ReadStatementLinesResponse0\x012\xaf\b\n" +
 	"\fAdminService\x12`\n" +
 	"\x11RebuildProjection\x12#.ledger.v1.RebuildProjectionRequest\x1a$.ledger.v1.RebuildProjectionResponse0\x01\x12Q\n" +
 	"\fRepairStream\x12\x1e.ledger.v1.RepairStreamRequest\x1a\x1f.ledger.v1.RepairStreamResponse0\x01\x12O\n" +
@@ -8353,7 +8526,7 @@ func file_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
+var file_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 113)
 var file_ledger_v1_ledger_proto_goTypes = []any{
 	(ResultCode)(0),                      // 0: ledger.v1.ResultCode
 	(NormalBalance)(0),                   // 1: ledger.v1.NormalBalance
@@ -8419,252 +8592,259 @@ var file_ledger_v1_ledger_proto_goTypes = []any{
 	(*RepairStreamResponse)(nil),         // 61: ledger.v1.RepairStreamResponse
 	(*GetProjectionStatusResponse)(nil),  // 62: ledger.v1.GetProjectionStatusResponse
 	(*ReadEventsRequest)(nil),            // 63: ledger.v1.ReadEventsRequest
-	(*ReadEventsResponse)(nil),           // 64: ledger.v1.ReadEventsResponse
-	(*LogEvent)(nil),                     // 65: ledger.v1.LogEvent
-	(*ImportEventsRequest)(nil),          // 66: ledger.v1.ImportEventsRequest
-	(*ImportEventsResponse)(nil),         // 67: ledger.v1.ImportEventsResponse
-	(*RebuildProjectionRequest)(nil),     // 68: ledger.v1.RebuildProjectionRequest
-	(*RebuildProjectionResponse)(nil),    // 69: ledger.v1.RebuildProjectionResponse
-	(*CreateApiKeyRequest)(nil),          // 70: ledger.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),         // 71: ledger.v1.CreateApiKeyResponse
-	(*ApiKey)(nil),                       // 72: ledger.v1.ApiKey
-	(*ListApiKeysRequest)(nil),           // 73: ledger.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),          // 74: ledger.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),          // 75: ledger.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),         // 76: ledger.v1.RevokeApiKeyResponse
-	(*Ledger)(nil),                       // 77: ledger.v1.Ledger
-	(*CreateLedgerRequest)(nil),          // 78: ledger.v1.CreateLedgerRequest
-	(*CreateLedgerResponse)(nil),         // 79: ledger.v1.CreateLedgerResponse
-	(*ArchiveLedgerRequest)(nil),         // 80: ledger.v1.ArchiveLedgerRequest
-	(*ArchiveLedgerResponse)(nil),        // 81: ledger.v1.ArchiveLedgerResponse
-	(*UnarchiveLedgerRequest)(nil),       // 82: ledger.v1.UnarchiveLedgerRequest
-	(*UnarchiveLedgerResponse)(nil),      // 83: ledger.v1.UnarchiveLedgerResponse
-	(*GetLedgerRequest)(nil),             // 84: ledger.v1.GetLedgerRequest
-	(*GetLedgerResponse)(nil),            // 85: ledger.v1.GetLedgerResponse
-	(*ListLedgersRequest)(nil),           // 86: ledger.v1.ListLedgersRequest
-	(*ListLedgersResponse)(nil),          // 87: ledger.v1.ListLedgersResponse
-	(*ListNodesRequest)(nil),             // 88: ledger.v1.ListNodesRequest
-	(*Node)(nil),                         // 89: ledger.v1.Node
-	(*ListNodesResponse)(nil),            // 90: ledger.v1.ListNodesResponse
-	(*DrainNodeRequest)(nil),             // 91: ledger.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),            // 92: ledger.v1.DrainNodeResponse
-	(*ListPlacementsRequest)(nil),        // 93: ledger.v1.ListPlacementsRequest
-	(*Placement)(nil),                    // 94: ledger.v1.Placement
-	(*ListPlacementsResponse)(nil),       // 95: ledger.v1.ListPlacementsResponse
-	(*ListAssetsRequest)(nil),            // 96: ledger.v1.ListAssetsRequest
-	(*AssetView)(nil),                    // 97: ledger.v1.AssetView
-	(*ListAssetsResponse)(nil),           // 98: ledger.v1.ListAssetsResponse
-	(*ListAccountsRequest)(nil),          // 99: ledger.v1.ListAccountsRequest
-	(*AccountView)(nil),                  // 100: ledger.v1.AccountView
-	(*ListAccountsResponse)(nil),         // 101: ledger.v1.ListAccountsResponse
-	(*Category)(nil),                     // 102: ledger.v1.Category
-	(*DefineCategoriesRequest)(nil),      // 103: ledger.v1.DefineCategoriesRequest
-	(*DefineCategoriesResponse)(nil),     // 104: ledger.v1.DefineCategoriesResponse
-	(*ListCategoriesRequest)(nil),        // 105: ledger.v1.ListCategoriesRequest
-	(*CategoryView)(nil),                 // 106: ledger.v1.CategoryView
-	(*ListCategoriesResponse)(nil),       // 107: ledger.v1.ListCategoriesResponse
-	(*GetCategoryBalancesRequest)(nil),   // 108: ledger.v1.GetCategoryBalancesRequest
-	(*CategoryBalance)(nil),              // 109: ledger.v1.CategoryBalance
-	(*GetCategoryBalancesResponse)(nil),  // 110: ledger.v1.GetCategoryBalancesResponse
-	nil,                                  // 111: ledger.v1.Account.MetadataEntry
-	nil,                                  // 112: ledger.v1.Transfer.MetadataEntry
-	nil,                                  // 113: ledger.v1.PostPending.MetadataEntry
-	nil,                                  // 114: ledger.v1.Reversal.MetadataEntry
-	nil,                                  // 115: ledger.v1.AccountMetadata.MetadataEntry
-	nil,                                  // 116: ledger.v1.StatementLine.MetadataEntry
-	nil,                                  // 117: ledger.v1.TransferView.MetadataEntry
-	nil,                                  // 118: ledger.v1.ListAccountsRequest.MetadataEntry
-	nil,                                  // 119: ledger.v1.AccountView.MetadataEntry
-	(*timestamppb.Timestamp)(nil),        // 120: google.protobuf.Timestamp
+	(*ReadStatementLinesRequest)(nil),    // 64: ledger.v1.ReadStatementLinesRequest
+	(*ReadStatementLinesResponse)(nil),   // 65: ledger.v1.ReadStatementLinesResponse
+	(*AccountStatementLine)(nil),         // 66: ledger.v1.AccountStatementLine
+	(*ReadEventsResponse)(nil),           // 67: ledger.v1.ReadEventsResponse
+	(*LogEvent)(nil),                     // 68: ledger.v1.LogEvent
+	(*ImportEventsRequest)(nil),          // 69: ledger.v1.ImportEventsRequest
+	(*ImportEventsResponse)(nil),         // 70: ledger.v1.ImportEventsResponse
+	(*RebuildProjectionRequest)(nil),     // 71: ledger.v1.RebuildProjectionRequest
+	(*RebuildProjectionResponse)(nil),    // 72: ledger.v1.RebuildProjectionResponse
+	(*CreateApiKeyRequest)(nil),          // 73: ledger.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),         // 74: ledger.v1.CreateApiKeyResponse
+	(*ApiKey)(nil),                       // 75: ledger.v1.ApiKey
+	(*ListApiKeysRequest)(nil),           // 76: ledger.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),          // 77: ledger.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),          // 78: ledger.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),         // 79: ledger.v1.RevokeApiKeyResponse
+	(*Ledger)(nil),                       // 80: ledger.v1.Ledger
+	(*CreateLedgerRequest)(nil),          // 81: ledger.v1.CreateLedgerRequest
+	(*CreateLedgerResponse)(nil),         // 82: ledger.v1.CreateLedgerResponse
+	(*ArchiveLedgerRequest)(nil),         // 83: ledger.v1.ArchiveLedgerRequest
+	(*ArchiveLedgerResponse)(nil),        // 84: ledger.v1.ArchiveLedgerResponse
+	(*UnarchiveLedgerRequest)(nil),       // 85: ledger.v1.UnarchiveLedgerRequest
+	(*UnarchiveLedgerResponse)(nil),      // 86: ledger.v1.UnarchiveLedgerResponse
+	(*GetLedgerRequest)(nil),             // 87: ledger.v1.GetLedgerRequest
+	(*GetLedgerResponse)(nil),            // 88: ledger.v1.GetLedgerResponse
+	(*ListLedgersRequest)(nil),           // 89: ledger.v1.ListLedgersRequest
+	(*ListLedgersResponse)(nil),          // 90: ledger.v1.ListLedgersResponse
+	(*ListNodesRequest)(nil),             // 91: ledger.v1.ListNodesRequest
+	(*Node)(nil),                         // 92: ledger.v1.Node
+	(*ListNodesResponse)(nil),            // 93: ledger.v1.ListNodesResponse
+	(*DrainNodeRequest)(nil),             // 94: ledger.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),            // 95: ledger.v1.DrainNodeResponse
+	(*ListPlacementsRequest)(nil),        // 96: ledger.v1.ListPlacementsRequest
+	(*Placement)(nil),                    // 97: ledger.v1.Placement
+	(*ListPlacementsResponse)(nil),       // 98: ledger.v1.ListPlacementsResponse
+	(*ListAssetsRequest)(nil),            // 99: ledger.v1.ListAssetsRequest
+	(*AssetView)(nil),                    // 100: ledger.v1.AssetView
+	(*ListAssetsResponse)(nil),           // 101: ledger.v1.ListAssetsResponse
+	(*ListAccountsRequest)(nil),          // 102: ledger.v1.ListAccountsRequest
+	(*AccountView)(nil),                  // 103: ledger.v1.AccountView
+	(*ListAccountsResponse)(nil),         // 104: ledger.v1.ListAccountsResponse
+	(*Category)(nil),                     // 105: ledger.v1.Category
+	(*DefineCategoriesRequest)(nil),      // 106: ledger.v1.DefineCategoriesRequest
+	(*DefineCategoriesResponse)(nil),     // 107: ledger.v1.DefineCategoriesResponse
+	(*ListCategoriesRequest)(nil),        // 108: ledger.v1.ListCategoriesRequest
+	(*CategoryView)(nil),                 // 109: ledger.v1.CategoryView
+	(*ListCategoriesResponse)(nil),       // 110: ledger.v1.ListCategoriesResponse
+	(*GetCategoryBalancesRequest)(nil),   // 111: ledger.v1.GetCategoryBalancesRequest
+	(*CategoryBalance)(nil),              // 112: ledger.v1.CategoryBalance
+	(*GetCategoryBalancesResponse)(nil),  // 113: ledger.v1.GetCategoryBalancesResponse
+	nil,                                  // 114: ledger.v1.Account.MetadataEntry
+	nil,                                  // 115: ledger.v1.Transfer.MetadataEntry
+	nil,                                  // 116: ledger.v1.PostPending.MetadataEntry
+	nil,                                  // 117: ledger.v1.Reversal.MetadataEntry
+	nil,                                  // 118: ledger.v1.AccountMetadata.MetadataEntry
+	nil,                                  // 119: ledger.v1.StatementLine.MetadataEntry
+	nil,                                  // 120: ledger.v1.TransferView.MetadataEntry
+	nil,                                  // 121: ledger.v1.ListAccountsRequest.MetadataEntry
+	nil,                                  // 122: ledger.v1.AccountView.MetadataEntry
+	(*timestamppb.Timestamp)(nil),        // 123: google.protobuf.Timestamp
 }
 var file_ledger_v1_ledger_proto_depIdxs = []int32{
 	36,  // 0: ledger.v1.DefineAssetResponse.result:type_name -> ledger.v1.ItemResult
 	13,  // 1: ledger.v1.OpenAccountsRequest.accounts:type_name -> ledger.v1.Account
 	1,   // 2: ledger.v1.Account.normal_balance:type_name -> ledger.v1.NormalBalance
-	111, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
+	114, // 3: ledger.v1.Account.metadata:type_name -> ledger.v1.Account.MetadataEntry
 	36,  // 4: ledger.v1.OpenAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	16,  // 5: ledger.v1.CreateTransfersRequest.transfers:type_name -> ledger.v1.Transfer
 	34,  // 6: ledger.v1.Transfer.postings:type_name -> ledger.v1.Posting
-	112, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
-	120, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
+	115, // 7: ledger.v1.Transfer.metadata:type_name -> ledger.v1.Transfer.MetadataEntry
+	123, // 8: ledger.v1.Transfer.effective_at:type_name -> google.protobuf.Timestamp
 	18,  // 9: ledger.v1.PostPendingTransfersRequest.posts:type_name -> ledger.v1.PostPending
-	113, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
+	116, // 10: ledger.v1.PostPending.metadata:type_name -> ledger.v1.PostPending.MetadataEntry
 	36,  // 11: ledger.v1.PostPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	21,  // 12: ledger.v1.VoidPendingTransfersRequest.voids:type_name -> ledger.v1.VoidPending
 	36,  // 13: ledger.v1.VoidPendingTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	24,  // 14: ledger.v1.ReverseTransfersRequest.reversals:type_name -> ledger.v1.Reversal
-	114, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
-	120, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
+	117, // 15: ledger.v1.Reversal.metadata:type_name -> ledger.v1.Reversal.MetadataEntry
+	123, // 16: ledger.v1.Reversal.effective_at:type_name -> google.protobuf.Timestamp
 	36,  // 17: ledger.v1.ReverseTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	27,  // 18: ledger.v1.SetAccountBoundsRequest.bounds:type_name -> ledger.v1.AccountBounds
 	36,  // 19: ledger.v1.SetAccountBoundsResponse.results:type_name -> ledger.v1.ItemResult
 	30,  // 20: ledger.v1.SetAccountMetadataRequest.accounts:type_name -> ledger.v1.AccountMetadata
-	115, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
+	118, // 21: ledger.v1.AccountMetadata.metadata:type_name -> ledger.v1.AccountMetadata.MetadataEntry
 	36,  // 22: ledger.v1.SetAccountMetadataResponse.results:type_name -> ledger.v1.ItemResult
 	36,  // 23: ledger.v1.CloseAccountsResponse.results:type_name -> ledger.v1.ItemResult
 	36,  // 24: ledger.v1.CreateTransfersResponse.results:type_name -> ledger.v1.ItemResult
 	0,   // 25: ledger.v1.ItemResult.code:type_name -> ledger.v1.ResultCode
 	38,  // 26: ledger.v1.ItemResult.balances:type_name -> ledger.v1.Balance
 	2,   // 27: ledger.v1.GetBalancesRequest.consistency:type_name -> ledger.v1.Consistency
-	120, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	123, // 28: ledger.v1.GetBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
 	3,   // 29: ledger.v1.GetBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	1,   // 30: ledger.v1.Balance.normal_balance:type_name -> ledger.v1.NormalBalance
 	38,  // 31: ledger.v1.GetBalancesResponse.balances:type_name -> ledger.v1.Balance
-	120, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
-	120, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
+	123, // 32: ledger.v1.ListStatementRequest.from_time:type_name -> google.protobuf.Timestamp
+	123, // 33: ledger.v1.ListStatementRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,   // 34: ledger.v1.ListStatementRequest.time_basis:type_name -> ledger.v1.TimeBasis
 	4,   // 35: ledger.v1.StatementLine.direction:type_name -> ledger.v1.Direction
-	120, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
-	120, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
-	116, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
+	123, // 36: ledger.v1.StatementLine.effective_at:type_name -> google.protobuf.Timestamp
+	123, // 37: ledger.v1.StatementLine.recorded_at:type_name -> google.protobuf.Timestamp
+	119, // 38: ledger.v1.StatementLine.metadata:type_name -> ledger.v1.StatementLine.MetadataEntry
 	41,  // 39: ledger.v1.ListStatementResponse.lines:type_name -> ledger.v1.StatementLine
 	5,   // 40: ledger.v1.TransferView.kind:type_name -> ledger.v1.TransferKind
 	6,   // 41: ledger.v1.TransferView.status:type_name -> ledger.v1.TransferStatus
 	43,  // 42: ledger.v1.TransferView.postings:type_name -> ledger.v1.TransferPosting
-	117, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
-	120, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
-	120, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
-	120, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
+	120, // 43: ledger.v1.TransferView.metadata:type_name -> ledger.v1.TransferView.MetadataEntry
+	123, // 44: ledger.v1.TransferView.effective_at:type_name -> google.protobuf.Timestamp
+	123, // 45: ledger.v1.TransferView.recorded_at:type_name -> google.protobuf.Timestamp
+	123, // 46: ledger.v1.TransferView.expires_at:type_name -> google.protobuf.Timestamp
 	44,  // 47: ledger.v1.GetTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	6,   // 48: ledger.v1.ListTransfersRequest.status:type_name -> ledger.v1.TransferStatus
-	120, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
-	120, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
+	123, // 49: ledger.v1.ListTransfersRequest.from_time:type_name -> google.protobuf.Timestamp
+	123, // 50: ledger.v1.ListTransfersRequest.to_time:type_name -> google.protobuf.Timestamp
 	3,   // 51: ledger.v1.ListTransfersRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	120, // 52: ledger.v1.ListTransfersRequest.effective_from:type_name -> google.protobuf.Timestamp
-	120, // 53: ledger.v1.ListTransfersRequest.effective_to:type_name -> google.protobuf.Timestamp
-	120, // 54: ledger.v1.ListTransfersRequest.recorded_from:type_name -> google.protobuf.Timestamp
-	120, // 55: ledger.v1.ListTransfersRequest.recorded_to:type_name -> google.protobuf.Timestamp
+	123, // 52: ledger.v1.ListTransfersRequest.effective_from:type_name -> google.protobuf.Timestamp
+	123, // 53: ledger.v1.ListTransfersRequest.effective_to:type_name -> google.protobuf.Timestamp
+	123, // 54: ledger.v1.ListTransfersRequest.recorded_from:type_name -> google.protobuf.Timestamp
+	123, // 55: ledger.v1.ListTransfersRequest.recorded_to:type_name -> google.protobuf.Timestamp
 	44,  // 56: ledger.v1.ListTransfersResponse.transfers:type_name -> ledger.v1.TransferView
 	50,  // 57: ledger.v1.GetTrialBalanceResponse.lines:type_name -> ledger.v1.TrialBalanceLine
-	120, // 58: ledger.v1.ClosePeriodRequest.end:type_name -> google.protobuf.Timestamp
+	123, // 58: ledger.v1.ClosePeriodRequest.end:type_name -> google.protobuf.Timestamp
 	36,  // 59: ledger.v1.ClosePeriodResponse.result:type_name -> ledger.v1.ItemResult
-	120, // 60: ledger.v1.Period.start:type_name -> google.protobuf.Timestamp
-	120, // 61: ledger.v1.Period.end:type_name -> google.protobuf.Timestamp
+	123, // 60: ledger.v1.Period.start:type_name -> google.protobuf.Timestamp
+	123, // 61: ledger.v1.Period.end:type_name -> google.protobuf.Timestamp
 	56,  // 62: ledger.v1.Period.trial_balance:type_name -> ledger.v1.PeriodTotal
-	120, // 63: ledger.v1.Period.recorded_at:type_name -> google.protobuf.Timestamp
+	123, // 63: ledger.v1.Period.recorded_at:type_name -> google.protobuf.Timestamp
 	55,  // 64: ledger.v1.ListPeriodsResponse.periods:type_name -> ledger.v1.Period
-	120, // 65: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
+	123, // 65: ledger.v1.ProjectionStatus.updated_at:type_name -> google.protobuf.Timestamp
 	7,   // 66: ledger.v1.ProjectionStatus.state:type_name -> ledger.v1.ProjectionState
 	59,  // 67: ledger.v1.GetProjectionStatusResponse.projections:type_name -> ledger.v1.ProjectionStatus
-	65,  // 68: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
-	120, // 69: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
-	65,  // 70: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
-	72,  // 71: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	120, // 72: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	120, // 73: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	72,  // 74: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
-	72,  // 75: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
-	8,   // 76: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
-	120, // 77: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
-	120, // 78: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
-	77,  // 79: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	77,  // 80: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	77,  // 81: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	77,  // 82: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
-	77,  // 83: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
-	120, // 84: ledger.v1.Node.started_at:type_name -> google.protobuf.Timestamp
-	120, // 85: ledger.v1.Node.seen_at:type_name -> google.protobuf.Timestamp
-	89,  // 86: ledger.v1.ListNodesResponse.nodes:type_name -> ledger.v1.Node
-	89,  // 87: ledger.v1.DrainNodeResponse.node:type_name -> ledger.v1.Node
-	8,   // 88: ledger.v1.Placement.status:type_name -> ledger.v1.LedgerStatus
-	120, // 89: ledger.v1.Placement.writer_since:type_name -> google.protobuf.Timestamp
-	120, // 90: ledger.v1.Placement.projector_since:type_name -> google.protobuf.Timestamp
-	94,  // 91: ledger.v1.ListPlacementsResponse.placements:type_name -> ledger.v1.Placement
-	97,  // 92: ledger.v1.ListAssetsResponse.assets:type_name -> ledger.v1.AssetView
-	9,   // 93: ledger.v1.ListAccountsRequest.status:type_name -> ledger.v1.AccountStatus
-	118, // 94: ledger.v1.ListAccountsRequest.metadata:type_name -> ledger.v1.ListAccountsRequest.MetadataEntry
-	1,   // 95: ledger.v1.AccountView.normal_balance:type_name -> ledger.v1.NormalBalance
-	119, // 96: ledger.v1.AccountView.metadata:type_name -> ledger.v1.AccountView.MetadataEntry
-	9,   // 97: ledger.v1.AccountView.status:type_name -> ledger.v1.AccountStatus
-	120, // 98: ledger.v1.AccountView.opened_at:type_name -> google.protobuf.Timestamp
-	38,  // 99: ledger.v1.AccountView.balance:type_name -> ledger.v1.Balance
-	100, // 100: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.AccountView
-	102, // 101: ledger.v1.DefineCategoriesRequest.categories:type_name -> ledger.v1.Category
-	36,  // 102: ledger.v1.DefineCategoriesResponse.results:type_name -> ledger.v1.ItemResult
-	102, // 103: ledger.v1.CategoryView.category:type_name -> ledger.v1.Category
-	106, // 104: ledger.v1.ListCategoriesResponse.categories:type_name -> ledger.v1.CategoryView
-	120, // 105: ledger.v1.GetCategoryBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	3,   // 106: ledger.v1.GetCategoryBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
-	109, // 107: ledger.v1.GetCategoryBalancesResponse.balances:type_name -> ledger.v1.CategoryBalance
-	10,  // 108: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
-	12,  // 109: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
-	15,  // 110: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
-	17,  // 111: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
-	20,  // 112: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
-	23,  // 113: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
-	26,  // 114: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
-	29,  // 115: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
-	32,  // 116: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
-	52,  // 117: ledger.v1.CommandService.ClosePeriod:input_type -> ledger.v1.ClosePeriodRequest
-	103, // 118: ledger.v1.CommandService.DefineCategories:input_type -> ledger.v1.DefineCategoriesRequest
-	37,  // 119: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
-	40,  // 120: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
-	45,  // 121: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
-	47,  // 122: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
-	49,  // 123: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
-	58,  // 124: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
-	54,  // 125: ledger.v1.QueryService.ListPeriods:input_type -> ledger.v1.ListPeriodsRequest
-	96,  // 126: ledger.v1.QueryService.ListAssets:input_type -> ledger.v1.ListAssetsRequest
-	99,  // 127: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
-	105, // 128: ledger.v1.QueryService.ListCategories:input_type -> ledger.v1.ListCategoriesRequest
-	108, // 129: ledger.v1.QueryService.GetCategoryBalances:input_type -> ledger.v1.GetCategoryBalancesRequest
-	63,  // 130: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
-	66,  // 131: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
-	68,  // 132: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
-	60,  // 133: ledger.v1.AdminService.RepairStream:input_type -> ledger.v1.RepairStreamRequest
-	70,  // 134: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
-	73,  // 135: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
-	75,  // 136: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
-	78,  // 137: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
-	80,  // 138: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
-	82,  // 139: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
-	84,  // 140: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
-	86,  // 141: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
-	88,  // 142: ledger.v1.AdminService.ListNodes:input_type -> ledger.v1.ListNodesRequest
-	91,  // 143: ledger.v1.AdminService.DrainNode:input_type -> ledger.v1.DrainNodeRequest
-	93,  // 144: ledger.v1.AdminService.ListPlacements:input_type -> ledger.v1.ListPlacementsRequest
-	11,  // 145: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
-	14,  // 146: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
-	35,  // 147: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
-	19,  // 148: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
-	22,  // 149: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
-	25,  // 150: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
-	28,  // 151: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
-	31,  // 152: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
-	33,  // 153: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
-	53,  // 154: ledger.v1.CommandService.ClosePeriod:output_type -> ledger.v1.ClosePeriodResponse
-	104, // 155: ledger.v1.CommandService.DefineCategories:output_type -> ledger.v1.DefineCategoriesResponse
-	39,  // 156: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
-	42,  // 157: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
-	46,  // 158: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
-	48,  // 159: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
-	51,  // 160: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
-	62,  // 161: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
-	57,  // 162: ledger.v1.QueryService.ListPeriods:output_type -> ledger.v1.ListPeriodsResponse
-	98,  // 163: ledger.v1.QueryService.ListAssets:output_type -> ledger.v1.ListAssetsResponse
-	101, // 164: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
-	107, // 165: ledger.v1.QueryService.ListCategories:output_type -> ledger.v1.ListCategoriesResponse
-	110, // 166: ledger.v1.QueryService.GetCategoryBalances:output_type -> ledger.v1.GetCategoryBalancesResponse
-	64,  // 167: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
-	67,  // 168: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
-	69,  // 169: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
-	61,  // 170: ledger.v1.AdminService.RepairStream:output_type -> ledger.v1.RepairStreamResponse
-	71,  // 171: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
-	74,  // 172: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
-	76,  // 173: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
-	79,  // 174: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
-	81,  // 175: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
-	83,  // 176: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
-	85,  // 177: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
-	87,  // 178: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
-	90,  // 179: ledger.v1.AdminService.ListNodes:output_type -> ledger.v1.ListNodesResponse
-	92,  // 180: ledger.v1.AdminService.DrainNode:output_type -> ledger.v1.DrainNodeResponse
-	95,  // 181: ledger.v1.AdminService.ListPlacements:output_type -> ledger.v1.ListPlacementsResponse
-	145, // [145:182] is the sub-list for method output_type
-	108, // [108:145] is the sub-list for method input_type
-	108, // [108:108] is the sub-list for extension type_name
-	108, // [108:108] is the sub-list for extension extendee
-	0,   // [0:108] is the sub-list for field type_name
+	66,  // 68: ledger.v1.ReadStatementLinesResponse.lines:type_name -> ledger.v1.AccountStatementLine
+	41,  // 69: ledger.v1.AccountStatementLine.line:type_name -> ledger.v1.StatementLine
+	68,  // 70: ledger.v1.ReadEventsResponse.events:type_name -> ledger.v1.LogEvent
+	123, // 71: ledger.v1.LogEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	68,  // 72: ledger.v1.ImportEventsRequest.events:type_name -> ledger.v1.LogEvent
+	75,  // 73: ledger.v1.CreateApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	123, // 74: ledger.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	123, // 75: ledger.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	75,  // 76: ledger.v1.ListApiKeysResponse.api_keys:type_name -> ledger.v1.ApiKey
+	75,  // 77: ledger.v1.RevokeApiKeyResponse.api_key:type_name -> ledger.v1.ApiKey
+	8,   // 78: ledger.v1.Ledger.status:type_name -> ledger.v1.LedgerStatus
+	123, // 79: ledger.v1.Ledger.created_at:type_name -> google.protobuf.Timestamp
+	123, // 80: ledger.v1.Ledger.status_changed_at:type_name -> google.protobuf.Timestamp
+	80,  // 81: ledger.v1.CreateLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	80,  // 82: ledger.v1.ArchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	80,  // 83: ledger.v1.UnarchiveLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	80,  // 84: ledger.v1.GetLedgerResponse.ledger:type_name -> ledger.v1.Ledger
+	80,  // 85: ledger.v1.ListLedgersResponse.ledgers:type_name -> ledger.v1.Ledger
+	123, // 86: ledger.v1.Node.started_at:type_name -> google.protobuf.Timestamp
+	123, // 87: ledger.v1.Node.seen_at:type_name -> google.protobuf.Timestamp
+	92,  // 88: ledger.v1.ListNodesResponse.nodes:type_name -> ledger.v1.Node
+	92,  // 89: ledger.v1.DrainNodeResponse.node:type_name -> ledger.v1.Node
+	8,   // 90: ledger.v1.Placement.status:type_name -> ledger.v1.LedgerStatus
+	123, // 91: ledger.v1.Placement.writer_since:type_name -> google.protobuf.Timestamp
+	123, // 92: ledger.v1.Placement.projector_since:type_name -> google.protobuf.Timestamp
+	97,  // 93: ledger.v1.ListPlacementsResponse.placements:type_name -> ledger.v1.Placement
+	100, // 94: ledger.v1.ListAssetsResponse.assets:type_name -> ledger.v1.AssetView
+	9,   // 95: ledger.v1.ListAccountsRequest.status:type_name -> ledger.v1.AccountStatus
+	121, // 96: ledger.v1.ListAccountsRequest.metadata:type_name -> ledger.v1.ListAccountsRequest.MetadataEntry
+	1,   // 97: ledger.v1.AccountView.normal_balance:type_name -> ledger.v1.NormalBalance
+	122, // 98: ledger.v1.AccountView.metadata:type_name -> ledger.v1.AccountView.MetadataEntry
+	9,   // 99: ledger.v1.AccountView.status:type_name -> ledger.v1.AccountStatus
+	123, // 100: ledger.v1.AccountView.opened_at:type_name -> google.protobuf.Timestamp
+	38,  // 101: ledger.v1.AccountView.balance:type_name -> ledger.v1.Balance
+	103, // 102: ledger.v1.ListAccountsResponse.accounts:type_name -> ledger.v1.AccountView
+	105, // 103: ledger.v1.DefineCategoriesRequest.categories:type_name -> ledger.v1.Category
+	36,  // 104: ledger.v1.DefineCategoriesResponse.results:type_name -> ledger.v1.ItemResult
+	105, // 105: ledger.v1.CategoryView.category:type_name -> ledger.v1.Category
+	109, // 106: ledger.v1.ListCategoriesResponse.categories:type_name -> ledger.v1.CategoryView
+	123, // 107: ledger.v1.GetCategoryBalancesRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	3,   // 108: ledger.v1.GetCategoryBalancesRequest.time_basis:type_name -> ledger.v1.TimeBasis
+	112, // 109: ledger.v1.GetCategoryBalancesResponse.balances:type_name -> ledger.v1.CategoryBalance
+	10,  // 110: ledger.v1.CommandService.DefineAsset:input_type -> ledger.v1.DefineAssetRequest
+	12,  // 111: ledger.v1.CommandService.OpenAccounts:input_type -> ledger.v1.OpenAccountsRequest
+	15,  // 112: ledger.v1.CommandService.CreateTransfers:input_type -> ledger.v1.CreateTransfersRequest
+	17,  // 113: ledger.v1.CommandService.PostPendingTransfers:input_type -> ledger.v1.PostPendingTransfersRequest
+	20,  // 114: ledger.v1.CommandService.VoidPendingTransfers:input_type -> ledger.v1.VoidPendingTransfersRequest
+	23,  // 115: ledger.v1.CommandService.ReverseTransfers:input_type -> ledger.v1.ReverseTransfersRequest
+	26,  // 116: ledger.v1.CommandService.SetAccountBounds:input_type -> ledger.v1.SetAccountBoundsRequest
+	29,  // 117: ledger.v1.CommandService.SetAccountMetadata:input_type -> ledger.v1.SetAccountMetadataRequest
+	32,  // 118: ledger.v1.CommandService.CloseAccounts:input_type -> ledger.v1.CloseAccountsRequest
+	52,  // 119: ledger.v1.CommandService.ClosePeriod:input_type -> ledger.v1.ClosePeriodRequest
+	106, // 120: ledger.v1.CommandService.DefineCategories:input_type -> ledger.v1.DefineCategoriesRequest
+	37,  // 121: ledger.v1.QueryService.GetBalances:input_type -> ledger.v1.GetBalancesRequest
+	40,  // 122: ledger.v1.QueryService.ListStatement:input_type -> ledger.v1.ListStatementRequest
+	45,  // 123: ledger.v1.QueryService.GetTransfers:input_type -> ledger.v1.GetTransfersRequest
+	47,  // 124: ledger.v1.QueryService.ListTransfers:input_type -> ledger.v1.ListTransfersRequest
+	49,  // 125: ledger.v1.QueryService.GetTrialBalance:input_type -> ledger.v1.GetTrialBalanceRequest
+	58,  // 126: ledger.v1.QueryService.GetProjectionStatus:input_type -> ledger.v1.GetProjectionStatusRequest
+	54,  // 127: ledger.v1.QueryService.ListPeriods:input_type -> ledger.v1.ListPeriodsRequest
+	99,  // 128: ledger.v1.QueryService.ListAssets:input_type -> ledger.v1.ListAssetsRequest
+	102, // 129: ledger.v1.QueryService.ListAccounts:input_type -> ledger.v1.ListAccountsRequest
+	108, // 130: ledger.v1.QueryService.ListCategories:input_type -> ledger.v1.ListCategoriesRequest
+	111, // 131: ledger.v1.QueryService.GetCategoryBalances:input_type -> ledger.v1.GetCategoryBalancesRequest
+	63,  // 132: ledger.v1.AuditService.ReadEvents:input_type -> ledger.v1.ReadEventsRequest
+	69,  // 133: ledger.v1.AuditService.ImportEvents:input_type -> ledger.v1.ImportEventsRequest
+	64,  // 134: ledger.v1.AuditService.ReadStatementLines:input_type -> ledger.v1.ReadStatementLinesRequest
+	71,  // 135: ledger.v1.AdminService.RebuildProjection:input_type -> ledger.v1.RebuildProjectionRequest
+	60,  // 136: ledger.v1.AdminService.RepairStream:input_type -> ledger.v1.RepairStreamRequest
+	73,  // 137: ledger.v1.AdminService.CreateApiKey:input_type -> ledger.v1.CreateApiKeyRequest
+	76,  // 138: ledger.v1.AdminService.ListApiKeys:input_type -> ledger.v1.ListApiKeysRequest
+	78,  // 139: ledger.v1.AdminService.RevokeApiKey:input_type -> ledger.v1.RevokeApiKeyRequest
+	81,  // 140: ledger.v1.AdminService.CreateLedger:input_type -> ledger.v1.CreateLedgerRequest
+	83,  // 141: ledger.v1.AdminService.ArchiveLedger:input_type -> ledger.v1.ArchiveLedgerRequest
+	85,  // 142: ledger.v1.AdminService.UnarchiveLedger:input_type -> ledger.v1.UnarchiveLedgerRequest
+	87,  // 143: ledger.v1.AdminService.GetLedger:input_type -> ledger.v1.GetLedgerRequest
+	89,  // 144: ledger.v1.AdminService.ListLedgers:input_type -> ledger.v1.ListLedgersRequest
+	91,  // 145: ledger.v1.AdminService.ListNodes:input_type -> ledger.v1.ListNodesRequest
+	94,  // 146: ledger.v1.AdminService.DrainNode:input_type -> ledger.v1.DrainNodeRequest
+	96,  // 147: ledger.v1.AdminService.ListPlacements:input_type -> ledger.v1.ListPlacementsRequest
+	11,  // 148: ledger.v1.CommandService.DefineAsset:output_type -> ledger.v1.DefineAssetResponse
+	14,  // 149: ledger.v1.CommandService.OpenAccounts:output_type -> ledger.v1.OpenAccountsResponse
+	35,  // 150: ledger.v1.CommandService.CreateTransfers:output_type -> ledger.v1.CreateTransfersResponse
+	19,  // 151: ledger.v1.CommandService.PostPendingTransfers:output_type -> ledger.v1.PostPendingTransfersResponse
+	22,  // 152: ledger.v1.CommandService.VoidPendingTransfers:output_type -> ledger.v1.VoidPendingTransfersResponse
+	25,  // 153: ledger.v1.CommandService.ReverseTransfers:output_type -> ledger.v1.ReverseTransfersResponse
+	28,  // 154: ledger.v1.CommandService.SetAccountBounds:output_type -> ledger.v1.SetAccountBoundsResponse
+	31,  // 155: ledger.v1.CommandService.SetAccountMetadata:output_type -> ledger.v1.SetAccountMetadataResponse
+	33,  // 156: ledger.v1.CommandService.CloseAccounts:output_type -> ledger.v1.CloseAccountsResponse
+	53,  // 157: ledger.v1.CommandService.ClosePeriod:output_type -> ledger.v1.ClosePeriodResponse
+	107, // 158: ledger.v1.CommandService.DefineCategories:output_type -> ledger.v1.DefineCategoriesResponse
+	39,  // 159: ledger.v1.QueryService.GetBalances:output_type -> ledger.v1.GetBalancesResponse
+	42,  // 160: ledger.v1.QueryService.ListStatement:output_type -> ledger.v1.ListStatementResponse
+	46,  // 161: ledger.v1.QueryService.GetTransfers:output_type -> ledger.v1.GetTransfersResponse
+	48,  // 162: ledger.v1.QueryService.ListTransfers:output_type -> ledger.v1.ListTransfersResponse
+	51,  // 163: ledger.v1.QueryService.GetTrialBalance:output_type -> ledger.v1.GetTrialBalanceResponse
+	62,  // 164: ledger.v1.QueryService.GetProjectionStatus:output_type -> ledger.v1.GetProjectionStatusResponse
+	57,  // 165: ledger.v1.QueryService.ListPeriods:output_type -> ledger.v1.ListPeriodsResponse
+	101, // 166: ledger.v1.QueryService.ListAssets:output_type -> ledger.v1.ListAssetsResponse
+	104, // 167: ledger.v1.QueryService.ListAccounts:output_type -> ledger.v1.ListAccountsResponse
+	110, // 168: ledger.v1.QueryService.ListCategories:output_type -> ledger.v1.ListCategoriesResponse
+	113, // 169: ledger.v1.QueryService.GetCategoryBalances:output_type -> ledger.v1.GetCategoryBalancesResponse
+	67,  // 170: ledger.v1.AuditService.ReadEvents:output_type -> ledger.v1.ReadEventsResponse
+	70,  // 171: ledger.v1.AuditService.ImportEvents:output_type -> ledger.v1.ImportEventsResponse
+	65,  // 172: ledger.v1.AuditService.ReadStatementLines:output_type -> ledger.v1.ReadStatementLinesResponse
+	72,  // 173: ledger.v1.AdminService.RebuildProjection:output_type -> ledger.v1.RebuildProjectionResponse
+	61,  // 174: ledger.v1.AdminService.RepairStream:output_type -> ledger.v1.RepairStreamResponse
+	74,  // 175: ledger.v1.AdminService.CreateApiKey:output_type -> ledger.v1.CreateApiKeyResponse
+	77,  // 176: ledger.v1.AdminService.ListApiKeys:output_type -> ledger.v1.ListApiKeysResponse
+	79,  // 177: ledger.v1.AdminService.RevokeApiKey:output_type -> ledger.v1.RevokeApiKeyResponse
+	82,  // 178: ledger.v1.AdminService.CreateLedger:output_type -> ledger.v1.CreateLedgerResponse
+	84,  // 179: ledger.v1.AdminService.ArchiveLedger:output_type -> ledger.v1.ArchiveLedgerResponse
+	86,  // 180: ledger.v1.AdminService.UnarchiveLedger:output_type -> ledger.v1.UnarchiveLedgerResponse
+	88,  // 181: ledger.v1.AdminService.GetLedger:output_type -> ledger.v1.GetLedgerResponse
+	90,  // 182: ledger.v1.AdminService.ListLedgers:output_type -> ledger.v1.ListLedgersResponse
+	93,  // 183: ledger.v1.AdminService.ListNodes:output_type -> ledger.v1.ListNodesResponse
+	95,  // 184: ledger.v1.AdminService.DrainNode:output_type -> ledger.v1.DrainNodeResponse
+	98,  // 185: ledger.v1.AdminService.ListPlacements:output_type -> ledger.v1.ListPlacementsResponse
+	148, // [148:186] is the sub-list for method output_type
+	110, // [110:148] is the sub-list for method input_type
+	110, // [110:110] is the sub-list for extension type_name
+	110, // [110:110] is the sub-list for extension extendee
+	0,   // [0:110] is the sub-list for field type_name
 }
 
 func init() { file_ledger_v1_ledger_proto_init() }
@@ -8674,14 +8854,14 @@ func file_ledger_v1_ledger_proto_init() {
 	}
 	file_ledger_v1_ledger_proto_msgTypes[3].OneofWrappers = []any{}
 	file_ledger_v1_ledger_proto_msgTypes[17].OneofWrappers = []any{}
-	file_ledger_v1_ledger_proto_msgTypes[90].OneofWrappers = []any{}
+	file_ledger_v1_ledger_proto_msgTypes[93].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ledger_v1_ledger_proto_rawDesc), len(file_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   110,
+			NumMessages:   113,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

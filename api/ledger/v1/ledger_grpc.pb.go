@@ -1072,8 +1072,9 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AuditService_ReadEvents_FullMethodName   = "/ledger.v1.AuditService/ReadEvents"
-	AuditService_ImportEvents_FullMethodName = "/ledger.v1.AuditService/ImportEvents"
+	AuditService_ReadEvents_FullMethodName         = "/ledger.v1.AuditService/ReadEvents"
+	AuditService_ImportEvents_FullMethodName       = "/ledger.v1.AuditService/ImportEvents"
+	AuditService_ReadStatementLines_FullMethodName = "/ledger.v1.AuditService/ReadStatementLines"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -1091,6 +1092,14 @@ type AuditServiceClient interface {
 	// every hash and every invariant on the way; the first bad event refuses the
 	// import and nothing of it stays.
 	ImportEvents(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportEventsRequest, ImportEventsResponse], error)
+	// ReadStatementLines streams every statement line of a ledger up to
+	// to_position, each with its account, as ListStatement serves them
+	// (pending lines included), in the read model's own order: neither by
+	// account nor by position. It is what `audit verify` compares in bulk. It
+	// waits, as a min_position does (at most 10 s or the call's deadline),
+	// until the statement lines' projection has applied to_position, and
+	// reads in one snapshot. It needs the query role of a node.
+	ReadStatementLines(ctx context.Context, in *ReadStatementLinesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadStatementLinesResponse], error)
 }
 
 type auditServiceClient struct {
@@ -1133,6 +1142,25 @@ func (c *auditServiceClient) ImportEvents(ctx context.Context, opts ...grpc.Call
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AuditService_ImportEventsClient = grpc.ClientStreamingClient[ImportEventsRequest, ImportEventsResponse]
 
+func (c *auditServiceClient) ReadStatementLines(ctx context.Context, in *ReadStatementLinesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadStatementLinesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AuditService_ServiceDesc.Streams[2], AuditService_ReadStatementLines_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReadStatementLinesRequest, ReadStatementLinesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ReadStatementLinesClient = grpc.ServerStreamingClient[ReadStatementLinesResponse]
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
@@ -1148,6 +1176,14 @@ type AuditServiceServer interface {
 	// every hash and every invariant on the way; the first bad event refuses the
 	// import and nothing of it stays.
 	ImportEvents(grpc.ClientStreamingServer[ImportEventsRequest, ImportEventsResponse]) error
+	// ReadStatementLines streams every statement line of a ledger up to
+	// to_position, each with its account, as ListStatement serves them
+	// (pending lines included), in the read model's own order: neither by
+	// account nor by position. It is what `audit verify` compares in bulk. It
+	// waits, as a min_position does (at most 10 s or the call's deadline),
+	// until the statement lines' projection has applied to_position, and
+	// reads in one snapshot. It needs the query role of a node.
+	ReadStatementLines(*ReadStatementLinesRequest, grpc.ServerStreamingServer[ReadStatementLinesResponse]) error
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -1163,6 +1199,9 @@ func (UnimplementedAuditServiceServer) ReadEvents(*ReadEventsRequest, grpc.Serve
 }
 func (UnimplementedAuditServiceServer) ImportEvents(grpc.ClientStreamingServer[ImportEventsRequest, ImportEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportEvents not implemented")
+}
+func (UnimplementedAuditServiceServer) ReadStatementLines(*ReadStatementLinesRequest, grpc.ServerStreamingServer[ReadStatementLinesResponse]) error {
+	return status.Error(codes.Unimplemented, "method ReadStatementLines not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -1203,6 +1242,17 @@ func _AuditService_ImportEvents_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AuditService_ImportEventsServer = grpc.ClientStreamingServer[ImportEventsRequest, ImportEventsResponse]
 
+func _AuditService_ReadStatementLines_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReadStatementLinesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AuditServiceServer).ReadStatementLines(m, &grpc.GenericServerStream[ReadStatementLinesRequest, ReadStatementLinesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AuditService_ReadStatementLinesServer = grpc.ServerStreamingServer[ReadStatementLinesResponse]
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1220,6 +1270,11 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "ImportEvents",
 			Handler:       _AuditService_ImportEvents_Handler,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "ReadStatementLines",
+			Handler:       _AuditService_ReadStatementLines_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "ledger/v1/ledger.proto",

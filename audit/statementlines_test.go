@@ -1,0 +1,181 @@
+package audit_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// statementsRead records the accounts whose statement Verify reads
+// through ListStatement (account by account).
+type statementsRead struct {
+	ledgerv1.QueryServiceClient
+	mu       sync.Mutex
+	accounts []string
+}
+
+func (s *statementsRead) ListStatement(ctx context.Context, in *ledgerv1.ListStatementRequest,
+	opts ...grpc.CallOption) (*ledgerv1.ListStatementResponse, error) {
+	s.mu.Lock()
+	if !slices.Contains(s.accounts, in.GetAccount()) {
+		s.accounts = append(s.accounts, in.GetAccount())
+	}
+	s.mu.Unlock()
+	return s.QueryServiceClient.ListStatement(ctx, in, opts...)
+}
+
+func (s *statementsRead) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := s.accounts
+	s.accounts = nil
+	slices.Sort(got)
+	return got
+}
+
+// linesCounted counts the lines ReadStatementLines streams.
+type linesCounted struct {
+	ledgerv1.AuditServiceClient
+	lines atomic.Uint64
+}
+
+func (l *linesCounted) ReadStatementLines(ctx context.Context, in *ledgerv1.ReadStatementLinesRequest,
+	opts ...grpc.CallOption) (grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse], error) {
+	s, err := l.AuditServiceClient.ReadStatementLines(ctx, in, opts...)
+	return &countedStream{ServerStreamingClient: s, lines: &l.lines}, err
+}
+
+type countedStream struct {
+	grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse]
+	lines *atomic.Uint64
+}
+
+func (s *countedStream) Recv() (*ledgerv1.ReadStatementLinesResponse, error) {
+	resp, err := s.ServerStreamingClient.Recv()
+	s.lines.Add(uint64(len(resp.GetLines())))
+	return resp, err
+}
+
+// noBulkLines is a ledgerd that does not serve ReadStatementLines.
+type noBulkLines struct{}
+
+func (noBulkLines) ReadStatementLines(context.Context, *ledgerv1.ReadStatementLinesRequest,
+	...grpc.CallOption) (grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse], error) {
+	return nil, status.Error(codes.Unimplemented, "unknown method ReadStatementLines")
+}
+
+// TestVerifyStatementsInBulk: Verify reads every statement line at once
+// and reads no statement account by account when they all agree; when a
+// line is edited, it reads that account's statement alone, and finds the
+// line. Without the bulk read (an older ledgerd), it reads every account's.
+func TestVerifyStatementsInBulk(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	newWorkload(t, h, ledger, 6).run(80)
+	proj := &statementsRead{QueryServiceClient: h.query}
+	lines := &linesCounted{AuditServiceClient: h.audit}
+	verify := func(opts audit.Options) *audit.Report {
+		t.Helper()
+		opts.Alerts = h.mon
+		rep, err := audit.Verify(ctx(t), h.serviceLog(ledger), proj, opts)
+		testenv.NoError(t, err)
+		return rep
+	}
+
+	rep := verify(audit.Options{Lines: lines})
+	mustClean(t, "in bulk", rep)
+	if got := lines.lines.Swap(0); rep.StatementLines == 0 || got != rep.StatementLines {
+		t.Errorf("%d lines streamed, the report counts %d: want them all, at once", got, rep.StatementLines)
+	}
+	if got := proj.take(); len(got) > 0 {
+		t.Errorf("statements read account by account: %v, want none (every account agrees)", got)
+	}
+
+	const account = "usd:0"
+	moved := h.movementPositions(t, ledger, account)
+	pos := moved[len(moved)/2]
+	edit := func(delta int) {
+		h.exec(t, `UPDATE movements m SET credits_posted = credits_posted + $4 FROM movement_heads h
+			WHERE h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` AND m.position = $3`,
+			ledger, account, int64(pos), delta)
+	}
+	edit(1)
+	rep = verify(audit.Options{Lines: lines})
+	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindStatement, Position: pos, Account: account})
+	if got := proj.take(); !slices.Equal(got, []string{account}) {
+		t.Errorf("statements read account by account: %v, want %s's alone", got, account)
+	}
+	edit(-1)
+
+	rep = verify(audit.Options{Lines: noBulkLines{}})
+	mustClean(t, "account by account", rep)
+	if got := proj.take(); len(got) < 6 || !slices.Contains(got, account) {
+		t.Errorf("statements read account by account: %v, want every account's", got)
+	}
+}
+
+// TestVerifyCatchesSwappedLines: two lines of one account at one position
+// (a hold posted: its release, then the posting) swapped in the read
+// model are the same lines in another order, which ListStatement serves,
+// and the running balance between them is wrong. The bulk read keys each
+// line by its rank (seq), so the account is read again and the line found.
+func TestVerifyCatchesSwappedLines(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	newWorkload(t, h, ledger, 6).run(120)
+	var (
+		account string
+		pos     int64
+	)
+	err := h.pool.QueryRow(ctx(t), `SELECT h.account, m.position FROM movements m JOIN movement_heads h ON `+lineOfHead+`
+		WHERE h.ledger = $1 AND m.seq = 1 ORDER BY m.position LIMIT 1`, ledger).Scan(&account, &pos)
+	testenv.NoError(t, err)
+	swap := func(from, to int) {
+		h.exec(t, `UPDATE movements m SET seq = $4 FROM movement_heads h
+			WHERE h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` AND m.position = $3 AND m.seq = $5`,
+			ledger, account, pos, to, from)
+	}
+	swap(0, 100)
+	swap(1, 0)
+	swap(100, 1)
+	rep := h.verify(t, ledger, audit.Options{})
+	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindStatement, Position: uint64(pos), Account: account})
+}
+
+// TestVerifyCatchesLinesOfAnAccountNeverOpened: a head and a line forged
+// for an account the log never opens (its amounts zero: no balance or
+// trial balance moves) are in no statement the replay expects; the bulk
+// read finds the line.
+func TestVerifyCatchesLinesOfAnAccountNeverOpened(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	newWorkload(t, h, ledger, 6).run(40)
+	const ghost, opened = "ghost", 1 << 40
+	h.exec(t, `INSERT INTO movement_heads (ledger, ledger_no, account, asset, scale, normal_balance, opened_position)
+		SELECT ledger, ledger_no, $2, asset, scale, normal_balance, $3 FROM movement_heads WHERE ledger = $1 AND account = 'usd:0'`,
+		ledger, ghost, int64(opened))
+	var pos int64
+	testenv.NoError(t, h.pool.QueryRow(ctx(t), `WITH src AS (SELECT m.* FROM movements m JOIN movement_heads h ON `+lineOfHead+`
+			WHERE h.ledger = $1 AND h.account = 'usd:0' ORDER BY m.position LIMIT 1)
+		INSERT INTO movements SELECT (jsonb_populate_record(NULL::movements, to_jsonb(src) || jsonb_build_object(
+			'account_no', $2::bigint, 'amount', 0, 'debits_posted', 0, 'credits_posted', 0, 'debits_pending', 0,
+			'credits_pending', 0))).* FROM src RETURNING position`, ledger, int64(opened)).Scan(&pos))
+	rep := h.verify(t, ledger, audit.Options{})
+	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindStatement, Position: uint64(pos), Account: ghost})
+	if rep.Divergence.Field != "account" {
+		t.Errorf("field %q, want account", rep.Divergence.Field)
+	}
+}
