@@ -366,19 +366,49 @@ func TestFailedAuthenticationsRateLimited(t *testing.T) {
 // comes back when its stream ends.
 func TestReadEventsStreamsBounded(t *testing.T) {
 	t.Parallel()
+	checkStreamsBounded(t, grpcapi.ReadEventsStreamsMax, grpcapi.ReadEventsStreamsPerKeyMax,
+		func(c context.Context, audit ledgerv1.AuditServiceClient, ledger string) error {
+			stream, err := audit.ReadEvents(c, &ledgerv1.ReadEventsRequest{Ledger: ledger})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			return err
+		})
+}
+
+// TestStatementLinesStreamsBounded: ReadStatementLines streams, each
+// holding a PostgreSQL connection while it reads, are bounded per key
+// (StatementLinesStreamsPerKeyMax) and in all (StatementLinesStreamsMax).
+func TestStatementLinesStreamsBounded(t *testing.T) {
+	t.Parallel()
+	checkStreamsBounded(t, grpcapi.StatementLinesStreamsMax, grpcapi.StatementLinesStreamsPerKeyMax,
+		func(c context.Context, audit ledgerv1.AuditServiceClient, ledger string) error {
+			stream, err := audit.ReadStatementLines(c, &ledgerv1.ReadStatementLinesRequest{Ledger: ledger, ToPosition: 2500})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			return err
+		})
+}
+
+// checkStreamsBounded opens streams with open, which reads one message of
+// a stream of several, until the bounds per key (perKey) and in all
+// (inAll) refuse one; a slot comes back when its stream ends.
+func checkStreamsBounded(t *testing.T, inAll, perKey int,
+	open func(c context.Context, audit ledgerv1.AuditServiceClient, ledger string) error) {
 	h := start(t)
 	ledger := testenv.Name(t)
 	h.setup(t, ledger)
-	// Three messages of events: a stream whose client reads one and stops
-	// stays open, its server blocked on the second.
+	// Several messages of events and of lines: a stream whose client reads
+	// one and stops stays open, its server blocked on the next.
 	ts := make([]*ledgerv1.Transfer, 2500)
 	for i := range ts {
 		ts[i] = transfer(fmt.Sprintf("t%d", i), "alice", "bob", "1.00", "USD")
 	}
 	mustCreated(t, h.transfers(t, ledger, ts...)...)
 	admin := h.as(t, h.key)
-	// open starts a stream as key and reads its first message.
-	open := func(key string) (context.CancelFunc, error) {
+	// openAs starts a stream as key and reads its first message.
+	openAs := func(key string) (context.CancelFunc, error) {
 		conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithPerRPCCredentials(apikeys.Bearer(key)), grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
 		testenv.NoError(t, err)
@@ -387,39 +417,35 @@ func TestReadEventsStreamsBounded(t *testing.T) {
 		// still, well past the whole test's length under -race.
 		c, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		stop := func() { cancel(); conn.Close() }
-		stream, err := ledgerv1.NewAuditServiceClient(conn).ReadEvents(c, &ledgerv1.ReadEventsRequest{Ledger: ledger})
-		if err == nil {
-			_, err = stream.Recv()
-		}
-		if err != nil {
+		if err := open(c, ledgerv1.NewAuditServiceClient(conn), ledger); err != nil {
 			stop()
 			return nil, err
 		}
 		t.Cleanup(stop)
 		return stop, nil
 	}
-	keys := make([]string, grpcapi.ReadEventsStreamsMax/grpcapi.ReadEventsStreamsPerKeyMax+1)
+	keys := make([]string, inAll/perKey+1)
 	for i := range keys {
 		keys[i], _ = admin.newKey(t, nil, "auditor")
 	}
 	var first context.CancelFunc
 	for _, key := range keys[:len(keys)-1] {
-		for range grpcapi.ReadEventsStreamsPerKeyMax {
-			stop, err := open(key)
+		for range perKey {
+			stop, err := openAs(key)
 			testenv.NoError(t, err)
 			if first == nil {
 				first = stop
 			}
 		}
-		_, err := open(key)
+		_, err := openAs(key)
 		wantCode(t, "a stream over the bound per key", err, codes.ResourceExhausted)
 	}
 	last := keys[len(keys)-1]
-	_, err := open(last)
+	_, err := openAs(last)
 	wantCode(t, "a stream over the bound in all", err, codes.ResourceExhausted)
 	first()
 	testenv.Eventually(t, 20*time.Second, func() error {
-		_, err := open(last)
+		_, err := openAs(last)
 		return err
 	})
 }
