@@ -2,6 +2,9 @@ package audit_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -177,5 +180,53 @@ func TestVerifyCatchesLinesOfAnAccountNeverOpened(t *testing.T) {
 	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindStatement, Position: uint64(pos), Account: ghost})
 	if rep.Divergence.Field != "account" {
 		t.Errorf("field %q, want account", rep.Divergence.Field)
+	}
+}
+
+// TestReadStatementLinesInMessages: ReadStatementLines sends every line up
+// to its position, each once, in messages of at most 1,000 lines.
+func TestReadStatementLinesInMessages(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	c := ctx(t)
+	_, err := h.cmd.DefineAsset(c, &ledgerv1.DefineAssetRequest{Ledger: ledger, Code: "USD", Scale: 2})
+	testenv.NoError(t, err)
+	credit := ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT
+	_, err = h.cmd.OpenAccounts(c, &ledgerv1.OpenAccountsRequest{Ledger: ledger, Accounts: []*ledgerv1.Account{
+		{Id: "a", Asset: "USD", NormalBalance: credit}, {Id: "b", Asset: "USD", NormalBalance: credit}}})
+	testenv.NoError(t, err)
+	ts := make([]*ledgerv1.Transfer, 1200)
+	for i := range ts {
+		ts[i] = &ledgerv1.Transfer{Id: fmt.Sprintf("t%d", i), Postings: []*ledgerv1.Posting{{DebitAccount: "a",
+			CreditAccount: "b", Amount: "1.00", Asset: "USD"}}}
+	}
+	resp, err := h.cmd.CreateTransfers(c, &ledgerv1.CreateTransfersRequest{Ledger: ledger, Transfers: ts})
+	testenv.NoError(t, err)
+	to := resp.GetResults()[len(ts)-1].GetPosition()
+	stream, err := h.audit.ReadStatementLines(c, &ledgerv1.ReadStatementLinesRequest{Ledger: ledger, ToPosition: to})
+	testenv.NoError(t, err)
+	seen := map[string]bool{}
+	messages := 0
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		testenv.NoError(t, err)
+		messages++
+		if n := len(msg.GetLines()); n == 0 || n > 1000 {
+			t.Errorf("message %d holds %d lines, want 1..1000", messages, n)
+		}
+		for _, l := range msg.GetLines() {
+			key := fmt.Sprintf("%s@%d/%d", l.GetAccount(), l.GetLine().GetPosition(), l.GetSeq())
+			if seen[key] {
+				t.Errorf("line %s sent twice", key)
+			}
+			seen[key] = true
+		}
+	}
+	if want := 2 * len(ts); len(seen) != want || messages < 3 {
+		t.Errorf("%d lines in %d messages, want %d in at least 3", len(seen), messages, want)
 	}
 }
