@@ -256,8 +256,8 @@ func (b *book) line(a *bookAccount, m *domain.Movement, pos uint64, ev *lineEven
 		side: m.Side.String(), pending: m.Pending, amount: m.Amount.Format(a.scale),
 		runningBalance: a.totals.Balance().Format(a.scale), runningAvailable: a.totals.Available().Format(a.scale),
 		effectiveAt: ev.effectiveAt, recordedAt: ev.recordedAt, reference: ev.reference, metadata: ev.metadata}
-	a.digest = statementDigest(b.seed, a.digest, &l)
-	a.sum += statementDigest(b.seed, uint64(a.seq), &l)
+	digest, alone := lineDigests(b.seed, a.digest, uint64(a.seq), &l)
+	a.digest, a.sum = digest, a.sum+alone
 	if b.lines != nil {
 		return b.lines(a, &l)
 	}

@@ -18,12 +18,12 @@ import (
 // the order of its table (Options.Lines), and each line's digest alone,
 // keyed by its seq (its rank among the account's lines at its position:
 // ListStatement's order), is added to its account's sum, as the replay
-// adds its expected lines' (bookAccount.sum). An account whose count or sum differs is a suspect,
-// compared line by line as when statements are read account by account;
-// the rest are equal (a digest is keyed by this run's seed: a forger
-// cannot aim at a collision). Read account by account, each line costs
-// PostgreSQL a heap page of its own; read at once, a page serves all its
-// lines.
+// adds its expected lines' (bookAccount.sum). An account whose count or
+// sum differs is a suspect, compared line by line as when statements are
+// read account by account; the rest are equal (a digest is keyed by this
+// run's seed: a forger cannot aim at a collision). Read account by
+// account, each line costs PostgreSQL a heap page of its own; read at
+// once, a page serves all its lines.
 
 // errNoBulkLines: no bulk read of the statements (no Options.Lines, a
 // ledgerd that does not serve it, or its streams all taken); they are read
@@ -36,7 +36,9 @@ const linesProgressEvery = 100_000
 
 // sumStatements reads every statement line at once and returns, sorted,
 // the accounts whose lines differ from the replay's, and the divergence of
-// a line of an account the log never opened.
+// a line past To or of an account the log never opened. It reads at most
+// statementPageMax lines more than the replay's (v.rep.StatementLines): by
+// then some account's lines differ anyway.
 //
 // Errors: errNoBulkLines; a call that failed.
 func (v *verifier) sumStatements(ctx context.Context) ([]string, *Divergence, error) {
@@ -47,50 +49,45 @@ func (v *verifier) sumStatements(ctx context.Context) ([]string, *Divergence, er
 	defer cancel()
 	type sums struct{ n, sum uint64 }
 	got := make([]sums, len(v.book.accounts))
-	want := uint64(0)
-	for _, a := range v.book.accounts {
-		want += a.lines
-	}
-	v.rep.StatementLines = want
+	want := v.rep.StatementLines
 	var (
 		best *Divergence
 		read uint64
 	)
 	stream, err := v.opts.Lines.ReadStatementLines(ctx, &ledgerv1.ReadStatementLinesRequest{Ledger: v.rep.Ledger,
 		ToPosition: v.rep.To}, grpc.MaxCallRecvMsgSize(callRecvMax))
-	for err == nil {
+	for err == nil && read <= want+statementPageMax {
 		var resp *ledgerv1.ReadStatementLinesResponse
 		if resp, err = stream.Recv(); err != nil {
 			break
 		}
 		for _, al := range resp.GetLines() {
-			l := lineOf(al.GetLine())
-			if l.position > v.rep.To {
-				d := &Divergence{Kind: KindStatement, Position: l.position, Account: al.GetAccount(), Field: "position",
-					Expected: fmt.Sprintf("lines up to %d", v.rep.To), Found: fmt.Sprintf("a line at %d", l.position)}
-				if lower(d, best) {
-					best = d
-				}
-				continue
-			}
-			n, ok := v.book.state.AccountNumber(al.GetAccount())
-			if !ok || n >= len(got) {
-				d := &Divergence{Kind: KindStatement, Position: l.position, Account: al.GetAccount(), Field: "account",
-					Expected: "no statement (the log opens no such account)", Found: "a statement line",
-					Detail: fmt.Sprintf("a line at position %d", l.position)}
-				if lower(d, best) {
-					best = d
-				}
-				continue
-			}
-			got[n].n++
-			got[n].sum += statementDigest(v.book.seed, uint64(al.GetSeq()), &l)
 			if read++; read%linesProgressEvery == 0 {
 				v.progress("statements", min(read, want), want)
+			}
+			l := lineOf(al.GetLine())
+			n, known := v.book.state.AccountNumber(al.GetAccount())
+			var d *Divergence
+			switch {
+			case l.position > v.rep.To:
+				d = &Divergence{Field: "position", Expected: fmt.Sprintf("lines up to %d", v.rep.To),
+					Found: fmt.Sprintf("a line at %d", l.position)}
+			case !known || n >= len(got):
+				d = &Divergence{Field: "account", Expected: "no statement (the log opens no such account)",
+					Found: "a statement line", Detail: fmt.Sprintf("a line at position %d", l.position)}
+			default:
+				got[n].n++
+				got[n].sum += statementDigest(v.book.seed, uint64(al.GetSeq()), &l)
+				continue
+			}
+			d.Kind, d.Position, d.Account = KindStatement, l.position, al.GetAccount()
+			if lower(d, best) {
+				best = d
 			}
 		}
 	}
 	switch {
+	case err == nil: // past the bound: stop reading
 	case status.Code(err) == codes.Unimplemented:
 		return nil, nil, errNoBulkLines
 	case status.Code(err) == codes.ResourceExhausted:

@@ -46,26 +46,34 @@ func (s *statementsRead) take() []string {
 	return got
 }
 
-// linesCounted counts the lines ReadStatementLines streams.
+// linesCounted counts the lines ReadStatementLines streams; endless, it
+// then serves the last message again and again: a ledgerd that never ends
+// its stream.
 type linesCounted struct {
 	ledgerv1.AuditServiceClient
-	lines atomic.Uint64
+	endless bool
+	lines   atomic.Uint64
 }
 
 func (l *linesCounted) ReadStatementLines(ctx context.Context, in *ledgerv1.ReadStatementLinesRequest,
 	opts ...grpc.CallOption) (grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse], error) {
 	s, err := l.AuditServiceClient.ReadStatementLines(ctx, in, opts...)
-	return &countedStream{ServerStreamingClient: s, lines: &l.lines}, err
+	return &countedStream{ServerStreamingClient: s, of: l}, err
 }
 
 type countedStream struct {
 	grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse]
-	lines *atomic.Uint64
+	of   *linesCounted
+	last *ledgerv1.ReadStatementLinesResponse
 }
 
 func (s *countedStream) Recv() (*ledgerv1.ReadStatementLinesResponse, error) {
 	resp, err := s.ServerStreamingClient.Recv()
-	s.lines.Add(uint64(len(resp.GetLines())))
+	if errors.Is(err, io.EOF) && s.of.endless && s.last != nil {
+		resp, err = s.last, nil
+	}
+	s.last = resp
+	s.of.lines.Add(uint64(len(resp.GetLines())))
 	return resp, err
 }
 
@@ -228,5 +236,23 @@ func TestReadStatementLinesInMessages(t *testing.T) {
 	}
 	if want := 2 * len(ts); len(seen) != want || messages < 3 {
 		t.Errorf("%d lines in %d messages, want %d in at least 3", len(seen), messages, want)
+	}
+}
+
+// TestVerifyBoundsTheLinesRead: from a stream of lines that never ends,
+// Verify reads at most a page more than the replay's lines, and finds
+// statements that differ.
+func TestVerifyBoundsTheLinesRead(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	newWorkload(t, h, ledger, 6).run(40)
+	lines := &linesCounted{AuditServiceClient: h.audit, endless: true}
+	rep := h.verify(t, ledger, audit.Options{Lines: lines})
+	if rep.Clean() || rep.Divergence.Kind != audit.KindStatement {
+		t.Errorf("verify: %v, want a statement divergence", rep.Divergence)
+	}
+	if sent, bound := lines.lines.Load(), rep.StatementLines+2*1000; sent > bound {
+		t.Errorf("%d lines read, want at most %d (the replay's %d and a page, a message past it)", sent, bound, rep.StatementLines)
 	}
 }

@@ -43,10 +43,25 @@ const (
 // then compared line by line, in a second read of the log: the first
 // differing line of each, and the lowest position of them all, is reported.
 
-// statementDigest chains one line onto the digest of those before it.
+// statementDigest chains one line onto the digest of those before it
+// (prev), or, given its seq for prev, is its digest alone.
 func statementDigest(seed maphash.Seed, prev uint64, l *line) uint64 {
-	b := make([]byte, 0, 160)
-	b = binary.LittleEndian.AppendUint64(b, prev)
+	return maphash.Bytes(seed, appendLine(binary.LittleEndian.AppendUint64(make([]byte, 0, 160), prev), l))
+}
+
+// lineDigests is statementDigest(seed, prev, l) and statementDigest(seed,
+// seq, l), from one encoding of l: the replay's book makes both for every
+// line (Verify reads the statements at once or account by account).
+func lineDigests(seed maphash.Seed, prev, seq uint64, l *line) (chained, alone uint64) {
+	b := appendLine(make([]byte, 8, 160), l)
+	binary.LittleEndian.PutUint64(b, prev)
+	chained = maphash.Bytes(seed, b)
+	binary.LittleEndian.PutUint64(b, seq)
+	return chained, maphash.Bytes(seed, b)
+}
+
+// appendLine appends what a line's digest covers.
+func appendLine(b []byte, l *line) []byte {
 	b = binary.AppendUvarint(b, l.position)
 	b = binary.AppendUvarint(b, uint64(l.postingIndex))
 	b = binary.AppendVarint(b, l.effectiveAt)
@@ -56,7 +71,7 @@ func statementDigest(seed maphash.Seed, prev uint64, l *line) uint64 {
 		b = append(b, s...)
 		b = append(b, 0) // no field holds a NUL
 	}
-	return maphash.Bytes(seed, b)
+	return b
 }
 
 // lineOf is a served statement line in the form the replay's take.
@@ -117,6 +132,9 @@ func diffLine(want, got *line) *field {
 // statements compares every account's statement up to To, pending lines
 // included, with the replay's lines.
 func (v *verifier) statements(ctx context.Context) (*Divergence, error) {
+	for _, a := range v.book.accounts {
+		v.rep.StatementLines += a.lines
+	}
 	suspects, best, err := v.sumStatements(ctx)
 	if errors.Is(err, errNoBulkLines) {
 		suspects, best, err = v.digestStatements(ctx, v.book.accountIDs())
@@ -199,11 +217,6 @@ func (v *verifier) digestStatements(ctx context.Context, ids []string) ([]string
 		return nil, nil, firstErr
 	}
 	slices.Sort(suspects)
-	lines := uint64(0)
-	for _, a := range v.book.accounts {
-		lines += a.lines
-	}
-	v.rep.StatementLines = lines
 	return suspects, best, ctx.Err()
 }
 
