@@ -228,6 +228,15 @@ func (b *book) account(id string) *bookAccount {
 	return b.accounts[n]
 }
 
+// lineCount is how many statement lines the book's accounts have.
+func (b *book) lineCount() uint64 {
+	n := uint64(0)
+	for _, a := range b.accounts {
+		n += a.lines
+	}
+	return n
+}
+
 // lineEvent is what a line copies from its event, as it is served.
 type lineEvent struct {
 	kind                    string

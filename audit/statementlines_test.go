@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -16,6 +17,7 @@ import (
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
@@ -240,19 +242,96 @@ func TestReadStatementLinesInMessages(t *testing.T) {
 }
 
 // TestVerifyBoundsTheLinesRead: from a stream of lines that never ends,
-// Verify reads at most a page more than the replay's lines, and finds
-// statements that differ.
+// Verify, once its replay is over, reads at most a page more than the
+// replay's lines (it reads the lines beside the replay, before it knows how
+// many there are), and finds statements that differ.
 func TestVerifyBoundsTheLinesRead(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	ledger := testenv.Name(t)
 	newWorkload(t, h, ledger, 6).run(40)
 	lines := &linesCounted{AuditServiceClient: h.audit, endless: true}
-	rep := h.verify(t, ledger, audit.Options{Lines: lines})
+	var replayed atomic.Int64 // lines read when the replay was over; -1: not yet
+	replayed.Store(-1)
+	rep := h.verify(t, ledger, audit.Options{Lines: lines, Progress: func(p audit.Progress) {
+		if p.Phase != "log" && replayed.Load() < 0 {
+			replayed.Store(int64(lines.lines.Load()))
+		}
+	}})
 	if rep.Clean() || rep.Divergence.Kind != audit.KindStatement {
 		t.Errorf("verify: %v, want a statement divergence", rep.Divergence)
 	}
-	if sent, bound := lines.lines.Load(), rep.StatementLines+2*1000; sent > bound {
-		t.Errorf("%d lines read, want at most %d (the replay's %d and a page, a message past it)", sent, bound, rep.StatementLines)
+	if sent, bound := int64(lines.lines.Load()), max(replayed.Load(), int64(rep.StatementLines))+2*1000; sent > bound {
+		t.Errorf("%d lines read (%d when the replay was over), want at most %d (the replay's %d and a page, "+
+			"a message past it)", sent, replayed.Load(), bound, rep.StatementLines)
+	}
+}
+
+// readsBeside fails the first bulk read of the lines and the first
+// listing of the transfers (as a ledgerd whose projections had not reached
+// To in time), and holds the log's first read until both were asked for:
+// they run beside the replay, or the replay waits in vain.
+type readsBeside struct {
+	audit.Log
+	ledgerv1.QueryServiceClient
+	ledgerv1.AuditServiceClient
+	linesCalls, listCalls atomic.Int32
+	lines, list           chan struct{} // closed at the first call
+	replay                sync.Once
+}
+
+func (r *readsBeside) ReadStatementLines(ctx context.Context, in *ledgerv1.ReadStatementLinesRequest,
+	opts ...grpc.CallOption) (grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse], error) {
+	if r.linesCalls.Add(1) == 1 {
+		close(r.lines)
+		return nil, status.Error(codes.Unavailable, "the movements projection did not reach the position in time")
+	}
+	return r.AuditServiceClient.ReadStatementLines(ctx, in, opts...)
+}
+
+func (r *readsBeside) ListTransfers(ctx context.Context, in *ledgerv1.ListTransfersRequest,
+	opts ...grpc.CallOption) (*ledgerv1.ListTransfersResponse, error) {
+	if r.listCalls.Add(1) == 1 {
+		close(r.list)
+		return nil, status.Error(codes.Unavailable, "the transfers projection did not reach the position in time")
+	}
+	return r.QueryServiceClient.ListTransfers(ctx, in, opts...)
+}
+
+func (r *readsBeside) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Record) error) error {
+	var err error
+	r.replay.Do(func() {
+		for _, asked := range []chan struct{}{r.lines, r.list} {
+			select {
+			case <-asked:
+			case <-time.After(30 * time.Second):
+				err = errors.New("the replay began, and the served lines and transfers were not asked for beside it")
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return r.Log.Read(ctx, from, to, fn)
+}
+
+// TestVerifyReadsBesideTheReplay: Verify asks ledgerd for the statement
+// lines and the transfers up to the head before its replay reads the log,
+// and a read that failed then is made again after the replay.
+func TestVerifyReadsBesideTheReplay(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	newWorkload(t, h, ledger, 6).run(60)
+	r := &readsBeside{Log: h.serviceLog(ledger), QueryServiceClient: h.query, AuditServiceClient: h.audit,
+		lines: make(chan struct{}), list: make(chan struct{})}
+	rep, err := audit.Verify(ctx(t), r, r, audit.Options{Lines: r, Alerts: h.mon})
+	testenv.NoError(t, err)
+	mustClean(t, "beside the replay", rep)
+	if rep.StatementLines == 0 || rep.Transfers == 0 {
+		t.Errorf("%d lines and %d transfers compared, want some of each", rep.StatementLines, rep.Transfers)
+	}
+	if got := r.linesCalls.Load(); got != 2 {
+		t.Errorf("%d bulk reads of the lines, want 2 (the failed one made again)", got)
 	}
 }

@@ -132,9 +132,7 @@ func diffLine(want, got *line) *field {
 // statements compares every account's statement up to To, pending lines
 // included, with the replay's lines.
 func (v *verifier) statements(ctx context.Context) (*Divergence, error) {
-	for _, a := range v.book.accounts {
-		v.rep.StatementLines += a.lines
-	}
+	v.rep.StatementLines = v.book.lineCount()
 	suspects, best, err := v.sumStatements(ctx)
 	if errors.Is(err, errNoBulkLines) {
 		suspects, best, err = v.digestStatements(ctx, v.book.accountIDs())

@@ -347,25 +347,51 @@ func (b *transferBook) change(id string, e domain.Event) error {
 	return nil
 }
 
-// transfers compares every transfer served up to To with the replay's. It
-// runs beside the other checks, and reports its progress through report.
+// transfers compares every transfer of ledger served up to at (To) with
+// the replay's. It runs beside the other checks, and reports its progress
+// through report. Started before the log is read (at is then its head),
+// it lists the served transfers beside the replay and waits for it to
+// compare them; a listing that failed then (projections that had not
+// reached at in time, say) is made again.
 //
 // Errors: a call or read that failed; those of a second read of the log.
-func (v *verifier) transfers(ctx context.Context, report func(phase string, done, total uint64)) (*Divergence, error) {
-	want := v.tbook
-	got := transferBuckets{span: want.buckets.span}
-	listed, total := uint64(0), want.count()
-	err := v.listTransfers(ctx, func(t *ledgerv1.TransferView, _ uint64) error {
-		got.add(want.seed, servedTransfer(t), 1)
-		listed++
-		if listed%transfersPageMax == 0 {
-			report("transfers", min(listed, total), total)
+func (v *verifier) transfers(ctx context.Context, ledger string, at uint64,
+	report func(phase string, done, total uint64)) (*Divergence, error) {
+	seed, span := v.book.seed, cmp.Or(v.opts.transferBucketSpan, transferBucketSpan)
+	replayed := func() bool {
+		select {
+		case <-v.replayed:
+			return true
+		default:
+			return false
 		}
-		return nil
-	})
+	}
+	list := func() (transferBuckets, uint64, error) {
+		got, listed := transferBuckets{span: span}, uint64(0)
+		err := v.listTransfers(ctx, ledger, at, func(t *ledgerv1.TransferView, _ uint64) error {
+			got.add(seed, servedTransfer(t), 1)
+			if listed++; listed%transfersPageMax == 0 && replayed() {
+				report("transfers", min(listed, v.tbook.count()), v.tbook.count())
+			}
+			return nil
+		})
+		return got, listed, err
+	}
+	early := !replayed()
+	got, listed, err := list()
+	select {
+	case <-v.replayed:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err != nil && early && ctx.Err() == nil {
+		got, listed, err = list()
+	}
 	if err != nil {
 		return nil, err
 	}
+	want := v.tbook
+	total := want.count()
 	report("transfers", min(listed, total), total)
 	var differ []int
 	for i := range max(len(want.buckets.b), len(got.b)) {
@@ -399,14 +425,14 @@ func (v *verifier) transfers(ctx context.Context, report func(phase string, done
 	return nil, nil
 }
 
-// listTransfers hands each transfer served at positions up to To to f, in
-// position order, with the position its page reflects (the projection's
-// checkpoint, read in the same snapshot as the page's rows).
+// listTransfers hands each transfer of ledger served at positions up to at
+// to f, in position order, with the position its page reflects (the
+// projection's checkpoint, read in the same snapshot as the page's rows).
 //
 // Errors: a call that failed; f's.
-func (v *verifier) listTransfers(ctx context.Context, f func(t *ledgerv1.TransferView, page uint64) error) error {
-	at := v.rep.To
-	req := &ledgerv1.ListTransfersRequest{Ledger: v.rep.Ledger, MinPosition: at, Limit: transfersPageMax}
+func (v *verifier) listTransfers(ctx context.Context, ledger string, at uint64,
+	f func(t *ledgerv1.TransferView, page uint64) error) error {
+	req := &ledgerv1.ListTransfersRequest{Ledger: ledger, MinPosition: at, Limit: transfersPageMax}
 	// Positions only go up (one transfer an event), up to at: that bounds
 	// the listing, whatever the cursors.
 	last := uint64(0)
@@ -463,14 +489,14 @@ type transfersCheck struct {
 	phases []Progress
 }
 
-// startTransfers starts the transfers check: it reads ledgerd's transfers
-// while the other checks read the rest.
-func (v *verifier) startTransfers(ctx context.Context) *transfersCheck {
+// startTransfers starts the transfers check of ledger up to at: it reads
+// ledgerd's transfers while the replay, or the other checks, read the rest.
+func (v *verifier) startTransfers(ctx context.Context, ledger string, at uint64) *transfersCheck {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &transfersCheck{done: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(c.done)
-		c.d, c.err = v.transfers(ctx, func(phase string, done, total uint64) {
+		c.d, c.err = v.transfers(ctx, ledger, at, func(phase string, done, total uint64) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			p := Progress{Phase: phase, Done: done, Total: total}

@@ -37,7 +37,7 @@ func (v *verifier) recheckTransfers(ctx context.Context, buckets []int, progress
 	to := v.rep.To
 	until := to
 	got := map[uint64]servedAt{} // by position
-	err := v.listTransfers(ctx, func(t *ledgerv1.TransferView, page uint64) error {
+	err := v.listTransfers(ctx, v.rep.Ledger, to, func(t *ledgerv1.TransferView, page uint64) error {
 		until = max(until, page)
 		if !keep[t.GetPosition()/span] {
 			return nil

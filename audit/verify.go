@@ -140,10 +140,26 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		return nil, errNoKeyring
 	}
 	v.anchors = newAnchorCheck(opts.Anchors, opts.Keyring)
+	v.replayed = make(chan struct{})
+	var tc *transfersCheck
+	if v.book != nil && proj != nil && head != 0 {
+		// To is a database's head, known before the log is read: what
+		// ledgerd serves up to it is read beside the replay.
+		tc = v.startTransfers(ctx, rep.Ledger, to)
+		defer tc.stop()
+		if opts.Lines != nil {
+			v.served.lines = readLines(ctx, opts.Lines, rep.Ledger, to, v.book.seed)
+			defer v.served.lines.stop()
+		}
+	}
 	if err := v.readLog(ctx, from, to); err != nil {
 		return nil, err
 	}
 	rep.Ledger = l.Ledger() // a file names its ledger once read
+	close(v.replayed)
+	if v.served.lines != nil {
+		v.served.lines.bound(v.book.lineCount())
+	}
 	defer func() { rep.Elapsed = time.Since(began) }()
 	// A file's end is not a head: anchors past it are not judged. A
 	// database's head is, even 0 (its events deleted, or restored from
@@ -172,8 +188,10 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		rep.Notes = append(rep.Notes, "projections not compared: the log alone was verified")
 		return rep, nil
 	}
-	tc := v.startTransfers(ctx)
-	defer tc.stop() // on an earlier divergence or error
+	if tc == nil {
+		tc = v.startTransfers(ctx, rep.Ledger, rep.To)
+		defer tc.stop() // on an earlier divergence or error
+	}
 	transfers := func(context.Context) (*Divergence, error) { return v.waitTransfers(tc) }
 	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements, transfers, v.alerts} {
 		d, err := check(ctx)
@@ -218,6 +236,19 @@ type verifier struct {
 	last eventstore.Hash
 	// rereading makes the second reads of the log one at a time (reread).
 	rereading sync.Mutex
+	// replayed is closed once the log is read: what ledgerd serves, read
+	// beside the replay, is compared after it.
+	replayed chan struct{}
+	// served are the reads of what ledgerd serves that ran beside the
+	// replay.
+	served servedReads
+}
+
+// servedReads are the reads that run beside the replay: they need only the
+// run's seed and To, a database's head, known before the log is read.
+type servedReads struct {
+	// lines is the bulk read of the statement lines; nil when none ran.
+	lines *servedLines
 }
 
 // recentRecords keeps the last recentRecordsMax records by position: most
