@@ -87,6 +87,26 @@ func (h *harness) head(t *testing.T, ledger string) uint64 {
 	return uint64(pos)
 }
 
+// caughtUp waits until every projection of ledger has applied its head:
+// a test that edits a read model edits what the projectors wrote, and
+// nothing they write after.
+func (h *harness) caughtUp(t *testing.T, ledger string) {
+	t.Helper()
+	head := h.head(t, ledger)
+	testenv.Eventually(t, time.Minute, func() error {
+		st, err := h.query.GetProjectionStatus(ctx(t), &ledgerv1.GetProjectionStatusRequest{Ledger: ledger})
+		if err != nil {
+			return err
+		}
+		for _, p := range st.GetProjections() {
+			if p.GetPosition() < head {
+				return fmt.Errorf("%s at %d of %d", p.GetName(), p.GetPosition(), head)
+			}
+		}
+		return nil
+	})
+}
+
 // verify runs Verify through ledgerd, as ledgerctl does (alerts compared,
 // the statement lines read at once).
 func (h *harness) verify(t *testing.T, ledger string, opts audit.Options) *audit.Report {

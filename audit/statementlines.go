@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/internal/protoread"
 )
 
 // The statements in bulk: ledgerd streams every line up to To at once, in
@@ -88,38 +90,48 @@ func readLines(ctx context.Context, src StatementLines, ledger string, to uint64
 // (its map bounded by the log's size), and the sums show it.
 func (s *servedLines) run(ctx context.Context, src StatementLines, ledger string, to uint64, seed maphash.Seed) error {
 	stream, err := src.ReadStatementLines(ctx, &ledgerv1.ReadStatementLinesRequest{Ledger: ledger, ToPosition: to},
-		grpc.MaxCallRecvMsgSize(callRecvMax))
+		grpc.MaxCallRecvMsgSize(callRecvMax), grpc.ForceCodecV2(protoread.Codec{}))
+	var (
+		page     linesPage
+		digested []byte
+	)
+	add := func(l *wireLine) error {
+		if l.position > to {
+			if s.past == nil || l.position < s.past.Position {
+				s.past = &Divergence{Kind: KindStatement, Position: l.position, Account: string(l.account), Field: "position",
+					Expected: fmt.Sprintf("lines up to %d", to), Found: fmt.Sprintf("a line at %d", l.position)}
+			}
+			return nil
+		}
+		i, ok := s.index[string(l.account)]
+		if !ok {
+			if uint64(len(s.sums)) >= to {
+				return errStop
+			}
+			i = len(s.sums)
+			s.index[string(l.account)] = i
+			s.sums = append(s.sums, servedSum{id: string(l.account), position: l.position})
+		}
+		// The line's digest alone, keyed by its seq (statementDigest).
+		digested = l.appendDigested(binary.LittleEndian.AppendUint64(digested[:0], uint64(l.seq)))
+		sum := &s.sums[i]
+		sum.n++
+		sum.sum += maphash.Bytes(seed, digested)
+		sum.position = min(sum.position, l.position)
+		return nil
+	}
 	for err == nil && s.read.Load() <= s.limit.Load() {
-		var resp *ledgerv1.ReadStatementLinesResponse
-		if resp, err = stream.Recv(); err != nil {
+		if err = stream.RecvMsg(&page); err != nil {
 			break
 		}
-		for _, al := range resp.GetLines() {
-			l := lineOf(al.GetLine())
-			if l.position > to {
-				if s.past == nil || l.position < s.past.Position {
-					s.past = &Divergence{Kind: KindStatement, Position: l.position, Account: al.GetAccount(), Field: "position",
-						Expected: fmt.Sprintf("lines up to %d", to), Found: fmt.Sprintf("a line at %d", l.position)}
-				}
-				continue
+		for i := range page.lines {
+			if err = add(&page.lines[i]); err != nil {
+				break
 			}
-			i, ok := s.index[al.GetAccount()]
-			if !ok {
-				if uint64(len(s.sums)) >= to {
-					return nil
-				}
-				i = len(s.sums)
-				s.index[al.GetAccount()] = i
-				s.sums = append(s.sums, servedSum{id: al.GetAccount(), position: l.position})
-			}
-			sum := &s.sums[i]
-			sum.n++
-			sum.sum += statementDigest(seed, uint64(al.GetSeq()), &l)
-			sum.position = min(sum.position, l.position)
 		}
-		s.read.Add(uint64(len(resp.GetLines())))
+		s.read.Add(uint64(len(page.lines)))
 	}
-	if errors.Is(err, io.EOF) {
+	if errors.Is(err, io.EOF) || errors.Is(err, errStop) {
 		return nil
 	}
 	return err

@@ -66,17 +66,23 @@ func (l *linesCounted) ReadStatementLines(ctx context.Context, in *ledgerv1.Read
 type countedStream struct {
 	grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse]
 	of   *linesCounted
-	last *ledgerv1.ReadStatementLinesResponse
+	last any // a copy of the last message (audit.KeepLines)
 }
 
-func (s *countedStream) Recv() (*ledgerv1.ReadStatementLinesResponse, error) {
-	resp, err := s.ServerStreamingClient.Recv()
-	if errors.Is(err, io.EOF) && s.of.endless && s.last != nil {
-		resp, err = s.last, nil
+// RecvMsg is what Verify calls, into a message of its own.
+func (s *countedStream) RecvMsg(m any) error {
+	err := s.ServerStreamingClient.RecvMsg(m)
+	switch {
+	case errors.Is(err, io.EOF) && s.of.endless && s.last != nil:
+		audit.PutLines(m, s.last)
+		err = nil
+	case err == nil && s.of.endless:
+		s.last = audit.KeepLines(m)
 	}
-	s.last = resp
-	s.of.lines.Add(uint64(len(resp.GetLines())))
-	return resp, err
+	if err == nil {
+		s.of.lines.Add(uint64(audit.LinesIn(m)))
+	}
+	return err
 }
 
 // noBulkLines is a ledgerd that does not serve ReadStatementLines.
@@ -131,12 +137,34 @@ func TestVerifyStatementsInBulk(t *testing.T) {
 	}
 	edit(-1)
 
-	rep = verify(audit.Options{Lines: noBulkLines{}})
-	mustClean(t, "account by account", rep)
-	if got := proj.take(); len(got) < 6 || !slices.Contains(got, account) {
-		t.Errorf("statements read account by account: %v, want every account's", got)
+	// Refused at the call, or on the stream's first message (as grpc-go
+	// reports an unknown method of a server stream), by a ledgerd without
+	// the call or with its streams all taken.
+	for _, lines := range []audit.StatementLines{noBulkLines{}, refusedOnRecv{codes.Unimplemented},
+		refusedOnRecv{codes.ResourceExhausted}} {
+		rep = verify(audit.Options{Lines: lines})
+		mustClean(t, "account by account", rep)
+		if got := proj.take(); len(got) < 6 || !slices.Contains(got, account) {
+			t.Errorf("%T: statements read account by account: %v, want every account's", lines, got)
+		}
 	}
 }
+
+// refusedOnRecv is a ReadStatementLines stream whose first message is a
+// refusal with code.
+type refusedOnRecv struct{ code codes.Code }
+
+func (r refusedOnRecv) ReadStatementLines(context.Context, *ledgerv1.ReadStatementLinesRequest,
+	...grpc.CallOption) (grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse], error) {
+	return refusedStream{err: status.Error(r.code, "refused")}, nil
+}
+
+type refusedStream struct {
+	grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse] // nil: only RecvMsg is called
+	err                                                             error
+}
+
+func (s refusedStream) RecvMsg(any) error { return s.err }
 
 // TestVerifyCatchesSwappedLines: two lines of one account at one position
 // (a hold posted: its release, then the posting) swapped in the read
@@ -148,6 +176,7 @@ func TestVerifyCatchesSwappedLines(t *testing.T) {
 	h := start(t)
 	ledger := testenv.Name(t)
 	newWorkload(t, h, ledger, 6).run(120)
+	h.caughtUp(t, ledger)
 	var (
 		account string
 		pos     int64
@@ -176,6 +205,7 @@ func TestVerifyCatchesLinesOfAnAccountNeverOpened(t *testing.T) {
 	h := start(t)
 	ledger := testenv.Name(t)
 	newWorkload(t, h, ledger, 6).run(40)
+	h.caughtUp(t, ledger)
 	const ghost, opened = "ghost", 1 << 40
 	h.exec(t, `INSERT INTO movement_heads (ledger, ledger_no, account, asset, scale, normal_balance, opened_position)
 		SELECT ledger, ledger_no, $2, asset, scale, normal_balance, $3 FROM movement_heads WHERE ledger = $1 AND account = 'usd:0'`,

@@ -36,7 +36,9 @@ type Projections interface {
 }
 
 // StatementLines is what Verify asks of ledgerd's AuditService to read
-// every statement line at once: a ledgerv1.AuditServiceClient is one.
+// every statement line at once: a ledgerv1.AuditServiceClient is one. Its
+// call must pass on Verify's call options: Verify reads the messages
+// itself, through a codec of its own (lineswire.go).
 type StatementLines interface {
 	ReadStatementLines(ctx context.Context, in *ledgerv1.ReadStatementLinesRequest,
 		opts ...grpc.CallOption) (grpc.ServerStreamingClient[ledgerv1.ReadStatementLinesResponse], error)

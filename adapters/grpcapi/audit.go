@@ -20,15 +20,16 @@ type AuditServer struct {
 	logger *slog.Logger
 	// logImport runs ImportEvents.
 	logImport *workflows.LogImport
-	// wires holds the buffers of ReadEvents' messages.
+	// wires holds the buffers of the messages ReadEvents and
+	// ReadStatementLines encode themselves.
 	wires *bufferPool
 }
 
 // NewAuditServer returns an AuditServer over the event store and the read
 // models' queries (reads); writers start a ledger's writer once an import
 // has loaded its log. Its gRPC server must have DecodeOptions' codec:
-// ReadEvents writes its messages' wire itself, and only that codec sends
-// them (protobuf's refuses them: Internal).
+// ReadEvents and ReadStatementLines write their messages' wire themselves,
+// and only that codec sends them (protobuf's refuses them: Internal).
 func NewAuditServer(store *eventstore.Store, reads *queries.Service, writers Writers, logger *slog.Logger) *AuditServer {
 	return &AuditServer{store: store, reads: reads, logger: logger, logImport: workflows.NewLogImport(store, writers, logger),
 		wires: &bufferPool{}}

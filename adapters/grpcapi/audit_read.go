@@ -243,7 +243,7 @@ func (o *eventSender) flush() error {
 		return nil
 	}
 	// The server's codec sends encoded messages as they are.
-	err := o.stream.SendMsg(&encodedEvents{wire: o.wire, pool: o.pool})
+	err := o.stream.SendMsg(&encodedMessage{wire: o.wire, pool: o.pool})
 	o.wire, o.events = nil, 0
 	return err
 }

@@ -38,8 +38,9 @@ const decodeReasonLenMax = 256
 // options that chain the metrics and authentication interceptors: their
 // interceptors must run after those (the metrics then count the refusal by
 // its code; an unauthenticated caller learns nothing about its message).
-// Their codec also sends ReadEvents' messages, which AuditServer writes
-// itself (encodedEvents): a server without them cannot serve ReadEvents.
+// Their codec also sends ReadEvents' and ReadStatementLines' messages,
+// which AuditServer writes itself (encodedMessage): a server without them
+// cannot serve those.
 func DecodeOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(markingCodec{base: encoding.GetCodecV2("proto")}),
@@ -56,7 +57,7 @@ func (c markingCodec) Name() string { return c.base.Name() }
 
 // Marshal marshals v, or hands an encoded message over as it is.
 func (c markingCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if e, ok := v.(*encodedEvents); ok {
+	if e, ok := v.(*encodedMessage); ok {
 		b, err := e.buffer()
 		if err != nil {
 			return nil, err

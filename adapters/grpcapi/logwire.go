@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
@@ -22,10 +23,11 @@ import (
 // ReadEventsResponse (fields in number order, zero values left out):
 // TestEncodedEventsAreProtobufs holds them to it.
 
-// encodedEvents is a ReadEventsResponse in its wire form, which the server's
-// codec (markingCodec) hands over as it is. Its bytes come from pool and go
-// back there once gRPC has written them.
-type encodedEvents struct {
+// encodedMessage is a message in its wire form (a ReadEventsResponse, a
+// ReadStatementLinesResponse), which the server's codec (markingCodec)
+// hands over as it is. Its bytes come from pool and go back there once
+// gRPC has written them.
+type encodedMessage struct {
 	wire []byte
 	pool *bufferPool
 }
@@ -35,16 +37,16 @@ type encodedEvents struct {
 // They are handed over once: twice, two messages to come would share them.
 //
 // Errors: for a message handed over already.
-func (e *encodedEvents) buffer() (mem.Buffer, error) {
+func (e *encodedMessage) buffer() (mem.Buffer, error) {
 	if e.wire == nil {
-		return nil, errors.New("grpcapi: ReadEvents message marshalled twice")
+		return nil, errors.New("grpcapi: an encoded message marshalled twice")
 	}
 	wire := e.wire
 	e.wire = nil
 	return mem.NewBuffer(&wire, e.pool), nil
 }
 
-// bufferPool holds the buffers of ReadEvents' messages, of any capacity up
+// bufferPool holds the buffers of encoded messages, of any capacity up
 // to wireBufferMax: a message grows its buffer as it needs, and the grown
 // one comes back. Allocated (and so zeroed) afresh, a few hundred
 // kilobytes a message, they were about a tenth of ledgerd's CPU in a
@@ -108,7 +110,7 @@ func eventWireLen(r *eventstore.Record) int {
 	if r.SchemaVersion != 0 {
 		n += protowire.SizeTag(logEventSchemaVersion) + protowire.SizeVarint(uint64(uint32(r.SchemaVersion)))
 	}
-	ts := timestampWireLen(r)
+	ts := timestampWireLen(r.RecordedAt)
 	return n + protowire.SizeTag(logEventRecordedAt) + protowire.SizeBytes(ts)
 }
 
@@ -121,9 +123,9 @@ func stringFieldLen(num protowire.Number, n int) int {
 	return protowire.SizeTag(num) + protowire.SizeBytes(n)
 }
 
-// timestampWireLen is the length of r's recorded time as a Timestamp.
-func timestampWireLen(r *eventstore.Record) int {
-	sec, nanos := r.RecordedAt.Unix(), int32(r.RecordedAt.Nanosecond())
+// timestampWireLen is the length of t as a Timestamp.
+func timestampWireLen(t time.Time) int {
+	sec, nanos := t.Unix(), int32(t.Nanosecond())
 	n := 0
 	if sec != 0 {
 		n += protowire.SizeTag(timestampSeconds) + protowire.SizeVarint(uint64(sec))
@@ -132,6 +134,22 @@ func timestampWireLen(r *eventstore.Record) int {
 		n += protowire.SizeTag(timestampNanos) + protowire.SizeVarint(uint64(int64(nanos)))
 	}
 	return n
+}
+
+// appendTimestampField appends t as a Timestamp field, present even when
+// zero (as a message field set to a zero Timestamp is).
+func appendTimestampField(b []byte, num protowire.Number, t time.Time) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(timestampWireLen(t)))
+	if sec := t.Unix(); sec != 0 {
+		b = protowire.AppendTag(b, timestampSeconds, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(sec))
+	}
+	if nanos := int32(t.Nanosecond()); nanos != 0 {
+		b = protowire.AppendTag(b, timestampNanos, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(int64(nanos)))
+	}
+	return b
 }
 
 // appendEvent appends r, whose LogEvent is size bytes long (eventWireLen),
@@ -166,16 +184,7 @@ func appendEvent(b []byte, r *eventstore.Record, size int) ([]byte, error) {
 		b = protowire.AppendTag(b, logEventSchemaVersion, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(uint32(r.SchemaVersion)))
 	}
-	b = protowire.AppendTag(b, logEventRecordedAt, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(timestampWireLen(r)))
-	if sec := r.RecordedAt.Unix(); sec != 0 {
-		b = protowire.AppendTag(b, timestampSeconds, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(sec))
-	}
-	if nanos := int32(r.RecordedAt.Nanosecond()); nanos != 0 {
-		b = protowire.AppendTag(b, timestampNanos, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(int64(nanos)))
-	}
+	b = appendTimestampField(b, logEventRecordedAt, r.RecordedAt)
 	b = appendStringField(b, logEventCommandID, r.CommandID)
 	if len(r.Payload) > 0 {
 		b = protowire.AppendTag(b, logEventPayload, protowire.BytesType)

@@ -107,7 +107,7 @@ func TestEncodedEventsMarshalOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := &encodedEvents{wire: wire, pool: pool}
+	msg := &encodedMessage{wire: wire, pool: pool}
 	first, err := c.Marshal(msg)
 	if err != nil || !bytes.Equal(first.Materialize(), wire) {
 		t.Fatalf("first marshal: %x, %v; want %x", first.Materialize(), err, wire)

@@ -14,6 +14,7 @@ import (
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/eventstore"
+	"github.com/ledgerd/ledger/internal/protoread"
 )
 
 // callTimeout bounds the unary call behind Head.
@@ -77,7 +78,7 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream when fn stops early
 	stream, err := l.Audit.ReadEvents(ctx, &ledgerv1.ReadEventsRequest{Ledger: l.Name, FromPosition: from, ToPosition: to},
-		grpc.ForceCodecV2(eventsCodec{}))
+		grpc.ForceCodecV2(protoread.Codec{}))
 	if err != nil {
 		return audit.CallError(fmt.Sprintf("read events of %s from %d", l.Name, from), err)
 	}

@@ -6,43 +6,22 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/eventstore"
-
-	// The proto codec requests go through registers itself on import.
-	_ "google.golang.org/grpc/encoding/proto"
+	"github.com/ledgerd/ledger/internal/protoread"
 )
 
-// ReadEvents' messages are read here by hand, into records: protobuf's
-// unmarshalling (a LogEvent and seven strings an event) and then a record
-// built from it (the payload copied, the hashes decoded from hex) were a
-// fifth of a replay's CPU in ledgerctl. The message's bytes are copied
+// ReadEvents' messages are read here by hand (protoread), into records:
+// protobuf's unmarshalling (a LogEvent and seven strings an event) and then
+// a record built from it (the payload copied, the hashes decoded from hex)
+// were a fifth of a replay's CPU in ledgerctl. The message's bytes are copied
 // once; each record's payload is a slice of them, so a record kept keeps
 // its whole message (verify's look-back ring of 65,536 records holds about
 // 66 messages, not 65,536 payloads). TestEventsCodec holds the records to
 // those RecordOf makes of protobuf's LogEvents.
-
-// eventsCodec is protobuf's codec, except that it reads an *eventPage
-// itself. Its name is protobuf's: the server sees a protobuf call.
-type eventsCodec struct{}
-
-var protoCodec = encoding.GetCodecV2("proto")
-
-func (eventsCodec) Name() string { return protoCodec.Name() }
-
-func (eventsCodec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
-
-func (eventsCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	p, ok := v.(*eventPage)
-	if !ok {
-		return protoCodec.Unmarshal(data, v)
-	}
-	return p.decode(data.Materialize())
-}
 
 // eventPage is a ReadEventsResponse read as records. A record that cannot
 // be one (a hash that is not 64 hex digits) ends it: malformed says why,
@@ -54,6 +33,9 @@ type eventPage struct {
 	// every event of a ledger names it, and a log has few types.
 	ledger, typ string
 }
+
+// ReadWire reads the message into records (protoread.Reader).
+func (p *eventPage) ReadWire(data mem.BufferSlice) error { return p.decode(data.Materialize()) }
 
 // Field numbers of ReadEventsResponse, LogEvent and Timestamp.
 const (
@@ -68,9 +50,6 @@ const (
 	eventPayload       = 7
 	eventPrevHash      = 8
 	eventHash          = 9
-
-	timestampSeconds = 1
-	timestampNanos   = 2
 )
 
 // decode reads a ReadEventsResponse, as protobuf would: a field of a number
@@ -81,15 +60,15 @@ const (
 func (p *eventPage) decode(b []byte) error {
 	p.recs, p.malformed = p.recs[:0], nil
 	for len(b) > 0 {
-		var f field
+		var f protoread.Field
 		var err error
-		if f, b, err = nextField(b); err != nil {
+		if f, b, err = protoread.Next(b); err != nil {
 			return fmt.Errorf("events: %w", err)
 		}
-		if f.num != responseEvents || f.typ != protowire.BytesType || p.malformed != nil {
+		if f.Num != responseEvents || f.Type != protowire.BytesType || p.malformed != nil {
 			continue // what follows a malformed event is not handed on
 		}
-		r, err := p.event(f.bytes)
+		r, err := p.event(f.Bytes)
 		if err != nil {
 			return err
 		}
@@ -105,45 +84,45 @@ func (p *eventPage) decode(b []byte) error {
 // Errors: for bytes that are not a LogEvent.
 func (p *eventPage) event(b []byte) (eventstore.Record, error) {
 	var r eventstore.Record
-	var seconds, nanos int64
+	var recorded [2]int64 // seconds, nanos
 	var hashes [2][]byte
 	for len(b) > 0 {
-		var f field
+		var f protoread.Field
 		var err error
-		if f, b, err = nextField(b); err != nil {
+		if f, b, err = protoread.Next(b); err != nil {
 			return r, fmt.Errorf("event: %w", err)
 		}
 		switch {
-		case f.typ == protowire.VarintType && f.num == eventPosition:
-			r.Position = f.v
-		case f.typ == protowire.VarintType && f.num == eventSchemaVersion:
-			r.SchemaVersion = int(uint32(f.v))
-		case f.typ != protowire.BytesType:
-		case f.num == eventLedger:
-			p.ledger = reuse(p.ledger, f.bytes)
+		case f.Type == protowire.VarintType && f.Num == eventPosition:
+			r.Position = f.V
+		case f.Type == protowire.VarintType && f.Num == eventSchemaVersion:
+			r.SchemaVersion = int(uint32(f.V))
+		case f.Type != protowire.BytesType:
+		case f.Num == eventLedger:
+			p.ledger = reuse(p.ledger, f.Bytes)
 			r.Ledger = p.ledger
-		case f.num == eventType:
-			p.typ = reuse(p.typ, f.bytes)
+		case f.Num == eventType:
+			p.typ = reuse(p.typ, f.Bytes)
 			r.Type = p.typ
-		case f.num == eventRecordedAt:
-			if err := timestamp(f.bytes, &seconds, &nanos); err != nil {
-				return r, err
+		case f.Num == eventRecordedAt:
+			if err := protoread.Timestamp(f.Bytes, &recorded); err != nil {
+				return r, fmt.Errorf("recorded_at: %w", err)
 			}
-		case f.num == eventCommandID:
-			r.CommandID = string(f.bytes)
-		case f.num == eventPayload:
-			r.Payload = f.bytes[:len(f.bytes):len(f.bytes)]
-		case f.num == eventPrevHash:
-			hashes[0] = f.bytes
-		case f.num == eventHash:
-			hashes[1] = f.bytes
+		case f.Num == eventCommandID:
+			r.CommandID = string(f.Bytes)
+		case f.Num == eventPayload:
+			r.Payload = f.Bytes[:len(f.Bytes):len(f.Bytes)]
+		case f.Num == eventPrevHash:
+			hashes[0] = f.Bytes
+		case f.Num == eventHash:
+			hashes[1] = f.Bytes
 		}
 	}
 	if !utf8.ValidString(r.Ledger) || !utf8.ValidString(r.Type) || !utf8.ValidString(r.CommandID) || !utf8.Valid(r.Payload) ||
 		!utf8.Valid(hashes[0]) || !utf8.Valid(hashes[1]) {
 		return r, fmt.Errorf("event at %d: a string field is not UTF-8", r.Position)
 	}
-	r.RecordedAt = time.Unix(seconds, nanos).UTC()
+	r.RecordedAt = time.Unix(recorded[0], recorded[1]).UTC()
 	if p.malformed = hashOf(&r.PrevHash, hashes[0], "prev_hash", r.Position); p.malformed == nil {
 		p.malformed = hashOf(&r.Hash, hashes[1], "hash", r.Position)
 	}
@@ -156,59 +135,6 @@ func reuse(last string, v []byte) string {
 		return last
 	}
 	return string(v)
-}
-
-// timestamp reads a Timestamp's fields into seconds and nanos, which keep
-// what earlier occurrences of the field set (protobuf merges them).
-func timestamp(b []byte, seconds, nanos *int64) error {
-	for len(b) > 0 {
-		var f field
-		var err error
-		if f, b, err = nextField(b); err != nil {
-			return fmt.Errorf("recorded_at: %w", err)
-		}
-		switch {
-		case f.typ != protowire.VarintType:
-		case f.num == timestampSeconds:
-			*seconds = int64(f.v)
-		case f.num == timestampNanos:
-			*nanos = int64(int32(f.v))
-		}
-	}
-	return nil
-}
-
-// field is one field of a message: a varint's value in v, a
-// length-delimited field's bytes in bytes.
-type field struct {
-	num   protowire.Number
-	typ   protowire.Type
-	v     uint64
-	bytes []byte
-}
-
-// nextField reads the field b starts with, and returns b past it.
-//
-// Errors: protowire's, for bytes that are not a field.
-func nextField(b []byte) (field, []byte, error) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 {
-		return field{}, nil, protowire.ParseError(n)
-	}
-	b = b[n:]
-	f := field{num: num, typ: typ}
-	switch typ {
-	case protowire.VarintType:
-		f.v, n = protowire.ConsumeVarint(b)
-	case protowire.BytesType:
-		f.bytes, n = protowire.ConsumeBytes(b)
-	default:
-		n = protowire.ConsumeFieldValue(num, typ, b)
-	}
-	if n < 0 {
-		return field{}, nil, protowire.ParseError(n)
-	}
-	return f, b[n:], nil
 }
 
 // hashOf decodes a hash from its hex text.
