@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"log/slog"
+	"time"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/eventstore"
@@ -23,6 +24,8 @@ type AuditServer struct {
 	// wires holds the buffers of the messages ReadEvents and
 	// ReadStatementLines encode themselves.
 	wires *bufferPool
+	// linesStallMax replaces StatementLinesStallMax when set (tests).
+	linesStallMax time.Duration
 }
 
 // NewAuditServer returns an AuditServer over the event store and the read

@@ -1,7 +1,10 @@
 package grpcapi
 
 import (
+	"cmp"
+	"context"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
@@ -20,27 +23,79 @@ const (
 	statementLinesBytesMax = 3 << 20
 )
 
+// Bounds of a client that reads slowly: the messages read ahead of it,
+// and how long the read waits for it to take one before it gives up.
+const (
+	statementLinesAhead = 2
+	// StatementLinesStallMax bounds how long a ReadStatementLines stream
+	// holds its PostgreSQL snapshot (and connection) while its client reads
+	// nothing: an open snapshot keeps VACUUM from every row deleted after
+	// it began, in every table.
+	StatementLinesStallMax = 30 * time.Second
+)
+
 // ReadStatementLines streams every statement line of a ledger up to
-// to_position, each with its account, in batches.
+// to_position, each with its account, in batches. The lines are read from
+// PostgreSQL in one snapshot ahead of the client by at most
+// statementLinesAhead messages; when the client takes none for
+// StatementLinesStallMax, the read ends, its snapshot and connection are
+// let go, and the stream fails once what was read is sent.
 //
 // Errors: InvalidArgument (to_position 0); as ListStatement's wait for a
 // min_position (NotFound, a position past the head, not reached in
-// time); DataLoss for a stored text that is not UTF-8; the stream's.
+// time); DataLoss for a stored text that is not UTF-8; Aborted for a
+// client that read nothing for StatementLinesStallMax; the stream's.
 func (s *AuditServer) ReadStatementLines(req *ledgerv1.ReadStatementLinesRequest,
 	stream grpc.ServerStreamingServer[ledgerv1.ReadStatementLinesResponse]) error {
 	if req.GetToPosition() == 0 {
 		return invalidArgument("to_position", "0: want the last position to read, at least 1")
 	}
-	out := &lineSender{stream: stream, pool: s.wires}
-	defer out.release()
-	err := s.reads.StatementLines(stream.Context(), req.GetLedger(), req.GetToPosition(), out.add)
-	switch {
-	case out.err != nil:
-		return out.err // the stream's, or DataLoss, as it is
-	case err != nil:
-		return statusOf(err)
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	stall := cmp.Or(s.linesStallMax, StatementLinesStallMax)
+	ahead := make(chan *encodedMessage, statementLinesAhead)
+	var readErr error
+	go func() {
+		defer close(ahead)
+		wait := time.NewTimer(stall)
+		defer wait.Stop()
+		out := &lineSender{pool: s.wires, send: func(m *encodedMessage) error {
+			wait.Reset(stall)
+			select {
+			case ahead <- m:
+				return nil
+			case <-wait.C:
+				return status.Errorf(codes.Aborted, "statement lines of %s: the client read nothing for %s: "+
+					"the read was ended", req.GetLedger(), stall)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}}
+		err := s.reads.StatementLines(ctx, req.GetLedger(), req.GetToPosition(), out.add)
+		if err == nil {
+			err = out.flush()
+		}
+		out.release()
+		switch {
+		case out.err != nil:
+			readErr = out.err // DataLoss or Aborted, as it is
+		case err != nil:
+			readErr = statusOf(err)
+		}
+	}()
+	var sendErr error
+	for m := range ahead {
+		if sendErr == nil {
+			// The server's codec sends encoded messages as they are; gRPC
+			// puts the buffer back once written.
+			if sendErr = stream.SendMsg(m); sendErr != nil {
+				cancel() // the read stops; what it queued is let go
+			}
+			continue
+		}
+		m.release()
 	}
-	return out.flush()
+	return cmp.Or(sendErr, readErr)
 }
 
 // ReadStatementLines writes its messages' wire form itself, as ReadEvents
@@ -52,16 +107,16 @@ func (s *AuditServer) ReadStatementLines(req *ledgerv1.ReadStatementLinesRequest
 // them to what protobuf reads.
 
 // lineSender batches lines into messages, each written in its wire form
-// into a buffer of pool.
+// into a buffer of pool, and hands each to send.
 type lineSender struct {
-	stream grpc.ServerStreamingServer[ledgerv1.ReadStatementLinesResponse]
-	pool   *bufferPool
-	wire   []byte
-	lines  int
+	send  func(*encodedMessage) error
+	pool  *bufferPool
+	wire  []byte
+	lines int
 	// line and item are the scratch of one line: its StatementLine, then
 	// its AccountStatementLine, each written before its length is known.
 	line, item []byte
-	// err is the stream's, or DataLoss, which ends the reading.
+	// err is send's, or DataLoss, which ends the reading.
 	err error
 }
 
@@ -89,29 +144,26 @@ func (o *lineSender) add(account string, seq uint32, l *queries.StatementLine) e
 	return nil
 }
 
-// flush sends the message being built, if it holds a line: gRPC may still
-// read it after SendMsg returns, and puts its buffer back in the pool once
-// written.
+// flush sends the message being built, if it holds a line. A message send
+// refuses goes back to the pool.
 func (o *lineSender) flush() error {
 	if o.lines == 0 {
 		return nil
 	}
-	// The server's codec sends encoded messages as they are.
-	err := o.stream.SendMsg(&encodedMessage{wire: o.wire, pool: o.pool})
+	m := &encodedMessage{wire: o.wire, pool: o.pool}
 	o.wire, o.lines = nil, 0
-	if err != nil {
+	if err := o.send(m); err != nil {
+		m.release()
 		o.err = err
+		return err
 	}
-	return err
+	return nil
 }
 
 // release puts back the buffer of a message never sent (the read failed).
 func (o *lineSender) release() {
-	if o.wire != nil {
-		wire := o.wire
-		o.wire = nil
-		o.pool.Put(&wire)
-	}
+	(&encodedMessage{wire: o.wire, pool: o.pool}).release()
+	o.wire = nil
 }
 
 // Field numbers of ReadStatementLinesResponse, AccountStatementLine and

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -93,16 +92,14 @@ func TestBadLineText(t *testing.T) {
 	}
 }
 
-// sentLines is a ReadStatementLines stream that keeps what is sent, as
-// protobuf reads it.
+// sentLines keeps what a lineSender sends, as protobuf reads it.
 type sentLines struct {
-	grpc.ServerStreamingServer[ledgerv1.ReadStatementLinesResponse]
 	messages []*ledgerv1.ReadStatementLinesResponse
 	sizes    []int
 }
 
-func (s *sentLines) SendMsg(m any) error {
-	b, err := m.(*encodedMessage).buffer()
+func (s *sentLines) send(m *encodedMessage) error {
+	b, err := m.buffer()
 	if err != nil {
 		return err
 	}
@@ -120,7 +117,7 @@ func (s *sentLines) SendMsg(m any) error {
 // DataLoss, sending nothing more.
 func TestLineSenderBounds(t *testing.T) {
 	stream := &sentLines{}
-	o := &lineSender{stream: stream, pool: &bufferPool{}}
+	o := &lineSender{send: stream.send, pool: &bufferPool{}}
 	big := strings.Repeat("r", 100_000)
 	const small, large = 2500, 70
 	for i := range small + large {

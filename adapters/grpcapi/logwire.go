@@ -46,6 +46,15 @@ func (e *encodedMessage) buffer() (mem.Buffer, error) {
 	return mem.NewBuffer(&wire, e.pool), nil
 }
 
+// release puts back the bytes of a message never handed over.
+func (e *encodedMessage) release() {
+	if e.wire != nil {
+		wire := e.wire
+		e.wire = nil
+		e.pool.Put(&wire)
+	}
+}
+
 // bufferPool holds the buffers of encoded messages, of any capacity up
 // to wireBufferMax: a message grows its buffer as it needs, and the grown
 // one comes back. Allocated (and so zeroed) afresh, a few hundred
