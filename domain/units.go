@@ -158,8 +158,43 @@ func (u Units) AppendAbs(b []byte) []byte {
 }
 
 // Format returns u as a decimal string with exactly scale fractional digits:
-// Units 1000 at scale 2 is "10.00".
-func (u Units) Format(scale uint8) string { return formatDigits(u.String(), scale) }
+// Units 1000 at scale 2 is "10.00". One allocation, the string's: every
+// amount and running balance served, and every line a verify digests,
+// goes through here (through String and the point placed in its text it
+// was two to five).
+func (u Units) Format(scale uint8) string {
+	var buf [formatLenMax]byte
+	return string(u.AppendFormat(buf[:0], scale))
+}
+
+// formatLenMax holds Format's text of any Units at any scale: a sign, 38
+// digits, a point, and the zeros before the digits of an amount under one
+// at the largest scale.
+const formatLenMax = 1 + DigitsMax + 1 + 1 + 255
+
+// AppendFormat appends u as Format writes it.
+func (u Units) AppendFormat(b []byte, scale uint8) []byte {
+	var abs [DigitsMax + 1]byte
+	digits := u.AppendAbs(abs[:0])
+	if u.Sign() < 0 {
+		b = append(b, '-')
+	}
+	if scale == 0 {
+		return append(b, digits...)
+	}
+	whole := len(digits) - int(scale)
+	if whole <= 0 {
+		// Under one: "0." and the zeros before the digits.
+		b = append(b, '0', '.')
+		for range -whole {
+			b = append(b, '0')
+		}
+		return append(b, digits...)
+	}
+	b = append(b, digits[:whole]...)
+	b = append(b, '.')
+	return append(b, digits[whole:]...)
+}
 
 // FormatMinor writes v minor units as a decimal string with exactly scale
 // fractional digits, like Units.Format, for sums that may exceed 38 digits.

@@ -291,3 +291,15 @@ func TestUnitsAgainstBigOracle(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkUnitsFormat formats a running balance as served: one
+// allocation, the string's.
+func BenchmarkUnitsFormat(b *testing.B) {
+	u := domain.UnitsFromInt64(-123_456_789)
+	b.ReportAllocs()
+	for b.Loop() {
+		formatSink = u.Format(2)
+	}
+}
+
+var formatSink string
