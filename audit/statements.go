@@ -53,7 +53,12 @@ func statementDigest(seed maphash.Seed, prev uint64, l *line) uint64 {
 // seq, l), from one encoding of l: the replay's book makes both for every
 // line (Verify reads the statements at once or account by account).
 func lineDigests(seed maphash.Seed, prev, seq uint64, l *line) (chained, alone uint64) {
-	b := appendLine(make([]byte, 8, 160), l)
+	return digestsOf(seed, appendLine(make([]byte, 8, 160), l), prev, seq)
+}
+
+// digestsOf is lineDigests of a line whose digested bytes b holds after 8
+// bytes of room.
+func digestsOf(seed maphash.Seed, b []byte, prev, seq uint64) (chained, alone uint64) {
 	binary.LittleEndian.PutUint64(b, prev)
 	chained = maphash.Bytes(seed, b)
 	binary.LittleEndian.PutUint64(b, seq)
