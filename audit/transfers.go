@@ -125,10 +125,27 @@ func (v *transferView) setPostings(ps []domain.Posting, held, reversible bool) {
 			tp.remaining = tp.amount
 		}
 		if reversible {
-			tp.reversed = domain.Amount{Scale: p.Amount.Scale}.String()
+			tp.reversed = zeroText(p.Amount.Scale)
 		}
 		v.postings[i] = tp
 	}
+}
+
+// zeroTexts are zero at the scales of assets ("0", "0.0", ...): what a
+// transfer's postings show reversed until they are.
+var zeroTexts = func() (z [domain.ScaleMax + 1]string) {
+	for i := range z {
+		z[i] = domain.Amount{Scale: uint8(i)}.String()
+	}
+	return z
+}()
+
+// zeroText is zero at scale.
+func zeroText(scale uint8) string {
+	if int(scale) < len(zeroTexts) {
+		return zeroTexts[scale]
+	}
+	return domain.Amount{Scale: scale}.String()
 }
 
 // change applies e to v, the transfer it changes (domain.ChangedID): a
@@ -153,7 +170,7 @@ func (v *transferView) change(e domain.Event) error {
 // "" for an expiry). It holds nothing any more.
 func (v *transferView) resolve(status ledgerv1.TransferStatus, by string) {
 	for i := range v.postings {
-		v.postings[i].remaining = domain.Amount{Scale: v.original[i].Amount.Scale}.String()
+		v.postings[i].remaining = zeroText(v.original[i].Amount.Scale)
 	}
 	v.status, v.resolvedBy = status, by
 }
@@ -198,9 +215,11 @@ func servedTransfer(t *ledgerv1.TransferView) *transferView {
 	return v
 }
 
-// digest is v's digest under seed: every field served.
-func (v *transferView) digest(seed maphash.Seed) uint64 {
-	b := make([]byte, 0, 256)
+// digest is v's digest under seed: every field served. scratch is reused
+// for the bytes digested.
+func (v *transferView) digest(seed maphash.Seed, scratch *[]byte) uint64 {
+	b := (*scratch)[:0]
+	defer func() { *scratch = b }()
 	for _, n := range [...]uint64{v.position, uint64(v.kind), uint64(v.status), uint64(len(v.postings)), uint64(len(v.reversedBy))} {
 		b = binary.AppendUvarint(b, n)
 	}
@@ -237,6 +256,9 @@ type transferBucket struct {
 type transferBuckets struct {
 	span uint64
 	b    []transferBucket
+	// scratch holds the bytes of a digest, reused (a side is summed by one
+	// goroutine).
+	scratch []byte
 }
 
 // add puts v's digest in (sign 1) or takes it out (-1).
@@ -246,7 +268,7 @@ func (bs *transferBuckets) add(seed maphash.Seed, v *transferView, sign int64) {
 		bs.b = append(bs.b, transferBucket{})
 	}
 	b := &bs.b[i]
-	b.sum += uint64(sign) * v.digest(seed)
+	b.sum += uint64(sign) * v.digest(seed, &bs.scratch)
 	b.n += sign
 }
 
