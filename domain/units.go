@@ -148,28 +148,31 @@ func (u Units) String() string {
 // AppendAbs appends |u|'s decimal digits to b, allocating nothing when b
 // has room (a NUMERIC encoder's hot path).
 func (u Units) AppendAbs(b []byte) []byte {
-	if u.Sign() < 0 {
-		u = u.Neg()
-	}
 	if u.hi == 0 {
 		return strconv.AppendUint(b, u.lo, 10)
 	}
-	return u.big().Append(b, 10)
+	if u.hi == -1 && u.lo != 0 {
+		return strconv.AppendUint(b, -u.lo, 10) // -2^64 < u < 0
+	}
+	// |u| from big, which reads -2^127 right (its negation wraps to
+	// itself in 128 bits).
+	x := u.big()
+	return x.Abs(x).Append(b, 10)
 }
 
 // Format returns u as a decimal string with exactly scale fractional digits:
-// Units 1000 at scale 2 is "10.00". One allocation, the string's: every
-// amount and running balance served, and every line a verify digests,
-// goes through here (through String and the point placed in its text it
-// was two to five).
+// Units 1000 at scale 2 is "10.00". Below 2^64 in magnitude, one
+// allocation, the string's: every amount and running balance served, and
+// every line a verify digests, goes through here (through String and the
+// point placed in its text it was two to five).
 func (u Units) Format(scale uint8) string {
 	var buf [formatLenMax]byte
 	return string(u.AppendFormat(buf[:0], scale))
 }
 
-// formatLenMax holds Format's text of any Units at any scale: a sign, 38
-// digits, a point, and the zeros before the digits of an amount under one
-// at the largest scale.
+// formatLenMax holds Format's text of any Units at any scale: a sign, the
+// 39 digits of 2^127, a point, and up to 255 zeros before the digits of an
+// amount under one.
 const formatLenMax = 1 + DigitsMax + 1 + 1 + 255
 
 // AppendFormat appends u as Format writes it.

@@ -26,20 +26,25 @@ const (
 // Bounds of a client that reads slowly: the messages read ahead of it,
 // and how long the read waits for it to take one before it gives up.
 const (
+	// statementLinesAhead is the messages queued behind the one being sent
+	// (which gRPC holds, with what its transport has not written yet).
 	statementLinesAhead = 2
 	// StatementLinesStallMax bounds how long a ReadStatementLines stream
 	// holds its PostgreSQL snapshot (and connection) while its client reads
 	// nothing: an open snapshot keeps VACUUM from every row deleted after
-	// it began, in every table.
+	// it began, in every table. A client that reads steadily takes a
+	// message (at most 3 MiB) well within it.
 	StatementLinesStallMax = 30 * time.Second
 )
 
 // ReadStatementLines streams every statement line of a ledger up to
 // to_position, each with its account, in batches. The lines are read from
-// PostgreSQL in one snapshot ahead of the client by at most
-// statementLinesAhead messages; when the client takes none for
+// PostgreSQL in one snapshot, ahead of the client by the message being
+// sent and statementLinesAhead more; when the client takes none for
 // StatementLinesStallMax, the read ends, its snapshot and connection are
-// let go, and the stream fails once what was read is sent.
+// let go, and the stream fails once what was read is sent. The stream
+// itself (one of StatementLinesStreamsMax) lasts as long as its client
+// keeps it.
 //
 // Errors: InvalidArgument (to_position 0); as ListStatement's wait for a
 // min_position (NotFound, a position past the head, not reached in
@@ -68,7 +73,7 @@ func (s *AuditServer) ReadStatementLines(req *ledgerv1.ReadStatementLinesRequest
 				return status.Errorf(codes.Aborted, "statement lines of %s: the client read nothing for %s: "+
 					"the read was ended", req.GetLedger(), stall)
 			case <-ctx.Done():
-				return ctx.Err()
+				return status.FromContextError(ctx.Err()).Err()
 			}
 		}}
 		err := s.reads.StatementLines(ctx, req.GetLedger(), req.GetToPosition(), out.add)
@@ -78,7 +83,7 @@ func (s *AuditServer) ReadStatementLines(req *ledgerv1.ReadStatementLinesRequest
 		out.release()
 		switch {
 		case out.err != nil:
-			readErr = out.err // DataLoss or Aborted, as it is
+			readErr = out.err // a status: DataLoss, Aborted, or the stream's end
 		case err != nil:
 			readErr = statusOf(err)
 		}

@@ -36,10 +36,10 @@ const (
 	ReadEventsStreamsPerKeyMax = 4
 )
 
-// Bounds of the ReadStatementLines streams open at once. Each holds a
-// message being built and, for as long as it reads (a client that stops
-// reading included), a PostgreSQL connection in a snapshot: few, so that
-// audits never take much of the pool.
+// Bounds of the ReadStatementLines streams open at once. Each holds a few
+// messages read ahead and, while it reads (at most StatementLinesStallMax
+// past its client's last take), a PostgreSQL connection in a snapshot:
+// few, so that audits never take much of the pool.
 const (
 	StatementLinesStreamsMax       = 2
 	StatementLinesStreamsPerKeyMax = 1
