@@ -242,17 +242,10 @@ func (l *wireLine) readEntry(b []byte) error {
 func (l *wireLine) appendDigested(b []byte) []byte {
 	b = binary.AppendUvarint(b, l.position)
 	b = binary.AppendUvarint(b, uint64(l.postingIndex))
-	b = binary.AppendVarint(b, time.Unix(l.effective[0], l.effective[1]).UnixMicro())
-	b = binary.AppendVarint(b, time.Unix(l.recorded[0], l.recorded[1]).UnixMicro())
-	switch d := ledgerv1.Direction(l.direction); d {
-	case ledgerv1.Direction_DIRECTION_DEBIT:
-		b = append(b, "debit"...)
-	case ledgerv1.Direction_DIRECTION_CREDIT:
-		b = append(b, "credit"...)
-	default:
-		b = append(b, d.String()...)
-	}
-	b = append(b, 0)
+	// As a Timestamp's AsTime reads the fields.
+	b = binary.AppendVarint(b, lineTime(time.Unix(l.effective[0], l.effective[1])))
+	b = binary.AppendVarint(b, lineTime(time.Unix(l.recorded[0], l.recorded[1])))
+	b = append(append(b, directionSide(ledgerv1.Direction(l.direction))...), 0)
 	if l.pending {
 		b = append(b, "true\x00"...)
 	} else {

@@ -33,7 +33,7 @@ import (
 //
 // The read needs nothing of the replay but the run's seed and To: when To
 // is known before the log is read (a database's head), it runs beside the
-// replay (servedReads), and the sums wait for it. Its lines are summed per
+// replay (verifier.lines), and the sums wait for it. Its lines are summed per
 // account id then, since the replay has not numbered the accounts yet.
 
 // errNoBulkLines: no bulk read of the statements (no Options.Lines, a
@@ -173,7 +173,7 @@ func (v *verifier) sumStatements(ctx context.Context) ([]string, *Divergence, er
 	if v.opts.Lines == nil {
 		return nil, nil, errNoBulkLines
 	}
-	s := v.served.lines
+	s := v.lines
 	if s != nil {
 		s.wait(v)
 		if s.err != nil {

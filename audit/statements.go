@@ -81,18 +81,24 @@ func appendLine(b []byte, l *line) []byte {
 
 // lineOf is a served statement line in the form the replay's take.
 func lineOf(l *ledgerv1.StatementLine) line {
-	side := l.GetDirection().String()
-	switch l.GetDirection() {
-	case ledgerv1.Direction_DIRECTION_DEBIT:
-		side = "debit"
-	case ledgerv1.Direction_DIRECTION_CREDIT:
-		side = "credit"
-	}
+	side := directionSide(l.GetDirection())
 	return line{position: l.GetPosition(), postingIndex: l.GetPostingIndex(), kind: l.GetKind(), transferID: l.GetTransferId(),
 		counter: strings.Join(l.GetCounterAccounts(), ","), side: side, pending: l.GetPending(), amount: l.GetAmount(),
 		runningBalance: l.GetRunningBalance(), runningAvailable: l.GetRunningAvailable(),
 		effectiveAt: lineTime(l.GetEffectiveAt().AsTime()), recordedAt: lineTime(l.GetRecordedAt().AsTime()),
 		reference: l.GetReference(), metadata: metadataText(l.GetMetadata())}
+}
+
+// directionSide is a served direction as the replay's lines name it ("debit",
+// "credit"; protobuf's name or number for any other).
+func directionSide(d ledgerv1.Direction) string {
+	switch d {
+	case ledgerv1.Direction_DIRECTION_DEBIT:
+		return "debit"
+	case ledgerv1.Direction_DIRECTION_CREDIT:
+		return "credit"
+	}
+	return d.String()
 }
 
 // lineTime is a time as compared: Unix microseconds, the nanoseconds

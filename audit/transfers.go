@@ -393,7 +393,8 @@ func (v *verifier) transfers(ctx context.Context, ledger string, at uint64,
 		err := v.listTransfers(ctx, ledger, at, func(t *ledgerv1.TransferView, _ uint64) error {
 			got.add(seed, servedTransfer(t), 1)
 			if listed++; listed%transfersPageMax == 0 && replayed() {
-				report("transfers", min(listed, v.tbook.count()), v.tbook.count())
+				total := v.tbook.count()
+				report("transfers", min(listed, total), total)
 			}
 			return nil
 		})

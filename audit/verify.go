@@ -150,8 +150,8 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		tc = v.startTransfers(ctx, rep.Ledger, to)
 		defer tc.stop()
 		if opts.Lines != nil {
-			v.served.lines = readLines(ctx, opts.Lines, rep.Ledger, to, v.book.seed)
-			defer v.served.lines.stop()
+			v.lines = readLines(ctx, opts.Lines, rep.Ledger, to, v.book.seed)
+			defer v.lines.stop()
 		}
 	}
 	if err := v.readLog(ctx, from, to); err != nil {
@@ -159,8 +159,8 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 	}
 	rep.Ledger = l.Ledger() // a file names its ledger once read
 	close(v.replayed)
-	if v.served.lines != nil {
-		v.served.lines.bound(v.book.lineCount())
+	if v.lines != nil {
+		v.lines.bound(v.book.lineCount())
 	}
 	defer func() { rep.Elapsed = time.Since(began) }()
 	// A file's end is not a head: anchors past it are not judged. A
@@ -241,15 +241,9 @@ type verifier struct {
 	// replayed is closed once the log is read: what ledgerd serves, read
 	// beside the replay, is compared after it.
 	replayed chan struct{}
-	// served are the reads of what ledgerd serves that ran beside the
-	// replay.
-	served servedReads
-}
-
-// servedReads are the reads that run beside the replay: they need only the
-// run's seed and To, a database's head, known before the log is read.
-type servedReads struct {
-	// lines is the bulk read of the statement lines; nil when none ran.
+	// lines is the bulk read of the statement lines that ran beside the
+	// replay (it needs only the run's seed and To, a database's head,
+	// known before the log is read); nil when none did.
 	lines *servedLines
 }
 
