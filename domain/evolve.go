@@ -14,6 +14,7 @@ func (s *State) Evolve(pos uint64, e Event) {
 		panic(fmt.Sprintf("domain: event at position %d after %d: positions must be gapless", pos, s.position))
 	}
 	event := e // as given: re-boxing a case's copy would allocate
+	s.moved = s.moved[:0]
 	switch e := e.(type) {
 	case AssetDefined:
 		s.evolveAsset(pos, e)
@@ -160,7 +161,12 @@ func (s *State) evolveMovements(pos uint64, e Event) {
 }
 
 func (s *State) applyMovement(pos uint64, m *Movement) {
-	a := s.mustAccount(m.Account, pos)
+	n, ok := s.accounts.number(m.Account)
+	if !ok {
+		panic(fmt.Sprintf("domain: event at %d names missing account %s", pos, m.Account))
+	}
+	a := s.accounts.at(n)
+	s.moved = append(s.moved, n)
 	switch {
 	case m.Account == m.Counterparty:
 		panic(fmt.Sprintf("domain: %s posts %s to itself (position %d)", m.Transfer, m.Account, pos))

@@ -485,6 +485,17 @@ func (w *holdsWorkload) checkReplay() {
 	for i, e := range w.m.log {
 		pos := uint64(i + 1)
 		direct.Evolve(pos, e)
+		// Moved names, movement by movement, the account it moved.
+		moves := domain.AppendMovements(nil, e)
+		if moved := direct.Moved(); len(moved) != len(moves) {
+			w.t.Errorf("event %d (%s): %d movements, Moved %v", pos, e.EventType(), len(moves), moved)
+		} else {
+			for k, n := range moved {
+				if got := direct.AccountAt(n).ID; got != moves[k].Account {
+					w.t.Errorf("event %d (%s): movement %d moved %s, Moved names %s", pos, e.EventType(), k, moves[k].Account, got)
+				}
+			}
+		}
 		b, err := domain.MarshalEvent(e)
 		if err != nil {
 			w.t.Fatalf("marshal event %d: %v", pos, err)
