@@ -47,3 +47,73 @@ func (s *LogSource) Next(ctx context.Context, from uint64, max int) ([]eventstor
 		}
 	}
 }
+
+// AheadSource reads a source's next batch while its runner applies the one
+// before: a rebuild's reads of the log (a PostgreSQL backend, and ledgerd
+// decoding its rows) then overlap the apply's fold and COPY instead of
+// taking turns with them. It holds at most one batch ahead; a read ahead
+// that is not the next one asked for (a runner restarted, or a smaller
+// max), or that failed, is dropped and the batch read again.
+type AheadSource struct {
+	src Source
+	// ahead, when not nil, delivers the read of from, max started after
+	// the last Next.
+	ahead   chan aheadRead
+	from    uint64
+	max     int
+	stopped context.CancelFunc
+}
+
+type aheadRead struct {
+	recs []eventstore.Record
+	err  error
+}
+
+// NewAheadSource returns src read one batch ahead.
+func NewAheadSource(src Source) *AheadSource { return &AheadSource{src: src} }
+
+// Next returns 1..max records from from on, waiting for one.
+//
+// Errors: src's; ctx's.
+func (s *AheadSource) Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
+	recs, err := s.take(ctx, from, max)
+	if err != nil {
+		return nil, err
+	}
+	// Read the next batch under ctx: it ends, and the read with it, when
+	// the runner's context does (or a linger's wait, whose read is then
+	// dropped).
+	readCtx, stop := context.WithCancel(ctx)
+	next := recs[len(recs)-1].Position + 1
+	ahead := make(chan aheadRead, 1)
+	s.ahead, s.from, s.max, s.stopped = ahead, next, max, stop
+	go func() {
+		recs, err := s.src.Next(readCtx, next, max)
+		ahead <- aheadRead{recs, err}
+	}()
+	return recs, nil
+}
+
+// take is the read ahead when it is from, max and succeeded, else a read
+// made now.
+func (s *AheadSource) take(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
+	ahead, matches := s.ahead, s.from == from && s.max == max
+	if ahead != nil {
+		s.ahead = nil
+		if !matches {
+			s.stopped()
+		} else {
+			select {
+			case r := <-ahead:
+				s.stopped()
+				if r.err == nil {
+					return r.recs, nil
+				}
+			case <-ctx.Done():
+				s.stopped()
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return s.src.Next(ctx, from, max)
+}

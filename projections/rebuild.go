@@ -101,7 +101,7 @@ func (rb *Rebuild) Run(ctx context.Context, report func(Progress)) (uint64, erro
 	began := time.Now()
 	attempts := 0
 	for {
-		runner := NewRunner(rb.pool, rb.shadow(), rb.proj, NewLogSource(rb.store, rb.ledger), rb.logger)
+		runner := NewRunner(rb.pool, rb.shadow(), rb.proj, NewAheadSource(NewLogSource(rb.store, rb.ledger)), rb.logger)
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); _ = runner.Run(runCtx) }()
