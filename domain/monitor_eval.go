@@ -28,6 +28,9 @@ type Evaluator struct {
 	assets   map[string]uint8
 	accounts map[string]*evalAccount
 	moves    []Movement
+	// moved is the account of each of moves (nil: not opened), found once
+	// for the balances and the last activity.
+	moved []*evalAccount
 }
 
 // CounterpartiesMax bounds the counterparties a new-counterparty rule
@@ -119,9 +122,12 @@ func (ev *Evaluator) Apply(pos uint64, recordedAt time.Time, e Event) []Alert {
 			}
 		}
 	}
+	ev.moved = ev.moved[:0]
 	for i := range ev.moves {
 		m := &ev.moves[i]
-		if a := ev.accounts[m.Account]; a != nil {
+		a := ev.accounts[m.Account]
+		ev.moved = append(ev.moved, a)
+		if a != nil {
 			dp, cp, dq, cq := m.Deltas()
 			a.balances.DebitsPosted = a.balances.DebitsPosted.Add(dp)
 			a.balances.CreditsPosted = a.balances.CreditsPosted.Add(cp)
@@ -141,11 +147,12 @@ func (ev *Evaluator) Apply(pos uint64, recordedAt time.Time, e Event) []Alert {
 		f.rule(r, postings, counted)
 	}
 	if counted {
-		for i := range postings {
-			for _, acc := range [2]string{postings[i].Debit, postings[i].Credit} {
-				if a := ev.accounts[acc]; a != nil {
-					a.last = max(a.last, at.UnixNano())
-				}
+		// A counted event's movements are its postings' two sides
+		// (appendPosting): their accounts, found once above, are the
+		// postings' debits and credits.
+		for _, a := range ev.moved {
+			if a != nil {
+				a.last = max(a.last, at.UnixNano())
 			}
 		}
 	}
