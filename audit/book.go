@@ -194,9 +194,13 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 	// The state found each movement's account as it applied it: its
 	// numbers spare finding them again.
 	moved := b.state.Moved()
-	if len(moved) != len(b.moves) || slices.ContainsFunc(moved, func(n int) bool { return n >= len(b.accounts) }) {
+	if len(moved) != len(b.moves) {
 		return fmt.Errorf("audit: the state moved %d accounts at %d, the book has %d movements: a bug of the auditor",
 			len(moved), pos, len(b.moves))
+	}
+	if i := slices.IndexFunc(moved, func(n int) bool { return n >= len(b.accounts) }); i >= 0 {
+		return fmt.Errorf("audit: the state moved account number %d at %d, the book has %d accounts: a bug of the auditor",
+			moved[i], pos, len(b.accounts))
 	}
 	var asset *bookAsset
 	if !b.digests && b.lines == nil {
@@ -219,7 +223,13 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 		m := &b.moves[i]
 		asset = b.assetOf(asset, m.Asset)
 		asset.changed = pos
-		if err := b.line(b.accounts[moved[i]], m, pos, &ev); err != nil {
+		a := b.accounts[moved[i]]
+		if a.id != m.Account {
+			// Verify checks the order Moved keeps (a replay, whose balances
+			// are the state's own, does not pay for it).
+			return fmt.Errorf("audit: movement %d at %d is %s's, the state moved %s: a bug of the auditor", i, pos, m.Account, a.id)
+		}
+		if err := b.line(a, m, pos, &ev); err != nil {
 			return err
 		}
 	}

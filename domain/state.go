@@ -224,7 +224,7 @@ func (s *State) AccountAt(n int) *Account { return s.accounts.at(n) }
 // beside the state follows the accounts through it without finding each
 // one again (two look-ups a movement, cache misses on a large ledger, were
 // a fifth of a replay). The slice is the state's, valid until the next
-// Evolve.
+// Evolve or Rollback (which may take back an account it names).
 func (s *State) Moved() []int { return s.moved }
 
 // Asset returns the asset with that code.

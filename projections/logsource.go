@@ -51,17 +51,20 @@ func (s *LogSource) Next(ctx context.Context, from uint64, max int) ([]eventstor
 // AheadSource reads a source's next batch while its runner applies the one
 // before: a rebuild's reads of the log (a PostgreSQL backend, and ledgerd
 // decoding its rows) then overlap the apply's fold and COPY instead of
-// taking turns with them. It holds at most one batch ahead; a read ahead
-// that is not the next one asked for (a runner restarted, or a smaller
-// max), or that failed, is dropped and the batch read again.
+// taking turns with them. It holds at most one batch ahead, and its source
+// has at most one call in flight (a source need not take concurrent
+// calls): a read ahead that is not the next one asked for (a runner
+// restarted; a smaller max, as a lingering runner asks, which this source
+// does not help), or that failed, is ended and waited for, then the batch
+// is read again. Close ends the read ahead.
 type AheadSource struct {
 	src Source
 	// ahead, when not nil, delivers the read of from, max started after
-	// the last Next.
-	ahead   chan aheadRead
-	from    uint64
-	max     int
-	stopped context.CancelFunc
+	// the last Next; cancel ends it.
+	ahead  chan aheadRead
+	from   uint64
+	max    int
+	cancel context.CancelFunc
 }
 
 type aheadRead struct {
@@ -80,13 +83,16 @@ func (s *AheadSource) Next(ctx context.Context, from uint64, max int) ([]eventst
 	if err != nil {
 		return nil, err
 	}
-	// Read the next batch under ctx: it ends, and the read with it, when
-	// the runner's context does (or a linger's wait, whose read is then
-	// dropped).
-	readCtx, stop := context.WithCancel(ctx)
+	if len(recs) == 0 {
+		// The contract says 1..max: the next batch's start is unknown.
+		return nil, fmt.Errorf("read from %d: the source returned no records and no error", from)
+	}
+	// The read ahead runs under ctx: it ends when the caller's context
+	// does, at the latest (a linger's short wait drops it early).
+	readCtx, cancel := context.WithCancel(ctx)
 	next := recs[len(recs)-1].Position + 1
 	ahead := make(chan aheadRead, 1)
-	s.ahead, s.from, s.max, s.stopped = ahead, next, max, stop
+	s.ahead, s.from, s.max, s.cancel = ahead, next, max, cancel
 	go func() {
 		recs, err := s.src.Next(readCtx, next, max)
 		ahead <- aheadRead{recs, err}
@@ -97,23 +103,33 @@ func (s *AheadSource) Next(ctx context.Context, from uint64, max int) ([]eventst
 // take is the read ahead when it is from, max and succeeded, else a read
 // made now.
 func (s *AheadSource) take(ctx context.Context, from uint64, max int) ([]eventstore.Record, error) {
-	ahead, matches := s.ahead, s.from == from && s.max == max
-	if ahead != nil {
-		s.ahead = nil
-		if !matches {
-			s.stopped()
-		} else {
-			select {
-			case r := <-ahead:
-				s.stopped()
-				if r.err == nil {
-					return r.recs, nil
-				}
-			case <-ctx.Done():
-				s.stopped()
-				return nil, ctx.Err()
+	if s.ahead != nil && s.from == from && s.max == max {
+		ahead := s.ahead
+		select {
+		case r := <-ahead:
+			s.ahead = nil
+			s.cancel()
+			if r.err == nil {
+				return r.recs, nil
 			}
+		case <-ctx.Done():
+			// A caller that waits no longer (a fault's quiet wait) while
+			// the read ahead waits at the head.
+			s.Close()
+			return nil, ctx.Err()
 		}
 	}
+	s.Close()
 	return s.src.Next(ctx, from, max)
+}
+
+// Close ends the read ahead, if any, and waits for it: no call to the
+// source is left running.
+func (s *AheadSource) Close() {
+	if s.ahead == nil {
+		return
+	}
+	s.cancel()
+	<-s.ahead
+	s.ahead = nil
 }

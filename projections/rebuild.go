@@ -101,13 +101,15 @@ func (rb *Rebuild) Run(ctx context.Context, report func(Progress)) (uint64, erro
 	began := time.Now()
 	attempts := 0
 	for {
-		runner := NewRunner(rb.pool, rb.shadow(), rb.proj, NewAheadSource(NewLogSource(rb.store, rb.ledger)), rb.logger)
+		src := NewAheadSource(NewLogSource(rb.store, rb.ledger))
+		runner := NewRunner(rb.pool, rb.shadow(), rb.proj, src, rb.logger)
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); _ = runner.Run(runCtx) }()
 		err := rb.follow(ctx, runner, startPos, began, report)
 		stop()
 		<-done
+		src.Close() // no read of the log left behind during the swap
 		if err != nil {
 			return 0, err
 		}
