@@ -2,7 +2,10 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"io"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // SetBeforeCommit makes every append of s call fn after the head moved and
@@ -33,4 +36,28 @@ func (s *Store) LatestSnapshot(ctx context.Context, ledger string, maxPosition u
 	}
 	snap.Data = data
 	return snap, true, nil
+}
+
+// ReadBothWays reads a page of ledger's records as Read does, through the
+// rows' raw values, and through pgx's Scan of the same rows in text (which
+// collectRecords reads that way); raw says whether the first read was raw.
+func ReadBothWays(ctx context.Context, s *Store, ledger string, from uint64, limit int) (viaRaw, viaScan []Record, raw bool, err error) {
+	rows, err := s.pool.Query(ctx, readSQL, ledger, int64(from), limit)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	raw = readableRaw(rows.FieldDescriptions())
+	if viaRaw, err = collectRecords(rows, ledger, 16, limit); err != nil {
+		return nil, nil, false, err
+	}
+	rows, err = s.pool.Query(ctx, readSQL, pgx.QueryResultFormats{pgx.TextFormatCode}, ledger, int64(from), limit)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if readableRaw(rows.FieldDescriptions()) {
+		rows.Close()
+		return nil, nil, false, errors.New("the text read is readable raw")
+	}
+	viaScan, err = collectRecords(rows, ledger, 16, limit)
+	return viaRaw, viaScan, raw, err
 }

@@ -338,14 +338,17 @@ func checkBatch(ledger string, expected uint64, prev Hash, recs []Record) error 
 	return nil
 }
 
+// readSQL reads a page of a ledger's records from a position on.
+const readSQL = `SELECT position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash
+	FROM events WHERE ledger = $1 AND position >= $2 ORDER BY position LIMIT $3`
+
 // Read returns up to limit (at most ReadMax) records of ledger from position
 // from on, in position order.
 //
 // Errors: the database error.
 func (s *Store) Read(ctx context.Context, ledger string, from uint64, limit int) ([]Record, error) {
 	limit = min(max(limit, 1), ReadMax)
-	rows, err := s.pool.Query(ctx, `SELECT position, type, schema_version, recorded_at, command_id, payload, prev_hash, hash
-		FROM events WHERE ledger = $1 AND position >= $2 ORDER BY position LIMIT $3`, ledger, int64(from), limit)
+	rows, err := s.pool.Query(ctx, readSQL, ledger, int64(from), limit)
 	if err != nil {
 		return nil, fmt.Errorf("read %s from %d: %w", ledger, from, err)
 	}
@@ -377,14 +380,24 @@ func collectRecords(rows pgx.Rows, ledger string, room, limit int) ([]Record, er
 		prev, hash pgtype.DriverBytes
 	)
 	dest := []any{&pos, &r.Type, &version, &at, &r.CommandID, &r.Payload, &prev, &hash}
+	var raw *rawReader
+	if readableRaw(rows.FieldDescriptions()) {
+		raw = &rawReader{ledger: ledger}
+	}
 	for rows.Next() {
-		r = Record{Ledger: ledger}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("read %s: %w", ledger, err)
+		if raw != nil {
+			if err := raw.read(rows.RawValues(), &r); err != nil {
+				return nil, fmt.Errorf("read %s: %w", ledger, err)
+			}
+		} else {
+			r = Record{Ledger: ledger}
+			if err := rows.Scan(dest...); err != nil {
+				return nil, fmt.Errorf("read %s: %w", ledger, err)
+			}
+			r.Position, r.SchemaVersion, r.RecordedAt = uint64(pos), int(version), at.UTC()
+			copy(r.PrevHash[:], prev)
+			copy(r.Hash[:], hash)
 		}
-		r.Position, r.SchemaVersion, r.RecordedAt = uint64(pos), int(version), at.UTC()
-		copy(r.PrevHash[:], prev)
-		copy(r.Hash[:], hash)
 		if len(recs) == cap(recs) {
 			grown := make([]Record, len(recs), max(min(4*cap(recs), limit), cap(recs)+1))
 			copy(grown, recs)

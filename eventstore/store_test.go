@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -358,5 +359,54 @@ func TestAppRoleCannotEditEvents(t *testing.T) {
 	testenv.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM events WHERE ledger = $1`, ledger).Scan(&n))
 	if n != 3 {
 		t.Errorf("ledger_app reads %d events, want 3", n)
+	}
+}
+
+// TestReadRawIsScan: Read takes the rows' raw values (the formats it
+// expects are those PostgreSQL sends it), and reads every field as pgx's
+// Scan reads it: times before PostgreSQL's epoch and after, types that
+// change from record to record, payloads of every size (beyond the slab
+// they are copied into, and across its end), across a whole page.
+func TestReadRawIsScan(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	const n = 3000
+	recs := make([]eventstore.Record, n)
+	prev := eventstore.Hash{}
+	for i := range recs {
+		at := time.Date(1970+i%80, time.Month(1+i%12), 1+i%28, i%24, 0, 0, (i*7919)%1_000_000*1000, time.UTC)
+		payload := fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("x", (i*37)%700))
+		if i%1000 == 999 {
+			payload = fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("y", 100_000))
+		}
+		recs[i] = eventstore.Record{Ledger: ledger, Position: uint64(i + 1), Type: []string{"TransferCommitted", "AccountOpened",
+			"TransferCommitted", "PendingPosted"}[i%4/(1+i%3)], SchemaVersion: 1 + i%3, RecordedAt: at,
+			CommandID: fmt.Sprintf("c-%d", i%5), Payload: []byte(payload)}
+		recs[i].Seal(prev)
+		prev = recs[i].Hash
+	}
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	for _, from := range []uint64{1, 1001, 2500} {
+		viaRaw, viaScan, raw, err := eventstore.ReadBothWays(ctx, s, ledger, from, eventstore.ReadMax)
+		testenv.NoError(t, err)
+		if !raw {
+			t.Fatal("Read's rows are not in the formats its raw reader reads: it scans every row")
+		}
+		if len(viaRaw) != n-int(from)+1 || len(viaScan) != len(viaRaw) {
+			t.Fatalf("from %d: %d records raw, %d scanned, want %d", from, len(viaRaw), len(viaScan), n-int(from)+1)
+		}
+		for i := range viaRaw {
+			r, w, a := viaRaw[i], viaScan[i], recs[int(from)-1+i]
+			if r.Ledger != w.Ledger || r.Position != w.Position || r.Type != w.Type || r.SchemaVersion != w.SchemaVersion ||
+				r.RecordedAt != w.RecordedAt || r.CommandID != w.CommandID || string(r.Payload) != string(w.Payload) ||
+				r.PrevHash != w.PrevHash || r.Hash != w.Hash || !r.RecordedAt.Equal(a.RecordedAt) || r.Type != a.Type {
+				t.Fatalf("record %d read raw as %+v, scanned as %+v, appended as %+v", r.Position, r, w, a)
+			}
+			if !r.VerifyHash() {
+				t.Fatalf("record %d read raw: its hash does not verify", r.Position)
+			}
+		}
 	}
 }
