@@ -48,10 +48,15 @@ func readableRaw(fds []pgconn.FieldDescription) bool {
 // Unix microseconds.
 const postgresEpochMicros = 946_684_800_000_000
 
-// payloadSlab is the room the payloads of a read are copied into, a slab
-// at a time: one allocation for many records instead of one a record (a
-// read's records are used, and dropped, together).
-const payloadSlab = 256 << 10
+// The payloads of a read are copied into slabs: one allocation for many
+// records instead of one a record (a read's records are used, and
+// dropped, together). The first slab is small, as most reads are (the
+// relay's and a projector's at the head find a record or a few), and each
+// next one twice the last, up to slabMax.
+const (
+	slabMin = 4 << 10
+	slabMax = 256 << 10
+)
 
 // rawReader reads records from rows' raw values (readableRaw): pgx's Scan
 // of the same eight columns took a third of ledgerd's time serving the
@@ -93,13 +98,13 @@ func (rr *rawReader) read(raw [][]byte, r *Record) error {
 	return nil
 }
 
-// payload is a copy of p, in the slab when it fits.
+// payload is a copy of p, in a slab unless it is a large one.
 func (rr *rawReader) payload(p []byte) []byte {
-	if len(p) > payloadSlab/4 {
+	if len(p) > slabMax/4 {
 		return append([]byte(nil), p...)
 	}
 	if cap(rr.slab)-len(rr.slab) < len(p) {
-		rr.slab = make([]byte, 0, payloadSlab)
+		rr.slab = make([]byte, 0, min(max(2*cap(rr.slab), slabMin, len(p)), slabMax))
 	}
 	start := len(rr.slab)
 	rr.slab = append(rr.slab, p...)
