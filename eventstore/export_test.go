@@ -38,26 +38,24 @@ func (s *Store) LatestSnapshot(ctx context.Context, ledger string, maxPosition u
 	return snap, true, nil
 }
 
-// ReadBothWays reads a page of ledger's records as Read does, through the
-// rows' raw values, and through pgx's Scan of the same rows in text (which
-// collectRecords reads that way); raw says whether the first read was raw.
+// ReadBothWays reads a page of ledger's records as Read does, and through
+// pgx's Scan of the same rows in text; raw says whether the first read
+// took the rows' raw values.
 func ReadBothWays(ctx context.Context, s *Store, ledger string, from uint64, limit int) (viaRaw, viaScan []Record, raw bool, err error) {
 	rows, err := s.pool.Query(ctx, readSQL, ledger, int64(from), limit)
 	if err != nil {
 		return nil, nil, false, err
 	}
-	raw = readableRaw(rows.FieldDescriptions())
-	if viaRaw, err = collectRecords(rows, ledger, 16, limit); err != nil {
+	if viaRaw, raw, err = readRecords(rows, ledger, 16, limit); err != nil {
 		return nil, nil, false, err
 	}
 	rows, err = s.pool.Query(ctx, readSQL, pgx.QueryResultFormats{pgx.TextFormatCode}, ledger, int64(from), limit)
 	if err != nil {
 		return nil, nil, false, err
 	}
-	if readableRaw(rows.FieldDescriptions()) {
-		rows.Close()
-		return nil, nil, false, errors.New("the text read is readable raw")
+	viaScan, scanRaw, err := readRecords(rows, ledger, 16, limit)
+	if err == nil && scanRaw {
+		err = errors.New("the text read was read raw")
 	}
-	viaScan, err = collectRecords(rows, ledger, 16, limit)
 	return viaRaw, viaScan, raw, err
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // The columns every read of records selects, in order: position, type,
@@ -24,20 +25,34 @@ const (
 	recordColumns
 )
 
-// rawFormats is the wire format readRaw reads each column in: pgx asks
-// PostgreSQL for the numbers, the time and the hashes in binary and for
-// the texts (the JSON payload among them) as text. A result in other
-// formats is scanned by pgx instead.
-var rawFormats = [recordColumns]int16{pgx.BinaryFormatCode, pgx.TextFormatCode, pgx.BinaryFormatCode,
-	pgx.BinaryFormatCode, pgx.TextFormatCode, pgx.TextFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode}
+// rawColumn is the type and the wire format readRaw reads column i in:
+// pgx asks PostgreSQL for the numbers, the time and the hashes in binary
+// and for the texts (the JSON payload among them) as text. A result of
+// other types or formats (another query mode: everything in text) is
+// scanned by pgx instead.
+func rawColumn(i int) (oid uint32, format int16) {
+	switch i {
+	case colPosition:
+		return pgtype.Int8OID, pgx.BinaryFormatCode
+	case colType, colCommandID:
+		return pgtype.TextOID, pgx.TextFormatCode
+	case colSchemaVersion:
+		return pgtype.Int2OID, pgx.BinaryFormatCode
+	case colRecordedAt:
+		return pgtype.TimestamptzOID, pgx.BinaryFormatCode
+	case colPayload:
+		return pgtype.JSONOID, pgx.TextFormatCode
+	}
+	return pgtype.ByteaOID, pgx.BinaryFormatCode // the hashes
+}
 
-// readableRaw reports whether rows' columns are in rawFormats.
+// readableRaw reports whether rows' columns are those rawColumn names.
 func readableRaw(fds []pgconn.FieldDescription) bool {
 	if len(fds) != recordColumns {
 		return false
 	}
 	for i := range fds {
-		if fds[i].Format != rawFormats[i] {
+		if oid, format := rawColumn(i); fds[i].DataTypeOID != oid || fds[i].Format != format {
 			return false
 		}
 	}
@@ -91,17 +106,31 @@ func (rr *rawReader) read(raw [][]byte, r *Record) error {
 	}
 	*r = Record{Ledger: rr.ledger, Position: uint64(pos), Type: rr.lastType,
 		SchemaVersion: int(int16(binary.BigEndian.Uint16(raw[colSchemaVersion]))),
-		RecordedAt:    time.UnixMicro(us + postgresEpochMicros).UTC(), CommandID: string(raw[colCommandID]),
+		RecordedAt:    timeOfMicros(us), CommandID: string(raw[colCommandID]),
 		Payload: rr.payload(raw[colPayload])}
 	copy(r.PrevHash[:], raw[colPrevHash])
 	copy(r.Hash[:], raw[colHash])
 	return nil
 }
 
-// payload is a copy of p, in a slab unless it is a large one.
+// timeOfMicros is the UTC time us microseconds after PostgreSQL's epoch,
+// whatever PostgreSQL holds: adding the epoch to us first would overflow
+// past the year 294,247, below PostgreSQL's last.
+func timeOfMicros(us int64) time.Time {
+	sec, frac := us/1_000_000, us%1_000_000
+	if frac < 0 {
+		sec, frac = sec-1, frac+1_000_000
+	}
+	return time.Unix(sec+postgresEpochMicros/1_000_000, frac*1000).UTC()
+}
+
+// payload is a copy of p, in a slab unless it is a large one, with no room
+// past its end: an append to it cannot reach another payload.
 func (rr *rawReader) payload(p []byte) []byte {
 	if len(p) > slabMax/4 {
-		return append([]byte(nil), p...)
+		c := make([]byte, len(p))
+		copy(c, p)
+		return c
 	}
 	if cap(rr.slab)-len(rr.slab) < len(p) {
 		rr.slab = make([]byte, 0, min(max(2*cap(rr.slab), slabMin, len(p)), slabMax))

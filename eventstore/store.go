@@ -366,6 +366,12 @@ func (s *Store) Read(ctx context.Context, ledger string, from uint64, limit int)
 // as long (BenchmarkRead; room made for the whole page first read no
 // faster than this).
 func collectRecords(rows pgx.Rows, ledger string, room, limit int) ([]Record, error) {
+	recs, _, err := readRecords(rows, ledger, room, limit)
+	return recs, err
+}
+
+// readRecords is collectRecords, and whether it read the rows' raw values.
+func readRecords(rows pgx.Rows, ledger string, room, limit int) (_ []Record, raw bool, _ error) {
 	defer rows.Close()
 	recs := make([]Record, 0, room)
 	// The targets live across the rows: each one passed to Scan escapes, an
@@ -380,19 +386,19 @@ func collectRecords(rows pgx.Rows, ledger string, room, limit int) ([]Record, er
 		prev, hash pgtype.DriverBytes
 	)
 	dest := []any{&pos, &r.Type, &version, &at, &r.CommandID, &r.Payload, &prev, &hash}
-	var raw *rawReader
+	var rr *rawReader
 	if readableRaw(rows.FieldDescriptions()) {
-		raw = &rawReader{ledger: ledger}
+		rr = &rawReader{ledger: ledger}
 	}
 	for rows.Next() {
-		if raw != nil {
-			if err := raw.read(rows.RawValues(), &r); err != nil {
-				return nil, fmt.Errorf("read %s: %w", ledger, err)
+		if rr != nil {
+			if err := rr.read(rows.RawValues(), &r); err != nil {
+				return nil, true, fmt.Errorf("read %s: %w", ledger, err)
 			}
 		} else {
 			r = Record{Ledger: ledger}
 			if err := rows.Scan(dest...); err != nil {
-				return nil, fmt.Errorf("read %s: %w", ledger, err)
+				return nil, false, fmt.Errorf("read %s: %w", ledger, err)
 			}
 			r.Position, r.SchemaVersion, r.RecordedAt = uint64(pos), int(version), at.UTC()
 			copy(r.PrevHash[:], prev)
@@ -406,9 +412,9 @@ func collectRecords(rows pgx.Rows, ledger string, room, limit int) ([]Record, er
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", ledger, err)
+		return nil, rr != nil, fmt.Errorf("read %s: %w", ledger, err)
 	}
-	return recs, nil
+	return recs, rr != nil, nil
 }
 
 // PositionsMax bounds one ReadPositions.

@@ -392,7 +392,7 @@ func TestReadRawIsScan(t *testing.T) {
 		viaRaw, viaScan, raw, err := eventstore.ReadBothWays(ctx, s, ledger, from, eventstore.ReadMax)
 		testenv.NoError(t, err)
 		if !raw {
-			t.Fatal("Read's rows are not in the formats its raw reader reads: it scans every row")
+			t.Fatal("Read did not take the rows' raw values: it scans every row")
 		}
 		if len(viaRaw) != n-int(from)+1 || len(viaScan) != len(viaRaw) {
 			t.Fatalf("from %d: %d records raw, %d scanned, want %d", from, len(viaRaw), len(viaScan), n-int(from)+1)
@@ -406,6 +406,10 @@ func TestReadRawIsScan(t *testing.T) {
 			}
 			if !r.VerifyHash() {
 				t.Fatalf("record %d read raw: its hash does not verify", r.Position)
+			}
+			if cap(r.Payload) != len(r.Payload) {
+				// An append to one payload would write over the next's.
+				t.Fatalf("record %d read raw: payload of %d bytes with room for %d", r.Position, len(r.Payload), cap(r.Payload))
 			}
 		}
 	}

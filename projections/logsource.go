@@ -56,7 +56,8 @@ func (s *LogSource) Next(ctx context.Context, from uint64, max int) ([]eventstor
 // calls): a read ahead that is not the next one asked for (a runner
 // restarted; a smaller max, as a lingering runner asks, which this source
 // does not help), or that failed, is ended and waited for, then the batch
-// is read again. Close ends the read ahead.
+// is read again. Close ends the read ahead. Like the runner that calls it,
+// it is not for concurrent use.
 type AheadSource struct {
 	src Source
 	// ahead, when not nil, delivers the read of from, max started after

@@ -18,6 +18,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -207,8 +209,17 @@ func (h *harness) balancesAt(t *testing.T, ledger string, pos uint64, want map[s
 	for a := range want {
 		accounts = append(accounts, a)
 	}
-	bal, err := h.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: accounts, MinPosition: pos})
-	testenv.NoError(t, err)
+	// One min_position wait is ledgerd's (10 s); after a repair the
+	// runners may still be in a back-off of up to 5 s, on a loaded box
+	// longer: the position is waited for up to integrityWait.
+	var bal *ledgerv1.GetBalancesResponse
+	testenv.Eventually(t, integrityWait, func() (err error) {
+		bal, err = h.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: accounts, MinPosition: pos})
+		if status.Code(err) != codes.DeadlineExceeded && err != nil {
+			t.Fatalf("GetBalances at %d: %v", pos, err)
+		}
+		return err
+	})
 	for _, b := range bal.GetBalances() {
 		if b.GetBalance() != want[b.GetAccount()] {
 			t.Errorf("%s at %d: %s, want %s", b.GetAccount(), bal.GetPosition(), b.GetBalance(), want[b.GetAccount()])
