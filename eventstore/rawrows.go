@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/ledgerd/ledger/internal/pgbin"
 )
 
 // The columns every read of records selects, in order: position, type,
@@ -33,17 +33,17 @@ const (
 func rawColumn(i int) (oid uint32, format int16) {
 	switch i {
 	case colPosition:
-		return pgtype.Int8OID, pgx.BinaryFormatCode
+		return pgbin.OIDInt8, pgx.BinaryFormatCode
 	case colType, colCommandID:
-		return pgtype.TextOID, pgx.TextFormatCode
+		return pgbin.OIDText, pgx.TextFormatCode
 	case colSchemaVersion:
-		return pgtype.Int2OID, pgx.BinaryFormatCode
+		return pgbin.OIDInt2, pgx.BinaryFormatCode
 	case colRecordedAt:
-		return pgtype.TimestamptzOID, pgx.BinaryFormatCode
+		return pgbin.OIDTimestamptz, pgx.BinaryFormatCode
 	case colPayload:
-		return pgtype.JSONOID, pgx.TextFormatCode
+		return pgbin.OIDJSON, pgx.TextFormatCode
 	}
-	return pgtype.ByteaOID, pgx.BinaryFormatCode // the hashes
+	return pgbin.OIDBytea, pgx.BinaryFormatCode // the hashes
 }
 
 // readableRaw reports whether rows' columns are those rawColumn names.
@@ -58,10 +58,6 @@ func readableRaw(fds []pgconn.FieldDescription) bool {
 	}
 	return true
 }
-
-// postgresEpochMicros is 2000-01-01 UTC, PostgreSQL's timestamp epoch, in
-// Unix microseconds.
-const postgresEpochMicros = 946_684_800_000_000
 
 // The payloads of a read are copied into slabs: one allocation for many
 // records instead of one a record (a read's records are used, and
@@ -106,22 +102,11 @@ func (rr *rawReader) read(raw [][]byte, r *Record) error {
 	}
 	*r = Record{Ledger: rr.ledger, Position: uint64(pos), Type: rr.lastType,
 		SchemaVersion: int(int16(binary.BigEndian.Uint16(raw[colSchemaVersion]))),
-		RecordedAt:    timeOfMicros(us), CommandID: string(raw[colCommandID]),
+		RecordedAt:    pgbin.TimeOfTimestamptz(us), CommandID: string(raw[colCommandID]),
 		Payload: rr.payload(raw[colPayload])}
 	copy(r.PrevHash[:], raw[colPrevHash])
 	copy(r.Hash[:], raw[colHash])
 	return nil
-}
-
-// timeOfMicros is the UTC time us microseconds after PostgreSQL's epoch,
-// whatever PostgreSQL holds: adding the epoch to us first would overflow
-// past the year 294,247, below PostgreSQL's last.
-func timeOfMicros(us int64) time.Time {
-	sec, frac := us/1_000_000, us%1_000_000
-	if frac < 0 {
-		sec, frac = sec-1, frac+1_000_000
-	}
-	return time.Unix(sec+postgresEpochMicros/1_000_000, frac*1000).UTC()
 }
 
 // payload is a copy of p, in a slab unless it is a large one, with no room

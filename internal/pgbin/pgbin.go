@@ -3,7 +3,8 @@
 // its length. The projectors' COPY (projections/copybin.go) and the
 // writer's append arrays (eventstore/appendargs.go) build their bytes with
 // it, straight from their values, instead of through pgx's per-value encode
-// plans (docs/perf.md, session 12).
+// plans (docs/perf.md, session 12). The log's reads (eventstore/rawrows.go)
+// read its times back with it.
 package pgbin
 
 import (
@@ -14,6 +15,7 @@ import (
 // Type OIDs: the elements of the arrays written here, and the arrays'.
 const (
 	OIDBytea       = 17
+	OIDInt8        = 20
 	OIDInt2        = 21
 	OIDText        = 25
 	OIDJSON        = 114
@@ -87,6 +89,19 @@ func Timestamptz(b []byte, t time.Time) []byte {
 	b = binary.BigEndian.AppendUint32(b, 8)
 	us := t.Unix()*1_000_000 + int64(t.Nanosecond())/1000
 	return binary.BigEndian.AppendUint64(b, uint64(us-microsFromUnixToY2K))
+}
+
+// TimeOfTimestamptz is the UTC time of a timestamptz's binary value, us
+// microseconds after PostgreSQL's epoch, whatever PostgreSQL holds: adding
+// the epoch to us first would overflow past the year 294,247, below
+// PostgreSQL's last. The infinities (the int64's ends) are the caller's to
+// refuse.
+func TimeOfTimestamptz(us int64) time.Time {
+	sec, frac := us/1_000_000, us%1_000_000
+	if frac < 0 {
+		sec, frac = sec-1, frac+1_000_000
+	}
+	return time.Unix(sec+microsFromUnixToY2K/1_000_000, frac*1000).UTC()
 }
 
 // Open starts a value whose bytes the caller appends after it; Close, given

@@ -2,6 +2,7 @@ package pgbin
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 	"time"
 )
@@ -38,5 +39,34 @@ func TestValues(t *testing.T) {
 	b = Close(append(b, 'x', 'y', 'z'), at)
 	if want := []byte{9, 0, 0, 0, 3, 'x', 'y', 'z'}; !bytes.Equal(b, want) {
 		t.Errorf("open, three bytes, close: % x, want % x", b, want)
+	}
+}
+
+// TestTimeOfTimestamptz: a timestamptz's binary value read back, at
+// PostgreSQL's epoch, around it, and at the ends of its range (4713 BC,
+// 294276 AD: MIN_TIMESTAMP and END_TIMESTAMP - 1 in its
+// datatype/timestamp.h), where adding the epoch before converting
+// overflowed; and Timestamptz's bytes read back to the time written.
+func TestTimeOfTimestamptz(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		us   int64
+		want time.Time
+	}{
+		{0, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{-1, time.Date(1999, 12, 31, 23, 59, 59, 999_999_000, time.UTC)},
+		{1_500_001, time.Date(2000, 1, 1, 0, 0, 1, 500_001_000, time.UTC)},
+		{-1_500_001, time.Date(1999, 12, 31, 23, 59, 58, 499_999_000, time.UTC)},
+		{9_223_371_331_199_999_999, time.Date(294276, 12, 31, 23, 59, 59, 999_999_000, time.UTC)},
+		{-211_813_488_000_000_000, time.Date(-4713, 11, 24, 0, 0, 0, 0, time.UTC)},
+	} {
+		if got := TimeOfTimestamptz(c.us); !got.Equal(c.want) || got.Location() != time.UTC {
+			t.Errorf("TimeOfTimestamptz(%d) = %v, want %v", c.us, got, c.want)
+		}
+	}
+	at := time.Date(1987, 6, 5, 4, 3, 2, 123_456_000, time.UTC)
+	b := Timestamptz(nil, at)
+	if got := TimeOfTimestamptz(int64(binary.BigEndian.Uint64(b[4:]))); !got.Equal(at) {
+		t.Errorf("Timestamptz of %v read back as %v", at, got)
 	}
 }
