@@ -14,11 +14,11 @@
 #   BENCH_HTTP_ADDR         ledgerd HTTP address   (default 127.0.0.1:18080)
 #   BENCH_TRANSFERS_BATCH   transfers of the batch-1000 scenario (default 300000)
 #   BENCH_TRANSFERS_SINGLE  transfers of each batch-1 scenario   (default 60000)
-#   BENCH_TRANSFERS_READ    transfers of the read-under-write and read-latency scenarios, written
+#   BENCH_TRANSFERS_READ    transfers of the read-under-write, read-latency and read-floor scenarios, written
 #                           at 10,000 a second (default 175000: 17.5 s)
 #   BENCH_TRANSFERS_NAIVE   transfers of each naive baseline run
 #                           (default: ledgerbench's, min(transfers, 30000))
-#   BENCH_READERS           readers of the read-under-write and read-latency scenarios (default 8)
+#   BENCH_READERS           readers of the read-under-write, read-latency and read-floor scenarios (default 8)
 #   BENCH_ACCOUNTS          accounts per scenario                (default 10000)
 #   BENCH_READY_TIMEOUT     seconds to wait for /readyz          (default 60)
 #   BENCH_STOP_TIMEOUT      seconds to wait for ledgerd to stop  (default 150)
@@ -116,6 +116,11 @@ scenario read-under-write -batch 100 -concurrency 32 -transfers "$transfers_read
 # so their percentiles are mostly queueing.
 scenario read-latency -batch 100 -concurrency 32 -transfers "$transfers_read" -rate 10000 \
 	-readers "$readers" -read-kind both -read-rate 1000 -lag-every 100ms
+# The same again with the readers asking the gRPC health service, which
+# reads nothing: the latency of a call itself under that load, the floor
+# under the two queries' (docs/perf.md, "Session 24").
+scenario read-floor -batch 100 -concurrency 32 -transfers "$transfers_read" -rate 10000 \
+	-readers "$readers" -read-kind health -read-rate 1000 -lag-every 100ms
 
 echo
 echo "== stopping ledgerd"

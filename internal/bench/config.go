@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,12 @@ const (
 	ReadKindStatement = "statement"
 	// ReadKindBoth gives half the readers each kind, GetBalances the odd one.
 	ReadKindBoth = "both"
+	// ReadKindHealth asks the gRPC health service, which reads nothing: the
+	// latency of a call itself on the loaded box, the floor under the others.
+	ReadKindHealth = "health"
+	// ReadKindAll gives a third of the readers each of balances, statement
+	// and health, in that order: the floor measured beside the queries.
+	ReadKindAll = "all"
 )
 
 // ErrInvalidConfig means a flag is out of its range.
@@ -184,7 +191,8 @@ func ParseFlags(args []string, getenv func(string) string, now time.Time, out io
 	fs.IntVar(&c.ReadRate, "read-rate", 0, fmt.Sprintf("pace the readers to this many calls a second, all together, up to %d; "+
 		"0: each in a tight loop", RateMax))
 	fs.StringVar(&c.ReadKind, "read-kind", ReadKindBoth, "what readers ask: balances (GetBalances of 10 random accounts), "+
-		"statement (ListStatement of a random account, first 100 lines) or both (half the readers each)")
+		"statement (ListStatement of a random account, first 100 lines), both (half the readers each), "+
+		"health (the gRPC health check, which reads nothing: a call's own latency) or all (a third each)")
 	fs.DurationVar(&c.LagEvery, "lag-every", 100*time.Millisecond,
 		fmt.Sprintf("sample projection lag this often while the measured phase writes, %s..%s; 0: never", LagEveryMin, LagEveryMax))
 	fs.DurationVar(&c.CatchUpWait, "catch-up-wait", CatchUpWaitDefault,
@@ -266,8 +274,9 @@ func (c Config) Validate() error {
 		return bad("-read-rate %d, want 0..%d", c.ReadRate, RateMax)
 	case c.ReadRate > 0 && c.Readers == 0:
 		return bad("-read-rate %d without -readers: nobody to pace", c.ReadRate)
-	case c.Readers > 0 && c.ReadKind != ReadKindBalances && c.ReadKind != ReadKindStatement && c.ReadKind != ReadKindBoth:
-		return bad("-read-kind %q, want %s, %s or %s", c.ReadKind, ReadKindBalances, ReadKindStatement, ReadKindBoth)
+	case c.Readers > 0 && !slices.Contains([]string{ReadKindBalances, ReadKindStatement, ReadKindBoth, ReadKindHealth, ReadKindAll}, c.ReadKind):
+		return bad("-read-kind %q, want %s, %s, %s, %s or %s", c.ReadKind, ReadKindBalances, ReadKindStatement, ReadKindBoth,
+			ReadKindHealth, ReadKindAll)
 	case c.LagEvery != 0 && (c.LagEvery < LagEveryMin || c.LagEvery > LagEveryMax):
 		return bad("-lag-every %s, want 0 or %s..%s", c.LagEvery, LagEveryMin, LagEveryMax)
 	case c.CatchUpWait < time.Second || c.CatchUpWait > CatchUpWaitMax:

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -37,27 +38,36 @@ type readKind int
 const (
 	readBalances readKind = iota
 	readStatement
+	readHealth
 	readKinds // the number of kinds
 )
 
 // String is the query's gRPC method name, as reported.
 func (k readKind) String() string {
-	if k == readStatement {
+	switch k {
+	case readStatement:
 		return "ListStatement"
+	case readHealth:
+		return "Health.Check"
 	}
 	return "GetBalances"
 }
 
 // readerKinds assigns a kind to each of cfg.Readers readers: with
-// ReadKindBoth, even readers ask for balances and odd ones for statements.
+// ReadKindBoth, even readers ask for balances and odd ones for statements;
+// with ReadKindAll, the i-th reader asks kind i mod 3.
 func readerKinds(cfg *Config) []readKind {
 	kinds := make([]readKind, cfg.Readers)
 	for i := range kinds {
 		switch cfg.ReadKind {
 		case ReadKindStatement:
 			kinds[i] = readStatement
+		case ReadKindHealth:
+			kinds[i] = readHealth
 		case ReadKindBoth:
 			kinds[i] = readKind(i % 2)
+		case ReadKindAll:
+			kinds[i] = readKind(i % 3)
 		}
 	}
 	return kinds
@@ -69,6 +79,7 @@ type reader struct {
 	kind   readKind
 	rng    *rand.Rand
 	client ledgerv1.QueryServiceClient
+	health healthpb.HealthClient
 	cfg    *Config
 	// pacer, when set (-read-rate), spaces the readers' calls together.
 	pacer *pacer
@@ -82,11 +93,12 @@ type reader struct {
 	errorSample string
 }
 
-func newReader(id int, kind readKind, cfg *Config, client ledgerv1.QueryServiceClient) *reader {
+func newReader(id int, kind readKind, cfg *Config, conn grpc.ClientConnInterface) *reader {
 	return &reader{
 		kind:       kind,
 		rng:        rand.New(rand.NewPCG(cfg.Seed, readerSeedStream+uint64(id))),
-		client:     client,
+		client:     ledgerv1.NewQueryServiceClient(conn),
+		health:     healthpb.NewHealthClient(conn),
 		cfg:        cfg,
 		errorCodes: map[string]int64{},
 	}
@@ -126,11 +138,16 @@ func (r *reader) run(ctx context.Context) {
 // call sends one query of the reader's kind, on the projections (no
 // min_position, default consistency).
 func (r *reader) call(ctx context.Context) error {
-	if r.kind == readStatement {
-		_, err := r.client.ListStatement(ctx, r.statementRequest())
-		return err
+	var err error
+	switch r.kind {
+	case readStatement:
+		_, err = r.client.ListStatement(ctx, r.statementRequest())
+	case readHealth:
+		// The whole server's status: what the daemon holds, no database.
+		_, err = r.health.Check(ctx, &healthpb.HealthCheckRequest{})
+	default:
+		_, err = r.client.GetBalances(ctx, r.balancesRequest())
 	}
-	_, err := r.client.GetBalances(ctx, r.balancesRequest())
 	return err
 }
 
@@ -232,7 +249,7 @@ func newReadLoad(ctx context.Context, cfg *Config) (*readLoad, error) {
 	}
 	l := &readLoad{conns: conns, readRate: cfg.ReadRate}
 	for i, kind := range readerKinds(cfg) {
-		l.readers = append(l.readers, newReader(i, kind, cfg, ledgerv1.NewQueryServiceClient(conns[i/workersPerConn])))
+		l.readers = append(l.readers, newReader(i, kind, cfg, conns[i/workersPerConn]))
 	}
 	if cfg.LagEvery > 0 {
 		l.sampler = newLagSampler(cfg, ledgerv1.NewQueryServiceClient(conns[len(conns)-1]))

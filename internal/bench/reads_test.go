@@ -20,6 +20,8 @@ func TestReaderKinds(t *testing.T) {
 		{"both, odd count", 3, ReadKindBoth, []readKind{readBalances, readStatement, readBalances}},
 		{"balances", 2, ReadKindBalances, []readKind{readBalances, readBalances}},
 		{"statement", 2, ReadKindStatement, []readKind{readStatement, readStatement}},
+		{"health", 2, ReadKindHealth, []readKind{readHealth, readHealth}},
+		{"all, a third each", 4, ReadKindAll, []readKind{readBalances, readStatement, readHealth, readBalances}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
