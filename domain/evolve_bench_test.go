@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -56,4 +57,43 @@ func BenchmarkEvolveTransfers(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(events)*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkEvolveScattered applies 200,000 one-posting transfers between
+// random accounts of 10,000 or 1,000,000, opened among other allocations and
+// named by strings of their own in each event, as a replay decodes them:
+// what finding the accounts costs when they are not in cache. It reports
+// events/s.
+func BenchmarkEvolveScattered(b *testing.B) {
+	for _, accounts := range []int{10_000, 1_000_000} {
+		b.Run(fmt.Sprint(accounts), func(b *testing.B) {
+			s := domain.NewState()
+			s.Evolve(1, domain.AssetDefined{Code: "USD", Scale: 2})
+			var other [][]byte
+			for i := range accounts {
+				other = append(other, make([]byte, 48)) // what a decoder allocates between two opens
+				s.Evolve(uint64(i+2), domain.AccountOpened{ID: fmt.Sprintf("acc-%07d", i), Asset: "USD", Normal: domain.SideCredit})
+			}
+			other = nil
+			rng := rand.New(rand.NewPCG(1, 2))
+			at := time.Unix(1_800_000_000, 0).UTC()
+			const n = 200_000
+			events := make([]domain.Event, n)
+			for i := range events {
+				d := rng.IntN(accounts)
+				events[i] = domain.TransferCommitted{ID: fmt.Sprint("t", i), EffectiveAt: at, Postings: []domain.Posting{{
+					Debit: fmt.Sprintf("acc-%07d", d), Credit: fmt.Sprintf("acc-%07d", (d+1+rng.IntN(accounts-1))%accounts),
+					Asset: "USD", Amount: domain.Amount{Units: domain.UnitsFromInt64(1), Scale: 2}}}}
+			}
+			pos := uint64(accounts + 1)
+			b.ResetTimer()
+			for b.Loop() {
+				for _, e := range events {
+					pos++
+					s.Evolve(pos, e)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
 }
