@@ -141,3 +141,37 @@ func TestAccountTableRemoveAtTheEnd(t *testing.T) {
 		t.Fatalf("after removing %s: Get(%s) = %+v, Get(%s) = %+v, Len %d", last, first, a, last, tab.Get(last), tab.Len())
 	}
 }
+
+// TestAccountTableIDsCopied: the ids an account table keeps in its buffers
+// (internID) are the ids added, whatever their lengths, across many full
+// buffers and beside ids too long for them, and each is found by its text.
+func TestAccountTableIDsCopied(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	tab := newAccountTable(0)
+	var ids []string
+	for i := range 5000 {
+		n := 1 + rng.IntN(300)
+		if i%97 == 0 {
+			n = accountIDLong + 1 + rng.IntN(100)
+		}
+		id := fmt.Sprintf("%d-", i)
+		for len(id) < n {
+			id += string(rune('a' + rng.IntN(26)))
+		}
+		if tab.Add(Account{ID: id}) == nil {
+			t.Fatalf("Add(%q) found it there already", id)
+		}
+		ids = append(ids, id)
+	}
+	for i, id := range ids {
+		if a := tab.at(i); a.ID != id {
+			t.Fatalf("account %d: id %q, want %q", i, a.ID, id)
+		}
+		if a := tab.Get(id); a == nil || a != tab.at(i) {
+			t.Fatalf("Get(%q) = %p, want account %d", id, a, i)
+		}
+	}
+	if tab.ids.Cap() != accountIDs {
+		t.Errorf("the ids' last buffer holds %d bytes, want %d once they stop doubling", tab.ids.Cap(), accountIDs)
+	}
+}
