@@ -5,7 +5,6 @@ import (
 	"hash/maphash"
 	"iter"
 	"math/bits"
-	"strings"
 )
 
 // accountTable holds a ledger's accounts in chunks, with an open-addressing
@@ -26,13 +25,10 @@ type accountTable struct {
 	// 32 bits of the id's hash and, below, i+1 for the i-th account added.
 	// A probe compares ids only when the hash bits match.
 	slots []uint64
-	// ids holds the accounts' ids one after another (internID): a probe
-	// that compares an id reads bytes next to other accounts' ids instead
-	// of the string it was given, a small allocation anywhere in the heap
-	// (a cache miss more a look-up: at a million accounts, 15 % of what
-	// folding a transfer costs, BenchmarkEvolveScattered). A rolled back
+	// ids holds the accounts' ids: a probe compares bytes next to other
+	// ids, not the strings the accounts were added with. A rolled back
 	// account's bytes stay.
-	ids strings.Builder
+	ids idBuffer
 }
 
 const (
@@ -49,12 +45,6 @@ const (
 	// accountNumberMask selects a slot's account number (i+1); the bits
 	// above are the hash's.
 	accountNumberMask = 1<<32 - 1
-	// accountIDsMin and accountIDs bound the ids' buffers: the first holds
-	// accountIDsMin bytes, each next one twice the last up to accountIDs.
-	// An id longer than accountIDLong keeps a string of its own.
-	accountIDsMin = 256
-	accountIDs    = 64 << 10
-	accountIDLong = 1 << 10
 )
 
 func newAccountTable(hint int) *accountTable {
@@ -143,27 +133,10 @@ func (t *accountTable) Add(a Account) *Account {
 	}
 	p := t.at(t.n)
 	*p = a
-	p.ID = t.internID(a.ID)
+	p.ID = t.ids.copy(a.ID)
 	t.n++
 	t.slots[i] = tag | uint64(t.n)
 	return p
-}
-
-// internID returns a copy of id in t.ids. A Builder never changes the bytes
-// it has written, and a full one is left to the strings cut from it, so the
-// copies stay valid for as long as they are held.
-func (t *accountTable) internID(id string) string {
-	if len(id) > accountIDLong {
-		return strings.Clone(id)
-	}
-	if t.ids.Len()+len(id) > t.ids.Cap() {
-		size := min(max(2*t.ids.Cap(), accountIDsMin), accountIDs)
-		t.ids = strings.Builder{}
-		t.ids.Grow(size)
-	}
-	t.ids.WriteString(id)
-	all := t.ids.String()
-	return all[len(all)-len(id):]
 }
 
 // RemoveLast removes the account added last, whose id is id: the undo of

@@ -143,7 +143,7 @@ func TestAccountTableRemoveAtTheEnd(t *testing.T) {
 }
 
 // TestAccountTableIDsCopied: the ids an account table keeps in its buffers
-// (internID) are the ids added, whatever their lengths, across many full
+// (idBuffer) are the ids added, whatever their lengths, across many full
 // buffers and beside ids too long for them, and each is found by its text.
 func TestAccountTableIDsCopied(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
@@ -152,7 +152,7 @@ func TestAccountTableIDsCopied(t *testing.T) {
 	for i := range 5000 {
 		n := 1 + rng.IntN(300)
 		if i%97 == 0 {
-			n = accountIDLong + 1 + rng.IntN(100)
+			n = idLong + 1 + rng.IntN(100)
 		}
 		id := fmt.Sprintf("%d-", i)
 		for len(id) < n {
@@ -171,7 +171,7 @@ func TestAccountTableIDsCopied(t *testing.T) {
 			t.Fatalf("Get(%q) = %p, want account %d", id, a, i)
 		}
 	}
-	if tab.ids.Cap() != accountIDs {
-		t.Errorf("the ids' last buffer holds %d bytes, want %d once they stop doubling", tab.ids.Cap(), accountIDs)
+	if tab.ids.b.Cap() != idBufferMax {
+		t.Errorf("the ids' last buffer holds %d bytes, want %d once they stop doubling", tab.ids.b.Cap(), idBufferMax)
 	}
 }

@@ -27,7 +27,10 @@ type Evaluator struct {
 	byID     map[string]*RuleVersion
 	assets   map[string]uint8
 	accounts map[string]*evalAccount
-	moves    []Movement
+	// ids holds the accounts' keys: a look-up compares bytes next to the
+	// other keys, not the strings of the events that opened them.
+	ids   idBuffer
+	moves []Movement
 	// moved is the account of each of moves (nil: not opened), found once
 	// for the balances and the last activity.
 	moved []*evalAccount
@@ -95,7 +98,8 @@ func (ev *Evaluator) Apply(pos uint64, recordedAt time.Time, e Event) []Alert {
 		ev.assets[e.Code] = e.Scale
 		return nil
 	case AccountOpened:
-		ev.accounts[e.ID] = &evalAccount{id: e.ID, asset: e.Asset, scale: ev.assets[e.Asset], normal: e.Normal,
+		id := ev.ids.copy(e.ID)
+		ev.accounts[id] = &evalAccount{id: id, asset: e.Asset, scale: ev.assets[e.Asset], normal: e.Normal,
 			metadata: e.Metadata, balances: Account{Normal: e.Normal}}
 		return nil
 	case AccountMetadataSet:
