@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Ledger numbers. The statement lines and the transfers are keyed by a
@@ -13,7 +14,8 @@ import (
 // transfer_ledgers: a ledger column, so a rebuild's swap renames the
 // shadow's row) gives each ledger key, not by its name (projections 0023,
 // 0024): an integer key costs PostgreSQL about half a text one, and a swap
-// moves the number, not the rows.
+// moves the number, not the rows. The number a swap replaces is retired,
+// its rows deleted after the swap (SweepRetired).
 
 // ledgerNo returns the number the table numbers gives the ledger key,
 // numbering the key on its first batch.
@@ -33,12 +35,69 @@ func ledgerNo(ctx context.Context, tx pgx.Tx, numbers, key string) (int32, error
 	return no, nil
 }
 
-// deleteNumbered deletes the rows of table rows under the number the table
-// numbers gives the ledger key (a rowDropper's dropRows).
-func deleteNumbered(ctx context.Context, tx pgx.Tx, rows, numbers, key string) error {
-	if _, err := tx.Exec(ctx, `DELETE FROM `+pgx.Identifier{rows}.Sanitize()+` WHERE ledger_no =
-		(SELECT ledger_no FROM `+pgx.Identifier{numbers}.Sanitize()+` WHERE ledger = $1)`, key); err != nil {
-		return fmt.Errorf("delete the %s of %s: %w", rows, key, err)
+// RetiredPrefix starts the key a retired number's row carries in its table
+// of numbers: "~" is not allowed in a ledger name, so it is no ledger's,
+// and the number is unique, so two retired rows never clash.
+const RetiredPrefix = "~retired:"
+
+// numbered pairs each table keyed by a ledger key's number with its table
+// of numbers.
+var numbered = [...]struct{ rows, numbers string }{
+	{"movements", "movement_ledgers"},
+	{"transfers", "transfer_ledgers"},
+}
+
+// retireNumber retires the number the table numbers gives the ledger key (a
+// rowDropper's dropRows): its row is renamed RetiredPrefix and the number,
+// so the key has no number (its next batch takes a new one, or a swap
+// renames a shadow's to it) and no query finds the rows by the key.
+// SweepRetired deletes them after the transaction: deleting a million
+// transfers within a rebuild's swap held the live checkpoint locked for
+// two seconds (docs/perf.md, "Session 24").
+func retireNumber(ctx context.Context, tx pgx.Tx, numbers, key string) error {
+	if _, err := tx.Exec(ctx, `UPDATE `+pgx.Identifier{numbers}.Sanitize()+`
+		SET ledger = $2 || ledger_no WHERE ledger = $1`, key, RetiredPrefix); err != nil {
+		return fmt.Errorf("retire the number of %s in %s: %w", key, numbers, err)
 	}
 	return nil
+}
+
+// SweepRetired deletes the rows of every retired number (retireNumber),
+// then the number's row, one transaction a number, and returns how many
+// rows it deleted. Interrupted, it leaves the rest to the next sweep; two
+// sweeps at once delete each row once. (Deleting in chunks of 20,000 rows
+// took twice as long: each chunk's scan stepped over the rows the chunks
+// before it had deleted.)
+//
+// Errors: ctx's; the database's.
+func SweepRetired(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var deleted int64
+	for _, t := range numbered {
+		rows, numbers := pgx.Identifier{t.rows}.Sanitize(), pgx.Identifier{t.numbers}.Sanitize()
+		var nos []int32
+		r, err := pool.Query(ctx, `SELECT ledger_no FROM `+numbers+` WHERE starts_with(ledger, $1) ORDER BY ledger_no`, RetiredPrefix)
+		if err == nil {
+			nos, err = pgx.CollectRows(r, pgx.RowTo[int32])
+		}
+		if err != nil {
+			return deleted, fmt.Errorf("retired numbers of %s: %w", t.rows, err)
+		}
+		for _, no := range nos {
+			var n int64
+			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				tag, err := tx.Exec(ctx, `DELETE FROM `+rows+` WHERE ledger_no = $1`, no)
+				if err != nil {
+					return err
+				}
+				n = tag.RowsAffected()
+				_, err = tx.Exec(ctx, `DELETE FROM `+numbers+` WHERE ledger_no = $1 AND starts_with(ledger, $2)`, no, RetiredPrefix)
+				return err
+			})
+			if err != nil {
+				return deleted, fmt.Errorf("sweep retired number %d of %s: %w", no, t.rows, err)
+			}
+			deleted += n
+		}
+	}
+	return deleted, nil
 }

@@ -201,7 +201,8 @@ func TestSwapRenumbersUnderACachedProjector(t *testing.T) {
 
 // TestRebuildDropsAStaleShadowsLines: a shadow left by another version of
 // the projector is dropped before a rebuild starts afresh, its statement
-// lines with it (they are keyed by the shadow's number, not by its name).
+// lines with it (they are keyed by the shadow's number, not by its name:
+// the number is retired, and the sweep deletes its lines).
 func TestRebuildDropsAStaleShadowsLines(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -221,6 +222,15 @@ func TestRebuildDropsAStaleShadowsLines(t *testing.T) {
 	if at != head {
 		t.Fatalf("rebuild swapped at %d, want %d", at, head)
 	}
+	// The stale number is retired by the rebuild and its lines deleted by
+	// the sweep that follows (workflows.Rebuilds sweeps after each).
+	var key string
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT ledger FROM movement_ledgers WHERE ledger_no = $1`, stale).Scan(&key))
+	if !strings.HasPrefix(key, projections.RetiredPrefix) {
+		t.Errorf("the stale shadow's number %d is %q's after the rebuild, want retired", stale, key)
+	}
+	_, err = projections.SweepRetired(ctx, e.pool)
+	testenv.NoError(t, err)
 	var left int
 	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM movements WHERE ledger_no = $1`, stale).Scan(&left))
 	if left != 0 {

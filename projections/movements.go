@@ -118,7 +118,7 @@ func (p *Movements) keep(ledger string, c *movementCache) {
 
 // Tables lists the read-model tables Movements writes that are keyed by
 // ledger. The lines (movements) are keyed by the ledger's number instead:
-// dropRows deletes them, and the view Views lists shows them by ledger.
+// dropRows retires it, and the view Views lists shows them by ledger.
 func (*Movements) Tables() []string {
 	return []string{"movement_ledgers", "movement_heads", "movement_assets", "movement_clock", "accounts"}
 }
@@ -127,10 +127,10 @@ func (*Movements) Tables() []string {
 // Tables leaves out: the statement lines by ledger and account.
 func (*Movements) Views() []string { return []string{"movement_lines"} }
 
-// dropRows deletes the statement lines of the ledger key (a rebuild's swap
-// and a stale shadow's drop, before they delete its movement_ledgers row).
+// dropRows retires the number of the ledger key's statement lines (a
+// rebuild's swap and a stale shadow's drop): SweepRetired deletes them.
 func (*Movements) dropRows(ctx context.Context, tx pgx.Tx, key string) error {
-	return deleteNumbered(ctx, tx, "movements", "movement_ledgers", key)
+	return retireNumber(ctx, tx, "movement_ledgers", key)
 }
 
 // movementLine is one row of movements.

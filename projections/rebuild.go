@@ -216,12 +216,13 @@ func (rb *Rebuild) dropStaleShadow(ctx context.Context) error {
 
 // rowDropper is a projector with rows its Tables do not key by ledger.
 type rowDropper interface {
-	// dropRows deletes the ledger key's rows of those tables; the rows of
-	// Tables are deleted after it.
+	// dropRows takes the ledger key's rows of those tables from it (their
+	// number retired, SweepRetired deletes them); the rows of Tables are
+	// deleted after it.
 	dropRows(ctx context.Context, tx pgx.Tx, key string) error
 }
 
-// dropRows deletes key's rows that proj's Tables do not key by ledger.
+// dropRows takes from key the rows that proj's Tables do not key by ledger.
 func dropRows(ctx context.Context, tx pgx.Tx, proj Projector, key string) error {
 	if d, ok := proj.(rowDropper); ok {
 		return d.dropRows(ctx, tx, key)
@@ -293,8 +294,9 @@ func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
 			shadow, eventAt, hash = int64(last.Position), &last.RecordedAt, last.Hash[:]
 		}
 		// The live rows go and the shadow's take the ledger's name. Rows
-		// keyed by a number of the key (the statement lines) stay where
-		// they are: the number goes with the name.
+		// keyed by a number of the key (the statement lines, the
+		// transfers) stay where they are: the shadow's number goes with
+		// the name, and the live one is retired, its rows swept after.
 		if err := dropRows(ctx, tx, rb.proj, rb.ledger); err != nil {
 			return fmt.Errorf("swap: %w", err)
 		}

@@ -105,8 +105,8 @@ func (e *env) checkBuiltNormally(proj projections.Projector, live *runningRunner
 // checkNoOrphanLines requires every statement line and transfer to belong
 // to a ledger key's number and every head to carry its key's number
 // (projections 0023, 0024):
-// a swap deletes the lines of the number it retires, and a projector never
-// writes under a retired one.
+// a swap retires the number it replaces (its rows stay under the retired
+// row until the sweep), and a projector never writes under a retired one.
 func (e *env) checkNoOrphanLines() {
 	e.t.Helper()
 	var orphans, strays, transfers int

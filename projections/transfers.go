@@ -25,7 +25,7 @@ func (Transfers) Version() int { return 1 }
 
 // Tables lists the read-model tables Transfers writes that are keyed by
 // ledger. The transfers are keyed by the ledger key's number instead
-// (0024): dropRows deletes them, and the view Views lists shows them by
+// (0024): dropRows retires it, and the view Views lists shows them by
 // ledger.
 func (Transfers) Tables() []string {
 	return []string{"transfer_ledgers"}
@@ -34,10 +34,10 @@ func (Transfers) Tables() []string {
 // Views lists the views of Transfers' rows keyed by ledger.
 func (Transfers) Views() []string { return []string{"transfer_rows"} }
 
-// dropRows deletes the transfers of the ledger key (a rebuild's swap and a
-// stale shadow's drop, before they delete its transfer_ledgers row).
+// dropRows retires the number of the ledger key's transfers (a rebuild's
+// swap and a stale shadow's drop): SweepRetired deletes them.
 func (Transfers) dropRows(ctx context.Context, tx pgx.Tx, key string) error {
-	return deleteNumbered(ctx, tx, "transfers", "transfer_ledgers", key)
+	return retireNumber(ctx, tx, "transfer_ledgers", key)
 }
 
 // Kinds and statuses of transfers rows, as stored (see 0003_transfers.sql).

@@ -81,5 +81,14 @@ func (r *Rebuilds) Run(ctx context.Context, ledger, projection string, report fu
 	if r.swapped != nil {
 		r.swapped(ledger)
 	}
+	// The rows the swap replaced, after it: the rebuilt model is live, and
+	// a sweep cut short leaves the rest to the next one (the process's
+	// start sweeps too).
+	if n, err := projections.SweepRetired(ctx, r.pool); err != nil {
+		r.logger.Warn("the rows a rebuild replaced are not all deleted yet", "ledger", ledger, "projection", proj.Name(),
+			"deleted", n, "err", err)
+	} else if n > 0 {
+		r.logger.Info("deleted the rows a rebuild replaced", "ledger", ledger, "projection", proj.Name(), "rows", n)
+	}
 	return nil
 }

@@ -221,8 +221,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if m.roles.Projector {
 		m.startWebhooks()
-		m.wg.Add(1)
+		m.wg.Add(2)
 		go func() { defer m.wg.Done(); m.listenAppends(m.readersCtx) }()
+		go func() { defer m.wg.Done(); m.sweepRetired(m.readersCtx) }()
 	}
 	if err := m.serve(); err != nil {
 		return err

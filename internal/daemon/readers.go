@@ -401,3 +401,16 @@ func (m *Main) waiter(ledger, projection string) queries.Waiter {
 	m.wakeReaders(ledger)
 	return nil
 }
+
+// sweepRetired deletes the rows of read-model numbers that a rebuild's
+// swap retired but whose sweep did not finish (the process stopped during
+// it): a rebuild sweeps after its swap, a start sweeps what is left.
+func (m *Main) sweepRetired(ctx context.Context) {
+	n, err := projections.SweepRetired(ctx, m.projPool)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		m.Logger.Warn("rows a rebuild replaced are left to the next sweep", "deleted", n, "err", err)
+	case n > 0:
+		m.Logger.Info("deleted the rows rebuilds replaced", "rows", n)
+	}
+}

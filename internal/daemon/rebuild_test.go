@@ -10,13 +10,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // rebuildTransfersPerCall is how many transfers each background call sends.
@@ -134,6 +137,81 @@ func TestRebuildWhileServing(t *testing.T) {
 	body := h.rest(t, "POST", "/v1/ledgers/"+ledger+"/projections/transfers:rebuild", "{}", 200, nil)
 	if !strings.Contains(string(body), `"done":true`) {
 		t.Fatalf("REST rebuild answered %s, want a last line with done", body)
+	}
+	// Each rebuild swept the rows it replaced before it returned.
+	if left := retiredRows(t, h.pool(t)); left != [2]int64{} {
+		t.Fatalf("%d retired numbers and %d of their rows left after the rebuilds, want none", left[0], left[1])
+	}
+}
+
+// retiredRows counts the retired numbers of the statement lines and the
+// transfers (projections.RetiredPrefix), and their rows.
+func retiredRows(t *testing.T, pool *pgxpool.Pool) (n [2]int64) {
+	t.Helper()
+	testenv.NoError(t, pool.QueryRow(ctx(t), `SELECT
+		(SELECT count(*) FROM movement_ledgers WHERE starts_with(ledger, $1)) +
+			(SELECT count(*) FROM transfer_ledgers WHERE starts_with(ledger, $1)),
+		(SELECT count(*) FROM movements m JOIN movement_ledgers l USING (ledger_no) WHERE starts_with(l.ledger, $1)) +
+			(SELECT count(*) FROM transfers r JOIN transfer_ledgers l USING (ledger_no) WHERE starts_with(l.ledger, $1))`,
+		projections.RetiredPrefix).Scan(&n[0], &n[1]))
+	return n
+}
+
+// TestStartSweepsRetiredRows: rows a swap retired and whose sweep did not
+// run (the process stopped after the swap) are deleted when a ledgerd with
+// the projector role starts; the live models' rows stay.
+func TestStartSweepsRetiredRows(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	var last uint64
+	for i := range 5 {
+		last = h.transferOK(t, ledger, transfer(fmt.Sprintf("t%d", i), "alice", "bob", "1.00", "USD"))
+	}
+	h.balances(t, ledger, last, "bob") // the statement lines are there
+	_, err := h.query.GetTransfers(ctx(t), &ledgerv1.GetTransfersRequest{Ledger: ledger, Ids: []string{"t4"}, MinPosition: last})
+	testenv.NoError(t, err)
+	h.m.Close()
+
+	// What a swap leaves before its sweep: the live rows copied under a
+	// number of their own, retired.
+	pool := h.pool(t)
+	live := func() (lines, transfers int64) {
+		testenv.NoError(t, pool.QueryRow(ctx(t), `SELECT
+			(SELECT count(*) FROM movements WHERE ledger_no = (SELECT ledger_no FROM movement_ledgers WHERE ledger = $1)),
+			(SELECT count(*) FROM transfers WHERE ledger_no = (SELECT ledger_no FROM transfer_ledgers WHERE ledger = $1))`,
+			ledger).Scan(&lines, &transfers))
+		return lines, transfers
+	}
+	lines, transfers := live()
+	for _, t2 := range [...]struct{ rows, numbers string }{{"movements", "movement_ledgers"}, {"transfers", "transfer_ledgers"}} {
+		var cols string // but the number, and the generated ones
+		testenv.NoError(t, pool.QueryRow(ctx(t), `SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)
+			FROM information_schema.columns WHERE table_name = $1 AND is_generated = 'NEVER' AND column_name <> 'ledger_no'`,
+			t2.rows).Scan(&cols))
+		_, err := pool.Exec(ctx(t), `WITH n AS (INSERT INTO `+t2.numbers+` (ledger) VALUES ('retiring') RETURNING ledger_no)
+			INSERT INTO `+t2.rows+` (ledger_no, `+cols+`) SELECT n.ledger_no, `+cols+`
+			FROM `+t2.rows+`, n WHERE `+t2.rows+`.ledger_no = (SELECT ledger_no FROM `+t2.numbers+` WHERE ledger = $1)`, ledger)
+		testenv.NoError(t, err)
+		_, err = pool.Exec(ctx(t), `UPDATE `+t2.numbers+` SET ledger = $1 || ledger_no WHERE ledger = 'retiring'`,
+			projections.RetiredPrefix)
+		testenv.NoError(t, err)
+	}
+	if left := retiredRows(t, pool); left != [2]int64{2, lines + transfers} || lines < 5 || transfers != 5 {
+		t.Fatalf("retired %v (numbers, rows) of %d lines and %d transfers, want 2 numbers and all of them", left, lines, transfers)
+	}
+
+	startOn(t, h.pgURL, testenv.NATSURL(t))
+	deadline := time.Now().Add(30 * time.Second)
+	for retiredRows(t, pool) != [2]int64{} {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v retired numbers and rows left 30 s after the start", retiredRows(t, pool))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if l, tr := live(); l != lines || tr != transfers {
+		t.Fatalf("the live model holds %d lines and %d transfers after the sweep, want %d and %d", l, tr, lines, transfers)
 	}
 }
 
