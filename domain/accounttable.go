@@ -25,9 +25,10 @@ type accountTable struct {
 	// 32 bits of the id's hash and, below, i+1 for the i-th account added.
 	// A probe compares ids only when the hash bits match.
 	slots []uint64
-	// ids holds the accounts' ids: a probe compares bytes next to other
-	// ids, not the strings the accounts were added with. A rolled back
-	// account's bytes stay.
+	// ids holds the ids of the accounts kept (keepIDs): a probe compares
+	// bytes next to other ids, not the strings the accounts were added
+	// with. An account added and then removed (RemoveLast) never gets
+	// there, so a rolled back batch leaves nothing behind.
 	ids idBuffer
 }
 
@@ -133,10 +134,19 @@ func (t *accountTable) Add(a Account) *Account {
 	}
 	p := t.at(t.n)
 	*p = a
-	p.ID = t.ids.copy(a.ID)
 	t.n++
 	t.slots[i] = tag | uint64(t.n)
 	return p
+}
+
+// keepIDs copies the ids of the accounts added from the from-th on into t.ids,
+// once they stay: an id copied and then rolled back would keep its bytes,
+// and the buffer they share with the ids kept, for the table's life.
+func (t *accountTable) keepIDs(from int) {
+	for i := from; i < t.n; i++ {
+		a := t.at(i)
+		a.ID = t.ids.copy(a.ID)
+	}
 }
 
 // RemoveLast removes the account added last, whose id is id: the undo of

@@ -143,8 +143,9 @@ func TestAccountTableRemoveAtTheEnd(t *testing.T) {
 }
 
 // TestAccountTableIDsCopied: the ids an account table keeps in its buffers
-// (idBuffer) are the ids added, whatever their lengths, across many full
-// buffers and beside ids too long for them, and each is found by its text.
+// (keepIDs, in batches) are the ids added, whatever their lengths, across
+// many full buffers and beside ids too long for them, and each is found by
+// its text.
 func TestAccountTableIDsCopied(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	tab := newAccountTable(0)
@@ -162,6 +163,9 @@ func TestAccountTableIDsCopied(t *testing.T) {
 			t.Fatalf("Add(%q) found it there already", id)
 		}
 		ids = append(ids, id)
+		if i%10 == 9 { // a batch of ten commits
+			tab.keepIDs(i - 9)
+		}
 	}
 	for i, id := range ids {
 		if a := tab.at(i); a.ID != id {
@@ -173,5 +177,41 @@ func TestAccountTableIDsCopied(t *testing.T) {
 	}
 	if tab.ids.b.Cap() != idBufferMax {
 		t.Errorf("the ids' last buffer holds %d bytes, want %d once they stop doubling", tab.ids.b.Cap(), idBufferMax)
+	}
+}
+
+// TestAccountIDsKeptOnceCommitted: an account's id goes into the table's
+// buffers when it stays: at once outside a batch, at Commit within one, and
+// never for an account a Rollback removes (its bytes would stay, and keep
+// the whole buffer they share alive).
+func TestAccountIDsKeptOnceCommitted(t *testing.T) {
+	s := NewState()
+	s.Evolve(1, AssetDefined{Code: "USD", Scale: 2})
+	open := func(pos uint64, id string) { s.Evolve(pos, AccountOpened{ID: id, Asset: "USD", Normal: SideCredit}) }
+	buffered := func(want string) {
+		t.Helper()
+		if got := s.accounts.ids.b.String(); got != want {
+			t.Fatalf("ids buffered %q, want %q", got, want)
+		}
+	}
+	open(2, "outside")
+	buffered("outside")
+	s.Begin()
+	open(3, "rolled-back")
+	buffered("outside")
+	s.Rollback()
+	buffered("outside")
+	s.Begin()
+	open(3, "committed")
+	buffered("outside")
+	s.Commit()
+	buffered("outsidecommitted")
+	for _, id := range []string{"outside", "committed"} {
+		if a := s.accounts.Get(id); a == nil || a.ID != id {
+			t.Fatalf("Get(%q) = %+v after the batches", id, a)
+		}
+	}
+	if s.accounts.Get("rolled-back") != nil {
+		t.Fatal("the rolled back account is there")
 	}
 }

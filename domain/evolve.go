@@ -104,6 +104,11 @@ func (s *State) evolveAccount(pos uint64, e AccountOpened) {
 		panic(fmt.Sprintf("domain: account %s opened twice (position %d)", e.ID, pos))
 	}
 	s.undo(func() { s.accounts.RemoveLast(e.ID) })
+	// Its id goes into the table's buffers once it stays: now, or at
+	// Commit when a batch may still roll it back.
+	if !s.recording {
+		s.accounts.keepIDs(s.accounts.Len() - 1)
+	}
 }
 
 func unitsOf(a *Amount) *Units {

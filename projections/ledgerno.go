@@ -37,7 +37,9 @@ func ledgerNo(ctx context.Context, tx pgx.Tx, numbers, key string) (int32, error
 
 // RetiredPrefix starts the key a retired number's row carries in its table
 // of numbers: "~" is not allowed in a ledger name, so it is no ledger's,
-// and the number is unique, so two retired rows never clash.
+// and the number is unique, so two retired rows never clash. Until swept,
+// the views by ledger that join a table of numbers (transfer_rows) show
+// the rows under that key.
 const RetiredPrefix = "~retired:"
 
 // numbered pairs each table keyed by a ledger key's number with its table
@@ -64,14 +66,16 @@ func retireNumber(ctx context.Context, tx pgx.Tx, numbers, key string) error {
 
 // SweepRetired deletes the rows of every retired number (retireNumber),
 // then the number's row, one transaction a number, and returns how many
-// rows it deleted. Interrupted, it leaves the rest to the next sweep; two
-// sweeps at once delete each row once. (Deleting in chunks of 20,000 rows
-// took twice as long: each chunk's scan stepped over the rows the chunks
-// before it had deleted.)
+// rows it deleted. Interrupted, it leaves the rest to the next sweep; a
+// number another sweep holds is left to it. (Deleting in chunks of 20,000
+// rows took twice as long: each chunk's scan stepped over the rows the
+// chunks before it had deleted.)
 //
-// Errors: ctx's; the database's.
+// Errors: ctx's; the database's, each failing number's joined (the others
+// are swept).
 func SweepRetired(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	var deleted int64
+	var errs []error
 	for _, t := range numbered {
 		rows, numbers := pgx.Identifier{t.rows}.Sanitize(), pgx.Identifier{t.numbers}.Sanitize()
 		var nos []int32
@@ -80,11 +84,21 @@ func SweepRetired(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 			nos, err = pgx.CollectRows(r, pgx.RowTo[int32])
 		}
 		if err != nil {
-			return deleted, fmt.Errorf("retired numbers of %s: %w", t.rows, err)
+			errs = append(errs, fmt.Errorf("retired numbers of %s: %w", t.rows, err))
+			continue
 		}
 		for _, no := range nos {
 			var n int64
 			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				// Another sweep's (another process's, a rebuild's) is left
+				// to it: waiting on its row locks would only repeat its work.
+				var mine bool
+				if err := tx.QueryRow(ctx, `SELECT true FROM `+numbers+` WHERE ledger_no = $1 AND starts_with(ledger, $2)
+					FOR UPDATE SKIP LOCKED`, no, RetiredPrefix).Scan(&mine); errors.Is(err, pgx.ErrNoRows) {
+					return nil
+				} else if err != nil {
+					return err
+				}
 				tag, err := tx.Exec(ctx, `DELETE FROM `+rows+` WHERE ledger_no = $1`, no)
 				if err != nil {
 					return err
@@ -94,10 +108,14 @@ func SweepRetired(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 				return err
 			})
 			if err != nil {
-				return deleted, fmt.Errorf("sweep retired number %d of %s: %w", no, t.rows, err)
+				if ctx.Err() != nil {
+					return deleted, ctx.Err()
+				}
+				errs = append(errs, fmt.Errorf("sweep retired number %d of %s: %w", no, t.rows, err))
+				continue
 			}
 			deleted += n
 		}
 	}
-	return deleted, nil
+	return deleted, errors.Join(errs...)
 }

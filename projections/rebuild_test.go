@@ -278,3 +278,62 @@ func TestRebuildBringsAProjectionAheadOfTheLogBack(t *testing.T) {
 	}
 	e.checkBuiltNormally(proj, e.startRunner(t.Context(), proj, e.natsSource()))
 }
+
+// TestSweepRetired: a retired number's rows are deleted once however many
+// sweeps run at once, a number another sweep holds is skipped rather than
+// waited for, and the live rows stay.
+func TestSweepRetired(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e := newEnv(t)
+	head := e.runWorkload(20, 13)
+	old, live := e.ledger+"~old", e.ledger
+	e.buildTo(projections.NewMovements(), old, head)
+	e.buildTo(projections.NewMovements(), live, head)
+	var lines, liveLines int64
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM movements WHERE ledger_no = (SELECT ledger_no FROM movement_ledgers WHERE ledger = $1)),
+		(SELECT count(*) FROM movements WHERE ledger_no = (SELECT ledger_no FROM movement_ledgers WHERE ledger = $2))`,
+		old, live).Scan(&lines, &liveLines))
+	if lines == 0 || lines != liveLines {
+		t.Fatalf("%d lines under %s and %d under %s, want the same, some", lines, old, liveLines, live)
+	}
+	var no int32
+	testenv.NoError(t, e.pool.QueryRow(ctx, `UPDATE movement_ledgers SET ledger = $2 || ledger_no WHERE ledger = $1
+		RETURNING ledger_no`, old, projections.RetiredPrefix).Scan(&no))
+
+	// Held by another sweep: skipped at once, nothing deleted.
+	held, err := e.pool.Begin(ctx)
+	testenv.NoError(t, err)
+	_, err = held.Exec(ctx, `SELECT 1 FROM movement_ledgers WHERE ledger_no = $1 FOR UPDATE`, no)
+	testenv.NoError(t, err)
+	n, err := projections.SweepRetired(ctx, e.pool)
+	testenv.NoError(t, err)
+	testenv.NoError(t, held.Rollback(ctx))
+	if n != 0 {
+		t.Fatalf("a sweep deleted %d rows of a number another one held, want 0", n)
+	}
+
+	// Two at once: each row once.
+	var wg sync.WaitGroup
+	var deleted atomic.Int64
+	for range 2 {
+		wg.Go(func() {
+			n, err := projections.SweepRetired(ctx, e.pool)
+			if err != nil {
+				t.Errorf("sweep: %v", err)
+			}
+			deleted.Add(n)
+		})
+	}
+	wg.Wait()
+	var left, numbers, after int64
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM movements WHERE ledger_no = $1),
+		(SELECT count(*) FROM movement_ledgers WHERE ledger_no = $1),
+		(SELECT count(*) FROM movements WHERE ledger_no = (SELECT ledger_no FROM movement_ledgers WHERE ledger = $2))`,
+		no, live).Scan(&left, &numbers, &after))
+	if deleted.Load() != lines || left != 0 || numbers != 0 || after != liveLines {
+		t.Fatalf("two sweeps deleted %d of %d lines, %d left, the number's row %d times; the live %d of %d",
+			deleted.Load(), lines, left, numbers, after, liveLines)
+	}
+}

@@ -402,15 +402,29 @@ func (m *Main) waiter(ledger, projection string) queries.Waiter {
 	return nil
 }
 
-// sweepRetired deletes the rows of read-model numbers that a rebuild's
-// swap retired but whose sweep did not finish (the process stopped during
-// it): a rebuild sweeps after its swap, a start sweeps what is left.
+// retiredSweepEvery is how often a projector process sweeps the rows of
+// read-model numbers a rebuild's swap retired: a rebuild sweeps once it has
+// swapped, and this catches what it left (its call cancelled, its process
+// stopped, the database away).
+const retiredSweepEvery = time.Minute
+
+// sweepRetired sweeps retired numbers' rows at once and every
+// retiredSweepEvery until ctx ends (projections.SweepRetired).
 func (m *Main) sweepRetired(ctx context.Context) {
-	n, err := projections.SweepRetired(ctx, m.projPool)
-	switch {
-	case err != nil && ctx.Err() == nil:
-		m.Logger.Warn("rows a rebuild replaced are left to the next sweep", "deleted", n, "err", err)
-	case n > 0:
-		m.Logger.Info("deleted the rows rebuilds replaced", "rows", n)
+	t := time.NewTicker(retiredSweepEvery)
+	defer t.Stop()
+	for {
+		n, err := projections.SweepRetired(ctx, m.projPool)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			m.Logger.Warn("rows a rebuild replaced are left to the next sweep", "deleted", n, "err", err)
+		case n > 0:
+			m.Logger.Info("deleted the rows rebuilds replaced", "rows", n)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
