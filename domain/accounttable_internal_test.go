@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
@@ -213,5 +214,17 @@ func TestAccountIDsKeptOnceCommitted(t *testing.T) {
 	}
 	if s.accounts.Get("rolled-back") != nil {
 		t.Fatal("the rolled back account is there")
+	}
+	// A state restored from a snapshot keeps its accounts' ids too.
+	var buf bytes.Buffer
+	if err := s.MarshalSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r, err := UnmarshalSnapshot(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.accounts.ids.b.String(); got != "outsidecommitted" {
+		t.Fatalf("ids buffered %q after a snapshot's restore, want %q", got, "outsidecommitted")
 	}
 }
