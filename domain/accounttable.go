@@ -25,11 +25,12 @@ type accountTable struct {
 	// 32 bits of the id's hash and, below, i+1 for the i-th account added.
 	// A probe compares ids only when the hash bits match.
 	slots []uint64
-	// ids holds the ids of the accounts kept (keepIDs): a probe compares
-	// bytes next to other ids, not the strings the accounts were added
-	// with. An account added and then removed (RemoveLast) never gets
-	// there, so a rolled back batch leaves nothing behind.
-	ids idBuffer
+	// ids holds the ids of the first kept accounts (keepIDs): a probe
+	// compares bytes next to other ids, not the strings the accounts were
+	// added with. An account added and then removed (RemoveLast) never
+	// gets there, so a rolled back batch leaves nothing behind.
+	ids  idBuffer
+	kept int
 }
 
 const (
@@ -139,12 +140,12 @@ func (t *accountTable) Add(a Account) *Account {
 	return p
 }
 
-// keepIDs copies the ids of the accounts added from the from-th on into t.ids,
-// once they stay: an id copied and then rolled back would keep its bytes,
-// and the buffer they share with the ids kept, for the table's life.
-func (t *accountTable) keepIDs(from int) {
-	for i := from; i < t.n; i++ {
-		a := t.at(i)
+// keepIDs copies the ids of the accounts added since the last keepIDs into
+// t.ids, once they stay: an id copied and then rolled back would keep its
+// bytes, and the buffer they share with the ids kept, for the table's life.
+func (t *accountTable) keepIDs() {
+	for ; t.kept < t.n; t.kept++ {
+		a := t.at(t.kept)
 		a.ID = t.ids.copy(a.ID)
 	}
 }
@@ -170,6 +171,7 @@ func (t *accountTable) RemoveLast(id string) {
 	}
 	t.slots[i] = 0
 	t.n--
+	t.kept = min(t.kept, t.n) // a kept account is not rolled back; still, never past the end
 	*t.at(t.n) = Account{}
 }
 

@@ -107,7 +107,7 @@ func (s *State) evolveAccount(pos uint64, e AccountOpened) {
 	// Its id goes into the table's buffers once it stays: now, or at
 	// Commit when a batch may still roll it back.
 	if !s.recording {
-		s.accounts.keepIDs(s.accounts.Len() - 1)
+		s.accounts.keepIDs()
 	}
 }
 

@@ -364,10 +364,9 @@ func (d *snapReader) accounts(s *State, assets []Asset) {
 		a.DebitsPosted, a.CreditsPosted, a.DebitsPending, a.CreditsPending = d.units(), d.units(), d.units(), d.units()
 		if s.accounts.Add(*a) == nil {
 			d.fail("account %s twice", a.ID)
-			return
 		}
-		s.accounts.keepIDs(s.accounts.Len() - 1)
 	}
+	s.accounts.keepIDs()
 }
 
 func (d *snapReader) holds(s *State, assets []Asset) {

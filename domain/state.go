@@ -103,9 +103,6 @@ type State struct {
 	// Begin, for all-or-nothing batches.
 	journal   []func()
 	recording bool
-	// accountsAtBegin is how many accounts the state held at Begin: Commit
-	// keeps the ids of those added since (accountTable.keepIDs).
-	accountsAtBegin int
 	// moved is the number of the account each movement of the last event
 	// applied moved (Moved).
 	moved []int
@@ -378,7 +375,6 @@ func (s *State) Begin() {
 		panic("domain: Begin while recording")
 	}
 	s.recording, s.journal = true, s.journal[:0]
-	s.accountsAtBegin = s.accounts.Len()
 	if !s.foldOnly() {
 		s.ids.hold()
 	}
@@ -394,12 +390,8 @@ func (s *State) Rollback() {
 
 // Commit stops recording and keeps every mutation since Begin.
 func (s *State) Commit() {
-	if s.recording {
-		// After a Rollback the accounts added since Begin are gone: none
-		// to keep.
-		s.accounts.keepIDs(s.accountsAtBegin)
-		s.accountsAtBegin = 0 // as a state that never began: states compare equal
-	}
+	// The accounts opened since Begin stay (after a Rollback, none is left).
+	s.accounts.keepIDs()
 	clear(s.journal)
 	s.recording, s.journal = false, s.journal[:0]
 	if !s.foldOnly() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,12 +43,18 @@ func ledgerNo(ctx context.Context, tx pgx.Tx, numbers, key string) (int32, error
 // the rows under that key.
 const RetiredPrefix = "~retired:"
 
-// numbered pairs each table keyed by a ledger key's number with its table
-// of numbers.
-var numbered = [...]struct{ rows, numbers string }{
+// NumberedTable is a read-model table keyed by a ledger key's number
+// (Rows) and its table of numbers.
+type NumberedTable struct{ Rows, Numbers string }
+
+// numbered lists the NumberedTables.
+var numbered = [...]NumberedTable{
 	{"movements", "movement_ledgers"},
 	{"transfers", "transfer_ledgers"},
 }
+
+// NumberedTables lists the read-model tables keyed by a ledger key's number.
+func NumberedTables() []NumberedTable { return slices.Clone(numbered[:]) }
 
 // retireNumber retires the number the table numbers gives the ledger key (a
 // rowDropper's dropRows): its row is renamed RetiredPrefix and the number,
@@ -77,14 +84,14 @@ func SweepRetired(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	var deleted int64
 	var errs []error
 	for _, t := range numbered {
-		rows, numbers := pgx.Identifier{t.rows}.Sanitize(), pgx.Identifier{t.numbers}.Sanitize()
+		rows, numbers := pgx.Identifier{t.Rows}.Sanitize(), pgx.Identifier{t.Numbers}.Sanitize()
 		var nos []int32
 		r, err := pool.Query(ctx, `SELECT ledger_no FROM `+numbers+` WHERE starts_with(ledger, $1) ORDER BY ledger_no`, RetiredPrefix)
 		if err == nil {
 			nos, err = pgx.CollectRows(r, pgx.RowTo[int32])
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("retired numbers of %s: %w", t.rows, err))
+			errs = append(errs, fmt.Errorf("retired numbers of %s: %w", t.Rows, err))
 			continue
 		}
 		for _, no := range nos {
@@ -92,14 +99,12 @@ func SweepRetired(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 				// Another sweep's (another process's, a rebuild's) is left
 				// to it: waiting on its row locks would only repeat its work.
-				var mine bool
-				if err := tx.QueryRow(ctx, `SELECT true FROM `+numbers+` WHERE ledger_no = $1 AND starts_with(ledger, $2)
-					FOR UPDATE SKIP LOCKED`, no, RetiredPrefix).Scan(&mine); errors.Is(err, pgx.ErrNoRows) {
-					return nil
-				} else if err != nil {
+				tag, err := tx.Exec(ctx, `SELECT FROM `+numbers+` WHERE ledger_no = $1 AND starts_with(ledger, $2)
+					FOR UPDATE SKIP LOCKED`, no, RetiredPrefix)
+				if err != nil || tag.RowsAffected() == 0 {
 					return err
 				}
-				tag, err := tx.Exec(ctx, `DELETE FROM `+rows+` WHERE ledger_no = $1`, no)
+				tag, err = tx.Exec(ctx, `DELETE FROM `+rows+` WHERE ledger_no = $1`, no)
 				if err != nil {
 					return err
 				}
@@ -111,7 +116,7 @@ func SweepRetired(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 				if ctx.Err() != nil {
 					return deleted, ctx.Err()
 				}
-				errs = append(errs, fmt.Errorf("sweep retired number %d of %s: %w", no, t.rows, err))
+				errs = append(errs, fmt.Errorf("sweep retired number %d of %s: %w", no, t.Rows, err))
 				continue
 			}
 			deleted += n

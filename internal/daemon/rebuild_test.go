@@ -185,16 +185,16 @@ func TestStartSweepsRetiredRows(t *testing.T) {
 		return lines, transfers
 	}
 	lines, transfers := live()
-	for _, t2 := range [...]struct{ rows, numbers string }{{"movements", "movement_ledgers"}, {"transfers", "transfer_ledgers"}} {
+	for _, t2 := range projections.NumberedTables() {
 		var cols string // but the number, and the generated ones
 		testenv.NoError(t, pool.QueryRow(ctx(t), `SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)
 			FROM information_schema.columns WHERE table_name = $1 AND is_generated = 'NEVER' AND column_name <> 'ledger_no'`,
-			t2.rows).Scan(&cols))
-		_, err := pool.Exec(ctx(t), `WITH n AS (INSERT INTO `+t2.numbers+` (ledger) VALUES ('retiring') RETURNING ledger_no)
-			INSERT INTO `+t2.rows+` (ledger_no, `+cols+`) SELECT n.ledger_no, `+cols+`
-			FROM `+t2.rows+`, n WHERE `+t2.rows+`.ledger_no = (SELECT ledger_no FROM `+t2.numbers+` WHERE ledger = $1)`, ledger)
+			t2.Rows).Scan(&cols))
+		_, err := pool.Exec(ctx(t), `WITH n AS (INSERT INTO `+t2.Numbers+` (ledger) VALUES ('retiring') RETURNING ledger_no)
+			INSERT INTO `+t2.Rows+` (ledger_no, `+cols+`) SELECT n.ledger_no, `+cols+`
+			FROM `+t2.Rows+`, n WHERE `+t2.Rows+`.ledger_no = (SELECT ledger_no FROM `+t2.Numbers+` WHERE ledger = $1)`, ledger)
 		testenv.NoError(t, err)
-		_, err = pool.Exec(ctx(t), `UPDATE `+t2.numbers+` SET ledger = $1 || ledger_no WHERE ledger = 'retiring'`,
+		_, err = pool.Exec(ctx(t), `UPDATE `+t2.Numbers+` SET ledger = $1 || ledger_no WHERE ledger = 'retiring'`,
 			projections.RetiredPrefix)
 		testenv.NoError(t, err)
 	}

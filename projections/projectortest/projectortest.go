@@ -230,22 +230,15 @@ func (s *suite) testCrash(t *testing.T) {
 	s.checkRows(t, key, s.ref, "the live build")
 }
 
-// numberedTables are the read-model tables keyed by a ledger key's number,
-// with their tables of numbers (projections' ledgerno.go).
-var numberedTables = [...]struct{ rows, numbers string }{
-	{"movements", "movement_ledgers"},
-	{"transfers", "transfer_ledgers"},
-}
-
 // numberedRows is, per numbered table, the number of key and its rows
 // (0, 0 when key has none).
-func (s *suite) numberedRows(t *testing.T, key string) [len(numberedTables)][2]int64 {
+func (s *suite) numberedRows(t *testing.T, key string) [][2]int64 {
 	t.Helper()
-	var out [len(numberedTables)][2]int64
-	for i, n := range numberedTables {
+	out := make([][2]int64, len(projections.NumberedTables()))
+	for i, n := range projections.NumberedTables() {
 		noError(t, s.log.Pool.QueryRow(t.Context(), `SELECT coalesce(l.ledger_no, 0),
-			(SELECT count(*) FROM `+n.rows+` r WHERE r.ledger_no = l.ledger_no)
-			FROM (SELECT 1) o LEFT JOIN `+n.numbers+` l ON l.ledger = $1`, key).Scan(&out[i][0], &out[i][1]))
+			(SELECT count(*) FROM `+n.Rows+` r WHERE r.ledger_no = l.ledger_no)
+			FROM (SELECT 1) o LEFT JOIN `+n.Numbers+` l ON l.ledger = $1`, key).Scan(&out[i][0], &out[i][1]))
 	}
 	return out
 }
@@ -259,17 +252,17 @@ func (s *suite) testRebuild(t *testing.T) {
 	// for the sweep; the sweep deletes them all, and the number.
 	after := s.numberedRows(t, s.log.Ledger)
 	var replaced int64
-	for i, n := range numberedTables {
+	for i, n := range projections.NumberedTables() {
 		if before[i][0] == after[i][0] {
 			continue // not this projector's table
 		}
 		var retired string
 		var rows int64
-		noError(t, s.log.Pool.QueryRow(t.Context(), `SELECT ledger, (SELECT count(*) FROM `+n.rows+` WHERE ledger_no = $1)
-			FROM `+n.numbers+` WHERE ledger_no = $1`, before[i][0]).Scan(&retired, &rows))
+		noError(t, s.log.Pool.QueryRow(t.Context(), `SELECT ledger, (SELECT count(*) FROM `+n.Rows+` WHERE ledger_no = $1)
+			FROM `+n.Numbers+` WHERE ledger_no = $1`, before[i][0]).Scan(&retired, &rows))
 		if !strings.HasPrefix(retired, projections.RetiredPrefix) || rows != before[i][1] {
 			t.Errorf("%s: the replaced number %d is %q with %d rows after the swap, want retired (%s…) with its %d",
-				n.rows, before[i][0], retired, rows, projections.RetiredPrefix, before[i][1])
+				n.Rows, before[i][0], retired, rows, projections.RetiredPrefix, before[i][1])
 		}
 		replaced += before[i][1]
 	}
@@ -278,14 +271,14 @@ func (s *suite) testRebuild(t *testing.T) {
 	if swept != replaced {
 		t.Errorf("the sweep deleted %d rows, want the %d the swap replaced", swept, replaced)
 	}
-	for _, n := range numberedTables {
+	for _, n := range projections.NumberedTables() {
 		var retired, orphans int64
 		noError(t, s.log.Pool.QueryRow(t.Context(), `SELECT
-			(SELECT count(*) FROM `+n.numbers+` WHERE starts_with(ledger, $1)),
-			(SELECT count(*) FROM `+n.rows+` r WHERE NOT EXISTS (SELECT 1 FROM `+n.numbers+` l WHERE l.ledger_no = r.ledger_no))`,
+			(SELECT count(*) FROM `+n.Numbers+` WHERE starts_with(ledger, $1)),
+			(SELECT count(*) FROM `+n.Rows+` r WHERE NOT EXISTS (SELECT 1 FROM `+n.Numbers+` l WHERE l.ledger_no = r.ledger_no))`,
 			projections.RetiredPrefix).Scan(&retired, &orphans))
 		if retired != 0 || orphans != 0 {
-			t.Errorf("%s after the sweep: %d retired numbers, %d rows of no number; want none", n.rows, retired, orphans)
+			t.Errorf("%s after the sweep: %d retired numbers, %d rows of no number; want none", n.Rows, retired, orphans)
 		}
 	}
 	if at != s.log.Head {
