@@ -321,7 +321,7 @@ func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, recs 
 				if events != nil {
 					evs = events[p-from:]
 				}
-				if err := r.applyIn(ctx, tx, p, recs[p-from:], evs); err != nil {
+				if err := r.applyIn(ctx, tx, p, recs[p-from:], evs, nil); err != nil {
 					return &memberError{r: r, err: err}
 				}
 				applied = append(applied, r)

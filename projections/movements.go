@@ -196,33 +196,83 @@ func (p *Movements) applyEvents(ctx context.Context, tx pgx.Tx, ledger string, r
 	}
 	// The cache is taken, not shared: a batch that fails leaves it half
 	// applied, and it is dropped with the batch.
-	c := p.take(ledger, recs[0].Position)
-	f := &movementFold{movementCache: c, lines: make([]movementLine, 0, 2*len(recs))}
+	f := newMovementFold(p.take(ledger, recs[0].Position), len(recs))
 	if err := f.load(ctx, tx, ledger, events); err != nil {
 		return err
 	}
-	for i := range recs {
-		if err := f.apply(&recs[i], events[i]); err != nil {
-			return fmt.Errorf("record %d: %w", recs[i].Position, err)
-		}
-	}
-	if err := f.write(ctx, tx, ledger); err != nil {
+	b, err := p.fold(ledger, f, recs, events)
+	if err != nil {
 		return err
 	}
-	c.through = recs[len(recs)-1].Position
-	p.keep(ledger, c)
+	if err := b.write(ctx, tx, ledger); err != nil {
+		b.discard()
+		return err
+	}
 	return nil
 }
 
-// load reads what the batch continues from.
-func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, events []domain.Event) error {
-	if f.ledgerNo == 0 { // a fresh cache; the clock statement checks a kept one
-		no, err := ledgerNo(ctx, tx, "movement_ledgers", ledger)
-		if err != nil {
-			return err
-		}
-		f.ledgerNo = no
+// stage folds recs before their transaction (stager) when the ledger's
+// cache continues right before them and holds all they need: the number,
+// the clock, the heads of the accounts they move and the scales of the
+// assets they open accounts in. Otherwise it returns nil, the cache kept
+// as it was, and the batch loads what it needs in its transaction.
+func (p *Movements) stage(ledger string, recs []eventstore.Record, events []domain.Event) (staged, error) {
+	if len(recs) == 0 {
+		return nil, nil
 	}
+	c := p.take(ledger, recs[0].Position)
+	f := newMovementFold(c, len(recs))
+	if c.ledgerNo == 0 || !c.clockKnown {
+		return nil, nil // a fresh cache: nothing to keep
+	}
+	if accounts, assets := f.missing(events); len(accounts) > 0 || len(assets) > 0 {
+		p.keep(ledger, c)
+		return nil, nil
+	}
+	b, err := p.fold(ledger, f, recs, events)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// fold applies recs to f and returns what the batch writes. The cache, now
+// at the batch's last position, is kept for the next batch before the
+// batch is written, so that the next can be folded while this one is
+// (Runner.serve): if the write fails, the batch's discard drops it, and a
+// cache kept at a position no checkpoint reaches is never taken.
+func (p *Movements) fold(ledger string, f *movementFold, recs []eventstore.Record, events []domain.Event) (*movementBatch, error) {
+	for i := range recs {
+		if err := f.apply(&recs[i], events[i]); err != nil {
+			return nil, fmt.Errorf("record %d: %w", recs[i].Position, err)
+		}
+	}
+	b := f.batch()
+	b.p, b.ledger = p, ledger
+	f.through = recs[len(recs)-1].Position
+	p.keep(ledger, f.movementCache)
+	return b, nil
+}
+
+// drop forgets the ledger's cache if it is c.
+func (p *Movements) drop(ledger string, c *movementCache) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.caches[ledger] == c {
+		delete(p.caches, ledger)
+		p.cached -= c.heads.Len()
+	}
+}
+
+func newMovementFold(c *movementCache, records int) *movementFold {
+	return &movementFold{movementCache: c, lines: make([]movementLine, 0, 2*records)}
+}
+
+// missing lists what the batch continues from that the cache does not hold:
+// the accounts it moves but neither opens nor has a head of, in order, and
+// the assets of the accounts it opens whose scales are neither cached nor
+// defined by the batch.
+func (f *movementFold) missing(events []domain.Event) (accounts, assets []string) {
 	opened, defined := map[string]bool{}, map[string]bool{}
 	moved, needAssets := map[string]bool{}, map[string]bool{}
 	for _, e := range events {
@@ -243,7 +293,19 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 			}
 		}
 	}
-	accounts := slices.Sorted(maps.Keys(moved))
+	return slices.Sorted(maps.Keys(moved)), slices.Collect(maps.Keys(needAssets))
+}
+
+// load reads what the batch continues from.
+func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, events []domain.Event) error {
+	if f.ledgerNo == 0 { // a fresh cache; the clock statement checks a kept one
+		no, err := ledgerNo(ctx, tx, "movement_ledgers", ledger)
+		if err != nil {
+			return err
+		}
+		f.ledgerNo = no
+	}
+	accounts, needAssets := f.missing(events)
 	b := &pgx.Batch{}
 	if len(accounts) > 0 {
 		// Each account's totals are those of its last line: one backward
@@ -263,7 +325,7 @@ func (f *movementFold) load(ctx context.Context, tx pgx.Tx, ledger string, event
 	}
 	if len(needAssets) > 0 {
 		b.Queue(`SELECT code, scale FROM movement_assets WHERE ledger = $1 AND code = ANY($2)`,
-			ledger, slices.Collect(maps.Keys(needAssets))).Query(f.scanScales)
+			ledger, needAssets).Query(f.scanScales)
 	}
 	if !f.clockKnown {
 		// Points written before max_at have recorded_at exact.
@@ -523,31 +585,82 @@ func numericOf(u domain.Units, scale uint8) pgtype.Numeric {
 	return pgtype.Numeric{Int: n, Exp: -int32(scale), Valid: true}
 }
 
-// write stores the batch: lines, heads, accounts, assets, clock.
-func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) error {
+// movementBatch is what a folded batch writes: lines, heads, accounts,
+// assets, clock. It holds nothing of the cache, which the next batch's
+// fold may be changing while it is written.
+type movementBatch struct {
+	p      *Movements
+	ledger string
+	// cache is the cache as kept after the batch: discard drops it.
+	cache    *movementCache
+	ledgerNo int32
+	// lines is the lines' COPY, in key order; nil when the batch has none.
+	lines    *copyRows
+	heads    movementHeadRows
+	accounts accountChanges
+	assets   []domain.AssetDefined
+	ticks    []movementTick
+}
+
+// movementHeadRows are the movement_heads rows of the accounts a batch
+// opens, column by column: what never changes of an account. Its totals
+// are its last line's.
+type movementHeadRows struct {
+	accounts, assets, normals []string
+	scales                    []int16
+	opened                    []int64
+}
+
+// batch returns what the fold writes, the lines encoded.
+func (f *movementFold) batch() *movementBatch {
+	b := &movementBatch{cache: f.movementCache, ledgerNo: f.ledgerNo, accounts: f.accounts, assets: f.assets, ticks: f.ticks}
 	if len(f.lines) > 0 {
-		w := newCopyRows(len(f.lines), movementLineBytes)
-		copyLines(w, f.ledgerNo, f.lines, keyOrder(f.lines))
-		err := w.send(ctx, tx.Conn(), "movements", movementColumns)
-		w.release(err)
+		b.lines = newCopyRows(len(f.lines), movementLineBytes)
+		copyLines(b.lines, f.ledgerNo, f.lines, keyOrder(f.lines))
+	}
+	for _, a := range f.opened {
+		h := f.heads.Get(a)
+		r := &b.heads
+		r.accounts, r.assets, r.normals = append(r.accounts, a), append(r.assets, f.heads.Asset(h)), append(r.normals, h.normal.String())
+		r.scales, r.opened = append(r.scales, int16(h.scale)), append(r.opened, int64(h.opened))
+	}
+	return b
+}
+
+// discard lets go of the lines' buffer and drops the cache kept past the
+// batch (staged).
+func (b *movementBatch) discard() {
+	if b.lines != nil {
+		b.lines.release(nil)
+		b.lines = nil
+	}
+	b.p.drop(b.ledger, b.cache)
+}
+
+// write stores the batch (staged): lines, heads, accounts, assets, clock.
+func (b *movementBatch) write(ctx context.Context, tx pgx.Tx, ledger string) error {
+	if b.lines != nil {
+		err := b.lines.send(ctx, tx.Conn(), "movements", movementColumns)
+		b.lines.release(err)
+		b.lines = nil
 		if err != nil {
 			return err
 		}
 	}
-	if err := f.writeHeads(ctx, tx, ledger); err != nil {
+	if err := b.writeHeads(ctx, tx, ledger); err != nil {
 		return err
 	}
-	if err := f.accounts.write(ctx, tx, ledger); err != nil {
+	if err := b.accounts.write(ctx, tx, ledger); err != nil {
 		return err
 	}
-	if len(f.assets) > 0 {
-		codes, scales := make([]string, len(f.assets)), make([]int16, len(f.assets))
-		for i, a := range f.assets {
+	if len(b.assets) > 0 {
+		codes, scales := make([]string, len(b.assets)), make([]int16, len(b.assets))
+		for i, a := range b.assets {
 			codes[i], scales[i] = a.Code, int16(a.Scale)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO movement_assets (ledger, code, scale)
 			SELECT $1, a.code, a.scale FROM unnest($2::text[], $3::smallint[]) AS a(code, scale)`, ledger, codes, scales); err != nil {
-			return fmt.Errorf("insert %d movement assets: %w", len(f.assets), err)
+			return fmt.Errorf("insert %d movement assets: %w", len(b.assets), err)
 		}
 	}
 	// Every batch moves the clock (its first record ticks), and the same
@@ -556,8 +669,8 @@ func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) erro
 	// the shadow's number, and lines written under the cached one would be
 	// lost with the old lines. The batch then rolls back and the runner
 	// reloads, as when another runner moved the checkpoint.
-	ats, maxes, positions := make([]time.Time, len(f.ticks)), make([]time.Time, len(f.ticks)), make([]int64, len(f.ticks))
-	for i, t := range f.ticks {
+	ats, maxes, positions := make([]time.Time, len(b.ticks)), make([]time.Time, len(b.ticks)), make([]int64, len(b.ticks))
+	for i, t := range b.ticks {
 		ats[i], maxes[i], positions[i] = t.at, t.max, int64(t.position)
 	}
 	var ledgerNo *int32
@@ -569,35 +682,27 @@ func (f *movementFold) write(ctx context.Context, tx pgx.Tx, ledger string) erro
 		ledger, ats, maxes, positions).Scan(&ledgerNo); err != nil {
 		return fmt.Errorf("move the movement clock: %w", err)
 	}
-	if ledgerNo == nil || *ledgerNo != f.ledgerNo {
+	if ledgerNo == nil || *ledgerNo != b.ledgerNo {
 		return fmt.Errorf("the statement lines of %s were renumbered under the batch (a rebuild's swap): %w", ledger, ErrCheckpointMoved)
 	}
 	return nil
 }
 
-// writeHeads inserts the heads of the accounts the batch opened: what never
-// changes of an account. Its totals are its last line's.
-func (f *movementFold) writeHeads(ctx context.Context, tx pgx.Tx, ledger string) error {
-	var accounts, assets, normals []string
-	var scales []int16
-	var opened []int64
-	for _, a := range f.opened {
-		h := f.heads.Get(a)
-		accounts, assets, normals = append(accounts, a), append(assets, f.heads.Asset(h)), append(normals, h.normal.String())
-		scales, opened = append(scales, int16(h.scale)), append(opened, int64(h.opened))
-	}
-	if len(accounts) == 0 {
+// writeHeads inserts the heads of the accounts the batch opened.
+func (b *movementBatch) writeHeads(ctx context.Context, tx pgx.Tx, ledger string) error {
+	r := &b.heads
+	if len(r.accounts) == 0 {
 		return nil
 	}
 	tag, err := tx.Exec(ctx, `INSERT INTO movement_heads (ledger, ledger_no, account, asset, scale, normal_balance, opened_position)
 		SELECT $1, $7, h.account, h.asset, h.scale, h.normal, h.opened
 		FROM unnest($2::text[], $3::text[], $4::smallint[], $5::text[], $6::bigint[]) AS h(account, asset, scale, normal, opened)`,
-		ledger, accounts, assets, scales, normals, opened, f.ledgerNo)
+		ledger, r.accounts, r.assets, r.scales, r.normals, r.opened, b.ledgerNo)
 	if err != nil {
-		return fmt.Errorf("write %d movement heads: %w", len(accounts), err)
+		return fmt.Errorf("write %d movement heads: %w", len(r.accounts), err)
 	}
-	if int(tag.RowsAffected()) != len(accounts) {
-		return fmt.Errorf("wrote %d of %d movement heads", tag.RowsAffected(), len(accounts))
+	if int(tag.RowsAffected()) != len(r.accounts) {
+		return fmt.Errorf("wrote %d of %d movement heads", tag.RowsAffected(), len(r.accounts))
 	}
 	return nil
 }

@@ -302,21 +302,122 @@ func (r *Runner) serve(ctx context.Context) error {
 		return err
 	}
 	r.setPosition(pos)
+	st, _ := r.proj.(stager)
+	b, err := r.fetch(ctx, pos, r.hash, r.hashKnown, false)
 	for {
-		recs, err := r.next(ctx, pos+1)
 		if err != nil {
 			return err
 		}
-		recs = r.linger(ctx, recs)
+		if st != nil && b.staged == nil {
+			if b.staged, err = st.stage(r.ledger, b.recs, b.events); err != nil {
+				return err
+			}
+		}
+		last := &b.recs[len(b.recs)-1]
+		// The next batch is read, checked and decoded while this one's
+		// transaction runs, and folded too when this one was: its fold
+		// continues from this one's in the projector's memory. A runner
+		// that stopped on a fault reads on its own first (next clears it).
+		var ahead *fetchAhead
+		if r.fault == "" {
+			ahead = r.startFetch(ctx, last.Position, last.Hash, b.staged != nil)
+		}
 		began := time.Now()
-		if err := r.apply(ctx, pos, recs); err != nil {
+		if err := r.apply(ctx, pos, b); err != nil {
+			b.discard()
+			ahead.cancel()
 			return err
 		}
-		r.logger.Debug("applied", "from", pos+1, "records", len(recs), "took", time.Since(began))
-		pos = recs[len(recs)-1].Position
-		r.hash, r.hashKnown, r.fault = recs[len(recs)-1].Hash, true, ""
+		r.logger.Debug("applied", "from", pos+1, "records", len(b.recs), "took", time.Since(began))
+		pos = last.Position
+		r.hash, r.hashKnown = last.Hash, true
+		if r.fault != "" {
+			r.fault = ""
+		}
 		r.setPosition(pos)
+		if ahead == nil {
+			b, err = r.fetch(ctx, pos, r.hash, r.hashKnown, false)
+		} else {
+			b, err = ahead.wait()
+		}
 	}
+}
+
+// batch is the records of one transaction, checked against the chain, with
+// their events when the projector takes them decoded (eventsApplier), and
+// folded before the transaction when the projector could (stager).
+type batch struct {
+	recs   []eventstore.Record
+	events []domain.Event
+	staged staged
+}
+
+// discard lets go of a staged fold that was not written.
+func (b *batch) discard() {
+	if b.staged != nil {
+		b.staged.discard()
+		b.staged = nil
+	}
+}
+
+// fetch returns the batch after pos, whose event has the hash prev (known:
+// prev is checked), checked, decoded, and folded when fold says the
+// projector's memory continues at pos.
+func (r *Runner) fetch(ctx context.Context, pos uint64, prev eventstore.Hash, known, fold bool) (batch, error) {
+	recs, err := r.next(ctx, pos+1)
+	if err != nil {
+		return batch{}, err
+	}
+	b := batch{recs: r.linger(ctx, recs)}
+	if err := r.checkFrom(pos, b.recs, prev, known); err != nil {
+		return batch{}, err
+	}
+	if _, ok := r.proj.(eventsApplier); ok {
+		if b.events, err = decodeEvents(b.recs); err != nil {
+			return batch{}, fmt.Errorf("apply %s at %d: %w", r.proj.Name(), pos, err)
+		}
+	}
+	if st, ok := r.proj.(stager); ok && fold {
+		if b.staged, err = st.stage(r.ledger, b.recs, b.events); err != nil {
+			return batch{}, fmt.Errorf("apply %s at %d: %w", r.proj.Name(), pos, err)
+		}
+	}
+	return b, nil
+}
+
+// fetchAhead is a fetch running beside a transaction.
+type fetchAhead struct {
+	stop context.CancelFunc
+	done chan struct{}
+	b    batch
+	err  error
+}
+
+func (r *Runner) startFetch(ctx context.Context, pos uint64, prev eventstore.Hash, fold bool) *fetchAhead {
+	ctx, stop := context.WithCancel(ctx)
+	a := &fetchAhead{stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.b, a.err = r.fetch(ctx, pos, prev, true, fold)
+	}()
+	return a
+}
+
+// wait returns the fetched batch.
+func (a *fetchAhead) wait() (batch, error) {
+	<-a.done
+	a.stop()
+	return a.b, a.err
+}
+
+// cancel stops the fetch and lets go of what it folded; nil does nothing.
+func (a *fetchAhead) cancel() {
+	if a == nil {
+		return
+	}
+	a.stop()
+	<-a.done
+	a.b.discard()
 }
 
 // linger adds to a small batch what arrives within r.lingerFor, unless
@@ -387,12 +488,12 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, error) {
 	return uint64(pos), nil
 }
 
-// verifyChain checks that recs continue the chain from the checkpoint: each
-// hash matches its record's content, and each prev_hash is the hash before.
+// verifyChain checks that recs continue the chain from prev (when known):
+// each hash matches its record's content, and each prev_hash is the hash
+// before.
 //
 // Errors: ErrChainBroken, naming the position and what is wrong.
-func (r *Runner) verifyChain(recs []eventstore.Record) error {
-	prev, known := r.hash, r.hashKnown
+func (r *Runner) verifyChain(recs []eventstore.Record, prev eventstore.Hash, known bool) error {
 	for i := range recs {
 		rec := &recs[i]
 		if rec.Ledger != r.logLedger {
@@ -410,17 +511,16 @@ func (r *Runner) verifyChain(recs []eventstore.Record) error {
 	return nil
 }
 
-// apply applies recs, which must start right after from, and moves the
-// checkpoint from `from` to the last record in the same transaction.
-func (r *Runner) apply(ctx context.Context, from uint64, recs []eventstore.Record) error {
-	if err := r.check(from, recs); err != nil {
-		return err
-	}
+// apply applies b, checked and starting right after from, and moves the
+// checkpoint from `from` to its last record in the same transaction.
+func (r *Runner) apply(ctx context.Context, from uint64, b batch) error {
 	// A read model is derived data: a crash that loses this commit loses the
 	// checkpoint's move with it, and the batch is applied again. So it need
 	// not wait for its WAL flush, which the writer's commits need. Said in
 	// the BEGIN's round trip (a statement of its own cost one more).
-	return pgx.BeginTxFunc(ctx, r.pool, applyTx, func(tx pgx.Tx) error { return r.applyIn(ctx, tx, from, recs, nil) })
+	return pgx.BeginTxFunc(ctx, r.pool, applyTx, func(tx pgx.Tx) error {
+		return r.applyIn(ctx, tx, from, b.recs, b.events, b.staged)
+	})
 }
 
 // applyTx begins a projection's transaction.
@@ -429,6 +529,12 @@ var applyTx = pgx.TxOptions{BeginQuery: `BEGIN; SET LOCAL synchronous_commit = o
 // check checks that recs follow from without a gap and continue the chain
 // at the checkpoint.
 func (r *Runner) check(from uint64, recs []eventstore.Record) error {
+	return r.checkFrom(from, recs, r.hash, r.hashKnown)
+}
+
+// checkFrom checks that recs follow from without a gap and continue the
+// chain from prev, the hash of the event at from (when known).
+func (r *Runner) checkFrom(from uint64, recs []eventstore.Record, prev eventstore.Hash, known bool) error {
 	if len(recs) == 0 {
 		return fmt.Errorf("apply %s at %d: the source returned no records", r.proj.Name(), from)
 	}
@@ -437,16 +543,18 @@ func (r *Runner) check(from uint64, recs []eventstore.Record) error {
 			return fmt.Errorf("apply %s: record %d after %d: a gap or a repeat", r.proj.Name(), recs[i].Position, from+uint64(i))
 		}
 	}
-	return r.verifyChain(recs)
+	return r.verifyChain(recs, prev, known)
 }
 
 // applyIn applies recs (checked) in tx and moves the checkpoint from `from`
 // to the last of them.
 //
 // events, when not nil, are recs' events decoded (by a group, once for its
-// members): a projector that takes them (eventsApplier) does not decode
-// recs again.
-func (r *Runner) applyIn(ctx context.Context, tx pgx.Tx, from uint64, recs []eventstore.Record, events []domain.Event) (err error) {
+// members, or by fetch): a projector that takes them (eventsApplier) does
+// not decode recs again. staged, when not nil, is recs folded already
+// (stager): only its write is left.
+func (r *Runner) applyIn(ctx context.Context, tx pgx.Tx, from uint64, recs []eventstore.Record, events []domain.Event,
+	staged staged) (err error) {
 	last := &recs[len(recs)-1]
 	if r.tracer != nil {
 		var span trace.Span
@@ -470,7 +578,9 @@ func (r *Runner) applyIn(ctx context.Context, tx pgx.Tx, from uint64, recs []eve
 	if tag.RowsAffected() != 1 {
 		return r.notApplied(ctx, tx, from, last)
 	}
-	if ea, ok := r.proj.(eventsApplier); ok && events != nil {
+	if ea, ok := r.proj.(eventsApplier); staged != nil {
+		err = staged.write(ctx, tx, r.ledger)
+	} else if ok && events != nil {
 		err = ea.applyEvents(ctx, tx, r.ledger, recs, events)
 	} else {
 		err = r.proj.Apply(ctx, tx, r.ledger, recs)
