@@ -225,6 +225,10 @@ func (g *Group) serve(ctx context.Context) error {
 		}
 		r.setPosition(pos)
 	}
+	// ahead is the next batch, read while the last one's transaction ran;
+	// whatever ends the serve lets go of it.
+	var ahead *groupAhead
+	defer func() { ahead.cancel() }()
 	for {
 		if len(g.rejoin) > 0 { // restarted takes it back in
 			return errRejoin
@@ -253,12 +257,30 @@ func (g *Group) serve(ctx context.Context) error {
 			return errRejoin // start again without them
 		}
 		g.pos.Store(from)
-		recs, err := g.src.Next(ctx, from+1, BatchMaxDefault)
+		b, err := g.batchAt(ctx, members, from, ahead)
+		ahead = nil
 		if err != nil {
 			return err
 		}
-		recs = linger(ctx, g.src, g.hurry, g.lingerFor, BatchMaxDefault, recs)
-		locked, err := g.apply(ctx, members, from, recs)
+		// A member at from whose batch was not folded ahead folds it now
+		// (stager); the next batch is read, checked, decoded, and folded
+		// for the members that folded this one, while this one's
+		// transaction runs.
+		last := &b.recs[len(b.recs)-1]
+		var folded []*Runner
+		for _, r := range members {
+			if b.staged[r] == nil && r.Position() == from {
+				if err := b.stage(r); err != nil {
+					b.discard()
+					return err
+				}
+			}
+			if b.staged[r] != nil {
+				folded = append(folded, r)
+			}
+		}
+		ahead = g.startFetch(ctx, members, last.Position, last.Hash, folded)
+		locked, err := g.apply(ctx, members, from, b)
 		if err != nil {
 			return err
 		}
@@ -274,17 +296,131 @@ func (g *Group) serve(ctx context.Context) error {
 	}
 }
 
-// apply applies recs, which start right after from (the position of the
-// members furthest behind), to every member in one transaction but those
-// whose checkpoint another transaction holds, which it returns.
-func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, recs []eventstore.Record) ([]*Runner, error) {
-	// The first member at from checks every record's hash and link from its
-	// checkpoint on; each member checks that the record at its checkpoint is
-	// the one it applied last.
-	lead := slices.IndexFunc(members, func(r *Runner) bool { return r.Position() == from })
-	if err := members[lead].check(from, recs); err != nil {
-		return nil, err
+// groupBatch is a batch of the group: its records, checked against the
+// chain, their events decoded when a member takes them, and the members'
+// folds done before the transaction (stager).
+type groupBatch struct {
+	recs   []eventstore.Record
+	events []domain.Event
+	staged map[*Runner]staged
+}
+
+// stage folds the batch for r, a member at the batch's start, if its
+// projector stages batches and can (stager).
+func (b *groupBatch) stage(r *Runner) error {
+	st, ok := r.proj.(stager)
+	if !ok {
+		return nil
 	}
+	s, err := st.stage(r.ledger, b.recs, b.events)
+	if err != nil {
+		return &memberError{r: r, err: fmt.Errorf("apply %s at %d: %w", r.proj.Name(), b.recs[0].Position-1, err)}
+	}
+	if s != nil {
+		if b.staged == nil {
+			b.staged = map[*Runner]staged{}
+		}
+		b.staged[r] = s
+	}
+	return nil
+}
+
+// discard lets go of the folds not written.
+func (b *groupBatch) discard() {
+	for r, s := range b.staged {
+		s.discard()
+		delete(b.staged, r)
+	}
+}
+
+// batchAt returns the batch after from: ahead's when it read that one, else
+// read now (ahead, if any, let go of).
+func (g *Group) batchAt(ctx context.Context, members []*Runner, from uint64, ahead *groupAhead) (groupBatch, error) {
+	if ahead != nil && ahead.from == from {
+		return ahead.wait()
+	}
+	ahead.cancel()
+	at := members[slices.IndexFunc(members, func(r *Runner) bool { return r.Position() == from })]
+	return g.fetch(ctx, members, from, at.hash, at.hashKnown, nil)
+}
+
+// fetch reads the batch after from, whose event has the hash prev (known:
+// checked), checks it against the chain, decodes its events when a member
+// takes them, and folds it for the members fold lists, which are at from.
+func (g *Group) fetch(ctx context.Context, members []*Runner, from uint64, prev eventstore.Hash, known bool,
+	fold []*Runner) (groupBatch, error) {
+	recs, err := g.src.Next(ctx, from+1, BatchMaxDefault)
+	if err != nil {
+		return groupBatch{}, err
+	}
+	b := groupBatch{recs: linger(ctx, g.src, g.hurry, g.lingerFor, BatchMaxDefault, recs)}
+	// One member checks every record's hash and link from from on; each
+	// member checks, in apply, that the record at its checkpoint is the
+	// one it applied last.
+	if err := members[0].checkFrom(from, b.recs, prev, known); err != nil {
+		return groupBatch{}, err
+	}
+	// The batch's events are decoded once for the members that take them
+	// (eventsApplier), not once by each.
+	if i := slices.IndexFunc(members, func(r *Runner) bool { _, ok := r.proj.(eventsApplier); return ok }); i >= 0 {
+		if b.events, err = decodeEvents(b.recs); err != nil {
+			// As the first member to decode them would have failed.
+			return groupBatch{}, &memberError{r: members[i], err: fmt.Errorf("apply %s at %d: %w", members[i].proj.Name(), from, err)}
+		}
+	}
+	for _, r := range fold {
+		if err := b.stage(r); err != nil {
+			b.discard()
+			return groupBatch{}, err
+		}
+	}
+	return b, nil
+}
+
+// groupAhead is a fetch running beside a transaction.
+type groupAhead struct {
+	from uint64
+	stop context.CancelFunc
+	done chan struct{}
+	b    groupBatch
+	err  error
+}
+
+// startFetch fetches the batch after from beside the caller's transaction.
+func (g *Group) startFetch(ctx context.Context, members []*Runner, from uint64, prev eventstore.Hash, fold []*Runner) *groupAhead {
+	ctx, stop := context.WithCancel(ctx)
+	a := &groupAhead{from: from, stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.b, a.err = g.fetch(ctx, members, from, prev, true, fold)
+	}()
+	return a
+}
+
+// wait returns the fetched batch.
+func (a *groupAhead) wait() (groupBatch, error) {
+	<-a.done
+	a.stop()
+	return a.b, a.err
+}
+
+// cancel stops the fetch and lets go of what it folded; nil does nothing.
+func (a *groupAhead) cancel() {
+	if a == nil {
+		return
+	}
+	a.stop()
+	<-a.done
+	a.b.discard()
+}
+
+// apply applies b, which starts right after from (the position of the
+// members furthest behind), to every member in one transaction but those
+// whose checkpoint another transaction holds, which it returns. A member's
+// fold done ahead and not written is let go of.
+func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, b groupBatch) ([]*Runner, error) {
+	defer b.discard()
+	recs := b.recs
 	last := recs[len(recs)-1].Position
 	for _, r := range members {
 		p := r.Position()
@@ -292,16 +428,6 @@ func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, recs 
 		case p == from && r.hashKnown && recs[0].PrevHash != r.hash,
 			p > from && p <= last && r.hashKnown && recs[p-from-1].Hash != r.hash:
 			return nil, fmt.Errorf("%s at %d: the record there is not the one applied: %w", r.proj.Name(), p, ErrChainBroken)
-		}
-	}
-	// The batch's events are decoded once for the members that take them
-	// (eventsApplier), not once by each.
-	var events []domain.Event
-	if i := slices.IndexFunc(members, func(r *Runner) bool { _, ok := r.proj.(eventsApplier); return ok }); i >= 0 {
-		var err error
-		if events, err = decodeEvents(recs); err != nil {
-			// As the first member to decode them would have failed.
-			return nil, &memberError{r: members[i], err: fmt.Errorf("apply %s at %d: %w", members[i].proj.Name(), from, err)}
 		}
 	}
 	var applied, held []*Runner
@@ -318,12 +444,18 @@ func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, recs 
 				held = append(held, r)
 			case p < last:
 				var evs []domain.Event
-				if events != nil {
-					evs = events[p-from:]
+				if b.events != nil {
+					evs = b.events[p-from:]
 				}
-				if err := r.applyIn(ctx, tx, p, recs[p-from:], evs, nil); err != nil {
+				// A fold done ahead is only for a member at from.
+				s := b.staged[r]
+				if p != from {
+					s = nil
+				}
+				if err := r.applyIn(ctx, tx, p, recs[p-from:], evs, s); err != nil {
 					return &memberError{r: r, err: err}
 				}
+				delete(b.staged, r) // written: kept
 				applied = append(applied, r)
 			}
 		}

@@ -92,6 +92,34 @@ func TestGroupAppliesEachMemberExactlyOnce(t *testing.T) {
 	}
 }
 
+// TestGroupFoldedAheadBatchRolledBack: a group reads, checks, decodes and
+// (for its members that stage their batches) folds the next batch while
+// the last one's transaction runs. Here the statement lines' COPY of the
+// batch holding position failAt fails twice, after the batch after it was
+// folded ahead over the movements projector's cache: nothing of that fold
+// may stay, and each member ends where a replay of the log is.
+func TestGroupFoldedAheadBatchRolledBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	head := e.runWorkload(300, 7)
+	failAt := head / 2
+	e.failCopiesAt("movements", failAt, 2)
+	left := make(chan *projections.Runner, 3)
+	alone := func(_ context.Context, r *projections.Runner) { left <- r }
+	movements := projections.NewMovements()
+	members := e.groupWith(t.Context(), 7, alone, 0, projections.Transfers{}, projections.Balances{}, movements)
+	waitAll(t, members, head)
+	if n := e.copyFailures(); n < 3 {
+		t.Fatalf("the COPY of position %d was tried %d times, want 3: the failure was not exercised", failAt, n)
+	}
+	if len(left) > 0 {
+		t.Fatalf("%d members left the group", len(left))
+	}
+	e.checkAt(head)
+	e.checkTrialAt(head)
+	e.checkSameAsOneTransaction(movements, head)
+}
+
 // refusing is a projector that refuses every batch.
 type refusing struct{ projections.Projector }
 

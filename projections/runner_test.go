@@ -678,12 +678,12 @@ func TestWaiterCutsTheLingerShort(t *testing.T) {
 
 // TestFoldedAheadBatchRolledBack: a runner reads, checks, decodes and (for
 // a projector that stages its batches) folds the next batch while the last
-// one's transaction runs.
-// Here the COPY of the batch holding position failAt fails twice, after
-// the batch after it was folded ahead (over the movements projector's
-// cache): what that fold applied must not stay. The runner, resuming from
-// its checkpoint, must end with the rows one transaction of the whole log
-// writes, and the movements with every balance a replay gives.
+// one's transaction runs. Here the COPY of the batch holding position
+// failAt fails twice, after the batch after it was folded ahead (over the
+// movements projector's cache): what that fold applied must not stay. The
+// runner, resuming from its checkpoint, must end with the rows one
+// transaction of the whole log writes, and the movements with every
+// balance a replay gives.
 func TestFoldedAheadBatchRolledBack(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -698,43 +698,64 @@ func TestFoldedAheadBatchRolledBack(t *testing.T) {
 	} {
 		t.Run(tc.table, func(t *testing.T) {
 			t.Parallel()
-			const batchSize = 7
 			e := newEnv(t)
 			head := e.runWorkload(300, 5)
 			failAt := head / 2
-			// nextval is not rolled back with the COPY it fails: the third try passes.
-			_, err := e.pool.Exec(t.Context(), `CREATE SEQUENCE copy_failures;
-				CREATE FUNCTION fail_a_row() RETURNS trigger LANGUAGE plpgsql AS $$
-				BEGIN
-					IF NEW.position = `+fmt.Sprint(failAt)+` AND nextval('copy_failures') <= 2 THEN
-						RAISE EXCEPTION 'the test fails the COPY of position %', NEW.position;
-					END IF;
-					RETURN NEW;
-				END $$;
-				CREATE TRIGGER fail_a_row BEFORE INSERT ON `+tc.table+` FOR EACH ROW EXECUTE FUNCTION fail_a_row()`)
-			testenv.NoError(t, err)
-
+			e.failCopiesAt(tc.table, failAt, 2)
 			p := tc.proj()
-			r := e.startRunner(t.Context(), p, batches{src: e.natsSource(), size: batchSize, end: head})
+			r := e.startRunner(t.Context(), p, batches{src: e.natsSource(), size: 7, end: head})
 			waitFor(t, r, head)
-			var failures int64
-			testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT last_value FROM copy_failures`).Scan(&failures))
-			if failures < 3 {
-				t.Fatalf("the COPY of position %d was tried %d times, want 3: the failure was not exercised", failAt, failures)
+			if n := e.copyFailures(); n < 3 {
+				t.Fatalf("the COPY of position %d was tried %d times, want 3: the failure was not exercised", failAt, n)
 			}
 			if tc.table == "movements" {
 				e.checkAt(head)
 			}
-			recs, err := e.store.Read(t.Context(), e.ledger, 1, int(head))
-			testenv.NoError(t, err)
-			whole := e.ledger + "-whole"
-			testenv.NoError(t, pgx.BeginFunc(t.Context(), e.pool, func(tx pgx.Tx) error {
-				return tc.proj().Apply(t.Context(), tx, whole, recs)
-			}))
-			want := projectortest.Rows(t, e.pool, p, whole, nil)
-			if got := projectortest.Rows(t, e.pool, p, e.ledger, nil); !cmp.Equal(got, want) {
-				t.Fatalf("the runner's rows differ from one transaction's (-one +runner):\n%s", cmp.Diff(want, got))
-			}
+			e.checkSameAsOneTransaction(p, head)
 		})
+	}
+}
+
+// failCopiesAt makes the first times inserts into table of a row at
+// position fail (a trigger): the transaction of the batch holding it fails
+// as many times, then passes. nextval is not rolled back with it.
+func (e *env) failCopiesAt(table string, position uint64, times int) {
+	e.t.Helper()
+	_, err := e.pool.Exec(e.t.Context(), `CREATE SEQUENCE copy_failures;
+		CREATE FUNCTION fail_a_row() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.position = `+fmt.Sprint(position)+` AND nextval('copy_failures') <= `+fmt.Sprint(times)+` THEN
+				RAISE EXCEPTION 'the test fails the insert of position %', NEW.position;
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER fail_a_row BEFORE INSERT ON `+pgx.Identifier{table}.Sanitize()+` FOR EACH ROW EXECUTE FUNCTION fail_a_row()`)
+	testenv.NoError(e.t, err)
+}
+
+// copyFailures is how many times the row failCopiesAt fails was inserted.
+func (e *env) copyFailures() int64 {
+	e.t.Helper()
+	var n int64
+	testenv.NoError(e.t, e.pool.QueryRow(e.t.Context(), `SELECT last_value FROM copy_failures`).Scan(&n))
+	return n
+}
+
+// checkSameAsOneTransaction checks that p's rows of the ledger are those
+// one transaction applying the log up to head writes under another key.
+func (e *env) checkSameAsOneTransaction(p projections.Projector, head uint64) {
+	e.t.Helper()
+	recs, err := e.store.Read(e.t.Context(), e.ledger, 1, int(head))
+	testenv.NoError(e.t, err)
+	if uint64(len(recs)) != head {
+		e.t.Fatalf("read %d records, want %d", len(recs), head)
+	}
+	whole := e.ledger + "-whole"
+	testenv.NoError(e.t, pgx.BeginFunc(e.t.Context(), e.pool, func(tx pgx.Tx) error {
+		return p.Apply(e.t.Context(), tx, whole, recs)
+	}))
+	want := projectortest.Rows(e.t, e.pool, p, whole, nil)
+	if got := projectortest.Rows(e.t, e.pool, p, e.ledger, nil); !cmp.Equal(got, want) {
+		e.t.Fatalf("the rows differ from one transaction's (-one +batches):\n%s", cmp.Diff(want, got))
 	}
 }
