@@ -225,10 +225,12 @@ func (g *Group) serve(ctx context.Context) error {
 		}
 		r.setPosition(pos)
 	}
-	// ahead is the next batch, read while the last one's transaction ran;
-	// whatever ends the serve lets go of it.
-	var ahead *groupAhead
-	defer func() { ahead.cancel() }()
+	// next is the next batch, read while the last one's transaction ran;
+	// they share one context, this serve's (Runner.serve says why).
+	aheadCtx, stopAhead := context.WithCancel(ctx)
+	defer stopAhead()
+	var next *ahead[groupBatch, *groupBatch]
+	defer func() { next.cancel() }()
 	for {
 		if len(g.rejoin) > 0 { // restarted takes it back in
 			return errRejoin
@@ -257,8 +259,8 @@ func (g *Group) serve(ctx context.Context) error {
 			return errRejoin // start again without them
 		}
 		g.pos.Store(from)
-		b, err := g.batchAt(ctx, members, from, ahead)
-		ahead = nil
+		b, err := g.batchAt(ctx, members, from, next)
+		next = nil
 		if err != nil {
 			return err
 		}
@@ -269,8 +271,8 @@ func (g *Group) serve(ctx context.Context) error {
 		last := &b.recs[len(b.recs)-1]
 		var folded []*Runner
 		for _, r := range members {
-			if b.staged[r] == nil && r.Position() == from {
-				if err := b.stage(r); err != nil {
+			if !b.tried[r] && r.Position() == from {
+				if err := g.stage(ctx, &b, r); err != nil {
 					b.discard()
 					return err
 				}
@@ -279,7 +281,9 @@ func (g *Group) serve(ctx context.Context) error {
 				folded = append(folded, r)
 			}
 		}
-		ahead = g.startFetch(ctx, members, last.Position, last.Hash, folded)
+		next = startAhead[groupBatch](aheadCtx, stopAhead, last.Position, func(ctx context.Context) (groupBatch, error) {
+			return g.fetch(ctx, members, members[0], last.Position, last.Hash, true, folded)
+		})
 		locked, err := g.apply(ctx, members, from, b)
 		if err != nil {
 			return err
@@ -303,23 +307,31 @@ type groupBatch struct {
 	recs   []eventstore.Record
 	events []domain.Event
 	staged map[*Runner]staged
+	// tried are the members whose fold was tried (staged has none for a
+	// member whose projector needs the database first).
+	tried map[*Runner]bool
 }
 
-// stage folds the batch for r, a member at the batch's start, if its
-// projector stages batches and can (stager).
-func (b *groupBatch) stage(r *Runner) error {
+// stage folds b for r, a member at the batch's start, if its projector
+// stages batches and can (stager).
+func (g *Group) stage(ctx context.Context, b *groupBatch, r *Runner) error {
 	st, ok := r.proj.(stager)
 	if !ok {
 		return nil
 	}
+	if b.tried == nil {
+		b.tried, b.staged = map[*Runner]bool{}, map[*Runner]staged{}
+	}
+	b.tried[r] = true
 	s, err := st.stage(r.ledger, b.recs, b.events)
 	if err != nil {
-		return &memberError{r: r, err: fmt.Errorf("apply %s at %d: %w", r.proj.Name(), b.recs[0].Position-1, err)}
+		from := b.recs[0].Position - 1
+		if err := refusal(ctx, g.pool, r.logLedger, r.proj.Name(), from, b.recs, err); errors.Is(err, ErrChainBroken) {
+			return err
+		}
+		return &memberError{r: r, err: fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)}
 	}
 	if s != nil {
-		if b.staged == nil {
-			b.staged = map[*Runner]staged{}
-		}
 		b.staged[r] = s
 	}
 	return nil
@@ -333,85 +345,60 @@ func (b *groupBatch) discard() {
 	}
 }
 
-// batchAt returns the batch after from: ahead's when it read that one, else
-// read now (ahead, if any, let go of).
-func (g *Group) batchAt(ctx context.Context, members []*Runner, from uint64, ahead *groupAhead) (groupBatch, error) {
-	if ahead != nil && ahead.from == from {
-		return ahead.wait()
+// batchAt returns the batch after from: ahead's, or read now.
+func (g *Group) batchAt(ctx context.Context, members []*Runner, from uint64, next *ahead[groupBatch, *groupBatch]) (groupBatch, error) {
+	if next == nil {
+		at := members[slices.IndexFunc(members, func(r *Runner) bool { return r.Position() == from })]
+		return g.fetch(ctx, members, at, from, at.hash, at.hashKnown, nil)
 	}
-	ahead.cancel()
-	at := members[slices.IndexFunc(members, func(r *Runner) bool { return r.Position() == from })]
-	return g.fetch(ctx, members, from, at.hash, at.hashKnown, nil)
+	if next.from != from {
+		// Every member applies each batch to its end, or the group
+		// starts again: the next batch starts where the last one ended.
+		next.cancel()
+		return groupBatch{}, fmt.Errorf("projections: the batch read ahead follows %d, the group is at %d", next.from, from)
+	}
+	return next.wait()
 }
 
 // fetch reads the batch after from, whose event has the hash prev (known:
-// checked), checks it against the chain, decodes its events when a member
-// takes them, and folds it for the members fold lists, which are at from.
-func (g *Group) fetch(ctx context.Context, members []*Runner, from uint64, prev eventstore.Hash, known bool,
+// checked), has lead (a member at from) check it against the chain,
+// decodes its events when a member takes them, and folds it for the
+// members fold lists, which are at from.
+func (g *Group) fetch(ctx context.Context, members []*Runner, lead *Runner, from uint64, prev eventstore.Hash, known bool,
 	fold []*Runner) (groupBatch, error) {
 	recs, err := g.src.Next(ctx, from+1, BatchMaxDefault)
 	if err != nil {
 		return groupBatch{}, err
 	}
 	b := groupBatch{recs: linger(ctx, g.src, g.hurry, g.lingerFor, BatchMaxDefault, recs)}
-	// One member checks every record's hash and link from from on; each
+	if err := ctx.Err(); err != nil {
+		return groupBatch{}, err // stopped while lingering: nothing to decode for
+	}
+	// The lead checks every record's hash and link from from on; each
 	// member checks, in apply, that the record at its checkpoint is the
 	// one it applied last.
-	if err := members[0].checkFrom(from, b.recs, prev, known); err != nil {
+	if err := lead.checkFrom(from, b.recs, prev, known); err != nil {
 		return groupBatch{}, err
 	}
 	// The batch's events are decoded once for the members that take them
 	// (eventsApplier), not once by each.
 	if i := slices.IndexFunc(members, func(r *Runner) bool { _, ok := r.proj.(eventsApplier); return ok }); i >= 0 {
 		if b.events, err = decodeEvents(b.recs); err != nil {
+			r := members[i]
+			if err := refusal(ctx, g.pool, r.logLedger, r.proj.Name(), from, b.recs, err); errors.Is(err, ErrChainBroken) {
+				return groupBatch{}, err
+			}
 			// As the first member to decode them would have failed.
-			return groupBatch{}, &memberError{r: members[i], err: fmt.Errorf("apply %s at %d: %w", members[i].proj.Name(), from, err)}
+			return groupBatch{}, &memberError{r: r, err: fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)}
 		}
 	}
 	for _, r := range fold {
-		if err := b.stage(r); err != nil {
+		if err := g.stage(ctx, &b, r); err != nil {
 			b.discard()
 			return groupBatch{}, err
 		}
 	}
 	return b, nil
-}
-
-// groupAhead is a fetch running beside a transaction.
-type groupAhead struct {
-	from uint64
-	stop context.CancelFunc
-	done chan struct{}
-	b    groupBatch
-	err  error
-}
-
-// startFetch fetches the batch after from beside the caller's transaction.
-func (g *Group) startFetch(ctx context.Context, members []*Runner, from uint64, prev eventstore.Hash, fold []*Runner) *groupAhead {
-	ctx, stop := context.WithCancel(ctx)
-	a := &groupAhead{from: from, stop: stop, done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		a.b, a.err = g.fetch(ctx, members, from, prev, true, fold)
-	}()
-	return a
-}
-
-// wait returns the fetched batch.
-func (a *groupAhead) wait() (groupBatch, error) {
-	<-a.done
-	a.stop()
-	return a.b, a.err
-}
-
-// cancel stops the fetch and lets go of what it folded; nil does nothing.
-func (a *groupAhead) cancel() {
-	if a == nil {
-		return
-	}
-	a.stop()
-	<-a.done
-	a.b.discard()
 }
 
 // apply applies b, which starts right after from (the position of the
@@ -447,15 +434,18 @@ func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, b gro
 				if b.events != nil {
 					evs = b.events[p-from:]
 				}
-				// A fold done ahead is only for a member at from.
-				s := b.staged[r]
-				if p != from {
-					s = nil
+				// A fold done ahead is only for a member at from (one
+				// elsewhere, were there one, is let go of with the rest).
+				var s staged
+				if p == from {
+					s = b.staged[r]
 				}
 				if err := r.applyIn(ctx, tx, p, recs[p-from:], evs, s); err != nil {
 					return &memberError{r: r, err: err}
 				}
-				delete(b.staged, r) // written: kept
+				if s != nil {
+					delete(b.staged, r) // written
+				}
 				applied = append(applied, r)
 			}
 		}

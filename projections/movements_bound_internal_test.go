@@ -55,3 +55,33 @@ func keys(m map[string]*movementCache) []string {
 	}
 	return ks
 }
+
+// TestMovementsDroppedCacheNotKeptAgain: a batch folded into a cache and
+// not written drops it (its discard), also when a fold of the next batch
+// holds it at that moment and keeps it again after (stage puts back a
+// cache that lacks accounts): the cache never comes back, so no batch
+// continues from a fold that was not committed.
+func TestMovementsDroppedCacheNotKeptAgain(t *testing.T) {
+	p := NewMovements()
+	c := &movementCache{through: 10, ledgerNo: 1, clockKnown: true, heads: newHeadTable(), scales: map[string]uint8{}}
+	c.heads.Add("acct", "EUR")
+	p.keep("a", c)
+	if got := p.take("a", 11); got != c {
+		t.Fatal("the kept cache was not taken by the batch after it")
+	}
+	p.drop("a", c) // the batch folded into it failed while another holds it
+	p.keep("a", c) // the holder puts it back
+	if got := p.take("a", 11); got == c || got.heads.Len() != 0 {
+		t.Fatalf("a dropped cache came back (%d accounts)", got.heads.Len())
+	}
+	if p.cached != 0 || p.sum() != 0 {
+		t.Fatalf("%d accounts counted, %d held after the drop, want none", p.cached, p.sum())
+	}
+
+	kept := &movementCache{through: 20, heads: newHeadTable(), scales: map[string]uint8{}}
+	p.keep("b", kept)
+	p.drop("b", kept) // kept, not held by anyone
+	if p.caches["b"] != nil || p.take("b", 21) == kept {
+		t.Fatal("a dropped cache stayed kept")
+	}
+}

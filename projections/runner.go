@@ -303,14 +303,19 @@ func (r *Runner) serve(ctx context.Context) error {
 	}
 	r.setPosition(pos)
 	st, _ := r.proj.(stager)
+	// The batches read ahead share one context, this serve's: a source
+	// that reads ahead itself (AheadSource) goes on reading past the batch
+	// it returned, under the context it was asked with.
+	aheadCtx, stopAhead := context.WithCancel(ctx)
+	defer stopAhead()
 	b, err := r.fetch(ctx, pos, r.hash, r.hashKnown, false)
 	for {
 		if err != nil {
 			return err
 		}
-		if st != nil && b.staged == nil {
+		if st != nil && !b.tried {
 			if b.staged, err = st.stage(r.ledger, b.recs, b.events); err != nil {
-				return err
+				return r.refusal(ctx, pos, b.recs, err)
 			}
 		}
 		last := &b.recs[len(b.recs)-1]
@@ -318,106 +323,34 @@ func (r *Runner) serve(ctx context.Context) error {
 		// transaction runs, and folded too when this one was: its fold
 		// continues from this one's in the projector's memory. A runner
 		// that stopped on a fault reads on its own first (next clears it).
-		var ahead *fetchAhead
+		var next *ahead[batch, *batch]
 		if r.fault == "" {
-			ahead = r.startFetch(ctx, last.Position, last.Hash, b.staged != nil)
+			folded := b.staged != nil
+			next = startAhead[batch](aheadCtx, stopAhead, last.Position, func(ctx context.Context) (batch, error) {
+				return r.fetch(ctx, last.Position, last.Hash, true, folded)
+			})
 		}
 		began := time.Now()
 		if err := r.apply(ctx, pos, b); err != nil {
 			b.discard()
-			ahead.cancel()
+			next.cancel()
 			return err
 		}
 		r.logger.Debug("applied", "from", pos+1, "records", len(b.recs), "took", time.Since(began))
 		pos = last.Position
 		r.hash, r.hashKnown = last.Hash, true
+		// Written only when set: the fetch ahead reads it (next), and a
+		// fault is never set while one runs.
 		if r.fault != "" {
 			r.fault = ""
 		}
 		r.setPosition(pos)
-		if ahead == nil {
+		if next == nil {
 			b, err = r.fetch(ctx, pos, r.hash, r.hashKnown, false)
 		} else {
-			b, err = ahead.wait()
+			b, err = next.wait()
 		}
 	}
-}
-
-// batch is the records of one transaction, checked against the chain, with
-// their events when the projector takes them decoded (eventsApplier), and
-// folded before the transaction when the projector could (stager).
-type batch struct {
-	recs   []eventstore.Record
-	events []domain.Event
-	staged staged
-}
-
-// discard lets go of a staged fold that was not written.
-func (b *batch) discard() {
-	if b.staged != nil {
-		b.staged.discard()
-		b.staged = nil
-	}
-}
-
-// fetch returns the batch after pos, whose event has the hash prev (known:
-// prev is checked), checked, decoded, and folded when fold says the
-// projector's memory continues at pos.
-func (r *Runner) fetch(ctx context.Context, pos uint64, prev eventstore.Hash, known, fold bool) (batch, error) {
-	recs, err := r.next(ctx, pos+1)
-	if err != nil {
-		return batch{}, err
-	}
-	b := batch{recs: r.linger(ctx, recs)}
-	if err := r.checkFrom(pos, b.recs, prev, known); err != nil {
-		return batch{}, err
-	}
-	if _, ok := r.proj.(eventsApplier); ok {
-		if b.events, err = decodeEvents(b.recs); err != nil {
-			return batch{}, fmt.Errorf("apply %s at %d: %w", r.proj.Name(), pos, err)
-		}
-	}
-	if st, ok := r.proj.(stager); ok && fold {
-		if b.staged, err = st.stage(r.ledger, b.recs, b.events); err != nil {
-			return batch{}, fmt.Errorf("apply %s at %d: %w", r.proj.Name(), pos, err)
-		}
-	}
-	return b, nil
-}
-
-// fetchAhead is a fetch running beside a transaction.
-type fetchAhead struct {
-	stop context.CancelFunc
-	done chan struct{}
-	b    batch
-	err  error
-}
-
-func (r *Runner) startFetch(ctx context.Context, pos uint64, prev eventstore.Hash, fold bool) *fetchAhead {
-	ctx, stop := context.WithCancel(ctx)
-	a := &fetchAhead{stop: stop, done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		a.b, a.err = r.fetch(ctx, pos, prev, true, fold)
-	}()
-	return a
-}
-
-// wait returns the fetched batch.
-func (a *fetchAhead) wait() (batch, error) {
-	<-a.done
-	a.stop()
-	return a.b, a.err
-}
-
-// cancel stops the fetch and lets go of what it folded; nil does nothing.
-func (a *fetchAhead) cancel() {
-	if a == nil {
-		return
-	}
-	a.stop()
-	<-a.done
-	a.b.discard()
 }
 
 // linger adds to a small batch what arrives within r.lingerFor, unless
@@ -526,12 +459,6 @@ func (r *Runner) apply(ctx context.Context, from uint64, b batch) error {
 // applyTx begins a projection's transaction.
 var applyTx = pgx.TxOptions{BeginQuery: `BEGIN; SET LOCAL synchronous_commit = off`}
 
-// check checks that recs follow from without a gap and continue the chain
-// at the checkpoint.
-func (r *Runner) check(from uint64, recs []eventstore.Record) error {
-	return r.checkFrom(from, recs, r.hash, r.hashKnown)
-}
-
 // checkFrom checks that recs follow from without a gap and continue the
 // chain from prev, the hash of the event at from (when known).
 func (r *Runner) checkFrom(from uint64, recs []eventstore.Record, prev eventstore.Hash, known bool) error {
@@ -597,14 +524,12 @@ func (r *Runner) applyIn(ctx context.Context, tx pgx.Tx, from uint64, recs []eve
 //
 // Errors: ErrChainBroken; ErrCheckpointMoved; the database's.
 func (r *Runner) notApplied(ctx context.Context, tx pgx.Tx, from uint64, last *eventstore.Record) error {
-	var inLog bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events WHERE ledger = $1 AND position = $2 AND hash = $3)`,
-		r.logLedger, int64(last.Position), last.Hash[:]).Scan(&inLog); err != nil {
+	inLog, err := isLogs(ctx, tx, r.logLedger, last)
+	if err != nil {
 		return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)
 	}
 	if !inLog {
-		return fmt.Errorf("%s at %d: not the log's event (the log holds another there, or ends before it): %w",
-			r.proj.Name(), last.Position, ErrChainBroken)
+		return notLogs(r.proj.Name(), last)
 	}
 	return fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, ErrCheckpointMoved)
 }

@@ -467,6 +467,8 @@ const (
 	relinked                  // the record at at is sealed on another prev_hash: self-consistent, off the chain
 	forged                    // the batch ends with another event at at, sealed on the chain: chained, not the log's
 	otherLedger               // the record at at names another ledger, sealed on the chain
+	forgedGarbage             // forged, and its payload no event: refused as not the log's, not as undecodable
+	forgedReopen              // forged, and it opens an account open already: refused as not the log's, not as a fold's error
 )
 
 // breaksChain says whether the runner refuses f as a broken chain (and
@@ -509,7 +511,7 @@ func (f *faultySource) Next(ctx context.Context, from uint64, max int) ([]events
 	case repeatInside:
 		f.served.Add(1)
 		return append(recs[:i:i], recs[i-1:len(recs)-1]...), nil
-	case tampered, relinked, forged, otherLedger:
+	case tampered, relinked, forged, otherLedger, forgedGarbage, forgedReopen:
 		f.served.Add(1)
 		out := slices.Clone(recs)
 		rec := out[i]
@@ -526,6 +528,15 @@ func (f *faultySource) Next(ctx context.Context, from uint64, max int) ([]events
 		case otherLedger:
 			rec.Ledger += "x"
 			rec.Seal(rec.PrevHash)
+		case forgedGarbage:
+			rec.Payload = []byte("no event")
+			rec.Seal(rec.PrevHash)
+			out = out[:i+1]
+		case forgedReopen:
+			e := domain.AccountOpened{ID: accountID("USD", 0), Asset: "USD", Normal: domain.SideDebit}
+			rec.Type, rec.SchemaVersion, rec.Payload = e.EventType(), domain.SchemaVersion, domain.AppendEvent(nil, e)
+			rec.Seal(rec.PrevHash)
+			out = out[:i+1]
 		}
 		out[i] = rec
 		return out, nil
@@ -553,6 +564,9 @@ func TestRunnerRefusesGapOrRepeat(t *testing.T) {
 		{"chained but not the log's, first in batch", forged, 36, 35},
 		{"chained but not the log's, inside batch", forged, 33, 30},
 		{"another ledger's, first in batch", otherLedger, 36, 35},
+		{"chained, not the log's, no event, first in batch", forgedGarbage, 36, 35},
+		{"chained, not the log's, no event, inside batch", forgedGarbage, 33, 30},
+		{"chained, not the log's, reopening an account, inside batch", forgedReopen, 33, 30},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
