@@ -38,6 +38,20 @@ func (g *Group) WithLagMax(n uint64) *Group {
 	return g
 }
 
+// WithAheadFrom makes g read its next batch ahead from batches of n
+// records (aheadFromDefault): 1, always.
+func (g *Group) WithAheadFrom(n int) *Group {
+	g.aheadFrom = n
+	return g
+}
+
+// WithAheadFrom makes r read its next batch ahead from batches of n
+// records (aheadFromDefault): 1, always.
+func (r *Runner) WithAheadFrom(n int) *Runner {
+	r.aheadFrom = n
+	return r
+}
+
 // MigrateThrough is Migrate with only the migrations numbered up to last
 // (0004_trial_balance.sql is number 4): a test of a migration applies it,
 // and only it, on the read model as it stood before, then the later ones.

@@ -56,6 +56,9 @@ type Group struct {
 	lingerFor time.Duration
 	hurry     chan struct{}
 	lagMax    uint64
+	// aheadFrom is the batch size from which the next batch is read ahead
+	// (aheadFromDefault).
+	aheadFrom int
 	// all are the members in the order they apply a batch; rejoin brings
 	// back those that left.
 	all    []*Runner
@@ -81,7 +84,7 @@ func NewGroup(pool *pgxpool.Pool, ledger string, runners []*Runner, src Source, 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	g := &Group{pool: pool, ledger: ledger, src: src, alone: alone, hurry: make(chan struct{}, 1), lagMax: lagMax,
+	g := &Group{pool: pool, ledger: ledger, src: src, alone: alone, hurry: make(chan struct{}, 1), lagMax: lagMax, aheadFrom: aheadFromDefault,
 		all: slices.Clone(runners), rejoin: make(chan *Runner, len(runners)), in: map[*Runner]bool{},
 		strikes: map[*Runner]int{}, logger: logger.With("ledger", ledger)}
 	for _, r := range runners {
@@ -265,9 +268,9 @@ func (g *Group) serve(ctx context.Context) error {
 			return err
 		}
 		// A member at from whose batch was not folded ahead folds it now
-		// (stager); the next batch is read, checked, decoded, and folded
-		// for the members that folded this one, while this one's
-		// transaction runs.
+		// (stager); behind by half a batch or more (aheadFromDefault), the
+		// next batch is read, checked, decoded, and folded for the members
+		// that folded this one, while this one's transaction runs.
 		last := &b.recs[len(b.recs)-1]
 		var folded []*Runner
 		for _, r := range members {
@@ -281,9 +284,11 @@ func (g *Group) serve(ctx context.Context) error {
 				folded = append(folded, r)
 			}
 		}
-		next = startAhead[groupBatch](aheadCtx, stopAhead, last.Position, func(ctx context.Context) (groupBatch, error) {
-			return g.fetch(ctx, members, members[0], last.Position, last.Hash, true, folded)
-		})
+		if len(b.recs) >= g.aheadFrom {
+			next = startAhead[groupBatch](aheadCtx, stopAhead, last.Position, func(ctx context.Context) (groupBatch, error) {
+				return g.fetch(ctx, members, members[0], last.Position, last.Hash, true, folded)
+			})
+		}
 		locked, err := g.apply(ctx, members, from, b)
 		if err != nil {
 			return err

@@ -35,7 +35,9 @@ func (e *env) groupWith(parent context.Context, size int, alone func(context.Con
 	if alone == nil {
 		alone = e.runAlone
 	}
-	g := projections.NewGroup(e.pool, e.ledger, runners, batches{src: e.natsSource(), size: size}, alone, testLogger(e.t))
+	// Each batch read ahead, however small: the tests' batches are.
+	g := projections.NewGroup(e.pool, e.ledger, runners, batches{src: e.natsSource(), size: size}, alone,
+		testLogger(e.t)).WithAheadFrom(1)
 	if lag > 0 {
 		g.WithLagMax(lag)
 	}

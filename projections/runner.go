@@ -64,6 +64,14 @@ type Source interface {
 const (
 	// BatchMaxDefault is the most records applied in one transaction.
 	BatchMaxDefault = 8192
+	// aheadFromDefault is the batch size from which a runner or group
+	// reads, and folds, its next batch while the last one's transaction
+	// runs: a projection half a batch behind or more (catching up, a
+	// rebuild). One that keeps up applies what arrived during its last
+	// transaction instead: folded ahead, its batches were smaller, and a
+	// load in batches of 1,000 cost 5-10 % more CPU a transfer for a
+	// statement lines' lag a few times smaller (docs/perf.md, "Session 25").
+	aheadFromDefault = BatchMaxDefault / 2
 	// LingerDefault is how long ledgerd's runners, having received a small
 	// batch, wait for more before applying it: a light, steady stream then
 	// costs a few transactions a second per projection instead of one per
@@ -118,6 +126,9 @@ type Runner struct {
 
 	// lingerFor, when positive, lets a small batch wait for more (WithLinger).
 	lingerFor time.Duration
+	// aheadFrom is the batch size from which the next batch is read (and
+	// folded) while the last one's transaction runs (aheadFromDefault).
+	aheadFrom int
 	// tracer, when set, traces each batch applied (WithTracer).
 	tracer trace.Tracer
 
@@ -145,7 +156,7 @@ func NewRunner(pool *pgxpool.Pool, ledger string, proj Projector, src Source, lo
 		logger = slog.Default()
 	}
 	return &Runner{pool: pool, ledger: ledger, logLedger: logLedgerOf(ledger), proj: proj, src: src,
-		batchMax: BatchMaxDefault, changed: make(chan struct{}), hurry: make(chan struct{}, 1),
+		batchMax: BatchMaxDefault, aheadFrom: aheadFromDefault, changed: make(chan struct{}), hurry: make(chan struct{}, 1),
 		logger: logger.With("ledger", ledger, "projection", proj.Name())}
 }
 
@@ -319,12 +330,13 @@ func (r *Runner) serve(ctx context.Context) error {
 			}
 		}
 		last := &b.recs[len(b.recs)-1]
-		// The next batch is read, checked and decoded while this one's
-		// transaction runs, and folded too when this one was: its fold
-		// continues from this one's in the projector's memory. A runner
-		// that stopped on a fault reads on its own first (next clears it).
+		// Behind by half a batch or more (aheadFromDefault), the next
+		// batch is read, checked and decoded while this one's transaction
+		// runs, and folded too when this one was: its fold continues from
+		// this one's in the projector's memory. A runner that stopped on a
+		// fault reads on its own first (next clears it).
 		var next *ahead[batch, *batch]
-		if r.fault == "" {
+		if r.fault == "" && len(b.recs) >= r.aheadFrom {
 			folded := b.staged != nil
 			next = startAhead[batch](aheadCtx, stopAhead, last.Position, func(ctx context.Context) (batch, error) {
 				return r.fetch(ctx, last.Position, last.Hash, true, folded)

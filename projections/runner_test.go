@@ -332,7 +332,8 @@ type runningRunner struct {
 // startRunner runs a runner of proj on src until stop, the end of parent
 // or the end of the test.
 func (e *env) startRunner(parent context.Context, proj projections.Projector, src projections.Source) *runningRunner {
-	r := projections.NewRunner(e.pool, e.ledger, proj, src, testLogger(e.t))
+	// Each batch read ahead, however small: the tests' batches are.
+	r := projections.NewRunner(e.pool, e.ledger, proj, src, testLogger(e.t)).WithAheadFrom(1)
 	stop := start(e.t, parent, "runner", r.Run)
 	e.t.Cleanup(stop)
 	return &runningRunner{Runner: r, stop: stop}
@@ -459,16 +460,16 @@ func TestRunnerKilledBetweenBatchesRestarts(t *testing.T) {
 type fault int
 
 const (
-	gapFirst     fault = iota // Next(at) starts at at+1
-	repeatFirst               // Next(at) starts at at-1, already applied
-	gapInside                 // the batch holding at, not first, lacks it
-	repeatInside              // the batch holding at, not first, has at-1 twice
-	tampered                  // the record at at has another payload, its hashes kept
-	relinked                  // the record at at is sealed on another prev_hash: self-consistent, off the chain
-	forged                    // the batch ends with another event at at, sealed on the chain: chained, not the log's
-	otherLedger               // the record at at names another ledger, sealed on the chain
-	forgedGarbage             // forged, and its payload no event: refused as not the log's, not as undecodable
-	forgedReopen              // forged, and it opens an account open already: refused as not the log's, not as a fold's error
+	gapFirst      fault = iota // Next(at) starts at at+1
+	repeatFirst                // Next(at) starts at at-1, already applied
+	gapInside                  // the batch holding at, not first, lacks it
+	repeatInside               // the batch holding at, not first, has at-1 twice
+	tampered                   // the record at at has another payload, its hashes kept
+	relinked                   // the record at at is sealed on another prev_hash: self-consistent, off the chain
+	forged                     // the batch ends with another event at at, sealed on the chain: chained, not the log's
+	otherLedger                // the record at at names another ledger, sealed on the chain
+	forgedGarbage              // forged, and its payload no event: refused as not the log's, not as undecodable
+	forgedReopen               // forged, and it opens an account open already: refused as not the log's, not as a fold's error
 )
 
 // breaksChain says whether the runner refuses f as a broken chain (and
