@@ -172,8 +172,10 @@ func TestRetryAttemptTimeout(t *testing.T) {
 
 	stalls.Store(2)
 	_, err := c.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"alice"}})
-	if err != nil || tries.Load() != 3 {
-		t.Errorf("two stalled attempts: %v after %d attempts, want success in 3", err, tries.Load())
+	// At least 3: an attempt not stalled may still time out on a loaded
+	// machine under -race, and be retried too.
+	if err != nil || tries.Load() < 3 {
+		t.Errorf("two stalled attempts: %v after %d attempts, want success in 3 or more", err, tries.Load())
 	}
 
 	stalls.Store(1000)

@@ -268,9 +268,10 @@ func (g *Group) serve(ctx context.Context) error {
 			return err
 		}
 		// A member at from whose batch was not folded ahead folds it now
-		// (stager); behind by half a batch or more (aheadFromDefault), the
-		// next batch is read, checked, decoded, and folded for the members
-		// that folded this one, while this one's transaction runs.
+		// (stager). After a batch of half the maximum or more
+		// (aheadFromDefault), the next batch is read, checked, decoded, and
+		// folded for the members that folded this one, while this one's
+		// transaction runs.
 		last := &b.recs[len(b.recs)-1]
 		var folded []*Runner
 		for _, r := range members {
@@ -295,6 +296,10 @@ func (g *Group) serve(ctx context.Context) error {
 		}
 		clear(g.strikes)
 		if len(locked) > 0 {
+			// The batch read ahead may be folding for a member about to
+			// run alone: let go of it first.
+			next.cancel()
+			next = nil
 			for _, r := range locked {
 				g.logger.Info("projection runs alone: another transaction holds its checkpoint (a rebuild's swap?)",
 					"projection", r.proj.Name(), "position", r.Position())
@@ -448,18 +453,16 @@ func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, b gro
 				if err := r.applyIn(ctx, tx, p, recs[p-from:], evs, s); err != nil {
 					return &memberError{r: r, err: err}
 				}
-				if s != nil {
-					delete(b.staged, r) // written
-				}
 				applied = append(applied, r)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, err // every fold let go of, written or not
 	}
 	for _, r := range applied {
+		delete(b.staged, r) // committed: its cache stays
 		r.hash, r.hashKnown = recs[len(recs)-1].Hash, true
 		r.setPosition(last)
 	}

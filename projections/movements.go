@@ -227,15 +227,14 @@ func (p *Movements) stage(ledger string, recs []eventstore.Record, events []doma
 		return nil, nil
 	}
 	c := p.take(ledger, recs[0].Position)
-	f := newMovementFold(c, len(recs))
 	if c.ledgerNo == 0 || !c.clockKnown {
 		return nil, nil // a fresh cache: nothing to keep
 	}
-	if accounts, assets := f.missing(events); len(accounts) > 0 || len(assets) > 0 {
+	if accounts, assets := (&movementFold{movementCache: c}).missing(events); len(accounts) > 0 || len(assets) > 0 {
 		p.keep(ledger, c)
 		return nil, nil
 	}
-	b, err := p.fold(ledger, f, recs, events)
+	b, err := p.fold(ledger, newMovementFold(c, len(recs)), recs, events)
 	if err != nil {
 		return nil, err
 	}

@@ -66,8 +66,8 @@ const (
 	BatchMaxDefault = 8192
 	// aheadFromDefault is the batch size from which a runner or group
 	// reads, and folds, its next batch while the last one's transaction
-	// runs: a projection half a batch behind or more (catching up, a
-	// rebuild). One that keeps up applies what arrived during its last
+	// runs: after a batch of half the maximum or more, a projection
+	// catching up or a rebuild. One that keeps up applies what arrived during its last
 	// transaction instead: folded ahead, its batches were smaller, and a
 	// load in batches of 1,000 cost 5-10 % more CPU a transfer for a
 	// statement lines' lag a few times smaller (docs/perf.md, "Session 25").
@@ -320,6 +320,8 @@ func (r *Runner) serve(ctx context.Context) error {
 	aheadCtx, stopAhead := context.WithCancel(ctx)
 	defer stopAhead()
 	b, err := r.fetch(ctx, pos, r.hash, r.hashKnown, false)
+	var next *ahead[batch, *batch]
+	defer func() { next.cancel() }()
 	for {
 		if err != nil {
 			return err
@@ -330,12 +332,12 @@ func (r *Runner) serve(ctx context.Context) error {
 			}
 		}
 		last := &b.recs[len(b.recs)-1]
-		// Behind by half a batch or more (aheadFromDefault), the next
+		// After a batch of half the maximum or more (aheadFromDefault), the next
 		// batch is read, checked and decoded while this one's transaction
 		// runs, and folded too when this one was: its fold continues from
 		// this one's in the projector's memory. A runner that stopped on a
 		// fault reads on its own first (next clears it).
-		var next *ahead[batch, *batch]
+		next = nil
 		if r.fault == "" && len(b.recs) >= r.aheadFrom {
 			folded := b.staged != nil
 			next = startAhead[batch](aheadCtx, stopAhead, last.Position, func(ctx context.Context) (batch, error) {
@@ -345,8 +347,7 @@ func (r *Runner) serve(ctx context.Context) error {
 		began := time.Now()
 		if err := r.apply(ctx, pos, b); err != nil {
 			b.discard()
-			next.cancel()
-			return err
+			return err // the deferred cancel lets go of the next
 		}
 		r.logger.Debug("applied", "from", pos+1, "records", len(b.recs), "took", time.Since(began))
 		pos = last.Position
@@ -361,6 +362,7 @@ func (r *Runner) serve(ctx context.Context) error {
 			b, err = r.fetch(ctx, pos, r.hash, r.hashKnown, false)
 		} else {
 			b, err = next.wait()
+			next = nil
 		}
 	}
 }
