@@ -122,6 +122,44 @@ func TestGroupFoldedAheadBatchRolledBack(t *testing.T) {
 	e.checkSameAsOneTransaction(movements, head)
 }
 
+// TestGroupRefusesAForgedUndecodableBatch: a batch that chains but is not
+// the log's, and whose last event cannot be decoded, is refused as a broken
+// chain at once (every member leaves to run alone), not retried as one
+// member's failure until it is ejected: the group decodes before its
+// transaction, whose move of the checkpoint would have found the forgery.
+func TestGroupRefusesAForgedUndecodableBatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	head := e.runWorkload(40, 3)
+	src := &faultySource{src: batches{src: e.natsSource(), size: 5, end: head}, fault: forgedGarbage, at: 33}
+	src.active.Store(true)
+	projs := []projections.Projector{projections.Transfers{}, projections.Balances{}, projections.NewMovements()}
+	runners := make([]*projections.Runner, len(projs))
+	for i, p := range projs {
+		runners[i] = projections.NewRunner(e.pool, e.ledger, p, nil, testLogger(t))
+	}
+	left := make(chan *projections.Runner, len(runners))
+	alone := func(ctx context.Context, r *projections.Runner) { left <- r; e.runAlone(ctx, r) }
+	g := projections.NewGroup(e.pool, e.ledger, runners, src, alone, testLogger(t)).WithAheadFrom(1)
+	stop := start(t, t.Context(), "group", g.Run)
+	t.Cleanup(stop)
+	for range runners {
+		select {
+		case <-left:
+		case <-time.After(waitMax):
+			t.Fatal("a member is still in the group after the forged batch")
+		}
+	}
+	// One refusal (two: the batch may have been read ahead once, then
+	// again): a member's failure would have been retried three times.
+	if n := src.served.Load(); n > 2 {
+		t.Fatalf("the forged batch was served %d times, want it refused at once", n)
+	}
+	waitAll(t, runners, head)
+	e.checkAt(head)
+	e.checkTrialAt(head)
+}
+
 // refusing is a projector that refuses every batch.
 type refusing struct{ projections.Projector }
 
