@@ -56,13 +56,28 @@ func (r *Runner) fetch(ctx context.Context, pos uint64, prev eventstore.Hash, kn
 			return batch{}, r.refusal(ctx, pos, b.recs, err)
 		}
 	}
-	if st, ok := r.proj.(stager); ok && fold {
-		b.tried = true
-		if b.staged, err = st.stage(r.ledger, b.recs, b.events); err != nil {
-			return batch{}, r.refusal(ctx, pos, b.recs, err)
+	if fold {
+		if err := r.stage(ctx, pos, &b); err != nil {
+			return batch{}, err
 		}
 	}
 	return b, nil
+}
+
+// stage folds b, the batch after pos, before its transaction when the
+// projector stages its batches (stager) and can.
+func (r *Runner) stage(ctx context.Context, pos uint64, b *batch) error {
+	st, ok := r.proj.(stager)
+	if !ok {
+		return nil
+	}
+	b.tried = true
+	s, err := st.stage(r.ledger, b.recs, b.events)
+	if err != nil {
+		return r.refusal(ctx, pos, b.recs, err)
+	}
+	b.staged = s
+	return nil
 }
 
 // refusal is err, a failure to decode or fold recs (after from) before
@@ -74,6 +89,7 @@ func (r *Runner) refusal(ctx context.Context, from uint64, recs []eventstore.Rec
 	return refusal(ctx, r.pool, r.logLedger, r.proj.Name(), from, recs, err)
 }
 
+// refusal is Runner.refusal for a projector proj of logLedger's log.
 func refusal(ctx context.Context, pool *pgxpool.Pool, logLedger, proj string, from uint64, recs []eventstore.Record, err error) error {
 	last := &recs[len(recs)-1]
 	inLog, qerr := isLogs(ctx, pool, logLedger, last)

@@ -335,16 +335,20 @@ func (g *Group) stage(ctx context.Context, b *groupBatch, r *Runner) error {
 	b.tried[r] = true
 	s, err := st.stage(r.ledger, b.recs, b.events)
 	if err != nil {
-		from := b.recs[0].Position - 1
-		if err := refusal(ctx, g.pool, r.logLedger, r.proj.Name(), from, b.recs, err); errors.Is(err, ErrChainBroken) {
-			return err
-		}
-		return &memberError{r: r, err: fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)}
+		return g.refusal(ctx, r, b.recs[0].Position-1, b.recs, err)
 	}
 	if s != nil {
 		b.staged[r] = s
 	}
 	return nil
+}
+
+// refusal is member r's failure err to decode or fold recs (after from)
+// before their transaction: a broken chain when they are not the log's
+// (Runner.refusal), which restarted finds through the memberError and
+// takes as every member's.
+func (g *Group) refusal(ctx context.Context, r *Runner, from uint64, recs []eventstore.Record, err error) error {
+	return &memberError{r: r, err: refusal(ctx, g.pool, r.logLedger, r.proj.Name(), from, recs, err)}
 }
 
 // discard lets go of the folds not written.
@@ -394,12 +398,8 @@ func (g *Group) fetch(ctx context.Context, members []*Runner, lead *Runner, from
 	// (eventsApplier), not once by each.
 	if i := slices.IndexFunc(members, func(r *Runner) bool { _, ok := r.proj.(eventsApplier); return ok }); i >= 0 {
 		if b.events, err = decodeEvents(b.recs); err != nil {
-			r := members[i]
-			if err := refusal(ctx, g.pool, r.logLedger, r.proj.Name(), from, b.recs, err); errors.Is(err, ErrChainBroken) {
-				return groupBatch{}, err
-			}
 			// As the first member to decode them would have failed.
-			return groupBatch{}, &memberError{r: r, err: fmt.Errorf("apply %s at %d: %w", r.proj.Name(), from, err)}
+			return groupBatch{}, g.refusal(ctx, members[i], from, b.recs, err)
 		}
 	}
 	for _, r := range fold {

@@ -67,10 +67,11 @@ const (
 	// aheadFromDefault is the batch size from which a runner or group
 	// reads, and folds, its next batch while the last one's transaction
 	// runs: after a batch of half the maximum or more, a projection
-	// catching up or a rebuild. One that keeps up applies what arrived during its last
-	// transaction instead: folded ahead, its batches were smaller, and a
-	// load in batches of 1,000 cost 5-10 % more CPU a transfer for a
-	// statement lines' lag a few times smaller (docs/perf.md, "Session 25").
+	// catching up or a rebuild. One that keeps up applies what arrived
+	// during its last transaction instead: folded ahead, its batches were
+	// smaller, and a load in batches of 1,000 cost 5-10 % more CPU a
+	// transfer for a statement lines' lag a few times smaller
+	// (docs/perf.md, "Session 25").
 	aheadFromDefault = BatchMaxDefault / 2
 	// LingerDefault is how long ledgerd's runners, having received a small
 	// batch, wait for more before applying it: a light, steady stream then
@@ -313,7 +314,6 @@ func (r *Runner) serve(ctx context.Context) error {
 		return err
 	}
 	r.setPosition(pos)
-	st, _ := r.proj.(stager)
 	// The batches read ahead share one context, this serve's: a source
 	// that reads ahead itself (AheadSource) goes on reading past the batch
 	// it returned, under the context it was asked with.
@@ -326,17 +326,17 @@ func (r *Runner) serve(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if st != nil && !b.tried {
-			if b.staged, err = st.stage(r.ledger, b.recs, b.events); err != nil {
-				return r.refusal(ctx, pos, b.recs, err)
+		if !b.tried {
+			if err := r.stage(ctx, pos, &b); err != nil {
+				return err
 			}
 		}
 		last := &b.recs[len(b.recs)-1]
-		// After a batch of half the maximum or more (aheadFromDefault), the next
-		// batch is read, checked and decoded while this one's transaction
-		// runs, and folded too when this one was: its fold continues from
-		// this one's in the projector's memory. A runner that stopped on a
-		// fault reads on its own first (next clears it).
+		// After a batch of half the maximum or more (aheadFromDefault),
+		// the next batch is read, checked and decoded while this one's
+		// transaction runs, and folded too when this one was: its fold
+		// continues from this one's in the projector's memory. A runner
+		// that stopped on a fault reads on its own first (next clears it).
 		next = nil
 		if r.fault == "" && len(b.recs) >= r.aheadFrom {
 			folded := b.staged != nil

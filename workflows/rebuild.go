@@ -82,8 +82,8 @@ func (r *Rebuilds) Run(ctx context.Context, ledger, projection string, report fu
 		r.swapped(ledger)
 	}
 	// The rows the swap replaced, after it: the rebuilt model is live, and
-	// a sweep cut short leaves the rest to the next one (the process's
-	// start sweeps too).
+	// a sweep cut short leaves the rest to the next one (every projector
+	// process sweeps at its start and each minute).
 	if n, err := projections.SweepRetired(ctx, r.pool); err != nil {
 		r.logger.Warn("the rows a rebuild replaced are not all deleted yet", "ledger", ledger, "projection", proj.Name(),
 			"deleted", n, "err", err)

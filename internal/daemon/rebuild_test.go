@@ -203,13 +203,12 @@ func TestStartSweepsRetiredRows(t *testing.T) {
 	}
 
 	startOn(t, h.pgURL, testenv.NATSURL(t))
-	deadline := time.Now().Add(30 * time.Second)
-	for retiredRows(t, pool) != [2]int64{} {
-		if time.Now().After(deadline) {
-			t.Fatalf("%v retired numbers and rows left 30 s after the start", retiredRows(t, pool))
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if left := retiredRows(t, pool); left != [2]int64{} {
+			return fmt.Errorf("%v retired numbers and rows left after the start", left)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if l, tr := live(); l != lines || tr != transfers {
 		t.Fatalf("the live model holds %d lines and %d transfers after the sweep, want %d and %d", l, tr, lines, transfers)
 	}
