@@ -2,12 +2,15 @@ package queries
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/ledgerd/ledger/internal/pgbin"
 )
 
 // Every statement line of a ledger at once, for `audit verify`: read
@@ -118,6 +121,49 @@ func (s *Service) StatementLines(ctx context.Context, ledger string, to uint64,
 
 // scanStatementLines hands fn each row of statementLinesSQL.
 func scanStatementLines(rows pgx.Rows, fn func(account string, seq uint32, line *StatementLine) error) error {
+	_, err := readStatementLines(rows, fn)
+	return err
+}
+
+// statementLinesHead is the columns before a line's in statementLinesSQL:
+// the account, its scale and its normal balance.
+const statementLinesHead = 3
+
+// readStatementLines is scanStatementLines, and whether it read the rows'
+// raw values (readableLines).
+func readStatementLines(rows pgx.Rows, fn func(account string, seq uint32, line *StatementLine) error) (raw bool, _ error) {
+	fds := rows.FieldDescriptions()
+	if raw = readableLines(fds, statementLinesHead) && fds[0].DataTypeOID == pgbin.OIDText && fds[0].Format == pgx.TextFormatCode &&
+		fds[1].DataTypeOID == pgbin.OIDInt2 && fds[1].Format == pgx.BinaryFormatCode &&
+		fds[2].DataTypeOID == pgbin.OIDText && fds[2].Format == pgx.TextFormatCode; raw {
+		var r lineReader
+		// The account and its normal balance repeat, line after line of
+		// it in a page of the table: the last ones' strings serve.
+		var account, normal string
+		for rows.Next() {
+			v := rows.RawValues()
+			if len(v) != statementLinesHead+lineColumnsN || v[0] == nil || len(v[1]) != 2 || v[2] == nil {
+				return true, fmt.Errorf("a row of %d columns, or without its account", len(v))
+			}
+			if string(v[0]) != account {
+				account = string(v[0])
+			}
+			if string(v[2]) != normal {
+				normal = string(v[2])
+			}
+			line, seq, ok, err := r.read(v[statementLinesHead:], uint8(binary.BigEndian.Uint16(v[1])), normal)
+			switch {
+			case err != nil:
+				return true, fmt.Errorf("%s: %w", account, err)
+			case !ok:
+				return true, fmt.Errorf("%s: a row without its line", account)
+			}
+			if err := fn(account, uint32(seq), &line); err != nil {
+				return true, err
+			}
+		}
+		return true, rows.Err()
+	}
 	var (
 		account, normal pgtype.Text
 		scale           pgtype.Int2
@@ -126,15 +172,15 @@ func scanStatementLines(rows pgx.Rows, fn func(account string, seq uint32, line 
 	dest := append([]any{&account, &scale, &normal}, columns.targets()...)
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
-			return err
+			return false, err
 		}
 		line, err := columns.line(uint8(scale.Int16), normal.String)
 		if err != nil {
-			return fmt.Errorf("%s: %w", account.String, err)
+			return false, fmt.Errorf("%s: %w", account.String, err)
 		}
 		if err := fn(account.String, uint32(columns.seq.Int16), &line); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return rows.Err()
+	return false, rows.Err()
 }

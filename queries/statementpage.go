@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -78,6 +79,16 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 	if err != nil {
 		return Statement{}, false, err
 	}
+	out, known, _, err = readStatementPage(rows, q, limit, cursor)
+	return out, known, err
+}
+
+// statementPageHead is the columns before a line's in statementPageSQL.
+const statementPageHead = 13
+
+// readStatementPage reads statementPageSQL's rows into the page, and says
+// whether it read the lines from the rows' raw values (readableLines).
+func readStatementPage(rows pgx.Rows, q *StatementQuery, limit int, cursor *statementCursor) (out Statement, known, raw bool, err error) {
 	defer rows.Close()
 	// The heads, the checkpoint and the totals repeat on every row: they are
 	// scanned from the first only (a nil destination skips a column). The
@@ -90,6 +101,7 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 		opening       movementTexts
 		closing       movementTexts
 		line          lineColumns
+		reader        lineReader
 		pinAt         uint64
 		lastSeq       int16
 		more, first   = false, true
@@ -97,51 +109,72 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 	dest := append([]any{&known, &checkpoint, &asset, &scale, &normal,
 		&opening[0], &opening[1], &opening[2], &opening[3], &closing[0], &closing[1], &closing[2], &closing[3]},
 		line.targets()...)
-	const headColumns = 13
+	if raw = readableLines(rows.FieldDescriptions(), statementPageHead); raw {
+		clear(dest[statementPageHead:]) // the lines are read raw, the first row's too
+	}
 	out = Statement{Account: q.Account}
 	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return Statement{}, false, err
+		if first || !raw {
+			if err := rows.Scan(dest...); err != nil {
+				return Statement{}, false, raw, err
+			}
 		}
 		if first {
 			first = false
-			clear(dest[:headColumns])
+			clear(dest[:statementPageHead])
 			if !known || uint64(checkpoint) < q.MinPosition {
-				return Statement{}, false, nil
+				return Statement{}, false, raw, nil
 			}
 			if !asset.Valid {
-				return Statement{}, true, fmt.Errorf("%s at position %d: %w", q.Account, checkpoint, ErrAccountNotFound)
+				return Statement{}, true, raw, fmt.Errorf("%s at position %d: %w", q.Account, checkpoint, ErrAccountNotFound)
 			}
 			if pinAt, err = pinOf(cursor, uint64(checkpoint)); err != nil {
-				return Statement{}, true, err
+				return Statement{}, true, raw, err
 			}
 			out.Asset, out.Normal, out.Position = asset.String, normal.String, pinAt
 			if out.OpeningBalance, out.ClosingBalance, err = openingClosing(&opening, &closing,
 				uint8(scale.Int16), normal.String); err != nil {
-				return Statement{}, true, err
+				return Statement{}, true, raw, err
 			}
 		}
-		if !line.pos.Valid {
-			continue // no line in the page
+		var (
+			l   StatementLine
+			seq int16
+			ok  bool
+		)
+		switch {
+		case raw:
+			// A row past the page is a line (a page without lines is one row).
+			if len(out.Lines) < limit {
+				l, seq, ok, err = reader.read(rows.RawValues()[statementPageHead:], uint8(scale.Int16), normal.String)
+			} else {
+				ok = true // a line past the page: not read
+			}
+		case line.pos.Valid:
+			ok, seq = true, line.seq.Int16
+			if len(out.Lines) < limit {
+				l, err = line.line(uint8(scale.Int16), normal.String)
+			}
 		}
-		if len(out.Lines) == limit {
+		switch {
+		case err != nil:
+			return Statement{}, true, raw, err
+		case !ok:
+			continue // no line in the page
+		case len(out.Lines) == limit:
 			more = true
 			continue
 		}
-		l, err := line.line(uint8(scale.Int16), normal.String)
-		if err != nil {
-			return Statement{}, true, err
-		}
 		out.Lines = append(out.Lines, l)
-		lastSeq = line.seq.Int16
+		lastSeq = seq
 	}
 	if err := rows.Err(); err != nil {
-		return Statement{}, false, err
+		return Statement{}, false, raw, err
 	}
 	if more {
 		out.NextCursor = nextCursor(q, pinAt, out.Lines[len(out.Lines)-1].Position, lastSeq)
 	}
-	return out, true, nil
+	return out, true, raw, nil
 }
 
 // openingClosing is a range's opening and closing balances from the totals

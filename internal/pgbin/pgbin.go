@@ -3,22 +3,28 @@
 // its length. The projectors' COPY (projections/copybin.go) and the
 // writer's append arrays (eventstore/appendargs.go) build their bytes with
 // it, straight from their values, instead of through pgx's per-value encode
-// plans (docs/perf.md, session 12). The log's reads (eventstore/rawrows.go)
-// read its times back with it.
+// plans (docs/perf.md, session 12). The log's and the statement lines'
+// reads (eventstore/rawrows.go, queries/rawlines.go) read their times and
+// arrays back with it.
 package pgbin
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 )
 
-// Type OIDs: the elements of the arrays written here, and the arrays'.
+// Type OIDs: the elements of the arrays written here, the arrays', and the
+// columns read raw (eventstore/rawrows.go, queries/rawlines.go).
 const (
+	OIDBool        = 16
 	OIDBytea       = 17
 	OIDInt8        = 20
 	OIDInt2        = 21
+	OIDInt4        = 23
 	OIDText        = 25
 	OIDJSON        = 114
+	OIDJSONB       = 3802
 	OIDTimestamptz = 1184
 	OIDJSONArray   = 199
 	OIDByteaArray  = 1001
@@ -128,4 +134,49 @@ func ArrayHeader(b []byte, elem uint32, n int) []byte {
 	b = binary.BigEndian.AppendUint32(b, elem)
 	b = binary.BigEndian.AppendUint32(b, uint32(n))
 	return binary.BigEndian.AppendUint32(b, 1) // lower bound
+}
+
+// TextArrayOf reads a one-dimensional text[]'s binary value into strings
+// (an empty array, of no dimension, into an empty slice), as pgx scans it
+// into a []string.
+//
+// Errors: a value that is not one (truncated, of more dimensions or
+// another element type, a NULL element, a bound past its bytes).
+func TextArrayOf(b []byte) ([]string, error) {
+	if len(b) < 12 {
+		return nil, fmt.Errorf("array of %d bytes", len(b))
+	}
+	ndim, elem := binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[8:])
+	switch {
+	case elem != OIDText:
+		return nil, fmt.Errorf("array of type %d, not text", elem)
+	case ndim == 0 && len(b) == 12:
+		return []string{}, nil
+	case ndim != 1 || len(b) < 20:
+		return nil, fmt.Errorf("array of %d dimensions in %d bytes, not one", ndim, len(b))
+	}
+	n := binary.BigEndian.Uint32(b[12:])
+	if uint64(n)*4 > uint64(len(b)-20) {
+		return nil, fmt.Errorf("array of %d elements in %d bytes", n, len(b))
+	}
+	out := make([]string, n)
+	rest := b[20:]
+	for i := range out {
+		if len(rest) < 4 {
+			return nil, fmt.Errorf("array element %d: truncated", i)
+		}
+		size := binary.BigEndian.Uint32(rest)
+		if size == 0xffffffff {
+			return nil, fmt.Errorf("array element %d: NULL", i)
+		}
+		if uint64(size) > uint64(len(rest)-4) {
+			return nil, fmt.Errorf("array element %d: %d bytes, %d left", i, size, len(rest)-4)
+		}
+		out[i] = string(rest[4 : 4+size])
+		rest = rest[4+size:]
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("array: %d bytes past its elements", len(rest))
+	}
+	return out, nil
 }

@@ -70,3 +70,47 @@ func TestTimeOfTimestamptz(t *testing.T) {
 		t.Errorf("Timestamptz of %v read back as %v", at, got)
 	}
 }
+
+// TestTextArrayOf: arrays written by ArrayHeader and Text read back, and
+// values that are not a one-dimensional text[] refused, none of them
+// read past its end.
+func TestTextArrayOf(t *testing.T) {
+	t.Parallel()
+	array := func(elems ...string) []byte {
+		b := ArrayHeader(nil, OIDText, len(elems))
+		for _, e := range elems {
+			b = Text(b, e)
+		}
+		return b
+	}
+	for _, want := range [][]string{{}, {""}, {"a"}, {"acc-1", "{x,\"y\"}", "ü", ""}} {
+		got, err := TextArrayOf(array(want...))
+		if err != nil || got == nil || len(got) != len(want) {
+			t.Fatalf("%q: read as %q, %v", want, got, err)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%q: read as %q", want, got)
+			}
+		}
+	}
+	two := array("ab", "c")
+	bad := map[string][]byte{
+		"empty":                 nil,
+		"header only":           two[:12],
+		"truncated element":     two[:len(two)-1],
+		"a byte past":           append(array("ab", "c"), 0),
+		"another type":          ArrayHeader(nil, OIDInt8, 0),
+		"two dimensions":        binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(append([]byte{0, 0, 0, 2}, two[4:]...), 1), 1),
+		"a NULL element":        Null(ArrayHeader(nil, OIDText, 1)),
+		"a length past the end": binary.BigEndian.AppendUint32(ArrayHeader(nil, OIDText, 1), 100),
+		"more elements than bytes": binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(
+			binary.BigEndian.AppendUint32(nil, 1), 0), OIDText)[:12],
+	}
+	bad["more elements than bytes"] = append(bad["more elements than bytes"], 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1)
+	for name, b := range bad {
+		if got, err := TextArrayOf(b); err == nil {
+			t.Errorf("%s (% x): read as %q, want an error", name, b, got)
+		}
+	}
+}
