@@ -194,23 +194,29 @@ type effect struct {
 // effects accumulates a command's movements, account by account.
 type effects []effect
 
-// add adds a movement to its account's effect; false when a delta would
-// exceed DigitsMax digits.
-func (fx *effects) add(acc *Account, dp, cp, dq, cq Units) bool {
+// effectsInline is the accounts a command's effects hold before they
+// grow: a transfer of one posting moves two. Returned by value, not
+// appended through a pointer, the effects of so few stay on the stack of
+// the decision (an allocation a command otherwise, and a second one to grow).
+const effectsInline = 4
+
+// add adds a movement to its account's effect and returns the effects;
+// false when a delta would exceed DigitsMax digits.
+func (fx effects) add(acc *Account, dp, cp, dq, cq Units) (effects, bool) {
 	i := 0
-	for i < len(*fx) && (*fx)[i].acc != acc {
+	for i < len(fx) && fx[i].acc != acc {
 		i++
 	}
-	if i == len(*fx) {
-		*fx = append(*fx, effect{acc: acc})
+	if i == len(fx) {
+		fx = append(fx, effect{acc: acc})
 	}
-	e := &(*fx)[i]
+	e := &fx[i]
 	var ok [4]bool
 	e.debitsPosted, ok[0] = e.debitsPosted.CheckedAdd(dp)
 	e.creditsPosted, ok[1] = e.creditsPosted.CheckedAdd(cp)
 	e.debitsPending, ok[2] = e.debitsPending.CheckedAdd(dq)
 	e.creditsPending, ok[3] = e.creditsPending.CheckedAdd(cq)
-	return ok[0] && ok[1] && ok[2] && ok[3]
+	return fx, ok[0] && ok[1] && ok[2] && ok[3]
 }
 
 // check refuses the movements if a balance would overflow or go negative, or

@@ -75,7 +75,7 @@ func decidePost(s *State, c *PostPending, now time.Time) (Event, error) {
 		return nil, fieldErrf("amounts", ErrInvalidField, "%d amounts for %d postings", len(c.amounts), len(h.Postings))
 	}
 	posted := make([]HeldPosting, len(h.Postings))
-	var fx effects
+	fx := make(effects, 0, effectsInline)
 	for i, held := range h.Postings {
 		amount := held.Amount.Units
 		if len(c.amounts) != 0 {
@@ -97,8 +97,9 @@ func decidePost(s *State, c *PostPending, now time.Time) (Event, error) {
 			}
 		}
 		debit, credit := s.accounts.Get(held.Debit), s.accounts.Get(held.Credit)
-		okD := fx.add(debit, amount, Units{}, held.Amount.Units.Neg(), Units{})
-		okC := fx.add(credit, Units{}, amount, Units{}, held.Amount.Units.Neg())
+		var okD, okC bool
+		fx, okD = fx.add(debit, amount, Units{}, held.Amount.Units.Neg(), Units{})
+		fx, okC = fx.add(credit, Units{}, amount, Units{}, held.Amount.Units.Neg())
 		if !okD || !okC {
 			return nil, fieldErrf("amounts", ErrBalanceOverflow, "posting %d", i)
 		}

@@ -82,13 +82,16 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 		}
 		return nil, fieldErr("transfer_id", ErrAlreadyReversed)
 	}
-	var fx effects
+	fx := make(effects, 0, effectsInline)
 	for i, p := range back {
 		debit, credit, err := postingAccounts(s, i, p.Debit, p.Credit, p.Asset)
 		if err != nil {
 			return nil, err
 		}
-		if !fx.add(debit, p.Amount.Units, Units{}, Units{}, Units{}) || !fx.add(credit, Units{}, p.Amount.Units, Units{}, Units{}) {
+		var okD, okC bool
+		fx, okD = fx.add(debit, p.Amount.Units, Units{}, Units{}, Units{})
+		fx, okC = fx.add(credit, Units{}, p.Amount.Units, Units{}, Units{})
+		if !okD || !okC {
 			return nil, fieldErrf("amounts", ErrBalanceOverflow, "posting %d", i)
 		}
 	}

@@ -27,7 +27,7 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 		return nil, err
 	}
 	postings := make([]Posting, len(c.Postings))
-	var fx effects
+	fx := make(effects, 0, effectsInline)
 	for i := range c.Postings {
 		p, err := decidePosting(s, i, &c.Postings[i])
 		if err != nil {
@@ -37,11 +37,11 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 		debit, credit := s.accounts.Get(p.Debit), s.accounts.Get(p.Credit)
 		var okD, okC bool
 		if c.Pending {
-			okD = fx.add(debit, Units{}, Units{}, p.Amount.Units, Units{})
-			okC = fx.add(credit, Units{}, Units{}, Units{}, p.Amount.Units)
+			fx, okD = fx.add(debit, Units{}, Units{}, p.Amount.Units, Units{})
+			fx, okC = fx.add(credit, Units{}, Units{}, Units{}, p.Amount.Units)
 		} else {
-			okD = fx.add(debit, p.Amount.Units, Units{}, Units{}, Units{})
-			okC = fx.add(credit, Units{}, p.Amount.Units, Units{}, Units{})
+			fx, okD = fx.add(debit, p.Amount.Units, Units{}, Units{}, Units{})
+			fx, okC = fx.add(credit, Units{}, p.Amount.Units, Units{}, Units{})
 		}
 		if !okD || !okC {
 			return nil, fieldErrf("postings", ErrBalanceOverflow, "postings to one account exceed %d digits", DigitsMax)

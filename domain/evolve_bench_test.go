@@ -100,3 +100,33 @@ func BenchmarkEvolveScattered(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecideTransfer decides a one-posting transfer between two of
+// 1,000 accounts (validated first, as the writer does; not applied, so
+// every id stays new): the writer's decision alone, its allocations
+// included.
+func BenchmarkDecideTransfer(b *testing.B) {
+	s := domain.NewState()
+	s.Evolve(1, domain.AssetDefined{Code: "USD", Scale: 2})
+	const accounts = 1000
+	for i := range accounts {
+		s.Evolve(uint64(2+i), domain.AccountOpened{ID: fmt.Sprintf("acc-%d", i), Asset: "USD", Normal: domain.SideCredit})
+	}
+	cmds := make([]*domain.CreateTransfer, accounts)
+	for i := range cmds {
+		cmds[i] = &domain.CreateTransfer{ID: fmt.Sprintf("t-%d", i), Postings: []domain.PostingInput{{
+			Debit: fmt.Sprintf("acc-%d", i), Credit: fmt.Sprintf("acc-%d", (i*7+1)%accounts), Asset: "USD", Amount: "1.25"}}}
+		if err := cmds[i].Validate(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	now := time.Unix(1_800_000_000, 0)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := domain.Decide(s, cmds[i%accounts], now); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
