@@ -200,7 +200,9 @@ type effects []effect
 // the decision (an allocation a command otherwise, and a second one to grow).
 const effectsInline = 4
 
-// add adds a movement to its account's effect and returns the effects;
+// add adds a movement to its account's effect and returns the effects,
+// which the caller keeps (fx, ok = fx.add(...)): past the capacity, a
+// result dropped would drop the account's effect and its bounds' check.
 // false when a delta would exceed DigitsMax digits.
 func (fx effects) add(acc *Account, dp, cp, dq, cq Units) (effects, bool) {
 	i := 0

@@ -248,6 +248,19 @@ func TestDecideTransfer(t *testing.T) {
 			cmd:      transfer("fx", posting("world", "carol", "USD", "10"), posting("btc:world", "btc:alice", "BTC", "0.00012345")),
 			balances: map[string]string{"world": "-10.00", "carol": "10.00", "btc:world": "-0.00012345", "btc:alice": "0.00012345"}},
 		{name: "jpy at scale 0", cmd: transfer("t1", posting("jpy:world", "jpy:a", "JPY", "500")), balances: map[string]string{"jpy:a": "500"}},
+		// A command's effects start with room for four accounts: past them
+		// each account's effect still adds up, and the bounds see it.
+		{name: "six accounts, one of them twice", cmd: transfer("t1", posting("world", "carol", "USD", "1"),
+			posting("world", "bob", "USD", "2"), posting("expense", "world", "USD", "3"), posting("receivable", "world", "USD", "4"),
+			posting("world", "alice", "USD", "0.5"), posting("world", "carol", "USD", "5")),
+			balances: map[string]string{"world": "-1.50", "carol": "6.00", "bob": "2.00", "expense": "3.00", "receivable": "4.00", "alice": "0.50"}},
+		{name: "the fifth account below its min", cmd: transfer("t1", posting("world", "carol", "USD", "1"),
+			posting("world", "bob", "USD", "2"), posting("expense", "world", "USD", "3"), posting("alice", "world", "USD", "0.01")),
+			err: domain.ErrBelowMinBalance, field: "postings"},
+		{name: "the sixth account above its max, moved twice", cmd: transfer("t1", posting("world", "carol", "USD", "1"),
+			posting("expense", "world", "USD", "3"), posting("receivable", "world", "USD", "4"), posting("world", "alice", "USD", "1"),
+			posting("world", "bob", "USD", "60"), posting("world", "bob", "USD", "40.01")),
+			err: domain.ErrAboveMaxBalance, field: "postings"},
 
 		// Unknown things and mismatches.
 		{name: "unknown debit account", cmd: transfer("t1", posting("nobody", "carol", "USD", "1")), err: domain.ErrAccountNotFound, field: "postings[0].debit_account"},

@@ -3,9 +3,7 @@ package eventstore
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ledgerd/ledger/internal/pgbin"
@@ -25,38 +23,23 @@ const (
 	recordColumns
 )
 
-// rawColumn is the type and the wire format readRaw reads column i in:
-// pgx asks PostgreSQL for the numbers, the time and the hashes in binary
-// and for the texts (the JSON payload among them) as text. A result of
-// other types or formats (another query mode: everything in text) is
-// scanned by pgx instead.
-func rawColumn(i int) (oid uint32, format int16) {
-	switch i {
-	case colPosition:
-		return pgbin.OIDInt8, pgx.BinaryFormatCode
-	case colType, colCommandID:
-		return pgbin.OIDText, pgx.TextFormatCode
-	case colSchemaVersion:
-		return pgbin.OIDInt2, pgx.BinaryFormatCode
-	case colRecordedAt:
-		return pgbin.OIDTimestamptz, pgx.BinaryFormatCode
-	case colPayload:
-		return pgbin.OIDJSON, pgx.TextFormatCode
-	}
-	return pgbin.OIDBytea, pgx.BinaryFormatCode // the hashes
+// recordColumnsRaw are the records' columns as a raw read takes them
+// (pgbin.Column): the numbers, the time and the hashes in binary, the
+// texts (the JSON payload among them) as text.
+var recordColumnsRaw = [recordColumns]pgbin.Column{
+	colPosition:      {OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat},
+	colType:          {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	colSchemaVersion: {OID: pgbin.OIDInt2, Format: pgbin.BinaryFormat},
+	colRecordedAt:    {OID: pgbin.OIDTimestamptz, Format: pgbin.BinaryFormat},
+	colCommandID:     {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	colPayload:       {OID: pgbin.OIDJSON, Format: pgbin.TextFormat},
+	colPrevHash:      {OID: pgbin.OIDBytea, Format: pgbin.BinaryFormat},
+	colHash:          {OID: pgbin.OIDBytea, Format: pgbin.BinaryFormat},
 }
 
-// readableRaw reports whether rows' columns are those rawColumn names.
+// readableRaw says rows of these columns are read raw (rawReader).
 func readableRaw(fds []pgconn.FieldDescription) bool {
-	if len(fds) != recordColumns {
-		return false
-	}
-	for i := range fds {
-		if oid, format := rawColumn(i); fds[i].DataTypeOID != oid || fds[i].Format != format {
-			return false
-		}
-	}
-	return true
+	return pgbin.Readable(fds, recordColumnsRaw[:]...)
 }
 
 // The payloads of a read are copied into slabs: one allocation for many
@@ -91,9 +74,9 @@ func (rr *rawReader) read(raw [][]byte, r *Record) error {
 		}
 	}
 	pos := int64(binary.BigEndian.Uint64(raw[colPosition]))
-	us := int64(binary.BigEndian.Uint64(raw[colRecordedAt]))
-	if pos < 0 || us == math.MaxInt64 || us == math.MinInt64 {
-		return fmt.Errorf("position %d, recorded_at %d: out of range", pos, us)
+	at, finite := pgbin.FiniteTimestamptz(raw[colRecordedAt])
+	if pos < 0 || !finite {
+		return fmt.Errorf("position %d, recorded_at %x: out of range", pos, raw[colRecordedAt])
 	}
 	// Event types are few and a read's records mostly of one: the last
 	// one's string serves until another comes.
@@ -102,7 +85,7 @@ func (rr *rawReader) read(raw [][]byte, r *Record) error {
 	}
 	*r = Record{Ledger: rr.ledger, Position: uint64(pos), Type: rr.lastType,
 		SchemaVersion: int(int16(binary.BigEndian.Uint16(raw[colSchemaVersion]))),
-		RecordedAt:    pgbin.TimeOfTimestamptz(us), CommandID: string(raw[colCommandID]),
+		RecordedAt:    at, CommandID: string(raw[colCommandID]),
 		Payload: rr.payload(raw[colPayload])}
 	copy(r.PrevHash[:], raw[colPrevHash])
 	copy(r.Hash[:], raw[colHash])

@@ -4,9 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ledgerd/ledger/internal/pgbin"
@@ -37,40 +35,33 @@ const (
 	lineColumnsN  = lineColTotals + 4
 )
 
-// lineRawColumn is the type and the wire format a line's column i is read
-// raw in.
-func lineRawColumn(i int) (oid uint32, format int16) {
-	switch i {
-	case lineColPosition:
-		return pgbin.OIDInt8, pgx.BinaryFormatCode
-	case lineColSeq:
-		return pgbin.OIDInt2, pgx.BinaryFormatCode
-	case lineColPostingIndex:
-		return pgbin.OIDInt4, pgx.BinaryFormatCode
-	case lineColCounter:
-		return pgbin.OIDTextArray, pgx.BinaryFormatCode
-	case lineColPending:
-		return pgbin.OIDBool, pgx.BinaryFormatCode
-	case lineColEffective, lineColRecorded:
-		return pgbin.OIDTimestamptz, pgx.BinaryFormatCode
-	case lineColMetadata:
-		return pgbin.OIDJSONB, pgx.TextFormatCode
-	}
-	return pgbin.OIDText, pgx.TextFormatCode
+// lineColumnsRaw are a line's columns as lineReader takes them
+// (pgbin.Column).
+var lineColumnsRaw = [lineColumnsN]pgbin.Column{
+	lineColPosition:     {OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat},
+	lineColSeq:          {OID: pgbin.OIDInt2, Format: pgbin.BinaryFormat},
+	lineColPostingIndex: {OID: pgbin.OIDInt4, Format: pgbin.BinaryFormat},
+	lineColTransferID:   {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	lineColKind:         {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	lineColCounter:      {OID: pgbin.OIDTextArray, Format: pgbin.BinaryFormat},
+	lineColSide:         {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	lineColAmount:       {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	lineColPending:      {OID: pgbin.OIDBool, Format: pgbin.BinaryFormat},
+	lineColEffective:    {OID: pgbin.OIDTimestamptz, Format: pgbin.BinaryFormat},
+	lineColRecorded:     {OID: pgbin.OIDTimestamptz, Format: pgbin.BinaryFormat},
+	lineColReference:    {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	lineColMetadata:     {OID: pgbin.OIDJSONB, Format: pgbin.TextFormat},
+	lineColTotals:       {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	lineColTotals + 1:   {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	lineColTotals + 2:   {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	lineColTotals + 3:   {OID: pgbin.OIDText, Format: pgbin.TextFormat},
 }
 
-// readableLines says the line's columns, from at on, are ones lineReader
-// reads.
-func readableLines(fds []pgconn.FieldDescription, at int) bool {
-	if len(fds) != at+lineColumnsN {
-		return false
-	}
-	for i, fd := range fds[at:] {
-		if oid, format := lineRawColumn(i); fd.DataTypeOID != oid || fd.Format != format {
-			return false
-		}
-	}
-	return true
+// readableLines says a result's columns are head's, then a line's: rows
+// lineReader reads.
+func readableLines(fds []pgconn.FieldDescription, head ...pgbin.Column) bool {
+	return len(fds) == len(head)+lineColumnsN && pgbin.Readable(fds[:len(head)], head...) &&
+		pgbin.Readable(fds[len(head):], lineColumnsRaw[:]...)
 }
 
 // lineReader reads lines from raw values (readableLines). Kinds and sides
@@ -92,19 +83,20 @@ func (r *lineReader) read(raw [][]byte, scale uint8, normal string) (l Statement
 	if raw[lineColPosition] == nil {
 		return StatementLine{}, 0, false, nil // no line in the row
 	}
-	for i, size := range [lineColumnsN]int{lineColPosition: 8, lineColSeq: 2, lineColPostingIndex: 4, lineColPending: 1,
+	// The columns before the metadata are NOT NULL in the table (the
+	// reference through COALESCE): a NULL there, or a number of another
+	// size, is not a line.
+	for i, size := range [lineColMetadata]int{lineColPosition: 8, lineColSeq: 2, lineColPostingIndex: 4, lineColPending: 1,
 		lineColEffective: 8, lineColRecorded: 8} {
-		if v := raw[i]; (size > 0 && len(v) != size) || (v == nil && i < lineColMetadata) {
+		if v := raw[i]; (size > 0 && len(v) != size) || v == nil {
 			return StatementLine{}, 0, false, fmt.Errorf("line column %d: %d bytes (NULL: %v)", i, len(v), v == nil)
 		}
 	}
 	pos := int64(binary.BigEndian.Uint64(raw[lineColPosition]))
-	effective := int64(binary.BigEndian.Uint64(raw[lineColEffective]))
-	recorded := int64(binary.BigEndian.Uint64(raw[lineColRecorded]))
-	for _, us := range []int64{effective, recorded} {
-		if us == math.MaxInt64 || us == math.MinInt64 {
-			return StatementLine{}, 0, false, fmt.Errorf("line at %d: an infinite time", pos)
-		}
+	effective, finite := pgbin.FiniteTimestamptz(raw[lineColEffective])
+	recorded, finiteToo := pgbin.FiniteTimestamptz(raw[lineColRecorded])
+	if !finite || !finiteToo {
+		return StatementLine{}, 0, false, fmt.Errorf("line at %d: an infinite time", pos)
 	}
 	var texts movementTexts
 	for i := range texts {
@@ -136,7 +128,7 @@ func (r *lineReader) read(raw [][]byte, scale uint8, normal string) (l Statement
 		TransferID: string(raw[lineColTransferID]), Kind: r.kind, CounterAccounts: counter, Side: r.side,
 		Amount: string(raw[lineColAmount]), Pending: raw[lineColPending][0] != 0,
 		RunningBalance: t.balanceText(), RunningAvailable: t.availableText(),
-		EffectiveAt: pgbin.TimeOfTimestamptz(effective), RecordedAt: pgbin.TimeOfTimestamptz(recorded),
+		EffectiveAt: effective, RecordedAt: recorded,
 		Reference: string(raw[lineColReference]), Metadata: metadata}
 	return l, int16(binary.BigEndian.Uint16(raw[lineColSeq])), true, nil
 }

@@ -3,6 +3,7 @@ package queries
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -30,7 +31,7 @@ func TestLinesReadRawAsScanned(t *testing.T) {
 	// The bulk read, both ways.
 	bulk := func(formats ...any) (map[string]StatementLine, bool) {
 		t.Helper()
-		rows, err := pool.Query(t.Context(), statementLinesSQL, append(formats, ledger, int64(events), number)...)
+		rows, err := pool.Query(t.Context(), statementLinesSQL, append(formats, ledger, int64(linesFar+2), number)...)
 		testenv.NoError(t, err)
 		defer rows.Close()
 		lines := map[string]StatementLine{}
@@ -58,22 +59,24 @@ func TestLinesReadRawAsScanned(t *testing.T) {
 		}
 		t.Fatalf("%d lines read raw, %d scanned (at least %d written)", len(viaRaw), len(viaScan), events)
 	}
-	var shapes struct{ emptyCounter, noMetadata, emptyMetadata, pending, negative, before1970 bool }
-	for _, l := range viaRaw {
+	var shapes struct{ emptyCounter, noMetadata, emptyMetadata, pending, negative, before1970, wide bool }
+	for key, l := range viaRaw {
 		shapes.emptyCounter = shapes.emptyCounter || (l.CounterAccounts != nil && len(l.CounterAccounts) == 0)
 		shapes.noMetadata = shapes.noMetadata || l.Metadata == nil
 		shapes.emptyMetadata = shapes.emptyMetadata || (l.Metadata != nil && len(l.Metadata) == 0)
 		shapes.pending = shapes.pending || l.Pending
 		shapes.negative = shapes.negative || l.Amount[0] == '-'
 		shapes.before1970 = shapes.before1970 || l.EffectiveAt.Year() == 1969
+		shapes.wide = shapes.wide || (l.Position > 1<<32 && l.PostingIndex == 1<<32-1 && strings.HasSuffix(key, "/302"))
 	}
-	if shapes != (struct{ emptyCounter, noMetadata, emptyMetadata, pending, negative, before1970 bool }{true, true, true, true, true, true}) {
+	if shapes != (struct{ emptyCounter, noMetadata, emptyMetadata, pending, negative, before1970, wide bool }{
+		true, true, true, true, true, true, true}) {
 		t.Fatalf("the lines written lack a shape: %+v", shapes)
 	}
 	// What StatementLines serves is the raw read's.
 	q := New(pool, nil)
 	served := 0
-	testenv.NoError(t, q.StatementLines(t.Context(), ledger, events, func(account string, seq uint32, line *StatementLine) error {
+	testenv.NoError(t, q.StatementLines(t.Context(), ledger, linesFar+2, func(account string, seq uint32, line *StatementLine) error {
 		key := fmt.Sprintf("%s@%d/%d", account, line.Position, seq)
 		if !reflect.DeepEqual(*line, viaRaw[key]) {
 			return fmt.Errorf("line %s served as %+v, read as %+v", key, *line, viaRaw[key])
@@ -136,9 +139,9 @@ func TestLinesReadRawAsScanned(t *testing.T) {
 }
 
 // writeLineShapes writes a ledger of accounts accounts (the last one
-// without a line) whose lines, at positions accounts+1..events, take every
-// shape the table holds, checkpointed at events; it returns the ledger's
-// number.
+// without a line) whose lines, at positions accounts+1..events and three
+// at linesFar, take every shape the table holds, checkpointed at
+// linesFar+2; it returns the ledger's number.
 func writeLineShapes(t testing.TB, pool *pgxpool.Pool, ledger string, accounts, events int) int64 {
 	t.Helper()
 	exec(t, pool, `INSERT INTO ledger_heads (ledger, position, hash) VALUES ($1, $2, decode(repeat('00', 32), 'hex'))`,
@@ -172,10 +175,27 @@ func writeLineShapes(t testing.TB, pool *pgxpool.Pool, ledger string, accounts, 
 			LATERAL (SELECT 1 + (p + s) % ($2 - 1) AS a) acc,
 			LATERAL (SELECT (ARRAY[0, 2, 8])[1 + acc.a % 3] AS sc) scale
 		WHERE ledger = $1`, ledger, accounts, events)
+	// Three lines of account 1 far past the rest, whose numbers need
+	// their every byte (positions past 2^32, a posting index past 2^16 and
+	// one of -1, ranks past 255), one with the JSON null for metadata; the
+	// head and the checkpoint move to the last of them.
+	exec(t, pool, `INSERT INTO movements (ledger_no, account_no, position, seq, posting_index, side, pending, kind,
+			transfer_id, counter_accounts, amount, debits_posted, credits_posted, debits_pending, credits_pending,
+			effective_at, recorded_at, reference, metadata)
+		SELECT ledger_no, 1, $2::bigint + k, 300 + k, (ARRAY[70000, 2147483647, -1])[1 + k], 'debit', false,
+			'TransferCommitted', 'far-' || k, ARRAY['acc-2'], 1, k, 0, 0, 0, now(), now(), NULL,
+			CASE k WHEN 0 THEN 'null'::jsonb END
+		FROM movement_ledgers, generate_series(0, 2) k WHERE ledger = $1`, ledger, linesFar)
+	exec(t, pool, `UPDATE ledger_heads SET position = $2 WHERE ledger = $1`, ledger, linesFar+2)
+	exec(t, pool, `UPDATE projection_checkpoints SET position = $2 WHERE ledger = $1`, ledger, linesFar+2)
 	var number int64
 	testenv.NoError(t, pool.QueryRow(t.Context(), `SELECT ledger_no FROM movement_ledgers WHERE ledger = $1`, ledger).Scan(&number))
 	return number
 }
+
+// linesFar is the position of writeLineShapes' far lines; the last of
+// the three, linesFar+2, is its ledger's head.
+const linesFar = 5_000_000_000
 
 // BenchmarkStatementPage reads pages of 100 lines of an account of about
 // 5,000, from the rows' raw values and through pgx's Scan of the same rows

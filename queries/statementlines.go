@@ -127,22 +127,20 @@ func scanStatementLines(rows pgx.Rows, fn func(account string, seq uint32, line 
 
 // statementLinesHead is the columns before a line's in statementLinesSQL:
 // the account, its scale and its normal balance.
-const statementLinesHead = 3
+var statementLinesHead = [...]pgbin.Column{{OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	{OID: pgbin.OIDInt2, Format: pgbin.BinaryFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat}}
 
 // readStatementLines is scanStatementLines, and whether it read the rows'
 // raw values (readableLines).
 func readStatementLines(rows pgx.Rows, fn func(account string, seq uint32, line *StatementLine) error) (raw bool, _ error) {
-	fds := rows.FieldDescriptions()
-	if raw = readableLines(fds, statementLinesHead) && fds[0].DataTypeOID == pgbin.OIDText && fds[0].Format == pgx.TextFormatCode &&
-		fds[1].DataTypeOID == pgbin.OIDInt2 && fds[1].Format == pgx.BinaryFormatCode &&
-		fds[2].DataTypeOID == pgbin.OIDText && fds[2].Format == pgx.TextFormatCode; raw {
+	if raw = readableLines(rows.FieldDescriptions(), statementLinesHead[:]...); raw {
 		var r lineReader
 		// The account and its normal balance repeat, line after line of
 		// it in a page of the table: the last ones' strings serve.
 		var account, normal string
 		for rows.Next() {
 			v := rows.RawValues()
-			if len(v) != statementLinesHead+lineColumnsN || v[0] == nil || len(v[1]) != 2 || v[2] == nil {
+			if len(v) != len(statementLinesHead)+lineColumnsN || v[0] == nil || len(v[1]) != 2 || v[2] == nil {
 				return true, fmt.Errorf("a row of %d columns, or without its account", len(v))
 			}
 			if string(v[0]) != account {
@@ -151,7 +149,7 @@ func readStatementLines(rows pgx.Rows, fn func(account string, seq uint32, line 
 			if string(v[2]) != normal {
 				normal = string(v[2])
 			}
-			line, seq, ok, err := r.read(v[statementLinesHead:], uint8(binary.BigEndian.Uint16(v[1])), normal)
+			line, seq, ok, err := r.read(v[len(statementLinesHead):], uint8(binary.BigEndian.Uint16(v[1])), normal)
 			switch {
 			case err != nil:
 				return true, fmt.Errorf("%s: %w", account, err)

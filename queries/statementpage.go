@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/ledgerd/ledger/internal/pgbin"
 )
 
 // A statement page on positions alone, its first page or the next, is the
@@ -83,8 +85,18 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 	return out, known, err
 }
 
-// statementPageHead is the columns before a line's in statementPageSQL.
+// statementPageHead is the columns before a line's in statementPageSQL:
+// known, the checkpoint, the asset, the scale, the normal balance and the
+// eight totals' texts (statementPageHeadRaw).
 const statementPageHead = 13
+
+var statementPageHeadRaw = [statementPageHead]pgbin.Column{{OID: pgbin.OIDBool, Format: pgbin.BinaryFormat},
+	{OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	{OID: pgbin.OIDInt2, Format: pgbin.BinaryFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	{OID: pgbin.OIDText, Format: pgbin.TextFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	{OID: pgbin.OIDText, Format: pgbin.TextFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	{OID: pgbin.OIDText, Format: pgbin.TextFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
+	{OID: pgbin.OIDText, Format: pgbin.TextFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat}}
 
 // readStatementPage reads statementPageSQL's rows into the page, and says
 // whether it read the lines from the rows' raw values (readableLines).
@@ -109,7 +121,7 @@ func readStatementPage(rows pgx.Rows, q *StatementQuery, limit int, cursor *stat
 	dest := append([]any{&known, &checkpoint, &asset, &scale, &normal,
 		&opening[0], &opening[1], &opening[2], &opening[3], &closing[0], &closing[1], &closing[2], &closing[3]},
 		line.targets()...)
-	if raw = readableLines(rows.FieldDescriptions(), statementPageHead); raw {
+	if raw = readableLines(rows.FieldDescriptions(), statementPageHeadRaw[:]...); raw {
 		clear(dest[statementPageHead:]) // the lines are read raw, the first row's too
 	}
 	out = Statement{Account: q.Account}
@@ -144,11 +156,10 @@ func readStatementPage(rows pgx.Rows, q *StatementQuery, limit int, cursor *stat
 		)
 		switch {
 		case raw:
-			// A row past the page is a line (a page without lines is one row).
 			if len(out.Lines) < limit {
 				l, seq, ok, err = reader.read(rows.RawValues()[statementPageHead:], uint8(scale.Int16), normal.String)
-			} else {
-				ok = true // a line past the page: not read
+			} else { // a line past the page: not read
+				ok = rows.RawValues()[statementPageHead+lineColPosition] != nil
 			}
 		case line.pos.Valid:
 			ok, seq = true, line.seq.Int16

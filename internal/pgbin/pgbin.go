@@ -11,7 +11,10 @@ package pgbin
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Type OIDs: the elements of the arrays written here, the arrays', and the
@@ -179,4 +182,47 @@ func TextArrayOf(b []byte) ([]string, error) {
 		return nil, fmt.Errorf("array: %d bytes past its elements", len(rest))
 	}
 	return out, nil
+}
+
+// Wire formats of a result column, as pgx names them.
+const (
+	TextFormat   int16 = 0
+	BinaryFormat int16 = 1
+)
+
+// Column is a result column's type and the wire format a raw read takes
+// it in: pgx asks PostgreSQL for numbers, times and arrays in binary and
+// for texts (JSON among them) as text.
+type Column struct {
+	OID    uint32
+	Format int16
+}
+
+// Readable says a result's columns are cols, in order: a result of other
+// types or formats (another query mode sends everything as text) is for
+// pgx's Scan, not a raw read.
+func Readable(fds []pgconn.FieldDescription, cols ...Column) bool {
+	if len(fds) != len(cols) {
+		return false
+	}
+	for i, fd := range fds {
+		if fd.DataTypeOID != cols[i].OID || fd.Format != cols[i].Format {
+			return false
+		}
+	}
+	return true
+}
+
+// FiniteTimestamptz is the time of a timestamptz's 8-byte binary value;
+// false for another length or an infinity (the int64's ends), which no
+// time.Time holds.
+func FiniteTimestamptz(b []byte) (time.Time, bool) {
+	if len(b) != 8 {
+		return time.Time{}, false
+	}
+	us := int64(binary.BigEndian.Uint64(b))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return time.Time{}, false
+	}
+	return TimeOfTimestamptz(us), true
 }
