@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/internal/pgbin"
 	"github.com/ledgerd/ledger/projections"
 )
 
@@ -507,13 +508,73 @@ func collectTransferPage(rows pgx.Rows, out *[]Transfer) (checkpoint, boundary u
 }
 
 func collectTransferRows(rows pgx.Rows, out *[]Transfer, page bool) (uint64, uint64, error) {
+	checkpoint, boundary, _, err := readTransferRows(rows, out, page)
+	return checkpoint, boundary, err
+}
+
+// transferRow is a transfer row's columns as read, raw or scanned, before
+// its JSON is parsed; id is NULL (false) on a row without a transfer.
+type transferRow struct {
+	t                    Transfer
+	valid, hit, last     bool
+	postings, metadata   []byte
+	checkpoint, position int64
+}
+
+// readTransferRows is collectTransferRows, and whether it read the rows'
+// raw values (transferColumnsRaw) rather than through pgx's Scan.
+func readTransferRows(rows pgx.Rows, out *[]Transfer, page bool) (checkpoint, boundary uint64, raw bool, _ error) {
 	defer rows.Close()
-	// pgtype's nullable values scan without reflection (a pointer target
-	// costs an allocation through reflect a column a row), and the jsonb
-	// columns are read in place, before the next row.
+	cols := transferColumnsRaw[:transferColumnsN]
+	if page {
+		cols = transferColumnsRaw[:]
+	}
+	var next func(*transferRow) error
+	if raw = pgbin.Readable(rows.FieldDescriptions(), cols...); raw {
+		var tr transferReader
+		next = func(r *transferRow) error { return tr.read(rows.RawValues(), page, r) }
+	} else {
+		next = scanTransferRow(rows, page)
+	}
+	var r transferRow
+	for rows.Next() {
+		if err := next(&r); err != nil {
+			return 0, 0, raw, err
+		}
+		checkpoint = uint64(r.checkpoint)
+		if !r.valid {
+			continue
+		}
+		if page && r.last {
+			boundary = uint64(r.position)
+		}
+		if page && !r.hit {
+			continue
+		}
+		t := r.t
+		var err error
+		if t.Postings, err = parsePostings(r.postings); err != nil {
+			return 0, 0, raw, fmt.Errorf("transfer %s: postings: %w", t.ID, err)
+		}
+		if t.Metadata, err = parseMetadata(r.metadata); err != nil {
+			return 0, 0, raw, fmt.Errorf("transfer %s: metadata: %w", t.ID, err)
+		}
+		*out = append(*out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, raw, err
+	}
+	return checkpoint, boundary, raw, nil
+}
+
+// scanTransferRow returns a reader of rows' transfer rows through pgx's
+// Scan, into targets that live across the rows: pgtype's nullable values
+// scan without reflection (a pointer target costs an allocation through
+// reflect a column a row), and the jsonb columns are read in place, before
+// the next row.
+func scanTransferRow(rows pgx.Rows, page bool) func(*transferRow) error {
 	var (
 		checkpoint                            int64
-		boundary                              uint64
 		id, kind, status                      pgtype.Text
 		reference, pendingID, resolved, revID pgtype.Text
 		postings, metadata                    pgtype.DriverBytes
@@ -527,40 +588,22 @@ func collectTransferRows(rows pgx.Rows, out *[]Transfer, page bool) (uint64, uin
 	if page {
 		dest = append(dest, &hit, &last)
 	}
-	for rows.Next() {
+	return func(r *transferRow) error {
 		reversedBy = nil // each row's its own
 		if err := rows.Scan(dest...); err != nil {
-			return 0, 0, err
+			return err
 		}
-		if !id.Valid {
-			continue
-		}
-		if page && last.Bool {
-			boundary = uint64(position.Int64)
-		}
-		if page && !hit.Bool {
-			continue
-		}
-		t := Transfer{ID: id.String, Kind: kind.String, Status: status.String, EffectiveAt: effectiveAt.Time.UTC(),
+		*r = transferRow{checkpoint: checkpoint, valid: id.Valid, hit: hit.Bool, last: last.Bool, position: position.Int64,
+			postings: postings, metadata: metadata}
+		r.t = Transfer{ID: id.String, Kind: kind.String, Status: status.String, EffectiveAt: effectiveAt.Time.UTC(),
 			RecordedAt: recordedAt.Time.UTC(), Position: uint64(position.Int64), UpdatedPosition: uint64(updated.Int64),
 			Reference: reference.String, PendingID: pendingID.String, ResolvedBy: resolved.String, Reverses: revID.String,
 			ReversedBy: reversedBy}
 		if expiresAt.Valid {
-			t.ExpiresAt = expiresAt.Time.UTC()
+			r.t.ExpiresAt = expiresAt.Time.UTC()
 		}
-		var err error
-		if t.Postings, err = parsePostings(postings); err != nil {
-			return 0, 0, fmt.Errorf("transfer %s: postings: %w", t.ID, err)
-		}
-		if t.Metadata, err = parseMetadata(metadata); err != nil {
-			return 0, 0, fmt.Errorf("transfer %s: metadata: %w", t.ID, err)
-		}
-		*out = append(*out, t)
+		return nil
 	}
-	if err := rows.Err(); err != nil {
-		return 0, 0, err
-	}
-	return uint64(checkpoint), boundary, nil
 }
 
 // parseMetadata reads a metadata column: nil for none ('{}', or NULL).
