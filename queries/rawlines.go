@@ -36,7 +36,7 @@ const (
 )
 
 // lineColumnsRaw are a line's columns as lineReader takes them
-// (pgbin.Column).
+// (pgbin.Column). Read only, as every raw read's column table.
 var lineColumnsRaw = [lineColumnsN]pgbin.Column{
 	lineColPosition:     {OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat},
 	lineColSeq:          {OID: pgbin.OIDInt2, Format: pgbin.BinaryFormat},

@@ -34,8 +34,8 @@ const (
 	transferColumnsN
 )
 
-// transferColumnsRaw are the columns as readTransferRow takes them: a
-// page's two last.
+// transferColumnsRaw are the columns as transferReader.read takes them,
+// a page's two last. Read only, as every raw read's column table.
 var transferColumnsRaw = [transferColumnsN + 2]pgbin.Column{
 	trColCheckpoint:      {OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat},
 	trColID:              {OID: pgbin.OIDText, Format: pgbin.TextFormat},

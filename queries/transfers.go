@@ -139,9 +139,18 @@ type TransferPage struct {
 	Position   uint64
 }
 
-// transferCols are the columns scanTransfer reads, from the alias t.
+// transferCols are the columns readTransferRows reads after the
+// checkpoint, from the alias t.
 const transferCols = `t.id, t.kind, t.status, t.postings, t.reference, t.metadata, t.effective_at, t.recorded_at,
 	t.position, t.updated_position, t.pending_id, t.resolved_by, t.reverses, t.reversed_by, t.expires_at`
+
+// getTransfersSQL reads the transfers of ledger $1 with the ids $2, in
+// their order, a row a missing one (without a transfer), and the
+// checkpoint on every row.
+const getTransfersSQL = `SELECT c.position, ` + transferCols + ` FROM ` + transfersCheckpoint + `
+		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(id, n) ON true
+		LEFT JOIN LATERAL (SELECT * FROM transfers t WHERE t.ledger_no = ` + transferLedgerNo + ` AND t.id = q.id OFFSET 0) t ON true
+		ORDER BY q.n`
 
 // transfersCheckpoint selects the transfers projection's checkpoint as c,
 // 0 before its first batch: a row in any case.
@@ -163,10 +172,7 @@ func (s *Service) GetTransfers(ctx context.Context, ledger string, ids []string,
 		return Transfers{}, err
 	}
 	// One statement, one snapshot: the rows and the checkpoint agree.
-	rows, err := s.pool.Query(ctx, `SELECT c.position, `+transferCols+` FROM `+transfersCheckpoint+`
-		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(id, n) ON true
-		LEFT JOIN LATERAL (SELECT * FROM transfers t WHERE t.ledger_no = `+transferLedgerNo+` AND t.id = q.id OFFSET 0) t ON true
-		ORDER BY q.n`, ledger, ids)
+	rows, err := s.pool.Query(ctx, getTransfersSQL, ledger, ids)
 	if err != nil {
 		return Transfers{}, fmt.Errorf("transfers of %s: %w", ledger, err)
 	}
@@ -513,7 +519,8 @@ func collectTransferRows(rows pgx.Rows, out *[]Transfer, page bool) (uint64, uin
 }
 
 // transferRow is a transfer row's columns as read, raw or scanned, before
-// its JSON is parsed; id is NULL (false) on a row without a transfer.
+// its JSON is parsed; valid is false on a row without a transfer (its id
+// NULL).
 type transferRow struct {
 	t                    Transfer
 	valid, hit, last     bool
@@ -523,6 +530,9 @@ type transferRow struct {
 
 // readTransferRows is collectTransferRows, and whether it read the rows'
 // raw values (transferColumnsRaw) rather than through pgx's Scan.
+//
+// Errors: a value that is not of its column; postings or metadata that
+// do not parse; the rows' error.
 func readTransferRows(rows pgx.Rows, out *[]Transfer, page bool) (checkpoint, boundary uint64, raw bool, _ error) {
 	defer rows.Close()
 	cols := transferColumnsRaw[:transferColumnsN]
