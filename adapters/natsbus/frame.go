@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -99,6 +100,14 @@ func frameSpan(h nats.Header) (first, last uint64, err error) {
 //
 // Errors: ErrBadFrame, or eventstore.ErrMalformed for a record.
 func ParseFrame(ledger string, first, last uint64, data []byte) ([]eventstore.Record, error) {
+	return appendFrame(nil, ledger, first, last, data)
+}
+
+// appendFrame is ParseFrame appending the frame's records to dst (nil: a
+// slice of their own): a source gathers the frames of a batch into one
+// slice instead of a slice a frame copied into it. On an error it returns
+// nil, and what it wrote past dst's length is not dst's.
+func appendFrame(dst []eventstore.Record, ledger string, first, last uint64, data []byte) ([]eventstore.Record, error) {
 	if len(data) < len(frameMagic) || string(data[:len(frameMagic)]) != frameMagic {
 		return nil, fmt.Errorf("bad magic: %w", ErrBadFrame)
 	}
@@ -108,7 +117,12 @@ func ParseFrame(ledger string, first, last uint64, data []byte) ([]eventstore.Re
 		return nil, fmt.Errorf("count %d for positions %d..%d: %w", n, first, last, ErrBadFrame)
 	}
 	data = data[k:]
-	recs := make([]eventstore.Record, 0, n)
+	recs := dst
+	if recs == nil {
+		recs = make([]eventstore.Record, 0, n)
+	} else {
+		recs = slices.Grow(recs, int(n))
+	}
 	for i := uint64(0); i < n; i++ {
 		size, k := binary.Uvarint(data)
 		if k <= 0 || size > uint64(len(data)-k) {

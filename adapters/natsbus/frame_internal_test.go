@@ -72,6 +72,47 @@ func TestFrameCut(t *testing.T) {
 	}
 }
 
+// TestAppendFrameOntoPending: frames appended onto the records a source
+// has pending, whose first ones it has handed out capped at their end,
+// leave those untouched, continue the pending ones in order, and a frame
+// that does not parse leaves the pending records as they were.
+func TestAppendFrameOntoPending(t *testing.T) {
+	a, b, c := NewFrame("s", frameRecords("l1", 7, 3, 10)), NewFrame("s", frameRecords("l1", 10, 4, 20)),
+		NewFrame("s", frameRecords("l1", 14, 2, 5))
+	pending, err := appendFrame(nil, "l1", 7, 9, a.Data)
+	if err != nil || len(pending) != 3 {
+		t.Fatalf("first frame: %d records, %v", len(pending), err)
+	}
+	handed := pending[:2:2] // as Next hands them out
+	pending = pending[2:]
+	if pending, err = appendFrame(pending, "l1", 10, 13, b.Data); err != nil {
+		t.Fatal(err)
+	}
+	kept := pending
+	if got, err := appendFrame(pending, "l1", 14, 16, c.Data); got != nil || err == nil {
+		t.Fatalf("a frame of 2 records read as 3: %d records, %v", len(got), err)
+	}
+	if pending, err = appendFrame(pending, "l1", 14, 15, c.Data); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range handed {
+		if r.Position != uint64(7+i) || !r.VerifyHash() {
+			t.Fatalf("a record handed out changed: %d at %d", r.Position, i)
+		}
+	}
+	if len(kept) != 5 || kept[0].Position != 9 || kept[4].Position != 13 {
+		t.Fatalf("the records pending before the bad frame: %d from %d", len(kept), kept[0].Position)
+	}
+	for i, r := range pending {
+		if r.Position != uint64(9+i) || !r.VerifyHash() {
+			t.Fatalf("pending record %d is at %d (or does not verify)", i, r.Position)
+		}
+	}
+	if len(pending) != 7 {
+		t.Fatalf("%d records pending, want 7 (9..15)", len(pending))
+	}
+}
+
 // FuzzParseFrame: whatever a stream message holds (the stream is not
 // trusted), ParseFrame returns consecutive records of the ledger or an error.
 func FuzzParseFrame(f *testing.F) {

@@ -133,15 +133,15 @@ func (s *Source) receive(msg jetstream.Msg) error {
 	if first > want || last < want || first < want && !s.fresh {
 		return fmt.Errorf("source %s: sequence %d holds positions %d..%d, want %d next", s.ledger, s.seq, first, last, want)
 	}
-	recs, err := ParseFrame(s.ledger, first, last, msg.Data())
+	// Parsed onto the records pending (whose first ones Next may have
+	// handed out: a slice capped at their end, so appending here never
+	// reaches them). Only a fresh source's first frame, with nothing
+	// pending, may begin before want.
+	recs, err := appendFrame(s.pending, s.ledger, first, last, msg.Data())
 	if err != nil {
 		return fmt.Errorf("source %s at sequence %d: %w", s.ledger, s.seq, err)
 	}
-	if len(s.pending) == 0 {
-		s.pending = recs[want-first:] // the frame's own, not copied
-	} else {
-		s.pending = append(s.pending, recs[want-first:]...)
-	}
+	s.pending = recs[want-first:]
 	s.seq, s.fresh = s.seq+1, false
 	return nil
 }
