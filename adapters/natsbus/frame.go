@@ -106,7 +106,7 @@ func ParseFrame(ledger string, first, last uint64, data []byte) ([]eventstore.Re
 // appendFrame is ParseFrame appending the frame's records to dst (nil: a
 // slice of their own): a source gathers the frames of a batch into one
 // slice instead of a slice a frame copied into it. On an error it returns
-// nil, and what it wrote past dst's length is not dst's.
+// nil, and may have overwritten dst's spare capacity (past its length).
 func appendFrame(dst []eventstore.Record, ledger string, first, last uint64, data []byte) ([]eventstore.Record, error) {
 	if len(data) < len(frameMagic) || string(data[:len(frameMagic)]) != frameMagic {
 		return nil, fmt.Errorf("bad magic: %w", ErrBadFrame)
@@ -117,12 +117,7 @@ func appendFrame(dst []eventstore.Record, ledger string, first, last uint64, dat
 		return nil, fmt.Errorf("count %d for positions %d..%d: %w", n, first, last, ErrBadFrame)
 	}
 	data = data[k:]
-	recs := dst
-	if recs == nil {
-		recs = make([]eventstore.Record, 0, n)
-	} else {
-		recs = slices.Grow(recs, int(n))
-	}
+	recs := slices.Grow(dst, int(n))
 	for i := uint64(0); i < n; i++ {
 		size, k := binary.Uvarint(data)
 		if k <= 0 || size > uint64(len(data)-k) {

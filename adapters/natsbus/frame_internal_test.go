@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -83,14 +84,27 @@ func TestAppendFrameOntoPending(t *testing.T) {
 	if err != nil || len(pending) != 3 {
 		t.Fatalf("first frame: %d records, %v", len(pending), err)
 	}
-	handed := pending[:2:2] // as Next hands them out
-	pending = pending[2:]
+	// Room in the array past the records pending, so that the next frames
+	// are parsed into it, right after the records handed out.
+	array := slices.Grow(pending, 16)
+	handed := array[:2:2] // as Next hands them out
+	pending = array[2:]
 	if pending, err = appendFrame(pending, "l1", 10, 13, b.Data); err != nil {
 		t.Fatal(err)
 	}
-	kept := pending
-	if got, err := appendFrame(pending, "l1", 14, 16, c.Data); got != nil || err == nil {
-		t.Fatalf("a frame of 2 records read as 3: %d records, %v", len(got), err)
+	if &pending[0] != &array[2] {
+		t.Fatal("the frame was not parsed into the array's room")
+	}
+	kept := slices.Clone(pending)
+	// A frame cut off in its last record fails after parsing the others
+	// into the room past the records pending.
+	if got, err := appendFrame(pending, "l1", 14, 15, c.Data[:len(c.Data)-1]); got != nil || err == nil {
+		t.Fatalf("a frame cut short read as %d records, %v", len(got), err)
+	}
+	for i := range kept {
+		if pending[i].Position != kept[i].Position || pending[i].Hash != kept[i].Hash {
+			t.Fatalf("a frame that did not parse changed pending record %d", i)
+		}
 	}
 	if pending, err = appendFrame(pending, "l1", 14, 15, c.Data); err != nil {
 		t.Fatal(err)

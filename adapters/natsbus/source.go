@@ -136,7 +136,10 @@ func (s *Source) receive(msg jetstream.Msg) error {
 	// Parsed onto the records pending (whose first ones Next may have
 	// handed out: a slice capped at their end, so appending here never
 	// reaches them). Only a fresh source's first frame, with nothing
-	// pending, may begin before want.
+	// pending, may begin before want: its records before want are cut.
+	if first < want && len(s.pending) != 0 {
+		return fmt.Errorf("source %s: a frame from %d with %d records pending from %d", s.ledger, first, len(s.pending), s.next)
+	}
 	recs, err := appendFrame(s.pending, s.ledger, first, last, msg.Data())
 	if err != nil {
 		return fmt.Errorf("source %s at sequence %d: %w", s.ledger, s.seq, err)
