@@ -27,14 +27,14 @@ const (
 // (pgbin.Column): the numbers, the time and the hashes in binary, the
 // texts (the JSON payload among them) as text.
 var recordColumnsRaw = [recordColumns]pgbin.Column{
-	colPosition:      {OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat},
-	colType:          {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	colSchemaVersion: {OID: pgbin.OIDInt2, Format: pgbin.BinaryFormat},
-	colRecordedAt:    {OID: pgbin.OIDTimestamptz, Format: pgbin.BinaryFormat},
-	colCommandID:     {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	colPayload:       {OID: pgbin.OIDJSON, Format: pgbin.TextFormat},
-	colPrevHash:      {OID: pgbin.OIDBytea, Format: pgbin.BinaryFormat},
-	colHash:          {OID: pgbin.OIDBytea, Format: pgbin.BinaryFormat},
+	colPosition:      pgbin.ColInt8,
+	colType:          pgbin.ColText,
+	colSchemaVersion: pgbin.ColInt2,
+	colRecordedAt:    pgbin.ColTimestamptz,
+	colCommandID:     pgbin.ColText,
+	colPayload:       pgbin.ColJSON,
+	colPrevHash:      pgbin.ColBytea,
+	colHash:          pgbin.ColBytea,
 }
 
 // readableRaw says rows of these columns are read raw (rawReader).

@@ -37,24 +37,24 @@ const (
 // transferColumnsRaw are the columns as transferReader.read takes them,
 // a page's two last. Read only, as every raw read's column table.
 var transferColumnsRaw = [transferColumnsN + 2]pgbin.Column{
-	trColCheckpoint:      {OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat},
-	trColID:              {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	trColKind:            {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	trColStatus:          {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	trColPostings:        {OID: pgbin.OIDJSONB, Format: pgbin.TextFormat},
-	trColReference:       {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	trColMetadata:        {OID: pgbin.OIDJSONB, Format: pgbin.TextFormat},
-	trColEffective:       {OID: pgbin.OIDTimestamptz, Format: pgbin.BinaryFormat},
-	trColRecorded:        {OID: pgbin.OIDTimestamptz, Format: pgbin.BinaryFormat},
-	trColPosition:        {OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat},
-	trColUpdated:         {OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat},
-	trColPendingID:       {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	trColResolvedBy:      {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	trColReverses:        {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	trColReversedBy:      {OID: pgbin.OIDTextArray, Format: pgbin.BinaryFormat},
-	trColExpires:         {OID: pgbin.OIDTimestamptz, Format: pgbin.BinaryFormat},
-	transferColumnsN:     {OID: pgbin.OIDBool, Format: pgbin.BinaryFormat},
-	transferColumnsN + 1: {OID: pgbin.OIDBool, Format: pgbin.BinaryFormat},
+	trColCheckpoint:      pgbin.ColInt8,
+	trColID:              pgbin.ColText,
+	trColKind:            pgbin.ColText,
+	trColStatus:          pgbin.ColText,
+	trColPostings:        pgbin.ColJSONB,
+	trColReference:       pgbin.ColText,
+	trColMetadata:        pgbin.ColJSONB,
+	trColEffective:       pgbin.ColTimestamptz,
+	trColRecorded:        pgbin.ColTimestamptz,
+	trColPosition:        pgbin.ColInt8,
+	trColUpdated:         pgbin.ColInt8,
+	trColPendingID:       pgbin.ColText,
+	trColResolvedBy:      pgbin.ColText,
+	trColReverses:        pgbin.ColText,
+	trColReversedBy:      pgbin.ColTextArray,
+	trColExpires:         pgbin.ColTimestamptz,
+	transferColumnsN:     pgbin.ColBool,
+	transferColumnsN + 1: pgbin.ColBool,
 }
 
 // transferReader reads transfer rows from raw values. Kinds and statuses
@@ -91,7 +91,6 @@ func (tr *transferReader) read(v [][]byte, page bool, r *transferRow) error {
 			return fmt.Errorf("transfer %s: column %d of %d bytes (NULL: %v)", v[trColID], c, len(v[c]), v[c] == nil)
 		}
 	}
-	r.position = int64(binary.BigEndian.Uint64(v[trColPosition]))
 	effective, finite := pgbin.FiniteTimestamptz(v[trColEffective])
 	recorded, finiteToo := pgbin.FiniteTimestamptz(v[trColRecorded])
 	if !finite || !finiteToo {
@@ -104,7 +103,7 @@ func (tr *transferReader) read(v [][]byte, page bool, r *transferRow) error {
 		tr.status = string(v[trColStatus])
 	}
 	r.t = Transfer{ID: string(v[trColID]), Kind: tr.kind, Status: tr.status,
-		EffectiveAt: effective, RecordedAt: recorded, Position: uint64(r.position),
+		EffectiveAt: effective, RecordedAt: recorded, Position: binary.BigEndian.Uint64(v[trColPosition]),
 		UpdatedPosition: binary.BigEndian.Uint64(v[trColUpdated]), Reference: string(v[trColReference]),
 		PendingID: string(v[trColPendingID]), ResolvedBy: string(v[trColResolvedBy]), Reverses: string(v[trColReverses])}
 	if b := v[trColReversedBy]; b != nil {

@@ -111,7 +111,8 @@ func (s *Service) StatementLines(ctx context.Context, ledger string, to uint64,
 			return err
 		}
 		defer rows.Close()
-		return scanStatementLines(rows, fn)
+		_, err = readStatementLines(rows, fn)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("statement lines of %s up to %d: %w", ledger, to, err)
@@ -119,19 +120,12 @@ func (s *Service) StatementLines(ctx context.Context, ledger string, to uint64,
 	return nil
 }
 
-// scanStatementLines hands fn each row of statementLinesSQL.
-func scanStatementLines(rows pgx.Rows, fn func(account string, seq uint32, line *StatementLine) error) error {
-	_, err := readStatementLines(rows, fn)
-	return err
-}
-
 // statementLinesHead is the columns before a line's in statementLinesSQL:
 // the account, its scale and its normal balance.
-var statementLinesHead = [...]pgbin.Column{{OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	{OID: pgbin.OIDInt2, Format: pgbin.BinaryFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat}}
+var statementLinesHead = [...]pgbin.Column{pgbin.ColText, pgbin.ColInt2, pgbin.ColText}
 
-// readStatementLines is scanStatementLines, and whether it read the rows'
-// raw values (readableLines).
+// readStatementLines hands fn each row of statementLinesSQL, and says
+// whether it read the rows' raw values (readableLines).
 func readStatementLines(rows pgx.Rows, fn func(account string, seq uint32, line *StatementLine) error) (raw bool, _ error) {
 	if raw = readableLines(rows.FieldDescriptions(), statementLinesHead[:]...); raw {
 		var r lineReader

@@ -90,13 +90,9 @@ func (s *Service) statementPage(ctx context.Context, q *StatementQuery, limit in
 // eight totals' texts (statementPageHeadRaw).
 const statementPageHead = 13
 
-var statementPageHeadRaw = [statementPageHead]pgbin.Column{{OID: pgbin.OIDBool, Format: pgbin.BinaryFormat},
-	{OID: pgbin.OIDInt8, Format: pgbin.BinaryFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	{OID: pgbin.OIDInt2, Format: pgbin.BinaryFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	{OID: pgbin.OIDText, Format: pgbin.TextFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	{OID: pgbin.OIDText, Format: pgbin.TextFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	{OID: pgbin.OIDText, Format: pgbin.TextFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat},
-	{OID: pgbin.OIDText, Format: pgbin.TextFormat}, {OID: pgbin.OIDText, Format: pgbin.TextFormat}}
+var statementPageHeadRaw = [statementPageHead]pgbin.Column{pgbin.ColBool, pgbin.ColInt8, pgbin.ColText, pgbin.ColInt2,
+	pgbin.ColText, pgbin.ColText, pgbin.ColText, pgbin.ColText, pgbin.ColText, pgbin.ColText, pgbin.ColText, pgbin.ColText,
+	pgbin.ColText}
 
 // readStatementPage reads statementPageSQL's rows into the page, and says
 // whether it read the lines from the rows' raw values (readableLines).

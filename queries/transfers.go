@@ -501,7 +501,7 @@ func earliest(a, b time.Time) time.Time {
 // collectTransfers appends the rows' transfers to out and returns the
 // checkpoint, which every row carries; a row without a transfer is skipped.
 func collectTransfers(rows pgx.Rows, out *[]Transfer) (uint64, error) {
-	checkpoint, _, err := collectTransferRows(rows, out, false)
+	checkpoint, _, _, err := readTransferRows(rows, out, false)
 	return checkpoint, err
 }
 
@@ -510,11 +510,7 @@ func collectTransfers(rows pgx.Rows, out *[]Transfer) (uint64, error) {
 // returns the position of that last row (0 when the scan did not reach its
 // bound).
 func collectTransferPage(rows pgx.Rows, out *[]Transfer) (checkpoint, boundary uint64, err error) {
-	return collectTransferRows(rows, out, true)
-}
-
-func collectTransferRows(rows pgx.Rows, out *[]Transfer, page bool) (uint64, uint64, error) {
-	checkpoint, boundary, _, err := readTransferRows(rows, out, page)
+	checkpoint, boundary, _, err = readTransferRows(rows, out, true)
 	return checkpoint, boundary, err
 }
 
@@ -522,14 +518,17 @@ func collectTransferRows(rows pgx.Rows, out *[]Transfer, page bool) (uint64, uin
 // its JSON is parsed; valid is false on a row without a transfer (its id
 // NULL).
 type transferRow struct {
-	t                    Transfer
-	valid, hit, last     bool
-	postings, metadata   []byte
-	checkpoint, position int64
+	t                  Transfer
+	valid, hit, last   bool
+	postings, metadata []byte
+	checkpoint         int64
 }
 
-// readTransferRows is collectTransferRows, and whether it read the rows'
-// raw values (transferColumnsRaw) rather than through pgx's Scan.
+// readTransferRows appends the rows' transfers to out (a page's hits
+// only, with page) and returns the checkpoint, the boundary (page: the
+// position of the scan's last row, 0 when it did not reach its bound), and
+// whether it read the rows' raw values (transferColumnsRaw) rather than
+// through pgx's Scan.
 //
 // Errors: a value that is not of its column; postings or metadata that
 // do not parse; the rows' error.
@@ -556,7 +555,7 @@ func readTransferRows(rows pgx.Rows, out *[]Transfer, page bool) (checkpoint, bo
 			continue
 		}
 		if page && r.last {
-			boundary = uint64(r.position)
+			boundary = r.t.Position
 		}
 		if page && !r.hit {
 			continue
@@ -603,8 +602,8 @@ func scanTransferRow(rows pgx.Rows, page bool) func(*transferRow) error {
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
-		*r = transferRow{checkpoint: checkpoint, valid: id.Valid, hit: hit.Bool, last: last.Bool, position: position.Int64,
-			postings: postings, metadata: metadata}
+		*r = transferRow{checkpoint: checkpoint, valid: id.Valid, hit: hit.Bool, last: last.Bool, postings: postings,
+			metadata: metadata}
 		r.t = Transfer{ID: id.String, Kind: kind.String, Status: status.String, EffectiveAt: effectiveAt.Time.UTC(),
 			RecordedAt: recordedAt.Time.UTC(), Position: uint64(position.Int64), UpdatedPosition: uint64(updated.Int64),
 			Reference: reference.String, PendingID: pendingID.String, ResolvedBy: resolved.String, Reverses: revID.String,

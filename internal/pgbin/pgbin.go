@@ -198,6 +198,21 @@ type Column struct {
 	Format int16
 }
 
+// The columns raw reads take, by type: numbers, times, booleans and
+// arrays in binary, texts and JSON as text.
+var (
+	ColBool        = Column{OID: OIDBool, Format: BinaryFormat}
+	ColInt2        = Column{OID: OIDInt2, Format: BinaryFormat}
+	ColInt4        = Column{OID: OIDInt4, Format: BinaryFormat}
+	ColInt8        = Column{OID: OIDInt8, Format: BinaryFormat}
+	ColTimestamptz = Column{OID: OIDTimestamptz, Format: BinaryFormat}
+	ColBytea       = Column{OID: OIDBytea, Format: BinaryFormat}
+	ColTextArray   = Column{OID: OIDTextArray, Format: BinaryFormat}
+	ColText        = Column{OID: OIDText, Format: TextFormat}
+	ColJSON        = Column{OID: OIDJSON, Format: TextFormat}
+	ColJSONB       = Column{OID: OIDJSONB, Format: TextFormat}
+)
+
 // Readable says a result's columns are cols, in order: a result of other
 // types or formats (another query mode sends everything as text) is for
 // pgx's Scan, not a raw read.
