@@ -33,12 +33,7 @@ import (
 const gcPercentDefault = 200
 
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercentDefault)
-		if os.Getenv("GOMEMLIMIT") == "" {
-			memtune.Start()
-		}
-	}
+	cgroupLimit, ceiling := setCollector(os.Getenv)
 	args, migrate := os.Args[1:], false
 	if len(args) == 1 && (args[0] == "-version" || args[0] == "--version" || args[0] == "version") {
 		fmt.Println("ledgerd", version.Get())
@@ -74,6 +69,9 @@ func main() {
 	slog.SetDefault(logger) // what packages log without a logger of their own goes here too
 	build := version.Get()
 	logger.Info("ledgerd", "version", build.Version, "commit", build.Commit, "go", build.Go)
+	if ceiling > 0 {
+		logger.Info("memory: soft limit under the cgroup's", "cgroup_limit_bytes", cgroupLimit, "soft_limit_bytes", ceiling)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if migrate {
@@ -94,4 +92,28 @@ func main() {
 	// Exit 0: a stop asked for (SIGINT, SIGTERM) and done cleanly is a
 	// success, for make run, systemd and docker alike.
 	logger.Info("stopped")
+}
+
+// setCollector sets Go's collector up from the environment and returns the
+// memory limit of ledgerd's cgroup and the soft limit kept under it (0, 0:
+// none, or GOMEMLIMIT set). Without GOGC, GOGC=200 and memtune's limit after
+// each collection; with it, that slack. Either way, unless GOMEMLIMIT says
+// otherwise, never over memtune.Ceiling of a cgroup's limit: a container
+// killed at its limit loses the writes in flight and every cache.
+func setCollector(getenv func(string) string) (cgroupLimit, ceiling uint64) {
+	if getenv("GOMEMLIMIT") == "" {
+		if l, ok := memtune.CgroupLimit(); ok {
+			cgroupLimit, ceiling = l, memtune.Ceiling(l)
+		}
+	}
+	switch {
+	case getenv("GOGC") == "":
+		debug.SetGCPercent(gcPercentDefault)
+		if getenv("GOMEMLIMIT") == "" {
+			memtune.Start(ceiling)
+		}
+	case ceiling > 0:
+		debug.SetMemoryLimit(int64(ceiling))
+	}
+	return cgroupLimit, ceiling
 }

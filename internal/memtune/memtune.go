@@ -12,6 +12,11 @@
 // goal or the limit is reached, whichever comes first. Half the live heap
 // beyond the cap held a 1M-account load's peak lower still, but cost ledgerd
 // half as much CPU again a transfer (docs/perf.md, "Session 13").
+//
+// In a cgroup with a memory limit (a container's), the limit set never
+// exceeds Ceiling of it: the kernel kills a process over its cgroup's
+// limit, and the live heap's slack alone would take ledgerd there at a load's
+// peak (1.8 GiB at a million accounts, docs/perf.md "Session 27").
 package memtune
 
 import (
@@ -62,15 +67,22 @@ type Tuner struct {
 	// Limit is the last limit set (for tests and metrics).
 	limit   atomic.Int64
 	samples []metrics.Sample
+	// ceiling bounds every limit set; 0: none.
+	ceiling uint64
 }
 
-// Start begins tuning after every collection and returns the tuner. The
+// Start begins tuning after every collection and returns the tuner; no
+// limit it sets exceeds ceiling (0: none), which holds from the start. The
 // caller decides whether to (cmd/ledgerd: not when the environment sets
 // GOMEMLIMIT, which an operator set for a reason).
-func Start() *Tuner {
-	t := &Tuner{samples: make([]metrics.Sample, len(names))}
+func Start(ceiling uint64) *Tuner {
+	t := &Tuner{samples: make([]metrics.Sample, len(names)), ceiling: min(ceiling, math.MaxInt64)}
 	for i, n := range names {
 		t.samples[i].Name = n
+	}
+	if t.ceiling > 0 {
+		debug.SetMemoryLimit(int64(t.ceiling))
+		t.limit.Store(int64(t.ceiling))
 	}
 	t.arm()
 	return t
@@ -87,7 +99,8 @@ func (t *Tuner) Stop() {
 	debug.SetMemoryLimit(math.MaxInt64)
 }
 
-// Limit is the soft memory limit last set; 0 before the first collection.
+// Limit is the soft memory limit last set: the ceiling, or 0 without one,
+// before the first collection.
 func (t *Tuner) Limit() int64 { return t.limit.Load() }
 
 // sentinel is an object the collector frees at every cycle: its finalizer
@@ -126,6 +139,9 @@ func (t *Tuner) tune() {
 		other = total - heap
 	}
 	limit := other + live + Headroom(live)
+	if t.ceiling > 0 {
+		limit = min(limit, t.ceiling)
+	}
 	if limit > math.MaxInt64 {
 		limit = math.MaxInt64
 	}

@@ -34,7 +34,7 @@ func TestHeadroom(t *testing.T) {
 // live heap; Stop lifts it.
 func TestLimitFollowsTheLiveHeap(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	tu := memtune.Start()
+	tu := memtune.Start(0)
 	defer tu.Stop()
 	// settled collects until the finalizer has tuned after the last
 	// collection (an earlier cycle's may run late) and returns the limit:
@@ -86,4 +86,26 @@ func liveHeap() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// TestCeilingBindsTheLimit: with a ceiling (a cgroup's limit, less its
+// slack) the limit is the ceiling from the start, and no tune after a
+// collection sets it higher, though the live heap's headroom alone is more.
+func TestCeilingBindsTheLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	const ceiling = 48 << 20 // under the headroom's floor (64 MiB) over any live heap
+	tu := memtune.Start(ceiling)
+	defer tu.Stop()
+	if got := debug.SetMemoryLimit(-1); got != ceiling {
+		t.Fatalf("limit %d at the start, want the ceiling %d", got, ceiling)
+	}
+	// Tunes run after collections, on the finalizer goroutine: each round
+	// gives one the time to run, and none may lift the limit.
+	for range 20 {
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+		if got, set := tu.Limit(), debug.SetMemoryLimit(-1); got != ceiling || set != ceiling {
+			t.Fatalf("tuner's limit %d, runtime's %d after a collection; want the ceiling %d", got, set, ceiling)
+		}
+	}
 }
