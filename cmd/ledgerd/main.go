@@ -33,7 +33,7 @@ import (
 const gcPercentDefault = 200
 
 func main() {
-	cgroupLimit, ceiling := setCollector(os.Getenv)
+	cgroupLimit, ceiling, _ := setCollector(os.Getenv, memtune.CgroupLimit)
 	args, migrate := os.Args[1:], false
 	if len(args) == 1 && (args[0] == "-version" || args[0] == "--version" || args[0] == "version") {
 		fmt.Println("ledgerd", version.Get())
@@ -94,15 +94,16 @@ func main() {
 	logger.Info("stopped")
 }
 
-// setCollector sets Go's collector up from the environment and returns the
-// memory limit of ledgerd's cgroup and the soft limit kept under it (0, 0:
-// none, or GOMEMLIMIT set). Without GOGC, GOGC=200 and memtune's limit after
-// each collection; with it, that slack. Either way, unless GOMEMLIMIT says
+// setCollector sets Go's collector up from the environment (getenv) and
+// returns the memory limit of ledgerd's cgroup (limit) and the soft limit
+// kept under it (0, 0: none, or GOMEMLIMIT set), and the tuner it started,
+// if any. Without GOGC: GOGC=200 and memtune's limit after each collection;
+// with it, that slack, and GOGC=off none. Either way, unless GOMEMLIMIT says
 // otherwise, never over memtune.Ceiling of a cgroup's limit: a container
 // killed at its limit loses the writes in flight and every cache.
-func setCollector(getenv func(string) string) (cgroupLimit, ceiling uint64) {
+func setCollector(getenv func(string) string, limit func() (uint64, bool)) (cgroupLimit, ceiling uint64, tuner *memtune.Tuner) {
 	if getenv("GOMEMLIMIT") == "" {
-		if l, ok := memtune.CgroupLimit(); ok {
+		if l, ok := limit(); ok {
 			cgroupLimit, ceiling = l, memtune.Ceiling(l)
 		}
 	}
@@ -110,10 +111,10 @@ func setCollector(getenv func(string) string) (cgroupLimit, ceiling uint64) {
 	case getenv("GOGC") == "":
 		debug.SetGCPercent(gcPercentDefault)
 		if getenv("GOMEMLIMIT") == "" {
-			memtune.Start(ceiling)
+			tuner = memtune.Start(ceiling)
 		}
 	case ceiling > 0:
 		debug.SetMemoryLimit(int64(ceiling))
 	}
-	return cgroupLimit, ceiling
+	return cgroupLimit, ceiling, tuner
 }

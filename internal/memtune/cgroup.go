@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -18,9 +19,10 @@ const (
 	// cgroupUnlimited: a limit at or above it is none. cgroup v1 writes
 	// "no limit" as the largest multiple of the page size below 2^63.
 	cgroupUnlimited = 1 << 62
-	// ceilingSlack is the least kept below a cgroup's limit for what is
-	// not Go's memory: the binary's text and data, the page cache the
-	// embedded NATS server's files charge to the cgroup, thread stacks.
+	// ceilingSlack is the least kept below a cgroup's limit of 256 MiB or
+	// more for what is not Go's memory: the binary's text and data, the
+	// page cache the embedded NATS server's files charge to the cgroup,
+	// thread stacks. Below 256 MiB a quarter of the limit is kept.
 	ceilingSlack = 64 << 20
 )
 
@@ -32,20 +34,17 @@ const (
 func CgroupLimit() (uint64, bool) { return cgroupLimit(os.DirFS("/")) }
 
 // Ceiling is the soft memory limit for a cgroup whose limit is limit: a
-// tenth below it, and at least ceilingSlack. The kernel kills a process
-// that goes over its cgroup's limit; Go's soft limit makes the collector
-// work harder before it gets there.
+// tenth below it, at least ceilingSlack below, and at most a quarter. The
+// kernel kills a process that goes over its cgroup's limit; Go's soft
+// limit makes the collector work harder before it gets there.
 func Ceiling(limit uint64) uint64 {
-	slack := max(limit/10, ceilingSlack)
-	if limit <= 2*slack {
-		return limit / 2
-	}
-	return limit - slack
+	return limit - max(limit/10, min(ceilingSlack, limit/4))
 }
 
-// cgroupLimit reads the limit from root, the file system's root: v2 first
-// (a unified hierarchy's limit is the one the kernel enforces when both are
-// mounted and memory is under v2), then v1's memory controller.
+// cgroupLimit reads the limit from root, the file system's root: from the
+// first cgroup mount, in mountinfo's order, that holds one for the process's
+// cgroup. The memory controller is attached to one hierarchy only (v1's
+// memory, or the unified v2), so only that one has the files.
 func cgroupLimit(root fs.FS) (uint64, bool) {
 	groups, err := readSmall(root, "proc/self/cgroup")
 	if err != nil {
@@ -102,7 +101,7 @@ func v2Limit(root fs.FS, point, dir string) (uint64, bool) {
 				limit, found = n, true
 			}
 		}
-		if dir == point || !strings.HasPrefix(dir, point+"/") {
+		if dir == point || !under(dir, point) {
 			return limit, found
 		}
 		dir = path.Dir(dir)
@@ -159,14 +158,31 @@ func parseMount(line string) (mount, bool) {
 // dirOf is where the cgroup at p (a path in the hierarchy) is under this
 // mount, which shows the hierarchy from m.root down. A cgroup outside it is
 // not reachable here.
+//
+// A path with a ".." segment is refused: /proc/self/cgroup shows one for a
+// cgroup outside the process's cgroup namespace, and joined to the mount
+// point it would name another cgroup's files, perhaps a smaller limit.
 func (m mount) dirOf(p string) (string, bool) {
-	if m.root == "/" {
-		return path.Join(m.point, p), true
+	if !strings.HasPrefix(p, "/") || slices.Contains(strings.Split(p, "/"), "..") {
+		return "", false
 	}
-	if p == m.root || strings.HasPrefix(p, m.root+"/") {
-		return path.Join(m.point, strings.TrimPrefix(p, m.root)), true
+	if m.root != "/" {
+		if p != m.root && !under(p, m.root) {
+			return "", false
+		}
+		p = strings.TrimPrefix(p, m.root)
 	}
-	return "", false
+	dir := path.Join(m.point, p)
+	if dir != m.point && !under(dir, m.point) {
+		return "", false
+	}
+	return dir, true
+}
+
+// under reports whether p is below dir (not dir itself): "/a/b" is under
+// "/a" and "/", "/ab" is not under "/a".
+func under(p, dir string) bool {
+	return strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/") && p != dir
 }
 
 // unescape undoes mountinfo's octal escapes of space, tab, newline and
@@ -189,6 +205,8 @@ func unescape(s string) string {
 	return b.String()
 }
 
+// hasField reports whether want is one of list's fields, split at sep: a
+// controller in "memory,hugetlb", an option in "rw,memory".
 func hasField(list, sep, want string) bool {
 	for f := range strings.SplitSeq(list, sep) {
 		if f == want {

@@ -86,6 +86,41 @@ func TestCgroupLimit(t *testing.T) {
 			"proc/self/mountinfo":      file("35 24 0:30 / /run/my\\040cgroup rw - cgroup2 cgroup2 rw\n"),
 			"run/my cgroup/memory.max": file("1073741824\n"),
 		}, gib},
+		{"v2 mounted from a pod's cgroup: nothing above the mount point is read", fstest.MapFS{
+			"proc/self/cgroup":             file("0::/kubepods/pod1/ctr\n"),
+			"proc/self/mountinfo":          file("35 24 0:30 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"),
+			"sys/fs/cgroup/ctr/memory.max": file("max\n"),
+			"sys/fs/cgroup/memory.max":     file("1073741824\n"),
+			"sys/fs/memory.max":            file("4096\n"),
+		}, gib},
+		{"v2 mounted at /", fstest.MapFS{
+			"proc/self/cgroup":    file("0::/a/b\n"),
+			"proc/self/mountinfo": file("35 24 0:30 / / rw - cgroup2 cgroup2 rw\n"),
+			"a/b/memory.max":      file("max\n"),
+			"a/memory.max":        file("134217728\n"),
+		}, 128 * mib},
+		{"a mount root is a whole segment", fstest.MapFS{
+			"proc/self/cgroup":                               file("5:memory:/docker/abcdef\n"),
+			"proc/self/mountinfo":                            file("40 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n"),
+			"sys/fs/cgroup/memory/memory.limit_in_bytes":     file("2147483648\n"),
+			"sys/fs/cgroup/memory/def/memory.limit_in_bytes": file("4096\n"),
+		}, 0},
+		{"a cgroup outside the namespace (..) names no file", fstest.MapFS{
+			"proc/self/cgroup":         file("0::/../../fs/other\n"),
+			"proc/self/mountinfo":      file(mountsV2),
+			"sys/fs/other/memory.max":  file("4096\n"),
+			"sys/fs/cgroup/memory.max": file("max\n"),
+		}, 0},
+		{"a sibling through .. is not read", fstest.MapFS{
+			"proc/self/cgroup":                 file("0::/../sibling\n"),
+			"proc/self/mountinfo":              file("35 24 0:30 / /sys/fs/cgroup/ctr rw - cgroup2 cgroup2 rw\n"),
+			"sys/fs/cgroup/sibling/memory.max": file("4096\n"),
+		}, 0},
+		{"a limit of 0 is none", fstest.MapFS{
+			"proc/self/cgroup":         file("0::/\n"),
+			"proc/self/mountinfo":      file(mountsV2),
+			"sys/fs/cgroup/memory.max": file("0\n"),
+		}, 0},
 		{"garbage in the files", fstest.MapFS{
 			"proc/self/cgroup":         file("nonsense\n0::/\n::\n"),
 			"proc/self/mountinfo":      file("short line\n1 2 3 4 5 6 7 8\n" + mountsV2),
@@ -123,8 +158,9 @@ func TestCeiling(t *testing.T) {
 		{gib, gib - gib/10},            // a tenth below
 		{16 * gib, 16*gib - 16*gib/10}, //
 		{512 * mib, 448 * mib},         // at least 64 MiB below
-		{128 * mib, 64 * mib},          // half of a limit under twice the slack
-		{100 * mib, 50 * mib},          //
+		{256 * mib, 192 * mib},         //
+		{128 * mib, 96 * mib},          // at most a quarter below
+		{100 * mib, 75 * mib},          //
 	} {
 		if got := Ceiling(c.limit); got != c.want {
 			t.Errorf("Ceiling(%d) = %d, want %d", c.limit, got, c.want)
@@ -133,3 +169,25 @@ func TestCeiling(t *testing.T) {
 }
 
 func file(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
+
+// FuzzCgroupLimit: whatever the two files of /proc hold, the reader neither
+// panics nor returns a limit that no memory file holds.
+func FuzzCgroupLimit(f *testing.F) {
+	f.Add("0::/app\n", mountsV2)
+	f.Add("4:memory:/process_api/8a47\n0::/\n", mountsHybrid)
+	f.Add("5:memory:/docker/abc\n", "40 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n")
+	f.Add("0::/../x\n", "35 24 0:30 / /a\\040b rw shared:9 - cgroup2 cgroup2 rw\n")
+	f.Fuzz(func(t *testing.T, groups, mounts string) {
+		files := fstest.MapFS{
+			"proc/self/cgroup":                                  file(groups),
+			"proc/self/mountinfo":                               file(mounts),
+			"sys/fs/cgroup/memory.max":                          file("1073741824\n"),
+			"sys/fs/cgroup/app/memory.max":                      file("max\n"),
+			"sys/fs/cgroup/memory/process_api/8a47/memory.stat": file("hierarchical_memory_limit 536870912\n"),
+			"sys/fs/cgroup/memory/memory.limit_in_bytes":        file("268435456\n"),
+		}
+		if got, ok := cgroupLimit(files); ok && got != gib && got != 512*mib && got != 256*mib {
+			t.Fatalf("cgroupLimit = %d, a limit no file holds", got)
+		}
+	})
+}
