@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/ledgerd/ledger/eventstore"
@@ -19,11 +20,25 @@ import (
 // every position exactly once, in order, whatever the framing.
 //
 // Body: frameMagic, the uvarint record count, then each record as a uvarint
-// length and its binary form (eventstore.Record.AppendBinary). Headers
-// Ledger-First and Ledger-Last name the positions it holds, so that a
-// position can be found in the stream without reading the bodies.
+// length and its binary form (eventstore.Record.AppendBinary). Or, as the
+// relay publishes by default, frameMagicS2 and what follows frameMagic in
+// that form compressed as one S2 block: a transfer's record is about 260
+// bytes and 73 compressed (JSON keys, ids and accounts repeat from record to
+// record), and what the stream holds costs memory in every process it passes
+// through (the embedded server's caches keep about ten seconds of it, each
+// reader its buffered frames) and disk for as long as it is kept; S2 costs
+// about 0.2 µs an event to compress and 0.1 to read back (docs/perf.md,
+// "Session 27"). Headers Ledger-First and Ledger-Last name the positions it
+// holds, so that a position can be found in the stream without reading the
+// bodies.
 const (
-	frameMagic = "LGF\x01"
+	frameMagic   = "LGF\x01"
+	frameMagicS2 = "LGF\x02"
+	// frameDecodedMax bounds what a compressed frame may decode to: a
+	// frame's records up to frameBytesMax and one record beyond (a record
+	// larger than a frame travels alone; the domain's limits keep records
+	// far below it). A frame claiming more is refused unread.
+	frameDecodedMax = 8 << 20
 	// HeaderFirst and HeaderLast are the first and last positions a frame holds.
 	HeaderFirst = "Ledger-First"
 	HeaderLast  = "Ledger-Last"
@@ -60,23 +75,53 @@ func recordSizeMax(rec *eventstore.Record) int {
 }
 
 // NewFrame returns the message carrying recs, consecutive positions of one
-// ledger, on subject.
+// ledger, on subject, its body compressed.
 func NewFrame(subject string, recs []eventstore.Record) *nats.Msg {
+	return (&frameWriter{}).frame(subject, recs)
+}
+
+// frameWriter makes frames, keeping the uncompressed body's buffer from one
+// frame to the next (the message keeps only the compressed body).
+type frameWriter struct {
+	// plain makes frames of frameMagic, uncompressed.
+	plain bool
+	// body and comp are the last frame's buffers, uncompressed and
+	// compressed.
+	body, comp []byte
+}
+
+// frame returns the message carrying recs on subject.
+func (w *frameWriter) frame(subject string, recs []eventstore.Record) *nats.Msg {
 	size := len(frameMagic) + binary.MaxVarintLen64
 	for i := range recs {
 		size += recordSizeMax(&recs[i])
 	}
-	b := make([]byte, 0, size)
+	b := slices.Grow(w.body[:0], size)
 	b = append(b, frameMagic...)
 	b = binary.AppendUvarint(b, uint64(len(recs)))
-	var one []byte
 	for i := range recs {
-		one = recs[i].AppendBinary(one[:0])
-		b = binary.AppendUvarint(b, uint64(len(one)))
-		b = append(b, one...)
+		// The record's length goes before it: written after it, then
+		// moved in front (a record's binary form is its only copy here).
+		at := len(b)
+		b = recs[i].AppendBinary(b)
+		n := len(b) - at
+		var prefix [binary.MaxVarintLen64]byte
+		k := binary.PutUvarint(prefix[:], uint64(n))
+		b = slices.Insert(b, at, prefix[:k]...)
 	}
 	msg := nats.NewMsg(subject)
-	msg.Data = b
+	if w.plain {
+		msg.Data = b
+		w.body = nil // the message holds it now
+	} else {
+		// Compressed into a buffer kept for the next frame, then copied to
+		// a message of its size: the message is held until its publication
+		// is acknowledged, and S2's bound is larger than the body.
+		body := b[len(frameMagic):]
+		w.comp = s2.Encode(w.comp[:cap(w.comp)], body)
+		msg.Data = append(append(make([]byte, 0, len(frameMagicS2)+len(w.comp)), frameMagicS2...), w.comp...)
+		w.body = b
+	}
 	msg.Header.Set(HeaderFirst, strconv.FormatUint(recs[0].Position, 10))
 	msg.Header.Set(HeaderLast, strconv.FormatUint(recs[len(recs)-1].Position, 10))
 	return msg
@@ -108,10 +153,10 @@ func ParseFrame(ledger string, first, last uint64, data []byte) ([]eventstore.Re
 // slice instead of a slice a frame copied into it. On an error it returns
 // nil, and may have overwritten dst's spare capacity (past its length).
 func appendFrame(dst []eventstore.Record, ledger string, first, last uint64, data []byte) ([]eventstore.Record, error) {
-	if len(data) < len(frameMagic) || string(data[:len(frameMagic)]) != frameMagic {
-		return nil, fmt.Errorf("bad magic: %w", ErrBadFrame)
+	data, err := frameBody(data)
+	if err != nil {
+		return nil, err
 	}
-	data = data[len(frameMagic):]
 	n, k := binary.Uvarint(data)
 	if k <= 0 || n == 0 || n > frameRecordsMax || n != last-first+1 {
 		return nil, fmt.Errorf("count %d for positions %d..%d: %w", n, first, last, ErrBadFrame)
@@ -137,4 +182,30 @@ func appendFrame(dst []eventstore.Record, ledger string, first, last uint64, dat
 		return nil, fmt.Errorf("%d bytes after the last record: %w", len(data), ErrBadFrame)
 	}
 	return recs, nil
+}
+
+// frameBody is what follows a frame's magic, uncompressed: data's own bytes
+// for a plain frame, a buffer of its own for a compressed one.
+//
+// Errors: ErrBadFrame.
+func frameBody(data []byte) ([]byte, error) {
+	if len(data) < len(frameMagic) {
+		return nil, fmt.Errorf("bad magic: %w", ErrBadFrame)
+	}
+	switch magic, body := string(data[:len(frameMagic)]), data[len(frameMagic):]; magic {
+	case frameMagic:
+		return body, nil
+	case frameMagicS2:
+		n, err := s2.DecodedLen(body)
+		if err != nil || n > frameDecodedMax {
+			return nil, fmt.Errorf("compressed body of %d bytes (at most %d): %v: %w", n, frameDecodedMax, err, ErrBadFrame)
+		}
+		plain, err := s2.Decode(make([]byte, n), body)
+		if err != nil {
+			return nil, fmt.Errorf("compressed body: %v: %w", err, ErrBadFrame)
+		}
+		return plain, nil
+	default:
+		return nil, fmt.Errorf("bad magic: %w", ErrBadFrame)
+	}
 }

@@ -146,7 +146,14 @@ func startRelay(t *testing.T, ledger string, js jetstream.JetStream, log natsbus
 // poll (0: the default): a test that a poll would pass sets it long.
 func startRelayPolling(t *testing.T, ledger string, js jetstream.JetStream, log natsbus.Log, poll time.Duration) *runningRelay {
 	t.Helper()
-	r := natsbus.NewRelay(ledger, js, log, natsbus.StreamOptions{}, testLogger(t))
+	return startRelayOpts(t, ledger, js, log, poll, natsbus.StreamOptions{})
+}
+
+// startRelayOpts is startRelayPolling with the stream's options.
+func startRelayOpts(t *testing.T, ledger string, js jetstream.JetStream, log natsbus.Log, poll time.Duration,
+	opts natsbus.StreamOptions) *runningRelay {
+	t.Helper()
+	r := natsbus.NewRelay(ledger, js, log, opts, testLogger(t))
 	if poll > 0 {
 		natsbus.SetPollInterval(r, poll)
 	}
@@ -315,6 +322,41 @@ func TestRelayStreamHoldsTheLog(t *testing.T) {
 	js := jetStream(t)
 	waitStreamAt(t, js, ledger, log.head)
 	checkStream(t, js, store, ledger)
+}
+
+// A rolling upgrade: a relay of plain frames (StreamPlainFrames), then one
+// of compressed frames on the same stream. Every frame says which it is,
+// and a reader takes both: the stream holds the log, every position once.
+func TestRelayPlainThenCompressedFrames(t *testing.T) {
+	t.Parallel()
+	store, ledger := openStore(t), testenv.Name(t)
+	log := newTestLog(t, store, ledger)
+	log.append(60)
+	js := jetStream(t)
+	plain := startRelayOpts(t, ledger, js, store, 0, natsbus.StreamOptions{PlainFrames: true})
+	waitStreamAt(t, js, ledger, log.head)
+	plain.stop()
+	plainFrames, err := streamState(t.Context(), js, ledger)
+	testenv.NoError(t, err)
+	log.append(60)
+	startRelay(t, ledger, js, store)
+	waitStreamAt(t, js, ledger, log.head)
+	checkStream(t, js, store, ledger)
+	stream, err := js.Stream(t.Context(), natsbus.StreamName(ledger))
+	testenv.NoError(t, err)
+	st, err := streamState(t.Context(), js, ledger)
+	testenv.NoError(t, err)
+	for seq := uint64(1); seq <= st.LastSeq; seq++ {
+		msg, err := stream.GetMsg(t.Context(), seq)
+		testenv.NoError(t, err)
+		want := "LGF\x02"
+		if seq <= plainFrames.LastSeq {
+			want = "LGF\x01"
+		}
+		if got := string(msg.Data[:4]); got != want {
+			t.Fatalf("frame %d begins %q, want %q (plain frames up to %d)", seq, got, want, plainFrames.LastSeq)
+		}
+	}
 }
 
 // countingLog counts the reads of the log it passes on.

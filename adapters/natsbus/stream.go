@@ -28,6 +28,10 @@ type StreamOptions struct {
 	// create it (jetstream.ErrStreamNotFound otherwise): a consumer outside
 	// ledgerd, whose limits are not the stream's to set.
 	LookupOnly bool
+	// PlainFrames makes a relay publish its frames uncompressed (frameMagic),
+	// as builds before compressed frames did and read: for a rolling upgrade,
+	// until every reader is of a build that reads both.
+	PlainFrames bool
 }
 
 // DuplicateWindow is how long the stream remembers message ids.

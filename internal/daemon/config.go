@@ -85,6 +85,9 @@ type Config struct {
 	// StreamMaxAge bounds how long JetStream keeps a ledger's events; readers
 	// fall back to Postgres for older ones.
 	StreamMaxAge time.Duration
+	// StreamPlainFrames makes the relays publish frames uncompressed, for a
+	// rolling upgrade from a build that reads no other (docs/api.md).
+	StreamPlainFrames bool
 	// StreamReplicas is how many NATS servers hold each ledger's stream
 	// when it is created: 0 is 3 on a cluster of three servers or more, 1
 	// otherwise (streamReplicas).
@@ -231,6 +234,8 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 		maxAge = s
 		return nil
 	})
+	fs.BoolVar(&c.StreamPlainFrames, "stream-plain-frames", getenv("LEDGER_STREAM_PLAIN_FRAMES") == "true",
+		"publish events in uncompressed frames, readable by builds that read no compressed ones (env LEDGER_STREAM_PLAIN_FRAMES=true)")
 	fs.IntVar(&c.PostgresConnsMax, "postgres-conns-max", 32, "PostgreSQL connection pool size")
 	fs.IntVar(&c.ConnsMax, "conns-max", 0, "connections held per listener, gRPC and HTTP each; 0: 4096")
 	fs.BoolVar(&c.Pprof, "pprof", getenv("LEDGER_PPROF") == "true", "serve /debug/pprof/ on the HTTP port (env LEDGER_PPROF=true)")

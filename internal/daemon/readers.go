@@ -120,7 +120,7 @@ func (m *Main) catchUpReaders(ledger string) {
 
 // streamOptions are the options of every ledger's stream.
 func (m *Main) streamOptions() natsbus.StreamOptions {
-	return natsbus.StreamOptions{MaxAge: m.Config.StreamMaxAge, Replicas: m.streamReplicas()}
+	return natsbus.StreamOptions{MaxAge: m.Config.StreamMaxAge, Replicas: m.streamReplicas(), PlainFrames: m.Config.StreamPlainFrames}
 }
 
 // ensureReaders returns the ledger's readers, starting them if they do not
