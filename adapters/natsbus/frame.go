@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
@@ -34,11 +35,12 @@ import (
 const (
 	frameMagic   = "LGF\x01"
 	frameMagicS2 = "LGF\x02"
-	// frameDecodedMax bounds what a compressed frame may decode to: a
-	// frame's records up to frameBytesMax and one record beyond (a record
-	// larger than a frame travels alone; the domain's limits keep records
-	// far below it). A frame claiming more is refused unread.
-	frameDecodedMax = 8 << 20
+	// frameDecodedMax bounds what a compressed frame may decode to: what
+	// bounded a plain one, NATS's default max_payload. The relay's frames
+	// stay under frameBytesMax but for a record larger alone, and the
+	// domain's limits keep records far below both. A frame claiming more is
+	// refused unread: a hundred bytes of S2 can claim a megabyte.
+	frameDecodedMax = 1 << 20
 	// HeaderFirst and HeaderLast are the first and last positions a frame holds.
 	HeaderFirst = "Ledger-First"
 	HeaderLast  = "Ledger-Last"
@@ -80,15 +82,16 @@ func NewFrame(subject string, recs []eventstore.Record) *nats.Msg {
 	return (&frameWriter{}).frame(subject, recs)
 }
 
-// frameWriter makes frames, keeping the uncompressed body's buffer from one
-// frame to the next (the message keeps only the compressed body).
+// frameWriter makes frames.
 type frameWriter struct {
 	// plain makes frames of frameMagic, uncompressed.
 	plain bool
-	// body and comp are the last frame's buffers, uncompressed and
-	// compressed.
-	body, comp []byte
 }
+
+// frameBuffers holds the buffers a compressed frame is made in (its
+// records, then their S2 block), shared by every relay of the process:
+// about a megabyte a frame in flight, not a megabyte kept per relay.
+var frameBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // frame returns the message carrying recs on subject.
 func (w *frameWriter) frame(subject string, recs []eventstore.Record) *nats.Msg {
@@ -96,7 +99,15 @@ func (w *frameWriter) frame(subject string, recs []eventstore.Record) *nats.Msg 
 	for i := range recs {
 		size += recordSizeMax(&recs[i])
 	}
-	b := slices.Grow(w.body[:0], size)
+	var b []byte
+	var bodyBuf *[]byte
+	if w.plain {
+		b = make([]byte, 0, size) // the message's own
+	} else {
+		bodyBuf = frameBuffers.Get().(*[]byte)
+		defer frameBuffers.Put(bodyBuf)
+		b = slices.Grow((*bodyBuf)[:0], size)
+	}
 	b = append(b, frameMagic...)
 	b = binary.AppendUvarint(b, uint64(len(recs)))
 	for i := range recs {
@@ -112,15 +123,16 @@ func (w *frameWriter) frame(subject string, recs []eventstore.Record) *nats.Msg 
 	msg := nats.NewMsg(subject)
 	if w.plain {
 		msg.Data = b
-		w.body = nil // the message holds it now
 	} else {
-		// Compressed into a buffer kept for the next frame, then copied to
-		// a message of its size: the message is held until its publication
-		// is acknowledged, and S2's bound is larger than the body.
-		body := b[len(frameMagic):]
-		w.comp = s2.Encode(w.comp[:cap(w.comp)], body)
-		msg.Data = append(append(make([]byte, 0, len(frameMagicS2)+len(w.comp)), frameMagicS2...), w.comp...)
-		w.body = b
+		// Compressed into a pooled buffer, then copied to a message of its
+		// size: nats.go holds the message until its publication is
+		// acknowledged (to send it again), and S2's bound is larger than
+		// the body.
+		*bodyBuf = b
+		compBuf := frameBuffers.Get().(*[]byte)
+		defer frameBuffers.Put(compBuf)
+		*compBuf = s2.Encode((*compBuf)[:cap(*compBuf)], b[len(frameMagic):])
+		msg.Data = append(append(make([]byte, 0, len(frameMagicS2)+len(*compBuf)), frameMagicS2...), *compBuf...)
 	}
 	msg.Header.Set(HeaderFirst, strconv.FormatUint(recs[0].Position, 10))
 	msg.Header.Set(HeaderLast, strconv.FormatUint(recs[len(recs)-1].Position, 10))
@@ -141,7 +153,8 @@ func frameSpan(h nats.Header) (first, last uint64, err error) {
 
 // ParseFrame reads a frame's records, checking that they are the ledger's
 // and consecutive from first to last (its headers). The records' payloads
-// share data's memory. It does not verify hashes.
+// share data's memory (a plain frame's) or the buffer a compressed one was
+// decoded into. It does not verify hashes.
 //
 // Errors: ErrBadFrame, or eventstore.ErrMalformed for a record.
 func ParseFrame(ledger string, first, last uint64, data []byte) ([]eventstore.Record, error) {
@@ -208,4 +221,15 @@ func frameBody(data []byte) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("bad magic: %w", ErrBadFrame)
 	}
+}
+
+// frameSize is what a well-formed frame's records take decoded: a plain
+// frame's own length, a compressed one's decoded length.
+func frameSize(data []byte) int {
+	if len(data) > len(frameMagicS2) && string(data[:len(frameMagicS2)]) == frameMagicS2 {
+		if n, err := s2.DecodedLen(data[len(frameMagicS2):]); err == nil {
+			return n
+		}
+	}
+	return len(data)
 }

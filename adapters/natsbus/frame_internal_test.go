@@ -72,7 +72,13 @@ func TestCompressedFrames(t *testing.T) {
 	recs := frameRecords("l1", 1, 200, 200)
 	a := w.frame("s", recs[:100])
 	b := w.frame("s", recs[100:])
-	plain := (&frameWriter{plain: true}).frame("s", recs[:100])
+	pw := &frameWriter{plain: true}
+	plain := pw.frame("s", recs[:100])
+	plainData := slices.Clone(plain.Data)
+	pw.frame("s", recs[100:])
+	if !slices.Equal(plain.Data, plainData) {
+		t.Errorf("a plain frame changed when the writer made the next one")
+	}
 	if len(a.Data)*4 > len(plain.Data) {
 		t.Errorf("compressed frame of %d bytes, plain %d: want a quarter or less", len(a.Data), len(plain.Data))
 	}
@@ -110,6 +116,21 @@ func TestCompressedFrames(t *testing.T) {
 	} {
 		if _, err := ParseFrame("l1", 1, 100, data); !errors.Is(err, ErrBadFrame) && !errors.Is(err, eventstore.ErrMalformed) {
 			t.Errorf("%s: error %v, want %v", name, err, ErrBadFrame)
+		}
+	}
+}
+
+// TestCompressedFrameDecodedBound: a real frame decoding to just under a
+// megabyte is read, one decoding to just over is refused (what bounded a
+// plain frame: NATS's default max_payload).
+func TestCompressedFrameDecodedBound(t *testing.T) {
+	for _, c := range []struct {
+		payload int
+		ok      bool
+	}{{1<<20 - 1<<10, true}, {1<<20 + 1, false}} {
+		msg := NewFrame("s", frameRecords("l1", 1, 1, c.payload))
+		if _, err := ParseFrame("l1", 1, 1, msg.Data); (err == nil) != c.ok {
+			t.Errorf("a compressed record of %d bytes: error %v, want read %v", c.payload, err, c.ok)
 		}
 	}
 }

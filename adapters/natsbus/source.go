@@ -14,10 +14,16 @@ import (
 
 // sourceBufferMax bounds the records one Next returns; sourceFramesMax the
 // frames held between the stream and the reader (each up to frameRecordsMax
-// records).
+// records); sourceBytesMax the bytes of the frames whose records a source
+// holds pending (a record keeps its frame's buffer alive), beyond which it
+// takes no more frames until it has handed those records out. Frames of the
+// relay's put 8,192 transfers in about 2 MB; the bound is for frames that
+// are not the relay's: a compressed frame of a hundred bytes may decode to
+// a megabyte.
 const (
 	sourceBufferMax = 8192
 	sourceFramesMax = 64
+	sourceBytesMax  = 16 << 20
 )
 
 // Source reads one ledger's records from its stream, from any position on, for
@@ -40,6 +46,10 @@ type Source struct {
 	cancel  context.CancelFunc
 	msgs    chan jetstream.Msg
 	pending []eventstore.Record
+	// held are the frames pending records are of, in order, and heldBytes
+	// their sizes' sum (sourceBytesMax).
+	held      []heldFrame
+	heldBytes int
 	// gone receives the consumer's loss of its stream (deleted: a repair
 	// recreates it), after which the ordered consumer would wait at a
 	// sequence of the old stream.
@@ -86,7 +96,7 @@ func (s *Source) Next(ctx context.Context, from uint64, max int) ([]eventstore.R
 	}
 	// Then what else has arrived, up to max, without waiting.
 arrived:
-	for len(s.pending) < max {
+	for len(s.pending) < max && s.heldBytes < sourceBytesMax {
 		select {
 		case msg := <-s.msgs:
 			if err := s.receive(msg); err != nil {
@@ -104,7 +114,18 @@ arrived:
 		s.pending = nil
 	}
 	s.next += uint64(n)
+	for len(s.held) > 0 && s.held[0].last < s.next {
+		s.heldBytes -= s.held[0].bytes
+		s.held = s.held[1:]
+	}
 	return recs, nil
+}
+
+// heldFrame is a frame some pending records are of: its last position and
+// its size decoded.
+type heldFrame struct {
+	last  uint64
+	bytes int
 }
 
 // receive adds a frame's records to pending. The frame must be the stream's
@@ -145,6 +166,8 @@ func (s *Source) receive(msg jetstream.Msg) error {
 		return fmt.Errorf("source %s at sequence %d: %w", s.ledger, s.seq, err)
 	}
 	s.pending = recs[want-first:]
+	s.held = append(s.held, heldFrame{last: last, bytes: frameSize(msg.Data())})
+	s.heldBytes += s.held[len(s.held)-1].bytes
 	s.seq, s.fresh = s.seq+1, false
 	return nil
 }
@@ -221,6 +244,7 @@ func (s *Source) restart(ctx context.Context, from uint64, max int) ([]eventstor
 	}
 	go func() { <-cctx.Done(); cc.Stop() }()
 	s.msgs, s.gone, s.cancel, s.next, s.seq, s.pending, s.fresh = msgs, gone, cancel, from, seq, nil, true
+	s.held, s.heldBytes = nil, 0
 	return nil, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,5 +200,58 @@ func TestSourceLookupOnlyNeverCreates(t *testing.T) {
 	}
 	if _, err := js.Stream(t.Context(), natsbus.StreamName(ledger)); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("the stream after a LookupOnly source's Next: %v, want none made", err)
+	}
+}
+
+// TestSourceBoundsTheBytesItHolds: frames that are not the relay's, each a
+// compressed record of nearly a megabyte, are taken a few at a time (about
+// sourceBytesMax held), not 8,192 records' worth at once, and still every
+// position once, in order.
+func TestSourceBoundsTheBytesItHolds(t *testing.T) {
+	t.Parallel()
+	js := jetStream(t)
+	ledger := testenv.Name(t)
+	_, err := natsbus.EnsureStream(t.Context(), js, ledger, natsbus.StreamOptions{})
+	testenv.NoError(t, err)
+	const frames, payload = 40, 1000 << 10
+	var prev eventstore.Hash
+	for i := range frames {
+		rec := eventstore.Record{Ledger: ledger, Position: uint64(i + 1), Type: "TransferCommitted", SchemaVersion: 1,
+			CommandID: "c", Payload: []byte(`{"x":"` + strings.Repeat("a", payload) + `"}`)}
+		rec.Seal(prev)
+		prev = rec.Hash
+		msg := natsbus.NewFrame(natsbus.Subject(ledger), []eventstore.Record{rec})
+		if len(msg.Data) > 100<<10 {
+			t.Fatalf("a frame of %d bytes: want it compressed", len(msg.Data))
+		}
+		_, err := js.PublishMsg(t.Context(), msg)
+		testenv.NoError(t, err)
+	}
+	src := natsbus.NewSource(ledger, js, nil, natsbus.StreamOptions{LookupOnly: true}, testLogger(t))
+	t.Cleanup(src.Close)
+	recs, err := src.Next(t.Context(), 1, 1)
+	testenv.NoError(t, err)
+	// The consumer now buffers what the stream holds (up to
+	// sourceFramesMax frames): given the time to, a Next without the
+	// bound would take all of them.
+	time.Sleep(time.Second)
+	next, most, calls := uint64(2), 0, 0
+	for ; next <= frames; calls++ {
+		recs, err = src.Next(t.Context(), next, 8192)
+		testenv.NoError(t, err)
+		for i := range recs {
+			if recs[i].Position != next+uint64(i) || !recs[i].VerifyHash() {
+				t.Fatalf("record %d at %d, hash holds %v", recs[i].Position, next+uint64(i), recs[i].VerifyHash())
+			}
+		}
+		most = max(most, len(recs))
+		next += uint64(len(recs))
+	}
+	if most > 17 || most < 2 {
+		t.Fatalf("at most %d records of %d bytes a Next; want 2 to 17 (16 MiB held, and one frame beyond)", most, payload)
+	}
+	// What is handed out is no longer held: the rest comes as fast.
+	if calls > 8 {
+		t.Fatalf("%d calls of Next for %d frames: what was handed out still counts as held", calls, frames-1)
 	}
 }

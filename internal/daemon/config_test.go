@@ -267,3 +267,24 @@ func TestParseFlagsConsole(t *testing.T) {
 		})
 	}
 }
+
+// TestParseFlagsStreamPlainFrames: compressed frames unless the flag or the
+// environment asks for plain ones.
+func TestParseFlagsStreamPlainFrames(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"-stream-plain-frames"}, nil, true},
+		{nil, map[string]string{"LEDGER_STREAM_PLAIN_FRAMES": "true"}, true},
+		{[]string{"-stream-plain-frames=false"}, map[string]string{"LEDGER_STREAM_PLAIN_FRAMES": "true"}, false},
+	} {
+		c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if err != nil || c.StreamPlainFrames != tc.want {
+			t.Errorf("ParseFlags(%q, %v): StreamPlainFrames %v, %v; want %v", tc.args, tc.env, c.StreamPlainFrames, err, tc.want)
+		}
+	}
+}
