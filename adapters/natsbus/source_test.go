@@ -229,15 +229,16 @@ func TestSourceBoundsTheBytesItHolds(t *testing.T) {
 	}
 	src := natsbus.NewSource(ledger, js, nil, natsbus.StreamOptions{LookupOnly: true}, testLogger(t))
 	t.Cleanup(src.Close)
-	recs, err := src.Next(t.Context(), 1, 1)
-	testenv.NoError(t, err)
+	if recs, err := src.Next(t.Context(), 1, 1); err != nil || len(recs) != 1 || recs[0].Position != 1 {
+		t.Fatalf("Next from 1: %d records, %v; want position 1", len(recs), err)
+	}
 	// The consumer now buffers what the stream holds (up to
 	// sourceFramesMax frames): given the time to, a Next without the
 	// bound would take all of them.
 	time.Sleep(time.Second)
 	next, most, calls := uint64(2), 0, 0
 	for ; next <= frames; calls++ {
-		recs, err = src.Next(t.Context(), next, 8192)
+		recs, err := src.Next(t.Context(), next, 8192)
 		testenv.NoError(t, err)
 		for i := range recs {
 			if recs[i].Position != next+uint64(i) || !recs[i].VerifyHash() {
