@@ -210,8 +210,11 @@ func frameBody(data []byte) ([]byte, error) {
 		return body, nil
 	case frameMagicS2:
 		n, err := s2.DecodedLen(body)
-		if err != nil || n > frameDecodedMax {
-			return nil, fmt.Errorf("compressed body of %d bytes (at most %d): %v: %w", n, frameDecodedMax, err, ErrBadFrame)
+		if err != nil {
+			return nil, fmt.Errorf("compressed body: %v: %w", err, ErrBadFrame)
+		}
+		if n > frameDecodedMax {
+			return nil, fmt.Errorf("compressed body of %d bytes decoded, at most %d: %w", n, frameDecodedMax, ErrBadFrame)
 		}
 		plain, err := s2.Decode(make([]byte, n), body)
 		if err != nil {
