@@ -19,7 +19,9 @@ import (
 // takes no more frames until it has handed those records out. Frames of the
 // relay's put 8,192 transfers in about 2 MB; the bound is for frames that
 // are not the relay's: a compressed frame of a hundred bytes may decode to
-// a megabyte.
+// a megabyte. (Records already handed out can keep their frames alive a
+// while longer, from the spare front of pending's array: at most about as
+// much again.)
 const (
 	sourceBufferMax = 8192
 	sourceFramesMax = 64

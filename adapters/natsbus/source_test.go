@@ -248,11 +248,13 @@ func TestSourceBoundsTheBytesItHolds(t *testing.T) {
 		most = max(most, len(recs))
 		next += uint64(len(recs))
 	}
-	if most > 17 || most < 2 {
-		t.Fatalf("at most %d records of %d bytes a Next; want 2 to 17 (16 MiB held, and one frame beyond)", most, payload)
+	// 17 frames fill 16 MiB; fewer than 12 would be a bound far tighter.
+	if most > 17 || most < 12 {
+		t.Fatalf("at most %d records of %d bytes a Next; want 12 to 17 (16 MiB held, and one frame beyond)", most, payload)
 	}
-	// What is handed out is no longer held: the rest comes as fast.
-	if calls > 8 {
+	// What is handed out is no longer held: the rest comes as fast (17,
+	// 17 and 5 records).
+	if calls > 4 {
 		t.Fatalf("%d calls of Next for %d frames: what was handed out still counts as held", calls, frames-1)
 	}
 }
