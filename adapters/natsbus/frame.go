@@ -79,35 +79,24 @@ func recordSizeMax(rec *eventstore.Record) int {
 // NewFrame returns the message carrying recs, consecutive positions of one
 // ledger, on subject, its body compressed.
 func NewFrame(subject string, recs []eventstore.Record) *nats.Msg {
-	return (&frameWriter{}).frame(subject, recs)
+	return newFrame(subject, recs, false)
 }
 
-// frameWriter makes frames.
-type frameWriter struct {
-	// plain makes frames of frameMagic, uncompressed.
-	plain bool
-}
-
-// frameBuffers holds the buffers a compressed frame is made in (its
-// records, then their S2 block), shared by every relay of the process:
-// about a megabyte a frame in flight, not a megabyte kept per relay.
+// frameBuffers holds the buffers a frame is made in (its records, then
+// their S2 block), shared by every relay of the process: about a megabyte
+// a frame in flight, not a megabyte kept per relay.
 var frameBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
-// frame returns the message carrying recs on subject.
-func (w *frameWriter) frame(subject string, recs []eventstore.Record) *nats.Msg {
+// newFrame returns the message carrying recs on subject, plain (frameMagic)
+// or compressed (frameMagicS2).
+func newFrame(subject string, recs []eventstore.Record, plain bool) *nats.Msg {
 	size := len(frameMagic) + binary.MaxVarintLen64
 	for i := range recs {
 		size += recordSizeMax(&recs[i])
 	}
-	var b []byte
-	var bodyBuf *[]byte
-	if w.plain {
-		b = make([]byte, 0, size) // the message's own
-	} else {
-		bodyBuf = frameBuffers.Get().(*[]byte)
-		defer frameBuffers.Put(bodyBuf)
-		b = slices.Grow((*bodyBuf)[:0], size)
-	}
+	bodyBuf := frameBuffers.Get().(*[]byte)
+	defer frameBuffers.Put(bodyBuf)
+	b := slices.Grow((*bodyBuf)[:0], size)
 	b = append(b, frameMagic...)
 	b = binary.AppendUvarint(b, uint64(len(recs)))
 	for i := range recs {
@@ -120,20 +109,19 @@ func (w *frameWriter) frame(subject string, recs []eventstore.Record) *nats.Msg 
 		k := binary.PutUvarint(prefix[:], uint64(n))
 		b = slices.Insert(b, at, prefix[:k]...)
 	}
-	msg := nats.NewMsg(subject)
-	if w.plain {
-		msg.Data = b
-	} else {
-		// Compressed into a pooled buffer, then copied to a message of its
-		// size: nats.go holds the message until its publication is
-		// acknowledged (to send it again), and S2's bound is larger than
-		// the body.
-		*bodyBuf = b
+	*bodyBuf = b
+	magic, data := "", b // b begins with frameMagic
+	if !plain {
 		compBuf := frameBuffers.Get().(*[]byte)
 		defer frameBuffers.Put(compBuf)
 		*compBuf = s2.Encode((*compBuf)[:cap(*compBuf)], b[len(frameMagic):])
-		msg.Data = append(append(make([]byte, 0, len(frameMagicS2)+len(*compBuf)), frameMagicS2...), *compBuf...)
+		magic, data = frameMagicS2, *compBuf
 	}
+	// Copied out of the pooled buffers into a message of its size: nats.go
+	// holds the message until its publication is acknowledged (to send it
+	// again), and the buffers' room exceeds it.
+	msg := nats.NewMsg(subject)
+	msg.Data = append(append(make([]byte, 0, len(magic)+len(data)), magic...), data...)
 	msg.Header.Set(HeaderFirst, strconv.FormatUint(recs[0].Position, 10))
 	msg.Header.Set(HeaderLast, strconv.FormatUint(recs[len(recs)-1].Position, 10))
 	return msg

@@ -25,15 +25,15 @@ func frameRecords(ledger string, first uint64, n, payload int) []eventstore.Reco
 func TestFrameRoundTrip(t *testing.T) {
 	for _, plain := range []bool{false, true} {
 		t.Run(map[bool]string{false: "compressed", true: "plain"}[plain], func(t *testing.T) {
-			testFrameRoundTrip(t, &frameWriter{plain: plain})
+			testFrameRoundTrip(t, plain)
 		})
 	}
 }
 
-func testFrameRoundTrip(t *testing.T, w *frameWriter) {
+func testFrameRoundTrip(t *testing.T, plain bool) {
 	recs := frameRecords("l1", 7, 3, 10)
-	msg := w.frame("s", recs)
-	if magic := map[bool]string{false: frameMagicS2, true: frameMagic}[w.plain]; !strings.HasPrefix(string(msg.Data), magic) {
+	msg := newFrame("s", recs, plain)
+	if magic := map[bool]string{false: frameMagicS2, true: frameMagic}[plain]; !strings.HasPrefix(string(msg.Data), magic) {
 		t.Fatalf("frame begins %q, want %q", msg.Data[:4], magic)
 	}
 	first, last, err := frameSpan(msg.Header)
@@ -63,21 +63,19 @@ func testFrameRoundTrip(t *testing.T, w *frameWriter) {
 }
 
 // TestCompressedFrames: a compressed frame is smaller than its records, a
-// writer's buffers reused for the next frame leave the last one's message
+// frame's pooled buffers reused for the next frame leave the last one's message
 // intact, and a compressed body that is corrupt or claims more than
 // frameDecodedMax is refused (the latter before anything is allocated for
 // it).
 func TestCompressedFrames(t *testing.T) {
-	var w frameWriter
 	recs := frameRecords("l1", 1, 200, 200)
-	a := w.frame("s", recs[:100])
-	b := w.frame("s", recs[100:])
-	pw := &frameWriter{plain: true}
-	plain := pw.frame("s", recs[:100])
+	a := newFrame("s", recs[:100], false)
+	b := newFrame("s", recs[100:], false)
+	plain := newFrame("s", recs[:100], true)
 	plainData := slices.Clone(plain.Data)
-	pw.frame("s", recs[100:])
+	newFrame("s", recs[100:], true)
 	if !slices.Equal(plain.Data, plainData) {
-		t.Errorf("a plain frame changed when the writer made the next one")
+		t.Errorf("a plain frame changed when the next one was made")
 	}
 	if len(a.Data)*4 > len(plain.Data) {
 		t.Errorf("compressed frame of %d bytes, plain %d: want a quarter or less", len(a.Data), len(plain.Data))
@@ -244,7 +242,7 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add(uint64(1), uint64(3), NewFrame("s", frameRecords("l", 1, 3, 5)).Data)
 	f.Add(uint64(5), uint64(5), NewFrame("s", frameRecords("l", 5, 1, 0)).Data)
 	f.Add(uint64(1), uint64(1), []byte(frameMagic+"\x01\x05LGR\x01"))
-	f.Add(uint64(1), uint64(3), (&frameWriter{plain: true}).frame("s", frameRecords("l", 1, 3, 5)).Data)
+	f.Add(uint64(1), uint64(3), newFrame("s", frameRecords("l", 1, 3, 5), true).Data)
 	f.Add(uint64(1), uint64(1), append([]byte(frameMagicS2), 0x80, 0x80, 0x80, 0x80, 0x04))
 	f.Fuzz(func(t *testing.T, first, last uint64, data []byte) {
 		recs, err := ParseFrame("l", first, last, data)

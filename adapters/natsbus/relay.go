@@ -79,8 +79,6 @@ type Relay struct {
 	// diverged is the last divergence told, "" when none: logged at ERROR
 	// when new (supervise.Run calls serve and OnRestart in turn).
 	diverged string
-	// frames makes the frames published; the publishing goroutine's only.
-	frames frameWriter
 
 	// offered holds records the writer committed in this process, so that the
 	// relay need not read them back from Postgres. The log stays the truth: any
@@ -103,7 +101,7 @@ func NewRelay(ledger string, js jetstream.JetStream, log Log, opts StreamOptions
 	}
 	return &Relay{ledger: ledger, subject: Subject(ledger), js: js, log: log, opts: opts,
 		logger: logger.With("ledger", ledger, "component", "relay"), wake: make(chan struct{}, 1),
-		poll: relayPollInterval, frames: frameWriter{plain: opts.PlainFrames}}
+		poll: relayPollInterval}
 }
 
 // WithFaults makes r tell f what it finds of the stream; it returns r.
@@ -407,7 +405,7 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore
 	for i, expect := 0, seq; i < len(recs); expect++ {
 		n := frameCut(recs[i:])
 		frame := recs[i : i+n]
-		f, err := r.js.PublishMsgAsync(r.frames.frame(r.subject, frame),
+		f, err := r.js.PublishMsgAsync(newFrame(r.subject, frame, r.opts.PlainFrames),
 			jetstream.WithMsgID(frameID(r.ledger, frame[0].Position, frame[n-1].Position)),
 			jetstream.WithExpectLastSequence(expect))
 		if err != nil {

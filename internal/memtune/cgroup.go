@@ -64,7 +64,7 @@ func cgroupLimit(root fs.FS) (uint64, bool) {
 		switch {
 		case f[0] == "0" && f[1] == "":
 			v2path = f[2]
-		case hasField(f[1], ",", "memory"):
+		case hasField(f[1], "memory"):
 			v1path, v1ok = f[2], true
 		}
 	}
@@ -80,7 +80,7 @@ func cgroupLimit(root fs.FS) (uint64, bool) {
 					return limit, true
 				}
 			}
-		case m.fstype == "cgroup" && v1ok && hasField(m.super, ",", "memory"):
+		case m.fstype == "cgroup" && v1ok && hasField(m.super, "memory"):
 			if dir, ok := m.dirOf(v1path); ok {
 				if limit, ok := v1Limit(root, dir); ok {
 					return limit, true
@@ -205,16 +205,9 @@ func unescape(s string) string {
 	return b.String()
 }
 
-// hasField reports whether want is one of list's fields, split at sep: a
+// hasField reports whether want is one of list's comma-separated fields: a
 // controller in "memory,hugetlb", an option in "rw,memory".
-func hasField(list, sep, want string) bool {
-	for f := range strings.SplitSeq(list, sep) {
-		if f == want {
-			return true
-		}
-	}
-	return false
-}
+func hasField(list, want string) bool { return slices.Contains(strings.Split(list, ","), want) }
 
 // rel makes an absolute path one for an fs.FS rooted at "/".
 func rel(p string) string { return strings.TrimPrefix(path.Clean(p), "/") }
