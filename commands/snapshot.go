@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +18,9 @@ import (
 // writer takes and loads snapshots when Options.SnapshotEvery is set and its
 // Store is one (eventstore.Store is).
 type SnapshotStore interface {
-	SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error
+	// SaveSnapshotFrom stores a snapshot of size bytes read from data;
+	// snap.Checksum is their SHA-256 (eventstore.Store.SaveSnapshotFrom).
+	SaveSnapshotFrom(ctx context.Context, snap eventstore.Snapshot, size int, data io.Reader) error
 	ReadSnapshot(ctx context.Context, ledger string, maxPosition uint64,
 		read func(meta eventstore.Snapshot, size int, data io.Reader) error) (eventstore.Snapshot, bool, error)
 }
@@ -54,8 +55,11 @@ type snapshotter struct {
 	// writer's goroutine only.
 	last uint64
 	// sizeHint is the last snapshot's size, to encode the next without
-	// growing the buffer as it goes; the writer's goroutine only.
+	// growing the buffer as it goes when it must be held in memory; the
+	// writer's goroutine only.
 	sizeHint int
+	// spoolDir is where snapshots are spooled ("": os.TempDir).
+	spoolDir string
 	// busy is set from taking a snapshot until its write has ended.
 	busy atomic.Bool
 	// ctx is the writer's (set by Run): once it ends, the write in flight
@@ -68,12 +72,12 @@ type snapshotter struct {
 type pendingSnapshot struct {
 	position uint64
 	hash     eventstore.Hash
-	data     []byte
+	data     *spool
 	took     time.Duration
 }
 
 func newSnapshotter(opts *Options) *snapshotter {
-	s := &snapshotter{ledger: opts.Ledger, logger: opts.Logger, ctx: context.Background()}
+	s := &snapshotter{ledger: opts.Ledger, logger: opts.Logger, ctx: context.Background(), spoolDir: opts.SnapshotSpoolDir}
 	if store, ok := opts.Store.(SnapshotStore); ok && opts.SnapshotEvery > 0 {
 		s.store, s.every = store, uint64(opts.SnapshotEvery)
 	}
@@ -82,27 +86,38 @@ func newSnapshotter(opts *Options) *snapshotter {
 
 // take encodes the state when a snapshot is due and none is being written; it
 // returns nil otherwise. The state is the writer's: take runs on its
-// goroutine, between batches.
+// goroutine, between batches. A snapshot whose spool fails (a full disk) is
+// dropped, and the next is due as if it had been taken.
 func (s *snapshotter) take(st *ledgerState) *pendingSnapshot {
 	if s.store == nil || st.head < s.last+s.every || s.busy.Load() {
 		return nil
 	}
 	began := time.Now()
-	var b bytes.Buffer
-	b.Grow(s.sizeHint + s.sizeHint/8)
-	if err := st.domain.MarshalSnapshot(&b); err != nil {
+	sp, fileErr := newSpool(s.spoolDir, s.sizeHint+s.sizeHint/8)
+	if fileErr != nil {
+		s.logger.Warn("snapshot spooled in memory: no temporary file", "position", st.head, "err", fileErr)
+	}
+	err := st.domain.MarshalSnapshot(sp)
+	s.last = st.head
+	switch {
+	case sp.err != nil:
+		s.logger.Warn("snapshot not taken", "position", st.head, "err", sp.err)
+		_ = sp.Close()
+		return nil
+	case err != nil:
 		// Only a state in the middle of an atomic batch refuses: a bug.
 		panic(fmt.Sprintf("commands: snapshot of %s at %d: %v", s.ledger, st.head, err))
 	}
-	s.last, s.sizeHint = st.head, b.Len()
+	s.sizeHint = sp.Len()
 	s.busy.Store(true)
-	return &pendingSnapshot{position: st.head, hash: st.hash, data: b.Bytes(), took: time.Since(began)}
+	return &pendingSnapshot{position: st.head, hash: st.hash, data: sp, took: time.Since(began)}
 }
 
 // committed writes p in the background, now that the batch it follows has
 // committed, or drops it when that batch failed (broken).
 func (s *snapshotter) committed(p *pendingSnapshot, broken error) {
 	if broken != nil {
+		_ = p.data.Close()
 		s.busy.Store(false)
 		return
 	}
@@ -110,19 +125,31 @@ func (s *snapshotter) committed(p *pendingSnapshot, broken error) {
 	go func() {
 		defer s.writes.Done()
 		defer s.busy.Store(false)
+		defer p.data.Close()
 		began := time.Now()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), snapshotSaveTimeout)
 		defer cancel()
 		defer context.AfterFunc(s.ctx, func() { time.AfterFunc(snapshotDrainMax, cancel) })()
-		err := s.store.SaveSnapshot(ctx, eventstore.Snapshot{Ledger: s.ledger, Position: p.position, Hash: p.hash,
-			FormatVersion: domain.SnapshotFormatVersion, Data: p.data})
+		data, err := p.data.Reader()
+		if err == nil {
+			err = s.store.SaveSnapshotFrom(ctx, eventstore.Snapshot{Ledger: s.ledger, Position: p.position, Hash: p.hash,
+				FormatVersion: domain.SnapshotFormatVersion, Checksum: p.data.Checksum()}, p.data.Len(), data)
+		}
 		if err != nil {
-			s.logger.Warn("snapshot not saved", "position", p.position, "bytes", len(p.data), "err", err)
+			s.logger.Warn("snapshot not saved", "position", p.position, "bytes", p.data.Len(), "err", err)
 			return
 		}
-		s.logger.Info("snapshot saved", "position", p.position, "bytes", len(p.data),
+		s.logger.Info("snapshot saved", "position", p.position, "bytes", p.data.Len(), "spooled", spooledIn(p.data),
 			"encode_ms", p.took.Milliseconds(), "write_ms", time.Since(began).Milliseconds())
 	}()
+}
+
+// spooledIn names where a snapshot was held until written, for the log.
+func spooledIn(sp *spool) string {
+	if sp.inFile() {
+		return "file"
+	}
+	return "memory"
 }
 
 // loadSnapshot returns the state to fold the log's tail into: the newest

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -309,11 +311,19 @@ func TestWriterRestartsFromSnapshot(t *testing.T) {
 	ledger := testenv.Name(t)
 	clock := newTestClock()
 	logs := &logBuffer{}
-	opts := commands.Options{Ledger: ledger, Store: store, Clock: clock.Now, Logger: logs.logger(), SnapshotEvery: snapshotEveryTest}
+	spoolDir := t.TempDir()
+	opts := commands.Options{Ledger: ledger, Store: store, Clock: clock.Now, Logger: logs.logger(), SnapshotEvery: snapshotEveryTest,
+		SnapshotSpoolDir: spoolDir}
 	w, stop := startWriterWith(t, opts)
 	x := newWriterWorkload(t, w, clock, 12)
 	x.run(600)
 	stop() // waits for the snapshot being written
+	if n := strings.Count(logs.String(), "spooled=file"); n < eventstore.SnapshotsKept {
+		t.Errorf("%d snapshots saved from a spool file, want every one (%d at least)", n, eventstore.SnapshotsKept)
+	}
+	if names, err := os.ReadDir(spoolDir); err != nil || len(names) != 0 {
+		t.Errorf("the spool directory holds %v (%v) once the writer stopped, want nothing", names, err)
+	}
 	types := map[string]int{}
 	for _, r := range readLog(t, store, ledger) {
 		types[r.Type]++
@@ -360,6 +370,36 @@ func TestWriterRestartsFromSnapshot(t *testing.T) {
 	}
 	x.run(200)
 	equalsReplay(t, w, store, ledger, x.ids)
+}
+
+// TestWriterSnapshotsWithoutATemporaryFile: where no temporary file can be
+// made, snapshots are held in memory until written, with a warning, and a
+// restart loads the newest and equals a replay.
+func TestWriterSnapshotsWithoutATemporaryFile(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ledger := testenv.Name(t)
+	clock := newTestClock()
+	logs := &logBuffer{}
+	opts := commands.Options{Ledger: ledger, Store: store, Clock: clock.Now, Logger: logs.logger(), SnapshotEvery: snapshotEveryTest,
+		SnapshotSpoolDir: filepath.Join(t.TempDir(), "missing")}
+	w, stop := startWriterWith(t, opts)
+	x := newWriterWorkload(t, w, clock, 6)
+	x.run(200)
+	stop()
+	snaps := snapshotPositions(t, store, ledger)
+	if len(snaps) == 0 {
+		t.Fatal("no snapshot saved")
+	}
+	if !strings.Contains(logs.String(), "snapshot spooled in memory") || !strings.Contains(logs.String(), "spooled=memory") {
+		t.Errorf("no warning that snapshots were held in memory:\n%s", logs.String())
+	}
+	w, _ = startWriterWith(t, opts)
+	x.w = w
+	equalsReplay(t, w, store, ledger, x.ids)
+	if loads := logs.loads(t); len(loads) != 2 || loads[1] != snaps[0] {
+		t.Fatalf("loads from snapshots at %v, want the second from the newest, %d", loads, snaps[0])
+	}
 }
 
 func liveCandidate(t *testing.T, w *commands.Writer, id string) (uint64, bool) {
@@ -525,7 +565,7 @@ type slowSnapshots struct {
 	firstCallSignalled sync.Once
 }
 
-func (s *slowSnapshots) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
+func (s *slowSnapshots) SaveSnapshotFrom(ctx context.Context, snap eventstore.Snapshot, size int, data io.Reader) error {
 	s.calls.Add(1)
 	n := s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
@@ -537,7 +577,7 @@ func (s *slowSnapshots) SaveSnapshot(ctx context.Context, snap eventstore.Snapsh
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return s.Store.SaveSnapshot(ctx, snap)
+	return s.Store.SaveSnapshotFrom(ctx, snap, size, data)
 }
 
 // TestWriterSnapshotWritesDoNotBlock: while a snapshot is being written,

@@ -91,6 +91,10 @@ type Options struct {
 	// writer start from its ledger's latest good snapshot and take one
 	// whenever that many events have committed since; 0 disables both.
 	SnapshotEvery int
+	// SnapshotSpoolDir is where a snapshot waits, in an unlinked temporary
+	// file, from its encoding until it is written ("": os.TempDir, which
+	// TMPDIR sets). Where no file can be made there, it waits in memory.
+	SnapshotSpoolDir string
 	// Lease, when set, makes the writer write only while it holds the
 	// ledger's lease: it waits for it (answering requests with ErrNotLeader
 	// meanwhile), loads once it has it and stops writing when it is lost.

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 	"time"
@@ -72,11 +73,27 @@ const snapshotChunk = 4<<20 - 4<<10
 //
 // Errors: ErrSnapshotTooLarge; ErrSnapshotMismatch; the database error.
 func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
-	if len(snap.Data) == 0 || len(snap.Data) > SnapshotBytesMax {
-		return fmt.Errorf("snapshot of %s at %d: %d bytes (1..%d): %w", snap.Ledger, snap.Position, len(snap.Data),
+	snap.Checksum = sha256.Sum256(snap.Data)
+	data := snap.Data
+	snap.Data = nil
+	return s.SaveSnapshotFrom(ctx, snap, len(data), bytes.NewReader(data))
+}
+
+// SaveSnapshotFrom is SaveSnapshot for data read from a stream (a writer
+// spools a big state to a file rather than hold it in memory twice):
+// snap.Data is ignored, size is the data's length and snap.Checksum its
+// SHA-256, both as the encoder computed them. Both are checked as the data
+// is sent: data shorter, longer or other than that aborts the COPY, so a
+// snapshot stored always matches its checksum.
+//
+// Errors: ErrSnapshotTooLarge; ErrSnapshotMismatch; ErrSnapshotChecksum
+// (the data is not what size and checksum say); data's error; the
+// database error.
+func (s *Store) SaveSnapshotFrom(ctx context.Context, snap Snapshot, size int, data io.Reader) error {
+	if size <= 0 || size > SnapshotBytesMax {
+		return fmt.Errorf("snapshot of %s at %d: %d bytes (1..%d): %w", snap.Ledger, snap.Position, size,
 			SnapshotBytesMax, ErrSnapshotTooLarge)
 	}
-	sum := sha256.Sum256(snap.Data)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var logged []byte
 		err := tx.QueryRow(ctx, `SELECT hash FROM events WHERE ledger = $1 AND position = $2`,
@@ -93,8 +110,12 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 			return fmt.Errorf("snapshot of %s at %d: %w", snap.Ledger, snap.Position, err)
 		}
 		if !stored {
-			if _, err := tx.Conn().PgConn().CopyFrom(ctx, snapshotRow(&snap, sum), `COPY snapshots
+			body := &checkedReader{r: data, left: int64(size), want: snap.Checksum, sum: sha256.New()}
+			if _, err := tx.Conn().PgConn().CopyFrom(ctx, snapshotRow(&snap, size, body), `COPY snapshots
 				(ledger, position, hash, format_version, checksum, data) FROM STDIN (FORMAT binary)`); err != nil {
+				if body.err != nil {
+					err = body.err // the data was refused, not the row
+				}
 				return fmt.Errorf("snapshot of %s at %d: %w", snap.Ledger, snap.Position, err)
 			}
 		}
@@ -115,17 +136,60 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 }
 
 // snapshotRow is snap as the one row of a binary COPY into snapshots: its
-// data is read where it lies.
-func snapshotRow(snap *Snapshot, sum Hash) io.Reader {
+// size bytes of data are read from data as the COPY sends them.
+func snapshotRow(snap *Snapshot, size int, data io.Reader) io.Reader {
 	head := append([]byte(nil), pgbin.CopyHeader...)
 	head = pgbin.RowStart(head, 6)
 	head = pgbin.Text(head, snap.Ledger)
 	head = pgbin.Int8(head, int64(snap.Position))
 	head = pgbin.Bytes(head, snap.Hash[:])
 	head = pgbin.Int4(head, int32(snap.FormatVersion))
-	head = pgbin.Bytes(head, sum[:])
-	head = binary.BigEndian.AppendUint32(head, uint32(len(snap.Data)))
-	return io.MultiReader(bytes.NewReader(head), bytes.NewReader(snap.Data), strings.NewReader(pgbin.CopyTrailer))
+	head = pgbin.Bytes(head, snap.Checksum[:])
+	head = binary.BigEndian.AppendUint32(head, uint32(size))
+	return io.MultiReader(bytes.NewReader(head), data, strings.NewReader(pgbin.CopyTrailer))
+}
+
+// checkedReader reads exactly left bytes from r and fails, instead of
+// ending, when they are fewer or more, or when their SHA-256 is not want:
+// the COPY reading it is then aborted, not committed.
+type checkedReader struct {
+	r    io.Reader
+	left int64
+	want Hash
+	sum  hash.Hash
+	err  error
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.left == 0 {
+		// One byte more must not be there.
+		var extra [1]byte
+		if n, _ := io.ReadFull(c.r, extra[:]); n > 0 {
+			c.err = fmt.Errorf("data longer than its size: %w", ErrSnapshotChecksum)
+		} else if !bytes.Equal(c.sum.Sum(nil), c.want[:]) {
+			c.err = fmt.Errorf("data not what its checksum says: %w", ErrSnapshotChecksum)
+		} else {
+			c.err = io.EOF
+		}
+		return 0, c.err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.sum.Write(p[:n])
+	c.left -= int64(n)
+	if err == io.EOF && c.left > 0 {
+		err = fmt.Errorf("data %d bytes shorter than its size: %w", c.left, ErrSnapshotChecksum)
+	}
+	if err != nil && err != io.EOF {
+		c.err = err
+		return n, err
+	}
+	return n, nil
 }
 
 // ReadSnapshot finds the ledger's newest snapshot at or before maxPosition

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"testing"
+	"testing/iotest"
 
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -135,6 +136,49 @@ func TestSnapshotDamageRefused(t *testing.T) {
 	testenv.NoError(t, err)
 	if _, _, err := s.LatestSnapshot(ctx, ledger, 1); !errors.Is(err, eventstore.ErrSnapshotChecksum) {
 		t.Errorf("damaged snapshot: LatestSnapshot %v, want ErrSnapshotChecksum", err)
+	}
+}
+
+// TestSnapshotFromChecksItsData: a save from a stream stores data that is
+// exactly its size and checksum; data shorter, longer or other than they
+// say aborts the save and stores nothing (the snapshot before stays the
+// newest), and the error says it is the data.
+func TestSnapshotFromChecksItsData(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	recs := records(ledger, 0, eventstore.Hash{}, 3)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	testenv.NoError(t, s.SaveSnapshot(ctx, snapshotAt(ledger, recs, 1)))
+	good := snapshotAt(ledger, recs, 2)
+	data := good.Data
+	good.Data, good.Checksum = nil, sha256.Sum256(data)
+	flipped := bytes.Clone(data)
+	flipped[len(flipped)/2] ^= 1
+	for _, c := range []struct {
+		name string
+		size int
+		data []byte
+	}{
+		{"shorter", len(data), data[:len(data)-1]},
+		{"longer", len(data), append(bytes.Clone(data), 'x')},
+		{"altered", len(data), flipped},
+		{"size too small", len(data) - 1, data},
+	} {
+		err := s.SaveSnapshotFrom(ctx, good, c.size, iotest.OneByteReader(bytes.NewReader(c.data)))
+		if !errors.Is(err, eventstore.ErrSnapshotChecksum) {
+			t.Errorf("%s: %v, want ErrSnapshotChecksum", c.name, err)
+		}
+		if got, _, err := s.LatestSnapshot(ctx, ledger, 3); err != nil || got.Position != 1 {
+			t.Fatalf("%s: newest snapshot at %d (%v), want the one at 1 still", c.name, got.Position, err)
+		}
+	}
+	testenv.NoError(t, s.SaveSnapshotFrom(ctx, good, len(data), iotest.HalfReader(bytes.NewReader(data))))
+	got, _, err := s.LatestSnapshot(ctx, ledger, 3)
+	testenv.NoError(t, err)
+	if got.Position != 2 || !bytes.Equal(got.Data, data) || got.Checksum != good.Checksum {
+		t.Errorf("stored %q at %d (checksum %x), want %q at 2 (%x)", got.Data, got.Position, got.Checksum, data, good.Checksum)
 	}
 }
 
