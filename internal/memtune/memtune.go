@@ -8,10 +8,18 @@
 // transfers, BENCHMARKS.md, "Scale"). After every collection, Start sets
 // Go's soft memory limit to the memory that is not heap, plus the live
 // heap, plus a headroom: twice the live heap up to HeadroomCap (GOGC=200's
-// slack), and the live heap beyond it (Go's default, GOGC=100). The collector then runs when either GOGC's
-// goal or the limit is reached, whichever comes first. Half the live heap
-// beyond the cap held a 1M-account load's peak lower still, but cost ledgerd
-// half as much CPU again a transfer (docs/perf.md, "Session 13").
+// slack), then HeadroomCap until a quarter of the live heap is more
+// (GOGC=25). The collector then runs when either GOGC's goal or the limit
+// is reached, whichever comes first.
+//
+// The slack beyond the cap was the live heap itself (GOGC=100) until
+// session 28: a tighter one had cost ledgerd half as much CPU again a
+// transfer while the collector marked a map of pointers per account
+// (docs/perf.md, "Session 13"). The writer's accounts, its id index and
+// the statement lines' heads are now arrays the collector marks little of,
+// and a 256 MiB slack held a 1M-account, 10M-transfer load's peak to 1,148
+// MiB against 1,712 for about 4 % more of ledgerd's CPU (docs/perf.md,
+// "Session 28").
 //
 // In a cgroup with a memory limit (a container's), the limit set never
 // exceeds Ceiling of it: the kernel kills a process over its cgroup's
@@ -49,11 +57,11 @@ var names = []string{
 
 // Headroom is how much the heap may grow past live bytes before the limit
 // makes the collector run: 2× live up to HeadroomCap, then the larger of
-// HeadroomCap and live.
+// HeadroomCap and a quarter of live.
 func Headroom(live uint64) uint64 {
 	h := max(2*live, headroomFloor)
 	if h > HeadroomCap {
-		h = max(HeadroomCap, live)
+		h = max(HeadroomCap, live/4)
 	}
 	return h
 }

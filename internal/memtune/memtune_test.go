@@ -14,14 +14,15 @@ import (
 func TestHeadroom(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct{ live, want uint64 }{
-		{0, 64 * mib},          // the floor
-		{10 * mib, 64 * mib},   // still the floor
-		{100 * mib, 200 * mib}, // GOGC=200's slack
-		{128 * mib, 256 * mib}, // up to the cap
-		{200 * mib, 256 * mib}, // capped
-		{300 * mib, 300 * mib}, // the live heap above it
-		{512 * mib, 512 * mib},
-		{2048 * mib, 2048 * mib},
+		{0, 64 * mib},           // the floor
+		{10 * mib, 64 * mib},    // still the floor
+		{100 * mib, 200 * mib},  // GOGC=200's slack
+		{128 * mib, 256 * mib},  // up to the cap
+		{200 * mib, 256 * mib},  // capped
+		{300 * mib, 256 * mib},  // still the cap
+		{1024 * mib, 256 * mib}, // a quarter of live is no more
+		{1028 * mib, 257 * mib}, // then a quarter of live
+		{2048 * mib, 512 * mib},
 	} {
 		if got := memtune.Headroom(c.live); got != c.want {
 			t.Errorf("Headroom(%d MiB) = %d MiB, want %d MiB", c.live/mib, got/mib, c.want/mib)
@@ -60,7 +61,7 @@ func TestLimitFollowsTheLiveHeap(t *testing.T) {
 		}
 	}
 	small := settled()
-	// 400 MiB more live: past the cap, the headroom is the live heap.
+	// 400 MiB more live: past the cap, the headroom stays the cap.
 	ballast := make([][]byte, 400)
 	for i := range ballast {
 		ballast[i] = make([]byte, 1<<20)
