@@ -203,8 +203,9 @@ func (w *Writer) loadSnapshot(ctx context.Context, head uint64) (*ledgerState, e
 // Errors: errBadSnapshot (wrapping why) for a snapshot to ignore; a failure
 // to read the log.
 func (w *Writer) fromSnapshot(ctx context.Context, snap *eventstore.Snapshot, data io.Reader) (*ledgerState, error) {
-	if snap.FormatVersion < 1 || snap.FormatVersion > domain.SnapshotFormatVersion {
-		return nil, fmt.Errorf("%w: format %d, this build reads 1..%d", errBadSnapshot, snap.FormatVersion, domain.SnapshotFormatVersion)
+	if snap.FormatVersion < domain.SnapshotFormatVersionMin || snap.FormatVersion > domain.SnapshotFormatVersion {
+		return nil, fmt.Errorf("%w: format %d, this build reads %d..%d", errBadSnapshot, snap.FormatVersion,
+			domain.SnapshotFormatVersionMin, domain.SnapshotFormatVersion)
 	}
 	recs, err := w.opts.Store.ReadPositions(ctx, w.opts.Ledger, []uint64{snap.Position})
 	if err != nil {

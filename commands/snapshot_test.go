@@ -449,6 +449,16 @@ func TestWriterIgnoresBadSnapshots(t *testing.T) {
 			testenv.NoError(t, err)
 			return snaps[1]
 		}, "format 99"},
+		{"format before 40-bit hashes", func(t *testing.T, pool *pgxpool.Pool, ledger string, snaps []uint64) uint64 {
+			_, err := pool.Exec(context.Background(), `UPDATE snapshots SET format_version = 4 WHERE ledger = $1 AND position = $2`,
+				ledger, int64(snaps[0]))
+			testenv.NoError(t, err)
+			return snaps[1]
+		}, "format 4, this build reads"},
+		{"data of format 4 under good checksums", func(t *testing.T, pool *pgxpool.Pool, ledger string, snaps []uint64) uint64 {
+			relabel(t, pool, ledger, snaps[0], 4)
+			return snaps[1]
+		}, "its id index holds 64-bit hashes"},
 		{"every snapshot bad", func(t *testing.T, pool *pgxpool.Pool, ledger string, snaps []uint64) uint64 {
 			for _, pos := range snaps {
 				flipByte(t, pool, ledger, pos, true)
@@ -551,6 +561,22 @@ func flipByte(t *testing.T, pool *pgxpool.Pool, ledger string, pos uint64, check
 	testenv.NoError(t, err)
 	if tag.RowsAffected() != 1 {
 		t.Fatalf("flip a byte of the snapshot at %d: %d rows", pos, tag.RowsAffected())
+	}
+}
+
+// relabel gives the data of the snapshot at pos the format version v (one
+// byte after the magic), with its own checksum and the store's recomputed:
+// a snapshot of another format that passes every checksum.
+func relabel(t *testing.T, pool *pgxpool.Pool, ledger string, pos uint64, v byte) {
+	t.Helper()
+	tag, err := pool.Exec(context.Background(), `UPDATE snapshots SET data = d, checksum = sha256(d)
+		FROM (SELECT body || sha256(body) AS d
+			FROM (SELECT set_byte(substring(data FROM 1 FOR length(data) - 32), 8, $3) AS body
+				FROM snapshots WHERE ledger = $1 AND position = $2) AS relabelled) AS summed
+		WHERE ledger = $1 AND position = $2`, ledger, int64(pos), int32(v))
+	testenv.NoError(t, err)
+	if tag.RowsAffected() != 1 {
+		t.Fatalf("relabel the snapshot at %d: %d rows", pos, tag.RowsAffected())
 	}
 }
 

@@ -18,9 +18,31 @@ func (u Units) HiLo() (hi int64, lo uint64) { return u.hi, u.lo }
 func (d Decimal) Parts() (coef Units, frac uint8) { return d.coef, d.frac }
 
 // CollideTransferID makes id's hash point at the transfer at pos, as if id
-// and that transfer's id had the same 64-bit hash: a collision, forced.
+// and that transfer's id had the same hash: a collision, forced.
 func CollideTransferID(s *State, id string, pos uint64) {
 	s.ids.set(s.key.hash(id), pos)
+}
+
+// SetIDKey gives s, which must not have indexed an id yet, the key (k0, k1)
+// of its id index's hash: a test can then use ids known to collide.
+func SetIDKey(s *State, k0, k1 uint64) {
+	if s.TransferCount() != 0 {
+		panic("SetIDKey on a state that indexed ids")
+	}
+	s.key = idKey{k0, k1}
+}
+
+// IDHash returns id's hash under s's key.
+func IDHash(s *State, id string) uint64 { return s.key.hash(id) }
+
+// IDHashBits is how many top bits of a hash the id index keeps.
+const IDHashBits = idHashBits
+
+// IDExact reports whether s holds id by itself (State.collided), not by its
+// hash.
+func IDExact(s *State, id string) bool {
+	_, _, exact, ok := s.lookupID(id)
+	return ok && exact
 }
 
 // SipHash returns SipHash-c-d of s under the key (k0, k1): the index's hash,

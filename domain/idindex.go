@@ -4,33 +4,43 @@ import (
 	"cmp"
 	"math/bits"
 	"slices"
+	"sort"
 )
 
-// idIndex maps the 64-bit hash of every id in the transfer id space to the
+// idIndex maps the hash of every id in the transfer id space to the
 // position that took it, with its status in the top byte (State.ids).
 //
 // A writer holding ten million transfers holds ten million entries, so the
-// index is kept compact: about 20 bytes an entry in sorted arrays, where a
-// Go map took 20 to 40 (300 MiB at ten million after a restart,
-// BENCHMARKS.md "Scale, session 13"). The hashes are split into 256 shards
-// by their top byte. Each shard keeps:
-//   - base, a sorted array, grown a quarter at a time;
-//   - a directory of base by the hash's next bits, so that a look-up reads
-//     one bucket of about 8 to 16 entries, not a binary search's 20 probes;
+// index is kept compact. It keeps a hash's top 40 bits (idHashBits): the top
+// byte picks one of 256 shards, and the next 32, the entry's key there, fit
+// a uint32. An entry is then 12 bytes in sorted arrays, 18 with their room
+// to grow and the recent maps, 15.5 loaded from a snapshot
+// (BenchmarkIDIndexMemory, a million entries; 21.6 and 19.2 with 64-bit
+// hashes, 20 to 40 in a Go map). Each shard keeps:
+//   - keys and vals, parallel arrays sorted by key, grown a quarter at a
+//     time;
+//   - a directory of keys by their top bits, so that a look-up reads one
+//     bucket of about 8 to 16 keys, not a binary search's 20 probes;
 //   - recent, a small map of the entries added since the last merge. It is
-//     merged into base when it grows past an eighth of base: a merge moves
-//     about nine entries an insert, amortized.
+//     merged into the arrays when it grows past an eighth of them: a merge
+//     moves about nine entries an insert, amortized.
 //
-// A look-up costs two or three cache misses (recent, the directory, the
-// bucket) where the map took one or two: about 250 ns at a million entries
-// instead of 130 (BenchmarkIndexLookup), a fraction of a percent of a
+// An entry found is a candidate: the caller confirms it against the event
+// at its position, and an id whose 40 bits another id holds is kept by its
+// exact id (State.collided). Among n ids about n²/2^41 pairs share 40 bits,
+// about 45 at ten million: each costs one read of an event, when the second
+// id comes.
+//
+// A look-up costs two to four cache misses (recent, the directory, the
+// bucket's keys, its value) where the map took one or two: a few hundred ns
+// at a million entries (BenchmarkIndexLookup), a fraction of a percent of a
 // transfer.
 type idIndex struct {
 	shards [idShards]idShard
 	n      int
 	// held defers merges (hold): while an all-or-nothing batch is open,
 	// what it adds stays in the recent maps, where its undo is a map delete
-	// and not a shift of a shard's array.
+	// and not a shift of a shard's arrays.
 	held bool
 	// scratch is reused by merges to sort a shard's recent entries.
 	scratch []idEntry
@@ -41,62 +51,77 @@ const (
 	// idRecentMin is how many entries a shard's recent map holds, at least,
 	// before a merge: small shards are not copied at every insert.
 	idRecentMin = 64
+	// idHashBits is how much of a hash the index keeps: its shard's byte
+	// and a 32-bit key. Two hashes alike in these bits are one entry.
+	idHashBits = 40
+	// idHashMask keeps those bits of a hash.
+	idHashMask uint64 = 1<<64 - 1<<(64-idHashBits)
 )
 
 type idShard struct {
-	base   []idEntry // sorted by hash, no hash twice
-	recent map[uint64]uint64
-	// dir is base's directory (reindex): bucket b's entries are
-	// base[dir[b]:dir[b+1]]; shift takes a hash's bucket bits down.
+	keys []uint32 // sorted, no key twice
+	vals []uint64 // vals[i] is keys[i]'s value
+	// recent holds the entries added since the last merge, none of them
+	// in keys.
+	recent map[uint32]uint64
+	// dir is the directory of keys (reindex): bucket b's entries are
+	// keys[dir[b]:dir[b+1]]; shift takes a key down to its bucket.
 	dir   []uint32
 	shift uint8
 }
 
-type idEntry struct{ h, v uint64 }
+// idEntry is a recent entry, sorted by key for a merge.
+type idEntry struct {
+	k uint32
+	v uint64
+}
 
 func newIDIndex() *idIndex { return &idIndex{} }
 
-func (x *idIndex) shard(h uint64) *idShard { return &x.shards[h>>56] }
+// locate returns h's shard and its key there: what the index keeps of h.
+func (x *idIndex) locate(h uint64) (*idShard, uint32) {
+	return &x.shards[h>>56], uint32(h >> (64 - idHashBits))
+}
 
 // Len is the number of entries.
 func (x *idIndex) Len() int { return x.n }
 
-// find returns where h is, or would be, in a shard's base: the directory
-// gives the few entries h's bucket holds, searched in two to four cache
-// lines.
-func (sh *idShard) find(h uint64) (int, bool) {
-	if len(sh.base) == 0 {
+// find returns where k is, or would be, in a shard's keys: the directory
+// gives the few keys k's bucket holds, searched in one or two cache lines.
+func (sh *idShard) find(k uint32) (int, bool) {
+	if len(sh.keys) == 0 {
 		return 0, false
 	}
-	b := (h << 8) >> sh.shift
+	// With one bucket, shift is 32: Go shifts a uint32 by 32 to 0.
+	b := k >> sh.shift
 	lo, hi := int(sh.dir[b]), int(sh.dir[b+1])
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if sh.base[m].h < h {
+		if sh.keys[m] < k {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	return lo, lo < len(sh.base) && sh.base[lo].h == h
+	return lo, lo < len(sh.keys) && sh.keys[lo] == k
 }
 
-// reindex rebuilds a shard's directory after its base changed. Bucket b
-// holds the entries whose hash, below the shard's byte, starts with b's
-// bits: hashes are uniform, and 2^k buckets for 2^(k+3) to 2^(k+4) entries
-// hold 8 to 16 each, so the directory takes under a byte an entry.
+// reindex rebuilds a shard's directory after its keys changed. Bucket b
+// holds the keys that start with b's bits: hashes are uniform, and 2^k
+// buckets for 2^(k+3) to 2^(k+4) entries hold 8 to 16 each, so the
+// directory takes under a byte an entry.
 func (sh *idShard) reindex() {
-	n := len(sh.base)
+	n := len(sh.keys)
 	k := max(bits.Len(uint(n))-4, 0)
 	size := 1<<k + 1
 	if cap(sh.dir) < size {
 		sh.dir = make([]uint32, size)
 	}
 	sh.dir = sh.dir[:size]
-	sh.shift = uint8(64 - k)
+	sh.shift = uint8(32 - k)
 	j := 0
 	for b := range 1 << k {
-		for j < n && (sh.base[j].h<<8)>>sh.shift < uint64(b) {
+		for j < n && sh.keys[j]>>sh.shift < uint32(b) {
 			j++
 		}
 		sh.dir[b] = uint32(j)
@@ -106,52 +131,52 @@ func (sh *idShard) reindex() {
 
 // get returns the value of h.
 func (x *idIndex) get(h uint64) (uint64, bool) {
-	sh := x.shard(h)
-	if v, ok := sh.recent[h]; ok {
+	sh, k := x.locate(h)
+	if v, ok := sh.recent[k]; ok {
 		return v, true
 	}
-	if i, ok := sh.find(h); ok {
-		return sh.base[i].v, true
+	if i, ok := sh.find(k); ok {
+		return sh.vals[i], true
 	}
 	return 0, false
 }
 
 // set gives h the value v, adding h when absent.
 func (x *idIndex) set(h, v uint64) {
-	sh := x.shard(h)
-	if _, ok := sh.recent[h]; ok {
-		sh.recent[h] = v
+	sh, k := x.locate(h)
+	if _, ok := sh.recent[k]; ok {
+		sh.recent[k] = v
 		return
 	}
-	if i, ok := sh.find(h); ok {
-		sh.base[i].v = v
+	if i, ok := sh.find(k); ok {
+		sh.vals[i] = v
 		return
 	}
-	x.insert(sh, h, v)
+	x.insert(sh, k, v)
 }
 
 // add adds h with the value v, unless h is there already: then it changes
 // nothing and returns false.
 func (x *idIndex) add(h, v uint64) bool {
-	sh := x.shard(h)
-	if _, ok := sh.recent[h]; ok {
+	sh, k := x.locate(h)
+	if _, ok := sh.recent[k]; ok {
 		return false
 	}
-	if _, ok := sh.find(h); ok {
+	if _, ok := sh.find(k); ok {
 		return false
 	}
-	x.insert(sh, h, v)
+	x.insert(sh, k, v)
 	return true
 }
 
-// insert adds h, known absent, to its shard's recent entries.
-func (x *idIndex) insert(sh *idShard, h, v uint64) {
+// insert adds k, known absent, to its shard's recent entries.
+func (x *idIndex) insert(sh *idShard, k uint32, v uint64) {
 	if sh.recent == nil {
-		sh.recent = make(map[uint64]uint64)
+		sh.recent = make(map[uint32]uint64)
 	}
-	sh.recent[h] = v
+	sh.recent[k] = v
 	x.n++
-	if !x.held && len(sh.recent) > recentMax(len(sh.base)) {
+	if !x.held && len(sh.recent) > recentMax(len(sh.keys)) {
 		x.merge(sh)
 	}
 }
@@ -170,96 +195,105 @@ func (x *idIndex) hold() { x.held = true }
 func (x *idIndex) release() {
 	x.held = false
 	for s := range x.shards {
-		if sh := &x.shards[s]; len(sh.recent) > recentMax(len(sh.base)) {
+		if sh := &x.shards[s]; len(sh.recent) > recentMax(len(sh.keys)) {
 			x.merge(sh)
 		}
 	}
 }
 
 // remove takes h out (the undo of an add). An add undone is in its
-// shard's recent map when merges were held since (hold); from base, the
-// removal shifts the shard's array.
+// shard's recent map when merges were held since (hold); from the merged
+// entries, the removal shifts the shard's arrays.
 func (x *idIndex) remove(h uint64) {
-	sh := x.shard(h)
-	if _, ok := sh.recent[h]; ok {
-		delete(sh.recent, h)
+	sh, k := x.locate(h)
+	if _, ok := sh.recent[k]; ok {
+		delete(sh.recent, k)
 		x.n--
 		return
 	}
-	if i, ok := sh.find(h); ok {
-		sh.base = slices.Delete(sh.base, i, i+1)
+	if i, ok := sh.find(k); ok {
+		sh.keys = slices.Delete(sh.keys, i, i+1)
+		sh.vals = slices.Delete(sh.vals, i, i+1)
 		sh.reindex()
 		x.n--
 	}
 }
 
-// sortedRecent appends a shard's recent entries to buf, in hash order.
+// sortedRecent appends a shard's recent entries to buf, in key order.
 func (sh *idShard) sortedRecent(buf []idEntry) []idEntry {
-	for h, v := range sh.recent {
-		buf = append(buf, idEntry{h, v})
+	for k, v := range sh.recent {
+		buf = append(buf, idEntry{k, v})
 	}
-	slices.SortFunc(buf, byHash)
+	slices.SortFunc(buf, func(a, b idEntry) int { return cmp.Compare(a.k, b.k) })
 	return buf
 }
 
-// mergeSorted calls fn with the entries of a and b, both in hash order and
-// without a hash in common, in hash order; it stops when fn returns false,
-// and says whether it went to the end.
-func mergeSorted(a, b []idEntry, fn func(idEntry) bool) bool {
+// mergeSorted calls fn with the entries of keys and vals and those of add,
+// both in key order and without a key in common, in key order; it stops
+// when fn returns false, and says whether it went to the end.
+func mergeSorted(keys []uint32, vals []uint64, add []idEntry, fn func(k uint32, v uint64) bool) bool {
 	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		var e idEntry
-		if j == len(b) || i < len(a) && a[i].h < b[j].h {
-			e, i = a[i], i+1
+	for i < len(keys) || j < len(add) {
+		var ok bool
+		if j == len(add) || i < len(keys) && keys[i] < add[j].k {
+			ok, i = fn(keys[i], vals[i]), i+1
 		} else {
-			e, j = b[j], j+1
+			ok, j = fn(add[j].k, add[j].v), j+1
 		}
-		if !fn(e) {
+		if !ok {
 			return false
 		}
 	}
 	return true
 }
 
-// merge moves a shard's recent entries into its base.
+// merge moves a shard's recent entries into its arrays.
 func (x *idIndex) merge(sh *idShard) {
 	add := sh.sortedRecent(x.scratch[:0])
 	clear(sh.recent)
 	x.scratch = add[:0]
-	need := len(sh.base) + len(add)
-	if need > cap(sh.base) {
+	n := len(sh.keys)
+	need := n + len(add)
+	// The two arrays may differ in capacity: a loader's appends grow each
+	// to its own size class.
+	if need > min(cap(sh.keys), cap(sh.vals)) {
 		// A quarter to spare, so that every other merge is in place; the
-		// merge itself fills the new array, in one pass.
-		grown := make([]idEntry, 0, need+need/4)
-		mergeSorted(sh.base, add, func(e idEntry) bool { grown = append(grown, e); return true })
-		sh.base = grown
+		// merge itself fills the new arrays, in one pass.
+		keys, vals := make([]uint32, 0, need+need/4), make([]uint64, 0, need+need/4)
+		mergeSorted(sh.keys, sh.vals, add, func(k uint32, v uint64) bool {
+			keys, vals = append(keys, k), append(vals, v)
+			return true
+		})
+		sh.keys, sh.vals = keys, vals
 	} else {
-		// From the back, in place: base's entries move up, at most by
+		// From the back, in place: the merged entries move up, at most by
 		// len(add), into room not yet read.
-		i, j := len(sh.base)-1, len(add)-1
-		sh.base = sh.base[:need]
-		for k := need - 1; j >= 0; k-- {
-			if i >= 0 && sh.base[i].h > add[j].h {
-				sh.base[k], i = sh.base[i], i-1
+		i, j := n-1, len(add)-1
+		sh.keys, sh.vals = sh.keys[:need], sh.vals[:need]
+		for to := need - 1; j >= 0; to-- {
+			if i >= 0 && sh.keys[i] > add[j].k {
+				sh.keys[to], sh.vals[to], i = sh.keys[i], sh.vals[i], i-1
 			} else {
-				sh.base[k], j = add[j], j-1
+				sh.keys[to], sh.vals[to], j = add[j].k, add[j].v, j-1
 			}
 		}
 	}
 	sh.reindex()
 }
 
-func byHash(a, b idEntry) int { return cmp.Compare(a.h, b.h) }
-
 // each calls fn for every entry in ascending hash order, and stops when fn
-// returns false. It changes nothing (a snapshot may be encoded while
-// nothing else runs on the state, but never merges it).
+// returns false; h is what the index keeps (idHashMask). It changes
+// nothing (a snapshot may be encoded while nothing else runs on the state,
+// but never merges it).
 func (x *idIndex) each(fn func(h, v uint64) bool) {
 	var add []idEntry
 	for s := range x.shards {
 		sh := &x.shards[s]
 		add = sh.sortedRecent(add[:0])
-		if !mergeSorted(sh.base, add, func(e idEntry) bool { return fn(e.h, e.v) }) {
+		top := uint64(s) << 56
+		if !mergeSorted(sh.keys, sh.vals, add, func(k uint32, v uint64) bool {
+			return fn(top|uint64(k)<<(64-idHashBits), v)
+		}) {
 			return
 		}
 	}
@@ -281,35 +315,49 @@ func newIDIndexLoader(n int) *idIndexLoader {
 		// the variation at every size where preallocating matters.
 		per += per/8 + 16
 		for s := range x.shards {
-			x.shards[s].base = make([]idEntry, 0, per)
+			x.shards[s].keys = make([]uint32, 0, per)
+			x.shards[s].vals = make([]uint64, 0, per)
 		}
 	}
 	return &idIndexLoader{x: x, sorted: true}
 }
 
 func (l *idIndexLoader) add(h, v uint64) {
+	h &= idHashMask
 	if l.x.n > 0 && h <= l.last {
 		l.sorted = false
 	}
 	l.last = h
-	sh := l.x.shard(h)
-	sh.base = append(sh.base, idEntry{h, v})
+	sh, k := l.x.locate(h)
+	sh.keys = append(sh.keys, k)
+	sh.vals = append(sh.vals, v)
 	l.x.n++
 }
 
-// done returns the index, or false when a hash came twice.
+// done returns the index, or false when a hash came twice (alike in the
+// bits the index keeps).
 func (l *idIndexLoader) done() (*idIndex, bool) {
 	for s := range l.x.shards {
-		base := l.x.shards[s].base
+		sh := &l.x.shards[s]
 		if !l.sorted {
-			slices.SortFunc(base, byHash)
+			sort.Sort((*shardByKey)(sh))
 		}
-		for i := 1; i < len(base); i++ {
-			if base[i].h == base[i-1].h {
+		for i := 1; i < len(sh.keys); i++ {
+			if sh.keys[i] == sh.keys[i-1] {
 				return nil, false
 			}
 		}
-		l.x.shards[s].reindex()
+		sh.reindex()
 	}
 	return l.x, true
+}
+
+// shardByKey sorts a shard's two arrays together, in place.
+type shardByKey idShard
+
+func (sh *shardByKey) Len() int           { return len(sh.keys) }
+func (sh *shardByKey) Less(i, j int) bool { return sh.keys[i] < sh.keys[j] }
+func (sh *shardByKey) Swap(i, j int) {
+	sh.keys[i], sh.keys[j] = sh.keys[j], sh.keys[i]
+	sh.vals[i], sh.vals[j] = sh.vals[j], sh.vals[i]
 }

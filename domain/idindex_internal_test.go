@@ -1,7 +1,9 @@
 package domain
 
 import (
+	"cmp"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -10,27 +12,35 @@ import (
 // TestIDIndexModel runs random adds, changes, removes, look-ups and holds
 // of merges on the compact index and on a map side by side, and checks
 // after every step that both answer the same, and regularly that the index
-// holds exactly the map's entries, in order, in well-formed shards. Some
-// hashes share one shard, so that shard merges many times at many sizes.
+// holds exactly the map's entries, in order, in well-formed shards. The map
+// is keyed by the bits the index keeps (idHashMask); the index is given
+// hashes whose other bits vary, which it must ignore. Some hashes share one
+// shard, so that shard merges many times at many sizes; some are at the
+// ends of a shard's keys.
 func TestIDIndexModel(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	x, model := newIDIndex(), map[uint64]uint64{}
-	var keys []uint64
+	var hashes []uint64
+	const low = 1<<(64-idHashBits) - 1 // the bits the index drops
 	newHash := func() uint64 {
-		switch r.IntN(3) {
+		switch r.IntN(4) {
 		case 0:
 			return 0x42<<56 | r.Uint64()>>8 // one crowded shard
 		case 1:
-			return r.Uint64() & 0xff0000000000000f // few distinct hashes
+			return r.Uint64() & (0xff0000000f000000 | low) // few distinct entries
+		case 2:
+			ends := [...]uint64{0, 1, 1<<32 - 2, 1<<32 - 1}
+			return r.Uint64()&(0xff<<56|low) | ends[r.IntN(len(ends))]<<(64-idHashBits)
 		}
 		return r.Uint64()
 	}
+	// pick gives a new hash, or one used before with other dropped bits.
 	pick := func() uint64 {
-		if len(keys) == 0 || r.IntN(4) == 0 {
+		if len(hashes) == 0 || r.IntN(4) == 0 {
 			return newHash()
 		}
-		return keys[r.IntN(len(keys))]
+		return hashes[r.IntN(len(hashes))] ^ r.Uint64()&low
 	}
 	const steps = 200_000
 	for step := range steps {
@@ -44,34 +54,34 @@ func TestIDIndexModel(t *testing.T) {
 			}
 		case op < 300: // change, or add
 			h, v := pick(), r.Uint64()
-			_, had := model[h]
+			_, had := model[h&idHashMask]
 			if !had {
-				keys = append(keys, h)
+				hashes = append(hashes, h)
 			}
-			model[h] = v
+			model[h&idHashMask] = v
 			x.set(h, v)
 			if !had {
 				checkRecentBound(t, x, h)
 			}
 		case op < 600: // add only
 			h, v := pick(), r.Uint64()
-			_, had := model[h]
+			_, had := model[h&idHashMask]
 			if added := x.add(h, v); added == had {
 				t.Fatalf("step %d: add(%#x) = %v, the map had it: %v", step, h, added, had)
 			}
 			if !had {
-				keys = append(keys, h)
-				model[h] = v
+				hashes = append(hashes, h)
+				model[h&idHashMask] = v
 				checkRecentBound(t, x, h)
 			}
 		case op < 700: // remove (the undo of an add)
 			h := pick()
-			delete(model, h)
+			delete(model, h&idHashMask)
 			x.remove(h)
 		default:
 			h := pick()
 			v, ok := x.get(h)
-			w, wok := model[h]
+			w, wok := model[h&idHashMask]
 			if ok != wok || v != w {
 				t.Fatalf("step %d: get(%#x) = %#x, %v; the map holds %#x, %v", step, h, v, ok, w, wok)
 			}
@@ -83,8 +93,8 @@ func TestIDIndexModel(t *testing.T) {
 			checkIDIndex(t, x, model)
 		}
 	}
-	if x.shards[0x42].recent == nil || len(x.shards[0x42].base) < 5_000 {
-		t.Fatalf("the crowded shard holds %d merged entries: the test did not exercise merges", len(x.shards[0x42].base))
+	if x.shards[0x42].recent == nil || len(x.shards[0x42].keys) < 5_000 {
+		t.Fatalf("the crowded shard holds %d merged entries: the test did not exercise merges", len(x.shards[0x42].keys))
 	}
 }
 
@@ -92,9 +102,9 @@ func TestIDIndexModel(t *testing.T) {
 // added, holds more recent entries than its bound.
 func checkRecentBound(t *testing.T, x *idIndex, h uint64) {
 	t.Helper()
-	sh := x.shard(h)
-	if !x.held && len(sh.recent) > recentMax(len(sh.base)) {
-		t.Fatalf("shard %d: %d recent entries over %d merged", h>>56, len(sh.recent), len(sh.base))
+	sh, _ := x.locate(h)
+	if !x.held && len(sh.recent) > recentMax(len(sh.keys)) {
+		t.Fatalf("shard %d: %d recent entries over %d merged", h>>56, len(sh.recent), len(sh.keys))
 	}
 }
 
@@ -106,99 +116,155 @@ func checkAllWithinBound(t *testing.T, x *idIndex) {
 		t.Fatal("merges still held")
 	}
 	for s := range x.shards {
-		if sh := &x.shards[s]; len(sh.recent) > recentMax(len(sh.base)) {
-			t.Fatalf("shard %d: %d recent entries over %d merged", s, len(sh.recent), len(sh.base))
+		if sh := &x.shards[s]; len(sh.recent) > recentMax(len(sh.keys)) {
+			t.Fatalf("shard %d: %d recent entries over %d merged", s, len(sh.recent), len(sh.keys))
 		}
 	}
 }
 
-// checkIDIndex fails unless x holds exactly model's entries, each gives them
-// in ascending order, and every shard is well formed.
+// hashEntry is an entry as each gives it.
+type hashEntry struct{ h, v uint64 }
+
+func entries(x *idIndex) []hashEntry {
+	var es []hashEntry
+	x.each(func(h, v uint64) bool { es = append(es, hashEntry{h, v}); return true })
+	return es
+}
+
+// checkIDIndex fails unless x holds exactly model's entries (keyed by the
+// bits the index keeps), each gives them in ascending order, and every
+// shard is well formed: its arrays as long as each other, its keys sorted,
+// none of them in its recent map, and each found where it is.
 func checkIDIndex(t *testing.T, x *idIndex, model map[uint64]uint64) {
 	t.Helper()
-	var got []idEntry
-	x.each(func(h, v uint64) bool { got = append(got, idEntry{h, v}); return true })
-	want := make([]idEntry, 0, len(model))
+	got := entries(x)
+	want := make([]hashEntry, 0, len(model))
 	for h, v := range model {
-		want = append(want, idEntry{h, v})
+		want = append(want, hashEntry{h, v})
 	}
-	slices.SortFunc(want, byHash)
+	slices.SortFunc(want, func(a, b hashEntry) int { return cmp.Compare(a.h, b.h) })
 	if !slices.Equal(got, want) {
 		t.Fatalf("each gave %d entries, the map holds %d (or they differ)", len(got), len(want))
 	}
 	for s := range x.shards {
 		sh := &x.shards[s]
-		for i, e := range sh.base {
-			if int(e.h>>56) != s {
-				t.Fatalf("shard %d holds %#x", s, e.h)
-			}
-			if i > 0 && sh.base[i-1].h >= e.h {
+		if len(sh.keys) != len(sh.vals) {
+			t.Fatalf("shard %d: %d keys, %d values", s, len(sh.keys), len(sh.vals))
+		}
+		for i, k := range sh.keys {
+			if i > 0 && sh.keys[i-1] >= k {
 				t.Fatalf("shard %d not sorted at %d", s, i)
 			}
-			if _, ok := sh.recent[e.h]; ok {
-				t.Fatalf("%#x both in shard %d's base and its recent map", e.h, s)
+			if _, ok := sh.recent[k]; ok {
+				t.Fatalf("key %#x both in shard %d's arrays and its recent map", k, s)
 			}
-		}
-		for h := range sh.recent {
-			if int(h>>56) != s {
-				t.Fatalf("shard %d's recent map holds %#x", s, h)
+			if j, ok := sh.find(k); !ok || j != i {
+				t.Fatalf("shard %d: key %#x at %d found at %d, %v", s, k, i, j, ok)
 			}
 		}
 	}
 }
 
 // TestIDIndexLoader: an index built from its own entries in order, or from
-// them shuffled (a snapshot from before they were sorted), equals it; a hash
-// twice is refused.
+// them shuffled, or from hashes with bits it drops, equals it; a hash twice
+// (alike in the bits kept) is refused.
 func TestIDIndexLoader(t *testing.T) {
 	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 4))
 	x := newIDIndex()
 	model := map[uint64]uint64{}
+	var raw []hashEntry // as given to x: with the bits it drops
 	for range 50_000 {
 		h, v := r.Uint64(), r.Uint64()
+		if _, ok := model[h&idHashMask]; ok {
+			continue
+		}
 		x.set(h, v)
-		model[h] = v
+		model[h&idHashMask] = v
+		raw = append(raw, hashEntry{h, v})
 	}
-	var entries []idEntry
-	x.each(func(h, v uint64) bool { entries = append(entries, idEntry{h, v}); return true })
+	es := entries(x)
 
-	load := func(es []idEntry, hint int) (*idIndex, bool) {
+	load := func(es []hashEntry, hint int) (*idIndex, bool) {
 		l := newIDIndexLoader(hint)
 		for _, e := range es {
 			l.add(e.h, e.v)
 		}
 		return l.done()
 	}
-	for _, hint := range []int{0, len(entries), 10 * len(entries)} {
-		y, ok := load(entries, hint)
+	for _, hint := range []int{0, len(es), 10 * len(es)} {
+		y, ok := load(es, hint)
 		if !ok || !x.Equal(y) || !y.Equal(x) {
 			t.Fatalf("sorted load (hint %d): ok %v, equal %v", hint, ok, ok && x.Equal(y))
 		}
 		checkIDIndex(t, y, model)
 	}
-	shuffled := slices.Clone(entries)
+	shuffled := slices.Clone(es)
 	r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	y, ok := load(shuffled, len(shuffled))
 	if !ok || !x.Equal(y) {
 		t.Fatalf("shuffled load: ok %v", ok)
 	}
 	checkIDIndex(t, y, model)
+	if z, ok := load(raw, 0); !ok || !x.Equal(z) {
+		t.Fatalf("load of the hashes as given: ok %v", ok)
+	}
 
-	y.set(entries[0].h, entries[0].v+1)
+	y.set(es[0].h, es[0].v+1)
 	if x.Equal(y) {
 		t.Fatal("Equal ignores a changed value")
 	}
-	y.set(entries[0].h, entries[0].v)
-	y.set(entries[0].h+1, 1)
+	y.set(es[0].h, es[0].v)
+	y.set(es[0].h+1<<(64-idHashBits), 1)
 	if x.Equal(y) || y.Equal(x) {
 		t.Fatal("Equal ignores an entry more")
 	}
 	if _, ok := load(append(shuffled, shuffled[7]), 0); ok {
 		t.Fatal("a hash twice was loaded")
 	}
-	if _, ok := load(append(slices.Clone(entries[:10]), entries[9]), 0); ok {
+	if _, ok := load(append(slices.Clone(es[:10]), es[9]), 0); ok {
 		t.Fatal("a hash twice in order was loaded")
+	}
+	if _, ok := load(append(slices.Clone(es[:10]), hashEntry{es[9].h | 0xabcdef, 7}), 0); ok {
+		t.Fatal("two hashes alike in their top bits were loaded")
+	}
+}
+
+// TestIDIndexTopBits: two hashes alike in their top idHashBits bits are
+// one entry, whether it is recent or merged: the second is not added, and
+// finds, changes and removes the first's.
+func TestIDIndexTopBits(t *testing.T) {
+	t.Parallel()
+	const h1, h2 = 0x1234_5678_9a00_0001, 0x1234_5678_9aff_ffff
+	for _, merged := range []bool{false, true} {
+		x := newIDIndex()
+		if !x.add(h1, 1) {
+			t.Fatal("add of a first hash refused")
+		}
+		if merged {
+			sh, _ := x.locate(h1)
+			x.merge(sh)
+			if len(sh.keys) != 1 || len(sh.recent) != 0 {
+				t.Fatalf("after a merge: %d merged, %d recent", len(sh.keys), len(sh.recent))
+			}
+		}
+		if x.add(h2, 2) {
+			t.Fatalf("merged %v: add(%#x) with %#x indexed = true, want false", merged, h2, uint64(h1))
+		}
+		if v, ok := x.get(h2); !ok || v != 1 || x.Len() != 1 {
+			t.Fatalf("merged %v: get(%#x) = %d, %v; Len %d; want 1, true; 1", merged, h2, v, ok, x.Len())
+		}
+		x.set(h2, 3)
+		if v, _ := x.get(h1); v != 3 {
+			t.Fatalf("merged %v: set(%#x) left %#x at %d, want 3", merged, h2, uint64(h1), v)
+		}
+		if es := entries(x); len(es) != 1 || es[0].h != h1&idHashMask {
+			t.Fatalf("merged %v: each gave %#x, want one hash %#x", merged, es, h1&idHashMask)
+		}
+		x.remove(h2)
+		if _, ok := x.get(h1); ok || x.Len() != 0 {
+			t.Fatalf("merged %v: remove(%#x) left %#x (Len %d)", merged, h2, uint64(h1), x.Len())
+		}
 	}
 }
 
@@ -229,12 +295,12 @@ func TestIDIndexRollback(t *testing.T) {
 	}
 	merged := make([]int, idShards)
 	for i := range merged {
-		merged[i] = len(s.ids.shards[i].base)
+		merged[i] = len(s.ids.shards[i].keys)
 	}
 	s.Begin()
 	batch()
 	for i := range merged {
-		if n := len(s.ids.shards[i].base); n != merged[i] {
+		if n := len(s.ids.shards[i].keys); n != merged[i] {
 			t.Fatalf("shard %d merged during the batch: %d entries, %d before", i, n, merged[i])
 		}
 	}
@@ -287,5 +353,41 @@ func TestIDIndexAtomicOnly(t *testing.T) {
 	}
 	if recent > s.TransferCount()/4 {
 		t.Fatalf("%d of %d ids in the recent maps", recent, s.TransferCount())
+	}
+}
+
+// BenchmarkIDIndexMemory reports the index's bytes an entry at 1,000,000
+// entries: grown by inserts (a writer folding its log), and loaded in
+// order (from a snapshot).
+//
+//	go test -run '^$' -bench IDIndexMemory -benchtime 1x ./domain
+func BenchmarkIDIndexMemory(b *testing.B) {
+	const n = 1_000_000
+	r := rand.New(rand.NewPCG(5, 6))
+	hashes := make([]uint64, n)
+	for i := range hashes {
+		hashes[i] = r.Uint64()
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	for b.Loop() {
+		before := heap()
+		x := newIDIndex()
+		for i, h := range hashes {
+			x.set(h, uint64(i))
+		}
+		grown := heap()
+		l := newIDIndexLoader(x.Len())
+		x.each(func(h, v uint64) bool { l.add(h, v); return true })
+		y, _ := l.done()
+		loaded := heap()
+		b.ReportMetric(float64(grown-before)/n, "B/entry-grown")
+		b.ReportMetric(float64(loaded-grown)/n, "B/entry-loaded")
+		runtime.KeepAlive(x)
+		runtime.KeepAlive(y)
 	}
 }

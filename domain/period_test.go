@@ -1,7 +1,6 @@
 package domain_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"testing"
@@ -225,33 +224,4 @@ func TestPeriodReplay(t *testing.T) {
 		}
 	}()
 	replayed.Evolve(replayed.Position()+1, domain.PeriodClosed{End: now})
-}
-
-// TestSnapshotVersion1Loads: a snapshot of format 1 (written before periods
-// existed: no period section) loads as a state with no period closed; one
-// of format 2 (before categories: no categories section) as a state with
-// none; one of format 3 (before monitoring: no freezes, rules or rings) as
-// a state with none.
-func TestSnapshotVersion1Loads(t *testing.T) {
-	s, _ := periodLedger(t)
-	v4 := marshalSnapshot(t, s)
-	// Format 4 with no period, no category and no monitoring ends in the
-	// period flag 0, the category count 0, the alert mark (0, "", 0) and
-	// the rule and ring counts 0, then the checksum.
-	tail := v4[len(v4)-sha256.Size-7 : len(v4)-sha256.Size]
-	if !bytes.Equal(tail, make([]byte, 7)) {
-		t.Fatalf("the period, category and monitoring sections of a state with none are %v, want 7 zeros", tail)
-	}
-	for version, cut := range map[byte]int{1: 7, 2: 6, 3: 5} {
-		body := bytes.Clone(v4[:len(v4)-sha256.Size-cut])
-		body[len("LDGRSNAP")] = version
-		sum := sha256.Sum256(body)
-		back := unmarshalSnapshot(t, append(body, sum[:]...))
-		if _, _, ok := back.ClosedPeriod(); ok {
-			t.Errorf("a format %d snapshot loads with a closed period", version)
-		}
-		if diff := cmp.Diff(back, s, stateEqual); diff != "" {
-			t.Errorf("state from a format %d snapshot (-got +want):\n%s", version, diff)
-		}
-	}
 }

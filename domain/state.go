@@ -59,14 +59,15 @@ type State struct {
 	assets   map[string]Asset
 	accounts *accountTable
 	// ids indexes every id of the transfer id space (transfers, holds, posts,
-	// voids, reversals) by a 64-bit hash: the value is the position of the
-	// event that took the id, with its status in the top byte. About 20
-	// bytes an id (idindex.go), and no pointers for the garbage collector to
-	// scan. The events themselves stay in the log; a retry, or a hash
-	// collision, is resolved by reading one back (see NeedPriorError).
-	// nil in a fold-only state (NewFoldState).
+	// voids, reversals) by the top 40 bits of a 64-bit hash: the value is
+	// the position of the event that took the id, with its status in the
+	// top byte. About 18 bytes an id (idindex.go), and no pointers for the
+	// garbage collector to scan. The events themselves stay in the log; a
+	// retry, or a hash collision, is resolved by reading one back (see
+	// NeedPriorError). nil in a fold-only state (NewFoldState).
 	ids *idIndex
-	// collided holds, by exact id, the rare ids whose hash another id had.
+	// collided holds, by exact id, the rare ids whose hash (the bits the
+	// index keeps) another id had: about 45 at ten million ids.
 	collided map[string]uint64
 	// key keys the index's hash (idKey.hash). A snapshot carries it, so that
 	// the hashes it holds stay valid in the process that loads it.
