@@ -420,7 +420,9 @@ func (d *snapReader) index(s *State) {
 	n := d.uvarint()
 	size := snapshotHint(n)
 	if left := d.left(); left >= 0 {
-		size = int(min(n, uint64(left)/2)) // an entry takes 2 bytes at least
+		// An entry takes 2 bytes at least, a real one 5 or more: a quarter of
+		// what is left bounds what a corrupt count makes the loader allocate.
+		size = int(min(n, uint64(left)/4))
 	}
 	l := newIDIndexLoader(size)
 	var h uint64
