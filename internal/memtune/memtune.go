@@ -18,7 +18,7 @@
 // (docs/perf.md, "Session 13"). The writer's accounts, its id index and
 // the statement lines' heads are now arrays the collector marks little of,
 // and a 256 MiB slack held a 1M-account, 10M-transfer load's peak to 1,148
-// MiB against 1,712 for about 4 % more of ledgerd's CPU (docs/perf.md,
+// MiB against 1,672 for about 4 % more of ledgerd's CPU (docs/perf.md,
 // "Session 28").
 //
 // In a cgroup with a memory limit (a container's), the limit set never
