@@ -8,3 +8,11 @@ func SetRecentMax(o *Options, n int) { o.recentMax = n }
 // with the position the append expects: a test holds an append there to
 // change the world between deciding a batch and appending it.
 func SetBeforeAppend(o *Options, fn func(expected uint64)) { o.beforeAppend = fn }
+
+// FailSnapshotSpools makes every snapshot's spool fail its writes, as a
+// full disk would.
+func FailSnapshotSpools(o *Options) { o.failSpools = true }
+
+// SnapshotSpoolsOpen is how many of the writer's snapshot spools are not
+// closed.
+func SnapshotSpoolsOpen(w *Writer) int32 { return w.snap.spools.Load() }

@@ -60,6 +60,12 @@ type snapshotter struct {
 	sizeHint int
 	// spoolDir is where snapshots are spooled ("": os.TempDir).
 	spoolDir string
+	// spools counts the spools taken and not yet closed: every path a
+	// snapshot takes closes its own (tests check it).
+	spools atomic.Int32
+	// failSpools makes every spool's writes fail, as a full disk would
+	// (Options.failSpools, for tests).
+	failSpools bool
 	// busy is set from taking a snapshot until its write has ended.
 	busy atomic.Bool
 	// ctx is the writer's (set by Run): once it ends, the write in flight
@@ -77,7 +83,8 @@ type pendingSnapshot struct {
 }
 
 func newSnapshotter(opts *Options) *snapshotter {
-	s := &snapshotter{ledger: opts.Ledger, logger: opts.Logger, ctx: context.Background(), spoolDir: opts.SnapshotSpoolDir}
+	s := &snapshotter{ledger: opts.Ledger, logger: opts.Logger, ctx: context.Background(), spoolDir: opts.SnapshotSpoolDir,
+		failSpools: opts.failSpools}
 	if store, ok := opts.Store.(SnapshotStore); ok && opts.SnapshotEvery > 0 {
 		s.store, s.every = store, uint64(opts.SnapshotEvery)
 	}
@@ -94,15 +101,19 @@ func (s *snapshotter) take(st *ledgerState) *pendingSnapshot {
 	}
 	began := time.Now()
 	sp, fileErr := newSpool(s.spoolDir, s.sizeHint+s.sizeHint/8)
+	s.spools.Add(1)
 	if fileErr != nil {
 		s.logger.Warn("snapshot spooled in memory: no temporary file", "position", st.head, "err", fileErr)
+	}
+	if s.failSpools {
+		sp.err = errors.New("snapshot spool: writes fail (test)")
 	}
 	err := st.domain.MarshalSnapshot(sp)
 	s.last = st.head
 	switch {
 	case sp.err != nil:
 		s.logger.Warn("snapshot not taken", "position", st.head, "err", sp.err)
-		_ = sp.Close()
+		s.drop(sp)
 		return nil
 	case err != nil:
 		// Only a state in the middle of an atomic batch refuses: a bug.
@@ -117,7 +128,7 @@ func (s *snapshotter) take(st *ledgerState) *pendingSnapshot {
 // committed, or drops it when that batch failed (broken).
 func (s *snapshotter) committed(p *pendingSnapshot, broken error) {
 	if broken != nil {
-		_ = p.data.Close()
+		s.drop(p.data)
 		s.busy.Store(false)
 		return
 	}
@@ -125,7 +136,7 @@ func (s *snapshotter) committed(p *pendingSnapshot, broken error) {
 	go func() {
 		defer s.writes.Done()
 		defer s.busy.Store(false)
-		defer p.data.Close()
+		defer s.drop(p.data)
 		began := time.Now()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), snapshotSaveTimeout)
 		defer cancel()
@@ -142,6 +153,12 @@ func (s *snapshotter) committed(p *pendingSnapshot, broken error) {
 		s.logger.Info("snapshot saved", "position", p.position, "bytes", p.data.Len(), "spooled", spooledIn(p.data),
 			"encode_ms", p.took.Milliseconds(), "write_ms", time.Since(began).Milliseconds())
 	}()
+}
+
+// drop closes a spool taken: its file's space, or its buffer, goes.
+func (s *snapshotter) drop(sp *spool) {
+	_ = sp.Close()
+	s.spools.Add(-1)
 }
 
 // spooledIn names where a snapshot was held until written, for the log.

@@ -324,6 +324,9 @@ func TestWriterRestartsFromSnapshot(t *testing.T) {
 	if names, err := os.ReadDir(spoolDir); err != nil || len(names) != 0 {
 		t.Errorf("the spool directory holds %v (%v) once the writer stopped, want nothing", names, err)
 	}
+	if n := commands.SnapshotSpoolsOpen(w); n != 0 {
+		t.Errorf("%d snapshot spools left open once the writer stopped", n)
+	}
 	types := map[string]int{}
 	for _, r := range readLog(t, store, ledger) {
 		types[r.Type]++
@@ -400,6 +403,37 @@ func TestWriterSnapshotsWithoutATemporaryFile(t *testing.T) {
 	if loads := logs.loads(t); len(loads) != 2 || loads[1] != snaps[0] {
 		t.Fatalf("loads from snapshots at %v, want the second from the newest, %d", loads, snaps[0])
 	}
+}
+
+// TestWriterSnapshotSpoolFails: a snapshot whose spool fails (a full disk)
+// is dropped with a warning, its spool closed, and the next is due
+// SnapshotEvery events later, not at every batch; commands go on.
+func TestWriterSnapshotSpoolFails(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ledger := testenv.Name(t)
+	clock := newTestClock()
+	logs := &logBuffer{}
+	opts := commands.Options{Ledger: ledger, Store: store, Clock: clock.Now, Logger: logs.logger(), SnapshotEvery: snapshotEveryTest}
+	commands.FailSnapshotSpools(&opts)
+	w, stop := startWriterWith(t, opts)
+	x := newWriterWorkload(t, w, clock, 6)
+	x.run(200)
+	stop()
+	if snaps := snapshotPositions(t, store, ledger); len(snaps) != 0 {
+		t.Fatalf("snapshots %v saved from spools that failed", snaps)
+	}
+	dropped := strings.Count(logs.String(), "snapshot not taken")
+	if due := int(head(t, store, ledger) / snapshotEveryTest); dropped < 1 || dropped > due {
+		t.Errorf("%d snapshots dropped over %d events, want 1 to %d: one each %d events", dropped,
+			head(t, store, ledger), due, snapshotEveryTest)
+	}
+	if n := commands.SnapshotSpoolsOpen(w); n != 0 {
+		t.Errorf("%d snapshot spools left open", n)
+	}
+	w, _ = startWriterWith(t, commands.Options{Ledger: ledger, Store: store, Clock: clock.Now, Logger: logs.logger()})
+	x.w = w
+	equalsReplay(t, w, store, ledger, x.ids)
 }
 
 func liveCandidate(t *testing.T, w *commands.Writer, id string) (uint64, bool) {

@@ -95,6 +95,8 @@ type Options struct {
 	// file, from its encoding until it is written ("": os.TempDir, which
 	// TMPDIR sets). Where no file can be made there, it waits in memory.
 	SnapshotSpoolDir string
+	// failSpools makes every snapshot's spool fail its writes (tests).
+	failSpools bool
 	// Lease, when set, makes the writer write only while it holds the
 	// ledger's lease: it waits for it (answering requests with ErrNotLeader
 	// meanwhile), loads once it has it and stops writing when it is lost.

@@ -268,6 +268,41 @@ func TestIDIndexTopBits(t *testing.T) {
 	}
 }
 
+// TestIDIndexMergeUnequalRoom: a shard whose two arrays have room for
+// different numbers of entries (a loader's appends grow each to its own size
+// class) merges into new arrays when either is too short, and in place when
+// both have room, and holds every entry after.
+func TestIDIndexMergeUnequalRoom(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ keysCap, valsCap int }{{140, 110}, {110, 140}, {140, 130}} {
+		x := newIDIndex()
+		model := map[uint64]uint64{}
+		sh := &x.shards[7]
+		sh.keys, sh.vals = make([]uint32, 0, c.keysCap), make([]uint64, 0, c.valsCap)
+		for i := range 100 {
+			h := uint64(7)<<56 | uint64(2*i+1)<<24
+			sh.keys, sh.vals = append(sh.keys, uint32(h>>24)), append(sh.vals, uint64(i))
+			model[h] = uint64(i)
+			x.n++
+		}
+		sh.reindex()
+		x.hold() // no merge until asked
+		for i := range 20 {
+			h := uint64(7)<<56 | uint64(4*i+2)<<24
+			if !x.add(h, uint64(1000+i)) {
+				t.Fatalf("caps %v: add(%#x) refused", c, h)
+			}
+			model[h] = uint64(1000 + i)
+		}
+		x.merge(sh)
+		x.held = false
+		if len(sh.recent) != 0 || len(sh.keys) != 120 {
+			t.Fatalf("caps %v: %d merged, %d recent after a merge", c, len(sh.keys), len(sh.recent))
+		}
+		checkIDIndex(t, x, model)
+	}
+}
+
 // TestIDIndexRollback: a batch that adds ids enough to merge shards, and
 // changes statuses of old and new ones, leaves the index as it was when
 // rolled back, and everything in it when committed. Merges wait for the

@@ -9,6 +9,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"testing"
 	"testing/iotest"
 
@@ -253,6 +254,51 @@ func TestLargeSnapshotStreamed(t *testing.T) {
 	if !ok || !bytes.Equal(got.Data, snap.Data) {
 		t.Fatalf("loaded %d bytes (found %v), saved %d", len(got.Data), ok, size)
 	}
+}
+
+// TestSnapshotFromSavedAtOnce: two streamed saves of one position, both
+// inside their COPY at once (each stream waits for the other's first
+// read), both succeed: the second finds the first's row, which is kept, as
+// when saved one after the other.
+func TestSnapshotFromSavedAtOnce(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ledger := testenv.Name(t)
+	recs := records(ledger, 0, eventstore.Hash{}, 1)
+	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	var inside sync.WaitGroup
+	inside.Add(2)
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			snap := snapshotAt(ledger, recs, 1)
+			data := fmt.Appendf(nil, "encoding %d", i)
+			snap.Data, snap.Checksum = nil, sha256.Sum256(data)
+			errs <- s.SaveSnapshotFrom(ctx, snap, len(data), &meetingReader{r: bytes.NewReader(data), inside: &inside})
+		}()
+	}
+	for range 2 {
+		testenv.NoError(t, <-errs)
+	}
+	snap, ok, err := s.LatestSnapshot(ctx, ledger, 1)
+	testenv.NoError(t, err)
+	if !ok || !bytes.HasPrefix(snap.Data, []byte("encoding ")) {
+		t.Errorf("stored %q (found %v)", snap.Data, ok)
+	}
+}
+
+// meetingReader waits, at its first read, until every reader sharing
+// inside has come to its first read.
+type meetingReader struct {
+	r      io.Reader
+	inside *sync.WaitGroup
+	once   sync.Once
+}
+
+func (m *meetingReader) Read(p []byte) (int, error) {
+	m.once.Do(func() { m.inside.Done(); m.inside.Wait() })
+	return m.r.Read(p)
 }
 
 // TestSnapshotSavedAtOnce: two saves of one position at once both succeed
