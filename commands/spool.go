@@ -3,7 +3,6 @@ package commands
 import (
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -39,18 +38,16 @@ type spool struct {
 func newSpool(dir string, hint int) (sp *spool, fileErr error) {
 	sp = &spool{sum: sha256.New()}
 	f, err := os.CreateTemp(dir, "ledgerd-snapshot-*")
-	if err != nil {
-		sp.buf.Grow(hint)
-		return sp, err
-	}
-	// Unlinked now, the file lives as long as it is open.
-	if err := os.Remove(f.Name()); err != nil {
+	if err == nil {
+		// Unlinked now, the file lives as long as it is open.
+		if err = os.Remove(f.Name()); err == nil {
+			sp.f = f
+			return sp, nil
+		}
 		_ = f.Close()
-		sp.buf.Grow(hint)
-		return sp, err
 	}
-	sp.f = f
-	return sp, nil
+	sp.buf.Grow(hint)
+	return sp, err
 }
 
 // Write adds p to the spool; after a failed write, every write fails.
@@ -105,8 +102,5 @@ func (sp *spool) Close() error {
 	}
 	err := sp.f.Close()
 	sp.f = nil
-	if errors.Is(err, os.ErrClosed) {
-		return nil
-	}
 	return err
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"math/bits"
 	"slices"
-	"sort"
 )
 
 // idIndex maps the hash of every id in the transfer id space to the
@@ -299,13 +298,12 @@ func (x *idIndex) each(fn func(h, v uint64) bool) {
 	}
 }
 
-// idIndexLoader builds an index from entries in any order: ascending hash
-// order (what each gives, and what snapshots hold) appends, any other sorts
-// the shards at the end.
+// idIndexLoader builds an index from entries in ascending hash order (what
+// each gives, and what a snapshot holds): each is appended to its shard's
+// arrays, with no sort and no merge.
 type idIndexLoader struct {
-	x      *idIndex
-	last   uint64
-	sorted bool
+	x    *idIndex
+	last uint64
 }
 
 func newIDIndexLoader(n int) *idIndexLoader {
@@ -319,45 +317,29 @@ func newIDIndexLoader(n int) *idIndexLoader {
 			x.shards[s].vals = make([]uint64, 0, per)
 		}
 	}
-	return &idIndexLoader{x: x, sorted: true}
+	return &idIndexLoader{x: x}
 }
 
-func (l *idIndexLoader) add(h, v uint64) {
+// add appends h with the value v, or returns false, adding nothing, when h
+// is not above the last hash added (in the bits the index keeps): out of
+// order, or a hash twice.
+func (l *idIndexLoader) add(h, v uint64) bool {
 	h &= idHashMask
 	if l.x.n > 0 && h <= l.last {
-		l.sorted = false
+		return false
 	}
 	l.last = h
 	sh, k := l.x.locate(h)
 	sh.keys = append(sh.keys, k)
 	sh.vals = append(sh.vals, v)
 	l.x.n++
+	return true
 }
 
-// done returns the index, or false when a hash came twice (alike in the
-// bits the index keeps).
-func (l *idIndexLoader) done() (*idIndex, bool) {
+// done returns the index.
+func (l *idIndexLoader) done() *idIndex {
 	for s := range l.x.shards {
-		sh := &l.x.shards[s]
-		if !l.sorted {
-			sort.Sort((*shardByKey)(sh))
-		}
-		for i := 1; i < len(sh.keys); i++ {
-			if sh.keys[i] == sh.keys[i-1] {
-				return nil, false
-			}
-		}
-		sh.reindex()
+		l.x.shards[s].reindex()
 	}
-	return l.x, true
-}
-
-// shardByKey sorts a shard's two arrays together, in place.
-type shardByKey idShard
-
-func (sh *shardByKey) Len() int           { return len(sh.keys) }
-func (sh *shardByKey) Less(i, j int) bool { return sh.keys[i] < sh.keys[j] }
-func (sh *shardByKey) Swap(i, j int) {
-	sh.keys[i], sh.keys[j] = sh.keys[j], sh.keys[i]
-	sh.vals[i], sh.vals[j] = sh.vals[j], sh.vals[i]
+	return l.x
 }

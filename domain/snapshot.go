@@ -427,29 +427,23 @@ func (d *snapReader) index(s *State) {
 	l := newIDIndexLoader(size)
 	var h uint64
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		// Each hash is above the last: the loader appends, and a hash
-		// twice is refused here.
 		step := d.uvarint()
-		if i > 0 && step == 0 {
-			d.fail("index entry %d: its hash is the previous one's", i)
-			return
-		}
 		if step > (idHashMask-h)>>(64-idHashBits) {
 			d.fail("index entry %d: its hash is beyond %d bits", i, idHashBits)
 			return
 		}
 		h += step << (64 - idHashBits)
-		l.add(h, d.indexValue())
+		// Each hash is above the last (a step of 0 after the first is a
+		// hash twice): the loader refuses any other.
+		if v := d.indexValue(); d.err == nil && !l.add(h, v) {
+			d.fail("index entry %d: its hash is the previous one's", i)
+			return
+		}
 	}
 	if d.err != nil {
 		return
 	}
-	ids, ok := l.done()
-	if !ok {
-		d.fail("index: a hash twice")
-		return
-	}
-	s.ids = ids
+	s.ids = l.done()
 	n = d.uvarint()
 	s.collided = make(map[string]uint64, snapshotHint(n))
 	for i := uint64(0); i < n && d.err == nil; i++ {

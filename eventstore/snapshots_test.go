@@ -23,6 +23,15 @@ func snapshotAt(ledger string, recs []eventstore.Record, pos uint64) eventstore.
 		Data: []byte(fmt.Sprintf("state of %s at %d", ledger, pos))}
 }
 
+// appended is a ledger named for t with n events appended to s.
+func appended(t *testing.T, s *eventstore.Store, n int) (string, []eventstore.Record) {
+	t.Helper()
+	ledger := testenv.Name(t)
+	recs := records(ledger, 0, eventstore.Hash{}, n)
+	testenv.NoError(t, s.Append(context.Background(), ledger, 0, eventstore.Hash{}, recs))
+	return ledger, recs
+}
+
 // TestSnapshotsKeepTheNewest: each save keeps the SnapshotsKept newest;
 // LatestSnapshot answers the newest at or below a position, with its data
 // and checksum as saved; ledgers do not see each other's.
@@ -79,9 +88,7 @@ func TestSnapshotRefusedWhenTheLogDisagrees(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := context.Background()
-	ledger := testenv.Name(t)
-	recs := records(ledger, 0, eventstore.Hash{}, 3)
-	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	ledger, recs := appended(t, s, 3)
 	wrongHash := snapshotAt(ledger, recs, 2)
 	wrongHash.Hash = recs[0].Hash
 	beyond := snapshotAt(ledger, recs, 3)
@@ -107,9 +114,7 @@ func TestSnapshotSavedTwiceKeepsTheFirst(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := context.Background()
-	ledger := testenv.Name(t)
-	recs := records(ledger, 0, eventstore.Hash{}, 2)
-	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	ledger, recs := appended(t, s, 2)
 	first := snapshotAt(ledger, recs, 2)
 	second := first
 	second.Data = []byte("the same state, encoded again")
@@ -128,9 +133,7 @@ func TestSnapshotDamageRefused(t *testing.T) {
 	t.Parallel()
 	s, pool := newStore(t)
 	ctx := context.Background()
-	ledger := testenv.Name(t)
-	recs := records(ledger, 0, eventstore.Hash{}, 1)
-	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	ledger, recs := appended(t, s, 1)
 	snap := snapshotAt(ledger, recs, 1)
 	testenv.NoError(t, s.SaveSnapshot(ctx, snap))
 	_, err := pool.Exec(ctx, `UPDATE snapshots SET data = set_byte(data, 3, get_byte(data, 3) # 1) WHERE ledger = $1`, ledger)
@@ -148,9 +151,7 @@ func TestSnapshotFromChecksItsData(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := context.Background()
-	ledger := testenv.Name(t)
-	recs := records(ledger, 0, eventstore.Hash{}, 3)
-	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	ledger, recs := appended(t, s, 3)
 	testenv.NoError(t, s.SaveSnapshot(ctx, snapshotAt(ledger, recs, 1)))
 	good := snapshotAt(ledger, recs, 2)
 	data := good.Data
@@ -191,9 +192,7 @@ func TestSnapshotFromChecksItsData(t *testing.T) {
 func TestLargeSnapshotStreamed(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
-	ledger := testenv.Name(t)
-	recs := records(ledger, 0, eventstore.Hash{}, 1)
-	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	ledger, recs := appended(t, s, 1)
 	snap := snapshotAt(ledger, recs, 1)
 	const size = 16*(4<<20) + 12345 // sixteen chunks and a short one
 	snap.Data = make([]byte, size)
@@ -264,9 +263,7 @@ func TestSnapshotFromSavedAtOnce(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := context.Background()
-	ledger := testenv.Name(t)
-	recs := records(ledger, 0, eventstore.Hash{}, 1)
-	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	ledger, recs := appended(t, s, 1)
 	var inside sync.WaitGroup
 	inside.Add(2)
 	errs := make(chan error, 2)
@@ -307,9 +304,7 @@ func TestSnapshotSavedAtOnce(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := context.Background()
-	ledger := testenv.Name(t)
-	recs := records(ledger, 0, eventstore.Hash{}, 1)
-	testenv.NoError(t, s.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+	ledger, recs := appended(t, s, 1)
 	errs := make(chan error, 8)
 	for i := range cap(errs) {
 		go func() {
