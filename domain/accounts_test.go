@@ -21,8 +21,8 @@ func TestDecideBounds(t *testing.T) {
 				}
 				return u.Format(a.Scale)
 			}
-			if format(a.Min) != min || format(a.Max) != max {
-				t.Errorf("bounds of %s: min %q max %q, want %q %q", id, format(a.Min), format(a.Max), min, max)
+			if format(a.Min()) != min || format(a.Max()) != max {
+				t.Errorf("bounds of %s: min %q max %q, want %q %q", id, format(a.Min()), format(a.Max()), min, max)
 			}
 		}
 	}
@@ -106,8 +106,8 @@ func TestDecideMetadata(t *testing.T) {
 	meta := func(id string, want map[string]string) func(t *testing.T, s *domain.State, e domain.Event) {
 		return func(t *testing.T, s *domain.State, e domain.Event) {
 			a, _ := s.Account(id)
-			if !maps.Equal(a.Metadata, want) {
-				t.Errorf("metadata of %s = %v, want %v", id, a.Metadata, want)
+			if !maps.Equal(a.Metadata(), want) {
+				t.Errorf("metadata of %s = %v, want %v", id, a.Metadata(), want)
 			}
 		}
 	}
@@ -136,8 +136,8 @@ func TestDecideClose(t *testing.T) {
 	closed := func(id string) func(t *testing.T, s *domain.State, e domain.Event) {
 		return func(t *testing.T, s *domain.State, e domain.Event) {
 			checkEvent(t, e, domain.AccountClosed{ID: id})
-			if a, _ := s.Account(id); !a.Closed || a.ClosedAt != s.Position() {
-				t.Errorf("account %s: Closed %v at %d, want closed at %d", id, a.Closed, a.ClosedAt, s.Position())
+			if a, _ := s.Account(id); !a.Closed || a.ClosedAt() != s.Position() {
+				t.Errorf("account %s: Closed %v at %d, want closed at %d", id, a.Closed, a.ClosedAt(), s.Position())
 			}
 		}
 	}

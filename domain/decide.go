@@ -233,13 +233,16 @@ func (fx effects) check() error {
 		if !ok {
 			return fieldErrf("postings", ErrBalanceOverflow, "account %s", a.ID)
 		}
-		if a.Min != nil && next.Available().Cmp(a.Available()) < 0 && next.Available().Cmp(*a.Min) < 0 {
-			return fieldErrf("postings", ErrBelowMinBalance, "account %s would have %s available, min %s",
-				a.ID, next.Available().Format(a.Scale), a.Min.Format(a.Scale))
+		if a.terms == nil {
+			continue
 		}
-		if a.Max != nil && next.Ceiling().Cmp(a.Ceiling()) > 0 && next.Ceiling().Cmp(*a.Max) > 0 {
+		if m := a.terms.min; m != nil && next.Available().Cmp(a.Available()) < 0 && next.Available().Cmp(*m) < 0 {
+			return fieldErrf("postings", ErrBelowMinBalance, "account %s would have %s available, min %s",
+				a.ID, next.Available().Format(a.Scale), m.Format(a.Scale))
+		}
+		if m := a.terms.max; m != nil && next.Ceiling().Cmp(a.Ceiling()) > 0 && next.Ceiling().Cmp(*m) > 0 {
 			return fieldErrf("postings", ErrAboveMaxBalance, "account %s would reach %s, max %s",
-				a.ID, next.Ceiling().Format(a.Scale), a.Max.Format(a.Scale))
+				a.ID, next.Ceiling().Format(a.Scale), m.Format(a.Scale))
 		}
 	}
 	return nil
@@ -268,7 +271,7 @@ func postingAccounts(s *State, i int, debit, credit, asset string) (*Account, *A
 	if err != nil {
 		return nil, nil, fieldErr(postingField(i, "credit_account"), err)
 	}
-	if d.FrozenAt != 0 {
+	if d.FrozenAt() != 0 {
 		return nil, nil, checkNotFrozen(s, postingField(i, "debit_account"), debit)
 	}
 	return d, c, nil

@@ -57,12 +57,12 @@ func decideAccount(s *State, c *OpenAccount) (Event, error) {
 
 // accountAsOpened is the AccountOpened of an account never amended.
 func accountAsOpened(a *Account) AccountOpened {
-	o := AccountOpened{ID: a.ID, Asset: a.Asset, Normal: a.Normal, Metadata: a.Metadata}
-	if a.Min != nil {
-		o.MinBalance = &Amount{Units: *a.Min, Scale: a.Scale}
+	o := AccountOpened{ID: a.ID, Asset: a.Asset, Normal: a.Normal, Metadata: a.Metadata()}
+	if m := a.Min(); m != nil {
+		o.MinBalance = &Amount{Units: *m, Scale: a.Scale}
 	}
-	if a.Max != nil {
-		o.MaxBalance = &Amount{Units: *a.Max, Scale: a.Scale}
+	if m := a.Max(); m != nil {
+		o.MaxBalance = &Amount{Units: *m, Scale: a.Scale}
 	}
 	return o
 }
@@ -169,7 +169,7 @@ func decideClose(s *State, c *CloseAccount) (Event, error) {
 	case !ok:
 		return nil, fieldErr("account_id", ErrAccountNotFound)
 	case a.Closed:
-		return nil, &ExistsError{Position: a.ClosedAt}
+		return nil, &ExistsError{Position: a.ClosedAt()}
 	case !a.DebitsPending.IsZero() || !a.CreditsPending.IsZero():
 		return nil, fieldErrf("account_id", ErrAccountHasPending, "%s debit, %s credit pending",
 			a.DebitsPending.Format(a.Scale), a.CreditsPending.Format(a.Scale))

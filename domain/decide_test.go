@@ -205,7 +205,7 @@ func TestDecideAccountEventAndExists(t *testing.T) {
 	if !ok {
 		t.Fatal("account dave not found")
 	}
-	if a.Position != pos || a.Scale != 8 || a.Min.Format(8) != "-0.50000000" || a.Max.Format(8) != "21.00000000" {
+	if a.Position != pos || a.Scale != 8 || a.Min().Format(8) != "-0.50000000" || a.Max().Format(8) != "21.00000000" {
 		t.Errorf("account = %+v", a)
 	}
 }

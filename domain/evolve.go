@@ -23,18 +23,21 @@ func (s *State) Evolve(pos uint64, e Event) {
 	case AccountBoundsChanged:
 		a := s.mustAccount(e.ID, pos)
 		s.saveAccount(a)
-		a.Min, a.Max, a.Amended = unitsOf(e.MinBalance), unitsOf(e.MaxBalance), true
+		a.setTerms(func(t *accountTerms) { t.min, t.max = unitsOf(e.MinBalance), unitsOf(e.MaxBalance) })
+		a.Amended = true
 	case AccountMetadataSet:
 		a := s.mustAccount(e.ID, pos)
 		s.saveAccount(a)
-		a.Metadata, a.Amended = e.Metadata, true
+		a.setTerms(func(t *accountTerms) { t.metadata = e.Metadata })
+		a.Amended = true
 	case AccountClosed:
 		a := s.mustAccount(e.ID, pos)
 		if a.Closed || !a.DebitsPending.IsZero() || !a.CreditsPending.IsZero() {
 			panic(fmt.Sprintf("domain: account %s closed while closed or with pending amounts (position %d)", e.ID, pos))
 		}
 		s.saveAccount(a)
-		a.Closed, a.ClosedAt = true, pos
+		a.setTerms(func(t *accountTerms) { t.closedAt = pos })
+		a.Closed = true
 	case TransferCommitted:
 		checkAmounts(pos, e.ID, e.Postings)
 		s.evolveMovements(pos, event)
@@ -99,8 +102,11 @@ func (s *State) evolveAccount(pos uint64, e AccountOpened) {
 	if !ok {
 		panic(fmt.Sprintf("domain: account %s in undefined asset %s (position %d)", e.ID, e.Asset, pos))
 	}
-	if s.accounts.Add(Account{ID: e.ID, Asset: asset.Code, Scale: asset.Scale, Normal: e.Normal, Metadata: e.Metadata,
-		Position: pos, Min: unitsOf(e.MinBalance), Max: unitsOf(e.MaxBalance)}) == nil {
+	a := Account{ID: e.ID, Asset: asset.Code, Scale: asset.Scale, Normal: e.Normal, Position: pos}
+	if e.MinBalance != nil || e.MaxBalance != nil || e.Metadata != nil {
+		a.terms = &accountTerms{min: unitsOf(e.MinBalance), max: unitsOf(e.MaxBalance), metadata: e.Metadata}
+	}
+	if s.accounts.Add(a) == nil {
 		panic(fmt.Sprintf("domain: account %s opened twice (position %d)", e.ID, pos))
 	}
 	s.undo(func() { s.accounts.RemoveLast(e.ID) })

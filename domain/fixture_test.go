@@ -3,6 +3,7 @@ package domain_test
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +20,18 @@ var now = time.Date(2026, 3, 4, 5, 6, 7, 891011000, time.UTC)
 // ignores a Hold's bookkeeping (its expiry-heap number).
 var unitsEqual = cmp.Options{
 	cmp.Comparer(func(a, b domain.Units) bool { return a.Cmp(b) == 0 }),
+	// An account's terms are compared as values.
+	cmp.Exporter(func(t reflect.Type) bool {
+		return t == reflect.TypeFor[domain.Account]() || t == accountTermsType
+	}),
 	cmpopts.IgnoreUnexported(domain.Hold{}),
 }
+
+// accountTermsType is the type behind domain.Account's terms.
+var accountTermsType = func() reflect.Type {
+	f, _ := reflect.TypeFor[domain.Account]().FieldByName("terms")
+	return f.Type.Elem()
+}()
 
 // decided remembers, per state, the events decide returned, by the position
 // they take when applied next: the log the tests would otherwise need, to
@@ -123,16 +134,8 @@ func snapshot(s *domain.State, ids []string) map[string]domain.Account {
 	out := make(map[string]domain.Account, len(ids))
 	for _, id := range ids {
 		if a, ok := s.Account(id); ok {
-			c := *a
-			if a.Min != nil {
-				m := *a.Min
-				c.Min = &m
-			}
-			if a.Max != nil {
-				m := *a.Max
-				c.Max = &m
-			}
-			out[id] = c
+			// A copy is enough: an account's terms are never changed in place.
+			out[id] = *a
 		}
 	}
 	return out

@@ -144,8 +144,8 @@ func decideFreeze(s *State, c *FreezeAccount) (Event, error) {
 		mark := *c.Alert
 		return AccountFrozen{ID: a.ID, Reason: c.Reason, Alert: &mark}, nil
 	}
-	if a.FrozenAt != 0 {
-		return nil, &ExistsError{Position: a.FrozenAt}
+	if at := a.FrozenAt(); at != 0 {
+		return nil, &ExistsError{Position: at}
 	}
 	return AccountFrozen{ID: a.ID, Reason: c.Reason}, nil
 }
@@ -160,8 +160,8 @@ func decideUnfreeze(s *State, c *UnfreezeAccount) (Event, error) {
 	switch {
 	case !ok:
 		return nil, fieldErr("account_ids", ErrAccountNotFound)
-	case a.FrozenAt == 0:
-		return nil, &ExistsError{Position: a.UnfrozenAt}
+	case a.FrozenAt() == 0:
+		return nil, &ExistsError{Position: a.UnfrozenAt()}
 	}
 	return AccountUnfrozen{ID: a.ID, Reason: c.Reason}, nil
 }
@@ -178,28 +178,28 @@ func (s *State) evolveFrozen(pos uint64, e *AccountFrozen) {
 		mark, markPos := s.alertMark, s.alertMarkPos
 		s.alertMark, s.alertMarkPos = *e.Alert, pos
 		s.undo(func() { s.alertMark, s.alertMarkPos = mark, markPos })
-	} else if a.FrozenAt != 0 {
+	} else if a.FrozenAt() != 0 {
 		panic(fmt.Sprintf("domain: account %s frozen twice (position %d)", e.ID, pos))
 	}
-	if a.FrozenAt == 0 {
+	if a.FrozenAt() == 0 {
 		s.saveAccount(a)
-		a.FrozenAt = pos
+		a.setTerms(func(t *accountTerms) { t.frozenAt = pos })
 	}
 }
 
 func (s *State) evolveUnfrozen(pos uint64, e *AccountUnfrozen) {
 	a := s.mustAccount(e.ID, pos)
-	if a.FrozenAt == 0 {
+	if a.FrozenAt() == 0 {
 		panic(fmt.Sprintf("domain: account %s unfrozen while not frozen (position %d)", e.ID, pos))
 	}
 	s.saveAccount(a)
-	a.FrozenAt, a.UnfrozenAt = 0, pos
+	a.setTerms(func(t *accountTerms) { t.frozenAt, t.unfrozenAt = 0, pos })
 }
 
 // checkNotFrozen refuses a posting whose debit account is frozen.
 func checkNotFrozen(s *State, field, debit string) error {
-	if a, ok := s.accounts.Lookup(debit); ok && a.FrozenAt != 0 {
-		return fieldErrf(field, ErrAccountFrozen, "account %s frozen at position %d", debit, a.FrozenAt)
+	if a, ok := s.accounts.Lookup(debit); ok && a.FrozenAt() != 0 {
+		return fieldErrf(field, ErrAccountFrozen, "account %s frozen at position %d", debit, a.FrozenAt())
 	}
 	return nil
 }

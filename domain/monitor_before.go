@@ -180,7 +180,7 @@ func (s *State) recordVelocity(postings []Posting, effectiveAt time.Time) {
 
 func (s *State) velocityWatched(a *Account) bool {
 	for _, r := range s.monitor.velocity {
-		if r.Rule.Watches(a.ID, a.Asset, a.Metadata) {
+		if r.Rule.Watches(a.ID, a.Asset, a.Metadata()) {
 			return true
 		}
 	}
@@ -221,14 +221,14 @@ func (s *State) watchedLegs(r *Rule, p *Posting, side Side, fn func(account stri
 		return nil
 	}
 	if side != SideCredit {
-		if a := s.accounts.Get(p.Debit); r.Watches(a.ID, a.Asset, a.Metadata) {
+		if a := s.accounts.Get(p.Debit); r.Watches(a.ID, a.Asset, a.Metadata()) {
 			if err := fn(a.ID, SideDebit); err != nil {
 				return err
 			}
 		}
 	}
 	if side != SideDebit {
-		if a := s.accounts.Get(p.Credit); r.Watches(a.ID, a.Asset, a.Metadata) {
+		if a := s.accounts.Get(p.Credit); r.Watches(a.ID, a.Asset, a.Metadata()) {
 			return fn(a.ID, SideCredit)
 		}
 	}
@@ -301,7 +301,7 @@ func (s *State) checkCrossing(r *RuleVersion, fx effects) error {
 	b := r.Rule.BalanceCrossing
 	for _, ef := range fx {
 		a := ef.acc
-		if !r.Rule.Watches(a.ID, a.Asset, a.Metadata) {
+		if !r.Rule.Watches(a.ID, a.Asset, a.Metadata()) {
 			continue
 		}
 		next, _ := applied(a, ef.debitsPosted, ef.creditsPosted, ef.debitsPending, ef.creditsPending)

@@ -28,8 +28,8 @@ func TestFreezeRefusesDebitsOnly(t *testing.T) {
 	s := newWorld(t)
 	apply(t, s, transfer("fund", posting("world", "carol", "USD", "100")))
 	at := apply(t, s, &domain.FreezeAccount{AccountID: "carol", Reason: "stolen card"})
-	if a, _ := s.Account("carol"); a.FrozenAt != at {
-		t.Fatalf("FrozenAt = %d, want %d", a.FrozenAt, at)
+	if a, _ := s.Account("carol"); a.FrozenAt() != at {
+		t.Fatalf("FrozenAt = %d, want %d", a.FrozenAt(), at)
 	}
 	wantRefused(t, s, transfer("out", posting("world", "bob", "USD", "1"), posting("carol", "world", "USD", "1")),
 		domain.ErrAccountFrozen, "postings[1].debit_account")
@@ -82,8 +82,8 @@ func TestAlertFreezeOnce(t *testing.T) {
 			t.Fatalf("freeze for alert %s again: got %v, want EXISTS at %d", m.ID, err, at)
 		}
 	}
-	if a, _ := s.Account("carol"); a.FrozenAt != 0 {
-		t.Fatalf("carol frozen at %d after the unfreeze", a.FrozenAt)
+	if a, _ := s.Account("carol"); a.FrozenAt() != 0 {
+		t.Fatalf("carol frozen at %d after the unfreeze", a.FrozenAt())
 	}
 }
 

@@ -164,7 +164,7 @@ func (w *holdsWorkload) genClose() (string, domain.Command, expectation) {
 		// Keep enough accounts open for transfers to mean something.
 		return "metadata", setMeta(id, w.meta()), nil
 	}
-	closed, closedAt, pending := a.Closed, a.ClosedAt, !a.DebitsPending.IsZero() || !a.CreditsPending.IsZero()
+	closed, closedAt, pending := a.Closed, a.ClosedAt(), !a.DebitsPending.IsZero() || !a.CreditsPending.IsZero()
 	return "close", closeAccount(id), func(_ domain.Event, err error) {
 		var ee *domain.ExistsError
 		switch {

@@ -258,12 +258,12 @@ func (w *holdsWorkload) fingerprint(b []printRow) []printRow {
 	for _, id := range w.m.accounts {
 		a, _ := w.s.Account(id)
 		r := printRow{dp: a.DebitsPosted, cp: a.CreditsPosted, dq: a.DebitsPending, cq: a.CreditsPending,
-			closed: a.Closed, closedAt: a.ClosedAt, metadata: len(a.Metadata)}
-		if a.Min != nil {
-			r.min, r.hasMin = *a.Min, true
+			closed: a.Closed, closedAt: a.ClosedAt(), metadata: len(a.Metadata())}
+		if a.Min() != nil {
+			r.min, r.hasMin = *a.Min(), true
 		}
-		if a.Max != nil {
-			r.max, r.hasMax = *a.Max, true
+		if a.Max() != nil {
+			r.max, r.hasMax = *a.Max(), true
 		}
 		b = append(b, r)
 	}
@@ -453,13 +453,13 @@ func (w *holdsWorkload) checkInvariants(rows map[string]accountRow) {
 		if !moved {
 			continue
 		}
-		if a.Min != nil && a.Available().Cmp(before.available) < 0 && a.Available().Cmp(*a.Min) < 0 {
+		if a.Min() != nil && a.Available().Cmp(before.available) < 0 && a.Available().Cmp(*a.Min()) < 0 {
 			w.t.Errorf("step %d: account %s available %s -> %s, below min %s", w.step, id,
-				before.available.Format(a.Scale), a.Available().Format(a.Scale), a.Min.Format(a.Scale))
+				before.available.Format(a.Scale), a.Available().Format(a.Scale), a.Min().Format(a.Scale))
 		}
-		if a.Max != nil && a.Ceiling().Cmp(before.ceiling) > 0 && a.Ceiling().Cmp(*a.Max) > 0 {
+		if a.Max() != nil && a.Ceiling().Cmp(before.ceiling) > 0 && a.Ceiling().Cmp(*a.Max()) > 0 {
 			w.t.Errorf("step %d: account %s ceiling %s -> %s, above max %s", w.step, id,
-				before.ceiling.Format(a.Scale), a.Ceiling().Format(a.Scale), a.Max.Format(a.Scale))
+				before.ceiling.Format(a.Scale), a.Ceiling().Format(a.Scale), a.Max().Format(a.Scale))
 		}
 	}
 	for code, s := range perAsset {

@@ -547,17 +547,17 @@ func (w *workload) checkInvariants(t *testing.T, step int) {
 
 		// With no bound changes and no pending transfers: once an account is
 		// inside a bound, it stays inside.
-		if a.Min != nil {
-			inside := a.Available().Cmp(*a.Min) >= 0
+		if a.Min() != nil {
+			inside := a.Available().Cmp(*a.Min()) >= 0
 			if m.insideMin && !inside {
-				t.Errorf("step %d: account %s available %s below min %s", step, id, a.Available().Format(a.Scale), a.Min.Format(a.Scale))
+				t.Errorf("step %d: account %s available %s below min %s", step, id, a.Available().Format(a.Scale), a.Min().Format(a.Scale))
 			}
 			m.insideMin = m.insideMin || inside
 		}
-		if a.Max != nil {
-			inside := a.Ceiling().Cmp(*a.Max) <= 0
+		if a.Max() != nil {
+			inside := a.Ceiling().Cmp(*a.Max()) <= 0
 			if m.insideMax && !inside {
-				t.Errorf("step %d: account %s ceiling %s above max %s", step, id, a.Ceiling().Format(a.Scale), a.Max.Format(a.Scale))
+				t.Errorf("step %d: account %s ceiling %s above max %s", step, id, a.Ceiling().Format(a.Scale), a.Max().Format(a.Scale))
 			}
 			m.insideMax = m.insideMax || inside
 		}

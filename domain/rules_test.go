@@ -115,10 +115,6 @@ func viewNoExpiry(s *domain.State, accounts, holds, assets []string) stateView {
 		Position: s.Position(), AccountCount: s.AccountCount(), HoldCount: s.HoldCount(), TransferCount: s.TransferCount(),
 		Accounts: snapshot(s, accounts), Holds: map[string]domain.Hold{}, Assets: map[string]domain.Asset{},
 	}
-	for id, a := range v.Accounts {
-		a.Metadata = maps.Clone(a.Metadata)
-		v.Accounts[id] = a
-	}
 	for _, id := range holds {
 		if h, ok := s.Hold(id); ok {
 			c := *h

@@ -179,10 +179,14 @@ func (e *snapWriter) account(a *Account, assetIndex map[string]uint64) {
 	e.str(a.ID)
 	e.uvarint(assetIndex[a.Asset])
 	var flags byte
-	if a.Min != nil {
+	var t accountTerms
+	if a.terms != nil {
+		t = *a.terms
+	}
+	if t.min != nil {
 		flags |= flagMin
 	}
-	if a.Max != nil {
+	if t.max != nil {
 		flags |= flagMax
 	}
 	if a.Closed {
@@ -191,30 +195,30 @@ func (e *snapWriter) account(a *Account, assetIndex map[string]uint64) {
 	if a.Amended {
 		flags |= flagAmended
 	}
-	if a.FrozenAt != 0 || a.UnfrozenAt != 0 {
+	if t.frozenAt != 0 || t.unfrozenAt != 0 {
 		flags |= flagFreezes
 	}
 	e.buf = append(e.buf, byte(a.Normal), flags)
-	if a.Min != nil {
-		e.units(*a.Min)
+	if t.min != nil {
+		e.units(*t.min)
 	}
-	if a.Max != nil {
-		e.units(*a.Max)
+	if t.max != nil {
+		e.units(*t.max)
 	}
-	if a.Metadata == nil {
+	if t.metadata == nil {
 		e.uvarint(0)
 	} else {
-		e.uvarint(uint64(len(a.Metadata)) + 1)
-		for k, v := range a.Metadata {
+		e.uvarint(uint64(len(t.metadata)) + 1)
+		for k, v := range t.metadata {
 			e.str(k)
 			e.str(v)
 		}
 	}
 	e.uvarint(a.Position)
-	e.uvarint(a.ClosedAt)
+	e.uvarint(t.closedAt)
 	if flags&flagFreezes != 0 {
-		e.uvarint(a.FrozenAt)
-		e.uvarint(a.UnfrozenAt)
+		e.uvarint(t.frozenAt)
+		e.uvarint(t.unfrozenAt)
 	}
 	e.units(a.DebitsPosted)
 	e.units(a.CreditsPosted)
@@ -337,6 +341,7 @@ func (d *snapReader) accounts(s *State, assets []Asset) {
 	s.accounts = newAccountTable(snapshotHint(n))
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		a := &Account{ID: d.str()}
+		var t accountTerms
 		asset := d.asset(assets)
 		a.Asset, a.Scale = asset.Code, asset.Scale
 		a.Normal = Side(d.byte1())
@@ -346,27 +351,28 @@ func (d *snapReader) accounts(s *State, assets []Asset) {
 		}
 		if flags&flagMin != 0 {
 			u := d.units()
-			a.Min = &u
+			t.min = &u
 		}
 		if flags&flagMax != 0 {
 			u := d.units()
-			a.Max = &u
+			t.max = &u
 		}
 		a.Closed, a.Amended = flags&flagClosed != 0, flags&flagAmended != 0
 		if m := d.uvarint(); m > 0 {
 			if m-1 > snapshotListMax {
 				d.fail("account %s has %d metadata keys", a.ID, m-1)
 			}
-			a.Metadata = make(map[string]string, min(m-1, snapshotListMax))
+			t.metadata = make(map[string]string, min(m-1, snapshotListMax))
 			for j := uint64(1); j < m && d.err == nil; j++ {
 				k := d.str()
-				a.Metadata[k] = d.str()
+				t.metadata[k] = d.str()
 			}
 		}
-		a.Position, a.ClosedAt = d.uvarint(), d.uvarint()
+		a.Position, t.closedAt = d.uvarint(), d.uvarint()
 		if flags&flagFreezes != 0 {
-			a.FrozenAt, a.UnfrozenAt = d.uvarint(), d.uvarint()
+			t.frozenAt, t.unfrozenAt = d.uvarint(), d.uvarint()
 		}
+		a.setTerms(func(at *accountTerms) { *at = t })
 		a.DebitsPosted, a.CreditsPosted, a.DebitsPending, a.CreditsPending = d.units(), d.units(), d.units(), d.units()
 		if s.accounts.Add(*a) == nil {
 			d.fail("account %s twice", a.ID)

@@ -69,7 +69,7 @@ func (e *env) backBeforeBalancesFromLines() {
 		ids = append(ids, id)
 		dp, cp = append(dp, a.DebitsPosted.Format(a.Scale)), append(cp, a.CreditsPosted.Format(a.Scale))
 		dq, cq = append(dq, a.DebitsPending.Format(a.Scale)), append(cq, a.CreditsPending.Format(a.Scale))
-		positions = append(positions, int64(max(a.Position, r.moved[id], a.ClosedAt)))
+		positions = append(positions, int64(max(a.Position, r.moved[id], a.ClosedAt())))
 	}
 	testenv.NoError(t, pgx.BeginFunc(t.Context(), e.pool, func(tx pgx.Tx) error {
 		if err := execEach(t.Context(), tx,

@@ -924,7 +924,7 @@ func (e *env) checkTrialAccounts(pos uint64) {
 		a, _ := r.st.Account(id)
 		ta := trialAccount{Asset: a.Asset, Normal: a.Normal.String(), Scale: int16(a.Scale), Closed: a.Closed, Position: a.Position}
 		if a.Closed {
-			ta.Position = a.ClosedAt
+			ta.Position = a.ClosedAt()
 		}
 		want[id] = ta
 	}
