@@ -128,6 +128,8 @@ func (s *snapshotter) take(st *ledgerState) *pendingSnapshot {
 // committed, or drops it when that batch failed (broken).
 func (s *snapshotter) committed(p *pendingSnapshot, broken error) {
 	if broken != nil {
+		// It holds the failed batch, which the log does not.
+		s.logger.Info("snapshot dropped: its batch failed", "position", p.position)
 		s.drop(p.data)
 		s.busy.Store(false)
 		return

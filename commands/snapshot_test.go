@@ -436,6 +436,65 @@ func TestWriterSnapshotSpoolFails(t *testing.T) {
 	equalsReplay(t, w, store, ledger, x.ids)
 }
 
+// TestWriterSnapshotDroppedWithItsBatch: a snapshot is taken once its batch
+// is decided, before that batch's append. When the append then fails, the
+// snapshot holds a state the log never had: it is dropped, not saved, and its
+// spool closed; a writer started afterwards equals a replay of the log.
+func TestWriterSnapshotDroppedWithItsBatch(t *testing.T) {
+	t.Parallel()
+	store, pool := newStoreAndPool(t)
+	ledger := testenv.Name(t)
+	logs := &logBuffer{}
+	spoolDir := t.TempDir()
+	var (
+		armed      atomic.Bool
+		archiveErr = make(chan error, 1)
+	)
+	opts := commands.Options{Ledger: ledger, Store: store, Logger: logs.logger(), SnapshotEvery: snapshotEveryTest,
+		SnapshotSpoolDir: spoolDir}
+	commands.SetBeforeAppend(&opts, func(uint64) {
+		if armed.CompareAndSwap(true, false) {
+			// Archived under the append: its check of the status fails it.
+			_, err := pool.Exec(context.Background(), `UPDATE ledgers SET status = 'archived' WHERE ledger = $1`, ledger)
+			archiveErr <- err
+		}
+	})
+	w, stop := startWriterWith(t, opts)
+	setup(t, w, 2)
+	before := head(t, store, ledger)
+	armed.Store(true)
+	cmds := make([]domain.Command, snapshotEveryTest)
+	for i := range cmds {
+		cmds[i] = transferCmd(fmt.Sprintf("t%d", i), 0, 1, "1.00")
+	}
+	if _, err := w.Submit(context.Background(), cmds); err == nil {
+		t.Fatal("a batch whose append failed was acknowledged")
+	}
+	testenv.NoError(t, <-archiveErr)
+	stop()
+	dropped := regexp.MustCompile(fmt.Sprintf(`msg="snapshot dropped: its batch failed" ledger=\S+ position=%d\n`, before+snapshotEveryTest))
+	if !dropped.MatchString(logs.String()) {
+		t.Fatalf("no %s in the writer's log:\n%s", dropped, logs.String())
+	}
+	if snaps := snapshotPositions(t, store, ledger); len(snaps) != 0 {
+		t.Fatalf("snapshots %v saved, want none: the batch they follow failed", snaps)
+	}
+	if n := commands.SnapshotSpoolsOpen(w); n != 0 {
+		t.Errorf("%d snapshot spools left open", n)
+	}
+	if names, err := os.ReadDir(spoolDir); err != nil || len(names) != 0 {
+		t.Errorf("the spool directory holds %v (%v), want nothing", names, err)
+	}
+	if got := head(t, store, ledger); got != before {
+		t.Fatalf("head %d after the failed append, want %d", got, before)
+	}
+	_, err := pool.Exec(context.Background(), `UPDATE ledgers SET status = 'active' WHERE ledger = $1`, ledger)
+	testenv.NoError(t, err)
+	w, _ = startWriterWith(t, commands.Options{Ledger: ledger, Store: store, Logger: logs.logger()})
+	mustCreate(t, submit(t, w, cmds...))
+	equalsReplay(t, w, store, ledger, []string{"a0", "a1"})
+}
+
 func liveCandidate(t *testing.T, w *commands.Writer, id string) (uint64, bool) {
 	t.Helper()
 	var (
