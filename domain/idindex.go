@@ -12,7 +12,7 @@ import (
 // A writer holding ten million transfers holds ten million entries, so the
 // index is kept compact. It keeps a hash's top 40 bits (idHashBits): the top
 // byte picks one of 256 shards, and the next 32, the entry's key there, fit
-// a uint32. An entry is then 12 bytes in sorted arrays, 18 with their room
+// a uint32. An entry is then 12 bytes in sorted arrays, 14.8 with their room
 // to grow and the recent maps, 15.5 loaded from a snapshot
 // (BenchmarkIDIndexMemory, a million entries; 21.6 and 19.2 with 64-bit
 // hashes, 20 to 40 in a Go map). Each shard keeps:
@@ -21,8 +21,10 @@ import (
 //   - a directory of keys by their top bits, so that a look-up reads one
 //     bucket of about 8 to 16 keys, not a binary search's 20 probes;
 //   - recent, a small map of the entries added since the last merge. It is
-//     merged into the arrays when it grows past an eighth of them: a merge
-//     moves about nine entries an insert, amortized.
+//     merged into the arrays when it grows past a sixteenth of them: a merge
+//     moves about seventeen entries an insert, amortized, and a map keeps
+//     the room it once had, so a smaller bound is less memory (an eighth
+//     took 18 bytes an entry in all, and BenchmarkStateAtScale 22 MiB more).
 //
 // An entry found is a candidate: the caller confirms it against the event
 // at its position, and an id whose 40 bits another id holds is kept by its
@@ -182,7 +184,7 @@ func (x *idIndex) insert(sh *idShard, k uint32, v uint64) {
 
 // recentMax is how many recent entries a shard of n merged ones holds
 // before a merge.
-func recentMax(n int) int { return max(idRecentMin, n/8) }
+func recentMax(n int) int { return max(idRecentMin, n/16) }
 
 // hold defers merges until release: what is added meanwhile can be removed
 // from a map. The recent maps then outgrow their bound by at most what the
