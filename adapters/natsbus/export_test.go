@@ -11,3 +11,9 @@ const RelayOfferedMax = relayOfferedMax
 
 // WakeTaken says r has taken every wake given it.
 func WakeTaken(r *Relay) bool { return len(r.wake) == 0 }
+
+// PendingRoom is how many records s holds pending and the room its array
+// has past them.
+func PendingRoom(s *Source) (pending, room int) {
+	return len(s.pending), cap(s.pending) - len(s.pending)
+}

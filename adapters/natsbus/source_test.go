@@ -117,6 +117,34 @@ func TestSourceNextWaitsForRecords(t *testing.T) {
 	checkRecords(t, got, readLog(t, store, ledger)[from-1:])
 }
 
+// TestSourceGrowsPendingOnce: the frames that have arrived by a Next are
+// parsed into one array sized from their headers, not grown frame by frame
+// (each growth copied the records parsed so far, and left room past them):
+// what a Next leaves pending has no more room past it than the
+// allocation's rounding.
+func TestSourceGrowsPendingOnce(t *testing.T) {
+	t.Parallel()
+	store, ledger, log, _ := publishedLog(t, 300) // six frames of 50
+	want := readLog(t, store, ledger)
+	src := newSource(t, store, ledger)
+	checkRecords(t, readRange(t, src, 1, 1, 1), want[:1])
+	// The consumer now buffers the other frames.
+	time.Sleep(time.Second)
+	const max = 2*sourceFrameRecords + 20
+	recs, err := src.Next(t.Context(), 2, max)
+	testenv.NoError(t, err)
+	checkRecords(t, recs, want[1:1+len(recs)])
+	pending, room := natsbus.PendingRoom(src)
+	if len(recs) != max || pending != 3*sourceFrameRecords-1-max {
+		t.Fatalf("Next took %d records and left %d pending; want %d and %d: the frames had not all arrived",
+			len(recs), pending, max, 3*sourceFrameRecords-1-max)
+	}
+	if room >= sourceFrameRecords/4 {
+		t.Errorf("%d records of room past the %d pending: grown frame by frame", room, pending)
+	}
+	checkRecords(t, readRange(t, src, 2+max, log.head, 1000), want[1+max:])
+}
+
 func TestSourceFallsBackToLogAfterPurge(t *testing.T) {
 	t.Parallel()
 	store, ledger, log, relay := publishedLog(t, 300)
