@@ -27,8 +27,12 @@ type copyRows struct {
 	rows int
 }
 
-// copyRowsKeepMax bounds the buffer a pooled copyRows keeps.
-const copyRowsKeepMax = 4 << 20
+// copyRowsKeepMax bounds the buffer a pooled copyRows keeps. A full batch
+// (BatchMaxDefault transfers of one posting) takes 16,384 statement lines,
+// reserved at movementLineBytes each: 4.7 MB. Below that bound (4 MiB
+// before session 29) every full batch allocated and zeroed its buffer
+// anew, 4 % of ledgerd's CPU in batches of 1,000 (docs/perf.md).
+const copyRowsKeepMax = 8 << 20
 
 var copyRowsPool = sync.Pool{New: func() any { return &copyRows{} }}
 
