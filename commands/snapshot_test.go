@@ -476,6 +476,11 @@ func TestWriterSnapshotDroppedWithItsBatch(t *testing.T) {
 	if !dropped.MatchString(logs.String()) {
 		t.Fatalf("no %s in the writer's log:\n%s", dropped, logs.String())
 	}
+	// The store would refuse it (its position is not in the log): the
+	// writer must not have tried.
+	if strings.Contains(logs.String(), "snapshot not saved") {
+		t.Fatalf("the writer tried to save the snapshot of a failed batch:\n%s", logs.String())
+	}
 	if snaps := snapshotPositions(t, store, ledger); len(snaps) != 0 {
 		t.Fatalf("snapshots %v saved, want none: the batch they follow failed", snaps)
 	}

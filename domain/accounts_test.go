@@ -318,6 +318,29 @@ func batch(t *testing.T, s *domain.State) {
 	}
 }
 
+// TestRollbackFreezes: freezes and unfreezes rolled back leave every
+// account as it was: one with metadata frozen, and one frozen before the
+// batch unfrozen and frozen again. An account's terms are shared by its
+// copies (the undo's among them), so a change made to them in place would
+// outlive the undo.
+func TestRollbackFreezes(t *testing.T) {
+	s, holds := richWorld(t)
+	apply(t, s, &domain.FreezeAccount{AccountID: "dave", Reason: "before the batch"})
+	before := viewOf(s, richIDs, holds, worldAssets)
+	s.Begin()
+	for _, c := range []domain.Command{
+		&domain.FreezeAccount{AccountID: "bob", Reason: "in the batch"},
+		&domain.UnfreezeAccount{AccountID: "dave", Reason: "in the batch"},
+		&domain.FreezeAccount{AccountID: "dave", Reason: "again"},
+	} {
+		applyAt(t, s, c, now.Add(time.Minute))
+	}
+	s.Rollback()
+	if diff := cmp.Diff(before, viewOf(s, richIDs, holds, worldAssets), unitsEqual); diff != "" {
+		t.Errorf("Rollback did not restore the state (-before +after):\n%s", diff)
+	}
+}
+
 // TestBeginRollback: everything applied between Begin and Rollback is undone,
 // exactly: accounts, holds, ids, positions, reversals and expiries; the same
 // commands then decide as before. Commit keeps it all.

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 )
 
@@ -115,4 +116,16 @@ func (t *accountTable) indexed() bool {
 		}
 	}
 	return true
+}
+
+// AccountCopy is a copy of a that shares nothing with it: its terms and
+// their metadata copied too, so that a change made to a's in place shows.
+func AccountCopy(a *Account) Account {
+	c := *a
+	if a.terms != nil {
+		t := *a.terms
+		t.metadata = maps.Clone(t.metadata)
+		c.terms = &t
+	}
+	return c
 }

@@ -134,8 +134,9 @@ func snapshot(s *domain.State, ids []string) map[string]domain.Account {
 	out := make(map[string]domain.Account, len(ids))
 	for _, id := range ids {
 		if a, ok := s.Account(id); ok {
-			// A copy is enough: an account's terms are never changed in place.
-			out[id] = *a
+			// Its terms copied too: a change made to them in place, which
+			// an undo would not restore, must show.
+			out[id] = domain.AccountCopy(a)
 		}
 	}
 	return out

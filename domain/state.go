@@ -61,7 +61,7 @@ type State struct {
 	// ids indexes every id of the transfer id space (transfers, holds, posts,
 	// voids, reversals) by the top 40 bits of a 64-bit hash: the value is
 	// the position of the event that took the id, with its status in the
-	// top byte. About 18 bytes an id (idindex.go), and no pointers for the
+	// top byte. About 15 bytes an id (idindex.go), and no pointers for the
 	// garbage collector to scan. The events themselves stay in the log; a
 	// retry, or a hash collision, is resolved by reading one back (see
 	// NeedPriorError). nil in a fold-only state (NewFoldState).
@@ -133,9 +133,9 @@ type Asset struct {
 // Account is an account and its balances in minor units of its asset. What
 // few accounts have (bounds, metadata, a close, a freeze) is kept behind one
 // pointer, nil while none of it is set: a writer holds a million of these,
-// and an account without them is 120 bytes where it was 160, with two
-// pointers for the collector to follow where it had five. The one-byte
-// fields come last, together, for the padding.
+// and an account without them is 120 bytes where it was 160, with three
+// pointer fields where it had five. The one-byte fields come last,
+// together, for the padding.
 type Account struct {
 	ID    string
 	Asset string

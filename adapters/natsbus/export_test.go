@@ -17,3 +17,7 @@ func WakeTaken(r *Relay) bool { return len(r.wake) == 0 }
 func PendingRoom(s *Source) (pending, room int) {
 	return len(s.pending), cap(s.pending) - len(s.pending)
 }
+
+// Buffered is how many frames s's consumer has delivered that s has not
+// taken yet.
+func Buffered(s *Source) int { return len(s.msgs) }

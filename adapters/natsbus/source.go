@@ -130,13 +130,25 @@ func (s *Source) Next(ctx context.Context, from uint64, max int) ([]eventstore.R
 // it copied its records at each growth: 1.2 KB allocated an event for the
 // sources' records in batches of 1,000, 0.3 KB now, and 4 % of ledgerd's
 // CPU in that copying (docs/perf.md, "Session 29").
+//
+// Errors: receive's, for a frame that is not the stream's next or does not
+// parse (the frames taken after it are dropped: Next then stops the
+// consumer, and the next call starts another at its position).
 func (s *Source) gather(first jetstream.Msg, max int) error {
 	msgs := s.arrived[:0]
-	count, bytes := len(s.pending), s.heldBytes
+	// count is what pending will hold, for the limit; room what the frames
+	// take in its array: a fresh source's first frame is parsed whole, its
+	// records before want cut afterwards.
+	want := s.next + uint64(len(s.pending))
+	count, room, bytes := len(s.pending), 0, s.heldBytes
 	take := func(m jetstream.Msg) {
 		msgs = append(msgs, m)
 		if f, l, err := frameSpan(m.Headers()); err == nil { // receive reports one that is not
-			count += int(l - f + 1)
+			room += int(l - f + 1)
+			if l >= want {
+				count += int(l - want + 1) // from want on: a fresh source's first frame may begin before it
+				want = l + 1
+			}
 		}
 		bytes += frameSize(m.Data())
 	}
@@ -156,7 +168,7 @@ more:
 		clear(msgs) // the frames' buffers are not kept alive from here
 		s.arrived = msgs[:0]
 	}()
-	s.pending = slices.Grow(s.pending, count-len(s.pending))
+	s.pending = slices.Grow(s.pending, room)
 	for _, m := range msgs {
 		if err := s.receive(m); err != nil {
 			return err

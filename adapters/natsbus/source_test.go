@@ -117,6 +117,18 @@ func TestSourceNextWaitsForRecords(t *testing.T) {
 	checkRecords(t, got, readLog(t, store, ledger)[from-1:])
 }
 
+// waitBuffered waits until src's consumer has delivered n frames it has
+// not taken yet.
+func waitBuffered(t *testing.T, src *natsbus.Source, n int) {
+	t.Helper()
+	testenv.Eventually(t, relayWaitMax, func() error {
+		if got := natsbus.Buffered(src); got < n {
+			return fmt.Errorf("%d frames buffered, want %d", got, n)
+		}
+		return nil
+	})
+}
+
 // TestSourceGrowsPendingOnce: the frames that have arrived by a Next are
 // parsed into one array sized from their headers, not grown frame by frame
 // (each growth copied the records parsed so far, and left room past them):
@@ -128,8 +140,7 @@ func TestSourceGrowsPendingOnce(t *testing.T) {
 	want := readLog(t, store, ledger)
 	src := newSource(t, store, ledger)
 	checkRecords(t, readRange(t, src, 1, 1, 1), want[:1])
-	// The consumer now buffers the other frames.
-	time.Sleep(time.Second)
+	waitBuffered(t, src, 5) // the other frames
 	const max = 2*sourceFrameRecords + 20
 	recs, err := src.Next(t.Context(), 2, max)
 	testenv.NoError(t, err)
@@ -261,9 +272,9 @@ func TestSourceBoundsTheBytesItHolds(t *testing.T) {
 		t.Fatalf("Next from 1: %d records, %v; want position 1", len(recs), err)
 	}
 	// The consumer now buffers what the stream holds (up to
-	// sourceFramesMax frames): given the time to, a Next without the
-	// bound would take all of them.
-	time.Sleep(time.Second)
+	// sourceFramesMax frames): a Next without the bound would take all
+	// of them.
+	waitBuffered(t, src, frames-1)
 	next, most, calls := uint64(2), 0, 0
 	for ; next <= frames; calls++ {
 		recs, err := src.Next(t.Context(), next, 8192)
