@@ -1,6 +1,8 @@
 package eventstore
 
 import (
+	"slices"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -24,6 +26,21 @@ func arrayOf(elem uint32, n int, size int) []byte {
 // appendArrays are recs' columns as the arrays append_events takes.
 type appendArrays struct {
 	types, versions, recorded, commands, payloads, prev, hashes binaryArray
+}
+
+// size is the bytes of all the arrays.
+func (a *appendArrays) size() int {
+	return len(a.types) + len(a.versions) + len(a.recorded) + len(a.commands) + len(a.payloads) + len(a.prev) + len(a.hashes)
+}
+
+// firstArray is the first of a query's binary arrays, with the size of them
+// all: pgx encodes a query's parameters one after another into one buffer
+// grown by append, so that arrays of megabytes were copied again at each
+// doubling (twice their size allocated for an append); its plan makes room
+// for all of them at once.
+type firstArray struct {
+	binaryArray
+	all int
 }
 
 func appendColumns(recs []Record) appendArrays {
@@ -57,8 +74,13 @@ func appendColumns(recs []Record) appendArrays {
 type binaryArrayCodec struct{ pgtype.Codec }
 
 func (c binaryArrayCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
-	if _, ok := value.(binaryArray); ok && format == pgtype.BinaryFormatCode {
-		return binaryArrayPlan{}
+	if format == pgtype.BinaryFormatCode {
+		switch value.(type) {
+		case binaryArray:
+			return binaryArrayPlan{}
+		case firstArray:
+			return firstArrayPlan{}
+		}
 	}
 	return c.Codec.PlanEncode(m, oid, format, value)
 }
@@ -67,6 +89,13 @@ type binaryArrayPlan struct{}
 
 func (binaryArrayPlan) Encode(value any, buf []byte) ([]byte, error) {
 	return append(buf, value.(binaryArray)...), nil
+}
+
+type firstArrayPlan struct{}
+
+func (firstArrayPlan) Encode(value any, buf []byte) ([]byte, error) {
+	a := value.(firstArray)
+	return append(slices.Grow(buf, a.all), a.binaryArray...), nil
 }
 
 // useBinaryArrays makes conn send a binaryArray as it is, for the array

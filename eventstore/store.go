@@ -203,7 +203,7 @@ func appendOn(ctx context.Context, conn *pgx.Conn, ledger string, expected uint6
 	useBinaryArrays(conn)
 	cols := appendColumns(recs)
 	b.Queue(`SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)`, ledger, int64(expected),
-		cols.types, cols.versions, cols.recorded, cols.commands, cols.payloads, cols.prev, cols.hashes)
+		firstArray{cols.types, cols.size()}, cols.versions, cols.recorded, cols.commands, cols.payloads, cols.prev, cols.hashes)
 	// A notice is delivered at commit only, so it may be queued first.
 	b.Queue(`SELECT pg_notify($1, $2)`, NotifyChannel, ledger)
 	defer func() {
