@@ -233,14 +233,12 @@ func (fx effects) check() error {
 		if !ok {
 			return fieldErrf("postings", ErrBalanceOverflow, "account %s", a.ID)
 		}
-		if a.terms == nil {
-			continue
-		}
-		if m := a.terms.min; m != nil && next.Available().Cmp(a.Available()) < 0 && next.Available().Cmp(*m) < 0 {
+		t := a.readTerms()
+		if m := t.min; m != nil && next.Available().Cmp(a.Available()) < 0 && next.Available().Cmp(*m) < 0 {
 			return fieldErrf("postings", ErrBelowMinBalance, "account %s would have %s available, min %s",
 				a.ID, next.Available().Format(a.Scale), m.Format(a.Scale))
 		}
-		if m := a.terms.max; m != nil && next.Ceiling().Cmp(a.Ceiling()) > 0 && next.Ceiling().Cmp(*m) > 0 {
+		if m := t.max; m != nil && next.Ceiling().Cmp(a.Ceiling()) > 0 && next.Ceiling().Cmp(*m) > 0 {
 			return fieldErrf("postings", ErrAboveMaxBalance, "account %s would reach %s, max %s",
 				a.ID, next.Ceiling().Format(a.Scale), m.Format(a.Scale))
 		}

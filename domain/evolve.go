@@ -23,12 +23,16 @@ func (s *State) Evolve(pos uint64, e Event) {
 	case AccountBoundsChanged:
 		a := s.mustAccount(e.ID, pos)
 		s.saveAccount(a)
-		a.setTerms(func(t *accountTerms) { t.min, t.max = unitsOf(e.MinBalance), unitsOf(e.MaxBalance) })
+		t := *a.readTerms()
+		t.min, t.max = unitsOf(e.MinBalance), unitsOf(e.MaxBalance)
+		a.setTerms(t)
 		a.Amended = true
 	case AccountMetadataSet:
 		a := s.mustAccount(e.ID, pos)
 		s.saveAccount(a)
-		a.setTerms(func(t *accountTerms) { t.metadata = e.Metadata })
+		t := *a.readTerms()
+		t.metadata = e.Metadata
+		a.setTerms(t)
 		a.Amended = true
 	case AccountClosed:
 		a := s.mustAccount(e.ID, pos)
@@ -36,7 +40,9 @@ func (s *State) Evolve(pos uint64, e Event) {
 			panic(fmt.Sprintf("domain: account %s closed while closed or with pending amounts (position %d)", e.ID, pos))
 		}
 		s.saveAccount(a)
-		a.setTerms(func(t *accountTerms) { t.closedAt = pos })
+		t := *a.readTerms()
+		t.closedAt = pos
+		a.setTerms(t)
 		a.Closed = true
 	case TransferCommitted:
 		checkAmounts(pos, e.ID, e.Postings)
@@ -103,9 +109,7 @@ func (s *State) evolveAccount(pos uint64, e AccountOpened) {
 		panic(fmt.Sprintf("domain: account %s in undefined asset %s (position %d)", e.ID, e.Asset, pos))
 	}
 	a := Account{ID: e.ID, Asset: asset.Code, Scale: asset.Scale, Normal: e.Normal, Position: pos}
-	if e.MinBalance != nil || e.MaxBalance != nil || e.Metadata != nil {
-		a.terms = &accountTerms{min: unitsOf(e.MinBalance), max: unitsOf(e.MaxBalance), metadata: e.Metadata}
-	}
+	a.setTerms(accountTerms{min: unitsOf(e.MinBalance), max: unitsOf(e.MaxBalance), metadata: e.Metadata})
 	if s.accounts.Add(a) == nil {
 		panic(fmt.Sprintf("domain: account %s opened twice (position %d)", e.ID, pos))
 	}

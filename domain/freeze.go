@@ -183,7 +183,9 @@ func (s *State) evolveFrozen(pos uint64, e *AccountFrozen) {
 	}
 	if a.FrozenAt() == 0 {
 		s.saveAccount(a)
-		a.setTerms(func(t *accountTerms) { t.frozenAt = pos })
+		t := *a.readTerms()
+		t.frozenAt = pos
+		a.setTerms(t)
 	}
 }
 
@@ -193,7 +195,9 @@ func (s *State) evolveUnfrozen(pos uint64, e *AccountUnfrozen) {
 		panic(fmt.Sprintf("domain: account %s unfrozen while not frozen (position %d)", e.ID, pos))
 	}
 	s.saveAccount(a)
-	a.setTerms(func(t *accountTerms) { t.frozenAt, t.unfrozenAt = 0, pos })
+	t := *a.readTerms()
+	t.frozenAt, t.unfrozenAt = 0, pos
+	a.setTerms(t)
 }
 
 // checkNotFrozen refuses a posting whose debit account is frozen.

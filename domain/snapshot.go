@@ -179,10 +179,7 @@ func (e *snapWriter) account(a *Account, assetIndex map[string]uint64) {
 	e.str(a.ID)
 	e.uvarint(assetIndex[a.Asset])
 	var flags byte
-	var t accountTerms
-	if a.terms != nil {
-		t = *a.terms
-	}
+	t := a.readTerms()
 	if t.min != nil {
 		flags |= flagMin
 	}
@@ -372,7 +369,7 @@ func (d *snapReader) accounts(s *State, assets []Asset) {
 		if flags&flagFreezes != 0 {
 			t.frozenAt, t.unfrozenAt = d.uvarint(), d.uvarint()
 		}
-		a.setTerms(func(at *accountTerms) { *at = t })
+		a.setTerms(t)
 		a.DebitsPosted, a.CreditsPosted, a.DebitsPending, a.CreditsPending = d.units(), d.units(), d.units(), d.units()
 		if s.accounts.Add(*a) == nil {
 			d.fail("account %s twice", a.ID)

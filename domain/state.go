@@ -165,69 +165,48 @@ type accountTerms struct {
 	closedAt, frozenAt, unfrozenAt uint64
 }
 
-// Min is the account's lower bound on its available balance; nil: none.
-func (a *Account) Min() *Units {
+// noTerms are the terms of an account that has none; never changed.
+var noTerms accountTerms
+
+// readTerms is the account's terms, noTerms when it has none: to read,
+// never to change (setTerms).
+func (a *Account) readTerms() *accountTerms {
 	if a.terms == nil {
-		return nil
+		return &noTerms
 	}
-	return a.terms.min
+	return a.terms
 }
+
+// Min is the account's lower bound on its available balance; nil: none.
+func (a *Account) Min() *Units { return a.readTerms().min }
 
 // Max is the account's upper bound on its balance with pending inflows; nil:
 // none.
-func (a *Account) Max() *Units {
-	if a.terms == nil {
-		return nil
-	}
-	return a.terms.max
-}
+func (a *Account) Max() *Units { return a.readTerms().max }
 
 // Metadata is the account's metadata, nil when never set. It is shared, not
 // copied: callers must not change it.
-func (a *Account) Metadata() map[string]string {
-	if a.terms == nil {
-		return nil
-	}
-	return a.terms.metadata
-}
+func (a *Account) Metadata() map[string]string { return a.readTerms().metadata }
 
 // ClosedAt is the position of the account's close, 0 while open.
-func (a *Account) ClosedAt() uint64 {
-	if a.terms == nil {
-		return 0
-	}
-	return a.terms.closedAt
-}
+func (a *Account) ClosedAt() uint64 { return a.readTerms().closedAt }
 
 // FrozenAt is the position of the freeze in force, 0 when not frozen.
-func (a *Account) FrozenAt() uint64 {
-	if a.terms == nil {
-		return 0
-	}
-	return a.terms.frozenAt
-}
+func (a *Account) FrozenAt() uint64 { return a.readTerms().frozenAt }
 
 // UnfrozenAt is the position of the last unfreeze, 0 when none.
-func (a *Account) UnfrozenAt() uint64 {
-	if a.terms == nil {
-		return 0
-	}
-	return a.terms.unfrozenAt
-}
+func (a *Account) UnfrozenAt() uint64 { return a.readTerms().unfrozenAt }
 
-// setTerms changes the account's terms by change, on a copy: the account's
-// old value (saveAccount's undo) keeps its own. All of them zero leave none.
-func (a *Account) setTerms(change func(t *accountTerms)) {
-	var t accountTerms
-	if a.terms != nil {
-		t = *a.terms
-	}
-	change(&t)
+// setTerms gives the account the terms t, in a struct of its own: the
+// account's old value (saveAccount's undo) keeps the one it had. Terms all
+// zero are none, and allocate nothing (a snapshot's load sets a million).
+func (a *Account) setTerms(t accountTerms) {
 	if t.min == nil && t.max == nil && t.metadata == nil && t.closedAt|t.frozenAt|t.unfrozenAt == 0 {
 		a.terms = nil
 		return
 	}
-	a.terms = &t
+	own := t
+	a.terms = &own
 }
 
 // Hold is an open pending transfer.
