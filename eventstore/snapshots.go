@@ -203,7 +203,9 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 // before its first Read (not after: a pool of one would wait on itself).
 // After read returns, the data read (and what read left, drained) is
 // checked against the stored checksum: when that fails, whatever read made
-// of the data must be thrown away.
+// of the data must be thrown away. When read fails, the data is checked
+// too: a read that stumbled on data other than its checksum's returns
+// ErrSnapshotChecksum as well as read's error.
 //
 // Errors (with found true, the metadata is returned too): read's;
 // ErrSnapshotChecksum (data not what was stored, or not its length);
@@ -237,6 +239,10 @@ func (s *Store) ReadSnapshot(ctx context.Context, ledger string, maxPosition uin
 	if err := read(snap, int(size), io.TeeReader(data, sum)); err != nil {
 		if data.err != nil && data.err != io.EOF {
 			err = data.err // the read failed, not what read made of it
+		} else if _, cerr := io.Copy(sum, data); cerr == nil && (data.read != size || !bytes.Equal(sum.Sum(nil), snap.Checksum[:])) {
+			// Data other than its checksum's is why read refused it, which
+			// read could not tell before the end.
+			err = fmt.Errorf("%w, so: %w", ErrSnapshotChecksum, err)
 		}
 		return snap, true, fmt.Errorf("snapshot of %s at %d: %w", ledger, pos, err)
 	}

@@ -128,7 +128,8 @@ func TestSnapshotSavedTwiceKeepsTheFirst(t *testing.T) {
 }
 
 // TestSnapshotDamageRefused: data changed in the table fails the checksum
-// ReadSnapshot checks as it reads.
+// ReadSnapshot checks as it reads, also when read refused the data first
+// (a decoder stumbles on damage before the checksum can be known).
 func TestSnapshotDamageRefused(t *testing.T) {
 	t.Parallel()
 	s, pool := newStore(t)
@@ -140,6 +141,15 @@ func TestSnapshotDamageRefused(t *testing.T) {
 	testenv.NoError(t, err)
 	if _, _, err := s.LatestSnapshot(ctx, ledger, 1); !errors.Is(err, eventstore.ErrSnapshotChecksum) {
 		t.Errorf("damaged snapshot: LatestSnapshot %v, want ErrSnapshotChecksum", err)
+	}
+	refused := errors.New("the data makes no sense")
+	_, _, err = s.ReadSnapshot(ctx, ledger, 1, func(_ eventstore.Snapshot, _ int, data io.Reader) error {
+		_, err := io.ReadFull(data, make([]byte, 4))
+		testenv.NoError(t, err)
+		return refused
+	})
+	if !errors.Is(err, eventstore.ErrSnapshotChecksum) || !errors.Is(err, refused) {
+		t.Errorf("damaged snapshot refused by its read: %v, want ErrSnapshotChecksum and the read's error", err)
 	}
 }
 
