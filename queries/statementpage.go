@@ -3,6 +3,7 @@ package queries
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -29,7 +30,11 @@ func (q *StatementQuery) onePass() bool {
 // pin (NULL: the checkpoint), $4 ToPosition (NULL: none), $5 lo, $6 and $7
 // the cursor's key, $8 IncludePending, $9 the rows to read. Every row
 // carries the heads, the checkpoint and the two totals; a page without
-// lines is one row without a line.
+// lines is one row without a line. The lines' ORDER BY … LIMIT picks them;
+// the statement has no ORDER BY of its own, and readStatementPage puts
+// them in order: a sort of the joined rows cost PostgreSQL about a ninth
+// of a page's CPU (pages of 100 through pgbench, alternated, median of
+// ten: 1.21 → 1.07 ms).
 const statementPageSQL = `WITH b AS (
 		SELECT lh.position IS NOT NULL AS known, COALESCE(c.position, 0) AS checkpoint,
 			h.asset, h.scale, h.normal_balance, h.ledger_no, h.opened_position,
@@ -54,8 +59,7 @@ const statementPageSQL = `WITH b AS (
 	LEFT JOIN LATERAL (SELECT * FROM movements
 		WHERE ledger_no = b.ledger_no AND account_no = b.opened_position AND position BETWEEN $5 AND b.hi
 			AND (position, seq) > ($6, $7) AND ($8 OR NOT pending)
-		ORDER BY position, seq LIMIT $9) l ON true
-	ORDER BY l.position, l.seq`
+		ORDER BY position, seq LIMIT $9) l ON true`
 
 // statementPage reads a page of q (onePass) in one statement. known is
 // false when the ledger has no head here, or when the checkpoint is before
@@ -111,8 +115,8 @@ func readStatementPage(rows pgx.Rows, q *StatementQuery, limit int, cursor *stat
 		line          lineColumns
 		reader        lineReader
 		pinAt         uint64
-		lastSeq       int16
-		more, first   = false, true
+		seqs          []int16 // each line's rank at its position
+		first         = true
 	)
 	dest := append([]any{&known, &checkpoint, &asset, &scale, &normal,
 		&opening[0], &opening[1], &opening[2], &opening[3], &closing[0], &closing[1], &closing[2], &closing[3]},
@@ -152,36 +156,65 @@ func readStatementPage(rows pgx.Rows, q *StatementQuery, limit int, cursor *stat
 		)
 		switch {
 		case raw:
-			if len(out.Lines) < limit {
-				l, seq, ok, err = reader.read(rows.RawValues()[statementPageHead:], uint8(scale.Int16), normal.String)
-			} else { // a line past the page: not read
-				ok = rows.RawValues()[statementPageHead+lineColPosition] != nil
-			}
+			l, seq, ok, err = reader.read(rows.RawValues()[statementPageHead:], uint8(scale.Int16), normal.String)
 		case line.pos.Valid:
 			ok, seq = true, line.seq.Int16
-			if len(out.Lines) < limit {
-				l, err = line.line(uint8(scale.Int16), normal.String)
-			}
+			l, err = line.line(uint8(scale.Int16), normal.String)
 		}
 		switch {
 		case err != nil:
 			return Statement{}, true, raw, err
 		case !ok:
 			continue // no line in the page
-		case len(out.Lines) == limit:
-			more = true
-			continue
+		case len(out.Lines) > limit:
+			// The statement reads one line past the page (limit+1).
+			return Statement{}, true, raw, fmt.Errorf("%s: more than %d lines for a page of %d: a bug of the query",
+				q.Account, limit+1, limit)
+		}
+		if seqs == nil {
+			seqs = make([]int16, 0, limit+1)
 		}
 		out.Lines = append(out.Lines, l)
-		lastSeq = seq
+		seqs = append(seqs, seq)
 	}
 	if err := rows.Err(); err != nil {
 		return Statement{}, false, raw, err
 	}
-	if more {
-		out.NextCursor = nextCursor(q, pinAt, out.Lines[len(out.Lines)-1].Position, lastSeq)
+	sortLines(out.Lines, seqs)
+	if len(out.Lines) > limit {
+		// A line past the page: there is more.
+		out.Lines = out.Lines[:limit]
+		out.NextCursor = nextCursor(q, pinAt, out.Lines[limit-1].Position, seqs[limit-1])
 	}
 	return out, true, raw, nil
+}
+
+// sortLines puts a page's lines in their order, by position then rank
+// (seqs, one a line), which statementPageSQL leaves to it: they come in
+// order but for an ORDER BY that SQL does not promise, so the check most
+// often costs a pass.
+func sortLines(lines []StatementLine, seqs []int16) {
+	if p := (pageLines{lines, seqs}); !sort.IsSorted(p) {
+		sort.Sort(p)
+	}
+}
+
+// pageLines sorts a page's lines and their ranks together.
+type pageLines struct {
+	lines []StatementLine
+	seqs  []int16
+}
+
+func (p pageLines) Len() int { return len(p.lines) }
+
+func (p pageLines) Less(i, j int) bool {
+	a, b := p.lines[i].Position, p.lines[j].Position
+	return a < b || a == b && p.seqs[i] < p.seqs[j]
+}
+
+func (p pageLines) Swap(i, j int) {
+	p.lines[i], p.lines[j] = p.lines[j], p.lines[i]
+	p.seqs[i], p.seqs[j] = p.seqs[j], p.seqs[i]
 }
 
 // openingClosing is a range's opening and closing balances from the totals
