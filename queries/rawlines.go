@@ -2,7 +2,6 @@ package queries
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -114,7 +113,7 @@ func (r *lineReader) read(raw [][]byte, scale uint8, normal string) (l Statement
 	}
 	var metadata map[string]string
 	if v := raw[lineColMetadata]; v != nil {
-		if err := json.Unmarshal(v, &metadata); err != nil {
+		if metadata, err = decodeMetadata(v); err != nil {
 			return StatementLine{}, 0, false, fmt.Errorf("line at %d: metadata: %w", pos, err)
 		}
 	}

@@ -635,12 +635,9 @@ func parseMetadata(b []byte) (map[string]string, error) {
 	if len(b) == 0 || string(b) == "{}" || string(b) == "null" {
 		return nil, nil
 	}
-	var m map[string]string
-	if err := json.Unmarshal(b, &m); err != nil {
+	m, err := decodeMetadata(b)
+	if err != nil || len(m) == 0 {
 		return nil, err
-	}
-	if len(m) == 0 {
-		return nil, nil
 	}
 	return m, nil
 }
@@ -744,26 +741,32 @@ func (s *jsonText) eat(c byte) bool {
 // str takes a string of valid UTF-8 without escapes or control
 // characters (encoding/json replaces invalid UTF-8).
 func (s *jsonText) str() (string, bool) {
+	v, ok := s.strBytes()
+	return string(v), ok
+}
+
+// strBytes is str's bytes, in s's text.
+func (s *jsonText) strBytes() ([]byte, bool) {
 	if !s.eat('"') {
-		return "", false
+		return nil, false
 	}
 	ascii := true
 	for j := s.i; j < len(s.b); j++ {
 		switch c := s.b[j]; {
 		case c == '"':
 			if !ascii && !utf8.Valid(s.b[s.i:j]) {
-				return "", false
+				return nil, false
 			}
-			v := string(s.b[s.i:j])
+			v := s.b[s.i:j]
 			s.i = j + 1
 			return v, true
 		case c == '\\' || c < 0x20:
-			return "", false
+			return nil, false
 		case c >= utf8.RuneSelf:
 			ascii = false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // end says whether only white space is left.
