@@ -58,7 +58,8 @@ func NewRebuilds(pool *pgxpool.Pool, store *eventstore.Store, logger *slog.Logge
 // the next Run resumes from it.
 //
 // Errors: ErrUnknownProjection (its text names the projections);
-// ErrRebuildRunning; the context's; the rebuild's (a database error).
+// domain.ErrUnknownLedger; ErrRebuildRunning; the context's; the
+// rebuild's (a database error).
 func (r *Rebuilds) Run(ctx context.Context, ledger, projection string, report func(projections.Progress)) error {
 	proj, err := projections.ByName(projection)
 	if err != nil {
@@ -67,6 +68,11 @@ func (r *Rebuilds) Run(ctx context.Context, ledger, projection string, report fu
 			names = append(names, p.Name())
 		}
 		return refuse(ErrUnknownProjection, "must be one of %s", strings.Join(names, ", "))
+	}
+	// A ledger that does not exist has no log to rebuild from: an empty
+	// model swapped in would say it does.
+	if _, err := r.store.Ledger(ctx, ledger); err != nil {
+		return err
 	}
 	key := ledger + "/" + proj.Name()
 	release, ok := r.running.claim(key)

@@ -56,7 +56,8 @@ func NewAdminServer(pool *pgxpool.Pool, store *eventstore.Store, keys Keys, ledg
 // keeps its shadow and the next call resumes from it.
 //
 // Errors: InvalidArgument on ledger (malformed) or projection (unknown);
-// AlreadyExists when the same rebuild runs already in this ledgerd;
+// NotFound (unknown ledger); AlreadyExists when the same rebuild runs
+// already in this ledgerd;
 // Canceled or DeadlineExceeded with the call; Internal for a database error.
 func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 	stream grpc.ServerStreamingServer[ledgerv1.RebuildProjectionResponse]) error {
@@ -79,7 +80,7 @@ func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 		return sendErr
 	}
 	if err != nil {
-		return statusOf(err)
+		return resourceStatusOf(err)
 	}
 	return nil
 }

@@ -89,13 +89,14 @@ func (m *Main) devAnchorKey() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(m.Config.DataDir, AnchorPubKeyFile), pub, 0o644); err != nil {
+	pubPath := filepath.Join(m.Config.DataDir, AnchorPubKeyFile)
+	if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
 		return nil, fmt.Errorf("write the anchor public key: %w", err)
 	}
 	if err := writePrivate(path, priv); err != nil {
 		return nil, fmt.Errorf("write the anchor key: %w", err)
 	}
-	m.Logger.Info("dev mode: generated the anchor signing key", "key", path, "public", AnchorPubKeyFile)
+	m.Logger.Info("dev mode: generated the anchor signing key", "key", path, "public", pubPath)
 	return priv, nil
 }
 

@@ -14,7 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/daemon"
@@ -48,6 +50,15 @@ func TestRebuildWhileServing(t *testing.T) {
 	testenv.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	admin := ledgerv1.NewAdminServiceClient(conn)
+
+	// A ledger that does not exist is not found: not rebuilt empty and
+	// swapped in at position 0.
+	none, err := admin.RebuildProjection(ctx(t), &ledgerv1.RebuildProjectionRequest{Ledger: ledger + "-none",
+		Projection: "movements"})
+	testenv.NoError(t, err)
+	if p, err := none.Recv(); status.Code(err) != codes.NotFound {
+		t.Fatalf("rebuild of an unknown ledger: %v, %v; want NotFound", p, err)
+	}
 
 	stop := make(chan struct{})
 	var written, queries, failures atomic.Int64
