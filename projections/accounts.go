@@ -14,8 +14,8 @@ import (
 )
 
 // accountChanges is what a batch changes of the accounts table (migration
-// 0015; the movements projector's since 0021): accounts opened, amended and
-// closed. Transfers never touch it.
+// 0015; the movements projector's since 0021): accounts opened, amended,
+// closed, frozen and unfrozen (0025). Transfers never touch it.
 type accountChanges struct {
 	opened   []domain.AccountOpened
 	openedAt []uint64 // position of each opened account
@@ -25,6 +25,22 @@ type accountChanges struct {
 	amended  map[string]*accountAmend
 	closed   []string
 	closedAt []int64
+	// freezes is each account's freeze as the batch leaves it.
+	freezes map[string]*accountFreeze
+}
+
+// accountFreeze is what a batch's AccountFrozen and AccountUnfrozen events
+// leave of one account's freeze.
+type accountFreeze struct {
+	// frozen: frozen at the batch's end, since position at (the batch's
+	// first freeze after its last unfreeze).
+	frozen bool
+	at     int64
+	// thawed: the batch unfroze the account, so a freeze before the batch
+	// is not the one in force.
+	thawed bool
+	// last is the position of the batch's last freeze or unfreeze.
+	last int64
 }
 
 // accountAmend is what a batch's AccountBoundsChanged and AccountMetadataSet
@@ -50,7 +66,30 @@ func (c *accountChanges) add(e domain.Event, pos uint64, recordedAt time.Time) {
 		a.metadata, a.meta = true, e.Metadata
 	case domain.AccountClosed:
 		c.closed, c.closedAt = append(c.closed, e.ID), append(c.closedAt, int64(pos))
+	case domain.AccountFrozen:
+		// A freeze of a frozen account (an alert's action records one)
+		// leaves the freeze in force where it was.
+		f := c.freeze(e.ID)
+		if !f.frozen {
+			f.frozen, f.at = true, int64(pos)
+		}
+		f.last = int64(pos)
+	case domain.AccountUnfrozen:
+		f := c.freeze(e.ID)
+		f.frozen, f.at, f.thawed, f.last = false, 0, true, int64(pos)
 	}
+}
+
+func (c *accountChanges) freeze(account string) *accountFreeze {
+	if c.freezes == nil {
+		c.freezes = map[string]*accountFreeze{}
+	}
+	f, ok := c.freezes[account]
+	if !ok {
+		f = &accountFreeze{}
+		c.freezes[account] = f
+	}
+	return f
 }
 
 func (c *accountChanges) amend(account string, pos uint64) *accountAmend {
@@ -75,7 +114,37 @@ func (c *accountChanges) write(ctx context.Context, tx pgx.Tx, ledger string) er
 	if err := amendAccounts(ctx, tx, ledger, c.amended); err != nil {
 		return err
 	}
+	if err := freezeAccounts(ctx, tx, ledger, c.freezes); err != nil {
+		return err
+	}
 	return closeAccounts(ctx, tx, ledger, c.closed, c.closedAt)
+}
+
+// freezeAccounts writes each frozen or unfrozen account's freeze as the
+// batch leaves it: the batch's freeze where the batch unfroze the account
+// or it was not frozen before, else the one in force before it.
+func freezeAccounts(ctx context.Context, tx pgx.Tx, ledger string, freezes map[string]*accountFreeze) error {
+	if len(freezes) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(freezes)) // one lock order, as amendAccounts'
+	at, thawed, last := make([]*int64, len(ids)), make([]bool, len(ids)), make([]int64, len(ids))
+	for i, id := range ids {
+		f := freezes[id]
+		if f.frozen {
+			at[i] = &f.at
+		}
+		thawed[i], last[i] = f.thawed, f.last
+	}
+	if _, err := tx.Exec(ctx, `UPDATE accounts a
+		SET frozen_position = CASE WHEN f.at IS NULL THEN NULL WHEN f.thawed THEN f.at
+				ELSE coalesce(a.frozen_position, f.at) END,
+			position = greatest(a.position, f.last)
+		FROM unnest($2::text[], $3::bigint[], $4::boolean[], $5::bigint[]) AS f(id, at, thawed, last)
+		WHERE a.ledger = $1 AND a.account = f.id`, ledger, ids, at, thawed, last); err != nil {
+		return fmt.Errorf("freeze %d accounts: %w", len(ids), err)
+	}
+	return nil
 }
 
 // insertAccounts inserts the accounts opened: bounds, metadata, when opened.

@@ -245,6 +245,10 @@ func (e *env) amendAccounts() uint64 {
 			Metadata: map[string]string{"tier": "gold", "region": "eu"}},
 		&domain.SetAccountMetadata{AccountID: "meta:1", Metadata: map[string]string{"tier": "silver"}},
 		&domain.SetAccountBounds{AccountID: accountID("USD", 1), MinBalance: &low},
+		// Freezes (migration 0025): meta:1 stays frozen, USD-2 is unfrozen
+		// in the next batch, USD-1 frozen there. No later debit of these.
+		&domain.FreezeAccount{AccountID: "meta:1", Reason: "test"},
+		&domain.FreezeAccount{AccountID: accountID("USD", 2), Reason: "test"},
 	})
 	e.submit([]domain.Command{
 		&domain.SetAccountMetadata{AccountID: accountID("USD", 0), Metadata: map[string]string{"k": "v"}},
@@ -252,6 +256,8 @@ func (e *env) amendAccounts() uint64 {
 		&domain.SetAccountBounds{AccountID: accountID("USD", 1)},
 		&domain.SetAccountMetadata{AccountID: "meta:2"},
 		&domain.CloseAccount{AccountID: "meta:2"},
+		&domain.UnfreezeAccount{AccountID: accountID("USD", 2), Reason: "test"},
+		&domain.FreezeAccount{AccountID: accountID("USD", 1), Reason: "test"},
 	})
 	head, _, err := e.store.Head(e.t.Context(), e.ledger)
 	testenv.NoError(e.t, err)
@@ -264,16 +270,21 @@ func ptr(s string) *string { return &s }
 func (e *env) checkAccounts() {
 	e.t.Helper()
 	rows, err := e.pool.Query(e.t.Context(), `SELECT account, asset, normal_balance, coalesce(min_balance::text, '-'),
-			coalesce(max_balance::text, '-'), metadata::text, closed, opened_position > 0 AND position >= opened_position
+			coalesce(max_balance::text, '-'), metadata::text, closed, opened_position > 0 AND position >= opened_position,
+			frozen_position > opened_position AND position >= frozen_position
 		FROM accounts WHERE ledger = $1 ORDER BY account`, e.ledger)
 	testenv.NoError(e.t, err)
 	got := map[string]string{}
 	var (
 		id, asset, normal, minB, maxB, meta string
 		closed, positioned                  bool
+		frozen                              *bool
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &asset, &normal, &minB, &maxB, &meta, &closed, &positioned}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &asset, &normal, &minB, &maxB, &meta, &closed, &positioned, &frozen}, func() error {
 		got[id] = fmt.Sprintf("%s %s min %s max %s %s closed %t positioned %t", asset, normal, minB, maxB, meta, closed, positioned)
+		if frozen != nil {
+			got[id] += fmt.Sprintf(" frozen %t", *frozen)
+		}
 		return nil
 	})
 	testenv.NoError(e.t, err)
@@ -281,10 +292,10 @@ func (e *env) checkAccounts() {
 		e.t.Fatalf("%d accounts, want %d", len(got), n)
 	}
 	want := map[string]string{
-		"meta:1":            `USD credit min -5.00 max - {"tier": "silver"} closed false positioned true`,
+		"meta:1":            `USD credit min -5.00 max - {"tier": "silver"} closed false positioned true frozen true`,
 		"meta:2":            `JPY debit min - max - {} closed true positioned true`,
 		accountID("USD", 0): `USD debit min - max - {"k": "v"} closed false positioned true`,
-		accountID("USD", 1): `USD credit min - max - {} closed false positioned true`,
+		accountID("USD", 1): `USD credit min - max - {} closed false positioned true frozen true`,
 		accountID("USD", 2): `USD debit min -99999999999.00 max 99999999999.00 {} closed false positioned true`,
 	}
 	for id, w := range want {

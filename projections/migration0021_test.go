@@ -97,6 +97,9 @@ func (e *env) backBeforeBalancesFromLines() {
 			`UPDATE projection_checkpoints SET version = 3 WHERE projection = 'balances'`,
 			`UPDATE projection_checkpoints SET version = 1 WHERE projection = 'movements'`,
 			`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0021_balances_from_lines.sql'`,
+			// Before 0021, before 0025 too: its freezes are backfilled again.
+			`ALTER TABLE accounts DROP COLUMN frozen_position`,
+			`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0025_accounts_frozen.sql'`,
 		)
 	}))
 }

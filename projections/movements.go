@@ -74,8 +74,9 @@ type movementCache struct {
 
 func (*Movements) Name() string { return movementsName }
 
-// Version 2 writes the accounts table too (migration 0021).
-func (*Movements) Version() int { return 2 }
+// Version 2 writes the accounts table too (migration 0021); version 3 its
+// freezes (migration 0025).
+func (*Movements) Version() int { return 3 }
 
 // take removes and returns the ledger's cache if it continues at from; else
 // an empty one.

@@ -98,7 +98,9 @@ type AccountRow struct {
 	Closed                 bool
 	OpenedPosition         uint64
 	OpenedAt               time.Time
-	Balance                *Balance
+	// FrozenPosition is the position of the freeze in force; 0: not frozen.
+	FrozenPosition uint64
+	Balance        *Balance
 }
 
 // AccountPage is ListAccounts' answer.
@@ -334,7 +336,7 @@ func listAccountsSQL(ledger string, f AccountFilter, after string, limit, scanMa
 			` + lastLine("")
 	}
 	sql := `SELECT c.position, x.account, x.asset, x.normal_balance, x.min_balance::text, x.max_balance::text,
-			x.metadata::text, x.closed, x.opened_position, x.opened_at, x.hit, x.n = $3` + balanceCols + `
+			x.metadata::text, x.closed, x.opened_position, x.opened_at, x.frozen_position, x.hit, x.n = $3` + balanceCols + `
 		FROM ` + accountsCheckpoint + `
 		LEFT JOIN LATERAL (
 			SELECT s.* FROM (
@@ -364,12 +366,12 @@ func collectAccounts(rows pgx.Rows, balances bool, max int) (AccountPage, string
 			id, asset, normal, meta *string
 			minB, maxB              *string
 			closed, hit, last       *bool
-			opened                  *int64
+			opened, frozen          *int64
 			openedAt                *time.Time
 			scale                   *int16
 			totals                  movementTexts
 			balancePos              *int64
-			dest                    = []any{&checkpoint, &id, &asset, &normal, &minB, &maxB, &meta, &closed, &opened, &openedAt, &hit, &last}
+			dest                    = []any{&checkpoint, &id, &asset, &normal, &minB, &maxB, &meta, &closed, &opened, &openedAt, &frozen, &hit, &last}
 			balanceDest             = []any{&scale, &totals[0], &totals[1], &totals[2], &totals[3], &balancePos}
 		)
 		if balances {
@@ -390,6 +392,9 @@ func collectAccounts(rows pgx.Rows, balances bool, max int) (AccountPage, string
 		}
 		a := AccountRow{ID: *id, Asset: *asset, Normal: *normal, MinBalance: minB, MaxBalance: maxB, Closed: *closed,
 			OpenedPosition: uint64(*opened), OpenedAt: openedAt.UTC()}
+		if frozen != nil {
+			a.FrozenPosition = uint64(*frozen)
+		}
 		if err := json.Unmarshal([]byte(*meta), &a.Metadata); err != nil {
 			return AccountPage{}, "", fmt.Errorf("account %s: metadata: %w", a.ID, err)
 		}

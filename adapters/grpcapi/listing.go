@@ -51,7 +51,7 @@ func (s *QueryServer) ListAccounts(ctx context.Context, req *ledgerv1.ListAccoun
 		v := &ledgerv1.AccountView{Id: a.ID, Asset: a.Asset, NormalBalance: normalBalance(a.Normal),
 			MinBalance: a.MinBalance, MaxBalance: a.MaxBalance, Metadata: a.Metadata,
 			Status: ledgerv1.AccountStatus_ACCOUNT_STATUS_OPEN, OpenedPosition: a.OpenedPosition,
-			OpenedAt: timestamppb.New(a.OpenedAt)}
+			OpenedAt: timestamppb.New(a.OpenedAt), FrozenPosition: a.FrozenPosition}
 		if a.Closed {
 			v.Status = ledgerv1.AccountStatus_ACCOUNT_STATUS_CLOSED
 		}

@@ -167,10 +167,13 @@ func (c *client) accountsList(ctx context.Context, req *ledgerv1.ListAccountsReq
 			for _, k := range slices.Sorted(maps.Keys(a.GetMetadata())) {
 				md = append(md, k+"="+a.GetMetadata()[k])
 			}
+			status := strings.ToLower(strings.TrimPrefix(a.GetStatus().String(), "ACCOUNT_STATUS_"))
+			if a.GetStatus() == ledgerv1.AccountStatus_ACCOUNT_STATUS_OPEN && a.GetFrozenPosition() != 0 {
+				status = fmt.Sprintf("frozen@%d", a.GetFrozenPosition()) // open, its debits refused
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t", a.GetId(), a.GetAsset(),
 				strings.ToLower(strings.TrimPrefix(a.GetNormalBalance().String(), "NORMAL_BALANCE_")),
-				strings.ToLower(strings.TrimPrefix(a.GetStatus().String(), "ACCOUNT_STATUS_")),
-				a.GetMinBalance(), a.GetMaxBalance(), a.GetOpenedPosition(), strings.Join(md, ","))
+				status, a.GetMinBalance(), a.GetMaxBalance(), a.GetOpenedPosition(), strings.Join(md, ","))
 			if req.GetIncludeBalances() {
 				fmt.Fprintf(tw, "%s\t%s\t", a.GetBalance().GetBalance(), a.GetBalance().GetAvailable())
 			}

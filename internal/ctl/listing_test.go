@@ -17,7 +17,8 @@ func TestListings(t *testing.T) {
 	u.send(t, "t1", "bob", "users:1:wallet", "5.00")
 	last := u.send(t, "t2", "bob", "users:2:wallet", "50.00").position
 	u.must(t, "account", "close", "users:2:savings")
-	pos := at(last + 1)
+	u.must(t, "account", "freeze", "--reason", "checks", "users:4:wallet")
+	pos := at(last + 2)
 
 	rows := byKey(t, table(t, u.must(t, "assets", "list", "--min-position", pos).stdout, "CODE"), "CODE")
 	check(t, "USD", rows["USD"], row{"SCALE": "2"})
@@ -53,6 +54,7 @@ func TestListings(t *testing.T) {
 	check(t, "users:2:wallet", rows["users:2:wallet"], row{"ASSET": "USD", "NORMAL": "credit", "STATUS": "open", "BALANCE": "50.00"})
 	check(t, "users:2:savings", rows["users:2:savings"], row{"STATUS": "closed", "BALANCE": "0.00"})
 	check(t, "users:3:wallet", rows["users:3:wallet"], row{"METADATA": "region=eu,tier=gold"})
+	check(t, "users:4:wallet", rows["users:4:wallet"], row{"STATUS": "frozen@" + at(last+2)})
 
 	type accountsJSON struct {
 		Accounts []struct {
@@ -60,16 +62,17 @@ func TestListings(t *testing.T) {
 			Balance struct {
 				Balance string `json:"balance"`
 			} `json:"balance"`
+			FrozenPosition string `json:"frozen_position"`
 		} `json:"accounts"`
 	}
 	var ids []string
 	for _, p := range decodePages[accountsJSON](t, u.must(t, "-o", "json", "accounts", "list", "--balances", "--limit", "2", "--all").stdout) {
 		for _, a := range p.Accounts {
-			ids = append(ids, a.ID+"="+a.Balance.Balance)
+			ids = append(ids, a.ID+"="+a.Balance.Balance+a.FrozenPosition)
 		}
 	}
 	if want := []string{"bob=-55.00", "users:1:wallet=5.00", "users:2:savings=0.00", "users:2:wallet=50.00",
-		"users:3:wallet=0.00", "users:4:wallet=0.00"}; !slices.Equal(ids, want) {
+		"users:3:wallet=0.00", "users:4:wallet=0.00" + at(last+2)}; !slices.Equal(ids, want) {
 		t.Errorf("accounts list -o json --all: %v, want %v", ids, want)
 	}
 

@@ -7032,9 +7032,13 @@ type AccountView struct {
 	OpenedPosition uint64                 `protobuf:"varint,8,opt,name=opened_position,json=openedPosition,proto3" json:"opened_position,omitempty"`
 	OpenedAt       *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=opened_at,json=openedAt,proto3" json:"opened_at,omitempty"`
 	// With include_balances.
-	Balance       *Balance `protobuf:"bytes,10,opt,name=balance,proto3" json:"balance,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Balance *Balance `protobuf:"bytes,10,opt,name=balance,proto3" json:"balance,omitempty"`
+	// Position of the AccountFrozen in force (FreezeAccounts, or a rule's
+	// freeze action): its debits are refused with ACCOUNT_FROZEN. 0: not
+	// frozen.
+	FrozenPosition uint64 `protobuf:"varint,11,opt,name=frozen_position,json=frozenPosition,proto3" json:"frozen_position,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AccountView) Reset() {
@@ -7135,6 +7139,13 @@ func (x *AccountView) GetBalance() *Balance {
 		return x.Balance
 	}
 	return nil
+}
+
+func (x *AccountView) GetFrozenPosition() uint64 {
+	if x != nil {
+		return x.FrozenPosition
+	}
+	return 0
 }
 
 type ListAccountsResponse struct {
@@ -8317,7 +8328,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fmin_position\x18\v \x01(\x04R\vminPosition\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa1\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x04\n" +
 	"\vAccountView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05asset\x18\x02 \x01(\tR\x05asset\x12?\n" +
@@ -8331,7 +8342,8 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x0fopened_position\x18\b \x01(\x04R\x0eopenedPosition\x127\n" +
 	"\topened_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bopenedAt\x12,\n" +
 	"\abalance\x18\n" +
-	" \x01(\v2\x12.ledger.v1.BalanceR\abalance\x1a;\n" +
+	" \x01(\v2\x12.ledger.v1.BalanceR\abalance\x12'\n" +
+	"\x0ffrozen_position\x18\v \x01(\x04R\x0efrozenPosition\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
