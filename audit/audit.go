@@ -27,7 +27,7 @@ type Kind string
 
 // Kinds of divergence, in the order Verify looks for them: the log's own
 // (gap, hash, link, invariant, by position), then the projections' (balances,
-// trial_balance, statement, transfer, alert).
+// account, trial_balance, statement, transfer, alert).
 const (
 	// KindGap: a position is missing (or repeated) in the log.
 	KindGap Kind = "gap"
@@ -43,6 +43,10 @@ const (
 	KindInvariant Kind = "invariant"
 	// KindBalances: an account's balances as served differ from the replay's.
 	KindBalances Kind = "balances"
+	// KindAccount: an account as the accounts read model lists it (its
+	// asset, side, bounds, metadata, status, opening or freeze) differs from
+	// the replay's, or is missing or extra.
+	KindAccount Kind = "account"
 	// KindTrialBalance: an asset's line of the trial balance differs.
 	KindTrialBalance Kind = "trial_balance"
 	// KindStatement: an account's statement differs from its movements.

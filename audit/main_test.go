@@ -415,6 +415,15 @@ func (w *workload) step() {
 		_, err = h.cmd.SetAccountMetadata(c, &ledgerv1.SetAccountMetadataRequest{Ledger: w.ledger,
 			Accounts: []*ledgerv1.AccountMetadata{{AccountId: id, Metadata: map[string]string{"step": fmt.Sprint(w.n)}}}})
 		testenv.NoError(t, err)
+		// Freezes and unfreezes by turns (one of a frozen account, or the
+		// other of one that is not, answers EXISTS): the accounts read
+		// model's frozen_position, and debits refused meanwhile.
+		if w.n%2 == 0 {
+			_, err = h.mon.FreezeAccounts(c, &ledgerv1.FreezeAccountsRequest{Ledger: w.ledger, AccountIds: []string{id}, Reason: "step"})
+		} else {
+			_, err = h.mon.UnfreezeAccounts(c, &ledgerv1.UnfreezeAccountsRequest{Ledger: w.ledger, AccountIds: []string{id}, Reason: "step"})
+		}
+		testenv.NoError(t, err)
 	default:
 		if len(w.closable) == 0 || w.rng.IntN(4) != 0 {
 			return
@@ -439,13 +448,17 @@ func (w *workload) unitsOf(asset, s string) int64 {
 	return units
 }
 
-// expire places holds that expire in a second and waits until the writer
-// has expired them all.
+// expire places n holds that expire in a second (trying others when one
+// is refused: an account frozen, overdrawn) and waits until the writer has
+// expired them all.
 func (w *workload) expire(n int) {
 	t := w.t
 	t.Helper()
 	var ids []string
-	for range n {
+	for try := 0; len(ids) < n; try++ {
+		if try == 100 {
+			t.Fatalf("%d of %d holds placed in %d tries", len(ids), n, try)
+		}
 		tr, _ := w.transfer(true)
 		tr.TimeoutSeconds = 1
 		resp, err := w.h.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: w.ledger, Transfers: []*ledgerv1.Transfer{tr}})

@@ -33,6 +33,7 @@ type Projections interface {
 	GetTrialBalance(ctx context.Context, in *ledgerv1.GetTrialBalanceRequest, opts ...grpc.CallOption) (*ledgerv1.GetTrialBalanceResponse, error)
 	ListStatement(ctx context.Context, in *ledgerv1.ListStatementRequest, opts ...grpc.CallOption) (*ledgerv1.ListStatementResponse, error)
 	ListTransfers(ctx context.Context, in *ledgerv1.ListTransfersRequest, opts ...grpc.CallOption) (*ledgerv1.ListTransfersResponse, error)
+	ListAccounts(ctx context.Context, in *ledgerv1.ListAccountsRequest, opts ...grpc.CallOption) (*ledgerv1.ListAccountsResponse, error)
 }
 
 // StatementLines is what Verify asks of ledgerd's AuditService to read
@@ -82,7 +83,7 @@ type Options struct {
 
 // Progress is how far a phase of Verify is.
 type Progress struct {
-	// Phase is "log", "balances", "trial balance", "statements",
+	// Phase is "log", "balances", "accounts", "trial balance", "statements",
 	// "statement lines" (the second read of the log that finds the line),
 	// "transfers", "transfers again" (a further read of the log that finds
 	// the transfer; "transfers again, 2 of 3" when it takes several) or
@@ -195,7 +196,7 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		defer tc.stop() // on an earlier divergence or error
 	}
 	transfers := func(context.Context) (*Divergence, error) { return v.waitTransfers(tc) }
-	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.trialBalance, v.statements, transfers, v.alerts} {
+	for _, check := range []func(context.Context) (*Divergence, error){v.balances, v.accounts, v.trialBalance, v.statements, transfers, v.alerts} {
 		d, err := check(ctx)
 		if err != nil {
 			return nil, err

@@ -20,7 +20,8 @@ import (
 // clean verification to mean something.
 var allEventTypes = []string{domain.TypeAssetDefined, domain.TypeAccountOpened, domain.TypeAccountBoundsChanged,
 	domain.TypeAccountMetadataSet, domain.TypeAccountClosed, domain.TypeTransferCommitted, domain.TypeTransferPending,
-	domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed}
+	domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed,
+	domain.TypeAccountFrozen, domain.TypeAccountUnfrozen}
 
 func (h *harness) eventTypes(t *testing.T, ledger string) []string {
 	t.Helper()
@@ -70,12 +71,21 @@ func TestVerifyCleanAfterRandomWorkload(t *testing.T) {
 		phases[p.Phase] = p
 	}})
 	mustClean(t, "whole log", rep)
+	if slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.HasPrefix(n, "accounts not compared") }) {
+		t.Errorf("whole log: %q, want the accounts compared", rep.Notes)
+	}
+	var frozen int
+	testenv.NoError(t, h.pool.QueryRow(ctx(t), `SELECT count(*) FROM accounts WHERE ledger = $1 AND frozen_position IS NOT NULL`,
+		ledger).Scan(&frozen))
+	if frozen == 0 {
+		t.Error("no account frozen at the end: the accounts check compared no freeze")
+	}
 	if rep.Events != head || rep.From != 1 || rep.To != head || !rep.Replayed || rep.Accounts != 15 || rep.Assets != 3 ||
 		rep.StatementLines == 0 || rep.Transfers == 0 || len(rep.LastHash) != 64 {
 		t.Errorf("report %+v, want %d events from 1 to %d replayed, 15 accounts, 3 assets, statement lines, transfers",
 			rep, head, head)
 	}
-	for _, phase := range []string{"log", "balances", "trial balance", "statements", "transfers"} {
+	for _, phase := range []string{"log", "balances", "accounts", "trial balance", "statements", "transfers"} {
 		if p := phases[phase]; p.Total == 0 || p.Done != p.Total {
 			t.Errorf("progress of %s ended at %d of %d", phase, p.Done, p.Total)
 		}
@@ -235,16 +245,55 @@ func TestVerifyCatchesEditedBalance(t *testing.T) {
 		if len(moved) == 0 {
 			t.Fatalf("%s never moved", account)
 		}
-		// An account's balance is its last statement line's totals.
+		// An account's balance is its last statement line's totals (the
+		// last of its position's lines: a transfer may move it twice).
 		last := moved[len(moved)-1]
+		lastLine := lineOfHead + ` AND m.position = $3 AND m.seq = (SELECT max(x.seq) FROM movements x
+			WHERE x.ledger_no = m.ledger_no AND x.account_no = m.account_no AND x.position = m.position)`
 		h.exec(t, `UPDATE movements m SET credits_posted = credits_posted + 1 FROM movement_heads h
-			WHERE h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` AND m.position = $3`, ledger, account, int64(last))
+			WHERE h.ledger = $1 AND h.account = $2 AND `+lastLine, ledger, account, int64(last))
 		checkDivergence(t, h.verify(t, ledger, audit.Options{}), audit.Divergence{Kind: audit.KindBalances,
 			Position: moved[len(moved)-1], Account: account, Field: "credits_posted"})
 		h.exec(t, `UPDATE movements m SET credits_posted = credits_posted - 1 FROM movement_heads h
-			WHERE h.ledger = $1 AND h.account = $2 AND `+lineOfHead+` AND m.position = $3`, ledger, account, int64(last))
+			WHERE h.ledger = $1 AND h.account = $2 AND `+lastLine, ledger, account, int64(last))
 	}
 	mustClean(t, "after the edits are undone", h.verify(t, ledger, audit.Options{}))
+}
+
+// TestVerifyCatchesEditedAccount: an account's row of the accounts read
+// model edited (a freeze it does not have, other metadata) or gone is an
+// account divergence at the account's opening, naming the field.
+func TestVerifyCatchesEditedAccount(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	newWorkload(t, h, ledger, 6).run(60)
+	mustClean(t, "before the edits", h.verify(t, ledger, audit.Options{}))
+	var (
+		account  string
+		opened   int64
+		metadata string
+	)
+	testenv.NoError(t, h.pool.QueryRow(ctx(t), `SELECT account, opened_position, metadata::text FROM accounts
+		WHERE ledger = $1 AND NOT closed AND frozen_position IS NULL ORDER BY account LIMIT 1`, ledger).Scan(&account, &opened, &metadata))
+	for _, c := range []struct{ field, edit, undo string }{
+		{"frozen_position", `frozen_position = 1`, `frozen_position = NULL`},
+		{"metadata", `metadata = '{"edited": "yes"}'`, `metadata = $3::jsonb`},
+		{"status", `closed = true`, `closed = false`},
+	} {
+		h.exec(t, `UPDATE accounts SET `+c.edit+` WHERE ledger = $1 AND account = $2`, ledger, account)
+		checkDivergence(t, h.verify(t, ledger, audit.Options{}), audit.Divergence{Kind: audit.KindAccount,
+			Position: uint64(opened), Account: account, Field: c.field})
+		args := []any{ledger, account}
+		if strings.Contains(c.undo, "$3") {
+			args = append(args, metadata)
+		}
+		h.exec(t, `UPDATE accounts SET `+c.undo+` WHERE ledger = $1 AND account = $2`, args...)
+	}
+	mustClean(t, "after the edits are undone", h.verify(t, ledger, audit.Options{}))
+	h.exec(t, `DELETE FROM accounts WHERE ledger = $1 AND account = $2`, ledger, account)
+	checkDivergence(t, h.verify(t, ledger, audit.Options{}), audit.Divergence{Kind: audit.KindAccount,
+		Position: uint64(opened), Account: account, Field: "account"})
 }
 
 func TestVerifyCatchesEditedStatementLine(t *testing.T) {
