@@ -133,6 +133,9 @@ type Report struct {
 	Assets         int    `json:"assets"`
 	StatementLines uint64 `json:"statement_lines"`
 	Transfers      uint64 `json:"transfers"`
+	// AccountsCompared says every account listed by the accounts read
+	// model was compared (it stood at To throughout).
+	AccountsCompared bool `json:"accounts_compared,omitempty"`
 	// Anchors is how many signed anchors of the ledger were checked.
 	Anchors int `json:"anchors,omitempty"`
 	// Notes say what was not checked, and why.

@@ -105,11 +105,12 @@ var errStop = errors.New("stop reading")
 // against it. It returns a Report whose Divergence is the first one found:
 // in the log by position (a gap, an altered event, a broken link, a broken
 // invariant), then in the projections at the verified head, kind by kind
-// (balances, trial balance, statements, transfers, alerts), each the lowest
-// position of its kind. A report without a divergence means the log is intact
-// from From to To and, from position 1, that every balance, the trial
-// balance, every statement line and every transfer served as of To are what
-// the log says.
+// (balances, accounts, trial balance, statements, transfers, alerts), each
+// the lowest position of its kind. A report without a divergence means the
+// log is intact from From to To and, from position 1, that every balance,
+// the trial balance, every statement line and every transfer served as of
+// To are what the log says, and so are the accounts when AccountsCompared
+// (the notes say what was not compared).
 //
 // Errors: ErrBeyondHead; ErrRange; a call or read that failed (the
 // projections not reaching To in time among them); an event this build

@@ -136,13 +136,18 @@ func freezeAccounts(ctx context.Context, tx pgx.Tx, ledger string, freezes map[s
 		}
 		thawed[i], last[i] = f.thawed, f.last
 	}
-	if _, err := tx.Exec(ctx, `UPDATE accounts a
+	tag, err := tx.Exec(ctx, `UPDATE accounts a
 		SET frozen_position = CASE WHEN f.at IS NULL THEN NULL WHEN f.thawed THEN f.at
 				ELSE coalesce(a.frozen_position, f.at) END,
 			position = greatest(a.position, f.last)
 		FROM unnest($2::text[], $3::bigint[], $4::boolean[], $5::bigint[]) AS f(id, at, thawed, last)
-		WHERE a.ledger = $1 AND a.account = f.id`, ledger, ids, at, thawed, last); err != nil {
+		WHERE a.ledger = $1 AND a.account = f.id`, ledger, ids, at, thawed, last)
+	if err != nil {
 		return fmt.Errorf("freeze %d accounts: %w", len(ids), err)
+	}
+	if int(tag.RowsAffected()) != len(ids) {
+		// The log freezes and unfreezes only accounts it opened.
+		return fmt.Errorf("froze or unfroze %d of %d accounts: the read model is missing accounts", tag.RowsAffected(), len(ids))
 	}
 	return nil
 }
@@ -243,7 +248,7 @@ func closeAccounts(ctx context.Context, tx pgx.Tx, ledger string, ids []string, 
 	if len(ids) == 0 {
 		return nil
 	}
-	tag, err := tx.Exec(ctx, `UPDATE accounts t SET closed = true, position = c.position
+	tag, err := tx.Exec(ctx, `UPDATE accounts t SET closed = true, position = greatest(t.position, c.position)
 		FROM unnest($2::text[], $3::bigint[]) AS c(account, position)
 		WHERE t.ledger = $1 AND t.account = c.account AND NOT t.closed`, ledger, ids, at)
 	if err != nil {

@@ -245,10 +245,13 @@ func (e *env) amendAccounts() uint64 {
 			Metadata: map[string]string{"tier": "gold", "region": "eu"}},
 		&domain.SetAccountMetadata{AccountID: "meta:1", Metadata: map[string]string{"tier": "silver"}},
 		&domain.SetAccountBounds{AccountID: accountID("USD", 1), MinBalance: &low},
-		// Freezes (migration 0025): meta:1 stays frozen, USD-2 is unfrozen
-		// in the next batch, USD-1 frozen there. No later debit of these.
+		// Freezes (migration 0025): meta:1 stays frozen (an alert's freeze
+		// of it again in the next batch keeps its first), USD-2 is unfrozen
+		// in the next batch, USD-1 frozen there, meta:2 closed frozen and
+		// unfrozen after its close in one batch. No later debit of these.
 		&domain.FreezeAccount{AccountID: "meta:1", Reason: "test"},
 		&domain.FreezeAccount{AccountID: accountID("USD", 2), Reason: "test"},
+		&domain.FreezeAccount{AccountID: "meta:2", Reason: "test"},
 	})
 	e.submit([]domain.Command{
 		&domain.SetAccountMetadata{AccountID: accountID("USD", 0), Metadata: map[string]string{"k": "v"}},
@@ -258,6 +261,8 @@ func (e *env) amendAccounts() uint64 {
 		&domain.CloseAccount{AccountID: "meta:2"},
 		&domain.UnfreezeAccount{AccountID: accountID("USD", 2), Reason: "test"},
 		&domain.FreezeAccount{AccountID: accountID("USD", 1), Reason: "test"},
+		&domain.UnfreezeAccount{AccountID: "meta:2", Reason: "test"},
+		&domain.FreezeAccount{AccountID: "meta:1", Reason: "alert", Alert: &domain.AlertMark{Position: 1, ID: "alert-1"}},
 	})
 	head, _, err := e.store.Head(e.t.Context(), e.ledger)
 	testenv.NoError(e.t, err)

@@ -132,8 +132,12 @@ func (c *client) printReport(r *audit.Report) error {
 		fmt.Fprintf(tw, "replay\t%d accounts, %d assets: every invariant held\n", r.Accounts, r.Assets)
 	}
 	if r.Replayed && r.StatementLines > 0 {
-		fmt.Fprintf(tw, "projections\tbalances, accounts, trial balance, %d statement lines and %d transfers as of position %d\n",
-			r.StatementLines, r.Transfers, r.To)
+		accounts := ""
+		if r.AccountsCompared {
+			accounts = "accounts, "
+		}
+		fmt.Fprintf(tw, "projections\tbalances, %strial balance, %d statement lines and %d transfers as of position %d\n",
+			accounts, r.StatementLines, r.Transfers, r.To)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(tw, "note\t%s\n", n)
