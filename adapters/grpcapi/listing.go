@@ -68,7 +68,7 @@ func (s *QueryServer) ListAccounts(ctx context.Context, req *ledgerv1.ListAccoun
 // accountFilter validates a ListAccounts request's filters (the ledger name
 // is checked by the interceptors).
 func accountFilter(req *ledgerv1.ListAccountsRequest) (queries.AccountFilter, error) {
-	f := queries.AccountFilter{Asset: req.GetAsset(), Balances: req.GetIncludeBalances()}
+	f := queries.AccountFilter{Asset: req.GetAsset(), Balances: req.GetIncludeBalances(), Frozen: req.GetFrozen()}
 	if c := req.GetCategory(); c != "" {
 		if !domain.ValidID(c) {
 			return f, invalidArgument("category", fmt.Sprintf("must match [A-Za-z0-9:_.@-]{1,%d}", domain.IDLenMax))

@@ -97,6 +97,7 @@ func (c *client) accountListCmd() *cobra.Command {
 	category := fs.String("category", "", "accounts of this category or of one of its descendants")
 	asset := fs.String("asset", "", "accounts of this asset")
 	statusName := fs.String("status", "", "open or closed")
+	frozen := fs.Bool("frozen", false, "only the accounts frozen now")
 	metadata := fs.StringArray("metadata", nil, "KEY=VALUE the account's metadata holds (repeat, at most 8)")
 	balances := fs.Bool("balances", false, "each account's balance with it")
 	limit := fs.Uint("limit", 100, fmt.Sprintf("accounts per page, at most %d", queries.AccountsPageMax))
@@ -108,7 +109,7 @@ func (c *client) accountListCmd() *cobra.Command {
 			return err
 		}
 		req := &ledgerv1.ListAccountsRequest{Ledger: c.ledger, Prefix: *prefix, Pattern: *pattern, Category: *category, Asset: *asset,
-			IncludeBalances: *balances, Limit: uint32(*limit), MinPosition: *minPos}
+			IncludeBalances: *balances, Limit: uint32(*limit), MinPosition: *minPos, Frozen: *frozen}
 		switch *statusName {
 		case "":
 		case "open":

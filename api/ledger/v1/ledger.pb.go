@@ -6906,8 +6906,10 @@ type ListAccountsRequest struct {
 	// The next_cursor of the previous page; empty for the first.
 	Cursor string `protobuf:"bytes,9,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// 1..1,000; 0: 100.
-	Limit         uint32 `protobuf:"varint,10,opt,name=limit,proto3" json:"limit,omitempty"`
-	MinPosition   uint64 `protobuf:"varint,11,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	Limit       uint32 `protobuf:"varint,10,opt,name=limit,proto3" json:"limit,omitempty"`
+	MinPosition uint64 `protobuf:"varint,11,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	// Only the accounts frozen now (frozen_position set).
+	Frozen        bool `protobuf:"varint,12,opt,name=frozen,proto3" json:"frozen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7017,6 +7019,13 @@ func (x *ListAccountsRequest) GetMinPosition() uint64 {
 		return x.MinPosition
 	}
 	return 0
+}
+
+func (x *ListAccountsRequest) GetFrozen() bool {
+	if x != nil {
+		return x.Frozen
+	}
+	return false
 }
 
 type AccountView struct {
@@ -8312,7 +8321,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x06assets\x18\x01 \x03(\v2\x14.ledger.v1.AssetViewR\x06assets\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
 	"nextCursor\x12\x1a\n" +
-	"\bposition\x18\x03 \x01(\x04R\bposition\"\xc6\x03\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"\xde\x03\n" +
 	"\x13ListAccountsRequest\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x18\n" +
@@ -8325,7 +8334,8 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x06cursor\x18\t \x01(\tR\x06cursor\x12\x14\n" +
 	"\x05limit\x18\n" +
 	" \x01(\rR\x05limit\x12!\n" +
-	"\fmin_position\x18\v \x01(\x04R\vminPosition\x1a;\n" +
+	"\fmin_position\x18\v \x01(\x04R\vminPosition\x12\x16\n" +
+	"\x06frozen\x18\f \x01(\bR\x06frozen\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xca\x04\n" +
