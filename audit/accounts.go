@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"google.golang.org/grpc"
-
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
 )
@@ -29,7 +27,10 @@ func (v *verifier) accounts(ctx context.Context) (*Divergence, error) {
 	at := v.rep.To
 	req := &ledgerv1.ListAccountsRequest{Ledger: v.rep.Ledger, Limit: accountsPage, MinPosition: at}
 	listed := make(map[string]bool, len(v.book.accounts))
-	var best *Divergence
+	var (
+		best *Divergence
+		last string // ids only go up: that bounds the listing, whatever the cursors
+	)
 	for {
 		resp, err := v.listAccounts(ctx, req)
 		if err != nil {
@@ -42,6 +43,10 @@ func (v *verifier) accounts(ctx context.Context) (*Divergence, error) {
 			return best, nil
 		}
 		for _, got := range resp.GetAccounts() {
+			if got.GetId() <= last {
+				return nil, fmt.Errorf("accounts at %d: ledgerd listed %s after %s: %w", at, got.GetId(), last, errOutOfOrder)
+			}
+			last = got.GetId()
 			listed[got.GetId()] = true
 			a, ok := v.book.state.Account(got.GetId())
 			if !ok {
@@ -59,6 +64,11 @@ func (v *verifier) accounts(ctx context.Context) (*Divergence, error) {
 		}
 		v.progress("accounts", uint64(min(len(listed), len(v.book.accounts))), uint64(len(v.book.accounts)))
 		if resp.GetNextCursor() == "" || len(resp.GetAccounts()) == 0 {
+			break
+		}
+		if len(listed) > len(v.book.accounts)+accountsPage {
+			// A page of accounts the log never opened is divergence
+			// enough: the rest would only add to it.
 			break
 		}
 		req.Cursor = resp.GetNextCursor()
@@ -80,13 +90,7 @@ func (v *verifier) accounts(ctx context.Context) (*Divergence, error) {
 }
 
 func (v *verifier) listAccounts(ctx context.Context, req *ledgerv1.ListAccountsRequest) (*ledgerv1.ListAccountsResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := v.proj.ListAccounts(ctx, req, grpc.MaxCallRecvMsgSize(callRecvMax))
-	if err != nil {
-		return nil, CallError(fmt.Sprintf("accounts at %d", req.GetMinPosition()), err)
-	}
-	return resp, nil
+	return unary(ctx, fmt.Sprintf("accounts at %d", req.GetMinPosition()), v.proj.ListAccounts, req)
 }
 
 // accountChanged is where an account last changed of what the replay

@@ -157,11 +157,5 @@ func (v *verifier) alerts(ctx context.Context) (*Divergence, error) {
 }
 
 func (v *verifier) listAlerts(ctx context.Context, req *ledgerv1.ListAlertsRequest) (*ledgerv1.ListAlertsResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := v.opts.Alerts.ListAlerts(ctx, req, grpc.MaxCallRecvMsgSize(callRecvMax))
-	if err != nil {
-		return nil, CallError(fmt.Sprintf("alerts from %q", req.GetCursor()), err)
-	}
-	return resp, nil
+	return unary(ctx, fmt.Sprintf("alerts from %q", req.GetCursor()), v.opts.Alerts.ListAlerts, req)
 }

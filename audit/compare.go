@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"google.golang.org/grpc"
-
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
 
@@ -90,11 +88,10 @@ type balancesAnswer struct {
 }
 
 func (v *verifier) getBalances(ctx context.Context, req *ledgerv1.GetBalancesRequest) (balancesAnswer, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := v.proj.GetBalances(ctx, req, grpc.MaxCallRecvMsgSize(callRecvMax))
+	resp, err := unary(ctx, fmt.Sprintf("balances of %d accounts as of %d", len(req.GetAccounts()), req.GetAsOfPosition()),
+		v.proj.GetBalances, req)
 	if err != nil {
-		return balancesAnswer{}, CallError(fmt.Sprintf("balances of %d accounts as of %d", len(req.GetAccounts()), req.GetAsOfPosition()), err)
+		return balancesAnswer{}, err
 	}
 	out := balancesAnswer{byAccount: make(map[string]*ledgerv1.Balance, len(resp.GetBalances())), position: resp.GetPosition()}
 	for _, b := range resp.GetBalances() {
@@ -165,13 +162,7 @@ func (v *verifier) trialBalance(ctx context.Context) (*Divergence, error) {
 }
 
 func (v *verifier) getTrialBalance(ctx context.Context, req *ledgerv1.GetTrialBalanceRequest) (*ledgerv1.GetTrialBalanceResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := v.proj.GetTrialBalance(ctx, req, grpc.MaxCallRecvMsgSize(callRecvMax))
-	if err != nil {
-		return nil, CallError(fmt.Sprintf("trial balance as of %d", req.GetAsOfPosition()), err)
-	}
-	return resp, nil
+	return unary(ctx, fmt.Sprintf("trial balance as of %d", req.GetAsOfPosition()), v.proj.GetTrialBalance, req)
 }
 
 // diffTrialBalance returns the divergence of the lowest position between the

@@ -59,3 +59,6 @@ func Digested(l *ledgerv1.StatementLine) []byte {
 	ln := lineOf(l)
 	return appendLine(nil, &ln)
 }
+
+// ErrOutOfOrder: a listing out of its order.
+var ErrOutOfOrder = errOutOfOrder

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -274,14 +273,12 @@ func (p *statementPages) next(ctx context.Context) (*ledgerv1.StatementLine, err
 }
 
 func (p *statementPages) fetch(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
 	at := p.v.rep.To
-	resp, err := p.v.proj.ListStatement(ctx, &ledgerv1.ListStatementRequest{Ledger: p.v.rep.Ledger, Account: p.account,
-		ToPosition: at, MinPosition: at, IncludePending: true, Limit: statementPageMax, Cursor: p.cursor},
-		grpc.MaxCallRecvMsgSize(callRecvMax))
+	resp, err := unary(ctx, fmt.Sprintf("statement of %s up to %d", p.account, at), p.v.proj.ListStatement,
+		&ledgerv1.ListStatementRequest{Ledger: p.v.rep.Ledger, Account: p.account, ToPosition: at, MinPosition: at,
+			IncludePending: true, Limit: statementPageMax, Cursor: p.cursor})
 	if err != nil {
-		return CallError(fmt.Sprintf("statement of %s up to %d", p.account, at), err)
+		return err
 	}
 	p.page, p.cursor, p.started = resp.GetLines(), resp.GetNextCursor(), true
 	if len(p.page) == 0 {

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
@@ -484,18 +482,13 @@ func (v *verifier) listTransfers(ctx context.Context, ledger string, at uint64,
 	}
 }
 
-// errOutOfOrder: a listing that is not in position order.
-var errOutOfOrder = errors.New("not in position order")
+// errOutOfOrder: a listing that is not in its order (transfers by position,
+// accounts by id), or repeats an item.
+var errOutOfOrder = errors.New("out of order")
 
 // listTransfersPage is one ListTransfers call, bounded by callTimeout.
 func (v *verifier) listTransfersPage(ctx context.Context, req *ledgerv1.ListTransfersRequest) (*ledgerv1.ListTransfersResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := v.proj.ListTransfers(ctx, req, grpc.MaxCallRecvMsgSize(callRecvMax))
-	if err != nil {
-		return nil, CallError(fmt.Sprintf("transfers up to %d", req.GetMinPosition()), err)
-	}
-	return resp, nil
+	return unary(ctx, fmt.Sprintf("transfers up to %d", req.GetMinPosition()), v.proj.ListTransfers, req)
 }
 
 // transfersCheck is the transfers check running beside the others. Its

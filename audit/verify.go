@@ -26,6 +26,20 @@ const callTimeout = 30 * time.Second
 // 1,000 statement lines with their metadata may pass gRPC's default 4 MiB.
 const callRecvMax = 64 << 20
 
+// unary makes one call to ledgerd, bounded by callTimeout and callRecvMax;
+// its error is a CallError naming what was asked.
+func unary[Q, R any](ctx context.Context, what string, call func(context.Context, Q, ...grpc.CallOption) (R, error),
+	req Q) (R, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := call(ctx, req, grpc.MaxCallRecvMsgSize(callRecvMax))
+	if err != nil {
+		var none R
+		return none, CallError(what, err)
+	}
+	return resp, nil
+}
+
 // Projections is what Verify asks of ledgerd's QueryService: a
 // ledgerv1.QueryServiceClient is one.
 type Projections interface {

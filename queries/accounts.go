@@ -405,11 +405,9 @@ func collectAccounts(rows pgx.Rows, balances bool, max int) (AccountPage, string
 		if frozen != nil {
 			a.FrozenPosition = uint64(*frozen)
 		}
-		if err := json.Unmarshal([]byte(*meta), &a.Metadata); err != nil {
+		var err error
+		if a.Metadata, err = parseMetadata([]byte(*meta)); err != nil {
 			return AccountPage{}, "", fmt.Errorf("account %s: metadata: %w", a.ID, err)
-		}
-		if len(a.Metadata) == 0 {
-			a.Metadata = nil
 		}
 		if balances && scale != nil {
 			t, err := parseMovementTotals(&totals, uint8(*scale), a.Normal)
