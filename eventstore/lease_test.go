@@ -3,6 +3,10 @@ package eventstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,4 +147,53 @@ func TestProjectorLeases(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// TestProjectorLeaseSurvivesASlowPing: a projector lease session that
+// answers its ping late (a loaded box; here its backend stopped for 2.5 s)
+// keeps its leases: they fence nothing, and dropping them stopped every
+// relay and projection of the process until the next write.
+func TestProjectorLeaseSurvivesASlowPing(t *testing.T) {
+	_, pool := newStore(t)
+	ctx := context.Background()
+	a := eventstore.NewLocks(pool.Config().ConnConfig, "a")
+	t.Cleanup(a.Close)
+	lost, ok, err := a.TryAcquire(ctx, "l1")
+	testenv.NoError(t, err)
+	if !ok {
+		t.Fatal("l1 not acquired")
+	}
+	var pid int
+	testenv.NoError(t, pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE application_name = $1 AND datname = current_database()`, eventstore.ProjectorLeaseApplicationName).Scan(&pid))
+	stopBackend(t, pool, pid, 2500*time.Millisecond)
+	select {
+	case <-lost:
+		t.Fatal("the projector leases were lost on a ping answered 2.5 s late")
+	case <-time.After(2 * eventstore.LeasePingEvery): // a ping after the stop, answered
+	}
+	b := eventstore.NewLocks(pool.Config().ConnConfig, "b")
+	t.Cleanup(b.Close)
+	if _, ok, err := b.TryAcquire(ctx, "l1"); err != nil || ok {
+		t.Fatalf("b: acquired %v, %v: want l1 still held by a", ok, err)
+	}
+}
+
+// stopBackend stops the PostgreSQL backend pid (SIGSTOP) for d, as a
+// loaded box's scheduler may, then lets it go on. It skips the test when
+// the server is not on this machine or not this user's to signal.
+func stopBackend(t *testing.T, pool *pgxpool.Pool, pid int, d time.Duration) {
+	t.Helper()
+	host := pool.Config().ConnConfig.Host
+	if !strings.HasPrefix(host, "/") && host != "127.0.0.1" && host != "localhost" && host != "::1" {
+		t.Skipf("PostgreSQL on %s: its backends are not this machine's to stop", host)
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+		t.Skipf("backend %d is not a postgres process here (%q, %v)", pid, comm, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Skipf("cannot stop backend %d: %v", pid, err)
+	}
+	defer func() { testenv.NoError(t, syscall.Kill(pid, syscall.SIGCONT)) }()
+	time.Sleep(d)
 }

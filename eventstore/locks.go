@@ -13,6 +13,16 @@ import (
 // holds a process's projector leases.
 const ProjectorLeaseApplicationName = "ledgerd-projector-lease"
 
+// projectorPingTimeout bounds one ping of the projector leases' session. It
+// is longer than a writer lease's (leasePingTimeout): a ping that times out
+// ends the session, and with it every projector lease of the process, which
+// stops the relays and projections until the next write or sweep starts
+// them again. A loaded box (a benchmark beside ledgerd) answered a ping later
+// than 1 s, and nothing is gained by giving up sooner: these leases fence
+// nothing, and a session cut off for good is ended by PostgreSQL's keepalives
+// (leaseSessionConfig) whatever this process does.
+const projectorPingTimeout = 5 * time.Second
+
 // Locks hands out per-ledger projector leases: session-level advisory locks,
 // all on one session of their own, which a process holds for as many ledgers
 // as it projects. A projector lease says where a ledger's relay and
@@ -197,7 +207,7 @@ func (l *Locks) watch(conn *pgx.Conn, lost, stop chan struct{}) {
 			l.ops.Unlock()
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), leasePingTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), projectorPingTimeout)
 		err := conn.Ping(ctx)
 		cancel()
 		if err != nil {
