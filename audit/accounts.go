@@ -20,9 +20,9 @@ const accountsPage = 1000
 // checkpoint has passed To, an account amended since would differ for that
 // alone, so only the pages read while the read model stood at To are
 // compared (their divergences stand), and the report says when a page was
-// not. The divergence's position is where the account last changed of
-// what the replay knows: its opening, close, freeze or unfreeze (bounds
-// and metadata changes are not tracked apart).
+// not. The divergence's position is where the account last changed: its
+// opening, a change of its bounds or metadata, its close, freeze or
+// unfreeze.
 func (v *verifier) accounts(ctx context.Context) (*Divergence, error) {
 	at := v.rep.To
 	req := &ledgerv1.ListAccountsRequest{Ledger: v.rep.Ledger, Limit: accountsPage, MinPosition: at}
@@ -58,7 +58,7 @@ func (v *verifier) accounts(ctx context.Context) (*Divergence, error) {
 				}
 				continue
 			}
-			if d := diffAccount(a, got); lower(d, best) {
+			if d := diffAccount(a, v.book.account(a.ID).amended, got); lower(d, best) {
 				best = d
 			}
 		}
@@ -79,7 +79,7 @@ func (v *verifier) accounts(ctx context.Context) (*Divergence, error) {
 			continue
 		}
 		s, _ := v.book.state.Account(a.id)
-		d := &Divergence{Kind: KindAccount, Position: accountChanged(s), Account: a.id, Asset: a.asset,
+		d := &Divergence{Kind: KindAccount, Position: accountChanged(s, a.amended), Account: a.id, Asset: a.asset,
 			Field: "account", Expected: "the account", Found: "no account",
 			Detail: "accounts read model (movements projection)"}
 		if lower(d, best) {
@@ -93,14 +93,16 @@ func (v *verifier) listAccounts(ctx context.Context, req *ledgerv1.ListAccountsR
 	return unary(ctx, fmt.Sprintf("accounts at %d", req.GetMinPosition()), v.proj.ListAccounts, req)
 }
 
-// accountChanged is where an account last changed of what the replay
-// keeps apart: its opening, close, freeze or unfreeze.
-func accountChanged(a *domain.Account) uint64 {
-	return max(a.Position, a.ClosedAt(), a.FrozenAt(), a.UnfrozenAt())
+// accountChanged is where an account last changed: its opening, close,
+// freeze or unfreeze (the state's), or amended, the book's last change of
+// its bounds or metadata.
+func accountChanged(a *domain.Account, amended uint64) uint64 {
+	return max(a.Position, a.ClosedAt(), a.FrozenAt(), a.UnfrozenAt(), amended)
 }
 
-// diffAccount compares an account of the replay with the one served.
-func diffAccount(a *domain.Account, got *ledgerv1.AccountView) *Divergence {
+// diffAccount compares an account of the replay, last amended at amended,
+// with the one served.
+func diffAccount(a *domain.Account, amended uint64, got *ledgerv1.AccountView) *Divergence {
 	bound := func(u *domain.Units) string {
 		if u == nil {
 			return ""
@@ -124,6 +126,6 @@ func diffAccount(a *domain.Account, got *ledgerv1.AccountView) *Divergence {
 	if f == nil {
 		return nil
 	}
-	return &Divergence{Kind: KindAccount, Position: accountChanged(a), Account: a.ID, Asset: a.Asset, Field: f.name,
+	return &Divergence{Kind: KindAccount, Position: accountChanged(a, amended), Account: a.ID, Asset: a.Asset, Field: f.name,
 		Expected: f.expected, Found: f.found, Detail: "accounts read model (movements projection)"}
 }

@@ -56,9 +56,9 @@ type bookAccount struct {
 	id, asset string
 	scale     uint8
 	normal    domain.Side
-	// opened, moved (last movement; 0: none) and closed (0: open) are
-	// positions.
-	opened, moved, closed uint64
+	// opened, moved (last movement; 0: none), closed (0: open) and
+	// amended (last change of bounds or metadata; 0: none) are positions.
+	opened, moved, closed, amended uint64
 	totals                domain.Account // the four fields and Normal only
 
 	// lines is how many statement lines the account has; digest chains
@@ -186,6 +186,12 @@ func (b *book) follow(r *eventstore.Record, e domain.Event) error {
 		a := b.account(e.ID)
 		a.closed = pos
 		b.assets[a.asset].changed = pos
+		return nil
+	case domain.AccountBoundsChanged:
+		b.account(e.ID).amended = pos
+		return nil
+	case domain.AccountMetadataSet:
+		b.account(e.ID).amended = pos
 		return nil
 	}
 	// Every statement line is a movement (domain.AppendMovements); bounds
