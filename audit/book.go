@@ -59,7 +59,7 @@ type bookAccount struct {
 	// opened, moved (last movement; 0: none), closed (0: open) and
 	// amended (last change of bounds or metadata; 0: none) are positions.
 	opened, moved, closed, amended uint64
-	totals                domain.Account // the four fields and Normal only
+	totals                         domain.Account // the four fields and Normal only
 
 	// lines is how many statement lines the account has; digest chains
 	// them (statementDigest), sum adds up each one's digest alone, keyed by
