@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
@@ -110,20 +112,30 @@ func (o BatchOptions) validate() error {
 // applied: send it again with the same id to learn its result (EXISTS
 // when it was).
 //
-// Errors: ErrClosed; codes.InvalidArgument for a nil t; ctx's error as a
-// gRPC status (Canceled, DeadlineExceeded); codes.ResourceExhausted when
-// the ledger's queue is full and FailWhenFull is set; the batch's call
-// error (after retries), which every transfer of the batch gets.
+// Errors: ErrClosed; codes.InvalidArgument for a nil t, or one that could
+// not be sent (a malformed effective_at, a text that is not UTF-8); ctx's
+// error as a gRPC status (Canceled, DeadlineExceeded), and then t was not
+// sent if ctx had ended before the call; codes.ResourceExhausted when the
+// ledger's queue is full and FailWhenFull is set; the batch's call error
+// (after retries), which every transfer of the batch gets.
 func (c *Client) CreateTransfer(ctx context.Context, ledger string, t *ledgerv1.Transfer) (*ledgerv1.ItemResult, error) {
 	if t == nil {
 		return nil, status.Error(codes.InvalidArgument, "transfer: nil")
 	}
-	// ledgerd refuses a whole request for a malformed timestamp (not one
-	// item): caught here, it fails this caller alone, not its batch.
+	// A call whose context has ended is not sent, as gRPC sends none.
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	// What would fail a whole request, not one item (ledgerd refuses a
+	// malformed timestamp; gRPC cannot encode a string that is not UTF-8),
+	// is caught here: it fails this caller alone, not its batch.
 	if ts := t.GetEffectiveAt(); ts != nil {
 		if err := ts.CheckValid(); err != nil {
 			return nil, status.Error(codes.InvalidArgument, "effective_at: "+err.Error())
 		}
+	}
+	if field := notUTF8(t.ProtoReflect()); field != "" {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: not valid UTF-8", field)
 	}
 	w := &waiter{transfer: t, done: make(chan struct{})}
 	if err := c.batches.enqueue(ctx, ledger, w); err != nil {
@@ -201,6 +213,11 @@ func (b *batcher) enqueue(ctx context.Context, ledger string, w *waiter) error {
 		if b.closed {
 			b.mu.Unlock()
 			return ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			// Ended while it waited for room: not queued, so never sent.
+			b.mu.Unlock()
+			return status.FromContextError(err).Err()
 		}
 		l := b.lane(ledger)
 		if len(l.queue) < b.opt.QueueMax {
@@ -384,4 +401,46 @@ func (b *batcher) close() {
 	// sends, and so is every batch a timer or a send starts, before its
 	// own Done.
 	b.sends.Wait()
+}
+
+// notUTF8 names the first string field of m, nested ones included, that is
+// not valid UTF-8, which proto3 strings must be: "" when all are. One such
+// field would make gRPC refuse to encode the whole batch.
+func notUTF8(m protoreflect.Message) string {
+	var bad string
+	check := func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			if !utf8.ValidString(v.String()) {
+				bad = string(fd.Name())
+			}
+		case protoreflect.MessageKind, protoreflect.GroupKind:
+			if inner := notUTF8(v.Message()); inner != "" {
+				bad = string(fd.Name()) + "." + inner
+			}
+		}
+		return bad == ""
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList():
+			list := v.List()
+			for i := 0; i < list.Len() && check(fd, list.Get(i)); i++ {
+			}
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				if !check(fd.MapKey(), k.Value()) {
+					return false
+				}
+				return check(fd.MapValue(), mv)
+			})
+			if bad != "" {
+				bad = string(fd.Name()) + ": " + bad
+			}
+		default:
+			check(fd, v)
+		}
+		return bad == ""
+	})
+	return bad
 }

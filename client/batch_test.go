@@ -221,10 +221,11 @@ func TestCreateTransferBatchFails(t *testing.T) {
 	}
 }
 
-// TestBadTimestampFailsItsCallerAlone: a transfer whose effective_at
-// ledgerd would refuse for the whole request is refused before it joins a
-// batch, so the transfers batched with it are applied.
-func TestBadTimestampFailsItsCallerAlone(t *testing.T) {
+// TestBadTransferFailsItsCallerAlone: a transfer that would fail the whole
+// request (an effective_at ledgerd refuses, a text gRPC cannot encode as it
+// is not UTF-8) is refused before it joins a batch, naming its field, so the
+// transfers batched with it are applied.
+func TestBadTransferFailsItsCallerAlone(t *testing.T) {
 	t.Parallel()
 	l := startLedgerd(t, "127.0.0.1:0")
 	opt := client.DefaultBatchOptions
@@ -232,23 +233,55 @@ func TestBadTimestampFailsItsCallerAlone(t *testing.T) {
 	c := l.dial(t, client.WithBatching(opt))
 	ledger := testenv.Name(t)
 	setup(t, c, ledger, "alice", "bob")
+	bad := map[int]struct {
+		spoil func(*ledgerv1.Transfer)
+		field string
+	}{
+		// Before year 1; a Latin-1 é; bytes that start no UTF-8 character.
+		3: {func(tr *ledgerv1.Transfer) { tr.EffectiveAt = &timestamppb.Timestamp{Seconds: -1 << 40} }, "effective_at"},
+		5: {func(tr *ledgerv1.Transfer) { tr.Reference = "caf\xe9" }, "reference"},
+		7: {func(tr *ledgerv1.Transfer) { tr.Metadata = map[string]string{"k": "\xff"} }, "metadata"},
+		9: {func(tr *ledgerv1.Transfer) { tr.Postings[0].CreditAccount = "b\xc3" }, "postings.credit_account"},
+	}
 	var wg sync.WaitGroup
-	for i := range 10 {
+	for i := range 12 {
 		wg.Go(func() {
 			tr := transfer(fmt.Sprintf("t-%d", i), "alice", "bob", "1.00")
-			if i == 3 {
-				tr.EffectiveAt = &timestamppb.Timestamp{Seconds: -1 << 40} // before year 1
+			b, isBad := bad[i]
+			if isBad {
+				b.spoil(tr)
 			}
 			r, err := c.CreateTransfer(ctx(t), ledger, tr)
 			switch {
-			case i == 3 && (status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "effective_at")):
-				t.Errorf("the bad timestamp: %v, want InvalidArgument naming effective_at", err)
-			case i != 3 && (err != nil || r.GetCode() != ledgerv1.ResultCode_RESULT_CODE_CREATED):
-				t.Errorf("transfer %d beside a bad one: %v %v, want CREATED", i, r.GetCode(), err)
+			case isBad && (status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), b.field)):
+				t.Errorf("bad %s: %v, want InvalidArgument naming it", b.field, err)
+			case !isBad && (err != nil || r.GetCode() != ledgerv1.ResultCode_RESULT_CODE_CREATED):
+				t.Errorf("transfer %d beside bad ones: %v %v, want CREATED", i, r.GetCode(), err)
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// TestCreateTransferWithEndedContextIsNotSent: a CreateTransfer whose
+// context has ended is not sent, as gRPC sends no call then: the same id
+// sent afterwards is CREATED, not EXISTS.
+func TestCreateTransferWithEndedContextIsNotSent(t *testing.T) {
+	t.Parallel()
+	l := startLedgerd(t, "127.0.0.1:0")
+	c := l.dial(t) // no linger: a batch would go at once
+	ledger := testenv.Name(t)
+	setup(t, c, ledger, "alice", "bob")
+	ended, cancel := context.WithCancel(ctx(t))
+	cancel()
+	if _, err := c.CreateTransfer(ended, ledger, transfer("late", "alice", "bob", "1.00")); status.Code(err) != codes.Canceled {
+		t.Errorf("with an ended context: %v, want Canceled", err)
+	}
+	r, err := c.CreateTransfer(ctx(t), ledger, transfer("late", "alice", "bob", "1.00"))
+	testenv.NoError(t, err)
+	if r.GetCode() != ledgerv1.ResultCode_RESULT_CODE_CREATED {
+		t.Errorf("sent again: %s at %d, want CREATED: the call with an ended context was applied", r.GetCode(), r.GetPosition())
+	}
 }
 
 // TestCloseDrains: Close sends the queued transfers and waits for their

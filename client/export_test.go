@@ -14,5 +14,5 @@ func (c *Client) Queued(ledger string) int {
 	return 0
 }
 
-// Idempotent is the retry classification of unary methods.
-var Idempotent = idempotent
+// Retries is the retry classification of unary methods.
+var Retries = retries

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,13 +24,19 @@ const (
 // RetryPolicy is how the client retries a unary call that failed on the way:
 // codes.Unavailable (the connection broke or could not be made, or ledgerd
 // is shutting down or stepping down as a ledger's writer), and
-// codes.DeadlineExceeded of one attempt (AttemptTimeout) while the call's
-// own deadline has not passed. Only methods that are idempotent by their ids
-// or arguments are retried (every command, query, audit read; not
-// CreateApiKey, MatchManually, Unmatch); streaming calls never are.
+// codes.DeadlineExceeded of one attempt when its own AttemptTimeout passed
+// (not a DeadlineExceeded that ledgerd answered, such as a min_position not
+// reached in time) while the call's deadline has not. Only methods that are
+// idempotent by their ids or arguments are retried (every command, query,
+// audit read; not CreateApiKey, MatchManually, Unmatch); streaming calls
+// never are.
 //
 // A retried command is safe: what the lost attempt applied answers EXISTS
-// with its original position the second time.
+// with its original position the second time. The setters whose last call
+// wins (bounds, metadata, rules, categories, matching rules, freezes,
+// archiving, draining) are retried only when ledgerd answered that it
+// decided nothing (another node writes the ledger): a retry of one whose
+// outcome is unknown could undo a change another client made meanwhile.
 //
 // Between attempts the client waits a back-off that doubles from
 // InitialBackoff up to MaxBackoff, each wait drawn uniformly from its upper
@@ -75,90 +82,132 @@ func (p RetryPolicy) validate() error {
 	return nil
 }
 
-// idempotent says, for every unary method of ledger.v1, whether a second
-// attempt is safe: commands are idempotent by their ids (a repeat answers
-// EXISTS), state setters set the same state, reads read. A method not here
+// retryClass is when a method's call may be tried again.
+type retryClass uint8
+
+const (
+	// retryNever: a second attempt may have a second effect.
+	retryNever retryClass = iota
+	// retryAlways: commands are idempotent by their ids (a repeat answers
+	// EXISTS), monotonic setters (close, revoke) set the same state again,
+	// reads read.
+	retryAlways
+	// retryUndecided: setters whose last call wins. A second attempt sets
+	// the first one's value again, over whatever another client set after
+	// the first was applied, so only a call ledgerd answered without
+	// deciding anything is tried again (IsWriterElsewhere).
+	retryUndecided
+)
+
+// retries classifies every unary method of ledger.v1. A method not here
 // (one added to the API since) is not retried until it is classified here;
 // TestRetryClassifiesEveryMethod fails meanwhile.
-var idempotent = map[string]bool{
-	"/ledger.v1.AdminService/ArchiveLedger":              true,
-	"/ledger.v1.AdminService/CreateApiKey":               false, // a second key
-	"/ledger.v1.AdminService/CreateLedger":               true,
-	"/ledger.v1.AdminService/GetLedger":                  true,
-	"/ledger.v1.AdminService/ListApiKeys":                true,
-	"/ledger.v1.AdminService/ListLedgers":                true,
-	"/ledger.v1.AdminService/ListNodes":                  true,
-	"/ledger.v1.AdminService/DrainNode":                  true, // sets a flag to a value
-	"/ledger.v1.AdminService/ListPlacements":             true,
-	"/ledger.v1.AdminService/RevokeApiKey":               true,
-	"/ledger.v1.AdminService/UnarchiveLedger":            true,
-	"/ledger.v1.CommandService/CloseAccounts":            true,
-	"/ledger.v1.CommandService/ClosePeriod":              true,
-	"/ledger.v1.CommandService/CreateTransfers":          true,
-	"/ledger.v1.CommandService/DefineAsset":              true,
-	"/ledger.v1.CommandService/DefineCategories":         true,
-	"/ledger.v1.CommandService/OpenAccounts":             true,
-	"/ledger.v1.CommandService/PostPendingTransfers":     true,
-	"/ledger.v1.CommandService/ReverseTransfers":         true,
-	"/ledger.v1.CommandService/SetAccountBounds":         true,
-	"/ledger.v1.CommandService/SetAccountMetadata":       true,
-	"/ledger.v1.CommandService/VoidPendingTransfers":     true,
-	"/ledger.v1.IntegrityService/ListAnchors":            true,
-	"/ledger.v1.MonitoringService/DefineRules":           true,
-	"/ledger.v1.MonitoringService/DryRunRule":            true,
-	"/ledger.v1.MonitoringService/FreezeAccounts":        true,
-	"/ledger.v1.MonitoringService/ListAlerts":            true,
-	"/ledger.v1.MonitoringService/ListRules":             true,
-	"/ledger.v1.MonitoringService/UnfreezeAccounts":      true,
-	"/ledger.v1.QueryService/GetBalances":                true,
-	"/ledger.v1.QueryService/GetCategoryBalances":        true,
-	"/ledger.v1.QueryService/GetProjectionStatus":        true,
-	"/ledger.v1.QueryService/GetTransfers":               true,
-	"/ledger.v1.QueryService/GetTrialBalance":            true,
-	"/ledger.v1.QueryService/ListAccounts":               true,
-	"/ledger.v1.QueryService/ListAssets":                 true,
-	"/ledger.v1.QueryService/ListCategories":             true,
-	"/ledger.v1.QueryService/ListPeriods":                true,
-	"/ledger.v1.QueryService/ListStatement":              true,
-	"/ledger.v1.QueryService/ListTransfers":              true,
-	"/ledger.v1.ReconciliationService/GetDailyJournal":   true,
-	"/ledger.v1.ReconciliationService/GetReconciliation": true,
-	"/ledger.v1.ReconciliationService/ImportStatement":   true,
-	"/ledger.v1.ReconciliationService/ListUnmatched":     true,
-	"/ledger.v1.ReconciliationService/MatchManually":     false, // a second match
-	"/ledger.v1.ReconciliationService/SetMatchingRules":  true,
-	"/ledger.v1.ReconciliationService/Unmatch":           false, // a second unmatch
-	"/ledger.v1.WebhookService/CreateSubscription":       false, // a second subscription, with its own secret
-	"/ledger.v1.WebhookService/DeleteSubscription":       false, // NotFound for a delete that was done
-	"/ledger.v1.WebhookService/ListDeliveries":           true,
-	"/ledger.v1.WebhookService/ListSubscriptions":        true,
-	"/ledger.v1.WebhookService/ReplayDeliveries":         false, // the deliveries queued twice
+var retries = map[string]retryClass{
+	"/ledger.v1.AdminService/ArchiveLedger":              retryUndecided, // the last call wins
+	"/ledger.v1.AdminService/CreateApiKey":               retryNever,     // a second key
+	"/ledger.v1.AdminService/CreateLedger":               retryAlways,
+	"/ledger.v1.AdminService/GetLedger":                  retryAlways,
+	"/ledger.v1.AdminService/ListApiKeys":                retryAlways,
+	"/ledger.v1.AdminService/ListLedgers":                retryAlways,
+	"/ledger.v1.AdminService/ListNodes":                  retryAlways,
+	"/ledger.v1.AdminService/DrainNode":                  retryUndecided, // the last call wins
+	"/ledger.v1.AdminService/ListPlacements":             retryAlways,
+	"/ledger.v1.AdminService/RevokeApiKey":               retryAlways,
+	"/ledger.v1.AdminService/UnarchiveLedger":            retryUndecided, // the last call wins
+	"/ledger.v1.CommandService/CloseAccounts":            retryAlways,
+	"/ledger.v1.CommandService/ClosePeriod":              retryAlways,
+	"/ledger.v1.CommandService/CreateTransfers":          retryAlways,
+	"/ledger.v1.CommandService/DefineAsset":              retryAlways,
+	"/ledger.v1.CommandService/DefineCategories":         retryUndecided, // the last call wins
+	"/ledger.v1.CommandService/OpenAccounts":             retryAlways,
+	"/ledger.v1.CommandService/PostPendingTransfers":     retryAlways,
+	"/ledger.v1.CommandService/ReverseTransfers":         retryAlways,
+	"/ledger.v1.CommandService/SetAccountBounds":         retryUndecided, // the last call wins
+	"/ledger.v1.CommandService/SetAccountMetadata":       retryUndecided, // the last call wins
+	"/ledger.v1.CommandService/VoidPendingTransfers":     retryAlways,
+	"/ledger.v1.IntegrityService/ListAnchors":            retryAlways,
+	"/ledger.v1.MonitoringService/DefineRules":           retryUndecided, // the last call wins
+	"/ledger.v1.MonitoringService/DryRunRule":            retryAlways,
+	"/ledger.v1.MonitoringService/FreezeAccounts":        retryUndecided, // the last call wins
+	"/ledger.v1.MonitoringService/ListAlerts":            retryAlways,
+	"/ledger.v1.MonitoringService/ListRules":             retryAlways,
+	"/ledger.v1.MonitoringService/UnfreezeAccounts":      retryUndecided, // the last call wins
+	"/ledger.v1.QueryService/GetBalances":                retryAlways,
+	"/ledger.v1.QueryService/GetCategoryBalances":        retryAlways,
+	"/ledger.v1.QueryService/GetProjectionStatus":        retryAlways,
+	"/ledger.v1.QueryService/GetTransfers":               retryAlways,
+	"/ledger.v1.QueryService/GetTrialBalance":            retryAlways,
+	"/ledger.v1.QueryService/ListAccounts":               retryAlways,
+	"/ledger.v1.QueryService/ListAssets":                 retryAlways,
+	"/ledger.v1.QueryService/ListCategories":             retryAlways,
+	"/ledger.v1.QueryService/ListPeriods":                retryAlways,
+	"/ledger.v1.QueryService/ListStatement":              retryAlways,
+	"/ledger.v1.QueryService/ListTransfers":              retryAlways,
+	"/ledger.v1.ReconciliationService/GetDailyJournal":   retryAlways,
+	"/ledger.v1.ReconciliationService/GetReconciliation": retryAlways,
+	"/ledger.v1.ReconciliationService/ImportStatement":   retryAlways,
+	"/ledger.v1.ReconciliationService/ListUnmatched":     retryAlways,
+	"/ledger.v1.ReconciliationService/MatchManually":     retryNever,     // a second match
+	"/ledger.v1.ReconciliationService/SetMatchingRules":  retryUndecided, // the last call wins
+	"/ledger.v1.ReconciliationService/Unmatch":           retryNever,     // a second unmatch
+	"/ledger.v1.WebhookService/CreateSubscription":       retryNever,     // a second subscription, with its own secret
+	"/ledger.v1.WebhookService/DeleteSubscription":       retryNever,     // NotFound for a delete that was done
+	"/ledger.v1.WebhookService/ListDeliveries":           retryAlways,
+	"/ledger.v1.WebhookService/ListSubscriptions":        retryAlways,
+	"/ledger.v1.WebhookService/ReplayDeliveries":         retryNever, // the deliveries queued twice
 }
 
-// retryable says whether an attempt that failed with err may be retried.
-// A DeadlineExceeded counts only when the call's own context is alive: the
-// attempt's deadline passed, not the caller's.
-func retryable(ctx context.Context, err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable:
+// retryable says whether an attempt of a method of class c that failed
+// with err may be retried; timedOut says the attempt's own AttemptTimeout
+// passed, not the caller's deadline.
+func retryable(c retryClass, err error, timedOut bool) bool {
+	switch {
+	case c == retryUndecided:
+		return IsWriterElsewhere(err)
+	case c != retryAlways:
+		return false
+	case status.Code(err) == codes.Unavailable:
 		return true
-	case codes.DeadlineExceeded:
-		return ctx.Err() == nil
+	}
+	// Only the attempt's own timeout: a DeadlineExceeded that ledgerd
+	// answered (a min_position not reached in its 10 s) would take as long
+	// again each time.
+	return timedOut
+}
+
+// ReasonWriterElsewhere is the ErrorInfo reason of an Unavailable with
+// which ledgerd says it decided nothing: another node writes, or may
+// write, the ledger. The call may go again, here or to another node.
+const ReasonWriterElsewhere = "WRITER_ELSEWHERE"
+
+// IsWriterElsewhere says whether err is an Unavailable that decided
+// nothing (ReasonWriterElsewhere).
+func IsWriterElsewhere(err error) bool {
+	st := status.Convert(err)
+	if st.Code() != codes.Unavailable {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonWriterElsewhere {
+			return true
+		}
 	}
 	return false
 }
 
-// unaryInterceptor retries the unary calls of idempotent methods by p.
+// unaryInterceptor retries the unary calls of p's methods by their class.
 func (p RetryPolicy) unaryInterceptor() grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if p.MaxAttempts <= 1 || !idempotent[method] {
-			return p.attempt(ctx, method, req, reply, cc, invoker, opts)
+		class := retries[method]
+		if p.MaxAttempts <= 1 || class == retryNever {
+			err, _ := p.attempt(ctx, method, req, reply, cc, invoker, opts)
+			return err
 		}
 		began := time.Now()
 		backoff := p.InitialBackoff
 		for attempt := 1; ; attempt++ {
-			err := p.attempt(ctx, method, req, reply, cc, invoker, opts)
-			if err == nil || attempt == p.MaxAttempts || !retryable(ctx, err) {
+			err, timedOut := p.attempt(ctx, method, req, reply, cc, invoker, opts)
+			if err == nil || attempt == p.MaxAttempts || !retryable(class, err, timedOut) {
 				return err
 			}
 			wait := backoff/2 + rand.N(backoff/2+1)
@@ -177,12 +226,15 @@ func (p RetryPolicy) unaryInterceptor() grpc.UnaryClientInterceptor {
 	}
 }
 
-// attempt is one try of a call, bounded by AttemptTimeout when set.
-func (p RetryPolicy) attempt(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
-	if p.AttemptTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.AttemptTimeout)
-		defer cancel()
+// attempt is one try of a call, bounded by AttemptTimeout when set;
+// timedOut says that bound passed while the call's own context is alive.
+func (p RetryPolicy) attempt(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+	invoker grpc.UnaryInvoker, opts []grpc.CallOption) (err error, timedOut bool) {
+	if p.AttemptTimeout <= 0 {
+		return invoker(ctx, method, req, reply, cc, opts...), false
 	}
-	return invoker(ctx, method, req, reply, cc, opts...)
+	actx, cancel := context.WithTimeout(ctx, p.AttemptTimeout)
+	defer cancel()
+	err = invoker(actx, method, req, reply, cc, opts...)
+	return err, err != nil && actx.Err() == context.DeadlineExceeded && ctx.Err() == nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -201,7 +202,7 @@ func checkBalance(t *testing.T, c *client.Client, ledger, account string, pos ui
 }
 
 // TestRetryClassifiesEveryMethod: every unary method of ledger.v1 is
-// classified for retries (idempotent or not), and nothing else is: a new
+// classified for retries (always, never, or when undecided), and nothing else is: a new
 // method is not retried blindly, nor forgotten.
 func TestRetryClassifiesEveryMethod(t *testing.T) {
 	seen := map[string]bool{}
@@ -215,16 +216,85 @@ func TestRetryClassifiesEveryMethod(t *testing.T) {
 				}
 				name := fmt.Sprintf("/%s/%s", sd.FullName(), m.Name())
 				seen[name] = true
-				if _, ok := client.Idempotent[name]; !ok {
-					t.Errorf("%s: not classified in client's idempotent table", name)
+				if _, ok := client.Retries[name]; !ok {
+					t.Errorf("%s: not classified in client's retries table", name)
 				}
 			}
 		}
 		return true
 	})
-	for name := range client.Idempotent {
+	for name := range client.Retries {
 		if !seen[name] {
 			t.Errorf("%s: classified, but no such unary method", name)
 		}
+	}
+}
+
+// answering returns an option whose interceptor (inside the retry
+// interceptor) answers the calls of method with the errors of answers in
+// turn, as ledgerd would, then lets them through; tries counts them.
+func answering(method string, tries *atomic.Int64, answers ...error) client.Option {
+	return client.WithDialOptions(grpc.WithChainUnaryInterceptor(
+		func(ctx context.Context, m string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			if m != method {
+				return invoker(ctx, m, req, reply, conn, opts...)
+			}
+			if n := tries.Add(1); int(n) <= len(answers) {
+				return answers[n-1]
+			}
+			return invoker(ctx, m, req, reply, conn, opts...)
+		}))
+}
+
+// TestRetryNotOnDeadlineLedgerdAnswered: without AttemptTimeout, a
+// DeadlineExceeded that ledgerd answered (a min_position not reached in
+// its 10 s) comes back after one attempt, not after five times 10 s.
+func TestRetryNotOnDeadlineLedgerdAnswered(t *testing.T) {
+	t.Parallel()
+	l := startLedgerd(t, "127.0.0.1:0")
+	ledger := testenv.Name(t)
+	setup(t, l.dial(t), ledger, "alice")
+	var tries atomic.Int64
+	notReached := status.Error(codes.DeadlineExceeded, "balances: the projection has not reached the position in 10s")
+	c := l.dial(t, client.WithRetry(client.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}),
+		answering("/ledger.v1.QueryService/GetBalances", &tries, notReached, notReached))
+	_, err := c.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"alice"}})
+	if status.Code(err) != codes.DeadlineExceeded || tries.Load() != 1 {
+		t.Errorf("GetBalances: %v after %d attempts, want ledgerd's DeadlineExceeded after 1", err, tries.Load())
+	}
+}
+
+// TestRetrySettersOnlyWhenUndecided: a setter whose last call wins is not
+// tried again after an Unavailable whose outcome is unknown (its first
+// attempt may have been applied, and another client's change since would
+// be undone), and is after one with which ledgerd decided nothing
+// (WRITER_ELSEWHERE).
+func TestRetrySettersOnlyWhenUndecided(t *testing.T) {
+	t.Parallel()
+	l := startLedgerd(t, "127.0.0.1:0")
+	ledger := testenv.Name(t)
+	setup(t, l.dial(t), ledger, "alice")
+	const method = "/ledger.v1.CommandService/SetAccountMetadata"
+	policy := client.WithRetry(client.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	req := &ledgerv1.SetAccountMetadataRequest{Ledger: ledger,
+		Accounts: []*ledgerv1.AccountMetadata{{AccountId: "alice", Metadata: map[string]string{"k": "v"}}}}
+
+	var tries atomic.Int64
+	lost := status.Error(codes.Unavailable, "connection reset")
+	_, err := l.dial(t, policy, answering(method, &tries, lost)).SetAccountMetadata(ctx(t), req)
+	if status.Code(err) != codes.Unavailable || tries.Load() != 1 {
+		t.Errorf("an outcome unknown: %v after %d attempts, want Unavailable after 1", err, tries.Load())
+	}
+
+	st, err := status.New(codes.Unavailable, "not the ledger's writer").WithDetails(
+		&errdetails.ErrorInfo{Reason: client.ReasonWriterElsewhere, Domain: "ledger.v1"})
+	testenv.NoError(t, err)
+	tries.Store(0)
+	_, err = l.dial(t, policy, answering(method, &tries, st.Err())).SetAccountMetadata(ctx(t), req)
+	if err != nil || tries.Load() != 2 {
+		t.Errorf("nothing decided: %v after %d attempts, want success after 2", err, tries.Load())
+	}
+	if !client.IsWriterElsewhere(st.Err()) || client.IsWriterElsewhere(lost) {
+		t.Error("IsWriterElsewhere does not tell the two apart")
 	}
 }

@@ -89,7 +89,16 @@ func (s *Source) Next(ctx context.Context, from uint64, max int) ([]eventstore.R
 	for len(s.pending) == 0 { // a frame may hold only positions before from
 		select {
 		case msg := <-s.msgs:
-			if err := s.gather(msg, max); err != nil {
+			if err := s.gather(msg, max); errors.Is(err, errBeganAfter) {
+				// The positions from `from` on are not in the stream after
+				// all: the log has them, as when the stream begins after
+				// from at a restart (or, without a log, they are gone).
+				recs, err := s.restart(ctx, from, max)
+				if err != nil || len(recs) > 0 {
+					return recs, err
+				}
+				continue
+			} else if err != nil {
 				s.stop()
 				return nil, err
 			}
@@ -177,6 +186,12 @@ more:
 	return nil
 }
 
+// errBeganAfter: a fresh source's first frame begins after the position it
+// wants. The stream held nothing when the source started (every frame
+// expired, or purged) and the log had nothing at that position then; the
+// positions before the frame are gone from the stream.
+var errBeganAfter = errors.New("the stream's next frame begins after the position wanted")
+
 // heldFrame is a frame some pending records are of: its last position and
 // its size decoded.
 type heldFrame struct {
@@ -206,6 +221,10 @@ func (s *Source) receive(msg jetstream.Msg) error {
 		// from a head older than the log this source read.
 		s.seq++
 		return nil
+	}
+	if s.fresh && first > want {
+		return fmt.Errorf("source %s: sequence %d holds positions %d..%d, want %d next: %w", s.ledger, s.seq, first, last, want,
+			errBeganAfter)
 	}
 	if first > want || last < want || first < want && !s.fresh {
 		return fmt.Errorf("source %s: sequence %d holds positions %d..%d, want %d next", s.ledger, s.seq, first, last, want)

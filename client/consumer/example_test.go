@@ -56,8 +56,11 @@ func ExampleConsumer_RunPostgres() {
 		if !ok {
 			return nil
 		}
+		// Each posting moves its amount from the debited account to the
+		// credited one.
 		for _, p := range t.Postings {
-			if _, err := tx.Exec(ctx, `UPDATE wallets SET balance = balance + $2 WHERE account = $1`, p.Credit, p.Amount.String()); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE wallets SET balance = balance + CASE account WHEN $1 THEN -$3::numeric ELSE $3::numeric END
+				WHERE account IN ($1, $2)`, p.Debit, p.Credit, p.Amount.String()); err != nil {
 				return err
 			}
 		}

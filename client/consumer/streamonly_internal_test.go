@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
@@ -20,22 +22,9 @@ import (
 func TestStreamOnlyWaitsForWhatTheStreamHolds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	nc, err := NATSOptions{URL: testenv.NATSURL(t)}.Connect()
-	testenv.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	testenv.NoError(t, err)
+	_, js := connect(t)
 	log := &streamOnly{js: js}
-
-	frame := func(ledger string, first, last uint64) {
-		t.Helper()
-		var recs []eventstore.Record
-		for p := first; p <= last; p++ {
-			recs = append(recs, eventstore.Record{Ledger: ledger, Position: p, Type: "t", Payload: []byte("{}")})
-		}
-		_, err := js.PublishMsg(ctx, natsbus.NewFrame(natsbus.Subject(ledger), recs))
-		testenv.NoError(t, err)
-	}
+	frame := func(ledger string, first, last uint64) { publish(t, js, ledger, first, last) }
 	read := func(ledger string, from uint64) error {
 		t.Helper()
 		recs, err := log.Read(ctx, ledger, from, 10)
@@ -46,7 +35,7 @@ func TestStreamOnlyWaitsForWhatTheStreamHolds(t *testing.T) {
 	}
 
 	fresh := testenv.Name(t) + "_fresh"
-	_, err = natsbus.EnsureStream(ctx, js, fresh, natsbus.StreamOptions{})
+	_, err := natsbus.EnsureStream(ctx, js, fresh, natsbus.StreamOptions{})
 	testenv.NoError(t, err)
 	if err := read(fresh, 1); err != nil {
 		t.Fatalf("empty stream: %v, want a wait", err)
@@ -67,4 +56,59 @@ func TestStreamOnlyWaitsForWhatTheStreamHolds(t *testing.T) {
 	if err := read(late, 5); err != nil {
 		t.Fatalf("a stream that begins at 5, read at 5: %v, want a wait", err)
 	}
+}
+
+// A consumer without the log, behind a stream whose every frame expired
+// (an idle ledger past the stream's MaxAge; here purged): it waits, and
+// when the next frame comes and begins after its position, it stops with
+// ErrNotInStream, the error a supervisor acts on (set Config.Audit), not a
+// generic gap.
+func TestStreamOnlyStopsWhenItsPositionsExpired(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nc, js := connect(t)
+	ledger := testenv.Name(t)
+	s, err := natsbus.EnsureStream(ctx, js, ledger, natsbus.StreamOptions{})
+	testenv.NoError(t, err)
+	publish(t, js, ledger, 1, 3)
+	testenv.NoError(t, s.Purge(ctx))
+
+	c, err := New(Config{Ledger: ledger, NATS: nc})
+	testenv.NoError(t, err)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(rctx, Checkpoint{}, func(context.Context, Event) error { return nil }) }()
+	select {
+	case err := <-done:
+		t.Fatalf("stopped before the next frame: %v", err)
+	case <-time.After(500 * time.Millisecond): // waiting: the stream is empty
+	}
+	publish(t, js, ledger, 4, 4)
+	if err := <-done; !errors.Is(err, ErrNotInStream) {
+		t.Errorf("positions 1..3 expired, the next frame at 4: %v, want ErrNotInStream", err)
+	}
+}
+
+// connect connects to the tests' NATS.
+func connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := NATSOptions{URL: testenv.NATSURL(t)}.Connect()
+	testenv.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	testenv.NoError(t, err)
+	return nc, js
+}
+
+// publish publishes, as the relay does, a frame of ledger's positions
+// first..last.
+func publish(t *testing.T, js jetstream.JetStream, ledger string, first, last uint64) {
+	t.Helper()
+	var recs []eventstore.Record
+	for p := first; p <= last; p++ {
+		recs = append(recs, eventstore.Record{Ledger: ledger, Position: p, Type: "t", Payload: []byte("{}")})
+	}
+	_, err := js.PublishMsg(context.Background(), natsbus.NewFrame(natsbus.Subject(ledger), recs))
+	testenv.NoError(t, err)
 }
