@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/client"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -296,5 +297,8 @@ func TestRetrySettersOnlyWhenUndecided(t *testing.T) {
 	}
 	if !client.IsWriterElsewhere(st.Err()) || client.IsWriterElsewhere(lost) {
 		t.Error("IsWriterElsewhere does not tell the two apart")
+	}
+	if client.ReasonWriterElsewhere != grpcapi.ReasonWriterElsewhere {
+		t.Errorf("the client's reason %q, ledgerd's %q", client.ReasonWriterElsewhere, grpcapi.ReasonWriterElsewhere)
 	}
 }
