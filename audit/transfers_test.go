@@ -65,9 +65,9 @@ func TestVerifyCatchesEditedTransfer(t *testing.T) {
 		name, where, column, cast, set, field string
 	}{
 		{"status", "t.kind = 'transfer' AND t.status = 'posted'", "status", "text", "'reversed'", "status"},
-		{"remaining", "t.kind = 'pending' AND t.status <> 'pending'", "postings", "jsonb",
-			`jsonb_set(t.postings, '{0,remaining}', '"1"')`, "postings[0].remaining"},
-		{"amount", "t.kind = 'post'", "postings", "jsonb", `jsonb_set(t.postings, '{0,amount}', '"7"')`, "postings[0].amount"},
+		{"remaining", "t.kind = 'pending' AND t.status <> 'pending'", "postings", "json",
+			`jsonb_set(t.postings::jsonb, '{0,remaining}', '"1"')::json`, "postings[0].remaining"},
+		{"amount", "t.kind = 'post'", "postings", "json", `jsonb_set(t.postings::jsonb, '{0,amount}', '"7"')::json`, "postings[0].amount"},
 		{"reference", "t.kind = 'reversal'", "reference", "text", "'forged'", "reference"},
 		{"reversals", "t.status = 'partially_reversed'", "reversed_by", "text[]", "'{}'", "reversed_by"},
 		{"resolution", "t.kind = 'pending' AND t.status = 'voided'", "resolved_by", "text", "'someone-else'", "resolved_by"},

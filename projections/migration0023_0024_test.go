@@ -293,6 +293,8 @@ func (e *env) backBeforeNumberedTransfers() {
 			`CREATE INDEX transfers_effective_far ON transfers (ledger, effective_at, position) WHERE effective_far`,
 			`DROP TABLE transfer_ledgers`,
 			`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0024_transfers_keyed_by_numbers.sql'`,
+			// The postings were jsonb then: 0027 makes them json again.
+			`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0027_transfers_postings_json.sql'`,
 		)
 	}))
 }

@@ -382,7 +382,7 @@ func (f *transferFold) insert(ctx context.Context, tx pgx.Tx) error {
 		w.text(r.kind)
 		w.text(r.status)
 		w.int8(int64(r.position))
-		at := w.openJSONB()
+		at := w.open() // json: its binary form is its text
 		w.b = appendPostingsJSON(w.b, r.postings)
 		w.close(at)
 		w.textOrNull(r.reference)
@@ -441,7 +441,7 @@ func (f *transferFold) update(ctx context.Context, tx pgx.Tx) error {
 	err := tx.QueryRow(ctx, `WITH u AS (
 			INSERT INTO transfers AS t (ledger_no, id, kind, status, position, postings, effective_at, recorded_at,
 				resolved_by, reversed_by, updated_position)
-			SELECT $1, u.id, 'transfer', u.status, -u.updated_position, u.postings::jsonb, 'epoch', 'epoch',
+			SELECT $1, u.id, 'transfer', u.status, -u.updated_position, u.postings::json, 'epoch', 'epoch',
 				NULLIF(u.resolved_by, ''),
 				ARRAY(SELECT r.id FROM jsonb_array_elements_text(u.reversed_by::jsonb) WITH ORDINALITY AS r(id, n)
 					ORDER BY r.n),

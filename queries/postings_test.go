@@ -6,9 +6,11 @@ import (
 	"testing"
 )
 
-// postingsSeeds are postings columns as jsonb writes them, and shapes
+// postingsSeeds are postings columns as the transfers projector writes
+// them (json, projections 0027), as jsonb wrote them before, and shapes
 // scanPostings leaves to encoding/json.
 var postingsSeeds = []string{
+	postingsAsProjected,
 	`[{"asset": "USD", "debit": "acct-1", "amount": "12.34", "credit": "acct-2", "reversed": "0.00"}]`,
 	`[{"asset": "EUR", "debit": "a", "amount": "5", "credit": "b", "remaining": "5"}, {"asset": "EUR", "debit": "c", "amount": "1", "credit": "d", "remaining": "0"}]`,
 	`[]`, `null`, ` [ { "debit" : "x" } ] `,
@@ -17,9 +19,18 @@ var postingsSeeds = []string{
 	`[{"asset": "USD",}]`, `[{"asset": "USD"}`, `[{"asset": "USD"}] x`, `[{"asset": "USD"} {"asset": "EUR"}]`,
 }
 
+// postingsAsProjected is a postings column as the transfers projector
+// writes it (appendPostingsJSON).
+const postingsAsProjected = `[{"debit":"acct-1","credit":"acct-2","asset":"USD","amount":"12.34","reversed":"0.00"},` +
+	`{"debit":"a","credit":"b","asset":"USD","amount":"1","remaining":"1"}]`
+
 // TestParsePostings: what scanPostings reads is what encoding/json reads,
-// and what it does not is read by encoding/json.
+// and what it does not is read by encoding/json; the projector's own text
+// takes the fast path.
 func TestParsePostings(t *testing.T) {
+	if _, ok := scanPostings([]byte(postingsAsProjected)); !ok {
+		t.Errorf("%s, as the projector writes it, left to encoding/json", postingsAsProjected)
+	}
 	for _, in := range postingsSeeds {
 		var want []TransferPosting
 		wantErr := json.Unmarshal([]byte(in), &want)

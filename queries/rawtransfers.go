@@ -41,7 +41,7 @@ var transferColumnsRaw = [transferColumnsN + 2]pgbin.Column{
 	trColID:              pgbin.ColText,
 	trColKind:            pgbin.ColText,
 	trColStatus:          pgbin.ColText,
-	trColPostings:        pgbin.ColJSONB,
+	trColPostings:        pgbin.ColJSON,
 	trColReference:       pgbin.ColText,
 	trColMetadata:        pgbin.ColJSONB,
 	trColEffective:       pgbin.ColTimestamptz,

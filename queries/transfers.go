@@ -34,7 +34,7 @@ const (
 	TransfersPageDefault = 100
 	// TransfersScanMax bounds the transfers one ListTransfers page with an
 	// asset filter examines past its cursor: no index serves "a posting in
-	// this asset (with an amount in range)" (postings are jsonb), so the
+	// this asset (with an amount in range)" (postings are json), so the
 	// page tests at most this many of the rows the other filters select,
 	// in position order, and may end short, even empty, with a cursor
 	// after the last one it examined.
@@ -453,7 +453,7 @@ func listTransfersSQL(ledger string, f TransferFilter, after uint64, limit, scan
 	sql := `SELECT c.position, ` + transferCols + `, t.hit, t.n = ` + budget + ` FROM ` + checkpoint + `
 		LEFT JOIN LATERAL (
 			SELECT s.* FROM (
-				SELECT u.*, EXISTS (SELECT 1 FROM jsonb_array_elements(u.postings) p
+				SELECT u.*, EXISTS (SELECT 1 FROM json_array_elements(u.postings) p
 						WHERE ` + strings.Join(posting, " AND ") + `) AS hit,
 					row_number() OVER (ORDER BY u.k) AS n
 				FROM (` + limited(budget) + `) u
