@@ -75,8 +75,13 @@ func DryRunRule(ctx context.Context, log DryRunLog, ledger string, rule domain.R
 	case to > head:
 		return DryRunResult{}, &domain.FieldError{Field: "to_position", Err: fmt.Errorf("%d, the head is %d: %w", to, head, ErrDryRunRange)}
 	}
-	if r.To != 0 && from > to {
+	switch {
+	case r.To != 0 && from > to:
 		return DryRunResult{}, &domain.FieldError{Field: "from_position", Err: fmt.Errorf("%d after to_position %d: %w", from, to, ErrDryRunRange)}
+	case r.From > head:
+		// Refused as a to_position past the head is: an empty answer would
+		// read as "this rule flags nothing".
+		return DryRunResult{}, &domain.FieldError{Field: "from_position", Err: fmt.Errorf("%d, the head is %d: %w", r.From, head, ErrDryRunRange)}
 	}
 	if !r.FromTime.IsZero() && !r.ToTime.IsZero() && !r.FromTime.Before(r.ToTime) {
 		return DryRunResult{}, &domain.FieldError{Field: "to_time", Err: fmt.Errorf("not after from_time: %w", ErrDryRunRange)}

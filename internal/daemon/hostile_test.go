@@ -88,8 +88,24 @@ func TestUnauthenticatedRequestIsNotRead(t *testing.T) {
 			t.Errorf("%s: the client wrote %d bytes of a refused 48 MiB request, want at most %d", tc.name, n, unreadMax)
 		}
 	}
-	// Counted, though no interceptor saw them.
-	for _, want := range []string{`ledger_grpc_refused_before_read_total{code="Unauthenticated"} 2`,
+	// REST calls refused from their key, before the gateway reads them.
+	for _, key := range []string{"", unknown} {
+		req, err := http.NewRequestWithContext(ctx(t), "POST", "http://"+h.m.HTTPAddr()+"/v1/ledgers/x/transfers",
+			strings.NewReader(`{"transfers": []}`))
+		testenv.NoError(t, err)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		testenv.NoError(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("REST with key %q: status %d, want 401", key, resp.StatusCode)
+		}
+	}
+	// Counted, though no interceptor saw them: two gRPC and two REST calls
+	// without a valid key.
+	for _, want := range []string{`ledger_grpc_refused_before_read_total{code="Unauthenticated"} 4`,
 		`ledger_grpc_refused_before_read_total{code="PermissionDenied"} 1`} {
 		if m := metricsText(t, h); !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -41,7 +41,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"method", "code"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ledger_grpc_refused_before_read_total", Help: "gRPC calls refused from their headers (key or role), by status code.",
+			Name: "ledger_grpc_refused_before_read_total", Help: "gRPC and REST calls refused from their headers (key or role), by status code.",
 		}, []string{"code"}),
 		appends: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "ledger_append_duration_seconds", Help: "Time of one append of a batch to the event store (the commit latency), by result (ok, error).",

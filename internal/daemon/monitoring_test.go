@@ -327,6 +327,7 @@ func TestDryRunRule(t *testing.T) {
 	}{
 		{"past the head", &ledgerv1.DryRunRuleRequest{Ledger: ledger, Rule: big, ToPosition: head + 1}, "to_position"},
 		{"from after to", &ledgerv1.DryRunRuleRequest{Ledger: ledger, Rule: big, FromPosition: 3, ToPosition: 2}, "from_position"},
+		{"from past the head", &ledgerv1.DryRunRuleRequest{Ledger: ledger, Rule: big, FromPosition: head + 1}, "from_position"},
 		{"no rule", &ledgerv1.DryRunRuleRequest{Ledger: ledger}, "rule"},
 		{"finer than the asset", &ledgerv1.DryRunRuleRequest{Ledger: ledger, Rule: &ledgerv1.Rule{Id: "x", Asset: "USD",
 			Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "1.001"}}}}, "threshold.amount"},

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 )
 
 // grpcMsgMax bounds a gRPC message sent (grpcapi.SendMax, which clients
@@ -127,10 +128,14 @@ func (m *Main) serve() error {
 	if m.auth != nil {
 		gwOpts.Authenticate = func(r *http.Request) error {
 			_, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
-			if err == nil {
-				httpConns.authenticated(r.RemoteAddr)
+			if err != nil {
+				// Refused before its body is read, as TapHandle refuses a
+				// gRPC call: counted with those.
+				m.auth.OnRefused(status.Code(err))
+				return err
 			}
-			return err
+			httpConns.authenticated(r.RemoteAddr)
+			return nil
 		}
 	}
 	if m.gateway, err = httpapi.NewGateway(dialable(m.GRPCAddr()), gwOpts); err != nil {
