@@ -3,6 +3,7 @@ package webhooks_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -79,4 +80,118 @@ func TestPollKeepsALockedSubscription(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// env is a test's database and JetStream, and the stores over them.
+type env struct {
+	pool  *pgxpool.Pool
+	js    jetstream.JetStream
+	store *webhooks.Store
+	log   *eventstore.Store
+}
+
+func newEnv(t *testing.T, ctx context.Context) *env {
+	t.Helper()
+	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(pool.Close)
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	testenv.NoError(t, err)
+	return &env{pool: pool, js: js, store: webhooks.NewStore(pool), log: eventstore.New(pool)}
+}
+
+func (e *env) dispatcher(opts webhooks.Options) *webhooks.Dispatcher {
+	return webhooks.NewDispatcher(e.store, e.log, func(ledger string) webhooks.Source {
+		return natsbus.NewSource(ledger, e.js, e.log, natsbus.StreamOptions{}, nil)
+	}, opts)
+}
+
+// run runs d until the test ends, and waits for it to stop before the
+// pool closes.
+func run(t *testing.T, ctx context.Context, d *webhooks.Dispatcher) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// insertDeliveries adds n delivery log rows of a subscription, positions
+// from first on, last changed age ago.
+func insertDeliveries(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sub string, first, n int, age time.Duration, replay bool) {
+	t.Helper()
+	status := "delivered"
+	if replay {
+		status = "pending"
+	}
+	_, err := pool.Exec(ctx, `INSERT INTO webhook_deliveries (subscription_id, position, ledger, event_type, status, replay, updated_at)
+		SELECT $1, g, 'l', 'TransferCommitted', $5, $6, now() - $4::interval FROM generate_series($2::bigint, $2::bigint + $3 - 1) g`,
+		sub, first, n, age, status, replay)
+	testenv.NoError(t, err)
+}
+
+func countDeliveries(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sub string) int {
+	t.Helper()
+	var n int
+	testenv.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1`, sub).Scan(&n))
+	return n
+}
+
+// A dispatcher's trim removes every row past the retention, however many
+// batches that takes: 25,000 rows, two and a half batches, are gone after
+// the first trim. It used to remove one batch every 10 minutes, less than
+// one subscription to a busy ledger adds. Rows within the retention, and
+// dead letters queued for a replay, stay.
+func TestTrimRemovesEveryRowPastTheRetention(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e := newEnv(t, ctx)
+	const old, recent, queued = "wh_00000000000000a1", "wh_00000000000000a2", "wh_00000000000000a3"
+	insertDeliveries(t, ctx, e.pool, old, 1, 25_000, 8*24*time.Hour, false)
+	insertDeliveries(t, ctx, e.pool, recent, 1, 10, 6*24*time.Hour, false)
+	insertDeliveries(t, ctx, e.pool, queued, 1, 10, 8*24*time.Hour, true)
+	run(t, ctx, e.dispatcher(webhooks.Options{Owner: "a", Poll: time.Hour}))
+	// Well within the minute before the next trim.
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n := countDeliveries(t, ctx, e.pool, old); n > 0 {
+			return fmt.Errorf("%d rows past the retention left", n)
+		}
+		return nil
+	})
+	if n := countDeliveries(t, ctx, e.pool, recent); n != 10 {
+		t.Errorf("rows within the retention: %d left, want 10", n)
+	}
+	if n := countDeliveries(t, ctx, e.pool, queued); n != 10 {
+		t.Errorf("dead letters queued for a replay: %d left, want 10", n)
+	}
+}
+
+// A trim stops after its last batch, the rest left to the next, and at the
+// first batch that comes back short.
+func TestTrimStopsAtItsBatchLimit(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e := newEnv(t, ctx)
+	const sub = "wh_00000000000000a1"
+	insertDeliveries(t, ctx, e.pool, sub, 1, 5_000, 8*24*time.Hour, false)
+	d := e.dispatcher(webhooks.Options{Owner: "a"})
+	for _, c := range []struct {
+		name string
+		want int64
+		left int
+	}{
+		{"three full batches", 3_000, 2_000},
+		{"two, then a short one", 2_000, 0},
+		{"nothing left", 0, 0},
+	} {
+		n, err := d.Trim(ctx, 1_000, 3)
+		testenv.NoError(t, err)
+		if left := countDeliveries(t, ctx, e.pool, sub); n != c.want || left != c.left {
+			t.Errorf("%s: removed %d, %d left; want %d, %d left", c.name, n, left, c.want, c.left)
+		}
+	}
 }

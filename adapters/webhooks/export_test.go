@@ -21,3 +21,9 @@ func (d *Dispatcher) Worker(id string) (w any, ended bool) {
 		return r, false
 	}
 }
+
+// Trim runs one trim of the delivery log, batch rows a statement and at
+// most batchesMax statements, without a pause between them.
+func (d *Dispatcher) Trim(ctx context.Context, batch, batchesMax int) (int64, error) {
+	return d.trim(ctx, batch, batchesMax, 0)
+}
