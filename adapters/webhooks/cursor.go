@@ -23,17 +23,28 @@ type claimed struct {
 	known bool
 }
 
-// claim takes the lease of every subscription no live dispatcher holds, and
-// renews this owner's, for ttl; it returns those the owner now holds, at most
-// limit. One statement for all: a few hundred rows a poll.
+// claim renews this owner's leases and takes those no live dispatcher
+// holds, for ttl; it returns those the owner now holds, at most limit. Its
+// own come first, renewed apart from the taking: were they ranked with the
+// free ones under one LIMIT, a dispatcher at its limit would take a free
+// one in place of one of its own, whose lease would lapse and whose
+// running worker would be stopped. One statement for all: a few hundred
+// rows a poll.
 //
 // Errors: a database error, wrapped.
 func (s *Store) claim(ctx context.Context, owner string, ttl time.Duration, limit int) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `UPDATE webhook_subscriptions SET lease_owner = $1, lease_until = now() + $2::interval
-		WHERE id IN (SELECT id FROM webhook_subscriptions
-			WHERE lease_owner = $1 OR lease_until IS NULL OR lease_until < now()
-			ORDER BY lease_owner = $1 DESC, created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-		RETURNING id`, owner, ttl, limit)
+	rows, err := s.pool.Query(ctx, `WITH renewed AS (
+			UPDATE webhook_subscriptions SET lease_until = now() + $2::interval
+			WHERE id IN (SELECT id FROM webhook_subscriptions WHERE lease_owner = $1
+				ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+			RETURNING id),
+		taken AS (
+			UPDATE webhook_subscriptions SET lease_owner = $1, lease_until = now() + $2::interval
+			WHERE id IN (SELECT id FROM webhook_subscriptions
+				WHERE lease_owner IS DISTINCT FROM $1 AND (lease_until IS NULL OR lease_until < now())
+				ORDER BY created_at LIMIT greatest($3 - (SELECT count(*) FROM renewed), 0) FOR UPDATE SKIP LOCKED)
+			RETURNING id)
+		SELECT id FROM renewed UNION ALL SELECT id FROM taken`, owner, ttl, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook subscriptions: %w", err)
 	}

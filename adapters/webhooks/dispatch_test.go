@@ -118,6 +118,54 @@ func run(t *testing.T, ctx context.Context, d *webhooks.Dispatcher) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// A dispatcher at its limit, with a subscription waiting past it, renews
+// the leases of those it runs: they stay its own, their workers
+// uninterrupted. Its own used to be ranked after the free ones under the
+// claim's limit (NULL owners first), so that it took the waiting one in
+// place of one of its own, whose lease lapsed and whose worker stopped.
+func TestClaimAtTheLimitRenewsItsOwnLeases(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e := newEnv(t, ctx)
+	ledger := testenv.Name(t)
+	var ids []string
+	for i := range 3 {
+		sub, _, err := e.store.Create(ctx, webhooks.NewSubscription{Ledger: ledger, URL: "http://127.0.0.1:9/hook"})
+		testenv.NoError(t, err)
+		ids = append(ids, sub.ID)
+		// Distinct created_at: the first two are claimed first.
+		_, err = e.pool.Exec(ctx, `UPDATE webhook_subscriptions SET created_at = now() + $2 * interval '1 second' WHERE id = $1`, sub.ID, i)
+		testenv.NoError(t, err)
+	}
+	const lease = 2 * time.Second
+	d := e.dispatcher(webhooks.Options{Owner: "a", Poll: time.Hour, Lease: lease, SubscriptionsMax: 2})
+	t.Cleanup(cancel) // ends the workers, before the pool closes
+
+	d.Poll(ctx)
+	first := map[string]any{}
+	for _, id := range ids[:2] {
+		w, ended := d.Worker(id)
+		if w == nil || ended {
+			t.Fatalf("%s: worker %v, ended %v after the first claim: want one running", id, w, ended)
+		}
+		first[id] = w
+	}
+	for end := time.Now().Add(5 * lease / 2); time.Now().Before(end); {
+		time.Sleep(lease / 10)
+		d.Poll(ctx)
+		for _, id := range ids[:2] {
+			if w, ended := d.Worker(id); w != first[id] || ended {
+				t.Fatalf("%s, held and renewed every %s: worker %v (was %v), ended %v: want the same, running",
+					id, lease/10, w, first[id], ended)
+			}
+		}
+		if w, _ := d.Worker(ids[2]); w != nil {
+			t.Fatalf("the third, past the limit of two: worker %v, want none", w)
+		}
+	}
+}
+
 // insertDeliveries adds n delivery log rows of a subscription, positions
 // from first on, last changed age ago.
 func insertDeliveries(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sub string, first, n int, age time.Duration, replay bool) {
