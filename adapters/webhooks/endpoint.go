@@ -206,19 +206,20 @@ func (a attempt) errorText() string {
 }
 
 // newHTTPClient is the delivering client: bounded connect, TLS, header and
-// total times; no redirects (a 3xx is a failure: a subscription names its
-// endpoint); no cookies.
+// total times, and headers' size; no redirects (a 3xx is a failure: a
+// subscription names its endpoint); no cookies.
 func newHTTPClient(total time.Duration) *http.Client {
 	dialer := &net.Dialer{Timeout: min(total, connectTimeout), KeepAlive: 30 * time.Second}
 	return &http.Client{
 		Timeout: total,
 		Transport: &http.Transport{
-			DialContext:           dialer.DialContext,
-			TLSHandshakeTimeout:   min(total, connectTimeout),
-			ResponseHeaderTimeout: total,
-			MaxIdleConnsPerHost:   8,
-			IdleConnTimeout:       90 * time.Second,
-			ForceAttemptHTTP2:     true,
+			DialContext:            dialer.DialContext,
+			TLSHandshakeTimeout:    min(total, connectTimeout),
+			ResponseHeaderTimeout:  total,
+			MaxResponseHeaderBytes: responseHeaderMax,
+			MaxIdleConnsPerHost:    8,
+			IdleConnTimeout:        90 * time.Second,
+			ForceAttemptHTTP2:      true,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -226,6 +227,13 @@ func newHTTPClient(total time.Duration) *http.Client {
 
 // connectTimeout bounds a connection's set-up (TCP, and TLS).
 const connectTimeout = 5 * time.Second
+
+// responseHeaderMax bounds a response's status line and headers. Only the
+// status code is used; Go's default of 10 MB would let every endpoint hold
+// that much of ledgerd's memory for each attempt in flight. 16 KiB is
+// room for what proxies and frameworks add; a response with more is a
+// failed attempt.
+const responseHeaderMax = 16 << 10
 
 // responseReadMax bounds what is read of a response body (to reuse the
 // connection); the rest is dropped with the connection.

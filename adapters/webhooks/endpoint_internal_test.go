@@ -1,6 +1,10 @@
 package webhooks
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +98,38 @@ func TestWants(t *testing.T) {
 		if got := wants(&c.sub, c.rec); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestPostBoundsResponseHeaders: a response whose headers pass
+// responseHeaderMax is a failed attempt, read no further (Go's default
+// read up to 10 MB of them); one under it is answered as usual.
+func TestPostBoundsResponseHeaders(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name   string
+		header int
+		ok     bool
+	}{
+		{"well under the bound", 8 << 10, true},
+		{"just over the bound", responseHeaderMax, false},
+		{"9 MB", 9 << 20, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			value := strings.Repeat("x", c.header)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Big", value)
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			defer srv.Close()
+			a := post(context.Background(), newHTTPClient(AttemptTimeoutDefault), srv.URL, "l:1:wh", "t=1,v1=00", []byte("{}"))
+			if c.ok && (!a.ok() || a.code != http.StatusNoContent) {
+				t.Fatalf("%d bytes of headers: code %d, err %v; want 204", c.header, a.code, a.err)
+			}
+			if !c.ok && (a.ok() || a.err == nil || a.code != 0) {
+				t.Fatalf("%d bytes of headers: code %d, err %v; want a failed attempt, no response", c.header, a.code, a.err)
+			}
+		})
 	}
 }
