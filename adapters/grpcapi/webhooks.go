@@ -47,8 +47,9 @@ var (
 
 // CreateSubscription subscribes a URL to a ledger's events.
 //
-// Errors: InvalidArgument naming the field; FailedPrecondition when the
-// ledger has webhooks.SubscriptionsPerLedgerMax subscriptions.
+// Errors: InvalidArgument naming the field (from_position past the one
+// after the ledger's head included); FailedPrecondition when the ledger
+// has webhooks.SubscriptionsPerLedgerMax subscriptions.
 func (s *WebhookServer) CreateSubscription(ctx context.Context, req *ledgerv1.CreateSubscriptionRequest) (*ledgerv1.CreateSubscriptionResponse, error) {
 	if err := checkLedger(req.GetLedger()); err != nil {
 		return nil, err
@@ -154,7 +155,8 @@ func (s *WebhookServer) ListDeliveries(ctx context.Context, req *ledgerv1.ListDe
 // position on.
 //
 // Errors: InvalidArgument on ledger, subscription_id, dead_letters (neither
-// or both asked) or from_position (not delivered yet); NotFound.
+// or both asked) or from_position (not delivered yet, or past the one after
+// the ledger's head); NotFound.
 func (s *WebhookServer) ReplayDeliveries(ctx context.Context, req *ledgerv1.ReplayDeliveriesRequest) (*ledgerv1.ReplayDeliveriesResponse, error) {
 	if err := checkSubscription(req.GetLedger(), "subscription_id", req.GetSubscriptionId()); err != nil {
 		return nil, err
@@ -245,7 +247,7 @@ func webhookStatusOf(err error) error {
 	case errors.Is(err, webhooks.ErrTooMany):
 		return status.Error(codes.FailedPrecondition, fmt.Sprintf("%s: at most %d a ledger: delete one first",
 			err.Error(), webhooks.SubscriptionsPerLedgerMax))
-	case errors.Is(err, webhooks.ErrAfterCursor):
+	case errors.Is(err, webhooks.ErrAfterCursor), errors.Is(err, webhooks.ErrPastHead):
 		return invalidArgument("from_position", err.Error())
 	}
 	return statusOf(err)

@@ -118,6 +118,22 @@ func run(t *testing.T, ctx context.Context, d *webhooks.Dispatcher) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// appendEvents appends one event to ledger for each payload, from
+// position 1. Their type is one this build does not decode: a
+// subscription delivers it as it is.
+func appendEvents(t *testing.T, ctx context.Context, log *eventstore.Store, ledger string, payloads ...string) {
+	t.Helper()
+	recs := make([]eventstore.Record, len(payloads))
+	var prev eventstore.Hash
+	for i, p := range payloads {
+		recs[i] = eventstore.Record{Ledger: ledger, Position: uint64(i + 1), Type: "Alert", SchemaVersion: 1,
+			RecordedAt: time.Now().UTC().Truncate(time.Microsecond), CommandID: fmt.Sprintf("c%d", i+1), Payload: []byte(p)}
+		recs[i].Seal(prev)
+		prev = recs[i].Hash
+	}
+	testenv.NoError(t, log.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
+}
+
 // A dispatcher at its limit, with a subscription waiting past it, renews
 // the leases of those it runs: they stay its own, their workers
 // uninterrupted. Its own used to be ranked after the free ones under the

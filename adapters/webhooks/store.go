@@ -69,6 +69,10 @@ var (
 	// ErrAfterCursor means a replay from a position the subscription has
 	// not reached yet: there is nothing to deliver again.
 	ErrAfterCursor = errors.New("replay from a position not delivered yet")
+	// ErrPastHead means a delivery from a position past the one after the
+	// ledger's head: the dispatcher would find no event at its cursor to
+	// continue the hash chain from.
+	ErrPastHead = errors.New("from a position past the ledger's head")
 	// errMoved means the subscription's row changed under its dispatcher
 	// (replayed, deleted, or its lease taken): it reloads.
 	errMoved = errors.New("the subscription changed under its dispatcher")
@@ -146,7 +150,7 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // Create makes a subscription and returns it with its secret.
 //
-// Errors: ErrTooMany; a database error, wrapped.
+// Errors: ErrTooMany; ErrPastHead; a database error, wrapped.
 func (s *Store) Create(ctx context.Context, n NewSubscription) (Subscription, []byte, error) {
 	var idb [8]byte
 	secret := make([]byte, SecretBytes)
@@ -172,6 +176,11 @@ func (s *Store) Create(ctx context.Context, n NewSubscription) (Subscription, []
 		}
 		if count >= SubscriptionsPerLedgerMax {
 			return fmt.Errorf("ledger %s has %d: %w", n.Ledger, count, ErrTooMany)
+		}
+		if n.FromPosition > 0 {
+			if err := checkFrom(ctx, tx, n.Ledger, n.FromPosition); err != nil {
+				return err
+			}
 		}
 		// From the head: the cursor is the head and its hash, which the
 		// dispatcher's chain check starts from.
@@ -334,7 +343,10 @@ func (s *Store) ReplayDead(ctx context.Context, ledger, id string) (uint64, erro
 // event from there on is delivered again (same delivery ids). It returns
 // how many positions that is.
 //
-// Errors: ErrNotFound; ErrAfterCursor; a database error, wrapped.
+// Errors: ErrNotFound; ErrAfterCursor; ErrPastHead (a cursor past the head
+// is a subscription created from past it before Create refused that: a
+// replay from the head's next or before mends it); a database error,
+// wrapped.
 func (s *Store) ReplayFrom(ctx context.Context, ledger, id string, from uint64) (uint64, error) {
 	var n uint64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -350,6 +362,9 @@ func (s *Store) ReplayFrom(ctx context.Context, ledger, id string, from uint64) 
 		if from > uint64(cursor) {
 			return fmt.Errorf("from %d, delivered up to %d: %w", from, cursor, ErrAfterCursor)
 		}
+		if err := checkFrom(ctx, tx, ledger, from); err != nil {
+			return err
+		}
 		n = uint64(cursor) - from + 1
 		_, err = tx.Exec(ctx, `UPDATE webhook_subscriptions SET delivered_position = $2, delivered_hash = NULL,
 			generation = generation + 1, fault = '' WHERE id = $1`, id, int64(from-1))
@@ -359,6 +374,23 @@ func (s *Store) ReplayFrom(ctx context.Context, ledger, id string, from uint64) 
 		return 0, fmt.Errorf("replay %s from %d: %w", id, from, err)
 	}
 	return n, nil
+}
+
+// checkFrom refuses a cursor moved to from-1 past the ledger's head: no
+// event would be there for the dispatcher's chain check to start from, and
+// it would report the chain broken instead of waiting for the event.
+//
+// Errors: ErrPastHead; a database error.
+func checkFrom(ctx context.Context, tx pgx.Tx, ledger string, from uint64) error {
+	var head int64
+	err := tx.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM ledger_heads WHERE ledger = $1`, ledger).Scan(&head)
+	if err != nil {
+		return err
+	}
+	if from > uint64(head)+1 {
+		return fmt.Errorf("from %d, the head is at %d (at most %d): %w", from, head, head+1, ErrPastHead)
+	}
+	return nil
 }
 
 // Cleanup removes the delivery log's rows untouched for retention, at most
