@@ -96,7 +96,9 @@ func backoff(n int, lo, hi time.Duration) time.Duration {
 }
 
 // deliver delivers rec until a 2xx answers or it is given up (dead), each
-// attempt in the delivery log. It returns only ctx's error or the
+// attempt in the delivery log. It returns only ctx's error, errMoved (a
+// replay or a deletion seen between attempts: the replay takes over at
+// once instead of after this delivery, up to its maximum age) or the
 // database's: an endpoint's failures are the delivery's state, not errors.
 func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record) error {
 	opts := &w.d.opts
@@ -129,7 +131,7 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 			if !d.FirstAttemptAt.IsZero() {
 				wait = min(wait, d.FirstAttemptAt.Add(opts.MaxAge).Sub(now))
 			}
-			if err := sleep(ctx, max(wait, time.Millisecond)); err != nil {
+			if err := w.pause(ctx, c, max(wait, time.Millisecond)); err != nil {
 				return err
 			}
 			continue
@@ -161,10 +163,28 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 		if err := w.d.store.record(ctx, &d); err != nil {
 			return err
 		}
-		if err := sleep(ctx, delay); err != nil {
+		if err := w.pause(ctx, c, delay); err != nil {
 			return err
 		}
 	}
+}
+
+// pause waits d between two attempts, looking every Poll for a replay or a
+// deletion of the subscription, as a worker waiting for events does.
+//
+// Errors: errMoved; ctx's; a database error.
+func (w *worker) pause(ctx context.Context, c *claimed, d time.Duration) error {
+	for d > 0 {
+		step := min(d, w.d.opts.Poll)
+		if err := sleep(ctx, step); err != nil {
+			return err
+		}
+		if err := w.d.store.current(ctx, c, w.d.opts.Owner); err != nil {
+			return err
+		}
+		d -= step
+	}
+	return nil
 }
 
 // attempt makes one POST within the endpoint's limits.

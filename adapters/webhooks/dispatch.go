@@ -377,6 +377,9 @@ func (w *worker) serve(ctx context.Context) error {
 	if err := w.replayDead(ctx, &c); err != nil {
 		return err
 	}
+	// The delivery at the cursor may be one a replay interrupted: it goes
+	// on with its attempts, its maximum age counting from its first.
+	w.resume = true
 	src := w.d.source(c.Ledger)
 	defer src.Close()
 	for {
