@@ -67,6 +67,18 @@ func accountsOf(rec *eventstore.Record) []string {
 		return []string{e.ID}
 	case domain.AccountClosed:
 		return []string{e.ID}
+	case domain.AccountFrozen:
+		return []string{e.ID}
+	case domain.AccountUnfrozen:
+		return []string{e.ID}
+	case domain.StatementImported:
+		return []string{e.Account}
+	case domain.MatchingRulesSet:
+		return []string{e.Account}
+	case domain.MatchedManually:
+		return []string{e.Account}
+	case domain.Unmatched:
+		return []string{e.Account}
 	}
 	var ids []string
 	for _, m := range domain.Movements(e) {
