@@ -182,10 +182,17 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 }
 
 // pause waits d between two attempts, looking every Poll for a replay or a
-// deletion of the subscription, as a worker waiting for events does.
+// deletion of the subscription, as a worker waiting for events does. The
+// worker's source is closed first: while the endpoint fails, the frames it
+// read ahead (up to 64 of them, megabytes) would be held for nothing, by
+// every subscription whose endpoint is down; the next read starts it again
+// at the cursor.
 //
 // Errors: errMoved; ctx's; a database error.
 func (w *worker) pause(ctx context.Context, c *claimed, d time.Duration) error {
+	if w.src != nil {
+		w.src.Close()
+	}
 	for d > 0 {
 		step := min(d, w.d.opts.Poll)
 		if err := sleep(ctx, step); err != nil {

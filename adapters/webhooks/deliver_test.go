@@ -10,9 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ledgerd/ledger/adapters/natsbus"
 	"github.com/ledgerd/ledger/adapters/webhooks"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
@@ -164,4 +166,50 @@ func TestReplayDeadTakesOverARetriedDelivery(t *testing.T) {
 	if _, got := r.state(); !slices.Equal(got, []uint64{2}) {
 		t.Fatalf("accepted %v, want [2]", got)
 	}
+}
+
+// closingSource counts the closes of a source.
+type closingSource struct {
+	webhooks.Source
+	closes *atomic.Int64
+}
+
+func (s closingSource) Close() {
+	s.closes.Add(1)
+	s.Source.Close()
+}
+
+// A delivery waiting for its next attempt lets go of its source (the
+// frames read ahead, megabytes a subscription, held for as long as the
+// endpoint fails), and the worker reads on from the cursor once it is
+// delivered: every event once, in order.
+func TestRetriedDeliveryReleasesItsSource(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e := newEnv(t, ctx)
+	ledger := testenv.Name(t)
+	appendEvents(t, ctx, e.log, ledger, `{"n":1}`, `{"n":2}`, `{"n":3}`)
+	r := newReceiver(t, 2)
+	_, _, err := e.store.Create(ctx, webhooks.NewSubscription{Ledger: ledger, URL: r.srv.URL, FromPosition: 1})
+	testenv.NoError(t, err)
+	var closes atomic.Int64
+	d := webhooks.NewDispatcher(e.store, e.log, func(ledger string) webhooks.Source {
+		return closingSource{Source: natsbus.NewSource(ledger, e.js, e.log, natsbus.StreamOptions{}, nil), closes: &closes}
+	}, webhooks.Options{Owner: "a", Poll: 100 * time.Millisecond, BackoffMin: time.Second, BackoffMax: time.Second})
+	run(t, ctx, d)
+	waitForFailure(t, r)
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if closes.Load() == 0 {
+			return fmt.Errorf("the source is still open while the delivery waits")
+		}
+		return nil
+	})
+	r.heal()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if _, got := r.state(); !slices.Equal(got, []uint64{1, 2, 3}) {
+			return fmt.Errorf("accepted %v, want [1 2 3]", got)
+		}
+		return nil
+	})
 }

@@ -126,6 +126,9 @@ func (o Options) withDefaults() Options {
 type Source interface {
 	// Next returns 1..max records starting exactly at from, waiting for one.
 	Next(ctx context.Context, from uint64, max int) ([]eventstore.Record, error)
+	// Close lets go of what the source holds ahead of the reader (frames
+	// read ahead, the stream's consumer). A Next after it starts again,
+	// at the position it asks.
 	Close()
 }
 
@@ -341,6 +344,8 @@ type worker struct {
 	// resume is set until the first delivery after a (re)start, whose row
 	// may hold attempts made before.
 	resume bool
+	// src is the stream's source while the worker reads it; nil before.
+	src Source
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -382,6 +387,8 @@ func (w *worker) serve(ctx context.Context) error {
 	w.resume = true
 	src := w.d.source(c.Ledger)
 	defer src.Close()
+	w.src = src
+	defer func() { w.src = nil }()
 	for {
 		wait, cancel := context.WithTimeout(ctx, w.d.opts.Poll)
 		recs, err := src.Next(wait, c.DeliveredPosition+1, batchMax)
