@@ -44,9 +44,11 @@ func (f *Faults) StreamDiverged(ctx context.Context, ledger string, err error) {
 // StreamInStep clears ledger's stream fault: the relay found the stream's
 // tail to be the log's.
 func (f *Faults) StreamInStep(ctx context.Context, ledger string) {
-	ctx, cancel := context.WithTimeout(ctx, faultWriteTimeout)
+	wctx, cancel := context.WithTimeout(ctx, faultWriteTimeout)
 	defer cancel()
-	if _, err := f.pool.Exec(ctx, `DELETE FROM stream_faults WHERE ledger = $1`, ledger); err != nil {
+	if _, err := f.pool.Exec(wctx, `DELETE FROM stream_faults WHERE ledger = $1`, ledger); err != nil && ctx.Err() == nil {
+		// Not when the relay is stopping (a rebuild's restart, a drain):
+		// it clears the fault when it runs again.
 		f.logger.Warn("stream fault not cleared", "ledger", ledger, "err", err)
 	}
 }

@@ -291,13 +291,30 @@ func (c *client) describe(err error) string {
 		return err.Error()
 	}
 	msg := fmt.Sprintf("%s: %s", st.Code(), st.Message())
-	switch st.Code() {
-	case codes.Unavailable:
+	switch {
+	case st.Code() == codes.Unavailable && unreached(st.Message()):
 		msg = fmt.Sprintf("ledgerd at %s is unavailable (is it running? see --addr): %s", c.addr, msg)
-	case codes.Unauthenticated:
-		msg += fmt.Sprintf(" (give a key with --api-key or LEDGER_API_KEY; in dev mode ledgerd writes one to %s)", c.keyFile)
+	case st.Code() == codes.Unavailable:
+		// ledgerd answered: its reason (draining, another node writes the
+		// ledger, stopping) is the message.
+		msg = fmt.Sprintf("ledgerd at %s: %s", c.addr, msg)
+	case st.Code() == codes.Unauthenticated:
+		msg += fmt.Sprintf(" (give a key with --api-key or LEDGER_API_KEY; in dev mode ledgerd writes one to admin.key "+
+			"in its data dir: %s here, or set LEDGER_DATA_DIR to ledgerd's -data-dir)", c.keyFile)
 	}
 	return msg
+}
+
+// unreached says whether an Unavailable's message is gRPC's own, for a
+// server it could not reach or lost, rather than ledgerd's answer.
+func unreached(msg string) bool {
+	for _, s := range []string{"connection error", "name resolver error", "error reading from server", "connection closed",
+		"transport is closing", "produced zero addresses"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // call connects and runs fn with a bounded context.

@@ -15,10 +15,11 @@ import (
 // undrain verbs move a node's ledgers away and let them come back.
 func (c *client) nodesCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "nodes",
-		Short:   "ledgerd nodes (admin): list them, drain one, end a drain",
-		Example: "  ledgerctl nodes\n  ledgerctl nodes drain host-a:7070\n  ledgerctl nodes undrain host-a:7070",
-		Args:    cobra.ArbitraryArgs,
+		Use:         "nodes",
+		Short:       "ledgerd nodes (admin): list them, drain one, end a drain",
+		Example:     "  ledgerctl nodes\n  ledgerctl nodes drain host-a:7070\n  ledgerctl nodes undrain host-a:7070",
+		Annotations: map[string]string{overviewSelf: "List the ledgerd nodes sharing the database (admin): roles, state, what each writes and projects"},
+		Args:        cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return unknownCommand(cmd, args)

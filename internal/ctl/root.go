@@ -174,12 +174,19 @@ func requiredFlags(cmd *cobra.Command) error {
 // overview lists every command that does something, with its arguments,
 // for the root's help: the whole tool on one screen, in the order of
 // cmds (cobra sorts its own listing by name).
+// overviewSelf annotates a command with verbs of its own that does
+// something alone too ("ledgerctl nodes" lists them): its overview line.
+const overviewSelf = "overview"
+
 func overview(cmds []*cobra.Command) string {
 	var lines [][2]string
 	var walk func([]*cobra.Command)
 	walk = func(cmds []*cobra.Command) {
 		for _, sub := range cmds {
 			if sub.HasAvailableSubCommands() {
+				if short, ok := sub.Annotations[overviewSelf]; ok {
+					lines = append(lines, [2]string{sub.CommandPath(), short})
+				}
 				walk(sub.Commands())
 				continue
 			}
