@@ -156,7 +156,7 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 			ep.abandon(probe)
 			return err
 		}
-		ep.done(a.ok(), probe, time.Now(), opts.BreakerFailures)
+		ep.done(!a.hostDown(), probe, time.Now(), opts.BreakerFailures)
 		w.setState(ctx, ep.state(time.Now(), opts.BreakerCooldown), w.fault)
 		if d.FirstAttemptAt.IsZero() {
 			d.FirstAttemptAt = now

@@ -87,13 +87,20 @@ func (e *endpoints) get(host string) *endpoint {
 	return ep
 }
 
-// hostOf is the circuit's key of a URL: its host and port.
+// hostOf is the circuit's key of a URL: its host, in lower case, and its
+// port, the scheme's when the URL gives none, so that one host is one
+// endpoint however its subscriptions spell it (Example.com,
+// example.com:443).
 func hostOf(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return u
 	}
-	return p.Host
+	port := p.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[strings.ToLower(p.Scheme)]
+	}
+	return net.JoinHostPort(strings.ToLower(p.Hostname()), port)
 }
 
 // state says the circuit's state at now.
@@ -128,15 +135,16 @@ func (ep *endpoint) admit(now time.Time, cooldown time.Duration) (probe bool, wa
 	return true, 0
 }
 
-// done records a request's outcome: a success closes the circuit, the
-// threshold-th consecutive failure (or a failed probe) opens it.
-func (ep *endpoint) done(ok, probe bool, now time.Time, threshold int) {
+// done records a request's outcome for the host: one that answered (up)
+// closes the circuit, the threshold-th consecutive one that did not (or a
+// failed probe) opens it.
+func (ep *endpoint) done(up, probe bool, now time.Time, threshold int) {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	if probe {
 		ep.probing = false
 	}
-	if ok {
+	if up {
 		ep.failures, ep.openedAt = 0, time.Time{}
 		return
 	}
@@ -193,6 +201,15 @@ type attempt struct {
 }
 
 func (a attempt) ok() bool { return a.err == nil && a.code >= 200 && a.code < 300 }
+
+// hostDown says whether a failed attempt counts against its host's circuit:
+// no answer (connection, TLS, timeout), a 5xx, 408 or 429. Another answer
+// (a 404 for one subscription's path, a 401 for its secret) fails that
+// delivery, which retries on its own back-off, but shows the host up: it
+// must not open the circuit of every subscription to the host.
+func (a attempt) hostDown() bool {
+	return a.err != nil || a.code >= 500 || a.code == http.StatusRequestTimeout || a.code == http.StatusTooManyRequests
+}
 
 // errorText says what went wrong, for the delivery log.
 func (a attempt) errorText() string {

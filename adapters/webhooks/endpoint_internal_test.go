@@ -53,6 +53,36 @@ func TestBreaker(t *testing.T) {
 	}
 }
 
+// TestHostDownAndKey: what counts against a host's circuit (no answer, 5xx,
+// 408, 429; not a 404 or 401, which one subscription's path or secret may
+// earn while the host serves the others), and one endpoint per host however
+// its URLs spell it.
+func TestHostDownAndKey(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		a    attempt
+		down bool
+	}{
+		{attempt{err: context.DeadlineExceeded}, true}, {attempt{code: 503}, true}, {attempt{code: 500}, true},
+		{attempt{code: 408}, true}, {attempt{code: 429}, true},
+		{attempt{code: 404}, false}, {attempt{code: 401}, false}, {attempt{code: 410}, false}, {attempt{code: 302}, false},
+		{attempt{code: 204}, false},
+	} {
+		if got := c.a.hostDown(); got != c.down {
+			t.Errorf("%+v: host down %v, want %v", c.a, got, c.down)
+		}
+	}
+	for _, c := range [][2]string{
+		{"https://Example.com/a", "example.com:443"}, {"https://example.com:443/b", "example.com:443"},
+		{"http://example.com/c", "example.com:80"}, {"http://example.com:8080/d", "example.com:8080"},
+		{"https://[::1]:9000/e", "[::1]:9000"},
+	} {
+		if got := hostOf(c[0]); got != c[1] {
+			t.Errorf("hostOf(%s) = %s, want %s", c[0], got, c[1])
+		}
+	}
+}
+
 // TestBackoff: full jitter between the minimum and the capped exponential.
 func TestBackoff(t *testing.T) {
 	t.Parallel()
