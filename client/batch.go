@@ -429,14 +429,14 @@ func notUTF8(m protoreflect.Message) string {
 			}
 		case fd.IsMap():
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				if !check(fd.MapKey(), k.Value()) {
-					return false
+				switch {
+				case !check(fd.MapKey(), k.Value()):
+					bad = string(fd.Name()) + ", a key"
+				case !check(fd.MapValue(), mv):
+					bad = fmt.Sprintf("%s[%q]", fd.Name(), k.String()) // the key is UTF-8
 				}
-				return check(fd.MapValue(), mv)
+				return bad == ""
 			})
-			if bad != "" {
-				bad = string(fd.Name()) + ": " + bad
-			}
 		default:
 			check(fd, v)
 		}

@@ -28,8 +28,9 @@ const (
 // (not a DeadlineExceeded that ledgerd answered, such as a min_position not
 // reached in time) while the call's deadline has not. Only methods that are
 // idempotent by their ids or arguments are retried (every command, query,
-// audit read; not CreateApiKey, MatchManually, Unmatch); streaming calls
-// never are.
+// audit read; not CreateApiKey, MatchManually, Unmatch), and the setters
+// whose last call wins only when nothing was decided (below); streaming
+// calls never are.
 //
 // A retried command is safe: what the lost attempt applied answers EXISTS
 // with its original position the second time. The setters whose last call

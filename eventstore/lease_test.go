@@ -179,6 +179,50 @@ func TestProjectorLeaseSurvivesASlowPing(t *testing.T) {
 	}
 }
 
+// TestProjectorLeaseSurvivesASlowRelease: an unlock of one ledger's
+// projector lease answered late keeps the process's other leases (a ledger
+// going idle gave its lease back, the unlock timed out at 1 s, and the
+// session ended with every lease on it).
+func TestProjectorLeaseSurvivesASlowRelease(t *testing.T) {
+	_, pool := newStore(t)
+	ctx := context.Background()
+	a := eventstore.NewLocks(pool.Config().ConnConfig, "a")
+	t.Cleanup(a.Close)
+	var lost <-chan struct{}
+	for _, ledger := range []string{"l1", "l2"} {
+		l, ok, err := a.TryAcquire(ctx, ledger)
+		testenv.NoError(t, err)
+		if !ok {
+			t.Fatalf("%s not acquired", ledger)
+		}
+		lost = l // one session: one channel for all
+	}
+	var pid int
+	testenv.NoError(t, pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE application_name = $1 AND datname = current_database()`, eventstore.ProjectorLeaseApplicationName).Scan(&pid))
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); stopBackend(t, pool, pid, 2500*time.Millisecond) }()
+	time.Sleep(100 * time.Millisecond) // the backend stopped first
+	a.Release("l2")
+	<-stopped
+	select {
+	case <-lost:
+		t.Fatal("l1 lost: a Release answered 2.5 s late ended the session")
+	case <-time.After(2 * eventstore.LeasePingEvery):
+	}
+	b := eventstore.NewLocks(pool.Config().ConnConfig, "b")
+	t.Cleanup(b.Close)
+	if _, ok, err := b.TryAcquire(ctx, "l1"); err != nil || ok {
+		t.Fatalf("b: acquired l1 %v, %v: want it still held by a", ok, err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if _, ok, err := b.TryAcquire(ctx, "l2"); err != nil || !ok {
+			return fmt.Errorf("b: l2 not acquired after a released it (%v)", err)
+		}
+		return nil
+	})
+}
+
 // stopBackend stops the PostgreSQL backend pid (SIGSTOP) for d, as a
 // loaded box's scheduler may, then lets it go on. It skips the test when
 // the server is not on this machine or not this user's to signal.

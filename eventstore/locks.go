@@ -13,14 +13,15 @@ import (
 // holds a process's projector leases.
 const ProjectorLeaseApplicationName = "ledgerd-projector-lease"
 
-// projectorPingTimeout bounds one ping of the projector leases' session. It
-// is longer than a writer lease's (leasePingTimeout): a ping that times out
-// ends the session, and with it every projector lease of the process, which
-// stops the relays and projections until the next write or sweep starts
-// them again. A loaded box (a benchmark beside ledgerd) answered a ping later
-// than 1 s, and nothing is gained by giving up sooner: these leases fence
-// nothing, and a session cut off for good is ended by PostgreSQL's keepalives
-// (leaseSessionConfig) whatever this process does.
+// projectorPingTimeout bounds one ping, or one unlock, on the projector
+// leases' session. It is longer than a writer lease's (leasePingTimeout):
+// one that times out ends the session, and with it every projector lease
+// of the process, which stops the relays and projections until the next
+// write or sweep starts them again. A loaded box (a benchmark beside
+// ledgerd) answered a ping later than 1 s, and nothing is gained by giving
+// up sooner: these leases fence nothing, and a session cut off for good is
+// ended by PostgreSQL's keepalives (leaseSessionConfig) whatever this
+// process does.
 const projectorPingTimeout = 5 * time.Second
 
 // Locks hands out per-ledger projector leases: session-level advisory locks,
@@ -126,7 +127,9 @@ func (l *Locks) Release(ledger string) {
 		if !current {
 			return // the session ended: the lock went with it
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), leasePingTimeout)
+		// As long as a ping may take: an unlock that times out ends the
+		// session, and every other lease of the process with it.
+		ctx, cancel := context.WithTimeout(context.Background(), projectorPingTimeout)
 		defer cancel()
 		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, ProjectorKey(ledger)); err != nil {
 			l.endSession(conn)

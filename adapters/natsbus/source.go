@@ -42,13 +42,14 @@ type Source struct {
 	// next is the position Next returns next; seq the stream sequence of the
 	// frame the running consumer delivers next; cancel stops it. pending
 	// holds the records of a frame not returned yet; fresh is set until the
-	// consumer's first frame, which may begin before next.
-	fresh   bool
-	next    uint64
-	seq     uint64
-	cancel  context.CancelFunc
-	msgs    chan jetstream.Msg
-	pending []eventstore.Record
+	// consumer's first frame, which may begin before next. startedEmpty
+	// says the stream held nothing when the consumer started.
+	fresh, startedEmpty bool
+	next                uint64
+	seq                 uint64
+	cancel              context.CancelFunc
+	msgs                chan jetstream.Msg
+	pending             []eventstore.Record
 	// held are the frames pending records are of, in order, and heldBytes
 	// their sizes' sum (sourceBytesMax).
 	held      []heldFrame
@@ -85,14 +86,17 @@ func (s *Source) Next(ctx context.Context, from uint64, max int) ([]eventstore.R
 			return recs, err
 		}
 	}
-	gathered := false
+	gathered, restarted := false, false
 	for len(s.pending) == 0 { // a frame may hold only positions before from
 		select {
 		case msg := <-s.msgs:
-			if err := s.gather(msg, max); errors.Is(err, errBeganAfter) {
-				// The positions from `from` on are not in the stream after
-				// all: the log has them, as when the stream begins after
-				// from at a restart (or, without a log, they are gone).
+			if err := s.gather(msg, max); errors.Is(err, errBeganAfter) && s.startedEmpty && !restarted {
+				// The stream held nothing when the source started, and
+				// its first frame begins after from: the positions before
+				// it are the log's, as when the stream begins after from
+				// at a restart (or, without a log, gone). Once: a stream
+				// with a hole inside would find the same frame again.
+				restarted = true
 				recs, err := s.restart(ctx, from, max)
 				if err != nil || len(recs) > 0 {
 					return recs, err
@@ -319,6 +323,7 @@ func (s *Source) restart(ctx context.Context, from uint64, max int) ([]eventstor
 	}
 	go func() { <-cctx.Done(); cc.Stop() }()
 	s.msgs, s.gone, s.cancel, s.next, s.seq, s.pending, s.fresh = msgs, gone, cancel, from, seq, nil, true
+	s.startedEmpty = before == ^uint64(0)
 	s.held, s.heldBytes = nil, 0
 	return nil, nil
 }
@@ -372,7 +377,11 @@ func (s *Source) stop() {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	// The records read ahead go too (a frame holds up to 8,192): a source
+	// closed while its reader waits (a webhook's retried delivery) holds
+	// nothing; the next Next restarts at its position anyway.
 	s.msgs, s.cancel = nil, nil
+	s.pending, s.held, s.heldBytes = nil, nil, 0
 }
 
 // Close stops the consumer.

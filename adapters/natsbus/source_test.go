@@ -297,3 +297,50 @@ func TestSourceBoundsTheBytesItHolds(t *testing.T) {
 		t.Fatalf("%d calls of Next for %d frames: what was handed out still counts as held", calls, frames-1)
 	}
 }
+
+// TestSourceCloseLetsGoOfWhatItReadAhead: a closed source holds none of
+// the records it read ahead (a webhook subscription closes its source
+// while its endpoint fails: a frame's records, up to 8,192, held for
+// nothing), and reads on from where it is asked afterwards.
+func TestSourceCloseLetsGoOfWhatItReadAhead(t *testing.T) {
+	t.Parallel()
+	store, ledger, log, _ := publishedLog(t, 100)
+	want := readLog(t, store, ledger)
+	src := newSource(t, store, ledger)
+	checkRecords(t, readRange(t, src, 1, 5, 5), want[:5])
+	if pending, _ := natsbus.PendingRoom(src); pending == 0 {
+		t.Fatal("nothing pending after 5 records of a frame of 50: the test reads nothing ahead")
+	}
+	src.Close()
+	if pending, room := natsbus.PendingRoom(src); pending != 0 || room != 0 {
+		t.Errorf("closed: %d records pending and room for %d more, want none", pending, room)
+	}
+	checkRecords(t, readRange(t, src, 6, log.head, 30), want[5:])
+}
+
+// TestSourceRefusesAHoleInTheStream: a stream missing positions between
+// two frames (a message deleted from it) is a gap, said at once, as
+// before a fresh source learnt to read what an emptied stream no longer
+// holds from the log: that restart, taken again and again here, made a
+// consumer each time until the server's limit.
+func TestSourceRefusesAHoleInTheStream(t *testing.T) {
+	t.Parallel()
+	store, ledger, js := openStore(t), testenv.Name(t), jetStream(t)
+	_, err := natsbus.EnsureStream(t.Context(), js, ledger, natsbus.StreamOptions{})
+	testenv.NoError(t, err)
+	for _, span := range [][2]uint64{{1, 3}, {6, 8}} {
+		var recs []eventstore.Record
+		for p := span[0]; p <= span[1]; p++ {
+			recs = append(recs, eventstore.Record{Ledger: ledger, Position: p, Type: "t", Payload: []byte("{}")})
+		}
+		_, err := js.PublishMsg(t.Context(), natsbus.NewFrame(natsbus.Subject(ledger), recs))
+		testenv.NoError(t, err)
+	}
+	src := newSource(t, store, ledger)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err = src.Next(ctx, 4, 10)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "want 4 next") {
+		t.Fatalf("Next(4) on frames 1..3 and 6..8: %v, want the gap at once", err)
+	}
+}

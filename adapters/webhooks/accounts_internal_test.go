@@ -41,3 +41,27 @@ func TestAccountEventsMatchTheirAccount(t *testing.T) {
 		}
 	}
 }
+
+// TestDetachCopiesPayloads: detached records equal the source's and share
+// no byte with the frame they were decoded from.
+func TestDetachCopiesPayloads(t *testing.T) {
+	frame := []byte(`{"a":1}{"bb":2}{}`)
+	recs := []eventstore.Record{{Position: 1, Type: "t", Payload: frame[:7]}, {Position: 2, Type: "u", Payload: frame[7:15]},
+		{Position: 3, Type: "v", Payload: frame[15:]}}
+	got := detach(recs)
+	if len(got) != len(recs) {
+		t.Fatalf("%d records, want %d", len(got), len(recs))
+	}
+	for i := range got {
+		if got[i].Position != recs[i].Position || got[i].Type != recs[i].Type || string(got[i].Payload) != string(recs[i].Payload) {
+			t.Errorf("record %d: %+v, want %+v", i, got[i], recs[i])
+		}
+	}
+	clear(frame)
+	if string(got[0].Payload) != `{"a":1}` || string(got[1].Payload) != `{"bb":2}` || string(got[2].Payload) != `{}` {
+		t.Errorf("payloads changed with the frame: %q %q %q", got[0].Payload, got[1].Payload, got[2].Payload)
+	}
+	if p := append(got[0].Payload, 'x'); string(got[1].Payload) != `{"bb":2}` || len(p) != 8 {
+		t.Errorf("appending to one payload wrote into the next: %q", got[1].Payload)
+	}
+}

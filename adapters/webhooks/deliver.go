@@ -183,15 +183,19 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 
 // pause waits d between two attempts, looking every Poll for a replay or a
 // deletion of the subscription, as a worker waiting for events does. The
-// worker's source is closed first: while the endpoint fails, the frames it
-// read ahead (up to 64 of them, megabytes) would be held for nothing, by
-// every subscription whose endpoint is down; the next read starts it again
-// at the cursor.
+// worker's source is closed first, and the records in hand copied out of
+// its frames: while the endpoint fails, what the source read ahead (up to
+// 64 frames, each of up to 8,192 events) would be held for nothing, by
+// every subscription whose endpoint is down. The next read starts the
+// source again at the cursor.
 //
 // Errors: errMoved; ctx's; a database error.
 func (w *worker) pause(ctx context.Context, c *claimed, d time.Duration) error {
 	if w.src != nil {
 		w.src.Close()
+	}
+	if w.batch != nil && !w.detached {
+		w.batch, w.detached = detach(w.batch), true
 	}
 	for d > 0 {
 		step := min(d, w.d.opts.Poll)

@@ -346,6 +346,10 @@ type worker struct {
 	resume bool
 	// src is the stream's source while the worker reads it; nil before.
 	src Source
+	// batch holds the records being delivered, from src; detached says
+	// they are copies of their own (pause), not the source's frames.
+	batch    []eventstore.Record
+	detached bool
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -415,30 +419,51 @@ func (w *worker) deliverBatch(ctx context.Context, c *claimed, recs []eventstore
 	if err := w.verify(ctx, c, recs); err != nil {
 		return err
 	}
+	// Read through w.batch, which a pause replaces with copies: the
+	// source's records share their frame's memory.
+	w.batch, w.detached = recs, false
+	defer func() { w.batch = nil }()
 	skipped := -1 // the last record filtered out and not yet past the cursor
-	for i := range recs {
-		rec := &recs[i]
-		if !wants(&c.Subscription, rec) {
+	for i := range len(w.batch) {
+		if !wants(&c.Subscription, &w.batch[i]) {
 			skipped = i
 			continue
 		}
 		if skipped >= 0 {
-			if err := w.d.store.advance(ctx, c, w.d.opts.Owner, recs[skipped].Position, recs[skipped].Hash); err != nil {
+			if err := w.d.store.advance(ctx, c, w.d.opts.Owner, w.batch[skipped].Position, w.batch[skipped].Hash); err != nil {
 				return err
 			}
 			skipped = -1
 		}
-		if err := w.deliver(ctx, c, rec); err != nil {
+		if err := w.deliver(ctx, c, &w.batch[i]); err != nil {
 			return err
 		}
-		if err := w.d.store.advance(ctx, c, w.d.opts.Owner, rec.Position, rec.Hash); err != nil {
+		if err := w.d.store.advance(ctx, c, w.d.opts.Owner, w.batch[i].Position, w.batch[i].Hash); err != nil {
 			return err
 		}
 	}
 	if skipped >= 0 {
-		return w.d.store.advance(ctx, c, w.d.opts.Owner, recs[skipped].Position, recs[skipped].Hash)
+		return w.d.store.advance(ctx, c, w.d.opts.Owner, w.batch[skipped].Position, w.batch[skipped].Hash)
 	}
 	return nil
+}
+
+// detach returns copies of recs whose payloads share one allocation of
+// their own, not the frames the source decoded them from.
+func detach(recs []eventstore.Record) []eventstore.Record {
+	n := 0
+	for i := range recs {
+		n += len(recs[i].Payload)
+	}
+	buf := make([]byte, 0, n)
+	out := make([]eventstore.Record, len(recs))
+	for i, r := range recs {
+		at := len(buf)
+		buf = append(buf, r.Payload...)
+		r.Payload = buf[at:len(buf):len(buf)]
+		out[i] = r
+	}
+	return out
 }
 
 // verify checks that recs continue the chain from the cursor, and that the

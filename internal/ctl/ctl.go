@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -292,7 +293,7 @@ func (c *client) describe(err error) string {
 	}
 	msg := fmt.Sprintf("%s: %s", st.Code(), st.Message())
 	switch {
-	case st.Code() == codes.Unavailable && unreached(st.Message()):
+	case st.Code() == codes.Unavailable && !c.reached():
 		msg = fmt.Sprintf("ledgerd at %s is unavailable (is it running? see --addr): %s", c.addr, msg)
 	case st.Code() == codes.Unavailable:
 		// ledgerd answered: its reason (draining, another node writes the
@@ -305,16 +306,11 @@ func (c *client) describe(err error) string {
 	return msg
 }
 
-// unreached says whether an Unavailable's message is gRPC's own, for a
-// server it could not reach or lost, rather than ledgerd's answer.
-func unreached(msg string) bool {
-	for _, s := range []string{"connection error", "name resolver error", "error reading from server", "connection closed",
-		"transport is closing", "produced zero addresses"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
+// reached says whether the connection to ledgerd is up: an Unavailable
+// then is ledgerd's answer, not gRPC's for a server it could not reach or
+// lost.
+func (c *client) reached() bool {
+	return c.conn != nil && c.conn.GetState() == connectivity.Ready
 }
 
 // call connects and runs fn with a bounded context.

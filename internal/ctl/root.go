@@ -171,13 +171,13 @@ func requiredFlags(cmd *cobra.Command) error {
 		strings.Join(missing, " and "))}
 }
 
-// overview lists every command that does something, with its arguments,
-// for the root's help: the whole tool on one screen, in the order of
-// cmds (cobra sorts its own listing by name).
 // overviewSelf annotates a command with verbs of its own that does
 // something alone too ("ledgerctl nodes" lists them): its overview line.
 const overviewSelf = "overview"
 
+// overview lists every command that does something, with its arguments,
+// for the root's help: the whole tool on one screen, in the order of
+// cmds (cobra sorts its own listing by name).
 func overview(cmds []*cobra.Command) string {
 	var lines [][2]string
 	var walk func([]*cobra.Command)
