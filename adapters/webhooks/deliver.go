@@ -132,15 +132,19 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 		return w.d.store.record(ctx, &d)
 	}
 	ep := w.d.endpoints.get(hostOf(c.URL))
+	// tried says this call made an attempt: a delivery resumed past its
+	// maximum age (ledgerd was down longer than it) gets one more before
+	// it is a dead letter, rather than none.
+	tried := false
 	for {
 		now := time.Now()
-		if !d.FirstAttemptAt.IsZero() && now.Sub(d.FirstAttemptAt) >= opts.MaxAge {
+		if tried && now.Sub(d.FirstAttemptAt) >= opts.MaxAge {
 			return w.giveUp(ctx, &d)
 		}
 		probe, wait := ep.admit(now, opts.BreakerCooldown)
 		if wait > 0 {
 			w.setState(ctx, CircuitOpen, w.fault)
-			if !d.FirstAttemptAt.IsZero() {
+			if tried {
 				wait = min(wait, d.FirstAttemptAt.Add(opts.MaxAge).Sub(now))
 			}
 			if err := w.pause(ctx, c, max(wait, time.Millisecond)); err != nil {
@@ -156,6 +160,7 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 			ep.abandon(probe)
 			return err
 		}
+		tried = true
 		ep.done(!a.hostDown(), probe, time.Now(), opts.BreakerFailures)
 		w.setState(ctx, ep.state(time.Now(), opts.BreakerCooldown), w.fault)
 		if d.FirstAttemptAt.IsZero() {

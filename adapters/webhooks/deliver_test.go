@@ -213,3 +213,37 @@ func TestRetriedDeliveryReleasesItsSource(t *testing.T) {
 		return nil
 	})
 }
+
+// A delivery resumed past its maximum age (ledgerd was down longer than
+// it) is tried once more before it is a dead letter: here the endpoint is
+// up again, and it is delivered. It used to die at once, untried.
+func TestResumedDeliveryPastItsAgeIsTriedOnce(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e := newEnv(t, ctx)
+	ledger := testenv.Name(t)
+	appendEvents(t, ctx, e.log, ledger, `{"n":1}`)
+	r := newReceiver(t, 0)
+	sub, _, err := e.store.Create(ctx, webhooks.NewSubscription{Ledger: ledger, URL: r.srv.URL, FromPosition: 1})
+	testenv.NoError(t, err)
+	// What a ledgerd that tried it three times, two days ago, left.
+	_, err = e.pool.Exec(ctx, `INSERT INTO webhook_deliveries (subscription_id, position, ledger, event_type, status,
+			attempts, first_attempt_at, last_attempt_at, updated_at)
+		VALUES ($1, 1, $2, 'Unknown', 'pending', 3, now() - interval '2 days', now() - interval '2 days', now())`, sub.ID, ledger)
+	testenv.NoError(t, err)
+	run(t, ctx, e.dispatcher(webhooks.Options{Owner: "a", Poll: 100 * time.Millisecond}))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if _, got := r.state(); !slices.Equal(got, []uint64{1}) {
+			return fmt.Errorf("accepted %v, want [1]", got)
+		}
+		return nil
+	})
+	var status string
+	var attempts int
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT status, attempts FROM webhook_deliveries
+		WHERE subscription_id = $1 AND position = 1`, sub.ID).Scan(&status, &attempts))
+	if status != "delivered" || attempts != 4 {
+		t.Errorf("the delivery: %s after %d attempts, want delivered after 4", status, attempts)
+	}
+}
