@@ -175,7 +175,14 @@ func (c *client) webhooksReplayCmd() *cobra.Command {
 			if !c.human() {
 				return c.printJSON(resp)
 			}
-			fmt.Fprintf(c.out, "queued %d\n", resp.GetQueued())
+			if *dead {
+				fmt.Fprintf(c.out, "queued %d dead letters\n", resp.GetQueued())
+			} else {
+				// The cursor moved back over positions: those the
+				// subscription filters out are passed over again, not sent.
+				fmt.Fprintf(c.out, "queued %d positions from %d (events the subscription does not take are passed over)\n",
+					resp.GetQueued(), *from)
+			}
 			return nil
 		})
 	}

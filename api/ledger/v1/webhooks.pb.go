@@ -852,7 +852,9 @@ func (x *ReplayDeliveriesRequest) GetFromPosition() uint64 {
 
 type ReplayDeliveriesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Deliveries queued again.
+	// The dead letters queued again, or the positions the cursor moved back
+	// over (from_position on; those the subscription filters out are passed
+	// over again, not delivered).
 	Queued        uint64 `protobuf:"varint,1,opt,name=queued,proto3" json:"queued,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
