@@ -181,7 +181,9 @@ func MovementPosting(e Event, i int) (Posting, bool) {
 		}
 		return Posting{}, false
 	}
-	if i < 0 || i >= len(postings) {
+	// A posting of nothing (a partial reversal may reverse a posting by
+	// 0) moved no money: the reconciliation has no item for it to match.
+	if i < 0 || i >= len(postings) || postings[i].Amount.Units.IsZero() {
 		return Posting{}, false
 	}
 	return postings[i], true

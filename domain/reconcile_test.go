@@ -243,3 +243,27 @@ func TestUnmatch(t *testing.T) {
 		})
 	}
 }
+
+// TestReconcileRefusesAPostingOfNothing: a partial reversal may reverse a
+// posting by 0; that posting moved no money, and the reconciliation has no
+// item for it. A match or an unmatch naming it is refused (the projector,
+// which has no such item, stopped on it for good when the writer let it
+// into the log).
+func TestReconcileRefusesAPostingOfNothing(t *testing.T) {
+	s := reconLedger(t)
+	apply(t, s, account("cust2", "USD", domain.SideCredit, "", ""))
+	apply(t, s, transfer("t2", posting("bank", "cust", "USD", "5.00"), posting("cust", "cust2", "USD", "3.00")))
+	apply(t, s, reverse("r2", "t2", "0", "3.00"))
+	apply(t, s, line("L9", "5.00"))
+	nothing := &domain.MovementRef{TransferID: "r2", PostingIndex: 0}
+	_, err := decide(s, &domain.Unmatch{Account: "bank", Movement: nothing, Reason: "x"})
+	checkErr(t, err, domain.ErrMovementNotFound, "movement")
+	_, err = decide(s, &domain.MatchManually{ID: "m9", Account: "bank", Lines: []domain.LineRef{{Source: "acme", ExternalID: "L9"}},
+		Movements: []domain.MovementRef{*nothing}, Reason: "x"})
+	checkErr(t, err, domain.ErrMovementNotFound, "movements[0]")
+	// The reversal's other posting moved money: it may be named.
+	if _, err := decide(s, &domain.Unmatch{Account: "cust2", Movement: &domain.MovementRef{TransferID: "r2", PostingIndex: 1},
+		Reason: "x"}); err != nil {
+		t.Errorf("unmatch of r2's posting of 3.00: %v", err)
+	}
+}

@@ -260,13 +260,23 @@ func (b *ReconMatcher) closest(it *ReconItem, set *reconOpenSet, window int32, t
 			best, bestGap = c, gap
 		}
 	}
+	// Without a tolerance, the items of its amount or those of the window's
+	// days, whichever are fewer: by amount alone, thousands of old open
+	// items of a recurring amount (an account's history, loaded when it is
+	// first reconciled) used up the scan's bound before today's was seen.
 	if tol.IsZero() {
-		for _, c := range set.byAmount[it.Amount] {
-			if consider(c); scanned >= reconWindowScanMax {
-				break
-			}
+		same, days := set.byAmount[it.Amount], 0
+		for d := it.Day - window; d <= it.Day+window; d++ {
+			days += len(set.byDay[d])
 		}
-		return best
+		if len(same) <= days {
+			for _, c := range same {
+				if consider(c); scanned >= reconWindowScanMax {
+					break
+				}
+			}
+			return best
+		}
 	}
 	for d := it.Day - window; d <= it.Day+window && scanned < reconWindowScanMax; d++ {
 		for _, c := range set.byDay[d] {
@@ -500,8 +510,13 @@ func (m *ReconMatch) Difference() Units {
 	return d
 }
 
-// reconWithin reports |a - b| <= tol.
+// reconWithin reports that a and b have one sign and |a - b| <= tol: a
+// tolerance pairs amounts that differ a little, never money in with money
+// out (a fee of -0.02 with interest of +0.02).
 func reconWithin(a, b, tol Units) bool {
+	if a.Sign() != b.Sign() {
+		return false
+	}
 	d, ok := a.CheckedAdd(b.Neg())
 	if !ok {
 		return false

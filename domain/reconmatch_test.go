@@ -94,3 +94,26 @@ func TestReconMatcherDissolveAndSettle(t *testing.T) {
 		t.Errorf("after Settle: %d items, %d matches, %d added; want l1 only", len(m.Items), len(m.Matches), len(m.Added))
 	}
 }
+
+// TestReconToleranceKeepsTheSign: a tolerance pairs amounts that differ a
+// little, never money in with money out: a fee of -0.02 is not the
+// interest of +0.02, within a tolerance of 0.05 by amount and date or by
+// reference; -0.03 is, to -0.02's fee.
+func TestReconToleranceKeepsTheSign(t *testing.T) {
+	tol := domain.Amount{Units: domain.UnitsFromInt64(5), Scale: 2}
+	for _, kind := range []string{domain.RuleAmountDate, domain.RuleReference} {
+		rules := []domain.MatchingRule{{Kind: kind, DateWindowDays: 2, AmountTolerance: &tol}}
+		m := domain.NewReconMatcher()
+		m.Arrive(reconMovement("interest", 1, 2, 100, "r1"), 1, rules)
+		fee := reconLine("fee", 2, -2, 100, "r1")
+		m.Arrive(fee, 2, rules)
+		if fee.MatchID != "" {
+			t.Errorf("%s: the fee (-0.02) matched the interest (+0.02): %s", kind, fee.MatchID)
+		}
+		charge := reconMovement("charge", 3, -3, 100, "r1")
+		m.Arrive(charge, 3, rules)
+		if fee.MatchID == "" || fee.MatchID != charge.MatchID {
+			t.Errorf("%s: the fee (-0.02) and the charge (-0.03) unmatched within 0.05: %q, %q", kind, fee.MatchID, charge.MatchID)
+		}
+	}
+}

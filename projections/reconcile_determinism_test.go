@@ -210,3 +210,30 @@ func TestReviewDeterministicAcrossBatchSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestAmountDateSeesTheWindowPastOldItems: an account whose history holds
+// more than the scan's bound (4,096) of open movements of one amount (a
+// subscription's price: every movement from before its first statement
+// line is open) still matches a line of that amount by amount and date to
+// the movement on its day. The scan went through the amount's items oldest
+// first, and stopped before today's.
+func TestAmountDateSeesTheWindowPastOldItems(t *testing.T) {
+	pool := reviewPool(t)
+	var l reconLog
+	l.setup()
+	old := reviewDay.AddDate(0, -6, 0)
+	for i := range 4100 {
+		l.transfer(fmt.Sprintf("old%d", i), 999, "", old)
+	}
+	l.add(domain.MatchingRulesSet{Account: "bank", Rules: domain.DefaultMatchingRules})
+	l.transfer("today", 999, "", reviewDay)
+	l.line("L1", 999, "", reviewDay)
+	ledger := testenv.Name(t)
+	testenv.NoError(t, project(t, pool, ledger, l.recs, 1000))
+	var match string
+	testenv.NoError(t, pool.QueryRow(t.Context(), `SELECT coalesce(match_id, '-') FROM recon_lines WHERE ledger = $1 AND external_id = 'L1'`,
+		ledger).Scan(&match))
+	if match == "-" {
+		t.Errorf("line L1 (9.99 on %s) unmatched, with movement 'today' (9.99, the same day) open", reviewDay.Format(domain.DateLayout))
+	}
+}
