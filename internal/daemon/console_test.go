@@ -284,6 +284,16 @@ func TestConsole(t *testing.T) {
 
 	b.checkPages(t, ledger, h, pos, signed.Position)
 
+	// A crafted link whose segment is '..' (encoded or not) would have the
+	// console call another route with the operator's key: refused.
+	for _, dots := range []string{"..", "%2e%2E"} {
+		b.run("a '..' segment", chromedp.Navigate(base+"/console/#/l/"+dots+"/projections"),
+			chromedp.Poll(`document.querySelector('#main p.error') !== null`, nil))
+		if got := b.text("#main p.error"); !strings.Contains(got, "bad path segment") {
+			t.Errorf("#/l/%s/projections: %q, want the segment refused", dots, got)
+		}
+	}
+
 	b.run("projections", chromedp.Navigate(base+"/console/#/l/"+ledger+"/projections"), chromedp.WaitVisible("#projections", chromedp.ByID))
 	if n := b.count("button.admin"); n == 0 {
 		t.Error("an admin key sees no rebuild button")

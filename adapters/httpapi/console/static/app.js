@@ -166,8 +166,15 @@
   }
 
   // seg encodes a path segment; ':' and '@' (in account ids) stay as they
-  // are, which grpc-gateway expects inside a segment.
-  function seg(s) { return encodeURIComponent(s).replace(/%3A/gi, ':').replace(/%40/g, '@'); }
+  // are, which grpc-gateway expects inside a segment. '.' and '..' are
+  // refused: the URL would drop or climb them (encoded too: %2e%2e is a
+  // '..' to the URL parser), and a crafted link would call another route
+  // with the operator's key.
+  function seg(s) {
+    s = String(s);
+    if (s === '.' || s === '..' || /^(\.|%2e){1,2}$/i.test(s)) throw new ApiError(0, 'bad path segment', JSON.stringify(s));
+    return encodeURIComponent(s).replace(/%3A/gi, ':').replace(/%40/g, '@');
+  }
 
   async function whoami() {
     return decode(await send(new URL('whoami', location.href), { headers: headers() }));
