@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,22 +14,35 @@ import (
 // lagScrapeTimeout bounds the query a scrape of the projection lag runs.
 const lagScrapeTimeout = 2 * time.Second
 
-// lagCollector exports every projection's lag, read from PostgreSQL on each
-// scrape with one query: checkpoints and heads live there, so the lag of a
-// projection another process runs is seen too.
+// lagFreshFor is how long a scrape's reading of the lag serves the next
+// scrapes: /metrics needs no key, and each reading is a query over every
+// ledger, so a flood of scrapes costs PostgreSQL one query a second, not
+// one each.
+const lagFreshFor = time.Second
+
+// lagCollector exports every projection's lag, read from PostgreSQL with
+// one query (at most one a lagFreshFor, one at a time): checkpoints and
+// heads live there, so the lag of a projection another process runs is
+// seen too.
 type lagCollector struct {
-	q                  *queries.Service
+	read               func(context.Context) ([]queries.ProjectionStatus, error)
 	logger             *slog.Logger
 	positions, seconds *prometheus.Desc
 	// chainBroken and streamDiverged are 1 while a projection stays stopped
 	// on an event it refused, or a ledger's stream is found ahead of the
 	// log or different from it; 0 otherwise.
 	chainBroken, streamDiverged *prometheus.Desc
+
+	// mu makes scrapes take turns; last was read at readAt.
+	mu     sync.Mutex
+	last   []queries.ProjectionStatus
+	readAt time.Time
 }
 
 func newLagCollector(q *queries.Service, logger *slog.Logger) *lagCollector {
 	labels := []string{"ledger", "projection"}
-	return &lagCollector{q: q, logger: logger,
+	read := func(ctx context.Context) ([]queries.ProjectionStatus, error) { return q.GetProjectionStatus(ctx, "") }
+	return &lagCollector{read: read, logger: logger,
 		positions: prometheus.NewDesc("ledger_projection_lag_positions",
 			"Events of the ledger's log the projection has not applied yet.", labels, nil),
 		seconds: prometheus.NewDesc("ledger_projection_lag_seconds",
@@ -52,9 +66,7 @@ func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector. When the query fails the gauges
 // are left out of this scrape, and the rest of /metrics is still served.
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), lagScrapeTimeout)
-	defer cancel()
-	statuses, err := c.q.GetProjectionStatus(ctx, "")
+	statuses, err := c.statuses()
 	if err != nil {
 		c.logger.Warn("projection lag metrics left out of a scrape", "err", err)
 		return
@@ -69,6 +81,24 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	for ledger, d := range diverged {
 		ch <- prometheus.MustNewConstMetric(c.streamDiverged, prometheus.GaugeValue, gauge(d), ledger)
 	}
+}
+
+// statuses returns the last reading if it is fresh, else reads again.
+// Scrapes take turns: those that came during a reading get it.
+func (c *lagCollector) statuses() ([]queries.ProjectionStatus, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.readAt.IsZero() && time.Since(c.readAt) < lagFreshFor {
+		return c.last, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lagScrapeTimeout)
+	defer cancel()
+	statuses, err := c.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.last, c.readAt = statuses, time.Now()
+	return statuses, nil
 }
 
 func gauge(b bool) float64 {

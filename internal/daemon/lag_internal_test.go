@@ -1,0 +1,52 @@
+package daemon
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/queries"
+)
+
+// TestLagReadAtMostOnceASecond: /metrics needs no key, and the lag is a
+// query over every ledger: scrapes within lagFreshFor of a reading, and
+// those that come during one, are served that reading; a later scrape
+// reads again.
+func TestLagReadAtMostOnceASecond(t *testing.T) {
+	t.Parallel()
+	pool, err := pgxpool.New(context.Background(), testenv.MigratedPostgresURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(pool.Close)
+	c := newLagCollector(queries.New(pool, nil), nil)
+	var reads atomic.Int64
+	read := c.read
+	c.read = func(ctx context.Context) ([]queries.ProjectionStatus, error) {
+		reads.Add(1)
+		time.Sleep(50 * time.Millisecond) // a reading others come during
+		return read(ctx)
+	}
+	scrape := func() {
+		ch := make(chan prometheus.Metric, 64)
+		c.Collect(ch)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(scrape)
+	}
+	wg.Wait()
+	scrape()
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("%d readings for 9 scrapes within a second, want 1", n)
+	}
+	time.Sleep(lagFreshFor)
+	scrape()
+	if n := reads.Load(); n != 2 {
+		t.Errorf("%d readings after the first went stale, want 2", n)
+	}
+}
