@@ -286,8 +286,10 @@ func (f *reconFold) manualMatch(ctx context.Context, pos uint64, e domain.Matche
 	}
 	for _, m := range e.Movements {
 		it, err := f.item(ctx, b, itemKey{Side: sideMovement, A: m.TransferID, PostingIx: int(m.PostingIndex)})
-		if err != nil {
-			return err
+		if nothing, nerr := f.postedNothing(ctx, err, m); nerr != nil {
+			return nerr
+		} else if nothing {
+			continue
 		}
 		items = append(items, it)
 	}
@@ -323,7 +325,11 @@ func (f *reconFold) unmatch(ctx context.Context, pos uint64, e domain.Unmatched)
 		k.A, k.PostingIx = e.Movement.TransferID, int(e.Movement.PostingIndex)
 	}
 	it, err := f.item(ctx, b, k)
-	if err != nil {
+	if e.Movement != nil {
+		if nothing, nerr := f.postedNothing(ctx, err, *e.Movement); nerr != nil || nothing {
+			return nerr
+		}
+	} else if err != nil {
 		return err
 	}
 	if it.MatchID == "" {
@@ -484,10 +490,50 @@ func (f *reconFold) item(ctx context.Context, b *reconBook, k itemKey) (*reconIt
 		return nil, err
 	}
 	if len(items) != 1 {
-		return nil, fmt.Errorf("account %s has no item %v in the read model", b.account, k)
+		return nil, fmt.Errorf("account %s has no item %v in the read model: %w", b.account, k, errNoItem)
 	}
 	b.Items[k] = items[0]
 	return items[0], nil
+}
+
+// errNoItem: the read model has no item for a line or movement an event
+// names.
+var errNoItem = errors.New("no such item")
+
+// postedNothing sorts out err, item's error for movement m: true when m is
+// a posting that moved nothing (a partial reversal's posting reversed by
+// 0), which has no item and is passed over. A writer before the domain
+// refused them let a match or an unmatch name one, and the projection
+// stopped on it for good. Only then is the log read (the reversal by its
+// id); any other missing item stays an error.
+func (f *reconFold) postedNothing(ctx context.Context, err error, m domain.MovementRef) (bool, error) {
+	if !errors.Is(err, errNoItem) {
+		return false, err
+	}
+	var (
+		typ     string
+		version int
+		payload []byte
+	)
+	qerr := f.tx.QueryRow(ctx, `SELECT type, schema_version, payload FROM events
+		WHERE ledger = $1 AND command_id = $2 AND type = $3 LIMIT 1`,
+		logLedgerOf(f.ledger), m.TransferID, domain.TypeTransferReversed).Scan(&typ, &version, &payload)
+	if errors.Is(qerr, pgx.ErrNoRows) {
+		return false, err
+	}
+	if qerr != nil {
+		return false, fmt.Errorf("reversal %s in the log: %w", m.TransferID, qerr)
+	}
+	e, derr := domain.UnmarshalEvent(typ, version, payload)
+	if derr != nil {
+		return false, fmt.Errorf("reversal %s in the log: %w", m.TransferID, derr)
+	}
+	r, ok := e.(domain.TransferReversed)
+	i := int(m.PostingIndex)
+	if !ok || r.ID != m.TransferID || i >= len(r.Postings) || !r.Postings[i].Amount.Units.IsZero() {
+		return false, err
+	}
+	return true, nil
 }
 
 // match returns a match of b, loading it with its items if the book does not

@@ -237,3 +237,50 @@ func TestAmountDateSeesTheWindowPastOldItems(t *testing.T) {
 		t.Errorf("line L1 (9.99 on %s) unmatched, with movement 'today' (9.99, the same day) open", reviewDay.Format(domain.DateLayout))
 	}
 }
+
+// TestPostingOfNothingPassedOver: a writer before the domain refused them
+// let a manual match and an unmatch name a partial reversal's posting
+// reversed by 0, which has no item: the projection stopped on them for
+// good. Found so in the log, such a posting is passed over; a movement
+// missing for any other reason still stops the batch.
+func TestPostingOfNothingPassedOver(t *testing.T) {
+	pool := reviewPool(t)
+	ledger := testenv.Name(t)
+	var l reconLog
+	l.setup()
+	l.add(domain.AccountOpened{ID: "cust2", Asset: "USD", Normal: domain.SideCredit})
+	l.line("L1", 500, "", reviewDay)
+	l.add(domain.TransferCommitted{ID: "t2", EffectiveAt: reviewDay, Postings: []domain.Posting{
+		{Debit: "bank", Credit: "cust", Asset: "USD", Amount: usdCents(500)},
+		{Debit: "cust", Credit: "cust2", Asset: "USD", Amount: usdCents(300)}}})
+	reversal := domain.TransferReversed{ID: "r2", TransferID: "t2", TransferPosition: 6, EffectiveAt: reviewDay,
+		Postings: []domain.Posting{
+			{Debit: "cust", Credit: "bank", Asset: "USD", Amount: usdCents(0)},
+			{Debit: "cust2", Credit: "cust", Asset: "USD", Amount: usdCents(300)}}}
+	l.add(reversal)
+	// The reversal in the log, where the projector looks it up by its id.
+	rec := l.recs[len(l.recs)-1]
+	_, err := pool.Exec(t.Context(), `INSERT INTO events (ledger, position, type, schema_version, recorded_at, command_id, payload,
+		prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`, ledger, int64(rec.Position), rec.Type, rec.SchemaVersion,
+		rec.RecordedAt, "r2", string(rec.Payload), make([]byte, 32))
+	testenv.NoError(t, err)
+	nothing := domain.MovementRef{TransferID: "r2", PostingIndex: 0}
+	l.add(domain.Unmatched{Account: "bank", Movement: &nothing, Reason: "r"})
+	l.add(domain.MatchedManually{ID: "m1", Account: "bank", Lines: []domain.LineRef{{Source: "acme", ExternalID: "L1"}},
+		Movements: []domain.MovementRef{{TransferID: "t2", PostingIndex: 0}, nothing}, Reason: "r"})
+	testenv.NoError(t, project(t, pool, ledger, l.recs, 1000))
+	var match string
+	testenv.NoError(t, pool.QueryRow(t.Context(), `SELECT coalesce(match_id, '-') FROM recon_movements
+		WHERE ledger = $1 AND transfer_id = 't2' AND posting_index = 0`, ledger).Scan(&match))
+	if match != "m1" {
+		t.Errorf("t2#0 in match %q, want m1 (the posting of nothing passed over)", match)
+	}
+
+	// A movement that should be there and is not: still an error.
+	var bad reconLog
+	bad.setup()
+	bad.add(domain.Unmatched{Account: "bank", Movement: &domain.MovementRef{TransferID: "ghost"}, Reason: "r"})
+	if err := project(t, pool, testenv.Name(t)+"-bad", bad.recs, 1000); err == nil {
+		t.Error("an unmatch of a movement that is nowhere was applied")
+	}
+}
