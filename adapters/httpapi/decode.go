@@ -70,30 +70,122 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 // field a body fails on.
 type fieldNamingJSON struct{ *runtime.JSONPb }
 
+// messageJSONMax bounds one JSON message of a body, as the gRPC server
+// bounds its largest request messages (an ImportEventsRequest among them):
+// a REST import is a stream of such messages, one a line, of any length,
+// so its body as a whole has no bound (see Gateway.bodyMaxOf) but each of
+// its messages has this one.
+const messageJSONMax = grpcapi.RecvMaxLarge
+
+// errMessageTooLarge is a body's message over messageJSONMax.
+var errMessageTooLarge = fmt.Errorf("a message of more than %d bytes", messageJSONMax)
+
+// NewDecoder returns a decoder of one message a Decode call, from one
+// json.Decoder kept across the calls: a client stream (ImportEvents) calls
+// it until io.EOF, one message a line. A body marked single (every route
+// but a client stream's: see singleMessageBody) must hold one JSON value:
+// a second value, or anything but white space after the first, is refused
+// rather than dropped.
 func (j fieldNamingJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	_, single := r.(singleMessageBody)
+	body := &boundedReader{r: r}
+	dec := json.NewDecoder(body)
 	return runtime.DecoderFunc(func(v any) error {
-		// Bounded: r is the request body behind http.MaxBytesReader.
-		body, err := io.ReadAll(r)
-		if err != nil {
-			return err
+		body.limit = dec.InputOffset() + messageJSONMax
+		var raw json.RawMessage
+		err := dec.Decode(&raw)
+		if err == nil {
+			err = j.JSONPb.Unmarshal(raw, v)
 		}
-		err = j.JSONPb.NewDecoder(bytes.NewReader(body)).Decode(v)
+		if err == nil && single {
+			err = endOfBody(dec)
+		}
 		if err == nil || errors.Is(err, io.EOF) {
 			return err
 		}
-		m, ok := v.(proto.Message)
-		if !ok {
-			return err
-		}
-		field, reason := jsonFault(j.UnmarshalOptions, m.ProtoReflect().Descriptor(), body, "")
-		if field == "" {
-			// Not found field by field (a syntax error, a duplicate key):
-			// the request is named, with the decoder's own reason.
-			field, reason = string(m.ProtoReflect().Descriptor().Name()), plainReason(err)
-		}
-		return &decodeError{field: field, reason: reason}
+		return j.decodeFault(v, raw, body, err)
 	})
 }
+
+// endOfBody checks that dec has nothing left but white space.
+//
+// Errors: a read error of the body; errTrailingData.
+func endOfBody(dec *json.Decoder) error {
+	_, err := dec.Token()
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil && !isSyntaxError(err):
+		return err
+	}
+	return errTrailingData
+}
+
+// errTrailingData is a body of one message with more after it.
+var errTrailingData = errors.New("the body holds more than one JSON value: one request object is due")
+
+func isSyntaxError(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se)
+}
+
+// decodeFault turns err, the failure to decode raw into v, into what the
+// client is told: a read error of the body as it is (a body over its bound
+// says so), anything else a decodeError naming the field, or the message
+// when no one field is at fault.
+func (j fieldNamingJSON) decodeFault(v any, raw []byte, body *boundedReader, err error) error {
+	if body.err != nil {
+		return body.err
+	}
+	m, ok := v.(proto.Message)
+	if !ok {
+		return err
+	}
+	md := m.ProtoReflect().Descriptor()
+	if errors.Is(err, errMessageTooLarge) || errors.Is(err, errTrailingData) {
+		return &decodeError{field: string(md.Name()), reason: err.Error()}
+	}
+	field, reason := jsonFault(j.UnmarshalOptions, md, raw, "")
+	if field == "" {
+		// Not found field by field (a syntax error, a duplicate key):
+		// the request is named, with the decoder's own reason.
+		field, reason = string(md.Name()), plainReason(err)
+	}
+	return &decodeError{field: field, reason: reason}
+}
+
+// boundedReader is a body read by a json.Decoder that may not read more
+// than limit bytes in all: the decoder reads ahead of the value it
+// decodes, and is let read up to messageJSONMax past the end of the
+// previous value, so a value over it fails with errMessageTooLarge instead
+// of being buffered whole.
+type boundedReader struct {
+	r     io.Reader
+	read  int64
+	limit int64
+	// err is the first error of r but io.EOF: a body cut short or over
+	// its bound (http.MaxBytesReader) is told as such, not as bad JSON.
+	err error
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.read >= b.limit {
+		return 0, errMessageTooLarge
+	}
+	if int64(len(p)) > b.limit-b.read {
+		p = p[:b.limit-b.read]
+	}
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	if err != nil && !errors.Is(err, io.EOF) && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// singleMessageBody marks a request body that holds one message: that of
+// every route but a client stream's (Gateway.ServeHTTP marks it).
+type singleMessageBody struct{ io.ReadCloser }
 
 // jsonFault returns the path and reason of the first field of raw, a JSON
 // object of a message of md, that does not decode on its own; "" if each

@@ -181,8 +181,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodPost && r.URL.Path == importRoute {
 		// A log import streams for as long as the log is: the server's
-		// read timeout is for requests of a bounded size.
+		// read timeout is for requests of a bounded size, and so is
+		// BodyMax; the decoder bounds each of its messages
+		// (messageJSONMax).
 		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+		g.mux.ServeHTTP(w, r)
+		return
 	}
 	bodyMax := g.bodyMaxOf(r)
 	if r.ContentLength > bodyMax {
@@ -193,15 +197,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, bodyMax)
+	r.Body = singleMessageBody{http.MaxBytesReader(w, r.Body, bodyMax)}
 	g.mux.ServeHTTP(w, r)
 }
 
 // largeBodyRoute matches the routes of the methods that take batches (the
 // gateway.yaml paths of grpcapi's large methods): they take the gateway's
-// BodyMax; every other route BodyMaxSmall.
-var largeBodyRoute = regexp.MustCompile(`^/v1/(ledgers/[^/]+/(transfers(:post|:void|:reverse)?|accounts(:setBounds|:setMetadata|:close)?|categories` +
-	`|accounts/[^/]+/(statement-lines|matching-rules))|events:import)$`)
+// BodyMax; every other route BodyMaxSmall. (ImportEvents, a stream, has no
+// bound on its body, only on each of its messages.)
+var largeBodyRoute = regexp.MustCompile(`^/v1/ledgers/[^/]+/(transfers(:post|:void|:reverse)?|accounts(:setBounds|:setMetadata|:close)?|categories` +
+	`|accounts/[^/]+/(statement-lines|matching-rules))$`)
 
 // importRoute is ImportEvents' route: a stream of any length.
 const importRoute = "/v1/events:import"

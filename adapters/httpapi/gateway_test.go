@@ -466,6 +466,8 @@ func TestGatewayDecodeFaultsNameTheField(t *testing.T) {
 		{"invalid UTF-8", "POST", "/v1/ledgers/demo/accounts", "{\"accounts\": [{\"id\": \"a\xff\"}]}", "accounts[0].id"},
 		{"unknown nested field", "POST", "/v1/ledgers/demo/transfers", `{"transfers": [{"id": "t1", "pendng": true}]}`, "transfers[0].pendng"},
 		{"malformed JSON", "POST", "/v1/ledgers/demo/transfers", `{"transfers":`, "CreateTransfersRequest"},
+		{"a second request after the first", "POST", "/v1/ledgers/demo/assets", `{"code": "USD"} {"code": "EUR"}`, "DefineAssetRequest"},
+		{"garbage after the request", "POST", "/v1/ledgers/demo/assets", "{\"code\": \"USD\"}\n]", "DefineAssetRequest"},
 		{"bad query number", "GET", "/v1/ledgers/demo/balances?accounts=a&min_position=minus-one", "", "min_position"},
 		{"bad query enum", "GET", "/v1/ledgers/demo/balances?accounts=a&consistency=NOPE", "", "consistency"},
 	} {

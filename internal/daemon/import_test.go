@@ -3,10 +3,13 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -742,4 +746,79 @@ func (h *harness) waitProjections(t *testing.T, ledger string, pos uint64) {
 		}
 		return nil
 	})
+}
+
+// importNDJSON is recs as the body of a REST import: one
+// ImportEventsRequest a line, perLine events each, the first naming target.
+func importNDJSON(t *testing.T, target string, recs []eventstore.Record, perLine int) []string {
+	t.Helper()
+	var lines []string
+	msg := &ledgerv1.ImportEventsRequest{Ledger: target}
+	for i := range recs {
+		msg.Events = append(msg.Events, importLogEvent(&recs[i]))
+		if len(msg.Events) == perLine || i == len(recs)-1 {
+			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(msg)
+			testenv.NoError(t, err)
+			lines = append(lines, string(b))
+			msg = &ledgerv1.ImportEventsRequest{}
+		}
+	}
+	return lines
+}
+
+// TestImportEventsOverRESTTakesEveryLine: POST /v1/events:import takes one
+// ImportEventsRequest a line, and imports the events of every line, not
+// only the first's.
+func TestImportEventsOverRESTTakesEveryLine(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	st := h.importStore(t)
+	source := testenv.Name(t)
+	h.importWorkload(t, source, 21, 30)
+	log := importExport(t, st, source)
+	sourceHead, _, err := st.Head(ctx(t), source)
+	testenv.NoError(t, err)
+
+	target := testenv.Name(t)
+	lines := importNDJSON(t, target, log, 5)
+	var resp struct {
+		Events   string `json:"events"`
+		Position string `json:"position"`
+	}
+	h.rest(t, "POST", "/v1/events:import", strings.Join(lines, "\n")+"\n", http.StatusOK, &resp)
+	head, _, err := st.Head(ctx(t), target)
+	testenv.NoError(t, err)
+	if head != sourceHead || resp.Events != strconv.Itoa(len(log)) || resp.Position != strconv.FormatUint(sourceHead, 10) {
+		t.Errorf("REST import of %d events in %d lines: target head %d, answered %+v; want head %d, %d events",
+			len(log), len(lines), head, resp, sourceHead, len(log))
+	}
+}
+
+// TestImportEventsOverRESTRefusesABadLine: a line that does not decode, in
+// the middle of a REST import, fails the import with a 400 naming its
+// field; the lines before it are not imported as if they were the log.
+func TestImportEventsOverRESTRefusesABadLine(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	st := h.importStore(t)
+	source := testenv.Name(t)
+	h.importWorkload(t, source, 22, 20)
+	log := importExport(t, st, source)
+
+	target := testenv.Name(t)
+	lines := importNDJSON(t, target, log, 3)
+	if len(lines) < 3 {
+		t.Fatalf("a log of %d lines, want 3 or more", len(lines))
+	}
+	lines[len(lines)/2] = `{"events": [{"position": "not a number"}]}`
+	raw := h.rest(t, "POST", "/v1/events:import", strings.Join(lines, "\n")+"\n", http.StatusBadRequest, nil)
+	var e restError
+	testenv.NoError(t, json.Unmarshal(raw, &e))
+	if e.Code != codes.InvalidArgument || len(e.Details) != 1 || len(e.Details[0].FieldViolations) != 1 ||
+		e.Details[0].FieldViolations[0].Field != "events[0].position" {
+		t.Errorf("bad line %d of %d: %s, want InvalidArgument naming events[0].position", len(lines)/2+1, len(lines), raw)
+	}
+	if head, _, err := st.Head(ctx(t), target); err != nil || head != 0 {
+		t.Errorf("target head %d (%v) after a refused import, want 0", head, err)
+	}
 }

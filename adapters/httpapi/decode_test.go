@@ -1,0 +1,67 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+)
+
+// spaces is an endless body of white space.
+type spaces struct{}
+
+func (spaces) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
+}
+
+// padded is an empty JSON object of exactly n bytes, white space before it
+// and inside it.
+func padded(n int64) io.Reader {
+	return io.MultiReader(strings.NewReader("\n{"), io.LimitReader(spaces{}, n-3), strings.NewReader("}"))
+}
+
+func testMarshaler() fieldNamingJSON {
+	return fieldNamingJSON{&runtime.JSONPb{UnmarshalOptions: protojson.UnmarshalOptions{}}}
+}
+
+// TestDecoderStreamsMessagesUpToTheirBound: a stream body (a REST import)
+// is decoded one message a call, each message (with the white space before
+// it) up to messageJSONMax bytes, then io.EOF; a message one byte over is
+// refused, naming the request, without being buffered whole.
+func TestDecoderStreamsMessagesUpToTheirBound(t *testing.T) {
+	body := io.MultiReader(strings.NewReader(`{"ledger": "a"}`+"\n"+`{"events": [{"position": "2"}]}`),
+		padded(messageJSONMax), padded(messageJSONMax+1), strings.NewReader(`{"ledger": "never read"}`))
+	dec := testMarshaler().NewDecoder(body)
+	var first, second, atBound ledgerv1.ImportEventsRequest
+	for _, m := range []*ledgerv1.ImportEventsRequest{&first, &second, &atBound} {
+		if err := dec.Decode(m); err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+	}
+	if first.GetLedger() != "a" || len(second.GetEvents()) != 1 || second.GetEvents()[0].GetPosition() != 2 {
+		t.Errorf("decoded %v then %v, want ledger a, then one event at position 2", &first, &second)
+	}
+	var over ledgerv1.ImportEventsRequest
+	err := dec.Decode(&over)
+	var de *decodeError
+	if !errors.As(err, &de) || de.field != "ImportEventsRequest" || !strings.Contains(de.reason, "more than") {
+		t.Errorf("a message of messageJSONMax+1 bytes: %v, want a decodeError naming ImportEventsRequest", err)
+	}
+
+	dec = testMarshaler().NewDecoder(strings.NewReader(`{"ledger": "a"}` + "\n\n"))
+	var m ledgerv1.ImportEventsRequest
+	if err := dec.Decode(&m); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	if err := dec.Decode(&m); !errors.Is(err, io.EOF) {
+		t.Errorf("decode after the last message: %v, want io.EOF", err)
+	}
+}
