@@ -192,39 +192,48 @@ type singleMessageBody struct{ io.ReadCloser }
 // does. A list of messages or a message is searched into, so that the path
 // ends at the field itself ("transfers[3].postings[0].amount"). Its depth is
 // bounded by the schema (ledger.v1 has no recursive message; well-known
-// types are leaves) and its work by the body.
+// types are leaves); at each depth the object is read once, key after key
+// in the body's order, so its work is linear in the body.
 func jsonFault(opts protojson.UnmarshalOptions, md protoreflect.MessageDescriptor, raw []byte, prefix string) (string, string) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return "", ""
 	}
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
-	}
-	// In the body's order, so that the first fault named is the first met.
-	slices.SortFunc(keys, func(a, b string) int {
-		return bytes.Index(raw, []byte(`"`+a+`"`)) - bytes.Index(raw, []byte(`"`+b+`"`))
-	})
-	for _, key := range keys {
-		fd := md.Fields().ByJSONName(key)
-		if fd == nil {
-			fd = md.Fields().ByName(protoreflect.Name(key))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", ""
 		}
-		if fd == nil {
-			return join(prefix, key), "unknown field"
+		key, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return "", ""
 		}
-		path := join(prefix, string(fd.Name()))
-		err := decodeOne(opts, md, key, obj[key])
-		if err == nil {
-			continue
-		}
-		if f, r := jsonFaultIn(opts, fd, key, obj[key], path); f != "" {
+		if f, r := fieldFault(opts, md, key, value, prefix); f != "" {
 			return f, r
 		}
-		return path, plainReason(err)
 	}
 	return "", ""
+}
+
+// fieldFault is jsonFault of one key of an object and its value.
+func fieldFault(opts protojson.UnmarshalOptions, md protoreflect.MessageDescriptor, key string, value json.RawMessage, prefix string) (string, string) {
+	fd := md.Fields().ByJSONName(key)
+	if fd == nil {
+		fd = md.Fields().ByName(protoreflect.Name(key))
+	}
+	if fd == nil {
+		return join(prefix, key), "unknown field"
+	}
+	path := join(prefix, string(fd.Name()))
+	err := decodeOne(opts, md, key, value)
+	if err == nil {
+		return "", ""
+	}
+	if f, r := jsonFaultIn(opts, fd, key, value, path); f != "" {
+		return f, r
+	}
+	return path, plainReason(err)
 }
 
 // jsonFaultIn searches a faulty field's value: the element of a list, the

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -63,5 +64,39 @@ func TestDecoderStreamsMessagesUpToTheirBound(t *testing.T) {
 	}
 	if err := dec.Decode(&m); !errors.Is(err, io.EOF) {
 		t.Errorf("decode after the last message: %v, want io.EOF", err)
+	}
+}
+
+// BenchmarkDecodeFaultManyKeys: finding the faulty field of a body of 256
+// KiB of unknown keys, or of good keys before a bad value, is linear in the
+// body (it took 14 s for the unknown keys, with a sort whose comparator
+// scanned the body).
+func BenchmarkDecodeFaultManyKeys(b *testing.B) {
+	md := (&ledgerv1.DefineAssetRequest{}).ProtoReflect().Descriptor()
+	for _, bc := range []struct {
+		name, member, last, field string
+	}{
+		{"unknown keys", `"k%d":0,`, `"k":0`, "k0"},
+		{"good keys, then a bad value", `"code":"USD",`, `"scale":"two"`, "scale"},
+	} {
+		var body strings.Builder
+		body.WriteString("{")
+		for i := 0; body.Len() < 256<<10; i++ {
+			if strings.Contains(bc.member, "%d") {
+				fmt.Fprintf(&body, bc.member, i)
+			} else {
+				body.WriteString(bc.member)
+			}
+		}
+		body.WriteString(bc.last + "}")
+		raw := []byte(body.String())
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if field, _ := jsonFault(protojson.UnmarshalOptions{}, md, raw, ""); field != bc.field {
+					b.Fatalf("field %q, want %q", field, bc.field)
+				}
+			}
+		})
 	}
 }

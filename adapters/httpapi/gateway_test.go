@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -488,6 +489,53 @@ func TestGatewayDecodeFaultsNameTheField(t *testing.T) {
 			}
 			if strings.Contains(body, "(line ") || strings.ContainsRune(e.Message, 0) {
 				t.Errorf("error %s carries the decoder's position or tag", body)
+			}
+			if n := f.count(); n != before {
+				t.Errorf("%d gRPC calls made, want none", n-before)
+			}
+		})
+	}
+}
+
+// manyKeys is a JSON object of exactly size bytes: the keys key(0),
+// key(1), ... each with the value value, then last, a member of its own.
+func manyKeys(size int, key func(i int) string, value, last string) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := 0; b.Len()+len(key(i))+len(value)+len(last)+8 < size; i++ {
+		fmt.Fprintf(&b, "%q:%s,", key(i), value)
+	}
+	b.WriteString(last)
+	b.WriteString(strings.Repeat(" ", size-b.Len()-1))
+	b.WriteString("}")
+	return b.String()
+}
+
+// TestGatewayDecodeFaultOfManyKeys: a body at its route's bound made of
+// many keys is searched for its faulty field in one pass, in the body's
+// order: the first unknown key of 4 MiB of them is named, and so is a bad
+// value after 4 MiB of good ones. (The search sorted the keys by their
+// place in the body, found by scanning the body in each comparison: hours
+// for such a body. See BenchmarkDecodeFaultManyKeys for its speed.)
+func TestGatewayDecodeFaultOfManyKeys(t *testing.T) {
+	f, hs := serve(t, httpapi.Options{})
+	for _, tc := range []struct {
+		name, path, body, field string
+	}{
+		{"unknown keys", "/v1/ledgers/demo/balances:batchGet",
+			manyKeys(httpapi.BodyMaxSmall, func(i int) string { return fmt.Sprintf("k%d", i) }, "0", `"k":0`), "k0"},
+		{"good keys, then a bad value", "/v1/ledgers/demo/assets",
+			manyKeys(httpapi.BodyMaxSmall, func(int) string { return "code" }, `"USD"`, `"scale":"two"`), "scale"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.count()
+			code, body := do(t, hs, "POST", tc.path, tc.body)
+			if code != http.StatusBadRequest {
+				t.Fatalf("status %d %.200s, want 400", code, body)
+			}
+			if e := decodeError(t, body); len(e.Details) != 1 || len(e.Details[0].FieldViolations) != 1 ||
+				e.Details[0].FieldViolations[0].Field != tc.field {
+				t.Errorf("error %.300s, want a violation of %q", body, tc.field)
 			}
 			if n := f.count(); n != before {
 				t.Errorf("%d gRPC calls made, want none", n-before)
