@@ -311,6 +311,24 @@ func (a *Auth) Authenticate(ctx context.Context, remote string, authorization []
 	return a.authenticate(ctx, remote, authorization, 0)
 }
 
+// AuthenticateFor is Authenticate, then the check that the key has the
+// role method needs: what TapHandle checks of a gRPC call from its headers,
+// for a caller that knows the method before it reads the request (the REST
+// gateway, from the route).
+//
+// Errors: those of Authenticate; PermissionDenied (a method not in the
+// table, or a role the key lacks).
+func (a *Auth) AuthenticateFor(ctx context.Context, remote string, authorization []string, method string) (apikeys.Key, error) {
+	key, err := a.Authenticate(ctx, remote, authorization)
+	if err != nil {
+		return apikeys.Key{}, err
+	}
+	if err := permit(key, method); err != nil {
+		return apikeys.Key{}, err
+	}
+	return key, nil
+}
+
 // authenticate is Authenticate, with a look-up of the key (a cache miss)
 // bounded by lookupMax when it is not 0. A key the cache answers for costs
 // no context: TapHandle's bound is set only when a look-up is needed.

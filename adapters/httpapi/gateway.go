@@ -20,7 +20,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"regexp"
 	"sync"
 	"time"
 
@@ -34,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 )
 
@@ -58,19 +58,22 @@ type Options struct {
 	// DialOptions are applied after the defaults (plaintext, 64 MiB
 	// messages), e.g. transport credentials when gRPC serves TLS.
 	DialOptions []grpc.DialOption
-	// Authenticate, when set, checks a request's key before its body is
-	// read, and returns a gRPC status error to answer instead; the full
-	// authorization (role, ledger) is the gRPC server's.
-	Authenticate func(r *http.Request) error
+	// Authorize, when set, checks a request's key and that it may call
+	// method (the gRPC full method name its route calls, "" for a route
+	// the gateway cannot name) before its body is read, and returns a gRPC
+	// status error to answer instead; the ledger scope, which needs the
+	// message, is the gRPC server's. It is called only for a request that
+	// matched a route.
+	Authorize func(r *http.Request, method string) error
 }
 
 // Gateway is an http.Handler serving ledger.v1's CommandService and
 // QueryService as REST/JSON by calling a gRPC server.
 type Gateway struct {
-	conn         *grpc.ClientConn
-	mux          *runtime.ServeMux
-	bodyMax      int64
-	authenticate func(r *http.Request) error
+	conn      *grpc.ClientConn
+	mux       *runtime.ServeMux
+	bodyMax   int64
+	authorize func(r *http.Request, method string) error
 }
 
 // NewGateway returns a Gateway calling the gRPC server at grpcAddr
@@ -87,7 +90,8 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway client for %s: %w", grpcAddr, err)
 	}
-	g := &Gateway{conn: conn, mux: newServeMux(), bodyMax: opts.BodyMax, authenticate: opts.Authenticate}
+	g := &Gateway{conn: conn, bodyMax: opts.BodyMax, authorize: opts.Authorize}
+	g.mux = newServeMux(g.admit)
 	if g.bodyMax <= 0 {
 		g.bodyMax = BodyMaxDefault
 	}
@@ -132,8 +136,9 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 // field names as in ledger.proto, enums by name, unset fields left out, and
 // unknown fields refused (a misspelt "atomic" must not be dropped silently),
 // and a body or query that does not decode refused like any bad field: a
-// google.rpc.BadRequest naming it (see decode.go).
-func newServeMux() *runtime.ServeMux {
+// google.rpc.BadRequest naming it (see decode.go). admit runs on every
+// routed request before its handler.
+func newServeMux(admit runtime.Middleware) *runtime.ServeMux {
 	marshaler := &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: false, UseEnumNumbers: false},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -142,6 +147,7 @@ func newServeMux() *runtime.ServeMux {
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, fieldNamingJSON{marshaler}),
 		runtime.WithRoutingErrorHandler(routingError),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithMiddlewares(admit),
 	}
 	queryParserOnce.Do(func() { opts = append(opts, runtime.SetQueryParameterParser(fieldNamingQuery{})) })
 	return runtime.NewServeMux(opts...)
@@ -167,53 +173,62 @@ func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 }
 
-// ServeHTTP serves one REST call. Its key is checked before its body is
-// read (a request without a valid key costs its headers only). A body over
-// its route's bound is refused with 413 when its length is declared, 400
-// when it is found out while reading.
+// ServeHTTP serves one REST call: the mux routes it, and admit checks it
+// before its handler reads its body.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.authenticate != nil {
-		if err := g.authenticate(r); err != nil {
-			_, out := runtime.MarshalerForRequest(g.mux, r)
-			runtime.HTTPError(r.Context(), g.mux, out, w, r, err)
-			return
-		}
-	}
-	if r.Method == http.MethodPost && r.URL.Path == importRoute {
-		// A log import streams for as long as the log is: the server's
-		// read timeout is for requests of a bounded size, and so is
-		// BodyMax; the decoder bounds each of its messages
-		// (messageJSONMax).
-		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
-		g.mux.ServeHTTP(w, r)
-		return
-	}
-	bodyMax := g.bodyMaxOf(r)
-	if r.ContentLength > bodyMax {
-		_, out := runtime.MarshalerForRequest(g.mux, r)
-		runtime.DefaultHTTPErrorHandler(r.Context(), g.mux, out, w, r, &runtime.HTTPStatusError{
-			HTTPStatus: http.StatusRequestEntityTooLarge,
-			Err:        status.Errorf(codes.InvalidArgument, "request body of %d bytes, at most %d", r.ContentLength, bodyMax),
-		})
-		return
-	}
-	r.Body = singleMessageBody{http.MaxBytesReader(w, r.Body, bodyMax)}
 	g.mux.ServeHTTP(w, r)
 }
 
-// largeBodyRoute matches the routes of the methods that take batches (the
-// gateway.yaml paths of grpcapi's large methods): they take the gateway's
-// BodyMax; every other route BodyMaxSmall. (ImportEvents, a stream, has no
-// bound on its body, only on each of its messages.)
-var largeBodyRoute = regexp.MustCompile(`^/v1/ledgers/[^/]+/(transfers(:post|:void|:reverse)?|accounts(:setBounds|:setMetadata|:close)?|categories` +
-	`|accounts/[^/]+/(statement-lines|matching-rules))$`)
+// admit checks a routed request before its handler runs: its key and its
+// method's role first (a request without a valid key, or whose key lacks
+// the role, costs its headers only), then its body's bound. A body over
+// its route's bound is refused with 413 when its length is declared, 400
+// when it is found out while reading.
+func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
+		method := gatewayRoutes.method(r)
+		if g.authorize != nil {
+			if err := g.authorize(r, method); err != nil {
+				g.refuse(w, r, err)
+				return
+			}
+		}
+		if method == importMethod {
+			// A log import streams for as long as the log is: the server's
+			// read timeout is for requests of a bounded size, and so is
+			// BodyMax; the decoder bounds each of its messages
+			// (messageJSONMax). Lifted only now that its caller may import.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+			next(w, r, pathParams)
+			return
+		}
+		bodyMax := g.bodyMaxOf(method)
+		if r.ContentLength > bodyMax {
+			g.refuse(w, r, &runtime.HTTPStatusError{
+				HTTPStatus: http.StatusRequestEntityTooLarge,
+				Err:        status.Errorf(codes.InvalidArgument, "request body of %d bytes, at most %d", r.ContentLength, bodyMax),
+			})
+			return
+		}
+		r.Body = singleMessageBody{http.MaxBytesReader(w, r.Body, bodyMax)}
+		next(w, r, pathParams)
+	}
+}
 
-// importRoute is ImportEvents' route: a stream of any length.
-const importRoute = "/v1/events:import"
+// refuse answers r with err, as grpc-gateway answers a failed call.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	_, out := runtime.MarshalerForRequest(g.mux, r)
+	runtime.DefaultHTTPErrorHandler(r.Context(), g.mux, out, w, r, err)
+}
 
-// bodyMaxOf is the bound of r's body.
-func (g *Gateway) bodyMaxOf(r *http.Request) int64 {
-	if r.Method == http.MethodPost && largeBodyRoute.MatchString(r.URL.Path) {
+// importMethod is ImportEvents, a client stream of any length.
+const importMethod = "/ledger.v1.AuditService/ImportEvents"
+
+// bodyMaxOf is the bound of the body of a call of method: the gateway's
+// BodyMax for the methods that take batches (grpcapi's large methods),
+// BodyMaxSmall for every other.
+func (g *Gateway) bodyMaxOf(method string) int64 {
+	if grpcapi.RecvMax(method) == grpcapi.RecvMaxLarge {
 		return g.bodyMax
 	}
 	return min(g.bodyMax, BodyMaxSmall)

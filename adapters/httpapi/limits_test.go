@@ -3,11 +3,15 @@ package httpapi_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/ledgerd/ledger/adapters/httpapi"
 )
@@ -25,12 +29,17 @@ func (r *readRecorder) Read(p []byte) (int, error) {
 
 func (r *readRecorder) Close() error { return nil }
 
-// TestGatewayAuthenticatesBeforeTheBody: a request Authenticate refuses is
-// answered with its status, its body unread (and no gRPC server needed).
-func TestGatewayAuthenticatesBeforeTheBody(t *testing.T) {
-	gw, err := httpapi.NewGateway("127.0.0.1:1", httpapi.Options{Authenticate: func(r *http.Request) error {
-		if r.Header.Get("Authorization") != "Bearer good" {
+// TestGatewayAuthorizesBeforeTheBody: a request Authorize refuses, for its
+// key or for its method's role, is answered with its status, its body
+// unread (and no gRPC server needed); Authorize is asked about the method
+// the route calls.
+func TestGatewayAuthorizesBeforeTheBody(t *testing.T) {
+	gw, err := httpapi.NewGateway("127.0.0.1:1", httpapi.Options{Authorize: func(r *http.Request, method string) error {
+		switch {
+		case r.Header.Get("Authorization") != "Bearer good":
 			return status.Error(codes.Unauthenticated, "no")
+		case method != "/ledger.v1.QueryService/GetBalances":
+			return status.Errorf(codes.PermissionDenied, "not %s", method)
 		}
 		return nil
 	}})
@@ -38,12 +47,66 @@ func TestGatewayAuthenticatesBeforeTheBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gw.Close()
-	body := &readRecorder{Reader: *strings.NewReader(`{"transfers":[]}`)}
-	req := httptest.NewRequest("POST", "/v1/ledgers/demo/transfers", body)
-	w := httptest.NewRecorder()
-	gw.ServeHTTP(w, req)
-	if w.Code != http.StatusUnauthorized || body.read {
-		t.Errorf("status %d, body read %v; want 401, unread", w.Code, body.read)
+	for _, tc := range []struct {
+		name, path, auth, length string
+		want                     int
+	}{
+		{"no key", "/v1/ledgers/demo/transfers", "", "", http.StatusUnauthorized},
+		{"a key without the role", "/v1/ledgers/demo/transfers", "Bearer good", "", http.StatusForbidden},
+		{"a key without the role, a body over the bound", "/v1/ledgers/demo/transfers", "Bearer good",
+			strconv.Itoa(httpapi.BodyMaxDefault + 1), http.StatusForbidden},
+		{"an import without the role", "/v1/events:import", "Bearer good", "", http.StatusForbidden},
+	} {
+		body := &readRecorder{Reader: *strings.NewReader(`{"transfers":[]}`)}
+		req := httptest.NewRequest("POST", tc.path, body)
+		req.Header.Set("Content-Type", "application/json")
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		if tc.length != "" {
+			req.ContentLength, _ = strconv.ParseInt(tc.length, 10, 64)
+		}
+		w := httptest.NewRecorder()
+		gw.ServeHTTP(w, req)
+		if w.Code != tc.want || body.read {
+			t.Errorf("%s: status %d, body read %v; want %d, unread", tc.name, w.Code, body.read, tc.want)
+		}
+	}
+}
+
+// TestGatewayRoutesNameTheirMethods: every route of ledger.gateway.yaml,
+// whatever its service, is told to Authorize by the gRPC method it calls
+// (a route the gateway could not name would be refused to every key).
+func TestGatewayRoutesNameTheirMethods(t *testing.T) {
+	var asked string
+	gw, err := httpapi.NewGateway("127.0.0.1:1", httpapi.Options{Authorize: func(_ *http.Request, method string) error {
+		asked = method
+		return status.Error(codes.PermissionDenied, "asked")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	routes := httpapi.Routes()
+	if len(routes) < 59 { // ledger.gateway.yaml's rules and bindings when this was written
+		t.Fatalf("%d routes, want every rule of ledger.gateway.yaml", len(routes))
+	}
+	for _, rt := range routes {
+		// Each variable a segment: "{ledger=*}" becomes "v".
+		path := regexp.MustCompile(`\{[^}]*\}`).ReplaceAllString(rt.Pattern, "v")
+		asked = ""
+		req := httptest.NewRequest(rt.Verb, path, nil)
+		w := httptest.NewRecorder()
+		gw.ServeHTTP(w, req)
+		if asked != rt.Method {
+			t.Errorf("%s %s: Authorize asked about %q, want %q (status %d)", rt.Verb, path, asked, rt.Method, w.Code)
+		}
+		full := protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(rt.Method, "/"), "/", "."))
+		if d, err := protoregistry.GlobalFiles.FindDescriptorByName(full); err != nil {
+			t.Errorf("%s %s calls %s: %v", rt.Verb, rt.Pattern, rt.Method, err)
+		} else if _, ok := d.(protoreflect.MethodDescriptor); !ok {
+			t.Errorf("%s %s calls %s, which is no method", rt.Verb, rt.Pattern, rt.Method)
+		}
 	}
 }
 

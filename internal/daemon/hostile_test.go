@@ -252,12 +252,15 @@ func TestRecvBudgetCountsWhatMayBeRead(t *testing.T) {
 	}
 }
 
-// TestRESTKeyCheckedBeforeBody: a REST request without a valid key is
-// answered 401 from its headers, its 60 MiB body never sent; a keyed one
-// over its route's bound 413, from its Content-Length.
-func TestRESTKeyCheckedBeforeBody(t *testing.T) {
+// TestRESTKeyAndRoleCheckedBeforeBody: a REST request without a valid key
+// is answered 401 from its headers, one whose key lacks its method's role
+// 403 (a reader's CreateTransfers, a reader's import, whose read deadline
+// is not lifted), their 60 MiB bodies never sent; a keyed one over its
+// route's bound 413, from its Content-Length.
+func TestRESTKeyAndRoleCheckedBeforeBody(t *testing.T) {
 	t.Parallel()
 	h := start(t)
+	reader, _ := h.as(t, h.key).newKey(t, nil, "reader")
 	for _, tc := range []struct {
 		name, path, auth string
 		length           int
@@ -265,6 +268,8 @@ func TestRESTKeyCheckedBeforeBody(t *testing.T) {
 	}{
 		{"no key", "/v1/ledgers/x/transfers", "", 60 << 20, "401"},
 		{"unknown key", "/v1/ledgers/x/transfers", "Bearer " + newKey(t), 60 << 20, "401"},
+		{"reader key, CreateTransfers", "/v1/ledgers/x/transfers", "Bearer " + reader, 60 << 20, "403"},
+		{"reader key, ImportEvents", "/v1/events:import", "Bearer " + reader, 60 << 20, "403"},
 		{"small route over 4 MiB", "/v1/ledgers/x/balances:batchGet", "Bearer " + h.key, 4<<20 + 1, "413"},
 	} {
 		c, err := net.Dial("tcp", h.m.HTTPAddr())

@@ -58,8 +58,8 @@ const (
 	// httpReadHeaderTimeout bounds reading a request's headers.
 	httpReadHeaderTimeout = 5 * time.Second
 	// httpReadTimeout bounds reading a whole request, body included: 64 MiB
-	// at 2 Mbit/s. An authenticated log import (a stream of any length) is
-	// exempt (adapters/httpapi).
+	// at 2 Mbit/s. A log import (a stream of any length) by a key that may
+	// import is exempt (adapters/httpapi).
 	httpReadTimeout = 5 * time.Minute
 	// httpIdleTimeout closes a keep-alive connection without a request for
 	// this long. There is no write timeout: ReadEvents and
@@ -126,11 +126,12 @@ func (m *Main) serve() error {
 	// REST/JSON: grpc-gateway calling our own gRPC listener (see adapters/httpapi).
 	gwOpts := httpapi.Options{DialOptions: append(gatewayDialOptions(tlsCfg), m.tracingDialOptions()...)}
 	if m.auth != nil {
-		gwOpts.Authenticate = func(r *http.Request) error {
-			_, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
+		gwOpts.Authorize = func(r *http.Request, method string) error {
+			_, err := m.auth.AuthenticateFor(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"), method)
 			if err != nil {
-				// Refused before its body is read, as TapHandle refuses a
-				// gRPC call: counted with those.
+				// Refused before its body is read, by its key or its
+				// method's role, as TapHandle refuses a gRPC call:
+				// counted with those.
 				m.auth.OnRefused(status.Code(err))
 				return err
 			}
