@@ -19,6 +19,7 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"mime"
 	"net/http"
 	"sync"
 	"time"
@@ -174,9 +175,45 @@ func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 }
 
 // ServeHTTP serves one REST call: the mux routes it, and admit checks it
-// before its handler reads its body.
+// before its handler reads its body. A call a browser makes for another
+// site's page is refused first (see browserRefusal).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := browserRefusal(r); err != nil {
+		g.refuse(w, r, err)
+		return
+	}
 	g.mux.ServeHTTP(w, r)
+}
+
+// bodyContentTypes are the media types a request body may declare: JSON,
+// and newline-delimited JSON (POST /v1/events:import, a message a line).
+// Neither is one a browser may send to another site without asking it
+// first (a CORS preflight, which the gateway does not answer), as it may
+// text/plain, a form or no type at all.
+var bodyContentTypes = map[string]bool{"application/json": true, "application/x-ndjson": true}
+
+// browserRefusal refuses what a web page could make the operator's browser
+// send to ledgerd: with -auth=false (a dev machine), nothing else stops a
+// page of any site from changing a ledger on loopback. A request a browser
+// says comes from another site (Sec-Fetch-Site: cross-site) is refused
+// (PermissionDenied, 403), and so is a body of another type than
+// bodyContentTypes, which an older browser sends without saying where from
+// (InvalidArgument, 415). ledgerctl speaks gRPC; curl needs
+// -H 'Content-Type: application/json'.
+func browserRefusal(r *http.Request) error {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return &runtime.HTTPStatusError{HTTPStatus: http.StatusForbidden,
+			Err: status.Error(codes.PermissionDenied, "a request from another site's page (Sec-Fetch-Site: cross-site) is refused")}
+	}
+	if r.ContentLength == 0 {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	if media, _, err := mime.ParseMediaType(ct); err == nil && bodyContentTypes[media] {
+		return nil
+	}
+	return &runtime.HTTPStatusError{HTTPStatus: http.StatusUnsupportedMediaType,
+		Err: status.Errorf(codes.InvalidArgument, "a body of Content-Type %q: send Content-Type: application/json", ct)}
 }
 
 // admit checks a routed request before its handler runs: its key and its

@@ -415,6 +415,7 @@ func TestGatewayRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := hs.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -539,6 +540,65 @@ func TestGatewayDecodeFaultOfManyKeys(t *testing.T) {
 			}
 			if n := f.count(); n != before {
 				t.Errorf("%d gRPC calls made, want none", n-before)
+			}
+		})
+	}
+}
+
+// TestGatewayRefusesWhatAWebPageCouldSend: a body that is not declared
+// JSON (text/plain, a form, no type: what a page of another site may make
+// a browser send without a preflight) is refused with 415, and any request
+// a browser says comes from another site with 403; neither reaches the
+// server. JSON, NDJSON (the import's lines) and a browser's own page pass.
+func TestGatewayRefusesWhatAWebPageCouldSend(t *testing.T) {
+	f, hs := serve(t, httpapi.Options{})
+	const asset = `{"code":"USD","scale":2}`
+	for _, tc := range []struct {
+		name, method, body, contentType, fetchSite string
+		want                                       int
+	}{
+		{"text/plain", "POST", asset, "text/plain;charset=UTF-8", "", http.StatusUnsupportedMediaType},
+		{"a form", "POST", asset, "application/x-www-form-urlencoded", "", http.StatusUnsupportedMediaType},
+		{"multipart", "POST", asset, "multipart/form-data; boundary=x", "", http.StatusUnsupportedMediaType},
+		{"no type", "POST", asset, "", "", http.StatusUnsupportedMediaType},
+		{"cross-site JSON", "POST", asset, "application/json", "cross-site", http.StatusForbidden},
+		{"cross-site GET", "GET", "", "", "cross-site", http.StatusForbidden},
+		{"JSON", "POST", asset, "application/json", "", http.StatusOK},
+		{"JSON with a charset", "POST", asset, "Application/JSON; charset=utf-8", "", http.StatusOK},
+		{"NDJSON", "POST", asset, "application/x-ndjson", "", http.StatusOK},
+		{"same-origin JSON (the console)", "POST", asset, "application/json", "same-origin", http.StatusOK},
+		{"no body, no type", "GET", "", "", "none", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := "/v1/ledgers/demo/assets"
+			before := f.count()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req, err := http.NewRequestWithContext(ctx, tc.method, hs.URL+path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.contentType != "" {
+				req.Header.Set("Content-Type", tc.contentType)
+			}
+			if tc.fetchSite != "" {
+				req.Header.Set("Sec-Fetch-Site", tc.fetchSite)
+			}
+			resp, err := hs.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			out, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d %s, want %d", resp.StatusCode, out, tc.want)
+			}
+			if calls := f.count() - before; (calls == 0) != (tc.want != http.StatusOK) {
+				t.Errorf("%d gRPC calls made, want %d", calls, map[bool]int{true: 1}[tc.want == http.StatusOK])
 			}
 		})
 	}

@@ -56,6 +56,7 @@ func TestReviewRESTScope(t *testing.T) {
 		req, err := http.NewRequestWithContext(ctx(t), method, "http://"+h.m.HTTPAddr()+path, rd)
 		testenv.NoError(t, err)
 		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		testenv.NoError(t, err)
 		defer resp.Body.Close()

@@ -267,6 +267,7 @@ func TestRESTAuth(t *testing.T) {
 		}
 		req, err := http.NewRequestWithContext(ctx(t), method, "http://"+h.m.HTTPAddr()+path, rd)
 		testenv.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
 		}

@@ -93,6 +93,7 @@ func TestUnauthenticatedRequestIsNotRead(t *testing.T) {
 		req, err := http.NewRequestWithContext(ctx(t), "POST", "http://"+h.m.HTTPAddr()+"/v1/ledgers/x/transfers",
 			strings.NewReader(`{"transfers": []}`))
 		testenv.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
 		}

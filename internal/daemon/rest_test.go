@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
@@ -253,4 +254,45 @@ func checkViolation(t *testing.T, e restError, field string) {
 		}
 	}
 	t.Errorf("details %+v, want a google.rpc.BadRequest violation of %q", e.Details, field)
+}
+
+// TestRESTRefusesWhatAWebPageCouldSend: with -auth=false (a machine nobody
+// else reaches), a page of any site the operator's browser opens can still
+// reach a loopback ledgerd: a CORS "simple" POST (text/plain, no preflight)
+// from another site, told by its Sec-Fetch-Site or, from an older
+// browser, only by its type, changes nothing.
+func TestRESTRefusesWhatAWebPageCouldSend(t *testing.T) {
+	t.Parallel()
+	h := startWith(t, func(m *daemon.Main) { m.Config.AuthDisabled = true })
+	ledger := testenv.Name(t)
+	h.rest(t, "POST", "/v1/ledgers", `{"ledger": "`+ledger+`"}`, http.StatusOK, nil)
+	for _, tc := range []struct {
+		name, fetchSite string
+		want            int
+	}{
+		{"cross-site", "cross-site", http.StatusForbidden},
+		{"no Sec-Fetch-Site", "", http.StatusUnsupportedMediaType},
+	} {
+		req, err := http.NewRequestWithContext(ctx(t), "POST", "http://"+h.m.HTTPAddr()+"/v1/ledgers/"+ledger+"/assets",
+			strings.NewReader(`{"code":"USD","scale":2}`))
+		testenv.NoError(t, err)
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+		req.Header.Set("Origin", "https://evil.example")
+		if tc.fetchSite != "" {
+			req.Header.Set("Sec-Fetch-Site", tc.fetchSite)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		testenv.NoError(t, err)
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: a text/plain POST from another site: %d %s, want %d", tc.name, resp.StatusCode, raw, tc.want)
+		}
+	}
+	// The asset is new when defined by the ledger's own client.
+	var got struct{ Result restItem }
+	h.rest(t, "POST", "/v1/ledgers/"+ledger+"/assets", `{"code":"USD","scale":2}`, http.StatusOK, &got)
+	if got.Result.Code != "RESULT_CODE_CREATED" {
+		t.Errorf("DefineAsset after the refused requests: %+v, want RESULT_CODE_CREATED", got.Result)
+	}
 }
