@@ -17,6 +17,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"mime"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"golang.org/x/sync/semaphore"
 	// Error details (google.rpc.BadRequest) are google.protobuf.Any: their
 	// types must be linked in for the JSON error body to carry them.
 	_ "google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -66,7 +68,25 @@ type Options struct {
 	// message, is the gRPC server's. It is called only for a request that
 	// matched a route.
 	Authorize func(r *http.Request, method string) error
+	// BodiesInFlightMax bounds the bytes of request bodies the gateway
+	// reads at once, all calls together; 0: BodiesInFlightMaxDefault.
+	// BodyWait bounds how long a call waits for room before it is refused
+	// (ResourceExhausted, 429); 0: bodyWaitDefault.
+	BodiesInFlightMax int64
+	BodyWait          time.Duration
 }
+
+// BodiesInFlightMaxDefault bounds the request bodies read at once: a body
+// is held by its decoder, then as its message, then as the gRPC request,
+// and the gRPC server's receive budget (grpcapi.RecvBudget) sees only the
+// last, after the gateway has read the whole body. Each call reserves its
+// declared length, its route's bound when it declares none, or a message's
+// bound for a log import.
+const BodiesInFlightMaxDefault = 256 << 20
+
+// bodyWaitDefault is how long a call waits for room among the bodies in
+// flight before it is refused: room comes back as calls end.
+const bodyWaitDefault = 10 * time.Second
 
 // Gateway is an http.Handler serving ledger.v1's CommandService and
 // QueryService as REST/JSON by calling a gRPC server.
@@ -75,6 +95,11 @@ type Gateway struct {
 	mux       *runtime.ServeMux
 	bodyMax   int64
 	authorize func(r *http.Request, method string) error
+	// bodies holds the bytes reserved by the bodies being read, at most
+	// bodiesMax; bodyWait bounds a wait for room.
+	bodies    *semaphore.Weighted
+	bodiesMax int64
+	bodyWait  time.Duration
 }
 
 // NewGateway returns a Gateway calling the gRPC server at grpcAddr
@@ -91,11 +116,15 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway client for %s: %w", grpcAddr, err)
 	}
-	g := &Gateway{conn: conn, bodyMax: opts.BodyMax, authorize: opts.Authorize}
+	g := &Gateway{conn: conn, bodyMax: opts.BodyMax, authorize: opts.Authorize, bodyWait: cmp.Or(opts.BodyWait, bodyWaitDefault)}
 	g.mux = newServeMux(g.admit)
 	if g.bodyMax <= 0 {
 		g.bodyMax = BodyMaxDefault
 	}
+	// Room for one body of the largest bound, at least: a smaller budget
+	// would refuse such a body after waiting, however idle the gateway.
+	g.bodiesMax = max(cmp.Or(opts.BodiesInFlightMax, BodiesInFlightMaxDefault), g.bodyMax)
+	g.bodies = semaphore.NewWeighted(g.bodiesMax)
 	// The context is only the registration's: each call runs on its request's.
 	ctx := context.Background()
 	if err := ledgerv1.RegisterCommandServiceHandler(ctx, g.mux, conn); err != nil {
@@ -234,7 +263,14 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 			// A log import streams for as long as the log is: the server's
 			// read timeout is for requests of a bounded size, and so is
 			// BodyMax; the decoder bounds each of its messages
-			// (messageJSONMax). Lifted only now that its caller may import.
+			// (messageJSONMax), one held at a time. Lifted only now that
+			// its caller may import.
+			release, err := g.reserve(r, min(messageJSONMax, g.bodiesMax))
+			if err != nil {
+				g.refuse(w, r, err)
+				return
+			}
+			defer release()
 			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 			next(w, r, pathParams)
 			return
@@ -247,9 +283,36 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 			})
 			return
 		}
+		if r.ContentLength != 0 {
+			n := bodyMax // chunked: as long as it may be
+			if r.ContentLength > 0 {
+				n = r.ContentLength
+			}
+			release, err := g.reserve(r, n)
+			if err != nil {
+				g.refuse(w, r, err)
+				return
+			}
+			defer release()
+		}
 		r.Body = singleMessageBody{http.MaxBytesReader(w, r.Body, bodyMax)}
 		next(w, r, pathParams)
 	}
+}
+
+// reserve waits, at most bodyWait, for room for n bytes of body among the
+// bodies in flight, and returns what gives it back.
+//
+// Errors: ResourceExhausted (429) when no room came in time, or the
+// request's own context ended.
+func (g *Gateway) reserve(r *http.Request, n int64) (release func(), err error) {
+	ctx, cancel := context.WithTimeout(r.Context(), g.bodyWait)
+	defer cancel()
+	if err := g.bodies.Acquire(ctx, n); err != nil {
+		return nil, status.Errorf(codes.ResourceExhausted, "the gateway is reading other request bodies (%d bytes asked, "+
+			"%d at most at once): retry", n, g.bodiesMax)
+	}
+	return func() { g.bodies.Release(n) }, nil
 }
 
 // refuse answers r with err, as grpc-gateway answers a failed call.

@@ -603,3 +603,60 @@ func TestGatewayRefusesWhatAWebPageCouldSend(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayBoundsTheBodiesInFlight: the bodies the gateway reads at once
+// are bounded all calls together (the gRPC server's receive budget sees a
+// REST call only once the gateway has read its whole body): a call that
+// finds no room waits, and is refused with 429 when none comes; once the
+// body that held it is read, room is back.
+func TestGatewayBoundsTheBodiesInFlight(t *testing.T) {
+	const bodyMax = 64
+	_, hs := serve(t, httpapi.Options{BodyMax: bodyMax, BodiesInFlightMax: bodyMax, BodyWait: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A body that declares the whole budget and arrives slowly.
+	pr, pw := io.Pipe()
+	slow, err := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/ledgers/demo/assets", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.ContentLength = bodyMax
+	slow.Header.Set("Content-Type", "application/json")
+	done := make(chan int, 1)
+	go func() {
+		resp, err := hs.Client().Do(slow)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	asset := `{"code":"USD","scale":2}`
+	first := asset + strings.Repeat(" ", bodyMax-len(asset))
+	if _, err := io.WriteString(pw, first[:10]); err != nil { // the gateway reads: the room is taken
+		t.Fatal(err)
+	}
+	// Once the slow call holds the room (its headers may reach the gateway
+	// after this call's), a call with a body is refused.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, body := do(t, hs, "POST", "/v1/ledgers/demo/assets", asset)
+		if code == http.StatusTooManyRequests && decodeError(t, body).Code == codes.ResourceExhausted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a body while the budget is held: %d %s, want 429 ResourceExhausted", code, body)
+		}
+	}
+	if _, err := io.WriteString(pw, first[10:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if code := <-done; code != http.StatusOK {
+		t.Fatalf("the slow body: status %d, want 200", code)
+	}
+	if code, body := do(t, hs, "POST", "/v1/ledgers/demo/assets", asset); code != http.StatusOK {
+		t.Errorf("after the slow body: %d %s, want 200", code, body)
+	}
+}
