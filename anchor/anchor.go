@@ -52,6 +52,11 @@ var (
 	// ErrMalformed: an anchor's text or fields are not an anchor of this
 	// version.
 	ErrMalformed = errors.New("not an anchor")
+	// ErrConflict: a place that keeps anchors holds, at a ledger's
+	// position, an anchor of another hash than the one to publish there.
+	// The log at that position is not what was signed before: an anchor is
+	// never replaced.
+	ErrConflict = errors.New("another hash was signed at this position")
 )
 
 // Anchor is one signed checkpoint of a ledger's log.

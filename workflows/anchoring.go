@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ledgerd/ledger/anchor"
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
 
@@ -25,10 +26,26 @@ type AnchorSink interface {
 	Put(ctx context.Context, a anchor.Anchor) error
 }
 
-// AnchorHeads is where the heads are read (eventstore.Store).
+// AnchorHeads is where the heads, and the events at them, are read
+// (eventstore.Store).
 type AnchorHeads interface {
 	Heads(ctx context.Context) ([]eventstore.LedgerHead, error)
 	Head(ctx context.Context, ledger string) (uint64, eventstore.Hash, error)
+	Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error)
+}
+
+// ErrNotExtended means a head was not signed: it is not the log's event at
+// its position, or the log no longer holds at the last signed position
+// what was signed there (rewritten, or restored from an older backup), or
+// it went back. An anchor vouches for what the database says only when
+// that extends what was vouched for before.
+var ErrNotExtended = errors.New("the head does not extend the last signed anchor")
+
+// signedHead is the last position a ledger's anchor was published at,
+// and its hash.
+type signedHead struct {
+	position uint64
+	hash     eventstore.Hash
 }
 
 // Anchoring signs the ledgers' heads and publishes the anchors to every
@@ -40,8 +57,10 @@ type Anchoring struct {
 	sinks  []AnchorSink
 	logger *slog.Logger
 	mu     sync.Mutex
-	// signed is the last position published to every sink, by ledger.
-	signed map[string]uint64
+	// signed is the last head published to every sink, by ledger, since
+	// this process started (the sinks keep what came before: the bucket
+	// refuses another hash at a position it holds).
+	signed map[string]signedHead
 }
 
 // NewAnchoring returns an Anchoring signing with signer into sinks.
@@ -49,7 +68,7 @@ func NewAnchoring(heads AnchorHeads, signer *anchor.Signer, logger *slog.Logger,
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Anchoring{heads: heads, signer: signer, sinks: sinks, logger: logger, signed: map[string]uint64{}}
+	return &Anchoring{heads: heads, signer: signer, sinks: sinks, logger: logger, signed: map[string]signedHead{}}
 }
 
 // Run signs every ledger whose head moved, every interval, until ctx ends.
@@ -78,14 +97,20 @@ func (a *Anchoring) AnchorMoved(ctx context.Context) error {
 		return err
 	}
 	for _, h := range heads {
+		if !domain.ValidLedgerName(h.Ledger) {
+			// Only a hand-made row has such a name; it would name a file
+			// of the file sink.
+			a.logger.Error("anchoring: a ledger head with a name no ledger may have: not signed", "ledger", h.Ledger)
+			continue
+		}
 		a.mu.Lock()
-		done := a.signed[h.Ledger] == h.Position
+		done := a.signed[h.Ledger].position == h.Position
 		a.mu.Unlock()
 		if done || h.Position == 0 {
 			continue
 		}
 		if _, err := a.sign(ctx, h.Ledger, h.Position, h.Hash); err != nil && ctx.Err() == nil {
-			a.logger.Warn("anchoring: head not signed", "ledger", h.Ledger, "err", err)
+			a.logNotSigned(h.Ledger, err)
 		}
 	}
 	return nil
@@ -98,6 +123,9 @@ func (a *Anchoring) AnchorMoved(ctx context.Context) error {
 func (a *Anchoring) Anchor(ctx context.Context, ledger string) (anchor.Anchor, error) {
 	ctx, cancel := context.WithTimeout(ctx, anchorTimeout)
 	defer cancel()
+	if !domain.ValidLedgerName(ledger) {
+		return anchor.Anchor{}, fmt.Errorf("ledger %q: %w", ledger, errNoHead)
+	}
 	pos, hash, err := a.heads.Head(ctx, ledger)
 	if err != nil {
 		return anchor.Anchor{}, err
@@ -111,12 +139,30 @@ func (a *Anchoring) Anchor(ctx context.Context, ledger string) (anchor.Anchor, e
 // errNoHead: a ledger without events has no head to sign.
 var errNoHead = errors.New("no event to anchor")
 
-// sign signs ledger's head at pos and publishes the anchor to every sink.
+// logNotSigned logs why ledger's head was not signed: at ERROR when the
+// log is not what was signed before (a tamperer with the database, or a
+// restore from an older backup), else a WARN and a retry next time.
+func (a *Anchoring) logNotSigned(ledger string, err error) {
+	if errors.Is(err, ErrNotExtended) || errors.Is(err, anchor.ErrConflict) {
+		a.logger.Error("anchoring: the log is not what was signed before: its head is not signed; "+
+			"verify the ledger against its anchors (ledgerctl audit verify --anchors)", "ledger", ledger, "err", err)
+		return
+	}
+	a.logger.Warn("anchoring: head not signed", "ledger", ledger, "err", err)
+}
+
+// sign signs ledger's head at pos and publishes the anchor to every sink,
+// once it has checked that the head extends what was signed before
+// (extends).
 //
-// Errors: signing; the sinks' (joined).
+// Errors: ErrNotExtended; reading the log; signing; the sinks' (joined;
+// anchor.ErrConflict among them).
 func (a *Anchoring) sign(ctx context.Context, ledger string, pos uint64, hash eventstore.Hash) (anchor.Anchor, error) {
 	ctx, cancel := context.WithTimeout(ctx, anchorTimeout)
 	defer cancel()
+	if err := a.extends(ctx, ledger, pos, hash); err != nil {
+		return anchor.Anchor{}, err
+	}
 	an, err := a.signer.Sign(ledger, pos, hash, time.Now())
 	if err != nil {
 		return anchor.Anchor{}, err
@@ -131,8 +177,61 @@ func (a *Anchoring) sign(ctx context.Context, ledger string, pos uint64, hash ev
 		return an, err
 	}
 	a.mu.Lock()
-	a.signed[ledger] = max(a.signed[ledger], pos)
+	if pos > a.signed[ledger].position {
+		a.signed[ledger] = signedHead{position: pos, hash: hash}
+	}
 	a.mu.Unlock()
 	a.logger.Debug("anchored", "ledger", ledger, "position", pos, "key", an.KeyID)
 	return an, nil
+}
+
+// extends checks that ledger's head (pos, hash), as the heads table says,
+// is the log's event at pos, whole (its hash recomputed), and that the log
+// still holds, at the last position signed, what was signed there: a head
+// the database was made to say, or a log rewritten under the last anchor,
+// is not vouched for. It reads two events, not the range between: what
+// came after the last anchor was never vouched for, by anyone.
+//
+// Errors: ErrNotExtended; reading the log.
+func (a *Anchoring) extends(ctx context.Context, ledger string, pos uint64, hash eventstore.Hash) error {
+	at := func(p uint64) (eventstore.Record, error) {
+		recs, err := a.heads.Read(ctx, ledger, p, 1)
+		if err != nil {
+			return eventstore.Record{}, fmt.Errorf("ledger %s at %d: %w", ledger, p, err)
+		}
+		if len(recs) != 1 || recs[0].Position != p || !recs[0].VerifyHash() {
+			return eventstore.Record{}, fmt.Errorf("ledger %s: no whole event at %d: %w", ledger, p, ErrNotExtended)
+		}
+		return recs[0], nil
+	}
+	head, err := at(pos)
+	if err != nil {
+		return err
+	}
+	if head.Hash != hash {
+		return fmt.Errorf("ledger %s: the head says %x at %d, the event there is %x: %w", ledger, hash[:8], pos, head.Hash[:8],
+			ErrNotExtended)
+	}
+	a.mu.Lock()
+	last, ok := a.signed[ledger]
+	a.mu.Unlock()
+	switch {
+	case !ok:
+		return nil
+	case pos < last.position:
+		return fmt.Errorf("ledger %s: the head went back from %d, signed, to %d: %w", ledger, last.position, pos, ErrNotExtended)
+	case pos == last.position && hash != last.hash:
+		return fmt.Errorf("ledger %s at %d: signed %x, now %x: %w", ledger, pos, last.hash[:8], hash[:8], ErrNotExtended)
+	case pos == last.position:
+		return nil
+	}
+	prev, err := at(last.position)
+	if err != nil {
+		return err
+	}
+	if prev.Hash != last.hash {
+		return fmt.Errorf("ledger %s at %d: signed %x, the log now holds %x: %w", ledger, last.position, last.hash[:8],
+			prev.Hash[:8], ErrNotExtended)
+	}
+	return nil
 }

@@ -60,9 +60,13 @@ func anchorKey(ledger string, position uint64) string {
 	return fmt.Sprintf("%s.%020d", ledger, position)
 }
 
-// Put publishes a.
+// Put publishes a, never over another anchor: a position that holds one
+// keeps it. Published once more with the hash it holds (a retry, two nodes
+// signing one head), a is no error, and the first stays.
 //
-// Errors: NATS's.
+// Errors: anchor.ErrConflict when the position holds another hash (the log
+// there is not what was signed: rewritten, or restored from an older
+// backup); NATS's.
 func (s *Anchors) Put(ctx context.Context, a anchor.Anchor) error {
 	kv, err := s.bucket(ctx)
 	if err != nil {
@@ -72,8 +76,23 @@ func (s *Anchors) Put(ctx context.Context, a anchor.Anchor) error {
 	if err != nil {
 		return err
 	}
-	_, err = kv.Put(ctx, anchorKey(a.Ledger, a.Position), b)
-	return err
+	key := anchorKey(a.Ledger, a.Position)
+	_, err = kv.Create(ctx, key, b)
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return err
+	}
+	held, err := kv.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("anchor %s: %w", key, err)
+	}
+	was, err := anchor.Parse(held.Value())
+	if err != nil {
+		return fmt.Errorf("anchor %s held: %w", key, err)
+	}
+	if was.Hash != a.Hash {
+		return fmt.Errorf("ledger %s at %d: %x held, %x now: %w", a.Ledger, a.Position, was.Hash[:8], a.Hash[:8], anchor.ErrConflict)
+	}
+	return nil
 }
 
 // List returns ledger's anchors from..to (to 0: the last) by position, at

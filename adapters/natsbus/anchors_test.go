@@ -3,6 +3,7 @@ package natsbus_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"testing"
 	"time"
 
@@ -52,5 +53,39 @@ func TestAnchorsPutList(t *testing.T) {
 	testenv.NoError(t, err)
 	if len(got) != 1 || got[0].Position != 40 || more || got[0].Ledger != ledger || ring.Verify(&got[0]) != nil {
 		t.Fatalf("31..40: %v, more %v", got, more)
+	}
+}
+
+// An anchor is never replaced: the same head published again is no error
+// and keeps the first; another hash at a position the bucket holds is
+// refused with anchor.ErrConflict, and the first stays. (Replaced, a
+// rewritten log's anchor took the place of the one that would catch it.)
+func TestAnchorsNeverReplaced(t *testing.T) {
+	t.Parallel()
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	testenv.NoError(t, err)
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	testenv.NoError(t, err)
+	s := anchor.NewSigner(k)
+	bucket := natsbus.NewAnchors(js)
+	ledger := testenv.Name(t)
+	first, err := s.Sign(ledger, 5, [32]byte{1}, time.Now())
+	testenv.NoError(t, err)
+	testenv.NoError(t, bucket.Put(t.Context(), first))
+	again, err := s.Sign(ledger, 5, [32]byte{1}, time.Now().Add(time.Second))
+	testenv.NoError(t, err)
+	testenv.NoError(t, bucket.Put(t.Context(), again))
+	forged, err := s.Sign(ledger, 5, [32]byte{2}, time.Now())
+	testenv.NoError(t, err)
+	if err := bucket.Put(t.Context(), forged); !errors.Is(err, anchor.ErrConflict) {
+		t.Fatalf("another hash at 5: %v, want anchor.ErrConflict", err)
+	}
+	got, _, err := bucket.List(t.Context(), ledger, 0, 0, 10)
+	testenv.NoError(t, err)
+	if len(got) != 1 || got[0].Hash != first.Hash || !got[0].Time.Equal(first.Time) {
+		t.Fatalf("held: %+v, want the first anchor alone", got)
 	}
 }

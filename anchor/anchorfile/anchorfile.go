@@ -48,6 +48,11 @@ func (s *Sink) Name() string { return "file " + s.Dir }
 //
 // Errors: the file system's.
 func (s *Sink) Put(_ context.Context, a anchor.Anchor) error {
+	// The ledger names the file: a name with a path in it (a row made by
+	// hand in the database) would write outside Dir.
+	if a.Ledger == "" || a.Ledger != filepath.Base(a.Ledger) || a.Ledger == "." || a.Ledger == ".." {
+		return fmt.Errorf("ledger %q: not a file name: %w", a.Ledger, anchor.ErrMalformed)
+	}
 	line, err := a.MarshalJSON()
 	if err != nil {
 		return err

@@ -61,3 +61,24 @@ func TestSinkLoad(t *testing.T) {
 		t.Fatalf("a malformed line: %v", err)
 	}
 }
+
+// A ledger name that is not a file name (a heads row made by hand in the
+// database) writes nothing, inside the directory or out of it.
+func TestSinkRefusesAPathAsLedger(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := anchor.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	sink := &anchorfile.Sink{Dir: filepath.Join(dir, "anchors")}
+	for _, ledger := range []string{"../escaped", "a/b", ".."} {
+		a, err := s.Sign(ledger, 1, [32]byte{1}, time.Now())
+		if err != nil {
+			continue // not even signed: nothing to write
+		}
+		if err := sink.Put(context.Background(), a); !errors.Is(err, anchor.ErrMalformed) {
+			t.Errorf("ledger %q: %v, want anchor.ErrMalformed", ledger, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "escaped.anchors.jsonl")); err == nil {
+		t.Error("a ledger named ../escaped wrote outside the anchor directory")
+	}
+}

@@ -25,9 +25,12 @@ import (
 	"github.com/ledgerd/ledger/anchor/anchorfile"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/ctl"
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/workflows"
 )
 
 // hasAnchorAt reports whether as holds ledger's anchor at pos.
@@ -214,5 +217,99 @@ func TestListAnchorsWithoutAKey(t *testing.T) {
 	_, err = ledgerv1.NewIntegrityServiceClient(conn).ListAnchors(ctx(t), &ledgerv1.ListAnchorsRequest{Ledger: ledger})
 	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "anchor key") {
 		t.Errorf("ListAnchors without an anchor key: %v, want FailedPrecondition naming the anchor key", err)
+	}
+}
+
+// listedAnchorAt is the hash (hex) of the bucket's anchor of ledger at
+// pos, as ledgerctl anchors list prints it; "" when there is none.
+func listedAnchorAt(t *testing.T, h *harness, ledger string, pos uint64) string {
+	t.Helper()
+	for _, l := range strings.Split(strings.TrimSpace(h.runCtlOK(t, ledger, "anchors", "list")), "\n") {
+		if l == "" {
+			continue
+		}
+		a, err := anchor.Parse([]byte(l))
+		testenv.NoError(t, err)
+		if a.Position == pos {
+			return fmt.Sprintf("%x", a.Hash[:])
+		}
+	}
+	return ""
+}
+
+// TestAnchorsAreNeverReplaced: whoever writes PostgreSQL rewrites an
+// anchored transfer (10.00 to 1,000,000.00), re-seals the event after it
+// and moves the head row back to the rewritten one and on again. ledgerd
+// signs neither (the log no longer holds what it signed), the bucket keeps
+// the genuine anchors (it refused to replace them), and a verify of an
+// export against them finds the rewrite. ledgerd used to sign what the
+// heads table said and replace the bucket's anchors with it, and the
+// forged export verified clean.
+func TestAnchorsAreNeverReplaced(t *testing.T) {
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "anchor")
+	var out, errOut bytes.Buffer
+	if code := ctl.Run(context.Background(), []string{"anchors", "keygen", "--out", prefix}, func(string) string { return "" },
+		&out, &errOut); code != 0 {
+		t.Fatalf("keygen: %s", errOut.String())
+	}
+	h := startWith(t, func(m *daemon.Main) {
+		m.Config.AnchorKeyFile, m.Config.AnchorDir, m.Config.AnchorEvery = prefix+".key", filepath.Join(dir, "anchors"), 20*time.Millisecond
+	})
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	waitAnchor := func(p uint64) string {
+		var got string
+		testenv.Eventually(t, 30*time.Second, func() error {
+			if got = listedAnchorAt(t, h, ledger, p); got == "" {
+				return fmt.Errorf("no anchor at %d yet", p)
+			}
+			return nil
+		})
+		return got
+	}
+	pos := h.transferOK(t, ledger, transfer("t1", "alice", "bob", "10.00", "USD"))
+	genuine := waitAnchor(pos)
+	pos2 := h.transferOK(t, ledger, transfer("t2", "alice", "bob", "1.00", "USD"))
+	genuine2 := waitAnchor(pos2)
+
+	recs, err := eventstore.New(h.pool(t)).Read(ctx(t), ledger, pos, 2)
+	testenv.NoError(t, err)
+	r, r2 := recs[0], recs[1]
+	e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload)
+	testenv.NoError(t, err)
+	tc := e.(domain.TransferCommitted)
+	tc.Postings[0].Amount = domain.Amount{Units: domain.UnitsFromInt64(100_000_000), Scale: 2}
+	r.Payload = domain.AppendEvent(nil, tc)
+	r.Seal(r.PrevHash)
+	r2.Seal(r.Hash)
+	h.tamperEvents(t, `UPDATE events SET payload = $3, hash = $4 WHERE ledger = $1 AND position = $2`,
+		ledger, int64(pos), string(r.Payload), r.Hash[:])
+	h.tamperEvents(t, `UPDATE events SET prev_hash = $3, hash = $4 WHERE ledger = $1 AND position = $2`,
+		ledger, int64(pos2), r.Hash[:], r2.Hash[:])
+	pg, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer pg.Close(context.Background())
+	setHead := func(p uint64, hash eventstore.Hash) {
+		_, err := pg.Exec(ctx(t), `UPDATE ledger_heads SET position = $2, hash = $3 WHERE ledger = $1`, ledger, int64(p), hash[:])
+		testenv.NoError(t, err)
+	}
+	setHead(pos, r.Hash)
+	time.Sleep(200 * time.Millisecond) // ten anchoring intervals
+	setHead(pos2, r2.Hash)
+	if _, err := h.m.Anchor(ctx(t), ledger); !errors.Is(err, workflows.ErrNotExtended) {
+		t.Errorf("a period close's anchor of the re-sealed head: %v, want ErrNotExtended", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := listedAnchorAt(t, h, ledger, pos); got != genuine {
+		t.Errorf("the bucket's anchor at %d: %s, want the genuine %s", pos, got, genuine)
+	}
+	if got := listedAnchorAt(t, h, ledger, pos2); got != genuine2 {
+		t.Errorf("the bucket's anchor at %d: %s, want the genuine %s", pos2, got, genuine2)
+	}
+	full := filepath.Join(dir, "full.jsonl")
+	h.runCtlOK(t, ledger, "log", "export", "--out", full)
+	if code, stdout, stderr := h.runCtl(t, ledger, "audit", "verify", "--in", full, "--anchor-pubkey", prefix+".pub"); code == 0 {
+		t.Errorf("the rewritten export verifies clean against the anchors ledgerd published:\n%s%s", stdout, stderr)
 	}
 }
