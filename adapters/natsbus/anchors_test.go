@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/ledgerd/ledger/adapters/natsbus"
 	"github.com/ledgerd/ledger/anchor"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -19,16 +16,11 @@ import (
 // pages that end where asked, each signature intact.
 func TestAnchorsPutList(t *testing.T) {
 	t.Parallel()
-	nc, err := nats.Connect(testenv.NATSURL(t))
-	testenv.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	testenv.NoError(t, err)
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	testenv.NoError(t, err)
 	s := anchor.NewSigner(k)
 	ring := anchor.NewKeyring(s.Public())
-	bucket := natsbus.NewAnchors(js)
+	bucket := natsbus.NewAnchors(jetStream(t))
 	ledger, other := testenv.Name(t), testenv.Name(t)+"-other"
 	for _, pos := range []uint64{30, 10, 20, 40, 50} {
 		for _, l := range []string{ledger, other} {
@@ -62,15 +54,10 @@ func TestAnchorsPutList(t *testing.T) {
 // rewritten log's anchor took the place of the one that would catch it.)
 func TestAnchorsNeverReplaced(t *testing.T) {
 	t.Parallel()
-	nc, err := nats.Connect(testenv.NATSURL(t))
-	testenv.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	testenv.NoError(t, err)
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	testenv.NoError(t, err)
 	s := anchor.NewSigner(k)
-	bucket := natsbus.NewAnchors(js)
+	bucket := natsbus.NewAnchors(jetStream(t))
 	ledger := testenv.Name(t)
 	first, err := s.Sign(ledger, 5, [32]byte{1}, time.Now())
 	testenv.NoError(t, err)
