@@ -139,6 +139,16 @@ func (c *TrailerCheck) End() (*Trailer, error) {
 			return nil, fmt.Errorf("%w says %s %v, the file holds %v: a cut or altered export", ErrTrailer, f.name, f.want, f.found)
 		}
 	}
+	// An export's trailer carries anchors of its own positions only: one
+	// past them, or of another ledger, is a trailer recounted after the
+	// file was cut (the trailer is not signed; its anchors are).
+	for i := range t.Anchors {
+		a := &t.Anchors[i]
+		if a.Ledger != t.Ledger || a.Position < t.First || a.Position > t.Last {
+			return nil, fmt.Errorf("%w carries an anchor of %s at %d, outside its positions %d..%d of %s: a cut or altered export",
+				ErrTrailer, a.Ledger, a.Position, t.First, t.Last, t.Ledger)
+		}
+	}
 	return t, nil
 }
 

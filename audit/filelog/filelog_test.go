@@ -3,12 +3,16 @@ package filelog_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ledgerd/ledger/anchor"
 	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/audit/filelog"
 	"github.com/ledgerd/ledger/audit/logtest"
@@ -87,5 +91,42 @@ func TestLogRefusesWithoutTrailer(t *testing.T) {
 	rep, err := audit.Verify(context.Background(), &filelog.Log{Path: write(t, bytes.Join(lines[:15], nil))}, nil, audit.Options{})
 	if !errors.Is(err, audit.ErrTrailer) {
 		t.Fatalf("verify of a cut export: %v, %v", rep, err)
+	}
+}
+
+// A file cut at a line boundary whose trailer was recounted (it is not
+// signed) but kept the anchors of the whole export is refused: a trailer
+// carries anchors of its own positions only, of its own ledger.
+func TestLogRefusesARecountedTrailer(t *testing.T) {
+	t.Parallel()
+	chain := logtest.Chain("acme", 20)
+	s := anchor.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	sign := func(ledger string, pos uint64) anchor.Anchor {
+		a, err := s.Sign(ledger, pos, chain[pos-1].Hash, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	cut := func(anchors ...anchor.Anchor) string {
+		b := export(t, chain[:15], 0)
+		b = b[:bytes.LastIndex(b[:len(b)-1], []byte("\n"))+1] // the events alone
+		b, err := audit.AppendTrailer(b, &audit.Trailer{Ledger: "acme", Events: 15, First: 1, Last: 15,
+			LastHash: hex.EncodeToString(chain[14].Hash[:]), Anchors: anchors})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(t, b)
+	}
+	read := func(path string) error {
+		return (&filelog.Log{Path: path}).Read(context.Background(), 0, 0, func([]eventstore.Record) error { return nil })
+	}
+	if err := read(cut(sign("acme", 10))); err != nil {
+		t.Fatalf("15 events with an anchor at 10: %v", err)
+	}
+	for name, a := range map[string]anchor.Anchor{"the whole export's last": sign("acme", 20), "another ledger's": sign("other", 10)} {
+		if err := read(cut(sign("acme", 10), a)); !errors.Is(err, audit.ErrTrailer) || !strings.Contains(err.Error(), "outside its positions") {
+			t.Errorf("a trailer of 1..15 carrying %s anchor: %v, want ErrTrailer", name, err)
+		}
 	}
 }
