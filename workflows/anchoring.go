@@ -63,7 +63,10 @@ type Anchoring struct {
 	signed map[string]signedHead
 }
 
-// NewAnchoring returns an Anchoring signing with signer into sinks.
+// NewAnchoring returns an Anchoring signing with signer into sinks, in
+// their order: one that refuses an anchor for another hash at its position
+// (anchor.ErrConflict) keeps it from those after it, so the sink that
+// checks goes first.
 func NewAnchoring(heads AnchorHeads, signer *anchor.Signer, logger *slog.Logger, sinks ...AnchorSink) *Anchoring {
 	if logger == nil {
 		logger = slog.Default()
@@ -169,7 +172,13 @@ func (a *Anchoring) sign(ctx context.Context, ledger string, pos uint64, hash ev
 	}
 	var errs []error
 	for _, s := range a.sinks {
-		if err := s.Put(ctx, an); err != nil {
+		err := s.Put(ctx, an)
+		if errors.Is(err, anchor.ErrConflict) {
+			// Another hash was signed at this position: the sinks after
+			// this one do not get this anchor either.
+			return anchor.Anchor{}, fmt.Errorf("%s: %w", s.Name(), err)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}
 	}

@@ -39,7 +39,9 @@ func (m *Main) startAnchoring() error {
 	signer := anchor.NewSigner(key)
 	dir := cmp.Or(m.Config.AnchorDir, filepath.Join(m.Config.DataDir, "anchors"))
 	m.anchorBucket = natsbus.NewAnchors(m.js)
-	m.anchoring = workflows.NewAnchoring(m.store, signer, m.Logger, &anchorfile.Sink{Dir: dir}, m.anchorBucket)
+	// The bucket first: it refuses another hash at a position it holds, and
+	// the file then does not get that anchor either.
+	m.anchoring = workflows.NewAnchoring(m.store, signer, m.Logger, m.anchorBucket, &anchorfile.Sink{Dir: dir})
 	m.Logger.Info("anchoring: signing the ledgers' heads", "key", signer.KeyID(), "every", m.Config.AnchorEvery,
 		"dir", dir, "bucket", natsbus.AnchorBucket)
 	if m.Config.AnchorEvery > 0 {
