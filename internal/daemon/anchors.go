@@ -126,7 +126,12 @@ func (m *Main) anchorPeriodClose(ledger string, position uint64) {
 	go func() {
 		defer m.wg.Done()
 		a, err := m.Anchor(m.readersCtx, ledger)
-		if err != nil {
+		switch {
+		case errors.Is(err, workflows.ErrNotExtended) || errors.Is(err, anchor.ErrConflict):
+			m.Logger.Error("period close: not signed: the log is not what was signed before; verify the ledger against "+
+				"its anchors (ledgerctl audit verify --anchors)", "ledger", ledger, "position", position, "err", err)
+			return
+		case err != nil:
 			m.Logger.Warn("period close: head not signed now; the next anchor covers it", "ledger", ledger, "position", position, "err", err)
 			return
 		}
