@@ -34,6 +34,13 @@ type AnchorHeads interface {
 	Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error)
 }
 
+// AnchorMemory is a sink that can say the last anchor it holds of a ledger
+// (anchorfile.Sink): a process that has signed nothing of the ledger yet
+// (it just started) holds its first head to that.
+type AnchorMemory interface {
+	Last(ledger string) (anchor.Anchor, bool, error)
+}
+
 // ErrNotExtended means a head was not signed: it is not the log's event at
 // its position, or the log no longer holds at the last signed position
 // what was signed there (rewritten, or restored from an older backup), or
@@ -221,9 +228,10 @@ func (a *Anchoring) extends(ctx context.Context, ledger string, pos uint64, hash
 		return fmt.Errorf("ledger %s: the head says %x at %d, the event there is %x: %w", ledger, hash[:8], pos, head.Hash[:8],
 			ErrNotExtended)
 	}
-	a.mu.Lock()
-	last, ok := a.signed[ledger]
-	a.mu.Unlock()
+	last, ok, err := a.lastSigned(ledger)
+	if err != nil {
+		return err
+	}
 	switch {
 	case !ok:
 		return nil
@@ -243,4 +251,39 @@ func (a *Anchoring) extends(ctx context.Context, ledger string, pos uint64, hash
 			prev.Hash[:8], ErrNotExtended)
 	}
 	return nil
+}
+
+// lastSigned is the last head of ledger this process signed or, before it
+// signed any, the last a sink remembers (AnchorMemory), which it then
+// remembers itself; false when neither knows one.
+//
+// Errors: a sink's.
+func (a *Anchoring) lastSigned(ledger string) (signedHead, bool, error) {
+	a.mu.Lock()
+	last, ok := a.signed[ledger]
+	a.mu.Unlock()
+	if ok {
+		return last, true, nil
+	}
+	for _, s := range a.sinks {
+		m, isMemory := s.(AnchorMemory)
+		if !isMemory {
+			continue
+		}
+		an, found, err := m.Last(ledger)
+		if err != nil {
+			return signedHead{}, false, fmt.Errorf("ledger %s: the last anchor of %s: %w", ledger, s.Name(), err)
+		}
+		if found && an.Position > last.position {
+			last, ok = signedHead{position: an.Position, hash: an.Hash}, true
+		}
+	}
+	if ok {
+		a.mu.Lock()
+		if cur, have := a.signed[ledger]; !have || cur.position < last.position {
+			a.signed[ledger] = last
+		}
+		a.mu.Unlock()
+	}
+	return last, ok, nil
 }

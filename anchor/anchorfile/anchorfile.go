@@ -77,6 +77,59 @@ func (s *Sink) Put(_ context.Context, a anchor.Anchor) error {
 	return f.Close()
 }
 
+// tailMax bounds what Last reads from the end of a file: the last lines,
+// the highest position among them.
+const tailMax = 16 << 10
+
+// Last returns the anchor of ledger at the highest position among the last
+// lines of its file (they are appended in the order signed): what a
+// restarted ledgerd signed last. false when there is no file or no anchor.
+//
+// Errors: the file system's; a last line that is not an anchor.
+func (s *Sink) Last(ledger string) (anchor.Anchor, bool, error) {
+	if ledger == "" || ledger != filepath.Base(ledger) || ledger == "." || ledger == ".." {
+		return anchor.Anchor{}, false, nil // never written (Put)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := os.Open(Path(s.Dir, ledger))
+	if errors.Is(err, os.ErrNotExist) {
+		return anchor.Anchor{}, false, nil
+	}
+	if err != nil {
+		return anchor.Anchor{}, false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return anchor.Anchor{}, false, err
+	}
+	from := max(st.Size()-tailMax, 0)
+	buf := make([]byte, st.Size()-from)
+	if _, err := f.ReadAt(buf, from); err != nil {
+		return anchor.Anchor{}, false, err
+	}
+	lines := strings.Split(string(buf), "\n")
+	if from > 0 {
+		lines = lines[1:] // the first is cut
+	}
+	var last anchor.Anchor
+	found := false
+	for _, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		a, err := anchor.Parse([]byte(l))
+		if err != nil {
+			return anchor.Anchor{}, false, fmt.Errorf("%s: %w", Path(s.Dir, ledger), err)
+		}
+		if !found || a.Position > last.Position {
+			last, found = a, true
+		}
+	}
+	return last, found, nil
+}
+
 // Path is the file of ledger's anchors under dir.
 func Path(dir, ledger string) string { return filepath.Join(dir, ledger+Suffix) }
 

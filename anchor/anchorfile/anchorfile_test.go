@@ -82,3 +82,28 @@ func TestSinkRefusesAPathAsLedger(t *testing.T) {
 		t.Error("a ledger named ../escaped wrote outside the anchor directory")
 	}
 }
+
+// Last is the anchor of the highest position among the file's last lines,
+// also when the file is longer than what it reads; none without a file.
+func TestSinkLast(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := anchor.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	sink := &anchorfile.Sink{Dir: dir}
+	if _, ok, err := sink.Last("a"); ok || err != nil {
+		t.Fatalf("no file: %v, %v", ok, err)
+	}
+	for pos := uint64(1); pos <= 200; pos++ { // some 60 KB: more than the tail read
+		a, err := s.Sign("a", pos, [32]byte{byte(pos)}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sink.Put(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, ok, err := sink.Last("a")
+	if err != nil || !ok || last.Position != 200 || last.Hash != [32]byte{200} {
+		t.Fatalf("last: %+v, %v, %v; want position 200", last, ok, err)
+	}
+}

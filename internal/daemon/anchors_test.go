@@ -246,16 +246,7 @@ func listedAnchorAt(t *testing.T, h *harness, ledger string, pos uint64) string 
 // heads table said and replace the bucket's anchors with it, and the
 // forged export verified clean.
 func TestAnchorsAreNeverReplaced(t *testing.T) {
-	dir := t.TempDir()
-	prefix := filepath.Join(dir, "anchor")
-	var out, errOut bytes.Buffer
-	if code := ctl.Run(context.Background(), []string{"anchors", "keygen", "--out", prefix}, func(string) string { return "" },
-		&out, &errOut); code != 0 {
-		t.Fatalf("keygen: %s", errOut.String())
-	}
-	h := startWith(t, func(m *daemon.Main) {
-		m.Config.AnchorKeyFile, m.Config.AnchorDir, m.Config.AnchorEvery = prefix+".key", filepath.Join(dir, "anchors"), 20*time.Millisecond
-	})
+	h, dir, prefix := anchoringLedgerd(t)
 	ledger := testenv.Name(t)
 	h.setup(t, ledger)
 	waitAnchor := func(p uint64) string {
@@ -273,18 +264,11 @@ func TestAnchorsAreNeverReplaced(t *testing.T) {
 	pos2 := h.transferOK(t, ledger, transfer("t2", "alice", "bob", "1.00", "USD"))
 	genuine2 := waitAnchor(pos2)
 
-	recs, err := eventstore.New(h.pool(t)).Read(ctx(t), ledger, pos, 2)
+	r := rewriteTransfer(t, h, ledger, pos)
+	recs, err := eventstore.New(h.pool(t)).Read(ctx(t), ledger, pos2, 1)
 	testenv.NoError(t, err)
-	r, r2 := recs[0], recs[1]
-	e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload)
-	testenv.NoError(t, err)
-	tc := e.(domain.TransferCommitted)
-	tc.Postings[0].Amount = domain.Amount{Units: domain.UnitsFromInt64(100_000_000), Scale: 2}
-	r.Payload = domain.AppendEvent(nil, tc)
-	r.Seal(r.PrevHash)
+	r2 := recs[0]
 	r2.Seal(r.Hash)
-	h.tamperEvents(t, `UPDATE events SET payload = $3, hash = $4 WHERE ledger = $1 AND position = $2`,
-		ledger, int64(pos), string(r.Payload), r.Hash[:])
 	h.tamperEvents(t, `UPDATE events SET prev_hash = $3, hash = $4 WHERE ledger = $1 AND position = $2`,
 		ledger, int64(pos2), r.Hash[:], r2.Hash[:])
 	pg, err := pgx.Connect(ctx(t), h.pgURL)
@@ -312,4 +296,75 @@ func TestAnchorsAreNeverReplaced(t *testing.T) {
 	if code, stdout, stderr := h.runCtl(t, ledger, "audit", "verify", "--in", full, "--anchor-pubkey", prefix+".pub"); code == 0 {
 		t.Errorf("the rewritten export verifies clean against the anchors ledgerd published:\n%s%s", stdout, stderr)
 	}
+}
+
+// TestAnchorsRememberedAcrossARestart: a process that has signed nothing of
+// a ledger yet (restarted, here with NATS away) holds its first head to the
+// last anchor of its file: a history rewritten and re-sealed under that
+// anchor is not signed. It used to sign whatever the heads table said
+// until it had signed once itself.
+func TestAnchorsRememberedAcrossARestart(t *testing.T) {
+	h, dir, prefix := anchoringLedgerd(t)
+	anchors := filepath.Join(dir, "anchors")
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	pos := h.transferOK(t, ledger, transfer("t1", "alice", "bob", "10.00", "USD"))
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if listedAnchorAt(t, h, ledger, pos) == "" {
+			return fmt.Errorf("no anchor at %d yet", pos)
+		}
+		return nil
+	})
+	text, err := os.ReadFile(prefix + ".key")
+	testenv.NoError(t, err)
+	key, err := anchor.ParsePrivateKey(text)
+	testenv.NoError(t, err)
+	store := eventstore.New(h.pool(t))
+	restarted := workflows.NewAnchoring(store, anchor.NewSigner(key), nil, &anchorfile.Sink{Dir: anchors})
+
+	r := rewriteTransfer(t, h, ledger, pos)
+	pg, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer pg.Close(context.Background())
+	_, err = pg.Exec(ctx(t), `UPDATE ledger_heads SET hash = $2 WHERE ledger = $1`, ledger, r.Hash[:])
+	testenv.NoError(t, err)
+	if _, err := restarted.Anchor(ctx(t), ledger); !errors.Is(err, workflows.ErrNotExtended) {
+		t.Errorf("a restarted signer, the anchored head re-sealed: %v, want ErrNotExtended", err)
+	}
+}
+
+// anchoringLedgerd starts a ledgerd that signs every 20 ms with a key of
+// its own, into <dir>/anchors and the bucket; prefix is the key pair's.
+func anchoringLedgerd(t *testing.T) (h *harness, dir, prefix string) {
+	t.Helper()
+	dir = t.TempDir()
+	prefix = filepath.Join(dir, "anchor")
+	var out, errOut bytes.Buffer
+	if code := ctl.Run(context.Background(), []string{"anchors", "keygen", "--out", prefix}, func(string) string { return "" },
+		&out, &errOut); code != 0 {
+		t.Fatalf("keygen: %s", errOut.String())
+	}
+	h = startWith(t, func(m *daemon.Main) {
+		m.Config.AnchorKeyFile, m.Config.AnchorDir, m.Config.AnchorEvery = prefix+".key", filepath.Join(dir, "anchors"), 20*time.Millisecond
+	})
+	return h, dir, prefix
+}
+
+// rewriteTransfer does what whoever writes PostgreSQL can: the transfer at
+// pos becomes one of 1,000,000.00, re-sealed on its prev_hash. It returns
+// the event as rewritten.
+func rewriteTransfer(t *testing.T, h *harness, ledger string, pos uint64) eventstore.Record {
+	t.Helper()
+	recs, err := eventstore.New(h.pool(t)).Read(ctx(t), ledger, pos, 1)
+	testenv.NoError(t, err)
+	r := recs[0]
+	e, err := domain.UnmarshalEvent(r.Type, r.SchemaVersion, r.Payload)
+	testenv.NoError(t, err)
+	tc := e.(domain.TransferCommitted)
+	tc.Postings[0].Amount = domain.Amount{Units: domain.UnitsFromInt64(100_000_000), Scale: 2}
+	r.Payload = domain.AppendEvent(nil, tc)
+	r.Seal(r.PrevHash)
+	h.tamperEvents(t, `UPDATE events SET payload = $3, hash = $4 WHERE ledger = $1 AND position = $2`,
+		ledger, int64(pos), string(r.Payload), r.Hash[:])
+	return r
 }
