@@ -33,16 +33,18 @@ type lagCollector struct {
 	// log or different from it; 0 otherwise.
 	chainBroken, streamDiverged *prometheus.Desc
 
-	// mu makes scrapes take turns; last was read at readAt.
-	mu     sync.Mutex
-	last   []queries.ProjectionStatus
-	readAt time.Time
+	// mu makes scrapes take turns; last was read at readAt, and serves
+	// for freshFor (lagFreshFor).
+	mu       sync.Mutex
+	last     []queries.ProjectionStatus
+	readAt   time.Time
+	freshFor time.Duration
 }
 
 func newLagCollector(q *queries.Service, logger *slog.Logger) *lagCollector {
 	labels := []string{"ledger", "projection"}
 	read := func(ctx context.Context) ([]queries.ProjectionStatus, error) { return q.GetProjectionStatus(ctx, "") }
-	return &lagCollector{read: read, logger: logger,
+	return &lagCollector{read: read, logger: logger, freshFor: lagFreshFor,
 		positions: prometheus.NewDesc("ledger_projection_lag_positions",
 			"Events of the ledger's log the projection has not applied yet.", labels, nil),
 		seconds: prometheus.NewDesc("ledger_projection_lag_seconds",
@@ -88,7 +90,7 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 func (c *lagCollector) statuses() ([]queries.ProjectionStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.readAt.IsZero() && time.Since(c.readAt) < lagFreshFor {
+	if !c.readAt.IsZero() && time.Since(c.readAt) < c.freshFor {
 		return c.last, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), lagScrapeTimeout)
