@@ -309,9 +309,9 @@ func TestAnchorsRememberedAcrossARestart(t *testing.T) {
 	ledger := testenv.Name(t)
 	h.setup(t, ledger)
 	pos := h.transferOK(t, ledger, transfer("t1", "alice", "bob", "10.00", "USD"))
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if listedAnchorAt(t, h, ledger, pos) == "" {
-			return fmt.Errorf("no anchor at %d yet", pos)
+	testenv.Eventually(t, 30*time.Second, func() error { // in the file (written after the bucket)
+		if a, ok, err := (&anchorfile.Sink{Dir: anchors}).Last(ledger); err != nil || !ok || a.Position != pos {
+			return fmt.Errorf("no anchor at %d in the file yet (%+v, %v)", pos, a, err)
 		}
 		return nil
 	})
