@@ -77,11 +77,15 @@ func TestAnchors(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	inFiles, err := anchorfile.Load(sinkDir)
-	testenv.NoError(t, err)
-	if !hasAnchorAt(inFiles, ledger, head) {
-		t.Fatalf("the file sink lacks the anchor of %d: %v", head, inFiles)
-	}
+	// The file is written after the bucket.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		inFiles, err := anchorfile.Load(sinkDir)
+		testenv.NoError(t, err)
+		if !hasAnchorAt(inFiles, ledger, head) {
+			return fmt.Errorf("the file sink lacks the anchor of %d: %v", head, inFiles)
+		}
+		return nil
+	})
 	// The trigger a period close calls.
 	a, err := h.m.Anchor(ctx(t), ledger)
 	testenv.NoError(t, err)
