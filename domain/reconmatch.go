@@ -264,12 +264,16 @@ func (b *ReconMatcher) closest(it *ReconItem, set *reconOpenSet, window int32, t
 	// days, whichever are fewer: by amount alone, thousands of old open
 	// items of a recurring amount (an account's history, loaded when it is
 	// first reconciled) used up the scan's bound before today's was seen.
+	// Counted in open items only, up to the bound: how many dead entries
+	// the lists still hold depends on the cache's history (a reloaded book
+	// has none), and the choice, like the matches, must not.
 	if tol.IsZero() {
-		same, days := set.byAmount[it.Amount], 0
-		for d := it.Day - window; d <= it.Day+window; d++ {
-			days += len(set.byDay[d])
+		same := set.byAmount[it.Amount]
+		nSame, days := reconOpenUpTo(same, reconWindowScanMax+1), 0
+		for d := it.Day - window; d <= it.Day+window && days <= reconWindowScanMax; d++ {
+			days += reconOpenUpTo(set.byDay[d], reconWindowScanMax+1-days)
 		}
-		if len(same) <= days {
+		if nSame <= days {
 			for _, c := range same {
 				if consider(c); scanned >= reconWindowScanMax {
 					break
@@ -537,6 +541,20 @@ func reconSmaller(part, whole Units) bool {
 		return part.Cmp(whole) > 0
 	}
 	return part.Cmp(whole) < 0
+}
+
+// reconOpenUpTo counts the open items of list, at most n.
+func reconOpenUpTo(list []*ReconItem, n int) int {
+	c := 0
+	for _, it := range list {
+		if c >= n {
+			break
+		}
+		if it.Open() {
+			c++
+		}
+	}
+	return c
 }
 
 func abs32(x int32) int32 {

@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -100,6 +101,7 @@ func TestReconMatcherDissolveAndSettle(t *testing.T) {
 // interest of +0.02, within a tolerance of 0.05 by amount and date or by
 // reference; -0.03 is, to -0.02's fee.
 func TestReconToleranceKeepsTheSign(t *testing.T) {
+	t.Parallel()
 	tol := domain.Amount{Units: domain.UnitsFromInt64(5), Scale: 2}
 	for _, kind := range []string{domain.RuleAmountDate, domain.RuleReference} {
 		rules := []domain.MatchingRule{{Kind: kind, DateWindowDays: 2, AmountTolerance: &tol}}
@@ -115,5 +117,38 @@ func TestReconToleranceKeepsTheSign(t *testing.T) {
 		if fee.MatchID == "" || fee.MatchID != charge.MatchID {
 			t.Errorf("%s: the fee (-0.02) and the charge (-0.03) unmatched within 0.05: %q, %q", kind, fee.MatchID, charge.MatchID)
 		}
+	}
+}
+
+// TestReconClosestIndependentOfDeadEntries: one open set, two cache
+// histories: a matcher whose day list still holds dead entries (matched
+// since, not yet compacted) and one reloaded with the open items only make
+// the same match. amount_date chose where to look by the lists' lengths,
+// dead entries included, so a rebuild and the live projection could differ.
+func TestReconClosestIndependentOfDeadEntries(t *testing.T) {
+	t.Parallel()
+	rules := []domain.MatchingRule{{Kind: domain.RuleAmountDate, DateWindowDays: 3}}
+	build := func(dead bool) *domain.ReconItem {
+		m := domain.NewReconMatcher()
+		for i := range 4096 { // old open movements of a recurring amount
+			m.Track(reconMovement(fmt.Sprintf("old%d", i), uint64(1+i), 100, 0, ""))
+		}
+		if dead { // movements of the line's day, matched since: dead entries there
+			var group []*domain.ReconItem
+			for i := range 4200 {
+				it := reconMovement(fmt.Sprintf("m%d", i), uint64(10000+i), 7, 1000, "")
+				m.Track(it)
+				group = append(group, it)
+			}
+			m.Match(15000, domain.RuleSplit, "", group)
+		}
+		m.Track(reconMovement("today", 20000, 100, 1000, ""))
+		line := reconLine("l1", 30000, 100, 1000, "")
+		m.Arrive(line, 30000, rules)
+		return line
+	}
+	reloaded, cached := build(false), build(true)
+	if reloaded.MatchID == "" || cached.MatchID != reloaded.MatchID {
+		t.Errorf("the line's match: cached %q, reloaded %q; want one match", cached.MatchID, reloaded.MatchID)
 	}
 }

@@ -48,6 +48,11 @@ type AnchorMemory interface {
 // that extends what was vouched for before.
 var ErrNotExtended = errors.New("the head does not extend the last signed anchor")
 
+// ErrCovered means a head was not signed because a later one of the same
+// log already is (a listing read before a period close signed further on):
+// nothing to do, nothing wrong.
+var ErrCovered = errors.New("a later head of the log is signed already")
+
 // signedHead is the last position a ledger's anchor was published at,
 // and its hash.
 type signedHead struct {
@@ -114,12 +119,12 @@ func (a *Anchoring) AnchorMoved(ctx context.Context) error {
 			continue
 		}
 		a.mu.Lock()
-		done := a.signed[h.Ledger].position == h.Position
+		done := h.Position <= a.signed[h.Ledger].position // a listing older than the last signing: covered
 		a.mu.Unlock()
 		if done || h.Position == 0 {
 			continue
 		}
-		if _, err := a.sign(ctx, h.Ledger, h.Position, h.Hash); err != nil && ctx.Err() == nil {
+		if _, err := a.sign(ctx, h.Ledger, h.Position, h.Hash); err != nil && ctx.Err() == nil && !errors.Is(err, ErrCovered) {
 			a.logNotSigned(h.Ledger, err)
 		}
 	}
@@ -236,7 +241,20 @@ func (a *Anchoring) extends(ctx context.Context, ledger string, pos uint64, hash
 	case !ok:
 		return nil
 	case pos < last.position:
-		return fmt.Errorf("ledger %s: the head went back from %d, signed, to %d: %w", ledger, last.position, pos, ErrNotExtended)
+		// A head read before a later one was signed (a period close
+		// meanwhile) is covered, if the log still holds what was signed;
+		// a log that went back is not.
+		prev, err := at(last.position)
+		switch {
+		case errors.Is(err, ErrNotExtended):
+			return fmt.Errorf("ledger %s: the log ends before %d, signed: %w", ledger, last.position, ErrNotExtended)
+		case err != nil:
+			return err
+		case prev.Hash != last.hash:
+			return fmt.Errorf("ledger %s at %d: signed %x, the log now holds %x: %w", ledger, last.position, last.hash[:8],
+				prev.Hash[:8], ErrNotExtended)
+		}
+		return fmt.Errorf("ledger %s at %d: %w at %d", ledger, pos, ErrCovered, last.position)
 	case pos == last.position && hash != last.hash:
 		return fmt.Errorf("ledger %s at %d: signed %x, now %x: %w", ledger, pos, last.hash[:8], hash[:8], ErrNotExtended)
 	case pos == last.position:

@@ -5,6 +5,7 @@ package anchorfile
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -62,11 +63,16 @@ func (s *Sink) Put(_ context.Context, a anchor.Anchor) error {
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(Path(s.Dir, a.Ledger), os.O_WRONLY|os.O_CREATE|os.O_APPEND, fileMode)
+	f, err := os.OpenFile(Path(s.Dir, a.Ledger), os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
+	end, err := completeLines(f)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteAt(append(line, '\n'), end); err != nil {
 		f.Close()
 		return err
 	}
@@ -75,6 +81,38 @@ func (s *Sink) Put(_ context.Context, a anchor.Anchor) error {
 		return err
 	}
 	return f.Close()
+}
+
+// completeLines returns where f's complete lines end, cutting off a last
+// line without its newline: a write that a crash or a power loss tore, of
+// an anchor that was never published (Put returns after the sync). Left
+// there, the next anchor would be appended to it, and the file no longer
+// read (Load, Last).
+//
+// Errors: the file system's.
+func completeLines(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	if size == 0 {
+		return 0, nil
+	}
+	from := max(size-lineMax, 0)
+	tail := make([]byte, size-from)
+	if _, err := f.ReadAt(tail, from); err != nil {
+		return 0, err
+	}
+	if tail[len(tail)-1] == '\n' {
+		return size, nil
+	}
+	i := bytes.LastIndexByte(tail, '\n')
+	if i < 0 && from > 0 {
+		return 0, fmt.Errorf("%s: no line ends in its last %d bytes: not an anchor file", f.Name(), lineMax)
+	}
+	end := from + int64(i) + 1 // 0 when the file is all one torn line
+	return end, f.Truncate(end)
 }
 
 // tailMax bounds what Last reads from the end of a file: the last lines,
@@ -113,6 +151,9 @@ func (s *Sink) Last(ledger string) (anchor.Anchor, bool, error) {
 	if from > 0 {
 		lines = lines[1:] // the first is cut
 	}
+	// The last is "" after a newline, or a write that was torn (Put cuts
+	// it off before it appends): not an anchor signed.
+	lines = lines[:len(lines)-1]
 	var last anchor.Anchor
 	found := false
 	for _, l := range lines {

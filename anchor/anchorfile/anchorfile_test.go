@@ -83,8 +83,11 @@ func TestSinkRefusesAPathAsLedger(t *testing.T) {
 	}
 }
 
-// Last is the anchor of the highest position among the file's last lines,
-// also when the file is longer than what it reads; none without a file.
+// Last is the anchor of the highest position among the file's last lines
+// (a period close may sign a lower head after a higher one), also when the
+// file is longer than what it reads; none without a file. A last line
+// torn by a crash is not an anchor: Last passes it over, and the next Put
+// cuts it off, so that the file reads whole.
 func TestSinkLast(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -102,8 +105,37 @@ func TestSinkLast(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	lower, err := s.Sign("a", 150, [32]byte{150}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Put(context.Background(), lower); err != nil {
+		t.Fatal(err)
+	}
 	last, ok, err := sink.Last("a")
 	if err != nil || !ok || last.Position != 200 || last.Hash != [32]byte{200} {
 		t.Fatalf("last: %+v, %v, %v; want position 200", last, ok, err)
+	}
+	f, err := os.OpenFile(anchorfile.Path(dir, "a"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"v":1,"ledger":"a","position":201,"ha`); err != nil { // torn
+		t.Fatal(err)
+	}
+	f.Close()
+	if last, ok, err := sink.Last("a"); err != nil || !ok || last.Position != 200 {
+		t.Fatalf("after a torn write: %+v, %v, %v; want position 200", last, ok, err)
+	}
+	next, err := s.Sign("a", 201, [32]byte{201}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Put(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	all, err := anchorfile.Load(anchorfile.Path(dir, "a"))
+	if err != nil || len(all) != 202 {
+		t.Fatalf("the file after the torn write and a Put: %d anchors, %v; want 202", len(all), err)
 	}
 }

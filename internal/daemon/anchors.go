@@ -127,6 +127,9 @@ func (m *Main) anchorPeriodClose(ledger string, position uint64) {
 		defer m.wg.Done()
 		a, err := m.Anchor(m.readersCtx, ledger)
 		switch {
+		case errors.Is(err, workflows.ErrCovered):
+			m.Logger.Info("period close covered by a later anchor", "ledger", ledger, "close_position", position)
+			return
 		case errors.Is(err, workflows.ErrNotExtended) || errors.Is(err, anchor.ErrConflict):
 			m.Logger.Error("period close: not signed: the log is not what was signed before; verify the ledger against "+
 				"its anchors (ledgerctl audit verify --anchors)", "ledger", ledger, "position", position, "err", err)
