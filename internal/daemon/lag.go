@@ -33,10 +33,11 @@ type lagCollector struct {
 	// log or different from it; 0 otherwise.
 	chainBroken, streamDiverged *prometheus.Desc
 
-	// mu makes scrapes take turns; last was read at readAt, and serves
-	// for freshFor (lagFreshFor).
+	// mu makes scrapes take turns; last (or lastErr, a reading that
+	// failed) was read at readAt, and serves for freshFor (lagFreshFor).
 	mu       sync.Mutex
 	last     []queries.ProjectionStatus
+	lastErr  error
 	readAt   time.Time
 	freshFor time.Duration
 }
@@ -86,21 +87,21 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // statuses returns the last reading if it is fresh, else reads again.
-// Scrapes take turns: those that came during a reading get it.
+// Scrapes take turns: those that came during a reading get it, and so do
+// those after a reading that failed.
 func (c *lagCollector) statuses() ([]queries.ProjectionStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.readAt.IsZero() && time.Since(c.readAt) < c.freshFor {
-		return c.last, nil
+		return c.last, c.lastErr
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), lagScrapeTimeout)
 	defer cancel()
-	statuses, err := c.read(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c.last, c.readAt = statuses, time.Now()
-	return statuses, nil
+	// A failure serves as long: while PostgreSQL is slow, the scrapes
+	// queued behind this one do not each wait out a query of their own.
+	c.last, c.lastErr = c.read(ctx)
+	c.readAt = time.Now()
+	return c.last, c.lastErr
 }
 
 func gauge(b bool) float64 {

@@ -53,3 +53,26 @@ func TestLagReadAtMostOnceASecond(t *testing.T) {
 		t.Errorf("%d readings after the first went stale, want 2", n)
 	}
 }
+
+// TestLagFailedReadingServesToo: a reading that failed (PostgreSQL slow,
+// its query past lagScrapeTimeout) serves the scrapes of the next
+// freshFor as a success does: they leave the gauges out without each
+// waiting out a query of its own.
+func TestLagFailedReadingServesToo(t *testing.T) {
+	t.Parallel()
+	c := newLagCollector(nil, nil)
+	c.freshFor = time.Hour
+	var reads atomic.Int64
+	c.read = func(context.Context) ([]queries.ProjectionStatus, error) {
+		reads.Add(1)
+		return nil, context.DeadlineExceeded
+	}
+	for range 3 {
+		if _, err := c.statuses(); err == nil {
+			t.Fatal("a failed reading served as a success")
+		}
+	}
+	if n := reads.Load(); n != 1 {
+		t.Errorf("%d readings for 3 scrapes after a failure, want 1", n)
+	}
+}
