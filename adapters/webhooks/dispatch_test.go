@@ -26,21 +26,12 @@ func TestPollKeepsALockedSubscription(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(t))
-	testenv.NoError(t, err)
-	t.Cleanup(pool.Close)
-	nc, err := nats.Connect(testenv.NATSURL(t))
-	testenv.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	testenv.NoError(t, err)
-	store, log := webhooks.NewStore(pool), eventstore.New(pool)
+	e := newEnv(t, ctx)
+	pool, store := e.pool, e.store
 	ledger := testenv.Name(t)
 	sub, _, err := store.Create(ctx, webhooks.NewSubscription{Ledger: ledger, URL: "http://127.0.0.1:9/hook"})
 	testenv.NoError(t, err)
-	d := webhooks.NewDispatcher(store, log, func(ledger string) webhooks.Source {
-		return natsbus.NewSource(ledger, js, log, natsbus.StreamOptions{}, nil)
-	}, webhooks.Options{Owner: "a", Poll: time.Hour, SubscriptionsMax: 1})
+	d := e.dispatcher(webhooks.Options{Owner: "a", Poll: time.Hour, SubscriptionsMax: 1})
 	t.Cleanup(cancel) // ends the workers, before the pool closes
 
 	d.Poll(ctx)

@@ -99,13 +99,18 @@ func completeLines(f *os.File) (int64, error) {
 	if size == 0 {
 		return 0, nil
 	}
+	// The last byte alone, at each Put: the tail is read only after a tear.
+	var last [1]byte
+	if _, err := f.ReadAt(last[:], size-1); err != nil {
+		return 0, err
+	}
+	if last[0] == '\n' {
+		return size, nil
+	}
 	from := max(size-lineMax, 0)
 	tail := make([]byte, size-from)
 	if _, err := f.ReadAt(tail, from); err != nil {
 		return 0, err
-	}
-	if tail[len(tail)-1] == '\n' {
-		return size, nil
 	}
 	i := bytes.LastIndexByte(tail, '\n')
 	if i < 0 && from > 0 {
