@@ -20,6 +20,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"sync"
@@ -74,14 +75,17 @@ type Options struct {
 	// (ResourceExhausted, 429); 0: bodyWaitDefault.
 	BodiesInFlightMax int64
 	BodyWait          time.Duration
+	// ImportIdle bounds how long a log import's body may send nothing
+	// before the call fails; 0: ImportIdleDefault.
+	ImportIdle time.Duration
 }
 
 // BodiesInFlightMaxDefault bounds the request bodies read at once: a body
 // is held by its decoder, then as its message, then as the gRPC request,
 // and the gRPC server's receive budget (grpcapi.RecvBudget) sees only the
-// last, after the gateway has read the whole body. Each call reserves its
-// declared length, its route's bound when it declares none, or a message's
-// bound for a log import.
+// last, after the gateway has read the whole body. A body takes room as its
+// bytes arrive (meteredBody), up to its route's bound, or a message's bound
+// for a log import.
 const BodiesInFlightMaxDefault = 256 << 20
 
 // bodyWaitDefault is how long a call waits for room among the bodies in
@@ -100,6 +104,8 @@ type Gateway struct {
 	bodies    *semaphore.Weighted
 	bodiesMax int64
 	bodyWait  time.Duration
+	// importIdle bounds a log import's wait for a byte of its body.
+	importIdle time.Duration
 }
 
 // NewGateway returns a Gateway calling the gRPC server at grpcAddr
@@ -116,7 +122,8 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway client for %s: %w", grpcAddr, err)
 	}
-	g := &Gateway{conn: conn, bodyMax: opts.BodyMax, authorize: opts.Authorize, bodyWait: cmp.Or(opts.BodyWait, bodyWaitDefault)}
+	g := &Gateway{conn: conn, bodyMax: opts.BodyMax, authorize: opts.Authorize, bodyWait: cmp.Or(opts.BodyWait, bodyWaitDefault),
+		importIdle: cmp.Or(opts.ImportIdle, ImportIdleDefault)}
 	g.mux = newServeMux(g.admit)
 	if g.bodyMax <= 0 {
 		g.bodyMax = BodyMaxDefault
@@ -263,15 +270,15 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 			// A log import streams for as long as the log is: the server's
 			// read timeout is for requests of a bounded size, and so is
 			// BodyMax; the decoder bounds each of its messages
-			// (messageJSONMax), one held at a time. Lifted only now that
-			// its caller may import.
-			release, err := g.reserve(r, min(messageJSONMax, g.bodiesMax))
-			if err != nil {
-				g.refuse(w, r, err)
-				return
-			}
-			defer release()
-			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+			// (messageJSONMax), one held at a time, and each read waits at
+			// most ImportIdle for a byte. Lifted only now that its caller
+			// may import.
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			body := g.meter(r, r.Body, min(messageJSONMax, g.bodiesMax))
+			body.idle, body.rc = g.importIdle, rc
+			defer body.release()
+			r.Body = body
 			next(w, r, pathParams)
 			return
 		}
@@ -283,36 +290,21 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 			})
 			return
 		}
-		if r.ContentLength != 0 {
-			n := bodyMax // chunked: as long as it may be
-			if r.ContentLength > 0 {
-				n = r.ContentLength
-			}
-			release, err := g.reserve(r, n)
-			if err != nil {
-				g.refuse(w, r, err)
-				return
-			}
-			defer release()
+		room := bodyMax
+		if r.ContentLength > 0 {
+			room = r.ContentLength
 		}
-		r.Body = singleMessageBody{http.MaxBytesReader(w, r.Body, bodyMax)}
+		body := g.meter(r, http.MaxBytesReader(w, r.Body, bodyMax), room)
+		defer body.release()
+		r.Body = singleMessageBody{body}
 		next(w, r, pathParams)
 	}
 }
 
-// reserve waits, at most bodyWait, for room for n bytes of body among the
-// bodies in flight, and returns what gives it back.
-//
-// Errors: ResourceExhausted (429) when no room came in time, or the
-// request's own context ended.
-func (g *Gateway) reserve(r *http.Request, n int64) (release func(), err error) {
-	ctx, cancel := context.WithTimeout(r.Context(), g.bodyWait)
-	defer cancel()
-	if err := g.bodies.Acquire(ctx, n); err != nil {
-		return nil, status.Errorf(codes.ResourceExhausted, "the gateway is reading other request bodies (%d bytes asked, "+
-			"%d at most at once): retry", n, g.bodiesMax)
-	}
-	return func() { g.bodies.Release(n) }, nil
+// meter returns body taking room among the bodies in flight as it is read,
+// up to max bytes of room; the caller releases it when the call ends.
+func (g *Gateway) meter(r *http.Request, body io.ReadCloser, max int64) *meteredBody {
+	return &meteredBody{r: body, rooms: g.bodies, roomsMax: g.bodiesMax, ctx: r.Context(), wait: g.bodyWait, max: max}
 }
 
 // refuse answers r with err, as grpc-gateway answers a failed call.

@@ -1,12 +1,15 @@
 package httpapi_test
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -137,5 +140,68 @@ func TestGatewayBodyBoundPerRoute(t *testing.T) {
 		if (code == http.StatusRequestEntityTooLarge) != tc.tooLarge {
 			t.Errorf("%s: status %d, want 413: %v", tc.name, code, tc.tooLarge)
 		}
+	}
+}
+
+// TestGatewayMetersSlowBodies: a body sent slowly takes room among the
+// bodies in flight as its bytes arrive, not its route's whole bound: while
+// a chunked body has sent a few bytes, another call's body still finds
+// room in a budget of one route's bound.
+func TestGatewayMetersSlowBodies(t *testing.T) {
+	const bodyMax = 1 << 20
+	_, hs := serve(t, httpapi.Options{BodyMax: bodyMax, BodiesInFlightMax: bodyMax, BodyWait: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pr, pw := io.Pipe()
+	slow, err := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/ledgers/demo/transfers", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.ContentLength = -1 // chunked: as long as its route's bound, at most
+	slow.Header.Set("Content-Type", "application/json")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := hs.Client().Do(slow); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	defer func() { pw.Close(); <-done }()
+	if _, err := io.WriteString(pw, `{"transfers": [`); err != nil { // read: the slow body holds room
+		t.Fatal(err)
+	}
+	body := `{"transfers":[]}` + strings.Repeat(" ", 256<<10)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) { // the slow call's headers may come after this call's
+		if code, out := do(t, hs, "POST", "/v1/ledgers/demo/transfers", body); code == http.StatusTooManyRequests {
+			t.Fatalf("a body of 256 KiB while a slow one sent 15 bytes: %d %s", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGatewayImportIdle: a log import whose body sends nothing for
+// ImportIdle fails with a reason that says so, instead of holding its
+// connection for good (an import has no overall read deadline).
+func TestGatewayImportIdle(t *testing.T) {
+	_, hs := serve(t, httpapi.Options{ImportIdle: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pr, pw := io.Pipe()
+	context.AfterFunc(ctx, func() { pw.Close() }) // the client waits for its body to end
+	req, err := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/events:import", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	go func() { _, _ = io.WriteString(pw, `{"ledger": "demo", `) }()
+	resp, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatalf("an idle import: %v, want an answer once it is idle", err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(out), "sent nothing for 300ms") {
+		t.Errorf("an idle import: %d %s, want 400 saying it sent nothing", resp.StatusCode, out)
 	}
 }

@@ -1,0 +1,114 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// A body takes room among the bodies in flight as its bytes arrive, as
+// much as it holds already (bodyStepMin at first, bodyStepMax at most) at
+// a time: a body sent slowly holds about what it sent, not the bound of its
+// route, so a few slow uploads cannot hold the room of every other call.
+const (
+	bodyStepMin = 64 << 10
+	bodyStepMax = 1 << 20
+)
+
+// ImportIdleDefault bounds how long a log import may send nothing: its body
+// has no overall read deadline (a log may take hours to send), so without
+// one a client that stops sending would hold its connection and room for
+// good.
+const ImportIdleDefault = time.Minute
+
+// errNoRoom is a body that found no room among the bodies in flight in
+// time; errorHandler answers it ResourceExhausted (429).
+var errNoRoom = errors.New("no room among the request bodies in flight")
+
+// meteredBody is a request body that takes room among the gateway's bodies
+// in flight (Gateway.bodies) as it is read, a step at a time, up to max; release gives it all back when the call ends. A body past
+// max reads on without more room: max is its route's bound (which
+// http.MaxBytesReader enforces below it), or for a log import the bound of
+// the one message its decoder holds at a time.
+type meteredBody struct {
+	r        io.ReadCloser
+	rooms    *semaphore.Weighted
+	roomsMax int64 // rooms' size, for the refusal's text
+	// ctx bounds each wait for room: the request's, ended after wait.
+	ctx  context.Context
+	wait time.Duration
+	max  int64
+	read int64
+	held int64
+	// starved is set once a read found no room in time.
+	starved bool
+	// idle, when set, bounds each read: the connection's read deadline is
+	// moved idle past the start of every read (through rc).
+	idle time.Duration
+	rc   *http.ResponseController
+}
+
+func (b *meteredBody) Read(p []byte) (int, error) {
+	if b.held < b.max {
+		if b.read >= b.held {
+			if err := b.grow(); err != nil {
+				return 0, err
+			}
+		}
+		p = p[:min(int64(len(p)), b.held-b.read)]
+	}
+	if b.idle > 0 {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	}
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	if b.idle > 0 && err != nil {
+		// The server reads the connection on its own once the body is
+		// done (to see the client leave): a deadline left behind would
+		// end the call while its import commits.
+		_ = b.rc.SetReadDeadline(time.Time{})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("the body sent nothing for %s: %w", b.idle, err)
+		}
+	}
+	return n, err
+}
+
+// grow takes more room, as much as the body holds within the steps' bounds
+// (less at max), waiting at most wait.
+func (b *meteredBody) grow() error {
+	n := min(max(b.held, bodyStepMin), bodyStepMax, b.max-b.held)
+	ctx, cancel := context.WithTimeout(b.ctx, b.wait)
+	defer cancel()
+	if err := b.rooms.Acquire(ctx, n); err != nil {
+		b.starved = true
+		return errNoRoom
+	}
+	b.held += n
+	return nil
+}
+
+func (b *meteredBody) Close() error { return b.r.Close() }
+
+// release gives back the room the body took.
+func (b *meteredBody) release() {
+	if b.held > 0 {
+		b.rooms.Release(b.held)
+		b.held = 0
+	}
+}
+
+// meteredOf returns the meteredBody of a request body admit set, nil if none.
+func meteredOf(body io.ReadCloser) *meteredBody {
+	if s, ok := body.(singleMessageBody); ok {
+		body = s.ReadCloser
+	}
+	b, _ := body.(*meteredBody)
+	return b
+}
