@@ -322,6 +322,9 @@ func (b *batchBuilder) decideAtomic(r *request) {
 // decideOne decides c, answering the domain's requests for prior events from
 // what prefetch resolved or what this batch decided.
 func (st *ledgerState) decideOne(c domain.Command, now time.Time, priors map[uint64]domain.Event) (domain.Event, error) {
+	if ps, ok := c.(domain.PriorSetter); ok {
+		ps.ResetPriors() // those of an earlier submission may be stale
+	}
 	for {
 		e, err := domain.Decide(st.domain, c, now)
 		var need *domain.NeedPriorError

@@ -186,7 +186,7 @@ func decideCategory(s *State, c *DefineCategory) (Event, error) {
 	if !c.validated {
 		panic("domain: Decide on an unvalidated DefineCategory")
 	}
-	e := CategoryDefined{Name: c.Name, Parent: c.Parent, Patterns: c.Patterns, Description: c.Description}
+	e := CategoryDefined{Name: c.Name, Parent: c.Parent, Patterns: slices.Clone(c.Patterns), Description: c.Description}
 	prior, exists := s.categories[c.Name]
 	if exists && prior.Parent == e.Parent && prior.Description == e.Description && slices.Equal(prior.Patterns, e.Patterns) {
 		return nil, &ExistsError{Position: prior.Position}

@@ -153,8 +153,14 @@ type CreateTransfer struct {
 	priors
 }
 
-// priors are the events at positions a command's Decide asked for.
+// priors are the events at positions a command's Decide asked for. They hold
+// for one decision only: a command submitted again (a retry after a failed
+// append or a rolled back atomic request) may find other events at those
+// positions by then, so the writer resets them before each decision.
 type priors struct{ byPos map[uint64]Event }
+
+// ResetPriors forgets the events attached by SetPrior.
+func (p *priors) ResetPriors() { clear(p.byPos) }
 
 // SetPrior attaches the event at pos, as asked by a NeedPriorError.
 func (p *priors) SetPrior(pos uint64, e Event) {
@@ -172,6 +178,7 @@ func (p *priors) prior(pos uint64) (Event, bool) {
 // PriorSetter is a command that may need prior events to be decided.
 type PriorSetter interface {
 	SetPrior(pos uint64, e Event)
+	ResetPriors()
 }
 
 // PostingInput is one leg of a transfer as a client wrote it.

@@ -259,8 +259,21 @@ func applied(a *Account, dp, cp, dq, cq Units) (Account, bool) {
 }
 
 // postingAccounts checks a posting's accounts: they exist, are open, and are
-// in the posting's asset.
+// in the posting's asset, and the debit account is not frozen.
 func postingAccounts(s *State, i int, debit, credit, asset string) (*Account, *Account, error) {
+	d, c, err := unfrozenPostingAccounts(s, i, debit, credit, asset)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d.FrozenAt() != 0 {
+		return nil, nil, checkNotFrozen(s, postingField(i, "debit_account"), debit)
+	}
+	return d, c, nil
+}
+
+// unfrozenPostingAccounts is postingAccounts without the freeze check, for a
+// posting that moves nothing.
+func unfrozenPostingAccounts(s *State, i int, debit, credit, asset string) (*Account, *Account, error) {
 	d, err := postingAccount(s, debit, asset)
 	if err != nil {
 		return nil, nil, fieldErr(postingField(i, "debit_account"), err)
@@ -268,9 +281,6 @@ func postingAccounts(s *State, i int, debit, credit, asset string) (*Account, *A
 	c, err := postingAccount(s, credit, asset)
 	if err != nil {
 		return nil, nil, fieldErr(postingField(i, "credit_account"), err)
-	}
-	if d.FrozenAt() != 0 {
-		return nil, nil, checkNotFrozen(s, postingField(i, "debit_account"), debit)
 	}
 	return d, c, nil
 }

@@ -30,7 +30,7 @@ func decideAccount(s *State, c *OpenAccount) (Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := AccountOpened{ID: c.ID, Asset: c.Asset, Normal: c.Normal, MinBalance: min, MaxBalance: max, Metadata: c.Metadata}
+	e := AccountOpened{ID: c.ID, Asset: c.Asset, Normal: c.Normal, MinBalance: min, MaxBalance: max, Metadata: maps.Clone(c.Metadata)}
 	if a, ok := s.accounts.Lookup(c.ID); ok {
 		opened := accountAsOpened(a)
 		if a.Amended {
@@ -154,7 +154,7 @@ func decideMetadata(s *State, c *SetAccountMetadata) (Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	return AccountMetadataSet{ID: a.ID, Metadata: c.Metadata}, nil
+	return AccountMetadataSet{ID: a.ID, Metadata: maps.Clone(c.Metadata)}, nil
 }
 
 // decideClose closes an account. Closing a closed account answers EXISTS at

@@ -107,7 +107,7 @@ func decidePost(s *State, c *PostPending, now time.Time) (Event, error) {
 	if err := fx.check(); err != nil {
 		return nil, err
 	}
-	return PendingPosted{ID: c.ID, PendingID: h.ID, Postings: posted, Reference: c.Reference, Metadata: c.Metadata,
+	return PendingPosted{ID: c.ID, PendingID: h.ID, Postings: posted, Reference: c.Reference, Metadata: maps.Clone(c.Metadata),
 		EffectiveAt: effectiveAt}, nil
 }
 

@@ -84,7 +84,14 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 	}
 	fx := make(effects, 0, effectsInline)
 	for i, p := range back {
-		debit, credit, err := postingAccounts(s, i, p.Debit, p.Credit, p.Asset)
+		accounts := postingAccounts
+		if p.Amount.Units.Sign() == 0 {
+			// A posting a partial reversal leaves alone moves nothing: a
+			// freeze of its debit account does not stop it, as it does not
+			// stop a post of a hold that leaves a posting at 0.
+			accounts = unfrozenPostingAccounts
+		}
+		debit, credit, err := accounts(s, i, p.Debit, p.Credit, p.Asset)
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +106,7 @@ func decideReverse(s *State, c *ReverseTransfer, now time.Time) (Event, error) {
 		return nil, err
 	}
 	return TransferReversed{ID: c.ID, TransferID: c.TransferID, TransferPosition: pos, Postings: back,
-		Reference: c.Reference, Metadata: c.Metadata, EffectiveAt: effectiveAt}, nil
+		Reference: c.Reference, Metadata: maps.Clone(c.Metadata), EffectiveAt: effectiveAt}, nil
 }
 
 // fullyReversed reports whether reversals before took back every posting of

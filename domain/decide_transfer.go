@@ -54,9 +54,9 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 		return nil, err
 	}
 	if !c.Pending {
-		return TransferCommitted{ID: c.ID, Postings: postings, Reference: c.Reference, Metadata: c.Metadata, EffectiveAt: effectiveAt}, nil
+		return TransferCommitted{ID: c.ID, Postings: postings, Reference: c.Reference, Metadata: maps.Clone(c.Metadata), EffectiveAt: effectiveAt}, nil
 	}
-	e := TransferPending{ID: c.ID, Postings: postings, Reference: c.Reference, Metadata: c.Metadata,
+	e := TransferPending{ID: c.ID, Postings: postings, Reference: c.Reference, Metadata: maps.Clone(c.Metadata),
 		EffectiveAt: effectiveAt, TimeoutSeconds: c.TimeoutSeconds}
 	if c.TimeoutSeconds > 0 {
 		at := now.UTC().Truncate(time.Microsecond).Add(time.Duration(c.TimeoutSeconds) * time.Second)
