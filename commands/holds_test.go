@@ -620,3 +620,66 @@ func TestWriterRecordedTimeNeverGoesBack(t *testing.T) {
 		}
 	}
 }
+
+// smallAppendsFail fails, while fail is set, every append of fewer than
+// recordsMin records, around the real store.
+type smallAppendsFail struct {
+	*eventstore.Store
+	recordsMin int
+	fail       atomic.Bool
+}
+
+func (f *smallAppendsFail) Append(ctx context.Context, ledger string, expected uint64, prev eventstore.Hash, recs []eventstore.Record) error {
+	if f.fail.Load() && len(recs) < f.recordsMin {
+		return errors.New("injected append failure")
+	}
+	return f.Store.Append(ctx, ledger, expected, prev, recs)
+}
+
+// TestWriterExpiresOnTheRecordedTimeWhenTheClockIsBehind: a writer whose
+// clock is behind the last recorded time (stepped back, or a node taking
+// over) decides at the recorded time, and expires the holds due by it too:
+// a post of such a hold is refused PENDING_EXPIRED and the hold no longer
+// holds its amount. Here one hold past its timeout is left open by a first
+// batch of expiries (at most expiriesPerBatchMax, 4,096, a batch) whose
+// recorded time is past it, and its own expiry fails until the clock is
+// back 30 s.
+func TestWriterExpiresOnTheRecordedTimeWhenTheClockIsBehind(t *testing.T) {
+	t.Parallel()
+	const holds = 4096 + 1
+	store := &smallAppendsFail{Store: newStore(t), recordsMin: 4096}
+	ledger := testenv.Name(t)
+	clock := newTestClock()
+	w, _ := startWriterWith(t, commands.Options{Ledger: ledger, Store: store, Clock: clock.Now})
+	setup(t, w, 2)
+	for i := 0; i < holds; i += 1000 {
+		var cmds []domain.Command
+		for j := i; j < min(i+1000, holds); j++ {
+			cmds = append(cmds, holdCmd(fmt.Sprintf("h%d", j), 0, 1, "0.01", 60))
+		}
+		mustCreate(t, submit(t, w, cmds...))
+	}
+	head, _, err := store.Head(t.Context(), ledger)
+	testenv.NoError(t, err)
+	store.fail.Store(true)
+	clock.Advance(61 * time.Second) // the writer expires 4,096 holds at 61 s, then fails to expire the last
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if now, _, err := store.Head(t.Context(), ledger); err != nil || now != head+4096 {
+			return fmt.Errorf("head %d (%v), want %d", now, err, head+4096)
+		}
+		return nil
+	})
+	clock.Advance(-31 * time.Second)
+	time.Sleep(200 * time.Millisecond) // the writer retries, now on the clock at 30 s
+	store.fail.Store(false)
+	res := submit(t, w, &domain.PostPending{ID: "late", PendingID: fmt.Sprintf("h%d", holds-1)})
+	if !errors.Is(res[0].Err, domain.ErrPendingExpired) {
+		t.Fatalf("a post of a hold past its timeout on the recorded time: %v, want PENDING_EXPIRED", res[0].Err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if v := liveView(t, w, 2); v.Holds != 0 || v.Accounts["a0"] != "dp=0 cp=0 dq=0 cq=0 closed=false" {
+			return fmt.Errorf("%d holds open, a0 %s: the hold refused as expired still holds its amount", v.Holds, v.Accounts["a0"])
+		}
+		return nil
+	})
+}

@@ -202,10 +202,7 @@ func (st *ledgerState) prefetch(ctx context.Context, w *Writer, reqs []*request)
 // Errors: a failure to read prior events from the log; every request of the
 // batch has then been answered with ErrUnavailable and nothing was decided.
 func (st *ledgerState) decide(ctx context.Context, w *Writer, reqs []*request) (*job, error) {
-	now := w.opts.Clock().UTC().Truncate(time.Microsecond)
-	if now.Before(st.recordedAt) {
-		now = st.recordedAt
-	}
+	now := w.now(st)
 	st.recordedAt = now
 	j := &job{expected: st.head, prev: st.hash, reqs: make([]*request, 0, len(reqs))}
 	priors, err := st.prefetch(ctx, w, reqs)

@@ -475,7 +475,7 @@ func (w *Writer) serve(ctx context.Context) error {
 			wait := time.Duration(math.MaxInt64)
 			at, holds := st.domain.NextExpiry()
 			if holds {
-				wait = max(at.Sub(w.opts.Clock()), time.Millisecond)
+				wait = max(at.Sub(w.now(st)), time.Millisecond)
 			}
 			if w.opts.IdleAfter > 0 && !holds {
 				wait = min(wait, max(w.opts.IdleAfter-time.Since(active), time.Millisecond))
@@ -629,6 +629,19 @@ func (w *Writer) idle(active time.Time) bool {
 // to expire, so that a clock that jumps (or a hold due far off) is noticed.
 const expiryPollMax = time.Second
 
+// now is the time a batch is decided at: the clock, but never before the
+// last recorded time (a clock stepped back, or a node taking over whose clock
+// is behind). Holds come due on it too: a hold its decisions take as expired
+// (PENDING_EXPIRED) must be expired, not left holding its amounts until the
+// clock catches up.
+func (w *Writer) now(st *ledgerState) time.Time {
+	now := w.opts.Clock().UTC().Truncate(time.Microsecond)
+	if now.Before(st.recordedAt) {
+		return st.recordedAt
+	}
+	return now
+}
+
 // expiriesPerBatchMax bounds the expiries decided in one batch.
 const expiriesPerBatchMax = 4096
 
@@ -636,7 +649,7 @@ const expiriesPerBatchMax = 4096
 // or nil. Nobody waits for it; a hold resolved meanwhile is skipped
 // (ErrNotDue).
 func (w *Writer) dueExpiries(st *ledgerState) *request {
-	due := st.domain.DueHolds(w.opts.Clock(), expiriesPerBatchMax)
+	due := st.domain.DueHolds(w.now(st), expiriesPerBatchMax)
 	if len(due) == 0 {
 		return nil
 	}
