@@ -208,7 +208,7 @@ func (r *Relay) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	last, seq, err := r.tail(ctx, stream)
+	last, seq, hash, err := r.tail(ctx, stream)
 	if err != nil {
 		return err
 	}
@@ -257,91 +257,91 @@ func (r *Relay) serve(ctx context.Context) error {
 			}
 			continue
 		}
-		if last, seq, err = r.publish(ctx, last, seq, recs); err != nil {
+		if last, seq, hash, err = r.publish(ctx, last, seq, hash, recs); err != nil {
 			return err
 		}
 	}
 }
 
-// tail returns the last position the stream holds and its stream sequence,
-// having checked that the stream's last event is the log's at its position
-// (the same hash). A stream whose every frame expired (MaxAge) no longer
+// tail returns the last position the stream holds, its stream sequence and
+// the event's hash there, having checked that the stream's last event is the
+// log's at its position (the same hash). A stream whose every frame expired (MaxAge) no longer
 // says which position it reached: the relay then goes on from the log's
 // head, and a consumer reads what lies before the stream's first frame from
 // the log (Source).
 //
 // Errors: ErrStreamDiverged; the JetStream or database error.
-func (r *Relay) tail(ctx context.Context, stream jetstream.Stream) (last, seq uint64, err error) {
+func (r *Relay) tail(ctx context.Context, stream jetstream.Stream) (last, seq uint64, hash eventstore.Hash, err error) {
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("stream info: %w", err)
+		return 0, 0, hash, fmt.Errorf("stream info: %w", err)
 	}
 	st := info.State
 	switch {
 	case st.LastSeq == 0:
-		return 0, 0, nil
+		return 0, 0, hash, nil
 	case st.Msgs == 0:
-		head, _, err := r.log.Head(ctx, r.ledger)
+		head, hash, err := r.log.Head(ctx, r.ledger)
 		if err != nil {
-			return 0, 0, fmt.Errorf("head of an expired stream: %w", err)
+			return 0, 0, hash, fmt.Errorf("head of an expired stream: %w", err)
 		}
 		r.logger.Info("stream expired: publishing from the log's head on", "head", head, "stream_sequence", st.LastSeq)
-		return head, st.LastSeq, nil
+		return head, st.LastSeq, hash, nil
 	}
-	first, last, err := r.checkTail(ctx, stream, st.LastSeq)
+	first, last, hash, err := r.checkTail(ctx, stream, st.LastSeq)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, hash, err
 	}
 	// A frame of the log's replayed on the stream passes checkTail; it
 	// does not follow the frame before it.
 	if st.LastSeq > st.FirstSeq {
 		_, before, err := frameAt(ctx, stream, st.LastSeq-1)
 		if err != nil && !errors.Is(err, ErrBadFrame) {
-			return 0, 0, err
+			return 0, 0, hash, err
 		}
 		if err != nil || before != first-1 {
-			return 0, 0, fmt.Errorf("the stream's last frame (sequence %d) holds %d..%d, the one before does not end at %d: %w",
+			return 0, 0, hash, fmt.Errorf("the stream's last frame (sequence %d) holds %d..%d, the one before does not end at %d: %w",
 				st.LastSeq, first, last, first-1, ErrStreamDiverged)
 		}
 	}
-	return last, st.LastSeq, nil
+	return last, st.LastSeq, hash, nil
 }
 
 // checkTail returns the positions of the frame at seq, the stream's last,
-// once its last event is found to be the log's.
+// and its last event's hash, once that event is found to be the log's.
 //
 // Errors: ErrStreamDiverged; the JetStream or database error.
-func (r *Relay) checkTail(ctx context.Context, stream jetstream.Stream, seq uint64) (first, last uint64, err error) {
+func (r *Relay) checkTail(ctx context.Context, stream jetstream.Stream, seq uint64) (first, last uint64, hash eventstore.Hash, err error) {
 	msg, err := stream.GetMsg(ctx, seq)
 	if err != nil {
-		return 0, 0, fmt.Errorf("frame at sequence %d: %w", seq, err)
+		return 0, 0, hash, fmt.Errorf("frame at sequence %d: %w", seq, err)
 	}
 	first, last, err = frameSpan(msg.Header)
 	if err != nil {
-		return 0, 0, fmt.Errorf("the stream's last message (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
+		return 0, 0, hash, fmt.Errorf("the stream's last message (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
 	}
 	recs, err := ParseFrame(r.ledger, first, last, msg.Data)
 	if err != nil {
-		return 0, 0, fmt.Errorf("the stream's last frame (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
+		return 0, 0, hash, fmt.Errorf("the stream's last frame (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
 	}
 	logged, err := r.log.Read(ctx, r.ledger, last, 1)
 	if err != nil {
-		return 0, 0, fmt.Errorf("the log at the stream's last position %d: %w", last, err)
+		return 0, 0, hash, fmt.Errorf("the log at the stream's last position %d: %w", last, err)
 	}
 	tip := &recs[len(recs)-1]
 	switch {
 	case len(logged) == 0 || logged[0].Position != last:
 		head, _, err := r.log.Head(ctx, r.ledger)
 		if err != nil {
-			return 0, 0, fmt.Errorf("head: %w", err)
+			return 0, 0, hash, fmt.Errorf("head: %w", err)
 		}
-		return 0, 0, fmt.Errorf("the stream reaches position %d, the log only %d (restored from an earlier copy?): %w",
+		return 0, 0, hash, fmt.Errorf("the stream reaches position %d, the log only %d (restored from an earlier copy?): %w",
 			last, head, ErrStreamDiverged)
 	case logged[0].Hash != tip.Hash:
-		return 0, 0, fmt.Errorf("the stream's event at %d has hash %x, the log's %x: %w", last, tip.Hash[:8], logged[0].Hash[:8],
+		return 0, 0, hash, fmt.Errorf("the stream's event at %d has hash %x, the log's %x: %w", last, tip.Hash[:8], logged[0].Hash[:8],
 			ErrStreamDiverged)
 	}
-	return first, last, nil
+	return first, last, tip.Hash, nil
 }
 
 // FirstPosition returns the first position stream holds; ok is false when
@@ -381,7 +381,8 @@ func frameAt(ctx context.Context, stream jetstream.Stream, seq uint64) (first, l
 // publish sends recs (which follow last, the stream being at sequence seq)
 // in frames, asynchronously, and waits for every acknowledgement; it
 // returns the last position and sequence acknowledged in order.
-func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore.Record) (lastAcked, seqAcked uint64, err error) {
+func (r *Relay) publish(ctx context.Context, last, seq uint64, hash eventstore.Hash, recs []eventstore.Record) (lastAcked, seqAcked uint64,
+	hashAcked eventstore.Hash, err error) {
 	if r.tracer != nil && len(recs) > 0 {
 		var span trace.Span
 		ctx, span = r.tracer.Start(ctx, "ledger.relay.publish", trace.WithAttributes(attribute.String("ledger.name", r.ledger),
@@ -391,12 +392,24 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore
 	}
 	for i := range recs {
 		if recs[i].Position != last+uint64(i)+1 {
-			return last, seq, fmt.Errorf("log read returned %d after %d", recs[i].Position, last+uint64(i))
+			return last, seq, hash, fmt.Errorf("log read returned %d after %d", recs[i].Position, last+uint64(i))
+		}
+		// What is published continues the chain published so far: a log
+		// restored from an earlier copy, or rewritten, while the relay runs
+		// would otherwise go on the stream as a fork of it.
+		prev := hash
+		if i > 0 {
+			prev = recs[i-1].Hash
+		}
+		if recs[i].PrevHash != prev {
+			return last, seq, hash, fmt.Errorf("the log's event at %d follows hash %x, the stream's event before it has %x: %w",
+				recs[i].Position, recs[i].PrevHash[:8], prev[:8], ErrStreamDiverged)
 		}
 	}
 	type sent struct {
 		future jetstream.PubAckFuture
 		last   uint64
+		hash   eventstore.Hash
 	}
 	var (
 		futures []sent
@@ -412,7 +425,7 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore
 			refused = err // wait for what was sent, then resume from the stream
 			break
 		}
-		futures = append(futures, sent{future: f, last: frame[n-1].Position})
+		futures = append(futures, sent{future: f, last: frame[n-1].Position, hash: frame[n-1].Hash})
 		i += n
 	}
 	timeout := time.NewTimer(relayAckTimeout)
@@ -421,21 +434,21 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, recs []eventstore
 		select {
 		case ack := <-f.future.Ok():
 			if ack.Sequence != seq+1 {
-				return last, seq, fmt.Errorf("published %s, stream sequence %d after %d: out of step", msgIDOf(f.future), ack.Sequence, seq)
+				return last, seq, hash, fmt.Errorf("published %s, stream sequence %d after %d: out of step", msgIDOf(f.future), ack.Sequence, seq)
 			}
-			last, seq = f.last, ack.Sequence
+			last, seq, hash = f.last, ack.Sequence, f.hash
 		case err := <-f.future.Err():
-			return last, seq, fmt.Errorf("publish %s: %w", msgIDOf(f.future), err)
+			return last, seq, hash, fmt.Errorf("publish %s: %w", msgIDOf(f.future), err)
 		case <-timeout.C:
-			return last, seq, errors.New("publish: acknowledgements timed out")
+			return last, seq, hash, errors.New("publish: acknowledgements timed out")
 		case <-ctx.Done():
-			return last, seq, ctx.Err()
+			return last, seq, hash, ctx.Err()
 		}
 	}
 	if refused != nil {
-		return last, seq, fmt.Errorf("publish after %d: %w", last, refused)
+		return last, seq, hash, fmt.Errorf("publish after %d: %w", last, refused)
 	}
-	return last, seq, nil
+	return last, seq, hash, nil
 }
 
 func msgIDOf(f jetstream.PubAckFuture) string { return f.Msg().Header.Get(jetstream.MsgIDHeader) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -156,4 +157,53 @@ func startRun(t *testing.T, run func(context.Context) error) (stop func()) {
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
 	return stop
+}
+
+// switchedLog reads ledger's log until switched, then another ledger's under
+// its name: a database restored from another copy while the relay runs.
+type switchedLog struct {
+	natsbus.Log
+	other    string
+	switched atomic.Bool
+}
+
+func (l *switchedLog) Read(ctx context.Context, ledger string, from uint64, limit int) ([]eventstore.Record, error) {
+	if !l.switched.Load() {
+		return l.Log.Read(ctx, ledger, from, limit)
+	}
+	recs, err := l.Log.Read(ctx, l.other, from, limit)
+	for i := range recs {
+		recs[i].Ledger = ledger
+	}
+	return recs, err
+}
+
+// TestRelayRefusesALogThatForksWhileItRuns: events the log holds past what
+// the relay published, which do not follow the last event it published
+// (prev_hash), are reported and not published: the stream never forks.
+func TestRelayRefusesALogThatForksWhileItRuns(t *testing.T) {
+	t.Parallel()
+	store, ledger := openStore(t), testenv.Name(t)
+	js := jetStream(t)
+	newTestLog(t, store, ledger).append(20)
+	other := newTestLog(t, store, ledger+"-fork")
+	other.append(30)
+	log := &switchedLog{Log: store, other: ledger + "-fork"}
+	faults := &faultsSeen{}
+	relay := natsbus.NewRelay(ledger, jetStream(t), log, natsbus.StreamOptions{}, testLogger(t)).WithFaults(faults)
+	startRun(t, relay.Run)
+	waitStreamAt(t, js, ledger, 20)
+	before, err := streamState(t.Context(), js, ledger)
+	testenv.NoError(t, err)
+	log.switched.Store(true)
+	relay.Wake()
+	testenv.Eventually(t, relayWaitMax, func() error {
+		if _, err := faults.state(); !errors.Is(err, natsbus.ErrStreamDiverged) || !strings.Contains(err.Error(), "the log's event at 21 follows hash") {
+			return fmt.Errorf("told %v, want ErrStreamDiverged at 21", err)
+		}
+		return nil
+	})
+	if st, err := streamState(t.Context(), js, ledger); err != nil || st.LastSeq != before.LastSeq {
+		t.Fatalf("stream at sequence %d (%v), want %d: the fork was published", st.LastSeq, err, before.LastSeq)
+	}
 }
