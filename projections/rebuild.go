@@ -167,7 +167,35 @@ func (rb *Rebuild) follow(ctx context.Context, runner *Runner, startPos uint64, 
 		if pos > 0 && pos+swapGapMax >= live || head == 0 {
 			return nil
 		}
+		// A shadow runner that refused an event of the log (it does not
+		// continue the chain) will not get past it: waiting would be for
+		// ever.
+		if fault, err := rb.shadowFault(ctx); err != nil || fault != "" {
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("rebuild %s: the shadow stopped at %d: %s: %w", rb.proj.Name(), pos, fault, ErrChainBroken)
+		}
 	}
+}
+
+// shadowFault returns the fault its runner recorded on the shadow's
+// checkpoint, "" when none.
+//
+// Errors: the database's.
+func (rb *Rebuild) shadowFault(ctx context.Context) (string, error) {
+	var fault *string
+	err := rb.pool.QueryRow(ctx, `SELECT fault FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
+		rb.shadow(), rb.proj.Name()).Scan(&fault)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("shadow of %s: %w", rb.proj.Name(), err)
+	case fault == nil:
+		return "", nil
+	}
+	return *fault, nil
 }
 
 func (rb *Rebuild) livePosition(ctx context.Context) (uint64, error) {
@@ -282,6 +310,16 @@ func (rb *Rebuild) swap(ctx context.Context) (uint64, error) {
 			}
 			if len(recs) == 0 || recs[0].Position != uint64(shadow)+1 {
 				return fmt.Errorf("swap %s: the log has no record %d", rb.proj.Name(), shadow+1)
+			}
+			// The stretch is read past the shadow runner's checks: it must
+			// continue the chain the shadow checked up to here.
+			var prev eventstore.Hash
+			known := shadow == 0 // the first event's prev_hash is all zeros
+			if len(hash) == eventstore.HashSize {
+				prev, known = eventstore.Hash(hash), true
+			}
+			if err := verifyChain(rb.proj.Name(), rb.ledger, recs, prev, known); err != nil {
+				return fmt.Errorf("swap: %w", err)
 			}
 			if err := rb.proj.Apply(ctx, tx, rb.shadow(), recs); err != nil {
 				return fmt.Errorf("swap %s at %d: %w", rb.proj.Name(), shadow, err)

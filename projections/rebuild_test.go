@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
@@ -277,6 +279,85 @@ func TestRebuildBringsAProjectionAheadOfTheLogBack(t *testing.T) {
 		t.Fatalf("swapped at %d, want the log's head %d", at, head)
 	}
 	e.checkBuiltNormally(proj, e.startRunner(t.Context(), proj, e.natsSource()))
+}
+
+// rewriteEvent rewrites the command id of the ledger's event at pos in
+// PostgreSQL, past the append-only trigger: its hash no longer matches it.
+func (e *env) rewriteEvent(pos uint64) {
+	e.t.Helper()
+	testenv.NoError(e.t, pgx.BeginFunc(e.t.Context(), e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(e.t.Context(), `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(e.t.Context(), `UPDATE events SET command_id = command_id || '-rewritten' WHERE ledger = $1 AND position = $2`,
+			e.ledger, pos)
+		return err
+	}))
+}
+
+// rebuildOverARewrittenEvent rebuilds proj after the event at pos was
+// rewritten; it wants ErrChainBroken with reason, and the live projection
+// as it was.
+func (e *env) rebuildOverARewrittenEvent(proj projections.Projector, pos uint64, reason string) {
+	t := e.t
+	t.Helper()
+	head := e.checkpointOf(proj, e.ledger)
+	before := e.rows(proj, e.ledger)
+	e.rewriteEvent(pos)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	at, err := projections.NewRebuild(e.pool, e.store, e.ledger, proj, testLogger(t)).Run(ctx, func(projections.Progress) {})
+	if !errors.Is(err, projections.ErrChainBroken) || !strings.Contains(err.Error(), reason) {
+		t.Fatalf("a rebuild over the event at %d rewritten: swapped at %d, %v; want ErrChainBroken, %q", pos, at, err, reason)
+	}
+	if now := e.checkpointOf(proj, e.ledger); now != head {
+		t.Errorf("live checkpoint at %d after the failed rebuild, want %d", now, head)
+	}
+	if diff := cmp.Diff(before, e.rows(proj, e.ledger)); diff != "" {
+		t.Errorf("live rows changed by the failed rebuild (-before +after):\n%s", diff)
+	}
+}
+
+// TestRebuildStopsOnARewrittenEvent: a rebuild whose shadow runner refuses
+// an event of the log (its hash does not match it) fails, instead of
+// waiting for ever for the shadow to get past it.
+func TestRebuildStopsOnARewrittenEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	head := e.runWorkload(200, 17)
+	proj := projections.Balances{}
+	live := e.startRunner(t.Context(), proj, e.natsSource())
+	waitFor(t, live, head)
+	live.stop()
+	e.rebuildOverARewrittenEvent(proj, head, "the shadow stopped at 0")
+}
+
+// TestRebuildSwapChecksTheChain: the stretch a swap applies itself, past
+// where the shadow runner stopped, is checked as the runner checks what it
+// applies: an event there whose hash does not match it fails the swap.
+func TestRebuildSwapChecksTheChain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.runWorkload(200, 17)
+	proj := projections.Balances{}
+	e.buildTo(proj, e.ledger+projections.ShadowSuffix, first) // a rebuild interrupted at first
+	stop := make(chan struct{})
+	wait := e.writeUntil(stop)
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wait()
+	head, _, err := e.store.Head(t.Context(), e.ledger)
+	testenv.NoError(t, err)
+	if head == first {
+		t.Fatal("nothing written past the shadow")
+	}
+	live := e.startRunner(t.Context(), proj, e.natsSource())
+	waitFor(t, live, head)
+	live.stop()
+	// The shadow runner refuses the batch that holds it and stays at
+	// first, within reach of the live checkpoint: the swap applies the
+	// stretch itself.
+	e.rebuildOverARewrittenEvent(proj, head, "swap: ")
 }
 
 // TestSweepRetired: a retired number's rows are deleted once however many

@@ -441,17 +441,25 @@ func (r *Runner) loadCheckpoint(ctx context.Context) (uint64, error) {
 //
 // Errors: ErrChainBroken, naming the position and what is wrong.
 func (r *Runner) verifyChain(recs []eventstore.Record, prev eventstore.Hash, known bool) error {
+	return verifyChain(r.proj.Name(), r.logLedger, recs, prev, known)
+}
+
+// verifyChain checks that recs, ledger's, continue the chain from prev (when
+// known), for the projection named name.
+//
+// Errors: ErrChainBroken, naming the position and what is wrong.
+func verifyChain(name, ledger string, recs []eventstore.Record, prev eventstore.Hash, known bool) error {
 	for i := range recs {
 		rec := &recs[i]
-		if rec.Ledger != r.logLedger {
-			return fmt.Errorf("%s at %d: the event is %q's: %w", r.proj.Name(), rec.Position, rec.Ledger, ErrChainBroken)
+		if rec.Ledger != ledger {
+			return fmt.Errorf("%s at %d: the event is %q's: %w", name, rec.Position, rec.Ledger, ErrChainBroken)
 		}
 		if known && rec.PrevHash != prev {
-			return fmt.Errorf("%s at %d: prev_hash %x does not continue %x: %w", r.proj.Name(), rec.Position,
+			return fmt.Errorf("%s at %d: prev_hash %x does not continue %x: %w", name, rec.Position,
 				rec.PrevHash[:8], prev[:8], ErrChainBroken)
 		}
 		if !rec.VerifyHash() {
-			return fmt.Errorf("%s at %d: the hash does not match the event: %w", r.proj.Name(), rec.Position, ErrChainBroken)
+			return fmt.Errorf("%s at %d: the hash does not match the event: %w", name, rec.Position, ErrChainBroken)
 		}
 		prev, known = rec.Hash, true
 	}
