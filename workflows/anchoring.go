@@ -75,10 +75,11 @@ type Anchoring struct {
 	signed map[string]signedHead
 }
 
-// NewAnchoring returns an Anchoring signing with signer into sinks, in
-// their order: one that refuses an anchor for another hash at its position
-// (anchor.ErrConflict) keeps it from those after it, so the sink that
-// checks goes first.
+// NewAnchoring returns an Anchoring signing with signer into sinks. Every
+// sink gets every anchor: one that fails or refuses it (anchor.ErrConflict)
+// keeps it from no other, since whoever can write one sink (the NATS
+// bucket) could otherwise keep the anchor from those it cannot reach (the
+// file).
 func NewAnchoring(heads AnchorHeads, signer *anchor.Signer, logger *slog.Logger, sinks ...AnchorSink) *Anchoring {
 	if logger == nil {
 		logger = slog.Default()
@@ -158,9 +159,17 @@ var errNoHead = errors.New("no event to anchor")
 // log is not what was signed before (a tamperer with the database, or a
 // restore from an older backup), else a WARN and a retry next time.
 func (a *Anchoring) logNotSigned(ledger string, err error) {
-	if errors.Is(err, ErrNotExtended) || errors.Is(err, anchor.ErrConflict) {
+	switch {
+	case errors.Is(err, ErrNotExtended):
 		a.logger.Error("anchoring: the log is not what was signed before: its head is not signed; "+
 			"verify the ledger against its anchors (ledgerctl audit verify --anchors)", "ledger", ledger, "err", err)
+		return
+	case errors.Is(err, anchor.ErrConflict):
+		// Only a trusted key's anchor is a conflict (natsbus.Anchors): a
+		// sink holds another hash signed at the head's position.
+		a.logger.Error("anchoring: the log is not what was signed before: a sink holds another hash signed at the head's position "+
+			"(the other sinks have the head's anchor); verify the ledger against its anchors (ledgerctl audit verify --anchors)",
+			"ledger", ledger, "err", err)
 		return
 	}
 	a.logger.Warn("anchoring: head not signed", "ledger", ledger, "err", err)
@@ -171,7 +180,7 @@ func (a *Anchoring) logNotSigned(ledger string, err error) {
 // (extends).
 //
 // Errors: ErrNotExtended; reading the log; signing; the sinks' (joined;
-// anchor.ErrConflict among them).
+// anchor.ErrConflict among them), with the anchor the other sinks took.
 func (a *Anchoring) sign(ctx context.Context, ledger string, pos uint64, hash eventstore.Hash) (anchor.Anchor, error) {
 	ctx, cancel := context.WithTimeout(ctx, anchorTimeout)
 	defer cancel()
@@ -184,13 +193,10 @@ func (a *Anchoring) sign(ctx context.Context, ledger string, pos uint64, hash ev
 	}
 	var errs []error
 	for _, s := range a.sinks {
-		err := s.Put(ctx, an)
-		if errors.Is(err, anchor.ErrConflict) {
-			// Another hash was signed at this position: the sinks after
-			// this one do not get this anchor either.
-			return anchor.Anchor{}, fmt.Errorf("%s: %w", s.Name(), err)
-		}
-		if err != nil {
+		// A conflict at one sink is reported, not a reason to withhold the
+		// anchor from the rest: the head extends what was signed (extends),
+		// and the anchor says what the log holds now.
+		if err := s.Put(ctx, an); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}
 	}

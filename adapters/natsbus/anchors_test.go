@@ -20,7 +20,7 @@ func TestAnchorsPutList(t *testing.T) {
 	testenv.NoError(t, err)
 	s := anchor.NewSigner(k)
 	ring := anchor.NewKeyring(s.Public())
-	bucket := natsbus.NewAnchors(jetStream(t))
+	bucket := natsbus.NewAnchors(jetStream(t), anchor.NewKeyring(s.Public()), nil)
 	ledger, other := testenv.Name(t), testenv.Name(t)+"-other"
 	for _, pos := range []uint64{30, 10, 20, 40, 50} {
 		for _, l := range []string{ledger, other} {
@@ -57,7 +57,7 @@ func TestAnchorsNeverReplaced(t *testing.T) {
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	testenv.NoError(t, err)
 	s := anchor.NewSigner(k)
-	bucket := natsbus.NewAnchors(jetStream(t))
+	bucket := natsbus.NewAnchors(jetStream(t), anchor.NewKeyring(s.Public()), nil)
 	ledger := testenv.Name(t)
 	first, err := s.Sign(ledger, 5, [32]byte{1}, time.Now())
 	testenv.NoError(t, err)

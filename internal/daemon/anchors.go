@@ -30,7 +30,8 @@ var errNoAnchoring = errors.New("anchoring is off: no anchor key (-anchor-key-fi
 // every ledger's moved head at -anchor-every into the file sink and the
 // NATS bucket, on its own goroutine: never in an append.
 //
-// Errors: a key that cannot be read or written.
+// Errors: a key that cannot be read or written; an -anchor-pubkey that
+// holds no key.
 func (m *Main) startAnchoring() error {
 	key, err := m.anchorKey()
 	if err != nil || key == nil {
@@ -38,9 +39,11 @@ func (m *Main) startAnchoring() error {
 	}
 	signer := anchor.NewSigner(key)
 	dir := cmp.Or(m.Config.AnchorDir, filepath.Join(m.Config.DataDir, "anchors"))
-	m.anchorBucket = natsbus.NewAnchors(m.js)
-	// The bucket first: it refuses another hash at a position it holds, and
-	// the file then does not get that anchor either.
+	ring, err := m.anchorKeyring(signer)
+	if err != nil {
+		return err
+	}
+	m.anchorBucket = natsbus.NewAnchors(m.js, ring, m.Logger)
 	m.anchoring = workflows.NewAnchoring(m.store, signer, m.Logger, m.anchorBucket, &anchorfile.Sink{Dir: dir})
 	m.Logger.Info("anchoring: signing the ledgers' heads", "key", signer.KeyID(), "every", m.Config.AnchorEvery,
 		"dir", dir, "bucket", natsbus.AnchorBucket)
@@ -49,6 +52,22 @@ func (m *Main) startAnchoring() error {
 		go func() { defer m.wg.Done(); m.anchoring.Run(m.readersCtx, m.Config.AnchorEvery) }()
 	}
 	return nil
+}
+
+// anchorKeyring is the keys whose anchors in the NATS bucket count: the
+// signer's, and those of -anchor-pubkey (keys rotated out).
+//
+// Errors: an -anchor-pubkey that cannot be read or holds no key.
+func (m *Main) anchorKeyring(signer *anchor.Signer) (*anchor.Keyring, error) {
+	if m.Config.AnchorPubKey == "" {
+		return anchor.NewKeyring(signer.Public()), nil
+	}
+	ring, err := anchor.LoadKeyring(m.Config.AnchorPubKey)
+	if err != nil {
+		return nil, fmt.Errorf("-anchor-pubkey: %w", err)
+	}
+	ring.Add(signer.Public())
+	return ring, nil
 }
 
 // anchorKey reads the signing key, or in dev mode generates it; nil when
@@ -130,9 +149,14 @@ func (m *Main) anchorPeriodClose(ledger string, position uint64) {
 		case errors.Is(err, workflows.ErrCovered):
 			m.Logger.Info("period close covered by a later anchor", "ledger", ledger, "close_position", position)
 			return
-		case errors.Is(err, workflows.ErrNotExtended) || errors.Is(err, anchor.ErrConflict):
+		case errors.Is(err, workflows.ErrNotExtended):
 			m.Logger.Error("period close: not signed: the log is not what was signed before; verify the ledger against "+
 				"its anchors (ledgerctl audit verify --anchors)", "ledger", ledger, "position", position, "err", err)
+			return
+		case errors.Is(err, anchor.ErrConflict):
+			m.Logger.Error("period close: signed into the anchor file, but the NATS bucket holds another hash signed there: "+
+				"the log is not what was signed before; verify the ledger against its anchors (ledgerctl audit verify --anchors)",
+				"ledger", ledger, "position", position, "err", err)
 			return
 		case err != nil:
 			m.Logger.Warn("period close: head not signed now; the next anchor covers it", "ledger", ledger, "position", position, "err", err)

@@ -140,6 +140,11 @@ type Config struct {
 	// either, dev mode generates <data-dir>/anchor.key and a service signs
 	// nothing.
 	AnchorKeyFile, AnchorKey string
+	// AnchorPubKey is a public key file, or a directory of them (*.pub,
+	// *.pem), of anchor keys rotated out: the NATS bucket's anchors they
+	// signed still count. The signing key's own always does; an entry of
+	// the bucket no trusted key signed is passed over (natsbus.Anchors).
+	AnchorPubKey string
 	// AnchorDir receives one JSON Lines file of anchors per ledger; ""
 	// is <data-dir>/anchors.
 	AnchorDir string
@@ -306,6 +311,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.StringVar(&c.AnchorKeyFile, "anchor-key-file", getenv("LEDGER_ANCHOR_KEY_FILE"),
 		"Ed25519 private key (PEM) signing the anchors of the ledgers' heads (env LEDGER_ANCHOR_KEY_FILE, or the key in LEDGER_ANCHOR_KEY); "+
 			"empty: generated in -data-dir in dev mode, else no anchors")
+	fs.StringVar(&c.AnchorPubKey, "anchor-pubkey", getenv("LEDGER_ANCHOR_PUBKEY"),
+		"public key (PEM), or a directory of *.pub and *.pem, of anchor keys rotated out, whose anchors in the NATS bucket still count "+
+			"(env LEDGER_ANCHOR_PUBKEY); the signing key's own always does")
 	fs.StringVar(&c.AnchorDir, "anchor-dir", getenv("LEDGER_ANCHOR_DIR"), "directory of the anchor files, one per ledger (env LEDGER_ANCHOR_DIR); empty: <data-dir>/anchors")
 	fs.DurationVar(&c.AnchorEvery, "anchor-every", envDuration("LEDGER_ANCHOR_EVERY", workflows.AnchorEveryDefault),
 		"how often each ledger's head is signed when it moved; 0: only at a period close (env LEDGER_ANCHOR_EVERY)")

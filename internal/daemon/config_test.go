@@ -163,7 +163,8 @@ func TestParseFlagsNATSListen(t *testing.T) {
 }
 
 // TestParseFlagsAnchors: the anchor key comes from a file or, never as a
-// flag, from the environment (not both); the interval is bounded.
+// flag, from the environment (not both); the interval is bounded; the
+// public keys of keys rotated out from a flag or the environment.
 func TestParseFlagsAnchors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -179,6 +180,8 @@ func TestParseFlagsAnchors(t *testing.T) {
 			func(c daemon.Config) bool {
 				return c.AnchorKey == "seed" && c.AnchorDir == "/a" && c.AnchorEvery == time.Minute
 			}},
+		{[]string{"-anchor-pubkey", "/old"}, nil, false, func(c daemon.Config) bool { return c.AnchorPubKey == "/old" }},
+		{nil, map[string]string{"LEDGER_ANCHOR_PUBKEY": "/old"}, false, func(c daemon.Config) bool { return c.AnchorPubKey == "/old" }},
 		{[]string{"-anchor-key-file", "/k"}, map[string]string{"LEDGER_ANCHOR_KEY": "seed"}, true, nil},
 		{[]string{"-anchor-every", "-1s"}, nil, true, nil},
 		{[]string{"-anchor-every", "25h"}, nil, true, nil},
