@@ -9,7 +9,9 @@
 //
 // Positions the stream no longer holds (it keeps 7 days by default) are read
 // from ledgerd's AuditService.ReadEvents when Config.Audit is set; without it
-// the consumer stops with ErrNotInStream.
+// the consumer stops with ErrNotInStream. With Config.Audit, each batch is
+// also confirmed against the log (ErrNotInLog); without it, only the chain
+// is checked, which whoever can publish on the stream can extend.
 package consumer
 
 import (
@@ -48,6 +50,14 @@ const (
 // read it from ledgerd.
 var ErrNotInStream = errors.New("the position is no longer in the stream")
 
+// ErrNotInLog means a batch read from the stream is not the log's: with
+// Config.Audit, the log holds another hash at the batch's last position,
+// or nothing there (past its head). Whoever can publish on the stream can
+// seal a forged event on the head's hash (it is on the stream too); the
+// chain alone does not show it, the log does. None of the batch is handed
+// to the handler, and the run stops.
+var ErrNotInLog = errors.New("the event is not the log's")
+
 // AuditClient is the part of ledgerv1.AuditServiceClient the consumer reads
 // the log through when the stream no longer holds a position.
 type AuditClient interface {
@@ -62,7 +72,11 @@ type Config struct {
 	NATS *nats.Conn
 	// Audit reads what the stream no longer holds from ledgerd; it needs an
 	// API key with the auditor role on the ledger. Nil: such a position
-	// stops the consumer with ErrNotInStream.
+	// stops the consumer with ErrNotInStream. With it, each batch is also
+	// checked against the log before it is handed over (one read of one
+	// event a batch: ErrNotInLog); without it, the events are checked
+	// against the chain alone, which whoever can publish on the stream can
+	// extend with a forged event.
 	Audit AuditClient
 	// BatchMax bounds the events of one fetch and one RunPostgres
 	// transaction: 0 is BatchMaxDefault; at most BatchMaxLimit.
@@ -113,8 +127,8 @@ type Handler func(ctx context.Context, ev Event) error
 // business (ev.Checkpoint() is the one to keep); RunPostgres keeps both in
 // one transaction.
 //
-// Errors: ctx's; h's, wrapped with the position; *ChainError; ErrNotInStream;
-// NATS's and the log's.
+// Errors: ctx's; h's, wrapped with the position; *ChainError; ErrNotInLog;
+// ErrNotInStream; NATS's and the log's.
 func (c *Consumer) Run(ctx context.Context, from Checkpoint, h Handler) error {
 	r, err := c.reader(ctx)
 	if err != nil {
@@ -141,6 +155,8 @@ func (c *Consumer) Run(ctx context.Context, from Checkpoint, h Handler) error {
 type reader struct {
 	ledger string
 	src    *natsbus.Source
+	// log confirms each batch's last event (nil without Config.Audit).
+	log *auditLog
 }
 
 // reader waits for the ledger's stream to exist (ledgerd creates it when it
@@ -166,22 +182,29 @@ func (c *Consumer) reader(ctx context.Context) (*reader, error) {
 		case <-time.After(streamWaitInterval):
 		}
 	}
-	var log natsbus.Log = &streamOnly{js: c.js}
+	var (
+		log     natsbus.Log = &streamOnly{js: c.js}
+		confirm *auditLog
+	)
 	if c.cfg.Audit != nil {
-		log = &auditLog{audit: c.cfg.Audit}
+		confirm = &auditLog{audit: c.cfg.Audit}
+		log = confirm
 	}
 	// Should the stream go between the check above and the source's start
 	// (a stream repair), the source fails rather than create it, and the
 	// run ends with jetstream.ErrStreamNotFound: the stream's limits are
 	// ledgerd's.
 	src := natsbus.NewSource(c.cfg.Ledger, c.js, log, natsbus.StreamOptions{LookupOnly: true}, c.cfg.Logger)
-	return &reader{ledger: c.cfg.Ledger, src: src}, nil
+	return &reader{ledger: c.cfg.Ledger, src: src, log: confirm}, nil
 }
 
 // fetch returns 1..max events after at, verified and decoded, waiting for
 // one. Before an error, it returns the events that came before the fault.
+// With a log (Config.Audit), the events are confirmed against it (confirm)
+// before they are returned.
 //
-// Errors: ctx's; *ChainError; a payload that does not decode; the source's.
+// Errors: ctx's; *ChainError; ErrNotInLog; a payload that does not decode;
+// the source's and the log's.
 func (r *reader) fetch(ctx context.Context, at Checkpoint, max int) ([]Event, error) {
 	recs, err := r.src.Next(ctx, at.Position+1, max)
 	if err != nil {
@@ -190,19 +213,58 @@ func (r *reader) fetch(ctx context.Context, at Checkpoint, max int) ([]Event, er
 		}
 		return nil, fmt.Errorf("consumer %s at %d: %w", r.ledger, at.Position+1, err)
 	}
+	evs, err := r.chain(at, recs)
+	if cerr := r.confirm(ctx, evs); cerr != nil {
+		return nil, cerr
+	}
+	return evs, err
+}
+
+// chain verifies and decodes recs, which continue at; before an error it
+// returns the events that came before the fault.
+//
+// Errors: *ChainError; a payload that does not decode.
+func (r *reader) chain(at Checkpoint, recs []eventstore.Record) ([]Event, error) {
 	evs := make([]Event, 0, len(recs))
 	for _, rec := range recs {
 		if rec.Ledger != r.ledger {
 			return evs, &ChainError{Ledger: r.ledger, Position: rec.Position, Reason: fmt.Sprintf("the event is ledger %q's", rec.Ledger)}
 		}
-		var ev Event
-		ev, at, err = at.Next(rec)
+		ev, next, err := at.Next(rec)
 		if err != nil {
 			return evs, err
 		}
+		at = next
 		evs = append(evs, ev)
 	}
 	return evs, nil
+}
+
+// confirm checks that the log holds, at the position of the last of evs
+// (which continue the chain), the event with its hash: the chain then
+// vouches for the events before it. One read of one event a batch, not
+// one an event. Nothing to do without a log or events.
+//
+// Errors: ErrNotInLog (another hash there, or nothing: past the log's
+// head); ctx's; the log's.
+func (r *reader) confirm(ctx context.Context, evs []Event) error {
+	if r.log == nil || len(evs) == 0 {
+		return nil
+	}
+	last := evs[len(evs)-1].Record
+	recs, err := r.log.Read(ctx, r.ledger, last.Position, 1)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return fmt.Errorf("consumer %s: confirm %d against the log: %w", r.ledger, last.Position, err)
+	case len(recs) == 0 || recs[0].Position != last.Position:
+		return fmt.Errorf("consumer %s at %d: the log holds nothing there (past its head): %w", r.ledger, last.Position, ErrNotInLog)
+	case recs[0].Hash != last.Hash:
+		return fmt.Errorf("consumer %s at %d: the stream's hash %x, the log's %x: %w", r.ledger, last.Position,
+			last.Hash[:8], recs[0].Hash[:8], ErrNotInLog)
+	}
+	return nil
 }
 
 func (r *reader) close() { r.src.Close() }

@@ -68,8 +68,8 @@ var ErrCheckpointMoved = errors.New("the checkpoint moved under the consumer")
 // applied.
 //
 // Errors: ctx's; h's, wrapped with the position (the batch is rolled back);
-// *ChainError; ErrCheckpointMoved; ErrNotInStream; NATS's and the
-// database's. After any of them a new run resumes from the checkpoint.
+// *ChainError; ErrNotInLog; ErrCheckpointMoved; ErrNotInStream; NATS's
+// and the database's. After any of them a new run resumes from the checkpoint.
 func (c *Consumer) RunPostgres(ctx context.Context, pool *pgxpool.Pool, name string, h TxHandler) error {
 	if name == "" || len(name) > consumerNameMax {
 		return fmt.Errorf("consumer: name %q: want 1..%d bytes", name, consumerNameMax)
