@@ -212,3 +212,25 @@ func TestReviewJSONInvalidUTF8(t *testing.T) {
 		t.Errorf("description with byte 0xe9: error %v, want a refusal saying not UTF-8", err)
 	}
 }
+
+// TestJSONKeyGivenTwice: a JSON Lines object that gives a key twice, in any
+// case (encoding/json matches keys to fields without regard to case, and
+// keeps the last), is refused, naming the key, instead of importing one of
+// its values.
+func TestJSONKeyGivenTwice(t *testing.T) {
+	t.Parallel()
+	for _, line := range []string{
+		`{"external_id":"a1","amount":"1.00","amount":"1000.00","direction":"credit","value_date":"2026-03-02"}`,
+		`{"external_id":"a1","amount":"1.00","direction":"credit","value_date":"2026-03-02","Amount":1000}`,
+	} {
+		_, err := Check(strings.NewReader(line+"\n"), jsonOpts(), nil)
+		var se *Error
+		if !errors.As(err, &se) || !errors.Is(err, ErrSyntax) || !strings.EqualFold(se.Field, "amount") || !strings.Contains(err.Error(), "twice") {
+			t.Errorf("%s: %v, want ErrSyntax naming amount, given twice", line, err)
+		}
+	}
+	ok := `{"external_id":"a1","amount":"1.00","direction":"credit","value_date":"2026-03-02","reference":"amount","description":"amount"}`
+	if res, err := Check(strings.NewReader(ok+"\n"), jsonOpts(), nil); err != nil || res.Lines != 1 {
+		t.Errorf("a key's name as a value: %+v, %v; want 1 line", res, err)
+	}
+}

@@ -552,6 +552,11 @@ func (j *jsonStatement) parse(b []byte) (*domain.ImportStatementLine, error) {
 	if dec.InputOffset() != int64(len(b)) {
 		return nil, fmt.Errorf("more after the JSON object: %w", ErrSyntax)
 	}
+	if key, ok := duplicateKey(b); ok {
+		// encoding/json keeps the last of them: which amount was meant is
+		// not for the importer to guess.
+		return nil, fieldError(key, "given twice: %w", ErrSyntax)
+	}
 	for _, f := range []struct {
 		name string
 		v    *string
@@ -577,6 +582,46 @@ func (j *jsonStatement) parse(b []byte) (*domain.ImportStatementLine, error) {
 		return nil, err
 	}
 	return l, j.opts.finish(l)
+}
+
+// duplicateKey returns a key that b, one JSON object that decoded, holds
+// twice at its top level, compared as encoding/json matches keys to fields
+// (without regard to case).
+func duplicateKey(b []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	seen := map[string]bool{}
+	depth, key := 0, true
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			if t == '{' || t == '[' {
+				depth++
+			} else {
+				depth--
+			}
+			if depth == 1 { // back from a value at the top level
+				key = true
+			}
+			continue
+		case string:
+			if depth == 1 && key {
+				folded := strings.ToLower(t)
+				if seen[folded] {
+					return t, true
+				}
+				seen[folded] = true
+				key = false
+				continue
+			}
+		}
+		if depth == 1 {
+			key = true // a scalar value read: a key is next
+		}
+	}
 }
 
 // amountAndDirection reads a positive amount and a direction column.
