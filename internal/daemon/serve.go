@@ -38,6 +38,19 @@ const grpcMsgMax = grpcapi.SendMax
 // failed authentications) and connLimitListener. docs/operations.md lists
 // them all.
 const (
+	// grpcHeaderListMax bounds a gRPC request's header list (HTTP/2
+	// SETTINGS_MAX_HEADER_LIST_SIZE), which the server reads before any key
+	// is checked: grpc-go's default, 16 MiB, let a connection without a key
+	// make it buffer a 16 MiB header value. What a call legitimately
+	// carries is a few hundred bytes (the API key, W3C trace context with
+	// its 8 KiB of baggage at most, grpc-timeout, user-agent); a header
+	// string over the bound closes the connection before it is buffered.
+	grpcHeaderListMax = 64 << 10
+	// httpHeaderBytesMax bounds a REST request's line and headers (net/http
+	// allows 1 MiB by default). Half of grpcHeaderListMax, so that what the
+	// gateway forwards as gRPC metadata (Authorization, Grpc-Metadata-*)
+	// always fits in the gRPC bound instead of failing the call.
+	httpHeaderBytesMax = grpcHeaderListMax / 2
 	// grpcStreamsPerConnMax bounds the calls open at once on one gRPC
 	// connection (HTTP/2 MaxConcurrentStreams); more wait at the client.
 	grpcStreamsPerConnMax = 256
@@ -155,7 +168,7 @@ func (m *Main) serve() error {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	}
 	m.httpSrv = &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: httpReadHeaderTimeout,
-		ReadTimeout: httpReadTimeout, IdleTimeout: httpIdleTimeout}
+		ReadTimeout: httpReadTimeout, IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpHeaderBytesMax}
 
 	m.wg.Add(2)
 	go func() { defer m.wg.Done(); _ = m.grpcSrv.Serve(m.grpcLis) }()
@@ -203,6 +216,7 @@ func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
 		grpc.MaxSendMsgSize(grpcMsgMax),
 		grpc.StatsHandler(budget),
 		grpc.MaxConcurrentStreams(grpcStreamsPerConnMax),
+		grpc.MaxHeaderListSize(grpcHeaderListMax),
 		grpc.ConnectionTimeout(grpcHandshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcConnIdleMax,
 			Time: grpcKeepaliveTime, Timeout: grpcKeepaliveTimeout}),
