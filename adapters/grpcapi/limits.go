@@ -89,8 +89,9 @@ const recvReserve = RecvMaxLarge
 // message and receives a stream (ReadEvents) once that message is
 // received (StreamInterceptor, first in the chain); a client stream
 // (ImportEvents) when it ends (stats.End). Only ledger.v1 methods are
-// counted (reflection and health carry nothing large), which are all
-// served: a call that is tagged always ends.
+// counted, which are all served: a call that is tagged always ends. The
+// open methods (reflection, health) have no key to charge and read their
+// own requests, OpenRecvMax at most (OpenServices).
 type RecvBudget struct {
 	sem *semaphore.Weighted
 	// reserved is the bytes held now; received counts the wire bytes of the

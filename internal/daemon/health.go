@@ -30,9 +30,16 @@ type healthWatch struct {
 	names []string
 }
 
+// services is where services are registered, and listed (*grpc.Server,
+// or grpcapi.OpenServices for those that need no key).
+type services interface {
+	grpc.ServiceRegistrar
+	GetServiceInfo() map[string]grpc.ServiceInfo
+}
+
 // registerHealth registers the health service on s, after every other
 // service (it lists them), and checks once so that the first answer is true.
-func registerHealth(ctx context.Context, s *grpc.Server, ping func(context.Context) error) *healthWatch {
+func registerHealth(ctx context.Context, s services, ping func(context.Context) error) *healthWatch {
 	h := &healthWatch{srv: health.NewServer(), ping: ping, names: []string{""}}
 	for name := range s.GetServiceInfo() {
 		h.names = append(h.names, name)

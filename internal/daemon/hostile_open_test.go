@@ -2,17 +2,27 @@ package daemon_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
@@ -102,5 +112,112 @@ func TestHeaderBoundsLeaveRoomForMetadata(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("REST request with 40 KiB of headers: %d, want 431", resp.StatusCode)
+	}
+}
+
+// TestUnauthenticatedHealthCheckNotRead: health checks need no key, so
+// there is no key to charge a message read to: a Health/Check of 48 MiB
+// (grpc-go's one receive bound is RecvMaxLarge) must be refused from its
+// length prefix (grpcapi.OpenRecvMax), unread, and one at the bound served.
+func TestUnauthenticatedHealthCheckNotRead(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	var written atomic.Int64
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			return countingConn{Conn: c, written: &written}, err
+		}))
+	testenv.NoError(t, err)
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	_, err = hc.Check(ctx(t), &healthpb.HealthCheckRequest{Service: strings.Repeat("s", 48<<20)})
+	wantCode(t, "Health/Check of 48 MiB", err, codes.ResourceExhausted)
+	if n := written.Load(); n > unreadMax {
+		t.Errorf("without a key, the server read %d MiB of a 48 MiB Health/Check request (want at most %d MiB)",
+			n>>20, unreadMax>>20)
+	}
+	// At the bound (a tag and a 2-byte length, then the name): answered.
+	_, err = hc.Check(ctx(t), &healthpb.HealthCheckRequest{Service: strings.Repeat("s", grpcapi.OpenRecvMax-3)})
+	wantCode(t, "Health/Check at the bound", err, codes.NotFound) // no such service
+	_, err = hc.Check(ctx(t), &healthpb.HealthCheckRequest{Service: strings.Repeat("s", grpcapi.OpenRecvMax-2)})
+	wantCode(t, "Health/Check a byte over the bound", err, codes.ResourceExhausted)
+	resp, err := hc.Check(ctx(t), &healthpb.HealthCheckRequest{}, grpc.UseCompressor(gzip.Name))
+	testenv.NoError(t, err)
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("Health/Check, compressed: %v, want SERVING", resp.GetStatus())
+	}
+}
+
+// TestUnauthenticatedHealthWatchBounded: a Health/Watch (no key needed)
+// lasts as long as its client keeps it, holding its request: its service
+// name is bounded (a Watch of 4 MiB is refused, unread), and so is the
+// number of open methods' streams (grpcapi.OpenStreamsMax, all clients
+// together): one more is refused, and one ending makes room.
+func TestUnauthenticatedHealthWatchBounded(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	var written atomic.Int64
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			return countingConn{Conn: c, written: &written}, err
+		}))
+	testenv.NoError(t, err)
+	defer conn.Close()
+	w, err := healthpb.NewHealthClient(conn).Watch(ctx(t),
+		&healthpb.HealthCheckRequest{Service: strings.Repeat("s", grpcapi.RecvMaxSmall-64)})
+	testenv.NoError(t, err)
+	_, err = w.Recv()
+	wantCode(t, "Health/Watch of 4 MiB", err, codes.ResourceExhausted)
+	if n := written.Load(); n > unreadMax {
+		t.Errorf("without a key, the server read %d MiB of a 4 MiB Health/Watch request", n>>20)
+	}
+
+	// Each connection carries 256 calls at most (grpcStreamsPerConnMax).
+	var conns []*grpc.ClientConn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	watch := func(i int) (healthpb.Health_WatchClient, context.CancelFunc, error) {
+		if i/200 >= len(conns) {
+			c, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			testenv.NoError(t, err)
+			conns = append(conns, c)
+		}
+		wctx, cancel := context.WithCancel(ctx(t))
+		w, err := healthpb.NewHealthClient(conns[i/200]).Watch(wctx, &healthpb.HealthCheckRequest{Service: fmt.Sprint(i)})
+		if err == nil {
+			_, err = w.Recv() // SERVICE_UNKNOWN: the server holds the watch
+		}
+		return w, cancel, err
+	}
+	cancels := make([]context.CancelFunc, grpcapi.OpenStreamsMax)
+	for i := range grpcapi.OpenStreamsMax {
+		_, cancel, err := watch(i)
+		testenv.NoError(t, err)
+		cancels[i] = cancel
+	}
+	_, cancel, err := watch(grpcapi.OpenStreamsMax)
+	defer cancel()
+	wantCode(t, "one Health/Watch more than OpenStreamsMax", err, codes.ResourceExhausted)
+	stream, err := reflectionpb.NewServerReflectionClient(conns[0]).ServerReflectionInfo(ctx(t))
+	if err == nil {
+		_ = stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+		_, err = stream.Recv()
+	}
+	wantCode(t, "a reflection stream beyond OpenStreamsMax", err, codes.ResourceExhausted)
+	cancels[0]()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, cancel, err := watch(grpcapi.OpenStreamsMax)
+		cancel()
+		return err
+	})
+	for _, cancel := range cancels {
+		cancel()
 	}
 }

@@ -127,8 +127,11 @@ func (m *Main) serve() error {
 	}
 	ledgerv1.RegisterIntegrityServiceServer(m.grpcSrv, grpcapi.NewIntegrityServer(anchors))
 	ledgerv1.RegisterWebhookServiceServer(m.grpcSrv, grpcapi.NewWebhookServer(m.hooks))
-	reflection.Register(m.grpcSrv)
-	m.health = registerHealth(m.readersCtx, m.grpcSrv, m.pool.Ping)
+	// Reflection and health need no key: their requests are read bounded
+	// (grpcapi.OpenRecvMax), their streams counted (OpenStreamsMax).
+	open := grpcapi.NewOpenServices(m.grpcSrv)
+	reflection.Register(open)
+	m.health = registerHealth(m.readersCtx, open, m.pool.Ping)
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); m.health.run(m.readersCtx) }()
 
