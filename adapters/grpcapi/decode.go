@@ -1,6 +1,7 @@
 package grpcapi
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"unicode/utf8"
@@ -72,25 +73,63 @@ func (c markingCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.base.Unmarshal(data, v)
 	}
-	err := c.base.Unmarshal(data, v)
+	// One contiguous buffer, walked first and then decoded (the base
+	// codec takes a buffer of one piece as it is).
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	raw := buf.ReadOnlyData()
+	if over := overfullField(m.ProtoReflect().Descriptor(), raw, ""); over != nil {
+		// Refused before it is decoded: decoded, a list of tiny elements
+		// costs a hundred times its wire bytes (see repeatedMax). Its
+		// scalar fields are, for authentication to check the key against
+		// the ledger it names, as below.
+		_ = proto.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(scalarFields(m.ProtoReflect().Descriptor(), raw), m)
+		mark(m, over.Field, over.Error())
+		return nil
+	}
+	err := c.base.Unmarshal(mem.BufferSlice{buf}, v)
 	if err == nil {
 		if _, forged := markOf(m); forged {
 			// A client sent the mark's field number itself: it is not
 			// believed, and the message is refused as malformed.
-			mark(m, "", "field number reserved by the server")
+			mark(m, "", "does not decode: field number reserved by the server")
 		}
 		return nil
 	}
-	field := undecodedField(m.ProtoReflect().Descriptor(), data.Materialize(), "")
+	field := undecodedField(m.ProtoReflect().Descriptor(), raw, "")
 	// What was decoded before the fault stays, for authentication to check
 	// the key against the ledger it names (so that a key scoped to that
 	// ledger hears InvalidArgument, not PermissionDenied); no handler sees
 	// it: the interceptors refuse the marked message first.
-	mark(m, field, err.Error())
+	mark(m, field, "does not decode: "+err.Error())
 	return nil
 }
 
-// mark replaces m's unknown fields with the mark: the field and the reason.
+// scalarFields is raw, a message of md on the wire, with only its fields
+// that are neither messages nor repeated; what does not parse is left out.
+func scalarFields(md protoreflect.MessageDescriptor, raw []byte) []byte {
+	var out []byte
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 {
+			return out
+		}
+		vlen := protowire.ConsumeFieldValue(num, typ, raw[n:])
+		if vlen < 0 {
+			return out
+		}
+		fd := md.Fields().ByNumber(num)
+		if fd != nil && !fd.IsList() && !fd.IsMap() && fd.Kind() != protoreflect.MessageKind &&
+			fd.Kind() != protoreflect.GroupKind {
+			out = append(out, raw[:n+vlen]...)
+		}
+		raw = raw[n+vlen:]
+	}
+	return out
+}
+
+// mark replaces m's unknown fields with the mark: the field and the reason
+// (the whole of what the client is told about it).
 func mark(m proto.Message, field, reason string) {
 	if len(reason) > decodeReasonLenMax {
 		reason = reason[:decodeReasonLenMax]
@@ -134,7 +173,8 @@ func splitMark(s string) (field, reason string) {
 	return "", s
 }
 
-// undecoded is why a request did not decode.
+// undecoded is why a request was not decoded: the field at fault and
+// what is wrong with it.
 type undecoded struct{ field, reason string }
 
 // status is InvalidArgument naming the field, or the request's message when
@@ -144,11 +184,7 @@ func (u undecoded) status(m proto.Message) error {
 	if field == "" {
 		field = string(m.ProtoReflect().Descriptor().Name())
 	}
-	reason := "does not decode"
-	if u.reason != "" {
-		reason += ": " + u.reason
-	}
-	return invalidArgument(field, reason)
+	return invalidArgument(field, cmp.Or(u.reason, "does not decode"))
 }
 
 // undecodedField returns the path, as a client names it ("accounts[2].id"),

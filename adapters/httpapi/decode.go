@@ -98,6 +98,11 @@ func (j fieldNamingJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		body.limit = dec.InputOffset() + messageJSONMax
 		var raw json.RawMessage
 		err := dec.Decode(&raw)
+		if m, ok := v.(proto.Message); ok && err == nil {
+			if over := overfullJSON(m.ProtoReflect().Descriptor(), raw); over != nil {
+				return &decodeError{field: over.Field, reason: over.Error()}
+			}
+		}
 		if err == nil {
 			err = j.JSONPb.Unmarshal(raw, v)
 		}

@@ -465,7 +465,7 @@ func TestImportEventsRefusesBadRequests(t *testing.T) {
 		},
 			codes.InvalidArgument, "events", "empty"},
 		{"over 8,192 events in a message", func() error { _, err := importStream(t, audit, target, over, 8193); return err },
-			codes.InvalidArgument, "events", "8193 in one message"},
+			codes.InvalidArgument, "events", "8193 items, want at most 8192"},
 		{"a later message names another ledger", func() error {
 			stream, err := audit.ImportEvents(ctx(t))
 			testenv.NoError(t, err)
