@@ -251,11 +251,17 @@ func jsonFaultIn(opts protojson.UnmarshalOptions, fd protoreflect.FieldDescripto
 	leafMessage := fd.Kind() != protoreflect.MessageKind || fd.IsMap() ||
 		strings.HasPrefix(string(fd.Message().FullName()), "google.protobuf.")
 	if fd.IsList() {
-		var elems []json.RawMessage
-		if json.Unmarshal(raw, &elems) != nil {
+		// Element by element, not the whole list at once: a list of
+		// tiny elements as a []json.RawMessage was 41 times its bytes.
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
 			return "", ""
 		}
-		for i, e := range elems {
+		for i := 0; dec.More(); i++ {
+			var e json.RawMessage
+			if dec.Decode(&e) != nil {
+				return "", ""
+			}
 			at := fmt.Sprintf("%s[%d]", path, i)
 			if !leafMessage {
 				if f, r := jsonFault(opts, fd.Message(), e, at); f != "" {

@@ -67,10 +67,8 @@ func TestManyTinyItemsBounded(t *testing.T) {
 	body := `{"transfers":[{}` + strings.Repeat(`,{}`, (msgLen-20)/3) + `]}`
 	var out []byte
 	allocated = allocatedDuring(func() { out = h.rest(t, "POST", "/v1/ledgers/x/transfers", body, 400, nil) })
-	var e restError
-	testenv.NoError(t, json.Unmarshal(out, &e))
-	t.Logf("REST CreateTransfers of %d MiB of {}: %s; %d MiB allocated", len(body)>>20, e.Message, allocated>>20)
-	if len(e.Details) == 0 || len(e.Details[0].FieldViolations) == 0 || e.Details[0].FieldViolations[0].Field != "transfers" {
+	t.Logf("REST CreateTransfers of %d MiB of {}: %.200s; %d MiB allocated", len(body)>>20, out, allocated>>20)
+	if field := restField(t, out); field != "transfers" {
 		t.Errorf("REST: %s, want InvalidArgument naming transfers", out)
 	}
 	// The body is read by a json.Decoder and copied once (a few times its
@@ -79,4 +77,48 @@ func TestManyTinyItemsBounded(t *testing.T) {
 		t.Errorf("a %d MiB REST body of tiny items made the process allocate %d MiB (%dx the body) before it was "+
 			"refused for its item count", len(body)>>20, allocated>>20, allocated/uint64(len(body)))
 	}
+}
+
+// TestRESTFaultSearchBounded: a REST body whose list holds many tiny wrong
+// elements ({"accounts":[1,1,...]}, 4 MiB on balances:batchGet, a
+// reader's route) is refused naming the list without costing many times
+// its bytes: the search for the field at fault went through the whole
+// list as a []json.RawMessage, a slice header and an allocation for each
+// 2 bytes of body (now the list's count is refused first, and the search
+// reads a list element by element). Within its bound, the first wrong
+// element is still named.
+func TestRESTFaultSearchBounded(t *testing.T) {
+	h := start(t)
+	var b strings.Builder
+	b.WriteString(`{"accounts":[1`)
+	for b.Len()+4 < 4<<20-64 {
+		b.WriteString(",1")
+	}
+	b.WriteString("]}")
+	body := b.String()
+	var out []byte
+	allocated := allocatedDuring(func() { out = h.rest(t, "POST", "/v1/ledgers/x/balances:batchGet", body, 400, nil) })
+	t.Logf("balances:batchGet of %d bytes: %.200s; %d MiB allocated", len(body), out, allocated>>20)
+	if field := restField(t, out); field != "accounts" {
+		t.Errorf("field %q, want accounts", field)
+	}
+	if allocated > 8*uint64(len(body)) {
+		t.Errorf("a %d MiB REST body with a bad list made the process allocate %d MiB (%dx the body) to name the field",
+			len(body)>>20, allocated>>20, allocated/uint64(len(body)))
+	}
+	within := `{"accounts":[` + strings.Repeat(`"a",`, 999) + `1]}`
+	if field := restField(t, h.rest(t, "POST", "/v1/ledgers/x/balances:batchGet", within, 400, nil)); field != "accounts[999]" {
+		t.Errorf("a list of 1,000 whose last is a number: field %q, want accounts[999]", field)
+	}
+}
+
+// restField is the field a REST error body names first.
+func restField(t *testing.T, out []byte) string {
+	t.Helper()
+	var e restError
+	testenv.NoError(t, json.Unmarshal(out, &e))
+	if len(e.Details) == 0 || len(e.Details[0].FieldViolations) == 0 {
+		return ""
+	}
+	return e.Details[0].FieldViolations[0].Field
 }
