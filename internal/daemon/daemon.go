@@ -86,6 +86,8 @@ type Main struct {
 	registry       *prometheus.Registry
 	metrics        *metrics
 	health         *healthWatch
+	// readiness is /readyz's last reading of PostgreSQL (readyReading).
+	readiness readyReading
 	// adminKeyPath is the file dev mode wrote a new admin key to; "" if none.
 	adminKeyPath string
 	// anchoring signs the heads (nil: no anchor key); anchorBucket is

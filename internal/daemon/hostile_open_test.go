@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -219,5 +220,50 @@ func TestUnauthenticatedHealthWatchBounded(t *testing.T) {
 	})
 	for _, cancel := range cancels {
 		cancel()
+	}
+}
+
+// TestReadyzWithoutKeyCostsNoQueries: /readyz needs no key, and each
+// request pinged PostgreSQL and ran the read side's faults query, on the
+// pools commands and queries use: unauthenticated clients could turn their
+// request rate into queries. A reading serves every request for a second
+// (readyFreshFor), so a burst of them costs a few readings, not one each;
+// the pools' loans in an idle interval as long are the baseline.
+func TestReadyzWithoutKeyCostsNoQueries(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	const requests = 2000
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	before, began := h.m.PoolAcquires(), time.Now()
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= requests {
+				resp, err := http.Get("http://" + h.m.HTTPAddr() + "/readyz")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("/readyz: %d", resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(began)
+	busy := h.m.PoolAcquires() - before
+	before = h.m.PoolAcquires()
+	time.Sleep(took) // an idle interval as long: heartbeats, relays, projections
+	idle := h.m.PoolAcquires() - before
+	t.Logf("connections lent: %d in %v with %d /readyz without a key, %d in as long idle", busy, took, requests, idle)
+	if busy-idle > requests/10 {
+		t.Errorf("%d unauthenticated /readyz requests cost PostgreSQL about %d connections' loans (%.1f each)",
+			requests, busy-idle, float64(busy-idle)/requests)
 	}
 }

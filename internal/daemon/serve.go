@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
@@ -238,17 +239,49 @@ func (m *Main) grpcServerOptions(tlsCfg *tls.Config) []grpc.ServerOption {
 	return append(opts, grpc.ChainUnaryInterceptor(m.forwarder.unary))
 }
 
-// readyCheckTimeout bounds /readyz's ping of PostgreSQL.
+// readyCheckTimeout bounds /readyz's ping of PostgreSQL (and its query of
+// the read side's faults).
 const readyCheckTimeout = 2 * time.Second
+
+// readyFreshFor is how long /readyz serves a reading, failed or not:
+// anyone may ask /readyz, and without it each request cost PostgreSQL a
+// ping and a query, on the pools commands and queries use.
+const readyFreshFor = 1 * time.Second
+
+// readiness is one reading of what /readyz tells: PostgreSQL's answer to a
+// ping, and, when it answered, the read side's faults.
+type readiness struct {
+	pingErr   error
+	faults    []queries.Fault
+	more      bool
+	faultsErr error
+}
+
+// readyReading is the last readiness read, served for readyFreshFor.
+// Requests take turns: those that come during a reading get it.
+type readyReading struct {
+	mu   sync.Mutex
+	at   time.Time
+	last readiness
+}
+
+// get returns the last reading if it is fresh, else reads one with read.
+func (c *readyReading) get(read func() readiness) readiness {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() || time.Since(c.at) >= readyFreshFor {
+		c.last, c.at = read(), time.Now()
+	}
+	return c.last
+}
 
 // ready answers 200 when PostgreSQL is reachable, saying what waits if NATS
 // is not. What is wrong with PostgreSQL is told in detail (the driver's
 // error: user, database, host or socket) only to an admin key: anyone may
 // ask /readyz.
 func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), readyCheckTimeout)
-	defer cancel()
-	if err := m.pool.Ping(ctx); err != nil {
+	reading := m.readiness.get(m.readReadiness)
+	if err := reading.pingErr; err != nil {
 		msg := "postgres: unreachable"
 		if m.readyDetail(r) {
 			msg = "postgres: " + err.Error()
@@ -262,15 +295,27 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	if waiting := m.natsWaiting(); waiting != "" {
 		out += waiting + "\n"
 	}
-	out += m.integrityDetail(ctx, r)
+	out += m.integrityDetail(reading, r)
 	_, _ = io.WriteString(w, out)
+}
+
+// readReadiness pings PostgreSQL and, when it answers, reads the read
+// side's faults, for /readyz.
+func (m *Main) readReadiness() readiness {
+	ctx, cancel := context.WithTimeout(context.Background(), readyCheckTimeout)
+	defer cancel()
+	var rd readiness
+	if rd.pingErr = m.pool.Ping(ctx); rd.pingErr == nil {
+		rd.faults, rd.more, rd.faultsErr = queries.New(m.readPool, nil).Faults(ctx)
+	}
+	return rd
 }
 
 // integrityDetail describes, for /readyz, the read side's faults: how many
 // to anyone, which (ledger, projection, reason) to an admin key; "" when
 // there are none.
-func (m *Main) integrityDetail(ctx context.Context, r *http.Request) string {
-	faults, more, err := queries.New(m.readPool, nil).Faults(ctx)
+func (m *Main) integrityDetail(rd readiness, r *http.Request) string {
+	faults, more, err := rd.faults, rd.more, rd.faultsErr
 	switch {
 	case err != nil:
 		m.Logger.Warn("/readyz: read side faults not read", "err", err)
