@@ -45,16 +45,16 @@ const (
 	StatementLinesStreamsPerKeyMax = 1
 )
 
-// The methods StreamsLimits bound.
+// The methods CallsLimits bound.
 const (
 	readEventsMethod         = "/ledger.v1.AuditService/ReadEvents"
 	readStatementLinesMethod = "/ledger.v1.AuditService/ReadStatementLines"
 )
 
-// StreamsLimit bounds the streams of one method open, in all and per key.
-// Its interceptor goes after Auth's, which tells the key (without auth,
-// only the bound in all holds).
-type StreamsLimit struct {
+// CallsLimit bounds the calls of one method in progress (a stream's last
+// as long as it is open), in all and per key. Its interceptors go after
+// Auth's, which tell the key (without auth, only the bound in all holds).
+type CallsLimit struct {
 	method         string
 	max, perKeyMax int
 	mu             sync.Mutex
@@ -64,22 +64,22 @@ type StreamsLimit struct {
 
 // NewReadEventsLimit bounds the ReadEvents streams (ReadEventsStreamsMax,
 // ReadEventsStreamsPerKeyMax).
-func NewReadEventsLimit() *StreamsLimit {
-	return &StreamsLimit{method: readEventsMethod, max: ReadEventsStreamsMax, perKeyMax: ReadEventsStreamsPerKeyMax,
+func NewReadEventsLimit() *CallsLimit {
+	return &CallsLimit{method: readEventsMethod, max: ReadEventsStreamsMax, perKeyMax: ReadEventsStreamsPerKeyMax,
 		perKey: map[string]int{}}
 }
 
 // NewStatementLinesLimit bounds the ReadStatementLines streams
 // (StatementLinesStreamsMax, StatementLinesStreamsPerKeyMax).
-func NewStatementLinesLimit() *StreamsLimit {
-	return &StreamsLimit{method: readStatementLinesMethod, max: StatementLinesStreamsMax,
+func NewStatementLinesLimit() *CallsLimit {
+	return &CallsLimit{method: readStatementLinesMethod, max: StatementLinesStreamsMax,
 		perKeyMax: StatementLinesStreamsPerKeyMax, perKey: map[string]int{}}
 }
 
 // StreamInterceptor refuses a stream of l's method beyond the bounds.
 //
 // Errors: ResourceExhausted.
-func (l *StreamsLimit) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+func (l *CallsLimit) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if info.FullMethod != l.method {
 		return handler(srv, ss)
 	}
@@ -91,16 +91,31 @@ func (l *StreamsLimit) StreamInterceptor(srv any, ss grpc.ServerStream, info *gr
 	return handler(srv, ss)
 }
 
-func (l *StreamsLimit) acquire(key string, keyed bool) error {
+// UnaryInterceptor refuses a call of l's method beyond the bounds.
+//
+// Errors: ResourceExhausted.
+func (l *CallsLimit) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if info.FullMethod != l.method {
+		return handler(ctx, req)
+	}
+	key, keyed := KeyFrom(ctx)
+	if err := l.acquire(key.ID, keyed); err != nil {
+		return nil, err
+	}
+	defer l.release(key.ID, keyed)
+	return handler(ctx, req)
+}
+
+func (l *CallsLimit) acquire(key string, keyed bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	name := l.method[strings.LastIndexByte(l.method, '/')+1:]
 	if l.total >= l.max {
-		return status.Errorf(codes.ResourceExhausted, "%d %s streams are open, at most %d: retry when one ends",
+		return status.Errorf(codes.ResourceExhausted, "%d %s calls are in progress, at most %d: retry when one ends",
 			l.total, name, l.max)
 	}
 	if keyed && l.perKey[key] >= l.perKeyMax {
-		return status.Errorf(codes.ResourceExhausted, "api key %s has %d %s streams open, at most %d: retry when one ends",
+		return status.Errorf(codes.ResourceExhausted, "api key %s has %d %s calls in progress, at most %d: retry when one ends",
 			key, l.perKey[key], name, l.perKeyMax)
 	}
 	l.total++
@@ -110,7 +125,7 @@ func (l *StreamsLimit) acquire(key string, keyed bool) error {
 	return nil
 }
 
-func (l *StreamsLimit) release(key string, keyed bool) {
+func (l *CallsLimit) release(key string, keyed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--

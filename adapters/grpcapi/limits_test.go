@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
+	"github.com/ledgerd/ledger/adapters/apikeys"
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
@@ -207,4 +208,50 @@ func TestRecvBudgetOfStreams(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestDryRunCallsBounded: DryRunRule calls in progress are bounded per key
+// (DryRunCallsPerKeyMax) and in all (DryRunCallsMax), refused beyond with
+// ResourceExhausted; a place comes back when a call ends, and other methods
+// are not counted.
+func TestDryRunCallsBounded(t *testing.T) {
+	t.Parallel()
+	limit := NewDryRunLimit()
+	dryRun := &grpc.UnaryServerInfo{FullMethod: ledgerv1.MonitoringService_DryRunRule_FullMethodName}
+	as := func(id string) context.Context {
+		return context.WithValue(context.Background(), keyContext{}, callKey{key: apikeys.Key{ID: id}})
+	}
+	release := make(chan struct{})
+	started := make(chan struct{}, DryRunCallsMax)
+	done := make(chan error, DryRunCallsMax)
+	blocking := func(context.Context, any) (any, error) { started <- struct{}{}; <-release; return nil, nil }
+	quick := func(context.Context, any) (any, error) { return nil, nil }
+	for i := range DryRunCallsMax {
+		go func() {
+			_, err := limit.UnaryInterceptor(as(fmt.Sprintf("k%d", i)), nil, dryRun, blocking)
+			done <- err
+		}()
+		<-started
+		if i == 0 {
+			_, err := limit.UnaryInterceptor(as("k0"), nil, dryRun, quick)
+			if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "api key k0") {
+				t.Errorf("a second dry run of key k0: %v, want ResourceExhausted per key", err)
+			}
+		}
+	}
+	_, err := limit.UnaryInterceptor(as("other"), nil, dryRun, quick)
+	if status.Code(err) != codes.ResourceExhausted || strings.Contains(err.Error(), "api key") {
+		t.Errorf("a dry run beyond %d in all: %v, want ResourceExhausted in all", DryRunCallsMax, err)
+	}
+	if _, err := limit.UnaryInterceptor(as("other"), nil, &grpc.UnaryServerInfo{FullMethod: "/ledger.v1.QueryService/GetBalances"},
+		quick); err != nil {
+		t.Errorf("another method while dry runs are at the bound: %v", err)
+	}
+	close(release)
+	for range DryRunCallsMax {
+		testenv.NoError(t, <-done)
+	}
+	if _, err := limit.UnaryInterceptor(as("other"), nil, dryRun, quick); err != nil {
+		t.Errorf("a dry run once the others ended: %v", err)
+	}
 }

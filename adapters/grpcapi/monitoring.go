@@ -29,10 +29,27 @@ func NewMonitoringServer(cmd *CommandServer, q *queries.Service, log workflows.D
 	return &MonitoringServer{cmd: cmd, q: q, log: log}
 }
 
+// Bounds of the DryRunRule calls in progress: each may fold up to
+// workflows.DryRunFoldMax events and evaluate DryRunEventsMax more, seconds
+// of a core and a connection of the pool, so that a reader key cannot take
+// the box's cores from the writers.
+const (
+	DryRunCallsMax       = 2
+	DryRunCallsPerKeyMax = 1
+)
+
+// NewDryRunLimit bounds the DryRunRule calls in progress (DryRunCallsMax,
+// DryRunCallsPerKeyMax).
+func NewDryRunLimit() *CallsLimit {
+	return &CallsLimit{method: ledgerv1.MonitoringService_DryRunRule_FullMethodName, max: DryRunCallsMax,
+		perKeyMax: DryRunCallsPerKeyMax, perKey: map[string]int{}}
+}
+
 // DryRunRule evaluates a rule over the log with the alerts projection's
 // evaluator and answers the alerts it would have raised, changing nothing:
 // at most workflows.DryRunEventsMax events and DryRunAlertsMax alerts
-// (truncated says the range was cut).
+// (truncated says the range was cut). NewDryRunLimit bounds the calls in
+// progress.
 func (s *MonitoringServer) DryRunRule(ctx context.Context, req *ledgerv1.DryRunRuleRequest) (*ledgerv1.DryRunRuleResponse, error) {
 	if req.GetRule() == nil {
 		return nil, invalidArgument("rule", "required")

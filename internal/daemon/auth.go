@@ -154,7 +154,7 @@ func (m *Main) grpcOptions(tlsCfg *tls.Config, budget *grpcapi.RecvBudget) []grp
 		stream = append(stream, m.auth.StreamInterceptor)
 	}
 	gateUnary, gateStream := roleGate(m.roles)
-	unary = append(unary, gateUnary, grpcapi.RecvSizeUnaryInterceptor)
+	unary = append(unary, gateUnary, grpcapi.RecvSizeUnaryInterceptor, grpcapi.NewDryRunLimit().UnaryInterceptor)
 	stream = append(stream, gateStream)
 	stream = append(stream, grpcapi.RecvSizeStreamInterceptor, grpcapi.NewReadEventsLimit().StreamInterceptor,
 		grpcapi.NewStatementLinesLimit().StreamInterceptor)
