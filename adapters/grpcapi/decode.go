@@ -78,7 +78,7 @@ func (c markingCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	raw := buf.ReadOnlyData()
-	if over := overfullField(m.ProtoReflect().Descriptor(), raw, ""); over != nil {
+	if over := overfullField(m.ProtoReflect().Descriptor(), raw); over != nil {
 		// Refused before it is decoded: decoded, a list of tiny elements
 		// costs a hundred times its wire bytes (see repeatedMax). Its
 		// scalar fields are, for authentication to check the key against

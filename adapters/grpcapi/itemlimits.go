@@ -17,12 +17,16 @@ import (
 // is 2 bytes on the wire and some 150 in memory, so a CreateTransfers of
 // 8 MiB of them grew the heap by 584 MiB before its 8,192 items were
 // counted. The elements of every repeated field and map of a request are
-// therefore counted on the wire, before it is decoded (overfullField), and
-// a request with more than its field's bound is refused as its handler or
-// the domain would refuse it, InvalidArgument naming the field. What a
-// request may then hold decoded is bounded by the product of its bounds
-// (8,192 transfers of 64 postings and 32 metadata entries), as for a
-// legitimate batch of that size.
+// therefore counted on the wire, before it is decoded (overfullField),
+// all of a field's in the request together: a request's own lists against
+// their bounds (RepeatedMax), which their handlers check as a whole
+// (InvalidArgument naming the field), and the lists of its lists' elements
+// against their bound times the bounds of the lists they are in (a
+// CreateTransfers holds at most 8,192 × 64 postings). An element over its
+// own bound (a transfer of 65 postings) is its item's fault, for the
+// domain to answer in that item's result: only a request beyond what
+// legitimate items could hold is refused whole. What it may then hold
+// decoded is bounded as a legitimate batch of its size is.
 
 // RepeatedMaxDefault bounds the elements of a request's repeated field or
 // map that repeatedMax does not list: the largest bound any request
@@ -88,19 +92,51 @@ type OverfullError struct {
 func (e *OverfullError) Error() string { return fmt.Sprintf("%d items, want at most %d", e.N, e.Max) }
 
 // overfullField walks raw, a message of md on the wire, and returns the
-// first repeated field or map, its own or its messages', holding more
-// elements than RepeatedMax; nil if none does or raw does not parse (the
-// decoder says why). Its work is linear in raw and it allocates nothing
-// but its answer; its depth is bounded by the schema (ledger.v1 has no
-// recursive message).
-func overfullField(md protoreflect.MessageDescriptor, raw []byte, prefix string) *OverfullError {
-	// counts of the repeated fields met so far, by field number: a field's
-	// elements need not be contiguous on the wire.
-	var counts [8]struct {
-		num protowire.Number
-		n   int
+// first repeated field or map whose elements in all of raw are more than
+// its bound (see above); nil if none is or raw does not parse (the decoder
+// says why). Its work is linear in raw, it allocates nothing but its answer
+// (the field's path is built on the way out), and its depth is bounded by
+// the schema (ledger.v1 has no recursive message).
+func overfullField(md protoreflect.MessageDescriptor, raw []byte) *OverfullError {
+	var t tally
+	return t.walk(md, raw, 1)
+}
+
+// tally counts the elements of the repeated fields met in a request, by
+// field: a field's elements need not be contiguous on the wire, nor in
+// one element of a list.
+type tally struct {
+	counts [16]struct {
+		fd protoreflect.FieldDescriptor
+		n  int
 	}
-	seen := counts[:0]
+	used int
+	more map[protoreflect.FieldDescriptor]int // past len(counts) fields
+}
+
+// add counts n more elements of fd and returns its count so far.
+func (t *tally) add(fd protoreflect.FieldDescriptor, n int) int {
+	for i := range t.used {
+		if t.counts[i].fd == fd {
+			t.counts[i].n += n
+			return t.counts[i].n
+		}
+	}
+	if t.used < len(t.counts) {
+		t.counts[t.used].fd, t.counts[t.used].n = fd, n
+		t.used++
+		return n
+	}
+	if t.more == nil {
+		t.more = map[protoreflect.FieldDescriptor]int{}
+	}
+	t.more[fd] += n
+	return t.more[fd]
+}
+
+// walk is overfullField of raw, a message of md that lies within lists
+// whose bounds multiply to outer.
+func (t *tally) walk(md protoreflect.MessageDescriptor, raw []byte, outer int) *OverfullError {
 	for len(raw) > 0 {
 		num, typ, n := protowire.ConsumeTag(raw)
 		if n < 0 {
@@ -117,64 +153,31 @@ func overfullField(md protoreflect.MessageDescriptor, raw []byte, prefix string)
 		if fd == nil || fd.Kind() != protoreflect.MessageKind && !fd.IsList() {
 			continue
 		}
-		path := joinPath(prefix, string(fd.Name()))
 		if !fd.IsList() && !fd.IsMap() {
 			if typ != protowire.BytesType {
 				continue
 			}
 			v, _ := protowire.ConsumeBytes(value)
-			if e := overfullField(fd.Message(), v, path); e != nil {
+			if e := t.walk(fd.Message(), v, outer); e != nil {
+				e.Field = string(fd.Name()) + "." + e.Field
 				return e
 			}
 			continue
 		}
-		elems := elemsOf(fd, typ, value)
-		i := 0
-		for i < len(seen) && seen[i].num != num {
-			i++
-		}
-		if i == len(seen) {
-			seen = append(seen, struct {
-				num protowire.Number
-				n   int
-			}{num: num})
-		}
-		index := seen[i].n
-		seen[i].n += elems
-		if limit := RepeatedMax(fd); seen[i].n > limit {
-			return &OverfullError{Field: path, N: seen[i].n + countRest(fd, raw), Max: limit}
+		own := RepeatedMax(fd)
+		if count, limit := t.add(fd, elemsOf(fd, typ, value)), own*outer; count > limit {
+			return &OverfullError{Field: string(fd.Name()), N: count, Max: limit}
 		}
 		if fd.IsList() && fd.Kind() == protoreflect.MessageKind && typ == protowire.BytesType &&
 			!isWellKnown(fd.Message()) {
 			v, _ := protowire.ConsumeBytes(value)
-			if e := overfullField(fd.Message(), v, fmt.Sprintf("%s[%d]", path, index)); e != nil {
+			if e := t.walk(fd.Message(), v, outer*own); e != nil {
+				e.Field = string(fd.Name()) + "[]." + e.Field
 				return e
 			}
 		}
 	}
 	return nil
-}
-
-// countRest counts the elements of fd in raw, the rest of a message on the
-// wire, without looking into them.
-func countRest(fd protoreflect.FieldDescriptor, raw []byte) int {
-	n := 0
-	for len(raw) > 0 {
-		num, typ, tn := protowire.ConsumeTag(raw)
-		if tn < 0 {
-			return n
-		}
-		raw = raw[tn:]
-		vlen := protowire.ConsumeFieldValue(num, typ, raw)
-		if vlen < 0 {
-			return n
-		}
-		if num == fd.Number() {
-			n += elemsOf(fd, typ, raw[:vlen])
-		}
-		raw = raw[vlen:]
-	}
-	return n
 }
 
 // elemsOf is the number of elements of fd that value, one field of the

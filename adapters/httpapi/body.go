@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,11 +11,17 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// A body takes room among the bodies in flight as its bytes arrive, as
-// much as it holds already (bodyStepMin at first, bodyStepMax at most) at
-// a time: a body sent slowly holds about what it sent, not the bound of its
-// route, so a few slow uploads cannot hold the room of every other call.
+// A body of a declared length takes its room before it is read, waiting
+// for it holding none. A body of no declared length (chunked, or a log
+// import of any length) takes bodyFirst at first, as the first waits, then
+// more as its bytes arrive, as much as it holds (bodyStepMin at least,
+// bodyStepMax at most) at a time, and fails if none is free then (429): a
+// body never waits for room while it holds some, so bodies cannot each wait
+// for room another holds. A body sent slowly holds about what it sent, not
+// the bound of its route, so a few slow uploads cannot hold the room of
+// every other call.
 const (
+	bodyFirst   = 1 << 20
 	bodyStepMin = 64 << 10
 	bodyStepMax = 1 << 20
 )
@@ -27,26 +32,25 @@ const (
 // good.
 const ImportIdleDefault = time.Minute
 
-// errNoRoom is a body that found no room among the bodies in flight in
-// time; errorHandler answers it ResourceExhausted (429).
+// errNoRoom is a body that found no room among the bodies in flight as it
+// grew; errorHandler answers it ResourceExhausted (429).
 var errNoRoom = errors.New("no room among the request bodies in flight")
 
-// meteredBody is a request body that takes room among the gateway's bodies
-// in flight (Gateway.bodies) as it is read, a step at a time, up to max; release gives it all back when the call ends. A body past
-// max reads on without more room: max is its route's bound (which
-// http.MaxBytesReader enforces below it), or for a log import the bound of
-// the one message its decoder holds at a time.
+// meteredBody is a request body holding room among the gateway's bodies in
+// flight (Gateway.bodies): held, taken before it is read, and more as it is
+// read past it, up to max (see bodyFirst); release gives it all back when
+// the call ends. A body past max reads on without more room: max is its
+// declared length, its route's bound (which http.MaxBytesReader enforces
+// below it), or for a log import the bound of the one message its decoder
+// holds at a time.
 type meteredBody struct {
 	r        io.ReadCloser
 	rooms    *semaphore.Weighted
 	roomsMax int64 // rooms' size, for the refusal's text
-	// ctx bounds each wait for room: the request's, ended after wait.
-	ctx  context.Context
-	wait time.Duration
-	max  int64
-	read int64
-	held int64
-	// starved is set once a read found no room in time.
+	max      int64
+	read     int64
+	held     int64
+	// starved is set once a read found no room.
 	starved bool
 	// idle, when set, bounds each read: the connection's read deadline is
 	// moved idle past the start of every read (through rc).
@@ -81,12 +85,10 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 }
 
 // grow takes more room, as much as the body holds within the steps' bounds
-// (less at max), waiting at most wait.
+// (less at max), if it is free: never waiting while holding some.
 func (b *meteredBody) grow() error {
 	n := min(max(b.held, bodyStepMin), bodyStepMax, b.max-b.held)
-	ctx, cancel := context.WithTimeout(b.ctx, b.wait)
-	defer cancel()
-	if err := b.rooms.Acquire(ctx, n); err != nil {
+	if !b.rooms.TryAcquire(n) {
 		b.starved = true
 		return errNoRoom
 	}

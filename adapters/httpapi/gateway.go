@@ -273,11 +273,15 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 			// (messageJSONMax), one held at a time, and each read waits at
 			// most ImportIdle for a byte. Lifted only now that its caller
 			// may import.
+			body, err := g.meter(r, r.Body, min(bodyFirst, g.bodiesMax), min(messageJSONMax, g.bodiesMax))
+			if err != nil {
+				g.refuse(w, r, err)
+				return
+			}
+			defer body.release()
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Time{})
-			body := g.meter(r, r.Body, min(messageJSONMax, g.bodiesMax))
 			body.idle, body.rc = g.importIdle, rc
-			defer body.release()
 			r.Body = body
 			next(w, r, pathParams)
 			return
@@ -290,21 +294,37 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 			})
 			return
 		}
-		room := bodyMax
-		if r.ContentLength > 0 {
-			room = r.ContentLength
+		first, room := min(bodyFirst, bodyMax), bodyMax // chunked
+		if r.ContentLength >= 0 {
+			first, room = r.ContentLength, r.ContentLength
 		}
-		body := g.meter(r, http.MaxBytesReader(w, r.Body, bodyMax), room)
+		body, err := g.meter(r, http.MaxBytesReader(w, r.Body, bodyMax), first, room)
+		if err != nil {
+			g.refuse(w, r, err)
+			return
+		}
 		defer body.release()
 		r.Body = singleMessageBody{body}
 		next(w, r, pathParams)
 	}
 }
 
-// meter returns body taking room among the bodies in flight as it is read,
-// up to max bytes of room; the caller releases it when the call ends.
-func (g *Gateway) meter(r *http.Request, body io.ReadCloser, max int64) *meteredBody {
-	return &meteredBody{r: body, rooms: g.bodies, roomsMax: g.bodiesMax, ctx: r.Context(), wait: g.bodyWait, max: max}
+// meter returns body holding first bytes of room among the bodies in
+// flight, taking more as it is read, up to max; the caller releases it when
+// the call ends. It waits at most bodyWait for first.
+//
+// Errors: ResourceExhausted (429) when no room came in time, or the
+// request's own context ended.
+func (g *Gateway) meter(r *http.Request, body io.ReadCloser, first, max int64) (*meteredBody, error) {
+	if first > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), g.bodyWait)
+		defer cancel()
+		if err := g.bodies.Acquire(ctx, first); err != nil {
+			return nil, status.Errorf(codes.ResourceExhausted, "the gateway is reading other request bodies (%d bytes asked, "+
+				"%d at most at once): retry", first, g.bodiesMax)
+		}
+	}
+	return &meteredBody{r: body, rooms: g.bodies, roomsMax: g.bodiesMax, max: max, held: first}, nil
 }
 
 // refuse answers r with err, as grpc-gateway answers a failed call.

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -12,28 +11,31 @@ import (
 
 // A JSON list of tiny elements costs far more decoded than in the body:
 // "{}," is a Transfer of some 150 bytes, so 64 MiB of them would be
-// gigabytes. Before a body is decoded its lists and maps are counted, each
-// against the bound of its field (grpcapi.RepeatedMax, as the gRPC server
-// counts a message's on the wire), and one over it is refused as the
-// server would refuse it, naming the field.
+// gigabytes. Before a body is decoded its lists and maps are counted as
+// the gRPC server counts a message's on the wire (see grpcapi.RepeatedMax):
+// all of a field's elements in the body together, against its bound times
+// the bounds of the lists it is in; one over is refused as the server
+// would refuse it, naming the field.
 
 // overfullJSON returns the first list or map of raw, the JSON object of a
-// message of md, its own or its messages', holding more elements than its
-// field's bound; nil if none does, or if raw is not the object of such a
-// message (the decoder then says why). raw must be one valid JSON value
-// (json.Decoder.Decode into a json.RawMessage checked it): it is scanned
-// once, byte by byte, allocating only for the keys of objects. Its depth is
+// message of md, whose elements in all of raw are more than its bound; nil
+// if none is, or if raw is not the object of such a message (the decoder
+// then says why). raw must be one valid JSON value (json.Decoder.Decode
+// into a json.RawMessage checked it): it is scanned once, byte by byte,
+// allocating for the keys of objects and the answer's path. Its depth is
 // bounded by the schema (ledger.v1 has no recursive message; well-known
 // types and what is not a field are skipped without recursion).
 func overfullJSON(md protoreflect.MessageDescriptor, raw []byte) *grpcapi.OverfullError {
-	s := &jsonScan{b: raw}
-	return s.object(md, "")
+	s := &jsonScan{b: raw, counts: map[protoreflect.FieldDescriptor]int{}}
+	return s.object(md, 1)
 }
 
-// jsonScan reads a valid JSON value: at i, the next byte to read.
+// jsonScan reads a valid JSON value: at i, the next byte to read; counts
+// are the elements of each repeated field met so far.
 type jsonScan struct {
-	b []byte
-	i int
+	b      []byte
+	i      int
+	counts map[protoreflect.FieldDescriptor]int
 }
 
 // next is the next byte that is not white space, not taken; 0 at the end.
@@ -49,8 +51,9 @@ func (s *jsonScan) next() byte {
 	return 0
 }
 
-// object is overfullJSON of the value at s.i, skipped if not an object.
-func (s *jsonScan) object(md protoreflect.MessageDescriptor, prefix string) *grpcapi.OverfullError {
+// object is overfullJSON of the value at s.i, a message of md within lists
+// whose bounds multiply to outer; skipped if not an object.
+func (s *jsonScan) object(md protoreflect.MessageDescriptor, outer int) *grpcapi.OverfullError {
 	if s.next() != '{' {
 		s.skip()
 		return nil
@@ -81,9 +84,11 @@ func (s *jsonScan) object(md protoreflect.MessageDescriptor, prefix string) *grp
 		case fd == nil:
 			s.skip()
 		case fd.IsList() || fd.IsMap():
-			over = s.list(fd, join(prefix, string(fd.Name())))
+			over = s.list(fd, outer)
 		case fd.Kind() == protoreflect.MessageKind && !wellKnown(fd.Message()):
-			over = s.object(fd.Message(), join(prefix, string(fd.Name())))
+			if over = s.object(fd.Message(), outer); over != nil {
+				over.Field = string(fd.Name()) + "." + over.Field
+			}
 		default:
 			s.skip()
 		}
@@ -93,9 +98,9 @@ func (s *jsonScan) object(md protoreflect.MessageDescriptor, prefix string) *grp
 	}
 }
 
-// list counts the elements of the list or map of fd at s.i, and searches
-// into the messages of a list.
-func (s *jsonScan) list(fd protoreflect.FieldDescriptor, path string) *grpcapi.OverfullError {
+// list counts the elements of the list or map of fd at s.i, within lists
+// whose bounds multiply to outer, and searches into the messages of a list.
+func (s *jsonScan) list(fd protoreflect.FieldDescriptor, outer int) *grpcapi.OverfullError {
 	open, end := byte('['), byte(']')
 	if fd.IsMap() {
 		open, end = '{', '}'
@@ -105,16 +110,13 @@ func (s *jsonScan) list(fd protoreflect.FieldDescriptor, path string) *grpcapi.O
 		return nil
 	}
 	s.i++
-	limit := grpcapi.RepeatedMax(fd)
+	own := grpcapi.RepeatedMax(fd)
+	limit := own * outer
 	messages := fd.IsList() && fd.Kind() == protoreflect.MessageKind && !wellKnown(fd.Message())
-	n := 0
 	for {
 		switch s.next() {
 		case end:
 			s.i++
-			if n > limit {
-				return &grpcapi.OverfullError{Field: path, N: n, Max: limit}
-			}
 			return nil
 		case ',':
 			s.i++
@@ -129,9 +131,12 @@ func (s *jsonScan) list(fd protoreflect.FieldDescriptor, path string) *grpcapi.O
 			}
 			s.i++
 		}
-		n++
-		if messages && n <= limit {
-			if over := s.object(fd.Message(), fmt.Sprintf("%s[%d]", path, n-1)); over != nil {
+		if s.counts[fd]++; s.counts[fd] > limit {
+			return &grpcapi.OverfullError{Field: string(fd.Name()), N: s.counts[fd], Max: limit}
+		}
+		if messages {
+			if over := s.object(fd.Message(), outer*own); over != nil {
+				over.Field = string(fd.Name()) + "[]." + over.Field
 				return over
 			}
 			continue

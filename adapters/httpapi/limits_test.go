@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,12 +144,12 @@ func TestGatewayBodyBoundPerRoute(t *testing.T) {
 	}
 }
 
-// TestGatewayMetersSlowBodies: a body sent slowly takes room among the
-// bodies in flight as its bytes arrive, not its route's whole bound: while
-// a chunked body has sent a few bytes, another call's body still finds
-// room in a budget of one route's bound.
+// TestGatewayMetersSlowBodies: a chunked body takes room among the bodies
+// in flight as its bytes arrive (1 MiB at first), not its route's whole
+// bound: while one has sent a few bytes, another call's body of 2 MiB still
+// finds room in a budget of one route's bound, 4 MiB.
 func TestGatewayMetersSlowBodies(t *testing.T) {
-	const bodyMax = 1 << 20
+	const bodyMax = 4 << 20
 	_, hs := serve(t, httpapi.Options{BodyMax: bodyMax, BodiesInFlightMax: bodyMax, BodyWait: 200 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -170,11 +171,11 @@ func TestGatewayMetersSlowBodies(t *testing.T) {
 	if _, err := io.WriteString(pw, `{"transfers": [`); err != nil { // read: the slow body holds room
 		t.Fatal(err)
 	}
-	body := `{"transfers":[]}` + strings.Repeat(" ", 256<<10)
+	body := `{"transfers":[]}` + strings.Repeat(" ", 2<<20)
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) { // the slow call's headers may come after this call's
 		if code, out := do(t, hs, "POST", "/v1/ledgers/demo/transfers", body); code == http.StatusTooManyRequests {
-			t.Fatalf("a body of 256 KiB while a slow one sent 15 bytes: %d %s", code, out)
+			t.Fatalf("a body of 2 MiB while a slow one sent 15 bytes: %d %s", code, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -203,5 +204,51 @@ func TestGatewayImportIdle(t *testing.T) {
 	out, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(out), "sent nothing for 300ms") {
 		t.Errorf("an idle import: %d %s, want 400 saying it sent nothing", resp.StatusCode, out)
+	}
+}
+
+// TestGatewayConcurrentBodiesDoNotStarve: four bodies of 1 MiB, their
+// length declared, arrive at once in a budget of 2 MiB, each sent in two
+// parts: two take their room, two wait for it holding none, and all four
+// are answered (bodies that each held part of the budget while waiting for
+// more waited for one another until refused).
+func TestGatewayConcurrentBodiesDoNotStarve(t *testing.T) {
+	const bodyMax = 1 << 20
+	_, hs := serve(t, httpapi.Options{BodyMax: bodyMax, BodiesInFlightMax: 2 * bodyMax, BodyWait: 2 * time.Second})
+	body := `{"transfers":[` + strings.Repeat(" ", bodyMax-len(`{"transfers":[]}`)) + `]}`
+	const n = 4
+	codes := make([]int, n)
+	outs := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			pr, pw := io.Pipe()
+			go func() {
+				_, _ = io.WriteString(pw, body[:300<<10])
+				time.Sleep(300 * time.Millisecond)
+				_, _ = io.WriteString(pw, body[300<<10:])
+				pw.Close()
+			}()
+			req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/ledgers/demo/transfers", pr)
+			req.ContentLength = int64(len(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := hs.Client().Do(req)
+			if err != nil {
+				codes[i], outs[i] = -1, err.Error()
+				pr.CloseWithError(err)
+				return
+			}
+			out, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			codes[i], outs[i] = resp.StatusCode, string(out)
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if codes[i] == http.StatusTooManyRequests || codes[i] < 0 {
+			t.Errorf("body %d of 4 × 1 MiB in a 2 MiB budget: %d %.200s, want an answer once the first two are read", i, codes[i], outs[i])
+		}
 	}
 }
