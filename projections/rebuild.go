@@ -223,8 +223,16 @@ func (rb *Rebuild) dropStaleShadow(ctx context.Context) error {
 		var version int
 		err := tx.QueryRow(ctx, `SELECT version FROM projection_checkpoints WHERE ledger = $1 AND projection = $2 FOR UPDATE`,
 			rb.shadow(), rb.proj.Name()).Scan(&version)
-		if errors.Is(err, pgx.ErrNoRows) || err == nil && version == rb.proj.Version() {
+		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
+		}
+		if err == nil && version == rb.proj.Version() {
+			// A fault an earlier run's shadow runner recorded is its own:
+			// this run's records it again if the log still holds it (follow
+			// ends on it), not on the word of the last.
+			_, err = tx.Exec(ctx, `UPDATE projection_checkpoints SET fault = NULL, fault_at = NULL WHERE ledger = $1 AND projection = $2`,
+				rb.shadow(), rb.proj.Name())
+			return err
 		}
 		if err != nil {
 			return fmt.Errorf("shadow of %s: %w", rb.proj.Name(), err)

@@ -330,6 +330,39 @@ func TestRebuildStopsOnARewrittenEvent(t *testing.T) {
 	waitFor(t, live, head)
 	live.stop()
 	e.rebuildOverARewrittenEvent(proj, head, "the shadow stopped at 0")
+	// Once the log is repaired, a rebuild runs again: the fault the failed
+	// run's shadow recorded is not taken for this run's.
+	testenv.NoError(t, pgx.BeginFunc(t.Context(), e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(t.Context(), `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(t.Context(), `UPDATE events SET command_id = left(command_id, -length('-rewritten')) WHERE ledger = $1 AND position = $2`,
+			e.ledger, head)
+		return err
+	}))
+	// The shadow runner's first batch waits (its tables locked), as a large
+	// one takes a while: the fault of the run before must not be read as
+	// this run's meanwhile.
+	lock, err := e.pool.Begin(t.Context())
+	testenv.NoError(t, err)
+	for _, table := range proj.Tables() {
+		_, err := lock.Exec(t.Context(), `LOCK TABLE `+pgx.Identifier{table}.Sanitize()+` IN SHARE MODE`)
+		testenv.NoError(t, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	_, _ = projections.NewRebuild(e.pool, e.store, e.ledger, proj, testLogger(t)).Run(ctx, func(projections.Progress) { cancel() })
+	cancel()
+	testenv.NoError(t, lock.Rollback(t.Context()))
+	var fault *string
+	testenv.NoError(t, e.pool.QueryRow(t.Context(), `SELECT fault FROM projection_checkpoints WHERE ledger = $1 AND projection = $2`,
+		e.ledger+projections.ShadowSuffix, proj.Name()).Scan(&fault))
+	if fault != nil {
+		t.Errorf("the shadow's fault once a rebuild began again: %q, want none (the run before recorded it)", *fault)
+	}
+	at, err := projections.NewRebuild(e.pool, e.store, e.ledger, proj, testLogger(t)).Run(t.Context(), func(projections.Progress) {})
+	if err != nil || at != head {
+		t.Fatalf("a rebuild once the log is repaired: swapped at %d, %v; want %d", at, err, head)
+	}
 }
 
 // TestRebuildSwapChecksTheChain: the stretch a swap applies itself, past
