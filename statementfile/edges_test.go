@@ -222,11 +222,12 @@ func TestJSONKeyGivenTwice(t *testing.T) {
 	for _, line := range []string{
 		`{"external_id":"a1","amount":"1.00","amount":"1000.00","direction":"credit","value_date":"2026-03-02"}`,
 		`{"external_id":"a1","amount":"1.00","direction":"credit","value_date":"2026-03-02","Amount":1000}`,
+		`{"external_id":"a1","amount":"1.00","direction":"credit","value_date":"2026-03-02","description":"a","deſcription":"b"}`,
 	} {
 		_, err := Check(strings.NewReader(line+"\n"), jsonOpts(), nil)
 		var se *Error
-		if !errors.As(err, &se) || !errors.Is(err, ErrSyntax) || !strings.EqualFold(se.Field, "amount") || !strings.Contains(err.Error(), "twice") {
-			t.Errorf("%s: %v, want ErrSyntax naming amount, given twice", line, err)
+		if !errors.As(err, &se) || !errors.Is(err, ErrSyntax) || se.Field == "" || !strings.Contains(err.Error(), "twice") {
+			t.Errorf("%s: %v, want ErrSyntax naming the field given twice", line, err)
 		}
 	}
 	ok := `{"external_id":"a1","amount":"1.00","direction":"credit","value_date":"2026-03-02","reference":"amount","description":"amount"}`

@@ -24,6 +24,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/ledgerd/ledger/domain"
@@ -609,7 +610,7 @@ func duplicateKey(b []byte) (string, bool) {
 			continue
 		case string:
 			if depth == 1 && key {
-				folded := strings.ToLower(t)
+				folded := foldKey(t)
 				if seen[folded] {
 					return t, true
 				}
@@ -622,6 +623,21 @@ func duplicateKey(b []byte) (string, bool) {
 			key = true // a scalar value read: a key is next
 		}
 	}
+}
+
+// foldKey is k with each letter the least of its Unicode simple case
+// folding orbit: two keys encoding/json matches to one field (it folds as
+// bytes.EqualFold does, so "ſ" is "s") have one foldKey.
+func foldKey(k string) string {
+	var b strings.Builder
+	for _, r := range k {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 // amountAndDirection reads a positive amount and a direction column.
