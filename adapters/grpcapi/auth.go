@@ -134,9 +134,10 @@ type Auth struct {
 	logger   *slog.Logger
 	failures *failureLimiter
 	// OnAuthenticated, when set, is told the remote address (host:port)
-	// of each call authenticated by TapHandle (internal/daemon keeps such
-	// connections over idle ones without a key).
-	OnAuthenticated func(remote string)
+	// and the key id of each call authenticated by TapHandle
+	// (internal/daemon keeps such connections over idle ones without a
+	// key, within a share per key).
+	OnAuthenticated func(remote, key string)
 	// OnRefused, when set, is told the code of each call TapHandle refuses
 	// (such calls never reach the interceptors, metrics' included).
 	OnRefused func(code codes.Code)
@@ -175,7 +176,7 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 		return nil, err
 	}
 	if a.OnAuthenticated != nil && remote != "" {
-		a.OnAuthenticated(remote)
+		a.OnAuthenticated(remote, key.ID)
 	}
 	// For RecvBudget's share per key, and for the interceptors: the key
 	// was verified and permitted for this method from these headers, so

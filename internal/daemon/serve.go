@@ -144,7 +144,7 @@ func (m *Main) serve() error {
 	gwOpts := httpapi.Options{DialOptions: append(gatewayDialOptions(tlsCfg), m.tracingDialOptions()...)}
 	if m.auth != nil {
 		gwOpts.Authorize = func(r *http.Request, method string) error {
-			_, err := m.auth.AuthenticateFor(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"), method)
+			key, err := m.auth.AuthenticateFor(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"), method)
 			if err != nil {
 				// Refused before its body is read, by its key or its
 				// method's role, as TapHandle refuses a gRPC call:
@@ -152,7 +152,7 @@ func (m *Main) serve() error {
 				m.auth.OnRefused(status.Code(err))
 				return err
 			}
-			httpConns.authenticated(r.RemoteAddr)
+			httpConns.authenticated(r.RemoteAddr, key.ID)
 			return nil
 		}
 	}
@@ -200,7 +200,7 @@ func (m *Main) console(conns *connLimitListener) http.Handler {
 			if err != nil {
 				return console.Identity{}, err
 			}
-			conns.authenticated(r.RemoteAddr)
+			conns.authenticated(r.RemoteAddr, k.ID)
 			id := console.Identity{ID: k.ID, Roles: make([]string, len(k.Roles)), Ledgers: k.Ledgers}
 			for i, role := range k.Roles {
 				id.Roles[i] = string(role)
