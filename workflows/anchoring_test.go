@@ -24,21 +24,7 @@ import (
 func TestAnchoringAnEarlierHeadIsCovered(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(t))
-	testenv.NoError(t, err)
-	t.Cleanup(pool.Close)
-	store := eventstore.New(pool)
-	ledger := testenv.Name(t)
-	var recs []eventstore.Record
-	var prev eventstore.Hash
-	for p := uint64(1); p <= 3; p++ {
-		r := eventstore.Record{Ledger: ledger, Position: p, Type: "AssetDefined", SchemaVersion: 1,
-			RecordedAt: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC), CommandID: fmt.Sprintf("C%d", p),
-			Payload: []byte(fmt.Sprintf(`{"code":"C%d","scale":2}`, p))}
-		r.Seal(prev)
-		prev = r.Hash
-		recs = append(recs, r)
-	}
+	pool, store, ledger, recs := sealedLog(t, 3)
 	testenv.NoError(t, store.Append(ctx, ledger, 0, eventstore.Hash{}, recs[:2]))
 	a := workflows.NewAnchoring(store, anchor.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))), nil,
 		&anchorfile.Sink{Dir: t.TempDir()})
@@ -55,7 +41,7 @@ func TestAnchoringAnEarlierHeadIsCovered(t *testing.T) {
 	}
 	// The log rewritten under 3 (its last event re-sealed otherwise): a
 	// listing of 2 is no longer covered.
-	_, err = pool.Exec(ctx, `ALTER TABLE events DISABLE TRIGGER events_no_update_delete`)
+	_, err := pool.Exec(ctx, `ALTER TABLE events DISABLE TRIGGER events_no_update_delete`)
 	testenv.NoError(t, err)
 	_, err = pool.Exec(ctx, `UPDATE events SET hash = $3 WHERE ledger = $1 AND position = $2`, ledger, 3, make([]byte, 32))
 	testenv.NoError(t, err)
@@ -65,3 +51,25 @@ func TestAnchoringAnEarlierHeadIsCovered(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+// sealedLog returns a store on a migrated database of its own, its pool, a
+// ledger name of the test's, and n records of that ledger (assets C1..Cn)
+// sealed in a chain from position 1, not appended.
+func sealedLog(t *testing.T, n int) (*pgxpool.Pool, *eventstore.Store, string, []eventstore.Record) {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), testenv.MigratedPostgresURL(t))
+	testenv.NoError(t, err)
+	t.Cleanup(pool.Close)
+	ledger := testenv.Name(t)
+	var recs []eventstore.Record
+	var prev eventstore.Hash
+	for p := uint64(1); p <= uint64(n); p++ {
+		r := eventstore.Record{Ledger: ledger, Position: p, Type: "AssetDefined", SchemaVersion: 1,
+			RecordedAt: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC), CommandID: fmt.Sprintf("C%d", p),
+			Payload: []byte(fmt.Sprintf(`{"code":"C%d","scale":2}`, p))}
+		r.Seal(prev)
+		prev = r.Hash
+		recs = append(recs, r)
+	}
+	return pool, eventstore.New(pool), ledger, recs
+}

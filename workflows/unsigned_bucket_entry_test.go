@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -47,21 +46,7 @@ func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l
 // served as the head's anchor ("head signed: yes" on the console).
 func TestUnsignedBucketEntryBlocksAnchor(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(t))
-	testenv.NoError(t, err)
-	t.Cleanup(pool.Close)
-	store := eventstore.New(pool)
-	ledger := testenv.Name(t)
-	var recs []eventstore.Record
-	var prev eventstore.Hash
-	for p := uint64(1); p <= 2; p++ {
-		r := eventstore.Record{Ledger: ledger, Position: p, Type: "AssetDefined", SchemaVersion: 1,
-			RecordedAt: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC), CommandID: fmt.Sprintf("C%d", p),
-			Payload: []byte(fmt.Sprintf(`{"code":"C%d","scale":2}`, p))}
-		r.Seal(prev)
-		prev = r.Hash
-		recs = append(recs, r)
-	}
+	_, store, ledger, recs := sealedLog(t, 2)
 	nc, err := nats.Connect(testenv.NATSURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -121,15 +106,8 @@ func TestUnsignedBucketEntryBlocksAnchor(t *testing.T) {
 // which whoever writes NATS cannot reach.
 func TestAnchoringConflictWritesTheFileToo(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.MigratedPostgresURL(t))
-	testenv.NoError(t, err)
-	t.Cleanup(pool.Close)
-	store := eventstore.New(pool)
-	ledger := testenv.Name(t)
-	r := eventstore.Record{Ledger: ledger, Position: 1, Type: "AssetDefined", SchemaVersion: 1,
-		RecordedAt: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC), CommandID: "C1", Payload: []byte(`{"code":"C1","scale":2}`)}
-	r.Seal(eventstore.Hash{})
-	testenv.NoError(t, store.Append(ctx, ledger, 0, eventstore.Hash{}, []eventstore.Record{r}))
+	_, store, ledger, recs := sealedLog(t, 1)
+	testenv.NoError(t, store.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
 	nc, err := nats.Connect(testenv.NATSURL(t))
 	testenv.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -146,7 +124,7 @@ func TestAnchoringConflictWritesTheFileToo(t *testing.T) {
 	if _, err := a.Anchor(ctx, ledger); !errors.Is(err, anchor.ErrConflict) {
 		t.Errorf("the head under another trusted hash in the bucket: %v, want anchor.ErrConflict", err)
 	}
-	if last, ok, err := file.Last(ledger); err != nil || !ok || last.Position != 1 || last.Hash != r.Hash {
+	if last, ok, err := file.Last(ledger); err != nil || !ok || last.Position != 1 || last.Hash != recs[0].Hash {
 		t.Errorf("the file sink: %+v, %v, %v; want the head's anchor", last, ok, err)
 	}
 }

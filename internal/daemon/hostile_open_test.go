@@ -123,17 +123,9 @@ func TestHeaderBoundsLeaveRoomForMetadata(t *testing.T) {
 func TestUnauthenticatedHealthCheckNotRead(t *testing.T) {
 	t.Parallel()
 	h := start(t)
-	var written atomic.Int64
-	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-			return countingConn{Conn: c, written: &written}, err
-		}))
-	testenv.NoError(t, err)
-	defer conn.Close()
+	conn, written := keylessCountingClient(t, h)
 	hc := healthpb.NewHealthClient(conn)
-	_, err = hc.Check(ctx(t), &healthpb.HealthCheckRequest{Service: strings.Repeat("s", 48<<20)})
+	_, err := hc.Check(ctx(t), &healthpb.HealthCheckRequest{Service: strings.Repeat("s", 48<<20)})
 	wantCode(t, "Health/Check of 48 MiB", err, codes.ResourceExhausted)
 	if n := written.Load(); n > unreadMax {
 		t.Errorf("without a key, the server read %d MiB of a 48 MiB Health/Check request (want at most %d MiB)",
@@ -159,15 +151,7 @@ func TestUnauthenticatedHealthCheckNotRead(t *testing.T) {
 func TestUnauthenticatedHealthWatchBounded(t *testing.T) {
 	t.Parallel()
 	h := start(t)
-	var written atomic.Int64
-	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-			return countingConn{Conn: c, written: &written}, err
-		}))
-	testenv.NoError(t, err)
-	defer conn.Close()
+	conn, written := keylessCountingClient(t, h)
 	w, err := healthpb.NewHealthClient(conn).Watch(ctx(t),
 		&healthpb.HealthCheckRequest{Service: strings.Repeat("s", grpcapi.RecvMaxSmall-64)})
 	testenv.NoError(t, err)
@@ -266,4 +250,20 @@ func TestReadyzWithoutKeyCostsNoQueries(t *testing.T) {
 		t.Errorf("%d unauthenticated /readyz requests cost PostgreSQL about %d connections' loans (%.1f each)",
 			requests, busy-idle, float64(busy-idle)/requests)
 	}
+}
+
+// keylessCountingClient is a connection to h's gRPC server without a key,
+// sending messages up to 64 MiB, and the bytes it has written.
+func keylessCountingClient(t *testing.T, h *harness) (*grpc.ClientConn, *atomic.Int64) {
+	t.Helper()
+	written := new(atomic.Int64)
+	conn, err := grpc.NewClient(h.m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			return countingConn{Conn: c, written: written}, err
+		}))
+	testenv.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn, written
 }
