@@ -24,8 +24,9 @@ type AuditServer struct {
 	// wires holds the buffers of the messages ReadEvents and
 	// ReadStatementLines encode themselves.
 	wires *bufferPool
-	// linesStallMax replaces StatementLinesStallMax when set (tests).
-	linesStallMax time.Duration
+	// linesStallMax and streamStallMax replace StatementLinesStallMax and
+	// StreamStallMax when set (tests).
+	linesStallMax, streamStallMax time.Duration
 }
 
 // NewAuditServer returns an AuditServer over the event store and the read

@@ -43,13 +43,14 @@ const (
 // sent and statementLinesAhead more; when the client takes none for
 // StatementLinesStallMax, the read ends, its snapshot and connection are
 // let go, and the stream fails once what was read is sent. The stream
-// itself (one of StatementLinesStreamsMax) lasts as long as its client
-// keeps it.
+// itself (one of StatementLinesStreamsMax) ends when its client takes no
+// message for StreamStallMax.
 //
 // Errors: InvalidArgument (to_position 0); as ListStatement's wait for a
 // min_position (NotFound, a position past the head, not reached in
 // time); DataLoss for a stored text that is not UTF-8; Aborted for a
-// client that read nothing for StatementLinesStallMax; the stream's.
+// client that read nothing for StatementLinesStallMax or StreamStallMax;
+// the stream's.
 func (s *AuditServer) ReadStatementLines(req *ledgerv1.ReadStatementLinesRequest,
 	stream grpc.ServerStreamingServer[ledgerv1.ReadStatementLinesResponse]) error {
 	if req.GetToPosition() == 0 {
@@ -88,17 +89,22 @@ func (s *AuditServer) ReadStatementLines(req *ledgerv1.ReadStatementLinesRequest
 			readErr = statusOf(err)
 		}
 	}()
+	// A client that stops reading loses the stream (StreamStallMax), not
+	// only the read.
+	sender := newStallSender(stream, "statement lines of "+req.GetLedger(), s.streamStallMax)
+	defer sender.stop()
 	var sendErr error
 	for m := range ahead {
 		if sendErr == nil {
-			// The server's codec sends encoded messages as they are; gRPC
-			// puts the buffer back once written.
-			if sendErr = stream.SendMsg(m); sendErr != nil {
+			if sendErr = sender.send(m); sendErr != nil {
 				cancel() // the read stops; what it queued is let go
 			}
 			continue
 		}
 		m.release()
+	}
+	if sendErr == nil {
+		sendErr = sender.finish()
 	}
 	return cmp.Or(sendErr, readErr)
 }

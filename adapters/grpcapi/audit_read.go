@@ -147,8 +147,8 @@ func (l *CallsLimit) release(key string, keyed bool) {
 // Errors: InvalidArgument on ledger (malformed or unknown) and on
 // from_position (after to_position); DataLoss for a stored payload (or
 // type, command id, ledger) that is not UTF-8 (a proto string cannot carry
-// it); Canceled or DeadlineExceeded with the call; Internal for a database
-// error.
+// it); Aborted for a client that read nothing for StreamStallMax; Canceled
+// or DeadlineExceeded with the call; Internal for a database error.
 func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]) error {
 	ctx := stream.Context()
 	ledger, from, to := req.GetLedger(), max(req.GetFromPosition(), 1), req.GetToPosition()
@@ -171,7 +171,10 @@ func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.Se
 	defer cancel()
 	pages := make(chan readPage, 1)
 	go s.readPages(ctx, ledger, from, to, pages)
-	out := &eventSender{stream: stream, pool: s.wires}
+	// A client that stops reading loses the stream (StreamStallMax).
+	sender := newStallSender(stream, "events of "+ledger, s.streamStallMax)
+	defer sender.stop()
+	out := &eventSender{send: sender.send, pool: s.wires}
 	for page := range pages {
 		if page.err != nil {
 			return page.err
@@ -182,7 +185,10 @@ func (s *AuditServer) ReadEvents(req *ledgerv1.ReadEventsRequest, stream grpc.Se
 			}
 		}
 	}
-	return out.flush()
+	if err := out.flush(); err != nil {
+		return err
+	}
+	return sender.finish()
 }
 
 // readPage is a page of the log, or the error that ended the reading.
@@ -218,7 +224,7 @@ func (s *AuditServer) readPages(ctx context.Context, ledger string, from, to uin
 
 // eventSender batches events into messages within the bounds.
 type eventSender struct {
-	stream grpc.ServerStreamingServer[ledgerv1.ReadEventsResponse]
+	send   func(*encodedMessage) error
 	pool   *bufferPool
 	wire   []byte
 	events int
@@ -257,8 +263,7 @@ func (o *eventSender) flush() error {
 	if o.events == 0 {
 		return nil
 	}
-	// The server's codec sends encoded messages as they are.
-	err := o.stream.SendMsg(&encodedMessage{wire: o.wire, pool: o.pool})
+	err := o.send(&encodedMessage{wire: o.wire, pool: o.pool})
 	o.wire, o.events = nil, 0
 	return err
 }
