@@ -138,9 +138,49 @@ func TestVerifyAnchorsResealedForgery(t *testing.T) {
 	h, ledger, _, head := startLedger(t, 9, 30)
 	s := newSigner(t)
 	as := h.sign(t, s, ledger, 3, head-6, head)
-	forged := head - 8
+	h.reseal(t, ledger, head-8, head)
+
+	rep, err := audit.Verify(ctx(t), h.storeLog(ledger), nil, audit.Options{})
+	testenv.NoError(t, err)
+	mustClean(t, "the re-sealed chain alone", rep)
+	rep, err = audit.Verify(ctx(t), h.storeLog(ledger), nil, audit.Options{Anchors: as, Keyring: anchor.NewKeyring(s.Public())})
+	testenv.NoError(t, err)
+	mustDiverge(t, rep, audit.KindAnchor, head-6, "hash")
+}
+
+// A verification from P starts from the prev_hash stored at P: a signed
+// anchor at P-1 confirms it, and refutes it when history before P was
+// rewritten and re-sealed through the head (the chain from P on is then
+// intact, and without the anchor it verifies clean).
+func TestVerifyFromChecksTheAnchorBefore(t *testing.T) {
+	h, ledger, _, head := startLedger(t, 12, 30)
+	s := newSigner(t)
+	from := head - 6
+	as := h.sign(t, s, ledger, from-1)
+	ring := anchor.NewKeyring(s.Public())
+	rep, err := audit.Verify(ctx(t), h.storeLog(ledger), nil, audit.Options{From: from, Anchors: as, Keyring: ring})
+	testenv.NoError(t, err)
+	mustClean(t, "from P, anchored at P-1", rep)
+	if rep.Anchors != 1 || !rep.AnchorSigned {
+		t.Fatalf("%d anchors checked, anchor signed %v: want the anchor at P-1 checked", rep.Anchors, rep.AnchorSigned)
+	}
+
+	h.reseal(t, ledger, from-4, head)
+	rep, err = audit.Verify(ctx(t), h.storeLog(ledger), nil, audit.Options{From: from})
+	testenv.NoError(t, err)
+	mustClean(t, "from P, re-sealed before P, no anchors", rep)
+	rep, err = audit.Verify(ctx(t), h.storeLog(ledger), nil, audit.Options{From: from, Anchors: as, Keyring: ring})
+	testenv.NoError(t, err)
+	mustDiverge(t, rep, audit.KindAnchor, from-1, "hash")
+}
+
+// reseal rewrites the events from..head of ledger (another command id at
+// from) and seals them again, the head row with them: a rewritten history
+// whose chain verifies.
+func (h *harness) reseal(t *testing.T, ledger string, from, head uint64) {
+	t.Helper()
 	store := eventstore.New(h.pool)
-	recs, err := store.Read(ctx(t), ledger, forged, int(head-forged+1))
+	recs, err := store.Read(ctx(t), ledger, from, int(head-from+1))
 	testenv.NoError(t, err)
 	prev := recs[0].PrevHash
 	recs[0].CommandID = "forged"
@@ -163,13 +203,6 @@ func TestVerifyAnchorsResealedForgery(t *testing.T) {
 		return err
 	})
 	testenv.NoError(t, err)
-
-	rep, err := audit.Verify(ctx(t), h.storeLog(ledger), nil, audit.Options{})
-	testenv.NoError(t, err)
-	mustClean(t, "the re-sealed chain alone", rep)
-	rep, err = audit.Verify(ctx(t), h.storeLog(ledger), nil, audit.Options{Anchors: as, Keyring: anchor.NewKeyring(s.Public())})
-	testenv.NoError(t, err)
-	mustDiverge(t, rep, audit.KindAnchor, head-6, "hash")
 }
 
 // A database rolled back to an earlier state, then written again: the

@@ -125,6 +125,10 @@ type Report struct {
 	// From, on which the chain was anchored: it must be the LastHash of a
 	// verification up to From-1.
 	Anchor string `json:"anchor,omitempty"`
+	// AnchorSigned says Anchor is the hash of a signed anchor at From-1
+	// (Options.Anchors): the chain's start is confirmed, not taken from
+	// the log.
+	AnchorSigned bool `json:"anchor_signed,omitempty"`
 	// Replayed says the log was folded through the domain and the
 	// projections compared (only from position 1).
 	Replayed bool `json:"replayed"`

@@ -45,7 +45,8 @@ func (c *client) auditLog(in string) (audit.Log, error) {
 // auditVerify checks the log (gapless, every hash, every link), replays it
 // through the domain and compares the projections with the replay. With
 // --from after 1 only the chain is checked, anchored on that event's stored
-// prev_hash: balances need the log from position 1. With --in it verifies an
+// prev_hash (confirmed by a signed anchor at --from - 1 when --anchors holds
+// one): balances need the log from position 1. With --in it verifies an
 // export, the log alone.
 func (c *client) auditVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -118,7 +119,10 @@ func (c *client) printReport(r *audit.Report) error {
 		head = "head " + strconv.FormatUint(r.Head, 10)
 	}
 	fmt.Fprintf(tw, "log\tpositions %d..%d (%s): %d events, gapless, every hash and link checked\n", r.From, r.To, head, r.Events)
-	if r.Anchor != "" {
+	switch {
+	case r.Anchor != "" && r.AnchorSigned:
+		fmt.Fprintf(tw, "anchor\t%s (the prev_hash of position %d: the hash signed at %d)\n", r.Anchor, r.From, r.From-1)
+	case r.Anchor != "":
 		fmt.Fprintf(tw, "anchor\t%s (the prev_hash of position %d: the last hash of a verification up to %d)\n",
 			r.Anchor, r.From, r.From-1)
 	}
