@@ -35,13 +35,15 @@ type stallSender struct {
 	// message sent, or SendMsg's error.
 	done  chan error
 	timer *time.Timer
-	// err is the sender's outcome once known; closed says msgs is.
+	// err is the sender's outcome once known: the goroutine's error, or
+	// Aborted (a stall); closed says msgs is.
 	err    error
 	closed bool
 }
 
 // newStallSender starts the goroutine that sends stream's messages; stall
-// is StreamStallMax when 0. Its caller must call stop before it returns.
+// is StreamStallMax when 0. Its caller must call stop (or finish) before it
+// returns.
 func newStallSender(stream grpc.ServerStream, what string, stall time.Duration) *stallSender {
 	s := &stallSender{stream: stream, what: what, stall: cmp.Or(stall, StreamStallMax),
 		msgs: make(chan *encodedMessage), done: make(chan error, 1)}
@@ -93,26 +95,30 @@ func (s *stallSender) send(m *encodedMessage) error {
 //
 // Errors: as send's.
 func (s *stallSender) finish() error {
-	if s.err != nil {
-		return s.err
-	}
 	s.stop()
+	return s.err
+}
+
+// stop stops the goroutine once the message it is sending is sent, waiting
+// for that within the stall bound: a handler that returns while SendMsg
+// runs would end the stream under it. When the stream stalled already, it
+// does not wait: SendMsg is blocked, and only the handler's return, which
+// ends the stream, makes it return. Handlers defer it.
+func (s *stallSender) stop() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	close(s.msgs)
+	if s.err != nil {
+		return // the goroutine ended with it, or is blocked (stalled)
+	}
 	s.timer.Reset(s.stall)
 	defer s.timer.Stop()
 	select {
 	case s.err = <-s.done:
 	case <-s.timer.C:
 		s.err = s.stalled()
-	}
-	return s.err
-}
-
-// stop lets the goroutine end: at once when its SendMsg is not blocked,
-// else once the handler's return ends the stream.
-func (s *stallSender) stop() {
-	if !s.closed {
-		s.closed = true
-		close(s.msgs)
 	}
 }
 
