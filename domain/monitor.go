@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -418,6 +419,13 @@ func decideRule(s *State, c *DefineRule) (Event, error) {
 	prior, exists := s.monitor.rules[r.ID]
 	if exists && prior.Rule.equal(&r) {
 		return nil, &ExistsError{Position: prior.Position}
+	}
+	// An alert's id joins the rule's id and the account's with ':' (both
+	// may hold it): rule "a" on account "b:c" and rule "a:b" on account "c"
+	// would raise one id. New rules may not hold it; a rule a log already
+	// defines may still change.
+	if !exists && strings.Contains(r.ID, ":") {
+		return nil, fieldErrf("id", ErrInvalidField, "%q holds ':', which alert ids use to join a rule's id to an account's", r.ID)
 	}
 	if !exists && len(s.monitor.rules) >= RulesMax {
 		return nil, fieldErrf("id", ErrInvalidField, "the ledger has %d rules, at most %d", len(s.monitor.rules), RulesMax)

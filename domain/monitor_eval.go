@@ -53,10 +53,14 @@ type evalAccount struct {
 }
 
 type evalRuleState struct {
-	rings          postingRings
-	past           bool
-	pastKnown      bool
-	counterparties map[string]struct{}
+	rings postingRings
+	// past says the balance is past a crossing's level, as of the rule's
+	// version pastVersion: a new version (a level or a direction changed,
+	// the rule disabled and enabled again) learns it anew from the next
+	// movement's starting balance, as a new rule does.
+	past, pastKnown bool
+	pastVersion     uint32
+	counterparties  map[string]struct{}
 }
 
 // Alert is what a rule that fired records.
@@ -236,6 +240,9 @@ func (f *firing) rule(r *RuleVersion, postings []Posting, counted bool) {
 				continue
 			}
 			st := a.state(r.Rule.ID)
+			if st.pastVersion != r.Version {
+				st.pastKnown, st.pastVersion = false, r.Version
+			}
 			past := func(u Units) bool {
 				if b.Crossing == CrossingBelow {
 					return u.Cmp(b.Level.Units) < 0

@@ -3,7 +3,6 @@ package projections_test
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -22,20 +21,7 @@ import (
 func TestAccountIDsInByteOrderWhateverTheLocale(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := testenv.PostgresURL(t)
-	admin, err := pgx.Connect(ctx, url)
-	testenv.NoError(t, err)
-	defer admin.Close(ctx)
-	name := strings.ToLower(testenv.Name(t)) + "_icu"
-	if _, err := admin.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()+
-		` TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LC_COLLATE 'C' LC_CTYPE 'C'`); err != nil {
-		t.Skipf("this PostgreSQL makes no ICU database: %v", err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), `DROP DATABASE `+pgx.Identifier{name}.Sanitize()) })
-	cfg, err := pgxpool.ParseConfig(url)
-	testenv.NoError(t, err)
-	cfg.ConnConfig.Database = name
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.New(ctx, testenv.LinguisticPostgresURL(t))
 	testenv.NoError(t, err)
 	defer pool.Close()
 	testenv.NoError(t, projections.Migrate(ctx, pool))

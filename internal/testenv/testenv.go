@@ -225,14 +225,38 @@ func (s *pgServer) migratedTemplate(t testing.TB) (string, error) {
 	return db, nil
 }
 
+// LinguisticPostgresURL is PostgresURL with a linguistic collation, ICU
+// en-US (where ':' and ';' weigh nothing at first), instead of C: for the
+// tests that the read models keep ids in byte order whatever the
+// database's locale. It skips the test when the server makes no ICU
+// database.
+func LinguisticPostgresURL(t testing.TB) string {
+	t.Helper()
+	u, err := createDatabase(t, server(t), "TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LC_COLLATE 'C' LC_CTYPE 'C'")
+	if err != nil {
+		t.Skipf("testenv: this PostgreSQL makes no ICU database: %v", err)
+	}
+	return u
+}
+
 // newDatabase creates a database for t from template (a TEMPLATE clause),
 // dropped when t ends, and returns its URL.
 func newDatabase(t testing.TB, s *pgServer, template string) string {
 	t.Helper()
+	u, err := createDatabase(t, s, template)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return u
+}
+
+// createDatabase is newDatabase, its error returned.
+func createDatabase(t testing.TB, s *pgServer, template string) (string, error) {
+	t.Helper()
 	db := name(t, '_')
 	ident := pgx.Identifier{db}.Sanitize()
 	if err := s.exec("CREATE DATABASE " + ident + " " + template); err != nil {
-		t.Fatalf("testenv: create database %s: %v", db, err)
+		return "", fmt.Errorf("create database %s: %w", db, err)
 	}
 	t.Cleanup(func() {
 		// FORCE ends the test's leftover connections, e.g. a pool whose
@@ -243,7 +267,7 @@ func newDatabase(t testing.TB, s *pgServer, template string) string {
 	})
 	u := s.admin
 	u.Path, u.RawPath = "/"+db, ""
-	return u.String()
+	return u.String(), nil
 }
 
 // exec runs one statement on a fresh connection to the maintenance
