@@ -67,9 +67,12 @@ type ringEntry struct {
 }
 
 // postingRings are an account's recent postings, debits [0] and credits [1],
-// in the order they were recorded.
+// in the order they were recorded, and per side the latest effective time
+// of the postings dropped for their age (0: none), past which a window that
+// reaches back is short of them.
 type postingRings struct {
-	sides [2][]ringEntry
+	sides   [2][]ringEntry
+	horizon [2]int64
 }
 
 func sideIndex(s Side) int {
@@ -80,7 +83,7 @@ func sideIndex(s Side) int {
 }
 
 func (p *postingRings) clone() *postingRings {
-	return &postingRings{sides: [2][]ringEntry{slices.Clone(p.sides[0]), slices.Clone(p.sides[1])}}
+	return &postingRings{sides: [2][]ringEntry{slices.Clone(p.sides[0]), slices.Clone(p.sides[1])}, horizon: p.horizon}
 }
 
 // add records a posting of amount at at on side, dropping what is older
@@ -94,6 +97,7 @@ func (p *postingRings) add(side Side, at int64, amount Units, windowMax time.Dur
 	}
 	drop := 0
 	for drop < len(ring) && ring[drop].at <= newest-int64(windowMax) {
+		p.horizon[sideIndex(side)] = max(p.horizon[sideIndex(side)], ring[drop].at)
 		drop++
 	}
 	ring = ring[drop:]
@@ -125,15 +129,16 @@ func saturatingAdd(a, b Units) Units {
 }
 
 // window returns the count and sum of the postings on side (zero: both)
-// whose time is in (at−w, at].
-func (p *postingRings) window(side Side, at int64, w time.Duration) (uint64, Units) {
-	var (
-		count uint64
-		sum   Units
-	)
+// whose time is in (at−w, at], and whether postings dropped for their age
+// may lie in it (short): only a window that reaches back behind the newest
+// posting by more than the longest window can be (a backdated transfer).
+func (p *postingRings) window(side Side, at int64, w time.Duration) (count uint64, sum Units, short bool) {
 	for i, ring := range p.sides {
 		if side != 0 && sideIndex(side) != i {
 			continue
+		}
+		if h := p.horizon[i]; h != 0 && h > at-int64(w) {
+			short = true
 		}
 		for _, e := range ring {
 			if e.at > at-int64(w) && e.at <= at {
@@ -142,7 +147,7 @@ func (p *postingRings) window(side Side, at int64, w time.Duration) (uint64, Uni
 			}
 		}
 	}
-	return count, sum
+	return count, sum, short
 }
 
 // recordVelocity records the postings of a transfer or hold in the rings of
@@ -282,7 +287,13 @@ func (s *State) checkVelocity(r *RuleVersion, postings []Posting, effectiveAt ti
 		o := mine[account]
 		count, sum := o.count, o.sum
 		if rings, ok := s.monitor.rings[account]; ok {
-			c, u := rings.window(v.Side, effectiveAt.UnixNano(), w)
+			c, u, short := rings.window(v.Side, effectiveAt.UnixNano(), w)
+			if short {
+				// Postings this window would count were let go: it cannot
+				// be counted, and the rule errs on the side of refusing.
+				return rejected("effective_at", r, "account %s: a window of %d s to %s reaches back past the postings "+
+					"the ledger still holds for the rule", account, v.WindowSeconds, effectiveAt.UTC().Format(time.RFC3339Nano))
+			}
 			count += c
 			sum = saturatingAdd(sum, u)
 		}

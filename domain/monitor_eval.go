@@ -293,7 +293,9 @@ func (f *firing) rule(r *RuleVersion, postings []Posting, counted bool) {
 				w := time.Duration(v.WindowSeconds) * time.Second
 				st := a.state(r.Rule.ID)
 				st.rings.add(leg.side, at, p.Amount.Units, w)
-				count, sum := st.rings.window(v.Side, at, w)
+				// A backdated transfer's window may be short of postings let
+				// go (window): it counts what the rings hold.
+				count, sum, _ := st.rings.window(v.Side, at, w)
 				if (v.MaxCount > 0 && count > uint64(v.MaxCount)) || (v.MaxSum != nil && sum.Cmp(v.MaxSum.Units) > 0) {
 					f.fire(r, a, []string{leg.other}, map[string]string{"count": strconv.FormatUint(count, 10),
 						"sum": sum.Format(a.scale), "window_seconds": strconv.FormatUint(uint64(v.WindowSeconds), 10)})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"testing"
 
 	"github.com/ledgerd/ledger/domain"
@@ -95,4 +96,35 @@ func TestNewRuleIDsHoldNoColon(t *testing.T) {
 	if !errors.Is(err, domain.ErrInvalidField) || !strings.Contains(err.Error(), "id") {
 		t.Fatalf("a rule a:b: %v, want its id refused", err)
 	}
+}
+
+// TestVelocityRefusesAWindowItCannotCount: the writer lets go of postings
+// older than the longest window behind an account's newest; a transfer
+// backdated so far that its window reaches them cannot be counted, and is
+// refused (the rule errs on the side of refusing), after a snapshot too.
+// It went through uncounted: here the third debit in an hour passed a
+// max_count 2 rule. A backdated transfer whose window the rings still hold
+// is counted as before.
+func TestVelocityRefusesAWindowItCannotCount(t *testing.T) {
+	s := newWorld(t)
+	apply(t, s, transfer("fund", posting("world", "carol", "USD", "1000")))
+	apply(t, s, velocityRule("two-an-hour", 2))
+	for i, back := range []time.Duration{3 * time.Hour, 2*time.Hour + 59*time.Minute, 0} {
+		tr := transfer(fmt.Sprintf("t%d", i), posting("carol", "world", "USD", "1"))
+		tr.EffectiveAt = now.Add(-back)
+		apply(t, s, tr)
+	}
+	// The window (now-3h58m, now-2h58m] holds t0 and t1, which the ring let
+	// go when t2 came: this would be the third.
+	late := func() *domain.CreateTransfer {
+		tr := transfer("late", posting("carol", "world", "USD", "1"))
+		tr.EffectiveAt = now.Add(-2*time.Hour - 58*time.Minute)
+		return tr
+	}
+	wantRefused(t, s, late(), domain.ErrRuleRejected, "effective_at")
+	wantRefused(t, unmarshalSnapshot(t, marshalSnapshot(t, s)), late(), domain.ErrRuleRejected, "effective_at")
+	// (now-70m, now-10m] is held whole: counted, one posting, let through.
+	recent := transfer("recent", posting("carol", "world", "USD", "1"))
+	recent.EffectiveAt = now.Add(-10 * time.Minute)
+	apply(t, s, recent)
 }

@@ -6,8 +6,9 @@ import (
 	"slices"
 )
 
-// monitoring writes the snapshot's monitoring section (format 4): the alert
-// freeze mark, the rules in force and the velocity rings.
+// monitoring writes the snapshot's monitoring section: the alert freeze
+// mark, the rules in force and the velocity rings, each side's horizon
+// after its entries (format 6 on).
 func (e *snapWriter) monitoring(s *State) {
 	e.uvarint(s.alertMark.Position)
 	e.str(s.alertMark.ID)
@@ -26,19 +27,22 @@ func (e *snapWriter) monitoring(s *State) {
 	e.uvarint(uint64(len(m.rings)))
 	for id, rings := range m.rings {
 		e.str(id)
-		for _, ring := range rings.sides {
+		for side, ring := range rings.sides {
 			e.uvarint(uint64(len(ring)))
 			for _, en := range ring {
 				e.varint(en.at)
 				e.uvarint(uint64(en.count))
 				e.units(en.sum)
 			}
+			e.varint(rings.horizon[side])
 		}
 		e.flushFull()
 	}
 }
 
-func (d *snapReader) monitoring(s *State) {
+// monitoring reads what monitoring wrote in format version. A format 5
+// snapshot has no horizons: what its rings let go before it is not known.
+func (d *snapReader) monitoring(s *State, version uint64) {
 	s.alertMark = AlertMark{Position: d.uvarint(), ID: d.str()}
 	s.alertMarkPos = d.uvarint()
 	if s.alertMarkPos > s.position || (s.alertMarkPos == 0) != (s.alertMark.Position == 0) {
@@ -76,6 +80,9 @@ func (d *snapReader) monitoring(s *State) {
 			for j := uint64(0); j < m && d.err == nil; j++ {
 				at, count := d.varint(), d.uvarint()
 				rings.sides[side] = append(rings.sides[side], ringEntry{at: at, count: uint32(count), sum: d.units()})
+			}
+			if version >= 6 {
+				rings.horizon[side] = d.varint()
 			}
 		}
 		s.monitor.rings[id] = rings

@@ -20,7 +20,7 @@ func TestVelocitySumSaturates(t *testing.T) {
 	var p postingRings
 	at := time.Unix(1_000, 0).UnixNano()
 	p.sides[sideIndex(SideDebit)] = []ringEntry{{at: at - 2, count: 1, sum: huge}, {at: at - 1, count: 1, sum: huge}}
-	if count, sum := p.window(SideDebit, at, time.Minute); count != 2 || sum.Cmp(huge) != 0 {
+	if count, sum, _ := p.window(SideDebit, at, time.Minute); count != 2 || sum.Cmp(huge) != 0 {
 		t.Fatalf("window of two maximal postings: %d, %s; want 2 and the largest amount", count, sum.Format(0))
 	}
 }

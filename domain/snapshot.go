@@ -54,8 +54,9 @@ import (
 // writes. Versions 1 to 4 are refused (SnapshotFormatVersionMin): their
 // index holds 64-bit hashes, and two alike in the top 40 bits, all the index
 // keeps now, would be one entry for two ids it does not know. A writer that
-// finds only those folds its log, once, and writes version 5 from then on.
-const SnapshotFormatVersion = 5
+// finds only those folds its log, once, and writes the current version from
+// then on. Version 6 adds the velocity rings' horizons; 5 reads without them.
+const SnapshotFormatVersion = 6
 
 // SnapshotFormatVersionMin is the oldest version UnmarshalSnapshot reads.
 const SnapshotFormatVersionMin = 5
@@ -290,7 +291,7 @@ func UnmarshalSnapshot(r io.Reader) (*State, error) {
 	s.categories = map[string]*Category{}
 	d.categories(s)
 	s.monitor = newMonitorState()
-	d.monitoring(s)
+	d.monitoring(s, version)
 	if err := d.finish(); err != nil {
 		return nil, err
 	}
