@@ -41,7 +41,7 @@ func NewWebhookServer(hooks Webhooks) *WebhookServer { return &WebhookServer{hoo
 var (
 	subscriptionIDPattern = regexp.MustCompile(`^wh_[0-9a-f]{16}$`)
 	// eventTypePattern is an event type's name: "TransferCommitted",
-	// "Alert".
+	// "AccountFrozen".
 	eventTypePattern = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
 )
 

@@ -187,7 +187,8 @@ func (Crossing) EnumDescriptor() ([]byte, []int) {
 }
 
 // RuleAction is what a rule does when it fires, beside recording the alert
-// (always) and publishing it to webhook subscriptions of "Alert".
+// in the alerts read model (always). Alerts are not published on the stream
+// nor sent to webhooks (docs/monitoring.md).
 type RuleAction int32
 
 const (

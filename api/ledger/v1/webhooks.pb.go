@@ -90,7 +90,8 @@ type Subscription struct {
 	Ledger string `protobuf:"bytes,2,opt,name=ledger,proto3" json:"ledger,omitempty"`
 	// http or https; at most 2,048 bytes.
 	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
-	// Event types delivered (e.g. "TransferCommitted", "Alert"); empty: all.
+	// Event types of the log delivered (e.g. "TransferCommitted",
+	// "AccountFrozen"); empty: all.
 	EventTypes []string `protobuf:"bytes,4,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
 	// Only events with a posting on an account matching this pattern (as
 	// ListAccounts' pattern); empty: all.
