@@ -185,7 +185,7 @@ func (s *Store) record(ctx context.Context, d *Delivery) error {
 			latency_ms = $8, error = $9, first_attempt_at = $10, last_attempt_at = $11, next_attempt_at = $12,
 			replay = webhook_deliveries.replay AND $5 = 'pending', updated_at = now()`,
 		d.SubscriptionID, int64(d.Position), d.Ledger, d.EventType, string(d.Status), d.Attempts, d.ResponseCode,
-		d.LatencyMS, truncateError(d.Error), nullTime(d.FirstAttemptAt), nullTime(d.LastAttemptAt), nullTime(d.NextAttemptAt))
+		d.LatencyMS, storableError(d.Error), nullTime(d.FirstAttemptAt), nullTime(d.LastAttemptAt), nullTime(d.NextAttemptAt))
 	if err != nil {
 		return fmt.Errorf("record delivery %s: %w", d.ID(), err)
 	}
@@ -203,6 +203,6 @@ func nullTime(t time.Time) *time.Time {
 // its fault ("" for none).
 func (s *Store) setState(ctx context.Context, id, circuit, fault string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE webhook_subscriptions SET circuit = $2, fault = $3 WHERE id = $1
-		AND (circuit <> $2 OR fault <> $3)`, id, circuit, truncateError(fault))
+		AND (circuit <> $2 OR fault <> $3)`, id, circuit, storableError(fault))
 	return err
 }

@@ -1,10 +1,12 @@
 package webhooks_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -250,4 +252,106 @@ func TestResumedDeliveryPastItsAgeIsTriedOnce(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// rawStatusReceiver answers every request on a raw TCP listener with a
+// malformed status line: pad ASCII bytes, then many two-byte runes ("é").
+// Go's client quotes that status in its error, which the delivery log
+// keeps (truncated to 1,024 bytes).
+type rawStatusReceiver struct {
+	ln       net.Listener
+	pad      atomic.Int64
+	requests atomic.Int64
+}
+
+func newRawStatusReceiver(t *testing.T) *rawStatusReceiver {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	testenv.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	r := &rawStatusReceiver{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				br := bufio.NewReader(c)
+				n := 0
+				for {
+					l, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.HasPrefix(strings.ToLower(l), "content-length:") {
+						fmt.Sscan(strings.TrimSpace(l[len("content-length:"):]), &n)
+					}
+					if l == "\r\n" {
+						break
+					}
+				}
+				_, _ = br.Discard(n)
+				r.requests.Add(1)
+				fmt.Fprintf(c, "HTTP/1.1 %s%s OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+					strings.Repeat("a", int(r.pad.Load())), strings.Repeat("é", 600))
+			}()
+		}
+	}()
+	return r
+}
+
+// An endpoint whose answer puts multi-byte UTF-8 in the client's error
+// (here a malformed status line) gets its failed attempt recorded in the
+// delivery log like any other, and the delivery waits for its back-off.
+// The error used to be cut at 1,024 bytes inside a rune: PostgreSQL
+// refused the invalid UTF-8, and the worker restarted and tried again at
+// once, for ever: nothing recorded, no back-off, never a dead letter.
+func TestErrorWithMultibyteTextIsRecorded(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e := newEnv(t, ctx)
+	ledger := testenv.Name(t)
+	appendEvents(t, ctx, e.log, ledger, `{"n":1}`)
+	r := newRawStatusReceiver(t)
+	url := "http://" + r.ln.Addr().String() + "/hook"
+
+	// Calibrate: where the runes start in the client's error, so that the
+	// cut at 1,024 bytes falls inside one.
+	_, err := http.Post(url, "application/json", strings.NewReader("{}"))
+	if err == nil {
+		t.Fatal("the malformed status line was accepted")
+	}
+	at := strings.Index(err.Error(), "é")
+	if at < 0 || at > 1000 {
+		t.Fatalf("client error %.200q: no rune early enough", err.Error())
+	}
+	if (1024-at)%2 == 0 {
+		r.pad.Store(1)
+	}
+	r.requests.Store(0)
+
+	sub, _, err := e.store.Create(ctx, webhooks.NewSubscription{Ledger: ledger, URL: url, FromPosition: 1})
+	testenv.NoError(t, err)
+	run(t, ctx, e.dispatcher(webhooks.Options{Owner: "a", Poll: 100 * time.Millisecond,
+		BackoffMin: time.Minute, BackoffMax: time.Minute}))
+
+	testenv.Eventually(t, 10*time.Second, func() error {
+		var attempts int
+		var status, text string
+		if err := e.pool.QueryRow(ctx, `SELECT status, attempts, error FROM webhook_deliveries
+			WHERE subscription_id = $1 AND position = 1`, sub.ID).Scan(&status, &attempts, &text); err != nil {
+			return fmt.Errorf("the failed attempt is not in the delivery log (%d requests so far): %w", r.requests.Load(), err)
+		}
+		if status != "pending" || attempts != 1 {
+			return fmt.Errorf("the delivery: %s after %d attempts, want pending after 1", status, attempts)
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second)
+	if n := r.requests.Load(); n != 1 {
+		t.Fatalf("%d requests within seconds, want 1: the back-off is a minute", n)
+	}
 }

@@ -215,7 +215,7 @@ func (a attempt) hostDown() bool {
 func (a attempt) errorText() string {
 	switch {
 	case a.err != nil:
-		return truncateError(a.err.Error())
+		return storableError(a.err.Error())
 	case !a.ok():
 		return "HTTP " + strconv.Itoa(a.code)
 	}

@@ -13,7 +13,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,7 +55,8 @@ const (
 	DeliveriesPageDefault = 100
 	// SecretBytes is the size of a signing secret: 256 bits.
 	SecretBytes = 32
-	// errorBytesMax bounds the error kept with a delivery.
+	// errorBytesMax bounds the error kept with a delivery, and a
+	// subscription's fault (both columns check it).
 	errorBytesMax = 1024
 	// createLockKey serialises creations (pg_advisory_xact_lock): counting a
 	// ledger's subscriptions and inserting one is then no race.
@@ -407,10 +410,21 @@ func (s *Store) Cleanup(ctx context.Context, retention time.Duration, limit int)
 	return tag.RowsAffected(), nil
 }
 
-// truncateError bounds an error's text for the log.
-func truncateError(s string) string {
-	if len(s) > errorBytesMax {
-		return s[:errorBytesMax]
+// storableError is an error's text as a text column takes it: valid UTF-8
+// without NUL, at most errorBytesMax bytes, cut between two runes. The
+// text may quote what an endpoint answered (a malformed status line, a
+// header): PostgreSQL refuses invalid UTF-8 and NUL (SQLSTATE 22021), and
+// a refused row fails the worker's step again at each restart, its
+// subscription stuck without a back-off or a dead letter.
+func storableError(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	if len(s) <= errorBytesMax {
+		return s
 	}
-	return s
+	cut := errorBytesMax
+	for !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
