@@ -163,34 +163,40 @@ func (ep *endpoint) abandon(probe bool) {
 	}
 }
 
-// pace waits for the endpoint's rate and a slot; release gives the slot
-// back.
+// pace waits for a slot and then for the endpoint's rate; release gives
+// the slot back. The start is booked once the slot is held: booked before,
+// by every request queued behind busy slots, those starts would all have
+// passed when a slot frees, and the queue would go at once, whatever the
+// rate.
 //
-// Errors: ctx's.
+// Errors: ctx's (no slot held).
 func (ep *endpoint) pace(ctx context.Context) (release func(), err error) {
+	select {
+	case ep.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	release = func() { <-ep.slots }
+	if wait := ep.book(time.Now()); wait > 0 {
+		if err := sleep(ctx, wait); err != nil {
+			release()
+			return nil, err
+		}
+	}
+	return release, nil
+}
+
+// book takes the next start the rate allows from now, and says how long
+// until it.
+func (ep *endpoint) book(now time.Time) time.Duration {
 	ep.mu.Lock()
-	now := time.Now()
+	defer ep.mu.Unlock()
 	start := now
 	if ep.nextStart.After(now) {
 		start = ep.nextStart
 	}
 	ep.nextStart = start.Add(ep.interval)
-	ep.mu.Unlock()
-	if wait := start.Sub(now); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
-	}
-	select {
-	case ep.slots <- struct{}{}:
-		return func() { <-ep.slots }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return start.Sub(now)
 }
 
 // attempt is one POST's outcome.

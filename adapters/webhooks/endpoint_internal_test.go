@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,5 +162,78 @@ func TestPostBoundsResponseHeaders(t *testing.T) {
 				t.Fatalf("%d bytes of headers: code %d, err %v; want a failed attempt, no response", c.header, a.code, a.err)
 			}
 		})
+	}
+}
+
+// An endpoint's rate holds whatever its slots did before: at 10 requests
+// a second, no more than about 10 start in any second. pace used to book a
+// start before it waited for a slot, and not again once it had one: the
+// requests queued behind a slow one (every subscription to the host: up
+// to 100 a ledger) all started at once when it ended, a burst right when
+// the host came back.
+func TestEndpointRateHoldsAfterSlotsWereBusy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := &endpoints{opts: Options{EndpointConcurrency: 1, EndpointRate: 10}, m: map[string]*endpoint{}}
+	ep := e.get("example.com:443")
+	slow, err := ep.pace(ctx) // a request that takes its time
+	if err != nil {
+		t.Fatal(err)
+	}
+	const waiting = 20
+	var mu sync.Mutex
+	var starts []time.Time
+	var wg sync.WaitGroup
+	for range waiting {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			release, err := ep.pace(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			starts = append(starts, time.Now())
+			mu.Unlock()
+			release() // a quick answer
+		}()
+	}
+	time.Sleep(2500 * time.Millisecond) // the slow request, longer than the waiters' reservations
+	ended := time.Now()
+	slow()
+	wg.Wait()
+	n := 0
+	for _, s := range starts {
+		if s.Sub(ended) < 500*time.Millisecond {
+			n++
+		}
+	}
+	// At 10 a second: about 5 in half a second (6 with rounding).
+	if n > 6 {
+		t.Fatalf("%d of %d requests started within 500 ms of the slot's release, at a rate of 10 a second: want at most 6",
+			n, waiting)
+	}
+}
+
+// A request whose context ends while it waits for the endpoint's rate
+// gives its slot back: none is lost to a cancelled wait.
+func TestPaceCancelledGivesItsSlotBack(t *testing.T) {
+	t.Parallel()
+	e := &endpoints{opts: Options{EndpointConcurrency: 1, EndpointRate: 1}, m: map[string]*endpoint{}}
+	ep := e.get("example.com:443")
+	first, err := ep.pace(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first() // the next start is a second on
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if release, err := ep.pace(ctx); err == nil {
+		release()
+		t.Fatal("a request started within 50 ms of the last, at a rate of 1 a second")
+	}
+	if n := len(ep.slots); n != 0 {
+		t.Fatalf("after the cancelled wait: %d slots held, want 0", n)
 	}
 }
