@@ -131,7 +131,7 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 		d.Error = fmt.Sprintf("payload of %d bytes is over the limit of %d", len(body), opts.PayloadMax)
 		return w.d.store.record(ctx, &d)
 	}
-	ep := w.d.endpoints.get(hostOf(c.URL))
+	ep := w.ep // held since serve loaded the subscription
 	// tried says this call made an attempt: a delivery resumed past its
 	// maximum age (ledgerd was down longer than it) gets one more before
 	// it is a dead letter, rather than none.

@@ -344,6 +344,10 @@ type worker struct {
 	// resume is set until the first delivery after a (re)start, whose row
 	// may hold attempts made before.
 	resume bool
+	// host and ep are the endpoint the worker holds (holdEndpoint), of its
+	// subscription's URL; nil before the first load.
+	host string
+	ep   *endpoint
 	// src is the stream's source while the worker reads it; nil before.
 	src Source
 	// batch holds the records being delivered, from src; detached says
@@ -353,6 +357,7 @@ type worker struct {
 }
 
 func (w *worker) run(ctx context.Context) {
+	defer w.releaseEndpoint()
 	supervise.Run(ctx, supervise.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second,
 		OnRestart: func(err error, delay time.Duration) {
 			switch {
@@ -373,6 +378,7 @@ func (w *worker) serve(ctx context.Context) error {
 		return err
 	}
 	w.circuit, w.fault, w.resume = c.Circuit, c.Fault, true
+	w.holdEndpoint(c.URL)
 	if !c.known {
 		recs, err := w.d.log.ReadPositions(ctx, c.Ledger, []uint64{c.DeliveredPosition})
 		if err != nil {
@@ -524,6 +530,24 @@ func (w *worker) replayDead(ctx context.Context, c *claimed) error {
 				return err
 			}
 		}
+	}
+}
+
+// holdEndpoint makes the worker a user of url's host's endpoint until it
+// ends: the host's limits and circuit are kept for as long.
+func (w *worker) holdEndpoint(url string) {
+	host := hostOf(url)
+	if w.ep != nil && w.host == host {
+		return
+	}
+	w.releaseEndpoint()
+	w.host, w.ep = host, w.d.endpoints.acquire(host)
+}
+
+func (w *worker) releaseEndpoint() {
+	if w.ep != nil {
+		w.d.endpoints.release(w.host)
+		w.host, w.ep = "", nil
 	}
 }
 

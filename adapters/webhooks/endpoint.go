@@ -50,6 +50,8 @@ type endpoint struct {
 	slots chan struct{}
 	// interval is the least time between two requests' starts (the rate).
 	interval time.Duration
+	// users counts the workers holding the endpoint (endpoints.mu).
+	users int
 
 	mu sync.Mutex
 	// nextStart is when the next request may start.
@@ -61,30 +63,46 @@ type endpoint struct {
 	probing  bool
 }
 
-// endpoints holds the endpoints by host, at most endpointsMax: the state of
-// a host no subscription uses is dropped (a later one starts closed).
+// endpoints holds the endpoints of the hosts running subscriptions use, by
+// host: at most one a worker (Options.SubscriptionsMax bounds them). A
+// host's state lives as long as a worker holds it: a host in use dropped
+// and made again would have a second set of slots (more than the
+// concurrency in flight) and its open circuit closed. The state of a host
+// no worker holds is dropped (a later one starts closed, as after a
+// restart).
 type endpoints struct {
 	opts Options
 	mu   sync.Mutex
 	m    map[string]*endpoint
 }
 
-// endpointsMax bounds the hosts whose state is kept.
-const endpointsMax = 10_000
-
-func (e *endpoints) get(host string) *endpoint {
+// acquire returns host's endpoint, held until a release of host.
+func (e *endpoints) acquire(host string) *endpoint {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if ep, ok := e.m[host]; ok {
-		return ep
+	ep, ok := e.m[host]
+	if !ok {
+		ep = &endpoint{slots: make(chan struct{}, e.opts.EndpointConcurrency),
+			interval: time.Second / time.Duration(e.opts.EndpointRate)}
+		e.m[host] = ep
 	}
-	if len(e.m) >= endpointsMax {
-		clear(e.m) // their breakers start over closed: no worse than a restart
-	}
-	ep := &endpoint{slots: make(chan struct{}, e.opts.EndpointConcurrency),
-		interval: time.Second / time.Duration(e.opts.EndpointRate)}
-	e.m[host] = ep
+	ep.users++
 	return ep
+}
+
+// release lets go of host's endpoint, acquired before; the last release
+// drops it.
+func (e *endpoints) release(host string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ep, ok := e.m[host]
+	if !ok || ep.users <= 0 {
+		panic("webhooks: release of an endpoint not acquired: " + host)
+	}
+	ep.users--
+	if ep.users == 0 {
+		delete(e.m, host)
+	}
 }
 
 // hostOf is the circuit's key of a URL: its host, in lower case, and its

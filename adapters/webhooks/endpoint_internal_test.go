@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -175,7 +176,7 @@ func TestEndpointRateHoldsAfterSlotsWereBusy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := &endpoints{opts: Options{EndpointConcurrency: 1, EndpointRate: 10}, m: map[string]*endpoint{}}
-	ep := e.get("example.com:443")
+	ep := e.acquire("example.com:443")
 	slow, err := ep.pace(ctx) // a request that takes its time
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +222,7 @@ func TestEndpointRateHoldsAfterSlotsWereBusy(t *testing.T) {
 func TestPaceCancelledGivesItsSlotBack(t *testing.T) {
 	t.Parallel()
 	e := &endpoints{opts: Options{EndpointConcurrency: 1, EndpointRate: 1}, m: map[string]*endpoint{}}
-	ep := e.get("example.com:443")
+	ep := e.acquire("example.com:443")
 	first, err := ep.pace(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -235,5 +236,54 @@ func TestPaceCancelledGivesItsSlotBack(t *testing.T) {
 	}
 	if n := len(ep.slots); n != 0 {
 		t.Fatalf("after the cancelled wait: %d slots held, want 0", n)
+	}
+}
+
+// An endpoint's limits and circuit are the host's for as long as a
+// subscription to it runs: the endpoint a running subscription's worker
+// holds stays the one later requests to the host are counted against,
+// whatever other hosts came and went; a host no worker holds any more is
+// dropped, so the table holds no more hosts than there are workers. The
+// table used to be cleared whole once 10,000 hosts had been seen, the
+// hosts in use included: a second set of slots let more than the
+// concurrency limit in flight, and an open circuit closed, its host
+// hammered again.
+func TestEndpointsKeepAHostInUse(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	const busy = "busy.example.com:443"
+	e := &endpoints{opts: Options{EndpointConcurrency: 1, EndpointRate: 1000}, m: map[string]*endpoint{}}
+	ep := e.acquire(busy)
+	held, err := ep.pace(ctx) // one request in flight: the limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held()
+	for range 10 {
+		ep.done(false, false, time.Now(), 5)
+	}
+	for i := range 20_000 { // subscriptions to other hosts, created and deleted over the process's life
+		host := fmt.Sprintf("h%d.example.com:443", i)
+		e.acquire(host)
+		e.release(host)
+	}
+	if n := len(e.m); n != 1 {
+		t.Errorf("hosts kept, one held: %d, want 1", n)
+	}
+	again := e.acquire(busy) // another subscription to the host
+	if s := again.state(time.Now(), time.Minute); s != CircuitOpen {
+		t.Errorf("the host's circuit, open before: %s", s)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if release, err := again.pace(short); err == nil {
+		release()
+		t.Fatal("a second request to the host went in flight beside the one holding its only slot")
+	}
+	e.release(busy)
+	e.release(busy)
+	if n := len(e.m); n != 0 {
+		t.Errorf("hosts kept, none held: %d, want 0", n)
 	}
 }
