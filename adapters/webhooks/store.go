@@ -241,7 +241,8 @@ func (s *Store) List(ctx context.Context, ledger string) ([]Subscription, error)
 }
 
 // Delete removes a subscription; its dispatcher stops on its next step. Its
-// delivery log stays until the retention removes it.
+// delivery log, dead letters queued for a replay included, stays until the
+// retention removes it.
 //
 // Errors: ErrNotFound; a database error, wrapped.
 func (s *Store) Delete(ctx context.Context, ledger, id string) error {
@@ -397,12 +398,17 @@ func checkFrom(ctx context.Context, tx pgx.Tx, ledger string, from uint64) error
 }
 
 // Cleanup removes the delivery log's rows untouched for retention, at most
-// limit of them; it returns how many.
+// limit of them; it returns how many. A dead letter queued for a replay is
+// kept while its subscription exists, for its worker to deliver however
+// long the endpoint is down; a deleted subscription's has no worker left,
+// and goes like the other rows.
 //
 // Errors: a database error, wrapped.
 func (s *Store) Cleanup(ctx context.Context, retention time.Duration, limit int) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM webhook_deliveries WHERE ctid = ANY (ARRAY(
-		SELECT ctid FROM webhook_deliveries WHERE updated_at < now() - $1::interval AND NOT replay LIMIT $2))`,
+		SELECT ctid FROM webhook_deliveries d WHERE updated_at < now() - $1::interval
+			AND NOT (replay AND EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = d.subscription_id))
+		LIMIT $2))`,
 		retention, limit)
 	if err != nil {
 		return 0, fmt.Errorf("clean up the delivery log: %w", err)
