@@ -173,19 +173,22 @@ func (s *Store) replays(ctx context.Context, id string, limit int) ([]uint64, er
 	return ps, nil
 }
 
-// record writes a delivery's row as it now stands: made at its first
+// record writes a delivery's row as it now stands, under the
+// subscription's generation (resumed compares it): made at its first
 // attempt, updated after each.
 //
 // Errors: a database error, wrapped.
-func (s *Store) record(ctx context.Context, d *Delivery) error {
+func (s *Store) record(ctx context.Context, d *Delivery, generation int64) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO webhook_deliveries (subscription_id, position, ledger, event_type, status,
-			attempts, response_code, latency_ms, error, first_attempt_at, last_attempt_at, next_attempt_at, replay, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, false, now())
+			attempts, response_code, latency_ms, error, first_attempt_at, last_attempt_at, next_attempt_at, replay,
+			generation, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, false, $13, now())
 		ON CONFLICT (subscription_id, position) DO UPDATE SET status = $5, attempts = $6, response_code = $7,
 			latency_ms = $8, error = $9, first_attempt_at = $10, last_attempt_at = $11, next_attempt_at = $12,
-			replay = webhook_deliveries.replay AND $5 = 'pending', updated_at = now()`,
+			replay = webhook_deliveries.replay AND $5 = 'pending', generation = $13, updated_at = now()`,
 		d.SubscriptionID, int64(d.Position), d.Ledger, d.EventType, string(d.Status), d.Attempts, d.ResponseCode,
-		d.LatencyMS, storableError(d.Error), nullTime(d.FirstAttemptAt), nullTime(d.LastAttemptAt), nullTime(d.NextAttemptAt))
+		d.LatencyMS, storableError(d.Error), nullTime(d.FirstAttemptAt), nullTime(d.LastAttemptAt), nullTime(d.NextAttemptAt),
+		generation)
 	if err != nil {
 		return fmt.Errorf("record delivery %s: %w", d.ID(), err)
 	}

@@ -108,16 +108,19 @@ func backoff(n int, lo, hi time.Duration) time.Duration {
 }
 
 // deliver delivers rec until a 2xx answers or it is given up (dead), each
-// attempt in the delivery log. It returns only ctx's error, errMoved (a
-// replay or a deletion seen between attempts: the replay takes over at
-// once instead of after this delivery, up to its maximum age) or the
-// database's: an endpoint's failures are the delivery's state, not errors.
+// attempt in the delivery log. A delivery resumed finished (resumed) is
+// done: the caller moves the cursor past it. It returns only ctx's error,
+// errMoved (a replay or a deletion seen between attempts: the replay takes
+// over at once instead of after this delivery, up to its maximum age) or
+// the database's: an endpoint's failures are the delivery's state, not
+// errors.
 func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record) error {
 	opts := &w.d.opts
 	d := Delivery{SubscriptionID: c.ID, Ledger: c.Ledger, Position: rec.Position, EventType: rec.Type, Status: StatusPending}
 	if w.resume {
 		w.resume = false
-		if err := w.d.store.resumed(ctx, &d); err != nil {
+		finished, err := w.d.store.resumed(ctx, &d, c.generation)
+		if err != nil || finished {
 			return err
 		}
 	}
@@ -129,7 +132,7 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 		now := time.Now()
 		d.Status, d.FirstAttemptAt, d.LastAttemptAt, d.NextAttemptAt = StatusDead, now, now, time.Time{}
 		d.Error = fmt.Sprintf("payload of %d bytes is over the limit of %d", len(body), opts.PayloadMax)
-		return w.d.store.record(ctx, &d)
+		return w.d.store.record(ctx, &d, c.generation)
 	}
 	ep := w.ep // held since serve loaded the subscription
 	// tried says this call made an attempt: a delivery resumed past its
@@ -139,7 +142,7 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 	for {
 		now := time.Now()
 		if tried && now.Sub(d.FirstAttemptAt) >= opts.MaxAge {
-			return w.giveUp(ctx, &d)
+			return w.giveUp(ctx, c, &d)
 		}
 		probe, wait := ep.admit(now, opts.BreakerCooldown)
 		if wait > 0 {
@@ -170,14 +173,14 @@ func (w *worker) deliver(ctx context.Context, c *claimed, rec *eventstore.Record
 		d.ResponseCode, d.LatencyMS, d.Error, d.LastAttemptAt = a.code, int(a.latency.Milliseconds()), a.errorText(), now
 		if a.ok() {
 			d.Status, d.NextAttemptAt = StatusDelivered, time.Time{}
-			return w.d.store.record(ctx, &d)
+			return w.d.store.record(ctx, &d, c.generation)
 		}
 		delay := backoff(d.Attempts, opts.BackoffMin, opts.BackoffMax)
 		d.NextAttemptAt = time.Now().Add(delay)
 		if d.NextAttemptAt.Sub(d.FirstAttemptAt) >= opts.MaxAge {
-			return w.giveUp(ctx, &d)
+			return w.giveUp(ctx, c, &d)
 		}
-		if err := w.d.store.record(ctx, &d); err != nil {
+		if err := w.d.store.record(ctx, &d, c.generation); err != nil {
 			return err
 		}
 		if err := w.pause(ctx, c, delay); err != nil {
@@ -233,11 +236,11 @@ func (w *worker) attempt(ctx context.Context, ep *endpoint, c *claimed, d *Deliv
 
 // giveUp makes d a dead letter: the subscription goes on with the next
 // event; a replay delivers it again.
-func (w *worker) giveUp(ctx context.Context, d *Delivery) error {
+func (w *worker) giveUp(ctx context.Context, c *claimed, d *Delivery) error {
 	d.Status, d.NextAttemptAt = StatusDead, time.Time{}
 	w.logger.Warn("webhook delivery given up after its maximum age: a dead letter", "delivery", d.ID(),
 		"attempts", d.Attempts, "err", d.Error)
-	return w.d.store.record(ctx, d)
+	return w.d.store.record(ctx, d, c.generation)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -251,26 +254,39 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// resumed fills d with its row's attempts when one is pending: a dispatcher
-// that stopped in the middle of a delivery resumes it (its maximum age
-// counts from the first attempt, whoever made it).
+// resumed reads d's row, if any, when a dispatcher (re)starts at d: a
+// pending one's attempts fill d, whose maximum age counts from the first
+// attempt, whoever made it. finished says the row is delivered or dead
+// under the subscription's generation: its dispatcher stopped between
+// recording the outcome and moving the cursor past it (record and advance
+// are statements of their own; a replay in between fails the advance),
+// and delivering it again from scratch would hold a dead letter up for
+// another maximum age. A finished row of an older generation is one a
+// replay from a position moved the cursor back over: delivered again.
 //
 // Errors: a database error, wrapped.
-func (s *Store) resumed(ctx context.Context, d *Delivery) error {
+func (s *Store) resumed(ctx context.Context, d *Delivery, generation int64) (finished bool, err error) {
+	var status Status
+	var attempts int
 	var first *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT attempts, first_attempt_at FROM webhook_deliveries
-		WHERE subscription_id = $1 AND position = $2 AND status = 'pending'`, d.SubscriptionID, int64(d.Position)).
-		Scan(&d.Attempts, &first)
+	var written int64
+	err = s.pool.QueryRow(ctx, `SELECT status, attempts, first_attempt_at, generation FROM webhook_deliveries
+		WHERE subscription_id = $1 AND position = $2`, d.SubscriptionID, int64(d.Position)).
+		Scan(&status, &attempts, &first, &written)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("delivery %s: %w", d.ID(), err)
+		return false, fmt.Errorf("delivery %s: %w", d.ID(), err)
 	}
+	if status != StatusPending {
+		return written == generation, nil
+	}
+	d.Attempts = attempts
 	if first != nil {
 		d.FirstAttemptAt = *first
 	}
-	return nil
+	return false, nil
 }
 
 // inLog says whether the log holds the event at pos with hash.

@@ -254,6 +254,48 @@ func TestResumedDeliveryPastItsAgeIsTriedOnce(t *testing.T) {
 	})
 }
 
+// A dead letter at the cursor's next position, left by a ledgerd that
+// gave the delivery up and stopped before moving the cursor past it
+// (advance is a statement of its own, after record; a ReplayDead bumping
+// the generation in between has the same effect: the advance fails and
+// the worker reloads), stays a dead letter when the subscription resumes:
+// it goes on with the next event. resumed used to look at a pending row
+// only, so the dead letter was tried again from scratch, its age
+// restarted, and blocked the subscription for another maximum age (24 h by
+// default), while ListSubscriptions no longer counted it dead.
+func TestDeadLetterAtTheCursorDoesNotBlockAfterARestart(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e := newEnv(t, ctx)
+	ledger := testenv.Name(t)
+	appendEvents(t, ctx, e.log, ledger, `{"n":1}`, `{"n":2}`)
+	r := newReceiver(t, 1) // position 1's endpoint is still down
+	sub, _, err := e.store.Create(ctx, webhooks.NewSubscription{Ledger: ledger, URL: r.srv.URL, FromPosition: 1})
+	testenv.NoError(t, err)
+	// What a ledgerd left that gave position 1 up after a day and died
+	// before its advance.
+	_, err = e.pool.Exec(ctx, `INSERT INTO webhook_deliveries (subscription_id, position, ledger, event_type, status,
+			attempts, response_code, error, first_attempt_at, last_attempt_at, updated_at)
+		VALUES ($1, 1, $2, 'Alert', 'dead', 20, 500, 'HTTP 500', now() - interval '25 hours', now() - interval '1 minute', now())`,
+		sub.ID, ledger)
+	testenv.NoError(t, err)
+	run(t, ctx, e.dispatcher(webhooks.Options{Owner: "a", Poll: 100 * time.Millisecond,
+		BackoffMin: time.Minute, BackoffMax: time.Minute}))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if failures, got := r.state(); !slices.Equal(got, []uint64{2}) {
+			return fmt.Errorf("accepted %v after %d more attempts of the dead letter at 1, want [2]", got, failures)
+		}
+		return nil
+	})
+	var status string
+	testenv.NoError(t, e.pool.QueryRow(ctx, `SELECT status FROM webhook_deliveries WHERE subscription_id = $1 AND position = 1`,
+		sub.ID).Scan(&status))
+	if status != "dead" {
+		t.Fatalf("the dead letter at 1 is %s now, want still dead", status)
+	}
+}
+
 // rawStatusReceiver answers every request on a raw TCP listener with a
 // malformed status line: pad ASCII bytes, then many two-byte runes ("é").
 // Go's client quotes that status in its error, which the delivery log

@@ -1,0 +1,11 @@
+-- The subscription's generation a delivery's row was last written under.
+-- A row finished (delivered or dead) at the cursor's next position, written
+-- under the subscription's generation, is one whose dispatcher stopped
+-- between recording it and moving the cursor past it: the next one moves
+-- the cursor on instead of delivering it again from scratch (a dead
+-- letter would block the subscription for another maximum age). One of an
+-- older generation is behind a replay, which delivers it again. The rows
+-- from before this column read 0: their subscriptions, still at
+-- generation 0, were never replayed, and their cursor never moved back.
+-- A constant default: PostgreSQL adds the column without rewriting the table.
+ALTER TABLE webhook_deliveries ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0;
