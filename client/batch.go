@@ -26,6 +26,17 @@ const (
 	transferFramingBytes = 6
 )
 
+// ledgerd's bounds of one transfer (domain.PostingsPerTransfer,
+// domain.MetadataKeysMax). ledgerd counts a request's postings and
+// metadata keys before decoding it, against 8,192 transfers' worth: a
+// transfer over its own bounds may hold more than that alone, and would
+// fail every caller batched with it. It goes in a batch of its own, whose
+// answer is its own.
+const (
+	transferPostingsMax     = 64
+	transferMetadataKeysMax = 32
+)
+
 // Bounds of BatchOptions.
 const (
 	// BatchItemsMax is ledgerd's bound of items per command request.
@@ -105,7 +116,11 @@ func (o BatchOptions) validate() error {
 // CreateTransfer records one transfer in ledger, sent in a batch with the
 // other goroutines' transfers of that ledger (BatchOptions), never
 // atomically with them: its result is its own, as if it had been sent alone
-// (Index 0). t must not change until CreateTransfer returns.
+// // (Index 0). t must not change until CreateTransfer returns; the batch sends
+// a copy, so the caller may reuse t afterwards, even when its context ended
+// while the batch was being sent. A transfer over ledgerd's bounds of one
+// (64 postings, 32 metadata keys) is sent in a batch of its own: ledgerd's
+// answer to it is its caller's alone.
 //
 // When ctx ends first, CreateTransfer returns at once. If t was still
 // queued it is not sent; if its batch was already sent, t may have been
@@ -137,7 +152,10 @@ func (c *Client) CreateTransfer(ctx context.Context, ledger string, t *ledgerv1.
 	if field := notUTF8(t.ProtoReflect()); field != "" {
 		return nil, status.Errorf(codes.InvalidArgument, "%s: not valid UTF-8", field)
 	}
-	w := &waiter{transfer: t, done: make(chan struct{})}
+	// A copy: t is the caller's again once CreateTransfer returns (its
+	// context may end while the batch is sent), and a retry of the batch
+	// must send what was sent, not what the caller put there since.
+	w := &waiter{transfer: proto.CloneOf(t), done: make(chan struct{})}
 	if err := c.batches.enqueue(ctx, ledger, w); err != nil {
 		return nil, err
 	}
@@ -318,14 +336,20 @@ func (b *batcher) take(l *lane) []*waiter {
 			continue
 		}
 		// A batch stays under batchBytesMax (one transfer over it goes
-		// alone, and ledgerd answers it).
+		// alone, and ledgerd answers it), and a transfer over ledgerd's
+		// bounds of one goes alone too.
 		size := proto.Size(w.transfer) + transferFramingBytes
-		if len(batch) > 0 && bytes+size > batchBytesMax {
+		over := overBounds(w.transfer)
+		if len(batch) > 0 && (bytes+size > batchBytesMax || over) {
 			break
 		}
 		bytes += size
 		w.sent = true
 		batch = append(batch, w)
+		if over {
+			i++
+			break
+		}
 	}
 	n := copy(l.queue, l.queue[i:])
 	clear(l.queue[n:])
@@ -334,6 +358,12 @@ func (b *batcher) take(l *lane) []*waiter {
 	close(l.room)
 	l.room = make(chan struct{})
 	return batch
+}
+
+// overBounds says whether t holds more postings or metadata keys than
+// ledgerd takes in one transfer.
+func overBounds(t *ledgerv1.Transfer) bool {
+	return len(t.GetPostings()) > transferPostingsMax || len(t.GetMetadata()) > transferMetadataKeysMax
 }
 
 // send sends one batch, hands each waiter its result, and lets l send its

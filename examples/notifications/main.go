@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,11 +23,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/ledgerd/ledger/adapters/apikeys"
-	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/client"
 	"github.com/ledgerd/ledger/client/consumer"
 	"github.com/ledgerd/ledger/domain"
 )
@@ -57,9 +55,12 @@ type config struct {
 	// take two names.
 	Name string
 	NATS consumer.NATSOptions
-	// LedgerdAddr and APIKey (auditor role) read from ledgerd, over
-	// plaintext gRPC, what the stream no longer holds; "" stops instead.
-	LedgerdAddr, APIKey string
+	// LedgerdAddr and APIKey (auditor role) read from ledgerd what the
+	// stream no longer holds, and confirm each batch against the log; ""
+	// stops instead. Over TLS: the system's CAs, or LedgerdCA's; plaintext
+	// only when LedgerdInsecure says so (the key then travels in clear).
+	LedgerdAddr, APIKey, LedgerdCA string
+	LedgerdInsecure                bool
 	// BatchMax bounds the events of one transaction.
 	BatchMax int
 }
@@ -75,6 +76,8 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (confi
 	fs.StringVar(&c.NATS.CredsFile, "nats-creds", getenv("NOTIFY_NATS_CREDS"), "NATS credentials file (env NOTIFY_NATS_CREDS)")
 	fs.StringVar(&c.NATS.TLSCA, "nats-tls-ca", getenv("NOTIFY_NATS_TLS_CA"), "PEM CAs of the NATS server (env NOTIFY_NATS_TLS_CA)")
 	fs.StringVar(&c.LedgerdAddr, "ledgerd", getenv("NOTIFY_LEDGERD"), "ledgerd's gRPC address, to read what the stream no longer holds (env NOTIFY_LEDGERD)")
+	fs.StringVar(&c.LedgerdCA, "ledgerd-ca", getenv("NOTIFY_LEDGERD_CA"), "PEM CA of ledgerd's TLS certificate (env NOTIFY_LEDGERD_CA; default: the system's CAs)")
+	fs.BoolVar(&c.LedgerdInsecure, "ledgerd-insecure", false, "plaintext gRPC to -ledgerd: the API key travels in clear (a ledgerd on this host only)")
 	fs.IntVar(&c.BatchMax, "batch-max", 0, "events per transaction at most (0: the consumer's default)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -104,13 +107,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	defer nc.Close()
 	ccfg := consumer.Config{Ledger: cfg.Ledger, NATS: nc, BatchMax: cfg.BatchMax, Logger: logger}
 	if cfg.LedgerdAddr != "" {
-		conn, err := grpc.NewClient(cfg.LedgerdAddr, grpc.WithPerRPCCredentials(apikeys.Bearer(cfg.APIKey)),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := client.Dial(ctx, cfg.LedgerdAddr, ledgerdTransport(cfg), client.WithAPIKey(cfg.APIKey))
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		ccfg.Audit = ledgerv1.NewAuditServiceClient(conn)
+		defer c.Close()
+		ccfg.Audit = c.AuditServiceClient
 	}
 	c, err := consumer.New(ccfg)
 	if err != nil {
@@ -118,6 +120,19 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	logger.Info("following", "ledger", cfg.Ledger, "consumer", cfg.Name)
 	return c.RunPostgres(ctx, pool, cfg.Name, notify)
+}
+
+// ledgerdTransport is how the service reaches ledgerd: TLS unless told
+// otherwise, as the client package requires (the auditor key goes with
+// every batch's confirmation).
+func ledgerdTransport(cfg config) client.Option {
+	switch {
+	case cfg.LedgerdInsecure:
+		return client.WithInsecure()
+	case cfg.LedgerdCA != "":
+		return client.WithCAFile(cfg.LedgerdCA)
+	}
+	return client.WithTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 }
 
 // migrate creates the consumer's checkpoint table and the notifications.

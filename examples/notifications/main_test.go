@@ -55,7 +55,7 @@ func TestKill9AppliesEveryEventExactlyOnce(t *testing.T) {
 	})
 	env := append(os.Environ(), childEnv+"=1", "NOTIFY_LEDGER="+ledger, "NOTIFY_POSTGRES_URL="+svcURL,
 		"NOTIFY_NATS_URL="+l.NATSURL, "NOTIFY_LEDGERD="+l.Main.GRPCAddr(), "NOTIFY_API_KEY="+l.Key,
-		"NOTIFY_CHILD_ARGS=-batch-max=8")
+		"NOTIFY_CHILD_ARGS=-batch-max=8 -ledgerd-insecure") // the test ledgerd speaks plaintext
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env, cmd.Stdout, cmd.Stderr = env, logFile, logFile
