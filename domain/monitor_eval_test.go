@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/ledgerd/ledger/domain"
 )
@@ -76,9 +76,9 @@ func TestCrossingRearmsWhenEnabledAgain(t *testing.T) {
 	if got := l.step(transfer("t1", posting("carol", "world", "USD", "100"))); len(got) != 1 { // 150 -> 50
 		t.Fatalf("crossing: alerts %v, want one", got)
 	}
-	l.step(crossing("100", true))                                      // v2: disabled
-	l.step(transfer("back", posting("world", "carol", "USD", "150"))) // 50 -> 200: back above
-	l.step(crossing("100", false))                                     // v3: enabled again
+	l.step(crossing("100", true))                                                              // v2: disabled
+	l.step(transfer("back", posting("world", "carol", "USD", "150")))                          // 50 -> 200: back above
+	l.step(crossing("100", false))                                                             // v3: enabled again
 	if got := l.step(transfer("t2", posting("carol", "world", "USD", "150"))); len(got) != 1 { // 200 -> 50
 		t.Fatalf("carol went from 200 to 50 under an enabled rule of level 100: alerts %v, want one", got)
 	}
