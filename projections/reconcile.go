@@ -238,7 +238,7 @@ func (f *reconFold) apply(ctx context.Context, pos uint64, e domain.Event) error
 // each), and to the books of the reconciled accounts they move. Holds and
 // releases are not movements of money.
 func (f *reconFold) movements(ctx context.Context, pos uint64, h domain.TransferHeader, moves []domain.Movement) error {
-	day := int32(h.EffectiveAt.UTC().Unix() / 86400)
+	day := unixDay(h.EffectiveAt)
 	for i := range moves {
 		m := &moves[i]
 		if m.Pending || m.Amount.IsZero() {
@@ -427,7 +427,7 @@ func (f *reconFold) enable(ctx context.Context, account string, pos uint64) (*re
 		if err := rows.Scan(&it.TransferID, &it.PostingIndex, &position, &side, &amount, &date, &it.Reference); err != nil {
 			return nil, fmt.Errorf("movements of %s: %w", account, err)
 		}
-		it.Position, it.Day = uint64(position), int32(date.Unix()/86400)
+		it.Position, it.Day = uint64(position), unixDay(date)
 		if it.Amount, err = unitsAt(amount, b.scale); err != nil {
 			return nil, fmt.Errorf("movement %s of %s: %w", it.TransferID, account, err)
 		}
@@ -599,7 +599,7 @@ func (f *reconFold) loadItems(ctx context.Context, b *reconBook, side domain.Rec
 		} else {
 			it.TransferID = id
 		}
-		it.Position, it.Day = uint64(position), int32(date.Unix()/86400)
+		it.Position, it.Day = uint64(position), unixDay(date)
 		if it.Amount, err = unitsAt(amount, b.scale); err != nil {
 			return nil, fmt.Errorf("item of %s: %w", b.account, err)
 		}
@@ -614,7 +614,20 @@ func dayOf(date string) (int32, error) {
 	if err != nil {
 		return 0, err
 	}
-	return int32(t.Unix() / 86400), nil
+	return unixDay(t), nil
+}
+
+// unixDay is t's UTC date as days since 1970-01-01, rounded down: a time
+// before 1970 is on the day it falls in, not the next (division rounds
+// toward zero).
+func unixDay(t time.Time) int32 {
+	const day = 24 * 60 * 60
+	s := t.Unix()
+	d := s / day
+	if s%day < 0 {
+		d--
+	}
+	return int32(d)
 }
 
 // dateOf is the inverse of dayOf, as a Postgres date.
