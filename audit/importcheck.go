@@ -170,6 +170,11 @@ func (c *ImportChecker) check(r *eventstore.Record, e domain.Event) error {
 			return err
 		}
 	}
+	// A closed period stays closed, and a close records the state's
+	// figures: what the writer refuses or computes, which Evolve trusts.
+	if err := domain.CheckPeriods(c.state, e); err != nil {
+		return refuse(pos, ErrImportInvariant, "%v", err)
+	}
 	return c.evolve(pos, e)
 }
 

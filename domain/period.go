@@ -80,6 +80,49 @@ func (s *State) ClosedPeriod() (end time.Time, pos uint64, ok bool) {
 	return s.periodEnd, s.periodPos, !s.periodEnd.IsZero()
 }
 
+// CheckPeriods reports what a writer would have refused of e on state s
+// (before e), as to periods: a movement taking effect
+// in a closed period (a transfer, a hold, a post of a hold, a reversal), or
+// a close that does not follow the last one or whose figures (trial
+// balance, accounts, closing digest) are not the state's. Evolve trusts
+// the log; an import and an audit check it with this first.
+//
+// Errors: ErrPeriodClosed or ErrInvalidField, as a *FieldError.
+func CheckPeriods(s *State, e Event) error {
+	if c, ok := e.(PeriodClosed); ok {
+		return checkClose(s, &c)
+	}
+	switch e.(type) {
+	case TransferCommitted, TransferPending, PendingPosted, TransferReversed:
+		// Zero: no business time (takes effect when recorded), as a void.
+		if h, _ := HeaderOf(e); !h.EffectiveAt.IsZero() {
+			return checkOpenPeriod(s, h.EffectiveAt)
+		}
+	}
+	return nil
+}
+
+// checkClose checks a recorded close against what decidePeriod would have
+// recorded on s. Not its end against the time it was recorded at: the
+// clock decidePeriod compared it with is not in the log.
+func checkClose(s *State, c *PeriodClosed) error {
+	switch {
+	case !s.periodEnd.IsZero() && !c.End.After(s.periodEnd):
+		return fieldErrf("end", ErrPeriodClosed, "%s is not after %s, the end of the last closed period",
+			c.End.Format(time.RFC3339Nano), s.periodEnd.Format(time.RFC3339Nano))
+	case s.periodEnd.IsZero() != (c.Start == nil) || c.Start != nil && !c.Start.Equal(s.periodEnd):
+		return fieldErrf("start", ErrInvalidField, "not the end of the last closed period")
+	}
+	if tb := periodTrialBalance(s); !slices.Equal(tb, c.TrialBalance) {
+		return fieldErrf("trial_balance", ErrInvalidField, "%v, the state's is %v", c.TrialBalance, tb)
+	}
+	if digest, n := ClosingDigest(s); digest != c.ClosingDigest || n != c.Accounts {
+		return fieldErrf("closing_digest", ErrInvalidField, "%s over %d accounts, the state's is %s over %d",
+			c.ClosingDigest, c.Accounts, digest, n)
+	}
+	return nil
+}
+
 // checkOpenPeriod refuses a business time in a closed period.
 func checkOpenPeriod(s *State, effectiveAt time.Time) error {
 	if !s.periodEnd.IsZero() && effectiveAt.Before(s.periodEnd) {
