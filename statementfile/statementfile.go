@@ -42,6 +42,11 @@ const (
 	// newline (a '\r' before it counts). A line with every field at its limit takes under 2 KiB; bank
 	// exports carry columns of their own besides.
 	LineBytesMax = 16 << 10
+	// RecordBytesMax bounds one CSV record, whose quoted fields may span
+	// physical lines: encoding/csv holds a record whole before its fields
+	// can be checked. Four lines at their bound; read ahead of the record
+	// (4 KiB) counts too.
+	RecordBytesMax = 4 * LineBytesMax
 	// ChunkLines is the most lines one ImportStatement call takes:
 	// the server's bound.
 	ChunkLines = 8192
@@ -217,15 +222,20 @@ func Rewind(f *os.File, before os.FileInfo) error {
 }
 
 // lineLimiter counts a file's physical lines and bytes as they are read, and
-// fails the read at the first line over LineBytesMax or the first
-// byte over FileBytesMax: the parsers above it then never buffer
-// more than a line. A file that is not a regular file (a pipe) has no size
-// to check up front, hence the byte count.
+// fails the read at the first line over LineBytesMax, the first
+// byte over FileBytesMax, or (once startRecord is called: CSV) a record
+// read past RecordBytesMax: the parsers above it then never buffer more
+// than a line, or a record of a few. A file that is not a regular file (a
+// pipe) has no size to check up front, hence the byte count.
 type lineLimiter struct {
 	r io.Reader
 	// line is the physical line being read, from 1; lineBytes its bytes so far.
 	line, lineBytes int
 	total           int64
+	// recordBytes are the bytes read since startRecord; records says it
+	// was called.
+	recordBytes int
+	records     bool
 	// err is sticky: the first limit passed.
 	err *Error
 }
@@ -260,11 +270,20 @@ func (l *lineLimiter) Read(p []byte) (int, error) {
 		i = end + 1
 	}
 	l.total += int64(n)
+	if l.records && l.err == nil {
+		if l.recordBytes += n; l.recordBytes > RecordBytesMax {
+			l.err = &Error{Line: l.line, Err: fmt.Errorf("a record of more than %d bytes (a quoted field left open?): %w",
+				RecordBytesMax, ErrLineLong)}
+		}
+	}
 	if l.err != nil {
 		return n, l.err
 	}
 	return n, err
 }
+
+// startRecord starts the count of a record's bytes.
+func (l *lineLimiter) startRecord() { l.records, l.recordBytes = true, 0 }
 
 // failedAt is the limiter's error if it is at line or before: a parser that
 // read ahead of the limit reports its own errors first.
@@ -360,6 +379,7 @@ func newCSVStatement(lim *lineLimiter, opts Options) (*csvStatement, error) {
 	r.FieldsPerRecord = -1 // checked here, with a better message
 	r.ReuseRecord = true
 	c := &csvStatement{r: r, lim: lim, opts: opts}
+	lim.startRecord()
 	header, err := r.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, &Error{Err: fmt.Errorf("no header row: %w", ErrEmpty)}
@@ -437,6 +457,7 @@ func (c *csvStatement) readError(err error) error {
 }
 
 func (c *csvStatement) next() (int, *domain.ImportStatementLine, error) {
+	c.lim.startRecord()
 	rec, err := c.r.Read()
 	if errors.Is(err, io.EOF) {
 		return 0, nil, io.EOF
