@@ -97,10 +97,13 @@ func encodeBody(rec *eventstore.Record, id string) ([]byte, error) {
 // duration up to min(max, min·2^(n-1)), never under min ("full jitter":
 // endpoints failing together are not all retried in step).
 func backoff(n int, lo, hi time.Duration) time.Duration {
-	ceiling := hi
-	if n-1 < 32 {
-		ceiling = min(hi, lo<<(n-1))
+	// Doubled until it reaches hi, not shifted: lo<<(n-1) overflows for a
+	// lo over 4 s by the 32nd attempt, and the delay fell back to lo.
+	ceiling := lo
+	for i := 1; i < n && ceiling < hi; i++ {
+		ceiling *= 2
 	}
+	ceiling = min(ceiling, hi)
 	if ceiling <= lo {
 		return lo
 	}

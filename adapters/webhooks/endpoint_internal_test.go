@@ -99,6 +99,16 @@ func TestBackoff(t *testing.T) {
 			}
 		}
 	}
+	// A minimum over 4 s: lo<<31 overflowed, and the 32nd attempt on
+	// waited the minimum, not up to the maximum.
+	lo, hi = 5*time.Second, time.Hour
+	var longest time.Duration
+	for range 100 {
+		longest = max(longest, backoff(32, lo, hi))
+	}
+	if longest < hi/2 {
+		t.Fatalf("attempt 32 with a minimum of %s: at most %s in 100 draws, want up to %s", lo, longest, hi)
+	}
 }
 
 // TestWants: event types compare as strings (an "Alert" this build does
