@@ -329,7 +329,8 @@ func (s *Store) Revoke(ctx context.Context, id string) (Key, error) {
 }
 
 // Verify returns the active key whose text this is. A key verified within
-// StaleMax is answered from memory; otherwise it is looked up.
+// StaleMax is answered from memory; otherwise it is looked up, as is
+// another secret for a cached id (once: the failure is remembered).
 //
 // Errors: ErrMalformed; ErrUnknown (no such id, or another secret);
 // ErrRevoked; a database error, wrapped.
@@ -348,7 +349,10 @@ func (s *Store) Verify(ctx context.Context, text string) (Key, error) {
 	if failed != nil && (!ok || !equalHash(hash, c.hash)) {
 		return Key{}, failed
 	}
-	if !ok || now.Sub(c.checked) > s.opts.StaleMax {
+	// Another secret than the cached key's is looked up as an unknown id
+	// is: answered from memory, its speed would tell a prober which ids
+	// are keys in use.
+	if !ok || now.Sub(c.checked) > s.opts.StaleMax || !equalHash(hash, c.hash) {
 		k, stored, err := s.lookup(ctx, id)
 		if errors.Is(err, ErrUnknown) {
 			s.mu.Lock()

@@ -244,12 +244,15 @@ func (a *Auth) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Strea
 	if !tapped {
 		ctx = context.WithValue(ctx, keyContext{}, callKey{key: key})
 	}
-	return handler(srv, &scopedStream{ServerStream: ss, key: key, method: info.FullMethod, ctx: ctx})
+	return handler(srv, &scopedStream{ServerStream: ss, auth: a, key: key, method: info.FullMethod, ctx: ctx})
 }
 
-// scopedStream checks the ledger of each message received.
+// scopedStream checks, for each message received, that its key is still
+// active (a client stream, ImportEvents, may outlive a revocation by as
+// long as its client keeps sending) and the message's ledger.
 type scopedStream struct {
 	grpc.ServerStream
+	auth     *Auth
 	key      apikeys.Key
 	method   string
 	ctx      context.Context
@@ -264,6 +267,13 @@ func (s *scopedStream) RecvMsg(m any) error {
 	}
 	first := !s.received
 	s.received = true
+	// A key in memory and fresh costs a look-up; else it is verified
+	// again from the call's header, which fails once it is revoked.
+	if !first && !s.auth.keys.Active(s.key.ID) {
+		if _, _, err := s.auth.authorize(s.ServerStream.Context(), s.method); err != nil {
+			return err
+		}
+	}
 	return scope(s.key, s.method, m, first)
 }
 

@@ -344,7 +344,9 @@ func (m *Main) integrityDetail(rd readiness, r *http.Request) string {
 	return b.String()
 }
 
-// readyDetail says whether r carries an admin key (or auth is off).
+// readyDetail says whether r carries an admin key of every ledger (or auth
+// is off): the detail names every ledger's faults, and the database's
+// errors, which a key scoped to some ledgers may not see.
 func (m *Main) readyDetail(r *http.Request) bool {
 	if m.auth == nil {
 		return true
@@ -353,7 +355,7 @@ func (m *Main) readyDetail(r *http.Request) bool {
 		return false
 	}
 	k, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
-	return err == nil && k.Has(apikeys.RoleAdmin)
+	return err == nil && k.Has(apikeys.RoleAdmin) && k.AllLedgers()
 }
 
 // GRPCAddr is the address gRPC listens on (useful with ":0").
