@@ -116,7 +116,7 @@ func (o BatchOptions) validate() error {
 // CreateTransfer records one transfer in ledger, sent in a batch with the
 // other goroutines' transfers of that ledger (BatchOptions), never
 // atomically with them: its result is its own, as if it had been sent alone
-// // (Index 0). t must not change until CreateTransfer returns; the batch sends
+// (Index 0). t must not change until CreateTransfer returns; the batch sends
 // a copy, so the caller may reuse t afterwards, even when its context ended
 // while the batch was being sent. A transfer over ledgerd's bounds of one
 // (64 postings, 32 metadata keys) is sent in a batch of its own: ledgerd's

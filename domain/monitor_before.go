@@ -42,8 +42,18 @@ func newMonitorState() monitorState {
 	return monitorState{rules: map[string]*RuleVersion{}, rings: map[string]*postingRings{}}
 }
 
-// reindex recomputes before, velocity and windowMax from rules.
+// reindex recomputes before, velocity and windowMax from rules. A longer
+// window than before counts from its definition on: what the rings let go
+// under the shorter one is forgotten, not refused (their horizons reset).
 func (m *monitorState) reindex() {
+	was := m.windowMax
+	defer func() {
+		if m.windowMax > was {
+			for _, rings := range m.rings {
+				rings.horizon = [2]int64{}
+			}
+		}
+	}()
 	m.before, m.velocity, m.windowMax = nil, nil, 0
 	for _, id := range slices.Sorted(maps.Keys(m.rules)) {
 		r := m.rules[id]
@@ -131,7 +141,8 @@ func saturatingAdd(a, b Units) Units {
 // window returns the count and sum of the postings on side (zero: both)
 // whose time is in (at−w, at], and whether postings dropped for their age
 // may lie in it (short): only a window that reaches back behind the newest
-// posting by more than the longest window can be (a backdated transfer).
+// posting by more than the longest window and the clock skew allowed
+// (EffectiveFutureMax) can be, a backdated transfer's.
 func (p *postingRings) window(side Side, at int64, w time.Duration) (count uint64, sum Units, short bool) {
 	for i, ring := range p.sides {
 		if side != 0 && sideIndex(side) != i {
@@ -178,7 +189,10 @@ func (s *State) recordVelocity(postings []Posting, effectiveAt time.Time) {
 				old := rings.clone()
 				s.undo(func() { *rings = *old })
 			}
-			rings.add(leg.side, at, p.Amount.Units, m.windowMax)
+			// Kept EffectiveFutureMax longer than the longest window: a
+			// transfer of now may follow one dated that far ahead, and its
+			// window must find what came before it (not a horizon).
+			rings.add(leg.side, at, p.Amount.Units, m.windowMax+s.policy.EffectiveFutureMax)
 		}
 	}
 }
