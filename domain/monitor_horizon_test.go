@@ -46,4 +46,3 @@ func TestVelocityLetsAnOrdinaryTransferThroughAfterTheWindowGrows(t *testing.T) 
 		t.Fatalf("an ordinary transfer, the 3rd debit of the day under a max_count 10 rule: %v, want it let through", err)
 	}
 }
-
