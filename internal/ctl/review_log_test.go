@@ -14,6 +14,7 @@ import (
 
 	"github.com/ledgerd/ledger/anchor"
 	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/audit/filelog"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
@@ -171,5 +172,30 @@ func TestReviewImportScanRefusesATrailerWhoseAnchorContradictsTheFile(t *testing
 	if err := reviewScan(t, write(forged)); err == nil {
 		t.Errorf("log import accepts an export whose trailer's anchor at 4 signs %x, the file's event 4 has %x",
 			recs[3].Hash[:4], forged[3].Hash[:4])
+	}
+}
+
+// log import and audit verify --in must agree on a file: importScan skips a
+// line of white space (audit.ImportBlankLine), filelog.Log only an empty one,
+// and reports the other as a malformed event. The same export is imported,
+// and said to diverge by the offline verification.
+func TestReviewVerifyInAgreesWithImportOnABlankLine(t *testing.T) {
+	clean, err := audit.AppendExport(nil, reviewLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.SplitAfter(clean, []byte("\n"))
+	b := bytes.Join(append(append(append([][]byte{}, lines[:2]...), []byte(" \t\n")), lines[2:]...), nil)
+	importErr := reviewScan(t, b)
+	path := filepath.Join(t.TempDir(), "log.jsonl")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(t.Context(), &filelog.Log{Path: path}, nil, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (importErr == nil) != rep.Clean() {
+		t.Errorf("log import: %v; audit verify --in: clean %v, %+v", importErr, rep.Clean(), rep.Divergence)
 	}
 }
