@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -33,11 +34,26 @@ type recordJSON struct {
 	Hash          string          `json:"hash"`
 }
 
-// ParseRecordJSON reads a record written by AppendJSON. It does not verify the
-// hash: call VerifyHash.
+// ErrJSONForm means a JSON record is not byte for byte what AppendJSON
+// writes for the record it parses to: a key repeated, unknown or in another
+// case, other spacing, recorded_at in another zone or precision, hashes in
+// upper case. ledgerd never wrote such a line, and another JSON reader may
+// read it as another record (a repeated key is resolved first-wins by some,
+// last-wins by encoding/json): what an auditor's tool reads would not be
+// what is imported.
+var ErrJSONForm = errors.New("not in the form ledgerd writes")
+
+// jsonFormContext bounds the bytes an ErrJSONForm error quotes from either
+// side of where the line and AppendJSON's form part.
+const jsonFormContext = 32
+
+// ParseRecordJSON reads a record written by AppendJSON: exactly its bytes,
+// with or without its line end, LF or CRLF (a file whose line ends were
+// converted). It does not verify the hash: call VerifyHash.
 //
-// Errors: the JSON or hex error of a malformed record.
+// Errors: the JSON or hex error of a malformed record; ErrJSONForm.
 func ParseRecordJSON(b []byte) (Record, error) {
+	b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
 	var j recordJSON
 	if err := json.Unmarshal(b, &j); err != nil {
 		return Record{}, fmt.Errorf("parse record: %w", err)
@@ -50,7 +66,28 @@ func ParseRecordJSON(b []byte) (Record, error) {
 	if err := decodeHash(&r.Hash, j.Hash); err != nil {
 		return Record{}, fmt.Errorf("parse record %d: hash: %w", j.Position, err)
 	}
+	if err := checkJSONForm(&r, b); err != nil {
+		return Record{}, err
+	}
 	return r, nil
+}
+
+// checkJSONForm holds line to what AppendJSON writes for r, the record
+// parsed from it.
+//
+// Errors: ErrJSONForm, quoting both where they part.
+func checkJSONForm(r *Record, line []byte) error {
+	want := r.AppendJSON(make([]byte, 0, len(line)))
+	if bytes.Equal(line, want) {
+		return nil
+	}
+	i := 0
+	for i < len(line) && i < len(want) && line[i] == want[i] {
+		i++
+	}
+	quote := func(b []byte) []byte { return b[i:min(len(b), i+jsonFormContext)] }
+	return fmt.Errorf("parse record %d: at byte %d the line has %q, ledgerd writes %q: %w",
+		r.Position, i+1, quote(line), quote(want), ErrJSONForm)
 }
 
 func decodeHash(h *Hash, s string) error {

@@ -2,7 +2,9 @@ package eventstore_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,4 +57,36 @@ func FuzzParseRecordBinary(f *testing.F) {
 			}
 		}
 	})
+}
+
+// ParseRecordJSON reads exactly what AppendJSON writes, with or without its
+// line end; any other spelling of the same record is ErrJSONForm. It read
+// whatever encoding/json made of a line: a repeated key (last wins), an
+// unknown or upper-case key, a time in another zone.
+func TestParseRecordJSONReadsOnlyAppendJSONForm(t *testing.T) {
+	want := sampleRecord()
+	line := string(want.AppendJSON(nil))
+	for _, ok := range []string{line, line + "\n", line + "\r\n", line + "\r"} {
+		got, err := eventstore.ParseRecordJSON([]byte(ok))
+		if err != nil || got.Hash != want.Hash || !got.VerifyHash() {
+			t.Errorf("ParseRecordJSON(%q): hash %x, err %v; want the record", ok, got.Hash[:4], err)
+		}
+	}
+	for name, bad := range map[string]string{
+		"a space before":     " " + line,
+		"a space after":      line + " ",
+		"a repeated key":     strings.Replace(line, `"type":`, `"type":"X","type":`, 1),
+		"an unknown key":     strings.Replace(line, `,"hash":`, `,"by":"m","hash":`, 1),
+		"an upper-case key":  strings.Replace(line, `"ledger":`, `"LEDGER":`, 1),
+		"upper-case hex":     strings.Replace(line, hex.EncodeToString(want.Hash[:]), strings.ToUpper(hex.EncodeToString(want.Hash[:])), 1),
+		"recorded_at in +01": strings.Replace(line, `10:00:00.123456Z`, `11:00:00.123456+01:00`, 1),
+		"recorded_at in ns":  strings.Replace(line, `10:00:00.123456Z`, `10:00:00.123456000Z`, 1),
+	} {
+		if bad == line {
+			t.Fatalf("%s: the edit did nothing", name)
+		}
+		if _, err := eventstore.ParseRecordJSON([]byte(bad)); !errors.Is(err, eventstore.ErrJSONForm) {
+			t.Errorf("%s: ParseRecordJSON(%q): err = %v, want ErrJSONForm", name, bad, err)
+		}
+	}
 }

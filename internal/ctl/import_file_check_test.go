@@ -1,11 +1,13 @@
 package ctl
 
-// Review tests of log import's file check (importScan): the file must be one
-// that log export could have written.
+// Tests of the file checks of log import (importScan) and audit verify --in
+// (filelog): the file must be one that log export could have written, and
+// both readers judge it alike.
 
 import (
 	"bytes"
 	"crypto/ed25519"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,8 +21,8 @@ import (
 	"github.com/ledgerd/ledger/eventstore"
 )
 
-// reviewLog is a small sealed log of ledger "books", as a writer writes it.
-func reviewLog() []eventstore.Record {
+// booksLog is a small sealed log of ledger "books", as a writer writes it.
+func booksLog() []eventstore.Record {
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	usd := func(c int64) domain.Amount { return domain.Amount{Units: domain.UnitsFromInt64(c), Scale: 2} }
 	eff := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -37,11 +39,11 @@ func reviewLog() []eventstore.Record {
 		Postings: []domain.Posting{{Debit: "alice", Credit: "bob", Asset: "USD", Amount: usd(1000)}}})
 	add("t2", domain.TransferCommitted{ID: "t2", EffectiveAt: eff,
 		Postings: []domain.Posting{{Debit: "bob", Credit: "alice", Asset: "USD", Amount: usd(250)}}})
-	reviewReseal(recs)
+	reseal(recs)
 	return recs
 }
 
-func reviewReseal(recs []eventstore.Record) {
+func reseal(recs []eventstore.Record) {
 	var prev eventstore.Hash
 	for i := range recs {
 		recs[i].Seal(prev)
@@ -49,7 +51,7 @@ func reviewReseal(recs []eventstore.Record) {
 	}
 }
 
-func reviewScan(t *testing.T, b []byte) error {
+func scanExport(t *testing.T, b []byte) error {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "log.jsonl")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -65,18 +67,18 @@ func reviewScan(t *testing.T, b []byte) error {
 }
 
 // A line that is not byte for byte what log export writes for its record
-// (eventstore.Record.AppendJSON) was not written by ledgerd: a duplicate key
-// (which parsers resolve differently: what an auditor's tool reads is not
-// what is imported), a key ledgerd never writes, or an envelope written in
-// another form. importScan takes each as the record json.Unmarshal makes of
-// it.
-func TestReviewImportScanRefusesALineLedgerdCouldNotHaveWritten(t *testing.T) {
-	recs := reviewLog()
+// (eventstore.Record.AppendJSON) was not written by ledgerd, and is refused
+// (eventstore.ErrJSONForm): a duplicate key (which parsers resolve
+// differently: what an auditor's tool reads is not what is imported), a key
+// ledgerd never writes, or an envelope written in another form. importScan
+// took each as the record json.Unmarshal made of it.
+func TestImportScanRefusesALineNotInTheFormLedgerdWrites(t *testing.T) {
+	recs := booksLog()
 	clean, err := audit.AppendExport(nil, recs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := reviewScan(t, clean); err != nil {
+	if err := scanExport(t, clean); err != nil {
 		t.Fatalf("the clean export is refused: %v", err)
 	}
 	lines := bytes.SplitAfter(clean, []byte("\n"))
@@ -117,9 +119,9 @@ func TestReviewImportScanRefusesALineLedgerdCouldNotHaveWritten(t *testing.T) {
 				t.Fatalf("edit did nothing: %s", orig)
 			}
 			b := bytes.Join(append(append(append([][]byte{}, lines[:k]...), []byte(edited)), lines[k+1:]...), nil)
-			err := reviewScan(t, b)
-			if err == nil {
-				t.Errorf("log import accepts line %d %s:\n%s", k+1, name, edited)
+			err := scanExport(t, b)
+			if !errors.Is(err, eventstore.ErrJSONForm) {
+				t.Errorf("log import of line %d with %s: %v, want ErrJSONForm:\n%s", k+1, name, err, edited)
 			}
 			t.Logf("importScan: %v", err)
 		})
@@ -134,7 +136,7 @@ func TestReviewImportScanRefusesALineLedgerdCouldNotHaveWritten(t *testing.T) {
 // importScan checks only the anchors' ledger and positions, never their hash
 // against the file's event there, and imports it.
 func TestReviewImportScanRefusesATrailerWhoseAnchorContradictsTheFile(t *testing.T) {
-	recs := reviewLog()
+	recs := booksLog()
 	s := anchor.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
 	a, err := s.Sign("books", 4, recs[3].Hash, time.Date(2025, 3, 1, 13, 0, 0, 0, time.UTC))
 	if err != nil {
@@ -157,19 +159,19 @@ func TestReviewImportScanRefusesATrailerWhoseAnchorContradictsTheFile(t *testing
 		}
 		return b
 	}
-	if err := reviewScan(t, write(recs)); err != nil {
+	if err := scanExport(t, write(recs)); err != nil {
 		t.Fatalf("the genuine export is refused: %v", err)
 	}
 	// Forge: t1 moves 9,000.00 instead of 10.00; re-seal the chain from it.
-	forged := reviewLog()
+	forged := booksLog()
 	forged[3].Payload = domain.AppendEvent(nil, domain.TransferCommitted{ID: "t1",
 		EffectiveAt: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC), Postings: []domain.Posting{{Debit: "alice", Credit: "bob",
 			Asset: "USD", Amount: domain.Amount{Units: domain.UnitsFromInt64(900000), Scale: 2}}}})
-	reviewReseal(forged)
+	reseal(forged)
 	if forged[3].Hash == recs[3].Hash {
 		t.Fatal("the forgery did not change the hash")
 	}
-	if err := reviewScan(t, write(forged)); err == nil {
+	if err := scanExport(t, write(forged)); err == nil {
 		t.Errorf("log import accepts an export whose trailer's anchor at 4 signs %x, the file's event 4 has %x",
 			recs[3].Hash[:4], forged[3].Hash[:4])
 	}
@@ -180,13 +182,13 @@ func TestReviewImportScanRefusesATrailerWhoseAnchorContradictsTheFile(t *testing
 // and reports the other as a malformed event. The same export is imported,
 // and said to diverge by the offline verification.
 func TestReviewVerifyInAgreesWithImportOnABlankLine(t *testing.T) {
-	clean, err := audit.AppendExport(nil, reviewLog())
+	clean, err := audit.AppendExport(nil, booksLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := bytes.SplitAfter(clean, []byte("\n"))
 	b := bytes.Join(append(append(append([][]byte{}, lines[:2]...), []byte(" \t\n")), lines[2:]...), nil)
-	importErr := reviewScan(t, b)
+	importErr := scanExport(t, b)
 	path := filepath.Join(t.TempDir(), "log.jsonl")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
