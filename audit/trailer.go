@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 
 	"github.com/ledgerd/ledger/anchor"
 	"github.com/ledgerd/ledger/eventstore"
@@ -24,6 +26,17 @@ import (
 
 // TrailerVersion is the export format's version the trailer states.
 const TrailerVersion = 1
+
+// Limits of a trailer.
+const (
+	// TrailerAnchorsMax bounds the anchors a trailer carries (log export
+	// writes the highest 16 within its positions): a reader keeps the hash of
+	// the event at each one's position.
+	TrailerAnchorsMax = 16
+	// TrailerLineMax bounds a trailer line: 16 anchors of a ledger name of
+	// 255 bytes take under 10 KiB.
+	TrailerLineMax = 64 << 10
+)
 
 // ErrTrailer: an export without its trailer, or whose trailer does not
 // match its events: a cut or altered file.
@@ -63,8 +76,12 @@ func AppendTrailer(b []byte, t *Trailer) ([]byte, error) {
 
 // ParseTrailer reads a trailer line.
 //
-// Errors: ErrTrailer (not a trailer of version 1).
+// Errors: ErrTrailer (not a trailer of version 1, or over TrailerLineMax
+// bytes or TrailerAnchorsMax anchors).
 func ParseTrailer(line []byte) (Trailer, error) {
+	if n := len(bytes.TrimSpace(line)); n > TrailerLineMax {
+		return Trailer{}, fmt.Errorf("%w is %d bytes, over %d", ErrTrailer, n, TrailerLineMax)
+	}
 	var w struct {
 		Trailer *Trailer `json:"trailer"`
 	}
@@ -74,7 +91,31 @@ func ParseTrailer(line []byte) (Trailer, error) {
 	if w.Trailer.V != TrailerVersion {
 		return Trailer{}, fmt.Errorf("%w is of version %d: this build reads version %d", ErrTrailer, w.Trailer.V, TrailerVersion)
 	}
+	if n := len(w.Trailer.Anchors); n > TrailerAnchorsMax {
+		return Trailer{}, fmt.Errorf("%w carries %d anchors, over %d", ErrTrailer, n, TrailerAnchorsMax)
+	}
 	return *w.Trailer, nil
+}
+
+// ReadTrailerAhead reads the trailer that ends the export f of size bytes,
+// before its events: its last line that is not blank, within its last
+// TrailerLineMax bytes and their line end.
+//
+// Errors: ErrTrailer (no trailer there, or one that does not parse); the
+// read's.
+func ReadTrailerAhead(f io.ReaderAt, size int64) (Trailer, error) {
+	const lineEndMax = 2 // CRLF
+	off := max(size-TrailerLineMax-lineEndMax, 0)
+	buf := make([]byte, size-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return Trailer{}, err
+	}
+	buf = bytes.TrimRight(buf, " \t\r\n")
+	last := buf[bytes.LastIndexByte(buf, '\n')+1:]
+	if !IsTrailer(last) {
+		return Trailer{}, fmt.Errorf("%w is not the file's last line", ErrTrailer)
+	}
+	return ParseTrailer(last)
 }
 
 // TrailerCheck counts an export's events as they are read, to hold its
@@ -85,6 +126,36 @@ type TrailerCheck struct {
 	first, last uint64
 	lastHash    eventstore.Hash
 	trailer     *Trailer
+	// anchored holds the hashes of the events at the positions of the
+	// anchors of the trailer read ahead (WatchAhead); zero: not read.
+	anchored map[uint64]eventstore.Hash
+}
+
+// WatchAhead reads the trailer that ends the export f (ReadTrailerAhead)
+// and has the check keep the hashes of the events at its
+// anchors' positions, at most TrailerAnchorsMax: the trailer comes last, and
+// End holds each of its anchors to the file's event at its position without
+// keeping every hash. A file without a trailer there is left to End to
+// refuse.
+//
+// Errors: the file's.
+func (c *TrailerCheck) WatchAhead(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	t, err := ReadTrailerAhead(f, st.Size())
+	if errors.Is(err, ErrTrailer) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.anchored = make(map[uint64]eventstore.Hash, len(t.Anchors))
+	for i := range t.Anchors {
+		c.anchored[t.Anchors[i].Position] = eventstore.Hash{}
+	}
+	return nil
 }
 
 // Event counts an event line.
@@ -99,6 +170,9 @@ func (c *TrailerCheck) Event(r *eventstore.Record) error {
 	}
 	c.events++
 	c.last, c.lastHash = r.Position, r.Hash
+	if _, ok := c.anchored[r.Position]; ok {
+		c.anchored[r.Position] = r.Hash
+	}
 	return nil
 }
 
@@ -148,8 +222,30 @@ func (c *TrailerCheck) End() (*Trailer, error) {
 			return nil, fmt.Errorf("%w carries an anchor of %s at %d, outside its positions %d..%d of %s: a cut or altered export",
 				ErrTrailer, a.Ledger, a.Position, t.First, t.Last, t.Ledger)
 		}
+		if err := c.checkAnchorHash(a); err != nil {
+			return nil, err
+		}
 	}
 	return t, nil
+}
+
+// checkAnchorHash holds a, an anchor of the trailer, to the file's event at
+// its position: an anchor signs a hash, and an export whose events were
+// altered and re-sealed, its trailer's last_hash with them, still carries
+// the anchors of the events it replaced.
+//
+// Errors: ErrTrailer.
+func (c *TrailerCheck) checkAnchorHash(a *anchor.Anchor) error {
+	h, ok := c.anchored[a.Position]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w carries an anchor at %d that the trailer read ahead of the events did not: "+
+			"the file changed while it was read, or its trailer is not its last line", ErrTrailer, a.Position)
+	case h != eventstore.Hash(a.Hash):
+		return fmt.Errorf("%w carries an anchor at %d signing hash %x, the file's event there has %x: "+
+			"an export altered and re-sealed", ErrTrailer, a.Position, a.Hash[:], h[:])
+	}
+	return nil
 }
 
 // Written is the trailer of the events counted, of ledger.

@@ -56,13 +56,14 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 		return err
 	}
 	defer f.Close()
+	var tc audit.TrailerCheck
+	if err := tc.WatchAhead(f); err != nil {
+		return err
+	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), fileLineMax)
 	page := make([]eventstore.Record, 0, filePageMax)
-	var (
-		last uint64
-		tc   audit.TrailerCheck
-	)
+	var last uint64
 	for sc.Scan() {
 		if len(sc.Bytes()) == 0 {
 			continue

@@ -130,3 +130,43 @@ func TestLogRefusesARecountedTrailer(t *testing.T) {
 		}
 	}
 }
+
+// A trailer carries at most audit.TrailerAnchorsMax anchors, each held to
+// the file's event at its position: a reader keeps only those hashes.
+func TestLogBoundsTheTrailersAnchors(t *testing.T) {
+	t.Parallel()
+	chain := logtest.Chain("acme", audit.TrailerAnchorsMax+1)
+	s := anchor.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	file := func(n int) string {
+		var tc audit.TrailerCheck
+		var b []byte
+		for i := range chain {
+			b = append(chain[i].AppendJSON(b), '\n')
+			if err := tc.Event(&chain[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tr := tc.Written("acme")
+		for i := range n {
+			a, err := s.Sign("acme", chain[i].Position, chain[i].Hash, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr.Anchors = append(tr.Anchors, a)
+		}
+		b, err := audit.AppendTrailer(b, &tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(t, b)
+	}
+	read := func(path string) error {
+		return (&filelog.Log{Path: path}).Read(context.Background(), 0, 0, func([]eventstore.Record) error { return nil })
+	}
+	if err := read(file(audit.TrailerAnchorsMax)); err != nil {
+		t.Errorf("a trailer of %d anchors: %v", audit.TrailerAnchorsMax, err)
+	}
+	if err := read(file(audit.TrailerAnchorsMax + 1)); !errors.Is(err, audit.ErrTrailer) || !strings.Contains(err.Error(), "anchors, over") {
+		t.Errorf("a trailer of %d anchors: %v, want ErrTrailer", audit.TrailerAnchorsMax+1, err)
+	}
+}

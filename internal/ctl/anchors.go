@@ -129,8 +129,9 @@ func (c *client) listAnchors(ctx context.Context, from, to uint64) ([]anchor.Anc
 
 // trailerAnchorsMax bounds the anchors an export's trailer carries: the
 // highest within its range. One anchor at a position proves every event up
-// to it through the chain; a few more survive the loss of a key.
-const trailerAnchorsMax = 16
+// to it through the chain; a few more survive the loss of a key. Readers
+// refuse a trailer of more.
+const trailerAnchorsMax = audit.TrailerAnchorsMax
 
 // trailerSpanFirst is the first span of positions, back from the last,
 // searched for anchors; it widens 16-fold until trailerAnchorsMax are found

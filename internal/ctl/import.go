@@ -115,6 +115,9 @@ func importScan(f *os.File) (uint64, string, eventstore.Hash, error) {
 		offset int64
 		tc     audit.TrailerCheck
 	)
+	if err := tc.WatchAhead(f); err != nil {
+		return 0, "", eventstore.Hash{}, err
+	}
 	for line := 1; ; line++ {
 		b, took, err := audit.ImportReadLine(br)
 		if errors.Is(err, io.EOF) {

@@ -133,9 +133,10 @@ func TestImportScanRefusesALineNotInTheFormLedgerdWrites(t *testing.T) {
 // ... re-sealed"). An export whose events were edited and re-sealed, its
 // trailer's last_hash updated, but its (signed) anchors kept, contradicts
 // itself: the anchor signs, at its position, a hash the file does not hold.
-// importScan checks only the anchors' ledger and positions, never their hash
-// against the file's event there, and imports it.
-func TestReviewImportScanRefusesATrailerWhoseAnchorContradictsTheFile(t *testing.T) {
+// log import and audit verify --in checked only the anchors' ledger and
+// positions, never their hash against the file's event there, and took it;
+// now both refuse it (audit.ErrTrailer).
+func TestImportAndVerifyInRefuseATrailerWhoseAnchorContradictsTheFile(t *testing.T) {
 	recs := booksLog()
 	s := anchor.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
 	a, err := s.Sign("books", 4, recs[3].Hash, time.Date(2025, 3, 1, 13, 0, 0, 0, time.UTC))
@@ -171,9 +172,17 @@ func TestReviewImportScanRefusesATrailerWhoseAnchorContradictsTheFile(t *testing
 	if forged[3].Hash == recs[3].Hash {
 		t.Fatal("the forgery did not change the hash")
 	}
-	if err := scanExport(t, write(forged)); err == nil {
-		t.Errorf("log import accepts an export whose trailer's anchor at 4 signs %x, the file's event 4 has %x",
-			recs[3].Hash[:4], forged[3].Hash[:4])
+	file := write(forged)
+	if err := scanExport(t, file); !errors.Is(err, audit.ErrTrailer) {
+		t.Errorf("log import of an export whose trailer's anchor at 4 signs %x, the file's event 4 has %x: %v, want ErrTrailer",
+			recs[3].Hash[:4], forged[3].Hash[:4], err)
+	}
+	path := filepath.Join(t.TempDir(), "log.jsonl")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := audit.Verify(t.Context(), &filelog.Log{Path: path}, nil, audit.Options{}); !errors.Is(err, audit.ErrTrailer) {
+		t.Errorf("audit verify --in of the same export: %v, %+v; want ErrTrailer", err, rep)
 	}
 }
 
