@@ -65,7 +65,9 @@ func (l *Log) Read(ctx context.Context, from, to uint64, fn func([]eventstore.Re
 	page := make([]eventstore.Record, 0, filePageMax)
 	var last uint64
 	for sc.Scan() {
-		if len(sc.Bytes()) == 0 {
+		// log import's rule (audit.ImportBlankLine): the two readers of an
+		// export must judge the same file alike.
+		if audit.ImportBlankLine(sc.Bytes()) {
 			continue
 		}
 		if audit.IsTrailer(sc.Bytes()) {
