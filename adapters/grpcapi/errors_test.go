@@ -116,6 +116,7 @@ var sentinels = map[string]sentinelAnswer{
 	"eventstore.ErrBadBatch":            internal(eventstore.ErrBadBatch, "a writer's bug"),
 	"eventstore.ErrLeaseLost":           internal(eventstore.ErrLeaseLost, "the writer steps down; its requests hear commands.ErrUnavailable"),
 	"eventstore.ErrMalformed":           internal(eventstore.ErrMalformed, "a stored record that does not decode: a fault of the server"),
+	"eventstore.ErrJSONForm":            internal(eventstore.ErrJSONForm, "ledgerctl's, reading an export file; never a call's"),
 	"eventstore.ErrSnapshotChecksum":    internal(eventstore.ErrSnapshotChecksum, "the writer falls back to the log"),
 	"eventstore.ErrSnapshotMismatch":    internal(eventstore.ErrSnapshotMismatch, "the writer falls back to the log"),
 	"eventstore.ErrSnapshotTooLarge":    internal(eventstore.ErrSnapshotTooLarge, "the writer skips the snapshot"),
