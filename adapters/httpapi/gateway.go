@@ -23,6 +23,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,15 +243,40 @@ func browserRefusal(r *http.Request) error {
 		return &runtime.HTTPStatusError{HTTPStatus: http.StatusForbidden,
 			Err: status.Error(codes.PermissionDenied, "a request from another site's page (Sec-Fetch-Site: cross-site) is refused")}
 	}
+	ct := r.Header.Get("Content-Type")
 	if r.ContentLength == 0 {
+		// A route that takes no body (archive, revoke, rebuild) is what an
+		// empty form of another site's page posts: its type, or the Origin
+		// the browser names, gives it away. curl -X POST sends neither.
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && (ct != "" && !bodyType(ct) || foreignOrigin(r)) {
+			return &runtime.HTTPStatusError{HTTPStatus: http.StatusForbidden,
+				Err: status.Errorf(codes.PermissionDenied, "a bodyless %s from another site's page (Content-Type %q, Origin %q) is refused",
+					r.Method, ct, r.Header.Get("Origin"))}
+		}
 		return nil
 	}
-	ct := r.Header.Get("Content-Type")
-	if media, _, err := mime.ParseMediaType(ct); err == nil && bodyContentTypes[media] {
+	if bodyType(ct) {
 		return nil
 	}
 	return &runtime.HTTPStatusError{HTTPStatus: http.StatusUnsupportedMediaType,
 		Err: status.Errorf(codes.InvalidArgument, "a body of Content-Type %q: send Content-Type: application/json", ct)}
+}
+
+// bodyType says whether ct is one of bodyContentTypes.
+func bodyType(ct string) bool {
+	media, _, err := mime.ParseMediaType(ct)
+	return err == nil && bodyContentTypes[media]
+}
+
+// foreignOrigin says whether r names an Origin other than the host it was
+// sent to ("null", a sandboxed or file page, included).
+func foreignOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return false
+	}
+	u, err := url.Parse(o)
+	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
 }
 
 // admit checks a routed request before its handler runs: its key and its
