@@ -143,9 +143,12 @@
     let data = null;
     try { data = text ? JSON.parse(text) : {}; } catch (e) { data = null; }
     if (resp.ok && data) return data;
-    if (data && typeof data.message === 'string') {
-      const fields = (data.details || []).flatMap(d => d.field_violations || []);
-      throw new ApiError(resp.status, CODES[data.code] || 'HTTP ' + resp.status, data.message, fields);
+    // A streaming route refused before its first message answers
+    // {"error": status}; the others, the status itself.
+    const st = data && data.error && typeof data.error.message === 'string' ? data.error : data;
+    if (st && typeof st.message === 'string') {
+      const fields = (st.details || []).flatMap(d => d.field_violations || []);
+      throw new ApiError(resp.status, CODES[st.code] || 'HTTP ' + resp.status, st.message, fields);
     }
     throw new ApiError(resp.status, 'HTTP ' + resp.status, text.slice(0, 300) || resp.statusText);
   }
