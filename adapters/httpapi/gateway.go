@@ -97,7 +97,7 @@ const bodyWaitDefault = 10 * time.Second
 // Gateway is an http.Handler serving ledger.v1's CommandService and
 // QueryService as REST/JSON by calling a gRPC server.
 type Gateway struct {
-	conn      *grpc.ClientConn
+	conn      *connPool
 	mux       *runtime.ServeMux
 	bodyMax   int64
 	authorize func(r *http.Request, method string) error
@@ -120,9 +120,9 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(messageMax), grpc.MaxCallSendMsgSize(messageMax)),
 	}, opts.DialOptions...)
-	conn, err := grpc.NewClient(grpcAddr, dial...)
+	conn, err := dialPool(grpcAddr, gatewayConns, dial)
 	if err != nil {
-		return nil, fmt.Errorf("gateway client for %s: %w", grpcAddr, err)
+		return nil, err
 	}
 	g := &Gateway{conn: conn, bodyMax: opts.BodyMax, authorize: opts.Authorize, bodyWait: cmp.Or(opts.BodyWait, bodyWaitDefault),
 		importIdle: cmp.Or(opts.ImportIdle, ImportIdleDefault)}
@@ -136,37 +136,40 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 	g.bodies = semaphore.NewWeighted(g.bodiesMax)
 	// The context is only the registration's: each call runs on its request's.
 	ctx := context.Background()
-	if err := ledgerv1.RegisterCommandServiceHandler(ctx, g.mux, conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("register CommandService: %w", err)
-	}
-	if err := ledgerv1.RegisterQueryServiceHandler(ctx, g.mux, conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("register QueryService: %w", err)
-	}
-	if err := ledgerv1.RegisterAuditServiceHandler(ctx, g.mux, conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("register AuditService: %w", err)
-	}
-	if err := ledgerv1.RegisterAdminServiceHandler(ctx, g.mux, conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("register AdminService: %w", err)
-	}
-	if err := ledgerv1.RegisterReconciliationServiceHandler(ctx, g.mux, conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("register ReconciliationService: %w", err)
-	}
-	if err := ledgerv1.RegisterIntegrityServiceHandler(ctx, g.mux, conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("register IntegrityService: %w", err)
-	}
-	if err := ledgerv1.RegisterMonitoringServiceHandler(ctx, g.mux, conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("register MonitoringService: %w", err)
-	}
-	if err := ledgerv1.RegisterWebhookServiceHandler(ctx, g.mux, conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("register WebhookService: %w", err)
+	// In this order, as before: a pattern registered later wins a tie.
+	for _, r := range []struct {
+		name     string
+		register func() error
+	}{
+		{"CommandService", func() error {
+			return ledgerv1.RegisterCommandServiceHandlerClient(ctx, g.mux, ledgerv1.NewCommandServiceClient(conn))
+		}},
+		{"QueryService", func() error {
+			return ledgerv1.RegisterQueryServiceHandlerClient(ctx, g.mux, ledgerv1.NewQueryServiceClient(conn))
+		}},
+		{"AuditService", func() error {
+			return ledgerv1.RegisterAuditServiceHandlerClient(ctx, g.mux, ledgerv1.NewAuditServiceClient(conn))
+		}},
+		{"AdminService", func() error {
+			return ledgerv1.RegisterAdminServiceHandlerClient(ctx, g.mux, ledgerv1.NewAdminServiceClient(conn))
+		}},
+		{"ReconciliationService", func() error {
+			return ledgerv1.RegisterReconciliationServiceHandlerClient(ctx, g.mux, ledgerv1.NewReconciliationServiceClient(conn))
+		}},
+		{"IntegrityService", func() error {
+			return ledgerv1.RegisterIntegrityServiceHandlerClient(ctx, g.mux, ledgerv1.NewIntegrityServiceClient(conn))
+		}},
+		{"MonitoringService", func() error {
+			return ledgerv1.RegisterMonitoringServiceHandlerClient(ctx, g.mux, ledgerv1.NewMonitoringServiceClient(conn))
+		}},
+		{"WebhookService", func() error {
+			return ledgerv1.RegisterWebhookServiceHandlerClient(ctx, g.mux, ledgerv1.NewWebhookServiceClient(conn))
+		}},
+	} {
+		if err := r.register(); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("register %s: %w", r.name, err)
+		}
 	}
 	return g, nil
 }
