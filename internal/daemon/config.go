@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ledgerd/ledger/adapters/apikeys"
+	"github.com/ledgerd/ledger/adapters/natsbus"
 	"github.com/ledgerd/ledger/adapters/webhooks"
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
@@ -343,9 +344,6 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	if c.PartitionEvents != 0 && (c.PartitionEvents < eventstore.PartitionsMin || c.PartitionEvents > eventstore.PartitionsMax) {
 		return Config{}, fmt.Errorf("-partition-events %d: want 0 or %d to %d", c.PartitionEvents, eventstore.PartitionsMin, eventstore.PartitionsMax)
 	}
-	if c.PartitionEvents != 0 && c.PostgresURL == "" {
-		return Config{}, errors.New("-partition-events needs -postgres-url: the embedded PostgreSQL is one machine's")
-	}
 	if c.WritersMax < 1 || c.WritersMax > commands.LedgersMaxDefault {
 		return Config{}, fmt.Errorf("-writers-max %d: want 1 to %d", c.WritersMax, commands.LedgersMaxDefault)
 	}
@@ -439,8 +437,35 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	if err != nil {
 		return Config{}, fmt.Errorf("stream max age %q: %w", maxAge, err)
 	}
+	// JetStream refuses a negative age, and one under the stream's
+	// duplicate window: every ledger's stream would then fail to be made.
+	if d < 0 || d > 0 && d < natsbus.DuplicateWindow {
+		return Config{}, fmt.Errorf("stream max age %s: want 0 (no limit) or at least %s, the stream's duplicate window", d, natsbus.DuplicateWindow)
+	}
 	c.StreamMaxAge = d
+	if err := c.checkBounds(); err != nil {
+		return Config{}, err
+	}
 	return c, nil
+}
+
+// checkBounds refuses the values the flags' parsing lets through that
+// would make ledgerd misbehave rather than stop: checked after the
+// environment was read, so that a URL given there counts.
+func (c *Config) checkBounds() error {
+	switch {
+	case c.PartitionEvents != 0 && c.PostgresURL == "":
+		return errors.New("-partition-events needs -postgres-url (or LEDGER_POSTGRES_URL): the embedded PostgreSQL is one machine's")
+	case c.EffectivePastMax < 0:
+		return fmt.Errorf("-effective-past-max %s: want 0 (any past) or more", c.EffectivePastMax)
+	case c.EffectiveFutureMax < 0:
+		return fmt.Errorf("-effective-future-max %s: want 0 or more", c.EffectiveFutureMax)
+	case c.PostgresConnsMax < 1:
+		return fmt.Errorf("-postgres-conns-max %d: want 1 or more", c.PostgresConnsMax)
+	case c.ConnsMax < 0:
+		return fmt.Errorf("-conns-max %d: want 0 (%d) or more", c.ConnsMax, ConnsMaxDefault)
+	}
+	return nil
 }
 
 // natsListenAddr splits -nats-listen's HOST:PORT.
