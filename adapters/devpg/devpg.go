@@ -208,16 +208,26 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	if err := c.start(ctx); err != nil {
-		return nil, err
+		// pg_ctl may be gone (ctx ended) with its postmaster running:
+		// leave nothing running that the caller cannot stop.
+		return nil, errors.Join(err, c.stopAfterFailure(ctx))
 	}
 	c.removeOldTempSocketDir()
 	if err := c.createDatabase(ctx, Database); err != nil {
-		// Leave nothing running that the caller cannot stop.
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pgctlWaitSeconds*time.Second)
-		defer cancel()
-		return nil, errors.Join(err, c.Stop(stopCtx))
+		return nil, errors.Join(err, c.stopAfterFailure(ctx))
 	}
 	return c, nil
+}
+
+// stopAfterFailure stops the server a failed Start may have left running,
+// even when ctx has ended; a server that is not running is no error.
+func (c *Cluster) stopAfterFailure(ctx context.Context) error {
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pgctlWaitSeconds*time.Second)
+	defer cancel()
+	if up, err := c.running(stopCtx); err == nil && !up {
+		return nil
+	}
+	return c.Stop(stopCtx)
 }
 
 func newCluster(opts Options) (*Cluster, error) {
@@ -581,7 +591,8 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	// reachable by every local user, so it asks for a password.
 	if _, err := c.run(ctx, "initdb", "-D", c.dataDir, "--auth-local=trust", "--auth-host=scram-sha-256", "-U", superuser,
 		"--encoding=UTF8", "--locale=C"); err != nil {
-		return fmt.Errorf("initdb %s: %w", c.dataDir, err)
+		// Half made (initdb killed, ctx ended): the next Start makes it anew.
+		return errors.Join(fmt.Errorf("initdb %s: %w", c.dataDir, err), os.RemoveAll(c.dataDir))
 	}
 	// Settings live in devpg.conf, rewritten at every Start.
 	f, err := os.OpenFile(filepath.Join(c.dataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
@@ -609,6 +620,13 @@ func (c *Cluster) existing(ctx context.Context) (bool, error) {
 	}
 	if err != nil {
 		return false, fmt.Errorf("read PG_VERSION: %w", err)
+	}
+	// initdb writes PG_VERSION first and global/pg_control late: a
+	// process killed in between (kill -9 during the first start) left a
+	// directory no server starts from. Made anew.
+	if _, err := os.Stat(filepath.Join(c.dataDir, "global", "pg_control")); errors.Is(err, fs.ErrNotExist) {
+		c.logf("devpg: %s holds a cluster initdb did not finish: making it anew", c.dataDir)
+		return false, os.RemoveAll(c.dataDir)
 	}
 	want, err := c.majorVersion(ctx)
 	if err != nil {
