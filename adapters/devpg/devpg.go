@@ -621,13 +621,6 @@ func (c *Cluster) existing(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("read PG_VERSION: %w", err)
 	}
-	// initdb writes PG_VERSION first and global/pg_control late: a
-	// process killed in between (kill -9 during the first start) left a
-	// directory no server starts from. Made anew.
-	if _, err := os.Stat(filepath.Join(c.dataDir, "global", "pg_control")); errors.Is(err, fs.ErrNotExist) {
-		c.logf("devpg: %s holds a cluster initdb did not finish: making it anew", c.dataDir)
-		return false, os.RemoveAll(c.dataDir)
-	}
 	want, err := c.majorVersion(ctx)
 	if err != nil {
 		return true, err
@@ -635,6 +628,14 @@ func (c *Cluster) existing(ctx context.Context) (bool, error) {
 	if got := strings.TrimSpace(string(have)); got != want {
 		return true, fmt.Errorf("cluster in %s is version %s, binaries in %s are %s: %w",
 			c.dataDir, got, c.binDir, want, ErrVersionMismatch)
+	}
+	// initdb writes PG_VERSION first and global/pg_control late: a
+	// process killed in between (kill -9 during the first start) left a
+	// directory of these binaries' version that no server starts from.
+	// Made anew.
+	if _, err := os.Stat(filepath.Join(c.dataDir, "global", "pg_control")); errors.Is(err, fs.ErrNotExist) {
+		c.logf("devpg: %s holds a cluster initdb did not finish: making it anew", c.dataDir)
+		return false, os.RemoveAll(c.dataDir)
 	}
 	return true, nil
 }
