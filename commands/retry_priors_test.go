@@ -3,6 +3,7 @@ package commands_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
@@ -95,10 +96,10 @@ func TestRetriedReversalAfterAFailedAppend(t *testing.T) {
 	if _, err := w.Submit(t.Context(), []domain.Command{orig, rev}); !errors.Is(err, commands.ErrUnavailable) {
 		t.Fatalf("submit with a failing append: %v, want ErrUnavailable", err)
 	}
-	res := submit(t, w, transferCmd("t", 2, 3, "1.00"))
+	res := submitRetrying(t, w, transferCmd("t", 2, 3, "1.00"))
 	mustCreate(t, res)
 	tPos := res[0].Position
-	res = submit(t, w, rev)
+	res = submitRetrying(t, w, rev)
 	mustCreate(t, res)
 	p := reversalAt(t, store.Store, ledger, res[0].Position).Postings[0]
 	if p.Debit != "a3" || p.Credit != "a2" || p.Amount.String() != "1.00" {
@@ -172,4 +173,21 @@ func reversalAt(t *testing.T, store *eventstore.Store, ledger string, pos uint64
 	}
 	t.Fatalf("no event at %d", pos)
 	return domain.TransferReversed{}
+}
+
+// submitRetrying submits cmds as a client does after ErrUnavailable: again,
+// the same values, until the writer (reloading from the log after a failed
+// append) takes them, for 10 s at most.
+func submitRetrying(t *testing.T, w *commands.Writer, cmds ...domain.Command) []commands.Result {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := w.Submit(t.Context(), cmds)
+		if errors.Is(err, commands.ErrUnavailable) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		testenv.NoError(t, err)
+		return res
+	}
 }
