@@ -3,6 +3,7 @@ package domain
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/big"
 	"slices"
@@ -92,33 +93,34 @@ func CheckPeriods(s *State, e Event) error {
 	if c, ok := e.(PeriodClosed); ok {
 		return checkClose(s, &c)
 	}
-	switch e.(type) {
-	case TransferCommitted, TransferPending, PendingPosted, TransferReversed:
-		// Zero: no business time (takes effect when recorded), as a void.
-		if h, _ := HeaderOf(e); !h.EffectiveAt.IsZero() {
-			return checkOpenPeriod(s, h.EffectiveAt)
-		}
+	// A void or an expiry has no business time (zero): never refused.
+	if h, ok := HeaderOf(e); ok && !h.EffectiveAt.IsZero() {
+		return checkOpenPeriod(s, h.EffectiveAt)
 	}
 	return nil
 }
 
-// checkClose checks a recorded close against what decidePeriod would have
-// recorded on s. Not its end against the time it was recorded at: the
-// clock decidePeriod compared it with is not in the log.
+// checkClose compares a recorded close with the one decidePeriod records on
+// s for its end. Not its end against the time it was recorded at: the
+// clock decidePeriod compared it with is not in the log (now is the end).
 func checkClose(s *State, c *PeriodClosed) error {
+	e, err := decidePeriod(s, &ClosePeriod{End: c.End, validated: true}, c.End)
+	var exists *ExistsError
+	if errors.As(err, &exists) {
+		return fieldErrf("end", ErrPeriodClosed, "%s is the end of the last closed period", c.End.Format(time.RFC3339Nano))
+	}
+	if err != nil {
+		return err // an end before the last close's
+	}
+	want := e.(PeriodClosed)
 	switch {
-	case !s.periodEnd.IsZero() && !c.End.After(s.periodEnd):
-		return fieldErrf("end", ErrPeriodClosed, "%s is not after %s, the end of the last closed period",
-			c.End.Format(time.RFC3339Nano), s.periodEnd.Format(time.RFC3339Nano))
-	case s.periodEnd.IsZero() != (c.Start == nil) || c.Start != nil && !c.Start.Equal(s.periodEnd):
+	case (want.Start == nil) != (c.Start == nil) || want.Start != nil && !want.Start.Equal(*c.Start):
 		return fieldErrf("start", ErrInvalidField, "not the end of the last closed period")
-	}
-	if tb := periodTrialBalance(s); !slices.Equal(tb, c.TrialBalance) {
-		return fieldErrf("trial_balance", ErrInvalidField, "%v, the state's is %v", c.TrialBalance, tb)
-	}
-	if digest, n := ClosingDigest(s); digest != c.ClosingDigest || n != c.Accounts {
+	case !slices.Equal(want.TrialBalance, c.TrialBalance):
+		return fieldErrf("trial_balance", ErrInvalidField, "%v, the state's is %v", c.TrialBalance, want.TrialBalance)
+	case want.ClosingDigest != c.ClosingDigest || want.Accounts != c.Accounts:
 		return fieldErrf("closing_digest", ErrInvalidField, "%s over %d accounts, the state's is %s over %d",
-			c.ClosingDigest, c.Accounts, digest, n)
+			c.ClosingDigest, c.Accounts, want.ClosingDigest, want.Accounts)
 	}
 	return nil
 }
