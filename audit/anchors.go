@@ -57,11 +57,6 @@ type anchorCheck struct {
 	anchors []anchor.Anchor
 	// seen holds the hashes read at the anchors' positions.
 	seen map[uint64]eventstore.Hash
-	// start and startPrev are the first event read and its prev_hash: a
-	// verification from P trusts the prev_hash stored at P, which an
-	// anchor at P-1 confirms or refutes.
-	start     uint64
-	startPrev eventstore.Hash
 }
 
 func newAnchorCheck(as []anchor.Anchor, ring *anchor.Keyring) *anchorCheck {
@@ -80,9 +75,6 @@ func newAnchorCheck(as []anchor.Anchor, ring *anchor.Keyring) *anchorCheck {
 func (c *anchorCheck) read(r *eventstore.Record) {
 	if c == nil {
 		return
-	}
-	if c.start == 0 {
-		c.start, c.startPrev = r.Position, r.PrevHash
 	}
 	if _, ok := c.seen[r.Position]; ok {
 		c.seen[r.Position] = r.Hash
@@ -106,12 +98,11 @@ func (c *anchorCheck) check(rep *Report, ended bool) *Divergence {
 				Expected: "a signature by a trusted key", Found: err.Error(), Detail: "an anchor that proves nothing: " + signed}
 		}
 		switch {
-		case a.Position+1 == rep.From && c.start == rep.From:
-			// The hash the verification started from: the prev_hash
-			// stored at From, not read from the event at From-1.
-			if c.startPrev != a.Hash {
-				return &Divergence{Kind: KindAnchor, Position: a.Position, Field: "hash", Expected: hex.EncodeToString(a.Hash[:]),
-					Found: hex.EncodeToString(c.startPrev[:]),
+		case a.Position+1 == rep.From && rep.Anchor != "":
+			// The hash the verification started from (rep.Anchor): the
+			// prev_hash stored at From, not read from the event at From-1.
+			if want := hex.EncodeToString(a.Hash[:]); rep.Anchor != want {
+				return &Divergence{Kind: KindAnchor, Position: a.Position, Field: "hash", Expected: want, Found: rep.Anchor,
 					Detail: fmt.Sprintf("the prev_hash at %d, which the verification starts from, is not the hash signed at %d (%s): "+
 						"history before %d rewritten and re-sealed", rep.From, a.Position, signed, rep.From)}
 			}

@@ -224,10 +224,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 func (c *Cluster) stopAfterFailure(ctx context.Context) error {
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pgctlWaitSeconds*time.Second)
 	defer cancel()
-	if up, err := c.running(stopCtx); err == nil && !up {
-		return nil
-	}
-	return c.Stop(stopCtx)
+	return c.stop(stopCtx) // Start's deferred cleanup unlocks the dir
 }
 
 func newCluster(opts Options) (*Cluster, error) {

@@ -83,7 +83,8 @@ func RepeatedMax(fd protoreflect.FieldDescriptor) int {
 
 // OverfullError is a request with more elements in a repeated field or map
 // than RepeatedMax: Field is its path as a client names it
-// ("transfers[3].postings").
+// ("transfers[].postings"), N the elements counted when the bound was
+// passed (the count stops there).
 type OverfullError struct {
 	Field  string
 	N, Max int

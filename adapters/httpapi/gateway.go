@@ -343,13 +343,16 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 // flight, taking more as it is read, up to max; the caller releases it when
 // the call ends. It waits at most bodyWait for first.
 //
-// Errors: ResourceExhausted (429) when no room came in time, or the
-// request's own context ended.
+// Errors: ResourceExhausted (429) when no room came in time; the request's
+// context's when it ended (the client left).
 func (g *Gateway) meter(r *http.Request, body io.ReadCloser, first, max int64) (*meteredBody, error) {
 	if first > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), g.bodyWait)
 		defer cancel()
 		if err := g.bodies.Acquire(ctx, first); err != nil {
+			if cerr := r.Context().Err(); cerr != nil {
+				return nil, status.FromContextError(cerr).Err() // the client left: no retry to ask for
+			}
 			return nil, status.Errorf(codes.ResourceExhausted, "the gateway is reading other request bodies (%d bytes asked, "+
 				"%d at most at once): retry", first, g.bodiesMax)
 		}

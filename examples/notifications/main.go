@@ -107,7 +107,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	defer nc.Close()
 	ccfg := consumer.Config{Ledger: cfg.Ledger, NATS: nc, BatchMax: cfg.BatchMax, Logger: logger}
 	if cfg.LedgerdAddr != "" {
-		c, err := client.Dial(ctx, cfg.LedgerdAddr, ledgerdTransport(cfg), client.WithAPIKey(cfg.APIKey))
+		c, err := client.Dial(ctx, cfg.LedgerdAddr, append(ledgerdTransport(cfg), client.WithAPIKey(cfg.APIKey))...)
 		if err != nil {
 			return err
 		}
@@ -124,15 +124,20 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 // ledgerdTransport is how the service reaches ledgerd: TLS unless told
 // otherwise, as the client package requires (the auditor key goes with
-// every batch's confirmation).
-func ledgerdTransport(cfg config) client.Option {
-	switch {
-	case cfg.LedgerdInsecure:
-		return client.WithInsecure()
-	case cfg.LedgerdCA != "":
-		return client.WithCAFile(cfg.LedgerdCA)
+// every batch's confirmation). Both -ledgerd-ca and -ledgerd-insecure
+// given: Dial refuses the pair.
+func ledgerdTransport(cfg config) []client.Option {
+	var opts []client.Option
+	if cfg.LedgerdInsecure {
+		opts = append(opts, client.WithInsecure())
 	}
-	return client.WithTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	if cfg.LedgerdCA != "" {
+		opts = append(opts, client.WithCAFile(cfg.LedgerdCA))
+	}
+	if len(opts) == 0 {
+		opts = append(opts, client.WithTLS(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	return opts
 }
 
 // migrate creates the consumer's checkpoint table and the notifications.

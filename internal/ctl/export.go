@@ -344,8 +344,10 @@ func (c *client) export(ctx context.Context, w *bufio.Writer, from, to uint64, r
 		for i := range recs {
 			r := &recs[i]
 			if n == 0 && resume != nil && r.PrevHash != resume.hash {
-				return fmt.Errorf("event %d does not link to the file's last event (prev_hash %x, file's last hash %x): "+
-					"the file is not an export of this log", r.Position, r.PrevHash[:], resume.hash[:])
+				// exportLinks matched the file's last hash with the log's at
+				// from-1: this is the log's own chain broken there.
+				return fmt.Errorf("event %d does not link to the event before it (prev_hash %x, that event's hash %x): "+
+					"the log's chain is broken (audit verify)", r.Position, r.PrevHash[:], resume.hash[:])
 			}
 			if err := tc.Event(r); err != nil {
 				return err

@@ -5,7 +5,8 @@
 -- the cursor on instead of delivering it again from scratch (a dead
 -- letter would block the subscription for another maximum age). One of an
 -- older generation is behind a replay, which delivers it again. The rows
--- from before this column read 0: their subscriptions, still at
--- generation 0, were never replayed, and their cursor never moved back.
+-- from before this column read 0: of a subscription replayed since (its
+-- generation past 0), such a row counts as older and is delivered again,
+-- as before this column.
 -- A constant default: PostgreSQL adds the column without rewriting the table.
 ALTER TABLE webhook_deliveries ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0;
