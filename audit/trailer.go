@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unicode"
 
 	"github.com/ledgerd/ledger/anchor"
 	"github.com/ledgerd/ledger/eventstore"
@@ -110,7 +111,8 @@ func ReadTrailerAhead(f io.ReaderAt, size int64) (Trailer, error) {
 	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 		return Trailer{}, err
 	}
-	buf = bytes.TrimRight(buf, " \t\r\n")
+	// Blank as ImportBlankLine has it: the readers pass such lines over.
+	buf = bytes.TrimRightFunc(buf, unicode.IsSpace)
 	last := buf[bytes.LastIndexByte(buf, '\n')+1:]
 	if !IsTrailer(last) {
 		return Trailer{}, fmt.Errorf("%w is not the file's last line", ErrTrailer)

@@ -1,11 +1,8 @@
 package ctl
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -202,7 +199,8 @@ func verifyAnchors(path string, pubkeys []string, in string) ([]anchor.Anchor, *
 	return as, ring, nil
 }
 
-// fileTrailer reads the trailer of an export: its last line.
+// fileTrailer reads the trailer of an export: its last line
+// (audit.ReadTrailerAhead).
 func fileTrailer(path string) (audit.Trailer, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -213,15 +211,9 @@ func fileTrailer(path string) (audit.Trailer, error) {
 	if err != nil {
 		return audit.Trailer{}, err
 	}
-	off := max(st.Size()-exportTailMax, 0)
-	buf := make([]byte, st.Size()-off)
-	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		return audit.Trailer{}, err
+	t, err := audit.ReadTrailerAhead(f, st.Size())
+	if err != nil {
+		return audit.Trailer{}, fmt.Errorf("--in %s: %w", path, err)
 	}
-	buf = bytes.TrimRight(buf, "\n")
-	last := buf[bytes.LastIndexByte(buf, '\n')+1:]
-	if !audit.IsTrailer(last) {
-		return audit.Trailer{}, fmt.Errorf("--in %s: %w is missing", path, audit.ErrTrailer)
-	}
-	return audit.ParseTrailer(last)
+	return t, nil
 }
