@@ -57,7 +57,10 @@ type Ledgers struct {
 	// either: ledgerd calls the registry only without Main.mu.
 	mu      sync.Mutex
 	writers map[string]*running
-	wg      sync.WaitGroup
+	// stops counts StopAll's calls: a writer admitted before one (its
+	// catalog read in flight) is not started after it.
+	stops uint64
+	wg    sync.WaitGroup
 }
 
 // running is a started writer and what stops it.
@@ -93,6 +96,7 @@ func (l *Ledgers) SetAdmit(admit func(ledger string) error) { l.admit = admit }
 // processes. Writers may start again afterwards, as admit allows.
 func (l *Ledgers) StopAll() {
 	l.mu.Lock()
+	l.stops++
 	ledgers := make([]string, 0, len(l.writers))
 	for ledger := range l.writers {
 		ledgers = append(ledgers, ledger)
@@ -198,6 +202,9 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	if w, ok := l.running(ledger); ok {
 		return w, nil
 	}
+	l.mu.Lock()
+	stops := l.stops
+	l.mu.Unlock()
 	if l.admit != nil {
 		if err := l.admit(ledger); err != nil {
 			return nil, err
@@ -229,6 +236,11 @@ func (l *Ledgers) writer(ledger string, create bool) (*Writer, error) {
 	}
 	if l.ctx.Err() != nil {
 		return nil, ErrClosed
+	}
+	if l.stops != stops {
+		// Admitted before a StopAll (a drain) that could not see it: ask
+		// again, on the caller's retry.
+		return nil, fmt.Errorf("%q: %w: its writers were stopped while it started", ledger, ErrNotAdmitted)
 	}
 	if len(l.writers) >= l.max {
 		return nil, fmt.Errorf("%d ledgers: %w", len(l.writers), ErrTooManyLedgers)

@@ -136,9 +136,6 @@ type Main struct {
 	nodes     *eventstore.Nodes
 	projLocks *eventstore.Locks
 	draining  atomic.Bool
-	// stoppingAll says a drain's StopAll runs: each heartbeat while
-	// draining starts one if writers run and none does.
-	stoppingAll atomic.Bool
 	// forwarder sends commands to the node that writes their ledger
 	// (forward.go).
 	forwarder *forwarder

@@ -20,8 +20,8 @@ import (
 // node: admitWriter is asked once, before the catalog read, and StopAll ran
 // once, at the drain's start, so the writer registered after it held the
 // ledger's lease there until it went idle (never, while commands reached it,
-// forwarded to the lease's holder). Each heartbeat while draining now stops
-// the writers still running.
+// forwarded to the lease's holder). The registry now refuses to start a
+// writer admitted before a StopAll it could not see.
 func TestDrainStopsAWriterStartingMeanwhile(t *testing.T) {
 	t.Parallel()
 	a := start(t)

@@ -123,35 +123,26 @@ func (m *Main) heartbeats(ctx context.Context) {
 // stop once they reach the head, releasing theirs: other nodes take the
 // ledgers over as commands and appends reach them.
 func (m *Main) setDraining(on bool) {
-	was := m.draining.Swap(on)
-	switch {
-	case !on:
-		if was {
-			m.Logger.Info("drain over: this node takes ledgers again", "node", m.nodeID)
-		}
+	if m.draining.Swap(on) == on {
 		return
-	case !was:
-		m.Logger.Info("draining: writers stop, relays and projections stop once caught up", "node", m.nodeID)
-		m.mu.Lock()
-		for _, r := range m.readers {
-			select {
-			case r.nudge <- struct{}{}:
-			default:
-			}
+	}
+	if !on {
+		m.Logger.Info("drain over: this node takes ledgers again", "node", m.nodeID)
+		return
+	}
+	m.Logger.Info("draining: writers stop, relays and projections stop once caught up", "node", m.nodeID)
+	m.mu.Lock()
+	for _, r := range m.readers {
+		select {
+		case r.nudge <- struct{}{}:
+		default:
 		}
-		m.mu.Unlock()
 	}
-	// At every heartbeat while draining, not only the first: a writer that
-	// was starting as the drain began (admitted before it) registers after
-	// StopAll took its list, and would keep the ledger's lease here.
-	if m.ledgers.Running() > 0 && m.stoppingAll.CompareAndSwap(false, true) {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			defer m.stoppingAll.Store(false)
-			m.ledgers.StopAll()
-		}()
-	}
+	m.mu.Unlock()
+	// A writer admitted before the drain and starting still is refused by
+	// the registry (its StopAll count moved), not started after this.
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.ledgers.StopAll() }()
 }
 
 // admitWriter lets a writer start here, or says why not
