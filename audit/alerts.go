@@ -35,6 +35,12 @@ type alertReplay struct {
 	ev        *domain.Evaluator
 	alerts    []alertLine
 	truncated bool
+	// raised is how many of alerts the log's AlertRaised events raised:
+	// they raise them in order, each once, without a gap.
+	raised int
+	// diverged is the first AlertRaised that does not raise the next alert
+	// as the replay has it.
+	diverged *Divergence
 }
 
 // alertLine is an alert as compared: its position, id and the rest of its
@@ -45,11 +51,16 @@ type alertLine struct {
 	fields   []field // expected values only
 }
 
-func newAlertReplay(ledger string) *alertReplay {
-	return &alertReplay{ev: domain.NewEvaluator(ledger, nil)}
-}
-
-func (a *alertReplay) apply(pos uint64, recordedAt time.Time, e domain.Event) {
+// apply folds the event at pos of ledger's log. The evaluator is made at
+// the first event: a file names its ledger only once read.
+func (a *alertReplay) apply(ledger string, pos uint64, recordedAt time.Time, e domain.Event) {
+	if a.ev == nil {
+		a.ev = domain.NewEvaluator(ledger, nil)
+	}
+	if r, ok := e.(domain.AlertRaised); ok {
+		a.checkRaised(pos, &r)
+		return
+	}
 	fired := a.ev.Apply(pos, recordedAt, e)
 	slices.SortFunc(fired, func(x, y domain.Alert) int { return strings.Compare(x.ID, y.ID) })
 	for i := range fired {
@@ -57,14 +68,51 @@ func (a *alertReplay) apply(pos uint64, recordedAt time.Time, e domain.Event) {
 			a.truncated = true
 			return
 		}
-		al := &fired[i]
-		var effective string
-		if !al.EffectiveAt.IsZero() {
-			effective = al.EffectiveAt.UTC().Format(time.RFC3339Nano)
-		}
-		a.alerts = append(a.alerts, alertLine{position: pos, id: al.ID, fields: alertFields(al.RuleID, al.RuleVersion,
-			al.TransferID, al.Account, al.Counterparties, al.Asset, al.Figures, al.Freeze, al.RecordedAt.UTC().Format(time.RFC3339Nano), effective)})
+		a.alerts = append(a.alerts, lineOfAlert(&fired[i]))
 	}
+}
+
+// lineOfAlert is al as compared.
+func lineOfAlert(al *domain.Alert) alertLine {
+	var effective string
+	if !al.EffectiveAt.IsZero() {
+		effective = al.EffectiveAt.UTC().Format(time.RFC3339Nano)
+	}
+	return alertLine{position: al.Position, id: al.ID, fields: alertFields(al.RuleID, al.RuleVersion, al.TransferID, al.Account,
+		al.Counterparties, al.Asset, al.Figures, al.Freeze, al.RecordedAt.UTC().Format(time.RFC3339Nano), effective)}
+}
+
+// checkRaised checks the AlertRaised at pos against the replay: it must
+// raise the next alert not raised yet, field for field. The writer checks
+// only its form, its order and what it names: what the alert says is the
+// alerts projection's, and is trusted only once it agrees with the replay.
+func (a *alertReplay) checkRaised(pos uint64, r *domain.AlertRaised) {
+	if a.diverged != nil || a.truncated {
+		return
+	}
+	diverge := func(f, expected, found string) {
+		a.diverged = &Divergence{Kind: KindAlert, Position: pos, Field: f, Expected: expected, Found: found,
+			Detail: "AlertRaised of alert " + r.ID + " (the log)"}
+	}
+	if a.raised == len(a.alerts) {
+		diverge("id", "no alert to raise", r.ID)
+		return
+	}
+	w := &a.alerts[a.raised]
+	if w.id != r.ID {
+		diverge("id", w.id, r.ID)
+		return
+	}
+	al := r.Alert()
+	got := lineOfAlert(&al)
+	for i := range got.fields {
+		got.fields[i].expected, got.fields[i].found = w.fields[i].expected, got.fields[i].expected
+	}
+	if f := firstDiff(got.fields); f != nil {
+		diverge(f.name, f.expected, f.found)
+		return
+	}
+	a.raised++
 }
 
 // alertFields are an alert's compared fields, in a fixed order.
@@ -102,7 +150,7 @@ func servedFields(a *ledgerv1.Alert) []field {
 // replay's, in position then id order: the first alert missing, extra or
 // different is the divergence, at its position.
 func (v *verifier) alerts(ctx context.Context) (*Divergence, error) {
-	if v.alertReplay == nil {
+	if v.alertReplay == nil || v.opts.Alerts == nil {
 		return nil, nil
 	}
 	want := v.alertReplay.alerts

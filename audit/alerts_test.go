@@ -1,12 +1,44 @@
 package audit_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
+	"time"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/audit/filelog"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/testenv"
 )
+
+// alertsWorkload runs a workload on ledger under two after-commit rules
+// that fire often, and waits until ledgerd's alerter raised every alert in
+// the log (an AlertRaised each).
+func alertsWorkload(t *testing.T, h *harness, ledger string, seed uint64) {
+	t.Helper()
+	w := newWorkload(t, h, ledger, seed)
+	resp, err := h.mon.DefineRules(ctx(t), &ledgerv1.DefineRulesRequest{Ledger: ledger, Rules: []*ledgerv1.Rule{
+		{Id: "big", Asset: "USD", Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "1.00"}}},
+		{Id: "new", Asset: "EUR", Kind: &ledgerv1.Rule_NewCounterparty{NewCounterparty: &ledgerv1.NewCounterpartyRule{}}},
+	}})
+	testenv.NoError(t, err)
+	mustCreated(t, resp.GetResults()...)
+	w.run(90)
+	h.caughtUp(t, ledger)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var alerts, raised int
+		testenv.NoError(t, h.pool.QueryRow(ctx(t), `SELECT count(*) FROM alerts WHERE ledger = $1`, ledger).Scan(&alerts))
+		testenv.NoError(t, h.pool.QueryRow(ctx(t), `SELECT count(*) FROM events WHERE ledger = $1 AND type = $2`,
+			ledger, domain.TypeAlertRaised).Scan(&raised))
+		if alerts < 4 || raised != alerts {
+			return fmt.Errorf("%d alerts raised of %d (the workload should fire at least 4)", raised, alerts)
+		}
+		return nil
+	})
+}
 
 // TestVerifyCatchesEditedAlert: with after-commit rules in the log, verify
 // compares the alerts served with a replay; an alert's figures edited, or
@@ -15,14 +47,9 @@ func TestVerifyCatchesEditedAlert(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	ledger := testenv.Name(t)
-	w := newWorkload(t, h, ledger, 7)
-	resp, err := h.mon.DefineRules(ctx(t), &ledgerv1.DefineRulesRequest{Ledger: ledger, Rules: []*ledgerv1.Rule{
-		{Id: "big", Asset: "USD", Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "1.00"}}},
-		{Id: "new", Asset: "EUR", Kind: &ledgerv1.Rule_NewCounterparty{NewCounterparty: &ledgerv1.NewCounterpartyRule{}}},
-	}})
-	testenv.NoError(t, err)
-	mustCreated(t, resp.GetResults()...)
-	w.run(90)
+	// Every alert raised before the edit: the alerter would put an edited
+	// one into the log, which is TestVerifyCatchesForgedAlertRaised's case.
+	alertsWorkload(t, h, ledger, 7)
 	rep := h.verify(t, ledger, audit.Options{})
 	mustClean(t, "before the edit", rep)
 
@@ -46,4 +73,60 @@ func TestVerifyCatchesEditedAlert(t *testing.T) {
 
 	h.exec(t, `DELETE FROM alerts WHERE ledger = $1 AND id = $2`, ledger, id)
 	checkDivergence(t, h.verify(t, ledger, audit.Options{}), audit.Divergence{Kind: audit.KindAlert, Position: uint64(pos), Field: "id"})
+}
+
+// TestVerifyCatchesForgedAlertRaised: an AlertRaised says what the alerts
+// projection said when the alerter read it, and the log keeps it. One that
+// does not raise the replay's next alert as the replay has it (its figures
+// edited, or another alert in its place), its chain sealed again, is an
+// alert divergence at its own position, found from the log alone.
+func TestVerifyCatchesForgedAlertRaised(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	alertsWorkload(t, h, ledger, 11)
+	recs := h.exportRecords(t, ledger)
+	verifyFile := func(recs []eventstore.Record) *audit.Report {
+		t.Helper()
+		out, err := audit.AppendExport(nil, recs)
+		testenv.NoError(t, err)
+		rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
+		testenv.NoError(t, err)
+		return rep
+	}
+	mustClean(t, "the export", verifyFile(recs))
+
+	var raised []int
+	for i := range recs {
+		if recs[i].Type == domain.TypeAlertRaised {
+			raised = append(raised, i)
+		}
+	}
+	if len(raised) < 4 {
+		t.Fatalf("%d alerts raised", len(raised))
+	}
+	forge := func(at int, edit func(e *domain.AlertRaised)) []eventstore.Record {
+		forged := append([]eventstore.Record(nil), recs...)
+		e, err := domain.UnmarshalEvent(forged[at].Type, forged[at].SchemaVersion, forged[at].Payload)
+		testenv.NoError(t, err)
+		a := e.(domain.AlertRaised)
+		edit(&a)
+		forged[at].Payload, err = domain.MarshalEvent(a)
+		testenv.NoError(t, err)
+		for i := at; i < len(forged); i++ {
+			forged[i].Seal(forged[i-1].Hash)
+		}
+		return forged
+	}
+	at := raised[len(raised)/2]
+	rep := verifyFile(forge(at, func(e *domain.AlertRaised) { e.Figures["amount"] = "0.01" }))
+	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindAlert, Position: recs[at].Position, Field: "figures"})
+
+	// The next alert's event raising the one after it: the writer would
+	// take it (it is after the last raised), the replay does not.
+	next := recs[raised[len(raised)/2+1]].Payload
+	rep = verifyFile(forge(at, func(e *domain.AlertRaised) {
+		testenv.NoError(t, json.Unmarshal(next, e))
+	}))
+	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindAlert, Position: recs[at].Position, Field: "id"})
 }

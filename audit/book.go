@@ -145,7 +145,7 @@ func decodeRecord(r *eventstore.Record) (domain.Event, *Divergence, error) {
 func (b *book) applied(r *eventstore.Record, e domain.Event) error {
 	b.position, b.recordedAt, b.hash = r.Position, r.RecordedAt, r.Hash
 	if b.alerts != nil {
-		b.alerts.apply(r.Position, r.RecordedAt, e)
+		b.alerts.apply(r.Ledger, r.Position, r.RecordedAt, e)
 	}
 	return b.follow(r, e)
 }

@@ -175,6 +175,11 @@ func (c *ImportChecker) check(r *eventstore.Record, e domain.Event) error {
 	if err := domain.CheckPeriods(c.state, e); err != nil {
 		return refuse(pos, ErrImportInvariant, "%v", err)
 	}
+	if a, ok := e.(domain.AlertRaised); ok {
+		if err := domain.CheckRaised(c.state, &a); err != nil {
+			return refuse(pos, ErrImportInvariant, "%v", err)
+		}
+	}
 	return c.evolve(pos, e)
 }
 

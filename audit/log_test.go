@@ -28,6 +28,21 @@ func (h *harness) export(t *testing.T, ledger string) []byte {
 	return out
 }
 
+// exportRecords are the records of ledger's export, its trailer left out.
+func (h *harness) exportRecords(t *testing.T, ledger string) []eventstore.Record {
+	t.Helper()
+	var recs []eventstore.Record
+	for _, l := range bytes.Split(bytes.TrimSuffix(h.export(t, ledger), []byte("\n")), []byte("\n")) {
+		if audit.IsTrailer(l) {
+			continue
+		}
+		r, err := eventstore.ParseRecordJSON(l)
+		testenv.NoError(t, err)
+		recs = append(recs, r)
+	}
+	return recs
+}
+
 func writeFile(t *testing.T, b []byte) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "log.jsonl")
@@ -124,15 +139,7 @@ func TestVerifyCatchesAResealedForgery(t *testing.T) {
 	h := start(t)
 	ledger := testenv.Name(t)
 	newWorkload(t, h, ledger, 9).run(40)
-	var recs []eventstore.Record
-	for _, l := range bytes.Split(bytes.TrimSuffix(h.export(t, ledger), []byte("\n")), []byte("\n")) {
-		if audit.IsTrailer(l) {
-			continue
-		}
-		r, err := eventstore.ParseRecordJSON(l)
-		testenv.NoError(t, err)
-		recs = append(recs, r)
-	}
+	recs := h.exportRecords(t, ledger)
 	forged := -1
 	for i, r := range recs {
 		if r.Type == "TransferCommitted" && i > len(recs)/3 {

@@ -148,11 +148,11 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 	rep := &Report{Ledger: l.Ledger(), From: from, Head: head}
 	v := &verifier{log: l, proj: proj, opts: opts, rep: rep, chain: chain{ledger: l.Ledger(), next: from, anchored: from == 1}}
 	if from == 1 {
+		// The replay of the alerts checks the log's AlertRaised events
+		// always, and the alerts served when they are read.
 		v.book = newBook(true)
-		if proj != nil && opts.Alerts != nil {
-			v.alertReplay = newAlertReplay(l.Ledger())
-			v.book.alerts = v.alertReplay
-		}
+		v.alertReplay = &alertReplay{}
+		v.book.alerts = v.alertReplay
 	}
 	if len(opts.Anchors) > 0 && opts.Keyring == nil {
 		return nil, errNoKeyring
@@ -222,7 +222,7 @@ func Verify(ctx context.Context, l Log, proj Projections, opts Options) (*Report
 		}
 	}
 	switch {
-	case v.alertReplay == nil:
+	case v.alertReplay == nil || opts.Alerts == nil:
 		rep.Notes = append(rep.Notes, "alerts not compared")
 	case v.alertReplay.truncated:
 		rep.Notes = append(rep.Notes, fmt.Sprintf("alerts compared up to the first %d, the rest not", alertsReplayMax))
@@ -393,6 +393,10 @@ func (v *verifier) readLog(ctx context.Context, from, to uint64) error {
 				}
 				if err := v.book.applied(r, e); err != nil {
 					return err
+				}
+				if d := v.alertReplay.diverged; d != nil {
+					rep.Divergence = d
+					return errStop
 				}
 				if v.tbook != nil {
 					if err := v.tbook.apply(r, e); err != nil {

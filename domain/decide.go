@@ -58,6 +58,8 @@ func Decide(s *State, c Command, now time.Time) (Event, error) {
 		return decideUnfreeze(s, c)
 	case *DefineRule:
 		return decideRule(s, c)
+	case *RaiseAlert:
+		return decideRaise(s, c)
 	}
 	panic(fmt.Sprintf("domain: unknown command %T", c))
 }

@@ -262,6 +262,8 @@ func UnmarshalEvent(typ string, version int, data []byte) (Event, error) {
 			err = v.Rule.check()
 		}
 		e = v
+	case TypeAlertRaised:
+		e, err = decodeAs[AlertRaised](data)
 	default:
 		return nil, fmt.Errorf("%s v%d: %w", typ, version, ErrUnknownEvent)
 	}

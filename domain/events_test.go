@@ -175,6 +175,13 @@ var goldenEvents = []struct {
 		Disabled: true, Asset: "USD", NewCounterparty: &domain.NewCounterpartyRule{}}}},
 	{"rule_defined_dormant", domain.RuleDefined{Version: 1, Rule: domain.Rule{ID: "dormant", Mode: domain.ModeAfterCommit, Asset: "USD",
 		DormantReactivated: &domain.DormantReactivatedRule{DormantSeconds: 180 * 86400}}}},
+	{"alert_raised", domain.AlertRaised{ID: "main:1234:big-debits:users:42:wallet", Rule: "big-debits", RuleVersion: 1, Position: 1234,
+		TransferID: "t-9", Account: "users:42:wallet", Counterparties: []string{"merchants:7"}, Asset: "USD",
+		Figures: map[string]string{"amount": "12000.00", "threshold": "10000.00"}, Freeze: true,
+		RecordedAt: time.Date(2026, 12, 7, 10, 0, 0, 123456000, time.UTC), EffectiveAt: timePtr(time.Date(2026, 12, 7, 9, 59, 0, 0, time.UTC))}},
+	{"alert_raised_crossing", domain.AlertRaised{ID: "main:77:low:users:1", Rule: "low", RuleVersion: 2, Position: 77,
+		TransferID: "t-3", Account: "users:1", Asset: "USD", Figures: map[string]string{"available": "-25.01", "crossing": "below", "level": "-25.00"},
+		RecordedAt: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}},
 }
 
 func timePtr(t time.Time) *time.Time { return &t }
@@ -303,7 +310,7 @@ func TestEventGoldenCoversEveryType(t *testing.T) {
 		domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed,
 		domain.TypeStatementImported, domain.TypeMatchingRulesSet, domain.TypeMatchedManually, domain.TypeUnmatched,
 		domain.TypePeriodClosed, domain.TypeCategoryDefined, domain.TypeAccountFrozen, domain.TypeAccountUnfrozen,
-		domain.TypeRuleDefined} {
+		domain.TypeRuleDefined, domain.TypeAlertRaised} {
 		if !have[typ] {
 			t.Errorf("no golden file for %s", typ)
 		}

@@ -84,6 +84,8 @@ func (s *State) Evolve(pos uint64, e Event) {
 		s.evolveUnfrozen(pos, &e)
 	case RuleDefined:
 		s.evolveRule(pos, &e)
+	case AlertRaised:
+		s.evolveRaised(pos, &e)
 	default:
 		panic(fmt.Sprintf("domain: cannot apply %T", e))
 	}

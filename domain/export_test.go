@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"reflect"
 )
@@ -128,4 +129,10 @@ func AccountCopy(a *Account) Account {
 		c.terms = &t
 	}
 	return c
+}
+
+// MarshalSnapshotAt writes s in an older format (6): what the build before
+// wrote, for the tests of reading it.
+func MarshalSnapshotAt(s *State, w io.Writer, version uint64) error {
+	return s.marshalSnapshot(w, version)
 }

@@ -7,12 +7,17 @@ import (
 )
 
 // monitoring writes the snapshot's monitoring section: the alert freeze
-// mark, the rules in force and the velocity rings, each side's horizon
+// and raise marks, the rules in force and the velocity rings, each side's horizon
 // after its entries (format 6 on).
 func (e *snapWriter) monitoring(s *State) {
 	e.uvarint(s.alertMark.Position)
 	e.str(s.alertMark.ID)
 	e.uvarint(s.alertMarkPos)
+	if e.version >= 7 {
+		e.uvarint(s.raiseMark.Position)
+		e.str(s.raiseMark.ID)
+		e.uvarint(s.raiseMarkPos)
+	}
 	m := &s.monitor
 	e.uvarint(uint64(len(m.rules)))
 	for _, id := range slices.Sorted(maps.Keys(m.rules)) {
@@ -40,13 +45,23 @@ func (e *snapWriter) monitoring(s *State) {
 	}
 }
 
+// alertMark reads an alert mark and the position of its event.
+func (d *snapReader) alertMark(s *State, what string) (AlertMark, uint64) {
+	m := AlertMark{Position: d.uvarint(), ID: d.str()}
+	pos := d.uvarint()
+	if pos > s.position || (pos == 0) != (m.Position == 0) || pos != 0 && m.Position >= pos {
+		d.fail("%s at %d", what, pos)
+	}
+	return m, pos
+}
+
 // monitoring reads what monitoring wrote in format version. A format 5
 // snapshot has no horizons: what its rings let go before it is not known.
+// One before format 7 has no raise mark: none was raised.
 func (d *snapReader) monitoring(s *State, version uint64) {
-	s.alertMark = AlertMark{Position: d.uvarint(), ID: d.str()}
-	s.alertMarkPos = d.uvarint()
-	if s.alertMarkPos > s.position || (s.alertMarkPos == 0) != (s.alertMark.Position == 0) {
-		d.fail("alert mark at %d", s.alertMarkPos)
+	s.alertMark, s.alertMarkPos = d.alertMark(s, "alert freeze mark")
+	if version >= 7 {
+		s.raiseMark, s.raiseMarkPos = d.alertMark(s, "alert raise mark")
 	}
 	n := d.uvarint()
 	if n > RulesMax {

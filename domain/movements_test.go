@@ -104,6 +104,8 @@ var wantMovements = map[string][]string{
 	"rule_defined_crossing":        nil,
 	"rule_defined_counterparty":    nil,
 	"rule_defined_dormant":         nil,
+	"alert_raised":                 nil,
+	"alert_raised_crossing":        nil,
 }
 
 func TestMovementsOfEveryEvent(t *testing.T) {

@@ -39,7 +39,7 @@ import (
 //	categories: count, then name, parent ("" for a root), patterns (count,
 //	          then each), description, position
 //	monitoring: the alert freeze mark (position, id, position of its
-//	          freeze); rules: count, then the RuleDefined JSON and its
+//	          freeze); the alert raise mark likewise (format 7 on); rules: count, then the RuleDefined JSON and its
 //	          position; velocity rings: count, then account, and per side
 //	          (debits, credits) count, then time (Unix ns), count, sum
 //	SHA-256 of every byte before it (32 bytes)
@@ -56,7 +56,9 @@ import (
 // keeps now, would be one entry for two ids it does not know. A writer that
 // finds only those folds its log, once, and writes the current version from
 // then on. Version 6 adds the velocity rings' horizons; 5 reads without them.
-const SnapshotFormatVersion = 6
+// Version 7 adds the alert raise mark; 5 and 6 read as none raised, which
+// is what their builds did (the alerter raises none before this one).
+const SnapshotFormatVersion = 7
 
 // SnapshotFormatVersionMin is the oldest version UnmarshalSnapshot reads.
 const SnapshotFormatVersionMin = 5
@@ -92,15 +94,21 @@ var (
 //
 // Errors: w's error; a state that is recording.
 func (s *State) MarshalSnapshot(w io.Writer) error {
+	return s.marshalSnapshot(w, SnapshotFormatVersion)
+}
+
+// marshalSnapshot writes format version: the current one, or 6 for the
+// tests that read what the build before wrote.
+func (s *State) marshalSnapshot(w io.Writer, version uint64) error {
 	if s.recording {
 		return errors.New("snapshot of a state in the middle of an atomic batch")
 	}
 	if s.foldOnly() {
 		return errors.New("snapshot of a fold-only state: it has no id index")
 	}
-	e := &snapWriter{w: w, h: sha256.New(), buf: make([]byte, 0, snapshotChunk+snapshotChunk/4)}
+	e := &snapWriter{w: w, h: sha256.New(), buf: make([]byte, 0, snapshotChunk+snapshotChunk/4), version: version}
 	e.buf = append(e.buf, snapshotMagic...)
-	e.uvarint(SnapshotFormatVersion)
+	e.uvarint(version)
 	e.uvarint(s.position)
 	e.varint(int64(s.policy.EffectivePastMax))
 	e.varint(int64(s.policy.EffectiveFutureMax))
@@ -548,6 +556,8 @@ type snapWriter struct {
 	h   hash.Hash
 	buf []byte
 	err error
+	// version is the format written.
+	version uint64
 }
 
 func (e *snapWriter) flushFull() {

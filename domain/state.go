@@ -93,6 +93,10 @@ type State struct {
 	// at alertMarkPos.
 	alertMark    AlertMark
 	alertMarkPos uint64
+	// raiseMark is the last alert raised (alert_raised.go), recorded at
+	// raiseMarkPos.
+	raiseMark    AlertMark
+	raiseMarkPos uint64
 	// monitor holds the monitoring rules and what before-commit rules need
 	// (monitor.go).
 	monitor monitorState

@@ -78,32 +78,13 @@ func (s *Service) ListAlerts(ctx context.Context, ledger string, f AlertFilter, 
 		if out.Position, err = checkpointOf(ctx, tx, ledger, "alerts"); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT position, id, rule_id, rule_version, transfer_id, account, counterparties, asset,
-			figures, freezes, recorded_at, effective_at FROM alerts
+		rows, err := tx.Query(ctx, `SELECT `+alertColumns+` FROM alerts
 			WHERE ledger = $1 AND ($2 = '' OR rule_id = $2) AND ($3 = '' OR account = $3) AND (position, id) > ($4, $5)
 			ORDER BY position, id LIMIT $6`, ledger, f.RuleID, f.Account, int64(afterPos), afterID, limit+1)
 		if err != nil {
 			return err
 		}
-		var (
-			a         domain.Alert
-			pos, ver  int64
-			figures   []byte
-			effective *time.Time
-		)
-		_, err = pgx.ForEachRow(rows, []any{&pos, &a.ID, &a.RuleID, &ver, &a.TransferID, &a.Account, &a.Counterparties,
-			&a.Asset, &figures, &a.Freeze, &a.RecordedAt, &effective}, func() error {
-			a.Position, a.RuleVersion = uint64(pos), uint32(ver)
-			if effective != nil {
-				a.EffectiveAt = *effective
-			}
-			if err := json.Unmarshal(figures, &a.Figures); err != nil {
-				return fmt.Errorf("alert %s: figures: %w", a.ID, err)
-			}
-			out.Alerts = append(out.Alerts, a)
-			a = domain.Alert{}
-			return nil
-		})
+		out.Alerts, err = scanAlerts(rows)
 		return err
 	})
 	if err != nil {
@@ -181,6 +162,59 @@ func (s *Service) FreezingAlerts(ctx context.Context, ledger string, after domai
 	})
 	if err != nil {
 		return nil, fmt.Errorf("freezing alerts of %s: %w", ledger, err)
+	}
+	return out, nil
+}
+
+// alertColumns are what scanAlerts reads, in its order.
+const alertColumns = `position, id, rule_id, rule_version, transfer_id, account, counterparties, asset, figures, freezes,
+	recorded_at, effective_at`
+
+// scanAlerts reads rows of alertColumns, times in UTC.
+func scanAlerts(rows pgx.Rows) ([]domain.Alert, error) {
+	var (
+		out       []domain.Alert
+		a         domain.Alert
+		pos, ver  int64
+		figures   []byte
+		effective *time.Time
+	)
+	_, err := pgx.ForEachRow(rows, []any{&pos, &a.ID, &a.RuleID, &ver, &a.TransferID, &a.Account, &a.Counterparties,
+		&a.Asset, &figures, &a.Freeze, &a.RecordedAt, &effective}, func() error {
+		a.Position, a.RuleVersion, a.RecordedAt = uint64(pos), uint32(ver), a.RecordedAt.UTC()
+		if effective != nil {
+			a.EffectiveAt = effective.UTC()
+		}
+		if err := json.Unmarshal(figures, &a.Figures); err != nil {
+			return fmt.Errorf("alert %s: figures: %w", a.ID, err)
+		}
+		out = append(out, a)
+		a, effective = domain.Alert{}, nil
+		return nil
+	})
+	return out, err
+}
+
+// AlertsAfter returns up to limit (1..FreezesPageMax) alerts after the
+// mark, in the order they are raised (position, then id in byte order):
+// what ledgerd's alerter writes into the log next. It reads the alerts
+// projection as it is, without waiting.
+//
+// Errors: ErrAlertsLimit; database errors.
+func (s *Service) AlertsAfter(ctx context.Context, ledger string, after domain.AlertMark, limit int) ([]domain.Alert, error) {
+	s = s.route()
+	if limit < 1 || limit > FreezesPageMax {
+		return nil, fmt.Errorf("limit %d: %w", limit, ErrAlertsLimit)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+alertColumns+` FROM alerts
+		WHERE ledger = $1 AND (position, id) > ($2, $3) ORDER BY position, id LIMIT $4`,
+		ledger, int64(after.Position), after.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("alerts of %s: %w", ledger, err)
+	}
+	out, err := scanAlerts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("alerts of %s: %w", ledger, err)
 	}
 	return out, nil
 }

@@ -10,8 +10,8 @@ import (
 
 // TestAccountEventsMatchTheirAccount: every event about one account (its
 // opening, bounds, metadata, close, freeze and unfreeze, its
-// reconciliation) reaches a subscription whose pattern matches that
-// account, and no other. A freeze, which a rule's FREEZE action records,
+// reconciliation, an alert about it) reaches a subscription whose pattern
+// matches that account, and no other. A freeze, which a rule's FREEZE action records,
 // reached none.
 func TestAccountEventsMatchTheirAccount(t *testing.T) {
 	const id = "users:7:wallet"
@@ -27,6 +27,8 @@ func TestAccountEventsMatchTheirAccount(t *testing.T) {
 		domain.MatchingRulesSet{Account: id},
 		domain.MatchedManually{Account: id},
 		domain.Unmatched{Account: id},
+		domain.AlertRaised{ID: "l:5:big:" + id, Rule: "big", RuleVersion: 1, Position: 5, Account: id,
+			Counterparties: []string{"merchants:1"}, Asset: "USD"},
 	} {
 		rec := &eventstore.Record{Ledger: "l", Position: 1, Type: e.EventType(), SchemaVersion: domain.SchemaVersion,
 			Payload: domain.AppendEvent(nil, e)}

@@ -29,7 +29,7 @@ type Body struct {
 // wants says whether the subscription delivers rec: its type is one of
 // the subscription's (or it names none), and an account it touches matches
 // the pattern (or there is none). Types are compared as strings, so a type
-// this build does not know (an "Alert") is delivered like any other.
+// this build does not know is delivered like any other.
 func wants(s *Subscription, rec *eventstore.Record) bool {
 	if len(s.EventTypes) > 0 && !slices.Contains(s.EventTypes, rec.Type) {
 		return false
@@ -79,6 +79,8 @@ func accountsOf(rec *eventstore.Record) []string {
 		return []string{e.Account}
 	case domain.Unmatched:
 		return []string{e.Account}
+	case domain.AlertRaised:
+		return []string{e.Account} // the account the alert is about
 	}
 	var ids []string
 	for _, m := range domain.Movements(e) {

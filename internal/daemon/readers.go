@@ -45,31 +45,31 @@ type ledgerReaders struct {
 const leaseRetryAfter = time.Second
 
 // startReaders is called by the registry when the ledger's writer starts
-// here: its freezer runs beside it, and its relay and projections too unless
+// here: its alerter runs beside it, and its relay and projections too unless
 // another process holds its projector lease.
 func (m *Main) startReaders(ledger string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.ensureFreezer(ledger)
+	m.ensureAlerter(ledger)
 	if r := m.ensureReaders(ledger); r != nil {
 		r.stopping = false
 	}
 }
 
 // writesHere says whether the ledger's writer runs in this process: its
-// freezer runs as long (startReaders, stopReaders). m.mu is held.
-func (m *Main) writesHere(ledger string) bool { return m.freezers[ledger] != nil }
+// alerter runs as long (startReaders, stopReaders). m.mu is held.
+func (m *Main) writesHere(ledger string) bool { return m.alerters[ledger] != nil }
 
-// ensureFreezer starts the ledger's freezer (workflows.Freezer) unless it
-// runs: the alerts of rules with the freeze action become freezes through
-// the writer. m.mu is held.
-func (m *Main) ensureFreezer(ledger string) {
-	if m.freezers[ledger] != nil {
+// ensureAlerter starts the ledger's alerter (workflows.Alerter) unless it
+// runs: through the writer, every alert becomes an AlertRaised event, and
+// those of rules with the freeze action freezes too. m.mu is held.
+func (m *Main) ensureAlerter(ledger string) {
+	if m.alerters[ledger] != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(m.readersCtx)
-	m.freezers[ledger] = cancel
-	f := workflows.NewFreezer(ledger, queries.New(m.readPool, nil), func() (workflows.FreezeWriter, error) {
+	m.alerters[ledger] = cancel
+	f := workflows.NewAlerter(ledger, queries.New(m.readPool, nil), func() (workflows.AlertWriter, error) {
 		w, err := m.ledgers.Writer(ledger)
 		if err != nil {
 			return nil, err
@@ -77,10 +77,10 @@ func (m *Main) ensureFreezer(ledger string) {
 		return w, nil
 	}, m.Logger)
 	m.wg.Add(1)
-	go func() { defer m.wg.Done(); f.Run(ctx, workflows.FreezeEveryDefault) }()
+	go func() { defer m.wg.Done(); f.Run(ctx, workflows.AlertEveryDefault) }()
 }
 
-// stopReaders stops a ledger's freezer, and its relay and projections once
+// stopReaders stops a ledger's alerter, and its relay and projections once
 // every projection has reached the ledger's head as it is then; the
 // registry calls it when the ledger's writer stops (archived, or idle).
 // Queries keep reading the read models they leave. A start meanwhile keeps
@@ -88,9 +88,9 @@ func (m *Main) ensureFreezer(ledger string) {
 func (m *Main) stopReaders(ledger string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if stop := m.freezers[ledger]; stop != nil {
+	if stop := m.alerters[ledger]; stop != nil {
 		stop()
-		delete(m.freezers, ledger)
+		delete(m.alerters, ledger)
 	}
 	if r, ok := m.readers[ledger]; ok {
 		m.stopWhenCaughtUp(ledger, r)

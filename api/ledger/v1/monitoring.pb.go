@@ -187,8 +187,8 @@ func (Crossing) EnumDescriptor() ([]byte, []int) {
 }
 
 // RuleAction is what a rule does when it fires, beside recording the alert
-// in the alerts read model (always). Alerts are not published on the stream
-// nor sent to webhooks (docs/monitoring.md).
+// in the alerts read model and raising it in the log as an AlertRaised
+// event, on the stream and to webhooks (always; docs/monitoring.md).
 type RuleAction int32
 
 const (

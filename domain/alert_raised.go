@@ -1,0 +1,197 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Raising alerts: an after-commit rule's alert is computed from the log by
+// an Evaluator (the alerts projection's), and then written into the log as
+// an AlertRaised event by ledgerd's alerter, through the writer. So every
+// alert is on the stream, reaches webhooks and the Go consumer like any
+// event, in position order and under the hash chain; audit verify checks
+// each AlertRaised against its own replay of the evaluator, so what the
+// event says is not taken from a read model on trust.
+//
+// Alerts are raised in the order the evaluator raises them (AlertMark: by
+// position, then id), each at most once: the ledger keeps the last one
+// raised (AlertRaiseMark), and a RaiseAlert at or before it answers EXISTS.
+
+// TypeAlertRaised is the type of an AlertRaised event in the log.
+const TypeAlertRaised = "AlertRaised"
+
+// Limits of an alert as the log records it: the evaluator's alerts are far
+// inside them (one counterparty, three or four figures).
+const (
+	// AlertCounterpartiesMax bounds an alert's counterparties.
+	AlertCounterpartiesMax = 16
+	// AlertFiguresMax bounds an alert's figures; AlertFigureLenMax each
+	// figure's name and value, in bytes.
+	AlertFiguresMax   = 16
+	AlertFigureLenMax = 256
+)
+
+// AlertRaised is an after-commit rule's alert, raised by the event at
+// Position (before this one). RecordedAt is that event's recorded time,
+// EffectiveAt its effective time (none for an event without one); Freeze
+// says whether the rule freezes (the freeze is an AccountFrozen of its own).
+type AlertRaised struct {
+	ID             string            `json:"id"`
+	Rule           string            `json:"rule"`
+	RuleVersion    uint32            `json:"rule_version"`
+	Position       uint64            `json:"position"`
+	TransferID     string            `json:"transfer_id,omitempty"`
+	Account        string            `json:"account"`
+	Counterparties []string          `json:"counterparties,omitempty"`
+	Asset          string            `json:"asset"`
+	Figures        map[string]string `json:"figures,omitempty"`
+	Freeze         bool              `json:"freeze,omitempty"`
+	RecordedAt     time.Time         `json:"recorded_at"`
+	EffectiveAt    *time.Time        `json:"effective_at,omitempty"`
+}
+
+func (AlertRaised) EventType() string { return TypeAlertRaised }
+
+// AlertRaisedOf is the event that raises a.
+func AlertRaisedOf(a *Alert) AlertRaised {
+	e := AlertRaised{ID: a.ID, Rule: a.RuleID, RuleVersion: a.RuleVersion, Position: a.Position, TransferID: a.TransferID,
+		Account: a.Account, Counterparties: a.Counterparties, Asset: a.Asset, Figures: a.Figures, Freeze: a.Freeze,
+		RecordedAt: a.RecordedAt.UTC()}
+	if !a.EffectiveAt.IsZero() {
+		at := a.EffectiveAt.UTC()
+		e.EffectiveAt = &at
+	}
+	return e
+}
+
+// Alert is the alert e raises.
+func (e *AlertRaised) Alert() Alert {
+	a := Alert{ID: e.ID, RuleID: e.Rule, RuleVersion: e.RuleVersion, Position: e.Position, TransferID: e.TransferID,
+		Account: e.Account, Counterparties: e.Counterparties, Asset: e.Asset, Figures: e.Figures, Freeze: e.Freeze,
+		RecordedAt: e.RecordedAt}
+	if e.EffectiveAt != nil {
+		a.EffectiveAt = *e.EffectiveAt
+	}
+	return a
+}
+
+// Mark is e's alert's place in the order alerts are raised.
+func (e *AlertRaised) Mark() AlertMark { return AlertMark{Position: e.Position, ID: e.ID} }
+
+// RaiseAlert writes an alert into the log (ledgerd's alerter, never a
+// client): EXISTS for an alert at or before the ledger's AlertRaiseMark.
+type RaiseAlert struct {
+	Alert AlertRaised
+
+	validated bool
+}
+
+// CommandID is the alert's id.
+func (c *RaiseAlert) CommandID() string { return c.Alert.ID }
+
+// Validate checks the alert's form: its id names its position, rule and
+// account (<ledger>:<position>:<rule>:<account>), and every size is
+// within the limits above.
+func (c *RaiseAlert) Validate() error {
+	a := &c.Alert
+	suffix := ":" + strconv.FormatUint(a.Position, 10) + ":" + a.Rule + ":" + a.Account
+	switch {
+	case a.Position == 0 || len(a.ID) > AlertIDLenMax || len(a.ID) <= len(suffix) || a.ID[len(a.ID)-len(suffix):] != suffix:
+		return fieldErrf("alert.id", ErrInvalidField, "%.80q is not <ledger>:%d:%s:%s of at most %d bytes", a.ID, a.Position, a.Rule, a.Account, AlertIDLenMax)
+	case a.RuleVersion == 0:
+		return fieldErrf("alert.rule_version", ErrInvalidField, "must be 1 or more")
+	case a.RecordedAt.IsZero():
+		return fieldErrf("alert.recorded_at", ErrInvalidField, "missing")
+	case len(a.Counterparties) > AlertCounterpartiesMax:
+		return fieldErrf("alert.counterparties", ErrInvalidField, "%d, at most %d", len(a.Counterparties), AlertCounterpartiesMax)
+	case len(a.Figures) > AlertFiguresMax:
+		return fieldErrf("alert.figures", ErrInvalidField, "%d, at most %d", len(a.Figures), AlertFiguresMax)
+	}
+	if err := checkID("alert.account", a.Account); err != nil {
+		return err
+	}
+	if err := checkID("alert.rule", a.Rule); err != nil {
+		return err
+	}
+	if a.TransferID != "" {
+		if err := checkID("alert.transfer_id", a.TransferID); err != nil {
+			return err
+		}
+	}
+	for _, cp := range a.Counterparties {
+		if err := checkID("alert.counterparties", cp); err != nil {
+			return err
+		}
+	}
+	for k, v := range a.Figures {
+		if len(k) > AlertFigureLenMax || len(v) > AlertFigureLenMax || !validText(k) || !validText(v) {
+			return fieldErrf("alert.figures", ErrInvalidField, "%.40q: names and values of UTF-8 without NUL, at most %d bytes", k, AlertFigureLenMax)
+		}
+	}
+	a.RecordedAt = a.RecordedAt.UTC()
+	if a.EffectiveAt != nil {
+		at := a.EffectiveAt.UTC()
+		a.EffectiveAt = &at
+	}
+	c.validated = true
+	return nil
+}
+
+// AlertRaiseMark is the last alert the ledger raised (zero: none): an
+// alerter resumes after it.
+func (s *State) AlertRaiseMark() AlertMark { return s.raiseMark }
+
+// decideRaise raises an alert after the ledger's last one, of a rule the
+// ledger defined (at that version or before) on an account it holds, raised
+// by an event it holds.
+func decideRaise(s *State, c *RaiseAlert) (Event, error) {
+	if !c.validated {
+		panic("domain: Decide on an unvalidated RaiseAlert")
+	}
+	a := &c.Alert
+	if !a.Mark().after(s.raiseMark) {
+		return nil, &ExistsError{Position: s.raiseMarkPos}
+	}
+	if a.Position > s.position {
+		return nil, fieldErrf("alert.position", ErrInvalidField, "%d, after the ledger's head %d", a.Position, s.position)
+	}
+	if r, ok := s.monitor.rules[a.Rule]; !ok || r.Version < a.RuleVersion {
+		return nil, fieldErrf("alert.rule", ErrInvalidField, "rule %s version %d not defined", a.Rule, a.RuleVersion)
+	}
+	if _, ok := s.accounts.Lookup(a.Account); !ok {
+		return nil, fieldErr("alert.account", ErrAccountNotFound)
+	}
+	return *a, nil
+}
+
+func (s *State) evolveRaised(pos uint64, e *AlertRaised) {
+	if !e.Mark().after(s.raiseMark) || e.Position >= pos {
+		panic(fmt.Sprintf("domain: alert %s raised at %d, not after %s or not after its event", e.ID, pos, s.raiseMark.ID))
+	}
+	mark, markPos := s.raiseMark, s.raiseMarkPos
+	s.raiseMark, s.raiseMarkPos = e.Mark(), pos
+	s.undo(func() { s.raiseMark, s.raiseMarkPos = mark, markPos })
+}
+
+// CheckRaised reports what a writer would have refused of e, an
+// AlertRaised, on state s (before e): its form, an alert not after the last
+// one raised, after the head, of a rule or version not defined, or on no
+// account. Evolve trusts the log; an import and an audit check it with this
+// first (what the alert says, only an audit's replay can check).
+//
+// Errors: ErrInvalidField or ErrAccountNotFound, as a *FieldError.
+func CheckRaised(s *State, e *AlertRaised) error {
+	c := &RaiseAlert{Alert: *e}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if _, err := decideRaise(s, c); err != nil {
+		if errors.Is(err, ErrExists) {
+			return fieldErrf("alert.id", ErrInvalidField, "alert %s not after the last raised, %s", e.ID, s.raiseMark.ID)
+		}
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// raisedAlerts are the log's AlertRaised events, in position order: each
+// as "<alert id> <rule> v<version> <account> <figures>".
+func (h *harness) raisedAlerts(t *testing.T, ledger string) []string {
+	t.Helper()
+	conn, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx(t), `SELECT position, payload FROM events WHERE ledger = $1 AND type = $2 ORDER BY position`,
+		ledger, domain.TypeAlertRaised)
+	testenv.NoError(t, err)
+	var (
+		out     []string
+		pos     int64
+		payload []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&pos, &payload}, func() error {
+		var e domain.AlertRaised
+		if err := json.Unmarshal(payload, &e); err != nil {
+			return err
+		}
+		if uint64(pos) <= e.Position {
+			t.Errorf("alert %s raised at %d, not after its event", e.ID, pos)
+		}
+		out = append(out, fmt.Sprintf("%s %s v%d %s %v", e.ID, e.Rule, e.RuleVersion, e.Account, e.Figures))
+		return nil
+	})
+	testenv.NoError(t, err)
+	return out
+}
+
+// servedAlerts are ListAlerts' alerts, as raisedAlerts writes them.
+func servedAlerts(t *testing.T, mon ledgerv1.MonitoringServiceClient, ledger string, minPosition uint64) []string {
+	t.Helper()
+	resp, err := mon.ListAlerts(ctx(t), &ledgerv1.ListAlertsRequest{Ledger: ledger, MinPosition: minPosition, Limit: 1000})
+	testenv.NoError(t, err)
+	var out []string
+	for _, a := range resp.GetAlerts() {
+		out = append(out, fmt.Sprintf("%s %s v%d %s %v", a.GetId(), a.GetRuleId(), a.GetRuleVersion(), a.GetAccount(), a.GetFigures()))
+	}
+	return out
+}
+
+// TestAlertsRaisedInTheLog: every alert of an after-commit rule, with or
+// without an action, becomes one AlertRaised event in the log (so on the
+// stream and to webhooks), in alert order, saying what the alert says; a
+// freezing rule's alert freezes too. After a restart of ledgerd none is
+// raised again, a new one is, and audit verify, which checks every
+// AlertRaised against its replay, is clean.
+func TestAlertsRaisedInTheLog(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	mon := h.monitoring(t)
+	h.setup(t, ledger)
+	h.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD"))
+	big := &ledgerv1.Rule{Id: "big", Asset: "USD", Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "70.00",
+		Side: ledgerv1.Side_SIDE_CREDIT}}}
+	huge := &ledgerv1.Rule{Id: "huge", Asset: "USD", AccountPattern: "bob", Actions: []ledgerv1.RuleAction{ledgerv1.RuleAction_RULE_ACTION_FREEZE},
+		Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "300.00", Side: ledgerv1.Side_SIDE_DEBIT}}}
+	checkResults(t, "define", h.defineRules(t, mon, ledger, big, huge), created(2)...)
+
+	h.transferOK(t, ledger, transfer("t1", "bob", "carol", "80.00", "USD"))            // big on carol
+	h.transferOK(t, ledger, transfer("t2", "bob", "carol", "10.00", "USD"))            // none
+	h.transferOK(t, ledger, transfer("t3", "bob", "carol", "350.00", "USD"))           // big on carol, huge on bob
+	last := h.transferOK(t, ledger, transfer("t4", "carol", "alice", "100.00", "USD")) // big on alice
+	waitRaised := func(h *harness, mon ledgerv1.MonitoringServiceClient, n int, at uint64) []string {
+		t.Helper()
+		var raised []string
+		testenv.Eventually(t, 30*time.Second, func() error {
+			raised = h.raisedAlerts(t, ledger)
+			if len(raised) < n {
+				return fmt.Errorf("%d alerts raised, want %d", len(raised), n)
+			}
+			return nil
+		})
+		if served := servedAlerts(t, mon, ledger, at); !slices.Equal(raised, served) {
+			t.Fatalf("alerts raised in the log:\n%s\nalerts served:\n%s", strings.Join(raised, "\n"), strings.Join(served, "\n"))
+		}
+		return raised
+	}
+	raised := waitRaised(h, mon, 4, last)
+	hugeAlert := strings.Fields(raised[slices.IndexFunc(raised, func(s string) bool { return strings.Contains(s, " huge ") })])[0]
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := h.countEvents(t, ledger, "AccountFrozen", hugeAlert); n != 1 {
+			return fmt.Errorf("%d freezes for alert %s", n, hugeAlert)
+		}
+		return nil
+	})
+
+	h.m.Close()
+	h2 := restart(t, h)
+	mon2 := h2.monitoring(t)
+	last = h2.transferOK(t, ledger, transfer("t5", "alice", "carol", "90.00", "USD")) // big on carol
+	again := waitRaised(h2, mon2, 5, last)
+	if !slices.Equal(again[:4], raised) {
+		t.Fatalf("after a restart, the first alerts raised are\n%s\nwant\n%s", strings.Join(again[:4], "\n"), strings.Join(raised, "\n"))
+	}
+	// Nothing is raised twice, a second later either.
+	time.Sleep(1500 * time.Millisecond)
+	if n := len(h2.raisedAlerts(t, ledger)); n != 5 {
+		t.Fatalf("%d alerts raised, want 5", n)
+	}
+	if out := h2.runCtlOK(t, ledger, "audit", "verify"); !strings.Contains(out, "clean") {
+		t.Fatalf("audit verify:\n%s", out)
+	}
+}
