@@ -122,3 +122,55 @@ func TestAlertsRaisedInTheLog(t *testing.T) {
 		t.Fatalf("audit verify:\n%s", out)
 	}
 }
+
+// TestAlertWebhook: a webhook subscription to AlertRaised events of the
+// accounts matching its pattern receives each such alert once, in order,
+// signed, and nothing else.
+func TestAlertWebhook(t *testing.T) {
+	t.Parallel()
+	h, hooks := fastWebhooks(t, time.Minute)
+	ledger := testenv.Name(t)
+	mon := h.monitoring(t)
+	h.setup(t, ledger)
+	r := newReceiver(t)
+	sub := subscribe(t, hooks, r, &ledgerv1.CreateSubscriptionRequest{Ledger: ledger, EventTypes: []string{domain.TypeAlertRaised},
+		AccountPattern: "carol"})
+	big := &ledgerv1.Rule{Id: "big", Asset: "USD", Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "70.00",
+		Side: ledgerv1.Side_SIDE_CREDIT}}}
+	checkResults(t, "define", h.defineRules(t, mon, ledger, big), want{code: codeCreated})
+	h.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD")) // big on bob: not carol's
+	h.transferOK(t, ledger, transfer("t1", "bob", "carol", "80.00", "USD"))    // big on carol
+	h.transferOK(t, ledger, transfer("t2", "bob", "carol", "10.00", "USD"))    // none
+	h.transferOK(t, ledger, transfer("t3", "bob", "carol", "90.00", "USD"))    // big on carol
+	var want []uint64
+	testenv.Eventually(t, 30*time.Second, func() error {
+		want = h.raisedPositions(t, ledger, "carol")
+		if len(want) != 2 || len(h.raisedPositions(t, ledger, "bob")) != 1 {
+			return fmt.Errorf("alerts of carol raised at %v, want 2, and one of bob", want)
+		}
+		return nil
+	})
+	testenv.Eventually(t, 30*time.Second, func() error {
+		ids, positions, bad := r.got()
+		if len(bad) > 0 {
+			t.Fatalf("bad deliveries: %v", bad)
+		}
+		return checkInOrderOnce(ledger, sub.GetId(), ids, positions, want)
+	})
+}
+
+// raisedPositions are the positions of the AlertRaised events about account.
+func (h *harness) raisedPositions(t *testing.T, ledger, account string) []uint64 {
+	t.Helper()
+	conn, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx(t), `SELECT position FROM events WHERE ledger = $1 AND type = $2 AND payload->>'account' = $3
+		ORDER BY position`, ledger, domain.TypeAlertRaised, account)
+	testenv.NoError(t, err)
+	var out []uint64
+	var pos int64
+	_, err = pgx.ForEachRow(rows, []any{&pos}, func() error { out = append(out, uint64(pos)); return nil })
+	testenv.NoError(t, err)
+	return out
+}

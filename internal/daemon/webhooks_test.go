@@ -276,7 +276,7 @@ func TestWebhookDeadLetterReplay(t *testing.T) {
 	h.setup(t, ledger)
 	r := newReceiver(t)
 	r.set(receiverFail)
-	sub := subscribe(t, hooks, r, &ledgerv1.CreateSubscriptionRequest{Ledger: ledger, EventTypes: []string{"TransferCommitted", "Alert"}})
+	sub := subscribe(t, hooks, r, &ledgerv1.CreateSubscriptionRequest{Ledger: ledger, EventTypes: []string{"TransferCommitted", "AlertRaised"}})
 	want := []uint64{
 		h.transferOK(t, ledger, transfer("t1", "alice", "bob", "1.00", "USD")),
 		h.transferOK(t, ledger, transfer("t2", "alice", "bob", "2.00", "USD")),
