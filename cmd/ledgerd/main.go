@@ -87,7 +87,10 @@ func main() {
 		os.Exit(1)
 	}
 	<-ctx.Done()
-	logger.Info("shutting down: draining writers and relays")
+	// A second SIGINT or SIGTERM stops at once, as after kill -9: what was
+	// acknowledged is in the log, and the rest is the clients' to retry.
+	stop()
+	logger.Info("shutting down: draining writers and relays (a second signal stops at once)")
 	m.Close()
 	// Exit 0: a stop asked for (SIGINT, SIGTERM) and done cleanly is a
 	// success, for make run, systemd and docker alike.
