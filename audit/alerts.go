@@ -39,8 +39,12 @@ type alertReplay struct {
 	// they raise them in order, each once, without a gap.
 	raised int
 	// diverged is the first AlertRaised that does not raise the next alert
-	// as the replay has it.
+	// as the replay has it, or the first hold of a rule not where its
+	// AlertRaised puts it.
 	diverged *Divergence
+	// hold is the hold the AlertRaised just checked places: the next
+	// event must be it.
+	hold *domain.CreateTransfer
 }
 
 // alertLine is an alert as compared: its position, id and the rest of its
@@ -56,6 +60,9 @@ type alertLine struct {
 func (a *alertReplay) apply(ledger string, pos uint64, recordedAt time.Time, e domain.Event) {
 	if a.ev == nil {
 		a.ev = domain.NewEvaluator(ledger, nil)
+	}
+	if h, ok := e.(domain.TransferPending); a.hold != nil || ok && h.Alert != "" {
+		a.checkHold(pos, e)
 	}
 	if r, ok := e.(domain.AlertRaised); ok {
 		a.checkRaised(pos, &r)
@@ -79,7 +86,7 @@ func lineOfAlert(al *domain.Alert) alertLine {
 		effective = al.EffectiveAt.UTC().Format(time.RFC3339Nano)
 	}
 	return alertLine{position: al.Position, id: al.ID, fields: alertFields(al.RuleID, al.RuleVersion, al.TransferID, al.Account,
-		al.Counterparties, al.Asset, al.Figures, al.Freeze, al.RecordedAt.UTC().Format(time.RFC3339Nano), effective)}
+		al.Counterparties, al.Asset, al.Figures, al.Freeze, al.HoldAccount, al.RecordedAt.UTC().Format(time.RFC3339Nano), effective)}
 }
 
 // checkRaised checks the AlertRaised at pos against the replay: it must
@@ -113,11 +120,37 @@ func (a *alertReplay) checkRaised(pos uint64, r *domain.AlertRaised) {
 		return
 	}
 	a.raised++
+	a.hold = r.AlertHold()
+}
+
+// checkHold checks the event at pos against the hold the AlertRaised
+// before it places: it must be that hold, and a hold of a rule (which no
+// rule counts) must be where an AlertRaised puts it.
+func (a *alertReplay) checkHold(pos uint64, e domain.Event) {
+	want := a.hold
+	a.hold = nil
+	if a.diverged != nil || a.truncated {
+		return
+	}
+	h, _ := e.(domain.TransferPending)
+	var expected, found string
+	if want != nil {
+		p := &want.Postings[0]
+		expected = fmt.Sprintf("hold %s of alert %s: %s %s from %s to %s", want.ID, want.Alert, p.Amount, p.Asset, p.Debit, p.Credit)
+	}
+	if h.Alert != "" && len(h.Postings) == 1 {
+		p := &h.Postings[0]
+		found = fmt.Sprintf("hold %s of alert %s: %s %s from %s to %s", h.ID, h.Alert, p.Amount, p.Asset, p.Debit, p.Credit)
+	}
+	if expected != found || want == nil && h.Alert != "" {
+		a.diverged = &Divergence{Kind: KindAlert, Position: pos, Field: "hold", Expected: cmp.Or(expected, "no hold of an alert"),
+			Found: cmp.Or(found, "another event"), Detail: "the hold of a rule's alert (the log)"}
+	}
 }
 
 // alertFields are an alert's compared fields, in a fixed order.
 func alertFields(rule string, version uint32, transfer, account string, cps []string, asset string,
-	figures map[string]string, freeze bool, recorded, effective string) []field {
+	figures map[string]string, freeze bool, hold, recorded, effective string) []field {
 	var fig []string
 	for _, k := range slices.Sorted(maps.Keys(figures)) {
 		fig = append(fig, k+"="+figures[k])
@@ -131,6 +164,7 @@ func alertFields(rule string, version uint32, transfer, account string, cps []st
 		{name: "asset", expected: asset},
 		{name: "figures", expected: strings.Join(fig, " ")},
 		{name: "freeze", expected: fmt.Sprint(freeze)},
+		{name: "hold_account", expected: hold},
 		{name: "recorded_at", expected: recorded},
 		{name: "effective_at", expected: effective},
 	}
@@ -142,7 +176,7 @@ func servedFields(a *ledgerv1.Alert) []field {
 		effective = a.GetEffectiveAt().AsTime().UTC().Format(time.RFC3339Nano)
 	}
 	return alertFields(a.GetRuleId(), a.GetRuleVersion(), a.GetTransferId(), a.GetAccount(), a.GetCounterparties(), a.GetAsset(),
-		a.GetFigures(), slices.Contains(a.GetActions(), ledgerv1.RuleAction_RULE_ACTION_FREEZE),
+		a.GetFigures(), slices.Contains(a.GetActions(), ledgerv1.RuleAction_RULE_ACTION_FREEZE), a.GetHoldAccount(),
 		a.GetRecordedAt().AsTime().UTC().Format(time.RFC3339Nano), effective)
 }
 

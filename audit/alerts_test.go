@@ -3,6 +3,7 @@ package audit_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -105,28 +106,44 @@ func TestVerifyCatchesForgedAlertRaised(t *testing.T) {
 	if len(raised) < 4 {
 		t.Fatalf("%d alerts raised", len(raised))
 	}
-	forge := func(at int, edit func(e *domain.AlertRaised)) []eventstore.Record {
+	forge := func(at int, edit func(e domain.Event) domain.Event) []eventstore.Record {
 		forged := append([]eventstore.Record(nil), recs...)
 		e, err := domain.UnmarshalEvent(forged[at].Type, forged[at].SchemaVersion, forged[at].Payload)
 		testenv.NoError(t, err)
-		a := e.(domain.AlertRaised)
-		edit(&a)
-		forged[at].Payload, err = domain.MarshalEvent(a)
+		forged[at].Payload, err = domain.MarshalEvent(edit(e))
 		testenv.NoError(t, err)
 		for i := at; i < len(forged); i++ {
 			forged[i].Seal(forged[i-1].Hash)
 		}
 		return forged
 	}
+	// A client's hold made a rule's (which no rule counts, so a way to
+	// move money unseen), with no AlertRaised asking for it.
+	hold := slices.IndexFunc(recs, func(r eventstore.Record) bool { return r.Type == domain.TypeTransferPending })
+	if hold < 1 {
+		t.Fatal("the workload placed no hold")
+	}
+	checkDivergence(t, verifyFile(forge(hold, func(e domain.Event) domain.Event {
+		p := e.(domain.TransferPending)
+		p.Alert = ledger + ":1:big:usd:1"
+		return p
+	})), audit.Divergence{Kind: audit.KindAlert, Position: recs[hold].Position, Field: "hold"})
+
 	at := raised[len(raised)/2]
-	rep := verifyFile(forge(at, func(e *domain.AlertRaised) { e.Figures["amount"] = "0.01" }))
+	rep := verifyFile(forge(at, func(e domain.Event) domain.Event {
+		a := e.(domain.AlertRaised)
+		a.Figures["amount"] = "0.01"
+		return a
+	}))
 	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindAlert, Position: recs[at].Position, Field: "figures"})
 
 	// The next alert's event raising the one after it: the writer would
 	// take it (it is after the last raised), the replay does not.
 	next := recs[raised[len(raised)/2+1]].Payload
-	rep = verifyFile(forge(at, func(e *domain.AlertRaised) {
-		testenv.NoError(t, json.Unmarshal(next, e))
+	rep = verifyFile(forge(at, func(domain.Event) domain.Event {
+		var a domain.AlertRaised
+		testenv.NoError(t, json.Unmarshal(next, &a))
+		return a
 	}))
 	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindAlert, Position: recs[at].Position, Field: "id"})
 }

@@ -1,9 +1,12 @@
 package domain
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -37,6 +40,9 @@ const (
 // Position (before this one). RecordedAt is that event's recorded time,
 // EffectiveAt its effective time (none for an event without one); Freeze
 // says whether the rule freezes (the freeze is an AccountFrozen of its own).
+// HoldAccount is set when the rule holds the triggering amount: the hold
+// (AlertHold) is the event right after this one, unless HoldRefused says
+// why the writer refused it.
 type AlertRaised struct {
 	ID             string            `json:"id"`
 	Rule           string            `json:"rule"`
@@ -48,6 +54,8 @@ type AlertRaised struct {
 	Asset          string            `json:"asset"`
 	Figures        map[string]string `json:"figures,omitempty"`
 	Freeze         bool              `json:"freeze,omitempty"`
+	HoldAccount    string            `json:"hold_account,omitempty"`
+	HoldRefused    string            `json:"hold_refused,omitempty"`
 	RecordedAt     time.Time         `json:"recorded_at"`
 	EffectiveAt    *time.Time        `json:"effective_at,omitempty"`
 }
@@ -58,7 +66,7 @@ func (AlertRaised) EventType() string { return TypeAlertRaised }
 func AlertRaisedOf(a *Alert) AlertRaised {
 	e := AlertRaised{ID: a.ID, Rule: a.RuleID, RuleVersion: a.RuleVersion, Position: a.Position, TransferID: a.TransferID,
 		Account: a.Account, Counterparties: a.Counterparties, Asset: a.Asset, Figures: a.Figures, Freeze: a.Freeze,
-		RecordedAt: a.RecordedAt.UTC()}
+		HoldAccount: a.HoldAccount, RecordedAt: a.RecordedAt.UTC()}
 	if !a.EffectiveAt.IsZero() {
 		at := a.EffectiveAt.UTC()
 		e.EffectiveAt = &at
@@ -70,11 +78,23 @@ func AlertRaisedOf(a *Alert) AlertRaised {
 func (e *AlertRaised) Alert() Alert {
 	a := Alert{ID: e.ID, RuleID: e.Rule, RuleVersion: e.RuleVersion, Position: e.Position, TransferID: e.TransferID,
 		Account: e.Account, Counterparties: e.Counterparties, Asset: e.Asset, Figures: e.Figures, Freeze: e.Freeze,
-		RecordedAt: e.RecordedAt}
+		HoldAccount: e.HoldAccount, RecordedAt: e.RecordedAt}
 	if e.EffectiveAt != nil {
 		a.EffectiveAt = *e.EffectiveAt
 	}
 	return a
+}
+
+// AlertHold is the hold e's rule places (nil when it holds nothing, or the
+// writer refused it): the triggering posting's amount (figure "amount"),
+// from the alert's account to the rule's hold account, until posted or
+// voided.
+func (e *AlertRaised) AlertHold() *CreateTransfer {
+	if e.HoldAccount == "" || e.HoldRefused != "" {
+		return nil
+	}
+	return &CreateTransfer{ID: AlertHoldID(e.ID), Pending: true, Alert: e.ID,
+		Postings: []PostingInput{{Debit: e.Account, Credit: e.HoldAccount, Asset: e.Asset, Amount: e.Figures["amount"]}}}
 }
 
 // Mark is e's alert's place in the order alerts are raised.
@@ -108,6 +128,13 @@ func (c *RaiseAlert) Validate() error {
 		return fieldErrf("alert.counterparties", ErrInvalidField, "%d, at most %d", len(a.Counterparties), AlertCounterpartiesMax)
 	case len(a.Figures) > AlertFiguresMax:
 		return fieldErrf("alert.figures", ErrInvalidField, "%d, at most %d", len(a.Figures), AlertFiguresMax)
+	case len(a.HoldRefused) > FreezeReasonLenMax || !validText(a.HoldRefused) || a.HoldRefused != "" && a.HoldAccount == "":
+		return fieldErrf("alert.hold_refused", ErrInvalidField, "UTF-8 without NUL, at most %d bytes, for a hold only", FreezeReasonLenMax)
+	}
+	if a.HoldAccount != "" {
+		if err := checkID("alert.hold_account", a.HoldAccount); err != nil {
+			return err
+		}
 	}
 	if err := checkID("alert.account", a.Account); err != nil {
 		return err
@@ -192,6 +219,30 @@ func CheckRaised(s *State, e *AlertRaised) error {
 			return fieldErrf("alert.id", ErrInvalidField, "alert %s not after the last raised, %s", e.ID, s.raiseMark.ID)
 		}
 		return err
+	}
+	return nil
+}
+
+// AlertHoldIDPrefix begins the id of every hold a rule's hold action places
+// (AlertHoldID), and of no transfer, post, void or reversal of a client's:
+// an id a client took first would keep the alert's hold from being placed.
+const AlertHoldIDPrefix = "alert-hold:"
+
+// AlertHoldID is the id of the hold the alert's rule places: the same for
+// every retry of it, and not an id a client may take.
+func AlertHoldID(alertID string) string {
+	sum := sha256.Sum256([]byte(alertID))
+	return AlertHoldIDPrefix + hex.EncodeToString(sum[:20])
+}
+
+// checkTransferID checks the id of a transfer, post, void or reversal: an
+// id, and one with AlertHoldIDPrefix only for a rule's hold (alert set).
+func checkTransferID(id, alert string) error {
+	if err := checkID("id", id); err != nil {
+		return err
+	}
+	if hasPrefix := strings.HasPrefix(id, AlertHoldIDPrefix); hasPrefix != (alert != "") || hasPrefix && id != AlertHoldID(alert) {
+		return fieldErrf("id", ErrInvalidField, "ids beginning %q are those of monitoring rules' holds", AlertHoldIDPrefix)
 	}
 	return nil
 }

@@ -148,6 +148,11 @@ type CreateTransfer struct {
 	EffectiveAt    time.Time
 	Pending        bool
 	TimeoutSeconds uint32
+	// Alert, on a hold only, is the alert whose rule's hold action places
+	// it: ledgerd's alerter sets it, never a client (the API has no such
+	// field). Monitoring rules do not count such a hold, so a hold rule
+	// cannot fire on its own holds.
+	Alert string
 
 	validated bool
 	priors
@@ -191,7 +196,7 @@ type PostingInput struct {
 func (c *CreateTransfer) CommandID() string { return c.ID }
 
 func (c *CreateTransfer) Validate() error {
-	if err := checkID("id", c.ID); err != nil {
+	if err := checkTransferID(c.ID, c.Alert); err != nil {
 		return err
 	}
 	if n := len(c.Postings); n == 0 || n > PostingsPerTransfer {
@@ -207,6 +212,9 @@ func (c *CreateTransfer) Validate() error {
 	}
 	if !c.Pending && c.TimeoutSeconds != 0 {
 		return fieldErrf("timeout", ErrInvalidField, "only a pending transfer has a timeout")
+	}
+	if c.Alert != "" && (!c.Pending || len(c.Alert) > AlertIDLenMax) {
+		return fieldErrf("alert", ErrInvalidField, "only a hold names an alert, of at most %d bytes", AlertIDLenMax)
 	}
 	if time.Duration(c.TimeoutSeconds)*time.Second > TimeoutMax {
 		return fieldErrf("timeout", ErrInvalidField, "%ds is over %s", c.TimeoutSeconds, TimeoutMax)
@@ -300,7 +308,7 @@ type PostPending struct {
 func (c *PostPending) CommandID() string { return c.ID }
 
 func (c *PostPending) Validate() error {
-	if err := checkID("id", c.ID); err != nil {
+	if err := checkTransferID(c.ID, ""); err != nil {
 		return err
 	}
 	if err := checkID("pending_id", c.PendingID); err != nil {
@@ -330,7 +338,7 @@ type VoidPending struct {
 func (c *VoidPending) CommandID() string { return c.ID }
 
 func (c *VoidPending) Validate() error {
-	if err := checkID("id", c.ID); err != nil {
+	if err := checkTransferID(c.ID, ""); err != nil {
 		return err
 	}
 	if err := checkID("pending_id", c.PendingID); err != nil {
@@ -370,7 +378,7 @@ type ReverseTransfer struct {
 func (c *ReverseTransfer) CommandID() string { return c.ID }
 
 func (c *ReverseTransfer) Validate() error {
-	if err := checkID("id", c.ID); err != nil {
+	if err := checkTransferID(c.ID, ""); err != nil {
 		return err
 	}
 	if err := checkID("transfer_id", c.TransferID); err != nil {

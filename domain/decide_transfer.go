@@ -50,14 +50,17 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 	if err := fx.check(); err != nil {
 		return nil, err
 	}
-	if err := s.checkBeforeRules(postings, effectiveAt, fx); err != nil {
-		return nil, err
+	// A rule's own hold is not the monitoring's to judge (CreateTransfer.Alert).
+	if c.Alert == "" {
+		if err := s.checkBeforeRules(postings, effectiveAt, fx); err != nil {
+			return nil, err
+		}
 	}
 	if !c.Pending {
 		return TransferCommitted{ID: c.ID, Postings: postings, Reference: c.Reference, Metadata: maps.Clone(c.Metadata), EffectiveAt: effectiveAt}, nil
 	}
 	e := TransferPending{ID: c.ID, Postings: postings, Reference: c.Reference, Metadata: maps.Clone(c.Metadata),
-		EffectiveAt: effectiveAt, TimeoutSeconds: c.TimeoutSeconds}
+		EffectiveAt: effectiveAt, TimeoutSeconds: c.TimeoutSeconds, Alert: c.Alert}
 	if c.TimeoutSeconds > 0 {
 		at := now.UTC().Truncate(time.Microsecond).Add(time.Duration(c.TimeoutSeconds) * time.Second)
 		e.ExpiresAt = &at
@@ -90,12 +93,13 @@ func transferDiff(prior Event, c *CreateTransfer) string {
 		effectiveAt time.Time
 		timeout     uint32
 		pending     bool
+		alert       string
 	)
 	switch p := prior.(type) {
 	case TransferCommitted:
 		postings, reference, metadata, effectiveAt = p.Postings, p.Reference, p.Metadata, p.EffectiveAt
 	case TransferPending:
-		postings, reference, metadata, effectiveAt, timeout, pending = p.Postings, p.Reference, p.Metadata, p.EffectiveAt, p.TimeoutSeconds, true
+		postings, reference, metadata, effectiveAt, timeout, pending, alert = p.Postings, p.Reference, p.Metadata, p.EffectiveAt, p.TimeoutSeconds, true, p.Alert
 	default:
 		return "id" // taken by a post, a void or a reversal
 	}
@@ -107,6 +111,8 @@ func transferDiff(prior Event, c *CreateTransfer) string {
 		return "pending"
 	case timeout != c.TimeoutSeconds:
 		return "timeout"
+	case alert != c.Alert:
+		return "alert"
 	case reference != c.Reference:
 		return "reference"
 	case !maps.Equal(metadata, c.Metadata):

@@ -96,6 +96,9 @@ type TransferPending struct {
 	// TimeoutSeconds as requested; ExpiresAt is the recorded time plus it.
 	TimeoutSeconds uint32     `json:"timeout_seconds,omitempty"`
 	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+	// Alert is the alert whose rule's hold action placed the hold (none for
+	// a client's): monitoring rules do not count it.
+	Alert string `json:"alert,omitempty"`
 }
 
 // PendingPosted posts a pending transfer: one posting per original posting,

@@ -213,7 +213,9 @@ func (s *State) evolvePending(pos uint64, e *TransferPending, event Event) {
 	}
 	checkAmounts(pos, e.ID, e.Postings)
 	s.evolveMovements(pos, event)
-	s.recordVelocity(e.Postings, e.EffectiveAt)
+	if e.Alert == "" { // a rule's own hold is not counted (CreateTransfer.Alert)
+		s.recordVelocity(e.Postings, e.EffectiveAt)
+	}
 	h := &Hold{ID: e.ID, Postings: e.Postings, Position: pos}
 	if e.ExpiresAt != nil {
 		s.expirySeq++

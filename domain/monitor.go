@@ -56,8 +56,14 @@ const (
 // RuleAction is what a rule does when it fires, beside the alert.
 type RuleAction string
 
-// ActionFreeze freezes the watched account that made the rule fire.
-const ActionFreeze RuleAction = "freeze"
+const (
+	// ActionFreeze freezes the watched account that made the rule fire.
+	ActionFreeze RuleAction = "freeze"
+	// ActionHold places a hold of the triggering posting's amount from the
+	// watched account to the rule's HoldAccount (threshold rules only: the
+	// posting above the threshold is the triggering amount).
+	ActionHold RuleAction = "hold"
+)
 
 // Crossing is the direction a balance crossing rule watches.
 type Crossing string
@@ -83,6 +89,9 @@ type Rule struct {
 	NewCounterparty    *NewCounterpartyRule    `json:"new_counterparty,omitempty"`
 	DormantReactivated *DormantReactivatedRule `json:"dormant_reactivated,omitempty"`
 	Actions            []RuleAction            `json:"actions,omitempty"`
+	// HoldAccount is where the hold action holds the amount towards: an
+	// open account in Asset; set with ActionHold only.
+	HoldAccount string `json:"hold_account,omitempty"`
 }
 
 // ThresholdRule fires on a posting above Amount with a watched account on
@@ -179,6 +188,9 @@ func (r *Rule) Watches(id, asset string, metadata map[string]string) bool {
 // Freezes reports whether the rule's actions include a freeze.
 func (r *Rule) Freezes() bool { return slices.Contains(r.Actions, ActionFreeze) }
 
+// Holds reports whether the rule's actions include a hold.
+func (r *Rule) Holds() bool { return slices.Contains(r.Actions, ActionHold) }
+
 // check checks a rule's fields that need no state: what Validate checks of
 // a command, and that its amounts are of one scale. Field names are the
 // wire's.
@@ -214,12 +226,25 @@ func (r *Rule) check() error {
 		return fieldErrf("mode", ErrInvalidField, "a %s rule runs after commit only: the writer evaluates threshold, velocity and balance crossing", kind)
 	}
 	for i, a := range r.Actions {
-		if a != ActionFreeze {
-			return fieldErrf(fmt.Sprintf("actions[%d]", i), ErrInvalidField, "%q is not an action", a)
+		field := fmt.Sprintf("actions[%d]", i)
+		switch {
+		case a != ActionFreeze && a != ActionHold:
+			return fieldErrf(field, ErrInvalidField, "%q is not an action", a)
+		case slices.Index(r.Actions, a) != i:
+			return fieldErrf(field, ErrInvalidField, "%q twice", a)
+		case r.Mode == ModeBeforeCommit:
+			return fieldErrf(field, ErrInvalidField, "a before-commit rule refuses the transfer: it freezes or holds nothing")
+		case a == ActionHold && kind != "threshold":
+			return fieldErrf(field, ErrInvalidField, "a %s rule has no triggering amount to hold: threshold rules only", kind)
 		}
-		if r.Mode == ModeBeforeCommit {
-			return fieldErrf(fmt.Sprintf("actions[%d]", i), ErrInvalidField, "a before-commit rule refuses the transfer: it freezes nothing")
+	}
+	switch {
+	case r.Holds():
+		if err := checkID("hold_account", r.HoldAccount); err != nil {
+			return err
 		}
+	case r.HoldAccount != "":
+		return fieldErrf("hold_account", ErrInvalidField, "only a rule with the hold action holds towards an account")
 	}
 	switch {
 	case r.Threshold != nil:
@@ -429,6 +454,15 @@ func decideRule(s *State, c *DefineRule) (Event, error) {
 	}
 	if !exists && len(s.monitor.rules) >= RulesMax {
 		return nil, fieldErrf("id", ErrInvalidField, "the ledger has %d rules, at most %d", len(s.monitor.rules), RulesMax)
+	}
+	if r.Holds() {
+		a, err := openAccount(s, r.HoldAccount)
+		if err != nil {
+			return nil, fieldErr("hold_account", err)
+		}
+		if a.Asset != r.Asset {
+			return nil, fieldErrf("hold_account", ErrInvalidField, "account %s is in %s, the rule in %s", a.ID, a.Asset, r.Asset)
+		}
 	}
 	version := uint32(1)
 	if exists {

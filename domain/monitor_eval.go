@@ -75,8 +75,11 @@ type Alert struct {
 	Asset          string
 	Figures        map[string]string
 	Freeze         bool
-	RecordedAt     time.Time
-	EffectiveAt    time.Time
+	// HoldAccount is the rule's, when it holds the triggering amount
+	// (figure "amount") towards it.
+	HoldAccount string
+	RecordedAt  time.Time
+	EffectiveAt time.Time
 }
 
 // NewEvaluator returns an evaluator of ledger's log from its start: of the
@@ -174,7 +177,9 @@ func countedPostings(e Event) ([]Posting, time.Time, string, bool) {
 	case TransferCommitted:
 		return e.Postings, e.EffectiveAt, e.ID, true
 	case TransferPending:
-		return e.Postings, e.EffectiveAt, e.ID, true
+		// A rule's own hold is not counted (CreateTransfer.Alert): a hold
+		// rule would fire on its holds, each placing another.
+		return e.Postings, e.EffectiveAt, e.ID, e.Alert == ""
 	}
 	return nil, time.Time{}, "", false
 }
@@ -212,6 +217,9 @@ func (f *firing) fire(r *RuleVersion, a *evalAccount, counterparties []string, f
 	}
 	al := Alert{ID: id, RuleID: r.Rule.ID, RuleVersion: r.Version, Position: f.pos, TransferID: f.transfer, Account: a.id,
 		Counterparties: counterparties, Asset: a.asset, Figures: figures, Freeze: r.Rule.Freezes(), RecordedAt: f.recordedAt}
+	if r.Rule.Holds() {
+		al.HoldAccount = r.Rule.HoldAccount
+	}
 	if !f.at.IsZero() {
 		al.EffectiveAt = f.at
 	}

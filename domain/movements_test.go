@@ -49,6 +49,10 @@ var wantMovements = map[string][]string{
 		"#0 users:42:wallet debit pending 100.00 USD vs merchants:7:settlement (auth-2026-0001)",
 		"#0 merchants:7:settlement credit pending 100.00 USD vs users:42:wallet (auth-2026-0001)",
 	},
+	"transfer_pending_alert_hold": {
+		"#0 users:2 debit pending 900.00 USD vs suspense:review (alert-hold:d3c735028b067ec8d582a6e0565c5638a865df91)",
+		"#0 suspense:review credit pending 900.00 USD vs users:2 (alert-hold:d3c735028b067ec8d582a6e0565c5638a865df91)",
+	},
 	"transfer_pending_expiry": {
 		"#0 users:42:wallet debit pending 100.50 USD vs fx:usd (auth-2026-0002)",
 		"#0 fx:usd credit pending 100.50 USD vs users:42:wallet (auth-2026-0002)",
@@ -106,6 +110,8 @@ var wantMovements = map[string][]string{
 	"rule_defined_dormant":         nil,
 	"alert_raised":                 nil,
 	"alert_raised_crossing":        nil,
+	"alert_raised_hold_refused":    nil,
+	"rule_defined_hold":            nil,
 }
 
 func TestMovementsOfEveryEvent(t *testing.T) {

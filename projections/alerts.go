@@ -121,7 +121,7 @@ func (p *Alerts) Apply(ctx context.Context, tx pgx.Tx, key string, recs []events
 	}
 	if len(rows) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, []string{"ledger", "position", "id", "rule_id", "rule_version",
-			"transfer_id", "account", "counterparties", "asset", "figures", "freezes", "recorded_at", "effective_at"},
+			"transfer_id", "account", "counterparties", "asset", "figures", "freezes", "recorded_at", "effective_at", "hold_account"},
 			pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("alerts of %s: write: %w", ledger, err)
 		}
@@ -145,7 +145,7 @@ func alertRow(key string, a *domain.Alert) ([]any, error) {
 		cps = []string{}
 	}
 	return []any{key, int64(a.Position), a.ID, a.RuleID, int64(a.RuleVersion), a.TransferID, a.Account, cps, a.Asset,
-		string(figures), a.Freeze, a.RecordedAt, effective}, nil
+		string(figures), a.Freeze, a.RecordedAt, effective, a.HoldAccount}, nil
 }
 
 // LogReader reads a ledger's records from the log in position order.

@@ -168,7 +168,7 @@ func (s *Service) FreezingAlerts(ctx context.Context, ledger string, after domai
 
 // alertColumns are what scanAlerts reads, in its order.
 const alertColumns = `position, id, rule_id, rule_version, transfer_id, account, counterparties, asset, figures, freezes,
-	recorded_at, effective_at`
+	recorded_at, effective_at, hold_account`
 
 // scanAlerts reads rows of alertColumns, times in UTC.
 func scanAlerts(rows pgx.Rows) ([]domain.Alert, error) {
@@ -180,7 +180,7 @@ func scanAlerts(rows pgx.Rows) ([]domain.Alert, error) {
 		effective *time.Time
 	)
 	_, err := pgx.ForEachRow(rows, []any{&pos, &a.ID, &a.RuleID, &ver, &a.TransferID, &a.Account, &a.Counterparties,
-		&a.Asset, &figures, &a.Freeze, &a.RecordedAt, &effective}, func() error {
+		&a.Asset, &figures, &a.Freeze, &a.RecordedAt, &effective, &a.HoldAccount}, func() error {
 		a.Position, a.RuleVersion, a.RecordedAt = uint64(pos), uint32(ver), a.RecordedAt.UTC()
 		if effective != nil {
 			a.EffectiveAt = effective.UTC()

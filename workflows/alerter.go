@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
@@ -46,7 +48,10 @@ type AlertWriter interface {
 //   - raises every new alert (RaiseAlert: an AlertRaised event, on the
 //     stream and to webhooks), in order and without a gap: a page of raises
 //     is applied whole or not at all, and one refused stops the pass, which
-//     tries the page again next round;
+//     tries the page again next round. The alert of a rule with the hold
+//     action is followed by its hold (AlertRaised.AlertHold), in the same
+//     page; a hold the writer refuses is recorded on its AlertRaised
+//     (hold_refused) and the page tried again without it;
 //   - freezes the account of each new alert of a rule with the freeze action
 //     (FreezeAccount carrying the alert); an account closed since is passed
 //     over (logged).
@@ -64,14 +69,18 @@ type Alerter struct {
 	logger *slog.Logger
 	raise  alertPass
 	freeze alertPass
+	// holdRefused holds, by alert id, why the writer refused an alert's
+	// hold, until the page raising the alert is applied.
+	holdRefused map[string]string
 }
 
 // alertPass is one of the alerter's two: which alerts it reads, the
 // command it submits for each, and how far it got.
 type alertPass struct {
-	name    string
-	read    func(ctx context.Context, ledger string, after domain.AlertMark, limit int) ([]domain.Alert, error)
-	command func(a *domain.Alert) domain.Command
+	name string
+	read func(ctx context.Context, ledger string, after domain.AlertMark, limit int) ([]domain.Alert, error)
+	// commands appends the commands for a to cmds.
+	commands func(cmds []domain.Command, a *domain.Alert) []domain.Command
 	// gapless submits each page atomically and stops the pass at an alert
 	// the writer refuses: no alert after it is acted on before it.
 	gapless bool
@@ -85,16 +94,32 @@ func NewAlerter(ledger string, alerts AlertSource, writer func() (AlertWriter, e
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Alerter{ledger: ledger, alerts: alerts, writer: writer, logger: logger.With("ledger", ledger),
-		raise: alertPass{name: "raise", read: alerts.AlertsAfter, gapless: true, command: func(a *domain.Alert) domain.Command {
-			return &domain.RaiseAlert{Alert: domain.AlertRaisedOf(a)}
-		}},
-		freeze: alertPass{name: "freeze", read: alerts.FreezingAlerts, command: func(a *domain.Alert) domain.Command {
-			return &domain.FreezeAccount{AccountID: a.Account, Alert: &domain.AlertMark{Position: a.Position, ID: a.ID},
-				Reason: fmt.Sprintf("alert %s of rule %s version %d", a.ID, a.RuleID, a.RuleVersion)}
-		}},
-	}
+	f := &Alerter{ledger: ledger, alerts: alerts, writer: writer, logger: logger.With("ledger", ledger), holdRefused: map[string]string{}}
+	f.raise = alertPass{name: "raise", read: alerts.AlertsAfter, gapless: true, commands: f.raiseCommands}
+	f.freeze = alertPass{name: "freeze", read: alerts.FreezingAlerts, commands: func(cmds []domain.Command, a *domain.Alert) []domain.Command {
+		return append(cmds, &domain.FreezeAccount{AccountID: a.Account, Alert: &domain.AlertMark{Position: a.Position, ID: a.ID},
+			Reason: fmt.Sprintf("alert %s of rule %s version %d", a.ID, a.RuleID, a.RuleVersion)})
+	}}
+	return f
 }
+
+// raiseCommands raises a, and places its rule's hold unless the writer
+// refused it before.
+func (f *Alerter) raiseCommands(cmds []domain.Command, a *domain.Alert) []domain.Command {
+	e := domain.AlertRaisedOf(a)
+	if e.HoldAccount != "" {
+		e.HoldRefused = f.holdRefused[a.ID]
+	}
+	cmds = append(cmds, &domain.RaiseAlert{Alert: e})
+	if hold := e.AlertHold(); hold != nil {
+		cmds = append(cmds, hold)
+	}
+	return cmds
+}
+
+// holdRefusedMax bounds the reason recorded for a refused hold (as the
+// domain's hold_refused).
+const holdRefusedMax = domain.FreezeReasonLenMax
 
 // Run acts on new alerts every interval until ctx ends.
 func (f *Alerter) Run(ctx context.Context, every time.Duration) {
@@ -161,29 +186,13 @@ func (f *Alerter) pass(ctx context.Context, p *alertPass) (full bool, err error)
 		if len(alerts) == 0 {
 			return false, nil
 		}
-		cmds := make([]domain.Command, len(alerts))
-		for i := range alerts {
-			cmds[i] = p.command(&alerts[i])
-		}
-		w, err := f.writer()
-		if err != nil {
-			return false, fmt.Errorf("writer: %w", err)
-		}
-		results, err := w.SubmitWith(ctx, cmds, commands.SubmitOptions{Atomic: p.gapless})
-		if err != nil {
-			return false, fmt.Errorf("%d alerts from %s: %w", len(cmds), alerts[0].ID, err)
-		}
-		for i, r := range results {
-			if r.Err == nil || errors.Is(r.Err, domain.ErrExists) || errors.Is(r.Err, commands.ErrLinkedItemFailed) {
-				continue
+		// A page is submitted again for each hold refused in it.
+		for again := true; again; {
+			if again, err = f.submit(ctx, p, alerts); err != nil {
+				return false, err
 			}
-			if p.gapless {
-				// Nothing of the page was applied: p.after stays.
-				return false, fmt.Errorf("alert %s refused: %w", alerts[i].ID, r.Err)
-			}
-			// An account closed since cannot be frozen: nothing to retry.
-			f.logger.Warn("alerter: alert not acted on", "pass", p.name, "alert", alerts[i].ID, "account", alerts[i].Account, "err", r.Err)
 		}
+		clear(f.holdRefused)
 		last := alerts[len(alerts)-1]
 		p.after = &domain.AlertMark{Position: last.Position, ID: last.ID}
 		if len(alerts) < alertPage {
@@ -191,4 +200,59 @@ func (f *Alerter) pass(ctx context.Context, p *alertPass) (full bool, err error)
 		}
 	}
 	return true, nil
+}
+
+// submit submits p's commands for a page of alerts; again says a hold was
+// refused, which its alert now records: the page is to be submitted again.
+func (f *Alerter) submit(ctx context.Context, p *alertPass, alerts []domain.Alert) (again bool, err error) {
+	var (
+		cmds []domain.Command
+		of   []int // of[i] is the alert of cmds[i]
+	)
+	for i := range alerts {
+		n := len(cmds)
+		cmds = p.commands(cmds, &alerts[i])
+		for range len(cmds) - n {
+			of = append(of, i)
+		}
+	}
+	w, err := f.writer()
+	if err != nil {
+		return false, fmt.Errorf("writer: %w", err)
+	}
+	results, err := w.SubmitWith(ctx, cmds, commands.SubmitOptions{Atomic: p.gapless})
+	if err != nil {
+		return false, fmt.Errorf("%d alerts from %s: %w", len(alerts), alerts[0].ID, err)
+	}
+	for i, r := range results {
+		if r.Err == nil || errors.Is(r.Err, domain.ErrExists) || errors.Is(r.Err, commands.ErrLinkedItemFailed) {
+			continue
+		}
+		a := &alerts[of[i]]
+		if hold, ok := cmds[i].(*domain.CreateTransfer); ok && hold.Alert != "" {
+			// Nothing of the page was applied: the alert records why its
+			// hold was not placed, and the page goes again without it.
+			f.holdRefused[a.ID] = clip(strings.ReplaceAll(strings.ToValidUTF8(r.Err.Error(), "?"), "\x00", ""), holdRefusedMax)
+			f.logger.Warn("alerter: hold refused", "alert", a.ID, "account", a.Account, "err", r.Err)
+			return true, nil
+		}
+		if p.gapless {
+			// Nothing of the page was applied: p.after stays.
+			return false, fmt.Errorf("alert %s refused: %w", a.ID, r.Err)
+		}
+		// An account closed since cannot be frozen: nothing to retry.
+		f.logger.Warn("alerter: alert not acted on", "pass", p.name, "alert", a.ID, "account", a.Account, "err", r.Err)
+	}
+	return false, nil
+}
+
+// clip cuts s to at most n bytes, at a rune's start.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

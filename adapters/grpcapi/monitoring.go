@@ -108,9 +108,12 @@ func (s *MonitoringServer) ListAlerts(ctx context.Context, req *ledgerv1.ListAle
 func AlertProto(a *domain.Alert) *ledgerv1.Alert {
 	out := &ledgerv1.Alert{Id: a.ID, RuleId: a.RuleID, RuleVersion: a.RuleVersion, Position: a.Position, TransferId: a.TransferID,
 		Account: a.Account, Counterparties: a.Counterparties, Asset: a.Asset, Figures: a.Figures,
-		RecordedAt: timestamppb.New(a.RecordedAt)}
+		RecordedAt: timestamppb.New(a.RecordedAt), HoldAccount: a.HoldAccount}
 	if a.Freeze {
-		out.Actions = []ledgerv1.RuleAction{ledgerv1.RuleAction_RULE_ACTION_FREEZE}
+		out.Actions = append(out.Actions, ledgerv1.RuleAction_RULE_ACTION_FREEZE)
+	}
+	if a.HoldAccount != "" {
+		out.Actions = append(out.Actions, ledgerv1.RuleAction_RULE_ACTION_HOLD)
 	}
 	if !a.EffectiveAt.IsZero() {
 		out.EffectiveAt = timestamppb.New(a.EffectiveAt)
@@ -238,12 +241,16 @@ func DefineRuleOf(r *ledgerv1.Rule) *domain.DefineRule {
 		c.Rule.DormantReactivated = &domain.DormantReactivatedRule{DormantSeconds: k.DormantReactivated.GetDormantSeconds()}
 	}
 	for _, a := range r.GetActions() {
-		if a == ledgerv1.RuleAction_RULE_ACTION_FREEZE {
+		switch a {
+		case ledgerv1.RuleAction_RULE_ACTION_FREEZE:
 			c.Rule.Actions = append(c.Rule.Actions, domain.ActionFreeze)
-		} else {
+		case ledgerv1.RuleAction_RULE_ACTION_HOLD:
+			c.Rule.Actions = append(c.Rule.Actions, domain.ActionHold)
+		default:
 			c.Rule.Actions = append(c.Rule.Actions, domain.RuleAction(a.String()))
 		}
 	}
+	c.Rule.HoldAccount = r.GetHoldAccount()
 	return c
 }
 
@@ -301,8 +308,13 @@ func RuleProto(r *domain.Rule) *ledgerv1.Rule {
 		out.Kind = &ledgerv1.Rule_DormantReactivated{DormantReactivated: &ledgerv1.DormantReactivatedRule{
 			DormantSeconds: r.DormantReactivated.DormantSeconds}}
 	}
-	for range r.Actions {
-		out.Actions = append(out.Actions, ledgerv1.RuleAction_RULE_ACTION_FREEZE)
+	for _, a := range r.Actions {
+		if a == domain.ActionHold {
+			out.Actions = append(out.Actions, ledgerv1.RuleAction_RULE_ACTION_HOLD)
+		} else {
+			out.Actions = append(out.Actions, ledgerv1.RuleAction_RULE_ACTION_FREEZE)
+		}
 	}
+	out.HoldAccount = r.HoldAccount
 	return out
 }

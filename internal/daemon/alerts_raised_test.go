@@ -174,3 +174,79 @@ func (h *harness) raisedPositions(t *testing.T, ledger, account string) []uint64
 	testenv.NoError(t, err)
 	return out
 }
+
+// eventsOf are the payloads of ledger's events of type typ whose payload's
+// key holds value, in position order.
+func (h *harness) eventsOf(t *testing.T, ledger, typ, key, value string) []string {
+	t.Helper()
+	conn, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx(t), `SELECT payload::text FROM events WHERE ledger = $1 AND type = $2 AND payload->>$3 = $4
+		ORDER BY position`, ledger, typ, key, value)
+	testenv.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	testenv.NoError(t, err)
+	return out
+}
+
+// TestHoldAction: a threshold rule with the hold action holds the
+// triggering amount from the account to the rule's hold account, right
+// after the alert's AlertRaised: the account's available balance drops by
+// it. A hold the writer refuses (the account frozen) is recorded on the
+// AlertRaised, and nothing is held. audit verify is clean.
+func TestHoldAction(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	mon := h.monitoring(t)
+	h.setup(t, ledger)
+	o, err := h.cmd.OpenAccounts(ctx(t), &ledgerv1.OpenAccountsRequest{Ledger: ledger, Accounts: []*ledgerv1.Account{
+		{Id: "review", Asset: "USD", NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT}}})
+	testenv.NoError(t, err)
+	mustCreated(t, o.GetResults()...)
+	h.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD"))
+	big := &ledgerv1.Rule{Id: "big-in", Asset: "USD", AccountPattern: "carol", HoldAccount: "review",
+		Actions: []ledgerv1.RuleAction{ledgerv1.RuleAction_RULE_ACTION_HOLD},
+		Kind:    &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "70.00", Side: ledgerv1.Side_SIDE_CREDIT}}}
+	bad := &ledgerv1.Rule{Id: "bad", Asset: "USD", HoldAccount: "review", Actions: []ledgerv1.RuleAction{ledgerv1.RuleAction_RULE_ACTION_HOLD},
+		Kind: &ledgerv1.Rule_NewCounterparty{NewCounterparty: &ledgerv1.NewCounterpartyRule{}}}
+	checkResults(t, "define", h.defineRules(t, mon, ledger, big, bad), want{code: codeCreated},
+		want{ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD, "actions[0]"})
+
+	first := fmt.Sprintf("%s:%d:big-in:carol", ledger, h.transferOK(t, ledger, transfer("t1", "bob", "carol", "80.00", "USD")))
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if holds := h.eventsOf(t, ledger, "TransferPending", "alert", first); len(holds) != 1 {
+			return fmt.Errorf("%d holds of alert %s", len(holds), first)
+		}
+		return nil
+	})
+	hold := h.eventsOf(t, ledger, "TransferPending", "alert", first)[0]
+	if !strings.Contains(hold, `"debit":"carol","credit":"review","asset":"USD","amount":"80.00"`) ||
+		!strings.Contains(hold, `"id":"`+domain.AlertHoldID(first)+`"`) {
+		t.Fatalf("hold of alert %s: %s", first, hold)
+	}
+	// carol (min 0) holds 80.00, all of it held: nothing is available.
+	checkResults(t, "a debit of carol, her money held", h.transfers(t, ledger, transfer("t2", "carol", "alice", "1.00", "USD")),
+		want{ledgerv1.ResultCode_RESULT_CODE_BELOW_MIN_BALANCE, ""})
+
+	_, err = mon.FreezeAccounts(ctx(t), &ledgerv1.FreezeAccountsRequest{Ledger: ledger, AccountIds: []string{"carol"}, Reason: "review"})
+	testenv.NoError(t, err)
+	second := fmt.Sprintf("%s:%d:big-in:carol", ledger, h.transferOK(t, ledger, transfer("t3", "bob", "carol", "90.00", "USD")))
+	var raised []string
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if raised = h.eventsOf(t, ledger, domain.TypeAlertRaised, "id", second); len(raised) != 1 {
+			return fmt.Errorf("alert %s raised %d times", second, len(raised))
+		}
+		return nil
+	})
+	if !strings.Contains(raised[0], `"hold_refused":"`) || !strings.Contains(raised[0], "frozen") {
+		t.Fatalf("the AlertRaised of a hold refused does not say why: %s", raised[0])
+	}
+	if holds := h.eventsOf(t, ledger, "TransferPending", "alert", second); len(holds) != 0 {
+		t.Fatalf("a hold refused was placed: %v", holds)
+	}
+	if out := h.runCtlOK(t, ledger, "audit", "verify"); !strings.Contains(out, "clean") {
+		t.Fatalf("audit verify:\n%s", out)
+	}
+}

@@ -195,6 +195,12 @@ const (
 	RuleAction_RULE_ACTION_UNSPECIFIED RuleAction = 0
 	// Freeze the watched account that made the rule fire (after commit only).
 	RuleAction_RULE_ACTION_FREEZE RuleAction = 1
+	// Hold the triggering posting's amount (threshold rules, after commit
+	// only): a pending transfer from the watched account to the rule's
+	// hold_account, placed right after the alert's AlertRaised event, with
+	// id "alert-hold:" and 40 hex digits of SHA-256 of the alert id. It stays
+	// until posted or voided; rules do not count it.
+	RuleAction_RULE_ACTION_HOLD RuleAction = 2
 )
 
 // Enum value maps for RuleAction.
@@ -202,10 +208,12 @@ var (
 	RuleAction_name = map[int32]string{
 		0: "RULE_ACTION_UNSPECIFIED",
 		1: "RULE_ACTION_FREEZE",
+		2: "RULE_ACTION_HOLD",
 	}
 	RuleAction_value = map[string]int32{
 		"RULE_ACTION_UNSPECIFIED": 0,
 		"RULE_ACTION_FREEZE":      1,
+		"RULE_ACTION_HOLD":        2,
 	}
 )
 
@@ -524,8 +532,11 @@ type Rule struct {
 	//	*Rule_BalanceCrossing
 	//	*Rule_NewCounterparty
 	//	*Rule_DormantReactivated
-	Kind          isRule_Kind  `protobuf_oneof:"kind"`
-	Actions       []RuleAction `protobuf:"varint,20,rep,packed,name=actions,proto3,enum=ledger.v1.RuleAction" json:"actions,omitempty"`
+	Kind    isRule_Kind  `protobuf_oneof:"kind"`
+	Actions []RuleAction `protobuf:"varint,20,rep,packed,name=actions,proto3,enum=ledger.v1.RuleAction" json:"actions,omitempty"`
+	// With RULE_ACTION_HOLD (and only then): the open account, in asset,
+	// the hold credits.
+	HoldAccount   string `protobuf:"bytes,21,opt,name=hold_account,json=holdAccount,proto3" json:"hold_account,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -666,6 +677,13 @@ func (x *Rule) GetActions() []RuleAction {
 		return x.Actions
 	}
 	return nil
+}
+
+func (x *Rule) GetHoldAccount() string {
+	if x != nil {
+		return x.HoldAccount
+	}
+	return ""
 }
 
 type isRule_Kind interface {
@@ -1010,10 +1028,12 @@ type Alert struct {
 	// What crossed the limit, as decimal strings and counts: e.g. "amount",
 	// "threshold", "count", "sum", "window_seconds", "available", "level".
 	Figures map[string]string `protobuf:"bytes,9,rep,name=figures,proto3" json:"figures,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Actions taken (FREEZE).
-	Actions       []RuleAction           `protobuf:"varint,10,rep,packed,name=actions,proto3,enum=ledger.v1.RuleAction" json:"actions,omitempty"`
-	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
-	EffectiveAt   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	// Actions of the rule's version (FREEZE, HOLD).
+	Actions     []RuleAction           `protobuf:"varint,10,rep,packed,name=actions,proto3,enum=ledger.v1.RuleAction" json:"actions,omitempty"`
+	RecordedAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	EffectiveAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
+	// With HOLD: the account the triggering amount is held towards.
+	HoldAccount   string `protobuf:"bytes,13,opt,name=hold_account,json=holdAccount,proto3" json:"hold_account,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1130,6 +1150,13 @@ func (x *Alert) GetEffectiveAt() *timestamppb.Timestamp {
 		return x.EffectiveAt
 	}
 	return nil
+}
+
+func (x *Alert) GetHoldAccount() string {
+	if x != nil {
+		return x.HoldAccount
+	}
+	return ""
 }
 
 type ListAlertsRequest struct {
@@ -1672,7 +1699,7 @@ const file_ledger_v1_monitoring_proto_rawDesc = "" +
 	"\bcrossing\x18\x02 \x01(\x0e2\x13.ledger.v1.CrossingR\bcrossing\"\x15\n" +
 	"\x13NewCounterpartyRule\"A\n" +
 	"\x16DormantReactivatedRule\x12'\n" +
-	"\x0fdormant_seconds\x18\x01 \x01(\x04R\x0edormantSeconds\"\xeb\x05\n" +
+	"\x0fdormant_seconds\x18\x01 \x01(\x04R\x0edormantSeconds\"\x8e\x06\n" +
 	"\x04Rule\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
@@ -1687,7 +1714,8 @@ const file_ledger_v1_monitoring_proto_rawDesc = "" +
 	"\x10balance_crossing\x18\f \x01(\v2\x1e.ledger.v1.BalanceCrossingRuleH\x00R\x0fbalanceCrossing\x12K\n" +
 	"\x10new_counterparty\x18\r \x01(\v2\x1e.ledger.v1.NewCounterpartyRuleH\x00R\x0fnewCounterparty\x12T\n" +
 	"\x13dormant_reactivated\x18\x0e \x01(\v2!.ledger.v1.DormantReactivatedRuleH\x00R\x12dormantReactivated\x12/\n" +
-	"\aactions\x18\x14 \x03(\x0e2\x15.ledger.v1.RuleActionR\aactions\x1aB\n" +
+	"\aactions\x18\x14 \x03(\x0e2\x15.ledger.v1.RuleActionR\aactions\x12!\n" +
+	"\fhold_account\x18\x15 \x01(\tR\vholdAccount\x1aB\n" +
 	"\x14AccountMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
@@ -1710,7 +1738,7 @@ const file_ledger_v1_monitoring_proto_rawDesc = "" +
 	"\x05rules\x18\x01 \x03(\v2\x13.ledger.v1.RuleViewR\x05rules\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
 	"nextCursor\x12\x1a\n" +
-	"\bposition\x18\x03 \x01(\x04R\bposition\"\x8a\x04\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"\xad\x04\n" +
 	"\x05Alert\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x12!\n" +
@@ -1726,7 +1754,8 @@ const file_ledger_v1_monitoring_proto_rawDesc = "" +
 	" \x03(\x0e2\x15.ledger.v1.RuleActionR\aactions\x12;\n" +
 	"\vrecorded_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"recordedAt\x12=\n" +
-	"\feffective_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x1a:\n" +
+	"\feffective_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12!\n" +
+	"\fhold_account\x18\r \x01(\tR\vholdAccount\x1a:\n" +
 	"\fFiguresEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
@@ -1783,11 +1812,12 @@ const file_ledger_v1_monitoring_proto_rawDesc = "" +
 	"\bCrossing\x12\x18\n" +
 	"\x14CROSSING_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eCROSSING_BELOW\x10\x01\x12\x12\n" +
-	"\x0eCROSSING_ABOVE\x10\x02*A\n" +
+	"\x0eCROSSING_ABOVE\x10\x02*W\n" +
 	"\n" +
 	"RuleAction\x12\x1b\n" +
 	"\x17RULE_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
-	"\x12RULE_ACTION_FREEZE\x10\x012\xf3\x03\n" +
+	"\x12RULE_ACTION_FREEZE\x10\x01\x12\x14\n" +
+	"\x10RULE_ACTION_HOLD\x10\x022\xf3\x03\n" +
 	"\x11MonitoringService\x12L\n" +
 	"\vDefineRules\x12\x1d.ledger.v1.DefineRulesRequest\x1a\x1e.ledger.v1.DefineRulesResponse\x12F\n" +
 	"\tListRules\x12\x1b.ledger.v1.ListRulesRequest\x1a\x1c.ledger.v1.ListRulesResponse\x12I\n" +
