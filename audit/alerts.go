@@ -45,6 +45,9 @@ type alertReplay struct {
 	// hold is the hold the AlertRaised just checked places: the next
 	// event must be it.
 	hold *domain.CreateTransfer
+	// compare says the alerts are compared with the read model's after the
+	// replay; else those raised are let go as the log raises them.
+	compare bool
 }
 
 // alertLine is an alert as compared: its position, id and the rest of its
@@ -80,13 +83,20 @@ func (a *alertReplay) apply(ledger string, pos uint64, recordedAt time.Time, e d
 }
 
 // lineOfAlert is al as compared.
+// Times are compared to the microsecond, as the read model keeps them (an
+// imported log may hold an effective time with nanoseconds).
 func lineOfAlert(al *domain.Alert) alertLine {
 	var effective string
 	if !al.EffectiveAt.IsZero() {
-		effective = al.EffectiveAt.UTC().Format(time.RFC3339Nano)
+		effective = alertTime(al.EffectiveAt)
 	}
 	return alertLine{position: al.Position, id: al.ID, fields: alertFields(al.RuleID, al.RuleVersion, al.TransferID, al.Account,
-		al.Counterparties, al.Asset, al.Figures, al.Freeze, al.HoldAccount, al.RecordedAt.UTC().Format(time.RFC3339Nano), effective)}
+		al.Counterparties, al.Asset, al.Figures, al.Freeze, al.HoldAccount, alertTime(al.RecordedAt), effective)}
+}
+
+// alertTime is t as alerts are compared: to the microsecond, in UTC.
+func alertTime(t time.Time) string {
+	return t.Truncate(time.Microsecond).UTC().Format(time.RFC3339Nano)
 }
 
 // checkRaised checks the AlertRaised at pos against the replay: it must
@@ -105,8 +115,10 @@ func (a *alertReplay) checkRaised(pos uint64, r *domain.AlertRaised) {
 		diverge("id", "no alert to raise", r.ID)
 		return
 	}
+	// An alert raised in a log imported under another name names that
+	// ledger: the same alert by its key.
 	w := &a.alerts[a.raised]
-	if w.id != r.ID {
+	if domain.AlertKey(w.id) != domain.AlertKey(r.ID) {
 		diverge("id", w.id, r.ID)
 		return
 	}
@@ -121,6 +133,11 @@ func (a *alertReplay) checkRaised(pos uint64, r *domain.AlertRaised) {
 	}
 	a.raised++
 	a.hold = r.AlertHold()
+	if !a.compare && a.raised >= 1024 && a.raised*2 >= len(a.alerts) {
+		n := copy(a.alerts, a.alerts[a.raised:])
+		clear(a.alerts[n:])
+		a.alerts, a.raised = a.alerts[:n], 0
+	}
 }
 
 // checkHold checks the event at pos against the hold the AlertRaised
@@ -173,11 +190,11 @@ func alertFields(rule string, version uint32, transfer, account string, cps []st
 func servedFields(a *ledgerv1.Alert) []field {
 	var effective string
 	if a.GetEffectiveAt() != nil {
-		effective = a.GetEffectiveAt().AsTime().UTC().Format(time.RFC3339Nano)
+		effective = alertTime(a.GetEffectiveAt().AsTime())
 	}
 	return alertFields(a.GetRuleId(), a.GetRuleVersion(), a.GetTransferId(), a.GetAccount(), a.GetCounterparties(), a.GetAsset(),
 		a.GetFigures(), slices.Contains(a.GetActions(), ledgerv1.RuleAction_RULE_ACTION_FREEZE), a.GetHoldAccount(),
-		a.GetRecordedAt().AsTime().UTC().Format(time.RFC3339Nano), effective)
+		alertTime(a.GetRecordedAt().AsTime()), effective)
 }
 
 // alerts compares the alerts served up to the verified head To with the

@@ -116,9 +116,9 @@ func (c *RaiseAlert) CommandID() string { return c.Alert.ID }
 // within the limits above.
 func (c *RaiseAlert) Validate() error {
 	a := &c.Alert
-	suffix := ":" + strconv.FormatUint(a.Position, 10) + ":" + a.Rule + ":" + a.Account
+	key := strconv.FormatUint(a.Position, 10) + ":" + a.Rule + ":" + a.Account
 	switch {
-	case a.Position == 0 || len(a.ID) > AlertIDLenMax || len(a.ID) <= len(suffix) || a.ID[len(a.ID)-len(suffix):] != suffix:
+	case a.Position == 0 || len(a.ID) > AlertIDLenMax || AlertKey(a.ID) != key || !ValidLedgerName(strings.TrimSuffix(a.ID, ":"+key)):
 		return fieldErrf("alert.id", ErrInvalidField, "%.80q is not <ledger>:%d:%s:%s of at most %d bytes", a.ID, a.Position, a.Rule, a.Account, AlertIDLenMax)
 	case a.RuleVersion == 0:
 		return fieldErrf("alert.rule_version", ErrInvalidField, "must be 1 or more")

@@ -1,6 +1,9 @@
 package domain
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Freezing: an account frozen (by FreezeAccounts, or by a monitoring rule's
 // freeze action) is refused as the debit of any posting that moves money out
@@ -44,7 +47,7 @@ type AccountUnfrozen struct {
 }
 
 // AlertMark is an alert's place in the order alerts are raised: by position,
-// then by id.
+// then by id after the ledger's name (AlertKey).
 type AlertMark struct {
 	Position uint64 `json:"position"`
 	ID       string `json:"id"`
@@ -52,7 +55,16 @@ type AlertMark struct {
 
 // after reports whether m comes after o.
 func (m AlertMark) after(o AlertMark) bool {
-	return m.Position > o.Position || m.Position == o.Position && m.ID > o.ID
+	return m.Position > o.Position || m.Position == o.Position && AlertKey(m.ID) > AlertKey(o.ID)
+}
+
+// AlertKey is an alert id less its ledger's name: <position>:<rule>:<account>.
+// A log imported under another name keeps the ids its events name (they are
+// its payloads'), while its evaluator names alerts after the new ledger: the
+// same alert, by its key. A ledger's name holds no ':'.
+func AlertKey(id string) string {
+	_, key, _ := strings.Cut(id, ":")
+	return key
 }
 
 func (AccountFrozen) EventType() string   { return TypeAccountFrozen }

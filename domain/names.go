@@ -50,8 +50,11 @@ func ValidAssetCode(s string) bool {
 
 // ValidID reports whether s matches [A-Za-z0-9:_.@-]{1,128}: account and
 // transfer ids.
-func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > IDLenMax {
+func ValidID(s string) bool { return idBytes(s, IDLenMax) }
+
+// idBytes reports whether s is 1..n bytes of [A-Za-z0-9:_.@-].
+func idBytes(s string, n int) bool {
+	if len(s) == 0 || len(s) > n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -61,6 +64,12 @@ func ValidID(s string) bool {
 	}
 	return true
 }
+
+// ValidCommandID reports whether s may be an event's command id: an id, an
+// asset code, or an alert's id (a RaiseAlert's, an alert's FreezeAccount's),
+// which joins a ledger, a position, a rule and an account id, so
+// [A-Za-z0-9:_.@-]{1,512} (AlertIDLenMax).
+func ValidCommandID(s string) bool { return idBytes(s, AlertIDLenMax) }
 
 // idByte reports whether c may stand in an id: [A-Za-z0-9:_.@-].
 func idByte(c byte) bool {

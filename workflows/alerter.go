@@ -130,7 +130,7 @@ func (f *Alerter) Run(ctx context.Context, every time.Duration) {
 		if err != nil && ctx.Err() == nil {
 			f.logger.Warn("alerter: retrying next round", "err", err)
 		}
-		if busy && err == nil {
+		if busy {
 			if ctx.Err() != nil {
 				return
 			}
@@ -163,16 +163,30 @@ func (f *Alerter) Round(ctx context.Context) (busy bool, err error) {
 		if err := w.Read(ctx, func(s *domain.State) { raised, frozen = s.AlertRaiseMark(), s.AlertFreezeMark() }); err != nil {
 			return false, fmt.Errorf("alert marks: %w", err)
 		}
+		// The marks may name the ledger a log was imported from: the
+		// alerts read model names this one, and is read in its id order.
+		raised, frozen = f.here(raised), f.here(frozen)
 		f.raise.after, f.freeze.after = &raised, &frozen
 	}
+	// Each pass runs whatever the other's outcome: a raise refused (and
+	// retried every round) must not stop a rule's freezes.
+	var errs []error
 	for _, p := range []*alertPass{&f.raise, &f.freeze} {
 		full, err := f.pass(ctx, p)
 		if err != nil {
-			return false, fmt.Errorf("%s: %w", p.name, err)
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		}
 		busy = busy || full
 	}
-	return busy, nil
+	return busy, errors.Join(errs...)
+}
+
+// here is m with its alert id naming this ledger.
+func (f *Alerter) here(m domain.AlertMark) domain.AlertMark {
+	if m.ID != "" {
+		m.ID = f.ledger + ":" + domain.AlertKey(m.ID)
+	}
+	return m
 }
 
 // pass submits p's commands for the alerts after p.after, page by page;

@@ -250,3 +250,37 @@ func TestHoldAction(t *testing.T) {
 		t.Fatalf("audit verify:\n%s", out)
 	}
 }
+
+// TestAlerterFreezesWhileARaiseIsRefused: an alert the writer refuses to
+// raise (a row of the alerts read model naming a rule the ledger never
+// defined, as an edit may leave it) stops the raise pass there, every round
+// (no alert is raised past it: they are raised in order); a rule's freeze
+// on a later alert still happens.
+func TestAlerterFreezesWhileARaiseIsRefused(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	mon := h.monitoring(t)
+	h.setup(t, ledger)
+	conn, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx(t), `INSERT INTO alerts (ledger, position, id, rule_id, rule_version, transfer_id, account, counterparties,
+		asset, figures, freezes, recorded_at) VALUES ($1, 1, $2, 'ghost', 1, '', 'bob', '{}', 'USD', '{}', false, now())`,
+		ledger, ledger+":1:ghost:bob")
+	testenv.NoError(t, err)
+	h.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD"))
+	big := &ledgerv1.Rule{Id: "big", Asset: "USD", AccountPattern: "bob", Actions: []ledgerv1.RuleAction{ledgerv1.RuleAction_RULE_ACTION_FREEZE},
+		Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "100.00", Side: ledgerv1.Side_SIDE_DEBIT}}}
+	checkResults(t, "define", h.defineRules(t, mon, ledger, big), want{code: codeCreated})
+	alert := fmt.Sprintf("%s:%d:big:bob", ledger, h.transferOK(t, ledger, transfer("t1", "bob", "carol", "150.00", "USD")))
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := h.countEvents(t, ledger, "AccountFrozen", alert); n != 1 {
+			return fmt.Errorf("%d freezes for alert %s", n, alert)
+		}
+		return nil
+	})
+	if raised := h.raisedAlerts(t, ledger); len(raised) != 0 {
+		t.Fatalf("alerts raised past one the writer refuses: %v", raised)
+	}
+}
