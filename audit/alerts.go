@@ -39,12 +39,10 @@ type alertReplay struct {
 	// they raise them in order, each once, without a gap.
 	raised int
 	// diverged is the first AlertRaised that does not raise the next alert
-	// as the replay has it, or the first hold of a rule not where its
-	// AlertRaised puts it.
+	// as the replay has it. (Where a rule's hold stands, and whether one
+	// said refused is, the import's checks tell: domain.CheckAlertHolds,
+	// CheckRaised.)
 	diverged *Divergence
-	// hold is the hold the AlertRaised just checked places: the next
-	// event must be it.
-	hold *domain.CreateTransfer
 	// compare says the alerts are compared with the read model's after the
 	// replay; else those raised are let go as the log raises them.
 	compare bool
@@ -63,9 +61,6 @@ type alertLine struct {
 func (a *alertReplay) apply(ledger string, pos uint64, recordedAt time.Time, e domain.Event) {
 	if a.ev == nil {
 		a.ev = domain.NewEvaluator(ledger, nil)
-	}
-	if h, ok := e.(domain.TransferPending); a.hold != nil || ok && h.Alert != "" {
-		a.checkHold(pos, e)
 	}
 	if r, ok := e.(domain.AlertRaised); ok {
 		a.checkRaised(pos, &r)
@@ -132,36 +127,10 @@ func (a *alertReplay) checkRaised(pos uint64, r *domain.AlertRaised) {
 		return
 	}
 	a.raised++
-	a.hold = r.AlertHold()
 	if !a.compare && a.raised >= 1024 && a.raised*2 >= len(a.alerts) {
 		n := copy(a.alerts, a.alerts[a.raised:])
 		clear(a.alerts[n:])
 		a.alerts, a.raised = a.alerts[:n], 0
-	}
-}
-
-// checkHold checks the event at pos against the hold the AlertRaised
-// before it places: it must be that hold, and a hold of a rule (which no
-// rule counts) must be where an AlertRaised puts it.
-func (a *alertReplay) checkHold(pos uint64, e domain.Event) {
-	want := a.hold
-	a.hold = nil
-	if a.diverged != nil || a.truncated {
-		return
-	}
-	h, _ := e.(domain.TransferPending)
-	var expected, found string
-	if want != nil {
-		p := &want.Postings[0]
-		expected = fmt.Sprintf("hold %s of alert %s: %s %s from %s to %s", want.ID, want.Alert, p.Amount, p.Asset, p.Debit, p.Credit)
-	}
-	if h.Alert != "" && len(h.Postings) == 1 {
-		p := &h.Postings[0]
-		found = fmt.Sprintf("hold %s of alert %s: %s %s from %s to %s", h.ID, h.Alert, p.Amount, p.Asset, p.Debit, p.Credit)
-	}
-	if expected != found || want == nil && h.Alert != "" {
-		a.diverged = &Divergence{Kind: KindAlert, Position: pos, Field: "hold", Expected: cmp.Or(expected, "no hold of an alert"),
-			Found: cmp.Or(found, "another event"), Detail: "the hold of a rule's alert (the log)"}
 	}
 }
 

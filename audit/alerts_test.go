@@ -127,7 +127,7 @@ func TestVerifyCatchesForgedAlertRaised(t *testing.T) {
 		p := e.(domain.TransferPending)
 		p.Alert = ledger + ":1:big:usd:1"
 		return p
-	})), audit.Divergence{Kind: audit.KindAlert, Position: recs[hold].Position, Field: "hold"})
+	})), audit.Divergence{Kind: audit.KindInvariant, Position: recs[hold].Position})
 
 	at := raised[len(raised)/2]
 	rep := verifyFile(forge(at, func(e domain.Event) domain.Event {

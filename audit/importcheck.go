@@ -176,9 +176,12 @@ func (c *ImportChecker) check(r *eventstore.Record, e domain.Event) error {
 		return refuse(pos, ErrImportInvariant, "%v", err)
 	}
 	if a, ok := e.(domain.AlertRaised); ok {
-		if err := domain.CheckRaised(c.state, &a); err != nil {
+		if err := domain.CheckRaised(c.state, &a, r.RecordedAt); err != nil {
 			return refuse(pos, ErrImportInvariant, "%v", err)
 		}
+	}
+	if err := domain.CheckAlertHolds(c.state, e); err != nil {
+		return refuse(pos, ErrImportInvariant, "%v", err)
 	}
 	return c.evolve(pos, e)
 }

@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/ledgerd/ledger/domain"
@@ -8,7 +9,7 @@ import (
 
 func holdRule(id string, edit func(r *domain.DefineRule)) *domain.DefineRule {
 	c := &domain.DefineRule{Rule: domain.Rule{ID: id, Asset: "USD", Actions: []domain.RuleAction{domain.ActionHold}, HoldAccount: "world",
-		Threshold: &domain.ThresholdRule{}}, ThresholdAmount: "10"}
+		Threshold: &domain.ThresholdRule{Side: domain.SideCredit}}, ThresholdAmount: "10"}
 	if edit != nil {
 		edit(c)
 	}
@@ -28,6 +29,8 @@ func TestHoldRuleRefusals(t *testing.T) {
 		{"velocity", func(r *domain.DefineRule) {
 			r.Rule.Threshold, r.Rule.Velocity = nil, &domain.VelocityRule{WindowSeconds: 60, MaxCount: 1}
 		}, domain.ErrInvalidField, "actions[0]"},
+		{"on debits", func(r *domain.DefineRule) { r.Rule.Threshold.Side = domain.SideDebit }, domain.ErrInvalidField, "actions[0]"},
+		{"on either side", func(r *domain.DefineRule) { r.Rule.Threshold.Side = 0 }, domain.ErrInvalidField, "actions[0]"},
 		{"before commit", func(r *domain.DefineRule) { r.Rule.Mode = domain.ModeBeforeCommit }, domain.ErrInvalidField, "actions[0]"},
 		{"twice", func(r *domain.DefineRule) { r.Rule.Actions = append(r.Rule.Actions, domain.ActionHold) }, domain.ErrInvalidField, "actions[1]"},
 		{"no hold account", func(r *domain.DefineRule) { r.Rule.HoldAccount = "" }, domain.ErrInvalidField, "hold_account"},
@@ -63,48 +66,92 @@ func TestAlertHoldIDsAreReserved(t *testing.T) {
 			t.Errorf("%T %s: %v, want a refusal of the id", c, c.CommandID(), err)
 		}
 	}
-	apply(t, s, &domain.CreateTransfer{ID: id, Pending: true, Alert: "main:5:big:carol",
-		Postings: []domain.PostingInput{posting("carol", "world", "USD", "1")}})
+	// Its own id, but no AlertRaised asks for it.
+	wantRefused(t, s, &domain.CreateTransfer{ID: id, Pending: true, Alert: "main:5:big:carol",
+		Postings: []domain.PostingInput{posting("carol", "world", "USD", "1")}}, domain.ErrInvalidField, "alert")
 }
 
 // TestAlertHoldIsNotCounted: a hold rule's alert, raised, places its hold,
-// which no rule counts: neither the hold rule itself (it would fire on its
-// own hold, each placing another), nor a before-commit rule that would
-// refuse it.
+// which no rule counts: neither a rule it would fire (the hold credits the
+// hold account above the threshold; a hold rule there would hold again,
+// and again), nor a before-commit rule that would refuse it.
 func TestAlertHoldIsNotCounted(t *testing.T) {
 	l := newEvalLog(t)
-	l.step(holdRule("big", func(r *domain.DefineRule) { r.Rule.HoldAccount = "world" }))
-	l.step(&domain.DefineRule{Rule: domain.Rule{ID: "cap", Mode: domain.ModeBeforeCommit, Asset: "USD",
-		Threshold: &domain.ThresholdRule{}}, ThresholdAmount: "60"})
-	e, err := decide(l.s, transfer("t1", posting("world", "carol", "USD", "50")))
+	l.step(holdRule("big", nil)) // credits above 10, held towards world
+	l.step(&domain.DefineRule{Rule: domain.Rule{ID: "cap", Mode: domain.ModeBeforeCommit, Asset: "USD", AccountPattern: "carol",
+		Threshold: &domain.ThresholdRule{Side: domain.SideDebit}}, ThresholdAmount: "60"})
+	raise := func(amount string) domain.AlertRaised {
+		t.Helper()
+		e, err := decide(l.s, transfer("in-"+amount, posting("world", "carol", "USD", amount)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos := l.s.Position() + 1
+		l.s.Evolve(pos, e)
+		alerts := l.ev.Apply(pos, now, e)
+		if len(alerts) != 1 || alerts[0].Account != "carol" || alerts[0].HoldAccount != "world" {
+			t.Fatalf("alerts %+v, want one on carol holding towards world", alerts)
+		}
+		raised := domain.AlertRaisedOf(&alerts[0])
+		l.step(&domain.RaiseAlert{Alert: raised})
+		return raised
+	}
+	raised := raise("50")
+	h := raised.AlertHold()
+	if h == nil || h.Postings[0] != posting("carol", "world", "USD", "50.00") {
+		t.Fatalf("hold %+v, want 50.00 from carol to world", h)
+	}
+	if got := l.step(h); len(got) != 0 { // world credited 50.00: not counted
+		t.Fatalf("the rule's own hold raised %v", got)
+	}
+	// A client's hold of the same is counted (world credited above 10).
+	if got := l.step(hold("h2", 0, posting("carol", "world", "USD", "20"))); len(got) != 1 {
+		t.Fatalf("a client's hold raised %v, want 1 alert", got)
+	}
+	// Above the before-commit cap on carol's debits: a client's hold is
+	// refused, the rule's is not.
+	wantRefused(t, l.s, hold("h3", 0, posting("carol", "world", "USD", "61")), domain.ErrRuleRejected, "postings[0].amount")
+	big := raise("61")
+	if _, err := decide(l.s, big.AlertHold()); err != nil {
+		t.Fatalf("a rule's hold of 61.00, over the before-commit cap: %v", err)
+	}
+}
+
+// TestAlertHoldFollowsItsAlert: a hold carrying an alert is the one the
+// AlertRaised just before asks for, and nothing else; a hold said refused
+// must be one the writer would refuse.
+func TestAlertHoldFollowsItsAlert(t *testing.T) {
+	l := newEvalLog(t)
+	l.step(holdRule("big", nil))
+	e, err := decide(l.s, transfer("t1", posting("world", "carol", "USD", "11"), posting("world", "carol", "USD", "1000")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pos := l.s.Position() + 1
 	l.s.Evolve(pos, e)
 	alerts := l.ev.Apply(pos, now, e)
-	if len(alerts) != 2 || alerts[0].HoldAccount != "world" { // on world (debit) and carol (credit)
-		t.Fatalf("alerts %+v, want 2 holding towards world", alerts)
+	if len(alerts) != 1 {
+		t.Fatalf("alerts %+v, want 1", alerts)
 	}
-	raised := domain.AlertRaisedOf(&alerts[1])
-	l.step(&domain.RaiseAlert{Alert: raised})
+	raised := domain.AlertRaisedOf(&alerts[0])
 	h := raised.AlertHold()
-	if h == nil || h.Postings[0] != posting("carol", "world", "USD", "50.00") {
-		t.Fatalf("hold %+v, want 50.00 from carol to world", h)
+	if got := h.Postings[0].Amount; got != "1011.00" {
+		t.Fatalf("hold of %s, want 1011.00: every posting crediting carol above the threshold", got)
 	}
-	if got := l.step(h); len(got) != 0 {
-		t.Fatalf("the rule's own hold raised %v", got)
-	}
-	// A client's hold of the same is counted, and refused before commit
-	// above 60.
-	if got := l.step(hold("h2", 0, posting("carol", "world", "USD", "50"))); len(got) != 2 {
-		t.Fatalf("a client's hold raised %v, want 2 alerts", got)
-	}
-	wantRefused(t, l.s, hold("h3", 0, posting("carol", "world", "USD", "61")), domain.ErrRuleRejected, "postings[0].amount")
-	big := raised
-	big.Figures = map[string]string{"amount": "61.00", "threshold": "10.00"}
-	big.ID = "main:99:big:carol"
-	if _, err := decide(l.s, big.AlertHold()); err != nil {
-		t.Fatalf("a rule's hold of 61.00, over the before-commit cap: %v", err)
+	// No AlertRaised before it: refused.
+	wantRefused(t, l.s, h, domain.ErrInvalidField, "alert")
+	// Said refused while carol has the money: the raise is refused.
+	refused := raised
+	refused.HoldRefused = "made up"
+	wantRefused(t, l.s, &domain.RaiseAlert{Alert: refused}, domain.ErrInvalidField, "alert.hold_refused")
+	l.step(&domain.RaiseAlert{Alert: raised})
+	other := *h
+	other.Postings = []domain.PostingInput{posting("carol", "world", "USD", "11.00")}
+	wantRefused(t, l.s, &other, domain.ErrInvalidField, "alert")
+	l.step(h)
+	// The hold taken, nothing follows the next AlertRaised but its own.
+	again := *h
+	if _, err := decide(l.s, &again); !errors.Is(err, domain.ErrExists) {
+		t.Fatalf("the hold again: %v, want EXISTS", err)
 	}
 }

@@ -86,15 +86,15 @@ func (e *AlertRaised) Alert() Alert {
 }
 
 // AlertHold is the hold e's rule places (nil when it holds nothing, or the
-// writer refused it): the triggering posting's amount (figure "amount"),
-// from the alert's account to the rule's hold account, until posted or
-// voided.
+// writer refused it): the triggering amount (figure "hold": every posting
+// crediting the account above the threshold), from the alert's account to
+// the rule's hold account, until posted or voided.
 func (e *AlertRaised) AlertHold() *CreateTransfer {
 	if e.HoldAccount == "" || e.HoldRefused != "" {
 		return nil
 	}
 	return &CreateTransfer{ID: AlertHoldID(e.ID), Pending: true, Alert: e.ID,
-		Postings: []PostingInput{{Debit: e.Account, Credit: e.HoldAccount, Asset: e.Asset, Amount: e.Figures["amount"]}}}
+		Postings: []PostingInput{{Debit: e.Account, Credit: e.HoldAccount, Asset: e.Asset, Amount: e.Figures["hold"]}}}
 }
 
 // Mark is e's alert's place in the order alerts are raised.
@@ -173,7 +173,7 @@ func (s *State) AlertRaiseMark() AlertMark { return s.raiseMark }
 // decideRaise raises an alert after the ledger's last one, of a rule the
 // ledger defined (at that version or before) on an account it holds, raised
 // by an event it holds.
-func decideRaise(s *State, c *RaiseAlert) (Event, error) {
+func decideRaise(s *State, c *RaiseAlert, now time.Time) (Event, error) {
 	if !c.validated {
 		panic("domain: Decide on an unvalidated RaiseAlert")
 	}
@@ -190,7 +190,23 @@ func decideRaise(s *State, c *RaiseAlert) (Event, error) {
 	if _, ok := s.accounts.Lookup(a.Account); !ok {
 		return nil, fieldErr("alert.account", ErrAccountNotFound)
 	}
+	if a.HoldRefused != "" && holdPlaced(s, a, now) {
+		return nil, fieldErrf("alert.hold_refused", ErrInvalidField, "the hold of alert %s would be placed: it is not refused", a.ID)
+	}
 	return *a, nil
+}
+
+// holdPlaced reports whether the hold of a (its refusal left out) would be
+// placed on s, at now.
+func holdPlaced(s *State, a *AlertRaised, now time.Time) bool {
+	asked := *a
+	asked.HoldRefused = ""
+	c := asked.AlertHold()
+	if c.Validate() != nil {
+		return false
+	}
+	_, err := decideTransferFor(s, c, now, &asked)
+	return err == nil
 }
 
 func (s *State) evolveRaised(pos uint64, e *AlertRaised) {
@@ -200,21 +216,76 @@ func (s *State) evolveRaised(pos uint64, e *AlertRaised) {
 	mark, markPos := s.raiseMark, s.raiseMarkPos
 	s.raiseMark, s.raiseMarkPos = e.Mark(), pos
 	s.undo(func() { s.raiseMark, s.raiseMarkPos = mark, markPos })
+	if e.AlertHold() != nil {
+		raised := *e
+		s.alertHold = &raised
+		s.undo(func() { s.alertHold = nil })
+	}
+}
+
+// checkAlertHold checks a rule's hold c (c.Alert set) against the
+// AlertRaised that asks for it (nil: none just before): it must be
+// exactly that alert's hold.
+func checkAlertHold(raised *AlertRaised, c *CreateTransfer) error {
+	var want *CreateTransfer
+	if raised != nil {
+		want = raised.AlertHold()
+	}
+	if want == nil || c.ID != want.ID || c.Alert != want.Alert || !c.Pending || c.TimeoutSeconds != 0 || !c.EffectiveAt.IsZero() ||
+		len(c.Postings) != 1 || c.Postings[0].Debit != want.Postings[0].Debit || c.Postings[0].Credit != want.Postings[0].Credit ||
+		c.Postings[0].Asset != want.Postings[0].Asset || c.Postings[0].Amount != want.Postings[0].Amount {
+		return fieldErrf("alert", ErrInvalidField, "a rule's hold is the one the AlertRaised just before asks for, and only that")
+	}
+	return nil
+}
+
+// CheckAlertHolds reports what a writer would have refused of e on state s
+// (before e), as to rules' holds: a hold of an alert that is not the one
+// the AlertRaised just before asks for, or no hold where one asks for it,
+// or an id with AlertHoldIDPrefix that is not a rule's hold. An import and
+// an audit check it with this first.
+//
+// Errors: ErrInvalidField, as a *FieldError.
+func CheckAlertHolds(s *State, e Event) error {
+	p, pending := e.(TransferPending)
+	switch {
+	case pending && p.Alert != "":
+		var amount string
+		if len(p.Postings) == 1 {
+			amount = p.Postings[0].Amount.String()
+		}
+		c := &CreateTransfer{ID: p.ID, Pending: true, Alert: p.Alert, TimeoutSeconds: p.TimeoutSeconds}
+		if len(p.Postings) == 1 {
+			c.Postings = []PostingInput{{Debit: p.Postings[0].Debit, Credit: p.Postings[0].Credit, Asset: p.Postings[0].Asset, Amount: amount}}
+		}
+		if p.ExpiresAt != nil {
+			c.TimeoutSeconds = 1 // a rule's hold has none
+		}
+		return checkAlertHold(s.alertHold, c)
+	case s.alertHold != nil:
+		return fieldErrf("alert", ErrInvalidField, "the hold of alert %s does not follow its AlertRaised", s.alertHold.ID)
+	}
+	if _, expiry := e.(PendingExpired); !expiry {
+		if h, ok := HeaderOf(e); ok && strings.HasPrefix(h.ID, AlertHoldIDPrefix) {
+			return fieldErrf("id", ErrInvalidField, "%s: ids beginning %q are those of monitoring rules' holds", h.ID, AlertHoldIDPrefix)
+		}
+	}
+	return nil
 }
 
 // CheckRaised reports what a writer would have refused of e, an
-// AlertRaised, on state s (before e): its form, an alert not after the last
-// one raised, after the head, of a rule or version not defined, or on no
-// account. Evolve trusts the log; an import and an audit check it with this
+// AlertRaised, on state s (before e), recorded at now: its form, an alert
+// not after the last one raised, after the head, of a rule or version not
+// defined, on no account, or a hold said refused that would be placed. Evolve trusts the log; an import and an audit check it with this
 // first (what the alert says, only an audit's replay can check).
 //
 // Errors: ErrInvalidField or ErrAccountNotFound, as a *FieldError.
-func CheckRaised(s *State, e *AlertRaised) error {
+func CheckRaised(s *State, e *AlertRaised, now time.Time) error {
 	c := &RaiseAlert{Alert: *e}
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	if _, err := decideRaise(s, c); err != nil {
+	if _, err := decideRaise(s, c, now); err != nil {
 		if errors.Is(err, ErrExists) {
 			return fieldErrf("alert.id", ErrInvalidField, "alert %s not after the last raised, %s", e.ID, s.raiseMark.ID)
 		}

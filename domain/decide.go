@@ -59,7 +59,7 @@ func Decide(s *State, c Command, now time.Time) (Event, error) {
 	case *DefineRule:
 		return decideRule(s, c)
 	case *RaiseAlert:
-		return decideRaise(s, c)
+		return decideRaise(s, c, now)
 	}
 	panic(fmt.Sprintf("domain: unknown command %T", c))
 }

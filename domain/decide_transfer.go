@@ -7,6 +7,12 @@ import (
 )
 
 func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
+	return decideTransferFor(s, c, now, s.alertHold)
+}
+
+// decideTransferFor decides c where raised is the AlertRaised just before
+// (nil: none), whose hold alone may carry an alert (c.Alert).
+func decideTransferFor(s *State, c *CreateTransfer, now time.Time, raised *AlertRaised) (Event, error) {
 	if !c.validated {
 		panic("domain: Decide on an unvalidated CreateTransfer")
 	}
@@ -15,6 +21,11 @@ func decideTransfer(s *State, c *CreateTransfer, now time.Time) (Event, error) {
 	}
 	if err := checkEffectiveAt(s, c.EffectiveAt, now); err != nil {
 		return nil, err
+	}
+	if c.Alert != "" {
+		if err := checkAlertHold(raised, c); err != nil {
+			return nil, err
+		}
 	}
 	if c.Pending && len(s.holds) >= HoldsMax {
 		return nil, fieldErrf("pending", ErrTooManyHolds, "%d open", len(s.holds))

@@ -181,7 +181,7 @@ var goldenEvents = []struct {
 		RecordedAt: time.Date(2026, 12, 7, 10, 0, 0, 123456000, time.UTC), EffectiveAt: timePtr(time.Date(2026, 12, 7, 9, 59, 0, 0, time.UTC))}},
 	{"alert_raised_hold_refused", domain.AlertRaised{ID: "main:88:big-in:users:2", Rule: "big-in", RuleVersion: 1, Position: 88,
 		TransferID: "t-4", Account: "users:2", Counterparties: []string{"world"}, Asset: "USD",
-		Figures: map[string]string{"amount": "900.00", "threshold": "500.00"}, HoldAccount: "suspense:review",
+		Figures: map[string]string{"amount": "900.00", "hold": "900.00", "threshold": "500.00"}, HoldAccount: "suspense:review",
 		HoldRefused: "postings[0].debit_account: account users:2 frozen at position 80: account frozen",
 		RecordedAt:  time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}},
 	{"transfer_pending_alert_hold", domain.TransferPending{ID: domain.AlertHoldID("main:88:big-in:users:2"),

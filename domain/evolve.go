@@ -15,6 +15,10 @@ func (s *State) Evolve(pos uint64, e Event) {
 	}
 	event := e // as given: re-boxing a case's copy would allocate
 	s.moved = s.moved[:0]
+	if held := s.alertHold; held != nil {
+		s.alertHold = nil
+		s.undo(func() { s.alertHold = held })
+	}
 	switch e := e.(type) {
 	case AssetDefined:
 		s.evolveAsset(pos, e)

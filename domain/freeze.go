@@ -53,6 +53,9 @@ type AlertMark struct {
 	ID       string `json:"id"`
 }
 
+// After reports whether m comes after o.
+func (m AlertMark) After(o AlertMark) bool { return m.after(o) }
+
 // after reports whether m comes after o.
 func (m AlertMark) after(o AlertMark) bool {
 	return m.Position > o.Position || m.Position == o.Position && AlertKey(m.ID) > AlertKey(o.ID)

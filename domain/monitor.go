@@ -59,9 +59,10 @@ type RuleAction string
 const (
 	// ActionFreeze freezes the watched account that made the rule fire.
 	ActionFreeze RuleAction = "freeze"
-	// ActionHold places a hold of the triggering posting's amount from the
-	// watched account to the rule's HoldAccount (threshold rules only: the
-	// posting above the threshold is the triggering amount).
+	// ActionHold places a hold of the triggering amount from the watched
+	// account to the rule's HoldAccount: threshold rules on credits only,
+	// the amount of every posting crediting the account above the
+	// threshold (the alert's figure "hold").
 	ActionHold RuleAction = "hold"
 )
 
@@ -234,8 +235,8 @@ func (r *Rule) check() error {
 			return fieldErrf(field, ErrInvalidField, "%q twice", a)
 		case r.Mode == ModeBeforeCommit:
 			return fieldErrf(field, ErrInvalidField, "a before-commit rule refuses the transfer: it freezes or holds nothing")
-		case a == ActionHold && kind != "threshold":
-			return fieldErrf(field, ErrInvalidField, "a %s rule has no triggering amount to hold: threshold rules only", kind)
+		case a == ActionHold && (kind != "threshold" || r.Threshold.Side != SideCredit):
+			return fieldErrf(field, ErrInvalidField, "only a threshold rule on credits holds: the amount came in, and is held where it came")
 		}
 	}
 	switch {
@@ -455,7 +456,7 @@ func decideRule(s *State, c *DefineRule) (Event, error) {
 	if !exists && len(s.monitor.rules) >= RulesMax {
 		return nil, fieldErrf("id", ErrInvalidField, "the ledger has %d rules, at most %d", len(s.monitor.rules), RulesMax)
 	}
-	if r.Holds() {
+	if r.Holds() && !r.Disabled { // a disabled rule holds nothing: its account may be closed
 		a, err := openAccount(s, r.HoldAccount)
 		if err != nil {
 			return nil, fieldErr("hold_account", err)

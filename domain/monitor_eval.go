@@ -170,6 +170,21 @@ func (ev *Evaluator) Apply(pos uint64, recordedAt time.Time, e Event) []Alert {
 	return f.alerts
 }
 
+// heldAmount is what hold rule r holds of account a on an event's
+// postings: every one crediting it above the threshold, in the rule's
+// asset. The writer refused postings to one account over DigitsMax: the sum
+// fits.
+func heldAmount(postings []Posting, r *RuleVersion, a *evalAccount) Units {
+	var sum Units
+	for i := range postings {
+		p := &postings[i]
+		if p.Credit == a.id && p.Asset == r.Rule.Asset && p.Amount.Units.Cmp(r.Rule.Threshold.Amount.Units) > 0 {
+			sum = sum.Add(p.Amount.Units)
+		}
+	}
+	return sum
+}
+
 // countedPostings are the postings rules count (a transfer, a hold), at the
 // event's effective time.
 func countedPostings(e Event) ([]Posting, time.Time, string, bool) {
@@ -291,7 +306,11 @@ func (f *firing) rule(r *RuleVersion, postings []Posting, counted bool) {
 			case r.Rule.Threshold != nil:
 				t := r.Rule.Threshold
 				if (t.Side == 0 || t.Side == leg.side) && p.Amount.Units.Cmp(t.Amount.Units) > 0 {
-					f.fire(r, a, []string{leg.other}, map[string]string{"amount": p.Amount.String(), "threshold": t.Amount.String()})
+					figures := map[string]string{"amount": p.Amount.String(), "threshold": t.Amount.String()}
+					if r.Rule.Holds() {
+						figures["hold"] = heldAmount(postings, r, a).Format(a.scale)
+					}
+					f.fire(r, a, []string{leg.other}, figures)
 				}
 			case r.Rule.Velocity != nil:
 				v := r.Rule.Velocity

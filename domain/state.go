@@ -97,6 +97,11 @@ type State struct {
 	// raiseMarkPos.
 	raiseMark    AlertMark
 	raiseMarkPos uint64
+	// alertHold is the AlertRaised just applied when its rule's hold must
+	// be the next event (AlertRaised.AlertHold), nil otherwise. Transient:
+	// the alerter submits both in one atomic request, so one batch holds
+	// both and no snapshot falls between them.
+	alertHold *AlertRaised
 	// monitor holds the monitoring rules and what before-commit rules need
 	// (monitor.go).
 	monitor monitorState

@@ -144,22 +144,13 @@ func (s *Service) FreezingAlerts(ctx context.Context, ledger string, after domai
 	if limit < 1 || limit > FreezesPageMax {
 		return nil, fmt.Errorf("limit %d: %w", limit, ErrAlertsLimit)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT position, id, rule_id, rule_version, account FROM alerts
+	rows, err := s.pool.Query(ctx, `SELECT `+alertColumns+` FROM alerts
 		WHERE ledger = $1 AND freezes AND (position, id) > ($2, $3) ORDER BY position, id LIMIT $4`,
 		ledger, int64(after.Position), after.ID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("freezing alerts of %s: %w", ledger, err)
 	}
-	var (
-		out      []domain.Alert
-		a        = domain.Alert{Freeze: true}
-		pos, ver int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&pos, &a.ID, &a.RuleID, &ver, &a.Account}, func() error {
-		a.Position, a.RuleVersion = uint64(pos), uint32(ver)
-		out = append(out, a)
-		return nil
-	})
+	out, err := scanAlerts(rows)
 	if err != nil {
 		return nil, fmt.Errorf("freezing alerts of %s: %w", ledger, err)
 	}

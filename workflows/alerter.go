@@ -84,6 +84,8 @@ type alertPass struct {
 	// gapless submits each page atomically and stops the pass at an alert
 	// the writer refuses: no alert after it is acted on before it.
 	gapless bool
+	// upTo, when set, keeps of a page the alerts the pass may act on now.
+	upTo func(alerts []domain.Alert) []domain.Alert
 	// after is the last alert submitted; nil until read from the writer.
 	after *domain.AlertMark
 }
@@ -96,11 +98,27 @@ func NewAlerter(ledger string, alerts AlertSource, writer func() (AlertWriter, e
 	}
 	f := &Alerter{ledger: ledger, alerts: alerts, writer: writer, logger: logger.With("ledger", ledger), holdRefused: map[string]string{}}
 	f.raise = alertPass{name: "raise", read: alerts.AlertsAfter, gapless: true, commands: f.raiseCommands}
-	f.freeze = alertPass{name: "freeze", read: alerts.FreezingAlerts, commands: func(cmds []domain.Command, a *domain.Alert) []domain.Command {
+	f.freeze = alertPass{name: "freeze", read: alerts.FreezingAlerts, upTo: f.heldFirst, commands: func(cmds []domain.Command, a *domain.Alert) []domain.Command {
 		return append(cmds, &domain.FreezeAccount{AccountID: a.Account, Alert: &domain.AlertMark{Position: a.Position, ID: a.ID},
 			Reason: fmt.Sprintf("alert %s of rule %s version %d", a.ID, a.RuleID, a.RuleVersion)})
 	}}
 	return f
+}
+
+// heldFirst keeps the freezes up to the first alert of a rule that holds
+// too and that the raise pass has not passed yet: the freeze would refuse
+// the hold (a frozen account's debits are refused), so it waits for it.
+// Freezes of rules that hold nothing go at their own pace.
+func (f *Alerter) heldFirst(alerts []domain.Alert) []domain.Alert {
+	raised := f.raise.after
+	for i := range alerts {
+		a := &alerts[i]
+		m := domain.AlertMark{Position: a.Position, ID: a.ID}
+		if a.HoldAccount != "" && (raised == nil || m.After(*raised)) {
+			return alerts[:i]
+		}
+	}
+	return alerts
 }
 
 // raiseCommands raises a, and places its rule's hold unless the writer
@@ -197,11 +215,19 @@ func (f *Alerter) pass(ctx context.Context, p *alertPass) (full bool, err error)
 		if err != nil {
 			return false, err
 		}
+		read := len(alerts)
+		if p.upTo != nil {
+			alerts = p.upTo(alerts)
+		}
 		if len(alerts) == 0 {
 			return false, nil
 		}
-		// A page is submitted again for each hold refused in it.
-		for again := true; again; {
+		// A page is submitted again for each hold refused in it, or said
+		// refused and placed after all: a bounded number of times.
+		for again, tries := true, 0; again; tries++ {
+			if tries > 2*len(alerts) {
+				return false, fmt.Errorf("%d alerts from %s: holds refused, then not, %d times", len(alerts), alerts[0].ID, tries)
+			}
 			if again, err = f.submit(ctx, p, alerts); err != nil {
 				return false, err
 			}
@@ -209,7 +235,7 @@ func (f *Alerter) pass(ctx context.Context, p *alertPass) (full bool, err error)
 		clear(f.holdRefused)
 		last := alerts[len(alerts)-1]
 		p.after = &domain.AlertMark{Position: last.Position, ID: last.ID}
-		if len(alerts) < alertPage {
+		if read < alertPage || len(alerts) < read {
 			return false, nil
 		}
 	}
@@ -248,6 +274,12 @@ func (f *Alerter) submit(ctx context.Context, p *alertPass, alerts []domain.Aler
 			// hold was not placed, and the page goes again without it.
 			f.holdRefused[a.ID] = clip(strings.ReplaceAll(strings.ToValidUTF8(r.Err.Error(), "?"), "\x00", ""), holdRefusedMax)
 			f.logger.Warn("alerter: hold refused", "alert", a.ID, "account", a.Account, "err", r.Err)
+			return true, nil
+		}
+		if _, raise := cmds[i].(*domain.RaiseAlert); raise && domain.FieldOf(r.Err) == "alert.hold_refused" {
+			// Said refused, the hold would be placed now: the page goes
+			// again with it.
+			delete(f.holdRefused, a.ID)
 			return true, nil
 		}
 		if p.gapless {

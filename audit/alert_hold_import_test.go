@@ -12,13 +12,12 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
-// TestReviewImportRefusesAHoldNoAlertAsksFor: a client's hold in an
-// exported log made a rule's (alert set: no rule counts it), its chain
-// sealed again. audit verify calls it an alert divergence (field hold);
-// the import's checker, which ledgerd's ImportEvents and ledgerctl import
-// run, takes it: the imported ledger holds an uncounted hold that its own
-// verify then refuses forever.
-func TestReviewImportRefusesAHoldNoAlertAsksFor(t *testing.T) {
+// TestImportRefusesAHoldNoAlertAsksFor: a client's hold in an exported
+// log made a rule's (alert set: no rule counts it), its chain sealed
+// again, is refused by the import's checker (which ledgerd's ImportEvents
+// and ledgerctl import run) and is an invariant divergence for verify,
+// which runs the same checks (domain.CheckAlertHolds).
+func TestImportRefusesAHoldNoAlertAsksFor(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	ledger := testenv.Name(t)
@@ -43,7 +42,7 @@ func TestReviewImportRefusesAHoldNoAlertAsksFor(t *testing.T) {
 	testenv.NoError(t, err)
 	rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
 	testenv.NoError(t, err)
-	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindAlert, Position: forged[at].Position, Field: "hold"})
+	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindInvariant, Position: forged[at].Position})
 
 	c := audit.NewImportChecker(func(pos uint64) (eventstore.Record, error) { return forged[pos-1], nil })
 	for i := range forged {

@@ -13,15 +13,13 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
-// TestReviewVerifyChecksAHoldRefused: an AlertRaised whose hold_refused
-// says the writer refused its hold is taken on trust: verify expects no
-// hold after it and never asks whether the hold would have been refused,
-// though the replay holds the state the writer decided it on (here the
-// account was open, unfrozen and funded: the hold was placed). The log's
+// TestVerifyChecksAHoldRefused: an AlertRaised whose hold_refused says
+// the writer refused its hold is checked against the state the writer
+// decided it on (domain.CheckRaised decides the hold again): here the
+// account was open, unfrozen and funded, so the hold was placed. The log's
 // AlertRaised edited to say "refused" and its hold dropped, the chain
-// sealed again, verifies clean: 80.00 the rule held is free again, and
-// the log says nothing was wrong.
-func TestReviewVerifyChecksAHoldRefused(t *testing.T) {
+// sealed again, is a divergence.
+func TestVerifyChecksAHoldRefused(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	ledger := testenv.Name(t)

@@ -11,16 +11,14 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
-// TestReviewHoldBeforeFreezeUnderABacklog: docs/monitoring.md says a rule
-// that both holds and freezes holds first (the raise pass runs before the
-// freeze pass). But a round raises at most alertPagesMax pages of alerts
-// while the freeze pass reads only freezing alerts: behind a backlog of
-// other alerts (a burst, or the alerts of an upgrade), the freeze pass
-// reaches the alert first and freezes the account, and the hold, placed
-// rounds later, is refused (account frozen): the triggering amount is not
-// held. (Since 38487e5 a raise pass that fails does the same: the freeze
-// pass runs on regardless.)
-func TestReviewHoldBeforeFreezeUnderABacklog(t *testing.T) {
+// TestHoldBeforeFreezeUnderABacklog: a rule that both holds and freezes
+// holds first. A round raises at most alertPagesMax pages of alerts while
+// the freeze pass reads only freezing alerts: behind a backlog of other
+// alerts (a burst, or the alerts of an upgrade), the freeze pass would
+// reach the alert first and freeze the account, and the hold, placed
+// rounds later, would be refused (account frozen). The freeze pass waits
+// for the raise pass at an alert of a rule that holds.
+func TestHoldBeforeFreezeUnderABacklog(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	ledger := testenv.Name(t)
