@@ -1,9 +1,11 @@
 package grpcapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
@@ -32,6 +34,8 @@ type AdminServer struct {
 	// nodes and lags serve the registry of nodes (WithNodes).
 	nodes NodeRegistry
 	lags  Lags
+	// streamStallMax replaces StreamStallMax when set (tests).
+	streamStallMax time.Duration
 }
 
 // Keys manages API keys (apikeys.Store).
@@ -64,19 +68,13 @@ func (s *AdminServer) RebuildProjection(req *ledgerv1.RebuildProjectionRequest,
 	ledger := req.GetLedger()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	var sendErr error
-	report := func(p projections.Progress) {
-		if sendErr != nil {
-			return
-		}
-		if sendErr = stream.Send(&ledgerv1.RebuildProjectionResponse{Position: p.Position, Head: p.Head,
-			EventsPerSecond: p.EventsPerSecond, EtaSeconds: p.ETASeconds, Done: p.Done,
-			SwappedAtPosition: p.SwappedAt}); sendErr != nil {
-			cancel()
-		}
-	}
-	err := s.rebuilds.Run(ctx, ledger, req.GetProjection(), report)
-	if sendErr != nil {
+	// The rebuild never waits for its client (progressSender).
+	sender := newProgressSender(stream.Send, func(m *ledgerv1.RebuildProjectionResponse) bool { return m.GetDone() }, cancel)
+	err := s.rebuilds.Run(ctx, ledger, req.GetProjection(), func(p projections.Progress) {
+		sender.offer(&ledgerv1.RebuildProjectionResponse{Position: p.Position, Head: p.Head,
+			EventsPerSecond: p.EventsPerSecond, EtaSeconds: p.ETASeconds, Done: p.Done, SwappedAtPosition: p.SwappedAt})
+	})
+	if sendErr := sender.finish(cmp.Or(s.streamStallMax, StreamStallMax), "rebuild of "+ledger); sendErr != nil {
 		return sendErr
 	}
 	if err != nil {
@@ -111,22 +109,15 @@ func (s *AdminServer) RepairStream(req *ledgerv1.RepairStreamRequest, stream grp
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	var sendErr error
-	send := func(resp *ledgerv1.RepairStreamResponse) {
-		if sendErr != nil {
-			return
-		}
-		if sendErr = stream.Send(resp); sendErr != nil {
-			cancel()
-		}
-	}
+	// The repair never waits for its client (progressSender).
+	sender := newProgressSender(stream.Send, func(m *ledgerv1.RepairStreamResponse) bool { return m.GetProjectionDone() || m.GetDone() }, cancel)
 	err := s.repair.Repair(ctx, req.GetLedger(), func(p workflows.RepairProgress) {
-		send(&ledgerv1.RepairStreamResponse{Projection: p.Projection, Position: p.Position, Head: p.Head, ProjectionDone: p.Done})
+		sender.offer(&ledgerv1.RepairStreamResponse{Projection: p.Projection, Position: p.Position, Head: p.Head, ProjectionDone: p.Done})
 	})
 	if err == nil {
-		send(&ledgerv1.RepairStreamResponse{Done: true})
+		sender.offer(&ledgerv1.RepairStreamResponse{Done: true})
 	}
-	if sendErr != nil {
+	if sendErr := sender.finish(cmp.Or(s.streamStallMax, StreamStallMax), "repair of "+req.GetLedger()); sendErr != nil {
 		return sendErr
 	}
 	if err != nil {
