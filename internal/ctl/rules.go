@@ -135,7 +135,7 @@ func (c *client) rulesListCmd() *cobra.Command {
 			for _, v := range resp.GetRules() {
 				r := v.GetRule()
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%t\t%d\t\n", r.GetId(), v.GetVersion(), modeName(r.GetMode()), r.GetAsset(),
-					cmp.Or(r.GetAccountPattern(), "all"), ruleKind(r), actionNames(r.GetActions()), r.GetDisabled(), v.GetPosition())
+					cmp.Or(r.GetAccountPattern(), "all"), ruleKind(r), actionNames(r.GetActions(), r.GetHoldAccount()), r.GetDisabled(), v.GetPosition())
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -153,10 +153,16 @@ func modeName(m ledgerv1.RuleMode) string {
 	return "after_commit"
 }
 
-func actionNames(as []ledgerv1.RuleAction) string {
+// actionNames names a rule's actions, the hold with the account it holds
+// towards: "freeze,hold(suspense:review)".
+func actionNames(as []ledgerv1.RuleAction, holdAccount string) string {
 	var out []string
 	for _, a := range as {
-		out = append(out, strings.ToLower(strings.TrimPrefix(a.String(), "RULE_ACTION_")))
+		name := strings.ToLower(strings.TrimPrefix(a.String(), "RULE_ACTION_"))
+		if a == ledgerv1.RuleAction_RULE_ACTION_HOLD && holdAccount != "" {
+			name += "(" + holdAccount + ")"
+		}
+		out = append(out, name)
 	}
 	return cmp.Or(strings.Join(out, ","), "-")
 }
@@ -290,7 +296,7 @@ func (c *client) printAlerts(alerts []*ledgerv1.Alert) error {
 		}
 		sort.Strings(figures)
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", a.GetPosition(), a.GetRuleId(), a.GetRuleVersion(), a.GetAccount(),
-			cmp.Or(a.GetTransferId(), "-"), strings.Join(figures, " "), actionNames(a.GetActions()),
+			cmp.Or(a.GetTransferId(), "-"), strings.Join(figures, " "), actionNames(a.GetActions(), a.GetHoldAccount()),
 			a.GetRecordedAt().AsTime().UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()

@@ -364,16 +364,22 @@ func TestRulesCtl(t *testing.T) {
 - id: low
   asset: USD
   balance_crossing: {level: "10.00", crossing: CROSSING_BELOW}
+- id: big-in
+  asset: USD
+  account_pattern: carol
+  threshold: {amount: "100.00", side: SIDE_CREDIT}
+  actions: [RULE_ACTION_HOLD]
+  hold_account: alice
 `)
-	if out := h.runCtlOK(t, ledger, "rules", "define", "-f", rules); strings.Count(out, "CREATED") != 2 {
-		t.Fatalf("rules define: %q, want 2 CREATED", out)
+	if out := h.runCtlOK(t, ledger, "rules", "define", "-f", rules); strings.Count(out, "CREATED") != 3 {
+		t.Fatalf("rules define: %q, want 3 CREATED", out)
 	}
-	if out := h.runCtlOK(t, ledger, "rules", "define", "-f", rules); strings.Count(out, "EXISTS") != 2 {
-		t.Errorf("rules define again: %q, want 2 EXISTS", out)
+	if out := h.runCtlOK(t, ledger, "rules", "define", "-f", rules); strings.Count(out, "EXISTS") != 3 {
+		t.Errorf("rules define again: %q, want 3 EXISTS", out)
 	}
 	out := h.runCtlOK(t, ledger, "rules", "list")
 	if !strings.Contains(out, "big-debit") || !strings.Contains(out, "threshold > 100.00") || !strings.Contains(out, "freeze") ||
-		!strings.Contains(out, "crossing below 10.00") {
+		!strings.Contains(out, "crossing below 10.00") || !strings.Contains(out, "hold(alice)") {
 		t.Errorf("rules list:\n%s", out)
 	}
 	h.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD"))
@@ -383,6 +389,9 @@ func TestRulesCtl(t *testing.T) {
 	if !strings.Contains(out, "big-debit") || !strings.Contains(out, "amount=150.00") || !strings.Contains(out, "freeze") {
 		t.Errorf("alerts list:\n%s", out)
 	}
+	if out = h.runCtlOK(t, ledger, "alerts", "list", "--rule", "big-in", "--min-position", fmt.Sprint(pos)); !strings.Contains(out, "hold(alice)") {
+		t.Errorf("alerts list --rule big-in:\n%s", out)
+	}
 	out = h.runCtlOK(t, ledger, "alerts", "list", "--rule", "big-debit", "--min-position", fmt.Sprint(pos), "-o", "json")
 	if !strings.Contains(out, fmt.Sprintf(`"id":"%s:%d:big-debit:bob"`, ledger, pos)) {
 		t.Errorf("alerts list -o json:\n%s", out)
@@ -390,7 +399,7 @@ func TestRulesCtl(t *testing.T) {
 
 	dry := write("rule.json", `[{"id": "dry", "asset": "USD", "threshold": {"amount": "100.00"}}]`)
 	// Up to pos: the freeze the alert above asks for is appended after it
-	// (the freezer polls the alerts), so the head may be one further.
+	// (the alerter polls the alerts), so the head may be further.
 	out = h.runCtlOK(t, ledger, "rules", "dry-run", "-f", dry, "--from", fmt.Sprint(pos), "--to", fmt.Sprint(pos))
 	// The transfer debits bob and credits carol, both above 100.
 	if !strings.Contains(out, "2 alerts, 1 events evaluated") {
