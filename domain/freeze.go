@@ -139,7 +139,7 @@ func checkFreezeReason(r string) error {
 }
 
 // AlertFreezeMark is the last alert whose freeze action the ledger recorded
-// (zero: none): a freezer resumes after it.
+// (zero: none): the alerter's freeze pass resumes after it.
 func (s *State) AlertFreezeMark() AlertMark { return s.alertMark }
 
 // decideFreeze freezes an open account: EXISTS at the freeze in force when it

@@ -136,7 +136,7 @@ const FreezesPageMax = 1000
 
 // FreezingAlerts returns up to limit (1..FreezesPageMax) alerts whose rule
 // freezes, after the alert after (by position, then id), in that order: the
-// freezer's reads, behind the partial index alerts_freezing.
+// what the alerter's freeze pass reads, behind the partial index alerts_freezing.
 //
 // Errors: ErrAlertsLimit; database errors.
 func (s *Service) FreezingAlerts(ctx context.Context, ledger string, after domain.AlertMark, limit int) ([]domain.Alert, error) {
