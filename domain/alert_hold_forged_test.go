@@ -1,0 +1,46 @@
+package domain_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/ledgerd/ledger/domain"
+)
+
+// TestRaiseAlertHoldAccountIsTheRules (review): the writer takes an
+// AlertRaised's hold_account, and so the hold that follows it, from the
+// alerts read model on trust. A row of the alerts table naming a rule
+// without the hold action (or another hold account than the rule's) makes
+// the writer place a hold between any two accounts of the asset: the
+// alerter acts on what the projector's database role may write. The rule
+// at the alert's version is the writer's (the current one): its hold
+// account is known, and a rule that holds nothing asks for no hold.
+func TestRaiseAlertHoldAccountIsTheRules(t *testing.T) {
+	l := newEvalLog(t)
+	l.step(account("alice", "USD", domain.SideCredit, "", ""))
+	l.step(account("mallory", "USD", domain.SideCredit, "", ""))
+	// A threshold rule on credits, no action at all.
+	l.step(&domain.DefineRule{Rule: domain.Rule{ID: "big", Asset: "USD", Threshold: &domain.ThresholdRule{Side: domain.SideCredit}},
+		ThresholdAmount: "10"})
+	l.step(transfer("fund", posting("world", "alice", "USD", "500")))
+	pos := l.s.Position()
+	forged := domain.AlertRaised{ID: fmt.Sprintf("main:%d:big:alice", pos), Rule: "big", RuleVersion: 1, Position: pos, TransferID: "fund",
+		Account: "alice", Asset: "USD", HoldAccount: "mallory", Figures: map[string]string{"hold": "500.00"}, RecordedAt: now}
+	if _, err := decide(l.s, &domain.RaiseAlert{Alert: forged}); err == nil {
+		l.step(&domain.RaiseAlert{Alert: forged})
+		if _, err := decide(l.s, forged.AlertHold()); err == nil {
+			t.Fatalf("an alert of rule big (no hold action) asking a hold of alice's 500.00 towards mallory is raised, and the hold placed")
+		}
+		t.Fatalf("an alert of rule big (no hold action) naming hold_account mallory is raised")
+	}
+
+	// A rule that holds, towards world: an alert saying mallory.
+	l.step(holdRule("in", func(r *domain.DefineRule) { r.Rule.AccountPattern = "carol" }))
+	l.step(transfer("t2", posting("world", "carol", "USD", "50")))
+	pos = l.s.Position()
+	forged = domain.AlertRaised{ID: fmt.Sprintf("main:%d:in:carol", pos), Rule: "in", RuleVersion: 1, Position: pos, TransferID: "t2",
+		Account: "carol", Asset: "USD", HoldAccount: "mallory", Figures: map[string]string{"hold": "50.00"}, RecordedAt: now}
+	if _, err := decide(l.s, &domain.RaiseAlert{Alert: forged}); err == nil {
+		t.Fatalf("an alert of rule in (holding towards world, version 1 in force) naming hold_account mallory is raised")
+	}
+}
