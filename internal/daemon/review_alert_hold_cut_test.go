@@ -1,10 +1,13 @@
 package daemon_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
@@ -62,4 +65,43 @@ func TestImportCutBetweenAlertAndHold(t *testing.T) {
 		t.Errorf("a log cut between an AlertRaised and its hold was imported, and the copy's own writer made it divergent:"+
 			" audit verify: exit %d\n%s%s", code, out, errOut)
 	}
+}
+
+// TestAlerterFreezesAHoldRuleWhileARaiseIsRefused (review): the mend that
+// made a refused raise no longer stop the freezes (8c4525b) is undone for
+// a rule that holds and freezes: the freeze pass waits at its alert for
+// the raise pass (heldFirst), which a raise refused earlier in alert order
+// stops for good. The hold the freeze waits for can then never be placed
+// either (it is placed by the raise pass, stuck before it), and the
+// account a rule means to freeze stays unfrozen, every round, for as long
+// as the refused raise stays.
+func TestAlerterFreezesAHoldRuleWhileARaiseIsRefused(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	mon := h.monitoring(t)
+	h.setup(t, ledger)
+	o, err := h.cmd.OpenAccounts(ctx(t), &ledgerv1.OpenAccountsRequest{Ledger: ledger, Accounts: []*ledgerv1.Account{
+		{Id: "review", Asset: "USD", NormalBalance: ledgerv1.NormalBalance_NORMAL_BALANCE_CREDIT}}})
+	testenv.NoError(t, err)
+	mustCreated(t, o.GetResults()...)
+	conn, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx(t), `INSERT INTO alerts (ledger, position, id, rule_id, rule_version, transfer_id, account, counterparties,
+		asset, figures, freezes, recorded_at) VALUES ($1, 1, $2, 'ghost', 1, '', 'bob', '{}', 'USD', '{}', false, now())`,
+		ledger, ledger+":1:ghost:bob")
+	testenv.NoError(t, err)
+	h.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD"))
+	big := &ledgerv1.Rule{Id: "big", Asset: "USD", AccountPattern: "carol", HoldAccount: "review",
+		Actions: []ledgerv1.RuleAction{ledgerv1.RuleAction_RULE_ACTION_HOLD, ledgerv1.RuleAction_RULE_ACTION_FREEZE},
+		Kind:    &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "70.00", Side: ledgerv1.Side_SIDE_CREDIT}}}
+	checkResults(t, "define", h.defineRules(t, mon, ledger, big), want{code: codeCreated})
+	alert := fmt.Sprintf("%s:%d:big:carol", ledger, h.transferOK(t, ledger, transfer("t1", "bob", "carol", "80.00", "USD")))
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := h.countEvents(t, ledger, "AccountFrozen", alert); n != 1 {
+			return fmt.Errorf("%d freezes for alert %s of a rule that holds and freezes, behind a raise refused", n, alert)
+		}
+		return nil
+	})
 }
