@@ -44,3 +44,48 @@ func TestRaiseAlertHoldAccountIsTheRules(t *testing.T) {
 		t.Fatalf("an alert of rule in (holding towards world, version 1 in force) naming hold_account mallory is raised")
 	}
 }
+
+// TestHoldRuleHoldsATwoPhaseDeposit (review): a hold rule "holds what came
+// in", but a deposit made in two phases (a client's hold crediting the
+// account, then its post) fires the rule at the hold, when nothing has
+// come in: the rule's hold, a debit of money the account does not have, is
+// refused under a minimum balance (hold_refused); the post, when the money
+// does come in, is not counted and fires nothing. The deposit is never
+// held: a large deposit escapes the hold action by arriving as a pending
+// transfer.
+func TestHoldRuleHoldsATwoPhaseDeposit(t *testing.T) {
+	l := newEvalLog(t)
+	l.step(account("dave", "USD", domain.SideCredit, "0", ""))
+	l.step(holdRule("big", func(r *domain.DefineRule) { r.Rule.AccountPattern = "dave" }))
+	step := func(c domain.Command) []domain.Alert {
+		t.Helper()
+		e, err := decide(l.s, c)
+		if err != nil {
+			t.Fatalf("%T %s: %v", c, c.CommandID(), err)
+		}
+		pos := l.s.Position() + 1
+		l.s.Evolve(pos, e)
+		return l.ev.Apply(pos, now, e)
+	}
+	// placeable: the hold of one of alerts would be placed (a raise saying
+	// it refused is refused: domain.CheckRaised's test).
+	placeable := func(alerts []domain.Alert) bool {
+		t.Helper()
+		placed := false
+		for i := range alerts {
+			raised := domain.AlertRaisedOf(&alerts[i])
+			raised.HoldRefused = "refused?"
+			if _, err := decide(l.s, &domain.RaiseAlert{Alert: raised}); domain.FieldOf(err) == "alert.hold_refused" {
+				placed = true
+			} else {
+				t.Logf("alert %s: its hold would be refused (raise saying so: %v)", raised.ID, err)
+			}
+		}
+		return placed
+	}
+	held := placeable(step(hold("dep", 0, posting("world", "dave", "USD", "500"))))
+	held = placeable(step(postHold("dep-post", "dep"))) || held
+	if !held {
+		t.Fatalf("a deposit of 500.00 to dave above the hold rule's 10 (a hold, then its post) is never held")
+	}
+}
