@@ -104,6 +104,19 @@ func NewImportChecker(prior ImportPrior) *ImportChecker {
 	return &ImportChecker{prior: prior, state: domain.NewState()}
 }
 
+// Complete reports whether the log checked so far may end here: not
+// between an AlertRaised and the hold it asks for, which a writer appends
+// together (a log cut there would have its writer append something else
+// where the hold stands).
+//
+// Errors: an *ImportError (ErrImportInvariant) at the head.
+func (c *ImportChecker) Complete() error {
+	if id, ok := c.state.AlertHoldPending(); ok {
+		return refuse(c.head, ErrImportInvariant, "the log ends between the AlertRaised of alert %s and its hold: export one event more", id)
+	}
+	return nil
+}
+
 // Ledger is the name of the ledger of the events checked: the first one's.
 func (c *ImportChecker) Ledger() string { return c.ledger }
 

@@ -7,14 +7,11 @@ import (
 	"github.com/ledgerd/ledger/domain"
 )
 
-// TestRaiseAlertHoldAccountIsTheRules (review): the writer takes an
-// AlertRaised's hold_account, and so the hold that follows it, from the
-// alerts read model on trust. A row of the alerts table naming a rule
-// without the hold action (or another hold account than the rule's) makes
-// the writer place a hold between any two accounts of the asset: the
-// alerter acts on what the projector's database role may write. The rule
-// at the alert's version is the writer's (the current one): its hold
-// account is known, and a rule that holds nothing asks for no hold.
+// TestRaiseAlertHoldAccountIsTheRules: the writer does not take an
+// AlertRaised's hold_account from the alerts read model on trust (a row the
+// projector's database role may write): a rule without the hold action, or
+// another hold account than the rule version's, is refused, so no forged
+// row places a hold between two accounts of the asset.
 func TestRaiseAlertHoldAccountIsTheRules(t *testing.T) {
 	l := newEvalLog(t)
 	l.step(account("alice", "USD", domain.SideCredit, "", ""))
@@ -45,14 +42,11 @@ func TestRaiseAlertHoldAccountIsTheRules(t *testing.T) {
 	}
 }
 
-// TestHoldRuleHoldsATwoPhaseDeposit (review): a hold rule "holds what came
-// in", but a deposit made in two phases (a client's hold crediting the
-// account, then its post) fires the rule at the hold, when nothing has
-// come in: the rule's hold, a debit of money the account does not have, is
-// refused under a minimum balance (hold_refused); the post, when the money
-// does come in, is not counted and fires nothing. The deposit is never
-// held: a large deposit escapes the hold action by arriving as a pending
-// transfer.
+// TestHoldRuleHoldsATwoPhaseDeposit: a hold rule holds what came in. A
+// deposit made in two phases (a client's hold crediting the account, then
+// its post) fires it at the post, when the money comes in, not at the hold
+// (whose hold would take money the account does not have): a large deposit
+// does not escape the hold action by arriving as a pending transfer.
 func TestHoldRuleHoldsATwoPhaseDeposit(t *testing.T) {
 	l := newEvalLog(t)
 	l.step(account("dave", "USD", domain.SideCredit, "0", ""))

@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/ledgerd/ledger/domain"
@@ -73,11 +74,14 @@ func TestAlertHoldIDsAreReserved(t *testing.T) {
 
 // TestAlertHoldIsNotCounted: a hold rule's alert, raised, places its hold,
 // which no rule counts: neither a rule it would fire (the hold credits the
-// hold account above the threshold; a hold rule there would hold again,
-// and again), nor a before-commit rule that would refuse it.
+// hold account above a threshold; a hold rule there would hold again, and
+// again), nor a before-commit rule that would refuse it.
 func TestAlertHoldIsNotCounted(t *testing.T) {
 	l := newEvalLog(t)
 	l.step(holdRule("big", nil)) // credits above 10, held towards world
+	// A rule that would fire on the hold: world credited above 10.
+	l.step(&domain.DefineRule{Rule: domain.Rule{ID: "watch", Asset: "USD", AccountPattern: "world",
+		Threshold: &domain.ThresholdRule{Side: domain.SideCredit}}, ThresholdAmount: "10"})
 	l.step(&domain.DefineRule{Rule: domain.Rule{ID: "cap", Mode: domain.ModeBeforeCommit, Asset: "USD", AccountPattern: "carol",
 		Threshold: &domain.ThresholdRule{Side: domain.SideDebit}}, ThresholdAmount: "60"})
 	raise := func(amount string) domain.AlertRaised {
@@ -149,9 +153,45 @@ func TestAlertHoldFollowsItsAlert(t *testing.T) {
 	other.Postings = []domain.PostingInput{posting("carol", "world", "USD", "11.00")}
 	wantRefused(t, l.s, &other, domain.ErrInvalidField, "alert")
 	l.step(h)
-	// The hold taken, nothing follows the next AlertRaised but its own.
 	again := *h
 	if _, err := decide(l.s, &again); !errors.Is(err, domain.ErrExists) {
 		t.Fatalf("the hold again: %v, want EXISTS", err)
+	}
+	// Posted after review, it credits world: a hold rule watching world
+	// does not hold it again (it came from a rule's hold, not from outside).
+	l.step(holdRule("world-in", func(r *domain.DefineRule) { r.Rule.AccountPattern, r.Rule.HoldAccount = "world", "carol" }))
+	if got := l.step(postHold("p1", h.ID)); len(got) != 0 {
+		t.Fatalf("the post of a rule's hold raised %v", got)
+	}
+	if got := l.step(transfer("t2", posting("carol", "world", "USD", "20"))); len(got) != 2 { // big and world-in
+		t.Fatalf("a transfer crediting world 20.00 raised %v, want 2 alerts", got)
+	}
+}
+
+// TestRaiseAlertHoldAccountByVersion: an alert's hold account is its rule
+// version's, whatever version is in force, after a snapshot too (format 7
+// keeps the versions' hold accounts).
+func TestRaiseAlertHoldAccountByVersion(t *testing.T) {
+	s := newWorld(t)
+	at := apply(t, s, transfer("in", posting("world", "carol", "USD", "50")))
+	apply(t, s, holdRule("big", nil)) // version 1: towards world
+	apply(t, s, holdRule("big", func(r *domain.DefineRule) { r.Rule.HoldAccount = "alice" }))
+	alert := func(version uint32, hold string) *domain.RaiseAlert {
+		return &domain.RaiseAlert{Alert: domain.AlertRaised{ID: "main:" + strconv.FormatUint(at, 10) + ":big:carol", Rule: "big",
+			RuleVersion: version, Position: at, TransferID: "in", Account: "carol", Asset: "USD", HoldAccount: hold,
+			Figures: map[string]string{"amount": "50.00", "hold": "50.00", "threshold": "10.00"}, RecordedAt: now}}
+	}
+	for _, st := range []*domain.State{s, unmarshalSnapshot(t, marshalSnapshot(t, s))} {
+		for _, c := range []*domain.RaiseAlert{alert(1, "world"), alert(2, "alice")} {
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := domain.Decide(st, c, now); err != nil {
+				t.Fatalf("alert of version %d holding towards %s: %v", c.Alert.RuleVersion, c.Alert.HoldAccount, err)
+			}
+		}
+		for _, c := range []*domain.RaiseAlert{alert(1, "alice"), alert(2, "world"), alert(1, "")} {
+			wantRefused(t, st, c, domain.ErrInvalidField, "alert.hold_account")
+		}
 	}
 }

@@ -187,6 +187,10 @@ func decideRaise(s *State, c *RaiseAlert, now time.Time) (Event, error) {
 	if r, ok := s.monitor.rules[a.Rule]; !ok || r.Version < a.RuleVersion {
 		return nil, fieldErrf("alert.rule", ErrInvalidField, "rule %s version %d not defined", a.Rule, a.RuleVersion)
 	}
+	if want := s.monitor.holdAccount(a.Rule, a.RuleVersion); a.HoldAccount != want {
+		return nil, fieldErrf("alert.hold_account", ErrInvalidField, "rule %s version %d holds towards %q, not %q",
+			a.Rule, a.RuleVersion, want, a.HoldAccount)
+	}
 	if _, ok := s.accounts.Lookup(a.Account); !ok {
 		return nil, fieldErr("alert.account", ErrAccountNotFound)
 	}
@@ -221,6 +225,15 @@ func (s *State) evolveRaised(pos uint64, e *AlertRaised) {
 		s.alertHold = &raised
 		s.undo(func() { s.alertHold = nil })
 	}
+}
+
+// AlertHoldPending returns the alert whose hold must be the next event
+// (the last event applied raised it): a log may not end there.
+func (s *State) AlertHoldPending() (string, bool) {
+	if s.alertHold == nil {
+		return "", false
+	}
+	return s.alertHold.ID, true
 }
 
 // checkAlertHold checks a rule's hold c (c.Alert set) against the

@@ -514,6 +514,17 @@ func (s *State) evolveRule(pos uint64, e *RuleDefined) {
 	}
 	s.monitor.rules[e.Rule.ID] = &RuleVersion{Rule: e.Rule, Version: e.Version, Position: pos}
 	s.monitor.reindex()
+	if e.Rule.Holds() {
+		holds := s.monitor.holds[e.Rule.ID]
+		s.monitor.holds[e.Rule.ID] = append(holds, ruleHold{version: e.Version, account: e.Rule.HoldAccount})
+		s.undo(func() {
+			if len(holds) == 0 {
+				delete(s.monitor.holds, e.Rule.ID)
+			} else {
+				s.monitor.holds[e.Rule.ID] = holds
+			}
+		})
+	}
 	s.undo(func() {
 		if exists {
 			s.monitor.rules[e.Rule.ID] = prior

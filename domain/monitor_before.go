@@ -36,10 +36,31 @@ type monitorState struct {
 	// rings are the recent postings of accounts watched by a before-commit
 	// velocity rule.
 	rings map[string]*postingRings
+	// holds are, by rule, the versions with the hold action and their
+	// hold accounts, in version order: what an AlertRaised of any version
+	// may ask for (the alerts it raises come from a read model).
+	holds map[string][]ruleHold
+}
+
+// ruleHold is a rule version's hold account.
+type ruleHold struct {
+	version uint32
+	account string
 }
 
 func newMonitorState() monitorState {
-	return monitorState{rules: map[string]*RuleVersion{}, rings: map[string]*postingRings{}}
+	return monitorState{rules: map[string]*RuleVersion{}, rings: map[string]*postingRings{}, holds: map[string][]ruleHold{}}
+}
+
+// holdAccount is the account version of rule holds towards ("": it holds
+// nothing).
+func (m *monitorState) holdAccount(rule string, version uint32) string {
+	for _, h := range m.holds[rule] {
+		if h.version == version {
+			return h.account
+		}
+	}
+	return ""
 }
 
 // reindex recomputes before, velocity and windowMax from rules. A longer

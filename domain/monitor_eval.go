@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -147,6 +148,7 @@ func (ev *Evaluator) Apply(pos uint64, recordedAt time.Time, e Event) []Alert {
 		}
 	}
 	postings, at, id, counted := countedPostings(e)
+	f.event = e
 	f.transfer, f.at = eventID(e), at
 	if f.transfer == "" && len(ev.moves) > 0 {
 		f.transfer = ev.moves[0].Transfer
@@ -168,6 +170,47 @@ func (ev *Evaluator) Apply(pos uint64, recordedAt time.Time, e Event) []Alert {
 		}
 	}
 	return f.alerts
+}
+
+// holdRule evaluates a threshold rule with the hold action on the money
+// that arrived: a transfer's postings and what a post of a hold posts, not
+// a hold (nothing has come in yet: the rule's hold would take money the
+// account does not have, or hold what may never come).
+func (f *firing) holdRule(r *RuleVersion) {
+	arrived := arrivedPostings(f.event)
+	t := r.Rule.Threshold
+	for i := range arrived {
+		p := &arrived[i]
+		a := f.ev.accounts[p.Credit]
+		if p.Asset != r.Rule.Asset || a == nil || !r.Rule.Watches(a.id, a.asset, a.metadata) || p.Amount.Units.Cmp(t.Amount.Units) <= 0 {
+			continue
+		}
+		f.fire(r, a, []string{p.Debit}, map[string]string{"amount": p.Amount.String(), "threshold": t.Amount.String(),
+			"hold": heldAmount(arrived, r, a).Format(a.scale)})
+	}
+}
+
+// arrivedPostings are the postings whose money arrived with e: a transfer's,
+// and what a post of a hold posts, unless the hold is a rule's (its post
+// moves what was held towards the hold account: a hold rule watching that
+// account would hold it again).
+func arrivedPostings(e Event) []Posting {
+	switch e := e.(type) {
+	case TransferCommitted:
+		return e.Postings
+	case PendingPosted:
+		if strings.HasPrefix(e.PendingID, AlertHoldIDPrefix) {
+			return nil
+		}
+		var out []Posting
+		for i := range e.Postings {
+			if hp := &e.Postings[i]; !hp.Amount.Units.IsZero() {
+				out = append(out, hp.Posted())
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // heldAmount is what hold rule r holds of account a on an event's
@@ -215,6 +258,7 @@ func (ev *Evaluator) define(pos uint64, e *RuleDefined) {
 // firing collects one event's alerts.
 type firing struct {
 	ev         *Evaluator
+	event      Event
 	pos        uint64
 	recordedAt time.Time
 	at         time.Time
@@ -285,6 +329,10 @@ func (f *firing) rule(r *RuleVersion, postings []Posting, counted bool) {
 		}
 		return
 	}
+	if r.Rule.Holds() {
+		f.holdRule(r)
+		return
+	}
 	if !counted {
 		return
 	}
@@ -306,11 +354,7 @@ func (f *firing) rule(r *RuleVersion, postings []Posting, counted bool) {
 			case r.Rule.Threshold != nil:
 				t := r.Rule.Threshold
 				if (t.Side == 0 || t.Side == leg.side) && p.Amount.Units.Cmp(t.Amount.Units) > 0 {
-					figures := map[string]string{"amount": p.Amount.String(), "threshold": t.Amount.String()}
-					if r.Rule.Holds() {
-						figures["hold"] = heldAmount(postings, r, a).Format(a.scale)
-					}
-					f.fire(r, a, []string{leg.other}, figures)
+					f.fire(r, a, []string{leg.other}, map[string]string{"amount": p.Amount.String(), "threshold": t.Amount.String()})
 				}
 			case r.Rule.Velocity != nil:
 				v := r.Rule.Velocity

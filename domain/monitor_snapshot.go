@@ -43,6 +43,17 @@ func (e *snapWriter) monitoring(s *State) {
 		}
 		e.flushFull()
 	}
+	if e.version >= 7 {
+		e.uvarint(uint64(len(m.holds)))
+		for _, id := range slices.Sorted(maps.Keys(m.holds)) {
+			e.str(id)
+			e.uvarint(uint64(len(m.holds[id])))
+			for _, h := range m.holds[id] {
+				e.uvarint(uint64(h.version))
+				e.str(h.account)
+			}
+		}
+	}
 }
 
 // alertMark reads an alert mark and the position of its event.
@@ -101,5 +112,30 @@ func (d *snapReader) monitoring(s *State, version uint64) {
 			}
 		}
 		s.monitor.rings[id] = rings
+	}
+	if version >= 7 { // before it, no rule held anything
+		d.ruleHolds(s)
+	}
+}
+
+// ruleHolds reads the rules' hold accounts by version (format 7 on).
+func (d *snapReader) ruleHolds(s *State) {
+	n := d.uvarint()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		id, m := d.str(), d.uvarint()
+		if _, ok := s.monitor.rules[id]; !ok || m == 0 || m > uint64(s.monitor.rules[id].Version) {
+			d.fail("rule %s: %d versions holding", id, m)
+			return
+		}
+		holds := make([]ruleHold, 0, m)
+		for j := uint64(0); j < m && d.err == nil; j++ {
+			h := ruleHold{version: uint32(d.uvarint()), account: d.str()}
+			if h.version == 0 || h.account == "" || len(holds) > 0 && h.version <= holds[len(holds)-1].version {
+				d.fail("rule %s: hold of version %d", id, h.version)
+				return
+			}
+			holds = append(holds, h)
+		}
+		s.monitor.holds[id] = holds
 	}
 }

@@ -41,7 +41,9 @@ import (
 //	monitoring: the alert freeze mark (position, id, position of its
 //	          freeze); the alert raise mark likewise (format 7 on); rules: count, then the RuleDefined JSON and its
 //	          position; velocity rings: count, then account, and per side
-//	          (debits, credits) count, then time (Unix ns), count, sum
+//	          (debits, credits) count, then time (Unix ns), count, sum;
+//	          format 7 on, the rules' hold accounts: count, then rule id,
+//	          count, then version and account
 //	SHA-256 of every byte before it (32 bytes)
 //
 // Units are two varints: the signed high half and the unsigned low half, so

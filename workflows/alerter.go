@@ -72,7 +72,13 @@ type Alerter struct {
 	// holdRefused holds, by alert id, why the writer refused an alert's
 	// hold, until the page raising the alert is applied.
 	holdRefused map[string]string
+	// raiseStuck says the last raise pass stopped at an alert the writer
+	// refuses: the freeze pass no longer waits for it (heldFirst).
+	raiseStuck bool
 }
+
+// errRaiseRefused is the raise pass stopped at an alert the writer refuses.
+var errRaiseRefused = errors.New("raise refused")
 
 // alertPass is one of the alerter's two: which alerts it reads, the
 // command it submits for each, and how far it got.
@@ -107,9 +113,14 @@ func NewAlerter(ledger string, alerts AlertSource, writer func() (AlertWriter, e
 
 // heldFirst keeps the freezes up to the first alert of a rule that holds
 // too and that the raise pass has not passed yet: the freeze would refuse
-// the hold (a frozen account's debits are refused), so it waits for it.
-// Freezes of rules that hold nothing go at their own pace.
+// the hold (a frozen account's debits are refused), so it waits for it,
+// unless the raise pass is stopped at an alert the writer refuses. Freezes
+// of rules that hold nothing go at their own pace.
 func (f *Alerter) heldFirst(alerts []domain.Alert) []domain.Alert {
+	if f.raiseStuck {
+		// The hold cannot come before the alert raised: freeze anyway.
+		return alerts
+	}
 	raised := f.raise.after
 	for i := range alerts {
 		a := &alerts[i]
@@ -193,6 +204,9 @@ func (f *Alerter) Round(ctx context.Context) (busy bool, err error) {
 		full, err := f.pass(ctx, p)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+		}
+		if p == &f.raise {
+			f.raiseStuck = errors.Is(err, errRaiseRefused)
 		}
 		busy = busy || full
 	}
@@ -284,7 +298,7 @@ func (f *Alerter) submit(ctx context.Context, p *alertPass, alerts []domain.Aler
 		}
 		if p.gapless {
 			// Nothing of the page was applied: p.after stays.
-			return false, fmt.Errorf("alert %s refused: %w", a.ID, r.Err)
+			return false, fmt.Errorf("alert %s: %w: %w", a.ID, errRaiseRefused, r.Err)
 		}
 		// An account closed since cannot be frozen: nothing to retry.
 		f.logger.Warn("alerter: alert not acted on", "pass", p.name, "alert", a.ID, "account", a.Account, "err", r.Err)

@@ -262,6 +262,9 @@ func (li *LogImport) receive(src Events, t *importTarget, sp *importSpool) (*aud
 	for {
 		events, err := src.Next()
 		if errors.Is(err, io.EOF) {
+			if err := checker.Complete(); err != nil {
+				return nil, refuse(ErrImportBadLog, "%s", err.Error())
+			}
 			return checker, nil
 		}
 		if err != nil {

@@ -195,9 +195,10 @@ const (
 	RuleAction_RULE_ACTION_UNSPECIFIED RuleAction = 0
 	// Freeze the watched account that made the rule fire (after commit only).
 	RuleAction_RULE_ACTION_FREEZE RuleAction = 1
-	// Hold what came in (threshold rules on credits, after commit only):
-	// every posting crediting the watched account above the threshold, as a
-	// pending transfer from it to the rule's hold_account, placed right after
+	// Hold what came in (threshold rules on credits, after commit only; the
+	// rule looks at transfers and posts of holds, not holds): every posting
+	// crediting the watched account above the threshold, as a pending
+	// transfer from it to the rule's hold_account, placed right after
 	// the alert's AlertRaised event, with id "alert-hold:" and 40 hex digits
 	// of SHA-256 of the alert id. It stays until posted or voided; rules do
 	// not count it.

@@ -14,15 +14,11 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
-// TestImportCutBetweenAlertAndHold (review): an export may end anywhere
-// (log export --to P); one ending at an AlertRaised whose rule holds, before
-// its hold, is imported as it is (the checker only looks at what follows an
-// event, and nothing does). The copy's writer then appends whatever comes
-// next where the hold should stand: the copy's log, written by ledgerd
-// itself, is one audit verify calls divergent (invariant: the hold does not
-// follow its AlertRaised), and the hold is never placed (the raise mark is
-// past the alert). The import should refuse such a log, or the copy stay
-// verifiable.
+// TestImportCutBetweenAlertAndHold: an export may end anywhere (log
+// export --to P). One ending at an AlertRaised whose rule holds, before its
+// hold, is refused by the import: the copy's writer would append whatever
+// comes next where the hold stands, a log its own verify calls divergent,
+// and the hold would never be placed.
 func TestImportCutBetweenAlertAndHold(t *testing.T) {
 	t.Parallel()
 	h := start(t)
@@ -67,14 +63,10 @@ func TestImportCutBetweenAlertAndHold(t *testing.T) {
 	}
 }
 
-// TestAlerterFreezesAHoldRuleWhileARaiseIsRefused (review): the mend that
-// made a refused raise no longer stop the freezes (8c4525b) is undone for
-// a rule that holds and freezes: the freeze pass waits at its alert for
-// the raise pass (heldFirst), which a raise refused earlier in alert order
-// stops for good. The hold the freeze waits for can then never be placed
-// either (it is placed by the raise pass, stuck before it), and the
-// account a rule means to freeze stays unfrozen, every round, for as long
-// as the refused raise stays.
+// TestAlerterFreezesAHoldRuleWhileARaiseIsRefused: the freeze pass waits
+// at the alert of a rule that holds and freezes for the raise pass
+// (heldFirst), but not once a raise refused earlier in alert order has
+// stopped it: the hold can then never be placed, and the freeze goes ahead.
 func TestAlerterFreezesAHoldRuleWhileARaiseIsRefused(t *testing.T) {
 	t.Parallel()
 	h := start(t)
