@@ -1,0 +1,43 @@
+package domain_test
+
+import (
+	"testing"
+
+	"github.com/ledgerd/ledger/domain"
+)
+
+// TestHoldRuleAlertAtAPostHasItsEffectiveTime (review): a hold rule now
+// fires at the post of a client's hold (PendingPosted), which has an
+// effective time (decidePost sets it); monitoring.md says an alert's
+// effective_at is the triggering event's. The evaluator takes the effective
+// time only from countedPostings (transfers and holds), so an alert fired
+// at a post has none: its AlertRaised, the alerts read model and webhooks
+// carry no effective_at for it, while the same deposit made in one phase
+// does.
+func TestHoldRuleAlertAtAPostHasItsEffectiveTime(t *testing.T) {
+	l := newEvalLog(t)
+	l.step(account("dave", "USD", domain.SideCredit, "0", ""))
+	l.step(holdRule("big", func(r *domain.DefineRule) { r.Rule.AccountPattern = "dave" }))
+	l.step(hold("dep", 0, posting("world", "dave", "USD", "500")))
+	e, err := decide(l.s, postHold("dep-post", "dep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := e.(domain.PendingPosted)
+	if post.EffectiveAt.IsZero() {
+		t.Fatal("the post has no effective time")
+	}
+	pos := l.s.Position() + 1
+	l.s.Evolve(pos, e)
+	alerts := l.ev.Apply(pos, now, e)
+	if len(alerts) != 1 {
+		t.Fatalf("the post of a 500.00 deposit to dave raised %d alerts, want 1", len(alerts))
+	}
+	a := alerts[0]
+	if a.TransferID != "dep-post" || a.Figures["hold"] != "500.00" || a.HoldAccount != "world" {
+		t.Fatalf("alert %+v", a)
+	}
+	if !a.EffectiveAt.Equal(post.EffectiveAt) {
+		t.Fatalf("the alert at the post has effective_at %v, the post's is %v", a.EffectiveAt, post.EffectiveAt)
+	}
+}
