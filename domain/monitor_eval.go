@@ -178,6 +178,15 @@ func (ev *Evaluator) Apply(pos uint64, recordedAt time.Time, e Event) []Alert {
 // account does not have, or hold what may never come).
 func (f *firing) holdRule(r *RuleVersion) {
 	arrived := arrivedPostings(f.event)
+	if len(arrived) > 0 && f.at.IsZero() {
+		// A post's alert takes its effective time, as a transfer's does
+		// (other rules' alerts at a post keep none, as before).
+		if h, ok := HeaderOf(f.event); ok {
+			at := f.at
+			f.at = h.EffectiveAt
+			defer func() { f.at = at }()
+		}
+	}
 	t := r.Rule.Threshold
 	for i := range arrived {
 		p := &arrived[i]

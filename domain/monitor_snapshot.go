@@ -118,24 +118,36 @@ func (d *snapReader) monitoring(s *State, version uint64) {
 	}
 }
 
-// ruleHolds reads the rules' hold accounts by version (format 7 on).
+// ruleHolds reads the rules' hold accounts by version (format 7 on): each
+// rule once, its versions ascending and at most its version in force, the
+// one in force there exactly when it holds, towards its hold account.
 func (d *snapReader) ruleHolds(s *State) {
 	n := d.uvarint()
+	if n > RulesMax {
+		d.fail("%d rules holding", n)
+		return
+	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		id, m := d.str(), d.uvarint()
-		if _, ok := s.monitor.rules[id]; !ok || m == 0 || m > uint64(s.monitor.rules[id].Version) {
+		r, ok := s.monitor.rules[id]
+		if _, twice := s.monitor.holds[id]; !ok || twice || m == 0 || m > uint64(r.Version) {
 			d.fail("rule %s: %d versions holding", id, m)
 			return
 		}
-		holds := make([]ruleHold, 0, m)
+		var holds []ruleHold
 		for j := uint64(0); j < m && d.err == nil; j++ {
 			h := ruleHold{version: uint32(d.uvarint()), account: d.str()}
-			if h.version == 0 || h.account == "" || len(holds) > 0 && h.version <= holds[len(holds)-1].version {
+			if h.version == 0 || h.version > r.Version || h.account == "" || len(holds) > 0 && h.version <= holds[len(holds)-1].version {
 				d.fail("rule %s: hold of version %d", id, h.version)
 				return
 			}
 			holds = append(holds, h)
 		}
 		s.monitor.holds[id] = holds
+	}
+	for id, r := range s.monitor.rules {
+		if d.err == nil && (s.monitor.holdAccount(id, r.Version) != r.Rule.HoldAccount || r.Rule.Holds() != (r.Rule.HoldAccount != "")) {
+			d.fail("rule %s version %d: hold account %q, its definition's %q", id, r.Version, s.monitor.holdAccount(id, r.Version), r.Rule.HoldAccount)
+		}
 	}
 }

@@ -6,14 +6,10 @@ import (
 	"github.com/ledgerd/ledger/domain"
 )
 
-// TestHoldRuleAlertAtAPostHasItsEffectiveTime (review): a hold rule now
-// fires at the post of a client's hold (PendingPosted), which has an
-// effective time (decidePost sets it); monitoring.md says an alert's
-// effective_at is the triggering event's. The evaluator takes the effective
-// time only from countedPostings (transfers and holds), so an alert fired
-// at a post has none: its AlertRaised, the alerts read model and webhooks
-// carry no effective_at for it, while the same deposit made in one phase
-// does.
+// TestHoldRuleAlertAtAPostHasItsEffectiveTime: a hold rule fires at the
+// post of a client's hold (PendingPosted), and its alert carries the post's
+// effective time, as the same deposit made in one phase carries the
+// transfer's.
 func TestHoldRuleAlertAtAPostHasItsEffectiveTime(t *testing.T) {
 	l := newEvalLog(t)
 	l.step(account("dave", "USD", domain.SideCredit, "0", ""))

@@ -8,14 +8,10 @@ import (
 	"testing"
 )
 
-// TestSnapshotRuleHoldsRefusesWhatNoLogMakes (review): the rules' hold
-// accounts of snapshot format 7 are read with a count bound and an
-// ascending order only. A section no log can make reads as is: a hold of a
-// version after the rule's current one, a rule listed twice (the second
-// list replacing the first, where accounts and the other sections refuse an
-// id twice), or a current version with the hold action whose own hold
-// account is missing or another: the writer would then refuse (or accept) an
-// AlertRaised's hold_account against what its log says.
+// TestSnapshotRuleHoldsRefusesWhatNoLogMakes: the rules' hold accounts of
+// snapshot format 7 that no log can make are refused: a hold of a version
+// after the rule's current one, a rule listed twice, or a current version
+// with the hold action whose own hold account is missing or another.
 func TestSnapshotRuleHoldsRefusesWhatNoLogMakes(t *testing.T) {
 	t.Parallel()
 	type hold struct {
