@@ -46,6 +46,17 @@ type alertReplay struct {
 	// compare says the alerts are compared with the read model's after the
 	// replay; else those raised are let go as the log raises them.
 	compare bool
+	// freezing are the alerts of rules that freeze not acted on yet, in
+	// alert order. A freeze for an alert must be for one of them, on its
+	// account (the writer takes the alert from the read model); freezes act
+	// in alert order, so those before it were passed over.
+	freezing []freezingAlert
+}
+
+// freezingAlert is an alert of a rule that freezes.
+type freezingAlert struct {
+	mark    domain.AlertMark
+	account string
 }
 
 // alertLine is an alert as compared: its position, id and the rest of its
@@ -62,9 +73,14 @@ func (a *alertReplay) apply(ledger string, pos uint64, recordedAt time.Time, e d
 	if a.ev == nil {
 		a.ev = domain.NewEvaluator(ledger, nil)
 	}
-	if r, ok := e.(domain.AlertRaised); ok {
-		a.checkRaised(pos, &r)
+	switch e := e.(type) {
+	case domain.AlertRaised:
+		a.checkRaised(pos, &e)
 		return
+	case domain.AccountFrozen:
+		if e.Alert != nil {
+			a.checkFreeze(pos, &e)
+		}
 	}
 	fired := a.ev.Apply(pos, recordedAt, e)
 	slices.SortFunc(fired, func(x, y domain.Alert) int { return strings.Compare(x.ID, y.ID) })
@@ -74,7 +90,30 @@ func (a *alertReplay) apply(ledger string, pos uint64, recordedAt time.Time, e d
 			return
 		}
 		a.alerts = append(a.alerts, lineOfAlert(&fired[i]))
+		if fired[i].Freeze {
+			a.freezing = append(a.freezing, freezingAlert{domain.AlertMark{Position: fired[i].Position, ID: fired[i].ID}, fired[i].Account})
+		}
 	}
+}
+
+// checkFreeze checks a freeze for an alert against the replay: a freezing
+// rule's alert raised before it, not acted on yet, on the account frozen.
+// Freezes act in alert order: those passed over (an account closed since)
+// are let go.
+func (a *alertReplay) checkFreeze(pos uint64, e *domain.AccountFrozen) {
+	if a.diverged != nil || a.truncated {
+		return
+	}
+	next := 0
+	for next < len(a.freezing) && e.Alert.After(a.freezing[next].mark) {
+		next++ // passed over
+	}
+	if next == len(a.freezing) || a.freezing[next].mark.After(*e.Alert) || a.freezing[next].account != e.ID {
+		a.diverged = &Divergence{Kind: KindAlert, Position: pos, Field: "freeze", Expected: "a freeze for an alert of a rule that freezes, on its account",
+			Found: fmt.Sprintf("account %s frozen for alert %s", e.ID, e.Alert.ID), Detail: "AccountFrozen for alert " + e.Alert.ID + " (the log)"}
+		return
+	}
+	a.freezing = a.freezing[next+1:]
 }
 
 // lineOfAlert is al as compared.

@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -146,4 +147,57 @@ func TestVerifyCatchesForgedAlertRaised(t *testing.T) {
 		return a
 	}))
 	checkDivergence(t, rep, audit.Divergence{Kind: audit.KindAlert, Position: recs[at].Position, Field: "id"})
+}
+
+// TestVerifyCatchesForgedAlertFreeze: a freeze for an alert (AccountFrozen
+// with its alert) says what the alerts read model said; the writer cannot
+// check it. One edited to freeze another account, its chain sealed again,
+// is an alert divergence (field freeze) found from the log alone.
+func TestVerifyCatchesForgedAlertFreeze(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	newWorkload(t, h, ledger, 3).run(30)
+	resp, err := h.mon.DefineRules(ctx(t), &ledgerv1.DefineRulesRequest{Ledger: ledger, Rules: []*ledgerv1.Rule{
+		{Id: "big", Asset: "USD", AccountPattern: "usd:1", Actions: []ledgerv1.RuleAction{ledgerv1.RuleAction_RULE_ACTION_FREEZE},
+			Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "1.00", Side: ledgerv1.Side_SIDE_CREDIT}}}}})
+	testenv.NoError(t, err)
+	mustCreated(t, resp.GetResults()...)
+	tr, err := h.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger, Transfers: []*ledgerv1.Transfer{
+		{Id: "freeze-me", Postings: []*ledgerv1.Posting{{DebitAccount: "usd:0", CreditAccount: "usd:1", Amount: "5.00", Asset: "USD"}}}}})
+	testenv.NoError(t, err)
+	mustCreated(t, tr.GetResults()...)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var n int
+		testenv.NoError(t, h.pool.QueryRow(ctx(t), `SELECT count(*) FROM events WHERE ledger = $1 AND type = $2 AND payload->>'alert' IS NOT NULL`,
+			ledger, domain.TypeAccountFrozen).Scan(&n))
+		if n != 1 {
+			return fmt.Errorf("%d freezes for alerts, want 1", n)
+		}
+		return nil
+	})
+	recs := h.exportRecords(t, ledger)
+	verifyFile := func(recs []eventstore.Record) *audit.Report {
+		t.Helper()
+		out, err := audit.AppendExport(nil, recs)
+		testenv.NoError(t, err)
+		rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
+		testenv.NoError(t, err)
+		return rep
+	}
+	mustClean(t, "the export", verifyFile(recs))
+	at := slices.IndexFunc(recs, func(r eventstore.Record) bool {
+		return r.Type == domain.TypeAccountFrozen && bytes.Contains(r.Payload, []byte(`"alert":`))
+	})
+	forged := append([]eventstore.Record(nil), recs...)
+	e, err := domain.UnmarshalEvent(forged[at].Type, forged[at].SchemaVersion, forged[at].Payload)
+	testenv.NoError(t, err)
+	f := e.(domain.AccountFrozen)
+	f.ID = "usd:0"
+	forged[at].Payload, err = domain.MarshalEvent(f)
+	testenv.NoError(t, err)
+	for i := at; i < len(forged); i++ {
+		forged[i].Seal(forged[i-1].Hash)
+	}
+	checkDivergence(t, verifyFile(forged), audit.Divergence{Kind: audit.KindAlert, Position: recs[at].Position, Field: "freeze"})
 }
