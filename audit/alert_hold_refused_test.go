@@ -6,8 +6,6 @@ import (
 	"time"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
-	"github.com/ledgerd/ledger/audit"
-	"github.com/ledgerd/ledger/audit/filelog"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -49,15 +47,7 @@ func TestVerifyChecksAHoldRefused(t *testing.T) {
 		}
 		return nil
 	})
-	verifyFile := func(recs []eventstore.Record) *audit.Report {
-		t.Helper()
-		out, err := audit.AppendExport(nil, recs)
-		testenv.NoError(t, err)
-		rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
-		testenv.NoError(t, err)
-		return rep
-	}
-	mustClean(t, "the export", verifyFile(recs))
+	mustClean(t, "the export", verifyRecords(t, recs))
 
 	at := len(recs) - 2
 	if recs[at].Type != domain.TypeAlertRaised {
@@ -71,7 +61,7 @@ func TestVerifyChecksAHoldRefused(t *testing.T) {
 	forged[at].Payload, err = domain.MarshalEvent(a)
 	testenv.NoError(t, err)
 	forged[at].Seal(forged[at-1].Hash)
-	rep := verifyFile(forged)
+	rep := verifyRecords(t, forged)
 	if rep.Divergence == nil {
 		t.Fatalf("verify is clean on an AlertRaised whose hold (80.00 of carol's, who had it) is said refused and was never placed")
 	}

@@ -10,7 +10,6 @@ import (
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/audit"
-	"github.com/ledgerd/ledger/audit/filelog"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -88,15 +87,7 @@ func TestVerifyCatchesForgedAlertRaised(t *testing.T) {
 	ledger := testenv.Name(t)
 	alertsWorkload(t, h, ledger, 11)
 	recs := h.exportRecords(t, ledger)
-	verifyFile := func(recs []eventstore.Record) *audit.Report {
-		t.Helper()
-		out, err := audit.AppendExport(nil, recs)
-		testenv.NoError(t, err)
-		rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
-		testenv.NoError(t, err)
-		return rep
-	}
-	mustClean(t, "the export", verifyFile(recs))
+	mustClean(t, "the export", verifyRecords(t, recs))
 
 	var raised []int
 	for i := range recs {
@@ -124,14 +115,14 @@ func TestVerifyCatchesForgedAlertRaised(t *testing.T) {
 	if hold < 1 {
 		t.Fatal("the workload placed no hold")
 	}
-	checkDivergence(t, verifyFile(forge(hold, func(e domain.Event) domain.Event {
+	checkDivergence(t, verifyRecords(t, forge(hold, func(e domain.Event) domain.Event {
 		p := e.(domain.TransferPending)
 		p.Alert = ledger + ":1:big:usd:1"
 		return p
 	})), audit.Divergence{Kind: audit.KindInvariant, Position: recs[hold].Position})
 
 	at := raised[len(raised)/2]
-	rep := verifyFile(forge(at, func(e domain.Event) domain.Event {
+	rep := verifyRecords(t, forge(at, func(e domain.Event) domain.Event {
 		a := e.(domain.AlertRaised)
 		a.Figures["amount"] = "0.01"
 		return a
@@ -141,7 +132,7 @@ func TestVerifyCatchesForgedAlertRaised(t *testing.T) {
 	// The next alert's event raising the one after it: the writer would
 	// take it (it is after the last raised), the replay does not.
 	next := recs[raised[len(raised)/2+1]].Payload
-	rep = verifyFile(forge(at, func(domain.Event) domain.Event {
+	rep = verifyRecords(t, forge(at, func(domain.Event) domain.Event {
 		var a domain.AlertRaised
 		testenv.NoError(t, json.Unmarshal(next, &a))
 		return a
@@ -177,15 +168,7 @@ func TestVerifyCatchesForgedAlertFreeze(t *testing.T) {
 		return nil
 	})
 	recs := h.exportRecords(t, ledger)
-	verifyFile := func(recs []eventstore.Record) *audit.Report {
-		t.Helper()
-		out, err := audit.AppendExport(nil, recs)
-		testenv.NoError(t, err)
-		rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
-		testenv.NoError(t, err)
-		return rep
-	}
-	mustClean(t, "the export", verifyFile(recs))
+	mustClean(t, "the export", verifyRecords(t, recs))
 	at := slices.IndexFunc(recs, func(r eventstore.Record) bool {
 		return r.Type == domain.TypeAccountFrozen && bytes.Contains(r.Payload, []byte(`"alert":`))
 	})
@@ -199,5 +182,5 @@ func TestVerifyCatchesForgedAlertFreeze(t *testing.T) {
 	for i := at; i < len(forged); i++ {
 		forged[i].Seal(forged[i-1].Hash)
 	}
-	checkDivergence(t, verifyFile(forged), audit.Divergence{Kind: audit.KindAlert, Position: recs[at].Position, Field: "freeze"})
+	checkDivergence(t, verifyRecords(t, forged), audit.Divergence{Kind: audit.KindAlert, Position: recs[at].Position, Field: "freeze"})
 }

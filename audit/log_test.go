@@ -43,6 +43,16 @@ func (h *harness) exportRecords(t *testing.T, ledger string) []eventstore.Record
 	return recs
 }
 
+// verifyRecords verifies recs as an exported file, from the log alone.
+func verifyRecords(t *testing.T, recs []eventstore.Record) *audit.Report {
+	t.Helper()
+	out, err := audit.AppendExport(nil, recs)
+	testenv.NoError(t, err)
+	rep, err := audit.Verify(ctx(t), &filelog.Log{Path: writeFile(t, out)}, nil, audit.Options{})
+	testenv.NoError(t, err)
+	return rep
+}
+
 func writeFile(t *testing.T, b []byte) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "log.jsonl")
