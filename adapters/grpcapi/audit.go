@@ -25,8 +25,8 @@ type AuditServer struct {
 	// ReadStatementLines encode themselves.
 	wires *bufferPool
 	// linesStallMax and streamStallMax replace StatementLinesStallMax and
-	// StreamStallMax when set (tests).
-	linesStallMax, streamStallMax time.Duration
+	// StreamStallMax, importIdleMax ImportIdleMax, when set (tests).
+	linesStallMax, streamStallMax, importIdleMax time.Duration
 }
 
 // NewAuditServer returns an AuditServer over the event store and the read

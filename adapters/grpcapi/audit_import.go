@@ -1,12 +1,17 @@
 package grpcapi
 
 import (
+	"cmp"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/eventstore"
@@ -14,6 +19,13 @@ import (
 
 // importEventsPerMessageMax bounds the events of one ImportEventsRequest.
 const importEventsPerMessageMax = 8192
+
+// ImportIdleMax bounds how long ImportEvents waits for its client's next
+// message while it receives the log: a client that sends nothing for that
+// long loses the stream (Aborted), and the import what it spooled. The
+// REST import has the same bound (httpapi's Options.ImportIdle). Once the
+// log is in, the append takes what it takes.
+const ImportIdleMax = time.Minute
 
 // ImportEvents loads an exported log into a new, empty ledger, named by the
 // first message: workflows.LogImport.Import, which says how (verified whole
@@ -29,16 +41,59 @@ const importEventsPerMessageMax = 8192
 // CreateLedger, is a new one); ResourceExhausted at the bound of live
 // ledgers; Aborted when another writer appended to the target during the
 // import; Unavailable when an append failed (send the same log again to
-// resume); the stream's own Canceled or DeadlineExceeded; Internal otherwise.
+// resume); Aborted when the client sent nothing for ImportIdleMax while the
+// log was being received; the stream's own Canceled or DeadlineExceeded;
+// Internal otherwise.
 func (s *AuditServer) ImportEvents(stream grpc.ClientStreamingServer[ledgerv1.ImportEventsRequest, ledgerv1.ImportEventsResponse]) error {
-	first, err := stream.Recv()
+	// The import runs on a goroutine of its own: a Recv waiting on a client
+	// that sends nothing returns only once the handler returns, which ends
+	// the stream.
+	idle := cmp.Or(s.importIdleMax, ImportIdleMax)
+	heard := make(chan struct{}, 1)
+	var receiving atomic.Bool
+	receiving.Store(true)
+	recv := func() (*ledgerv1.ImportEventsRequest, error) {
+		m, err := stream.Recv()
+		if err != nil {
+			receiving.Store(false)
+		}
+		select {
+		case heard <- struct{}{}:
+		default:
+		}
+		return m, err
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- s.importEvents(stream, recv) }()
+	t := time.NewTimer(idle)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-ended:
+			return err
+		case <-heard:
+			if receiving.Load() {
+				t.Reset(idle)
+			} else {
+				t.Stop()
+			}
+		case <-t.C:
+			return status.Errorf(codes.Aborted, "import: the client sent nothing for %s: the stream was ended", idle)
+		}
+	}
+}
+
+// importEvents is ImportEvents' work, receiving through recv.
+func (s *AuditServer) importEvents(stream grpc.ClientStreamingServer[ledgerv1.ImportEventsRequest, ledgerv1.ImportEventsResponse],
+	recv func() (*ledgerv1.ImportEventsRequest, error)) error {
+	first, err := recv()
 	if errors.Is(err, io.EOF) {
 		return invalidArgument("ledger", "the first message names the ledger to import into")
 	}
 	if err != nil {
 		return err
 	}
-	src := &importStream{stream: stream, next: first, ledger: first.GetLedger()}
+	src := &importStream{recv: recv, next: first, ledger: first.GetLedger()}
 	got, err := s.logImport.Import(stream.Context(), first.GetLedger(), src)
 	if err != nil {
 		if src.err != nil && errors.Is(err, src.err) {
@@ -53,7 +108,7 @@ func (s *AuditServer) ImportEvents(stream grpc.ClientStreamingServer[ledgerv1.Im
 // importStream decodes an ImportEvents stream for the import, a message at a
 // time.
 type importStream struct {
-	stream grpc.ClientStreamingServer[ledgerv1.ImportEventsRequest, ledgerv1.ImportEventsResponse]
+	recv   func() (*ledgerv1.ImportEventsRequest, error)
 	ledger string
 	// next is the message received but not yet decoded (the first).
 	next *ledgerv1.ImportEventsRequest
@@ -80,7 +135,7 @@ func (st *importStream) decode() ([]eventstore.Record, error) {
 	st.next = nil
 	if msg == nil {
 		var err error
-		if msg, err = st.stream.Recv(); err != nil {
+		if msg, err = st.recv(); err != nil {
 			return nil, err
 		}
 	}
