@@ -78,6 +78,9 @@ func (s *AuditServer) ImportEvents(stream grpc.ClientStreamingServer[ledgerv1.Im
 				t.Stop()
 			}
 		case <-t.C:
+			if !receiving.Load() {
+				continue // the log came in meanwhile: the import goes on
+			}
 			return status.Errorf(codes.Aborted, "import: the client sent nothing for %s: the stream was ended", idle)
 		}
 	}
