@@ -25,7 +25,7 @@ type AuditServer struct {
 	// ReadStatementLines encode themselves.
 	wires *bufferPool
 	// linesStallMax and streamStallMax replace StatementLinesStallMax and
-	// StreamStallMax, importIdleMax ImportIdleMax, when set (tests).
+	// StreamStallMax, importIdleMax ImportMessageWaitMax, when set (tests).
 	linesStallMax, streamStallMax, importIdleMax time.Duration
 }
 
