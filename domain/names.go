@@ -91,6 +91,22 @@ func checkAssetCode(field, s string) error {
 	return nil
 }
 
+// StorableText is s as a text field takes it (validText): invalid UTF-8
+// and NUL replaced by U+FFFD, then cut to at most max bytes between two
+// runes. For what quotes the outside world, an error's text, into a field
+// or a column.
+func StorableText(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max]
+}
+
 // validText reports whether s is valid UTF-8 without NUL: what PostgreSQL's
 // text and jsonb can hold, and what JSON encoding keeps byte for byte (invalid
 // UTF-8 would be replaced, and a retry of the same bytes would then differ).

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/domain"
@@ -286,7 +284,7 @@ func (f *Alerter) submit(ctx context.Context, p *alertPass, alerts []domain.Aler
 		if hold, ok := cmds[i].(*domain.CreateTransfer); ok && hold.Alert != "" {
 			// Nothing of the page was applied: the alert records why its
 			// hold was not placed, and the page goes again without it.
-			f.holdRefused[a.ID] = clip(strings.ReplaceAll(strings.ToValidUTF8(r.Err.Error(), "?"), "\x00", ""), holdRefusedMax)
+			f.holdRefused[a.ID] = domain.StorableText(r.Err.Error(), holdRefusedMax)
 			f.logger.Warn("alerter: hold refused", "alert", a.ID, "account", a.Account, "err", r.Err)
 			return true, nil
 		}
@@ -304,15 +302,4 @@ func (f *Alerter) submit(ctx context.Context, p *alertPass, alerts []domain.Aler
 		f.logger.Warn("alerter: alert not acted on", "pass", p.name, "alert", a.ID, "account", a.Account, "err", r.Err)
 	}
 	return false, nil
-}
-
-// clip cuts s to at most n bytes, at a rune's start.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

@@ -13,13 +13,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
 
@@ -422,15 +421,4 @@ func (s *Store) Cleanup(ctx context.Context, retention time.Duration, limit int)
 // header): PostgreSQL refuses invalid UTF-8 and NUL (SQLSTATE 22021), and
 // a refused row fails the worker's step again at each restart, its
 // subscription stuck without a back-off or a dead letter.
-func storableError(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
-	if len(s) <= errorBytesMax {
-		return s
-	}
-	cut := errorBytesMax
-	for !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
-}
+func storableError(s string) string { return domain.StorableText(s, errorBytesMax) }
