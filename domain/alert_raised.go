@@ -90,12 +90,16 @@ func (e *AlertRaised) Alert() Alert {
 // crediting the account above the threshold), from the alert's account to
 // the rule's hold account, until posted or voided.
 func (e *AlertRaised) AlertHold() *CreateTransfer {
-	if e.HoldAccount == "" || e.HoldRefused != "" {
+	if !e.asksHold() {
 		return nil
 	}
 	return &CreateTransfer{ID: AlertHoldID(e.ID), Pending: true, Alert: e.ID,
 		Postings: []PostingInput{{Debit: e.Account, Credit: e.HoldAccount, Asset: e.Asset, Amount: e.Figures["hold"]}}}
 }
+
+// asksHold says a hold must follow e: its rule holds, and the writer did
+// not refuse the hold.
+func (e *AlertRaised) asksHold() bool { return e.HoldAccount != "" && e.HoldRefused == "" }
 
 // Mark is e's alert's place in the order alerts are raised.
 func (e *AlertRaised) Mark() AlertMark { return AlertMark{Position: e.Position, ID: e.ID} }
@@ -220,7 +224,7 @@ func (s *State) evolveRaised(pos uint64, e *AlertRaised) {
 	mark, markPos := s.raiseMark, s.raiseMarkPos
 	s.raiseMark, s.raiseMarkPos = e.Mark(), pos
 	s.undo(func() { s.raiseMark, s.raiseMarkPos = mark, markPos })
-	if e.AlertHold() != nil {
+	if e.asksHold() {
 		raised := *e
 		s.alertHold = &raised
 		s.undo(func() { s.alertHold = nil })
@@ -236,17 +240,28 @@ func (s *State) AlertHoldPending() (string, bool) {
 	return s.alertHold.ID, true
 }
 
-// checkAlertHold checks a rule's hold c (c.Alert set) against the
-// AlertRaised that asks for it (nil: none just before): it must be
-// exactly that alert's hold.
-func checkAlertHold(raised *AlertRaised, c *CreateTransfer) error {
-	var want *CreateTransfer
-	if raised != nil {
-		want = raised.AlertHold()
+// holdShape is what makes a rule's hold that alert's: compared whole.
+type holdShape struct {
+	id, alert                    string
+	debit, credit, asset, amount string
+	plain                        bool // one posting, no timeout, no effective time of its own
+}
+
+// holdOf is c's shape; c is a hold (its alert set).
+func holdOf(c *CreateTransfer) holdShape {
+	h := holdShape{id: c.ID, alert: c.Alert, plain: len(c.Postings) == 1 && c.Pending && c.TimeoutSeconds == 0 && c.EffectiveAt.IsZero()}
+	if len(c.Postings) == 1 {
+		p := &c.Postings[0]
+		h.debit, h.credit, h.asset, h.amount = p.Debit, p.Credit, p.Asset, p.Amount
 	}
-	if want == nil || c.ID != want.ID || c.Alert != want.Alert || !c.Pending || c.TimeoutSeconds != 0 || !c.EffectiveAt.IsZero() ||
-		len(c.Postings) != 1 || c.Postings[0].Debit != want.Postings[0].Debit || c.Postings[0].Credit != want.Postings[0].Credit ||
-		c.Postings[0].Asset != want.Postings[0].Asset || c.Postings[0].Amount != want.Postings[0].Amount {
+	return h
+}
+
+// checkAlertHold checks a rule's hold, of shape got, against the
+// AlertRaised that asks for it (nil: none just before): it must be exactly
+// that alert's hold.
+func checkAlertHold(raised *AlertRaised, got holdShape) error {
+	if raised == nil || !raised.asksHold() || got != holdOf(raised.AlertHold()) {
 		return fieldErrf("alert", ErrInvalidField, "a rule's hold is the one the AlertRaised just before asks for, and only that")
 	}
 	return nil
@@ -263,18 +278,14 @@ func CheckAlertHolds(s *State, e Event) error {
 	p, pending := e.(TransferPending)
 	switch {
 	case pending && p.Alert != "":
-		var amount string
+		// Its effective time is the writer's clock's, as the alerter's hold
+		// leaves it: not compared.
+		got := holdShape{id: p.ID, alert: p.Alert, plain: len(p.Postings) == 1 && p.TimeoutSeconds == 0 && p.ExpiresAt == nil}
 		if len(p.Postings) == 1 {
-			amount = p.Postings[0].Amount.String()
+			q := &p.Postings[0]
+			got.debit, got.credit, got.asset, got.amount = q.Debit, q.Credit, q.Asset, q.Amount.String()
 		}
-		c := &CreateTransfer{ID: p.ID, Pending: true, Alert: p.Alert, TimeoutSeconds: p.TimeoutSeconds}
-		if len(p.Postings) == 1 {
-			c.Postings = []PostingInput{{Debit: p.Postings[0].Debit, Credit: p.Postings[0].Credit, Asset: p.Postings[0].Asset, Amount: amount}}
-		}
-		if p.ExpiresAt != nil {
-			c.TimeoutSeconds = 1 // a rule's hold has none
-		}
-		return checkAlertHold(s.alertHold, c)
+		return checkAlertHold(s.alertHold, got)
 	case s.alertHold != nil:
 		return fieldErrf("alert", ErrInvalidField, "the hold of alert %s does not follow its AlertRaised", s.alertHold.ID)
 	}
@@ -289,8 +300,9 @@ func CheckAlertHolds(s *State, e Event) error {
 // CheckRaised reports what a writer would have refused of e, an
 // AlertRaised, on state s (before e), recorded at now: its form, an alert
 // not after the last one raised, after the head, of a rule or version not
-// defined, on no account, or a hold said refused that would be placed. Evolve trusts the log; an import and an audit check it with this
-// first (what the alert says, only an audit's replay can check).
+// defined, on no account, or a hold said refused that would be placed.
+// Evolve trusts the log; an import and an audit check it with this first
+// (what the alert says, only an audit's replay can check).
 //
 // Errors: ErrInvalidField or ErrAccountNotFound, as a *FieldError.
 func CheckRaised(s *State, e *AlertRaised, now time.Time) error {

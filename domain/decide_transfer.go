@@ -23,7 +23,7 @@ func decideTransferFor(s *State, c *CreateTransfer, now time.Time, raised *Alert
 		return nil, err
 	}
 	if c.Alert != "" {
-		if err := checkAlertHold(raised, c); err != nil {
+		if err := checkAlertHold(raised, holdOf(c)); err != nil {
 			return nil, err
 		}
 	}
