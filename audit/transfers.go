@@ -62,6 +62,7 @@ type transferView struct {
 	effectiveAt, recordedAt, expiresAt int64  // lineTime; expiresAt 0: none
 	pendingID, resolvedBy, reverses    string
 	reversedBy                         []string
+	alert                              string // a rule's hold's
 
 	// original and done are the expected side's: the postings as the
 	// transfer holds or posts them, and what has been reversed of each.
@@ -86,6 +87,7 @@ func expectedTransfer(r *eventstore.Record, e domain.Event) (*transferView, bool
 	case domain.TransferPending:
 		v.kind, v.status = ledgerv1.TransferKind_TRANSFER_KIND_PENDING, ledgerv1.TransferStatus_TRANSFER_STATUS_PENDING
 		v.setPostings(e.Postings, true, false)
+		v.alert = e.Alert
 		if e.ExpiresAt != nil {
 			v.expiresAt = lineTime(*e.ExpiresAt)
 		}
@@ -202,7 +204,7 @@ func servedTransfer(t *ledgerv1.TransferView) *transferView {
 		reference: t.GetReference(), metadata: metadataText(t.GetMetadata()),
 		effectiveAt: lineTime(t.GetEffectiveAt().AsTime()), recordedAt: lineTime(t.GetRecordedAt().AsTime()),
 		pendingID: t.GetPendingId(), resolvedBy: t.GetResolvedBy(), reverses: t.GetReverses(), reversedBy: t.GetReversedBy(),
-		postings: make([]transferPosting, len(t.GetPostings()))}
+		alert: t.GetAlert(), postings: make([]transferPosting, len(t.GetPostings()))}
 	if t.GetExpiresAt() != nil {
 		v.expiresAt = lineTime(t.GetExpiresAt().AsTime())
 	}
@@ -228,7 +230,7 @@ func (v *transferView) digest(seed maphash.Seed, scratch *[]byte) uint64 {
 		b = append(b, s...)
 		b = append(b, 0) // no field holds a NUL
 	}
-	for _, s := range [...]string{v.id, v.reference, v.metadata, v.pendingID, v.resolvedBy, v.reverses} {
+	for _, s := range [...]string{v.id, v.reference, v.metadata, v.pendingID, v.resolvedBy, v.reverses, v.alert} {
 		text(s)
 	}
 	for _, s := range v.reversedBy {

@@ -124,7 +124,8 @@ func diffTransfer(want, got *transferView) *field {
 		field{"pending_id", want.pendingID, got.pendingID},
 		field{"resolved_by", want.resolvedBy, got.resolvedBy},
 		field{"reverses", want.reverses, got.reverses},
-		field{"reversed_by", strings.Join(want.reversedBy, ","), strings.Join(got.reversedBy, ",")}))
+		field{"reversed_by", strings.Join(want.reversedBy, ","), strings.Join(got.reversedBy, ",")},
+		field{"alert", want.alert, got.alert}))
 }
 
 // enumText is an enum's name as the read model stores it: posted, not

@@ -73,6 +73,8 @@ func TestVerifyCatchesEditedTransfer(t *testing.T) {
 		{"resolution", "t.kind = 'pending' AND t.status = 'voided'", "resolved_by", "text", "'someone-else'", "resolved_by"},
 		{"expiry", "t.kind = 'pending' AND t.expires_at IS NOT NULL", "expires_at", "timestamptz",
 			"t.expires_at + interval '1 second'", "expires_at"},
+		// A client's hold made to look like a rule's (projections 0030).
+		{"alert", "t.kind = 'pending'", "alert", "text", "'main:1:big:bob'", "alert"},
 	} {
 		id, pos := pick(c.where)
 		var was *string

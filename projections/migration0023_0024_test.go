@@ -295,6 +295,8 @@ func (e *env) backBeforeNumberedTransfers() {
 			`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0024_transfers_keyed_by_numbers.sql'`,
 			// The postings were jsonb then: 0027 makes them json again.
 			`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0027_transfers_postings_json.sql'`,
+			// Nor had they an alert: 0030 adds it.
+			`DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0030_transfers_alert.sql'`,
 		)
 	}))
 }

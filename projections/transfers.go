@@ -21,7 +21,7 @@ import (
 type Transfers struct{}
 
 func (Transfers) Name() string { return "transfers" }
-func (Transfers) Version() int { return 1 }
+func (Transfers) Version() int { return 2 }
 
 // Tables lists the read-model tables Transfers writes that are keyed by
 // ledger. The transfers are keyed by the ledger key's number instead
@@ -89,6 +89,8 @@ type transferRow struct {
 	pendingID, resolvedBy, reverses string
 	reversedBy                      []string
 	expiresAt                       *time.Time
+	// alert is a rule's hold's (TransferPending.Alert).
+	alert string
 
 	loaded, changed bool
 }
@@ -198,7 +200,7 @@ func (f *transferFold) apply(rec *eventstore.Record, e domain.Event) error {
 			ps[i] = transferPosting{Debit: p.Debit, Credit: p.Credit, Asset: p.Asset, Amount: p.Amount, Remaining: ptrTo(p.Amount)}
 		}
 		r := f.create(rec, &h, transferKindPending, ps)
-		r.status, r.expiresAt = transferStatusPending, e.ExpiresAt
+		r.status, r.expiresAt, r.alert = transferStatusPending, e.ExpiresAt, e.Alert
 	case domain.PendingPosted:
 		if err := f.resolve(rec, e.PendingID, e.ID, transferStatusPendingPosted); err != nil {
 			return err
@@ -357,7 +359,7 @@ func appendAmountField(b []byte, key string, a *domain.Amount) []byte {
 
 // transferColumns are the columns COPY fills, in order.
 var transferColumns = []string{"ledger_no", "id", "kind", "status", "position", "postings", "reference", "metadata",
-	"effective_at", "recorded_at", "pending_id", "resolved_by", "reverses", "reversed_by", "expires_at", "updated_position"}
+	"effective_at", "recorded_at", "pending_id", "resolved_by", "reverses", "reversed_by", "expires_at", "updated_position", "alert"}
 
 // EffectiveNear is how far a transfer's effective time may be from its
 // recorded time for the transfer to be found by effective time through its
@@ -399,6 +401,7 @@ func (f *transferFold) insert(ctx context.Context, tx pgx.Tx) error {
 			w.null()
 		}
 		w.int8(int64(r.updatedPosition))
+		w.textOrNull(r.alert)
 	}
 	err := w.send(ctx, tx.Conn(), "transfers", transferColumns)
 	w.release(err)

@@ -99,6 +99,9 @@ type Transfer struct {
 	ReversedBy []string
 	// ExpiresAt is a hold's expiry; zero when it has none.
 	ExpiresAt time.Time
+	// Alert is the alert a rule's hold was placed for; "" for every other
+	// transfer.
+	Alert string
 }
 
 // Transfers is GetTransfers' answer.
@@ -143,7 +146,7 @@ type TransferPage struct {
 // transferCols are the columns readTransferRows reads after the
 // checkpoint, from the alias t.
 const transferCols = `t.id, t.kind, t.status, t.postings, t.reference, t.metadata, t.effective_at, t.recorded_at,
-	t.position, t.updated_position, t.pending_id, t.resolved_by, t.reverses, t.reversed_by, t.expires_at`
+	t.position, t.updated_position, t.pending_id, t.resolved_by, t.reverses, t.reversed_by, t.expires_at, t.alert`
 
 // getTransfersSQL reads the transfers of ledger $1 with the ids $2, in
 // their order, a row a missing one (without a transfer), and the
@@ -601,6 +604,7 @@ func scanTransferRow(rows pgx.Rows, page bool) func(*transferRow) error {
 		checkpoint                            int64
 		id, kind, status                      pgtype.Text
 		reference, pendingID, resolved, revID pgtype.Text
+		alert                                 pgtype.Text
 		postings, metadata                    pgtype.DriverBytes
 		effectiveAt, recordedAt, expiresAt    pgtype.Timestamptz
 		position, updated                     pgtype.Int8
@@ -608,7 +612,7 @@ func scanTransferRow(rows pgx.Rows, page bool) func(*transferRow) error {
 		hit, last                             pgtype.Bool
 	)
 	dest := []any{&checkpoint, &id, &kind, &status, &postings, &reference, &metadata, &effectiveAt, &recordedAt,
-		&position, &updated, &pendingID, &resolved, &revID, &reversedBy, &expiresAt}
+		&position, &updated, &pendingID, &resolved, &revID, &reversedBy, &expiresAt, &alert}
 	if page {
 		dest = append(dest, &hit, &last)
 	}
@@ -622,7 +626,7 @@ func scanTransferRow(rows pgx.Rows, page bool) func(*transferRow) error {
 		r.t = Transfer{ID: id.String, Kind: kind.String, Status: status.String, EffectiveAt: effectiveAt.Time.UTC(),
 			RecordedAt: recordedAt.Time.UTC(), Position: uint64(position.Int64), UpdatedPosition: uint64(updated.Int64),
 			Reference: reference.String, PendingID: pendingID.String, ResolvedBy: resolved.String, Reverses: revID.String,
-			ReversedBy: reversedBy}
+			ReversedBy: reversedBy, Alert: alert.String}
 		if expiresAt.Valid {
 			r.t.ExpiresAt = expiresAt.Time.UTC()
 		}

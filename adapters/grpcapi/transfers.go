@@ -156,7 +156,7 @@ func transferView(t *queries.Transfer) (*ledgerv1.TransferView, error) {
 	}
 	v := &ledgerv1.TransferView{Id: t.ID, Kind: kind, Status: st, Reference: t.Reference, Metadata: t.Metadata,
 		EffectiveAt: timestamppb.New(t.EffectiveAt), RecordedAt: timestamppb.New(t.RecordedAt), Position: t.Position,
-		PendingId: t.PendingID, ResolvedBy: t.ResolvedBy, Reverses: t.Reverses, ReversedBy: t.ReversedBy,
+		PendingId: t.PendingID, ResolvedBy: t.ResolvedBy, Reverses: t.Reverses, ReversedBy: t.ReversedBy, Alert: t.Alert,
 		Postings: make([]*ledgerv1.TransferPosting, len(t.Postings))}
 	if !t.ExpiresAt.IsZero() {
 		v.ExpiresAt = timestamppb.New(t.ExpiresAt)

@@ -352,6 +352,9 @@ func (c *client) printTransfers(views []*ledgerv1.TransferView, position uint64)
 		if len(v.GetReversedBy()) > 0 {
 			links = append(links, "reversed by "+strings.Join(v.GetReversedBy(), ","))
 		}
+		if v.GetAlert() != "" {
+			links = append(links, "held for alert "+v.GetAlert())
+		}
 		kind := strings.ToLower(strings.TrimPrefix(v.GetKind().String(), "TRANSFER_KIND_"))
 		st := strings.ToLower(strings.TrimPrefix(v.GetStatus().String(), "TRANSFER_STATUS_"))
 		for i, p := range v.GetPostings() {

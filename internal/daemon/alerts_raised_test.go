@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // raisedAlerts are the log's AlertRaised events, in position order: each
@@ -225,6 +227,29 @@ func TestHoldAction(t *testing.T) {
 	if !strings.Contains(hold, `"debit":"carol","credit":"review","asset":"USD","amount":"80.00"`) ||
 		!strings.Contains(hold, `"id":"`+domain.AlertHoldID(first)+`"`) {
 		t.Fatalf("hold of alert %s: %s", first, hold)
+	}
+	// The hold names its alert where it is read.
+	holdAt := h.head(t, ledger)
+	got, err := h.query.GetTransfers(ctx(t), &ledgerv1.GetTransfersRequest{Ledger: ledger, Ids: []string{domain.AlertHoldID(first)},
+		MinPosition: holdAt})
+	testenv.NoError(t, err)
+	if v := got.GetTransfers(); len(v) != 1 || v[0].GetAlert() != first || v[0].GetKind() != ledgerv1.TransferKind_TRANSFER_KIND_PENDING {
+		t.Fatalf("GetTransfers of the hold: %v, want a hold naming alert %s", v, first)
+	}
+	// A read model projected before projections 0030 gets its holds' alerts
+	// from the log.
+	pool, err := pgxpool.New(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(ctx(t), `UPDATE transfers SET alert = NULL WHERE id = $1`, domain.AlertHoldID(first))
+	testenv.NoError(t, err)
+	_, err = pool.Exec(ctx(t), `DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0030_transfers_alert.sql'`)
+	testenv.NoError(t, err)
+	testenv.NoError(t, projections.Migrate(ctx(t), pool))
+	got, err = h.query.GetTransfers(ctx(t), &ledgerv1.GetTransfersRequest{Ledger: ledger, Ids: []string{domain.AlertHoldID(first)}})
+	testenv.NoError(t, err)
+	if v := got.GetTransfers(); len(v) != 1 || v[0].GetAlert() != first {
+		t.Fatalf("GetTransfers of the hold after 0030 again: %v, want it naming alert %s", v, first)
 	}
 	// carol (min 0) holds 80.00, all of it held: nothing is available.
 	checkResults(t, "a debit of carol, her money held", h.transfers(t, ledger, transfer("t2", "carol", "alice", "1.00", "USD")),

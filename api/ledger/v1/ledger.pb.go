@@ -3136,7 +3136,10 @@ type TransferView struct {
 	Reverses   string   `protobuf:"bytes,12,opt,name=reverses,proto3" json:"reverses,omitempty"`
 	ReversedBy []string `protobuf:"bytes,13,rep,name=reversed_by,json=reversedBy,proto3" json:"reversed_by,omitempty"`
 	// A hold's expiry, if it has one.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// A hold a monitoring rule placed (RULE_ACTION_HOLD): the alert it holds
+	// for (ListAlerts). Its id is "alert-hold:" and a digest of the alert's.
+	Alert         string `protobuf:"bytes,15,opt,name=alert,proto3" json:"alert,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3267,6 +3270,13 @@ func (x *TransferView) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *TransferView) GetAlert() string {
+	if x != nil {
+		return x.Alert
+	}
+	return ""
 }
 
 type GetTransfersRequest struct {
@@ -8029,7 +8039,7 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x05asset\x18\x03 \x01(\tR\x05asset\x12\x16\n" +
 	"\x06amount\x18\x04 \x01(\tR\x06amount\x12\x1c\n" +
 	"\tremaining\x18\x05 \x01(\tR\tremaining\x12\x1a\n" +
-	"\breversed\x18\x06 \x01(\tR\breversed\"\xa4\x05\n" +
+	"\breversed\x18\x06 \x01(\tR\breversed\"\xba\x05\n" +
 	"\fTransferView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x17.ledger.v1.TransferKindR\x04kind\x121\n" +
@@ -8050,7 +8060,8 @@ const file_ledger_v1_ledger_proto_rawDesc = "" +
 	"\vreversed_by\x18\r \x03(\tR\n" +
 	"reversedBy\x129\n" +
 	"\n" +
-	"expires_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x1a;\n" +
+	"expires_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x14\n" +
+	"\x05alert\x18\x0f \x01(\tR\x05alert\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
