@@ -309,3 +309,43 @@ func TestAlerterFreezesWhileARaiseIsRefused(t *testing.T) {
 		t.Fatalf("alerts raised past one the writer refuses: %v", raised)
 	}
 }
+
+// TestAlertRaisedAfterTheWriterWentIdle: an alert the projection computes
+// only after the ledger's writer went idle (the alerts table locked until
+// then, as a backlog or a rebuild would hold it back) is still raised: the
+// alerter outlives the writer until the readers have caught up, then runs a
+// last round, which starts the writer again for it.
+func TestAlertRaisedAfterTheWriterWentIdle(t *testing.T) {
+	t.Parallel()
+	h := startIdle(t, "", newKey(t))
+	ledger := testenv.Name(t)
+	mon := h.monitoring(t)
+	h.setup(t, ledger)
+	h.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD"))
+	big := &ledgerv1.Rule{Id: "big", Asset: "USD", AccountPattern: "bob",
+		Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "100.00", Side: ledgerv1.Side_SIDE_DEBIT}}}
+	checkResults(t, "define", h.defineRules(t, mon, ledger, big), want{code: codeCreated})
+
+	conn, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx(t))
+	testenv.NoError(t, err)
+	_, err = tx.Exec(ctx(t), `LOCK TABLE alerts IN EXCLUSIVE MODE`)
+	testenv.NoError(t, err)
+	alert := fmt.Sprintf("%s:%d:big:bob", ledger, h.transferOK(t, ledger, transfer("t1", "bob", "carol", "150.00", "USD")))
+	// The writer goes idle after idleFor with nothing to do; the alerter
+	// has had nothing to read.
+	time.Sleep(10 * idleFor)
+	if raised := h.raisedAlerts(t, ledger); len(raised) != 0 {
+		t.Fatalf("alerts raised while the projection could not write them: %v", raised)
+	}
+	testenv.NoError(t, tx.Rollback(ctx(t)))
+
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if raised := h.eventsOf(t, ledger, domain.TypeAlertRaised, "id", alert); len(raised) != 1 {
+			return fmt.Errorf("alert %s raised %d times", alert, len(raised))
+		}
+		return nil
+	})
+}

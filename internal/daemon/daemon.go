@@ -117,9 +117,9 @@ type Main struct {
 	readers map[string]*ledgerReaders
 	// waking holds the ledgers a waiting query is starting the readers of.
 	waking map[string]bool
-	// alerters holds what stops the alerter of each ledger whose writer
-	// runs here (writesHere).
-	alerters map[string]context.CancelFunc
+	// alerters holds the alerter of each ledger whose writer runs here
+	// (writesHere), or ran until its readers stop (ledgerAlerter).
+	alerters map[string]*ledgerAlerter
 	// elsewhere holds when this process last found a ledger's projector
 	// lease held by another (leaseRetryAfter).
 	elsewhere map[string]time.Time
@@ -159,7 +159,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.readers, m.waking = map[string]*ledgerReaders{}, map[string]bool{}
-	m.alerters, m.elsewhere = map[string]context.CancelFunc{}, map[string]time.Time{}
+	m.alerters, m.elsewhere = map[string]*ledgerAlerter{}, map[string]time.Time{}
 	m.quiet = map[string]time.Time{}
 	m.roles = m.Config.Roles.orAll()
 	m.nodeID = cmp.Or(m.Config.NodeID, defaultNodeID(m.Config.GRPCAddr))

@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"errors"
 	"time"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
@@ -56,19 +57,48 @@ func (m *Main) startReaders(ledger string) {
 	}
 }
 
+// ledgerAlerter is a ledger's alerter (workflows.Alerter) running here.
+type ledgerAlerter struct {
+	stop context.CancelCauseFunc
+	// writing says the ledger's writer runs here (writesHere). Once it
+	// stops, the alerter goes on while the ledger's readers catch up, then
+	// runs a last round (errAlerterLast): an alert the projection computes
+	// after the writer went idle (a backlog, a rebuild) is raised then, the
+	// writer started again for it, rather than when a command next comes.
+	writing bool
+	// watching says a goroutine waits for the readers to stop
+	// (alerterAfterReaders).
+	watching bool
+}
+
+// errAlerterLast stops an alerter with a last round.
+var errAlerterLast = errors.New("the ledger's readers stopped: a last round")
+
+// alerterLastRoundMax bounds an alerter's last round.
+const alerterLastRoundMax = time.Minute
+
 // writesHere says whether the ledger's writer runs in this process: its
 // alerter runs as long (startReaders, stopReaders). m.mu is held.
-func (m *Main) writesHere(ledger string) bool { return m.alerters[ledger] != nil }
+func (m *Main) writesHere(ledger string) bool {
+	a := m.alerters[ledger]
+	return a != nil && a.writing
+}
 
 // ensureAlerter starts the ledger's alerter (workflows.Alerter) unless it
 // runs: through the writer, every alert becomes an AlertRaised event, and
-// those of rules with the freeze action freezes too. m.mu is held.
+// those of rules with the freeze action freezes too. An alerter still
+// running since the writer stopped goes on. m.mu is held.
 func (m *Main) ensureAlerter(ledger string) {
-	if m.alerters[ledger] != nil {
+	if a := m.alerters[ledger]; a != nil {
+		a.writing = true
 		return
 	}
-	ctx, cancel := context.WithCancel(m.readersCtx)
-	m.alerters[ledger] = cancel
+	ctx, stop := context.WithCancelCause(m.readersCtx)
+	m.alerters[ledger] = &ledgerAlerter{stop: stop, writing: true}
+	// It looks the writer up only when it has something to submit (and
+	// once, at its start, for its marks): running while the writer is
+	// stopped costs a read of the alerts a round, and starts the writer
+	// only for an alert to act on.
 	f := workflows.NewAlerter(ledger, queries.New(m.readPool, nil), func() (workflows.AlertWriter, error) {
 		w, err := m.ledgers.Writer(ledger)
 		if err != nil {
@@ -77,24 +107,85 @@ func (m *Main) ensureAlerter(ledger string) {
 		return w, nil
 	}, m.Logger)
 	m.wg.Add(1)
-	go func() { defer m.wg.Done(); f.Run(ctx, workflows.AlertEveryDefault) }()
+	go func() {
+		defer m.wg.Done()
+		f.Run(ctx, workflows.AlertEveryDefault)
+		if !errors.Is(context.Cause(ctx), errAlerterLast) || m.readersCtx.Err() != nil || m.draining.Load() {
+			return
+		}
+		last, cancel := context.WithTimeout(m.readersCtx, alerterLastRoundMax)
+		defer cancel()
+		for busy := true; busy; {
+			var err error
+			if busy, err = f.Round(last); err != nil {
+				m.Logger.Warn("alerter: last round", "ledger", ledger, "err", err)
+				return
+			}
+		}
+	}()
 }
 
-// stopReaders stops a ledger's alerter, and its relay and projections once
-// every projection has reached the ledger's head as it is then; the
-// registry calls it when the ledger's writer stops (archived, or idle).
-// Queries keep reading the read models they leave. A start meanwhile keeps
-// them running.
+// stopReaders stops a ledger's relay and projections once every projection
+// has reached the ledger's head as it is then, and its alerter after them
+// (ledgerAlerter); the registry calls it when the ledger's writer stops
+// (archived, or idle). Queries keep reading the read models they leave. A
+// start meanwhile keeps them running.
 func (m *Main) stopReaders(ledger string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if stop := m.alerters[ledger]; stop != nil {
-		stop()
-		delete(m.alerters, ledger)
+	a := m.alerters[ledger]
+	if a != nil {
+		a.writing = false
 	}
-	if r, ok := m.readers[ledger]; ok {
-		m.stopWhenCaughtUp(ledger, r)
+	r, ok := m.readers[ledger]
+	if !ok {
+		m.lastAlerterRound(ledger, a)
+		return
 	}
+	m.stopWhenCaughtUp(ledger, r)
+	if a != nil && !a.watching {
+		a.watching = true
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.alerterAfterReaders(ledger, a, r) }()
+	}
+}
+
+// alerterAfterReaders stops the alerter a, once the writer stopped, with a
+// last round when the ledger's readers r (and any that replace them, a
+// restart) have stopped; the writer starting again meanwhile keeps it.
+func (m *Main) alerterAfterReaders(ledger string, a *ledgerAlerter, r *ledgerReaders) {
+	for {
+		select {
+		case <-r.ctx.Done():
+		case <-m.readersCtx.Done():
+			return
+		}
+		m.mu.Lock()
+		next, ok := m.readers[ledger]
+		switch {
+		case m.alerters[ledger] != a || a.writing:
+			a.watching = false
+			m.mu.Unlock()
+			return // the writer started again: its next stop watches
+		case ok && next != r:
+			r = next
+			m.mu.Unlock()
+			continue // restarted readers
+		}
+		m.lastAlerterRound(ledger, a)
+		m.mu.Unlock()
+		return
+	}
+}
+
+// lastAlerterRound stops a (nil: none), the ledger's alerter while its
+// writer does not run here, with a last round. m.mu is held.
+func (m *Main) lastAlerterRound(ledger string, a *ledgerAlerter) {
+	if a == nil || a.writing || m.alerters[ledger] != a {
+		return
+	}
+	a.stop(errAlerterLast)
+	delete(m.alerters, ledger)
 }
 
 // catchUpReaders starts the ledger's relay and projections, if they do not
