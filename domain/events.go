@@ -175,6 +175,18 @@ func (PendingVoided) EventType() string        { return TypePendingVoided }
 func (PendingExpired) EventType() string       { return TypePendingExpired }
 func (TransferReversed) EventType() string     { return TypeTransferReversed }
 
+// EventTypes returns the name of every event type of the contract: those
+// UnmarshalEvent reads. A test holds it to the package's event structs (each
+// type with an EventType method), so that what must cover every event (the
+// golden files, the bounds of an import) cannot miss a new one.
+func EventTypes() []string {
+	return []string{TypeAssetDefined, TypeAccountOpened, TypeAccountBoundsChanged, TypeAccountMetadataSet,
+		TypeAccountClosed, TypeTransferCommitted, TypeTransferPending, TypePendingPosted, TypePendingVoided,
+		TypePendingExpired, TypeTransferReversed, TypeStatementImported, TypeMatchingRulesSet, TypeMatchedManually,
+		TypeUnmatched, TypePeriodClosed, TypeCategoryDefined, TypeAccountFrozen, TypeAccountUnfrozen, TypeRuleDefined,
+		TypeAlertRaised}
+}
+
 // MarshalEvent returns the canonical JSON of e through encoding/json: the
 // reference that AppendEvent, the fast path, is tested against.
 //

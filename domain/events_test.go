@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/ledgerd/ledger/domain"
 )
 
@@ -316,14 +322,81 @@ func TestEventGoldenCoversEveryType(t *testing.T) {
 	for _, tc := range goldenEvents {
 		have[tc.event.EventType()] = true
 	}
-	for _, typ := range []string{domain.TypeAssetDefined, domain.TypeAccountOpened, domain.TypeAccountBoundsChanged,
-		domain.TypeAccountMetadataSet, domain.TypeAccountClosed, domain.TypeTransferCommitted, domain.TypeTransferPending,
-		domain.TypePendingPosted, domain.TypePendingVoided, domain.TypePendingExpired, domain.TypeTransferReversed,
-		domain.TypeStatementImported, domain.TypeMatchingRulesSet, domain.TypeMatchedManually, domain.TypeUnmatched,
-		domain.TypePeriodClosed, domain.TypeCategoryDefined, domain.TypeAccountFrozen, domain.TypeAccountUnfrozen,
-		domain.TypeRuleDefined, domain.TypeAlertRaised} {
+	for _, typ := range domain.EventTypes() {
 		if !have[typ] {
 			t.Errorf("no golden file for %s", typ)
+		}
+	}
+}
+
+// TestEventTypesListsEveryEvent holds domain.EventTypes to the package's
+// source: every type with an EventType method returning a Type constant is
+// listed, and nothing else; and UnmarshalEvent knows each.
+func TestEventTypesListsEveryEvent(t *testing.T) {
+	fset := token.NewFileSet()
+	paths, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	consts := map[string]string{} // name → string value
+	var returned []string         // the constants EventType methods return
+	for _, path := range paths {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					v, ok := spec.(*ast.ValueSpec)
+					if !ok || d.Tok != token.CONST {
+						continue
+					}
+					for i, name := range v.Names {
+						if i < len(v.Values) {
+							if lit, ok := v.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+								consts[name.Name], _ = strconv.Unquote(lit.Value)
+							}
+						}
+					}
+				}
+			case *ast.FuncDecl:
+				if d.Recv == nil || d.Name.Name != "EventType" || d.Body == nil || len(d.Body.List) != 1 {
+					continue
+				}
+				ret, ok := d.Body.List[0].(*ast.ReturnStmt)
+				if !ok || len(ret.Results) != 1 {
+					t.Errorf("%s: an EventType method that is not one return of a constant", fset.Position(d.Pos()))
+					continue
+				}
+				id, ok := ret.Results[0].(*ast.Ident)
+				if !ok {
+					t.Errorf("%s: an EventType method that does not return a named constant", fset.Position(d.Pos()))
+					continue
+				}
+				returned = append(returned, id.Name)
+			}
+		}
+	}
+	var want []string
+	for _, name := range returned {
+		v, ok := consts[name]
+		if !ok {
+			t.Errorf("EventType returns %s, not a string constant of the package", name)
+		}
+		want = append(want, v)
+	}
+	got := domain.EventTypes()
+	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("EventTypes differs from the package's event types (-source +EventTypes):\n%s", diff)
+	}
+	for _, typ := range got {
+		if _, err := domain.UnmarshalEvent(typ, domain.SchemaVersion, []byte(`{}`)); errors.Is(err, domain.ErrUnknownEvent) {
+			t.Errorf("UnmarshalEvent does not know %s", typ)
 		}
 	}
 }
