@@ -228,9 +228,9 @@ func (c *ImportChecker) checkEnvelope(r *eventstore.Record) error {
 	case len(r.Type) == 0 || len(r.Type) > importTypeLenMax:
 		return refuse(pos, ErrImportEnvelope, "type of %d bytes", len(r.Type))
 	case !domain.ValidCommandID(r.CommandID):
-		// Every command id is an id, an asset code (an id too) or an
-		// alert's id.
-		return refuse(pos, ErrImportEnvelope, "command_id %.80q does not match [A-Za-z0-9:_.@-]{1,%d}", r.CommandID, domain.AlertIDLenMax)
+		// Every command id is an id, an asset code (an id too), a
+		// statement line's external id or an alert's id.
+		return refuse(pos, ErrImportEnvelope, "command_id %.80q does not match [A-Za-z0-9:_.@/-]{1,%d}", r.CommandID, domain.AlertIDLenMax)
 	case r.RecordedAt.Nanosecond()%1000 != 0:
 		return refuse(pos, ErrImportEnvelope, "recorded_at %s is not a whole microsecond", r.RecordedAt.Format(time.RFC3339Nano))
 	case r.RecordedAt.Before(c.recordedAt):

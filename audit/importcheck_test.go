@@ -99,6 +99,22 @@ func TestImportCheckerAcceptsAWritersLog(t *testing.T) {
 	}
 }
 
+// TestImportCheckerTakesStatementLines: a statement line's command id is
+// its external id, which may hold '/', as a bank's ("2026-01-02/000123").
+func TestImportCheckerTakesStatementLines(t *testing.T) {
+	t.Parallel()
+	l := &importLog{ledger: "books", at: importEffective}
+	l.recs = importSampleLog()
+	line := domain.StatementImported{Account: "alice", Source: "acme-bank", ExternalID: "2026-01-02/000123", Amount: importUSD(100),
+		Direction: domain.SideCredit, ValueDate: "2026-01-02"}
+	l.at = l.recs[len(l.recs)-1].RecordedAt
+	l.add(line.ExternalID, line)
+	importReseal(l.recs)
+	if _, err := importCheck(l.recs); err != nil {
+		t.Errorf("a statement line of external id %s: %v", line.ExternalID, err)
+	}
+}
+
 func TestImportCheckerRefusesTheFirstBadEvent(t *testing.T) {
 	t.Parallel()
 	extra := func(recs []eventstore.Record, id string, e domain.Event) []eventstore.Record {

@@ -66,10 +66,21 @@ func idBytes(s string, n int) bool {
 }
 
 // ValidCommandID reports whether s may be an event's command id: an id, an
-// asset code, or an alert's id (a RaiseAlert's, an alert's FreezeAccount's),
-// which joins a ledger, a position, a rule and an account id, so
-// [A-Za-z0-9:_.@-]{1,512} (AlertIDLenMax).
-func ValidCommandID(s string) bool { return idBytes(s, AlertIDLenMax) }
+// asset code, a statement line's external id (which may hold '/'), or an
+// alert's id (a RaiseAlert's, an alert's FreezeAccount's), which joins a
+// ledger, a position, a rule and an account id, so [A-Za-z0-9:_.@/-]{1,512}
+// (AlertIDLenMax).
+func ValidCommandID(s string) bool {
+	if len(s) == 0 || len(s) > AlertIDLenMax {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '/' && !idByte(c) {
+			return false
+		}
+	}
+	return true
+}
 
 // idByte reports whether c may stand in an id: [A-Za-z0-9:_.@-].
 func idByte(c byte) bool {
