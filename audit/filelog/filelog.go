@@ -14,8 +14,9 @@ import (
 
 // Limits of Log.
 const (
-	// fileLineMax bounds one line of an export: an event of 64 postings with
-	// its metadata is far below it.
+	// fileLineMax bounds one line of an export: the longest a writer writes
+	// (audit.ImportLineMax, a period's close over the most assets) is below
+	// it.
 	fileLineMax = 4 << 20
 	// filePageMax is the records Log hands over at once.
 	filePageMax = 1000
