@@ -11,6 +11,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/audit"
+	"github.com/ledgerd/ledger/domain"
 )
 
 // spaces is an endless body of white space.
@@ -98,5 +100,28 @@ func BenchmarkDecodeFaultManyKeys(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDecoderTakesTheLargestEvent: a REST import line holding one event of
+// the largest payload a writer writes (audit.ImportPayloadMax), every byte
+// of it escaped as a JSON encoder may (\u00XX: six bytes a byte), is within
+// messageJSONMax and decodes.
+func TestDecoderTakesTheLargestEvent(t *testing.T) {
+	var line strings.Builder
+	line.WriteString(`{"ledger": "a", "events": [{"position": "1", "type": "PeriodClosed", "command_id": "`)
+	line.WriteString(strings.Repeat("c", domain.AlertIDLenMax))
+	line.WriteString(`", "payload": "`)
+	line.WriteString(strings.Repeat(`\u0022`, audit.ImportPayloadMax))
+	line.WriteString(`", "prev_hash": "` + strings.Repeat("0", 64) + `", "hash": "` + strings.Repeat("0", 64) + `"}]}` + "\n")
+	if line.Len() > messageJSONMax {
+		t.Fatalf("a line of %d bytes, messageJSONMax is %d", line.Len(), messageJSONMax)
+	}
+	var m ledgerv1.ImportEventsRequest
+	if err := testMarshaler().NewDecoder(strings.NewReader(line.String())).Decode(&m); err != nil {
+		t.Fatalf("decode a line of %d bytes: %v", line.Len(), err)
+	}
+	if got := m.GetEvents()[0].GetPayload(); len(got) != audit.ImportPayloadMax {
+		t.Errorf("payload of %d bytes, want %d", len(got), audit.ImportPayloadMax)
 	}
 }

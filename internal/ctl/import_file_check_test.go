@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 	"github.com/ledgerd/ledger/anchor"
 	"github.com/ledgerd/ledger/audit"
 	"github.com/ledgerd/ledger/audit/filelog"
+	"github.com/ledgerd/ledger/audit/logtest"
 	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
@@ -210,5 +212,25 @@ func TestVerifyInAgreesWithImportOnABlankLine(t *testing.T) {
 	if importErr != nil || !rep.Clean() {
 		t.Errorf("log import: %v; audit verify --in: clean %v, %+v; want both to skip the blank line",
 			importErr, rep.Clean(), rep.Divergence)
+	}
+}
+
+// TestImportScanTakesTheLargestEvents: log import reads and checks a log of
+// the largest event of every type a writer decides (a period's close over
+// the most assets is a line of over a megabyte), and a message of its
+// events, however full, stays within ledgerd's bound of one.
+func TestImportScanTakesTheLargestEvents(t *testing.T) {
+	l := logtest.LargestLog(t)
+	b, err := audit.AppendExport(nil, l.Records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := scanExport(t, b); err != nil {
+		t.Errorf("importScan: %v", err)
+	}
+	// importSend sends once a message holds importMessageBytesMax: the
+	// event that fills it may be the largest line.
+	if got := importMessageBytesMax + audit.ImportLineMax + importEnvelopeBytes; got > grpcapi.RecvMaxLarge {
+		t.Errorf("a message of up to %d bytes, ledgerd takes %d", got, grpcapi.RecvMaxLarge)
 	}
 }
