@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // A body of a declared length takes its room before it is read, waiting
@@ -32,26 +34,31 @@ const (
 // good.
 const ImportIdleDefault = time.Minute
 
-// errNoRoom is a body that found no room among the bodies in flight as it
-// grew; errorHandler answers it ResourceExhausted (429).
+// errNoRoom is a body that found no room among the bodies in flight, or in
+// its key's share, as it grew; errorHandler answers it ResourceExhausted
+// (429), saying which (meteredBody.starved).
 var errNoRoom = errors.New("no room among the request bodies in flight")
 
 // meteredBody is a request body holding room among the gateway's bodies in
-// flight (Gateway.bodies): held, taken before it is read, and more as it is
-// read past it, up to max (see bodyFirst); release gives it all back when
-// the call ends. A body past max reads on without more room: max is its
-// declared length, its route's bound (which http.MaxBytesReader enforces
-// below it), or for a log import the bound of the one message its decoder
-// holds at a time.
+// flight (Gateway.bodies), and as much of its key's share when it has one:
+// held, taken before it is read, and more as it is read past it, up to max
+// (see bodyFirst); release gives it all back when the call ends. A body
+// past max reads on without more room: max is its declared length, its
+// route's bound (which http.MaxBytesReader enforces below it), or for a log
+// import the bound of the one message its decoder holds at a time.
 type meteredBody struct {
 	r        io.ReadCloser
 	rooms    *semaphore.Weighted
 	roomsMax int64 // rooms' size, for the refusal's text
-	max      int64
-	read     int64
-	held     int64
-	// starved is set once a read found no room.
-	starved bool
+	// share is the key's share, nil without a key: held is taken from it
+	// first, and given back to it with rooms'.
+	share *keyShare
+	max   int64
+	read  int64
+	held  int64
+	// starved is the refusal to answer once a read found no room, in
+	// rooms or in share; nil until then.
+	starved error
 	// idle, when set, bounds each read: the connection's read deadline is
 	// moved idle past the start of every read (through rc).
 	idle time.Duration
@@ -88,8 +95,16 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 // (less at max), if it is free: never waiting while holding some.
 func (b *meteredBody) grow() error {
 	n := min(max(b.held, bodyStepMin), bodyStepMax, b.max-b.held)
+	if b.share != nil && !b.share.room.TryAcquire(n) {
+		b.starved = b.share.refusal(0)
+		return errNoRoom
+	}
 	if !b.rooms.TryAcquire(n) {
-		b.starved = true
+		if b.share != nil {
+			b.share.room.Release(n)
+		}
+		b.starved = status.Errorf(codes.ResourceExhausted, "the gateway is reading other request bodies "+
+			"(%d bytes at most at once): retry", b.roomsMax)
 		return errNoRoom
 	}
 	b.held += n
@@ -98,11 +113,18 @@ func (b *meteredBody) grow() error {
 
 func (b *meteredBody) Close() error { return b.r.Close() }
 
-// release gives back the room the body took.
+// release gives back the room the body took, and its key's share.
 func (b *meteredBody) release() {
 	if b.held > 0 {
 		b.rooms.Release(b.held)
+		if b.share != nil {
+			b.share.room.Release(b.held)
+		}
 		b.held = 0
+	}
+	if b.share != nil {
+		b.share.put()
+		b.share = nil
 	}
 }
 

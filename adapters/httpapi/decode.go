@@ -58,9 +58,8 @@ func parseDecodeError(msg string) (field, reason string, ok bool) {
 // errorHandler writes every error as grpc-gateway does, a decodeError first
 // made the InvalidArgument every other bad field is.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if b := meteredOf(r.Body); b != nil && b.starved {
-		err = status.Errorf(codes.ResourceExhausted, "the gateway is reading other request bodies (%d bytes at most at once): retry",
-			b.roomsMax)
+	if b := meteredOf(r.Body); b != nil && b.starved != nil {
+		err = b.starved
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
 		if field, reason, ok := parseDecodeError(st.Message()); ok {

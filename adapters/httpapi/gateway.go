@@ -66,17 +66,22 @@ type Options struct {
 	DialOptions []grpc.DialOption
 	// Authorize, when set, checks a request's key and that it may call
 	// method (the gRPC full method name its route calls, "" for a route
-	// the gateway cannot name) before its body is read, and returns a gRPC
-	// status error to answer instead; the ledger scope, which needs the
-	// message, is the gRPC server's. It is called only for a request that
-	// matched a route.
-	Authorize func(r *http.Request, method string) error
+	// the gateway cannot name) before its body is read, and returns the
+	// key's id, whose share of the bodies in flight the body takes
+	// (BodiesInFlightPerKeyMax; "": none), or a gRPC status error to
+	// answer instead; the ledger scope, which needs the message, is the
+	// gRPC server's. It is called only for a request that matched a route.
+	Authorize func(r *http.Request, method string) (key string, err error)
 	// BodiesInFlightMax bounds the bytes of request bodies the gateway
 	// reads at once, all calls together; 0: BodiesInFlightMaxDefault.
-	// BodyWait bounds how long a call waits for room before it is refused
-	// (ResourceExhausted, 429); 0: bodyWaitDefault.
-	BodiesInFlightMax int64
-	BodyWait          time.Duration
+	// BodiesInFlightPerKeyMax bounds what the bodies of one key (the one
+	// Authorize returns) hold of it; 0: a quarter of BodiesInFlightMax.
+	// Both are at least BodyMax. BodyWait bounds how long a call waits for
+	// room before it is refused (ResourceExhausted, 429); 0:
+	// bodyWaitDefault.
+	BodiesInFlightMax       int64
+	BodiesInFlightPerKeyMax int64
+	BodyWait                time.Duration
 	// ImportIdle bounds how long a log import's body may send nothing
 	// before the call fails; 0: ImportIdleDefault.
 	ImportIdle time.Duration
@@ -90,6 +95,14 @@ type Options struct {
 // for a log import.
 const BodiesInFlightMaxDefault = 256 << 20
 
+// bodiesPerKeyDivisor makes the default share of one key of the bodies in
+// flight (Options.BodiesInFlightPerKeyMax): a quarter, as the gRPC
+// server's (grpcapi.RecvBytesPerKeyMax of grpcapi.RecvBytesInFlightMax).
+// Without one, a key whose uploads stall (headers sent, the body never
+// finished) could hold the whole budget, and every other key's bodies
+// would be refused after BodyWait.
+const bodiesPerKeyDivisor = 4
+
 // bodyWaitDefault is how long a call waits for room among the bodies in
 // flight before it is refused: room comes back as calls end.
 const bodyWaitDefault = 10 * time.Second
@@ -100,11 +113,13 @@ type Gateway struct {
 	conn      *connPool
 	mux       *runtime.ServeMux
 	bodyMax   int64
-	authorize func(r *http.Request, method string) error
+	authorize func(r *http.Request, method string) (string, error)
 	// bodies holds the bytes reserved by the bodies being read, at most
-	// bodiesMax; bodyWait bounds a wait for room.
+	// bodiesMax; shares holds what each key's bodies reserved of them;
+	// bodyWait bounds a wait for room.
 	bodies    *semaphore.Weighted
 	bodiesMax int64
+	shares    *keyShares
 	bodyWait  time.Duration
 	// importIdle bounds a log import's wait for a byte of its body.
 	importIdle time.Duration
@@ -134,6 +149,10 @@ func NewGateway(grpcAddr string, opts Options) (*Gateway, error) {
 	// would refuse such a body after waiting, however idle the gateway.
 	g.bodiesMax = max(cmp.Or(opts.BodiesInFlightMax, BodiesInFlightMaxDefault), g.bodyMax)
 	g.bodies = semaphore.NewWeighted(g.bodiesMax)
+	// As much as the budget at most, and room for one body of the largest
+	// bound at least, for the same reason.
+	perKey := cmp.Or(opts.BodiesInFlightPerKeyMax, g.bodiesMax/bodiesPerKeyDivisor)
+	g.shares = newKeyShares(min(max(perKey, g.bodyMax), g.bodiesMax))
 	// The context is only the registration's: each call runs on its request's.
 	ctx := context.Background()
 	// In this order, as before: a pattern registered later wins a tie.
@@ -290,8 +309,10 @@ func foreignOrigin(r *http.Request) bool {
 func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
 		method := gatewayRoutes.method(r)
+		var key string
 		if g.authorize != nil {
-			if err := g.authorize(r, method); err != nil {
+			var err error
+			if key, err = g.authorize(r, method); err != nil {
 				g.refuse(w, r, err)
 				return
 			}
@@ -303,7 +324,7 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 			// (messageJSONMax), one held at a time, and each read waits at
 			// most ImportIdle for a byte. Lifted only now that its caller
 			// may import.
-			body, err := g.meter(r, r.Body, min(bodyFirst, g.bodiesMax), min(messageJSONMax, g.bodiesMax))
+			body, err := g.meter(r, key, r.Body, bodyFirst, messageJSONMax)
 			if err != nil {
 				g.refuse(w, r, err)
 				return
@@ -328,7 +349,7 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 		if r.ContentLength >= 0 {
 			first, room = r.ContentLength, r.ContentLength
 		}
-		body, err := g.meter(r, http.MaxBytesReader(w, r.Body, bodyMax), first, room)
+		body, err := g.meter(r, key, http.MaxBytesReader(w, r.Body, bodyMax), first, room)
 		if err != nil {
 			g.refuse(w, r, err)
 			return
@@ -340,24 +361,60 @@ func (g *Gateway) admit(next runtime.HandlerFunc) runtime.HandlerFunc {
 }
 
 // meter returns body holding first bytes of room among the bodies in
-// flight, taking more as it is read, up to max; the caller releases it when
-// the call ends. It waits at most bodyWait for first.
+// flight, and of key's share of them (none when key is ""), taking more as
+// it is read, up to max; the caller releases it when the call ends. first
+// and max are cut to what one body may hold: the whole budget, or key's
+// share. It waits at most bodyWait for first: for key's share, then for
+// the budget, so a key waiting on its own share holds none of everyone's.
 //
-// Errors: ResourceExhausted (429) when no room came in time; the request's
-// context's when it ended (the client left).
-func (g *Gateway) meter(r *http.Request, body io.ReadCloser, first, max int64) (*meteredBody, error) {
-	if first > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), g.bodyWait)
-		defer cancel()
-		if err := g.bodies.Acquire(ctx, first); err != nil {
-			if cerr := r.Context().Err(); cerr != nil {
-				return nil, status.FromContextError(cerr).Err() // the client left: no retry to ask for
-			}
-			return nil, status.Errorf(codes.ResourceExhausted, "the gateway is reading other request bodies (%d bytes asked, "+
-				"%d at most at once): retry", first, g.bodiesMax)
+// Errors: ResourceExhausted (429) when no room came in time, in key's
+// share or in the budget, or when the gateway reads the bodies of
+// apikeys.KeysMax keys already; the request's context's when it ended (the
+// client left).
+func (g *Gateway) meter(r *http.Request, key string, body io.ReadCloser, first, max int64) (*meteredBody, error) {
+	limit := g.bodiesMax
+	if key != "" {
+		limit = g.shares.max
+	}
+	first, max = min(first, limit), min(max, limit)
+	b := &meteredBody{r: body, rooms: g.bodies, roomsMax: g.bodiesMax, max: max}
+	if key != "" && max > 0 {
+		s, err := g.shares.take(key)
+		if err != nil {
+			return nil, err
+		}
+		b.share = s
+	}
+	if first <= 0 {
+		return b, nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.bodyWait)
+	defer cancel()
+	if s := b.share; s != nil {
+		if err := s.room.Acquire(ctx, first); err != nil {
+			b.release()
+			return nil, refusedOr(r, s.refusal(first))
 		}
 	}
-	return &meteredBody{r: body, rooms: g.bodies, roomsMax: g.bodiesMax, max: max, held: first}, nil
+	if err := g.bodies.Acquire(ctx, first); err != nil {
+		if b.share != nil {
+			b.share.room.Release(first)
+		}
+		b.release()
+		return nil, refusedOr(r, status.Errorf(codes.ResourceExhausted, "the gateway is reading other request bodies "+
+			"(%d bytes asked, %d at most at once): retry", first, g.bodiesMax))
+	}
+	b.held = first
+	return b, nil
+}
+
+// refusedOr is refusal, or the status of r's context when it ended: the
+// client left, no retry to ask for.
+func refusedOr(r *http.Request, refusal error) error {
+	if err := r.Context().Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	return refusal
 }
 
 // refuse answers r with err, as grpc-gateway answers a failed call.

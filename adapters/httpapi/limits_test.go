@@ -38,14 +38,14 @@ func (r *readRecorder) Close() error { return nil }
 // unread (and no gRPC server needed); Authorize is asked about the method
 // the route calls.
 func TestGatewayAuthorizesBeforeTheBody(t *testing.T) {
-	gw, err := httpapi.NewGateway("127.0.0.1:1", httpapi.Options{Authorize: func(r *http.Request, method string) error {
+	gw, err := httpapi.NewGateway("127.0.0.1:1", httpapi.Options{Authorize: func(r *http.Request, method string) (string, error) {
 		switch {
 		case r.Header.Get("Authorization") != "Bearer good":
-			return status.Error(codes.Unauthenticated, "no")
+			return "", status.Error(codes.Unauthenticated, "no")
 		case method != "/ledger.v1.QueryService/GetBalances":
-			return status.Errorf(codes.PermissionDenied, "not %s", method)
+			return "", status.Errorf(codes.PermissionDenied, "not %s", method)
 		}
-		return nil
+		return "good", nil
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -83,9 +83,9 @@ func TestGatewayAuthorizesBeforeTheBody(t *testing.T) {
 // (a route the gateway could not name would be refused to every key).
 func TestGatewayRoutesNameTheirMethods(t *testing.T) {
 	var asked string
-	gw, err := httpapi.NewGateway("127.0.0.1:1", httpapi.Options{Authorize: func(_ *http.Request, method string) error {
+	gw, err := httpapi.NewGateway("127.0.0.1:1", httpapi.Options{Authorize: func(_ *http.Request, method string) (string, error) {
 		asked = method
-		return status.Error(codes.PermissionDenied, "asked")
+		return "", status.Error(codes.PermissionDenied, "asked")
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -250,5 +250,134 @@ func TestGatewayConcurrentBodiesDoNotStarve(t *testing.T) {
 		if codes[i] == http.StatusTooManyRequests || codes[i] < 0 {
 			t.Errorf("body %d of 4 × 1 MiB in a 2 MiB budget: %d %.200s, want an answer once the first two are read", i, codes[i], outs[i])
 		}
+	}
+}
+
+// keyOfBearer is an Authorize that takes every bearer for a key of that
+// name: key "a" for "Bearer a".
+func keyOfBearer(r *http.Request, _ string) (string, error) {
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), nil
+}
+
+// stall starts a POST of path as key whose body sends sent and then waits
+// until the returned func sends the rest and reports the status; length -1
+// is chunked.
+func stall(t *testing.T, hs *httptest.Server, path, key string, length int64, sent, rest string) (finish func() int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	req, err := http.NewRequestWithContext(ctx, "POST", hs.URL+path, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = length
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
+	done := make(chan int, 1)
+	go func() {
+		resp, err := hs.Client().Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	if _, err := io.WriteString(pw, sent); err != nil { // the gateway reads: the room is taken
+		t.Fatal(err)
+	}
+	return func() int {
+		_, _ = io.WriteString(pw, rest)
+		pw.Close()
+		return <-done
+	}
+}
+
+// doChunked POSTs body to path with authorization, chunked (of no declared
+// length), and returns the status and the reply.
+func doChunked(t *testing.T, hs *httptest.Server, path, body, authorization string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", hs.URL+path, io.MultiReader(strings.NewReader(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", authorization)
+	resp, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(out)
+}
+
+// TestGatewayBodiesShareOfAKey: one key's bodies hold at most its share of
+// the bodies in flight, a quarter of them by default; beyond it the key's
+// bodies are refused (429, saying it is the key's share) while another
+// key's are read, and the share comes back with the bytes. A body of a
+// declared length takes its room before it is read: one of the share's
+// size, at the bound, is admitted and the key's next is refused. A chunked
+// body takes more room as it grows, and is refused when its key's share
+// has none left.
+func TestGatewayBodiesShareOfAKey(t *testing.T) {
+	asset := `{"code":"USD","scale":2}`
+	padded := func(n int) string { return asset + strings.Repeat(" ", n-len(asset)) }
+	transfers := func(n int) string { return `{"transfers":[]}` + strings.Repeat(" ", n-len(`{"transfers":[]}`)) }
+	for _, tc := range []struct {
+		name          string
+		bodyMax       int64
+		path          string
+		length        int64 // of the stalled body: -1 chunked
+		stalled, next string
+		nextChunked   bool
+	}{
+		// A share of 64 bytes: the stalled body's.
+		{"declared length", 64, "/v1/ledgers/demo/assets", 64, padded(64), asset, false},
+		// A share of 2 MiB: the stalled body holds 1 MiB of it, the next
+		// takes the other at once, then finds no more as it grows.
+		{"chunked, as it grows", 2 << 20, "/v1/ledgers/demo/transfers", -1, transfers(1 << 20), transfers(2 << 20), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, hs := serve(t, httpapi.Options{BodyMax: tc.bodyMax, BodiesInFlightMax: 4 * tc.bodyMax,
+				BodyWait: 200 * time.Millisecond, Authorize: keyOfBearer})
+			next := func(key string) (int, string) {
+				if tc.nextChunked {
+					return doChunked(t, hs, tc.path, tc.next, "Bearer "+key)
+				}
+				return do(t, hs, "POST", tc.path, tc.next, "Authorization", "Bearer "+key)
+			}
+			finish := stall(t, hs, tc.path, "a", tc.length, tc.stalled[:10], tc.stalled[10:])
+			// Once the stalled body holds a's share (its headers may reach the
+			// gateway after this call's), a's next body is refused.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				code, body := next("a")
+				if code == http.StatusTooManyRequests && decodeError(t, body).Code == codes.ResourceExhausted &&
+					strings.Contains(body, "api key a's other request bodies hold its share") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("key a's body while its share is held: %d %s, want 429 for its key's share", code, body)
+				}
+			}
+			if code, body := next("b"); code != http.StatusOK {
+				t.Errorf("key b's body while key a's share is held: %d %s, want 200", code, body)
+			}
+			if code := finish(); code != http.StatusOK {
+				t.Fatalf("the stalled body: status %d, want 200", code)
+			}
+			if code, body := next("a"); code != http.StatusOK {
+				t.Errorf("key a's body once its stalled one is read: %d %s, want 200", code, body)
+			}
+		})
 	}
 }

@@ -143,17 +143,20 @@ func (m *Main) serve() error {
 	// REST/JSON: grpc-gateway calling our own gRPC listener (see adapters/httpapi).
 	gwOpts := httpapi.Options{DialOptions: append(gatewayDialOptions(tlsCfg), m.tracingDialOptions()...)}
 	if m.auth != nil {
-		gwOpts.Authorize = func(r *http.Request, method string) error {
+		gwOpts.Authorize = func(r *http.Request, method string) (string, error) {
 			key, err := m.auth.AuthenticateFor(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"), method)
 			if err != nil {
 				// Refused before its body is read, by its key or its
 				// method's role, as TapHandle refuses a gRPC call:
 				// counted with those.
 				m.auth.OnRefused(status.Code(err))
-				return err
+				return "", err
 			}
 			httpConns.authenticated(r.RemoteAddr, key.ID)
-			return nil
+			// The body takes its room in this key's share, as the gRPC
+			// server's receive budget charges a call to the key TapHandle
+			// found.
+			return key.ID, nil
 		}
 	}
 	if m.gateway, err = httpapi.NewGateway(dialable(m.GRPCAddr()), gwOpts); err != nil {
