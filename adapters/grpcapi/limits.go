@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"context"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -303,20 +304,25 @@ func (l *failureLimiter) sweep(now time.Time) bool {
 }
 
 // sourceOf is the rate-limited source of a remote address (host:port or a
-// bare host): the IPv4 address, or the IPv6 /64.
+// bare host): the IPv4 address (an IPv4-mapped IPv6 address as IPv4), or
+// the IPv6 /64, whose every address its client may use in turn. A
+// link-local address comes with its zone (fe80::1%eth0, the interface it
+// came in on), which is dropped with the host bits: such an address must
+// not be taken for a host that is no address, each one a source of its
+// own.
 func sourceOf(addr string) string {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr
 	}
-	ip := net.ParseIP(host)
+	ip, err := netip.ParseAddr(host)
 	switch {
-	case ip == nil:
+	case err != nil:
 		return host
-	case ip.To4() != nil:
-		return ip.To4().String()
+	case ip.Unmap().Is4():
+		return ip.Unmap().String()
 	default:
-		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+		return netip.PrefixFrom(ip.WithZone(""), 64).Masked().String()
 	}
 }
 

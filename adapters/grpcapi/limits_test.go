@@ -85,13 +85,24 @@ func TestFailureLimiter(t *testing.T) {
 	}
 }
 
-// TestSourceOf: IPv4 by address, IPv6 by /64.
+// TestSourceOf: IPv4 by address, IPv6 by /64 (a link-local address's
+// zone dropped), an IPv4-mapped IPv6 address as IPv4; a host that is no
+// address (a Unix socket's) as it is.
 func TestSourceOf(t *testing.T) {
 	for addr, want := range map[string]string{
-		"10.1.2.3:4567":             "10.1.2.3",
-		"[2001:db8:1:2:3:4:5:6]:80": "2001:db8:1:2::/64",
-		"[2001:db8:1:2:ff::1]:81":   "2001:db8:1:2::/64",
-		"[::ffff:10.1.2.3]:80":      "10.1.2.3",
+		"10.1.2.3:4567":                         "10.1.2.3",
+		"10.1.2.4:4567":                         "10.1.2.4",
+		"10.1.2.3":                              "10.1.2.3",
+		"[2001:db8:1:2:3:4:5:6]:80":             "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ff::1]:81":               "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff:ffff:ffff:ffff]:81": "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:80":                  "2001:db8:1:3::/64",
+		"2001:db8:1:2::9":                       "2001:db8:1:2::/64",
+		"[::ffff:10.1.2.3]:80":                  "10.1.2.3",
+		"[fe80::1%eth0]:80":                     "fe80::/64",
+		"[fe80::2:3%eth0]:80":                   "fe80::/64",
+		"[::1]:80":                              "::/64",
+		"@":                                     "@",
 	} {
 		if got := sourceOf(addr); got != want {
 			t.Errorf("sourceOf(%s) = %s, want %s", addr, got, want)
