@@ -731,9 +731,19 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	c.logf("devpg: starting postgres in %s (socket %s)", c.dataDir, c.sockDir)
 	began := time.Now()
-	if _, err := c.run(ctx, "pg_ctl", "start", "-D", c.dataDir, "-l", c.logPath, "-w",
+	// pg_ctl runs to its end (bounded by its own -t) whatever ctx: killed
+	// while it waits, it leaves the postmaster it forked starting, whose
+	// postmaster.pid may not say so yet (a pg_ctl status at that instant
+	// answers "no server"), so nothing could stop it. Once pg_ctl is done
+	// the server is up or gone, and an ended ctx fails the start, which
+	// stops it (Start's stopAfterFailure). A second signal to ledgerd
+	// exits at once meanwhile.
+	if _, err := c.run(context.WithoutCancel(ctx), "pg_ctl", "start", "-D", c.dataDir, "-l", c.logPath, "-w",
 		"-t", strconv.Itoa(pgctlWaitSeconds)); err != nil {
 		return fmt.Errorf("start cluster %s: %w\nserver log tail:\n%s", c.dataDir, err, tail(c.logPath))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("start cluster %s: %w", c.dataDir, err)
 	}
 	c.logf("devpg: postgres ready in %v", time.Since(began).Round(time.Millisecond))
 	return nil
