@@ -16,18 +16,13 @@ import (
 
 // Limits of an import.
 const (
-	// ImportPayloadMax bounds one event's payload. The largest event a writer
-	// decides is a period's close over domain.AssetsMaxDefault assets, a line
-	// of trial balance each (codes of 16 bytes, sums of up to 46 characters
-	// at scale 18): 1.6 MB at most, 1.1 MB with every sum zero. The largest of
-	// any other type, an alert or a post of 64 postings with ids of 128 bytes
-	// and metadata escaped six-fold, is under 64 KB.
-	// TestImportBoundsHoldLargestEvents holds every event type to it.
-	ImportPayloadMax = 2 << 20
+	// ImportPayloadMax bounds one event's payload: the largest a writer
+	// decides (domain.EventPayloadMax, a period's close over the most assets).
+	ImportPayloadMax = domain.EventPayloadMax
 	// ImportLineMax bounds one record in JSON Lines: its payload and envelope.
 	ImportLineMax = ImportPayloadMax + 4<<10
 	// importTypeLenMax bounds an event's type name.
-	importTypeLenMax = 64
+	importTypeLenMax = domain.EventTypeLenMax
 	// importIndexStride is every how many records ImportIndex keeps an offset:
 	// a look-up skips at most this many records.
 	importIndexStride = 64

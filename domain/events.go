@@ -17,6 +17,22 @@ type Event interface {
 // SchemaVersion is the version of every event type's JSON shape written today.
 const SchemaVersion = 1
 
+// Bounds of an event in the log: every reader of the log (an import, the
+// stream's frames, the server they pass through) takes the largest event a
+// writer decides because it takes these.
+const (
+	// EventPayloadMax bounds an event's payload, its JSON. The largest a
+	// writer decides is a period's close over AssetsMaxDefault assets, a
+	// line of trial balance each (codes of 16 bytes, sums of up to 46
+	// characters at scale 18): 1.6 MB at most, 1.1 MB with every sum zero.
+	// The largest of any other type, an alert or a post of 64 postings with
+	// ids of 128 bytes and metadata escaped six-fold, is under 64 KB.
+	// audit's TestImportBoundsHoldLargestEvents holds every event type to it.
+	EventPayloadMax = 2 << 20
+	// EventTypeLenMax bounds an event type's name.
+	EventTypeLenMax = 64
+)
+
 // Event type names, as stored in the log.
 const (
 	TypeAssetDefined         = "AssetDefined"

@@ -329,6 +329,16 @@ func TestEventGoldenCoversEveryType(t *testing.T) {
 	}
 }
 
+// TestEventTypeNamesBounded: every event type's name fits EventTypeLenMax,
+// which readers of the log hold a record's type to.
+func TestEventTypeNamesBounded(t *testing.T) {
+	for _, typ := range domain.EventTypes() {
+		if len(typ) > domain.EventTypeLenMax {
+			t.Errorf("%s: %d bytes, EventTypeLenMax is %d", typ, len(typ), domain.EventTypeLenMax)
+		}
+	}
+}
+
 // TestEventTypesListsEveryEvent holds domain.EventTypes to the package's
 // source: every type with an EventType method returning a Type constant is
 // listed, and nothing else; and UnmarshalEvent knows each.

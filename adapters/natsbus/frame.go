@@ -11,6 +11,7 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
 
@@ -35,20 +36,40 @@ import (
 const (
 	frameMagic   = "LGF\x01"
 	frameMagicS2 = "LGF\x02"
-	// frameDecodedMax bounds what a compressed frame may decode to: what
-	// bounded a plain one, NATS's default max_payload. The relay's frames
-	// stay under frameBytesMax but for a record larger alone, and the
-	// domain's limits keep records far below both. A frame claiming more is
-	// refused unread: a hundred bytes of S2 can claim a megabyte.
-	frameDecodedMax = 1 << 20
 	// HeaderFirst and HeaderLast are the first and last positions a frame holds.
 	HeaderFirst = "Ledger-First"
 	HeaderLast  = "Ledger-Last"
-	// frameRecordsMax and frameBytesMax bound a frame: well under NATS's
-	// default max_payload (1 MiB), so a frame of small records is never
-	// refused; a single record larger than that travels alone.
+	// frameRecordsMax and frameBytesMax bound a frame of several records:
+	// well under NATS's default max_payload (1 MiB), so that a frame of
+	// small records is never refused; a single record larger than that
+	// travels alone.
 	frameRecordsMax = 1024
 	frameBytesMax   = 512 << 10
+	// frameEnvelopeMax bounds a record's binary form in a frame beyond its
+	// payload: its length prefix, the fixed part, and the longest ledger
+	// name, type and command id (an alert's id, domain.ValidCommandID).
+	frameEnvelopeMax = binary.MaxVarintLen64 + frameRecordOverhead + domain.LedgerNameLenMax + domain.EventTypeLenMax +
+		domain.AlertIDLenMax
+	// frameDecodedMax bounds what follows a frame's magic, decoded: a
+	// frame of several records (frameBytesMax), or the largest record a
+	// writer decides alone (a period's close over the most assets,
+	// domain.EventPayloadMax, about 2 MiB). A compressed frame claiming
+	// more is refused unread: a hundred bytes of S2 can claim a megabyte.
+	frameDecodedMax = binary.MaxVarintLen64 + max(frameBytesMax, frameEnvelopeMax+domain.EventPayloadMax)
+	// frameS2ExtraMax is what an S2 block may add to its input (its length
+	// and the literal's tag, for data that does not compress):
+	// s2.MaxEncodedLen, held to it by a test.
+	frameS2ExtraMax = 16
+	// frameHeadersMax bounds a frame message's headers as NATS counts them
+	// against max_payload: Ledger-First, Ledger-Last, Nats-Msg-Id (the
+	// ledger and two positions) and Nats-Expected-Last-Sequence.
+	frameHeadersMax = 1 << 10
+	// MaxPayloadMin is the least max_payload a NATS server must allow for
+	// the relay to publish every record a writer decides: the largest
+	// frame, plain (frameMagic) or compressed (frameMagicS2, a little
+	// larger for data that does not compress), with its headers. About
+	// 2.1 MB; NATS's default is 1 MiB.
+	MaxPayloadMin = len(frameMagicS2) + frameDecodedMax + frameS2ExtraMax + frameHeadersMax
 )
 
 // ErrBadFrame means a stream message is not a well-formed frame of the

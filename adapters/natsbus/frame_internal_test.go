@@ -1,12 +1,21 @@
 package natsbus
 
 import (
+	"bytes"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/klauspost/compress/s2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/eventstore"
 )
 
@@ -118,17 +127,66 @@ func TestCompressedFrames(t *testing.T) {
 	}
 }
 
-// TestCompressedFrameDecodedBound: a real frame decoding to just under a
-// megabyte is read, one decoding to just over is refused (what bounded a
-// plain frame: NATS's default max_payload).
+// TestCompressedFrameDecodedBound: a frame of the largest payload a writer
+// decides (domain.EventPayloadMax) is read, compressed or plain; one whose
+// record alone decodes to more than frameDecodedMax is refused.
 func TestCompressedFrameDecodedBound(t *testing.T) {
+	const jsonAround = len(`{"x":""}`)
 	for _, c := range []struct {
 		payload int
 		ok      bool
-	}{{1<<20 - 1<<10, true}, {1<<20 + 1, false}} {
-		msg := NewFrame("s", frameRecords("l1", 1, 1, c.payload))
-		if _, err := ParseFrame("l1", 1, 1, msg.Data); (err == nil) != c.ok {
-			t.Errorf("a compressed record of %d bytes: error %v, want read %v", c.payload, err, c.ok)
+	}{{domain.EventPayloadMax - jsonAround, true}, {frameDecodedMax, false}} {
+		for _, plain := range []bool{false, true} {
+			msg := newFrame("s", frameRecords("l1", 1, 1, c.payload), plain)
+			if _, err := ParseFrame("l1", 1, 1, msg.Data); (err == nil) != c.ok && !plain {
+				t.Errorf("a compressed record of %d bytes: error %v, want read %v", c.payload, err, c.ok)
+			} else if plain && c.ok && err != nil {
+				t.Errorf("a plain record of %d bytes: %v", c.payload, err)
+			}
+		}
+	}
+}
+
+// TestLargestFrameWithinMaxPayloadMin: the largest record a writer decides
+// (the largest payload, every envelope field at its longest), its payload
+// random so that S2 cannot shrink it, goes in one frame whose message,
+// headers included, fits MaxPayloadMin, plain or compressed, and reads back.
+func TestLargestFrameWithinMaxPayloadMin(t *testing.T) {
+	if got := s2.MaxEncodedLen(frameDecodedMax); got > frameDecodedMax+frameS2ExtraMax {
+		t.Fatalf("s2.MaxEncodedLen(%d) = %d, over frameS2ExtraMax (%d)", frameDecodedMax, got, frameS2ExtraMax)
+	}
+	ledger := strings.Repeat("l", domain.LedgerNameLenMax)
+	rec := eventstore.Record{Ledger: ledger, Position: math.MaxUint64, Type: strings.Repeat("T", domain.EventTypeLenMax),
+		SchemaVersion: math.MaxInt32, CommandID: strings.Repeat("c", domain.AlertIDLenMax),
+		RecordedAt: time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC), Payload: make([]byte, domain.EventPayloadMax)}
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(rec.Payload)
+	rec.Seal(eventstore.Hash{})
+	if got := recordSizeMax(&rec); got > frameEnvelopeMax+domain.EventPayloadMax {
+		t.Fatalf("the largest record takes %d bytes in a frame, frameEnvelopeMax+EventPayloadMax is %d", got,
+			frameEnvelopeMax+domain.EventPayloadMax)
+	}
+	for _, plain := range []bool{false, true} {
+		msg := newFrame(Subject(ledger), []eventstore.Record{rec}, plain)
+		msg.Header.Set(jetstream.MsgIDHeader, frameID(ledger, math.MaxUint64, math.MaxUint64))
+		msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(math.MaxUint64, 10))
+		headers := len("NATS/1.0\r\n\r\n")
+		for k, vs := range msg.Header {
+			for _, v := range vs {
+				headers += len(k) + len(": \r\n") + len(v)
+			}
+		}
+		if headers > frameHeadersMax {
+			t.Errorf("plain %v: headers of %d bytes, frameHeadersMax is %d", plain, headers, frameHeadersMax)
+		}
+		if size := len(msg.Data) + headers; size > MaxPayloadMin {
+			t.Errorf("plain %v: a message of %d bytes, MaxPayloadMin is %d", plain, size, MaxPayloadMin)
+		}
+		got, err := ParseFrame(ledger, math.MaxUint64, math.MaxUint64, msg.Data)
+		if err != nil {
+			t.Fatalf("plain %v: %v", plain, err)
+		}
+		if !got[0].VerifyHash() || !bytes.Equal(got[0].Payload, rec.Payload) {
+			t.Errorf("plain %v: the record does not read back", plain)
 		}
 	}
 }
