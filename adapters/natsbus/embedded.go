@@ -52,6 +52,10 @@ type EmbeddedOptions struct {
 	// MaxStoreBytes bounds JetStream file storage; 0 means the server's
 	// default, a share of the free disk.
 	MaxStoreBytes int64
+	// MaxPayload is the server's max_payload; 0 means MaxPayloadMin, what
+	// the relay's largest frame takes (NATS's own default, 1 MiB, refuses
+	// it). Less is for tests of a server that refuses large frames.
+	MaxPayload int32
 	// Logf, if set, receives the server's notices, warnings and errors.
 	Logf func(format string, args ...any)
 	// Cluster, when set, makes the server one node of a JetStream cluster.
@@ -92,6 +96,9 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	if opts.MaxMemoryBytes < 0 || opts.MaxStoreBytes < 0 {
 		return nil, fmt.Errorf("negative jetstream limit: %w", ErrEmbeddedOptions)
 	}
+	if opts.MaxPayload < 0 {
+		return nil, fmt.Errorf("negative max payload: %w", ErrEmbeddedOptions)
+	}
 	sopts := &server.Options{
 		Host:               opts.Host,
 		Port:               opts.Port,
@@ -100,6 +107,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		StoreDir:           opts.StoreDir,
 		JetStreamMaxMemory: opts.MaxMemoryBytes,
 		JetStreamMaxStore:  opts.MaxStoreBytes,
+		MaxPayload:         cmp.Or(opts.MaxPayload, int32(MaxPayloadMin)),
 		// The host process owns signals; the server must not exit it.
 		NoSigs: true,
 		NoLog:  opts.Logf == nil,

@@ -83,6 +83,7 @@ func TestStartEmbeddedInvalidOptions(t *testing.T) {
 		{"port too low", natsbus.EmbeddedOptions{StoreDir: t.TempDir(), Port: -2}},
 		{"port too high", natsbus.EmbeddedOptions{StoreDir: t.TempDir(), Port: 65536}},
 		{"negative memory", natsbus.EmbeddedOptions{StoreDir: t.TempDir(), MaxMemoryBytes: -1}},
+		{"negative max payload", natsbus.EmbeddedOptions{StoreDir: t.TempDir(), MaxPayload: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := natsbus.StartEmbedded(tc.opts)
@@ -134,5 +135,34 @@ func TestEmbeddedInProcessHasNoListener(t *testing.T) {
 	t.Cleanup(l.Shutdown)
 	if l.ClientURL() == "" {
 		t.Fatal("a listening server has no client URL")
+	}
+}
+
+// TestEmbeddedMaxPayloadTakesTheLargestFrame: the embedded server (dev mode,
+// the test harness) allows MaxPayloadMin, what the relay's largest frame
+// takes, in-process and listening, unless told less.
+func TestEmbeddedMaxPayloadTakesTheLargestFrame(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts natsbus.EmbeddedOptions
+		want int64
+	}{
+		{"in process", natsbus.EmbeddedOptions{InProcess: true}, int64(natsbus.MaxPayloadMin)},
+		{"listening", natsbus.EmbeddedOptions{}, int64(natsbus.MaxPayloadMin)},
+		{"told less", natsbus.EmbeddedOptions{MaxPayload: 1 << 20}, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.StoreDir = t.TempDir()
+			e, err := natsbus.StartEmbedded(tc.opts)
+			testenv.NoError(t, err)
+			t.Cleanup(e.Shutdown)
+			nc, err := nats.Connect(e.ClientURL(), e.InProcessOption())
+			testenv.NoError(t, err)
+			t.Cleanup(nc.Close)
+			if got := nc.MaxPayload(); got != tc.want {
+				t.Fatalf("max_payload %d, want %d", got, tc.want)
+			}
+		})
 	}
 }

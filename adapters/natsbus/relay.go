@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -54,6 +55,11 @@ const (
 // (workflows.StreamRepair).
 var ErrStreamDiverged = errors.New("the stream is not the log's")
 
+// ErrMaxPayload means a frame is larger than the NATS server's max_payload
+// allows, and the server would refuse it: the relay cannot go past it (a
+// record is never skipped) until max_payload is at least MaxPayloadMin.
+var ErrMaxPayload = errors.New("frame over the NATS server's max_payload")
+
 // Faults is told what the relay finds of the stream each time it starts: in
 // step with the log, or diverged from it (ErrStreamDiverged).
 type Faults interface {
@@ -79,6 +85,11 @@ type Relay struct {
 	// diverged is the last divergence told, "" when none: logged at ERROR
 	// when new (supervise.Run calls serve and OnRestart in turn).
 	diverged string
+	// oversized is the last refusal for max_payload told (ErrMaxPayload),
+	// "" when none; maxPayloadWarned the server's max_payload last warned
+	// of at start, 0 when none.
+	oversized        string
+	maxPayloadWarned int64
 
 	// offered holds records the writer committed in this process, so that the
 	// relay need not read them back from Postgres. The log stays the truth: any
@@ -182,6 +193,10 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.divergedFrom(ctx, err, delay)
 				return
 			}
+			if errors.Is(err, ErrMaxPayload) {
+				r.refusedForSize(err, delay)
+				return
+			}
 			r.logger.Warn("relay interrupted; resuming from the stream's last sequence", "err", err, "retry_in", delay)
 		}}, r.serve)
 	return nil
@@ -202,12 +217,45 @@ func (r *Relay) divergedFrom(ctx context.Context, err error, delay time.Duration
 	}
 }
 
+// refusedForSize reports a frame over the server's max_payload: at ERROR
+// when the refusal is new. The relay retries it with back-off: the
+// connection learns a raised max_payload when it reconnects to the
+// restarted server, and the relay goes on from there.
+func (r *Relay) refusedForSize(err error, delay time.Duration) {
+	log := r.logger.Error
+	if err.Error() == r.oversized {
+		log = r.logger.Debug
+	}
+	log("relay stopped: a frame is over the NATS server's max_payload; raise max_payload in the NATS server's configuration",
+		"err", err, "max_payload_min", MaxPayloadMin, "retry_in", delay)
+	r.oversized = err.Error()
+}
+
+// checkMaxPayload warns, once for each value, when the server's max_payload
+// is below MaxPayloadMin: the relay publishes until it meets a frame over
+// it (a period's close over some thousand assets), and stops there.
+func (r *Relay) checkMaxPayload() {
+	nc := r.js.Conn()
+	if nc == nil {
+		return
+	}
+	got := nc.MaxPayload()
+	if got == 0 || got >= int64(MaxPayloadMin) || got == r.maxPayloadWarned {
+		return
+	}
+	r.maxPayloadWarned = got
+	r.logger.Warn("the NATS server's max_payload is below what the largest event's frame takes: raise max_payload in the "+
+		"NATS server's configuration, or the relay stops at such an event (a period's close over some thousand assets)",
+		"max_payload", got, "max_payload_min", MaxPayloadMin)
+}
+
 // serve syncs with the stream, then publishes what the log holds beyond it.
 func (r *Relay) serve(ctx context.Context) error {
 	stream, err := EnsureStream(ctx, r.js, r.ledger, r.opts)
 	if err != nil {
 		return err
 	}
+	r.checkMaxPayload()
 	last, seq, hash, err := r.tail(ctx, stream)
 	if err != nil {
 		return err
@@ -418,9 +466,15 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, hash eventstore.H
 	for i, expect := 0, seq; i < len(recs); expect++ {
 		n := frameCut(recs[i:])
 		frame := recs[i : i+n]
-		f, err := r.js.PublishMsgAsync(newFrame(r.subject, frame, r.opts.PlainFrames),
+		msg := newFrame(r.subject, frame, r.opts.PlainFrames)
+		f, err := r.js.PublishMsgAsync(msg,
 			jetstream.WithMsgID(frameID(r.ledger, frame[0].Position, frame[n-1].Position)),
 			jetstream.WithExpectLastSequence(expect))
+		if errors.Is(err, nats.ErrMaxPayload) {
+			err = fmt.Errorf("frame of positions %d..%d, %d bytes, the server allows %d (max_payload; at least %d needed): %w",
+				frame[0].Position, frame[n-1].Position, len(msg.Data)+headersLen(msg.Header), r.js.Conn().MaxPayload(),
+				MaxPayloadMin, ErrMaxPayload)
+		}
 		if err != nil {
 			refused = err // wait for what was sent, then resume from the stream
 			break
@@ -452,3 +506,15 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, hash eventstore.H
 }
 
 func msgIDOf(f jetstream.PubAckFuture) string { return f.Msg().Header.Get(jetstream.MsgIDHeader) }
+
+// headersLen is about what h takes on the wire, as NATS counts it against
+// max_payload: for an error's message.
+func headersLen(h nats.Header) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": \r\n") + len(v)
+		}
+	}
+	return n
+}

@@ -100,6 +100,18 @@ func (l *testLog) appendOnce(n int) []eventstore.Record {
 	return recs
 }
 
+// appendEvent appends e, whose command id is id, as the next record, and
+// returns it.
+func (l *testLog) appendEvent(e domain.Event, id string) eventstore.Record {
+	l.t.Helper()
+	r := eventstore.Record{Ledger: l.ledger, Position: l.head + 1, Type: e.EventType(), SchemaVersion: domain.SchemaVersion,
+		RecordedAt: time.Now().UTC().Truncate(time.Microsecond), CommandID: id, Payload: domain.AppendEvent(nil, e)}
+	r.Seal(l.hash)
+	testenv.NoError(l.t, l.store.Append(l.t.Context(), l.ledger, l.head, l.hash, []eventstore.Record{r}))
+	l.head, l.hash = r.Position, r.Hash
+	return r
+}
+
 func testEvent(pos uint64, now time.Time) (domain.Event, string) {
 	switch pos {
 	case 1:
