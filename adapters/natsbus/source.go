@@ -20,9 +20,18 @@ import (
 // takes no more frames until it has handed those records out. Frames of the
 // relay's put 8,192 transfers in about 2 MB; the bound is for frames that
 // are not the relay's: a compressed frame of a hundred bytes may decode to
-// a megabyte. (Records already handed out can keep their frames alive a
-// while longer, from the spare front of pending's array: at most about as
-// much again.)
+// frameDecodedMax (about 2 MiB, the largest record alone).
+//
+// What a source holds, at most: decoded, sourceBytesMax plus the last frame
+// taken (frameDecodedMax), 18 MiB, and about as much again in records
+// already handed out whose frames the spare front of pending's array keeps
+// alive; undecoded, sourceFramesMax frames in its channel, one waiting to
+// enter it and the pull's sourceFramesMax/2 in nats.go, each a message of
+// at most the server's max_payload (MaxPayloadMin, about 2.1 MB, for
+// ledgerd's embedded server): about 200 MB were every frame the largest
+// record, plain (twice what NATS's default max_payload allowed). A period's
+// close over 10,000 assets compresses to 50 KB (sums zero) to 1 MB (sums of
+// 46 random digits); frames of transfers are a quarter of their 512 KiB.
 const (
 	sourceBufferMax = 8192
 	sourceFramesMax = 64
