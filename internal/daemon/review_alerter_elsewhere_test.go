@@ -1,0 +1,88 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
+	"github.com/ledgerd/ledger/internal/testenv"
+)
+
+// TestReviewNoWriterStartedWhereTheLedgerMovedAway: a ledger whose writer
+// went idle on h1 and is now written by h2 must not get a writer started on
+// h1 by h1's alerter. h1's readers (it holds the projector lease) keep
+// running while h2 appends, and since 9326608 h1's alerter lives as long:
+// an alert it reads then makes it start a writer on h1, which waits there
+// for h2's lease (ledger_writer_writing 0) and keeps h1's alerter for good.
+func TestReviewNoWriterStartedWhereTheLedgerMovedAway(t *testing.T) {
+	t.Parallel()
+	key := newKey(t)
+	h1 := startIdle(t, "", key)
+	h2 := startIdle(t, h1.pgURL, key)
+	ledger := testenv.Name(t)
+	mon := h1.monitoring(t)
+	h1.setup(t, ledger)
+	h1.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD"))
+	big := &ledgerv1.Rule{Id: "big", Asset: "USD", AccountPattern: "bob",
+		Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "100.00", Side: ledgerv1.Side_SIDE_DEBIT}}}
+	checkResults(t, "define", h1.defineRules(t, mon, ledger, big), want{code: codeCreated})
+
+	// h1's projections cannot write alerts: its readers cannot catch up,
+	// and so do not stop when its writer goes idle.
+	conn, err := pgx.Connect(ctx(t), h1.pgURL)
+	testenv.NoError(t, err)
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx(t))
+	testenv.NoError(t, err)
+	_, err = tx.Exec(ctx(t), `LOCK TABLE alerts IN EXCLUSIVE MODE`)
+	testenv.NoError(t, err)
+	h1.transferOK(t, ledger, transfer("t1", "bob", "carol", "150.00", "USD"))
+	time.Sleep(10 * idleFor) // h1's writer is idle
+	series := fmt.Sprintf("ledger_writer_writing{ledger=%q}", ledger)
+	if strings.Contains(metricsText(t, h1), series) {
+		t.Fatalf("h1 still runs the writer of %s", ledger)
+	}
+
+	// h2 writes the ledger now (no node did: it decides it itself).
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			_, _ = h2.cmd.CreateTransfers(ctx(t), &ledgerv1.CreateTransfersRequest{Ledger: ledger,
+				Transfers: []*ledgerv1.Transfer{transfer(fmt.Sprintf("h2-%d", i), "alice", "carol", "0.01", "USD")}})
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(metricsText(t, h2), series+" 1") {
+			return fmt.Errorf("h2 does not write %s yet", ledger)
+		}
+		return nil
+	})
+	testenv.NoError(t, tx.Rollback(ctx(t)))
+
+	// The alert is computed on h1; h2's alerter raises it. h1 must not start
+	// a writer for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if text := metricsText(t, h1); strings.Contains(text, series) {
+			for _, line := range strings.Split(text, "\n") {
+				if strings.HasPrefix(line, series) {
+					t.Fatalf("h1 started a writer of %s, which h2 writes: %s", ledger, line)
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
