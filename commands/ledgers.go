@@ -295,6 +295,10 @@ func (l *Ledgers) Runs(ledger string) bool {
 	return ok
 }
 
+// RunningWriter returns the ledger's writer if it runs in this registry,
+// without starting one.
+func (l *Ledgers) RunningWriter(ledger string) (*Writer, bool) { return l.running(ledger) }
+
 // running returns the ledger's writer if it runs.
 func (l *Ledgers) running(ledger string) (*Writer, bool) {
 	l.mu.Lock()

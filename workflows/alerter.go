@@ -75,6 +75,11 @@ type Alerter struct {
 	raiseStuck bool
 }
 
+// ErrWriterStopped is what an alerter's writer look-up answers (wrapped)
+// while the ledger's writer is stopped and should stay so: the round is
+// tried again quietly.
+var ErrWriterStopped = errors.New("writer stopped")
+
 // errRaiseRefused is the raise pass stopped at an alert the writer refuses.
 var errRaiseRefused = errors.New("raise refused")
 
@@ -154,7 +159,11 @@ func (f *Alerter) Run(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	for {
 		busy, err := f.Round(ctx)
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, ErrWriterStopped):
+			f.logger.Debug("alerter: waiting for the writer", "ledger", f.ledger, "err", err)
+		default:
 			f.logger.Warn("alerter: retrying next round", "err", err)
 		}
 		if busy {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
@@ -96,10 +97,22 @@ func (m *Main) ensureAlerter(ledger string) {
 	ctx, stop := context.WithCancelCause(m.readersCtx)
 	m.alerters[ledger] = &ledgerAlerter{stop: stop, writing: true}
 	// It looks the writer up only when it has something to submit (and
-	// once, at its start, for its marks): running while the writer is
-	// stopped costs a read of the alerts a round, and starts the writer
-	// only for an alert to act on.
+	// once, at its start, for its marks). While the writer is stopped it
+	// starts none (another node may write the ledger now, whose alerter
+	// acts): a round with something to submit fails, and waits for the
+	// last round or for the writer to start here again.
+	last := false
 	f := workflows.NewAlerter(ledger, queries.New(m.readPool, nil), func() (workflows.AlertWriter, error) {
+		m.mu.Lock()
+		a := m.alerters[ledger]
+		starts := last || (a != nil && a.writing)
+		m.mu.Unlock()
+		if !starts {
+			if w, ok := m.ledgers.RunningWriter(ledger); ok {
+				return w, nil
+			}
+			return nil, errAlerterIdle
+		}
 		w, err := m.ledgers.Writer(ledger)
 		if err != nil {
 			return nil, err
@@ -113,17 +126,25 @@ func (m *Main) ensureAlerter(ledger string) {
 		if !errors.Is(context.Cause(ctx), errAlerterLast) || m.readersCtx.Err() != nil || m.draining.Load() {
 			return
 		}
-		last, cancel := context.WithTimeout(m.readersCtx, alerterLastRoundMax)
+		lctx, cancel := context.WithTimeout(m.readersCtx, alerterLastRoundMax)
 		defer cancel()
+		m.mu.Lock()
+		last = true // read under m.mu by the look-up above
+		m.mu.Unlock()
 		for busy := true; busy; {
 			var err error
-			if busy, err = f.Round(last); err != nil {
+			if busy, err = f.Round(lctx); err != nil {
 				m.Logger.Warn("alerter: last round", "ledger", ledger, "err", err)
 				return
 			}
 		}
 	}()
 }
+
+// errAlerterIdle is an alerter's look-up of the writer while it is stopped
+// here: nothing is submitted until the writer starts again, or the last
+// round.
+var errAlerterIdle = fmt.Errorf("the ledger's writer is stopped here: %w", workflows.ErrWriterStopped)
 
 // stopReaders stops a ledger's relay and projections once every projection
 // has reached the ledger's head as it is then, and its alerter after them
@@ -154,6 +175,7 @@ func (m *Main) stopReaders(ledger string) {
 // last round when the ledger's readers r (and any that replace them, a
 // restart) have stopped; the writer starting again meanwhile keeps it.
 func (m *Main) alerterAfterReaders(ledger string, a *ledgerAlerter, r *ledgerReaders) {
+	stoppedAt, headErr := m.headOf(ledger)
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -172,10 +194,33 @@ func (m *Main) alerterAfterReaders(ledger string, a *ledgerAlerter, r *ledgerRea
 			m.mu.Unlock()
 			continue // restarted readers
 		}
-		m.lastAlerterRound(ledger, a)
+		m.mu.Unlock()
+		// A head that moved since the writer stopped here was moved by a
+		// writer elsewhere, whose alerter acts: this one stops without a
+		// last round, which would start a writer here.
+		head, err := m.headOf(ledger)
+		m.mu.Lock()
+		switch {
+		case m.alerters[ledger] != a || a.writing:
+			// The writer started here again meanwhile: the alerter goes on.
+		case headErr != nil || err != nil || head != stoppedAt:
+			a.stop(nil)
+			delete(m.alerters, ledger)
+		default:
+			m.lastAlerterRound(ledger, a)
+		}
+		a.watching = false
 		m.mu.Unlock()
 		return
 	}
+}
+
+// headOf is the ledger's head position in the log.
+func (m *Main) headOf(ledger string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(m.readersCtx, ledgerSweepTimeout)
+	defer cancel()
+	head, _, err := m.store.Head(ctx, ledger)
+	return head, err
 }
 
 // lastAlerterRound stops a (nil: none), the ledger's alerter while its

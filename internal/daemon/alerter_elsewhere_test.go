@@ -13,13 +13,15 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
-// TestReviewNoWriterStartedWhereTheLedgerMovedAway: a ledger whose writer
+// TestNoWriterStartedWhereTheLedgerMovedAway: a ledger whose writer
 // went idle on h1 and is now written by h2 must not get a writer started on
 // h1 by h1's alerter. h1's readers (it holds the projector lease) keep
-// running while h2 appends, and since 9326608 h1's alerter lives as long:
-// an alert it reads then makes it start a writer on h1, which waits there
-// for h2's lease (ledger_writer_writing 0) and keeps h1's alerter for good.
-func TestReviewNoWriterStartedWhereTheLedgerMovedAway(t *testing.T) {
+// running while h2 appends, and h1's alerter lives as long (it outlives
+// an idle writer until the readers stop): an alert it read made it start a
+// writer on h1, which waited there for h2's lease (ledger_writer_writing 0)
+// and kept h1's alerter for good. While its writer is stopped an alerter
+// starts none; its last round does, only if the head has not moved since.
+func TestNoWriterStartedWhereTheLedgerMovedAway(t *testing.T) {
 	t.Parallel()
 	key := newKey(t)
 	h1 := startIdle(t, "", key)

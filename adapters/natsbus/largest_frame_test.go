@@ -8,11 +8,11 @@ import (
 	"github.com/ledgerd/ledger/domain"
 )
 
-// TestReviewLargestEventsTravelTheStream: every event a writer decides (and,
+// TestLargestEventsTravelTheStream: every event a writer decides (and,
 // since ImportPayloadMax is 2 MiB, every event an import takes) must reach
 // the projections: the relay's frame of it must parse back. A period's close
 // over many assets is over a megabyte, which frameDecodedMax refuses.
-func TestReviewLargestEventsTravelTheStream(t *testing.T) {
+func TestLargestEventsTravelTheStream(t *testing.T) {
 	l := logtest.LargestLog(t)
 	for _, typ := range domain.EventTypes() {
 		pos, ok := l.ByType[typ]
