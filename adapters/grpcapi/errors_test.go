@@ -58,6 +58,7 @@ var sentinels = map[string]sentinelAnswer{
 	"workflows.ErrDryRunRange":            request(workflows.ErrDryRunRange, codes.InvalidArgument),
 	"workflows.ErrDryRunTooFar":           request(workflows.ErrDryRunTooFar, codes.InvalidArgument),
 	"workflows.ErrNotExtended":            internal(workflows.ErrNotExtended, "anchoring's: logged at ERROR, no call's answer"),
+	"workflows.ErrWriterStopped":          internal(workflows.ErrWriterStopped, "the alerter's own look-up of an idle writer: logged at DEBUG, no call's answer"),
 	"workflows.ErrCovered":                internal(workflows.ErrCovered, "anchoring's: nothing to sign, no call's answer"),
 	"domain.ErrInvalidField":              outcome(domain.ErrInvalidField, ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD),
 	"domain.ErrInvalidAmount":             outcome(domain.ErrInvalidAmount, ledgerv1.ResultCode_RESULT_CODE_INVALID_AMOUNT),
