@@ -30,10 +30,15 @@ var errTLSPair = errors.New("give both or neither")
 // projectionLingerMax bounds -projection-linger: the lag it adds.
 const projectionLingerMax = time.Second
 
-// Bounds of -webhook-endpoint-rate and -webhook-endpoint-concurrency.
+// Bounds of -webhook-endpoint-rate, -webhook-endpoint-concurrency and
+// -webhook-payload-max: the largest payload covers the largest event's
+// delivery (domain.EventPayloadMax, a period's close over 10,000 assets,
+// and its envelope); the least, any event but a period's close.
 const (
 	webhookEndpointRateMax        = 10_000
 	webhookEndpointConcurrencyMax = 256
+	webhookPayloadMin             = 64 << 10
+	webhookPayloadMax             = 4 << 20
 )
 
 // Listen addresses when no -grpc-addr/-http-addr flag or LEDGER_* variable
@@ -279,6 +284,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	fs.IntVar(&c.Webhooks.EndpointRate, "webhook-endpoint-rate", envInt("LEDGER_WEBHOOK_ENDPOINT_RATE", webhooks.EndpointRateDefault),
 		fmt.Sprintf("webhook requests started a second to one endpoint (host and port), every subscription to it together, 1..%d "+
 			"(env LEDGER_WEBHOOK_ENDPOINT_RATE)", webhookEndpointRateMax))
+	fs.IntVar(&c.Webhooks.PayloadMax, "webhook-payload-max", envInt("LEDGER_WEBHOOK_PAYLOAD_MAX", webhooks.PayloadMaxDefault),
+		fmt.Sprintf("bytes of a webhook delivery's body, %d..%d; a larger event's delivery is a dead letter at once "+
+			"(env LEDGER_WEBHOOK_PAYLOAD_MAX)", webhookPayloadMin, webhookPayloadMax))
 	fs.IntVar(&c.Webhooks.EndpointConcurrency, "webhook-endpoint-concurrency",
 		envInt("LEDGER_WEBHOOK_ENDPOINT_CONCURRENCY", webhooks.EndpointConcurrencyDefault),
 		fmt.Sprintf("webhook requests in flight to one endpoint, 1..%d (env LEDGER_WEBHOOK_ENDPOINT_CONCURRENCY)",
@@ -423,6 +431,9 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Confi
 	if c.Webhooks.EndpointConcurrency < 1 || c.Webhooks.EndpointConcurrency > webhookEndpointConcurrencyMax {
 		return Config{}, fmt.Errorf("webhook endpoint concurrency %d: want 1 to %d",
 			c.Webhooks.EndpointConcurrency, webhookEndpointConcurrencyMax)
+	}
+	if c.Webhooks.PayloadMax < webhookPayloadMin || c.Webhooks.PayloadMax > webhookPayloadMax {
+		return Config{}, fmt.Errorf("webhook payload max %d: want %d to %d", c.Webhooks.PayloadMax, webhookPayloadMin, webhookPayloadMax)
 	}
 	if c.AnchorEvery < 0 || c.AnchorEvery > anchorEveryMax {
 		return Config{}, fmt.Errorf("anchor every %s: want 0 (when asked only) to %s", c.AnchorEvery, anchorEveryMax)

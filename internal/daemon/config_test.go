@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ledgerd/ledger/adapters/webhooks"
+	"github.com/ledgerd/ledger/domain"
 	"github.com/ledgerd/ledger/internal/daemon"
 	"github.com/ledgerd/ledger/projections"
 )
@@ -108,6 +109,32 @@ func TestParseFlagsWebhookEndpoint(t *testing.T) {
 			t.Errorf("ParseFlags(%q, %v): rate %d, concurrency %d, %v; want %d, %d (error %v)", tc.args, tc.env,
 				c.Webhooks.EndpointRate, c.Webhooks.EndpointConcurrency, err, tc.rate, tc.concurrency, tc.wantErr)
 		}
+	}
+}
+
+// TestParseFlagsWebhookPayloadMax: a delivery's bound defaults to the
+// dispatcher's and may reach the largest event's.
+func TestParseFlagsWebhookPayloadMax(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args    []string
+		env     map[string]string
+		want    int
+		wantErr bool
+	}{
+		{nil, nil, webhooks.PayloadMaxDefault, false},
+		{[]string{"-webhook-payload-max", "4194304"}, nil, 4 << 20, false},
+		{nil, map[string]string{"LEDGER_WEBHOOK_PAYLOAD_MAX": "65536"}, 64 << 10, false},
+		{[]string{"-webhook-payload-max", "65535"}, nil, 0, true},
+		{[]string{"-webhook-payload-max", "4194305"}, nil, 0, true},
+	} {
+		c, err := daemon.ParseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if (err != nil) != tc.wantErr || err == nil && c.Webhooks.PayloadMax != tc.want {
+			t.Errorf("ParseFlags(%q, %v): %d, %v; want %d (error %v)", tc.args, tc.env, c.Webhooks.PayloadMax, err, tc.want, tc.wantErr)
+		}
+	}
+	if domain.EventPayloadMax+64<<10 > 4<<20 {
+		t.Errorf("the largest event (%d bytes) and its envelope are over the flag's bound", domain.EventPayloadMax)
 	}
 }
 
