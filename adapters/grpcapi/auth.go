@@ -138,6 +138,11 @@ type Auth struct {
 	// (internal/daemon keeps such connections over idle ones without a
 	// key, within a share per key).
 	OnAuthenticated func(remote, key string)
+	// OnUnauthenticated, when set, is told the remote address of each call
+	// TapHandle refuses for its key (Unauthenticated, or ResourceExhausted
+	// for its source's failures): its connection loses what
+	// OnAuthenticated gave it.
+	OnUnauthenticated func(remote string)
 	// OnRefused, when set, is told the code of each call TapHandle refuses
 	// (such calls never reach the interceptors, metrics' included).
 	OnRefused func(code codes.Code)
@@ -173,6 +178,9 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 		if a.OnRefused != nil {
 			a.OnRefused(status.Code(err))
 		}
+		if a.OnUnauthenticated != nil && remote != "" && RefusedForKey(err) {
+			a.OnUnauthenticated(remote)
+		}
 		return nil, err
 	}
 	if a.OnAuthenticated != nil && remote != "" {
@@ -182,6 +190,14 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 	// was verified and permitted for this method from these headers, so
 	// they need not hash its secret again.
 	return context.WithValue(ctx, keyContext{}, callKey{key: key, tappedFor: info.FullMethodName}), nil
+}
+
+// RefusedForKey says err refuses a call for its key: none, unknown,
+// revoked, or its source over its failed authentications; not for a role
+// the key lacks, nor a key that could not be checked.
+func RefusedForKey(err error) bool {
+	c := status.Code(err)
+	return c == codes.Unauthenticated || c == codes.ResourceExhausted
 }
 
 func addrString(a net.Addr) string {

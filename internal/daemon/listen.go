@@ -138,6 +138,21 @@ func (l *connLimitListener) authenticated(remote, key string) {
 	}
 }
 
+// refused marks the connection from remote as not authenticated again: a
+// call on it was refused for its key (unknown, revoked, or a source over its
+// failed authentications). A connection that authenticated once, its key
+// revoked since, would otherwise keep its place over newcomers for good.
+func (l *connLimitListener) refused(remote string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c, ok := l.conns[remote]; ok && c.authenticated {
+		if l.perKey[c.key]--; l.perKey[c.key] <= 0 {
+			delete(l.perKey, c.key)
+		}
+		c.authenticated, c.key = false, ""
+	}
+}
+
 // Close closes the connection and forgets it.
 func (c *limitedConn) Close() error {
 	c.once.Do(func() {

@@ -98,6 +98,36 @@ func TestConnLimitListenerShareOfAKey(t *testing.T) {
 	}
 }
 
+// TestConnLimitListenerRefused: a connection refused for its key after it
+// authenticated loses its place (the newcomer replaces it) and its key's
+// count; it may authenticate again.
+func TestConnLimitListenerRefused(t *testing.T) {
+	const max = 2
+	l, dial, closedByServer := listenLimited(t, max)
+	c1, s1 := dial()
+	_, s2 := dial()
+	l.authenticated(s1.RemoteAddr().String(), "k1")
+	l.authenticated(s2.RemoteAddr().String(), "k2")
+	l.refused(s1.RemoteAddr().String())
+	l.mu.Lock()
+	n := l.perKey["k1"]
+	l.mu.Unlock()
+	if n != 0 {
+		t.Errorf("key k1 counts %d connections after its refusal, want 0", n)
+	}
+	_, s3 := dial()
+	if !closedByServer(c1) {
+		t.Error("a connection refused for its key: not replaced by a newcomer at the bound")
+	}
+	l.authenticated(s3.RemoteAddr().String(), "k1")
+	l.mu.Lock()
+	n = l.perKey["k1"]
+	l.mu.Unlock()
+	if n != 1 {
+		t.Errorf("key k1 counts %d connections, want 1", n)
+	}
+}
+
 // listenLimited is a connLimitListener of max on loopback, accepting; dial
 // connects and returns both ends once accepted; closedByServer says
 // whether the server closed a client's connection.

@@ -101,6 +101,7 @@ func (m *Main) serve() error {
 	if !m.Config.AuthDisabled {
 		m.auth = grpcapi.NewAuth(m.keys, m.Logger)
 		m.auth.OnAuthenticated = grpcConns.authenticated
+		m.auth.OnUnauthenticated = grpcConns.refused
 		m.auth.OnRefused = func(code codes.Code) { m.metrics.refused.WithLabelValues(code.String()).Inc() }
 	}
 	m.grpcSrv = grpc.NewServer(m.grpcServerOptions(tlsCfg)...)
@@ -150,6 +151,9 @@ func (m *Main) serve() error {
 				// method's role, as TapHandle refuses a gRPC call:
 				// counted with those.
 				m.auth.OnRefused(status.Code(err))
+				if grpcapi.RefusedForKey(err) {
+					httpConns.refused(r.RemoteAddr)
+				}
 				return "", err
 			}
 			httpConns.authenticated(r.RemoteAddr, key.ID)
@@ -201,6 +205,9 @@ func (m *Main) console(conns *connLimitListener) http.Handler {
 		opts.Whoami = func(r *http.Request) (console.Identity, error) {
 			k, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
 			if err != nil {
+				if grpcapi.RefusedForKey(err) {
+					conns.refused(r.RemoteAddr)
+				}
 				return console.Identity{}, err
 			}
 			conns.authenticated(r.RemoteAddr, k.ID)
