@@ -113,6 +113,17 @@ func (m *Main) ensureAlerter(ledger string) {
 			}
 			return nil, errAlerterIdle
 		}
+		if last {
+			// The last round may come late (its round in flight first, or
+			// readers that ran elsewhere): a node holding the writer lease
+			// by then writes the ledger, and its alerter acts.
+			if w, ok := m.ledgers.RunningWriter(ledger); ok {
+				return w, nil
+			}
+			if elsewhere, err := m.writesElsewhere(ledger); err != nil || elsewhere {
+				return nil, errors.Join(errAlerterIdle, err)
+			}
+		}
 		w, err := m.ledgers.Writer(ledger)
 		if err != nil {
 			return nil, err
@@ -213,6 +224,15 @@ func (m *Main) alerterAfterReaders(ledger string, a *ledgerAlerter, r *ledgerRea
 		m.mu.Unlock()
 		return
 	}
+}
+
+// writesElsewhere says whether another node holds the ledger's writer
+// lease now.
+func (m *Main) writesElsewhere(ledger string) (bool, error) {
+	ctx, cancel := context.WithTimeout(m.readersCtx, ledgerSweepTimeout)
+	defer cancel()
+	n, held, err := m.nodes.WriterOf(ctx, ledger)
+	return held && n.ID != m.nodeID, err
 }
 
 // headOf is the ledger's head position in the log.
