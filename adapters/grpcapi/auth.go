@@ -140,9 +140,10 @@ type Auth struct {
 	OnAuthenticated func(remote, key string)
 	// OnUnauthenticated, when set, is told the remote address of each call
 	// TapHandle refuses for its key (Unauthenticated, or ResourceExhausted
-	// for its source's failures): its connection loses what
-	// OnAuthenticated gave it.
-	OnUnauthenticated func(remote string)
+	// for its source's failures) and the id of the key it presented ("" for
+	// none or a malformed one): a connection that authenticated with that
+	// key loses what OnAuthenticated gave it.
+	OnUnauthenticated func(remote, key string)
 	// OnRefused, when set, is told the code of each call TapHandle refuses
 	// (such calls never reach the interceptors, metrics' included).
 	OnRefused func(code codes.Code)
@@ -179,7 +180,7 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 			a.OnRefused(status.Code(err))
 		}
 		if a.OnUnauthenticated != nil && remote != "" && RefusedForKey(err) {
-			a.OnUnauthenticated(remote)
+			a.OnUnauthenticated(remote, PresentedKeyID(info.Header.Get("authorization")))
 		}
 		return nil, err
 	}
@@ -198,6 +199,16 @@ func (a *Auth) TapHandle(ctx context.Context, info *tap.Info) (context.Context, 
 func RefusedForKey(err error) bool {
 	c := status.Code(err)
 	return c == codes.Unauthenticated || c == codes.ResourceExhausted
+}
+
+// PresentedKeyID is the id of the one key authorization presents, whether
+// or not it is valid; "" for none, several or a malformed one.
+func PresentedKeyID(authorization []string) string {
+	text, err := bearerOf(authorization)
+	if err != nil {
+		return ""
+	}
+	return apikeys.ID(text)
 }
 
 func addrString(a net.Addr) string {

@@ -20,7 +20,8 @@ import (
 // an idle writer until the readers stop): an alert it read made it start a
 // writer on h1, which waited there for h2's lease (ledger_writer_writing 0)
 // and kept h1's alerter for good. While its writer is stopped an alerter
-// starts none; its last round does, only if the head has not moved since.
+// starts none; its last round does, only if no other node holds the
+// writer lease.
 func TestNoWriterStartedWhereTheLedgerMovedAway(t *testing.T) {
 	t.Parallel()
 	key := newKey(t)

@@ -138,14 +138,18 @@ func (l *connLimitListener) authenticated(remote, key string) {
 	}
 }
 
-// refused marks the connection from remote as not authenticated again: a
-// call on it was refused for its key (unknown, revoked, or a source over its
-// failed authentications). A connection that authenticated once, its key
-// revoked since, would otherwise keep its place over newcomers for good.
-func (l *connLimitListener) refused(remote string) {
+// refused marks the connection from remote as not authenticated again when
+// a call on it was refused for key (unknown, revoked, or a source over its
+// failed authentications) and key is the one it authenticated with: a
+// connection whose key was revoked since would otherwise keep its place
+// over newcomers for good. A call with another key changes nothing: a
+// connection may carry many clients' calls (the REST gateway's to this
+// server, a proxy's), and one client's bad key is no reason to give up
+// the others' place.
+func (l *connLimitListener) refused(remote, key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if c, ok := l.conns[remote]; ok && c.authenticated {
+	if c, ok := l.conns[remote]; ok && c.authenticated && key != "" && c.key == key {
 		if l.perKey[c.key]--; l.perKey[c.key] <= 0 {
 			delete(l.perKey, c.key)
 		}

@@ -98,8 +98,8 @@ func TestConnLimitListenerShareOfAKey(t *testing.T) {
 	}
 }
 
-// TestConnLimitListenerRefused: a connection refused for its key after it
-// authenticated loses its place (the newcomer replaces it) and its key's
+// TestConnLimitListenerRefused: a connection refused for the key it
+// authenticated with loses its place (the newcomer replaces it) and its key's
 // count; it may authenticate again.
 func TestConnLimitListenerRefused(t *testing.T) {
 	const max = 2
@@ -108,7 +108,16 @@ func TestConnLimitListenerRefused(t *testing.T) {
 	_, s2 := dial()
 	l.authenticated(s1.RemoteAddr().String(), "k1")
 	l.authenticated(s2.RemoteAddr().String(), "k2")
-	l.refused(s1.RemoteAddr().String())
+	// Another key's refusal, or none's, leaves the connection its place.
+	l.refused(s1.RemoteAddr().String(), "k2")
+	l.refused(s1.RemoteAddr().String(), "")
+	l.mu.Lock()
+	kept := l.conns[s1.RemoteAddr().String()].authenticated
+	l.mu.Unlock()
+	if !kept {
+		t.Error("a connection lost its place for another key's refusal")
+	}
+	l.refused(s1.RemoteAddr().String(), "k1")
 	l.mu.Lock()
 	n := l.perKey["k1"]
 	l.mu.Unlock()

@@ -114,9 +114,11 @@ func (m *Main) ensureAlerter(ledger string) {
 			return nil, errAlerterIdle
 		}
 		if last {
-			// The last round may come late (its round in flight first, or
-			// readers that ran elsewhere): a node holding the writer lease
-			// by then writes the ledger, and its alerter acts.
+			// Another node holding the writer lease writes the ledger
+			// (it moved there, or was written there meanwhile): its
+			// alerter acts, and a writer started here would wait for the
+			// lease as a standby. The last round may come late (its round
+			// in flight first), so this is asked when it would start one.
 			if w, ok := m.ledgers.RunningWriter(ledger); ok {
 				return w, nil
 			}
@@ -186,7 +188,6 @@ func (m *Main) stopReaders(ledger string) {
 // last round when the ledger's readers r (and any that replace them, a
 // restart) have stopped; the writer starting again meanwhile keeps it.
 func (m *Main) alerterAfterReaders(ledger string, a *ledgerAlerter, r *ledgerReaders) {
-	stoppedAt, headErr := m.headOf(ledger)
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -205,21 +206,7 @@ func (m *Main) alerterAfterReaders(ledger string, a *ledgerAlerter, r *ledgerRea
 			m.mu.Unlock()
 			continue // restarted readers
 		}
-		m.mu.Unlock()
-		// A head that moved since the writer stopped here was moved by a
-		// writer elsewhere, whose alerter acts: this one stops without a
-		// last round, which would start a writer here.
-		head, err := m.headOf(ledger)
-		m.mu.Lock()
-		switch {
-		case m.alerters[ledger] != a || a.writing:
-			// The writer started here again meanwhile: the alerter goes on.
-		case headErr != nil || err != nil || head != stoppedAt:
-			a.stop(nil)
-			delete(m.alerters, ledger)
-		default:
-			m.lastAlerterRound(ledger, a)
-		}
+		m.lastAlerterRound(ledger, a)
 		a.watching = false
 		m.mu.Unlock()
 		return
@@ -233,14 +220,6 @@ func (m *Main) writesElsewhere(ledger string) (bool, error) {
 	defer cancel()
 	n, held, err := m.nodes.WriterOf(ctx, ledger)
 	return held && n.ID != m.nodeID, err
-}
-
-// headOf is the ledger's head position in the log.
-func (m *Main) headOf(ledger string) (uint64, error) {
-	ctx, cancel := context.WithTimeout(m.readersCtx, ledgerSweepTimeout)
-	defer cancel()
-	head, _, err := m.store.Head(ctx, ledger)
-	return head, err
 }
 
 // lastAlerterRound stops a (nil: none), the ledger's alerter while its

@@ -152,7 +152,7 @@ func (m *Main) serve() error {
 				// counted with those.
 				m.auth.OnRefused(status.Code(err))
 				if grpcapi.RefusedForKey(err) {
-					httpConns.refused(r.RemoteAddr)
+					httpConns.refused(r.RemoteAddr, grpcapi.PresentedKeyID(r.Header.Values("Authorization")))
 				}
 				return "", err
 			}
@@ -206,7 +206,7 @@ func (m *Main) console(conns *connLimitListener) http.Handler {
 			k, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
 			if err != nil {
 				if grpcapi.RefusedForKey(err) {
-					conns.refused(r.RemoteAddr)
+					conns.refused(r.RemoteAddr, grpcapi.PresentedKeyID(r.Header.Values("Authorization")))
 				}
 				return console.Identity{}, err
 			}

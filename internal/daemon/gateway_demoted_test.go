@@ -11,18 +11,18 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
-// TestReviewRESTClientCannotDemoteTheGatewayConnections: the REST gateway
+// TestRESTClientCannotDemoteTheGatewayConnections: the REST gateway
 // forwards Authorization and every Grpc-Metadata-* header as gRPC metadata,
 // so a REST call with a valid key in Authorization and another
 // authorization in Grpc-Metadata-Authorization passes the gateway's check
 // (one Authorization header) and reaches the gRPC server with two
 // authorization values: TapHandle refuses it (Unauthenticated, "more than
-// one authorization header"), and OnUnauthenticated demotes the connection
-// it came on, the gateway's own loopback connection, which every REST
-// client shares. Demoted, the gateway's connections are the oldest without
-// a key: the first a newcomer without a key replaces at the cap, cutting
-// every REST call in flight on them.
-func TestReviewRESTClientCannotDemoteTheGatewayConnections(t *testing.T) {
+// one authorization header"). Such a refusal demoted the connection it came
+// on, the gateway's own loopback connection, which every REST client
+// shares: the oldest without a key, the first a newcomer without a key
+// replaced at the cap, cutting every REST call in flight on it. A
+// connection is now demoted only for the key it authenticated with.
+func TestRESTClientCannotDemoteTheGatewayConnections(t *testing.T) {
 	t.Parallel()
 	const connsMax = 16
 	h := startWith(t, func(m *daemon.Main) { m.Config.ConnsMax = connsMax })
@@ -41,7 +41,7 @@ func TestReviewRESTClientCannotDemoteTheGatewayConnections(t *testing.T) {
 	}
 	keyed := func() map[string]bool {
 		out := map[string]bool{}
-		for remote, key := range daemon.ReviewGRPCConns(h.m) {
+		for remote, key := range daemon.GRPCConns(h.m) {
 			if key != "" {
 				out[remote] = true
 			}
@@ -74,7 +74,7 @@ func TestReviewRESTClientCannotDemoteTheGatewayConnections(t *testing.T) {
 		defer c.Close()
 	}
 	time.Sleep(200 * time.Millisecond)
-	held := daemon.ReviewGRPCConns(h.m)
+	held := daemon.GRPCConns(h.m)
 	for remote := range gateway {
 		if _, ok := held[remote]; !ok {
 			t.Errorf("the gateway's connection from %s was replaced by a connection without a key", remote)

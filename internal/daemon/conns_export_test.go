@@ -1,9 +1,9 @@
 package daemon
 
-// ReviewGRPCConns are the connections the gRPC listener holds: the key
+// GRPCConns are the connections the gRPC listener holds: the key
 // each counts for, by remote address ("" when it never authenticated, or
 // lost it).
-func ReviewGRPCConns(m *Main) map[string]string {
+func GRPCConns(m *Main) map[string]string {
 	l := m.grpcLis.(*connLimitListener)
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -13,15 +13,16 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 )
 
-// TestReviewAlertRaisedAfterTheWriterWentIdleTwice: as
+// TestAlertRaisedAfterTheWriterWentIdleTwice: as
 // TestAlertRaisedAfterTheWriterWentIdle, but the writer starts again here
 // (a command) and goes idle a second time before the readers have caught
 // up. The alerter's watcher (alerterAfterReaders) took the head at the
-// first stop; the second stop starts no watcher (a.watching), so when the
-// readers stop the head has "moved" (by this node's own writer) and the
-// alerter is stopped without its last round: the alert computed once the
-// readers catch up is never raised, on a single node.
-func TestReviewAlertRaisedAfterTheWriterWentIdleTwice(t *testing.T) {
+// first stop, and the second stop starts no watcher (a.watching): when the
+// readers stopped, the head had "moved" (by this node's own writer) and the
+// alerter stopped without its last round, so the alert was never raised.
+// The last round no longer looks at the head, only at whether another node
+// holds the writer lease.
+func TestAlertRaisedAfterTheWriterWentIdleTwice(t *testing.T) {
 	t.Parallel()
 	h := startIdle(t, "", newKey(t))
 	ledger := testenv.Name(t)
