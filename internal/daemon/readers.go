@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
+	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/eventstore"
 	"github.com/ledgerd/ledger/projections"
 	"github.com/ledgerd/ledger/queries"
@@ -147,7 +149,11 @@ func (m *Main) ensureAlerter(ledger string) {
 		for busy := true; busy; {
 			var err error
 			if busy, err = f.Round(lctx); err != nil {
-				m.Logger.Warn("alerter: last round", "ledger", ledger, "err", err)
+				level := slog.LevelWarn
+				if errors.Is(err, commands.ErrLedgerArchived) || errors.Is(err, workflows.ErrWriterStopped) {
+					level = slog.LevelDebug // archived, or written elsewhere: nothing for this node to raise
+				}
+				m.Logger.Log(lctx, level, "alerter: last round", "ledger", ledger, "err", err)
 				return
 			}
 		}
