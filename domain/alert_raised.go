@@ -199,7 +199,7 @@ func decideRaise(s *State, c *RaiseAlert, now time.Time) (Event, error) {
 		return nil, fieldErr("alert.account", ErrAccountNotFound)
 	}
 	if a.HoldRefused != "" && holdPlaced(s, a, now) {
-		return nil, fieldErrf("alert.hold_refused", ErrInvalidField, "the hold of alert %s would be placed: it is not refused", a.ID)
+		return nil, fieldErrf("alert.hold_refused", ErrHoldNotRefused, "alert %s", a.ID)
 	}
 	return *a, nil
 }

@@ -39,6 +39,11 @@ var (
 	// ErrNotDue refuses an ExpirePending before its time, or for a hold no
 	// longer open: the writer's own command, never a client's.
 	ErrNotDue = errors.New("pending transfer not due to expire")
+	// ErrHoldNotRefused refuses an AlertRaised saying its hold was refused
+	// when the hold would be placed now: an INVALID_FIELD on
+	// alert.hold_refused, which the alerter answers by raising the alert
+	// again with its hold.
+	ErrHoldNotRefused = fmt.Errorf("the hold would be placed: %w", ErrInvalidField)
 )
 
 // FieldError ties an outcome to the field that caused it, named as a client

@@ -297,7 +297,7 @@ func (f *Alerter) submit(ctx context.Context, p *alertPass, alerts []domain.Aler
 			f.logger.Warn("alerter: hold refused", "alert", a.ID, "account", a.Account, "err", r.Err)
 			return true, nil
 		}
-		if _, raise := cmds[i].(*domain.RaiseAlert); raise && domain.FieldOf(r.Err) == "alert.hold_refused" {
+		if _, raise := cmds[i].(*domain.RaiseAlert); raise && errors.Is(r.Err, domain.ErrHoldNotRefused) {
 			// Said refused, the hold would be placed now: the page goes
 			// again with it.
 			delete(f.holdRefused, a.ID)

@@ -91,6 +91,7 @@ var sentinels = map[string]sentinelAnswer{
 	"domain.ErrMovementNotFound":          outcome(domain.ErrMovementNotFound, ledgerv1.ResultCode_RESULT_CODE_MOVEMENT_NOT_FOUND),
 	"domain.ErrUnknownLedger":             request(domain.ErrUnknownLedger, codes.InvalidArgument),
 	"domain.ErrNotDue":                    internal(domain.ErrNotDue, "the writer's own expiry command"),
+	"domain.ErrHoldNotRefused":            outcome(domain.ErrHoldNotRefused, ledgerv1.ResultCode_RESULT_CODE_INVALID_FIELD),
 	"domain.ErrNeedPrior":                 internal(domain.ErrNeedPrior, "resolved by the writer before any answer"),
 	"domain.ErrSnapshotCorrupt":           internal(domain.ErrSnapshotCorrupt, "the writer falls back to the log"),
 	"domain.ErrSnapshotVersion":           internal(domain.ErrSnapshotVersion, "the writer falls back to the log"),
