@@ -99,30 +99,25 @@ func (m *Main) ensureAlerter(ledger string) {
 	ctx, stop := context.WithCancelCause(m.readersCtx)
 	m.alerters[ledger] = &ledgerAlerter{stop: stop, writing: true}
 	// It looks the writer up only when it has something to submit (and
-	// once, at its start, for its marks). While the writer is stopped it
-	// starts none (another node may write the ledger now, whose alerter
+	// once, at its start, for its marks). While the writer is stopped here
+	// it starts none (another node may write the ledger now, whose alerter
 	// acts): a round with something to submit fails, and waits for the
-	// last round or for the writer to start here again.
+	// last round or for the writer to start here again. The last round
+	// starts one unless another node holds the writer lease (it moved
+	// there, or was written there meanwhile); it may come late (its round
+	// in flight first), so that is asked when it would start one.
 	last := false
 	f := workflows.NewAlerter(ledger, queries.New(m.readPool, nil), func() (workflows.AlertWriter, error) {
 		m.mu.Lock()
 		a := m.alerters[ledger]
-		starts := last || (a != nil && a.writing)
+		writing, lastRound := a != nil && a.writing, last
 		m.mu.Unlock()
-		if !starts {
+		if !writing {
 			if w, ok := m.ledgers.RunningWriter(ledger); ok {
 				return w, nil
 			}
-			return nil, errAlerterIdle
-		}
-		if last {
-			// Another node holding the writer lease writes the ledger
-			// (it moved there, or was written there meanwhile): its
-			// alerter acts, and a writer started here would wait for the
-			// lease as a standby. The last round may come late (its round
-			// in flight first), so this is asked when it would start one.
-			if w, ok := m.ledgers.RunningWriter(ledger); ok {
-				return w, nil
+			if !lastRound {
+				return nil, errAlerterIdle
 			}
 			if elsewhere, err := m.writesElsewhere(ledger); err != nil || elsewhere {
 				return nil, errors.Join(errAlerterIdle, err)
@@ -201,19 +196,15 @@ func (m *Main) alerterAfterReaders(ledger string, a *ledgerAlerter, r *ledgerRea
 			return
 		}
 		m.mu.Lock()
-		next, ok := m.readers[ledger]
-		switch {
-		case m.alerters[ledger] != a || a.writing:
-			a.watching = false
+		if next, ok := m.readers[ledger]; ok && next != r && m.alerters[ledger] == a && !a.writing {
+			r = next // restarted readers
 			m.mu.Unlock()
-			return // the writer started again: its next stop watches
-		case ok && next != r:
-			r = next
-			m.mu.Unlock()
-			continue // restarted readers
+			continue
 		}
-		m.lastAlerterRound(ledger, a)
+		// The writer started again meanwhile: the alerter goes on, and the
+		// writer's next stop watches again (lastAlerterRound does nothing).
 		a.watching = false
+		m.lastAlerterRound(ledger, a)
 		m.mu.Unlock()
 		return
 	}
