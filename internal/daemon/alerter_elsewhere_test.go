@@ -1,13 +1,10 @@
 package daemon_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/testenv"
@@ -28,22 +25,12 @@ func TestNoWriterStartedWhereTheLedgerMovedAway(t *testing.T) {
 	h1 := startIdle(t, "", key)
 	h2 := startIdle(t, h1.pgURL, key)
 	ledger := testenv.Name(t)
-	mon := h1.monitoring(t)
 	h1.setup(t, ledger)
-	h1.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD"))
-	big := &ledgerv1.Rule{Id: "big", Asset: "USD", AccountPattern: "bob",
-		Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "100.00", Side: ledgerv1.Side_SIDE_DEBIT}}}
-	checkResults(t, "define", h1.defineRules(t, mon, ledger, big), want{code: codeCreated})
+	h1.watchBigDebitsOfBob(t, ledger)
 
 	// h1's projections cannot write alerts: its readers cannot catch up,
 	// and so do not stop when its writer goes idle.
-	conn, err := pgx.Connect(ctx(t), h1.pgURL)
-	testenv.NoError(t, err)
-	defer conn.Close(context.Background())
-	tx, err := conn.Begin(ctx(t))
-	testenv.NoError(t, err)
-	_, err = tx.Exec(ctx(t), `LOCK TABLE alerts IN EXCLUSIVE MODE`)
-	testenv.NoError(t, err)
+	release := holdAlertsBack(t, h1.pgURL)
 	h1.transferOK(t, ledger, transfer("t1", "bob", "carol", "150.00", "USD"))
 	time.Sleep(10 * idleFor) // h1's writer is idle
 	series := fmt.Sprintf("ledger_writer_writing{ledger=%q}", ledger)
@@ -73,7 +60,7 @@ func TestNoWriterStartedWhereTheLedgerMovedAway(t *testing.T) {
 		}
 		return nil
 	})
-	testenv.NoError(t, tx.Rollback(ctx(t)))
+	release()
 
 	// The alert is computed on h1; h2's alerter raises it. h1 must not start
 	// a writer for it.

@@ -310,42 +310,75 @@ func TestAlerterFreezesWhileARaiseIsRefused(t *testing.T) {
 	}
 }
 
-// TestAlertRaisedAfterTheWriterWentIdle: an alert the projection computes
-// only after the ledger's writer went idle (the alerts table locked until
-// then, as a backlog or a rebuild would hold it back) is still raised: the
-// alerter outlives the writer until the readers have caught up, then runs a
-// last round, which starts the writer again for it.
-func TestAlertRaisedAfterTheWriterWentIdle(t *testing.T) {
-	t.Parallel()
-	h := startIdle(t, "", newKey(t))
-	ledger := testenv.Name(t)
-	mon := h.monitoring(t)
-	h.setup(t, ledger)
+// watchBigDebitsOfBob funds bob on ledger (set up) and defines rule "big":
+// an alert for each debit of bob over 100.00.
+func (h *harness) watchBigDebitsOfBob(t *testing.T, ledger string) {
+	t.Helper()
 	h.transferOK(t, ledger, transfer("fund", "alice", "bob", "500.00", "USD"))
 	big := &ledgerv1.Rule{Id: "big", Asset: "USD", AccountPattern: "bob",
 		Kind: &ledgerv1.Rule_Threshold{Threshold: &ledgerv1.ThresholdRule{Amount: "100.00", Side: ledgerv1.Side_SIDE_DEBIT}}}
-	checkResults(t, "define", h.defineRules(t, mon, ledger, big), want{code: codeCreated})
+	checkResults(t, "define", h.defineRules(t, h.monitoring(t), ledger, big), want{code: codeCreated})
+}
 
-	conn, err := pgx.Connect(ctx(t), h.pgURL)
+// holdAlertsBack locks the alerts table until release: reads go on, the
+// alerts projection's writes wait, so its readers cannot catch up, as a
+// backlog or a rebuild would hold them back.
+func holdAlertsBack(t *testing.T, pgURL string) (release func()) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx(t), pgURL)
 	testenv.NoError(t, err)
-	defer conn.Close(context.Background())
+	t.Cleanup(func() { conn.Close(context.Background()) })
 	tx, err := conn.Begin(ctx(t))
 	testenv.NoError(t, err)
 	_, err = tx.Exec(ctx(t), `LOCK TABLE alerts IN EXCLUSIVE MODE`)
 	testenv.NoError(t, err)
-	alert := fmt.Sprintf("%s:%d:big:bob", ledger, h.transferOK(t, ledger, transfer("t1", "bob", "carol", "150.00", "USD")))
-	// The writer goes idle after idleFor with nothing to do; the alerter
-	// has had nothing to read.
-	time.Sleep(10 * idleFor)
-	if raised := h.raisedAlerts(t, ledger); len(raised) != 0 {
-		t.Fatalf("alerts raised while the projection could not write them: %v", raised)
-	}
-	testenv.NoError(t, tx.Rollback(ctx(t)))
+	return func() { testenv.NoError(t, tx.Rollback(ctx(t))) }
+}
 
+// raisedOnce waits until the log holds one AlertRaised of alert.
+func (h *harness) raisedOnce(t *testing.T, ledger, alert string) {
+	t.Helper()
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if raised := h.eventsOf(t, ledger, domain.TypeAlertRaised, "id", alert); len(raised) != 1 {
 			return fmt.Errorf("alert %s raised %d times", alert, len(raised))
 		}
 		return nil
 	})
+}
+
+// TestAlertRaisedAfterTheWriterWentIdle: an alert the projection computes
+// only after the ledger's writer went idle (the alerts table locked until
+// then) is still raised: the alerter outlives the writer until the readers
+// have caught up, then runs a last round, which starts the writer again for
+// it. Also when the writer started again (a command) and went idle a second
+// time before the readers caught up: a version that compared the head with
+// the first stop's took this node's own appends for another node's, and
+// never raised the alert.
+func TestAlertRaisedAfterTheWriterWentIdle(t *testing.T) {
+	t.Parallel()
+	for _, idleTimes := range []int{1, 2} {
+		t.Run(fmt.Sprintf("idle=%d", idleTimes), func(t *testing.T) {
+			t.Parallel()
+			h := startIdle(t, "", newKey(t))
+			ledger := testenv.Name(t)
+			h.setup(t, ledger)
+			h.watchBigDebitsOfBob(t, ledger)
+			release := holdAlertsBack(t, h.pgURL)
+			alert := fmt.Sprintf("%s:%d:big:bob", ledger, h.transferOK(t, ledger, transfer("t1", "bob", "carol", "150.00", "USD")))
+			// The writer goes idle after idleFor with nothing to do; the
+			// alerter has had nothing to read.
+			time.Sleep(10 * idleFor)
+			if idleTimes == 2 {
+				// A command starts the writer again (no alert of its own),
+				// and it goes idle again.
+				h.transferOK(t, ledger, transfer("t2", "alice", "carol", "1.00", "USD"))
+				time.Sleep(10 * idleFor)
+			}
+			if raised := h.raisedAlerts(t, ledger); len(raised) != 0 {
+				t.Fatalf("alerts raised while the projection could not write them: %v", raised)
+			}
+			release()
+			h.raisedOnce(t, ledger, alert)
+		})
+	}
 }
