@@ -70,8 +70,12 @@ func idBytes(s string, n int) bool {
 // alert's id (a RaiseAlert's, an alert's FreezeAccount's), which joins a
 // ledger, a position, a rule and an account id, so [A-Za-z0-9:_.@/-]{1,512}
 // (AlertIDLenMax).
-func ValidCommandID(s string) bool {
-	if len(s) == 0 || len(s) > AlertIDLenMax {
+func ValidCommandID(s string) bool { return slashedID(s, AlertIDLenMax) }
+
+// slashedID reports whether s matches [A-Za-z0-9:_.@/-]{1,max}: an id's
+// bytes and '/'.
+func slashedID(s string, max int) bool {
+	if len(s) == 0 || len(s) > max {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -202,17 +202,7 @@ func ParseValueDate(s string) (time.Time, error) {
 }
 
 // ValidExternalID reports whether s matches [A-Za-z0-9:_.@/-]{1,128}.
-func ValidExternalID(s string) bool {
-	if len(s) == 0 || len(s) > ExternalIDLenMax {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c != '/' && !idByte(c) {
-			return false
-		}
-	}
-	return true
-}
+func ValidExternalID(s string) bool { return slashedID(s, ExternalIDLenMax) }
 
 func checkSource(field, s string) error {
 	if len(s) > SourceLenMax || !ValidID(s) {
