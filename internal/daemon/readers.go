@@ -119,8 +119,12 @@ func (m *Main) ensureAlerter(ledger string) {
 			if !lastRound {
 				return nil, errAlerterIdle
 			}
-			if elsewhere, err := m.writesElsewhere(ledger); err != nil || elsewhere {
-				return nil, errors.Join(errAlerterIdle, err)
+			elsewhere, err := m.writesElsewhere(ledger)
+			if err != nil {
+				return nil, fmt.Errorf("the writer lease of %s: %w", ledger, err) // logged at WARN: the last round gives up
+			}
+			if elsewhere {
+				return nil, errAlerterIdle
 			}
 		}
 		w, err := m.ledgers.Writer(ledger)
