@@ -16,3 +16,7 @@ func FailSnapshotSpools(o *Options) { o.failSpools = true }
 // SnapshotSpoolsOpen is how many of the writer's snapshot spools are not
 // closed.
 func SnapshotSpoolsOpen(w *Writer) int32 { return w.snap.spools.Load() }
+
+// SetEventPayloadMax lowers the bound of an event's payload, so that a test
+// reaches the writer's refusal of an event over it.
+func SetEventPayloadMax(o *Options, n int) { o.eventPayloadMax = n }

@@ -274,6 +274,19 @@ func (b *batchBuilder) decideItem(r *request, i int, c domain.Command) bool {
 	}
 	start := len(b.arena)
 	b.arena = domain.AppendEvent(b.arena, e)
+	if size := len(b.arena) - start; size > b.w.opts.eventPayloadMax {
+		// Every event Decide makes fits (audit's
+		// TestImportBoundsHoldLargestEvents): one that does not is a bound
+		// gone wrong upstream. Written, it would stall every reader of the
+		// log (the relay, an import), so the command is refused instead,
+		// and nothing of it applied: the state evolves only below.
+		b.arena = b.arena[:start]
+		res.Err = fmt.Errorf("its %s event would be %d bytes, over the log's bound of %d: %w",
+			e.EventType(), size, b.w.opts.eventPayloadMax, domain.ErrInvalidField)
+		b.w.opts.Logger.Error("command refused: its event is over the log's bound",
+			"command_id", c.CommandID(), "type", e.EventType(), "bytes", size)
+		return false
+	}
 	rec := eventstore.Record{
 		Ledger: b.w.opts.Ledger, Position: st.head + 1, Type: e.EventType(), SchemaVersion: domain.SchemaVersion,
 		RecordedAt: b.now, CommandID: c.CommandID(), Payload: b.arena[start:len(b.arena):len(b.arena)],

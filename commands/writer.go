@@ -123,6 +123,9 @@ type Options struct {
 	// beforeAppend, when set (by tests), is called by the committer before
 	// each append, with the position the append expects.
 	beforeAppend func(expected uint64)
+	// eventPayloadMax bounds an event's payload (domain.EventPayloadMax
+	// when 0; tests lower it to reach the refusal).
+	eventPayloadMax int
 }
 
 // Result is the outcome of one command: Err is nil for CREATED, an
@@ -241,6 +244,9 @@ func NewWriter(opts Options) *Writer {
 	}
 	if opts.Policy == (domain.Policy{}) {
 		opts.Policy = domain.DefaultPolicy
+	}
+	if opts.eventPayloadMax <= 0 {
+		opts.eventPayloadMax = domain.EventPayloadMax
 	}
 	if opts.recentMax <= 3*opts.BatchMax {
 		opts.recentMax = max(recentMaxDefault, 3*opts.BatchMax+1)

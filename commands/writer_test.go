@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -371,4 +372,57 @@ func TestWriterRetryOfOldTransferReadsTheLog(t *testing.T) {
 	if want := uint64(1 + 4 + 60 + 1); pos != want {
 		t.Errorf("log ends at %d, want %d: retries must append nothing", pos, want)
 	}
+}
+
+// TestWriterRefusesAnEventOverTheLogsBound: an event over the log's bound
+// would stall every reader of the log, so the writer refuses its command
+// (the bound lowered here: every event Decide makes fits the real one) and
+// applies nothing of it, alone or in an atomic request; the commands beside
+// it go on.
+func TestWriterRefusesAnEventOverTheLogsBound(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ledger := testenv.Name(t)
+	opts := commands.Options{Ledger: ledger, Store: store}
+	commands.SetEventPayloadMax(&opts, 400)
+	w, _ := startWriterWith(t, opts)
+	setup(t, w, 2)
+	head, _, err := store.Head(context.Background(), ledger)
+	testenv.NoError(t, err)
+
+	big := transferCmd("big", 0, 1, "5.00")
+	big.Metadata = map[string]string{"note": strings.Repeat("x", 400)}
+	res := submit(t, w, transferCmd("s1", 0, 1, "1.00"), big, transferCmd("s2", 0, 1, "2.00"))
+	if res[0].Err != nil || res[2].Err != nil {
+		t.Fatalf("the commands beside it: %v, %v", res[0].Err, res[2].Err)
+	}
+	if !errors.Is(res[1].Err, domain.ErrInvalidField) || !strings.Contains(res[1].Err.Error(), "over the log's bound of 400") {
+		t.Fatalf("over the bound: %v, want ErrInvalidField naming the bound", res[1].Err)
+	}
+	if res[2].Position != res[0].Position+1 {
+		t.Errorf("positions %d and %d: the refused event took a place", res[0].Position, res[2].Position)
+	}
+
+	atomic, err := w.SubmitWith(context.Background(),
+		[]domain.Command{transferCmd("s3", 0, 1, "3.00"), big}, commands.SubmitOptions{Atomic: true})
+	testenv.NoError(t, err)
+	if !errors.Is(atomic[0].Err, commands.ErrLinkedItemFailed) || !errors.Is(atomic[1].Err, domain.ErrInvalidField) {
+		t.Fatalf("atomic: %v, %v; want linked item failed and invalid field", atomic[0].Err, atomic[1].Err)
+	}
+
+	after, _, err := store.Head(context.Background(), ledger)
+	testenv.NoError(t, err)
+	if after != head+2 {
+		t.Errorf("head %d, want %d: the two transfers beside the refused one", after, head+2)
+	}
+	live, livePos := liveSnapshot(t, w, 2)
+	replayed, replayPos := replaySnapshot(t, store, ledger, 2)
+	if livePos != replayPos {
+		t.Errorf("writer at %d, log at %d", livePos, replayPos)
+	}
+	equalSnapshots(t, live, replayed)
+	if got := live["a1"][1]; got != "300" {
+		t.Errorf("a1 credited %s minor units, want 300 (s1 and s2 alone)", got)
+	}
+	mustCreate(t, submit(t, w, transferCmd("s4", 0, 1, "4.00")))
 }
