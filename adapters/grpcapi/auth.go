@@ -381,7 +381,7 @@ func (a *Auth) authenticate(ctx context.Context, remote string, authorization []
 	if err == nil {
 		return key, nil
 	}
-	source := sourceOf(remote)
+	source := SourceOf(remote)
 	if a.failures.blocked(source) {
 		if errors.Is(err, apikeys.ErrNotCached) {
 			return apikeys.Key{}, status.Errorf(codes.ResourceExhausted,

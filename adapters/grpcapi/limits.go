@@ -303,14 +303,15 @@ func (l *failureLimiter) sweep(now time.Time) bool {
 	return len(l.sources) < FailedAuthSourcesMax
 }
 
-// sourceOf is the rate-limited source of a remote address (host:port or a
-// bare host): the IPv4 address (an IPv4-mapped IPv6 address as IPv4), or
+// SourceOf is the source of a remote address (host:port or a bare host),
+// by which failed authentications are rate-limited and ledgerd's
+// listeners share their connections: the IPv4 address (an IPv4-mapped IPv6 address as IPv4), or
 // the IPv6 /64, whose every address its client may use in turn. A
 // link-local address comes with its zone (fe80::1%eth0, the interface it
 // came in on), which is dropped with the host bits: such an address must
 // not be taken for a host that is no address, each one a source of its
 // own.
-func sourceOf(addr string) string {
+func SourceOf(addr string) string {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr

@@ -104,8 +104,8 @@ func TestSourceOf(t *testing.T) {
 		"[::1]:80":                              "::/64",
 		"@":                                     "@",
 	} {
-		if got := sourceOf(addr); got != want {
-			t.Errorf("sourceOf(%s) = %s, want %s", addr, got, want)
+		if got := SourceOf(addr); got != want {
+			t.Errorf("SourceOf(%s) = %s, want %s", addr, got, want)
 		}
 	}
 }

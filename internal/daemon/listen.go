@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/ledgerd/ledger/adapters/grpcapi"
 )
 
 // ConnsMaxDefault bounds the connections each listener (gRPC, HTTP) holds:
@@ -14,32 +16,39 @@ const ConnsMaxDefault = 4096
 
 // connLimitListener holds at most max connections. At the bound, a new one
 // takes the place of the oldest that never authenticated a call (an idle
-// or hostile client); when every one authenticated, of the newest of the
-// key that authenticated the most, if it holds more than its share (a
-// quarter of max; a connection counts for the key of its first call); else
-// the new one is closed. So connections without a key cannot lock keyed
-// clients out, nor can one key's (a reader's as well as any), and a flood
-// of them costs at most max descriptors.
+// or hostile client): the oldest of the source (grpcapi.SourceOf: an IPv4
+// address, an IPv6 /64) holding the most such connections if it holds
+// more than its share (a quarter of max), else the oldest of all. When
+// every one authenticated, it takes the place of the newest of the key
+// that authenticated the most, if it holds more than its share (a quarter
+// of max; a connection counts for the key of its first call); else the new
+// one is closed. So connections without a key cannot lock keyed clients
+// out, nor can one key's (a reader's as well as any), one source's flood
+// of connections without a key replaces its own and not those other
+// clients have just opened, and any flood costs at most max descriptors.
 type connLimitListener struct {
 	net.Listener
 	max int
 
-	mu     sync.Mutex
-	conns  map[string]*limitedConn // by remote address
-	perKey map[string]int          // authenticated connections by key
+	mu        sync.Mutex
+	conns     map[string]*limitedConn // by remote address
+	perKey    map[string]int          // authenticated connections by key
+	perSource map[string]int          // connections not authenticated by source
 }
 
 func newConnLimitListener(l net.Listener, max int) *connLimitListener {
 	if max <= 0 {
 		max = ConnsMaxDefault
 	}
-	return &connLimitListener{Listener: l, max: max, conns: map[string]*limitedConn{}, perKey: map[string]int{}}
+	return &connLimitListener{Listener: l, max: max, conns: map[string]*limitedConn{}, perKey: map[string]int{},
+		perSource: map[string]int{}}
 }
 
 type limitedConn struct {
 	net.Conn
 	l      *connLimitListener
 	opened time.Time
+	source string // grpcapi.SourceOf its remote address
 	// authenticated and key (its first call's) are under l.mu.
 	authenticated bool
 	key           string
@@ -53,7 +62,7 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		lc := &limitedConn{Conn: c, l: l, opened: time.Now()}
+		lc := &limitedConn{Conn: c, l: l, opened: time.Now(), source: grpcapi.SourceOf(c.RemoteAddr().String())}
 		victim, ok := l.admit(lc)
 		if victim != nil {
 			_ = victim.Close()
@@ -71,10 +80,9 @@ func (l *connLimitListener) admit(c *limitedConn) (victim *limitedConn, ok bool)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.conns) >= l.max {
-		for _, o := range l.conns {
-			if !o.authenticated && (victim == nil || o.opened.Before(victim.opened)) {
-				victim = o
-			}
+		victim = l.oldestUnauthenticated(l.crowdedSource())
+		if victim == nil {
+			victim = l.oldestUnauthenticated("")
 		}
 		if victim == nil {
 			victim = l.overShare()
@@ -85,7 +93,37 @@ func (l *connLimitListener) admit(c *limitedConn) (victim *limitedConn, ok bool)
 		l.forget(victim)
 	}
 	l.conns[c.RemoteAddr().String()] = c
+	l.perSource[c.source]++
 	return victim, true
+}
+
+// share is what a key's authenticated connections, or a source's
+// connections not authenticated, may hold of max before a newcomer takes
+// one of them first.
+func (l *connLimitListener) share() int { return max(l.max/4, 1) }
+
+// crowdedSource returns the source holding the most connections not
+// authenticated, if it holds more than its share; "" if none does.
+func (l *connLimitListener) crowdedSource() string {
+	var crowded string
+	for source, n := range l.perSource {
+		if n > l.share() && (crowded == "" || n > l.perSource[crowded]) {
+			crowded = source
+		}
+	}
+	return crowded
+}
+
+// oldestUnauthenticated returns the oldest connection not authenticated,
+// of source or, if source is "", of any; nil if there is none.
+func (l *connLimitListener) oldestUnauthenticated(source string) *limitedConn {
+	var oldest *limitedConn
+	for _, o := range l.conns {
+		if !o.authenticated && (source == "" || o.source == source) && (oldest == nil || o.opened.Before(oldest.opened)) {
+			oldest = o
+		}
+	}
+	return oldest
 }
 
 // overShare returns the newest connection of the key that authenticated
@@ -93,10 +131,9 @@ func (l *connLimitListener) admit(c *limitedConn) (victim *limitedConn, ok bool)
 // newest: the oldest are most likely a service's own (the REST gateway's
 // to this server, a pool's first), the newest a flood's.
 func (l *connLimitListener) overShare() *limitedConn {
-	share := max(l.max/4, 1)
 	var hog string
 	for key, n := range l.perKey {
-		if n > share && (hog == "" || n > l.perKey[hog]) {
+		if n > l.share() && (hog == "" || n > l.perKey[hog]) {
 			hog = key
 		}
 	}
@@ -120,9 +157,16 @@ func (l *connLimitListener) forget(c *limitedConn) {
 	}
 	delete(l.conns, remote)
 	if c.authenticated {
-		if l.perKey[c.key]--; l.perKey[c.key] <= 0 {
-			delete(l.perKey, c.key)
-		}
+		decrement(l.perKey, c.key)
+	} else {
+		decrement(l.perSource, c.source)
+	}
+}
+
+// decrement counts one less for k, dropping it at none.
+func decrement(counts map[string]int, k string) {
+	if counts[k]--; counts[k] <= 0 {
+		delete(counts, k)
 	}
 }
 
@@ -135,6 +179,7 @@ func (l *connLimitListener) authenticated(remote, key string) {
 	if c, ok := l.conns[remote]; ok && !c.authenticated {
 		c.authenticated, c.key = true, key
 		l.perKey[key]++
+		decrement(l.perSource, c.source)
 	}
 }
 
@@ -150,10 +195,9 @@ func (l *connLimitListener) refused(remote, key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if c, ok := l.conns[remote]; ok && c.authenticated && key != "" && c.key == key {
-		if l.perKey[c.key]--; l.perKey[c.key] <= 0 {
-			delete(l.perKey, c.key)
-		}
+		decrement(l.perKey, c.key)
 		c.authenticated, c.key = false, ""
+		l.perSource[c.source]++
 	}
 }
 

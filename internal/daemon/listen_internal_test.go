@@ -119,10 +119,10 @@ func TestConnLimitListenerRefused(t *testing.T) {
 	}
 	l.refused(s1.RemoteAddr().String(), "k1")
 	l.mu.Lock()
-	n := l.perKey["k1"]
+	n, unauthenticated := l.perKey["k1"], l.perSource["127.0.0.1"]
 	l.mu.Unlock()
-	if n != 0 {
-		t.Errorf("key k1 counts %d connections after its refusal, want 0", n)
+	if n != 0 || unauthenticated != 1 {
+		t.Errorf("after its refusal: key k1 counts %d connections, its source %d not authenticated; want 0 and 1", n, unauthenticated)
 	}
 	_, s3 := dial()
 	if !closedByServer(c1) {
@@ -137,10 +137,70 @@ func TestConnLimitListenerRefused(t *testing.T) {
 	}
 }
 
+// TestConnLimitListenerShareOfASource: at its bound, a newcomer takes the
+// place of the oldest connection not authenticated of the source holding
+// the most such, while it holds more than its share (a quarter of the
+// bound): one address's flood replaces its own connections, not the one
+// another client has just opened and not yet authenticated. Within the
+// shares, the oldest of all goes.
+func TestConnLimitListenerShareOfASource(t *testing.T) {
+	const max = 8 // a share of 2
+	l, dialFrom, closedByServer := listenLimitedFrom(t, max)
+	other, _ := dialFrom("127.0.0.3") // the oldest, not authenticated yet
+	var flood []net.Conn
+	for range 4 {
+		c, _ := dialFrom("127.0.0.2")
+		flood = append(flood, c)
+	}
+	for range 3 {
+		_, s := dialFrom("127.0.0.1")
+		l.authenticated(s.RemoteAddr().String(), "k")
+	}
+	// 127.0.0.2 holds 4 of 8, over its share: a newcomer from it, and one
+	// from elsewhere, each take the place of its oldest.
+	flood = append(flood, first(dialFrom("127.0.0.2")))
+	_, _ = dialFrom("127.0.0.4")
+	for i, c := range flood[:2] {
+		if !closedByServer(c) {
+			t.Fatalf("newcomer %d: the oldest connection of the source over its share not closed", i)
+		}
+	}
+	// 127.0.0.2 holds 3, still over: the next newcomer takes another.
+	_, _ = dialFrom("127.0.0.4")
+	if !closedByServer(flood[2]) {
+		t.Fatal("the source still over its share: its oldest not closed")
+	}
+	_ = other.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := other.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the other source's connection, the oldest of all: %v, want it open while a source is over its share", err)
+	}
+	// Every source within its share: the oldest of all goes.
+	_, _ = dialFrom("127.0.0.5")
+	if !closedByServer(other) {
+		t.Error("every source within its share: the oldest connection not authenticated not closed")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.conns) != max || l.perSource["127.0.0.2"] != 2 || l.perSource["127.0.0.1"] != 0 || l.perKey["k"] != 3 {
+		t.Errorf("%d connections, %d of 127.0.0.2 and %d of 127.0.0.1 not authenticated, %d of key k; want %d, 2, 0, 3",
+			len(l.conns), l.perSource["127.0.0.2"], l.perSource["127.0.0.1"], l.perKey["k"], max)
+	}
+}
+
+func first(c, _ net.Conn) net.Conn { return c }
+
 // listenLimited is a connLimitListener of max on loopback, accepting; dial
 // connects and returns both ends once accepted; closedByServer says
 // whether the server closed a client's connection.
 func listenLimited(t *testing.T, max int) (l *connLimitListener, dial func() (client, server net.Conn),
+	closedByServer func(net.Conn) bool) {
+	l, dialFrom, closedByServer := listenLimitedFrom(t, max)
+	return l, func() (client, server net.Conn) { t.Helper(); return dialFrom("127.0.0.1") }, closedByServer
+}
+
+// listenLimitedFrom is listenLimited whose dial connects from a loopback
+// address of the caller's (127.0.0.0/8: a source each).
+func listenLimitedFrom(t *testing.T, max int) (l *connLimitListener, dialFrom func(ip string) (client, server net.Conn),
 	closedByServer func(net.Conn) bool) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -159,9 +219,10 @@ func listenLimited(t *testing.T, max int) (l *connLimitListener, dial func() (cl
 			accepted <- c
 		}
 	}()
-	dial = func() (client, server net.Conn) {
+	dialFrom = func(ip string) (client, server net.Conn) {
 		t.Helper()
-		c, err := net.Dial("tcp", lis.Addr().String())
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", lis.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,5 +240,5 @@ func listenLimited(t *testing.T, max int) (l *connLimitListener, dial func() (cl
 		_, err := c.Read(make([]byte, 1))
 		return errors.Is(err, io.EOF)
 	}
-	return l, dial, closedByServer
+	return l, dialFrom, closedByServer
 }
