@@ -42,7 +42,7 @@ const alertLogPage = 10_000
 func NewAlerts() *Alerts { return &Alerts{caches: map[string]*alertCache{}} }
 
 func (*Alerts) Name() string { return "alerts" }
-func (*Alerts) Version() int { return 1 }
+func (*Alerts) Version() int { return 2 }
 
 // Tables lists the projection's tables.
 func (*Alerts) Tables() []string { return []string{"alerts", "alert_rules"} }
@@ -87,7 +87,14 @@ func (p *Alerts) Apply(ctx context.Context, tx pgx.Tx, key string, recs []events
 			c.ev = ev
 		}
 	}
-	var rows [][]any
+	var (
+		rows [][]any
+		// byID finds this batch's alerts: an AlertRaised of one of them
+		// (a rebuild meets both in one batch) sets its row's raised;
+		// others are updated after the rows are written (raisedLater).
+		byID        = map[string]int{}
+		raisedLater raisedMarks
+	)
 	for i := range recs {
 		r := &recs[i]
 		if c.ev == nil {
@@ -109,7 +116,18 @@ func (p *Alerts) Apply(ctx context.Context, tx pgx.Tx, key string, recs []events
 			if err != nil {
 				return err
 			}
+			byID[a.ID] = len(rows)
 			rows = append(rows, row)
+		}
+		if raised, ok := e.(domain.AlertRaised); ok {
+			// By its key: a log imported under another name raises its
+			// alerts under the source's (docs/monitoring.md).
+			id := ledger + ":" + domain.AlertKey(raised.ID)
+			if k, ok := byID[id]; ok {
+				rows[k][alertRaisedColumn] = int64(r.Position)
+			} else {
+				raisedLater.add(raised.Position, id, r.Position)
+			}
 		}
 		if d, ok := e.(domain.RuleDefined); ok {
 			if _, err := tx.Exec(ctx, `INSERT INTO alert_rules (ledger, rule_id, version, position) VALUES ($1, $2, $3, $4)
@@ -121,9 +139,17 @@ func (p *Alerts) Apply(ctx context.Context, tx pgx.Tx, key string, recs []events
 	}
 	if len(rows) > 0 {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, []string{"ledger", "position", "id", "rule_id", "rule_version",
-			"transfer_id", "account", "counterparties", "asset", "figures", "freezes", "recorded_at", "effective_at", "hold_account"},
-			pgx.CopyFromRows(rows)); err != nil {
+			"transfer_id", "account", "counterparties", "asset", "figures", "freezes", "recorded_at", "effective_at", "hold_account",
+			"raised"}, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("alerts of %s: write: %w", ledger, err)
+		}
+	}
+	if len(raisedLater.ids) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE alerts SET raised = u.at
+			FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS u(position, id, at)
+			WHERE alerts.ledger = $1 AND alerts.position = u.position AND alerts.id = u.id`,
+			key, raisedLater.positions, raisedLater.ids, raisedLater.at); err != nil {
+			return fmt.Errorf("alerts of %s: raised: %w", ledger, err)
 		}
 	}
 	c.through = recs[len(recs)-1].Position
@@ -145,7 +171,22 @@ func alertRow(key string, a *domain.Alert) ([]any, error) {
 		cps = []string{}
 	}
 	return []any{key, int64(a.Position), a.ID, a.RuleID, int64(a.RuleVersion), a.TransferID, a.Account, cps, a.Asset,
-		string(figures), a.Freeze, a.RecordedAt, effective, a.HoldAccount}, nil
+		string(figures), a.Freeze, a.RecordedAt, effective, a.HoldAccount, nil}, nil
+}
+
+// alertRaisedColumn is the index of raised in alertRow's row: the position
+// of the alert's AlertRaised, nil until then.
+const alertRaisedColumn = 14
+
+// raisedMarks are the AlertRaised events of a batch whose alerts an earlier
+// batch wrote: each alert's position and id, and where it was raised.
+type raisedMarks struct {
+	positions, at []int64
+	ids           []string
+}
+
+func (m *raisedMarks) add(position uint64, id string, at uint64) {
+	m.positions, m.ids, m.at = append(m.positions, int64(position)), append(m.ids, id), append(m.at, int64(at))
 }
 
 // LogReader reads a ledger's records from the log in position order.

@@ -72,6 +72,7 @@ func alertsContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 	}
 	e.submit(setup)
 	e.submit(alertRules())
+	raiser := &alertRaiser{e: e, ev: domain.NewEvaluator(e.ledger, nil)}
 
 	rng := rand.New(rand.NewPCG(14, 1))
 	var (
@@ -115,6 +116,10 @@ func alertsContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 		if len(cmds) >= alertStepBatch {
 			e.submit(cmds)
 			cmds = nil
+			// The alerts of the first two thirds are raised right after
+			// their transfers (one batch of the projector may hold both),
+			// the last third's are not.
+			raiser.raiseNew(i < alertSteps*2/3)
 		}
 	}
 	e.submit(cmds)
@@ -134,9 +139,15 @@ func alertsContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Fatalf("alerts differ from a replay (-replay +read model):\n%s", diff)
 			}
-			fired := map[string]int{}
+			fired, unraised := map[string]int{}, 0
 			for _, a := range got {
 				fired[strings.Fields(a)[1]]++
+				if strings.HasSuffix(a, " raised=0") {
+					unraised++
+				}
+			}
+			if unraised == 0 || unraised == len(got) {
+				t.Errorf("%d of %d alerts not raised: the log should raise some and leave some", unraised, len(got))
 			}
 			t.Logf("%d events, alerts by rule: %v", head, fired)
 			for _, r := range []string{"rule=big/1", "rule=big/2", "rule=busy/1", "rule=low/1", "rule=new-cp/1", "rule=dormant/1"} {
@@ -151,12 +162,46 @@ func alertsContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 	}
 }
 
-// formatAlert is an alert as the contract compares it.
+// alertRaiser raises a log's alerts as ledgerd's alerter does (RaiseAlert,
+// in order), so that the log holds AlertRaised events after their alerts.
+type alertRaiser struct {
+	e   *env
+	ev  *domain.Evaluator
+	pos uint64
+}
+
+// raiseNew folds the log's new events and, if raise, raises their alerts.
+func (r *alertRaiser) raiseNew(raise bool) {
+	t := r.e.t
+	var cmds []domain.Command
+	for {
+		recs, err := r.e.store.Read(t.Context(), r.e.ledger, r.pos+1, 1000)
+		testenv.NoError(t, err)
+		if len(recs) == 0 {
+			break
+		}
+		for _, rec := range recs {
+			de, err := domain.UnmarshalEvent(rec.Type, rec.SchemaVersion, rec.Payload)
+			testenv.NoError(t, err)
+			for _, a := range r.ev.Apply(rec.Position, rec.RecordedAt, de) {
+				cmds = append(cmds, &domain.RaiseAlert{Alert: domain.AlertRaisedOf(&a)})
+			}
+			r.pos = rec.Position
+		}
+	}
+	if raise && len(cmds) > 0 {
+		r.e.submit(cmds)
+	}
+}
+
+// formatAlert is an alert as the contract compares it; raised is the
+// position of its AlertRaised, 0 for none.
 func formatAlert(id, rule string, version uint32, transfer, account string, cps []string, asset string,
-	figures map[string]string, freeze bool, recorded, effective time.Time) string {
+	figures map[string]string, freeze bool, recorded, effective time.Time, raised uint64) string {
 	f, _ := json.Marshal(figures) // sorted keys
-	return fmt.Sprintf("%s rule=%s/%d transfer=%s account=%s counterparties=%v asset=%s figures=%s freeze=%t recorded=%s effective=%s",
-		id, rule, version, transfer, account, cps, asset, f, freeze, recorded.UTC().Format(time.RFC3339Nano), effective.UTC().Format(time.RFC3339Nano))
+	return fmt.Sprintf("%s rule=%s/%d transfer=%s account=%s counterparties=%v asset=%s figures=%s freeze=%t recorded=%s effective=%s raised=%d",
+		id, rule, version, transfer, account, cps, asset, f, freeze, recorded.UTC().Format(time.RFC3339Nano), effective.UTC().Format(time.RFC3339Nano),
+		raised)
 }
 
 // replayAlerts folds the log through upTo through a fresh domain.Evaluator.
@@ -164,7 +209,8 @@ func (e *env) replayAlerts(upTo uint64) []string {
 	t := e.t
 	t.Helper()
 	ev := domain.NewEvaluator(e.ledger, nil)
-	var out []string
+	var alerts []domain.Alert
+	raised := map[string]uint64{}
 	for pos := uint64(0); pos < upTo; {
 		recs, err := e.store.Read(t.Context(), e.ledger, pos+1, int(upTo-pos))
 		testenv.NoError(t, err)
@@ -174,12 +220,17 @@ func (e *env) replayAlerts(upTo uint64) []string {
 		for _, rec := range recs {
 			de, err := domain.UnmarshalEvent(rec.Type, rec.SchemaVersion, rec.Payload)
 			testenv.NoError(t, err)
-			for _, a := range ev.Apply(rec.Position, rec.RecordedAt, de) {
-				out = append(out, formatAlert(a.ID, a.RuleID, a.RuleVersion, a.TransferID, a.Account, a.Counterparties, a.Asset,
-					a.Figures, a.Freeze, a.RecordedAt, a.EffectiveAt))
+			alerts = append(alerts, ev.Apply(rec.Position, rec.RecordedAt, de)...)
+			if r, ok := de.(domain.AlertRaised); ok {
+				raised[r.ID] = rec.Position
 			}
 			pos = rec.Position
 		}
+	}
+	out := make([]string, 0, len(alerts))
+	for _, a := range alerts {
+		out = append(out, formatAlert(a.ID, a.RuleID, a.RuleVersion, a.TransferID, a.Account, a.Counterparties, a.Asset,
+			a.Figures, a.Freeze, a.RecordedAt, a.EffectiveAt, raised[a.ID]))
 	}
 	return out
 }
@@ -189,7 +240,7 @@ func (e *env) readAlerts() []string {
 	t := e.t
 	t.Helper()
 	rows, err := e.pool.Query(t.Context(), `SELECT id, rule_id, rule_version, transfer_id, account, counterparties, asset,
-			figures::text, freezes, recorded_at, coalesce(effective_at, 'epoch'::timestamptz) FROM alerts
+			figures::text, freezes, recorded_at, coalesce(effective_at, 'epoch'::timestamptz), coalesce(raised, 0) FROM alerts
 		WHERE ledger = $1 ORDER BY position, id`, e.ledger)
 	testenv.NoError(t, err)
 	var (
@@ -200,9 +251,10 @@ func (e *env) readAlerts() []string {
 		cps                                []string
 		freeze                             bool
 		recorded, effective                time.Time
+		raised                             int64
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &rule, &version, &transfer, &account, &cps, &asset, &figuresText, &freeze,
-		&recorded, &effective}, func() error {
+		&recorded, &effective, &raised}, func() error {
 		var figures map[string]string
 		if err := json.Unmarshal([]byte(figuresText), &figures); err != nil {
 			return err
@@ -214,7 +266,7 @@ func (e *env) readAlerts() []string {
 			cps = nil
 		}
 		out = append(out, formatAlert(id, rule, uint32(version), transfer, account, slices.Clone(cps), asset, figures, freeze,
-			recorded, effective))
+			recorded, effective, uint64(raised)))
 		return nil
 	})
 	testenv.NoError(t, err)

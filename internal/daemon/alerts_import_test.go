@@ -1,13 +1,18 @@
 package daemon_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/internal/testenv"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // TestImportIntoANewLedgerKeepsItsAlerts: a log imported under another
@@ -57,5 +62,35 @@ func TestImportIntoANewLedgerKeepsItsAlerts(t *testing.T) {
 	}
 	if code, out, errOut := h.runCtl(t, target, "audit", "verify"); code != 0 || !strings.Contains(out, "clean") {
 		t.Errorf("audit verify of the copy: exit %d\n%s%s", code, out, errOut)
+	}
+	// The copy's alerts read model has each alert raised, the imported
+	// ones matched by their key: none is left for the writers' sweep.
+	conn, err := pgx.Connect(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer conn.Close(context.Background())
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var all, unraised int
+		if err := conn.QueryRow(ctx(t), `SELECT count(*), count(*) FILTER (WHERE raised IS NULL) FROM alerts WHERE ledger = $1`,
+			target).Scan(&all, &unraised); err != nil {
+			return err
+		}
+		if all != 3 || unraised != 0 {
+			return fmt.Errorf("the copy's alerts: %d, %d not raised; want 3, none", all, unraised)
+		}
+		return nil
+	})
+	// So has migration projections 0031's fill from the log.
+	_, err = conn.Exec(ctx(t), `UPDATE alerts SET raised = NULL WHERE ledger = $1`, target)
+	testenv.NoError(t, err)
+	_, err = conn.Exec(ctx(t), `DELETE FROM schema_migrations WHERE component = 'projections' AND name LIKE '%0031_alerts_raised.sql'`)
+	testenv.NoError(t, err)
+	pool, err := pgxpool.New(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer pool.Close()
+	testenv.NoError(t, projections.Migrate(ctx(t), pool))
+	var unraised int
+	testenv.NoError(t, conn.QueryRow(ctx(t), `SELECT count(*) FROM alerts WHERE ledger = $1 AND raised IS NULL`, target).Scan(&unraised))
+	if unraised != 0 {
+		t.Errorf("after 0031 again, %d of the copy's alerts not raised", unraised)
 	}
 }

@@ -127,6 +127,10 @@ type Main struct {
 	// found caught up: its appends are not checked again for
 	// leaseRetryAfter (onAppended).
 	quiet map[string]time.Time
+	// alertsSwept holds, by ledger, the position of the last alert not
+	// raised for which the sweep started the ledger's writer
+	// (sweepAlerts).
+	alertsSwept map[string]int64
 
 	// roles are Config.Roles, all three when none is set; nodeID names this
 	// process in nodes (the registry, nodes.go); projLocks are its projector
@@ -160,7 +164,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.readers, m.waking = map[string]*ledgerReaders{}, map[string]bool{}
 	m.alerters, m.elsewhere = map[string]*ledgerAlerter{}, map[string]time.Time{}
-	m.quiet = map[string]time.Time{}
+	m.quiet, m.alertsSwept = map[string]time.Time{}, map[string]int64{}
 	m.roles = m.Config.Roles.orAll()
 	m.nodeID = cmp.Or(m.Config.NodeID, defaultNodeID(m.Config.GRPCAddr))
 	if err := m.openPostgres(ctx); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/ledgerd/ledger/commands"
 	"github.com/ledgerd/ledger/projections"
 )
@@ -42,6 +44,7 @@ func (m *Main) sweepLedgers(ctx context.Context) {
 	defer cancel()
 	if m.roles.Writer && !m.draining.Load() {
 		m.sweepHolds(ctx)
+		m.sweepAlerts(ctx)
 	}
 	if !m.roles.Projector || m.draining.Load() {
 		return
@@ -72,6 +75,76 @@ func (m *Main) sweepHolds(ctx context.Context) {
 			m.Logger.Warn("ledger sweep: start the writer of a ledger with holds", "ledger", ledger, "err", err)
 		}
 	}
+}
+
+// sweepAlerts starts here the writer of each active ledger with an alert
+// not raised (alerts.raised, projections 0031) that no node writes: its
+// alerter raises the alert. While a ledger's writer runs, here or on
+// another node, its alerter raises each alert within a round, and this
+// node's alerter outlives its idle writer until this node's readers have
+// caught up; an alert a projector on another node computed after the
+// writer went idle (a backlog, an outage of the projector nodes) would
+// otherwise wait for the ledger's next command. A ledger's writer is
+// started again for its alerts only once a later alert is left unraised:
+// one the writer refuses to raise (a read model edited) does not start it
+// every sweep.
+func (m *Main) sweepAlerts(ctx context.Context) {
+	left, err := m.ledgersWithUnraisedAlerts(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.Logger.Error("ledger sweep: alerts", "err", err)
+		}
+		return
+	}
+	for _, l := range left {
+		m.mu.Lock()
+		tried := m.alertsSwept[l.ledger] == l.last
+		m.mu.Unlock()
+		if _, running := m.ledgers.RunningWriter(l.ledger); tried || running {
+			continue // its alerter raises it
+		}
+		elsewhere, err := m.writesElsewhere(l.ledger)
+		if err != nil {
+			m.Logger.Warn("ledger sweep: the writer of a ledger with alerts not raised", "ledger", l.ledger, "err", err)
+			continue
+		}
+		if elsewhere {
+			continue // its alerter raises it
+		}
+		m.mu.Lock()
+		if len(m.alertsSwept) >= quietMax {
+			clear(m.alertsSwept)
+		}
+		m.alertsSwept[l.ledger] = l.last
+		m.mu.Unlock()
+		m.Logger.Info("ledger sweep: starting the writer of a ledger with alerts not raised", "ledger", l.ledger, "alert_position", l.last)
+		if _, err := m.ledgers.Writer(l.ledger); err != nil {
+			m.Logger.Warn("ledger sweep: start the writer of a ledger with alerts not raised", "ledger", l.ledger, "err", err)
+		}
+	}
+}
+
+// unraisedAlerts is a ledger with alerts not raised, and the position of
+// its last.
+type unraisedAlerts struct {
+	ledger string
+	last   int64
+}
+
+// ledgersWithUnraisedAlerts lists the active ledgers whose alerts read
+// model holds an alert not raised, at most commands.LedgersMaxDefault (a
+// rebuild's shadow, keyed by no ledger's name, is none).
+func (m *Main) ledgersWithUnraisedAlerts(ctx context.Context) ([]unraisedAlerts, error) {
+	rows, err := m.readPool.Query(ctx, `SELECT a.ledger, max(a.position) FROM alerts a JOIN ledgers l ON l.ledger = a.ledger
+		WHERE a.raised IS NULL AND l.status = 'active'
+		GROUP BY a.ledger ORDER BY a.ledger LIMIT $1`, commands.LedgersMaxDefault)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (unraisedAlerts, error) {
+		var u unraisedAlerts
+		return u, row.Scan(&u.ledger, &u.last)
+	})
 }
 
 // runSweeps sweeps every ledgerSweepEvery until ctx ends.

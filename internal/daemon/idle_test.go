@@ -22,13 +22,21 @@ const idleFor = 300 * time.Millisecond
 // the test's own database).
 func startIdle(t *testing.T, pgURL, key string) *harness {
 	t.Helper()
+	return startIdleNode(t, pgURL, key, "", daemon.Roles{})
+}
+
+// startIdleNode is startIdle of a node with an id and roles (zero: its
+// host name, and every role).
+func startIdleNode(t *testing.T, pgURL, key, id string, roles daemon.Roles) *harness {
+	t.Helper()
 	if pgURL == "" {
 		pgURL = testenv.MigratedPostgresURL(t)
 	}
 	h := &harness{pgURL: pgURL, key: key}
 	h.m = &daemon.Main{
 		Config: daemon.Config{PostgresURL: h.pgURL, NATSURL: testenv.NATSURL(t), GRPCAddr: "127.0.0.1:0",
-			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key, LedgerIdle: idleFor},
+			HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), PostgresConnsMax: 8, AdminKey: h.key, LedgerIdle: idleFor,
+			NodeID: id, Roles: roles},
 		Logger: discardLogger(),
 	}
 	h.run(t)
