@@ -79,6 +79,13 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 func (l *connLimitListener) admit(c *limitedConn) (victim *limitedConn, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// Listening on several addresses, two connections may come from one
+	// remote address: the calls name a connection by it alone, so the
+	// second is refused, not counted over the first (whose counts would
+	// outlive it, and which would be held outside the bound).
+	if _, held := l.conns[c.RemoteAddr().String()]; held {
+		return nil, false
+	}
 	if len(l.conns) >= l.max {
 		victim = l.oldestUnauthenticated(l.crowdedSource())
 		if victim == nil {
