@@ -119,6 +119,13 @@ func (m *Main) sweepAlerts(ctx context.Context) {
 		m.mu.Unlock()
 		m.Logger.Info("ledger sweep: starting the writer of a ledger with alerts not raised", "ledger", l.ledger, "alert_position", l.last)
 		if _, err := m.ledgers.Writer(l.ledger); err != nil {
+			// Not started (this node's writers at their bound, a drain, a
+			// database error): a later sweep tries again, as for holds.
+			m.mu.Lock()
+			if m.alertsSwept[l.ledger] == l.last {
+				delete(m.alertsSwept, l.ledger)
+			}
+			m.mu.Unlock()
 			m.Logger.Warn("ledger sweep: start the writer of a ledger with alerts not raised", "ledger", l.ledger, "err", err)
 		}
 	}
