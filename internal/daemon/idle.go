@@ -139,11 +139,17 @@ type unraisedAlerts struct {
 }
 
 // ledgersWithUnraisedAlerts lists the active ledgers whose alerts read
-// model holds an alert not raised, at most commands.LedgersMaxDefault (a
-// rebuild's shadow, keyed by no ledger's name, is none).
+// model holds an alert not raised and has reached the ledger's head, at
+// most commands.LedgersMaxDefault (a rebuild's shadow, keyed by no
+// ledger's name, is none). Behind the head, an alert's AlertRaised may be
+// in the log and not projected yet (a projection catching up): its writer
+// is not started for that.
 func (m *Main) ledgersWithUnraisedAlerts(ctx context.Context) ([]unraisedAlerts, error) {
-	rows, err := m.readPool.Query(ctx, `SELECT a.ledger, max(a.position) FROM alerts a JOIN ledgers l ON l.ledger = a.ledger
-		WHERE a.raised IS NULL AND l.status = 'active'
+	rows, err := m.readPool.Query(ctx, `SELECT a.ledger, max(a.position) FROM alerts a
+		JOIN ledgers l ON l.ledger = a.ledger
+		JOIN ledger_heads h ON h.ledger = a.ledger
+		JOIN projection_checkpoints c ON c.ledger = a.ledger AND c.projection = 'alerts'
+		WHERE a.raised IS NULL AND l.status = 'active' AND c.position >= h.position
 		GROUP BY a.ledger ORDER BY a.ledger LIMIT $1`, commands.LedgersMaxDefault)
 	if err != nil {
 		return nil, err

@@ -10,12 +10,12 @@ import (
 	"time"
 )
 
-// TestReviewConnLimitListenerSameRemoteTwice: a listener on every address
+// TestConnLimitListenerSameRemoteTwice: a listener on every address
 // (ledgerd's service default, ":7070") can hold two connections from one
 // remote address, to two of its local addresses. The second must not take
 // the first's entry: its count of connections not authenticated would
 // outlive both, and the first would be held outside the bound.
-func TestReviewConnLimitListenerSameRemoteTwice(t *testing.T) {
+func TestConnLimitListenerSameRemoteTwice(t *testing.T) {
 	lis, err := net.Listen("tcp4", "0.0.0.0:0")
 	if err != nil {
 		t.Fatal(err)
