@@ -65,6 +65,8 @@ type alertLine struct {
 	position uint64
 	id       string
 	fields   []field // expected values only
+	// raisedAt is the position of the alert's AlertRaised, 0 for none.
+	raisedAt uint64
 }
 
 // apply folds the event at pos of ledger's log. The evaluator is made at
@@ -165,6 +167,7 @@ func (a *alertReplay) checkRaised(pos uint64, r *domain.AlertRaised) {
 		diverge(f.name, f.expected, f.found)
 		return
 	}
+	w.raisedAt = pos
 	a.raised++
 	if !a.compare && a.raised >= 1024 && a.raised*2 >= len(a.alerts) {
 		n := copy(a.alerts, a.alerts[a.raised:])
@@ -247,6 +250,12 @@ func (v *verifier) alerts(ctx context.Context) (*Divergence, error) {
 			}
 			if f := firstDiff(fields); f != nil {
 				return diverge(w.position, w.id, f.name, f.expected, f.found), nil
+			}
+			// Where the alert was raised: an AlertRaised after the
+			// verified head is not yet, for the replay; past the replay's
+			// bound its AlertRaised events are not checked, nor this.
+			if raised := got.GetRaisedPosition(); !v.alertReplay.truncated && w.raisedAt != raised && (raised <= at || w.raisedAt != 0) {
+				return diverge(w.position, w.id, "raised_position", fmt.Sprint(w.raisedAt), fmt.Sprint(raised)), nil
 			}
 			next++
 		}

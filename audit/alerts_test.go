@@ -76,6 +76,38 @@ func TestVerifyCatchesEditedAlert(t *testing.T) {
 	checkDivergence(t, h.verify(t, ledger, audit.Options{}), audit.Divergence{Kind: audit.KindAlert, Position: uint64(pos), Field: "id"})
 }
 
+// TestVerifyCatchesEditedAlertRaise: verify compares where each alert was
+// raised (ListAlerts' raised_position) with the AlertRaised events it
+// replays: clean as the projector wrote it, a divergence naming the alert
+// when the mark is moved or taken back.
+func TestVerifyCatchesEditedAlertRaise(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	alertsWorkload(t, h, ledger, 11)
+	mustClean(t, "before the edit", h.verify(t, ledger, audit.Options{}))
+
+	var (
+		id  string
+		pos int64
+		n   int
+	)
+	testenv.NoError(t, h.pool.QueryRow(ctx(t), `SELECT count(*) FROM alerts WHERE ledger = $1`, ledger).Scan(&n))
+	testenv.NoError(t, h.pool.QueryRow(ctx(t), `SELECT id, position FROM alerts WHERE ledger = $1 ORDER BY position, id
+		OFFSET $2 LIMIT 1`, ledger, n/2).Scan(&id, &pos))
+	for _, edit := range []string{"raised + 1", "NULL"} {
+		h.exec(t, `UPDATE alerts SET raised = `+edit+` WHERE ledger = $1 AND id = $2`, ledger, id)
+		rep := h.verify(t, ledger, audit.Options{})
+		checkDivergence(t, rep, audit.Divergence{Kind: audit.KindAlert, Position: uint64(pos), Field: "raised_position"})
+		if rep.Divergence.Detail != "alert "+id+" (alerts projection)" {
+			t.Errorf("raised = %s: divergence detail %q does not name alert %s", edit, rep.Divergence.Detail, id)
+		}
+		h.exec(t, `UPDATE alerts a SET raised = e.position FROM events e WHERE a.ledger = $1 AND a.id = $2
+			AND e.ledger = a.ledger AND e.type = 'AlertRaised' AND e.payload->>'id' = a.id`, ledger, id)
+	}
+	mustClean(t, "after the mark is put back", h.verify(t, ledger, audit.Options{}))
+}
+
 // TestVerifyCatchesForgedAlertRaised: an AlertRaised says what the alerts
 // projection said when the alerter read it, and the log keeps it. One that
 // does not raise the replay's next alert as the replay has it (its figures

@@ -40,7 +40,10 @@ type AlertFilter struct {
 
 // AlertsPage is ListAlerts' answer.
 type AlertsPage struct {
-	Alerts     []domain.Alert
+	Alerts []domain.Alert
+	// Raised holds, for each of Alerts, the position of its AlertRaised
+	// event (0: not raised yet).
+	Raised     []uint64
 	NextCursor string
 	Position   uint64
 }
@@ -78,20 +81,20 @@ func (s *Service) ListAlerts(ctx context.Context, ledger string, f AlertFilter, 
 		if out.Position, err = checkpointOf(ctx, tx, ledger, "alerts"); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT `+alertColumns+` FROM alerts
+		rows, err := tx.Query(ctx, `SELECT `+alertColumns+`, coalesce(raised, 0) FROM alerts
 			WHERE ledger = $1 AND ($2 = '' OR rule_id = $2) AND ($3 = '' OR account = $3) AND (position, id) > ($4, $5)
 			ORDER BY position, id LIMIT $6`, ledger, f.RuleID, f.Account, int64(afterPos), afterID, limit+1)
 		if err != nil {
 			return err
 		}
-		out.Alerts, err = scanAlerts(rows)
+		out.Alerts, err = scanAlerts(rows, &out.Raised)
 		return err
 	})
 	if err != nil {
 		return AlertsPage{}, fmt.Errorf("alerts of %s: %w", ledger, err)
 	}
 	if len(out.Alerts) > limit {
-		out.Alerts = out.Alerts[:limit]
+		out.Alerts, out.Raised = out.Alerts[:limit], out.Raised[:limit]
 		last := out.Alerts[limit-1]
 		out.NextCursor = encodeAlertsCursor(last.Position, last.ID)
 	}
@@ -150,7 +153,7 @@ func (s *Service) FreezingAlerts(ctx context.Context, ledger string, after domai
 	if err != nil {
 		return nil, fmt.Errorf("freezing alerts of %s: %w", ledger, err)
 	}
-	out, err := scanAlerts(rows)
+	out, err := scanAlerts(rows, nil)
 	if err != nil {
 		return nil, fmt.Errorf("freezing alerts of %s: %w", ledger, err)
 	}
@@ -161,17 +164,24 @@ func (s *Service) FreezingAlerts(ctx context.Context, ledger string, after domai
 const alertColumns = `position, id, rule_id, rule_version, transfer_id, account, counterparties, asset, figures, freezes,
 	recorded_at, effective_at, hold_account`
 
-// scanAlerts reads rows of alertColumns, times in UTC.
-func scanAlerts(rows pgx.Rows) ([]domain.Alert, error) {
+// scanAlerts reads rows of alertColumns, times in UTC; with raised not nil,
+// rows of alertColumns and the position of the alert's AlertRaised (0 for
+// none), appended to *raised.
+func scanAlerts(rows pgx.Rows, raised *[]uint64) ([]domain.Alert, error) {
 	var (
 		out       []domain.Alert
 		a         domain.Alert
 		pos, ver  int64
 		figures   []byte
 		effective *time.Time
+		raisedAt  int64
 	)
-	_, err := pgx.ForEachRow(rows, []any{&pos, &a.ID, &a.RuleID, &ver, &a.TransferID, &a.Account, &a.Counterparties,
-		&a.Asset, &figures, &a.Freeze, &a.RecordedAt, &effective, &a.HoldAccount}, func() error {
+	dest := []any{&pos, &a.ID, &a.RuleID, &ver, &a.TransferID, &a.Account, &a.Counterparties,
+		&a.Asset, &figures, &a.Freeze, &a.RecordedAt, &effective, &a.HoldAccount}
+	if raised != nil {
+		dest = append(dest, &raisedAt)
+	}
+	_, err := pgx.ForEachRow(rows, dest, func() error {
 		a.Position, a.RuleVersion, a.RecordedAt = uint64(pos), uint32(ver), a.RecordedAt.UTC()
 		if effective != nil {
 			a.EffectiveAt = effective.UTC()
@@ -180,6 +190,9 @@ func scanAlerts(rows pgx.Rows) ([]domain.Alert, error) {
 			return fmt.Errorf("alert %s: figures: %w", a.ID, err)
 		}
 		out = append(out, a)
+		if raised != nil {
+			*raised = append(*raised, uint64(raisedAt))
+		}
 		a, effective = domain.Alert{}, nil
 		return nil
 	})
@@ -203,7 +216,7 @@ func (s *Service) AlertsAfter(ctx context.Context, ledger string, after domain.A
 	if err != nil {
 		return nil, fmt.Errorf("alerts of %s: %w", ledger, err)
 	}
-	out, err := scanAlerts(rows)
+	out, err := scanAlerts(rows, nil)
 	if err != nil {
 		return nil, fmt.Errorf("alerts of %s: %w", ledger, err)
 	}

@@ -99,7 +99,9 @@ func (s *MonitoringServer) ListAlerts(ctx context.Context, req *ledgerv1.ListAle
 	}
 	resp := &ledgerv1.ListAlertsResponse{NextCursor: page.NextCursor, Position: page.Position}
 	for i := range page.Alerts {
-		resp.Alerts = append(resp.Alerts, AlertProto(&page.Alerts[i]))
+		a := AlertProto(&page.Alerts[i])
+		a.RaisedPosition = page.Raised[i]
+		resp.Alerts = append(resp.Alerts, a)
 	}
 	return resp, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -239,7 +240,7 @@ func (c *client) rulesDryRunCmd() *cobra.Command {
 			if !c.human() {
 				return c.printJSON(resp)
 			}
-			if err := c.printAlerts(resp.GetAlerts()); err != nil {
+			if err := c.printAlerts(resp.GetAlerts(), false); err != nil {
 				return err
 			}
 			more := ""
@@ -277,7 +278,7 @@ func (c *client) alertsListCmd() *cobra.Command {
 			if !c.human() {
 				return c.printJSON(resp)
 			}
-			if err := c.printAlerts(resp.GetAlerts()); err != nil {
+			if err := c.printAlerts(resp.GetAlerts(), true); err != nil {
 				return err
 			}
 			return c.pageFooter(resp.GetNextCursor(), resp.GetPosition())
@@ -286,18 +287,32 @@ func (c *client) alertsListCmd() *cobra.Command {
 	return cmd
 }
 
-func (c *client) printAlerts(alerts []*ledgerv1.Alert) error {
+// printAlerts prints alerts, with where each was raised (RAISED: its
+// AlertRaised's position, "-" not yet) for those of the read model.
+func (c *client) printAlerts(alerts []*ledgerv1.Alert, raised bool) error {
 	tw := c.tabwriter()
-	fmt.Fprintln(tw, "POSITION\tRULE\tVERSION\tACCOUNT\tTRANSFER\tFIGURES\tACTIONS\tRECORDED\t")
+	head := "POSITION\tRULE\tVERSION\tACCOUNT\tTRANSFER\tFIGURES\tACTIONS\tRECORDED\t"
+	if raised {
+		head += "RAISED\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, a := range alerts {
 		var figures []string
 		for k, v := range a.GetFigures() {
 			figures = append(figures, k+"="+v)
 		}
 		sort.Strings(figures)
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", a.GetPosition(), a.GetRuleId(), a.GetRuleVersion(), a.GetAccount(),
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t", a.GetPosition(), a.GetRuleId(), a.GetRuleVersion(), a.GetAccount(),
 			cmp.Or(a.GetTransferId(), "-"), strings.Join(figures, " "), actionNames(a.GetActions(), a.GetHoldAccount()),
 			a.GetRecordedAt().AsTime().UTC().Format(time.RFC3339))
+		if raised {
+			at := "-"
+			if p := a.GetRaisedPosition(); p > 0 {
+				at = strconv.FormatUint(p, 10)
+			}
+			fmt.Fprintf(tw, "%s\t", at)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

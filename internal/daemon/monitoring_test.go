@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -389,6 +390,20 @@ func TestRulesCtl(t *testing.T) {
 	if !strings.Contains(out, "big-debit") || !strings.Contains(out, "amount=150.00") || !strings.Contains(out, "freeze") {
 		t.Errorf("alerts list:\n%s", out)
 	}
+	// Once raised, the list says where: the AlertRaised's position, after
+	// the alert's own.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		out := h.runCtlOK(t, ledger, "alerts", "list", "--rule", "big-debit")
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == fmt.Sprint(pos) {
+				if at, err := strconv.ParseUint(f[len(f)-1], 10, 64); err != nil || at <= pos {
+					return fmt.Errorf("alert at %d not raised yet (RAISED %q)", pos, f[len(f)-1])
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("alerts list: no alert at %d:\n%s", pos, out)
+	})
 	if out = h.runCtlOK(t, ledger, "alerts", "list", "--rule", "big-in", "--min-position", fmt.Sprint(pos)); !strings.Contains(out, "hold(alice)") {
 		t.Errorf("alerts list --rule big-in:\n%s", out)
 	}

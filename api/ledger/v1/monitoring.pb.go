@@ -1035,9 +1035,14 @@ type Alert struct {
 	RecordedAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
 	EffectiveAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=effective_at,json=effectiveAt,proto3" json:"effective_at,omitempty"`
 	// With HOLD: the account the triggering amount is held towards.
-	HoldAccount   string `protobuf:"bytes,13,opt,name=hold_account,json=holdAccount,proto3" json:"hold_account,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HoldAccount string `protobuf:"bytes,13,opt,name=hold_account,json=holdAccount,proto3" json:"hold_account,omitempty"`
+	// Position of the alert's AlertRaised event in the log (the event that
+	// puts it on the stream and to webhooks: their delivery id is
+	// <ledger>:<raised_position>:<subscription>); 0 while it is not raised
+	// yet. From the alerts projection, as of the response's position.
+	RaisedPosition uint64 `protobuf:"varint,14,opt,name=raised_position,json=raisedPosition,proto3" json:"raised_position,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Alert) Reset() {
@@ -1159,6 +1164,13 @@ func (x *Alert) GetHoldAccount() string {
 		return x.HoldAccount
 	}
 	return ""
+}
+
+func (x *Alert) GetRaisedPosition() uint64 {
+	if x != nil {
+		return x.RaisedPosition
+	}
+	return 0
 }
 
 type ListAlertsRequest struct {
@@ -1740,7 +1752,7 @@ const file_ledger_v1_monitoring_proto_rawDesc = "" +
 	"\x05rules\x18\x01 \x03(\v2\x13.ledger.v1.RuleViewR\x05rules\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
 	"nextCursor\x12\x1a\n" +
-	"\bposition\x18\x03 \x01(\x04R\bposition\"\xad\x04\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"\xd6\x04\n" +
 	"\x05Alert\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x12!\n" +
@@ -1757,7 +1769,8 @@ const file_ledger_v1_monitoring_proto_rawDesc = "" +
 	"\vrecorded_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"recordedAt\x12=\n" +
 	"\feffective_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\veffectiveAt\x12!\n" +
-	"\fhold_account\x18\r \x01(\tR\vholdAccount\x1a:\n" +
+	"\fhold_account\x18\r \x01(\tR\vholdAccount\x12'\n" +
+	"\x0fraised_position\x18\x0e \x01(\x04R\x0eraisedPosition\x1a:\n" +
 	"\fFiguresEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
