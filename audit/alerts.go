@@ -253,8 +253,10 @@ func (v *verifier) alerts(ctx context.Context) (*Divergence, error) {
 			}
 			// Where the alert was raised: an AlertRaised after the
 			// verified head is not yet, for the replay; past the replay's
-			// bound its AlertRaised events are not checked, nor this.
-			if raised := got.GetRaisedPosition(); !v.alertReplay.truncated && w.raisedAt != raised && (raised <= at || w.raisedAt != 0) {
+			// bound its AlertRaised events are not checked, nor this; a
+			// server before raised_position serves none.
+			raised := got.GetRaisedPosition()
+			if resp.GetRaisedPositionsServed() && !v.alertReplay.truncated && w.raisedAt != raised && (raised <= at || w.raisedAt != 0) {
 				return diverge(w.position, w.id, "raised_position", fmt.Sprint(w.raisedAt), fmt.Sprint(raised)), nil
 			}
 			next++

@@ -2,11 +2,14 @@ package audit_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 
 	ledgerv1 "github.com/ledgerd/ledger/api/ledger/v1"
 	"github.com/ledgerd/ledger/audit"
@@ -106,6 +109,25 @@ func TestVerifyCatchesEditedAlertRaise(t *testing.T) {
 			AND e.ledger = a.ledger AND e.type = 'AlertRaised' AND e.payload->>'id' = a.id`, ledger, id)
 	}
 	mustClean(t, "after the mark is put back", h.verify(t, ledger, audit.Options{}))
+	// A server before raised_position serves none, and says nothing of
+	// it: verify does not take every raised alert for a divergence.
+	mustClean(t, "from a server before raised_position", h.verify(t, ledger, audit.Options{Alerts: olderAlerts{h.mon}}))
+}
+
+// olderAlerts answers ListAlerts as a server before raised_position.
+type olderAlerts struct{ audit.Alerts }
+
+func (o olderAlerts) ListAlerts(ctx context.Context, in *ledgerv1.ListAlertsRequest,
+	opts ...grpc.CallOption) (*ledgerv1.ListAlertsResponse, error) {
+	resp, err := o.Alerts.ListAlerts(ctx, in, opts...)
+	if err != nil {
+		return nil, err
+	}
+	resp.RaisedPositionsServed = false
+	for _, a := range resp.GetAlerts() {
+		a.RaisedPosition = 0
+	}
+	return resp, nil
 }
 
 // TestVerifyCatchesForgedAlertRaised: an AlertRaised says what the alerts

@@ -97,7 +97,7 @@ func (s *MonitoringServer) ListAlerts(ctx context.Context, req *ledgerv1.ListAle
 	if err != nil {
 		return nil, statusOf(err)
 	}
-	resp := &ledgerv1.ListAlertsResponse{NextCursor: page.NextCursor, Position: page.Position}
+	resp := &ledgerv1.ListAlertsResponse{NextCursor: page.NextCursor, Position: page.Position, RaisedPositionsServed: true}
 	for i := range page.Alerts {
 		a := AlertProto(&page.Alerts[i])
 		a.RaisedPosition = page.Raised[i]

@@ -1260,12 +1260,16 @@ func (x *ListAlertsRequest) GetMinPosition() uint64 {
 }
 
 type ListAlertsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Alerts        []*Alert               `protobuf:"bytes,1,rep,name=alerts,proto3" json:"alerts,omitempty"`
-	NextCursor    string                 `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
-	Position      uint64                 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Alerts     []*Alert               `protobuf:"bytes,1,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	NextCursor string                 `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	Position   uint64                 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	// Set by a server that serves Alert.raised_position: one before it
+	// leaves both unset, and audit verify then does not compare where alerts
+	// were raised (rather than report every raised alert as diverging).
+	RaisedPositionsServed bool `protobuf:"varint,4,opt,name=raised_positions_served,json=raisedPositionsServed,proto3" json:"raised_positions_served,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *ListAlertsResponse) Reset() {
@@ -1317,6 +1321,13 @@ func (x *ListAlertsResponse) GetPosition() uint64 {
 		return x.Position
 	}
 	return 0
+}
+
+func (x *ListAlertsResponse) GetRaisedPositionsServed() bool {
+	if x != nil {
+		return x.RaisedPositionsServed
+	}
+	return false
 }
 
 type DryRunRuleRequest struct {
@@ -1780,12 +1791,13 @@ const file_ledger_v1_monitoring_proto_rawDesc = "" +
 	"\aaccount\x18\x03 \x01(\tR\aaccount\x12\x16\n" +
 	"\x06cursor\x18\x04 \x01(\tR\x06cursor\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\rR\x05limit\x12!\n" +
-	"\fmin_position\x18\x06 \x01(\x04R\vminPosition\"{\n" +
+	"\fmin_position\x18\x06 \x01(\x04R\vminPosition\"\xb3\x01\n" +
 	"\x12ListAlertsResponse\x12(\n" +
 	"\x06alerts\x18\x01 \x03(\v2\x10.ledger.v1.AlertR\x06alerts\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
 	"nextCursor\x12\x1a\n" +
-	"\bposition\x18\x03 \x01(\x04R\bposition\"\x84\x02\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\x126\n" +
+	"\x17raised_positions_served\x18\x04 \x01(\bR\x15raisedPositionsServed\"\x84\x02\n" +
 	"\x11DryRunRuleRequest\x12\x16\n" +
 	"\x06ledger\x18\x01 \x01(\tR\x06ledger\x12#\n" +
 	"\x04rule\x18\x02 \x01(\v2\x0f.ledger.v1.RuleR\x04rule\x12#\n" +
