@@ -1,6 +1,12 @@
 package natsbus
 
-import "time"
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ledgerd/ledger/eventstore"
+)
 
 // SetPollInterval sets how long r waits, without a wake, before it reads the
 // log: a test that must not depend on the poll sets it long.
@@ -21,3 +27,12 @@ func PendingRoom(s *Source) (pending, room int) {
 // Buffered is how many frames s's consumer has delivered that s has not
 // taken yet.
 func Buffered(s *Source) int { return len(s.msgs) }
+
+// NewPlainFrame is NewFrame uncompressed, as the relay frames with
+// StreamOptions.PlainFrames.
+func NewPlainFrame(subject string, recs []eventstore.Record) *nats.Msg {
+	return newFrame(subject, recs, true)
+}
+
+// SourceFramesBytesMax is sourceFramesBytesMax.
+const SourceFramesBytesMax = sourceFramesBytesMax

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/ledgerd/ledger/eventstore"
 )
@@ -25,17 +26,21 @@ import (
 // What a source holds, at most: decoded, sourceBytesMax plus the last frame
 // taken (frameDecodedMax), 18 MiB, and about as much again in records
 // already handed out whose frames the spare front of pending's array keeps
-// alive; undecoded, sourceFramesMax frames in its channel, one waiting to
-// enter it and the pull's sourceFramesMax/2 in nats.go, each a message of
-// at most the server's max_payload (MaxPayloadMin, about 2.1 MB, for
-// ledgerd's embedded server): about 200 MB were every frame the largest
-// record, plain (twice what NATS's default max_payload allowed). A period's
-// close over 10,000 assets compresses to 50 KB (sums zero) to 1 MB (sums of
-// 46 random digits); frames of transfers are a quarter of their 512 KiB.
+// alive; undecoded, sourceFramesMax frames in its channel but no more than
+// sourceFramesBytesMax bytes of them, one waiting to enter it and the
+// pull's sourceFramesMax/2 in nats.go, each a message of at most the
+// server's max_payload (MaxPayloadMin, about 2.1 MB, for ledgerd's
+// embedded server): about 78 MB were every frame the largest record,
+// plain, and about 25 MB for plain frames of transfers (512 KiB each; 200 and
+// 48 MB before the channel's bytes were bounded). A period's close over
+// 10,000 assets compresses to 50 KB (sums zero) to 1 MB (sums of 46 random
+// digits); frames of transfers are a quarter of their 512 KiB, so that
+// compressed ones fill the channel by number before its bytes.
 const (
-	sourceBufferMax = 8192
-	sourceFramesMax = 64
-	sourceBytesMax  = 16 << 20
+	sourceBufferMax      = 8192
+	sourceFramesMax      = 64
+	sourceFramesBytesMax = 8 << 20
+	sourceBytesMax       = 16 << 20
 )
 
 // Source reads one ledger's records from its stream, from any position on, for
@@ -58,7 +63,10 @@ type Source struct {
 	seq                 uint64
 	cancel              context.CancelFunc
 	msgs                chan jetstream.Msg
-	pending             []eventstore.Record
+	// queued is the channel's frames' bytes (sourceFramesBytesMax): the
+	// consumer acquires a frame's before it enters, gather releases them.
+	queued  *semaphore.Weighted
+	pending []eventstore.Record
 	// held are the frames pending records are of, in order, and heldBytes
 	// their sizes' sum (sourceBytesMax).
 	held      []heldFrame
@@ -164,6 +172,7 @@ func (s *Source) gather(first jetstream.Msg, max int) error {
 	want := s.next + uint64(len(s.pending))
 	count, room, bytes := len(s.pending), 0, s.heldBytes
 	take := func(m jetstream.Msg) {
+		s.queued.Release(queuedWeight(m))
 		msgs = append(msgs, m)
 		if f, l, err := frameSpan(m.Headers()); err == nil { // receive reports one that is not
 			room += int(l - f + 1)
@@ -312,8 +321,12 @@ func (s *Source) restart(ctx context.Context, from uint64, max int) ([]eventstor
 		return nil, fmt.Errorf("source %s: consumer at %d: %w", s.ledger, from, err)
 	}
 	msgs, gone := make(chan jetstream.Msg, sourceFramesMax), make(chan error, 1)
+	queued := semaphore.NewWeighted(sourceFramesBytesMax)
 	cctx, cancel := context.WithCancel(context.Background())
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if queued.Acquire(cctx, queuedWeight(m)) != nil {
+			return // stopped
+		}
 		select {
 		case msgs <- m:
 		case <-cctx.Done():
@@ -332,6 +345,7 @@ func (s *Source) restart(ctx context.Context, from uint64, max int) ([]eventstor
 	}
 	go func() { <-cctx.Done(); cc.Stop() }()
 	s.msgs, s.gone, s.cancel, s.next, s.seq, s.pending, s.fresh = msgs, gone, cancel, from, seq, nil, true
+	s.queued = queued
 	s.startedEmpty = before == ^uint64(0)
 	s.held, s.heldBytes = nil, 0
 	return nil, nil
@@ -381,6 +395,10 @@ func (s *Source) locate(ctx context.Context, stream jetstream.Stream, from uint6
 	}
 	return lo, 0, nil
 }
+
+// queuedWeight is what a frame counts against sourceFramesBytesMax: its
+// bytes, at most all of it (a larger one enters alone).
+func queuedWeight(m jetstream.Msg) int64 { return min(int64(len(m.Data())), sourceFramesBytesMax) }
 
 func (s *Source) stop() {
 	if s.cancel != nil {

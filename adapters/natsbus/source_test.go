@@ -298,6 +298,51 @@ func TestSourceBoundsTheBytesItHolds(t *testing.T) {
 	}
 }
 
+// TestSourceBoundsTheFramesBytesItQueues: plain frames of a record of
+// nearly a megabyte each (a relay with plain frames, a period's close over
+// thousands of assets) queue between the stream and the reader up to
+// sourceFramesBytesMax, not sourceFramesMax frames of them (64 MB), and
+// still every position comes once, in order.
+func TestSourceBoundsTheFramesBytesItQueues(t *testing.T) {
+	t.Parallel()
+	js := jetStream(t)
+	ledger := testenv.Name(t)
+	_, err := natsbus.EnsureStream(t.Context(), js, ledger, natsbus.StreamOptions{})
+	testenv.NoError(t, err)
+	const frames, payload = 40, 1000 << 10
+	var prev eventstore.Hash
+	for i := range frames {
+		rec := eventstore.Record{Ledger: ledger, Position: uint64(i + 1), Type: "TransferCommitted", SchemaVersion: 1,
+			CommandID: "c", Payload: []byte(`{"x":"` + strings.Repeat("a", payload) + `"}`)}
+		rec.Seal(prev)
+		prev = rec.Hash
+		_, err := js.PublishMsg(t.Context(), natsbus.NewPlainFrame(natsbus.Subject(ledger), []eventstore.Record{rec}))
+		testenv.NoError(t, err)
+	}
+	src := natsbus.NewSource(ledger, js, nil, natsbus.StreamOptions{LookupOnly: true}, testLogger(t))
+	t.Cleanup(src.Close)
+	if recs, err := src.Next(t.Context(), 1, 1); err != nil || len(recs) != 1 || recs[0].Position != 1 {
+		t.Fatalf("Next from 1: %d records, %v; want position 1", len(recs), err)
+	}
+	// The consumer fills the queue as far as it may, and no further.
+	most := natsbus.SourceFramesBytesMax / payload
+	waitBuffered(t, src, most)
+	time.Sleep(500 * time.Millisecond)
+	if n := natsbus.Buffered(src); n > most {
+		t.Fatalf("%d frames of %d bytes queued, want at most %d (%d bytes)", n, payload, most, natsbus.SourceFramesBytesMax)
+	}
+	for next := uint64(2); next <= frames; {
+		recs, err := src.Next(t.Context(), next, 8192)
+		testenv.NoError(t, err)
+		for i := range recs {
+			if recs[i].Position != next+uint64(i) || !recs[i].VerifyHash() {
+				t.Fatalf("record %d at %d, hash holds %v", recs[i].Position, next+uint64(i), recs[i].VerifyHash())
+			}
+		}
+		next += uint64(len(recs))
+	}
+}
+
 // TestSourceCloseLetsGoOfWhatItReadAhead: a closed source holds none of
 // the records it read ahead (a webhook subscription closes its source
 // while its endpoint fails: a frame's records, up to 8,192, held for
