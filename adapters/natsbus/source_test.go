@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ledgerd/ledger/adapters/natsbus"
@@ -248,24 +249,15 @@ func TestSourceLookupOnlyNeverCreates(t *testing.T) {
 // position once, in order.
 func TestSourceBoundsTheBytesItHolds(t *testing.T) {
 	t.Parallel()
-	js := jetStream(t)
-	ledger := testenv.Name(t)
-	_, err := natsbus.EnsureStream(t.Context(), js, ledger, natsbus.StreamOptions{})
-	testenv.NoError(t, err)
 	const frames, payload = 40, 1000 << 10
-	var prev eventstore.Hash
-	for i := range frames {
-		rec := eventstore.Record{Ledger: ledger, Position: uint64(i + 1), Type: "TransferCommitted", SchemaVersion: 1,
-			CommandID: "c", Payload: []byte(`{"x":"` + strings.Repeat("a", payload) + `"}`)}
-		rec.Seal(prev)
-		prev = rec.Hash
-		msg := natsbus.NewFrame(natsbus.Subject(ledger), []eventstore.Record{rec})
+	js, ledger := jetStream(t), testenv.Name(t)
+	publishLargeRecords(t, js, ledger, frames, payload, func(recs []eventstore.Record) *nats.Msg {
+		msg := natsbus.NewFrame(natsbus.Subject(ledger), recs)
 		if len(msg.Data) > 100<<10 {
 			t.Fatalf("a frame of %d bytes: want it compressed", len(msg.Data))
 		}
-		_, err := js.PublishMsg(t.Context(), msg)
-		testenv.NoError(t, err)
-	}
+		return msg
+	})
 	src := natsbus.NewSource(ledger, js, nil, natsbus.StreamOptions{LookupOnly: true}, testLogger(t))
 	t.Cleanup(src.Close)
 	if recs, err := src.Next(t.Context(), 1, 1); err != nil || len(recs) != 1 || recs[0].Position != 1 {
@@ -305,20 +297,11 @@ func TestSourceBoundsTheBytesItHolds(t *testing.T) {
 // still every position comes once, in order.
 func TestSourceBoundsTheFramesBytesItQueues(t *testing.T) {
 	t.Parallel()
-	js := jetStream(t)
-	ledger := testenv.Name(t)
-	_, err := natsbus.EnsureStream(t.Context(), js, ledger, natsbus.StreamOptions{})
-	testenv.NoError(t, err)
 	const frames, payload = 40, 1000 << 10
-	var prev eventstore.Hash
-	for i := range frames {
-		rec := eventstore.Record{Ledger: ledger, Position: uint64(i + 1), Type: "TransferCommitted", SchemaVersion: 1,
-			CommandID: "c", Payload: []byte(`{"x":"` + strings.Repeat("a", payload) + `"}`)}
-		rec.Seal(prev)
-		prev = rec.Hash
-		_, err := js.PublishMsg(t.Context(), natsbus.NewPlainFrame(natsbus.Subject(ledger), []eventstore.Record{rec}))
-		testenv.NoError(t, err)
-	}
+	js, ledger := jetStream(t), testenv.Name(t)
+	publishLargeRecords(t, js, ledger, frames, payload, func(recs []eventstore.Record) *nats.Msg {
+		return natsbus.NewPlainFrame(natsbus.Subject(ledger), recs)
+	})
 	src := natsbus.NewSource(ledger, js, nil, natsbus.StreamOptions{LookupOnly: true}, testLogger(t))
 	t.Cleanup(src.Close)
 	if recs, err := src.Next(t.Context(), 1, 1); err != nil || len(recs) != 1 || recs[0].Position != 1 {
@@ -340,6 +323,24 @@ func TestSourceBoundsTheFramesBytesItQueues(t *testing.T) {
 			}
 		}
 		next += uint64(len(recs))
+	}
+}
+
+// publishLargeRecords makes ledger's stream and publishes records 1 to n,
+// sealed, each of payload bytes, a frame each as frame makes it.
+func publishLargeRecords(t *testing.T, js jetstream.JetStream, ledger string, n, payload int,
+	frame func([]eventstore.Record) *nats.Msg) {
+	t.Helper()
+	_, err := natsbus.EnsureStream(t.Context(), js, ledger, natsbus.StreamOptions{})
+	testenv.NoError(t, err)
+	var prev eventstore.Hash
+	for i := range n {
+		rec := eventstore.Record{Ledger: ledger, Position: uint64(i + 1), Type: "TransferCommitted", SchemaVersion: 1,
+			CommandID: "c", Payload: []byte(`{"x":"` + strings.Repeat("a", payload) + `"}`)}
+		rec.Seal(prev)
+		prev = rec.Hash
+		_, err := js.PublishMsg(t.Context(), frame([]eventstore.Record{rec}))
+		testenv.NoError(t, err)
 	}
 }
 
