@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,4 +73,52 @@ func TestAlertRaisedWhenAProjectorNodeComputedItLate(t *testing.T) {
 	if again != at {
 		t.Errorf("alert %s raised at %d after 0031 again, want %d", alert, again, at)
 	}
+}
+
+// TestAlertSweepLooksAtProjectionsCaughtUpOrStopped: the sweep takes an
+// alert not raised for one to raise only where the alerts projection has
+// reached the ledger's head (catching up, its AlertRaised may be in the log
+// and not projected yet) or stopped at a fault (it would wait for an
+// operator).
+func TestAlertSweepLooksAtProjectionsCaughtUpOrStopped(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	ledger := testenv.Name(t)
+	h.setup(t, ledger)
+	h.watchBigDebitsOfBob(t, ledger)
+	alert := fmt.Sprintf("%s:%d:big:bob", ledger, h.transferOK(t, ledger, transfer("t1", "bob", "carol", "150.00", "USD")))
+	h.raisedOnce(t, ledger, alert)
+	pool, err := pgxpool.New(ctx(t), h.pgURL)
+	testenv.NoError(t, err)
+	defer pool.Close()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var raised bool
+		err := pool.QueryRow(ctx(t), `SELECT a.raised IS NOT NULL AND c.position >= h.position FROM alerts a
+			JOIN ledger_heads h ON h.ledger = a.ledger JOIN projection_checkpoints c ON c.ledger = a.ledger AND c.projection = 'alerts'
+			WHERE a.ledger = $1 AND a.id = $2`, ledger, alert).Scan(&raised)
+		if err == nil && !raised {
+			err = fmt.Errorf("alert %s: not raised in the read model, or the projection not at the head yet", alert)
+		}
+		return err
+	})
+	listed := func(when string, want bool) {
+		t.Helper()
+		got, err := daemon.LedgersWithUnraisedAlerts(ctx(t), h.m)
+		testenv.NoError(t, err)
+		if slices.Contains(got, ledger) != want {
+			t.Errorf("%s: ledgers with alerts to raise %v; want %s in them: %v", when, got, ledger, want)
+		}
+	}
+	listed("every alert raised", false)
+	exec := func(sql string) {
+		t.Helper()
+		_, err := pool.Exec(ctx(t), sql, ledger)
+		testenv.NoError(t, err)
+	}
+	exec(`UPDATE alerts SET raised = NULL WHERE ledger = $1`)
+	listed("an alert not raised, the projection at the head", true)
+	exec(`UPDATE projection_checkpoints SET position = position - 1 WHERE ledger = $1 AND projection = 'alerts'`)
+	listed("an alert not raised, the projection behind", false)
+	exec(`UPDATE projection_checkpoints SET fault = 'test', fault_at = now() WHERE ledger = $1 AND projection = 'alerts'`)
+	listed("an alert not raised, the projection stopped at a fault", true)
 }

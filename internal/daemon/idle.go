@@ -139,17 +139,18 @@ type unraisedAlerts struct {
 }
 
 // ledgersWithUnraisedAlerts lists the active ledgers whose alerts read
-// model holds an alert not raised and has reached the ledger's head, at
-// most commands.LedgersMaxDefault (a rebuild's shadow, keyed by no
-// ledger's name, is none). Behind the head, an alert's AlertRaised may be
-// in the log and not projected yet (a projection catching up): its writer
-// is not started for that.
+// model holds an alert not raised and has reached the ledger's head or
+// stopped at a fault, at most commands.LedgersMaxDefault (a rebuild's
+// shadow, keyed by no ledger's name, is none). Catching up, an alert's
+// AlertRaised may be in the log and not projected yet: its writer is not
+// started for that. Stopped at a fault, it would wait for an operator: the
+// writer is started, once, for what the projection wrote before it.
 func (m *Main) ledgersWithUnraisedAlerts(ctx context.Context) ([]unraisedAlerts, error) {
 	rows, err := m.readPool.Query(ctx, `SELECT a.ledger, max(a.position) FROM alerts a
 		JOIN ledgers l ON l.ledger = a.ledger
 		JOIN ledger_heads h ON h.ledger = a.ledger
 		JOIN projection_checkpoints c ON c.ledger = a.ledger AND c.projection = 'alerts'
-		WHERE a.raised IS NULL AND l.status = 'active' AND c.position >= h.position
+		WHERE a.raised IS NULL AND l.status = 'active' AND (c.position >= h.position OR c.fault IS NOT NULL)
 		GROUP BY a.ledger ORDER BY a.ledger LIMIT $1`, commands.LedgersMaxDefault)
 	if err != nil {
 		return nil, err
