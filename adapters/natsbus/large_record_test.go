@@ -1,13 +1,11 @@
 package natsbus_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,25 +72,6 @@ func TestLargestRecordReachesASource(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer the relay's logger writes to while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestRelayOverMaxPayloadSaysSo: on a server whose max_payload is NATS's
 // default (1 MiB), the relay warns at start, naming max_payload, publishes
 // the records before a frame over it and stops there with an error naming
@@ -114,7 +93,7 @@ func TestRelayOverMaxPayloadSaysSo(t *testing.T) {
 	before := log.head
 	log.appendEvent(largePeriodClose(), "close-1")
 	log.append(2)
-	var out lockedBuffer
+	var out testenv.LockedBuffer
 	logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	r := natsbus.NewRelay(ledger, js, store, natsbus.StreamOptions{PlainFrames: true}, logger)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -318,31 +316,11 @@ func repairStream(t *testing.T, admin ledgerv1.AdminServiceClient, ledger string
 
 // failLog is a log that t prints only if it fails.
 func failLog(t *testing.T) io.Writer {
-	w := &lockedBuffer{}
+	w := &testenv.LockedBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			t.Logf("ledgerd's log:\n%s", w.b.String())
+			t.Logf("ledgerd's log:\n%s", w.String())
 		}
 	})
 	return w
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-// Bytes is a copy of what was written so far.
-func (w *lockedBuffer) Bytes() []byte {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return bytes.Clone(w.b.Bytes())
 }

@@ -110,7 +110,7 @@ func TestLogRecordsCarryTraceIDs(t *testing.T) {
 // spans are in the log too: the README tour's traced request.
 func TestTracedCtlCallInTheLog(t *testing.T) {
 	t.Parallel()
-	var logBuf lockedBuffer
+	var logBuf testenv.LockedBuffer
 	h := startWith(t, func(m *daemon.Main) {
 		m.Config.OTLPEndpoint = daemon.OTLPEndpointLog
 		m.Logger = slog.New(slog.NewJSONHandler(&logBuf, nil))
