@@ -94,7 +94,7 @@ func TestRelayOverMaxPayloadSaysSo(t *testing.T) {
 	log.appendEvent(largePeriodClose(), "close-1")
 	log.append(2)
 	var out testenv.LockedBuffer
-	logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r := natsbus.NewRelay(ledger, js, store, natsbus.StreamOptions{PlainFrames: true}, logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -109,6 +109,8 @@ func TestRelayOverMaxPayloadSaysSo(t *testing.T) {
 			fmt.Sprintf("max_payload=%d max_payload_min=%d", 1<<20, natsbus.MaxPayloadMin),
 			"level=ERROR msg=\"relay stopped: a frame is over the NATS server's max_payload",
 			natsbus.ErrMaxPayload.Error(),
+			// Tried again: the same frame refused is not an ERROR again.
+			"level=DEBUG msg=\"relay stopped: a frame is over the NATS server's max_payload",
 		} {
 			if !strings.Contains(got, want) {
 				return fmt.Errorf("the relay's log does not say %q yet:\n%s", want, got)
@@ -116,6 +118,9 @@ func TestRelayOverMaxPayloadSaysSo(t *testing.T) {
 		}
 		return nil
 	})
+	if n := strings.Count(out.String(), "level=ERROR msg=\"relay stopped"); n != 1 {
+		t.Errorf("the refusal logged at ERROR %d times, want once", n)
+	}
 	if last, err := streamLast(t.Context(), js, ledger); err != nil || last != before {
 		t.Fatalf("the stream ends at %d (%v), want %d: nothing past the frame refused", last, err, before)
 	}

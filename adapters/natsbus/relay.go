@@ -60,6 +60,15 @@ var ErrStreamDiverged = errors.New("the stream is not the log's")
 // record is never skipped) until max_payload is at least MaxPayloadMin.
 var ErrMaxPayload = errors.New("frame over the NATS server's max_payload")
 
+// maxPayloadError is ErrMaxPayload for the frame that begins at first.
+type maxPayloadError struct {
+	first uint64
+	msg   string
+}
+
+func (e *maxPayloadError) Error() string { return e.msg + ": " + ErrMaxPayload.Error() }
+func (e *maxPayloadError) Unwrap() error { return ErrMaxPayload }
+
 // Faults is told what the relay finds of the stream each time it starts: in
 // step with the log, or diverged from it (ErrStreamDiverged).
 type Faults interface {
@@ -85,10 +94,10 @@ type Relay struct {
 	// diverged is the last divergence told, "" when none: logged at ERROR
 	// when new (supervise.Run calls serve and OnRestart in turn).
 	diverged string
-	// oversized is the last refusal for max_payload told (ErrMaxPayload),
-	// "" when none; maxPayloadWarned the server's max_payload last warned
-	// of at start, 0 when none.
-	oversized        string
+	// oversized is the first position of the frame last refused for
+	// max_payload (ErrMaxPayload), 0 when none; maxPayloadWarned the
+	// server's max_payload last warned of at start, 0 when none.
+	oversized        uint64
 	maxPayloadWarned int64
 
 	// offered holds records the writer committed in this process, so that the
@@ -222,13 +231,17 @@ func (r *Relay) divergedFrom(ctx context.Context, err error, delay time.Duration
 // connection learns a raised max_payload when it reconnects to the
 // restarted server, and the relay goes on from there.
 func (r *Relay) refusedForSize(err error, delay time.Duration) {
+	var first uint64
+	if e, ok := errors.AsType[*maxPayloadError](err); ok {
+		first = e.first
+	}
 	log := r.logger.Error
-	if err.Error() == r.oversized {
+	if first != 0 && first == r.oversized {
 		log = r.logger.Debug
 	}
 	log("relay stopped: a frame is over the NATS server's max_payload; raise max_payload in the NATS server's configuration",
 		"err", err, "max_payload_min", MaxPayloadMin, "retry_in", delay)
-	r.oversized = err.Error()
+	r.oversized = first
 }
 
 // checkMaxPayload warns, once for each value, when the server's max_payload
@@ -471,9 +484,9 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, hash eventstore.H
 			jetstream.WithMsgID(frameID(r.ledger, frame[0].Position, frame[n-1].Position)),
 			jetstream.WithExpectLastSequence(expect))
 		if errors.Is(err, nats.ErrMaxPayload) {
-			err = fmt.Errorf("frame of positions %d..%d, %d bytes, the server allows %d (max_payload; at least %d needed): %w",
-				frame[0].Position, frame[n-1].Position, len(msg.Data)+headersLen(msg.Header), r.js.Conn().MaxPayload(),
-				MaxPayloadMin, ErrMaxPayload)
+			err = &maxPayloadError{first: frame[0].Position, msg: fmt.Sprintf(
+				"frame of positions %d..%d, %d bytes, the server allows %d (max_payload; at least %d needed)",
+				frame[0].Position, frame[n-1].Position, len(msg.Data)+headersLen(msg.Header), r.js.Conn().MaxPayload(), MaxPayloadMin)}
 		}
 		if err != nil {
 			refused = err // wait for what was sent, then resume from the stream
