@@ -208,6 +208,16 @@ func (l *connLimitListener) refused(remote, key string) {
 	}
 }
 
+// refusedCall is refused for the call from remote that authentication
+// refused with err, when err refuses it for the key authorization presents
+// (grpcapi.RefusedForKey): the REST gateway's and the console's calls, which
+// TapHandle does not see.
+func (l *connLimitListener) refusedCall(remote string, authorization []string, err error) {
+	if grpcapi.RefusedForKey(err) {
+		l.refused(remote, grpcapi.PresentedKeyID(authorization))
+	}
+}
+
 // Close closes the connection and forgets it.
 func (c *limitedConn) Close() error {
 	c.once.Do(func() {

@@ -151,9 +151,7 @@ func (m *Main) serve() error {
 				// method's role, as TapHandle refuses a gRPC call:
 				// counted with those.
 				m.auth.OnRefused(status.Code(err))
-				if grpcapi.RefusedForKey(err) {
-					httpConns.refused(r.RemoteAddr, grpcapi.PresentedKeyID(r.Header.Values("Authorization")))
-				}
+				httpConns.refusedCall(r.RemoteAddr, r.Header.Values("Authorization"), err)
 				return "", err
 			}
 			httpConns.authenticated(r.RemoteAddr, key.ID)
@@ -205,9 +203,7 @@ func (m *Main) console(conns *connLimitListener) http.Handler {
 		opts.Whoami = func(r *http.Request) (console.Identity, error) {
 			k, err := m.auth.Authenticate(r.Context(), r.RemoteAddr, r.Header.Values("Authorization"))
 			if err != nil {
-				if grpcapi.RefusedForKey(err) {
-					conns.refused(r.RemoteAddr, grpcapi.PresentedKeyID(r.Header.Values("Authorization")))
-				}
+				conns.refusedCall(r.RemoteAddr, r.Header.Values("Authorization"), err)
 				return console.Identity{}, err
 			}
 			conns.authenticated(r.RemoteAddr, k.ID)
