@@ -105,13 +105,13 @@ func balancesContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 func movementsContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 	clock := newMvClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	e := newClockedEnv(t, clock)
-	runner := e.startRunner(t.Context(), projections.NewMovements(), batches{src: e.natsSource(), size: 5})
+	runner := e.startRunner(t.Context(), projections.NewMovements().KeepServed(), batches{src: e.natsSource(), size: 5})
 	w := &mvWorkload{e: e, clock: clock, rng: rand.New(rand.NewPCG(7, 7)), postingsOf: map[string][]domain.PostingInput{}}
 	w.run(40, 15)
 	head := e.amendAccounts()
 	waitFor(t, runner, head)
 	return projectortest.Log{Pool: e.pool, Ledger: e.ledger, Head: head}, projectortest.Case{
-		New:            func() projections.Projector { return projections.NewMovements() },
+		New:            func() projections.Projector { return projections.NewMovements().KeepServed() },
 		BatchDependent: batchDependent,
 		Check: func(t *testing.T) {
 			e := e.in(t)
@@ -134,7 +134,14 @@ func movementsContract(t *testing.T) (projectortest.Log, projectortest.Case) {
 			t.Run("as of effective times", func(t *testing.T) { m.checkAsOfEffective(t, q, rng, 30) })
 			t.Run("statement ranges", func(t *testing.T) { m.checkStatementRanges(t, q, rng, 30) })
 			t.Run("accounts", func(t *testing.T) { e.in(t).checkAccounts() })
+			t.Run("balances served from memory", func(t *testing.T) {
+				checkServedBalances(t, e, e.ledger, runner.Runner, true)
+				checkGetBalancesFromMemory(t, e.in(t), runner)
+			})
 		},
+		// A runner from the log's start holds every account; one from a
+		// checkpoint those its batches opened or moved.
+		CheckRunner: func(t *testing.T, key string, r *projections.Runner) { checkServedBalances(t, e, key, r, false) },
 	}
 }
 

@@ -116,3 +116,11 @@ func CopyTypes(ctx context.Context, conn *pgx.Conn, table string, rows []CopyTyp
 	w.release(err)
 	return err
 }
+
+// KeepServed makes p keep its served balances however long nobody reads
+// them (servedIdleAfter), and returns it: a test's runner may take longer
+// than that to get to its check.
+func (p *Movements) KeepServed() *Movements {
+	p.servedIdle = 1 << 62
+	return p
+}

@@ -226,7 +226,7 @@ func (g *Group) serve(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.setPosition(pos)
+		r.loadedAt(pos)
 	}
 	// next is the next batch, read while the last one's transaction ran;
 	// they share one context, this serve's (Runner.serve says why).
@@ -464,7 +464,7 @@ func (g *Group) apply(ctx context.Context, members []*Runner, from uint64, b gro
 	for _, r := range applied {
 		delete(b.staged, r) // committed: its cache stays
 		r.hash, r.hashKnown = recs[len(recs)-1].Hash, true
-		r.setPosition(last)
+		r.committedAt(last)
 	}
 	return held, nil
 }

@@ -25,6 +25,9 @@ type movementBatch struct {
 	accounts accountChanges
 	assets   []domain.AssetDefined
 	ticks    []movementTick
+	// served is the balances the batch leaves, served once it commits;
+	// nil while nobody reads them.
+	served *servedRows
 }
 
 // movementHeadRows are the movement_heads rows of the accounts a batch
@@ -36,12 +39,18 @@ type movementHeadRows struct {
 	opened                    []int64
 }
 
-// batch returns what the fold writes, the lines encoded.
-func (f *movementFold) batch() *movementBatch {
+// batch returns what the fold writes, the lines encoded, and with served
+// the balances it leaves.
+func (f *movementFold) batch(served bool) *movementBatch {
 	b := &movementBatch{cache: f.movementCache, ledgerNo: f.ledgerNo, accounts: f.accounts, assets: f.assets, ticks: f.ticks}
+	var order []int32
 	if len(f.lines) > 0 {
+		order = keyOrder(f.lines)
 		b.lines = newCopyRows(len(f.lines), movementLineBytes)
-		copyLines(b.lines, f.ledgerNo, f.lines, keyOrder(f.lines))
+		copyLines(b.lines, f.ledgerNo, f.lines, order)
+	}
+	if served {
+		b.served = f.servedRows(order)
 	}
 	for _, a := range f.opened {
 		h := f.heads.Get(a)
@@ -60,6 +69,7 @@ func (b *movementBatch) discard() {
 		b.lines = nil
 	}
 	b.p.drop(b.ledger, b.cache)
+	b.p.dropPending(b.ledger, b.served)
 }
 
 // write stores the batch (staged): lines, heads, accounts, assets, clock.
@@ -110,6 +120,7 @@ func (b *movementBatch) write(ctx context.Context, tx pgx.Tx, ledger string) err
 	if ledgerNo == nil || *ledgerNo != b.ledgerNo {
 		return fmt.Errorf("the statement lines of %s were renumbered under the batch (a rebuild's swap): %w", ledger, ErrCheckpointMoved)
 	}
+	b.p.setPending(ledger, b.served)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,15 +37,32 @@ type Movements struct {
 	// cached is the accounts held by caches, every ledger's together;
 	// cachedMax bounds it (movementsCachedAccountsMax).
 	cached, cachedMax int
+
+	// servedMu guards served, each ledger's balances as its last committed
+	// batch left them, which GetBalances answers from without a round trip
+	// (served.go), and pending, the rows of the batch each ledger's
+	// transaction in flight wrote.
+	servedMu sync.RWMutex
+	served   map[string]*servedTable
+	pending  map[string]*servedRows
+	// servedReadAt is when served was last read (Unix ns; 0 never):
+	// batches keep it only within servedIdle of it (servedWanted).
+	servedReadAt atomic.Int64
+	servedIdle   time.Duration
 }
 
 // NewMovements returns the projector.
 func NewMovements() *Movements {
-	return &Movements{caches: map[string]*movementCache{}, cachedMax: movementsCachedAccountsMax}
+	p := &Movements{caches: map[string]*movementCache{}, cachedMax: movementsCachedAccountsMax,
+		served: map[string]*servedTable{}, pending: map[string]*servedRows{}, servedIdle: servedIdleAfter}
+	return p
 }
 
-// movementsName is the projector's name (checkpoint and upstream look-ups).
-const movementsName = "movements"
+// MovementsName is the projector's name (checkpoint and upstream look-ups).
+const MovementsName = "movements"
+
+// movementsName is MovementsName within the package.
+const movementsName = MovementsName
 
 // movementsCachedAccountsMax bounds the accounts the caches hold between
 // batches, every ledger's together (about 200 bytes each): a ledger whose
@@ -143,7 +161,11 @@ func (*Movements) dropRows(ctx context.Context, tx pgx.Tx, key string) error {
 // movementLine is one row of movements.
 type movementLine struct {
 	// accountNo is the account's opening position: its lines' key.
-	accountNo      uint64
+	accountNo uint64
+	// account and asset are the account's, for the balances served
+	// (servedRows).
+	account, asset string
+	normal         domain.Side
 	position       uint64
 	seq            int
 	postingIndex   int
@@ -253,9 +275,12 @@ func (p *Movements) fold(ledger string, f *movementFold, recs []eventstore.Recor
 			return nil, fmt.Errorf("record %d: %w", recs[i].Position, err)
 		}
 	}
-	b := f.batch()
+	b := f.batch(p.servedWanted())
 	b.p, b.ledger = p, ledger
 	f.through = recs[len(recs)-1].Position
+	if b.served != nil {
+		b.served.from, b.served.last = recs[0].Position-1, f.through
+	}
 	p.keep(ledger, f.movementCache)
 	return b, nil
 }
@@ -514,7 +539,7 @@ func (f *movementFold) line(pos uint64, ev *movementEvent, m *domain.Movement) e
 	if h.position != pos {
 		h.position, h.seq = pos, 0
 	}
-	f.lines = append(f.lines, movementLine{accountNo: h.opened, position: pos, seq: int(h.seq), postingIndex: m.Posting,
+	f.lines = append(f.lines, movementLine{accountNo: h.opened, account: m.Account, asset: m.Asset, normal: h.normal, position: pos, seq: int(h.seq), postingIndex: m.Posting,
 		debit: debit, pending: m.Pending, counter: m.Counterparty, amount: m.Amount, scale: m.Scale,
 		dp: h.dp, cp: h.cp, dq: h.dq, cq: h.cq, event: ev})
 	h.seq++

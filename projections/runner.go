@@ -227,6 +227,36 @@ func (r *Runner) WithSource(src Source) *Runner {
 	return r
 }
 
+// loadedAt sets the position to the checkpoint read, pos.
+func (r *Runner) loadedAt(pos uint64) {
+	if c, ok := r.proj.(committer); ok {
+		c.loaded(r.ledger, pos)
+	}
+	r.setPosition(pos)
+}
+
+// committedAt moves the position to last, whose transaction committed,
+// telling a projector that keeps what it committed first: a query woken at
+// last finds it there.
+func (r *Runner) committedAt(last uint64) {
+	if c, ok := r.proj.(committer); ok {
+		c.committed(r.ledger, last)
+	}
+	r.setPosition(last)
+}
+
+// ServedBalances returns the balances of accounts, in order, as the runner's
+// last committed batch left them, and the position it moved the checkpoint
+// to, when its projector serves balances from memory (Movements) and holds
+// every one of accounts; else ok is false, and the read model has them.
+func (r *Runner) ServedBalances(accounts []string) (balances []ServedBalance, position uint64, ok bool) {
+	s, ok := r.proj.(balanceServer)
+	if !ok {
+		return nil, 0, false
+	}
+	return s.servedBalances(r.ledger, accounts)
+}
+
 func (r *Runner) setPosition(pos uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -313,7 +343,7 @@ func (r *Runner) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.setPosition(pos)
+	r.loadedAt(pos)
 	// The batches read ahead share one context, this serve's: a source
 	// that reads ahead itself (AheadSource) goes on reading past the batch
 	// it returned, under the context it was asked with.
@@ -357,7 +387,7 @@ func (r *Runner) serve(ctx context.Context) error {
 		if r.fault != "" {
 			r.fault = ""
 		}
-		r.setPosition(pos)
+		r.committedAt(pos)
 		if next == nil {
 			b, err = r.fetch(ctx, pos, r.hash, r.hashKnown, false)
 		} else {

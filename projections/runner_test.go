@@ -241,6 +241,12 @@ func (e *env) replay(upTo uint64) map[string]balance {
 // backwards, as the queries read them), zero at its asset's scale before
 // any line.
 func (e *env) balances() map[string]balance {
+	e.t.Helper()
+	return e.balancesOf(e.ledger)
+}
+
+// balancesOf is balances under the ledger key key.
+func (e *env) balancesOf(key string) map[string]balance {
 	t := e.t
 	t.Helper()
 	rows, err := e.pool.Query(t.Context(), `SELECT h.account, h.asset,
@@ -252,7 +258,7 @@ func (e *env) balances() map[string]balance {
 			SELECT m.debits_posted, m.credits_posted, m.debits_pending, m.credits_pending, m.position
 			FROM movements m WHERE m.ledger_no = h.ledger_no AND m.account_no = h.opened_position
 			ORDER BY m.position DESC, m.seq DESC LIMIT 1) l ON true
-		WHERE h.ledger = $1`, e.ledger)
+		WHERE h.ledger = $1`, key)
 	testenv.NoError(t, err)
 	got := map[string]balance{}
 	var (

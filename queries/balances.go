@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ledgerd/ledger/domain"
+	"github.com/ledgerd/ledger/projections"
 )
 
 // Limits of queries.
@@ -60,11 +61,48 @@ type Service struct {
 	fallbacks     atomic.Uint64
 	// rollupAccountsMax is RollupAccountsMax, or less in tests (0: it).
 	rollupAccountsMax int
+	// served returns the in-process server of a ledger's balances, or nil
+	// (WithServed); fromMemory counts the calls it answered.
+	served     func(ledger string) BalanceServer
+	fromMemory atomic.Uint64
 }
 
 // New returns a Service. waiter may be nil: waits then poll the checkpoint.
 func New(pool *pgxpool.Pool, waiter func(ledger, projection string) Waiter) *Service {
 	return &Service{pool: pool, waiter: waiter}
+}
+
+// BalanceServer answers balances from the memory of the process that
+// projects them: the movements projection's runner (projections.Runner),
+// whose projector keeps what its last committed batch left of the accounts
+// it opened or moved.
+type BalanceServer interface {
+	// ServedBalances returns the balances of accounts, in order, and the
+	// checkpoint they are at; ok is false unless it holds every one.
+	ServedBalances(accounts []string) (balances []projections.ServedBalance, position uint64, ok bool)
+}
+
+// WithServed makes GetBalances answer from served(ledger), when it is not
+// nil and holds every account asked for at min_position or later, before
+// reading PostgreSQL. It returns s.
+//
+// The answer is the read model's: each balance is what the account's last
+// statement line says at the position answered, which the same transaction
+// committed. A node that does not project the ledger has no server and reads
+// the read model.
+func (s *Service) WithServed(served func(ledger string) BalanceServer) *Service {
+	s.served = served
+	return s
+}
+
+// FromMemory is how many GetBalances calls were answered from memory
+// (WithServed), by s and by its primary.
+func (s *Service) FromMemory() uint64 {
+	n := s.fromMemory.Load()
+	if s.primary != nil {
+		n += s.primary.fromMemory.Load()
+	}
+	return n
 }
 
 // Balance is one account's balances as decimal strings in its asset's scale.
@@ -90,10 +128,13 @@ type Balances struct {
 // the answer is empty, so that a known ledger pays nothing); ErrNotReached
 // when minPosition is not reached within WaitMax or ctx; database errors.
 func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []string, minPosition uint64) (Balances, error) {
-	s = s.route()
 	if len(accounts) > AccountsPerRequestMax {
 		return Balances{}, fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
 	}
+	if out, ok := s.servedBalances(ledger, accounts, minPosition); ok {
+		return out, nil
+	}
+	s = s.route()
 	if minPosition > 0 {
 		// Read first: a checkpoint that has reached minPosition needs no
 		// wait, and no round trip to look at it. An error goes the waiting
@@ -106,6 +147,9 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if err != nil {
 		return Balances{}, err
 	}
+	if out, ok := s.servedBalances(ledger, accounts, minPosition); ok {
+		return out, nil
+	}
 	out, err := s.readBalances(ctx, ledger, accounts)
 	if err != nil {
 		return Balances{}, err
@@ -116,6 +160,31 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 		}
 	}
 	return out, nil
+}
+
+// servedBalances answers from the ledger's BalanceServer, when there is one
+// and it holds every account at minPosition or later.
+func (s *Service) servedBalances(ledger string, accounts []string, minPosition uint64) (Balances, bool) {
+	if s.served == nil {
+		return Balances{}, false
+	}
+	server := s.served(ledger)
+	if server == nil {
+		return Balances{}, false
+	}
+	got, pos, ok := server.ServedBalances(accounts)
+	if !ok || pos < minPosition {
+		return Balances{}, false
+	}
+	out := Balances{Position: pos, Balances: make([]Balance, len(got))}
+	for i := range got {
+		b := &got[i]
+		t := movementTotals{scale: b.Scale, a: domain.Account{Normal: b.Normal, DebitsPosted: b.DebitsPosted,
+			CreditsPosted: b.CreditsPosted, DebitsPending: b.DebitsPending, CreditsPending: b.CreditsPending}}
+		out.Balances[i] = t.balance(b.Account, b.Asset, b.Normal.String(), b.Position)
+	}
+	s.fromMemory.Add(1)
+	return out, true
 }
 
 // readBalances reads the balances of accounts (those that exist, in

@@ -538,6 +538,21 @@ func (m *Main) waiter(ledger, projection string) queries.Waiter {
 	return nil
 }
 
+// balanceServer is the runner of the ledger's movements projection when this
+// process runs it, which answers balances from memory
+// (queries.Service.WithServed); else nil, and the read model answers.
+// Unlike waiter, it wakes no readers: a read without a min_position waits
+// for nothing.
+func (m *Main) balanceServer(ledger string) queries.BalanceServer {
+	m.mu.Lock()
+	r, ok := m.runners[ledger][projections.MovementsName]
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return r
+}
+
 // retiredSweepEvery is how often a projector process sweeps the rows of
 // read-model numbers a rebuild's swap retired: a rebuild sweeps once it has
 // swapped, and this catches what it left (its call cancelled, its process

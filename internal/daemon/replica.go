@@ -63,10 +63,12 @@ func (m *Main) openReplica(ctx context.Context, connsMax int) error {
 // queryService is the Service the query calls read through: the replica's,
 // falling back to the primary's, or the primary's alone.
 func (m *Main) queryService() *queries.Service {
-	primary := queries.New(m.readPool, m.waiter)
+	primary := queries.New(m.readPool, m.waiter).WithServed(m.balanceServer)
 	if m.replicaPool == nil {
 		return primary
 	}
+	// Not from memory on the replica's Service: its balances and its
+	// statements stay one snapshot, the replica's, as the operator chose.
 	return queries.New(m.replicaPool, nil).WithPrimary(primary, cmp.Or(m.Config.ReplicaFallbackAfter, ReplicaFallbackAfterDefault))
 }
 
@@ -112,6 +114,13 @@ func (m *Main) watchReplica(ctx context.Context, q *queries.Service, up promethe
 		case <-t.C:
 		}
 	}
+}
+
+// fromMemoryCounter counts the GetBalances calls q answered from memory.
+func fromMemoryCounter(q *queries.Service) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ledger_query_balances_from_memory_total",
+		Help: "GetBalances calls answered from the memory of this process's movements projection, without reading PostgreSQL."},
+		func() float64 { return float64(q.FromMemory()) })
 }
 
 // replicaMetrics registers the replica's gauges: whether it answers, and

@@ -109,6 +109,7 @@ func (m *Main) serve() error {
 	commandSrv.OnPeriodClosed(m.anchorPeriodClose)
 	ledgerv1.RegisterCommandServiceServer(m.grpcSrv, commandSrv)
 	reads := m.queryService()
+	m.registry.MustRegister(fromMemoryCounter(reads))
 	if m.replicaPool != nil {
 		up := m.replicaMetrics(reads)
 		m.wg.Add(1)

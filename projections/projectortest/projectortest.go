@@ -11,6 +11,8 @@
 //     once: at the crash the rows equal the log projected up to the
 //     checkpoint, and at the head the rows equal the reference;
 //   - a rebuild (projections.Rebuild) swaps in the same rows;
+//   - what a runner holds in memory and serves agrees with the read model
+//     at its checkpoint (Case.CheckRunner);
 //   - everything above runs as the projectors' role (ledger_projector), whose grants
 //     therefore cover the projector's tables.
 //
@@ -78,6 +80,12 @@ type Case struct {
 	// Check, if set, checks the read model under Log.Ledger, built to
 	// Log.Head, against a replay of the log.
 	Check func(t *testing.T)
+	// CheckRunner, if set, checks what a running runner of the projector
+	// holds against the read model under key at its checkpoint: called
+	// whenever a runner of the suite has reached the end of its source,
+	// before it stops (what a projector serves from memory: Movements'
+	// balances).
+	CheckRunner func(t *testing.T, key string, r *projections.Runner)
 }
 
 // Run runs the contract for c on log. It builds the read model under
@@ -198,6 +206,7 @@ func (s *suite) testCrash(t *testing.T) {
 	third := s.log.Head / 3
 	first := s.start(t, t.Context(), key, s.c.New(), UpTo{sized{log, crashBatch}, third})
 	first.waitFor(t, third)
+	s.checkRunner(t, key, first)
 	first.stop()
 	if got := s.checkpoint(t, key); got != third {
 		t.Fatalf("stopped between batches at checkpoint %d, want %d", got, third)
@@ -226,6 +235,7 @@ func (s *suite) testCrash(t *testing.T) {
 	// A new runner finishes from the checkpoint.
 	third2 := s.start(t, t.Context(), key, s.c.New(), sized{log, crashBatch})
 	third2.waitFor(t, s.log.Head)
+	s.checkRunner(t, key, third2)
 	third2.stop()
 	s.checkRows(t, key, s.ref, "the live build")
 }
@@ -319,7 +329,16 @@ func (s *suite) build(t *testing.T, key string, src projections.Source) {
 	}
 	r := s.start(t, t.Context(), key, s.c.New(), src)
 	r.waitFor(t, end)
+	s.checkRunner(t, key, r)
 	r.stop()
+}
+
+// checkRunner runs c.CheckRunner, if set, on r under key.
+func (s *suite) checkRunner(t *testing.T, key string, r *running) {
+	t.Helper()
+	if s.c.CheckRunner != nil {
+		s.c.CheckRunner(t, key, r.Runner)
+	}
 }
 
 // buildUpstream builds each upstream projection under key to the head.

@@ -1,0 +1,177 @@
+package projections
+
+import (
+	"time"
+
+	"github.com/ledgerd/ledger/domain"
+)
+
+// ServedBalance is an account's balances as the movements projection
+// committed them: what its last statement line says (its opening, zero,
+// before any).
+type ServedBalance struct {
+	Account, Asset                                             string
+	Scale                                                      uint8
+	Normal                                                     domain.Side
+	DebitsPosted, CreditsPosted, DebitsPending, CreditsPending domain.Units
+	// Position is the account's last movement, its opening before any.
+	Position uint64
+}
+
+// servedAccountsMax bounds the accounts a ledger's served balances hold
+// (about 120 bytes each, no pointers): a table that would grow past it
+// starts again from the batch that filled it, so that what it holds
+// follows the accounts in use. An account it does not hold is read from
+// PostgreSQL.
+const servedAccountsMax = 1 << 16
+
+// servedIdleAfter is how long after the last GetBalances a projector keeps
+// its served balances up to date: a ledger whose balances nobody reads from
+// memory pays nothing for them (its table starts again, empty, at the next
+// read, and fills as its accounts move). A new projector keeps none until
+// the first read.
+const servedIdleAfter = time.Minute
+
+// servedTable is a ledger's balances as committed at through: those of every
+// account the batches committed since the table started opened or moved
+// (an account of none of them is not held). Each batch after through must
+// be applied to it, or it starts again.
+type servedTable struct {
+	through uint64
+	heads   *headTable
+}
+
+// servedRows is what a batch commits of its accounts' balances: each account
+// it opened or moved, as of the batch's end.
+type servedRows struct {
+	// from is the position before the batch's first record, last its last.
+	from, last uint64
+	rows       []ServedBalance
+}
+
+// committer is a projector that keeps what its batches committed, told so by
+// its runner once the transaction has committed (Movements: the balances it
+// serves from memory).
+type committer interface {
+	// committed says the transaction that moved key's checkpoint to last
+	// committed.
+	committed(key string, last uint64)
+	// loaded says key's checkpoint was read at pos: what is kept of
+	// another position is not the read model's.
+	loaded(key string, pos uint64)
+}
+
+// balanceServer answers balances from a projector's memory.
+type balanceServer interface {
+	servedBalances(key string, accounts []string) ([]ServedBalance, uint64, bool)
+}
+
+// servedRows returns the balances of the accounts the fold opened or moved,
+// as of its end: each account's last line in key order (order), then the
+// accounts opened with no line.
+func (f *movementFold) servedRows(order []int32) *servedRows {
+	s := &servedRows{rows: make([]ServedBalance, 0, len(f.opened)+len(order)/2)}
+	for _, a := range f.opened {
+		h := f.heads.Get(a)
+		if h.position != h.opened {
+			continue // moved too: its last line says
+		}
+		s.rows = append(s.rows, ServedBalance{Account: a, Asset: f.heads.Asset(h), Scale: h.scale, Normal: h.normal,
+			Position: h.position})
+	}
+	for n, i := range order {
+		l := &f.lines[i]
+		if n+1 < len(order) && f.lines[order[n+1]].accountNo == l.accountNo {
+			continue
+		}
+		s.rows = append(s.rows, ServedBalance{Account: l.account, Asset: l.asset, Scale: l.scale, Normal: l.normal,
+			DebitsPosted: l.dp, CreditsPosted: l.cp, DebitsPending: l.dq, CreditsPending: l.cq, Position: l.position})
+	}
+	return s
+}
+
+// servedWanted says a GetBalances read the served balances within
+// servedIdleAfter: batches keep them up to date.
+func (p *Movements) servedWanted() bool {
+	return time.Since(time.Unix(0, p.servedReadAt.Load())) < p.servedIdle
+}
+
+// setPending holds rows as what key's transaction writing them commits.
+func (p *Movements) setPending(key string, rows *servedRows) {
+	p.servedMu.Lock()
+	defer p.servedMu.Unlock()
+	p.pending[key] = rows
+}
+
+// dropPending forgets rows, written in a transaction that did not commit.
+func (p *Movements) dropPending(key string, rows *servedRows) {
+	p.servedMu.Lock()
+	defer p.servedMu.Unlock()
+	if p.pending[key] == rows {
+		delete(p.pending, key)
+	}
+}
+
+// committed applies the rows the committed transaction wrote to key's served
+// balances, which continue from the batch's start or start again at it.
+func (p *Movements) committed(key string, last uint64) {
+	p.servedMu.Lock()
+	defer p.servedMu.Unlock()
+	rows := p.pending[key]
+	delete(p.pending, key)
+	t := p.served[key]
+	switch {
+	case rows == nil || rows.last != last:
+		// Not known what the transaction wrote (or not kept: nobody
+		// reads): nothing is held.
+		if t == nil || t.heads.Len() > 0 {
+			t = &servedTable{heads: newHeadTable()}
+			p.served[key] = t
+		}
+		t.through = last
+		return
+	case t == nil || t.through != rows.from || t.heads.Len()+len(rows.rows) > servedAccountsMax:
+		t = &servedTable{heads: newHeadTable()}
+		p.served[key] = t
+	}
+	for i := range rows.rows {
+		r := &rows.rows[i]
+		h, _ := t.heads.Add(r.Account, r.Asset)
+		h.scale, h.normal, h.position = r.Scale, r.Normal, r.Position
+		h.dp, h.cp, h.dq, h.cq = r.DebitsPosted, r.CreditsPosted, r.DebitsPending, r.CreditsPending
+	}
+	t.through = last
+}
+
+// loaded keeps key's served balances only if they are at pos.
+func (p *Movements) loaded(key string, pos uint64) {
+	p.servedMu.Lock()
+	defer p.servedMu.Unlock()
+	delete(p.pending, key)
+	if t := p.served[key]; t == nil || t.through != pos {
+		p.served[key] = &servedTable{through: pos, heads: newHeadTable()}
+	}
+}
+
+// servedBalances returns the balances of accounts as key's last committed
+// transaction left them, in order, and its position; ok is false unless
+// every one of accounts is held.
+func (p *Movements) servedBalances(key string, accounts []string) (balances []ServedBalance, position uint64, ok bool) {
+	p.servedReadAt.Store(time.Now().UnixNano())
+	p.servedMu.RLock()
+	defer p.servedMu.RUnlock()
+	t := p.served[key]
+	if t == nil {
+		return nil, 0, false
+	}
+	out := make([]ServedBalance, len(accounts))
+	for i, a := range accounts {
+		h := t.heads.Get(a)
+		if h == nil {
+			return nil, 0, false
+		}
+		out[i] = ServedBalance{Account: a, Asset: t.heads.Asset(h), Scale: h.scale, Normal: h.normal,
+			DebitsPosted: h.dp, CreditsPosted: h.cp, DebitsPending: h.dq, CreditsPending: h.cq, Position: h.position}
+	}
+	return out, t.through, true
+}
