@@ -38,7 +38,11 @@ const servedIdleAfter = time.Minute
 // be applied to it, or it starts again.
 type servedTable struct {
 	through uint64
-	heads   *headTable
+	// ledgerNo is the number the rows it holds were written under
+	// (movement_ledgers): a rebuild's swap gives the key another, whose rows
+	// may say otherwise at the same position.
+	ledgerNo int32
+	heads    *headTable
 }
 
 // servedRows is what a batch commits of its accounts' balances: each account
@@ -46,7 +50,9 @@ type servedTable struct {
 type servedRows struct {
 	// from is the position before the batch's first record, last its last.
 	from, last uint64
-	rows       []ServedBalance
+	// ledgerNo is the number the batch's lines were written under.
+	ledgerNo int32
+	rows     []ServedBalance
 }
 
 // committer is a projector that keeps what its batches committed, told so by
@@ -70,7 +76,7 @@ type balanceServer interface {
 // as of its end: each account's last line in key order (order), then the
 // accounts opened with no line.
 func (f *movementFold) servedRows(order []int32) *servedRows {
-	s := &servedRows{rows: make([]ServedBalance, 0, len(f.opened)+len(order)/2)}
+	s := &servedRows{ledgerNo: f.ledgerNo, rows: make([]ServedBalance, 0, len(f.opened)+len(order)/2)}
 	for _, a := range f.opened {
 		h := f.heads.Get(a)
 		if h.position != h.opened {
@@ -121,17 +127,17 @@ func (p *Movements) committed(key string, last uint64) {
 	delete(p.pending, key)
 	t := p.served[key]
 	switch {
-	case rows == nil || rows.last != last:
+	case rows == nil || rows.last != last || len(rows.rows) > servedAccountsMax:
 		// Not known what the transaction wrote (or not kept: nobody
-		// reads): nothing is held.
+		// reads), or more than the bound: nothing is held.
 		if t == nil || t.heads.Len() > 0 {
 			t = &servedTable{heads: newHeadTable()}
 			p.served[key] = t
 		}
-		t.through = last
+		t.through, t.ledgerNo = last, 0
 		return
-	case t == nil || t.through != rows.from || t.heads.Len()+len(rows.rows) > servedAccountsMax:
-		t = &servedTable{heads: newHeadTable()}
+	case t == nil || t.through != rows.from || t.ledgerNo != rows.ledgerNo || t.heads.Len()+len(rows.rows) > servedAccountsMax:
+		t = &servedTable{ledgerNo: rows.ledgerNo, heads: newHeadTable()}
 		p.served[key] = t
 	}
 	for i := range rows.rows {
@@ -164,12 +170,14 @@ func (p *Movements) servedBalances(key string, accounts []string) (balances []Se
 	if t == nil {
 		return nil, 0, false
 	}
+	for _, a := range accounts {
+		if t.heads.Get(a) == nil {
+			return nil, 0, false // before allocating: a miss is common
+		}
+	}
 	out := make([]ServedBalance, len(accounts))
 	for i, a := range accounts {
 		h := t.heads.Get(a)
-		if h == nil {
-			return nil, 0, false
-		}
 		out[i] = ServedBalance{Account: a, Asset: t.heads.Asset(h), Scale: h.scale, Normal: h.normal,
 			DebitsPosted: h.dp, CreditsPosted: h.cp, DebitsPending: h.dq, CreditsPending: h.cq, Position: h.position}
 	}

@@ -410,8 +410,10 @@ func (m *Main) restartReaders(ledger string) {
 	// events over rebuilt rows with what they held in memory. Only a
 	// database login can announce a rebuild; a flood of them costs restarts,
 	// not correctness (each restart resumes from the checkpoints).
-	old.cancel()
-	delete(m.readers, ledger)
+	// Forgotten whole: a query must not find the old runners (the
+	// balances their projector serves from memory came from the rows
+	// replaced) while the new ones wait for the lease or do not start.
+	m.forgetReaders(ledger, old)
 	r := m.ensureReaders(ledger)
 	if r == nil {
 		m.projLocks.Release(ledger)

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"fmt"
 	"testing"
 
 	"google.golang.org/protobuf/testing/protocmp"
@@ -22,34 +23,40 @@ func fromMemory(t *testing.T, h *harness) int {
 }
 
 // TestBalancesFromMemory: ledgerd, which projects the ledger, answers
-// GetBalances from the movements projection's memory once a first read has
-// asked for it and the accounts have moved since, and the answer is the read
-// model's: the same as the statement lines say as of its position. A
-// call naming an account that does not exist reads the read model, which
-// leaves it out.
+// GetBalances from the movements projection's memory once a read has asked
+// for it (the projection runs, lazily started by the ledger's first append)
+// and the accounts have moved since, and the answer is the read model's:
+// the same as the statement lines say as of its position. A call naming an
+// account that does not exist reads the read model, which leaves it out.
 func TestBalancesFromMemory(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	ledger := testenv.Name(t)
 	h.setup(t, ledger)
-	// The first read asks for them: the projection keeps balances in memory
-	// from then on, for the accounts its batches move.
-	first, err := h.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"alice"},
-		MinPosition: h.head(t, ledger)})
-	testenv.NoError(t, err)
-	if len(first.GetBalances()) != 1 {
-		t.Fatalf("the first read: %d answers, want 1", len(first.GetBalances()))
-	}
-	h.transferOK(t, ledger, transfer("t1", "alice", "bob", "1.25", "USD"))
-	h.transferOK(t, ledger, transfer("t2", "bob", "carol", "0.50", "USD"))
-	pos := h.transferOK(t, ledger, transfer("t3", "alice", "carol", "2.00", "USD"))
 	accounts := []string{"carol", "alice", "bob", "alice"}
-
-	before := fromMemory(t, h)
-	got, err := h.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: accounts, MinPosition: pos})
-	testenv.NoError(t, err)
-	if n := fromMemory(t, h) - before; n != 1 {
-		t.Fatalf("%d calls answered from memory, want 1", n)
+	var (
+		got *ledgerv1.GetBalancesResponse
+		pos uint64
+	)
+	for i := 0; ; i++ {
+		// Each round moves every account asked for, then reads them: the
+		// first read the projection serves marks them wanted, and the
+		// batches after it keep them.
+		if i == 50 {
+			t.Fatalf("none of %d reads answered from memory", i)
+		}
+		pos = h.transferOK(t, ledger, &ledgerv1.Transfer{Id: fmt.Sprint("t", i), Postings: []*ledgerv1.Posting{
+			{DebitAccount: "alice", CreditAccount: "bob", Amount: "1.25", Asset: "USD"},
+			{DebitAccount: "bob", CreditAccount: "carol", Amount: "0.50", Asset: "USD"}}})
+		before := fromMemory(t, h)
+		var err error
+		got, err = h.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: accounts, MinPosition: pos})
+		testenv.NoError(t, err)
+		if n := fromMemory(t, h) - before; n > 1 {
+			t.Fatalf("%d calls answered from memory, want at most 1", n)
+		} else if n == 1 {
+			break
+		}
 	}
 	if got.GetPosition() < pos {
 		t.Fatalf("answered at %d, min_position %d", got.GetPosition(), pos)
@@ -60,11 +67,11 @@ func TestBalancesFromMemory(t *testing.T) {
 	if diff := cmp.Diff(want.GetBalances(), got.GetBalances(), protocmp.Transform()); diff != "" {
 		t.Fatalf("from memory (+) against the statement lines as of %d (-):\n%s", got.GetPosition(), diff)
 	}
-	if c := got.GetBalances()[0]; c.GetCreditsPosted() != "2.50" || c.GetBalance() != "2.50" || c.GetPosition() != pos {
-		t.Fatalf("carol from memory: %v, want 2.50 credited, last moved at %d", c, pos)
+	if c := got.GetBalances()[0]; c.GetPosition() != pos || c.GetCreditsPosted() == "0.00" {
+		t.Fatalf("carol from memory: %v, want credited, last moved at %d", c, pos)
 	}
 
-	before = fromMemory(t, h)
+	before := fromMemory(t, h)
 	some, err := h.query.GetBalances(ctx(t), &ledgerv1.GetBalancesRequest{Ledger: ledger, Accounts: []string{"alice", "nobody"},
 		MinPosition: pos})
 	testenv.NoError(t, err)
