@@ -257,6 +257,15 @@ func (r *Runner) ServedBalances(accounts []string) (balances []ServedBalance, po
 	return s.servedBalances(r.ledger, accounts)
 }
 
+// OfferBalances gives the runner's projector, when it serves balances from
+// memory, balances read from the read model at position: it keeps them if
+// what it serves is at that position.
+func (r *Runner) OfferBalances(position uint64, balances []ServedBalance) {
+	if s, ok := r.proj.(balanceServer); ok {
+		s.offer(r.ledger, position, balances)
+	}
+}
+
 func (r *Runner) setPosition(pos uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

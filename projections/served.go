@@ -70,6 +70,7 @@ type committer interface {
 // balanceServer answers balances from a projector's memory.
 type balanceServer interface {
 	servedBalances(key string, accounts []string) ([]ServedBalance, uint64, bool)
+	offer(key string, position uint64, balances []ServedBalance)
 }
 
 // servedRows returns the balances of the accounts the fold opened or moved,
@@ -182,4 +183,26 @@ func (p *Movements) servedBalances(key string, accounts []string) (balances []Se
 			DebitsPosted: h.dp, CreditsPosted: h.cp, DebitsPending: h.dq, CreditsPending: h.cq, Position: h.position}
 	}
 	return out, t.through, true
+}
+
+// offer adds balances, read from the read model at position (a query's), to
+// key's served balances if they are at that position and read: an account
+// no batch has moved since they started is then held from its first read
+// on. Offered at another position, or past the bound, they are let go.
+func (p *Movements) offer(key string, position uint64, balances []ServedBalance) {
+	if !p.servedWanted() {
+		return
+	}
+	p.servedMu.Lock()
+	defer p.servedMu.Unlock()
+	t := p.served[key]
+	if t == nil || t.through != position || t.heads.Len()+len(balances) > servedAccountsMax {
+		return
+	}
+	for i := range balances {
+		b := &balances[i]
+		h, _ := t.heads.Add(b.Account, b.Asset)
+		h.scale, h.normal, h.position = b.Scale, b.Normal, b.Position
+		h.dp, h.cp, h.dq, h.cq = b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending
+	}
 }

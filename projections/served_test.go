@@ -181,8 +181,9 @@ func checkGetBalancesFromMemory(t *testing.T, e *env, r *runningRunner) {
 }
 
 // TestServedBalancesOnlyWhileRead: a projector whose served balances nobody
-// has read (a new one) keeps none; the first read (not answered from memory) makes it
-// keep them, from the next batch on, for the accounts the batches move.
+// has read (a new one) keeps none; the first read (not answered from memory)
+// makes it keep them, from the next batch on, for the accounts the batches
+// move, and for those the read model answers at the position they are at.
 func TestServedBalancesOnlyWhileRead(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -200,6 +201,23 @@ func TestServedBalancesOnlyWhileRead(t *testing.T) {
 	}
 	if _, _, ok := r.ServedBalances([]string{"USD-2"}); ok {
 		t.Fatalf("USD-2 served from memory: not moved since its balances were first read")
+	}
+	// Read from the read model at the position the served balances are at,
+	// USD-2 is held from then on (read-through); offered at another
+	// position, USD-3 is not.
+	q := queries.New(e.pool, nil).WithServed(func(string) queries.BalanceServer { return r })
+	if _, err := q.GetBalances(t.Context(), e.ledger, []string{"USD-2"}, before+1); err != nil {
+		t.Fatal(err)
+	}
+	if n := q.FromMemory(); n != 0 {
+		t.Fatalf("USD-2 answered from memory (%d) before it was held", n)
+	}
+	if _, at, ok := r.ServedBalances([]string{"USD-2"}); !ok || at != before+1 {
+		t.Fatalf("USD-2 after its read from the read model: served %v at %d, want at %d", ok, at, before+1)
+	}
+	r.OfferBalances(before, []projections.ServedBalance{{Account: "USD-3", Asset: "USD", Scale: 2}})
+	if _, _, ok := r.ServedBalances([]string{"USD-3"}); ok {
+		t.Fatalf("USD-3 served from memory after an offer at %d, the served balances being at %d", before, before+1)
 	}
 	checkServedBalances(t, e, e.ledger, r.Runner, false)
 }

@@ -80,6 +80,9 @@ type BalanceServer interface {
 	// ServedBalances returns the balances of accounts, in order, and the
 	// checkpoint they are at; ok is false unless it holds every one.
 	ServedBalances(accounts []string) (balances []projections.ServedBalance, position uint64, ok bool)
+	// OfferBalances gives it balances the read model answered at position,
+	// which it keeps if it is at that position.
+	OfferBalances(position uint64, balances []projections.ServedBalance)
 }
 
 // WithServed makes GetBalances answer from served(ledger), when it is not
@@ -139,7 +142,8 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 		// Read first: a checkpoint that has reached minPosition needs no
 		// wait, and no round trip to look at it. An error goes the waiting
 		// way, which answers from the primary when a replica fails.
-		if out, err := s.readBalances(ctx, ledger, accounts); err == nil && out.Position >= minPosition {
+		if out, read, err := s.readBalances(ctx, ledger, accounts); err == nil && out.Position >= minPosition {
+			s.offer(ledger, out.Position, read)
 			return out, nil
 		}
 	}
@@ -150,10 +154,11 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if out, ok := s.servedBalances(ledger, accounts, minPosition); ok {
 		return out, nil
 	}
-	out, err := s.readBalances(ctx, ledger, accounts)
+	out, read, err := s.readBalances(ctx, ledger, accounts)
 	if err != nil {
 		return Balances{}, err
 	}
+	s.offer(ledger, out.Position, read)
 	if minPosition == 0 && out.Position == 0 && len(out.Balances) == 0 {
 		if err := s.mustExistLedger(ctx, ledger); err != nil {
 			return Balances{}, err
@@ -187,9 +192,23 @@ func (s *Service) servedBalances(ledger string, accounts []string, minPosition u
 	return out, true
 }
 
+// offer gives the ledger's BalanceServer, when there is one, the balances
+// the read model answered (read-through: an account that has not moved since
+// the server started holding balances is held from its first read on).
+func (s *Service) offer(ledger string, position uint64, read []projections.ServedBalance) {
+	if len(read) == 0 {
+		return // s has no server, or the accounts do not exist
+	}
+	if server := s.served(ledger); server != nil {
+		server.OfferBalances(position, read)
+	}
+}
+
 // readBalances reads the balances of accounts (those that exist, in
-// request order) and the checkpoint they reflect.
-func (s *Service) readBalances(ctx context.Context, ledger string, accounts []string) (Balances, error) {
+// request order) and the checkpoint they reflect; and, when s has a
+// BalanceServer (WithServed), read: the same in minor units, to offer it.
+func (s *Service) readBalances(ctx context.Context, ledger string, accounts []string) (out Balances,
+	read []projections.ServedBalance, err error) {
 	// One statement, one snapshot: the rows and the checkpoint agree. An
 	// account's totals are its last statement line's (a backward step on the
 	// lines' primary key), zero before its first; its asset and side are its
@@ -205,9 +224,8 @@ func (s *Service) readBalances(ctx context.Context, ledger string, accounts []st
 		`+lastLine("")+`
 		ORDER BY q.n`, ledger, accounts)
 	if err != nil {
-		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
+		return Balances{}, nil, fmt.Errorf("balances of %s: %w", ledger, err)
 	}
-	var out Balances
 	var (
 		account, asset, normal pgtype.Text // nullable values, which pgx scans without reflect
 		scale                  pgtype.Int2
@@ -227,12 +245,17 @@ func (s *Service) readBalances(ctx context.Context, ledger string, accounts []st
 			return fmt.Errorf("account %s: %w", account.String, err)
 		}
 		out.Balances = append(out.Balances, t.balance(account.String, asset.String, normal.String, uint64(pos.Int64)))
+		if s.served != nil {
+			read = append(read, projections.ServedBalance{Account: account.String, Asset: asset.String,
+				Scale: t.scale, Normal: t.a.Normal, DebitsPosted: t.a.DebitsPosted, CreditsPosted: t.a.CreditsPosted,
+				DebitsPending: t.a.DebitsPending, CreditsPending: t.a.CreditsPending, Position: uint64(pos.Int64)})
+		}
 		return nil
 	})
 	if err != nil {
-		return Balances{}, fmt.Errorf("balances of %s: %w", ledger, err)
+		return Balances{}, nil, fmt.Errorf("balances of %s: %w", ledger, err)
 	}
-	return out, nil
+	return out, read, nil
 }
 
 // waitFor returns once the projection's checkpoint is at least pos, with
