@@ -142,10 +142,7 @@ func (p *Movements) committed(key string, last uint64) {
 		p.served[key] = t
 	}
 	for i := range rows.rows {
-		r := &rows.rows[i]
-		h, _ := t.heads.Add(r.Account, r.Asset)
-		h.scale, h.normal, h.position = r.Scale, r.Normal, r.Position
-		h.dp, h.cp, h.dq, h.cq = r.DebitsPosted, r.CreditsPosted, r.DebitsPending, r.CreditsPending
+		t.put(&rows.rows[i])
 	}
 	t.through = last
 }
@@ -200,9 +197,13 @@ func (p *Movements) offer(key string, position uint64, balances []ServedBalance)
 		return
 	}
 	for i := range balances {
-		b := &balances[i]
-		h, _ := t.heads.Add(b.Account, b.Asset)
-		h.scale, h.normal, h.position = b.Scale, b.Normal, b.Position
-		h.dp, h.cp, h.dq, h.cq = b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending
+		t.put(&balances[i])
 	}
+}
+
+// put holds b, in place of what t held of its account.
+func (t *servedTable) put(b *ServedBalance) {
+	h, _ := t.heads.Add(b.Account, b.Asset)
+	h.scale, h.normal, h.position = b.Scale, b.Normal, b.Position
+	h.dp, h.cp, h.dq, h.cq = b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending
 }
