@@ -310,8 +310,27 @@ func (c *client) describe(err error) string {
 // then is ledgerd's answer, not gRPC's for a server it could not reach or
 // lost.
 func (c *client) reached() bool {
-	return c.conn != nil && c.conn.GetState() == connectivity.Ready
+	if c.conn == nil {
+		return false
+	}
+	// The connection's state may lag the call that just came back (the
+	// balancer updates it beside the picker the call went through): a
+	// moment's wait for Ready tells, and costs only a call that failed.
+	ctx, cancel := context.WithTimeout(context.Background(), reachedWait)
+	defer cancel()
+	for {
+		state := c.conn.GetState()
+		if state == connectivity.Ready {
+			return true
+		}
+		if !c.conn.WaitForStateChange(ctx, state) {
+			return false
+		}
+	}
 }
+
+// reachedWait bounds reached's wait for the connection's state to say Ready.
+const reachedWait = 200 * time.Millisecond
 
 // call connects and runs fn with a bounded context.
 func (c *client) call(ctx context.Context, fn func(ctx context.Context) error) error {
