@@ -258,11 +258,12 @@ func (r *Runner) ServedBalances(accounts []string) (balances []ServedBalance, po
 }
 
 // OfferBalances gives the runner's projector, when it serves balances from
-// memory, balances read from the read model at position: it keeps them if
-// what it serves is at that position.
-func (r *Runner) OfferBalances(position uint64, balances []ServedBalance) {
+// memory, balances read from the read model at position, from its lines
+// numbered ledgerNo (movement_ledgers): it keeps them if what it serves is at
+// that position under that number.
+func (r *Runner) OfferBalances(position uint64, ledgerNo int32, balances []ServedBalance) {
 	if s, ok := r.proj.(balanceServer); ok {
-		s.offer(r.ledger, position, balances)
+		s.offer(r.ledger, position, ledgerNo, balances)
 	}
 }
 

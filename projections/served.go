@@ -70,7 +70,7 @@ type committer interface {
 // balanceServer answers balances from a projector's memory.
 type balanceServer interface {
 	servedBalances(key string, accounts []string) ([]ServedBalance, uint64, bool)
-	offer(key string, position uint64, balances []ServedBalance)
+	offer(key string, position uint64, ledgerNo int32, balances []ServedBalance)
 }
 
 // servedRows returns the balances of the accounts the fold opened or moved,
@@ -147,14 +147,16 @@ func (p *Movements) committed(key string, last uint64) {
 	t.through = last
 }
 
-// loaded keeps key's served balances only if they are at pos.
+// loaded starts key's served balances again, empty, at pos: the checkpoint
+// was read because the runner starts or starts again, after a batch that
+// failed (another runner moved the checkpoint, or a rebuild's swap
+// renumbered the lines at the same position: what is held may be the rows
+// replaced).
 func (p *Movements) loaded(key string, pos uint64) {
 	p.servedMu.Lock()
 	defer p.servedMu.Unlock()
 	delete(p.pending, key)
-	if t := p.served[key]; t == nil || t.through != pos {
-		p.served[key] = &servedTable{through: pos, heads: newHeadTable()}
-	}
+	p.served[key] = &servedTable{through: pos, heads: newHeadTable()}
 }
 
 // servedBalances returns the balances of accounts as key's last committed
@@ -182,18 +184,22 @@ func (p *Movements) servedBalances(key string, accounts []string) (balances []Se
 	return out, t.through, true
 }
 
-// offer adds balances, read from the read model at position (a query's), to
-// key's served balances if they are at that position and read: an account
-// no batch has moved since they started is then held from its first read
-// on. Offered at another position, or past the bound, they are let go.
-func (p *Movements) offer(key string, position uint64, balances []ServedBalance) {
+// offer adds balances, read from the read model at position (a query's)
+// from its lines numbered ledgerNo, to key's served balances if they are at
+// that position under that number and read: an account no batch has moved
+// since they started is then held from its first read on. Offered at another
+// position or number (a read from before a rebuild's swap, which keeps the
+// position), before a batch has said the number, or past the bound, they
+// are let go.
+func (p *Movements) offer(key string, position uint64, ledgerNo int32, balances []ServedBalance) {
 	if !p.servedWanted() {
 		return
 	}
 	p.servedMu.Lock()
 	defer p.servedMu.Unlock()
 	t := p.served[key]
-	if t == nil || t.through != position || t.heads.Len()+len(balances) > servedAccountsMax {
+	if t == nil || t.through != position || t.ledgerNo == 0 || t.ledgerNo != ledgerNo ||
+		t.heads.Len()+len(balances) > servedAccountsMax {
 		return
 	}
 	for i := range balances {

@@ -80,9 +80,10 @@ type BalanceServer interface {
 	// ServedBalances returns the balances of accounts, in order, and the
 	// checkpoint they are at; ok is false unless it holds every one.
 	ServedBalances(accounts []string) (balances []projections.ServedBalance, position uint64, ok bool)
-	// OfferBalances gives it balances the read model answered at position,
-	// which it keeps if it is at that position.
-	OfferBalances(position uint64, balances []projections.ServedBalance)
+	// OfferBalances gives it balances the read model answered at position
+	// from the ledger's lines numbered ledgerNo, which it keeps if it is at
+	// that position under that number.
+	OfferBalances(position uint64, ledgerNo int32, balances []projections.ServedBalance)
 }
 
 // WithServed makes GetBalances answer from served(ledger), when it is not
@@ -134,7 +135,8 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if len(accounts) > AccountsPerRequestMax {
 		return Balances{}, fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
 	}
-	if out, ok := s.servedBalances(ledger, accounts, minPosition); ok {
+	out, ok, server := s.servedBalances(ledger, accounts, minPosition)
+	if ok {
 		return out, nil
 	}
 	s = s.route()
@@ -142,7 +144,7 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 		// Read first: a checkpoint that has reached minPosition needs no
 		// wait, and no round trip to look at it. An error goes the waiting
 		// way, which answers from the primary when a replica fails.
-		if out, read, err := s.readBalances(ctx, ledger, accounts); err == nil && out.Position >= minPosition {
+		if out, read, err := s.readBalances(ctx, ledger, accounts, server); err == nil && out.Position >= minPosition {
 			s.offer(ledger, out.Position, read)
 			return out, nil
 		}
@@ -151,10 +153,10 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if err != nil {
 		return Balances{}, err
 	}
-	if out, ok := s.servedBalances(ledger, accounts, minPosition); ok {
+	if out, ok, _ := s.servedBalances(ledger, accounts, minPosition); ok {
 		return out, nil
 	}
-	out, read, err := s.readBalances(ctx, ledger, accounts)
+	out, read, err := s.readBalances(ctx, ledger, accounts, server)
 	if err != nil {
 		return Balances{}, err
 	}
@@ -168,20 +170,20 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 }
 
 // servedBalances answers from the ledger's BalanceServer, when there is one
-// and it holds every account at minPosition or later.
-func (s *Service) servedBalances(ledger string, accounts []string, minPosition uint64) (Balances, bool) {
+// (server) and it holds every account at minPosition or later (ok).
+func (s *Service) servedBalances(ledger string, accounts []string, minPosition uint64) (out Balances, ok, server bool) {
 	if s.served == nil {
-		return Balances{}, false
+		return Balances{}, false, false
 	}
-	server := s.served(ledger)
-	if server == nil {
-		return Balances{}, false
+	bs := s.served(ledger)
+	if bs == nil {
+		return Balances{}, false, false
 	}
-	got, pos, ok := server.ServedBalances(accounts)
+	got, pos, ok := bs.ServedBalances(accounts)
 	if !ok || pos < minPosition {
-		return Balances{}, false
+		return Balances{}, false, true
 	}
-	out := Balances{Position: pos, Balances: make([]Balance, len(got))}
+	out = Balances{Position: pos, Balances: make([]Balance, len(got))}
 	for i := range got {
 		b := &got[i]
 		t := movementTotals{scale: b.Scale, a: domain.Account{Normal: b.Normal, DebitsPosted: b.DebitsPosted,
@@ -189,26 +191,33 @@ func (s *Service) servedBalances(ledger string, accounts []string, minPosition u
 		out.Balances[i] = t.balance(b.Account, b.Asset, b.Normal.String(), b.Position)
 	}
 	s.fromMemory.Add(1)
-	return out, true
+	return out, true, true
 }
 
 // offer gives the ledger's BalanceServer, when there is one, the balances
 // the read model answered (read-through: an account that has not moved since
 // the server started holding balances is held from its first read on).
-func (s *Service) offer(ledger string, position uint64, read []projections.ServedBalance) {
-	if len(read) == 0 {
-		return // s has no server, or the accounts do not exist
+func (s *Service) offer(ledger string, position uint64, read readRows) {
+	if len(read.rows) == 0 || s.served == nil {
+		return // not kept (no server), or the accounts do not exist
 	}
 	if server := s.served(ledger); server != nil {
-		server.OfferBalances(position, read)
+		server.OfferBalances(position, read.ledgerNo, read.rows)
 	}
 }
 
+// readRows are balances the read model answered, in minor units, and the
+// number of the ledger's lines they were read under (0: none read).
+type readRows struct {
+	ledgerNo int32
+	rows     []projections.ServedBalance
+}
+
 // readBalances reads the balances of accounts (those that exist, in
-// request order) and the checkpoint they reflect; and, when s has a
-// BalanceServer (WithServed), read: the same in minor units, to offer it.
-func (s *Service) readBalances(ctx context.Context, ledger string, accounts []string) (out Balances,
-	read []projections.ServedBalance, err error) {
+// request order) and the checkpoint they reflect; and, with keep (the
+// ledger has a BalanceServer), read: the same in minor units, to offer it.
+func (s *Service) readBalances(ctx context.Context, ledger string, accounts []string, keep bool) (out Balances,
+	read readRows, err error) {
 	// One statement, one snapshot: the rows and the checkpoint agree. An
 	// account's totals are its last statement line's (a backward step on the
 	// lines' primary key), zero before its first; its asset and side are its
@@ -217,23 +226,27 @@ func (s *Service) readBalances(ctx context.Context, ledger string, accounts []st
 	// row, a join scanned all of the ledger's rows.
 	rows, err := s.pool.Query(ctx, `SELECT q.account, h.asset, h.scale, h.normal_balance,
 			l.debits_posted::text, l.credits_posted::text, l.debits_pending::text, l.credits_pending::text,
-			COALESCE(l.position, h.opened_position), c.position
+			COALESCE(l.position, h.opened_position), c.position, h.ledger_no
 		FROM (SELECT position FROM projection_checkpoints WHERE ledger = $1 AND projection = 'movements') c
 		LEFT JOIN unnest($2::text[]) WITH ORDINALITY AS q(account, n) ON true
 		LEFT JOIN LATERAL (SELECT * FROM movement_heads h WHERE h.ledger = $1 AND h.account = q.account OFFSET 0) h ON true
 		`+lastLine("")+`
 		ORDER BY q.n`, ledger, accounts)
 	if err != nil {
-		return Balances{}, nil, fmt.Errorf("balances of %s: %w", ledger, err)
+		return Balances{}, readRows{}, fmt.Errorf("balances of %s: %w", ledger, err)
+	}
+	if keep {
+		read.rows = make([]projections.ServedBalance, 0, len(accounts))
 	}
 	var (
 		account, asset, normal pgtype.Text // nullable values, which pgx scans without reflect
 		scale                  pgtype.Int2
 		totals                 movementTexts
 		pos, checkpoint        pgtype.Int8
+		ledgerNo               pgtype.Int4
 	)
 	_, err = pgx.ForEachRow(rows, []any{&account, &asset, &scale, &normal, &totals[0], &totals[1], &totals[2], &totals[3],
-		&pos, &checkpoint}, func() error {
+		&pos, &checkpoint, &ledgerNo}, func() error {
 		if checkpoint.Valid {
 			out.Position = uint64(checkpoint.Int64)
 		}
@@ -245,15 +258,16 @@ func (s *Service) readBalances(ctx context.Context, ledger string, accounts []st
 			return fmt.Errorf("account %s: %w", account.String, err)
 		}
 		out.Balances = append(out.Balances, t.balance(account.String, asset.String, normal.String, uint64(pos.Int64)))
-		if s.served != nil {
-			read = append(read, projections.ServedBalance{Account: account.String, Asset: asset.String,
+		if keep {
+			read.ledgerNo = ledgerNo.Int32
+			read.rows = append(read.rows, projections.ServedBalance{Account: account.String, Asset: asset.String,
 				Scale: t.scale, Normal: t.a.Normal, DebitsPosted: t.a.DebitsPosted, CreditsPosted: t.a.CreditsPosted,
 				DebitsPending: t.a.DebitsPending, CreditsPending: t.a.CreditsPending, Position: uint64(pos.Int64)})
 		}
 		return nil
 	})
 	if err != nil {
-		return Balances{}, nil, fmt.Errorf("balances of %s: %w", ledger, err)
+		return Balances{}, readRows{}, fmt.Errorf("balances of %s: %w", ledger, err)
 	}
 	return out, read, nil
 }
