@@ -62,8 +62,8 @@ type committer interface {
 	// committed says the transaction that moved key's checkpoint to last
 	// committed.
 	committed(key string, last uint64)
-	// loaded says key's checkpoint was read at pos: what is kept of
-	// another position is not the read model's.
+	// loaded says key's checkpoint was read at pos: what is kept may not
+	// be the read model's any more.
 	loaded(key string, pos uint64)
 }
 
