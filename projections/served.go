@@ -1,6 +1,8 @@
 package projections
 
 import (
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/ledgerd/ledger/domain"
@@ -25,6 +27,18 @@ type ServedBalance struct {
 // PostgreSQL.
 const servedAccountsMax = 1 << 16
 
+// servedProcessMax bounds the accounts the served balances of every ledger
+// of the process hold together (about 35 MB): a table that would take it
+// past the bound starts again, empty, and a read's offer is let go. A
+// variable for the tests.
+var servedProcessMax int64 = 1 << 18
+
+// servedHeld is how many accounts the served balances of the process hold:
+// each table adds what it holds, gives it back when it is replaced, and its
+// cleanup gives back what a table dropped with its projector (a runner
+// stopped or restarted) held.
+var servedHeld atomic.Int64
+
 // servedIdleAfter is how long after the last GetBalances a projector keeps
 // its served balances up to date: a ledger whose balances nobody reads from
 // memory pays nothing for them (its table starts again, empty, at the next
@@ -43,6 +57,30 @@ type servedTable struct {
 	// may say otherwise at the same position.
 	ledgerNo int32
 	heads    *headTable
+	// held is its share of servedHeld.
+	held *atomic.Int64
+}
+
+// newServedTable returns an empty table at through under ledgerNo, whose
+// share of servedHeld goes back when it is collected.
+func newServedTable(through uint64, ledgerNo int32) *servedTable {
+	t := &servedTable{through: through, ledgerNo: ledgerNo, heads: newHeadTable(), held: new(atomic.Int64)}
+	runtime.AddCleanup(t, func(held *atomic.Int64) { servedHeld.Add(-held.Swap(0)) }, t.held)
+	return t
+}
+
+// replaceServed makes t key's table in place of the one it had, whose
+// share of servedHeld goes back now.
+func (p *Movements) replaceServed(key string, t *servedTable) {
+	if old := p.served[key]; old != nil {
+		servedHeld.Add(-old.held.Swap(0))
+	}
+	p.served[key] = t
+}
+
+// fits says n more accounts fit t's bound and the process's.
+func (t *servedTable) fits(n int) bool {
+	return t.heads.Len()+n <= servedAccountsMax && servedHeld.Load()+int64(n) <= servedProcessMax
 }
 
 // servedRows is what a batch commits of its accounts' balances: each account
@@ -128,23 +166,34 @@ func (p *Movements) committed(key string, last uint64) {
 	delete(p.pending, key)
 	t := p.served[key]
 	switch {
-	case rows == nil || rows.last != last || len(rows.rows) > servedAccountsMax:
+	case rows == nil || rows.last != last:
 		// Not known what the transaction wrote (or not kept: nobody
-		// reads), or more than the bound: nothing is held.
-		if t == nil || t.heads.Len() > 0 {
-			t = &servedTable{heads: newHeadTable()}
-			p.served[key] = t
-		}
-		t.through, t.ledgerNo = last, 0
+		// reads): nothing is held.
+		p.emptyServed(key, last)
 		return
-	case t == nil || t.through != rows.from || t.ledgerNo != rows.ledgerNo || t.heads.Len()+len(rows.rows) > servedAccountsMax:
-		t = &servedTable{ledgerNo: rows.ledgerNo, heads: newHeadTable()}
-		p.served[key] = t
+	case t == nil || t.through != rows.from || t.ledgerNo != rows.ledgerNo || !t.fits(len(rows.rows)):
+		t = newServedTable(last, rows.ledgerNo)
+		p.replaceServed(key, t)
+		if !t.fits(len(rows.rows)) {
+			// More than the bounds take, even alone: nothing is held.
+			t.ledgerNo = 0
+			return
+		}
 	}
 	for i := range rows.rows {
 		t.put(&rows.rows[i])
 	}
 	t.through = last
+}
+
+// emptyServed makes key's table an empty one at through (under no number,
+// which no offer has).
+func (p *Movements) emptyServed(key string, through uint64) {
+	if t := p.served[key]; t != nil && t.heads.Len() == 0 {
+		t.through, t.ledgerNo = through, 0
+		return
+	}
+	p.replaceServed(key, newServedTable(through, 0))
 }
 
 // loaded starts key's served balances again, empty, at pos: the checkpoint
@@ -156,7 +205,7 @@ func (p *Movements) loaded(key string, pos uint64) {
 	p.servedMu.Lock()
 	defer p.servedMu.Unlock()
 	delete(p.pending, key)
-	p.served[key] = &servedTable{through: pos, heads: newHeadTable()}
+	p.replaceServed(key, newServedTable(pos, 0))
 }
 
 // servedBalances returns the balances of accounts as key's last committed
@@ -198,8 +247,7 @@ func (p *Movements) offer(key string, position uint64, ledgerNo int32, balances 
 	p.servedMu.Lock()
 	defer p.servedMu.Unlock()
 	t := p.served[key]
-	if t == nil || t.through != position || t.ledgerNo == 0 || t.ledgerNo != ledgerNo ||
-		t.heads.Len()+len(balances) > servedAccountsMax {
+	if t == nil || t.through != position || t.ledgerNo == 0 || t.ledgerNo != ledgerNo || !t.fits(len(balances)) {
 		return
 	}
 	for i := range balances {
@@ -209,7 +257,11 @@ func (p *Movements) offer(key string, position uint64, ledgerNo int32, balances 
 
 // put holds b, in place of what t held of its account.
 func (t *servedTable) put(b *ServedBalance) {
-	h, _ := t.heads.Add(b.Account, b.Asset)
+	h, added := t.heads.Add(b.Account, b.Asset)
+	if added {
+		t.held.Add(1)
+		servedHeld.Add(1)
+	}
 	h.scale, h.normal, h.position = b.Scale, b.Normal, b.Position
 	h.dp, h.cp, h.dq, h.cq = b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending
 }

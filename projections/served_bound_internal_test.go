@@ -2,6 +2,7 @@ package projections
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -63,5 +64,61 @@ func TestServedBalancesBoundedByOneBatch(t *testing.T) {
 	if n := p.served[ledger].heads.Len(); n > servedAccountsMax {
 		t.Fatalf("one batch of %d records (%d postings each) left %d accounts in the served balances, over servedAccountsMax %d",
 			transfers, postings, n, servedAccountsMax)
+	}
+}
+
+// TestServedBalancesProcessBound: the served balances of every ledger of the
+// process hold at most servedProcessMax accounts together. A ledger's batch
+// that would take them past it holds nothing; a table replaced gives its
+// accounts back at once, and one dropped with its projector when it is
+// collected.
+func TestServedBalancesProcessBound(t *testing.T) {
+	defer func(max int64) { servedProcessMax = max }(servedProcessMax)
+	runtime.GC() // what earlier tests dropped goes back first
+	time.Sleep(20 * time.Millisecond)
+	start := servedHeld.Load()
+	servedProcessMax = start + 150
+	rows := func(from, last uint64, prefix string) *servedRows {
+		s := &servedRows{from: from, last: last, ledgerNo: 1}
+		for i := range 100 {
+			s.rows = append(s.rows, ServedBalance{Account: fmt.Sprint(prefix, i), Asset: "USD", Scale: 2, Position: last})
+		}
+		return s
+	}
+	commit := func(p *Movements, key string, r *servedRows) {
+		p.setPending(key, r)
+		p.committed(key, r.last)
+	}
+	held := func(p *Movements, key, account string) bool {
+		_, _, ok := p.servedBalances(key, []string{account})
+		return ok
+	}
+	a, b := NewMovements(), NewMovements()
+	a.loaded("a", 0)
+	b.loaded("b", 0)
+	commit(a, "a", rows(0, 10, "a-"))
+	commit(b, "b", rows(0, 10, "b-"))
+	if !held(a, "a", "a-0") || held(b, "b", "b-0") {
+		t.Fatalf("a holds a-0: %v, b holds b-0: %v; want a's 100 held and b's not (150 in all)", held(a, "a", "a-0"), held(b, "b", "b-0"))
+	}
+	if got := servedHeld.Load() - start; got != 100 {
+		t.Fatalf("%d accounts counted, want a's 100", got)
+	}
+	a.loaded("a", 10) // a's table replaced: its accounts go back
+	if got := servedHeld.Load() - start; got != 0 {
+		t.Fatalf("%d accounts counted after a's table was replaced, want 0", got)
+	}
+	commit(b, "b", rows(10, 20, "b-"))
+	if !held(b, "b", "b-0") {
+		t.Fatal("b's next batch not held with room for it")
+	}
+	b = nil // dropped with its projector: collected, its accounts go back
+	deadline := time.Now().Add(10 * time.Second)
+	for servedHeld.Load() != start {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d accounts still counted after b was collected, want 0", servedHeld.Load()-start)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
