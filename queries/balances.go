@@ -135,11 +135,13 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if len(accounts) > AccountsPerRequestMax {
 		return Balances{}, fmt.Errorf("%d accounts, at most %d: %w", len(accounts), AccountsPerRequestMax, ErrTooManyAccounts)
 	}
+	// The replica's Service has no server: a replica marked down routes to
+	// the primary's, which may answer from memory.
+	s = s.route()
 	out, ok, server := s.servedBalances(ledger, accounts, minPosition)
 	if ok {
 		return out, nil
 	}
-	s = s.route()
 	if minPosition > 0 {
 		// Read first: a checkpoint that has reached minPosition needs no
 		// wait, and no round trip to look at it. An error goes the waiting
@@ -153,7 +155,8 @@ func (s *Service) GetBalances(ctx context.Context, ledger string, accounts []str
 	if err != nil {
 		return Balances{}, err
 	}
-	if out, ok, _ := s.servedBalances(ledger, accounts, minPosition); ok {
+	// Waiting may have moved to the primary's Service (a replica behind).
+	if out, ok, server = s.servedBalances(ledger, accounts, minPosition); ok {
 		return out, nil
 	}
 	out, read, err := s.readBalances(ctx, ledger, accounts, server)
