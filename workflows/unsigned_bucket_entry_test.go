@@ -1,14 +1,12 @@
 package workflows_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,18 +20,6 @@ import (
 	"github.com/ledgerd/ledger/internal/testenv"
 	"github.com/ledgerd/ledger/workflows"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // TestUnsignedBucketEntryBlocksAnchor: whoever can write the NATS
 // key-value bucket ledger_anchors (no private key needed) puts an unsigned,
@@ -66,7 +52,7 @@ func TestUnsignedBucketEntryBlocksAnchor(t *testing.T) {
 
 	t.Log("ledgerd appends 1..2 and signs its head")
 	testenv.NoError(t, store.Append(ctx, ledger, 0, eventstore.Hash{}, recs))
-	logs := &lockedBuf{}
+	logs := &testenv.LockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir := t.TempDir()
 	file := &anchorfile.Sink{Dir: dir}
