@@ -22,20 +22,7 @@ import (
 // must be what the read model says at the position answered.
 func TestServedBalancesReadThroughAcrossRebuildSwap(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	before := e.runWorkload(40, 23)
-	built := e.startRunner(t.Context(), projections.NewMovements(), e.natsSource())
-	waitFor(t, built, before)
-	built.stop()
-
-	// USD-0's lines say 7.00 more credits than the log.
-	tag, err := e.pool.Exec(t.Context(), `UPDATE movements m SET credits_posted = m.credits_posted + 7
-		FROM movement_heads h WHERE h.ledger = $1 AND h.account = 'USD-0'
-			AND m.ledger_no = h.ledger_no AND m.account_no = h.opened_position`, e.ledger)
-	testenv.NoError(t, err)
-	if tag.RowsAffected() == 0 {
-		t.Fatal("USD-0 has no lines to corrupt")
-	}
+	e, before := corruptedUSD0(t)
 
 	old := e.startRunner(t.Context(), projections.NewMovements().KeepServed(), e.natsSource())
 	waitFor(t, old, before)

@@ -20,21 +20,7 @@ import (
 // it again, empty").
 func TestServedBalancesAfterRebuildSwap(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	before := e.runWorkload(40, 23)
-	built := e.startRunner(t.Context(), projections.NewMovements(), e.natsSource())
-	waitFor(t, built, before)
-	built.stop()
-
-	// USD-0's lines say 7.00 more credits than the log.
-	tag, err := e.pool.Exec(t.Context(), `UPDATE movements m SET credits_posted = m.credits_posted + 7
-		FROM movement_heads h WHERE h.ledger = $1 AND h.account = 'USD-0'
-			AND m.ledger_no = h.ledger_no AND m.account_no = h.opened_position`, e.ledger)
-	testenv.NoError(t, err)
-	if tag.RowsAffected() == 0 {
-		t.Fatal("USD-0 has no lines to corrupt")
-	}
-
+	e, before := corruptedUSD0(t)
 	live := e.startRunner(t.Context(), projections.NewMovements().KeepServed(), e.natsSource())
 	waitFor(t, live, before)
 	e.submit([]domain.Command{&domain.CreateTransfer{ID: "moves-usd-0", Postings: []domain.PostingInput{
@@ -63,4 +49,23 @@ func TestServedBalancesAfterRebuildSwap(t *testing.T) {
 		t.Fatalf("after the rebuild's swap, USD-0 served from memory at %d as %+v; the rebuilt read model says %+v",
 			pos, served, want)
 	}
+}
+
+// corruptedUSD0 builds a workload's statement lines to its head, before,
+// then makes USD-0's say 7.00 more credits than the log: rows a rebuild
+// replaces.
+func corruptedUSD0(t *testing.T) (e *env, before uint64) {
+	e = newEnv(t)
+	before = e.runWorkload(40, 23)
+	built := e.startRunner(t.Context(), projections.NewMovements(), e.natsSource())
+	waitFor(t, built, before)
+	built.stop()
+	tag, err := e.pool.Exec(t.Context(), `UPDATE movements m SET credits_posted = m.credits_posted + 7
+		FROM movement_heads h WHERE h.ledger = $1 AND h.account = 'USD-0'
+			AND m.ledger_no = h.ledger_no AND m.account_no = h.opened_position`, e.ledger)
+	testenv.NoError(t, err)
+	if tag.RowsAffected() == 0 {
+		t.Fatal("USD-0 has no lines to corrupt")
+	}
+	return e, before
 }
