@@ -60,6 +60,29 @@ var ErrStreamDiverged = errors.New("the stream is not the log's")
 // record is never skipped) until max_payload is at least MaxPayloadMin.
 var ErrMaxPayload = errors.New("frame over the NATS server's max_payload")
 
+// divergedError is ErrStreamDiverged as the relay found it with the
+// stream's last sequence at seq (cause, when not nil, is what it found
+// there).
+type divergedError struct {
+	seq   uint64
+	msg   string
+	cause error
+}
+
+func (e *divergedError) Error() string {
+	if e.cause != nil {
+		return e.msg + ": " + e.cause.Error() + ": " + ErrStreamDiverged.Error()
+	}
+	return e.msg + ": " + ErrStreamDiverged.Error()
+}
+
+func (e *divergedError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{e.cause, ErrStreamDiverged}
+	}
+	return []error{ErrStreamDiverged}
+}
+
 // maxPayloadError is ErrMaxPayload for the frame that begins at first.
 type maxPayloadError struct {
 	first uint64
@@ -91,9 +114,11 @@ type Relay struct {
 	wake    chan struct{}
 	faults  Faults
 	tracer  trace.Tracer // nil: no spans
-	// diverged is the last divergence told, "" when none: logged at ERROR
-	// when new (supervise.Run calls serve and OnRestart in turn).
-	diverged string
+	// diverged is the stream's last sequence where the last divergence
+	// told was found, 0 when none: logged at ERROR when new (supervise.Run
+	// calls serve and OnRestart in turn). A diverged relay publishes
+	// nothing: the stream's tail moves only by another's hand.
+	diverged uint64
 	// oversized is the first position of the frame last refused for
 	// max_payload (ErrMaxPayload), 0 when none; maxPayloadWarned the
 	// server's max_payload last warned of at start, 0 when none.
@@ -214,13 +239,17 @@ func (r *Relay) Run(ctx context.Context) error {
 // divergedFrom reports that the stream is not the log's: at ERROR when the
 // reason is new, and to the faults.
 func (r *Relay) divergedFrom(ctx context.Context, err error, delay time.Duration) {
+	var seq uint64
+	if e, ok := errors.AsType[*divergedError](err); ok {
+		seq = e.seq
+	}
 	log := r.logger.Error
-	if err.Error() == r.diverged {
+	if seq != 0 && seq == r.diverged {
 		log = r.logger.Debug
 	}
 	log("relay stopped: the stream is not the log's; nothing is published on top until it is repaired (ledgerctl admin repair-stream)",
 		"err", err, "retry_in", delay)
-	r.diverged = err.Error()
+	r.diverged = seq
 	if r.faults != nil {
 		r.faults.StreamDiverged(ctx, r.ledger, err)
 	}
@@ -276,9 +305,9 @@ func (r *Relay) serve(ctx context.Context) error {
 	if r.faults != nil {
 		r.faults.StreamInStep(ctx, r.ledger)
 	}
-	if r.diverged != "" {
+	if r.diverged != 0 {
 		r.logger.Info("relay resumed: the stream's tail is the log's", "position", last)
-		r.diverged = ""
+		r.diverged = 0
 	}
 	// inStep says the offers have reached where the relay stands: the last
 	// records it published were offered, or the offers then caught up with
@@ -361,8 +390,8 @@ func (r *Relay) tail(ctx context.Context, stream jetstream.Stream) (last, seq ui
 			return 0, 0, hash, err
 		}
 		if err != nil || before != first-1 {
-			return 0, 0, hash, fmt.Errorf("the stream's last frame (sequence %d) holds %d..%d, the one before does not end at %d: %w",
-				st.LastSeq, first, last, first-1, ErrStreamDiverged)
+			return 0, 0, hash, &divergedError{seq: st.LastSeq, msg: fmt.Sprintf(
+				"the stream's last frame (sequence %d) holds %d..%d, the one before does not end at %d", st.LastSeq, first, last, first-1)}
 		}
 	}
 	return last, st.LastSeq, hash, nil
@@ -379,11 +408,11 @@ func (r *Relay) checkTail(ctx context.Context, stream jetstream.Stream, seq uint
 	}
 	first, last, err = frameSpan(msg.Header)
 	if err != nil {
-		return 0, 0, hash, fmt.Errorf("the stream's last message (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
+		return 0, 0, hash, &divergedError{seq: seq, msg: fmt.Sprintf("the stream's last message (sequence %d)", seq), cause: err}
 	}
 	recs, err := ParseFrame(r.ledger, first, last, msg.Data)
 	if err != nil {
-		return 0, 0, hash, fmt.Errorf("the stream's last frame (sequence %d): %w: %w", seq, err, ErrStreamDiverged)
+		return 0, 0, hash, &divergedError{seq: seq, msg: fmt.Sprintf("the stream's last frame (sequence %d)", seq), cause: err}
 	}
 	logged, err := r.log.Read(ctx, r.ledger, last, 1)
 	if err != nil {
@@ -396,11 +425,11 @@ func (r *Relay) checkTail(ctx context.Context, stream jetstream.Stream, seq uint
 		if err != nil {
 			return 0, 0, hash, fmt.Errorf("head: %w", err)
 		}
-		return 0, 0, hash, fmt.Errorf("the stream reaches position %d, the log only %d (restored from an earlier copy?): %w",
-			last, head, ErrStreamDiverged)
+		return 0, 0, hash, &divergedError{seq: seq, msg: fmt.Sprintf(
+			"the stream reaches position %d, the log only %d (restored from an earlier copy?)", last, head)}
 	case logged[0].Hash != tip.Hash:
-		return 0, 0, hash, fmt.Errorf("the stream's event at %d has hash %x, the log's %x: %w", last, tip.Hash[:8], logged[0].Hash[:8],
-			ErrStreamDiverged)
+		return 0, 0, hash, &divergedError{seq: seq, msg: fmt.Sprintf("the stream's event at %d has hash %x, the log's %x",
+			last, tip.Hash[:8], logged[0].Hash[:8])}
 	}
 	return first, last, tip.Hash, nil
 }
@@ -463,8 +492,8 @@ func (r *Relay) publish(ctx context.Context, last, seq uint64, hash eventstore.H
 			prev = recs[i-1].Hash
 		}
 		if recs[i].PrevHash != prev {
-			return last, seq, hash, fmt.Errorf("the log's event at %d follows hash %x, the stream's event before it has %x: %w",
-				recs[i].Position, recs[i].PrevHash[:8], prev[:8], ErrStreamDiverged)
+			return last, seq, hash, &divergedError{seq: seq, msg: fmt.Sprintf(
+				"the log's event at %d follows hash %x, the stream's event before it has %x", recs[i].Position, recs[i].PrevHash[:8], prev[:8])}
 		}
 	}
 	type sent struct {

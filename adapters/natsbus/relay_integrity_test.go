@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,14 +113,24 @@ func TestRelayRefusesAStreamThatIsNotTheLogs(t *testing.T) {
 			testenv.NoError(t, err)
 
 			faults := &faultsSeen{}
-			second := natsbus.NewRelay(ledger, jetStream(t), readFrom, natsbus.StreamOptions{}, testLogger(t)).WithFaults(faults)
+			var out testenv.LockedBuffer
+			logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			second := natsbus.NewRelay(ledger, jetStream(t), readFrom, natsbus.StreamOptions{}, logger).WithFaults(faults)
 			stop := startRun(t, second.Run)
+			const told = `msg="relay stopped: the stream is not the log's`
 			testenv.Eventually(t, relayWaitMax, func() error {
 				if _, err := faults.state(); err == nil || !errors.Is(err, natsbus.ErrStreamDiverged) || !strings.Contains(err.Error(), tc.reason) {
 					return fmt.Errorf("told %v, want ErrStreamDiverged with %q", err, tc.reason)
 				}
+				// Tried again: the same divergence is not an ERROR again.
+				if !strings.Contains(out.String(), "level=DEBUG "+told) {
+					return fmt.Errorf("the divergence not tried again yet:\n%s", out.String())
+				}
 				return nil
 			})
+			if n := strings.Count(out.String(), "level=ERROR "+told); n != 1 {
+				t.Errorf("the divergence logged at ERROR %d times, want once:\n%s", n, out.String())
+			}
 			second.Wake()
 			if st, err := streamState(t.Context(), js, ledger); err != nil || st.LastSeq != stuck.LastSeq {
 				t.Fatalf("stream at sequence %d (%v) after the relay found it diverged, want %d: published on top", st.LastSeq, err, stuck.LastSeq)
